@@ -1,0 +1,201 @@
+"""Proto messages to domain values and back: the only place that knows both shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+
+from cpod.integration.v1 import webhook_pb2 as pb
+from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.webhooks import (
+    DEFAULT_SOURCE,
+    OUTPUT_ONLY_FIELDS,
+    Backoff,
+    Direction,
+    RetryPolicy,
+    SignatureScheme,
+    SourceType,
+    Webhook,
+    WebhookSpec,
+)
+
+_DIRECTION_TO_PROTO = {Direction.OUTBOUND: pb.DIRECTION_OUTBOUND, Direction.INBOUND: pb.DIRECTION_INBOUND}
+_DIRECTION_FROM_PROTO = {value: key for key, value in _DIRECTION_TO_PROTO.items()}
+_SOURCE_TYPE_TO_PROTO = {
+    SourceType.FRONTEND: pb.SOURCE_TYPE_FRONTEND,
+    SourceType.BACKEND: pb.SOURCE_TYPE_BACKEND,
+    SourceType.SERVER: pb.SOURCE_TYPE_SERVER,
+    SourceType.SYSTEM: pb.SOURCE_TYPE_SYSTEM,
+    SourceType.API: pb.SOURCE_TYPE_API,
+}
+_SOURCE_TYPE_FROM_PROTO = {value: key for key, value in _SOURCE_TYPE_TO_PROTO.items()}
+DEFAULT_RETRY = RetryPolicy()
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def webhook_to_proto(webhook: Webhook) -> pb.Webhook:
+    spec = webhook.spec
+    return pb.Webhook(
+        id=webhook.id,
+        tenant_id=webhook.tenant_id,
+        app_id=webhook.app_id or "",
+        created_at=timestamp(webhook.created_at),
+        updated_at=timestamp(webhook.updated_at),
+        created_by=webhook.created_by or "",
+        updated_by=webhook.updated_by or "",
+        source=spec.source,
+        source_type=_SOURCE_TYPE_TO_PROTO[spec.source_type],
+        is_deleted=webhook.is_deleted,
+        deleted_at=timestamp(webhook.deleted_at),
+        deleted_by=webhook.deleted_by or "",
+        schema_version=webhook.schema_version,
+        name=spec.name,
+        direction=_DIRECTION_TO_PROTO[spec.direction],
+        url=spec.url,
+        event_types=list(spec.event_types),
+        signature_scheme=spec.signature_scheme.value,
+        vault_path=webhook.vault_path,
+        headers=dict(spec.headers),
+        enabled=spec.enabled,
+        retry_policy=pb.RetryPolicy(
+            max_attempts=spec.retry_policy.max_attempts,
+            backoff=spec.retry_policy.backoff.value,
+            timeout_ms=spec.retry_policy.timeout_ms,
+        ),
+        last_delivery_at=timestamp(webhook.last_delivery_at),
+        last_delivery_status=webhook.last_delivery_status or "",
+        consecutive_failures=webhook.consecutive_failures,
+        paused_at=timestamp(webhook.paused_at),
+        connector_id=spec.connector_id,
+        tags=list(spec.tags),
+        version=webhook.version,
+        application_id=spec.application_id,
+        secret_fingerprint=webhook.secret_fingerprint,
+        is_active=webhook.is_active,
+    )
+
+
+def direction_from_proto(value: int) -> Direction | None:
+    """None for DIRECTION_UNSPECIFIED (no filter / the default)."""
+    return _DIRECTION_FROM_PROTO.get(value)  # type: ignore[call-overload]
+
+
+def _scheme(value: str, field: str, violations: list[FieldViolation]) -> SignatureScheme:
+    if value == "":
+        return SignatureScheme.STANDARD_WEBHOOKS
+    try:
+        return SignatureScheme(value)
+    except ValueError:
+        allowed = ", ".join(scheme.value for scheme in SignatureScheme)
+        violations.append(FieldViolation(field, f"must be one of {allowed}, not {value!r}"))
+        return SignatureScheme.STANDARD_WEBHOOKS
+
+
+def _backoff(value: str, field: str, violations: list[FieldViolation]) -> Backoff:
+    if value == "":
+        return DEFAULT_RETRY.backoff
+    try:
+        return Backoff(value)
+    except ValueError:
+        allowed = ", ".join(backoff.value for backoff in Backoff)
+        violations.append(FieldViolation(field, f"must be one of {allowed}, not {value!r}"))
+        return DEFAULT_RETRY.backoff
+
+
+def _source_type(value: int, field: str, violations: list[FieldViolation]) -> SourceType:
+    if value == pb.SOURCE_TYPE_UNSPECIFIED:
+        return SourceType.API
+    if value not in _SOURCE_TYPE_FROM_PROTO:
+        violations.append(FieldViolation(field, f"is not a known source type ({value})"))
+        return SourceType.API
+    return _SOURCE_TYPE_FROM_PROTO[value]  # type: ignore[index]
+
+
+def _direction(value: int, field: str, violations: list[FieldViolation]) -> Direction:
+    if value == pb.DIRECTION_UNSPECIFIED:
+        return Direction.OUTBOUND
+    if value not in _DIRECTION_FROM_PROTO:
+        violations.append(FieldViolation(field, f"is not a known direction ({value})"))
+        return Direction.OUTBOUND
+    return _DIRECTION_FROM_PROTO[value]  # type: ignore[index]
+
+
+def _retry_policy(message: pb.RetryPolicy, field: str, violations: list[FieldViolation]) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=message.max_attempts or DEFAULT_RETRY.max_attempts,
+        backoff=_backoff(message.backoff, f"{field}.backoff", violations),
+        timeout_ms=message.timeout_ms or DEFAULT_RETRY.timeout_ms,
+    )
+
+
+def spec_from_proto(message: pb.Webhook, *, field: str = "webhook") -> WebhookSpec:
+    """The caller-writable fields of a Create request, defaults filled in; output-only ones ignored."""
+    violations: list[FieldViolation] = []
+    spec = WebhookSpec(
+        name=message.name,
+        url=message.url,
+        direction=_direction(message.direction, f"{field}.direction", violations),
+        event_types=tuple(message.event_types),
+        signature_scheme=_scheme(message.signature_scheme, f"{field}.signature_scheme", violations),
+        headers=dict(message.headers),
+        enabled=message.enabled if message.HasField("enabled") else True,
+        retry_policy=_retry_policy(message.retry_policy, f"{field}.retry_policy", violations),
+        connector_id=message.connector_id,
+        application_id=message.application_id,
+        tags=tuple(message.tags),
+        source=message.source or DEFAULT_SOURCE,
+        source_type=_source_type(message.source_type, f"{field}.source_type", violations),
+    )
+    if violations:
+        raise Invalid(violations)
+    return spec
+
+
+def implied_mask(message: pb.Webhook) -> list[str]:
+    """AIP-134: without an update_mask, the populated fields are the mask; output-only ones and the
+    identifying fields (id, version) are not updates, and direction can never change."""
+    ignored = OUTPUT_ONLY_FIELDS | {"id", "version", "direction"}
+    return [descriptor.name for descriptor, _ in message.ListFields() if descriptor.name not in ignored]
+
+
+def mask_changes(message: pb.Webhook, paths: list[str], *, field: str = "webhook") -> dict[str, object]:
+    """Typed new values for each (validated) mask path; a path naming an unset field resets it."""
+    violations: list[FieldViolation] = []
+    values: dict[str, object] = {
+        "name": message.name,
+        "url": message.url,
+        "event_types": tuple(message.event_types),
+        "headers": dict(message.headers),
+        "enabled": message.enabled,
+        "connector_id": message.connector_id,
+        "application_id": message.application_id,
+        "tags": tuple(message.tags),
+        "source": message.source or DEFAULT_SOURCE,
+    }
+    changes: dict[str, object] = {}
+    for path in paths:
+        if path in values:
+            changes[path] = values[path]
+        elif path == "signature_scheme":
+            changes[path] = _scheme(message.signature_scheme, f"{field}.signature_scheme", violations)
+        elif path == "source_type":
+            changes[path] = _source_type(message.source_type, f"{field}.source_type", violations)
+        elif path == "retry_policy":
+            changes[path] = _retry_policy(message.retry_policy, f"{field}.retry_policy", violations)
+        elif path == "retry_policy.max_attempts":
+            changes[path] = message.retry_policy.max_attempts or DEFAULT_RETRY.max_attempts
+        elif path == "retry_policy.timeout_ms":
+            changes[path] = message.retry_policy.timeout_ms or DEFAULT_RETRY.timeout_ms
+        elif path == "retry_policy.backoff":
+            changes[path] = _backoff(message.retry_policy.backoff, f"{field}.retry_policy.backoff", violations)
+    if violations:
+        raise Invalid(violations)
+    return changes

@@ -1,0 +1,131 @@
+"""Wiring: the only module that knows every room. Builds the running service from Settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cpod.integration.v1 import webhook_service_pb2, webhook_service_pb2_grpc
+from webhookd.api.errors import ErrorInterceptor
+from webhookd.api.service import WebhookServicer
+from webhookd.auth.interceptor import AuthInterceptor
+from webhookd.auth.tokens import TokenVerifier
+from webhookd.config import Settings
+from webhookd.secrets.embedded import EmbeddedOpenBao
+from webhookd.secrets.vault import VaultSecretStore
+from webhookd.services.webhooks import Webhooks
+from webhookd.store import migrate
+from webhookd.store.database import create_engine
+from webhookd.store.embedded import EmbeddedPostgres
+from webhookd.store.webhooks import WebhookStore
+
+log = logging.getLogger("webhookd")
+SERVICE_NAME = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name
+
+
+@dataclass
+class Backends:
+    """Where the database and Vault are, and the embedded servers this process started for them."""
+
+    database_url: str
+    vault_addr: str
+    vault_token: str
+    embedded: list[EmbeddedPostgres | EmbeddedOpenBao] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for server in reversed(self.embedded):
+            server.stop()
+
+
+def start_backends(settings: Settings) -> Backends:
+    """Start embedded PostgreSQL/OpenBao for whatever the settings leave unset (blocking)."""
+    embedded: list[EmbeddedPostgres | EmbeddedOpenBao] = []
+    try:
+        database_url = settings.database_url
+        if database_url is None:
+            postgres = EmbeddedPostgres(settings.data_dir)
+            database_url = postgres.start()
+            embedded.append(postgres)
+        if settings.vault_addr is None:
+            vault = EmbeddedOpenBao(settings.data_dir, mode="persistent", mount=settings.vault_mount)
+            vault_addr, vault_token = vault.start()
+            embedded.append(vault)
+        else:
+            vault_addr, vault_token = settings.vault_addr, settings.vault_token or ""
+    except BaseException:
+        for server in reversed(embedded):
+            server.stop()
+        raise
+    return Backends(database_url, vault_addr, vault_token, embedded)
+
+
+class Service:
+    """The running gRPC server and everything it owns."""
+
+    def __init__(self, settings: Settings, backends: Backends) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.engine: AsyncEngine = create_engine(backends.database_url)
+        self.secrets = VaultSecretStore(
+            backends.vault_addr,
+            backends.vault_token,
+            mount=settings.vault_mount,
+            prefix=settings.vault_prefix,
+            cache_seconds=settings.secret_cache_seconds,
+        )
+        self.webhooks = Webhooks(
+            WebhookStore(self.engine),
+            self.secrets,
+            public_url=settings.public_url,
+            allow_insecure_urls=settings.allow_insecure_urls,
+        )
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=[ErrorInterceptor(), AuthInterceptor(TokenVerifier(settings))],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(self.webhooks), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        self.grpc_port = 0
+
+    async def start(self) -> None:
+        self.grpc_port = self.server.add_insecure_port(self.settings.grpc_addr)
+        if self.grpc_port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
+        await self.server.start()
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    @property
+    def grpc_target(self) -> str:
+        host = self.settings.grpc_addr.rsplit(":", 1)[0]
+        return f"{host}:{self.grpc_port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls, let in-flight ones finish within the grace period, then release."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+        await self.engine.dispose()
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def check_backends(service: Service) -> None:
+    """Fail fast with a clear message when the database or Vault cannot be reached."""
+    async with service.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    await service.secrets.ping()
+
+
+async def open_service(settings: Settings, backends: Backends) -> Service:
+    await migrate.upgrade(backends.database_url)
+    service = Service(settings, backends)
+    await service.start()
+    return service

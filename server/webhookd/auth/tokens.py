@@ -1,0 +1,139 @@
+"""Bearer JWT verification and minting: the caller's token becomes a Scope or Unauthenticated."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from webhookd.config import Settings, SettingsError
+from webhookd.domain.errors import Unauthenticated
+from webhookd.domain.scope import Scope
+
+MAX_CLAIM_LENGTH = 256
+MIN_HMAC_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Which algorithms are accepted and the key for each; never both HMAC and public-key ones."""
+
+    algorithms: tuple[str, ...]
+    static_key: Any = None
+    jwks: jwt.PyJWKSet | None = None
+
+
+def _public_key_algorithm(key: Any) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ES256"
+    raise SettingsError("WEBHOOKD_JWT_PUBLIC_KEY_FILE must hold an RSA or EC public key")
+
+
+def _load_keys(settings: Settings) -> _Keys:
+    if settings.jwt_jwks_file is not None:
+        jwks = jwt.PyJWKSet.from_json(Path(settings.jwt_jwks_file).read_text())
+        return _Keys(algorithms=("RS256", "ES256"), jwks=jwks)
+    if settings.jwt_public_key_file is not None:
+        key = load_pem_public_key(Path(settings.jwt_public_key_file).read_bytes())
+        return _Keys(algorithms=(_public_key_algorithm(key),), static_key=key)
+    if settings.jwt_secret is not None:
+        if len(settings.jwt_secret.encode()) < MIN_HMAC_SECRET_BYTES:
+            raise SettingsError(f"WEBHOOKD_JWT_SECRET must be at least {MIN_HMAC_SECRET_BYTES} bytes")
+        return _Keys(algorithms=("HS256",), static_key=settings.jwt_secret)
+    raise SettingsError(
+        "no JWT key: set WEBHOOKD_JWT_SECRET (HS256), WEBHOOKD_JWT_PUBLIC_KEY_FILE or WEBHOOKD_JWT_JWKS_FILE"
+    )
+
+
+def _optional_claim(claims: dict[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_CLAIM_LENGTH:
+        raise Unauthenticated(f"token claim {name!r} must be a string of at most {MAX_CLAIM_LENGTH} characters")
+    return value
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self._keys = _load_keys(settings)
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+
+    def verify(self, token: str) -> Scope:
+        try:
+            header = jwt.get_unverified_header(token)
+            algorithm = header.get("alg")
+            # Only the configured family is accepted: no `none`, no HS256 signed with a public key.
+            if algorithm not in self._keys.algorithms:
+                raise Unauthenticated(f"token algorithm {algorithm!r} is not accepted")
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=self._key_for(header),
+                algorithms=list(self._keys.algorithms),
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp", "tenant_id"], "verify_aud": self._audience is not None},
+                leeway=30,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token has expired") from None
+        except jwt.InvalidTokenError as error:
+            raise Unauthenticated(f"invalid token: {error}") from None
+        tenant_id = _optional_claim(claims, "tenant_id")
+        if tenant_id is None:
+            raise Unauthenticated("token claim 'tenant_id' is empty")
+        return Scope(
+            tenant_id=tenant_id,
+            app_id=_optional_claim(claims, "app_id"),
+            person_id=_optional_claim(claims, "sub"),
+        )
+
+    def _key_for(self, header: dict[str, Any]) -> Any:
+        if self._keys.jwks is None:
+            return self._keys.static_key
+        kid = header.get("kid")
+        for jwk in self._keys.jwks.keys:
+            if kid is None or jwk.key_id == kid:
+                return jwk.key
+        raise Unauthenticated("token key id is not in the configured JWKS")
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("missing bearer token: send `authorization: Bearer <jwt>`")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("authorization must be `Bearer <jwt>`")
+    return token.strip()
+
+
+def mint(
+    secret: str,
+    *,
+    tenant_id: str,
+    subject: str | None = None,
+    app_id: str | None = None,
+    ttl_seconds: int = 12 * 3600,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
+    """An HS256 token for development and tests (`webhookd token`)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"tenant_id": tenant_id, "iat": now, "exp": now + ttl_seconds}
+    optional = {"sub": subject, "app_id": app_id, "iss": issuer, "aud": audience}
+    claims.update({name: value for name, value in optional.items() if value})
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def describe(token: str) -> str:
+    """The unverified claims of a token, for the CLI to show what it minted."""
+    return json.dumps(jwt.decode(token, options={"verify_signature": False}), sort_keys=True)

@@ -1,0 +1,134 @@
+"""Settings, read once from the environment at start-up and passed to what needs them.
+
+Every setting is a `WEBHOOKD_*` variable (Vault's own `VAULT_ADDR`/`VAULT_TOKEN` excepted); the README
+lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
+DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    grpc_addr: str = DEFAULT_GRPC_ADDR
+    http_addr: str = DEFAULT_HTTP_ADDR
+    public_url: str = "http://127.0.0.1:8080"
+    data_dir: Path = Path(".webhookd")
+    # None: start the embedded PostgreSQL under data_dir.
+    database_url: str | None = None
+    # None: start the embedded OpenBao server under data_dir.
+    vault_addr: str | None = None
+    vault_token: str | None = None
+    vault_mount: str = "secret"
+    vault_prefix: str = "webhookd"
+    jwt_secret: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    allow_insecure_urls: bool = False
+    allow_private_targets: bool = False
+    allowed_target_cidrs: tuple[str, ...] = ()
+    workers: int = 32
+    per_webhook_concurrency: int = 4
+    pause_after_failures: int = 25
+    retention_days: int = 30
+    max_payload_bytes: int = 256 * 1024
+    max_request_bytes: int = 1024 * 1024
+    secret_cache_seconds: float = 30.0
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1/0, true/false, yes/no or on/off, not {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw) if raw else None
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    return raw if raw else None
+
+
+def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
+    """Read settings from `env` (the process environment by default). `dev` changes only defaults."""
+    env = os.environ if env is None else env
+    cidrs = tuple(c.strip() for c in env.get("WEBHOOKD_ALLOWED_TARGET_CIDRS", "").split(",") if c.strip())
+    http_addr = env.get("WEBHOOKD_HTTP_ADDR") or DEFAULT_HTTP_ADDR
+    return Settings(
+        grpc_addr=env.get("WEBHOOKD_GRPC_ADDR") or DEFAULT_GRPC_ADDR,
+        http_addr=http_addr,
+        public_url=(env.get("WEBHOOKD_PUBLIC_URL") or f"http://{http_addr}").rstrip("/"),
+        data_dir=Path(env.get("WEBHOOKD_DATA_DIR") or ".webhookd"),
+        database_url=_text(env, "WEBHOOKD_DATABASE_URL"),
+        vault_addr=_text(env, "VAULT_ADDR"),
+        vault_token=_text(env, "VAULT_TOKEN"),
+        vault_mount=env.get("WEBHOOKD_VAULT_MOUNT") or "secret",
+        vault_prefix=(env.get("WEBHOOKD_VAULT_PREFIX") or "webhookd").strip("/"),
+        jwt_secret=_text(env, "WEBHOOKD_JWT_SECRET"),
+        jwt_public_key_file=_path(env, "WEBHOOKD_JWT_PUBLIC_KEY_FILE"),
+        jwt_jwks_file=_path(env, "WEBHOOKD_JWT_JWKS_FILE"),
+        jwt_issuer=_text(env, "WEBHOOKD_JWT_ISSUER"),
+        jwt_audience=_text(env, "WEBHOOKD_JWT_AUDIENCE"),
+        allow_insecure_urls=_flag(env, "WEBHOOKD_ALLOW_INSECURE_URLS", dev),
+        allow_private_targets=_flag(env, "WEBHOOKD_ALLOW_PRIVATE_TARGETS", dev),
+        allowed_target_cidrs=cidrs,
+        workers=_int(env, "WEBHOOKD_WORKERS", 32, 0, 4096),
+        per_webhook_concurrency=_int(env, "WEBHOOKD_PER_WEBHOOK_CONCURRENCY", 4, 1, 1000),
+        pause_after_failures=_int(env, "WEBHOOKD_PAUSE_AFTER_FAILURES", 25, 1, 1_000_000),
+        retention_days=_int(env, "WEBHOOKD_RETENTION_DAYS", 30, 1, 3650),
+        max_payload_bytes=_int(env, "WEBHOOKD_MAX_PAYLOAD_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
+        max_request_bytes=_int(env, "WEBHOOKD_MAX_REQUEST_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+        secret_cache_seconds=_float(env, "WEBHOOKD_SECRET_CACHE_SECONDS", 30.0),
+        shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0),
+        log_level=(env.get("WEBHOOKD_LOG_LEVEL") or "INFO").upper(),
+    )

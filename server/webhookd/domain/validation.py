@@ -1,0 +1,348 @@
+"""Checks on what callers send: a webhook spec, an update mask, a page size.
+
+Pure functions, no I/O. Each collects every violation it finds and raises one `Invalid`, so a caller
+fixes a request in one round trip. Field paths are the API's (`webhook.retry_policy.max_attempts`,
+`webhook.headers["X-Foo"]`, `webhook.event_types[2]`), and each description says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.event_types import validate_filter
+from webhookd.domain.webhooks import (
+    IMMUTABLE_FIELDS,
+    MUTABLE_FIELDS,
+    OUTPUT_ONLY_FIELDS,
+    Direction,
+    RetryPolicy,
+    WebhookSpec,
+)
+
+NAME_MAX = 200
+URL_MAX = 2048
+EVENT_TYPES_MAX = 100
+# An empty filter list means "all events"; it is stored as the explicit wildcard.
+ALL_EVENTS = ("*",)
+HEADERS_MAX = 20
+HEADER_NAME_MAX = 64
+HEADER_VALUE_MAX = 1024
+HEADERS_TOTAL_MAX_BYTES = 8 * 1024
+MAX_ATTEMPTS_RANGE = (1, 20)
+TIMEOUT_MS_RANGE = (100, 30_000)
+TAGS_MAX = 50
+TAG_MAX = 64
+REFERENCE_ID_MAX = 128
+SOURCE_MAX = 64
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2 token
+_REFERENCE = re.compile(r"[A-Za-z0-9._:-]*")
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_FRAMING = frozenset({"host", "content-length", "content-type", "content-encoding", "expect"})
+_CREDENTIALS = frozenset({"authorization", "cookie", "set-cookie"})
+_SIGNATURE_PREFIXES = ("webhook-", "x-hub-signature", "x-webhookd-")
+
+
+def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str = "webhook") -> WebhookSpec:
+    """Return `spec` normalised, or raise `Invalid` listing every violation.
+
+    Normalising: `name` loses surrounding whitespace; `event_types` and `tags` lose duplicates
+    (first one kept); an empty `event_types` becomes `("*",)`, i.e. all events. Header names keep
+    the caller's spelling but are compared case-insensitively. An inbound webhook's `url` is
+    assigned by the server, so it is neither checked nor changed here.
+    """
+    violations: list[FieldViolation] = []
+    name = spec.name.strip()
+    violations += _check_name(name, f"{prefix}.name")
+    if spec.direction is Direction.OUTBOUND:
+        violations += _check_url(spec.url, f"{prefix}.url", allow_insecure=allow_insecure_urls)
+    event_types, found = _check_event_types(spec.event_types, f"{prefix}.event_types")
+    violations += found
+    violations += _check_headers(spec.headers, f"{prefix}.headers")
+    violations += _check_retry_policy(spec.retry_policy, f"{prefix}.retry_policy")
+    tags, found = _check_tags(spec.tags, f"{prefix}.tags")
+    violations += found
+    violations += _check_reference(spec.connector_id, f"{prefix}.connector_id")
+    violations += _check_reference(spec.application_id, f"{prefix}.application_id")
+    violations += _check_source(spec.source, f"{prefix}.source")
+    if violations:
+        raise Invalid(violations)
+    return dataclasses.replace(
+        spec, name=name, event_types=event_types, tags=tags, headers=dict(spec.headers)
+    )
+
+
+def validate_update_mask(paths: Sequence[str], *, prefix: str = "update_mask") -> list[str]:
+    """Return the mask's paths without duplicates, or raise `Invalid` naming each bad one.
+
+    Paths may be given in snake_case or in their JSON camelCase (`retryPolicy.maxAttempts`); the
+    result is snake_case. An empty mask is returned as is: what it means is the caller's decision.
+    """
+    violations: list[FieldViolation] = []
+    result: list[str] = []
+    for index, raw in enumerate(paths):
+        path = _snake_case(raw.strip())
+        problem = _update_path_problem(path)
+        if problem is not None:
+            violations.append(FieldViolation(f"{prefix}.paths[{index}]", f"{raw!r} {problem}"))
+        elif path not in result:
+            result.append(path)
+    if violations:
+        raise Invalid(violations)
+    return result
+
+
+def validate_page_size(value: int, *, field: str = "page_size") -> int:
+    """0 means the default (50); above the maximum is coerced down to 1000 (AIP-158)."""
+    if value < 0:
+        raise Invalid.field(field, "must not be negative (0 means the default page size)")
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(value, MAX_PAGE_SIZE)
+
+
+def _check_name(name: str, path: str) -> list[FieldViolation]:
+    if not name:
+        return [FieldViolation(path, "is required")]
+    found = []
+    if len(name) > NAME_MAX:
+        found.append(FieldViolation(path, f"must be at most {NAME_MAX} characters (got {len(name)})"))
+    if _has_control(name):
+        found.append(FieldViolation(path, "must not contain control characters (such as tab or newline)"))
+    return found
+
+
+def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolation]:
+    if not url:
+        return [FieldViolation(path, "is required for an outbound webhook")]
+    found = []
+    if len(url) > URL_MAX:
+        found.append(FieldViolation(path, f"must be at most {URL_MAX} characters (got {len(url)})"))
+    if any(ch.isspace() or _is_control(ch) for ch in url):
+        # urlsplit silently drops some of these, so what it parses is not what we would store.
+        found.append(
+            FieldViolation(path, "must not contain whitespace or control characters (percent-encode them)")
+        )
+        return found
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        found.append(FieldViolation(path, "is not a valid URL (check the brackets around an IPv6 host)"))
+        return found
+    if parts.scheme not in ("http", "https"):
+        found.append(
+            FieldViolation(path, "must be an absolute http or https URL, e.g. https://example.com/hooks")
+        )
+        return found
+    if parts.scheme == "http" and not allow_insecure:
+        found.append(
+            FieldViolation(path, "must use https (set WEBHOOKD_ALLOW_INSECURE_URLS=1 to allow http)")
+        )
+    hostport = parts.netloc.rpartition("@")[2]
+    if "@" in parts.netloc:
+        found.append(
+            FieldViolation(
+                path,
+                "must not contain credentials (user:password@): they would be stored and logged in"
+                " clear; have the receiver verify the webhook signature instead",
+            )
+        )
+    if not parts.hostname:
+        found.append(FieldViolation(path, "must include a host, e.g. https://example.com/hooks"))
+    port = _port_of(hostport)
+    if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        found.append(FieldViolation(path, f"port must be a number from 1 to 65535 (got {port!r})"))
+    if "#" in url:
+        found.append(FieldViolation(path, "must not have a fragment (#...): it is never sent to the server"))
+    return found
+
+
+def _port_of(hostport: str) -> str | None:
+    """The text after the host's `:`, or None when no port is given (an IPv6 host is in brackets)."""
+    after_host = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+    if ":" not in after_host:
+        return None
+    return after_host.rpartition(":")[2]
+
+
+def _check_event_types(event_types: Sequence[str], path: str) -> tuple[tuple[str, ...], list[FieldViolation]]:
+    found = []
+    if len(event_types) > EVENT_TYPES_MAX:
+        found.append(
+            FieldViolation(path, f"must have at most {EVENT_TYPES_MAX} entries (got {len(event_types)})")
+        )
+    for index, event_type in enumerate(event_types):
+        problem = validate_filter(event_type)
+        if problem is not None:
+            found.append(FieldViolation(f"{path}[{index}]", problem))
+    return (_dedupe(event_types) or ALL_EVENTS), found
+
+
+def _check_headers(headers: Mapping[str, str], path: str) -> list[FieldViolation]:
+    found = []
+    if len(headers) > HEADERS_MAX:
+        found.append(FieldViolation(path, f"must have at most {HEADERS_MAX} entries (got {len(headers)})"))
+    seen: dict[str, str] = {}
+    total = 0
+    for name, value in headers.items():
+        here = f"{path}[{json.dumps(name)}]"
+        folded = name.lower()
+        if folded in seen:
+            found.append(
+                FieldViolation(here, f"repeats header {seen[folded]!r} (header names are case-insensitive)")
+            )
+        else:
+            seen[folded] = name
+        found += [FieldViolation(here, problem) for problem in _header_name_problems(name)]
+        if len(value) > HEADER_VALUE_MAX:
+            found.append(
+                FieldViolation(
+                    here, f"value must be at most {HEADER_VALUE_MAX} characters (got {len(value)})"
+                )
+            )
+        if any(ch in value for ch in "\r\n\0"):
+            found.append(FieldViolation(here, "value must not contain CR, LF or NUL characters"))
+        # As sent on the wire: "Name: value\r\n".
+        total += len(name.encode()) + len(value.encode()) + 4
+    if total > HEADERS_TOTAL_MAX_BYTES:
+        found.append(
+            FieldViolation(path, f"must total at most {HEADERS_TOTAL_MAX_BYTES} bytes as sent (got {total})")
+        )
+    return found
+
+
+def _header_name_problems(name: str) -> list[str]:
+    if not name:
+        return ["name must not be empty"]
+    problems = []
+    if len(name) > HEADER_NAME_MAX:
+        problems.append(f"name must be at most {HEADER_NAME_MAX} characters (got {len(name)})")
+    if not _TOKEN.fullmatch(name):
+        problems.append(
+            "name must be an HTTP token: letters, digits and !#$%&'*+-.^_`|~ (no spaces or colons)"
+        )
+    folded = name.lower()
+    if folded in _HOP_BY_HOP:
+        problems.append("is a hop-by-hop header and cannot be set on a webhook")
+    elif folded in _FRAMING:
+        problems.append("is set by webhookd for each delivery and cannot be overridden")
+    elif folded in _CREDENTIALS:
+        problems.append(
+            "must not carry credentials: headers are stored in plain text; receivers should"
+            " authenticate deliveries by verifying the signature made with the signing secret"
+        )
+    elif folded.startswith(_SIGNATURE_PREFIXES):
+        problems.append("is reserved for webhookd's signature and delivery headers")
+    return problems
+
+
+def _check_retry_policy(policy: RetryPolicy, path: str) -> list[FieldViolation]:
+    found = []
+    low, high = MAX_ATTEMPTS_RANGE
+    if not low <= policy.max_attempts <= high:
+        found.append(
+            FieldViolation(
+                f"{path}.max_attempts", f"must be from {low} to {high} (got {policy.max_attempts})"
+            )
+        )
+    low, high = TIMEOUT_MS_RANGE
+    if not low <= policy.timeout_ms <= high:
+        found.append(
+            FieldViolation(
+                f"{path}.timeout_ms", f"must be from {low} to {high} milliseconds (got {policy.timeout_ms})"
+            )
+        )
+    return found
+
+
+def _check_tags(tags: Sequence[str], path: str) -> tuple[tuple[str, ...], list[FieldViolation]]:
+    found = []
+    if len(tags) > TAGS_MAX:
+        found.append(FieldViolation(path, f"must have at most {TAGS_MAX} entries (got {len(tags)})"))
+    for index, tag in enumerate(tags):
+        here = f"{path}[{index}]"
+        if not tag:
+            found.append(FieldViolation(here, "must not be empty"))
+            continue
+        if len(tag) > TAG_MAX:
+            found.append(FieldViolation(here, f"must be at most {TAG_MAX} characters (got {len(tag)})"))
+        if _has_control(tag):
+            found.append(FieldViolation(here, "must not contain control characters"))
+        if tag != tag.strip():
+            found.append(FieldViolation(here, "must not start or end with whitespace"))
+    return _dedupe(tags), found
+
+
+def _check_reference(value: str, path: str) -> list[FieldViolation]:
+    found = []
+    if len(value) > REFERENCE_ID_MAX:
+        found.append(
+            FieldViolation(path, f"must be at most {REFERENCE_ID_MAX} characters (got {len(value)})")
+        )
+    if not _REFERENCE.fullmatch(value):
+        found.append(FieldViolation(path, "may contain only letters, digits and . _ : - (or be empty)"))
+    return found
+
+
+def _check_source(source: str, path: str) -> list[FieldViolation]:
+    if not source:
+        return [FieldViolation(path, "must not be empty (omit it to get the default 'edm')")]
+    found = []
+    if len(source) > SOURCE_MAX:
+        found.append(FieldViolation(path, f"must be at most {SOURCE_MAX} characters (got {len(source)})"))
+    if not _REFERENCE.fullmatch(source):
+        found.append(FieldViolation(path, "may contain only letters, digits and . _ : -"))
+    return found
+
+
+def _update_path_problem(path: str) -> str | None:
+    if path in MUTABLE_FIELDS:
+        return None
+    if path == "id":
+        return "is not updatable: it identifies the webhook (send it as webhook.id)"
+    if path == "version":
+        return "is not updatable: it is the precondition (send the version you read as webhook.version)"
+    if path in IMMUTABLE_FIELDS:
+        return "is immutable: it is fixed when the webhook is created"
+    if path in OUTPUT_ONLY_FIELDS:
+        return "is output only: the server sets it"
+    if path == "*":
+        return "is not supported: list the fields to update"
+    return "names no such field; updatable fields: " + ", ".join(sorted(MUTABLE_FIELDS))
+
+
+def _snake_case(path: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), path)
+
+
+def _dedupe(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cc"
+
+
+def _has_control(text: str) -> bool:
+    return any(_is_control(ch) for ch in text)

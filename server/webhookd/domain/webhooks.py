@@ -1,0 +1,138 @@
+"""The Webhook resource as the domain sees it, and the rules that need no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+SCHEMA_VERSION = 1
+DEFAULT_SOURCE = "edm"
+
+
+class Direction(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class SourceType(StrEnum):
+    FRONTEND = "frontend"
+    BACKEND = "backend"
+    SERVER = "server"
+    SYSTEM = "system"
+    API = "api"
+
+
+class Backoff(StrEnum):
+    EXPONENTIAL = "exponential"
+    FIXED = "fixed"
+
+
+class SignatureScheme(StrEnum):
+    STANDARD_WEBHOOKS = "standard-webhooks"
+    HMAC_SHA256 = "hmac-sha256"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    backoff: Backoff = Backoff.EXPONENTIAL
+    timeout_ms: int = 15_000
+
+
+@dataclass(frozen=True)
+class WebhookSpec:
+    """The caller-writable part of a webhook: what Create takes and Update may change."""
+
+    name: str
+    url: str
+    direction: Direction = Direction.OUTBOUND
+    event_types: tuple[str, ...] = ("*",)
+    signature_scheme: SignatureScheme = SignatureScheme.STANDARD_WEBHOOKS
+    headers: Mapping[str, str] = field(default_factory=dict)
+    enabled: bool = True
+    retry_policy: RetryPolicy = RetryPolicy()
+    connector_id: str = ""
+    application_id: str = ""
+    tags: tuple[str, ...] = ()
+    source: str = DEFAULT_SOURCE
+    source_type: SourceType = SourceType.API
+
+
+# Field paths an update_mask may name. `direction` is fixed at creation; an inbound webhook's url is
+# assigned by the server.
+MUTABLE_FIELDS = frozenset(
+    {
+        "name",
+        "url",
+        "event_types",
+        "signature_scheme",
+        "headers",
+        "enabled",
+        "retry_policy",
+        "retry_policy.max_attempts",
+        "retry_policy.backoff",
+        "retry_policy.timeout_ms",
+        "connector_id",
+        "application_id",
+        "tags",
+        "source",
+        "source_type",
+    }
+)
+IMMUTABLE_FIELDS = frozenset({"direction"})
+OUTPUT_ONLY_FIELDS = frozenset(
+    {
+        "id",
+        "tenant_id",
+        "app_id",
+        "created_at",
+        "updated_at",
+        "created_by",
+        "updated_by",
+        "is_deleted",
+        "deleted_at",
+        "deleted_by",
+        "schema_version",
+        "vault_path",
+        "last_delivery_at",
+        "last_delivery_status",
+        "consecutive_failures",
+        "paused_at",
+        "secret_fingerprint",
+        "is_active",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A stored webhook: the spec plus everything the server stamps."""
+
+    id: str
+    tenant_id: str
+    app_id: str | None
+    spec: WebhookSpec
+    created_at: datetime
+    updated_at: datetime
+    created_by: str | None
+    updated_by: str | None
+    deleted_at: datetime | None
+    deleted_by: str | None
+    schema_version: int
+    vault_path: str
+    secret_fingerprint: str
+    last_delivery_at: datetime | None
+    last_delivery_status: str | None
+    consecutive_failures: int
+    paused_at: datetime | None
+    version: int
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def is_active(self) -> bool:
+        return self.spec.enabled and self.paused_at is None and not self.is_deleted

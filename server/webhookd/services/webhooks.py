@@ -1,0 +1,176 @@
+"""Webhook use cases: validate, keep Vault and the database consistent, and stamp what the server owns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from webhookd.domain import event_types, ids, page_tokens
+from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid
+from webhookd.domain.scope import Scope
+from webhookd.domain.signing import generate_secret, validate_secret
+from webhookd.domain.updates import apply_changes
+from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
+from webhookd.domain.webhooks import SCHEMA_VERSION, Direction, Webhook, WebhookSpec
+from webhookd.secrets.fingerprints import fingerprint
+from webhookd.secrets.vault import VaultSecretStore
+from webhookd.store.webhooks import WebhookFilter, WebhookStore
+
+log = logging.getLogger("webhookd.webhooks")
+
+INBOUND_PATH = "/api/v1/integration/inbound/"
+# Turns validated update_mask paths into typed new values (built by the transport from its message).
+ChangesFor = Callable[[list[str]], Mapping[str, object]]
+# An update without a version races other writers optimistically this many times before giving up.
+UNVERSIONED_UPDATE_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Page:
+    webhooks: list[Webhook]
+    next_page_token: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Webhooks:
+    def __init__(
+        self,
+        store: WebhookStore,
+        secrets: VaultSecretStore,
+        *,
+        public_url: str,
+        allow_insecure_urls: bool,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._public_url = public_url.rstrip("/")
+        self._allow_insecure_urls = allow_insecure_urls
+
+    def inbound_url(self, webhook_id: str) -> str:
+        return f"{self._public_url}{INBOUND_PATH}{webhook_id}"
+
+    async def create(self, scope: Scope, spec: WebhookSpec, signing_secret: str | None) -> tuple[Webhook, str]:
+        """Writes the secret to Vault, then the row; a failed insert removes the secret again."""
+        spec = validate_spec(spec, allow_insecure_urls=self._allow_insecure_urls)
+        if signing_secret:
+            problem = validate_secret(signing_secret)
+            if problem is not None:
+                raise Invalid.field("signing_secret", problem)
+        secret = signing_secret or generate_secret()
+        webhook_id = ids.new_id(ids.WEBHOOK_PREFIX)
+        if spec.direction is Direction.INBOUND:
+            spec = _with_url(spec, self.inbound_url(webhook_id))
+        vault_path = await self._secrets.path_for(scope.tenant_id, webhook_id)
+        await self._secrets.write(vault_path, {"current": secret})
+        now = _now()
+        webhook = Webhook(
+            id=webhook_id,
+            tenant_id=scope.tenant_id,
+            app_id=scope.app_id,
+            spec=spec,
+            created_at=now,
+            updated_at=now,
+            created_by=scope.person_id,
+            updated_by=scope.person_id,
+            deleted_at=None,
+            deleted_by=None,
+            schema_version=SCHEMA_VERSION,
+            vault_path=vault_path,
+            secret_fingerprint=fingerprint(secret),
+            last_delivery_at=None,
+            last_delivery_status=None,
+            consecutive_failures=0,
+            paused_at=None,
+            version=1,
+        )
+        try:
+            stored = await self._store.insert(webhook)
+        except BaseException:
+            # Shielded: a cancelled call must still not leave an orphaned secret behind.
+            await asyncio.shield(self._discard_secret(vault_path))
+            raise
+        return stored, secret
+
+    async def get(self, scope: Scope, webhook_id: str) -> Webhook:
+        return await self._store.get(scope, webhook_id)
+
+    async def list(self, scope: Scope, query: WebhookFilter, *, page_size: int, page_token: str) -> Page:
+        limit = validate_page_size(page_size)
+        key = await self._store.page_token_key()
+        digest = page_tokens.query_digest(scope.tenant_id, scope.app_id, query)
+        after = page_tokens.decode(key, page_token, digest) if page_token else None
+        # One extra row tells whether another page exists without a COUNT.
+        rows = await self._store.list(scope, query, after_id=after, limit=limit + 1)
+        page, more = rows[:limit], len(rows) > limit
+        token = page_tokens.encode(key, page[-1].id, digest) if more else ""
+        return Page(webhooks=page, next_page_token=token)
+
+    async def update(
+        self,
+        scope: Scope,
+        webhook_id: str,
+        *,
+        expected_version: int | None,
+        paths: list[str],
+        changes_for: ChangesFor,
+    ) -> Webhook:
+        """Applies the masked changes. With a version it is a precondition (ABORTED when stale);
+        without one, concurrent writers are retried against the fresh row."""
+        paths = validate_update_mask(paths)
+        if not paths:
+            raise Invalid.field("update_mask", "names no field to update")
+        changes = changes_for(paths)
+        for _ in range(UNVERSIONED_UPDATE_TRIES):
+            current = await self._store.get(scope, webhook_id)
+            if current.is_deleted:
+                raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it before updating it")
+            if expected_version is not None and current.version != expected_version:
+                raise Aborted(
+                    f"webhook {webhook_id} is at version {current.version}, not {expected_version}: "
+                    "read it again and retry"
+                )
+            spec = validate_spec(apply_changes(current.spec, changes), allow_insecure_urls=self._allow_insecure_urls)
+            if spec.direction is Direction.INBOUND:
+                spec = _with_url(spec, current.spec.url)
+            try:
+                return await self._store.update_spec(
+                    scope, webhook_id, spec, expected_version=current.version, person_id=scope.person_id, now=_now()
+                )
+            except Aborted:
+                if expected_version is not None:
+                    raise
+        raise Aborted(f"webhook {webhook_id} is being changed concurrently; retry")
+
+    async def delete(self, scope: Scope, webhook_id: str, *, expected_version: int | None) -> Webhook:
+        return await self._store.soft_delete(
+            scope, webhook_id, expected_version=expected_version, person_id=scope.person_id, now=_now()
+        )
+
+    async def undelete(self, scope: Scope, webhook_id: str) -> Webhook:
+        return await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=_now())
+
+    async def _discard_secret(self, vault_path: str) -> None:
+        try:
+            await self._secrets.delete(vault_path)
+        except Exception:  # noqa: BLE001 - the original error matters more; this one is logged
+            log.exception("could not remove the secret of a webhook that was not created", extra={"vault_path": vault_path})
+
+
+def event_type_filter(event_type: str) -> tuple[str, ...]:
+    """The stored filters that would receive `event_type`; Invalid when it is not an event type."""
+    if not event_type:
+        return ()
+    problem = event_types.validate_event_type(event_type)
+    if problem is not None:
+        raise Invalid.field("event_type", problem)
+    return tuple(event_types.matching_filters(event_type))
+
+
+def _with_url(spec: WebhookSpec, url: str) -> WebhookSpec:
+    return replace(spec, url=url)

@@ -1,0 +1,53 @@
+"""SQLAlchemy Core tables. The Alembic migrations create them; these describe them to queries."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+metadata = sa.MetaData()
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("app_id", sa.Text),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("event_types", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("signature_scheme", sa.Text, nullable=False),
+    sa.Column("headers", pg.JSONB, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("retry_max_attempts", sa.Integer, nullable=False),
+    sa.Column("retry_backoff", sa.Text, nullable=False),
+    sa.Column("retry_timeout_ms", sa.Integer, nullable=False),
+    sa.Column("connector_id", sa.Text, nullable=False),
+    sa.Column("application_id", sa.Text, nullable=False),
+    sa.Column("tags", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_type", sa.Text, nullable=False),
+    sa.Column("vault_path", sa.Text, nullable=False),
+    sa.Column("secret_fingerprint", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.Text),
+    sa.Column("updated_by", sa.Text),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    sa.Column("deleted_by", sa.Text),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("last_delivery_at", sa.DateTime(timezone=True)),
+    sa.Column("last_delivery_status", sa.Text),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("paused_at", sa.DateTime(timezone=True)),
+)
+
+# Keys the service derives from, shared by every process on the database (page-token signing).
+server_keys = sa.Table(
+    "server_keys",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("key", sa.LargeBinary, nullable=False),
+)

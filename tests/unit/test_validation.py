@@ -1,0 +1,687 @@
+"""What callers may send: webhook specs, update masks and page sizes (domain/validation.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.event_types import validate_filter
+from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
+from webhookd.domain.webhooks import Direction, RetryPolicy, WebhookSpec
+
+
+def spec(**changes: Any) -> WebhookSpec:
+    base = WebhookSpec(name="Orders", url="https://example.com/hooks", event_types=("rfp.created",))
+    return dataclasses.replace(base, **changes)
+
+
+def check(value: WebhookSpec, *, allow_insecure_urls: bool = False) -> WebhookSpec:
+    return validate_spec(value, allow_insecure_urls=allow_insecure_urls)
+
+
+def violations(value: WebhookSpec, *, allow_insecure_urls: bool = False) -> list[FieldViolation]:
+    with pytest.raises(Invalid) as caught:
+        validate_spec(value, allow_insecure_urls=allow_insecure_urls)
+    return caught.value.violations
+
+
+def fields(value: WebhookSpec, **kwargs: bool) -> list[str]:
+    return [v.field for v in violations(value, **kwargs)]
+
+
+def only(value: WebhookSpec, **kwargs: bool) -> FieldViolation:
+    found = violations(value, **kwargs)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_good_spec_comes_back_equal() -> None:
+    good = spec(headers={"X-Tenant": "acme"}, tags=("prod",), connector_id="salesforce:1")
+    assert check(good) == good
+
+
+# --- name ---------------------------------------------------------------------------------------
+
+
+def test_name_is_stripped() -> None:
+    assert check(spec(name="  Orders \n")).name == "Orders"
+
+
+def test_name_of_200_characters_is_accepted_and_201_is_not() -> None:
+    assert check(spec(name="n" * 200)).name == "n" * 200
+    violation = only(spec(name="n" * 201))
+    assert violation.field == "webhook.name"
+    assert "at most 200" in violation.description
+
+
+def test_surrounding_whitespace_does_not_count_towards_the_name_length() -> None:
+    assert check(spec(name=" " + "n" * 200 + " ")).name == "n" * 200
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t\n"])
+def test_name_is_required(name: str) -> None:
+    assert only(spec(name=name)) == FieldViolation("webhook.name", "is required")
+
+
+@pytest.mark.parametrize("name", ["Or\nders", "Or\x00ders", "Or\x7fders", "Or\tders"])
+def test_name_rejects_control_characters(name: str) -> None:
+    violation = only(spec(name=name))
+    assert violation.field == "webhook.name"
+    assert "control characters" in violation.description
+
+
+# --- url ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com",
+        "https://example.com/hooks?tenant=acme&x=1",
+        "HTTPS://Example.COM/hooks",
+        "https://example.com:1/",
+        "https://example.com:65535/",
+        "https://[2001:db8::1]:8443/hooks",
+        "https://10.0.0.1/hooks",
+        "https://example.com/a@b",
+    ],
+)
+def test_url_accepts_absolute_https_urls(url: str) -> None:
+    assert check(spec(url=url)).url == url
+
+
+def test_url_must_use_https_unless_insecure_urls_are_allowed() -> None:
+    violation = only(spec(url="http://example.com/hooks"))
+    assert violation == FieldViolation(
+        "webhook.url", "must use https (set WEBHOOKD_ALLOW_INSECURE_URLS=1 to allow http)"
+    )
+    assert check(spec(url="http://localhost:8000/hooks"), allow_insecure_urls=True).url == (
+        "http://localhost:8000/hooks"
+    )
+
+
+def test_url_of_2048_characters_is_accepted_and_2049_is_not() -> None:
+    base = "https://example.com/"
+    assert check(spec(url=base + "a" * (2048 - len(base)))).url.endswith("a")
+    violation = only(spec(url=base + "a" * (2049 - len(base))))
+    assert violation.field == "webhook.url"
+    assert "at most 2048" in violation.description
+
+
+def test_url_is_required_for_outbound() -> None:
+    assert only(spec(url="")).field == "webhook.url"
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x", "example.com/hooks", "/hooks", "mailto:ops@example.com", "javascript:x"]
+)
+def test_url_must_be_absolute_http_or_https(url: str) -> None:
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "absolute http or https URL" in violation.description
+
+
+@pytest.mark.parametrize("url", ["https:///hooks", "https://", "https://:443/hooks"])
+def test_url_needs_a_host(url: str) -> None:
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "host" in violation.description
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:secret@example.com/", "https://user@example.com/", "https://@example.com/"]
+)
+def test_url_must_not_carry_credentials(url: str) -> None:
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "credentials" in violation.description
+    assert "in clear" in violation.description
+
+
+@pytest.mark.parametrize("url", ["https://example.com/hooks#section", "https://example.com/#"])
+def test_url_must_not_have_a_fragment(url: str) -> None:
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "fragment" in violation.description
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        " https://example.com/",
+        "https://example.com/ ",
+        "https://example.com/a b",
+        "https://exa\tmple.com/",
+        "https://example.com/\r\nX-Injected: 1",
+        "https://example.com/\x00",
+        "https://example.com/\x7f",
+    ],
+)
+def test_url_must_not_contain_whitespace_or_control_characters(url: str) -> None:
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "whitespace or control characters" in violation.description
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com:0/",
+        "https://example.com:65536/",
+        "https://example.com:abc/",
+        "https://example.com:/",
+        "https://example.com:+80/",
+        "https://[::1]:0/",
+    ],
+)
+def test_url_port_must_be_1_to_65535(url: str) -> None:
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "port must be a number from 1 to 65535" in violation.description
+
+
+def test_url_with_unbalanced_ipv6_brackets_is_not_a_url() -> None:
+    violation = only(spec(url="https://[::1/hooks"))
+    assert violation.field == "webhook.url"
+    assert "not a valid URL" in violation.description
+
+
+def test_url_reports_every_problem_at_once() -> None:
+    found = violations(spec(url="http://user:pw@example.com:70000/x#frag"))
+    assert [v.field for v in found] == ["webhook.url"] * 4
+    text = " | ".join(v.description for v in found)
+    for expected in ("https", "credentials", "port", "fragment"):
+        assert expected in text
+
+
+@pytest.mark.parametrize("url", ["", "not a url", "http://user:pw@x#y", "https://inbound.example/whk_1"])
+def test_inbound_url_is_not_checked_and_comes_back_unchanged(url: str) -> None:
+    result = check(spec(direction=Direction.INBOUND, url=url))
+    assert result.url == url
+    assert result.direction is Direction.INBOUND
+
+
+def test_inbound_still_checks_the_other_fields() -> None:
+    found = fields(
+        spec(direction=Direction.INBOUND, url="x", name="", retry_policy=RetryPolicy(max_attempts=0))
+    )
+    assert found == ["webhook.name", "webhook.retry_policy.max_attempts"]
+
+
+# --- event_types --------------------------------------------------------------------------------
+
+
+def test_empty_event_types_means_all_events() -> None:
+    assert check(spec(event_types=())).event_types == ("*",)
+
+
+def test_event_types_are_deduplicated_keeping_order() -> None:
+    result = check(spec(event_types=("rfp.created", "rfp.*", "rfp.created", "*", "rfp.*")))
+    assert result.event_types == ("rfp.created", "rfp.*", "*")
+
+
+def test_event_types_given_as_a_list_come_back_as_a_tuple() -> None:
+    result = check(spec(event_types=["rfp.created", "rfp.created"]))
+    assert result.event_types == ("rfp.created",)
+
+
+def test_100_event_types_are_accepted_and_101_are_not() -> None:
+    hundred = tuple(f"rfp.type{i}" for i in range(100))
+    assert check(spec(event_types=hundred)).event_types == hundred
+    violation = only(spec(event_types=(*hundred, "rfp.more")))
+    assert violation.field == "webhook.event_types"
+    assert "at most 100" in violation.description
+
+
+def test_the_count_limit_applies_before_deduplication() -> None:
+    assert only(spec(event_types=("rfp.created",) * 101)).field == "webhook.event_types"
+
+
+def test_each_bad_event_type_is_reported_at_its_index_with_the_filter_rule() -> None:
+    bad = ["", "rfp created", "rfp.*.x"]
+    assert all(validate_filter(value) is not None for value in bad), "pick filters event_types rejects"
+    found = violations(spec(event_types=("rfp.created", bad[0], "rfp.*", bad[1], bad[2])))
+    assert found == [
+        FieldViolation("webhook.event_types[1]", str(validate_filter(bad[0]))),
+        FieldViolation("webhook.event_types[3]", str(validate_filter(bad[1]))),
+        FieldViolation("webhook.event_types[4]", str(validate_filter(bad[2]))),
+    ]
+
+
+# --- headers ------------------------------------------------------------------------------------
+
+
+def test_header_names_keep_the_callers_spelling() -> None:
+    headers = {"X-Tenant-ID": "acme", "x-lower": "1"}
+    assert dict(check(spec(headers=headers)).headers) == headers
+
+
+def test_20_headers_are_accepted_and_21_are_not() -> None:
+    twenty = {f"X-H{i}": "v" for i in range(20)}
+    assert len(check(spec(headers=twenty)).headers) == 20
+    violation = only(spec(headers={**twenty, "X-H20": "v"}))
+    assert violation.field == "webhook.headers"
+    assert "at most 20" in violation.description
+
+
+def test_header_name_of_64_characters_is_accepted_and_65_is_not() -> None:
+    name = "X-" + "a" * 62
+    assert check(spec(headers={name: "v"})).headers == {name: "v"}
+    violation = only(spec(headers={name + "a": "v"}))
+    assert violation.field == f'webhook.headers["{name}a"]'
+    assert "at most 64" in violation.description
+
+
+@pytest.mark.parametrize("name", ["X Foo", "X-Foo:", "X-Föö", "X(Foo)", "X/Foo", 'X"Foo', "X-Foo\r\n"])
+def test_header_name_must_be_an_http_token(name: str) -> None:
+    violation = only(spec(headers={name: "v"}))
+    assert violation.field.startswith("webhook.headers[")
+    assert "HTTP token" in violation.description
+
+
+def test_header_name_token_accepts_every_tchar() -> None:
+    name = "!#$%&'*+-.^_`|~0aZ"
+    assert check(spec(headers={name: "v"})).headers == {name: "v"}
+
+
+def test_header_name_must_not_be_empty() -> None:
+    assert only(spec(headers={"": "v"})) == FieldViolation('webhook.headers[""]', "name must not be empty")
+
+
+def test_header_field_path_quotes_the_name_like_json() -> None:
+    violation = only(spec(headers={'X"Q': "v"}))
+    assert violation.field == 'webhook.headers["X\\"Q"]'
+
+
+def test_header_value_of_1024_characters_is_accepted_and_1025_is_not() -> None:
+    assert check(spec(headers={"X-Foo": "v" * 1024})).headers == {"X-Foo": "v" * 1024}
+    violation = only(spec(headers={"X-Foo": "v" * 1025}))
+    assert violation.field == 'webhook.headers["X-Foo"]'
+    assert "at most 1024" in violation.description
+
+
+@pytest.mark.parametrize("value", ["a\rb", "a\nb", "a\r\nX-Injected: 1", "a\x00b"])
+def test_header_value_must_not_allow_header_injection(value: str) -> None:
+    assert only(spec(headers={"X-Foo": value})) == FieldViolation(
+        'webhook.headers["X-Foo"]', "value must not contain CR, LF or NUL characters"
+    )
+
+
+def test_header_value_may_be_empty_or_contain_tabs_and_unicode() -> None:
+    headers = {"X-Empty": "", "X-Tab": "a\tb", "X-Unicode": "café"}
+    assert check(spec(headers=headers)).headers == headers
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Connection",
+        "keep-alive",
+        "Proxy-Authenticate",
+        "proxy-authorization",
+        "Proxy-Connection",
+        "TE",
+        "trailer",
+        "Transfer-Encoding",
+        "UPGRADE",
+    ],
+)
+def test_hop_by_hop_headers_are_forbidden(name: str) -> None:
+    violation = only(spec(headers={name: "v"}))
+    assert violation.field == f'webhook.headers["{name}"]'
+    assert "hop-by-hop" in violation.description
+
+
+@pytest.mark.parametrize("name", ["Host", "content-length", "Content-Type", "CONTENT-ENCODING", "Expect"])
+def test_framing_and_routing_headers_are_forbidden(name: str) -> None:
+    violation = only(spec(headers={name: "v"}))
+    assert violation.field == f'webhook.headers["{name}"]'
+    assert "cannot be overridden" in violation.description
+
+
+@pytest.mark.parametrize("name", ["Authorization", "cookie", "Set-Cookie"])
+def test_credential_headers_are_forbidden_and_the_signing_secret_is_suggested(name: str) -> None:
+    violation = only(spec(headers={name: "Bearer abc"}))
+    assert violation.field == f'webhook.headers["{name}"]'
+    assert "plain text" in violation.description
+    assert "signing secret" in violation.description
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "webhook-signature",
+        "Webhook-Id",
+        "WEBHOOK-TIMESTAMP",
+        "Webhook-Anything",
+        "X-Hub-Signature",
+        "x-hub-signature-256",
+        "X-Webhookd-Delivery",
+    ],
+)
+def test_signature_headers_are_reserved(name: str) -> None:
+    violation = only(spec(headers={name: "v"}))
+    assert violation.field == f'webhook.headers["{name}"]'
+    assert "reserved" in violation.description
+
+
+@pytest.mark.parametrize("name", ["Webhook", "X-Hub", "X-Webhookd", "X-Content-Type", "Authorization-Hint"])
+def test_names_that_only_resemble_forbidden_ones_are_allowed(name: str) -> None:
+    assert check(spec(headers={name: "v"})).headers == {name: "v"}
+
+
+def test_header_names_that_differ_only_in_case_are_duplicates() -> None:
+    violation = only(spec(headers={"X-Foo": "1", "x-foo": "2"}))
+    assert violation.field == 'webhook.headers["x-foo"]'
+    assert "'X-Foo'" in violation.description
+    assert "case-insensitive" in violation.description
+
+
+def test_headers_may_total_8_kib_on_the_wire_and_not_a_byte_more() -> None:
+    # Each header is sent as "X-Hn: value\r\n": 4 + 1016 + 4 bytes, and 8 of them make 8192.
+    exact = {f"X-H{i}": "v" * 1016 for i in range(8)}
+    assert check(spec(headers=exact)).headers == exact
+    violation = only(spec(headers={**exact, "X-H7": "v" * 1017}))
+    assert violation.field == "webhook.headers"
+    assert "8192 bytes" in violation.description
+    assert "8193" in violation.description
+
+
+def test_header_size_counts_utf8_bytes() -> None:
+    exact = {f"X-H{i}": "v" * 1016 for i in range(8)}
+    exact["X-H7"] = "é" + "v" * 1014  # one character fewer, same bytes
+    assert check(spec(headers=exact)).headers == exact
+    exact["X-H7"] = "é" + "v" * 1015
+    assert only(spec(headers=exact)).field == "webhook.headers"
+
+
+def test_each_header_reports_all_its_problems() -> None:
+    found = violations(spec(headers={"Host": "a\nb" + "v" * 1024}))
+    assert [v.field for v in found] == ['webhook.headers["Host"]'] * 3
+
+
+# --- retry_policy -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempts", [1, 20])
+def test_max_attempts_boundaries_are_accepted(attempts: int) -> None:
+    assert check(spec(retry_policy=RetryPolicy(max_attempts=attempts))).retry_policy.max_attempts == attempts
+
+
+@pytest.mark.parametrize("attempts", [0, 21, -1])
+def test_max_attempts_outside_1_to_20_is_rejected(attempts: int) -> None:
+    violation = only(spec(retry_policy=RetryPolicy(max_attempts=attempts)))
+    assert violation == FieldViolation(
+        "webhook.retry_policy.max_attempts", f"must be from 1 to 20 (got {attempts})"
+    )
+
+
+@pytest.mark.parametrize("timeout", [100, 30_000])
+def test_timeout_boundaries_are_accepted(timeout: int) -> None:
+    assert check(spec(retry_policy=RetryPolicy(timeout_ms=timeout))).retry_policy.timeout_ms == timeout
+
+
+@pytest.mark.parametrize("timeout", [99, 30_001, 0])
+def test_timeout_outside_100_to_30000_is_rejected(timeout: int) -> None:
+    violation = only(spec(retry_policy=RetryPolicy(timeout_ms=timeout)))
+    assert violation.field == "webhook.retry_policy.timeout_ms"
+    assert f"got {timeout}" in violation.description
+
+
+def test_both_retry_fields_are_reported_together() -> None:
+    found = fields(spec(retry_policy=RetryPolicy(max_attempts=0, timeout_ms=0)))
+    assert found == ["webhook.retry_policy.max_attempts", "webhook.retry_policy.timeout_ms"]
+
+
+# --- tags ---------------------------------------------------------------------------------------
+
+
+def test_tags_are_deduplicated_keeping_order() -> None:
+    assert check(spec(tags=("b", "a", "b", "c", "a"))).tags == ("b", "a", "c")
+
+
+def test_50_tags_are_accepted_and_51_are_not() -> None:
+    fifty = tuple(f"t{i}" for i in range(50))
+    assert check(spec(tags=fifty)).tags == fifty
+    violation = only(spec(tags=(*fifty, "t50")))
+    assert violation.field == "webhook.tags"
+    assert "at most 50" in violation.description
+
+
+def test_tag_of_64_characters_is_accepted_and_65_is_not() -> None:
+    assert check(spec(tags=("t" * 64,))).tags == ("t" * 64,)
+    violation = only(spec(tags=("ok", "t" * 65)))
+    assert violation.field == "webhook.tags[1]"
+    assert "at most 64" in violation.description
+
+
+def test_tag_must_not_be_empty() -> None:
+    assert only(spec(tags=("",))) == FieldViolation("webhook.tags[0]", "must not be empty")
+
+
+@pytest.mark.parametrize("tag", [" prod", "prod ", "\tprod"])
+def test_tag_must_not_have_surrounding_whitespace(tag: str) -> None:
+    assert "whitespace" in " ".join(v.description for v in violations(spec(tags=(tag,))))
+
+
+def test_tag_may_contain_inner_spaces_and_unicode() -> None:
+    assert check(spec(tags=("team blue", "équipe"))).tags == ("team blue", "équipe")
+
+
+@pytest.mark.parametrize("tag", ["a\nb", "a\x00b", "a\x1bb"])
+def test_tag_must_not_contain_control_characters(tag: str) -> None:
+    violation = only(spec(tags=(tag,)))
+    assert violation.field == "webhook.tags[0]"
+    assert "control characters" in violation.description
+
+
+# --- connector_id, application_id, source ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["connector_id", "application_id"])
+def test_reference_ids_may_be_empty_or_128_safe_characters(field: str) -> None:
+    assert getattr(check(spec(**{field: ""})), field) == ""
+    value = "Ab0._:-" + "x" * 121
+    assert getattr(check(spec(**{field: value})), field) == value
+
+
+@pytest.mark.parametrize("field", ["connector_id", "application_id"])
+def test_reference_id_of_129_characters_is_rejected(field: str) -> None:
+    violation = only(spec(**{field: "x" * 129}))
+    assert violation.field == f"webhook.{field}"
+    assert "at most 128" in violation.description
+
+
+@pytest.mark.parametrize("field", ["connector_id", "application_id"])
+@pytest.mark.parametrize("value", ["a b", "a/b", "a@b", "é", "a\n"])
+def test_reference_id_rejects_unsafe_characters(field: str, value: str) -> None:
+    violation = only(spec(**{field: value}))
+    assert violation.field == f"webhook.{field}"
+    assert "letters, digits and . _ : -" in violation.description
+
+
+def test_source_defaults_to_edm_and_accepts_1_to_64_safe_characters() -> None:
+    assert check(spec()).source == "edm"
+    assert check(spec(source="s")).source == "s"
+    assert check(spec(source="Ab0._:-" + "x" * 57)).source == "Ab0._:-" + "x" * 57
+
+
+@pytest.mark.parametrize("source", ["", "x" * 65, "edm/x"])
+def test_source_rejects_empty_long_and_unsafe_values(source: str) -> None:
+    assert only(spec(source=source)).field == "webhook.source"
+
+
+# --- everything together ------------------------------------------------------------------------
+
+
+def test_every_violation_is_reported_in_one_error() -> None:
+    bad = WebhookSpec(
+        name="",
+        url="http://example.com",
+        event_types=("",),
+        headers={"Authorization": "x", "X-Ok": "a\nb"},
+        retry_policy=RetryPolicy(max_attempts=0, timeout_ms=50),
+        tags=("",),
+        connector_id="a b",
+        application_id="x" * 129,
+        source="",
+    )
+    assert fields(bad) == [
+        "webhook.name",
+        "webhook.url",
+        "webhook.event_types[0]",
+        'webhook.headers["Authorization"]',
+        'webhook.headers["X-Ok"]',
+        "webhook.retry_policy.max_attempts",
+        "webhook.retry_policy.timeout_ms",
+        "webhook.tags[0]",
+        "webhook.connector_id",
+        "webhook.application_id",
+        "webhook.source",
+    ]
+
+
+def test_error_message_summarises_the_violations() -> None:
+    with pytest.raises(Invalid) as caught:
+        check(spec(name="", retry_policy=RetryPolicy(max_attempts=0)))
+    assert "webhook.name: is required" in caught.value.message
+    assert caught.value.reason == "INVALID_ARGUMENT"
+
+
+def test_prefix_changes_every_field_path() -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_spec(
+            spec(name="", headers={"Host": "x"}, retry_policy=RetryPolicy(timeout_ms=1)),
+            allow_insecure_urls=False,
+            prefix="webhooks[3]",
+        )
+    assert [v.field for v in caught.value.violations] == [
+        "webhooks[3].name",
+        'webhooks[3].headers["Host"]',
+        "webhooks[3].retry_policy.timeout_ms",
+    ]
+
+
+def test_the_input_spec_is_not_modified() -> None:
+    headers = {"X-Foo": "1"}
+    original = spec(name=" Orders ", tags=("a", "a"), headers=headers)
+    result = check(original)
+    assert original.name == " Orders " and original.tags == ("a", "a")
+    assert result.headers is not headers
+
+
+# --- update_mask --------------------------------------------------------------------------------
+
+
+def test_update_mask_accepts_every_mutable_field() -> None:
+    paths = [
+        "name",
+        "url",
+        "event_types",
+        "signature_scheme",
+        "headers",
+        "enabled",
+        "retry_policy",
+        "retry_policy.max_attempts",
+        "retry_policy.backoff",
+        "retry_policy.timeout_ms",
+        "connector_id",
+        "application_id",
+        "tags",
+        "source",
+        "source_type",
+    ]
+    assert validate_update_mask(paths) == paths
+
+
+def test_update_mask_removes_duplicates_keeping_order() -> None:
+    assert validate_update_mask(["url", "name", "url", "name"]) == ["url", "name"]
+
+
+def test_update_mask_accepts_json_camel_case_and_surrounding_spaces() -> None:
+    assert validate_update_mask(["retryPolicy.maxAttempts", " eventTypes ", "event_types"]) == [
+        "retry_policy.max_attempts",
+        "event_types",
+    ]
+
+
+def test_update_mask_may_be_empty() -> None:
+    assert validate_update_mask([]) == []
+
+
+def test_direction_is_immutable() -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_update_mask(["name", "direction"])
+    [violation] = caught.value.violations
+    assert violation.field == "update_mask.paths[1]"
+    assert "is immutable" in violation.description
+
+
+@pytest.mark.parametrize("path", ["tenant_id", "created_at", "vault_path", "secret_fingerprint", "is_active"])
+def test_output_only_fields_are_rejected(path: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_update_mask([path])
+    assert caught.value.violations == [
+        FieldViolation("update_mask.paths[0]", f"{path!r} is output only: the server sets it")
+    ]
+
+
+def test_id_and_version_are_not_updatable() -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_update_mask(["id", "version"])
+    id_violation, version_violation = caught.value.violations
+    assert id_violation.field == "update_mask.paths[0]"
+    assert "is not updatable" in id_violation.description
+    assert "identifies the webhook" in id_violation.description
+    assert version_violation.field == "update_mask.paths[1]"
+    assert "is not updatable" in version_violation.description
+    assert "precondition" in version_violation.description
+
+
+@pytest.mark.parametrize("path", ["nmae", "retry_policy.jitter", "headers.X-Foo", "", "Name", "*"])
+def test_unknown_paths_are_rejected(path: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_update_mask([path])
+    [violation] = caught.value.violations
+    assert violation.field == "update_mask.paths[0]"
+    assert violation.description.startswith(repr(path))
+
+
+def test_unknown_path_lists_the_updatable_fields() -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_update_mask(["nmae"])
+    description = caught.value.violations[0].description
+    assert "no such field" in description
+    assert "name" in description and "retry_policy.max_attempts" in description
+
+
+def test_update_mask_reports_every_bad_path_with_its_index_and_prefix() -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_update_mask(["name", "direction", "nope", "vault_path", "version"], prefix="mask")
+    assert [v.field for v in caught.value.violations] == [
+        "mask.paths[1]",
+        "mask.paths[2]",
+        "mask.paths[3]",
+        "mask.paths[4]",
+    ]
+
+
+# --- page_size ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "used"), [(0, 50), (1, 1), (50, 50), (1000, 1000), (1001, 1000), (10**9, 1000)]
+)
+def test_page_size_defaults_and_clamps(given: int, used: int) -> None:
+    assert validate_page_size(given) == used
+
+
+@pytest.mark.parametrize("value", [-1, -1000])
+def test_negative_page_size_is_rejected(value: int) -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_page_size(value)
+    [violation] = caught.value.violations
+    assert violation.field == "page_size"
+    assert violation.description.startswith("must not be negative")
