@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from cpod.integration.v1 import webhook_pb2 as pb
 from google.protobuf import timestamp_pb2
 
-from cpod.integration.v1 import webhook_pb2 as pb
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.webhooks import (
     DEFAULT_SOURCE,
@@ -85,7 +85,7 @@ def webhook_to_proto(webhook: Webhook) -> pb.Webhook:
 
 def direction_from_proto(value: int) -> Direction | None:
     """None for DIRECTION_UNSPECIFIED (no filter / the default)."""
-    return _DIRECTION_FROM_PROTO.get(value)  # type: ignore[call-overload]
+    return _DIRECTION_FROM_PROTO.get(value)  # type: ignore[call-overload, no-any-return]
 
 
 def _scheme(value: str, field: str, violations: list[FieldViolation]) -> SignatureScheme:

@@ -56,7 +56,9 @@ def to_status(error: errors.DomainError) -> grpc.Status:
 
 
 def _internal_status() -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN, metadata={"request_id": request_id.get()})
+    info = error_details_pb2.ErrorInfo(
+        reason="INTERNAL", domain=ERROR_DOMAIN, metadata={"request_id": request_id.get()}
+    )
     message = f"internal error; quote request id {request_id.get()} when reporting it"
     return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message, details=[_packed(info)]))
 
@@ -71,7 +73,7 @@ async def _mapping_errors(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncI
         await context.abort_with_status(to_status(error))
     except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
         raise
-    except Exception:  # noqa: BLE001 - last resort: log it, and tell the caller no internals
+    except Exception:
         log.exception("unhandled error")
         await context.abort_with_status(_internal_status())
     finally:

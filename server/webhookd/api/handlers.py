@@ -26,9 +26,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     if handler.unary_stream is not None:
         unary_stream = handler.unary_stream
 
-        async def wrapped_unary_stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
+        async def wrapped_unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             async with around(context):
                 async for response in unary_stream(request, context):
                     yield response
@@ -48,9 +46,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
         )
     stream_stream = handler.stream_stream
 
-    async def wrapped_stream_stream(
-        requests: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+    async def wrapped_stream_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         async with around(context):
             async for response in stream_stream(requests, context):
                 yield response

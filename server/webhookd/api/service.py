@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
+
 from webhookd.api.webhooks import WebhookCrud
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
-
 from cpod.integration.v1 import webhook_service_pb2 as pb
+
 from webhookd.api import convert
 from webhookd.auth.context import current_scope
 from webhookd.services.webhooks import Webhooks, event_type_filter
 from webhookd.store.webhooks import WebhookFilter
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class WebhookCrud:
@@ -32,7 +32,7 @@ class WebhookCrud:
             tag=request.tag or None,
             name_contains=request.name or None,
         )
-        page = await self.webhooks.list(
+        page = await self.webhooks.list_page(
             current_scope(), query, page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListWebhooksResponse(
@@ -64,8 +64,6 @@ class WebhookCrud:
         webhook = await self.webhooks.delete(current_scope(), request.id, expected_version=request.version or None)
         return pb.DeleteWebhookResponse(webhook=convert.webhook_to_proto(webhook))
 
-    async def UndeleteWebhook(
-        self, request: pb.UndeleteWebhookRequest, context: Context
-    ) -> pb.UndeleteWebhookResponse:
+    async def UndeleteWebhook(self, request: pb.UndeleteWebhookRequest, context: Context) -> pb.UndeleteWebhookResponse:
         webhook = await self.webhooks.undelete(current_scope(), request.id)
         return pb.UndeleteWebhookResponse(webhook=convert.webhook_to_proto(webhook))

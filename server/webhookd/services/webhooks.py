@@ -100,7 +100,7 @@ class Webhooks:
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         return await self._store.get(scope, webhook_id)
 
-    async def list(self, scope: Scope, query: WebhookFilter, *, page_size: int, page_token: str) -> Page:
+    async def list_page(self, scope: Scope, query: WebhookFilter, *, page_size: int, page_token: str) -> Page:
         limit = validate_page_size(page_size)
         key = await self._store.page_token_key()
         digest = page_tokens.query_digest(scope.tenant_id, scope.app_id, query)
@@ -158,8 +158,8 @@ class Webhooks:
     async def _discard_secret(self, vault_path: str) -> None:
         try:
             await self._secrets.delete(vault_path)
-        except Exception:  # noqa: BLE001 - the original error matters more; this one is logged
-            log.exception("could not remove the secret of a webhook that was not created", extra={"vault_path": vault_path})
+        except Exception:
+            log.exception("could not remove the secret of an uncreated webhook", extra={"vault_path": vault_path})
 
 
 def event_type_filter(event_type: str) -> tuple[str, ...]:

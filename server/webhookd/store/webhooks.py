@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
@@ -67,7 +68,7 @@ def _spec_columns(spec: WebhookSpec) -> dict[str, Any]:
     }
 
 
-def webhook_from_row(row: Mapping[str, Any]) -> Webhook:
+def webhook_from_row(row: RowMapping | Mapping[str, Any]) -> Webhook:
     spec = WebhookSpec(
         name=row["name"],
         url=row["url"],
@@ -117,9 +118,7 @@ class WebhookStore:
     async def page_token_key(self) -> bytes:
         if self._page_token_key is None:
             async with self._engine.connect() as connection:
-                key = await connection.scalar(
-                    sa.select(server_keys.c.key).where(server_keys.c.name == "page_token")
-                )
+                key = await connection.scalar(sa.select(server_keys.c.key).where(server_keys.c.name == "page_token"))
             if key is None:
                 raise RuntimeError("server_keys has no page_token key: run `webhookd migrate`")
             self._page_token_key = bytes(key)
@@ -153,9 +152,7 @@ class WebhookStore:
         async with self._engine.connect() as connection:
             return await self._get(connection, scope, webhook_id)
 
-    async def list(
-        self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int
-    ) -> list[Webhook]:
+    async def list(self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int) -> list[Webhook]:
         conditions: list[sa.ColumnElement[bool]] = [scoped(scope)]
         if not query.show_deleted:
             conditions.append(webhooks.c.deleted_at.is_(None))
@@ -200,7 +197,9 @@ class WebhookStore:
                 webhooks.c.version == expected_version,
                 webhooks.c.deleted_at.is_(None),
             )
-            .values(_spec_columns(spec) | {"updated_at": now, "updated_by": person_id, "version": webhooks.c.version + 1})
+            .values(
+                _spec_columns(spec) | {"updated_at": now, "updated_by": person_id, "version": webhooks.c.version + 1}
+            )
             .returning(webhooks)
         )
         async with self._engine.begin() as connection:
@@ -213,7 +212,13 @@ class WebhookStore:
         raise _version_conflict(webhook_id, expected_version, current.version)
 
     async def soft_delete(
-        self, scope: Scope, webhook_id: str, *, expected_version: int | None, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        *,
+        expected_version: int | None,
+        person_id: str | None,
+        now: datetime,
     ) -> Webhook:
         conditions = [scoped(scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_(None)]
         if expected_version is not None:
@@ -270,6 +275,3 @@ class WebhookStore:
 
 def _version_conflict(webhook_id: str, expected: int, current: int) -> Aborted:
     return Aborted(f"webhook {webhook_id} is at version {current}, not {expected}: read it again and retry")
-
-
-__all__: Sequence[str] = ("WebhookFilter", "WebhookStore", "scoped", "webhook_from_row")

@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint protos protos-check buf-lint unit integration bench clean
+
+$(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e clients/python -e .
+	touch $(STAMP)
+
+## run: start webhookd dev (embedded PostgreSQL + OpenBao, gRPC, REST gateway, workers)
+run: $(STAMP)
+	$(BIN)/webhookd dev
+
+## test: the whole suite: lint, types, proto lint and drift, unit and integration tests
+test: $(STAMP) lint protos-check buf-lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check server tests tools bench
+	$(BIN)/mypy
+
+## protos: regenerate clients/python from protos/
+protos: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tools/protos.py gen
+
+protos-check: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tools/protos.py check
+
+buf-lint: $(STAMP)
+	$(BIN)/python tools/protos.py deps
+	$(BIN)/buf lint
+	$(BIN)/buf build -o /dev/null
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+## bench: every benchmark, each printing its figure as a ratio to a baseline run alongside it
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build .webhookd

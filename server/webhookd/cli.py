@@ -1,0 +1,156 @@
+"""The `webhookd` command: dev, serve, worker, migrate, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from webhookd import app, config, logs
+from webhookd.auth.tokens import mint
+from webhookd.config import Settings, SettingsError
+from webhookd.domain.errors import Unavailable
+from webhookd.store import migrate
+
+DEV_TENANT = "tnt_dev"
+DEV_SUBJECT = "dev-user"
+
+
+def dev_jwt_secret(data_dir: Path) -> str:
+    """A per-data-dir random secret, kept so dev tokens stay valid across restarts."""
+    path = data_dir / "dev-jwt-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def dev_settings() -> Settings:
+    settings = config.load(dev=True)
+    if settings.jwt_secret is None and settings.jwt_public_key_file is None and settings.jwt_jwks_file is None:
+        settings = settings.with_overrides(jwt_secret=dev_jwt_secret(settings.data_dir))
+    return settings
+
+
+def _print_banner(settings: Settings, service: app.Service) -> None:
+    assert settings.jwt_secret is not None
+    token = mint(settings.jwt_secret, tenant_id=DEV_TENANT, subject=DEV_SUBJECT)
+    target = service.grpc_target
+    embedded = f"embedded, under {settings.data_dir}"
+    database = embedded if settings.database_url is None else "WEBHOOKD_DATABASE_URL"
+    vault = embedded if settings.vault_addr is None else settings.vault_addr
+    create = '{"webhook": {"name": "demo", "url": "http://127.0.0.1:9000/hook", "event_types": ["rfp.*"]}}'
+    print(
+        f"""
+webhookd dev is running
+  gRPC      {target}  (reflection and grpc.health.v1 on)
+  database  {database}
+  vault     {vault}
+
+Dev token (tenant {DEV_TENANT}, 12 h):
+  export TOKEN={token}
+
+Try it:
+  grpcurl -plaintext {target} list
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d {shlex.quote(create)} \\
+      {target} cpod.integration.v1.WebhookService/CreateWebhook
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" {target} cpod.integration.v1.WebhookService/ListWebhooks
+""",
+        flush=True,
+    )
+
+
+async def _run_until_signalled(settings: Settings, *, dev: bool) -> int:
+    backends = await asyncio.to_thread(app.start_backends, settings)
+    try:
+        try:
+            service = await app.open_service(settings, backends)
+            await app.check_backends(service)
+        except (Unavailable, OSError) as error:
+            print(f"webhookd: cannot start: {error}", file=sys.stderr)
+            return 2
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        if dev:
+            _print_banner(settings, service)
+        else:
+            print(f"webhookd serving gRPC on {service.grpc_target}", flush=True)
+        await stop.wait()
+        await service.stop()
+        return 0
+    finally:
+        await asyncio.to_thread(backends.stop)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    settings = dev_settings()
+    logs.configure(settings.log_level)
+    return asyncio.run(_run_until_signalled(settings, dev=True))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = config.load()
+    logs.configure(settings.log_level)
+    return asyncio.run(_run_until_signalled(settings, dev=False))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = config.load()
+    backends = app.start_backends(settings.with_overrides(vault_addr=settings.vault_addr or "unused"))
+    try:
+        migrate.upgrade_sync(backends.database_url)
+    finally:
+        backends.stop()
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = config.load(dev=True)
+    secret = settings.jwt_secret or dev_jwt_secret(settings.data_dir)
+    token = mint(
+        secret,
+        tenant_id=args.tenant,
+        subject=args.sub,
+        app_id=args.app,
+        ttl_seconds=args.ttl,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="webhookd", description="cPod's integration webhook service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "dev", help="run everything on embedded PostgreSQL and OpenBao, with dev defaults"
+    ).set_defaults(run=cmd_dev)
+    commands.add_parser("serve", help="run the service on the configured database and Vault").set_defaults(
+        run=cmd_serve
+    )
+    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
+    token = commands.add_parser("token", help="mint an HS256 JWT (WEBHOOKD_JWT_SECRET, or the dev secret)")
+    token.add_argument("--tenant", default=DEV_TENANT, help=f"tenant_id claim (default {DEV_TENANT})")
+    token.add_argument("--sub", default=DEV_SUBJECT, help="sub claim: the person")
+    token.add_argument("--app", default=None, help="app_id claim: for integration keys")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.set_defaults(run=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        sys.exit(args.run(args))
+    except SettingsError as error:
+        print(f"webhookd: {error}", file=sys.stderr)
+        sys.exit(2)

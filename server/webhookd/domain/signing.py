@@ -1,0 +1,228 @@
+"""Signing outbound webhooks and verifying inbound ones, in both schemes a webhook may use.
+
+`standard-webhooks` (https://www.standardwebhooks.com, the default):
+  `webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`, one `v1,` entry per
+  secret separated by spaces, so a receiver holding either the old or the new secret accepts the message
+  while a rotation overlaps. The key is the base64-decoded part of a `whsec_` secret; a secret without
+  that prefix is used as its raw UTF-8 bytes.
+
+`hmac-sha256` (GitHub's `X-Hub-Signature-256`):
+  `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(key, body)>` with the whole secret string's UTF-8 bytes as
+  the key, as GitHub does. With one secret the header is exactly GitHub's. With several (rotation) the
+  signatures are joined with `,` in secret order, the HTTP list form of a repeated header; receivers that
+  compare the header as a whole need the delivery code to pass only the current secret. Only the body is
+  signed, so this scheme has no replay protection; dedupe on `webhook-id`.
+
+Both schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets as random_source
+import unicodedata
+from collections.abc import Mapping, Sequence
+
+from webhookd.domain.webhooks import SignatureScheme
+
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24
+MAX_SECRET_BYTES = 64
+GENERATED_SECRET_BYTES = 32
+DEFAULT_TOLERANCE_SECONDS = 300
+
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+GITHUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+class SignatureError(Exception):
+    """Verification failed. `reason` is one of the stable codes below, safe to log and to return."""
+
+    MISSING_HEADERS = "missing_headers"
+    BAD_TIMESTAMP = "bad_timestamp"
+    STALE_TIMESTAMP = "stale_timestamp"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    BAD_SIGNATURE = "bad_signature"
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def generate_secret() -> str:
+    """A fresh `whsec_` secret: 32 random bytes, base64-encoded."""
+    return SECRET_PREFIX + base64.b64encode(random_source.token_bytes(GENERATED_SECRET_BYTES)).decode()
+
+
+def validate_secret(value: str) -> str | None:
+    """What is wrong with `value` as a signing secret, or None when it is valid.
+
+    A `whsec_` secret must be base64 (standard alphabet, padding optional) of 24..64 bytes; any other
+    secret must be 24..64 bytes of UTF-8 text without whitespace or control characters.
+    """
+    if value.startswith(SECRET_PREFIX):
+        key = _decode_whsec(value[len(SECRET_PREFIX) :])
+        if key is None:
+            return f"the part after {SECRET_PREFIX!r} must be base64 (A-Z, a-z, 0-9, '+', '/', '=')"
+        size = len(key)
+        what = "decoded key"
+    else:
+        if any(ch.isspace() for ch in value):
+            return "must not contain whitespace"
+        if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value):
+            return "must not contain control characters"
+        size = len(value.encode("utf-8"))
+        what = "secret"
+    if not MIN_SECRET_BYTES <= size <= MAX_SECRET_BYTES:
+        return f"the {what} must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes long, not {size}"
+    return None
+
+
+def sign_headers(
+    scheme: SignatureScheme, secrets: Sequence[str], message_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """The headers to send with `body`, signed with every secret in `secrets` (current one first)."""
+    if not secrets:
+        raise ValueError("at least one secret is needed to sign")
+    headers = {ID_HEADER: message_id, TIMESTAMP_HEADER: str(timestamp)}
+    if scheme is SignatureScheme.STANDARD_WEBHOOKS:
+        content = _signed_content(message_id, str(timestamp), body)
+        headers[SIGNATURE_HEADER] = " ".join(
+            "v1," + base64.b64encode(_hmac(_standard_key(secret), content)).decode() for secret in secrets
+        )
+    elif scheme is SignatureScheme.HMAC_SHA256:
+        headers[GITHUB_SIGNATURE_HEADER] = ",".join(
+            "sha256=" + _hmac(secret.encode("utf-8"), body).hex() for secret in secrets
+        )
+    else:  # pragma: no cover - exhaustive over the enum
+        raise ValueError(f"unknown signature scheme {scheme!r}")
+    return headers
+
+
+def verify(
+    scheme: SignatureScheme,
+    secrets: Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    now: int,
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+) -> None:
+    """Accept `body` if any signature in `headers` was made with any of `secrets`; else SignatureError.
+
+    Header names are matched case-insensitively. For standard-webhooks the timestamp must lie within
+    `tolerance_seconds` of `now` (unix seconds) in either direction; hmac-sha256 signs no timestamp, so
+    none is checked.
+    """
+    if not secrets:
+        raise ValueError("at least one secret is needed to verify")
+    lowered = {name.lower(): value for name, value in headers.items()}
+    if scheme is SignatureScheme.STANDARD_WEBHOOKS:
+        _verify_standard(secrets, lowered, body, now, tolerance_seconds)
+    elif scheme is SignatureScheme.HMAC_SHA256:
+        _verify_github(secrets, lowered, body)
+    else:  # pragma: no cover - exhaustive over the enum
+        raise ValueError(f"unknown signature scheme {scheme!r}")
+
+
+def _verify_standard(
+    secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int
+) -> None:
+    message_id = headers.get(ID_HEADER, "")
+    raw_timestamp = headers.get(TIMESTAMP_HEADER, "").strip()
+    signature_header = headers.get(SIGNATURE_HEADER, "")
+    missing = [
+        name
+        for name, value in (
+            (ID_HEADER, message_id),
+            (TIMESTAMP_HEADER, raw_timestamp),
+            (SIGNATURE_HEADER, signature_header),
+        )
+        if not value
+    ]
+    if missing:
+        raise SignatureError(SignatureError.MISSING_HEADERS, ", ".join(missing))
+    if not _DIGITS.fullmatch(raw_timestamp):
+        raise SignatureError(SignatureError.BAD_TIMESTAMP, "not unix seconds")
+    timestamp = int(raw_timestamp)
+    if timestamp < now - tolerance:
+        raise SignatureError(SignatureError.STALE_TIMESTAMP, f"older than {tolerance}s")
+    if timestamp > now + tolerance:
+        raise SignatureError(SignatureError.FUTURE_TIMESTAMP, f"more than {tolerance}s ahead")
+
+    offered: list[bytes] = []
+    for entry in signature_header.split():
+        version, _, encoded = entry.partition(",")
+        if version != "v1":
+            continue  # other versions (e.g. v1a, asymmetric) are not ours to check
+        try:
+            offered.append(base64.b64decode(encoded, validate=True))
+        except binascii.Error:
+            continue
+    # The signed timestamp is the header's text, exactly as sent.
+    content = _signed_content(message_id, raw_timestamp, body)
+    expected = [_hmac(_standard_key(secret), content) for secret in secrets]
+    if not _any_equal(expected, offered):
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "no v1 signature matches")
+
+
+def _verify_github(secrets: Sequence[str], headers: Mapping[str, str], body: bytes) -> None:
+    header = headers.get(GITHUB_SIGNATURE_HEADER.lower(), "")
+    if not header:
+        raise SignatureError(SignatureError.MISSING_HEADERS, GITHUB_SIGNATURE_HEADER)
+    offered: list[bytes] = []
+    for entry in header.split(","):
+        algorithm, _, digest = entry.strip().partition("=")
+        if algorithm != "sha256":
+            continue
+        try:
+            offered.append(bytes.fromhex(digest))
+        except ValueError:
+            continue
+    expected = [_hmac(secret.encode("utf-8"), body) for secret in secrets]
+    if not _any_equal(expected, offered):
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "no sha256 signature matches")
+
+
+def _any_equal(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:
+    # Compare every pair without stopping early, so timing says nothing about which one matched.
+    found = False
+    for mine in expected:
+        for theirs in offered:
+            found |= hmac.compare_digest(mine, theirs)
+    return found
+
+
+def _signed_content(message_id: str, timestamp: str, body: bytes) -> bytes:
+    return f"{message_id}.{timestamp}.".encode() + body
+
+
+def _hmac(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _standard_key(secret: str) -> bytes:
+    if not secret.startswith(SECRET_PREFIX):
+        return secret.encode("utf-8")
+    key = _decode_whsec(secret[len(SECRET_PREFIX) :])
+    if key is None:
+        raise ValueError(f"secret after {SECRET_PREFIX!r} is not base64")
+    return key
+
+
+def _decode_whsec(encoded: str) -> bytes | None:
+    if not _BASE64.fullmatch(encoded):
+        return None
+    try:
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        return None
