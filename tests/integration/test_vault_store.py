@@ -1,0 +1,171 @@
+"""VaultSecretStore against a real (ephemeral) OpenBao server."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import hvac
+import pytest
+
+from webhookd.domain.errors import Invalid, NotFound, Unavailable
+from webhookd.secrets.embedded import EmbeddedOpenBao
+from webhookd.secrets.vault import VaultSecretStore
+
+
+@pytest.fixture(scope="module")
+def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    bao = EmbeddedOpenBao(tmp_path_factory.mktemp("vault"), mode="ephemeral")
+    yield bao.start()
+    bao.stop()
+
+
+@pytest.fixture
+def store(vault: tuple[str, str]) -> Iterator[VaultSecretStore]:
+    addr, token = vault
+    s = VaultSecretStore(addr, token, cache_seconds=30)
+    yield s
+    s.close()
+
+
+def tenant() -> str:
+    return "ten_" + secrets.token_hex(6)
+
+
+async def test_written_secret_reads_back(store: VaultSecretStore) -> None:
+    path = await store.path_for(tenant(), "whk_01J0000000000000000000000")
+
+    await store.write(path, {"signing_secret": "whsec_abc"})
+
+    assert await store.read(path) == {"signing_secret": "whsec_abc"}
+
+
+async def test_path_is_under_the_prefix_and_tenant(store: VaultSecretStore) -> None:
+    assert await store.path_for("t1", "whk_1") == "webhookd/tenants/t1/webhooks/whk_1"
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "..", ".", "", "/abs", "x\n", "a b"])
+async def test_path_for_refuses_ids_that_are_not_one_segment(store: VaultSecretStore, bad: str) -> None:
+    with pytest.raises(Invalid) as tenant_error:
+        await store.path_for(bad, "whk_1")
+    with pytest.raises(Invalid) as webhook_error:
+        await store.path_for("t1", bad)
+
+    assert tenant_error.value.violations[0].field == "tenant_id"
+    assert webhook_error.value.violations[0].field == "webhook_id"
+
+
+async def test_missing_secret_is_not_found(store: VaultSecretStore) -> None:
+    with pytest.raises(NotFound):
+        await store.read(await store.path_for(tenant(), "whk_missing"))
+
+
+async def test_deleted_secret_is_gone_with_all_versions(
+    store: VaultSecretStore, vault: tuple[str, str]
+) -> None:
+    path = await store.path_for(tenant(), "whk_1")
+    await store.write(path, {"signing_secret": "one"})
+    await store.write(path, {"signing_secret": "two"})
+    await store.read(path)
+
+    await store.delete(path)
+
+    with pytest.raises(NotFound):
+        await store.read(path)
+    client = hvac.Client(url=vault[0], token=vault[1])
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        client.secrets.kv.v2.read_secret_metadata(path, mount_point="secret")
+
+
+async def test_deleting_an_absent_secret_is_fine(store: VaultSecretStore) -> None:
+    await store.delete(await store.path_for(tenant(), "whk_never"))
+
+
+async def test_write_replaces_what_the_cache_holds(store: VaultSecretStore) -> None:
+    path = await store.path_for(tenant(), "whk_1")
+    await store.write(path, {"signing_secret": "old"})
+    assert await store.read(path) == {"signing_secret": "old"}
+
+    await store.write(path, {"signing_secret": "new"})
+
+    assert await store.read(path) == {"signing_secret": "new"}
+
+
+async def test_reads_are_cached_until_the_ttl_runs_out(vault: tuple[str, str]) -> None:
+    addr, token = vault
+    store = VaultSecretStore(addr, token, cache_seconds=0.3)
+    path = await store.path_for(tenant(), "whk_1")
+    await store.write(path, {"signing_secret": "cached"})
+    await store.read(path)
+    # Change it behind the store's back: the cache keeps answering until it expires.
+    hvac.Client(url=addr, token=token).secrets.kv.v2.create_or_update_secret(
+        path, secret={"signing_secret": "changed"}, mount_point="secret"
+    )
+
+    assert await store.read(path) == {"signing_secret": "cached"}
+    await asyncio.sleep(0.35)
+    assert await store.read(path) == {"signing_secret": "changed"}
+    store.close()
+
+
+async def test_cache_is_bounded(vault: tuple[str, str]) -> None:
+    store = VaultSecretStore(*vault, cache_size=2)
+    t = tenant()
+    for n in range(3):
+        path = await store.path_for(t, f"whk_{n}")
+        await store.write(path, {"n": str(n)})
+        await store.read(path)
+
+    assert len(store._cache) == 2
+    store.close()
+
+
+async def test_returned_dict_cannot_change_the_cache(store: VaultSecretStore) -> None:
+    path = await store.path_for(tenant(), "whk_1")
+    await store.write(path, {"signing_secret": "s"})
+    (await store.read(path))["signing_secret"] = "mutated"
+
+    assert await store.read(path) == {"signing_secret": "s"}
+
+
+async def test_ping_passes_on_a_healthy_vault(store: VaultSecretStore) -> None:
+    await store.ping()
+
+
+async def test_ping_rejects_a_bad_token(vault: tuple[str, str]) -> None:
+    store = VaultSecretStore(vault[0], "not-a-token")
+
+    with pytest.raises(Unavailable) as error:
+        await store.ping()
+
+    assert "not-a-token" not in error.value.message
+    store.close()
+
+
+async def test_stopped_or_sealed_vault_is_unavailable_without_leaking(tmp_path: Path) -> None:
+    bao = EmbeddedOpenBao(tmp_path, mode="ephemeral")
+    addr, token = bao.start()
+    store = VaultSecretStore(addr, token, cache_seconds=0)
+    path = await store.path_for(tenant(), "whk_1")
+    await store.write(path, {"signing_secret": "whsec_topsecret"})
+    hvac.Client(url=addr, token=token).sys.seal()
+
+    with pytest.raises(Unavailable, match="sealed"):
+        await store.ping()
+
+    bao.stop()
+    calls: list[Callable[[], Awaitable[object]]] = [
+        store.ping,
+        lambda: store.read(path),
+        lambda: store.write(path, {"signing_secret": "whsec_x"}),
+        lambda: store.delete(path),
+    ]
+    for call in calls:
+        with pytest.raises(Unavailable) as error:
+            await call()
+        message = str(error.value)
+        assert message.startswith("vault unreachable: ")
+        assert token not in message and "whsec_" not in message
+    store.close()
