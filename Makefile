@@ -27,10 +27,10 @@ lint: $(STAMP)
 
 ## protos: regenerate clients/python from protos/
 protos: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tools/protos.py gen
+	$(BIN)/python tools/protos.py gen
 
 protos-check: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tools/protos.py check
+	$(BIN)/python tools/protos.py check
 
 buf-lint: $(STAMP)
 	$(BIN)/python tools/protos.py deps

@@ -9,10 +9,11 @@ from typing import Any
 
 import grpc
 import pytest
+from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
 from ulid import ULID
 
-from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
-from webhookd.app import Backends, Service, open_service
+from receivers import Receiver
+from webhookd.app import Backends, DeliveryWorkers, Service, open_service
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings
 from webhookd.secrets.embedded import EmbeddedOpenBao
@@ -52,6 +53,9 @@ def settings(data_dir: Path) -> Settings:
         allow_insecure_urls=True,
         allow_private_targets=True,
         shutdown_grace_seconds=1.0,
+        workers=16,
+        pause_after_failures=5,
+        secret_cache_seconds=0.5,
     )
 
 
@@ -99,3 +103,19 @@ def make_caller(channel: grpc.aio.Channel, tenant_id: str | None = None, **claim
 @pytest.fixture
 def caller(channel: grpc.aio.Channel) -> AuthedStub:
     return make_caller(channel, subject="person_1")
+
+
+@pytest.fixture(scope="session")
+async def workers(settings: Settings, backends: Backends, service: Service) -> AsyncIterator[DeliveryWorkers]:
+    """The delivery pool, in-process; loopback targets allowed (settings.allow_private_targets)."""
+    pool = DeliveryWorkers(settings, backends)
+    await pool.start()
+    yield pool
+    await pool.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    started = await Receiver().start()
+    yield started
+    await started.stop()

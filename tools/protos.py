@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import filecmp
 import importlib.resources
+import os
 import shutil
 import sys
 import tempfile
@@ -41,6 +42,8 @@ def proto_files() -> list[Path]:
 
 def generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    # protoc finds the mypy-protobuf plugins on PATH; they sit next to this interpreter.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     args = [
         "protoc",
         f"-I{PROTOS}",

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
+
 import grpc
+from cpod.integration.v1 import webhook_service_pb2, webhook_service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cpod.integration.v1 import webhook_service_pb2, webhook_service_pb2_grpc
 from webhookd.api.errors import ErrorInterceptor
 from webhookd.api.service import WebhookServicer
 from webhookd.auth.interceptor import AuthInterceptor
 from webhookd.auth.tokens import TokenVerifier
 from webhookd.config import Settings
+from webhookd.delivery.attempt import Deliverer
+from webhookd.delivery.http import Sender
+from webhookd.delivery.pool import DeliveryPool
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.vault import VaultSecretStore
+from webhookd.services.events import Events
 from webhookd.services.webhooks import Webhooks
 from webhookd.store import migrate
 from webhookd.store.database import create_engine
+from webhookd.store.deliveries import DeliveryQueue
 from webhookd.store.embedded import EmbeddedPostgres
+from webhookd.store.events import EventStore
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
@@ -84,14 +92,18 @@ class Service:
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
         )
+        self.events = Events(EventStore(self.engine), max_payload_bytes=settings.max_payload_bytes)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[ErrorInterceptor(), AuthInterceptor(TokenVerifier(settings))],
             options=[("grpc.so_reuseport", 0)],
         )
-        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(self.webhooks), self.server)
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
+            WebhookServicer(self.webhooks, self.events), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        reflected = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(reflected, self.server)
         self.grpc_port = 0
 
     async def start(self) -> None:
@@ -115,6 +127,42 @@ class Service:
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
+
+
+class DeliveryWorkers:
+    """The worker pool with what it owns: its engine, the Vault client and one HTTP session."""
+
+    def __init__(self, settings: Settings, backends: Backends) -> None:
+        self.engine = create_engine(backends.database_url, pool_size=max(4, min(settings.workers, 32)))
+        self.secrets = VaultSecretStore(
+            backends.vault_addr,
+            backends.vault_token,
+            mount=settings.vault_mount,
+            prefix=settings.vault_prefix,
+            cache_seconds=settings.secret_cache_seconds,
+        )
+        self.sender = Sender.from_settings(settings)
+        self.queue = DeliveryQueue(self.engine, pause_after_failures=settings.pause_after_failures)
+        self.pool = DeliveryPool(
+            self.queue,
+            Deliverer(self.queue, self.secrets, self.sender),
+            database_url=backends.database_url,
+            workers=settings.workers,
+            per_webhook=settings.per_webhook_concurrency,
+            grace_seconds=settings.shutdown_grace_seconds,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.sender.start()
+        self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
+
+    async def stop(self) -> None:
+        self.pool.stop()
+        if self._task is not None:
+            await self._task
+        await self.sender.close()
+        await self.engine.dispose()
 
 
 async def check_backends(service: Service) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from cpod.integration.v1 import webhook_pb2 as pb
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.webhooks import (
@@ -199,3 +200,23 @@ def mask_changes(message: pb.Webhook, paths: list[str], *, field: str = "webhook
     if violations:
         raise Invalid(violations)
     return changes
+
+
+_EXACT_INTEGER_LIMIT = 2**53
+
+
+def _json_value(value: Any) -> Any:
+    # Struct stores every number as a double: give integral ones back as integers, so receivers
+    # see `3`, not `3.0`.
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_INTEGER_LIMIT:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    return value
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    result: dict[str, Any] = _json_value(json_format.MessageToDict(message))
+    return result

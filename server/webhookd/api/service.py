@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
 
+from webhookd.api.delivery import DeliveryRpcs
 from webhookd.api.webhooks import WebhookCrud
+from webhookd.services.events import Events
+from webhookd.services.webhooks import Webhooks
 
 
-class WebhookServicer(WebhookCrud, rpc.WebhookServiceServicer):
-    pass
+class WebhookServicer(WebhookCrud, DeliveryRpcs, rpc.WebhookServiceServicer):
+    def __init__(self, webhooks: Webhooks, events: Events) -> None:
+        WebhookCrud.__init__(self, webhooks)
+        DeliveryRpcs.__init__(self, webhooks, events)

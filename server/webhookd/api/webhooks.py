@@ -50,12 +50,16 @@ class WebhookCrud:
         return pb.CreateWebhookResponse(webhook=convert.webhook_to_proto(webhook), signing_secret=secret)
 
     async def UpdateWebhook(self, request: pb.UpdateWebhookRequest, context: Context) -> pb.UpdateWebhookResponse:
-        paths = list(request.update_mask.paths) or convert.implied_mask(request.webhook)
+        explicit_paths = list(request.update_mask.paths)
+        paths = explicit_paths or convert.implied_mask(request.webhook)
+        # Without a mask every populated field is a request, so a different direction must be refused.
+        direction = None if explicit_paths else convert.direction_from_proto(request.webhook.direction)
         webhook = await self.webhooks.update(
             current_scope(),
             request.webhook.id,
             expected_version=request.webhook.version or None,
             paths=paths,
+            direction=direction,
             changes_for=lambda valid_paths: convert.mask_changes(request.webhook, valid_paths),
         )
         return pb.UpdateWebhookResponse(webhook=convert.webhook_to_proto(webhook))

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+
 from webhookd.api.handlers import metadata_value, wrap_handler
 from webhookd.auth.context import reset_scope, set_scope
 from webhookd.auth.tokens import TokenVerifier, bearer_token

@@ -20,7 +20,7 @@ def looks_like(prefix: str, value: str) -> bool:
     if not value.startswith(prefix):
         return False
     try:
-        ULID.from_str(value[len(prefix):])
+        ULID.from_str(value[len(prefix) :])
     except ValueError:
         return False
     return True

@@ -134,9 +134,7 @@ def verify(
         raise ValueError(f"unknown signature scheme {scheme!r}")
 
 
-def _verify_standard(
-    secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int
-) -> None:
+def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int) -> None:
     message_id = headers.get(ID_HEADER, "")
     raw_timestamp = headers.get(TIMESTAMP_HEADER, "").strip()
     signature_header = headers.get(SIGNATURE_HEADER, "")

@@ -88,9 +88,7 @@ def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str =
     violations += _check_source(spec.source, f"{prefix}.source")
     if violations:
         raise Invalid(violations)
-    return dataclasses.replace(
-        spec, name=name, event_types=event_types, tags=tags, headers=dict(spec.headers)
-    )
+    return dataclasses.replace(spec, name=name, event_types=event_types, tags=tags, headers=dict(spec.headers))
 
 
 def validate_update_mask(paths: Sequence[str], *, prefix: str = "update_mask") -> list[str]:
@@ -141,9 +139,7 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
         found.append(FieldViolation(path, f"must be at most {URL_MAX} characters (got {len(url)})"))
     if any(ch.isspace() or _is_control(ch) for ch in url):
         # urlsplit silently drops some of these, so what it parses is not what we would store.
-        found.append(
-            FieldViolation(path, "must not contain whitespace or control characters (percent-encode them)")
-        )
+        found.append(FieldViolation(path, "must not contain whitespace or control characters (percent-encode them)"))
         return found
     try:
         parts = urlsplit(url)
@@ -151,14 +147,10 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
         found.append(FieldViolation(path, "is not a valid URL (check the brackets around an IPv6 host)"))
         return found
     if parts.scheme not in ("http", "https"):
-        found.append(
-            FieldViolation(path, "must be an absolute http or https URL, e.g. https://example.com/hooks")
-        )
+        found.append(FieldViolation(path, "must be an absolute http or https URL, e.g. https://example.com/hooks"))
         return found
     if parts.scheme == "http" and not allow_insecure:
-        found.append(
-            FieldViolation(path, "must use https (set WEBHOOKD_ALLOW_INSECURE_URLS=1 to allow http)")
-        )
+        found.append(FieldViolation(path, "must use https (set WEBHOOKD_ALLOW_INSECURE_URLS=1 to allow http)"))
     hostport = parts.netloc.rpartition("@")[2]
     if "@" in parts.netloc:
         found.append(
@@ -189,9 +181,7 @@ def _port_of(hostport: str) -> str | None:
 def _check_event_types(event_types: Sequence[str], path: str) -> tuple[tuple[str, ...], list[FieldViolation]]:
     found = []
     if len(event_types) > EVENT_TYPES_MAX:
-        found.append(
-            FieldViolation(path, f"must have at most {EVENT_TYPES_MAX} entries (got {len(event_types)})")
-        )
+        found.append(FieldViolation(path, f"must have at most {EVENT_TYPES_MAX} entries (got {len(event_types)})"))
     for index, event_type in enumerate(event_types):
         problem = validate_filter(event_type)
         if problem is not None:
@@ -209,26 +199,20 @@ def _check_headers(headers: Mapping[str, str], path: str) -> list[FieldViolation
         here = f"{path}[{json.dumps(name)}]"
         folded = name.lower()
         if folded in seen:
-            found.append(
-                FieldViolation(here, f"repeats header {seen[folded]!r} (header names are case-insensitive)")
-            )
+            found.append(FieldViolation(here, f"repeats header {seen[folded]!r} (header names are case-insensitive)"))
         else:
             seen[folded] = name
         found += [FieldViolation(here, problem) for problem in _header_name_problems(name)]
         if len(value) > HEADER_VALUE_MAX:
             found.append(
-                FieldViolation(
-                    here, f"value must be at most {HEADER_VALUE_MAX} characters (got {len(value)})"
-                )
+                FieldViolation(here, f"value must be at most {HEADER_VALUE_MAX} characters (got {len(value)})")
             )
         if any(ch in value for ch in "\r\n\0"):
             found.append(FieldViolation(here, "value must not contain CR, LF or NUL characters"))
         # As sent on the wire: "Name: value\r\n".
         total += len(name.encode()) + len(value.encode()) + 4
     if total > HEADERS_TOTAL_MAX_BYTES:
-        found.append(
-            FieldViolation(path, f"must total at most {HEADERS_TOTAL_MAX_BYTES} bytes as sent (got {total})")
-        )
+        found.append(FieldViolation(path, f"must total at most {HEADERS_TOTAL_MAX_BYTES} bytes as sent (got {total})"))
     return found
 
 
@@ -239,9 +223,7 @@ def _header_name_problems(name: str) -> list[str]:
     if len(name) > HEADER_NAME_MAX:
         problems.append(f"name must be at most {HEADER_NAME_MAX} characters (got {len(name)})")
     if not _TOKEN.fullmatch(name):
-        problems.append(
-            "name must be an HTTP token: letters, digits and !#$%&'*+-.^_`|~ (no spaces or colons)"
-        )
+        problems.append("name must be an HTTP token: letters, digits and !#$%&'*+-.^_`|~ (no spaces or colons)")
     folded = name.lower()
     if folded in _HOP_BY_HOP:
         problems.append("is a hop-by-hop header and cannot be set on a webhook")
@@ -262,16 +244,12 @@ def _check_retry_policy(policy: RetryPolicy, path: str) -> list[FieldViolation]:
     low, high = MAX_ATTEMPTS_RANGE
     if not low <= policy.max_attempts <= high:
         found.append(
-            FieldViolation(
-                f"{path}.max_attempts", f"must be from {low} to {high} (got {policy.max_attempts})"
-            )
+            FieldViolation(f"{path}.max_attempts", f"must be from {low} to {high} (got {policy.max_attempts})")
         )
     low, high = TIMEOUT_MS_RANGE
     if not low <= policy.timeout_ms <= high:
         found.append(
-            FieldViolation(
-                f"{path}.timeout_ms", f"must be from {low} to {high} milliseconds (got {policy.timeout_ms})"
-            )
+            FieldViolation(f"{path}.timeout_ms", f"must be from {low} to {high} milliseconds (got {policy.timeout_ms})")
         )
     return found
 
@@ -297,9 +275,7 @@ def _check_tags(tags: Sequence[str], path: str) -> tuple[tuple[str, ...], list[F
 def _check_reference(value: str, path: str) -> list[FieldViolation]:
     found = []
     if len(value) > REFERENCE_ID_MAX:
-        found.append(
-            FieldViolation(path, f"must be at most {REFERENCE_ID_MAX} characters (got {len(value)})")
-        )
+        found.append(FieldViolation(path, f"must be at most {REFERENCE_ID_MAX} characters (got {len(value)})"))
     if not _REFERENCE.fullmatch(value):
         found.append(FieldViolation(path, "may contain only letters, digits and . _ : - (or be empty)"))
     return found

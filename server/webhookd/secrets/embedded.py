@@ -224,8 +224,7 @@ class EmbeddedOpenBao:
             last = "no answer" if status is None else f"HTTP {status}"
             if time.monotonic() >= deadline:
                 raise EmbeddedOpenBaoError(
-                    f"OpenBao at {addr} not ready after {self.start_timeout:.0f}s (last: {last}); "
-                    + self._log_tail()
+                    f"OpenBao at {addr} not ready after {self.start_timeout:.0f}s (last: {last}); " + self._log_tail()
                 )
             time.sleep(0.05)
 

@@ -6,11 +6,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from webhookd.domain import event_types, ids, page_tokens
-from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid
+from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid
 from webhookd.domain.scope import Scope
+from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, rotated
 from webhookd.domain.signing import generate_secret, validate_secret
 from webhookd.domain.updates import apply_changes
 from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
@@ -26,6 +27,13 @@ INBOUND_PATH = "/api/v1/integration/inbound/"
 ChangesFor = Callable[[list[str]], Mapping[str, object]]
 # An update without a version races other writers optimistically this many times before giving up.
 UNVERSIONED_UPDATE_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Rotation:
+    webhook: Webhook
+    signing_secret: str
+    previous_secret_expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -119,9 +127,11 @@ class Webhooks:
         expected_version: int | None,
         paths: list[str],
         changes_for: ChangesFor,
+        direction: Direction | None = None,
     ) -> Webhook:
         """Applies the masked changes. With a version it is a precondition (ABORTED when stale);
-        without one, concurrent writers are retried against the fresh row."""
+        without one, concurrent writers are retried against the fresh row. `direction`, when given,
+        must be the stored one: it is immutable, and AIP-203 refuses a change rather than ignoring it."""
         paths = validate_update_mask(paths)
         if not paths:
             raise Invalid.field("update_mask", "names no field to update")
@@ -134,6 +144,10 @@ class Webhooks:
                 raise Aborted(
                     f"webhook {webhook_id} is at version {current.version}, not {expected_version}: "
                     "read it again and retry"
+                )
+            if direction is not None and direction is not current.spec.direction:
+                raise Invalid.field(
+                    "webhook.direction", f"is immutable: this webhook stays {current.spec.direction.value}"
                 )
             spec = validate_spec(apply_changes(current.spec, changes), allow_insecure_urls=self._allow_insecure_urls)
             if spec.direction is Direction.INBOUND:
@@ -154,6 +168,40 @@ class Webhooks:
 
     async def undelete(self, scope: Scope, webhook_id: str) -> Webhook:
         return await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=_now())
+
+    async def resume(self, scope: Scope, webhook_id: str) -> Webhook:
+        return await self._store.resume(scope, webhook_id, person_id=scope.person_id, now=_now())
+
+    async def rotate_secret(
+        self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
+    ) -> Rotation:
+        """New current secret in Vault, the old one kept for the overlap; the row gets its fingerprint."""
+        overlap = DEFAULT_OVERLAP if overlap is None else overlap
+        violations: list[FieldViolation] = []
+        if not timedelta(0) <= overlap <= MAX_OVERLAP:
+            violations.append(FieldViolation("overlap", "must be between 0s and 7 days (604800s)"))
+        if signing_secret:
+            problem = validate_secret(signing_secret)
+            if problem is not None:
+                violations.append(FieldViolation("signing_secret", problem))
+        if violations:
+            raise Invalid(violations)
+        webhook = await self._store.get(scope, webhook_id)
+        if webhook.is_deleted:
+            raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
+        secret = signing_secret or generate_secret()
+        now = _now()
+        before = await self._secrets.read(webhook.vault_path)
+        await self._secrets.write(webhook.vault_path, rotated(before, secret, overlap=overlap, now=now))
+        try:
+            updated = await self._store.set_fingerprint(
+                scope, webhook_id, fingerprint(secret), person_id=scope.person_id, now=now
+            )
+        except BaseException:
+            # The caller never sees the new secret: put the old record back.
+            await asyncio.shield(self._secrets.write(webhook.vault_path, before))
+            raise
+        return Rotation(updated, secret, now + overlap)
 
     async def _discard_secret(self, vault_path: str) -> None:
         try:

@@ -51,3 +51,61 @@ server_keys = sa.Table(
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("key", sa.LargeBinary, nullable=False),
 )
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("app_id", sa.Text),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("target_webhook_id", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("app_id", sa.Text),
+    sa.Column("event_id", sa.Text, sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("webhook_id", sa.Text, sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("lease_token", sa.Text),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("last_outcome", sa.Text),
+    sa.Column("last_http_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    # The writing transaction's id: rows become readable in (txid, seq) order once every older
+    # transaction has finished, which makes the log gapless for followers.
+    sa.Column("txid", sa.BigInteger, nullable=False),
+    sa.Column("id", sa.Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("app_id", sa.Text),
+    sa.Column("delivery_id", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("webhook_id", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("response_excerpt", sa.Text, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+)

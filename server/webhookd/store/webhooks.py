@@ -265,6 +265,39 @@ class WebhookStore:
             await self._get(connection, scope, webhook_id)
         raise AlreadyExists(f"webhook {webhook_id} is not deleted")
 
+    async def set_fingerprint(
+        self, scope: Scope, webhook_id: str, fingerprint: str, *, person_id: str | None, now: datetime
+    ) -> Webhook:
+        return await self._stamp(
+            scope,
+            webhook_id,
+            {"secret_fingerprint": fingerprint, "updated_at": now, "updated_by": person_id},
+        )
+
+    async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
+        """Clears an automatic pause and wakes the workers for the deliveries that waited."""
+        values = {"paused_at": None, "consecutive_failures": 0, "updated_at": now, "updated_by": person_id}
+        return await self._stamp(scope, webhook_id, values, notify="webhookd_deliveries")
+
+    async def _stamp(
+        self, scope: Scope, webhook_id: str, values: dict[str, Any], *, notify: str | None = None
+    ) -> Webhook:
+        """A server-side change of a live webhook: a new version, no version precondition."""
+        statement = (
+            webhooks.update()
+            .where(scoped(scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_(None))
+            .values(values | {"version": webhooks.c.version + 1})
+            .returning(webhooks)
+        )
+        async with self._engine.begin() as connection:
+            row = (await connection.execute(statement)).mappings().one_or_none()
+            if row is not None:
+                if notify is not None:
+                    await connection.execute(sa.text(f"NOTIFY {notify}"))
+                return webhook_from_row(row)
+            await self._get(connection, scope, webhook_id)
+        raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
+
     async def _get(self, connection: AsyncConnection, scope: Scope, webhook_id: str) -> Webhook:
         statement = sa.select(webhooks).where(scoped(scope), webhooks.c.id == webhook_id)
         row = (await connection.execute(statement)).mappings().one_or_none()

@@ -25,10 +25,13 @@ _sym_db = _symbol_database.Default()
 from cpod.integration.v1 import webhook_pb2 as cpod_dot_integration_dot_v1_dot_webhook__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)cpod/integration/v1/webhook_service.proto\x12\x13\x63pod.integration.v1\x1a!cpod/integration/v1/webhook.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\"\x84\x02\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x03 \x01(\x08\x12\x31\n\tdirection\x18\x04 \x01(\x0e\x32\x1e.cpod.integration.v1.Direction\x12\x14\n\x07\x65nabled\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x14\n\x0c\x63onnector_id\x18\x07 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x08 \x01(\t\x12\x0b\n\x03tag\x18\t \x01(\t\x12\x0c\n\x04name\x18\n \x01(\tB\n\n\x08_enabled\"_\n\x14ListWebhooksResponse\x12.\n\x08webhooks\x18\x01 \x03(\x0b\x32\x1c.cpod.integration.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x11GetWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"C\n\x12GetWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\"i\n\x14\x43reateWebhookRequest\x12\x33\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.WebhookB\x04\xe2\x41\x01\x02\x12\x1c\n\x0esigning_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x04\"^\n\x15\x43reateWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\x12\x16\n\x0esigning_secret\x18\x02 \x01(\t\"|\n\x14UpdateWebhookRequest\x12\x33\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.WebhookB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x15UpdateWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\"9\n\x14\x44\x65leteWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07version\x18\x02 \x01(\x03\"F\n\x15\x44\x65leteWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\"*\n\x16UndeleteWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x17UndeleteWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook2\xbc\x07\n\x0eWebhookService\x12\x89\x01\n\x0cListWebhooks\x12(.cpod.integration.v1.ListWebhooksRequest\x1a).cpod.integration.v1.ListWebhooksResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/integration/webhooks\x12\x91\x01\n\nGetWebhook\x12&.cpod.integration.v1.GetWebhookRequest\x1a\'.cpod.integration.v1.GetWebhookResponse\"2\x82\xd3\xe4\x93\x02,\x12!/api/v1/integration/webhooks/{id}b\x07webhook\x12\x8f\x01\n\rCreateWebhook\x12).cpod.integration.v1.CreateWebhookRequest\x1a*.cpod.integration.v1.CreateWebhookResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/integration/webhooks:\x01*\x12\xab\x01\n\rUpdateWebhook\x12).cpod.integration.v1.UpdateWebhookRequest\x1a*.cpod.integration.v1.UpdateWebhookResponse\"C\x82\xd3\xe4\x93\x02=2)/api/v1/integration/webhooks/{webhook.id}:\x07webhookb\x07webhook\x12\x9a\x01\n\rDeleteWebhook\x12).cpod.integration.v1.DeleteWebhookRequest\x1a*.cpod.integration.v1.DeleteWebhookResponse\"2\x82\xd3\xe4\x93\x02,*!/api/v1/integration/webhooks/{id}b\x07webhook\x12\xac\x01\n\x0fUndeleteWebhook\x12+.cpod.integration.v1.UndeleteWebhookRequest\x1a,.cpod.integration.v1.UndeleteWebhookResponse\">\x82\xd3\xe4\x93\x02\x38\"*/api/v1/integration/webhooks/{id}:undelete:\x01*b\x07webhookB@Z>github.com/cpod/webhookd/gen/cpod/integration/v1;integrationv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)cpod/integration/v1/webhook_service.proto\x12\x13\x63pod.integration.v1\x1a!cpod/integration/v1/webhook.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x03 \x01(\x08\x12\x31\n\tdirection\x18\x04 \x01(\x0e\x32\x1e.cpod.integration.v1.Direction\x12\x14\n\x07\x65nabled\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x14\n\x0c\x63onnector_id\x18\x07 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x08 \x01(\t\x12\x0b\n\x03tag\x18\t \x01(\t\x12\x0c\n\x04name\x18\n \x01(\tB\n\n\x08_enabled\"_\n\x14ListWebhooksResponse\x12.\n\x08webhooks\x18\x01 \x03(\x0b\x32\x1c.cpod.integration.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x11GetWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"C\n\x12GetWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\"i\n\x14\x43reateWebhookRequest\x12\x33\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.WebhookB\x04\xe2\x41\x01\x02\x12\x1c\n\x0esigning_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x04\"^\n\x15\x43reateWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\x12\x16\n\x0esigning_secret\x18\x02 \x01(\t\"|\n\x14UpdateWebhookRequest\x12\x33\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.WebhookB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x15UpdateWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\"9\n\x14\x44\x65leteWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07version\x18\x02 \x01(\x03\"F\n\x15\x44\x65leteWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\"*\n\x16UndeleteWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"H\n\x17UndeleteWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\"\x86\x01\n\x13PublishEventRequest\x12\x18\n\nevent_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x12\n\nwebhook_id\x18\x04 \x01(\t\"V\n\x14PublishEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65liveries_queued\x18\x02 \x01(\x05\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"x\n\x1aRotateWebhookSecretRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x07overlap\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x0esigning_secret\x18\x03 \x01(\tB\x04\xe2\x41\x01\x04\"\xa4\x01\n\x1bRotateWebhookSecretResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook\x12\x16\n\x0esigning_secret\x18\x02 \x01(\t\x12>\n\x1aprevious_secret_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x14ResumeWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"F\n\x15ResumeWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x1c.cpod.integration.v1.Webhook2\xa6\x0b\n\x0eWebhookService\x12\x89\x01\n\x0cListWebhooks\x12(.cpod.integration.v1.ListWebhooksRequest\x1a).cpod.integration.v1.ListWebhooksResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/integration/webhooks\x12\x91\x01\n\nGetWebhook\x12&.cpod.integration.v1.GetWebhookRequest\x1a\'.cpod.integration.v1.GetWebhookResponse\"2\x82\xd3\xe4\x93\x02,\x12!/api/v1/integration/webhooks/{id}b\x07webhook\x12\x8f\x01\n\rCreateWebhook\x12).cpod.integration.v1.CreateWebhookRequest\x1a*.cpod.integration.v1.CreateWebhookResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/api/v1/integration/webhooks:\x01*\x12\xab\x01\n\rUpdateWebhook\x12).cpod.integration.v1.UpdateWebhookRequest\x1a*.cpod.integration.v1.UpdateWebhookResponse\"C\x82\xd3\xe4\x93\x02=2)/api/v1/integration/webhooks/{webhook.id}:\x07webhookb\x07webhook\x12\x9a\x01\n\rDeleteWebhook\x12).cpod.integration.v1.DeleteWebhookRequest\x1a*.cpod.integration.v1.DeleteWebhookResponse\"2\x82\xd3\xe4\x93\x02,*!/api/v1/integration/webhooks/{id}b\x07webhook\x12\xac\x01\n\x0fUndeleteWebhook\x12+.cpod.integration.v1.UndeleteWebhookRequest\x1a,.cpod.integration.v1.UndeleteWebhookResponse\">\x82\xd3\xe4\x93\x02\x38\"*/api/v1/integration/webhooks/{id}:undelete:\x01*b\x07webhook\x12\x8a\x01\n\x0cPublishEvent\x12(.cpod.integration.v1.PublishEventRequest\x1a).cpod.integration.v1.PublishEventResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/integration/events:\x01*\x12\xb3\x01\n\x13RotateWebhookSecret\x12/.cpod.integration.v1.RotateWebhookSecretRequest\x1a\x30.cpod.integration.v1.RotateWebhookSecretResponse\"9\x82\xd3\xe4\x93\x02\x33\"./api/v1/integration/webhooks/{id}:rotateSecret:\x01*\x12\xa4\x01\n\rResumeWebhook\x12).cpod.integration.v1.ResumeWebhookRequest\x1a*.cpod.integration.v1.ResumeWebhookResponse\"<\x82\xd3\xe4\x93\x02\x36\"(/api/v1/integration/webhooks/{id}:resume:\x01*b\x07webhookB@Z>github.com/cpod/webhookd/gen/cpod/integration/v1;integrationv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,6 +51,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEWEBHOOKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_UNDELETEWEBHOOKREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_UNDELETEWEBHOOKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_PUBLISHEVENTREQUEST'].fields_by_name['event_type']._loaded_options = None
+  _globals['_PUBLISHEVENTREQUEST'].fields_by_name['event_type']._serialized_options = b'\342A\001\002'
+  _globals['_ROTATEWEBHOOKSECRETREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_ROTATEWEBHOOKSECRETREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_ROTATEWEBHOOKSECRETREQUEST'].fields_by_name['signing_secret']._loaded_options = None
+  _globals['_ROTATEWEBHOOKSECRETREQUEST'].fields_by_name['signing_secret']._serialized_options = b'\342A\001\004'
+  _globals['_RESUMEWEBHOOKREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_RESUMEWEBHOOKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhooks']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhooks']._serialized_options = b'\202\323\344\223\002\036\022\034/api/v1/integration/webhooks'
   _globals['_WEBHOOKSERVICE'].methods_by_name['GetWebhook']._loaded_options = None
@@ -60,30 +71,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\202\323\344\223\002,*!/api/v1/integration/webhooks/{id}b\007webhook'
   _globals['_WEBHOOKSERVICE'].methods_by_name['UndeleteWebhook']._loaded_options = None
   _globals['_WEBHOOKSERVICE'].methods_by_name['UndeleteWebhook']._serialized_options = b'\202\323\344\223\0028\"*/api/v1/integration/webhooks/{id}:undelete:\001*b\007webhook'
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=199
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=459
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=461
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=556
-  _globals['_GETWEBHOOKREQUEST']._serialized_start=558
-  _globals['_GETWEBHOOKREQUEST']._serialized_end=595
-  _globals['_GETWEBHOOKRESPONSE']._serialized_start=597
-  _globals['_GETWEBHOOKRESPONSE']._serialized_end=664
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=666
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=771
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=773
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=867
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=869
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=993
-  _globals['_UPDATEWEBHOOKRESPONSE']._serialized_start=995
-  _globals['_UPDATEWEBHOOKRESPONSE']._serialized_end=1065
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1067
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1124
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1126
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1196
-  _globals['_UNDELETEWEBHOOKREQUEST']._serialized_start=1198
-  _globals['_UNDELETEWEBHOOKREQUEST']._serialized_end=1240
-  _globals['_UNDELETEWEBHOOKRESPONSE']._serialized_start=1242
-  _globals['_UNDELETEWEBHOOKRESPONSE']._serialized_end=1314
-  _globals['_WEBHOOKSERVICE']._serialized_start=1317
-  _globals['_WEBHOOKSERVICE']._serialized_end=2273
+  _globals['_WEBHOOKSERVICE'].methods_by_name['PublishEvent']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['PublishEvent']._serialized_options = b'\202\323\344\223\002\037\"\032/api/v1/integration/events:\001*'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['RotateWebhookSecret']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['RotateWebhookSecret']._serialized_options = b'\202\323\344\223\0023\"./api/v1/integration/webhooks/{id}:rotateSecret:\001*'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ResumeWebhook']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ResumeWebhook']._serialized_options = b'\202\323\344\223\0026\"(/api/v1/integration/webhooks/{id}:resume:\001*b\007webhook'
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=294
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=554
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=556
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=651
+  _globals['_GETWEBHOOKREQUEST']._serialized_start=653
+  _globals['_GETWEBHOOKREQUEST']._serialized_end=690
+  _globals['_GETWEBHOOKRESPONSE']._serialized_start=692
+  _globals['_GETWEBHOOKRESPONSE']._serialized_end=759
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=761
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=866
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=868
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=962
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=964
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=1088
+  _globals['_UPDATEWEBHOOKRESPONSE']._serialized_start=1090
+  _globals['_UPDATEWEBHOOKRESPONSE']._serialized_end=1160
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1162
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1219
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1221
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1291
+  _globals['_UNDELETEWEBHOOKREQUEST']._serialized_start=1293
+  _globals['_UNDELETEWEBHOOKREQUEST']._serialized_end=1335
+  _globals['_UNDELETEWEBHOOKRESPONSE']._serialized_start=1337
+  _globals['_UNDELETEWEBHOOKRESPONSE']._serialized_end=1409
+  _globals['_PUBLISHEVENTREQUEST']._serialized_start=1412
+  _globals['_PUBLISHEVENTREQUEST']._serialized_end=1546
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=1548
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=1634
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=1636
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1756
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=1759
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=1923
+  _globals['_RESUMEWEBHOOKREQUEST']._serialized_start=1925
+  _globals['_RESUMEWEBHOOKREQUEST']._serialized_end=1965
+  _globals['_RESUMEWEBHOOKRESPONSE']._serialized_start=1967
+  _globals['_RESUMEWEBHOOKRESPONSE']._serialized_end=2037
+  _globals['_WEBHOOKSERVICE']._serialized_start=2040
+  _globals['_WEBHOOKSERVICE']._serialized_end=3486
 # @@protoc_insertion_point(module_scope)

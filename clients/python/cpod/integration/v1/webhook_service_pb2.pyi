@@ -6,8 +6,11 @@ isort:skip_file
 from collections import abc as _abc
 from cpod.integration.v1 import webhook_pb2 as _webhook_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -361,3 +364,188 @@ class UndeleteWebhookResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UndeleteWebhookResponse: _TypeAlias = UndeleteWebhookResponse  # noqa: Y015
+
+@_typing.final
+class PublishEventRequest(_message.Message):
+    """Request for PublishEvent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    event_type: _builtins.str
+    """Dot-separated event type, e.g. rfp.created; webhooks subscribe with exact types, `rfp.*` or `*`."""
+    idempotency_key: _builtins.str
+    """Optional key (at most 255 characters): publishing again with the same key within 24 hours
+    returns the first event and queues nothing. The REST gateway also takes it as the
+    Idempotency-Key header.
+    """
+    webhook_id: _builtins.str
+    """Optional: deliver only to this webhook (it must still be active, outbound and match the type)."""
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Struct:
+        """The event's data, a JSON object (at most WEBHOOKD_MAX_PAYLOAD_BYTES, 256 KiB by default once
+        serialised). Receivers get `{"type", "timestamp", "data"}` with this as `data`.
+        """
+
+    def __init__(
+        self,
+        *,
+        event_type: _builtins.str = ...,
+        payload: _struct_pb2.Struct | None = ...,
+        idempotency_key: _builtins.str = ...,
+        webhook_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "idempotency_key", b"idempotency_key", "payload", b"payload", "webhook_id", b"webhook_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishEventRequest: _TypeAlias = PublishEventRequest  # noqa: Y015
+
+@_typing.final
+class PublishEventResponse(_message.Message):
+    """Response for PublishEvent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    DELIVERIES_QUEUED_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """The event id (evt_…); receivers see it as the webhook-id header."""
+    deliveries_queued: _builtins.int
+    """How many deliveries were queued."""
+    duplicate: _builtins.bool
+    """True when idempotency_key matched an earlier event, which is the one returned."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        deliveries_queued: _builtins.int = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries_queued", b"deliveries_queued", "duplicate", b"duplicate", "event_id", b"event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishEventResponse: _TypeAlias = PublishEventResponse  # noqa: Y015
+
+@_typing.final
+class RotateWebhookSecretRequest(_message.Message):
+    """Request for RotateWebhookSecret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The webhook id (whk_…)."""
+    signing_secret: _builtins.str
+    """Optional new secret instead of a generated one (same rules as in CreateWebhook)."""
+    @_builtins.property
+    def overlap(self) -> _duration_pb2.Duration:
+        """How long the previous secret keeps signing beside the new one: default 24 h, at most 7 days;
+        0s ends it at once.
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        overlap: _duration_pb2.Duration | None = ...,
+        signing_secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overlap", b"overlap"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "overlap", b"overlap", "signing_secret", b"signing_secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateWebhookSecretRequest: _TypeAlias = RotateWebhookSecretRequest  # noqa: Y015
+
+@_typing.final
+class RotateWebhookSecretResponse(_message.Message):
+    """Response for RotateWebhookSecret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    signing_secret: _builtins.str
+    """The new signing secret. Returned only here: store it now."""
+    @_builtins.property
+    def webhook(self) -> _webhook_pb2.Webhook:
+        """The webhook, with its new secret_fingerprint and version."""
+
+    @_builtins.property
+    def previous_secret_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the previous secret stops signing."""
+
+    def __init__(
+        self,
+        *,
+        webhook: _webhook_pb2.Webhook | None = ...,
+        signing_secret: _builtins.str = ...,
+        previous_secret_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous_secret_expires_at", b"previous_secret_expires_at", "webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_secret_expires_at", b"previous_secret_expires_at", "signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateWebhookSecretResponse: _TypeAlias = RotateWebhookSecretResponse  # noqa: Y015
+
+@_typing.final
+class ResumeWebhookRequest(_message.Message):
+    """Request for ResumeWebhook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The webhook id (whk_…)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeWebhookRequest: _TypeAlias = ResumeWebhookRequest  # noqa: Y015
+
+@_typing.final
+class ResumeWebhookResponse(_message.Message):
+    """Response for ResumeWebhook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook(self) -> _webhook_pb2.Webhook:
+        """The resumed webhook."""
+
+    def __init__(
+        self,
+        *,
+        webhook: _webhook_pb2.Webhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeWebhookResponse: _TypeAlias = ResumeWebhookResponse  # noqa: Y015

@@ -66,6 +66,21 @@ class WebhookServiceStub:
                 request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.UndeleteWebhookRequest.SerializeToString,
                 response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.UndeleteWebhookResponse.FromString,
                 _registered_method=True)
+        self.PublishEvent = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/PublishEvent',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.PublishEventRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.PublishEventResponse.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/RotateWebhookSecret',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
+        self.ResumeWebhook = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/ResumeWebhook',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -116,6 +131,31 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishEvent(self, request, context):
+        """Publishes an event: in one transaction it is stored with one queued delivery per active
+        outbound webhook of the caller whose event_types match. Deliveries are signed and retried
+        until they succeed or run out of attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
+        (space-separated signatures) until the overlap ends, so receivers can switch without loss.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWebhook(self, request, context):
+        """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
+        deliveries are sent again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +188,21 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.UndeleteWebhook,
                     request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.UndeleteWebhookRequest.FromString,
                     response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.UndeleteWebhookResponse.SerializeToString,
+            ),
+            'PublishEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishEvent,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.PublishEventRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.PublishEventResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretResponse.SerializeToString,
+            ),
+            'ResumeWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWebhook,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +369,87 @@ class WebhookService:
             '/cpod.integration.v1.WebhookService/UndeleteWebhook',
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.UndeleteWebhookRequest.SerializeToString,
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.UndeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/PublishEvent',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.PublishEventRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.PublishEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/RotateWebhookSecret',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/ResumeWebhook',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,19 @@ class WebhookServiceStub:
     """
     UndeleteWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.UndeleteWebhookRequest, _webhook_service_pb2.UndeleteWebhookResponse]
     """Restores a soft-deleted webhook. A webhook that is not deleted is ALREADY_EXISTS."""
+    PublishEvent: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.PublishEventRequest, _webhook_service_pb2.PublishEventResponse]
+    """Publishes an event: in one transaction it is stored with one queued delivery per active
+    outbound webhook of the caller whose event_types match. Deliveries are signed and retried
+    until they succeed or run out of attempts.
+    """
+    RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RotateWebhookSecretRequest, _webhook_service_pb2.RotateWebhookSecretResponse]
+    """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
+    (space-separated signatures) until the overlap ends, so receivers can switch without loss.
+    """
+    ResumeWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]
+    """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
+    deliveries are sent again.
+    """
 
 @_typing.type_check_only
 class WebhookServiceAsyncStub(WebhookServiceStub):
@@ -71,6 +84,19 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """
     UndeleteWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.UndeleteWebhookRequest, _webhook_service_pb2.UndeleteWebhookResponse]  # type: ignore[assignment]
     """Restores a soft-deleted webhook. A webhook that is not deleted is ALREADY_EXISTS."""
+    PublishEvent: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.PublishEventRequest, _webhook_service_pb2.PublishEventResponse]  # type: ignore[assignment]
+    """Publishes an event: in one transaction it is stored with one queued delivery per active
+    outbound webhook of the caller whose event_types match. Deliveries are signed and retried
+    until they succeed or run out of attempts.
+    """
+    RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RotateWebhookSecretRequest, _webhook_service_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
+    """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
+    (space-separated signatures) until the overlap ends, so receivers can switch without loss.
+    """
+    ResumeWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]  # type: ignore[assignment]
+    """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
+    deliveries are sent again.
+    """
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
@@ -126,5 +152,36 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.UndeleteWebhookResponse, _abc.Awaitable[_webhook_service_pb2.UndeleteWebhookResponse]]:
         """Restores a soft-deleted webhook. A webhook that is not deleted is ALREADY_EXISTS."""
+
+    @_abc_1.abstractmethod
+    def PublishEvent(
+        self,
+        request: _webhook_service_pb2.PublishEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.PublishEventResponse, _abc.Awaitable[_webhook_service_pb2.PublishEventResponse]]:
+        """Publishes an event: in one transaction it is stored with one queued delivery per active
+        outbound webhook of the caller whose event_types match. Deliveries are signed and retried
+        until they succeed or run out of attempts.
+        """
+
+    @_abc_1.abstractmethod
+    def RotateWebhookSecret(
+        self,
+        request: _webhook_service_pb2.RotateWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_webhook_service_pb2.RotateWebhookSecretResponse]]:
+        """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
+        (space-separated signatures) until the overlap ends, so receivers can switch without loss.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeWebhook(
+        self,
+        request: _webhook_service_pb2.ResumeWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.ResumeWebhookResponse, _abc.Awaitable[_webhook_service_pb2.ResumeWebhookResponse]]:
+        """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
+        deliveries are sent again.
+        """
 
 def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

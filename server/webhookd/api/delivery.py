@@ -1,0 +1,54 @@
+"""Event publishing and the delivery-side webhook RPCs (rotate secret, resume)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+from cpod.integration.v1 import webhook_service_pb2 as pb
+
+from webhookd.api import convert
+from webhookd.auth.context import current_scope
+from webhookd.services.events import Events
+from webhookd.services.webhooks import Webhooks
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+class DeliveryRpcs:
+    def __init__(self, webhooks: Webhooks, events: Events) -> None:
+        self.webhooks = webhooks
+        self.events = events
+
+    async def PublishEvent(self, request: pb.PublishEventRequest, context: Context) -> pb.PublishEventResponse:
+        published = await self.events.publish(
+            current_scope(),
+            event_type=request.event_type,
+            payload=convert.struct_to_dict(request.payload),
+            idempotency_key=request.idempotency_key or None,
+            webhook_id=request.webhook_id or None,
+        )
+        return pb.PublishEventResponse(
+            event_id=published.event_id,
+            deliveries_queued=published.deliveries_queued,
+            duplicate=published.duplicate,
+        )
+
+    async def RotateWebhookSecret(
+        self, request: pb.RotateWebhookSecretRequest, context: Context
+    ) -> pb.RotateWebhookSecretResponse:
+        rotation = await self.webhooks.rotate_secret(
+            current_scope(),
+            request.id,
+            overlap=request.overlap.ToTimedelta() if request.HasField("overlap") else None,
+            signing_secret=request.signing_secret or None,
+        )
+        return pb.RotateWebhookSecretResponse(
+            webhook=convert.webhook_to_proto(rotation.webhook),
+            signing_secret=rotation.signing_secret,
+            previous_secret_expires_at=convert.timestamp(rotation.previous_secret_expires_at),
+        )
+
+    async def ResumeWebhook(self, request: pb.ResumeWebhookRequest, context: Context) -> pb.ResumeWebhookResponse:
+        webhook = await self.webhooks.resume(current_scope(), request.id)
+        return pb.ResumeWebhookResponse(webhook=convert.webhook_to_proto(webhook))

@@ -1,0 +1,215 @@
+"""The outbound HTTP step of a delivery: POST one signed body to one target and say how it went.
+
+`Sender` owns the one pooled aiohttp session every delivery goes through. Its connector is the SSRF
+guard's (`ssrf.guarded_connector`), and it never uses a proxy (`trust_env=False`): a proxy would
+connect for us and bypass the guard. `send` never raises for what the network or the receiver did;
+it returns an `AttemptResult` for the delivery code to record and to schedule a retry from.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.metadata
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Final
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from webhookd.config import Settings
+from webhookd.delivery.ssrf import MISSING_HOST, TargetPolicy, check_url_host, find_refusal, guarded_connector
+from webhookd.domain.retry import clamp_retry_after, parse_retry_after
+
+# We keep excerpts short in the database, and never read more of a response than we keep.
+RESPONSE_EXCERPT_BYTES: Final = 65536
+DEFAULT_CONNECTION_LIMIT: Final = 32
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+_GONE: Final = 410
+
+
+def _user_agent() -> str:
+    try:
+        version = importlib.metadata.version("webhookd")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"webhookd/{version}"
+
+
+USER_AGENT: Final = _user_agent()
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"  # 2xx
+    FAILED = "failed"  # any other HTTP status, redirects included
+    TIMED_OUT = "timed_out"
+    CONNECTION_ERROR = "connection_error"
+    REFUSED = "refused"  # the SSRF guard refused the target
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    outcome: Outcome
+    http_status: int | None
+    latency_ms: int
+    # A short reason for people ('' on success); never request headers, signatures or secrets.
+    error: str
+    # At most RESPONSE_EXCERPT_BYTES of the (decompressed) body, decoded as UTF-8 with replacement.
+    response_excerpt: str = ""
+    # From Retry-After on 429/503, clamped; None otherwise.
+    retry_after_seconds: float | None = None
+    # 410 Gone: the receiver asks us to stop.
+    gone: bool = False
+
+
+class Sender:
+    """POSTs deliveries through one pooled, SSRF-guarded session; `start()` it inside the event loop."""
+
+    def __init__(self, policy: TargetPolicy | None = None, *, limit: int = DEFAULT_CONNECTION_LIMIT) -> None:
+        self.policy = policy if policy is not None else TargetPolicy()
+        self.limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sender:
+        policy = TargetPolicy(settings.allow_private_targets, settings.allowed_target_cidrs)
+        return cls(policy, limit=settings.workers or DEFAULT_CONNECTION_LIMIT)
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        self._session = aiohttp.ClientSession(
+            connector=guarded_connector(self.policy, limit=self.limit),
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=True,
+            headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def __aenter__(self) -> Sender:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def send(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
+        """POST `body` to `url` with `headers` (static and signature headers, sent as given).
+
+        `timeout_ms` bounds the whole exchange, excerpt included: a receiver that sends its status and then
+        stalls or drops the body gets `timed_out` / `connection_error`, with the status it sent.
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeError("Sender.send() before start()")
+        try:
+            target = URL(url)
+        except ValueError:
+            return AttemptResult(Outcome.CONNECTION_ERROR, None, 0, "invalid URL")
+        reason = check_url_host(target, self.policy)
+        if reason is not None:
+            return AttemptResult(Outcome.REFUSED, None, 0, _refused(target.host or "", reason))
+
+        status: int | None = None
+        started = time.perf_counter()
+        try:
+            async with session.post(
+                target,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000),
+            ) as response:
+                status = response.status
+                excerpt = await _read_excerpt(response)
+                response_headers = response.headers
+        except TimeoutError:  # before OSError: TimeoutError is one; aiohttp's timeouts subclass it
+            error = f"timed out after {timeout_ms} ms"
+            return AttemptResult(Outcome.TIMED_OUT, status, _elapsed_ms(started), error)
+        except (aiohttp.ClientError, OSError) as exc:
+            refusal = find_refusal(exc)
+            if refusal is not None:
+                error = _refused(refusal.host, refusal.reason)
+                return AttemptResult(Outcome.REFUSED, None, _elapsed_ms(started), error)
+            return AttemptResult(Outcome.CONNECTION_ERROR, status, _elapsed_ms(started), _connection_reason(exc))
+        return _result(status, _elapsed_ms(started), excerpt, response_headers)
+
+
+async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
+    """At most RESPONSE_EXCERPT_BYTES of the body; the rest is never read (the connection is dropped)."""
+    chunks: list[bytes] = []
+    remaining = RESPONSE_EXCERPT_BYTES
+    while remaining > 0:
+        chunk = await response.content.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _result(status: int, latency_ms: int, excerpt: str, headers: CIMultiDictProxy[str]) -> AttemptResult:
+    if 200 <= status < 300:
+        return AttemptResult(Outcome.SUCCEEDED, status, latency_ms, "", excerpt)
+    retry_after = None
+    if status in _RETRY_AFTER_STATUSES:
+        seconds = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
+        retry_after = None if seconds is None else clamp_retry_after(seconds)
+    error = f"HTTP {status} (redirects are not followed)" if 300 <= status < 400 else f"HTTP {status}"
+    return AttemptResult(Outcome.FAILED, status, latency_ms, error, excerpt, retry_after, status == _GONE)
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _refused(host: str, reason: str) -> str:
+    if reason == MISSING_HOST:
+        return "target refused: the URL has no host"
+    return f"target refused: {host} is {reason}"
+
+
+_ERRNO_REASONS: Final = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection closed while sending",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+}
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """A short reason for a failed exchange; aiohttp's own messages can be long and name internals."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"DNS lookup failed for {exc.host}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, aiohttp.ClientConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response body was cut short"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"malformed response: {exc.message}"[:200]
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return "invalid URL"
+    os_error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(os_error, OSError) and os_error.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[os_error.errno]
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return os_error.strerror.lower()
+    return type(exc).__name__

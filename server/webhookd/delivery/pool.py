@@ -1,0 +1,114 @@
+"""The worker pool: claims due deliveries and runs them, at most `workers` at a time.
+
+It wakes on NOTIFY from publishers, when a slot frees up, when the next scheduled retry comes due,
+and at worst every `poll_seconds`. On stop it claims nothing more, lets in-flight deliveries finish
+within the grace period and gives the rest back to the queue for another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from webhookd.delivery.attempt import Deliverer
+from webhookd.delivery.listener import listen
+from webhookd.store.deliveries import ClaimedDelivery, DeliveryQueue
+from webhookd.store.events import DELIVERIES_CHANNEL
+
+log = logging.getLogger("webhookd.pool")
+CLAIM_BATCH = 100
+CAPPED_RECHECK_SECONDS = 0.5
+
+
+class DeliveryPool:
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        deliverer: Deliverer,
+        *,
+        database_url: str,
+        workers: int,
+        per_webhook: int,
+        poll_seconds: float = 5.0,
+        grace_seconds: float = 10.0,
+    ) -> None:
+        self._queue = queue
+        self._deliverer = deliverer
+        self._database_url = database_url
+        self._workers = workers
+        self._per_webhook = per_webhook
+        self._poll_seconds = poll_seconds
+        self._grace_seconds = grace_seconds
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], ClaimedDelivery] = {}
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(listen(self._database_url, DELIVERIES_CHANNEL, self._wake))
+        try:
+            while not self._stopping.is_set():
+                free = self._workers - len(self._inflight)
+                claimed: list[ClaimedDelivery] = []
+                if free > 0:
+                    try:
+                        claimed = await self._queue.claim(min(free, CLAIM_BATCH), per_webhook=self._per_webhook)
+                    except Exception:
+                        log.exception("claiming deliveries failed")
+                for delivery in claimed:
+                    task = asyncio.create_task(self._deliver(delivery))
+                    self._inflight[task] = delivery
+                if claimed and len(claimed) == min(free, CLAIM_BATCH):
+                    continue  # there may be more due right now
+                await self._sleep()
+        finally:
+            await self._drain()
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _deliver(self, delivery: ClaimedDelivery) -> None:
+        try:
+            await self._deliverer.deliver(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery failed unexpectedly", extra={"delivery_id": delivery.delivery_id})
+        finally:
+            self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._wake.set()
+
+    async def _sleep(self) -> None:
+        timeout = self._poll_seconds
+        try:
+            next_due = await self._queue.next_due_at()
+        except Exception:  # noqa: BLE001 - fall back to the poll interval
+            next_due = None
+        if next_due is not None:
+            timeout = min(timeout, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
+        self._wake.clear()
+        if timeout <= 0:
+            # Due now but not claimable (per-webhook cap, or no free slot): a finishing delivery wakes us.
+            timeout = CAPPED_RECHECK_SECONDS
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _drain(self) -> None:
+        if not self._inflight:
+            return
+        _, pending = await asyncio.wait(list(self._inflight), timeout=self._grace_seconds)
+        leftovers = [self._inflight[task] for task in pending if task in self._inflight]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        # Cancelled ones go back to the queue now instead of waiting out their lease; one that was
+        # recorded just before cancelling no longer holds the lease, so its release changes nothing.
+        for delivery in leftovers:
+            try:
+                await self._queue.release(delivery, retry_at=datetime.now(UTC))
+            except Exception:
+                log.exception("could not release a delivery", extra={"delivery_id": delivery.delivery_id})

@@ -1,0 +1,65 @@
+"""Real HTTP receivers on loopback for delivery tests: they record every request they get."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+Respond = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+async def ok(request: web.Request, count: int) -> web.StreamResponse:
+    return web.Response(text="ok")
+
+
+@dataclass
+class Receiver:
+    """Answers with `respond(request, n)` (n = 1 for the first request) and keeps what it got."""
+
+    respond: Respond = ok
+    received: list[Received] = field(default_factory=list)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        async with self.arrived:
+            self.received.append(Received(request.path, dict(request.headers), body))
+            count = len(self.received)
+            self.arrived.notify_all()
+        return await self.respond(request, count)
+
+    async def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
+        """Waits (bounded) until at least `count` requests arrived."""
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), timeout)
+        return list(self.received)
