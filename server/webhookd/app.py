@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from cpod.integration.v1 import webhook_service_pb2, webhook_service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhookd.api.errors import ErrorInterceptor
@@ -21,11 +23,12 @@ from webhookd.config import Settings
 from webhookd.delivery.attempt import Deliverer
 from webhookd.delivery.http import Sender
 from webhookd.delivery.pool import DeliveryPool
+from webhookd.domain.errors import Unavailable
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.events import Events
 from webhookd.services.webhooks import Webhooks
-from webhookd.store import migrate
+from webhookd.store import migrate, retention
 from webhookd.store.database import create_engine
 from webhookd.store.deliveries import DeliveryQueue
 from webhookd.store.embedded import EmbeddedPostgres
@@ -33,6 +36,7 @@ from webhookd.store.events import EventStore
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
+RETENTION_INTERVAL_SECONDS = 3600
 SERVICE_NAME = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name
 
 
@@ -124,6 +128,7 @@ class Service:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.engine.dispose()
+        self.secrets.close()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
@@ -151,25 +156,53 @@ class DeliveryWorkers:
             per_webhook=settings.per_webhook_concurrency,
             grace_seconds=settings.shutdown_grace_seconds,
         )
+        self.retention_days = settings.retention_days
         self._task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.sender.start()
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
+        self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
+
+    async def _retention_loop(self) -> None:
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
+            try:
+                removed = await retention.sweep(self.engine, cutoff=cutoff)
+                if removed:
+                    log.info("retention sweep", extra={"removed": removed, "cutoff": cutoff.isoformat()})
+            except Exception:
+                log.exception("retention sweep failed")
+            await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
     async def stop(self) -> None:
         self.pool.stop()
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
         if self._task is not None:
             await self._task
         await self.sender.close()
         await self.engine.dispose()
+        self.secrets.close()
 
 
-async def check_backends(service: Service) -> None:
+async def check_backends(settings: Settings, backends: Backends) -> None:
     """Fail fast with a clear message when the database or Vault cannot be reached."""
-    async with service.engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
-    await service.secrets.ping()
+    engine = create_engine(backends.database_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (OSError, SQLAlchemyError) as error:
+        raise Unavailable(f"database unreachable: {type(error).__name__}: {error}") from None
+    finally:
+        await engine.dispose()
+    secrets = VaultSecretStore(backends.vault_addr, backends.vault_token, mount=settings.vault_mount)
+    try:
+        await secrets.ping()
+    finally:
+        secrets.close()
 
 
 async def open_service(settings: Settings, backends: Backends) -> Service:

@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from webhookd import app, config, logs
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings, SettingsError
@@ -65,25 +67,53 @@ Try it:
     )
 
 
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
 async def _run_until_signalled(settings: Settings, *, dev: bool) -> int:
+    stop = _stop_on_signals()
     backends = await asyncio.to_thread(app.start_backends, settings)
     try:
         try:
+            await app.check_backends(settings, backends)
             service = await app.open_service(settings, backends)
-            await app.check_backends(service)
-        except (Unavailable, OSError) as error:
+        except (Unavailable, OSError, SQLAlchemyError) as error:
             print(f"webhookd: cannot start: {error}", file=sys.stderr)
             return 2
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        workers = app.DeliveryWorkers(settings, backends)
+        await workers.start()
         if dev:
             _print_banner(settings, service)
         else:
             print(f"webhookd serving gRPC on {service.grpc_target}", flush=True)
         await stop.wait()
+        # gRPC first, so no new event is accepted while the workers drain.
         await service.stop()
+        await workers.stop()
+        return 0
+    finally:
+        await asyncio.to_thread(backends.stop)
+
+
+async def _run_workers(settings: Settings) -> int:
+    stop = _stop_on_signals()
+    backends = await asyncio.to_thread(app.start_backends, settings)
+    try:
+        try:
+            await app.check_backends(settings, backends)
+        except (Unavailable, OSError, SQLAlchemyError) as error:
+            print(f"webhookd: cannot start: {error}", file=sys.stderr)
+            return 2
+        workers = app.DeliveryWorkers(settings, backends)
+        await workers.start()
+        print(f"webhookd worker running ({settings.workers} workers)", flush=True)
+        await stop.wait()
+        await workers.stop()
         return 0
     finally:
         await asyncio.to_thread(backends.stop)
@@ -99,6 +129,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = config.load()
     logs.configure(settings.log_level)
     return asyncio.run(_run_until_signalled(settings, dev=False))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = config.load()
+    logs.configure(settings.log_level)
+    return asyncio.run(_run_workers(settings))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -136,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(run=cmd_dev)
     commands.add_parser("serve", help="run the service on the configured database and Vault").set_defaults(
         run=cmd_serve
+    )
+    commands.add_parser("worker", help="run only the delivery workers (several may share one database)").set_defaults(
+        run=cmd_worker
     )
     commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
     token = commands.add_parser("token", help="mint an HS256 JWT (WEBHOOKD_JWT_SECRET, or the dev secret)")
