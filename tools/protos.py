@@ -22,7 +22,7 @@ PROTOS = ROOT / "protos"
 CLIENT_PACKAGE = ROOT / "clients" / "python"
 GENERATED = CLIENT_PACKAGE / "cpod"
 DEPS = ROOT / "build" / "proto-deps"
-GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi", ".binpb")
 
 
 def googleapis_include() -> Path:
@@ -57,6 +57,19 @@ def generate(out: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
+    # With source info (comments), for the gateway's OpenAPI and manifest. No --include_imports: the
+    # file would then depend on the installed googleapis version.
+    descriptor_args = [
+        "protoc",
+        f"-I{PROTOS}",
+        f"-I{googleapis_include()}",
+        f"-I{wkt_include()}",
+        "--include_source_info",
+        f"--descriptor_set_out={out / 'cpod' / 'integration' / 'v1' / 'descriptor_set.binpb'}",
+        *[str(p.relative_to(PROTOS)) for p in proto_files()],
+    ]
+    if protoc.main(descriptor_args) != 0:
+        raise SystemExit("protoc failed writing the descriptor set")
     for package_dir in [d for d in out.rglob("*") if d.is_dir()]:
         (package_dir / "__init__.py").touch()
     # The stubs package is typed.

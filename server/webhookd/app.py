@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.routing import BaseRoute
 
 from webhookd.api.errors import ErrorInterceptor
 from webhookd.api.service import WebhookServicer
@@ -24,6 +25,9 @@ from webhookd.delivery.attempt import Deliverer
 from webhookd.delivery.http import Sender
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.domain.errors import Unavailable
+from webhookd.gateway import create_gateway_app
+from webhookd.gateway.operations import ReadinessChecks
+from webhookd.gateway.server import HttpServer
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.events import Events
@@ -132,6 +136,46 @@ class Service:
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
+
+    def readiness_checks(self) -> ReadinessChecks:
+        async def database() -> str | None:
+            try:
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+            except (OSError, SQLAlchemyError) as error:
+                return f"unreachable: {type(error).__name__}"
+            return None
+
+        async def vault() -> str | None:
+            try:
+                await self.secrets.ping()
+            except Unavailable as error:
+                return error.message
+            return None
+
+        return {"database": database, "vault": vault}
+
+
+class Gateway:
+    """The REST gateway: an HTTP server whose routes call the gRPC service over a channel."""
+
+    def __init__(self, settings: Settings, grpc_target: str, *, extra_routes: list[BaseRoute] | None = None) -> None:
+        self.channel = grpc.aio.insecure_channel(grpc_target)
+        self.app = create_gateway_app(
+            self.channel, max_request_bytes=settings.max_request_bytes, extra_routes=extra_routes
+        )
+        self.http = HttpServer(self.app, settings.http_addr)
+
+    @property
+    def port(self) -> int:
+        return self.http.port
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def stop(self) -> None:
+        await self.http.stop()
+        await self.channel.close()
 
 
 class DeliveryWorkers:

@@ -16,6 +16,7 @@ from webhookd import app, config, logs
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings, SettingsError
 from webhookd.domain.errors import Unavailable
+from webhookd.gateway.operations import readiness_route
 from webhookd.store import migrate
 
 DEV_TENANT = "tnt_dev"
@@ -87,12 +88,15 @@ async def _run_until_signalled(settings: Settings, *, dev: bool) -> int:
             return 2
         workers = app.DeliveryWorkers(settings, backends)
         await workers.start()
+        gateway = app.Gateway(settings, service.grpc_target, extra_routes=[readiness_route(service.readiness_checks())])
+        await gateway.start()
         if dev:
             _print_banner(settings, service)
         else:
-            print(f"webhookd serving gRPC on {service.grpc_target}", flush=True)
+            print(f"webhookd serving gRPC on {service.grpc_target}, HTTP on port {gateway.port}", flush=True)
         await stop.wait()
-        # gRPC first, so no new event is accepted while the workers drain.
+        # Front doors first, so no new event is accepted while the workers drain.
+        await gateway.stop()
         await service.stop()
         await workers.stop()
         return 0

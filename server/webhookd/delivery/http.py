@@ -151,7 +151,7 @@ async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
     """At most RESPONSE_EXCERPT_BYTES of the body; the rest is never read (the connection is dropped)."""
     chunks: list[bytes] = []
     remaining = RESPONSE_EXCERPT_BYTES
-    while remaining > 0:
+    while remaining > 0 and not response.content.at_eof():
         chunk = await response.content.read(remaining)
         if not chunk:
             break

@@ -1,0 +1,45 @@
+"""Reading a JSON request body: media type, size limit, parse."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from webhookd.gateway.errors import malformed_json, request_too_large, unsupported_media_type
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+async def read_json_body(request: Request, max_bytes: int) -> Any:
+    """The parsed body, or None when it is empty (a POST like `:undelete` often sends none).
+
+    The size is checked against Content-Length before reading and counted while reading, since
+    a chunked upload has no Content-Length and a client may understate it.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
+        raise request_too_large(max_bytes)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_bytes:
+            raise request_too_large(max_bytes)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return None
+    content_type = request.headers.get("content-type", "")
+    if not is_json_media_type(content_type):
+        raise unsupported_media_type(content_type)
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as error:
+        raise malformed_json(f"not UTF-8 ({error.reason})") from error
+    except json.JSONDecodeError as error:
+        raise malformed_json(f"{error.msg} at line {error.lineno} column {error.colno}") from error

@@ -1,0 +1,65 @@
+"""Generic gRPC calls built from method descriptors, and the metadata the gateway forwards.
+
+No generated stub is used: a method added to the protos is callable as soon as it is in the
+descriptor, which is what lets new RPCs appear in REST without gateway changes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
+from starlette.datastructures import Headers
+
+from webhookd.gateway.descriptors import message_class, rpc_path
+
+REQUEST_ID_HEADER = "x-request-id"
+# gRPC metadata values must be printable ASCII; anything else would fail the call locally.
+_PRINTABLE = re.compile(r"[\x20-\x7e]{1,4096}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+class Invoker:
+    """Caches one multi-callable per method on a shared channel."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+        self._callables: dict[str, Any] = {}
+
+    def unary(self, method: MethodDescriptor) -> Any:
+        return self._get(method, self._channel.unary_unary)
+
+    def server_stream(self, method: MethodDescriptor) -> Any:
+        return self._get(method, self._channel.unary_stream)
+
+    def _get(self, method: MethodDescriptor, factory: Any) -> Any:
+        if method.full_name not in self._callables:
+            self._callables[method.full_name] = factory(
+                rpc_path(method),
+                request_serializer=_serialize,
+                response_deserializer=message_class(method.output_type).FromString,
+            )
+        return self._callables[method.full_name]
+
+
+def request_id(headers: Headers) -> str:
+    """The caller's X-Request-Id when it is a sane token, else a fresh one."""
+    given = headers.get(REQUEST_ID_HEADER, "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def call_metadata(headers: Headers, request_id: str) -> tuple[tuple[str, str], ...]:
+    """`authorization` is passed through untouched: the gRPC server verifies the token."""
+    metadata = [(REQUEST_ID_HEADER, request_id)]
+    authorization = headers.get("authorization")
+    if authorization is not None and _PRINTABLE.fullmatch(authorization):
+        metadata.append(("authorization", authorization))
+    return tuple(metadata)

@@ -1,0 +1,148 @@
+"""One HTTP request through one RPC: read, transcode, call over the channel, answer.
+
+`RpcRoute` is a Starlette route per path template (all HTTP methods bound to it), so the router
+tells "no such path" (404) from "path exists, method does not" (405, with Allow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
+
+from webhookd.gateway import headers as http_headers
+from webhookd.gateway.body import read_json_body
+from webhookd.gateway.calls import Invoker, call_metadata, request_id
+from webhookd.gateway.errors import ApiError, error_response, from_rpc_error, invalid_argument, method_not_allowed
+from webhookd.gateway.jsonshape import JsonInputError, json_key, message_to_json
+from webhookd.gateway.routes import Binding, PathTemplate, allowed_methods
+from webhookd.gateway.streaming import STREAM_HEADERS, first_read, relay, stream_format
+from webhookd.gateway.transcode import HttpInput, build_request
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    max_request_bytes: int
+    unary_timeout_seconds: float | None  # a deadline for unary calls; streams may follow forever
+    stream_grace_seconds: float  # how long a stream waits for its first message before answering 200
+    heartbeat_seconds: float  # SSE keep-alive comment interval
+
+
+def response_payload(binding: Binding, response: Message) -> Any:
+    """The JSON body: the whole response, or the field named by response_body."""
+    payload = message_to_json(response)
+    if binding.response_body:
+        field = binding.method.output_type.fields_by_name[binding.response_body]
+        return payload[json_key(field)]
+    return payload
+
+
+class RpcHandler:
+    def __init__(self, invoker: Invoker, settings: CallSettings) -> None:
+        self._invoker = invoker
+        self._settings = settings
+
+    async def __call__(self, binding: Binding, request: Request) -> Response:
+        rid = request_id(request.headers)
+        conditional = False
+        try:
+            body = await read_json_body(request, self._settings.max_request_bytes) if binding.body else None
+            http = HttpInput(request.path_params, request.query_params.multi_items(), body)
+            message = build_request(binding, http)
+            conditional = http_headers.apply_if_match(binding, message, request.headers.get("if-match"))
+            http_headers.apply_idempotency_key(message, request.headers.get("idempotency-key"))
+            metadata = call_metadata(request.headers, rid)
+            if binding.server_streaming:
+                http_headers.apply_last_event_id(message, request.headers.get("last-event-id"))
+                return await self._stream(binding, message, metadata, request, rid)
+            return await self._unary(binding, message, metadata, rid)
+        except JsonInputError as error:
+            return error_response(invalid_argument(error.violations), request_id=rid)
+        except ApiError as error:
+            return error_response(error, request_id=rid)
+        except grpc.RpcError as error:
+            return error_response(from_rpc_error(error, precondition_from_header=conditional), request_id=rid)
+
+    async def _unary(
+        self, binding: Binding, message: Message, metadata: tuple[tuple[str, str], ...], rid: str
+    ) -> Response:
+        call = self._invoker.unary(binding.method)
+        response = await call(message, metadata=metadata, timeout=self._settings.unary_timeout_seconds)
+        payload = response_payload(binding, response)
+        headers = {"X-Request-Id": rid}
+        etag = http_headers.etag_for_body(binding, payload)
+        if etag is not None:
+            headers["ETag"] = etag
+        return JSONResponse(payload, headers=headers)
+
+    async def _stream(
+        self,
+        binding: Binding,
+        message: Message,
+        metadata: tuple[tuple[str, str], ...],
+        request: Request,
+        rid: str,
+    ) -> Response:
+        call = self._invoker.server_stream(binding.method)(message, metadata=metadata)
+        try:
+            pending = await first_read(call, self._settings.stream_grace_seconds)
+        except BaseException:
+            call.cancel()
+            raise
+        fmt = stream_format(request.headers.get("accept"), self._settings.heartbeat_seconds)
+        id_path = http_headers.event_id_path(binding.method.output_type)
+
+        def render(item: Message) -> tuple[Any, str | None]:
+            return response_payload(binding, item), http_headers.event_id(item, id_path)
+
+        return StreamingResponse(
+            relay(call, pending, fmt, render),
+            media_type=fmt.media_type,
+            headers={**STREAM_HEADERS, "X-Request-Id": rid},
+        )
+
+
+def raw_request_path(scope: Scope) -> str:
+    """The still-encoded path, so `%2F` and `%3A` inside a variable are not mistaken for
+    separators; the mount prefix (root_path) is removed."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(scope["path"])
+    root = str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+class RpcRoute(BaseRoute):
+    def __init__(self, template: PathTemplate, bindings: Mapping[str, Binding], handler: RpcHandler) -> None:
+        self.template = template
+        self.bindings = dict(bindings)
+        self._handler = handler
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        params = self.template.match(raw_request_path(scope))
+        if params is None:
+            return Match.NONE, {}
+        child: Scope = {"path_params": params, "endpoint": self.handle}
+        return (Match.FULL if scope["method"] in self.bindings else Match.PARTIAL), child
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        # RPC routes are addressed by their templates, not by Starlette route names.
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        binding = self.bindings.get(scope["method"])
+        if binding is None:
+            error = method_not_allowed(scope["method"], request.url.path, allowed_methods(self.bindings))
+            response: Response = error_response(error, request_id=request_id(request.headers))
+        else:
+            response = await self._handler(binding, request)
+        await response(scope, receive, send)

@@ -1,0 +1,211 @@
+"""gRPC status → HTTP status and the AIP-193 error body, from one table.
+
+    {"error": {"code": 404, "message": "...", "status": "NOT_FOUND", "details": [{"@type": ...}]}}
+
+Details are the google.rpc.Status details the server put in `grpc-status-details-bin`, rendered
+with `json_format` (camelCase, as AIP-193 shows them: `fieldViolations`, `retryDelay`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, json_format
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from starlette.responses import JSONResponse
+
+from webhookd.gateway.jsonshape import FieldViolation
+
+# Gateway-made errors name this domain in their ErrorInfo.
+ERROR_DOMAIN = "integration.cpod.io"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+# ABORTED on a version check the caller asked for with If-Match is the HTTP precondition failing.
+PRECONDITION_FAILED = 412
+
+
+@dataclass
+class ApiError(Exception):
+    """An error on its way to the caller, already in HTTP terms."""
+
+    http_status: int
+    status: str  # the google.rpc.Code name, e.g. "NOT_FOUND"
+    message: str
+    details: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": self.http_status,
+                "message": self.message,
+                "status": self.status,
+                "details": self.details,
+            }
+        }
+
+
+def http_status_for(code: grpc.StatusCode) -> int:
+    return HTTP_STATUS_BY_CODE.get(code, 500)
+
+
+def from_rpc_error(error: grpc.RpcError, *, precondition_from_header: bool = False) -> ApiError:
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or ""
+    rich = rich_status(error.trailing_metadata())
+    if rich is not None and rich.message:
+        message = rich.message
+    details = [any_to_json(detail) for detail in rich.details] if rich is not None else []
+    http_status = http_status_for(code)
+    if code == grpc.StatusCode.ABORTED and precondition_from_header:
+        http_status = PRECONDITION_FAILED
+    headers: dict[str, str] = {}
+    if http_status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if http_status in (429, 503) and rich is not None:
+        retry_after = _retry_after_seconds(rich.details)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+    return ApiError(http_status, code.name, message, details, headers)
+
+
+def rich_status(trailing_metadata: Iterable[tuple[str, str | bytes]] | None) -> Any:
+    """The google.rpc.Status from `grpc-status-details-bin`, or None. Decoded here rather than
+    with grpc_status.rpc_status.from_call, which raises when the trailer's message differs from
+    the status details: a detail we can still show is better than a 500."""
+    for key, value in trailing_metadata or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def any_to_json(detail: any_pb2.Any) -> dict[str, Any]:
+    try:
+        return json_format.MessageToDict(detail)
+    except (TypeError, KeyError, json_format.Error):
+        # A detail type this process does not know still shows what it is.
+        return {"@type": detail.type_url}
+
+
+def _retry_after_seconds(details: Sequence[any_pb2.Any]) -> int | None:
+    for detail in details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            delay: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            return max(0, math.ceil(delay))
+    return None
+
+
+# ------------------------------------------------------------------------- gateway-made errors
+
+
+def _packed(message: Message) -> dict[str, Any]:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return any_to_json(packed)
+
+
+def _error_info(reason: str, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return _packed(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {}))
+
+
+def invalid_argument(violations: Sequence[FieldViolation], message: str | None = None) -> ApiError:
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in violations
+        ]
+    )
+    summary = message or "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in violations)
+    return ApiError(400, "INVALID_ARGUMENT", summary, [_packed(bad_request)])
+
+
+def malformed_json(reason: str) -> ApiError:
+    return ApiError(
+        400, "INVALID_ARGUMENT", f"Request body is not valid JSON: {reason}", [_error_info("MALFORMED_JSON")]
+    )
+
+
+def unsupported_media_type(content_type: str) -> ApiError:
+    message = f"Content-Type must be application/json, not {content_type or 'absent'}"
+    return ApiError(415, "INVALID_ARGUMENT", message, [_error_info("UNSUPPORTED_MEDIA_TYPE")])
+
+
+def request_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "INVALID_ARGUMENT",
+        f"Request body is larger than {limit} bytes",
+        [_error_info("REQUEST_TOO_LARGE", {"limit_bytes": str(limit)})],
+    )
+
+
+def route_not_found(method: str, path: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"No route for {method} {path}", [_error_info("ROUTE_NOT_FOUND")])
+
+
+def method_not_allowed(method: str, path: str, allowed: Sequence[str]) -> ApiError:
+    return ApiError(
+        405,
+        "UNIMPLEMENTED",
+        f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+        [_error_info("METHOD_NOT_ALLOWED")],
+        {"Allow": ", ".join(allowed)},
+    )
+
+
+def internal(message: str = "Internal error") -> ApiError:
+    return ApiError(500, "INTERNAL", message)
+
+
+def status_name_for_http(http_status: int) -> str:
+    """For HTTP errors that did not come from gRPC (Starlette's own 404/405, ...)."""
+    names = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        405: "UNIMPLEMENTED",
+        409: "ALREADY_EXISTS",
+        413: "INVALID_ARGUMENT",
+        415: "INVALID_ARGUMENT",
+        429: "RESOURCE_EXHAUSTED",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
+    }
+    return names.get(http_status, "UNKNOWN" if http_status < 500 else "INTERNAL")
+
+
+def error_response(error: ApiError, *, request_id: str | None = None) -> JSONResponse:
+    headers = dict(error.headers)
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    return JSONResponse(error.body(), status_code=error.http_status, headers=headers)

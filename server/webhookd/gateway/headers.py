@@ -1,0 +1,151 @@
+"""HTTP headers that become request fields, and the ETag that comes back.
+
+- `If-Match: "<n>"` → the version the write is conditional on: the request's own `version`
+  (DeleteWebhook) or the body resource's `version` (UpdateWebhook's `webhook.version`).
+- `Idempotency-Key` → the request's `idempotency_key`, where it has one.
+- `Last-Event-ID` → a streaming request's `after_cursor`, so an EventSource reconnect resumes.
+- `ETag: "<version>"` on a response whose body is a resource with a `version` field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from webhookd.gateway.descriptors import descriptor_of, get_path, is_repeated, mutable_parent, resolve_field_path
+from webhookd.gateway.jsonshape import FieldViolation, JsonInputError
+from webhookd.gateway.routes import Binding
+from webhookd.gateway.transcode import VERSION_FIELD
+
+IDEMPOTENCY_KEY_FIELD = "idempotency_key"
+RESUME_CURSOR_FIELD = "after_cursor"
+# Where a stream message keeps its position, tried in order (DeliveryLogResponse.entry.cursor).
+EVENT_ID_PATHS = ("entry.cursor", "cursor")
+
+_INTEGER_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_SINT32,
+    }
+)
+
+
+def _scalar_path(
+    descriptor: Descriptor, path: str, types: frozenset[int] | None = None
+) -> list[FieldDescriptor] | None:
+    fields = resolve_field_path(descriptor, path)
+    if fields is None or is_repeated(fields[-1]) or fields[-1].message_type is not None:
+        return None
+    if types is not None and fields[-1].type not in types:
+        return None
+    return fields
+
+
+def precondition_path(binding: Binding) -> list[FieldDescriptor] | None:
+    """The field If-Match sets for this RPC, or None when the RPC takes no version."""
+    request = binding.method.input_type
+    own = _scalar_path(request, VERSION_FIELD, _INTEGER_TYPES)
+    if own is not None:
+        return own
+    if binding.body not in ("", "*"):
+        return _scalar_path(request, f"{binding.body}.{VERSION_FIELD}", _INTEGER_TYPES)
+    return None
+
+
+def apply_if_match(binding: Binding, request: Message, header: str | None) -> bool:
+    """Set the version from If-Match; True when the request is now conditional on the header
+    (so ABORTED means 412 Precondition Failed rather than 409)."""
+    if header is None or header.strip() == "*":
+        return False
+    path = precondition_path(binding)
+    if path is None:
+        return False
+    version = parse_etag(header)
+    if version is None:
+        raise JsonInputError([FieldViolation("If-Match", 'expected one strong ETag such as "3"')])
+    current = get_path(request, path)
+    if isinstance(current, int) and current not in (0, version):
+        field = ".".join(f.name for f in path)
+        raise JsonInputError([FieldViolation(field, f"is {current} but If-Match says {version}")])
+    setattr(mutable_parent(request, path), path[-1].name, version)
+    return True
+
+
+def parse_etag(header: str) -> int | None:
+    """`"3"` → 3. Bare `3` is accepted too; weak (`W/"3"`) and lists are not (If-Match compares
+    strongly, and a write is conditional on exactly one version)."""
+    text = header.strip()
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        text = text[1:-1]
+    return int(text) if text.isdigit() else None
+
+
+def etag(version: Any) -> str | None:
+    if isinstance(version, bool) or not isinstance(version, int):
+        return None
+    return f'"{version}"'
+
+
+def body_descriptor(binding: Binding) -> Descriptor | None:
+    """The message the HTTP response body is: the response or its response_body field."""
+    output = binding.method.output_type
+    if not binding.response_body:
+        return output
+    field = output.fields_by_name.get(binding.response_body)
+    return field.message_type if field is not None and not is_repeated(field) else None
+
+
+def has_etag(binding: Binding) -> bool:
+    descriptor = body_descriptor(binding)
+    return descriptor is not None and _scalar_path(descriptor, VERSION_FIELD, _INTEGER_TYPES) is not None
+
+
+def etag_for_body(binding: Binding, body: Any) -> str | None:
+    if not has_etag(binding) or not isinstance(body, dict):
+        return None
+    return etag(body.get(VERSION_FIELD))
+
+
+def apply_idempotency_key(request: Message, header: str | None) -> None:
+    if not header or _scalar_path(descriptor_of(request), IDEMPOTENCY_KEY_FIELD) is None:
+        return
+    key, current = header.strip(), getattr(request, IDEMPOTENCY_KEY_FIELD)
+    if current and current != key:
+        raise JsonInputError([FieldViolation(IDEMPOTENCY_KEY_FIELD, "differs from the Idempotency-Key header")])
+    setattr(request, IDEMPOTENCY_KEY_FIELD, key)
+
+
+def accepts_idempotency_key(binding: Binding) -> bool:
+    return _scalar_path(binding.method.input_type, IDEMPOTENCY_KEY_FIELD) is not None
+
+
+def apply_last_event_id(request: Message, header: str | None) -> None:
+    """An EventSource reconnect resumes after the last event it saw, overriding the query."""
+    if header and _scalar_path(descriptor_of(request), RESUME_CURSOR_FIELD) is not None:
+        setattr(request, RESUME_CURSOR_FIELD, header.strip())
+
+
+def accepts_last_event_id(binding: Binding) -> bool:
+    return binding.server_streaming and _scalar_path(binding.method.input_type, RESUME_CURSOR_FIELD) is not None
+
+
+def event_id_path(descriptor: Descriptor) -> list[FieldDescriptor] | None:
+    for path in EVENT_ID_PATHS:
+        fields = _scalar_path(descriptor, path)
+        if fields is not None:
+            return fields
+    return None
+
+
+def event_id(message: Message, path: Sequence[FieldDescriptor] | None) -> str | None:
+    if path is None:
+        return None
+    value = get_path(message, path)
+    return str(value) if value not in (None, "", 0) else None

@@ -1,0 +1,507 @@
+"""The OpenAPI 3.1 document, generated from the same descriptors and bindings the routes use.
+
+Schemas describe the JSON the gateway really speaks (see jsonshape): proto field names (camelCase
+only inside CAMEL_CASE_MESSAGES), enums as lowercase words with `null` for unspecified, unset
+message/optional fields as `null`, 64-bit integers as numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from google.api import field_behavior_pb2  # type: ignore[import-untyped, unused-ignore]
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, ServiceDescriptor
+
+from webhookd.gateway import headers as http_headers
+from webhookd.gateway.descriptors import (
+    Comments,
+    enum_of,
+    field_behaviors,
+    is_map,
+    is_output_only,
+    is_repeated,
+    is_well_known,
+    message_of,
+    resolve_field_path,
+    rpc_path,
+)
+from webhookd.gateway.errors import HTTP_STATUS_BY_CODE
+from webhookd.gateway.jsonshape import enum_word, enum_words, is_unspecified, json_key
+from webhookd.gateway.routes import Binding, bindings_for_services
+from webhookd.gateway.streaming import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
+from webhookd.gateway.transcode import UPDATE_MASK_FIELD
+
+OPENAPI_PATH = "/api/v1/openapi.json"
+HEALTH_PATH = "/healthz"
+
+_JSON = "application/json"
+_SCALARS: dict[int, dict[str, Any]] = {
+    FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
+    FieldDescriptor.TYPE_FLOAT: {"type": "number", "format": "float"},
+    FieldDescriptor.TYPE_INT32: {"type": "integer", "format": "int32"},
+    FieldDescriptor.TYPE_SINT32: {"type": "integer", "format": "int32"},
+    FieldDescriptor.TYPE_SFIXED32: {"type": "integer", "format": "int32"},
+    FieldDescriptor.TYPE_INT64: {"type": "integer", "format": "int64"},
+    FieldDescriptor.TYPE_SINT64: {"type": "integer", "format": "int64"},
+    FieldDescriptor.TYPE_SFIXED64: {"type": "integer", "format": "int64"},
+    FieldDescriptor.TYPE_UINT32: {"type": "integer", "minimum": 0},
+    FieldDescriptor.TYPE_FIXED32: {"type": "integer", "minimum": 0},
+    FieldDescriptor.TYPE_UINT64: {"type": "integer", "minimum": 0},
+    FieldDescriptor.TYPE_FIXED64: {"type": "integer", "minimum": 0},
+    FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
+    FieldDescriptor.TYPE_STRING: {"type": "string"},
+    FieldDescriptor.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+}
+_WELL_KNOWN: dict[str, dict[str, Any]] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
+    "google.protobuf.FieldMask": {"type": "string", "description": "Comma-separated field paths."},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Any": {
+        "type": "object",
+        "properties": {"@type": {"type": "string"}},
+        "required": ["@type"],
+    },
+}
+# Query parameters can carry only what has a one-string form.
+_NO_QUERY_FORM = frozenset(
+    {
+        "google.protobuf.Struct",
+        "google.protobuf.Value",
+        "google.protobuf.ListValue",
+        "google.protobuf.Any",
+        "google.protobuf.Empty",
+    }
+)
+_MAX_QUERY_DEPTH = 3
+
+_CONVENTIONS = """
+JSON conventions: field names are the proto names (snake_case; `retry_policy`'s fields are
+camelCase as published); enum values are lowercase words (`outbound`), `null` when unspecified;
+an unset message or optional field is `null`; 64-bit integers are JSON numbers. Input accepts
+either spelling of a field name, and enum words or full enum names. Unknown fields are a 400.
+
+Concurrency: a resource with a `version` comes back with `ETag: "<version>"`. Send it as
+`If-Match` on PATCH/DELETE to make the write conditional: a stale version is then
+412 Precondition Failed. A stale `version` sent in the body instead is 409 ABORTED.
+""".strip()
+
+
+def build_openapi(
+    services: Sequence[ServiceDescriptor],
+    comments: Comments,
+    *,
+    title: str = "webhookd API",
+    version: str = "v1",
+) -> dict[str, Any]:
+    return _Builder(comments).document(services, title, version)
+
+
+class _Builder:
+    def __init__(self, comments: Comments) -> None:
+        self._comments = comments
+        self._schemas: dict[str, dict[str, Any]] = {}
+        self._component_names: dict[str, str] = {}
+
+    # ---------------------------------------------------------------------------- document
+
+    def document(self, services: Sequence[ServiceDescriptor], title: str, version: str) -> dict[str, Any]:
+        service_docs = [self._comments.of(s.full_name) for s in services]
+        description = "\n\n".join([*(d for d in service_docs if d), _CONVENTIONS])
+        paths: dict[str, dict[str, Any]] = {
+            HEALTH_PATH: {
+                "get": _static_operation(
+                    "health", "Liveness: the process serves HTTP.", {"status": {"type": "string", "const": "ok"}}
+                )
+            },
+            OPENAPI_PATH: {"get": _static_operation("openapi", "This OpenAPI document.", None)},
+        }
+        for binding in bindings_for_services(services):
+            path_item = paths.setdefault(binding.template.openapi_path(), {})
+            path_item[binding.http_method.lower()] = self._operation(binding)
+        self._schemas["Error"] = _error_schema()
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version, "description": description},
+            "tags": [{"name": s.name, "description": self._comments.of(s.full_name)} for s in services],
+            "security": [{"bearerAuth": []}],
+            "paths": paths,
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "bearerFormat": "JWT",
+                        "description": "A JWT carrying `tenant_id` (required), `sub`, `app_id` and `exp`.",
+                    }
+                },
+                "parameters": {
+                    "RequestId": {
+                        "name": "X-Request-Id",
+                        "in": "header",
+                        "required": False,
+                        "description": "Correlates logs; generated when absent and echoed in the response.",
+                        "schema": {"type": "string", "maxLength": 128},
+                    }
+                },
+                "schemas": dict(sorted(self._schemas.items())),
+            },
+        }
+
+    # --------------------------------------------------------------------------- operations
+
+    def _operation(self, binding: Binding) -> dict[str, Any]:
+        method = binding.method
+        doc = self._comments.of(method.full_name)
+        operation: dict[str, Any] = {
+            # Additional bindings are separate operations and need their own ids.
+            "operationId": f"{method.containing_service.name}_{method.name}"
+            + (str(binding.index + 1) if binding.index else ""),
+            "tags": [method.containing_service.name],
+            "summary": _first_sentence(doc) or method.name,
+            "x-grpc-method": rpc_path(method),
+        }
+        if doc:
+            operation["description"] = doc
+        parameters = self._path_parameters(binding) + self._query_parameters(binding)
+        parameters += self._header_parameters(binding)
+        operation["parameters"] = [*parameters, {"$ref": "#/components/parameters/RequestId"}]
+        if binding.body:
+            operation["requestBody"] = self._request_body(binding)
+        operation["responses"] = self._responses(binding)
+        return operation
+
+    def _path_parameters(self, binding: Binding) -> list[dict[str, Any]]:
+        parameters = []
+        for variable in binding.template.variables:
+            fields = resolve_field_path(binding.method.input_type, variable.field_path)
+            schema = self._single_schema(fields[-1]) if fields else {"type": "string"}
+            parameter = {"name": variable.field_path, "in": "path", "required": True, "schema": schema}
+            if fields and (doc := self._comments.of(fields[-1].full_name)):
+                parameter["description"] = doc
+            parameters.append(parameter)
+        return parameters
+
+    def _query_parameters(self, binding: Binding) -> list[dict[str, Any]]:
+        if binding.body == "*":
+            return []
+        excluded = {*binding.path_fields, binding.body}
+        return self._query_fields(binding.method.input_type, "", excluded, (binding.method.input_type.full_name,))
+
+    def _query_fields(
+        self, descriptor: Descriptor, prefix: str, excluded: set[str], seen: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = []
+        for field in descriptor.fields:
+            name = prefix + field.name
+            if name in excluded or is_map(field) or is_output_only(field):
+                continue
+            nested = field.message_type
+            if nested is not None and not is_well_known(nested):
+                if not is_repeated(field) and nested.full_name not in seen and len(seen) < _MAX_QUERY_DEPTH:
+                    parameters += self._query_fields(nested, f"{name}.", excluded, (*seen, nested.full_name))
+                continue
+            if nested is not None and nested.full_name in _NO_QUERY_FORM:
+                continue
+            schema = self._single_schema(field)
+            parameter: dict[str, Any] = {"name": name, "in": "query", "required": False}
+            if is_repeated(field):
+                parameter.update(schema={"type": "array", "items": schema}, style="form", explode=True)
+            else:
+                parameter["schema"] = schema
+            if doc := self._comments.of(field.full_name):
+                parameter["description"] = doc
+            parameters.append(parameter)
+        return parameters
+
+    def _header_parameters(self, binding: Binding) -> list[dict[str, Any]]:
+        parameters = []
+        if http_headers.precondition_path(binding) is not None:
+            parameters.append(
+                {
+                    "name": "If-Match",
+                    "in": "header",
+                    "required": False,
+                    "description": 'The ETag of the version this write expects, e.g. "3". A stale one is 412.',
+                    "schema": {"type": "string"},
+                }
+            )
+        if http_headers.accepts_idempotency_key(binding):
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "Retries with the same key return the first result instead of repeating it.",
+                    "schema": {"type": "string"},
+                }
+            )
+        if http_headers.accepts_last_event_id(binding):
+            parameters.append(
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "Resume after this cursor (sent by EventSource on reconnect).",
+                    "schema": {"type": "string"},
+                }
+            )
+        return parameters
+
+    def _request_body(self, binding: Binding) -> dict[str, Any]:
+        request = binding.method.input_type
+        if binding.body == "*":
+            top_path_fields = {p for p in binding.path_fields if "." not in p}
+            fields = [f for f in request.fields if f.name not in top_path_fields]
+            schema = self._object_schema(request, fields)
+            required = bool(schema.get("required"))
+        else:
+            field = request.fields_by_name[binding.body]
+            schema = self._field_schema(field, nullable=False)
+            required = field_behavior_pb2.REQUIRED in field_behaviors(field)
+            resource = field.message_type
+            if request.fields_by_name.get(UPDATE_MASK_FIELD) and resource and not is_well_known(resource):
+                schema["$ref"] = self._partial_ref(resource)["$ref"]
+        return {"required": required, "content": {_JSON: {"schema": schema}}}
+
+    def _responses(self, binding: Binding) -> dict[str, Any]:
+        success_schema, description = self._success_schema(binding)
+        success: dict[str, Any] = {"description": description or "OK"}
+        response_headers: dict[str, Any] = {"X-Request-Id": {"schema": {"type": "string"}}}
+        if binding.server_streaming:
+            success["description"] = (
+                (description + "\n\n" if description else "")
+                + f"A stream: `{NDJSON_MEDIA_TYPE}` (one JSON message per line; a failure mid-stream is a "
+                'last line `{"error": ...}`) or, with `Accept: text/event-stream`, Server-Sent Events '
+                "(`id:` is the entry's cursor, `data:` the JSON message, `event: error` on failure)."
+            )
+            success["content"] = {
+                NDJSON_MEDIA_TYPE: {"schema": success_schema},
+                SSE_MEDIA_TYPE: {"schema": {"type": "string"}},
+            }
+        else:
+            success["content"] = {_JSON: {"schema": success_schema}}
+            if http_headers.has_etag(binding):
+                response_headers["ETag"] = {
+                    "description": 'The resource version as a strong ETag, e.g. "3"; send it back in If-Match.',
+                    "schema": {"type": "string"},
+                }
+        success["headers"] = response_headers
+        responses: dict[str, Any] = {"200": success}
+        conditional = http_headers.precondition_path(binding) is not None
+        for status, text in _error_responses(binding, conditional):
+            responses[str(status)] = _error_response(status, text)
+        return responses
+
+    def _success_schema(self, binding: Binding) -> tuple[dict[str, Any], str]:
+        output = binding.method.output_type
+        if binding.response_body:
+            field = output.fields_by_name[binding.response_body]
+            return self._field_schema(field, nullable=False), self._comments.of(field.full_name)
+        return self._message_ref(output), self._comments.of(output.full_name)
+
+    # ------------------------------------------------------------------------------ schemas
+
+    def _message_ref(self, descriptor: Descriptor) -> dict[str, Any]:
+        if is_well_known(descriptor):
+            return dict(_WELL_KNOWN.get(descriptor.full_name) or self._wrapper_schema(descriptor))
+        name = self._component_name(descriptor.full_name)
+        if name not in self._schemas:
+            self._schemas[name] = {}  # placeholder first: messages may refer to themselves
+            self._schemas[name] = self._object_schema(descriptor, list(descriptor.fields))
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def _partial_ref(self, descriptor: Descriptor) -> dict[str, Any]:
+        """A PATCH body: the resource without `required`, since only the fields sent change."""
+        full = self._message_ref(descriptor)
+        name = full["$ref"].rsplit("/", 1)[-1] + "Update"
+        if name not in self._schemas:
+            schema = {k: v for k, v in self._schemas[full["$ref"].rsplit("/", 1)[-1]].items() if k != "required"}
+            note = "Partial update: without `update_mask`, the fields present in this body are the ones updated."
+            schema["description"] = "\n\n".join(p for p in (schema.get("description", ""), note) if p)
+            self._schemas[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def _object_schema(self, descriptor: Descriptor, fields: Sequence[FieldDescriptor]) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "object"}
+        if doc := self._comments.of(descriptor.full_name):
+            schema["description"] = doc
+        schema["properties"] = {json_key(f): self._field_schema(f, nullable=True) for f in fields}
+        required = [json_key(f) for f in fields if field_behavior_pb2.REQUIRED in field_behaviors(f)]
+        if required:
+            schema["required"] = required
+        return schema
+
+    def _field_schema(self, field: FieldDescriptor, *, nullable: bool) -> dict[str, Any]:
+        if is_map(field):
+            schema: dict[str, Any] = {
+                "type": "object",
+                "additionalProperties": self._single_schema(message_of(field).fields_by_name["value"]),
+            }
+        elif is_repeated(field):
+            schema = {"type": "array", "items": self._single_schema(field)}
+        else:
+            schema = self._single_schema(field)
+            if nullable and field.has_presence and field.type != FieldDescriptor.TYPE_ENUM:
+                schema = _or_null(schema)
+        behaviors = field_behaviors(field)
+        if doc := self._comments.of(field.full_name):
+            schema["description"] = doc
+        if field_behavior_pb2.OUTPUT_ONLY in behaviors:
+            schema["readOnly"] = True
+        if field_behavior_pb2.INPUT_ONLY in behaviors:
+            schema["writeOnly"] = True
+        if field_behavior_pb2.IMMUTABLE in behaviors:
+            schema["description"] = (schema.get("description", "") + " Immutable: set on create only.").strip()
+        return schema
+
+    def _single_schema(self, field: FieldDescriptor) -> dict[str, Any]:
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            return self._enum_ref(enum_of(field))
+        if field.message_type is not None:
+            return self._message_ref(field.message_type)
+        return dict(_SCALARS.get(field.type, {"type": "string"}))
+
+    def _wrapper_schema(self, descriptor: Descriptor) -> dict[str, Any]:
+        value = descriptor.fields_by_name.get("value")
+        if value is None:
+            return {}
+        return _or_null(dict(_SCALARS.get(value.type, {"type": "string"})))
+
+    def _enum_ref(self, enum: EnumDescriptor) -> dict[str, Any]:
+        name = self._component_name(enum.full_name)
+        if name not in self._schemas:
+            words: list[str | None] = list(enum_words(enum))
+            nullable = any(is_unspecified(enum, v.number) for v in enum.values)
+            lines = [self._comments.of(enum.full_name)]
+            for value in enum.values:
+                word = enum_word(enum, value.number)
+                doc = self._comments.of(f"{enum.full_name}.{value.name}")
+                if word is not None:
+                    lines.append(f"- `{word}`: {doc}" if doc else f"- `{word}`")
+                elif doc:
+                    lines.append(f"- `null`: {doc}")
+            schema: dict[str, Any] = {
+                "type": ["string", "null"] if nullable else "string",
+                "enum": [*words, None] if nullable else words,
+            }
+            head, items = lines[0], [line for line in lines[1:] if line]
+            description = "\n\n".join(part for part in (head, "\n".join(items)) if part)
+            if description:
+                schema["description"] = description
+            self._schemas[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def _component_name(self, full_name: str) -> str:
+        if full_name in self._component_names:
+            return self._component_names[full_name]
+        short = full_name.rsplit(".", 1)[-1]
+        name = short if short not in self._component_names.values() and short != "Error" else full_name
+        self._component_names[full_name] = name
+        return name
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    if kind is None and not schema:
+        return schema  # `{}` already allows null
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _first_sentence(text: str) -> str:
+    flat = " ".join(text.split())
+    end = flat.find(". ")
+    return flat if end < 0 else flat[: end + 1]
+
+
+def _error_responses(binding: Binding, conditional: bool) -> list[tuple[int, str]]:
+    responses = [
+        (400, "INVALID_ARGUMENT, FAILED_PRECONDITION or OUT_OF_RANGE; malformed JSON; unknown fields."),
+        (401, "UNAUTHENTICATED: missing or invalid bearer token (with `WWW-Authenticate: Bearer`)."),
+        (403, "PERMISSION_DENIED."),
+        (404, "NOT_FOUND."),
+        (409, "ALREADY_EXISTS, or ABORTED: a `version` sent in the body is stale."),
+    ]
+    if conditional:
+        responses.append((412, "ABORTED on a version given in `If-Match`: re-read, then retry."))
+    if binding.body:
+        responses += [
+            (413, "The body is larger than the gateway accepts."),
+            (415, "The body is not `application/json`."),
+        ]
+    responses += [
+        (429, "RESOURCE_EXHAUSTED (with `Retry-After` when the server says when)."),
+        (500, "INTERNAL, UNKNOWN or DATA_LOSS."),
+        (503, "UNAVAILABLE (with `Retry-After` when the server says when)."),
+        (504, "DEADLINE_EXCEEDED."),
+    ]
+    return responses
+
+
+def _error_response(status: int, description: str) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if status == 401:
+        response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}}
+    if status in (429, 503):
+        response["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+    return response
+
+
+def _error_schema() -> dict[str, Any]:
+    table = ", ".join(f"{code.name} {status}" for code, status in HTTP_STATUS_BY_CODE.items())
+    return {
+        "type": "object",
+        "description": f"AIP-193 error. gRPC code → HTTP status: {table}.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "status"],
+                "properties": {
+                    "code": {"type": "integer", "description": "The HTTP status."},
+                    "message": {"type": "string", "description": "For developers, in English."},
+                    "status": {
+                        "type": "string",
+                        "description": "The google.rpc.Code name.",
+                        "enum": sorted(code.name for code in HTTP_STATUS_BY_CODE),
+                    },
+                    "details": {
+                        "type": "array",
+                        "description": "google.rpc error details: ErrorInfo, BadRequest (fieldViolations), "
+                        "RetryInfo, ...",
+                        "items": {
+                            "type": "object",
+                            "required": ["@type"],
+                            "properties": {"@type": {"type": "string"}},
+                        },
+                    },
+                },
+            }
+        },
+    }
+
+
+def _static_operation(operation_id: str, summary: str, properties: dict[str, Any] | None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object"}
+    if properties:
+        schema["properties"] = properties
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [],
+        "responses": {"200": {"description": "OK", "content": {_JSON: {"schema": schema}}}},
+    }

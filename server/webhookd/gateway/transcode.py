@@ -1,0 +1,277 @@
+"""HTTP request parts → the gRPC request message, following the binding's HttpRule.
+
+Order: body, then query parameters, then path variables, so the URL wins where they overlap.
+Query parameters fill the fields the path and body do not bind (nested as `a.b`, repeated by
+repeating the key); a query parameter that names no field is a 400 rather than silently ignored,
+so a typo like `?show_delted=true` is caught.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from webhookd.gateway.descriptors import (
+    descriptor_of,
+    enum_of,
+    field_by_json_or_proto_name,
+    is_map,
+    is_output_only,
+    is_repeated,
+    is_well_known,
+    message_class,
+    mutable_parent,
+    resolve_field_path,
+)
+from webhookd.gateway.jsonshape import (
+    FieldViolation,
+    JsonInputError,
+    enum_number,
+    enum_words,
+    field_mask_paths,
+    json_to_message,
+)
+from webhookd.gateway.routes import Binding
+
+UPDATE_MASK_FIELD = "update_mask"
+# The optimistic-concurrency field: a guard on the write, never itself an update.
+VERSION_FIELD = "version"
+
+
+@dataclass(frozen=True)
+class HttpInput:
+    path_params: Mapping[str, str]
+    query: Sequence[tuple[str, str]]
+    body: Any = None  # parsed JSON; None when the route takes no body or the body was empty
+
+
+def build_request(binding: Binding, http: HttpInput) -> Message:
+    """Raises JsonInputError (→ 400 with field violations) when the input does not fit."""
+    request = message_class(binding.method.input_type)()
+    violations: list[FieldViolation] = []
+    if binding.body:
+        _apply_body(binding, request, http.body)
+    mask_from_query = _apply_query(binding, request, http.query, violations)
+    for field_path, text in http.path_params.items():
+        _set_from_text(request, field_path, [text], violations)
+    if violations:
+        raise JsonInputError(violations)
+    if not mask_from_query:
+        _default_update_mask(binding, request, http.body)
+    return request
+
+
+# ----------------------------------------------------------------------------------------- body
+
+
+def _apply_body(binding: Binding, request: Message, body: Any) -> None:
+    if body is None:
+        return
+    if binding.body == "*":
+        if isinstance(body, Mapping):
+            # Path-bound fields come from the URL; a copy in the body is dropped, not an error,
+            # since clients often send the resource back as they received it.
+            top_level_path_fields = {p for p in binding.path_fields if "." not in p}
+            descriptor = descriptor_of(request)
+            body = {k: v for k, v in body.items() if _proto_name(descriptor, k) not in top_level_path_fields}
+        json_to_message(body, request)
+    else:
+        json_to_message({binding.body: body}, request)
+
+
+def _proto_name(descriptor: Descriptor, key: str) -> str:
+    field = field_by_json_or_proto_name(descriptor, key)
+    return field.name if field is not None else key
+
+
+# ---------------------------------------------------------------------------------------- query
+
+
+def _apply_query(
+    binding: Binding, request: Message, query: Sequence[tuple[str, str]], out: list[FieldViolation]
+) -> bool:
+    """Returns True when the query set update_mask (then no default mask is derived)."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in query:
+        grouped.setdefault(key, []).append(value)
+    mask_set = False
+    for key, values in grouped.items():
+        if binding.body == "*":
+            out.append(FieldViolation(key, "query parameters are not accepted here: send every field in the body"))
+            continue
+        fields = resolve_field_path(descriptor_of(request), key)
+        if fields is None:
+            out.append(FieldViolation(key, f"unknown query parameter {key!r}"))
+            continue
+        canonical = ".".join(f.name for f in fields)
+        if binding.body and fields[0].name == binding.body:
+            out.append(FieldViolation(canonical, "this field is sent in the request body"))
+            continue
+        if canonical in binding.path_fields:
+            out.append(FieldViolation(canonical, "this field is set by the URL path"))
+            continue
+        mask_set = mask_set or canonical == UPDATE_MASK_FIELD
+        _set_from_text(request, key, values, out)
+    return mask_set
+
+
+def _set_from_text(request: Message, field_path: str, texts: list[str], out: list[FieldViolation]) -> None:
+    fields = resolve_field_path(descriptor_of(request), field_path)
+    if fields is None:
+        out.append(FieldViolation(field_path, "names no field of the request"))
+        return
+    field = fields[-1]
+    canonical = ".".join(f.name for f in fields)
+    if is_map(field) or (field.message_type is not None and not is_well_known(field.message_type)):
+        out.append(FieldViolation(canonical, "cannot be set from text: name one of its sub-fields (a.b)"))
+        return
+    if not is_repeated(field) and len(texts) > 1:
+        out.append(FieldViolation(canonical, "given more than once but takes one value"))
+        return
+    try:
+        values = [scalar_from_text(field, text) for text in texts]
+        parent = mutable_parent(request, fields)
+        if is_repeated(field):
+            target = getattr(parent, field.name)
+            for value in values:
+                if isinstance(value, Message):
+                    target.add().CopyFrom(value)
+                else:
+                    target.append(value)
+        elif isinstance(values[0], Message):
+            getattr(parent, field.name).CopyFrom(values[0])
+        else:
+            setattr(parent, field.name, values[0])
+    except (ValueError, TypeError) as error:
+        out.append(FieldViolation(canonical, str(error)))
+
+
+_TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+_INT_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED32,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+
+
+def scalar_from_text(field: FieldDescriptor, text: str) -> Any:
+    """A path or query string as the field's value; ValueError with a user-facing reason."""
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_ENUM:
+        number = enum_number(enum_of(field), text)
+        if number is None:
+            raise ValueError(f"{text!r} is not one of: {', '.join(enum_words(enum_of(field)))}")
+        return number
+    if kind == FieldDescriptor.TYPE_BOOL:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(f"{text!r} is not a boolean (true or false)")
+    if kind in _INT_TYPES:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an integer") from None
+    if kind in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+    if kind == FieldDescriptor.TYPE_BYTES:
+        try:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError("is not base64") from None
+    if field.message_type is not None:
+        return _well_known_from_text(field.message_type, text)
+    return text
+
+
+def _well_known_from_text(descriptor: Descriptor, text: str) -> Message:
+    name = descriptor.full_name
+    if name == "google.protobuf.Timestamp":
+        timestamp = timestamp_pb2.Timestamp()
+        try:
+            timestamp.FromJsonString(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an RFC 3339 timestamp") from None
+        return timestamp
+    if name == "google.protobuf.Duration":
+        duration = duration_pb2.Duration()
+        try:
+            duration.FromJsonString(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a duration like '3.5s'") from None
+        return duration
+    if name == "google.protobuf.FieldMask":
+        return field_mask_pb2.FieldMask(paths=field_mask_paths(text))
+    if name.endswith("Value") and "value" in descriptor.fields_by_name:
+        wrapper = message_class(descriptor)()
+        value_field = descriptor.fields_by_name["value"]
+        setattr(wrapper, value_field.name, scalar_from_text(value_field, text))
+        return wrapper
+    raise ValueError(f"{name} cannot be sent as a query parameter")
+
+
+# ---------------------------------------------------------------------------------- update mask
+
+
+def _default_update_mask(binding: Binding, request: Message, body: Any) -> None:
+    """PATCH without ?update_mask= updates what the JSON body names, so `{"enabled": false}`
+    changes `enabled` (proto3 alone cannot tell "false" from "absent")."""
+    descriptor = descriptor_of(request)
+    mask_field = descriptor.fields_by_name.get(UPDATE_MASK_FIELD)
+    if (
+        mask_field is None
+        or mask_field.message_type is None
+        or mask_field.message_type.full_name != "google.protobuf.FieldMask"
+        or binding.body in ("", "*")
+        or not isinstance(body, Mapping)
+    ):
+        return
+    resource = descriptor.fields_by_name[binding.body].message_type
+    if resource is None:
+        return
+    prefix = f"{binding.body}."
+    path_bound = {p.removeprefix(prefix) for p in binding.path_fields if p.startswith(prefix)}
+    paths = mask_paths_from_json(resource, body, exclude=path_bound | {VERSION_FIELD})
+    getattr(request, UPDATE_MASK_FIELD).paths.extend(paths)
+
+
+def mask_paths_from_json(descriptor: Descriptor, body: Mapping[str, Any], *, exclude: set[str]) -> list[str]:
+    """Top-level fields present in the body; for a nested (non-well-known) message given as an
+    object, its sub-fields (`retry_policy.max_attempts`). Output-only fields are left out."""
+    paths: list[str] = []
+    for key, value in body.items():
+        field = field_by_json_or_proto_name(descriptor, key)
+        if field is None or field.name in exclude or is_output_only(field):
+            continue
+        nested = field.message_type
+        if (
+            nested is not None
+            and not is_repeated(field)
+            and not is_well_known(nested)
+            and isinstance(value, Mapping)
+            and value
+        ):
+            paths += [f"{field.name}.{p}" for p in mask_paths_from_json(nested, value, exclude=set())]
+        else:
+            paths.append(field.name)
+    return paths

@@ -1,0 +1,146 @@
+"""gRPC status → HTTP status and the AIP-193 body, from one table."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from webhookd.gateway.errors import HTTP_STATUS_BY_CODE, from_rpc_error, http_status_for, invalid_argument
+from webhookd.gateway.jsonshape import FieldViolation
+
+EXPECTED = {
+    "OK": 200,
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+    "INTERNAL": 500,
+    "UNKNOWN": 500,
+    "DATA_LOSS": 500,
+}
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(
+        self, code: grpc.StatusCode, message: str, *details: object, trailer_message: str | None = None
+    ) -> None:
+        self._code, self._message = code, message
+        status = status_pb2.Status(code=code.value[0], message=trailer_message or message)
+        for detail in details:
+            packed = any_pb2.Any()
+            packed.Pack(detail)
+            status.details.append(packed)
+        self._trailers = (("grpc-status-details-bin", status.SerializeToString()),) if details else ()
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._message
+
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return self._trailers
+
+
+@pytest.mark.parametrize("name,status", sorted(EXPECTED.items()))
+def test_every_grpc_code_has_its_http_status(name: str, status: int) -> None:
+    assert http_status_for(grpc.StatusCode[name]) == status
+
+
+def test_the_table_covers_every_grpc_code() -> None:
+    assert set(HTTP_STATUS_BY_CODE) == set(grpc.StatusCode)
+
+
+def test_not_found_keeps_message_status_and_error_info() -> None:
+    info = error_details_pb2.ErrorInfo(
+        reason="WEBHOOK_NOT_FOUND", domain="integration.cpod.io", metadata={"id": "whk_1"}
+    )
+    error = from_rpc_error(FakeRpcError(grpc.StatusCode.NOT_FOUND, "webhook whk_1 not found", info))
+    assert error.body() == {
+        "error": {
+            "code": 404,
+            "message": "webhook whk_1 not found",
+            "status": "NOT_FOUND",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "WEBHOOK_NOT_FOUND",
+                    "domain": "integration.cpod.io",
+                    "metadata": {"id": "whk_1"},
+                }
+            ],
+        }
+    }
+
+
+def test_bad_request_renders_field_violations() -> None:
+    bad = error_details_pb2.BadRequest(
+        field_violations=[error_details_pb2.BadRequest.FieldViolation(field="webhook.url", description="must be https")]
+    )
+    error = from_rpc_error(FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "webhook.url: must be https", bad))
+    assert error.http_status == 400
+    assert error.details == [
+        {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [{"field": "webhook.url", "description": "must be https"}],
+        }
+    ]
+
+
+def test_unauthenticated_asks_for_a_bearer_token() -> None:
+    error = from_rpc_error(FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "missing token"))
+    assert (error.http_status, error.headers) == (401, {"WWW-Authenticate": "Bearer"})
+
+
+@pytest.mark.parametrize("code,status", [(grpc.StatusCode.RESOURCE_EXHAUSTED, 429), (grpc.StatusCode.UNAVAILABLE, 503)])
+def test_retry_info_becomes_retry_after(code: grpc.StatusCode, status: int) -> None:
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=2, nanos=100_000_000))
+    error = from_rpc_error(FakeRpcError(code, "slow down", retry))
+    assert (error.http_status, error.headers["Retry-After"]) == (status, "3")
+    assert error.details[0]["retryDelay"] == "2.100s"
+
+
+def test_retry_after_only_on_429_and_503() -> None:
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=2))
+    assert "Retry-After" not in from_rpc_error(FakeRpcError(grpc.StatusCode.ABORTED, "x", retry)).headers
+
+
+def test_aborted_is_412_only_when_if_match_asked_for_the_check() -> None:
+    stale = FakeRpcError(grpc.StatusCode.ABORTED, "version 3 is not current")
+    assert from_rpc_error(stale).http_status == 409
+    conditional = from_rpc_error(stale, precondition_from_header=True)
+    assert (conditional.http_status, conditional.status) == (412, "ABORTED")
+
+
+def test_unknown_detail_types_still_show_their_type() -> None:
+    unknown = any_pb2.Any(type_url="type.googleapis.com/acme.Unknown", value=b"\x08\x01")
+    status = status_pb2.Status(code=13, message="boom", details=[unknown])
+    error = FakeRpcError(grpc.StatusCode.INTERNAL, "boom")
+    error._trailers = (("grpc-status-details-bin", status.SerializeToString()),)
+    assert from_rpc_error(error).details == [{"@type": "type.googleapis.com/acme.Unknown"}]
+
+
+def test_trailer_message_preferred_even_if_it_differs() -> None:
+    error = from_rpc_error(
+        FakeRpcError(
+            grpc.StatusCode.NOT_FOUND, "short", error_details_pb2.ErrorInfo(reason="R"), trailer_message="long"
+        )
+    )
+    assert error.message == "long"
+
+
+def test_gateway_made_violations_use_bad_request() -> None:
+    error = invalid_argument([FieldViolation("webhook.colour", "unknown field")])
+    assert error.body()["error"]["status"] == "INVALID_ARGUMENT"
+    assert error.details[0]["fieldViolations"] == [{"field": "webhook.colour", "description": "unknown field"}]

@@ -1,0 +1,441 @@
+"""The gateway end to end: HTTP in, a real grpc.aio server out (with an in-memory fake servicer
+that exists only to exercise the gateway), HTTP back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from cpod.integration.v1 import webhook_pb2
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
+from google.protobuf import any_pb2, duration_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from webhookd.gateway.app import create_gateway_app
+
+TOKEN = "Bearer good"
+
+
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, *details: Message) -> None:
+    status = status_pb2.Status(code=code.value[0], message=message)
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    await context.abort(code, message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),))
+
+
+class FakeWebhooks(rpc.WebhookServiceServicer):
+    """Just enough behaviour to show the gateway's translation; records what it was sent."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, webhook_pb2.Webhook] = {}
+        self.requests: list[Message] = []
+        self.metadata: list[dict[str, str]] = []
+
+    async def _enter(self, request: Message, context: grpc.aio.ServicerContext) -> None:
+        self.requests.append(request)
+        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        self.metadata.append(metadata)
+        if metadata.get("authorization") != TOKEN:
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
+
+    async def _get(self, webhook_id: str, context: grpc.aio.ServicerContext) -> webhook_pb2.Webhook:
+        if webhook_id not in self.store:
+            info = error_details_pb2.ErrorInfo(
+                reason="NOT_FOUND", domain="integration.cpod.io", metadata={"id": webhook_id}
+            )
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"webhook {webhook_id} not found", info)
+        return self.store[webhook_id]
+
+    async def _check_version(self, current: webhook_pb2.Webhook, given: int, context: grpc.aio.ServicerContext) -> None:
+        if given and given != current.version:
+            info = error_details_pb2.ErrorInfo(reason="VERSION_MISMATCH", domain="integration.cpod.io")
+            await abort(context, grpc.StatusCode.ABORTED, f"version {given} is not current ({current.version})", info)
+
+    async def CreateWebhook(self, request: pb.CreateWebhookRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._enter(request, context)
+        if not request.webhook.url.startswith("https://"):
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field="webhook.url", description="must be an https URL")
+                ]
+            )
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "webhook.url: must be an https URL", bad)
+        webhook = webhook_pb2.Webhook()
+        webhook.CopyFrom(request.webhook)
+        webhook.id = f"whk_{len(self.store) + 1}"
+        webhook.tenant_id = "tnt_1"
+        webhook.version = 1
+        webhook.direction = webhook.direction or webhook_pb2.DIRECTION_OUTBOUND
+        webhook.created_at.CopyFrom(timestamp_pb2.Timestamp(seconds=1714557600))
+        self.store[webhook.id] = webhook
+        return pb.CreateWebhookResponse(webhook=webhook, signing_secret="whsec_test")
+
+    async def GetWebhook(self, request: pb.GetWebhookRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._enter(request, context)
+        return pb.GetWebhookResponse(webhook=await self._get(request.id, context))
+
+    async def ListWebhooks(self, request: pb.ListWebhooksRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._enter(request, context)
+        found = [w for w in self.store.values() if not request.direction or w.direction == request.direction]
+        return pb.ListWebhooksResponse(webhooks=found, next_page_token="")
+
+    async def UpdateWebhook(self, request: pb.UpdateWebhookRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._enter(request, context)
+        current = await self._get(request.webhook.id, context)
+        await self._check_version(current, request.webhook.version, context)
+        request.update_mask.MergeMessage(request.webhook, current, replace_repeated_field=True)
+        current.version += 1
+        return pb.UpdateWebhookResponse(webhook=current)
+
+    async def DeleteWebhook(self, request: pb.DeleteWebhookRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._enter(request, context)
+        current = await self._get(request.id, context)
+        await self._check_version(current, request.version, context)
+        current.is_deleted = True
+        current.version += 1
+        return pb.DeleteWebhookResponse(webhook=current)
+
+    async def UndeleteWebhook(self, request: pb.UndeleteWebhookRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._enter(request, context)
+        current = await self._get(request.id, context)
+        if not current.is_deleted:
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, f"webhook {request.id} is not deleted")
+        current.is_deleted = False
+        return pb.UndeleteWebhookResponse(webhook=current)
+
+    async def PublishEvent(self, request: pb.PublishEventRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._enter(request, context)
+        if request.event_type == "rate.limited":
+            retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=5))
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many events", retry)
+        return pb.PublishEventResponse(event_id=f"evt_{request.idempotency_key or 'x'}", deliveries_queued=1)
+
+
+@dataclass
+class Gateway:
+    http: httpx.AsyncClient
+    fake: FakeWebhooks
+    extra: list[str] = field(default_factory=list)
+
+    def last(self) -> Any:
+        return self.fake.requests[-1]
+
+
+@pytest.fixture(scope="module")
+async def gateway() -> AsyncIterator[Gateway]:
+    fake = FakeWebhooks()
+    server = grpc.aio.server()
+    rpc.add_WebhookServiceServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+
+    async def manifest(_: Any) -> PlainTextResponse:
+        return PlainTextResponse("manifest")
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as grpc_channel:
+        app = create_gateway_app(
+            grpc_channel, max_request_bytes=2048, extra_routes=[Route("/api/v1/manifest", manifest)]
+        )
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gateway", headers={"Authorization": TOKEN}
+        ) as http:
+            yield Gateway(http, fake)
+    await server.stop(None)
+
+
+async def create(gateway: Gateway, **fields: Any) -> dict[str, Any]:
+    body = {"name": "orders", "url": "https://example.com/hook", **fields}
+    response = await gateway.http.post("/api/v1/integration/webhooks", json={"webhook": body})
+    assert response.status_code == 200, response.text
+    return dict(response.json()["webhook"])
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert list(body) == ["error"] and body["error"]["code"] == response.status_code
+    return dict(body["error"])
+
+
+async def test_create_returns_the_webhook_and_its_secret(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks",
+        json={
+            "webhook": {
+                "name": "orders",
+                "url": "https://example.com/h",
+                "retryPolicy": {"maxAttempts": 3},
+                "direction": "outbound",
+                "event_types": ["rfp.created"],
+            }
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["signing_secret"] == "whsec_test"
+    assert body["webhook"]["retry_policy"] == {"maxAttempts": 3, "backoff": "", "timeoutMs": 0}
+    assert body["webhook"]["direction"] == "outbound"
+    assert body["webhook"]["created_at"] == "2024-05-01T10:00:00Z"
+    assert gateway.last().webhook.retry_policy.max_attempts == 3
+
+
+async def test_get_returns_the_resource_itself_with_an_etag(gateway: Gateway) -> None:
+    created = await create(gateway)
+    response = await gateway.http.get(f"/api/v1/integration/webhooks/{created['id']}")
+    assert response.status_code == 200
+    assert response.json() == created
+    assert response.headers["etag"] == '"1"'
+
+
+async def test_token_and_request_id_are_forwarded(gateway: Gateway) -> None:
+    response = await gateway.http.get("/api/v1/integration/webhooks", headers={"X-Request-Id": "req-42"})
+    assert response.status_code == 200
+    assert gateway.fake.metadata[-1]["authorization"] == TOKEN
+    assert gateway.fake.metadata[-1]["x-request-id"] == "req-42"
+    assert response.headers["x-request-id"] == "req-42"
+
+
+async def test_a_request_id_is_generated_when_absent(gateway: Gateway) -> None:
+    response = await gateway.http.get("/api/v1/integration/webhooks")
+    assert len(response.headers["x-request-id"]) == 32
+    assert gateway.fake.metadata[-1]["x-request-id"] == response.headers["x-request-id"]
+
+
+async def test_missing_token_is_401_with_www_authenticate(gateway: Gateway) -> None:
+    response = await gateway.http.get("/api/v1/integration/webhooks", headers={"Authorization": ""})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert error_of(response)["status"] == "UNAUTHENTICATED"
+
+
+async def test_not_found_carries_the_servers_error_info(gateway: Gateway) -> None:
+    response = await gateway.http.get("/api/v1/integration/webhooks/whk_missing")
+    assert response.status_code == 404
+    error = error_of(response)
+    assert error["status"] == "NOT_FOUND" and error["message"] == "webhook whk_missing not found"
+    assert error["details"] == [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "NOT_FOUND",
+            "domain": "integration.cpod.io",
+            "metadata": {"id": "whk_missing"},
+        }
+    ]
+
+
+async def test_invalid_argument_carries_field_violations(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks", json={"webhook": {"name": "x", "url": "http://x"}}
+    )
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"] == [
+        {"field": "webhook.url", "description": "must be an https URL"}
+    ]
+
+
+async def test_list_filters_come_from_the_query(gateway: Gateway) -> None:
+    await create(gateway, direction="inbound")
+    response = await gateway.http.get("/api/v1/integration/webhooks", params={"direction": "inbound", "pageSize": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body) == ["webhooks", "next_page_token"]
+    assert {w["direction"] for w in body["webhooks"]} == {"inbound"}
+    assert (gateway.last().direction, gateway.last().page_size) == (webhook_pb2.DIRECTION_INBOUND, 5)
+
+
+async def test_patch_updates_only_the_fields_sent(gateway: Gateway) -> None:
+    created = await create(gateway, enabled=True, tags=["a"], retry_policy={"maxAttempts": 4, "timeoutMs": 900})
+    response = await gateway.http.patch(
+        f"/api/v1/integration/webhooks/{created['id']}", json={"enabled": False, "retryPolicy": {"maxAttempts": 2}}
+    )
+    assert response.status_code == 200, response.text
+    assert gateway.last().update_mask == field_mask_pb2.FieldMask(paths=["enabled", "retry_policy.max_attempts"])
+    updated = response.json()
+    assert updated["enabled"] is False and updated["tags"] == ["a"] and updated["name"] == "orders"
+    assert updated["retry_policy"] == {"maxAttempts": 2, "backoff": "", "timeoutMs": 900}
+    assert response.headers["etag"] == '"2"'
+
+
+async def test_patch_honours_an_explicit_update_mask(gateway: Gateway) -> None:
+    created = await create(gateway)
+    response = await gateway.http.patch(
+        f"/api/v1/integration/webhooks/{created['id']}?update_mask=name",
+        json={"name": "renamed", "url": "https://ignored"},
+    )
+    assert response.status_code == 200
+    assert (response.json()["name"], response.json()["url"]) == ("renamed", created["url"])
+
+
+async def test_if_match_makes_a_stale_patch_412(gateway: Gateway) -> None:
+    created = await create(gateway)
+    path = f"/api/v1/integration/webhooks/{created['id']}"
+    ok = await gateway.http.patch(path, json={"name": "v2"}, headers={"If-Match": '"1"'})
+    assert ok.status_code == 200 and gateway.last().webhook.version == 1
+    stale = await gateway.http.patch(path, json={"name": "v3"}, headers={"If-Match": '"1"'})
+    assert stale.status_code == 412
+    assert error_of(stale)["status"] == "ABORTED"
+
+
+async def test_a_stale_version_in_the_body_is_409(gateway: Gateway) -> None:
+    created = await create(gateway)
+    path = f"/api/v1/integration/webhooks/{created['id']}"
+    await gateway.http.patch(path, json={"name": "v2"})
+    stale = await gateway.http.patch(path, json={"name": "v3", "version": 1})
+    assert stale.status_code == 409
+    assert error_of(stale)["details"][0]["reason"] == "VERSION_MISMATCH"
+
+
+async def test_if_match_that_contradicts_the_body_version_is_400(gateway: Gateway) -> None:
+    created = await create(gateway)
+    response = await gateway.http.patch(
+        f"/api/v1/integration/webhooks/{created['id']}", json={"version": 1}, headers={"If-Match": '"2"'}
+    )
+    assert response.status_code == 400
+
+
+async def test_delete_with_if_match_sets_the_request_version(gateway: Gateway) -> None:
+    created = await create(gateway)
+    path = f"/api/v1/integration/webhooks/{created['id']}"
+    stale = await gateway.http.delete(path, headers={"If-Match": '"7"'})
+    assert stale.status_code == 412 and gateway.last().version == 7
+    deleted = await gateway.http.delete(path, headers={"If-Match": '"1"'})
+    assert deleted.status_code == 200
+    assert deleted.json()["is_deleted"] is True and deleted.headers["etag"] == '"2"'
+
+
+async def test_undelete_custom_verb_needs_no_body(gateway: Gateway) -> None:
+    created = await create(gateway)
+    await gateway.http.delete(f"/api/v1/integration/webhooks/{created['id']}")
+    response = await gateway.http.post(f"/api/v1/integration/webhooks/{created['id']}:undelete")
+    assert response.status_code == 200
+    assert response.json()["is_deleted"] is False
+    again = await gateway.http.post(f"/api/v1/integration/webhooks/{created['id']}:undelete", json={})
+    assert again.status_code == 409 and error_of(again)["status"] == "ALREADY_EXISTS"
+
+
+async def test_idempotency_key_header_reaches_the_request(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/events",
+        json={"event_type": "rfp.created", "payload": {"a": 1}},
+        headers={"Idempotency-Key": "k1"},
+    )
+    assert response.status_code == 200
+    assert response.json()["event_id"] == "evt_k1"
+    assert gateway.last().payload["a"] == 1
+
+
+async def test_resource_exhausted_with_retry_info_sets_retry_after(gateway: Gateway) -> None:
+    response = await gateway.http.post("/api/v1/integration/events", json={"event_type": "rate.limited"})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "5"
+
+
+async def test_unknown_field_is_400_naming_it(gateway: Gateway) -> None:
+    response = await gateway.http.post("/api/v1/integration/webhooks", json={"webhook": {"name": "x", "colour": "red"}})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["details"][0]["fieldViolations"] == [
+        {"field": "webhook.colour", "description": "unknown field 'colour' in Webhook"}
+    ]
+
+
+async def test_malformed_json_is_400(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks", content=b'{"webhook": ', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["reason"] == "MALFORMED_JSON"
+
+
+async def test_wrong_content_type_is_415(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks", content=b"name=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 415
+    assert error_of(response)["details"][0]["reason"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+async def test_a_declared_oversize_body_is_413_before_reading(gateway: Gateway) -> None:
+    response = await gateway.http.post("/api/v1/integration/webhooks", json={"webhook": {"name": "x" * 4000}})
+    assert response.status_code == 413
+
+
+async def test_an_undeclared_oversize_body_is_413_while_reading(gateway: Gateway) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"webhook": {"name": "'
+        for _ in range(10):
+            yield b"x" * 500
+        yield b'"}}'
+
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert error_of(response)["details"][0]["metadata"] == {"limit_bytes": "2048"}
+
+
+async def test_unknown_route_is_404_in_the_error_shape(gateway: Gateway) -> None:
+    response = await gateway.http.get("/api/v1/integration/nothing-here")
+    assert response.status_code == 404
+    assert error_of(response)["status"] == "NOT_FOUND"
+
+
+async def test_wrong_method_is_405_with_allow(gateway: Gateway) -> None:
+    response = await gateway.http.put("/api/v1/integration/webhooks/whk_1", json={})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET"
+    assert error_of(response)["code"] == 405
+
+
+async def test_get_on_a_custom_verb_is_405_not_a_lookup(gateway: Gateway) -> None:
+    response = await gateway.http.get("/api/v1/integration/webhooks/whk_1:undelete")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+async def test_health_and_openapi_need_no_token(gateway: Gateway) -> None:
+    health = await gateway.http.get("/healthz", headers={"Authorization": ""})
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    document = await gateway.http.get("/api/v1/openapi.json", headers={"Authorization": ""})
+    assert document.status_code == 200 and document.json()["openapi"] == "3.1.0"
+
+
+async def test_extra_routes_are_served(gateway: Gateway) -> None:
+    response = await gateway.http.get("/api/v1/manifest")
+    assert (response.status_code, response.text) == (200, "manifest")
+
+
+async def test_an_unreachable_server_is_503() -> None:
+    async with grpc.aio.insecure_channel("127.0.0.1:1") as dead:
+        app = create_gateway_app(dead, unary_timeout_seconds=2)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+            response = await http.get("/api/v1/integration/webhooks")
+    assert response.status_code == 503
+    assert error_of(response)["status"] == "UNAVAILABLE"
+
+
+async def test_wrong_method_on_a_plain_route_is_405_in_the_error_shape(gateway: Gateway) -> None:
+    response = await gateway.http.post("/healthz")
+    assert response.status_code == 405
+    assert error_of(response)["status"] == "UNIMPLEMENTED"
+
+
+async def test_idempotency_key_in_body_and_header_must_agree(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/events",
+        json={"event_type": "rfp.created", "idempotency_key": "a"},
+        headers={"Idempotency-Key": "b"},
+    )
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "idempotency_key"

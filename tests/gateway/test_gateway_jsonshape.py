@@ -1,0 +1,143 @@
+"""The gateway's JSON is the Playground's: its field names, lowercase enum words, camelCase
+retry_policy, and input that takes either spelling but no unknown field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cpod.integration.v1 import webhook_pb2, webhook_service_pb2
+from google.protobuf import timestamp_pb2
+
+from webhookd.gateway.jsonshape import JsonInputError, enum_number, enum_word, json_to_message, message_to_json
+
+# The Schema table of shared/seed/webhook-playground.txt, in its order.
+SEED_FIELDS = [
+    "id", "tenant_id", "app_id", "created_at", "updated_at", "created_by", "updated_by", "source",
+    "source_type", "is_deleted", "deleted_at", "deleted_by", "schema_version", "name", "direction", "url",
+    "event_types", "signature_scheme", "vault_path", "headers", "enabled", "retry_policy",
+    "last_delivery_at", "last_delivery_status", "consecutive_failures", "paused_at", "connector_id", "tags",
+    "version", "application_id", "secret_fingerprint", "is_active",
+]  # fmt: skip
+
+
+def full_webhook() -> webhook_pb2.Webhook:
+    return webhook_pb2.Webhook(
+        id="whk_01",
+        name="orders",
+        direction=webhook_pb2.DIRECTION_OUTBOUND,
+        source_type=webhook_pb2.SOURCE_TYPE_API,
+        created_at=timestamp_pb2.Timestamp(seconds=1714557600),
+        retry_policy=webhook_pb2.RetryPolicy(max_attempts=8, backoff="exponential", timeout_ms=15000),
+        headers={"X-Team": "billing"},
+        event_types=["rfp.created"],
+        enabled=True,
+        version=3,
+    )
+
+
+def test_resource_has_exactly_the_seed_field_names() -> None:
+    assert list(message_to_json(webhook_pb2.Webhook())) == SEED_FIELDS
+
+
+def test_retry_policy_fields_are_camel_case_as_the_seed_shows() -> None:
+    assert message_to_json(full_webhook())["retry_policy"] == {
+        "maxAttempts": 8,
+        "backoff": "exponential",
+        "timeoutMs": 15000,
+    }
+
+
+def test_enums_are_lowercase_words_without_the_type_prefix() -> None:
+    data = message_to_json(full_webhook())
+    assert (data["direction"], data["source_type"]) == ("outbound", "api")
+
+
+def test_unspecified_enum_and_unset_messages_are_null() -> None:
+    data = message_to_json(webhook_pb2.Webhook())
+    assert data["direction"] is None and data["source_type"] is None
+    assert data["deleted_at"] is None and data["retry_policy"] is None and data["enabled"] is None
+
+
+def test_scalars_repeated_maps_and_timestamps() -> None:
+    data = message_to_json(full_webhook())
+    assert data["version"] == 3  # a number, as the seed types it, not proto3-JSON's "3"
+    assert data["created_at"] == "2024-05-01T10:00:00Z"
+    assert data["headers"] == {"X-Team": "billing"}
+    assert data["event_types"] == ["rfp.created"]
+    assert data["enabled"] is True
+    assert data["tags"] == [] and data["url"] == ""
+
+
+def test_responses_nest_the_same_shape() -> None:
+    data = message_to_json(webhook_service_pb2.ListWebhooksResponse(webhooks=[full_webhook()], next_page_token="t"))
+    assert list(data) == ["webhooks", "next_page_token"]
+    assert data["webhooks"][0]["direction"] == "outbound"
+
+
+def test_output_parses_back_to_the_same_message() -> None:
+    original = full_webhook()
+    parsed = webhook_pb2.Webhook()
+    json_to_message(message_to_json(original), parsed)
+    assert parsed == original
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event_types": ["a.b"], "retry_policy": {"max_attempts": 2, "timeout_ms": 100}, "source_type": "backend"},
+        {"eventTypes": ["a.b"], "retryPolicy": {"maxAttempts": 2, "timeoutMs": 100}, "sourceType": "BACKEND"},
+        {
+            "event_types": ["a.b"],
+            "retryPolicy": {"maxAttempts": 2, "timeout_ms": 100},
+            "source_type": "SOURCE_TYPE_BACKEND",
+        },
+    ],
+)
+def test_input_accepts_either_spelling_and_any_enum_form(body: dict[str, Any]) -> None:
+    parsed = webhook_pb2.Webhook()
+    json_to_message(body, parsed)
+    assert list(parsed.event_types) == ["a.b"]
+    assert (parsed.retry_policy.max_attempts, parsed.retry_policy.timeout_ms) == (2, 100)
+    assert parsed.source_type == webhook_pb2.SOURCE_TYPE_BACKEND
+
+
+def test_null_enum_input_is_unspecified() -> None:
+    parsed = webhook_pb2.Webhook()
+    json_to_message({"direction": None}, parsed)
+    assert parsed.direction == webhook_pb2.DIRECTION_UNSPECIFIED
+
+
+def errors_of(body: Any) -> dict[str, str]:
+    with pytest.raises(JsonInputError) as caught:
+        json_to_message(body, webhook_pb2.Webhook(), path="webhook")
+    return {v.field: v.description for v in caught.value.violations}
+
+
+def test_unknown_fields_are_reported_with_their_path() -> None:
+    assert errors_of({"name": "x", "secret": "s", "retry_policy": {"attempts": 1}}) == {
+        "webhook.secret": "unknown field 'secret' in Webhook",
+        "webhook.retry_policy.attempts": "unknown field 'attempts' in RetryPolicy",
+    }
+
+
+def test_bad_enum_word_lists_the_words() -> None:
+    assert errors_of({"direction": "sideways"}) == {"webhook.direction": "'sideways' is not one of: outbound, inbound"}
+
+
+def test_both_spellings_at_once_is_an_error() -> None:
+    assert list(errors_of({"event_types": [], "eventTypes": []})) == ["webhook.eventTypes"]
+
+
+def test_wrong_shapes_are_reported() -> None:
+    assert errors_of([1]) == {"webhook": "expected a JSON object for Webhook"}
+    assert errors_of({"tags": "a"}) == {"webhook.tags": "expected a JSON array"}
+    assert list(errors_of({"name": 5})) == ["webhook.name"]
+
+
+def test_enum_word_helpers() -> None:
+    enum = webhook_pb2.SourceType.DESCRIPTOR
+    assert enum_word(enum, webhook_pb2.SOURCE_TYPE_FRONTEND) == "frontend"
+    assert enum_word(enum, 0) is None
+    assert enum_number(enum, "Frontend") == webhook_pb2.SOURCE_TYPE_FRONTEND
+    assert enum_number(enum, "nope") is None

@@ -1,0 +1,121 @@
+"""The OpenAPI document: valid 3.1, built from the descriptors and their comments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+from webhookd.gateway.descriptors import default_services, load_comments
+from webhookd.gateway.openapi import build_openapi
+from webhookd.gateway.routes import bindings_for_services
+
+
+@pytest.fixture(scope="module")
+def document(descriptor_set: Path) -> dict[str, Any]:
+    return build_openapi(default_services(), load_comments(descriptor_set))
+
+
+def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+
+
+def test_document_without_comments_is_still_valid() -> None:
+    validate(build_openapi(default_services(), load_comments(None)))
+
+
+def test_probe_service_with_streams_maps_and_nested_queries_is_valid(
+    probe: tuple[ModuleType, ModuleType, Path],
+) -> None:
+    messages, _, descriptors = probe
+    document = build_openapi([messages.DESCRIPTOR.services_by_name["ProbeService"]], load_comments(descriptors))
+    validate(document)
+    tail = document["paths"]["/v1/probes/{probe_id}/log"]["get"]
+    assert set(tail["responses"]["200"]["content"]) == {"application/x-ndjson", "text/event-stream"}
+    assert "Last-Event-ID" in [p.get("name") for p in tail["parameters"]]
+    search = document["paths"]["/v1/{parent.name}/items"]["get"]
+    names = [p.get("name") for p in search["parameters"]]
+    assert {"filter.min_size", "filter.color", "tags", "since", "colors"} <= set(names)
+    assert "labels" not in names  # a map has no query form
+
+
+def test_every_binding_is_an_operation(document: dict[str, Any]) -> None:
+    for binding in bindings_for_services(default_services()):
+        operation = document["paths"][binding.template.openapi_path()][binding.http_method.lower()]
+        assert operation["operationId"] == f"WebhookService_{binding.method.name}"
+
+
+def test_descriptions_come_from_proto_comments(document: dict[str, Any]) -> None:
+    get = document["paths"]["/api/v1/integration/webhooks/{id}"]["get"]
+    assert get["description"] == "Returns one webhook, soft-deleted or not."
+    webhook = document["components"]["schemas"]["Webhook"]
+    assert webhook["description"] == "An outbound webhook endpoint."
+    assert webhook["properties"]["name"]["description"] == "Human-readable webhook name."
+
+
+def test_webhook_schema_matches_the_gateway_json(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    webhook = schemas["Webhook"]
+    assert webhook["required"] == ["name"]
+    assert webhook["properties"]["id"]["readOnly"] is True
+    assert webhook["properties"]["vault_path"]["readOnly"] is True
+    assert webhook["properties"]["created_at"]["type"] == ["string", "null"]
+    assert webhook["properties"]["version"] == {
+        "type": "integer", "format": "int64", "description": "Optimistic concurrency version counter."
+    }  # fmt: skip
+    assert list(schemas["RetryPolicy"]["properties"]) == ["maxAttempts", "backoff", "timeoutMs"]
+    assert schemas["Direction"]["enum"] == ["outbound", "inbound", None]
+    assert schemas["SourceType"]["enum"] == ["frontend", "backend", "server", "system", "api", None]
+
+
+def test_patch_body_has_no_required_fields(document: dict[str, Any]) -> None:
+    patch = document["paths"]["/api/v1/integration/webhooks/{webhook.id}"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/WebhookUpdate"
+    assert "required" not in document["components"]["schemas"]["WebhookUpdate"]
+
+
+def test_if_match_etag_and_412_are_documented_where_they_apply(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for operation in (paths["/api/v1/integration/webhooks/{webhook.id}"]["patch"],
+                      paths["/api/v1/integration/webhooks/{id}"]["delete"]):  # fmt: skip
+        assert "If-Match" in [p.get("name") for p in operation["parameters"]]
+        assert "412" in operation["responses"] and "409" in operation["responses"]
+        assert "ETag" in operation["responses"]["200"]["headers"]
+    create = paths["/api/v1/integration/webhooks"]["post"]
+    assert "412" not in create["responses"]
+
+
+def test_query_parameters_and_bodies_follow_the_http_rules(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    listing = paths["/api/v1/integration/webhooks"]["get"]
+    assert {"page_size", "page_token", "show_deleted", "direction", "enabled"} <= {
+        p.get("name") for p in listing["parameters"]
+    }
+    assert "requestBody" not in listing
+    create = paths["/api/v1/integration/webhooks"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"]["required"] == ["webhook"]
+    undelete = paths["/api/v1/integration/webhooks/{id}:undelete"]["post"]
+    assert undelete["requestBody"]["required"] is False  # the id is in the path; nothing else to send
+    publish = paths["/api/v1/integration/events"]["post"]
+    assert "Idempotency-Key" in [p.get("name") for p in publish["parameters"]]
+
+
+def test_security_is_bearer_jwt_except_health_and_the_document(document: dict[str, Any]) -> None:
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "A JWT carrying `tenant_id` (required), `sub`, `app_id` and `exp`.",
+    }  # fmt: skip
+    assert document["security"] == [{"bearerAuth": []}]
+    assert document["paths"]["/healthz"]["get"]["security"] == []
+    assert document["paths"]["/api/v1/openapi.json"]["get"]["security"] == []
+
+
+def test_errors_use_the_aip_193_schema(document: dict[str, Any]) -> None:
+    error = document["components"]["schemas"]["Error"]["properties"]["error"]
+    assert error["required"] == ["code", "message", "status"]
+    get = document["paths"]["/api/v1/integration/webhooks/{id}"]["get"]
+    assert get["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}

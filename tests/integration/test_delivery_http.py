@@ -1,0 +1,254 @@
+"""The delivery HTTP step against real sockets: a loopback aiohttp receiver and a `Sender` posting to it.
+
+Most tests allow private targets (the receiver is on 127.0.0.1); the refusal tests use the default policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from aiohttp import web
+
+from webhookd.delivery.http import RESPONSE_EXCERPT_BYTES, Outcome, Sender
+from webhookd.delivery.ssrf import TargetPolicy
+
+BODY = json.dumps({"type": "rfp.created", "data": {"id": "rfp_1"}}).encode()
+HEADERS = {
+    "webhook-id": "msg_1",
+    "webhook-timestamp": "1700000000",
+    "webhook-signature": "v1,c2lnbmF0dXJl",
+    "X-Static": "static value",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Received:
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class Receiver:
+    port: int
+    requests: list[Received] = field(default_factory=list)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+
+def _build_routes(release: asyncio.Event) -> dict[str, Handler]:
+    async def ok(request: web.Request) -> web.StreamResponse:
+        response = web.Response(text='{"received":true}', content_type="application/json")
+        response.set_cookie("session", "abc")
+        return response
+
+    async def error(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=500, text="boom")
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/landing")
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        # Held until the test ends (at most 5s), far beyond the sender's timeout.
+        await asyncio.wait_for(release.wait(), timeout=5)
+        return web.Response(text="late")
+
+    async def throttled(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=429, headers={"Retry-After": "7"})
+
+    async def unavailable(request: web.Request) -> web.StreamResponse:
+        when = datetime.now(UTC) + timedelta(seconds=120)
+        return web.Response(status=503, headers={"Retry-After": format_datetime(when, usegmt=True)})
+
+    async def gone(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=410, text="unsubscribed")
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"a" * (200 * 1024))
+
+    async def close(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    async def reset(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        sock = request.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+        request.transport.abort()
+        return web.Response()
+
+    return {
+        "/ok": ok,
+        "/error": error,
+        "/redirect": redirect,
+        "/slow": slow,
+        "/throttled": throttled,
+        "/unavailable": unavailable,
+        "/gone": gone,
+        "/big": big,
+        "/close": close,
+        "/reset": reset,
+    }
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    release = asyncio.Event()
+    routes = _build_routes(release)
+    requests: list[Received] = []
+
+    async def receive(request: web.Request) -> web.StreamResponse:
+        requests.append(Received(request.path, await request.read(), dict(request.headers)))
+        handler = routes.get(request.path)
+        return await handler(request) if handler is not None else web.Response(text="landed")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", receive)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield Receiver(port=runner.addresses[0][1], requests=requests)
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[Sender]:
+    async with Sender(TargetPolicy(allow_private=True), limit=8) as running:
+        yield running
+
+
+async def test_2xx_succeeds_and_delivers_the_exact_body_and_headers(receiver: Receiver, sender: Sender) -> None:
+    headers = dict(HEADERS)
+    result = await sender.send(receiver.url("/ok"), body=BODY, headers=headers, timeout_ms=5000)
+
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.http_status == 200
+    assert result.error == ""
+    assert result.response_excerpt == '{"received":true}'
+    assert 0 <= result.latency_ms < 5000
+    assert result.retry_after_seconds is None and not result.gone
+    assert headers == HEADERS
+    [received] = receiver.requests
+    assert received.body == BODY
+    for name, value in HEADERS.items():
+        assert received.headers[name] == value
+    assert received.headers["Content-Type"] == "application/json"
+    assert received.headers["User-Agent"].startswith("webhookd/")
+
+
+async def test_cookies_from_a_receiver_are_not_sent_back(receiver: Receiver, sender: Sender) -> None:
+    for _ in range(2):
+        await sender.send(receiver.url("/ok"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert [r.headers.get("Cookie") for r in receiver.requests] == [None, None]
+
+
+async def test_proxy_environment_is_ignored(
+    receiver: Receiver, sender: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy would make the connection for us and bypass the SSRF guard.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    result = await sender.send(receiver.url("/ok"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.SUCCEEDED
+
+
+async def test_500_fails_with_the_response_excerpt(receiver: Receiver, sender: Sender) -> None:
+    result = await sender.send(receiver.url("/error"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.FAILED
+    assert result.http_status == 500
+    assert result.response_excerpt == "boom"
+    assert result.error == "HTTP 500"
+
+
+async def test_redirect_is_a_failure_and_is_not_followed(receiver: Receiver, sender: Sender) -> None:
+    result = await sender.send(receiver.url("/redirect"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.FAILED
+    assert result.http_status == 302
+    assert [r.path for r in receiver.requests] == ["/redirect"]
+
+
+async def test_slow_receiver_times_out(receiver: Receiver, sender: Sender) -> None:
+    result = await sender.send(receiver.url("/slow"), body=BODY, headers=HEADERS, timeout_ms=200)
+    assert result.outcome is Outcome.TIMED_OUT
+    assert result.http_status is None
+    assert 150 <= result.latency_ms < 2000
+    assert result.error == "timed out after 200 ms"
+
+
+async def test_429_retry_after_seconds(receiver: Receiver, sender: Sender) -> None:
+    result = await sender.send(receiver.url("/throttled"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.FAILED
+    assert result.http_status == 429
+    assert result.retry_after_seconds == 7.0
+
+
+async def test_503_retry_after_http_date(receiver: Receiver, sender: Sender) -> None:
+    result = await sender.send(receiver.url("/unavailable"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.FAILED
+    assert result.http_status == 503
+    assert result.retry_after_seconds is not None
+    assert 110 <= result.retry_after_seconds <= 120  # the date has one-second resolution
+
+
+async def test_410_means_gone(receiver: Receiver, sender: Sender) -> None:
+    result = await sender.send(receiver.url("/gone"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.FAILED
+    assert result.gone is True
+    assert result.retry_after_seconds is None
+
+
+async def test_closed_port_is_a_connection_error(sender: Sender) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = await sender.send(f"http://127.0.0.1:{port}/hook", body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.CONNECTION_ERROR
+    assert result.http_status is None
+    assert result.error == "connection refused"
+
+
+@pytest.mark.parametrize(
+    ("host", "error"),
+    [("127.0.0.1", "target refused: 127.0.0.1 is loopback"), ("localhost", "target refused: localhost is loopback")],
+)
+async def test_default_policy_refuses_loopback_without_sending(receiver: Receiver, host: str, error: str) -> None:
+    async with Sender() as guarded:
+        result = await guarded.send(receiver.url("/ok", host=host), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.REFUSED
+    assert result.http_status is None
+    assert result.error == error
+    assert receiver.requests == []
+
+
+async def test_excerpt_is_capped_at_64_kib(receiver: Receiver, sender: Sender) -> None:
+    result = await sender.send(receiver.url("/big"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.response_excerpt == "a" * RESPONSE_EXCERPT_BYTES
+
+
+@pytest.mark.parametrize(
+    ("path", "error"), [("/close", "server disconnected"), ("/reset", "connection reset")], ids=["close", "reset"]
+)
+async def test_dropped_connection_is_a_connection_error(
+    receiver: Receiver, sender: Sender, path: str, error: str
+) -> None:
+    result = await sender.send(receiver.url(path), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.CONNECTION_ERROR
+    assert result.http_status is None
+    assert result.error == error
