@@ -31,12 +31,15 @@ from webhookd.gateway.server import HttpServer
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.events import Events
+from webhookd.services.history import History
 from webhookd.services.webhooks import Webhooks
 from webhookd.store import migrate, retention
 from webhookd.store.database import create_engine
-from webhookd.store.deliveries import DeliveryQueue
+from webhookd.store.deliveries import ATTEMPTS_CHANNEL, DeliveryQueue
 from webhookd.store.embedded import EmbeddedPostgres
 from webhookd.store.events import EventStore
+from webhookd.store.history import HistoryStore
+from webhookd.store.notifications import NotificationHub
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
@@ -94,20 +97,28 @@ class Service:
             prefix=settings.vault_prefix,
             cache_seconds=settings.secret_cache_seconds,
         )
+        webhook_store = WebhookStore(self.engine)
         self.webhooks = Webhooks(
-            WebhookStore(self.engine),
+            webhook_store,
             self.secrets,
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
         )
         self.events = Events(EventStore(self.engine), max_payload_bytes=settings.max_payload_bytes)
+        self.log_hub = NotificationHub(backends.database_url, ATTEMPTS_CHANNEL)
+        self.history = History(
+            HistoryStore(self.engine),
+            webhook_store,
+            self.log_hub,
+            max_streams_per_tenant=settings.max_streams_per_tenant,
+        )
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[ErrorInterceptor(), AuthInterceptor(TokenVerifier(settings))],
             options=[("grpc.so_reuseport", 0)],
         )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
-            WebhookServicer(self.webhooks, self.events), self.server
+            WebhookServicer(self.webhooks, self.events, self.history), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflected = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
@@ -131,6 +142,7 @@ class Service:
         """Stop taking calls, let in-flight ones finish within the grace period, then release."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+        await self.log_hub.close()
         await self.engine.dispose()
         self.secrets.close()
 

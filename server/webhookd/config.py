@@ -42,6 +42,7 @@ class Settings:
     allowed_target_cidrs: tuple[str, ...] = ()
     workers: int = 32
     per_webhook_concurrency: int = 4
+    max_streams_per_tenant: int = 20
     pause_after_failures: int = 25
     retention_days: int = 30
     max_payload_bytes: int = 256 * 1024
@@ -124,6 +125,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         allowed_target_cidrs=cidrs,
         workers=_int(env, "WEBHOOKD_WORKERS", 32, 0, 4096),
         per_webhook_concurrency=_int(env, "WEBHOOKD_PER_WEBHOOK_CONCURRENCY", 4, 1, 1000),
+        max_streams_per_tenant=_int(env, "WEBHOOKD_MAX_STREAMS_PER_TENANT", 20, 1, 100_000),
         pause_after_failures=_int(env, "WEBHOOKD_PAUSE_AFTER_FAILURES", 25, 1, 1_000_000),
         retention_days=_int(env, "WEBHOOKD_RETENTION_DAYS", 30, 1, 3650),
         max_payload_bytes=_int(env, "WEBHOOKD_MAX_PAYLOAD_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),

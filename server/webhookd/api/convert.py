@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cpod.integration.v1 import webhook_pb2 as pb
@@ -40,6 +40,10 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
+
+
+def datetime_of(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def webhook_to_proto(webhook: Webhook) -> pb.Webhook:

@@ -13,9 +13,9 @@ import logging
 from datetime import UTC, datetime
 
 from webhookd.delivery.attempt import Deliverer
-from webhookd.delivery.listener import listen
 from webhookd.store.deliveries import ClaimedDelivery, DeliveryQueue
 from webhookd.store.events import DELIVERIES_CHANNEL
+from webhookd.store.notifications import listen
 
 log = logging.getLogger("webhookd.pool")
 CLAIM_BATCH = 100
@@ -50,7 +50,7 @@ class DeliveryPool:
         self._wake.set()
 
     async def run(self) -> None:
-        listener = asyncio.create_task(listen(self._database_url, DELIVERIES_CHANNEL, self._wake))
+        listener = asyncio.create_task(listen(self._database_url, DELIVERIES_CHANNEL, self._wake.set))
         try:
             while not self._stopping.is_set():
                 free = self._workers - len(self._inflight)

@@ -549,3 +549,459 @@ class ResumeWebhookResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeWebhookResponse: _TypeAlias = ResumeWebhookResponse  # noqa: Y015
+
+@_typing.final
+class DeliveryLogRequest(_message.Message):
+    """Request for DeliveryLog."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    AFTER_CURSOR_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    webhook_id: _builtins.str
+    """Only this webhook's attempts; empty: every webhook the caller can see."""
+    after_cursor: _builtins.str
+    """Continue exactly after the entry that carried this cursor."""
+    follow: _builtins.bool
+    """After the backlog, keep the stream open and send new attempts as they are recorded."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Start with attempts that occurred at or after this time (ignored when after_cursor is set).
+        Neither set: the whole retained log.
+        """
+
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these outcomes: succeeded, failed, timed_out, connection_error, refused."""
+
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these event types; `rfp.*` and `*` work as in webhook subscriptions."""
+
+    def __init__(
+        self,
+        *,
+        webhook_id: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        after_cursor: _builtins.str = ...,
+        follow: _builtins.bool = ...,
+        outcomes: _abc.Iterable[_builtins.str] | None = ...,
+        event_types: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "event_types", b"event_types", "follow", b"follow", "outcomes", b"outcomes", "since", b"since", "webhook_id", b"webhook_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryLogRequest: _TypeAlias = DeliveryLogRequest  # noqa: Y015
+
+@_typing.final
+class DeliveryLogEntry(_message.Message):
+    """One attempt to deliver an event to a webhook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RESPONSE_EXCERPT_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Opaque position of this entry in the log; pass it as after_cursor to resume."""
+    delivery_id: _builtins.str
+    """The delivery (dlv_…) this attempt belongs to."""
+    event_id: _builtins.str
+    """The event (evt_…), sent as the webhook-id header."""
+    event_type: _builtins.str
+    """The event's type."""
+    webhook_id: _builtins.str
+    """The webhook (whk_…)."""
+    attempt: _builtins.int
+    """1 for the first attempt of the delivery, then 2, 3, …"""
+    outcome: _builtins.str
+    """succeeded, failed (non-2xx), timed_out, connection_error or refused (blocked target)."""
+    http_status: _builtins.int
+    """The receiver's HTTP status; 0 when there was no response."""
+    latency_ms: _builtins.int
+    """Time from sending the request to the end of the response, in milliseconds."""
+    error: _builtins.str
+    """Why the attempt failed, in a few words; empty on success."""
+    response_excerpt: _builtins.str
+    """The start of the receiver's response body (at most 64 KiB)."""
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """When the next attempt is due; unset when the delivery is finished."""
+
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the attempt finished."""
+
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        delivery_id: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        webhook_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        outcome: _builtins.str = ...,
+        http_status: _builtins.int = ...,
+        latency_ms: _builtins.int = ...,
+        error: _builtins.str = ...,
+        response_excerpt: _builtins.str = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cursor", b"cursor", "delivery_id", b"delivery_id", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "http_status", b"http_status", "latency_ms", b"latency_ms", "next_attempt_at", b"next_attempt_at", "occurred_at", b"occurred_at", "outcome", b"outcome", "response_excerpt", b"response_excerpt", "webhook_id", b"webhook_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryLogEntry: _TypeAlias = DeliveryLogEntry  # noqa: Y015
+
+@_typing.final
+class DeliveryLogResponse(_message.Message):
+    """Response for DeliveryLog: one log entry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___DeliveryLogEntry:
+        """The entry."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___DeliveryLogEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryLogResponse: _TypeAlias = DeliveryLogResponse  # noqa: Y015
+
+@_typing.final
+class Delivery(_message.Message):
+    """One event on its way to one webhook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    LAST_OUTCOME_FIELD_NUMBER: _builtins.int
+    LAST_HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Delivery id (dlv_…)."""
+    event_id: _builtins.str
+    """The event (evt_…)."""
+    event_type: _builtins.str
+    """The event's type."""
+    webhook_id: _builtins.str
+    """The webhook (whk_…)."""
+    status: _builtins.str
+    """pending (queued or waiting for a retry), succeeded, or failed (attempts exhausted)."""
+    attempts: _builtins.int
+    """Attempts made so far."""
+    last_outcome: _builtins.str
+    """Outcome of the last attempt."""
+    last_http_status: _builtins.int
+    """HTTP status of the last attempt; 0 when there was no response."""
+    last_error: _builtins.str
+    """Why the last attempt failed; empty on success."""
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """When the next attempt is due; unset when finished."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the delivery was queued."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the delivery last changed."""
+
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp:
+        """When it succeeded or ran out of attempts."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        webhook_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        last_outcome: _builtins.str = ...,
+        last_http_status: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "next_attempt_at", b"next_attempt_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "completed_at", b"completed_at", "created_at", b"created_at", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "last_error", b"last_error", "last_http_status", b"last_http_status", "last_outcome", b"last_outcome", "next_attempt_at", b"next_attempt_at", "status", b"status", "updated_at", b"updated_at", "webhook_id", b"webhook_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class ListDeliveriesRequest(_message.Message):
+    """Request for ListDeliveries. Filters combine with AND."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LAST_OUTCOME_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum deliveries to return (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; the other fields must match that call."""
+    webhook_id: _builtins.str
+    """Only this webhook's deliveries."""
+    status: _builtins.str
+    """Only deliveries in this status: pending, succeeded or failed."""
+    last_outcome: _builtins.str
+    """Only deliveries whose last attempt had this outcome."""
+    event_type: _builtins.str
+    """Only this event type (`rfp.*` and `*` work as in subscriptions)."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Only deliveries queued at or after this time."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Only deliveries queued before this time."""
+
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        webhook_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        last_outcome: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "event_type", b"event_type", "last_outcome", b"last_outcome", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "status", b"status", "webhook_id", b"webhook_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeliveriesRequest: _TypeAlias = ListDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class ListDeliveriesResponse(_message.Message):
+    """Response for ListDeliveries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]:
+        """The page of deliveries, newest first."""
+
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeliveriesResponse: _TypeAlias = ListDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class GetDeliveryRequest(_message.Message):
+    """Request for GetDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The delivery id (dlv_…)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeliveryRequest: _TypeAlias = GetDeliveryRequest  # noqa: Y015
+
+@_typing.final
+class GetDeliveryResponse(_message.Message):
+    """Response for GetDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivery(self) -> Global___Delivery:
+        """The delivery."""
+
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryLogEntry]:
+        """Its attempts, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        delivery: Global___Delivery | None = ...,
+        attempts: _abc.Iterable[Global___DeliveryLogEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "delivery", b"delivery"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeliveryResponse: _TypeAlias = GetDeliveryResponse  # noqa: Y015
+
+@_typing.final
+class RedeliverDeliveryRequest(_message.Message):
+    """Request for RedeliverDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The delivery id (dlv_…)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeliverDeliveryRequest: _TypeAlias = RedeliverDeliveryRequest  # noqa: Y015
+
+@_typing.final
+class RedeliverDeliveryResponse(_message.Message):
+    """Response for RedeliverDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivery(self) -> Global___Delivery:
+        """The delivery, pending again and due now."""
+
+    def __init__(
+        self,
+        *,
+        delivery: Global___Delivery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedeliverDeliveryResponse: _TypeAlias = RedeliverDeliveryResponse  # noqa: Y015
+
+@_typing.final
+class RecoverWebhookRequest(_message.Message):
+    """Request for RecoverWebhook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The webhook id (whk_…)."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Failed deliveries queued at or after this time are sent again; at most 14 days ago."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoverWebhookRequest: _TypeAlias = RecoverWebhookRequest  # noqa: Y015
+
+@_typing.final
+class RecoverWebhookResponse(_message.Message):
+    """Response for RecoverWebhook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_QUEUED_FIELD_NUMBER: _builtins.int
+    deliveries_queued: _builtins.int
+    """How many failed deliveries were queued again."""
+    def __init__(
+        self,
+        *,
+        deliveries_queued: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries_queued", b"deliveries_queued"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoverWebhookResponse: _TypeAlias = RecoverWebhookResponse  # noqa: Y015

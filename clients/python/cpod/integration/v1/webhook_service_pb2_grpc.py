@@ -81,6 +81,31 @@ class WebhookServiceStub:
                 request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookRequest.SerializeToString,
                 response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookResponse.FromString,
                 _registered_method=True)
+        self.DeliveryLog = channel.unary_stream(
+                '/cpod.integration.v1.WebhookService/DeliveryLog',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.DeliveryLogRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.DeliveryLogResponse.FromString,
+                _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/ListDeliveries',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.GetDelivery = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/GetDelivery',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetDeliveryRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetDeliveryResponse.FromString,
+                _registered_method=True)
+        self.RedeliverDelivery = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/RedeliverDelivery',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RedeliverDeliveryRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RedeliverDeliveryResponse.FromString,
+                _registered_method=True)
+        self.RecoverWebhook = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/RecoverWebhook',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -156,6 +181,44 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeliveryLog(self, request, context):
+        """Streams delivery attempts like a log: the backlog from a starting point in order, then, with
+        follow, new attempts as they are recorded, with no gap and no duplicate in between. Every entry
+        carries a cursor; a stream started after_cursor continues exactly after that entry. Over HTTP
+        it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """Lists deliveries (one per event and webhook), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDelivery(self, request, context):
+        """Returns one delivery with all its attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverDelivery(self, request, context):
+        """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecoverWebhook(self, request, context):
+        """Queues again every failed delivery of a webhook created since a time (at most 14 days ago).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +266,31 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.ResumeWebhook,
                     request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookRequest.FromString,
                     response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookResponse.SerializeToString,
+            ),
+            'DeliveryLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.DeliveryLog,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.DeliveryLogRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.DeliveryLogResponse.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'GetDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDelivery,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetDeliveryRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetDeliveryResponse.SerializeToString,
+            ),
+            'RedeliverDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverDelivery,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RedeliverDeliveryRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RedeliverDeliveryResponse.SerializeToString,
+            ),
+            'RecoverWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecoverWebhook,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -450,6 +538,141 @@ class WebhookService:
             '/cpod.integration.v1.WebhookService/ResumeWebhook',
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookRequest.SerializeToString,
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliveryLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/DeliveryLog',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.DeliveryLogRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.DeliveryLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/ListDeliveries',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ListDeliveriesRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/GetDelivery',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetDeliveryRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/RedeliverDelivery',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RedeliverDeliveryRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RedeliverDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecoverWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/RecoverWebhook',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,20 @@ class WebhookServiceStub:
     """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
     deliveries are sent again.
     """
+    DeliveryLog: _grpc.UnaryStreamMultiCallable[_webhook_service_pb2.DeliveryLogRequest, _webhook_service_pb2.DeliveryLogResponse]
+    """Streams delivery attempts like a log: the backlog from a starting point in order, then, with
+    follow, new attempts as they are recorded, with no gap and no duplicate in between. Every entry
+    carries a cursor; a stream started after_cursor continues exactly after that entry. Over HTTP
+    it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
+    """
+    ListDeliveries: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ListDeliveriesRequest, _webhook_service_pb2.ListDeliveriesResponse]
+    """Lists deliveries (one per event and webhook), newest first."""
+    GetDelivery: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.GetDeliveryRequest, _webhook_service_pb2.GetDeliveryResponse]
+    """Returns one delivery with all its attempts."""
+    RedeliverDelivery: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RedeliverDeliveryRequest, _webhook_service_pb2.RedeliverDeliveryResponse]
+    """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
+    RecoverWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]
+    """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
 
 @_typing.type_check_only
 class WebhookServiceAsyncStub(WebhookServiceStub):
@@ -97,6 +111,20 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
     deliveries are sent again.
     """
+    DeliveryLog: _aio.UnaryStreamMultiCallable[_webhook_service_pb2.DeliveryLogRequest, _webhook_service_pb2.DeliveryLogResponse]  # type: ignore[assignment]
+    """Streams delivery attempts like a log: the backlog from a starting point in order, then, with
+    follow, new attempts as they are recorded, with no gap and no duplicate in between. Every entry
+    carries a cursor; a stream started after_cursor continues exactly after that entry. Over HTTP
+    it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
+    """
+    ListDeliveries: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ListDeliveriesRequest, _webhook_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
+    """Lists deliveries (one per event and webhook), newest first."""
+    GetDelivery: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.GetDeliveryRequest, _webhook_service_pb2.GetDeliveryResponse]  # type: ignore[assignment]
+    """Returns one delivery with all its attempts."""
+    RedeliverDelivery: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RedeliverDeliveryRequest, _webhook_service_pb2.RedeliverDeliveryResponse]  # type: ignore[assignment]
+    """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
+    RecoverWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]  # type: ignore[assignment]
+    """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
@@ -183,5 +211,49 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
         deliveries are sent again.
         """
+
+    @_abc_1.abstractmethod
+    def DeliveryLog(
+        self,
+        request: _webhook_service_pb2.DeliveryLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_webhook_service_pb2.DeliveryLogResponse], _abc.AsyncIterator[_webhook_service_pb2.DeliveryLogResponse]]:
+        """Streams delivery attempts like a log: the backlog from a starting point in order, then, with
+        follow, new attempts as they are recorded, with no gap and no duplicate in between. Every entry
+        carries a cursor; a stream started after_cursor continues exactly after that entry. Over HTTP
+        it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeliveries(
+        self,
+        request: _webhook_service_pb2.ListDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.ListDeliveriesResponse, _abc.Awaitable[_webhook_service_pb2.ListDeliveriesResponse]]:
+        """Lists deliveries (one per event and webhook), newest first."""
+
+    @_abc_1.abstractmethod
+    def GetDelivery(
+        self,
+        request: _webhook_service_pb2.GetDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.GetDeliveryResponse, _abc.Awaitable[_webhook_service_pb2.GetDeliveryResponse]]:
+        """Returns one delivery with all its attempts."""
+
+    @_abc_1.abstractmethod
+    def RedeliverDelivery(
+        self,
+        request: _webhook_service_pb2.RedeliverDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.RedeliverDeliveryResponse, _abc.Awaitable[_webhook_service_pb2.RedeliverDeliveryResponse]]:
+        """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
+
+    @_abc_1.abstractmethod
+    def RecoverWebhook(
+        self,
+        request: _webhook_service_pb2.RecoverWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.RecoverWebhookResponse, _abc.Awaitable[_webhook_service_pb2.RecoverWebhookResponse]]:
+        """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
 
 def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,86 @@
+"""Delivery history values: log entries, their cursors, and the filters shared by log and list."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from webhookd.domain.errors import Invalid
+
+OUTCOMES = ("succeeded", "failed", "timed_out", "connection_error", "refused")
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+MAX_RECOVER_WINDOW = timedelta(days=14)
+
+
+@dataclass(frozen=True, order=True)
+class LogPosition:
+    """Where an entry sits in the log: its writer's transaction id, then its sequence number."""
+
+    txid: int
+    seq: int
+
+
+def encode_cursor(position: LogPosition) -> str:
+    return base64.urlsafe_b64encode(f"{position.txid}.{position.seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, field: str = "after_cursor") -> LogPosition:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        txid, seq = raw.split(".")
+        return LogPosition(int(txid), int(seq))
+    except ValueError:
+        raise Invalid.field(field, "is not a cursor from this log") from None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    position: LogPosition
+    delivery_id: str
+    event_id: str
+    event_type: str
+    webhook_id: str
+    attempt: int
+    outcome: str
+    http_status: int | None
+    latency_ms: int
+    error: str
+    response_excerpt: str
+    next_attempt_at: datetime | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    webhook_id: str | None = None
+    outcomes: tuple[str, ...] = ()
+    # Subscription-style filters (`rfp.created`, `rfp.*`, `*`).
+    event_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    event_id: str
+    event_type: str
+    webhook_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_outcome: str | None
+    last_http_status: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    webhook_id: str | None = None
+    status: str | None = None
+    last_outcome: str | None = None
+    event_types: tuple[str, ...] = ()
+    start_time: datetime | None = None
+    end_time: datetime | None = None
