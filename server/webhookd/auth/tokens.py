@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from webhookd.domain.errors import Unauthenticated
 from webhookd.domain.scope import Scope
 
 MAX_CLAIM_LENGTH = 256
+_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MIN_HMAC_SECRET_BYTES = 32
 
 
@@ -91,6 +93,9 @@ class TokenVerifier:
         tenant_id = _optional_claim(claims, "tenant_id")
         if tenant_id is None:
             raise Unauthenticated("token claim 'tenant_id' is empty")
+        if not _TENANT_ID.fullmatch(tenant_id):
+            # It names storage paths (Vault) as well as rows: only a safe alphabet is accepted.
+            raise Unauthenticated("token claim 'tenant_id' may only hold letters, digits and . _ : -")
         return Scope(
             tenant_id=tenant_id,
             app_id=_optional_claim(claims, "app_id"),
