@@ -43,6 +43,8 @@ class Settings:
     workers: int = 32
     per_webhook_concurrency: int = 4
     max_streams_per_tenant: int = 20
+    inbound_rate_per_second: float = 50.0
+    inbound_burst: int = 100
     pause_after_failures: int = 25
     retention_days: int = 30
     max_payload_bytes: int = 256 * 1024
@@ -126,6 +128,8 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         workers=_int(env, "WEBHOOKD_WORKERS", 32, 0, 4096),
         per_webhook_concurrency=_int(env, "WEBHOOKD_PER_WEBHOOK_CONCURRENCY", 4, 1, 1000),
         max_streams_per_tenant=_int(env, "WEBHOOKD_MAX_STREAMS_PER_TENANT", 20, 1, 100_000),
+        inbound_rate_per_second=_float(env, "WEBHOOKD_INBOUND_RATE_PER_SECOND", 50.0),
+        inbound_burst=_int(env, "WEBHOOKD_INBOUND_BURST", 100, 1, 1_000_000),
         pause_after_failures=_int(env, "WEBHOOKD_PAUSE_AFTER_FAILURES", 25, 1, 1_000_000),
         retention_days=_int(env, "WEBHOOKD_RETENTION_DAYS", 30, 1, 3650),
         max_payload_bytes=_int(env, "WEBHOOKD_MAX_PAYLOAD_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),

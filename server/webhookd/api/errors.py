@@ -1,9 +1,14 @@
-"""Domain errors to gRPC status with rich details (AIP-193): the one place that mapping lives."""
+"""Domain errors to gRPC status with rich details (AIP-193): the one place that mapping lives.
+
+The interceptor wraps every call, so it also sets the call's request id and records the call's
+final code and duration (metrics and one log line).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,9 +21,11 @@ from ulid import ULID
 
 from webhookd.api.handlers import metadata_value, wrap_handler
 from webhookd.auth.context import request_id
+from webhookd.auth.interceptor import PUBLIC_SERVICES
 from webhookd.domain import errors
+from webhookd.observability.metrics import GrpcMetrics
 
-ERROR_DOMAIN = "webhookd.cpod.io"
+ERROR_DOMAIN = "integration.cpod.io"
 log = logging.getLogger("webhookd.api")
 
 _CODES: dict[type[errors.DomainError], int] = {
@@ -31,6 +38,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
 }
+_CODE_NAMES: dict[type[errors.DomainError], str] = {kind: code_pb2.Code.Name(code) for kind, code in _CODES.items()}
 
 
 def _packed(message: Any) -> any_pb2.Any:
@@ -63,24 +71,56 @@ def _internal_status() -> grpc.Status:
     return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message, details=[_packed(info)]))
 
 
+def _code_name(error: errors.DomainError) -> str:
+    return next(name for kind, name in _CODE_NAMES.items() if isinstance(error, kind))
+
+
+def _aborted_code(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    code = context.code()
+    return str(code.name) if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
 @asynccontextmanager
-async def _mapping_errors(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+async def _mapping_errors(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, metrics: GrpcMetrics | None
+) -> AsyncIterator[None]:
     # Outermost wrapper: the request id it sets is visible to everything the call does and logs.
     request_token = request_id.set(metadata_value(context, "x-request-id") or str(ULID()))
+    started = time.perf_counter()
+    code = "OK"
     try:
         yield
     except errors.DomainError as error:
+        code = _code_name(error)
         await context.abort_with_status(to_status(error))
-    except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
+    except grpc.aio.AbortError:
+        code = _aborted_code(context)
+        raise
+    except (asyncio.CancelledError, GeneratorExit):
+        code = "CANCELLED"
         raise
     except Exception:
+        code = "INTERNAL"
         log.exception("unhandled error")
         await context.abort_with_status(_internal_status())
     finally:
+        _observe(method, code, time.perf_counter() - started, metrics)
         request_id.reset(request_token)
 
 
+def _observe(method: str, code: str, seconds: float, metrics: GrpcMetrics | None) -> None:
+    if metrics is not None:
+        metrics.observe(method, code, seconds)
+    # Health checks and reflection are probes, not traffic: their lines only show at DEBUG.
+    level = logging.DEBUG if method.startswith(PUBLIC_SERVICES) else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(level, "rpc", extra={"rpc": method, "code": code, "duration_ms": round(seconds * 1000, 3)})
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: GrpcMetrics | None = None) -> None:
+        self._metrics = metrics
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -89,4 +129,5 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        return wrap_handler(handler, _mapping_errors)
+        method, metrics = handler_call_details.method, self._metrics
+        return wrap_handler(handler, lambda context: _mapping_errors(context, method, metrics))

@@ -6,14 +6,17 @@ from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
 
 from webhookd.api.delivery import DeliveryRpcs
 from webhookd.api.history import HistoryRpcs
+from webhookd.api.inbound import InboundRpcs
 from webhookd.api.webhooks import WebhookCrud
 from webhookd.services.events import Events
 from webhookd.services.history import History
+from webhookd.services.inbound import Inbound
 from webhookd.services.webhooks import Webhooks
 
 
-class WebhookServicer(WebhookCrud, DeliveryRpcs, HistoryRpcs, rpc.WebhookServiceServicer):
-    def __init__(self, webhooks: Webhooks, events: Events, history: History) -> None:
+class WebhookServicer(WebhookCrud, DeliveryRpcs, HistoryRpcs, InboundRpcs, rpc.WebhookServiceServicer):
+    def __init__(self, webhooks: Webhooks, events: Events, history: History, inbound: Inbound) -> None:
         WebhookCrud.__init__(self, webhooks)
         DeliveryRpcs.__init__(self, webhooks, events)
         HistoryRpcs.__init__(self, history)
+        InboundRpcs.__init__(self, inbound)

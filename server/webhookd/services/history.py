@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,15 +21,10 @@ from webhookd.domain.history import (
 )
 from webhookd.domain.scope import Scope
 from webhookd.domain.validation import validate_page_size
+from webhookd.services.tailing import tail
 from webhookd.store.history import HistoryStore
 from webhookd.store.notifications import NotificationHub
 from webhookd.store.webhooks import WebhookStore
-
-# Entries held per stream at once: the stream reads the next batch only when this one is sent, so a
-# slow reader slows its own reads instead of growing a buffer.
-LOG_BATCH = 200
-# Rows held back behind a still-running transaction need no NOTIFY to become readable: re-check.
-FOLLOW_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,32 +101,11 @@ class History:
     async def _entries(
         self, scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, follow: bool
     ) -> AsyncIterator[LogEntry]:
-        if not follow:
-            async for entry in self._backlog(scope, query, after, since):
-                yield entry
-            return
-        # Subscribed before the first read: a NOTIFY between a read and the wait is never missed.
-        async with self._hub.subscribe() as wake:
-            position = after
-            while True:
-                wake.clear()
-                async for entry in self._backlog(scope, query, position, since):
-                    position = entry.position
-                    yield entry
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), FOLLOW_RECHECK_SECONDS)
+        async def read(position: LogPosition | None, limit: int) -> list[LogEntry]:
+            return await self._store.read_log(scope, query, after=position, since=since, limit=limit)
 
-    async def _backlog(
-        self, scope: Scope, query: LogFilter, after: LogPosition | None, since: datetime | None
-    ) -> AsyncIterator[LogEntry]:
-        """Everything readable now after `after`, a batch at a time."""
-        while True:
-            entries = await self._store.read_log(scope, query, after=after, since=since, limit=LOG_BATCH)
-            for entry in entries:
-                yield entry
-                after = entry.position
-            if len(entries) < LOG_BATCH:
-                return
+        async for entry in tail(read, lambda entry: entry.position, after=after, follow=follow, hub=self._hub):
+            yield entry
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, page_size: int, page_token: str

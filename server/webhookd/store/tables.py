@@ -109,3 +109,31 @@ attempts = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+inbound_events = sa.Table(
+    "inbound_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("txid", sa.BigInteger, nullable=False),
+    sa.Column("id", sa.Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("app_id", sa.Text),
+    sa.Column("webhook_id", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+inbound_consumers = sa.Table(
+    "inbound_consumers",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("txid", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

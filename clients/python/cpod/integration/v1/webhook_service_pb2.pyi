@@ -632,7 +632,9 @@ class DeliveryLogEntry(_message.Message):
     attempt: _builtins.int
     """1 for the first attempt of the delivery, then 2, 3, …"""
     outcome: _builtins.str
-    """succeeded, failed (non-2xx), timed_out, connection_error or refused (blocked target)."""
+    """Outbound: succeeded, failed (non-2xx), timed_out, connection_error or refused (blocked
+    target). Inbound: received, or rejected (bad signature, stale timestamp, ...).
+    """
     http_status: _builtins.int
     """The receiver's HTTP status; 0 when there was no response."""
     latency_ms: _builtins.int
@@ -1005,3 +1007,168 @@ class RecoverWebhookResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecoverWebhookResponse: _TypeAlias = RecoverWebhookResponse  # noqa: Y015
+
+@_typing.final
+class StreamInboundEventsRequest(_message.Message):
+    """Request for StreamInboundEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSUMER_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    AFTER_CURSOR_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    consumer: _builtins.str
+    """Consumer name ([A-Za-z0-9._-], at most 64): without after_cursor the stream starts after this
+    consumer's acknowledged position. Empty: an anonymous reader starting from after_cursor or the
+    beginning.
+    """
+    webhook_id: _builtins.str
+    """Only this inbound webhook's events; empty: all of the caller's inbound webhooks."""
+    after_cursor: _builtins.str
+    """Start after the event that carried this cursor (overrides the consumer's position)."""
+    follow: _builtins.bool
+    """After the backlog, keep the stream open and send new events as they are received."""
+    def __init__(
+        self,
+        *,
+        consumer: _builtins.str = ...,
+        webhook_id: _builtins.str = ...,
+        after_cursor: _builtins.str = ...,
+        follow: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "consumer", b"consumer", "follow", b"follow", "webhook_id", b"webhook_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamInboundEventsRequest: _TypeAlias = StreamInboundEventsRequest  # noqa: Y015
+
+@_typing.final
+class InboundEvent(_message.Message):
+    """One request an external system sent to an inbound webhook, verified and stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Opaque position in the stream; acknowledge it or pass it as after_cursor."""
+    id: _builtins.str
+    """Receipt id (rcv_…)."""
+    webhook_id: _builtins.str
+    """The inbound webhook (whk_…) it was sent to."""
+    message_id: _builtins.str
+    """The sender's message id (webhook-id, or X-GitHub-Delivery); duplicates of it are dropped."""
+    event_type: _builtins.str
+    """The `type` field of a JSON body, when there is one."""
+    content_type: _builtins.str
+    """The request's Content-Type."""
+    body: _builtins.bytes
+    """The request body, byte for byte."""
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp:
+        """When webhookd stored it (before answering 2xx)."""
+
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        id: _builtins.str = ...,
+        webhook_id: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "cursor", b"cursor", "event_type", b"event_type", "id", b"id", "message_id", b"message_id", "received_at", b"received_at", "webhook_id", b"webhook_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InboundEvent: _TypeAlias = InboundEvent  # noqa: Y015
+
+@_typing.final
+class StreamInboundEventsResponse(_message.Message):
+    """Response for StreamInboundEvents: one event."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___InboundEvent:
+        """The event."""
+
+    def __init__(
+        self,
+        *,
+        event: Global___InboundEvent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamInboundEventsResponse: _TypeAlias = StreamInboundEventsResponse  # noqa: Y015
+
+@_typing.final
+class AckInboundEventsRequest(_message.Message):
+    """Request for AckInboundEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSUMER_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    consumer: _builtins.str
+    """Consumer name ([A-Za-z0-9._-], at most 64)."""
+    cursor: _builtins.str
+    """The cursor of the last event the consumer has processed."""
+    def __init__(
+        self,
+        *,
+        consumer: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumer", b"consumer", "cursor", b"cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckInboundEventsRequest: _TypeAlias = AckInboundEventsRequest  # noqa: Y015
+
+@_typing.final
+class AckInboundEventsResponse(_message.Message):
+    """Response for AckInboundEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSUMER_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    consumer: _builtins.str
+    """The consumer."""
+    cursor: _builtins.str
+    """Its position now (the later of the one it had and the one acknowledged)."""
+    def __init__(
+        self,
+        *,
+        consumer: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumer", b"consumer", "cursor", b"cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckInboundEventsResponse: _TypeAlias = AckInboundEventsResponse  # noqa: Y015

@@ -106,6 +106,16 @@ class WebhookServiceStub:
                 request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookRequest.SerializeToString,
                 response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookResponse.FromString,
                 _registered_method=True)
+        self.StreamInboundEvents = channel.unary_stream(
+                '/cpod.integration.v1.WebhookService/StreamInboundEvents',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.StreamInboundEventsRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.StreamInboundEventsResponse.FromString,
+                _registered_method=True)
+        self.AckInboundEvents = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/AckInboundEvents',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -219,6 +229,23 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamInboundEvents(self, request, context):
+        """Streams what external systems sent to the caller's inbound webhooks, at least once: the
+        backlog after a position, then (with follow) new receipts live. A named consumer resumes after
+        the last position it acknowledged with AckInboundEvents.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckInboundEvents(self, request, context):
+        """Records that a consumer has processed everything up to a cursor; its next stream starts after
+        it. Positions only move forward.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -291,6 +318,16 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.RecoverWebhook,
                     request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookRequest.FromString,
                     response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookResponse.SerializeToString,
+            ),
+            'StreamInboundEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamInboundEvents,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.StreamInboundEventsRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.StreamInboundEventsResponse.SerializeToString,
+            ),
+            'AckInboundEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckInboundEvents,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -673,6 +710,60 @@ class WebhookService:
             '/cpod.integration.v1.WebhookService/RecoverWebhook',
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookRequest.SerializeToString,
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RecoverWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamInboundEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/StreamInboundEvents',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.StreamInboundEventsRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.StreamInboundEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckInboundEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/AckInboundEvents',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -76,6 +76,15 @@ class WebhookServiceStub:
     """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
     RecoverWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]
     """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
+    StreamInboundEvents: _grpc.UnaryStreamMultiCallable[_webhook_service_pb2.StreamInboundEventsRequest, _webhook_service_pb2.StreamInboundEventsResponse]
+    """Streams what external systems sent to the caller's inbound webhooks, at least once: the
+    backlog after a position, then (with follow) new receipts live. A named consumer resumes after
+    the last position it acknowledged with AckInboundEvents.
+    """
+    AckInboundEvents: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.AckInboundEventsRequest, _webhook_service_pb2.AckInboundEventsResponse]
+    """Records that a consumer has processed everything up to a cursor; its next stream starts after
+    it. Positions only move forward.
+    """
 
 @_typing.type_check_only
 class WebhookServiceAsyncStub(WebhookServiceStub):
@@ -125,6 +134,15 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
     RecoverWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]  # type: ignore[assignment]
     """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
+    StreamInboundEvents: _aio.UnaryStreamMultiCallable[_webhook_service_pb2.StreamInboundEventsRequest, _webhook_service_pb2.StreamInboundEventsResponse]  # type: ignore[assignment]
+    """Streams what external systems sent to the caller's inbound webhooks, at least once: the
+    backlog after a position, then (with follow) new receipts live. A named consumer resumes after
+    the last position it acknowledged with AckInboundEvents.
+    """
+    AckInboundEvents: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.AckInboundEventsRequest, _webhook_service_pb2.AckInboundEventsResponse]  # type: ignore[assignment]
+    """Records that a consumer has processed everything up to a cursor; its next stream starts after
+    it. Positions only move forward.
+    """
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
@@ -255,5 +273,26 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.RecoverWebhookResponse, _abc.Awaitable[_webhook_service_pb2.RecoverWebhookResponse]]:
         """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
+
+    @_abc_1.abstractmethod
+    def StreamInboundEvents(
+        self,
+        request: _webhook_service_pb2.StreamInboundEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_webhook_service_pb2.StreamInboundEventsResponse], _abc.AsyncIterator[_webhook_service_pb2.StreamInboundEventsResponse]]:
+        """Streams what external systems sent to the caller's inbound webhooks, at least once: the
+        backlog after a position, then (with follow) new receipts live. A named consumer resumes after
+        the last position it acknowledged with AckInboundEvents.
+        """
+
+    @_abc_1.abstractmethod
+    def AckInboundEvents(
+        self,
+        request: _webhook_service_pb2.AckInboundEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.AckInboundEventsResponse, _abc.Awaitable[_webhook_service_pb2.AckInboundEventsResponse]]:
+        """Records that a consumer has processed everything up to a cursor; its next stream starts after
+        it. Positions only move forward.
+        """
 
 def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

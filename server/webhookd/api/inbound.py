@@ -1,0 +1,54 @@
+"""Internal consumers of inbound webhooks: the event stream and acknowledgements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import grpc
+from cpod.integration.v1 import webhook_service_pb2 as pb
+
+from webhookd.api import convert
+from webhookd.auth.context import current_scope
+from webhookd.domain.history import encode_cursor
+from webhookd.services.inbound import Inbound
+from webhookd.store.inbound import InboundEvent
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+def inbound_event_to_proto(event: InboundEvent) -> pb.InboundEvent:
+    return pb.InboundEvent(
+        cursor=encode_cursor(event.position),
+        id=event.id,
+        webhook_id=event.webhook_id,
+        message_id=event.message_id or "",
+        event_type=event.event_type,
+        content_type=event.content_type,
+        body=event.body,
+        received_at=convert.timestamp(event.received_at),
+    )
+
+
+class InboundRpcs:
+    def __init__(self, inbound: Inbound) -> None:
+        self.inbound = inbound
+
+    async def StreamInboundEvents(
+        self, request: pb.StreamInboundEventsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamInboundEventsResponse]:
+        events = self.inbound.stream(
+            current_scope(),
+            consumer=request.consumer or None,
+            webhook_id=request.webhook_id or None,
+            after_cursor=request.after_cursor or None,
+            follow=request.follow,
+        )
+        async for event in events:
+            yield pb.StreamInboundEventsResponse(event=inbound_event_to_proto(event))
+
+    async def AckInboundEvents(
+        self, request: pb.AckInboundEventsRequest, context: Context
+    ) -> pb.AckInboundEventsResponse:
+        position = await self.inbound.acknowledge(current_scope(), request.consumer, request.cursor)
+        return pb.AckInboundEventsResponse(consumer=request.consumer, cursor=encode_cursor(position))

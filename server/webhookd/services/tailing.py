@@ -1,0 +1,58 @@
+"""Reading an append-only log by position: the backlog in batches, then live on notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from webhookd.domain.history import LogPosition
+from webhookd.store.notifications import NotificationHub
+
+T = TypeVar("T")
+
+# Entries held per stream at once: the next batch is read only when this one is sent, so a slow
+# reader slows its own reads instead of growing a buffer.
+BATCH = 200
+# Rows held back behind a still-running transaction need no NOTIFY to become readable: re-check.
+RECHECK_SECONDS = 1.0
+
+
+async def tail(
+    read: Callable[[LogPosition | None, int], Awaitable[list[T]]],
+    position_of: Callable[[T], LogPosition],
+    *,
+    after: LogPosition | None,
+    follow: bool,
+    hub: NotificationHub,
+) -> AsyncIterator[T]:
+    """Every entry after `after` in order; with `follow`, then new ones as they are written."""
+    if not follow:
+        async for entry in _backlog(read, position_of, after):
+            yield entry
+        return
+    # Subscribed before the first read: a NOTIFY between a read and the wait is never missed.
+    async with hub.subscribe() as wake:
+        position = after
+        while True:
+            wake.clear()
+            async for entry in _backlog(read, position_of, position):
+                position = position_of(entry)
+                yield entry
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), RECHECK_SECONDS)
+
+
+async def _backlog(
+    read: Callable[[LogPosition | None, int], Awaitable[list[T]]],
+    position_of: Callable[[T], LogPosition],
+    after: LogPosition | None,
+) -> AsyncIterator[T]:
+    while True:
+        entries = await read(after, BATCH)
+        for entry in entries:
+            yield entry
+            after = position_of(entry)
+        if len(entries) < BATCH:
+            return
