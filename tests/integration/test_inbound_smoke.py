@@ -22,9 +22,10 @@ async def test_signed_request_is_stored_and_streamed_to_a_consumer(caller, gatew
         "webhook-signature": StandardWebhook(created.signing_secret).sign("msg_1", now, body),
     }
     async with httpx.AsyncClient() as client:
-        first = await client.post(url, content=body, headers=signature_headers | {"content-type": "application/json"})
-        again = await client.post(url, content=body, headers=signature_headers | {"content-type": "application/json"})
-        bad = await client.post(url, content=body + " ", headers=signature_headers | {"content-type": "application/json"})
+        headers = signature_headers | {"content-type": "application/json"}
+        first = await client.post(url, content=body, headers=headers)
+        again = await client.post(url, content=body, headers=headers)
+        bad = await client.post(url, content=body + " ", headers=headers)
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "accepted"
     assert again.json()["status"] == "duplicate"
