@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint protos protos-check buf-lint unit integration bench clean
+.PHONY: run test lint protos protos-check buf-lint proto-baseline unit integration bench clean
 
 $(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,12 @@ protos-check: $(STAMP)
 buf-lint: $(STAMP)
 	$(BIN)/python tools/protos.py deps
 	$(BIN)/buf lint
-	$(BIN)/buf build -o /dev/null
+	$(BIN)/buf breaking protos --against protos/api-baseline.binpb
+
+## proto-baseline: accept the current protos as the API later changes must stay compatible with
+proto-baseline: $(STAMP)
+	$(BIN)/python tools/protos.py deps
+	$(BIN)/buf build protos -o protos/api-baseline.binpb
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
