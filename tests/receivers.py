@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -58,8 +59,47 @@ class Receiver:
             self.arrived.notify_all()
         return await self.respond(request, count)
 
-    async def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
+    async def wait_for(self, count: int, within: float = 15.0) -> list[Received]:
         """Waits (bounded) until at least `count` requests arrived."""
         async with self.arrived:
-            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), timeout)
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.received) >= count), within)
         return list(self.received)
+
+
+# -- ways to answer, for `Receiver(respond=...)` or `receiver.respond = ...` ------------------------------
+
+
+def status(code: int, headers: dict[str, str] | None = None) -> Respond:
+    """Always answers `code` (with `headers`)."""
+
+    async def respond(request: web.Request, count: int) -> web.StreamResponse:
+        return web.Response(status=code, headers=headers, text=f"status {code}")
+
+    return respond
+
+
+def failing_first(failures: int, code: int = 500) -> Respond:
+    """Answers `code` to the first `failures` requests, then 200."""
+
+    async def respond(request: web.Request, count: int) -> web.StreamResponse:
+        return web.Response(status=code if count <= failures else 200, text="ok")
+
+    return respond
+
+
+def slow(seconds: float) -> Respond:
+    """Answers 200 after `seconds`."""
+
+    async def respond(request: web.Request, count: int) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return web.Response(text="ok")
+
+    return respond
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on: connecting to it is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"

@@ -53,6 +53,9 @@ class DeliveryPool:
         listener = asyncio.create_task(listen(self._database_url, DELIVERIES_CHANNEL, self._wake.set))
         try:
             while not self._stopping.is_set():
+                # Cleared before claiming, never after: a wake-up that arrives while we claim or
+                # look up the next due time must make the next wait return at once.
+                self._wake.clear()
                 free = self._workers - len(self._inflight)
                 claimed: list[ClaimedDelivery] = []
                 if free > 0:
@@ -90,7 +93,6 @@ class DeliveryPool:
             next_due = None
         if next_due is not None:
             timeout = min(timeout, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
-        self._wake.clear()
         if timeout <= 0:
             # Due now but not claimable (per-webhook cap, or no free slot): a finishing delivery wakes us.
             timeout = CAPPED_RECHECK_SECONDS

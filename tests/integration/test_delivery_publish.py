@@ -1,0 +1,122 @@
+"""PublishEvent: who gets a delivery, idempotency keys, and what is refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import struct_pb2
+from webhook_calls import create_webhook, field_violations, rpc_error
+
+from support import make_caller
+
+
+def request(event_type: str = "rfp.created", **fields) -> pb.PublishEventRequest:
+    payload = struct_pb2.Struct()
+    payload.update({"rfp_id": 1})
+    return pb.PublishEventRequest(event_type=event_type, payload=payload, **fields)
+
+
+async def test_fan_out_reaches_exactly_the_matching_active_outbound_webhooks(
+    caller, channel, workers, receiver, database
+) -> None:
+    other_tenant = make_caller(channel, subject="person_2")
+    # (filter, what else, whether rfp.created reaches it): 50 webhooks, one path each.
+    kinds = (
+        [("rfp.*", {}, True)] * 12
+        + [("rfp.created", {}, True)] * 12
+        + [("*", {}, True)] * 5
+        + [("invoice.*", {}, False)] * 8
+        + [("rfp.updated", {}, False)] * 5
+        + [("rfp.*", {"enabled": False}, False)] * 5
+        + [("rfp.*", {"deleted": True}, False)]
+        + [("rfp.*", {"direction": wpb.DIRECTION_INBOUND}, False)]
+        + [("rfp.*", {"tenant": other_tenant}, False)]
+    )
+    assert len(kinds) == 50
+    expected = set()
+    for n, (event_filter, extra, reached) in enumerate(kinds):
+        owner = extra.get("tenant", caller)
+        fields = {k: v for k, v in extra.items() if k in ("enabled", "direction")}
+        hook = await create_webhook(
+            owner, name=f"hook {n}", url=f"{receiver.url}/{n}", event_types=[event_filter], **fields
+        )
+        if extra.get("deleted"):
+            await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=hook.id))
+        if reached:
+            expected.add(f"/hook/{n}")
+
+    published = await caller.PublishEvent(request("rfp.created"))
+
+    assert published.deliveries_queued == len(expected) == 29
+    assert await database.value("SELECT count(*) FROM deliveries WHERE event_id = :e", e=published.event_id) == 29
+    arrived = await receiver.wait_for(len(expected))
+    await asyncio.sleep(0.5)  # anything extra would arrive by now
+    assert sorted(r.path for r in receiver.received) == sorted(expected)
+    assert {r.headers["webhook-id"] for r in arrived} == {published.event_id}
+
+
+async def test_same_idempotency_key_returns_the_first_event_and_queues_once(caller, channel, database) -> None:
+    await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])
+    await create_webhook(caller, url="http://127.0.0.1:9/other", event_types=["*"])
+
+    first = await caller.PublishEvent(request(idempotency_key="order-42"))
+    again = await caller.PublishEvent(request(idempotency_key="order-42"))
+
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.event_id == first.event_id
+    assert first.deliveries_queued == again.deliveries_queued == 2
+    counts = await database.rows(
+        "SELECT (SELECT count(*) FROM events WHERE tenant_id = :t) AS events,"
+        " (SELECT count(*) FROM deliveries WHERE tenant_id = :t) AS deliveries",
+        t=caller.tenant_id,
+    )
+    assert (counts[0].events, counts[0].deliveries) == (1, 2)
+
+    other_tenant = make_caller(channel, subject="person_2")
+    theirs = await other_tenant.PublishEvent(request(idempotency_key="order-42"))
+    assert not theirs.duplicate
+    assert theirs.event_id != first.event_id
+    assert theirs.deliveries_queued == 0
+
+
+async def test_bad_event_type_is_invalid_argument(caller) -> None:
+    error = await rpc_error(caller.PublishEvent(request("RFP Created")))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "event_type" in field_violations(error)
+
+
+async def test_payload_over_the_limit_is_invalid_argument(caller, settings, database) -> None:
+    await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["*"])
+    payload = struct_pb2.Struct()
+    payload.update({"blob": "x" * settings.max_payload_bytes})
+
+    error = await rpc_error(caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload=payload)))
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"limit is {settings.max_payload_bytes} bytes" in field_violations(error)["payload"]
+    assert await database.value("SELECT count(*) FROM events WHERE tenant_id = :t", t=caller.tenant_id) == 0
+
+
+async def test_targeting_another_tenants_webhook_is_not_found(caller, channel, database) -> None:
+    theirs = await create_webhook(
+        make_caller(channel, subject="person_2"), url="http://127.0.0.1:9/hook", event_types=["*"]
+    )
+
+    error = await rpc_error(caller.PublishEvent(request(webhook_id=theirs.id)))
+
+    assert error.code() is grpc.StatusCode.NOT_FOUND
+    assert await database.value("SELECT count(*) FROM deliveries WHERE webhook_id = :w", w=theirs.id) == 0
+
+
+async def test_targeted_publish_queues_only_for_that_webhook(caller, database) -> None:
+    chosen = await create_webhook(caller, url="http://127.0.0.1:9/a", event_types=["rfp.*"])
+    await create_webhook(caller, url="http://127.0.0.1:9/b", event_types=["rfp.*"])
+
+    published = await caller.PublishEvent(request(webhook_id=chosen.id))
+
+    assert published.deliveries_queued == 1
+    rows = await database.rows("SELECT webhook_id FROM deliveries WHERE event_id = :e", e=published.event_id)
+    assert [row.webhook_id for row in rows] == [chosen.id]

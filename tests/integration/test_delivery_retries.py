@@ -1,0 +1,181 @@
+"""What each attempt ends as, when the next one comes, and what failures do to the webhook.
+
+Retries are minutes away on the real schedule; `database.make_due` moves a recorded delivery's next
+attempt to now, which is what waiting would do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import struct_pb2
+from webhook_calls import create_webhook
+
+from receivers import closed_port_url, failing_first, ok, slow, status
+
+ATTEMPTS = "SELECT attempt, outcome, http_status, error FROM attempts WHERE delivery_id = :d ORDER BY attempt"
+DELIVERY = "SELECT * FROM deliveries WHERE id = :d"
+
+
+async def publish(caller, event_type: str = "rfp.created") -> pb.PublishEventResponse:
+    payload = struct_pb2.Struct()
+    payload.update({"rfp_id": 1})
+    return await caller.PublishEvent(pb.PublishEventRequest(event_type=event_type, payload=payload))
+
+
+async def delivery_ids(database, event_id: str) -> list[str]:
+    return [row.id for row in await database.rows("SELECT id FROM deliveries WHERE event_id = :e", e=event_id)]
+
+
+async def recorded(database, delivery_id: str, attempts: int):
+    """The delivery once `attempts` attempts are recorded and it is no longer leased."""
+    [row] = await database.wait_for(
+        "SELECT * FROM deliveries WHERE id = :d AND attempts = :n AND lease_token IS NULL",
+        bool,
+        d=delivery_id,
+        n=attempts,
+    )
+    return row
+
+
+async def webhook(caller, webhook_id: str) -> wpb.Webhook:
+    return (await caller.GetWebhook(pb.GetWebhookRequest(id=webhook_id))).webhook
+
+
+async def test_failed_attempt_is_retried_and_success_resets_the_webhook(caller, workers, receiver, database) -> None:
+    receiver.respond = failing_first(1)
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+    await recorded(database, delivery_id, 1)
+    assert (await webhook(caller, hook.id)).consecutive_failures == 1
+
+    assert await database.make_due(delivery_id) == 1
+    delivery = await recorded(database, delivery_id, 2)
+
+    attempts = await database.rows(ATTEMPTS, d=delivery_id)
+    assert [(a.attempt, a.outcome, a.http_status) for a in attempts] == [(1, "failed", 500), (2, "succeeded", 200)]
+    assert delivery.status == "succeeded"
+    assert delivery.completed_at is not None
+    after = await webhook(caller, hook.id)
+    assert after.consecutive_failures == 0
+    assert after.last_delivery_status == "succeeded"
+    assert after.is_active
+    assert len(receiver.received) == 2
+
+
+@pytest.mark.parametrize(
+    ("respond", "closed_port", "outcome", "http_status", "error"),
+    [
+        pytest.param(slow(1.0), False, "timed_out", None, "timed out after 200 ms", id="timeout"),
+        pytest.param(status(502), False, "failed", 502, "HTTP 502", id="5xx"),
+        pytest.param(ok, True, "connection_error", None, "connection refused", id="closed-port"),
+    ],
+)
+async def test_attempt_is_recorded_as_what_happened(
+    caller, workers, receiver, database, respond, closed_port, outcome, http_status, error
+) -> None:
+    receiver.respond = respond
+    url = closed_port_url() if closed_port else receiver.url
+    policy = wpb.RetryPolicy(max_attempts=1, timeout_ms=200)
+    hook = await create_webhook(caller, url=url, event_types=["rfp.*"], retry_policy=policy)
+    [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+
+    delivery = await recorded(database, delivery_id, 1)
+
+    [attempt] = await database.rows(ATTEMPTS, d=delivery_id)
+    assert (attempt.outcome, attempt.http_status, attempt.error) == (outcome, http_status, error)
+    assert (delivery.status, delivery.last_outcome) == ("failed", outcome)
+    after = await webhook(caller, hook.id)
+    assert after.last_delivery_status == outcome
+    assert after.consecutive_failures == 1
+
+
+async def test_retry_after_on_429_sets_the_next_attempt_beyond_the_schedule(
+    caller, workers, receiver, database
+) -> None:
+    receiver.respond = status(429, {"Retry-After": "120"})
+    policy = wpb.RetryPolicy(max_attempts=2)
+    await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], retry_policy=policy)
+    [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+
+    delivery = await recorded(database, delivery_id, 1)
+
+    [attempt] = await database.rows(ATTEMPTS, d=delivery_id)
+    assert (attempt.outcome, attempt.http_status) == ("failed", 429)
+    assert delivery.status == "pending"
+    # The schedule alone would retry after about 5 s.
+    assert await database.value(
+        "SELECT next_attempt_at >= now() + interval '110 seconds' FROM deliveries WHERE id = :d", d=delivery_id
+    )
+
+
+async def test_410_gone_pauses_the_webhook_and_keeps_the_delivery(caller, workers, receiver, database) -> None:
+    receiver.respond = status(410)
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+
+    delivery = await recorded(database, delivery_id, 1)
+
+    [attempt] = await database.rows(ATTEMPTS, d=delivery_id)
+    assert (attempt.outcome, attempt.http_status) == ("failed", 410)
+    assert delivery.status == "pending"
+    paused = await webhook(caller, hook.id)
+    assert paused.HasField("paused_at")
+    assert not paused.is_active
+    assert paused.version == hook.version + 1
+
+
+async def test_exhausted_delivery_is_marked_failed_not_dropped(caller, workers, receiver, database) -> None:
+    receiver.respond = status(500)
+    policy = wpb.RetryPolicy(max_attempts=2)
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], retry_policy=policy)
+    [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+    await recorded(database, delivery_id, 1)
+    assert await database.make_due(delivery_id) == 1
+
+    delivery = await recorded(database, delivery_id, 2)
+
+    assert delivery.status == "failed"
+    assert delivery.next_attempt_at is None
+    assert delivery.completed_at is not None
+    assert [a.outcome for a in await database.rows(ATTEMPTS, d=delivery_id)] == ["failed", "failed"]
+    assert (await webhook(caller, hook.id)).consecutive_failures == 2
+    assert len(receiver.received) == 2
+
+
+async def test_consecutive_failures_pause_the_webhook_until_resumed(
+    caller, workers, receiver, database, settings
+) -> None:
+    receiver.respond = status(500)
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    waiting = []
+    for _ in range(settings.pause_after_failures):
+        waiting += await delivery_ids(database, (await publish(caller)).event_id)
+    for delivery_id in waiting:
+        await recorded(database, delivery_id, 1)
+
+    paused = await webhook(caller, hook.id)
+    assert paused.HasField("paused_at")
+    assert not paused.is_active
+    assert paused.consecutive_failures == settings.pause_after_failures
+    assert (await publish(caller)).deliveries_queued == 0
+
+    # Due again, but paused: nothing is claimed, nothing is dropped.
+    assert await database.make_due(*waiting) == len(waiting)
+    await asyncio.sleep(1.0)
+    assert len(receiver.received) == len(waiting)
+    rows = await database.rows("SELECT status, attempts FROM deliveries WHERE id = ANY(:ids)", ids=waiting)
+    assert [(row.status, row.attempts) for row in rows] == [("pending", 1)] * len(waiting)
+
+    receiver.respond = ok
+    resumed = (await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))).webhook
+    assert not resumed.HasField("paused_at")
+    assert resumed.is_active
+    assert resumed.consecutive_failures == 0
+
+    await receiver.wait_for(2 * len(waiting))
+    for delivery_id in waiting:
+        assert (await recorded(database, delivery_id, 2)).status == "succeeded"

@@ -1,0 +1,131 @@
+"""What receivers check: signatures in both schemes, a webhook-id stable across retries, and secret rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import duration_pb2, struct_pb2
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+from standardwebhooks.webhooks import WebhookVerificationError
+from webhook_calls import create, field_violations, rpc_error
+
+from receivers import failing_first
+from support import make_caller
+
+# The workers cache secrets for settings.secret_cache_seconds (0.5 s in tests); a rotation shows after that.
+SECRET_CACHE_EXPIRY = 0.6
+
+
+async def publish(caller, event_type: str = "rfp.created", **data) -> pb.PublishEventResponse:
+    payload = struct_pb2.Struct()
+    payload.update(data)
+    return await caller.PublishEvent(pb.PublishEventRequest(event_type=event_type, payload=payload))
+
+
+def verifies(secret: str, body: bytes, headers: dict[str, str]) -> bool:
+    try:
+        StandardWebhook(secret).verify(body, headers)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+async def test_webhook_id_is_stable_across_retries_and_each_attempt_verifies(
+    caller, workers, receiver, database
+) -> None:
+    receiver.respond = failing_first(1)
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"])
+    published = await publish(caller, rfp_id=7)
+    [delivery_id] = await database.rows("SELECT id FROM deliveries WHERE event_id = :e", e=published.event_id)
+    await database.wait_for(
+        "SELECT 1 FROM deliveries WHERE id = :d AND attempts = 1 AND lease_token IS NULL", bool, d=delivery_id.id
+    )
+    assert await database.make_due(delivery_id.id) == 1
+
+    first, second = await receiver.wait_for(2)
+
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == published.event_id
+    assert first.body == second.body
+    for request in (first, second):
+        assert StandardWebhook(created.signing_secret).verify(request.body, request.headers)["data"] == {"rfp_id": 7}
+
+
+async def test_hmac_sha256_scheme_signs_the_body_with_the_secret_strings_bytes(caller, workers, receiver) -> None:
+    created = await create(caller, url=receiver.url, event_types=["rfp.created"], signature_scheme="hmac-sha256")
+    published = await publish(caller, rfp_id=8)
+
+    [request] = await receiver.wait_for(1)
+
+    # GitHub's rule: the key is the whole secret string (whsec_ prefix included) as UTF-8, not its decoded bytes.
+    expected = hmac.new(created.signing_secret.encode("utf-8"), request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Hub-Signature-256"] == f"sha256={expected}"
+    assert request.headers["webhook-id"] == published.event_id
+    assert "webhook-signature" not in request.headers
+    assert json.loads(request.body)["data"] == {"rfp_id": 8}
+
+
+async def test_rotation_signs_with_both_secrets_during_the_overlap_then_only_the_new_one(
+    caller, workers, receiver
+) -> None:
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"])
+    original = created.signing_secret
+    await publish(caller, n=1)
+    [before] = await receiver.wait_for(1)
+    assert len(before.headers["webhook-signature"].split()) == 1
+
+    rotated = await caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=created.webhook.id))
+    assert rotated.signing_secret not in ("", original)
+    assert rotated.webhook.secret_fingerprint != created.webhook.secret_fingerprint
+    expires = rotated.previous_secret_expires_at.ToDatetime(tzinfo=UTC)
+    assert abs(expires - (datetime.now(UTC) + timedelta(hours=24))) < timedelta(minutes=1)
+    await asyncio.sleep(SECRET_CACHE_EXPIRY)
+    await publish(caller, n=2)
+    _, during = await receiver.wait_for(2)
+
+    assert [entry[:3] for entry in during.headers["webhook-signature"].split()] == ["v1,", "v1,"]
+    assert verifies(original, during.body, during.headers)
+    assert verifies(rotated.signing_secret, during.body, during.headers)
+
+    ended = await caller.RotateWebhookSecret(
+        pb.RotateWebhookSecretRequest(id=created.webhook.id, overlap=duration_pb2.Duration(seconds=0))
+    )
+    assert ended.webhook.secret_fingerprint not in (
+        created.webhook.secret_fingerprint,
+        rotated.webhook.secret_fingerprint,
+    )
+    await asyncio.sleep(SECRET_CACHE_EXPIRY)
+    await publish(caller, n=3)
+    *_, after = await receiver.wait_for(3)
+
+    assert len(after.headers["webhook-signature"].split()) == 1
+    assert verifies(ended.signing_secret, after.body, after.headers)
+    assert not verifies(rotated.signing_secret, after.body, after.headers)
+    assert not verifies(original, after.body, after.headers)
+
+
+@pytest.mark.parametrize("seconds", [7 * 86400 + 1, -1])
+async def test_rotation_overlap_outside_zero_to_seven_days_is_invalid(caller, seconds: int) -> None:
+    created = await create(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])
+    error = await rpc_error(
+        caller.RotateWebhookSecret(
+            pb.RotateWebhookSecretRequest(id=created.webhook.id, overlap=duration_pb2.Duration(seconds=seconds))
+        )
+    )
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "overlap" in field_violations(error)
+    current = await caller.GetWebhook(pb.GetWebhookRequest(id=created.webhook.id))
+    assert current.webhook.secret_fingerprint == created.webhook.secret_fingerprint
+
+
+async def test_rotating_another_tenants_webhook_is_not_found(caller, channel) -> None:
+    created = await create(caller, url="http://127.0.0.1:9/hook")
+    other = make_caller(channel, subject="person_2")
+    error = await rpc_error(other.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=created.webhook.id)))
+    assert error.code() is grpc.StatusCode.NOT_FOUND
