@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
-from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
 from ulid import ULID
 
 from receivers import Receiver
-from webhookd.app import Backends, DeliveryWorkers, Service, open_service
-from webhookd.auth.tokens import mint
+from support import JWT_SECRET, AuthedStub, Database, make_caller
+from webhookd.app import Backends, DeliveryWorkers, Gateway, Service, open_service
 from webhookd.config import Settings
+from webhookd.observability import Metrics
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.store.embedded import EmbeddedPostgres
-
-JWT_SECRET = "test-secret-test-secret-test-secret!"
 
 
 @pytest.fixture(scope="session")
@@ -72,34 +71,6 @@ async def channel(service: Service) -> AsyncIterator[grpc.aio.Channel]:
         yield open_channel
 
 
-def new_tenant_id() -> str:
-    return f"tnt_{ULID()}"
-
-
-class AuthedStub:
-    """The real generated stub, with one tenant's bearer token attached to every call."""
-
-    def __init__(self, channel: grpc.aio.Channel, tenant_id: str, token: str) -> None:
-        self.tenant_id = tenant_id
-        self.token = token
-        self.metadata = (("authorization", f"Bearer {token}"),)
-        self._stub = rpc.WebhookServiceStub(channel)
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._stub, name)
-
-        def call(request: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("metadata", self.metadata)
-            return method(request, **kwargs)
-
-        return call
-
-
-def make_caller(channel: grpc.aio.Channel, tenant_id: str | None = None, **claims: str) -> AuthedStub:
-    tenant = tenant_id or new_tenant_id()
-    return AuthedStub(channel, tenant, mint(JWT_SECRET, tenant_id=tenant, **claims))
-
-
 @pytest.fixture
 def caller(channel: grpc.aio.Channel) -> AuthedStub:
     return make_caller(channel, subject="person_1")
@@ -108,7 +79,7 @@ def caller(channel: grpc.aio.Channel) -> AuthedStub:
 @pytest.fixture(scope="session")
 async def workers(settings: Settings, backends: Backends, service: Service) -> AsyncIterator[DeliveryWorkers]:
     """The delivery pool, in-process; loopback targets allowed (settings.allow_private_targets)."""
-    pool = DeliveryWorkers(settings, backends)
+    pool = DeliveryWorkers(settings, backends, metrics=service.metrics)  # one registry, as in `webhookd serve`
     await pool.start()
     yield pool
     await pool.stop()
@@ -119,3 +90,41 @@ async def receiver() -> AsyncIterator[Receiver]:
     started = await Receiver().start()
     yield started
     await started.stop()
+
+
+# -- delivery tests: SQL access, the queue's clock, and databases the session pool never sees ----------
+
+
+@pytest.fixture(scope="session")
+async def database(backends: Backends) -> AsyncIterator[Database]:
+    """The session database, for what the RPCs do not show (attempt rows, retry times, leases)."""
+    opened = Database(backends.database_url)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def own_database(backends: Backends) -> AsyncIterator[str]:
+    """A new empty database on the session's PostgreSQL; `running_service` migrates it.
+
+    The session `workers` never see it, so a test can run its own pool (or worker process) on it.
+    """
+    postgres = next(server for server in backends.embedded if isinstance(server, EmbeddedPostgres))
+    name = f"webhookd_own_{str(ULID()).lower()}"
+    url = await asyncio.to_thread(postgres.create_database, name)
+    yield url
+    await asyncio.to_thread(postgres.drop_database, name)
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    url: str  # http://127.0.0.1:<port>
+    metrics: Metrics  # the session service's registry, which the gateway's /metrics serves
+
+
+@pytest.fixture(scope="session")
+async def gateway(settings: Settings, service: Service) -> AsyncIterator[RunningGateway]:
+    running = Gateway(settings, service.grpc_target, extra_routes=service.http_routes(), metrics=service.metrics)
+    await running.start()
+    yield RunningGateway(f"http://127.0.0.1:{running.port}", service.metrics)
+    await running.stop()
