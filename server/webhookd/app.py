@@ -25,13 +25,18 @@ from webhookd.delivery.attempt import Deliverer
 from webhookd.delivery.http import Sender
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.domain.errors import Unavailable
+from webhookd.domain.rate_limit import RateLimiter
 from webhookd.gateway import create_gateway_app
-from webhookd.gateway.operations import ReadinessChecks
+from webhookd.gateway.inbound import inbound_route
+from webhookd.gateway.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
+from webhookd.gateway.playground import DevTokenSource, playground_routes
 from webhookd.gateway.server import HttpServer
+from webhookd.observability import Metrics
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.events import Events
 from webhookd.services.history import History
+from webhookd.services.inbound import Inbound
 from webhookd.services.webhooks import Webhooks
 from webhookd.store import migrate, retention
 from webhookd.store.database import create_engine
@@ -39,7 +44,8 @@ from webhookd.store.deliveries import ATTEMPTS_CHANNEL, DeliveryQueue
 from webhookd.store.embedded import EmbeddedPostgres
 from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
-from webhookd.store.notifications import NotificationHub
+from webhookd.store.inbound import INBOUND_CHANNEL, InboundStore
+from webhookd.store.notifications import CoalescingNotifier, NotificationHub
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
@@ -86,10 +92,12 @@ def start_backends(settings: Settings) -> Backends:
 class Service:
     """The running gRPC server and everything it owns."""
 
-    def __init__(self, settings: Settings, backends: Backends) -> None:
+    def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.backends = backends
+        self.metrics = metrics or Metrics()
         self.engine: AsyncEngine = create_engine(backends.database_url)
+        self.metrics.backlog.watch(self.engine)
         self.secrets = VaultSecretStore(
             backends.vault_addr,
             backends.vault_token,
@@ -112,13 +120,21 @@ class Service:
             self.log_hub,
             max_streams_per_tenant=settings.max_streams_per_tenant,
         )
+        self.inbound_hub = NotificationHub(backends.database_url, INBOUND_CHANNEL)
+        self.inbound = Inbound(
+            InboundStore(self.engine),
+            self.secrets,
+            webhook_store,
+            self.inbound_hub,
+            rate_limiter=RateLimiter(settings.inbound_rate_per_second, settings.inbound_burst),
+        )
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), AuthInterceptor(TokenVerifier(settings))],
+            interceptors=[ErrorInterceptor(self.metrics.grpc), AuthInterceptor(TokenVerifier(settings))],
             options=[("grpc.so_reuseport", 0)],
         )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
-            WebhookServicer(self.webhooks, self.events, self.history), self.server
+            WebhookServicer(self.webhooks, self.events, self.history, self.inbound), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflected = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
@@ -143,11 +159,19 @@ class Service:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.log_hub.close()
+        await self.inbound_hub.close()
         await self.engine.dispose()
         self.secrets.close()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
+
+    def http_routes(self) -> list[BaseRoute]:
+        """Routes the gateway serves from this process directly (they need the database, not gRPC)."""
+        return [
+            readiness_route(self.readiness_checks()),
+            inbound_route(self.inbound, max_body_bytes=self.settings.max_request_bytes),
+        ]
 
     def readiness_checks(self) -> ReadinessChecks:
         async def database() -> str | None:
@@ -171,12 +195,28 @@ class Service:
 class Gateway:
     """The REST gateway: an HTTP server whose routes call the gRPC service over a channel."""
 
-    def __init__(self, settings: Settings, grpc_target: str, *, extra_routes: list[BaseRoute] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        grpc_target: str,
+        *,
+        extra_routes: list[BaseRoute] | None = None,
+        metrics: Metrics | None = None,
+        dev_token: DevTokenSource | None = None,
+    ) -> None:
+        """dev_token: offered to the Playground page ("Use dev token"); `webhookd dev` only."""
+        self.metrics = metrics or Metrics()
         self.channel = grpc.aio.insecure_channel(grpc_target)
         self.app = create_gateway_app(
-            self.channel, max_request_bytes=settings.max_request_bytes, extra_routes=extra_routes
+            self.channel,
+            max_request_bytes=settings.max_request_bytes,
+            extra_routes=[
+                metrics_route(self.metrics),
+                *playground_routes(dev_token=dev_token),
+                *(extra_routes or []),
+            ],
         )
-        self.http = HttpServer(self.app, settings.http_addr)
+        self.http = HttpServer(ObservedApp(self.app, self.metrics), settings.http_addr)
 
     @property
     def port(self) -> int:
@@ -193,8 +233,11 @@ class Gateway:
 class DeliveryWorkers:
     """The worker pool with what it owns: its engine, the Vault client and one HTTP session."""
 
-    def __init__(self, settings: Settings, backends: Backends) -> None:
-        self.engine = create_engine(backends.database_url, pool_size=max(4, min(settings.workers, 32)))
+    def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
+        # Each in-flight delivery holds a connection only to claim and to record: a few suffice.
+        self.engine = create_engine(backends.database_url, pool_size=max(4, min(settings.workers // 2, 16)))
+        self.attempts_notifier = CoalescingNotifier(self.engine, ATTEMPTS_CHANNEL)
         self.secrets = VaultSecretStore(
             backends.vault_addr,
             backends.vault_token,
@@ -203,10 +246,12 @@ class DeliveryWorkers:
             cache_seconds=settings.secret_cache_seconds,
         )
         self.sender = Sender.from_settings(settings)
-        self.queue = DeliveryQueue(self.engine, pause_after_failures=settings.pause_after_failures)
+        self.queue = DeliveryQueue(
+            self.engine, pause_after_failures=settings.pause_after_failures, attempts_notifier=self.attempts_notifier
+        )
         self.pool = DeliveryPool(
             self.queue,
-            Deliverer(self.queue, self.secrets, self.sender),
+            Deliverer(self.queue, self.secrets, self.sender, observer=self.metrics.deliveries),
             database_url=backends.database_url,
             workers=settings.workers,
             per_webhook=settings.per_webhook_concurrency,
@@ -218,6 +263,7 @@ class DeliveryWorkers:
 
     async def start(self) -> None:
         await self.sender.start()
+        self.attempts_notifier.start()
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
 
@@ -239,6 +285,7 @@ class DeliveryWorkers:
             await asyncio.gather(self._retention_task, return_exceptions=True)
         if self._task is not None:
             await self._task
+        await self.attempts_notifier.stop()
         await self.sender.close()
         await self.engine.dispose()
         self.secrets.close()
@@ -261,8 +308,8 @@ async def check_backends(settings: Settings, backends: Backends) -> None:
         secrets.close()
 
 
-async def open_service(settings: Settings, backends: Backends) -> Service:
+async def open_service(settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> Service:
     await migrate.upgrade(backends.database_url)
-    service = Service(settings, backends)
+    service = Service(settings, backends, metrics=metrics)
     await service.start()
     return service

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
-    # pool_pre_ping: the embedded server or a failover may drop idle connections.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    # No pool_pre_ping: it costs a round trip on every checkout (measured: over a quarter of a Get's
+    # time). A connection the server dropped fails once and is invalidated by the pool; recycling
+    # idle connections keeps that rare.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)

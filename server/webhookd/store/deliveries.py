@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhookd.domain import ids
 from webhookd.domain.webhooks import Backoff, RetryPolicy, SignatureScheme
+from webhookd.store.notifications import CoalescingNotifier
 from webhookd.store.tables import attempts, deliveries, webhooks
 
 # The attempt log's channel: DeliveryLog followers LISTEN here.
@@ -26,6 +27,8 @@ ATTEMPTS_CHANNEL = "webhookd_attempts"
 CLAIM_LOCK_ID = 7_202_611_27
 # Beyond the HTTP timeout, how long a claimed delivery may take to be recorded before reclaim.
 LEASE_MARGIN = timedelta(seconds=30)
+# How stale a healthy webhook's last_delivery_at may get before a success writes it again.
+STATS_RESOLUTION = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,12 @@ def _claimed(row: Any, token: str) -> ClaimedDelivery:
 
 
 class DeliveryQueue:
-    def __init__(self, engine: AsyncEngine, *, pause_after_failures: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, pause_after_failures: int, attempts_notifier: CoalescingNotifier
+    ) -> None:
         self._engine = engine
         self._pause_after_failures = pause_after_failures
+        self._attempts_notifier = attempts_notifier
 
     async def claim(self, limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
         token = secrets.token_hex(12)
@@ -183,7 +189,7 @@ class DeliveryQueue:
                 )
             )
             await connection.execute(self._webhook_state(claimed.webhook_id, record))
-            await connection.execute(sa.text(f"NOTIFY {ATTEMPTS_CHANNEL}"))
+        self._attempts_notifier.poke()
         return updated.rowcount == 1
 
     def _webhook_state(self, webhook_id: str, record: AttemptRecord) -> sa.Update:
@@ -198,9 +204,18 @@ class DeliveryQueue:
                 ),
             ),
         )
+        # A success on a healthy webhook changes nothing callers see but last_delivery_at: skipping
+        # that write while it is under a second old keeps concurrent deliveries to one webhook from
+        # queueing on its row lock (a non-matching UPDATE takes no lock).
+        unchanged_success = sa.and_(
+            sa.literal(record.succeeded),
+            webhooks.c.consecutive_failures == 0,
+            webhooks.c.last_delivery_status == record.outcome,
+            webhooks.c.last_delivery_at >= record.occurred_at - STATS_RESOLUTION,
+        )
         return (
             webhooks.update()
-            .where(webhooks.c.id == webhook_id)
+            .where(webhooks.c.id == webhook_id, sa.not_(unchanged_success))
             .values(
                 last_delivery_at=record.occurred_at,
                 last_delivery_status=record.outcome,

@@ -8,7 +8,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import psycopg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("webhookd.notifications")
 
@@ -79,3 +81,48 @@ class NotificationHub:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
+
+
+class CoalescingNotifier:
+    """NOTIFY outside the writers' transactions, at most once per `window`.
+
+    PostgreSQL serialises the commits of transactions that NOTIFY; the delivery path records many
+    attempts a second, and its listeners only need to know "something new", so one notification
+    for a burst is enough (they also re-check on a timer).
+    """
+
+    def __init__(self, engine: AsyncEngine, channel: str, *, window_seconds: float = 0.02) -> None:
+        self._engine = engine
+        self._channel = channel
+        self._window_seconds = window_seconds
+        self._pending = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def poke(self) -> None:
+        self._pending.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"notify-{self._channel}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._pending.is_set():
+            await self._send()
+
+    async def _run(self) -> None:
+        while True:
+            await self._pending.wait()
+            await asyncio.sleep(self._window_seconds)
+            self._pending.clear()
+            try:
+                await self._send()
+            except Exception:
+                log.warning("could not NOTIFY", extra={"channel": self._channel}, exc_info=True)
+
+    async def _send(self) -> None:
+        async with self._engine.connect() as connection:
+            await connection.execute(text(f"NOTIFY {self._channel}"))
+            await connection.commit()
