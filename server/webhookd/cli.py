@@ -1,4 +1,4 @@
-"""The `webhookd` command: dev, serve, worker, migrate, token."""
+"""The `webhookd` command: dev, serve, worker, gateway, migrate, token."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import secrets
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 from sqlalchemy.exc import SQLAlchemyError
 
 from webhookd import app, config, logs
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings, SettingsError
 from webhookd.domain.errors import Unavailable
-from webhookd.gateway.operations import readiness_route
+from webhookd.gateway.operations import grpc_serving_check, readiness_route
+from webhookd.observability import Metrics
 from webhookd.store import migrate
 
 DEV_TENANT = "tnt_dev"
@@ -40,7 +43,24 @@ def dev_settings() -> Settings:
     return settings
 
 
-def _print_banner(settings: Settings, service: app.Service) -> None:
+def dev_token_source(settings: Settings) -> Callable[[], str]:
+    """Mints the dev tenant's token on each call: what the Playground's "Use dev token" gets."""
+    assert settings.jwt_secret is not None
+    secret = settings.jwt_secret
+
+    def mint_dev_token() -> str:
+        return mint(
+            secret,
+            tenant_id=DEV_TENANT,
+            subject=DEV_SUBJECT,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+
+    return mint_dev_token
+
+
+def _print_banner(settings: Settings, service: app.Service, http_port: int) -> None:
     assert settings.jwt_secret is not None
     token = mint(settings.jwt_secret, tenant_id=DEV_TENANT, subject=DEV_SUBJECT)
     target = service.grpc_target
@@ -54,6 +74,7 @@ webhookd dev is running
   gRPC      {target}  (reflection and grpc.health.v1 on)
   database  {database}
   vault     {vault}
+  browser   http://{settings.http_addr.rsplit(":", 1)[0]}:{http_port}/playground  (its "Use dev token" signs you in)
 
 Dev token (tenant {DEV_TENANT}, 12 h):
   export TOKEN={token}
@@ -78,20 +99,27 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _run_until_signalled(settings: Settings, *, dev: bool) -> int:
     stop = _stop_on_signals()
+    metrics = Metrics()  # one registry for the whole process, served at the gateway's /metrics
     backends = await asyncio.to_thread(app.start_backends, settings)
     try:
         try:
             await app.check_backends(settings, backends)
-            service = await app.open_service(settings, backends)
+            service = await app.open_service(settings, backends, metrics=metrics)
         except (Unavailable, OSError, SQLAlchemyError) as error:
             print(f"webhookd: cannot start: {error}", file=sys.stderr)
             return 2
-        workers = app.DeliveryWorkers(settings, backends)
+        workers = app.DeliveryWorkers(settings, backends, metrics=metrics)
         await workers.start()
-        gateway = app.Gateway(settings, service.grpc_target, extra_routes=[readiness_route(service.readiness_checks())])
+        gateway = app.Gateway(
+            settings,
+            service.grpc_target,
+            extra_routes=service.http_routes(),
+            metrics=metrics,
+            dev_token=dev_token_source(settings) if dev else None,  # never offered by `serve`
+        )
         await gateway.start()
         if dev:
-            _print_banner(settings, service)
+            _print_banner(settings, service, gateway.port)
         else:
             print(f"webhookd serving gRPC on {service.grpc_target}, HTTP on port {gateway.port}", flush=True)
         await stop.wait()
@@ -123,6 +151,19 @@ async def _run_workers(settings: Settings) -> int:
         await asyncio.to_thread(backends.stop)
 
 
+async def _run_gateway(settings: Settings, grpc_target: str) -> int:
+    stop = _stop_on_signals()
+    # Its own channel, so readiness reports the target's health, not the gateway channel's state.
+    async with grpc.aio.insecure_channel(grpc_target) as upstream:
+        ready = readiness_route({"grpc": grpc_serving_check(upstream)})
+        gateway = app.Gateway(settings, grpc_target, extra_routes=[ready])
+        await gateway.start()
+        print(f"webhookd gateway serving HTTP on port {gateway.port}, calling gRPC at {grpc_target}", flush=True)
+        await stop.wait()
+        await gateway.stop()
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     settings = dev_settings()
     logs.configure(settings.log_level)
@@ -139,6 +180,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = config.load()
     logs.configure(settings.log_level)
     return asyncio.run(_run_workers(settings))
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    settings = config.load()
+    logs.configure(settings.log_level)
+    return asyncio.run(_run_gateway(settings, args.grpc_target or settings.grpc_addr))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -180,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run only the delivery workers (several may share one database)").set_defaults(
         run=cmd_worker
     )
+    gateway = commands.add_parser("gateway", help="run only the REST gateway, calling a webhookd gRPC server")
+    gateway.add_argument(
+        "--grpc-target", default=None, help="host:port of the gRPC server (default: WEBHOOKD_GRPC_ADDR)"
+    )
+    gateway.set_defaults(run=cmd_gateway)
     commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
     token = commands.add_parser("token", help="mint an HS256 JWT (WEBHOOKD_JWT_SECRET, or the dev secret)")
     token.add_argument("--tenant", default=DEV_TENANT, help=f"tenant_id claim (default {DEV_TENANT})")
