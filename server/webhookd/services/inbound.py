@@ -26,6 +26,7 @@ MESSAGE_ID_HEADERS = ("webhook-id", "x-github-delivery")
 MAX_MESSAGE_ID_LENGTH = 255
 MAX_EVENT_TYPE_LENGTH = 128
 _CONSUMER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_BIGINT = 2**63
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _event_type(body: bytes, content_type: str) -> str:
         return ""
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return ""
     kind = parsed.get("type") if isinstance(parsed, dict) else None
     return kind[:MAX_EVENT_TYPE_LENGTH] if isinstance(kind, str) else ""
@@ -55,6 +56,14 @@ def _message_id(headers: Mapping[str, str]) -> str | None:
         if value:
             return value[:MAX_MESSAGE_ID_LENGTH]
     return None
+
+
+def _position(cursor: str, field: str) -> LogPosition:
+    position = decode_cursor(cursor, field=field)
+    # A forged cursor may hold any integer; PostgreSQL's bigint would refuse it as a 500.
+    if not all(-_BIGINT <= part < _BIGINT for part in (position.txid, position.seq)):
+        raise Invalid.field(field, "is not a cursor from this log")
+    return position
 
 
 def consumer_name(value: str, field: str = "consumer") -> str:
@@ -145,7 +154,7 @@ class Inbound:
             await self._webhooks.get(scope, webhook_id)  # NotFound for another tenant's webhook
         after: LogPosition | None = None
         if after_cursor:
-            after = decode_cursor(after_cursor)
+            after = _position(after_cursor, "after_cursor")
         elif consumer is not None:
             after = await self._store.consumer_position(scope, consumer)
 
@@ -157,5 +166,5 @@ class Inbound:
 
     async def acknowledge(self, scope: Scope, consumer: str, cursor: str) -> LogPosition:
         consumer_name(consumer)
-        position = decode_cursor(cursor, field="cursor")
+        position = _position(cursor, "cursor")
         return await self._store.acknowledge(scope, consumer, position, now=datetime.now(UTC))

@@ -1,0 +1,384 @@
+"""The inbound callback route over real HTTP: what is accepted, what is refused, and what is recorded.
+
+Requests are signed with the official `standardwebhooks` library, or (hmac-sha256) with `hmac` directly,
+never with webhookd's own signing code. Each test makes its own tenant and inbound webhook; what a test
+checks is what a sender sees (status, body, headers), what a consumer reads over gRPC, the webhook's
+DeliveryLog and the `inbound_events` rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+from ulid import ULID
+
+from support import make_caller
+from webhookd.app import Gateway, open_service
+
+PUBLIC_URL = "http://127.0.0.1:8080"  # the session settings' public_url: callback urls start with it
+OTHER_SECRET = "whsec_" + "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC0zMmJ5dGVzIQ=="
+BURST = 5
+RECEIPTS = "SELECT status, reason, body, message_id FROM inbound_events WHERE webhook_id = :w ORDER BY seq"
+
+
+class Inbound:
+    """One inbound webhook and how to reach it: its callback url on the test gateway and its secret."""
+
+    def __init__(self, created: pb.CreateWebhookResponse, gateway_url: str) -> None:
+        self.webhook = created.webhook
+        self.secret = created.signing_secret
+        self.url = created.webhook.url.replace(PUBLIC_URL, gateway_url)
+
+    def signed(
+        self, body: bytes | str, *, message_id: str | None = None, at: datetime | None = None, secret: str = ""
+    ) -> dict[str, str]:
+        """Standard Webhooks headers made by the official library."""
+        message_id = message_id or f"msg_{ULID()}"
+        at = at or datetime.now(UTC)
+        text = body.decode() if isinstance(body, bytes) else body
+        return {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": StandardWebhook(secret or self.secret).sign(message_id, at, text),
+            "content-type": "application/json",
+        }
+
+    def hub_signed(self, body: bytes, *, delivery: str) -> dict[str, str]:
+        """GitHub's scheme, computed here: HMAC-SHA256 of the body keyed with the secret string's bytes."""
+        digest = hmac.new(self.secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+        return {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Delivery": delivery}
+
+
+async def create_inbound(caller: Any, gateway_url: str, **fields: Any) -> Inbound:
+    fields.setdefault("name", "in")
+    created = await caller.CreateWebhook(
+        pb.CreateWebhookRequest(webhook=wpb.Webhook(direction=wpb.DIRECTION_INBOUND, **fields))
+    )
+    return Inbound(created, gateway_url)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        yield client
+
+
+async def events_of(caller: Any, webhook_id: str) -> list[pb.InboundEvent]:
+    call = caller.StreamInboundEvents(pb.StreamInboundEventsRequest(webhook_id=webhook_id))
+    return [response.event async for response in call]
+
+
+async def log_of(
+    caller: Any, webhook_id: str, until: Callable[[list[pb.DeliveryLogEntry]], bool], within: float = 5.0
+) -> list[pb.DeliveryLogEntry]:
+    """The webhook's DeliveryLog, read again until `until` holds (an entry is readable once committed
+    transactions older than it have settled)."""
+    deadline = time.monotonic() + within
+    while True:
+        call = caller.DeliveryLog(pb.DeliveryLogRequest(webhook_id=webhook_id))
+        entries = [response.entry async for response in call]
+        if until(entries) or time.monotonic() >= deadline:
+            return entries
+        await asyncio.sleep(0.05)
+
+
+# -- accepted --------------------------------------------------------------------------------------------
+
+
+async def test_standard_webhooks_request_reaches_a_consumer_byte_for_byte(caller, gateway, http) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body = '{"type": "order.paid",\n  "data": {"name": "Zoë ✓", "amount": 12.50}}\r\n'
+    headers = inbound.signed(body, message_id="msg_paid_1")
+
+    response = await http.post(inbound.url, content=body.encode(), headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "accepted"
+    assert response.json()["id"].startswith("rcv_")
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert event.body == body.encode()
+    assert event.id == response.json()["id"]
+    assert (event.message_id, event.event_type, event.webhook_id) == ("msg_paid_1", "order.paid", inbound.webhook.id)
+    assert event.content_type == "application/json"
+    assert event.cursor
+
+
+async def test_hmac_sha256_request_with_independent_signature_is_accepted(caller, gateway, http) -> None:
+    inbound = await create_inbound(caller, gateway.url, signature_scheme="hmac-sha256")
+    body = bytes(range(256)) + b"\xff\xfe not utf-8"
+    headers = inbound.hub_signed(body, delivery="gh-delivery-1") | {"content-type": "application/octet-stream"}
+
+    response = await http.post(inbound.url, content=body, headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "accepted"
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert event.body == body
+    assert event.message_id == "gh-delivery-1"
+    assert event.content_type == "application/octet-stream"
+
+
+async def test_hmac_sha256_tampered_body_is_rejected(caller, gateway, http, database) -> None:
+    inbound = await create_inbound(caller, gateway.url, signature_scheme="hmac-sha256")
+    headers = inbound.hub_signed(b'{"ok": true}', delivery="gh-2")
+
+    response = await http.post(inbound.url, content=b'{"ok": false}', headers=headers)
+
+    assert response.status_code == 401
+    rows = await database.rows(RECEIPTS, w=inbound.webhook.id)
+    assert [(row.status, row.reason, row.body) for row in rows] == [("rejected", "bad_signature", None)]
+
+
+async def test_received_events_appear_in_the_webhooks_delivery_log(caller, gateway, http) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body = json.dumps({"type": "invoice.sent"})
+    response = await http.post(inbound.url, content=body, headers=inbound.signed(body, message_id="msg_log_1"))
+    assert response.status_code == 200, response.text
+
+    [entry] = await log_of(caller, inbound.webhook.id, lambda entries: len(entries) >= 1)
+
+    assert (entry.outcome, entry.http_status, entry.error) == ("received", 200, "")
+    assert (entry.webhook_id, entry.event_id, entry.event_type) == (inbound.webhook.id, "msg_log_1", "invoice.sent")
+    assert entry.delivery_id == response.json()["id"]
+
+
+# -- rejected and recorded -------------------------------------------------------------------------------
+
+
+def _tampered(inbound: Inbound, body: str) -> tuple[str, dict[str, str]]:
+    return body.replace("1", "2"), inbound.signed(body)
+
+
+def _wrong_secret(inbound: Inbound, body: str) -> tuple[str, dict[str, str]]:
+    return body, inbound.signed(body, secret=OTHER_SECRET)
+
+
+def _stale(inbound: Inbound, body: str) -> tuple[str, dict[str, str]]:
+    return body, inbound.signed(body, at=datetime.now(UTC) - timedelta(minutes=5, seconds=30))
+
+
+def _future(inbound: Inbound, body: str) -> tuple[str, dict[str, str]]:
+    return body, inbound.signed(body, at=datetime.now(UTC) + timedelta(minutes=5, seconds=30))
+
+
+def _no_signature(inbound: Inbound, body: str) -> tuple[str, dict[str, str]]:
+    headers = inbound.signed(body)
+    del headers["webhook-signature"]
+    return body, headers
+
+
+def _no_headers(inbound: Inbound, body: str) -> tuple[str, dict[str, str]]:
+    return body, {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("make_request", "reason"),
+    [
+        (_tampered, "bad_signature"),
+        (_wrong_secret, "bad_signature"),
+        (_stale, "stale_timestamp"),
+        (_future, "future_timestamp"),
+        (_no_signature, "missing_headers"),
+        (_no_headers, "missing_headers"),
+    ],
+    ids=["tampered-body", "wrong-secret", "stale-timestamp", "future-timestamp", "no-signature", "no-headers"],
+)
+async def test_bad_request_is_refused_and_recorded_without_its_body(
+    caller, gateway, http, database, make_request, reason
+) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body, headers = make_request(inbound, json.dumps({"type": "order.paid", "n": 1}))
+
+    response = await http.post(inbound.url, content=body, headers=headers)
+
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["status"] == "UNAUTHENTICATED"
+    assert reason in response.json()["error"]["message"]
+    rows = await database.rows(RECEIPTS, w=inbound.webhook.id)
+    assert [(row.status, row.reason, row.body) for row in rows] == [("rejected", reason, None)]
+    [entry] = await log_of(caller, inbound.webhook.id, lambda entries: len(entries) >= 1)
+    assert (entry.outcome, entry.error, entry.http_status) == ("rejected", reason, 401)
+    assert await events_of(caller, inbound.webhook.id) == []
+
+
+async def test_rejected_attempt_does_not_block_the_genuine_message_with_the_same_id(caller, gateway, http) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body = json.dumps({"type": "order.paid"})
+    headers = inbound.signed(body, message_id="msg_same")
+
+    forged = await http.post(inbound.url, content=body + " ", headers=headers)
+    genuine = await http.post(inbound.url, content=body, headers=headers)
+
+    assert (forged.status_code, genuine.status_code) == (401, 200)
+    assert genuine.json()["status"] == "accepted"
+    assert [event.message_id for event in await events_of(caller, inbound.webhook.id)] == ["msg_same"]
+
+
+async def test_deeply_nested_json_is_judged_by_its_signature_not_its_shape(caller, gateway, http, database) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body = "[" * 200_000  # too deep for json.loads: it has no `type`, and must not be a 500
+
+    unsigned = await http.post(inbound.url, content=body, headers={"content-type": "application/json"})
+    signed = await http.post(inbound.url, content=body, headers=inbound.signed(body))
+
+    assert (unsigned.status_code, signed.status_code) == (401, 200), signed.text
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.event_type, len(event.body)) == ("", len(body))
+
+
+# -- duplicates ------------------------------------------------------------------------------------------
+
+
+async def test_repeated_webhook_id_is_acknowledged_and_stored_once(caller, gateway, http, database) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body = json.dumps({"type": "order.paid"})
+    headers = inbound.signed(body, message_id="msg_twice")
+
+    first = await http.post(inbound.url, content=body, headers=headers)
+    second = await http.post(inbound.url, content=body, headers=headers)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert (first.json()["status"], second.json()["status"]) == ("accepted", "duplicate")
+    rows = await database.rows(RECEIPTS, w=inbound.webhook.id)
+    assert [(row.status, row.message_id) for row in rows] == [("accepted", "msg_twice")]
+    assert len(await events_of(caller, inbound.webhook.id)) == 1
+    entries = await log_of(caller, inbound.webhook.id, lambda entries: len(entries) >= 1)
+    assert [entry.outcome for entry in entries] == ["received"]
+
+
+async def test_concurrent_retries_of_one_message_are_stored_once(caller, gateway, http, database) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body = json.dumps({"type": "order.paid"})
+    headers = inbound.signed(body, message_id="msg_race")
+
+    responses = await asyncio.gather(*(http.post(inbound.url, content=body, headers=headers) for _ in range(8)))
+
+    assert {response.status_code for response in responses} == {200}
+    assert sorted(response.json()["status"] for response in responses) == ["accepted"] + ["duplicate"] * 7
+    assert await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=inbound.webhook.id) == 1
+
+
+# -- not found -------------------------------------------------------------------------------------------
+
+
+def assert_not_found(response: httpx.Response) -> None:
+    assert response.status_code == 404, response.text
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "status", "details"}
+    assert (error["code"], error["status"]) == (404, "NOT_FOUND")
+    assert any(detail["@type"].endswith("google.rpc.ErrorInfo") for detail in error["details"])
+
+
+async def test_unknown_deleted_disabled_and_outbound_webhooks_are_not_found(caller, gateway, http, database) -> None:
+    deleted = await create_inbound(caller, gateway.url)
+    await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=deleted.webhook.id))
+    disabled = await create_inbound(caller, gateway.url, enabled=False)
+    outbound = await caller.CreateWebhook(
+        pb.CreateWebhookRequest(webhook=wpb.Webhook(name="out", url="https://example.test/hook"))
+    )
+    body = json.dumps({"type": "order.paid"})
+    headers = deleted.signed(body)
+
+    for webhook_id in (f"whk_{ULID()}", deleted.webhook.id, disabled.webhook.id, outbound.webhook.id):
+        url = f"{gateway.url}/api/v1/integration/inbound/{webhook_id}"
+        response = await http.post(url, content=body, headers=headers)
+        assert_not_found(response)
+
+    for webhook_id in (deleted.webhook.id, disabled.webhook.id, outbound.webhook.id):
+        assert await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=webhook_id) == 0
+
+
+# -- size ------------------------------------------------------------------------------------------------
+
+
+async def test_body_at_the_limit_is_accepted(caller, gateway, http, settings) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body = "x" * settings.max_request_bytes
+
+    response = await http.post(inbound.url, content=body, headers=inbound.signed(body))
+
+    assert response.status_code == 200, response.text
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert len(event.body) == settings.max_request_bytes
+
+
+async def test_body_over_the_limit_with_content_length_is_too_large(caller, gateway, http, settings, database) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    body = "x" * (settings.max_request_bytes + 1)
+
+    response = await http.post(inbound.url, content=body, headers=inbound.signed(body))
+
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == 413
+    assert await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=inbound.webhook.id) == 0
+
+
+async def test_chunked_body_over_the_limit_is_too_large(caller, gateway, http, settings, database) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    chunk = b"x" * 65536
+    chunks = 2 * settings.max_request_bytes // len(chunk)
+    body = (chunk * chunks).decode()
+    headers = inbound.signed(body)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(chunks):
+            yield chunk
+
+    response = await http.post(inbound.url, content=stream(), headers=headers)
+
+    assert "content-length" not in {name.lower() for name in response.request.headers}
+    assert response.status_code == 413, response.text
+    assert await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=inbound.webhook.id) == 0
+
+
+# -- rate limit ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def limited(settings, backends) -> AsyncIterator[tuple[Any, str]]:
+    """A service and gateway of their own whose inbound limit is a burst of BURST, then one per 10 s."""
+    tight = settings.with_overrides(inbound_burst=BURST, inbound_rate_per_second=0.1)
+    service = await open_service(tight, backends)
+    gateway = Gateway(tight, service.grpc_target, extra_routes=service.http_routes())
+    try:
+        await gateway.start()
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            yield make_caller(channel, subject="person_1"), f"http://127.0.0.1:{gateway.port}"
+    finally:
+        await gateway.stop()
+        await service.stop(grace=1.0)
+
+
+async def test_requests_over_the_burst_get_429_with_retry_after(limited, http, database) -> None:
+    own_caller, gateway_url = limited
+    inbound = await create_inbound(own_caller, gateway_url)
+    other = await create_inbound(own_caller, gateway_url)
+    body = json.dumps({"type": "order.paid"})
+
+    async def send(target: Inbound) -> httpx.Response:
+        return await http.post(target.url, content=body, headers=target.signed(body))
+
+    responses = await asyncio.gather(*(send(inbound) for _ in range(BURST + 10)))
+    statuses = [response.status_code for response in responses]
+
+    assert sorted(statuses) == [200] * BURST + [429] * 10
+    for response in responses:
+        if response.status_code == 429:
+            assert 1 <= int(response.headers["Retry-After"]) <= 10
+            assert response.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    stored = await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=inbound.webhook.id)
+    assert stored == BURST
+    assert (await send(other)).status_code == 200  # the limit is per webhook
