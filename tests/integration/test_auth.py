@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from webhook_calls import error_info, rpc_error
 
-from conftest import JWT_SECRET, new_tenant_id
+from support import JWT_SECRET, new_tenant_id
 from webhookd.auth.tokens import TokenVerifier, mint
 from webhookd.config import Settings, SettingsError
 from webhookd.domain.errors import Unauthenticated

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import AuthedStub
+from support import AuthedStub
 from webhookd.app import Service
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"

@@ -17,7 +17,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from webhook_calls import create, create_webhook, field_violations, rpc_error
 
-from conftest import AuthedStub, make_caller
+from support import AuthedStub, make_caller
 from webhookd.app import Backends, Service
 from webhookd.config import Settings
 from webhookd.secrets.fingerprints import fingerprint

@@ -7,7 +7,7 @@ from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhook_calls import create_webhook, rpc_error
 
-from conftest import AuthedStub, make_caller
+from support import AuthedStub, make_caller
 
 
 async def assert_not_found_for(stranger: AuthedStub, webhook: wpb.Webhook) -> None:

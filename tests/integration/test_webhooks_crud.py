@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ulid import ULID
 from webhook_calls import create, create_webhook, error_info, rpc_error
 
-from conftest import make_caller
+from support import make_caller
 from webhookd.app import Backends
 from webhookd.domain.ids import WEBHOOK_PREFIX, looks_like
 

@@ -8,7 +8,7 @@ from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhook_calls import create_webhook, field_violations, rpc_error
 
-from conftest import AuthedStub, make_caller
+from support import AuthedStub, make_caller
 
 
 async def listed_ids(caller: AuthedStub, **filters: object) -> list[str]:

@@ -11,7 +11,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import field_mask_pb2
 from webhook_calls import create, create_webhook, error_info, field_violations, rpc_error
 
-from conftest import AuthedStub, make_caller
+from support import AuthedStub, make_caller
 from webhookd.app import Backends, Service
 from webhookd.config import Settings
 

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.event_types import validate_filter
 from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
