@@ -10,3 +10,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # time). A connection the server dropped fails once and is invalidated by the pool; recycling
     # idle connections keeps that rare.
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool in autocommit, for single-statement reads: one round trip instead of
+    BEGIN, the query and ROLLBACK (a statement is its own snapshot)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhookd.domain import ids
 from webhookd.domain.webhooks import Backoff, RetryPolicy, SignatureScheme
+from webhookd.store.database import reader
 from webhookd.store.notifications import CoalescingNotifier
 from webhookd.store.tables import attempts, deliveries, webhooks
 
@@ -122,6 +123,7 @@ class DeliveryQueue:
         self, engine: AsyncEngine, *, pause_after_failures: int, attempts_notifier: CoalescingNotifier
     ) -> None:
         self._engine = engine
+        self._reader = reader(engine)
         self._pause_after_failures = pause_after_failures
         self._attempts_notifier = attempts_notifier
 
@@ -142,7 +144,7 @@ class DeliveryQueue:
             return [_claimed(row, token) for row in rows]
 
     async def next_due_at(self) -> datetime | None:
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             value: datetime | None = await connection.scalar(
                 sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
             )

@@ -17,6 +17,7 @@ from webhookd.domain import ids
 from webhookd.domain.history import LogPosition
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import SignatureScheme
+from webhookd.store.database import reader
 from webhookd.store.deliveries import ATTEMPTS_CHANNEL
 from webhookd.store.tables import attempts, inbound_consumers, inbound_events, webhooks
 
@@ -74,6 +75,7 @@ def _event(row: Any) -> InboundEvent:
 class InboundStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reader = reader(engine)
 
     async def target(self, webhook_id: str) -> InboundTarget | None:
         """The live, enabled inbound webhook with this id; its id is the only key the sender has."""
@@ -83,7 +85,7 @@ class InboundStore:
             webhooks.c.enabled.is_(True),
             webhooks.c.deleted_at.is_(None),
         )
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             row = (await connection.execute(statement)).one_or_none()
         if row is None:
             return None
@@ -162,7 +164,7 @@ class InboundStore:
             .order_by(inbound_events.c.txid, inbound_events.c.seq)
             .limit(limit)
         )
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             return [_event(row) for row in await connection.execute(statement)]
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:

@@ -22,6 +22,7 @@ from webhookd.domain.webhooks import (
     Webhook,
     WebhookSpec,
 )
+from webhookd.store.database import reader
 from webhookd.store.tables import server_keys, webhooks
 
 
@@ -113,6 +114,7 @@ def webhook_from_row(row: RowMapping | Mapping[str, Any]) -> Webhook:
 class WebhookStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reader = reader(engine)
         self._page_token_key: bytes | None = None
 
     async def page_token_key(self) -> bytes:
@@ -149,7 +151,7 @@ class WebhookStore:
         return webhook_from_row(row)
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             return await self._get(connection, scope, webhook_id)
 
     async def list(self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int) -> list[Webhook]:
@@ -174,7 +176,7 @@ class WebhookStore:
         if after_id is not None:
             conditions.append(webhooks.c.id > after_id)
         statement = sa.select(webhooks).where(*conditions).order_by(webhooks.c.id).limit(limit)
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             rows = (await connection.execute(statement)).mappings().all()
         return [webhook_from_row(row) for row in rows]
 
