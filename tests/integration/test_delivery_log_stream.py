@@ -1,0 +1,300 @@
+"""DeliveryLog as a log: backlog then live with no gap and no duplicate, resumable, scoped and filtered.
+
+Attempt rows are written two ways: by the real workers delivering published events to a loopback
+receiver, and by plain SQL (every column filled, as `DeliveryQueue.record` does) when a test needs
+to hold a writer's transaction open or shape the rows exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import timestamp_pb2
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from ulid import ULID
+from webhook_calls import create_webhook, field_violations, rpc_error
+
+from support import make_caller
+from webhookd.store.deliveries import ATTEMPTS_CHANNEL
+
+TABLE_ORDER = "SELECT delivery_id, attempt FROM attempts WHERE tenant_id = :t ORDER BY txid, seq"
+INSERT_ATTEMPTS = text(
+    """
+INSERT INTO attempts (id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,
+    http_status, latency_ms, error, response_excerpt, next_attempt_at, occurred_at)
+SELECT 'att_' || :tag || n, :tenant, :app, 'dlv_' || :tag || n, 'evt_' || :tag || n, :event_type, :webhook, 1,
+    :outcome, 200, 7, '', 'ok', NULL, coalesce(CAST(:occurred_at AS timestamptz), clock_timestamp())
+FROM generate_series(1, :count) AS n
+"""
+)
+
+
+async def insert_attempts(
+    connection: AsyncConnection,
+    tenant_id: str,
+    *,
+    count: int = 1,
+    app_id: str | None = None,
+    event_type: str = "log.test",
+    webhook_id: str = "whk_sql",
+    outcome: str = "succeeded",
+    occurred_at: datetime | None = None,
+) -> list[str]:
+    """Inserts attempt rows in the connection's open transaction and queues the followers' NOTIFY;
+    returns their delivery ids in insert order."""
+    tag = f"{str(ULID()).lower()}_"
+    await connection.execute(
+        INSERT_ATTEMPTS,
+        {
+            "tag": tag,
+            "tenant": tenant_id,
+            "app": app_id,
+            "event_type": event_type,
+            "webhook": webhook_id,
+            "outcome": outcome,
+            "occurred_at": occurred_at,
+            "count": count,
+        },
+    )
+    await connection.execute(text(f"NOTIFY {ATTEMPTS_CHANNEL}"))
+    return [f"dlv_{tag}{n}" for n in range(1, count + 1)]
+
+
+async def committed_attempts(database: Any, tenant_id: str, **fields: Any) -> list[str]:
+    async with database.engine.begin() as connection:
+        return await insert_attempts(connection, tenant_id, **fields)
+
+
+class Tail:
+    """A DeliveryLog call read in the background: `entries` grows as entries arrive."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.entries: list[pb.DeliveryLogEntry] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for response in self.call:
+            self.entries.append(response.entry)
+
+    async def wait_for(self, count: int, within: float = 15.0) -> list[pb.DeliveryLogEntry]:
+        """The entries once at least `count` arrived (bounded)."""
+        deadline = time.monotonic() + within
+        while len(self.entries) < count:
+            if self._reader.done():
+                self._reader.result()  # raises the stream's error, if it ended with one
+                raise AssertionError(f"stream ended after {len(self.entries)} entries, expected {count}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.entries)} entries within {within}s, expected {count}")
+            await asyncio.sleep(0.01)
+        return list(self.entries)
+
+    async def ended(self, within: float = 15.0) -> list[pb.DeliveryLogEntry]:
+        """All entries of a stream without follow, once it has ended."""
+        await asyncio.wait_for(self._reader, within)
+        return list(self.entries)
+
+    async def close(self) -> None:
+        self.call.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {within}s")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def follow() -> AsyncIterator[Callable[..., Tail]]:
+    """Opens follow streams for the test; whatever the test leaves open is cancelled after it."""
+    opened: list[Tail] = []
+
+    def open_stream(caller: Any, **fields: Any) -> Tail:
+        opened.append(Tail(caller.DeliveryLog(pb.DeliveryLogRequest(follow=True, **fields))))
+        return opened[-1]
+
+    yield open_stream
+    for tail in opened:
+        await tail.close()
+
+
+def keys(entries: list[pb.DeliveryLogEntry]) -> list[tuple[str, int]]:
+    return [(entry.delivery_id, entry.attempt) for entry in entries]
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+# -- exactly once, in order ------------------------------------------------------------------------------
+
+
+async def test_follow_under_concurrent_publishing_matches_the_table_exactly(
+    follow, service, caller, workers, receiver, database
+) -> None:
+    await create_webhook(caller, url=receiver.url, event_types=["*"])
+    tail = follow(caller)
+    await until(lambda: service.log_hub.subscribers >= 1)
+
+    async def publisher(name: str, events: int) -> None:
+        for _ in range(events):
+            await caller.PublishEvent(pb.PublishEventRequest(event_type=f"load.{name}"))
+
+    await asyncio.gather(*(publisher(f"p{n}", 20) for n in range(5)))
+    await database.wait_for(TABLE_ORDER, lambda rows: len(rows) == 100, within=30, t=caller.tenant_id)
+    # A last attempt, written after the 100: anything the stream repeated would show before it.
+    sentinel = await caller.PublishEvent(pb.PublishEventRequest(event_type="load.sentinel"))
+    table = await database.wait_for(TABLE_ORDER, lambda rows: len(rows) == 101, within=30, t=caller.tenant_id)
+    entries = await tail.wait_for(101, within=30)
+    await tail.close()
+
+    assert entries[-1].event_id == sentinel.event_id
+    assert keys(entries) == [(row.delivery_id, row.attempt) for row in table]
+    assert len(set(keys(entries))) == 101
+
+
+async def test_attempt_committed_late_is_streamed_once_in_txid_order(follow, service, caller, database) -> None:
+    tail = follow(caller)
+    await until(lambda: service.log_hub.subscribers >= 1)
+    first = await committed_attempts(database, caller.tenant_id)
+    await tail.wait_for(1)
+
+    async with database.engine.connect() as older, database.engine.connect() as late:
+        older_transaction = await older.begin()
+        before = await insert_attempts(older, caller.tenant_id)  # txid b
+        late_transaction = await late.begin()
+        held = await insert_attempts(late, caller.tenant_id)  # txid a > b, kept open
+        await older_transaction.commit()
+        # b committed after a began and is older than a: it is readable while a is still open.
+        assert keys(await tail.wait_for(2)) == [(first[0], 1), (before[0], 1)]
+
+        after = await committed_attempts(database, caller.tenant_id)  # txid c > a, commits first
+        await asyncio.sleep(0.5)  # time for the follower to wake on c's NOTIFY and read
+        assert len(tail.entries) == 2, "an entry behind a still-open transaction was streamed early"
+
+        await late_transaction.commit()
+    entries = await tail.wait_for(4)
+    await asyncio.sleep(0.3)  # a duplicate would arrive on the same wake-up
+    await tail.close()
+
+    table = await database.rows(TABLE_ORDER, t=caller.tenant_id)
+    assert [row.delivery_id for row in table] == [first[0], before[0], held[0], after[0]]
+    assert keys(tail.entries) == keys(entries) == [(row.delivery_id, row.attempt) for row in table]
+
+
+# -- starting points -------------------------------------------------------------------------------------
+
+
+async def test_stream_resumed_after_a_cursor_continues_with_the_next_entry(follow, service, caller, database) -> None:
+    written = await committed_attempts(database, caller.tenant_id, count=5)
+    tail = follow(caller)
+    first_read = await tail.wait_for(5)
+    await tail.close()
+    assert [entry.delivery_id for entry in first_read] == written
+
+    resumed = follow(caller, after_cursor=first_read[2].cursor)
+    assert keys(await resumed.wait_for(2)) == keys(first_read[3:5])
+    live = await committed_attempts(database, caller.tenant_id)
+    entries = await resumed.wait_for(3)
+    await resumed.close()
+    assert [entry.delivery_id for entry in entries] == [*written[3:5], *live]
+    assert [entry.cursor for entry in entries[:2]] == [entry.cursor for entry in first_read[3:5]]
+
+
+async def test_stream_since_a_time_starts_with_attempts_at_or_after_it(caller, database) -> None:
+    now = datetime.now(UTC)
+    await committed_attempts(database, caller.tenant_id, count=3, occurred_at=now - timedelta(hours=2))
+    recent = await committed_attempts(database, caller.tenant_id, count=2, occurred_at=now - timedelta(minutes=5))
+
+    since = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(since=timestamp(now - timedelta(hours=1)))))
+    assert [entry.delivery_id for entry in await since.ended()] == recent
+    everything = Tail(caller.DeliveryLog(pb.DeliveryLogRequest()))
+    assert len(await everything.ended()) == 5
+
+
+async def test_malformed_cursor_is_invalid_argument(caller) -> None:
+    for cursor in ("not a cursor", "MS4yLjM", "YWJj", "%%%"):
+        call = caller.DeliveryLog(pb.DeliveryLogRequest(after_cursor=cursor, follow=True))
+        error = await rpc_error(call.read())
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, cursor
+        assert "after_cursor" in field_violations(error)
+
+
+# -- scope and filters -----------------------------------------------------------------------------------
+
+
+async def test_another_tenants_stream_sees_nothing(follow, service, channel, caller, database) -> None:
+    other = make_caller(channel, subject="person_2")
+    await committed_attempts(database, caller.tenant_id, count=3)
+    others_tail = follow(other)
+    await until(lambda: service.log_hub.subscribers >= 1)
+    await committed_attempts(database, caller.tenant_id, count=2)
+    own = await committed_attempts(database, other.tenant_id)
+
+    entries = await others_tail.wait_for(1)
+    await asyncio.sleep(0.3)
+    await others_tail.close()
+    assert [entry.delivery_id for entry in others_tail.entries] == own == [entries[0].delivery_id]
+
+
+async def test_webhook_filter_naming_another_tenants_webhook_is_not_found(channel, caller) -> None:
+    webhook = await create_webhook(caller)
+    other = make_caller(channel, subject="person_2")
+    call = other.DeliveryLog(pb.DeliveryLogRequest(webhook_id=webhook.id, follow=True))
+    error = await rpc_error(call.read())
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_app_scoped_stream_sees_only_its_apps_attempts(channel, caller, database) -> None:
+    crm = make_caller(channel, tenant_id=caller.tenant_id, subject="svc", app_id="app_crm")
+    await committed_attempts(database, caller.tenant_id, app_id="app_erp")
+    mine = await committed_attempts(database, caller.tenant_id, app_id="app_crm")
+
+    assert [entry.delivery_id for entry in await Tail(crm.DeliveryLog(pb.DeliveryLogRequest())).ended()] == mine
+    assert len(await Tail(caller.DeliveryLog(pb.DeliveryLogRequest())).ended()) == 2
+
+
+async def test_outcome_and_event_type_filters_apply_to_backlog_and_live_entries(
+    follow, service, caller, database
+) -> None:
+    async def write(outcome: str, event_type: str) -> str:
+        [delivery_id] = await committed_attempts(database, caller.tenant_id, outcome=outcome, event_type=event_type)
+        return delivery_id
+
+    wanted = [await write("failed", "order.created"), await write("timed_out", "order.paid")]
+    await write("succeeded", "order.created")
+    await write("failed", "invoice.sent")
+
+    tail = follow(caller, outcomes=["failed", "timed_out"], event_types=["order.*"])
+    await tail.wait_for(2)
+    await write("failed", "orders.created")  # `order.*` does not match the `orders` prefix
+    await write("succeeded", "order.paid")
+    wanted.append(await write("failed", "order.shipped"))
+    entries = await tail.wait_for(3)
+    await asyncio.sleep(0.3)
+    await tail.close()
+    assert [entry.delivery_id for entry in tail.entries] == [entry.delivery_id for entry in entries] == wanted
+    assert [entry.outcome for entry in entries] == ["failed", "timed_out", "failed"]
+
+    exact = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(event_types=["order.paid"])))
+    assert [entry.outcome for entry in await exact.ended()] == ["timed_out", "succeeded"]
+
+
+async def test_unknown_outcome_filter_is_invalid_argument(caller) -> None:
+    call = caller.DeliveryLog(pb.DeliveryLogRequest(outcomes=["exploded"], follow=True))
+    error = await rpc_error(call.read())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "outcomes[0]" in field_violations(error)
