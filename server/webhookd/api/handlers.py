@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -26,10 +28,13 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     if handler.unary_stream is not None:
         unary_stream = handler.unary_stream
 
-        async def wrapped_unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        # A coroutine that writes, not an async generator that yields: when the caller goes away,
+        # grpc.aio cancels this task, so the stream is closed here, in the call's own context. A
+        # generator would be closed later by the garbage collector, in another context, where the
+        # interceptors' context variables cannot be reset.
+        async def wrapped_unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             async with around(context):
-                async for response in unary_stream(request, context):
-                    yield response
+                await _write_all(unary_stream(request, context), context)
 
         return grpc.unary_stream_rpc_method_handler(
             wrapped_unary_stream, handler.request_deserializer, handler.response_serializer
@@ -54,6 +59,17 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     return grpc.stream_stream_rpc_method_handler(
         wrapped_stream_stream, handler.request_deserializer, handler.response_serializer
     )
+
+
+async def _write_all(result: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Sends a streaming behaviour's responses: an async generator's items, or nothing more for a
+    coroutine that writes itself (an inner wrapper)."""
+    if inspect.isasyncgen(result):
+        async with contextlib.aclosing(result) as responses:
+            async for response in responses:
+                await context.write(response)
+    else:
+        await result
 
 
 def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
