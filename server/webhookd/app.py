@@ -37,6 +37,7 @@ from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.events import Events
 from webhookd.services.history import History
 from webhookd.services.inbound import Inbound
+from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
 from webhookd.store import migrate, retention
 from webhookd.store.database import create_engine
@@ -114,11 +115,12 @@ class Service:
         )
         self.events = Events(EventStore(self.engine), max_payload_bytes=settings.max_payload_bytes)
         self.log_hub = NotificationHub(backends.database_url, ATTEMPTS_CHANNEL)
+        stream_slots = StreamSlots(settings.max_streams_per_tenant)
         self.history = History(
             HistoryStore(self.engine),
             webhook_store,
             self.log_hub,
-            max_streams_per_tenant=settings.max_streams_per_tenant,
+            stream_slots=stream_slots,
         )
         self.inbound_hub = NotificationHub(backends.database_url, INBOUND_CHANNEL)
         self.inbound = Inbound(
@@ -127,6 +129,7 @@ class Service:
             webhook_store,
             self.inbound_hub,
             rate_limiter=RateLimiter(settings.inbound_rate_per_second, settings.inbound_burst),
+            stream_slots=stream_slots,
         )
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(

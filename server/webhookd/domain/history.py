@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 from webhookd.domain.errors import Invalid
 
-OUTCOMES = ("succeeded", "failed", "timed_out", "connection_error", "refused")
+OUTCOMES = ("succeeded", "failed", "timed_out", "connection_error", "refused", "received", "rejected")
+_BIGINT = 2**63
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 MAX_RECOVER_WINDOW = timedelta(days=14)
 
@@ -28,10 +29,13 @@ def encode_cursor(position: LogPosition) -> str:
 def decode_cursor(cursor: str, *, field: str = "after_cursor") -> LogPosition:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        txid, seq = raw.split(".")
-        return LogPosition(int(txid), int(seq))
+        txid, seq = (int(part) for part in raw.split("."))
     except ValueError:
         raise Invalid.field(field, "is not a cursor from this log") from None
+    # A forged cursor may hold any integer; PostgreSQL's bigint would refuse it with an error.
+    if not (0 <= txid < _BIGINT and 0 <= seq < _BIGINT):
+        raise Invalid.field(field, "is not a cursor from this log")
+    return LogPosition(txid, seq)
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from webhookd.domain import event_types, page_tokens
-from webhookd.domain.errors import FieldViolation, Invalid, ResourceExhausted
+from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.history import (
     DELIVERY_STATUSES,
     MAX_RECOVER_WINDOW,
@@ -21,7 +20,7 @@ from webhookd.domain.history import (
 )
 from webhookd.domain.scope import Scope
 from webhookd.domain.validation import validate_page_size
-from webhookd.services.tailing import tail
+from webhookd.services.tailing import StreamSlots, tail
 from webhookd.store.history import HistoryStore
 from webhookd.store.notifications import NotificationHub
 from webhookd.store.webhooks import WebhookStore
@@ -57,13 +56,12 @@ class History:
         webhooks: WebhookStore,
         hub: NotificationHub,
         *,
-        max_streams_per_tenant: int,
+        stream_slots: StreamSlots,
     ) -> None:
         self._store = store
         self._webhooks = webhooks
         self._hub = hub
-        self._max_streams_per_tenant = max_streams_per_tenant
-        self._open_streams: Counter[str] = Counter()
+        self._stream_slots = stream_slots
 
     @property
     def hub(self) -> NotificationHub:
@@ -84,19 +82,9 @@ class History:
             raise Invalid(violations)
         if query.webhook_id is not None:
             await self._webhooks.get(scope, query.webhook_id)  # NotFound for another tenant's webhook
-        if self._open_streams[scope.tenant_id] >= self._max_streams_per_tenant:
-            raise ResourceExhausted(
-                f"at most {self._max_streams_per_tenant} delivery log streams per tenant are open at once",
-                retry_after_seconds=5,
-            )
-        self._open_streams[scope.tenant_id] += 1
-        try:
+        with self._stream_slots.hold(scope.tenant_id):
             async for entry in self._entries(scope, query, after=after, since=since, follow=follow):
                 yield entry
-        finally:
-            self._open_streams[scope.tenant_id] -= 1
-            if self._open_streams[scope.tenant_id] <= 0:
-                del self._open_streams[scope.tenant_id]
 
     async def _entries(
         self, scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, follow: bool

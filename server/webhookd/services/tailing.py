@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
+from webhookd.domain.errors import ResourceExhausted
 from webhookd.domain.history import LogPosition
 from webhookd.store.notifications import NotificationHub
 
@@ -17,6 +19,31 @@ T = TypeVar("T")
 BATCH = 200
 # Rows held back behind a still-running transaction need no NOTIFY to become readable: re-check.
 RECHECK_SECONDS = 1.0
+
+
+class StreamSlots:
+    """At most `per_tenant` open streams per tenant in this process (log and inbound streams alike)."""
+
+    def __init__(self, per_tenant: int) -> None:
+        self._per_tenant = per_tenant
+        self._open: Counter[str] = Counter()
+
+    def open_streams(self, tenant_id: str) -> int:
+        return self._open[tenant_id]
+
+    @contextlib.contextmanager
+    def hold(self, tenant_id: str) -> Iterator[None]:
+        if self._open[tenant_id] >= self._per_tenant:
+            raise ResourceExhausted(
+                f"at most {self._per_tenant} streams per tenant may be open at once", retry_after_seconds=5
+            )
+        self._open[tenant_id] += 1
+        try:
+            yield
+        finally:
+            self._open[tenant_id] -= 1
+            if self._open[tenant_id] <= 0:
+                del self._open[tenant_id]
 
 
 async def tail(
