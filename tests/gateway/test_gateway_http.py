@@ -394,7 +394,7 @@ async def test_unknown_route_is_404_in_the_error_shape(gateway: Gateway) -> None
 async def test_wrong_method_is_405_with_allow(gateway: Gateway) -> None:
     response = await gateway.http.put("/api/v1/integration/webhooks/whk_1", json={})
     assert response.status_code == 405
-    assert response.headers["allow"] == "DELETE, GET"
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
     assert error_of(response)["code"] == 405
 
 

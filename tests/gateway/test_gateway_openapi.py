@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -11,7 +12,7 @@ from openapi_spec_validator import validate
 
 from webhookd.gateway.descriptors import default_services, load_comments
 from webhookd.gateway.openapi import build_openapi
-from webhookd.gateway.routes import bindings_for_services
+from webhookd.gateway.routes import bindings_for_services, parse_template
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +38,30 @@ def test_probe_service_with_streams_maps_and_nested_queries_is_valid(
     tail = document["paths"]["/v1/probes/{probe_id}/log"]["get"]
     assert set(tail["responses"]["200"]["content"]) == {"application/x-ndjson", "text/event-stream"}
     assert "Last-Event-ID" in [p.get("name") for p in tail["parameters"]]
-    search = document["paths"]["/v1/{parent.name}/items"]["get"]
+    search = document["paths"]["/v1/{parent_name}/items"]["get"]
     names = [p.get("name") for p in search["parameters"]]
     assert {"filter.min_size", "filter.color", "tags", "since", "colors"} <= set(names)
     assert "labels" not in names  # a map has no query form
 
 
 def test_every_binding_is_an_operation(document: dict[str, Any]) -> None:
+    operations = {
+        operation["operationId"]: (path, verb)
+        for path, item in document["paths"].items()
+        for verb, operation in item.items()
+    }
     for binding in bindings_for_services(default_services()):
-        operation = document["paths"][binding.template.openapi_path()][binding.http_method.lower()]
-        assert operation["operationId"] == f"WebhookService_{binding.method.name}"
+        path, verb = operations[f"WebhookService_{binding.method.name}"]
+        assert verb == binding.http_method.lower()
+        assert parse_template(path).shape == binding.template.shape
+
+
+def test_templates_of_one_shape_are_one_path_item(document: dict[str, Any]) -> None:
+    # OpenAPI: paths differing only in their variables' names are identical, and must not both exist.
+    shapes = [parse_template(path).shape for path in document["paths"]]
+    assert len(shapes) == len(set(shapes))
+    assert set(document["paths"]["/api/v1/integration/webhooks/{id}"]) >= {"get", "patch", "delete"}
+    assert not any("." in name for path in document["paths"] for name in re.findall(r"{([^}]*)}", path))
 
 
 def test_descriptions_come_from_proto_comments(document: dict[str, Any]) -> None:
@@ -73,14 +88,14 @@ def test_webhook_schema_matches_the_gateway_json(document: dict[str, Any]) -> No
 
 
 def test_patch_body_has_no_required_fields(document: dict[str, Any]) -> None:
-    patch = document["paths"]["/api/v1/integration/webhooks/{webhook.id}"]["patch"]
+    patch = document["paths"]["/api/v1/integration/webhooks/{id}"]["patch"]
     assert patch["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/WebhookUpdate"
     assert "required" not in document["components"]["schemas"]["WebhookUpdate"]
 
 
 def test_if_match_etag_and_412_are_documented_where_they_apply(document: dict[str, Any]) -> None:
     paths = document["paths"]
-    for operation in (paths["/api/v1/integration/webhooks/{webhook.id}"]["patch"],
+    for operation in (paths["/api/v1/integration/webhooks/{id}"]["patch"],
                       paths["/api/v1/integration/webhooks/{id}"]["delete"]):  # fmt: skip
         assert "If-Match" in [p.get("name") for p in operation["parameters"]]
         assert "412" in operation["responses"] and "409" in operation["responses"]

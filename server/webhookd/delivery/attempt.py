@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from webhookd.delivery.http import AttemptResult, Outcome, Sender
 from webhookd.domain import retry, signing
@@ -30,11 +31,24 @@ def next_attempt_at(claimed: ClaimedDelivery, result: AttemptResult, now: dateti
     return now + timedelta(seconds=delay)
 
 
+class AttemptObserver(Protocol):
+    """Told of every attempt right after its POST (metrics); it must neither block nor raise."""
+
+    def attempted(self, outcome: str, latency_ms: int, *, finished: bool, succeeded: bool) -> None: ...
+
+
 class Deliverer:
-    def __init__(self, queue: DeliveryQueue, secrets: VaultSecretStore, sender: Sender) -> None:
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        secrets: VaultSecretStore,
+        sender: Sender,
+        observer: AttemptObserver | None = None,
+    ) -> None:
         self._queue = queue
         self._secrets = secrets
         self._sender = sender
+        self._observer = observer
 
     async def deliver(self, claimed: ClaimedDelivery) -> None:
         try:
@@ -62,6 +76,14 @@ class Deliverer:
             claimed.url, body=claimed.body, headers=headers, timeout_ms=claimed.retry_policy.timeout_ms
         )
         finished_at = datetime.now(UTC)
+        retry_at = next_attempt_at(claimed, result, finished_at)
+        if self._observer is not None:
+            self._observer.attempted(
+                result.outcome.value,
+                result.latency_ms,
+                finished=retry_at is None,
+                succeeded=result.outcome is Outcome.SUCCEEDED,
+            )
         await self._queue.record(
             claimed,
             AttemptRecord(
@@ -72,7 +94,7 @@ class Deliverer:
                 response_excerpt=result.response_excerpt,
                 succeeded=result.outcome is Outcome.SUCCEEDED,
                 gone=result.gone,
-                next_attempt_at=next_attempt_at(claimed, result, finished_at),
+                next_attempt_at=retry_at,
                 occurred_at=finished_at,
             ),
         )

@@ -127,11 +127,13 @@ class RpcRoute(BaseRoute):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
             return Match.NONE, {}
-        params = self.template.match(raw_request_path(scope))
+        binding = self.bindings.get(scope["method"])
+        # Every template of a route has one shape; the binding's own names its variables.
+        params = (binding.template if binding is not None else self.template).match(raw_request_path(scope))
         if params is None:
             return Match.NONE, {}
         child: Scope = {"path_params": params, "endpoint": self.handle}
-        return (Match.FULL if scope["method"] in self.bindings else Match.PARTIAL), child
+        return (Match.FULL if binding is not None else Match.PARTIAL), child
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         # RPC routes are addressed by their templates, not by Starlette route names.

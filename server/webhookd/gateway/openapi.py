@@ -28,7 +28,7 @@ from webhookd.gateway.descriptors import (
 )
 from webhookd.gateway.errors import HTTP_STATUS_BY_CODE
 from webhookd.gateway.jsonshape import enum_word, enum_words, is_unspecified, json_key
-from webhookd.gateway.routes import Binding, bindings_for_services
+from webhookd.gateway.routes import Binding, PathTemplate, Variable, bindings_for_services
 from webhookd.gateway.streaming import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 from webhookd.gateway.transcode import UPDATE_MASK_FIELD
 
@@ -91,6 +91,19 @@ Concurrency: a resource with a `version` comes back with `ETag: "<version>"`. Se
 """.strip()
 
 
+def parameter_names(template: PathTemplate) -> tuple[str, ...]:
+    """OpenAPI names for a template's variables: the field path with `_` for `.`, since tools
+    read `{a.b}` in a path as attribute access (schemathesis, code generators)."""
+    return tuple(variable.field_path.replace(".", "_") for variable in template.variables)
+
+
+def openapi_path(template: PathTemplate, names: tuple[str, ...]) -> str:
+    """The template in OpenAPI path templating, its variables called `names` in order."""
+    by_variable = dict(zip(template.variables, names, strict=True))
+    parts = [f"{{{by_variable[s]}}}" if isinstance(s, Variable) else s for s in template.segments]
+    return "/" + "/".join(parts) + (f":{template.verb}" if template.verb else "")
+
+
 def build_openapi(
     services: Sequence[ServiceDescriptor],
     comments: Comments,
@@ -120,9 +133,13 @@ class _Builder:
             },
             OPENAPI_PATH: {"get": _static_operation("openapi", "This OpenAPI document.", None)},
         }
+        names_by_shape: dict[str, tuple[str, ...]] = {}
         for binding in bindings_for_services(services):
-            path_item = paths.setdefault(binding.template.openapi_path(), {})
-            path_item[binding.http_method.lower()] = self._operation(binding)
+            # One path item per shape: OpenAPI forbids two templated paths that differ only in
+            # their variables' names, so PATCH /webhooks/{webhook.id} joins /webhooks/{id}.
+            names = names_by_shape.setdefault(binding.template.shape, parameter_names(binding.template))
+            path_item = paths.setdefault(openapi_path(binding.template, names), {})
+            path_item[binding.http_method.lower()] = self._operation(binding, names)
         self._schemas["Error"] = _error_schema()
         return {
             "openapi": "3.1.0",
@@ -154,7 +171,7 @@ class _Builder:
 
     # --------------------------------------------------------------------------- operations
 
-    def _operation(self, binding: Binding) -> dict[str, Any]:
+    def _operation(self, binding: Binding, path_names: tuple[str, ...]) -> dict[str, Any]:
         method = binding.method
         doc = self._comments.of(method.full_name)
         operation: dict[str, Any] = {
@@ -167,7 +184,7 @@ class _Builder:
         }
         if doc:
             operation["description"] = doc
-        parameters = self._path_parameters(binding) + self._query_parameters(binding)
+        parameters = self._path_parameters(binding, path_names) + self._query_parameters(binding)
         parameters += self._header_parameters(binding)
         operation["parameters"] = [*parameters, {"$ref": "#/components/parameters/RequestId"}]
         if binding.body:
@@ -175,12 +192,12 @@ class _Builder:
         operation["responses"] = self._responses(binding)
         return operation
 
-    def _path_parameters(self, binding: Binding) -> list[dict[str, Any]]:
+    def _path_parameters(self, binding: Binding, names: tuple[str, ...]) -> list[dict[str, Any]]:
         parameters = []
-        for variable in binding.template.variables:
+        for variable, name in zip(binding.template.variables, names, strict=True):
             fields = resolve_field_path(binding.method.input_type, variable.field_path)
             schema = self._single_schema(fields[-1]) if fields else {"type": "string"}
-            parameter = {"name": variable.field_path, "in": "path", "required": True, "schema": schema}
+            parameter = {"name": name, "in": "path", "required": True, "schema": schema}
             if fields and (doc := self._comments.of(fields[-1].full_name)):
                 parameter["description"] = doc
             parameters.append(parameter)

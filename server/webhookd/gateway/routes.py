@@ -69,6 +69,13 @@ class PathTemplate:
         parts = [f"{{{s.field_path}}}" if isinstance(s, Variable) else s for s in self.segments]
         return "/" + "/".join(parts) + (f":{self.verb}" if self.verb else "")
 
+    @property
+    def shape(self) -> str:
+        """The template with its variables unnamed: `/webhooks/{id}` and `/webhooks/{webhook.id}` are
+        one shape, since they match the same paths."""
+        parts = ["{" + "/".join(s.segments) + "}" if isinstance(s, Variable) else s for s in self.segments]
+        return "/" + "/".join(parts) + (f":{self.verb}" if self.verb else "")
+
 
 @dataclass(frozen=True)
 class Binding:
@@ -116,11 +123,12 @@ def bindings_for_services(services: Iterable[ServiceDescriptor]) -> list[Binding
 
 
 def group_by_template(bindings: Iterable[Binding]) -> list[tuple[PathTemplate, dict[str, Binding]]]:
-    """One entry per distinct path template, HTTP method → binding; literal-heavy templates first
-    so `/webhooks/stats` would win over `/webhooks/{id}`."""
+    """One entry per path shape (templates matching the same paths, whatever their variables are
+    called), HTTP method → binding; literal-heavy templates first so `/webhooks/stats` would win
+    over `/webhooks/{id}`. The group's template is its first binding's."""
     groups: dict[str, tuple[PathTemplate, dict[str, Binding]]] = {}
     for binding in bindings:
-        key = binding.template.openapi_path()
+        key = binding.template.shape
         _, by_method = groups.setdefault(key, (binding.template, {}))
         if binding.http_method in by_method:
             other = by_method[binding.http_method].method.full_name

@@ -8,9 +8,10 @@ import logging
 from collections.abc import Iterator
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 log = logging.getLogger("webhookd.gateway")
+KEEP_ALIVE_SECONDS = 75
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -24,10 +25,20 @@ class _EmbeddedUvicorn(uvicorn.Server):
 class HttpServer:
     """uvicorn on a host:port (port 0 picks a free one), started and stopped as a task."""
 
-    def __init__(self, app: Starlette, addr: str) -> None:
+    def __init__(self, app: ASGIApp, addr: str) -> None:
         host, _, port = addr.rpartition(":")
         self._server = _EmbeddedUvicorn(
-            uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False, lifespan="off")
+            uvicorn.Config(
+                app,
+                host=host,
+                port=int(port),
+                log_config=None,
+                access_log=False,  # gateway/operations.py writes the access log, without query strings
+                lifespan="off",
+                # Longer than the idle timeout of the proxies in front (60 s is common): a server that
+                # closes first races the proxy's next request on that connection, which then fails.
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            )
         )
         self._task: asyncio.Task[None] | None = None
         self.port = 0

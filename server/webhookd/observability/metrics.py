@@ -1,0 +1,153 @@
+"""Prometheus metrics: one registry per process, and a small recorder for each room that reports.
+
+    webhookd_grpc_requests_total / _request_duration_seconds     {service, method, code}
+    webhookd_http_requests_total / _request_duration_seconds     {method, route, status}
+    webhookd_delivery_attempts_total / _attempt_duration_seconds {outcome}
+    webhookd_deliveries_total                                    {outcome}  finished: succeeded | failed
+    webhookd_delivery_queue_depth, webhookd_delivery_oldest_due_age_seconds  (queue.py, read on scrape)
+    webhookd_open_streams                                        {transport}  http | grpc
+
+Recording is on every call's path, so label children are looked up once and cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder
+
+from webhookd.observability.queue import BacklogGauges
+
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ATTEMPT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TRANSPORTS = ("http", "grpc")
+
+
+class _Requests:
+    """A request counter and a latency histogram over the same labels."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str, what: str, labels: tuple[str, ...]) -> None:
+        self._count = Counter(f"{prefix}_requests", f"{what} handled", labels, registry=registry)
+        self._seconds = Histogram(
+            f"{prefix}_request_duration_seconds",
+            f"{what}: time from arrival to the last byte of the answer",
+            labels,
+            registry=registry,
+            buckets=REQUEST_BUCKETS,
+        )
+        self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
+
+    def _observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        children = self._children.get(labels)
+        if children is None:
+            children = (self._count.labels(*labels), self._seconds.labels(*labels))
+            self._children[labels] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class GrpcMetrics(_Requests):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry, "webhookd_grpc", "gRPC calls", ("service", "method", "code"))
+        self._names: dict[str, tuple[str, str]] = {}
+
+    def observe(self, full_method: str, code: str, seconds: float) -> None:
+        """full_method: '/cpod.integration.v1.WebhookService/GetWebhook'; code: a grpc.StatusCode name."""
+        names = self._names.get(full_method)
+        if names is None:
+            service, _, method = full_method.lstrip("/").rpartition("/")
+            names = self._names[full_method] = (service, method)
+        self._observe((*names, code), seconds)
+
+
+class HttpMetrics(_Requests):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry, "webhookd_http", "HTTP gateway requests", ("method", "route", "status"))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """route: the path template (`/api/v1/integration/webhooks/{id}`), never the raw path."""
+        self._observe((method, route, str(status)), seconds)
+
+
+class DeliveryMetrics:
+    """What delivery/attempt.py's Deliverer reports after each POST (its AttemptObserver)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._attempts = Counter(
+            "webhookd_delivery_attempts", "Delivery attempts by outcome", ("outcome",), registry=registry
+        )
+        self._seconds = Histogram(
+            "webhookd_delivery_attempt_duration_seconds",
+            "Time a delivery attempt's POST took, by outcome",
+            ("outcome",),
+            registry=registry,
+            buckets=ATTEMPT_BUCKETS,
+        )
+        self._finished = Counter(
+            "webhookd_deliveries",
+            "Deliveries finished: succeeded, or failed after their last attempt",
+            ("outcome",),
+            registry=registry,
+        )
+        for outcome in ("succeeded", "failed"):
+            self._finished.labels(outcome)
+
+    def attempted(self, outcome: str, latency_ms: int, *, finished: bool, succeeded: bool) -> None:
+        self._attempts.labels(outcome).inc()
+        self._seconds.labels(outcome).observe(latency_ms / 1000)
+        if finished:
+            self._finished.labels("succeeded" if succeeded else "failed").inc()
+
+
+class StreamMetrics:
+    """Open server streams, HTTP (the gateway's NDJSON/SSE responses) and gRPC (streaming servicers)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._open = Gauge("webhookd_open_streams", "Server streams open now", ("transport",), registry=registry)
+        self._by_transport = {transport: self._open.labels(transport) for transport in TRANSPORTS}
+
+    @contextmanager
+    def open(self, transport: str) -> Iterator[None]:
+        """Counts one stream while the block runs: `with metrics.streams.open("grpc"): ...`."""
+        gauge = self._by_transport[transport]
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+
+
+class Metrics:
+    """Every webhookd metric on one registry; build one per process and hand its parts out."""
+
+    def __init__(self) -> None:
+        # The `_created` timestamp series double every family's size and nothing here reads them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
+        self.registry = CollectorRegistry(auto_describe=True)
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            # The default collectors are already on prometheus_client's global registry; sharing
+            # them here keeps the process_* and python_* series without a second set of readers.
+            self.registry.register(standard)
+        self.grpc = GrpcMetrics(self.registry)
+        self.http = HttpMetrics(self.registry)
+        self.deliveries = DeliveryMetrics(self.registry)
+        self.streams = StreamMetrics(self.registry)
+        self.backlog = BacklogGauges()
+        self.registry.register(self.backlog)
+
+    async def render(self, accept: str | None) -> tuple[bytes, str]:
+        """(body, content type) for a scrape: the scrape-time gauges are read first."""
+        await self.backlog.refresh()
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

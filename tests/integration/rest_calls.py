@@ -1,0 +1,66 @@
+"""REST calls against the real gateway: a tenant's httpx client, and reading AIP-193 errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from support import JWT_SECRET, new_tenant_id
+from webhookd.auth.tokens import mint
+
+WEBHOOKS = "/api/v1/integration/webhooks"
+EVENTS = "/api/v1/integration/events"
+TARGET_URL = "http://127.0.0.1:9/hook"  # never answers; delivery is not what these tests watch
+
+
+class RestCaller(httpx.AsyncClient):
+    """An httpx client on the gateway with one tenant's bearer token on every request."""
+
+    def __init__(self, base_url: str, tenant_id: str, token: str) -> None:
+        super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+        self.tenant_id = tenant_id
+        self.token = token
+
+
+def rest_caller(base_url: str, tenant_id: str | None = None, **claims: str) -> RestCaller:
+    tenant = tenant_id or new_tenant_id()
+    claims.setdefault("subject", "person_1")
+    return RestCaller(base_url, tenant, mint(JWT_SECRET, tenant_id=tenant, **claims))
+
+
+def webhook_body(**fields: Any) -> dict[str, Any]:
+    return {"name": "orders", "url": TARGET_URL, "event_types": ["rfp.*"], **fields}
+
+
+async def create(caller: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    """Creates a webhook over REST; returns the response body ({"webhook": ..., "signing_secret": ...})."""
+    response = await caller.post(WEBHOOKS, json={"webhook": webhook_body(**fields)})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    """The AIP-193 error object; fails when the body is not one."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"code", "message", "status", "details"}, error
+    assert error["code"] == response.status_code
+    return error
+
+
+def detail_of(response: httpx.Response, type_suffix: str) -> dict[str, Any]:
+    """The one detail whose @type ends with `type_suffix` (e.g. "BadRequest", "ErrorInfo")."""
+    [detail] = [d for d in error_of(response)["details"] if d["@type"].endswith(type_suffix)]
+    return detail
+
+
+def violated_fields(response: httpx.Response) -> set[str]:
+    return {v["field"] for v in detail_of(response, "BadRequest")["fieldViolations"]}
+
+
+def reason_of(response: httpx.Response) -> str:
+    reason: str = detail_of(response, "ErrorInfo")["reason"]
+    return reason
