@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
 
 from webhookd.api.errors import ErrorInterceptor
+from webhookd.api.request_checks import RequestCheckInterceptor
 from webhookd.api.service import WebhookServicer
 from webhookd.auth.interceptor import AuthInterceptor
 from webhookd.auth.tokens import TokenVerifier
@@ -133,7 +134,11 @@ class Service:
         )
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(self.metrics.grpc), AuthInterceptor(TokenVerifier(settings))],
+            interceptors=[
+                ErrorInterceptor(self.metrics.grpc),
+                AuthInterceptor(TokenVerifier(settings)),
+                RequestCheckInterceptor(),
+            ],
             options=[("grpc.so_reuseport", 0)],
         )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(

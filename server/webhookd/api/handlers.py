@@ -34,7 +34,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
         # interceptors' context variables cannot be reset.
         async def wrapped_unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             async with around(context):
-                await _write_all(unary_stream(request, context), context)
+                await write_all(unary_stream(request, context), context)
 
         return grpc.unary_stream_rpc_method_handler(
             wrapped_unary_stream, handler.request_deserializer, handler.response_serializer
@@ -61,7 +61,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     )
 
 
-async def _write_all(result: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+async def write_all(result: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     """Sends a streaming behaviour's responses: an async generator's items, or nothing more for a
     coroutine that writes itself (an inner wrapper)."""
     if inspect.isasyncgen(result):
