@@ -12,6 +12,11 @@ streaming.py    server streams as NDJSON or Server-Sent Events
 errors.py       gRPC status → HTTP status and AIP-193 bodies, from one table
 openapi.py      the OpenAPI 3.1 document from the same descriptors
 descriptors.py  descriptor helpers; doc comments from a descriptor set
+operations.py   /readyz and /metrics, access logs and request ids (middleware)
+server.py       uvicorn inside the webhookd process
+inbound.py      the callback route external systems POST to (verified, stored before 2xx)
+manifest.py     /api/v1/manifest for the Playground, from the same descriptors
+playground.py   /playground and its static files, under a strict CSP
 """
 
 from webhookd.gateway.app import create_gateway_app
