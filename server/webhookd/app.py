@@ -116,7 +116,7 @@ class Service:
         )
         self.events = Events(EventStore(self.engine), max_payload_bytes=settings.max_payload_bytes)
         self.log_hub = NotificationHub(backends.database_url, ATTEMPTS_CHANNEL)
-        stream_slots = StreamSlots(settings.max_streams_per_tenant)
+        stream_slots = StreamSlots(settings.max_streams_per_tenant, metrics=self.metrics.streams)
         self.history = History(
             HistoryStore(self.engine),
             webhook_store,

@@ -264,3 +264,16 @@ async def test_grpc_streams_are_counted_with_the_exported_helper() -> None:
 
 def _render_sync(metrics: Metrics) -> str:
     return generate_latest(metrics.registry).decode()
+
+
+async def test_a_following_delivery_log_stream_counts_as_an_open_grpc_stream(scrape, caller) -> None:
+    before = value(await scrape(), "webhookd_open_streams", transport="grpc")
+    stream = caller.DeliveryLog(pb.DeliveryLogRequest(follow=True))
+    reading = asyncio.create_task(stream.read())
+    try:
+        await wait_until(scrape, lambda s: value(s, "webhookd_open_streams", transport="grpc") == before + 1)
+    finally:
+        stream.cancel()
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+    await wait_until(scrape, lambda s: value(s, "webhookd_open_streams", transport="grpc") == before)

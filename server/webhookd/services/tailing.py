@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from webhookd.domain.errors import ResourceExhausted
 from webhookd.domain.history import LogPosition
+from webhookd.observability.metrics import StreamMetrics
 from webhookd.store.notifications import NotificationHub
 
 T = TypeVar("T")
@@ -24,8 +25,9 @@ RECHECK_SECONDS = 1.0
 class StreamSlots:
     """At most `per_tenant` open streams per tenant in this process (log and inbound streams alike)."""
 
-    def __init__(self, per_tenant: int) -> None:
+    def __init__(self, per_tenant: int, *, metrics: StreamMetrics | None = None) -> None:
         self._per_tenant = per_tenant
+        self._metrics = metrics
         self._open: Counter[str] = Counter()
 
     def open_streams(self, tenant_id: str) -> int:
@@ -39,7 +41,11 @@ class StreamSlots:
             )
         self._open[tenant_id] += 1
         try:
-            yield
+            if self._metrics is None:
+                yield
+            else:
+                with self._metrics.open("grpc"):
+                    yield
         finally:
             self._open[tenant_id] -= 1
             if self._open[tenant_id] <= 0:
