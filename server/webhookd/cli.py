@@ -21,6 +21,7 @@ from webhookd.domain.errors import Unavailable
 from webhookd.gateway.operations import grpc_serving_check, readiness_route
 from webhookd.observability import Metrics
 from webhookd.store import migrate
+from webhookd.store.embedded import EmbeddedPostgres
 
 DEV_TENANT = "tnt_dev"
 DEV_SUBJECT = "dev-user"
@@ -190,11 +191,15 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = config.load()
-    backends = app.start_backends(settings.with_overrides(vault_addr=settings.vault_addr or "unused"))
-    try:
-        migrate.upgrade_sync(backends.database_url)
-    finally:
-        backends.stop()
+    if settings.database_url is not None:
+        migrate.upgrade_sync(settings.database_url)
+    else:
+        # Migrating needs only the database: Vault is not started for it.
+        postgres = EmbeddedPostgres(settings.data_dir)
+        try:
+            migrate.upgrade_sync(postgres.start())
+        finally:
+            postgres.stop()
     print("database schema is up to date")
     return 0
 
