@@ -1,0 +1,94 @@
+"""The `webhookd` command as an operator meets it: dev prints working commands, serve refuses to
+start on unreachable dependencies, token mints what the server accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import jwt
+
+BIN = Path(sys.executable).parent
+WEBHOOKD = str(BIN / "webhookd")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def run(*args: str, env: dict[str, str], within: float = 60) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), within)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_serve_refuses_to_start_when_the_database_is_unreachable() -> None:
+    env = os.environ | {
+        "WEBHOOKD_DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+        "WEBHOOKD_JWT_SECRET": "x" * 40,
+        "VAULT_ADDR": f"http://127.0.0.1:{free_port()}",
+        "VAULT_TOKEN": "unused",
+    }
+    code, _, err = await run(WEBHOOKD, "serve", env=env)
+    assert code == 2
+    assert "cannot start" in err and "unreachable" in err
+
+
+async def test_token_mints_a_jwt_with_the_requested_claims() -> None:
+    env = os.environ | {"WEBHOOKD_JWT_SECRET": "y" * 40}
+    code, out, _ = await run(WEBHOOKD, "token", "--tenant", "tnt_a", "--sub", "p1", "--app", "app_1", env=env)
+    claims = jwt.decode(out.strip(), "y" * 40, algorithms=["HS256"])
+    assert code == 0
+    assert (claims["tenant_id"], claims["sub"], claims["app_id"]) == ("tnt_a", "p1", "app_1")
+
+
+async def test_dev_prints_a_token_and_grpcurl_commands_that_work_as_printed() -> None:
+    with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir:
+        grpc_addr, http_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        env = os.environ | {
+            "WEBHOOKD_DATA_DIR": data_dir,
+            "WEBHOOKD_GRPC_ADDR": grpc_addr,
+            "WEBHOOKD_HTTP_ADDR": http_addr,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        env.pop("VAULT_ADDR", None)
+        env.pop("WEBHOOKD_DATABASE_URL", None)
+        process = await asyncio.create_subprocess_exec(
+            WEBHOOKD, "dev", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        assert process.stdout is not None
+        banner: list[str] = []
+        try:
+            async with asyncio.timeout(90):
+                while not any(line.startswith("  grpcurl") and "ListWebhooks" in line for line in banner):
+                    line = (await process.stdout.readline()).decode()
+                    assert line, "webhookd dev exited before printing its banner"
+                    banner.append(line.rstrip("\n"))
+            token = next(re.sub(r".*TOKEN=", "", line) for line in banner if "export TOKEN=" in line)
+            # Join the banner's continued lines, then run each grpcurl command as printed.
+            commands = " ".join(banner).replace("\\ ", " ").split("  grpcurl")[1:]
+            outputs = []
+            for command in commands:
+                shell = f"export TOKEN={shlex.quote(token)}; grpcurl {command.strip()}"
+                code, out, err = await run("bash", "-c", shell, env=env)
+                assert code == 0, f"{shell}\n{err}"
+                outputs.append(out)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 30)
+    assert "cpod.integration.v1.WebhookService" in outputs[0]
+    assert '"signingSecret"' in outputs[1] or '"signing_secret"' in outputs[1]
+    assert "demo" in outputs[2]
+    assert process.returncode == 0
