@@ -124,8 +124,10 @@ class Service:
             stream_slots=stream_slots,
         )
         self.inbound_hub = NotificationHub(backends.database_url, INBOUND_CHANNEL)
+        self.attempts_notifier = CoalescingNotifier(self.engine, ATTEMPTS_CHANNEL)
+        self.inbound_notifier = CoalescingNotifier(self.engine, INBOUND_CHANNEL)
         self.inbound = Inbound(
-            InboundStore(self.engine),
+            InboundStore(self.engine, attempts_notifier=self.attempts_notifier, inbound_notifier=self.inbound_notifier),
             self.secrets,
             webhook_store,
             self.inbound_hub,
@@ -153,6 +155,8 @@ class Service:
         self.grpc_port = self.server.add_insecure_port(self.settings.grpc_addr)
         if self.grpc_port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
+        self.attempts_notifier.start()
+        self.inbound_notifier.start()
         await self.server.start()
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -168,6 +172,8 @@ class Service:
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.log_hub.close()
         await self.inbound_hub.close()
+        await self.attempts_notifier.stop()
+        await self.inbound_notifier.stop()
         await self.engine.dispose()
         self.secrets.close()
 

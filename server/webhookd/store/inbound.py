@@ -18,7 +18,7 @@ from webhookd.domain.history import LogPosition
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import SignatureScheme
 from webhookd.store.database import reader
-from webhookd.store.deliveries import ATTEMPTS_CHANNEL
+from webhookd.store.notifications import CoalescingNotifier
 from webhookd.store.tables import attempts, inbound_consumers, inbound_events, webhooks
 
 INBOUND_CHANNEL = "webhookd_inbound"
@@ -73,8 +73,12 @@ def _event(row: Any) -> InboundEvent:
 
 
 class InboundStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, attempts_notifier: CoalescingNotifier, inbound_notifier: CoalescingNotifier
+    ) -> None:
         self._engine = engine
+        self._attempts_notifier = attempts_notifier
+        self._inbound_notifier = inbound_notifier
         self._reader = reader(engine)
 
     async def target(self, webhook_id: str) -> InboundTarget | None:
@@ -139,9 +143,10 @@ class InboundStore:
                     occurred_at=receipt.received_at,
                 )
             )
-            await connection.execute(sa.text(f"NOTIFY {ATTEMPTS_CHANNEL}"))
-            if receipt.accepted:
-                await connection.execute(sa.text(f"NOTIFY {INBOUND_CHANNEL}"))
+        # After commit, coalesced: NOTIFY inside the transaction would serialise every receipt's commit.
+        self._attempts_notifier.poke()
+        if receipt.accepted:
+            self._inbound_notifier.poke()
         return receipt_id
 
     async def read(
