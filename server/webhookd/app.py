@@ -44,7 +44,7 @@ from webhookd.store import migrate, retention
 from webhookd.store.database import create_engine
 from webhookd.store.deliveries import ATTEMPTS_CHANNEL, DeliveryQueue
 from webhookd.store.embedded import EmbeddedPostgres
-from webhookd.store.events import EventStore
+from webhookd.store.events import DELIVERIES_CHANNEL, EventStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import INBOUND_CHANNEL, InboundStore
 from webhookd.store.notifications import CoalescingNotifier, NotificationHub
@@ -114,7 +114,12 @@ class Service:
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
         )
-        self.events = Events(EventStore(self.engine), max_payload_bytes=settings.max_payload_bytes)
+        # Short window: publish-to-first-attempt latency waits on it.
+        self.deliveries_notifier = CoalescingNotifier(self.engine, DELIVERIES_CHANNEL, window_seconds=0.001)
+        self.events = Events(
+            EventStore(self.engine, deliveries_notifier=self.deliveries_notifier),
+            max_payload_bytes=settings.max_payload_bytes,
+        )
         self.log_hub = NotificationHub(backends.database_url, ATTEMPTS_CHANNEL)
         stream_slots = StreamSlots(settings.max_streams_per_tenant, metrics=self.metrics.streams)
         self.history = History(
@@ -157,6 +162,7 @@ class Service:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
         self.attempts_notifier.start()
         self.inbound_notifier.start()
+        self.deliveries_notifier.start()
         await self.server.start()
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -174,6 +180,7 @@ class Service:
         await self.inbound_hub.close()
         await self.attempts_notifier.stop()
         await self.inbound_notifier.stop()
+        await self.deliveries_notifier.stop()
         await self.engine.dispose()
         self.secrets.close()
 

@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from webhookd.domain import ids
 from webhookd.domain.errors import NotFound
 from webhookd.domain.scope import Scope
+from webhookd.store.notifications import CoalescingNotifier
 from webhookd.store.tables import deliveries, events, webhooks
 from webhookd.store.webhooks import scoped
 
-# Workers LISTEN here; a NOTIFY inside the publishing transaction is delivered when it commits.
+# Workers LISTEN here; publishers NOTIFY after their transaction commits.
 DELIVERIES_CHANNEL = "webhookd_deliveries"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 _DELIVERY_COLUMNS = (
@@ -49,8 +50,9 @@ class Published:
 
 
 class EventStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, deliveries_notifier: CoalescingNotifier) -> None:
         self._engine = engine
+        self._deliveries_notifier = deliveries_notifier
 
     async def publish(self, scope: Scope, event: NewEvent, matching_filters: list[str]) -> Published:
         async with self._engine.begin() as connection:
@@ -62,8 +64,9 @@ class EventStore:
                 await connection.execute(events.insert().values(self._event_row(scope, event)))
             targets = await self._matching_webhooks(connection, scope, event, matching_filters)
             await _copy_deliveries(connection, scope, event, targets)
-            if targets:
-                await connection.execute(sa.text(f"NOTIFY {DELIVERIES_CHANNEL}"))
+        if targets:
+            # After commit: NOTIFY inside the transaction serialises concurrent publishers' commits.
+            self._deliveries_notifier.poke()
         return Published(event.id, len(targets), duplicate=False)
 
     @staticmethod
