@@ -1,0 +1,49 @@
+"""Stopping the server lets in-flight calls finish and refuses new ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import field_mask_pb2
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from support import make_caller
+from webhookd.app import open_service
+
+
+async def test_an_in_flight_call_completes_during_shutdown_and_new_calls_are_refused(settings, backends) -> None:
+    service = await open_service(settings, backends)
+    engine = create_async_engine(backends.database_url)
+    try:
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            caller = make_caller(channel, subject="person_1")
+            created = await caller.CreateWebhook(
+                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="before", url="https://example.test/h"))
+            )
+            update = pb.UpdateWebhookRequest(
+                webhook=wpb.Webhook(id=created.webhook.id, name="after"),
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            )
+            async with engine.connect() as blocker:
+                # Holding the row makes the update wait inside the server: it is in flight.
+                await blocker.execute(
+                    text("SELECT 1 FROM webhooks WHERE id = :id FOR UPDATE"), {"id": created.webhook.id}
+                )
+                in_flight = asyncio.ensure_future(caller.UpdateWebhook(update))
+                await asyncio.sleep(0.3)
+                stopping = asyncio.create_task(service.stop(grace=10.0))
+                await asyncio.sleep(0.3)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await caller.GetWebhook(pb.GetWebhookRequest(id=created.webhook.id), timeout=5)
+                await blocker.rollback()
+            updated = await asyncio.wait_for(in_flight, 10)
+            await asyncio.wait_for(stopping, 15)
+    finally:
+        await engine.dispose()
+    assert updated.webhook.name == "after"
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
