@@ -266,14 +266,27 @@ def _render_sync(metrics: Metrics) -> str:
     return generate_latest(metrics.registry).decode()
 
 
-async def test_a_following_delivery_log_stream_counts_as_an_open_grpc_stream(scrape, caller) -> None:
-    before = value(await scrape(), "webhookd_open_streams", transport="grpc")
-    stream = caller.DeliveryLog(pb.DeliveryLogRequest(follow=True))
-    reading = asyncio.create_task(stream.read())
+async def test_a_following_delivery_log_stream_counts_as_an_open_grpc_stream(settings, backends) -> None:
+    # A service of its own: the session's registry also sees other tests' streams come and go.
+    service = await open_service(settings, backends)
+
+    def open_grpc_streams() -> float:
+        return value(parse(_render_sync(service.metrics)), "webhookd_open_streams", transport="grpc")
+
+    async def until(expected: float) -> None:
+        for _ in range(200):  # 10 s at most
+            if open_grpc_streams() == expected:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"open gRPC streams stayed {open_grpc_streams()}, expected {expected}")
+
     try:
-        await wait_until(scrape, lambda s: value(s, "webhookd_open_streams", transport="grpc") == before + 1)
+        async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+            stream = make_caller(channel).DeliveryLog(pb.DeliveryLogRequest(follow=True))
+            reading = asyncio.create_task(stream.read())
+            await until(1.0)
+            stream.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+            await until(0.0)
     finally:
-        stream.cancel()
-        reading.cancel()
-        await asyncio.gather(reading, return_exceptions=True)
-    await wait_until(scrape, lambda s: value(s, "webhookd_open_streams", transport="grpc") == before)
+        await service.stop(grace=1.0)

@@ -12,8 +12,8 @@ from webhookd.domain import ids
 from webhookd.domain.errors import NotFound
 from webhookd.domain.scope import Scope
 from webhookd.store.notifications import CoalescingNotifier
+from webhookd.store.scoping import scoped
 from webhookd.store.tables import deliveries, events, webhooks
-from webhookd.store.webhooks import scoped
 
 # Workers LISTEN here; publishers NOTIFY after their transaction commits.
 DELIVERIES_CHANNEL = "webhookd_deliveries"
@@ -123,7 +123,7 @@ class EventStore:
         self, connection: AsyncConnection, scope: Scope, event: NewEvent, matching_filters: list[str]
     ) -> list[str]:
         conditions = [
-            scoped(scope),
+            scoped(webhooks, scope),
             webhooks.c.direction == "outbound",
             webhooks.c.enabled.is_(True),
             webhooks.c.deleted_at.is_(None),
@@ -132,7 +132,7 @@ class EventStore:
         ]
         if event.target_webhook_id is not None:
             exists = await connection.scalar(
-                sa.select(webhooks.c.id).where(scoped(scope), webhooks.c.id == event.target_webhook_id)
+                sa.select(webhooks.c.id).where(scoped(webhooks, scope), webhooks.c.id == event.target_webhook_id)
             )
             if exists is None:
                 raise NotFound(f"webhook {event.target_webhook_id} not found")

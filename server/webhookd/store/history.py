@@ -18,16 +18,8 @@ from webhookd.domain.errors import FailedPrecondition, NotFound
 from webhookd.domain.history import Delivery, DeliveryFilter, LogEntry, LogFilter, LogPosition
 from webhookd.domain.scope import Scope
 from webhookd.store.events import DELIVERIES_CHANNEL
+from webhookd.store.scoping import SETTLED_TXID, scoped
 from webhookd.store.tables import attempts, deliveries, events, webhooks
-
-_SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-
-
-def _scoped(table: sa.Table, scope: Scope) -> sa.ColumnElement[bool]:
-    condition = table.c.tenant_id == scope.tenant_id
-    if scope.app_id is not None:
-        condition = sa.and_(condition, table.c.app_id == scope.app_id)
-    return condition
 
 
 def event_type_condition(column: sa.ColumnElement[str], filters: tuple[str, ...]) -> sa.ColumnElement[bool]:
@@ -96,7 +88,7 @@ class HistoryStore:
         since: datetime | None,
         limit: int,
     ) -> list[LogEntry]:
-        conditions = [_scoped(attempts, scope), attempts.c.txid < _SETTLED_TXID]
+        conditions = [scoped(attempts, scope), attempts.c.txid < SETTLED_TXID]
         if query.webhook_id is not None:
             conditions.append(attempts.c.webhook_id == query.webhook_id)
         if query.outcomes:
@@ -115,7 +107,7 @@ class HistoryStore:
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int
     ) -> list[Delivery]:
-        conditions = [_scoped(deliveries, scope)]
+        conditions = [scoped(deliveries, scope)]
         if query.webhook_id is not None:
             conditions.append(deliveries.c.webhook_id == query.webhook_id)
         if query.status is not None:
@@ -144,7 +136,7 @@ class HistoryStore:
         statement = (
             sa.select(*_DELIVERY_COLUMNS)
             .join_from(deliveries, events, events.c.id == deliveries.c.event_id)
-            .where(_scoped(deliveries, scope), deliveries.c.id == delivery_id)
+            .where(scoped(deliveries, scope), deliveries.c.id == delivery_id)
         )
         async with self._engine.connect() as connection:
             row = (await connection.execute(statement)).one_or_none()
@@ -159,7 +151,7 @@ class HistoryStore:
         not_in_flight = sa.or_(deliveries.c.lease_token.is_(None), deliveries.c.lease_expires_at <= now)
         statement = (
             deliveries.update()
-            .where(_scoped(deliveries, scope), deliveries.c.id == delivery_id, not_in_flight)
+            .where(scoped(deliveries, scope), deliveries.c.id == delivery_id, not_in_flight)
             .values(status="pending", next_attempt_at=now, completed_at=None, updated_at=now)
         )
         async with self._engine.begin() as connection:
@@ -176,14 +168,14 @@ class HistoryStore:
         """Failed deliveries of the webhook since `since` become pending and due, a batch per transaction."""
         async with self._engine.connect() as connection:
             found = await connection.scalar(
-                sa.select(webhooks.c.id).where(_scoped(webhooks, scope), webhooks.c.id == webhook_id)
+                sa.select(webhooks.c.id).where(scoped(webhooks, scope), webhooks.c.id == webhook_id)
             )
         if found is None:
             raise NotFound(f"webhook {webhook_id} not found")
         chosen = (
             sa.select(deliveries.c.id)
             .where(
-                _scoped(deliveries, scope),
+                scoped(deliveries, scope),
                 deliveries.c.webhook_id == webhook_id,
                 deliveries.c.status == "failed",
                 deliveries.c.created_at >= since,

@@ -19,10 +19,10 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import SignatureScheme
 from webhookd.store.database import reader
 from webhookd.store.notifications import CoalescingNotifier
+from webhookd.store.scoping import SETTLED_TXID, scoped
 from webhookd.store.tables import attempts, inbound_consumers, inbound_events, webhooks
 
 INBOUND_CHANNEL = "webhookd_inbound"
-_SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
 @dataclass(frozen=True)
@@ -153,12 +153,10 @@ class InboundStore:
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int
     ) -> list[InboundEvent]:
         conditions = [
-            inbound_events.c.tenant_id == scope.tenant_id,
+            scoped(inbound_events, scope),
             inbound_events.c.status == "accepted",
-            inbound_events.c.txid < _SETTLED_TXID,
+            inbound_events.c.txid < SETTLED_TXID,
         ]
-        if scope.app_id is not None:
-            conditions.append(inbound_events.c.app_id == scope.app_id)
         if webhook_id is not None:
             conditions.append(inbound_events.c.webhook_id == webhook_id)
         if after is not None:

@@ -19,8 +19,7 @@ _BATCHES = (
     "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < :cutoff"
     " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT :batch)",
     # Inbound receipts (bodies up to the request limit each) age out like the rest of the history.
-    "DELETE FROM inbound_events WHERE seq IN (SELECT seq FROM inbound_events WHERE received_at < :cutoff"
-    " LIMIT :batch)",
+    "DELETE FROM inbound_events WHERE seq IN (SELECT seq FROM inbound_events WHERE received_at < :cutoff LIMIT :batch)",
 )
 
 

@@ -23,6 +23,7 @@ from webhookd.domain.webhooks import (
     WebhookSpec,
 )
 from webhookd.store.database import reader
+from webhookd.store.scoping import scoped
 from webhookd.store.tables import server_keys, webhooks
 
 
@@ -39,14 +40,6 @@ class WebhookFilter:
     application_id: str | None = None
     tag: str | None = None
     name_contains: str | None = None
-
-
-def scoped(scope: Scope) -> sa.ColumnElement[bool]:
-    """The tenant (and app, for integration keys) condition every webhook query carries."""
-    condition = webhooks.c.tenant_id == scope.tenant_id
-    if scope.app_id is not None:
-        condition = sa.and_(condition, webhooks.c.app_id == scope.app_id)
-    return condition
 
 
 def _spec_columns(spec: WebhookSpec) -> dict[str, Any]:
@@ -155,7 +148,7 @@ class WebhookStore:
             return await self._get(connection, scope, webhook_id)
 
     async def list(self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int) -> list[Webhook]:
-        conditions: list[sa.ColumnElement[bool]] = [scoped(scope)]
+        conditions: list[sa.ColumnElement[bool]] = [scoped(webhooks, scope)]
         if not query.show_deleted:
             conditions.append(webhooks.c.deleted_at.is_(None))
         if query.direction is not None:
@@ -194,7 +187,7 @@ class WebhookStore:
         statement = (
             webhooks.update()
             .where(
-                scoped(scope),
+                scoped(webhooks, scope),
                 webhooks.c.id == webhook_id,
                 webhooks.c.version == expected_version,
                 webhooks.c.deleted_at.is_(None),
@@ -222,7 +215,7 @@ class WebhookStore:
         person_id: str | None,
         now: datetime,
     ) -> Webhook:
-        conditions = [scoped(scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_(None)]
+        conditions = [scoped(webhooks, scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_(None)]
         if expected_version is not None:
             conditions.append(webhooks.c.version == expected_version)
         statement = (
@@ -250,7 +243,7 @@ class WebhookStore:
     async def undelete(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
         statement = (
             webhooks.update()
-            .where(scoped(scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_not(None))
+            .where(scoped(webhooks, scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_not(None))
             .values(
                 deleted_at=None,
                 deleted_by=None,
@@ -287,7 +280,7 @@ class WebhookStore:
         """A server-side change of a live webhook: a new version, no version precondition."""
         statement = (
             webhooks.update()
-            .where(scoped(scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_(None))
+            .where(scoped(webhooks, scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_(None))
             .values(values | {"version": webhooks.c.version + 1})
             .returning(webhooks)
         )
@@ -301,7 +294,7 @@ class WebhookStore:
         raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
 
     async def _get(self, connection: AsyncConnection, scope: Scope, webhook_id: str) -> Webhook:
-        statement = sa.select(webhooks).where(scoped(scope), webhooks.c.id == webhook_id)
+        statement = sa.select(webhooks).where(scoped(webhooks, scope), webhooks.c.id == webhook_id)
         row = (await connection.execute(statement)).mappings().one_or_none()
         if row is None:
             raise NotFound(f"webhook {webhook_id} not found")
