@@ -26,6 +26,26 @@ from google.protobuf.message import Message
 DESCRIPTOR_SET_PACKAGE = "cpod.integration.v1"
 DESCRIPTOR_SET_NAME = "descriptor_set.binpb"
 
+INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+INTEGER_TYPES = INT64_TYPES | frozenset(
+    {
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_FIXED32,
+        FieldDescriptor.TYPE_SFIXED32,
+    }
+)
+FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE})
+
 
 def default_services() -> list[ServiceDescriptor]:
     """The services webhookd exposes over REST."""

@@ -15,7 +15,14 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from webhookd.gateway.descriptors import descriptor_of, get_path, is_repeated, mutable_parent, resolve_field_path
+from webhookd.gateway.descriptors import (
+    INTEGER_TYPES,
+    descriptor_of,
+    get_path,
+    is_repeated,
+    mutable_parent,
+    resolve_field_path,
+)
 from webhookd.gateway.jsonshape import FieldViolation, JsonInputError
 from webhookd.gateway.routes import Binding
 from webhookd.gateway.transcode import VERSION_FIELD
@@ -24,17 +31,6 @@ IDEMPOTENCY_KEY_FIELD = "idempotency_key"
 RESUME_CURSOR_FIELD = "after_cursor"
 # Where a stream message keeps its position, tried in order (DeliveryLogResponse.entry.cursor).
 EVENT_ID_PATHS = ("entry.cursor", "cursor")
-
-_INTEGER_TYPES = frozenset(
-    {
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_INT32,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_UINT32,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_SINT32,
-    }
-)
 
 
 def _scalar_path(
@@ -51,11 +47,11 @@ def _scalar_path(
 def precondition_path(binding: Binding) -> list[FieldDescriptor] | None:
     """The field If-Match sets for this RPC, or None when the RPC takes no version."""
     request = binding.method.input_type
-    own = _scalar_path(request, VERSION_FIELD, _INTEGER_TYPES)
+    own = _scalar_path(request, VERSION_FIELD, INTEGER_TYPES)
     if own is not None:
         return own
     if binding.body not in ("", "*"):
-        return _scalar_path(request, f"{binding.body}.{VERSION_FIELD}", _INTEGER_TYPES)
+        return _scalar_path(request, f"{binding.body}.{VERSION_FIELD}", INTEGER_TYPES)
     return None
 
 
@@ -104,7 +100,7 @@ def body_descriptor(binding: Binding) -> Descriptor | None:
 
 def has_etag(binding: Binding) -> bool:
     descriptor = body_descriptor(binding)
-    return descriptor is not None and _scalar_path(descriptor, VERSION_FIELD, _INTEGER_TYPES) is not None
+    return descriptor is not None and _scalar_path(descriptor, VERSION_FIELD, INTEGER_TYPES) is not None
 
 
 def etag_for_body(binding: Binding, body: Any) -> str | None:

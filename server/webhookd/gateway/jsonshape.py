@@ -27,6 +27,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from google.protobuf.message import Message
 
 from webhookd.gateway.descriptors import (
+    INT64_TYPES,
     descriptor_of,
     enum_of,
     field_by_json_or_proto_name,
@@ -39,15 +40,6 @@ from webhookd.gateway.descriptors import (
 # Messages whose JSON keys are camelCase because the published schema shows them that way.
 CAMEL_CASE_MESSAGES = frozenset({"cpod.integration.v1.RetryPolicy"})
 
-_INT64_TYPES = frozenset(
-    {
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_FIXED64,
-        FieldDescriptor.TYPE_SFIXED64,
-    }
-)
 _INT64_WRAPPERS = frozenset({"google.protobuf.Int64Value", "google.protobuf.UInt64Value"})
 
 
@@ -146,7 +138,7 @@ def _shape_single(field: FieldDescriptor, value: Any) -> Any:
         if isinstance(value, str) and value in enum.values_by_name:
             return enum_word(enum, enum.values_by_name[value].number)
         return value  # an open enum's unknown number stays a number
-    if field.type in _INT64_TYPES and isinstance(value, str):
+    if field.type in INT64_TYPES and isinstance(value, str):
         return int(value)
     if field.message_type is not None:
         return _shape_message(field.message_type, value)

@@ -22,6 +22,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 
 from webhookd.gateway import headers as http_headers
 from webhookd.gateway.descriptors import (
+    FLOAT_TYPES,
+    INTEGER_TYPES,
     Comments,
     enum_of,
     field_behaviors,
@@ -63,22 +65,6 @@ EXAMPLE_BODIES: dict[str, Any] = {
     "PublishEvent": {"event_type": "rfp.created", "payload": {"rfp_id": 7}},
 }
 
-_NUMBER_TYPES = frozenset(
-    {
-        FieldDescriptor.TYPE_DOUBLE,
-        FieldDescriptor.TYPE_FLOAT,
-        FieldDescriptor.TYPE_INT32,
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_UINT32,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_SINT32,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_FIXED32,
-        FieldDescriptor.TYPE_FIXED64,
-        FieldDescriptor.TYPE_SFIXED32,
-        FieldDescriptor.TYPE_SFIXED64,
-    }
-)
 _CAMEL_WORD = re.compile(r"[A-Z][a-z0-9]*")
 
 
@@ -287,7 +273,7 @@ def field_type(field: FieldDescriptor) -> str:
         return "enum"
     if field.type == FieldDescriptor.TYPE_BOOL:
         return "boolean"
-    if field.type in _NUMBER_TYPES:
+    if field.type in INTEGER_TYPES | FLOAT_TYPES:
         return "number"
     return "string"
 

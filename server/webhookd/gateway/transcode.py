@@ -19,6 +19,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from webhookd.gateway.descriptors import (
+    FLOAT_TYPES,
+    INTEGER_TYPES,
     descriptor_of,
     enum_of,
     field_by_json_or_proto_name,
@@ -154,20 +156,6 @@ def _set_from_text(request: Message, field_path: str, texts: list[str], out: lis
 
 
 _TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
-_INT_TYPES = frozenset(
-    {
-        FieldDescriptor.TYPE_INT32,
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_UINT32,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_SINT32,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_FIXED32,
-        FieldDescriptor.TYPE_FIXED64,
-        FieldDescriptor.TYPE_SFIXED32,
-        FieldDescriptor.TYPE_SFIXED64,
-    }
-)
 
 
 def scalar_from_text(field: FieldDescriptor, text: str) -> Any:
@@ -184,12 +172,12 @@ def scalar_from_text(field: FieldDescriptor, text: str) -> Any:
         if text.lower() in _FALSE:
             return False
         raise ValueError(f"{text!r} is not a boolean (true or false)")
-    if kind in _INT_TYPES:
+    if kind in INTEGER_TYPES:
         try:
             return int(text)
         except ValueError:
             raise ValueError(f"{text!r} is not an integer") from None
-    if kind in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
+    if kind in FLOAT_TYPES:
         try:
             return float(text)
         except ValueError:
