@@ -64,6 +64,16 @@ class Backends:
     vault_token: str
     embedded: list[EmbeddedPostgres | EmbeddedOpenBao] = field(default_factory=list)
 
+    def secret_store(self, settings: Settings) -> VaultSecretStore:
+        """A Vault client for one component (each owns and closes its own)."""
+        return VaultSecretStore(
+            self.vault_addr,
+            self.vault_token,
+            mount=settings.vault_mount,
+            prefix=settings.vault_prefix,
+            cache_seconds=settings.secret_cache_seconds,
+        )
+
     def stop(self) -> None:
         for server in reversed(self.embedded):
             server.stop()
@@ -100,13 +110,7 @@ class Service:
         self.metrics = metrics or Metrics()
         self.engine: AsyncEngine = create_engine(backends.database_url)
         self.metrics.backlog.watch(self.engine)
-        self.secrets = VaultSecretStore(
-            backends.vault_addr,
-            backends.vault_token,
-            mount=settings.vault_mount,
-            prefix=settings.vault_prefix,
-            cache_seconds=settings.secret_cache_seconds,
-        )
+        self.secrets = backends.secret_store(settings)
         webhook_store = WebhookStore(self.engine)
         self.webhooks = Webhooks(
             webhook_store,
@@ -259,13 +263,7 @@ class DeliveryWorkers:
         # Each in-flight delivery holds a connection only to claim and to record: a few suffice.
         self.engine = create_engine(backends.database_url, pool_size=max(4, min(settings.workers // 2, 16)))
         self.attempts_notifier = CoalescingNotifier(self.engine, ATTEMPTS_CHANNEL)
-        self.secrets = VaultSecretStore(
-            backends.vault_addr,
-            backends.vault_token,
-            mount=settings.vault_mount,
-            prefix=settings.vault_prefix,
-            cache_seconds=settings.secret_cache_seconds,
-        )
+        self.secrets = backends.secret_store(settings)
         self.sender = Sender.from_settings(settings)
         self.queue = DeliveryQueue(
             self.engine, pause_after_failures=settings.pause_after_failures, attempts_notifier=self.attempts_notifier
@@ -322,7 +320,7 @@ async def check_backends(settings: Settings, backends: Backends) -> None:
         raise Unavailable(f"database unreachable: {type(error).__name__}: {error}") from None
     finally:
         await engine.dispose()
-    secrets = VaultSecretStore(backends.vault_addr, backends.vault_token, mount=settings.vault_mount)
+    secrets = backends.secret_store(settings)
     try:
         await secrets.ping()
     finally:
