@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy import text
 from ulid import ULID
 from webhook_calls import rpc_error
 
+from log_streams import Tail, until
 from support import make_caller
 from webhookd.store.deliveries import ATTEMPTS_CHANNEL
 
@@ -46,42 +46,6 @@ async def committed_attempts(database: Any, tenant_id: str, count: int = 1, *, e
         await connection.execute(INSERT_ATTEMPTS, {"tag": tag, "tenant": tenant_id, "excerpt": excerpt, "count": count})
         await connection.execute(text(f"NOTIFY {ATTEMPTS_CHANNEL}"))
     return [f"dlv_{tag}{n}" for n in range(1, count + 1)]
-
-
-class Tail:
-    """A DeliveryLog call read in the background: `entries` grows as entries arrive."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self.entries: list[pb.DeliveryLogEntry] = []
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for response in self.call:
-            self.entries.append(response.entry)
-
-    async def wait_for(self, count: int, within: float = 15.0) -> list[pb.DeliveryLogEntry]:
-        deadline = time.monotonic() + within
-        while len(self.entries) < count:
-            if self._reader.done():
-                self._reader.result()  # raises the stream's error, if it ended with one
-                raise AssertionError(f"stream ended after {len(self.entries)} entries, expected {count}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.entries)} entries within {within}s, expected {count}")
-            await asyncio.sleep(0.01)
-        return list(self.entries)
-
-    async def close(self) -> None:
-        self.call.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-
-
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {within}s")
-        await asyncio.sleep(0.01)
 
 
 async def listeners(database: Any, *, becomes: int, within: float = 10.0) -> None:

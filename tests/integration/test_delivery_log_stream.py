@@ -8,7 +8,6 @@ to hold a writer's transaction open or shape the rows exactly.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 from webhook_calls import create_webhook, field_violations, rpc_error
 
+from log_streams import Tail, until
 from support import make_caller
 from webhookd.store.deliveries import ATTEMPTS_CHANNEL
 
@@ -71,48 +71,6 @@ async def insert_attempts(
 async def committed_attempts(database: Any, tenant_id: str, **fields: Any) -> list[str]:
     async with database.engine.begin() as connection:
         return await insert_attempts(connection, tenant_id, **fields)
-
-
-class Tail:
-    """A DeliveryLog call read in the background: `entries` grows as entries arrive."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self.entries: list[pb.DeliveryLogEntry] = []
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for response in self.call:
-            self.entries.append(response.entry)
-
-    async def wait_for(self, count: int, within: float = 15.0) -> list[pb.DeliveryLogEntry]:
-        """The entries once at least `count` arrived (bounded)."""
-        deadline = time.monotonic() + within
-        while len(self.entries) < count:
-            if self._reader.done():
-                self._reader.result()  # raises the stream's error, if it ended with one
-                raise AssertionError(f"stream ended after {len(self.entries)} entries, expected {count}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.entries)} entries within {within}s, expected {count}")
-            await asyncio.sleep(0.01)
-        return list(self.entries)
-
-    async def ended(self, within: float = 15.0) -> list[pb.DeliveryLogEntry]:
-        """All entries of a stream without follow, once it has ended."""
-        await asyncio.wait_for(self._reader, within)
-        return list(self.entries)
-
-    async def close(self) -> None:
-        self.call.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-
-
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {within}s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
