@@ -22,7 +22,7 @@ import psycopg
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from ulid import ULID
 
-from webhookd.store.deliveries import ATTEMPTS_CHANNEL
+from webhookd.store.notifications import ATTEMPTS_CHANNEL
 
 BACKLOG = 50_000
 ROUNDS = 3

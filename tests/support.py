@@ -17,7 +17,7 @@ from ulid import ULID
 from webhookd.app import Backends, open_service
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings
-from webhookd.store.events import DELIVERIES_CHANNEL
+from webhookd.store.notifications import DELIVERIES_CHANNEL
 
 JWT_SECRET = "test-secret-test-secret-test-secret!"
 

@@ -42,12 +42,18 @@ from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
 from webhookd.store import migrate, retention
 from webhookd.store.database import create_engine
-from webhookd.store.deliveries import ATTEMPTS_CHANNEL, DeliveryQueue
+from webhookd.store.deliveries import DeliveryQueue
 from webhookd.store.embedded import EmbeddedPostgres
-from webhookd.store.events import DELIVERIES_CHANNEL, EventStore
+from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
-from webhookd.store.inbound import INBOUND_CHANNEL, InboundStore
-from webhookd.store.notifications import CoalescingNotifier, NotificationHub
+from webhookd.store.inbound import InboundStore
+from webhookd.store.notifications import (
+    ATTEMPTS_CHANNEL,
+    DELIVERIES_CHANNEL,
+    INBOUND_CHANNEL,
+    CoalescingNotifier,
+    NotificationHub,
+)
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")

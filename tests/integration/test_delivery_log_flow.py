@@ -21,7 +21,7 @@ from webhook_calls import rpc_error
 
 from log_streams import Tail, until
 from support import make_caller
-from webhookd.store.deliveries import ATTEMPTS_CHANNEL
+from webhookd.store.notifications import ATTEMPTS_CHANNEL
 
 LISTENERS = (
     "SELECT count(*) AS n FROM pg_stat_activity"

@@ -23,7 +23,7 @@ from webhook_calls import create_webhook, field_violations, rpc_error
 
 from log_streams import Tail, until
 from support import make_caller
-from webhookd.store.deliveries import ATTEMPTS_CHANNEL
+from webhookd.store.notifications import ATTEMPTS_CHANNEL
 
 TABLE_ORDER = "SELECT delivery_id, attempt FROM attempts WHERE tenant_id = :t ORDER BY txid, seq"
 INSERT_ATTEMPTS = text(

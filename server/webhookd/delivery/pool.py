@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 
 from webhookd.delivery.attempt import Deliverer
 from webhookd.store.deliveries import ClaimedDelivery, DeliveryQueue
-from webhookd.store.events import DELIVERIES_CHANNEL
-from webhookd.store.notifications import listen
+from webhookd.store.notifications import DELIVERIES_CHANNEL, listen
 
 log = logging.getLogger("webhookd.pool")
 CLAIM_BATCH = 100

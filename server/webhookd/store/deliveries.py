@@ -18,11 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from webhookd.domain import ids
 from webhookd.domain.webhooks import Backoff, RetryPolicy, SignatureScheme
 from webhookd.store.database import reader
-from webhookd.store.notifications import CoalescingNotifier
+from webhookd.store.notifications import DELIVERIES_CHANNEL, CoalescingNotifier
 from webhookd.store.tables import attempts, deliveries, webhooks
 
-# The attempt log's channel: DeliveryLog followers LISTEN here.
-ATTEMPTS_CHANNEL = "webhookd_attempts"
 # One claimer at a time makes the per-webhook concurrency cap exact across processes; a claim is a
 # single short statement, so serialising it costs little.
 CLAIM_LOCK_ID = 7_202_611_27
@@ -236,4 +234,4 @@ class DeliveryQueue:
                 .where(deliveries.c.id == claimed.delivery_id, deliveries.c.lease_token == claimed.lease_token)
                 .values(next_attempt_at=retry_at, lease_token=None, lease_expires_at=None)
             )
-            await connection.execute(sa.text("NOTIFY webhookd_deliveries"))
+            await connection.execute(sa.text(f"NOTIFY {DELIVERIES_CHANNEL}"))

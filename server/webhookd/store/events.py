@@ -15,8 +15,6 @@ from webhookd.store.notifications import CoalescingNotifier
 from webhookd.store.scoping import scoped
 from webhookd.store.tables import deliveries, events, webhooks
 
-# Workers LISTEN here; publishers NOTIFY after their transaction commits.
-DELIVERIES_CHANNEL = "webhookd_deliveries"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 _DELIVERY_COLUMNS = (
     "id",

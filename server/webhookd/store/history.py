@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from webhookd.domain.errors import FailedPrecondition, NotFound
 from webhookd.domain.history import Delivery, DeliveryFilter, LogEntry, LogFilter, LogPosition
 from webhookd.domain.scope import Scope
-from webhookd.store.events import DELIVERIES_CHANNEL
+from webhookd.store.notifications import DELIVERIES_CHANNEL
 from webhookd.store.scoping import SETTLED_TXID, scoped
 from webhookd.store.tables import attempts, deliveries, events, webhooks
 

@@ -22,8 +22,6 @@ from webhookd.store.notifications import CoalescingNotifier
 from webhookd.store.scoping import SETTLED_TXID, scoped
 from webhookd.store.tables import attempts, inbound_consumers, inbound_events, webhooks
 
-INBOUND_CHANNEL = "webhookd_inbound"
-
 
 @dataclass(frozen=True)
 class InboundTarget:

@@ -14,6 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("webhookd.notifications")
 
+# The channels: workers wake on new deliveries, log followers on attempts (and inbound receipts),
+# inbound consumers on accepted receipts.
+DELIVERIES_CHANNEL = "webhookd_deliveries"
+ATTEMPTS_CHANNEL = "webhookd_attempts"
+INBOUND_CHANNEL = "webhookd_inbound"
+
 
 def libpq_url(sqlalchemy_url: str) -> str:
     """The plain postgresql:// URL psycopg takes, from the SQLAlchemy one (drops `+psycopg`)."""

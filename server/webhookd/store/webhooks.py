@@ -23,6 +23,7 @@ from webhookd.domain.webhooks import (
     WebhookSpec,
 )
 from webhookd.store.database import reader
+from webhookd.store.notifications import DELIVERIES_CHANNEL
 from webhookd.store.scoping import scoped
 from webhookd.store.tables import server_keys, webhooks
 
@@ -272,7 +273,7 @@ class WebhookStore:
     async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
         """Clears an automatic pause and wakes the workers for the deliveries that waited."""
         values = {"paused_at": None, "consecutive_failures": 0, "updated_at": now, "updated_by": person_id}
-        return await self._stamp(scope, webhook_id, values, notify="webhookd_deliveries")
+        return await self._stamp(scope, webhook_id, values, notify=DELIVERIES_CHANNEL)
 
     async def _stamp(
         self, scope: Scope, webhook_id: str, values: dict[str, Any], *, notify: str | None = None
