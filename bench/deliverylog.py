@@ -22,7 +22,7 @@ import psycopg
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from ulid import ULID
 
-from webhookd.store.notifications import ATTEMPTS_CHANNEL
+from webhookd.ports import Topic
 
 BACKLOG = 50_000
 ROUNDS = 3
@@ -72,7 +72,7 @@ async def insert_rows(conninfo: str, tenant_id: str, count: int) -> list[str]:
     tag = f"{str(ULID()).lower()}_"
     async with await psycopg.AsyncConnection.connect(conninfo) as connection:
         await connection.execute(INSERT, {"tag": tag, "tenant": tenant_id, "excerpt": EXCERPT_BYTES, "count": count})
-        await connection.execute(f"NOTIFY {ATTEMPTS_CHANNEL}")
+        await connection.execute(f"NOTIFY {Topic.ATTEMPTS.value}")
         await connection.commit()
     return [f"dlv_{tag}{n}" for n in range(1, count + 1)]
 
@@ -144,7 +144,7 @@ async def live_tail_latencies(bench: common.Stack) -> list[float]:
                 await connection.execute(
                     INSERT_ONE, {"delivery": delivery_id, "tenant": tenant_id, "excerpt": EXCERPT_BYTES}
                 )
-                await connection.execute(f"NOTIFY {ATTEMPTS_CHANNEL}")
+                await connection.execute(f"NOTIFY {Topic.ATTEMPTS.value}")
                 await connection.commit()
                 committed[delivery_id] = time.perf_counter()
                 await asyncio.sleep(PACE)

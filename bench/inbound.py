@@ -3,7 +3,7 @@
 Run: `.venv/bin/python bench/inbound.py`. Everything lives in this process on loopback: the gRPC service,
 the REST gateway serving the inbound route as `webhookd serve` does (webhookd.app.Gateway with the
 service's HTTP routes), and the baseline, a Starlette app whose one route reads the body and answers 200,
-served by the same webhookd.gateway.server.HttpServer (uvicorn). One aiohttp session sends both loads
+served by the same webhookd.http.server.HttpServer (uvicorn). One aiohttp session sends both loads
 the same way: CONCURRENCY requests in flight, each a ~1 KiB JSON body signed with the Standard Webhooks
 library under a fresh webhook-id, so every webhookd request is verified and committed, never a duplicate.
 The rate limit is raised out of the way. The loads take turns (ROUNDS turns of SECONDS each after a
@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from webhookd.app import Gateway
-from webhookd.gateway.server import HttpServer
+from webhookd.http.server import HttpServer
 
 CONCURRENCY = 64
 ROUNDS = 3

@@ -17,7 +17,8 @@ from ulid import ULID
 from webhookd.app import Backends, open_service
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings
-from webhookd.store.notifications import DELIVERIES_CHANNEL
+from webhookd.ports import Topic
+from webhookd.store.notifications import PostgresNotifications
 
 JWT_SECRET = "test-secret-test-secret-test-secret!"
 
@@ -55,6 +56,13 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.engine = create_async_engine(url, pool_size=2, max_overflow=4)
+        # The service's own notification path, so a write made here wakes workers and followers as
+        # one of the service's writes does.
+        self._notifications = PostgresNotifications(url)
+
+    def notify(self, topic: Topic) -> None:
+        self._notifications.start()
+        self._notifications.notify(topic)
 
     async def rows(self, statement: str, **params: Any) -> list[RowMapping]:
         async with self.engine.connect() as connection:
@@ -68,8 +76,8 @@ class Database:
         """Runs one statement and wakes the workers, as a publish does; returns the rows it touched."""
         async with self.engine.begin() as connection:
             result = await connection.execute(text(statement), params)
-            await connection.execute(text(f"NOTIFY {DELIVERIES_CHANNEL}"))
-            return result.rowcount
+        self.notify(Topic.DELIVERIES)
+        return result.rowcount
 
     async def make_due(self, *delivery_ids: str) -> int:
         """What time passing does to a scheduled retry: it is due now. Leased deliveries are left alone."""
@@ -93,6 +101,7 @@ class Database:
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
+        await self._notifications.close()
         await self.engine.dispose()
 
 

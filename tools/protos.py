@@ -1,8 +1,8 @@
 """Generate, check and lint the protobuf code.
 
-    python tools/protos.py gen      regenerate clients/python from protos/
-    python tools/protos.py check    fail when clients/python differs from what protos/ generates
-    python tools/protos.py deps     link google/api protos from googleapis-common-protos for buf
+python tools/protos.py gen      regenerate clients/python from protos/
+python tools/protos.py check    fail when clients/python differs from what protos/ generates
+python tools/protos.py deps     link google/api protos from googleapis-common-protos for buf
 """
 
 from __future__ import annotations

@@ -16,22 +16,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
 
-from webhookd.api.errors import ErrorInterceptor
-from webhookd.api.request_checks import RequestCheckInterceptor
+from webhookd.api.interceptor import CallInterceptor
 from webhookd.api.service import WebhookServicer
-from webhookd.auth.interceptor import AuthInterceptor
 from webhookd.auth.tokens import TokenVerifier
 from webhookd.config import Settings
 from webhookd.delivery.attempt import Deliverer
-from webhookd.delivery.http import Sender
+from webhookd.delivery.http import HttpSender
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.rate_limit import RateLimiter
 from webhookd.gateway import create_gateway_app
-from webhookd.gateway.inbound import inbound_route
-from webhookd.gateway.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
 from webhookd.gateway.playground import DevTokenSource, playground_routes
-from webhookd.gateway.server import HttpServer
+from webhookd.http.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
+from webhookd.http.receiver import inbound_route
+from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.vault import VaultSecretStore
@@ -42,18 +40,12 @@ from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
 from webhookd.store import migrate, retention
 from webhookd.store.database import create_engine
-from webhookd.store.deliveries import DeliveryQueue
+from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.embedded import EmbeddedPostgres
 from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
-from webhookd.store.notifications import (
-    ATTEMPTS_CHANNEL,
-    DELIVERIES_CHANNEL,
-    INBOUND_CHANNEL,
-    CoalescingNotifier,
-    NotificationHub,
-)
+from webhookd.store.notifications import PostgresNotifications
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
@@ -107,102 +99,42 @@ def start_backends(settings: Settings) -> Backends:
     return Backends(database_url, vault_addr, vault_token, embedded)
 
 
-class Service:
-    """The running gRPC server and everything it owns."""
+class Core:
+    """The use cases and the adapters they run on, as one process shares them: one engine, one
+    Vault client, one notification channel."""
 
-    def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> None:
-        self.settings = settings
-        self.backends = backends
-        self.metrics = metrics or Metrics()
+    def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics) -> None:
         self.engine: AsyncEngine = create_engine(backends.database_url)
-        self.metrics.backlog.watch(self.engine)
         self.secrets = backends.secret_store(settings)
+        self.notifications = PostgresNotifications(backends.database_url)
         webhook_store = WebhookStore(self.engine)
+        stream_slots = StreamSlots(settings.max_streams_per_tenant, metrics=metrics.streams)
         self.webhooks = Webhooks(
             webhook_store,
             self.secrets,
+            self.notifications,
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
         )
-        # Short window: publish-to-first-attempt latency waits on it.
-        self.deliveries_notifier = CoalescingNotifier(self.engine, DELIVERIES_CHANNEL, window_seconds=0.001)
-        self.events = Events(
-            EventStore(self.engine, deliveries_notifier=self.deliveries_notifier),
-            max_payload_bytes=settings.max_payload_bytes,
-        )
-        self.log_hub = NotificationHub(backends.database_url, ATTEMPTS_CHANNEL)
-        stream_slots = StreamSlots(settings.max_streams_per_tenant, metrics=self.metrics.streams)
-        self.history = History(
-            HistoryStore(self.engine),
-            webhook_store,
-            self.log_hub,
-            stream_slots=stream_slots,
-        )
-        self.inbound_hub = NotificationHub(backends.database_url, INBOUND_CHANNEL)
-        self.attempts_notifier = CoalescingNotifier(self.engine, ATTEMPTS_CHANNEL)
-        self.inbound_notifier = CoalescingNotifier(self.engine, INBOUND_CHANNEL)
+        self.events = Events(EventStore(self.engine), self.notifications, max_payload_bytes=settings.max_payload_bytes)
+        self.history = History(HistoryStore(self.engine), webhook_store, self.notifications, stream_slots=stream_slots)
         self.inbound = Inbound(
-            InboundStore(self.engine, attempts_notifier=self.attempts_notifier, inbound_notifier=self.inbound_notifier),
+            InboundStore(self.engine),
             self.secrets,
             webhook_store,
-            self.inbound_hub,
+            self.notifications,
             rate_limiter=RateLimiter(settings.inbound_rate_per_second, settings.inbound_burst),
             stream_slots=stream_slots,
+            max_body_bytes=settings.max_request_bytes,
         )
-        self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(
-            interceptors=[
-                ErrorInterceptor(self.metrics.grpc),
-                AuthInterceptor(TokenVerifier(settings)),
-                RequestCheckInterceptor(),
-            ],
-            options=[("grpc.so_reuseport", 0)],
-        )
-        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
-            WebhookServicer(self.webhooks, self.events, self.history, self.inbound), self.server
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflected = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(reflected, self.server)
-        self.grpc_port = 0
 
-    async def start(self) -> None:
-        self.grpc_port = self.server.add_insecure_port(self.settings.grpc_addr)
-        if self.grpc_port == 0:
-            raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
-        self.attempts_notifier.start()
-        self.inbound_notifier.start()
-        self.deliveries_notifier.start()
-        await self.server.start()
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    def start(self) -> None:
+        self.notifications.start()
 
-    @property
-    def grpc_target(self) -> str:
-        host = self.settings.grpc_addr.rsplit(":", 1)[0]
-        return f"{host}:{self.grpc_port}"
-
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop taking calls, let in-flight ones finish within the grace period, then release."""
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
-        await self.log_hub.close()
-        await self.inbound_hub.close()
-        await self.attempts_notifier.stop()
-        await self.inbound_notifier.stop()
-        await self.deliveries_notifier.stop()
+    async def close(self) -> None:
+        await self.notifications.close()
         await self.engine.dispose()
         self.secrets.close()
-
-    async def wait(self) -> None:
-        await self.server.wait_for_termination()
-
-    def http_routes(self) -> list[BaseRoute]:
-        """Routes the gateway serves from this process directly (they need the database, not gRPC)."""
-        return [
-            readiness_route(self.readiness_checks()),
-            inbound_route(self.inbound, max_body_bytes=self.settings.max_request_bytes),
-        ]
 
     def readiness_checks(self) -> ReadinessChecks:
         async def database() -> str | None:
@@ -221,6 +153,59 @@ class Service:
             return None
 
         return {"database": database, "vault": vault}
+
+    def http_routes(self) -> list[BaseRoute]:
+        """Routes every HTTP server of this process serves from the core directly."""
+        return [readiness_route(self.readiness_checks()), inbound_route(self.inbound)]
+
+
+class Service:
+    """The running gRPC server and everything it owns."""
+
+    def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.metrics = metrics or Metrics()
+        self.core = Core(settings, backends, metrics=self.metrics)
+        self.metrics.backlog.watch(self.core.engine)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=[CallInterceptor(TokenVerifier(settings), self.metrics.grpc)],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        servicer = WebhookServicer(self.core.webhooks, self.core.events, self.core.history, self.core.inbound)
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(servicer, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflected = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(reflected, self.server)
+        self.grpc_port = 0
+
+    async def start(self) -> None:
+        self.grpc_port = self.server.add_insecure_port(self.settings.grpc_addr)
+        if self.grpc_port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
+        self.core.start()
+        await self.server.start()
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    @property
+    def grpc_target(self) -> str:
+        host = self.settings.grpc_addr.rsplit(":", 1)[0]
+        return f"{host}:{self.grpc_port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls, let in-flight ones finish within the grace period, then release."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+        await self.core.close()
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+    def http_routes(self) -> list[BaseRoute]:
+        """Routes the gateway serves from this process directly (they need the database, not gRPC)."""
+        return self.core.http_routes()
 
 
 class Gateway:
@@ -262,22 +247,21 @@ class Gateway:
 
 
 class DeliveryWorkers:
-    """The worker pool with what it owns: its engine, the Vault client and one HTTP session."""
+    """The worker pool with what it owns: its engine, notifications, the Vault client and one HTTP session."""
 
     def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
         # Each in-flight delivery holds a connection only to claim and to record: a few suffice.
         self.engine = create_engine(backends.database_url, pool_size=max(4, min(settings.workers // 2, 16)))
-        self.attempts_notifier = CoalescingNotifier(self.engine, ATTEMPTS_CHANNEL)
+        self.notifications = PostgresNotifications(backends.database_url)
         self.secrets = backends.secret_store(settings)
-        self.sender = Sender.from_settings(settings)
-        self.queue = DeliveryQueue(
-            self.engine, pause_after_failures=settings.pause_after_failures, attempts_notifier=self.attempts_notifier
-        )
+        self.sender = HttpSender.from_settings(settings)
+        queue = DeliveryStore(self.engine, pause_after_failures=settings.pause_after_failures)
+        deliverer = Deliverer(queue, self.secrets, self.sender, self.notifications, observer=self.metrics.deliveries)
         self.pool = DeliveryPool(
-            self.queue,
-            Deliverer(self.queue, self.secrets, self.sender, observer=self.metrics.deliveries),
-            database_url=backends.database_url,
+            queue,
+            deliverer,
+            self.notifications,
             workers=settings.workers,
             per_webhook=settings.per_webhook_concurrency,
             grace_seconds=settings.shutdown_grace_seconds,
@@ -288,7 +272,7 @@ class DeliveryWorkers:
 
     async def start(self) -> None:
         await self.sender.start()
-        self.attempts_notifier.start()
+        self.notifications.start()
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
 
@@ -310,7 +294,7 @@ class DeliveryWorkers:
             await asyncio.gather(self._retention_task, return_exceptions=True)
         if self._task is not None:
             await self._task
-        await self.attempts_notifier.stop()
+        await self.notifications.close()
         await self.sender.close()
         await self.engine.dispose()
         self.secrets.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import secrets
 import shlex
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -18,7 +19,8 @@ from webhookd import app, config, logs
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings, SettingsError
 from webhookd.domain.errors import Unavailable
-from webhookd.gateway.operations import grpc_serving_check, readiness_route
+from webhookd.http.operations import grpc_serving_check, readiness_route
+from webhookd.http.receiver import inbound_route
 from webhookd.observability import Metrics
 from webhookd.store import migrate
 from webhookd.store.embedded import EmbeddedPostgres
@@ -44,9 +46,12 @@ def dev_settings() -> Settings:
     return settings
 
 
-def dev_token_source(settings: Settings) -> Callable[[], str]:
-    """Mints the dev tenant's token on each call: what the Playground's "Use dev token" gets."""
-    assert settings.jwt_secret is not None
+def dev_token_source(settings: Settings) -> Callable[[], str] | None:
+    """Mints the dev tenant's token on each call, with every claim the settings check (issuer,
+    audience): what the banner prints and the Playground's "Use dev token" gets. None when tokens
+    are verified with a public key, which this process cannot sign for."""
+    if settings.jwt_secret is None:
+        return None
     secret = settings.jwt_secret
 
     def mint_dev_token() -> str:
@@ -61,9 +66,13 @@ def dev_token_source(settings: Settings) -> Callable[[], str]:
     return mint_dev_token
 
 
-def _print_banner(settings: Settings, service: app.Service, http_port: int) -> None:
-    assert settings.jwt_secret is not None
-    token = mint(settings.jwt_secret, tenant_id=DEV_TENANT, subject=DEV_SUBJECT)
+def _print_banner(
+    settings: Settings, service: app.Service, http_port: int, dev_token: Callable[[], str] | None
+) -> None:
+    if dev_token is None:
+        token_lines = "Tokens are verified with WEBHOOKD_JWT_PUBLIC_KEY_FILE/JWKS_FILE: bring one of yours."
+    else:
+        token_lines = f"Dev token (tenant {DEV_TENANT}, 12 h):\n  export TOKEN={dev_token()}"
     target = service.grpc_target
     embedded = f"embedded, under {settings.data_dir}"
     database = embedded if settings.database_url is None else "WEBHOOKD_DATABASE_URL"
@@ -77,8 +86,7 @@ webhookd dev is running
   vault     {vault}
   browser   http://{settings.http_addr.rsplit(":", 1)[0]}:{http_port}/playground  (its "Use dev token" signs you in)
 
-Dev token (tenant {DEV_TENANT}, 12 h):
-  export TOKEN={token}
+{token_lines}
 
 Try it:
   grpcurl -plaintext {target} list
@@ -98,36 +106,53 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+class StartError(Exception):
+    """A part of the service could not start; the message is the one line the command prints."""
+
+
+async def _started(what: str, start: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await start()
+    except (Unavailable, OSError, SQLAlchemyError, RuntimeError, SystemExit) as error:
+        # uvicorn exits (SystemExit) when it cannot bind; OSError for gRPC and sockets.
+        raise StartError(f"{what}: {error or type(error).__name__}") from error
+
+
 async def _run_until_signalled(settings: Settings, *, dev: bool) -> int:
     stop = _stop_on_signals()
     metrics = Metrics()  # one registry for the whole process, served at the gateway's /metrics
+    dev_token = dev_token_source(settings)
     backends = await asyncio.to_thread(app.start_backends, settings)
     try:
-        try:
-            await app.check_backends(settings, backends)
-            service = await app.open_service(settings, backends, metrics=metrics)
-        except (Unavailable, OSError, SQLAlchemyError) as error:
-            print(f"webhookd: cannot start: {error}", file=sys.stderr)
-            return 2
-        workers = app.DeliveryWorkers(settings, backends, metrics=metrics)
-        await workers.start()
-        gateway = app.Gateway(
-            settings,
-            service.grpc_target,
-            extra_routes=service.http_routes(),
-            metrics=metrics,
-            dev_token=dev_token_source(settings) if dev else None,  # never offered by `serve`
-        )
-        await gateway.start()
-        if dev:
-            _print_banner(settings, service, gateway.port)
-        else:
-            print(f"webhookd serving gRPC on {service.grpc_target}, HTTP on port {gateway.port}", flush=True)
-        await stop.wait()
-        # Front doors first, so no new event is accepted while the workers drain.
-        await gateway.stop()
-        await service.stop()
-        await workers.stop()
+        # Whatever started is stopped in reverse order, on a signal or when a later part fails.
+        async with contextlib.AsyncExitStack() as running:
+            try:
+                await _started("backends", lambda: app.check_backends(settings, backends))
+                await _started("database schema", lambda: migrate.upgrade(backends.database_url))
+                workers = app.DeliveryWorkers(settings, backends, metrics=metrics)
+                await _started("delivery workers", workers.start)
+                # Stopped after the front doors, so no new event is accepted while they drain.
+                running.push_async_callback(workers.stop)
+                service = app.Service(settings, backends, metrics=metrics)
+                await _started("gRPC server", service.start)
+                running.push_async_callback(service.stop)
+                gateway = app.Gateway(
+                    settings,
+                    service.grpc_target,
+                    extra_routes=service.http_routes(),
+                    metrics=metrics,
+                    dev_token=dev_token if dev else None,  # never offered by `serve`
+                )
+                await _started("HTTP gateway", gateway.start)
+                running.push_async_callback(gateway.stop)
+            except StartError as error:
+                print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
+                return 2
+            if dev:
+                _print_banner(settings, service, gateway.port, dev_token)
+            else:
+                print(f"webhookd serving gRPC on {service.grpc_target}, HTTP on port {gateway.port}", flush=True)
+            await stop.wait()
         return 0
     finally:
         await asyncio.to_thread(backends.stop)
@@ -137,16 +162,17 @@ async def _run_workers(settings: Settings) -> int:
     stop = _stop_on_signals()
     backends = await asyncio.to_thread(app.start_backends, settings)
     try:
-        try:
-            await app.check_backends(settings, backends)
-        except (Unavailable, OSError, SQLAlchemyError) as error:
-            print(f"webhookd: cannot start: {error}", file=sys.stderr)
-            return 2
-        workers = app.DeliveryWorkers(settings, backends)
-        await workers.start()
-        print(f"webhookd worker running ({settings.workers} workers)", flush=True)
-        await stop.wait()
-        await workers.stop()
+        async with contextlib.AsyncExitStack() as running:
+            try:
+                await _started("backends", lambda: app.check_backends(settings, backends))
+                workers = app.DeliveryWorkers(settings, backends)
+                await _started("delivery workers", workers.start)
+                running.push_async_callback(workers.stop)
+            except StartError as error:
+                print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
+                return 2
+            print(f"webhookd worker running ({settings.workers} workers)", flush=True)
+            await stop.wait()
         return 0
     finally:
         await asyncio.to_thread(backends.stop)
@@ -154,15 +180,30 @@ async def _run_workers(settings: Settings) -> int:
 
 async def _run_gateway(settings: Settings, grpc_target: str) -> int:
     stop = _stop_on_signals()
-    # Its own channel, so readiness reports the target's health, not the gateway channel's state.
-    async with grpc.aio.insecure_channel(grpc_target) as upstream:
-        ready = readiness_route({"grpc": grpc_serving_check(upstream)})
-        gateway = app.Gateway(settings, grpc_target, extra_routes=[ready])
-        await gateway.start()
-        print(f"webhookd gateway serving HTTP on port {gateway.port}, calling gRPC at {grpc_target}", flush=True)
-        await stop.wait()
-        await gateway.stop()
-    return 0
+    backends = await asyncio.to_thread(app.start_backends, settings)
+    try:
+        # Its own channel, so readiness reports the target's health, not the gateway channel's state.
+        async with grpc.aio.insecure_channel(grpc_target) as upstream, contextlib.AsyncExitStack() as running:
+            try:
+                await _started("backends", lambda: app.check_backends(settings, backends))
+                # The inbound receiver needs the database and Vault, not gRPC: it runs here.
+                core = app.Core(settings, backends, metrics=Metrics())
+                core.start()
+                running.push_async_callback(core.close)
+                checks = {**core.readiness_checks(), "grpc": grpc_serving_check(upstream)}
+                gateway = app.Gateway(
+                    settings, grpc_target, extra_routes=[readiness_route(checks), inbound_route(core.inbound)]
+                )
+                await _started("HTTP gateway", gateway.start)
+                running.push_async_callback(gateway.stop)
+            except StartError as error:
+                print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
+                return 2
+            print(f"webhookd gateway serving HTTP on port {gateway.port}, calling gRPC at {grpc_target}", flush=True)
+            await stop.wait()
+        return 0
+    finally:
+        await asyncio.to_thread(backends.stop)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

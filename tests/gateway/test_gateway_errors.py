@@ -7,8 +7,8 @@ import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from webhookd.gateway.errors import HTTP_STATUS_BY_CODE, from_rpc_error, http_status_for, invalid_argument
 from webhookd.gateway.jsonshape import FieldViolation
+from webhookd.http.errors import HTTP_STATUS_BY_CODE, from_rpc_error, http_status_for, invalid_argument
 
 EXPECTED = {
     "OK": 200,

@@ -1,4 +1,4 @@
-"""The delivery HTTP step against real sockets: a loopback aiohttp receiver and a `Sender` posting to it.
+"""The delivery HTTP step against real sockets: a loopback aiohttp receiver and a `HttpSender` posting to it.
 
 Most tests allow private targets (the receiver is on 127.0.0.1); the refusal tests use the default policy.
 """
@@ -17,8 +17,9 @@ from email.utils import format_datetime
 import pytest
 from aiohttp import web
 
-from webhookd.delivery.http import RESPONSE_EXCERPT_BYTES, Outcome, Sender
+from webhookd.delivery.http import RESPONSE_EXCERPT_BYTES, HttpSender
 from webhookd.delivery.ssrf import TargetPolicy
+from webhookd.domain.statuses import Outcome
 
 BODY = json.dumps({"type": "rfp.created", "data": {"id": "rfp_1"}}).encode()
 HEADERS = {
@@ -128,12 +129,12 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def sender() -> AsyncIterator[Sender]:
-    async with Sender(TargetPolicy(allow_private=True), limit=8) as running:
+async def sender() -> AsyncIterator[HttpSender]:
+    async with HttpSender(TargetPolicy(allow_private=True), limit=8) as running:
         yield running
 
 
-async def test_2xx_succeeds_and_delivers_the_exact_body_and_headers(receiver: Receiver, sender: Sender) -> None:
+async def test_2xx_succeeds_and_delivers_the_exact_body_and_headers(receiver: Receiver, sender: HttpSender) -> None:
     headers = dict(HEADERS)
     result = await sender.send(receiver.url("/ok"), body=BODY, headers=headers, timeout_ms=5000)
 
@@ -152,14 +153,14 @@ async def test_2xx_succeeds_and_delivers_the_exact_body_and_headers(receiver: Re
     assert received.headers["User-Agent"].startswith("webhookd/")
 
 
-async def test_cookies_from_a_receiver_are_not_sent_back(receiver: Receiver, sender: Sender) -> None:
+async def test_cookies_from_a_receiver_are_not_sent_back(receiver: Receiver, sender: HttpSender) -> None:
     for _ in range(2):
         await sender.send(receiver.url("/ok"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert [r.headers.get("Cookie") for r in receiver.requests] == [None, None]
 
 
 async def test_proxy_environment_is_ignored(
-    receiver: Receiver, sender: Sender, monkeypatch: pytest.MonkeyPatch
+    receiver: Receiver, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A proxy would make the connection for us and bypass the SSRF guard.
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
@@ -168,7 +169,7 @@ async def test_proxy_environment_is_ignored(
     assert result.outcome is Outcome.SUCCEEDED
 
 
-async def test_500_fails_with_the_response_excerpt(receiver: Receiver, sender: Sender) -> None:
+async def test_500_fails_with_the_response_excerpt(receiver: Receiver, sender: HttpSender) -> None:
     result = await sender.send(receiver.url("/error"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.FAILED
     assert result.http_status == 500
@@ -176,14 +177,14 @@ async def test_500_fails_with_the_response_excerpt(receiver: Receiver, sender: S
     assert result.error == "HTTP 500"
 
 
-async def test_redirect_is_a_failure_and_is_not_followed(receiver: Receiver, sender: Sender) -> None:
+async def test_redirect_is_a_failure_and_is_not_followed(receiver: Receiver, sender: HttpSender) -> None:
     result = await sender.send(receiver.url("/redirect"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.FAILED
     assert result.http_status == 302
     assert [r.path for r in receiver.requests] == ["/redirect"]
 
 
-async def test_slow_receiver_times_out(receiver: Receiver, sender: Sender) -> None:
+async def test_slow_receiver_times_out(receiver: Receiver, sender: HttpSender) -> None:
     result = await sender.send(receiver.url("/slow"), body=BODY, headers=HEADERS, timeout_ms=200)
     assert result.outcome is Outcome.TIMED_OUT
     assert result.http_status is None
@@ -191,14 +192,14 @@ async def test_slow_receiver_times_out(receiver: Receiver, sender: Sender) -> No
     assert result.error == "timed out after 200 ms"
 
 
-async def test_429_retry_after_seconds(receiver: Receiver, sender: Sender) -> None:
+async def test_429_retry_after_seconds(receiver: Receiver, sender: HttpSender) -> None:
     result = await sender.send(receiver.url("/throttled"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.FAILED
     assert result.http_status == 429
     assert result.retry_after_seconds == 7.0
 
 
-async def test_503_retry_after_http_date(receiver: Receiver, sender: Sender) -> None:
+async def test_503_retry_after_http_date(receiver: Receiver, sender: HttpSender) -> None:
     result = await sender.send(receiver.url("/unavailable"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.FAILED
     assert result.http_status == 503
@@ -206,14 +207,14 @@ async def test_503_retry_after_http_date(receiver: Receiver, sender: Sender) -> 
     assert 110 <= result.retry_after_seconds <= 120  # the date has one-second resolution
 
 
-async def test_410_means_gone(receiver: Receiver, sender: Sender) -> None:
+async def test_410_means_gone(receiver: Receiver, sender: HttpSender) -> None:
     result = await sender.send(receiver.url("/gone"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.FAILED
     assert result.gone is True
     assert result.retry_after_seconds is None
 
 
-async def test_closed_port_is_a_connection_error(sender: Sender) -> None:
+async def test_closed_port_is_a_connection_error(sender: HttpSender) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -228,7 +229,7 @@ async def test_closed_port_is_a_connection_error(sender: Sender) -> None:
     [("127.0.0.1", "target refused: 127.0.0.1 is loopback"), ("localhost", "target refused: localhost is loopback")],
 )
 async def test_default_policy_refuses_loopback_without_sending(receiver: Receiver, host: str, error: str) -> None:
-    async with Sender() as guarded:
+    async with HttpSender() as guarded:
         result = await guarded.send(receiver.url("/ok", host=host), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.REFUSED
     assert result.http_status is None
@@ -236,7 +237,7 @@ async def test_default_policy_refuses_loopback_without_sending(receiver: Receive
     assert receiver.requests == []
 
 
-async def test_excerpt_is_capped_at_64_kib(receiver: Receiver, sender: Sender) -> None:
+async def test_excerpt_is_capped_at_64_kib(receiver: Receiver, sender: HttpSender) -> None:
     result = await sender.send(receiver.url("/big"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.SUCCEEDED
     assert result.response_excerpt == "a" * RESPONSE_EXCERPT_BYTES
@@ -246,7 +247,7 @@ async def test_excerpt_is_capped_at_64_kib(receiver: Receiver, sender: Sender) -
     ("path", "error"), [("/close", "server disconnected"), ("/reset", "connection reset")], ids=["close", "reset"]
 )
 async def test_dropped_connection_is_a_connection_error(
-    receiver: Receiver, sender: Sender, path: str, error: str
+    receiver: Receiver, sender: HttpSender, path: str, error: str
 ) -> None:
     result = await sender.send(receiver.url(path), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.CONNECTION_ERROR

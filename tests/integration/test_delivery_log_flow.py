@@ -21,11 +21,11 @@ from webhook_calls import rpc_error
 
 from log_streams import Tail, until
 from support import make_caller
-from webhookd.store.notifications import ATTEMPTS_CHANNEL
+from webhookd.ports import Topic
 
 LISTENERS = (
     "SELECT count(*) AS n FROM pg_stat_activity"
-    f" WHERE datname = current_database() AND query LIKE 'LISTEN {ATTEMPTS_CHANNEL}%'"
+    f" WHERE datname = current_database() AND query LIKE 'LISTEN {Topic.ATTEMPTS.value}%'"
 )
 # Rows with a 10 KB response excerpt each: 2,000 of them are 20 MB if a stream buffered them.
 INSERT_ATTEMPTS = text(
@@ -44,7 +44,7 @@ async def committed_attempts(database: Any, tenant_id: str, count: int = 1, *, e
     tag = f"{str(ULID()).lower()}_"
     async with database.engine.begin() as connection:
         await connection.execute(INSERT_ATTEMPTS, {"tag": tag, "tenant": tenant_id, "excerpt": excerpt, "count": count})
-        await connection.execute(text(f"NOTIFY {ATTEMPTS_CHANNEL}"))
+    database.notify(Topic.ATTEMPTS)
     return [f"dlv_{tag}{n}" for n in range(1, count + 1)]
 
 
@@ -57,7 +57,7 @@ async def listeners(database: Any, *, becomes: int, within: float = 10.0) -> Non
 async def follow(service: Any) -> AsyncIterator[Callable[[Any], Tail]]:
     """Opens follow streams for the test, starting from a hub without subscribers so that counts are
     exact; whatever the test leaves open is cancelled after it."""
-    await until(lambda: service.log_hub.subscribers == 0)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 0)
     opened: list[Tail] = []
 
     def open_stream(caller: Any) -> Tail:
@@ -71,14 +71,14 @@ async def follow(service: Any) -> AsyncIterator[Callable[[Any], Tail]]:
 
 async def test_cancelled_streams_release_the_database_listener(follow, service, caller, database) -> None:
     tails = [follow(caller) for _ in range(3)]
-    await until(lambda: service.log_hub.subscribers == 3)
-    assert service.log_hub.listening
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 3)
+    assert service.core.notifications.listening(Topic.ATTEMPTS)
     await listeners(database, becomes=1)  # one connection, however many followers
 
     for tail in tails:
         await tail.close()
-    await until(lambda: service.log_hub.subscribers == 0, within=5)
-    assert not service.log_hub.listening
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 0, within=5)
+    assert not service.core.notifications.listening(Topic.ATTEMPTS)
     await listeners(database, becomes=0, within=5)
 
 
@@ -105,7 +105,7 @@ async def test_slow_reader_keeps_server_memory_bounded(follow, service, caller, 
         assert all(len(entry.response_excerpt) == 10_000 for entry in received)
     finally:
         call.cancel()
-    await until(lambda: service.log_hub.subscribers == 0, within=5)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 0, within=5)
 
 
 async def test_cancelling_a_stalled_stream_releases_it_at_once(follow, service, caller, database) -> None:
@@ -114,17 +114,17 @@ async def test_cancelling_a_stalled_stream_releases_it_at_once(follow, service, 
     try:
         await asyncio.wait_for(stalled.read(), 15)
         await asyncio.sleep(1.0)  # the server is now blocked sending to a reader that does not read
-        assert service.log_hub.subscribers == 1
+        assert service.core.notifications.subscribers(Topic.ATTEMPTS) == 1
     finally:
         stalled.cancel()
-    await until(lambda: service.log_hub.subscribers == 0, within=5)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 0, within=5)
     await listeners(database, becomes=0, within=5)
 
 
 async def test_hundred_followers_on_one_channel_all_receive_a_live_entry(follow, service, channel, database) -> None:
     callers = [make_caller(channel, subject="person_1") for _ in range(5)]
     tails = [follow(caller) for caller in callers for _ in range(20)]
-    await until(lambda: service.log_hub.subscribers == 100, within=20)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 100, within=20)
     written = {caller.tenant_id: await committed_attempts(database, caller.tenant_id) for caller in callers}
     for index, tail in enumerate(tails):
         [entry] = await tail.wait_for(1, within=20)
@@ -132,22 +132,22 @@ async def test_hundred_followers_on_one_channel_all_receive_a_live_entry(follow,
 
     for tail in tails:
         await tail.close()
-    await until(lambda: service.log_hub.subscribers == 0, within=5)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 0, within=5)
 
 
 async def test_streams_beyond_the_tenants_cap_are_resource_exhausted(follow, service, channel, settings) -> None:
     cap = settings.max_streams_per_tenant
     caller = make_caller(channel, subject="person_1")
     tails = [follow(caller) for _ in range(cap)]
-    await until(lambda: service.log_hub.subscribers == cap)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == cap)
     error = await rpc_error(caller.DeliveryLog(pb.DeliveryLogRequest(follow=True)).read())
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
     # Another tenant is not held back by this one's streams.
     follow(make_caller(channel, subject="person_2"))
-    await until(lambda: service.log_hub.subscribers == cap + 1)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == cap + 1)
     # A closed stream gives its place back.
     await tails[0].close()
-    await until(lambda: service.log_hub.subscribers == cap)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == cap)
     follow(caller)
-    await until(lambda: service.log_hub.subscribers == cap + 1)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == cap + 1)

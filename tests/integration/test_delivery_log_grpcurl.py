@@ -12,6 +12,8 @@ from typing import Any
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhook_calls import create_webhook
 
+from webhookd.ports import Topic
+
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 METHOD = "cpod.integration.v1.WebhookService/DeliveryLog"
 
@@ -47,7 +49,7 @@ async def test_grpcurl_tails_a_live_delivery_log(service, caller, workers, recei
     assert process.stdout is not None
     try:
         deadline = time.monotonic() + 15
-        while service.log_hub.subscribers == 0:
+        while service.core.notifications.subscribers(Topic.ATTEMPTS) == 0:
             assert process.returncode is None, (await process.communicate())[1].decode()
             assert time.monotonic() < deadline, "grpcurl never opened the stream"
             await asyncio.sleep(0.02)

@@ -23,7 +23,7 @@ from webhook_calls import create_webhook, field_violations, rpc_error
 
 from log_streams import Tail, until
 from support import make_caller
-from webhookd.store.notifications import ATTEMPTS_CHANNEL
+from webhookd.ports import Topic
 
 TABLE_ORDER = "SELECT delivery_id, attempt FROM attempts WHERE tenant_id = :t ORDER BY txid, seq"
 INSERT_ATTEMPTS = text(
@@ -48,8 +48,8 @@ async def insert_attempts(
     outcome: str = "succeeded",
     occurred_at: datetime | None = None,
 ) -> list[str]:
-    """Inserts attempt rows in the connection's open transaction and queues the followers' NOTIFY;
-    returns their delivery ids in insert order."""
+    """Inserts attempt rows in the connection's open transaction; returns their delivery ids in
+    insert order. Whoever commits wakes the followers (`database.notify`)."""
     tag = f"{str(ULID()).lower()}_"
     await connection.execute(
         INSERT_ATTEMPTS,
@@ -64,13 +64,14 @@ async def insert_attempts(
             "count": count,
         },
     )
-    await connection.execute(text(f"NOTIFY {ATTEMPTS_CHANNEL}"))
     return [f"dlv_{tag}{n}" for n in range(1, count + 1)]
 
 
 async def committed_attempts(database: Any, tenant_id: str, **fields: Any) -> list[str]:
     async with database.engine.begin() as connection:
-        return await insert_attempts(connection, tenant_id, **fields)
+        written = await insert_attempts(connection, tenant_id, **fields)
+    database.notify(Topic.ATTEMPTS)
+    return written
 
 
 @pytest.fixture
@@ -105,7 +106,7 @@ async def test_follow_under_concurrent_publishing_matches_the_table_exactly(
 ) -> None:
     await create_webhook(caller, url=receiver.url, event_types=["*"])
     tail = follow(caller)
-    await until(lambda: service.log_hub.subscribers >= 1)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) >= 1)
 
     async def publisher(name: str, events: int) -> None:
         for _ in range(events):
@@ -126,7 +127,7 @@ async def test_follow_under_concurrent_publishing_matches_the_table_exactly(
 
 async def test_attempt_committed_late_is_streamed_once_in_txid_order(follow, service, caller, database) -> None:
     tail = follow(caller)
-    await until(lambda: service.log_hub.subscribers >= 1)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) >= 1)
     first = await committed_attempts(database, caller.tenant_id)
     await tail.wait_for(1)
 
@@ -136,6 +137,7 @@ async def test_attempt_committed_late_is_streamed_once_in_txid_order(follow, ser
         late_transaction = await late.begin()
         held = await insert_attempts(late, caller.tenant_id)  # txid a > b, kept open
         await older_transaction.commit()
+        database.notify(Topic.ATTEMPTS)
         # b committed after a began and is older than a: it is readable while a is still open.
         assert keys(await tail.wait_for(2)) == [(first[0], 1), (before[0], 1)]
 
@@ -144,6 +146,7 @@ async def test_attempt_committed_late_is_streamed_once_in_txid_order(follow, ser
         assert len(tail.entries) == 2, "an entry behind a still-open transaction was streamed early"
 
         await late_transaction.commit()
+        database.notify(Topic.ATTEMPTS)
     entries = await tail.wait_for(4)
     await asyncio.sleep(0.3)  # a duplicate would arrive on the same wake-up
     await tail.close()
@@ -198,7 +201,7 @@ async def test_another_tenants_stream_sees_nothing(follow, service, channel, cal
     other = make_caller(channel, subject="person_2")
     await committed_attempts(database, caller.tenant_id, count=3)
     others_tail = follow(other)
-    await until(lambda: service.log_hub.subscribers >= 1)
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) >= 1)
     await committed_attempts(database, caller.tenant_id, count=2)
     own = await committed_attempts(database, other.tenant_id)
 

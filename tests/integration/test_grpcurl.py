@@ -14,6 +14,7 @@ from webhookd.app import Service
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 SERVICE = "cpod.integration.v1.WebhookService"
 
+
 async def grpcurl(*args: str) -> tuple[int, str, str]:
     # The server runs in this event loop: wait for the subprocess without blocking it.
     process = await asyncio.create_subprocess_exec(

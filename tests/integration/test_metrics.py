@@ -25,8 +25,8 @@ from starlette.routing import Route
 from receivers import Receiver, status
 from support import make_caller
 from webhookd.app import Backends, open_service
-from webhookd.gateway.operations import ObservedApp
-from webhookd.gateway.streaming import NDJSON_MEDIA_TYPE
+from webhookd.http.media_types import NDJSON_MEDIA_TYPE
+from webhookd.http.operations import ObservedApp
 from webhookd.observability import Metrics
 from webhookd.observability.queue import BacklogGauges
 

@@ -20,7 +20,7 @@ from webhook_calls import create, create_webhook, field_violations, rpc_error
 from support import AuthedStub, make_caller
 from webhookd.app import Backends, Service
 from webhookd.config import Settings
-from webhookd.secrets.fingerprints import fingerprint
+from webhookd.domain.fingerprints import fingerprint
 
 CALLER_SECRET = "whsec_" + base64.b64encode(b"caller-chosen secret key, 32 b!!").decode()
 

@@ -62,9 +62,7 @@ async def test_missing_secret_is_not_found(store: VaultSecretStore) -> None:
         await store.read(await store.path_for(tenant(), "whk_missing"))
 
 
-async def test_deleted_secret_is_gone_with_all_versions(
-    store: VaultSecretStore, vault: tuple[str, str]
-) -> None:
+async def test_deleted_secret_is_gone_with_all_versions(store: VaultSecretStore, vault: tuple[str, str]) -> None:
     path = await store.path_for(tenant(), "whk_1")
     await store.write(path, {"signing_secret": "one"})
     await store.write(path, {"signing_secret": "two"})

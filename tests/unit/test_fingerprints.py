@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from webhookd.secrets.fingerprints import fingerprint
+from webhookd.domain.fingerprints import fingerprint
 
 
 def test_fingerprint_is_sha256_prefix_and_32_hex_digits() -> None:

@@ -205,9 +205,7 @@ def test_inbound_url_is_not_checked_and_comes_back_unchanged(url: str) -> None:
 
 
 def test_inbound_still_checks_the_other_fields() -> None:
-    found = fields(
-        spec(direction=Direction.INBOUND, url="x", name="", retry_policy=RetryPolicy(max_attempts=0))
-    )
+    found = fields(spec(direction=Direction.INBOUND, url="x", name="", retry_policy=RetryPolicy(max_attempts=0)))
     assert found == ["webhook.name", "webhook.retry_policy.max_attempts"]
 
 
@@ -414,9 +412,7 @@ def test_max_attempts_boundaries_are_accepted(attempts: int) -> None:
 @pytest.mark.parametrize("attempts", [0, 21, -1])
 def test_max_attempts_outside_1_to_20_is_rejected(attempts: int) -> None:
     violation = only(spec(retry_policy=RetryPolicy(max_attempts=attempts)))
-    assert violation == FieldViolation(
-        "webhook.retry_policy.max_attempts", f"must be from 1 to 20 (got {attempts})"
-    )
+    assert violation == FieldViolation("webhook.retry_policy.max_attempts", f"must be from 1 to 20 (got {attempts})")
 
 
 @pytest.mark.parametrize("timeout", [100, 30_000])
@@ -672,9 +668,7 @@ def test_update_mask_reports_every_bad_path_with_its_index_and_prefix() -> None:
 # --- page_size ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("given", "used"), [(0, 50), (1, 1), (50, 50), (1000, 1000), (1001, 1000), (10**9, 1000)]
-)
+@pytest.mark.parametrize(("given", "used"), [(0, 50), (1, 1), (50, 50), (1000, 1000), (1001, 1000), (10**9, 1000)])
 def test_page_size_defaults_and_clamps(given: int, used: int) -> None:
     assert validate_page_size(given) == used
 

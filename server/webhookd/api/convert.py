@@ -6,9 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cpod.integration.v1 import webhook_pb2 as pb
+from cpod.integration.v1 import webhook_service_pb2 as service_pb
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from webhookd.domain.deliveries import Delivery
 from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.history import LogEntry, encode_cursor
+from webhookd.domain.inbound import InboundEvent
 from webhookd.domain.webhooks import (
     DEFAULT_SOURCE,
     OUTPUT_ONLY_FIELDS,
@@ -76,7 +80,7 @@ def webhook_to_proto(webhook: Webhook) -> pb.Webhook:
             timeout_ms=spec.retry_policy.timeout_ms,
         ),
         last_delivery_at=timestamp(webhook.last_delivery_at),
-        last_delivery_status=webhook.last_delivery_status or "",
+        last_delivery_status=webhook.last_delivery_status.value if webhook.last_delivery_status else "",
         consecutive_failures=webhook.consecutive_failures,
         paused_at=timestamp(webhook.paused_at),
         connector_id=spec.connector_id,
@@ -224,3 +228,52 @@ def _json_value(value: Any) -> Any:
 def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     result: dict[str, Any] = _json_value(json_format.MessageToDict(message))
     return result
+
+
+def entry_to_proto(entry: LogEntry) -> service_pb.DeliveryLogEntry:
+    return service_pb.DeliveryLogEntry(
+        cursor=encode_cursor(entry.position),
+        delivery_id=entry.delivery_id,
+        event_id=entry.event_id,
+        event_type=entry.event_type,
+        webhook_id=entry.webhook_id,
+        attempt=entry.attempt,
+        outcome=entry.outcome.value,
+        http_status=entry.http_status or 0,
+        latency_ms=entry.latency_ms,
+        error=entry.error,
+        response_excerpt=entry.response_excerpt,
+        next_attempt_at=timestamp(entry.next_attempt_at),
+        occurred_at=timestamp(entry.occurred_at),
+    )
+
+
+def delivery_to_proto(delivery: Delivery) -> service_pb.Delivery:
+    return service_pb.Delivery(
+        id=delivery.id,
+        event_id=delivery.event_id,
+        event_type=delivery.event_type,
+        webhook_id=delivery.webhook_id,
+        status=delivery.status.value,
+        attempts=delivery.attempts,
+        next_attempt_at=timestamp(delivery.next_attempt_at),
+        last_outcome=delivery.last_outcome.value if delivery.last_outcome else "",
+        last_http_status=delivery.last_http_status or 0,
+        last_error=delivery.last_error or "",
+        created_at=timestamp(delivery.created_at),
+        updated_at=timestamp(delivery.updated_at),
+        completed_at=timestamp(delivery.completed_at),
+    )
+
+
+def inbound_event_to_proto(event: InboundEvent) -> service_pb.InboundEvent:
+    return service_pb.InboundEvent(
+        cursor=encode_cursor(event.position),
+        id=event.id,
+        webhook_id=event.webhook_id,
+        message_id=event.message_id or "",
+        event_type=event.event_type,
+        content_type=event.content_type,
+        body=event.body,
+        received_at=timestamp(event.received_at),
+    )

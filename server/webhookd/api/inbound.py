@@ -12,22 +12,8 @@ from webhookd.api import convert
 from webhookd.auth.context import current_scope
 from webhookd.domain.history import encode_cursor
 from webhookd.services.inbound import Inbound
-from webhookd.store.inbound import InboundEvent
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-
-
-def inbound_event_to_proto(event: InboundEvent) -> pb.InboundEvent:
-    return pb.InboundEvent(
-        cursor=encode_cursor(event.position),
-        id=event.id,
-        webhook_id=event.webhook_id,
-        message_id=event.message_id or "",
-        event_type=event.event_type,
-        content_type=event.content_type,
-        body=event.body,
-        received_at=convert.timestamp(event.received_at),
-    )
 
 
 class InboundRpcs:
@@ -45,7 +31,7 @@ class InboundRpcs:
             follow=request.follow,
         )
         async for event in events:
-            yield pb.StreamInboundEventsResponse(event=inbound_event_to_proto(event))
+            yield pb.StreamInboundEventsResponse(event=convert.inbound_event_to_proto(event))
 
     async def AckInboundEvents(
         self, request: pb.AckInboundEventsRequest, context: Context

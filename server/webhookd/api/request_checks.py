@@ -7,14 +7,11 @@ field. JSON payloads (Struct/Value) are exempt: they are stored as bytes, where 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from webhookd.api.handlers import write_all
 from webhookd.domain.errors import FieldViolation, Invalid
 
 _OPAQUE_JSON = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
@@ -45,37 +42,3 @@ def check_request(message: Message) -> None:
     paths = list(_nul_paths(message, ""))
     if paths:
         raise Invalid([FieldViolation(path, "must not contain NUL characters") for path in paths])
-
-
-class RequestCheckInterceptor(grpc.aio.ServerInterceptor):
-    """Runs check_request on unary requests (every RPC here takes one request message)."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        if handler.unary_unary is not None:
-            inner_unary = handler.unary_unary
-
-            async def checked_unary(request: Any, context: Any) -> Any:
-                check_request(request)
-                return await inner_unary(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                checked_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-
-            async def checked_stream(request: Any, context: Any) -> Any:
-                check_request(request)
-                await write_all(inner_stream(request, context), context)
-
-            return grpc.unary_stream_rpc_method_handler(
-                checked_stream, handler.request_deserializer, handler.response_serializer
-            )
-        return handler

@@ -9,8 +9,8 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 
 from webhookd.api import convert
 from webhookd.auth.context import current_scope
+from webhookd.domain.webhooks import WebhookFilter
 from webhookd.services.webhooks import Webhooks, event_type_filter
-from webhookd.store.webhooks import WebhookFilter
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 

@@ -8,7 +8,6 @@ from webhookd.domain.errors import Unauthenticated
 from webhookd.domain.scope import Scope
 
 _scope: ContextVar[Scope | None] = ContextVar("webhookd_scope", default=None)
-request_id: ContextVar[str] = ContextVar("webhookd_request_id", default="-")
 
 
 def current_scope() -> Scope:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -137,8 +136,3 @@ def mint(
     optional = {"sub": subject, "app_id": app_id, "iss": issuer, "aud": audience}
     claims.update({name: value for name, value in optional.items() if value})
     return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def describe(token: str) -> str:
-    """The unverified claims of a token, for the CLI to show what it minted."""
-    return json.dumps(jwt.decode(token, options={"verify_signature": False}), sort_keys=True)

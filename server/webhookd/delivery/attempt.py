@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from webhookd.delivery.http import AttemptResult, Outcome, Sender
 from webhookd.domain import retry, signing
+from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery
 from webhookd.domain.errors import NotFound, Unavailable
 from webhookd.domain.secret_rotation import active_secrets
-from webhookd.secrets.vault import VaultSecretStore
-from webhookd.store.deliveries import AttemptRecord, ClaimedDelivery, DeliveryQueue
+from webhookd.ports import Clock, DeliveryQueue, Notifications, SecretStore, Sender, Topic, utc_now
 
 log = logging.getLogger("webhookd.delivery")
 # Without a secret nothing can be signed; the endpoint is not at fault, so this is no attempt.
@@ -21,7 +20,7 @@ SECRET_UNAVAILABLE_RETRY = timedelta(seconds=15)
 
 def next_attempt_at(claimed: ClaimedDelivery, result: AttemptResult, now: datetime) -> datetime | None:
     """When to try again, or None when the delivery is finished (succeeded or out of attempts)."""
-    if result.outcome is Outcome.SUCCEEDED:
+    if result.succeeded:
         return None
     delay = retry.next_delay(claimed.retry_policy, claimed.attempt)
     if delay is None:
@@ -41,14 +40,19 @@ class Deliverer:
     def __init__(
         self,
         queue: DeliveryQueue,
-        secrets: VaultSecretStore,
+        secrets: SecretStore,
         sender: Sender,
+        notifications: Notifications,
+        *,
         observer: AttemptObserver | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self._queue = queue
         self._secrets = secrets
         self._sender = sender
+        self._notifications = notifications
         self._observer = observer
+        self._now = clock
 
     async def deliver(self, claimed: ClaimedDelivery) -> None:
         try:
@@ -58,15 +62,14 @@ class Deliverer:
                 "no signing secret; delivery postponed",
                 extra={"delivery_id": claimed.delivery_id, "reason": error.message},
             )
-            await self._queue.release(claimed, retry_at=datetime.now(UTC) + SECRET_UNAVAILABLE_RETRY)
+            await self.release(claimed, retry_at=self._now() + SECRET_UNAVAILABLE_RETRY)
             return
-        now = datetime.now(UTC)
         headers = dict(claimed.headers)
         # Signature headers last: a static header can never replace them.
         headers.update(
             signing.sign_headers(
                 claimed.signature_scheme,
-                active_secrets(record, now),
+                active_secrets(record, self._now()),
                 claimed.event_id,
                 int(time.time()),
                 claimed.body,
@@ -75,26 +78,28 @@ class Deliverer:
         result = await self._sender.send(
             claimed.url, body=claimed.body, headers=headers, timeout_ms=claimed.retry_policy.timeout_ms
         )
-        finished_at = datetime.now(UTC)
+        finished_at = self._now()
         retry_at = next_attempt_at(claimed, result, finished_at)
         if self._observer is not None:
             self._observer.attempted(
-                result.outcome.value,
-                result.latency_ms,
-                finished=retry_at is None,
-                succeeded=result.outcome is Outcome.SUCCEEDED,
+                result.outcome.value, result.latency_ms, finished=retry_at is None, succeeded=result.succeeded
             )
         await self._queue.record(
             claimed,
             AttemptRecord(
-                outcome=result.outcome.value,
+                outcome=result.outcome,
                 http_status=result.http_status,
                 latency_ms=result.latency_ms,
                 error=result.error,
                 response_excerpt=result.response_excerpt,
-                succeeded=result.outcome is Outcome.SUCCEEDED,
                 gone=result.gone,
                 next_attempt_at=retry_at,
                 occurred_at=finished_at,
             ),
         )
+        self._notifications.notify(Topic.ATTEMPTS)
+
+    async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
+        """Gives the delivery back without an attempt; workers are woken, since it may be due now."""
+        await self._queue.release(claimed, retry_at=retry_at)
+        self._notifications.notify(Topic.DELIVERIES)

@@ -1,6 +1,6 @@
 """The outbound HTTP step of a delivery: POST one signed body to one target and say how it went.
 
-`Sender` owns the one pooled aiohttp session every delivery goes through. Its connector is the SSRF
+`HttpSender` owns the one pooled aiohttp session every delivery goes through. Its connector is the SSRF
 guard's (`ssrf.guarded_connector`), and it never uses a proxy (`trust_env=False`): a proxy would
 connect for us and bypass the guard. `send` never raises for what the network or the receiver did;
 it returns an `AttemptResult` for the delivery code to record and to schedule a retry from.
@@ -12,9 +12,7 @@ import errno
 import importlib.metadata
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from types import TracebackType
 from typing import Final
 
@@ -24,7 +22,9 @@ from yarl import URL
 
 from webhookd.config import Settings
 from webhookd.delivery.ssrf import MISSING_HOST, TargetPolicy, check_url_host, find_refusal, guarded_connector
+from webhookd.domain.deliveries import AttemptResult
 from webhookd.domain.retry import clamp_retry_after, parse_retry_after
+from webhookd.domain.statuses import Outcome
 
 # We keep excerpts short in the database, and never read more of a response than we keep.
 RESPONSE_EXCERPT_BYTES: Final = 65536
@@ -44,30 +44,7 @@ def _user_agent() -> str:
 USER_AGENT: Final = _user_agent()
 
 
-class Outcome(StrEnum):
-    SUCCEEDED = "succeeded"  # 2xx
-    FAILED = "failed"  # any other HTTP status, redirects included
-    TIMED_OUT = "timed_out"
-    CONNECTION_ERROR = "connection_error"
-    REFUSED = "refused"  # the SSRF guard refused the target
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    outcome: Outcome
-    http_status: int | None
-    latency_ms: int
-    # A short reason for people ('' on success); never request headers, signatures or secrets.
-    error: str
-    # At most RESPONSE_EXCERPT_BYTES of the (decompressed) body, decoded as UTF-8 with replacement.
-    response_excerpt: str = ""
-    # From Retry-After on 429/503, clamped; None otherwise.
-    retry_after_seconds: float | None = None
-    # 410 Gone: the receiver asks us to stop.
-    gone: bool = False
-
-
-class Sender:
+class HttpSender:
     """POSTs deliveries through one pooled, SSRF-guarded session; `start()` it inside the event loop."""
 
     def __init__(self, policy: TargetPolicy | None = None, *, limit: int = DEFAULT_CONNECTION_LIMIT) -> None:
@@ -76,7 +53,7 @@ class Sender:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Sender:
+    def from_settings(cls, settings: Settings) -> HttpSender:
         policy = TargetPolicy(settings.allow_private_targets, settings.allowed_target_cidrs)
         return cls(policy, limit=settings.workers or DEFAULT_CONNECTION_LIMIT)
 
@@ -96,7 +73,7 @@ class Sender:
             session, self._session = self._session, None
             await session.close()
 
-    async def __aenter__(self) -> Sender:
+    async def __aenter__(self) -> HttpSender:
         await self.start()
         return self
 
@@ -113,7 +90,7 @@ class Sender:
         """
         session = self._session
         if session is None:
-            raise RuntimeError("Sender.send() before start()")
+            raise RuntimeError("HttpSender.send() before start()")
         try:
             target = URL(url)
         except ValueError:

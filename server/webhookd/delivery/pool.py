@@ -1,8 +1,9 @@
 """The worker pool: claims due deliveries and runs them, at most `workers` at a time.
 
-It wakes on NOTIFY from publishers, when a slot frees up, when the next scheduled retry comes due,
-and at worst every `poll_seconds`. On stop it claims nothing more, lets in-flight deliveries finish
-within the grace period and gives the rest back to the queue for another worker.
+It wakes on a deliveries notification (publish, resume, redeliver, release), when a slot frees up,
+when the next scheduled retry comes due, and at worst every `poll_seconds`. On stop it claims
+nothing more, lets in-flight deliveries finish within the grace period and gives the rest back to
+the queue for another worker.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 
 from webhookd.delivery.attempt import Deliverer
-from webhookd.store.deliveries import ClaimedDelivery, DeliveryQueue
-from webhookd.store.notifications import DELIVERIES_CHANNEL, listen
+from webhookd.domain.deliveries import ClaimedDelivery
+from webhookd.ports import Clock, DeliveryQueue, Notifications, Topic, utc_now
 
 log = logging.getLogger("webhookd.pool")
 CLAIM_BATCH = 100
@@ -26,52 +26,63 @@ class DeliveryPool:
         self,
         queue: DeliveryQueue,
         deliverer: Deliverer,
+        notifications: Notifications,
         *,
-        database_url: str,
         workers: int,
         per_webhook: int,
         poll_seconds: float = 5.0,
         grace_seconds: float = 10.0,
+        clock: Clock = utc_now,
     ) -> None:
         self._queue = queue
         self._deliverer = deliverer
-        self._database_url = database_url
+        self._notifications = notifications
         self._workers = workers
         self._per_webhook = per_webhook
         self._poll_seconds = poll_seconds
         self._grace_seconds = grace_seconds
+        self._now = clock
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], ClaimedDelivery] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
 
     async def run(self) -> None:
-        listener = asyncio.create_task(listen(self._database_url, DELIVERIES_CHANNEL, self._wake.set))
-        try:
-            while not self._stopping.is_set():
-                # Cleared before claiming, never after: a wake-up that arrives while we claim or
-                # look up the next due time must make the next wait return at once.
-                self._wake.clear()
-                free = self._workers - len(self._inflight)
-                claimed: list[ClaimedDelivery] = []
-                if free > 0:
-                    try:
-                        claimed = await self._queue.claim(min(free, CLAIM_BATCH), per_webhook=self._per_webhook)
-                    except Exception:
-                        log.exception("claiming deliveries failed")
-                for delivery in claimed:
-                    task = asyncio.create_task(self._deliver(delivery))
-                    self._inflight[task] = delivery
-                if claimed and len(claimed) == min(free, CLAIM_BATCH):
-                    continue  # there may be more due right now
-                await self._sleep()
-        finally:
-            await self._drain()
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+        async with self._notifications.subscribe(Topic.DELIVERIES) as notified:
+            # Notifications and local wake-ups (a slot freed, stop) share one event.
+            self._wake = notified
+            if self._stopping.is_set():
+                self._wake.set()
+            try:
+                await self._claim_loop()
+            finally:
+                await self._drain()
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            # Cleared before claiming, never after: a wake-up that arrives while we claim or
+            # look up the next due time must make the next wait return at once.
+            self._wake.clear()
+            free = self._workers - len(self._inflight)
+            claimed: list[ClaimedDelivery] = []
+            if free > 0:
+                try:
+                    claimed = await self._queue.claim(min(free, CLAIM_BATCH), per_webhook=self._per_webhook)
+                except Exception:
+                    log.exception("claiming deliveries failed")
+            for delivery in claimed:
+                task = asyncio.create_task(self._deliver(delivery))
+                self._inflight[task] = delivery
+            if claimed and len(claimed) == min(free, CLAIM_BATCH):
+                continue  # there may be more due right now
+            await self._sleep()
 
     async def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
@@ -91,7 +102,7 @@ class DeliveryPool:
         except Exception:  # noqa: BLE001 - fall back to the poll interval
             next_due = None
         if next_due is not None:
-            timeout = min(timeout, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
+            timeout = min(timeout, max(0.0, (next_due - self._now()).total_seconds()))
         if timeout <= 0:
             # Due now but not claimable (per-webhook cap, or no free slot): a finishing delivery wakes us.
             timeout = CAPPED_RECHECK_SECONDS
@@ -110,6 +121,6 @@ class DeliveryPool:
         # recorded just before cancelling no longer holds the lease, so its release changes nothing.
         for delivery in leftovers:
             try:
-                await self._queue.release(delivery, retry_at=datetime.now(UTC))
+                await self._deliverer.release(delivery, retry_at=self._now())
             except Exception:
                 log.exception("could not release a delivery", extra={"delivery_id": delivery.delivery_id})

@@ -1,8 +1,16 @@
-"""Typed errors raised by the domain and the stores; one interceptor maps them to gRPC status."""
+"""Typed errors raised by the domain and the stores; each transport maps them once.
+
+Every error carries its canonical code (a google.rpc.Code name, AIP-193): gRPC sends it as the
+status, HTTP turns it into a status through one table (webhookd/http/errors.py).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+# The `domain` of every ErrorInfo this service sends, over gRPC and HTTP alike.
+ERROR_DOMAIN = "integration.cpod.io"
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,7 @@ class DomainError(Exception):
     """Base of every error a caller is meant to see. `reason` is a stable UPPER_SNAKE code."""
 
     reason = "ERROR"
+    code: ClassVar[str] = "UNKNOWN"
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -25,28 +34,34 @@ class DomainError(Exception):
 
 class NotFound(DomainError):
     reason = "NOT_FOUND"
+    code = "NOT_FOUND"
 
 
 class AlreadyExists(DomainError):
     reason = "ALREADY_EXISTS"
+    code = "ALREADY_EXISTS"
 
 
 class Aborted(DomainError):
     """A precondition on the resource's version failed: re-read and retry."""
 
     reason = "VERSION_MISMATCH"
+    code = "ABORTED"
 
 
 class FailedPrecondition(DomainError):
     reason = "FAILED_PRECONDITION"
+    code = "FAILED_PRECONDITION"
 
 
 class Unauthenticated(DomainError):
     reason = "UNAUTHENTICATED"
+    code = "UNAUTHENTICATED"
 
 
 class ResourceExhausted(DomainError):
     reason = "RESOURCE_EXHAUSTED"
+    code = "RESOURCE_EXHAUSTED"
 
     def __init__(self, message: str, *, retry_after_seconds: float | None = None, reason: str | None = None) -> None:
         super().__init__(message, reason=reason)
@@ -57,6 +72,7 @@ class Unavailable(DomainError):
     """A dependency (the database, Vault) cannot be reached; the caller may retry."""
 
     reason = "UNAVAILABLE"
+    code = "UNAVAILABLE"
 
     def __init__(self, message: str, *, retry_after_seconds: float | None = None, reason: str | None = None) -> None:
         super().__init__(message, reason=reason)
@@ -67,6 +83,7 @@ class Invalid(DomainError):
     """Bad input, with one violation per offending field."""
 
     reason = "INVALID_ARGUMENT"
+    code = "INVALID_ARGUMENT"
 
     def __init__(self, violations: list[FieldViolation], message: str | None = None) -> None:
         if not violations:
@@ -78,3 +95,14 @@ class Invalid(DomainError):
     @classmethod
     def field(cls, field: str, description: str) -> Invalid:
         return cls([FieldViolation(field, description)])
+
+
+class PayloadTooLarge(DomainError):
+    """A request body over its limit (HTTP 413); the limit is in the message and `limit_bytes`."""
+
+    reason = "REQUEST_TOO_LARGE"
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"Request body is larger than {limit_bytes} bytes")
+        self.limit_bytes = limit_bytes

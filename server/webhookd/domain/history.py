@@ -1,17 +1,15 @@
-"""Delivery history values: log entries, their cursors, and the filters shared by log and list."""
+"""The delivery log: its entries, their positions and cursors, and the filters a reader may use."""
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from webhookd.domain.errors import Invalid
+from webhookd.domain.statuses import Outcome
 
-OUTCOMES = ("succeeded", "failed", "timed_out", "connection_error", "refused", "received", "rejected")
 _BIGINT = 2**63
-DELIVERY_STATUSES = ("pending", "succeeded", "failed")
-MAX_RECOVER_WINDOW = timedelta(days=14)
 
 
 @dataclass(frozen=True, order=True)
@@ -46,7 +44,7 @@ class LogEntry:
     event_type: str
     webhook_id: str
     attempt: int
-    outcome: str
+    outcome: Outcome
     http_status: int | None
     latency_ms: int
     error: str
@@ -58,33 +56,6 @@ class LogEntry:
 @dataclass(frozen=True)
 class LogFilter:
     webhook_id: str | None = None
-    outcomes: tuple[str, ...] = ()
+    outcomes: tuple[Outcome, ...] = ()
     # Subscription-style filters (`rfp.created`, `rfp.*`, `*`).
     event_types: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: str
-    event_id: str
-    event_type: str
-    webhook_id: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    last_outcome: str | None
-    last_http_status: int | None
-    last_error: str | None
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-
-
-@dataclass(frozen=True)
-class DeliveryFilter:
-    webhook_id: str | None = None
-    status: str | None = None
-    last_outcome: str | None = None
-    event_types: tuple[str, ...] = ()
-    start_time: datetime | None = None
-    end_time: datetime | None = None

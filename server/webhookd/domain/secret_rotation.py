@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from webhookd.domain.webhooks import Webhook
 
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=7)
@@ -26,3 +29,12 @@ def rotated(record: dict[str, str], new_secret: str, *, overlap: timedelta, now:
         "previous": record["current"],
         "previous_expires_at": (now + overlap).isoformat(),
     }
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What RotateWebhookSecret hands back: the new secret is returned this once."""
+
+    webhook: Webhook
+    signing_secret: str
+    previous_secret_expires_at: datetime

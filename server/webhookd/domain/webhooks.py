@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from webhookd.domain.statuses import Outcome
+
 SCHEMA_VERSION = 1
 DEFAULT_SOURCE = "edm"
 
@@ -124,7 +126,7 @@ class Webhook:
     vault_path: str
     secret_fingerprint: str
     last_delivery_at: datetime | None
-    last_delivery_status: str | None
+    last_delivery_status: Outcome | None
     consecutive_failures: int
     paused_at: datetime | None
     version: int
@@ -136,3 +138,24 @@ class Webhook:
     @property
     def is_active(self) -> bool:
         return self.spec.enabled and self.paused_at is None and not self.is_deleted
+
+
+@dataclass(frozen=True)
+class WebhookFilter:
+    """List filters; None (or empty) means no filter on that field."""
+
+    show_deleted: bool = False
+    direction: Direction | None = None
+    enabled: bool | None = None
+    # Every filter string that matches the wanted event type (see domain.event_types.matching_filters).
+    event_type_filters: tuple[str, ...] = ()
+    connector_id: str | None = None
+    application_id: str | None = None
+    tag: str | None = None
+    name_contains: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookPage:
+    webhooks: list[Webhook]
+    next_page_token: str

@@ -18,7 +18,9 @@ from starlette.routing import BaseRoute, Route
 from webhookd.gateway.calls import Invoker, request_id
 from webhookd.gateway.descriptors import default_descriptor_set, default_services, load_comments
 from webhookd.gateway.endpoint import CallSettings, RpcHandler, RpcRoute
-from webhookd.gateway.errors import (
+from webhookd.gateway.openapi import OPENAPI_PATH, build_openapi
+from webhookd.gateway.routes import bindings_for_services, group_by_template
+from webhookd.http.errors import (
     ApiError,
     error_response,
     internal,
@@ -26,8 +28,7 @@ from webhookd.gateway.errors import (
     route_not_found,
     status_name_for_http,
 )
-from webhookd.gateway.openapi import HEALTH_PATH, OPENAPI_PATH, build_openapi
-from webhookd.gateway.routes import bindings_for_services, group_by_template
+from webhookd.http.operations import health_route
 
 MIB = 1024 * 1024
 
@@ -48,7 +49,8 @@ def create_gateway_app(
     services: defaults to cpod.integration.v1.WebhookService.
     descriptor_set: a FileDescriptorSet with source info, for OpenAPI descriptions; defaults to
         the one shipped in the stubs package, if present.
-    extra_routes: served before the RPC routes (/readyz, /metrics, /playground, /api/v1/manifest).
+    extra_routes: served before the RPC routes (/readyz, /metrics, the inbound receiver,
+        /playground, /api/v1/manifest).
     """
     services = list(services) if services is not None else default_services()
     comments = load_comments(descriptor_set if descriptor_set is not None else default_descriptor_set())
@@ -58,14 +60,11 @@ def create_gateway_app(
         CallSettings(max_request_bytes, unary_timeout_seconds, stream_grace_seconds, heartbeat_seconds),
     )
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document)
 
     routes: list[BaseRoute] = [
-        Route(HEALTH_PATH, healthz, methods=["GET"]),
+        health_route(),
         Route(OPENAPI_PATH, openapi, methods=["GET"]),
         *(extra_routes or []),
         *(

@@ -7,7 +7,6 @@ descriptor, which is what lets new RPCs appear in REST without gateway changes.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 import grpc
@@ -16,11 +15,10 @@ from google.protobuf.message import Message
 from starlette.datastructures import Headers
 
 from webhookd.gateway.descriptors import message_class, rpc_path
+from webhookd.observability.request_ids import REQUEST_ID_HEADER, settle_request_id
 
-REQUEST_ID_HEADER = "x-request-id"
 # gRPC metadata values must be printable ASCII; anything else would fail the call locally.
 _PRINTABLE = re.compile(r"[\x20-\x7e]{1,4096}")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def _serialize(message: Message) -> bytes:
@@ -52,8 +50,7 @@ class Invoker:
 
 def request_id(headers: Headers) -> str:
     """The caller's X-Request-Id when it is a sane token, else a fresh one."""
-    given = headers.get(REQUEST_ID_HEADER, "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return settle_request_id(headers.get(REQUEST_ID_HEADER))
 
 
 def call_metadata(headers: Headers, request_id: str) -> tuple[tuple[str, str], ...]:

@@ -17,14 +17,22 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
+from webhookd.domain.errors import DomainError
 from webhookd.gateway import headers as http_headers
-from webhookd.gateway.body import read_json_body
 from webhookd.gateway.calls import Invoker, call_metadata, request_id
-from webhookd.gateway.errors import ApiError, error_response, from_rpc_error, invalid_argument, method_not_allowed
 from webhookd.gateway.jsonshape import JsonInputError, json_key, message_to_json
 from webhookd.gateway.routes import Binding, PathTemplate, allowed_methods
 from webhookd.gateway.streaming import STREAM_HEADERS, first_read, relay, stream_format
 from webhookd.gateway.transcode import HttpInput, build_request
+from webhookd.http.body import read_json_body
+from webhookd.http.errors import (
+    ApiError,
+    error_response,
+    from_domain_error,
+    from_rpc_error,
+    invalid_argument,
+    method_not_allowed,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class RpcHandler:
             return error_response(invalid_argument(error.violations), request_id=rid)
         except ApiError as error:
             return error_response(error, request_id=rid)
+        except DomainError as error:
+            return error_response(from_domain_error(error), request_id=rid)
         except grpc.RpcError as error:
             return error_response(from_rpc_error(error, precondition_from_header=conditional), request_id=rid)
 
@@ -123,6 +133,11 @@ class RpcRoute(BaseRoute):
         self.template = template
         self.bindings = dict(bindings)
         self._handler = handler
+
+    @property
+    def path(self) -> str:
+        """The route's template, as metrics and access logs label it."""
+        return self.template.text
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":

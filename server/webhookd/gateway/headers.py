@@ -15,6 +15,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from webhookd.domain.errors import FieldViolation
 from webhookd.gateway.descriptors import (
     INTEGER_TYPES,
     descriptor_of,
@@ -23,7 +24,7 @@ from webhookd.gateway.descriptors import (
     mutable_parent,
     resolve_field_path,
 )
-from webhookd.gateway.jsonshape import FieldViolation, JsonInputError
+from webhookd.gateway.jsonshape import JsonInputError
 from webhookd.gateway.routes import Binding
 from webhookd.gateway.transcode import VERSION_FIELD
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from webhookd.domain.errors import FieldViolation
 from webhookd.gateway.descriptors import (
     INT64_TYPES,
     descriptor_of,
@@ -41,12 +41,6 @@ from webhookd.gateway.descriptors import (
 CAMEL_CASE_MESSAGES = frozenset({"cpod.integration.v1.RetryPolicy"})
 
 _INT64_WRAPPERS = frozenset({"google.protobuf.Int64Value", "google.protobuf.UInt64Value"})
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str  # request-relative proto path, e.g. "webhook.retry_policy.max_attempts"
-    description: str
 
 
 class JsonInputError(ValueError):

@@ -26,14 +26,14 @@ from webhookd.gateway.descriptors import (
     resolve_field_path,
     rpc_path,
 )
-from webhookd.gateway.errors import HTTP_STATUS_BY_CODE
 from webhookd.gateway.jsonshape import enum_word, enum_words, is_unspecified, json_key
 from webhookd.gateway.routes import Binding, PathTemplate, Variable, bindings_for_services
-from webhookd.gateway.streaming import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 from webhookd.gateway.transcode import UPDATE_MASK_FIELD
+from webhookd.http.errors import HTTP_STATUS_BY_CODE
+from webhookd.http.media_types import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
+from webhookd.http.operations import HEALTH_PATH
 
 OPENAPI_PATH = "/api/v1/openapi.json"
-HEALTH_PATH = "/healthz"
 
 _JSON = "application/json"
 _SCALARS: dict[int, dict[str, Any]] = {

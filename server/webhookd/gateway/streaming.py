@@ -17,10 +17,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from webhookd.gateway.errors import from_rpc_error
+from webhookd.http.errors import from_rpc_error
+from webhookd.http.media_types import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 
-NDJSON_MEDIA_TYPE = "application/x-ndjson"
-SSE_MEDIA_TYPE = "text/event-stream"
 # Headers that stop reverse proxies (nginx) and caches from holding frames back.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

@@ -18,6 +18,7 @@ from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from webhookd.domain.errors import FieldViolation
 from webhookd.gateway.descriptors import (
     FLOAT_TYPES,
     INTEGER_TYPES,
@@ -33,7 +34,6 @@ from webhookd.gateway.descriptors import (
     resolve_field_path,
 )
 from webhookd.gateway.jsonshape import (
-    FieldViolation,
     JsonInputError,
     enum_number,
     enum_words,

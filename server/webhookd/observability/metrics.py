@@ -27,6 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from webhookd.domain.statuses import DeliveryStatus
 from webhookd.observability.queue import BacklogGauges
 
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -100,14 +101,14 @@ class DeliveryMetrics:
             ("outcome",),
             registry=registry,
         )
-        for outcome in ("succeeded", "failed"):
-            self._finished.labels(outcome)
+        for status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+            self._finished.labels(status.value)
 
     def attempted(self, outcome: str, latency_ms: int, *, finished: bool, succeeded: bool) -> None:
         self._attempts.labels(outcome).inc()
         self._seconds.labels(outcome).observe(latency_ms / 1000)
         if finished:
-            self._finished.labels("succeeded" if succeeded else "failed").inc()
+            self._finished.labels((DeliveryStatus.SUCCEEDED if succeeded else DeliveryStatus.FAILED).value).inc()
 
 
 class StreamMetrics:

@@ -23,16 +23,18 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from webhookd.domain.statuses import DeliveryStatus
+
 log = logging.getLogger("webhookd.observability")
 DEFAULT_TIMEOUT_SECONDS = 1.0
 
 _BACKLOG = text(
-    """
+    f"""
 SELECT
-    (SELECT count(*) FROM deliveries WHERE status = 'pending') AS depth,
+    (SELECT count(*) FROM deliveries WHERE status = '{DeliveryStatus.PENDING}') AS depth,
     (SELECT extract(epoch FROM now() - d.next_attempt_at)
        FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-      WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+      WHERE d.status = '{DeliveryStatus.PENDING}' AND d.next_attempt_at <= now()
         AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
       ORDER BY d.next_attempt_at
       LIMIT 1) AS oldest_due_age

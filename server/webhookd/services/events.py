@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 from webhookd.domain import event_types, ids
 from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.events import MAX_IDEMPOTENCY_KEY_LENGTH, NewEvent, Published, event_body
 from webhookd.domain.scope import Scope
-from webhookd.store.events import EventStore, NewEvent, Published
-
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
-
-
-def event_body(event_type: str, timestamp: datetime, payload: dict[str, Any]) -> bytes:
-    """The Standard Webhooks payload shape; built once so every attempt sends (and signs) the same bytes."""
-    envelope = {"type": event_type, "timestamp": timestamp.isoformat().replace("+00:00", "Z"), "data": payload}
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+from webhookd.ports import Clock, EventRepository, Notifications, Topic, utc_now
 
 
 class Events:
-    def __init__(self, store: EventStore, *, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        store: EventRepository,
+        notifications: Notifications,
+        *,
+        max_payload_bytes: int,
+        clock: Clock = utc_now,
+    ) -> None:
         self._store = store
+        self._notifications = notifications
         self._max_payload_bytes = max_payload_bytes
+        self._now = clock
 
     async def publish(
         self,
@@ -40,7 +40,7 @@ class Events:
             violations.append(FieldViolation("event_type", problem))
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
             violations.append(FieldViolation("idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters"))
-        now = datetime.now(UTC)
+        now = self._now()
         body = event_body(event_type, now, payload)
         if len(body) > self._max_payload_bytes:
             violations.append(
@@ -58,4 +58,7 @@ class Events:
             target_webhook_id=webhook_id,
             created_at=now,
         )
-        return await self._store.publish(scope, event, event_types.matching_filters(event_type))
+        published = await self._store.publish(scope, event, event_types.matching_filters(event_type))
+        if published.deliveries_queued and not published.duplicate:
+            self._notifications.notify(Topic.DELIVERIES)
+        return published

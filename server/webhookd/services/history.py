@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from webhookd.domain import event_types, page_tokens
+from webhookd.domain.deliveries import MAX_RECOVER_WINDOW, Delivery, DeliveryFilter, DeliveryPage
 from webhookd.domain.errors import FieldViolation, Invalid
-from webhookd.domain.history import (
-    DELIVERY_STATUSES,
-    MAX_RECOVER_WINDOW,
-    OUTCOMES,
-    Delivery,
-    DeliveryFilter,
-    LogEntry,
-    LogFilter,
-    LogPosition,
-)
+from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.scope import Scope
 from webhookd.domain.validation import validate_page_size
+from webhookd.ports import Clock, HistoryRepository, Notifications, Topic, WebhookRepository, utc_now
 from webhookd.services.tailing import StreamSlots, tail
-from webhookd.store.history import HistoryStore
-from webhookd.store.notifications import NotificationHub
-from webhookd.store.webhooks import WebhookStore
-
-
-@dataclass(frozen=True)
-class DeliveryPage:
-    deliveries: list[Delivery]
-    next_page_token: str
-
-
-def _check_filters(values: tuple[str, ...], allowed: tuple[str, ...], field: str) -> list[FieldViolation]:
-    return [
-        FieldViolation(f"{field}[{index}]", f"must be one of {', '.join(allowed)}")
-        for index, value in enumerate(values)
-        if value not in allowed
-    ]
 
 
 def _check_event_types(values: tuple[str, ...], field: str) -> list[FieldViolation]:
@@ -52,20 +27,18 @@ def _check_event_types(values: tuple[str, ...], field: str) -> list[FieldViolati
 class History:
     def __init__(
         self,
-        store: HistoryStore,
-        webhooks: WebhookStore,
-        hub: NotificationHub,
+        store: HistoryRepository,
+        webhooks: WebhookRepository,
+        notifications: Notifications,
         *,
         stream_slots: StreamSlots,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._webhooks = webhooks
-        self._hub = hub
+        self._notifications = notifications
         self._stream_slots = stream_slots
-
-    @property
-    def hub(self) -> NotificationHub:
-        return self._hub
+        self._now = clock
 
     async def log(
         self,
@@ -76,34 +49,31 @@ class History:
         since: datetime | None,
         follow: bool,
     ) -> AsyncIterator[LogEntry]:
-        violations = _check_filters(query.outcomes, OUTCOMES, "outcomes")
-        violations += _check_event_types(query.event_types, "event_types")
+        violations = _check_event_types(query.event_types, "event_types")
         if violations:
             raise Invalid(violations)
         if query.webhook_id is not None:
             await self._webhooks.get(scope, query.webhook_id)  # NotFound for another tenant's webhook
-        with self._stream_slots.hold(scope.tenant_id):
-            async for entry in self._entries(scope, query, after=after, since=since, follow=follow):
-                yield entry
 
-    async def _entries(
-        self, scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, follow: bool
-    ) -> AsyncIterator[LogEntry]:
         async def read(position: LogPosition | None, limit: int) -> list[LogEntry]:
             return await self._store.read_log(scope, query, after=position, since=since, limit=limit)
 
-        async for entry in tail(read, lambda entry: entry.position, after=after, follow=follow, hub=self._hub):
-            yield entry
+        with self._stream_slots.hold(scope.tenant_id):
+            entries = tail(
+                read,
+                lambda entry: entry.position,
+                after=after,
+                follow=follow,
+                notifications=self._notifications,
+                topic=Topic.ATTEMPTS,
+            )
+            async for entry in entries:
+                yield entry
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, page_size: int, page_token: str
     ) -> DeliveryPage:
-        violations: list[FieldViolation] = []
-        if query.status is not None and query.status not in DELIVERY_STATUSES:
-            violations.append(FieldViolation("status", f"must be one of {', '.join(DELIVERY_STATUSES)}"))
-        if query.last_outcome is not None and query.last_outcome not in OUTCOMES:
-            violations.append(FieldViolation("last_outcome", f"must be one of {', '.join(OUTCOMES)}"))
-        violations += _check_event_types(query.event_types, "event_type")
+        violations = _check_event_types(query.event_types, "event_type")
         if violations:
             raise Invalid(violations)
         limit = validate_page_size(page_size)
@@ -125,12 +95,17 @@ class History:
         return await self._store.get_delivery(scope, delivery_id)
 
     async def redeliver(self, scope: Scope, delivery_id: str) -> Delivery:
-        return await self._store.redeliver(scope, delivery_id, now=datetime.now(UTC))
+        delivery = await self._store.redeliver(scope, delivery_id, now=self._now())
+        self._notifications.notify(Topic.DELIVERIES)
+        return delivery
 
     async def recover(self, scope: Scope, webhook_id: str, *, since: datetime | None) -> int:
-        now = datetime.now(UTC)
+        now = self._now()
         if since is None:
             raise Invalid.field("since", "is required: recover failed deliveries queued since when?")
         if since < now - MAX_RECOVER_WINDOW:
             raise Invalid.field("since", "must be within the last 14 days")
-        return await self._store.recover(scope, webhook_id, since=since, now=now)
+        queued = await self._store.recover(scope, webhook_id, since=since, now=now)
+        if queued:
+            self._notifications.notify(Topic.DELIVERIES)
+        return queued

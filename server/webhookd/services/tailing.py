@@ -11,7 +11,7 @@ from typing import TypeVar
 from webhookd.domain.errors import ResourceExhausted
 from webhookd.domain.history import LogPosition
 from webhookd.observability.metrics import StreamMetrics
-from webhookd.store.notifications import NotificationHub
+from webhookd.ports import Notifications, Topic
 
 T = TypeVar("T")
 
@@ -29,9 +29,6 @@ class StreamSlots:
         self._per_tenant = per_tenant
         self._metrics = metrics
         self._open: Counter[str] = Counter()
-
-    def open_streams(self, tenant_id: str) -> int:
-        return self._open[tenant_id]
 
     @contextlib.contextmanager
     def hold(self, tenant_id: str) -> Iterator[None]:
@@ -58,15 +55,17 @@ async def tail(
     *,
     after: LogPosition | None,
     follow: bool,
-    hub: NotificationHub,
+    notifications: Notifications,
+    topic: Topic,
 ) -> AsyncIterator[T]:
-    """Every entry after `after` in order; with `follow`, then new ones as they are written."""
+    """Every entry after `after` in order; with `follow`, then new ones as they are written
+    (`topic` is the notification their writers send)."""
     if not follow:
         async for entry in _backlog(read, position_of, after):
             yield entry
         return
-    # Subscribed before the first read: a NOTIFY between a read and the wait is never missed.
-    async with hub.subscribe() as wake:
+    # Subscribed before the first read: a notification between a read and the wait is never missed.
+    async with notifications.subscribe(topic) as wake:
         position = after
         while True:
             wake.clear()

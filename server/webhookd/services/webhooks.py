@@ -5,63 +5,46 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 
 from webhookd.domain import event_types, ids, page_tokens
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid
+from webhookd.domain.fingerprints import fingerprint
+from webhookd.domain.inbound import inbound_url
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, rotated
+from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, Rotation, rotated
 from webhookd.domain.signing import generate_secret, validate_secret
 from webhookd.domain.updates import apply_changes
 from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
-from webhookd.domain.webhooks import SCHEMA_VERSION, Direction, Webhook, WebhookSpec
-from webhookd.secrets.fingerprints import fingerprint
-from webhookd.secrets.vault import VaultSecretStore
-from webhookd.store.webhooks import WebhookFilter, WebhookStore
+from webhookd.domain.webhooks import SCHEMA_VERSION, Direction, Webhook, WebhookFilter, WebhookPage, WebhookSpec
+from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepository, utc_now
 
 log = logging.getLogger("webhookd.webhooks")
 
-INBOUND_PATH = "/api/v1/integration/inbound/"
 # Turns validated update_mask paths into typed new values (built by the transport from its message).
 ChangesFor = Callable[[list[str]], Mapping[str, object]]
 # An update without a version races other writers optimistically this many times before giving up.
 UNVERSIONED_UPDATE_TRIES = 5
 
 
-@dataclass(frozen=True)
-class Rotation:
-    webhook: Webhook
-    signing_secret: str
-    previous_secret_expires_at: datetime
-
-
-@dataclass(frozen=True)
-class Page:
-    webhooks: list[Webhook]
-    next_page_token: str
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Webhooks:
     def __init__(
         self,
-        store: WebhookStore,
-        secrets: VaultSecretStore,
+        store: WebhookRepository,
+        secrets: SecretStore,
+        notifications: Notifications,
         *,
         public_url: str,
         allow_insecure_urls: bool,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._secrets = secrets
-        self._public_url = public_url.rstrip("/")
+        self._notifications = notifications
+        self._public_url = public_url
         self._allow_insecure_urls = allow_insecure_urls
-
-    def inbound_url(self, webhook_id: str) -> str:
-        return f"{self._public_url}{INBOUND_PATH}{webhook_id}"
+        self._now = clock
 
     async def create(self, scope: Scope, spec: WebhookSpec, signing_secret: str | None) -> tuple[Webhook, str]:
         """Writes the secret to Vault, then the row; a failed insert removes the secret again."""
@@ -73,10 +56,10 @@ class Webhooks:
         secret = signing_secret or generate_secret()
         webhook_id = ids.new_id(ids.WEBHOOK_PREFIX)
         if spec.direction is Direction.INBOUND:
-            spec = _with_url(spec, self.inbound_url(webhook_id))
+            spec = _with_url(spec, inbound_url(self._public_url, webhook_id))
         vault_path = await self._secrets.path_for(scope.tenant_id, webhook_id)
         await self._secrets.write(vault_path, {"current": secret})
-        now = _now()
+        now = self._now()
         webhook = Webhook(
             id=webhook_id,
             tenant_id=scope.tenant_id,
@@ -108,7 +91,7 @@ class Webhooks:
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         return await self._store.get(scope, webhook_id)
 
-    async def list_page(self, scope: Scope, query: WebhookFilter, *, page_size: int, page_token: str) -> Page:
+    async def list_page(self, scope: Scope, query: WebhookFilter, *, page_size: int, page_token: str) -> WebhookPage:
         limit = validate_page_size(page_size)
         key = await self._store.page_token_key()
         digest = page_tokens.query_digest(scope.tenant_id, scope.app_id, query)
@@ -117,7 +100,7 @@ class Webhooks:
         rows = await self._store.list(scope, query, after_id=after, limit=limit + 1)
         page, more = rows[:limit], len(rows) > limit
         token = page_tokens.encode(key, page[-1].id, digest) if more else ""
-        return Page(webhooks=page, next_page_token=token)
+        return WebhookPage(webhooks=page, next_page_token=token)
 
     async def update(
         self,
@@ -154,7 +137,12 @@ class Webhooks:
                 spec = _with_url(spec, current.spec.url)
             try:
                 return await self._store.update_spec(
-                    scope, webhook_id, spec, expected_version=current.version, person_id=scope.person_id, now=_now()
+                    scope,
+                    webhook_id,
+                    spec,
+                    expected_version=current.version,
+                    person_id=scope.person_id,
+                    now=self._now(),
                 )
             except Aborted:
                 if expected_version is not None:
@@ -163,14 +151,17 @@ class Webhooks:
 
     async def delete(self, scope: Scope, webhook_id: str, *, expected_version: int | None) -> Webhook:
         return await self._store.soft_delete(
-            scope, webhook_id, expected_version=expected_version, person_id=scope.person_id, now=_now()
+            scope, webhook_id, expected_version=expected_version, person_id=scope.person_id, now=self._now()
         )
 
     async def undelete(self, scope: Scope, webhook_id: str) -> Webhook:
-        return await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=_now())
+        return await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=self._now())
 
     async def resume(self, scope: Scope, webhook_id: str) -> Webhook:
-        return await self._store.resume(scope, webhook_id, person_id=scope.person_id, now=_now())
+        """Clears an automatic pause; the deliveries that waited are due again, so workers are woken."""
+        webhook = await self._store.resume(scope, webhook_id, person_id=scope.person_id, now=self._now())
+        self._notifications.notify(Topic.DELIVERIES)
+        return webhook
 
     async def rotate_secret(
         self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
@@ -190,7 +181,7 @@ class Webhooks:
         if webhook.is_deleted:
             raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
         secret = signing_secret or generate_secret()
-        now = _now()
+        now = self._now()
         before = await self._secrets.read(webhook.vault_path)
         await self._secrets.write(webhook.vault_path, rotated(before, secret, overlap=overlap, now=now))
         try:

@@ -8,7 +8,6 @@ whose lease was taken over can still log its attempt but no longer changes the d
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,9 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhookd.domain import ids
+from webhookd.domain.deliveries import AttemptRecord, ClaimedDelivery
+from webhookd.domain.statuses import DeliveryStatus
 from webhookd.domain.webhooks import Backoff, RetryPolicy, SignatureScheme
 from webhookd.store.database import reader
-from webhookd.store.notifications import DELIVERIES_CHANNEL, CoalescingNotifier
 from webhookd.store.tables import attempts, deliveries, webhooks
 
 # One claimer at a time makes the per-webhook concurrency cap exact across processes; a claim is a
@@ -28,52 +28,20 @@ CLAIM_LOCK_ID = 7_202_611_27
 LEASE_MARGIN = timedelta(seconds=30)
 # How stale a healthy webhook's last_delivery_at may get before a success writes it again.
 STATS_RESOLUTION = timedelta(seconds=1)
-
-
-@dataclass(frozen=True)
-class ClaimedDelivery:
-    delivery_id: str
-    lease_token: str
-    attempt: int
-    tenant_id: str
-    app_id: str | None
-    event_id: str
-    event_type: str
-    body: bytes
-    webhook_id: str
-    url: str
-    headers: dict[str, str]
-    signature_scheme: SignatureScheme
-    retry_policy: RetryPolicy
-    vault_path: str
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    outcome: str
-    http_status: int | None
-    latency_ms: int
-    error: str
-    response_excerpt: str
-    succeeded: bool
-    gone: bool
-    # None: no further attempt (succeeded, or attempts exhausted).
-    next_attempt_at: datetime | None
-    occurred_at: datetime
-
+_PENDING = DeliveryStatus.PENDING.value
 
 _CLAIM = sa.text(
-    """
+    f"""
 WITH inflight AS (
     SELECT webhook_id, count(*) AS n FROM deliveries
-    WHERE status = 'pending' AND lease_token IS NOT NULL AND lease_expires_at > now()
+    WHERE status = '{_PENDING}' AND lease_token IS NOT NULL AND lease_expires_at > now()
     GROUP BY webhook_id
 ), due AS (
     SELECT d.id, d.webhook_id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at) AS rank
     FROM (
         SELECT d.id, d.webhook_id, d.next_attempt_at FROM deliveries d
         JOIN webhooks w ON w.id = d.webhook_id
-        WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+        WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= now()
           AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
         ORDER BY d.next_attempt_at
         LIMIT :scan
@@ -116,14 +84,13 @@ def _claimed(row: Any, token: str) -> ClaimedDelivery:
     )
 
 
-class DeliveryQueue:
-    def __init__(
-        self, engine: AsyncEngine, *, pause_after_failures: int, attempts_notifier: CoalescingNotifier
-    ) -> None:
+class DeliveryStore:
+    """The delivery queue (ports.DeliveryQueue) in PostgreSQL."""
+
+    def __init__(self, engine: AsyncEngine, *, pause_after_failures: int) -> None:
         self._engine = engine
         self._reader = reader(engine)
         self._pause_after_failures = pause_after_failures
-        self._attempts_notifier = attempts_notifier
 
     async def claim(self, limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
         token = secrets.token_hex(12)
@@ -144,14 +111,12 @@ class DeliveryQueue:
     async def next_due_at(self) -> datetime | None:
         async with self._reader.connect() as connection:
             value: datetime | None = await connection.scalar(
-                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
+                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == _PENDING)
             )
             return value
 
     async def record(self, claimed: ClaimedDelivery, record: AttemptRecord) -> bool:
         """Logs the attempt and moves the delivery and its webhook on; False when the lease was lost."""
-        finished = record.next_attempt_at is None
-        status = "succeeded" if record.succeeded else ("failed" if finished else "pending")
         async with self._engine.begin() as connection:
             await connection.execute(
                 attempts.insert().values(
@@ -163,7 +128,7 @@ class DeliveryQueue:
                     event_type=claimed.event_type,
                     webhook_id=claimed.webhook_id,
                     attempt=claimed.attempt,
-                    outcome=record.outcome,
+                    outcome=record.outcome.value,
                     http_status=record.http_status,
                     latency_ms=record.latency_ms,
                     error=record.error,
@@ -176,20 +141,19 @@ class DeliveryQueue:
                 deliveries.update()
                 .where(deliveries.c.id == claimed.delivery_id, deliveries.c.lease_token == claimed.lease_token)
                 .values(
-                    status=status,
+                    status=record.delivery_status.value,
                     attempts=claimed.attempt,
                     next_attempt_at=record.next_attempt_at,
                     lease_token=None,
                     lease_expires_at=None,
-                    last_outcome=record.outcome,
+                    last_outcome=record.outcome.value,
                     last_http_status=record.http_status,
                     last_error=record.error,
                     updated_at=record.occurred_at,
-                    completed_at=record.occurred_at if finished else None,
+                    completed_at=record.occurred_at if record.finished else None,
                 )
             )
             await connection.execute(self._webhook_state(claimed.webhook_id, record))
-        self._attempts_notifier.poke()
         return updated.rowcount == 1
 
     def _webhook_state(self, webhook_id: str, record: AttemptRecord) -> sa.Update:
@@ -210,7 +174,7 @@ class DeliveryQueue:
         unchanged_success = sa.and_(
             sa.literal(record.succeeded),
             webhooks.c.consecutive_failures == 0,
-            webhooks.c.last_delivery_status == record.outcome,
+            webhooks.c.last_delivery_status == record.outcome.value,
             webhooks.c.last_delivery_at >= record.occurred_at - STATS_RESOLUTION,
         )
         return (
@@ -218,7 +182,7 @@ class DeliveryQueue:
             .where(webhooks.c.id == webhook_id, sa.not_(unchanged_success))
             .values(
                 last_delivery_at=record.occurred_at,
-                last_delivery_status=record.outcome,
+                last_delivery_status=record.outcome.value,
                 consecutive_failures=failures,
                 paused_at=sa.case((pause_now, record.occurred_at), else_=webhooks.c.paused_at),
                 # Pausing changes is_active, a state callers see: it is a new version.
@@ -234,4 +198,3 @@ class DeliveryQueue:
                 .where(deliveries.c.id == claimed.delivery_id, deliveries.c.lease_token == claimed.lease_token)
                 .values(next_attempt_at=retry_at, lease_token=None, lease_expires_at=None)
             )
-            await connection.execute(sa.text(f"NOTIFY {DELIVERIES_CHANNEL}"))

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from webhookd.domain import ids
 from webhookd.domain.errors import NotFound
+from webhookd.domain.events import IDEMPOTENCY_WINDOW, NewEvent, Published
 from webhookd.domain.scope import Scope
-from webhookd.store.notifications import CoalescingNotifier
+from webhookd.domain.statuses import DeliveryStatus
+from webhookd.domain.webhooks import Direction
 from webhookd.store.scoping import scoped
 from webhookd.store.tables import deliveries, events, webhooks
 
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 _DELIVERY_COLUMNS = (
     "id",
     "tenant_id",
@@ -30,27 +28,9 @@ _DELIVERY_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class NewEvent:
-    id: str
-    event_type: str
-    body: bytes
-    idempotency_key: str | None
-    target_webhook_id: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Published:
-    event_id: str
-    deliveries_queued: int
-    duplicate: bool
-
-
 class EventStore:
-    def __init__(self, engine: AsyncEngine, *, deliveries_notifier: CoalescingNotifier) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._deliveries_notifier = deliveries_notifier
 
     async def publish(self, scope: Scope, event: NewEvent, matching_filters: list[str]) -> Published:
         async with self._engine.begin() as connection:
@@ -62,9 +42,6 @@ class EventStore:
                 await connection.execute(events.insert().values(self._event_row(scope, event)))
             targets = await self._matching_webhooks(connection, scope, event, matching_filters)
             await _copy_deliveries(connection, scope, event, targets)
-        if targets:
-            # After commit: NOTIFY inside the transaction serialises concurrent publishers' commits.
-            self._deliveries_notifier.poke()
         return Published(event.id, len(targets), duplicate=False)
 
     @staticmethod
@@ -122,7 +99,7 @@ class EventStore:
     ) -> list[str]:
         conditions = [
             scoped(webhooks, scope),
-            webhooks.c.direction == "outbound",
+            webhooks.c.direction == Direction.OUTBOUND.value,
             webhooks.c.enabled.is_(True),
             webhooks.c.deleted_at.is_(None),
             webhooks.c.paused_at.is_(None),
@@ -156,7 +133,7 @@ async def _copy_deliveries(connection: AsyncConnection, scope: Scope, event: New
                     scope.app_id,
                     event.id,
                     webhook_id,
-                    "pending",
+                    DeliveryStatus.PENDING.value,
                     0,
                     event.created_at,
                     event.created_at,

@@ -14,10 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from webhookd.domain.deliveries import Delivery, DeliveryFilter
 from webhookd.domain.errors import FailedPrecondition, NotFound
-from webhookd.domain.history import Delivery, DeliveryFilter, LogEntry, LogFilter, LogPosition
+from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.scope import Scope
-from webhookd.store.notifications import DELIVERIES_CHANNEL
+from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.store.scoping import SETTLED_TXID, scoped
 from webhookd.store.tables import attempts, deliveries, events, webhooks
 
@@ -44,7 +45,7 @@ def log_entry(row: Any) -> LogEntry:
         event_type=row.event_type,
         webhook_id=row.webhook_id,
         attempt=row.attempt,
-        outcome=row.outcome,
+        outcome=Outcome(row.outcome),
         http_status=row.http_status,
         latency_ms=row.latency_ms,
         error=row.error,
@@ -60,10 +61,10 @@ def _delivery(row: Any) -> Delivery:
         event_id=row.event_id,
         event_type=row.event_type,
         webhook_id=row.webhook_id,
-        status=row.status,
+        status=DeliveryStatus(row.status),
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at,
-        last_outcome=row.last_outcome,
+        last_outcome=None if row.last_outcome is None else Outcome(row.last_outcome),
         last_http_status=row.last_http_status,
         last_error=row.last_error,
         created_at=row.created_at,
@@ -92,7 +93,7 @@ class HistoryStore:
         if query.webhook_id is not None:
             conditions.append(attempts.c.webhook_id == query.webhook_id)
         if query.outcomes:
-            conditions.append(attempts.c.outcome.in_(query.outcomes))
+            conditions.append(attempts.c.outcome.in_([outcome.value for outcome in query.outcomes]))
         if query.event_types:
             conditions.append(event_type_condition(attempts.c.event_type, query.event_types))
         if after is not None:
@@ -111,9 +112,9 @@ class HistoryStore:
         if query.webhook_id is not None:
             conditions.append(deliveries.c.webhook_id == query.webhook_id)
         if query.status is not None:
-            conditions.append(deliveries.c.status == query.status)
+            conditions.append(deliveries.c.status == query.status.value)
         if query.last_outcome is not None:
-            conditions.append(deliveries.c.last_outcome == query.last_outcome)
+            conditions.append(deliveries.c.last_outcome == query.last_outcome.value)
         if query.event_types:
             conditions.append(event_type_condition(events.c.event_type, query.event_types))
         if query.start_time is not None:
@@ -152,12 +153,10 @@ class HistoryStore:
         statement = (
             deliveries.update()
             .where(scoped(deliveries, scope), deliveries.c.id == delivery_id, not_in_flight)
-            .values(status="pending", next_attempt_at=now, completed_at=None, updated_at=now)
+            .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, completed_at=None, updated_at=now)
         )
         async with self._engine.begin() as connection:
             updated = await connection.execute(statement)
-            if updated.rowcount == 1:
-                await connection.execute(sa.text(f"NOTIFY {DELIVERIES_CHANNEL}"))
         if updated.rowcount == 0:
             await self.get_delivery(scope, delivery_id)  # NotFound when it is not the caller's
             raise FailedPrecondition(f"delivery {delivery_id} is being attempted right now; try again shortly")
@@ -177,7 +176,7 @@ class HistoryStore:
             .where(
                 scoped(deliveries, scope),
                 deliveries.c.webhook_id == webhook_id,
-                deliveries.c.status == "failed",
+                deliveries.c.status == DeliveryStatus.FAILED.value,
                 deliveries.c.created_at >= since,
             )
             .limit(batch)
@@ -186,14 +185,12 @@ class HistoryStore:
         statement = (
             deliveries.update()
             .where(deliveries.c.id.in_(chosen))
-            .values(status="pending", next_attempt_at=now, completed_at=None, updated_at=now)
+            .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, completed_at=None, updated_at=now)
         )
         queued = 0
         while True:
             async with self._engine.begin() as connection:
                 result = await connection.execute(statement)
-                if result.rowcount:
-                    await connection.execute(sa.text(f"NOTIFY {DELIVERIES_CHANNEL}"))
             queued += result.rowcount
             if result.rowcount < batch:
                 return queued

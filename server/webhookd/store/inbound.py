@@ -6,7 +6,6 @@ in the webhook's DeliveryLog like an outbound attempt does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,46 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhookd.domain import ids
 from webhookd.domain.history import LogPosition
+from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt
 from webhookd.domain.scope import Scope
-from webhookd.domain.webhooks import SignatureScheme
+from webhookd.domain.statuses import Outcome, ReceiptStatus
+from webhookd.domain.webhooks import Direction, SignatureScheme
 from webhookd.store.database import reader
-from webhookd.store.notifications import CoalescingNotifier
 from webhookd.store.scoping import SETTLED_TXID, scoped
 from webhookd.store.tables import attempts, inbound_consumers, inbound_events, webhooks
 
-
-@dataclass(frozen=True)
-class InboundTarget:
-    webhook_id: str
-    tenant_id: str
-    app_id: str | None
-    signature_scheme: SignatureScheme
-    vault_path: str
-
-
-@dataclass(frozen=True)
-class Receipt:
-    message_id: str | None
-    accepted: bool
-    reason: str
-    event_type: str
-    content_type: str
-    body: bytes | None
-    http_status: int
-    latency_ms: int
-    received_at: datetime
-
-
-@dataclass(frozen=True)
-class InboundEvent:
-    position: LogPosition
-    id: str
-    webhook_id: str
-    message_id: str | None
-    event_type: str
-    content_type: str
-    body: bytes
-    received_at: datetime
+_ACCEPTED = ReceiptStatus.ACCEPTED.value
 
 
 def _event(row: Any) -> InboundEvent:
@@ -71,19 +39,15 @@ def _event(row: Any) -> InboundEvent:
 
 
 class InboundStore:
-    def __init__(
-        self, engine: AsyncEngine, *, attempts_notifier: CoalescingNotifier, inbound_notifier: CoalescingNotifier
-    ) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._attempts_notifier = attempts_notifier
-        self._inbound_notifier = inbound_notifier
         self._reader = reader(engine)
 
     async def target(self, webhook_id: str) -> InboundTarget | None:
         """The live, enabled inbound webhook with this id; its id is the only key the sender has."""
         statement = sa.select(webhooks).where(
             webhooks.c.id == webhook_id,
-            webhooks.c.direction == "inbound",
+            webhooks.c.direction == Direction.INBOUND.value,
             webhooks.c.enabled.is_(True),
             webhooks.c.deleted_at.is_(None),
         )
@@ -100,7 +64,7 @@ class InboundStore:
             "INSERT INTO inbound_events (id, tenant_id, app_id, webhook_id, message_id, status, reason,"
             " event_type, content_type, body, received_at) VALUES (:id, :tenant_id, :app_id, :webhook_id,"
             " :message_id, :status, :reason, :event_type, :content_type, :body, :received_at)"
-            " ON CONFLICT (webhook_id, message_id) WHERE status = 'accepted' AND message_id IS NOT NULL"
+            f" ON CONFLICT (webhook_id, message_id) WHERE status = '{_ACCEPTED}' AND message_id IS NOT NULL"
             " DO NOTHING RETURNING id"
         )
         async with self._engine.begin() as connection:
@@ -112,7 +76,7 @@ class InboundStore:
                     "app_id": target.app_id,
                     "webhook_id": target.webhook_id,
                     "message_id": receipt.message_id,
-                    "status": "accepted" if receipt.accepted else "rejected",
+                    "status": (ReceiptStatus.ACCEPTED if receipt.accepted else ReceiptStatus.REJECTED).value,
                     "reason": receipt.reason,
                     "event_type": receipt.event_type,
                     "content_type": receipt.content_type,
@@ -132,7 +96,7 @@ class InboundStore:
                     event_type=receipt.event_type,
                     webhook_id=target.webhook_id,
                     attempt=1,
-                    outcome="received" if receipt.accepted else "rejected",
+                    outcome=(Outcome.RECEIVED if receipt.accepted else Outcome.REJECTED).value,
                     http_status=receipt.http_status,
                     latency_ms=receipt.latency_ms,
                     error=receipt.reason,
@@ -141,10 +105,6 @@ class InboundStore:
                     occurred_at=receipt.received_at,
                 )
             )
-        # After commit, coalesced: NOTIFY inside the transaction would serialise every receipt's commit.
-        self._attempts_notifier.poke()
-        if receipt.accepted:
-            self._inbound_notifier.poke()
         return receipt_id
 
     async def read(
@@ -152,7 +112,7 @@ class InboundStore:
     ) -> list[InboundEvent]:
         conditions = [
             scoped(inbound_events, scope),
-            inbound_events.c.status == "accepted",
+            inbound_events.c.status == _ACCEPTED,
             inbound_events.c.txid < SETTLED_TXID,
         ]
         if webhook_id is not None:

@@ -1,24 +1,39 @@
-"""PostgreSQL LISTEN/NOTIFY: a dedicated connection per channel, shared by every local subscriber."""
+"""PostgreSQL LISTEN/NOTIFY: the one place notifications are sent, and the one place they are heard.
+
+Sending: writers call `notify(topic)` after their transaction commits; a background task sends one
+NOTIFY per topic per window on a connection of its own. NOTIFY inside the writers' transactions
+would serialise their commits (PostgreSQL takes a global lock to queue notifications at commit),
+and listeners only need to know that something is new, so a burst costs one notification.
+
+Listening: one connection per topic and process LISTENs while anyone in the process subscribes to
+the topic, and sets the subscribers' events; a worker process hears only about deliveries. After
+each (re)connect the topic's subscribers are woken, since notifications sent while disconnected are
+lost; subscribers re-read their source, so a spurious wake costs one read.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Mapping
 
 import psycopg
-from sqlalchemy import text
+from psycopg import sql
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from webhookd.ports import Topic
 
 log = logging.getLogger("webhookd.notifications")
 
-# The channels: workers wake on new deliveries, log followers on attempts (and inbound receipts),
-# inbound consumers on accepted receipts.
-DELIVERIES_CHANNEL = "webhookd_deliveries"
-ATTEMPTS_CHANNEL = "webhookd_attempts"
-INBOUND_CHANNEL = "webhookd_inbound"
+# The window a topic's notifications are gathered over before one is sent. Publish-to-first-attempt
+# latency waits on the deliveries window, so it is short; the others only pace followers.
+DEFAULT_WINDOWS: Mapping[Topic, float] = {
+    Topic.DELIVERIES: 0.001,
+    Topic.ATTEMPTS: 0.02,
+    Topic.INBOUND: 0.02,
+}
+RECONNECT_SECONDS = 1.0
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -26,109 +41,127 @@ def libpq_url(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def listen(
-    database_url: str, channel: str, on_notify: Callable[[], None], *, reconnect_seconds: float = 1.0
-) -> None:
-    """Calls `on_notify` for every notification until cancelled. It also calls it after each
-    (re)connect, since notifications sent while disconnected are lost."""
-    conninfo = libpq_url(database_url)
-    while True:
+def _notify_all(topics: list[Topic]) -> sql.SQL:
+    """`NOTIFY a; NOTIFY b`: one round trip for every topic (the names are fixed identifiers)."""
+    return sql.SQL("; ".join(f"NOTIFY {topic.value}" for topic in topics))
+
+
+class PostgresNotifications:
+    """Implements ports.Notifications over LISTEN/NOTIFY on `database_url`. `start()` it inside the
+    event loop; `close()` sends what is still pending and closes both connections."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        windows: Mapping[Topic, float] = DEFAULT_WINDOWS,
+        reconnect_seconds: float = RECONNECT_SECONDS,
+    ) -> None:
+        self._conninfo = libpq_url(database_url)
+        self._windows = dict(windows)
+        self._reconnect_seconds = reconnect_seconds
+        self._pending: set[Topic] = set()
+        self._wake_sender = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._send_connection: psycopg.AsyncConnection[object] | None = None
+        self._subscribers: dict[Topic, set[asyncio.Event]] = {topic: set() for topic in Topic}
+        self._listeners: dict[Topic, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------------------- sending
+
+    def start(self) -> None:
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_loop(), name="notify-sender")
+
+    def notify(self, topic: Topic) -> None:
+        self._pending.add(topic)
+        self._wake_sender.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake_sender.wait()
+            await asyncio.sleep(min(self._windows.get(topic, 0.0) for topic in self._pending or Topic))
+            self._wake_sender.clear()
+            try:
+                await self._send_pending()
+            except (psycopg.Error, OSError) as error:
+                log.warning("could not NOTIFY; retrying", extra={"error": type(error).__name__})
+                await self._drop_send_connection()
+                self._wake_sender.set()
+                await asyncio.sleep(self._reconnect_seconds)
+
+    async def _send_pending(self) -> None:
+        if not self._pending:
+            return
+        topics, self._pending = sorted(self._pending), set()
         try:
-            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as connection:
-                await connection.execute(f"LISTEN {channel}")
-                on_notify()
-                async for _ in connection.notifies():
-                    on_notify()
-        except psycopg.Error as error:
-            log.warning("listener connection lost; reconnecting", extra={"channel": channel, "error": str(error)})
-            await asyncio.sleep(reconnect_seconds)
+            if self._send_connection is None or self._send_connection.closed:
+                self._send_connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            await self._send_connection.execute(_notify_all(topics))
+        except BaseException:
+            self._pending.update(topics)
+            raise
 
+    async def _drop_send_connection(self) -> None:
+        connection, self._send_connection = self._send_connection, None
+        if connection is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await connection.close()
 
-class NotificationHub:
-    """One LISTEN connection for any number of local subscribers, open only while there are some."""
+    # ----------------------------------------------------------------------------- listening
 
-    def __init__(self, database_url: str, channel: str) -> None:
-        self._database_url = database_url
-        self._channel = channel
-        self._subscribers: set[asyncio.Event] = set()
-        self._listener: asyncio.Task[None] | None = None
+    def listening(self, topic: Topic) -> bool:
+        return topic in self._listeners
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
-
-    @property
-    def listening(self) -> bool:
-        return self._listener is not None
-
-    def _notify_all(self) -> None:
-        for event in self._subscribers:
-            event.set()
+    def subscribers(self, topic: Topic) -> int:
+        return len(self._subscribers[topic])
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Event]:
-        """An event set on every notification (and once at the start) for as long as the block runs."""
+    async def subscribe(self, topic: Topic) -> AsyncIterator[asyncio.Event]:
         event = asyncio.Event()
-        self._subscribers.add(event)
-        if self._listener is None:
-            self._listener = asyncio.create_task(listen(self._database_url, self._channel, self._notify_all))
+        self._subscribers[topic].add(event)
+        if topic not in self._listeners:
+            self._listeners[topic] = asyncio.create_task(self._listen(topic), name=f"listen-{topic.value}")
         try:
             yield event
         finally:
-            self._subscribers.discard(event)
-            if not self._subscribers and self._listener is not None:
-                listener, self._listener = self._listener, None
+            self._subscribers[topic].discard(event)
+            if not self._subscribers[topic] and topic in self._listeners:
+                listener = self._listeners.pop(topic)
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
 
-    async def close(self) -> None:
-        self._subscribers.clear()
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
+    def _wake(self, topic: Topic) -> None:
+        for event in self._subscribers[topic]:
+            event.set()
 
-
-class CoalescingNotifier:
-    """NOTIFY outside the writers' transactions, at most once per `window`.
-
-    PostgreSQL serialises the commits of transactions that NOTIFY; the delivery path records many
-    attempts a second, and its listeners only need to know "something new", so one notification
-    for a burst is enough (they also re-check on a timer).
-    """
-
-    def __init__(self, engine: AsyncEngine, channel: str, *, window_seconds: float = 0.02) -> None:
-        self._engine = engine
-        self._channel = channel
-        self._window_seconds = window_seconds
-        self._pending = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def poke(self) -> None:
-        self._pending.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"notify-{self._channel}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        if self._pending.is_set():
-            await self._send()
-
-    async def _run(self) -> None:
+    async def _listen(self, topic: Topic) -> None:
         while True:
-            await self._pending.wait()
-            await asyncio.sleep(self._window_seconds)
-            self._pending.clear()
             try:
-                await self._send()
-            except Exception:
-                log.warning("could not NOTIFY", extra={"channel": self._channel}, exc_info=True)
+                async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as connection:
+                    await connection.execute(sql.SQL(f"LISTEN {topic.value}"))
+                    self._wake(topic)
+                    async for _ in connection.notifies():
+                        self._wake(topic)
+            except (psycopg.Error, OSError) as error:
+                reason = {"topic": topic.value, "error": type(error).__name__}
+                log.warning("listener connection lost; reconnecting", extra=reason)
+                await asyncio.sleep(self._reconnect_seconds)
 
-    async def _send(self) -> None:
-        async with self._engine.connect() as connection:
-            await connection.execute(text(f"NOTIFY {self._channel}"))
-            await connection.commit()
+    # ------------------------------------------------------------------------------- closing
+
+    async def close(self) -> None:
+        """Stops listening and sending; what is pending is sent first (best effort)."""
+        listeners, self._listeners = list(self._listeners.values()), {}
+        for listener in listeners:
+            listener.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
+        if self._sender is not None:
+            sender, self._sender = self._sender, None
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        try:
+            await self._send_pending()
+        except (psycopg.Error, OSError):
+            log.warning("could not send the last notifications")
+        await self._drop_send_connection()

@@ -7,6 +7,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from webhookd.domain.statuses import DeliveryStatus
+
 # Only one process sweeps at a time; the others skip the round.
 RETENTION_LOCK_ID = 7_202_611_28
 
@@ -14,7 +16,7 @@ _BATCHES = (
     # Attempts are log lines: age alone decides.
     "DELETE FROM attempts WHERE seq IN (SELECT seq FROM attempts WHERE occurred_at < :cutoff LIMIT :batch)",
     # Finished deliveries only: a pending one (e.g. of a paused webhook) is still owed to its receiver.
-    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE status <> 'pending'"
+    f"DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE status <> '{DeliveryStatus.PENDING}'"
     " AND created_at < :cutoff LIMIT :batch)",
     "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < :cutoff"
     " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT :batch)",

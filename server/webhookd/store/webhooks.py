@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from webhookd.domain.scope import Scope
+from webhookd.domain.statuses import Outcome
 from webhookd.domain.webhooks import (
     Backoff,
     Direction,
@@ -20,27 +20,12 @@ from webhookd.domain.webhooks import (
     SignatureScheme,
     SourceType,
     Webhook,
+    WebhookFilter,
     WebhookSpec,
 )
 from webhookd.store.database import reader
-from webhookd.store.notifications import DELIVERIES_CHANNEL
 from webhookd.store.scoping import scoped
 from webhookd.store.tables import server_keys, webhooks
-
-
-@dataclass(frozen=True)
-class WebhookFilter:
-    """List filters; None (or empty) means no filter on that field."""
-
-    show_deleted: bool = False
-    direction: Direction | None = None
-    enabled: bool | None = None
-    # Every filter string that matches the wanted event type (see domain.event_types.matching_filters).
-    event_type_filters: tuple[str, ...] = ()
-    connector_id: str | None = None
-    application_id: str | None = None
-    tag: str | None = None
-    name_contains: str | None = None
 
 
 def _spec_columns(spec: WebhookSpec) -> dict[str, Any]:
@@ -98,11 +83,15 @@ def webhook_from_row(row: RowMapping | Mapping[str, Any]) -> Webhook:
         vault_path=row["vault_path"],
         secret_fingerprint=row["secret_fingerprint"],
         last_delivery_at=row["last_delivery_at"],
-        last_delivery_status=row["last_delivery_status"],
+        last_delivery_status=_outcome(row["last_delivery_status"]),
         consecutive_failures=row["consecutive_failures"],
         paused_at=row["paused_at"],
         version=row["version"],
     )
+
+
+def _outcome(value: str | None) -> Outcome | None:
+    return None if value is None else Outcome(value)
 
 
 class WebhookStore:
@@ -271,13 +260,11 @@ class WebhookStore:
         )
 
     async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
-        """Clears an automatic pause and wakes the workers for the deliveries that waited."""
+        """Clears an automatic pause and the failure count."""
         values = {"paused_at": None, "consecutive_failures": 0, "updated_at": now, "updated_by": person_id}
-        return await self._stamp(scope, webhook_id, values, notify=DELIVERIES_CHANNEL)
+        return await self._stamp(scope, webhook_id, values)
 
-    async def _stamp(
-        self, scope: Scope, webhook_id: str, values: dict[str, Any], *, notify: str | None = None
-    ) -> Webhook:
+    async def _stamp(self, scope: Scope, webhook_id: str, values: dict[str, Any]) -> Webhook:
         """A server-side change of a live webhook: a new version, no version precondition."""
         statement = (
             webhooks.update()
@@ -288,8 +275,6 @@ class WebhookStore:
         async with self._engine.begin() as connection:
             row = (await connection.execute(statement)).mappings().one_or_none()
             if row is not None:
-                if notify is not None:
-                    await connection.execute(sa.text(f"NOTIFY {notify}"))
                 return webhook_from_row(row)
             await self._get(connection, scope, webhook_id)
         raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")

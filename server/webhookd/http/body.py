@@ -1,4 +1,4 @@
-"""Reading a JSON request body: media type, size limit, parse."""
+"""Reading request bodies, for every HTTP transport: one capped reader, and JSON on top of it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from webhookd.gateway.errors import malformed_json, request_too_large, unsupported_media_type
+from webhookd.domain.errors import PayloadTooLarge
+from webhookd.http.errors import malformed_json, unsupported_media_type
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -15,23 +16,28 @@ def is_json_media_type(content_type: str) -> bool:
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-async def read_json_body(request: Request, max_bytes: int) -> Any:
-    """The parsed body, or None when it is empty (a POST like `:undelete` often sends none).
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body; PayloadTooLarge as soon as it is known to exceed `limit` bytes.
 
     The size is checked against Content-Length before reading and counted while reading, since
     a chunked upload has no Content-Length and a client may understate it.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise request_too_large(max_bytes)
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit)
     chunks: list[bytes] = []
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
-        if received > max_bytes:
-            raise request_too_large(max_bytes)
+        if received > limit:
+            raise PayloadTooLarge(limit)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    """The parsed body, or None when it is empty (a POST like `:undelete` often sends none)."""
+    raw = await read_body(request, limit)
     if not raw.strip():
         return None
     content_type = request.headers.get("content-type", "")

@@ -1,4 +1,5 @@
-"""gRPC status → HTTP status and the AIP-193 error body, from one table.
+"""Errors on their way out of every HTTP transport: gRPC status and domain errors → HTTP status and
+the AIP-193 error body, from one table.
 
     {"error": {"code": 404, "message": "...", "status": "NOT_FOUND", "details": [{"@type": ...}]}}
 
@@ -19,10 +20,9 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import JSONResponse
 
-from webhookd.gateway.jsonshape import FieldViolation
+from webhookd.domain import errors as domain
+from webhookd.domain.errors import ERROR_DOMAIN, FieldViolation
 
-# Gateway-made errors name this domain in their ErrorInfo.
-ERROR_DOMAIN = "integration.cpod.io"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
@@ -159,13 +159,21 @@ def unsupported_media_type(content_type: str) -> ApiError:
     return ApiError(415, "INVALID_ARGUMENT", message, [_error_info("UNSUPPORTED_MEDIA_TYPE")])
 
 
-def request_too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "INVALID_ARGUMENT",
-        f"Request body is larger than {limit} bytes",
-        [_error_info("REQUEST_TOO_LARGE", {"limit_bytes": str(limit)})],
-    )
+def from_domain_error(error: domain.DomainError) -> ApiError:
+    """A domain error raised in this process (the inbound receiver, request bodies), in HTTP terms."""
+    if isinstance(error, domain.Invalid):
+        return invalid_argument(error.violations, error.message)
+    if isinstance(error, domain.PayloadTooLarge):
+        info = _error_info(error.reason, {"limit_bytes": str(error.limit_bytes)})
+        return ApiError(413, error.code, error.message, [info])
+    http_status = http_status_for(grpc.StatusCode[error.code])
+    headers: dict[str, str] = {}
+    if http_status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    retry_after = getattr(error, "retry_after_seconds", None)
+    if retry_after:
+        headers["Retry-After"] = str(math.ceil(retry_after))
+    return ApiError(http_status, error.code, error.message, [_error_info(error.reason)], headers)
 
 
 def route_not_found(method: str, path: str) -> ApiError:

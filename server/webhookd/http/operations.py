@@ -1,4 +1,5 @@
-"""Operating the gateway: /readyz, /metrics (no token needed), and what is recorded per request.
+"""Operating every HTTP transport: /healthz, /readyz, /metrics (no token needed), and what is
+recorded per request.
 
 `ObservedApp` wraps the whole Starlette app: it settles each request's id at the door (so the
 RPC handler forwards the same one to gRPC and the response echoes it), counts the request under
@@ -22,26 +23,33 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webhookd.auth.context import request_id as request_id_var
-from webhookd.gateway.calls import REQUEST_ID_HEADER, request_id
-from webhookd.gateway.endpoint import RpcRoute
-from webhookd.gateway.openapi import HEALTH_PATH
-from webhookd.gateway.streaming import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
+from webhookd.http.media_types import STREAM_MEDIA_TYPES
 from webhookd.observability.metrics import Metrics
+from webhookd.observability.request_ids import REQUEST_ID_HEADER, current_request_id, settle_request_id
 
+HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
 OPERATIONAL_PATHS = frozenset({HEALTH_PATH, READY_PATH, METRICS_PATH})
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path, so scanners cannot grow the series
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
-_STREAM_MEDIA_TYPES = (NDJSON_MEDIA_TYPE.encode(), SSE_MEDIA_TYPE.encode())
+_STREAM_MEDIA_TYPES = tuple(media_type.encode() for media_type in STREAM_MEDIA_TYPES)
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
 
 access_log = logging.getLogger("webhookd.gateway.access")
 
 # Each check returns None when healthy, or a short reason (never a secret or a connection string).
 ReadinessChecks = Mapping[str, Callable[[], Awaitable[str | None]]]
+
+
+def health_route() -> Route:
+    """Liveness: the process serves HTTP."""
+
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Route(HEALTH_PATH, healthz, methods=["GET"])
 
 
 def readiness_route(checks: ReadinessChecks) -> Route:
@@ -81,8 +89,6 @@ def grpc_serving_check(channel: grpc.aio.Channel, service: str = "") -> Callable
 
 def route_label(route: BaseRoute | None) -> str:
     """The route template a request matched (`/api/v1/integration/webhooks/{id}`), never its raw path."""
-    if isinstance(route, RpcRoute):
-        return route.template.text
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
@@ -100,7 +106,7 @@ class ObservedApp:
             return
         started = time.perf_counter()
         rid = _settle_request_id(scope)
-        rid_token = request_id_var.set(rid)
+        rid_token = current_request_id.set(rid)
         status = 500  # unless a response starts: an exception that escaped every handler
         open_stream = ExitStack()
 
@@ -124,14 +130,14 @@ class ObservedApp:
             route = route_label(scope.get("route"))
             self._metrics.http.observe(method, route, status, seconds)
             _log_access(method, route, status, seconds, rid)
-            request_id_var.reset(rid_token)
+            current_request_id.reset(rid_token)
 
 
 def _settle_request_id(scope: Scope) -> str:
     """The caller's X-Request-Id when it is sane, else a new one written into the request's headers,
     so every later reader (the RPC handler, the error handlers) sees this same id."""
     headers = Headers(scope=scope)
-    rid = request_id(headers)
+    rid = settle_request_id(headers.get(REQUEST_ID_HEADER))
     if headers.get(REQUEST_ID_HEADER) != rid:
         raw = [(key, value) for key, value in scope["headers"] if key.lower() != _REQUEST_ID_KEY]
         scope["headers"] = [*raw, (_REQUEST_ID_KEY, rid.encode())]

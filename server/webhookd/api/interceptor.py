@@ -1,0 +1,144 @@
+"""The one interceptor every gRPC call passes: request id, metrics and log line, authentication,
+request checks, and domain errors mapped to status.
+
+One interceptor rather than a stack: each layer of a stack re-wraps the handler on every call, and
+the order between them (the request id must be set before anything logs, errors must be mapped
+after authentication fails) is easier to read in one function. Handlers are wrapped once per
+method and kept.
+
+Streaming handlers are async generators in the servicers; the wrapper is a coroutine that writes
+what they yield. When the caller goes away grpc.aio cancels the call's task, so the generator is
+closed here, in the call's own context, where the context variables set for it can be reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from webhookd.api.errors import code_name, internal_status, to_status
+from webhookd.api.request_checks import check_request
+from webhookd.auth.context import reset_scope, set_scope
+from webhookd.auth.tokens import TokenVerifier, bearer_token
+from webhookd.domain import errors
+from webhookd.observability.metrics import GrpcMetrics
+from webhookd.observability.request_ids import REQUEST_ID_HEADER, current_request_id, settle_request_id
+
+log = logging.getLogger("webhookd.api")
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+# Operators probe these without a token (grpcurl list/describe, load balancer health checks).
+PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def metadata_value(context: Context, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, verifier: TokenVerifier, metrics: GrpcMetrics | None = None) -> None:
+        self._verifier = verifier
+        self._metrics = metrics
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return handler  # unknown method: grpc answers UNIMPLEMENTED
+            wrapped = self._wrap(method, handler)
+            self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        authenticate = not method.startswith(PUBLIC_SERVICES)
+        if handler.unary_unary is not None:
+            behaviour = handler.unary_unary
+
+            async def unary(request: Any, context: Context) -> Any:
+                async with self._call(method, request, context, authenticate=authenticate):
+                    return await behaviour(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream is not None:
+            stream_behaviour = handler.unary_stream
+
+            async def stream(request: Any, context: Context) -> None:
+                async with self._call(method, request, context, authenticate=authenticate):
+                    await _write_all(stream_behaviour(request, context), context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        # Client streaming exists only in server reflection, which is public and left as it is.
+        return handler
+
+    @contextlib.asynccontextmanager
+    async def _call(self, method: str, request: Any, context: Context, *, authenticate: bool) -> AsyncIterator[None]:
+        request_id_token = current_request_id.set(settle_request_id(metadata_value(context, REQUEST_ID_HEADER)))
+        started = time.perf_counter()
+        code = "OK"
+        scope_token = None
+        try:
+            if authenticate:
+                scope = self._verifier.verify(bearer_token(metadata_value(context, "authorization")))
+                scope_token = set_scope(scope)
+            check_request(request)
+            yield
+        except errors.DomainError as error:
+            code = code_name(error)
+            await context.abort_with_status(to_status(error))
+        except grpc.aio.AbortError:
+            code = _aborted_code(context)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            code = "CANCELLED"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            log.exception("unhandled error")
+            await context.abort_with_status(internal_status(current_request_id.get()))
+        finally:
+            if scope_token is not None:
+                reset_scope(scope_token)
+            self._observe(method, code, time.perf_counter() - started)
+            current_request_id.reset(request_id_token)
+
+    def _observe(self, method: str, code: str, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(method, code, seconds)
+        # Health checks and reflection are probes, not traffic: their lines only show at DEBUG.
+        level = logging.DEBUG if method.startswith(PUBLIC_SERVICES) else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "rpc", extra={"rpc": method, "code": code, "duration_ms": round(seconds * 1000, 3)})
+
+
+def _aborted_code(context: Context) -> str:
+    code = context.code()
+    return str(code.name) if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+async def _write_all(result: Any, context: Context) -> None:
+    """Sends a streaming behaviour's responses: an async generator's items (the servicers), or
+    nothing more for a coroutine that writes them itself (grpc.health's Watch)."""
+    if inspect.isasyncgen(result):
+        async with contextlib.aclosing(result) as responses:
+            async for response in responses:
+                await context.write(response)
+    else:
+        await result

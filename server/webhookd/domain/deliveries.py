@@ -1,0 +1,117 @@
+"""Deliveries: one event owed to one webhook, what a worker claims of it, and what an attempt did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.domain.webhooks import RetryPolicy, SignatureScheme
+
+# RecoverWebhook reaches back at most this far: older failures are history, not a backlog.
+MAX_RECOVER_WINDOW = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    event_id: str
+    event_type: str
+    webhook_id: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    last_outcome: Outcome | None
+    last_http_status: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    webhook_id: str | None = None
+    status: DeliveryStatus | None = None
+    last_outcome: Outcome | None = None
+    # Subscription-style filters (`rfp.created`, `rfp.*`, `*`).
+    event_types: tuple[str, ...] = ()
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryPage:
+    deliveries: list[Delivery]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A due delivery a worker holds under a lease, with everything one attempt needs."""
+
+    delivery_id: str
+    lease_token: str
+    attempt: int  # the number this attempt will have (1-based)
+    tenant_id: str
+    app_id: str | None
+    event_id: str
+    event_type: str
+    body: bytes
+    webhook_id: str
+    url: str
+    headers: dict[str, str]
+    signature_scheme: SignatureScheme
+    retry_policy: RetryPolicy
+    vault_path: str
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """How one POST went, as the outbound HTTP step reports it."""
+
+    outcome: Outcome
+    http_status: int | None
+    latency_ms: int
+    # A short reason for people ('' on success); never request headers, signatures or secrets.
+    error: str
+    # The start of the (decompressed) response body, decoded as UTF-8 with replacement.
+    response_excerpt: str = ""
+    # From Retry-After on 429/503, clamped; None otherwise.
+    retry_after_seconds: float | None = None
+    # 410 Gone: the receiver asks us to stop.
+    gone: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """An attempt as it is written back: the result, and when (if ever) to try again."""
+
+    outcome: Outcome
+    http_status: int | None
+    latency_ms: int
+    error: str
+    response_excerpt: str
+    gone: bool
+    # None: no further attempt (succeeded, or attempts exhausted).
+    next_attempt_at: datetime | None
+    occurred_at: datetime
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.SUCCEEDED
+
+    @property
+    def finished(self) -> bool:
+        return self.next_attempt_at is None
+
+    @property
+    def delivery_status(self) -> DeliveryStatus:
+        """Where the delivery stands after this attempt."""
+        if self.succeeded:
+            return DeliveryStatus.SUCCEEDED
+        return DeliveryStatus.FAILED if self.finished else DeliveryStatus.PENDING

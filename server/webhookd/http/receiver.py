@@ -1,0 +1,47 @@
+"""The inbound receiver: the route external systems POST to, `/api/v1/integration/inbound/{id}`.
+
+A transport like the gRPC servicers: it turns the HTTP request into the use case's input, calls
+services/inbound.py (which decides the order of the checks), and answers with the one error map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from webhookd.domain.errors import DomainError
+from webhookd.domain.inbound import INBOUND_PATH_PREFIX
+from webhookd.domain.statuses import ReceiptAnswer
+from webhookd.http.body import read_body
+from webhookd.http.errors import error_response, from_domain_error
+from webhookd.services.inbound import Inbound
+
+INBOUND_ROUTE = INBOUND_PATH_PREFIX + "{webhook_id}"
+
+
+class _StarletteRequest:
+    """ports.InboundRequest over a Starlette request."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.headers: Mapping[str, str] = {name.lower(): value for name, value in request.headers.items()}
+
+    async def read_body(self, limit: int) -> bytes:
+        return await read_body(self._request, limit)
+
+
+def inbound_route(inbound: Inbound) -> Route:
+    async def receive(request: Request) -> Response:
+        try:
+            received = await inbound.receive(request.path_params["webhook_id"], _StarletteRequest(request))
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except DomainError as error:
+            return error_response(from_domain_error(error))
+        answer = ReceiptAnswer.DUPLICATE if received.duplicate else ReceiptAnswer.ACCEPTED
+        return JSONResponse({"status": answer.value, "id": received.receipt_id})
+
+    return Route(INBOUND_ROUTE, receive, methods=["POST"])

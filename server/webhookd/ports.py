@@ -1,0 +1,190 @@
+"""The ports: what the core (services/ and delivery/) needs from the world, as typing.Protocols.
+
+The core depends only on these; store/ (PostgreSQL), secrets/ (Vault), delivery/http.py (aiohttp)
+and store/notifications.py (LISTEN/NOTIFY) implement them, and tests/fakes.py implements them in
+memory so service logic is tested in milliseconds. Adapters never import this module: a Protocol is
+satisfied by shape, and mypy checks each adapter where app.py hands it to the core.
+
+Every method that reads or writes a tenant's data takes the caller's Scope first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from webhookd.domain.deliveries import (
+    AttemptRecord,
+    AttemptResult,
+    ClaimedDelivery,
+    Delivery,
+    DeliveryFilter,
+)
+from webhookd.domain.events import NewEvent, Published
+from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt
+from webhookd.domain.scope import Scope
+from webhookd.domain.webhooks import Webhook, WebhookFilter, WebhookSpec
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class WebhookRepository(Protocol):
+    async def page_token_key(self) -> bytes:
+        """The key page tokens are signed with, shared by every process on the database."""
+
+    async def insert(self, webhook: Webhook) -> Webhook: ...
+
+    async def get(self, scope: Scope, webhook_id: str) -> Webhook:
+        """NotFound unless the webhook is in the caller's scope (deleted ones included)."""
+
+    async def list(self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int) -> list[Webhook]:
+        """At most `limit` webhooks with ids above `after_id`, in id order."""
+
+    async def update_spec(
+        self,
+        scope: Scope,
+        webhook_id: str,
+        spec: WebhookSpec,
+        *,
+        expected_version: int,
+        person_id: str | None,
+        now: datetime,
+    ) -> Webhook:
+        """Writes spec if the webhook is live and still at expected_version; Aborted when someone
+        wrote first, FailedPrecondition when it is deleted."""
+
+    async def soft_delete(
+        self, scope: Scope, webhook_id: str, *, expected_version: int | None, person_id: str | None, now: datetime
+    ) -> Webhook:
+        """Deleting a deleted webhook returns it unchanged; a stale version is Aborted."""
+
+    async def undelete(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
+        """AlreadyExists when the webhook is not deleted."""
+
+    async def set_fingerprint(
+        self, scope: Scope, webhook_id: str, fingerprint: str, *, person_id: str | None, now: datetime
+    ) -> Webhook: ...
+
+    async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
+        """Clears an automatic pause and the failure count; FailedPrecondition when deleted."""
+
+
+class EventRepository(Protocol):
+    async def publish(self, scope: Scope, event: NewEvent, matching_filters: list[str]) -> Published:
+        """Stores the event and one pending delivery per live, active outbound webhook of the scope
+        whose event_types overlap `matching_filters`, in one transaction. With an idempotency key
+        still held by an earlier event, returns that event instead (duplicate). NotFound when
+        `event.target_webhook_id` names no webhook of the scope."""
+
+
+class HistoryRepository(Protocol):
+    async def read_log(
+        self, scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, limit: int
+    ) -> list[LogEntry]:
+        """Settled log entries after `after` (or from `since`) in position order."""
+
+    async def list_deliveries(
+        self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int
+    ) -> list[Delivery]:
+        """Newest first, strictly before the (created_at, id) keyset position."""
+
+    async def get_delivery(self, scope: Scope, delivery_id: str) -> tuple[Delivery, list[LogEntry]]: ...
+
+    async def redeliver(self, scope: Scope, delivery_id: str, *, now: datetime) -> Delivery:
+        """Makes the delivery pending and due now; FailedPrecondition while it is being attempted."""
+
+    async def recover(self, scope: Scope, webhook_id: str, *, since: datetime, now: datetime) -> int:
+        """Makes every failed delivery of the webhook created since `since` pending and due; how many."""
+
+
+class InboundRepository(Protocol):
+    async def target(self, webhook_id: str) -> InboundTarget | None:
+        """The live, enabled inbound webhook with this id (the sender has no other key), or None."""
+
+    async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
+        """Stores the receipt and its log line; None when an accepted message with its id exists."""
+
+    async def read(
+        self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int
+    ) -> list[InboundEvent]:
+        """Settled accepted receipts after `after` in position order."""
+
+    async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None: ...
+
+    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
+        """Moves the named consumer forward to `position` (never back); returns where it is."""
+
+
+class DeliveryQueue(Protocol):
+    async def claim(self, limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
+        """Leases up to `limit` due deliveries of active webhooks, at most `per_webhook` in flight
+        per webhook across every process."""
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest pending delivery comes due (None: nothing is pending)."""
+
+    async def record(self, claimed: ClaimedDelivery, record: AttemptRecord) -> bool:
+        """Logs the attempt and moves the delivery and its webhook on; False when the lease was lost
+        (the attempt is logged all the same)."""
+
+    async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
+        """Gives a claimed delivery back without an attempt."""
+
+
+class SecretStore(Protocol):
+    async def path_for(self, tenant_id: str, webhook_id: str) -> str:
+        """Where a webhook's secrets live; Invalid when an id could escape its folder."""
+
+    async def write(self, path: str, data: dict[str, str]) -> None: ...
+
+    async def read(self, path: str) -> dict[str, str]:
+        """NotFound when nothing is stored there; Unavailable when the store cannot be reached."""
+
+    async def delete(self, path: str) -> None:
+        """Removes every version; an absent secret is fine."""
+
+    async def ping(self) -> None:
+        """Unavailable unless the store answers and accepts our credentials."""
+
+
+class Sender(Protocol):
+    async def send(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
+        """POSTs one signed body; never raises for what the network or the receiver did."""
+
+
+class InboundRequest(Protocol):
+    """An inbound HTTP request as the receiving use case sees it, whatever server carries it."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Header names in lower case."""
+
+    async def read_body(self, limit: int) -> bytes:
+        """The whole body; PayloadTooLarge as soon as it is known to exceed `limit` bytes."""
+
+
+class Topic(StrEnum):
+    """What a notification says happened; each is a PostgreSQL channel of the same name."""
+
+    DELIVERIES = "webhookd_deliveries"  # deliveries became due: workers claim
+    ATTEMPTS = "webhookd_attempts"  # log lines were written: DeliveryLog followers read
+    INBOUND = "webhookd_inbound"  # inbound receipts were accepted: inbound consumers read
+
+
+class Notifications(Protocol):
+    def notify(self, topic: Topic) -> None:
+        """After a write has committed: wake the topic's listeners in every process. Never blocks;
+        bursts are coalesced, since listeners only need to know that something is new."""
+
+    def subscribe(self, topic: Topic) -> AbstractAsyncContextManager[asyncio.Event]:
+        """An event set on every notification of `topic` while the block runs, and once when
+        listening (re)starts, since notifications sent while not listening are lost."""
