@@ -113,8 +113,7 @@ class StartError(Exception):
 async def _started(what: str, start: Callable[[], Awaitable[object]]) -> None:
     try:
         await start()
-    except (Unavailable, OSError, SQLAlchemyError, RuntimeError, SystemExit) as error:
-        # uvicorn exits (SystemExit) when it cannot bind; OSError for gRPC and sockets.
+    except (Unavailable, OSError, SQLAlchemyError, RuntimeError) as error:
         raise StartError(f"{what}: {error or type(error).__name__}") from error
 
 

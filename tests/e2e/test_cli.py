@@ -61,6 +61,9 @@ async def test_dev_prints_a_token_and_grpcurl_commands_that_work_as_printed() ->
             "WEBHOOKD_DATA_DIR": data_dir,
             "WEBHOOKD_GRPC_ADDR": grpc_addr,
             "WEBHOOKD_HTTP_ADDR": http_addr,
+            # The printed token must carry every claim the server checks.
+            "WEBHOOKD_JWT_ISSUER": "me",
+            "WEBHOOKD_JWT_AUDIENCE": "you",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         env.pop("VAULT_ADDR", None)
@@ -92,3 +95,25 @@ async def test_dev_prints_a_token_and_grpcurl_commands_that_work_as_printed() ->
     assert '"signingSecret"' in outputs[1] or '"signing_secret"' in outputs[1]
     assert "demo" in outputs[2]
     assert process.returncode == 0
+
+
+async def test_dev_stops_what_it_started_and_exits_2_when_its_http_port_is_taken() -> None:
+    with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = os.environ | {
+            "WEBHOOKD_DATA_DIR": data_dir,
+            "WEBHOOKD_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+            "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{taken.getsockname()[1]}",
+        }
+        env.pop("VAULT_ADDR", None)
+        env.pop("WEBHOOKD_DATABASE_URL", None)
+        code, out, err = await run(WEBHOOKD, "dev", env=env, within=90)
+        postmaster = Path(data_dir) / "postgres" / "postmaster.pid"
+
+        lines = [line for line in err.splitlines() if line.startswith("webhookd:")]
+        assert code == 2
+        assert len(lines) == 1 and lines[0].startswith("webhookd: cannot start: HTTP gateway:"), err
+        assert "webhookd dev is running" not in out
+        # The embedded PostgreSQL it started was stopped on the way out.
+        assert not postmaster.exists()

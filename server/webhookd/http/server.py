@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -22,16 +23,38 @@ class _EmbeddedUvicorn(uvicorn.Server):
         yield
 
 
+def listening_socket(addr: str, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to host:port (port 0 picks a free one); OSError when it cannot be.
+
+    Bound here rather than by uvicorn, which exits the process when it cannot bind; with
+    `reuse_port` several processes share the port and the kernel spreads connections over them.
+    """
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, int(port)))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class HttpServer:
     """uvicorn on a host:port (port 0 picks a free one), started and stopped as a task."""
 
-    def __init__(self, app: ASGIApp, addr: str) -> None:
-        host, _, port = addr.rpartition(":")
+    def __init__(self, app: ASGIApp, addr: str, *, reuse_port: bool = False) -> None:
+        self._addr = addr
+        self._reuse_port = reuse_port
         self._server = _EmbeddedUvicorn(
             uvicorn.Config(
                 app,
-                host=host,
-                port=int(port),
                 log_config=None,
                 access_log=False,  # gateway/operations.py writes the access log, without query strings
                 lifespan="off",
@@ -44,14 +67,15 @@ class HttpServer:
         self.port = 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(), name="http-gateway")
+        """Binds (OSError when the address is taken) and serves."""
+        sock = listening_socket(self._addr, reuse_port=self._reuse_port)
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http-server")
         while not self._server.started:
             if self._task.done():
-                self._task.result()  # raises the start-up error (e.g. address in use)
-                raise RuntimeError("HTTP gateway stopped during start-up")
+                self._task.result()
+                raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.02)
-        sockets = [sock for server in self._server.servers for sock in server.sockets]
-        self.port = sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         self._server.should_exit = True
