@@ -1,5 +1,6 @@
 """Gateway test fixtures: descriptor sets compiled with source info, and a probe service proto
-with the shapes webhookd's protos do not have yet (nested query fields, `**`, a stream)."""
+with the shapes webhookd's protos do not have yet (nested query fields, `**`, a stream, a listed
+resource whose request has every kind of field a query parameter may or may not name)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ package gatewaytest.v1;
 
 import "google/api/annotations.proto";
 import "google/api/field_behavior.proto";
+import "google/protobuf/duration.proto";
+import "google/protobuf/field_mask.proto";
+import "google/protobuf/struct.proto";
 import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
 
 // A service only the gateway tests use.
 service ProbeService {
@@ -40,6 +45,10 @@ service ProbeService {
   // Follows a probe's log.
   rpc Tail(TailRequest) returns (stream TailResponse) {
     option (google.api.http) = {get: "/v1/probes/{probe_id}/log"};
+  }
+  // Lists items.
+  rpc ListItems(ListItemsRequest) returns (ListItemsResponse) {
+    option (google.api.http) = {get: "/v1/items"};
   }
 }
 
@@ -67,6 +76,37 @@ message SearchRequest {
 }
 
 message SearchResponse { repeated string items = 1; }
+
+// A chain deeper than query parameters go, and a cycle.
+message Shelf {
+  string name = 1;
+  Room room = 2;
+  Shelf next = 3;
+}
+message Room {
+  string name = 1;
+  Building building = 2;
+}
+message Building { string name = 1; }
+
+message Item { string name = 1; }
+
+message ListItemsRequest {
+  Filter filter = 1;
+  Shelf shelf = 2;
+  repeated Filter filters = 3;
+  map<string, string> labels = 4;
+  string etag = 5 [(google.api.field_behavior) = OUTPUT_ONLY];
+  google.protobuf.Timestamp since = 6;
+  google.protobuf.Duration max_age = 7;
+  google.protobuf.FieldMask read_mask = 8;
+  google.protobuf.Int32Value min_count = 9;
+  google.protobuf.Struct extra = 10;
+  repeated google.protobuf.Timestamp days = 11;
+  repeated string tags = 12;
+}
+
+message ListItemsResponse { repeated Item items = 1; }
 
 message ReadFileRequest { string path = 1; }
 message ReadFileResponse { string path = 1; }

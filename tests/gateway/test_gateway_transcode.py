@@ -179,3 +179,13 @@ def test_messages_and_maps_need_a_sub_field_in_the_query(probe: tuple[ModuleType
     with pytest.raises(JsonInputError) as caught:
         build_request(binding, HttpInput({}, [("filter", "x"), ("labels", "y")], None))
     assert {v.field for v in caught.value.violations} == {"filter", "labels"}
+
+
+def test_a_field_outside_the_query_set_is_refused_by_its_name(probe: tuple[ModuleType, ModuleType, Path]) -> None:
+    binding = probe_binding(probe, "/v1/all-items")
+    with pytest.raises(JsonInputError) as caught:
+        build_request(binding, HttpInput({}, [("filter", "x"), ("since.seconds", "5")], None))
+    assert {v.field: v.description for v in caught.value.violations} == {
+        "filter": "cannot be set from text: name one of its sub-fields (filter.min_size, filter.color)",
+        "since.seconds": "is not a query parameter of this method",
+    }

@@ -46,6 +46,17 @@ INTEGER_TYPES = INT64_TYPES | frozenset(
 )
 FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE})
 
+# google/protobuf/wrappers.proto: JSON writes each as its `value` alone.
+WRAPPER_TYPES = frozenset(
+    f"google.protobuf.{name}Value"
+    for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
+)
+# Well-known types whose JSON is one string (or a wrapper's one value), so that a path variable or
+# a query parameter can carry them; Struct, Value, ListValue, Any and Empty cannot.
+ONE_STRING_WELL_KNOWN = (
+    frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}) | WRAPPER_TYPES
+)
+
 
 def default_services() -> list[ServiceDescriptor]:
     """The services webhookd exposes over REST."""
@@ -100,6 +111,10 @@ def is_output_only(field: FieldDescriptor) -> bool:
 def is_well_known(descriptor: Descriptor) -> bool:
     """Well-known types have their own JSON forms (Timestamp → RFC 3339 string, ...)."""
     return descriptor.full_name.startswith("google.protobuf.")
+
+
+def has_one_string_form(descriptor: Descriptor) -> bool:
+    return descriptor.full_name in ONE_STRING_WELL_KNOWN
 
 
 def field_by_json_or_proto_name(descriptor: Descriptor, name: str) -> FieldDescriptor | None:

@@ -36,6 +36,7 @@ from webhookd.gateway.descriptors import (
 )
 from webhookd.gateway.jsonshape import enum_words, json_key
 from webhookd.gateway.openapi import OPENAPI_PATH
+from webhookd.gateway.query import query_parameters
 from webhookd.gateway.routes import Binding, bindings_for_services
 
 MANIFEST_PATH = "/api/v1/manifest"
@@ -203,18 +204,10 @@ def _path_param(binding: Binding, field_path: str, comments: Comments) -> dict[s
 
 
 def _query_params(binding: Binding, comments: Comments) -> list[dict[str, Any]]:
-    if binding.body == "*":
-        return []
-    excluded = {*binding.path_fields, binding.body}
-    params = []
-    for field in binding.method.input_type.fields:
-        if field.name in excluded or is_map(field) or is_output_only(field):
-            continue
-        nested = field.message_type
-        if nested is not None and not (is_well_known(nested) and nested.full_name == "google.protobuf.Timestamp"):
-            continue  # the page offers the one-string forms; nested filters stay in the OpenAPI
-        params.append({**_field(field, comments), "repeated": is_repeated(field)})
-    return params
+    return [
+        {**_field(query.leaf, comments), "name": query.name, "repeated": query.repeated}
+        for query in query_parameters(binding).values()
+    ]
 
 
 def _body_fields(binding: Binding, comments: Comments) -> list[dict[str, Any]]:

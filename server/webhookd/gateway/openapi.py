@@ -19,7 +19,6 @@ from webhookd.gateway.descriptors import (
     enum_of,
     field_behaviors,
     is_map,
-    is_output_only,
     is_repeated,
     is_well_known,
     message_of,
@@ -27,6 +26,7 @@ from webhookd.gateway.descriptors import (
     rpc_path,
 )
 from webhookd.gateway.jsonshape import enum_word, enum_words, is_unspecified, json_key
+from webhookd.gateway.query import query_parameters
 from webhookd.gateway.routes import Binding, PathTemplate, Variable, bindings_for_services
 from webhookd.gateway.transcode import UPDATE_MASK_FIELD
 from webhookd.http.errors import HTTP_STATUS_BY_CODE
@@ -67,18 +67,6 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
         "required": ["@type"],
     },
 }
-# Query parameters can carry only what has a one-string form.
-_NO_QUERY_FORM = frozenset(
-    {
-        "google.protobuf.Struct",
-        "google.protobuf.Value",
-        "google.protobuf.ListValue",
-        "google.protobuf.Any",
-        "google.protobuf.Empty",
-    }
-)
-_MAX_QUERY_DEPTH = 3
-
 _CONVENTIONS = """
 JSON conventions: field names are the proto names (snake_case; `retry_policy`'s fields are
 camelCase as published); enum values are lowercase words (`outbound`), `null` when unspecified;
@@ -204,33 +192,15 @@ class _Builder:
         return parameters
 
     def _query_parameters(self, binding: Binding) -> list[dict[str, Any]]:
-        if binding.body == "*":
-            return []
-        excluded = {*binding.path_fields, binding.body}
-        return self._query_fields(binding.method.input_type, "", excluded, (binding.method.input_type.full_name,))
-
-    def _query_fields(
-        self, descriptor: Descriptor, prefix: str, excluded: set[str], seen: tuple[str, ...]
-    ) -> list[dict[str, Any]]:
         parameters: list[dict[str, Any]] = []
-        for field in descriptor.fields:
-            name = prefix + field.name
-            if name in excluded or is_map(field) or is_output_only(field):
-                continue
-            nested = field.message_type
-            if nested is not None and not is_well_known(nested):
-                if not is_repeated(field) and nested.full_name not in seen and len(seen) < _MAX_QUERY_DEPTH:
-                    parameters += self._query_fields(nested, f"{name}.", excluded, (*seen, nested.full_name))
-                continue
-            if nested is not None and nested.full_name in _NO_QUERY_FORM:
-                continue
-            schema = self._single_schema(field)
-            parameter: dict[str, Any] = {"name": name, "in": "query", "required": False}
-            if is_repeated(field):
+        for query in query_parameters(binding).values():
+            schema = self._single_schema(query.leaf)
+            parameter: dict[str, Any] = {"name": query.name, "in": "query", "required": False}
+            if query.repeated:
                 parameter.update(schema={"type": "array", "items": schema}, style="form", explode=True)
             else:
                 parameter["schema"] = schema
-            if doc := self._comments.of(field.full_name):
+            if doc := self._comments.of(query.leaf.full_name):
                 parameter["description"] = doc
             parameters.append(parameter)
         return parameters

@@ -1,9 +1,9 @@
 """HTTP request parts → the gRPC request message, following the binding's HttpRule.
 
 Order: body, then query parameters, then path variables, so the URL wins where they overlap.
-Query parameters fill the fields the path and body do not bind (nested as `a.b`, repeated by
-repeating the key); a query parameter that names no field is a 400 rather than silently ignored,
-so a typo like `?show_delted=true` is caught.
+Query parameters are the ones `query.query_parameters` lists for the binding (nested as `a.b`,
+repeated by repeating the key); any other key is a 400 rather than silently ignored, so a typo
+like `?show_delted=true` is caught.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from webhookd.domain.errors import FieldViolation
 from webhookd.gateway.descriptors import (
     FLOAT_TYPES,
     INTEGER_TYPES,
+    WRAPPER_TYPES,
     descriptor_of,
     enum_of,
     field_by_json_or_proto_name,
@@ -40,6 +41,7 @@ from webhookd.gateway.jsonshape import (
     field_mask_paths,
     json_to_message,
 )
+from webhookd.gateway.query import QueryParameter, query_parameters
 from webhookd.gateway.routes import Binding
 
 UPDATE_MASK_FIELD = "update_mask"
@@ -105,23 +107,40 @@ def _apply_query(
         grouped.setdefault(key, []).append(value)
     mask_set = False
     for key, values in grouped.items():
-        if binding.body == "*":
-            out.append(FieldViolation(key, "query parameters are not accepted here: send every field in the body"))
+        parameter = _query_parameter(binding, key, out)
+        if parameter is None:
             continue
-        fields = resolve_field_path(descriptor_of(request), key)
-        if fields is None:
-            out.append(FieldViolation(key, f"unknown query parameter {key!r}"))
-            continue
-        canonical = ".".join(f.name for f in fields)
-        if binding.body and fields[0].name == binding.body:
-            out.append(FieldViolation(canonical, "this field is sent in the request body"))
-            continue
-        if canonical in binding.path_fields:
-            out.append(FieldViolation(canonical, "this field is set by the URL path"))
-            continue
-        mask_set = mask_set or canonical == UPDATE_MASK_FIELD
-        _set_from_text(request, key, values, out)
+        mask_set = mask_set or parameter.name == UPDATE_MASK_FIELD
+        _set_values(request, parameter.path, values, out)
     return mask_set
+
+
+def _query_parameter(binding: Binding, key: str, out: list[FieldViolation]) -> QueryParameter | None:
+    """The parameter a key names (either spelling of each field), or None and a violation."""
+    if binding.body == "*":
+        out.append(FieldViolation(key, "query parameters are not accepted here: send every field in the body"))
+        return None
+    fields = resolve_field_path(binding.method.input_type, key)
+    if fields is None:
+        out.append(FieldViolation(key, f"unknown query parameter {key!r}"))
+        return None
+    name = ".".join(f.name for f in fields)
+    parameter = query_parameters(binding).get(name)
+    if parameter is None:
+        out.append(FieldViolation(name, _why_not_a_query_parameter(binding, name)))
+    return parameter
+
+
+def _why_not_a_query_parameter(binding: Binding, name: str) -> str:
+    """Explains a refusal that query_parameters has already decided."""
+    if name.split(".")[0] == binding.body:
+        return "this field is sent in the request body"
+    if name in binding.path_fields:
+        return "this field is set by the URL path"
+    sub_fields = [other for other in query_parameters(binding) if other.startswith(f"{name}.")]
+    if sub_fields:
+        return f"cannot be set from text: name one of its sub-fields ({', '.join(sub_fields)})"
+    return "is not a query parameter of this method"
 
 
 def _set_from_text(request: Message, field_path: str, texts: list[str], out: list[FieldViolation]) -> None:
@@ -130,10 +149,18 @@ def _set_from_text(request: Message, field_path: str, texts: list[str], out: lis
         out.append(FieldViolation(field_path, "names no field of the request"))
         return
     field = fields[-1]
-    canonical = ".".join(f.name for f in fields)
     if is_map(field) or (field.message_type is not None and not is_well_known(field.message_type)):
+        canonical = ".".join(f.name for f in fields)
         out.append(FieldViolation(canonical, "cannot be set from text: name one of its sub-fields (a.b)"))
         return
+    _set_values(request, fields, texts, out)
+
+
+def _set_values(
+    request: Message, fields: Sequence[FieldDescriptor], texts: list[str], out: list[FieldViolation]
+) -> None:
+    field = fields[-1]
+    canonical = ".".join(f.name for f in fields)
     if not is_repeated(field) and len(texts) > 1:
         out.append(FieldViolation(canonical, "given more than once but takes one value"))
         return
@@ -210,7 +237,7 @@ def _well_known_from_text(descriptor: Descriptor, text: str) -> Message:
         return duration
     if name == "google.protobuf.FieldMask":
         return field_mask_pb2.FieldMask(paths=field_mask_paths(text))
-    if name.endswith("Value") and "value" in descriptor.fields_by_name:
+    if name in WRAPPER_TYPES:
         wrapper = message_class(descriptor)()
         value_field = descriptor.fields_by_name["value"]
         setattr(wrapper, value_field.name, scalar_from_text(value_field, text))
