@@ -54,7 +54,6 @@ def settings(data_dir: Path) -> Settings:
         shutdown_grace_seconds=1.0,
         workers=16,
         pause_after_failures=5,
-        secret_cache_seconds=0.5,
     )
 
 

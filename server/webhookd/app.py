@@ -11,9 +11,6 @@ import grpc
 from cpod.integration.v1 import webhook_service_pb2, webhook_service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
 
 from webhookd.api.interceptor import CallInterceptor
@@ -23,6 +20,7 @@ from webhookd.config import Settings
 from webhookd.delivery.attempt import Deliverer
 from webhookd.delivery.http import HttpSender
 from webhookd.delivery.pool import DeliveryPool
+from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.rate_limit import RateLimiter
 from webhookd.gateway import create_gateway_app
@@ -36,10 +34,11 @@ from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.events import Events
 from webhookd.services.history import History
 from webhookd.services.inbound import Inbound
+from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
 from webhookd.store import migrate, retention
-from webhookd.store.database import create_engine
+from webhookd.store.database import Database, probe
 from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.embedded import EmbeddedPostgres
 from webhookd.store.events import EventStore
@@ -69,7 +68,6 @@ class Backends:
             self.vault_token,
             mount=settings.vault_mount,
             prefix=settings.vault_prefix,
-            cache_seconds=settings.secret_cache_seconds,
         )
 
     def stop(self) -> None:
@@ -100,14 +98,19 @@ def start_backends(settings: Settings) -> Backends:
 
 
 class Core:
-    """The use cases and the adapters they run on, as one process shares them: one engine, one
+    """The use cases and the adapters they run on, as one process shares them: one connection pool, one
     Vault client, one notification channel."""
 
     def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics) -> None:
-        self.engine: AsyncEngine = create_engine(backends.database_url)
+        self.database = Database(
+            backends.database_url,
+            size=settings.database_pool_size,
+            timeout_seconds=settings.database_timeout_seconds,
+            name="webhookd-server",
+        )
         self.secrets = backends.secret_store(settings)
         self.notifications = PostgresNotifications(backends.database_url)
-        webhook_store = WebhookStore(self.engine)
+        webhook_store = WebhookStore(self.database)
         stream_slots = StreamSlots(settings.max_streams_per_tenant, metrics=metrics.streams)
         self.webhooks = Webhooks(
             webhook_store,
@@ -116,11 +119,15 @@ class Core:
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
         )
-        self.events = Events(EventStore(self.engine), self.notifications, max_payload_bytes=settings.max_payload_bytes)
-        self.history = History(HistoryStore(self.engine), webhook_store, self.notifications, stream_slots=stream_slots)
+        self.events = Events(
+            EventStore(self.database), self.notifications, max_payload_bytes=settings.max_payload_bytes
+        )
+        self.history = History(
+            HistoryStore(self.database), webhook_store, self.notifications, stream_slots=stream_slots
+        )
         self.inbound = Inbound(
-            InboundStore(self.engine),
-            self.secrets,
+            InboundStore(self.database),
+            SigningSecrets(self.secrets),
             webhook_store,
             self.notifications,
             rate_limiter=RateLimiter(settings.inbound_rate_per_second, settings.inbound_burst),
@@ -128,21 +135,21 @@ class Core:
             max_body_bytes=settings.max_request_bytes,
         )
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self.database.open()
         self.notifications.start()
 
     async def close(self) -> None:
         await self.notifications.close()
-        await self.engine.dispose()
+        await self.database.close()
         self.secrets.close()
 
     def readiness_checks(self) -> ReadinessChecks:
         async def database() -> str | None:
             try:
-                async with self.engine.connect() as connection:
-                    await connection.execute(text("SELECT 1"))
-            except (OSError, SQLAlchemyError) as error:
-                return f"unreachable: {type(error).__name__}"
+                await self.database.ping()
+            except Unavailable as error:
+                return error.message
             return None
 
         async def vault() -> str | None:
@@ -167,7 +174,7 @@ class Service:
         self.backends = backends
         self.metrics = metrics or Metrics()
         self.core = Core(settings, backends, metrics=self.metrics)
-        self.metrics.backlog.watch(self.core.engine)
+        self.metrics.backlog.watch(DeliveryStore(self.core.database, pause_after_failures=0).backlog)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[CallInterceptor(TokenVerifier(settings), self.metrics.grpc)],
@@ -184,7 +191,7 @@ class Service:
         self.grpc_port = self.server.add_insecure_port(self.settings.grpc_addr)
         if self.grpc_port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
-        self.core.start()
+        await self.core.start()
         await self.server.start()
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -247,20 +254,35 @@ class Gateway:
 
 
 class DeliveryWorkers:
-    """The worker pool with what it owns: its engine, notifications, the Vault client and one HTTP session."""
+    """The worker pool with what it owns: its connection pool, notifications, the Vault client and one HTTP session."""
 
     def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
-        # Each in-flight delivery holds a connection only to claim and to record: a few suffice.
-        self.engine = create_engine(backends.database_url, pool_size=max(4, min(settings.workers // 2, 16)))
+        # A worker holds no connection while it POSTs: only the claimer, the recorder and the odd
+        # release use one, so a few suffice however many workers run.
+        self.database = Database(
+            backends.database_url,
+            size=min(4, settings.database_pool_size),
+            timeout_seconds=settings.database_timeout_seconds,
+            name="webhookd-worker",
+        )
         self.notifications = PostgresNotifications(backends.database_url)
         self.secrets = backends.secret_store(settings)
         self.sender = HttpSender.from_settings(settings)
-        queue = DeliveryStore(self.engine, pause_after_failures=settings.pause_after_failures)
-        deliverer = Deliverer(queue, self.secrets, self.sender, self.notifications, observer=self.metrics.deliveries)
+        queue = DeliveryStore(self.database, pause_after_failures=settings.pause_after_failures)
+        recorder = AttemptRecorder(queue, self.notifications)
+        deliverer = Deliverer(
+            queue,
+            SigningSecrets(self.secrets),
+            self.sender,
+            recorder,
+            self.notifications,
+            observer=self.metrics.deliveries,
+        )
         self.pool = DeliveryPool(
             queue,
             deliverer,
+            recorder,
             self.notifications,
             workers=settings.workers,
             per_webhook=settings.per_webhook_concurrency,
@@ -271,6 +293,7 @@ class DeliveryWorkers:
         self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self.database.open()
         await self.sender.start()
         self.notifications.start()
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
@@ -280,7 +303,7 @@ class DeliveryWorkers:
         while True:
             cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
             try:
-                removed = await retention.sweep(self.engine, cutoff=cutoff)
+                removed = await retention.sweep(self.database, cutoff=cutoff)
                 if removed:
                     log.info("retention sweep", extra={"removed": removed, "cutoff": cutoff.isoformat()})
             except Exception:
@@ -296,20 +319,13 @@ class DeliveryWorkers:
             await self._task
         await self.notifications.close()
         await self.sender.close()
-        await self.engine.dispose()
+        await self.database.close()
         self.secrets.close()
 
 
 async def check_backends(settings: Settings, backends: Backends) -> None:
     """Fail fast with a clear message when the database or Vault cannot be reached."""
-    engine = create_engine(backends.database_url, pool_size=1)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except (OSError, SQLAlchemyError) as error:
-        raise Unavailable(f"database unreachable: {type(error).__name__}: {error}") from None
-    finally:
-        await engine.dispose()
+    await probe(backends.database_url, settings.database_timeout_seconds)
     secrets = backends.secret_store(settings)
     try:
         await secrets.ping()

@@ -187,7 +187,7 @@ async def _run_gateway(settings: Settings, grpc_target: str) -> int:
                 await _started("backends", lambda: app.check_backends(settings, backends))
                 # The inbound receiver needs the database and Vault, not gRPC: it runs here.
                 core = app.Core(settings, backends, metrics=Metrics())
-                core.start()
+                await core.start()
                 running.push_async_callback(core.close)
                 checks = {**core.readiness_checks(), "grpc": grpc_serving_check(upstream)}
                 gateway = app.Gateway(

@@ -49,7 +49,8 @@ class Settings:
     retention_days: int = 30
     max_payload_bytes: int = 256 * 1024
     max_request_bytes: int = 1024 * 1024
-    secret_cache_seconds: float = 30.0
+    database_pool_size: int = 10
+    database_timeout_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
 
@@ -134,7 +135,8 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         retention_days=_int(env, "WEBHOOKD_RETENTION_DAYS", 30, 1, 3650),
         max_payload_bytes=_int(env, "WEBHOOKD_MAX_PAYLOAD_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
         max_request_bytes=_int(env, "WEBHOOKD_MAX_REQUEST_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
-        secret_cache_seconds=_float(env, "WEBHOOKD_SECRET_CACHE_SECONDS", 30.0),
+        database_pool_size=_int(env, "WEBHOOKD_DATABASE_POOL_SIZE", 10, 1, 1000),
+        database_timeout_seconds=_float(env, "WEBHOOKD_DATABASE_TIMEOUT_SECONDS", 5.0),
         shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0),
         log_level=(env.get("WEBHOOKD_LOG_LEVEL") or "INFO").upper(),
     )

@@ -11,7 +11,7 @@ Every method that reads or writes a tenant's data takes the caller's Scope first
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -132,9 +132,10 @@ class DeliveryQueue(Protocol):
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery comes due (None: nothing is pending)."""
 
-    async def record(self, claimed: ClaimedDelivery, record: AttemptRecord) -> bool:
-        """Logs the attempt and moves the delivery and its webhook on; False when the lease was lost
-        (the attempt is logged all the same)."""
+    async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> list[bool]:
+        """Logs each attempt and moves its delivery and webhook on, in order; for each, False when
+        its lease was lost (the attempt is logged all the same). One bad attempt does not stop the
+        others from being recorded."""
 
     async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
         """Gives a claimed delivery back without an attempt."""

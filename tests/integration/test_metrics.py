@@ -29,6 +29,8 @@ from webhookd.http.media_types import NDJSON_MEDIA_TYPE
 from webhookd.http.operations import ObservedApp
 from webhookd.observability import Metrics
 from webhookd.observability.queue import BacklogGauges
+from webhookd.store.database import Database
+from webhookd.store.deliveries import DeliveryStore
 
 SERVICE = "cpod.integration.v1.WebhookService"
 
@@ -223,12 +225,13 @@ async def test_queue_depth_and_oldest_due_age_are_read_on_scrape(settings, backe
 
 async def test_an_unreadable_backlog_leaves_its_gauges_out() -> None:
     gauges = BacklogGauges(timeout_seconds=2.0)
-    engine = create_async_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
-    gauges.watch(engine)
+    database = Database("postgresql://nobody@127.0.0.1:1/none", size=1, timeout_seconds=1.0)
+    await database.open()
+    gauges.watch(DeliveryStore(database, pause_after_failures=1).backlog)
     try:
         await gauges.refresh()
     finally:
-        await engine.dispose()
+        await database.close()
 
     assert list(gauges.collect()) == []
 

@@ -7,7 +7,7 @@ from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 
 from webhookd.store import retention
-from webhookd.store.database import create_engine
+from webhookd.store.database import Database
 
 
 async def _publish(caller) -> str:
@@ -21,12 +21,16 @@ _DELIVERY = sa.text(
 )
 
 
-async def test_sweep_removes_old_finished_history_and_keeps_pending_and_recent(caller, service, backends) -> None:
+async def test_sweep_removes_old_finished_history_and_keeps_pending_and_recent(
+    caller, service, backends, database
+) -> None:
     # Disabled: no worker touches the deliveries this test writes itself.
     created = await caller.CreateWebhook(
         pb.CreateWebhookRequest(webhook=wpb.Webhook(name="r", url="http://127.0.0.1:9/hook", enabled=False))
     )
-    engine = create_engine(backends.database_url, pool_size=2)
+    engine = database.engine
+    swept = Database(backends.database_url, size=2)
+    await swept.open()
     try:
         old_finished = await _publish(caller)
         old_pending = await _publish(caller)
@@ -51,7 +55,7 @@ async def test_sweep_removes_old_finished_history_and_keeps_pending_and_recent(c
                         "at": at,
                     },
                 )
-        removed = await retention.sweep(engine, cutoff=datetime.now(UTC) - timedelta(days=30), batch=1)
+        removed = await retention.sweep(swept, cutoff=datetime.now(UTC) - timedelta(days=30), batch=1)
         async with engine.connect() as connection:
             remaining = set(
                 (
@@ -63,4 +67,4 @@ async def test_sweep_removes_old_finished_history_and_keeps_pending_and_recent(c
         assert removed >= 2  # the old finished delivery and its event
         assert remaining == {old_pending, recent}
     finally:
-        await engine.dispose()
+        await swept.close()

@@ -1,4 +1,4 @@
-"""One delivery attempt: fetch the signing secrets, sign, POST, and record what happened."""
+"""One delivery attempt: fetch the signing secrets, sign, POST, and hand the result to the recorder."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import time
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain import retry, signing
 from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery
 from webhookd.domain.errors import NotFound, Unavailable
 from webhookd.domain.secret_rotation import active_secrets
-from webhookd.ports import Clock, DeliveryQueue, Notifications, SecretStore, Sender, Topic, utc_now
+from webhookd.ports import Clock, DeliveryQueue, Notifications, Sender, Topic, utc_now
+from webhookd.services.signing_secrets import SigningSecrets
 
 log = logging.getLogger("webhookd.delivery")
 # Without a secret nothing can be signed; the endpoint is not at fault, so this is no attempt.
@@ -40,8 +42,9 @@ class Deliverer:
     def __init__(
         self,
         queue: DeliveryQueue,
-        secrets: SecretStore,
+        secrets: SigningSecrets,
         sender: Sender,
+        recorder: AttemptRecorder,
         notifications: Notifications,
         *,
         observer: AttemptObserver | None = None,
@@ -50,13 +53,14 @@ class Deliverer:
         self._queue = queue
         self._secrets = secrets
         self._sender = sender
+        self._recorder = recorder
         self._notifications = notifications
         self._observer = observer
         self._now = clock
 
     async def deliver(self, claimed: ClaimedDelivery) -> None:
         try:
-            record = await self._secrets.read(claimed.vault_path)
+            record = await self._secrets.record(claimed.vault_path, claimed.secret_fingerprint)
         except (Unavailable, NotFound) as error:
             log.warning(
                 "no signing secret; delivery postponed",
@@ -84,7 +88,7 @@ class Deliverer:
             self._observer.attempted(
                 result.outcome.value, result.latency_ms, finished=retry_at is None, succeeded=result.succeeded
             )
-        await self._queue.record(
+        self._recorder.submit(
             claimed,
             AttemptRecord(
                 outcome=result.outcome,
@@ -97,7 +101,6 @@ class Deliverer:
                 occurred_at=finished_at,
             ),
         )
-        self._notifications.notify(Topic.ATTEMPTS)
 
     async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
         """Gives the delivery back without an attempt; workers are woken, since it may be due now."""

@@ -1,9 +1,12 @@
-"""The worker pool: claims due deliveries and runs them, at most `workers` at a time.
+"""The worker pool: claims due deliveries and runs them on `workers` long-lived worker coroutines.
 
-It wakes on a deliveries notification (publish, resume, redeliver, release), when a slot frees up,
-when the next scheduled retry comes due, and at worst every `poll_seconds`. On stop it claims
-nothing more, lets in-flight deliveries finish within the grace period and gives the rest back to
-the queue for another worker.
+The claimer leases as many deliveries as there are free workers and queues them; a worker takes
+one, signs and POSTs it, hands the result to the recorder and is free again at once. The claimer
+wakes on a deliveries notification (publish, resume, redeliver, release), when a worker frees up,
+when the next scheduled retry comes due, and at worst every `poll_seconds`.
+
+On stop it claims nothing more, lets what is running finish within the grace period, gives back
+what is left (queued or cancelled) so another process takes it at once, and flushes the recorder.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import logging
 
 from webhookd.delivery.attempt import Deliverer
+from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.deliveries import ClaimedDelivery
 from webhookd.ports import Clock, DeliveryQueue, Notifications, Topic, utc_now
 
@@ -26,6 +30,7 @@ class DeliveryPool:
         self,
         queue: DeliveryQueue,
         deliverer: Deliverer,
+        recorder: AttemptRecorder,
         notifications: Notifications,
         *,
         workers: int,
@@ -36,6 +41,7 @@ class DeliveryPool:
     ) -> None:
         self._queue = queue
         self._deliverer = deliverer
+        self._recorder = recorder
         self._notifications = notifications
         self._workers = workers
         self._per_webhook = per_webhook
@@ -44,56 +50,66 @@ class DeliveryPool:
         self._now = clock
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._inflight: dict[asyncio.Task[None], ClaimedDelivery] = {}
+        self._ready: asyncio.Queue[ClaimedDelivery] = asyncio.Queue()
+        # What each worker is attempting right now, so a cancelled one can be given back.
+        self._running: dict[asyncio.Task[None], ClaimedDelivery] = {}
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        """Claimed and not yet attempted or attempting."""
+        return self._ready.qsize() + len(self._running)
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
 
     async def run(self) -> None:
+        self._recorder.start()
+        workers = [asyncio.create_task(self._worker(), name=f"delivery-worker-{n}") for n in range(self._workers)]
         async with self._notifications.subscribe(Topic.DELIVERIES) as notified:
-            # Notifications and local wake-ups (a slot freed, stop) share one event.
+            # Notifications and local wake-ups (a worker freed, stop) share one event.
             self._wake = notified
             if self._stopping.is_set():
                 self._wake.set()
             try:
                 await self._claim_loop()
             finally:
-                await self._drain()
+                await self._drain(workers)
+                await self._recorder.stop()
 
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
-            # Cleared before claiming, never after: a wake-up that arrives while we claim or
-            # look up the next due time must make the next wait return at once.
+            # Cleared before claiming, never after: a wake-up that arrives while we claim or look
+            # up the next due time must make the next wait return at once.
             self._wake.clear()
-            free = self._workers - len(self._inflight)
+            wanted = min(self._workers - self.in_flight, CLAIM_BATCH)
             claimed: list[ClaimedDelivery] = []
-            if free > 0:
+            if wanted > 0:
                 try:
-                    claimed = await self._queue.claim(min(free, CLAIM_BATCH), per_webhook=self._per_webhook)
+                    claimed = await self._queue.claim(wanted, per_webhook=self._per_webhook)
                 except Exception:
                     log.exception("claiming deliveries failed")
             for delivery in claimed:
-                task = asyncio.create_task(self._deliver(delivery))
-                self._inflight[task] = delivery
-            if claimed and len(claimed) == min(free, CLAIM_BATCH):
+                self._ready.put_nowait(delivery)
+            if claimed and len(claimed) == wanted:
                 continue  # there may be more due right now
             await self._sleep()
 
-    async def _deliver(self, delivery: ClaimedDelivery) -> None:
-        try:
-            await self._deliverer.deliver(delivery)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("delivery failed unexpectedly", extra={"delivery_id": delivery.delivery_id})
-        finally:
-            self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-            self._wake.set()
+    async def _worker(self) -> None:
+        while True:
+            delivery = await self._ready.get()
+            task = asyncio.current_task()
+            assert task is not None
+            self._running[task] = delivery
+            try:
+                await self._deliverer.deliver(delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery failed unexpectedly", extra={"delivery_id": delivery.delivery_id})
+            finally:
+                del self._running[task]
+                self._wake.set()
 
     async def _sleep(self) -> None:
         timeout = self._poll_seconds
@@ -104,21 +120,27 @@ class DeliveryPool:
         if next_due is not None:
             timeout = min(timeout, max(0.0, (next_due - self._now()).total_seconds()))
         if timeout <= 0:
-            # Due now but not claimable (per-webhook cap, or no free slot): a finishing delivery wakes us.
+            # Due now but not claimable (per-webhook cap, or no free worker): a finishing one wakes us.
             timeout = CAPPED_RECHECK_SECONDS
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _drain(self) -> None:
-        if not self._inflight:
-            return
-        _, pending = await asyncio.wait(list(self._inflight), timeout=self._grace_seconds)
-        leftovers = [self._inflight[task] for task in pending if task in self._inflight]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        # Cancelled ones go back to the queue now instead of waiting out their lease; one that was
-        # recorded just before cancelling no longer holds the lease, so its release changes nothing.
+    async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
+        leftovers: list[ClaimedDelivery] = []
+        while not self._ready.empty():
+            leftovers.append(self._ready.get_nowait())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace_seconds
+        while self._running and loop.time() < deadline:
+            self._wake.clear()  # set by each worker as it finishes
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), deadline - loop.time())
+        # Cancelled ones go back to the queue now instead of waiting out their lease; one whose
+        # result was already handed to the recorder no longer holds the lease it would release.
+        leftovers.extend(self._running.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         for delivery in leftovers:
             try:
                 await self._deliverer.release(delivery, retry_at=self._now())

@@ -64,6 +64,9 @@ class ClaimedDelivery:
     signature_scheme: SignatureScheme
     retry_policy: RetryPolicy
     vault_path: str
+    # Which secret the webhook's row says is current: signing material is cached under it, so a
+    # rotation committed before the claim is seen by this attempt whatever process runs it.
+    secret_fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,11 @@ class AttemptRecord:
         if self.succeeded:
             return DeliveryStatus.SUCCEEDED
         return DeliveryStatus.FAILED if self.finished else DeliveryStatus.PENDING
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The queue as an operator sees it, across all tenants."""
+
+    depth: int  # pending deliveries: in flight, due, waiting to retry, or held by an inactive webhook
+    oldest_due_age_seconds: float  # how long the oldest claimable delivery has been due (0: none is)

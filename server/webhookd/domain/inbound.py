@@ -34,6 +34,7 @@ class InboundTarget:
     app_id: str | None
     signature_scheme: SignatureScheme
     vault_path: str
+    secret_fingerprint: str
 
 
 @dataclass(frozen=True)

@@ -6,74 +6,47 @@
                                               has been due (0 when none is due): workers falling
                                               behind show here first
 
-One query, on the partial index the claim scan uses (`deliveries_due`), under a statement timeout.
-A read that fails or times out leaves both gauges out of that scrape rather than reporting stale values.
+One query (store/deliveries.py), on the partial index the claim scan uses (`deliveries_due`), bounded
+in time. A read that fails or times out leaves both gauges out of that scrape rather than reporting
+stale values.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from webhookd.domain.statuses import DeliveryStatus
+from webhookd.domain.deliveries import Backlog
+from webhookd.domain.errors import Unavailable
 
 log = logging.getLogger("webhookd.observability")
 DEFAULT_TIMEOUT_SECONDS = 1.0
-
-_BACKLOG = text(
-    f"""
-SELECT
-    (SELECT count(*) FROM deliveries WHERE status = '{DeliveryStatus.PENDING}') AS depth,
-    (SELECT extract(epoch FROM now() - d.next_attempt_at)
-       FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-      WHERE d.status = '{DeliveryStatus.PENDING}' AND d.next_attempt_at <= now()
-        AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
-      ORDER BY d.next_attempt_at
-      LIMIT 1) AS oldest_due_age
-"""
-)
-
-
-@dataclass(frozen=True)
-class Backlog:
-    depth: int
-    oldest_due_age_seconds: float
-
-
-async def read_backlog(engine: AsyncEngine, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Backlog:
-    """Across all tenants: this is the operator's view of the queue, not a caller's."""
-    async with asyncio.timeout(timeout_seconds), engine.connect() as connection:
-        await connection.execute(text(f"SET LOCAL statement_timeout = {int(timeout_seconds * 1000)}"))
-        row = (await connection.execute(_BACKLOG)).one()
-    return Backlog(int(row.depth), max(0.0, float(row.oldest_due_age or 0.0)))
+BacklogReader = Callable[[], Awaitable[Backlog]]
 
 
 class BacklogGauges(Collector):
     """A custom collector: `refresh()` (async, before a scrape) reads; `collect()` reports the read."""
 
     def __init__(self, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self._engine: AsyncEngine | None = None
+        self._read: BacklogReader | None = None
         self._timeout_seconds = timeout_seconds
         self._last: Backlog | None = None
 
-    def watch(self, engine: AsyncEngine) -> None:
-        """The database whose queue to report; a process without one (`webhookd gateway`) reports none."""
-        self._engine = engine
+    def watch(self, read: BacklogReader) -> None:
+        """How to read the queue to report; a process without a database reports none."""
+        self._read = read
 
     async def refresh(self) -> None:
-        if self._engine is None:
+        if self._read is None:
             return
         try:
-            self._last = await read_backlog(self._engine, timeout_seconds=self._timeout_seconds)
-        except (TimeoutError, OSError, SQLAlchemyError) as error:
+            async with asyncio.timeout(self._timeout_seconds):
+                self._last = await self._read()
+        except (TimeoutError, Unavailable) as error:
             self._last = None
             log.warning("could not read the delivery backlog for /metrics", extra={"error": type(error).__name__})
 

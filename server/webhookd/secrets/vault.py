@@ -1,16 +1,22 @@
-"""Webhook signing secrets in Vault KV v2 (hvac), behind a small read cache.
+"""Webhook signing secrets in Vault KV v2, through hvac.
 
-hvac is synchronous, so every call runs in a thread (`asyncio.to_thread`); the cache itself is only
-touched on the event loop. Errors never carry the token or a secret value.
+hvac is synchronous, so every call runs on this store's own small thread pool, never on the event
+loop's shared default executor (which also serves aiohttp's DNS lookups: a slow Vault must not stall
+outbound deliveries). Each thread has its own hvac client, since the requests session inside one is
+not promised to be safe across threads. Nothing is cached here: reads for signing are cached by
+fingerprint in services/signing_secrets.py, and a rotation must read what Vault holds now. Errors
+never carry the token or a secret value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-import time
-from collections import OrderedDict
-from typing import Any
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions
@@ -18,7 +24,8 @@ import hvac.exceptions
 from webhookd.domain.errors import Invalid, NotFound, Unavailable
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
-DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_THREADS = 4
+T = TypeVar("T")
 # Ids become one path segment each: starting with a letter or digit rules out "." and "..", and
 # no "/" means an id can never reach outside its tenant's folder.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -33,40 +40,6 @@ def secret_path(prefix: str, tenant_id: str, webhook_id: str) -> str:
     return f"{prefix.strip('/')}/tenants/{tenant_id}/webhooks/{webhook_id}"
 
 
-class _TTLCache:
-    """Least-recently-used map whose entries also expire `ttl` seconds after they were stored."""
-
-    def __init__(self, ttl: float, max_entries: int) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
-
-    def get(self, key: str) -> dict[str, str] | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires_at, value = entry
-        if time.monotonic() >= expires_at:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return dict(value)
-
-    def put(self, key: str, value: dict[str, str]) -> None:
-        if self.ttl <= 0 or self.max_entries <= 0:
-            return
-        self._entries[key] = (time.monotonic() + self.ttl, dict(value))
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def discard(self, key: str) -> None:
-        self._entries.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class VaultSecretStore:
     """Secrets at server-chosen paths under `prefix` in the KV v2 engine mounted at `mount`."""
 
@@ -77,89 +50,94 @@ class VaultSecretStore:
         *,
         mount: str = "secret",
         prefix: str = "webhookd",
-        cache_seconds: float = 30.0,
-        cache_size: int = DEFAULT_CACHE_SIZE,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         self.addr = addr
         self.mount = mount.strip("/")
         self.prefix = prefix.strip("/")
-        self._client: Any = hvac.Client(url=addr, token=token, timeout=timeout)
-        self._cache = _TTLCache(cache_seconds, cache_size)
-        # Bumped by every write and delete: a read that overlapped one must not refill the cache
-        # with what it saw before the change.
-        self._changes = 0
+        self._token = token
+        self._timeout = timeout
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vault")
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
+
+    def _client(self) -> Any:
+        """This thread's hvac client."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = hvac.Client(url=self.addr, token=self._token, timeout=self._timeout)
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
+    async def _call(self, method: Callable[[Any], T]) -> T:
+        """`method(client)` on one of the store's threads, bounded by the timeout."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, lambda: method(self._client()))
+        try:
+            return await asyncio.wait_for(future, self._timeout + 1)
+        except TimeoutError as exc:
+            raise Unavailable("vault unreachable: no answer in time", retry_after_seconds=1) from exc
 
     async def path_for(self, tenant_id: str, webhook_id: str) -> str:
         return secret_path(self.prefix, tenant_id, webhook_id)
 
     async def write(self, path: str, data: dict[str, str]) -> None:
         _check_path(path)
-        self._forget(path)
+        write = functools.partial(_write, path=path, data=dict(data), mount=self.mount)
         try:
-            await asyncio.to_thread(
-                self._client.secrets.kv.v2.create_or_update_secret,
-                path=path,
-                secret=dict(data),
-                mount_point=self.mount,
-            )
+            await self._call(write)
         except (hvac.exceptions.VaultError, OSError) as exc:
             raise _unavailable(exc) from exc
-        finally:
-            self._forget(path)
 
     async def read(self, path: str) -> dict[str, str]:
         _check_path(path)
-        cached = self._cache.get(path)
-        if cached is not None:
-            return cached
-        changes = self._changes
         try:
-            response = await asyncio.to_thread(
-                self._client.secrets.kv.v2.read_secret_version,
-                path=path,
-                mount_point=self.mount,
-                raise_on_deleted_version=True,
-            )
+            response = await self._call(functools.partial(_read, path=path, mount=self.mount))
         except hvac.exceptions.InvalidPath:
             raise NotFound(f"no secret at {path}") from None
         except (hvac.exceptions.VaultError, OSError) as exc:
             raise _unavailable(exc) from exc
-        data = {str(k): str(v) for k, v in (response["data"]["data"] or {}).items()}
-        if changes == self._changes:
-            self._cache.put(path, data)
-        return dict(data)
+        return {str(k): str(v) for k, v in (response["data"]["data"] or {}).items()}
 
     async def delete(self, path: str) -> None:
         """Delete the secret with its metadata and every version; an absent secret is fine."""
         _check_path(path)
-        self._forget(path)
         try:
-            await asyncio.to_thread(
-                self._client.secrets.kv.v2.delete_metadata_and_all_versions,
-                path=path,
-                mount_point=self.mount,
-            )
+            await self._call(functools.partial(_delete, path=path, mount=self.mount))
         except hvac.exceptions.InvalidPath:
             pass
         except (hvac.exceptions.VaultError, OSError) as exc:
             raise _unavailable(exc) from exc
-        finally:
-            self._forget(path)
 
     async def ping(self) -> None:
         """Raise Unavailable unless Vault answers, is unsealed and accepts the token."""
         try:
-            await asyncio.to_thread(self._client.auth.token.lookup_self)
+            await self._call(lambda client: client.auth.token.lookup_self())
         except (hvac.exceptions.VaultError, OSError) as exc:
             raise _unavailable(exc) from exc
 
     def close(self) -> None:
-        self._client.adapter.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._clients_lock:
+            for client in self._clients:
+                client.adapter.close()
+            self._clients.clear()
 
-    def _forget(self, path: str) -> None:
-        self._changes += 1
-        self._cache.discard(path)
+
+def _write(client: Any, *, path: str, data: dict[str, str], mount: str) -> Any:
+    return client.secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=mount)
+
+
+def _read(client: Any, *, path: str, mount: str) -> Any:
+    return client.secrets.kv.v2.read_secret_version(path=path, mount_point=mount, raise_on_deleted_version=True)
+
+
+def _delete(client: Any, *, path: str, mount: str) -> Any:
+    return client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point=mount)
 
 
 def _check_path(path: str) -> None:

@@ -32,11 +32,11 @@ from webhookd.ports import (
     InboundRepository,
     InboundRequest,
     Notifications,
-    SecretStore,
     Topic,
     WebhookRepository,
     utc_now,
 )
+from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots, tail
 
 
@@ -44,7 +44,7 @@ class Inbound:
     def __init__(
         self,
         store: InboundRepository,
-        secrets: SecretStore,
+        secrets: SigningSecrets,
         webhooks: WebhookRepository,
         notifications: Notifications,
         *,
@@ -73,7 +73,7 @@ class Inbound:
         if wait is not None:
             raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=max(1.0, wait))
         body = await request.read_body(self._max_body_bytes)
-        record = await self._secrets.read(target.vault_path)
+        record = await self._secrets.record(target.vault_path, target.secret_fingerprint)
         now = self._now()
         headers = request.headers
         content_type = headers.get("content-type", "")

@@ -1,18 +1,213 @@
-"""The async engine and the small helpers every store shares."""
+"""The connection pool every store shares, and the one place database failures become Unavailable.
+
+A fixed-size psycopg_pool (no overflow connections to open and throw away under load), each
+connection in autocommit: a single-statement read is one round trip, and writes say where their
+transaction starts and ends. Statements are SQL strings compiled once at import (store/sql.py).
+
+Every unit of work is bounded in time on the client side as well as the server's
+(`statement_timeout`): a frozen server (SIGSTOP) answers nothing, not even a cancel, and psycopg
+waits up to ten seconds to clean a cancelled query up. So the work runs as a task of its own, and
+the caller gets Unavailable when the bound passes while the task is cancelled in the background.
+
+When work fails in a way that says the server may be gone (a connection error, no answer in time),
+a probe opens a fresh connection to find out. While the probe cannot reach the server, every call
+fails at once with Unavailable instead of waiting out its bound, and `reachable` is False (readiness
+and gRPC health report it); the probe keeps trying, and the first success ends the outage and
+returns broken pooled connections. No restart is needed either way.
+
+Connection budget of a process: `size` pooled connections, one for sending notifications, and one
+per notification topic the process listens to (store/notifications.py).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import TupleRow
+
+from webhookd.domain.errors import Unavailable
+from webhookd.store.notifications import libpq_url
+
+log = logging.getLogger("webhookd.database")
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[TupleRow]
+Params = dict[str, Any] | Sequence[Any] | None
+# Explicit transaction statements, for work that pipelines its BEGIN and COMMIT with the statements
+# between them (connection.transaction() would send each in a round trip of its own).
+BEGIN = "BEGIN"
+COMMIT = "COMMIT"
+# What a caller is told to wait before retrying when the database did not answer.
+RETRY_AFTER_SECONDS = 1.0
+PROBE_INTERVAL_SECONDS = 1.0
+# Failures that mean "the database cannot be reached or did not answer", not "the request is bad".
+_UNREACHABLE = (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg_pool.PoolTimeout, TimeoutError)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    # No pool_pre_ping: it costs a round trip on every checkout (measured: over a quarter of a Get's
-    # time). A connection the server dropped fails once and is invalidated by the pool; recycling
-    # idle connections keeps that rare.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
+class Database:
+    """A fixed pool of `size` connections to `url` (a SQLAlchemy or libpq URL)."""
+
+    def __init__(self, url: str, *, size: int = 10, timeout_seconds: float = 5.0, name: str = "webhookd") -> None:
+        self._timeout = timeout_seconds
+        self._pool = psycopg_pool.AsyncConnectionPool(
+            libpq_url(url),
+            min_size=size,
+            max_size=size,
+            open=False,
+            name=name,
+            timeout=timeout_seconds,  # checkout
+            reconnect_timeout=float("inf"),  # keep trying: the database may come back
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, round(timeout_seconds)),
+                "application_name": name,
+                "options": f"-c statement_timeout={int(timeout_seconds * 1000)}",
+            },
+        )
+        self._conninfo = libpq_url(url)
+        self._abandoned: set[asyncio.Task[Any]] = set()
+        self._outage: str | None = None  # why the server cannot be reached, while it cannot
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self._outage is None
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self._timeout
+
+    async def open(self) -> None:
+        """Starts filling the pool; calls wait for a connection (bounded) while it fills."""
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        for task in self._abandoned:
+            task.cancel()
+        await asyncio.gather(*self._abandoned, *([self._probe] if self._probe else []), return_exceptions=True)
+        await self._pool.close(timeout=self._timeout)
+
+    async def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """`work` on a pooled connection, bounded by the timeout; Unavailable when the database
+        cannot be reached or does not answer in time. Other errors pass through unchanged."""
+        if self._outage is not None:
+            raise _unavailable(self._outage)
+        task = asyncio.ensure_future(self._checked_out(work))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            # psycopg cancels the query (or drops the connection) in the background.
+            task.cancel()
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+            self._suspect()
+            raise _unavailable("no answer in time")
+        return task.result()
+
+    async def _checked_out(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.connection() as connection:
+                return await work(connection)
+        except psycopg.OperationalError as error:
+            self._suspect()
+            raise _unavailable(type(error).__name__) from error
+        except _UNREACHABLE as error:
+            raise _unavailable(type(error).__name__) from error
+
+    def _suspect(self) -> None:
+        """The server may be gone: find out, unless a probe already is."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._probe_until_reachable(), name="database-probe")
+
+    async def _probe_until_reachable(self) -> None:
+        while True:
+            try:
+                await probe(self._conninfo, self._timeout)
+            except Unavailable as error:
+                if self._outage is None:
+                    log.warning("database unreachable; failing calls fast until it answers")
+                self._outage = error.message.removeprefix("database unreachable: ")
+                await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+                continue
+            if self._outage is not None:
+                log.warning("database reachable again")
+                self._outage = None
+            await self._pool.check()  # drops the pooled connections the outage broke
+            return
+
+    # Single statements, each its own transaction (autocommit).
+
+    async def fetch_one(self, sql: str, params: Params = None) -> TupleRow | None:
+        async def one(connection: Connection) -> TupleRow | None:
+            cursor = await connection.execute(sql, params)
+            return await cursor.fetchone()
+
+        return await self.run(one)
+
+    async def fetch_all(self, sql: str, params: Params = None) -> list[TupleRow]:
+        async def all_rows(connection: Connection) -> list[TupleRow]:
+            cursor = await connection.execute(sql, params)
+            return await cursor.fetchall()
+
+        return await self.run(all_rows)
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        """Runs one statement; returns the number of rows it touched."""
+
+        async def rowcount(connection: Connection) -> int:
+            cursor = await connection.execute(sql, params)
+            return cursor.rowcount
+
+        return await self.run(rowcount)
+
+    async def transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """`work` inside one transaction: committed when it returns, rolled back when it raises."""
+
+        async def in_transaction(connection: Connection) -> T:
+            async with connection.transaction():
+                return await work(connection)
+
+        return await self.run(in_transaction)
+
+    async def ping(self) -> None:
+        """Unavailable unless the database answers a trivial query in time."""
+        await self.fetch_one("SELECT 1")
 
 
-def reader(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool in autocommit, for single-statement reads: one round trip instead of
-    BEGIN, the query and ROLLBACK (a statement is its own snapshot)."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+async def probe(url: str, timeout_seconds: float) -> None:
+    """Connects afresh and runs a trivial query; Unavailable saying why when that fails in time."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            connection = await psycopg.AsyncConnection.connect(
+                libpq_url(url), autocommit=True, connect_timeout=max(1, round(timeout_seconds))
+            )
+            async with connection:
+                await connection.execute("SELECT 1")
+    except TimeoutError:
+        raise Unavailable("database unreachable: no answer in time", retry_after_seconds=RETRY_AFTER_SECONDS) from None
+    except psycopg.Error as error:
+        # libpq's first line says why (refused, no such host, authentication) without the password.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise Unavailable(f"database unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS) from None
+
+
+def _unavailable(reason: str) -> Unavailable:
+    return Unavailable(f"database unavailable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS)
+
+
+async def rollback(connection: Connection) -> None:
+    """Ends a transaction that failed part-way, so the connection goes back to the pool clean."""
+    if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not connection.closed:
+        try:
+            await connection.execute("ROLLBACK")
+        except psycopg.Error:
+            log.debug("rollback failed; the pool will discard the connection")

@@ -3,23 +3,32 @@
 A claim moves `next_attempt_at` to the lease's end, so a worker that dies simply lets the delivery
 come due again and another worker reclaims it. Each claim carries a fresh `lease_token`; a worker
 whose lease was taken over can still log its attempt but no longer changes the delivery.
+
+Both hot statements are one round trip each: the claim pipelines BEGIN, the advisory lock, the
+claim and COMMIT; recording a batch of attempts pipelines BEGIN, the attempt rows, the deliveries,
+the webhooks' statistics and COMMIT, every part one statement over arrays (unnest).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhookd.domain import ids
-from webhookd.domain.deliveries import AttemptRecord, ClaimedDelivery
-from webhookd.domain.statuses import DeliveryStatus
+from webhookd.domain.deliveries import AttemptRecord, Backlog, ClaimedDelivery
+from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.webhooks import Backoff, RetryPolicy, SignatureScheme
-from webhookd.store.database import reader
-from webhookd.store.tables import attempts, deliveries, webhooks
+from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
+from webhookd.store.sql import compiled, param
+from webhookd.store.tables import deliveries
+
+log = logging.getLogger("webhookd.deliveries")
 
 # One claimer at a time makes the per-webhook concurrency cap exact across processes; a claim is a
 # single short statement, so serialising it costs little.
@@ -29,9 +38,13 @@ LEASE_MARGIN = timedelta(seconds=30)
 # How stale a healthy webhook's last_delivery_at may get before a success writes it again.
 STATS_RESOLUTION = timedelta(seconds=1)
 _PENDING = DeliveryStatus.PENDING.value
+_SUCCEEDED = Outcome.SUCCEEDED.value
 
-_CLAIM = sa.text(
-    f"""
+_LOCK = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"
+# Runs after the lock in the same transaction, so its snapshot sees every claim committed before.
+_CLAIM = compiled(
+    sa.text(
+        f"""
 WITH inflight AS (
     SELECT webhook_id, count(*) AS n FROM deliveries
     WHERE status = '{_PENDING}' AND lease_token IS NOT NULL AND lease_expires_at > now()
@@ -58,143 +71,249 @@ UPDATE deliveries d SET
     updated_at = now()
 FROM chosen, webhooks w, events e
 WHERE d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
-RETURNING d.id AS delivery_id, d.attempts + 1 AS attempt, d.tenant_id, d.app_id, d.event_id,
-    e.event_type, e.body, d.webhook_id, w.url, w.headers, w.signature_scheme, w.retry_max_attempts,
-    w.retry_backoff, w.retry_timeout_ms, w.vault_path
+RETURNING d.id, d.attempts + 1, d.tenant_id, d.app_id, d.event_id, e.event_type, e.body, d.webhook_id,
+    w.url, w.headers, w.signature_scheme, w.retry_max_attempts, w.retry_backoff, w.retry_timeout_ms,
+    w.vault_path, w.secret_fingerprint
 """
+    )
+)
+_BACKLOG = compiled(
+    sa.text(
+        f"""
+SELECT
+    (SELECT count(*) FROM deliveries WHERE status = '{_PENDING}'),
+    (SELECT extract(epoch FROM now() - d.next_attempt_at)
+       FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+      WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= now()
+        AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
+      ORDER BY d.next_attempt_at
+      LIMIT 1)
+"""
+    )
+)
+_NEXT_DUE = compiled(sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == _PENDING))
+_RELEASE = compiled(
+    deliveries.update()
+    .where(deliveries.c.id == param("id"), deliveries.c.lease_token == param("lease_token"))
+    .values(next_attempt_at=param("retry_at"), lease_token=None, lease_expires_at=None)
+)
+_INSERT_ATTEMPTS = compiled(
+    sa.text(
+        """
+INSERT INTO attempts (id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,
+    http_status, latency_ms, error, response_excerpt, next_attempt_at, occurred_at)
+SELECT * FROM unnest(
+    CAST(:ids AS text[]), CAST(:tenant_ids AS text[]), CAST(:app_ids AS text[]), CAST(:delivery_ids AS text[]),
+    CAST(:event_ids AS text[]), CAST(:event_types AS text[]), CAST(:webhook_ids AS text[]),
+    CAST(:attempts AS integer[]), CAST(:outcomes AS text[]), CAST(:http_statuses AS integer[]),
+    CAST(:latencies AS integer[]), CAST(:errors AS text[]), CAST(:excerpts AS text[]),
+    CAST(:next_attempt_ats AS timestamptz[]), CAST(:occurred_ats AS timestamptz[]))
+"""
+    )
+)
+# Only where the lease still holds; the ids that changed come back.
+_UPDATE_DELIVERIES = compiled(
+    sa.text(
+        """
+UPDATE deliveries d SET
+    status = u.status, attempts = u.attempt, next_attempt_at = u.next_attempt_at, lease_token = NULL,
+    lease_expires_at = NULL, last_outcome = u.outcome, last_http_status = u.http_status, last_error = u.error,
+    updated_at = u.occurred_at, completed_at = u.completed_at
+FROM unnest(
+    CAST(:delivery_ids AS text[]), CAST(:lease_tokens AS text[]), CAST(:statuses AS text[]),
+    CAST(:attempts AS integer[]), CAST(:next_attempt_ats AS timestamptz[]), CAST(:outcomes AS text[]),
+    CAST(:http_statuses AS integer[]), CAST(:errors AS text[]), CAST(:occurred_ats AS timestamptz[]),
+    CAST(:completed_ats AS timestamptz[]))
+    AS u(id, lease_token, status, attempt, next_attempt_at, outcome, http_status, error, occurred_at, completed_at)
+WHERE d.id = u.id AND d.lease_token = u.lease_token
+RETURNING d.id
+"""
+    )
+)
+# Each webhook once per batch: `reset` when the batch holds a success (failures then counts those
+# after the last one), `gone` when a receiver answered 410. A success on a healthy webhook skips the
+# write while last_delivery_at is under STATS_RESOLUTION old, so writers do not queue on its row lock.
+_UPDATE_WEBHOOKS = compiled(
+    sa.text(
+        f"""
+WITH u AS (
+    SELECT * FROM unnest(
+        CAST(:webhook_ids AS text[]), CAST(:last_ats AS timestamptz[]), CAST(:last_statuses AS text[]),
+        CAST(:resets AS boolean[]), CAST(:failures AS integer[]), CAST(:gones AS boolean[]))
+        AS u(webhook_id, last_at, last_status, reset, failures, gone)
+), changes AS (
+    SELECT w.id, u.*,
+        CASE WHEN u.reset THEN u.failures ELSE w.consecutive_failures + u.failures END AS consecutive,
+        w.paused_at IS NULL AND (u.gone OR (u.failures > 0 AND
+            CASE WHEN u.reset THEN u.failures ELSE w.consecutive_failures + u.failures END >= :pause_after))
+            AS pause_now
+    FROM webhooks w JOIN u ON w.id = u.webhook_id
+    WHERE NOT (u.last_status = '{_SUCCEEDED}' AND u.reset AND u.failures = 0 AND w.consecutive_failures = 0
+               AND w.last_delivery_status = '{_SUCCEEDED}'
+               AND w.last_delivery_at >= u.last_at - make_interval(secs => :resolution))
+    ORDER BY w.id
+)
+UPDATE webhooks w SET
+    last_delivery_at = changes.last_at,
+    last_delivery_status = changes.last_status,
+    consecutive_failures = changes.consecutive,
+    paused_at = CASE WHEN changes.pause_now THEN changes.last_at ELSE w.paused_at END,
+    -- Pausing changes is_active, a state callers see: it is a new version.
+    version = CASE WHEN changes.pause_now THEN w.version + 1 ELSE w.version END
+FROM changes WHERE w.id = changes.id
+"""
+    )
 )
 
 
-def _claimed(row: Any, token: str) -> ClaimedDelivery:
+def _claimed(row: Sequence[Any], token: str) -> ClaimedDelivery:
     return ClaimedDelivery(
-        delivery_id=row.delivery_id,
+        delivery_id=row[0],
         lease_token=token,
-        attempt=row.attempt,
-        tenant_id=row.tenant_id,
-        app_id=row.app_id,
-        event_id=row.event_id,
-        event_type=row.event_type,
-        body=bytes(row.body),
-        webhook_id=row.webhook_id,
-        url=row.url,
-        headers=dict(row.headers),
-        signature_scheme=SignatureScheme(row.signature_scheme),
-        retry_policy=RetryPolicy(row.retry_max_attempts, Backoff(row.retry_backoff), row.retry_timeout_ms),
-        vault_path=row.vault_path,
+        attempt=row[1],
+        tenant_id=row[2],
+        app_id=row[3],
+        event_id=row[4],
+        event_type=row[5],
+        body=bytes(row[6]),
+        webhook_id=row[7],
+        url=row[8],
+        headers=dict(row[9]),
+        signature_scheme=SignatureScheme(row[10]),
+        retry_policy=RetryPolicy(row[11], Backoff(row[12]), row[13]),
+        vault_path=row[14],
+        secret_fingerprint=row[15],
     )
+
+
+def _attempt_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> dict[str, list[Any]]:
+    return {
+        "ids": [ids.new_id(ids.ATTEMPT_PREFIX) for _ in batch],
+        "tenant_ids": [claimed.tenant_id for claimed, _ in batch],
+        "app_ids": [claimed.app_id for claimed, _ in batch],
+        "delivery_ids": [claimed.delivery_id for claimed, _ in batch],
+        "lease_tokens": [claimed.lease_token for claimed, _ in batch],
+        "event_ids": [claimed.event_id for claimed, _ in batch],
+        "event_types": [claimed.event_type for claimed, _ in batch],
+        "webhook_ids": [claimed.webhook_id for claimed, _ in batch],
+        "attempts": [claimed.attempt for claimed, _ in batch],
+        "statuses": [record.delivery_status.value for _, record in batch],
+        "outcomes": [record.outcome.value for _, record in batch],
+        "http_statuses": [record.http_status for _, record in batch],
+        "latencies": [record.latency_ms for _, record in batch],
+        "errors": [record.error for _, record in batch],
+        "excerpts": [record.response_excerpt for _, record in batch],
+        "next_attempt_ats": [record.next_attempt_at for _, record in batch],
+        "occurred_ats": [record.occurred_at for _, record in batch],
+        "completed_ats": [record.occurred_at if record.finished else None for _, record in batch],
+    }
+
+
+def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> dict[str, list[Any]]:
+    """One entry per webhook, in id order (the order rows are locked in), from its attempts in order."""
+    by_webhook: dict[str, list[AttemptRecord]] = {}
+    for claimed, record in batch:
+        by_webhook.setdefault(claimed.webhook_id, []).append(record)
+    arrays: dict[str, list[Any]] = {name: [] for name in ("webhook_ids", "last_ats", "last_statuses", "resets")}
+    arrays |= {"failures": [], "gones": []}
+    for webhook_id in sorted(by_webhook):
+        records = by_webhook[webhook_id]
+        last_success = max((i for i, record in enumerate(records) if record.succeeded), default=None)
+        tail = records if last_success is None else records[last_success + 1 :]
+        arrays["webhook_ids"].append(webhook_id)
+        arrays["last_ats"].append(records[-1].occurred_at)
+        arrays["last_statuses"].append(records[-1].outcome.value)
+        arrays["resets"].append(last_success is not None)
+        arrays["failures"].append(len(tail))
+        arrays["gones"].append(any(record.gone for record in records))
+    return arrays
 
 
 class DeliveryStore:
     """The delivery queue (ports.DeliveryQueue) in PostgreSQL."""
 
-    def __init__(self, engine: AsyncEngine, *, pause_after_failures: int) -> None:
-        self._engine = engine
-        self._reader = reader(engine)
+    def __init__(self, database: Database, *, pause_after_failures: int) -> None:
+        self._db = database
         self._pause_after_failures = pause_after_failures
 
     async def claim(self, limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
         token = secrets.token_hex(12)
-        async with self._engine.begin() as connection:
-            await connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"))
-            rows = await connection.execute(
-                _CLAIM,
-                {
-                    "token": token,
-                    "limit": limit,
-                    "scan": limit * 4,
-                    "per_webhook": per_webhook,
-                    "margin": LEASE_MARGIN.total_seconds(),
-                },
-            )
-            return [_claimed(row, token) for row in rows]
+        values = {
+            "token": token,
+            "limit": limit,
+            "scan": limit * 4,
+            "per_webhook": per_webhook,
+            "margin": LEASE_MARGIN.total_seconds(),
+        }
+
+        async def claim(connection: Connection) -> list[Any]:
+            try:
+                async with connection.pipeline():
+                    await connection.execute(BEGIN)
+                    await connection.execute(_LOCK)
+                    claimed = await connection.execute(_CLAIM, values)
+                    await connection.execute(COMMIT)
+                return await claimed.fetchall()
+            except BaseException:
+                await rollback(connection)
+                raise
+
+        return [_claimed(row, token) for row in await self._db.run(claim)]
 
     async def next_due_at(self) -> datetime | None:
-        async with self._reader.connect() as connection:
-            value: datetime | None = await connection.scalar(
-                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == _PENDING)
-            )
-            return value
+        row = await self._db.fetch_one(_NEXT_DUE)
+        return None if row is None else row[0]
 
-    async def record(self, claimed: ClaimedDelivery, record: AttemptRecord) -> bool:
-        """Logs the attempt and moves the delivery and its webhook on; False when the lease was lost."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                attempts.insert().values(
-                    id=ids.new_id(ids.ATTEMPT_PREFIX),
-                    tenant_id=claimed.tenant_id,
-                    app_id=claimed.app_id,
-                    delivery_id=claimed.delivery_id,
-                    event_id=claimed.event_id,
-                    event_type=claimed.event_type,
-                    webhook_id=claimed.webhook_id,
-                    attempt=claimed.attempt,
-                    outcome=record.outcome.value,
-                    http_status=record.http_status,
-                    latency_ms=record.latency_ms,
-                    error=record.error,
-                    response_excerpt=record.response_excerpt,
-                    next_attempt_at=record.next_attempt_at,
-                    occurred_at=record.occurred_at,
-                )
-            )
-            updated = await connection.execute(
-                deliveries.update()
-                .where(deliveries.c.id == claimed.delivery_id, deliveries.c.lease_token == claimed.lease_token)
-                .values(
-                    status=record.delivery_status.value,
-                    attempts=claimed.attempt,
-                    next_attempt_at=record.next_attempt_at,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    last_outcome=record.outcome.value,
-                    last_http_status=record.http_status,
-                    last_error=record.error,
-                    updated_at=record.occurred_at,
-                    completed_at=record.occurred_at if record.finished else None,
-                )
-            )
-            await connection.execute(self._webhook_state(claimed.webhook_id, record))
-        return updated.rowcount == 1
+    async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> list[bool]:
+        """Logs each attempt and moves its delivery and webhook on, in one transaction; for each,
+        whether its lease still held. When the batch fails, each attempt is written on its own, so
+        one bad row cannot fail the others (a row that still fails is left to its lease's expiry,
+        which brings the delivery round again: at least once)."""
+        try:
+            return await self._record(batch)
+        except psycopg.Error:
+            if len(batch) == 1:
+                raise
+            log.warning("recording a batch of attempts failed; recording them one by one", exc_info=True)
+        results = []
+        for one in batch:
+            try:
+                results.extend(await self._record([one]))
+            except psycopg.Error:
+                log.exception("could not record an attempt", extra={"delivery_id": one[0].delivery_id})
+                results.append(False)
+        return results
 
-    def _webhook_state(self, webhook_id: str, record: AttemptRecord) -> sa.Update:
-        failures = sa.case((sa.literal(record.succeeded), 0), else_=webhooks.c.consecutive_failures + 1)
-        pause_now = sa.and_(
-            webhooks.c.paused_at.is_(None),
-            sa.or_(
-                sa.literal(record.gone),
-                sa.and_(
-                    sa.literal(not record.succeeded),
-                    webhooks.c.consecutive_failures + 1 >= self._pause_after_failures,
-                ),
-            ),
-        )
-        # A success on a healthy webhook changes nothing callers see but last_delivery_at: skipping
-        # that write while it is under a second old keeps concurrent deliveries to one webhook from
-        # queueing on its row lock (a non-matching UPDATE takes no lock).
-        unchanged_success = sa.and_(
-            sa.literal(record.succeeded),
-            webhooks.c.consecutive_failures == 0,
-            webhooks.c.last_delivery_status == record.outcome.value,
-            webhooks.c.last_delivery_at >= record.occurred_at - STATS_RESOLUTION,
-        )
-        return (
-            webhooks.update()
-            .where(webhooks.c.id == webhook_id, sa.not_(unchanged_success))
-            .values(
-                last_delivery_at=record.occurred_at,
-                last_delivery_status=record.outcome.value,
-                consecutive_failures=failures,
-                paused_at=sa.case((pause_now, record.occurred_at), else_=webhooks.c.paused_at),
-                # Pausing changes is_active, a state callers see: it is a new version.
-                version=sa.case((pause_now, webhooks.c.version + 1), else_=webhooks.c.version),
-            )
-        )
+    async def _record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> list[bool]:
+        attempt_values = _attempt_arrays(batch)
+        webhook_values = _webhook_arrays(batch) | {
+            "pause_after": self._pause_after_failures,
+            "resolution": STATS_RESOLUTION.total_seconds(),
+        }
+
+        async def write(connection: Connection) -> set[str]:
+            try:
+                async with connection.pipeline():
+                    await connection.execute(BEGIN)
+                    await connection.execute(_INSERT_ATTEMPTS, attempt_values)
+                    updated = await connection.execute(_UPDATE_DELIVERIES, attempt_values)
+                    await connection.execute(_UPDATE_WEBHOOKS, webhook_values)
+                    await connection.execute(COMMIT)
+                return {row[0] for row in await updated.fetchall()}
+            except BaseException:
+                await rollback(connection)
+                raise
+
+        kept = await self._db.run(write)
+        return [claimed.delivery_id in kept for claimed, _ in batch]
+
+    async def backlog(self) -> Backlog:
+        """Across all tenants: the operator's view of the queue, not a caller's."""
+        row = await self._db.fetch_one(_BACKLOG)
+        assert row is not None
+        return Backlog(int(row[0]), max(0.0, float(row[1] or 0.0)))
 
     async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
         """Gives a claimed delivery back without an attempt (shutdown, or no secret to sign with)."""
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                deliveries.update()
-                .where(deliveries.c.id == claimed.delivery_id, deliveries.c.lease_token == claimed.lease_token)
-                .values(next_attempt_at=retry_at, lease_token=None, lease_expires_at=None)
-            )
+        values = {"id": claimed.delivery_id, "lease_token": claimed.lease_token, "retry_at": retry_at}
+        await self._db.execute(_RELEASE, values)

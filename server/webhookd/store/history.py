@@ -8,77 +8,207 @@ committed late, and never sees one twice.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhookd.domain.deliveries import Delivery, DeliveryFilter
 from webhookd.domain.errors import FailedPrecondition, NotFound
+from webhookd.domain.event_types import WILDCARD
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
-from webhookd.store.scoping import SETTLED_TXID, scoped
+from webhookd.store.database import Connection, Database
+from webhookd.store.sql import SETTLED_TXID, TEXT_ARRAY, compiled, param, scope_params, scoped
 from webhookd.store.tables import attempts, deliveries, events, webhooks
 
+RECOVER_BATCH = 1000
+_LOG_COLUMNS = (
+    attempts.c.txid,
+    attempts.c.seq,
+    attempts.c.delivery_id,
+    attempts.c.event_id,
+    attempts.c.event_type,
+    attempts.c.webhook_id,
+    attempts.c.attempt,
+    attempts.c.outcome,
+    attempts.c.http_status,
+    attempts.c.latency_ms,
+    attempts.c.error,
+    attempts.c.response_excerpt,
+    attempts.c.next_attempt_at,
+    attempts.c.occurred_at,
+)
+_DELIVERY_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.event_id,
+    events.c.event_type,
+    deliveries.c.webhook_id,
+    deliveries.c.status,
+    deliveries.c.attempts,
+    deliveries.c.next_attempt_at,
+    deliveries.c.last_outcome,
+    deliveries.c.last_http_status,
+    deliveries.c.last_error,
+    deliveries.c.created_at,
+    deliveries.c.updated_at,
+    deliveries.c.completed_at,
+)
+_PENDING_NOW = {
+    "status": DeliveryStatus.PENDING.value,
+    "next_attempt_at": param("now"),
+    "completed_at": None,
+    "updated_at": param("now"),
+}
+_GET_DELIVERY = compiled(
+    sa.select(*_DELIVERY_COLUMNS)
+    .join_from(deliveries, events, events.c.id == deliveries.c.event_id)
+    .where(scoped(deliveries), deliveries.c.id == param("id"))
+)
+_ATTEMPTS_OF = compiled(sa.select(*_LOG_COLUMNS).where(attempts.c.delivery_id == param("id")).order_by(attempts.c.seq))
+_REDELIVER = compiled(
+    deliveries.update()
+    .where(
+        scoped(deliveries),
+        deliveries.c.id == param("id"),
+        sa.or_(deliveries.c.lease_token.is_(None), deliveries.c.lease_expires_at <= param("now")),
+    )
+    .values(_PENDING_NOW)
+)
+_WEBHOOK_EXISTS = compiled(sa.select(webhooks.c.id).where(scoped(webhooks), webhooks.c.id == param("id")))
+_RECOVER = compiled(
+    deliveries.update()
+    .where(
+        deliveries.c.id.in_(
+            sa.select(deliveries.c.id)
+            .where(
+                scoped(deliveries),
+                deliveries.c.webhook_id == param("id"),
+                deliveries.c.status == DeliveryStatus.FAILED.value,
+                deliveries.c.created_at >= param("since"),
+            )
+            .limit(RECOVER_BATCH)
+            .scalar_subquery()
+        )
+    )
+    .values(_PENDING_NOW)
+)
 
-def event_type_condition(column: sa.ColumnElement[str], filters: tuple[str, ...]) -> sa.ColumnElement[bool]:
-    """Subscription-style matching in SQL: `*`, `prefix.*` or an exact type."""
-    if "*" in filters:
-        return sa.true()
-    alternatives: list[sa.ColumnElement[bool]] = []
-    for value in filters:
-        if value.endswith(".*"):
-            prefix = value[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            alternatives.append(column.like(f"{prefix}%", escape="\\"))
-        else:
-            alternatives.append(column == value)
-    return sa.or_(*alternatives)
+
+def _event_type_condition(column: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    """Subscription-style matching in SQL: an exact type, or a `prefix.*` as a LIKE pattern."""
+    return sa.or_(
+        column == sa.func.any(param("exact_types", TEXT_ARRAY)),
+        # LIKE's default escape character is the backslash the patterns are escaped with.
+        column.like(sa.func.any(param("type_patterns", TEXT_ARRAY))),
+    )
 
 
-def log_entry(row: Any) -> LogEntry:
+def _event_type_params(filters: tuple[str, ...]) -> dict[str, Any]:
+    """Parameters for `_event_type_condition`; an empty dict when `*` makes it match everything."""
+    if not filters or WILDCARD in filters:
+        return {}
+    prefixes = [value[:-1] for value in filters if value.endswith(".*")]
+    patterns = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for p in prefixes]
+    return {"exact_types": [value for value in filters if not value.endswith(".*")], "type_patterns": patterns}
+
+
+def log_entry(row: Sequence[Any]) -> LogEntry:
+    """A row of `_LOG_COLUMNS`."""
     return LogEntry(
-        position=LogPosition(row.txid, row.seq),
-        delivery_id=row.delivery_id,
-        event_id=row.event_id,
-        event_type=row.event_type,
-        webhook_id=row.webhook_id,
-        attempt=row.attempt,
-        outcome=Outcome(row.outcome),
-        http_status=row.http_status,
-        latency_ms=row.latency_ms,
-        error=row.error,
-        response_excerpt=row.response_excerpt,
-        next_attempt_at=row.next_attempt_at,
-        occurred_at=row.occurred_at,
+        position=LogPosition(row[0], row[1]),
+        delivery_id=row[2],
+        event_id=row[3],
+        event_type=row[4],
+        webhook_id=row[5],
+        attempt=row[6],
+        outcome=Outcome(row[7]),
+        http_status=row[8],
+        latency_ms=row[9],
+        error=row[10],
+        response_excerpt=row[11],
+        next_attempt_at=row[12],
+        occurred_at=row[13],
     )
 
 
-def _delivery(row: Any) -> Delivery:
+def _delivery(row: Sequence[Any]) -> Delivery:
+    """A row of `_DELIVERY_COLUMNS`."""
     return Delivery(
-        id=row.id,
-        event_id=row.event_id,
-        event_type=row.event_type,
-        webhook_id=row.webhook_id,
-        status=DeliveryStatus(row.status),
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        last_outcome=None if row.last_outcome is None else Outcome(row.last_outcome),
-        last_http_status=row.last_http_status,
-        last_error=row.last_error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        completed_at=row.completed_at,
+        id=row[0],
+        event_id=row[1],
+        event_type=row[2],
+        webhook_id=row[3],
+        status=DeliveryStatus(row[4]),
+        attempts=row[5],
+        next_attempt_at=row[6],
+        last_outcome=None if row[7] is None else Outcome(row[7]),
+        last_http_status=row[8],
+        last_error=row[9],
+        created_at=row[10],
+        updated_at=row[11],
+        completed_at=row[12],
     )
 
 
-_DELIVERY_COLUMNS = (*deliveries.c, events.c.event_type)
+@functools.cache
+def _log_statement(filters: frozenset[str]) -> str:
+    conditions: list[sa.ColumnElement[bool]] = [scoped(attempts), attempts.c.txid < SETTLED_TXID]
+    if "webhook_id" in filters:
+        conditions.append(attempts.c.webhook_id == param("webhook_id"))
+    if "outcomes" in filters:
+        conditions.append(attempts.c.outcome == sa.func.any(param("outcomes", TEXT_ARRAY)))
+    if "exact_types" in filters:
+        conditions.append(_event_type_condition(attempts.c.event_type))
+    if "after_txid" in filters:
+        after = sa.tuple_(param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger))
+        conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
+    elif "since" in filters:
+        conditions.append(attempts.c.occurred_at >= param("since"))
+    return compiled(
+        sa.select(*_LOG_COLUMNS).where(*conditions).order_by(attempts.c.txid, attempts.c.seq).limit(param("limit"))
+    )
+
+
+@functools.cache
+def _deliveries_statement(filters: frozenset[str]) -> str:
+    conditions: list[sa.ColumnElement[bool]] = [scoped(deliveries)]
+    if "webhook_id" in filters:
+        conditions.append(deliveries.c.webhook_id == param("webhook_id"))
+    if "status" in filters:
+        conditions.append(deliveries.c.status == param("status"))
+    if "last_outcome" in filters:
+        conditions.append(deliveries.c.last_outcome == param("last_outcome"))
+    if "exact_types" in filters:
+        conditions.append(_event_type_condition(events.c.event_type))
+    if "start_time" in filters:
+        conditions.append(deliveries.c.created_at >= param("start_time"))
+    if "end_time" in filters:
+        conditions.append(deliveries.c.created_at < param("end_time"))
+    if "before_created_at" in filters:
+        before = sa.tuple_(param("before_created_at", deliveries.c.created_at.type), param("before_id", sa.Text))
+        conditions.append(sa.tuple_(deliveries.c.created_at, deliveries.c.id) < before)
+    return compiled(
+        sa.select(*_DELIVERY_COLUMNS)
+        .join_from(deliveries, events, events.c.id == deliveries.c.event_id)
+        .where(*conditions)
+        .order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc())
+        .limit(param("limit"))
+    )
+
+
+def _filters(values: dict[str, Any]) -> frozenset[str]:
+    return frozenset(values) - {"tenant_id", "app_id", "limit", "type_patterns", "after_seq", "before_id"}
 
 
 class HistoryStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    """ports.HistoryRepository in PostgreSQL."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     async def read_log(
         self,
@@ -89,108 +219,66 @@ class HistoryStore:
         since: datetime | None,
         limit: int,
     ) -> list[LogEntry]:
-        conditions = [scoped(attempts, scope), attempts.c.txid < SETTLED_TXID]
+        values: dict[str, Any] = scope_params(scope) | {"limit": limit} | _event_type_params(query.event_types)
         if query.webhook_id is not None:
-            conditions.append(attempts.c.webhook_id == query.webhook_id)
+            values["webhook_id"] = query.webhook_id
         if query.outcomes:
-            conditions.append(attempts.c.outcome.in_([outcome.value for outcome in query.outcomes]))
-        if query.event_types:
-            conditions.append(event_type_condition(attempts.c.event_type, query.event_types))
+            values["outcomes"] = [outcome.value for outcome in query.outcomes]
         if after is not None:
-            conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > sa.tuple_(after.txid, after.seq))
+            values |= {"after_txid": after.txid, "after_seq": after.seq}
         elif since is not None:
-            conditions.append(attempts.c.occurred_at >= since)
-        statement = sa.select(attempts).where(*conditions).order_by(attempts.c.txid, attempts.c.seq).limit(limit)
-        async with self._engine.connect() as connection:
-            rows = await connection.execute(statement)
-            return [log_entry(row) for row in rows]
+            values["since"] = since
+        rows = await self._db.fetch_all(_log_statement(_filters(values)), values)
+        return [log_entry(row) for row in rows]
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int
     ) -> list[Delivery]:
-        conditions = [scoped(deliveries, scope)]
+        values: dict[str, Any] = scope_params(scope) | {"limit": limit} | _event_type_params(query.event_types)
         if query.webhook_id is not None:
-            conditions.append(deliveries.c.webhook_id == query.webhook_id)
+            values["webhook_id"] = query.webhook_id
         if query.status is not None:
-            conditions.append(deliveries.c.status == query.status.value)
+            values["status"] = query.status.value
         if query.last_outcome is not None:
-            conditions.append(deliveries.c.last_outcome == query.last_outcome.value)
-        if query.event_types:
-            conditions.append(event_type_condition(events.c.event_type, query.event_types))
+            values["last_outcome"] = query.last_outcome.value
         if query.start_time is not None:
-            conditions.append(deliveries.c.created_at >= query.start_time)
+            values["start_time"] = query.start_time
         if query.end_time is not None:
-            conditions.append(deliveries.c.created_at < query.end_time)
+            values["end_time"] = query.end_time
         if before is not None:
-            conditions.append(sa.tuple_(deliveries.c.created_at, deliveries.c.id) < sa.tuple_(*before))
-        statement = (
-            sa.select(*_DELIVERY_COLUMNS)
-            .join_from(deliveries, events, events.c.id == deliveries.c.event_id)
-            .where(*conditions)
-            .order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc())
-            .limit(limit)
-        )
-        async with self._engine.connect() as connection:
-            return [_delivery(row) for row in await connection.execute(statement)]
+            values |= {"before_created_at": before[0], "before_id": before[1]}
+        rows = await self._db.fetch_all(_deliveries_statement(_filters(values)), values)
+        return [_delivery(row) for row in rows]
 
     async def get_delivery(self, scope: Scope, delivery_id: str) -> tuple[Delivery, list[LogEntry]]:
-        statement = (
-            sa.select(*_DELIVERY_COLUMNS)
-            .join_from(deliveries, events, events.c.id == deliveries.c.event_id)
-            .where(scoped(deliveries, scope), deliveries.c.id == delivery_id)
-        )
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(statement)).one_or_none()
-            if row is None:
-                raise NotFound(f"delivery {delivery_id} not found")
-            attempt_rows = await connection.execute(
-                sa.select(attempts).where(attempts.c.delivery_id == delivery_id).order_by(attempts.c.seq)
-            )
-            return _delivery(row), [log_entry(attempt) for attempt in attempt_rows]
+        keys = scope_params(scope) | {"id": delivery_id}
+
+        async def read(connection: Connection) -> tuple[Any, list[Any]]:
+            async with connection.pipeline():
+                delivery = await connection.execute(_GET_DELIVERY, keys)
+                attempt_rows = await connection.execute(_ATTEMPTS_OF, keys)
+                return await delivery.fetchone(), await attempt_rows.fetchall()
+
+        row, attempt_rows = await self._db.run(read)
+        if row is None:
+            raise NotFound(f"delivery {delivery_id} not found")
+        return _delivery(row), [log_entry(attempt) for attempt in attempt_rows]
 
     async def redeliver(self, scope: Scope, delivery_id: str, *, now: datetime) -> Delivery:
-        not_in_flight = sa.or_(deliveries.c.lease_token.is_(None), deliveries.c.lease_expires_at <= now)
-        statement = (
-            deliveries.update()
-            .where(scoped(deliveries, scope), deliveries.c.id == delivery_id, not_in_flight)
-            .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, completed_at=None, updated_at=now)
-        )
-        async with self._engine.begin() as connection:
-            updated = await connection.execute(statement)
-        if updated.rowcount == 0:
-            await self.get_delivery(scope, delivery_id)  # NotFound when it is not the caller's
+        updated = await self._db.execute(_REDELIVER, scope_params(scope) | {"id": delivery_id, "now": now})
+        delivery, _ = await self.get_delivery(scope, delivery_id)  # NotFound when it is not the caller's
+        if updated == 0:
             raise FailedPrecondition(f"delivery {delivery_id} is being attempted right now; try again shortly")
-        delivery, _ = await self.get_delivery(scope, delivery_id)
         return delivery
 
-    async def recover(self, scope: Scope, webhook_id: str, *, since: datetime, now: datetime, batch: int = 1000) -> int:
+    async def recover(self, scope: Scope, webhook_id: str, *, since: datetime, now: datetime) -> int:
         """Failed deliveries of the webhook since `since` become pending and due, a batch per transaction."""
-        async with self._engine.connect() as connection:
-            found = await connection.scalar(
-                sa.select(webhooks.c.id).where(scoped(webhooks, scope), webhooks.c.id == webhook_id)
-            )
-        if found is None:
+        values = scope_params(scope) | {"id": webhook_id, "since": since, "now": now}
+        if await self._db.fetch_one(_WEBHOOK_EXISTS, values) is None:
             raise NotFound(f"webhook {webhook_id} not found")
-        chosen = (
-            sa.select(deliveries.c.id)
-            .where(
-                scoped(deliveries, scope),
-                deliveries.c.webhook_id == webhook_id,
-                deliveries.c.status == DeliveryStatus.FAILED.value,
-                deliveries.c.created_at >= since,
-            )
-            .limit(batch)
-            .scalar_subquery()
-        )
-        statement = (
-            deliveries.update()
-            .where(deliveries.c.id.in_(chosen))
-            .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, completed_at=None, updated_at=now)
-        )
         queued = 0
         while True:
-            async with self._engine.begin() as connection:
-                result = await connection.execute(statement)
-            queued += result.rowcount
-            if result.rowcount < batch:
+            changed = await self._db.execute(_RECOVER, values)
+            queued += changed
+            if changed < RECOVER_BATCH:
                 return queued

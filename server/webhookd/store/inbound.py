@@ -6,11 +6,11 @@ in the webhook's DeliveryLog like an outbound attempt does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webhookd.domain import ids
 from webhookd.domain.history import LogPosition
@@ -18,143 +18,207 @@ from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome, ReceiptStatus
 from webhookd.domain.webhooks import Direction, SignatureScheme
-from webhookd.store.database import reader
-from webhookd.store.scoping import SETTLED_TXID, scoped
+from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
+from webhookd.store.sql import SETTLED_TXID, compiled, param, scope_params, scoped
 from webhookd.store.tables import attempts, inbound_consumers, inbound_events, webhooks
 
 _ACCEPTED = ReceiptStatus.ACCEPTED.value
+_RECEIPT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "app_id",
+    "webhook_id",
+    "message_id",
+    "status",
+    "reason",
+    "event_type",
+    "content_type",
+    "body",
+    "received_at",
+)
+_ATTEMPT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "app_id",
+    "delivery_id",
+    "event_id",
+    "event_type",
+    "webhook_id",
+    "attempt",
+    "outcome",
+    "http_status",
+    "latency_ms",
+    "error",
+    "response_excerpt",
+    "next_attempt_at",
+    "occurred_at",
+)
+_TARGET = compiled(
+    sa.select(
+        webhooks.c.id,
+        webhooks.c.tenant_id,
+        webhooks.c.app_id,
+        webhooks.c.signature_scheme,
+        webhooks.c.vault_path,
+        webhooks.c.secret_fingerprint,
+    ).where(
+        webhooks.c.id == param("id"),
+        webhooks.c.direction == Direction.INBOUND.value,
+        webhooks.c.enabled.is_(True),
+        webhooks.c.deleted_at.is_(None),
+    )
+)
+# Stored unless an accepted message with the same id is: then nothing is written and no row returns.
+_INSERT_RECEIPT = compiled(
+    sa.text(
+        f"""
+INSERT INTO inbound_events ({", ".join(_RECEIPT_COLUMNS)})
+VALUES ({", ".join(":" + name for name in _RECEIPT_COLUMNS)})
+ON CONFLICT (webhook_id, message_id) WHERE status = '{_ACCEPTED}' AND message_id IS NOT NULL
+DO NOTHING RETURNING id
+"""
+    )
+)
+_INSERT_LOG_LINE = compiled(attempts.insert().values({name: param(name) for name in _ATTEMPT_COLUMNS}))
+_EVENT_COLUMNS = (
+    inbound_events.c.txid,
+    inbound_events.c.seq,
+    inbound_events.c.id,
+    inbound_events.c.webhook_id,
+    inbound_events.c.message_id,
+    inbound_events.c.event_type,
+    inbound_events.c.content_type,
+    inbound_events.c.body,
+    inbound_events.c.received_at,
+)
+_READ_CONDITIONS = (scoped(inbound_events), inbound_events.c.status == _ACCEPTED, inbound_events.c.txid < SETTLED_TXID)
+_AFTER = sa.tuple_(inbound_events.c.txid, inbound_events.c.seq) > sa.tuple_(
+    param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger)
+)
+_ORDER = (inbound_events.c.txid, inbound_events.c.seq)
 
 
-def _event(row: Any) -> InboundEvent:
+def _read(*conditions: sa.ColumnElement[bool]) -> str:
+    return compiled(
+        sa.select(*_EVENT_COLUMNS).where(*_READ_CONDITIONS, *conditions).order_by(*_ORDER).limit(param("limit"))
+    )
+
+
+_WEBHOOK = inbound_events.c.webhook_id == param("webhook_id")
+_READS = {
+    (False, False): _read(),
+    (True, False): _read(_WEBHOOK),
+    (False, True): _read(_AFTER),
+    (True, True): _read(_WEBHOOK, _AFTER),
+}
+_THE_CONSUMER = sa.and_(inbound_consumers.c.tenant_id == param("tenant_id"), inbound_consumers.c.name == param("name"))
+_CONSUMER_POSITION = compiled(sa.select(inbound_consumers.c.txid, inbound_consumers.c.seq).where(_THE_CONSUMER))
+# Positions only move forward: a stale acknowledgement leaves the newer position as it is.
+_ACKNOWLEDGE = compiled(
+    sa.text(
+        """
+INSERT INTO inbound_consumers (tenant_id, name, txid, seq, updated_at)
+VALUES (:tenant_id, :name, :txid, :seq, :now)
+ON CONFLICT (tenant_id, name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq, updated_at = excluded.updated_at
+WHERE (inbound_consumers.txid, inbound_consumers.seq) < (excluded.txid, excluded.seq)
+"""
+    )
+)
+
+
+def _event(row: Sequence[Any]) -> InboundEvent:
     return InboundEvent(
-        position=LogPosition(row.txid, row.seq),
-        id=row.id,
-        webhook_id=row.webhook_id,
-        message_id=row.message_id,
-        event_type=row.event_type,
-        content_type=row.content_type,
-        body=bytes(row.body or b""),
-        received_at=row.received_at,
+        position=LogPosition(row[0], row[1]),
+        id=row[2],
+        webhook_id=row[3],
+        message_id=row[4],
+        event_type=row[5],
+        content_type=row[6],
+        body=bytes(row[7] or b""),
+        received_at=row[8],
     )
 
 
 class InboundStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._reader = reader(engine)
+    """ports.InboundRepository in PostgreSQL."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     async def target(self, webhook_id: str) -> InboundTarget | None:
         """The live, enabled inbound webhook with this id; its id is the only key the sender has."""
-        statement = sa.select(webhooks).where(
-            webhooks.c.id == webhook_id,
-            webhooks.c.direction == Direction.INBOUND.value,
-            webhooks.c.enabled.is_(True),
-            webhooks.c.deleted_at.is_(None),
-        )
-        async with self._reader.connect() as connection:
-            row = (await connection.execute(statement)).one_or_none()
+        row = await self._db.fetch_one(_TARGET, {"id": webhook_id})
         if row is None:
             return None
-        return InboundTarget(row.id, row.tenant_id, row.app_id, SignatureScheme(row.signature_scheme), row.vault_path)
+        return InboundTarget(row[0], row[1], row[2], SignatureScheme(row[3]), row[4], row[5])
 
     async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
-        """Stores the receipt; returns its id, or None when an accepted message with the same id exists."""
+        """Stores the receipt and its log line in one transaction, pipelined; returns its id, or None
+        when an accepted message with the same id exists (then nothing is written)."""
         receipt_id = ids.new_id(ids.RECEIPT_PREFIX)
-        insert = sa.text(
-            "INSERT INTO inbound_events (id, tenant_id, app_id, webhook_id, message_id, status, reason,"
-            " event_type, content_type, body, received_at) VALUES (:id, :tenant_id, :app_id, :webhook_id,"
-            " :message_id, :status, :reason, :event_type, :content_type, :body, :received_at)"
-            f" ON CONFLICT (webhook_id, message_id) WHERE status = '{_ACCEPTED}' AND message_id IS NOT NULL"
-            " DO NOTHING RETURNING id"
-        )
-        async with self._engine.begin() as connection:
-            stored = await connection.scalar(
-                insert,
-                {
-                    "id": receipt_id,
-                    "tenant_id": target.tenant_id,
-                    "app_id": target.app_id,
-                    "webhook_id": target.webhook_id,
-                    "message_id": receipt.message_id,
-                    "status": (ReceiptStatus.ACCEPTED if receipt.accepted else ReceiptStatus.REJECTED).value,
-                    "reason": receipt.reason,
-                    "event_type": receipt.event_type,
-                    "content_type": receipt.content_type,
-                    "body": receipt.body if receipt.accepted else None,
-                    "received_at": receipt.received_at,
-                },
-            )
-            if stored is None:
-                return None
-            await connection.execute(
-                attempts.insert().values(
-                    id=ids.new_id(ids.ATTEMPT_PREFIX),
-                    tenant_id=target.tenant_id,
-                    app_id=target.app_id,
-                    delivery_id=receipt_id,
-                    event_id=receipt.message_id or receipt_id,
-                    event_type=receipt.event_type,
-                    webhook_id=target.webhook_id,
-                    attempt=1,
-                    outcome=(Outcome.RECEIVED if receipt.accepted else Outcome.REJECTED).value,
-                    http_status=receipt.http_status,
-                    latency_ms=receipt.latency_ms,
-                    error=receipt.reason,
-                    response_excerpt="",
-                    next_attempt_at=None,
-                    occurred_at=receipt.received_at,
-                )
-            )
-        return receipt_id
+        owner = {"tenant_id": target.tenant_id, "app_id": target.app_id, "webhook_id": target.webhook_id}
+        stored_receipt = owner | {
+            "id": receipt_id,
+            "message_id": receipt.message_id,
+            "status": (ReceiptStatus.ACCEPTED if receipt.accepted else ReceiptStatus.REJECTED).value,
+            "reason": receipt.reason,
+            "event_type": receipt.event_type,
+            "content_type": receipt.content_type,
+            "body": receipt.body if receipt.accepted else None,
+            "received_at": receipt.received_at,
+        }
+        log_line = owner | {
+            "id": ids.new_id(ids.ATTEMPT_PREFIX),
+            "delivery_id": receipt_id,
+            "event_id": receipt.message_id or receipt_id,
+            "event_type": receipt.event_type,
+            "attempt": 1,
+            "outcome": (Outcome.RECEIVED if receipt.accepted else Outcome.REJECTED).value,
+            "http_status": receipt.http_status,
+            "latency_ms": receipt.latency_ms,
+            "error": receipt.reason,
+            "response_excerpt": "",
+            "next_attempt_at": None,
+            "occurred_at": receipt.received_at,
+        }
+
+        async def write(connection: Connection) -> str | None:
+            try:
+                async with connection.pipeline():
+                    await connection.execute(BEGIN)
+                    inserted = await connection.execute(_INSERT_RECEIPT, stored_receipt)
+                    if await inserted.fetchone() is None:
+                        await connection.execute(COMMIT)
+                        return None
+                    await connection.execute(_INSERT_LOG_LINE, log_line)
+                    await connection.execute(COMMIT)
+                    return receipt_id
+            except BaseException:
+                await rollback(connection)
+                raise
+
+        return await self._db.run(write)
 
     async def read(
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int
     ) -> list[InboundEvent]:
-        conditions = [
-            scoped(inbound_events, scope),
-            inbound_events.c.status == _ACCEPTED,
-            inbound_events.c.txid < SETTLED_TXID,
-        ]
-        if webhook_id is not None:
-            conditions.append(inbound_events.c.webhook_id == webhook_id)
+        values: dict[str, Any] = scope_params(scope) | {"limit": limit, "webhook_id": webhook_id}
         if after is not None:
-            conditions.append(sa.tuple_(inbound_events.c.txid, inbound_events.c.seq) > sa.tuple_(after.txid, after.seq))
-        statement = (
-            sa.select(inbound_events)
-            .where(*conditions)
-            .order_by(inbound_events.c.txid, inbound_events.c.seq)
-            .limit(limit)
-        )
-        async with self._reader.connect() as connection:
-            return [_event(row) for row in await connection.execute(statement)]
+            values |= {"after_txid": after.txid, "after_seq": after.seq}
+        statement = _READS[(webhook_id is not None, after is not None)]
+        return [_event(row) for row in await self._db.fetch_all(statement, values)]
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
-        statement = sa.select(inbound_consumers.c.txid, inbound_consumers.c.seq).where(
-            inbound_consumers.c.tenant_id == scope.tenant_id, inbound_consumers.c.name == name
-        )
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(statement)).one_or_none()
-        return None if row is None else LogPosition(row.txid, row.seq)
+        row = await self._db.fetch_one(_CONSUMER_POSITION, {"tenant_id": scope.tenant_id, "name": name})
+        return None if row is None else LogPosition(row[0], row[1])
 
     async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
         """Moves the consumer to `position` unless it is already past it; returns where it is."""
-        statement = sa.text(
-            "INSERT INTO inbound_consumers (tenant_id, name, txid, seq, updated_at)"
-            " VALUES (:tenant_id, :name, :txid, :seq, :now)"
-            " ON CONFLICT (tenant_id, name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq,"
-            " updated_at = excluded.updated_at"
-            " WHERE (inbound_consumers.txid, inbound_consumers.seq) < (excluded.txid, excluded.seq)"
-        )
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                statement,
-                {"tenant_id": scope.tenant_id, "name": name, "txid": position.txid, "seq": position.seq, "now": now},
-            )
-            row = (
-                await connection.execute(
-                    sa.select(inbound_consumers.c.txid, inbound_consumers.c.seq).where(
-                        inbound_consumers.c.tenant_id == scope.tenant_id, inbound_consumers.c.name == name
-                    )
-                )
-            ).one()
-        return LogPosition(row.txid, row.seq)
+        keys = {"tenant_id": scope.tenant_id, "name": name}
+
+        async def write(connection: Connection) -> Any:
+            await connection.execute(_ACKNOWLEDGE, keys | {"txid": position.txid, "seq": position.seq, "now": now})
+            return await (await connection.execute(_CONSUMER_POSITION, keys)).fetchone()
+
+        row = await self._db.transaction(write)
+        return LogPosition(row[0], row[1])

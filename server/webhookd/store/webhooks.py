@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from psycopg.types.json import Jsonb
 
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from webhookd.domain.scope import Scope
@@ -23,19 +23,105 @@ from webhookd.domain.webhooks import (
     WebhookFilter,
     WebhookSpec,
 )
-from webhookd.store.database import reader
-from webhookd.store.scoping import scoped
+from webhookd.store.database import Connection, Database
+from webhookd.store.sql import TEXT_ARRAY, compiled, param, scope_params, scoped
 from webhookd.store.tables import server_keys, webhooks
 
+_INDEX = {column.name: index for index, column in enumerate(webhooks.c)}
+_SPEC_COLUMNS = (
+    "name",
+    "direction",
+    "url",
+    "event_types",
+    "signature_scheme",
+    "headers",
+    "enabled",
+    "retry_max_attempts",
+    "retry_backoff",
+    "retry_timeout_ms",
+    "connector_id",
+    "application_id",
+    "tags",
+    "source",
+    "source_type",
+)
+_THE_WEBHOOK = sa.and_(scoped(webhooks), webhooks.c.id == param("id"))
+_LIVE = webhooks.c.deleted_at.is_(None)
 
-def _spec_columns(spec: WebhookSpec) -> dict[str, Any]:
+_PAGE_TOKEN_KEY = compiled(sa.select(server_keys.c.key).where(server_keys.c.name == "page_token"))
+_INSERT = compiled(webhooks.insert().values({c.name: param(c.name) for c in webhooks.c}).returning(webhooks))
+_GET = compiled(sa.select(webhooks).where(_THE_WEBHOOK))
+_UPDATE_SPEC = compiled(
+    webhooks.update()
+    .where(_THE_WEBHOOK, webhooks.c.version == param("expected_version"), _LIVE)
+    .values(
+        {name: param(name) for name in _SPEC_COLUMNS}
+        | {"updated_at": param("now"), "updated_by": param("person_id"), "version": webhooks.c.version + 1}
+    )
+    .returning(webhooks)
+)
+_SOFT_DELETE = compiled(
+    webhooks.update()
+    .where(
+        _THE_WEBHOOK,
+        _LIVE,
+        sa.or_(param("expected_version", sa.BigInteger).is_(None), webhooks.c.version == param("expected_version")),
+    )
+    .values(
+        deleted_at=param("now"),
+        deleted_by=param("person_id"),
+        updated_at=param("now"),
+        updated_by=param("person_id"),
+        version=webhooks.c.version + 1,
+    )
+    .returning(webhooks)
+)
+_UNDELETE = compiled(
+    webhooks.update()
+    .where(_THE_WEBHOOK, webhooks.c.deleted_at.is_not(None))
+    .values(
+        deleted_at=None,
+        deleted_by=None,
+        updated_at=param("now"),
+        updated_by=param("person_id"),
+        version=webhooks.c.version + 1,
+    )
+    .returning(webhooks)
+)
+# A server-side change of a live webhook: a new version, no version precondition.
+_SET_FINGERPRINT = compiled(
+    webhooks.update()
+    .where(_THE_WEBHOOK, _LIVE)
+    .values(
+        secret_fingerprint=param("fingerprint"),
+        updated_at=param("now"),
+        updated_by=param("person_id"),
+        version=webhooks.c.version + 1,
+    )
+    .returning(webhooks)
+)
+_RESUME = compiled(
+    webhooks.update()
+    .where(_THE_WEBHOOK, _LIVE)
+    .values(
+        paused_at=None,
+        consecutive_failures=0,
+        updated_at=param("now"),
+        updated_by=param("person_id"),
+        version=webhooks.c.version + 1,
+    )
+    .returning(webhooks)
+)
+
+
+def _spec_values(spec: WebhookSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
         "direction": spec.direction.value,
         "url": spec.url,
         "event_types": list(spec.event_types),
         "signature_scheme": spec.signature_scheme.value,
-        "headers": dict(spec.headers),
+        "headers": Jsonb(dict(spec.headers)),
         "enabled": spec.enabled,
         "retry_max_attempts": spec.retry_policy.max_attempts,
         "retry_backoff": spec.retry_policy.backoff.value,
@@ -48,69 +134,119 @@ def _spec_columns(spec: WebhookSpec) -> dict[str, Any]:
     }
 
 
-def webhook_from_row(row: RowMapping | Mapping[str, Any]) -> Webhook:
+def webhook_from_row(row: Sequence[Any]) -> Webhook:
+    """A `webhooks` row, its columns in table order, as the domain's Webhook."""
+    i = _INDEX
     spec = WebhookSpec(
-        name=row["name"],
-        url=row["url"],
-        direction=Direction(row["direction"]),
-        event_types=tuple(row["event_types"]),
-        signature_scheme=SignatureScheme(row["signature_scheme"]),
-        headers=dict(row["headers"]),
-        enabled=row["enabled"],
+        name=row[i["name"]],
+        url=row[i["url"]],
+        direction=Direction(row[i["direction"]]),
+        event_types=tuple(row[i["event_types"]]),
+        signature_scheme=SignatureScheme(row[i["signature_scheme"]]),
+        headers=row[i["headers"]],
+        enabled=row[i["enabled"]],
         retry_policy=RetryPolicy(
-            max_attempts=row["retry_max_attempts"],
-            backoff=Backoff(row["retry_backoff"]),
-            timeout_ms=row["retry_timeout_ms"],
+            max_attempts=row[i["retry_max_attempts"]],
+            backoff=Backoff(row[i["retry_backoff"]]),
+            timeout_ms=row[i["retry_timeout_ms"]],
         ),
-        connector_id=row["connector_id"],
-        application_id=row["application_id"],
-        tags=tuple(row["tags"]),
-        source=row["source"],
-        source_type=SourceType(row["source_type"]),
+        connector_id=row[i["connector_id"]],
+        application_id=row[i["application_id"]],
+        tags=tuple(row[i["tags"]]),
+        source=row[i["source"]],
+        source_type=SourceType(row[i["source_type"]]),
     )
+    status = row[i["last_delivery_status"]]
     return Webhook(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        app_id=row["app_id"],
+        id=row[i["id"]],
+        tenant_id=row[i["tenant_id"]],
+        app_id=row[i["app_id"]],
         spec=spec,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        created_by=row["created_by"],
-        updated_by=row["updated_by"],
-        deleted_at=row["deleted_at"],
-        deleted_by=row["deleted_by"],
-        schema_version=row["schema_version"],
-        vault_path=row["vault_path"],
-        secret_fingerprint=row["secret_fingerprint"],
-        last_delivery_at=row["last_delivery_at"],
-        last_delivery_status=_outcome(row["last_delivery_status"]),
-        consecutive_failures=row["consecutive_failures"],
-        paused_at=row["paused_at"],
-        version=row["version"],
+        created_at=row[i["created_at"]],
+        updated_at=row[i["updated_at"]],
+        created_by=row[i["created_by"]],
+        updated_by=row[i["updated_by"]],
+        deleted_at=row[i["deleted_at"]],
+        deleted_by=row[i["deleted_by"]],
+        schema_version=row[i["schema_version"]],
+        vault_path=row[i["vault_path"]],
+        secret_fingerprint=row[i["secret_fingerprint"]],
+        last_delivery_at=row[i["last_delivery_at"]],
+        last_delivery_status=None if status is None else Outcome(status),
+        consecutive_failures=row[i["consecutive_failures"]],
+        paused_at=row[i["paused_at"]],
+        version=row[i["version"]],
     )
 
 
-def _outcome(value: str | None) -> Outcome | None:
-    return None if value is None else Outcome(value)
+@functools.cache
+def _list_statement(filters: frozenset[str]) -> str:
+    """The list query with a condition for each filter in use, compiled once per combination."""
+    conditions: list[sa.ColumnElement[bool]] = [scoped(webhooks)]
+    if "show_deleted" not in filters:
+        conditions.append(_LIVE)
+    if "direction" in filters:
+        conditions.append(webhooks.c.direction == param("direction"))
+    if "enabled" in filters:
+        conditions.append(webhooks.c.enabled == param("enabled"))
+    if "event_type_filters" in filters:
+        conditions.append(webhooks.c.event_types.overlap(param("event_type_filters", webhooks.c.event_types.type)))
+    if "connector_id" in filters:
+        conditions.append(webhooks.c.connector_id == param("connector_id"))
+    if "application_id" in filters:
+        conditions.append(webhooks.c.application_id == param("application_id"))
+    if "tag" in filters:
+        conditions.append(webhooks.c.tags.contains(param("tags", TEXT_ARRAY)))
+    if "name_contains" in filters:
+        conditions.append(webhooks.c.name.ilike(param("name_pattern"), escape="\\"))
+    if "after_id" in filters:
+        conditions.append(webhooks.c.id > param("after_id"))
+    return compiled(sa.select(webhooks).where(*conditions).order_by(webhooks.c.id).limit(param("limit")))
+
+
+def _list_params(scope: Scope, query: WebhookFilter, after_id: str | None, limit: int) -> dict[str, Any]:
+    values: dict[str, Any] = scope_params(scope) | {"limit": limit}
+    if query.show_deleted:
+        values["show_deleted"] = True
+    if query.direction is not None:
+        values["direction"] = query.direction.value
+    if query.enabled is not None:
+        values["enabled"] = query.enabled
+    if query.event_type_filters:
+        values["event_type_filters"] = list(query.event_type_filters)
+    if query.connector_id:
+        values["connector_id"] = query.connector_id
+    if query.application_id:
+        values["application_id"] = query.application_id
+    if query.tag:
+        values["tag"] = True
+        values["tags"] = [query.tag]
+    if query.name_contains:
+        escaped = query.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        values["name_contains"] = True
+        values["name_pattern"] = f"%{escaped}%"
+    if after_id is not None:
+        values["after_id"] = after_id
+    return values
 
 
 class WebhookStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._reader = reader(engine)
+    """ports.WebhookRepository in PostgreSQL."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
         self._page_token_key: bytes | None = None
 
     async def page_token_key(self) -> bytes:
         if self._page_token_key is None:
-            async with self._engine.connect() as connection:
-                key = await connection.scalar(sa.select(server_keys.c.key).where(server_keys.c.name == "page_token"))
-            if key is None:
+            row = await self._db.fetch_one(_PAGE_TOKEN_KEY)
+            if row is None:
                 raise RuntimeError("server_keys has no page_token key: run `webhookd migrate`")
-            self._page_token_key = bytes(key)
+            self._page_token_key = bytes(row[0])
         return self._page_token_key
 
     async def insert(self, webhook: Webhook) -> Webhook:
-        values = _spec_columns(webhook.spec) | {
+        values = _spec_values(webhook.spec) | {
             "id": webhook.id,
             "tenant_id": webhook.tenant_id,
             "app_id": webhook.app_id,
@@ -129,39 +265,20 @@ class WebhookStore:
             "consecutive_failures": 0,
             "paused_at": None,
         }
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(webhooks.insert().values(values).returning(webhooks))).mappings().one()
+        row = await self._db.fetch_one(_INSERT, values)
+        assert row is not None
         return webhook_from_row(row)
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
-        async with self._reader.connect() as connection:
-            return await self._get(connection, scope, webhook_id)
+        row = await self._db.fetch_one(_GET, scope_params(scope) | {"id": webhook_id})
+        if row is None:
+            raise NotFound(f"webhook {webhook_id} not found")
+        return webhook_from_row(row)
 
     async def list(self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int) -> list[Webhook]:
-        conditions: list[sa.ColumnElement[bool]] = [scoped(webhooks, scope)]
-        if not query.show_deleted:
-            conditions.append(webhooks.c.deleted_at.is_(None))
-        if query.direction is not None:
-            conditions.append(webhooks.c.direction == query.direction.value)
-        if query.enabled is not None:
-            conditions.append(webhooks.c.enabled == query.enabled)
-        if query.event_type_filters:
-            conditions.append(webhooks.c.event_types.overlap(list(query.event_type_filters)))
-        if query.connector_id:
-            conditions.append(webhooks.c.connector_id == query.connector_id)
-        if query.application_id:
-            conditions.append(webhooks.c.application_id == query.application_id)
-        if query.tag:
-            conditions.append(webhooks.c.tags.contains([query.tag]))
-        if query.name_contains:
-            escaped = query.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conditions.append(webhooks.c.name.ilike(f"%{escaped}%", escape="\\"))
-        if after_id is not None:
-            conditions.append(webhooks.c.id > after_id)
-        statement = sa.select(webhooks).where(*conditions).order_by(webhooks.c.id).limit(limit)
-        async with self._reader.connect() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
-        return [webhook_from_row(row) for row in rows]
+        values = _list_params(scope, query, after_id, limit)
+        statement = _list_statement(frozenset(values) - {"tenant_id", "app_id", "limit", "name_pattern", "tags"})
+        return [webhook_from_row(row) for row in await self._db.fetch_all(statement, values)]
 
     async def update_spec(
         self,
@@ -174,24 +291,10 @@ class WebhookStore:
         now: datetime,
     ) -> Webhook:
         """Writes spec if the row is still at expected_version; Aborted when someone wrote first."""
-        statement = (
-            webhooks.update()
-            .where(
-                scoped(webhooks, scope),
-                webhooks.c.id == webhook_id,
-                webhooks.c.version == expected_version,
-                webhooks.c.deleted_at.is_(None),
-            )
-            .values(
-                _spec_columns(spec) | {"updated_at": now, "updated_by": person_id, "version": webhooks.c.version + 1}
-            )
-            .returning(webhooks)
-        )
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).mappings().one_or_none()
-            if row is not None:
-                return webhook_from_row(row)
-            current = await self._get(connection, scope, webhook_id)
+        values = _spec_values(spec) | {"expected_version": expected_version, "person_id": person_id, "now": now}
+        row, current = await self._write_or_read(scope, webhook_id, _UPDATE_SPEC, values)
+        if row is not None:
+            return row
         if current.is_deleted:
             raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it before updating it")
         raise _version_conflict(webhook_id, expected_version, current.version)
@@ -205,86 +308,55 @@ class WebhookStore:
         person_id: str | None,
         now: datetime,
     ) -> Webhook:
-        conditions = [scoped(webhooks, scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_(None)]
-        if expected_version is not None:
-            conditions.append(webhooks.c.version == expected_version)
-        statement = (
-            webhooks.update()
-            .where(*conditions)
-            .values(
-                deleted_at=now,
-                deleted_by=person_id,
-                updated_at=now,
-                updated_by=person_id,
-                version=webhooks.c.version + 1,
-            )
-            .returning(webhooks)
-        )
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).mappings().one_or_none()
-            if row is not None:
-                return webhook_from_row(row)
-            current = await self._get(connection, scope, webhook_id)
+        values = {"expected_version": expected_version, "person_id": person_id, "now": now}
+        row, current = await self._write_or_read(scope, webhook_id, _SOFT_DELETE, values)
+        if row is not None:
+            return row
         if expected_version is not None and current.version != expected_version:
             raise _version_conflict(webhook_id, expected_version, current.version)
         # Already deleted: deleting again is a no-op that returns the resource.
         return current
 
     async def undelete(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
-        statement = (
-            webhooks.update()
-            .where(scoped(webhooks, scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_not(None))
-            .values(
-                deleted_at=None,
-                deleted_by=None,
-                updated_at=now,
-                updated_by=person_id,
-                version=webhooks.c.version + 1,
-            )
-            .returning(webhooks)
-        )
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).mappings().one_or_none()
-            if row is not None:
-                return webhook_from_row(row)
-            await self._get(connection, scope, webhook_id)
+        row, _ = await self._write_or_read(scope, webhook_id, _UNDELETE, {"person_id": person_id, "now": now})
+        if row is not None:
+            return row
         raise AlreadyExists(f"webhook {webhook_id} is not deleted")
 
     async def set_fingerprint(
         self, scope: Scope, webhook_id: str, fingerprint: str, *, person_id: str | None, now: datetime
     ) -> Webhook:
-        return await self._stamp(
-            scope,
-            webhook_id,
-            {"secret_fingerprint": fingerprint, "updated_at": now, "updated_by": person_id},
-        )
+        values = {"fingerprint": fingerprint, "person_id": person_id, "now": now}
+        return await self._stamp(scope, webhook_id, _SET_FINGERPRINT, values)
 
     async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
         """Clears an automatic pause and the failure count."""
-        values = {"paused_at": None, "consecutive_failures": 0, "updated_at": now, "updated_by": person_id}
-        return await self._stamp(scope, webhook_id, values)
+        return await self._stamp(scope, webhook_id, _RESUME, {"person_id": person_id, "now": now})
 
-    async def _stamp(self, scope: Scope, webhook_id: str, values: dict[str, Any]) -> Webhook:
-        """A server-side change of a live webhook: a new version, no version precondition."""
-        statement = (
-            webhooks.update()
-            .where(scoped(webhooks, scope), webhooks.c.id == webhook_id, webhooks.c.deleted_at.is_(None))
-            .values(values | {"version": webhooks.c.version + 1})
-            .returning(webhooks)
-        )
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).mappings().one_or_none()
-            if row is not None:
-                return webhook_from_row(row)
-            await self._get(connection, scope, webhook_id)
+    async def _stamp(self, scope: Scope, webhook_id: str, statement: str, values: dict[str, Any]) -> Webhook:
+        row, _ = await self._write_or_read(scope, webhook_id, statement, values)
+        if row is not None:
+            return row
         raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
 
-    async def _get(self, connection: AsyncConnection, scope: Scope, webhook_id: str) -> Webhook:
-        statement = sa.select(webhooks).where(scoped(webhooks, scope), webhooks.c.id == webhook_id)
-        row = (await connection.execute(statement)).mappings().one_or_none()
-        if row is None:
+    async def _write_or_read(
+        self, scope: Scope, webhook_id: str, statement: str, values: dict[str, Any]
+    ) -> tuple[Webhook | None, Webhook]:
+        """Runs a conditional write of one webhook; when it changed nothing, reads the webhook as it
+        is (in the same transaction) so the caller can say why. NotFound outside the scope."""
+        keys = scope_params(scope) | {"id": webhook_id}
+
+        async def write(connection: Connection) -> tuple[Any, Any]:
+            written = await (await connection.execute(statement, keys | values)).fetchone()
+            if written is not None:
+                return written, written
+            return None, await (await connection.execute(_GET, keys)).fetchone()
+
+        written, current = await self._db.transaction(write)
+        if current is None:
             raise NotFound(f"webhook {webhook_id} not found")
-        return webhook_from_row(row)
+        webhook = webhook_from_row(current)
+        return (webhook if written is not None else None), webhook
 
 
 def _version_conflict(webhook_id: str, expected: int, current: int) -> Aborted:

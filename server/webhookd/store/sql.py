@@ -1,0 +1,67 @@
+"""Statements as SQL strings, compiled once at import from the SQLAlchemy Core tables.
+
+One style for every store: each statement is written with SQLAlchemy Core against store/tables.py
+(so a column that does not exist fails at import, and the schema lives in one place: the tables
+and the Alembic migrations), compiled here once into a psycopg `%(name)s` string, and executed on
+psycopg directly. Building a statement and its cache key on every call cost about 300 µs through
+SQLAlchemy's runtime; a compiled string costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
+from sqlalchemy.sql import visitors
+
+from webhookd.domain.scope import Scope
+
+_DIALECT = postgresql_psycopg.dialect()  # type: ignore[no-untyped-call]
+TEXT_ARRAY = postgresql.ARRAY(sa.Text)
+
+
+def compiled(statement: sa.ClauseElement) -> str:
+    """The statement as psycopg SQL with `%(name)s` placeholders for its named parameters; the
+    values written into the expression itself (`version + 1`) are inlined as SQL literals."""
+    inlined: Any = visitors.replacement_traverse(cast(visitors.ExternallyTraversible, statement), {}, _literal)
+    return str(inlined.compile(dialect=_DIALECT))
+
+
+def _literal(element: Any, **_: Any) -> Any:
+    # A parameter made by `param()` is required at execution; one that carries its value is not.
+    if not isinstance(element, sa.BindParameter) or element.required or element.callable is not None:
+        return None
+    if element.value is None:
+        return sa.null()
+    type_ = element.type if not isinstance(element.type, sa.types.NullType) else sa.literal(element.value).type
+    render = type_.literal_processor(_DIALECT)
+    if render is None:
+        raise TypeError(f"cannot write {element.value!r} into SQL as a literal; pass it as a param()")
+    return sa.literal_column(render(element.value), type_)
+
+
+def param(name: str, type_: Any = None) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=type_)
+
+
+def scoped(table: sa.Table) -> sa.ColumnElement[bool]:
+    """The caller's scope on a table with tenant_id and app_id: bind it with `scope_params`.
+
+    An app-scoped caller (integration key) sees only its app's rows; a person sees the tenant's.
+    """
+    return sa.and_(
+        table.c.tenant_id == param("tenant_id", sa.Text),
+        sa.or_(param("app_id", sa.Text).is_(None), table.c.app_id == param("app_id", sa.Text)),
+    )
+
+
+def scope_params(scope: Scope) -> dict[str, Any]:
+    return {"tenant_id": scope.tenant_id, "app_id": scope.app_id}
+
+
+# Rows written by transactions older than every one still running: reading a log (attempts,
+# inbound receipts) only up to here in (txid, seq) order means no row can later appear behind a
+# reader's position.
+SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
