@@ -21,6 +21,9 @@ from webhookd.ports import Topic
 from webhookd.store.notifications import PostgresNotifications
 
 JWT_SECRET = "test-secret-test-secret-test-secret!"
+# Metadata asking GetWebhook to read the database rather than its cache: for a test that has just
+# changed a row behind the service's back, or observed a worker's write before its notification.
+FRESH_READ = ("cache-control", "no-cache")
 
 
 def new_tenant_id() -> str:
@@ -60,9 +63,9 @@ class Database:
         # one of the service's writes does.
         self._notifications = PostgresNotifications(url)
 
-    def notify(self, topic: Topic) -> None:
+    def notify(self, topic: Topic, payload: str = "") -> None:
         self._notifications.start()
-        self._notifications.notify(topic)
+        self._notifications.notify(topic, payload)
 
     async def rows(self, statement: str, **params: Any) -> list[RowMapping]:
         async with self.engine.connect() as connection:

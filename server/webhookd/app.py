@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -110,6 +111,7 @@ class Core:
         )
         self.secrets = backends.secret_store(settings)
         self.notifications = PostgresNotifications(backends.database_url)
+        self._running = contextlib.AsyncExitStack()
         webhook_store = WebhookStore(self.database)
         stream_slots = StreamSlots(settings.max_streams_per_tenant, metrics=metrics.streams)
         self.webhooks = Webhooks(
@@ -138,8 +140,10 @@ class Core:
     async def start(self) -> None:
         await self.database.open()
         self.notifications.start()
+        await self._running.enter_async_context(self.webhooks.follow_changes())
 
     async def close(self) -> None:
+        await self._running.aclose()
         await self.notifications.close()
         await self.database.close()
         self.secrets.close()

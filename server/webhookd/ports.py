@@ -23,6 +23,7 @@ from webhookd.domain.deliveries import (
     ClaimedDelivery,
     Delivery,
     DeliveryFilter,
+    RecordedBatch,
 )
 from webhookd.domain.events import NewEvent, Published
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
@@ -132,10 +133,10 @@ class DeliveryQueue(Protocol):
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery comes due (None: nothing is pending)."""
 
-    async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> list[bool]:
-        """Logs each attempt and moves its delivery and webhook on, in order; for each, False when
-        its lease was lost (the attempt is logged all the same). One bad attempt does not stop the
-        others from being recorded."""
+    async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
+        """Logs each attempt and moves its delivery and webhook on, in order; says which leases
+        were lost (the attempt is logged all the same) and which webhook rows changed. One bad
+        attempt does not stop the others from being recorded."""
 
     async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
         """Gives a claimed delivery back without an attempt."""
@@ -179,13 +180,18 @@ class Topic(StrEnum):
     DELIVERIES = "webhookd_deliveries"  # deliveries became due: workers claim
     ATTEMPTS = "webhookd_attempts"  # log lines were written: DeliveryLog followers read
     INBOUND = "webhookd_inbound"  # inbound receipts were accepted: inbound consumers read
+    WEBHOOKS = "webhookd_webhooks"  # webhooks changed: payloads `<id>[:<version>]`, caches forget them
 
 
 class Notifications(Protocol):
-    def notify(self, topic: Topic) -> None:
-        """After a write has committed: wake the topic's listeners in every process. Never blocks;
-        bursts are coalesced, since listeners only need to know that something is new."""
+    def notify(self, topic: Topic, payload: str = "") -> None:
+        """After a write has committed: tell the topic's listeners in every process. Never blocks;
+        bursts are coalesced (their payloads kept), since listeners only need to know what is new."""
 
     def subscribe(self, topic: Topic) -> AbstractAsyncContextManager[asyncio.Event]:
         """An event set on every notification of `topic` while the block runs, and once when
         listening (re)starts, since notifications sent while not listening are lost."""
+
+    def follow(self, topic: Topic, on_payload: Callable[[str | None], None]) -> AbstractAsyncContextManager[None]:
+        """`on_payload(payload)` for every payload of `topic` while the block runs, and
+        `on_payload(None)` when listening (re)starts: anything may have been missed before."""

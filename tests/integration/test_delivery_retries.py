@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 from webhook_calls import create_webhook
 
 from receivers import closed_port_url, failing_first, ok, slow, status
+from support import FRESH_READ
 
 ATTEMPTS = "SELECT attempt, outcome, http_status, error FROM attempts WHERE delivery_id = :d ORDER BY attempt"
 DELIVERY = "SELECT * FROM deliveries WHERE id = :d"
@@ -42,7 +43,9 @@ async def recorded(database, delivery_id: str, attempts: int):
 
 
 async def webhook(caller, webhook_id: str) -> wpb.Webhook:
-    return (await caller.GetWebhook(pb.GetWebhookRequest(id=webhook_id))).webhook
+    # Fresh: the statistics were just written by the workers, and a cached copy may lag a notification.
+    request = pb.GetWebhookRequest(id=webhook_id)
+    return (await caller.GetWebhook(request, metadata=(*caller.metadata, FRESH_READ))).webhook
 
 
 async def test_failed_attempt_is_retried_and_success_resets_the_webhook(caller, workers, receiver, database) -> None:

@@ -307,7 +307,7 @@ async def test_resume_clears_an_automatic_pause(rest, database) -> None:
         "UPDATE webhooks SET paused_at = now(), consecutive_failures = 25, version = version + 1 WHERE id = :id",
         id=webhook_id,
     )
-    paused = (await rest.get(f"{WEBHOOKS}/{webhook_id}")).json()
+    paused = (await rest.get(f"{WEBHOOKS}/{webhook_id}", headers={"Cache-Control": "no-cache"})).json()
     assert (paused["is_active"], paused["consecutive_failures"]) == (False, 25)
 
     response = await rest.post(f"{WEBHOOKS}/{webhook_id}:resume")

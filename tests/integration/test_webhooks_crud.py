@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ulid import ULID
 from webhook_calls import create, create_webhook, error_info, rpc_error
 
-from support import make_caller
+from support import FRESH_READ, make_caller
 from webhookd.app import Backends
 from webhookd.domain.ids import WEBHOOK_PREFIX, looks_like
 
@@ -148,7 +148,8 @@ async def test_paused_webhook_is_not_active(caller, database) -> None:
     # Only the delivery worker pauses a webhook (after repeated failures); do what it does.
     async with database.begin() as connection:
         await connection.execute(sa.text("UPDATE webhooks SET paused_at = now() WHERE id = :id"), {"id": webhook.id})
-    got = (await caller.GetWebhook(pb.GetWebhookRequest(id=webhook.id))).webhook
+    request = pb.GetWebhookRequest(id=webhook.id)
+    got = (await caller.GetWebhook(request, metadata=(*caller.metadata, FRESH_READ))).webhook
     assert got.enabled is True and got.HasField("paused_at")
     assert got.is_active is False
 

@@ -44,6 +44,12 @@ def metadata_value(context: Context, key: str) -> str | None:
     return None
 
 
+def wants_fresh_read(context: Context) -> bool:
+    """`cache-control: no-cache` (REST passes the header on): read the database, not a cache."""
+    value = metadata_value(context, "cache-control")
+    return value is not None and "no-cache" in value.lower()
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: TokenVerifier, metrics: GrpcMetrics | None = None) -> None:
         self._verifier = verifier

@@ -8,6 +8,7 @@ import grpc
 from cpod.integration.v1 import webhook_service_pb2 as pb
 
 from webhookd.api import convert
+from webhookd.api.interceptor import wants_fresh_read
 from webhookd.auth.context import current_scope
 from webhookd.domain.webhooks import WebhookFilter
 from webhookd.services.webhooks import Webhooks, event_type_filter
@@ -41,7 +42,7 @@ class WebhookCrud:
         )
 
     async def GetWebhook(self, request: pb.GetWebhookRequest, context: Context) -> pb.GetWebhookResponse:
-        webhook = await self.webhooks.get(current_scope(), request.id)
+        webhook = await self.webhooks.get(current_scope(), request.id, fresh=wants_fresh_read(context))
         return pb.GetWebhookResponse(webhook=convert.webhook_to_proto(webhook))
 
     async def CreateWebhook(self, request: pb.CreateWebhookRequest, context: Context) -> pb.CreateWebhookResponse:

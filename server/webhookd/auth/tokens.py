@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ from webhookd.domain.scope import Scope
 MAX_CLAIM_LENGTH = 256
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MIN_HMAC_SECRET_BYTES = 32
+# Verified tokens kept per process; the oldest leaves first.
+TOKEN_CACHE_SIZE = 10_000
+MAX_TOKEN_LENGTH = 8192
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,35 @@ def _optional_claim(claims: dict[str, Any], name: str) -> str | None:
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    """Verifies bearer tokens, and remembers the ones it accepted until they expire: a caller sends the
+    same token with every call, and verifying it (signature, claims) costs far more than the call."""
+
+    def __init__(
+        self, settings: Settings, *, cache_size: int = TOKEN_CACHE_SIZE, clock: Callable[[], float] = time.time
+    ) -> None:
         self._keys = _load_keys(settings)
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._clock = clock
+        self._cache_size = cache_size
+        self._accepted: OrderedDict[str, tuple[Scope, float]] = OrderedDict()
 
     def verify(self, token: str) -> Scope:
+        accepted = self._accepted.get(token)
+        if accepted is not None:
+            scope, expires_at = accepted
+            if self._clock() < expires_at:
+                return scope
+            del self._accepted[token]
+        scope, expires_at = self._verify(token)
+        self._accepted[token] = (scope, expires_at)
+        if len(self._accepted) > self._cache_size:
+            self._accepted.popitem(last=False)
+        return scope
+
+    def _verify(self, token: str) -> tuple[Scope, float]:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthenticated(f"token is longer than {MAX_TOKEN_LENGTH} characters")
         try:
             header = jwt.get_unverified_header(token)
             algorithm = header.get("alg")
@@ -95,11 +123,14 @@ class TokenVerifier:
         if not _TENANT_ID.fullmatch(tenant_id):
             # It names storage paths (Vault) as well as rows: only a safe alphabet is accepted.
             raise Unauthenticated("token claim 'tenant_id' may only hold letters, digits and . _ : -")
-        return Scope(
+        scope = Scope(
             tenant_id=tenant_id,
             app_id=_optional_claim(claims, "app_id"),
             person_id=_optional_claim(claims, "sub"),
         )
+        # Kept no later than the token's own expiry (leeway not included: a cached token never
+        # outlives what a fresh check would accept).
+        return scope, float(claims["exp"])
 
     def _key_for(self, header: dict[str, Any]) -> Any:
         if self._keys.jwks is None:

@@ -70,7 +70,7 @@ class AttemptRecorder:
         deadline = time.monotonic() + GIVE_UP_SECONDS
         while True:
             try:
-                kept = await self._queue.record(batch)
+                recorded = await self._queue.record(batch)
             except Unavailable as error:
                 if time.monotonic() >= deadline:
                     log.error("gave up recording attempts; their deliveries come round again", extra={"n": len(batch)})
@@ -81,6 +81,8 @@ class AttemptRecorder:
             except Exception:
                 log.exception("recording attempts failed; their deliveries come round again")
                 return
-            self.lost_leases += kept.count(False)
+            self.lost_leases += recorded.kept.count(False)
             self._notifications.notify(Topic.ATTEMPTS)
+            for webhook_id in recorded.changed_webhooks:
+                self._notifications.notify(Topic.WEBHOOKS, webhook_id)
             return

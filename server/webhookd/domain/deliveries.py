@@ -121,6 +121,14 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True)
+class RecordedBatch:
+    """What writing a batch of attempts back did."""
+
+    kept: list[bool]  # per attempt, in order: False when its lease had been lost
+    changed_webhooks: list[str]  # the webhooks whose row changed (statistics, or paused)
+
+
+@dataclass(frozen=True)
 class Backlog:
     """The queue as an operator sees it, across all tenants."""
 

@@ -17,6 +17,8 @@ from starlette.datastructures import Headers
 from webhookd.gateway.descriptors import message_class, rpc_path
 from webhookd.observability.request_ids import REQUEST_ID_HEADER, settle_request_id
 
+# The request headers the gRPC service reads, passed on as metadata of the same name.
+_FORWARDED_HEADERS = ("authorization", "cache-control")
 # gRPC metadata values must be printable ASCII; anything else would fail the call locally.
 _PRINTABLE = re.compile(r"[\x20-\x7e]{1,4096}")
 
@@ -54,9 +56,11 @@ def request_id(headers: Headers) -> str:
 
 
 def call_metadata(headers: Headers, request_id: str) -> tuple[tuple[str, str], ...]:
-    """`authorization` is passed through untouched: the gRPC server verifies the token."""
+    """`authorization` is passed through untouched (the gRPC server verifies the token), and
+    `cache-control` so that `no-cache` asks for a fresh read."""
     metadata = [(REQUEST_ID_HEADER, request_id)]
-    authorization = headers.get("authorization")
-    if authorization is not None and _PRINTABLE.fullmatch(authorization):
-        metadata.append(("authorization", authorization))
+    for forwarded in _FORWARDED_HEADERS:
+        value = headers.get(forwarded)
+        if value is not None and _PRINTABLE.fullmatch(value):
+            metadata.append((forwarded, value))
     return tuple(metadata)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import timedelta
 
 from webhookd.domain import event_types, ids, page_tokens
-from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid
+from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.inbound import inbound_url
 from webhookd.domain.scope import Scope
@@ -19,6 +20,7 @@ from webhookd.domain.updates import apply_changes
 from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
 from webhookd.domain.webhooks import SCHEMA_VERSION, Direction, Webhook, WebhookFilter, WebhookPage, WebhookSpec
 from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepository, utc_now
+from webhookd.services.webhook_cache import WebhookCache
 
 log = logging.getLogger("webhookd.webhooks")
 
@@ -37,11 +39,13 @@ class Webhooks:
         *,
         public_url: str,
         allow_insecure_urls: bool,
+        cache: WebhookCache | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._secrets = secrets
         self._notifications = notifications
+        self._cache = cache if cache is not None else WebhookCache()
         self._public_url = public_url
         self._allow_insecure_urls = allow_insecure_urls
         self._now = clock
@@ -86,10 +90,27 @@ class Webhooks:
             # Shielded: a cancelled call must still not leave an orphaned secret behind.
             await asyncio.shield(self._discard_secret(vault_path))
             raise
-        return stored, secret
+        return self._written(stored), secret
 
-    async def get(self, scope: Scope, webhook_id: str) -> Webhook:
-        return await self._store.get(scope, webhook_id)
+    async def get(self, scope: Scope, webhook_id: str, *, fresh: bool = False) -> Webhook:
+        """From the cache unless `fresh` (see services/webhook_cache.py for what it may lag)."""
+        cached = None if fresh else self._cache.get(webhook_id)
+        if cached is None:
+            cached = await self._store.get(scope, webhook_id)
+            self._cache.put(cached)
+        elif not scope.owns(cached.tenant_id, cached.app_id):
+            raise NotFound(f"webhook {webhook_id} not found")
+        return cached
+
+    def follow_changes(self) -> AbstractAsyncContextManager[None]:
+        """Keeps the cache in step with other processes' writes while the block runs."""
+        return self._notifications.follow(Topic.WEBHOOKS, self._cache.changed)
+
+    def _written(self, webhook: Webhook) -> Webhook:
+        """After a write: this process reads it at once, other processes forget what they kept."""
+        self._cache.put(webhook)
+        self._notifications.notify(Topic.WEBHOOKS, f"{webhook.id}:{webhook.version}")
+        return webhook
 
     async def list_page(self, scope: Scope, query: WebhookFilter, *, page_size: int, page_token: str) -> WebhookPage:
         limit = validate_page_size(page_size)
@@ -136,7 +157,7 @@ class Webhooks:
             if spec.direction is Direction.INBOUND:
                 spec = _with_url(spec, current.spec.url)
             try:
-                return await self._store.update_spec(
+                updated = await self._store.update_spec(
                     scope,
                     webhook_id,
                     spec,
@@ -144,24 +165,27 @@ class Webhooks:
                     person_id=scope.person_id,
                     now=self._now(),
                 )
+                return self._written(updated)
             except Aborted:
                 if expected_version is not None:
                     raise
         raise Aborted(f"webhook {webhook_id} is being changed concurrently; retry")
 
     async def delete(self, scope: Scope, webhook_id: str, *, expected_version: int | None) -> Webhook:
-        return await self._store.soft_delete(
+        deleted = await self._store.soft_delete(
             scope, webhook_id, expected_version=expected_version, person_id=scope.person_id, now=self._now()
         )
+        return self._written(deleted)
 
     async def undelete(self, scope: Scope, webhook_id: str) -> Webhook:
-        return await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=self._now())
+        undeleted = await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=self._now())
+        return self._written(undeleted)
 
     async def resume(self, scope: Scope, webhook_id: str) -> Webhook:
         """Clears an automatic pause; the deliveries that waited are due again, so workers are woken."""
         webhook = await self._store.resume(scope, webhook_id, person_id=scope.person_id, now=self._now())
         self._notifications.notify(Topic.DELIVERIES)
-        return webhook
+        return self._written(webhook)
 
     async def rotate_secret(
         self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
@@ -192,7 +216,7 @@ class Webhooks:
             # The caller never sees the new secret: put the old record back.
             await asyncio.shield(self._secrets.write(webhook.vault_path, before))
             raise
-        return Rotation(updated, secret, now + overlap)
+        return Rotation(self._written(updated), secret, now + overlap)
 
     async def _discard_secret(self, vault_path: str) -> None:
         try:

@@ -21,7 +21,7 @@ import psycopg
 import sqlalchemy as sa
 
 from webhookd.domain import ids
-from webhookd.domain.deliveries import AttemptRecord, Backlog, ClaimedDelivery
+from webhookd.domain.deliveries import AttemptRecord, Backlog, ClaimedDelivery, RecordedBatch
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.webhooks import Backoff, RetryPolicy, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
@@ -161,6 +161,7 @@ UPDATE webhooks w SET
     -- Pausing changes is_active, a state callers see: it is a new version.
     version = CASE WHEN changes.pause_now THEN w.version + 1 ELSE w.version END
 FROM changes WHERE w.id = changes.id
+RETURNING w.id
 """
     )
 )
@@ -264,7 +265,7 @@ class DeliveryStore:
         row = await self._db.fetch_one(_NEXT_DUE)
         return None if row is None else row[0]
 
-    async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> list[bool]:
+    async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
         """Logs each attempt and moves its delivery and webhook on, in one transaction; for each,
         whether its lease still held. When the batch fails, each attempt is written on its own, so
         one bad row cannot fail the others (a row that still fails is left to its lease's expiry,
@@ -275,37 +276,42 @@ class DeliveryStore:
             if len(batch) == 1:
                 raise
             log.warning("recording a batch of attempts failed; recording them one by one", exc_info=True)
-        results = []
+        kept: list[bool] = []
+        changed: list[str] = []
         for one in batch:
             try:
-                results.extend(await self._record([one]))
+                recorded = await self._record([one])
             except psycopg.Error:
                 log.exception("could not record an attempt", extra={"delivery_id": one[0].delivery_id})
-                results.append(False)
-        return results
+                kept.append(False)
+                continue
+            kept.extend(recorded.kept)
+            changed.extend(recorded.changed_webhooks)
+        return RecordedBatch(kept, changed)
 
-    async def _record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> list[bool]:
+    async def _record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
         attempt_values = _attempt_arrays(batch)
         webhook_values = _webhook_arrays(batch) | {
             "pause_after": self._pause_after_failures,
             "resolution": STATS_RESOLUTION.total_seconds(),
         }
 
-        async def write(connection: Connection) -> set[str]:
+        async def write(connection: Connection) -> tuple[set[str], list[str]]:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
                     await connection.execute(_INSERT_ATTEMPTS, attempt_values)
                     updated = await connection.execute(_UPDATE_DELIVERIES, attempt_values)
-                    await connection.execute(_UPDATE_WEBHOOKS, webhook_values)
+                    stats = await connection.execute(_UPDATE_WEBHOOKS, webhook_values)
                     await connection.execute(COMMIT)
-                return {row[0] for row in await updated.fetchall()}
+                kept = {row[0] for row in await updated.fetchall()}
+                return kept, [row[0] for row in await stats.fetchall()]
             except BaseException:
                 await rollback(connection)
                 raise
 
-        kept = await self._db.run(write)
-        return [claimed.delivery_id in kept for claimed, _ in batch]
+        kept, changed = await self._db.run(write)
+        return RecordedBatch([claimed.delivery_id in kept for claimed, _ in batch], changed)
 
     async def backlog(self) -> Backlog:
         """Across all tenants: the operator's view of the queue, not a caller's."""

@@ -1,14 +1,15 @@
 """PostgreSQL LISTEN/NOTIFY: the one place notifications are sent, and the one place they are heard.
 
-Sending: writers call `notify(topic)` after their transaction commits; a background task sends one
-NOTIFY per topic per window on a connection of its own. NOTIFY inside the writers' transactions
-would serialise their commits (PostgreSQL takes a global lock to queue notifications at commit),
-and listeners only need to know that something is new, so a burst costs one notification.
+Sending: writers call `notify(topic)` (or `notify(topic, payload)`) after their transaction commits;
+a background task sends what is pending on a connection of its own, one NOTIFY per topic for a
+burst, the payloads of a burst joined by spaces. NOTIFY inside the writers' transactions would
+serialise their commits (PostgreSQL takes a global lock to queue notifications at commit), and
+listeners only need to know that something is new.
 
 Listening: one connection per topic and process LISTENs while anyone in the process subscribes to
-the topic, and sets the subscribers' events; a worker process hears only about deliveries. After
-each (re)connect the topic's subscribers are woken, since notifications sent while disconnected are
-lost; subscribers re-read their source, so a spurious wake costs one read.
+or follows the topic; a worker process hears only about deliveries. After each (re)connect the
+topic's listeners are told (subscribers woken, followers handed None), since notifications sent
+while disconnected are lost.
 """
 
 from __future__ import annotations
@@ -16,24 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import psycopg
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from webhookd.ports import Topic
 
 log = logging.getLogger("webhookd.notifications")
 
-# The window a topic's notifications are gathered over before one is sent. Publish-to-first-attempt
-# latency waits on the deliveries window, so it is short; the others only pace followers.
+# How long a topic's notifications gather before they are sent. Deliveries go at once (while one is
+# in flight the next ones gather anyway): publish-to-first-attempt latency waits on them.
 DEFAULT_WINDOWS: Mapping[Topic, float] = {
-    Topic.DELIVERIES: 0.001,
+    Topic.DELIVERIES: 0.0,
     Topic.ATTEMPTS: 0.02,
     Topic.INBOUND: 0.02,
+    Topic.WEBHOOKS: 0.0,
 }
 RECONNECT_SECONDS = 1.0
+# PostgreSQL refuses payloads of 8000 bytes and more.
+MAX_PAYLOAD_BYTES = 7000
+Follower = Callable[[str | None], None]
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -41,14 +45,20 @@ def libpq_url(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _notify_all(topics: list[Topic]) -> sql.SQL:
-    """`NOTIFY a; NOTIFY b`: one round trip for every topic (the names are fixed identifiers)."""
-    return sql.SQL("; ".join(f"NOTIFY {topic.value}" for topic in topics))
+def _payload_chunks(payloads: set[str]) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    for payload in sorted(payloads):
+        if current and len(current) + 1 + len(payload) > MAX_PAYLOAD_BYTES:
+            chunks.append(current)
+            current = ""
+        current = f"{current} {payload}" if current else payload
+    return [*chunks, current] if current else chunks
 
 
 class PostgresNotifications:
     """Implements ports.Notifications over LISTEN/NOTIFY on `database_url`. `start()` it inside the
-    event loop; `close()` sends what is still pending and closes both connections."""
+    event loop; `close()` sends what is still pending and closes its connections."""
 
     def __init__(
         self,
@@ -60,11 +70,12 @@ class PostgresNotifications:
         self._conninfo = libpq_url(database_url)
         self._windows = dict(windows)
         self._reconnect_seconds = reconnect_seconds
-        self._pending: set[Topic] = set()
+        self._pending: dict[Topic, set[str]] = {}
         self._wake_sender = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._send_connection: psycopg.AsyncConnection[object] | None = None
         self._subscribers: dict[Topic, set[asyncio.Event]] = {topic: set() for topic in Topic}
+        self._followers: dict[Topic, list[Follower]] = {topic: [] for topic in Topic}
         self._listeners: dict[Topic, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------------------- sending
@@ -73,19 +84,23 @@ class PostgresNotifications:
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_loop(), name="notify-sender")
 
-    def notify(self, topic: Topic) -> None:
-        self._pending.add(topic)
+    def notify(self, topic: Topic, payload: str = "") -> None:
+        payloads = self._pending.setdefault(topic, set())
+        if payload:
+            payloads.add(payload)
         self._wake_sender.set()
 
     async def _send_loop(self) -> None:
         while True:
             await self._wake_sender.wait()
-            await asyncio.sleep(min(self._windows.get(topic, 0.0) for topic in self._pending or Topic))
+            window = min((self._windows.get(topic, 0.0) for topic in self._pending), default=0.0)
+            if window > 0:
+                await asyncio.sleep(window)
             self._wake_sender.clear()
             try:
                 await self._send_pending()
             except (psycopg.Error, OSError) as error:
-                log.warning("could not NOTIFY; retrying", extra={"error": type(error).__name__})
+                log.warning("could not send notifications; retrying", extra={"error": type(error).__name__})
                 await self._drop_send_connection()
                 self._wake_sender.set()
                 await asyncio.sleep(self._reconnect_seconds)
@@ -93,13 +108,17 @@ class PostgresNotifications:
     async def _send_pending(self) -> None:
         if not self._pending:
             return
-        topics, self._pending = sorted(self._pending), set()
+        pending, self._pending = self._pending, {}
         try:
             if self._send_connection is None or self._send_connection.closed:
                 self._send_connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-            await self._send_connection.execute(_notify_all(topics))
+            async with self._send_connection.pipeline():
+                for topic, payloads in sorted(pending.items()):
+                    for chunk in _payload_chunks(payloads) or [""]:
+                        await self._send_connection.execute("SELECT pg_notify(%s, %s)", (topic.value, chunk))
         except BaseException:
-            self._pending.update(topics)
+            for topic, payloads in pending.items():
+                self._pending.setdefault(topic, set()).update(payloads)
             raise
 
     async def _drop_send_connection(self) -> None:
@@ -120,29 +139,49 @@ class PostgresNotifications:
     async def subscribe(self, topic: Topic) -> AsyncIterator[asyncio.Event]:
         event = asyncio.Event()
         self._subscribers[topic].add(event)
-        if topic not in self._listeners:
-            self._listeners[topic] = asyncio.create_task(self._listen(topic), name=f"listen-{topic.value}")
+        self._listen_to(topic)
         try:
             yield event
         finally:
             self._subscribers[topic].discard(event)
-            if not self._subscribers[topic] and topic in self._listeners:
-                listener = self._listeners.pop(topic)
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
+            await self._stop_listening_unless_heard(topic)
 
-    def _wake(self, topic: Topic) -> None:
+    @contextlib.asynccontextmanager
+    async def follow(self, topic: Topic, on_payload: Follower) -> AsyncIterator[None]:
+        self._followers[topic].append(on_payload)
+        self._listen_to(topic)
+        try:
+            yield
+        finally:
+            self._followers[topic].remove(on_payload)
+            await self._stop_listening_unless_heard(topic)
+
+    def _listen_to(self, topic: Topic) -> None:
+        if topic not in self._listeners:
+            self._listeners[topic] = asyncio.create_task(self._listen(topic), name=f"listen-{topic.value}")
+
+    async def _stop_listening_unless_heard(self, topic: Topic) -> None:
+        if not self._subscribers[topic] and not self._followers[topic] and topic in self._listeners:
+            listener = self._listeners.pop(topic)
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    def _heard(self, topic: Topic, payload: str | None) -> None:
         for event in self._subscribers[topic]:
             event.set()
+        if self._followers[topic]:
+            for part in [None] if payload is None else payload.split():
+                for follower in list(self._followers[topic]):
+                    follower(part)
 
     async def _listen(self, topic: Topic) -> None:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as connection:
-                    await connection.execute(sql.SQL(f"LISTEN {topic.value}"))
-                    self._wake(topic)
-                    async for _ in connection.notifies():
-                        self._wake(topic)
+                    await connection.execute(f"LISTEN {topic.value}")
+                    self._heard(topic, None)
+                    async for notice in connection.notifies():
+                        self._heard(topic, notice.payload)
             except (psycopg.Error, OSError) as error:
                 reason = {"topic": topic.value, "error": type(error).__name__}
                 log.warning("listener connection lost; reconnecting", extra=reason)

@@ -49,7 +49,8 @@ def param(name: str, type_: Any = None) -> sa.BindParameter[Any]:
 def scoped(table: sa.Table) -> sa.ColumnElement[bool]:
     """The caller's scope on a table with tenant_id and app_id: bind it with `scope_params`.
 
-    An app-scoped caller (integration key) sees only its app's rows; a person sees the tenant's.
+    `Scope.owns` in SQL: an app-scoped caller (integration key) sees only its app's rows; a person
+    sees the tenant's.
     """
     return sa.and_(
         table.c.tenant_id == param("tenant_id", sa.Text),
