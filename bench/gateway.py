@@ -86,7 +86,7 @@ def rest_calls(clients: list[httpx.AsyncClient], ids: list[str]) -> tuple[Call, 
 
 async def main() -> None:
     async with common.stack() as stack:
-        gateway = Gateway(stack.settings, stack.service.grpc_target, metrics=stack.service.metrics)
+        gateway = Gateway(stack.settings, stack.service.local_channel(), metrics=stack.service.metrics)
         await gateway.start()
         created = [
             await stack.stub.CreateWebhook(

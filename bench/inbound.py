@@ -91,7 +91,7 @@ async def main() -> None:
         )
         service = bench.service
         routes = service.http_routes()
-        gateway = Gateway(bench.settings, service.grpc_target, extra_routes=routes, metrics=service.metrics)
+        gateway = Gateway(bench.settings, service.local_channel(), extra_routes=routes, metrics=service.metrics)
         baseline = HttpServer(bare_app(), f"{common.HOST}:0")
         await gateway.start()
         await baseline.start()

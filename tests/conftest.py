@@ -123,7 +123,7 @@ class RunningGateway:
 
 @pytest.fixture(scope="session")
 async def gateway(settings: Settings, service: Service) -> AsyncIterator[RunningGateway]:
-    running = Gateway(settings, service.grpc_target, extra_routes=service.http_routes(), metrics=service.metrics)
+    running = Gateway(settings, service.local_channel(), extra_routes=service.http_routes(), metrics=service.metrics)
     await running.start()
     yield RunningGateway(f"http://127.0.0.1:{running.port}", service.metrics)
     await running.stop()

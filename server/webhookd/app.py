@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from starlette.routing import BaseRoute
 
 from webhookd.api.interceptor import CallInterceptor
+from webhookd.api.local import LocalChannel
 from webhookd.api.service import WebhookServicer
 from webhookd.auth.tokens import TokenVerifier
 from webhookd.config import Settings
@@ -50,7 +51,8 @@ from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
 RETENTION_INTERVAL_SECONDS = 3600
-SERVICE_NAME = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name
+SERVICE_DESCRIPTOR = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"]
+SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 
 
 @dataclass
@@ -149,21 +151,7 @@ class Core:
         self.secrets.close()
 
     def readiness_checks(self) -> ReadinessChecks:
-        async def database() -> str | None:
-            try:
-                await self.database.ping()
-            except Unavailable as error:
-                return error.message
-            return None
-
-        async def vault() -> str | None:
-            try:
-                await self.secrets.ping()
-            except Unavailable as error:
-                return error.message
-            return None
-
-        return {"database": database, "vault": vault}
+        return _readiness_checks(self.database, self.secrets)
 
     def http_routes(self) -> list[BaseRoute]:
         """Routes every HTTP server of this process serves from the core directly."""
@@ -173,19 +161,24 @@ class Core:
 class Service:
     """The running gRPC server and everything it owns."""
 
-    def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None, reuse_port: bool = False
+    ) -> None:
         self.settings = settings
         self.backends = backends
         self.metrics = metrics or Metrics()
         self.core = Core(settings, backends, metrics=self.metrics)
         self.metrics.backlog.watch(DeliveryStore(self.core.database, pause_after_failures=0).backlog)
         self.health = health.aio.HealthServicer()
+        self.interceptor = CallInterceptor(TokenVerifier(settings), self.metrics.grpc)
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(TokenVerifier(settings), self.metrics.grpc)],
-            options=[("grpc.so_reuseport", 0)],
+            interceptors=[self.interceptor],
+            # Shared only when several server processes serve one port; otherwise a port already
+            # taken is an error, not a silent second listener.
+            options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
         )
-        servicer = WebhookServicer(self.core.webhooks, self.core.events, self.core.history, self.core.inbound)
-        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(servicer, self.server)
+        self.servicer = WebhookServicer(self.core.webhooks, self.core.events, self.core.history, self.core.inbound)
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflected = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(reflected, self.server)
@@ -218,22 +211,28 @@ class Service:
         """Routes the gateway serves from this process directly (they need the database, not gRPC)."""
         return self.core.http_routes()
 
+    def local_channel(self) -> LocalChannel:
+        """The service's methods called inside this process, for a gateway running beside it."""
+        return LocalChannel(SERVICE_DESCRIPTOR, self.servicer, self.interceptor)
+
 
 class Gateway:
-    """The REST gateway: an HTTP server whose routes call the gRPC service over a channel."""
+    """The REST gateway: an HTTP server whose routes call the service through `channel`: a
+    LocalChannel beside the servicers (`serve`, `dev`), or a gRPC channel to them (`gateway`)."""
 
     def __init__(
         self,
         settings: Settings,
-        grpc_target: str,
+        channel: grpc.aio.Channel | LocalChannel,
         *,
         extra_routes: list[BaseRoute] | None = None,
         metrics: Metrics | None = None,
         dev_token: DevTokenSource | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """dev_token: offered to the Playground page ("Use dev token"); `webhookd dev` only."""
         self.metrics = metrics or Metrics()
-        self.channel = grpc.aio.insecure_channel(grpc_target)
+        self.channel = channel
         self.app = create_gateway_app(
             self.channel,
             max_request_bytes=settings.max_request_bytes,
@@ -243,7 +242,7 @@ class Gateway:
                 *(extra_routes or []),
             ],
         )
-        self.http = HttpServer(ObservedApp(self.app, self.metrics), settings.http_addr)
+        self.http = HttpServer(ObservedApp(self.app, self.metrics), settings.http_addr, reuse_port=reuse_port)
 
     @property
     def port(self) -> int:
@@ -303,6 +302,9 @@ class DeliveryWorkers:
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
 
+    def readiness_checks(self) -> ReadinessChecks:
+        return _readiness_checks(self.database, self.secrets)
+
     async def _retention_loop(self) -> None:
         while True:
             cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
@@ -325,6 +327,24 @@ class DeliveryWorkers:
         await self.sender.close()
         await self.database.close()
         self.secrets.close()
+
+
+def _readiness_checks(database: Database, secrets: VaultSecretStore) -> ReadinessChecks:
+    async def database_check() -> str | None:
+        try:
+            await database.ping()
+        except Unavailable as error:
+            return error.message
+        return None
+
+    async def vault_check() -> str | None:
+        try:
+            await secrets.ping()
+        except Unavailable as error:
+            return error.message
+        return None
+
+    return {"database": database_check, "vault": vault_check}
 
 
 async def check_backends(settings: Settings, backends: Backends) -> None:

@@ -1,29 +1,23 @@
-"""The `webhookd` command: dev, serve, worker, gateway, migrate, token."""
+"""The `webhookd` command: dev, serve, server, worker, gateway, migrate, token."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import os
 import secrets
 import shlex
-import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-from sqlalchemy.exc import SQLAlchemyError
-
-from webhookd import app, config, logs
+from webhookd import config, logs, runners
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings, SettingsError
-from webhookd.domain.errors import Unavailable
-from webhookd.http.operations import grpc_serving_check, readiness_route
-from webhookd.http.receiver import inbound_route
-from webhookd.observability import Metrics
+from webhookd.runners import PARENT_PID_VARIABLE
 from webhookd.store import migrate
 from webhookd.store.embedded import EmbeddedPostgres
+from webhookd.supervisor import Supervisor, supervise
 
 DEV_TENANT = "tnt_dev"
 DEV_SUBJECT = "dev-user"
@@ -66,14 +60,12 @@ def dev_token_source(settings: Settings) -> Callable[[], str] | None:
     return mint_dev_token
 
 
-def _print_banner(
-    settings: Settings, service: app.Service, http_port: int, dev_token: Callable[[], str] | None
-) -> None:
+def _print_banner(settings: Settings, supervisor: Supervisor, dev_token: Callable[[], str] | None) -> None:
     if dev_token is None:
         token_lines = "Tokens are verified with WEBHOOKD_JWT_PUBLIC_KEY_FILE/JWKS_FILE: bring one of yours."
     else:
         token_lines = f"Dev token (tenant {DEV_TENANT}, 12 h):\n  export TOKEN={dev_token()}"
-    target = service.grpc_target
+    target = supervisor.grpc_addr
     embedded = f"embedded, under {settings.data_dir}"
     database = embedded if settings.database_url is None else "WEBHOOKD_DATABASE_URL"
     vault = embedded if settings.vault_addr is None else settings.vault_addr
@@ -82,9 +74,11 @@ def _print_banner(
         f"""
 webhookd dev is running
   gRPC      {target}  (reflection and grpc.health.v1 on)
+  HTTP      http://{supervisor.http_addr}  (REST, /readyz, /metrics)
+  processes {settings.server_processes} server, {settings.worker_processes} worker
   database  {database}
   vault     {vault}
-  browser   http://{settings.http_addr.rsplit(":", 1)[0]}:{http_port}/playground  (its "Use dev token" signs you in)
+  browser   http://{supervisor.http_addr}/playground  (its "Use dev token" signs you in)
 
 {token_lines}
 
@@ -98,135 +92,58 @@ Try it:
     )
 
 
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    return stop
-
-
-class StartError(Exception):
-    """A part of the service could not start; the message is the one line the command prints."""
-
-
-async def _started(what: str, start: Callable[[], Awaitable[object]]) -> None:
-    try:
-        await start()
-    except (Unavailable, OSError, SQLAlchemyError, RuntimeError) as error:
-        raise StartError(f"{what}: {error or type(error).__name__}") from error
-
-
-async def _run_until_signalled(settings: Settings, *, dev: bool) -> int:
-    stop = _stop_on_signals()
-    metrics = Metrics()  # one registry for the whole process, served at the gateway's /metrics
-    dev_token = dev_token_source(settings)
-    backends = await asyncio.to_thread(app.start_backends, settings)
-    try:
-        # Whatever started is stopped in reverse order, on a signal or when a later part fails.
-        async with contextlib.AsyncExitStack() as running:
-            try:
-                await _started("backends", lambda: app.check_backends(settings, backends))
-                await _started("database schema", lambda: migrate.upgrade(backends.database_url))
-                workers = app.DeliveryWorkers(settings, backends, metrics=metrics)
-                await _started("delivery workers", workers.start)
-                # Stopped after the front doors, so no new event is accepted while they drain.
-                running.push_async_callback(workers.stop)
-                service = app.Service(settings, backends, metrics=metrics)
-                await _started("gRPC server", service.start)
-                running.push_async_callback(service.stop)
-                gateway = app.Gateway(
-                    settings,
-                    service.grpc_target,
-                    extra_routes=service.http_routes(),
-                    metrics=metrics,
-                    dev_token=dev_token if dev else None,  # never offered by `serve`
-                )
-                await _started("HTTP gateway", gateway.start)
-                running.push_async_callback(gateway.stop)
-            except StartError as error:
-                print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
-                return 2
-            if dev:
-                _print_banner(settings, service, gateway.port, dev_token)
-            else:
-                print(f"webhookd serving gRPC on {service.grpc_target}, HTTP on port {gateway.port}", flush=True)
-            await stop.wait()
-        return 0
-    finally:
-        await asyncio.to_thread(backends.stop)
-
-
-async def _run_workers(settings: Settings) -> int:
-    stop = _stop_on_signals()
-    backends = await asyncio.to_thread(app.start_backends, settings)
-    try:
-        async with contextlib.AsyncExitStack() as running:
-            try:
-                await _started("backends", lambda: app.check_backends(settings, backends))
-                workers = app.DeliveryWorkers(settings, backends)
-                await _started("delivery workers", workers.start)
-                running.push_async_callback(workers.stop)
-            except StartError as error:
-                print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
-                return 2
-            print(f"webhookd worker running ({settings.workers} workers)", flush=True)
-            await stop.wait()
-        return 0
-    finally:
-        await asyncio.to_thread(backends.stop)
-
-
-async def _run_gateway(settings: Settings, grpc_target: str) -> int:
-    stop = _stop_on_signals()
-    backends = await asyncio.to_thread(app.start_backends, settings)
-    try:
-        # Its own channel, so readiness reports the target's health, not the gateway channel's state.
-        async with grpc.aio.insecure_channel(grpc_target) as upstream, contextlib.AsyncExitStack() as running:
-            try:
-                await _started("backends", lambda: app.check_backends(settings, backends))
-                # The inbound receiver needs the database and Vault, not gRPC: it runs here.
-                core = app.Core(settings, backends, metrics=Metrics())
-                await core.start()
-                running.push_async_callback(core.close)
-                checks = {**core.readiness_checks(), "grpc": grpc_serving_check(upstream)}
-                gateway = app.Gateway(
-                    settings, grpc_target, extra_routes=[readiness_route(checks), inbound_route(core.inbound)]
-                )
-                await _started("HTTP gateway", gateway.start)
-                running.push_async_callback(gateway.stop)
-            except StartError as error:
-                print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
-                return 2
-            print(f"webhookd gateway serving HTTP on port {gateway.port}, calling gRPC at {grpc_target}", flush=True)
-            await stop.wait()
-        return 0
-    finally:
-        await asyncio.to_thread(backends.stop)
-
-
 def cmd_dev(args: argparse.Namespace) -> int:
     settings = dev_settings()
     logs.configure(settings.log_level)
-    return asyncio.run(_run_until_signalled(settings, dev=True))
+    dev_token = dev_token_source(settings)
+
+    def ready(supervisor: Supervisor) -> None:
+        _print_banner(settings, supervisor, dev_token)
+
+    return asyncio.run(supervise(settings, dev=True, environment=_environment(settings), on_ready=ready))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = config.load()
     logs.configure(settings.log_level)
-    return asyncio.run(_run_until_signalled(settings, dev=False))
+
+    def ready(supervisor: Supervisor) -> None:
+        print(
+            f"webhookd serving gRPC on {supervisor.grpc_addr}, HTTP on {supervisor.http_addr}"
+            f" ({settings.server_processes} server and {settings.worker_processes} worker processes)",
+            flush=True,
+        )
+
+    return asyncio.run(supervise(settings, dev=False, environment=_environment(settings), on_ready=ready))
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    """What the children inherit: this environment, with the dev JWT secret when dev made one."""
+    environment = dict(os.environ)
+    if settings.jwt_secret is not None:
+        environment["WEBHOOKD_JWT_SECRET"] = settings.jwt_secret
+    return environment
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    settings = dev_settings() if args.dev else config.load()
+    logs.configure(settings.log_level)
+    # Under `serve` the servers share their ports; alone, a taken port is an error.
+    shared = os.environ.get(PARENT_PID_VARIABLE) is not None
+    dev_token = dev_token_source(settings) if args.dev else None  # never offered outside dev
+    return runners.run_server(settings, dev_token=dev_token, reuse_port=shared)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = config.load()
+    settings = dev_settings() if args.dev else config.load()
     logs.configure(settings.log_level)
-    return asyncio.run(_run_workers(settings))
+    return runners.run_worker(settings)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     settings = config.load()
     logs.configure(settings.log_level)
-    return asyncio.run(_run_gateway(settings, args.grpc_target or settings.grpc_addr))
+    return runners.run_gateway(settings, args.grpc_target or settings.grpc_addr)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -266,12 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "dev", help="run everything on embedded PostgreSQL and OpenBao, with dev defaults"
     ).set_defaults(run=cmd_dev)
-    commands.add_parser("serve", help="run the service on the configured database and Vault").set_defaults(
-        run=cmd_serve
-    )
-    commands.add_parser("worker", help="run only the delivery workers (several may share one database)").set_defaults(
-        run=cmd_worker
-    )
+    commands.add_parser(
+        "serve", help="run the service on the configured database and Vault: server and worker processes"
+    ).set_defaults(run=cmd_serve)
+    server = commands.add_parser("server", help="run one server process: gRPC and HTTP, no delivery workers")
+    server.add_argument("--dev", action="store_true", help="with dev defaults (as `webhookd dev` starts it)")
+    server.set_defaults(run=cmd_server)
+    worker = commands.add_parser("worker", help="run only the delivery workers (several may share one database)")
+    worker.add_argument("--dev", action="store_true", help="with dev defaults (as `webhookd dev` starts it)")
+    worker.set_defaults(run=cmd_worker)
     gateway = commands.add_parser("gateway", help="run only the REST gateway, calling a webhookd gRPC server")
     gateway.add_argument(
         "--grpc-target", default=None, help="host:port of the gRPC server (default: WEBHOOKD_GRPC_ADDR)"
@@ -294,3 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as error:
         print(f"webhookd: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # `python -m webhookd.cli`, as `webhookd serve` starts its children
+    main()

@@ -49,6 +49,10 @@ class Settings:
     retention_days: int = 30
     max_payload_bytes: int = 256 * 1024
     max_request_bytes: int = 1024 * 1024
+    server_processes: int = 1
+    worker_processes: int = 1
+    # `webhookd worker`'s own /metrics, /healthz and /readyz; empty: none.
+    metrics_addr: str = "127.0.0.1:9464"
     database_pool_size: int = 10
     database_timeout_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
@@ -103,6 +107,11 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return raw if raw else None
 
 
+def _half_the_cores() -> int:
+    """The default process count of each kind: servers and workers share the machine evenly."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
     """Read settings from `env` (the process environment by default). `dev` changes only defaults."""
     env = os.environ if env is None else env
@@ -135,6 +144,9 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         retention_days=_int(env, "WEBHOOKD_RETENTION_DAYS", 30, 1, 3650),
         max_payload_bytes=_int(env, "WEBHOOKD_MAX_PAYLOAD_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
         max_request_bytes=_int(env, "WEBHOOKD_MAX_REQUEST_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+        server_processes=_int(env, "WEBHOOKD_SERVER_PROCESSES", _half_the_cores(), 1, 256),
+        worker_processes=_int(env, "WEBHOOKD_WORKER_PROCESSES", _half_the_cores(), 0, 256),
+        metrics_addr=env.get("WEBHOOKD_METRICS_ADDR", "127.0.0.1:9464"),
         database_pool_size=_int(env, "WEBHOOKD_DATABASE_POOL_SIZE", 10, 1, 1000),
         database_timeout_seconds=_float(env, "WEBHOOKD_DATABASE_TIMEOUT_SECONDS", 5.0),
         shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0),

@@ -257,7 +257,7 @@ async def test_token_stays_in_page_memory_unless_remembered(page: Page, gateway:
 async def dev_gateway(settings: Settings, service: Service) -> AsyncIterator[tuple[str, str]]:
     """A gateway as `webhookd dev` runs it: with a dev token for a tenant of its own."""
     tenant = new_tenant_id()
-    running = Gateway(settings, service.grpc_target, dev_token=lambda: mint(JWT_SECRET, tenant_id=tenant))
+    running = Gateway(settings, service.local_channel(), dev_token=lambda: mint(JWT_SECRET, tenant_id=tenant))
     await running.start()
     yield f"http://127.0.0.1:{running.port}", tenant
     await running.stop()

@@ -113,7 +113,7 @@ async def test_dev_stops_what_it_started_and_exits_2_when_its_http_port_is_taken
 
         lines = [line for line in err.splitlines() if line.startswith("webhookd:")]
         assert code == 2
-        assert len(lines) == 1 and lines[0].startswith("webhookd: cannot start: HTTP gateway:"), err
+        assert len(lines) == 1 and lines[0].startswith("webhookd: cannot start: cannot listen on 127.0.0.1:"), err
         assert "webhookd dev is running" not in out
         # The embedded PostgreSQL it started was stopped on the way out.
         assert not postmaster.exists()

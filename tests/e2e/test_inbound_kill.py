@@ -1,5 +1,6 @@
-"""A `webhookd serve` process killed with SIGKILL right after answering 2xx to an inbound request still
-has the event when it starts again: the receipt is committed before the answer is sent.
+"""`webhookd serve` killed with SIGKILL (all its processes at once, as a machine or container dies)
+right after answering 2xx to an inbound request still has the event when it starts again: the receipt
+is committed before the answer is sent.
 
 Signed requests go out several at once; the first 200 triggers the kill, and every request that got a
 200 before the process died must be readable by a gRPC consumer of the restarted process.
@@ -64,6 +65,7 @@ async def start_serve(env: dict[str, str], log: Path, base_url: str) -> asyncio.
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the supervisor and its children
         )
     deadline = time.monotonic() + READY_WITHIN
     async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as http:
@@ -82,10 +84,9 @@ async def start_serve(env: dict[str, str], log: Path, base_url: str) -> asyncio.
 
 
 async def end(process: asyncio.subprocess.Process) -> None:
-    """SIGKILL (unless it already exited) and wait, bounded, for the exit."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
+    """SIGKILL to every process of it (unless it already exited) and wait, bounded, for the exit."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
     await asyncio.wait_for(process.wait(), 15)
 
 
@@ -131,7 +132,7 @@ async def test_event_acknowledged_with_2xx_survives_sigkill(backends, own_databa
 
             senders = asyncio.gather(*(send(n) for n in range(IN_FLIGHT)))
             await asyncio.wait_for(first_ok.wait(), 10)
-            os.kill(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
             await asyncio.wait_for(senders, 15)
         await end(process)
         assert process.returncode == -signal.SIGKILL

@@ -352,7 +352,7 @@ async def limited(settings, backends) -> AsyncIterator[tuple[Any, str]]:
     """A service and gateway of their own whose inbound limit is a burst of BURST, then one per 10 s."""
     tight = settings.with_overrides(inbound_burst=BURST, inbound_rate_per_second=0.1)
     service = await open_service(tight, backends)
-    gateway = Gateway(tight, service.grpc_target, extra_routes=service.http_routes())
+    gateway = Gateway(tight, service.local_channel(), extra_routes=service.http_routes())
     try:
         await gateway.start()
         async with grpc.aio.insecure_channel(service.grpc_target) as channel:

@@ -67,11 +67,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             handler = await continuation(handler_call_details)
             if handler is None:
                 return handler  # unknown method: grpc answers UNIMPLEMENTED
-            wrapped = self._wrap(method, handler)
+            wrapped = self.wrap(method, handler)
             self._wrapped[method] = wrapped
         return wrapped
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """`handler` with every call to it passing through this interceptor (network or local)."""
         authenticate = not method.startswith(PUBLIC_SERVICES)
         if handler.unary_unary is not None:
             behaviour = handler.unary_unary

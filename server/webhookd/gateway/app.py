@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from webhookd.gateway.calls import Invoker, request_id
+from webhookd.gateway.calls import Channel, Invoker, request_id
 from webhookd.gateway.descriptors import default_descriptor_set, default_services, load_comments
 from webhookd.gateway.endpoint import CallSettings, RpcHandler, RpcRoute
 from webhookd.gateway.openapi import OPENAPI_PATH, build_openapi
@@ -34,7 +33,7 @@ MIB = 1024 * 1024
 
 
 def create_gateway_app(
-    channel: grpc.aio.Channel,
+    channel: Channel,
     *,
     max_request_bytes: int = MIB,
     extra_routes: list[BaseRoute] | None = None,

@@ -7,9 +7,8 @@ descriptor, which is what lets new RPCs appear in REST without gateway changes.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
-import grpc
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from starlette.datastructures import Headers
@@ -27,10 +26,18 @@ def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
 
 
+class Channel(Protocol):
+    """What the gateway calls methods through: a grpc.aio.Channel, or api/local.py's LocalChannel."""
+
+    def unary_unary(self, method: str, **kwargs: Any) -> Any: ...
+
+    def unary_stream(self, method: str, **kwargs: Any) -> Any: ...
+
+
 class Invoker:
     """Caches one multi-callable per method on a shared channel."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: Channel) -> None:
         self._channel = channel
         self._callables: dict[str, Any] = {}
 

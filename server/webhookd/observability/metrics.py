@@ -12,6 +12,7 @@ Recording is on every call's path, so label children are looked up once and cach
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,12 +25,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
+    multiprocess,
 )
 from prometheus_client.exposition import choose_encoder
 
 from webhookd.domain.statuses import DeliveryStatus
 from webhookd.observability.queue import BacklogGauges
 
+# prometheus_client's own variable: where the processes of one `webhookd serve` share their metrics.
+MULTIPROCESS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ATTEMPT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TRANSPORTS = ("http", "grpc")
@@ -115,7 +119,13 @@ class StreamMetrics:
     """Open server streams, HTTP (the gateway's NDJSON/SSE responses) and gRPC (streaming servicers)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._open = Gauge("webhookd_open_streams", "Server streams open now", ("transport",), registry=registry)
+        self._open = Gauge(
+            "webhookd_open_streams",
+            "Server streams open now",
+            ("transport",),
+            registry=registry,
+            multiprocess_mode="livesum",  # summed over the processes still running
+        )
         self._by_transport = {transport: self._open.labels(transport) for transport in TRANSPORTS}
 
     @contextmanager
@@ -130,25 +140,38 @@ class StreamMetrics:
 
 
 class Metrics:
-    """Every webhookd metric on one registry; build one per process and hand its parts out."""
+    """Every webhookd metric on one registry; build one per process and hand its parts out.
+
+    Under `webhookd serve` the processes share a directory (prometheus_client's multiprocess mode,
+    `PROMETHEUS_MULTIPROC_DIR`, set by the supervisor): each writes its counts there, and a scrape of
+    any server process reports the sum over all of them, workers included, whichever process the
+    port's load balancing picked.
+    """
 
     def __init__(self) -> None:
         # The `_created` timestamp series double every family's size and nothing here reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
         self.registry = CollectorRegistry(auto_describe=True)
-        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-            # The default collectors are already on prometheus_client's global registry; sharing
-            # them here keeps the process_* and python_* series without a second set of readers.
-            self.registry.register(standard)
         self.grpc = GrpcMetrics(self.registry)
         self.http = HttpMetrics(self.registry)
         self.deliveries = DeliveryMetrics(self.registry)
         self.streams = StreamMetrics(self.registry)
         self.backlog = BacklogGauges()
-        self.registry.register(self.backlog)
+        shared_directory = os.environ.get(MULTIPROCESS_DIRECTORY_VARIABLE)
+        if shared_directory:
+            # The families above write to the shared directory; scrapes read it.
+            self._scraped = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._scraped, path=shared_directory)  # type: ignore[no-untyped-call]
+        else:
+            self._scraped = self.registry
+            for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                # Already on prometheus_client's global registry; sharing them here keeps the
+                # process_* and python_* series without a second set of readers.
+                self._scraped.register(standard)
+        self._scraped.register(self.backlog)
 
     async def render(self, accept: str | None) -> tuple[bytes, str]:
         """(body, content type) for a scrape: the scrape-time gauges are read first."""
         await self.backlog.refresh()
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        return encoder(self._scraped), content_type

@@ -1,0 +1,166 @@
+"""One process of each role, run until it is signalled: a server (gRPC and HTTP, no workers), a
+worker (the delivery pool), and the standalone REST gateway.
+
+Each starts its parts in order and stops them in reverse, on SIGTERM/SIGINT or at once when a later
+part fails to start; then it prints one `webhookd: cannot start: ...` line and returns 2. The lines
+it prints once running are what `webhookd serve` waits for (supervisor.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+
+from webhookd import app
+from webhookd.config import Settings
+from webhookd.domain.errors import Unavailable
+from webhookd.gateway.playground import DevTokenSource
+from webhookd.http.operations import (
+    ObservedApp,
+    grpc_serving_check,
+    health_route,
+    metrics_route,
+    readiness_route,
+)
+from webhookd.http.receiver import inbound_route
+from webhookd.http.server import HttpServer
+from webhookd.observability import Metrics
+from webhookd.store import migrate
+
+log = logging.getLogger("webhookd")
+SERVER_READY = "webhookd server ready:"
+WORKER_READY = "webhookd worker running"
+# Set by `webhookd serve` for its children: a child whose parent is gone stops (no orphans).
+PARENT_PID_VARIABLE = "WEBHOOKD_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+class StartError(Exception):
+    """A part of the process could not start; the message is the one line the command prints."""
+
+
+async def started(what: str, start: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await start()
+    except (Unavailable, OSError, SQLAlchemyError, RuntimeError) as error:
+        raise StartError(f"{what}: {error or type(error).__name__}") from error
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _stop_with_parent(stop: asyncio.Event) -> None:
+    """Under `webhookd serve`: SIGTERM when the supervisor dies, however it dies (Linux's parent-death
+    signal), and stop now if it is already gone."""
+    parent = os.environ.get(PARENT_PID_VARIABLE)
+    if not parent or not parent.isdigit():
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):
+        stop.set()
+
+
+async def _run(settings: Settings, start: Callable[[contextlib.AsyncExitStack, app.Backends], Awaitable[str]]) -> int:
+    """Starts the backends, then `start` (which registers what it starts on the exit stack and
+    returns the line to print once running); runs until signalled."""
+    stop = _stop_on_signals()
+    _stop_with_parent(stop)
+    backends = await asyncio.to_thread(app.start_backends, settings)
+    try:
+        async with contextlib.AsyncExitStack() as running:
+            try:
+                await started("backends", lambda: app.check_backends(settings, backends))
+                line = await start(running, backends)
+            except StartError as error:
+                print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
+                return 2
+            print(line, flush=True)
+            await stop.wait()
+        return 0
+    finally:
+        await asyncio.to_thread(backends.stop)
+
+
+def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, reuse_port: bool = False) -> int:
+    """gRPC and HTTP (REST through the servicers in this process, the inbound receiver, the
+    Playground, operations routes), without delivery workers."""
+
+    async def start(running: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+        metrics = Metrics()
+        await started("database schema", lambda: migrate.upgrade(backends.database_url))
+        service = app.Service(settings, backends, metrics=metrics, reuse_port=reuse_port)
+        await started("gRPC server", service.start)
+        running.push_async_callback(service.stop)
+        gateway = app.Gateway(
+            settings,
+            service.local_channel(),
+            extra_routes=service.http_routes(),
+            metrics=metrics,
+            dev_token=dev_token,
+            reuse_port=reuse_port,
+        )
+        await started("HTTP gateway", gateway.start)
+        # Stopped before the gRPC server: the front doors close first.
+        running.push_async_callback(gateway.stop)
+        return f"{SERVER_READY} gRPC on {service.grpc_target}, HTTP on port {gateway.port}"
+
+    return asyncio.run(_run(settings, start))
+
+
+def run_worker(settings: Settings) -> int:
+    """The delivery pool, and /metrics, /healthz and /readyz on WEBHOOKD_METRICS_ADDR when set."""
+
+    async def start(running: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+        metrics = Metrics()
+        workers = app.DeliveryWorkers(settings, backends, metrics=metrics)
+        await started("delivery workers", workers.start)
+        running.push_async_callback(workers.stop)
+        if settings.metrics_addr:
+            routes: list[Any] = [health_route(), readiness_route(workers.readiness_checks()), metrics_route(metrics)]
+            http = HttpServer(ObservedApp(Starlette(routes=routes), metrics), settings.metrics_addr)
+            await started("metrics server", http.start)
+            running.push_async_callback(http.stop)
+            return f"{WORKER_READY} ({settings.workers} workers, /metrics on port {http.port})"
+        return f"{WORKER_READY} ({settings.workers} workers)"
+
+    return asyncio.run(_run(settings, start))
+
+
+def run_gateway(settings: Settings, grpc_target: str) -> int:
+    """The REST gateway in front of a gRPC target; the inbound receiver runs here on the database
+    and Vault, since it needs them and not gRPC."""
+
+    async def start(running: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+        # Its own channel, so readiness reports the target's health, not the gateway channel's state.
+        upstream = await running.enter_async_context(grpc.aio.insecure_channel(grpc_target))
+        core = app.Core(settings, backends, metrics=Metrics())
+        await core.start()
+        running.push_async_callback(core.close)
+        checks = {**core.readiness_checks(), "grpc": grpc_serving_check(upstream)}
+        gateway = app.Gateway(
+            settings,
+            grpc.aio.insecure_channel(grpc_target),
+            extra_routes=[readiness_route(checks), inbound_route(core.inbound)],
+        )
+        await started("HTTP gateway", gateway.start)
+        running.push_async_callback(gateway.stop)
+        return f"webhookd gateway serving HTTP on port {gateway.port}, calling gRPC at {grpc_target}"
+
+    return asyncio.run(_run(settings, start))

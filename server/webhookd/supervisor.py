@@ -1,0 +1,239 @@
+"""`webhookd serve` and `webhookd dev`: start the backends, then server and worker processes, so every
+core is used.
+
+A Python process runs on one core at a time, so one process for everything left the machine's other
+cores idle and let each path (gRPC, REST, workers) starve the others. The supervisor starts
+embedded PostgreSQL/OpenBao when none are configured, migrates, and then runs
+`WEBHOOKD_SERVER_PROCESSES` `webhookd server` processes, which share the gRPC and HTTP ports
+(SO_REUSEPORT: the kernel spreads connections over them), and `WEBHOOKD_WORKER_PROCESSES`
+`webhookd worker` processes. The children are told where the backends are through the same
+variables an operator would set, and share one metrics directory (observability/metrics.py).
+
+A child that fails to start stops everything with its one line (exit 2); a child that dies later is
+started again. On SIGTERM the servers stop first (front doors), then the workers, then the backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import multiprocess
+
+from webhookd import app
+from webhookd.config import Settings
+from webhookd.observability.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
+from webhookd.runners import PARENT_PID_VARIABLE, SERVER_READY, WORKER_READY, StartError, started
+from webhookd.store import migrate
+
+log = logging.getLogger("webhookd.supervisor")
+START_TIMEOUT_SECONDS = 120.0
+RESTART_DELAY_SECONDS = 1.0
+
+
+@dataclass
+class Child:
+    """One child process of a role, and how to tell it is running."""
+
+    role: str  # "server" or "worker"
+    args: list[str]
+    ready_prefix: str
+    process: asyncio.subprocess.Process | None = None
+    ready_line: str = ""
+    restarts: int = 0
+    # Its output passed through, for as long as it runs.
+    relays: list[asyncio.Task[object]] = field(default_factory=list)
+
+
+def _reserve_port(addr: str) -> tuple[socket.socket, str]:
+    """Checks the address is free, then holds it (SO_REUSEPORT, not listening) for the children to
+    share; returns the socket and host:port with the port resolved when it was 0."""
+    host, _, port = addr.rpartition(":")
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    # Free? Without SO_REUSEPORT a bind fails when anyone listens there, with it or without; with
+    # SO_REUSEADDR, connections of a previous run lingering in TIME_WAIT do not count.
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((bare, int(port)))
+        chosen = probe.getsockname()[1]
+    held = socket.socket(family, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    held.bind((bare, chosen))
+    return held, f"{host}:{chosen}"
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, *, dev: bool, environment: Mapping[str, str]) -> None:
+        self._settings = settings
+        self._dev = dev
+        self._base_environment = dict(environment)
+        self._children: list[Child] = []
+        self._held: list[socket.socket] = []
+        self._metrics_directory = tempfile.TemporaryDirectory(prefix="webhookd-metrics-")
+        self._stopping = False
+        self.grpc_addr = settings.grpc_addr
+        self.http_addr = settings.http_addr
+
+    def _child_environment(self, backends: app.Backends) -> dict[str, str]:
+        return self._base_environment | {
+            "WEBHOOKD_DATABASE_URL": backends.database_url,
+            "VAULT_ADDR": backends.vault_addr,
+            "VAULT_TOKEN": backends.vault_token,
+            "WEBHOOKD_GRPC_ADDR": self.grpc_addr,
+            "WEBHOOKD_HTTP_ADDR": self.http_addr,
+            "WEBHOOKD_PUBLIC_URL": self._settings.public_url,
+            # The servers report every process's metrics; workers serve none of their own.
+            "WEBHOOKD_METRICS_ADDR": "",
+            MULTIPROCESS_DIRECTORY_VARIABLE: self._metrics_directory.name,
+            PARENT_PID_VARIABLE: str(os.getpid()),
+        }
+
+    async def start(self, backends: app.Backends) -> None:
+        """Everything up and ready, or StartError with the line to print (what started is stopped)."""
+        await started("database schema", lambda: migrate.upgrade(backends.database_url))
+        self.grpc_addr = self._hold(self._settings.grpc_addr)
+        self.http_addr = self._hold(self._settings.http_addr)
+        environment = self._child_environment(backends)
+        mode = ["--dev"] if self._dev else []
+        self._children = [
+            Child("worker", ["worker", *mode], WORKER_READY) for _ in range(self._settings.worker_processes)
+        ] + [Child("server", ["server", *mode], SERVER_READY) for _ in range(self._settings.server_processes)]
+        try:
+            async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                await asyncio.gather(*(self._spawn(child, environment) for child in self._children))
+        except BaseException:
+            await self.stop()
+            raise
+        self._watch = asyncio.create_task(self._keep_running(environment), name="supervise")
+
+    def _hold(self, addr: str) -> str:
+        try:
+            held, resolved = _reserve_port(addr)
+        except OSError as error:
+            raise StartError(f"cannot listen on {addr}: {error.strerror or error}") from error
+        self._held.append(held)
+        return resolved
+
+    async def _spawn(self, child: Child, environment: dict[str, str]) -> None:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "webhookd.cli",
+            *child.args,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        child.process = process
+        assert process.stdout is not None and process.stderr is not None
+        errors = asyncio.create_task(_relay_errors(process.stderr))
+        child.relays = [errors]
+        while True:
+            line = (await process.stdout.readline()).decode().rstrip("\n")
+            if not line:
+                await process.wait()
+                failure = await errors
+                raise StartError(failure or f"{child.role} process exited with {process.returncode}")
+            if line.startswith(child.ready_prefix):
+                child.ready_line = line
+                child.relays.append(asyncio.create_task(_drain(process.stdout)))
+                return
+            print(line, flush=True)
+
+    async def _keep_running(self, environment: dict[str, str]) -> None:
+        """Starts a child again when it dies (a crash, an OOM kill): the service recovers by itself."""
+        while not self._stopping:
+            running = [child for child in self._children if child.process is not None]
+            waits = {asyncio.ensure_future(child.process.wait()): child for child in running if child.process}
+            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in pending:
+                waiting.cancel()
+            for finished in done:
+                child = waits[finished]
+                if self._stopping:
+                    return
+                assert child.process is not None
+                log.warning(
+                    "child process died; starting it again",
+                    extra={"role": child.role, "pid": child.process.pid, "exit_code": child.process.returncode},
+                )
+                multiprocess.mark_process_dead(child.process.pid, self._metrics_directory.name)  # type: ignore[no-untyped-call]
+                child.restarts += 1
+                await asyncio.sleep(RESTART_DELAY_SECONDS)
+                try:
+                    await self._spawn(child, environment)
+                except StartError as error:
+                    log.error("child process could not start again", extra={"role": child.role, "error": str(error)})
+
+    async def stop(self) -> None:
+        """Servers first (no new work is accepted), then workers (they drain), each with its grace."""
+        self._stopping = True
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.cancel()
+        grace = self._settings.shutdown_grace_seconds + 5
+        for role in ("server", "worker"):
+            processes = [c.process for c in self._children if c.role == role and c.process is not None]
+            for process in processes:
+                if process.returncode is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    await asyncio.wait_for(process.wait(), grace)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+        for held in self._held:
+            held.close()
+        self._metrics_directory.cleanup()
+
+
+async def _relay_errors(stream: asyncio.StreamReader) -> str:
+    """Passes a child's stderr (its JSON logs) through; returns its `webhookd: cannot start` reason."""
+    reason = ""
+    async for raw in stream:
+        line = raw.decode(errors="replace")
+        if line.startswith("webhookd: cannot start: "):
+            reason = line.removeprefix("webhookd: cannot start: ").strip()
+        else:
+            sys.stderr.write(line)
+    return reason
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    async for raw in stream:
+        sys.stdout.write(raw.decode(errors="replace"))
+
+
+async def supervise(
+    settings: Settings, *, dev: bool, environment: Mapping[str, str], on_ready: Callable[[Supervisor], None]
+) -> int:
+    """Runs the whole service until SIGTERM/SIGINT; 2 with one line when a part cannot start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    backends = await asyncio.to_thread(app.start_backends, settings)
+    try:
+        supervisor = Supervisor(settings, dev=dev, environment=environment)
+        try:
+            await started("backends", lambda: app.check_backends(settings, backends))
+            await supervisor.start(backends)
+        except StartError as error:
+            print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
+            return 2
+        on_ready(supervisor)
+        await stop.wait()
+        await supervisor.stop()
+        return 0
+    finally:
+        await asyncio.to_thread(backends.stop)

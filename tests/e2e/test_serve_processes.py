@@ -1,0 +1,136 @@
+"""`webhookd serve` runs its server and worker processes: they share the ports, every one of them
+serves, metrics cover them all, a killed worker is started again, and SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import httpx
+import psutil
+import pytest
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+
+from log_streams import until
+from receivers import Receiver
+from support import JWT_SECRET, make_caller
+
+pytestmark = pytest.mark.slow
+READY_WITHIN = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serving(backends, database_url: str, tmp_path: Path, **settings: str) -> AsyncIterator[tuple[int, int, int]]:
+    """`webhookd serve` with `settings`, once /readyz answers; yields (pid, gRPC port, HTTP port)."""
+    grpc_port, http_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "WEBHOOKD_DATABASE_URL": database_url,
+        "VAULT_ADDR": backends.vault_addr,
+        "VAULT_TOKEN": backends.vault_token,
+        "WEBHOOKD_JWT_SECRET": JWT_SECRET,
+        "WEBHOOKD_GRPC_ADDR": f"127.0.0.1:{grpc_port}",
+        "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{http_port}",
+        "WEBHOOKD_ALLOW_INSECURE_URLS": "1",
+        "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "1",
+        "WEBHOOKD_DATA_DIR": str(tmp_path),
+        "WEBHOOKD_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    with (tmp_path / "serve.log").open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "webhookd"), "serve", env=env, stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + READY_WITHIN
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=2.0) as http:
+            while True:
+                assert process.returncode is None, (tmp_path / "serve.log").read_text()
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                await asyncio.sleep(0.1)
+        yield process.pid, grpc_port, http_port
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 40)
+
+
+def children(pid: int, role: str) -> list[psutil.Process]:
+    """The running children of `pid` in `role` (a killed one not yet reaped is not running)."""
+    found = []
+    try:
+        listed = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:  # a child ended while being listed: ask again
+        return []
+    for child in listed:
+        with contextlib.suppress(psutil.ZombieProcess, psutil.NoSuchProcess):
+            if role in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+    return found
+
+
+async def attempts_counted(http_port: int, n: int) -> None:
+    """Reads /metrics until it counts `n` succeeded attempts: a worker counts its attempt just after
+    the receiver has answered it."""
+    counted = f'webhookd_delivery_attempts_total{{outcome="succeeded"}} {float(n)}'
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=5.0) as http:
+        deadline = time.monotonic() + 10
+        while counted not in (metrics := (await http.get("/metrics")).text):
+            assert time.monotonic() < deadline, metrics
+            await asyncio.sleep(0.05)
+
+
+async def publish_and_wait(caller, receiver: Receiver, n: int) -> None:
+    await caller.PublishEvent(pb.PublishEventRequest(event_type="order.created"))
+    await receiver.wait_for(n)
+
+
+async def test_servers_share_the_ports_and_a_killed_worker_comes_back(backends, own_database, tmp_path) -> None:
+    receiver = await Receiver().start()
+    try:
+        async with serving(
+            backends, own_database, tmp_path, WEBHOOKD_SERVER_PROCESSES="2", WEBHOOKD_WORKER_PROCESSES="2"
+        ) as (pid, grpc_port, http_port):
+            servers, workers = children(pid, "server"), children(pid, "worker")
+            assert (len(servers), len(workers)) == (2, 2)
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                caller = make_caller(channel)
+                await caller.CreateWebhook(
+                    pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
+                )
+                await publish_and_wait(caller, receiver, 1)
+                await attempts_counted(http_port, 1)  # the attempt is counted before its worker is killed
+
+                killed = workers[0].pid
+                workers[0].kill()
+                await until(lambda: len([w for w in children(pid, "worker") if w.pid != killed]) == 2)
+                await publish_and_wait(caller, receiver, 2)
+
+            # Both server processes listen on the one port.
+            listening = {
+                conn.pid for conn in psutil.net_connections("tcp") if conn.laddr and conn.laddr.port == http_port
+            } & {server.pid for server in servers}
+            assert listening == {server.pid for server in servers}
+            # The worker processes' attempts (the killed one's included) are in the servers' /metrics.
+            await attempts_counted(http_port, 2)
+        assert not psutil.pid_exists(servers[0].pid) and not psutil.pid_exists(servers[1].pid)
+    finally:
+        await receiver.stop()
