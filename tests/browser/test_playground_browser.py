@@ -25,6 +25,9 @@ from webhookd.app import Gateway, Service
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings
 
+# Each test drives a headless Chromium.
+pytestmark = pytest.mark.slow
+
 STANDARD_TABS = ["list", "get", "create", "update", "delete"]
 MASKED = "Bearer ••••••••"
 

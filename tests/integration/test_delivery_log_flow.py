@@ -94,6 +94,7 @@ async def test_cancelled_streams_release_the_database_listener(follow, service, 
     await listeners(database, becomes=0, within=5)
 
 
+@pytest.mark.slow
 async def test_slow_reader_keeps_server_memory_bounded(follow, service, caller, database) -> None:
     await committed_attempts(database, caller.tenant_id)
     call = caller.DeliveryLog(pb.DeliveryLogRequest(follow=True))
@@ -122,6 +123,7 @@ async def test_slow_reader_keeps_server_memory_bounded(follow, service, caller, 
     await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 0, within=5)
 
 
+@pytest.mark.slow
 async def test_cancelling_a_stalled_stream_releases_it_at_once(follow, service, caller, database) -> None:
     await committed_attempts(database, caller.tenant_id, 2000, excerpt=10_000)
     stalled = caller.DeliveryLog(pb.DeliveryLogRequest(follow=True))

@@ -101,6 +101,7 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
 # -- exactly once, in order ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_follow_under_concurrent_publishing_matches_the_table_exactly(
     follow, service, caller, workers, receiver, database
 ) -> None:

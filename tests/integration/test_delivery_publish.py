@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
@@ -17,6 +18,7 @@ def request(event_type: str = "rfp.created", **fields) -> pb.PublishEventRequest
     return pb.PublishEventRequest(event_type=event_type, payload=payload, **fields)
 
 
+@pytest.mark.slow
 async def test_fan_out_reaches_exactly_the_matching_active_outbound_webhooks(
     caller, channel, workers, receiver, database
 ) -> None:
