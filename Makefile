@@ -1,10 +1,10 @@
-# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`; `make check` is the quick loop.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint protos protos-check buf-lint proto-baseline unit integration bench clean
+.PHONY: run check test lint chromium protos protos-check buf-lint proto-baseline unit integration bench clean
 
 $(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,22 @@ $(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
 run: $(STAMP)
 	$(BIN)/webhookd dev
 
-## test: the whole suite: lint, types, proto lint and drift, unit and integration tests
-test: $(STAMP) lint protos-check buf-lint
+## check: the quick loop, under a minute: lint, format, types, and the tests that need no PostgreSQL or OpenBao
+check: $(STAMP) lint
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests/unit tests/gateway
+
+## test: the whole suite: lint, format, types, proto lint and drift, and every test, the browser ones included
+test: $(STAMP) chromium lint protos-check buf-lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check server tests tools bench
+	$(BIN)/ruff format --check server tests tools bench
 	$(BIN)/mypy
+
+# The browser tests drive Debian's Chromium: installed with apt-get when missing, or a one-line reason why not.
+chromium:
+	tools/chromium.sh
 
 ## protos: regenerate clients/python from protos/
 protos: $(STAMP)

@@ -1,13 +1,13 @@
 """Browser fixtures: the system's headless Chromium (Debian `chromium`), driven by Playwright.
 
 Playwright's own browser downloads are never used (`playwright install` is not run anywhere):
-`launch(executable_path=CHROMIUM)` drives the Debian package that `.ci/run` installs. Without it
-these tests skip locally and fail under CI, where a missing browser is a broken set-up.
+`launch(executable_path=CHROMIUM)` drives the Debian package that `tools/chromium.sh` installs
+(`make test` runs it). Without it these tests fail, saying how to install it: a suite that skips
+them would pass without having looked at the page.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,9 +32,7 @@ HAVE_CHROMIUM = CHROMIUM.exists()
 @pytest.fixture(scope="session")
 async def playwright() -> AsyncIterator[Playwright]:
     if not HAVE_CHROMIUM:
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium and chromium-driver")
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver")
+        pytest.fail(f"{CHROMIUM} is missing: run tools/chromium.sh (make test does), or apt-get install chromium")
     async with async_playwright() as running:
         yield running
 

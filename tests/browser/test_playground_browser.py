@@ -15,15 +15,18 @@ import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
-from playground_seed import seed_schema
 from playwright.async_api import Browser, Page, Route, expect
 from screens import DESKTOP, PHONE, screenshot
 
+from playground_seed import seed_schema
 from receivers import Receiver
 from support import JWT_SECRET, AuthedStub, new_tenant_id
 from webhookd.app import Gateway, Service
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings
+
+# Each test drives a headless Chromium.
+pytestmark = pytest.mark.slow
 
 STANDARD_TABS = ["list", "get", "create", "update", "delete"]
 MASKED = "Bearer ••••••••"

@@ -14,6 +14,10 @@ import tempfile
 from pathlib import Path
 
 import jwt
+import pytest
+
+# Each test runs the `webhookd` command as a process of its own.
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 WEBHOOKD = str(BIN / "webhookd")

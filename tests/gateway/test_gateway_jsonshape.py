@@ -1,5 +1,9 @@
-"""The gateway's JSON is the Playground's: its field names, lowercase enum words, camelCase
-retry_policy, and input that takes either spelling but no unknown field."""
+"""How any message maps to the gateway's JSON and back (webhookd.gateway.jsonshape), with no server:
+the seed's field names, lowercase enum words, camelCase retry_policy, numbers and nulls, and input
+that takes either spelling but no unknown field.
+
+What the real service puts in those fields, read over REST, is tests/integration/test_gateway_webhook_values.py.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,8 @@ import pytest
 from cpod.integration.v1 import webhook_pb2, webhook_service_pb2
 from google.protobuf import timestamp_pb2
 
+from playground_seed import seed_schema
 from webhookd.gateway.jsonshape import JsonInputError, enum_number, enum_word, json_to_message, message_to_json
-
-# The Schema table of shared/seed/webhook-playground.txt, in its order.
-SEED_FIELDS = [
-    "id", "tenant_id", "app_id", "created_at", "updated_at", "created_by", "updated_by", "source",
-    "source_type", "is_deleted", "deleted_at", "deleted_by", "schema_version", "name", "direction", "url",
-    "event_types", "signature_scheme", "vault_path", "headers", "enabled", "retry_policy",
-    "last_delivery_at", "last_delivery_status", "consecutive_failures", "paused_at", "connector_id", "tags",
-    "version", "application_id", "secret_fingerprint", "is_active",
-]  # fmt: skip
 
 
 def full_webhook() -> webhook_pb2.Webhook:
@@ -36,8 +32,8 @@ def full_webhook() -> webhook_pb2.Webhook:
     )
 
 
-def test_resource_has_exactly_the_seed_field_names() -> None:
-    assert list(message_to_json(webhook_pb2.Webhook())) == SEED_FIELDS
+def test_resource_has_exactly_the_seed_field_names_in_its_order() -> None:
+    assert list(message_to_json(webhook_pb2.Webhook())) == [field.name for field in seed_schema()]
 
 
 def test_retry_policy_fields_are_camel_case_as_the_seed_shows() -> None:
@@ -127,6 +123,13 @@ def test_bad_enum_word_lists_the_words() -> None:
 
 def test_both_spellings_at_once_is_an_error() -> None:
     assert list(errors_of({"event_types": [], "eventTypes": []})) == ["webhook.eventTypes"]
+
+
+def test_an_unknown_top_level_field_is_named_without_a_prefix() -> None:
+    request = webhook_service_pb2.CreateWebhookRequest()
+    with pytest.raises(JsonInputError) as caught:
+        json_to_message({"webhook": {"name": "x"}, "extra": 1}, request)
+    assert [violation.field for violation in caught.value.violations] == ["extra"]
 
 
 def test_wrong_shapes_are_reported() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiohttp import web
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -29,6 +30,7 @@ class Crowd:
         return web.Response(text="ok")
 
 
+@pytest.mark.slow
 async def test_a_slow_webhook_stays_under_its_cap_while_another_is_served(caller, workers, receiver, settings) -> None:
     crowd = Crowd(seconds=0.5)
     slow = await Receiver(respond=crowd.respond).start()

@@ -1,6 +1,6 @@
 """DeliveryLog flow control: listeners released on cancel, slow readers bounded, many followers, a cap.
 
-The server runs in the test's process, so its listener (`service.log_hub`) and its Python heap
+The server runs in the test's process, so its subscribers (`service.core.notifications`) and its Python heap
 (`tracemalloc`) are observable directly; PostgreSQL shows the LISTEN connection in pg_stat_activity.
 """
 
@@ -48,6 +48,18 @@ async def committed_attempts(database: Any, tenant_id: str, count: int = 1, *, e
     return [f"dlv_{tag}{n}" for n in range(1, count + 1)]
 
 
+async def read_through(caller: Any, within: float = 60.0) -> int:
+    """Reads the tenant's whole log once, without following, keeping nothing; returns how many entries.
+
+    When it returns, the server has read every row from the database and sent it to a reader that reads:
+    a stalled follower of the same rows has had as long to read (and, were it buffering, hold) them all."""
+
+    async def count() -> int:
+        return sum([1 async for _ in caller.DeliveryLog(pb.DeliveryLogRequest())])
+
+    return await asyncio.wait_for(count(), within)
+
+
 async def listeners(database: Any, *, becomes: int, within: float = 10.0) -> None:
     """Waits until PostgreSQL shows `becomes` LISTEN connections for the attempt log (bounded)."""
     await database.wait_for(LISTENERS, lambda rows: rows[0]["n"] == becomes, within=within)
@@ -82,6 +94,7 @@ async def test_cancelled_streams_release_the_database_listener(follow, service, 
     await listeners(database, becomes=0, within=5)
 
 
+@pytest.mark.slow
 async def test_slow_reader_keeps_server_memory_bounded(follow, service, caller, database) -> None:
     await committed_attempts(database, caller.tenant_id)
     call = caller.DeliveryLog(pb.DeliveryLogRequest(follow=True))
@@ -92,7 +105,9 @@ async def test_slow_reader_keeps_server_memory_bounded(follow, service, caller, 
         try:
             baseline, _ = tracemalloc.get_traced_memory()
             written = await committed_attempts(database, caller.tenant_id, 2000, excerpt=10_000)
-            await asyncio.sleep(2.0)  # the reader stalls while the server reads and sends what it may
+            # The reader stalls while the server reads and sends what it may.
+            assert await read_through(caller) == 1 + len(written)
+            gc.collect()
             stalled, _ = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -108,12 +123,15 @@ async def test_slow_reader_keeps_server_memory_bounded(follow, service, caller, 
     await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) == 0, within=5)
 
 
+@pytest.mark.slow
 async def test_cancelling_a_stalled_stream_releases_it_at_once(follow, service, caller, database) -> None:
     await committed_attempts(database, caller.tenant_id, 2000, excerpt=10_000)
     stalled = caller.DeliveryLog(pb.DeliveryLogRequest(follow=True))
     try:
         await asyncio.wait_for(stalled.read(), 15)
-        await asyncio.sleep(1.0)  # the server is now blocked sending to a reader that does not read
+        # Once the same rows went through to a reader that reads, the server has sent the stalled one what
+        # it may and is blocked on it.
+        assert await read_through(caller) == 2000
         assert service.core.notifications.subscribers(Topic.ATTEMPTS) == 1
     finally:
         stalled.cancel()

@@ -9,10 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhook_calls import create_webhook
 
 from webhookd.ports import Topic
+
+# It runs grpcurl as a process.
+pytestmark = pytest.mark.slow
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 METHOD = "cpod.integration.v1.WebhookService/DeliveryLog"

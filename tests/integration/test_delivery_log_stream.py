@@ -101,6 +101,7 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
 # -- exactly once, in order ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_follow_under_concurrent_publishing_matches_the_table_exactly(
     follow, service, caller, workers, receiver, database
 ) -> None:
@@ -131,29 +132,43 @@ async def test_attempt_committed_late_is_streamed_once_in_txid_order(follow, ser
     first = await committed_attempts(database, caller.tenant_id)
     await tail.wait_for(1)
 
-    async with database.engine.connect() as older, database.engine.connect() as late:
+    async with (
+        database.engine.connect() as older,
+        database.engine.connect() as earlier,
+        database.engine.connect() as late,
+    ):
         older_transaction = await older.begin()
         before = await insert_attempts(older, caller.tenant_id)  # txid b
+        earlier_transaction = await earlier.begin()
+        sentinel = await insert_attempts(earlier, caller.tenant_id)  # txid e > b, kept open for now
         late_transaction = await late.begin()
-        held = await insert_attempts(late, caller.tenant_id)  # txid a > b, kept open
+        held = await insert_attempts(late, caller.tenant_id)  # txid a > e, kept open
         await older_transaction.commit()
         database.notify(Topic.ATTEMPTS)
         # b committed after a began and is older than a: it is readable while a is still open.
         assert keys(await tail.wait_for(2)) == [(first[0], 1), (before[0], 1)]
 
         after = await committed_attempts(database, caller.tenant_id)  # txid c > a, commits first
-        await asyncio.sleep(0.5)  # time for the follower to wake on c's NOTIFY and read
-        assert len(tail.entries) == 2, "an entry behind a still-open transaction was streamed early"
+        # e is older than a, so committing it makes it readable: once the follower streams it, it has read
+        # after c committed, and c, behind the still-open a, must not have come with it.
+        await earlier_transaction.commit()
+        database.notify(Topic.ATTEMPTS)
+        streamed = await tail.wait_for(3)
+        assert keys(streamed) == [(first[0], 1), (before[0], 1), (sentinel[0], 1)], (
+            "an entry behind a still-open transaction was streamed early"
+        )
 
         await late_transaction.commit()
         database.notify(Topic.ATTEMPTS)
-    entries = await tail.wait_for(4)
-    await asyncio.sleep(0.3)  # a duplicate would arrive on the same wake-up
+    await tail.wait_for(5)
+    # A last attempt, committed after every other: a duplicate would be streamed before it.
+    last = await committed_attempts(database, caller.tenant_id)
+    entries = await tail.wait_for(6)
     await tail.close()
 
     table = await database.rows(TABLE_ORDER, t=caller.tenant_id)
-    assert [row.delivery_id for row in table] == [first[0], before[0], held[0], after[0]]
-    assert keys(tail.entries) == keys(entries) == [(row.delivery_id, row.attempt) for row in table]
+    assert [row.delivery_id for row in table] == [first[0], before[0], sentinel[0], held[0], after[0], last[0]]
+    assert keys(entries) == [(row.delivery_id, row.attempt) for row in table]
 
 
 # -- starting points -------------------------------------------------------------------------------------
@@ -204,11 +219,13 @@ async def test_another_tenants_stream_sees_nothing(follow, service, channel, cal
     await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) >= 1)
     await committed_attempts(database, caller.tenant_id, count=2)
     own = await committed_attempts(database, other.tenant_id)
+    await committed_attempts(database, caller.tenant_id)
+    # Committed last: anything of the first tenant's that leaked would be streamed before it.
+    own_last = await committed_attempts(database, other.tenant_id)
 
-    entries = await others_tail.wait_for(1)
-    await asyncio.sleep(0.3)
+    entries = await others_tail.wait_for(2)
     await others_tail.close()
-    assert [entry.delivery_id for entry in others_tail.entries] == own == [entries[0].delivery_id]
+    assert [entry.delivery_id for entry in entries] == [*own, *own_last]
 
 
 async def test_webhook_filter_naming_another_tenants_webhook_is_not_found(channel, caller) -> None:
@@ -244,11 +261,13 @@ async def test_outcome_and_event_type_filters_apply_to_backlog_and_live_entries(
     await write("failed", "orders.created")  # `order.*` does not match the `orders` prefix
     await write("succeeded", "order.paid")
     wanted.append(await write("failed", "order.shipped"))
-    entries = await tail.wait_for(3)
-    await asyncio.sleep(0.3)
+    await write("succeeded", "order.shipped")
+    # Matching, and committed last: whatever the filters let through wrongly would be streamed before it.
+    wanted.append(await write("timed_out", "order.closed"))
+    entries = await tail.wait_for(4)
     await tail.close()
-    assert [entry.delivery_id for entry in tail.entries] == [entry.delivery_id for entry in entries] == wanted
-    assert [entry.outcome for entry in entries] == ["failed", "timed_out", "failed"]
+    assert [entry.delivery_id for entry in entries] == wanted
+    assert [entry.outcome for entry in entries] == ["failed", "timed_out", "failed", "timed_out"]
 
     exact = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(event_types=["order.paid"])))
     assert [entry.outcome for entry in await exact.ended()] == ["timed_out", "succeeded"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
 from standardwebhooks.webhooks import Webhook as StandardWebhook
@@ -35,6 +36,7 @@ async def publish(caller, n: int, event_type: str = "inv.created") -> str:
     return (await caller.PublishEvent(pb.PublishEventRequest(event_type=event_type, payload=payload))).event_id
 
 
+@pytest.mark.slow
 async def test_deliveries_wait_out_a_vault_outage_and_none_is_lost(
     settings, backends, own_database, receiver, tmp_path
 ) -> None:

@@ -21,6 +21,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from webhookd.secrets.embedded import EmbeddedOpenBao, EmbeddedOpenBaoError
 from webhookd.store.embedded import EmbeddedPostgres
 
+# Each test starts and stops a PostgreSQL or OpenBao of its own.
+pytestmark = pytest.mark.slow
+
 SERVER_DIR = Path(__file__).resolve().parents[2] / "server"
 
 

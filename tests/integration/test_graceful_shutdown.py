@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -15,8 +18,29 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from support import make_caller
 from webhookd.app import open_service
 
+# The server's write, waiting for the row lock the test holds.
+WAITING_FOR_THE_ROW = (
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    " AND wait_event IN ('transactionid', 'tuple') AND query ILIKE '%webhooks%'"
+)
 
-async def test_an_in_flight_call_completes_during_shutdown_and_new_calls_are_refused(settings, backends) -> None:
+
+async def until_refused(call: Callable[..., Awaitable[Any]], request: Any, within: float = 5.0) -> None:
+    """Makes the call until one fails (bounded). Calls that reach the server before it starts stopping
+    succeed, and one that races the moment it stops may end CANCELLED rather than refused."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            await call(request, timeout=within)
+        except grpc.aio.AioRpcError:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"calls were still served {within}s after the server began stopping")
+
+
+async def test_an_in_flight_call_completes_during_shutdown_and_new_calls_are_refused(
+    settings, backends, database
+) -> None:
     service = await open_service(settings, backends)
     engine = create_async_engine(backends.database_url)
     try:
@@ -35,11 +59,14 @@ async def test_an_in_flight_call_completes_during_shutdown_and_new_calls_are_ref
                     text("SELECT 1 FROM webhooks WHERE id = :id FOR UPDATE"), {"id": created.webhook.id}
                 )
                 in_flight = asyncio.ensure_future(caller.UpdateWebhook(update))
-                await asyncio.sleep(0.3)
+                await database.wait_for(WAITING_FOR_THE_ROW, bool)
                 stopping = asyncio.create_task(service.stop(grace=10.0))
-                await asyncio.sleep(0.3)
+                get = pb.GetWebhookRequest(id=created.webhook.id)
+                await until_refused(caller.GetWebhook, get)
+                # The server takes no more calls: a new one is refused while the update is still in flight.
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await caller.GetWebhook(pb.GetWebhookRequest(id=created.webhook.id), timeout=5)
+                    await caller.GetWebhook(get, timeout=5)
+                assert not in_flight.done()
                 await blocker.rollback()
             updated = await asyncio.wait_for(in_flight, 10)
             await asyncio.wait_for(stopping, 15)

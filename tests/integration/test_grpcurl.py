@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from support import AuthedStub
 from webhookd.app import Service
+
+# Each test runs grpcurl as a process.
+pytestmark = pytest.mark.slow
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 SERVICE = "cpod.integration.v1.WebhookService"

@@ -76,6 +76,7 @@ async def test_secret_is_in_vault_at_the_webhooks_vault_path(caller, backends, s
     assert created.signing_secret in stored.values()
 
 
+@pytest.mark.slow
 async def test_secret_is_in_no_database_row(caller, database) -> None:
     created = await create(caller)
     async with database.connect() as connection:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from playground_seed import EMBEDDED_SEED, parse_schema, seed_schema
 
+from playground_seed import EMBEDDED_SEED, parse_schema, seed_schema
 from webhookd.gateway.descriptors import default_descriptor_set, default_services, load_comments
 from webhookd.gateway.manifest import build_manifest
 

@@ -1,4 +1,5 @@
-"""The seed's Schema table (../shared/seed/webhook-playground.txt): what the Playground must show.
+"""The seed's Schema table (../shared/seed/webhook-playground.txt): the Webhook fields the Playground
+shows and the REST JSON carries, in order.
 
 The seed is a text capture of the page, so a row's cells run together: `source_typeenumfrontend |
 backend | server | system | apiWhere the write originated. Defaults to 'api'.` The parser splits
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-SEED_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "seed" / "webhook-playground.txt"
+SEED_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "webhook-playground.txt"
 TYPE_WORDS = ("uuid", "string", "date-time", "enum", "json", "boolean", "number")
 _NAME = re.compile(r"(?P<name>[a-z_]+)(?P<star>\*?)")
 _ENUM_VALUES = re.compile(r"(?P<values>(?:[a-z_]+ \| )+[a-z_]+)(?P<notes>.*)")
