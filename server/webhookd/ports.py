@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Protocol
 
 from webhookd.domain.deliveries import (
@@ -29,6 +28,7 @@ from webhookd.domain.events import NewEvent, Published
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt
 from webhookd.domain.scope import Scope
+from webhookd.domain.topics import Topic as Topic  # re-exported: the core takes it with the ports
 from webhookd.domain.webhooks import Webhook, WebhookFilter, WebhookSpec
 
 Clock = Callable[[], datetime]
@@ -172,15 +172,6 @@ class InboundRequest(Protocol):
 
     async def read_body(self, limit: int) -> bytes:
         """The whole body; PayloadTooLarge as soon as it is known to exceed `limit` bytes."""
-
-
-class Topic(StrEnum):
-    """What a notification says happened; each is a PostgreSQL channel of the same name."""
-
-    DELIVERIES = "webhookd_deliveries"  # deliveries became due: workers claim
-    ATTEMPTS = "webhookd_attempts"  # log lines were written: DeliveryLog followers read
-    INBOUND = "webhookd_inbound"  # inbound receipts were accepted: inbound consumers read
-    WEBHOOKS = "webhookd_webhooks"  # webhooks changed: payloads `<id>[:<version>]`, caches forget them
 
 
 class Notifications(Protocol):

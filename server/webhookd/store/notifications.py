@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import psycopg
 from sqlalchemy.engine import make_url
 
-from webhookd.ports import Topic
+from webhookd.domain.topics import Topic
 
 log = logging.getLogger("webhookd.notifications")
 

@@ -1,0 +1,14 @@
+"""What a notification says happened: the core sends topics, the LISTEN/NOTIFY adapter carries them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    """What a notification says happened; each is a PostgreSQL channel of the same name."""
+
+    DELIVERIES = "webhookd_deliveries"  # deliveries became due: workers claim
+    ATTEMPTS = "webhookd_attempts"  # log lines were written: DeliveryLog followers read
+    INBOUND = "webhookd_inbound"  # inbound receipts were accepted: inbound consumers read
+    WEBHOOKS = "webhookd_webhooks"  # webhooks changed: payloads `<id>[:<version>]`, caches forget them

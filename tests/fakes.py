@@ -1,0 +1,853 @@
+"""In-memory fakes of the ports (webhookd/ports.py), so the core is unit-tested without PostgreSQL or Vault.
+
+Each fake keeps the semantics its adapter gives the port, as the port's docstring states them: another
+tenant's (or app's) rows are NotFound, a stale version is Aborted, a deleted webhook is FailedPrecondition,
+idempotency keys and message ids dedupe, a lost lease cannot change a delivery, logs are read by position.
+They are test doubles, not a second database: rows live in dicts and lists the tests may read, and the
+integration tests prove the real adapters (store/, secrets/, delivery/http.py, store/notifications.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from webhookd.domain import event_types, ids
+from webhookd.domain.deliveries import (
+    AttemptRecord,
+    AttemptResult,
+    ClaimedDelivery,
+    Delivery,
+    DeliveryFilter,
+    RecordedBatch,
+)
+from webhookd.domain.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
+from webhookd.domain.events import IDEMPOTENCY_WINDOW, NewEvent, Published
+from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt
+from webhookd.domain.scope import Scope
+from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
+from webhookd.ports import Clock, Topic
+
+T = TypeVar("T")
+
+
+class FakeClock:
+    """A ports.Clock whose time moves only when the test says so."""
+
+    def __init__(self, now: datetime = datetime(2030, 1, 1, tzinfo=UTC)) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.now += delta
+        return self.now
+
+
+# -- webhooks ------------------------------------------------------------------------------------------
+
+
+class FakeWebhooks:
+    """ports.WebhookRepository as store/webhooks.py behaves; `rows` is the table, by id."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Webhook] = {}
+
+    async def page_token_key(self) -> bytes:
+        return b"fake page token key, one per test"
+
+    async def insert(self, webhook: Webhook) -> Webhook:
+        if webhook.id in self.rows:
+            raise RuntimeError(f"duplicate key value violates webhooks_pkey: {webhook.id}")
+        self.rows[webhook.id] = webhook
+        return webhook
+
+    async def get(self, scope: Scope, webhook_id: str) -> Webhook:
+        row = self.rows.get(webhook_id)
+        if row is None or not scope.owns(row.tenant_id, row.app_id):
+            raise NotFound(f"webhook {webhook_id} not found")
+        return row
+
+    async def update_spec(
+        self,
+        scope: Scope,
+        webhook_id: str,
+        spec: WebhookSpec,
+        *,
+        expected_version: int,
+        person_id: str | None,
+        now: datetime,
+    ) -> Webhook:
+        current = await self.get(scope, webhook_id)
+        if current.is_deleted:
+            raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it before updating it")
+        if current.version != expected_version:
+            raise Aborted(f"webhook {webhook_id} is at version {current.version}, not {expected_version}")
+        return self._write(current, spec=spec, updated_at=now, updated_by=person_id)
+
+    async def soft_delete(
+        self, scope: Scope, webhook_id: str, *, expected_version: int | None, person_id: str | None, now: datetime
+    ) -> Webhook:
+        current = await self.get(scope, webhook_id)
+        if expected_version is not None and current.version != expected_version:
+            raise Aborted(f"webhook {webhook_id} is at version {current.version}, not {expected_version}")
+        if current.is_deleted:
+            return current
+        return self._write(current, deleted_at=now, deleted_by=person_id, updated_at=now, updated_by=person_id)
+
+    async def undelete(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
+        current = await self.get(scope, webhook_id)
+        if not current.is_deleted:
+            raise AlreadyExists(f"webhook {webhook_id} is not deleted")
+        return self._write(current, deleted_at=None, deleted_by=None, updated_at=now, updated_by=person_id)
+
+    async def set_fingerprint(
+        self, scope: Scope, webhook_id: str, fingerprint: str, *, person_id: str | None, now: datetime
+    ) -> Webhook:
+        return await self._stamp(
+            scope, webhook_id, secret_fingerprint=fingerprint, updated_at=now, updated_by=person_id
+        )
+
+    async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
+        return await self._stamp(
+            scope, webhook_id, paused_at=None, consecutive_failures=0, updated_at=now, updated_by=person_id
+        )
+
+    async def _stamp(self, scope: Scope, webhook_id: str, **changes: Any) -> Webhook:
+        """A server-side change of a live webhook: a new version, no version precondition."""
+        current = await self.get(scope, webhook_id)
+        if current.is_deleted:
+            raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
+        return self._write(current, **changes)
+
+    def _write(self, current: Webhook, **changes: Any) -> Webhook:
+        row = replace(current, version=current.version + 1, **changes)
+        self.rows[row.id] = row
+        return row
+
+    # Last in the class: below it, `list` would name this method rather than the type.
+    async def list(self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int) -> list[Webhook]:
+        found = [
+            row
+            for webhook_id, row in sorted(self.rows.items())
+            if scope.owns(row.tenant_id, row.app_id)
+            and _listed(row, query)
+            and (after_id is None or webhook_id > after_id)
+        ]
+        return found[:limit]
+
+
+def _listed(row: Webhook, query: WebhookFilter) -> bool:
+    spec = row.spec
+    return (
+        (query.show_deleted or not row.is_deleted)
+        and query.direction in (None, spec.direction)
+        and query.enabled in (None, spec.enabled)
+        and (not query.event_type_filters or bool(set(query.event_type_filters) & set(spec.event_types)))
+        and (not query.connector_id or spec.connector_id == query.connector_id)
+        and (not query.application_id or spec.application_id == query.application_id)
+        and (not query.tag or query.tag in spec.tags)
+        and (not query.name_contains or query.name_contains.casefold() in spec.name.casefold())
+    )
+
+
+def receives(row: Webhook, matching_filters: list[str]) -> bool:
+    """Whether a publish fans out to this webhook: live, active, outbound, subscribed to the type."""
+    return (
+        row.spec.direction is Direction.OUTBOUND
+        and row.is_active
+        and bool(set(row.spec.event_types) & set(matching_filters))
+    )
+
+
+# -- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    tenant_id: str
+    app_id: str | None
+    event: NewEvent
+    webhook_ids: tuple[str, ...]  # one pending delivery for each
+
+
+class FakeEvents:
+    """ports.EventRepository as store/events.py behaves: an idempotency key is held per tenant and app
+    for IDEMPOTENCY_WINDOW, and the fan-out reads the webhooks of `webhooks`."""
+
+    def __init__(self, webhooks: FakeWebhooks) -> None:
+        self._webhooks = webhooks
+        self.events: dict[str, StoredEvent] = {}
+        self._keys: dict[tuple[str, str, str], str] = {}  # (tenant, app or '', key) -> event id
+
+    async def publish(self, scope: Scope, event: NewEvent, matching_filters: list[str]) -> Published:
+        key = None
+        if event.idempotency_key is not None:
+            key = (scope.tenant_id, scope.app_id or "", event.idempotency_key)
+            earlier = self.events.get(self._keys.get(key, ""))
+            if earlier is not None and event.created_at - earlier.event.created_at < IDEMPOTENCY_WINDOW:
+                return Published(earlier.event.id, len(earlier.webhook_ids), duplicate=True)
+        target = event.target_webhook_id
+        if target is not None:
+            await self._webhooks.get(scope, target)  # NotFound, and nothing is stored
+        webhook_ids = tuple(
+            row.id
+            for row in self._webhooks.rows.values()
+            if scope.owns(row.tenant_id, row.app_id) and receives(row, matching_filters) and target in (None, row.id)
+        )
+        self.events[event.id] = StoredEvent(scope.tenant_id, scope.app_id, event, webhook_ids)
+        if key is not None:
+            self._keys[key] = event.id
+        return Published(event.id, len(webhook_ids), duplicate=False)
+
+
+# -- history ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryRow:
+    tenant_id: str
+    app_id: str | None
+    delivery: Delivery
+    in_flight: bool = False  # a worker holds its lease
+
+
+@dataclass(frozen=True)
+class LogRow:
+    tenant_id: str
+    app_id: str | None
+    entry: LogEntry
+
+
+class FakeHistory:
+    """ports.HistoryRepository as store/history.py behaves. Every log entry here is settled (its writer
+    committed); `add_delivery` and `append_log` put rows in, as publishing and attempts would."""
+
+    def __init__(self, webhooks: FakeWebhooks) -> None:
+        self._webhooks = webhooks
+        self.deliveries: dict[str, DeliveryRow] = {}
+        self.log: list[LogRow] = []
+
+    def add_delivery(
+        self,
+        scope: Scope,
+        *,
+        webhook_id: str,
+        created_at: datetime,
+        status: DeliveryStatus = DeliveryStatus.PENDING,
+        event_type: str = "orders.created",
+        in_flight: bool = False,
+    ) -> Delivery:
+        delivery = Delivery(
+            id=ids.new_id(ids.DELIVERY_PREFIX),
+            event_id=ids.new_id(ids.EVENT_PREFIX),
+            event_type=event_type,
+            webhook_id=webhook_id,
+            status=status,
+            attempts=0 if status is DeliveryStatus.PENDING else 1,
+            next_attempt_at=created_at if status is DeliveryStatus.PENDING else None,
+            last_outcome=None,
+            last_http_status=None,
+            last_error=None,
+            created_at=created_at,
+            updated_at=created_at,
+            completed_at=None if status is DeliveryStatus.PENDING else created_at,
+        )
+        self.deliveries[delivery.id] = DeliveryRow(scope.tenant_id, scope.app_id, delivery, in_flight)
+        return delivery
+
+    def append_log(
+        self,
+        scope: Scope,
+        *,
+        webhook_id: str,
+        occurred_at: datetime,
+        outcome: Outcome = Outcome.SUCCEEDED,
+        event_type: str = "orders.created",
+        delivery_id: str | None = None,
+    ) -> LogEntry:
+        """The next entry of the log, in position order: as if its writer committed just now."""
+        number = len(self.log) + 1
+        entry = LogEntry(
+            position=LogPosition(txid=1000 + number, seq=number),
+            delivery_id=delivery_id or ids.new_id(ids.DELIVERY_PREFIX),
+            event_id=ids.new_id(ids.EVENT_PREFIX),
+            event_type=event_type,
+            webhook_id=webhook_id,
+            attempt=1,
+            outcome=outcome,
+            http_status=200 if outcome is Outcome.SUCCEEDED else None,
+            latency_ms=12,
+            error="",
+            response_excerpt="",
+            next_attempt_at=None,
+            occurred_at=occurred_at,
+        )
+        self.log.append(LogRow(scope.tenant_id, scope.app_id, entry))
+        return entry
+
+    async def read_log(
+        self, scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, limit: int
+    ) -> list[LogEntry]:
+        entries = [row.entry for row in self.log if scope.owns(row.tenant_id, row.app_id) and _logged(row.entry, query)]
+        if after is not None:
+            entries = [entry for entry in entries if entry.position > after]
+        elif since is not None:
+            entries = [entry for entry in entries if entry.occurred_at >= since]
+        return sorted(entries, key=lambda entry: entry.position)[:limit]
+
+    async def list_deliveries(
+        self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int
+    ) -> list[Delivery]:
+        found = [
+            row.delivery
+            for row in self.deliveries.values()
+            if scope.owns(row.tenant_id, row.app_id)
+            and _listed_delivery(row.delivery, query)
+            and (before is None or (row.delivery.created_at, row.delivery.id) < before)
+        ]
+        found.sort(key=lambda delivery: (delivery.created_at, delivery.id), reverse=True)
+        return found[:limit]
+
+    async def get_delivery(self, scope: Scope, delivery_id: str) -> tuple[Delivery, list[LogEntry]]:
+        row = self._scoped(scope, delivery_id)
+        attempts = sorted(
+            (log.entry for log in self.log if log.entry.delivery_id == delivery_id), key=lambda entry: entry.position
+        )
+        return row.delivery, attempts
+
+    async def redeliver(self, scope: Scope, delivery_id: str, *, now: datetime) -> Delivery:
+        row = self._scoped(scope, delivery_id)
+        if row.in_flight:
+            raise FailedPrecondition(f"delivery {delivery_id} is being attempted right now; try again shortly")
+        row.delivery = _due_again(row.delivery, now)
+        return row.delivery
+
+    async def recover(self, scope: Scope, webhook_id: str, *, since: datetime, now: datetime) -> int:
+        await self._webhooks.get(scope, webhook_id)  # NotFound for another scope's webhook
+        failed = [
+            row
+            for row in self.deliveries.values()
+            if scope.owns(row.tenant_id, row.app_id)
+            and row.delivery.webhook_id == webhook_id
+            and row.delivery.status is DeliveryStatus.FAILED
+            and row.delivery.created_at >= since
+        ]
+        for row in failed:
+            row.delivery = _due_again(row.delivery, now)
+        return len(failed)
+
+    def _scoped(self, scope: Scope, delivery_id: str) -> DeliveryRow:
+        row = self.deliveries.get(delivery_id)
+        if row is None or not scope.owns(row.tenant_id, row.app_id):
+            raise NotFound(f"delivery {delivery_id} not found")
+        return row
+
+
+def _matches_any(filters: tuple[str, ...], event_type: str) -> bool:
+    return not filters or any(event_types.matches(value, event_type) for value in filters)
+
+
+def _logged(entry: LogEntry, query: LogFilter) -> bool:
+    return (
+        query.webhook_id in (None, entry.webhook_id)
+        and (not query.outcomes or entry.outcome in query.outcomes)
+        and _matches_any(query.event_types, entry.event_type)
+    )
+
+
+def _listed_delivery(delivery: Delivery, query: DeliveryFilter) -> bool:
+    return (
+        query.webhook_id in (None, delivery.webhook_id)
+        and query.status in (None, delivery.status)
+        and query.last_outcome in (None, delivery.last_outcome)
+        and _matches_any(query.event_types, delivery.event_type)
+        and (query.start_time is None or delivery.created_at >= query.start_time)
+        and (query.end_time is None or delivery.created_at < query.end_time)
+    )
+
+
+def _due_again(delivery: Delivery, now: datetime) -> Delivery:
+    return replace(delivery, status=DeliveryStatus.PENDING, next_attempt_at=now, completed_at=None, updated_at=now)
+
+
+# -- inbound ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    id: str
+    position: LogPosition
+    target: InboundTarget
+    receipt: Receipt  # its body is None unless it was accepted
+
+
+class FakeInbound:
+    """ports.InboundRepository as store/inbound.py behaves: targets are the live, enabled inbound webhooks
+    of `webhooks`; a message id is stored once among accepted receipts; consumers move only forward.
+    (The adapter also writes each receipt's DeliveryLog line; reading the log is FakeHistory's part.)"""
+
+    def __init__(self, webhooks: FakeWebhooks) -> None:
+        self._webhooks = webhooks
+        self.receipts: list[StoredReceipt] = []
+        self.consumers: dict[tuple[str, str], LogPosition] = {}  # (tenant, name): consumers are per tenant
+
+    async def target(self, webhook_id: str) -> InboundTarget | None:
+        row = self._webhooks.rows.get(webhook_id)
+        if row is None or row.spec.direction is not Direction.INBOUND or not row.spec.enabled or row.is_deleted:
+            return None
+        return InboundTarget(
+            webhook_id=row.id,
+            tenant_id=row.tenant_id,
+            app_id=row.app_id,
+            signature_scheme=row.spec.signature_scheme,
+            vault_path=row.vault_path,
+            secret_fingerprint=row.secret_fingerprint,
+        )
+
+    async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
+        if receipt.accepted and receipt.message_id is not None and self._accepted(target, receipt.message_id):
+            return None
+        number = len(self.receipts) + 1
+        stored = StoredReceipt(
+            id=ids.new_id(ids.RECEIPT_PREFIX),
+            position=LogPosition(txid=1000 + number, seq=number),
+            target=target,
+            receipt=replace(receipt, body=receipt.body if receipt.accepted else None),
+        )
+        self.receipts.append(stored)
+        return stored.id
+
+    async def read(
+        self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int
+    ) -> list[InboundEvent]:
+        found = [
+            _inbound_event(stored)
+            for stored in self.receipts
+            if stored.receipt.accepted
+            and scope.owns(stored.target.tenant_id, stored.target.app_id)
+            and webhook_id in (None, stored.target.webhook_id)
+            and (after is None or stored.position > after)
+        ]
+        return sorted(found, key=lambda event: event.position)[:limit]
+
+    async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
+        return self.consumers.get((scope.tenant_id, name))
+
+    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
+        key = (scope.tenant_id, name)
+        current = self.consumers.get(key)
+        if current is None or current < position:
+            self.consumers[key] = position
+        return self.consumers[key]
+
+    def _accepted(self, target: InboundTarget, message_id: str) -> bool:
+        return any(
+            stored.receipt.accepted
+            and stored.target.webhook_id == target.webhook_id
+            and stored.receipt.message_id == message_id
+            for stored in self.receipts
+        )
+
+
+def _inbound_event(stored: StoredReceipt) -> InboundEvent:
+    receipt = stored.receipt
+    return InboundEvent(
+        position=stored.position,
+        id=stored.id,
+        webhook_id=stored.target.webhook_id,
+        message_id=receipt.message_id,
+        event_type=receipt.event_type,
+        content_type=receipt.content_type,
+        body=receipt.body or b"",
+        received_at=receipt.received_at,
+    )
+
+
+class FakeInboundRequest:
+    """ports.InboundRequest: header names in lower case, and PayloadTooLarge past the limit (http/body.py)."""
+
+    def __init__(self, body: bytes, headers: Mapping[str, str]) -> None:
+        self.body = body
+        self._headers = {name.lower(): value for name, value in headers.items()}
+        self.body_reads = 0
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    async def read_body(self, limit: int) -> bytes:
+        self.body_reads += 1
+        if len(self.body) > limit:
+            raise PayloadTooLarge(limit)
+        return self.body
+
+
+# -- the delivery queue ----------------------------------------------------------------------------------
+
+# store/deliveries.py: beyond the HTTP timeout, how long a claimed delivery may take to be recorded,
+# and how stale a healthy webhook's last_delivery_at may get before a success writes it again.
+LEASE_MARGIN = timedelta(seconds=30)
+STATS_RESOLUTION = timedelta(seconds=1)
+
+
+@dataclass
+class QueuedDelivery:
+    id: str
+    tenant_id: str
+    app_id: str | None
+    webhook_id: str
+    event_id: str
+    event_type: str
+    body: bytes
+    next_attempt_at: datetime | None
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    lease_token: str | None = None
+    lease_expires_at: datetime | None = None
+    last_outcome: Outcome | None = None
+
+
+class FakeDeliveryQueue:
+    """ports.DeliveryQueue as store/deliveries.py behaves: claims lease due deliveries of active webhooks
+    (moving them to the lease's end) within the per-webhook cap; a lost lease cannot change a delivery;
+    every attempt is logged in `attempts`, and moves the webhook's statistics (pausing it when due)."""
+
+    def __init__(self, webhooks: FakeWebhooks, clock: Clock, *, pause_after_failures: int = 5) -> None:
+        self._webhooks = webhooks
+        self._now = clock
+        self._pause_after_failures = pause_after_failures
+        self.deliveries: dict[str, QueuedDelivery] = {}
+        self.attempts: list[tuple[ClaimedDelivery, AttemptRecord]] = []
+        self.releases: list[tuple[ClaimedDelivery, datetime]] = []
+        self.claim_limits: list[int] = []
+        # Set when the pool asks when to wake up next: it has claimed what it could and is about to wait.
+        self.looked_ahead = asyncio.Event()
+
+    def add(self, webhook: Webhook, *, body: bytes = b'{"type":"orders.created"}', due: datetime | None = None) -> str:
+        """A pending delivery of a new event to `webhook`, due at `due` (now by default); its id."""
+        delivery = QueuedDelivery(
+            id=ids.new_id(ids.DELIVERY_PREFIX),
+            tenant_id=webhook.tenant_id,
+            app_id=webhook.app_id,
+            webhook_id=webhook.id,
+            event_id=ids.new_id(ids.EVENT_PREFIX),
+            event_type="orders.created",
+            body=body,
+            next_attempt_at=due or self._now(),
+        )
+        self.deliveries[delivery.id] = delivery
+        return delivery.id
+
+    async def claim(self, limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
+        now = self._now()
+        self.claim_limits.append(limit)
+        in_flight = Counter(
+            delivery.webhook_id
+            for delivery in self.deliveries.values()
+            if delivery.lease_expires_at is not None and delivery.lease_expires_at > now
+        )
+        due = sorted(
+            (
+                delivery
+                for delivery in self.deliveries.values()
+                if delivery.status is DeliveryStatus.PENDING
+                and delivery.next_attempt_at is not None
+                and delivery.next_attempt_at <= now
+                and self._webhooks.rows[delivery.webhook_id].is_active
+            ),
+            key=lambda delivery: delivery.next_attempt_at or now,
+        )
+        token = secrets.token_hex(12)
+        claimed: list[ClaimedDelivery] = []
+        for delivery in due:
+            if len(claimed) == limit:
+                break
+            if in_flight[delivery.webhook_id] >= per_webhook:
+                continue
+            in_flight[delivery.webhook_id] += 1
+            webhook = self._webhooks.rows[delivery.webhook_id]
+            lease_end = now + timedelta(milliseconds=webhook.spec.retry_policy.timeout_ms) + LEASE_MARGIN
+            delivery.lease_token, delivery.lease_expires_at, delivery.next_attempt_at = token, lease_end, lease_end
+            claimed.append(_claimed(delivery, webhook, token))
+        return claimed
+
+    async def next_due_at(self) -> datetime | None:
+        self.looked_ahead.set()
+        due = [
+            delivery.next_attempt_at
+            for delivery in self.deliveries.values()
+            if delivery.status is DeliveryStatus.PENDING and delivery.next_attempt_at is not None
+        ]
+        return min(due, default=None)
+
+    async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
+        kept = [self._record_one(claimed, record) for claimed, record in batch]
+        changed: set[str] = set()
+        for claimed, record in batch:
+            if self._move_webhook_on(claimed.webhook_id, record):
+                changed.add(claimed.webhook_id)
+        return RecordedBatch(kept, sorted(changed))
+
+    def _record_one(self, claimed: ClaimedDelivery, record: AttemptRecord) -> bool:
+        self.attempts.append((claimed, record))  # logged whether or not the lease still holds
+        delivery = self.deliveries.get(claimed.delivery_id)
+        if delivery is None or delivery.lease_token != claimed.lease_token:
+            return False
+        delivery.status = record.delivery_status
+        delivery.attempts = claimed.attempt
+        delivery.next_attempt_at = record.next_attempt_at
+        delivery.lease_token = delivery.lease_expires_at = None
+        delivery.last_outcome = record.outcome
+        return True
+
+    async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
+        self.releases.append((claimed, retry_at))
+        delivery = self.deliveries.get(claimed.delivery_id)
+        if delivery is not None and delivery.lease_token == claimed.lease_token:
+            delivery.next_attempt_at = retry_at
+            delivery.lease_token = delivery.lease_expires_at = None
+
+    def _move_webhook_on(self, webhook_id: str, record: AttemptRecord) -> bool:
+        """Whether the webhook's row changed. Statistics do not bump the version; pausing does (is_active
+        changes). A success on a healthy webhook under STATS_RESOLUTION after the last one is not written."""
+        webhook = self._webhooks.rows[webhook_id]
+        last_at = webhook.last_delivery_at
+        if (
+            record.succeeded
+            and webhook.consecutive_failures == 0
+            and webhook.last_delivery_status is Outcome.SUCCEEDED
+            and last_at is not None
+            and last_at >= record.occurred_at - STATS_RESOLUTION
+        ):
+            return False
+        failures = 0 if record.succeeded else webhook.consecutive_failures + 1
+        pause_now = webhook.paused_at is None and (
+            record.gone or (not record.succeeded and failures >= self._pause_after_failures)
+        )
+        self._webhooks.rows[webhook_id] = replace(
+            webhook,
+            last_delivery_at=record.occurred_at,
+            last_delivery_status=record.outcome,
+            consecutive_failures=failures,
+            paused_at=record.occurred_at if pause_now else webhook.paused_at,
+            version=webhook.version + 1 if pause_now else webhook.version,
+        )
+        return True
+
+
+def _claimed(delivery: QueuedDelivery, webhook: Webhook, token: str) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        delivery_id=delivery.id,
+        lease_token=token,
+        attempt=delivery.attempts + 1,
+        tenant_id=delivery.tenant_id,
+        app_id=delivery.app_id,
+        event_id=delivery.event_id,
+        event_type=delivery.event_type,
+        body=delivery.body,
+        webhook_id=webhook.id,
+        url=webhook.spec.url,
+        headers=dict(webhook.spec.headers),
+        signature_scheme=webhook.spec.signature_scheme,
+        retry_policy=webhook.spec.retry_policy,
+        vault_path=webhook.vault_path,
+        secret_fingerprint=webhook.secret_fingerprint,
+    )
+
+
+# -- secrets, the outbound POST, notifications ------------------------------------------------------------
+
+# secrets/vault.py: each id is one path segment, so none can reach outside its tenant's folder.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_PATH_SEGMENT_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+class FakeSecrets:
+    """ports.SecretStore as secrets/vault.py behaves: server-chosen paths, NotFound where nothing is
+    stored, and Unavailable for every call while `reachable` is False (Vault sealed or down)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, str]] = {}
+        self.reachable = True
+
+    async def path_for(self, tenant_id: str, webhook_id: str) -> str:
+        for field, value in (("tenant_id", tenant_id), ("webhook_id", webhook_id)):
+            if not _PATH_SEGMENT.fullmatch(value):
+                raise Invalid.field(field, _PATH_SEGMENT_RULE)
+        return f"webhookd/tenants/{tenant_id}/webhooks/{webhook_id}"
+
+    async def write(self, path: str, data: dict[str, str]) -> None:
+        self._answer()
+        self.records[path] = dict(data)
+
+    async def read(self, path: str) -> dict[str, str]:
+        self._answer()
+        if path not in self.records:
+            raise NotFound(f"no secret at {path}")
+        return dict(self.records[path])
+
+    async def delete(self, path: str) -> None:
+        self._answer()
+        self.records.pop(path, None)
+
+    async def ping(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        if not self.reachable:
+            raise Unavailable("vault unreachable: sealed or down (HTTP 503)")
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    url: str
+    body: bytes
+    headers: Mapping[str, str]
+    timeout_ms: int
+
+
+ANSWERED_OK = AttemptResult(Outcome.SUCCEEDED, 200, latency_ms=7, error="")
+
+
+class FakeSender:
+    """ports.Sender: every POST is kept in `requests` and answered with `result` (or `results[url]`).
+    Sends to a URL that is `hold`-ed wait until the test sets the returned event: deliveries in flight."""
+
+    def __init__(self, result: AttemptResult = ANSWERED_OK) -> None:
+        self.result = result
+        self.results: dict[str, AttemptResult] = {}
+        self.requests: list[SentRequest] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._gates: dict[str, asyncio.Event] = {}
+        self._arrived = asyncio.Event()
+
+    def hold(self, url: str) -> asyncio.Event:
+        return self._gates.setdefault(url, asyncio.Event())
+
+    async def send(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
+        self.requests.append(SentRequest(url, body, dict(headers), timeout_ms))
+        self._arrived.set()
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            gate = self._gates.get(url)
+            if gate is not None:
+                await gate.wait()
+        finally:
+            self.in_flight -= 1
+        return self.results.get(url, self.result)
+
+    async def wait_for_requests(self, count: int) -> None:
+        while len(self.requests) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+
+class FakeNotifications:
+    """ports.Notifications in one process: every notify is kept in `notified` and tells the topic's
+    listeners at once (subscribers' events set, followers handed each payload). Subscribing or
+    following starts the way listening (re)starts: the event set, the follower handed None."""
+
+    def __init__(self) -> None:
+        self.notified: list[tuple[Topic, str]] = []
+        self._subscribers: dict[Topic, set[asyncio.Event]] = {topic: set() for topic in Topic}
+        self._followers: dict[Topic, list[Callable[[str | None], None]]] = {topic: [] for topic in Topic}
+
+    def notify(self, topic: Topic, payload: str = "") -> None:
+        self.notified.append((topic, payload))
+        for event in self._subscribers[topic]:
+            event.set()
+        for part in payload.split():  # store/notifications.py joins a burst's payloads with spaces
+            for follower in list(self._followers[topic]):
+                follower(part)
+
+    @asynccontextmanager
+    async def subscribe(self, topic: Topic) -> AsyncIterator[asyncio.Event]:
+        event = asyncio.Event()
+        event.set()
+        self._subscribers[topic].add(event)
+        try:
+            yield event
+        finally:
+            self._subscribers[topic].discard(event)
+
+    @asynccontextmanager
+    async def follow(self, topic: Topic, on_payload: Callable[[str | None], None]) -> AsyncIterator[None]:
+        self._followers[topic].append(on_payload)
+        on_payload(None)
+        try:
+            yield
+        finally:
+            self._followers[topic].remove(on_payload)
+
+    def count(self, topic: Topic) -> int:
+        """How many times `topic` was notified."""
+        return sum(1 for notified, _ in self.notified if notified is topic)
+
+    def payloads(self, topic: Topic) -> list[str]:
+        return [payload for notified, payload in self.notified if notified is topic]
+
+    def subscribers(self, topic: Topic) -> int:
+        return len(self._subscribers[topic])
+
+
+# -- waiting on the fakes, in tests -------------------------------------------------------------------
+
+
+async def within(awaitable: Awaitable[T], seconds: float = 5.0) -> T:
+    """Awaits a positive signal, failing the test rather than hanging when it never comes."""
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Lets the other tasks run until `condition` holds, failing the test rather than hanging."""
+
+    async def reached() -> None:
+        while not condition():  # noqa: ASYNC110 - the condition is the fakes' state, which no event signals
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(reached(), seconds)
+
+
+class Follower(Generic[T]):
+    """Reads a stream in a task of its own, as a streaming call does; `close` cancels it like a caller
+    going away, which closes the stream's generators in that task."""
+
+    def __init__(self, stream: AsyncIterator[T]) -> None:
+        self.items: list[T] = []
+        self._task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: AsyncIterator[T]) -> None:
+        async for item in stream:
+            self.items.append(item)
+
+    async def read(self, count: int) -> list[T]:
+        """The first `count` items, once they have arrived."""
+        await until(lambda: len(self.items) >= count or self._task.done())
+        if self._task.done():
+            self._task.result()  # the stream's error, if it failed
+        return self.items[:count]
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,39 @@
+"""Fakes for the core's unit tests: a fresh set per test, wired as app.py wires the real adapters."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import FakeClock, FakeNotifications, FakeSecrets, FakeWebhooks
+from webhookd.services.webhooks import Webhooks
+
+PUBLIC_URL = "https://hooks.example"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def notifications() -> FakeNotifications:
+    return FakeNotifications()
+
+
+@pytest.fixture
+def secret_store() -> FakeSecrets:
+    return FakeSecrets()
+
+
+@pytest.fixture
+def webhook_store() -> FakeWebhooks:
+    return FakeWebhooks()
+
+
+@pytest.fixture
+def webhooks(
+    webhook_store: FakeWebhooks, secret_store: FakeSecrets, notifications: FakeNotifications, clock: FakeClock
+) -> Webhooks:
+    return Webhooks(
+        webhook_store, secret_store, notifications, public_url=PUBLIC_URL, allow_insecure_urls=False, clock=clock
+    )

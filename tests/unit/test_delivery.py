@@ -1,0 +1,469 @@
+"""delivery/attempt.py and delivery/pool.py on fakes: signing, recording, retry times, claiming and stopping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Protocol
+
+import pytest
+
+from fakes import FakeClock, FakeDeliveryQueue, FakeNotifications, FakeSecrets, FakeSender, FakeWebhooks, within
+from webhookd.delivery import pool as pool_module
+from webhookd.delivery import recorder as recorder_module
+from webhookd.delivery.attempt import SECRET_UNAVAILABLE_RETRY, Deliverer
+from webhookd.delivery.pool import DeliveryPool
+from webhookd.delivery.recorder import AttemptRecorder
+from webhookd.domain import retry, signing
+from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery, RecordedBatch
+from webhookd.domain.errors import Unavailable
+from webhookd.domain.scope import Scope
+from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.domain.webhooks import RetryPolicy, SignatureScheme, Webhook, WebhookSpec
+from webhookd.ports import Topic
+from webhookd.services.signing_secrets import SigningSecrets
+from webhookd.services.webhooks import Webhooks
+
+TENANT = Scope("tnt_a", person_id="person_1")
+URL = "https://receiver.example/hooks"
+ORDERS = WebhookSpec(name="orders", url=URL)
+
+
+@pytest.fixture
+def queue(webhook_store: FakeWebhooks, clock: FakeClock) -> FakeDeliveryQueue:
+    return FakeDeliveryQueue(webhook_store, clock)
+
+
+@pytest.fixture
+def sender() -> FakeSender:
+    return FakeSender()
+
+
+@pytest.fixture
+async def recorder(queue: FakeDeliveryQueue, notifications: FakeNotifications) -> AsyncIterator[AttemptRecorder]:
+    started = AttemptRecorder(queue, notifications)
+    started.start()
+    yield started
+    await started.stop()
+
+
+@pytest.fixture
+def deliverer(
+    queue: FakeDeliveryQueue,
+    secret_store: FakeSecrets,
+    sender: FakeSender,
+    recorder: AttemptRecorder,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> Deliverer:
+    return Deliverer(queue, SigningSecrets(secret_store), sender, recorder, notifications, clock=clock)
+
+
+async def subscriber(webhooks: Webhooks, spec: WebhookSpec = ORDERS) -> tuple[Webhook, str]:
+    return await webhooks.create(TENANT, spec, None)
+
+
+DeliverOne = Callable[[Webhook], Awaitable[str]]
+
+
+@pytest.fixture
+def deliver_one(queue: FakeDeliveryQueue, deliverer: Deliverer, recorder: AttemptRecorder) -> DeliverOne:
+    async def deliver(webhook: Webhook) -> str:
+        """Queues, claims and attempts one delivery to `webhook` as a worker would, and waits until the
+        recorder has written what it did; the delivery's id."""
+        delivery_id = queue.add(webhook)
+        [claimed] = await queue.claim(1, per_webhook=1)
+        await deliverer.deliver(claimed)
+        await within(recorder.flush())
+        return delivery_id
+
+    return deliver
+
+
+# -- one attempt -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", list(SignatureScheme))
+async def test_the_attempt_is_signed_with_the_webhooks_secret(
+    queue: FakeDeliveryQueue, deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks, scheme: SignatureScheme
+) -> None:
+    webhook, secret = await subscriber(
+        webhooks, replace(ORDERS, signature_scheme=scheme, headers={"X-Team": "billing"})
+    )
+
+    await deliver_one(webhook)
+
+    [request] = sender.requests
+    sent_at = int(request.headers[signing.TIMESTAMP_HEADER])
+    signing.verify(scheme, [secret], request.headers, request.body, now=sent_at)
+    assert request.headers[signing.ID_HEADER] == queue.attempts[0][0].event_id
+    assert request.headers["X-Team"] == "billing"
+    assert (request.url, request.timeout_ms) == (URL, webhook.spec.retry_policy.timeout_ms)
+
+
+async def test_during_a_rotation_both_secrets_sign(
+    queue: FakeDeliveryQueue, deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks
+) -> None:
+    webhook, old_secret = await subscriber(webhooks)
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+
+    await deliver_one(webhook)
+
+    [request] = sender.requests
+    sent_at = int(request.headers[signing.TIMESTAMP_HEADER])
+    for secret in (old_secret, rotation.signing_secret):
+        signing.verify(SignatureScheme.STANDARD_WEBHOOKS, [secret], request.headers, request.body, now=sent_at)
+
+
+async def test_a_failed_attempt_is_recorded_with_the_policys_next_retry_and_notified(
+    queue: FakeDeliveryQueue,
+    deliver_one: DeliverOne,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    sender.result = AttemptResult(Outcome.FAILED, 500, latency_ms=30, error="HTTP 500", response_excerpt="oops")
+
+    delivery_id = await deliver_one(webhook)
+
+    [(claimed, record)] = queue.attempts
+    first_wait = retry.base_delay(webhook.spec.retry_policy, 1)
+    assert first_wait is not None
+    assert record.next_attempt_at is not None
+    assert clock() + timedelta(seconds=first_wait * 0.8) <= record.next_attempt_at
+    assert record.next_attempt_at <= clock() + timedelta(seconds=first_wait * 1.2)
+    assert (record.outcome, record.http_status, record.error, record.occurred_at) == (
+        Outcome.FAILED,
+        500,
+        "HTTP 500",
+        clock(),
+    )
+    assert claimed.attempt == 1
+    assert queue.deliveries[delivery_id].status is DeliveryStatus.PENDING
+    assert notifications.count(Topic.ATTEMPTS) == 1  # by the recorder, once written
+
+
+async def test_a_later_retry_after_wins_over_the_schedule(
+    queue: FakeDeliveryQueue, deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    sender.result = AttemptResult(Outcome.FAILED, 429, latency_ms=3, error="HTTP 429", retry_after_seconds=600.0)
+
+    await deliver_one(webhook)
+
+    assert queue.attempts[0][1].next_attempt_at == clock() + timedelta(seconds=600)
+
+
+async def test_a_shorter_retry_after_does_not_hasten_the_schedule(
+    queue: FakeDeliveryQueue, deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    sender.result = AttemptResult(Outcome.FAILED, 503, latency_ms=3, error="HTTP 503", retry_after_seconds=1.0)
+
+    await deliver_one(webhook)
+
+    next_attempt_at = queue.attempts[0][1].next_attempt_at
+    assert next_attempt_at is not None and next_attempt_at >= clock() + timedelta(seconds=4)
+
+
+async def test_the_last_attempt_finishes_the_delivery_as_failed(
+    queue: FakeDeliveryQueue, deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks
+) -> None:
+    webhook, _ = await subscriber(webhooks, replace(ORDERS, retry_policy=RetryPolicy(max_attempts=1)))
+    sender.result = AttemptResult(Outcome.TIMED_OUT, None, latency_ms=15_000, error="timed out after 15000 ms")
+
+    delivery_id = await deliver_one(webhook)
+
+    assert queue.attempts[0][1].next_attempt_at is None
+    assert queue.deliveries[delivery_id].status is DeliveryStatus.FAILED
+
+
+async def test_a_success_finishes_the_delivery(
+    queue: FakeDeliveryQueue, deliver_one: DeliverOne, webhooks: Webhooks, webhook_store: FakeWebhooks, clock: FakeClock
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+
+    delivery_id = await deliver_one(webhook)
+
+    assert queue.attempts[0][1].next_attempt_at is None
+    assert queue.deliveries[delivery_id].status is DeliveryStatus.SUCCEEDED
+    stats = webhook_store.rows[webhook.id]
+    assert (stats.last_delivery_at, stats.last_delivery_status, stats.version) == (clock(), Outcome.SUCCEEDED, 1)
+
+
+@pytest.mark.parametrize("secret_trouble", ["vault down", "secret missing"])
+async def test_without_a_secret_the_delivery_is_released_without_an_attempt(
+    queue: FakeDeliveryQueue,
+    deliver_one: DeliverOne,
+    sender: FakeSender,
+    secret_store: FakeSecrets,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    secret_trouble: str,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    if secret_trouble == "vault down":
+        secret_store.reachable = False
+    else:
+        secret_store.records.clear()
+
+    delivery_id = await deliver_one(webhook)
+
+    assert sender.requests == [] and queue.attempts == []
+    assert [retry_at for _, retry_at in queue.releases] == [clock() + SECRET_UNAVAILABLE_RETRY]
+    delivery = queue.deliveries[delivery_id]
+    assert (delivery.attempts, delivery.lease_token, delivery.next_attempt_at) == (
+        0,
+        None,
+        clock() + SECRET_UNAVAILABLE_RETRY,
+    )
+    assert notifications.count(Topic.DELIVERIES) == 1 and notifications.count(Topic.ATTEMPTS) == 0
+
+
+# -- the pool --------------------------------------------------------------------------------------------
+
+
+class PoolFactory(Protocol):
+    def __call__(self, *, workers: int, grace_seconds: float = 10.0) -> DeliveryPool: ...
+
+
+@pytest.fixture
+def make_pool(
+    queue: FakeDeliveryQueue,
+    deliverer: Deliverer,
+    recorder: AttemptRecorder,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> PoolFactory:
+    def make(*, workers: int, grace_seconds: float = 10.0) -> DeliveryPool:
+        # An hour's poll: the pool wakes only for what the test does. No per-webhook cap gets in the way.
+        return DeliveryPool(
+            queue,
+            deliverer,
+            recorder,
+            notifications,
+            workers=workers,
+            per_webhook=100,
+            poll_seconds=3600.0,
+            grace_seconds=grace_seconds,
+            clock=clock,
+        )
+
+    return make
+
+
+async def stop(pool: DeliveryPool, running: asyncio.Task[None]) -> None:
+    pool.stop()
+    await within(running)
+
+
+async def test_the_pool_runs_at_most_its_workers_deliveries_at_once(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    for _ in range(5):
+        queue.add(webhook)
+    receiver = sender.hold(URL)
+    pool = make_pool(workers=2)
+    running = asyncio.create_task(pool.run())
+
+    await within(sender.wait_for_requests(2))
+    await within(queue.looked_ahead.wait())  # claimed what it could and went to sleep
+    assert len(sender.requests) == 2 and pool.in_flight == 2
+    assert queue.claim_limits == [2]
+
+    receiver.set()
+    await within(sender.wait_for_requests(5))
+    await stop(pool, running)
+
+    assert len(queue.attempts) == 5
+    assert sender.most_in_flight == 2
+
+
+async def test_the_pool_wakes_when_deliveries_are_notified(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
+    webhook, _ = await subscriber(webhooks)
+    pool = make_pool(workers=2)
+    running = asyncio.create_task(pool.run())
+    await within(queue.looked_ahead.wait())  # nothing due, nothing scheduled: asleep for the hour
+
+    queue.add(webhook)
+    notifications.notify(Topic.DELIVERIES)
+
+    await within(sender.wait_for_requests(1))
+    await stop(pool, running)
+    assert len(queue.attempts) == 1
+
+
+async def test_on_stop_a_delivery_in_flight_finishes_and_nothing_new_is_claimed(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    first, second = queue.add(webhook), queue.add(webhook)
+    receiver = sender.hold(URL)
+    pool = make_pool(workers=1)
+    running = asyncio.create_task(pool.run())
+    await within(sender.wait_for_requests(1))
+
+    pool.stop()
+    # The receiver answers a moment later, while the pool waits out its grace period.
+    asyncio.get_running_loop().call_later(0.05, receiver.set)
+    await within(running)
+
+    assert queue.deliveries[first].status is DeliveryStatus.SUCCEEDED
+    assert queue.releases == []
+    assert len(sender.requests) == 1
+    assert queue.deliveries[second].lease_token is None and queue.deliveries[second].attempts == 0
+
+
+async def test_on_stop_a_delivery_past_the_grace_period_is_cancelled_and_released(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    delivery_id = queue.add(webhook)
+    sender.hold(URL)  # never answers
+    pool = make_pool(workers=1, grace_seconds=0.01)
+    running = asyncio.create_task(pool.run())
+    await within(sender.wait_for_requests(1))
+
+    await stop(pool, running)
+
+    assert queue.attempts == []
+    assert [(claimed.delivery_id, retry_at) for claimed, retry_at in queue.releases] == [(delivery_id, clock())]
+    delivery = queue.deliveries[delivery_id]
+    assert (delivery.lease_token, delivery.next_attempt_at, delivery.attempts) == (None, clock(), 0)
+    assert sender.in_flight == 0  # the POST was cancelled
+    assert notifications.count(Topic.DELIVERIES) == 1  # another worker may take it at once
+    assert pool.in_flight == 0
+
+
+async def test_on_stop_a_delivery_claimed_but_not_started_is_released(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    delivery_id = queue.add(webhook)
+    pool = make_pool(workers=1)
+    claim = queue.claim
+
+    async def claim_then_stop(limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
+        claimed = await claim(limit, per_webhook=per_webhook)
+        pool.stop()  # the stop arrives while the claim is on its way back: no worker has the delivery yet
+        return claimed
+
+    monkeypatch.setattr(queue, "claim", claim_then_stop)
+
+    await within(pool.run())
+
+    assert sender.requests == [] and queue.attempts == []
+    assert [(claimed.delivery_id, retry_at) for claimed, retry_at in queue.releases] == [(delivery_id, clock())]
+
+
+async def test_a_delivery_that_raises_frees_its_worker(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    secret_store: FakeSecrets,
+    webhooks: Webhooks,
+    clock: FakeClock,
+) -> None:
+    corrupt, _ = await subscriber(webhooks, replace(ORDERS, url="https://corrupt.example/hooks"))
+    secret_store.records[corrupt.vault_path] = {"secret": "not where the deliverer looks"}
+    healthy, _ = await subscriber(webhooks)
+    stuck = queue.add(corrupt, due=clock() - timedelta(seconds=1))  # claimed first
+    queue.add(healthy)
+    pool = make_pool(workers=1)
+    running = asyncio.create_task(pool.run())
+
+    await within(sender.wait_for_requests(1))  # on the one worker, which the corrupt delivery freed
+    await stop(pool, running)
+
+    assert [request.url for request in sender.requests] == [URL]
+    assert queue.deliveries[stuck].lease_token is not None  # neither recorded nor released: its lease runs out
+
+
+# -- the recorder ----------------------------------------------------------------------------------------
+
+
+async def test_the_recorder_retries_a_batch_while_the_database_is_unavailable(
+    webhook_store: FakeWebhooks,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recorder_module, "RETRY_SECONDS", 0.0)
+
+    class FlakyQueue(FakeDeliveryQueue):
+        refusals = 2
+
+        async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
+            if self.refusals:
+                self.refusals -= 1
+                raise Unavailable("database unavailable")
+            return await super().record(batch)
+
+    queue = FlakyQueue(webhook_store, clock)
+    webhook, _ = await subscriber(webhooks)
+    queue.add(webhook)
+    [claimed] = await queue.claim(1, per_webhook=1)
+    recorder = AttemptRecorder(queue, notifications)
+    recorder.start()
+
+    recorder.submit(claimed, AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "", False, None, clock()))
+    await within(recorder.flush())
+    await recorder.stop()
+
+    assert queue.refusals == 0 and len(queue.attempts) == 1
+    assert notifications.count(Topic.ATTEMPTS) == 1
+    assert notifications.payloads(Topic.WEBHOOKS)[-1] == webhook.id  # its statistics changed: caches forget it
+
+
+async def test_the_recorder_counts_attempts_whose_lease_was_lost(
+    queue: FakeDeliveryQueue, recorder: AttemptRecorder, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    queue.add(webhook)
+    [claimed] = await queue.claim(1, per_webhook=1)
+    clock.advance(timedelta(minutes=5))
+    [taken_over] = await queue.claim(1, per_webhook=1)
+    record = AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "", False, None, clock())
+
+    recorder.submit(claimed, record)
+    recorder.submit(taken_over, record)
+    await within(recorder.flush())
+
+    assert recorder.lost_leases == 1
+    assert len(queue.attempts) == 2

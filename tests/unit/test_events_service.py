@@ -1,0 +1,173 @@
+"""services/events.py on fakes: what a publish checks, the body it builds, and when workers are woken."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from fakes import FakeClock, FakeEvents, FakeNotifications, FakeWebhooks
+from webhookd.domain.errors import Invalid, NotFound
+from webhookd.domain.events import IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LENGTH, event_body
+from webhookd.domain.scope import Scope
+from webhookd.domain.webhooks import Direction, Webhook, WebhookSpec
+from webhookd.ports import Topic
+from webhookd.services.events import Events
+from webhookd.services.webhooks import Webhooks
+
+TENANT = Scope("tnt_a", person_id="person_1")
+OTHER_TENANT = Scope("tnt_b")
+LIMIT = 256  # bytes of serialised body
+
+
+@pytest.fixture
+def event_store(webhook_store: FakeWebhooks) -> FakeEvents:
+    return FakeEvents(webhook_store)
+
+
+@pytest.fixture
+def events(event_store: FakeEvents, notifications: FakeNotifications, clock: FakeClock) -> Events:
+    return Events(event_store, notifications, max_payload_bytes=LIMIT, clock=clock)
+
+
+async def subscriber(webhooks: Webhooks, *event_types: str, scope: Scope = TENANT) -> Webhook:
+    spec = WebhookSpec(name="orders", url="https://receiver.example/hooks", event_types=event_types)
+    return (await webhooks.create(scope, spec, None))[0]
+
+
+async def publish(events: Events, event_type: str = "orders.created", **overrides: Any) -> Any:
+    arguments: dict[str, Any] = {"payload": {"id": 1}, "idempotency_key": None, "webhook_id": None} | overrides
+    return await events.publish(TENANT, event_type=event_type, **arguments)
+
+
+def violated_fields(error: Invalid) -> list[str]:
+    return [violation.field for violation in error.violations]
+
+
+async def test_every_invalid_field_is_named_and_nothing_is_stored(
+    events: Events, event_store: FakeEvents, notifications: FakeNotifications
+) -> None:
+    with pytest.raises(Invalid) as raised:
+        await publish(
+            events, "Orders Created", idempotency_key="k" * (MAX_IDEMPOTENCY_KEY_LENGTH + 1), payload={"x": "y" * LIMIT}
+        )
+
+    assert violated_fields(raised.value) == ["event_type", "idempotency_key", "payload"]
+    assert event_store.events == {} and notifications.notified == []
+
+
+async def test_an_empty_idempotency_key_is_invalid_while_none_means_no_key(events: Events) -> None:
+    with pytest.raises(Invalid) as raised:
+        await publish(events, idempotency_key="")
+
+    assert violated_fields(raised.value) == ["idempotency_key"]
+    assert not (await publish(events, idempotency_key=None)).duplicate
+
+
+async def test_the_payload_limit_counts_the_serialised_body(events: Events, clock: FakeClock) -> None:
+    filler = "y" * (LIMIT - len(event_body("orders.created", clock(), {"x": ""})))
+
+    await publish(events, payload={"x": filler})
+    with pytest.raises(Invalid) as raised:
+        await publish(events, payload={"x": filler + "y"})
+
+    assert violated_fields(raised.value) == ["payload"]
+    assert f"is {LIMIT + 1} bytes serialised; the limit is {LIMIT} bytes" in raised.value.message
+
+
+async def test_the_body_is_the_standard_webhooks_envelope_built_once(
+    events: Events, event_store: FakeEvents, clock: FakeClock
+) -> None:
+    published = await publish(events, payload={"id": 1, "name": "Zoë"})
+
+    body = event_store.events[published.event_id].event.body
+    assert body == '{"type":"orders.created","timestamp":"2030-01-01T00:00:00Z","data":{"id":1,"name":"Zoë"}}'.encode()
+
+
+async def test_a_publish_that_queues_deliveries_wakes_the_workers(
+    events: Events, event_store: FakeEvents, webhooks: Webhooks, notifications: FakeNotifications
+) -> None:
+    by_prefix = await subscriber(webhooks, "orders.*")
+    by_wildcard = await subscriber(webhooks, "*")
+
+    published = await publish(events)
+
+    assert published.deliveries_queued == 2 and not published.duplicate
+    assert set(event_store.events[published.event_id].webhook_ids) == {by_prefix.id, by_wildcard.id}
+    assert notifications.count(Topic.DELIVERIES) == 1
+
+
+async def test_a_publish_nobody_subscribes_to_wakes_nobody(
+    events: Events, webhooks: Webhooks, notifications: FakeNotifications
+) -> None:
+    await subscriber(webhooks, "invoices.*")
+    await subscriber(webhooks, "orders.created", scope=OTHER_TENANT)
+
+    published = await publish(events, "orders.created")
+
+    assert published.deliveries_queued == 0
+    assert notifications.count(Topic.DELIVERIES) == 0
+
+
+async def test_only_live_active_outbound_subscribers_get_a_delivery(
+    events: Events, event_store: FakeEvents, webhooks: Webhooks, webhook_store: FakeWebhooks, clock: FakeClock
+) -> None:
+    live = await subscriber(webhooks, "orders.created")
+    paused = await subscriber(webhooks, "orders.created")
+    webhook_store.rows[paused.id] = replace(paused, paused_at=clock())
+    deleted = await subscriber(webhooks, "orders.created")
+    await webhooks.delete(TENANT, deleted.id, expected_version=None)
+    await webhooks.create(TENANT, WebhookSpec(name="off", url="https://receiver.example/off", enabled=False), None)
+    await webhooks.create(TENANT, WebhookSpec(name="in", url="", direction=Direction.INBOUND), None)
+
+    published = await publish(events)
+
+    assert event_store.events[published.event_id].webhook_ids == (live.id,)
+
+
+async def test_a_duplicate_returns_the_first_event_and_wakes_nobody(
+    events: Events, event_store: FakeEvents, webhooks: Webhooks, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    await subscriber(webhooks, "*")
+    first = await publish(events, idempotency_key="order-1")
+    clock.advance(timedelta(hours=1))
+
+    again = await publish(events, idempotency_key="order-1")
+
+    assert again.duplicate and again.event_id == first.event_id
+    assert again.deliveries_queued == first.deliveries_queued == 1
+    assert notifications.count(Topic.DELIVERIES) == 1  # from the first publish only
+    assert list(event_store.events) == [first.event_id]
+
+
+async def test_an_idempotency_key_is_forgotten_after_its_window(events: Events, clock: FakeClock) -> None:
+    first = await publish(events, idempotency_key="order-1")
+    clock.advance(IDEMPOTENCY_WINDOW)
+
+    later = await publish(events, idempotency_key="order-1")
+
+    assert not later.duplicate and later.event_id != first.event_id
+
+
+async def test_a_target_webhook_of_another_tenant_is_not_found(
+    events: Events, event_store: FakeEvents, webhooks: Webhooks
+) -> None:
+    theirs = await subscriber(webhooks, "*", scope=OTHER_TENANT)
+
+    with pytest.raises(NotFound):
+        await publish(events, webhook_id=theirs.id)
+
+    assert event_store.events == {}
+
+
+async def test_a_targeted_publish_reaches_only_its_webhook(
+    events: Events, event_store: FakeEvents, webhooks: Webhooks
+) -> None:
+    target = await subscriber(webhooks, "*")
+    await subscriber(webhooks, "*")
+
+    published = await publish(events, webhook_id=target.id)
+
+    assert event_store.events[published.event_id].webhook_ids == (target.id,)

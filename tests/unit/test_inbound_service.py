@@ -1,0 +1,350 @@
+"""services/inbound.py on fakes: the order of a receipt's checks, what is stored, and the consumers' stream."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from fakes import (
+    FakeClock,
+    FakeInbound,
+    FakeInboundRequest,
+    FakeNotifications,
+    FakeSecrets,
+    FakeWebhooks,
+    Follower,
+    until,
+)
+from webhookd.domain import signing
+from webhookd.domain.errors import Invalid, NotFound, PayloadTooLarge, ResourceExhausted, Unauthenticated
+from webhookd.domain.history import LogPosition, encode_cursor
+from webhookd.domain.rate_limit import RateLimiter
+from webhookd.domain.scope import Scope
+from webhookd.domain.webhooks import Direction, SignatureScheme, Webhook, WebhookSpec
+from webhookd.ports import Topic
+from webhookd.services import tailing
+from webhookd.services.inbound import Inbound
+from webhookd.services.signing_secrets import SigningSecrets
+from webhookd.services.tailing import StreamSlots
+from webhookd.services.webhooks import Webhooks
+
+TENANT = Scope("tnt_a", person_id="person_1")
+OTHER_TENANT = Scope("tnt_b")
+MAX_BODY = 1024
+BURST = 3  # requests per webhook at once; then one a second
+
+
+class Seconds:
+    """The rate limiter's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def inbound_store(webhook_store: FakeWebhooks) -> FakeInbound:
+    return FakeInbound(webhook_store)
+
+
+@pytest.fixture
+def limiter_clock() -> Seconds:
+    return Seconds()
+
+
+@pytest.fixture
+def inbound(
+    inbound_store: FakeInbound,
+    secret_store: FakeSecrets,
+    webhook_store: FakeWebhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    limiter_clock: Seconds,
+) -> Inbound:
+    return Inbound(
+        inbound_store,
+        SigningSecrets(secret_store),
+        webhook_store,
+        notifications,
+        rate_limiter=RateLimiter(1.0, BURST, clock=limiter_clock),
+        stream_slots=StreamSlots(4),
+        max_body_bytes=MAX_BODY,
+        clock=clock,
+    )
+
+
+async def inbound_webhook(
+    webhooks: Webhooks, scheme: SignatureScheme = SignatureScheme.STANDARD_WEBHOOKS, *, enabled: bool = True
+) -> tuple[Webhook, str]:
+    spec = WebhookSpec(name="from-crm", url="", direction=Direction.INBOUND, signature_scheme=scheme, enabled=enabled)
+    return await webhooks.create(TENANT, spec, None)
+
+
+def signed(secret: str, body: bytes, clock: FakeClock, message_id: str = "msg_1") -> FakeInboundRequest:
+    """A Standard Webhooks request signed now, as a sender would send it."""
+    timestamp = int(clock().timestamp())
+    headers = signing.sign_headers(SignatureScheme.STANDARD_WEBHOOKS, [secret], message_id, timestamp, body)
+    return FakeInboundRequest(body, {**headers, "Content-Type": "application/json"})
+
+
+BODY = json.dumps({"type": "contact.updated", "data": {"id": 7}}).encode()
+
+
+# -- the order of the checks -----------------------------------------------------------------------------
+
+
+async def test_an_unknown_webhook_is_not_found_before_the_body_is_read(inbound: Inbound) -> None:
+    request = FakeInboundRequest(BODY, {})
+
+    with pytest.raises(NotFound):
+        await inbound.receive("whk_unknown", request)
+
+    assert request.body_reads == 0
+
+
+@pytest.mark.parametrize("state", ["outbound", "disabled", "deleted"])
+async def test_only_a_live_enabled_inbound_webhook_receives(
+    inbound: Inbound, webhooks: Webhooks, clock: FakeClock, state: str
+) -> None:
+    if state == "outbound":
+        webhook, secret = await webhooks.create(TENANT, WebhookSpec(name="out", url="https://receiver.example"), None)
+    else:
+        webhook, secret = await inbound_webhook(webhooks, enabled=state != "disabled")
+    if state == "deleted":
+        await webhooks.delete(TENANT, webhook.id, expected_version=None)
+    request = signed(secret, BODY, clock)
+
+    with pytest.raises(NotFound):
+        await inbound.receive(webhook.id, request)
+
+    assert request.body_reads == 0
+
+
+async def test_past_the_rate_limit_a_request_is_refused_before_its_body_is_read(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock, limiter_clock: Seconds
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+    for n in range(BURST):
+        await inbound.receive(webhook.id, signed(secret, BODY, clock, message_id=f"msg_{n}"))
+    refused = signed(secret, BODY, clock, message_id="one too many")
+
+    with pytest.raises(ResourceExhausted) as raised:
+        await inbound.receive(webhook.id, refused)
+
+    assert refused.body_reads == 0
+    assert raised.value.retry_after_seconds == 1.0
+    assert len(inbound_store.receipts) == BURST
+    limiter_clock.now += 1.0
+    await inbound.receive(webhook.id, refused)
+
+
+async def test_a_body_over_the_limit_is_refused_and_not_recorded(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+
+    with pytest.raises(PayloadTooLarge):
+        await inbound.receive(webhook.id, signed(secret, b"x" * (MAX_BODY + 1), clock))
+
+    assert inbound_store.receipts == []
+
+
+async def test_a_bad_signature_is_recorded_without_its_body_and_unauthenticated(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    webhook, _ = await inbound_webhook(webhooks)
+    forged = signed("whsec_" + "Zm9yZ2VkLWZvcmdlZC1mb3JnZWQtZm9yZ2VkLTMy", BODY, clock)
+
+    with pytest.raises(Unauthenticated) as raised:
+        await inbound.receive(webhook.id, forged)
+
+    assert raised.value.reason == "SIGNATURE_REJECTED"
+    [stored] = inbound_store.receipts
+    receipt = stored.receipt
+    assert (receipt.accepted, receipt.body, receipt.reason, receipt.http_status) == (False, None, "bad_signature", 401)
+    assert notifications.count(Topic.ATTEMPTS) == 1  # a log line,
+    assert notifications.count(Topic.INBOUND) == 0  # but nothing for consumers
+
+
+async def test_a_stale_timestamp_is_rejected(inbound: Inbound, webhooks: Webhooks, clock: FakeClock) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+    request = signed(secret, BODY, clock)
+    clock.advance(timedelta(minutes=6))
+
+    with pytest.raises(Unauthenticated, match="stale_timestamp"):
+        await inbound.receive(webhook.id, request)
+
+
+async def test_a_signed_request_is_stored_and_wakes_the_log_and_the_consumers(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+
+    received = await inbound.receive(webhook.id, signed(secret, BODY, clock))
+
+    [stored] = inbound_store.receipts
+    assert received.receipt_id == stored.id and not received.duplicate
+    assert (stored.receipt.body, stored.receipt.event_type, stored.receipt.message_id) == (
+        BODY,
+        "contact.updated",
+        "msg_1",
+    )
+    assert (stored.receipt.received_at, stored.receipt.http_status) == (clock(), 200)
+    assert notifications.count(Topic.ATTEMPTS) == notifications.count(Topic.INBOUND) == 1
+
+
+async def test_a_github_style_webhook_verifies_x_hub_signature_256(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks, SignatureScheme.HMAC_SHA256)
+    signature = signing.sign_headers(SignatureScheme.HMAC_SHA256, [secret], "ignored", 0, BODY)
+    request = FakeInboundRequest(
+        BODY, {"X-Hub-Signature-256": signature["X-Hub-Signature-256"], "X-GitHub-Delivery": "gh-1"}
+    )
+
+    await inbound.receive(webhook.id, request)
+
+    assert inbound_store.receipts[0].receipt.message_id == "gh-1"
+
+
+async def test_the_previous_secret_still_verifies_during_a_rotations_overlap(
+    inbound: Inbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, old_secret = await inbound_webhook(webhooks)
+    await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+
+    assert not (await inbound.receive(webhook.id, signed(old_secret, BODY, clock))).duplicate
+    clock.advance(timedelta(hours=1))
+    with pytest.raises(Unauthenticated):
+        await inbound.receive(webhook.id, signed(old_secret, BODY, clock, message_id="msg_2"))
+
+
+async def test_a_retried_message_is_a_duplicate_stored_once(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+    await inbound.receive(webhook.id, signed(secret, BODY, clock))
+    notifications.notified.clear()
+
+    again = await inbound.receive(webhook.id, signed(secret, BODY, clock))
+
+    assert again.duplicate
+    assert len(inbound_store.receipts) == 1
+    assert notifications.notified == []
+
+
+async def test_a_rejected_message_does_not_make_its_retry_a_duplicate(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+    with pytest.raises(Unauthenticated):
+        await inbound.receive(webhook.id, FakeInboundRequest(BODY, {"webhook-id": "msg_1"}))
+
+    retried = await inbound.receive(webhook.id, signed(secret, BODY, clock))
+
+    assert not retried.duplicate
+    assert [stored.receipt.accepted for stored in inbound_store.receipts] == [False, True]
+
+
+# -- consumers -------------------------------------------------------------------------------------------
+
+
+async def receive_three(inbound: Inbound, webhooks: Webhooks, clock: FakeClock) -> Webhook:
+    webhook, secret = await inbound_webhook(webhooks)
+    for n in range(3):  # within the BURST
+        await inbound.receive(webhook.id, signed(secret, BODY, clock, message_id=f"msg_{n}"))
+    return webhook
+
+
+async def read_stream(inbound: Inbound, **arguments: object) -> list[str | None]:
+    options: dict[str, object] = {"consumer": None, "webhook_id": None, "after_cursor": None} | arguments
+    return [event.message_id async for event in inbound.stream(TENANT, follow=False, **options)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["", "has space", "x" * 65, "slash/ed"])
+async def test_consumer_names_are_checked(inbound: Inbound, name: str) -> None:
+    with pytest.raises(Invalid) as stream_error:
+        await read_stream(inbound, consumer=name)
+    with pytest.raises(Invalid) as ack_error:
+        await inbound.acknowledge(TENANT, name, encode_cursor(LogPosition(1, 1)))
+
+    assert (
+        [v.field for v in stream_error.value.violations]
+        == [v.field for v in ack_error.value.violations]
+        == ["consumer"]
+    )
+
+
+async def test_a_cursor_that_is_not_one_is_invalid(inbound: Inbound) -> None:
+    with pytest.raises(Invalid) as raised:
+        await inbound.acknowledge(TENANT, "billing", "not a cursor")
+
+    assert [violation.field for violation in raised.value.violations] == ["cursor"]
+
+
+async def test_a_consumer_resumes_after_what_it_acknowledged(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    await receive_three(inbound, webhooks, clock)
+    second = inbound_store.receipts[1].position
+
+    assert await read_stream(inbound, consumer="billing") == ["msg_0", "msg_1", "msg_2"]
+    assert await inbound.acknowledge(TENANT, "billing", encode_cursor(second)) == second
+    assert await read_stream(inbound, consumer="billing") == ["msg_2"]
+    assert await read_stream(inbound, consumer="audit") == ["msg_0", "msg_1", "msg_2"]
+
+
+async def test_an_explicit_cursor_wins_over_the_consumers_position(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    await receive_three(inbound, webhooks, clock)
+    first, second = (stored.position for stored in inbound_store.receipts[:2])
+    await inbound.acknowledge(TENANT, "billing", encode_cursor(second))
+
+    assert await read_stream(inbound, consumer="billing", after_cursor=encode_cursor(first)) == ["msg_1", "msg_2"]
+
+
+async def test_acknowledging_never_moves_a_consumer_back(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    await receive_three(inbound, webhooks, clock)
+    first, second = (stored.position for stored in inbound_store.receipts[:2])
+    await inbound.acknowledge(TENANT, "billing", encode_cursor(second))
+
+    assert await inbound.acknowledge(TENANT, "billing", encode_cursor(first)) == second
+    assert await read_stream(inbound, consumer="billing") == ["msg_2"]
+
+
+async def test_another_tenant_reads_none_of_the_receipts_and_not_the_webhook(
+    inbound: Inbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook = await receive_three(inbound, webhooks, clock)
+
+    theirs = inbound.stream(OTHER_TENANT, consumer=None, webhook_id=None, after_cursor=None, follow=False)
+    of_my_webhook = inbound.stream(OTHER_TENANT, consumer=None, webhook_id=webhook.id, after_cursor=None, follow=False)
+
+    assert [event async for event in theirs] == []
+    with pytest.raises(NotFound):
+        await anext(of_my_webhook)
+
+
+async def test_a_following_stream_reads_receipts_as_they_are_accepted(
+    inbound: Inbound,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tailing, "RECHECK_SECONDS", 3600.0)  # only a notification can wake the follower
+    webhook, secret = await inbound_webhook(webhooks)
+    follower = Follower(inbound.stream(TENANT, consumer="billing", webhook_id=None, after_cursor=None, follow=True))
+    await until(lambda: notifications.subscribers(Topic.INBOUND) == 1)  # read the (empty) backlog, now waits
+
+    await inbound.receive(webhook.id, signed(secret, BODY, clock))
+
+    assert [event.message_id for event in await follower.read(1)] == ["msg_1"]
+    await follower.close()

@@ -1,0 +1,163 @@
+"""services/tailing.py: the backlog in batches, following on notifications, and the per-tenant stream cap."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fakes import FakeNotifications, Follower, until
+from webhookd.domain.errors import ResourceExhausted
+from webhookd.domain.history import LogPosition
+from webhookd.observability.metrics import StreamMetrics
+from webhookd.ports import Topic
+from webhookd.services import tailing
+from webhookd.services.tailing import BATCH, StreamSlots, tail
+
+
+class Source:
+    """An append-only log whose entries are their own positions, read the way the stores read theirs."""
+
+    def __init__(self, count: int = 0) -> None:
+        self.entries: list[LogPosition] = []
+        self.reads: list[tuple[LogPosition | None, int]] = []
+        # Runs once, right after the next read: a write that commits just behind the reader.
+        self.after_next_read: Callable[[], None] | None = None
+        self.append(count)
+
+    def append(self, count: int = 1) -> None:
+        for _ in range(count):
+            number = len(self.entries) + 1
+            self.entries.append(LogPosition(txid=number, seq=number))
+
+    async def read(self, after: LogPosition | None, limit: int) -> list[LogPosition]:
+        self.reads.append((after, limit))
+        batch = [entry for entry in self.entries if after is None or entry > after][:limit]
+        hook, self.after_next_read = self.after_next_read, None
+        if hook is not None:
+            hook()
+        return batch
+
+
+def follow(source: Source, notifications: FakeNotifications, after: LogPosition | None = None) -> Follower[LogPosition]:
+    entries = tail(
+        source.read, lambda entry: entry, after=after, follow=True, notifications=notifications, topic=Topic.ATTEMPTS
+    )
+    return Follower(entries)
+
+
+async def backlog(source: Source, after: LogPosition | None = None) -> list[LogPosition]:
+    entries = tail(
+        source.read,
+        lambda entry: entry,
+        after=after,
+        follow=False,
+        notifications=FakeNotifications(),
+        topic=Topic.ATTEMPTS,
+    )
+    return [entry async for entry in entries]
+
+
+@pytest.fixture
+def only_notifications_wake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No periodic re-check: a follower that reads again was woken by a notification."""
+    monkeypatch.setattr(tailing, "RECHECK_SECONDS", 3600.0)
+
+
+@pytest.mark.parametrize(("size", "reads"), [(0, 1), (BATCH - 1, 1), (2 * BATCH, 3), (2 * BATCH + 50, 3)])
+async def test_the_backlog_is_read_in_batches_until_a_short_one(size: int, reads: int) -> None:
+    source = Source(size)
+
+    entries = await backlog(source)
+
+    assert entries == source.entries
+    assert len(source.reads) == reads
+    assert {limit for _, limit in source.reads} == {BATCH}
+    assert [after for after, _ in source.reads] == [None, *(source.entries[BATCH * n - 1] for n in range(1, reads))]
+
+
+async def test_the_backlog_starts_after_the_given_position() -> None:
+    source = Source(5)
+
+    assert await backlog(source, after=LogPosition(3, 3)) == source.entries[3:]
+
+
+@pytest.mark.usefixtures("only_notifications_wake")
+async def test_a_follower_reads_again_when_notified() -> None:
+    notifications = FakeNotifications()
+    source = Source(2)
+    follower = follow(source, notifications)
+    assert await follower.read(2) == source.entries
+
+    source.append()
+    notifications.notify(Topic.ATTEMPTS)
+
+    assert await follower.read(3) == source.entries
+    assert source.reads[-1] == (source.entries[1], BATCH)  # continued from its position, not from the start
+    await follower.close()
+
+
+@pytest.mark.usefixtures("only_notifications_wake")
+async def test_a_write_notified_during_a_read_is_not_missed() -> None:
+    notifications = FakeNotifications()
+    source = Source(1)
+
+    def commit_behind_the_reader() -> None:
+        source.append()
+        notifications.notify(Topic.ATTEMPTS)
+
+    source.after_next_read = commit_behind_the_reader
+    follower = follow(source, notifications)
+
+    assert await follower.read(2) == source.entries
+    await follower.close()
+
+
+async def test_a_follower_rechecks_for_entries_no_notification_announced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tailing, "RECHECK_SECONDS", 0.01)  # rows held back behind a running transaction
+    notifications = FakeNotifications()
+    source = Source()
+    follower = follow(source, notifications)
+    await until(lambda: len(source.reads) == 1)
+
+    source.append()
+
+    assert await follower.read(1) == source.entries
+    await follower.close()
+
+
+async def test_a_follower_stops_listening_when_its_caller_goes_away() -> None:
+    notifications = FakeNotifications()
+    follower = follow(Source(), notifications)
+    await until(lambda: notifications.subscribers(Topic.ATTEMPTS) == 1)
+
+    await follower.close()
+
+    assert notifications.subscribers(Topic.ATTEMPTS) == 0
+
+
+def test_a_tenant_may_open_only_so_many_streams_at_once() -> None:
+    slots = StreamSlots(2)
+
+    with slots.hold("tnt_a"), slots.hold("tnt_a"):
+        with pytest.raises(ResourceExhausted) as raised, slots.hold("tnt_a"):
+            pass
+        with slots.hold("tnt_b"):
+            pass
+    with slots.hold("tnt_a"), slots.hold("tnt_a"):
+        pass
+
+    assert raised.value.retry_after_seconds == 5
+
+
+def test_open_streams_are_counted_while_they_are_held() -> None:
+    registry = CollectorRegistry()
+    slots = StreamSlots(2, metrics=StreamMetrics(registry))
+
+    def open_streams() -> float | None:
+        return registry.get_sample_value("webhookd_open_streams", {"transport": "grpc"})
+
+    with slots.hold("tnt_a"):
+        assert open_streams() == 1
+    assert open_streams() == 0

@@ -1,0 +1,552 @@
+"""services/webhooks.py on fakes: Vault and the row kept consistent, the update loop, rotation, paging."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import pytest
+
+from fakes import FakeClock, FakeNotifications, FakeSecrets, FakeWebhooks, within
+from webhookd.domain import page_tokens, signing
+from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFound
+from webhookd.domain.fingerprints import fingerprint
+from webhookd.domain.scope import Scope
+from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
+from webhookd.ports import Topic
+from webhookd.services.webhooks import UNVERSIONED_UPDATE_TRIES, Webhooks
+
+TENANT = Scope("tnt_a", person_id="person_1")
+OTHER_TENANT = Scope("tnt_b", person_id="person_2")
+APP = Scope("tnt_a", app_id="app_1")
+SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMy"  # 30 bytes once decoded
+
+
+def outbound(name: str = "orders") -> WebhookSpec:
+    return WebhookSpec(name=name, url="https://receiver.example/hooks")
+
+
+def service(store: FakeWebhooks, secrets: FakeSecrets, clock: FakeClock, notifications: FakeNotifications) -> Webhooks:
+    return Webhooks(
+        store, secrets, notifications, public_url="https://hooks.example", allow_insecure_urls=False, clock=clock
+    )
+
+
+def violated_fields(error: Invalid) -> list[str]:
+    return [violation.field for violation in error.violations]
+
+
+# -- create --------------------------------------------------------------------------------------------
+
+
+class SecretCheckingStore(FakeWebhooks):
+    """Notes what Vault held when the row was inserted."""
+
+    def __init__(self, secrets: FakeSecrets) -> None:
+        super().__init__()
+        self.secrets = secrets
+        self.vault_at_insert: dict[str, dict[str, str]] = {}
+
+    async def insert(self, webhook: Webhook) -> Webhook:
+        self.vault_at_insert = dict(self.secrets.records)
+        return await super().insert(webhook)
+
+
+async def test_create_writes_the_secret_to_vault_before_the_row(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    store = SecretCheckingStore(secret_store)
+
+    webhook, secret = await service(store, secret_store, clock, notifications).create(TENANT, outbound(), None)
+
+    assert store.vault_at_insert == {webhook.vault_path: {"current": secret}}
+    assert webhook.vault_path == f"webhookd/tenants/tnt_a/webhooks/{webhook.id}"
+    assert signing.validate_secret(secret) is None
+    assert webhook.secret_fingerprint == fingerprint(secret)
+    assert (webhook.version, webhook.created_by, webhook.created_at) == (1, "person_1", clock())
+    assert store.rows[webhook.id] == webhook
+
+
+async def test_create_keeps_a_secret_the_caller_chose(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
+    webhook, secret = await webhooks.create(TENANT, outbound(), SECRET)
+
+    assert secret == SECRET
+    assert secret_store.records[webhook.vault_path] == {"current": SECRET}
+
+
+async def test_an_inbound_webhook_is_given_its_callback_url(webhooks: Webhooks) -> None:
+    spec = WebhookSpec(name="from-crm", url="", direction=Direction.INBOUND)
+
+    webhook, _ = await webhooks.create(TENANT, spec, None)
+
+    assert webhook.spec.url == f"https://hooks.example/api/v1/integration/inbound/{webhook.id}"
+
+
+class FailingInsert(FakeWebhooks):
+    async def insert(self, webhook: Webhook) -> Webhook:
+        raise ConnectionError("the database went away")
+
+
+async def test_a_failed_insert_removes_the_secret_again(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    with pytest.raises(ConnectionError):
+        await service(FailingInsert(), secret_store, clock, notifications).create(TENANT, outbound(), None)
+
+    assert secret_store.records == {}
+
+
+class StuckInsert(FakeWebhooks):
+    """An insert that hangs until the call is cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+
+    async def insert(self, webhook: Webhook) -> Webhook:
+        self.started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_call_cancelled_during_the_insert_removes_the_secret_again(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    store = StuckInsert()
+    creating = asyncio.create_task(service(store, secret_store, clock, notifications).create(TENANT, outbound(), None))
+    await within(store.started.wait())
+    assert len(secret_store.records) == 1
+
+    creating.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await creating
+
+    assert secret_store.records == {}
+
+
+async def test_the_insert_error_is_raised_even_when_the_secret_cannot_be_removed(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    class InsertWhileVaultFails(FakeWebhooks):
+        async def insert(self, webhook: Webhook) -> Webhook:
+            secret_store.reachable = False
+            raise ConnectionError("the database went away")
+
+    with pytest.raises(ConnectionError):
+        await service(InsertWhileVaultFails(), secret_store, clock, notifications).create(TENANT, outbound(), None)
+
+
+async def test_create_names_every_invalid_field_and_writes_nothing(
+    webhooks: Webhooks, webhook_store: FakeWebhooks, secret_store: FakeSecrets
+) -> None:
+    spec = WebhookSpec(name=" ", url="http://receiver.example/hooks", event_types=("orders.*", "Bad"))
+
+    with pytest.raises(Invalid) as raised:
+        await webhooks.create(TENANT, spec, None)
+
+    assert violated_fields(raised.value) == ["webhook.name", "webhook.url", "webhook.event_types[1]"]
+    assert webhook_store.rows == {} and secret_store.records == {}
+
+
+async def test_a_signing_secret_too_short_is_invalid_signing_secret(
+    webhooks: Webhooks, secret_store: FakeSecrets
+) -> None:
+    with pytest.raises(Invalid) as raised:
+        await webhooks.create(TENANT, outbound(), "short")
+
+    assert violated_fields(raised.value) == ["signing_secret"]
+    assert secret_store.records == {}
+
+
+# -- update ----------------------------------------------------------------------------------------------
+
+
+class RacingWriter(FakeWebhooks):
+    """Before each of the first `races` updates lands, another writer tags the webhook and wins."""
+
+    def __init__(self, races: int) -> None:
+        super().__init__()
+        self.races = races
+        self.attempts = 0
+
+    async def update_spec(
+        self,
+        scope: Scope,
+        webhook_id: str,
+        spec: WebhookSpec,
+        *,
+        expected_version: int,
+        person_id: str | None,
+        now: datetime,
+    ) -> Webhook:
+        self.attempts += 1
+        if self.races:
+            self.races -= 1
+            current = self.rows[webhook_id]
+            tagged = replace(current.spec, tags=(*current.spec.tags, f"race-{self.races}"))
+            await super().update_spec(
+                scope, webhook_id, tagged, expected_version=current.version, person_id="someone_else", now=now
+            )
+        return await super().update_spec(
+            scope, webhook_id, spec, expected_version=expected_version, person_id=person_id, now=now
+        )
+
+
+async def racing_service(races: int, clock: FakeClock) -> tuple[Webhooks, RacingWriter, Webhook]:
+    store = RacingWriter(races)
+    webhooks = service(store, FakeSecrets(), clock, FakeNotifications())
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    return webhooks, store, webhook
+
+
+async def test_an_update_without_a_version_is_applied_to_the_row_a_concurrent_writer_left(clock: FakeClock) -> None:
+    webhooks, store, webhook = await racing_service(races=2, clock=clock)
+
+    updated = await webhooks.update(
+        TENANT, webhook.id, expected_version=None, paths=["name"], changes_for=lambda paths: {"name": "renamed"}
+    )
+
+    assert store.attempts == 3
+    assert updated.spec.name == "renamed"
+    assert updated.spec.tags == ("race-1", "race-0")  # the other writer's changes survive
+    assert updated.version == 4
+
+
+async def test_an_update_without_a_version_gives_up_after_the_bounded_tries(clock: FakeClock) -> None:
+    webhooks, store, webhook = await racing_service(races=UNVERSIONED_UPDATE_TRIES, clock=clock)
+
+    with pytest.raises(Aborted, match="being changed concurrently"):
+        await webhooks.update(
+            TENANT, webhook.id, expected_version=None, paths=["name"], changes_for=lambda paths: {"name": "renamed"}
+        )
+
+    assert store.attempts == UNVERSIONED_UPDATE_TRIES
+    assert store.rows[webhook.id].spec.name == "orders"
+
+
+async def test_an_update_with_a_version_is_not_retried_when_another_writer_wins(clock: FakeClock) -> None:
+    webhooks, store, webhook = await racing_service(races=1, clock=clock)
+
+    with pytest.raises(Aborted):
+        await webhooks.update(
+            TENANT, webhook.id, expected_version=1, paths=["name"], changes_for=lambda paths: {"name": "renamed"}
+        )
+
+    assert store.attempts == 1
+
+
+async def test_an_update_with_a_stale_version_is_aborted_before_writing(
+    webhooks: Webhooks, webhook_store: FakeWebhooks
+) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.update(TENANT, webhook.id, expected_version=1, paths=["name"], changes_for=lambda p: {"name": "b"})
+
+    with pytest.raises(Aborted, match="version 2, not 1"):
+        await webhooks.update(
+            TENANT, webhook.id, expected_version=1, paths=["name"], changes_for=lambda p: {"name": "c"}
+        )
+
+    assert webhook_store.rows[webhook.id].spec.name == "b"
+
+
+async def test_direction_is_immutable(webhooks: Webhooks) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(Invalid) as raised:
+        await webhooks.update(
+            TENANT,
+            webhook.id,
+            expected_version=None,
+            paths=["name"],
+            changes_for=lambda paths: {"name": "b"},
+            direction=Direction.INBOUND,
+        )
+    same = await webhooks.update(
+        TENANT,
+        webhook.id,
+        expected_version=None,
+        paths=["name"],
+        changes_for=lambda paths: {"name": "b"},
+        direction=Direction.OUTBOUND,
+    )
+
+    assert violated_fields(raised.value) == ["webhook.direction"]
+    assert same.spec.name == "b"
+
+
+async def test_an_inbound_webhook_keeps_its_assigned_url(webhooks: Webhooks) -> None:
+    webhook, _ = await webhooks.create(TENANT, WebhookSpec(name="crm", url="", direction=Direction.INBOUND), None)
+
+    updated = await webhooks.update(
+        TENANT, webhook.id, expected_version=None, paths=["url"], changes_for=lambda paths: {"url": "https://evil"}
+    )
+
+    assert updated.spec.url == webhook.spec.url
+
+
+async def test_an_update_mask_must_name_updatable_fields(webhooks: Webhooks) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(Invalid) as empty:
+        await webhooks.update(TENANT, webhook.id, expected_version=None, paths=[], changes_for=lambda paths: {})
+    with pytest.raises(Invalid) as output_only:
+        await webhooks.update(
+            TENANT, webhook.id, expected_version=None, paths=["name", "version"], changes_for=lambda paths: {}
+        )
+
+    assert violated_fields(empty.value) == ["update_mask"]
+    assert violated_fields(output_only.value) == ["update_mask.paths[1]"]
+
+
+async def test_an_update_that_breaks_the_spec_names_the_field(webhooks: Webhooks) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(Invalid) as raised:
+        await webhooks.update(
+            TENANT,
+            webhook.id,
+            expected_version=None,
+            paths=["retry_policy.max_attempts"],
+            changes_for=lambda paths: {"retry_policy.max_attempts": 99},
+        )
+
+    assert violated_fields(raised.value) == ["webhook.retry_policy.max_attempts"]
+
+
+async def test_a_deleted_webhook_cannot_be_updated_until_undeleted(webhooks: Webhooks) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.delete(TENANT, webhook.id, expected_version=None)
+
+    with pytest.raises(FailedPrecondition):
+        await webhooks.update(TENANT, webhook.id, expected_version=None, paths=["name"], changes_for=lambda p: {})
+
+
+async def test_another_tenants_webhook_is_not_found(webhooks: Webhooks) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(NotFound):
+        await webhooks.get(OTHER_TENANT, webhook.id)
+    with pytest.raises(NotFound):
+        await webhooks.update(
+            OTHER_TENANT, webhook.id, expected_version=None, paths=["name"], changes_for=lambda paths: {"name": "b"}
+        )
+
+
+# -- rotation --------------------------------------------------------------------------------------------
+
+
+async def test_rotation_keeps_the_previous_secret_for_the_overlap(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    webhook, old_secret = await webhooks.create(TENANT, outbound(), None)
+    clock.advance(timedelta(days=1))
+
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+
+    expires = clock() + timedelta(hours=2)
+    assert secret_store.records[webhook.vault_path] == {
+        "current": rotation.signing_secret,
+        "previous": old_secret,
+        "previous_expires_at": expires.isoformat(),
+    }
+    assert rotation.previous_secret_expires_at == expires
+    assert rotation.webhook.secret_fingerprint == fingerprint(rotation.signing_secret)
+    assert rotation.webhook.version == 2
+
+
+async def test_rotation_without_overlap_drops_the_previous_secret(
+    webhooks: Webhooks, secret_store: FakeSecrets
+) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
+
+    assert secret_store.records[webhook.vault_path] == {"current": SECRET}
+    assert rotation.signing_secret == SECRET
+
+
+async def test_rotation_puts_the_old_record_back_when_the_row_update_fails(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    class FailingFingerprint(FakeWebhooks):
+        async def set_fingerprint(
+            self, scope: Scope, webhook_id: str, fingerprint: str, *, person_id: str | None, now: datetime
+        ) -> Webhook:
+            raise ConnectionError("the database went away")
+
+    webhooks = service(FailingFingerprint(), secret_store, clock, notifications)
+    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(ConnectionError):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=None)
+
+    assert secret_store.records[webhook.vault_path] == {"current": secret}
+
+
+async def test_rotation_names_every_invalid_field(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
+    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(Invalid) as raised:
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(days=8), signing_secret="short")
+
+    assert violated_fields(raised.value) == ["overlap", "signing_secret"]
+    assert secret_store.records[webhook.vault_path] == {"current": secret}
+
+
+async def test_a_deleted_webhooks_secret_is_not_rotated(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
+    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.delete(TENANT, webhook.id, expected_version=None)
+
+    with pytest.raises(FailedPrecondition):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=None)
+
+    assert secret_store.records[webhook.vault_path] == {"current": secret}
+
+
+# -- resume ----------------------------------------------------------------------------------------------
+
+
+async def test_resume_clears_the_pause_and_wakes_the_workers(
+    webhooks: Webhooks, webhook_store: FakeWebhooks, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook_store.rows[webhook.id] = replace(webhook, paused_at=clock(), consecutive_failures=5)
+
+    resumed = await webhooks.resume(TENANT, webhook.id)
+
+    assert resumed.is_active and resumed.consecutive_failures == 0
+    assert notifications.count(Topic.DELIVERIES) == 1
+
+
+async def test_resuming_a_deleted_webhook_fails_and_wakes_nobody(
+    webhooks: Webhooks, notifications: FakeNotifications
+) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.delete(TENANT, webhook.id, expected_version=None)
+
+    with pytest.raises(FailedPrecondition):
+        await webhooks.resume(TENANT, webhook.id)
+
+    assert notifications.count(Topic.DELIVERIES) == 0
+
+
+# -- reading through the cache ---------------------------------------------------------------------------
+
+
+def renamed_elsewhere(store: FakeWebhooks, webhook: Webhook) -> None:
+    """Another process's write: the row changes, and this process has not been told yet."""
+    store.rows[webhook.id] = replace(webhook, spec=replace(webhook.spec, name="renamed"), version=webhook.version + 1)
+
+
+async def test_every_write_tells_other_processes_the_version_it_wrote(
+    webhooks: Webhooks, notifications: FakeNotifications
+) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.update(TENANT, webhook.id, expected_version=1, paths=["name"], changes_for=lambda p: {"name": "b"})
+    await webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=None)
+    await webhooks.resume(TENANT, webhook.id)
+    await webhooks.delete(TENANT, webhook.id, expected_version=None)
+    await webhooks.undelete(TENANT, webhook.id)
+
+    assert notifications.payloads(Topic.WEBHOOKS) == [f"{webhook.id}:{version}" for version in range(1, 7)]
+
+
+async def test_get_answers_from_the_cache_until_told_the_webhook_changed(
+    webhooks: Webhooks, webhook_store: FakeWebhooks, notifications: FakeNotifications
+) -> None:
+    async with webhooks.follow_changes():
+        webhook, _ = await webhooks.create(TENANT, outbound(), None)
+        renamed_elsewhere(webhook_store, webhook)
+        assert (await webhooks.get(TENANT, webhook.id)).spec.name == "orders"  # what this process wrote
+
+        notifications.notify(Topic.WEBHOOKS, f"{webhook.id}:2")
+
+        assert (await webhooks.get(TENANT, webhook.id)).spec.name == "renamed"
+
+
+async def test_a_fresh_read_skips_the_cache(webhooks: Webhooks, webhook_store: FakeWebhooks) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    renamed_elsewhere(webhook_store, webhook)
+
+    assert (await webhooks.get(TENANT, webhook.id, fresh=True)).spec.name == "renamed"
+
+
+async def test_following_changes_starts_by_forgetting_what_may_have_been_missed(
+    webhooks: Webhooks, webhook_store: FakeWebhooks
+) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    renamed_elsewhere(webhook_store, webhook)  # while this process was not listening
+
+    async with webhooks.follow_changes():
+        assert (await webhooks.get(TENANT, webhook.id)).spec.name == "renamed"
+
+
+async def test_a_cached_webhook_is_still_not_found_for_another_tenant(webhooks: Webhooks) -> None:
+    webhook, _ = await webhooks.create(APP, outbound(), None)
+    assert (await webhooks.get(APP, webhook.id)).id == webhook.id  # cached now
+
+    with pytest.raises(NotFound):
+        await webhooks.get(OTHER_TENANT, webhook.id)
+    with pytest.raises(NotFound):
+        await webhooks.get(Scope("tnt_a", app_id="app_2"), webhook.id)
+
+
+# -- listing ---------------------------------------------------------------------------------------------
+
+
+async def test_pages_follow_one_another_until_the_last_has_no_token(webhooks: Webhooks) -> None:
+    created = [(await webhooks.create(TENANT, outbound(f"hook-{n}"), None))[0].id for n in range(5)]
+    await webhooks.create(OTHER_TENANT, outbound("not-mine"), None)
+
+    seen, tokens, token = [], [], ""
+    while True:
+        page = await webhooks.list_page(TENANT, WebhookFilter(), page_size=2, page_token=token)
+        seen += [webhook.id for webhook in page.webhooks]
+        token = page.next_page_token
+        tokens.append(token)
+        if not token:
+            break
+
+    assert seen == sorted(created)
+    assert len(tokens) == 3 and tokens[-1] == ""
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        page_tokens.encode(b"a guessed key", "whk_0", page_tokens.query_digest("tnt_a", None, WebhookFilter())),
+        "not-a-token",
+    ],
+    ids=["forged", "corrupt"],
+)
+async def test_a_page_token_this_service_did_not_issue_is_invalid(webhooks: Webhooks, token: str) -> None:
+    await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(Invalid) as raised:
+        await webhooks.list_page(TENANT, WebhookFilter(), page_size=1, page_token=token)
+
+    assert violated_fields(raised.value) == ["page_token"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "query"),
+    [(TENANT, WebhookFilter(name_contains="hook")), (OTHER_TENANT, WebhookFilter())],
+    ids=["other filters", "other tenant"],
+)
+async def test_a_page_token_is_bound_to_its_query(webhooks: Webhooks, scope: Scope, query: WebhookFilter) -> None:
+    for n in range(3):
+        await webhooks.create(TENANT, outbound(f"hook-{n}"), None)
+    page = await webhooks.list_page(TENANT, WebhookFilter(), page_size=1, page_token="")
+
+    with pytest.raises(Invalid) as raised:
+        await webhooks.list_page(scope, query, page_size=1, page_token=page.next_page_token)
+
+    assert violated_fields(raised.value) == ["page_token"]
+
+
+async def test_a_negative_page_size_is_invalid(webhooks: Webhooks) -> None:
+    with pytest.raises(Invalid) as raised:
+        await webhooks.list_page(TENANT, WebhookFilter(), page_size=-1, page_token="")
+
+    assert violated_fields(raised.value) == ["page_size"]
