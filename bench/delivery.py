@@ -1,22 +1,26 @@
 """End-to-end deliveries and publish-to-first-attempt latency, each against a bare aiohttp baseline.
 
-Run: `.venv/bin/python bench/delivery.py`. Besides this one: `webhookd serve` (on an embedded PostgreSQL
-and OpenBao; restarted for each WORKER_PROCESSES setting), the receiver (bench/servers/receiver.py: counts
-requests, checks every signature, notes arrival times) and the load generators, each a process:
+Run: `.venv/bin/python bench/delivery.py`. Besides this one: one `webhookd serve` per WORKER_PROCESSES
+setting (on one embedded PostgreSQL and OpenBao, a database each; all started up front, each idle while
+another is measured), the receiver (bench/servers/receiver.py: counts requests, checks every signature,
+notes arrival times) and the load generators, each a process:
 
-  e2e        bench/load/e2e.py publishes EVENTS events, each fanned out to HOOKS webhooks pointing at the
-             receiver, and times first publish -> last 2xx attempt recorded in the attempts table;
+  e2e        bench/load/e2e.py publishes events, each fanned out to HOOKS webhooks pointing at the
+             receiver, and times first publish -> last 2xx attempt recorded in the attempts table; as
+             many events per turn as the warm-up's pace says fill about TURN_SECONDS (within bounds);
   baseline   bench/load/bare_posts.py signs (Standard Webhooks, HMAC-SHA256) and POSTs bodies of the size
              the service's deliveries had to the same receiver, WORKERS in flight (the service's
              WEBHOOKD_WORKERS): deliveries/s against posts/s;
   latency    bench/load/probe.py, running alongside each of those loads, publishes (or, for the baseline,
              POSTs) one probe every PROBE_PACE s to a webhook of its own and takes call start -> arrival at
-             the receiver (one monotonic clock for every process on the machine).
+             the receiver (one monotonic clock for every process on the machine). Probes before any load
+             give the idle line.
 
-The scaling line compares WEBHOOKD_WORKER_PROCESSES=2 with =1 (WORKER_PROCESSES; a build that does not
-know the setting ignores it, and the notes then show the same process count for both). Order: the
-service with the first setting, the baseline, the service with the next. Targets (issue 11): e2e >= 0.35
-of the baseline; publish to first attempt under that load p50 <= 5 ms, p99 <= 25 ms.
+ROUNDS rounds of: the first setting, the baseline, the other settings. The scaling line compares
+WEBHOOKD_WORKER_PROCESSES=2 with =1 (WORKER_PROCESSES: add a setting there for another line; a build
+that does not know the setting ignores it, and the notes then show the same process count for both).
+Targets (issue 11): e2e >= 0.35 of the baseline; publish to first attempt while the e2e load runs
+p50 <= 5 ms, p99 <= 25 ms.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ from harness.service import Client, Service, start_service
 WORKERS = 32
 WORKER_PROCESSES = (1, 2)
 HOOKS = 10
-EVENTS = 60  # per turn, each fanned out to HOOKS webhooks
+TURN_SECONDS = 4.0  # the e2e turns' aim: long enough for the probe's samples and a small polling error
+EVENTS = (20, 500)  # bounds on the events per e2e turn, each fanned out to HOOKS webhooks
 ROUNDS = 2
 PUBLISHERS = 16  # PublishEvent calls in flight
 PAYLOAD_BYTES = 200
-WARMUP_EVENTS = 5
+WARMUP_EVENTS = 20
 BARE_POSTS = 5_000  # per turn: enough for the baseline to run a few seconds, so its probe gets samples
-PROBE_PACE = 0.1
+PROBE_PACE = 0.05
 IDLE_PROBES = 20
 E2E_LIMIT = 60.0
 SETTLE = 10.0
@@ -72,7 +77,9 @@ class Totals:
     """What a load's turns add up to."""
 
     done: int = 0  # deliveries recorded as 2xx, or bare POSTs answered
+    events: int = 0
     expected: int = 0
+    turns: list[float] = field(default_factory=list)  # each turn's rate: how noisy the machine was
     seconds: float = 0.0
     db_seconds: float = 0.0
     publish_seconds: float = 0.0
@@ -146,24 +153,31 @@ def start(run: Run, backs: Backends, receiver: str, worker_processes: int) -> Un
     return UnderTest(worker_processes, service, e2e_args, ["--mode", "publish", *publish, "--webhook", probe_hook])
 
 
-def warm_up(run: Run, test: UnderTest, receiver: str) -> int:
-    """A few events end to end, unmeasured; returns the mean body size the receiver got."""
+def warm_up(run: Run, test: UnderTest, receiver: str) -> tuple[int, float]:
+    """A few events end to end, unmeasured; returns the mean body size the receiver got and the pace
+    (deliveries/s, a rough one)."""
     before = receiver_stats(receiver)
     args = [*test.e2e_args, "--events", str(WARMUP_EVENTS)]
     warm = run.load(f"e2e{test.worker_processes}-warm-up", "load.e2e", args, timeout=E2E_LIMIT + 30)
     after = receiver_stats(receiver)
     if warm["errors"] or warm["recorded"] < warm["expected"]:
         raise RuntimeError(f"e2e warm-up failed: {warm}")
-    return (after["body_bytes"] - before["body_bytes"]) // max(1, after["received"] - before["received"])
+    body_bytes = (after["body_bytes"] - before["body_bytes"]) // max(1, after["received"] - before["received"])
+    return body_bytes, warm["recorded"] / warm["seconds"]
 
 
-def e2e_turn(run: Run, test: UnderTest, receiver: str, turn: int) -> None:
-    """EVENTS events end to end, with a probe alongside; adds to test.totals."""
+def events_per_turn(pace: float) -> int:
+    """Events that keep an e2e turn going for about TURN_SECONDS at `pace` deliveries/s, within EVENTS."""
+    return max(EVENTS[0], min(EVENTS[1], round(pace * TURN_SECONDS / HOOKS)))
+
+
+def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: int) -> None:
+    """`events` events end to end, with a probe alongside; adds to test.totals."""
     name = f"e2e{test.worker_processes}-{turn}"
     started_file = run.dir / f"{name}.started"
     prober = start_probe(run, f"{name}-probe", test.probe_args, receiver, started_file=started_file)
     before, cpu_before = receiver_stats(receiver), test.service.usage()
-    args = [*test.e2e_args, "--events", str(EVENTS), "--started-file", str(started_file)]
+    args = [*test.e2e_args, "--events", str(events), "--started-file", str(started_file)]
     result = run.load(name, "load.e2e", args, timeout=E2E_LIMIT + 30)
     cpu_after = test.service.usage()
     latency = probe_result(prober, finish=True)
@@ -174,6 +188,8 @@ def e2e_turn(run: Run, test: UnderTest, receiver: str, turn: int) -> None:
     check_signed(before, receiver_stats(receiver), int(result["recorded"]))
     totals = test.totals
     totals.done += int(result["recorded"])
+    totals.turns.append(int(result["recorded"]) / float(result["seconds"]))
+    totals.events += events
     totals.expected += int(result["expected"])
     totals.seconds += float(result["seconds"])
     totals.db_seconds += float(result["db_seconds"] or "nan")
@@ -197,6 +213,7 @@ def bare_turn(run: Run, receiver: str, body_bytes: int, totals: Totals, turn: in
         raise RuntimeError(f"bare posts: {result['errors']} failed; first: {result['first_error']}")
     check_signed(before, receiver_stats(receiver), int(result["posts"]))
     totals.done += int(result["posts"])
+    totals.turns.append(int(result["posts"]) / float(result["seconds"]))
     totals.expected += BARE_POSTS
     totals.seconds += float(result["seconds"])
     totals.latency.add(latency)
@@ -205,12 +222,13 @@ def bare_turn(run: Run, receiver: str, body_bytes: int, totals: Totals, turn: in
 def e2e_notes(test: UnderTest) -> list[str]:
     totals = test.totals
     incomplete = "" if totals.done >= totals.expected else f"; ONLY {totals.done} of {totals.expected} recorded in time"
+    settings = f"WEBHOOKD_WORKER_PROCESSES={test.worker_processes}, WEBHOOKD_WORKERS={WORKERS}"
     return [
-        f"WEBHOOKD_WORKER_PROCESSES={test.worker_processes}, WEBHOOKD_WORKERS={WORKERS}: {ROUNDS} turns of {EVENTS} "
-        f"events x {HOOKS} webhooks, {totals.seconds:.2f} s in all from first publish to last 2xx recorded (by the "
-        f"attempts' own occurred_at: {totals.db_seconds:.2f} s){incomplete}; publishing alone "
-        f"{ROUNDS * EVENTS / totals.publish_seconds:,.0f} events/s; the service ran {totals.processes} process(es), "
-        f"CPU {totals.cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs per delivery"
+        f"{settings}: {ROUNDS} turns, {totals.events} events x {HOOKS} webhooks, {totals.seconds:.2f} s in all from "
+        f"first publish to last 2xx recorded (by the attempts' own occurred_at: {totals.db_seconds:.2f} s)"
+        f"{incomplete}; publishing alone {totals.events / totals.publish_seconds:,.0f} events/s; the service ran "
+        f"{totals.processes} process(es), CPU {totals.cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs per delivery; "
+        f"turns: {', '.join(f'{rate:,.0f}' for rate in totals.turns)}/s"
     ]
 
 
@@ -218,7 +236,10 @@ def rows(tests: list[UnderTest], bare: Totals, idle: Latency, bare_idle: Latency
     first = tests[0]
     out = []
     for test in tests:
-        baseline = [f"baseline: bare aiohttp sign-and-POST loop, {WORKERS} in flight, {body_bytes} B bodies"]
+        baseline = [
+            f"baseline: bare aiohttp sign-and-POST loop, {WORKERS} in flight, {body_bytes} B bodies; turns: "
+            f"{', '.join(f'{rate:,.0f}' for rate in bare.turns)}/s"
+        ]
         out.append(
             ratio_row(
                 f"e2e deliveries, {test.worker_processes} worker process{'es' if test.worker_processes > 1 else ''}",
@@ -281,16 +302,17 @@ def measure(run: Run) -> list[Row]:
     receiver = run.server("receiver", "servers.receiver")
     # Every setting's service runs from the start; each is idle while another is measured.
     tests = [start(run, backs, receiver, processes) for processes in WORKER_PROCESSES]
-    body_bytes = [warm_up(run, test, receiver) for test in tests][0]  # noqa: RUF015 - every one warms up
+    body_bytes, pace = [warm_up(run, test, receiver) for test in tests][0]  # noqa: RUF015 - every one warms up
+    events = events_per_turn(pace)
     idle = probe_result(start_probe(run, "idle-probe", tests[0].probe_args, receiver), finish=False)
     bare_probe = ["--mode", "post", "--url", f"http://{receiver}/hook/bare-probe"]
     bare_idle = probe_result(start_probe(run, "bare-idle-probe", bare_probe, receiver), finish=False)
     bare = Totals()
     for turn in range(1, ROUNDS + 1):
-        e2e_turn(run, tests[0], receiver, turn)
+        e2e_turn(run, tests[0], receiver, events, turn)
         bare_turn(run, receiver, body_bytes, bare, turn)
         for test in tests[1:]:
-            e2e_turn(run, test, receiver, turn)
+            e2e_turn(run, test, receiver, events, turn)
         run.progress(
             f"round {turn}/{ROUNDS}: "
             + ", ".join(f"{t.worker_processes} worker process(es) {t.totals.rate:,.0f}/s" for t in tests)

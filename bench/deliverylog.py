@@ -17,7 +17,7 @@ from harness.fixtures import clone_rows, same_shape_id, wait_for_value
 from harness.report import Row, main, ratio_row
 from harness.run import Run
 from harness.service import Client, start_service
-from harness.turns import Load, alternate
+from harness.turns import Load, alternate, spread_note
 
 BACKLOG = 20_000
 ROUNDS = 3
@@ -68,7 +68,8 @@ def measure(run: Run) -> list[Row]:
             at_least=0.8,
             notes=[
                 f"{BACKLOG:,} entries of {size} B, one stream; baseline: bare grpc.aio stream of as many "
-                f"{size} B messages; {rates['log'].cpu_note('DeliveryLog', per='entry')}"
+                f"{size} B messages; {rates['log'].cpu_note('DeliveryLog', per='entry')}; "
+                f"{spread_note(rates, 'entries/s')}"
             ],
         )
     ]

@@ -64,7 +64,9 @@ def measure(run: Run) -> list[Row]:
             "ms",
             at_most=1.5,
             notes=[
-                f"PublishEvent call vs a bare COPY of {FANOUT:,} delivery-shaped rows and commit; medians of {ROUNDS}"
+                f"PublishEvent call vs a bare COPY of {FANOUT:,} delivery-shaped rows and commit; medians of {ROUNDS}; "
+                f"turns ranged publish {min(publish_ms):,.0f}-{max(publish_ms):,.0f}, "
+                f"copy {min(copy_ms):,.0f}-{max(copy_ms):,.0f} ms"
             ],
         )
     ]

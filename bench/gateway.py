@@ -15,7 +15,7 @@ from harness.backends import backends
 from harness.report import Row, main, ratio_row
 from harness.run import Run
 from harness.service import UNUSED_URL, Client, start_service
-from harness.turns import Load, alternate
+from harness.turns import Load, alternate, spread_note
 
 CONCURRENCY = 64
 CHANNELS = 8
@@ -54,7 +54,9 @@ def measure(run: Run) -> list[Row]:
             rates["grpc"].rate,
             "calls/s",
             at_least=0.6,
-            notes=[f"{rates['rest'].cpu_note('REST')}; {rates['grpc'].cpu_note('gRPC')}"],
+            notes=[
+                f"{rates['rest'].cpu_note('REST')}; {rates['grpc'].cpu_note('gRPC')}; {spread_note(rates, 'calls/s')}"
+            ],
         )
     ]
 

@@ -16,7 +16,7 @@ from harness.backends import backends
 from harness.report import Row, main, ratio_row
 from harness.run import Run
 from harness.service import Client, start_service
-from harness.turns import Load, alternate
+from harness.turns import Load, alternate, spread_note
 
 CONCURRENCY = 64
 ROUNDS = 3
@@ -54,7 +54,7 @@ def measure(run: Run) -> list[Row]:
             at_least=0.3,
             notes=[
                 f"{CONCURRENCY} signed {BODY_BYTES} B POSTs in flight; baseline: bare Starlette handler verifying the "
-                f"same signature; {rates['inbound'].cpu_note('inbound')}"
+                f"same signature; {rates['inbound'].cpu_note('inbound')}; {spread_note(rates, 'req/s')}"
             ],
         )
     ]

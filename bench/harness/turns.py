@@ -10,7 +10,7 @@ busy machine). Any failed call fails the benchmark: errors are never throughput.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.run import Run
 from harness.service import Service
@@ -31,6 +31,7 @@ class Throughput:
     seconds: float = 0.0
     calls: int = 0
     service_cpu: float = 0.0
+    turns: list[float] = field(default_factory=list)  # each turn's rate: how noisy the machine was
 
     @property
     def rate(self) -> float:
@@ -57,7 +58,14 @@ def alternate(
             total.ops += int(result["ops"])
             total.seconds += float(result["seconds"])
             total.calls += int(result["calls"])
+            total.turns.append(int(result["ops"]) / float(result["seconds"]) if result["seconds"] else 0.0)
             if service and load.on_service:
                 total.service_cpu += service.usage().cpu_seconds - before
         run.progress(f"round {turn}/{rounds}: " + ", ".join(f"{name} {totals[name].rate:,.0f}/s" for name in loads))
     return totals
+
+
+def spread_note(rates: Mapping[str, Throughput], unit: str = "/s") -> str:
+    """Each load's lowest and highest turn, for a row's notes: a wide spread means a busy machine."""
+    spans = ", ".join(f"{name} {min(t.turns):,.0f}-{max(t.turns):,.0f}" for name, t in rates.items() if t.turns)
+    return f"turns ranged {spans} {unit}"
