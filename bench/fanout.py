@@ -2,7 +2,7 @@
 delivery-shaped rows.
 
 Run: `.venv/bin/python bench/fanout.py`. Besides this one: `webhookd serve` with no delivery workers
-(WEBHOOKD_WORKERS=0: nothing is sent, so nothing runs beside the publishes), on an embedded PostgreSQL
+(NO_DELIVERIES: nothing is sent, so nothing runs beside the publishes), on an embedded PostgreSQL
 and OpenBao, and a load generator process per measurement (bench/load/fanout.py). One webhook made
 through the API is copied in SQL to FANOUT webhooks of one tenant (harness/fixtures.py). The baseline
 COPYs FANOUT rows shaped like the deliveries the first publish queued into a bare copy of the
@@ -28,6 +28,9 @@ FANOUT = 10_000
 ROUNDS = 5
 LIMIT = 60.0
 COPY_TABLE = "bench_copy"
+# Nothing delivers (either setting does it: no worker slots, or no worker processes once the service
+# runs them apart), so nothing runs beside the publishes and the queued deliveries stay put.
+NO_DELIVERIES = {"WEBHOOKD_WORKERS": "0", "WEBHOOKD_WORKER_PROCESSES": "0"}
 
 
 def make_webhooks(client: Client, database: str) -> None:
@@ -41,7 +44,7 @@ def make_webhooks(client: Client, database: str) -> None:
 
 
 def measure(run: Run) -> list[Row]:
-    service = start_service(run, backends(run), "fanout", {"WEBHOOKD_WORKERS": "0"})
+    service = start_service(run, backends(run), "fanout", NO_DELIVERIES)
     client = Client(run, service, "tnt_bench_fanout")
     make_webhooks(client, service.database)
     run.progress(f"{FANOUT:,} webhooks ready")

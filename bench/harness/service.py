@@ -35,7 +35,9 @@ from harness.run import Run
 HOST = "127.0.0.1"
 WEBHOOKD = Path(sys.executable).with_name("webhookd")
 JWT_SECRET = "bench-only-jwt-secret-bench-only-jwt-secret"
-SERVING = re.compile(r"webhookd serving gRPC on (\S+), HTTP on port (\d+)")
+# "webhookd serving gRPC on H:P, HTTP on port P" today; "... HTTP on H:P (n server and m worker processes)"
+# once the service runs several processes. Only the start of the line is relied on: the ports are ours.
+SERVING = re.compile(r"^webhookd serving gRPC on ")
 START_LIMIT = 90.0
 READY_LIMIT = 30.0
 CALL_LIMIT = 30.0
@@ -65,7 +67,7 @@ def free_port() -> int:
 def start_service(run: Run, backends: Backends, label: str, env: Mapping[str, str] | None = None) -> Service:
     database_url = backends.new_database(label)
     run.defer(f"drop database of {label}", backends.drop_database, database_url)
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     settings = {
         "WEBHOOKD_DATA_DIR": str(run.dir / f"webhookd-{label}"),
         "WEBHOOKD_DATABASE_URL": database_url,
@@ -74,6 +76,9 @@ def start_service(run: Run, backends: Backends, label: str, env: Mapping[str, st
         "WEBHOOKD_JWT_SECRET": JWT_SECRET,
         "WEBHOOKD_GRPC_ADDR": f"{HOST}:{grpc_port}",
         "WEBHOOKD_HTTP_ADDR": f"{HOST}:{http_port}",
+        # Where worker processes serve /metrics (a setting of the multi-process service); two services
+        # of one benchmark must not both take the default port.
+        "WEBHOOKD_METRICS_ADDR": f"{HOST}:{metrics_port}",
         "WEBHOOKD_ALLOW_INSECURE_URLS": "1",
         "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "1",
         "WEBHOOKD_SHUTDOWN_GRACE_SECONDS": "2",
@@ -86,11 +91,11 @@ def start_service(run: Run, backends: Backends, label: str, env: Mapping[str, st
     run.progress(f"starting webhookd serve ({label}{', ' + shown if shown else ''})")
     started = time.monotonic()
     child = run.child(f"webhookd-{label}", [str(WEBHOOKD), "serve"], env=settings, grace=STOP_GRACE)
-    match = child.wait_for_line(SERVING, START_LIMIT)
-    http_url = f"http://{HOST}:{match.group(2)}"
+    line = child.wait_for_line(SERVING, START_LIMIT).string
+    grpc_target, http_url = f"{HOST}:{grpc_port}", f"http://{HOST}:{http_port}"
     _wait_ready(http_url)
-    run.progress(f"webhookd serving on {match.group(1)} and {http_url} ({time.monotonic() - started:.1f} s)")
-    return Service(match.group(1), http_url, libpq(database_url), child.pid)
+    run.progress(f"{line.strip()} ({time.monotonic() - started:.1f} s)")
+    return Service(grpc_target, http_url, libpq(database_url), child.pid)
 
 
 def _wait_ready(http_url: str) -> None:
