@@ -57,9 +57,9 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
-## bench: every benchmark, each printing its figure as a ratio to a baseline run alongside it
+## bench: every benchmark (service, baselines and load generators in processes of their own), one table of ratios
 bench: $(STAMP)
-	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/all.py
 
 clean:
 	rm -rf $(VENV) build .webhookd

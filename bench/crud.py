@@ -1,112 +1,72 @@
-"""GetWebhook and CreateWebhook throughput, each against a bare grpc.aio echo of the same size.
+"""GetWebhook and CreateWebhook throughput over gRPC, each as a ratio to a bare grpc.aio echo.
 
-Run: `.venv/bin/python bench/crud.py`. Both servers live in this process on loopback. Each load
-keeps CONCURRENCY calls in flight over CHANNELS channels; the loads take turns (ROUNDS turns of
-SECONDS each after a short warm-up), so background noise lands on a figure and its baseline alike.
+Run: `.venv/bin/python bench/crud.py` (or `make bench` for every benchmark). Three processes besides
+this one: `webhookd serve` on an embedded PostgreSQL and OpenBao, the bare echo server
+(bench/servers/echo.py, answering with a payload the size of a GetWebhookResponse), and the load
+generator (bench/load/unary.py), started afresh for each turn: CONCURRENCY calls in flight over
+CHANNELS connections, WARMUP then SECONDS measured, the three loads taking ROUNDS turns in order.
+Targets (issue 11): GetWebhook >= 0.5 of the echo, CreateWebhook >= 0.15.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections.abc import Awaitable, Callable
-
-import common  # first: it sets gRPC's environment before grpc loads
-import grpc
-from cpod.integration.v1 import webhook_pb2 as wpb
-from cpod.integration.v1 import webhook_service_pb2 as pb
-from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
+import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
+from harness.backends import backends
+from harness.report import Row, main, ratio_row
+from harness.run import Run
+from harness.service import UNUSED_URL, Client, start_service
+from harness.turns import Load, alternate, spread_note
 
 CONCURRENCY = 64
-CHANNELS = 2
-ROUNDS = 5
-SECONDS = 1.0
-WARMUP = 0.25
-MAX_OPS = 100_000
-ECHO_METHOD = "/bench.Echo/Echo"
-TARGET_URL = "http://127.0.0.1:9/hook"  # never called: no workers run here
-
-Call = Callable[[], Awaitable[object]]
+CHANNELS = 8
+ROUNDS = 3
+SECONDS = 2.0
+WARMUP = 0.5
+WEBHOOKS = 64  # GetWebhook cycles through them
 
 
-async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-    # async like webhookd's servicers: a sync handler would run in a thread pool instead.
-    return request
-
-
-def _identity(data: bytes) -> bytes:
-    return data
-
-
-async def echo_server() -> tuple[grpc.aio.Server, str]:
-    """The baseline: one unary method that hands its bytes back, no interceptors, no protobuf."""
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(_echo, request_deserializer=_identity, response_serializer=_identity)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),))
-    port = server.add_insecure_port(f"{common.HOST}:0")
-    await server.start()
-    return server, f"{common.HOST}:{port}"
-
-
-def new_webhook(n: int) -> pb.CreateWebhookRequest:
-    return pb.CreateWebhookRequest(
-        webhook=wpb.Webhook(name=f"bench-{n}", url=TARGET_URL, event_types=["bench.*"], tags=["bench"])
+def measure(run: Run) -> list[Row]:
+    service = start_service(run, backends(run), "crud")
+    client = Client(run, service, "tnt_bench_crud")
+    ids = [
+        client.create_webhook(name=f"bench-{n}", url=UNUSED_URL, event_types=["bench.*"], tags=["bench"]).webhook.id
+        for n in range(WEBHOOKS)
+    ]
+    size = client.get_webhook(ids[0]).ByteSize()
+    echo = run.server("echo", "servers.echo")
+    common = ["--concurrency", str(CONCURRENCY), "--channels", str(CHANNELS)]
+    common += ["--warmup", str(WARMUP), "--seconds", str(SECONDS)]
+    on_service = ["--target", service.grpc_target, "--token", client.token, *common]
+    rates = alternate(
+        run,
+        {
+            "echo": Load("load.unary", ["--kind", "echo", "--target", echo, "--size", str(size), *common]),
+            "get": Load("load.unary", ["--kind", "get", "--ids", ",".join(ids), *on_service], on_service=True),
+            "create": Load("load.unary", ["--kind", "create", *on_service], on_service=True),
+        },
+        rounds=ROUNDS,
+        service=service,
     )
-
-
-def echo_call(channels: list[grpc.aio.Channel], size: int) -> Call:
-    payload = b"x" * size
-    methods = itertools.cycle(
-        [c.unary_unary(ECHO_METHOD, request_serializer=_identity, response_deserializer=_identity) for c in channels]
-    )
-    return lambda: next(methods)(payload)
-
-
-def webhook_calls(bench: common.Stack, channels: list[grpc.aio.Channel], ids: list[str]) -> tuple[Call, Call]:
-    stubs = itertools.cycle([rpc.WebhookServiceStub(c) for c in channels])
-    gets = itertools.cycle([pb.GetWebhookRequest(id=webhook_id) for webhook_id in ids])
-    numbers = itertools.count(len(ids))
-
-    def get() -> Awaitable[object]:
-        return next(stubs).GetWebhook(next(gets), metadata=bench.metadata)
-
-    def create() -> Awaitable[object]:
-        return next(stubs).CreateWebhook(new_webhook(next(numbers)), metadata=bench.metadata)
-
-    return get, create
-
-
-async def main() -> None:
-    async with common.stack() as bench:
-        created = [await bench.stub.CreateWebhook(new_webhook(n), metadata=bench.metadata) for n in range(CONCURRENCY)]
-        ids = [c.webhook.id for c in created]
-        sample = await bench.stub.GetWebhook(pb.GetWebhookRequest(id=ids[0]), metadata=bench.metadata)
-        size = sample.ByteSize()
-        server, echo_target = await echo_server()
-        echo_channels = [grpc.aio.insecure_channel(echo_target) for _ in range(CHANNELS)]
-        service_channels = [grpc.aio.insecure_channel(bench.service.grpc_target) for _ in range(CHANNELS)]
-        try:
-            get, create = webhook_calls(bench, service_channels, ids)
-            rates = await common.alternating(
-                {"echo": echo_call(echo_channels, size), "get": get, "create": create},
-                rounds=ROUNDS,
-                concurrency=CONCURRENCY,
-                warmup=WARMUP,
-                seconds=SECONDS,
-                max_ops=MAX_OPS,
-            )
-        finally:
-            for channel in echo_channels + service_channels:
-                await channel.close()
-            await server.stop(None)
-    common.header(
-        "webhookd CRUD throughput",
-        f"{CONCURRENCY} in flight over {CHANNELS} channels, {ROUNDS}x{SECONDS:.0f} s each; "
-        f"baseline: bare grpc.aio echo of {size} B; ratio = webhookd / baseline",
-    )
-    common.rate_line("GetWebhook", rates["get"], rates["echo"])
-    common.rate_line("CreateWebhook", rates["create"], rates["echo"])
+    echo_note = f"baseline: bare grpc.aio echo of {size} B (a GetWebhookResponse); {CONCURRENCY} in flight"
+    return [
+        ratio_row(
+            "GetWebhook (gRPC)",
+            rates["get"].rate,
+            rates["echo"].rate,
+            "calls/s",
+            at_least=0.5,
+            notes=[f"{echo_note}; {rates['get'].cpu_note('GetWebhook')}"],
+        ),
+        ratio_row(
+            "CreateWebhook (gRPC)",
+            rates["create"].rate,
+            rates["echo"].rate,
+            "calls/s",
+            at_least=0.15,
+            notes=[f"{rates['create'].cpu_note('CreateWebhook')}; {spread_note(rates, 'calls/s')}"],
+        ),
+    ]
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main("crud", measure)

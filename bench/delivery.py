@@ -1,319 +1,325 @@
-"""Delivery: end-to-end throughput, publish-to-first-attempt latency, and fan-out enqueue time.
+"""End-to-end deliveries and publish-to-first-attempt latency, each against a bare aiohttp baseline.
 
-Run: `.venv/bin/python bench/delivery.py`. Everything lives in this process on loopback: the gRPC
-service, the DeliveryWorkers and an aiohttp receiver that answers 200. Baselines are the bare
-operations the service's path is built from, measured in the same run:
-  (a) deliveries/s, publish to last recorded success vs a bare loop that signs and POSTs the bodies;
-  (b) PublishEvent call start to the receiver getting the request vs a bare POST's start to the same;
-  (c) PublishEvent fanned out to FANOUT webhooks (no workers running) vs a bare COPY of as many rows.
+Run: `.venv/bin/python bench/delivery.py`. Besides this one: one `webhookd serve` per WORKER_PROCESSES
+setting (on one embedded PostgreSQL and OpenBao, a database each; all started up front, each idle while
+another is measured), the receiver (bench/servers/receiver.py: counts requests, checks every signature,
+notes arrival times) and the load generators, each a process:
+
+  e2e        bench/load/e2e.py publishes events, each fanned out to HOOKS webhooks pointing at the
+             receiver, and times first publish -> last 2xx attempt recorded in the attempts table; as
+             many events per turn as the warm-up's pace says fill about TURN_SECONDS (within bounds);
+  baseline   bench/load/bare_posts.py signs (Standard Webhooks, HMAC-SHA256) and POSTs bodies of the size
+             the service's deliveries had to the same receiver, WORKERS in flight (the service's
+             WEBHOOKD_WORKERS): deliveries/s against posts/s;
+  latency    bench/load/probe.py, running alongside each of those loads, publishes (or, for the baseline,
+             POSTs) one probe every PROBE_PACE s to a webhook of its own and takes call start -> arrival at
+             the receiver (one monotonic clock for every process on the machine). Probes before any load
+             give the idle line.
+
+ROUNDS rounds of: the first setting, the baseline, the other settings. The scaling line compares
+WEBHOOKD_WORKER_PROCESSES=2 with =1 (WORKER_PROCESSES: add a setting there for another line; a build
+that does not know the setting ignores it, and the notes then show the same process count for both).
+Targets (issue 11): e2e >= 0.35 of the baseline; publish to first attempt while the e2e load runs
+p50 <= 5 ms, p99 <= 25 ms.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import socket
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from datetime import UTC, datetime
-from typing import TypeVar
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import aiohttp
-import common  # before anything that loads grpc: it sets gRPC's environment
-import psycopg
-from aiohttp import web
-from cpod.integration.v1 import webhook_pb2 as wpb
-from cpod.integration.v1 import webhook_service_pb2 as pb
-from google.protobuf import struct_pb2
+import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
+from harness import signing
+from harness.backends import Backends, backends
+from harness.procs import Child
+from harness.report import Row, main, ratio_row, value_row
+from harness.run import Run
+from harness.service import Client, Service, start_service
 
-from webhookd.app import DeliveryWorkers
-from webhookd.domain import ids
-from webhookd.domain.signing import sign_headers
-from webhookd.domain.webhooks import SignatureScheme
-
-CONCURRENCY = 64
+WORKERS = 32
+WORKER_PROCESSES = (1, 2)
 HOOKS = 10
-EVENTS = 100  # each fanned out to HOOKS webhooks
-WARMUP_EVENTS = 10
-LATENCY_SAMPLES = 200
-LATENCY_PACE = 0.005
-FANOUT = 10_000
-FANOUT_REPEATS = 3
-WAIT_LIMIT = 30.0
-# The service's engine may open 40 connections and the workers' up to 2 x min(workers, 32):
-# more than PostgreSQL's default of 100 at 64 workers.
-MAX_CONNECTIONS = 200
-T = TypeVar("T")
-SIGNING_SECRET = "whsec_" + "YmVuY2gtc2lnbmluZy1zZWNyZXQtMzItYnl0ZXMhIQ=="
+TURN_SECONDS = 4.0  # the e2e turns' aim: long enough for the probe's samples and a small polling error
+EVENTS = (20, 500)  # bounds on the events per e2e turn, each fanned out to HOOKS webhooks
+ROUNDS = 2
+PUBLISHERS = 16  # PublishEvent calls in flight
+PAYLOAD_BYTES = 200
+WARMUP_EVENTS = 20
+BARE_POSTS = 5_000  # per turn: enough for the baseline to run a few seconds, so its probe gets samples
+PROBE_PACE = 0.05
+IDLE_PROBES = 20
+E2E_LIMIT = 60.0
+SETTLE = 10.0
 
 
-class Receiver:
-    """Answers 200 to every POST and notes when each event id (the webhook-id header) first arrived."""
+@dataclass
+class Latency:
+    samples: list[float] = field(default_factory=list)
+    missing: int = 0
 
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-        self.changed = asyncio.Condition()
-        self.port = 0
-        self._runner: web.AppRunner | None = None
+    def add(self, other: Latency) -> None:
+        self.samples = sorted(self.samples + other.samples)
+        self.missing += other.missing
+
+    def percentile(self, fraction: float) -> float:
+        ordered = self.samples
+        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
+
+    def note(self, what: str) -> str:
+        missing = f", {self.missing} never arrived (counted as the wait)" if self.missing else ""
+        return f"{what}: {len(self.samples)} probes{missing}, p50 {self.percentile(0.5):,.1f} ms"
+
+
+@dataclass
+class Totals:
+    """What a load's turns add up to."""
+
+    done: int = 0  # deliveries recorded as 2xx, or bare POSTs answered
+    events: int = 0
+    expected: int = 0
+    turns: list[float] = field(default_factory=list)  # each turn's rate: how noisy the machine was
+    seconds: float = 0.0
+    db_seconds: float = 0.0
+    publish_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    processes: int = 0
+    latency: Latency = field(default_factory=Latency)
 
     @property
-    def url(self) -> str:
-        return f"http://{common.HOST}:{self.port}/hook"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, common.HOST, 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.arrived.setdefault(request.headers.get("webhook-id", ""), time.perf_counter())
-        await request.read()
-        async with self.changed:
-            self.changed.notify_all()
-        return web.Response(text="ok")
-
-    async def wait_for(self, event_ids: Iterable[str]) -> None:
-        """Until every one of `event_ids` has arrived; at most WAIT_LIMIT seconds."""
-        wanted = set(event_ids)
-        async with asyncio.timeout(WAIT_LIMIT), self.changed:
-            await self.changed.wait_for(lambda: wanted <= self.arrived.keys())
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds else 0.0
 
 
-def payload(n: int) -> struct_pb2.Struct:
-    data = struct_pb2.Struct()
-    data.update({"n": n, "rfp_id": f"rfp_{n:08d}", "title": "benchmark event", "amount": 1234.5})
-    return data
+@dataclass
+class UnderTest:
+    """One running service, with WEBHOOKD_WORKER_PROCESSES=`worker_processes`, set up for e2e turns."""
+
+    worker_processes: int
+    service: Service
+    e2e_args: list[str]
+    probe_args: list[str]
+    totals: Totals = field(default_factory=Totals)
 
 
-async def publish(
-    bench: common.Stack, n: int, metadata: Iterable[tuple[str, str]] | None = None, webhook_id: str = ""
-) -> str:
-    request = pb.PublishEventRequest(event_type="bench.created", payload=payload(n), webhook_id=webhook_id)
-    response = await bench.stub.PublishEvent(request, metadata=metadata or bench.metadata)
-    return str(response.event_id)
+def receiver_stats(receiver: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://{receiver}/stats", timeout=10) as response:
+        stats: dict[str, int] = json.loads(response.read())
+    return stats
 
 
-async def in_parallel(count: int, job: Callable[[T], Awaitable[object]], items: Iterator[T]) -> None:
-    """Runs `job(item)` for every item, `count` at a time."""
+def check_signed(before: dict[str, int], after: dict[str, int], done: int) -> None:
+    """Every request the receiver got meanwhile carried a valid signature, and none counted done is missing."""
+    delta = {key: after[key] - before[key] for key in after}
+    if delta["unsigned"] or delta["bad"]:
+        raise RuntimeError(f"receiver got {delta['unsigned']} unsigned and {delta['bad']} badly signed requests")
+    if delta["verified"] < done:
+        raise RuntimeError(f"{done} deliveries recorded as 2xx but the receiver verified only {delta['verified']}")
 
-    async def lane() -> None:
-        for item in items:
-            await job(item)
 
-    await asyncio.gather(*(lane() for _ in range(count)))
+def start_probe(run: Run, name: str, args: list[str], receiver: str, *, started_file: Path | None = None) -> Child:
+    wait = ["--wait-file", str(started_file)] if started_file else ["--max-samples", str(IDLE_PROBES)]
+    common = ["--receiver", f"http://{receiver}", "--pace", str(PROBE_PACE), "--settle", str(SETTLE)]
+    return run.python(name, "load.probe", [*args, *common, "--limit", str(E2E_LIMIT), *wait])
 
 
-async def succeeded(bench: common.Stack, webhook_ids: list[str]) -> tuple[int, datetime | None]:
-    async with await psycopg.AsyncConnection.connect(bench.libpq_url, autocommit=True) as connection:
-        cursor = await connection.execute(
-            "SELECT count(*), max(completed_at) FROM deliveries WHERE webhook_id = ANY(%s) AND status = 'succeeded'",
-            (webhook_ids,),
+def probe_result(child: Child, *, finish: bool) -> Latency:
+    if finish:
+        child.ask_to_finish()
+    result = child.result(E2E_LIMIT + SETTLE + 20)
+    return Latency(result["latencies_ms"], int(result["missing"]))
+
+
+def start(run: Run, backs: Backends, receiver: str, worker_processes: int) -> UnderTest:
+    """The service with its HOOKS webhooks (and one for the probe) pointing at the receiver."""
+    env = {
+        "WEBHOOKD_WORKERS": str(WORKERS),
+        "WEBHOOKD_WORKER_PROCESSES": str(worker_processes),
+        # The fleet-wide per-webhook cap out of the way of every worker of every process.
+        "WEBHOOKD_PER_WEBHOOK_CONCURRENCY": str(WORKERS * max(WORKER_PROCESSES)),
+    }
+    service = start_service(run, backs, f"e2e{worker_processes}", env)
+    client = Client(run, service, f"tnt_bench_e2e{worker_processes}")
+    for n in range(HOOKS):
+        url = f"http://{receiver}/hook/e2e-{n}"
+        client.create_webhook(name=f"e2e-{n}", url=url, event_types=["bench.created"], signing_secret=signing.SECRET)
+    probe_hook = client.create_webhook(
+        name="probe", url=f"http://{receiver}/hook/probe", event_types=["bench.probe"], signing_secret=signing.SECRET
+    ).webhook.id
+    publish = ["--target", service.grpc_target, "--token", client.token]
+    e2e_args = [*publish, "--database", service.database, "--hooks", str(HOOKS), "--limit", str(E2E_LIMIT)]
+    e2e_args += ["--concurrency", str(PUBLISHERS), "--payload-bytes", str(PAYLOAD_BYTES)]
+    return UnderTest(worker_processes, service, e2e_args, ["--mode", "publish", *publish, "--webhook", probe_hook])
+
+
+def warm_up(run: Run, test: UnderTest, receiver: str) -> tuple[int, float]:
+    """A few events end to end, unmeasured; returns the mean body size the receiver got and the pace
+    (deliveries/s, a rough one)."""
+    before = receiver_stats(receiver)
+    args = [*test.e2e_args, "--events", str(WARMUP_EVENTS)]
+    warm = run.load(f"e2e{test.worker_processes}-warm-up", "load.e2e", args, timeout=E2E_LIMIT + 30)
+    after = receiver_stats(receiver)
+    if warm["errors"] or warm["recorded"] < warm["expected"]:
+        raise RuntimeError(f"e2e warm-up failed: {warm}")
+    body_bytes = (after["body_bytes"] - before["body_bytes"]) // max(1, after["received"] - before["received"])
+    return body_bytes, warm["recorded"] / warm["seconds"]
+
+
+def events_per_turn(pace: float) -> int:
+    """Events that keep an e2e turn going for about TURN_SECONDS at `pace` deliveries/s, within EVENTS."""
+    return max(EVENTS[0], min(EVENTS[1], round(pace * TURN_SECONDS / HOOKS)))
+
+
+def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: int) -> None:
+    """`events` events end to end, with a probe alongside; adds to test.totals."""
+    name = f"e2e{test.worker_processes}-{turn}"
+    started_file = run.dir / f"{name}.started"
+    prober = start_probe(run, f"{name}-probe", test.probe_args, receiver, started_file=started_file)
+    before, cpu_before = receiver_stats(receiver), test.service.usage()
+    args = [*test.e2e_args, "--events", str(events), "--started-file", str(started_file)]
+    result = run.load(name, "load.e2e", args, timeout=E2E_LIMIT + 30)
+    cpu_after = test.service.usage()
+    latency = probe_result(prober, finish=True)
+    if result["errors"]:
+        raise RuntimeError(f"{name}: {result['errors']} failed publishes; first: {result['first_error']}")
+    if result["queued"] != result["expected"]:
+        raise RuntimeError(f"{name}: the service queued {result['queued']} deliveries, not {result['expected']}")
+    check_signed(before, receiver_stats(receiver), int(result["recorded"]))
+    totals = test.totals
+    totals.done += int(result["recorded"])
+    totals.turns.append(int(result["recorded"]) / float(result["seconds"]))
+    totals.events += events
+    totals.expected += int(result["expected"])
+    totals.seconds += float(result["seconds"])
+    totals.db_seconds += float(result["db_seconds"] or "nan")
+    totals.publish_seconds += float(result["publish_seconds"])
+    totals.cpu_seconds += cpu_after.cpu_seconds - cpu_before.cpu_seconds
+    totals.processes = cpu_after.processes
+    totals.latency.add(latency)
+
+
+def bare_turn(run: Run, receiver: str, body_bytes: int, totals: Totals, turn: int) -> None:
+    """BARE_POSTS signed POSTs, WORKERS in flight, with a probe alongside; adds to totals."""
+    started_file = run.dir / f"bare-{turn}.started"
+    probe_args = ["--mode", "post", "--url", f"http://{receiver}/hook/bare-probe"]
+    prober = start_probe(run, f"bare-{turn}-probe", probe_args, receiver, started_file=started_file)
+    before = receiver_stats(receiver)
+    args = ["--url", f"http://{receiver}/hook/bare", "--count", str(BARE_POSTS), "--concurrency", str(WORKERS)]
+    args += ["--body-bytes", str(body_bytes), "--started-file", str(started_file), "--limit", str(E2E_LIMIT)]
+    result = run.load(f"bare-{turn}", "load.bare_posts", args, timeout=E2E_LIMIT + 30)
+    latency = probe_result(prober, finish=True)
+    if result["errors"]:
+        raise RuntimeError(f"bare posts: {result['errors']} failed; first: {result['first_error']}")
+    check_signed(before, receiver_stats(receiver), int(result["posts"]))
+    totals.done += int(result["posts"])
+    totals.turns.append(int(result["posts"]) / float(result["seconds"]))
+    totals.expected += BARE_POSTS
+    totals.seconds += float(result["seconds"])
+    totals.latency.add(latency)
+
+
+def e2e_notes(test: UnderTest) -> list[str]:
+    totals = test.totals
+    incomplete = "" if totals.done >= totals.expected else f"; ONLY {totals.done} of {totals.expected} recorded in time"
+    settings = f"WEBHOOKD_WORKER_PROCESSES={test.worker_processes}, WEBHOOKD_WORKERS={WORKERS}"
+    return [
+        f"{settings}: {ROUNDS} turns, {totals.events} events x {HOOKS} webhooks, {totals.seconds:.2f} s in all from "
+        f"first publish to last 2xx recorded (by the attempts' own occurred_at: {totals.db_seconds:.2f} s)"
+        f"{incomplete}; publishing alone {totals.events / totals.publish_seconds:,.0f} events/s; the service ran "
+        f"{totals.processes} process(es), CPU {totals.cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs per delivery; "
+        f"turns: {', '.join(f'{rate:,.0f}' for rate in totals.turns)}/s"
+    ]
+
+
+def rows(tests: list[UnderTest], bare: Totals, idle: Latency, bare_idle: Latency, body_bytes: int) -> list[Row]:
+    first = tests[0]
+    out = []
+    for test in tests:
+        baseline = [
+            f"baseline: bare aiohttp sign-and-POST loop, {WORKERS} in flight, {body_bytes} B bodies; turns: "
+            f"{', '.join(f'{rate:,.0f}' for rate in bare.turns)}/s"
+        ]
+        out.append(
+            ratio_row(
+                f"e2e deliveries, {test.worker_processes} worker process{'es' if test.worker_processes > 1 else ''}",
+                test.totals.rate,
+                bare.rate,
+                "deliveries/s",
+                at_least=0.35,
+                notes=e2e_notes(test) + (baseline if test is first else []),
+            )
         )
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0]), row[1]
-
-
-async def wait_succeeded(bench: common.Stack, webhook_ids: list[str], count: int) -> tuple[int, datetime]:
-    """(deliveries succeeded, when the last one was recorded) once `count` have, or at WAIT_LIMIT."""
-    deadline = time.monotonic() + WAIT_LIMIT
-    while True:
-        done, last = await succeeded(bench, webhook_ids)
-        if last is not None and (done >= count or time.monotonic() > deadline):
-            return done, last
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no delivery succeeded within {WAIT_LIMIT:.0f} s")
-        await asyncio.sleep(0.05)
-
-
-async def bare_posts(url: str, bodies: list[tuple[str, bytes]], concurrency: int) -> float:
-    """Seconds to sign and POST every body, `concurrency` at a time, through one pooled session."""
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, headers={"Content-Type": "application/json"}) as session:
-
-        async def post(item: tuple[str, bytes]) -> None:
-            event_id, body = item
-            headers = sign_headers(
-                SignatureScheme.STANDARD_WEBHOOKS, [SIGNING_SECRET], event_id, int(time.time()), body
+    for test in tests[1:]:
+        same = first.totals.processes == test.totals.processes
+        out.append(
+            ratio_row(
+                f"e2e scaling, {test.worker_processes} vs {first.worker_processes} worker processes",
+                test.totals.rate,
+                first.totals.rate,
+                "deliveries/s",
+                notes=[
+                    f"the service ran {first.totals.processes} then {test.totals.processes} process(es)"
+                    + (": the same count, so the setting looks ignored by this build" if same else "")
+                ],
             )
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-
-        await in_parallel(concurrency, post, iter(bodies[:concurrency]))  # warm the pool
-        started = time.perf_counter()
-        await in_parallel(concurrency, post, iter(bodies))
-        return time.perf_counter() - started
-
-
-async def event_bodies(bench: common.Stack, event_ids: list[str]) -> list[tuple[str, bytes]]:
-    async with await psycopg.AsyncConnection.connect(bench.libpq_url, autocommit=True) as connection:
-        cursor = await connection.execute("SELECT id, body FROM events WHERE id = ANY(%s)", (event_ids,))
-        return [(event_id, bytes(body)) for event_id, body in await cursor.fetchall()]
-
-
-async def throughput(bench: common.Stack, receiver: Receiver, webhook_ids: list[str]) -> tuple[float, float, str]:
-    """(deliveries/s end to end, bare deliveries/s, a note on publishing and completeness)."""
-    numbers = itertools.count()
-    await in_parallel(CONCURRENCY, lambda _: publish(bench, next(numbers)), iter(range(WARMUP_EVENTS)))
-    warm = WARMUP_EVENTS * len(webhook_ids)
-    await wait_succeeded(bench, webhook_ids, warm)
-
-    event_ids: list[str] = []
-
-    async def publish_one(_: int) -> None:
-        event_ids.append(await publish(bench, next(numbers)))
-
-    started = time.time()
-    await in_parallel(CONCURRENCY, publish_one, iter(range(EVENTS)))
-    publishing = time.time() - started
-    wanted = EVENTS * len(webhook_ids)
-    done, last = await wait_succeeded(bench, webhook_ids, warm + wanted)
-    e2e = (done - warm) / (last.timestamp() - started)
-
-    bodies = await event_bodies(bench, event_ids)
-    bare = len(webhook_ids) * len(bodies) / await bare_posts(receiver.url, bodies * len(webhook_ids), CONCURRENCY)
-    note = f"publishing took {publishing:.2f} s = {EVENTS / publishing:,.0f} events/s"
-    if done - warm < wanted:
-        note += f"; only {done - warm} of {wanted} succeeded within {WAIT_LIMIT:.0f} s"
-    return e2e, bare, note
+        )
+    under_load, bare_load = first.totals.latency, bare.latency
+    others = "; ".join(t.totals.latency.note(f"with {t.worker_processes} worker processes") for t in tests[1:])
+    out += [
+        value_row(
+            "publish -> first attempt p50",
+            under_load.percentile(0.5),
+            bare_load.percentile(0.5),
+            "ms",
+            at_most=5,
+            notes=[
+                f"{under_load.note(f'during the e2e turns, {first.worker_processes} worker process')}, one every "
+                f"{PROBE_PACE} s; baseline: a bare signed POST's start -> arrival during the bare turns: "
+                f"{bare_load.note('bare')}" + (f"; {others}" if others else "")
+            ],
+        ),
+        value_row(
+            "publish -> first attempt p99",
+            under_load.percentile(0.99),
+            bare_load.percentile(0.99),
+            "ms",
+            at_most=25,
+        ),
+        value_row(
+            "publish -> first attempt p50, idle",
+            idle.percentile(0.5),
+            bare_idle.percentile(0.5),
+            "ms",
+            notes=[f"nothing else running; {IDLE_PROBES} probes each, one every {PROBE_PACE} s"],
+        ),
+    ]
+    return out
 
 
-async def latency(
-    bench: common.Stack, receiver: Receiver, webhook_id: str
-) -> tuple[list[float], list[float], list[float]]:
-    """Milliseconds: PublishEvent call start to arrival at the receiver, the PublishEvent call alone, and
-    a bare POST's start to its arrival."""
-    published: dict[str, float] = {}
-    calls: list[float] = []
-    for n in range(LATENCY_SAMPLES):
-        started = time.perf_counter()
-        published[await publish(bench, n, webhook_id=webhook_id)] = started
-        calls.append((time.perf_counter() - started) * 1000)
-        await asyncio.sleep(LATENCY_PACE)
-    await receiver.wait_for(published)
-    via_service = [(receiver.arrived[event_id] - started) * 1000 for event_id, started in published.items()]
-
-    bare: list[float] = []
-    body = b'{"type":"bench.created","data":{}}'
-    async with aiohttp.ClientSession(headers={"Content-Type": "application/json"}) as session:
-        for n in range(LATENCY_SAMPLES + 10):
-            event_id = f"bare_latency_{n}"
-            started = time.perf_counter()
-            headers = sign_headers(
-                SignatureScheme.STANDARD_WEBHOOKS, [SIGNING_SECRET], event_id, int(time.time()), body
-            )
-            async with session.post(receiver.url, data=body, headers=headers) as response:
-                await response.read()
-            if n >= 10:  # the first few open the connection
-                bare.append((receiver.arrived[event_id] - started) * 1000)
-            await asyncio.sleep(LATENCY_PACE)
-    return via_service, calls, bare
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((common.HOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-_FANOUT_WEBHOOKS = """
-INSERT INTO webhooks (id, tenant_id, name, direction, url, event_types, signature_scheme, headers, enabled,
-    retry_max_attempts, retry_backoff, retry_timeout_ms, connector_id, application_id, tags, source,
-    source_type, vault_path, secret_fingerprint, created_at, updated_at, created_by, updated_by,
-    schema_version, version, consecutive_failures)
-SELECT 'whk_fanout' || lpad(g::text, 8, '0'), %(tenant)s, 'fanout ' || g, 'outbound', %(url)s, ARRAY['*'],
-    'standard-webhooks', '{}'::jsonb, true, 8, 'exponential', 15000, '', '', ARRAY[]::text[], 'edm', 'api',
-    'webhookd/tenants/' || %(tenant)s || '/webhooks/none', '', now(), now(), 'person_bench', 'person_bench',
-    1, 1, 0
-FROM generate_series(1, %(count)s) AS g
-"""
-
-
-async def fanout(bench: common.Stack) -> tuple[list[float], list[float]]:
-    """Milliseconds to publish one event to FANOUT webhooks, and to COPY as many rows: FANOUT_REPEATS each."""
-    tenant_id, metadata = common.new_tenant()
-    async with await psycopg.AsyncConnection.connect(bench.libpq_url, autocommit=True) as connection:
-        url = f"http://{common.HOST}:{closed_port()}/hook"
-        await connection.execute(_FANOUT_WEBHOOKS, {"tenant": tenant_id, "url": url, "count": FANOUT})
-        await connection.execute("CREATE TABLE bench_copy (LIKE deliveries INCLUDING DEFAULTS)")
-        await connection.execute("ANALYZE webhooks")
-
-        publish_ms: list[float] = []
-        copy_ms: list[float] = []
-        for n in range(FANOUT_REPEATS):
-            started = time.perf_counter()
-            event_id = await publish(bench, n, metadata)
-            publish_ms.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            await copy_rows(connection, tenant_id, event_id)
-            copy_ms.append((time.perf_counter() - started) * 1000)
-        cursor = await connection.execute("SELECT count(*) FROM deliveries WHERE tenant_id = %s", (tenant_id,))
-        row = await cursor.fetchone()
-        assert row is not None and row[0] == FANOUT * FANOUT_REPEATS, f"queued {row}"
-    return publish_ms, copy_ms
-
-
-async def copy_rows(connection: psycopg.AsyncConnection[object], tenant_id: str, event_id: str) -> None:
-    """The baseline: FANOUT delivery-shaped rows in one COPY, built the way the publisher builds them."""
-    now = datetime.now(UTC)
-    columns = "id, tenant_id, app_id, event_id, webhook_id, status, attempts, next_attempt_at, created_at, updated_at"
-    async with (
-        connection.transaction(),
-        connection.cursor() as cursor,
-        cursor.copy(f"COPY bench_copy ({columns}) FROM STDIN") as copy,
-    ):
-        for n in range(FANOUT):
-            row = (ids.new_id(ids.DELIVERY_PREFIX), tenant_id, None, event_id, f"whk_{n}", "pending", 0, now, now, now)
-            await copy.write_row(row)
-
-
-async def main() -> None:
-    receiver = Receiver()
-    await receiver.start()
-    settings = {"workers": CONCURRENCY, "per_webhook_concurrency": CONCURRENCY, "allow_private_targets": True}
-    try:
-        async with common.stack(max_connections=MAX_CONNECTIONS, **settings) as bench:
-            webhook_ids = []
-            for n in range(HOOKS):
-                webhook = wpb.Webhook(name=f"bench-{n}", url=receiver.url, event_types=["bench.*"])
-                request = pb.CreateWebhookRequest(webhook=webhook, signing_secret=SIGNING_SECRET)
-                webhook_ids.append((await bench.stub.CreateWebhook(request, metadata=bench.metadata)).webhook.id)
-            workers = DeliveryWorkers(bench.settings, bench.backends)
-            await workers.start()
-            try:
-                e2e, bare_rate, note = await throughput(bench, receiver, webhook_ids)
-                via_service, calls, bare_latency = await latency(bench, receiver, webhook_ids[0])
-            finally:
-                await workers.stop()
-            publish_ms, copy_ms = await fanout(bench)
-    finally:
-        await receiver.stop()
-
-    common.header("webhookd delivery", f"{CONCURRENCY} workers, loopback; ratio = webhookd / baseline")
-    common.rate_line(f"e2e deliveries ({EVENTS} events x {HOOKS} webhooks)", e2e, bare_rate)
-    print(f"  ({note})")
-    p50, p99 = common.percentile(via_service, 0.5), common.percentile(via_service, 0.99)
-    b50, b99 = common.percentile(bare_latency, 0.5), common.percentile(bare_latency, 0.99)
-    print(
-        f"publish-to-first-attempt: p50 {p50:.2f} ms, p99 {p99:.2f} ms vs bare POST p50 {b50:.2f} ms,"
-        f" p99 {b99:.2f} ms = ratio (p50) {p50 / b50:.1f}"
-    )
-    print(f"  (the PublishEvent call alone: p50 {common.percentile(calls, 0.5):.2f} ms)")
-    common.time_line(
-        f"enqueue 1 event x {FANOUT} webhooks (median of {FANOUT_REPEATS})",
-        common.median(publish_ms),
-        common.median(copy_ms),
-    )
+def measure(run: Run) -> list[Row]:
+    backs = backends(run)
+    receiver = run.server("receiver", "servers.receiver")
+    # Every setting's service runs from the start; each is idle while another is measured.
+    tests = [start(run, backs, receiver, processes) for processes in WORKER_PROCESSES]
+    body_bytes, pace = [warm_up(run, test, receiver) for test in tests][0]  # noqa: RUF015 - every one warms up
+    events = events_per_turn(pace)
+    idle = probe_result(start_probe(run, "idle-probe", tests[0].probe_args, receiver), finish=False)
+    bare_probe = ["--mode", "post", "--url", f"http://{receiver}/hook/bare-probe"]
+    bare_idle = probe_result(start_probe(run, "bare-idle-probe", bare_probe, receiver), finish=False)
+    bare = Totals()
+    for turn in range(1, ROUNDS + 1):
+        e2e_turn(run, tests[0], receiver, events, turn)
+        bare_turn(run, receiver, body_bytes, bare, turn)
+        for test in tests[1:]:
+            e2e_turn(run, test, receiver, events, turn)
+        run.progress(
+            f"round {turn}/{ROUNDS}: "
+            + ", ".join(f"{t.worker_processes} worker process(es) {t.totals.rate:,.0f}/s" for t in tests)
+            + f", bare {bare.rate:,.0f}/s"
+        )
+    return rows(tests, bare, idle, bare_idle, body_bytes)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main("delivery", measure)
