@@ -557,14 +557,16 @@ class FakeDeliveryQueue:
         self.deliveries[delivery.id] = delivery
         return delivery.id
 
-    async def claim(self, limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
+    async def claim(self, limit: int, *, per_webhook: int, per_tenant: int) -> list[ClaimedDelivery]:
         now = self._now()
         self.claim_limits.append(limit)
-        in_flight = Counter(
-            delivery.webhook_id
+        leased = [
+            delivery
             for delivery in self.deliveries.values()
             if delivery.lease_expires_at is not None and delivery.lease_expires_at > now
-        )
+        ]
+        in_flight = Counter(delivery.webhook_id for delivery in leased)
+        tenant_in_flight = Counter(delivery.tenant_id for delivery in leased)
         due = sorted(
             (
                 delivery
@@ -581,9 +583,10 @@ class FakeDeliveryQueue:
         for delivery in due:
             if len(claimed) == limit:
                 break
-            if in_flight[delivery.webhook_id] >= per_webhook:
+            if in_flight[delivery.webhook_id] >= per_webhook or tenant_in_flight[delivery.tenant_id] >= per_tenant:
                 continue
             in_flight[delivery.webhook_id] += 1
+            tenant_in_flight[delivery.tenant_id] += 1
             webhook = self._webhooks.rows[delivery.webhook_id]
             lease_end = now + timedelta(milliseconds=webhook.spec.retry_policy.timeout_ms) + LEASE_MARGIN
             delivery.lease_token, delivery.lease_expires_at, delivery.next_attempt_at = token, lease_end, lease_end

@@ -289,6 +289,7 @@ class DeliveryWorkers:
             self.notifications,
             workers=settings.workers,
             per_webhook=settings.per_webhook_concurrency,
+            per_tenant=settings.per_tenant_concurrency,
             grace_seconds=settings.shutdown_grace_seconds,
         )
         self.retention_days = settings.retention_days

@@ -42,6 +42,7 @@ class Settings:
     allowed_target_cidrs: tuple[str, ...] = ()
     workers: int = 32
     per_webhook_concurrency: int = 4
+    per_tenant_concurrency: int = 24
     max_streams_per_tenant: int = 20
     inbound_rate_per_second: float = 50.0
     inbound_burst: int = 100
@@ -137,6 +138,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         allowed_target_cidrs=cidrs,
         workers=_int(env, "WEBHOOKD_WORKERS", 32, 0, 4096),
         per_webhook_concurrency=_int(env, "WEBHOOKD_PER_WEBHOOK_CONCURRENCY", 4, 1, 1000),
+        per_tenant_concurrency=_int(env, "WEBHOOKD_PER_TENANT_CONCURRENCY", 24, 1, 100_000),
         max_streams_per_tenant=_int(env, "WEBHOOKD_MAX_STREAMS_PER_TENANT", 20, 1, 100_000),
         inbound_rate_per_second=_float(env, "WEBHOOKD_INBOUND_RATE_PER_SECOND", 50.0),
         inbound_burst=_int(env, "WEBHOOKD_INBOUND_BURST", 100, 1, 1_000_000),

@@ -126,9 +126,9 @@ class InboundRepository(Protocol):
 
 
 class DeliveryQueue(Protocol):
-    async def claim(self, limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
-        """Leases up to `limit` due deliveries of active webhooks, at most `per_webhook` in flight
-        per webhook across every process."""
+    async def claim(self, limit: int, *, per_webhook: int, per_tenant: int) -> list[ClaimedDelivery]:
+        """Leases up to `limit` due deliveries of active webhooks, fairly across webhooks, with at
+        most `per_webhook` in flight per webhook and `per_tenant` per tenant across every process."""
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery comes due (None: nothing is pending)."""

@@ -74,7 +74,7 @@ def deliver_one(queue: FakeDeliveryQueue, deliverer: Deliverer, recorder: Attemp
         """Queues, claims and attempts one delivery to `webhook` as a worker would, and waits until the
         recorder has written what it did; the delivery's id."""
         delivery_id = queue.add(webhook)
-        [claimed] = await queue.claim(1, per_webhook=1)
+        [claimed] = await queue.claim(1, per_webhook=1, per_tenant=100)
         await deliverer.deliver(claimed)
         await within(recorder.flush())
         return delivery_id
@@ -249,6 +249,7 @@ def make_pool(
             notifications,
             workers=workers,
             per_webhook=100,
+            per_tenant=1000,
             poll_seconds=3600.0,
             grace_seconds=grace_seconds,
             clock=clock,
@@ -378,8 +379,8 @@ async def test_on_stop_a_delivery_claimed_but_not_started_is_released(
     pool = make_pool(workers=1)
     claim = queue.claim
 
-    async def claim_then_stop(limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
-        claimed = await claim(limit, per_webhook=per_webhook)
+    async def claim_then_stop(limit: int, *, per_webhook: int, per_tenant: int) -> list[ClaimedDelivery]:
+        claimed = await claim(limit, per_webhook=per_webhook, per_tenant=per_tenant)
         pool.stop()  # the stop arrives while the claim is on its way back: no worker has the delivery yet
         return claimed
 
@@ -438,7 +439,7 @@ async def test_the_recorder_retries_a_batch_while_the_database_is_unavailable(
     queue = FlakyQueue(webhook_store, clock)
     webhook, _ = await subscriber(webhooks)
     queue.add(webhook)
-    [claimed] = await queue.claim(1, per_webhook=1)
+    [claimed] = await queue.claim(1, per_webhook=1, per_tenant=100)
     recorder = AttemptRecorder(queue, notifications)
     recorder.start()
 
@@ -456,9 +457,9 @@ async def test_the_recorder_counts_attempts_whose_lease_was_lost(
 ) -> None:
     webhook, _ = await subscriber(webhooks)
     queue.add(webhook)
-    [claimed] = await queue.claim(1, per_webhook=1)
+    [claimed] = await queue.claim(1, per_webhook=1, per_tenant=100)
     clock.advance(timedelta(minutes=5))
-    [taken_over] = await queue.claim(1, per_webhook=1)
+    [taken_over] = await queue.claim(1, per_webhook=1, per_tenant=100)
     record = AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "", False, None, clock())
 
     recorder.submit(claimed, record)

@@ -142,9 +142,9 @@ async def test_a_worker_that_lost_its_lease_logs_its_attempt_but_leaves_the_deli
     webhook, _ = await webhooks.create(TENANT, WebhookSpec(name="orders", url="https://receiver.example/a"), None)
     queue = FakeDeliveryQueue(webhook_store, clock)
     delivery_id = queue.add(webhook)
-    [first] = await queue.claim(10, per_webhook=10)
+    [first] = await queue.claim(10, per_webhook=10, per_tenant=100)
     clock.advance(timedelta(minutes=5))  # the lease ran out: another worker takes the delivery over
-    [second] = await queue.claim(10, per_webhook=10)
+    [second] = await queue.claim(10, per_webhook=10, per_tenant=100)
     record = AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "", gone=False, next_attempt_at=None, occurred_at=clock())
 
     assert (await queue.record([(first, record)])).kept == [False]
@@ -164,8 +164,8 @@ async def test_a_claim_keeps_each_webhook_under_its_in_flight_cap(
         queue.add(busy)
     queue.add(quiet)
 
-    first = await queue.claim(10, per_webhook=2)
-    second = await queue.claim(10, per_webhook=2)
+    first = await queue.claim(10, per_webhook=2, per_tenant=100)
+    second = await queue.claim(10, per_webhook=2, per_tenant=100)
 
     assert sorted(claimed.webhook_id for claimed in first) == sorted([busy.id, busy.id, quiet.id])
     assert second == []

@@ -35,6 +35,7 @@ class DeliveryPool:
         *,
         workers: int,
         per_webhook: int,
+        per_tenant: int,
         poll_seconds: float = 5.0,
         grace_seconds: float = 10.0,
         clock: Clock = utc_now,
@@ -45,6 +46,7 @@ class DeliveryPool:
         self._notifications = notifications
         self._workers = workers
         self._per_webhook = per_webhook
+        self._per_tenant = per_tenant
         self._poll_seconds = poll_seconds
         self._grace_seconds = grace_seconds
         self._now = clock
@@ -86,7 +88,9 @@ class DeliveryPool:
             claimed: list[ClaimedDelivery] = []
             if wanted > 0:
                 try:
-                    claimed = await self._queue.claim(wanted, per_webhook=self._per_webhook)
+                    claimed = await self._queue.claim(
+                        wanted, per_webhook=self._per_webhook, per_tenant=self._per_tenant
+                    )
                 except Exception:
                     log.exception("claiming deliveries failed")
             for delivery in claimed:

@@ -42,26 +42,50 @@ _SUCCEEDED = Outcome.SUCCEEDED.value
 
 _LOCK = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"
 # Runs after the lock in the same transaction, so its snapshot sees every claim committed before.
+#
+# Fair by webhook and capped by webhook and by tenant, exactly across processes (one claimer at a
+# time). Candidates are the oldest and the newest due deliveries of active webhooks (`scan` each):
+# the oldest so nothing waits forever, the newest so a delivery just published to a quiet webhook
+# does not wait behind another webhook's backlog (whose webhook is at its cap anyway). They are
+# ranked within their webhook, and chosen by that rank first, then by age: every webhook's first
+# due delivery before anyone's second. A delivery goes only while its webhook stays under
+# `per_webhook` in flight and its tenant under `per_tenant`, so one tenant's hanging endpoints
+# cannot take every worker.
 _CLAIM = compiled(
     sa.text(
         f"""
 WITH inflight AS (
-    SELECT webhook_id, count(*) AS n FROM deliveries
+    SELECT webhook_id, tenant_id, count(*) AS n FROM deliveries
     WHERE status = '{_PENDING}' AND lease_token IS NOT NULL AND lease_expires_at > now()
-    GROUP BY webhook_id
-), due AS (
-    SELECT d.id, d.webhook_id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at) AS rank
-    FROM (
-        SELECT d.id, d.webhook_id, d.next_attempt_at FROM deliveries d
-        JOIN webhooks w ON w.id = d.webhook_id
-        WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= now()
-          AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
-        ORDER BY d.next_attempt_at
-        LIMIT :scan
-    ) d
+    GROUP BY webhook_id, tenant_id
+), webhook_inflight AS (
+    SELECT webhook_id, sum(n) AS n FROM inflight GROUP BY webhook_id
+), tenant_inflight AS (
+    SELECT tenant_id, sum(n) AS n FROM inflight GROUP BY tenant_id
+), candidates AS (
+    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at FROM deliveries d
+     JOIN webhooks w ON w.id = d.webhook_id
+     WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= now()
+       AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
+     ORDER BY d.next_attempt_at LIMIT :scan)
+    UNION
+    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at FROM deliveries d
+     JOIN webhooks w ON w.id = d.webhook_id
+     WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= now()
+       AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
+     ORDER BY d.next_attempt_at DESC LIMIT :scan)
+), ranked AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at, c.id) AS webhook_rank
+    FROM candidates c
+), under_webhook_cap AS (
+    SELECT r.*,
+        row_number() OVER (PARTITION BY r.tenant_id ORDER BY r.webhook_rank, r.next_attempt_at, r.id) AS tenant_rank
+    FROM ranked r LEFT JOIN webhook_inflight wi USING (webhook_id)
+    WHERE r.webhook_rank + coalesce(wi.n, 0) <= :per_webhook
 ), chosen AS (
-    SELECT due.id FROM due LEFT JOIN inflight USING (webhook_id)
-    WHERE due.rank + coalesce(inflight.n, 0) <= :per_webhook
+    SELECT u.id FROM under_webhook_cap u LEFT JOIN tenant_inflight ti USING (tenant_id)
+    WHERE u.tenant_rank + coalesce(ti.n, 0) <= :per_tenant
+    ORDER BY u.webhook_rank, u.next_attempt_at, u.id
     LIMIT :limit
 )
 UPDATE deliveries d SET
@@ -237,13 +261,14 @@ class DeliveryStore:
         self._db = database
         self._pause_after_failures = pause_after_failures
 
-    async def claim(self, limit: int, *, per_webhook: int) -> list[ClaimedDelivery]:
+    async def claim(self, limit: int, *, per_webhook: int, per_tenant: int) -> list[ClaimedDelivery]:
         token = secrets.token_hex(12)
         values = {
             "token": token,
             "limit": limit,
             "scan": limit * 4,
             "per_webhook": per_webhook,
+            "per_tenant": per_tenant,
             "margin": LEASE_MARGIN.total_seconds(),
         }
 
