@@ -39,7 +39,7 @@ from webhookd.domain.errors import (
 )
 from webhookd.domain.events import IDEMPOTENCY_WINDOW, NewEvent, Published
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
-from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt
+from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
@@ -405,12 +405,27 @@ class FakeInbound:
     of `webhooks`; a message id is stored once among accepted receipts; consumers move only forward.
     (The adapter also writes each receipt's DeliveryLog line; reading the log is FakeHistory's part.)"""
 
-    def __init__(self, webhooks: FakeWebhooks) -> None:
+    def __init__(self, webhooks: FakeWebhooks, clock: Clock | None = None) -> None:
         self._webhooks = webhooks
+        self._now = clock or FakeClock()
+        self._buckets: dict[str, tuple[float, datetime]] = {}  # webhook -> (tokens, as of)
         self.receipts: list[StoredReceipt] = []
         self.consumers: dict[tuple[str, str], LogPosition] = {}  # (tenant, name): consumers are per tenant
 
-    async def target(self, webhook_id: str) -> InboundTarget | None:
+    async def admit(self, webhook_id: str, *, rate_per_second: float, burst: int) -> Admission:
+        target = self._target(webhook_id)
+        if target is None:
+            return Admission(None)
+        now = self._now()
+        tokens, as_of = self._buckets.get(webhook_id, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - as_of).total_seconds() * rate_per_second)
+        if tokens < 1.0:
+            self._buckets[webhook_id] = (tokens, now)
+            return Admission(target, retry_after_seconds=(1.0 - tokens) / rate_per_second)
+        self._buckets[webhook_id] = (tokens - 1.0, now)
+        return Admission(target)
+
+    def _target(self, webhook_id: str) -> InboundTarget | None:
         row = self._webhooks.rows.get(webhook_id)
         if row is None or row.spec.direction is not Direction.INBOUND or not row.spec.enabled or row.is_deleted:
             return None
@@ -499,6 +514,26 @@ class FakeInboundRequest:
         if len(self.body) > limit:
             raise PayloadTooLarge(limit)
         return self.body
+
+
+# -- stream leases ---------------------------------------------------------------------------------------
+
+
+class FakeStreamLeases:
+    """ports.StreamLeases as store/stream_leases.py behaves: at most `limit` leases per tenant."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, str] = {}  # lease -> tenant
+
+    async def acquire(self, tenant_id: str, limit: int) -> str | None:
+        if sum(1 for tenant in self.held.values() if tenant == tenant_id) >= limit:
+            return None
+        lease = ids.new_id("stl_")
+        self.held[lease] = tenant_id
+        return lease
+
+    async def release(self, lease_id: str) -> None:
+        self.held.pop(lease_id, None)
 
 
 # -- the delivery queue ----------------------------------------------------------------------------------

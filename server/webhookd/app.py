@@ -24,7 +24,6 @@ from webhookd.delivery.http import HttpSender
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.errors import Unavailable
-from webhookd.domain.rate_limit import RateLimiter
 from webhookd.gateway import create_gateway_app
 from webhookd.gateway.playground import DevTokenSource, playground_routes
 from webhookd.http.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
@@ -47,6 +46,7 @@ from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
 from webhookd.store.notifications import PostgresNotifications
+from webhookd.store.stream_leases import PostgresStreamLeases
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
@@ -115,7 +115,8 @@ class Core:
         self.notifications = PostgresNotifications(backends.database_url)
         self._running = contextlib.AsyncExitStack()
         webhook_store = WebhookStore(self.database)
-        stream_slots = StreamSlots(settings.max_streams_per_tenant, metrics=metrics.streams)
+        self.stream_leases = PostgresStreamLeases(self.database)
+        stream_slots = StreamSlots(self.stream_leases, settings.max_streams_per_tenant, metrics=metrics.streams)
         self.webhooks = Webhooks(
             webhook_store,
             self.secrets,
@@ -134,7 +135,8 @@ class Core:
             SigningSecrets(self.secrets),
             webhook_store,
             self.notifications,
-            rate_limiter=RateLimiter(settings.inbound_rate_per_second, settings.inbound_burst),
+            rate_per_second=settings.inbound_rate_per_second,
+            burst=settings.inbound_burst,
             stream_slots=stream_slots,
             max_body_bytes=settings.max_request_bytes,
         )
@@ -142,10 +144,12 @@ class Core:
     async def start(self) -> None:
         await self.database.open()
         self.notifications.start()
+        self.stream_leases.start()
         await self._running.enter_async_context(self.webhooks.follow_changes())
 
     async def close(self) -> None:
         await self._running.aclose()
+        await self.stream_leases.close()
         await self.notifications.close()
         await self.database.close()
         self.secrets.close()

@@ -26,7 +26,7 @@ from webhookd.domain.deliveries import (
 )
 from webhookd.domain.events import NewEvent, Published
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
-from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt
+from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
 from webhookd.domain.scope import Scope
 from webhookd.domain.topics import Topic as Topic  # re-exported: the core takes it with the ports
 from webhookd.domain.webhooks import Webhook, WebhookFilter, WebhookSpec
@@ -108,8 +108,10 @@ class HistoryRepository(Protocol):
 
 
 class InboundRepository(Protocol):
-    async def target(self, webhook_id: str) -> InboundTarget | None:
-        """The live, enabled inbound webhook with this id (the sender has no other key), or None."""
+    async def admit(self, webhook_id: str, *, rate_per_second: float, burst: int) -> Admission:
+        """The live, enabled inbound webhook with this id (the sender has no other key), and whether
+        its token bucket (`rate_per_second`, bursts of `burst`, for all processes together) lets
+        one more request in now."""
 
     async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
         """Stores the receipt and its log line; None when an accepted message with its id exists."""
@@ -123,6 +125,16 @@ class InboundRepository(Protocol):
 
     async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
         """Moves the named consumer forward to `position` (never back); returns where it is."""
+
+
+class StreamLeases(Protocol):
+    """Places for open streams, counted per tenant across every process."""
+
+    async def acquire(self, tenant_id: str, limit: int) -> str | None:
+        """A lease on one of the tenant's `limit` places, or None when they are all taken. A lease
+        lives while its holder runs (the adapter renews it) and is released at the end."""
+
+    async def release(self, lease_id: str) -> None: ...
 
 
 class DeliveryQueue(Protocol):

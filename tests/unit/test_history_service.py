@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from fakes import FakeClock, FakeHistory, FakeNotifications, FakeWebhooks, Follower, until
+from fakes import FakeClock, FakeHistory, FakeNotifications, FakeStreamLeases, FakeWebhooks, Follower, until
 from webhookd.domain.deliveries import MAX_RECOVER_WINDOW, DeliveryFilter
 from webhookd.domain.errors import FailedPrecondition, Invalid, NotFound, ResourceExhausted
 from webhookd.domain.history import LogEntry, LogFilter
@@ -33,7 +33,9 @@ def history_store(webhook_store: FakeWebhooks) -> FakeHistory:
 def history(
     history_store: FakeHistory, webhook_store: FakeWebhooks, notifications: FakeNotifications, clock: FakeClock
 ) -> History:
-    return History(history_store, webhook_store, notifications, stream_slots=StreamSlots(2), clock=clock)
+    return History(
+        history_store, webhook_store, notifications, stream_slots=StreamSlots(FakeStreamLeases(), 2), clock=clock
+    )
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from fakes import (
     FakeInboundRequest,
     FakeNotifications,
     FakeSecrets,
+    FakeStreamLeases,
     FakeWebhooks,
     Follower,
     until,
@@ -20,7 +21,6 @@ from fakes import (
 from webhookd.domain import signing
 from webhookd.domain.errors import Invalid, NotFound, PayloadTooLarge, ResourceExhausted, Unauthenticated
 from webhookd.domain.history import LogPosition, encode_cursor
-from webhookd.domain.rate_limit import RateLimiter
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import Direction, SignatureScheme, Webhook, WebhookSpec
 from webhookd.ports import Topic
@@ -36,24 +36,9 @@ MAX_BODY = 1024
 BURST = 3  # requests per webhook at once; then one a second
 
 
-class Seconds:
-    """The rate limiter's monotonic clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def inbound_store(webhook_store: FakeWebhooks) -> FakeInbound:
-    return FakeInbound(webhook_store)
-
-
-@pytest.fixture
-def limiter_clock() -> Seconds:
-    return Seconds()
+def inbound_store(webhook_store: FakeWebhooks, clock: FakeClock) -> FakeInbound:
+    return FakeInbound(webhook_store, clock)
 
 
 @pytest.fixture
@@ -63,15 +48,15 @@ def inbound(
     webhook_store: FakeWebhooks,
     notifications: FakeNotifications,
     clock: FakeClock,
-    limiter_clock: Seconds,
 ) -> Inbound:
     return Inbound(
         inbound_store,
         SigningSecrets(secret_store),
         webhook_store,
         notifications,
-        rate_limiter=RateLimiter(1.0, BURST, clock=limiter_clock),
-        stream_slots=StreamSlots(4),
+        rate_per_second=1.0,
+        burst=BURST,
+        stream_slots=StreamSlots(FakeStreamLeases(), 4),
         max_body_bytes=MAX_BODY,
         clock=clock,
     )
@@ -125,7 +110,7 @@ async def test_only_a_live_enabled_inbound_webhook_receives(
 
 
 async def test_past_the_rate_limit_a_request_is_refused_before_its_body_is_read(
-    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock, limiter_clock: Seconds
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
 ) -> None:
     webhook, secret = await inbound_webhook(webhooks)
     for n in range(BURST):
@@ -138,7 +123,7 @@ async def test_past_the_rate_limit_a_request_is_refused_before_its_body_is_read(
     assert refused.body_reads == 0
     assert raised.value.retry_after_seconds == 1.0
     assert len(inbound_store.receipts) == BURST
-    limiter_clock.now += 1.0
+    clock.advance(timedelta(seconds=1))
     await inbound.receive(webhook.id, refused)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fakes import FakeNotifications, Follower, until
+from fakes import FakeNotifications, FakeStreamLeases, Follower, until
 from webhookd.domain.errors import ResourceExhausted
 from webhookd.domain.history import LogPosition
 from webhookd.observability.metrics import StreamMetrics
@@ -137,27 +137,30 @@ async def test_a_follower_stops_listening_when_its_caller_goes_away() -> None:
     assert notifications.subscribers(Topic.ATTEMPTS) == 0
 
 
-def test_a_tenant_may_open_only_so_many_streams_at_once() -> None:
-    slots = StreamSlots(2)
+async def test_a_tenant_may_open_only_so_many_streams_at_once() -> None:
+    leases = FakeStreamLeases()
+    slots = StreamSlots(leases, 2)
 
-    with slots.hold("tnt_a"), slots.hold("tnt_a"):
-        with pytest.raises(ResourceExhausted) as raised, slots.hold("tnt_a"):
+    async with slots.hold("tnt_a"), slots.hold("tnt_a"):
+        with pytest.raises(ResourceExhausted) as raised:
+            async with slots.hold("tnt_a"):
+                pass
+        async with slots.hold("tnt_b"):
             pass
-        with slots.hold("tnt_b"):
-            pass
-    with slots.hold("tnt_a"), slots.hold("tnt_a"):
+    async with slots.hold("tnt_a"), slots.hold("tnt_a"):
         pass
 
     assert raised.value.retry_after_seconds == 5
+    assert leases.held == {}  # every place was given back
 
 
-def test_open_streams_are_counted_while_they_are_held() -> None:
+async def test_open_streams_are_counted_while_they_are_held() -> None:
     registry = CollectorRegistry()
-    slots = StreamSlots(2, metrics=StreamMetrics(registry))
+    slots = StreamSlots(FakeStreamLeases(), 2, metrics=StreamMetrics(registry))
 
     def open_streams() -> float | None:
         return registry.get_sample_value("webhookd_open_streams", {"transport": "grpc"})
 
-    with slots.hold("tnt_a"):
+    async with slots.hold("tnt_a"):
         assert open_streams() == 1
     assert open_streams() == 0

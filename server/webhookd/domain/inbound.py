@@ -38,6 +38,15 @@ class InboundTarget:
 
 
 @dataclass(frozen=True)
+class Admission:
+    """Whether a request to an inbound webhook may come in: None when there is no such (live,
+    enabled, inbound) webhook; `retry_after_seconds` when its rate limit holds it back."""
+
+    target: InboundTarget | None
+    retry_after_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class Receipt:
     """One inbound request as it is stored: accepted with its body, or rejected without it."""
 

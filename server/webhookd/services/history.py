@@ -58,7 +58,7 @@ class History:
         async def read(position: LogPosition | None, limit: int) -> list[LogEntry]:
             return await self._store.read_log(scope, query, after=position, since=since, limit=limit)
 
-        with self._stream_slots.hold(scope.tenant_id):
+        async with self._stream_slots.hold(scope.tenant_id):
             entries = tail(
                 read,
                 lambda entry: entry.position,

@@ -24,7 +24,6 @@ from webhookd.domain.inbound import (
     event_type_of,
     message_id_of,
 )
-from webhookd.domain.rate_limit import RateLimiter
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
 from webhookd.ports import (
@@ -48,7 +47,8 @@ class Inbound:
         webhooks: WebhookRepository,
         notifications: Notifications,
         *,
-        rate_limiter: RateLimiter,
+        rate_per_second: float,
+        burst: int,
         stream_slots: StreamSlots,
         max_body_bytes: int,
         clock: Clock = utc_now,
@@ -57,7 +57,8 @@ class Inbound:
         self._secrets = secrets
         self._webhooks = webhooks
         self._notifications = notifications
-        self._rate_limiter = rate_limiter
+        self._rate_per_second = rate_per_second
+        self._burst = burst
         self._stream_slots = stream_slots
         self._max_body_bytes = max_body_bytes
         self._now = clock
@@ -66,12 +67,13 @@ class Inbound:
         """Verifies and stores one request; Unauthenticated (after recording it) when it is not signed
         right, PayloadTooLarge past the limit, ResourceExhausted past the rate limit."""
         started = time.perf_counter()
-        target = await self._store.target(webhook_id)
+        admission = await self._store.admit(webhook_id, rate_per_second=self._rate_per_second, burst=self._burst)
+        target = admission.target
         if target is None:
             raise NotFound(f"no active inbound webhook {webhook_id}")
-        wait = self._rate_limiter.acquire(target.webhook_id)
-        if wait is not None:
-            raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=max(1.0, wait))
+        if admission.retry_after_seconds is not None:
+            wait = max(1.0, admission.retry_after_seconds)
+            raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=wait)
         body = await request.read_body(self._max_body_bytes)
         record = await self._secrets.record(target.vault_path, target.secret_fingerprint)
         now = self._now()
@@ -124,7 +126,7 @@ class Inbound:
         async def read(position: LogPosition | None, limit: int) -> list[InboundEvent]:
             return await self._store.read(scope, webhook_id=webhook_id, after=position, limit=limit)
 
-        with self._stream_slots.hold(scope.tenant_id):
+        async with self._stream_slots.hold(scope.tenant_id):
             events = tail(
                 read,
                 lambda event: event.position,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from webhookd.domain.errors import ResourceExhausted
 from webhookd.domain.history import LogPosition
 from webhookd.observability.metrics import StreamMetrics
-from webhookd.ports import Notifications, Topic
+from webhookd.ports import Notifications, StreamLeases, Topic
 
 T = TypeVar("T")
 
@@ -23,20 +22,21 @@ RECHECK_SECONDS = 1.0
 
 
 class StreamSlots:
-    """At most `per_tenant` open streams per tenant in this process (log and inbound streams alike)."""
+    """At most `per_tenant` open streams per tenant (log and inbound streams alike), counted across
+    every process through `leases`."""
 
-    def __init__(self, per_tenant: int, *, metrics: StreamMetrics | None = None) -> None:
+    def __init__(self, leases: StreamLeases, per_tenant: int, *, metrics: StreamMetrics | None = None) -> None:
+        self._leases = leases
         self._per_tenant = per_tenant
         self._metrics = metrics
-        self._open: Counter[str] = Counter()
 
-    @contextlib.contextmanager
-    def hold(self, tenant_id: str) -> Iterator[None]:
-        if self._open[tenant_id] >= self._per_tenant:
+    @contextlib.asynccontextmanager
+    async def hold(self, tenant_id: str) -> AsyncIterator[None]:
+        lease = await self._leases.acquire(tenant_id, self._per_tenant)
+        if lease is None:
             raise ResourceExhausted(
                 f"at most {self._per_tenant} streams per tenant may be open at once", retry_after_seconds=5
             )
-        self._open[tenant_id] += 1
         try:
             if self._metrics is None:
                 yield
@@ -44,9 +44,8 @@ class StreamSlots:
                 with self._metrics.open("grpc"):
                     yield
         finally:
-            self._open[tenant_id] -= 1
-            if self._open[tenant_id] <= 0:
-                del self._open[tenant_id]
+            # Shielded: a stream ends by cancellation, and its place must still be given back.
+            await asyncio.shield(self._leases.release(lease))
 
 
 async def tail(

@@ -14,13 +14,13 @@ import sqlalchemy as sa
 
 from webhookd.domain import ids
 from webhookd.domain.history import LogPosition
-from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt
+from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome, ReceiptStatus
 from webhookd.domain.webhooks import Direction, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.sql import SETTLED_TXID, compiled, param, scope_params, scoped
-from webhookd.store.tables import attempts, inbound_consumers, inbound_events, webhooks
+from webhookd.store.tables import attempts, inbound_consumers, inbound_events
 
 _ACCEPTED = ReceiptStatus.ACCEPTED.value
 _RECEIPT_COLUMNS = (
@@ -53,19 +53,30 @@ _ATTEMPT_COLUMNS = (
     "next_attempt_at",
     "occurred_at",
 )
-_TARGET = compiled(
-    sa.select(
-        webhooks.c.id,
-        webhooks.c.tenant_id,
-        webhooks.c.app_id,
-        webhooks.c.signature_scheme,
-        webhooks.c.vault_path,
-        webhooks.c.secret_fingerprint,
-    ).where(
-        webhooks.c.id == param("id"),
-        webhooks.c.direction == Direction.INBOUND.value,
-        webhooks.c.enabled.is_(True),
-        webhooks.c.deleted_at.is_(None),
+# The live, enabled inbound webhook and a token from its bucket, in one statement: the bucket's row
+# lock orders every process's requests, so the limit holds for the fleet. `admitted` is false when
+# the bucket holds less than one token; `tokens` is then what it holds, to say when one will be.
+_ADMIT = compiled(
+    sa.text(
+        f"""
+WITH target AS (
+    SELECT id, tenant_id, app_id, signature_scheme, vault_path, secret_fingerprint FROM webhooks
+    WHERE id = :id AND direction = '{Direction.INBOUND.value}' AND enabled AND deleted_at IS NULL
+), taken AS (
+    INSERT INTO inbound_buckets AS b (webhook_id, tokens, updated_at)
+    SELECT id, :burst - 1, now() FROM target
+    ON CONFLICT (webhook_id) DO UPDATE SET
+        tokens = least(:burst, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate) - 1,
+        updated_at = now()
+    WHERE least(:burst, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate) >= 1
+    RETURNING webhook_id
+)
+SELECT t.id, t.tenant_id, t.app_id, t.signature_scheme, t.vault_path, t.secret_fingerprint,
+    EXISTS (SELECT 1 FROM taken),
+    (SELECT least(:burst, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate)
+     FROM inbound_buckets b WHERE b.webhook_id = t.id)
+FROM target t
+"""
     )
 )
 # Stored unless an accepted message with the same id is: then nothing is written and no row returns.
@@ -145,12 +156,17 @@ class InboundStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def target(self, webhook_id: str) -> InboundTarget | None:
-        """The live, enabled inbound webhook with this id; its id is the only key the sender has."""
-        row = await self._db.fetch_one(_TARGET, {"id": webhook_id})
+    async def admit(self, webhook_id: str, *, rate_per_second: float, burst: int) -> Admission:
+        """The live, enabled inbound webhook with this id (its id is the only key the sender has) and
+        whether its token bucket lets one more request in now, for every process together."""
+        row = await self._db.fetch_one(_ADMIT, {"id": webhook_id, "rate": rate_per_second, "burst": burst})
         if row is None:
-            return None
-        return InboundTarget(row[0], row[1], row[2], SignatureScheme(row[3]), row[4], row[5])
+            return Admission(None)
+        target = InboundTarget(row[0], row[1], row[2], SignatureScheme(row[3]), row[4], row[5])
+        if row[6]:
+            return Admission(target)
+        tokens = float(row[7] or 0.0)
+        return Admission(target, retry_after_seconds=(1.0 - tokens) / rate_per_second)
 
     async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
         """Stores the receipt and its log line in one transaction, pipelined; returns its id, or None

@@ -1,0 +1,99 @@
+"""Open streams counted per tenant across every process (ports.StreamLeases in PostgreSQL).
+
+A lease is a row that lives LEASE_SECONDS and is renewed while its stream is open, so the places of
+a process that dies come back when its leases run out. Taking one is a transaction that locks the
+tenant (an advisory lock on its name), counts the live leases and inserts one if there is room,
+pipelined into one round trip; the insert runs after the lock, so its snapshot counts every lease
+taken before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import sqlalchemy as sa
+
+from webhookd.domain import ids
+from webhookd.domain.errors import Unavailable
+from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
+from webhookd.store.sql import compiled, param
+from webhookd.store.tables import stream_leases
+
+log = logging.getLogger("webhookd.streams")
+LEASE_SECONDS = 30.0
+RENEW_SECONDS = 10.0
+LEASE_PREFIX = "stl_"
+
+_LOCK_TENANT = "SELECT pg_advisory_xact_lock(hashtextextended('webhookd streams ' || %(tenant_id)s, 0))"
+_TAKE = compiled(
+    sa.text(
+        """
+INSERT INTO stream_leases (id, tenant_id, expires_at)
+SELECT :id, :tenant_id, now() + make_interval(secs => :seconds)
+WHERE (SELECT count(*) FROM stream_leases WHERE tenant_id = :tenant_id AND expires_at > now()) < :limit
+RETURNING id
+"""
+    )
+)
+_RELEASE = compiled(stream_leases.delete().where(stream_leases.c.id == param("id")))
+_RENEW = compiled(
+    sa.text("UPDATE stream_leases SET expires_at = now() + make_interval(secs => :seconds) WHERE id = ANY(:ids)")
+)
+# Leases of processes that died, long expired: nothing counts them any more.
+_FORGET_EXPIRED = compiled(stream_leases.delete().where(stream_leases.c.expires_at < sa.func.now()))
+
+
+class PostgresStreamLeases:
+    def __init__(self, database: Database, *, lease_seconds: float = LEASE_SECONDS) -> None:
+        self._db = database
+        self._lease_seconds = lease_seconds
+        self._held: set[str] = set()
+        self._renewer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_while_running(), name="stream-leases")
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+            self._renewer = None
+
+    async def acquire(self, tenant_id: str, limit: int) -> str | None:
+        lease_id = ids.new_id(LEASE_PREFIX)
+        values = {"id": lease_id, "tenant_id": tenant_id, "limit": limit, "seconds": self._lease_seconds}
+
+        async def take(connection: Connection) -> bool:
+            try:
+                async with connection.pipeline():
+                    await connection.execute(BEGIN)
+                    await connection.execute(_LOCK_TENANT, values)
+                    taken = await connection.execute(_TAKE, values)
+                    await connection.execute(COMMIT)
+                return await taken.fetchone() is not None
+            except BaseException:
+                await rollback(connection)
+                raise
+
+        if not await self._db.run(take):
+            return None
+        self._held.add(lease_id)
+        return lease_id
+
+    async def release(self, lease_id: str) -> None:
+        self._held.discard(lease_id)
+        try:
+            await self._db.execute(_RELEASE, {"id": lease_id})
+        except Unavailable:
+            log.warning("could not release a stream lease; it runs out by itself")
+
+    async def _renew_while_running(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            with contextlib.suppress(Unavailable):
+                if self._held:
+                    await self._db.execute(_RENEW, {"ids": list(self._held), "seconds": self._lease_seconds})
+                await self._db.execute(_FORGET_EXPIRED)

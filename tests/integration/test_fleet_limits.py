@@ -1,0 +1,126 @@
+"""Limits hold for the fleet, not per process: two server processes (here, two services on one
+database) share each inbound webhook's rate limit and each tenant's open-stream places."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+from ulid import ULID
+from webhook_calls import rpc_error
+
+from log_streams import Tail, until
+from support import make_caller
+from webhookd.app import Gateway, Service, open_service
+from webhookd.ports import Topic
+from webhookd.store.database import Database
+from webhookd.store.stream_leases import PostgresStreamLeases
+
+BURST = 4
+PUBLIC_URL = "http://127.0.0.1:8080"
+
+
+@contextlib.asynccontextmanager
+async def two_processes(settings, backends, **overrides: Any) -> AsyncIterator[list[tuple[Service, str]]]:
+    """Two services with their gateways on the session database: (service, gateway base URL) each."""
+    tuned = settings.with_overrides(**overrides)
+    running: list[tuple[Service, Gateway]] = []
+    try:
+        for _ in range(2):
+            service = await open_service(tuned, backends)
+            gateway = Gateway(tuned, service.local_channel(), extra_routes=service.http_routes())
+            running.append((service, gateway))
+            await gateway.start()
+        yield [(service, f"http://127.0.0.1:{gateway.port}") for service, gateway in running]
+    finally:
+        for service, gateway in running:
+            await gateway.stop()
+            await service.stop(grace=1.0)
+
+
+async def test_an_inbound_webhooks_rate_limit_is_shared_by_every_process(settings, backends, database) -> None:
+    async with (
+        two_processes(settings, backends, inbound_burst=BURST, inbound_rate_per_second=0.01) as processes,
+        httpx.AsyncClient(timeout=10.0) as http,
+    ):
+        (first, first_url), (_, second_url) = processes
+        async with grpc.aio.insecure_channel(first.grpc_target) as channel:
+            created = await make_caller(channel).CreateWebhook(
+                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="in", direction=wpb.DIRECTION_INBOUND))
+            )
+        path = created.webhook.url.removeprefix(PUBLIC_URL)
+        body = json.dumps({"type": "order.paid"})
+
+        async def send(base_url: str) -> int:
+            message_id, at = f"msg_{ULID()}", datetime.now(UTC)
+            headers = {
+                "webhook-id": message_id,
+                "webhook-timestamp": str(int(at.timestamp())),
+                "webhook-signature": StandardWebhook(created.signing_secret).sign(message_id, at, body),
+                "content-type": "application/json",
+            }
+            return (await http.post(base_url + path, content=body, headers=headers)).status_code
+
+        # Spread over both processes: per process, each would let a whole burst in.
+        statuses = await asyncio.gather(*(send(url) for url in [first_url, second_url] * BURST))
+
+    assert sorted(statuses) == [200] * BURST + [429] * BURST
+    stored = await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=created.webhook.id)
+    assert stored == BURST
+
+
+async def test_a_tenants_stream_places_are_shared_by_every_process(settings, backends, database) -> None:
+    cap = 2
+    async with two_processes(settings, backends, max_streams_per_tenant=cap) as processes:
+        (first, _), (second, _) = processes
+        async with (
+            grpc.aio.insecure_channel(first.grpc_target) as one,
+            grpc.aio.insecure_channel(second.grpc_target) as other,
+        ):
+            caller = make_caller(one)
+            elsewhere = make_caller(other, tenant_id=caller.tenant_id)
+            tails = [Tail(caller.DeliveryLog(pb.DeliveryLogRequest(follow=True))) for _ in range(cap)]
+            try:
+                await until(lambda: first.core.notifications.subscribers(Topic.ATTEMPTS) == cap)
+                error = await rpc_error(elsewhere.DeliveryLog(pb.DeliveryLogRequest(follow=True)).read())
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                await tails[0].close()
+                await database.wait_for(
+                    "SELECT count(*) AS n FROM stream_leases WHERE tenant_id = :t",
+                    lambda rows: rows[0]["n"] == cap - 1,
+                    t=caller.tenant_id,
+                )
+                # The place given back in one process can be taken in the other.
+                taken = Tail(elsewhere.DeliveryLog(pb.DeliveryLogRequest(follow=True)))
+                tails.append(taken)
+                await until(lambda: second.core.notifications.subscribers(Topic.ATTEMPTS) == 1)
+            finally:
+                for tail in tails:
+                    await tail.close()
+
+
+@pytest.mark.parametrize("expired", [True, False])
+async def test_a_dead_processs_stream_places_come_back_when_their_leases_run_out(backends, expired) -> None:
+    database = Database(backends.database_url, size=2)
+    await database.open()
+    tenant = f"tnt_{ULID()}"
+    try:
+        leases = PostgresStreamLeases(database, lease_seconds=-1 if expired else 60)
+        # A process takes the only place, then dies without giving it back.
+        assert await leases.acquire(tenant, 1) is not None
+
+        again = await PostgresStreamLeases(database).acquire(tenant, 1)
+    finally:
+        await database.close()
+
+    assert (again is not None) is expired
