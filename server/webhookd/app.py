@@ -46,6 +46,7 @@ from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
 from webhookd.store.notifications import PostgresNotifications
+from webhookd.store.statistics import keep_statistics
 from webhookd.store.stream_leases import PostgresStreamLeases
 from webhookd.store.webhooks import WebhookStore
 
@@ -299,6 +300,7 @@ class DeliveryWorkers:
         self.retention_days = settings.retention_days
         self._task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._statistics_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.database.open()
@@ -306,6 +308,7 @@ class DeliveryWorkers:
         self.notifications.start()
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
+        self._statistics_task = asyncio.create_task(keep_statistics(self.database), name="statistics")
 
     def readiness_checks(self) -> ReadinessChecks:
         return _readiness_checks(self.database, self.secrets)
@@ -323,9 +326,10 @@ class DeliveryWorkers:
 
     async def stop(self) -> None:
         self.pool.stop()
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            await asyncio.gather(self._retention_task, return_exceptions=True)
+        for task in (self._retention_task, self._statistics_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._task is not None:
             await self._task
         await self.notifications.close()

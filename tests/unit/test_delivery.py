@@ -10,7 +10,16 @@ from typing import Protocol
 
 import pytest
 
-from fakes import FakeClock, FakeDeliveryQueue, FakeNotifications, FakeSecrets, FakeSender, FakeWebhooks, within
+from fakes import (
+    FakeClock,
+    FakeDeliveryQueue,
+    FakeNotifications,
+    FakeSecrets,
+    FakeSender,
+    FakeWebhooks,
+    until,
+    within,
+)
 from webhookd.delivery import pool as pool_module
 from webhookd.delivery import recorder as recorder_module
 from webhookd.delivery.attempt import SECRET_UNAVAILABLE_RETRY, Deliverer
@@ -263,7 +272,7 @@ async def stop(pool: DeliveryPool, running: asyncio.Task[None]) -> None:
     await within(running)
 
 
-async def test_the_pool_runs_at_most_its_workers_deliveries_at_once(
+async def test_the_pool_runs_at_most_its_workers_deliveries_at_once_and_claims_as_many_ahead(
     queue: FakeDeliveryQueue,
     make_pool: PoolFactory,
     sender: FakeSender,
@@ -279,9 +288,9 @@ async def test_the_pool_runs_at_most_its_workers_deliveries_at_once(
     running = asyncio.create_task(pool.run())
 
     await within(sender.wait_for_requests(2))
-    await within(queue.looked_ahead.wait())  # claimed what it could and went to sleep
-    assert len(sender.requests) == 2 and pool.in_flight == 2
-    assert queue.claim_limits == [2]
+    await until(lambda: pool.in_flight == 4)  # two running, two claimed and queued for them
+    assert len(sender.requests) == 2
+    assert queue.claim_limits == [4]  # one claim for both: room for `workers` more than run
 
     receiver.set()
     await within(sender.wait_for_requests(5))
@@ -314,7 +323,7 @@ async def test_the_pool_wakes_when_deliveries_are_notified(
     assert len(queue.attempts) == 1
 
 
-async def test_on_stop_a_delivery_in_flight_finishes_and_nothing_new_is_claimed(
+async def test_on_stop_a_delivery_in_flight_finishes_and_what_waits_is_given_back(
     queue: FakeDeliveryQueue,
     make_pool: PoolFactory,
     sender: FakeSender,
@@ -335,8 +344,9 @@ async def test_on_stop_a_delivery_in_flight_finishes_and_nothing_new_is_claimed(
     await within(running)
 
     assert queue.deliveries[first].status is DeliveryStatus.SUCCEEDED
-    assert queue.releases == []
     assert len(sender.requests) == 1
+    # Claimed ahead for the next free worker, never started: given back for another process at once.
+    assert [claimed.delivery_id for claimed, _ in queue.releases] == [second]
     assert queue.deliveries[second].lease_token is None and queue.deliveries[second].attempts == 0
 
 

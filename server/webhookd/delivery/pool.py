@@ -1,9 +1,12 @@
 """The worker pool: claims due deliveries and runs them on `workers` long-lived worker coroutines.
 
-The claimer leases as many deliveries as there are free workers and queues them; a worker takes
-one, signs and POSTs it, hands the result to the recorder and is free again at once. The claimer
-wakes on a deliveries notification (publish, resume, redeliver, release), when a worker frees up,
-when the next scheduled retry comes due, and at worst every `poll_seconds`.
+The claimer keeps up to `workers` more deliveries leased and queued than are being attempted, and
+claims in batches: when a quarter of that room is free, or at once when the queue has run dry and a
+worker waits. So a claim (the costliest statement, and serialised across processes) serves many
+deliveries instead of one per finished POST. A worker takes one, signs and POSTs it, hands the
+result to the recorder and is free again at once. The claimer wakes on a deliveries notification
+(publish, resume, redeliver, release), when a worker frees up, when the next scheduled retry comes
+due, and at worst every `poll_seconds`.
 
 On stop it claims nothing more, lets what is running finish within the grace period, gives back
 what is left (queued or cancelled) so another process takes it at once, and flushes the recorder.
@@ -69,8 +72,9 @@ class DeliveryPool:
         self._recorder.start()
         workers = [asyncio.create_task(self._worker(), name=f"delivery-worker-{n}") for n in range(self._workers)]
         async with self._notifications.subscribe(Topic.DELIVERIES) as notified:
-            # Notifications and local wake-ups (a worker freed, stop) share one event.
+            # Notifications and local wake-ups (a worker freed, a batch recorded, stop) share one event.
             self._wake = notified
+            self._recorder.on_recorded = notified.set
             if self._stopping.is_set():
                 self._wake.set()
             try:
@@ -80,21 +84,26 @@ class DeliveryPool:
                 await self._recorder.stop()
 
     async def _claim_loop(self) -> None:
+        capacity = 2 * self._workers
+        batch_room = max(1, capacity // 4)
         while not self._stopping.is_set():
             # Cleared before claiming, never after: a wake-up that arrives while we claim or look
             # up the next due time must make the next wait return at once.
             self._wake.clear()
-            wanted = min(self._workers - self.in_flight, CLAIM_BATCH)
+            room = capacity - self.in_flight
+            if room < batch_room and not (room > 0 and self._ready.empty()):
+                await self._wake.wait()  # workers are busy and have work queued: no query needed
+                continue
+            wanted = min(room, CLAIM_BATCH)
             claimed: list[ClaimedDelivery] = []
-            if wanted > 0:
-                try:
-                    claimed = await self._queue.claim(
-                        wanted, per_webhook=self._per_webhook, per_tenant=self._per_tenant
-                    )
-                except Exception:
-                    log.exception("claiming deliveries failed")
+            try:
+                claimed = await self._queue.claim(wanted, per_webhook=self._per_webhook, per_tenant=self._per_tenant)
+            except Exception:
+                log.exception("claiming deliveries failed")
             for delivery in claimed:
                 self._ready.put_nowait(delivery)
+            if self._stopping.is_set():
+                break  # what was just claimed is given back, not started
             if claimed and len(claimed) == wanted:
                 continue  # there may be more due right now
             await self._sleep()

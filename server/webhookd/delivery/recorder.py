@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from webhookd.domain.deliveries import AttemptRecord, ClaimedDelivery
 from webhookd.domain.errors import Unavailable
@@ -19,6 +20,7 @@ from webhookd.ports import DeliveryQueue, Notifications, Topic
 
 log = logging.getLogger("webhookd.recorder")
 MAX_BATCH = 200
+GATHER_SECONDS = 0.005
 RETRY_SECONDS = 0.5
 # How long a batch is retried while the database is away: within the lease margin, so a lease is
 # not taken over while its result may still be written.
@@ -29,6 +31,8 @@ class AttemptRecorder:
     def __init__(self, queue: DeliveryQueue, notifications: Notifications) -> None:
         self._queue = queue
         self._notifications = notifications
+        # Told after each batch is written: the leases it ended no longer count against any cap.
+        self.on_recorded: Callable[[], None] = lambda: None
         self._pending: list[tuple[ClaimedDelivery, AttemptRecord]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -60,6 +64,9 @@ class AttemptRecorder:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            # Results that arrive meanwhile join this batch: one write per few milliseconds instead of
+            # one per result (a write has a fixed cost however few rows it carries).
+            await asyncio.sleep(GATHER_SECONDS)
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
@@ -82,6 +89,7 @@ class AttemptRecorder:
                 log.exception("recording attempts failed; their deliveries come round again")
                 return
             self.lost_leases += recorded.kept.count(False)
+            self.on_recorded()
             self._notifications.notify(Topic.ATTEMPTS)
             for webhook_id in recorded.changed_webhooks:
                 self._notifications.notify(Topic.WEBHOOKS, webhook_id)

@@ -94,7 +94,7 @@ UPDATE deliveries d SET
     next_attempt_at = now() + make_interval(secs => w.retry_timeout_ms / 1000.0 + :margin),
     updated_at = now()
 FROM chosen, webhooks w, events e
-WHERE d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
+WHERE d.id = ANY(ARRAY(SELECT id FROM chosen)) AND d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
 RETURNING d.id, d.attempts + 1, d.tenant_id, d.app_id, d.event_id, e.event_type, e.body, d.webhook_id,
     w.url, w.headers, w.signature_scheme, w.retry_max_attempts, w.retry_backoff, w.retry_timeout_ms,
     w.vault_path, w.secret_fingerprint
@@ -149,7 +149,8 @@ FROM unnest(
     CAST(:http_statuses AS integer[]), CAST(:errors AS text[]), CAST(:occurred_ats AS timestamptz[]),
     CAST(:completed_ats AS timestamptz[]))
     AS u(id, lease_token, status, attempt, next_attempt_at, outcome, http_status, error, occurred_at, completed_at)
-WHERE d.id = u.id AND d.lease_token = u.lease_token
+-- = ANY on the key: a lookup per delivery, however stale the planner's idea of the table's size.
+WHERE d.id = ANY(CAST(:delivery_ids AS text[])) AND d.id = u.id AND d.lease_token = u.lease_token
 RETURNING d.id
 """
     )

@@ -56,6 +56,9 @@ _ATTEMPT_COLUMNS = (
 # The live, enabled inbound webhook and a token from its bucket, in one statement: the bucket's row
 # lock orders every process's requests, so the limit holds for the fleet. `admitted` is false when
 # the bucket holds less than one token; `tokens` is then what it holds, to say when one will be.
+# Time is clock_timestamp(), read after the row lock is held: a statement that started earlier but
+# waited for the lock must not count time backwards from a later writer's update.
+_REFILLED = "greatest(0, extract(epoch FROM clock_timestamp() - b.updated_at)) * :rate"
 _ADMIT = compiled(
     sa.text(
         f"""
@@ -64,17 +67,16 @@ WITH target AS (
     WHERE id = :id AND direction = '{Direction.INBOUND.value}' AND enabled AND deleted_at IS NULL
 ), taken AS (
     INSERT INTO inbound_buckets AS b (webhook_id, tokens, updated_at)
-    SELECT id, :burst - 1, now() FROM target
+    SELECT id, :burst - 1, clock_timestamp() FROM target
     ON CONFLICT (webhook_id) DO UPDATE SET
-        tokens = least(:burst, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate) - 1,
-        updated_at = now()
-    WHERE least(:burst, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate) >= 1
+        tokens = least(:burst, b.tokens + {_REFILLED}) - 1,
+        updated_at = clock_timestamp()
+    WHERE least(:burst, b.tokens + {_REFILLED}) >= 1
     RETURNING webhook_id
 )
 SELECT t.id, t.tenant_id, t.app_id, t.signature_scheme, t.vault_path, t.secret_fingerprint,
     EXISTS (SELECT 1 FROM taken),
-    (SELECT least(:burst, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate)
-     FROM inbound_buckets b WHERE b.webhook_id = t.id)
+    (SELECT least(:burst, b.tokens + {_REFILLED}) FROM inbound_buckets b WHERE b.webhook_id = t.id)
 FROM target t
 """
     )
