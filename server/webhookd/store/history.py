@@ -79,19 +79,24 @@ _REDELIVER = compiled(
     .values(_PENDING_NOW)
 )
 _WEBHOOK_EXISTS = compiled(sa.select(webhooks.c.id).where(scoped(webhooks), webhooks.c.id == param("id")))
+# `id = ANY(ARRAY(...))` rather than `id IN (...)`: a join of a batch of ids into the partitioned
+# deliveries is priced as a probe of every partition per id, and would become a scan of them all.
 _RECOVER = compiled(
     deliveries.update()
     .where(
-        deliveries.c.id.in_(
-            sa.select(deliveries.c.id)
-            .where(
-                scoped(deliveries),
-                deliveries.c.webhook_id == param("id"),
-                deliveries.c.status == DeliveryStatus.FAILED.value,
-                deliveries.c.created_at >= param("since"),
+        deliveries.c.id
+        == sa.func.any(
+            sa.func.array(
+                sa.select(deliveries.c.id)
+                .where(
+                    scoped(deliveries),
+                    deliveries.c.webhook_id == param("id"),
+                    deliveries.c.status == DeliveryStatus.FAILED.value,
+                    deliveries.c.created_at >= param("since"),
+                )
+                .limit(RECOVER_BATCH)
+                .scalar_subquery()
             )
-            .limit(RECOVER_BATCH)
-            .scalar_subquery()
         )
     )
     .values(_PENDING_NOW)
