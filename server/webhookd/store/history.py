@@ -233,7 +233,7 @@ class HistoryStore:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
         elif since is not None:
             values["since"] = since
-        rows = await self._db.fetch_all(_log_statement(_filters(values)), values)
+        rows = await self._db.fetch_all(_log_statement(_filters(values)), values, generic_plan=True)
         return [log_entry(row) for row in rows]
 
     async def list_deliveries(
@@ -252,7 +252,7 @@ class HistoryStore:
             values["end_time"] = query.end_time
         if before is not None:
             values |= {"before_created_at": before[0], "before_id": before[1]}
-        rows = await self._db.fetch_all(_deliveries_statement(_filters(values)), values)
+        rows = await self._db.fetch_all(_deliveries_statement(_filters(values)), values, generic_plan=True)
         return [_delivery(row) for row in rows]
 
     async def get_delivery(self, scope: Scope, delivery_id: str) -> tuple[Delivery, list[LogEntry]]:

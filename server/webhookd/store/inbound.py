@@ -254,7 +254,7 @@ class InboundStore:
         if after is not None:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
         statement = _READS[(webhook_id is not None, after is not None)]
-        return [_event(row) for row in await self._db.fetch_all(statement, values)]
+        return [_event(row) for row in await self._db.fetch_all(statement, values, generic_plan=True)]
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
         row = await self._db.fetch_one(_CONSUMER_POSITION, {"tenant_id": scope.tenant_id, "name": name})
