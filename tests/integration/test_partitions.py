@@ -4,8 +4,11 @@ week's boundary, writes to old weeks, partitions made ahead, and duplicate recei
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -151,6 +154,24 @@ async def test_migrate_leaves_this_week_and_the_next_ones_in_place(own_database)
     weeks = partitions.Period.of(datetime.now(UTC)).and_following(partitions.AHEAD)
     for table in partitions.TABLES:
         assert {table.partition_name(week) for week in weeks} | {table.default_partition} <= existing[table.name]
+
+
+async def test_the_migrate_command_leaves_this_week_and_the_next_ones_in_place(own_database) -> None:
+    command = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "webhookd"),
+        "migrate",
+        env=os.environ | {"WEBHOOKD_DATABASE_URL": own_database},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(command.communicate(), 60)
+    async with opened(own_database) as db:
+        existing = await db.run(partitions.partitions_of)
+
+    assert command.returncode == 0, err.decode()
+    assert "database schema is up to date" in out.decode()
+    this_week = partitions.Period.of(datetime.now(UTC))
+    assert {table.partition_name(this_week) for table in partitions.TABLES} <= set().union(*existing.values())
 
 
 async def test_processes_creating_the_same_partitions_at_once_each_create_some_and_none_fails(own_database) -> None:
