@@ -38,7 +38,7 @@ from webhookd.services.inbound import Inbound
 from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
-from webhookd.store import migrate, retention
+from webhookd.store import migrate, partitions, retention
 from webhookd.store.database import Database, probe
 from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.embedded import EmbeddedPostgres
@@ -315,11 +315,15 @@ class DeliveryWorkers:
 
     async def _retention_loop(self) -> None:
         while True:
+            try:
+                await partitions.ensure(self.database)  # the weeks ahead, before they are needed
+            except Exception:
+                log.exception("creating partitions failed")
             cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
             try:
-                removed = await retention.sweep(self.database, cutoff=cutoff)
-                if removed:
-                    log.info("retention sweep", extra={"removed": removed, "cutoff": cutoff.isoformat()})
+                swept = await retention.sweep(self.database, cutoff=cutoff)
+                if swept.dropped or swept.deleted:
+                    log.info("retention sweep", extra={"swept": swept, "cutoff": cutoff.isoformat()})
             except Exception:
                 log.exception("retention sweep failed")
             await asyncio.sleep(RETENTION_INTERVAL_SECONDS)

@@ -1,13 +1,24 @@
-"""Retention removes old finished history in batches and keeps what is still owed or recent."""
+"""Retention drops weeks of history whole, removes what the weeks do not hold row by row, and keeps
+what is still owed or recent."""
 
 from datetime import UTC, datetime, timedelta
+from unittest.mock import ANY
 
+import psycopg
 import sqlalchemy as sa
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from history_rows import attempt, delivery, event, opened, receipt, tables, webhook
 
-from webhookd.store import retention
+from webhookd.domain.deliveries import AttemptRecord
+from webhookd.domain.inbound import InboundTarget
+from webhookd.domain.statuses import Outcome
+from webhookd.domain.webhooks import SignatureScheme
+from webhookd.store import migrate, partitions, retention
 from webhookd.store.database import Database
+from webhookd.store.deliveries import DeliveryStore
+from webhookd.store.inbound import InboundStore
+from webhookd.store.notifications import libpq_url
 
 
 async def _publish(caller) -> str:
@@ -55,7 +66,7 @@ async def test_sweep_removes_old_finished_history_and_keeps_pending_and_recent(
                         "at": at,
                     },
                 )
-        removed = await retention.sweep(swept, cutoff=datetime.now(UTC) - timedelta(days=30), batch=1)
+        removed = (await retention.sweep(swept, cutoff=datetime.now(UTC) - timedelta(days=30), batch=1)).deleted
         async with engine.connect() as connection:
             remaining = set(
                 (
@@ -68,3 +79,103 @@ async def test_sweep_removes_old_finished_history_and_keeps_pending_and_recent(
         assert remaining == {old_pending, recent}
     finally:
         await swept.close()
+
+
+# -- weeks dropped whole -------------------------------------------------------------------------------
+
+TENANT = "tnt_retention"
+WEEK = partitions.WIDTH
+
+
+def succeeded_at(at: datetime) -> AttemptRecord:
+    return AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "ok", gone=False, next_attempt_at=None, occurred_at=at)
+
+
+async def test_sweep_drops_old_weeks_whole_and_keeps_pending_deliveries_and_their_events(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    old = now - 6 * WEEK
+    cutoff = now - timedelta(days=30)
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=old, ahead=0)
+        old_weeks = sorted(table.partition_name(partitions.Period.of(old)) for table in partitions.TABLES)
+        # Paused for six weeks: its delivery is still owed when the week it was made in ages out.
+        paused = await webhook(db, TENANT, paused_at=old)
+        finished_event = await event(db, TENANT, old)
+        finished = await delivery(db, TENANT, paused, finished_event, old, status="succeeded")
+        owed_event = await event(db, TENANT, old)
+        owed = await delivery(db, TENANT, paused, owed_event, old)
+        for delivery_id in (finished, owed):
+            await attempt(db, TENANT, paused, delivery_id, old)
+        inbound = await webhook(db, TENANT, inbound=True)
+        target = InboundTarget(inbound, TENANT, None, SignatureScheme.STANDARD_WEBHOOKS, "webhookd/test", "fp")
+        await InboundStore(db).record(target, receipt("msg_old", old))
+        recent_event = await event(db, TENANT, now)
+        recent = await delivery(db, TENANT, paused, recent_event, now, status="succeeded")
+        await attempt(db, TENANT, paused, recent, now)
+
+        swept = await retention.sweep(db, cutoff=cutoff)
+
+        left = await tables(db)
+        deliveries_left = await db.fetch_all(
+            "SELECT id, tableoid::regclass::text, status, event_id FROM deliveries ORDER BY id"
+        )
+        events_left = {row[0] for row in await db.fetch_all("SELECT id FROM events")}
+        old_lines = await db.fetch_one(
+            "SELECT (SELECT count(*) FROM attempts WHERE occurred_at < %(c)s),"
+            " (SELECT count(*) FROM inbound_events WHERE received_at < %(c)s),"
+            " (SELECT count(*) FROM attempts)",
+            {"c": cutoff},
+        )
+
+        # The kept delivery is as deliverable as before: resumed, it is claimed with its event's body.
+        await db.execute("UPDATE webhooks SET paused_at = NULL WHERE id = %(id)s", {"id": paused})
+        await db.execute("UPDATE deliveries SET next_attempt_at = now() WHERE id = %(id)s", {"id": owed})
+        queue = DeliveryStore(db, pause_after_failures=5)
+        [claimed] = await queue.claim(10, per_webhook=5, per_tenant=10)
+        assert (await queue.record([(claimed, succeeded_at(datetime.now(UTC)))])).kept == [True]
+        # Once delivered it is finished history like any other, and goes with its event.
+        second = await retention.sweep(db, cutoff=cutoff)
+        events_after_second = {row[0] for row in await db.fetch_all("SELECT id FROM events")}
+
+    assert sorted(swept.dropped) == old_weeks
+    assert swept.kept_pending == 1
+    assert not set(old_weeks) & left
+    assert deliveries_left == [(owed, "deliveries_default", "pending", owed_event), (recent, ANY, "succeeded", ANY)]
+    assert events_left == {owed_event, recent_event}  # the finished delivery's event went with it
+    assert old_lines == (0, 0, 1)
+    assert (claimed.delivery_id, claimed.body) == (owed, b'{"n": 1}')
+    assert (second.dropped, second.deleted) == ([], 2)  # the delivered one and its event
+    assert events_after_second == {recent_event}
+
+
+async def test_a_week_whose_table_stays_busy_waits_for_the_next_round(own_database, backends) -> None:
+    await migrate.upgrade(own_database)
+    old = datetime.now(UTC) - 6 * WEEK
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=old, ahead=0)
+        async with await psycopg.AsyncConnection.connect(libpq_url(own_database)) as reader:
+            await reader.execute("SELECT 1 FROM attempts LIMIT 1")  # a transaction left open on attempts
+            busy_round = await retention.sweep(db, cutoff=old + 3 * WEEK)
+        next_round = await retention.sweep(db, cutoff=old + 3 * WEEK)
+
+    week = partitions.Period.of(old)
+    assert busy_round.dropped == [
+        partitions.DELIVERIES.partition_name(week),
+        partitions.INBOUND_EVENTS.partition_name(week),
+    ]
+    assert next_round.dropped == [partitions.ATTEMPTS.partition_name(week)]
+
+
+async def test_only_one_process_sweeps(own_database) -> None:
+    await migrate.upgrade(own_database)
+    old = datetime.now(UTC) - 6 * WEEK
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=old, ahead=0)
+        async with await psycopg.AsyncConnection.connect(libpq_url(own_database), autocommit=True) as other:
+            await other.execute(f"SELECT pg_advisory_lock({retention.RETENTION_LOCK_ID})")
+            skipped = await retention.sweep(db, cutoff=old + 3 * WEEK)
+        swept = await retention.sweep(db, cutoff=old + 3 * WEEK)
+
+    assert (skipped.dropped, skipped.deleted) == ([], 0)
+    assert len(swept.dropped) == 3

@@ -40,7 +40,14 @@ STATS_RESOLUTION = timedelta(seconds=1)
 _PENDING = DeliveryStatus.PENDING.value
 _SUCCEEDED = Outcome.SUCCEEDED.value
 
-_LOCK = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"
+# With the lock, nested loops for the claim's joins. deliveries is partitioned: the planner prices a
+# join into it as a probe of every partition (it narrows the probe to one partition only at run time),
+# so up to a few hundred thousand rows it would rather hash a scan of all of them. The claim joins a
+# few dozen rows at each step, for which nested loops are right at any size of the table.
+_LOCK = (
+    f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID}),"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
 # Runs after the lock in the same transaction, so its snapshot sees every claim committed before.
 #
 # Fair by webhook and capped by webhook and by tenant, exactly across processes (one claimer at a
@@ -135,7 +142,8 @@ SELECT * FROM unnest(
 """
     )
 )
-# Only where the lease still holds; the ids that changed come back.
+# Only where the lease still holds; the ids that changed come back. The ids are also given as a list,
+# which the planner prunes the partitions by (a join alone would be priced against every partition).
 _UPDATE_DELIVERIES = compiled(
     sa.text(
         """

@@ -79,19 +79,24 @@ _REDELIVER = compiled(
     .values(_PENDING_NOW)
 )
 _WEBHOOK_EXISTS = compiled(sa.select(webhooks.c.id).where(scoped(webhooks), webhooks.c.id == param("id")))
+# `id = ANY(ARRAY(...))` rather than `id IN (...)`: a join of a batch of ids into the partitioned
+# deliveries is priced as a probe of every partition per id, and would become a scan of them all.
 _RECOVER = compiled(
     deliveries.update()
     .where(
-        deliveries.c.id.in_(
-            sa.select(deliveries.c.id)
-            .where(
-                scoped(deliveries),
-                deliveries.c.webhook_id == param("id"),
-                deliveries.c.status == DeliveryStatus.FAILED.value,
-                deliveries.c.created_at >= param("since"),
+        deliveries.c.id
+        == sa.func.any(
+            sa.func.array(
+                sa.select(deliveries.c.id)
+                .where(
+                    scoped(deliveries),
+                    deliveries.c.webhook_id == param("id"),
+                    deliveries.c.status == DeliveryStatus.FAILED.value,
+                    deliveries.c.created_at >= param("since"),
+                )
+                .limit(RECOVER_BATCH)
+                .scalar_subquery()
             )
-            .limit(RECOVER_BATCH)
-            .scalar_subquery()
         )
     )
     .values(_PENDING_NOW)
@@ -228,7 +233,7 @@ class HistoryStore:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
         elif since is not None:
             values["since"] = since
-        rows = await self._db.fetch_all(_log_statement(_filters(values)), values)
+        rows = await self._db.fetch_all(_log_statement(_filters(values)), values, generic_plan=True)
         return [log_entry(row) for row in rows]
 
     async def list_deliveries(
@@ -247,7 +252,7 @@ class HistoryStore:
             values["end_time"] = query.end_time
         if before is not None:
             values |= {"before_created_at": before[0], "before_id": before[1]}
-        rows = await self._db.fetch_all(_deliveries_statement(_filters(values)), values)
+        rows = await self._db.fetch_all(_deliveries_statement(_filters(values)), values, generic_plan=True)
         return [_delivery(row) for row in rows]
 
     async def get_delivery(self, scope: Scope, delivery_id: str) -> tuple[Delivery, list[LogEntry]]:

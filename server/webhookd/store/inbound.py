@@ -2,6 +2,13 @@
 
 A receipt also writes a line to the attempt log (outcome `received` or `rejected`), so it shows up
 in the webhook's DeliveryLog like an outbound attempt does.
+
+A sender's retry of an accepted message is stored once. inbound_events is partitioned by week, and
+a unique index there can only be unique within a week, so the check is the insert's own: under a
+transaction-scoped advisory lock on (webhook, message id), the row goes in only when no accepted
+receipt of that message exists in any partition. Retries of one message queue on the lock; the
+insert that follows the first one's commit sees its row. So a duplicate is found for as long as
+retention keeps the original, as it was with the unique index, for one index probe per week kept.
 """
 
 from __future__ import annotations
@@ -81,16 +88,35 @@ FROM target t
 """
     )
 )
-# Stored unless an accepted message with the same id is: then nothing is written and no row returns.
-_INSERT_RECEIPT = compiled(
-    sa.text(
-        f"""
-INSERT INTO inbound_events ({", ".join(_RECEIPT_COLUMNS)})
-VALUES ({", ".join(":" + name for name in _RECEIPT_COLUMNS)})
-ON CONFLICT (webhook_id, message_id) WHERE status = '{_ACCEPTED}' AND message_id IS NOT NULL
-DO NOTHING RETURNING id
-"""
+# Any fixed pair's first half: the (class, hash) advisory locks are a key space apart from the
+# single-number locks of the claim, migrations, retention and partitions.
+MESSAGE_LOCK_CLASS = 72_026_113
+_LOCK_MESSAGE = compiled(
+    sa.select(
+        sa.func.pg_advisory_xact_lock(
+            MESSAGE_LOCK_CLASS,
+            sa.func.hashtext(param("webhook_id", sa.Text) + " " + param("message_id", sa.Text)),
+        )
     )
+)
+_INSERT_RECEIPT = compiled(
+    inbound_events.insert().values({name: param(name) for name in _RECEIPT_COLUMNS}).returning(inbound_events.c.id)
+)
+# Stored unless an accepted receipt of the same message is: then nothing is written and no row returns.
+_EARLIER = inbound_events.alias("earlier")
+_INSERT_RECEIPT_ONCE = compiled(
+    inbound_events.insert()
+    .from_select(
+        list(_RECEIPT_COLUMNS),
+        sa.select(*(sa.cast(param(name), inbound_events.c[name].type) for name in _RECEIPT_COLUMNS)).where(
+            ~sa.exists().where(
+                _EARLIER.c.webhook_id == param("webhook_id", sa.Text),
+                _EARLIER.c.message_id == param("message_id", sa.Text),
+                _EARLIER.c.status == _ACCEPTED,
+            )
+        ),
+    )
+    .returning(inbound_events.c.id)
 )
 _INSERT_LOG_LINE = compiled(attempts.insert().values({name: param(name) for name in _ATTEMPT_COLUMNS}))
 _EVENT_COLUMNS = (
@@ -200,11 +226,17 @@ class InboundStore:
             "occurred_at": receipt.received_at,
         }
 
+        once = receipt.accepted and receipt.message_id is not None
+
         async def write(connection: Connection) -> str | None:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
-                    inserted = await connection.execute(_INSERT_RECEIPT, stored_receipt)
+                    if once:
+                        await connection.execute(_LOCK_MESSAGE, stored_receipt)
+                    inserted = await connection.execute(
+                        _INSERT_RECEIPT_ONCE if once else _INSERT_RECEIPT, stored_receipt
+                    )
                     if await inserted.fetchone() is None:
                         await connection.execute(COMMIT)
                         return None
@@ -224,7 +256,7 @@ class InboundStore:
         if after is not None:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
         statement = _READS[(webhook_id is not None, after is not None)]
-        return [_event(row) for row in await self._db.fetch_all(statement, values)]
+        return [_event(row) for row in await self._db.fetch_all(statement, values, generic_plan=True)]
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
         row = await self._db.fetch_one(_CONSUMER_POSITION, {"tenant_id": scope.tenant_id, "name": name})

@@ -1,51 +1,148 @@
-"""Removing old events, deliveries and attempts in small batches, each its own short transaction."""
+"""Retention: old history leaves a week at a time, by dropping partitions; the rest row by row.
+
+- attempts and inbound_events: a week's partition is dropped once the whole week is older than the
+  cutoff. A log line's age alone decides.
+- deliveries: the same, except that pending deliveries are still owed to their receivers (those of a
+  paused, disabled or deleted webhook can wait longer than the retention period). In the drop's
+  transaction they move, ids unchanged, into the default partition, which no longer overlaps the
+  dropped week: the week goes whole and they stay, claimable and redeliverable as before.
+- What partitions do not hold goes in small batches of rows, each its own transaction: finished
+  rows of the default partitions, and events that are old and that no delivery refers to (so a kept
+  delivery keeps its event).
+
+Only one process sweeps: every transaction starts with the retention try-lock, and while another
+process holds it this one leaves the round. Dropping a partition takes an ACCESS EXCLUSIVE lock on
+its table, which queries queue behind; the wait for it is bounded (`lock_timeout`), and a table busy
+for longer is tried again at the next round.
+"""
 
 from __future__ import annotations
 
+import enum
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 
+import psycopg
+from psycopg import sql
+
 from webhookd.domain.statuses import DeliveryStatus
+from webhookd.store import partitions
 from webhookd.store.database import Connection, Database
 
-# Only one process sweeps at a time; the others skip the round.
+log = logging.getLogger("webhookd.retention")
+
+# Only one process sweeps at a time; the others skip the round. With the lock, nested loops: the
+# planner prices the events batch's NOT EXISTS probe into deliveries as a probe of every partition
+# and would rather hash all of deliveries, once per batch (8 s a week at 2,000,000 deliveries).
 RETENTION_LOCK_ID = 7_202_611_28
-_LOCK = f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_ID})"
+_LOCK = (
+    f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_ID}),"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
+LOCK_TIMEOUT = "1s"
+_PENDING = DeliveryStatus.PENDING.value
 
 _BATCHES = (
-    # Attempts are log lines: age alone decides.
-    "DELETE FROM attempts WHERE seq IN (SELECT seq FROM attempts WHERE occurred_at < %(cutoff)s LIMIT %(batch)s)",
-    # Finished deliveries only: a pending one (e.g. of a paused webhook) is still owed to its receiver.
-    f"DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE status <> '{DeliveryStatus.PENDING}'"
+    # The default partitions hold what no week covered, and pending deliveries kept from dropped weeks.
+    "DELETE FROM attempts_default WHERE seq IN"
+    " (SELECT seq FROM attempts_default WHERE occurred_at < %(cutoff)s LIMIT %(batch)s)",
+    "DELETE FROM inbound_events_default WHERE seq IN"
+    " (SELECT seq FROM inbound_events_default WHERE received_at < %(cutoff)s LIMIT %(batch)s)",
+    f"DELETE FROM deliveries_default WHERE id IN (SELECT id FROM deliveries_default WHERE status <> '{_PENDING}'"
     " AND created_at < %(cutoff)s LIMIT %(batch)s)",
+    # After the deliveries: an event goes only once no delivery refers to it.
     "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < %(cutoff)s"
     " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT %(batch)s)",
-    # Inbound receipts (bodies up to the request limit each) age out like the rest of the history.
-    "DELETE FROM inbound_events WHERE seq IN (SELECT seq FROM inbound_events WHERE received_at < %(cutoff)s"
-    " LIMIT %(batch)s)",
 )
 
 
-async def sweep(database: Database, *, cutoff: datetime, batch: int = 1000, max_batches: int = 1000) -> int:
-    """Deletes rows older than `cutoff`; returns how many. Stops after `max_batches` per table so one
-    round stays bounded; the next round continues. Each batch is its own short transaction, taken
-    only under the retention lock: while another process holds it, this one leaves the round."""
+class _Skipped(enum.Enum):
+    SWEEPING_ELSEWHERE = "another process holds the retention lock"
+    TABLE_BUSY = "the table stayed locked longer than lock_timeout"
 
-    async def one_batch(statement: str) -> int | None:
-        async def delete(connection: Connection) -> int | None:
-            locked = await (await connection.execute(_LOCK)).fetchone()
-            if not (locked and locked[0]):
-                return None
-            return (await connection.execute(statement, {"cutoff": cutoff, "batch": batch})).rowcount
 
-        return await database.transaction(delete)
+@dataclass
+class Swept:
+    """What one round removed."""
 
-    removed = 0
+    dropped: list[str] = field(default_factory=list)  # partitions, each a week of one table
+    kept_pending: int = 0  # pending deliveries moved out of dropped weeks into the default partition
+    deleted: int = 0  # rows deleted one by one (default partitions, events)
+
+
+async def sweep(database: Database, *, cutoff: datetime, batch: int = 1000, max_batches: int = 1000) -> Swept:
+    """Removes history older than `cutoff`. Row batches stop after `max_batches` per table so one
+    round stays bounded; the next round continues."""
+    swept = Swept()
+    existing = await database.run(partitions.partitions_of)
+    for table in partitions.TABLES:
+        for name in sorted(existing[table.name]):
+            period = table.period_of(name)
+            if period is None or period.end > cutoff:
+                continue
+            outcome = await _drop_partition(database, table, name)
+            if outcome is _Skipped.SWEEPING_ELSEWHERE:
+                return swept
+            if outcome is _Skipped.TABLE_BUSY:
+                log.warning("partition not dropped this round: table busy", extra={"partition": name})
+                continue
+            swept.dropped.append(name)
+            swept.kept_pending += outcome
     for statement in _BATCHES:
         for _ in range(max_batches):
-            deleted = await one_batch(statement)
+            deleted = await _delete_batch(database, statement, cutoff=cutoff, batch=batch)
             if deleted is None:
-                return removed
-            removed += deleted
+                return swept
+            swept.deleted += deleted
             if deleted < batch:
                 break
-    return removed
+    return swept
+
+
+async def _locked(connection: Connection) -> bool:
+    row = await (await connection.execute(_LOCK)).fetchone()
+    return bool(row and row[0])
+
+
+async def _drop_partition(database: Database, table: partitions.PartitionedTable, name: str) -> int | _Skipped:
+    """Drops one week of `table`; how many pending deliveries it kept."""
+    partition = sql.Identifier(name)
+    columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in table.table.columns)
+
+    async def drop(connection: Connection) -> int | _Skipped:
+        try:
+            async with connection.transaction():
+                if not await _locked(connection):
+                    return _Skipped.SWEEPING_ELSEWHERE
+                await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                if table is not partitions.DELIVERIES:
+                    await connection.execute(sql.SQL("DROP TABLE {}").format(partition))
+                    return 0
+                # Locked first, so no claim or record changes a pending row between its copy and the drop.
+                await connection.execute("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE")
+                await connection.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE kept_deliveries ON COMMIT DROP AS SELECT {} FROM {} WHERE status = {}"
+                    ).format(columns, partition, sql.Literal(_PENDING))
+                )
+                await connection.execute(sql.SQL("DROP TABLE {}").format(partition))
+                kept = await connection.execute(
+                    sql.SQL("INSERT INTO deliveries ({}) SELECT {} FROM kept_deliveries").format(columns, columns)
+                )
+                return kept.rowcount
+        except psycopg.errors.LockNotAvailable:
+            return _Skipped.TABLE_BUSY
+
+    return await database.run(drop)
+
+
+async def _delete_batch(database: Database, statement: str, *, cutoff: datetime, batch: int) -> int | None:
+    """One batch in a transaction of its own; None when another process is sweeping."""
+
+    async def delete(connection: Connection) -> int | None:
+        if not await _locked(connection):
+            return None
+        return (await connection.execute(statement, {"cutoff": cutoff, "batch": batch})).rowcount
+
+    return await database.transaction(delete)

@@ -4,13 +4,17 @@ The claim and the log reads are planned from table statistics. A fresh or fast-g
 far from what the statistics last said (autovacuum looks once a minute at best), and PostgreSQL
 then plans as for a tiny table: for the claim, sorting every pending delivery instead of walking
 the due index, ten times the work on a backlog of a few thousand. So the workers analyze a hot
-table as soon as it has changed by a fifth since it was last analyzed (one process at a time).
+table, or the partition of one, as soon as it has changed by a fifth since it was last analyzed
+(one process at a time). Only the partitions that changed are analyzed: with weekly partitions,
+that is this week's, however long the history.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+
+from psycopg import sql
 
 from webhookd.domain.errors import Unavailable
 from webhookd.store.database import Connection, Database
@@ -19,11 +23,14 @@ log = logging.getLogger("webhookd.statistics")
 CHECK_SECONDS = 5.0
 STATISTICS_LOCK_ID = 7_202_611_29
 HOT_TABLES = ("deliveries", "attempts", "events", "inbound_events")
-# Changed rows past which a table is analyzed: a fifth of what it held, and never for a handful.
+# The hot tables and their partitions with more changed rows than a fifth of what they held (and
+# never for a handful).
 _STALE = f"""
-SELECT relname FROM pg_stat_user_tables
-WHERE relname IN ({", ".join(f"'{table}'" for table in HOT_TABLES)})
-  AND n_mod_since_analyze > greatest(500, 0.2 * n_live_tup)
+SELECT s.relname FROM pg_stat_user_tables s
+LEFT JOIN pg_inherits i ON i.inhrelid = s.relid
+LEFT JOIN pg_class parent ON parent.oid = i.inhparent
+WHERE coalesce(parent.relname, s.relname) IN ({", ".join(f"'{table}'" for table in HOT_TABLES)})
+  AND s.n_mod_since_analyze > greatest(500, 0.2 * s.n_live_tup)
 """
 
 
@@ -38,7 +45,8 @@ async def analyze_stale_tables(database: Database) -> list[str]:
         try:
             stale = [row[0] for row in await (await connection.execute(_STALE)).fetchall()]
             for table in stale:
-                await connection.execute(f"ANALYZE {table}")
+                # Names come from the catalogue, quoted all the same.
+                await connection.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
             return stale
         finally:
             await connection.execute(f"SELECT pg_advisory_unlock({STATISTICS_LOCK_ID})")

@@ -65,10 +65,12 @@ events = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# deliveries, attempts and inbound_events are partitioned by week (store/partitions.py): deliveries
+# by id (bytewise, hence "C"), attempts by occurred_at, inbound_events by received_at.
 deliveries = sa.Table(
     "deliveries",
     metadata,
-    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text(collation="C"), primary_key=True),
     sa.Column("tenant_id", sa.Text, nullable=False),
     sa.Column("app_id", sa.Text),
     sa.Column("event_id", sa.Text, nullable=False),
@@ -89,7 +91,7 @@ deliveries = sa.Table(
 attempts = sa.Table(
     "attempts",
     metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     # The writing transaction's id: rows become readable in (txid, seq) order once every older
     # transaction has finished, which makes the log gapless for followers.
     sa.Column("txid", sa.BigInteger, nullable=False),
@@ -107,13 +109,13 @@ attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("response_excerpt", sa.Text, nullable=False),
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), primary_key=True),
 )
 
 inbound_events = sa.Table(
     "inbound_events",
     metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("txid", sa.BigInteger, nullable=False),
     sa.Column("id", sa.Text, nullable=False),
     sa.Column("tenant_id", sa.Text, nullable=False),
@@ -125,7 +127,7 @@ inbound_events = sa.Table(
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("content_type", sa.Text, nullable=False),
     sa.Column("body", sa.LargeBinary),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), primary_key=True),
 )
 
 inbound_consumers = sa.Table(

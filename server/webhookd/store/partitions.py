@@ -1,0 +1,236 @@
+"""Weekly time partitions of the history tables: what they are called, and creating them ahead.
+
+`deliveries`, `attempts` and `inbound_events` are partitioned by range of time (migration 0007):
+
+- deliveries by `id`: a delivery id is a ULID, whose first characters are its creation time, so a
+  range of ids is a range of time, and `WHERE id = ...`, which every write of a delivery uses
+  (claim, record, release, redeliver, recover), prunes to one partition;
+- attempts by `occurred_at` and inbound_events by `received_at`: both are read in (txid, seq)
+  order, which no time key can prune, are never addressed by id, and age out by those times.
+
+A partition covers one week, Monday 00:00 UTC to the next Monday, and is named `<table>_p<yyyymmdd>`
+after its first day; retention reads the range back from the name. Each table also has a default
+partition, `<table>_default`, that takes any row no week covers (an id that is not a ULID, a clock
+far off), so an insert never fails for want of a partition.
+
+`ensure` creates what is missing of the current week and the AHEAD weeks after it: at start-up
+(store/migrate.py, before anything serves) and hourly from the workers' retention loop. It is
+idempotent and safe to run from several processes at once: each partition is created in its own
+transaction, under an advisory lock, after looking again whether it exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+from webhookd.domain import ids
+from webhookd.store.database import Connection, Database
+from webhookd.store.notifications import libpq_url
+from webhookd.store.tables import attempts, deliveries, inbound_events
+
+log = logging.getLogger("webhookd.partitions")
+
+# A week: few enough partitions that what cannot prune (the log's (txid, seq) order, the claim's
+# due scan, a delivery's attempts, the inbound duplicate check) stays a handful of index probes,
+# small enough that retention keeps at most a week beyond the retention period.
+WIDTH = timedelta(days=7)
+# Weeks created after the current one: the hourly loop has two weeks of tries before one is needed.
+AHEAD = 2
+# Weeks start on Mondays at 00:00 UTC; 2024-01-01 was one.
+ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
+# Serialises partition creation across processes (the migration and retention locks are ...26, ...28).
+PARTITIONS_LOCK_ID = 7_202_611_29
+# Creating a partition takes an ACCESS EXCLUSIVE lock on the table, and queries queue behind the
+# request: wait briefly, and try again rather than stall the hot paths behind a long read.
+LOCK_TIMEOUT = "1s"
+LOCK_TRIES = 3
+_PARTITION_NAME = re.compile(r"_p(\d{8})$")
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """One week of history: [start, end)."""
+
+    start: datetime
+
+    @classmethod
+    def of(cls, at: datetime) -> Period:
+        return cls(ORIGIN + (at - ORIGIN) // WIDTH * WIDTH)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + WIDTH
+
+    def and_following(self, count: int) -> list[Period]:
+        return [Period(self.start + WIDTH * n) for n in range(count + 1)]
+
+
+@dataclass(frozen=True)
+class PartitionedTable:
+    table: sa.Table
+    key: str  # the partition key column
+    id_prefix: str | None  # the key is an id of this type, whose ULID holds the creation time
+    time_column: str  # when the row was made: what retention compares with its cutoff
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def default_partition(self) -> str:
+        return f"{self.name}_default"
+
+    def partition_name(self, period: Period) -> str:
+        return f"{self.name}_p{period.start:%Y%m%d}"
+
+    def period_of(self, partition_name: str) -> Period | None:
+        """The week a partition covers, from its name; None for the default or a stranger's table."""
+        match = _PARTITION_NAME.search(partition_name)
+        if match is None:
+            return None
+        try:
+            period = Period.of(datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=UTC))
+        except ValueError:
+            return None
+        # Equal only when the name is this table's and its day starts a week.
+        return period if self.partition_name(period) == partition_name else None
+
+    def bound(self, at: datetime) -> str:
+        """The key's value at `at`: the lowest id made then, or the time itself."""
+        if self.id_prefix is not None:
+            return ids.time_floor(self.id_prefix, at)
+        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+
+    def create_statement(self, period: Period) -> str:
+        return (
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
+            .format(
+                sql.Identifier(self.partition_name(period)),
+                sql.Identifier(self.name),
+                sql.Literal(self.bound(period.start)),
+                sql.Literal(self.bound(period.end)),
+            )
+            .as_string(None)
+        )
+
+    def default_statement(self) -> str:
+        return (
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT")
+            .format(sql.Identifier(self.default_partition), sql.Identifier(self.name))
+            .as_string(None)
+        )
+
+
+DELIVERIES = PartitionedTable(deliveries, key="id", id_prefix=ids.DELIVERY_PREFIX, time_column="created_at")
+ATTEMPTS = PartitionedTable(attempts, key="occurred_at", id_prefix=None, time_column="occurred_at")
+INBOUND_EVENTS = PartitionedTable(inbound_events, key="received_at", id_prefix=None, time_column="received_at")
+TABLES = (DELIVERIES, ATTEMPTS, INBOUND_EVENTS)
+
+_PARTITIONS = """
+SELECT parent.relname, child.relname
+FROM pg_inherits i
+JOIN pg_class child ON child.oid = i.inhrelid
+JOIN pg_class parent ON parent.oid = i.inhparent
+WHERE i.inhparent = ANY(CAST(%(tables)s AS regclass[]))
+"""
+_EXISTS = "SELECT to_regclass(%(name)s) IS NOT NULL"
+
+
+async def partitions_of(connection: Connection) -> dict[str, set[str]]:
+    """Each partitioned table's partitions by name, the default included."""
+    cursor = await connection.execute(_PARTITIONS, {"tables": [table.name for table in TABLES]})
+    found: dict[str, set[str]] = {table.name: set() for table in TABLES}
+    for parent, child in await cursor.fetchall():
+        found[parent].add(child)
+    return found
+
+
+async def ensure(database: Database, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
+    """Creates the missing partitions of the week of `now` (default: now) and the `ahead` weeks
+    after it; returns the names it created."""
+
+    async def create(connection: Connection) -> list[str]:
+        return await ensure_on(connection, now=now, ahead=ahead)
+
+    return await database.run(create)
+
+
+async def ensure_at(url: str, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
+    """`ensure` on a connection of its own to `url` (a SQLAlchemy or libpq URL), for start-up."""
+    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
+        return await ensure_on(connection, now=now, ahead=ahead)
+
+
+async def ensure_on(connection: Connection, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
+    existing = await partitions_of(connection)
+    weeks = Period.of(now or datetime.now(UTC)).and_following(ahead)
+    created = []
+    for table in TABLES:
+        for period in weeks:
+            if table.partition_name(period) not in existing[table.name] and await _create(connection, table, period):
+                created.append(table.partition_name(period))
+    if created:
+        log.info("partitions created", extra={"partitions": created})
+    return created
+
+
+async def _create(connection: Connection, table: PartitionedTable, period: Period) -> bool:
+    """Creates one partition unless another process did meanwhile; False when it already existed."""
+    for attempt in range(1, LOCK_TRIES + 1):
+        try:
+            async with connection.transaction():
+                await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                await connection.execute(f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK_ID})")
+                exists = await (await connection.execute(_EXISTS, {"name": table.partition_name(period)})).fetchone()
+                if exists and exists[0]:
+                    return False
+                await _create_under_lock(connection, table, period)
+                return True
+        except psycopg.errors.LockNotAvailable as error:
+            if attempt == LOCK_TRIES:
+                # Not an OperationalError: the database answered, the table was busy.
+                raise RuntimeError(f"partition {table.partition_name(period)} not created: table busy") from error
+            log.info("table busy; trying again to create a partition", extra={"table": table.name})
+    raise AssertionError("unreachable")
+
+
+async def _create_under_lock(connection: Connection, table: PartitionedTable, period: Period) -> None:
+    in_range = sql.SQL("{key} >= %(low)s AND {key} < %(high)s").format(key=sql.Identifier(table.key))
+    bounds = {"low": table.bound(period.start), "high": table.bound(period.end)}
+    default = sql.Identifier(table.default_partition)
+    parent = sql.Identifier(table.name)
+    stray = await connection.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(default, in_range), bounds
+    )
+    row = await stray.fetchone()
+    if not (row and row[0]):
+        await connection.execute(table.create_statement(period))
+        return
+    # The default took rows of this week before the week had a partition; PostgreSQL refuses a
+    # partition that would overlap rows in the default, so they move into the new one.
+    columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in table.table.columns)
+    await connection.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(parent))
+    await connection.execute(
+        sql.SQL("CREATE TEMP TABLE partition_rows ON COMMIT DROP AS SELECT {} FROM {} WHERE {}").format(
+            columns, default, in_range
+        ),
+        bounds,
+    )
+    await connection.execute(sql.SQL("DELETE FROM {} WHERE {}").format(default, in_range), bounds)
+    await connection.execute(table.create_statement(period))
+    await connection.execute(
+        sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM partition_rows").format(
+            parent, columns, columns
+        )
+    )
+    log.warning(
+        "rows moved from the default partition into a new one",
+        extra={"partition": table.partition_name(period)},
+    )

@@ -1,0 +1,79 @@
+"""Migrations on a database that already has rows: nothing is lost, and the service reads it all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from history_rows import attempt, delivery, event, opened, partition_of, receipt, webhook
+
+from webhookd.domain.history import LogFilter
+from webhookd.domain.inbound import InboundTarget
+from webhookd.domain.scope import Scope
+from webhookd.domain.webhooks import SignatureScheme
+from webhookd.store import migrate, partitions
+from webhookd.store.database import Database
+from webhookd.store.history import HistoryStore
+from webhookd.store.inbound import InboundStore
+
+TENANT = "tnt_migrations"
+HISTORY = {
+    "deliveries": "SELECT * FROM deliveries ORDER BY id",
+    "attempts": "SELECT * FROM attempts ORDER BY seq",
+    "inbound_events": "SELECT * FROM inbound_events ORDER BY seq",
+    "events": "SELECT * FROM events ORDER BY id",
+}
+
+
+async def history(database: Database) -> dict[str, list[Any]]:
+    return {table: await database.fetch_all(statement) for table, statement in HISTORY.items()}
+
+
+async def test_0007_partitions_existing_history_keeping_every_row_readable(own_database) -> None:
+    await migrate.upgrade(own_database, revision="0006")
+    now = datetime.now(UTC)
+    weeks_ago = [now - timedelta(weeks=3), now - timedelta(weeks=1), now]
+    async with opened(own_database) as db:
+        outbound = await webhook(db, TENANT)
+        inbound = await webhook(db, TENANT, inbound=True)
+        target = InboundTarget(inbound, TENANT, None, SignatureScheme.STANDARD_WEBHOOKS, "webhookd/test", "fp")
+        made = []
+        for n, at in enumerate(weeks_ago):
+            event_id = await event(db, TENANT, at)
+            for status in ("succeeded", "pending"):
+                delivery_id = await delivery(db, TENANT, outbound, event_id, at, status=status)
+                await attempt(db, TENANT, outbound, delivery_id, at)
+                await attempt(db, TENANT, outbound, delivery_id, at + timedelta(seconds=40))
+                made.append((delivery_id, at))
+            assert await InboundStore(db).record(target, receipt(f"msg_{n}", at)) is not None
+        await db.execute(
+            "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, status, created_at, updated_at)"
+            " VALUES ('dlv_imported', %(t)s, 'evt_imported', %(w)s, 'succeeded', now(), now())",
+            {"t": TENANT, "w": outbound},
+        )
+        before = await history(db)
+        log_before = await HistoryStore(db).read_log(Scope(TENANT), LogFilter(), after=None, since=None, limit=100)
+
+    await migrate.upgrade(own_database)
+
+    async with opened(own_database) as db:
+        after = await history(db)
+        where = {delivery_id: await partition_of(db, "deliveries", "id", delivery_id) for delivery_id, _ in made}
+        imported = await partition_of(db, "deliveries", "id", "dlv_imported")
+        log_after = await HistoryStore(db).read_log(Scope(TENANT), LogFilter(), after=None, since=None, limit=100)
+        oldest, oldest_attempts = await HistoryStore(db).get_delivery(Scope(TENANT), made[0][0])
+        receipts = await InboundStore(db).read(Scope(TENANT), webhook_id=inbound, after=None, limit=10)
+        retried = await InboundStore(db).record(target, receipt("msg_0", now))
+        _, next_seq = await attempt(db, TENANT, outbound, made[0][0], now)
+
+    assert after == before
+    assert len(after["attempts"]) == 15  # two per delivery, one per receipt
+    assert where == {
+        delivery_id: partitions.DELIVERIES.partition_name(partitions.Period.of(at)) for delivery_id, at in made
+    }
+    assert imported == "deliveries_default"
+    assert log_after == log_before and len(log_after) == 15
+    assert (oldest.id, [entry.delivery_id for entry in oldest_attempts]) == (made[0][0], [made[0][0]] * 2)
+    assert [received.message_id for received in receipts] == ["msg_0", "msg_1", "msg_2"]
+    assert retried is None  # a receipt from before the migration still catches its retry
+    assert next_seq > max(row[0] for row in before["attempts"])

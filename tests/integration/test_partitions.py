@@ -1,0 +1,249 @@
+"""Weekly partitions of deliveries, attempts and inbound receipts: where rows land, reading across a
+week's boundary, writes to old weeks, partitions made ahead, and duplicate receipts across weeks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from history_rows import attempt, delivery, event, opened, partition_of, receipt, webhook
+
+from webhookd.domain import ids
+from webhookd.domain.deliveries import AttemptRecord
+from webhookd.domain.history import LogEntry, LogFilter
+from webhookd.domain.inbound import InboundTarget
+from webhookd.domain.scope import Scope
+from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.domain.webhooks import SignatureScheme
+from webhookd.store import migrate, partitions
+from webhookd.store.deliveries import DeliveryStore
+from webhookd.store.history import HistoryStore
+from webhookd.store.inbound import InboundStore
+
+WEEK = partitions.WIDTH
+TENANT = "tnt_partitions"
+
+
+def week_partition(table: str, at: datetime) -> str:
+    return f"{table}_p{partitions.Period.of(at).start:%Y%m%d}"
+
+
+async def settled_log(history: HistoryStore, scope: Scope, *, count: int) -> list[LogEntry]:
+    """The scope's log once `count` lines are readable (a line waits for older transactions anywhere)."""
+    deadline = time.monotonic() + 10
+    while True:
+        entries = await history.read_log(scope, LogFilter(), after=None, since=None, limit=count + 1)
+        if len(entries) >= count or time.monotonic() > deadline:
+            return entries
+        await asyncio.sleep(0.05)
+
+
+def succeeded_at(at: datetime) -> AttemptRecord:
+    return AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "ok", gone=False, next_attempt_at=None, occurred_at=at)
+
+
+async def test_a_published_delivery_lands_in_the_partition_of_its_week(caller, database) -> None:
+    await caller.CreateWebhook(pb.CreateWebhookRequest(webhook=wpb.Webhook(name="p", url="http://127.0.0.1:9/h")))
+    published = await caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created"))
+
+    [row] = await database.rows(
+        "SELECT tableoid::regclass::text AS partition FROM deliveries WHERE event_id = :e", e=published.event_id
+    )
+    assert row.partition == week_partition("deliveries", datetime.now(UTC))
+
+
+async def test_rows_land_in_their_week_and_the_rest_in_the_default(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=now - WEEK)  # last week too
+        webhook_id = await webhook(db, TENANT)
+        event_id = await event(db, TENANT, now)
+        this_week = await delivery(db, TENANT, webhook_id, event_id, now)
+        last_week = await delivery(db, TENANT, webhook_id, event_id, now - WEEK)
+        not_a_ulid = "dlv_imported-7"
+        await db.execute(
+            "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, status, created_at, updated_at)"
+            " VALUES (%(id)s, %(t)s, %(e)s, %(w)s, 'pending', now(), now())",
+            {"id": not_a_ulid, "t": TENANT, "e": event_id, "w": webhook_id},
+        )
+        _, attempt_now = await attempt(db, TENANT, webhook_id, this_week, now)
+        _, attempt_last_week = await attempt(db, TENANT, webhook_id, last_week, now - WEEK)
+        _, attempt_far_future = await attempt(db, TENANT, webhook_id, this_week, now + 52 * WEEK)
+
+        assert await partition_of(db, "deliveries", "id", this_week) == week_partition("deliveries", now)
+        assert await partition_of(db, "deliveries", "id", last_week) == week_partition("deliveries", now - WEEK)
+        assert await partition_of(db, "deliveries", "id", not_a_ulid) == "deliveries_default"
+        assert await partition_of(db, "attempts", "seq", attempt_now) == week_partition("attempts", now)
+        assert await partition_of(db, "attempts", "seq", attempt_last_week) == week_partition("attempts", now - WEEK)
+        assert await partition_of(db, "attempts", "seq", attempt_far_future) == "attempts_default"
+
+
+async def test_the_log_reads_in_order_across_a_week_boundary(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=now - WEEK)
+        webhook_id = await webhook(db, TENANT)
+        # Commit order, not the week, is the log's order: the third line lands in the older partition.
+        written = [
+            await attempt(db, TENANT, webhook_id, f"dlv_{n}", at)
+            for n, at in enumerate((now - WEEK, now, now - WEEK + timedelta(seconds=1), now))
+        ]
+        history = HistoryStore(db)
+        scope = Scope(TENANT)
+
+        everything = await settled_log(history, scope, count=len(written))
+        one_at_a_time = []
+        position = None
+        for _ in range(len(written)):
+            [entry] = await history.read_log(scope, LogFilter(), after=position, since=None, limit=1)
+            one_at_a_time.append(entry)
+            position = entry.position
+        rest = await history.read_log(scope, LogFilter(), after=position, since=None, limit=10)
+
+    assert [(entry.position.txid, entry.position.seq) for entry in everything] == written
+    assert [entry.delivery_id for entry in everything] == ["dlv_0", "dlv_1", "dlv_2", "dlv_3"]
+    assert one_at_a_time == everything
+    assert rest == []
+
+
+async def test_claim_record_release_and_redeliver_work_on_a_delivery_of_an_old_week(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    made = now - 5 * WEEK
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=made, ahead=0)
+        webhook_id = await webhook(db, TENANT)
+        event_id = await event(db, TENANT, made)
+        # Made five weeks ago, due now: a retry waiting on a webhook that was paused until today.
+        delivery_id = await delivery(db, TENANT, webhook_id, event_id, made, due=now)
+        queue = DeliveryStore(db, pause_after_failures=5)
+        history = HistoryStore(db)
+
+        [claimed] = await queue.claim(10, per_webhook=5, per_tenant=10)
+        await queue.release(claimed, retry_at=now - timedelta(seconds=1))
+        [claimed_again] = await queue.claim(10, per_webhook=5, per_tenant=10)
+        recorded = await queue.record([(claimed_again, succeeded_at(now))])
+        succeeded, attempts = await history.get_delivery(Scope(TENANT), delivery_id)
+        redelivered = await history.redeliver(Scope(TENANT), delivery_id, now=now)
+        partition = await partition_of(db, "deliveries", "id", delivery_id)
+
+    assert claimed.delivery_id == claimed_again.delivery_id == delivery_id
+    assert recorded.kept == [True]
+    assert (succeeded.status, succeeded.attempts, [entry.outcome for entry in attempts]) == (
+        DeliveryStatus.SUCCEEDED,
+        1,
+        [Outcome.SUCCEEDED],
+    )
+    assert redelivered.status is DeliveryStatus.PENDING
+    assert partition == week_partition("deliveries", made)
+
+
+async def test_migrate_leaves_this_week_and_the_next_ones_in_place(own_database) -> None:
+    await migrate.upgrade(own_database)
+    async with opened(own_database) as db:
+        existing = await db.run(partitions.partitions_of)
+
+    weeks = partitions.Period.of(datetime.now(UTC)).and_following(partitions.AHEAD)
+    for table in partitions.TABLES:
+        assert {table.partition_name(week) for week in weeks} | {table.default_partition} <= existing[table.name]
+
+
+async def test_the_migrate_command_leaves_this_week_and_the_next_ones_in_place(own_database) -> None:
+    command = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "webhookd"),
+        "migrate",
+        env=os.environ | {"WEBHOOKD_DATABASE_URL": own_database},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(command.communicate(), 60)
+    async with opened(own_database) as db:
+        existing = await db.run(partitions.partitions_of)
+
+    assert command.returncode == 0, err.decode()
+    assert "database schema is up to date" in out.decode()
+    this_week = partitions.Period.of(datetime.now(UTC))
+    assert {table.partition_name(this_week) for table in partitions.TABLES} <= set().union(*existing.values())
+
+
+async def test_processes_creating_the_same_partitions_at_once_each_create_some_and_none_fails(own_database) -> None:
+    await migrate.upgrade(own_database)
+    later = datetime.now(UTC) + 10 * WEEK
+    expected = {
+        table.partition_name(week)
+        for table in partitions.TABLES
+        for week in partitions.Period.of(later).and_following(partitions.AHEAD)
+    }
+    async with opened(own_database) as a, opened(own_database) as b, opened(own_database) as c:
+        created = await asyncio.gather(*(partitions.ensure(db, now=later) for db in (a, b, c)))
+        again = await partitions.ensure(a, now=later)
+        existing = await a.run(partitions.partitions_of)
+
+    names = [name for each in created for name in each]
+    assert sorted(names) == sorted(expected)  # every one created, and by one process only
+    assert again == []
+    assert expected <= set().union(*existing.values())
+
+
+async def test_a_new_week_takes_over_the_rows_the_default_partition_held_for_it(own_database) -> None:
+    await migrate.upgrade(own_database)
+    later = datetime.now(UTC) + 8 * WEEK
+    async with opened(own_database) as db:
+        webhook_id = await webhook(db, TENANT)
+        event_id = await event(db, TENANT, later)
+        delivery_id = await delivery(db, TENANT, webhook_id, event_id, later)  # a clock eight weeks fast
+        _, seq = await attempt(db, TENANT, webhook_id, delivery_id, later)
+        before = [
+            await partition_of(db, "deliveries", "id", delivery_id),
+            await partition_of(db, "attempts", "seq", seq),
+        ]
+
+        await partitions.ensure(db, now=later, ahead=0)
+
+        after = [
+            await partition_of(db, "deliveries", "id", delivery_id),
+            await partition_of(db, "attempts", "seq", seq),
+        ]
+        [(status, moved_event)] = await db.fetch_all(
+            "SELECT status, event_id FROM deliveries WHERE id = %(id)s", {"id": delivery_id}
+        )
+
+    assert before == ["deliveries_default", "attempts_default"]
+    assert after == [week_partition("deliveries", later), week_partition("attempts", later)]
+    assert (status, moved_event) == ("pending", event_id)
+
+
+async def test_a_retried_inbound_message_is_a_duplicate_across_a_week_boundary(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    last_week = now - WEEK
+    async with opened(own_database, size=8) as db:
+        await partitions.ensure(db, now=last_week)
+        webhook_id = await webhook(db, TENANT, inbound=True)
+        target = InboundTarget(webhook_id, TENANT, None, SignatureScheme.STANDARD_WEBHOOKS, "webhookd/test", "fp")
+        store = InboundStore(db)
+
+        first = await store.record(target, receipt("msg_1", last_week))
+        retry = await store.record(target, receipt("msg_1", now))
+        # Concurrent retries of one message, half of them received on each side of the boundary.
+        racing = await asyncio.gather(
+            *(store.record(target, receipt("msg_2", now if n % 2 else last_week)) for n in range(8))
+        )
+        rejected_twice = [await store.record(target, receipt("msg_3", at, accepted=False)) for at in (last_week, now)]
+        stored = await db.fetch_all(
+            "SELECT message_id, count(*) FROM inbound_events WHERE status = 'accepted' GROUP BY message_id"
+        )
+
+    assert first is not None and first.startswith(ids.RECEIPT_PREFIX)
+    assert retry is None
+    assert sum(result is not None for result in racing) == 1
+    assert all(result is not None for result in rejected_twice)  # a rejected receipt is no original
+    assert sorted(stored) == [("msg_1", 1), ("msg_2", 1)]
