@@ -102,6 +102,9 @@ def test_if_match_etag_and_412_are_documented_where_they_apply(document: dict[st
         assert "ETag" in operation["responses"]["200"]["headers"]
     create = paths["/api/v1/integration/webhooks"]["post"]
     assert "412" not in create["responses"]
+    get = paths["/api/v1/integration/webhooks/{id}"]["get"]
+    assert "If-None-Match" in [p.get("name") for p in get["parameters"]]
+    assert "ETag" in get["responses"]["304"]["headers"]
 
 
 def test_query_parameters_and_bodies_follow_the_http_rules(document: dict[str, Any]) -> None:
@@ -112,7 +115,10 @@ def test_query_parameters_and_bodies_follow_the_http_rules(document: dict[str, A
     }
     assert "requestBody" not in listing
     create = paths["/api/v1/integration/webhooks"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["schema"]["required"] == ["webhook"]
+    assert create["requestBody"]["required"] is True
+    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Webhook"
+    assert "Webhook-Signing-Secret" in [p.get("name") for p in create["parameters"]]
+    assert "signing_secret" not in [p.get("name") for p in create["parameters"]]
     undelete = paths["/api/v1/integration/webhooks/{id}:undelete"]["post"]
     assert undelete["requestBody"]["required"] is False  # the id is in the path; nothing else to send
     publish = paths["/api/v1/integration/events"]["post"]

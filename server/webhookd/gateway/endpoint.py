@@ -34,6 +34,8 @@ from webhookd.http.errors import (
     method_not_allowed,
 )
 
+NOT_MODIFIED = 304
+
 
 @dataclass(frozen=True)
 class CallSettings:
@@ -66,11 +68,12 @@ class RpcHandler:
             message = build_request(binding, http)
             conditional = http_headers.apply_if_match(binding, message, request.headers.get("if-match"))
             http_headers.apply_idempotency_key(message, request.headers.get("idempotency-key"))
+            http_headers.apply_secret_headers(binding, message, request.headers)
             metadata = call_metadata(request.headers, rid)
             if binding.server_streaming:
                 http_headers.apply_last_event_id(message, request.headers.get("last-event-id"))
                 return await self._stream(binding, message, metadata, request, rid)
-            return await self._unary(binding, message, metadata, rid)
+            return await self._unary(binding, message, metadata, request, rid)
         except JsonInputError as error:
             return error_response(invalid_argument(error.violations), request_id=rid)
         except ApiError as error:
@@ -81,7 +84,7 @@ class RpcHandler:
             return error_response(from_rpc_error(error, precondition_from_header=conditional), request_id=rid)
 
     async def _unary(
-        self, binding: Binding, message: Message, metadata: tuple[tuple[str, str], ...], rid: str
+        self, binding: Binding, message: Message, metadata: tuple[tuple[str, str], ...], request: Request, rid: str
     ) -> Response:
         call = self._invoker.unary(binding.method)
         response = await call(message, metadata=metadata, timeout=self._settings.unary_timeout_seconds)
@@ -90,6 +93,8 @@ class RpcHandler:
         etag = http_headers.etag_for_body(binding, payload)
         if etag is not None:
             headers["ETag"] = etag
+            if binding.http_method == "GET" and http_headers.not_modified(request.headers.get("if-none-match"), etag):
+                return Response(status_code=NOT_MODIFIED, headers=headers)
         return JSONResponse(payload, headers=headers)
 
     async def _stream(

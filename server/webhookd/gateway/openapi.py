@@ -75,7 +75,8 @@ either spelling of a field name, and enum words or full enum names. Unknown fiel
 
 Concurrency: a resource with a `version` comes back with `ETag: "<version>"`. Send it as
 `If-Match` on PATCH/DELETE to make the write conditional: a stale version is then
-412 Precondition Failed. A stale `version` sent in the body instead is 409 ABORTED.
+412 FAILED_PRECONDITION. A stale `version` sent in the body instead is 409 ABORTED. On GET,
+`If-None-Match` with the current ETag is 304 Not Modified.
 """.strip()
 
 
@@ -213,7 +214,8 @@ class _Builder:
                     "name": "If-Match",
                     "in": "header",
                     "required": False,
-                    "description": 'The ETag of the version this write expects, e.g. "3". A stale one is 412.',
+                    "description": 'The ETag of the version this write expects, e.g. "3". A stale one, or '
+                    "any weak one, is 412.",
                     "schema": {"type": "string"},
                 }
             )
@@ -224,6 +226,21 @@ class _Builder:
                     "in": "header",
                     "required": False,
                     "description": "Retries with the same key return the first result instead of repeating it.",
+                    "schema": {"type": "string"},
+                }
+            )
+        for field, header in http_headers.secret_headers(binding).items():
+            parameter = {"name": header, "in": "header", "required": False, "schema": {"type": "string"}}
+            if doc := self._comments.of(binding.method.input_type.fields_by_name[field].full_name):
+                parameter["description"] = doc
+            parameters.append(parameter)
+        if binding.http_method == "GET" and http_headers.has_etag(binding):
+            parameters.append(
+                {
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "required": False,
+                    "description": "ETags the caller holds: 304 Not Modified when one is current.",
                     "schema": {"type": "string"},
                 }
             )
@@ -279,6 +296,11 @@ class _Builder:
                 }
         success["headers"] = response_headers
         responses: dict[str, Any] = {"200": success}
+        if binding.http_method == "GET" and http_headers.has_etag(binding):
+            responses["304"] = {
+                "description": "Not Modified: If-None-Match names the current ETag.",
+                "headers": {"ETag": response_headers["ETag"], "X-Request-Id": response_headers["X-Request-Id"]},
+            }
         conditional = http_headers.precondition_path(binding) is not None
         for status, text in _error_responses(binding, conditional):
             responses[str(status)] = _error_response(status, text)
@@ -421,7 +443,7 @@ def _error_responses(binding: Binding, conditional: bool) -> list[tuple[int, str
         (409, "ALREADY_EXISTS, or ABORTED: a `version` sent in the body is stale."),
     ]
     if conditional:
-        responses.append((412, "ABORTED on a version given in `If-Match`: re-read, then retry."))
+        responses.append((412, "FAILED_PRECONDITION: `If-Match` names a version that is not current (or is weak)."))
     if binding.body:
         responses += [
             (413, "The body is larger than the gateway accepts."),

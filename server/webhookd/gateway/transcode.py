@@ -41,7 +41,7 @@ from webhookd.gateway.jsonshape import (
     field_mask_paths,
     json_to_message,
 )
-from webhookd.gateway.query import QueryParameter, query_parameters
+from webhookd.gateway.query import SECRET_HEADERS, QueryParameter, query_parameters
 from webhookd.gateway.routes import Binding
 
 UPDATE_MASK_FIELD = "update_mask"
@@ -137,6 +137,8 @@ def _why_not_a_query_parameter(binding: Binding, name: str) -> str:
         return "this field is sent in the request body"
     if name in binding.path_fields:
         return "this field is set by the URL path"
+    if name in SECRET_HEADERS:
+        return f"a secret never travels in the URL: send it in the {SECRET_HEADERS[name]} header"
     sub_fields = [other for other in query_parameters(binding) if other.startswith(f"{name}.")]
     if sub_fields:
         return f"cannot be set from text: name one of its sub-fields ({', '.join(sub_fields)})"

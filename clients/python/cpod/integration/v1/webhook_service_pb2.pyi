@@ -167,7 +167,7 @@ class CreateWebhookRequest(_message.Message):
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     signing_secret: _builtins.str
     """Optional signing secret to use instead of a generated one: `whsec_` + base64 of 24..64
-    bytes, or 24..64 bytes of text.
+    bytes, or 24..64 bytes of text. Over HTTP it is the Webhook-Signing-Secret header.
     """
     @_builtins.property
     def webhook(self) -> _webhook_pb2.Webhook:
