@@ -384,7 +384,72 @@ async def test_idempotency_key_header_reaches_the_request(gateway: Gateway) -> N
     )
     assert response.status_code == 200
     assert response.json()["event_id"] == "evt_k1"
-    assert gateway.last().payload["a"] == 1
+    assert gateway.last().payload_json == '{"a":1}'
+
+
+async def test_the_payload_reaches_the_service_as_the_exact_text_sent(gateway: Gateway) -> None:
+    payload = (
+        '{ "snowflake": 9007199254740993,\n  "amount": 0.1, "exact": 1.10, "big": 123456789012345678901234567890 }'
+    )
+    body = '{"event_type": "rfp.created", "payload": ' + payload + "}"
+
+    response = await gateway.http.post(
+        "/api/v1/integration/events", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 200, response.text
+    assert gateway.last().payload_json == payload and not gateway.last().HasField("payload")
+
+
+async def test_payload_json_is_not_a_rest_field(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/events", json={"event_type": "rfp.created", "payload_json": '{"a": 1}'}
+    )
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "payload_json"
+
+
+async def test_a_payload_that_is_not_an_object_is_400(gateway: Gateway) -> None:
+    response = await gateway.http.post("/api/v1/integration/events", json={"event_type": "a.b", "payload": [1]})
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"] == [
+        {"field": "payload", "description": "expected a JSON object"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ('{"a": NaN}', "payload.a"),
+        ('{"a": [Infinity]}', "payload.a[0]"),
+        ('{"a": -Infinity}', "payload.a"),
+        ('{"a": {"b": 1e400}}', "payload.a.b"),
+        ('{"a": ' + "[" * 900 + "]" * 900 + "}", "payload"),  # the 2 KiB test limit; 100,000 in integration/
+    ],
+    ids=["nan", "infinity", "minus-infinity", "1e400", "nested-900"],
+)
+async def test_a_payload_json_cannot_carry_is_400_naming_the_field(gateway: Gateway, payload: str, field: str) -> None:
+    calls = len(gateway.fake.requests)
+    body = '{"event_type": "a.b", "payload": ' + payload + "}"
+
+    response = await gateway.http.post(
+        "/api/v1/integration/events", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400, response.text
+    error = error_of(response)
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert [v["field"] for v in error["details"][0]["fieldViolations"]] == [field]
+    assert len(gateway.fake.requests) == calls
+
+
+async def test_a_resource_body_nested_too_deep_is_400_naming_the_field(gateway: Gateway) -> None:
+    body = '{"name": "x", "headers": ' + "[" * 900 + "]" * 900 + "}"
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "webhook.headers"
 
 
 async def test_resource_exhausted_with_retry_info_sets_retry_after(gateway: Gateway) -> None:

@@ -63,8 +63,16 @@ class RpcHandler:
         rid = request_id(request.headers)
         conditional = False
         try:
-            body = await read_json_body(request, self._settings.max_request_bytes) if binding.body else None
-            http = HttpInput(request.path_params, request.query_params.multi_items(), body)
+            body = None
+            if binding.body:
+                field = "" if binding.body == "*" else binding.body
+                body = await read_json_body(request, self._settings.max_request_bytes, field=field)
+            http = HttpInput(
+                request.path_params,
+                request.query_params.multi_items(),
+                body.value if body is not None else None,
+                body.text if body is not None else None,
+            )
             message = build_request(binding, http)
             conditional = http_headers.apply_if_match(binding, message, request.headers.get("if-match"))
             http_headers.apply_idempotency_key(message, request.headers.get("idempotency-key"))

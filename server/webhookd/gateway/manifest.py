@@ -29,6 +29,7 @@ from webhookd.gateway.descriptors import (
     field_behaviors,
     is_map,
     is_output_only,
+    is_raw_json_twin,
     is_repeated,
     is_well_known,
     resolve_field_path,
@@ -218,7 +219,7 @@ def _body_fields(binding: Binding, comments: Comments) -> list[dict[str, Any]]:
     request = binding.method.input_type
     if binding.body == "*":
         top_path = {p for p in binding.path_fields if "." not in p}
-        return [_field(f, comments) for f in request.fields if f.name not in top_path]
+        return [_field(f, comments) for f in request.fields if f.name not in top_path and not is_raw_json_twin(f)]
     if binding.body:
         field = request.fields_by_name[binding.body]
         if field.message_type is not None and not is_well_known(field.message_type):

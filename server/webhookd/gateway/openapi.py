@@ -19,6 +19,7 @@ from webhookd.gateway.descriptors import (
     enum_of,
     field_behaviors,
     is_map,
+    is_raw_json_twin,
     is_repeated,
     is_well_known,
     message_of,
@@ -339,6 +340,7 @@ class _Builder:
         schema: dict[str, Any] = {"type": "object"}
         if doc := self._comments.of(descriptor.full_name):
             schema["description"] = doc
+        fields = [f for f in fields if not is_raw_json_twin(f)]  # REST knows the pair as one field
         schema["properties"] = {json_key(f): self._field_schema(f, nullable=True) for f in fields}
         required = [json_key(f) for f in fields if field_behavior_pb2.REQUIRED in field_behaviors(f)]
         if required:
