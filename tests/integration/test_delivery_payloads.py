@@ -53,9 +53,7 @@ async def test_a_grpc_payload_json_reaches_the_receiver_byte_for_byte(caller, wo
     assert data_text(delivered.body) == EXACT_PAYLOAD.encode()
 
 
-async def test_a_grpc_struct_payload_still_arrives_with_integral_numbers_as_integers(
-    caller, workers, receiver
-) -> None:
+async def test_a_grpc_struct_payload_still_arrives_with_integral_numbers_as_integers(caller, workers, receiver) -> None:
     await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
     payload = struct_pb2.Struct()
     payload.update({"rfp_id": 7})

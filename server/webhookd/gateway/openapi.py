@@ -1,8 +1,15 @@
 """The OpenAPI 3.1 document, generated from the same descriptors and bindings the routes use.
 
 Schemas describe the JSON the gateway really speaks (see jsonshape): proto field names (camelCase
-only inside CAMEL_CASE_MESSAGES), enums as lowercase words with `null` for unspecified, unset
-message/optional fields as `null`, 64-bit integers as numbers.
+only inside CAMEL_CASE_MESSAGES), enums as lowercase words, unset message/optional fields and
+unspecified enums as `null`, 64-bit integers as numbers.
+
+For generated clients and validators: every message and enum is one named schema, referenced
+wherever it is used (a `$ref` never has siblings, which some generators read as a new type); an
+enum schema lists its words only, and a field that can be `null` says so itself (`anyOf` with
+`null`), so query and path parameters, which are never null, reference the enum as it is.
+Streams are described by media type (NDJSON, SSE) as text whose items are the message schema
+(`contentSchema`), so a client never waits for one JSON body.
 """
 
 from __future__ import annotations
@@ -27,16 +34,20 @@ from webhookd.gateway.descriptors import (
     rpc_path,
 )
 from webhookd.gateway.jsonshape import enum_word, enum_words, is_unspecified, json_key
+from webhookd.gateway.openapi_routes import TAGS as OPERATIONAL_TAGS
+from webhookd.gateway.openapi_routes import operational_paths
 from webhookd.gateway.query import query_parameters
 from webhookd.gateway.routes import Binding, PathTemplate, Variable, bindings_for_services
 from webhookd.gateway.transcode import UPDATE_MASK_FIELD
-from webhookd.http.errors import HTTP_STATUS_BY_CODE
-from webhookd.http.media_types import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
-from webhookd.http.operations import HEALTH_PATH
+from webhookd.http.errors import CODE_BY_HTTP_ONLY_STATUS, HTTP_STATUS_BY_CODE
+from webhookd.http.media_types import JSON_MEDIA_TYPE, NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 
 OPENAPI_PATH = "/api/v1/openapi.json"
+# Relative: the server that serves this document (OAS 3.1 resolves it against the document's URL).
+SERVERS = [{"url": "/", "description": "The webhookd that serves this document."}]
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
-_JSON = "application/json"
+_JSON = JSON_MEDIA_TYPE
 _SCALARS: dict[int, dict[str, Any]] = {
     FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
     FieldDescriptor.TYPE_FLOAT: {"type": "number", "format": "float"},
@@ -115,14 +126,7 @@ class _Builder:
     def document(self, services: Sequence[ServiceDescriptor], title: str, version: str) -> dict[str, Any]:
         service_docs = [self._comments.of(s.full_name) for s in services]
         description = "\n\n".join([*(d for d in service_docs if d), _CONVENTIONS])
-        paths: dict[str, dict[str, Any]] = {
-            HEALTH_PATH: {
-                "get": _static_operation(
-                    "health", "Liveness: the process serves HTTP.", {"status": {"type": "string", "const": "ok"}}
-                )
-            },
-            OPENAPI_PATH: {"get": _static_operation("openapi", "This OpenAPI document.", None)},
-        }
+        paths: dict[str, dict[str, Any]] = operational_paths(OPENAPI_PATH, ERROR_REF)
         names_by_shape: dict[str, tuple[str, ...]] = {}
         for binding in bindings_for_services(services):
             # One path item per shape: OpenAPI forbids two templated paths that differ only in
@@ -134,7 +138,11 @@ class _Builder:
         return {
             "openapi": "3.1.0",
             "info": {"title": title, "version": version, "description": description},
-            "tags": [{"name": s.name, "description": self._comments.of(s.full_name)} for s in services],
+            "servers": SERVERS,
+            "tags": [
+                *({"name": s.name, "description": self._comments.of(s.full_name)} for s in services),
+                *OPERATIONAL_TAGS,
+            ],
             "security": [{"bearerAuth": []}],
             "paths": paths,
             "components": {
@@ -172,8 +180,7 @@ class _Builder:
             "summary": _first_sentence(doc) or method.name,
             "x-grpc-method": rpc_path(method),
         }
-        if doc:
-            operation["description"] = doc
+        operation["description"] = doc or f"The {method.name} RPC ({rpc_path(method)})."
         parameters = self._path_parameters(binding, path_names) + self._query_parameters(binding)
         parameters += self._header_parameters(binding)
         operation["parameters"] = [*parameters, {"$ref": "#/components/parameters/RequestId"}]
@@ -259,6 +266,7 @@ class _Builder:
 
     def _request_body(self, binding: Binding) -> dict[str, Any]:
         request = binding.method.input_type
+        body: dict[str, Any] = {}
         if binding.body == "*":
             top_path_fields = {p for p in binding.path_fields if "." not in p}
             fields = [f for f in request.fields if f.name not in top_path_fields]
@@ -266,12 +274,15 @@ class _Builder:
             required = bool(schema.get("required"))
         else:
             field = request.fields_by_name[binding.body]
-            schema = self._field_schema(field, nullable=False)
-            required = field_behavior_pb2.REQUIRED in field_behaviors(field)
             resource = field.message_type
             if request.fields_by_name.get(UPDATE_MASK_FIELD) and resource and not is_well_known(resource):
-                schema["$ref"] = self._partial_ref(resource)["$ref"]
-        return {"required": required, "content": {_JSON: {"schema": schema}}}
+                schema = self._partial_ref(resource)
+            else:
+                schema = self._single_schema(field)
+            required = field_behavior_pb2.REQUIRED in field_behaviors(field)
+            if doc := self._comments.of(field.full_name):
+                body["description"] = doc
+        return {**body, "required": required, "content": {_JSON: {"schema": schema}}}
 
     def _responses(self, binding: Binding) -> dict[str, Any]:
         success_schema, description = self._success_schema(binding)
@@ -282,11 +293,18 @@ class _Builder:
                 (description + "\n\n" if description else "")
                 + f"A stream: `{NDJSON_MEDIA_TYPE}` (one JSON message per line; a failure mid-stream is a "
                 'last line `{"error": ...}`) or, with `Accept: text/event-stream`, Server-Sent Events '
-                "(`id:` is the entry's cursor, `data:` the JSON message, `event: error` on failure)."
+                "(`id:` is the entry's cursor, `data:` the JSON message, `event: error` on failure). "
+                "Each message is the `contentSchema`."
             )
             success["content"] = {
-                NDJSON_MEDIA_TYPE: {"schema": success_schema},
-                SSE_MEDIA_TYPE: {"schema": {"type": "string"}},
+                NDJSON_MEDIA_TYPE: {
+                    "schema": _stream_schema(NDJSON_MEDIA_TYPE, "One JSON message per line.", success_schema)
+                },
+                SSE_MEDIA_TYPE: {
+                    "schema": _stream_schema(
+                        SSE_MEDIA_TYPE, "Each event's `data:` is one JSON message.", success_schema
+                    )
+                },
             }
         else:
             success["content"] = {_JSON: {"schema": success_schema}}
@@ -311,7 +329,7 @@ class _Builder:
         output = binding.method.output_type
         if binding.response_body:
             field = output.fields_by_name[binding.response_body]
-            return self._field_schema(field, nullable=False), self._comments.of(field.full_name)
+            return self._single_schema(field), self._comments.of(field.full_name)
         return self._message_ref(output), self._comments.of(output.full_name)
 
     # ------------------------------------------------------------------------------ schemas
@@ -357,9 +375,11 @@ class _Builder:
             schema = {"type": "array", "items": self._single_schema(field)}
         else:
             schema = self._single_schema(field)
-            if nullable and field.has_presence and field.type != FieldDescriptor.TYPE_ENUM:
+            if nullable and _renders_null(field):
                 schema = _or_null(schema)
         behaviors = field_behaviors(field)
+        if "$ref" in schema:
+            schema = {"allOf": [schema]}  # room for the field's own notes beside the reference
         if doc := self._comments.of(field.full_name):
             schema["description"] = doc
         if field_behavior_pb2.OUTPUT_ONLY in behaviors:
@@ -386,8 +406,6 @@ class _Builder:
     def _enum_ref(self, enum: EnumDescriptor) -> dict[str, Any]:
         name = self._component_name(enum.full_name)
         if name not in self._schemas:
-            words: list[str | None] = list(enum_words(enum))
-            nullable = any(is_unspecified(enum, v.number) for v in enum.values)
             lines = [self._comments.of(enum.full_name)]
             for value in enum.values:
                 word = enum_word(enum, value.number)
@@ -396,10 +414,8 @@ class _Builder:
                     lines.append(f"- `{word}`: {doc}" if doc else f"- `{word}`")
                 elif doc:
                     lines.append(f"- `null`: {doc}")
-            schema: dict[str, Any] = {
-                "type": ["string", "null"] if nullable else "string",
-                "enum": [*words, None] if nullable else words,
-            }
+            # The words only: a field whose value may be unspecified is nullable itself (_renders_null).
+            schema: dict[str, Any] = {"type": "string", "enum": list(enum_words(enum))}
             head, items = lines[0], [line for line in lines[1:] if line]
             description = "\n\n".join(part for part in (head, "\n".join(items)) if part)
             if description:
@@ -417,6 +433,19 @@ class _Builder:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _stream_schema(media_type: str, framing: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A stream's body: text of `media_type` whose items are `message` (JSON Schema's contentSchema;
+    OAS 3.2 would say itemSchema). Text, so no client waits to parse the whole body as one JSON."""
+    return {"type": "string", "contentMediaType": media_type, "contentSchema": message, "description": framing}
+
+
+def _renders_null(field: FieldDescriptor) -> bool:
+    """jsonshape writes `null` for an unset message or optional field and an unspecified enum."""
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return any(is_unspecified(enum_of(field), value.number) for value in enum_of(field).values)
+    return bool(field.has_presence)
 
 
 def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -461,10 +490,7 @@ def _error_responses(binding: Binding, conditional: bool) -> list[tuple[int, str
 
 
 def _error_response(status: int, description: str) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+    response: dict[str, Any] = {"description": description, "content": {_JSON: {"schema": ERROR_REF}}}
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}}
     if status in (429, 503):
@@ -474,9 +500,11 @@ def _error_response(status: int, description: str) -> dict[str, Any]:
 
 def _error_schema() -> dict[str, Any]:
     table = ", ".join(f"{code.name} {status}" for code, status in HTTP_STATUS_BY_CODE.items())
+    http_only = ", ".join(f"{status} {code.name}" for status, code in CODE_BY_HTTP_ONLY_STATUS.items())
     return {
         "type": "object",
-        "description": f"AIP-193 error. gRPC code → HTTP status: {table}.",
+        "description": f"AIP-193 error. gRPC code → HTTP status: {table}. Statuses only HTTP causes, with the "
+        f"code they refine: {http_only}.",
         "required": ["error"],
         "properties": {
             "error": {
@@ -503,16 +531,4 @@ def _error_schema() -> dict[str, Any]:
                 },
             }
         },
-    }
-
-
-def _static_operation(operation_id: str, summary: str, properties: dict[str, Any] | None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object"}
-    if properties:
-        schema["properties"] = properties
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "security": [],
-        "responses": {"200": {"description": "OK", "content": {_JSON: {"schema": schema}}}},
     }
