@@ -69,7 +69,7 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
     "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
     "google.protobuf.FieldMask": {"type": "string", "description": "Comma-separated field paths."},
-    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
     "google.protobuf.Value": {},
     "google.protobuf.ListValue": {"type": "array"},
     "google.protobuf.Empty": {"type": "object"},
@@ -77,6 +77,7 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
         "type": "object",
         "properties": {"@type": {"type": "string"}},
         "required": ["@type"],
+        "additionalProperties": True,
     },
 }
 _CONVENTIONS = """
@@ -526,6 +527,7 @@ def _error_schema() -> dict[str, Any]:
                             "type": "object",
                             "required": ["@type"],
                             "properties": {"@type": {"type": "string"}},
+                            "additionalProperties": True,
                         },
                     },
                 },

@@ -122,7 +122,12 @@ def _document() -> dict[str, Any]:
             "200": {
                 "description": "The OpenAPI 3.1 document.",
                 "content": _json(
-                    {"type": "object", "required": ["openapi"], "properties": {"openapi": {"type": "string"}}}
+                    {
+                        "type": "object",
+                        "required": ["openapi"],
+                        "properties": {"openapi": {"type": "string"}},
+                        "additionalProperties": True,
+                    }
                 ),
             }
         },
