@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run check test lint chromium protos protos-check buf-lint proto-baseline unit integration bench clean
+.PHONY: run check test lint chromium openapi-lint protos protos-check buf-lint proto-baseline unit integration bench clean
 
 $(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ check: $(STAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests/unit tests/gateway
 
 ## test: the whole suite: lint, format, types, proto lint and drift, and every test, the browser ones included
-test: $(STAMP) chromium lint protos-check buf-lint
+test: $(STAMP) chromium openapi-lint lint protos-check buf-lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 # The browser tests drive Debian's Chromium: installed with apt-get when missing, or a one-line reason why not.
 chromium:
 	tools/chromium.sh
+
+# The contract tests lint the OpenAPI document with Redocly and Spectral, pinned in tools/openapi-lint.
+openapi-lint:
+	tools/openapi-lint.sh
 
 ## protos: regenerate clients/python from protos/
 protos: $(STAMP)

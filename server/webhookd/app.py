@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from cpod.integration.v1 import webhook_service_pb2, webhook_service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from starlette.routing import BaseRoute
 
 from webhookd.api.interceptor import CallInterceptor
 from webhookd.api.local import LocalChannel
+from webhookd.api.reflection import enable_reflection
 from webhookd.api.service import WebhookServicer
 from webhookd.auth.tokens import TokenVerifier
 from webhookd.config import Settings
@@ -185,8 +185,7 @@ class Service:
         self.servicer = WebhookServicer(self.core.webhooks, self.core.events, self.core.history, self.core.inbound)
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflected = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(reflected, self.server)
+        enable_reflection([SERVICE_NAME, health.SERVICE_NAME], self.server)
         self.grpc_port = 0
 
     async def start(self) -> None:

@@ -114,7 +114,7 @@ async def test_forms_create_list_update_delete_round_trip(page: Page, gateway: A
     status, created = await send(
         page,
         "create",
-        body={"webhook": {"name": name, "url": "https://example.com/hooks", "event_types": ["rfp.*"]}},
+        body={"name": name, "url": "https://example.com/hooks", "event_types": ["rfp.*"]},
     )
     assert status == "200 OK"
     webhook = created["webhook"]
@@ -166,7 +166,7 @@ async def test_api_errors_are_shown_as_the_api_sends_them(page: Page, gateway: A
     assert "no Authorization header" in (await page.locator("#request-view").text_content() or "")
 
     await page.locator("#token").fill(caller.token)
-    status, body = await send(page, "create", body={"webhook": {"name": "bad", "url": "not a url"}})
+    status, body = await send(page, "create", body={"name": "bad", "url": "not a url"})
     assert status == "400 Bad Request"
     error = body["error"]
     assert error["code"] == 400 and error["status"] == "INVALID_ARGUMENT"
@@ -183,7 +183,7 @@ async def test_api_errors_are_shown_as_the_api_sends_them(page: Page, gateway: A
     await page.locator("#send").click()
     await expect(page.locator("#form-error")).to_contain_text("not valid JSON")
 
-    await page.locator("#body").fill(json.dumps({"webhook": {"name": "bad", "url": "not a url"}}))
+    await page.locator("#body").fill(json.dumps({"name": "bad", "url": "not a url"}))
     await page.locator("#send").click()
     await expect(page.locator("#response-status")).to_have_text("400 Bad Request")
     await screenshot(page, "playground-error-desktop", DESKTOP)

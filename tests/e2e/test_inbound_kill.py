@@ -105,7 +105,7 @@ async def test_event_acknowledged_with_2xx_survives_sigkill(backends, own_databa
             created = await http.post(
                 "/api/v1/integration/webhooks",
                 headers={"Authorization": f"Bearer {token}"},
-                json={"webhook": {"name": "in", "direction": "inbound"}},
+                json={"name": "in", "direction": "inbound"},
             )
             assert created.status_code == 200, created.text
             webhook = created.json()["webhook"]

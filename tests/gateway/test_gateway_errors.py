@@ -7,8 +7,23 @@ import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from webhookd.domain.errors import PayloadTooLarge
 from webhookd.gateway.jsonshape import FieldViolation
-from webhookd.http.errors import HTTP_STATUS_BY_CODE, from_rpc_error, http_status_for, invalid_argument
+from webhookd.http.errors import (
+    CODE_BY_HTTP_ONLY_STATUS,
+    HTTP_STATUS_BY_CODE,
+    ApiError,
+    from_domain_error,
+    from_rpc_error,
+    http_status_for,
+    invalid_argument,
+    malformed_json,
+    method_not_allowed,
+    precondition_failed,
+    route_not_found,
+    status_name_for_http,
+    unsupported_media_type,
+)
 
 EXPECTED = {
     "OK": 200,
@@ -116,11 +131,39 @@ def test_retry_after_only_on_429_and_503() -> None:
     assert "Retry-After" not in from_rpc_error(FakeRpcError(grpc.StatusCode.ABORTED, "x", retry)).headers
 
 
-def test_aborted_is_412_only_when_if_match_asked_for_the_check() -> None:
+def test_aborted_is_412_failed_precondition_only_when_if_match_asked_for_the_check() -> None:
     stale = FakeRpcError(grpc.StatusCode.ABORTED, "version 3 is not current")
-    assert from_rpc_error(stale).http_status == 409
+    assert (from_rpc_error(stale).http_status, from_rpc_error(stale).status) == (409, "ABORTED")
     conditional = from_rpc_error(stale, precondition_from_header=True)
-    assert (conditional.http_status, conditional.status) == (412, "ABORTED")
+    assert (conditional.http_status, conditional.status) == (412, "FAILED_PRECONDITION")
+
+
+def in_the_table(error: ApiError) -> bool:
+    code = grpc.StatusCode[error.status]
+    return HTTP_STATUS_BY_CODE[code] == error.http_status or CODE_BY_HTTP_ONLY_STATUS.get(error.http_status) == code
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        method_not_allowed("PUT", "/x", ["GET"]),
+        unsupported_media_type("text/plain"),
+        precondition_failed("weak", reason="WEAK_ETAG"),
+        from_domain_error(PayloadTooLarge(10)),
+        route_not_found("GET", "/x"),
+        malformed_json("x"),
+        from_rpc_error(FakeRpcError(grpc.StatusCode.ABORTED, "stale"), precondition_from_header=True),
+    ],
+    ids=lambda error: str(error.http_status),
+)
+def test_every_error_the_http_layer_makes_is_a_pair_of_the_one_table(error: ApiError) -> None:
+    assert in_the_table(error), (error.http_status, error.status)
+
+
+@pytest.mark.parametrize("http_status", [400, 404, 405, 409, 412, 413, 415, 429, 503])
+def test_the_table_read_backwards_gives_a_code_that_maps_forward_to_the_status(http_status: int) -> None:
+    name = status_name_for_http(http_status)
+    assert in_the_table(ApiError(http_status, name, "x"))
 
 
 def test_unknown_detail_types_still_show_their_type() -> None:

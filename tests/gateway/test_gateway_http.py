@@ -156,7 +156,7 @@ async def gateway() -> AsyncIterator[Gateway]:
 
 async def create(gateway: Gateway, **fields: Any) -> dict[str, Any]:
     body = {"name": "orders", "url": "https://example.com/hook", **fields}
-    response = await gateway.http.post("/api/v1/integration/webhooks", json={"webhook": body})
+    response = await gateway.http.post("/api/v1/integration/webhooks", json=body)
     assert response.status_code == 200, response.text
     return dict(response.json()["webhook"])
 
@@ -171,22 +171,43 @@ async def test_create_returns_the_webhook_and_its_secret(gateway: Gateway) -> No
     response = await gateway.http.post(
         "/api/v1/integration/webhooks",
         json={
-            "webhook": {
-                "name": "orders",
-                "url": "https://example.com/h",
-                "retryPolicy": {"maxAttempts": 3},
-                "direction": "outbound",
-                "event_types": ["rfp.created"],
-            }
+            "name": "orders",
+            "url": "https://example.com/h",
+            "retryPolicy": {"maxAttempts": 3},
+            "direction": "outbound",
+            "event_types": ["rfp.created"],
         },
     )
     assert response.status_code == 200
     body = response.json()
+    assert list(body) == ["webhook", "signing_secret"]
     assert body["signing_secret"] == "whsec_test"
     assert body["webhook"]["retry_policy"] == {"maxAttempts": 3, "backoff": "", "timeoutMs": 0}
     assert body["webhook"]["direction"] == "outbound"
     assert body["webhook"]["created_at"] == "2024-05-01T10:00:00Z"
     assert gateway.last().webhook.retry_policy.max_attempts == 3
+
+
+async def test_create_refuses_the_old_wrapper_naming_the_field(gateway: Gateway) -> None:
+    response = await gateway.http.post("/api/v1/integration/webhooks", json={"webhook": {"name": "orders"}})
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"] == [
+        {"field": "webhook.webhook", "description": "unknown field 'webhook' in Webhook"}
+    ]
+
+
+async def test_a_chosen_signing_secret_comes_from_its_header_never_the_query(gateway: Gateway) -> None:
+    secret = "whsec_" + "A" * 32
+    body = {"name": "orders", "url": "https://example.com/h"}
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks", json=body, headers={"Webhook-Signing-Secret": secret}
+    )
+    assert response.status_code == 200 and gateway.last().signing_secret == secret
+
+    in_url = await gateway.http.post(f"/api/v1/integration/webhooks?signing_secret={secret}", json=body)
+    assert in_url.status_code == 400
+    [violation] = error_of(in_url)["details"][0]["fieldViolations"]
+    assert violation["field"] == "signing_secret" and "Webhook-Signing-Secret" in violation["description"]
 
 
 async def test_get_returns_the_resource_itself_with_an_etag(gateway: Gateway) -> None:
@@ -234,9 +255,7 @@ async def test_not_found_carries_the_servers_error_info(gateway: Gateway) -> Non
 
 
 async def test_invalid_argument_carries_field_violations(gateway: Gateway) -> None:
-    response = await gateway.http.post(
-        "/api/v1/integration/webhooks", json={"webhook": {"name": "x", "url": "http://x"}}
-    )
+    response = await gateway.http.post("/api/v1/integration/webhooks", json={"name": "x", "url": "http://x"})
     assert response.status_code == 400
     assert error_of(response)["details"][0]["fieldViolations"] == [
         {"field": "webhook.url", "description": "must be an https URL"}
@@ -283,7 +302,41 @@ async def test_if_match_makes_a_stale_patch_412(gateway: Gateway) -> None:
     assert ok.status_code == 200 and gateway.last().webhook.version == 1
     stale = await gateway.http.patch(path, json={"name": "v3"}, headers={"If-Match": '"1"'})
     assert stale.status_code == 412
-    assert error_of(stale)["status"] == "ABORTED"
+    assert error_of(stale)["status"] == "FAILED_PRECONDITION"
+    assert error_of(stale)["details"][0]["reason"] == "VERSION_MISMATCH"
+
+
+async def test_a_weak_if_match_is_412_without_calling_the_service(gateway: Gateway) -> None:
+    created = await create(gateway)
+    calls = len(gateway.fake.requests)
+    response = await gateway.http.patch(
+        f"/api/v1/integration/webhooks/{created['id']}", json={"name": "v2"}, headers={"If-Match": 'W/"1"'}
+    )
+    assert response.status_code == 412
+    assert (error_of(response)["status"], error_of(response)["details"][0]["reason"]) == (
+        "FAILED_PRECONDITION",
+        "WEAK_ETAG",
+    )
+    assert len(gateway.fake.requests) == calls
+
+
+@pytest.mark.parametrize("if_none_match", ['"1"', 'W/"1"', '"7", "1"', "*"])
+async def test_get_with_the_current_etag_in_if_none_match_is_304(gateway: Gateway, if_none_match: str) -> None:
+    created = await create(gateway)
+    response = await gateway.http.get(
+        f"/api/v1/integration/webhooks/{created['id']}", headers={"If-None-Match": if_none_match}
+    )
+    assert (response.status_code, response.content) == (304, b"")
+    assert response.headers["etag"] == '"1"'
+
+
+async def test_get_with_an_old_etag_in_if_none_match_is_the_resource(gateway: Gateway) -> None:
+    created = await create(gateway)
+    path = f"/api/v1/integration/webhooks/{created['id']}"
+    await gateway.http.patch(path, json={"name": "v2"})
+    response = await gateway.http.get(path, headers={"If-None-Match": '"1"'})
+    assert response.status_code == 200
+    assert (response.json()["name"], response.headers["etag"]) == ("v2", '"2"')
 
 
 async def test_a_stale_version_in_the_body_is_409(gateway: Gateway) -> None:
@@ -331,7 +384,72 @@ async def test_idempotency_key_header_reaches_the_request(gateway: Gateway) -> N
     )
     assert response.status_code == 200
     assert response.json()["event_id"] == "evt_k1"
-    assert gateway.last().payload["a"] == 1
+    assert gateway.last().payload_json == '{"a":1}'
+
+
+async def test_the_payload_reaches_the_service_as_the_exact_text_sent(gateway: Gateway) -> None:
+    payload = (
+        '{ "snowflake": 9007199254740993,\n  "amount": 0.1, "exact": 1.10, "big": 123456789012345678901234567890 }'
+    )
+    body = '{"event_type": "rfp.created", "payload": ' + payload + "}"
+
+    response = await gateway.http.post(
+        "/api/v1/integration/events", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 200, response.text
+    assert gateway.last().payload_json == payload and not gateway.last().HasField("payload")
+
+
+async def test_payload_json_is_not_a_rest_field(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/events", json={"event_type": "rfp.created", "payload_json": '{"a": 1}'}
+    )
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "payload_json"
+
+
+async def test_a_payload_that_is_not_an_object_is_400(gateway: Gateway) -> None:
+    response = await gateway.http.post("/api/v1/integration/events", json={"event_type": "a.b", "payload": [1]})
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"] == [
+        {"field": "payload", "description": "expected a JSON object"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ('{"a": NaN}', "payload.a"),
+        ('{"a": [Infinity]}', "payload.a[0]"),
+        ('{"a": -Infinity}', "payload.a"),
+        ('{"a": {"b": 1e400}}', "payload.a.b"),
+        ('{"a": ' + "[" * 900 + "]" * 900 + "}", "payload"),  # the 2 KiB test limit; 100,000 in integration/
+    ],
+    ids=["nan", "infinity", "minus-infinity", "1e400", "nested-900"],
+)
+async def test_a_payload_json_cannot_carry_is_400_naming_the_field(gateway: Gateway, payload: str, field: str) -> None:
+    calls = len(gateway.fake.requests)
+    body = '{"event_type": "a.b", "payload": ' + payload + "}"
+
+    response = await gateway.http.post(
+        "/api/v1/integration/events", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400, response.text
+    error = error_of(response)
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert [v["field"] for v in error["details"][0]["fieldViolations"]] == [field]
+    assert len(gateway.fake.requests) == calls
+
+
+async def test_a_resource_body_nested_too_deep_is_400_naming_the_field(gateway: Gateway) -> None:
+    body = '{"name": "x", "headers": ' + "[" * 900 + "]" * 900 + "}"
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "webhook.headers"
 
 
 async def test_resource_exhausted_with_retry_info_sets_retry_after(gateway: Gateway) -> None:
@@ -341,7 +459,7 @@ async def test_resource_exhausted_with_retry_info_sets_retry_after(gateway: Gate
 
 
 async def test_unknown_field_is_400_naming_it(gateway: Gateway) -> None:
-    response = await gateway.http.post("/api/v1/integration/webhooks", json={"webhook": {"name": "x", "colour": "red"}})
+    response = await gateway.http.post("/api/v1/integration/webhooks", json={"name": "x", "colour": "red"})
     assert response.status_code == 400
     error = error_of(response)
     assert error["status"] == "INVALID_ARGUMENT"
@@ -352,7 +470,7 @@ async def test_unknown_field_is_400_naming_it(gateway: Gateway) -> None:
 
 async def test_malformed_json_is_400(gateway: Gateway) -> None:
     response = await gateway.http.post(
-        "/api/v1/integration/webhooks", content=b'{"webhook": ', headers={"Content-Type": "application/json"}
+        "/api/v1/integration/webhooks", content=b'{"name": ', headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400
     assert error_of(response)["details"][0]["reason"] == "MALFORMED_JSON"
@@ -363,20 +481,21 @@ async def test_wrong_content_type_is_415(gateway: Gateway) -> None:
         "/api/v1/integration/webhooks", content=b"name=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert response.status_code == 415
+    assert error_of(response)["status"] == "INVALID_ARGUMENT"
     assert error_of(response)["details"][0]["reason"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
 async def test_a_declared_oversize_body_is_413_before_reading(gateway: Gateway) -> None:
-    response = await gateway.http.post("/api/v1/integration/webhooks", json={"webhook": {"name": "x" * 4000}})
+    response = await gateway.http.post("/api/v1/integration/webhooks", json={"name": "x" * 4000})
     assert response.status_code == 413
 
 
 async def test_an_undeclared_oversize_body_is_413_while_reading(gateway: Gateway) -> None:
     async def chunks() -> AsyncIterator[bytes]:
-        yield b'{"webhook": {"name": "'
+        yield b'{"name": "'
         for _ in range(10):
             yield b"x" * 500
-        yield b'"}}'
+        yield b'"}'
 
     response = await gateway.http.post(
         "/api/v1/integration/webhooks", content=chunks(), headers={"Content-Type": "application/json"}
@@ -395,7 +514,7 @@ async def test_wrong_method_is_405_with_allow(gateway: Gateway) -> None:
     response = await gateway.http.put("/api/v1/integration/webhooks/whk_1", json={})
     assert response.status_code == 405
     assert response.headers["allow"] == "DELETE, GET, PATCH"
-    assert error_of(response)["code"] == 405
+    assert (error_of(response)["code"], error_of(response)["status"]) == (405, "UNIMPLEMENTED")
 
 
 async def test_get_on_a_custom_verb_is_405_not_a_lookup(gateway: Gateway) -> None:

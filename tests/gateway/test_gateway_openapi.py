@@ -83,8 +83,91 @@ def test_webhook_schema_matches_the_gateway_json(document: dict[str, Any]) -> No
         "type": "integer", "format": "int64", "description": "Optimistic concurrency version counter."
     }  # fmt: skip
     assert list(schemas["RetryPolicy"]["properties"]) == ["maxAttempts", "backoff", "timeoutMs"]
-    assert schemas["Direction"]["enum"] == ["outbound", "inbound", None]
-    assert schemas["SourceType"]["enum"] == ["frontend", "backend", "server", "system", "api", None]
+
+
+def test_an_enum_is_one_schema_of_its_words_and_fields_say_when_they_may_be_null(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert {k: v for k, v in schemas["Direction"].items() if k != "description"} == {
+        "type": "string",
+        "enum": ["outbound", "inbound"],
+    }
+    assert schemas["SourceType"]["enum"] == ["frontend", "backend", "server", "system", "api"]
+    direction = schemas["Webhook"]["properties"]["direction"]
+    assert direction["anyOf"] == [{"$ref": "#/components/schemas/Direction"}, {"type": "null"}]
+    listing = document["paths"]["/api/v1/integration/webhooks"]["get"]
+    [query] = [p for p in listing["parameters"] if p.get("name") == "direction"]
+    assert query["schema"] == {"$ref": "#/components/schemas/Direction"}
+
+
+def walk(node: Any, path: str = "#") -> Any:
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{path}/{index}")
+
+
+def allows_null(schema: Any) -> bool:
+    return any(
+        isinstance(node, dict)
+        and (node.get("type") == "null" or "null" in (node.get("type") or []) or None in (node.get("enum") or []))
+        for _, node in walk(schema)
+    )
+
+
+def test_no_parameter_is_nullable(document: dict[str, Any]) -> None:
+    for path, item in document["paths"].items():
+        for verb, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                if "schema" in parameter:
+                    assert not allows_null(parameter["schema"]), (path, verb, parameter["name"])
+
+
+def test_a_reference_never_has_siblings(document: dict[str, Any]) -> None:
+    # Generators (openapi-python-client) read a $ref with siblings as a new type: one enum became three.
+    for where, node in walk(document):
+        if isinstance(node, dict) and "$ref" in node:
+            assert set(node) == {"$ref"}, where
+
+
+def test_every_operation_has_a_description_and_declared_tags(document: dict[str, Any]) -> None:
+    declared = {tag["name"] for tag in document["tags"]}
+    for path, item in document["paths"].items():
+        for verb, operation in item.items():
+            assert operation["description"], (path, verb)
+            assert operation["tags"] and set(operation["tags"]) <= declared, (path, verb)
+
+
+def test_servers_and_the_routes_no_proto_describes(document: dict[str, Any]) -> None:
+    assert document["servers"] == [{"url": "/", "description": "The webhookd that serves this document."}]
+    paths = document["paths"]
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "503"}
+    assert {"text/plain", "application/openmetrics-text"} <= set(
+        paths["/metrics"]["get"]["responses"]["200"]["content"]
+    )
+    inbound = paths["/api/v1/integration/inbound/{webhook_id}"]["post"]
+    assert inbound["security"] == [] and inbound["tags"] == ["Inbound"]
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature", "X-Hub-Signature-256"} <= {
+        p["name"] for p in inbound["parameters"]
+    }
+    assert {"200", "401", "404", "413", "429"} <= set(inbound["responses"])
+
+
+def test_streams_are_text_of_their_media_type_whose_items_are_the_message(document: dict[str, Any]) -> None:
+    for path in ("/api/v1/integration/delivery-log", "/api/v1/integration/inbound-events"):
+        content = document["paths"][path]["get"]["responses"]["200"]["content"]
+        assert set(content) == {"application/x-ndjson", "text/event-stream"}
+        for media_type, body in content.items():
+            assert body["schema"]["type"] == "string" and body["schema"]["contentMediaType"] == media_type
+            assert body["schema"]["contentSchema"]["$ref"].startswith("#/components/schemas/")
+
+
+def test_payload_json_is_not_a_rest_field(document: dict[str, Any]) -> None:
+    publish = document["paths"]["/api/v1/integration/events"]["post"]
+    properties = publish["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert "payload" in properties and "payload_json" not in properties
 
 
 def test_patch_body_has_no_required_fields(document: dict[str, Any]) -> None:
@@ -102,6 +185,9 @@ def test_if_match_etag_and_412_are_documented_where_they_apply(document: dict[st
         assert "ETag" in operation["responses"]["200"]["headers"]
     create = paths["/api/v1/integration/webhooks"]["post"]
     assert "412" not in create["responses"]
+    get = paths["/api/v1/integration/webhooks/{id}"]["get"]
+    assert "If-None-Match" in [p.get("name") for p in get["parameters"]]
+    assert "ETag" in get["responses"]["304"]["headers"]
 
 
 def test_query_parameters_and_bodies_follow_the_http_rules(document: dict[str, Any]) -> None:
@@ -112,7 +198,10 @@ def test_query_parameters_and_bodies_follow_the_http_rules(document: dict[str, A
     }
     assert "requestBody" not in listing
     create = paths["/api/v1/integration/webhooks"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["schema"]["required"] == ["webhook"]
+    assert create["requestBody"]["required"] is True
+    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Webhook"
+    assert "Webhook-Signing-Secret" in [p.get("name") for p in create["parameters"]]
+    assert "signing_secret" not in [p.get("name") for p in create["parameters"]]
     undelete = paths["/api/v1/integration/webhooks/{id}:undelete"]["post"]
     assert undelete["requestBody"]["required"] is False  # the id is in the path; nothing else to send
     publish = paths["/api/v1/integration/events"]["post"]

@@ -78,9 +78,10 @@ def test_operations_carry_their_http_rule(manifest: dict[str, Any]) -> None:
     assert "id" not in [f["name"] for f in update["body_fields"]]  # output only
 
     create = operation(manifest, "Webhook", "create")
-    assert (create["method"], create["path"], create["body"]) == ("POST", "/api/v1/integration/webhooks", "*")
-    assert create["example"]["webhook"]["url"].startswith("https://")
+    assert (create["method"], create["path"], create["body"]) == ("POST", "/api/v1/integration/webhooks", "webhook")
+    assert create["example"]["url"].startswith("https://") and "webhook" not in create["example"]
     assert create["query_params"] == []
+    assert [(h["name"], h["secret"]) for h in create["headers"]] == [("Webhook-Signing-Secret", True)]
 
     listing = operation(manifest, "Webhook", "list")
     assert listing["body"] == "" and "example" not in listing

@@ -41,7 +41,7 @@ def test_webhook_routes_have_the_documented_verbs_templates_and_bodies() -> None
     }
     assert table["ListWebhooks"] == ("GET", "/api/v1/integration/webhooks", "", "")
     assert table["GetWebhook"] == ("GET", "/api/v1/integration/webhooks/{id}", "", "webhook")
-    assert table["CreateWebhook"] == ("POST", "/api/v1/integration/webhooks", "*", "")
+    assert table["CreateWebhook"] == ("POST", "/api/v1/integration/webhooks", "webhook", "")
     assert table["UpdateWebhook"] == ("PATCH", "/api/v1/integration/webhooks/{webhook.id}", "webhook", "webhook")
     assert table["DeleteWebhook"] == ("DELETE", "/api/v1/integration/webhooks/{id}", "", "webhook")
     assert table["UndeleteWebhook"] == ("POST", "/api/v1/integration/webhooks/{id}:undelete", "*", "webhook")

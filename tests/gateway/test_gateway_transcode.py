@@ -112,10 +112,20 @@ def test_query_cannot_set_the_body_or_path_fields() -> None:
 
 
 def test_query_is_refused_when_the_body_carries_the_whole_request() -> None:
-    assert (
-        "query parameters are not accepted"
-        in violations("CreateWebhook", "/api/v1/integration/webhooks", [("name", "x")], body={})["name"]
-    )
+    found = violations("PublishEvent", "/api/v1/integration/events", [("event_type", "x")], body={})
+    assert "query parameters are not accepted" in found["event_type"]
+
+
+def test_create_takes_the_bare_resource_as_its_body() -> None:
+    request = transcode("CreateWebhook", "/api/v1/integration/webhooks", body={"name": "n", "tags": ["a"]})
+    assert (request.webhook.name, list(request.webhook.tags), request.signing_secret) == ("n", ["a"], "")
+
+
+def test_a_secret_is_refused_in_the_query() -> None:
+    found = violations("CreateWebhook", "/api/v1/integration/webhooks", [("signing_secret", "s")], body={})
+    assert found == {
+        "signing_secret": "a secret never travels in the URL: send it in the Webhook-Signing-Secret header"
+    }
 
 
 def test_body_star_drops_a_path_field_copy() -> None:
@@ -129,7 +139,7 @@ def test_no_body_on_a_body_route_is_an_empty_request() -> None:
 
 
 def test_unknown_body_field_names_its_path() -> None:
-    found = violations("CreateWebhook", "/api/v1/integration/webhooks", body={"webhook": {"name": "n", "colour": 1}})
+    found = violations("CreateWebhook", "/api/v1/integration/webhooks", body={"name": "n", "colour": 1})
     assert found == {"webhook.colour": "unknown field 'colour' in Webhook"}
 
 

@@ -35,7 +35,7 @@ def webhook_body(**fields: Any) -> dict[str, Any]:
 
 async def create(caller: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
     """Creates a webhook over REST; returns the response body ({"webhook": ..., "signing_secret": ...})."""
-    response = await caller.post(WEBHOOKS, json={"webhook": webhook_body(**fields)})
+    response = await caller.post(WEBHOOKS, json=webhook_body(**fields))
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

@@ -45,7 +45,7 @@ async def anonymous(gateway) -> AsyncIterator[httpx.AsyncClient]:
     ],
 )
 async def test_no_token_is_401_with_www_authenticate(anonymous, method, path) -> None:
-    body = {"webhook": webhook_body()} if path == WEBHOOKS else {"event_type": "a.b"} if path == EVENTS else None
+    body = webhook_body() if path == WEBHOOKS else {"event_type": "a.b"} if path == EVENTS else None
     response = await anonymous.request(method, path, json=body)
 
     assert response.status_code == 401
@@ -77,7 +77,7 @@ async def test_operational_routes_need_no_token(anonymous) -> None:
 
 
 async def test_a_body_over_one_mib_is_413(rest) -> None:
-    huge = {"webhook": webhook_body(name="x" * (1024 * 1024))}
+    huge = webhook_body(name="x" * (1024 * 1024))
 
     response = await rest.post(WEBHOOKS, json=huge)
 
@@ -87,10 +87,10 @@ async def test_a_body_over_one_mib_is_413(rest) -> None:
 
 async def test_a_chunked_body_over_one_mib_is_413(rest) -> None:
     async def chunks():  # no Content-Length: the limit is counted while reading
-        yield b'{"webhook": {"name": "'
+        yield b'{"name": "'
         for _ in range(17):
             yield b"x" * 65536
-        yield b'"}}'
+        yield b'"}'
 
     response = await rest.post(WEBHOOKS, content=chunks(), headers={"Content-Type": "application/json"})
 
@@ -105,7 +105,7 @@ async def test_a_body_that_is_not_json_content_type_is_415(rest) -> None:
 
 
 async def test_malformed_json_is_400(rest) -> None:
-    response = await rest.post(WEBHOOKS, content=b'{"webhook": {', headers={"Content-Type": "application/json"})
+    response = await rest.post(WEBHOOKS, content=b'{"name": ', headers={"Content-Type": "application/json"})
 
     assert response.status_code == 400
     assert reason_of(response) == "MALFORMED_JSON"

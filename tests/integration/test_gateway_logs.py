@@ -37,7 +37,7 @@ def with_request_id(caplog: pytest.LogCaptureFixture, request_id: str) -> list[d
 
 async def test_a_rest_create_logs_one_request_id_on_both_sides(gateway, json_logs) -> None:
     async with rest_caller(gateway.url) as rest:
-        response = await rest.post(WEBHOOKS, json={"webhook": webhook_body()})
+        response = await rest.post(WEBHOOKS, json=webhook_body())
 
     request_id = response.headers["x-request-id"]
     assert request_id
@@ -81,7 +81,7 @@ async def test_every_response_echoes_a_request_id(gateway) -> None:
 async def test_no_token_or_secret_reaches_the_logs(gateway, json_logs) -> None:
     chosen_secret = "whsec_" + "c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQtMTIzNDU2Nzg5MA=="
     async with rest_caller(gateway.url) as rest:
-        created = (await rest.post(WEBHOOKS, json={"webhook": webhook_body()})).json()
+        created = (await rest.post(WEBHOOKS, json=webhook_body())).json()
         webhook_id = created["webhook"]["id"]
         rotated = await rest.post(f"{WEBHOOKS}/{webhook_id}:rotateSecret", json={"signing_secret": chosen_secret})
         await rest.get(WEBHOOKS, params={"page_token": "secret-looking-page-token", "name": "x"})

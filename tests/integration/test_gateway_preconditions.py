@@ -1,5 +1,6 @@
 """Conditional writes and idempotent publishing over HTTP: `ETag` comes from `version`; `If-Match`
-makes PATCH/DELETE conditional (stale: 412); a stale `version` in the body is 409; the same
+makes PATCH/DELETE conditional (stale or weak: 412 FAILED_PRECONDITION); a stale `version` in the
+body is 409 ABORTED; `If-None-Match` on GET is 304 while the ETag is current; the same
 `Idempotency-Key` on POST /events publishes once."""
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ async def test_etag_follows_the_version_through_writes(rest, webhook) -> None:
     assert (await rest.get(url)).headers["etag"] == '"4"'
 
 
+async def test_get_with_the_current_etag_in_if_none_match_is_304_until_a_write(rest, webhook) -> None:
+    url = f"{WEBHOOKS}/{webhook['id']}"
+    etag = (await rest.get(url)).headers["etag"]
+
+    unchanged = await rest.get(url, headers={"If-None-Match": etag})
+    await rest.patch(url, json={"name": "v2"})
+    changed = await rest.get(url, headers={"If-None-Match": etag})
+
+    assert (unchanged.status_code, unchanged.content, unchanged.headers["etag"]) == (304, b"", etag)
+    assert (changed.status_code, changed.json()["name"], changed.headers["etag"]) == (200, "v2", '"2"')
+
+
 async def test_list_and_publish_carry_no_etag(rest, webhook) -> None:
     assert "etag" not in (await rest.get(WEBHOOKS)).headers
     assert "etag" not in (await rest.post(EVENTS, json={"event_type": "rfp.created"})).headers
@@ -62,7 +75,7 @@ async def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(rest, webh
     response = await rest.patch(url, json={"name": "mine"}, headers={"If-Match": stale})
 
     assert response.status_code == 412
-    assert error_of(response)["status"] == "ABORTED"
+    assert error_of(response)["status"] == "FAILED_PRECONDITION"
     assert (await rest.get(url)).json()["name"] == "someone else"
 
 
@@ -85,8 +98,18 @@ async def test_if_match_star_is_unconditional(rest, webhook) -> None:
     assert response.status_code == 200
 
 
+async def test_a_weak_if_match_never_matches_so_is_412_and_changes_nothing(rest, webhook) -> None:
+    url = f"{WEBHOOKS}/{webhook['id']}"
+
+    response = await rest.patch(url, json={"name": "x"}, headers={"If-Match": 'W/"1"'})
+
+    assert response.status_code == 412
+    assert error_of(response)["status"] == "FAILED_PRECONDITION"
+    assert (await rest.get(url)).json()["name"] == webhook["name"]
+
+
 async def test_a_malformed_if_match_is_400(rest, webhook) -> None:
-    response = await rest.patch(f"{WEBHOOKS}/{webhook['id']}", json={"name": "x"}, headers={"If-Match": 'W/"1"'})
+    response = await rest.patch(f"{WEBHOOKS}/{webhook['id']}", json={"name": "x"}, headers={"If-Match": "one"})
 
     assert response.status_code == 400
     assert violated_fields(response) == {"If-Match"}
@@ -117,6 +140,7 @@ async def test_delete_with_a_stale_if_match_is_412_and_keeps_the_webhook(rest, w
     response = await rest.delete(url, headers={"If-Match": '"1"'})
 
     assert response.status_code == 412
+    assert error_of(response)["status"] == "FAILED_PRECONDITION"
     assert (await rest.get(url)).json()["is_deleted"] is False
 
 

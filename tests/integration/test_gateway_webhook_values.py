@@ -35,7 +35,7 @@ async def test_stored_webhook_has_the_seed_fields_with_the_seed_types(rest) -> N
         application_id="app_9",
         retry_policy={"maxAttempts": 3, "backoff": "exponential", "timeoutMs": 5000},
     )
-    webhook_id = (await rest.post(WEBHOOKS, json={"webhook": fields})).json()["webhook"]["id"]
+    webhook_id = (await rest.post(WEBHOOKS, json=fields)).json()["webhook"]["id"]
 
     webhook = (await rest.get(f"{WEBHOOKS}/{webhook_id}")).json()
 

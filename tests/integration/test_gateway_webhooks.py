@@ -3,6 +3,7 @@ path of each, and the errors a caller can make on it."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -106,7 +107,7 @@ async def test_get_an_unknown_id_is_404(rest) -> None:
 
 
 async def test_create_returns_the_webhook_and_its_secret_once(rest) -> None:
-    response = await rest.post(WEBHOOKS, json={"webhook": webhook_body(name="orders", tags=["a"])})
+    response = await rest.post(WEBHOOKS, json=webhook_body(name="orders", tags=["a"]))
 
     assert response.status_code == 200
     body = response.json()
@@ -119,8 +120,17 @@ async def test_create_returns_the_webhook_and_its_secret_once(rest) -> None:
     assert "signing_secret" not in (await rest.get(f"{WEBHOOKS}/{body['webhook']['id']}")).json()
 
 
+async def test_create_keeps_a_signing_secret_given_in_its_header(rest) -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+    response = await rest.post(WEBHOOKS, json=webhook_body(), headers={"Webhook-Signing-Secret": secret})
+
+    assert response.status_code == 200
+    assert response.json()["signing_secret"] == secret
+
+
 async def test_create_without_a_name_is_400_naming_the_field(rest) -> None:
-    response = await rest.post(WEBHOOKS, json={"webhook": {"url": "http://127.0.0.1:9/hook"}})
+    response = await rest.post(WEBHOOKS, json={"url": "http://127.0.0.1:9/hook"})
 
     assert response.status_code == 400
     assert error_of(response)["status"] == "INVALID_ARGUMENT"
@@ -128,7 +138,7 @@ async def test_create_without_a_name_is_400_naming_the_field(rest) -> None:
 
 
 async def test_create_with_a_bad_url_is_400_naming_the_field(rest) -> None:
-    response = await rest.post(WEBHOOKS, json={"webhook": webhook_body(url="ftp://example.com/x")})
+    response = await rest.post(WEBHOOKS, json=webhook_body(url="ftp://example.com/x"))
 
     assert response.status_code == 400
     assert "webhook.url" in violated_fields(response)

@@ -88,3 +88,30 @@ async def test_grpcurl_health_check_needs_no_token(service) -> None:
     code, out, err = await grpcurl("-plaintext", service.grpc_target, "grpc.health.v1.Health/Check")
     assert code == 0, err
     assert json.loads(out) == {"status": "SERVING"}
+
+
+async def test_both_reflection_versions_are_listed(service) -> None:
+    code, out, err = await grpcurl("-plaintext", service.grpc_target, "list")
+    assert code == 0, err
+    assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= set(out.split())
+
+
+async def test_grpcurl_describes_and_calls_reflection_v1(service) -> None:
+    # grpcurl 1.8 asks v1alpha for v1's descriptors, then calls the v1 service like any other RPC:
+    # a client that speaks only v1 gets the same answers.
+    v1 = "grpc.reflection.v1.ServerReflection"
+    code, out, err = await grpcurl("-plaintext", service.grpc_target, "describe", v1)
+    assert code == 0, err
+    assert "rpc ServerReflectionInfo ( stream .grpc.reflection.v1.ServerReflectionRequest )" in out
+
+    code, out, err = await grpcurl(
+        "-plaintext", "-d", '{"list_services": ""}', service.grpc_target, f"{v1}/ServerReflectionInfo"
+    )
+    assert code == 0, err
+    listed = {entry["name"] for entry in json.loads(out)["list_services_response"]["service"]}
+    assert {SERVICE, "grpc.health.v1.Health", v1} <= listed
+
+    asked = json.dumps({"file_containing_symbol": SERVICE})
+    code, out, err = await grpcurl("-plaintext", "-d", asked, service.grpc_target, f"{v1}/ServerReflectionInfo")
+    assert code == 0, err
+    assert json.loads(out)["file_descriptor_response"]["file_descriptor_proto"]

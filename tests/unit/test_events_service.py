@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -38,7 +39,7 @@ async def subscriber(webhooks: Webhooks, *event_types: str, scope: Scope = TENAN
 
 
 async def publish(events: Events, event_type: str = "orders.created", **overrides: Any) -> Any:
-    arguments: dict[str, Any] = {"payload": {"id": 1}, "idempotency_key": None, "webhook_id": None} | overrides
+    arguments: dict[str, Any] = {"payload_json": '{"id":1}', "idempotency_key": None, "webhook_id": None} | overrides
     return await events.publish(TENANT, event_type=event_type, **arguments)
 
 
@@ -51,7 +52,10 @@ async def test_every_invalid_field_is_named_and_nothing_is_stored(
 ) -> None:
     with pytest.raises(Invalid) as raised:
         await publish(
-            events, "Orders Created", idempotency_key="k" * (MAX_IDEMPOTENCY_KEY_LENGTH + 1), payload={"x": "y" * LIMIT}
+            events,
+            "Orders Created",
+            idempotency_key="k" * (MAX_IDEMPOTENCY_KEY_LENGTH + 1),
+            payload_json=json.dumps({"x": "y" * LIMIT}),
         )
 
     assert violated_fields(raised.value) == ["event_type", "idempotency_key", "payload"]
@@ -67,11 +71,11 @@ async def test_an_empty_idempotency_key_is_invalid_while_none_means_no_key(event
 
 
 async def test_the_payload_limit_counts_the_serialised_body(events: Events, clock: FakeClock) -> None:
-    filler = "y" * (LIMIT - len(event_body("orders.created", clock(), {"x": ""})))
+    filler = "y" * (LIMIT - len(event_body("orders.created", clock(), '{"x":""}')))
 
-    await publish(events, payload={"x": filler})
+    await publish(events, payload_json=json.dumps({"x": filler}, separators=(",", ":")))
     with pytest.raises(Invalid) as raised:
-        await publish(events, payload={"x": filler + "y"})
+        await publish(events, payload_json=json.dumps({"x": filler + "y"}, separators=(",", ":")))
 
     assert violated_fields(raised.value) == ["payload"]
     assert f"is {LIMIT + 1} bytes serialised; the limit is {LIMIT} bytes" in raised.value.message
@@ -80,10 +84,43 @@ async def test_the_payload_limit_counts_the_serialised_body(events: Events, cloc
 async def test_the_body_is_the_standard_webhooks_envelope_built_once(
     events: Events, event_store: FakeEvents, clock: FakeClock
 ) -> None:
-    published = await publish(events, payload={"id": 1, "name": "Zoë"})
+    published = await publish(events, payload_json='{"id":1,"name":"Zoë"}')
 
     body = event_store.events[published.event_id].event.body
     assert body == '{"type":"orders.created","timestamp":"2030-01-01T00:00:00Z","data":{"id":1,"name":"Zoë"}}'.encode()
+
+
+async def test_the_payload_text_is_spliced_into_the_body_byte_for_byte(events: Events, event_store: FakeEvents) -> None:
+    data = '{ "snowflake": 9007199254740993, "amount": 0.1, "exact": 1.10, "big": 1e300, "neg": -0 }'
+
+    published = await publish(events, payload_json=data)
+
+    body = event_store.events[published.event_id].event.body
+    assert body.endswith(b',"data":' + data.encode() + b"}")
+    assert json.loads(body)["data"] == json.loads(data)
+
+
+@pytest.mark.parametrize(
+    ("payload_json", "field", "words"),
+    [
+        ("[1, 2]", "payload_json", "must be a JSON object"),
+        ('{"a": ', "payload_json", "is not JSON"),
+        ('{"a": NaN}', "payload_json.a", "NaN is not a finite JSON number"),
+        ('{"a": {"b": [1e400]}}', "payload_json.a.b[0]", "1e400 is not a finite JSON number"),
+        ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "payload_json.a", "nests deeper than 100 levels"),
+    ],
+)
+async def test_payload_json_that_is_not_a_finite_json_object_is_invalid_naming_where(
+    event_store: FakeEvents, notifications: FakeNotifications, payload_json: str, field: str, words: str
+) -> None:
+    roomy = Events(event_store, notifications, max_payload_bytes=1024 * 1024)
+
+    with pytest.raises(Invalid) as raised:
+        await publish(roomy, payload_json=payload_json)
+
+    [violation] = raised.value.violations
+    assert violation.field == field and words in violation.description
+    assert event_store.events == {}
 
 
 async def test_a_publish_that_queues_deliveries_wakes_the_workers(

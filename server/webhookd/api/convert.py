@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 from cpod.integration.v1 import webhook_pb2 as pb
 from cpod.integration.v1 import webhook_service_pb2 as service_pb
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from webhookd.domain.deliveries import Delivery
 from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.events import PAYLOAD_FIELD, PAYLOAD_JSON_FIELD
 from webhookd.domain.history import LogEntry, encode_cursor
 from webhookd.domain.inbound import InboundEvent
 from webhookd.domain.webhooks import (
@@ -213,21 +216,40 @@ def mask_changes(message: pb.Webhook, paths: list[str], *, field: str = "webhook
 _EXACT_INTEGER_LIMIT = 2**53
 
 
-def _json_value(value: Any) -> Any:
-    # Struct stores every number as a double: give integral ones back as integers, so receivers
-    # see `3`, not `3.0`.
-    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_INTEGER_LIMIT:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _json_value(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_value(item) for item in value]
-    return value
+def payload_json(request: service_pb.PublishEventRequest) -> str:
+    """The event's data as JSON text: payload_json as sent (the service checks it), or the Struct
+    written out. Invalid when both are set, or when the Struct holds a number JSON cannot carry."""
+    if request.payload_json:
+        if request.HasField("payload"):
+            raise Invalid.field(PAYLOAD_JSON_FIELD, "set payload or payload_json, not both")
+        return request.payload_json
+    violations: list[FieldViolation] = []
+    data = {
+        key: _json_value(value, f"{PAYLOAD_FIELD}.{key}", violations) for key, value in request.payload.fields.items()
+    }
+    if violations:
+        raise Invalid(violations)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    result: dict[str, Any] = _json_value(json_format.MessageToDict(message))
-    return result
+def _json_value(value: struct_pb2.Value, path: str, violations: list[FieldViolation]) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {key: _json_value(item, f"{path}.{key}", violations) for key, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_json_value(item, f"{path}[{index}]", violations) for index, item in enumerate(value.list_value.values)]
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            violations.append(FieldViolation(path, f"{number} is not a finite number: JSON has no NaN or Infinity"))
+            return None
+        # A Struct holds every number as a double: integral ones go out as integers (`3`, not `3.0`).
+        return int(number) if number.is_integer() and abs(number) < _EXACT_INTEGER_LIMIT else number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None  # null_value, or no kind at all
 
 
 def entry_to_proto(entry: LogEntry) -> service_pb.DeliveryLogEntry:

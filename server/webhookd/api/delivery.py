@@ -24,7 +24,7 @@ class DeliveryRpcs:
         published = await self.events.publish(
             current_scope(),
             event_type=request.event_type,
-            payload=convert.struct_to_dict(request.payload),
+            payload_json=convert.payload_json(request),
             idempotency_key=request.idempotency_key or None,
             webhook_id=request.webhook_id or None,
         )

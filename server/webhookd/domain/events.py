@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# The request fields an event's data comes in (a Struct, or JSON text kept as written): errors name them.
+PAYLOAD_FIELD = "payload"
+PAYLOAD_JSON_FIELD = "payload_json"
 # An idempotency key is remembered this long; a later publish with it is a new event.
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
-def event_body(event_type: str, timestamp: datetime, payload: dict[str, Any]) -> bytes:
-    """The Standard Webhooks payload shape; built once so every attempt sends (and signs) the same bytes."""
-    envelope = {"type": event_type, "timestamp": timestamp.isoformat().replace("+00:00", "Z"), "data": payload}
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+def event_body(event_type: str, timestamp: datetime, data_json: str) -> bytes:
+    """The Standard Webhooks payload shape, `{"type","timestamp","data"}`, with `data` spliced in as
+    the publisher's JSON text (already checked: json_text.loads), so every number reaches the
+    receiver as written. Built once: every attempt sends (and signs) the same bytes."""
+    head = {"type": event_type, "timestamp": timestamp.isoformat().replace("+00:00", "Z")}
+    head_json = json.dumps(head, separators=(",", ":"), ensure_ascii=False)
+    return f'{head_json[:-1]},"data":{data_json}}}'.encode()
 
 
 @dataclass(frozen=True)

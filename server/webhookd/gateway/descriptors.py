@@ -117,6 +117,36 @@ def has_one_string_form(descriptor: Descriptor) -> bool:
     return descriptor.full_name in ONE_STRING_WELL_KNOWN
 
 
+# A JSON-valued field `x` (Struct) may have a string twin `x_json` that carries the same value as
+# JSON text, exactly as written (a Struct turns every number into a double). Over REST the pair is
+# one field, `x`, whose JSON goes to the twin untouched.
+RAW_JSON_SUFFIX = "_json"
+JSON_VALUE_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
+
+
+def raw_json_twin(field: FieldDescriptor) -> FieldDescriptor | None:
+    """The string field that carries `field`'s value as JSON text, when it has one."""
+    container = field.containing_type
+    if container is None or field.message_type is None or is_repeated(field):
+        return None
+    if field.message_type.full_name not in JSON_VALUE_TYPES:
+        return None
+    twin = container.fields_by_name.get(field.name + RAW_JSON_SUFFIX)
+    if twin is None or twin.type != FieldDescriptor.TYPE_STRING or is_repeated(twin):
+        return None
+    return twin
+
+
+def is_raw_json_twin(field: FieldDescriptor) -> bool:
+    """A field REST does not show on its own: its JSON value travels as its sibling's."""
+    container = field.containing_type
+    if container is None or not field.name.endswith(RAW_JSON_SUFFIX):
+        return False
+    sibling = container.fields_by_name.get(field.name.removesuffix(RAW_JSON_SUFFIX))
+    twin = raw_json_twin(sibling) if sibling is not None else None
+    return twin is not None and twin.full_name == field.full_name
+
+
 def field_by_json_or_proto_name(descriptor: Descriptor, name: str) -> FieldDescriptor | None:
     """Both spellings name a field on input: `retry_policy` and `retryPolicy`."""
     field = descriptor.fields_by_name.get(name)

@@ -34,6 +34,8 @@ from webhookd.http.errors import (
     method_not_allowed,
 )
 
+NOT_MODIFIED = 304
+
 
 @dataclass(frozen=True)
 class CallSettings:
@@ -61,16 +63,25 @@ class RpcHandler:
         rid = request_id(request.headers)
         conditional = False
         try:
-            body = await read_json_body(request, self._settings.max_request_bytes) if binding.body else None
-            http = HttpInput(request.path_params, request.query_params.multi_items(), body)
+            body = None
+            if binding.body:
+                field = "" if binding.body == "*" else binding.body
+                body = await read_json_body(request, self._settings.max_request_bytes, field=field)
+            http = HttpInput(
+                request.path_params,
+                request.query_params.multi_items(),
+                body.value if body is not None else None,
+                body.text if body is not None else None,
+            )
             message = build_request(binding, http)
             conditional = http_headers.apply_if_match(binding, message, request.headers.get("if-match"))
             http_headers.apply_idempotency_key(message, request.headers.get("idempotency-key"))
+            http_headers.apply_secret_headers(binding, message, request.headers)
             metadata = call_metadata(request.headers, rid)
             if binding.server_streaming:
                 http_headers.apply_last_event_id(message, request.headers.get("last-event-id"))
                 return await self._stream(binding, message, metadata, request, rid)
-            return await self._unary(binding, message, metadata, rid)
+            return await self._unary(binding, message, metadata, request, rid)
         except JsonInputError as error:
             return error_response(invalid_argument(error.violations), request_id=rid)
         except ApiError as error:
@@ -81,7 +92,7 @@ class RpcHandler:
             return error_response(from_rpc_error(error, precondition_from_header=conditional), request_id=rid)
 
     async def _unary(
-        self, binding: Binding, message: Message, metadata: tuple[tuple[str, str], ...], rid: str
+        self, binding: Binding, message: Message, metadata: tuple[tuple[str, str], ...], request: Request, rid: str
     ) -> Response:
         call = self._invoker.unary(binding.method)
         response = await call(message, metadata=metadata, timeout=self._settings.unary_timeout_seconds)
@@ -90,6 +101,8 @@ class RpcHandler:
         etag = http_headers.etag_for_body(binding, payload)
         if etag is not None:
             headers["ETag"] = etag
+            if binding.http_method == "GET" and http_headers.not_modified(request.headers.get("if-none-match"), etag):
+                return Response(status_code=NOT_MODIFIED, headers=headers)
         return JSONResponse(payload, headers=headers)
 
     async def _stream(

@@ -1,15 +1,20 @@
 """HTTP headers that become request fields, and the ETag that comes back.
 
 - `If-Match: "<n>"` → the version the write is conditional on: the request's own `version`
-  (DeleteWebhook) or the body resource's `version` (UpdateWebhook's `webhook.version`).
+  (DeleteWebhook) or the body resource's `version` (UpdateWebhook's `webhook.version`). A weak tag
+  (`W/"<n>"`) never matches (RFC 9110 compares If-Match strongly): 412 at once.
+- `If-None-Match` on a GET: 304 Not Modified when it names the response's ETag (weak comparison).
 - `Idempotency-Key` → the request's `idempotency_key`, where it has one.
 - `Last-Event-ID` → a streaming request's `after_cursor`, so an EventSource reconnect resumes.
+- `Webhook-Signing-Secret` → `signing_secret` where the body does not carry it (secrets stay out
+  of URLs; query.SECRET_HEADERS).
 - `ETag: "<version>"` on a response whose body is a resource with a `version` field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -25,13 +30,18 @@ from webhookd.gateway.descriptors import (
     resolve_field_path,
 )
 from webhookd.gateway.jsonshape import JsonInputError
+from webhookd.gateway.query import SECRET_HEADERS
 from webhookd.gateway.routes import Binding
 from webhookd.gateway.transcode import VERSION_FIELD
+from webhookd.http.errors import precondition_failed
 
 IDEMPOTENCY_KEY_FIELD = "idempotency_key"
 RESUME_CURSOR_FIELD = "after_cursor"
 # Where a stream message keeps its position, tried in order (DeliveryLogResponse.entry.cursor).
 EVENT_ID_PATHS = ("entry.cursor", "cursor")
+WEAK_PREFIX = "W/"
+# One entity tag of a list (RFC 9110 §8.8.3): optionally weak, then a quoted opaque tag.
+_ENTITY_TAG = re.compile(r'(?:W/)?"[^"]*"')
 
 
 def _scalar_path(
@@ -46,7 +56,10 @@ def _scalar_path(
 
 
 def precondition_path(binding: Binding) -> list[FieldDescriptor] | None:
-    """The field If-Match sets for this RPC, or None when the RPC takes no version."""
+    """The field If-Match sets for this RPC, or None when the RPC takes no version or names no
+    existing resource in its path (a create's body `version` is not a precondition)."""
+    if not binding.template.variables:
+        return None
     request = binding.method.input_type
     own = _scalar_path(request, VERSION_FIELD, INTEGER_TYPES)
     if own is not None:
@@ -58,12 +71,17 @@ def precondition_path(binding: Binding) -> list[FieldDescriptor] | None:
 
 def apply_if_match(binding: Binding, request: Message, header: str | None) -> bool:
     """Set the version from If-Match; True when the request is now conditional on the header
-    (so ABORTED means 412 Precondition Failed rather than 409)."""
+    (so a stale version is 412 Precondition Failed rather than 409)."""
     if header is None or header.strip() == "*":
         return False
     path = precondition_path(binding)
     if path is None:
         return False
+    if header.strip().startswith(WEAK_PREFIX):
+        raise precondition_failed(
+            "If-Match: a weak entity tag never matches (If-Match compares strongly): send the ETag as given",
+            reason="WEAK_ETAG",
+        )
     version = parse_etag(header)
     if version is None:
         raise JsonInputError([FieldViolation("If-Match", 'expected one strong ETag such as "3"')])
@@ -76,12 +94,23 @@ def apply_if_match(binding: Binding, request: Message, header: str | None) -> bo
 
 
 def parse_etag(header: str) -> int | None:
-    """`"3"` → 3. Bare `3` is accepted too; weak (`W/"3"`) and lists are not (If-Match compares
-    strongly, and a write is conditional on exactly one version)."""
+    """`"3"` → 3. Bare `3` is accepted too; lists are not (a write is conditional on exactly one
+    version), and weak tags are refused before this (they never match)."""
     text = header.strip()
     if text.startswith('"') and text.endswith('"') and len(text) >= 2:
         text = text[1:-1]
     return int(text) if text.isdigit() else None
+
+
+def not_modified(header: str | None, current_etag: str) -> bool:
+    """If-None-Match names the current ETag, or is `*` (RFC 9110 §13.1.2: weak comparison, so
+    `W/"3"` and `"3"` both match `"3"`)."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    current = current_etag.removeprefix(WEAK_PREFIX)
+    return any(tag.removeprefix(WEAK_PREFIX) == current for tag in _ENTITY_TAG.findall(header))
 
 
 def etag(version: Any) -> str | None:
@@ -121,6 +150,24 @@ def apply_idempotency_key(request: Message, header: str | None) -> None:
 
 def accepts_idempotency_key(binding: Binding) -> bool:
     return _scalar_path(binding.method.input_type, IDEMPOTENCY_KEY_FIELD) is not None
+
+
+def secret_headers(binding: Binding) -> dict[str, str]:
+    """Request field → header, for the secrets this binding takes from a header: those its body
+    does not carry (the query never does)."""
+    request = binding.method.input_type
+    return {
+        field: header
+        for field, header in SECRET_HEADERS.items()
+        if binding.body != "*" and binding.body != field and _scalar_path(request, field) is not None
+    }
+
+
+def apply_secret_headers(binding: Binding, request: Message, headers: Mapping[str, str]) -> None:
+    for field, header in secret_headers(binding).items():
+        value = headers.get(header.lower())
+        if value:
+            setattr(request, field, value.strip())
 
 
 def apply_last_event_id(request: Message, header: str | None) -> None:

@@ -9,7 +9,9 @@ always_print_fields_with_no_presence=True)` and then:
 - 64-bit integers are JSON numbers, not proto3-JSON strings (the seed types `version` as number;
   counters never approach 2^53);
 - the fields of messages in CAMEL_CASE_MESSAGES use their json_name (`retry_policy` renders as
-  `{"maxAttempts", "backoff", "timeoutMs"}`); every other field keeps its proto (snake_case) name.
+  `{"maxAttempts", "backoff", "timeoutMs"}`); every other field keeps its proto (snake_case) name;
+- a raw-JSON twin (`payload_json` beside `payload`, descriptors.raw_json_twin) is not a field of its
+  own: the pair is `payload`, whose JSON the transcoder hands to the twin as written.
 
 Input accepts both spellings of every field, enum words (lowercase, any case) and full enum names,
 and reports every unknown field, bad enum word or wrong type as a field violation.
@@ -32,6 +34,7 @@ from webhookd.gateway.descriptors import (
     enum_of,
     field_by_json_or_proto_name,
     is_map,
+    is_raw_json_twin,
     is_repeated,
     is_well_known,
     message_of,
@@ -112,7 +115,11 @@ def _shape_message(descriptor: Descriptor, data: Any) -> Any:
         if descriptor.full_name in _INT64_WRAPPERS and isinstance(data, str):
             return int(data)
         return data
-    return {json_key(f): _shape_field(f, data[f.name]) if f.name in data else None for f in descriptor.fields}
+    return {
+        json_key(f): _shape_field(f, data[f.name]) if f.name in data else None
+        for f in descriptor.fields
+        if not is_raw_json_twin(f)
+    }
 
 
 def _shape_field(field: FieldDescriptor, value: Any) -> Any:
@@ -168,7 +175,7 @@ def _normalize_message(descriptor: Descriptor, data: Any, path: str, out: list[F
     for key, value in data.items():
         field_path = f"{path}.{key}" if path else str(key)
         field = field_by_json_or_proto_name(descriptor, str(key))
-        if field is None:
+        if field is None or is_raw_json_twin(field):
             out.append(FieldViolation(field_path, f"unknown field {key!r} in {descriptor.name}"))
             continue
         if field.name in normalized:

@@ -29,6 +29,7 @@ from webhookd.gateway.descriptors import (
     field_behaviors,
     is_map,
     is_output_only,
+    is_raw_json_twin,
     is_repeated,
     is_well_known,
     resolve_field_path,
@@ -59,9 +60,7 @@ STANDARD_OPERATIONS = ("list", "get", "create", "update", "delete")
 # Request bodies are not in the protos; these are the documented ones (README). An operation
 # without one gets its required fields with placeholder values.
 EXAMPLE_BODIES: dict[str, Any] = {
-    "CreateWebhook": {
-        "webhook": {"name": "orders", "url": "https://example.com/hooks", "event_types": ["rfp.*"]},
-    },
+    "CreateWebhook": {"name": "orders", "url": "https://example.com/hooks", "event_types": ["rfp.*"]},
     "UpdateWebhook": {"name": "orders (EU)", "tags": ["eu"]},
     "PublishEvent": {"event_type": "rfp.created", "payload": {"rfp_id": 7}},
 }
@@ -170,9 +169,15 @@ def _operation(binding: Binding, comments: Comments, example_time: datetime) -> 
     method = binding.method
     headers = []
     if http_headers.precondition_path(binding) is not None:
-        headers.append({"name": "If-Match", "notes": 'The ETag of the version this write expects, e.g. "3".'})
+        headers.append(
+            {"name": "If-Match", "notes": 'The ETag of the version this write expects, e.g. "3".', "secret": False}
+        )
     if http_headers.accepts_idempotency_key(binding):
-        headers.append({"name": "Idempotency-Key", "notes": "Retries with the same key return the first result."})
+        notes = "Retries with the same key return the first result."
+        headers.append({"name": "Idempotency-Key", "notes": notes, "secret": False})
+    for field, header in http_headers.secret_headers(binding).items():
+        notes = comments.of(binding.method.input_type.fields_by_name[field].full_name)
+        headers.append({"name": header, "notes": notes, "secret": True})
     operation: dict[str, Any] = {
         "name": operation_name(method),
         "rpc": method.name,
@@ -214,7 +219,7 @@ def _body_fields(binding: Binding, comments: Comments) -> list[dict[str, Any]]:
     request = binding.method.input_type
     if binding.body == "*":
         top_path = {p for p in binding.path_fields if "." not in p}
-        return [_field(f, comments) for f in request.fields if f.name not in top_path]
+        return [_field(f, comments) for f in request.fields if f.name not in top_path and not is_raw_json_twin(f)]
     if binding.body:
         field = request.fields_by_name[binding.body]
         if field.message_type is not None and not is_well_known(field.message_type):

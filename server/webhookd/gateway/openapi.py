@@ -1,8 +1,15 @@
 """The OpenAPI 3.1 document, generated from the same descriptors and bindings the routes use.
 
 Schemas describe the JSON the gateway really speaks (see jsonshape): proto field names (camelCase
-only inside CAMEL_CASE_MESSAGES), enums as lowercase words with `null` for unspecified, unset
-message/optional fields as `null`, 64-bit integers as numbers.
+only inside CAMEL_CASE_MESSAGES), enums as lowercase words, unset message/optional fields and
+unspecified enums as `null`, 64-bit integers as numbers.
+
+For generated clients and validators: every message and enum is one named schema, referenced
+wherever it is used (a `$ref` never has siblings, which some generators read as a new type); an
+enum schema lists its words only, and a field that can be `null` says so itself (`anyOf` with
+`null`), so query and path parameters, which are never null, reference the enum as it is.
+Streams are described by media type (NDJSON, SSE) as text whose items are the message schema
+(`contentSchema`), so a client never waits for one JSON body.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from webhookd.gateway.descriptors import (
     enum_of,
     field_behaviors,
     is_map,
+    is_raw_json_twin,
     is_repeated,
     is_well_known,
     message_of,
@@ -26,16 +34,20 @@ from webhookd.gateway.descriptors import (
     rpc_path,
 )
 from webhookd.gateway.jsonshape import enum_word, enum_words, is_unspecified, json_key
+from webhookd.gateway.openapi_routes import TAGS as OPERATIONAL_TAGS
+from webhookd.gateway.openapi_routes import operational_paths
 from webhookd.gateway.query import query_parameters
 from webhookd.gateway.routes import Binding, PathTemplate, Variable, bindings_for_services
 from webhookd.gateway.transcode import UPDATE_MASK_FIELD
-from webhookd.http.errors import HTTP_STATUS_BY_CODE
-from webhookd.http.media_types import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
-from webhookd.http.operations import HEALTH_PATH
+from webhookd.http.errors import CODE_BY_HTTP_ONLY_STATUS, HTTP_STATUS_BY_CODE
+from webhookd.http.media_types import JSON_MEDIA_TYPE, NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 
 OPENAPI_PATH = "/api/v1/openapi.json"
+# Relative: the server that serves this document (OAS 3.1 resolves it against the document's URL).
+SERVERS = [{"url": "/", "description": "The webhookd that serves this document."}]
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
-_JSON = "application/json"
+_JSON = JSON_MEDIA_TYPE
 _SCALARS: dict[int, dict[str, Any]] = {
     FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
     FieldDescriptor.TYPE_FLOAT: {"type": "number", "format": "float"},
@@ -57,7 +69,7 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
     "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
     "google.protobuf.FieldMask": {"type": "string", "description": "Comma-separated field paths."},
-    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
     "google.protobuf.Value": {},
     "google.protobuf.ListValue": {"type": "array"},
     "google.protobuf.Empty": {"type": "object"},
@@ -65,6 +77,7 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
         "type": "object",
         "properties": {"@type": {"type": "string"}},
         "required": ["@type"],
+        "additionalProperties": True,
     },
 }
 _CONVENTIONS = """
@@ -75,7 +88,8 @@ either spelling of a field name, and enum words or full enum names. Unknown fiel
 
 Concurrency: a resource with a `version` comes back with `ETag: "<version>"`. Send it as
 `If-Match` on PATCH/DELETE to make the write conditional: a stale version is then
-412 Precondition Failed. A stale `version` sent in the body instead is 409 ABORTED.
+412 FAILED_PRECONDITION. A stale `version` sent in the body instead is 409 ABORTED. On GET,
+`If-None-Match` with the current ETag is 304 Not Modified.
 """.strip()
 
 
@@ -113,14 +127,7 @@ class _Builder:
     def document(self, services: Sequence[ServiceDescriptor], title: str, version: str) -> dict[str, Any]:
         service_docs = [self._comments.of(s.full_name) for s in services]
         description = "\n\n".join([*(d for d in service_docs if d), _CONVENTIONS])
-        paths: dict[str, dict[str, Any]] = {
-            HEALTH_PATH: {
-                "get": _static_operation(
-                    "health", "Liveness: the process serves HTTP.", {"status": {"type": "string", "const": "ok"}}
-                )
-            },
-            OPENAPI_PATH: {"get": _static_operation("openapi", "This OpenAPI document.", None)},
-        }
+        paths: dict[str, dict[str, Any]] = operational_paths(OPENAPI_PATH, ERROR_REF)
         names_by_shape: dict[str, tuple[str, ...]] = {}
         for binding in bindings_for_services(services):
             # One path item per shape: OpenAPI forbids two templated paths that differ only in
@@ -132,7 +139,11 @@ class _Builder:
         return {
             "openapi": "3.1.0",
             "info": {"title": title, "version": version, "description": description},
-            "tags": [{"name": s.name, "description": self._comments.of(s.full_name)} for s in services],
+            "servers": SERVERS,
+            "tags": [
+                *({"name": s.name, "description": self._comments.of(s.full_name)} for s in services),
+                *OPERATIONAL_TAGS,
+            ],
             "security": [{"bearerAuth": []}],
             "paths": paths,
             "components": {
@@ -170,8 +181,7 @@ class _Builder:
             "summary": _first_sentence(doc) or method.name,
             "x-grpc-method": rpc_path(method),
         }
-        if doc:
-            operation["description"] = doc
+        operation["description"] = doc or f"The {method.name} RPC ({rpc_path(method)})."
         parameters = self._path_parameters(binding, path_names) + self._query_parameters(binding)
         parameters += self._header_parameters(binding)
         operation["parameters"] = [*parameters, {"$ref": "#/components/parameters/RequestId"}]
@@ -213,7 +223,8 @@ class _Builder:
                     "name": "If-Match",
                     "in": "header",
                     "required": False,
-                    "description": 'The ETag of the version this write expects, e.g. "3". A stale one is 412.',
+                    "description": 'The ETag of the version this write expects, e.g. "3". A stale one, or '
+                    "any weak one, is 412.",
                     "schema": {"type": "string"},
                 }
             )
@@ -224,6 +235,21 @@ class _Builder:
                     "in": "header",
                     "required": False,
                     "description": "Retries with the same key return the first result instead of repeating it.",
+                    "schema": {"type": "string"},
+                }
+            )
+        for field, header in http_headers.secret_headers(binding).items():
+            parameter = {"name": header, "in": "header", "required": False, "schema": {"type": "string"}}
+            if doc := self._comments.of(binding.method.input_type.fields_by_name[field].full_name):
+                parameter["description"] = doc
+            parameters.append(parameter)
+        if binding.http_method == "GET" and http_headers.has_etag(binding):
+            parameters.append(
+                {
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "required": False,
+                    "description": "ETags the caller holds: 304 Not Modified when one is current.",
                     "schema": {"type": "string"},
                 }
             )
@@ -241,6 +267,7 @@ class _Builder:
 
     def _request_body(self, binding: Binding) -> dict[str, Any]:
         request = binding.method.input_type
+        body: dict[str, Any] = {}
         if binding.body == "*":
             top_path_fields = {p for p in binding.path_fields if "." not in p}
             fields = [f for f in request.fields if f.name not in top_path_fields]
@@ -248,12 +275,15 @@ class _Builder:
             required = bool(schema.get("required"))
         else:
             field = request.fields_by_name[binding.body]
-            schema = self._field_schema(field, nullable=False)
-            required = field_behavior_pb2.REQUIRED in field_behaviors(field)
             resource = field.message_type
             if request.fields_by_name.get(UPDATE_MASK_FIELD) and resource and not is_well_known(resource):
-                schema["$ref"] = self._partial_ref(resource)["$ref"]
-        return {"required": required, "content": {_JSON: {"schema": schema}}}
+                schema = self._partial_ref(resource)
+            else:
+                schema = self._single_schema(field)
+            required = field_behavior_pb2.REQUIRED in field_behaviors(field)
+            if doc := self._comments.of(field.full_name):
+                body["description"] = doc
+        return {**body, "required": required, "content": {_JSON: {"schema": schema}}}
 
     def _responses(self, binding: Binding) -> dict[str, Any]:
         success_schema, description = self._success_schema(binding)
@@ -264,11 +294,18 @@ class _Builder:
                 (description + "\n\n" if description else "")
                 + f"A stream: `{NDJSON_MEDIA_TYPE}` (one JSON message per line; a failure mid-stream is a "
                 'last line `{"error": ...}`) or, with `Accept: text/event-stream`, Server-Sent Events '
-                "(`id:` is the entry's cursor, `data:` the JSON message, `event: error` on failure)."
+                "(`id:` is the entry's cursor, `data:` the JSON message, `event: error` on failure). "
+                "Each message is the `contentSchema`."
             )
             success["content"] = {
-                NDJSON_MEDIA_TYPE: {"schema": success_schema},
-                SSE_MEDIA_TYPE: {"schema": {"type": "string"}},
+                NDJSON_MEDIA_TYPE: {
+                    "schema": _stream_schema(NDJSON_MEDIA_TYPE, "One JSON message per line.", success_schema)
+                },
+                SSE_MEDIA_TYPE: {
+                    "schema": _stream_schema(
+                        SSE_MEDIA_TYPE, "Each event's `data:` is one JSON message.", success_schema
+                    )
+                },
             }
         else:
             success["content"] = {_JSON: {"schema": success_schema}}
@@ -279,6 +316,11 @@ class _Builder:
                 }
         success["headers"] = response_headers
         responses: dict[str, Any] = {"200": success}
+        if binding.http_method == "GET" and http_headers.has_etag(binding):
+            responses["304"] = {
+                "description": "Not Modified: If-None-Match names the current ETag.",
+                "headers": {"ETag": response_headers["ETag"], "X-Request-Id": response_headers["X-Request-Id"]},
+            }
         conditional = http_headers.precondition_path(binding) is not None
         for status, text in _error_responses(binding, conditional):
             responses[str(status)] = _error_response(status, text)
@@ -288,7 +330,7 @@ class _Builder:
         output = binding.method.output_type
         if binding.response_body:
             field = output.fields_by_name[binding.response_body]
-            return self._field_schema(field, nullable=False), self._comments.of(field.full_name)
+            return self._single_schema(field), self._comments.of(field.full_name)
         return self._message_ref(output), self._comments.of(output.full_name)
 
     # ------------------------------------------------------------------------------ schemas
@@ -317,6 +359,7 @@ class _Builder:
         schema: dict[str, Any] = {"type": "object"}
         if doc := self._comments.of(descriptor.full_name):
             schema["description"] = doc
+        fields = [f for f in fields if not is_raw_json_twin(f)]  # REST knows the pair as one field
         schema["properties"] = {json_key(f): self._field_schema(f, nullable=True) for f in fields}
         required = [json_key(f) for f in fields if field_behavior_pb2.REQUIRED in field_behaviors(f)]
         if required:
@@ -333,9 +376,11 @@ class _Builder:
             schema = {"type": "array", "items": self._single_schema(field)}
         else:
             schema = self._single_schema(field)
-            if nullable and field.has_presence and field.type != FieldDescriptor.TYPE_ENUM:
+            if nullable and _renders_null(field):
                 schema = _or_null(schema)
         behaviors = field_behaviors(field)
+        if "$ref" in schema:
+            schema = {"allOf": [schema]}  # room for the field's own notes beside the reference
         if doc := self._comments.of(field.full_name):
             schema["description"] = doc
         if field_behavior_pb2.OUTPUT_ONLY in behaviors:
@@ -362,8 +407,6 @@ class _Builder:
     def _enum_ref(self, enum: EnumDescriptor) -> dict[str, Any]:
         name = self._component_name(enum.full_name)
         if name not in self._schemas:
-            words: list[str | None] = list(enum_words(enum))
-            nullable = any(is_unspecified(enum, v.number) for v in enum.values)
             lines = [self._comments.of(enum.full_name)]
             for value in enum.values:
                 word = enum_word(enum, value.number)
@@ -372,10 +415,8 @@ class _Builder:
                     lines.append(f"- `{word}`: {doc}" if doc else f"- `{word}`")
                 elif doc:
                     lines.append(f"- `null`: {doc}")
-            schema: dict[str, Any] = {
-                "type": ["string", "null"] if nullable else "string",
-                "enum": [*words, None] if nullable else words,
-            }
+            # The words only: a field whose value may be unspecified is nullable itself (_renders_null).
+            schema: dict[str, Any] = {"type": "string", "enum": list(enum_words(enum))}
             head, items = lines[0], [line for line in lines[1:] if line]
             description = "\n\n".join(part for part in (head, "\n".join(items)) if part)
             if description:
@@ -393,6 +434,19 @@ class _Builder:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _stream_schema(media_type: str, framing: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A stream's body: text of `media_type` whose items are `message` (JSON Schema's contentSchema;
+    OAS 3.2 would say itemSchema). Text, so no client waits to parse the whole body as one JSON."""
+    return {"type": "string", "contentMediaType": media_type, "contentSchema": message, "description": framing}
+
+
+def _renders_null(field: FieldDescriptor) -> bool:
+    """jsonshape writes `null` for an unset message or optional field and an unspecified enum."""
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return any(is_unspecified(enum_of(field), value.number) for value in enum_of(field).values)
+    return bool(field.has_presence)
 
 
 def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -421,7 +475,7 @@ def _error_responses(binding: Binding, conditional: bool) -> list[tuple[int, str
         (409, "ALREADY_EXISTS, or ABORTED: a `version` sent in the body is stale."),
     ]
     if conditional:
-        responses.append((412, "ABORTED on a version given in `If-Match`: re-read, then retry."))
+        responses.append((412, "FAILED_PRECONDITION: `If-Match` names a version that is not current (or is weak)."))
     if binding.body:
         responses += [
             (413, "The body is larger than the gateway accepts."),
@@ -437,10 +491,7 @@ def _error_responses(binding: Binding, conditional: bool) -> list[tuple[int, str
 
 
 def _error_response(status: int, description: str) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+    response: dict[str, Any] = {"description": description, "content": {_JSON: {"schema": ERROR_REF}}}
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}}
     if status in (429, 503):
@@ -450,9 +501,11 @@ def _error_response(status: int, description: str) -> dict[str, Any]:
 
 def _error_schema() -> dict[str, Any]:
     table = ", ".join(f"{code.name} {status}" for code, status in HTTP_STATUS_BY_CODE.items())
+    http_only = ", ".join(f"{status} {code.name}" for status, code in CODE_BY_HTTP_ONLY_STATUS.items())
     return {
         "type": "object",
-        "description": f"AIP-193 error. gRPC code → HTTP status: {table}.",
+        "description": f"AIP-193 error. gRPC code → HTTP status: {table}. Statuses only HTTP causes, with the "
+        f"code they refine: {http_only}.",
         "required": ["error"],
         "properties": {
             "error": {
@@ -474,21 +527,10 @@ def _error_schema() -> dict[str, Any]:
                             "type": "object",
                             "required": ["@type"],
                             "properties": {"@type": {"type": "string"}},
+                            "additionalProperties": True,
                         },
                     },
                 },
             }
         },
-    }
-
-
-def _static_operation(operation_id: str, summary: str, properties: dict[str, Any] | None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object"}
-    if properties:
-        schema["properties"] = properties
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "security": [],
-        "responses": {"200": {"description": "OK", "content": {_JSON: {"schema": schema}}}},
     }

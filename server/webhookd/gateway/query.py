@@ -4,7 +4,8 @@ manifest (what is offered) all read, so the three cannot disagree.
 
 google.api.http: a field that neither the path nor the body binds may come from the query when
 it has a one-string form (a scalar, an enum, or a well-known type written as one string); a
-repeated one repeats the key, and a nested singular message is expanded as `a.b`.
+repeated one repeats the key, and a nested singular message is expanded as `a.b`. Secrets are the
+exception: a URL ends up in proxy and browser logs, so they come from a header (headers.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from webhookd.gateway.routes import Binding
 
 # Segments in a parameter's name at most (`a.b.c`): deeper filters belong in a body.
 MAX_QUERY_DEPTH = 3
+# Request fields that hold a secret, and the header that carries each instead of the query
+# (headers.py reads it).
+SECRET_HEADERS: Mapping[str, str] = MappingProxyType({"signing_secret": "Webhook-Signing-Secret"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def _walk(
     for field in message.fields:
         path = (*prefix, field)
         name = ".".join(f.name for f in path)
-        if name == binding.body or name in binding.path_fields or is_output_only(field):
+        if name == binding.body or name in binding.path_fields or is_output_only(field) or name in SECRET_HEADERS:
             continue
         nested = field.message_type
         if nested is not None and is_repeated(field):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from webhookd.domain import json_text
 from webhookd.domain.errors import FieldViolation
 from webhookd.gateway.descriptors import (
     FLOAT_TYPES,
@@ -31,7 +33,9 @@ from webhookd.gateway.descriptors import (
     is_repeated,
     is_well_known,
     message_class,
+    message_of,
     mutable_parent,
+    raw_json_twin,
     resolve_field_path,
 )
 from webhookd.gateway.jsonshape import (
@@ -41,7 +45,7 @@ from webhookd.gateway.jsonshape import (
     field_mask_paths,
     json_to_message,
 )
-from webhookd.gateway.query import QueryParameter, query_parameters
+from webhookd.gateway.query import SECRET_HEADERS, QueryParameter, query_parameters
 from webhookd.gateway.routes import Binding
 
 UPDATE_MASK_FIELD = "update_mask"
@@ -54,6 +58,7 @@ class HttpInput:
     path_params: Mapping[str, str]
     query: Sequence[tuple[str, str]]
     body: Any = None  # parsed JSON; None when the route takes no body or the body was empty
+    body_text: str | None = None  # the body as received; None: as json.dumps writes `body`
 
 
 def build_request(binding: Binding, http: HttpInput) -> Message:
@@ -61,7 +66,7 @@ def build_request(binding: Binding, http: HttpInput) -> Message:
     request = message_class(binding.method.input_type)()
     violations: list[FieldViolation] = []
     if binding.body:
-        _apply_body(binding, request, http.body)
+        _apply_body(binding, request, _keep_raw_json(binding, request, http))
     mask_from_query = _apply_query(binding, request, http.query, violations)
     for field_path, text in http.path_params.items():
         _set_from_text(request, field_path, [text], violations)
@@ -88,6 +93,55 @@ def _apply_body(binding: Binding, request: Message, body: Any) -> None:
         json_to_message(body, request)
     else:
         json_to_message({binding.body: body}, request)
+
+
+def _keep_raw_json(binding: Binding, request: Message, http: HttpInput) -> Any:
+    """Hands each body member that has a raw-JSON twin (`payload` → `payload_json`) to the twin as
+    the exact text the caller sent, so its numbers reach the service as written; returns the rest
+    of the body for the usual transcoding."""
+    body = http.body
+    target = _body_message(binding, request)
+    if target is None or not isinstance(body, Mapping):
+        return body
+    pairs: dict[str, tuple[FieldDescriptor, FieldDescriptor]] = {}
+    for key in body:
+        field = field_by_json_or_proto_name(descriptor_of(target), str(key))
+        twin = raw_json_twin(field) if field is not None else None
+        if field is not None and twin is not None:
+            pairs[str(key)] = (field, twin)
+    if not pairs:
+        return body
+    texts = json_text.member_texts(http.body_text if http.body_text is not None else json.dumps(body))
+    prefix = "" if binding.body == "*" else f"{binding.body}."
+    violations: list[FieldViolation] = []
+    for key, (field, twin) in pairs.items():
+        if body[key] is None:
+            continue  # null: the field is not set
+        shape = _JSON_SHAPES.get(message_of(field).full_name)
+        if shape is not None and not isinstance(body[key], shape[0]):
+            violations.append(FieldViolation(f"{prefix}{key}", f"expected {shape[1]}"))
+        setattr(target, twin.name, texts[key])
+    if violations:
+        raise JsonInputError(violations)
+    return {key: value for key, value in body.items() if key not in pairs}
+
+
+# What the JSON of a raw-JSON field must be, as its well-known type says (Value takes anything).
+_JSON_SHAPES: dict[str, tuple[type, str]] = {
+    "google.protobuf.Struct": (Mapping, "a JSON object"),
+    "google.protobuf.ListValue": (list, "a JSON array"),
+}
+
+
+def _body_message(binding: Binding, request: Message) -> Message | None:
+    """The message the JSON body's members are fields of, when it is one."""
+    if binding.body == "*":
+        return request
+    field = descriptor_of(request).fields_by_name[binding.body]
+    if field.message_type is None or is_well_known(field.message_type) or is_repeated(field):
+        return None
+    body_message: Message = getattr(request, binding.body)
+    return body_message
 
 
 def _proto_name(descriptor: Descriptor, key: str) -> str:
@@ -137,6 +191,8 @@ def _why_not_a_query_parameter(binding: Binding, name: str) -> str:
         return "this field is sent in the request body"
     if name in binding.path_fields:
         return "this field is set by the URL path"
+    if name in SECRET_HEADERS:
+        return f"a secret never travels in the URL: send it in the {SECRET_HEADERS[name]} header"
     sub_fields = [other for other in query_parameters(binding) if other.startswith(f"{name}.")]
     if sub_fields:
         return f"cannot be set from text: name one of its sub-fields ({', '.join(sub_fields)})"

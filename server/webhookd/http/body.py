@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
+from webhookd.domain import json_text
 from webhookd.domain.errors import PayloadTooLarge
 from webhookd.http.errors import malformed_json, unsupported_media_type
 
@@ -35,8 +37,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json_body(request: Request, limit: int) -> Any:
-    """The parsed body, or None when it is empty (a POST like `:undelete` often sends none)."""
+@dataclass(frozen=True)
+class JsonBody:
+    text: str  # as received: values a caller wants kept as written are cut from it
+    value: Any  # parsed
+
+
+async def read_json_body(request: Request, limit: int, *, field: str = "") -> JsonBody | None:
+    """The body, or None when it is empty (a POST like `:undelete` often sends none). Checked by
+    domain/json_text.py's rules (depth, finite numbers): Invalid naming `field` and the path in it."""
     raw = await read_body(request, limit)
     if not raw.strip():
         return None
@@ -44,7 +53,8 @@ async def read_json_body(request: Request, limit: int) -> Any:
     if not is_json_media_type(content_type):
         raise unsupported_media_type(content_type)
     try:
-        return json.loads(raw)
+        text = raw.decode()
+        return JsonBody(text, json_text.loads(text, field=field))
     except UnicodeDecodeError as error:
         raise malformed_json(f"not UTF-8 ({error.reason})") from error
     except json.JSONDecodeError as error:

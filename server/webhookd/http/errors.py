@@ -25,6 +25,7 @@ from webhookd.domain.errors import ERROR_DOMAIN, FieldViolation
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
+# The one table. A gRPC code becomes the HTTP status given here (google.rpc.Code's own mapping)...
 HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -45,7 +46,15 @@ HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 
-# ABORTED on a version check the caller asked for with If-Match is the HTTP precondition failing.
+# ...and the statuses only the HTTP layer can cause (routing, headers, the body's framing), each with
+# the code whose HTTP class it refines. The error body names that code, so every (status, code) pair a
+# caller can meet is a row of this table, read either way.
+CODE_BY_HTTP_ONLY_STATUS: Mapping[int, grpc.StatusCode] = {
+    405: grpc.StatusCode.UNIMPLEMENTED,  # the path exists, the method is not implemented there
+    412: grpc.StatusCode.FAILED_PRECONDITION,  # If-Match names a version that is not current
+    413: grpc.StatusCode.INVALID_ARGUMENT,  # the body is over the size limit
+    415: grpc.StatusCode.INVALID_ARGUMENT,  # the body is not JSON
+}
 PRECONDITION_FAILED = 412
 
 
@@ -86,7 +95,10 @@ def from_rpc_error(error: grpc.RpcError, *, precondition_from_header: bool = Fal
     details = [any_to_json(detail) for detail in rich.details] if rich is not None else []
     http_status = http_status_for(code)
     if code == grpc.StatusCode.ABORTED and precondition_from_header:
+        # The stale version came from If-Match: HTTP's precondition failed (a stale version in the
+        # body stays 409 ABORTED).
         http_status = PRECONDITION_FAILED
+        code = CODE_BY_HTTP_ONLY_STATUS[PRECONDITION_FAILED]
     headers: dict[str, str] = {}
     if http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
@@ -156,7 +168,15 @@ def malformed_json(reason: str) -> ApiError:
 
 def unsupported_media_type(content_type: str) -> ApiError:
     message = f"Content-Type must be application/json, not {content_type or 'absent'}"
-    return ApiError(415, "INVALID_ARGUMENT", message, [_error_info("UNSUPPORTED_MEDIA_TYPE")])
+    return _http_only(415, message, [_error_info("UNSUPPORTED_MEDIA_TYPE")])
+
+
+def precondition_failed(message: str, *, reason: str) -> ApiError:
+    return _http_only(PRECONDITION_FAILED, message, [_error_info(reason)])
+
+
+def _http_only(http_status: int, message: str, details: list[dict[str, Any]], **headers: str) -> ApiError:
+    return ApiError(http_status, CODE_BY_HTTP_ONLY_STATUS[http_status].name, message, details, dict(headers))
 
 
 def from_domain_error(error: domain.DomainError) -> ApiError:
@@ -165,7 +185,7 @@ def from_domain_error(error: domain.DomainError) -> ApiError:
         return invalid_argument(error.violations, error.message)
     if isinstance(error, domain.PayloadTooLarge):
         info = _error_info(error.reason, {"limit_bytes": str(error.limit_bytes)})
-        return ApiError(413, error.code, error.message, [info])
+        return _http_only(413, error.message, [info])
     http_status = http_status_for(grpc.StatusCode[error.code])
     headers: dict[str, str] = {}
     if http_status == 401:
@@ -181,13 +201,8 @@ def route_not_found(method: str, path: str) -> ApiError:
 
 
 def method_not_allowed(method: str, path: str, allowed: Sequence[str]) -> ApiError:
-    return ApiError(
-        405,
-        "UNIMPLEMENTED",
-        f"{method} is not allowed on {path}; use {', '.join(allowed)}",
-        [_error_info("METHOD_NOT_ALLOWED")],
-        {"Allow": ", ".join(allowed)},
-    )
+    message = f"{method} is not allowed on {path}; use {', '.join(allowed)}"
+    return _http_only(405, message, [_error_info("METHOD_NOT_ALLOWED")], Allow=", ".join(allowed))
 
 
 def internal(message: str = "Internal error") -> ApiError:
@@ -195,21 +210,14 @@ def internal(message: str = "Internal error") -> ApiError:
 
 
 def status_name_for_http(http_status: int) -> str:
-    """For HTTP errors that did not come from gRPC (Starlette's own 404/405, ...)."""
-    names = {
-        400: "INVALID_ARGUMENT",
-        401: "UNAUTHENTICATED",
-        403: "PERMISSION_DENIED",
-        404: "NOT_FOUND",
-        405: "UNIMPLEMENTED",
-        409: "ALREADY_EXISTS",
-        413: "INVALID_ARGUMENT",
-        415: "INVALID_ARGUMENT",
-        429: "RESOURCE_EXHAUSTED",
-        503: "UNAVAILABLE",
-        504: "DEADLINE_EXCEEDED",
-    }
-    return names.get(http_status, "UNKNOWN" if http_status < 500 else "INTERNAL")
+    """For HTTP errors that did not come from gRPC (Starlette's own 404/405, ...): the table read
+    backwards, the first code of a status winning (400 is INVALID_ARGUMENT)."""
+    if http_status in CODE_BY_HTTP_ONLY_STATUS:
+        return str(CODE_BY_HTTP_ONLY_STATUS[http_status].name)
+    for code, status in HTTP_STATUS_BY_CODE.items():
+        if status == http_status:
+            return str(code.name)
+    return "UNKNOWN" if http_status < 500 else "INTERNAL"
 
 
 def error_response(error: ApiError, *, request_id: str | None = None) -> JSONResponse:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
-from webhookd.domain import event_types, ids
+from webhookd.domain import event_types, ids, json_text
 from webhookd.domain.errors import FieldViolation, Invalid
-from webhookd.domain.events import MAX_IDEMPOTENCY_KEY_LENGTH, NewEvent, Published, event_body
+from webhookd.domain.events import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    PAYLOAD_FIELD,
+    PAYLOAD_JSON_FIELD,
+    NewEvent,
+    Published,
+    event_body,
+)
 from webhookd.domain.scope import Scope
 from webhookd.ports import Clock, EventRepository, Notifications, Topic, utc_now
 
@@ -30,24 +37,29 @@ class Events:
         scope: Scope,
         *,
         event_type: str,
-        payload: dict[str, Any],
+        payload_json: str,
         idempotency_key: str | None,
         webhook_id: str | None,
     ) -> Published:
+        """`payload_json` is the event's data as the publisher wrote it (a JSON object); receivers
+        get this very text as `data`."""
         violations: list[FieldViolation] = []
         problem = event_types.validate_event_type(event_type)
         if problem is not None:
             violations.append(FieldViolation("event_type", problem))
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
             violations.append(FieldViolation("idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters"))
+        # Sized before it is parsed, so an oversized text costs no parse.
         now = self._now()
-        body = event_body(event_type, now, payload)
+        body = event_body(event_type, now, payload_json)
         if len(body) > self._max_payload_bytes:
             violations.append(
                 FieldViolation(
-                    "payload", f"is {len(body)} bytes serialised; the limit is {self._max_payload_bytes} bytes"
+                    PAYLOAD_FIELD, f"is {len(body)} bytes serialised; the limit is {self._max_payload_bytes} bytes"
                 )
             )
+        else:
+            violations += _payload_violations(payload_json)
         if violations:
             raise Invalid(violations)
         event = NewEvent(
@@ -62,3 +74,19 @@ class Events:
         if published.deliveries_queued and not published.duplicate:
             self._notifications.notify(Topic.DELIVERIES)
         return published
+
+
+def _payload_violations(payload_json: str) -> list[FieldViolation]:
+    """A JSON object within json_text's rules; violations name `payload_json`, the field that
+    carries the text (a Struct or a REST body is checked on its way in)."""
+    try:
+        value = json_text.loads(payload_json, field=PAYLOAD_JSON_FIELD)
+    except json.JSONDecodeError as error:
+        return [
+            FieldViolation(PAYLOAD_JSON_FIELD, f"is not JSON: {error.msg} at line {error.lineno} column {error.colno}")
+        ]
+    except Invalid as error:
+        return error.violations
+    if not isinstance(value, dict):
+        return [FieldViolation(PAYLOAD_JSON_FIELD, "must be a JSON object")]
+    return []

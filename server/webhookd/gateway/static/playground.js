@@ -206,6 +206,7 @@
       return el("select", attrs, el("option", { value: "", text: "(any)" }), ...param.values.map((v) => el("option", { value: v, text: v })));
     }
     if (param.type === "number") return el("input", { ...attrs, type: "number", inputmode: "numeric" });
+    if (param.secret) return el("input", { ...attrs, type: "password", placeholder: "(optional)" });
     let placeholder = "";
     if (param.type === "date-time") placeholder = "2025-01-31T12:00:00Z";
     if (param.repeated) placeholder = "comma-separated";
@@ -241,7 +242,7 @@
     if (operation.headers.length) {
       const group = el("fieldset", { class: "group" }, el("legend", { text: "Headers" }));
       for (const header of operation.headers) {
-        group.append(fieldRow({ name: header.name, type: "string", notes: header.notes }, "header", false));
+        group.append(fieldRow({ name: header.name, type: "string", notes: header.notes, secret: header.secret }, "header", false));
       }
       form.append(group);
     }
@@ -285,9 +286,11 @@
       for (const v of values) query.append(param.name, v);
     }
     const headers = { Accept: "application/json" };
+    const secretHeaders = ["Authorization"];
     for (const header of operation.headers) {
       const value = form.elements[header.name].value.trim();
       if (value) headers[header.name] = value;
+      if (header.secret) secretHeaders.push(header.name);
     }
     let body;
     if (operation.body) {
@@ -304,13 +307,14 @@
     }
     if (state.token) headers.Authorization = `Bearer ${state.token}`;
     const search = query.toString();
-    return { method: operation.method, url: path + (search ? `?${search}` : ""), headers, body };
+    return { method: operation.method, url: path + (search ? `?${search}` : ""), headers, body, secretHeaders };
   }
 
   function describeRequest(request) {
     const lines = [`${request.method} ${request.url}`];
     for (const [name, value] of Object.entries(request.headers)) {
-      lines.push(`${name}: ${name === "Authorization" ? `Bearer ${MASK}` : value}`);
+      const shown = name === "Authorization" ? `Bearer ${MASK}` : request.secretHeaders.includes(name) ? MASK : value;
+      lines.push(`${name}: ${shown}`);
     }
     if (!request.headers.Authorization) lines.push("(no Authorization header: paste a token above)");
     if (request.body !== undefined) lines.push("", prettyJson(request.body));

@@ -167,7 +167,7 @@ class CreateWebhookRequest(_message.Message):
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     signing_secret: _builtins.str
     """Optional signing secret to use instead of a generated one: `whsec_` + base64 of 24..64
-    bytes, or 24..64 bytes of text.
+    bytes, or 24..64 bytes of text. Over HTTP it is the Webhook-Signing-Secret header.
     """
     @_builtins.property
     def webhook(self) -> _webhook_pb2.Webhook:
@@ -375,6 +375,7 @@ class PublishEventRequest(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     event_type: _builtins.str
     """Dot-separated event type, e.g. rfp.created; webhooks subscribe with exact types, `rfp.*` or `*`."""
     idempotency_key: _builtins.str
@@ -384,10 +385,17 @@ class PublishEventRequest(_message.Message):
     """
     webhook_id: _builtins.str
     """Optional: deliver only to this webhook (it must still be active, outbound and match the type)."""
+    payload_json: _builtins.str
+    """The event's data as JSON text (an object), instead of payload: receivers get this text as
+    `data` byte for byte, every number as written. Set payload or payload_json, not both. Over
+    HTTP it is not a field of its own: the `payload` sent is passed here as it arrived.
+    """
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
         """The event's data, a JSON object (at most WEBHOOKD_MAX_PAYLOAD_BYTES, 256 KiB by default once
-        serialised). Receivers get `{"type", "timestamp", "data"}` with this as `data`.
+        serialised). Receivers get `{"type", "timestamp", "data"}` with this as `data`. A Struct holds
+        every number as a double: for integers past 2^53 or decimals as written, send payload_json.
+        Over HTTP, `payload` reaches receivers exactly as sent.
         """
 
     def __init__(
@@ -397,10 +405,11 @@ class PublishEventRequest(_message.Message):
         payload: _struct_pb2.Struct | None = ...,
         idempotency_key: _builtins.str = ...,
         webhook_id: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "idempotency_key", b"idempotency_key", "payload", b"payload", "webhook_id", b"webhook_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "idempotency_key", b"idempotency_key", "payload", b"payload", "payload_json", b"payload_json", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -138,7 +138,9 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateWebhook(self, request, context):
-        """Creates a webhook and its signing secret. The secret is returned here and never again.
+        """Creates a webhook and its signing secret. The secret is returned here and never again. Over
+        HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
+        Webhook-Signing-Secret header, never in the URL.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

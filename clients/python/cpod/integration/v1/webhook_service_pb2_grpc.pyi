@@ -40,7 +40,10 @@ class WebhookServiceStub:
     GetWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.GetWebhookRequest, _webhook_service_pb2.GetWebhookResponse]
     """Returns one webhook, soft-deleted or not."""
     CreateWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.CreateWebhookRequest, _webhook_service_pb2.CreateWebhookResponse]
-    """Creates a webhook and its signing secret. The secret is returned here and never again."""
+    """Creates a webhook and its signing secret. The secret is returned here and never again. Over
+    HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
+    Webhook-Signing-Secret header, never in the URL.
+    """
     UpdateWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.UpdateWebhookRequest, _webhook_service_pb2.UpdateWebhookResponse]
     """Updates the fields named in update_mask. A stale webhook.version is ABORTED."""
     DeleteWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.DeleteWebhookRequest, _webhook_service_pb2.DeleteWebhookResponse]
@@ -98,7 +101,10 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     GetWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.GetWebhookRequest, _webhook_service_pb2.GetWebhookResponse]  # type: ignore[assignment]
     """Returns one webhook, soft-deleted or not."""
     CreateWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.CreateWebhookRequest, _webhook_service_pb2.CreateWebhookResponse]  # type: ignore[assignment]
-    """Creates a webhook and its signing secret. The secret is returned here and never again."""
+    """Creates a webhook and its signing secret. The secret is returned here and never again. Over
+    HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
+    Webhook-Signing-Secret header, never in the URL.
+    """
     UpdateWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.UpdateWebhookRequest, _webhook_service_pb2.UpdateWebhookResponse]  # type: ignore[assignment]
     """Updates the fields named in update_mask. A stale webhook.version is ABORTED."""
     DeleteWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.DeleteWebhookRequest, _webhook_service_pb2.DeleteWebhookResponse]  # type: ignore[assignment]
@@ -171,7 +177,10 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.CreateWebhookRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.CreateWebhookResponse, _abc.Awaitable[_webhook_service_pb2.CreateWebhookResponse]]:
-        """Creates a webhook and its signing secret. The secret is returned here and never again."""
+        """Creates a webhook and its signing secret. The secret is returned here and never again. Over
+        HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
+        Webhook-Signing-Secret header, never in the URL.
+        """
 
     @_abc_1.abstractmethod
     def UpdateWebhook(

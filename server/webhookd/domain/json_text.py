@@ -1,0 +1,138 @@
+"""JSON text from callers, checked before anything is built from it.
+
+Two rules, besides RFC 8259's grammar:
+- nesting is at most MAX_DEPTH levels: deeper text is refused before it is parsed, so it can never
+  exhaust the parser's recursion (a RecursionError would be a 500, or a dropped connection);
+- every number is one a double can hold in magnitude: `NaN` and `Infinity` (which Python's json
+  accepts) are not JSON, and `1e400` reads as infinity in every receiver that parses numbers as
+  doubles. Precision is not limited: `9007199254740993` and `0.1` are fine, and kept as written by
+  callers that keep the text (an event's payload is spliced into its body as sent).
+
+`loads` parses to check and to read; violations name the field and the path inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from webhookd.domain.errors import FieldViolation, Invalid
+
+# Deep enough for any real document (the seed's retry_policy is two levels), shallow enough that the
+# parser's recursion (about 1,000 frames) is never at risk, whoever calls.
+MAX_DEPTH = 100
+# An integer literal this long may be past a double's range (~1.8e308); shorter ones never are.
+_LONGEST_SAFE_INTEGER = 308
+
+# Tokens that matter for depth: strings (skipped, with a `:` after a key), and brackets.
+_DEPTH_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"\s*:?|[\[\]{}]')
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+class _OutOfRange:
+    """Stands in for a number a double cannot hold, until its path is known."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def loads(text: str, *, field: str = "") -> Any:
+    """The parsed value. Raises json.JSONDecodeError for text that is not JSON at all (the caller
+    words that), and Invalid, naming `field` and the path inside it, for the rules above."""
+    deep = _too_deep(text)
+    if deep is not None:
+        raise Invalid.field(_join(field, deep), f"nests deeper than {MAX_DEPTH} levels")
+    out_of_range: list[_OutOfRange] = []
+
+    def number(literal: str) -> Any:
+        value = float(literal)
+        if math.isinf(value):
+            out_of_range.append(_OutOfRange(literal))
+            return out_of_range[-1]
+        return value
+
+    def integer(literal: str) -> Any:
+        if len(literal.lstrip("-")) > _LONGEST_SAFE_INTEGER:
+            return number(literal)
+        return int(literal)
+
+    def constant(literal: str) -> Any:
+        out_of_range.append(_OutOfRange(literal))
+        return out_of_range[-1]
+
+    value = json.loads(text, parse_float=number, parse_int=integer, parse_constant=constant)
+    if out_of_range:
+        raise Invalid(
+            [
+                FieldViolation(_join(field, path), f"{marker.literal} is not a finite JSON number a double can hold")
+                for path, marker in _markers(value, "")
+            ]
+        )
+    return value
+
+
+def member_texts(text: str) -> dict[str, str]:
+    """The exact text of each member's value in a JSON object (the last of a repeated key, as
+    json.loads keeps it), for a caller that keeps a value as written. `text` must have passed
+    `loads`; anything but an object gives {}."""
+    decoder = json.JSONDecoder()
+    at = _skip_whitespace(text, 0)
+    members: dict[str, str] = {}
+    if text[at : at + 1] != "{":
+        return members
+    at = _skip_whitespace(text, at + 1)
+    while (key_token := _STRING.match(text, at)) is not None:
+        key, at = json.loads(key_token.group()), key_token.end()
+        start = _skip_whitespace(text, _skip_whitespace(text, at) + 1)  # past the ':'
+        _, end = decoder.raw_decode(text, start)
+        members[key] = text[start:end]
+        at = _skip_whitespace(text, end)
+        if text[at : at + 1] == ",":
+            at = _skip_whitespace(text, at + 1)
+    return members
+
+
+def _skip_whitespace(text: str, at: int) -> int:
+    found = _WHITESPACE.match(text, at)
+    return found.end() if found is not None else at
+
+
+def _too_deep(text: str) -> str | None:
+    """None when the text nests at most MAX_DEPTH levels; else the top-level key it nests too deep
+    under ("" when that is not inside a top-level object)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None  # cannot be deeper, whatever the strings hold: the common case, at C speed
+    depth, key = 0, ""
+    for token in _DEPTH_TOKENS.finditer(text):
+        lexeme = token.group()
+        if lexeme[0] == '"':
+            if depth == 1 and lexeme.endswith(":"):
+                key = json.loads(lexeme[:-1])
+        elif lexeme in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return key
+        else:
+            depth -= 1
+    return None
+
+
+def _markers(value: Any, path: str) -> Iterator[tuple[str, _OutOfRange]]:
+    if isinstance(value, _OutOfRange):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _markers(item, _join(path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _markers(item, f"{path}[{index}]")
+
+
+def _join(path: str, key: str) -> str:
+    if not path or not key:
+        return path or key
+    return f"{path}{key}" if key.startswith("[") else f"{path}.{key}"

@@ -1,0 +1,205 @@
+"""The OpenAPI description of the HTTP routes no proto describes: liveness, readiness, metrics, the
+document itself, and the inbound callback external systems POST to. openapi.py adds them to the
+document it derives from the descriptors; their shapes follow http/operations.py and
+http/receiver.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhookd.domain import signing
+from webhookd.domain.inbound import INBOUND_PATH_PREFIX
+from webhookd.domain.statuses import ReceiptAnswer
+from webhookd.http.media_types import JSON_MEDIA_TYPE
+from webhookd.http.operations import HEALTH_PATH, METRICS_PATH, READY_PATH
+
+OPERATIONS_TAG = "Operations"
+INBOUND_TAG = "Inbound"
+TAGS = [
+    {"name": OPERATIONS_TAG, "description": "Probes and scrapes for operators and orchestrators. No token."},
+    {
+        "name": INBOUND_TAG,
+        "description": "Where external systems call an inbound webhook. No token: requests are signed with the "
+        "webhook's secret (Standard Webhooks, or X-Hub-Signature-256).",
+    },
+]
+INBOUND_ROUTE = INBOUND_PATH_PREFIX + "{webhook_id}"
+PROMETHEUS_MEDIA_TYPES = ("text/plain", "application/openmetrics-text")
+
+
+def operational_paths(openapi_path: str, error: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Path items for the routes above; `error` is the schema (a $ref) error bodies use."""
+    return {
+        HEALTH_PATH: {"get": _health()},
+        READY_PATH: {"get": _ready()},
+        METRICS_PATH: {"get": _metrics()},
+        openapi_path: {"get": _document()},
+        INBOUND_ROUTE: {"post": _inbound(error)},
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {JSON_MEDIA_TYPE: {"schema": schema}}
+
+
+def _operation(operation_id: str, tag: str, summary: str, description: str, **more: Any) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        "description": description,
+        "security": [],
+        **more,
+    }
+
+
+def _health() -> dict[str, Any]:
+    return _operation(
+        "health",
+        OPERATIONS_TAG,
+        "Liveness: the process serves HTTP.",
+        "Answers as long as the process runs; it checks nothing else (see /readyz).",
+        responses={
+            "200": {
+                "description": "The process is up.",
+                "content": _json({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}),
+            }
+        },
+    )
+
+
+def _ready() -> dict[str, Any]:
+    body = {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "unavailable"]},
+            "checks": {
+                "type": "object",
+                "description": "Each dependency (database, vault, or the gRPC service behind a gateway): `ok`, or "
+                "a short reason.",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    }
+    return _operation(
+        "ready",
+        OPERATIONS_TAG,
+        "Readiness: the dependencies answer.",
+        "The database and Vault (or, for `webhookd gateway`, the gRPC service) answer within a short timeout.",
+        responses={
+            "200": {"description": "Ready: every check is `ok`.", "content": _json(body)},
+            "503": {"description": "Not ready: a check names what failed.", "content": _json(body)},
+        },
+    )
+
+
+def _metrics() -> dict[str, Any]:
+    text = {"schema": {"type": "string"}}
+    return _operation(
+        "metrics",
+        OPERATIONS_TAG,
+        "Prometheus metrics.",
+        "gRPC calls by method and code with latency, HTTP requests by route and status, delivery attempts "
+        "by outcome with latency, open streams, queue depth and oldest due age. The Prometheus text format, "
+        "or OpenMetrics when the scraper's Accept asks for it.",
+        responses={
+            "200": {
+                "description": "The current metrics.",
+                "content": {media_type: text for media_type in PROMETHEUS_MEDIA_TYPES},
+            }
+        },
+    )
+
+
+def _document() -> dict[str, Any]:
+    return _operation(
+        "openapi",
+        OPERATIONS_TAG,
+        "This OpenAPI document.",
+        "Generated at start-up from the same protos and http rules as the routes.",
+        responses={
+            "200": {
+                "description": "The OpenAPI 3.1 document.",
+                "content": _json(
+                    {
+                        "type": "object",
+                        "required": ["openapi"],
+                        "properties": {"openapi": {"type": "string"}},
+                        "additionalProperties": True,
+                    }
+                ),
+            }
+        },
+    )
+
+
+def _inbound(error: dict[str, Any]) -> dict[str, Any]:
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": description,
+            "schema": {"type": "string"},
+        }
+
+    def failure(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = {"description": description, "content": _json(error)}
+        if headers:
+            response["headers"] = headers
+        return response
+
+    retry_after = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+    return _operation(
+        "receiveInbound",
+        INBOUND_TAG,
+        "Receive a request for an inbound webhook.",
+        "The callback `url` of an inbound webhook. The request is verified with the webhook's signing secret "
+        "(Standard Webhooks: `webhook-id`, `webhook-timestamp` within 5 minutes, `webhook-signature`; or "
+        "`X-Hub-Signature-256` for `hmac-sha256`) and stored, byte for byte, before the 200 is sent. A retry "
+        "of a message already accepted (same `webhook-id` or `X-GitHub-Delivery`) is acknowledged as "
+        "`duplicate` and stored once. Internal services read what arrived with StreamInboundEvents.",
+        parameters=[
+            {
+                "name": "webhook_id",
+                "in": "path",
+                "required": True,
+                "description": "The inbound webhook (whk_…).",
+                "schema": {"type": "string"},
+            },
+            header(signing.ID_HEADER, "Standard Webhooks: the message id; a retry keeps it."),
+            header(signing.TIMESTAMP_HEADER, "Standard Webhooks: Unix seconds when it was signed."),
+            header(signing.SIGNATURE_HEADER, "Standard Webhooks: space-separated `v1,<base64>` signatures."),
+            header(signing.GITHUB_SIGNATURE_HEADER, "hmac-sha256: `sha256=<hex>` of the body."),
+            header("X-GitHub-Delivery", "hmac-sha256: the message id; a retry keeps it."),
+        ],
+        requestBody={
+            "required": True,
+            "description": "Any body, JSON or not: it is stored as sent, with its Content-Type.",
+            "content": {JSON_MEDIA_TYPE: {"schema": {}}, "*/*": {"schema": {}}},
+        },
+        responses={
+            "200": {
+                "description": "Stored (or a duplicate of a stored message).",
+                "content": _json(
+                    {
+                        "type": "object",
+                        "required": ["status", "id"],
+                        "properties": {
+                            "status": {"type": "string", "enum": [answer.value for answer in ReceiptAnswer]},
+                            "id": {
+                                "type": ["string", "null"],
+                                "description": "The receipt (rcv_…); null for a duplicate.",
+                            },
+                        },
+                    }
+                ),
+            },
+            "401": failure("The signature is missing, wrong or too old; recorded without the body."),
+            "404": failure("No live, enabled inbound webhook has this id."),
+            "413": failure("The body is over the inbound size limit."),
+            "429": failure("Over this webhook's rate limit.", **{"Retry-After": retry_after}),
+            "503": failure("A dependency (the database, Vault) is unavailable.", **{"Retry-After": retry_after}),
+        },
+    )

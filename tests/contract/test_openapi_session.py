@@ -1,0 +1,150 @@
+"""The OpenAPI document the real gateway serves, checked by third-party tools: openapi-spec-validator
+finds it valid OpenAPI 3.1, and openapi-core validates every request and response of a scripted
+session over every REST route a caller uses, successes and errors alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from contract_session import API, CheckedSession, served_document, stream_items, strict_openapi, tenant_token
+from openapi_spec_validator import validate
+from openapi_spec_validator.versions import consts
+from openapi_spec_validator.versions.shortcuts import get_spec_version
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+
+from webhookd.domain.inbound import INBOUND_PATH_PREFIX
+from webhookd.gateway.routes import parse_template
+
+pytestmark = pytest.mark.slow
+
+SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+
+
+async def test_the_served_document_is_valid_openapi_3_1(gateway) -> None:
+    document = await asyncio.to_thread(served_document, gateway.url)
+
+    validate(document)
+    assert get_spec_version(document) == consts.OPENAPIV31
+
+
+async def test_every_exchange_of_a_session_is_one_the_document_describes(gateway, workers, receiver) -> None:
+    document = await asyncio.to_thread(served_document, gateway.url)
+    session = CheckedSession(gateway.url, strict_openapi(document), tenant_token(), document)
+
+    exchanges = await asyncio.to_thread(run_session, session, receiver.url)
+
+    statuses = {status for _, _, status in exchanges}
+    assert {200, 304, 400, 401, 404, 409, 412, 415} <= statuses
+    described = {(verb.upper(), path) for path, item in document["paths"].items() for verb in item}
+    templates = {path: parse_template(path) for path in document["paths"]}
+    called = {
+        (method, template)
+        for method, path, _ in exchanges
+        for template, parsed in templates.items()
+        if parsed.match(path) is not None and (method, template) in described
+    }
+    assert called == described, sorted(described - called)
+
+
+def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, str, int]]:
+    """Blocking (the gateway shares the test's event loop): run it in a thread."""
+    call = session.call
+    for path in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"):
+        assert call("GET", path).status_code == 200, path
+
+    # -- webhooks: create, read, list, conditional writes ------------------------------------------
+    created = call(
+        "POST",
+        f"{API}/webhooks",
+        json={"name": "contract", "url": receiver_url, "event_types": ["contract.*"], "tags": ["a"]},
+        headers={"Webhook-Signing-Secret": SECRET},
+    )
+    assert created.status_code == 200, created.text
+    webhook = created.json()["webhook"]
+    url = f"{API}/webhooks/{webhook['id']}"
+    got = call("GET", url)
+    assert call("GET", url, headers={"If-None-Match": got.headers["ETag"]}).status_code == 304
+    assert call("GET", f"{API}/webhooks", params={"direction": "outbound", "page_size": 10}).status_code == 200
+    assert call("GET", f"{API}/webhooks", params={"show_deleted": "true", "tag": "a"}).status_code == 200
+    patched = call("PATCH", url, json={"name": "renamed"}, headers={"If-Match": got.headers["ETag"]})
+    assert patched.status_code == 200, patched.text
+    assert call("PATCH", url, json={"name": "x"}, headers={"If-Match": got.headers["ETag"]}).status_code == 412
+    assert call("PATCH", url, json={"name": "x", "version": 1}).status_code == 409
+    assert call("PATCH", f"{url}?update_mask=tags", json={"tags": ["b"]}).status_code == 200
+    assert call("POST", f"{API}/webhooks", json={"name": "no url"}).status_code == 400
+    assert call("GET", f"{API}/webhooks/whk_01J0000000000000000000000").status_code == 404
+    not_json = call(
+        "POST", f"{API}/webhooks", data="name=x", headers={"Content-Type": "text/plain"}, valid_request=False
+    )
+    assert not_json.status_code == 415
+    anonymous = call("GET", f"{API}/webhooks", headers={"Authorization": ""}, valid_request=False)
+    assert anonymous.status_code == 401
+
+    # -- events and their deliveries --------------------------------------------------------------
+    published = call(
+        "POST",
+        f"{API}/events",
+        json={"event_type": "contract.created", "payload": {"id": 9007199254740993, "amount": 0.1}},
+        headers={"Idempotency-Key": "contract-1"},
+    )
+    assert published.status_code == 200, published.text
+    nan = '{"event_type": "contract.created", "payload": {"a": NaN}}'
+    bad = call("POST", f"{API}/events", data=nan, headers={"Content-Type": "application/json"}, valid_request=False)
+    assert bad.status_code == 400
+    delivery = wait_for_delivery(session, webhook["id"])
+    assert call("GET", f"{API}/deliveries/{delivery['id']}").status_code == 200
+    assert call("POST", f"{API}/deliveries/{delivery['id']}:redeliver", json={}).status_code == 200
+    log = call("GET", f"{API}/delivery-log", params={"webhook_id": webhook["id"], "follow": "false"})
+    assert log.status_code == 200 and log.headers["content-type"].startswith("application/x-ndjson")
+    assert stream_items(log)  # the delivery's attempt (its redelivery may still run), each validated
+    events = call("GET", f"{API}/delivery-log", params={"follow": "false"}, headers={"Accept": "text/event-stream"})
+    assert events.status_code == 200 and events.headers["content-type"].startswith("text/event-stream")
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    assert call("POST", f"{url}:recover", json={"since": since}).status_code == 200
+    assert call("POST", f"{url}:rotateSecret", json={"overlap": "0s"}).status_code == 200
+    assert call("POST", f"{url}:resume", json={}).status_code in (200, 400)
+
+    # -- delete and undelete ----------------------------------------------------------------------
+    current = call("GET", url).headers["ETag"]
+    assert call("DELETE", url, headers={"If-Match": current}).status_code == 200
+    assert call("POST", f"{url}:undelete").status_code == 200
+    assert call("POST", f"{url}:undelete", json={}).status_code == 409
+    assert call("DELETE", url, params={"version": 1}).status_code == 409
+
+    # -- inbound: a signed request, then the stream and a consumer's ack ----------------------------
+    inbound = call("POST", f"{API}/webhooks", json={"name": "inbound", "direction": "inbound"}).json()
+    body = b'{"type": "partner.updated", "id": 9007199254740993}'
+    headers = signed_headers(inbound["signing_secret"], body)
+    receipt = call("POST", INBOUND_PATH_PREFIX + inbound["webhook"]["id"], data=body, headers=headers)
+    assert receipt.status_code == 200, receipt.text
+    assert call("POST", INBOUND_PATH_PREFIX + inbound["webhook"]["id"], data=body).status_code == 401
+    stream = call("GET", f"{API}/inbound-events", params={"consumer": "contract", "follow": "false"})
+    cursor = stream_items(stream)[-1]["event"]["cursor"]
+    assert call("POST", f"{API}/inbound-consumers/contract:ack", json={"cursor": cursor}).status_code == 200
+    return session.exchanges
+
+
+def signed_headers(secret: str, body: bytes) -> dict[str, str]:
+    message_id, now = "msg_contract_1", datetime.now(UTC)
+    signature = StandardWebhook(secret).sign(message_id, now, body.decode())
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+def wait_for_delivery(session: CheckedSession, webhook_id: str) -> dict[str, object]:
+    """The webhook's one delivery once it has succeeded (bounded polling, each poll validated)."""
+    deadline = time.monotonic() + 15
+    while True:
+        listed = session.call("GET", f"{API}/deliveries", params={"webhook_id": webhook_id}).json()["deliveries"]
+        if listed and listed[0]["status"] == "succeeded":
+            delivery: dict[str, object] = listed[0]
+            return delivery
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.05)
