@@ -3,7 +3,8 @@
 hvac is synchronous, so every call runs on this store's own small thread pool, never on the event
 loop's shared default executor (which also serves aiohttp's DNS lookups: a slow Vault must not stall
 outbound deliveries). Each thread has its own hvac client, since the requests session inside one is
-not promised to be safe across threads. Nothing is cached here: reads for signing are cached by
+not promised to be safe across threads; it sends through urllib3 (secrets/transport.py). Nothing
+is cached here: reads for signing are cached by
 fingerprint in services/signing_secrets.py, and a rotation must read what Vault holds now. Errors
 never carry the token or a secret value.
 """
@@ -20,10 +21,14 @@ from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions
+import urllib3
 
 from webhookd.domain.errors import Invalid, NotFound, Unavailable
+from webhookd.secrets.transport import Urllib3Session
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
+# Vault answered with an error, or could not be reached (urllib3's errors are not all OSErrors).
+_FAILURES = (hvac.exceptions.VaultError, urllib3.exceptions.HTTPError, OSError)
 DEFAULT_THREADS = 4
 T = TypeVar("T")
 # Ids become one path segment each: starting with a letter or digit rules out "." and "..", and
@@ -67,7 +72,7 @@ class VaultSecretStore:
         """This thread's hvac client."""
         client = getattr(self._local, "client", None)
         if client is None:
-            client = hvac.Client(url=self.addr, token=self._token, timeout=self._timeout)
+            client = hvac.Client(url=self.addr, token=self._token, timeout=self._timeout, session=Urllib3Session())
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
@@ -90,7 +95,7 @@ class VaultSecretStore:
         write = functools.partial(_write, path=path, data=dict(data), mount=self.mount)
         try:
             await self._call(write)
-        except (hvac.exceptions.VaultError, OSError) as exc:
+        except _FAILURES as exc:
             raise _unavailable(exc) from exc
 
     async def read(self, path: str) -> dict[str, str]:
@@ -99,7 +104,7 @@ class VaultSecretStore:
             response = await self._call(functools.partial(_read, path=path, mount=self.mount))
         except hvac.exceptions.InvalidPath:
             raise NotFound(f"no secret at {path}") from None
-        except (hvac.exceptions.VaultError, OSError) as exc:
+        except _FAILURES as exc:
             raise _unavailable(exc) from exc
         return {str(k): str(v) for k, v in (response["data"]["data"] or {}).items()}
 
@@ -110,14 +115,14 @@ class VaultSecretStore:
             await self._call(functools.partial(_delete, path=path, mount=self.mount))
         except hvac.exceptions.InvalidPath:
             pass
-        except (hvac.exceptions.VaultError, OSError) as exc:
+        except _FAILURES as exc:
             raise _unavailable(exc) from exc
 
     async def ping(self) -> None:
         """Raise Unavailable unless Vault answers, is unsealed and accepts the token."""
         try:
             await self._call(lambda client: client.auth.token.lookup_self())
-        except (hvac.exceptions.VaultError, OSError) as exc:
+        except _FAILURES as exc:
             raise _unavailable(exc) from exc
 
     def close(self) -> None:
@@ -161,6 +166,6 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
 
 def _unavailable(exc: Exception) -> Unavailable:
     """Unavailable with a short reason built from the error's type only, never from its text."""
-    # Otherwise requests' ConnectionError, ConnectTimeout, ReadTimeout… (all OSError) or another VaultError.
+    # Otherwise urllib3's NewConnectionError, ProtocolError, ReadTimeoutError… or another VaultError.
     reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), type(exc).__name__)
     return Unavailable(f"vault unreachable: {reason}")

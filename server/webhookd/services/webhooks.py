@@ -90,7 +90,9 @@ class Webhooks:
             # Shielded: a cancelled call must still not leave an orphaned secret behind.
             await asyncio.shield(self._discard_secret(vault_path))
             raise
-        return self._written(stored), secret
+        # No other process can hold a webhook that did not exist: nothing to tell them.
+        self._cache.put(stored)
+        return stored, secret
 
     async def get(self, scope: Scope, webhook_id: str, *, fresh: bool = False) -> Webhook:
         """From the cache unless `fresh` (see services/webhook_cache.py for what it may lag)."""
