@@ -410,7 +410,8 @@ class FakeInbound:
         self._now = clock or FakeClock()
         self._buckets: dict[str, tuple[float, datetime]] = {}  # webhook -> (tokens, as of)
         self.receipts: list[StoredReceipt] = []
-        self.consumers: dict[tuple[str, str], LogPosition] = {}  # (tenant, name): consumers are per tenant
+        # (tenant, app or "", name): a consumer belongs to the caller's whole scope
+        self.consumers: dict[tuple[str, str, str], LogPosition] = {}
 
     async def admit(self, webhook_id: str, *, rate_per_second: float, burst: int) -> Admission:
         target = self._target(webhook_id)
@@ -465,10 +466,10 @@ class FakeInbound:
         return sorted(found, key=lambda event: event.position)[:limit]
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
-        return self.consumers.get((scope.tenant_id, name))
+        return self.consumers.get((scope.tenant_id, scope.app_id or "", name))
 
     async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
-        key = (scope.tenant_id, name)
+        key = (scope.tenant_id, scope.app_id or "", name)
         current = self.consumers.get(key)
         if current is None or current < position:
             self.consumers[key] = position
