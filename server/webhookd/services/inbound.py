@@ -70,7 +70,7 @@ class Inbound:
         admission = await self._store.admit(webhook_id, rate_per_second=self._rate_per_second, burst=self._burst)
         target = admission.target
         if target is None:
-            raise NotFound(f"no active inbound webhook {webhook_id}")
+            raise NotFound.of("active inbound webhook", webhook_id)
         if admission.retry_after_seconds is not None:
             wait = max(1.0, admission.retry_after_seconds)
             raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=wait)

@@ -101,7 +101,7 @@ class Webhooks:
             cached = await self._store.get(scope, webhook_id)
             self._cache.put(cached)
         elif not scope.owns(cached.tenant_id, cached.app_id):
-            raise NotFound(f"webhook {webhook_id} not found")
+            raise NotFound.of("webhook", webhook_id)
         return cached
 
     def follow_changes(self) -> AbstractAsyncContextManager[None]:
