@@ -25,7 +25,7 @@ from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.errors import Unavailable
 from webhookd.gateway import create_gateway_app
-from webhookd.gateway.playground import DevTokenSource, playground_routes
+from webhookd.gateway.playground import DevTokenSource, local_hosts, playground_routes
 from webhookd.http.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
 from webhookd.http.receiver import inbound_route
 from webhookd.http.server import HttpServer
@@ -237,12 +237,16 @@ class Gateway:
         """dev_token: offered to the Playground page ("Use dev token"); `webhookd dev` only."""
         self.metrics = metrics or Metrics()
         self.channel = channel
+        configured_host = settings.http_addr.rpartition(":")[0]
         self.app = create_gateway_app(
             self.channel,
             max_request_bytes=settings.max_request_bytes,
             extra_routes=[
                 metrics_route(self.metrics),
-                *playground_routes(dev_token=dev_token),
+                # The configured address with the port it listens on (configured as 0 in tests).
+                *playground_routes(
+                    dev_token=dev_token, dev_token_hosts=lambda: local_hosts(f"{configured_host}:{self.port}")
+                ),
                 *(extra_routes or []),
             ],
         )
