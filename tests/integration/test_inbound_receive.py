@@ -317,6 +317,14 @@ async def test_unknown_deleted_disabled_and_outbound_webhooks_are_not_found(call
         assert await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=webhook_id) == 0
 
 
+@pytest.mark.parametrize("webhook_id", ["whk_%00", "a%00b", "whk_" + "A" * 10_000, "%E2%9C%93"])
+async def test_an_id_no_webhook_could_have_is_not_found(gateway, http, webhook_id: str) -> None:
+    response = await http.post(f"{gateway.url}/api/v1/integration/inbound/{webhook_id}", content=b"{}")
+
+    assert_not_found(response)
+    assert len(response.text) < 1000
+
+
 # -- size ------------------------------------------------------------------------------------------------
 
 
