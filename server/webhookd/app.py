@@ -52,6 +52,8 @@ from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
 RETENTION_INTERVAL_SECONDS = 3600
+# How often an idle server asks the database whether it answers, so its health is not stale.
+HEALTH_PING_SECONDS = 2.0
 SERVICE_DESCRIPTOR = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 
@@ -187,6 +189,7 @@ class Service:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection([SERVICE_NAME, health.SERVICE_NAME], self.server)
         self.grpc_port = 0
+        self._health_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.grpc_port = self.server.add_insecure_port(self.settings.grpc_addr)
@@ -194,8 +197,34 @@ class Service:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
         await self.core.start()
         await self.server.start()
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._health_task = asyncio.create_task(self._follow_database(), name="health")
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for service in (SERVICE_NAME, ""):
+            await self.health.set(service, status)
+
+    async def _follow_database(self) -> None:
+        """grpc.health says NOT_SERVING while the database cannot be reached, SERVING again once it
+        answers (the database's own probe ends the outage). The ping lets an idle server notice: a
+        ping that fails starts that probe."""
+        serving = True
+        while True:
+            changed = asyncio.ensure_future(self.core.database.reachability_changed())
+            try:
+                if self.core.database.reachable != serving:
+                    serving = self.core.database.reachable
+                    await self._set_health(
+                        health_pb2.HealthCheckResponse.SERVING
+                        if serving
+                        else health_pb2.HealthCheckResponse.NOT_SERVING
+                    )
+                if serving:
+                    with contextlib.suppress(Unavailable):
+                        await self.core.database.ping()
+                await asyncio.wait({changed}, timeout=HEALTH_PING_SECONDS)
+            finally:
+                changed.cancel()
 
     @property
     def grpc_target(self) -> str:
@@ -204,6 +233,9 @@ class Service:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, let in-flight ones finish within the grace period, then release."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.core.close()
