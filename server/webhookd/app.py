@@ -35,6 +35,7 @@ from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.events import Events
 from webhookd.services.history import History
 from webhookd.services.inbound import Inbound
+from webhookd.services.orphan_secrets import OrphanSecrets
 from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
@@ -46,6 +47,7 @@ from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
 from webhookd.store.notifications import PostgresNotifications
+from webhookd.store.secret_owners import SecretOwners
 from webhookd.store.statistics import keep_statistics
 from webhookd.store.stream_leases import PostgresStreamLeases
 from webhookd.store.webhooks import WebhookStore
@@ -74,6 +76,7 @@ class Backends:
             self.vault_token,
             mount=settings.vault_mount,
             prefix=settings.vault_prefix,
+            timeout=settings.vault_timeout_seconds,
         )
 
     def stop(self) -> None:
@@ -333,9 +336,14 @@ class DeliveryWorkers:
             grace_seconds=settings.shutdown_grace_seconds,
         )
         self.retention_days = settings.retention_days
+        grace = timedelta(seconds=settings.orphan_secret_grace_seconds)
+        self.orphan_secrets = OrphanSecrets(self.secrets, SecretOwners(self.database), grace=grace)
+        # Often enough that an orphan goes soon after its grace, never more than hourly.
+        self._orphan_interval = max(1.0, min(settings.orphan_secret_grace_seconds, RETENTION_INTERVAL_SECONDS))
         self._task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._statistics_task: asyncio.Task[None] | None = None
+        self._orphan_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.database.open()
@@ -344,6 +352,7 @@ class DeliveryWorkers:
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
         self._statistics_task = asyncio.create_task(keep_statistics(self.database), name="statistics")
+        self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
 
     def readiness_checks(self) -> ReadinessChecks:
         return _readiness_checks(self.database, self.secrets)
@@ -363,9 +372,19 @@ class DeliveryWorkers:
                 log.exception("retention sweep failed")
             await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
+    async def _orphan_secret_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._orphan_interval)
+            try:
+                await self.orphan_secrets.sweep()
+            except Unavailable as error:
+                log.warning("orphan secret round skipped", extra={"reason": error.message})
+            except Exception:
+                log.exception("orphan secret round failed")
+
     async def stop(self) -> None:
         self.pool.stop()
-        for task in (self._retention_task, self._statistics_task):
+        for task in (self._retention_task, self._statistics_task, self._orphan_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

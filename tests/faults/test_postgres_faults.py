@@ -36,6 +36,7 @@ from harness import (
 )
 from receivers import Receiver
 from support import FRESH_READ, Database, make_caller
+from webhookd.secrets.vault import VaultSecretStore
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,16 @@ pytestmark = pytest.mark.slow
 async def service(fault_backends: FaultBackends) -> AsyncIterator[Serving]:
     async with serving(fault_backends, "postgres-faults") as running:
         yield running
+
+
+async def owned_secrets(backends: FaultBackends, database: Database, tenant_id: str) -> tuple[set[str], set[str]]:
+    """The tenant's webhook ids with a row, and those with a secret in Vault."""
+    rows = {row.id for row in await database.rows("SELECT id FROM webhooks WHERE tenant_id = :t", t=tenant_id)}
+    vault = VaultSecretStore(backends.vault_addr, backends.vault_token)
+    try:
+        return rows, set(await vault.webhook_ids(tenant_id))
+    finally:
+        vault.close()
 
 
 @pytest.mark.parametrize("fault", ["SIGSTOP", "SIGKILL"])
@@ -96,6 +107,7 @@ async def test_postgres_away_fails_calls_fast_and_loses_no_acknowledged_event(
     database = Database(fault_backends.database_url)
     try:
         await until(lambda: all_settled(database, caller.tenant_id), "every delivery succeeded", within=90)
+        rows, secrets = await owned_secrets(fault_backends, database, caller.tenant_id)
     finally:
         await database.close()
 
@@ -129,3 +141,5 @@ async def test_postgres_away_fails_calls_fast_and_loses_no_acknowledged_event(
     # not yet delivered when the fault struck.
     in_flight = publisher.published_before(first_ok.started) - delivered_before
     assert_delivered(ledger, publisher.acknowledged, repeatable=in_flight)
+    # A create that ended UNAVAILABLE left no row without its secret (an orphaned secret is reconciled).
+    assert rows <= secrets, f"webhooks without their secret: {rows - secrets}"
