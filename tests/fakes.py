@@ -410,7 +410,8 @@ class FakeInbound:
         self._now = clock or FakeClock()
         self._buckets: dict[str, tuple[float, datetime]] = {}  # webhook -> (tokens, as of)
         self.receipts: list[StoredReceipt] = []
-        self.consumers: dict[tuple[str, str], LogPosition] = {}  # (tenant, name): consumers are per tenant
+        # (tenant, app or "", name): a consumer belongs to the caller's whole scope
+        self.consumers: dict[tuple[str, str, str], LogPosition] = {}
 
     async def admit(self, webhook_id: str, *, rate_per_second: float, burst: int) -> Admission:
         target = self._target(webhook_id)
@@ -465,10 +466,10 @@ class FakeInbound:
         return sorted(found, key=lambda event: event.position)[:limit]
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
-        return self.consumers.get((scope.tenant_id, name))
+        return self.consumers.get((scope.tenant_id, scope.app_id or "", name))
 
     async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
-        key = (scope.tenant_id, name)
+        key = (scope.tenant_id, scope.app_id or "", name)
         current = self.consumers.get(key)
         if current is None or current < position:
             self.consumers[key] = position
@@ -721,11 +722,14 @@ _PATH_SEGMENT_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting w
 
 class FakeSecrets:
     """ports.SecretStore as secrets/vault.py behaves: server-chosen paths, NotFound where nothing is
-    stored, and Unavailable for every call while `reachable` is False (Vault sealed or down)."""
+    stored, and Unavailable for every call while `reachable` is False (Vault sealed or down). `written`
+    is when each path was last written, by `clock`."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = lambda: datetime.now(UTC)) -> None:
         self.records: dict[str, dict[str, str]] = {}
+        self.written: dict[str, datetime] = {}
         self.reachable = True
+        self.clock = clock
 
     async def path_for(self, tenant_id: str, webhook_id: str) -> str:
         for field, value in (("tenant_id", tenant_id), ("webhook_id", webhook_id)):
@@ -736,6 +740,7 @@ class FakeSecrets:
     async def write(self, path: str, data: dict[str, str]) -> None:
         self._answer()
         self.records[path] = dict(data)
+        self.written[path] = self.clock()
 
     async def read(self, path: str) -> dict[str, str]:
         self._answer()
@@ -746,13 +751,42 @@ class FakeSecrets:
     async def delete(self, path: str) -> None:
         self._answer()
         self.records.pop(path, None)
+        self.written.pop(path, None)
 
     async def ping(self) -> None:
         self._answer()
 
+    async def tenants(self) -> list[str]:
+        self._answer()
+        return sorted({path.split("/")[2] for path in self.records})
+
+    async def webhook_ids(self, tenant_id: str) -> list[str]:
+        self._answer()
+        return sorted(path.split("/")[4] for path in self.records if path.split("/")[2] == tenant_id)
+
+    async def written_at(self, path: str) -> datetime | None:
+        self._answer()
+        return self.written.get(path)
+
     def _answer(self) -> None:
         if not self.reachable:
             raise Unavailable("vault unreachable: sealed or down (HTTP 503)")
+
+
+class FakeSecretOwners:
+    """ports.SecretOwners over FakeWebhooks' rows (deleted ones own their secret too); `locked` plays
+    another process holding the reconciler's lock."""
+
+    def __init__(self, webhooks: FakeWebhooks) -> None:
+        self.webhooks = webhooks
+        self.locked = False
+        self.checked: list[list[tuple[str, str]]] = []
+
+    async def owned(self, candidates: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
+        if self.locked:
+            return None
+        self.checked.append(list(candidates))
+        return {(row.tenant_id, row.id) for row in self.webhooks.rows.values()} & set(candidates)
 
 
 @dataclass(frozen=True)

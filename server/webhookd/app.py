@@ -25,7 +25,7 @@ from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.errors import Unavailable
 from webhookd.gateway import create_gateway_app
-from webhookd.gateway.playground import DevTokenSource, playground_routes
+from webhookd.gateway.playground import DevTokenSource, local_hosts, playground_routes
 from webhookd.http.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
 from webhookd.http.receiver import inbound_route
 from webhookd.http.server import HttpServer
@@ -35,6 +35,7 @@ from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.events import Events
 from webhookd.services.history import History
 from webhookd.services.inbound import Inbound
+from webhookd.services.orphan_secrets import OrphanSecrets
 from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
@@ -46,12 +47,15 @@ from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
 from webhookd.store.notifications import PostgresNotifications
+from webhookd.store.secret_owners import SecretOwners
 from webhookd.store.statistics import keep_statistics
 from webhookd.store.stream_leases import PostgresStreamLeases
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
 RETENTION_INTERVAL_SECONDS = 3600
+# How often an idle server asks the database whether it answers, so its health is not stale.
+HEALTH_PING_SECONDS = 2.0
 SERVICE_DESCRIPTOR = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 
@@ -72,6 +76,7 @@ class Backends:
             self.vault_token,
             mount=settings.vault_mount,
             prefix=settings.vault_prefix,
+            timeout=settings.vault_timeout_seconds,
         )
 
     def stop(self) -> None:
@@ -187,6 +192,7 @@ class Service:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection([SERVICE_NAME, health.SERVICE_NAME], self.server)
         self.grpc_port = 0
+        self._health_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.grpc_port = self.server.add_insecure_port(self.settings.grpc_addr)
@@ -194,8 +200,34 @@ class Service:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
         await self.core.start()
         await self.server.start()
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._health_task = asyncio.create_task(self._follow_database(), name="health")
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for service in (SERVICE_NAME, ""):
+            await self.health.set(service, status)
+
+    async def _follow_database(self) -> None:
+        """grpc.health says NOT_SERVING while the database cannot be reached, SERVING again once it
+        answers (the database's own probe ends the outage). The ping lets an idle server notice: a
+        ping that fails starts that probe."""
+        serving = True
+        while True:
+            changed = asyncio.ensure_future(self.core.database.reachability_changed())
+            try:
+                if self.core.database.reachable != serving:
+                    serving = self.core.database.reachable
+                    await self._set_health(
+                        health_pb2.HealthCheckResponse.SERVING
+                        if serving
+                        else health_pb2.HealthCheckResponse.NOT_SERVING
+                    )
+                if serving:
+                    with contextlib.suppress(Unavailable):
+                        await self.core.database.ping()
+                await asyncio.wait({changed}, timeout=HEALTH_PING_SECONDS)
+            finally:
+                changed.cancel()
 
     @property
     def grpc_target(self) -> str:
@@ -204,6 +236,9 @@ class Service:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, let in-flight ones finish within the grace period, then release."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.core.close()
@@ -237,12 +272,16 @@ class Gateway:
         """dev_token: offered to the Playground page ("Use dev token"); `webhookd dev` only."""
         self.metrics = metrics or Metrics()
         self.channel = channel
+        configured_host = settings.http_addr.rpartition(":")[0]
         self.app = create_gateway_app(
             self.channel,
             max_request_bytes=settings.max_request_bytes,
             extra_routes=[
                 metrics_route(self.metrics),
-                *playground_routes(dev_token=dev_token),
+                # The configured address with the port it listens on (configured as 0 in tests).
+                *playground_routes(
+                    dev_token=dev_token, dev_token_hosts=lambda: local_hosts(f"{configured_host}:{self.port}")
+                ),
                 *(extra_routes or []),
             ],
         )
@@ -297,9 +336,14 @@ class DeliveryWorkers:
             grace_seconds=settings.shutdown_grace_seconds,
         )
         self.retention_days = settings.retention_days
+        grace = timedelta(seconds=settings.orphan_secret_grace_seconds)
+        self.orphan_secrets = OrphanSecrets(self.secrets, SecretOwners(self.database), grace=grace)
+        # Often enough that an orphan goes soon after its grace, never more than hourly.
+        self._orphan_interval = max(1.0, min(settings.orphan_secret_grace_seconds, RETENTION_INTERVAL_SECONDS))
         self._task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._statistics_task: asyncio.Task[None] | None = None
+        self._orphan_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.database.open()
@@ -308,6 +352,7 @@ class DeliveryWorkers:
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
         self._statistics_task = asyncio.create_task(keep_statistics(self.database), name="statistics")
+        self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
 
     def readiness_checks(self) -> ReadinessChecks:
         return _readiness_checks(self.database, self.secrets)
@@ -327,9 +372,19 @@ class DeliveryWorkers:
                 log.exception("retention sweep failed")
             await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
+    async def _orphan_secret_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._orphan_interval)
+            try:
+                await self.orphan_secrets.sweep()
+            except Unavailable as error:
+                log.warning("orphan secret round skipped", extra={"reason": error.message})
+            except Exception:
+                log.exception("orphan secret round failed")
+
     async def stop(self) -> None:
         self.pool.stop()
-        for task in (self._retention_task, self._statistics_task):
+        for task in (self._retention_task, self._statistics_task, self._orphan_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

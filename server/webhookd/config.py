@@ -56,6 +56,9 @@ class Settings:
     metrics_addr: str = "127.0.0.1:9464"
     database_pool_size: int = 10
     database_timeout_seconds: float = 5.0
+    vault_timeout_seconds: float = 5.0
+    # A secret no webhook row owns is removed once it is this old (services/orphan_secrets.py).
+    orphan_secret_grace_seconds: float = 900.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
 
@@ -151,6 +154,8 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         metrics_addr=env.get("WEBHOOKD_METRICS_ADDR", "127.0.0.1:9464"),
         database_pool_size=_int(env, "WEBHOOKD_DATABASE_POOL_SIZE", 10, 1, 1000),
         database_timeout_seconds=_float(env, "WEBHOOKD_DATABASE_TIMEOUT_SECONDS", 5.0),
+        vault_timeout_seconds=_float(env, "WEBHOOKD_VAULT_TIMEOUT_SECONDS", 5.0),
+        orphan_secret_grace_seconds=_float(env, "WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", 900.0),
         shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0),
         log_level=(env.get("WEBHOOKD_LOG_LEVEL") or "INFO").upper(),
     )

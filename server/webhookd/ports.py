@@ -169,6 +169,21 @@ class SecretStore(Protocol):
     async def ping(self) -> None:
         """Unavailable unless the store answers and accepts our credentials."""
 
+    async def tenants(self) -> list[str]:
+        """The tenants that have webhook secrets, in order."""
+
+    async def webhook_ids(self, tenant_id: str) -> list[str]:
+        """The webhooks of `tenant_id` that have a secret, in order."""
+
+    async def written_at(self, path: str) -> datetime | None:
+        """When the secret at `path` was last written; None when nothing is stored there."""
+
+
+class SecretOwners(Protocol):
+    async def owned(self, candidates: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
+        """The (tenant_id, webhook_id) pairs among `candidates` that have a webhook row (deleted ones
+        included), or None while another process is reconciling."""
+
 
 class Sender(Protocol):
     async def send(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:

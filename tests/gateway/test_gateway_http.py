@@ -558,3 +558,22 @@ async def test_idempotency_key_in_body_and_header_must_agree(gateway: Gateway) -
     )
     assert response.status_code == 400
     assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "idempotency_key"
+
+
+async def test_if_match_past_int64_or_in_other_digits_is_400_naming_the_header(gateway: Gateway) -> None:
+    created = await create(gateway)
+    path = f"/api/v1/integration/webhooks/{created['id']}"
+    for value in (b'"9223372036854775808"', b'"' + b"9" * 5000 + b'"', b'"\xb2"', b'"\xd9\xa3"'):
+        response = await gateway.http.patch(path, json={"name": "v2"}, headers=[(b"If-Match", value)])
+        assert response.status_code == 400, value[:20]
+        assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "If-Match"
+
+
+async def test_an_authorization_header_that_cannot_be_passed_on_is_401_saying_why(gateway: Gateway) -> None:
+    too_long = await gateway.http.get("/api/v1/integration/webhooks", headers={"Authorization": "Bearer " + "a" * 4096})
+    unprintable = await gateway.http.get("/api/v1/integration/webhooks", headers=[(b"Authorization", b"Bearer \xff")])
+
+    assert too_long.status_code == unprintable.status_code == 401
+    assert "longer than 4096 characters" in error_of(too_long)["message"]
+    assert "printable ASCII" in error_of(unprintable)["message"]
+    assert too_long.headers["WWW-Authenticate"] == "Bearer"

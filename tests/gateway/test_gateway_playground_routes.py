@@ -13,7 +13,7 @@ from webhookd.auth.tokens import TokenVerifier
 from webhookd.cli import DEV_TENANT, dev_token_source
 from webhookd.config import Settings
 from webhookd.gateway.app import create_gateway_app
-from webhookd.gateway.playground import CONTENT_SECURITY_POLICY, playground_routes
+from webhookd.gateway.playground import CONTENT_SECURITY_POLICY, local_hosts, playground_routes
 
 EXPECTED_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -26,13 +26,17 @@ ASSETS = {
 }
 
 
+LOCAL_ADDRESS = "127.0.0.1:8080"  # where the dev server is configured to listen
+
+
 async def client_for(dev_token: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
     # The channel is never called: these routes answer without gRPC.
     async with grpc.aio.insecure_channel("127.0.0.1:9") as channel:
         source = (lambda: dev_token) if dev_token is not None else None
-        app = create_gateway_app(channel, extra_routes=playground_routes(dev_token=source))
+        routes = playground_routes(dev_token=source, dev_token_hosts=lambda: local_hosts(LOCAL_ADDRESS))
+        app = create_gateway_app(channel, extra_routes=routes)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{LOCAL_ADDRESS}") as client:
             yield client
 
 
@@ -112,6 +116,34 @@ async def test_dev_offers_its_token_to_the_page_only(dev_http: httpx.AsyncClient
     refused = await dev_http.get("/playground/dev-token", headers={"Sec-Fetch-Site": "cross-site"})
     assert refused.status_code == 403
     assert "dev.token.value" not in refused.text
+
+
+@pytest.mark.parametrize("host", ["rebind.attacker.example", "rebind.attacker.example:8080", "127.0.0.1:9999", ""])
+async def test_the_dev_token_is_refused_unless_the_host_is_the_local_address(
+    dev_http: httpx.AsyncClient, host: str
+) -> None:
+    # DNS rebinding: an attacker's name resolves to 127.0.0.1, so the browser calls it same-origin.
+    headers = {"Host": host, "Sec-Fetch-Site": "same-origin"}
+
+    refused = await dev_http.get("/playground/dev-token", headers=headers)
+
+    assert refused.status_code == 403
+    assert "dev.token.value" not in refused.text
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080"])
+async def test_the_dev_token_is_given_on_the_local_address_by_either_name(dev_http: httpx.AsyncClient, host) -> None:
+    response = await dev_http.get("/playground/dev-token", headers={"Host": host})
+
+    assert response.status_code == 200
+    assert response.json() == {"token": "dev.token.value"}
+
+
+def test_local_hosts_are_the_configured_address_and_its_loopback_names() -> None:
+    assert local_hosts("127.0.0.1:8080") == {"127.0.0.1:8080", "localhost:8080"}
+    assert local_hosts("[::1]:8080") == {"[::1]:8080", "localhost:8080"}
+    assert local_hosts("0.0.0.0:80") == {"127.0.0.1:80", "localhost:80", "127.0.0.1", "localhost"}
+    assert local_hosts("dev.internal:8443") == {"dev.internal:8443"}
 
 
 def test_webhookd_devs_token_is_valid_for_the_dev_tenant(settings: Settings) -> None:

@@ -105,6 +105,26 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap_then_only_the
     assert not verifies(original, after.body, after.headers)
 
 
+def github_verifies(secret: str, body: bytes, signature_header: str) -> bool:
+    """GitHub's documented check: HMAC-SHA256 of the body with the secret, compared with the whole header."""
+    expected = "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature_header)
+
+
+async def test_hmac_sha256_during_an_overlap_passes_githubs_check_with_the_new_secret(
+    caller, workers, receiver
+) -> None:
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"], signature_scheme="hmac-sha256")
+    rotated = await caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=created.webhook.id))
+    await publish(caller, n=1)
+
+    [during] = await receiver.wait_for(1)
+
+    assert github_verifies(rotated.signing_secret, during.body, during.headers["X-Hub-Signature-256"])
+    # Receivers still on the old secret check the second header the same way.
+    assert github_verifies(created.signing_secret, during.body, during.headers["X-Hub-Signature-256-Previous"])
+
+
 @pytest.mark.parametrize("seconds", [7 * 86400 + 1, -1])
 async def test_rotation_overlap_outside_zero_to_seven_days_is_invalid(caller, seconds: int) -> None:
     created = await create(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])

@@ -21,7 +21,8 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from webhook_calls import field_violations, rpc_error
 
-from support import make_caller
+from support import make_caller, new_tenant_id
+from webhookd.domain.history import LogPosition, encode_cursor
 
 PUBLIC_URL = "http://127.0.0.1:8080"  # the session settings' public_url: callback urls start with it
 READ_WITHIN = 5.0
@@ -176,3 +177,18 @@ async def test_malformed_consumer_name_is_invalid_argument(caller) -> None:
 
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "consumer" in field_violations(error)
+
+
+async def test_another_apps_acknowledgement_does_not_move_this_apps_consumer(channel, gateway) -> None:
+    tenant_id = new_tenant_id()
+    first_app = make_caller(channel, tenant_id, app_id="app_1")
+    second_app = make_caller(channel, tenant_id, app_id="app_2")
+    sender = await sender_for(first_app, gateway.url)
+    await sender.send(1, 2)
+    forged = encode_cursor(LogPosition(2**62, 2**62))  # past anything either app will ever read
+
+    acked = await second_app.AckInboundEvents(pb.AckInboundEventsRequest(consumer="billing", cursor=forged))
+
+    assert acked.cursor == forged  # the second app's own consumer moved
+    assert numbers(await backlog(first_app, consumer="billing")) == [1, 2]
+    assert await backlog(second_app, consumer="billing") == []

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import duration_pb2
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from ulid import ULID
 
@@ -140,6 +141,21 @@ async def test_hmac_sha256_tampered_body_is_rejected(caller, gateway, http, data
     assert response.status_code == 401
     rows = await database.rows(RECEIPTS, w=inbound.webhook.id)
     assert [(row.status, row.reason, row.body) for row in rows] == [("rejected", "bad_signature", None)]
+
+
+async def test_rotation_without_overlap_retires_the_old_secret_for_the_next_request(caller, gateway, http) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    accepted = await http.post(inbound.url, content=b"{}", headers=inbound.signed("{}"))
+    assert accepted.status_code == 200, accepted.text  # the receiver has read (and kept) the first secret
+
+    rotated = await caller.RotateWebhookSecret(
+        pb.RotateWebhookSecretRequest(id=inbound.webhook.id, overlap=duration_pb2.Duration(seconds=0))
+    )
+    with_old = await http.post(inbound.url, content=b"{}", headers=inbound.signed("{}"))
+    with_new = await http.post(inbound.url, content=b"{}", headers=inbound.signed("{}", secret=rotated.signing_secret))
+
+    assert with_old.status_code == 401
+    assert with_new.status_code == 200, with_new.text
 
 
 async def test_received_events_appear_in_the_webhooks_delivery_log(caller, gateway, http) -> None:
@@ -299,6 +315,14 @@ async def test_unknown_deleted_disabled_and_outbound_webhooks_are_not_found(call
 
     for webhook_id in (deleted.webhook.id, disabled.webhook.id, outbound.webhook.id):
         assert await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=webhook_id) == 0
+
+
+@pytest.mark.parametrize("webhook_id", ["whk_%00", "a%00b", "whk_" + "A" * 10_000, "%E2%9C%93"])
+async def test_an_id_no_webhook_could_have_is_not_found(gateway, http, webhook_id: str) -> None:
+    response = await http.post(f"{gateway.url}/api/v1/integration/inbound/{webhook_id}", content=b"{}")
+
+    assert_not_found(response)
+    assert len(response.text) < 1000
 
 
 # -- size ------------------------------------------------------------------------------------------------

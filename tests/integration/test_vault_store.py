@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import hvac
@@ -160,3 +161,29 @@ async def test_stopped_or_sealed_vault_is_unavailable_without_leaking(tmp_path: 
         assert message.startswith("vault unreachable: ")
         assert token not in message and "whsec_" not in message
     store.close()
+
+
+async def test_tenants_and_their_webhook_ids_are_listed_in_order(vault: tuple[str, str]) -> None:
+    addr, token = vault
+    store = VaultSecretStore(addr, token, prefix=f"listing-{secrets.token_hex(4)}")
+    try:
+        assert await store.tenants() == []
+        for tenant_id, webhook_id in (("t2", "whk_b"), ("t1", "whk_z"), ("t2", "whk_a")):
+            await store.write(await store.path_for(tenant_id, webhook_id), {"current": "whsec_x"})
+
+        assert await store.tenants() == ["t1", "t2"]
+        assert await store.webhook_ids("t2") == ["whk_a", "whk_b"]
+        assert await store.webhook_ids("t3") == []
+    finally:
+        store.close()
+
+
+async def test_written_at_is_the_last_write_and_none_once_deleted(store: VaultSecretStore) -> None:
+    path = await store.path_for(tenant(), "whk_1")
+    await store.write(path, {"current": "whsec_x"})
+
+    written = await store.written_at(path)
+    await store.delete(path)
+
+    assert written is not None and abs(written - datetime.now(UTC)) < timedelta(minutes=1)
+    assert await store.written_at(path) is None

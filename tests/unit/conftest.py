@@ -21,8 +21,8 @@ def notifications() -> FakeNotifications:
 
 
 @pytest.fixture
-def secret_store() -> FakeSecrets:
-    return FakeSecrets()
+def secret_store(clock: FakeClock) -> FakeSecrets:
+    return FakeSecrets(clock)
 
 
 @pytest.fixture

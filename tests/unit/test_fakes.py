@@ -16,6 +16,7 @@ from fakes import (
     FakeInbound,
     FakeInboundRequest,
     FakeNotifications,
+    FakeSecretOwners,
     FakeSecrets,
     FakeSender,
     FakeWebhooks,
@@ -33,6 +34,7 @@ from webhookd.ports import (
     InboundRepository,
     InboundRequest,
     Notifications,
+    SecretOwners,
     SecretStore,
     Sender,
     Topic,
@@ -52,11 +54,12 @@ def _each_fake_typed_as_its_port() -> None:
     inbound_request: InboundRequest = FakeInboundRequest(b"", {})
     delivery_queue: DeliveryQueue = FakeDeliveryQueue(rows, fake_clock)
     secret_store: SecretStore = FakeSecrets()
+    secret_owners: SecretOwners = FakeSecretOwners(rows)
     sender: Sender = FakeSender()
     notifications: Notifications = FakeNotifications()
     clock: Clock = fake_clock
     del webhook_repository, event_repository, history_repository, inbound_repository, inbound_request
-    del delivery_queue, secret_store, sender, notifications, clock
+    del delivery_queue, secret_store, secret_owners, sender, notifications, clock
 
 
 PORTS = [
@@ -67,6 +70,7 @@ PORTS = [
     (InboundRequest, FakeInboundRequest),
     (DeliveryQueue, FakeDeliveryQueue),
     (SecretStore, FakeSecrets),
+    (SecretOwners, FakeSecretOwners),
     (Sender, FakeSender),
     (Notifications, FakeNotifications),
 ]

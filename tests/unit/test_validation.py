@@ -175,6 +175,8 @@ def test_url_must_not_contain_whitespace_or_control_characters(url: str) -> None
         "https://example.com:/",
         "https://example.com:+80/",
         "https://[::1]:0/",
+        "https://example.com:80:80/",
+        "https://[::1]:80:80/",
     ],
 )
 def test_url_port_must_be_1_to_65535(url: str) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cpod.integration.v1 import webhook_pb2 as pb
 from cpod.integration.v1 import webhook_service_pb2 as service_pb
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from webhookd.domain.deliveries import Delivery
 from webhookd.domain.errors import FieldViolation, Invalid
@@ -39,6 +39,11 @@ _SOURCE_TYPE_TO_PROTO = {
 }
 _SOURCE_TYPE_FROM_PROTO = {value: key for key, value in _SOURCE_TYPE_TO_PROTO.items()}
 DEFAULT_RETRY = RetryPolicy()
+# The ranges protobuf defines for its well-known types (0001-01-01 to 9999-12-31; +-10,000 years); a
+# message may carry any int64 there, which Python's datetime and timedelta cannot hold.
+TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
+DURATION_SECONDS_MAX = 315_576_000_000
+NANOS_MAX = 999_999_999
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -49,8 +54,23 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-def datetime_of(stamp: timestamp_pb2.Timestamp) -> datetime:
+def datetime_of(stamp: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """The instant `stamp` names; Invalid naming `field` outside protobuf's Timestamp range."""
+    low, high = TIMESTAMP_SECONDS
+    if not (low <= stamp.seconds <= high and 0 <= stamp.nanos <= NANOS_MAX):
+        raise Invalid.field(field, "is not a valid timestamp (0001-01-01 to 9999-12-31, nanos 0 to 999999999)")
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def timedelta_of(duration: duration_pb2.Duration, field: str) -> timedelta:
+    """The span `duration` names; Invalid naming `field` outside protobuf's Duration range."""
+    seconds, nanos = duration.seconds, duration.nanos
+    in_range = abs(seconds) <= DURATION_SECONDS_MAX and abs(nanos) <= NANOS_MAX
+    if not in_range or (seconds > 0 and nanos < 0) or (seconds < 0 and nanos > 0):
+        raise Invalid.field(
+            field, "is not a valid duration (at most 315576000000 s either way; seconds and nanos of one sign)"
+        )
+    return duration.ToTimedelta()
 
 
 def webhook_to_proto(webhook: Webhook) -> pb.Webhook:
@@ -95,9 +115,16 @@ def webhook_to_proto(webhook: Webhook) -> pb.Webhook:
     )
 
 
-def direction_from_proto(value: int) -> Direction | None:
-    """None for DIRECTION_UNSPECIFIED (no filter / the default)."""
-    return _DIRECTION_FROM_PROTO.get(value)  # type: ignore[call-overload, no-any-return]
+def direction_from_proto(value: int, field: str) -> Direction | None:
+    """None for DIRECTION_UNSPECIFIED (no filter / the default); Invalid naming `field` for a number
+    the enum does not have (proto3 keeps unknown numbers; REST refuses unknown words the same way)."""
+    if value == pb.DIRECTION_UNSPECIFIED:
+        return None
+    violations: list[FieldViolation] = []
+    direction = _direction(value, field, violations)
+    if violations:
+        raise Invalid(violations)
+    return direction
 
 
 def _scheme(value: str, field: str, violations: list[FieldViolation]) -> SignatureScheme:

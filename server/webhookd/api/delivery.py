@@ -40,7 +40,7 @@ class DeliveryRpcs:
         rotation = await self.webhooks.rotate_secret(
             current_scope(),
             request.id,
-            overlap=request.overlap.ToTimedelta() if request.HasField("overlap") else None,
+            overlap=convert.timedelta_of(request.overlap, "overlap") if request.HasField("overlap") else None,
             signing_secret=request.signing_secret or None,
         )
         return pb.RotateWebhookSecretResponse(

@@ -33,20 +33,22 @@ class HistoryRpcs:
                 event_types=tuple(request.event_types),
             ),
             after=decode_cursor(request.after_cursor) if request.after_cursor else None,
-            since=convert.datetime_of(request.since) if request.HasField("since") else None,
+            since=convert.datetime_of(request.since, "since") if request.HasField("since") else None,
             follow=request.follow,
         )
         async for entry in entries:
             yield pb.DeliveryLogResponse(entry=convert.entry_to_proto(entry))
 
     async def ListDeliveries(self, request: pb.ListDeliveriesRequest, context: Context) -> pb.ListDeliveriesResponse:
+        start_time = convert.datetime_of(request.start_time, "start_time") if request.HasField("start_time") else None
+        end_time = convert.datetime_of(request.end_time, "end_time") if request.HasField("end_time") else None
         query = DeliveryFilter(
             webhook_id=request.webhook_id or None,
             status=parse_word(DeliveryStatus, request.status, "status") if request.status else None,
             last_outcome=parse_word(Outcome, request.last_outcome, "last_outcome") if request.last_outcome else None,
             event_types=(request.event_type,) if request.event_type else (),
-            start_time=convert.datetime_of(request.start_time) if request.HasField("start_time") else None,
-            end_time=convert.datetime_of(request.end_time) if request.HasField("end_time") else None,
+            start_time=start_time,
+            end_time=end_time,
         )
         page = await self.history.list_deliveries(
             current_scope(), query, page_size=request.page_size, page_token=request.page_token
@@ -69,6 +71,6 @@ class HistoryRpcs:
         return pb.RedeliverDeliveryResponse(delivery=convert.delivery_to_proto(delivery))
 
     async def RecoverWebhook(self, request: pb.RecoverWebhookRequest, context: Context) -> pb.RecoverWebhookResponse:
-        since = convert.datetime_of(request.since) if request.HasField("since") else None
+        since = convert.datetime_of(request.since, "since") if request.HasField("since") else None
         queued = await self.history.recover(current_scope(), request.id, since=since)
         return pb.RecoverWebhookResponse(deliveries_queued=queued)

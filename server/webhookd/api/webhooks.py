@@ -25,7 +25,7 @@ class WebhookCrud:
     async def ListWebhooks(self, request: pb.ListWebhooksRequest, context: Context) -> pb.ListWebhooksResponse:
         query = WebhookFilter(
             show_deleted=request.show_deleted,
-            direction=convert.direction_from_proto(request.direction),
+            direction=convert.direction_from_proto(request.direction, "direction"),
             enabled=request.enabled if request.HasField("enabled") else None,
             event_type_filters=event_type_filter(request.event_type),
             connector_id=request.connector_id or None,
@@ -54,7 +54,9 @@ class WebhookCrud:
         explicit_paths = list(request.update_mask.paths)
         paths = explicit_paths or convert.implied_mask(request.webhook)
         # Without a mask every populated field is a request, so a different direction must be refused.
-        direction = None if explicit_paths else convert.direction_from_proto(request.webhook.direction)
+        direction = (
+            None if explicit_paths else convert.direction_from_proto(request.webhook.direction, "webhook.direction")
+        )
         webhook = await self.webhooks.update(
             current_scope(),
             request.webhook.id,

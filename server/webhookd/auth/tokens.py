@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MIN_HMAC_SECRET_BYTES = 32
 # Verified tokens kept per process; the oldest leaves first.
 TOKEN_CACHE_SIZE = 10_000
-MAX_TOKEN_LENGTH = 8192
+# Far longer than a real bearer JWT, and short enough that the REST gateway can always pass the header
+# on as gRPC metadata (8 KiB for all of a call's metadata). The same bound over gRPC and REST.
+MAX_AUTHORIZATION_LENGTH = 4096
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ def _optional_claim(claims: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_CLAIM_LENGTH:
         raise Unauthenticated(f"token claim {name!r} must be a string of at most {MAX_CLAIM_LENGTH} characters")
+    # Claims are stored (app_id, created_by) and PostgreSQL text cannot hold NUL; no control
+    # character belongs in an id anyway.
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        raise Unauthenticated(f"token claim {name!r} must not contain control characters")
     return value
 
 
@@ -96,8 +103,7 @@ class TokenVerifier:
         return scope
 
     def _verify(self, token: str) -> tuple[Scope, float]:
-        if len(token) > MAX_TOKEN_LENGTH:
-            raise Unauthenticated(f"token is longer than {MAX_TOKEN_LENGTH} characters")
+        check_authorization_length(token)
         try:
             header = jwt.get_unverified_header(token)
             algorithm = header.get("alg")
@@ -142,9 +148,15 @@ class TokenVerifier:
         raise Unauthenticated("token key id is not in the configured JWKS")
 
 
+def check_authorization_length(authorization: str) -> None:
+    if len(authorization) > MAX_AUTHORIZATION_LENGTH:
+        raise Unauthenticated(f"authorization is longer than {MAX_AUTHORIZATION_LENGTH} characters")
+
+
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
         raise Unauthenticated("missing bearer token: send `authorization: Bearer <jwt>`")
+    check_authorization_length(authorization)
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("authorization must be `Bearer <jwt>`")

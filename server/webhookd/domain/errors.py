@@ -11,6 +11,15 @@ from typing import ClassVar
 
 # The `domain` of every ErrorInfo this service sends, over gRPC and HTTP alike.
 ERROR_DOMAIN = "integration.cpod.io"
+# How much of a caller's value a message quotes: callers may send ids of megabytes.
+QUOTED_MAX = 64
+
+
+def quoted(value: str) -> str:
+    """`value` as a message shows it: whole when short, else its start and its length."""
+    if len(value) <= QUOTED_MAX:
+        return value
+    return f"{value[:QUOTED_MAX]}... ({len(value)} characters)"
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,11 @@ class DomainError(Exception):
 class NotFound(DomainError):
     reason = "NOT_FOUND"
     code = "NOT_FOUND"
+
+    @classmethod
+    def of(cls, kind: str, identifier: str) -> NotFound:
+        """`<kind> <id> not found`, the id cut short when the caller sent a long one."""
+        return cls(f"{kind} {quoted(identifier)} not found")
 
 
 class AlreadyExists(DomainError):

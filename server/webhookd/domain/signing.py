@@ -8,10 +8,11 @@
 
 `hmac-sha256` (GitHub's `X-Hub-Signature-256`):
   `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(key, body)>` with the whole secret string's UTF-8 bytes as
-  the key, as GitHub does. With one secret the header is exactly GitHub's. With several (rotation) the
-  signatures are joined with `,` in secret order, the HTTP list form of a repeated header; receivers that
-  compare the header as a whole need the delivery code to pass only the current secret. Only the body is
-  signed, so this scheme has no replay protection; dedupe on `webhook-id`.
+  the key, as GitHub does, always exactly one signature made with the current (newest) secret: GitHub's
+  documented check, githubkit and @octokit/webhooks-methods compare the whole header, so a list would fail
+  them. While a rotation overlaps, the previous secret's signature goes in `X-Hub-Signature-256-Previous`
+  (same form), for receivers that have not switched to the new secret yet. Only the body is signed, so
+  this scheme has no replay protection; dedupe on `webhook-id`.
 
 Both schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
 """
@@ -39,6 +40,8 @@ ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
 GITHUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
+# The previous secret's signature while a rotation overlaps (hmac-sha256 only).
+GITHUB_PREVIOUS_SIGNATURE_HEADER = "X-Hub-Signature-256-Previous"
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -101,12 +104,17 @@ def sign_headers(
             "v1," + base64.b64encode(_hmac(_standard_key(secret), content)).decode() for secret in secrets
         )
     elif scheme is SignatureScheme.HMAC_SHA256:
-        headers[GITHUB_SIGNATURE_HEADER] = ",".join(
-            "sha256=" + _hmac(secret.encode("utf-8"), body).hex() for secret in secrets
-        )
+        current, *previous = secrets
+        headers[GITHUB_SIGNATURE_HEADER] = _github_signature(current, body)
+        if previous:
+            headers[GITHUB_PREVIOUS_SIGNATURE_HEADER] = _github_signature(previous[0], body)
     else:  # pragma: no cover - exhaustive over the enum
         raise ValueError(f"unknown signature scheme {scheme!r}")
     return headers
+
+
+def _github_signature(secret: str, body: bytes) -> str:
+    return "sha256=" + _hmac(secret.encode("utf-8"), body).hex()
 
 
 def verify(
@@ -174,12 +182,12 @@ def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: b
 
 
 def _verify_github(secrets: Sequence[str], headers: Mapping[str, str], body: bytes) -> None:
-    header = headers.get(GITHUB_SIGNATURE_HEADER.lower(), "")
-    if not header:
+    if not headers.get(GITHUB_SIGNATURE_HEADER.lower()):
         raise SignatureError(SignatureError.MISSING_HEADERS, GITHUB_SIGNATURE_HEADER)
     offered: list[bytes] = []
-    for entry in header.split(","):
-        algorithm, _, digest = entry.strip().partition("=")
+    # A sender that signs as webhookd does may also send its previous secret's signature.
+    for name in (GITHUB_SIGNATURE_HEADER, GITHUB_PREVIOUS_SIGNATURE_HEADER):
+        algorithm, _, digest = headers.get(name.lower(), "").strip().partition("=")
         if algorithm != "sha256":
             continue
         try:

@@ -171,11 +171,12 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
 
 
 def _port_of(hostport: str) -> str | None:
-    """The text after the host's `:`, or None when no port is given (an IPv6 host is in brackets)."""
+    """Everything after the host's `:`, or None when no port is given (an IPv6 host is in brackets).
+    Everything, so `example.com:80:80` has the port `80:80`, which is no number."""
     after_host = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
     if ":" not in after_host:
         return None
-    return after_host.rpartition(":")[2]
+    return after_host.partition(":")[2]
 
 
 def _check_event_types(event_types: Sequence[str], path: str) -> tuple[tuple[str, ...], list[FieldViolation]]:

@@ -13,13 +13,15 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from starlette.datastructures import Headers
 
+from webhookd.auth.tokens import MAX_AUTHORIZATION_LENGTH, check_authorization_length
+from webhookd.domain.errors import Unauthenticated
 from webhookd.gateway.descriptors import message_class, rpc_path
 from webhookd.observability.request_ids import REQUEST_ID_HEADER, settle_request_id
 
 # The request headers the gRPC service reads, passed on as metadata of the same name.
 _FORWARDED_HEADERS = ("authorization", "cache-control")
 # gRPC metadata values must be printable ASCII; anything else would fail the call locally.
-_PRINTABLE = re.compile(r"[\x20-\x7e]{1,4096}")
+_PRINTABLE = re.compile(rf"[\x20-\x7e]{{1,{MAX_AUTHORIZATION_LENGTH}}}")
 
 
 def _serialize(message: Message) -> bytes:
@@ -64,7 +66,13 @@ def request_id(headers: Headers) -> str:
 
 def call_metadata(headers: Headers, request_id: str) -> tuple[tuple[str, str], ...]:
     """`authorization` is passed through untouched (the gRPC server verifies the token), and
-    `cache-control` so that `no-cache` asks for a fresh read."""
+    `cache-control` so that `no-cache` asks for a fresh read. An authorization header that cannot be
+    passed on is Unauthenticated saying why, rather than dropped (the call would say it is missing)."""
+    authorization = headers.get("authorization")
+    if authorization:
+        check_authorization_length(authorization)
+        if not _PRINTABLE.fullmatch(authorization):
+            raise Unauthenticated("authorization must be printable ASCII")
     metadata = [(REQUEST_ID_HEADER, request_id)]
     for forwarded in _FORWARDED_HEADERS:
         value = headers.get(forwarded)

@@ -89,8 +89,15 @@ def apply_if_match(binding: Binding, request: Message, header: str | None) -> bo
     if isinstance(current, int) and current not in (0, version):
         field = ".".join(f.name for f in path)
         raise JsonInputError([FieldViolation(field, f"is {current} but If-Match says {version}")])
-    setattr(mutable_parent(request, path), path[-1].name, version)
+    try:
+        setattr(mutable_parent(request, path), path[-1].name, version)
+    except ValueError:  # past the field's integer type
+        raise JsonInputError([FieldViolation("If-Match", "names a version out of range")]) from None
     return True
+
+
+# ASCII digits only (str.isdigit also takes '٣' and '²'), and no more than an int64 has.
+_VERSION = re.compile(r"[0-9]{1,19}")
 
 
 def parse_etag(header: str) -> int | None:
@@ -99,7 +106,7 @@ def parse_etag(header: str) -> int | None:
     text = header.strip()
     if text.startswith('"') and text.endswith('"') and len(text) >= 2:
         text = text[1:-1]
-    return int(text) if text.isdigit() else None
+    return int(text) if _VERSION.fullmatch(text) else None
 
 
 def not_modified(header: str | None, current_etag: str) -> bool:

@@ -5,7 +5,8 @@ Routes (no token needed; the page sends the person's token with each API call it
     GET /playground                 the page (static HTML shipped in the package)
     GET /playground/static/{name}   its stylesheet and script
     GET /playground/config          what this server offers the page (is there a dev token?)
-    GET /playground/dev-token       only when a dev token source is given (`webhookd dev`)
+    GET /playground/dev-token       only when a dev token source is given (`webhookd dev`), and only
+                                    to requests whose Host is the configured local address
 
 Everything the page loads comes from this origin and is served with a strict
 Content-Security-Policy: no inline script or style, no third-party origin, no framing.
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-from collections.abc import Awaitable, Callable, Sequence
+import ipaddress
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,33 @@ _ASSETS = {
 }
 
 DevTokenSource = Callable[[], str]
+# The Host header values the dev token is given to (`local_hosts`), asked for at request time: the
+# port is known only once the server listens.
+DevTokenHosts = Callable[[], Collection[str]]
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+_LOOPBACK_NAME = "localhost"
+
+
+def local_hosts(address: str) -> frozenset[str]:
+    """The Host values that name `address` (host:port, as WEBHOOKD_HTTP_ADDR says): the host itself,
+    `localhost` too when it is a loopback address, and for a wildcard bind only the loopback names.
+    Without the port too when it is 80. Lower case, as they are compared."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]").lower()
+    if host in _WILDCARD_HOSTS:
+        names = ["127.0.0.1", _LOOPBACK_NAME]
+    else:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            names = [host]
+        else:
+            shown = f"[{host}]" if ip.version == 6 else host
+            names = [shown, _LOOPBACK_NAME] if ip.is_loopback else [shown]
+    hosts = {f"{name}:{port}" for name in names}
+    if port == "80":
+        hosts.update(names)
+    return frozenset(hosts)
 
 
 @dataclass(frozen=True)
@@ -89,6 +118,7 @@ def _asset_response(request: Request, asset: _Asset) -> Response:
 def playground_routes(
     *,
     dev_token: DevTokenSource | None = None,
+    dev_token_hosts: DevTokenHosts = frozenset,
     services: Sequence[ServiceDescriptor] | None = None,
     descriptor_set: Path | str | None = None,
 ) -> list[BaseRoute]:
@@ -96,6 +126,8 @@ def playground_routes(
 
     dev_token: mints a token for the page's "Use dev token" button. Pass it only for
         `webhookd dev`; without it the route does not exist.
+    dev_token_hosts: the Host values the dev token is given to (`local_hosts` of the address the
+        server listens on); with none, it is given to nobody.
     """
     services = list(services) if services is not None else default_services()
     comments = load_comments(descriptor_set if descriptor_set is not None else default_descriptor_set())
@@ -125,12 +157,16 @@ def playground_routes(
         Route(CONFIG_PATH, config_endpoint, methods=["GET"]),
     ]
     if dev_token is not None:
-        routes.append(Route(DEV_TOKEN_PATH, _dev_token_endpoint(dev_token), methods=["GET"]))
+        routes.append(Route(DEV_TOKEN_PATH, _dev_token_endpoint(dev_token, dev_token_hosts), methods=["GET"]))
     return routes
 
 
-def _dev_token_endpoint(dev_token: DevTokenSource) -> Callable[[Request], Awaitable[Response]]:
+def _dev_token_endpoint(dev_token: DevTokenSource, hosts: DevTokenHosts) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        # DNS rebinding: a page on an attacker's name that resolves to 127.0.0.1 is same-origin to the
+        # browser, so Sec-Fetch-Site cannot tell; the Host header still carries the attacker's name.
+        if request.headers.get("host", "").lower() not in hosts():
+            raise HTTPException(403, "the dev token is only given on the configured local address")
         # Only the page itself may ask: browsers mark cross-site requests, and no CORS header is
         # ever sent, so another site can neither read the answer nor make it on a person's behalf.
         site = request.headers.get("sec-fetch-site")

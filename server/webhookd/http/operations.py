@@ -10,6 +10,7 @@ the request itself: no Authorization header, query string or body can reach a lo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +34,8 @@ METRICS_PATH = "/metrics"
 OPERATIONAL_PATHS = frozenset({HEALTH_PATH, READY_PATH, METRICS_PATH})
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path, so scanners cannot grow the series
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# How long /readyz waits for any one check: a frozen dependency answers nothing, and a probe that
+# hangs is as bad as one that says "ready" (balancers time out and keep the instance).
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 _STREAM_MEDIA_TYPES = tuple(media_type.encode() for media_type in STREAM_MEDIA_TYPES)
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
@@ -52,9 +55,20 @@ def health_route() -> Route:
     return Route(HEALTH_PATH, healthz, methods=["GET"])
 
 
-def readiness_route(checks: ReadinessChecks) -> Route:
+async def _bounded_check(check: Callable[[], Awaitable[str | None]], timeout_seconds: float) -> str:
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            return (await check()) or "ok"
+    except TimeoutError:
+        return f"no answer within {timeout_seconds:g}s"
+
+
+def readiness_route(checks: ReadinessChecks, *, timeout_seconds: float = HEALTH_CHECK_TIMEOUT_SECONDS) -> Route:
+    """503 unless every check answers "ok", all asked at once and each within `timeout_seconds`."""
+
     async def readyz(request: Request) -> JSONResponse:
-        results = {name: (await check()) or "ok" for name, check in checks.items()}
+        answers = await asyncio.gather(*(_bounded_check(check, timeout_seconds) for check in checks.values()))
+        results = dict(zip(checks, answers, strict=True))
         ready = all(result == "ok" for result in results.values())
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": results}, 200 if ready else 503)
 

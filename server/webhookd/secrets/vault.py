@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 import hvac
@@ -30,11 +31,14 @@ DEFAULT_TIMEOUT_SECONDS = 5.0
 # Vault answered with an error, or could not be reached (urllib3's errors are not all OSErrors).
 _FAILURES = (hvac.exceptions.VaultError, urllib3.exceptions.HTTPError, OSError)
 DEFAULT_THREADS = 4
+# What a caller is told to wait before retrying when Vault did not answer (RetryInfo).
+RETRY_AFTER_SECONDS = 1.0
 T = TypeVar("T")
 # Ids become one path segment each: starting with a letter or digit rules out "." and "..", and
 # no "/" means an id can never reach outside its tenant's folder.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ID_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_VAULT_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z")
 
 
 def secret_path(prefix: str, tenant_id: str, webhook_id: str) -> str:
@@ -85,7 +89,7 @@ class VaultSecretStore:
         try:
             return await asyncio.wait_for(future, self._timeout + 1)
         except TimeoutError as exc:
-            raise Unavailable("vault unreachable: no answer in time", retry_after_seconds=1) from exc
+            raise Unavailable("vault unreachable: no answer in time", retry_after_seconds=RETRY_AFTER_SECONDS) from exc
 
     async def path_for(self, tenant_id: str, webhook_id: str) -> str:
         return secret_path(self.prefix, tenant_id, webhook_id)
@@ -118,6 +122,35 @@ class VaultSecretStore:
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
 
+    async def tenants(self) -> list[str]:
+        """The tenants that have a folder of webhook secrets, in order."""
+        return await self._folder(f"{self.prefix}/tenants")
+
+    async def webhook_ids(self, tenant_id: str) -> list[str]:
+        """The webhooks of `tenant_id` that have a secret, in order."""
+        return await self._folder(f"{self.prefix}/tenants/{tenant_id}/webhooks")
+
+    async def written_at(self, path: str) -> datetime | None:
+        """When the secret at `path` was last written (by Vault's clock), or None when there is none."""
+        _check_path(path)
+        try:
+            response = await self._call(functools.partial(_metadata, path=path, mount=self.mount))
+        except hvac.exceptions.InvalidPath:
+            return None
+        except (hvac.exceptions.VaultError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return _vault_time(str(response["data"]["updated_time"]))
+
+    async def _folder(self, path: str) -> list[str]:
+        _check_path(path)
+        try:
+            response = await self._call(functools.partial(_list, path=path, mount=self.mount))
+        except hvac.exceptions.InvalidPath:
+            return []  # nothing stored under it
+        except (hvac.exceptions.VaultError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return sorted(str(key).rstrip("/") for key in response["data"]["keys"])
+
     async def ping(self) -> None:
         """Raise Unavailable unless Vault answers, is unsealed and accepts the token."""
         try:
@@ -145,6 +178,22 @@ def _delete(client: Any, *, path: str, mount: str) -> Any:
     return client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point=mount)
 
 
+def _list(client: Any, *, path: str, mount: str) -> Any:
+    return client.secrets.kv.v2.list_secrets(path=path, mount_point=mount)
+
+
+def _metadata(client: Any, *, path: str, mount: str) -> Any:
+    return client.secrets.kv.v2.read_secret_metadata(path=path, mount_point=mount)
+
+
+def _vault_time(text: str) -> datetime:
+    """Vault's RFC 3339 time (nanoseconds, `Z`) as a datetime (microseconds)."""
+    match = _VAULT_TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a Vault timestamp: {text!r}")
+    return datetime.fromisoformat(match[1] + (match[2] or "")[:7] + "+00:00")
+
+
 def _check_path(path: str) -> None:
     segments = path.split("/")
     if not path or any(s in ("", ".", "..") for s in segments):
@@ -168,4 +217,4 @@ def _unavailable(exc: Exception) -> Unavailable:
     """Unavailable with a short reason built from the error's type only, never from its text."""
     # Otherwise urllib3's NewConnectionError, ProtocolError, ReadTimeoutError… or another VaultError.
     reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), type(exc).__name__)
-    return Unavailable(f"vault unreachable: {reason}")
+    return Unavailable(f"vault unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from webhookd.domain import signing
+from webhookd.domain import ids, signing
 from webhookd.domain.errors import NotFound, ResourceExhausted, Unauthenticated
 from webhookd.domain.history import LogPosition, decode_cursor
 from webhookd.domain.inbound import (
@@ -67,10 +67,13 @@ class Inbound:
         """Verifies and stores one request; Unauthenticated (after recording it) when it is not signed
         right, PayloadTooLarge past the limit, ResourceExhausted past the rate limit."""
         started = time.perf_counter()
+        # Anything but a webhook id (a NUL, 10,000 characters) is unknown without asking the database.
+        if not ids.looks_like(ids.WEBHOOK_PREFIX, webhook_id):
+            raise NotFound.of("active inbound webhook", webhook_id)
         admission = await self._store.admit(webhook_id, rate_per_second=self._rate_per_second, burst=self._burst)
         target = admission.target
         if target is None:
-            raise NotFound(f"no active inbound webhook {webhook_id}")
+            raise NotFound.of("active inbound webhook", webhook_id)
         if admission.retry_after_seconds is not None:
             wait = max(1.0, admission.retry_after_seconds)
             raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=wait)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from webhookd.domain import event_types, ids, page_tokens
-from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound
+from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.inbound import inbound_url
 from webhookd.domain.scope import Scope
@@ -51,7 +51,8 @@ class Webhooks:
         self._now = clock
 
     async def create(self, scope: Scope, spec: WebhookSpec, signing_secret: str | None) -> tuple[Webhook, str]:
-        """Writes the secret to Vault, then the row; a failed insert removes the secret again."""
+        """Writes the secret to Vault, then the row; an insert that failed removes the secret again.
+        One whose outcome is unknown leaves it (services/orphan_secrets.py removes it if no row comes)."""
         spec = validate_spec(spec, allow_insecure_urls=self._allow_insecure_urls)
         if signing_secret:
             problem = validate_secret(signing_secret)
@@ -86,8 +87,12 @@ class Webhooks:
         )
         try:
             stored = await self._store.insert(webhook)
-        except BaseException:
-            # Shielded: a cancelled call must still not leave an orphaned secret behind.
+        except Unavailable:
+            # No answer in time, like a cancelled call (not caught here): the row may still commit (a
+            # frozen server carries the insert out when it resumes), and without its secret it could
+            # never sign. So the secret stays; the orphan reconciler removes it if no row ever comes.
+            raise
+        except Exception:
             await asyncio.shield(self._discard_secret(vault_path))
             raise
         # No other process can hold a webhook that did not exist: nothing to tell them.
@@ -101,7 +106,7 @@ class Webhooks:
             cached = await self._store.get(scope, webhook_id)
             self._cache.put(cached)
         elif not scope.owns(cached.tenant_id, cached.app_id):
-            raise NotFound(f"webhook {webhook_id} not found")
+            raise NotFound.of("webhook", webhook_id)
         return cached
 
     def follow_changes(self) -> AbstractAsyncContextManager[None]:

@@ -12,8 +12,8 @@ the caller gets Unavailable when the bound passes while the task is cancelled in
 When work fails in a way that says the server may be gone (a connection error, no answer in time),
 a probe opens a fresh connection to find out. While the probe cannot reach the server, every call
 fails at once with Unavailable instead of waiting out its bound, and `reachable` is False (readiness
-and gRPC health report it); the probe keeps trying, and the first success ends the outage and
-returns broken pooled connections. No restart is needed either way.
+and gRPC health report it, woken by `reachability_changed`); the probe keeps trying, and the first
+success ends the outage and returns broken pooled connections. No restart is needed either way.
 
 Connection budget of a process: `size` pooled connections, one for sending notifications, and one
 per notification topic the process listens to (store/notifications.py).
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -73,10 +73,22 @@ class Database:
         self._abandoned: set[asyncio.Task[Any]] = set()
         self._outage: str | None = None  # why the server cannot be reached, while it cannot
         self._probe: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # set (and replaced) when an outage starts or ends
 
     @property
     def reachable(self) -> bool:
         return self._outage is None
+
+    def reachability_changed(self) -> Coroutine[Any, Any, bool]:
+        """Completes once `reachable` changes (an outage starts or ends) after this call."""
+        return self._changed.wait()  # this Event: a change before the awaiting starts still counts
+
+    def _set_outage(self, reason: str | None) -> None:
+        changed = (reason is None) != (self._outage is None)
+        self._outage = reason
+        if changed:
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     @property
     def timeout_seconds(self) -> float:
@@ -136,12 +148,12 @@ class Database:
             except Unavailable as error:
                 if self._outage is None:
                     log.warning("database unreachable; failing calls fast until it answers")
-                self._outage = error.message.removeprefix("database unreachable: ")
+                self._set_outage(error.message.removeprefix("database unreachable: "))
                 await asyncio.sleep(PROBE_INTERVAL_SECONDS)
                 continue
             if self._outage is not None:
                 log.warning("database reachable again")
-                self._outage = None
+                self._set_outage(None)
             await self._pool.check()  # drops the pooled connections the outage broke
             return
 

@@ -160,7 +160,7 @@ def _targets_of(event: NewEvent, rows: list[Any]) -> list[str]:
     if event.target_webhook_id is None:
         return [row[0] for row in rows]
     if not rows:
-        raise NotFound(f"webhook {event.target_webhook_id} not found")
+        raise NotFound.of("webhook", event.target_webhook_id)
     return [row[0] for row in rows if row[1]]
 
 

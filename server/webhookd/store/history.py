@@ -266,7 +266,7 @@ class HistoryStore:
 
         row, attempt_rows = await self._db.run(read)
         if row is None:
-            raise NotFound(f"delivery {delivery_id} not found")
+            raise NotFound.of("delivery", delivery_id)
         return _delivery(row), [log_entry(attempt) for attempt in attempt_rows]
 
     async def redeliver(self, scope: Scope, delivery_id: str, *, now: datetime) -> Delivery:
@@ -280,7 +280,7 @@ class HistoryStore:
         """Failed deliveries of the webhook since `since` become pending and due, a batch per transaction."""
         values = scope_params(scope) | {"id": webhook_id, "since": since, "now": now}
         if await self._db.fetch_one(_WEBHOOK_EXISTS, values) is None:
-            raise NotFound(f"webhook {webhook_id} not found")
+            raise NotFound.of("webhook", webhook_id)
         queued = 0
         while True:
             changed = await self._db.execute(_RECOVER, values)

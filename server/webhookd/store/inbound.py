@@ -150,15 +150,22 @@ _READS = {
     (False, True): _read(_AFTER),
     (True, True): _read(_WEBHOOK, _AFTER),
 }
-_THE_CONSUMER = sa.and_(inbound_consumers.c.tenant_id == param("tenant_id"), inbound_consumers.c.name == param("name"))
+# A consumer belongs to the caller's whole scope, like every read: another app of the tenant that uses
+# the same name has a position of its own.
+_THE_CONSUMER = sa.and_(
+    inbound_consumers.c.tenant_id == param("tenant_id"),
+    inbound_consumers.c.app_id == param("app_key"),
+    inbound_consumers.c.name == param("name"),
+)
 _CONSUMER_POSITION = compiled(sa.select(inbound_consumers.c.txid, inbound_consumers.c.seq).where(_THE_CONSUMER))
 # Positions only move forward: a stale acknowledgement leaves the newer position as it is.
 _ACKNOWLEDGE = compiled(
     sa.text(
         """
-INSERT INTO inbound_consumers (tenant_id, name, txid, seq, updated_at)
-VALUES (:tenant_id, :name, :txid, :seq, :now)
-ON CONFLICT (tenant_id, name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq, updated_at = excluded.updated_at
+INSERT INTO inbound_consumers (tenant_id, app_id, name, txid, seq, updated_at)
+VALUES (:tenant_id, :app_key, :name, :txid, :seq, :now)
+ON CONFLICT (tenant_id, app_id, name)
+DO UPDATE SET txid = excluded.txid, seq = excluded.seq, updated_at = excluded.updated_at
 WHERE (inbound_consumers.txid, inbound_consumers.seq) < (excluded.txid, excluded.seq)
 """
     )
@@ -176,6 +183,10 @@ def _event(row: Sequence[Any]) -> InboundEvent:
         body=bytes(row[7] or b""),
         received_at=row[8],
     )
+
+
+def _consumer_keys(scope: Scope, name: str) -> dict[str, str]:
+    return {"tenant_id": scope.tenant_id, "app_key": scope.app_id or "", "name": name}
 
 
 class InboundStore:
@@ -259,12 +270,12 @@ class InboundStore:
         return [_event(row) for row in await self._db.fetch_all(statement, values, generic_plan=True)]
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
-        row = await self._db.fetch_one(_CONSUMER_POSITION, {"tenant_id": scope.tenant_id, "name": name})
+        row = await self._db.fetch_one(_CONSUMER_POSITION, _consumer_keys(scope, name))
         return None if row is None else LogPosition(row[0], row[1])
 
     async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
         """Moves the consumer to `position` unless it is already past it; returns where it is."""
-        keys = {"tenant_id": scope.tenant_id, "name": name}
+        keys = _consumer_keys(scope, name)
 
         async def write(connection: Connection) -> Any:
             await connection.execute(_ACKNOWLEDGE, keys | {"txid": position.txid, "seq": position.seq, "now": now})

@@ -134,6 +134,8 @@ inbound_consumers = sa.Table(
     "inbound_consumers",
     metadata,
     sa.Column("tenant_id", sa.Text, primary_key=True),
+    # '' for a caller without an app: the scope's app, as a key column (never NULL).
+    sa.Column("app_id", sa.Text, primary_key=True, server_default=""),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("txid", sa.BigInteger, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),

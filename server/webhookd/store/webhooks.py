@@ -272,7 +272,7 @@ class WebhookStore:
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         row = await self._db.fetch_one(_GET, scope_params(scope) | {"id": webhook_id})
         if row is None:
-            raise NotFound(f"webhook {webhook_id} not found")
+            raise NotFound.of("webhook", webhook_id)
         return webhook_from_row(row)
 
     async def list(self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int) -> list[Webhook]:
@@ -354,7 +354,7 @@ class WebhookStore:
 
         written, current = await self._db.transaction(write)
         if current is None:
-            raise NotFound(f"webhook {webhook_id} not found")
+            raise NotFound.of("webhook", webhook_id)
         webhook = webhook_from_row(current)
         return (webhook if written is not None else None), webhook
 

@@ -195,7 +195,13 @@ class Webhook(_message.Message):
     url: _builtins.str
     """Target URL (outbound) or callback URL (inbound)."""
     signature_scheme: _builtins.str
-    """Payload signing scheme."""
+    """Payload signing scheme.
+    `standard-webhooks` (the default): `webhook-id`, `webhook-timestamp` and `webhook-signature`,
+    which lists one `v1,<base64>` per secret, space-separated, so both secrets while a rotation
+    overlaps. `hmac-sha256`: GitHub's `X-Hub-Signature-256: sha256=<hex>`, always exactly one
+    signature, made with the newest secret; while a rotation overlaps, the previous secret's
+    signature goes in `X-Hub-Signature-256-Previous` (same form).
+    """
     vault_path: _builtins.str
     """Vault KV v2 path where the HMAC secret lives; never stored inline."""
     enabled: _builtins.bool
