@@ -53,6 +53,9 @@ class DeliveryPool:
         self._poll_seconds = poll_seconds
         self._grace_seconds = grace_seconds
         self._now = clock
+        self._capacity = 2 * workers
+        self._batch_room = max(1, self._capacity // 4)
+        self._last_claim_short = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._ready: asyncio.Queue[ClaimedDelivery] = asyncio.Queue()
@@ -84,14 +87,12 @@ class DeliveryPool:
                 await self._recorder.stop()
 
     async def _claim_loop(self) -> None:
-        capacity = 2 * self._workers
-        batch_room = max(1, capacity // 4)
         while not self._stopping.is_set():
             # Cleared before claiming, never after: a wake-up that arrives while we claim or look
             # up the next due time must make the next wait return at once.
             self._wake.clear()
-            room = capacity - self.in_flight
-            if room < batch_room and not (room > 0 and self._ready.empty()):
+            room = self._capacity - self.in_flight
+            if room < self._batch_room and not (room > 0 and self._ready.empty()):
                 await self._wake.wait()  # workers are busy and have work queued: no query needed
                 continue
             wanted = min(room, CLAIM_BATCH)
@@ -100,13 +101,31 @@ class DeliveryPool:
                 claimed = await self._queue.claim(wanted, per_webhook=self._per_webhook, per_tenant=self._per_tenant)
             except Exception:
                 log.exception("claiming deliveries failed")
+            self._last_claim_short = len(claimed) < wanted
             for delivery in claimed:
                 self._ready.put_nowait(delivery)
             if self._stopping.is_set():
                 break  # what was just claimed is given back, not started
             if claimed and len(claimed) == wanted:
                 continue  # there may be more due right now
-            await self._sleep()
+            if claimed:
+                # Fewer than asked: the rest is capped (a recorded batch frees room and wakes us),
+                # not due yet, or not there (a notification wakes us). The next due time is looked
+                # up once a claim comes back empty.
+                await self._wait(self._poll_seconds)
+            else:
+                await self._sleep()
+
+    def _freed(self) -> None:
+        """A worker finished: wake the claimer if it waits for room in this process. After a claim
+        that came back short there is nothing to claim until a notification, a recorded batch (it
+        frees room under the webhooks' and tenants' caps) or the next due time wakes it anyway."""
+        if self._stopping.is_set():
+            self._wake.set()  # the drain counts finishing workers
+            return
+        room = self._capacity - self.in_flight
+        if not self._last_claim_short and (room >= self._batch_room or (room > 0 and self._ready.empty())):
+            self._wake.set()
 
     async def _worker(self) -> None:
         while True:
@@ -122,7 +141,7 @@ class DeliveryPool:
                 log.exception("delivery failed unexpectedly", extra={"delivery_id": delivery.delivery_id})
             finally:
                 del self._running[task]
-                self._wake.set()
+                self._freed()
 
     async def _sleep(self) -> None:
         timeout = self._poll_seconds
@@ -133,10 +152,14 @@ class DeliveryPool:
         if next_due is not None:
             timeout = min(timeout, max(0.0, (next_due - self._now()).total_seconds()))
         if timeout <= 0:
-            # Due now but not claimable (per-webhook cap, or no free worker): a finishing one wakes us.
+            # Due now but not claimable (capped, or no free worker): a recorded batch or a finishing
+            # worker wakes us, this only in case neither comes.
             timeout = CAPPED_RECHECK_SECONDS
+        await self._wait(timeout)
+
+    async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
         leftovers: list[ClaimedDelivery] = []

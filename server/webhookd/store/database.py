@@ -41,7 +41,7 @@ Params = dict[str, Any] | Sequence[Any] | None
 # between them (connection.transaction() would send each in a round trip of its own).
 BEGIN = "BEGIN"
 COMMIT = "COMMIT"
-_GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
+GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
 # What a caller is told to wait before retrying when the database did not answer.
 RETRY_AFTER_SECONDS = 1.0
 PROBE_INTERVAL_SECONDS = 1.0
@@ -182,7 +182,7 @@ class Database:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
-                    await connection.execute(_GENERIC_PLAN)
+                    await connection.execute(GENERIC_PLAN)
                     cursor = await connection.execute(sql, params)
                     await connection.execute(COMMIT)
                 return await cursor.fetchall()
