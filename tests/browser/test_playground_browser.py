@@ -82,7 +82,7 @@ async def test_page_shows_loading_then_every_seed_field(page: Page, gateway: Any
     await expect(page.locator("#resource-description")).to_have_text("An outbound webhook endpoint.")
     tabs = await page.locator("#op-tabs .tab").all_text_contents()
     assert tabs[:5] == STANDARD_TABS
-    assert {"undelete", "publish", "rotate", "resume", "log"} <= set(tabs)
+    assert {"undelete", "rotate", "resume", "log", "send"} <= set(tabs)
 
     seed = seed_schema()
     rows = page.locator("#schema-table tbody tr")

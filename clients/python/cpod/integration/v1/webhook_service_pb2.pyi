@@ -627,7 +627,7 @@ class DeliveryLogRequest(_message.Message):
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only entries of these kinds: attempt, webhook.paused, webhook.resumed, webhook.disabled,
         webhook.enabled, webhook.secret_rotated, webhook.recovered, webhook.deleted, webhook.undeleted.
-        Empty: every kind. outcomes filter only attempt entries.
+        Empty: every kind; with outcomes set, attempts only (outcomes select among attempts).
         """
 
     def __init__(
