@@ -52,8 +52,8 @@ from webhookd.store.inbound import InboundStore
 from webhookd.store.lifecycle import LifecycleStore
 from webhookd.store.log_consumers import LogConsumerStore
 from webhookd.store.notifications import PostgresNotifications
-from webhookd.store.secret_owners import SecretOwners
 from webhookd.store.pings import PingStore
+from webhookd.store.secret_owners import SecretOwners
 from webhookd.store.statistics import keep_statistics
 from webhookd.store.stream_leases import PostgresStreamLeases
 from webhookd.store.webhooks import WebhookStore

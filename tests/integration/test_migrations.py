@@ -55,7 +55,7 @@ async def test_0007_partitions_existing_history_keeping_every_row_readable(own_d
 
     await migrate.upgrade(own_database, revision="0007")
     async with opened(own_database) as db:
-        after = await history(db)  # every column as 0007 left it (0008 adds some)
+        after = await history(db)  # every column as 0007 left it (0009 adds some)
 
     # Then the current schema, which the service reads the history from.
     await migrate.upgrade(own_database)
@@ -78,7 +78,7 @@ async def test_0007_partitions_existing_history_keeping_every_row_readable(own_d
     assert [(entry.position.txid, entry.position.seq) for entry in log_after] == sorted(
         (row[1], row[0]) for row in before["attempts"]
     )
-    assert {entry.kind.value for entry in log_after} == {"attempt"}  # 0008's default for the rows it found
+    assert {entry.kind.value for entry in log_after} == {"attempt"}  # 0009's default for the rows it found
     assert (oldest.id, [entry.delivery_id for entry in oldest_attempts]) == (made[0][0], [made[0][0]] * 2)
     assert [received.message_id for received in receipts] == ["msg_0", "msg_1", "msg_2"]
     assert retried is None  # a receipt from before the migration still catches its retry

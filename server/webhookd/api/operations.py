@@ -35,8 +35,10 @@ class OperationsRpcs:
     async def ListEvents(self, request: ops_pb.ListEventsRequest, context: Context) -> ops_pb.ListEventsResponse:
         query = EventFilter(
             event_types=(request.event_type,) if request.event_type else (),
-            start_time=convert.datetime_of(request.start_time) if request.HasField("start_time") else None,
-            end_time=convert.datetime_of(request.end_time) if request.HasField("end_time") else None,
+            start_time=convert.datetime_of(request.start_time, "start_time")
+            if request.HasField("start_time")
+            else None,
+            end_time=convert.datetime_of(request.end_time, "end_time") if request.HasField("end_time") else None,
         )
         page = await self.published.list_page(
             current_scope(), query, page_size=request.page_size, page_token=request.page_token

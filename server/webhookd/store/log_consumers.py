@@ -1,7 +1,7 @@
 """Named DeliveryLog consumers: the position each acknowledged, per tenant and app.
 
-A consumer belongs to the caller's tenant and app: `app_key` is the app's id, or '' for a person's
-tenant-wide consumer, so two apps' consumers of one name never move each other.
+A consumer belongs to the caller's tenant and app: `app_id` is the app's id, or '' for a person's
+tenant-wide consumer (as in inbound_consumers), so two apps' consumers of one name never move each other.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from webhookd.store.tables import delivery_log_consumers
 
 _THE_CONSUMER = sa.and_(
     delivery_log_consumers.c.tenant_id == param("tenant_id"),
-    delivery_log_consumers.c.app_key == param("app_key"),
+    delivery_log_consumers.c.app_id == param("app_key"),
     delivery_log_consumers.c.name == param("name"),
 )
 _POSITION = compiled(sa.select(delivery_log_consumers.c.txid, delivery_log_consumers.c.seq).where(_THE_CONSUMER))
@@ -26,9 +26,9 @@ _POSITION = compiled(sa.select(delivery_log_consumers.c.txid, delivery_log_consu
 _ACKNOWLEDGE = compiled(
     sa.text(
         """
-INSERT INTO delivery_log_consumers AS c (tenant_id, app_key, name, txid, seq, updated_at)
+INSERT INTO delivery_log_consumers AS c (tenant_id, app_id, name, txid, seq, updated_at)
 VALUES (:tenant_id, :app_key, :name, :txid, :seq, :now)
-ON CONFLICT (tenant_id, app_key, name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq,
+ON CONFLICT (tenant_id, app_id, name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq,
     updated_at = excluded.updated_at
 WHERE (c.txid, c.seq) < (excluded.txid, excluded.seq)
 """

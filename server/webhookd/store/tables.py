@@ -165,12 +165,12 @@ stream_leases = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# A named DeliveryLog reader's acknowledged position; `app_key` is the app's id, '' for tenant-wide.
+# A named DeliveryLog reader's acknowledged position; `app_id` is '' for a tenant-wide consumer.
 delivery_log_consumers = sa.Table(
     "delivery_log_consumers",
     metadata,
     sa.Column("tenant_id", sa.Text, primary_key=True),
-    sa.Column("app_key", sa.Text, primary_key=True),
+    sa.Column("app_id", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("txid", sa.BigInteger, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),

@@ -12,8 +12,8 @@
 Columns added to a partitioned table apply to every partition; the CHECK constraints live on the
 parent and so on every partition. Adding a column with a constant default rewrites nothing.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -50,9 +50,9 @@ def upgrade() -> None:
     op.create_table(
         "delivery_log_consumers",
         sa.Column("tenant_id", sa.Text, primary_key=True),
-        # The app the consumer belongs to ('' for a person's tenant-wide consumer): a key column, so
-        # two apps' consumers of one name are two consumers.
-        sa.Column("app_key", sa.Text, primary_key=True),
+        # The app the consumer belongs to ('' for a person's tenant-wide consumer, as in
+        # inbound_consumers): a key column, so two apps' consumers of one name are two consumers.
+        sa.Column("app_id", sa.Text, primary_key=True),
         sa.Column("name", sa.Text, primary_key=True),
         sa.Column("txid", sa.BigInteger, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
