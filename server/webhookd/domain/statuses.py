@@ -25,10 +25,6 @@ class DeliveryStatus(StrEnum):
     DISCARDED = "discarded"  # held, then discarded on resume: kept as history, never sent
 
 
-# What a webhook's state makes of a new delivery: queued, held while paused, skipped while disabled.
-WAITING_STATUSES = (DeliveryStatus.HELD, DeliveryStatus.SKIPPED)
-
-
 class LogKind(StrEnum):
     """What a DeliveryLog entry records: an attempt (or inbound receipt), or a change of a webhook."""
 

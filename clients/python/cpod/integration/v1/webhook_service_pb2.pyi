@@ -385,7 +385,9 @@ class PublishEventRequest(_message.Message):
     Idempotency-Key header.
     """
     webhook_id: _builtins.str
-    """Optional: deliver only to this webhook (it must still be active, outbound and match the type)."""
+    """Optional: deliver only to this webhook (it must be live, outbound and match the type; while it is
+    paused or disabled the delivery is held or skipped, as for any subscriber).
+    """
     payload_json: _builtins.str
     """The event's data as JSON text (an object), instead of payload: receivers get this text as
     `data` byte for byte, every number as written. Set payload or payload_json, not both. Over
