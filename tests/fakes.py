@@ -37,9 +37,11 @@ from webhookd.domain.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from webhookd.domain.events import IDEMPOTENCY_WINDOW, NewEvent, Published
+from webhookd.domain.events import IDEMPOTENCY_WINDOW, EventFilter, NewEvent, Published, event_data
+from webhookd.domain.events import StoredEvent as PublishedEvent
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
+from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
@@ -170,12 +172,20 @@ def _listed(row: Webhook, query: WebhookFilter) -> bool:
 
 
 def receives(row: Webhook, matching_filters: list[str]) -> bool:
-    """Whether a publish fans out to this webhook: live, active, outbound, subscribed to the type."""
+    """Whether a publish makes a delivery for this webhook: live, outbound, subscribed to the type
+    (its status then says whether it is sent: new_delivery_status)."""
     return (
         row.spec.direction is Direction.OUTBOUND
-        and row.is_active
+        and not row.is_deleted
         and bool(set(row.spec.event_types) & set(matching_filters))
     )
+
+
+def new_delivery_status(row: Webhook) -> DeliveryStatus:
+    """As store/events.py decides it: skipped while disabled, held while paused, else pending."""
+    if not row.spec.enabled:
+        return DeliveryStatus.SKIPPED
+    return DeliveryStatus.HELD if row.paused_at is not None else DeliveryStatus.PENDING
 
 
 # -- events ----------------------------------------------------------------------------------------------
@@ -186,7 +196,8 @@ class StoredEvent:
     tenant_id: str
     app_id: str | None
     event: NewEvent
-    webhook_ids: tuple[str, ...]  # one pending delivery for each
+    webhook_ids: tuple[str, ...]  # one delivery for each
+    statuses: tuple[DeliveryStatus, ...] = ()  # each delivery's, in webhook_ids' order
 
 
 class FakeEvents:
@@ -208,15 +219,24 @@ class FakeEvents:
         target = event.target_webhook_id
         if target is not None:
             await self._webhooks.get(scope, target)  # NotFound, and nothing is stored
-        webhook_ids = tuple(
-            row.id
+        rows = [
+            row
             for row in self._webhooks.rows.values()
             if scope.owns(row.tenant_id, row.app_id) and receives(row, matching_filters) and target in (None, row.id)
+        ]
+        statuses = tuple(new_delivery_status(row) for row in rows)
+        self.events[event.id] = StoredEvent(
+            scope.tenant_id, scope.app_id, event, tuple(row.id for row in rows), statuses
         )
-        self.events[event.id] = StoredEvent(scope.tenant_id, scope.app_id, event, webhook_ids)
         if key is not None:
             self._keys[key] = event.id
-        return Published(event.id, len(webhook_ids), duplicate=False)
+        return Published(
+            event.id,
+            statuses.count(DeliveryStatus.PENDING),
+            duplicate=False,
+            deliveries_held=statuses.count(DeliveryStatus.HELD),
+            deliveries_skipped=statuses.count(DeliveryStatus.SKIPPED),
+        )
 
 
 # -- history ---------------------------------------------------------------------------------------------
@@ -262,17 +282,41 @@ class FakeHistory:
             event_type=event_type,
             webhook_id=webhook_id,
             status=status,
-            attempts=0 if status is DeliveryStatus.PENDING else 1,
+            attempts=1 if status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED) else 0,
             next_attempt_at=created_at if status is DeliveryStatus.PENDING else None,
             last_outcome=None,
             last_http_status=None,
             last_error=None,
             created_at=created_at,
             updated_at=created_at,
-            completed_at=None if status is DeliveryStatus.PENDING else created_at,
+            completed_at=created_at if status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED) else None,
         )
         self.deliveries[delivery.id] = DeliveryRow(scope.tenant_id, scope.app_id, delivery, in_flight)
         return delivery
+
+    def append_lifecycle(self, scope: Scope, change: LifecycleChange) -> LogEntry:
+        """The next entry of the log: a lifecycle change, as store/lifecycle.py writes it."""
+        number = len(self.log) + 1
+        entry = LogEntry(
+            position=LogPosition(txid=1000 + number, seq=number),
+            delivery_id="",
+            event_id=ids.new_id(ids.EVENT_PREFIX),
+            event_type=change.event_type,
+            webhook_id=change.webhook_id,
+            attempt=0,
+            outcome=None,
+            http_status=None,
+            latency_ms=0,
+            error="",
+            response_excerpt="",
+            next_attempt_at=None,
+            occurred_at=change.at,
+            kind=change.kind,
+            reason=change.reason,
+            delivery_count=change.delivery_count,
+        )
+        self.log.append(LogRow(scope.tenant_id, scope.app_id, entry))
+        return entry
 
     def append_log(
         self,
@@ -348,7 +392,7 @@ class FakeHistory:
             for row in self.deliveries.values()
             if scope.owns(row.tenant_id, row.app_id)
             and row.delivery.webhook_id == webhook_id
-            and row.delivery.status is DeliveryStatus.FAILED
+            and row.delivery.status in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
             and row.delivery.created_at >= since
         ]
         for row in failed:
@@ -363,13 +407,17 @@ class FakeHistory:
 
 
 def _matches_any(filters: tuple[str, ...], event_type: str) -> bool:
-    return not filters or any(event_types.matches(value, event_type) for value in filters)
+    # Reading filters as store/history.py does: `*` is everything there.
+    return not filters or event_types.WILDCARD in filters or any(event_types.matches(f, event_type) for f in filters)
 
 
 def _logged(entry: LogEntry, query: LogFilter) -> bool:
+    # Outcomes select among attempts; a lifecycle entry stays only when `kinds` names it.
+    outcome_ok = not query.outcomes or entry.outcome in query.outcomes or (bool(query.kinds) and entry.outcome is None)
     return (
         query.webhook_id in (None, entry.webhook_id)
-        and (not query.outcomes or entry.outcome in query.outcomes)
+        and (not query.kinds or entry.kind in query.kinds)
+        and outcome_ok
         and _matches_any(query.event_types, entry.event_type)
     )
 
@@ -387,6 +435,128 @@ def _listed_delivery(delivery: Delivery, query: DeliveryFilter) -> bool:
 
 def _due_again(delivery: Delivery, now: datetime) -> Delivery:
     return replace(delivery, status=DeliveryStatus.PENDING, next_attempt_at=now, completed_at=None, updated_at=now)
+
+
+# -- operations: lifecycle changes, events read back, log consumers, test events -------------------------
+
+
+class FakeLifecycle:
+    """ports.LifecycleRepository as store/lifecycle.py behaves, on FakeHistory's rows: each change is the
+    next log entry, and resuming releases (or discards) the webhook's held deliveries. Operational events
+    are not fanned out here (`queued` says how many pending deliveries record() reports)."""
+
+    def __init__(self, history: FakeHistory) -> None:
+        self._history = history
+        self.changes: list[LifecycleChange] = []
+        self.queued = 0
+
+    async def record(self, scope: Scope, change: LifecycleChange) -> int:
+        self.changes.append(change)
+        self._history.append_lifecycle(scope, change)
+        return self.queued
+
+    async def settle_held(self, scope: Scope, change: LifecycleChange, *, discard: bool) -> tuple[HeldSettled, int]:
+        held = sorted(
+            (
+                row
+                for row in self._history.deliveries.values()
+                if scope.owns(row.tenant_id, row.app_id)
+                and row.delivery.webhook_id == change.webhook_id
+                and row.delivery.status is DeliveryStatus.HELD
+            ),
+            key=lambda row: (row.delivery.created_at, row.delivery.id),
+        )
+        for n, row in enumerate(held, start=1):
+            if discard:
+                row.delivery = replace(
+                    row.delivery, status=DeliveryStatus.DISCARDED, completed_at=change.at, updated_at=change.at
+                )
+            else:
+                due = change.at + timedelta(microseconds=n)
+                row.delivery = replace(row.delivery, status=DeliveryStatus.PENDING, next_attempt_at=due)
+        done = HeldSettled(released=0 if discard else len(held), discarded=len(held) if discard else 0)
+        noted = replace(change, reason=resumed_reason(done), delivery_count=len(held))
+        return done, await self.record(scope, noted)
+
+
+class FakeEventHistory:
+    """ports.EventHistory over FakeEvents' events and FakeHistory's deliveries."""
+
+    def __init__(self, events: FakeEvents, history: FakeHistory) -> None:
+        self._events = events
+        self._history = history
+
+    async def get_event(self, scope: Scope, event_id: str) -> tuple[PublishedEvent, list[Delivery]]:
+        stored = self._events.events.get(event_id)
+        if stored is None or not scope.owns(stored.tenant_id, stored.app_id):
+            raise NotFound(f"event {event_id} not found")
+        made = sorted(
+            (row.delivery for row in self._history.deliveries.values() if row.delivery.event_id == event_id),
+            key=lambda delivery: delivery.id,
+        )
+        return _published_event(stored), made
+
+    async def list_events(
+        self, scope: Scope, query: EventFilter, *, before_id: str | None, limit: int
+    ) -> list[PublishedEvent]:
+        found = [
+            _published_event(stored)
+            for stored in self._events.events.values()
+            if scope.owns(stored.tenant_id, stored.app_id)
+            and _matches_any(query.event_types, stored.event.event_type)
+            and (query.start_time is None or stored.event.created_at >= query.start_time)
+            and (query.end_time is None or stored.event.created_at < query.end_time)
+            and (before_id is None or stored.event.id < before_id)
+        ]
+        found.sort(key=lambda event: event.id, reverse=True)
+        return found[:limit]
+
+
+def _published_event(stored: StoredEvent) -> PublishedEvent:
+    event = stored.event
+    return PublishedEvent(
+        id=event.id,
+        event_type=event.event_type,
+        payload_json=event_data(event.body),
+        created_at=event.created_at,
+        idempotency_key=event.idempotency_key,
+        target_webhook_id=event.target_webhook_id,
+    )
+
+
+class FakeLogConsumers:
+    """ports.LogConsumers as store/log_consumers.py behaves: per tenant and app, only forward."""
+
+    def __init__(self) -> None:
+        self.positions: dict[tuple[str, str, str], LogPosition] = {}  # (tenant, app or '', name)
+
+    async def position(self, scope: Scope, name: str) -> LogPosition | None:
+        return self.positions.get((scope.tenant_id, scope.app_id or "", name))
+
+    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
+        key = (scope.tenant_id, scope.app_id or "", name)
+        current = self.positions.get(key)
+        if current is None or current < position:
+            self.positions[key] = position
+        return self.positions[key]
+
+
+@dataclass(frozen=True)
+class RecordedPing:
+    webhook: Webhook
+    event: NewEvent
+    delivery_id: str
+    record: AttemptRecord
+
+
+class FakePingRecords:
+    """ports.PingRecords: what would be kept in history, in `recorded`."""
+
+    def __init__(self) -> None:
+        self.recorded: list[RecordedPing] = []
+
+    async def record(self, webhook: Webhook, event: NewEvent, delivery_id: str, record: AttemptRecord) -> None:
+        self.recorded.append(RecordedPing(webhook, event, delivery_id, record))
 
 
 # -- inbound ---------------------------------------------------------------------------------------------
@@ -641,10 +811,14 @@ class FakeDeliveryQueue:
     async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
         kept = [self._record_one(claimed, record) for claimed, record in batch]
         changed: set[str] = set()
+        paused: set[str] = set()
         for claimed, record in batch:
+            was_paused = self._webhooks.rows[claimed.webhook_id].paused_at is not None
             if self._move_webhook_on(claimed.webhook_id, record):
                 changed.add(claimed.webhook_id)
-        return RecordedBatch(kept, sorted(changed))
+                if not was_paused and self._webhooks.rows[claimed.webhook_id].paused_at is not None:
+                    paused.add(claimed.webhook_id)
+        return RecordedBatch(kept, sorted(changed), sorted(paused))
 
     def _record_one(self, claimed: ClaimedDelivery, record: AttemptRecord) -> bool:
         self.attempts.append((claimed, record))  # logged whether or not the lease still holds

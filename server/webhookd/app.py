@@ -36,6 +36,8 @@ from webhookd.services.events import Events
 from webhookd.services.history import History
 from webhookd.services.inbound import Inbound
 from webhookd.services.orphan_secrets import OrphanSecrets
+from webhookd.services.pings import Pings
+from webhookd.services.published_events import PublishedEvents
 from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
@@ -43,10 +45,14 @@ from webhookd.store import migrate, partitions, retention
 from webhookd.store.database import Database, probe
 from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.embedded import EmbeddedPostgres
+from webhookd.store.event_history import EventHistoryStore
 from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
+from webhookd.store.lifecycle import LifecycleStore
+from webhookd.store.log_consumers import LogConsumerStore
 from webhookd.store.notifications import PostgresNotifications
+from webhookd.store.pings import PingStore
 from webhookd.store.secret_owners import SecretOwners
 from webhookd.store.statistics import keep_statistics
 from webhookd.store.stream_leases import PostgresStreamLeases
@@ -121,12 +127,17 @@ class Core:
         self.notifications = PostgresNotifications(backends.database_url)
         self._running = contextlib.AsyncExitStack()
         webhook_store = WebhookStore(self.database)
+        lifecycle = LifecycleStore(self.database)
         self.stream_leases = PostgresStreamLeases(self.database)
         stream_slots = StreamSlots(self.stream_leases, settings.max_streams_per_tenant, metrics=metrics.streams)
+        # The server process has no workers: SendTestEvent posts through a sender (and SSRF guard) of its own.
+        self.sender = HttpSender.from_settings(settings)
+        signing_secrets = SigningSecrets(self.secrets)
         self.webhooks = Webhooks(
             webhook_store,
             self.secrets,
             self.notifications,
+            lifecycle=lifecycle,
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
         )
@@ -134,11 +145,18 @@ class Core:
             EventStore(self.database), self.notifications, max_payload_bytes=settings.max_payload_bytes
         )
         self.history = History(
-            HistoryStore(self.database), webhook_store, self.notifications, stream_slots=stream_slots
+            HistoryStore(self.database),
+            webhook_store,
+            self.notifications,
+            lifecycle=lifecycle,
+            consumers=LogConsumerStore(self.database),
+            stream_slots=stream_slots,
         )
+        self.published = PublishedEvents(EventHistoryStore(self.database), webhook_store)
+        self.pings = Pings(webhook_store, signing_secrets, self.sender, PingStore(self.database), self.notifications)
         self.inbound = Inbound(
             InboundStore(self.database),
-            SigningSecrets(self.secrets),
+            signing_secrets,
             webhook_store,
             self.notifications,
             rate_per_second=settings.inbound_rate_per_second,
@@ -149,6 +167,7 @@ class Core:
 
     async def start(self) -> None:
         await self.database.open()
+        await self.sender.start()
         self.notifications.start()
         self.stream_leases.start()
         await self._running.enter_async_context(self.webhooks.follow_changes())
@@ -157,6 +176,7 @@ class Core:
         await self._running.aclose()
         await self.stream_leases.close()
         await self.notifications.close()
+        await self.sender.close()
         await self.database.close()
         self.secrets.close()
 
@@ -187,7 +207,14 @@ class Service:
             # taken is an error, not a silent second listener.
             options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
         )
-        self.servicer = WebhookServicer(self.core.webhooks, self.core.events, self.core.history, self.core.inbound)
+        self.servicer = WebhookServicer(
+            self.core.webhooks,
+            self.core.events,
+            self.core.history,
+            self.core.inbound,
+            self.core.published,
+            self.core.pings,
+        )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection([SERVICE_NAME, health.SERVICE_NAME], self.server)

@@ -24,9 +24,10 @@ from webhookd.domain.deliveries import (
     DeliveryFilter,
     RecordedBatch,
 )
-from webhookd.domain.events import NewEvent, Published
+from webhookd.domain.events import EventFilter, NewEvent, Published, StoredEvent
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
+from webhookd.domain.lifecycle import HeldSettled, LifecycleChange
 from webhookd.domain.scope import Scope
 from webhookd.domain.topics import Topic as Topic  # re-exported: the core takes it with the ports
 from webhookd.domain.webhooks import Webhook, WebhookFilter, WebhookSpec
@@ -81,8 +82,9 @@ class WebhookRepository(Protocol):
 
 class EventRepository(Protocol):
     async def publish(self, scope: Scope, event: NewEvent, matching_filters: list[str]) -> Published:
-        """Stores the event and one pending delivery per live, active outbound webhook of the scope
-        whose event_types overlap `matching_filters`, in one transaction. With an idempotency key
+        """Stores the event and one delivery per live outbound webhook of the scope whose event_types
+        overlap `matching_filters`, in one transaction: pending for an active webhook, held for a
+        paused one, skipped for a disabled one. With an idempotency key
         still held by an earlier event, returns that event instead (duplicate). NotFound when
         `event.target_webhook_id` names no webhook of the scope."""
 
@@ -104,7 +106,8 @@ class HistoryRepository(Protocol):
         """Makes the delivery pending and due now; FailedPrecondition while it is being attempted."""
 
     async def recover(self, scope: Scope, webhook_id: str, *, since: datetime, now: datetime) -> int:
-        """Makes every failed delivery of the webhook created since `since` pending and due; how many."""
+        """Makes every failed or skipped delivery of the webhook created since `since` pending and due;
+        how many."""
 
 
 class InboundRepository(Protocol):
@@ -213,3 +216,43 @@ class Notifications(Protocol):
     def follow(self, topic: Topic, on_payload: Callable[[str | None], None]) -> AbstractAsyncContextManager[None]:
         """`on_payload(payload)` for every payload of `topic` while the block runs, and
         `on_payload(None)` when listening (re)starts: anything may have been missed before."""
+
+
+# -- operations: lifecycle changes, reading events back, log consumers, test events ----------------------
+
+
+class LifecycleRepository(Protocol):
+    async def record(self, scope: Scope, change: LifecycleChange) -> int:
+        """Writes the change's DeliveryLog entry and publishes its operational event to the other
+        outbound webhooks of the scope that subscribe to it (pending, held or skipped as a publish's
+        deliveries), in one transaction; how many of those deliveries are pending."""
+
+    async def settle_held(self, scope: Scope, change: LifecycleChange, *, discard: bool) -> tuple[HeldSettled, int]:
+        """Releases the webhook's held deliveries in publish order (or discards them) and records
+        `change` with their count, in one transaction; what was done, and the pending operational
+        deliveries."""
+
+
+class EventHistory(Protocol):
+    async def get_event(self, scope: Scope, event_id: str) -> tuple[StoredEvent, list[Delivery]]:
+        """The event as published, with its deliveries; NotFound outside the scope."""
+
+    async def list_events(
+        self, scope: Scope, query: EventFilter, *, before_id: str | None, limit: int
+    ) -> list[StoredEvent]:
+        """Newest first, ids strictly below `before_id`."""
+
+
+class LogConsumers(Protocol):
+    """Named DeliveryLog readers' positions, each the scope's own (tenant and app)."""
+
+    async def position(self, scope: Scope, name: str) -> LogPosition | None: ...
+
+    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
+        """Moves the named consumer forward to `position` (never back); returns where it is."""
+
+
+class PingRecords(Protocol):
+    async def record(self, webhook: Webhook, event: NewEvent, delivery_id: str, record: AttemptRecord) -> None:
+        """Keeps a test event sent at once (SendTestEvent) in history: the event, its finished
+        delivery and its attempt, in one transaction."""

@@ -19,7 +19,7 @@ from playwright.async_api import Browser, Page, Route, expect
 from screens import DESKTOP, PHONE, screenshot
 
 from playground_seed import seed_schema
-from receivers import Receiver
+from receivers import Receiver, status
 from support import JWT_SECRET, AuthedStub, new_tenant_id
 from webhookd.app import Gateway, Service
 from webhookd.auth.tokens import mint
@@ -82,7 +82,7 @@ async def test_page_shows_loading_then_every_seed_field(page: Page, gateway: Any
     await expect(page.locator("#resource-description")).to_have_text("An outbound webhook endpoint.")
     tabs = await page.locator("#op-tabs .tab").all_text_contents()
     assert tabs[:5] == STANDARD_TABS
-    assert {"undelete", "publish", "rotate", "resume", "log"} <= set(tabs)
+    assert {"undelete", "rotate", "resume", "log", "send"} <= set(tabs)
 
     seed = seed_schema()
     rows = page.locator("#schema-table tbody tr")
@@ -224,6 +224,50 @@ async def test_log_panel_shows_a_delivery_made_while_it_is_open(
     await page.locator("#log-disconnect").click()
     await expect(page.locator("#log-state")).to_have_attribute("data-state", "idle")
     await expect(page.locator("#log-connect")).to_be_enabled()
+
+
+async def test_log_panel_sends_a_test_event_and_shows_held_deliveries(
+    page: Page, gateway: Any, caller: AuthedStub, receiver: Receiver, database: Any
+) -> None:
+    receiver.respond = status(503)
+    created = await caller.CreateWebhook(
+        pb.CreateWebhookRequest(webhook=wpb.Webhook(name="held", url=receiver.url, event_types=["rfp.*"]))
+    )
+    webhook_id = created.webhook.id
+    await database.execute("UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id", id=webhook_id)
+    published = await caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload_json='{"n": 1}'))
+    assert published.deliveries_held == 1
+    await open_playground(page, gateway, caller.token)
+    await page.locator("#log-webhook").fill(webhook_id)
+
+    await page.locator("#test-send").click()
+
+    result = page.locator("#test-result")
+    await expect(result).to_have_attribute("data-outcome", "failed")
+    await expect(result).to_contain_text("HTTP 503")
+    await expect(result).to_contain_text("status 503")
+    assert len(receiver.received) == 1  # answered synchronously: the POST was made before the result showed
+
+    await page.locator("#log-connect").click()
+    await expect(page.locator("#log-state")).to_have_attribute("data-state", "live")
+    held = page.locator("#held-entries tr.held")
+    await expect(held).to_have_count(1)
+    await expect(held).to_have_attribute("data-status", "held")
+    await expect(held).to_contain_text("rfp.created")
+    # The test event's attempt is in the log like any other.
+    await expect(page.locator("#log-entries tr.entry")).to_have_count(1)
+    await expect(page.locator("#log-entries tr.entry")).to_have_attribute("data-outcome", "failed")
+    await screenshot(page, "playground-held-desktop", DESKTOP)
+    await screenshot(page, "playground-held-phone", PHONE)
+
+    # Resuming is a lifecycle entry on the open log, and the held list empties.
+    await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=webhook_id, discard_held=True))
+    resumed = page.locator("#log-entries tr.entry.lifecycle")
+    await expect(resumed).to_have_count(1, timeout=15_000)
+    await expect(resumed).to_have_attribute("data-outcome", "webhook.resumed")
+    await expect(resumed).to_contain_text("1 held deliveries discarded")
+    await expect(held).to_have_count(0)
+    await page.locator("#log-disconnect").click()
 
 
 async def test_log_panel_asks_for_a_token_first(page: Page, gateway: Any) -> None:

@@ -106,6 +106,23 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     assert call("POST", f"{url}:recover", json={"since": since}).status_code == 200
     assert call("POST", f"{url}:rotateSecret", json={"overlap": "0s"}).status_code == 200
     assert call("POST", f"{url}:resume", json={}).status_code in (200, 400)
+    assert call("POST", f"{url}:resume", json={"discard_held": True}).status_code == 200
+
+    # -- operations: events read back, a test event, the log's kinds and consumers -----------------------
+    event_id = published.json()["event_id"]
+    read_back = call("GET", f"{API}/events/{event_id}")
+    assert read_back.status_code == 200 and "9007199254740993" in read_back.json()["event"]["payload_json"]
+    assert call("GET", f"{API}/events/evt_01J0000000000000000000000").status_code == 404
+    listed_events = call("GET", f"{API}/events", params={"event_type": "contract.*", "page_size": 1})
+    assert listed_events.status_code == 200 and listed_events.json()["events"]
+    assert call("GET", f"{API}/events", params={"page_token": "forged"}).status_code == 400
+    tested = call("POST", f"{url}:sendTestEvent", json={"event_type": "contract.created"})
+    assert tested.status_code == 200 and tested.json()["outcome"] == "succeeded", tested.text
+    lifecycle = call("GET", f"{API}/delivery-log", params={"consumer": "contract", "kinds": "webhook.secret_rotated"})
+    [rotated] = stream_items(lifecycle)
+    assert rotated["entry"]["kind"] == "webhook.secret_rotated"
+    acked = call("POST", f"{API}/delivery-log-consumers/contract:ack", json={"cursor": rotated["entry"]["cursor"]})
+    assert acked.status_code == 200
 
     # -- delete and undelete ----------------------------------------------------------------------
     current = call("GET", url).headers["ETag"]

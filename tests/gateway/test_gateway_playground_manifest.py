@@ -60,7 +60,7 @@ def test_webhook_field_behaviours_come_from_the_protos(manifest: dict[str, Any])
 def test_standard_operations_come_first_then_the_custom_ones(manifest: dict[str, Any]) -> None:
     names = [o["name"] for o in resource(manifest, "Webhook")["operations"]]
     assert names[:5] == ["list", "get", "create", "update", "delete"]
-    assert {"undelete", "publish", "rotate", "resume", "log"} <= set(names[5:])
+    assert {"undelete", "rotate", "resume", "log", "send", "ack"} <= set(names[5:])
     assert len(names) == len(set(names))
 
 
@@ -97,7 +97,7 @@ def test_operations_carry_their_http_rule(manifest: dict[str, Any]) -> None:
     assert undelete["path"] == "/api/v1/integration/webhooks/{id}:undelete"
     assert undelete["example"] == {}
 
-    publish = operation(manifest, "Webhook", "publish")
+    publish = operation(manifest, "Event", "publish")
     assert (publish["method"], publish["path"]) == ("POST", "/api/v1/integration/events")
     assert [h["name"] for h in publish["headers"]] == ["Idempotency-Key"]
     assert publish["example"] == {"event_type": "rfp.created", "payload": {"rfp_id": 7}}

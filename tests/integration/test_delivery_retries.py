@@ -162,7 +162,9 @@ async def test_consecutive_failures_pause_the_webhook_until_resumed(
     assert paused.HasField("paused_at")
     assert not paused.is_active
     assert paused.consecutive_failures == settings.pause_after_failures
-    assert (await publish(caller)).deliveries_queued == 0
+    # Published while paused: held, not dropped (tests/integration/test_operations_held.py has the rest).
+    held = await publish(caller)
+    assert (held.deliveries_queued, held.deliveries_held) == (0, 1)
 
     # Due again, but paused: nothing is claimed, nothing is dropped.
     assert await database.make_due(*waiting) == len(waiting)

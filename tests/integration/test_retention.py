@@ -35,10 +35,10 @@ _DELIVERY = sa.text(
 async def test_sweep_removes_old_finished_history_and_keeps_pending_and_recent(
     caller, service, backends, database
 ) -> None:
-    # Disabled: no worker touches the deliveries this test writes itself.
-    created = await caller.CreateWebhook(
-        pb.CreateWebhookRequest(webhook=wpb.Webhook(name="r", url="http://127.0.0.1:9/hook", enabled=False))
-    )
+    # Disabled, so no worker touches the deliveries this test writes itself; subscribed to nothing it
+    # publishes, so publishing records no skipped delivery of its own.
+    webhook = wpb.Webhook(name="r", url="http://127.0.0.1:9/hook", enabled=False, event_types=["unrelated.*"])
+    created = await caller.CreateWebhook(pb.CreateWebhookRequest(webhook=webhook))
     engine = database.engine
     swept = Database(backends.database_url, size=2)
     await swept.open()
@@ -179,3 +179,23 @@ async def test_only_one_process_sweeps(own_database) -> None:
 
     assert (skipped.dropped, skipped.deleted) == ([], 0)
     assert len(swept.dropped) == 3
+
+
+async def test_held_skipped_and_discarded_deliveries_expire_with_their_week(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    old = now - 6 * WEEK
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=old, ahead=0)
+        paused = await webhook(db, TENANT, paused_at=old)
+        waiting = {
+            status: await delivery(db, TENANT, paused, await event(db, TENANT, old), old, status=status)
+            for status in ("held", "skipped", "discarded", "pending")
+        }
+
+        swept = await retention.sweep(db, cutoff=now - timedelta(days=30))
+        left = await db.fetch_all("SELECT id, status FROM deliveries ORDER BY id")
+
+    # History, not owed: only the pending one is kept out of the dropped week.
+    assert swept.kept_pending == 1
+    assert left == [(waiting["pending"], "pending")]

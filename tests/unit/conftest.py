@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import FakeClock, FakeNotifications, FakeSecrets, FakeWebhooks
+from fakes import FakeClock, FakeHistory, FakeLifecycle, FakeNotifications, FakeSecrets, FakeWebhooks
 from webhookd.services.webhooks import Webhooks
 
 PUBLIC_URL = "https://hooks.example"
@@ -31,9 +31,29 @@ def webhook_store() -> FakeWebhooks:
 
 
 @pytest.fixture
+def history_store(webhook_store: FakeWebhooks) -> FakeHistory:
+    return FakeHistory(webhook_store)
+
+
+@pytest.fixture
+def lifecycle(history_store: FakeHistory) -> FakeLifecycle:
+    return FakeLifecycle(history_store)
+
+
+@pytest.fixture
 def webhooks(
-    webhook_store: FakeWebhooks, secret_store: FakeSecrets, notifications: FakeNotifications, clock: FakeClock
+    webhook_store: FakeWebhooks,
+    secret_store: FakeSecrets,
+    notifications: FakeNotifications,
+    lifecycle: FakeLifecycle,
+    clock: FakeClock,
 ) -> Webhooks:
     return Webhooks(
-        webhook_store, secret_store, notifications, public_url=PUBLIC_URL, allow_insecure_urls=False, clock=clock
+        webhook_store,
+        secret_store,
+        notifications,
+        lifecycle=lifecycle,
+        public_url=PUBLIC_URL,
+        allow_insecure_urls=False,
+        clock=clock,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from webhookd.domain import statuses
+from webhookd.store import tables
 
 SERVER = Path(__file__).resolve().parents[2] / "server"
 PACKAGE = SERVER / "webhookd"
@@ -209,6 +210,9 @@ WORDS = status_words()
 # A status word on its own, or quoted inside a longer string (`status = 'pending'`, `{"status": "duplicate"}`).
 QUOTED_WORD = re.compile(r"""['"](%s)['"]""" % "|".join(map(re.escape, sorted(WORDS))))  # noqa: UP031
 MAY_SPELL_STATUS_WORDS = ("webhookd/domain/", "webhookd/store/migrations/")
+# A word that is also a column's name (`attempts.attempt`, the attempt's number, beside LogKind.ATTEMPT)
+# may stand alone as that name; quoted inside SQL it is still a status word.
+COLUMN_NAMES = frozenset(column.name for table in tables.metadata.tables.values() for column in table.columns)
 
 
 def test_status_words_are_named_from_domain_statuses() -> None:
@@ -218,7 +222,11 @@ def test_status_words_are_named_from_domain_statuses() -> None:
         for module in modules()
         if not module.path.startswith(MAY_SPELL_STATUS_WORDS)
         for literal in module.literals
-        for word in ([literal.text] if literal.text in WORDS else QUOTED_WORD.findall(literal.text))
+        for word in (
+            [literal.text]
+            if literal.text in WORDS and literal.text not in COLUMN_NAMES
+            else QUOTED_WORD.findall(literal.text)
+        )
     ]
     assert not spelled, "status words are spelled in domain/statuses.py (and the migrations) only:\n  " + "\n  ".join(
         spelled

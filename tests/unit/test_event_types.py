@@ -110,3 +110,15 @@ def test_every_generated_filter_is_valid_even_for_the_longest_type() -> None:
 def test_matching_filters_rejects_invalid_types() -> None:
     with pytest.raises(ValueError):
         matching_filters("RFP.created")
+
+
+def test_a_catch_all_subscription_is_not_sent_the_services_own_events() -> None:
+    assert matching_filters("webhookd.webhook.paused") == [
+        "webhookd.*",
+        "webhookd.webhook.*",
+        "webhookd.webhook.paused",
+    ]
+    assert not matches("*", "webhookd.webhook.paused")
+    assert matches("webhookd.*", "webhookd.webhook.paused")
+    assert matches("webhookd.webhook.paused", "webhookd.webhook.paused")
+    assert matches("*", "webhookdx.created")

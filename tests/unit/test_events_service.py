@@ -13,6 +13,7 @@ from fakes import FakeClock, FakeEvents, FakeNotifications, FakeWebhooks
 from webhookd.domain.errors import Invalid, NotFound
 from webhookd.domain.events import IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LENGTH, event_body
 from webhookd.domain.scope import Scope
+from webhookd.domain.statuses import DeliveryStatus
 from webhookd.domain.webhooks import Direction, Webhook, WebhookSpec
 from webhookd.ports import Topic
 from webhookd.services.events import Events
@@ -148,7 +149,7 @@ async def test_a_publish_nobody_subscribes_to_wakes_nobody(
     assert notifications.count(Topic.DELIVERIES) == 0
 
 
-async def test_only_live_active_outbound_subscribers_get_a_delivery(
+async def test_live_outbound_subscribers_get_a_delivery_held_while_paused_skipped_while_disabled(
     events: Events, event_store: FakeEvents, webhooks: Webhooks, webhook_store: FakeWebhooks, clock: FakeClock
 ) -> None:
     live = await subscriber(webhooks, "orders.created")
@@ -156,12 +157,28 @@ async def test_only_live_active_outbound_subscribers_get_a_delivery(
     webhook_store.rows[paused.id] = replace(paused, paused_at=clock())
     deleted = await subscriber(webhooks, "orders.created")
     await webhooks.delete(TENANT, deleted.id, expected_version=None)
-    await webhooks.create(TENANT, WebhookSpec(name="off", url="https://receiver.example/off", enabled=False), None)
+    off, _ = await webhooks.create(
+        TENANT, WebhookSpec(name="off", url="https://receiver.example/off", enabled=False), None
+    )
     await webhooks.create(TENANT, WebhookSpec(name="in", url="", direction=Direction.INBOUND), None)
 
     published = await publish(events)
 
-    assert event_store.events[published.event_id].webhook_ids == (live.id,)
+    stored = event_store.events[published.event_id]
+    assert dict(zip(stored.webhook_ids, stored.statuses, strict=True)) == {
+        live.id: DeliveryStatus.PENDING,
+        paused.id: DeliveryStatus.HELD,
+        off.id: DeliveryStatus.SKIPPED,
+    }
+    assert (published.deliveries_queued, published.deliveries_held, published.deliveries_skipped) == (1, 1, 1)
+
+
+async def test_a_publisher_cannot_publish_the_services_own_event_types(events: Events) -> None:
+    with pytest.raises(Invalid) as raised:
+        await events.publish(
+            TENANT, event_type="webhookd.webhook.paused", payload_json="{}", idempotency_key=None, webhook_id=None
+        )
+    assert [violation.field for violation in raised.value.violations] == ["event_type"]
 
 
 async def test_a_duplicate_returns_the_first_event_and_wakes_nobody(

@@ -15,6 +15,7 @@ from fakes import (
     FakeHistory,
     FakeInbound,
     FakeInboundRequest,
+    FakeLifecycle,
     FakeNotifications,
     FakeSecretOwners,
     FakeSecrets,
@@ -111,7 +112,15 @@ OTHER_APP = Scope("tnt_a", app_id="app_2")
 
 async def test_an_apps_webhook_is_seen_by_its_app_and_its_tenant_but_not_another_app() -> None:
     store = FakeWebhooks()
-    service = Webhooks(store, FakeSecrets(), FakeNotifications(), public_url="https://x", allow_insecure_urls=False)
+    lifecycle = FakeLifecycle(FakeHistory(store))
+    service = Webhooks(
+        store,
+        FakeSecrets(),
+        FakeNotifications(),
+        lifecycle=lifecycle,
+        public_url="https://x",
+        allow_insecure_urls=False,
+    )
     webhook, _ = await service.create(APP, WebhookSpec(name="orders", url="https://receiver.example/a"), None)
 
     assert (await store.get(APP, webhook.id)).id == webhook.id

@@ -7,7 +7,17 @@ from datetime import timedelta
 
 import pytest
 
-from fakes import FakeClock, FakeHistory, FakeNotifications, FakeStreamLeases, FakeWebhooks, Follower, until
+from fakes import (
+    FakeClock,
+    FakeHistory,
+    FakeLifecycle,
+    FakeLogConsumers,
+    FakeNotifications,
+    FakeStreamLeases,
+    FakeWebhooks,
+    Follower,
+    until,
+)
 from webhookd.domain.deliveries import MAX_RECOVER_WINDOW, DeliveryFilter
 from webhookd.domain.errors import FailedPrecondition, Invalid, NotFound, ResourceExhausted
 from webhookd.domain.history import LogEntry, LogFilter
@@ -34,7 +44,13 @@ def history(
     history_store: FakeHistory, webhook_store: FakeWebhooks, notifications: FakeNotifications, clock: FakeClock
 ) -> History:
     return History(
-        history_store, webhook_store, notifications, stream_slots=StreamSlots(FakeStreamLeases(), 2), clock=clock
+        history_store,
+        webhook_store,
+        notifications,
+        lifecycle=FakeLifecycle(history_store),
+        consumers=FakeLogConsumers(),
+        stream_slots=StreamSlots(FakeStreamLeases(), 2),
+        clock=clock,
     )
 
 

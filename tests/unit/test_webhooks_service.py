@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from fakes import FakeClock, FakeNotifications, FakeSecrets, FakeWebhooks, within
+from fakes import FakeClock, FakeHistory, FakeLifecycle, FakeNotifications, FakeSecrets, FakeWebhooks, within
 from webhookd.domain import page_tokens, signing
 from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
@@ -28,8 +28,15 @@ def outbound(name: str = "orders") -> WebhookSpec:
 
 
 def service(store: FakeWebhooks, secrets: FakeSecrets, clock: FakeClock, notifications: FakeNotifications) -> Webhooks:
+    lifecycle = FakeLifecycle(FakeHistory(store))
     return Webhooks(
-        store, secrets, notifications, public_url="https://hooks.example", allow_insecure_urls=False, clock=clock
+        store,
+        secrets,
+        notifications,
+        lifecycle=lifecycle,
+        public_url="https://hooks.example",
+        allow_insecure_urls=False,
+        clock=clock,
     )
 
 
@@ -428,7 +435,7 @@ async def test_resume_clears_the_pause_and_wakes_the_workers(
     webhook, _ = await webhooks.create(TENANT, outbound(), None)
     webhook_store.rows[webhook.id] = replace(webhook, paused_at=clock(), consecutive_failures=5)
 
-    resumed = await webhooks.resume(TENANT, webhook.id)
+    resumed, _ = await webhooks.resume(TENANT, webhook.id)
 
     assert resumed.is_active and resumed.consecutive_failures == 0
     assert notifications.count(Topic.DELIVERIES) == 1

@@ -7,13 +7,14 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cpod.integration.v1 import operations_pb2 as operations_pb
 from cpod.integration.v1 import webhook_pb2 as pb
 from cpod.integration.v1 import webhook_service_pb2 as service_pb
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from webhookd.domain.deliveries import Delivery
 from webhookd.domain.errors import FieldViolation, Invalid
-from webhookd.domain.events import PAYLOAD_FIELD, PAYLOAD_JSON_FIELD
+from webhookd.domain.events import PAYLOAD_FIELD, PAYLOAD_JSON_FIELD, StoredEvent
 from webhookd.domain.history import LogEntry, encode_cursor
 from webhookd.domain.inbound import InboundEvent
 from webhookd.domain.webhooks import (
@@ -287,13 +288,37 @@ def entry_to_proto(entry: LogEntry) -> service_pb.DeliveryLogEntry:
         event_type=entry.event_type,
         webhook_id=entry.webhook_id,
         attempt=entry.attempt,
-        outcome=entry.outcome.value,
+        outcome=entry.outcome.value if entry.outcome is not None else "",
         http_status=entry.http_status or 0,
         latency_ms=entry.latency_ms,
         error=entry.error,
         response_excerpt=entry.response_excerpt,
         next_attempt_at=timestamp(entry.next_attempt_at),
         occurred_at=timestamp(entry.occurred_at),
+        kind=entry.kind.value,
+        reason=entry.reason,
+        delivery_count=entry.delivery_count,
+        request_headers=_header_map(entry.request_headers),
+        response_headers=_header_map(entry.response_headers),
+    )
+
+
+def _header_map(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Headers as a map: a repeated name's values joined with ", " (RFC 9110's list form)."""
+    joined: dict[str, str] = {}
+    for name, value in pairs:
+        joined[name] = f"{joined[name]}, {value}" if name in joined else value
+    return joined
+
+
+def event_to_proto(event: StoredEvent) -> operations_pb.Event:
+    return operations_pb.Event(
+        id=event.id,
+        event_type=event.event_type,
+        payload_json=event.payload_json,
+        created_at=timestamp(event.created_at),
+        idempotency_key=event.idempotency_key or "",
+        webhook_id=event.target_webhook_id or "",
     )
 
 

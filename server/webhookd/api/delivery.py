@@ -32,6 +32,8 @@ class DeliveryRpcs:
             event_id=published.event_id,
             deliveries_queued=published.deliveries_queued,
             duplicate=published.duplicate,
+            deliveries_held=published.deliveries_held,
+            deliveries_skipped=published.deliveries_skipped,
         )
 
     async def RotateWebhookSecret(
@@ -50,5 +52,9 @@ class DeliveryRpcs:
         )
 
     async def ResumeWebhook(self, request: pb.ResumeWebhookRequest, context: Context) -> pb.ResumeWebhookResponse:
-        webhook = await self.webhooks.resume(current_scope(), request.id)
-        return pb.ResumeWebhookResponse(webhook=convert.webhook_to_proto(webhook))
+        webhook, held = await self.webhooks.resume(current_scope(), request.id, discard_held=request.discard_held)
+        return pb.ResumeWebhookResponse(
+            webhook=convert.webhook_to_proto(webhook),
+            deliveries_released=held.released,
+            deliveries_discarded=held.discarded,
+        )

@@ -12,7 +12,7 @@ from webhookd.api import convert
 from webhookd.auth.context import current_scope
 from webhookd.domain.deliveries import DeliveryFilter
 from webhookd.domain.history import LogFilter, decode_cursor
-from webhookd.domain.statuses import DeliveryStatus, Outcome, parse_word, parse_words
+from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome, parse_word, parse_words
 from webhookd.services.history import History
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -31,10 +31,12 @@ class HistoryRpcs:
                 webhook_id=request.webhook_id or None,
                 outcomes=parse_words(Outcome, list(request.outcomes), "outcomes"),
                 event_types=tuple(request.event_types),
+                kinds=parse_words(LogKind, list(request.kinds), "kinds"),
             ),
             after=decode_cursor(request.after_cursor) if request.after_cursor else None,
             since=convert.datetime_of(request.since, "since") if request.HasField("since") else None,
             follow=request.follow,
+            consumer=request.consumer or None,
         )
         async for entry in entries:
             yield pb.DeliveryLogResponse(entry=convert.entry_to_proto(entry))

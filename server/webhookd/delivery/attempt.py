@@ -68,16 +68,13 @@ class Deliverer:
             )
             await self.release(claimed, retry_at=self._now() + SECRET_UNAVAILABLE_RETRY)
             return
-        headers = dict(claimed.headers)
-        # Signature headers last: a static header can never replace them.
-        headers.update(
-            signing.sign_headers(
-                claimed.signature_scheme,
-                active_secrets(record, self._now()),
-                claimed.event_id,
-                int(time.time()),
-                claimed.body,
-            )
+        headers = signing.delivery_headers(
+            claimed.headers,
+            claimed.signature_scheme,
+            active_secrets(record, self._now()),
+            claimed.event_id,
+            int(time.time()),
+            claimed.body,
         )
         result = await self._sender.send(
             claimed.url, body=claimed.body, headers=headers, timeout_ms=claimed.retry_policy.timeout_ms
@@ -99,6 +96,8 @@ class Deliverer:
                 gone=result.gone,
                 next_attempt_at=retry_at,
                 occurred_at=finished_at,
+                request_headers=result.request_headers,
+                response_headers=result.response_headers,
             ),
         )
 

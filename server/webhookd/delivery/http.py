@@ -12,6 +12,7 @@ import errno
 import importlib.metadata
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final
@@ -42,6 +43,8 @@ def _user_agent() -> str:
 
 
 USER_AGENT: Final = _user_agent()
+# Sent with every request, before the delivery's own headers.
+_SESSION_HEADERS: Final = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
 
 
 class HttpSender:
@@ -65,7 +68,7 @@ class HttpSender:
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
-            headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+            headers=_SESSION_HEADERS,
         )
 
     async def close(self) -> None:
@@ -86,8 +89,14 @@ class HttpSender:
         """POST `body` to `url` with `headers` (static and signature headers, sent as given).
 
         `timeout_ms` bounds the whole exchange, excerpt included: a receiver that sends its status and then
-        stalls or drops the body gets `timed_out` / `connection_error`, with the status it sent.
+        stalls or drops the body gets `timed_out` / `connection_error`, with the status it sent. The result
+        carries the headers sent (the session's own and `headers`) and those received.
         """
+        sent = {**_SESSION_HEADERS, **headers}
+        result = await self._exchange(url, body=body, headers=headers, timeout_ms=timeout_ms)
+        return replace(result, request_headers=tuple(sent.items()))
+
+    async def _exchange(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
         session = self._session
         if session is None:
             raise RuntimeError("HttpSender.send() before start()")
@@ -138,14 +147,17 @@ async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
 
 
 def _result(status: int, latency_ms: int, excerpt: str, headers: CIMultiDictProxy[str]) -> AttemptResult:
+    received = tuple(headers.items())
     if 200 <= status < 300:
-        return AttemptResult(Outcome.SUCCEEDED, status, latency_ms, "", excerpt)
+        return AttemptResult(Outcome.SUCCEEDED, status, latency_ms, "", excerpt, response_headers=received)
     retry_after = None
     if status in _RETRY_AFTER_STATUSES:
         seconds = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
         retry_after = None if seconds is None else clamp_retry_after(seconds)
     error = f"HTTP {status} (redirects are not followed)" if 300 <= status < 400 else f"HTTP {status}"
-    return AttemptResult(Outcome.FAILED, status, latency_ms, error, excerpt, retry_after, status == _GONE)
+    return AttemptResult(
+        Outcome.FAILED, status, latency_ms, error, excerpt, retry_after, status == _GONE, response_headers=received
+    )
 
 
 def _elapsed_ms(started: float) -> int:

@@ -91,6 +91,9 @@ class AttemptRecorder:
             self.lost_leases += recorded.kept.count(False)
             self.on_recorded()
             self._notifications.notify(Topic.ATTEMPTS)
+            if recorded.operational_queued:
+                # A pause published `webhookd.webhook.paused` to subscribers: wake the workers for it.
+                self._notifications.notify(Topic.DELIVERIES)
             for webhook_id in recorded.changed_webhooks:
                 self._notifications.notify(Topic.WEBHOOKS, webhook_id)
             return

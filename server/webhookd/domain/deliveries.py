@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from webhookd.domain.statuses import DeliveryStatus, Outcome
@@ -84,6 +84,9 @@ class AttemptResult:
     retry_after_seconds: float | None = None
     # 410 Gone: the receiver asks us to stop.
     gone: bool = False
+    # What was sent and what came back, as (name, value) pairs: signatures are not secrets.
+    request_headers: tuple[tuple[str, str], ...] = ()
+    response_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -103,6 +106,8 @@ class AttemptRecord:
     # None: no further attempt (succeeded, or attempts exhausted).
     next_attempt_at: datetime | None
     occurred_at: datetime
+    request_headers: tuple[tuple[str, str], ...] = ()
+    response_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -126,6 +131,8 @@ class RecordedBatch:
 
     kept: list[bool]  # per attempt, in order: False when its lease had been lost
     changed_webhooks: list[str]  # the webhooks whose row changed (statistics, or paused)
+    paused_webhooks: list[str] = field(default_factory=list)  # paused by this batch (in `changed_webhooks` too)
+    operational_queued: int = 0  # deliveries of `webhookd.webhook.paused` events queued by those pauses
 
 
 @dataclass(frozen=True)
@@ -134,3 +141,12 @@ class Backlog:
 
     depth: int  # pending deliveries: in flight, due, waiting to retry, or held by an inactive webhook
     oldest_due_age_seconds: float  # how long the oldest claimable delivery has been due (0: none is)
+
+
+@dataclass(frozen=True)
+class SentTestEvent:
+    """A test event sent to a webhook at once (SendTestEvent), and how the receiver answered."""
+
+    event_id: str
+    delivery_id: str
+    result: AttemptResult

@@ -12,6 +12,7 @@ PAYLOAD_FIELD = "payload"
 PAYLOAD_JSON_FIELD = "payload_json"
 # An idempotency key is remembered this long; a later publish with it is a new event.
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+_DATA_KEY = ',"data":'
 
 
 def event_body(event_type: str, timestamp: datetime, data_json: str) -> bytes:
@@ -20,7 +21,15 @@ def event_body(event_type: str, timestamp: datetime, data_json: str) -> bytes:
     receiver as written. Built once: every attempt sends (and signs) the same bytes."""
     head = {"type": event_type, "timestamp": timestamp.isoformat().replace("+00:00", "Z")}
     head_json = json.dumps(head, separators=(",", ":"), ensure_ascii=False)
-    return f'{head_json[:-1]},"data":{data_json}}}'.encode()
+    return f"{head_json[:-1]}{_DATA_KEY}{data_json}}}".encode()
+
+
+def event_data(body: bytes) -> str:
+    """The publisher's JSON text back out of a body `event_body` built, byte for byte. The head holds
+    only a validated type and a timestamp, so the first `,"data":` is where the data was spliced in."""
+    text = body.decode()
+    start = text.index(_DATA_KEY) + len(_DATA_KEY)
+    return text[start:-1]
 
 
 @dataclass(frozen=True)
@@ -38,3 +47,31 @@ class Published:
     event_id: str
     deliveries_queued: int
     duplicate: bool
+    deliveries_held: int = 0  # for paused webhooks
+    deliveries_skipped: int = 0  # for webhooks their owner disabled
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as it was published, read back."""
+
+    id: str
+    event_type: str
+    payload_json: str  # the data exactly as published
+    created_at: datetime
+    idempotency_key: str | None
+    target_webhook_id: str | None
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    # Subscription-style filters (`rfp.created`, `rfp.*`, `*`).
+    event_types: tuple[str, ...] = ()
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[StoredEvent]
+    next_page_token: str

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from webhookd.domain.errors import Invalid
-from webhookd.domain.statuses import Outcome
+from webhookd.domain.statuses import LogKind, Outcome
 
 _BIGINT = 2**63
 
@@ -38,24 +38,34 @@ def decode_cursor(cursor: str, *, field: str = "after_cursor") -> LogPosition:
 
 @dataclass(frozen=True)
 class LogEntry:
+    """An attempt (or inbound receipt), or a lifecycle change of a webhook (`kind`)."""
+
     position: LogPosition
-    delivery_id: str
-    event_id: str
+    delivery_id: str  # '' for a lifecycle entry
+    event_id: str  # a lifecycle entry's: the operational event published about it
     event_type: str
     webhook_id: str
     attempt: int
-    outcome: Outcome
+    outcome: Outcome | None  # None for a lifecycle entry
     http_status: int | None
     latency_ms: int
     error: str
     response_excerpt: str
     next_attempt_at: datetime | None
     occurred_at: datetime
+    kind: LogKind = LogKind.ATTEMPT
+    reason: str = ""
+    delivery_count: int = 0
+    # Read for GetDelivery only: the log stream leaves them out.
+    request_headers: tuple[tuple[str, str], ...] = ()
+    response_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class LogFilter:
     webhook_id: str | None = None
+    # Outcomes filter attempt entries only.
     outcomes: tuple[Outcome, ...] = ()
     # Subscription-style filters (`rfp.created`, `rfp.*`, `*`).
     event_types: tuple[str, ...] = ()
+    kinds: tuple[LogKind, ...] = ()

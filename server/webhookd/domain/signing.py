@@ -117,6 +117,21 @@ def _github_signature(secret: str, body: bytes) -> str:
     return "sha256=" + _hmac(secret.encode("utf-8"), body).hex()
 
 
+def delivery_headers(
+    static: Mapping[str, str],
+    scheme: SignatureScheme,
+    secrets: Sequence[str],
+    message_id: str,
+    timestamp: int,
+    body: bytes,
+) -> dict[str, str]:
+    """A delivery's request headers: the webhook's static headers, then the signature headers, last so
+    that a static header can never replace them."""
+    headers = dict(static)
+    headers.update(sign_headers(scheme, secrets, message_id, timestamp, body))
+    return headers
+
+
 def verify(
     scheme: SignatureScheme,
     secrets: Sequence[str],

@@ -15,11 +15,28 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class DeliveryStatus(StrEnum):
-    """Where one delivery (an event for one webhook) stands."""
+    """Where one delivery (an event for one webhook) stands. Only `pending` is ever claimed."""
 
     PENDING = "pending"  # waiting for its next attempt, or being attempted
     SUCCEEDED = "succeeded"  # a 2xx was received
     FAILED = "failed"  # its attempts ran out
+    HELD = "held"  # published while its webhook was paused: ResumeWebhook releases or discards it
+    SKIPPED = "skipped"  # published while its owner had the webhook disabled: RecoverWebhook requeues it
+    DISCARDED = "discarded"  # held, then discarded on resume: kept as history, never sent
+
+
+class LogKind(StrEnum):
+    """What a DeliveryLog entry records: an attempt (or inbound receipt), or a change of a webhook."""
+
+    ATTEMPT = "attempt"
+    PAUSED = "webhook.paused"
+    RESUMED = "webhook.resumed"
+    DISABLED = "webhook.disabled"
+    ENABLED = "webhook.enabled"
+    SECRET_ROTATED = "webhook.secret_rotated"
+    RECOVERED = "webhook.recovered"
+    DELETED = "webhook.deleted"
+    UNDELETED = "webhook.undeleted"
 
 
 class Outcome(StrEnum):

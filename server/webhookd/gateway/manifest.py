@@ -6,8 +6,9 @@ shape the Playground page renders: field types are the seed's words (`uuid`, `st
 
 A resource is a message the service lists (the repeated field of a `List*` response) or one that
 carries a `google.api.resource` option. An RPC belongs to the resource whose collection path its
-http rule sits under (`/webhooks/{id}:resume` → Webhook), else to the resource its request names
-by id (`webhook_id` → Webhook: PublishEvent, DeliveryLog).
+http rule sits under (`/webhooks/{id}:resume` → Webhook, `/events` → Event: PublishEvent), else to
+the resource its request names by id (`webhook_id` → Webhook: DeliveryLog); `Ack<Stream>` sits beside
+the stream it acknowledges (AckDeliveryLog → Webhook).
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def build_manifest(
     bindings = [b for b in bindings_for_services(services) if b.index == 0]
     resources = _find_resources(bindings)
     by_resource: dict[str, list[Binding]] = {r.full_name: [] for r, _ in resources}
+    owners = {binding.method.name: _owner(binding, resources) for binding in bindings}
     for binding in bindings:
-        owner = _owner(binding, resources)
+        owner = owners[binding.method.name] or _acknowledged_stream_owner(binding, owners)
         if owner is not None:
             by_resource[owner.full_name].append(binding)
     example_time = (now or datetime.now(UTC)) - timedelta(hours=1)
@@ -137,6 +139,14 @@ def _owner(binding: Binding, resources: Sequence[tuple[Descriptor, str]]) -> Des
         if f"{_snake(message.name)}_id" in request_fields:
             return message
     return None
+
+
+def _acknowledged_stream_owner(binding: Binding, owners: dict[str, Descriptor | None]) -> Descriptor | None:
+    """`AckDeliveryLog` acknowledges what the stream `DeliveryLog` read: it sits beside it."""
+    stream = binding.method.name.removeprefix("Ack")
+    if stream == binding.method.name or not binding.method.containing_service.methods_by_name.get(stream):
+        return None
+    return owners.get(stream)
 
 
 def _resource(

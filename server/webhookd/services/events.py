@@ -47,6 +47,11 @@ class Events:
         problem = event_types.validate_event_type(event_type)
         if problem is not None:
             violations.append(FieldViolation("event_type", problem))
+        elif event_types.is_service_event(event_type):
+            # Receivers trust `webhookd.*` events to come from webhookd itself.
+            violations.append(
+                FieldViolation("event_type", f"'{event_types.SERVICE_NAMESPACE}.' types are the service's own events")
+            )
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
             violations.append(FieldViolation("idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters"))
         # Sized before it is parsed, so an oversized text costs no parse.

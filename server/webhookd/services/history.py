@@ -1,4 +1,4 @@
-"""Delivery history use cases: the streaming log, listing, redeliver and recover."""
+"""Delivery history use cases: the streaming log and its consumers, listing, redeliver and recover."""
 
 from __future__ import annotations
 
@@ -7,15 +7,27 @@ from datetime import datetime
 
 from webhookd.domain import event_types, page_tokens
 from webhookd.domain.deliveries import MAX_RECOVER_WINDOW, Delivery, DeliveryFilter, DeliveryPage
-from webhookd.domain.errors import FieldViolation, Invalid
-from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.errors import FailedPrecondition, FieldViolation, Invalid
+from webhookd.domain.history import LogEntry, LogFilter, LogPosition, decode_cursor
+from webhookd.domain.inbound import consumer_name
+from webhookd.domain.lifecycle import LifecycleChange, recovered_reason
 from webhookd.domain.scope import Scope
+from webhookd.domain.statuses import LogKind
 from webhookd.domain.validation import validate_page_size
-from webhookd.ports import Clock, HistoryRepository, Notifications, Topic, WebhookRepository, utc_now
+from webhookd.ports import (
+    Clock,
+    HistoryRepository,
+    LifecycleRepository,
+    LogConsumers,
+    Notifications,
+    Topic,
+    WebhookRepository,
+    utc_now,
+)
 from webhookd.services.tailing import StreamSlots, tail
 
 
-def _check_event_types(values: tuple[str, ...], field: str) -> list[FieldViolation]:
+def check_event_types(values: tuple[str, ...], field: str) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     for index, value in enumerate(values):
         problem = event_types.validate_filter(value)
@@ -31,12 +43,16 @@ class History:
         webhooks: WebhookRepository,
         notifications: Notifications,
         *,
+        lifecycle: LifecycleRepository,
+        consumers: LogConsumers,
         stream_slots: StreamSlots,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._webhooks = webhooks
         self._notifications = notifications
+        self._lifecycle = lifecycle
+        self._consumers = consumers
         self._stream_slots = stream_slots
         self._now = clock
 
@@ -48,12 +64,18 @@ class History:
         after: LogPosition | None,
         since: datetime | None,
         follow: bool,
+        consumer: str | None = None,
     ) -> AsyncIterator[LogEntry]:
-        violations = _check_event_types(query.event_types, "event_types")
+        """With a `consumer` and no `after`, the stream starts after what that consumer acknowledged."""
+        violations = check_event_types(query.event_types, "event_types")
         if violations:
             raise Invalid(violations)
+        if consumer is not None:
+            consumer_name(consumer)
         if query.webhook_id is not None:
             await self._webhooks.get(scope, query.webhook_id)  # NotFound for another tenant's webhook
+        if after is None and consumer is not None:
+            after = await self._consumers.position(scope, consumer)
 
         async def read(position: LogPosition | None, limit: int) -> list[LogEntry]:
             return await self._store.read_log(scope, query, after=position, since=since, limit=limit)
@@ -70,10 +92,16 @@ class History:
             async for entry in entries:
                 yield entry
 
+    async def acknowledge(self, scope: Scope, consumer: str, cursor: str) -> LogPosition:
+        """The consumer has processed the log up to `cursor`; its position never moves back."""
+        consumer_name(consumer)
+        position = decode_cursor(cursor, field="cursor")
+        return await self._consumers.acknowledge(scope, consumer, position, now=self._now())
+
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, page_size: int, page_token: str
     ) -> DeliveryPage:
-        violations = _check_event_types(query.event_types, "event_type")
+        violations = check_event_types(query.event_types, "event_type")
         if violations:
             raise Invalid(violations)
         limit = validate_page_size(page_size)
@@ -105,7 +133,14 @@ class History:
             raise Invalid.field("since", "is required: recover failed deliveries queued since when?")
         if since < now - MAX_RECOVER_WINDOW:
             raise Invalid.field("since", "must be within the last 14 days")
+        webhook = await self._webhooks.get(scope, webhook_id)
+        if not webhook.spec.enabled:
+            # Skipped deliveries are what a disabled webhook missed: replaying them needs it enabled.
+            raise FailedPrecondition(f"webhook {webhook_id} is disabled; enable it before recovering its deliveries")
         queued = await self._store.recover(scope, webhook_id, since=since, now=now)
-        if queued:
+        change = LifecycleChange(LogKind.RECOVERED, webhook_id, now, recovered_reason(queued, since), queued)
+        operational = await self._lifecycle.record(scope, change)
+        self._notifications.notify(Topic.ATTEMPTS)
+        if queued or operational:
             self._notifications.notify(Topic.DELIVERIES)
         return queued

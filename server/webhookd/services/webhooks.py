@@ -13,13 +13,15 @@ from webhookd.domain import event_types, ids, page_tokens
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.inbound import inbound_url
+from webhookd.domain.lifecycle import DISABLED_BY_OWNER, ENABLED_BY_OWNER, HeldSettled, LifecycleChange, rotated_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, Rotation, rotated
 from webhookd.domain.signing import generate_secret, validate_secret
+from webhookd.domain.statuses import LogKind
 from webhookd.domain.updates import apply_changes
 from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
 from webhookd.domain.webhooks import SCHEMA_VERSION, Direction, Webhook, WebhookFilter, WebhookPage, WebhookSpec
-from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepository, utc_now
+from webhookd.ports import Clock, LifecycleRepository, Notifications, SecretStore, Topic, WebhookRepository, utc_now
 from webhookd.services.webhook_cache import WebhookCache
 
 log = logging.getLogger("webhookd.webhooks")
@@ -37,6 +39,7 @@ class Webhooks:
         secrets: SecretStore,
         notifications: Notifications,
         *,
+        lifecycle: LifecycleRepository,
         public_url: str,
         allow_insecure_urls: bool,
         cache: WebhookCache | None = None,
@@ -45,6 +48,7 @@ class Webhooks:
         self._store = store
         self._secrets = secrets
         self._notifications = notifications
+        self._lifecycle = lifecycle
         self._cache = cache if cache is not None else WebhookCache()
         self._public_url = public_url
         self._allow_insecure_urls = allow_insecure_urls
@@ -164,35 +168,50 @@ class Webhooks:
             if spec.direction is Direction.INBOUND:
                 spec = _with_url(spec, current.spec.url)
             try:
+                now = self._now()
                 updated = await self._store.update_spec(
-                    scope,
-                    webhook_id,
-                    spec,
-                    expected_version=current.version,
-                    person_id=scope.person_id,
-                    now=self._now(),
+                    scope, webhook_id, spec, expected_version=current.version, person_id=scope.person_id, now=now
                 )
-                return self._written(updated)
+                written = self._written(updated)
+                if current.spec.enabled != spec.enabled:
+                    kind, reason = (
+                        (LogKind.ENABLED, ENABLED_BY_OWNER) if spec.enabled else (LogKind.DISABLED, DISABLED_BY_OWNER)
+                    )
+                    await self._changed(scope, LifecycleChange(kind, webhook_id, now, reason))
+                return written
             except Aborted:
                 if expected_version is not None:
                     raise
         raise Aborted(f"webhook {webhook_id} is being changed concurrently; retry")
 
     async def delete(self, scope: Scope, webhook_id: str, *, expected_version: int | None) -> Webhook:
+        now = self._now()
         deleted = await self._store.soft_delete(
-            scope, webhook_id, expected_version=expected_version, person_id=scope.person_id, now=self._now()
+            scope, webhook_id, expected_version=expected_version, person_id=scope.person_id, now=now
         )
-        return self._written(deleted)
+        written = self._written(deleted)
+        if deleted.deleted_at == now:  # not a repeated delete, which returns the webhook unchanged
+            await self._changed(scope, LifecycleChange(LogKind.DELETED, webhook_id, now))
+        return written
 
     async def undelete(self, scope: Scope, webhook_id: str) -> Webhook:
-        undeleted = await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=self._now())
-        return self._written(undeleted)
+        now = self._now()
+        undeleted = await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=now)
+        written = self._written(undeleted)
+        await self._changed(scope, LifecycleChange(LogKind.UNDELETED, webhook_id, now))
+        return written
 
-    async def resume(self, scope: Scope, webhook_id: str) -> Webhook:
-        """Clears an automatic pause; the deliveries that waited are due again, so workers are woken."""
-        webhook = await self._store.resume(scope, webhook_id, person_id=scope.person_id, now=self._now())
+    async def resume(self, scope: Scope, webhook_id: str, *, discard_held: bool = False) -> tuple[Webhook, HeldSettled]:
+        """Clears an automatic pause; the deliveries that waited are due again, and those held while it
+        was paused are released in publish order (or discarded), so workers are woken."""
+        now = self._now()
+        webhook = await self._store.resume(scope, webhook_id, person_id=scope.person_id, now=now)
+        written = self._written(webhook)
+        change = LifecycleChange(LogKind.RESUMED, webhook_id, now)
+        settled, _ = await self._lifecycle.settle_held(scope, change, discard=discard_held)
+        self._notifications.notify(Topic.ATTEMPTS)
         self._notifications.notify(Topic.DELIVERIES)
-        return self._written(webhook)
+        return written, settled
 
     async def rotate_secret(
         self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
@@ -223,7 +242,19 @@ class Webhooks:
             # The caller never sees the new secret: put the old record back.
             await asyncio.shield(self._secrets.write(webhook.vault_path, before))
             raise
-        return Rotation(self._written(updated), secret, now + overlap)
+        written = self._written(updated)
+        await self._changed(
+            scope, LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
+        )
+        return Rotation(written, secret, now + overlap)
+
+    async def _changed(self, scope: Scope, change: LifecycleChange) -> None:
+        """Records a lifecycle change once the change itself has committed, and wakes its readers: log
+        followers, and workers when its operational event queued deliveries."""
+        queued = await self._lifecycle.record(scope, change)
+        self._notifications.notify(Topic.ATTEMPTS)
+        if queued:
+            self._notifications.notify(Topic.DELIVERIES)
 
     async def _discard_secret(self, vault_path: str) -> None:
         try:

@@ -13,6 +13,7 @@ running them.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Sequence
@@ -24,9 +25,11 @@ import sqlalchemy as sa
 
 from webhookd.domain import ids
 from webhookd.domain.deliveries import AttemptRecord, Backlog, ClaimedDelivery, RecordedBatch
-from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.domain.lifecycle import PAUSED_AFTER_FAILURES, PAUSED_GONE
+from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.domain.webhooks import Backoff, RetryPolicy, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, GENERIC_PLAN, Connection, Database, rollback
+from webhookd.store.lifecycle import LIFECYCLE_WRITES, lifecycle_filters
 from webhookd.store.sql import compiled, param
 from webhookd.store.tables import deliveries
 
@@ -138,13 +141,19 @@ _INSERT_ATTEMPTS = compiled(
     sa.text(
         """
 INSERT INTO attempts (id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,
-    http_status, latency_ms, error, response_excerpt, next_attempt_at, occurred_at)
-SELECT * FROM unnest(
+    http_status, latency_ms, error, response_excerpt, next_attempt_at, occurred_at, request_headers, response_headers)
+SELECT a.id, a.tenant_id, a.app_id, a.delivery_id, a.event_id, a.event_type, a.webhook_id, a.attempt, a.outcome,
+    a.http_status, a.latency_ms, a.error, a.response_excerpt, a.next_attempt_at, a.occurred_at,
+    CAST(a.request_headers AS jsonb), CAST(a.response_headers AS jsonb)
+FROM unnest(
     CAST(:ids AS text[]), CAST(:tenant_ids AS text[]), CAST(:app_ids AS text[]), CAST(:delivery_ids AS text[]),
     CAST(:event_ids AS text[]), CAST(:event_types AS text[]), CAST(:webhook_ids AS text[]),
     CAST(:attempts AS integer[]), CAST(:outcomes AS text[]), CAST(:http_statuses AS integer[]),
     CAST(:latencies AS integer[]), CAST(:errors AS text[]), CAST(:excerpts AS text[]),
-    CAST(:next_attempt_ats AS timestamptz[]), CAST(:occurred_ats AS timestamptz[]))
+    CAST(:next_attempt_ats AS timestamptz[]), CAST(:occurred_ats AS timestamptz[]),
+    CAST(:request_headers AS text[]), CAST(:response_headers AS text[]))
+    AS a(id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome, http_status,
+         latency_ms, error, response_excerpt, next_attempt_at, occurred_at, request_headers, response_headers)
 """
     )
 )
@@ -172,6 +181,9 @@ RETURNING d.id
 # Each webhook once per batch: `reset` when the batch holds a success (failures then counts those
 # after the last one), `gone` when a receiver answered 410. A success on a healthy webhook skips the
 # write while last_delivery_at is under STATS_RESOLUTION old, so writers do not queue on its row lock.
+# A webhook paused here gets its `webhook.paused` log entry and operational event in this same
+# statement (store/lifecycle.py), so no pause goes unrecorded; the ids those rows take are handed in,
+# one pair per webhook of the batch, and used only by those paused.
 _UPDATE_WEBHOOKS = compiled(
     sa.text(
         f"""
@@ -191,16 +203,27 @@ WITH u AS (
                AND w.last_delivery_status = '{_SUCCEEDED}'
                AND w.last_delivery_at >= u.last_at - make_interval(secs => :resolution))
     ORDER BY w.id
-)
-UPDATE webhooks w SET
-    last_delivery_at = changes.last_at,
-    last_delivery_status = changes.last_status,
-    consecutive_failures = changes.consecutive,
-    paused_at = CASE WHEN changes.pause_now THEN changes.last_at ELSE w.paused_at END,
-    -- Pausing changes is_active, a state callers see: it is a new version.
-    version = CASE WHEN changes.pause_now THEN w.version + 1 ELSE w.version END
-FROM changes WHERE w.id = changes.id
-RETURNING w.id
+), updated AS (
+    UPDATE webhooks w SET
+        last_delivery_at = changes.last_at,
+        last_delivery_status = changes.last_status,
+        consecutive_failures = changes.consecutive,
+        paused_at = CASE WHEN changes.pause_now THEN changes.last_at ELSE w.paused_at END,
+        -- Pausing changes is_active, a state callers see: it is a new version.
+        version = CASE WHEN changes.pause_now THEN w.version + 1 ELSE w.version END
+    FROM changes WHERE w.id = changes.id
+    RETURNING w.id, changes.pause_now, changes.gone, changes.consecutive, changes.last_at
+), lifecycle_changes AS (
+    SELECT p.log_id, p.event_id, updated.id AS webhook_id, '{LogKind.PAUSED.value}' AS kind,
+        CASE WHEN updated.gone THEN :gone_reason
+             ELSE replace(:failures_reason, '{{n}}', updated.consecutive::text) END AS reason,
+        0 AS delivery_count, updated.last_at AS at
+    FROM updated
+    JOIN unnest(CAST(:webhook_ids AS text[]), CAST(:pause_log_ids AS text[]), CAST(:pause_event_ids AS text[]))
+        AS p(webhook_id, log_id, event_id) ON p.webhook_id = updated.id
+    WHERE updated.pause_now
+), {LIFECYCLE_WRITES}
+SELECT id, pause_now, (SELECT count(*) FROM lifecycle_deliveries WHERE status = '{_PENDING}') FROM updated
 """
     )
 )
@@ -246,7 +269,14 @@ def _attempt_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> d
         "next_attempt_ats": [record.next_attempt_at for _, record in batch],
         "occurred_ats": [record.occurred_at for _, record in batch],
         "completed_ats": [record.occurred_at if record.finished else None for _, record in batch],
+        "request_headers": [headers_json(record.request_headers) for _, record in batch],
+        "response_headers": [headers_json(record.response_headers) for _, record in batch],
     }
+
+
+def headers_json(headers: tuple[tuple[str, str], ...]) -> str:
+    """Headers as a JSON array of [name, value] pairs: order and repeated names are kept."""
+    return json.dumps([list(pair) for pair in headers], separators=(",", ":"), ensure_ascii=False)
 
 
 def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> dict[str, list[Any]]:
@@ -266,6 +296,9 @@ def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> d
         arrays["resets"].append(last_success is not None)
         arrays["failures"].append(len(tail))
         arrays["gones"].append(any(record.gone for record in records))
+    # Ids for the pause's log entry and operational event, should this batch pause the webhook.
+    arrays["pause_log_ids"] = [ids.new_id(ids.ATTEMPT_PREFIX) for _ in arrays["webhook_ids"]]
+    arrays["pause_event_ids"] = [ids.new_id(ids.EVENT_PREFIX) for _ in arrays["webhook_ids"]]
     return arrays
 
 
@@ -318,6 +351,8 @@ class DeliveryStore:
             log.warning("recording a batch of attempts failed; recording them one by one", exc_info=True)
         kept: list[bool] = []
         changed: list[str] = []
+        paused: list[str] = []
+        queued = 0
         for one in batch:
             try:
                 recorded = await self._record([one])
@@ -327,16 +362,21 @@ class DeliveryStore:
                 continue
             kept.extend(recorded.kept)
             changed.extend(recorded.changed_webhooks)
-        return RecordedBatch(kept, changed)
+            paused.extend(recorded.paused_webhooks)
+            queued += recorded.operational_queued
+        return RecordedBatch(kept, changed, paused, queued)
 
     async def _record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
         attempt_values = _attempt_arrays(batch)
         webhook_values = _webhook_arrays(batch) | {
             "pause_after": self._pause_after_failures,
             "resolution": STATS_RESOLUTION.total_seconds(),
+            "gone_reason": PAUSED_GONE,
+            "failures_reason": PAUSED_AFTER_FAILURES,
+            "lifecycle_filters": lifecycle_filters(LogKind.PAUSED),
         }
 
-        async def write(connection: Connection) -> tuple[set[str], list[str]]:
+        async def write(connection: Connection) -> tuple[set[str], list[Any]]:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
@@ -346,13 +386,18 @@ class DeliveryStore:
                     stats = await connection.execute(_UPDATE_WEBHOOKS, webhook_values)
                     await connection.execute(COMMIT)
                 kept = {row[0] for row in await updated.fetchall()}
-                return kept, [row[0] for row in await stats.fetchall()]
+                return kept, list(await stats.fetchall())
             except BaseException:
                 await rollback(connection)
                 raise
 
         kept, changed = await self._db.run(write)
-        return RecordedBatch([claimed.delivery_id in kept for claimed, _ in batch], changed)
+        return RecordedBatch(
+            [claimed.delivery_id in kept for claimed, _ in batch],
+            [row[0] for row in changed],
+            paused_webhooks=[row[0] for row in changed if row[1]],
+            operational_queued=int(changed[0][2]) if changed else 0,
+        )
 
     async def backlog(self) -> Backlog:
         """Across all tenants: the operator's view of the queue, not a caller's."""

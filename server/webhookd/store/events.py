@@ -71,24 +71,39 @@ WHERE NOT EXISTS (SELECT 1 FROM inserted)
     )
 )
 _RELEASE_KEY = compiled(events.update().where(events.c.id == param("id")).values(idempotency_key=None))
-_ACTIVE_OUTBOUND = sa.and_(
+_PENDING = DeliveryStatus.PENDING.value
+
+
+def new_delivery_status(webhook: str) -> str:
+    """SQL for the status a new delivery to the webhook row `webhook` (an alias) starts in: skipped
+    while its owner has it disabled, held while it is paused, else pending. Nothing is dropped: a
+    paused or disabled webhook keeps a record of every event it did not get."""
+    return (
+        f"CASE WHEN NOT {webhook}.enabled THEN '{DeliveryStatus.SKIPPED.value}'"
+        f" WHEN {webhook}.paused_at IS NOT NULL THEN '{DeliveryStatus.HELD.value}' ELSE '{_PENDING}' END"
+    )
+
+
+_LIVE_OUTBOUND = sa.and_(
     webhooks.c.direction == Direction.OUTBOUND.value,
-    webhooks.c.enabled.is_(True),
     webhooks.c.deleted_at.is_(None),
-    webhooks.c.paused_at.is_(None),
     webhooks.c.event_types.overlap(param("filters", webhooks.c.event_types.type)),
 )
-_TARGETS = compiled(sa.select(webhooks.c.id).where(scoped(webhooks), _ACTIVE_OUTBOUND))
+_STATUS: sa.ColumnElement[str] = sa.literal_column(new_delivery_status("webhooks"), sa.Text)
+_TARGETS = compiled(sa.select(webhooks.c.id, _STATUS).where(scoped(webhooks), _LIVE_OUTBOUND))
 # A publish aimed at one webhook: NotFound unless it is the caller's, whether or not it matches.
 _TARGET = compiled(
-    sa.select(webhooks.c.id, _ACTIVE_OUTBOUND).where(scoped(webhooks), webhooks.c.id == param("target_webhook_id"))
+    sa.select(webhooks.c.id, _STATUS, _LIVE_OUTBOUND).where(
+        scoped(webhooks), webhooks.c.id == param("target_webhook_id")
+    )
 )
 _INSERT_DELIVERIES = compiled(
     sa.text(
         f"""
 INSERT INTO deliveries ({", ".join(_DELIVERY_COLUMNS)})
-SELECT d.id, :tenant_id, :app_id, :event_id, d.webhook_id, '{DeliveryStatus.PENDING.value}', 0, :now, :now, :now
-FROM unnest(CAST(:ids AS text[]), CAST(:webhook_ids AS text[])) AS d(id, webhook_id)
+SELECT d.id, :tenant_id, :app_id, :event_id, d.webhook_id, d.status, 0,
+    CASE WHEN d.status = '{_PENDING}' THEN CAST(:now AS timestamptz) END, :now, :now
+FROM unnest(CAST(:ids AS text[]), CAST(:webhook_ids AS text[]), CAST(:statuses AS text[])) AS d(id, webhook_id, status)
 """
     )
 )
@@ -140,36 +155,53 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
                 await connection.execute(_RELEASE_KEY, {"id": earlier_id})
                 await connection.execute(COMMIT)
                 continue
-            webhook_ids = _targets_of(event, targets)
+            chosen = _targets_of(event, targets)
+            webhook_ids = [webhook_id for webhook_id, _ in chosen]
+            statuses = [status for _, status in chosen]
             delivery_ids = [ids.new_id(ids.DELIVERY_PREFIX) for _ in webhook_ids]
             if len(webhook_ids) <= COPY_THRESHOLD:
                 if webhook_ids:
-                    rows = {"ids": delivery_ids, "webhook_ids": webhook_ids}
+                    rows = {"ids": delivery_ids, "webhook_ids": webhook_ids, "statuses": statuses}
                     event_values = {"event_id": event.id, "now": event.created_at}
                     await connection.execute(_INSERT_DELIVERIES, scope_params(scope) | event_values | rows)
                 await connection.execute(COMMIT)  # round trip 2, when the pipeline ends
-                return Published(event.id, len(webhook_ids), duplicate=False)
+                return _published(event, statuses)
         # COPY cannot run inside a pipeline.
-        await _copy_deliveries(connection, scope, event, delivery_ids, webhook_ids)
+        await _copy_deliveries(connection, scope, event, delivery_ids, webhook_ids, statuses)
         await connection.execute(COMMIT)
-        return Published(event.id, len(webhook_ids), duplicate=False)
+        return _published(event, statuses)
     raise RuntimeError("idempotency key could not be claimed")
 
 
-def _targets_of(event: NewEvent, rows: list[Any]) -> list[str]:
+def _targets_of(event: NewEvent, rows: list[Any]) -> list[tuple[str, str]]:
+    """(webhook id, the status its delivery starts in) for each target."""
     if event.target_webhook_id is None:
-        return [row[0] for row in rows]
+        return [(row[0], row[1]) for row in rows]
     if not rows:
         raise NotFound.of("webhook", event.target_webhook_id)
-    return [row[0] for row in rows if row[1]]
+    return [(row[0], row[1]) for row in rows if row[2]]
+
+
+def _published(event: NewEvent, statuses: list[str]) -> Published:
+    return Published(
+        event.id,
+        statuses.count(_PENDING),
+        duplicate=False,
+        deliveries_held=statuses.count(DeliveryStatus.HELD.value),
+        deliveries_skipped=statuses.count(DeliveryStatus.SKIPPED.value),
+    )
 
 
 async def _copy_deliveries(
-    connection: Connection, scope: Scope, event: NewEvent, delivery_ids: list[str], webhook_ids: list[str]
+    connection: Connection,
+    scope: Scope,
+    event: NewEvent,
+    delivery_ids: list[str],
+    webhook_ids: list[str],
+    statuses: list[str],
 ) -> None:
-    pending = DeliveryStatus.PENDING.value
     async with connection.cursor() as cursor, cursor.copy(_COPY_DELIVERIES) as copy:
-        for delivery_id, webhook_id in zip(delivery_ids, webhook_ids, strict=True):
+        for delivery_id, webhook_id, status in zip(delivery_ids, webhook_ids, statuses, strict=True):
             await copy.write_row(
                 (
                     delivery_id,
@@ -177,9 +209,9 @@ async def _copy_deliveries(
                     scope.app_id,
                     event.id,
                     webhook_id,
-                    pending,
+                    status,
                     0,
-                    event.created_at,
+                    event.created_at if status == _PENDING else None,
                     event.created_at,
                     event.created_at,
                 )

@@ -20,7 +20,7 @@ from webhookd.domain.errors import FailedPrecondition, NotFound
 from webhookd.domain.event_types import WILDCARD
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.scope import Scope
-from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.store.database import Connection, Database
 from webhookd.store.sql import SETTLED_TXID, TEXT_ARRAY, compiled, param, scope_params, scoped
 from webhookd.store.tables import attempts, deliveries, events, webhooks
@@ -41,8 +41,14 @@ _LOG_COLUMNS = (
     attempts.c.response_excerpt,
     attempts.c.next_attempt_at,
     attempts.c.occurred_at,
+    attempts.c.kind,
+    attempts.c.reason,
+    attempts.c.delivery_count,
 )
-_DELIVERY_COLUMNS = (
+# GetDelivery's attempts also show what was sent and received; the log stream leaves headers out.
+_ATTEMPT_COLUMNS = (*_LOG_COLUMNS, attempts.c.request_headers, attempts.c.response_headers)
+_ATTEMPT = LogKind.ATTEMPT.value
+DELIVERY_COLUMNS = (
     deliveries.c.id,
     deliveries.c.event_id,
     events.c.event_type,
@@ -64,11 +70,13 @@ _PENDING_NOW = {
     "updated_at": param("now"),
 }
 _GET_DELIVERY = compiled(
-    sa.select(*_DELIVERY_COLUMNS)
+    sa.select(*DELIVERY_COLUMNS)
     .join_from(deliveries, events, events.c.id == deliveries.c.event_id)
     .where(scoped(deliveries), deliveries.c.id == param("id"))
 )
-_ATTEMPTS_OF = compiled(sa.select(*_LOG_COLUMNS).where(attempts.c.delivery_id == param("id")).order_by(attempts.c.seq))
+_ATTEMPTS_OF = compiled(
+    sa.select(*_ATTEMPT_COLUMNS).where(attempts.c.delivery_id == param("id")).order_by(attempts.c.seq)
+)
 _REDELIVER = compiled(
     deliveries.update()
     .where(
@@ -91,7 +99,11 @@ _RECOVER = compiled(
                 .where(
                     scoped(deliveries),
                     deliveries.c.webhook_id == param("id"),
-                    deliveries.c.status == DeliveryStatus.FAILED.value,
+                    # Skipped: published while its owner had the webhook disabled ("replay since").
+                    sa.or_(
+                        deliveries.c.status == DeliveryStatus.FAILED.value,
+                        deliveries.c.status == DeliveryStatus.SKIPPED.value,
+                    ),
                     deliveries.c.created_at >= param("since"),
                 )
                 .limit(RECOVER_BATCH)
@@ -103,7 +115,7 @@ _RECOVER = compiled(
 )
 
 
-def _event_type_condition(column: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+def event_type_condition(column: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
     """Subscription-style matching in SQL: an exact type, or a `prefix.*` as a LIKE pattern."""
     return sa.or_(
         column == sa.func.any(param("exact_types", TEXT_ARRAY)),
@@ -112,8 +124,8 @@ def _event_type_condition(column: sa.ColumnElement[str]) -> sa.ColumnElement[boo
     )
 
 
-def _event_type_params(filters: tuple[str, ...]) -> dict[str, Any]:
-    """Parameters for `_event_type_condition`; an empty dict when `*` makes it match everything."""
+def event_type_params(filters: tuple[str, ...]) -> dict[str, Any]:
+    """Parameters for `event_type_condition`; an empty dict when `*` makes it match everything."""
     if not filters or WILDCARD in filters:
         return {}
     prefixes = [value[:-1] for value in filters if value.endswith(".*")]
@@ -122,7 +134,8 @@ def _event_type_params(filters: tuple[str, ...]) -> dict[str, Any]:
 
 
 def log_entry(row: Sequence[Any]) -> LogEntry:
-    """A row of `_LOG_COLUMNS`."""
+    """A row of `_LOG_COLUMNS`, or of `_ATTEMPT_COLUMNS` (with the headers)."""
+    kind = LogKind(row[14])
     return LogEntry(
         position=LogPosition(row[0], row[1]),
         delivery_id=row[2],
@@ -130,18 +143,28 @@ def log_entry(row: Sequence[Any]) -> LogEntry:
         event_type=row[4],
         webhook_id=row[5],
         attempt=row[6],
-        outcome=Outcome(row[7]),
+        outcome=Outcome(row[7]) if kind is LogKind.ATTEMPT else None,
         http_status=row[8],
         latency_ms=row[9],
         error=row[10],
         response_excerpt=row[11],
         next_attempt_at=row[12],
         occurred_at=row[13],
+        kind=kind,
+        reason=row[15],
+        delivery_count=row[16],
+        request_headers=_header_pairs(row[17]) if len(row) > 17 else (),
+        response_headers=_header_pairs(row[18]) if len(row) > 18 else (),
     )
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
-    """A row of `_DELIVERY_COLUMNS`."""
+def _header_pairs(stored: Any) -> tuple[tuple[str, str], ...]:
+    """The JSON array of [name, value] pairs the recorder stores (NULL for rows before it did)."""
+    return tuple((str(name), str(value)) for name, value in stored or ())
+
+
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    """A row of `DELIVERY_COLUMNS`."""
     return Delivery(
         id=row[0],
         event_id=row[1],
@@ -164,10 +187,14 @@ def _log_statement(filters: frozenset[str]) -> str:
     conditions: list[sa.ColumnElement[bool]] = [scoped(attempts), attempts.c.txid < SETTLED_TXID]
     if "webhook_id" in filters:
         conditions.append(attempts.c.webhook_id == param("webhook_id"))
+    if "kinds" in filters:
+        conditions.append(attempts.c.kind == sa.func.any(param("kinds", TEXT_ARRAY)))
     if "outcomes" in filters:
-        conditions.append(attempts.c.outcome == sa.func.any(param("outcomes", TEXT_ARRAY)))
+        # Outcomes select among attempts; a lifecycle entry (no outcome) stays when `kinds` names it.
+        outcome = attempts.c.outcome == sa.func.any(param("outcomes", TEXT_ARRAY))
+        conditions.append(sa.or_(attempts.c.kind != _ATTEMPT, outcome) if "kinds" in filters else outcome)
     if "exact_types" in filters:
-        conditions.append(_event_type_condition(attempts.c.event_type))
+        conditions.append(event_type_condition(attempts.c.event_type))
     if "after_txid" in filters:
         after = sa.tuple_(param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger))
         conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
@@ -188,7 +215,7 @@ def _deliveries_statement(filters: frozenset[str]) -> str:
     if "last_outcome" in filters:
         conditions.append(deliveries.c.last_outcome == param("last_outcome"))
     if "exact_types" in filters:
-        conditions.append(_event_type_condition(events.c.event_type))
+        conditions.append(event_type_condition(events.c.event_type))
     if "start_time" in filters:
         conditions.append(deliveries.c.created_at >= param("start_time"))
     if "end_time" in filters:
@@ -197,7 +224,7 @@ def _deliveries_statement(filters: frozenset[str]) -> str:
         before = sa.tuple_(param("before_created_at", deliveries.c.created_at.type), param("before_id", sa.Text))
         conditions.append(sa.tuple_(deliveries.c.created_at, deliveries.c.id) < before)
     return compiled(
-        sa.select(*_DELIVERY_COLUMNS)
+        sa.select(*DELIVERY_COLUMNS)
         .join_from(deliveries, events, events.c.id == deliveries.c.event_id)
         .where(*conditions)
         .order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc())
@@ -224,11 +251,13 @@ class HistoryStore:
         since: datetime | None,
         limit: int,
     ) -> list[LogEntry]:
-        values: dict[str, Any] = scope_params(scope) | {"limit": limit} | _event_type_params(query.event_types)
+        values: dict[str, Any] = scope_params(scope) | {"limit": limit} | event_type_params(query.event_types)
         if query.webhook_id is not None:
             values["webhook_id"] = query.webhook_id
         if query.outcomes:
             values["outcomes"] = [outcome.value for outcome in query.outcomes]
+        if query.kinds:
+            values["kinds"] = [kind.value for kind in query.kinds]
         if after is not None:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
         elif since is not None:
@@ -239,7 +268,7 @@ class HistoryStore:
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int
     ) -> list[Delivery]:
-        values: dict[str, Any] = scope_params(scope) | {"limit": limit} | _event_type_params(query.event_types)
+        values: dict[str, Any] = scope_params(scope) | {"limit": limit} | event_type_params(query.event_types)
         if query.webhook_id is not None:
             values["webhook_id"] = query.webhook_id
         if query.status is not None:
@@ -253,7 +282,7 @@ class HistoryStore:
         if before is not None:
             values |= {"before_created_at": before[0], "before_id": before[1]}
         rows = await self._db.fetch_all(_deliveries_statement(_filters(values)), values, generic_plan=True)
-        return [_delivery(row) for row in rows]
+        return [delivery_from_row(row) for row in rows]
 
     async def get_delivery(self, scope: Scope, delivery_id: str) -> tuple[Delivery, list[LogEntry]]:
         keys = scope_params(scope) | {"id": delivery_id}
@@ -267,7 +296,7 @@ class HistoryStore:
         row, attempt_rows = await self._db.run(read)
         if row is None:
             raise NotFound.of("delivery", delivery_id)
-        return _delivery(row), [log_entry(attempt) for attempt in attempt_rows]
+        return delivery_from_row(row), [log_entry(attempt) for attempt in attempt_rows]
 
     async def redeliver(self, scope: Scope, delivery_id: str, *, now: datetime) -> Delivery:
         updated = await self._db.execute(_REDELIVER, scope_params(scope) | {"id": delivery_id, "now": now})

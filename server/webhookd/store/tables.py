@@ -110,6 +110,13 @@ attempts = sa.Table(
     sa.Column("response_excerpt", sa.Text, nullable=False),
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.Column("occurred_at", sa.DateTime(timezone=True), primary_key=True),
+    # `attempt`, or a lifecycle change of the webhook (domain.statuses.LogKind), with its reason and
+    # how many deliveries it concerned.
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("delivery_count", sa.Integer, nullable=False),
+    sa.Column("request_headers", pg.JSONB),
+    sa.Column("response_headers", pg.JSONB),
 )
 
 inbound_events = sa.Table(
@@ -156,4 +163,16 @@ stream_leases = sa.Table(
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("tenant_id", sa.Text, nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A named DeliveryLog reader's acknowledged position; `app_id` is '' for a tenant-wide consumer.
+delivery_log_consumers = sa.Table(
+    "delivery_log_consumers",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("app_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("txid", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -10,6 +10,9 @@
   const CONFIG_URL = "/playground/config";
   const DEV_TOKEN_URL = "/playground/dev-token";
   const LOG_URL = "/api/v1/integration/delivery-log";
+  const DELIVERIES_URL = "/api/v1/integration/deliveries";
+  const WEBHOOKS_URL = "/api/v1/integration/webhooks";
+  const WAITING_STATUSES = ["held", "skipped"];
   const TOKEN_KEY = "webhookd.playground.token";
   const MAX_LOG_ROWS = 500;
   const MASK = "••••••••";
@@ -551,6 +554,95 @@
       clear(body);
       body.append(el("tr", { class: "empty" }, el("td", { colspan: 8, text: "No attempts yet. Connect, then publish an event." })));
     });
+    $("held-refresh").addEventListener("click", () => loadHeld());
+    $("test-send").addEventListener("click", () => sendTestEvent());
+  }
+
+  function authorized() {
+    return { Authorization: `Bearer ${state.token}` };
+  }
+
+  // Held and skipped deliveries of the webhook in the log form (or of every webhook): ListDeliveries by status.
+  async function loadHeld() {
+    if (!state.token) {
+      showLogError("Paste a token first: the log shows only your tenant's deliveries.");
+      return;
+    }
+    const webhookId = $("log-webhook").value.trim();
+    const found = [];
+    try {
+      for (const status of WAITING_STATUSES) {
+        const query = new URLSearchParams({ status, page_size: "100" });
+        if (webhookId) query.set("webhook_id", webhookId);
+        const response = await fetch(`${DELIVERIES_URL}?${query}`, { headers: authorized(), cache: "no-store", credentials: "omit" });
+        const text = await response.text();
+        if (!response.ok) {
+          showLogError(`${response.status} ${response.statusText}\n${prettyJson(text)}`.trim());
+          return;
+        }
+        found.push(...(JSON.parse(text).deliveries || []));
+      }
+    } catch (problem) {
+      showLogError(problem.message);
+      return;
+    }
+    const body = $("held-entries");
+    clear(body);
+    if (!found.length) body.append(el("tr", { class: "empty" }, el("td", { colspan: 5, text: "Nothing held or skipped." })));
+    found.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    for (const delivery of found) {
+      const when = delivery.created_at ? new Date(delivery.created_at) : null;
+      body.append(
+        el(
+          "tr",
+          { class: "held", dataset: { status: delivery.status || "", delivery: delivery.id || "" } },
+          el("td", { class: "time", title: delivery.created_at || "", text: when ? when.toLocaleTimeString() : "" }),
+          el("td", {}, el("span", { class: `outcome outcome-${delivery.status}`, text: delivery.status })),
+          el("td", { class: "event-type" }, el("code", { text: delivery.event_type || "" })),
+          el("td", { class: "wide" }, el("code", { text: delivery.webhook_id || "" })),
+          el("td", { class: "wide" }, el("code", { text: delivery.id || "" })),
+        ),
+      );
+    }
+  }
+
+  // SendTestEvent for the webhook in the log form: the receiver's answer shows at once.
+  async function sendTestEvent() {
+    showLogError("");
+    const webhookId = $("log-webhook").value.trim();
+    if (!state.token || !webhookId) {
+      showLogError("A token and a webhook id are needed to send a test event.");
+      return;
+    }
+    const result = $("test-result");
+    result.dataset.kind = "pending";
+    result.textContent = "Sending a test event…";
+    show(result, true);
+    try {
+      const response = await fetch(`${WEBHOOKS_URL}/${encodeURIComponent(webhookId)}:sendTestEvent`, {
+        method: "POST",
+        headers: { ...authorized(), "Content-Type": "application/json" },
+        body: "{}",
+        cache: "no-store",
+        credentials: "omit",
+      });
+      const text = await response.text();
+      const payload = JSON.parse(text);
+      if (!response.ok) {
+        result.dataset.kind = "bad";
+        result.textContent = `${response.status}: ${(payload.error && payload.error.message) || text}`;
+        return;
+      }
+      const parts = [payload.outcome, payload.http_status ? `HTTP ${payload.http_status}` : "no response", `${payload.latency_ms || 0} ms`];
+      if (payload.error) parts.push(payload.error);
+      if (payload.response_excerpt) parts.push(`“${payload.response_excerpt.slice(0, 200)}”`);
+      result.dataset.kind = payload.outcome === "succeeded" ? "ok" : "bad";
+      result.dataset.outcome = payload.outcome || "";
+      result.textContent = `Test event ${payload.event_id}: ${parts.join(" · ")}`;
+    } catch (problem) {
+      result.dataset.kind = "bad";
+      result.textContent = problem.message;
+    }
   }
 
   async function connectLog() {
@@ -578,6 +670,7 @@
         return;
       }
       setLogState("live", webhookId ? "Live · one webhook" : "Live · all webhooks");
+      loadHeld();
       await readEvents(response.body);
       setLogState("closed", "Stream ended");
     } catch (problem) {
@@ -637,10 +730,12 @@
     const empty = body.querySelector("tr.empty");
     if (empty) empty.remove();
     const when = entry.occurred_at ? new Date(entry.occurred_at) : null;
-    const outcome = entry.outcome || "";
+    // A lifecycle entry (webhook.paused, …) has no outcome: its kind stands there, its reason as the error.
+    const lifecycle = Boolean(entry.kind) && entry.kind !== "attempt";
+    const outcome = lifecycle ? entry.kind : entry.outcome || "";
     const row = el(
       "tr",
-      { class: "entry", dataset: { outcome, cursor: entry.cursor || "" } },
+      { class: lifecycle ? "entry lifecycle" : "entry", dataset: { outcome, kind: entry.kind || "attempt", cursor: entry.cursor || "" } },
       el("td", { class: "time", title: entry.occurred_at || "", text: when ? when.toLocaleTimeString() : "" }),
       el("td", {}, el("span", { class: `outcome outcome-${outcome.replace(/[^a-z_]/g, "")}`, text: outcome })),
       el("td", { class: "num http-status", text: entry.http_status ? String(entry.http_status) : "—" }),
@@ -648,9 +743,11 @@
       el("td", { class: "num", text: `${entry.latency_ms || 0} ms` }),
       el("td", { class: "num attempt", text: String(entry.attempt || "") }),
       el("td", { class: "wide" }, el("code", { text: entry.webhook_id || "" })),
-      el("td", { class: "wide error-cell", text: entry.error || "" }),
+      el("td", { class: "wide error-cell", text: (lifecycle ? entry.reason : entry.error) || "" }),
     );
     body.prepend(row);
+    // A pause holds what is published next, a resume releases it: the held list follows.
+    if (lifecycle) loadHeld();
     while (body.rows.length > MAX_LOG_ROWS) body.deleteRow(body.rows.length - 1);
   }
 

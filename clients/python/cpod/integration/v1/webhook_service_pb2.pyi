@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from cpod.integration.v1 import operations_pb2 as _operations_pb2
 from cpod.integration.v1 import webhook_pb2 as _webhook_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -384,7 +385,9 @@ class PublishEventRequest(_message.Message):
     Idempotency-Key header.
     """
     webhook_id: _builtins.str
-    """Optional: deliver only to this webhook (it must still be active, outbound and match the type)."""
+    """Optional: deliver only to this webhook (it must be live, outbound and match the type; while it is
+    paused or disabled the delivery is held or skipped, as for any subscriber).
+    """
     payload_json: _builtins.str
     """The event's data as JSON text (an object), instead of payload: receivers get this text as
     `data` byte for byte, every number as written. Set payload or payload_json, not both. Over
@@ -424,22 +427,32 @@ class PublishEventResponse(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     DELIVERIES_QUEUED_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    DELIVERIES_HELD_FIELD_NUMBER: _builtins.int
+    DELIVERIES_SKIPPED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """The event id (evt_…); receivers see it as the webhook-id header."""
     deliveries_queued: _builtins.int
     """How many deliveries were queued."""
     duplicate: _builtins.bool
     """True when idempotency_key matched an earlier event, which is the one returned."""
+    deliveries_held: _builtins.int
+    """How many deliveries were held for paused webhooks: they are sent when the webhook is resumed."""
+    deliveries_skipped: _builtins.int
+    """How many deliveries were recorded as skipped for webhooks their owner disabled; RecoverWebhook
+    sends them once the webhook is enabled again.
+    """
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         deliveries_queued: _builtins.int = ...,
         duplicate: _builtins.bool = ...,
+        deliveries_held: _builtins.int = ...,
+        deliveries_skipped: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries_queued", b"deliveries_queued", "duplicate", b"duplicate", "event_id", b"event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries_held", b"deliveries_held", "deliveries_queued", b"deliveries_queued", "deliveries_skipped", b"deliveries_skipped", "duplicate", b"duplicate", "event_id", b"event_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -520,16 +533,22 @@ class ResumeWebhookRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    DISCARD_HELD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The webhook id (whk_…)."""
+    discard_held: _builtins.bool
+    """Discard the deliveries held while the webhook was paused instead of sending them: each stays
+    in history with status `discarded`.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        discard_held: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discard_held", b"discard_held", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -542,6 +561,12 @@ class ResumeWebhookResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     WEBHOOK_FIELD_NUMBER: _builtins.int
+    DELIVERIES_RELEASED_FIELD_NUMBER: _builtins.int
+    DELIVERIES_DISCARDED_FIELD_NUMBER: _builtins.int
+    deliveries_released: _builtins.int
+    """How many held deliveries were released (queued in publish order)."""
+    deliveries_discarded: _builtins.int
+    """How many held deliveries were discarded (discard_held)."""
     @_builtins.property
     def webhook(self) -> _webhook_pb2.Webhook:
         """The resumed webhook."""
@@ -550,10 +575,12 @@ class ResumeWebhookResponse(_message.Message):
         self,
         *,
         webhook: _webhook_pb2.Webhook | None = ...,
+        deliveries_released: _builtins.int = ...,
+        deliveries_discarded: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries_discarded", b"deliveries_discarded", "deliveries_released", b"deliveries_released", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -571,12 +598,19 @@ class DeliveryLogRequest(_message.Message):
     FOLLOW_FIELD_NUMBER: _builtins.int
     OUTCOMES_FIELD_NUMBER: _builtins.int
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    CONSUMER_FIELD_NUMBER: _builtins.int
     webhook_id: _builtins.str
     """Only this webhook's attempts; empty: every webhook the caller can see."""
     after_cursor: _builtins.str
     """Continue exactly after the entry that carried this cursor."""
     follow: _builtins.bool
     """After the backlog, keep the stream open and send new attempts as they are recorded."""
+    consumer: _builtins.str
+    """Consumer name ([A-Za-z0-9._-], at most 64): without after_cursor the stream starts after the
+    position this consumer acknowledged with AckDeliveryLog. Consumers are the caller's tenant's
+    and app's own.
+    """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """Start with attempts that occurred at or after this time (ignored when after_cursor is set).
@@ -591,6 +625,13 @@ class DeliveryLogRequest(_message.Message):
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these event types; `rfp.*` and `*` work as in webhook subscriptions."""
 
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only entries of these kinds: attempt, webhook.paused, webhook.resumed, webhook.disabled,
+        webhook.enabled, webhook.secret_rotated, webhook.recovered, webhook.deleted, webhook.undeleted.
+        Empty: every kind; with outcomes set, attempts only (outcomes select among attempts).
+        """
+
     def __init__(
         self,
         *,
@@ -600,10 +641,12 @@ class DeliveryLogRequest(_message.Message):
         follow: _builtins.bool = ...,
         outcomes: _abc.Iterable[_builtins.str] | None = ...,
         event_types: _abc.Iterable[_builtins.str] | None = ...,
+        kinds: _abc.Iterable[_builtins.str] | None = ...,
+        consumer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "event_types", b"event_types", "follow", b"follow", "outcomes", b"outcomes", "since", b"since", "webhook_id", b"webhook_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "consumer", b"consumer", "event_types", b"event_types", "follow", b"follow", "kinds", b"kinds", "outcomes", b"outcomes", "since", b"since", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -614,6 +657,46 @@ class DeliveryLogEntry(_message.Message):
     """One attempt to deliver an event to a webhook."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RequestHeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ResponseHeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     CURSOR_FIELD_NUMBER: _builtins.int
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
@@ -628,6 +711,11 @@ class DeliveryLogEntry(_message.Message):
     RESPONSE_EXCERPT_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DELIVERY_COUNT_FIELD_NUMBER: _builtins.int
+    REQUEST_HEADERS_FIELD_NUMBER: _builtins.int
+    RESPONSE_HEADERS_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Opaque position of this entry in the log; pass it as after_cursor to resume."""
     delivery_id: _builtins.str
@@ -652,13 +740,40 @@ class DeliveryLogEntry(_message.Message):
     """Why the attempt failed, in a few words; empty on success."""
     response_excerpt: _builtins.str
     """The start of the receiver's response body (at most 64 KiB)."""
+    kind: _builtins.str
+    """What the entry records: `attempt` (a delivery attempt or an inbound receipt), or a change of
+    the webhook: webhook.paused, webhook.resumed, webhook.disabled, webhook.enabled,
+    webhook.secret_rotated, webhook.recovered, webhook.deleted, webhook.undeleted. A lifecycle
+    entry has the webhook, event_type `webhookd.<kind>` and event_id of the operational event
+    published about it, and no delivery or outcome.
+    """
+    reason: _builtins.str
+    """Why a lifecycle change happened, e.g. why a webhook was paused (`25 consecutive failures`, or
+    `the endpoint answered 410 Gone`); empty for attempts.
+    """
+    delivery_count: _builtins.int
+    """How many deliveries a lifecycle change concerned: requeued by webhook.recovered, released or
+    discarded by webhook.resumed. 0 otherwise.
+    """
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
         """When the next attempt is due; unset when the delivery is finished."""
 
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
-        """When the attempt finished."""
+        """When the attempt finished, or the lifecycle change happened."""
+
+    @_builtins.property
+    def request_headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The request headers the attempt sent, signatures included (they are not secrets). Filled by
+        GetDelivery; empty in the DeliveryLog stream.
+        """
+
+    @_builtins.property
+    def response_headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The receiver's response headers (a repeated header's values joined with ", "). Filled by
+        GetDelivery; empty in the DeliveryLog stream.
+        """
 
     def __init__(
         self,
@@ -676,10 +791,15 @@ class DeliveryLogEntry(_message.Message):
         response_excerpt: _builtins.str = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        kind: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        delivery_count: _builtins.int = ...,
+        request_headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        response_headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at", "occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cursor", b"cursor", "delivery_id", b"delivery_id", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "http_status", b"http_status", "latency_ms", b"latency_ms", "next_attempt_at", b"next_attempt_at", "occurred_at", b"occurred_at", "outcome", b"outcome", "response_excerpt", b"response_excerpt", "webhook_id", b"webhook_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cursor", b"cursor", "delivery_count", b"delivery_count", "delivery_id", b"delivery_id", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "http_status", b"http_status", "kind", b"kind", "latency_ms", b"latency_ms", "next_attempt_at", b"next_attempt_at", "occurred_at", b"occurred_at", "outcome", b"outcome", "reason", b"reason", "request_headers", b"request_headers", "response_excerpt", b"response_excerpt", "response_headers", b"response_headers", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -737,7 +857,10 @@ class Delivery(_message.Message):
     webhook_id: _builtins.str
     """The webhook (whk_…)."""
     status: _builtins.str
-    """pending (queued or waiting for a retry), succeeded, or failed (attempts exhausted)."""
+    """pending (queued or waiting for a retry), succeeded, failed (attempts exhausted), held (published
+    while the webhook was paused; released by ResumeWebhook), skipped (published while its owner
+    had it disabled; requeued by RecoverWebhook), or discarded (held, then discarded on resume).
+    """
     attempts: _builtins.int
     """Attempts made so far."""
     last_outcome: _builtins.str
@@ -808,7 +931,7 @@ class ListDeliveriesRequest(_message.Message):
     webhook_id: _builtins.str
     """Only this webhook's deliveries."""
     status: _builtins.str
-    """Only deliveries in this status: pending, succeeded or failed."""
+    """Only deliveries in this status: pending, succeeded, failed, held, skipped or discarded."""
     last_outcome: _builtins.str
     """Only deliveries whose last attempt had this outcome."""
     event_type: _builtins.str
@@ -979,7 +1102,7 @@ class RecoverWebhookRequest(_message.Message):
     """The webhook id (whk_…)."""
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
-        """Failed deliveries queued at or after this time are sent again; at most 14 days ago."""
+        """Failed and skipped deliveries queued at or after this time are sent again; at most 14 days ago."""
 
     def __init__(
         self,
@@ -1003,7 +1126,7 @@ class RecoverWebhookResponse(_message.Message):
 
     DELIVERIES_QUEUED_FIELD_NUMBER: _builtins.int
     deliveries_queued: _builtins.int
-    """How many failed deliveries were queued again."""
+    """How many failed or skipped deliveries were queued again."""
     def __init__(
         self,
         *,
@@ -1181,3 +1304,33 @@ class AckInboundEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AckInboundEventsResponse: _TypeAlias = AckInboundEventsResponse  # noqa: Y015
+
+@_typing.final
+class GetEventResponse(_message.Message):
+    """Response for GetEvent (beside Delivery, which it lists)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> _operations_pb2.Event:
+        """The event."""
+
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]:
+        """The deliveries it made, one per webhook, with their statuses (oldest first)."""
+
+    def __init__(
+        self,
+        *,
+        event: _operations_pb2.Event | None = ...,
+        deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventResponse: _TypeAlias = GetEventResponse  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from cpod.integration.v1 import operations_pb2 as cpod_dot_integration_dot_v1_dot_operations__pb2
 from cpod.integration.v1 import webhook_service_pb2 as cpod_dot_integration_dot_v1_dot_webhook__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -116,6 +117,26 @@ class WebhookServiceStub:
                 request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsRequest.SerializeToString,
                 response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsResponse.FromString,
                 _registered_method=True)
+        self.GetEvent = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/GetEvent',
+                request_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetEventResponse.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/ListEvents',
+                request_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
+        self.SendTestEvent = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/SendTestEvent',
+                request_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.SendTestEventRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.SendTestEventResponse.FromString,
+                _registered_method=True)
+        self.AckDeliveryLog = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/AckDeliveryLog',
+                request_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -169,9 +190,11 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PublishEvent(self, request, context):
-        """Publishes an event: in one transaction it is stored with one queued delivery per active
-        outbound webhook of the caller whose event_types match. Deliveries are signed and retried
-        until they succeed or run out of attempts.
+        """Publishes an event: in one transaction it is stored with one delivery per live outbound webhook
+        of the caller whose event_types match: queued for an active webhook, `held` for a paused one
+        (sent when it is resumed), `skipped` for one its owner disabled (RecoverWebhook sends them
+        after it is enabled). Queued deliveries are signed and retried until they succeed or run out
+        of attempts. `*` never matches the service's own `webhookd.*` events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,18 +209,21 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResumeWebhook(self, request, context):
-        """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
-        deliveries are sent again.
+        """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
+        are sent again, and the deliveries held while it was paused are released in publish order (or,
+        with discard_held, kept in history as `discarded`). Over HTTP the response is the webhook.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeliveryLog(self, request, context):
-        """Streams delivery attempts like a log: the backlog from a starting point in order, then, with
-        follow, new attempts as they are recorded, with no gap and no duplicate in between. Every entry
-        carries a cursor; a stream started after_cursor continues exactly after that entry. Over HTTP
-        it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
+        """Streams delivery attempts and webhook lifecycle changes (paused, resumed, disabled, enabled,
+        secret rotated, recovered, deleted, undeleted) like a log: the backlog from a starting point in
+        order, then, with follow, new entries as they are recorded, with no gap and no duplicate in
+        between. Every entry carries a cursor; a stream started after_cursor continues exactly after
+        that entry, and a named consumer resumes after what it acknowledged with AckDeliveryLog. Over
+        HTTP it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -225,7 +251,9 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecoverWebhook(self, request, context):
-        """Queues again every failed delivery of a webhook created since a time (at most 14 days ago).
+        """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
+        every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
+        enabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -243,6 +271,39 @@ class WebhookServiceServicer:
     def AckInboundEvents(self, request, context):
         """Records that a consumer has processed everything up to a cursor; its next stream starts after
         it. Positions only move forward.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEvent(self, request, context):
+        """Returns one event as it was published: its type, the payload byte for byte, and the deliveries
+        it made with their statuses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """Lists the caller's events, newest first, optionally of some types and within a time range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendTestEvent(self, request, context):
+        """Signs and POSTs a test event to a webhook now, whatever its event_types and pause state, and
+        answers with what the receiver did. The attempt is recorded in history like any other, and
+        is never retried.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckDeliveryLog(self, request, context):
+        """Records that a DeliveryLog consumer has processed everything up to a cursor; a stream that
+        names it (without after_cursor) starts after it. Positions only move forward. Consumers belong
+        to the caller's tenant and app.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -330,6 +391,26 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.AckInboundEvents,
                     request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsRequest.FromString,
                     response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsResponse.SerializeToString,
+            ),
+            'GetEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvent,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.GetEventRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetEventResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.ListEventsRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'SendTestEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTestEvent,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.SendTestEventRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.SendTestEventResponse.SerializeToString,
+            ),
+            'AckDeliveryLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckDeliveryLog,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -766,6 +847,114 @@ class WebhookService:
             '/cpod.integration.v1.WebhookService/AckInboundEvents',
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsRequest.SerializeToString,
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.AckInboundEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/GetEvent',
+            cpod_dot_integration_dot_v1_dot_operations__pb2.GetEventRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.GetEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/ListEvents',
+            cpod_dot_integration_dot_v1_dot_operations__pb2.ListEventsRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_operations__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendTestEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/SendTestEvent',
+            cpod_dot_integration_dot_v1_dot_operations__pb2.SendTestEventRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_operations__pb2.SendTestEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckDeliveryLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/AckDeliveryLog',
+            cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

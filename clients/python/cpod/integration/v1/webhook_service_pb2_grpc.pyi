@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from cpod.integration.v1 import operations_pb2 as _operations_pb2
 from cpod.integration.v1 import webhook_service_pb2 as _webhook_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -53,23 +54,28 @@ class WebhookServiceStub:
     UndeleteWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.UndeleteWebhookRequest, _webhook_service_pb2.UndeleteWebhookResponse]
     """Restores a soft-deleted webhook. A webhook that is not deleted is ALREADY_EXISTS."""
     PublishEvent: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.PublishEventRequest, _webhook_service_pb2.PublishEventResponse]
-    """Publishes an event: in one transaction it is stored with one queued delivery per active
-    outbound webhook of the caller whose event_types match. Deliveries are signed and retried
-    until they succeed or run out of attempts.
+    """Publishes an event: in one transaction it is stored with one delivery per live outbound webhook
+    of the caller whose event_types match: queued for an active webhook, `held` for a paused one
+    (sent when it is resumed), `skipped` for one its owner disabled (RecoverWebhook sends them
+    after it is enabled). Queued deliveries are signed and retried until they succeed or run out
+    of attempts. `*` never matches the service's own `webhookd.*` events.
     """
     RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RotateWebhookSecretRequest, _webhook_service_pb2.RotateWebhookSecretResponse]
     """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
     (space-separated signatures) until the overlap ends, so receivers can switch without loss.
     """
     ResumeWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]
-    """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
-    deliveries are sent again.
+    """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
+    are sent again, and the deliveries held while it was paused are released in publish order (or,
+    with discard_held, kept in history as `discarded`). Over HTTP the response is the webhook.
     """
     DeliveryLog: _grpc.UnaryStreamMultiCallable[_webhook_service_pb2.DeliveryLogRequest, _webhook_service_pb2.DeliveryLogResponse]
-    """Streams delivery attempts like a log: the backlog from a starting point in order, then, with
-    follow, new attempts as they are recorded, with no gap and no duplicate in between. Every entry
-    carries a cursor; a stream started after_cursor continues exactly after that entry. Over HTTP
-    it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
+    """Streams delivery attempts and webhook lifecycle changes (paused, resumed, disabled, enabled,
+    secret rotated, recovered, deleted, undeleted) like a log: the backlog from a starting point in
+    order, then, with follow, new entries as they are recorded, with no gap and no duplicate in
+    between. Every entry carries a cursor; a stream started after_cursor continues exactly after
+    that entry, and a named consumer resumes after what it acknowledged with AckDeliveryLog. Over
+    HTTP it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
     """
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ListDeliveriesRequest, _webhook_service_pb2.ListDeliveriesResponse]
     """Lists deliveries (one per event and webhook), newest first."""
@@ -78,7 +84,10 @@ class WebhookServiceStub:
     RedeliverDelivery: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RedeliverDeliveryRequest, _webhook_service_pb2.RedeliverDeliveryResponse]
     """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
     RecoverWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]
-    """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
+    """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
+    every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
+    enabled.
+    """
     StreamInboundEvents: _grpc.UnaryStreamMultiCallable[_webhook_service_pb2.StreamInboundEventsRequest, _webhook_service_pb2.StreamInboundEventsResponse]
     """Streams what external systems sent to the caller's inbound webhooks, at least once: the
     backlog after a position, then (with follow) new receipts live. A named consumer resumes after
@@ -87,6 +96,22 @@ class WebhookServiceStub:
     AckInboundEvents: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.AckInboundEventsRequest, _webhook_service_pb2.AckInboundEventsResponse]
     """Records that a consumer has processed everything up to a cursor; its next stream starts after
     it. Positions only move forward.
+    """
+    GetEvent: _grpc.UnaryUnaryMultiCallable[_operations_pb2.GetEventRequest, _webhook_service_pb2.GetEventResponse]
+    """Returns one event as it was published: its type, the payload byte for byte, and the deliveries
+    it made with their statuses.
+    """
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_operations_pb2.ListEventsRequest, _operations_pb2.ListEventsResponse]
+    """Lists the caller's events, newest first, optionally of some types and within a time range."""
+    SendTestEvent: _grpc.UnaryUnaryMultiCallable[_operations_pb2.SendTestEventRequest, _operations_pb2.SendTestEventResponse]
+    """Signs and POSTs a test event to a webhook now, whatever its event_types and pause state, and
+    answers with what the receiver did. The attempt is recorded in history like any other, and
+    is never retried.
+    """
+    AckDeliveryLog: _grpc.UnaryUnaryMultiCallable[_operations_pb2.AckDeliveryLogRequest, _operations_pb2.AckDeliveryLogResponse]
+    """Records that a DeliveryLog consumer has processed everything up to a cursor; a stream that
+    names it (without after_cursor) starts after it. Positions only move forward. Consumers belong
+    to the caller's tenant and app.
     """
 
 @_typing.type_check_only
@@ -114,23 +139,28 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     UndeleteWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.UndeleteWebhookRequest, _webhook_service_pb2.UndeleteWebhookResponse]  # type: ignore[assignment]
     """Restores a soft-deleted webhook. A webhook that is not deleted is ALREADY_EXISTS."""
     PublishEvent: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.PublishEventRequest, _webhook_service_pb2.PublishEventResponse]  # type: ignore[assignment]
-    """Publishes an event: in one transaction it is stored with one queued delivery per active
-    outbound webhook of the caller whose event_types match. Deliveries are signed and retried
-    until they succeed or run out of attempts.
+    """Publishes an event: in one transaction it is stored with one delivery per live outbound webhook
+    of the caller whose event_types match: queued for an active webhook, `held` for a paused one
+    (sent when it is resumed), `skipped` for one its owner disabled (RecoverWebhook sends them
+    after it is enabled). Queued deliveries are signed and retried until they succeed or run out
+    of attempts. `*` never matches the service's own `webhookd.*` events.
     """
     RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RotateWebhookSecretRequest, _webhook_service_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
     """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
     (space-separated signatures) until the overlap ends, so receivers can switch without loss.
     """
     ResumeWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]  # type: ignore[assignment]
-    """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
-    deliveries are sent again.
+    """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
+    are sent again, and the deliveries held while it was paused are released in publish order (or,
+    with discard_held, kept in history as `discarded`). Over HTTP the response is the webhook.
     """
     DeliveryLog: _aio.UnaryStreamMultiCallable[_webhook_service_pb2.DeliveryLogRequest, _webhook_service_pb2.DeliveryLogResponse]  # type: ignore[assignment]
-    """Streams delivery attempts like a log: the backlog from a starting point in order, then, with
-    follow, new attempts as they are recorded, with no gap and no duplicate in between. Every entry
-    carries a cursor; a stream started after_cursor continues exactly after that entry. Over HTTP
-    it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
+    """Streams delivery attempts and webhook lifecycle changes (paused, resumed, disabled, enabled,
+    secret rotated, recovered, deleted, undeleted) like a log: the backlog from a starting point in
+    order, then, with follow, new entries as they are recorded, with no gap and no duplicate in
+    between. Every entry carries a cursor; a stream started after_cursor continues exactly after
+    that entry, and a named consumer resumes after what it acknowledged with AckDeliveryLog. Over
+    HTTP it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
     """
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ListDeliveriesRequest, _webhook_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     """Lists deliveries (one per event and webhook), newest first."""
@@ -139,7 +169,10 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     RedeliverDelivery: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RedeliverDeliveryRequest, _webhook_service_pb2.RedeliverDeliveryResponse]  # type: ignore[assignment]
     """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
     RecoverWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]  # type: ignore[assignment]
-    """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
+    """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
+    every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
+    enabled.
+    """
     StreamInboundEvents: _aio.UnaryStreamMultiCallable[_webhook_service_pb2.StreamInboundEventsRequest, _webhook_service_pb2.StreamInboundEventsResponse]  # type: ignore[assignment]
     """Streams what external systems sent to the caller's inbound webhooks, at least once: the
     backlog after a position, then (with follow) new receipts live. A named consumer resumes after
@@ -148,6 +181,22 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     AckInboundEvents: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.AckInboundEventsRequest, _webhook_service_pb2.AckInboundEventsResponse]  # type: ignore[assignment]
     """Records that a consumer has processed everything up to a cursor; its next stream starts after
     it. Positions only move forward.
+    """
+    GetEvent: _aio.UnaryUnaryMultiCallable[_operations_pb2.GetEventRequest, _webhook_service_pb2.GetEventResponse]  # type: ignore[assignment]
+    """Returns one event as it was published: its type, the payload byte for byte, and the deliveries
+    it made with their statuses.
+    """
+    ListEvents: _aio.UnaryUnaryMultiCallable[_operations_pb2.ListEventsRequest, _operations_pb2.ListEventsResponse]  # type: ignore[assignment]
+    """Lists the caller's events, newest first, optionally of some types and within a time range."""
+    SendTestEvent: _aio.UnaryUnaryMultiCallable[_operations_pb2.SendTestEventRequest, _operations_pb2.SendTestEventResponse]  # type: ignore[assignment]
+    """Signs and POSTs a test event to a webhook now, whatever its event_types and pause state, and
+    answers with what the receiver did. The attempt is recorded in history like any other, and
+    is never retried.
+    """
+    AckDeliveryLog: _aio.UnaryUnaryMultiCallable[_operations_pb2.AckDeliveryLogRequest, _operations_pb2.AckDeliveryLogResponse]  # type: ignore[assignment]
+    """Records that a DeliveryLog consumer has processed everything up to a cursor; a stream that
+    names it (without after_cursor) starts after it. Positions only move forward. Consumers belong
+    to the caller's tenant and app.
     """
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -214,9 +263,11 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.PublishEventRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.PublishEventResponse, _abc.Awaitable[_webhook_service_pb2.PublishEventResponse]]:
-        """Publishes an event: in one transaction it is stored with one queued delivery per active
-        outbound webhook of the caller whose event_types match. Deliveries are signed and retried
-        until they succeed or run out of attempts.
+        """Publishes an event: in one transaction it is stored with one delivery per live outbound webhook
+        of the caller whose event_types match: queued for an active webhook, `held` for a paused one
+        (sent when it is resumed), `skipped` for one its owner disabled (RecoverWebhook sends them
+        after it is enabled). Queued deliveries are signed and retried until they succeed or run out
+        of attempts. `*` never matches the service's own `webhookd.*` events.
         """
 
     @_abc_1.abstractmethod
@@ -235,8 +286,9 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.ResumeWebhookRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.ResumeWebhookResponse, _abc.Awaitable[_webhook_service_pb2.ResumeWebhookResponse]]:
-        """Clears an automatic pause: consecutive_failures restarts at 0 and the webhook's waiting
-        deliveries are sent again.
+        """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
+        are sent again, and the deliveries held while it was paused are released in publish order (or,
+        with discard_held, kept in history as `discarded`). Over HTTP the response is the webhook.
         """
 
     @_abc_1.abstractmethod
@@ -245,10 +297,12 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.DeliveryLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_webhook_service_pb2.DeliveryLogResponse], _abc.AsyncIterator[_webhook_service_pb2.DeliveryLogResponse]]:
-        """Streams delivery attempts like a log: the backlog from a starting point in order, then, with
-        follow, new attempts as they are recorded, with no gap and no duplicate in between. Every entry
-        carries a cursor; a stream started after_cursor continues exactly after that entry. Over HTTP
-        it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
+        """Streams delivery attempts and webhook lifecycle changes (paused, resumed, disabled, enabled,
+        secret rotated, recovered, deleted, undeleted) like a log: the backlog from a starting point in
+        order, then, with follow, new entries as they are recorded, with no gap and no duplicate in
+        between. Every entry carries a cursor; a stream started after_cursor continues exactly after
+        that entry, and a named consumer resumes after what it acknowledged with AckDeliveryLog. Over
+        HTTP it is NDJSON, or Server-Sent Events with `Accept: text/event-stream` (Last-Event-ID resumes).
         """
 
     @_abc_1.abstractmethod
@@ -281,7 +335,10 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.RecoverWebhookRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.RecoverWebhookResponse, _abc.Awaitable[_webhook_service_pb2.RecoverWebhookResponse]]:
-        """Queues again every failed delivery of a webhook created since a time (at most 14 days ago)."""
+        """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
+        every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
+        enabled.
+        """
 
     @_abc_1.abstractmethod
     def StreamInboundEvents(
@@ -302,6 +359,46 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_service_pb2.AckInboundEventsResponse, _abc.Awaitable[_webhook_service_pb2.AckInboundEventsResponse]]:
         """Records that a consumer has processed everything up to a cursor; its next stream starts after
         it. Positions only move forward.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEvent(
+        self,
+        request: _operations_pb2.GetEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.GetEventResponse, _abc.Awaitable[_webhook_service_pb2.GetEventResponse]]:
+        """Returns one event as it was published: its type, the payload byte for byte, and the deliveries
+        it made with their statuses.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEvents(
+        self,
+        request: _operations_pb2.ListEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operations_pb2.ListEventsResponse, _abc.Awaitable[_operations_pb2.ListEventsResponse]]:
+        """Lists the caller's events, newest first, optionally of some types and within a time range."""
+
+    @_abc_1.abstractmethod
+    def SendTestEvent(
+        self,
+        request: _operations_pb2.SendTestEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operations_pb2.SendTestEventResponse, _abc.Awaitable[_operations_pb2.SendTestEventResponse]]:
+        """Signs and POSTs a test event to a webhook now, whatever its event_types and pause state, and
+        answers with what the receiver did. The attempt is recorded in history like any other, and
+        is never retried.
+        """
+
+    @_abc_1.abstractmethod
+    def AckDeliveryLog(
+        self,
+        request: _operations_pb2.AckDeliveryLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operations_pb2.AckDeliveryLogResponse, _abc.Awaitable[_operations_pb2.AckDeliveryLogResponse]]:
+        """Records that a DeliveryLog consumer has processed everything up to a cursor; a stream that
+        names it (without after_cursor) starts after it. Positions only move forward. Consumers belong
+        to the caller's tenant and app.
         """
 
 def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

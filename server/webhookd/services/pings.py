@@ -1,0 +1,82 @@
+"""SendTestEvent: sign and POST a test event to a webhook now, and say what the receiver did.
+
+It runs in the server process, which has no delivery workers: it uses the same signing (the
+webhook's secrets, its scheme and static headers) and the same outbound sender, SSRF guard
+included, as a worker's attempt, but outside the queue: whatever the webhook's event_types and
+pause state, once, never retried. The exchange is then kept in history like any attempt.
+"""
+
+from __future__ import annotations
+
+from webhookd.domain import ids, signing
+from webhookd.domain.deliveries import AttemptRecord, SentTestEvent
+from webhookd.domain.errors import FailedPrecondition, Invalid
+from webhookd.domain.event_types import validate_event_type
+from webhookd.domain.events import NewEvent, event_body
+from webhookd.domain.lifecycle import PING_EVENT_TYPE, example_payload
+from webhookd.domain.scope import Scope
+from webhookd.domain.secret_rotation import active_secrets
+from webhookd.domain.webhooks import Direction
+from webhookd.ports import Clock, Notifications, PingRecords, Sender, Topic, WebhookRepository, utc_now
+from webhookd.services.signing_secrets import SigningSecrets
+
+
+class Pings:
+    def __init__(
+        self,
+        webhooks: WebhookRepository,
+        secrets: SigningSecrets,
+        sender: Sender,
+        records: PingRecords,
+        notifications: Notifications,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._webhooks = webhooks
+        self._secrets = secrets
+        self._sender = sender
+        self._records = records
+        self._notifications = notifications
+        self._now = clock
+
+    async def send(self, scope: Scope, webhook_id: str, *, event_type: str | None) -> SentTestEvent:
+        event_type = event_type or PING_EVENT_TYPE
+        problem = validate_event_type(event_type)
+        if problem is not None:
+            raise Invalid.field("event_type", problem)
+        webhook = await self._webhooks.get(scope, webhook_id)
+        if webhook.is_deleted:
+            raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
+        if webhook.spec.direction is Direction.INBOUND:
+            raise FailedPrecondition(f"webhook {webhook_id} is inbound: it receives, nothing is sent to it")
+        now = self._now()
+        body = event_body(event_type, now, example_payload(webhook.id, event_type))
+        event = NewEvent(ids.new_id(ids.EVENT_PREFIX), event_type, body, None, webhook.id, now)
+        secret_record = await self._secrets.record(webhook.vault_path, webhook.secret_fingerprint)
+        headers = signing.delivery_headers(
+            webhook.spec.headers,
+            webhook.spec.signature_scheme,
+            active_secrets(secret_record, now),
+            event.id,
+            int(now.timestamp()),
+            body,
+        )
+        result = await self._sender.send(
+            webhook.spec.url, body=body, headers=headers, timeout_ms=webhook.spec.retry_policy.timeout_ms
+        )
+        attempt = AttemptRecord(
+            outcome=result.outcome,
+            http_status=result.http_status,
+            latency_ms=result.latency_ms,
+            error=result.error,
+            response_excerpt=result.response_excerpt,
+            gone=result.gone,
+            next_attempt_at=None,  # a test is never retried
+            occurred_at=self._now(),
+            request_headers=result.request_headers,
+            response_headers=result.response_headers,
+        )
+        delivery_id = ids.new_id(ids.DELIVERY_PREFIX)
+        await self._records.record(webhook, event, delivery_id, attempt)
+        self._notifications.notify(Topic.ATTEMPTS)
+        return SentTestEvent(event.id, delivery_id, result)

@@ -1,0 +1,109 @@
+"""Nothing silently dropped: events published while a webhook is paused are held, while it is disabled
+skipped, and both can be sent later (ResumeWebhook, RecoverWebhook) or kept as history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import field_mask_pb2, timestamp_pb2
+from webhook_calls import create_webhook, rpc_error
+
+PAUSE = "UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id"
+STATUSES = "SELECT id, status, next_attempt_at FROM deliveries WHERE webhook_id = :w ORDER BY created_at, id"
+
+
+async def publish(caller, n: int, event_type: str = "rfp.created") -> pb.PublishEventResponse:
+    return await caller.PublishEvent(pb.PublishEventRequest(event_type=event_type, payload_json=f'{{"n": {n}}}'))
+
+
+async def held_webhook(caller, database, receiver) -> wpb.Webhook:
+    """An outbound webhook paused as the recorder pauses one (paused_at set, a new version)."""
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    assert await database.execute(PAUSE, id=hook.id) == 1
+    return hook
+
+
+async def test_publish_while_paused_holds_the_deliveries_and_posts_nothing(caller, workers, receiver, database) -> None:
+    hook = await held_webhook(caller, database, receiver)
+
+    published = [await publish(caller, n) for n in range(3)]
+
+    assert [(p.deliveries_queued, p.deliveries_held) for p in published] == [(0, 1)] * 3
+    rows = await database.rows(STATUSES, w=hook.id)
+    assert [(row.status, row.next_attempt_at) for row in rows] == [("held", None)] * 3
+    listed = await caller.ListDeliveries(pb.ListDeliveriesRequest(webhook_id=hook.id, status="held"))
+    assert {d.event_id for d in listed.deliveries} == {p.event_id for p in published}
+    # Another webhook's delivery, published after them: a claim that could take held ones takes them first.
+    await create_webhook(caller, url=f"{receiver.url}/active", event_types=["other.*"])
+    after = await publish(caller, 9, "other.ping")
+    await database.wait_for(
+        "SELECT status FROM deliveries WHERE event_id = :e", lambda r: r[0].status == "succeeded", e=after.event_id
+    )
+    assert [request.path for request in receiver.received] == ["/hook/active"]
+
+
+async def test_resume_releases_the_held_deliveries_in_publish_order(caller, workers, receiver, database) -> None:
+    hook = await held_webhook(caller, database, receiver)
+    published = [await publish(caller, n) for n in range(4)]
+
+    resumed = await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))
+
+    assert resumed.deliveries_released == 4 and resumed.deliveries_discarded == 0
+    # Released due one after the other in publish order: the claim takes the oldest due first.
+    released = await database.rows(
+        "SELECT d.event_id FROM deliveries d WHERE d.webhook_id = :w ORDER BY d.next_attempt_at", w=hook.id
+    )
+    assert [row.event_id for row in released] == [p.event_id for p in published]
+    await database.wait_for(STATUSES, lambda rows: [r.status for r in rows] == ["succeeded"] * 4, w=hook.id)
+    assert sorted(r.headers["webhook-id"] for r in receiver.received) == sorted(p.event_id for p in published)
+    assert next(r.body for r in receiver.received if r.headers["webhook-id"] == published[0].event_id).endswith(
+        b'"data":{"n": 0}}'
+    )
+
+
+async def test_resume_with_discard_held_keeps_them_in_history_as_discarded(caller, workers, receiver, database) -> None:
+    hook = await held_webhook(caller, database, receiver)
+    held = [await publish(caller, n) for n in range(2)]
+
+    resumed = await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id, discard_held=True))
+
+    assert (resumed.deliveries_released, resumed.deliveries_discarded) == (0, 2)
+    listed = await caller.ListDeliveries(pb.ListDeliveriesRequest(webhook_id=hook.id, status="discarded"))
+    assert {d.event_id for d in listed.deliveries} == {p.event_id for p in held}
+    assert all(d.HasField("completed_at") and not d.HasField("next_attempt_at") for d in listed.deliveries)
+    # The webhook is active again: the next event is sent, and it is the only one the receiver ever gets.
+    fresh = await publish(caller, 7)
+    assert fresh.deliveries_queued == 1
+    await database.wait_for(
+        "SELECT status FROM deliveries WHERE event_id = :e", lambda r: r[0].status == "succeeded", e=fresh.event_id
+    )
+    assert [r.headers["webhook-id"] for r in receiver.received] == [fresh.event_id]
+
+
+async def test_publish_while_disabled_is_skipped_and_recover_requeues_it_after_enabling(
+    caller, workers, receiver, database
+) -> None:
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], enabled=False)
+    since = timestamp_pb2.Timestamp()
+    since.FromDatetime(datetime.now(UTC) - timedelta(minutes=5))
+
+    missed = await publish(caller, 1)
+
+    assert (missed.deliveries_queued, missed.deliveries_held, missed.deliveries_skipped) == (0, 0, 1)
+    assert [row.status for row in await database.rows(STATUSES, w=hook.id)] == ["skipped"]
+    refused = await rpc_error(caller.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=since)))
+    assert refused.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+    enable = pb.UpdateWebhookRequest(
+        webhook=wpb.Webhook(id=hook.id, enabled=True), update_mask=field_mask_pb2.FieldMask(paths=["enabled"])
+    )
+    await caller.UpdateWebhook(enable)
+    recovered = await caller.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=since))
+
+    assert recovered.deliveries_queued == 1
+    [request] = await receiver.wait_for(1)
+    assert request.headers["webhook-id"] == missed.event_id
+    await database.wait_for(STATUSES, lambda rows: [r.status for r in rows] == ["succeeded"], w=hook.id)
