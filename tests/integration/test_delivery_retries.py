@@ -7,6 +7,7 @@ attempt to now, which is what waiting would do.
 from __future__ import annotations
 
 import pytest
+from aiohttp import web
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
@@ -92,6 +93,23 @@ async def test_attempt_is_recorded_as_what_happened(
     after = await webhook(caller, hook.id)
     assert after.last_delivery_status == outcome
     assert after.consecutive_failures == 1
+
+
+async def test_an_answer_with_nul_bytes_is_recorded_with_them_replaced(caller, workers, receiver, database) -> None:
+    async def nul_bytes(request: web.Request, count: int) -> web.StreamResponse:
+        return web.Response(status=503, body="down\x00 — «bientôt»\x00".encode(), headers={"X-Note": "ünïcode"})
+
+    receiver.respond = nul_bytes
+    policy = wpb.RetryPolicy(max_attempts=1, timeout_ms=1000)
+    await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], retry_policy=policy)
+    [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+
+    delivery = await recorded(database, delivery_id, 1)
+
+    [attempt] = await database.rows("SELECT * FROM attempts WHERE delivery_id = :d", d=delivery_id)
+    assert attempt.response_excerpt == "down\ufffd — «bientôt»\ufffd"
+    assert ["x-note", "ünïcode"] in [[name.lower(), value] for name, value in attempt.response_headers]
+    assert (delivery.status, delivery.last_http_status) == ("failed", 503)
 
 
 async def test_retry_after_on_429_sets_the_next_attempt_beyond_the_schedule(

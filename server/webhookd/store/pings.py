@@ -17,7 +17,7 @@ from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Webhook
 from webhookd.store.database import Connection, Database
 from webhookd.store.deliveries import headers_json
-from webhookd.store.sql import compiled, param
+from webhookd.store.sql import compiled, param, storable_text
 from webhookd.store.tables import attempts, deliveries, events
 
 _EVENT = ("id", "tenant_id", "app_id", "event_type", "body", "idempotency_key", "target_webhook_id", "created_at")
@@ -102,7 +102,7 @@ class PingStore:
             "next_attempt_at": None,
             "last_outcome": record.outcome.value,
             "last_http_status": record.http_status,
-            "last_error": record.error,
+            "last_error": storable_text(record.error),
             "created_at": event.created_at,
             "updated_at": record.occurred_at,
             "completed_at": record.occurred_at,
@@ -117,8 +117,8 @@ class PingStore:
             "outcome": record.outcome.value,
             "http_status": record.http_status,
             "latency_ms": record.latency_ms,
-            "error": record.error,
-            "response_excerpt": record.response_excerpt,
+            "error": storable_text(record.error),
+            "response_excerpt": storable_text(record.response_excerpt),
             "next_attempt_at": None,
             "occurred_at": record.occurred_at,
             "kind": LogKind.ATTEMPT.value,

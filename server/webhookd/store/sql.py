@@ -66,3 +66,8 @@ def scope_params(scope: Scope) -> dict[str, Any]:
 # inbound receipts) only up to here in (txid, seq) order means no row can later appear behind a
 # reader's position.
 SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+
+def storable_text(value: str) -> str:
+    """What a receiver sent, storable: PostgreSQL text holds no NUL, so each becomes U+FFFD."""
+    return value.replace("\x00", "\ufffd")
