@@ -4,9 +4,11 @@ The claim and the log reads are planned from table statistics. A fresh or fast-g
 far from what the statistics last said (autovacuum looks once a minute at best), and PostgreSQL
 then plans as for a tiny table: for the claim, sorting every pending delivery instead of walking
 the due index, ten times the work on a backlog of a few thousand. So the workers analyze a hot
-table, or the partition of one, as soon as it has changed by a fifth since it was last analyzed
-(one process at a time), checking every second. Only the partitions that changed are analyzed:
-with weekly partitions, that is this week's, however long the history. The webhooks table the claim
+table, or the partition of one, as soon as it has had as many changes as it has rows since it was
+last analyzed (one process at a time), checking every second: enough to follow a table that grew
+from nothing or doubled, while an ANALYZE (tens of milliseconds on a busy partition) stays rare.
+Only the partitions that changed are analyzed: with weekly partitions, that is this week's, however
+long the history. The webhooks table the claim
 joins is analyzed too once it has rows it was never analyzed with: autovacuum waits for 50 changed
 rows, and until then the planner takes a few new webhooks for none and loops over them, reading
 each one's whole backlog, instead of walking the due index.
@@ -26,14 +28,14 @@ log = logging.getLogger("webhookd.statistics")
 CHECK_SECONDS = 1.0
 STATISTICS_LOCK_ID = 7_202_611_29
 HOT_TABLES = ("deliveries", "attempts", "events", "inbound_events", "webhooks")
-# The hot tables and their partitions with more changed rows than a fifth of what they held (and
-# never for a handful), or with rows and never analyzed.
+# The hot tables and their partitions with more changed rows than they hold (and never for a
+# handful), or with rows and never analyzed.
 _STALE = f"""
 SELECT s.relname FROM pg_stat_user_tables s
 LEFT JOIN pg_inherits i ON i.inhrelid = s.relid
 LEFT JOIN pg_class parent ON parent.oid = i.inhparent
 WHERE coalesce(parent.relname, s.relname) IN ({", ".join(f"'{table}'" for table in HOT_TABLES)})
-  AND (s.n_mod_since_analyze > greatest(500, 0.2 * s.n_live_tup)
+  AND (s.n_mod_since_analyze > greatest(500, s.n_live_tup)
        OR (s.n_mod_since_analyze > 0 AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL))
 """
 
