@@ -300,6 +300,45 @@ async def test_the_pool_runs_at_most_its_workers_deliveries_at_once_and_claims_a
     assert sender.most_in_flight == 2
 
 
+async def test_a_quiet_webhooks_new_delivery_starts_before_a_busy_webhooks_queued_backlog(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    deliverer: Deliverer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[str] = []  # the webhooks of the deliveries the workers take, in the order taken
+    attempt = deliverer.deliver
+
+    async def deliver(delivery: ClaimedDelivery) -> None:
+        started.append(delivery.webhook_id)
+        await attempt(delivery)
+
+    monkeypatch.setattr(deliverer, "deliver", deliver)
+    busy, _ = await subscriber(webhooks)
+    quiet, _ = await subscriber(webhooks, replace(ORDERS, name="quiet", url="https://quiet.example/hooks"))
+    for _ in range(6):
+        queue.add(busy)
+    gate = sender.hold(URL)
+    pool = make_pool(workers=2)
+    running = asyncio.create_task(pool.run())
+    await until(lambda: pool.in_flight == 4)  # two attempting, two queued, all the busy webhook's
+
+    queue.add(quiet)
+    notifications.notify(Topic.DELIVERIES)
+    # Claimed at once, though the queue had no room: with the busy webhook's two left, as due before.
+    await until(lambda: pool.in_flight == 7)
+
+    # The first worker to be free takes it, ahead of the busy webhook's four claimed with or before it.
+    gate.set()
+    await within(sender.wait_for_requests(7))
+    assert started == [busy.id, busy.id, quiet.id, busy.id, busy.id, busy.id, busy.id]
+    await stop(pool, running)
+    assert len(queue.attempts) == 7
+
+
 async def test_the_pool_wakes_when_deliveries_are_notified(
     queue: FakeDeliveryQueue,
     make_pool: PoolFactory,

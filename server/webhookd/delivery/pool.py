@@ -3,10 +3,13 @@
 The claimer keeps up to `workers` more deliveries leased and queued than are being attempted, and
 claims in batches: when a quarter of that room is free, or at once when the queue has run dry and a
 worker waits. So a claim (the costliest statement, and serialised across processes) serves many
-deliveries instead of one per finished POST. A worker takes one, signs and POSTs it, hands the
-result to the recorder and is free again at once. The claimer wakes on a deliveries notification
-(publish, resume, redeliver, release), when a worker frees up, when the next scheduled retry comes
-due, and at worst every `poll_seconds`.
+deliveries instead of one per finished POST. A notification of new deliveries claims a few at once
+whatever the room, and the queue hands out the least busy webhook's first: a quiet webhook's new
+delivery starts within a claim of its publish even while other webhooks' backlogs fill the queue.
+A worker takes one, signs and POSTs it, hands the result to the recorder and is free again at once.
+The claimer wakes on a deliveries notification (publish, resume, redeliver, release), when a worker
+frees room, when a batch is recorded (which frees room under the caps), when the next scheduled
+retry comes due, and at worst every `poll_seconds`.
 
 On stop it claims nothing more, lets what is running finish within the grace period, gives back
 what is left (queued or cancelled) so another process takes it at once, and flushes the recorder.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+from collections import Counter
 
 from webhookd.delivery.attempt import Deliverer
 from webhookd.delivery.recorder import AttemptRecorder
@@ -25,6 +30,9 @@ from webhookd.ports import Clock, DeliveryQueue, Notifications, Topic, utc_now
 
 log = logging.getLogger("webhookd.pool")
 CLAIM_BATCH = 100
+# How many a notification of new deliveries may claim at once when the workers have no room to
+# spare: enough for a few quiet webhooks' new deliveries to start without waiting for a batch's room.
+FRESH_CLAIM = 8
 CAPPED_RECHECK_SECONDS = 0.5
 
 
@@ -58,7 +66,11 @@ class DeliveryPool:
         self._last_claim_short = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._ready: asyncio.Queue[ClaimedDelivery] = asyncio.Queue()
+        self._fresh = False  # deliveries were notified since the last claim
+        # Claimed and waiting for a worker, least busy webhook first (_enqueue).
+        self._ready: asyncio.PriorityQueue[tuple[int, int, ClaimedDelivery]] = asyncio.PriorityQueue()
+        self._sequence = itertools.count()
+        self._held: Counter[str] = Counter()  # per webhook: how many are queued or running here
         # What each worker is attempting right now, so a cancelled one can be given back.
         self._running: dict[asyncio.Task[None], ClaimedDelivery] = {}
 
@@ -74,25 +86,37 @@ class DeliveryPool:
     async def run(self) -> None:
         self._recorder.start()
         workers = [asyncio.create_task(self._worker(), name=f"delivery-worker-{n}") for n in range(self._workers)]
+        self._recorder.on_recorded = self._wake.set
         async with self._notifications.subscribe(Topic.DELIVERIES) as notified:
-            # Notifications and local wake-ups (a worker freed, a batch recorded, stop) share one event.
-            self._wake = notified
-            self._recorder.on_recorded = notified.set
-            if self._stopping.is_set():
-                self._wake.set()
+            relay = asyncio.create_task(self._relay(notified), name="delivery-notifications")
             try:
                 await self._claim_loop()
             finally:
+                relay.cancel()
                 await self._drain(workers)
                 await self._recorder.stop()
+
+    async def _relay(self, notified: asyncio.Event) -> None:
+        """Notifications wake the claimer like local events do, and mark the wake-up as fresh work."""
+        notified.clear()  # set on subscribing, to look at once: the claim loop starts with a claim anyway
+        while True:
+            await notified.wait()
+            notified.clear()
+            self._fresh = True
+            self._wake.set()
 
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             # Cleared before claiming, never after: a wake-up that arrives while we claim or look
             # up the next due time must make the next wait return at once.
             self._wake.clear()
+            fresh, self._fresh = self._fresh, False
             room = self._capacity - self.in_flight
-            if room < self._batch_room and not (room > 0 and self._ready.empty()):
+            if fresh:
+                # New deliveries may be for a quiet webhook: claim a few now, even past the batch
+                # threshold or the capacity, and they go ahead of the busy webhooks' (_enqueue).
+                room = max(room, min(FRESH_CLAIM, self._capacity + FRESH_CLAIM - self.in_flight))
+            if room < self._batch_room and not (room > 0 and (fresh or self._ready.empty())):
                 await self._wake.wait()  # workers are busy and have work queued: no query needed
                 continue
             wanted = min(room, CLAIM_BATCH)
@@ -103,7 +127,7 @@ class DeliveryPool:
                 log.exception("claiming deliveries failed")
             self._last_claim_short = len(claimed) < wanted
             for delivery in claimed:
-                self._ready.put_nowait(delivery)
+                self._enqueue(delivery)
             if self._stopping.is_set():
                 break  # what was just claimed is given back, not started
             if claimed and len(claimed) == wanted:
@@ -115,6 +139,19 @@ class DeliveryPool:
                 await self._wait(self._poll_seconds)
             else:
                 await self._sleep()
+
+    def _enqueue(self, delivery: ClaimedDelivery) -> None:
+        """Queued behind what this process holds of other webhooks with as little in hand, and ahead
+        of what it holds of busier ones: the claim's order (the least busy webhook first) carried on
+        to the workers, so a quiet webhook's delivery is not queued behind a backlog claimed before."""
+        rank = self._held[delivery.webhook_id]
+        self._held[delivery.webhook_id] += 1
+        self._ready.put_nowait((rank, next(self._sequence), delivery))
+
+    def _finished(self, delivery: ClaimedDelivery) -> None:
+        self._held[delivery.webhook_id] -= 1
+        if not self._held[delivery.webhook_id]:
+            del self._held[delivery.webhook_id]
 
     def _freed(self) -> None:
         """A worker finished: wake the claimer if it waits for room in this process. After a claim
@@ -129,7 +166,7 @@ class DeliveryPool:
 
     async def _worker(self) -> None:
         while True:
-            delivery = await self._ready.get()
+            _, _, delivery = await self._ready.get()
             task = asyncio.current_task()
             assert task is not None
             self._running[task] = delivery
@@ -141,6 +178,7 @@ class DeliveryPool:
                 log.exception("delivery failed unexpectedly", extra={"delivery_id": delivery.delivery_id})
             finally:
                 del self._running[task]
+                self._finished(delivery)
                 self._freed()
 
     async def _sleep(self) -> None:
@@ -164,7 +202,7 @@ class DeliveryPool:
     async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
         leftovers: list[ClaimedDelivery] = []
         while not self._ready.empty():
-            leftovers.append(self._ready.get_nowait())
+            leftovers.append(self._ready.get_nowait()[2])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._grace_seconds
         while self._running and loop.time() < deadline:

@@ -63,10 +63,11 @@ _LOCK = (
 # time). Candidates are the oldest and the newest due deliveries of active webhooks (`scan` each):
 # the oldest so nothing waits forever, the newest so a delivery just published to a quiet webhook
 # does not wait behind another webhook's backlog (whose webhook is at its cap anyway). They are
-# ranked within their webhook, and chosen by that rank first, then by age: every webhook's first
-# due delivery before anyone's second. A delivery goes only while its webhook stays under
-# `per_webhook` in flight and its tenant under `per_tenant`, so one tenant's hanging endpoints
-# cannot take every worker.
+# ranked within their webhook, and chosen by their webhook's load first (that rank plus what the
+# webhook has in flight), then by age: the least busy webhooks first, so a quiet webhook's new
+# delivery goes before the next one of a webhook already busy. A delivery goes only while its
+# webhook stays under `per_webhook` in flight and its tenant under `per_tenant`, so one tenant's
+# hanging endpoints cannot take every worker.
 _CLAIM = compiled(
     sa.text(
         f"""
@@ -94,14 +95,16 @@ WITH inflight AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at, c.id) AS webhook_rank
     FROM candidates c
 ), under_webhook_cap AS (
-    SELECT r.*,
-        row_number() OVER (PARTITION BY r.tenant_id ORDER BY r.webhook_rank, r.next_attempt_at, r.id) AS tenant_rank
+    SELECT r.*, r.webhook_rank + coalesce(wi.n, 0) AS webhook_load,
+        row_number() OVER (
+            PARTITION BY r.tenant_id ORDER BY r.webhook_rank + coalesce(wi.n, 0), r.next_attempt_at, r.id
+        ) AS tenant_rank
     FROM ranked r LEFT JOIN webhook_inflight wi USING (webhook_id)
     WHERE r.webhook_rank + coalesce(wi.n, 0) <= :per_webhook
 ), chosen AS (
     SELECT u.id FROM under_webhook_cap u LEFT JOIN tenant_inflight ti USING (tenant_id)
     WHERE u.tenant_rank + coalesce(ti.n, 0) <= :per_tenant
-    ORDER BY u.webhook_rank, u.next_attempt_at, u.id
+    ORDER BY u.webhook_load, u.next_attempt_at, u.id
     LIMIT :limit
 )
 UPDATE deliveries d SET
