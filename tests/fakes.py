@@ -236,6 +236,9 @@ class FakeEvents:
             duplicate=False,
             deliveries_held=statuses.count(DeliveryStatus.HELD),
             deliveries_skipped=statuses.count(DeliveryStatus.SKIPPED),
+            queued_for=tuple(
+                row.id for row, status in zip(rows, statuses, strict=True) if status is DeliveryStatus.PENDING
+            ),
         )
 
 
@@ -745,6 +748,7 @@ class FakeDeliveryQueue:
         self.attempts: list[tuple[ClaimedDelivery, AttemptRecord]] = []
         self.releases: list[tuple[ClaimedDelivery, datetime]] = []
         self.claim_limits: list[int] = []
+        self.claimed_fresh: list[list[str]] = []
         # Set when the pool asks when to wake up next: it has claimed what it could and is about to wait.
         self.looked_ahead = asyncio.Event()
 
@@ -763,9 +767,13 @@ class FakeDeliveryQueue:
         self.deliveries[delivery.id] = delivery
         return delivery.id
 
-    async def claim(self, limit: int, *, per_webhook: int, per_tenant: int) -> list[ClaimedDelivery]:
+    async def claim(
+        self, limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
+    ) -> list[ClaimedDelivery]:
+        """Every due delivery is a candidate here, so `fresh_webhooks` changes nothing; kept to be seen."""
         now = self._now()
         self.claim_limits.append(limit)
+        self.claimed_fresh.append(list(fresh_webhooks))
         leased = [
             delivery
             for delivery in self.deliveries.values()

@@ -141,9 +141,13 @@ class StreamLeases(Protocol):
 
 
 class DeliveryQueue(Protocol):
-    async def claim(self, limit: int, *, per_webhook: int, per_tenant: int) -> list[ClaimedDelivery]:
+    async def claim(
+        self, limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
+    ) -> list[ClaimedDelivery]:
         """Leases up to `limit` due deliveries of active webhooks, fairly across webhooks, with at
-        most `per_webhook` in flight per webhook and `per_tenant` per tenant across every process."""
+        most `per_webhook` in flight per webhook and `per_tenant` per tenant across every process.
+        `fresh_webhooks` were just published to: their due deliveries are considered whatever
+        else is due."""
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery comes due (None: nothing is pending)."""

@@ -362,6 +362,28 @@ async def test_the_pool_wakes_when_deliveries_are_notified(
     assert len(queue.attempts) == 1
 
 
+async def test_the_webhooks_a_notification_names_are_handed_to_the_next_claim(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
+    webhook, _ = await subscriber(webhooks)
+    pool = make_pool(workers=2)
+    running = asyncio.create_task(pool.run())
+    await within(queue.looked_ahead.wait())
+
+    queue.add(webhook)
+    notifications.notify(Topic.DELIVERIES, webhook.id)
+
+    await within(sender.wait_for_requests(1))
+    await stop(pool, running)
+    assert queue.claimed_fresh[0] == [] and [webhook.id] in queue.claimed_fresh[1:]
+
+
 async def test_on_stop_a_delivery_in_flight_finishes_and_what_waits_is_given_back(
     queue: FakeDeliveryQueue,
     make_pool: PoolFactory,
@@ -428,8 +450,10 @@ async def test_on_stop_a_delivery_claimed_but_not_started_is_released(
     pool = make_pool(workers=1)
     claim = queue.claim
 
-    async def claim_then_stop(limit: int, *, per_webhook: int, per_tenant: int) -> list[ClaimedDelivery]:
-        claimed = await claim(limit, per_webhook=per_webhook, per_tenant=per_tenant)
+    async def claim_then_stop(
+        limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
+    ) -> list[ClaimedDelivery]:
+        claimed = await claim(limit, per_webhook=per_webhook, per_tenant=per_tenant, fresh_webhooks=fresh_webhooks)
         pool.stop()  # the stop arrives while the claim is on its way back: no worker has the delivery yet
         return claimed
 

@@ -16,7 +16,7 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
 from webhookd.domain.webhooks import Direction, Webhook, WebhookSpec
 from webhookd.ports import Topic
-from webhookd.services.events import Events
+from webhookd.services.events import NAMED_WEBHOOKS_MAX, Events
 from webhookd.services.webhooks import Webhooks
 
 TENANT = Scope("tnt_a", person_id="person_1")
@@ -134,7 +134,20 @@ async def test_a_publish_that_queues_deliveries_wakes_the_workers(
 
     assert published.deliveries_queued == 2 and not published.duplicate
     assert set(event_store.events[published.event_id].webhook_ids) == {by_prefix.id, by_wildcard.id}
-    assert notifications.count(Topic.DELIVERIES) == 1
+    # Naming the webhooks, so the workers look at theirs first whatever else is due.
+    assert sorted(notifications.payloads(Topic.DELIVERIES)) == sorted([by_prefix.id, by_wildcard.id])
+
+
+async def test_a_wide_fan_out_wakes_the_workers_without_naming_every_webhook(
+    events: Events, webhooks: Webhooks, notifications: FakeNotifications
+) -> None:
+    for _ in range(NAMED_WEBHOOKS_MAX + 1):
+        await subscriber(webhooks, "orders.*")
+
+    published = await publish(events)
+
+    assert published.deliveries_queued == NAMED_WEBHOOKS_MAX + 1
+    assert notifications.payloads(Topic.DELIVERIES) == [""]
 
 
 async def test_a_publish_nobody_subscribes_to_wakes_nobody(

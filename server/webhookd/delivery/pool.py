@@ -33,6 +33,8 @@ CLAIM_BATCH = 100
 # How many a notification of new deliveries may claim at once when the workers have no room to
 # spare: enough for a few quiet webhooks' new deliveries to start without waiting for a batch's room.
 FRESH_CLAIM = 8
+# How many webhooks named by notifications one claim looks at first (the rest wait for the next).
+FRESH_WEBHOOKS_MAX = 64
 CAPPED_RECHECK_SECONDS = 0.5
 
 
@@ -67,6 +69,7 @@ class DeliveryPool:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._fresh = False  # deliveries were notified since the last claim
+        self._fresh_webhooks: set[str] = set()  # and these webhooks were named as theirs
         # Claimed and waiting for a worker, least busy webhook first (_enqueue).
         self._ready: asyncio.PriorityQueue[tuple[int, int, ClaimedDelivery]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
@@ -87,7 +90,10 @@ class DeliveryPool:
         self._recorder.start()
         workers = [asyncio.create_task(self._worker(), name=f"delivery-worker-{n}") for n in range(self._workers)]
         self._recorder.on_recorded = self._wake.set
-        async with self._notifications.subscribe(Topic.DELIVERIES) as notified:
+        async with (
+            self._notifications.subscribe(Topic.DELIVERIES) as notified,
+            self._notifications.follow(Topic.DELIVERIES, self._named),
+        ):
             relay = asyncio.create_task(self._relay(notified), name="delivery-notifications")
             try:
                 await self._claim_loop()
@@ -95,6 +101,10 @@ class DeliveryPool:
                 relay.cancel()
                 await self._drain(workers)
                 await self._recorder.stop()
+
+    def _named(self, webhook_id: str | None) -> None:
+        if webhook_id is not None and len(self._fresh_webhooks) < FRESH_WEBHOOKS_MAX:
+            self._fresh_webhooks.add(webhook_id)
 
     async def _relay(self, notified: asyncio.Event) -> None:
         """Notifications wake the claimer like local events do, and mark the wake-up as fresh work."""
@@ -121,8 +131,11 @@ class DeliveryPool:
                 continue
             wanted = min(room, CLAIM_BATCH)
             claimed: list[ClaimedDelivery] = []
+            fresh_webhooks, self._fresh_webhooks = sorted(self._fresh_webhooks), set()
             try:
-                claimed = await self._queue.claim(wanted, per_webhook=self._per_webhook, per_tenant=self._per_tenant)
+                claimed = await self._queue.claim(
+                    wanted, per_webhook=self._per_webhook, per_tenant=self._per_tenant, fresh_webhooks=fresh_webhooks
+                )
             except Exception:
                 log.exception("claiming deliveries failed")
             self._last_claim_short = len(claimed) < wanted

@@ -49,6 +49,7 @@ class Published:
     duplicate: bool
     deliveries_held: int = 0  # for paused webhooks
     deliveries_skipped: int = 0  # for webhooks their owner disabled
+    queued_for: tuple[str, ...] = ()  # the webhooks given a pending delivery
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from enum import StrEnum
 class Topic(StrEnum):
     """What a notification says happened; each is a PostgreSQL channel of the same name."""
 
-    DELIVERIES = "webhookd_deliveries"  # deliveries became due: workers claim
+    # deliveries became due: workers claim; payloads (when few) name the webhooks of a publish's
+    DELIVERIES = "webhookd_deliveries"
     ATTEMPTS = "webhookd_attempts"  # log lines were written: DeliveryLog followers read
     INBOUND = "webhookd_inbound"  # inbound receipts were accepted: inbound consumers read
     WEBHOOKS = "webhookd_webhooks"  # webhooks changed: payloads `<id>[:<version>]`, caches forget them

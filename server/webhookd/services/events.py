@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from webhookd.domain import event_types, ids, json_text
 from webhookd.domain.errors import FieldViolation, Invalid
@@ -16,6 +17,9 @@ from webhookd.domain.events import (
 )
 from webhookd.domain.scope import Scope
 from webhookd.ports import Clock, EventRepository, Notifications, Topic, utc_now
+
+# Up to this many webhooks a publish's notification names (about 30 bytes each in the payload).
+NAMED_WEBHOOKS_MAX = 32
 
 
 class Events:
@@ -77,8 +81,19 @@ class Events:
         )
         published = await self._store.publish(scope, event, event_types.matching_filters(event_type))
         if published.deliveries_queued and not published.duplicate:
-            self._notifications.notify(Topic.DELIVERIES)
+            notify_deliveries(self._notifications, published.queued_for)
         return published
+
+
+def notify_deliveries(notifications: Notifications, webhook_ids: Sequence[str]) -> None:
+    """Wakes the workers for new deliveries, naming their webhooks when they are few: the workers
+    then claim those webhooks' first ones at once, however deep other webhooks' backlogs are
+    (store/deliveries.py). A wide fan-out wakes them without names."""
+    if not webhook_ids or len(webhook_ids) > NAMED_WEBHOOKS_MAX:
+        notifications.notify(Topic.DELIVERIES)
+        return
+    for webhook_id in webhook_ids:
+        notifications.notify(Topic.DELIVERIES, webhook_id)
 
 
 def _payload_violations(payload_json: str) -> list[FieldViolation]:

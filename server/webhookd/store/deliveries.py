@@ -62,7 +62,9 @@ _LOCK = (
 # Fair by webhook and capped by webhook and by tenant, exactly across processes (one claimer at a
 # time). Candidates are the oldest and the newest due deliveries of active webhooks (`scan` each):
 # the oldest so nothing waits forever, the newest so a delivery just published to a quiet webhook
-# does not wait behind another webhook's backlog (whose webhook is at its cap anyway). They are
+# does not wait behind another webhook's backlog (whose webhook is at its cap anyway); and the
+# oldest due one of each webhook a publish just named (`fresh_webhooks`), which a busy publisher's
+# stream of newer deliveries would otherwise push out of the newest. They are
 # ranked within their webhook, and chosen by their webhook's load first (that rank plus what the
 # webhook has in flight), then by age: the least busy webhooks first, so a quiet webhook's new
 # delivery goes before the next one of a webhook already busy. A delivery goes only while its
@@ -91,6 +93,14 @@ WITH inflight AS (
      WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= now()
        AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
      ORDER BY d.next_attempt_at DESC LIMIT :scan)
+    UNION
+    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at
+     FROM unnest(CAST(:fresh_webhooks AS text[])) AS f(webhook_id)
+     JOIN webhooks w ON w.id = f.webhook_id AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
+     CROSS JOIN LATERAL (
+         SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at FROM deliveries d
+         WHERE d.webhook_id = f.webhook_id AND d.status = '{_PENDING}' AND d.next_attempt_at <= now()
+         ORDER BY d.created_at LIMIT 1) d)
 ), ranked AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at, c.id) AS webhook_rank
     FROM candidates c
@@ -322,9 +332,12 @@ class DeliveryStore:
         self._db = database
         self._pause_after_failures = pause_after_failures
 
-    async def claim(self, limit: int, *, per_webhook: int, per_tenant: int) -> list[ClaimedDelivery]:
+    async def claim(
+        self, limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
+    ) -> list[ClaimedDelivery]:
         token = secrets.token_hex(12)
         values = {
+            "fresh_webhooks": list(fresh_webhooks),
             "token": token,
             "limit": limit,
             "scan": limit * 4,

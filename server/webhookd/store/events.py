@@ -165,11 +165,11 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
                     event_values = {"event_id": event.id, "now": event.created_at}
                     await connection.execute(_INSERT_DELIVERIES, scope_params(scope) | event_values | rows)
                 await connection.execute(COMMIT)  # round trip 2, when the pipeline ends
-                return _published(event, statuses)
+                return _published(event, webhook_ids, statuses)
         # COPY cannot run inside a pipeline.
         await _copy_deliveries(connection, scope, event, delivery_ids, webhook_ids, statuses)
         await connection.execute(COMMIT)
-        return _published(event, statuses)
+        return _published(event, webhook_ids, statuses)
     raise RuntimeError("idempotency key could not be claimed")
 
 
@@ -182,13 +182,14 @@ def _targets_of(event: NewEvent, rows: list[Any]) -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in rows if row[2]]
 
 
-def _published(event: NewEvent, statuses: list[str]) -> Published:
+def _published(event: NewEvent, webhook_ids: list[str], statuses: list[str]) -> Published:
     return Published(
         event.id,
         statuses.count(_PENDING),
         duplicate=False,
         deliveries_held=statuses.count(DeliveryStatus.HELD.value),
         deliveries_skipped=statuses.count(DeliveryStatus.SKIPPED.value),
+        queued_for=tuple(webhook for webhook, status in zip(webhook_ids, statuses, strict=True) if status == _PENDING),
     )
 
 
