@@ -21,7 +21,7 @@ from harness.procs import ChildFailed
 from harness.report import ROWS_ENV, Row, failed_row, read_rows, table
 from harness.run import BENCH_DIR, PYTHON, Run
 
-BENCHMARKS = ("crud", "gateway", "delivery", "deliverylog", "inbound", "fanout")
+BENCHMARKS = ("crud", "gateway", "delivery", "deliverylog", "inbound", "fanout", "claim")
 BENCHMARK_LIMIT = 300.0
 CLEANUP_GRACE = 60.0  # a benchmark stopped at its limit stops its own processes first
 

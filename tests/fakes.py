@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from webhookd.domain import event_types, ids
+from webhookd.domain import event_types, ids, routing
 from webhookd.domain.deliveries import (
     AttemptRecord,
     AttemptResult,
@@ -37,6 +37,7 @@ from webhookd.domain.errors import (
     PayloadTooLarge,
     Unavailable,
 )
+from webhookd.domain.event_catalog import EventType, EventTypeSpec
 from webhookd.domain.events import IDEMPOTENCY_WINDOW, EventFilter, NewEvent, Published, event_data
 from webhookd.domain.events import StoredEvent as PublishedEvent
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
@@ -44,7 +45,7 @@ from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Rece
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
-from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
+from webhookd.domain.webhooks import Direction, Ordering, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Clock, Topic
 
 T = TypeVar("T")
@@ -171,13 +172,15 @@ def _listed(row: Webhook, query: WebhookFilter) -> bool:
     )
 
 
-def receives(row: Webhook, matching_filters: list[str]) -> bool:
-    """Whether a publish makes a delivery for this webhook: live, outbound, subscribed to the type
-    (its status then says whether it is sent: new_delivery_status)."""
+def receives(row: Webhook, matching_filters: list[str], channels: tuple[str, ...] = ()) -> bool:
+    """Whether a publish makes a delivery for this webhook: live, outbound, subscribed to the type,
+    and without channels or sharing one with the event (its status then says whether it is sent:
+    new_delivery_status)."""
     return (
         row.spec.direction is Direction.OUTBOUND
         and not row.is_deleted
         and bool(set(row.spec.event_types) & set(matching_filters))
+        and routing.receives_channels(row.spec.channels, channels)
     )
 
 
@@ -222,7 +225,9 @@ class FakeEvents:
         rows = [
             row
             for row in self._webhooks.rows.values()
-            if scope.owns(row.tenant_id, row.app_id) and receives(row, matching_filters) and target in (None, row.id)
+            if scope.owns(row.tenant_id, row.app_id)
+            and receives(row, matching_filters, event.channels)
+            and target in (None, row.id)
         ]
         statuses = tuple(new_delivery_status(row) for row in rows)
         self.events[event.id] = StoredEvent(
@@ -240,6 +245,79 @@ class FakeEvents:
                 row.id for row, status in zip(rows, statuses, strict=True) if status is DeliveryStatus.PENDING
             ),
         )
+
+
+# -- the event type catalog ------------------------------------------------------------------------------
+
+
+class FakeEventTypes:
+    """ports.EventTypeRepository as store/event_types.py behaves: a name once per tenant and app, entries
+    outside the scope NotFound, a stale version Aborted, `find` in exactly the caller's scope."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, EventType] = {}
+        self.finds = 0  # how often a publish had to read the catalog
+
+    async def insert(self, event_type: EventType) -> EventType:
+        if any(
+            (row.tenant_id, row.app_id, row.spec.name)
+            == (event_type.tenant_id, event_type.app_id, event_type.spec.name)
+            for row in self.rows.values()
+        ):
+            raise AlreadyExists(f"event type {event_type.spec.name} is already in the catalog")
+        self.rows[event_type.id] = event_type
+        return event_type
+
+    async def get(self, scope: Scope, event_type_id: str) -> EventType:
+        row = self.rows.get(event_type_id)
+        if row is None or not scope.owns(row.tenant_id, row.app_id):
+            raise NotFound.of("event type", event_type_id)
+        return row
+
+    async def find(self, scope: Scope, name: str) -> EventType | None:
+        self.finds += 1
+        return next(
+            (
+                row
+                for row in self.rows.values()
+                if (row.tenant_id, row.app_id, row.spec.name) == (scope.tenant_id, scope.app_id, name)
+            ),
+            None,
+        )
+
+    async def update(
+        self,
+        scope: Scope,
+        event_type_id: str,
+        spec: EventTypeSpec,
+        *,
+        expected_version: int,
+        person_id: str | None,
+        now: datetime,
+    ) -> EventType:
+        current = await self.get(scope, event_type_id)
+        if current.version != expected_version:
+            raise Aborted(f"event type {event_type_id} is at version {current.version}, not {expected_version}")
+        row = replace(current, spec=spec, updated_at=now, updated_by=person_id, version=current.version + 1)
+        self.rows[row.id] = row
+        return row
+
+    async def delete(self, scope: Scope, event_type_id: str, *, expected_version: int | None) -> EventType:
+        current = await self.get(scope, event_type_id)
+        if expected_version is not None and current.version != expected_version:
+            raise Aborted(f"event type {event_type_id} is at version {current.version}, not {expected_version}")
+        return self.rows.pop(event_type_id)
+
+    # Last in the class: below it, `list` would name this method rather than the type.
+    async def list(self, scope: Scope, *, name_prefix: str | None, after_id: str | None, limit: int) -> list[EventType]:
+        found = [
+            row
+            for entry_id, row in sorted(self.rows.items())
+            if scope.owns(row.tenant_id, row.app_id)
+            and (name_prefix is None or row.spec.name.startswith(name_prefix))
+            and (after_id is None or entry_id > after_id)
+        ]
+        return found[:limit]
 
 
 # -- history ---------------------------------------------------------------------------------------------
@@ -733,12 +811,15 @@ class QueuedDelivery:
     lease_token: str | None = None
     lease_expires_at: datetime | None = None
     last_outcome: Outcome | None = None
+    fifo_seq: int | None = None  # its place in publish order, when its webhook was FIFO at publish
 
 
 class FakeDeliveryQueue:
     """ports.DeliveryQueue as store/deliveries.py behaves: claims lease due deliveries of active webhooks
-    (moving them to the lease's end) within the per-webhook cap; a lost lease cannot change a delivery;
-    every attempt is logged in `attempts`, and moves the webhook's statistics (pausing it when due)."""
+    (moving them to the lease's end) within the per-webhook cap; a FIFO webhook's only as its head and
+    alone, a rate-limited webhook's with send slots 1/limit apart within the horizon; a lost lease cannot
+    change a delivery; every attempt is logged in `attempts`, and moves the webhook's statistics (pausing
+    it when due); a FIFO head's end makes the next one due."""
 
     def __init__(self, webhooks: FakeWebhooks, clock: Clock, *, pause_after_failures: int = 5) -> None:
         self._webhooks = webhooks
@@ -749,6 +830,9 @@ class FakeDeliveryQueue:
         self.releases: list[tuple[ClaimedDelivery, datetime]] = []
         self.claim_limits: list[int] = []
         self.claimed_fresh: list[list[str]] = []
+        self.held_back = 0
+        self._next_slot: dict[str, datetime] = {}  # rate-limited webhook -> its next free send slot
+        self._fifo_seq = 0
         # Set when the pool asks when to wake up next: it has claimed what it could and is about to wait.
         self.looked_ahead = asyncio.Event()
 
@@ -764,6 +848,9 @@ class FakeDeliveryQueue:
             body=body,
             next_attempt_at=due or self._now(),
         )
+        if webhook.spec.ordering is Ordering.FIFO:
+            self._fifo_seq += 1
+            delivery.fifo_seq = self._fifo_seq
         self.deliveries[delivery.id] = delivery
         return delivery.id
 
@@ -797,15 +884,76 @@ class FakeDeliveryQueue:
         for delivery in due:
             if len(claimed) == limit:
                 break
-            if in_flight[delivery.webhook_id] >= per_webhook or tenant_in_flight[delivery.tenant_id] >= per_tenant:
+            webhook = self._webhooks.rows[delivery.webhook_id]
+            fifo = webhook.spec.ordering is Ordering.FIFO
+            cap = 1 if fifo else per_webhook
+            if in_flight[delivery.webhook_id] >= cap or tenant_in_flight[delivery.tenant_id] >= per_tenant:
                 continue
+            if fifo and not self._is_head(delivery):
+                continue
+            send_at = self._slot(webhook, now)
+            if send_at is not None and send_at >= now + routing.RATE_SLOT_HORIZON:
+                continue
+            if send_at is not None:
+                self._next_slot[webhook.id] = send_at + timedelta(seconds=1 / webhook.spec.rate_limit_per_second)
             in_flight[delivery.webhook_id] += 1
             tenant_in_flight[delivery.tenant_id] += 1
-            webhook = self._webhooks.rows[delivery.webhook_id]
-            lease_end = now + timedelta(milliseconds=webhook.spec.retry_policy.timeout_ms) + LEASE_MARGIN
+            start = send_at or now
+            lease_end = start + timedelta(milliseconds=webhook.spec.retry_policy.timeout_ms) + LEASE_MARGIN
             delivery.lease_token, delivery.lease_expires_at, delivery.next_attempt_at = token, lease_end, lease_end
-            claimed.append(_claimed(delivery, webhook, token))
+            claimed.append(replace(_claimed(delivery, webhook, token), send_at=send_at, fifo=fifo))
         return claimed
+
+    async def hold_back(self, limit: int) -> int:
+        now = self._now()
+        held = 0
+        for webhook in self._webhooks.rows.values():
+            due = sorted(
+                (
+                    delivery
+                    for delivery in self.deliveries.values()
+                    if delivery.webhook_id == webhook.id
+                    and delivery.status is DeliveryStatus.PENDING
+                    and delivery.next_attempt_at is not None
+                    and delivery.next_attempt_at <= now
+                ),
+                key=lambda delivery: (delivery.next_attempt_at or now, delivery.id),
+            )[:limit]
+            if webhook.spec.ordering is Ordering.FIFO:
+                head = self._head(webhook.id)
+                for delivery in due:
+                    if head is not None and delivery is not head and delivery.fifo_seq is not None:
+                        head_due = max(now, head.next_attempt_at or now)
+                        delivery.next_attempt_at = min(now + routing.FIFO_PARK_MAX, head_due)
+                        held += 1
+            elif webhook.spec.rate_limit_per_second:
+                first = max(now, self._next_slot.get(webhook.id, now))
+                for rank, delivery in enumerate(due):
+                    slot = first + timedelta(seconds=rank / webhook.spec.rate_limit_per_second)
+                    if slot >= now + routing.RATE_SLOT_HORIZON:
+                        delivery.next_attempt_at = slot
+                        held += 1
+        self.held_back += held
+        return held
+
+    def _head(self, webhook_id: str) -> QueuedDelivery | None:
+        ordered = [
+            delivery
+            for delivery in self.deliveries.values()
+            if delivery.webhook_id == webhook_id
+            and delivery.status is DeliveryStatus.PENDING
+            and delivery.fifo_seq is not None
+        ]
+        return min(ordered, key=lambda delivery: delivery.fifo_seq or 0, default=None)
+
+    def _is_head(self, delivery: QueuedDelivery) -> bool:
+        head = self._head(delivery.webhook_id)
+        return delivery.fifo_seq is None or head is None or head is delivery
+
+    def _slot(self, webhook: Webhook, now: datetime) -> datetime | None:
+        if not webhook.spec.rate_limit_per_second:
+            return None
+        return max(now, self._next_slot.get(webhook.id, now))
 
     async def next_due_at(self) -> datetime | None:
         self.looked_ahead.set()
@@ -826,7 +974,14 @@ class FakeDeliveryQueue:
                 changed.add(claimed.webhook_id)
                 if not was_paused and self._webhooks.rows[claimed.webhook_id].paused_at is not None:
                     paused.add(claimed.webhook_id)
-        return RecordedBatch(kept, sorted(changed), sorted(paused))
+        woken = 0
+        for webhook_id in sorted({claimed.webhook_id for claimed, record in batch if claimed.fifo and record.finished}):
+            following = self._head(webhook_id)
+            now = self._now()
+            if following is not None and following.lease_token is None and (following.next_attempt_at or now) > now:
+                following.next_attempt_at = now
+                woken += 1
+        return RecordedBatch(kept, sorted(changed), sorted(paused), fifo_next_due=woken)
 
     def _record_one(self, claimed: ClaimedDelivery, record: AttemptRecord) -> bool:
         self.attempts.append((claimed, record))  # logged whether or not the lease still holds

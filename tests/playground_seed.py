@@ -60,6 +60,11 @@ def _parse_row(line: str) -> SeedField:
     raise ValueError(f"cannot parse seed row {line!r}")
 
 
+# Webhook fields that come after the seed's 32, unchanged before them (routing: channels, the rate
+# limit, ordered delivery). The JSON and the Playground show the seed's, then these, in this order.
+ADDED_FIELDS = ("channels", "rate_limit_per_second", "ordering")
+
+
 def seed_schema() -> list[SeedField]:
     text = SEED_PATH.read_text(encoding="utf-8") if SEED_PATH.is_file() else EMBEDDED_SEED
     return parse_schema(text)

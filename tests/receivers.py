@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    arrived_at: float = 0.0  # time.monotonic() when the request reached the receiver
 
 
 async def ok(request: web.Request, count: int) -> web.StreamResponse:
@@ -52,9 +54,10 @@ class Receiver:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        arrived_at = time.monotonic()
         body = await request.read()
         async with self.arrived:
-            self.received.append(Received(request.path, dict(request.headers), body))
+            self.received.append(Received(request.path, dict(request.headers), body, arrived_at))
             count = len(self.received)
             self.arrived.notify_all()
         return await self.respond(request, count)

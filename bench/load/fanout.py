@@ -1,7 +1,8 @@
 """Load generator: one fan-out, timed once.
 
-  --kind publish  one PublishEvent of type bench.fanout: the service queues a delivery per subscribed
-                  webhook (`--count` expected); prints ms and the event id
+  --kind publish  one PublishEvent of type bench.fanout (on `--channels`, comma-separated, if given): the
+                  service queues a delivery per subscribed webhook (`--count` expected); prints ms and
+                  the event id
   --kind copy     the baseline: `--count` delivery-shaped rows in one COPY into `--table` (a bare copy
                   of the deliveries table: no index, no constraint) and a commit. The rows are those of
                   event `--event`'s first delivery (its non-null columns), each under a fresh id and
@@ -29,13 +30,13 @@ from load.loop import emit
 EVENT_TYPE = "bench.fanout"
 
 
-async def publish(target: str, token: str, count: int) -> dict[str, object]:
+async def publish(target: str, token: str, count: int, event_channels: list[str]) -> dict[str, object]:
     channels = await open_channels(target, 1)
     try:
         stub = rpc.WebhookServiceStub(channels[0])
         payload = struct_pb2.Struct()
         payload.update({"order": 7, "lines": ["x" * 40] * 4})
-        request = pb.PublishEventRequest(event_type=EVENT_TYPE, payload=payload)
+        request = pb.PublishEventRequest(event_type=EVENT_TYPE, payload=payload, channels=event_channels)
         started = time.perf_counter()
         response = await stub.PublishEvent(request, metadata=(("authorization", f"Bearer {token}"),), timeout=60)
         ms = (time.perf_counter() - started) * 1000
@@ -81,9 +82,10 @@ async def main() -> None:
     parser.add_argument("--database", default="")
     parser.add_argument("--table", default="bench_copy")
     parser.add_argument("--event", default="")
+    parser.add_argument("--channels", default="")
     args = parser.parse_args()
     if args.kind == "publish":
-        emit(await publish(args.target, args.token, args.count))
+        emit(await publish(args.target, args.token, args.count, [c for c in args.channels.split(",") if c]))
     else:
         emit(await copy(args.database, args.table, args.event, args.count))
 

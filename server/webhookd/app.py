@@ -32,6 +32,7 @@ from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.vault import VaultSecretStore
+from webhookd.services.event_types import EventTypes
 from webhookd.services.events import Events
 from webhookd.services.history import History
 from webhookd.services.inbound import Inbound
@@ -46,6 +47,7 @@ from webhookd.store.database import Database, probe
 from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.embedded import EmbeddedPostgres
 from webhookd.store.event_history import EventHistoryStore
+from webhookd.store.event_types import EventTypeStore
 from webhookd.store.events import EventStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
@@ -141,8 +143,12 @@ class Core:
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
         )
+        self.event_types = EventTypes(EventTypeStore(self.database), webhook_store, self.notifications)
         self.events = Events(
-            EventStore(self.database), self.notifications, max_payload_bytes=settings.max_payload_bytes
+            EventStore(self.database),
+            self.notifications,
+            max_payload_bytes=settings.max_payload_bytes,
+            schemas=self.event_types,
         )
         self.history = History(
             HistoryStore(self.database),
@@ -153,7 +159,14 @@ class Core:
             stream_slots=stream_slots,
         )
         self.published = PublishedEvents(EventHistoryStore(self.database), webhook_store)
-        self.pings = Pings(webhook_store, signing_secrets, self.sender, PingStore(self.database), self.notifications)
+        self.pings = Pings(
+            webhook_store,
+            signing_secrets,
+            self.sender,
+            PingStore(self.database),
+            self.notifications,
+            examples=self.event_types,
+        )
         self.inbound = Inbound(
             InboundStore(self.database),
             signing_secrets,
@@ -171,6 +184,7 @@ class Core:
         self.notifications.start()
         self.stream_leases.start()
         await self._running.enter_async_context(self.webhooks.follow_changes())
+        await self._running.enter_async_context(self.event_types.follow_changes())
 
     async def close(self) -> None:
         await self._running.aclose()
@@ -214,6 +228,7 @@ class Service:
             self.core.inbound,
             self.core.published,
             self.core.pings,
+            self.core.event_types,
         )
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -24,6 +24,7 @@ from webhookd.domain.deliveries import (
     DeliveryFilter,
     RecordedBatch,
 )
+from webhookd.domain.event_catalog import EventType, EventTypeSpec
 from webhookd.domain.events import EventFilter, NewEvent, Published, StoredEvent
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
@@ -80,11 +81,42 @@ class WebhookRepository(Protocol):
         """Clears an automatic pause and the failure count; FailedPrecondition when deleted."""
 
 
+class EventTypeRepository(Protocol):
+    async def insert(self, event_type: EventType) -> EventType:
+        """AlreadyExists when the entry's scope (tenant and app) already has its name."""
+
+    async def get(self, scope: Scope, event_type_id: str) -> EventType:
+        """NotFound unless the entry is in the caller's scope."""
+
+    async def find(self, scope: Scope, name: str) -> EventType | None:
+        """The entry named `name` of exactly the caller's tenant and app (none for a person's call)."""
+
+    async def list(self, scope: Scope, *, name_prefix: str | None, after_id: str | None, limit: int) -> list[EventType]:
+        """At most `limit` entries with ids above `after_id`, in id order."""
+
+    async def update(
+        self,
+        scope: Scope,
+        event_type_id: str,
+        spec: EventTypeSpec,
+        *,
+        expected_version: int,
+        person_id: str | None,
+        now: datetime,
+    ) -> EventType:
+        """Writes the spec's description, schema, example and deprecated flag if the entry is still at
+        expected_version; Aborted when someone wrote first."""
+
+    async def delete(self, scope: Scope, event_type_id: str, *, expected_version: int | None) -> EventType:
+        """Removes the entry for good and returns it; a stale version is Aborted."""
+
+
 class EventRepository(Protocol):
     async def publish(self, scope: Scope, event: NewEvent, matching_filters: list[str]) -> Published:
         """Stores the event and one delivery per live outbound webhook of the scope whose event_types
-        overlap `matching_filters`, in one transaction: pending for an active webhook, held for a
-        paused one, skipped for a disabled one. With an idempotency key
+        overlap `matching_filters` and whose channels, when it has any, share one with the event's, in
+        one transaction: pending for an active webhook, held for a paused one, skipped for a disabled
+        one. With an idempotency key
         still held by an earlier event, returns that event instead (duplicate). NotFound when
         `event.target_webhook_id` names no webhook of the scope."""
 
@@ -147,7 +179,13 @@ class DeliveryQueue(Protocol):
         """Leases up to `limit` due deliveries of active webhooks, fairly across webhooks, with at
         most `per_webhook` in flight per webhook and `per_tenant` per tenant across every process.
         `fresh_webhooks` were just published to: their due deliveries are considered whatever
-        else is due."""
+        else is due. A FIFO webhook's delivery goes only as its head, alone; a rate-limited webhook's only with a
+        send slot (`send_at`) within the slot horizon (domain/routing.py)."""
+
+    async def hold_back(self, limit: int) -> int:
+        """Moves due deliveries that their webhook's order or rate limit keep from being claimed out
+        of the claim's way (at most `limit` per webhook): behind a FIFO head until the head is due,
+        past the rate limit's horizon until their slot. How many moved."""
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery comes due (None: nothing is pending)."""

@@ -18,7 +18,7 @@ from google.protobuf import struct_pb2
 from playwright.async_api import Browser, Page, Route, expect
 from screens import DESKTOP, PHONE, screenshot
 
-from playground_seed import seed_schema
+from playground_seed import ADDED_FIELDS, seed_schema
 from receivers import Receiver, status
 from support import JWT_SECRET, AuthedStub, new_tenant_id
 from webhookd.app import Gateway, Service
@@ -86,8 +86,9 @@ async def test_page_shows_loading_then_every_seed_field(page: Page, gateway: Any
 
     seed = seed_schema()
     rows = page.locator("#schema-table tbody tr")
-    await expect(rows).to_have_count(len(seed))
-    assert await rows.evaluate_all("rows => rows.map(r => r.dataset.field)") == [f.name for f in seed]
+    await expect(rows).to_have_count(len(seed) + len(ADDED_FIELDS))
+    shown = await rows.evaluate_all("rows => rows.map(r => r.dataset.field)")
+    assert shown == [f.name for f in seed] + list(ADDED_FIELDS)
     for field in seed:
         row = page.locator(f"#schema-table tr[data-field='{field.name}']")
         assert await row.locator(".field-name").text_content() == field.name
@@ -337,3 +338,32 @@ async def test_a_browser_on_another_site_cannot_take_the_dev_token(
     finally:
         await context.close()
     assert outcome == "blocked"
+
+
+# ------------------------------------------------------------------------------------ event types
+
+
+async def test_the_event_types_page_documents_the_catalog_and_its_forms_use_it(
+    page: Page, gateway: Any, caller: AuthedStub
+) -> None:
+    await open_playground(page, gateway, caller.token)
+    await page.locator("#resource-nav [data-resource='EventType']").click()
+
+    await expect(page.locator("#resource-name")).to_have_text("EventType")
+    await expect(page.locator("#resource-path")).to_have_text("/api/v1/integration/event-types")
+    tabs = await page.locator("#op-tabs .tab").all_text_contents()
+    assert tabs == STANDARD_TABS
+    shown = await page.locator("#schema-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.field)")
+    assert shown[:6] == ["id", "tenant_id", "app_id", "name", "description", "schema"]
+    assert "schema_json" not in shown and "example" in shown
+    schema_note = await page.locator("#schema-table tr[data-field='schema'] .note").text_content()
+    assert "JSON Schema (2020-12)" in (schema_note or "")
+
+    # The create form comes with the documented example, which the server accepts as it is.
+    status, created = await send(page, "create")
+    assert status == "200 OK", created
+    assert created["name"] == "rfp.created" and created["schema"]["required"] == ["rfp_id"]
+    status, _ = await send(page, "create", body={"name": "rfp.closed", "schema": {"type": 3}})
+    assert status == "400 Bad Request"
+    await expect(page.locator("#response-violations code")).to_have_text(["event_type.schema"])
+    await screenshot(page, "playground-event-types-desktop", DESKTOP)

@@ -131,6 +131,37 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     assert call("POST", f"{url}:undelete", json={}).status_code == 409
     assert call("DELETE", url, params={"version": 1}).status_code == 409
 
+    # -- the event type catalog, and publishing against it -----------------------------------------
+    schema = {"type": "object", "properties": {"amount": {"type": "number", "minimum": 0}}, "required": ["amount"]}
+    entry = call(
+        "POST",
+        f"{API}/event-types",
+        json={"name": "contract.paid", "description": "paid", "schema": schema, "example": {"amount": 1}},
+    )
+    assert entry.status_code == 200, entry.text
+    entry_url = f"{API}/event-types/{entry.json()['id']}"
+    assert call("POST", f"{API}/event-types", json={"name": "contract.paid"}).status_code == 409
+    assert call("POST", f"{API}/event-types", json={"name": "x", "schema": {"type": 3}}).status_code == 400
+    entry_tag = call("GET", entry_url).headers["ETag"]
+    assert call("GET", f"{API}/event-types", params={"name_prefix": "contract.", "page_size": 5}).status_code == 200
+    assert call("PATCH", entry_url, json={"deprecated": True}, headers={"If-Match": entry_tag}).status_code == 200
+    assert call("PATCH", entry_url, json={"description": "x"}, headers={"If-Match": entry_tag}).status_code == 412
+    mismatch = call("POST", f"{API}/events", json={"event_type": "contract.paid", "payload": {"amount": -1}})
+    assert mismatch.status_code == 400, mismatch.text
+    on_channel = {"event_type": "contract.paid", "payload": {"amount": 2}, "channels": ["eu"]}
+    assert call("POST", f"{API}/events", json=on_channel).status_code == 200
+    assert call("DELETE", entry_url).status_code == 200
+    assert call("GET", entry_url).status_code == 404
+
+    # -- routing settings and an ed25519 webhook's public key ------------------------------------------
+    routed = {"channels": ["eu"], "rate_limit_per_second": 5, "ordering": "fifo", "signature_scheme": "ed25519"}
+    signed = call("POST", f"{API}/webhooks", json={"name": "signed", "url": receiver_url, **routed})
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["public_key"].startswith("whpk_") and signed.json()["signing_secret"] == ""
+    key = call("GET", f"{API}/webhooks/{signed.json()['webhook']['id']}/public-key")
+    assert key.status_code == 200 and key.json()["public_key"] == signed.json()["public_key"]
+    assert call("GET", f"{url}/public-key").status_code == 400  # a shared-secret webhook has none
+
     # -- inbound: a signed request, then the stream and a consumer's ack ----------------------------
     inbound = call("POST", f"{API}/webhooks", json={"name": "inbound", "direction": "inbound"}).json()
     body = b'{"type": "partner.updated", "id": 9007199254740993}'

@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 from rest_calls import WEBHOOKS, RestCaller, create, rest_caller, webhook_body
 
-from playground_seed import seed_schema
+from playground_seed import ADDED_FIELDS, seed_schema
 
 TIMESTAMPS = ("created_at", "updated_at", "deleted_at", "last_delivery_at", "paused_at")
 # RFC 3339 date-time: full date, 'T', full time with optional fraction, and a zone (Z or ±hh:mm).
@@ -39,7 +39,7 @@ async def test_stored_webhook_has_the_seed_fields_with_the_seed_types(rest) -> N
 
     webhook = (await rest.get(f"{WEBHOOKS}/{webhook_id}")).json()
 
-    assert list(webhook) == [field.name for field in seed_schema()]
+    assert list(webhook) == [field.name for field in seed_schema()] + list(ADDED_FIELDS)
     assert webhook["tenant_id"] == rest.tenant_id
     assert webhook["app_id"] == "app_1"
     assert (webhook["created_by"], webhook["updated_by"]) == ("person_1", "person_1")

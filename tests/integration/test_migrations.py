@@ -10,11 +10,12 @@ from history_rows import attempt, delivery, event, opened, partition_of, receipt
 from webhookd.domain.history import LogFilter
 from webhookd.domain.inbound import InboundTarget
 from webhookd.domain.scope import Scope
-from webhookd.domain.webhooks import SignatureScheme
+from webhookd.domain.webhooks import Ordering, SignatureScheme
 from webhookd.store import migrate, partitions
 from webhookd.store.database import Database
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
+from webhookd.store.webhooks import WebhookStore
 
 TENANT = "tnt_migrations"
 HISTORY = {
@@ -83,3 +84,23 @@ async def test_0007_partitions_existing_history_keeping_every_row_readable(own_d
     assert [received.message_id for received in receipts] == ["msg_0", "msg_1", "msg_2"]
     assert retried is None  # a receipt from before the migration still catches its retry
     assert next_seq > max(row[0] for row in before["attempts"])
+
+
+async def test_0010_gives_existing_webhooks_and_events_no_channels_no_limit_and_no_order(own_database) -> None:
+    await migrate.upgrade(own_database, revision="0009")
+    now = datetime.now(UTC)
+    async with opened(own_database) as db:
+        webhook_id = await webhook(db, TENANT)
+        event_id = await event(db, TENANT, now)
+        delivery_id = await delivery(db, TENANT, webhook_id, event_id, now, status="pending")
+
+    await migrate.upgrade(own_database)
+
+    async with opened(own_database) as db:
+        stored = await WebhookStore(db).get(Scope(TENANT), webhook_id)
+        [(channels,)] = await db.fetch_all("SELECT channels FROM events WHERE id = %(e)s", {"e": event_id})
+        [(fifo_seq,)] = await db.fetch_all("SELECT fifo_seq FROM deliveries WHERE id = %(d)s", {"d": delivery_id})
+        catalog = await db.fetch_all("SELECT count(*) FROM event_types")
+    spec = stored.spec
+    assert (spec.channels, spec.rate_limit_per_second, spec.ordering) == ((), 0, Ordering.UNORDERED)
+    assert (channels, fifo_seq, catalog) == ([], None, [(0,)])

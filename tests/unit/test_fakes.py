@@ -12,6 +12,7 @@ from fakes import (
     FakeClock,
     FakeDeliveryQueue,
     FakeEvents,
+    FakeEventTypes,
     FakeHistory,
     FakeInbound,
     FakeInboundRequest,
@@ -31,6 +32,7 @@ from webhookd.ports import (
     Clock,
     DeliveryQueue,
     EventRepository,
+    EventTypeRepository,
     HistoryRepository,
     InboundRepository,
     InboundRequest,
@@ -50,6 +52,7 @@ def _each_fake_typed_as_its_port() -> None:
     fake_clock = FakeClock()
     webhook_repository: WebhookRepository = rows
     event_repository: EventRepository = FakeEvents(rows)
+    event_type_repository: EventTypeRepository = FakeEventTypes()
     history_repository: HistoryRepository = FakeHistory(rows)
     inbound_repository: InboundRepository = FakeInbound(rows)
     inbound_request: InboundRequest = FakeInboundRequest(b"", {})
@@ -59,13 +62,15 @@ def _each_fake_typed_as_its_port() -> None:
     sender: Sender = FakeSender()
     notifications: Notifications = FakeNotifications()
     clock: Clock = fake_clock
-    del webhook_repository, event_repository, history_repository, inbound_repository, inbound_request
+    del webhook_repository, event_repository, event_type_repository, history_repository, inbound_repository
+    del inbound_request
     del delivery_queue, secret_store, secret_owners, sender, notifications, clock
 
 
 PORTS = [
     (WebhookRepository, FakeWebhooks),
     (EventRepository, FakeEvents),
+    (EventTypeRepository, FakeEventTypes),
     (HistoryRepository, FakeHistory),
     (InboundRepository, FakeInbound),
     (InboundRequest, FakeInboundRequest),

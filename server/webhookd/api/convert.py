@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cpod.integration.v1 import event_type_pb2 as event_type_pb
 from cpod.integration.v1 import operations_pb2 as operations_pb
 from cpod.integration.v1 import webhook_pb2 as pb
 from cpod.integration.v1 import webhook_service_pb2 as service_pb
@@ -14,6 +15,7 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from webhookd.domain.deliveries import Delivery
 from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.event_catalog import EXAMPLE_FIELD, SCHEMA_FIELD, EventType, EventTypeSpec
 from webhookd.domain.events import PAYLOAD_FIELD, PAYLOAD_JSON_FIELD, StoredEvent
 from webhookd.domain.history import LogEntry, encode_cursor
 from webhookd.domain.inbound import InboundEvent
@@ -22,6 +24,7 @@ from webhookd.domain.webhooks import (
     OUTPUT_ONLY_FIELDS,
     Backoff,
     Direction,
+    Ordering,
     RetryPolicy,
     SignatureScheme,
     SourceType,
@@ -39,6 +42,8 @@ _SOURCE_TYPE_TO_PROTO = {
     SourceType.API: pb.SOURCE_TYPE_API,
 }
 _SOURCE_TYPE_FROM_PROTO = {value: key for key, value in _SOURCE_TYPE_TO_PROTO.items()}
+_ORDERING_TO_PROTO = {Ordering.UNORDERED: pb.ORDERING_UNORDERED, Ordering.FIFO: pb.ORDERING_FIFO}
+_ORDERING_FROM_PROTO = {value: key for key, value in _ORDERING_TO_PROTO.items()}
 DEFAULT_RETRY = RetryPolicy()
 # The ranges protobuf defines for its well-known types (0001-01-01 to 9999-12-31; +-10,000 years); a
 # message may carry any int64 there, which Python's datetime and timedelta cannot hold.
@@ -113,6 +118,9 @@ def webhook_to_proto(webhook: Webhook) -> pb.Webhook:
         application_id=spec.application_id,
         secret_fingerprint=webhook.secret_fingerprint,
         is_active=webhook.is_active,
+        channels=list(spec.channels),
+        rate_limit_per_second=spec.rate_limit_per_second,
+        ordering=_ORDERING_TO_PROTO[spec.ordering],
     )
 
 
@@ -168,6 +176,15 @@ def _direction(value: int, field: str, violations: list[FieldViolation]) -> Dire
     return _DIRECTION_FROM_PROTO[value]  # type: ignore[index]
 
 
+def _ordering(value: int, field: str, violations: list[FieldViolation]) -> Ordering:
+    if value == pb.ORDERING_UNSPECIFIED:
+        return Ordering.UNORDERED
+    if value not in _ORDERING_FROM_PROTO:
+        violations.append(FieldViolation(field, f"is not a known ordering ({value})"))
+        return Ordering.UNORDERED
+    return _ORDERING_FROM_PROTO[value]  # type: ignore[index]
+
+
 def _retry_policy(message: pb.RetryPolicy, field: str, violations: list[FieldViolation]) -> RetryPolicy:
     return RetryPolicy(
         max_attempts=message.max_attempts or DEFAULT_RETRY.max_attempts,
@@ -193,6 +210,9 @@ def spec_from_proto(message: pb.Webhook, *, field: str = "webhook") -> WebhookSp
         tags=tuple(message.tags),
         source=message.source or DEFAULT_SOURCE,
         source_type=_source_type(message.source_type, f"{field}.source_type", violations),
+        channels=tuple(message.channels),
+        rate_limit_per_second=message.rate_limit_per_second,
+        ordering=_ordering(message.ordering, f"{field}.ordering", violations),
     )
     if violations:
         raise Invalid(violations)
@@ -219,6 +239,8 @@ def mask_changes(message: pb.Webhook, paths: list[str], *, field: str = "webhook
         "application_id": message.application_id,
         "tags": tuple(message.tags),
         "source": message.source or DEFAULT_SOURCE,
+        "channels": tuple(message.channels),
+        "rate_limit_per_second": message.rate_limit_per_second,
     }
     changes: dict[str, object] = {}
     for path in paths:
@@ -228,6 +250,8 @@ def mask_changes(message: pb.Webhook, paths: list[str], *, field: str = "webhook
             changes[path] = _scheme(message.signature_scheme, f"{field}.signature_scheme", violations)
         elif path == "source_type":
             changes[path] = _source_type(message.source_type, f"{field}.source_type", violations)
+        elif path == "ordering":
+            changes[path] = _ordering(message.ordering, f"{field}.ordering", violations)
         elif path == "retry_policy":
             changes[path] = _retry_policy(message.retry_policy, f"{field}.retry_policy", violations)
         elif path == "retry_policy.max_attempts":
@@ -251,13 +275,29 @@ def payload_json(request: service_pb.PublishEventRequest) -> str:
         if request.HasField("payload"):
             raise Invalid.field(PAYLOAD_JSON_FIELD, "set payload or payload_json, not both")
         return request.payload_json
+    return _struct_json(request.payload, PAYLOAD_FIELD)
+
+
+def _struct_json(struct: struct_pb2.Struct, field: str) -> str:
+    """A Struct written out as JSON text; Invalid when it holds a number JSON cannot carry."""
     violations: list[FieldViolation] = []
-    data = {
-        key: _json_value(value, f"{PAYLOAD_FIELD}.{key}", violations) for key, value in request.payload.fields.items()
-    }
+    data = {key: _json_value(value, f"{field}.{key}", violations) for key, value in struct.fields.items()}
     if violations:
         raise Invalid(violations)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _json_text(message: Any, field: str, prefix: str) -> str | None:
+    """A JSON-valued field with a raw twin (`schema` / `schema_json`): the twin's text as sent, the
+    Struct written out, or None when neither is set. Invalid when both are."""
+    text: str = getattr(message, f"{field}_json")
+    if text:
+        if message.HasField(field):
+            raise Invalid.field(f"{prefix}.{field}_json", f"set {field} or {field}_json, not both")
+        return text
+    if message.HasField(field):
+        return _struct_json(getattr(message, field), f"{prefix}.{field}")
+    return None
 
 
 def _json_value(value: struct_pb2.Value, path: str, violations: list[FieldViolation]) -> Any:
@@ -351,3 +391,67 @@ def inbound_event_to_proto(event: InboundEvent) -> service_pb.InboundEvent:
         body=event.body,
         received_at=timestamp(event.received_at),
     )
+
+
+def event_type_to_proto(entry: EventType) -> event_type_pb.EventType:
+    """Schema and example go out twice: exactly as written in the `_json` twins, and as Structs."""
+    spec = entry.spec
+    message = event_type_pb.EventType(
+        id=entry.id,
+        tenant_id=entry.tenant_id,
+        app_id=entry.app_id or "",
+        name=spec.name,
+        description=spec.description,
+        schema_json=spec.schema_json or "",
+        example_json=spec.example_json or "",
+        deprecated=spec.deprecated,
+        created_at=timestamp(entry.created_at),
+        updated_at=timestamp(entry.updated_at),
+        created_by=entry.created_by or "",
+        updated_by=entry.updated_by or "",
+        version=entry.version,
+    )
+    if spec.schema_json is not None:
+        message.schema.update(json.loads(spec.schema_json))
+    if spec.example_json is not None:
+        message.example.update(json.loads(spec.example_json))
+    return message
+
+
+def event_type_spec_from_proto(message: event_type_pb.EventType, *, field: str = "event_type") -> EventTypeSpec:
+    """The caller-writable fields of a CreateEventType; output-only ones are ignored."""
+    return EventTypeSpec(
+        name=message.name,
+        description=message.description,
+        schema_json=_json_text(message, SCHEMA_FIELD, field),
+        example_json=_json_text(message, EXAMPLE_FIELD, field),
+        deprecated=message.deprecated,
+    )
+
+
+# An event type's update_mask paths, as the EventTypeSpec fields they change.
+_EVENT_TYPE_SPEC_FIELDS = {
+    "description": "description",
+    SCHEMA_FIELD: "schema_json",
+    EXAMPLE_FIELD: "example_json",
+    "deprecated": "deprecated",
+}
+
+
+def event_type_mask_changes(
+    message: event_type_pb.EventType, paths: list[str], *, field: str = "event_type"
+) -> dict[str, object]:
+    """New spec values for each (validated) mask path; a path naming an unset field clears it."""
+    values: dict[str, object] = {
+        "description": message.description,
+        SCHEMA_FIELD: _json_text(message, SCHEMA_FIELD, field),
+        EXAMPLE_FIELD: _json_text(message, EXAMPLE_FIELD, field),
+        "deprecated": message.deprecated,
+    }
+    return {_EVENT_TYPE_SPEC_FIELDS[path]: values[path] for path in paths}
+
+
+def implied_event_type_mask(message: event_type_pb.EventType) -> list[str]:
+    """AIP-134 for event types: the populated writable fields (a twin counts as its field)."""
+    present = {descriptor.name.removesuffix("_json") for descriptor, _ in message.ListFields()}
+    return [path for path in _EVENT_TYPE_SPEC_FIELDS if path in present]

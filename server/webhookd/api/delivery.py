@@ -1,10 +1,11 @@
-"""Event publishing and the delivery-side webhook RPCs (rotate secret, resume)."""
+"""Event publishing and the delivery-side webhook RPCs (rotate secret, public key, resume)."""
 
 from __future__ import annotations
 
 from typing import Any, TypeAlias
 
 import grpc
+from cpod.integration.v1 import public_key_pb2 as public_key_pb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 
 from webhookd.api import convert
@@ -27,6 +28,7 @@ class DeliveryRpcs:
             payload_json=convert.payload_json(request),
             idempotency_key=request.idempotency_key or None,
             webhook_id=request.webhook_id or None,
+            channels=tuple(request.channels),
         )
         return pb.PublishEventResponse(
             event_id=published.event_id,
@@ -49,6 +51,17 @@ class DeliveryRpcs:
             webhook=convert.webhook_to_proto(rotation.webhook),
             signing_secret=rotation.signing_secret,
             previous_secret_expires_at=convert.timestamp(rotation.previous_secret_expires_at),
+            public_key=rotation.public_key,
+        )
+
+    async def GetWebhookPublicKey(
+        self, request: public_key_pb.GetWebhookPublicKeyRequest, context: Context
+    ) -> public_key_pb.GetWebhookPublicKeyResponse:
+        keys = await self.webhooks.public_key(current_scope(), request.id)
+        return public_key_pb.GetWebhookPublicKeyResponse(
+            public_key=keys.public_key,
+            previous_public_key=keys.previous_public_key or "",
+            previous_public_key_expires_at=convert.timestamp(keys.previous_expires_at),
         )
 
     async def ResumeWebhook(self, request: pb.ResumeWebhookRequest, context: Context) -> pb.ResumeWebhookResponse:

@@ -47,8 +47,10 @@ class WebhookCrud:
 
     async def CreateWebhook(self, request: pb.CreateWebhookRequest, context: Context) -> pb.CreateWebhookResponse:
         spec = convert.spec_from_proto(request.webhook)
-        webhook, secret = await self.webhooks.create(current_scope(), spec, request.signing_secret or None)
-        return pb.CreateWebhookResponse(webhook=convert.webhook_to_proto(webhook), signing_secret=secret)
+        webhook, handed_out = await self.webhooks.create(current_scope(), spec, request.signing_secret or None)
+        if webhook.spec.signature_scheme.asymmetric:
+            return pb.CreateWebhookResponse(webhook=convert.webhook_to_proto(webhook), public_key=handed_out)
+        return pb.CreateWebhookResponse(webhook=convert.webhook_to_proto(webhook), signing_secret=handed_out)
 
     async def UpdateWebhook(self, request: pb.UpdateWebhookRequest, context: Context) -> pb.UpdateWebhookResponse:
         explicit_paths = list(request.update_mask.paths)

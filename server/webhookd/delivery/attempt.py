@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -11,6 +13,7 @@ from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain import retry, signing
 from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery
 from webhookd.domain.errors import NotFound, Unavailable
+from webhookd.domain.routing import RATE_SLOT_TOLERANCE
 from webhookd.domain.secret_rotation import active_secrets
 from webhookd.ports import Clock, DeliveryQueue, Notifications, Sender, Topic, utc_now
 from webhookd.services.signing_secrets import SigningSecrets
@@ -49,6 +52,7 @@ class Deliverer:
         *,
         observer: AttemptObserver | None = None,
         clock: Clock = utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._queue = queue
         self._secrets = secrets
@@ -57,6 +61,7 @@ class Deliverer:
         self._notifications = notifications
         self._observer = observer
         self._now = clock
+        self._sleep = sleep
 
     async def deliver(self, claimed: ClaimedDelivery) -> None:
         try:
@@ -67,6 +72,8 @@ class Deliverer:
                 extra={"delivery_id": claimed.delivery_id, "reason": error.message},
             )
             await self.release(claimed, retry_at=self._now() + SECRET_UNAVAILABLE_RETRY)
+            return
+        if claimed.send_at is not None and not await self._wait_for_slot(claimed, claimed.send_at):
             return
         headers = signing.delivery_headers(
             claimed.headers,
@@ -100,6 +107,18 @@ class Deliverer:
                 response_headers=result.response_headers,
             ),
         )
+
+    async def _wait_for_slot(self, claimed: ClaimedDelivery, send_at: datetime) -> bool:
+        """Waits for a rate-limited delivery's send slot; False when it is too late for it (a busy
+        worker took it up late): sending then could exceed the limit, so it is given back, no attempt."""
+        early = (send_at - self._now()).total_seconds()
+        if early > 0:
+            await self._sleep(early)
+        elif -early > RATE_SLOT_TOLERANCE.total_seconds():
+            log.info("missed its send slot; delivery given back", extra={"delivery_id": claimed.delivery_id})
+            await self.release(claimed, retry_at=self._now())
+            return False
+        return True
 
     async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
         """Gives the delivery back without an attempt; workers are woken, since it may be due now."""

@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
+from datetime import datetime
 
 from webhookd.delivery.attempt import Deliverer
 from webhookd.delivery.recorder import AttemptRecorder
@@ -36,6 +37,8 @@ FRESH_CLAIM = 8
 # How many webhooks named by notifications one claim looks at first (the rest wait for the next).
 FRESH_WEBHOOKS_MAX = 64
 CAPPED_RECHECK_SECONDS = 0.5
+# Due deliveries held back by their webhook's order or rate limit, moved out of the way per round.
+HOLD_BACK_BATCH = 1000
 
 
 class DeliveryPool:
@@ -200,6 +203,10 @@ class DeliveryPool:
             next_due = await self._queue.next_due_at()
         except Exception:  # noqa: BLE001 - fall back to the poll interval
             next_due = None
+        if next_due is not None and next_due <= self._now():
+            # Due but not claimed: a capped webhook, no free worker, or a FIFO or rate-limited webhook's
+            # deliveries waiting their turn. The last are moved to when their turn can come.
+            next_due = await self._hold_back() or next_due
         if next_due is not None:
             timeout = min(timeout, max(0.0, (next_due - self._now()).total_seconds()))
         if timeout <= 0:
@@ -211,6 +218,16 @@ class DeliveryPool:
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _hold_back(self) -> datetime | None:
+        """The next due time once held-back deliveries are moved; None when none were."""
+        try:
+            if not await self._queue.hold_back(HOLD_BACK_BATCH):
+                return None
+            return await self._queue.next_due_at()
+        except Exception:
+            log.warning("holding back deliveries failed", exc_info=True)
+            return None
 
     async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
         leftovers: list[ClaimedDelivery] = []

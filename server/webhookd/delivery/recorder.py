@@ -91,8 +91,9 @@ class AttemptRecorder:
             self.lost_leases += recorded.kept.count(False)
             self.on_recorded()
             self._notifications.notify(Topic.ATTEMPTS)
-            if recorded.operational_queued:
-                # A pause published `webhookd.webhook.paused` to subscribers: wake the workers for it.
+            if recorded.operational_queued or recorded.fifo_next_due:
+                # A pause published `webhookd.webhook.paused` to subscribers, or a FIFO head's end made
+                # the next one due: wake every process's workers for them.
                 self._notifications.notify(Topic.DELIVERIES)
             for webhook_id in recorded.changed_webhooks:
                 self._notifications.notify(Topic.WEBHOOKS, webhook_id)

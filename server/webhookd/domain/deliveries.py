@@ -67,6 +67,10 @@ class ClaimedDelivery:
     # Which secret the webhook's row says is current: signing material is cached under it, so a
     # rotation committed before the claim is seen by this attempt whatever process runs it.
     secret_fingerprint: str
+    # A rate-limited webhook's send slot: not sent before it, nor much after (domain/routing.py).
+    send_at: datetime | None = None
+    # Its webhook delivers in publish order, one at a time: recording it may let the next one go.
+    fifo: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class RecordedBatch:
     changed_webhooks: list[str]  # the webhooks whose row changed (statistics, or paused)
     paused_webhooks: list[str] = field(default_factory=list)  # paused by this batch (in `changed_webhooks` too)
     operational_queued: int = 0  # deliveries of `webhookd.webhook.paused` events queued by those pauses
+    # FIFO webhooks whose head finished: how many of their next deliveries became due at once.
+    fifo_next_due: int = 0
 
 
 @dataclass(frozen=True)

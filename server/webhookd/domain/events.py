@@ -40,6 +40,8 @@ class NewEvent:
     idempotency_key: str | None
     target_webhook_id: str | None
     created_at: datetime
+    # Only webhooks without channels, or sharing one of these, receive it (domain/routing.py).
+    channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

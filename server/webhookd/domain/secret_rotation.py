@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from webhookd.domain.signing import public_key
 from webhookd.domain.webhooks import Webhook
 
 DEFAULT_OVERLAP = timedelta(hours=24)
@@ -33,8 +34,27 @@ def rotated(record: dict[str, str], new_secret: str, *, overlap: timedelta, now:
 
 @dataclass(frozen=True)
 class Rotation:
-    """What RotateWebhookSecret hands back: the new secret is returned this once."""
+    """What RotateWebhookSecret hands back: the new secret is returned this once (for ed25519, the new
+    public key instead: the private key is never handed out)."""
 
     webhook: Webhook
     signing_secret: str
     previous_secret_expires_at: datetime
+    public_key: str = ""
+
+
+@dataclass(frozen=True)
+class PublicKeys:
+    """The public keys that verify an ed25519 webhook's deliveries now."""
+
+    public_key: str
+    previous_public_key: str | None  # while a rotation overlaps
+    previous_expires_at: datetime | None
+
+
+def public_keys(record: dict[str, str], now: datetime) -> PublicKeys:
+    """The public halves of the record's active private keys (active_secrets' rule for the overlap)."""
+    active = active_secrets(record, now)
+    previous = public_key(active[1]) if len(active) > 1 else None
+    expires = datetime.fromisoformat(record["previous_expires_at"]) if previous is not None else None
+    return PublicKeys(public_key(active[0]), previous, expires)

@@ -14,13 +14,21 @@
   (same form), for receivers that have not switched to the new secret yet. Only the body is signed, so
   this scheme has no replay protection; dedupe on `webhook-id`.
 
-Both schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
+`ed25519` (Standard Webhooks v1a, asymmetric):
+  `webhook-signature: v1a,<base64 ed25519 signature over "{id}.{timestamp}.{body}">`, one `v1a,` entry per
+  private key separated by spaces (both keys while a rotation overlaps). The private key is `whsk_` +
+  base64 of its 32-byte seed and lives in Vault like the shared secrets; receivers verify with the public
+  key, `whpk_` + base64 of its 32 bytes, which the API hands out (CreateWebhook, GetWebhookPublicKey).
+  Outbound only: webhookd holds no sender's public key to verify inbound requests with.
+
+All schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -28,12 +36,17 @@ import secrets as random_source
 import unicodedata
 from collections.abc import Mapping, Sequence
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from webhookd.domain.webhooks import SignatureScheme
 
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24
 MAX_SECRET_BYTES = 64
 GENERATED_SECRET_BYTES = 32
+PRIVATE_KEY_PREFIX = "whsk_"
+PUBLIC_KEY_PREFIX = "whpk_"
+ED25519_SEED_BYTES = 32
 DEFAULT_TOLERANCE_SECONDS = 300
 
 ID_HEADER = "webhook-id"
@@ -65,6 +78,23 @@ class SignatureError(Exception):
 def generate_secret() -> str:
     """A fresh `whsec_` secret: 32 random bytes, base64-encoded."""
     return SECRET_PREFIX + base64.b64encode(random_source.token_bytes(GENERATED_SECRET_BYTES)).decode()
+
+
+def generate_private_key() -> str:
+    """A fresh ed25519 private key: `whsk_` + base64 of its 32-byte seed."""
+    seed = Ed25519PrivateKey.generate().private_bytes_raw()
+    return PRIVATE_KEY_PREFIX + base64.b64encode(seed).decode()
+
+
+def new_signing_secret(scheme: SignatureScheme) -> str:
+    """What a webhook signs with, generated: a private key for ed25519, else a `whsec_` secret."""
+    return generate_private_key() if scheme.asymmetric else generate_secret()
+
+
+def public_key(private_key: str) -> str:
+    """The `whpk_` public key of a `whsk_` private key."""
+    raw = _ed25519_key(private_key).public_key().public_bytes_raw()
+    return PUBLIC_KEY_PREFIX + base64.b64encode(raw).decode()
 
 
 def validate_secret(value: str) -> str | None:
@@ -108,6 +138,11 @@ def sign_headers(
         headers[GITHUB_SIGNATURE_HEADER] = _github_signature(current, body)
         if previous:
             headers[GITHUB_PREVIOUS_SIGNATURE_HEADER] = _github_signature(previous[0], body)
+    elif scheme is SignatureScheme.ED25519:
+        content = _signed_content(message_id, str(timestamp), body)
+        headers[SIGNATURE_HEADER] = " ".join(
+            "v1a," + base64.b64encode(_ed25519_key(key).sign(content)).decode() for key in secrets
+        )
     else:  # pragma: no cover - exhaustive over the enum
         raise ValueError(f"unknown signature scheme {scheme!r}")
     return headers
@@ -153,8 +188,8 @@ def verify(
         _verify_standard(secrets, lowered, body, now, tolerance_seconds)
     elif scheme is SignatureScheme.HMAC_SHA256:
         _verify_github(secrets, lowered, body)
-    else:  # pragma: no cover - exhaustive over the enum
-        raise ValueError(f"unknown signature scheme {scheme!r}")
+    else:
+        raise ValueError(f"{scheme.value} is not verified here: webhookd only signs with it")
 
 
 def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int) -> None:
@@ -238,6 +273,17 @@ def _standard_key(secret: str) -> bytes:
     if key is None:
         raise ValueError(f"secret after {SECRET_PREFIX!r} is not base64")
     return key
+
+
+@functools.lru_cache(maxsize=1024)
+def _ed25519_key(private_key: str) -> Ed25519PrivateKey:
+    """The key object of a `whsk_` key, kept: loading one costs more than the signature it makes."""
+    seed = None
+    if private_key.startswith(PRIVATE_KEY_PREFIX):
+        seed = _decode_whsec(private_key.removeprefix(PRIVATE_KEY_PREFIX))
+    if seed is None or len(seed) != ED25519_SEED_BYTES:
+        raise ValueError(f"an ed25519 private key is {PRIVATE_KEY_PREFIX!r} + base64 of {ED25519_SEED_BYTES} bytes")
+    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def _decode_whsec(encoded: str) -> bytes | None:

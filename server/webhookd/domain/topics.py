@@ -13,3 +13,4 @@ class Topic(StrEnum):
     ATTEMPTS = "webhookd_attempts"  # log lines were written: DeliveryLog followers read
     INBOUND = "webhookd_inbound"  # inbound receipts were accepted: inbound consumers read
     WEBHOOKS = "webhookd_webhooks"  # webhooks changed: payloads `<id>[:<version>]`, caches forget them
+    EVENT_TYPES = "webhookd_event_types"  # catalog entries changed: payloads are their names

@@ -16,12 +16,14 @@ from urllib.parse import urlsplit
 
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.event_types import validate_filter
+from webhookd.domain.routing import WEBHOOK_CHANNELS_MAX, check_channels, check_rate_limit
 from webhookd.domain.webhooks import (
     IMMUTABLE_FIELDS,
     MUTABLE_FIELDS,
     OUTPUT_ONLY_FIELDS,
     Direction,
     RetryPolicy,
+    SignatureScheme,
     WebhookSpec,
 )
 
@@ -67,7 +69,7 @@ _SIGNATURE_PREFIXES = ("webhook-", "x-hub-signature", "x-webhookd-")
 def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str = "webhook") -> WebhookSpec:
     """Return `spec` normalised, or raise `Invalid` listing every violation.
 
-    Normalising: `name` loses surrounding whitespace; `event_types` and `tags` lose duplicates
+    Normalising: `name` loses surrounding whitespace; `event_types`, `tags` and `channels` lose duplicates
     (first one kept); an empty `event_types` becomes `("*",)`, i.e. all events. Header names keep
     the caller's spelling but are compared case-insensitively. An inbound webhook's `url` is
     assigned by the server, so it is neither checked nor changed here.
@@ -86,9 +88,22 @@ def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str =
     violations += _check_reference(spec.connector_id, f"{prefix}.connector_id")
     violations += _check_reference(spec.application_id, f"{prefix}.application_id")
     violations += _check_source(spec.source, f"{prefix}.source")
+    channels, found = check_channels(spec.channels, f"{prefix}.channels", most=WEBHOOK_CHANNELS_MAX)
+    violations += found
+    violations += check_rate_limit(spec.rate_limit_per_second, f"{prefix}.rate_limit_per_second")
+    if spec.direction is Direction.INBOUND and spec.signature_scheme is SignatureScheme.ED25519:
+        violations.append(
+            FieldViolation(
+                f"{prefix}.signature_scheme",
+                "ed25519 signs outbound deliveries only: an inbound webhook verifies a shared secret"
+                " (standard-webhooks or hmac-sha256)",
+            )
+        )
     if violations:
         raise Invalid(violations)
-    return dataclasses.replace(spec, name=name, event_types=event_types, tags=tags, headers=dict(spec.headers))
+    return dataclasses.replace(
+        spec, name=name, event_types=event_types, tags=tags, headers=dict(spec.headers), channels=channels
+    )
 
 
 def validate_update_mask(paths: Sequence[str], *, prefix: str = "update_mask") -> list[str]:

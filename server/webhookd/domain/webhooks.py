@@ -34,6 +34,18 @@ class Backoff(StrEnum):
 class SignatureScheme(StrEnum):
     STANDARD_WEBHOOKS = "standard-webhooks"
     HMAC_SHA256 = "hmac-sha256"
+    # Standard Webhooks v1a: an ed25519 key pair; the private key signs, receivers hold the public one.
+    ED25519 = "ed25519"
+
+    @property
+    def asymmetric(self) -> bool:
+        return self is SignatureScheme.ED25519
+
+
+class Ordering(StrEnum):
+    UNORDERED = "unordered"
+    # One delivery at a time, in publish order, across every process (see the claim, store/deliveries.py).
+    FIFO = "fifo"
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,11 @@ class WebhookSpec:
     tags: tuple[str, ...] = ()
     source: str = DEFAULT_SOURCE
     source_type: SourceType = SourceType.API
+    # Empty: every event, whatever its channels; else only events carrying at least one of these.
+    channels: tuple[str, ...] = ()
+    # Sends per second for all processes together; 0: no limit.
+    rate_limit_per_second: int = 0
+    ordering: Ordering = Ordering.UNORDERED
 
 
 # Field paths an update_mask may name. `direction` is fixed at creation; an inbound webhook's url is
@@ -81,6 +98,9 @@ MUTABLE_FIELDS = frozenset(
         "tags",
         "source",
         "source_type",
+        "channels",
+        "rate_limit_per_second",
+        "ordering",
     }
 )
 IMMUTABLE_FIELDS = frozenset({"direction"})

@@ -11,7 +11,8 @@ always_print_fields_with_no_presence=True)` and then:
 - the fields of messages in CAMEL_CASE_MESSAGES use their json_name (`retry_policy` renders as
   `{"maxAttempts", "backoff", "timeoutMs"}`); every other field keeps its proto (snake_case) name;
 - a raw-JSON twin (`payload_json` beside `payload`, descriptors.raw_json_twin) is not a field of its
-  own: the pair is `payload`, whose JSON the transcoder hands to the twin as written.
+  own: the pair is `payload`, whose JSON the transcoder hands to the twin as written; on output the
+  pair shows the twin's text when it is set (numbers as written, where the Struct holds doubles).
 
 Input accepts both spellings of every field, enum words (lowercase, any case) and full enum names,
 and reports every unknown field, bad enum word or wrong type as a field violation.
@@ -19,6 +20,7 @@ and reports every unknown field, bad enum word or wrong type as a field violatio
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +40,7 @@ from webhookd.gateway.descriptors import (
     is_repeated,
     is_well_known,
     message_of,
+    raw_json_twin,
 )
 
 # Messages whose JSON keys are camelCase because the published schema shows them that way.
@@ -119,7 +122,17 @@ def _shape_message(descriptor: Descriptor, data: Any) -> Any:
         json_key(f): _shape_field(f, data[f.name]) if f.name in data else None
         for f in descriptor.fields
         if not is_raw_json_twin(f)
-    }
+    } | _raw_json_values(descriptor, data)
+
+
+def _raw_json_values(descriptor: Descriptor, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Each raw-JSON pair whose twin carries text: its value read from that text."""
+    values: dict[str, Any] = {}
+    for field in descriptor.fields:
+        twin = raw_json_twin(field)
+        if twin is not None and data.get(twin.name):
+            values[json_key(field)] = json.loads(data[twin.name])
+    return values
 
 
 def _shape_field(field: FieldDescriptor, value: Any) -> Any:

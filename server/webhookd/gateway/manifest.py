@@ -64,6 +64,17 @@ EXAMPLE_BODIES: dict[str, Any] = {
     "CreateWebhook": {"name": "orders", "url": "https://example.com/hooks", "event_types": ["rfp.*"]},
     "UpdateWebhook": {"name": "orders (EU)", "tags": ["eu"]},
     "PublishEvent": {"event_type": "rfp.created", "payload": {"rfp_id": 7}},
+    "CreateEventType": {
+        "name": "rfp.created",
+        "description": "An RFP was created.",
+        "schema": {
+            "type": "object",
+            "properties": {"rfp_id": {"type": "integer"}, "amount": {"type": "number", "minimum": 0}},
+            "required": ["rfp_id"],
+        },
+        "example": {"rfp_id": 7, "amount": 1200.5},
+    },
+    "UpdateEventType": {"description": "An RFP was created (by a buyer)."},
 }
 
 _CAMEL_WORD = re.compile(r"[A-Z][a-z0-9]*")
@@ -153,6 +164,7 @@ def _resource(
     message: Descriptor, path: str, bindings: Sequence[Binding], comments: Comments, example_time: datetime
 ) -> dict[str, Any]:
     operations = [_operation(b, comments, example_time) for b in bindings]
+    _name_apart(operations, message)
     standard = {name: i for i, name in enumerate(STANDARD_OPERATIONS)}
     operations.sort(key=lambda op: standard.get(op["name"], len(standard)))
     return {
@@ -161,8 +173,27 @@ def _resource(
         "path": path,
         "description": comments.of(message.full_name),
         "operations": operations,
-        "fields": [_field(f, comments) for f in message.fields],
+        "fields": [_field(f, comments) for f in message.fields if not is_raw_json_twin(f)],
     }
+
+
+def _name_apart(operations: list[dict[str, Any]], message: Descriptor) -> None:
+    """An operation whose verb a standard method of the resource already has (GetWebhookPublicKey
+    beside GetWebhook) is named by what its RPC says after the resource's name: `publicKey`. Names
+    select the Playground's tabs and its URL fragments, so they must differ."""
+    verbs = {operation["name"] for operation in operations if _is_standard(operation["rpc"], message)}
+    for operation in operations:
+        if operation["name"] in verbs and not _is_standard(operation["rpc"], message):
+            rest = operation["rpc"].split(message.name, 1)[-1] or operation["rpc"]
+            operation["name"] = rest[0].lower() + rest[1:]
+
+
+def _is_standard(rpc: str, message: Descriptor) -> bool:
+    """`GetWebhook`, `ListWebhooks`, ... : a standard method of the resource (AIP-131..135)."""
+    return any(
+        rpc in (f"{verb.capitalize()}{message.name}", f"{verb.capitalize()}{message.name}s")
+        for verb in STANDARD_OPERATIONS
+    )
 
 
 # ---------------------------------------------------------------------------------- operations
@@ -233,7 +264,11 @@ def _body_fields(binding: Binding, comments: Comments) -> list[dict[str, Any]]:
     if binding.body:
         field = request.fields_by_name[binding.body]
         if field.message_type is not None and not is_well_known(field.message_type):
-            return [_field(f, comments) for f in field.message_type.fields if not is_output_only(f)]
+            return [
+                _field(f, comments)
+                for f in field.message_type.fields
+                if not is_output_only(f) and not is_raw_json_twin(f)
+            ]
     return []
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from webhookd.domain import event_types, ids, json_text
 from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.event_catalog import PayloadMismatch
+from webhookd.domain.event_schemas import CompiledSchema
 from webhookd.domain.events import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     PAYLOAD_FIELD,
@@ -15,11 +19,20 @@ from webhookd.domain.events import (
     Published,
     event_body,
 )
+from webhookd.domain.routing import EVENT_CHANNELS_MAX, check_channels
 from webhookd.domain.scope import Scope
 from webhookd.ports import Clock, EventRepository, Notifications, Topic, utc_now
 
 # Up to this many webhooks a publish's notification names (about 30 bytes each in the payload).
 NAMED_WEBHOOKS_MAX = 32
+# Payloads larger than this are checked against their schema off the event loop.
+SCHEMA_CHECK_INLINE_BYTES = 16 * 1024
+
+
+class Schemas(Protocol):
+    """Where a publish finds the schema its payload must match (services/event_types.py)."""
+
+    async def schema_for(self, scope: Scope, name: str) -> CompiledSchema | None: ...
 
 
 class Events:
@@ -29,11 +42,13 @@ class Events:
         notifications: Notifications,
         *,
         max_payload_bytes: int,
+        schemas: Schemas | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._notifications = notifications
         self._max_payload_bytes = max_payload_bytes
+        self._schemas = schemas
         self._now = clock
 
     async def publish(
@@ -44,9 +59,11 @@ class Events:
         payload_json: str,
         idempotency_key: str | None,
         webhook_id: str | None,
+        channels: tuple[str, ...] = (),
     ) -> Published:
         """`payload_json` is the event's data as the publisher wrote it (a JSON object); receivers
-        get this very text as `data`."""
+        get this very text as `data`. When the scope's catalog has a schema for the type, the data
+        must match it (PayloadMismatch, one violation per JSON pointer, and nothing is stored)."""
         violations: list[FieldViolation] = []
         problem = event_types.validate_event_type(event_type)
         if problem is not None:
@@ -58,9 +75,12 @@ class Events:
             )
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
             violations.append(FieldViolation("idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters"))
+        channels, found = check_channels(channels, "channels", most=EVENT_CHANNELS_MAX)
+        violations += found
         # Sized before it is parsed, so an oversized text costs no parse.
         now = self._now()
         body = event_body(event_type, now, payload_json)
+        data: Any = None
         if len(body) > self._max_payload_bytes:
             violations.append(
                 FieldViolation(
@@ -68,9 +88,11 @@ class Events:
                 )
             )
         else:
-            violations += _payload_violations(payload_json)
+            data, found = _payload(payload_json)
+            violations += found
         if violations:
             raise Invalid(violations)
+        await self._check_schema(scope, event_type, data, size=len(body))
         event = NewEvent(
             id=ids.new_id(ids.EVENT_PREFIX),
             event_type=event_type,
@@ -78,11 +100,27 @@ class Events:
             idempotency_key=idempotency_key,
             target_webhook_id=webhook_id,
             created_at=now,
+            channels=channels,
         )
         published = await self._store.publish(scope, event, event_types.matching_filters(event_type))
         if published.deliveries_queued and not published.duplicate:
             notify_deliveries(self._notifications, published.queued_for)
         return published
+
+    async def _check_schema(self, scope: Scope, event_type: str, data: Any, *, size: int) -> None:
+        schema = None if self._schemas is None else await self._schemas.schema_for(scope, event_type)
+        if schema is None:
+            return
+        # A large payload is checked in a thread, so one publish cannot hold up every other call.
+        if size > SCHEMA_CHECK_INLINE_BYTES:
+            mismatches = await asyncio.to_thread(schema.mismatches, data)
+        else:
+            mismatches = schema.mismatches(data)
+        if mismatches:
+            raise PayloadMismatch(
+                [FieldViolation(PAYLOAD_FIELD, mismatch) for mismatch in mismatches],
+                f"payload does not match the schema of {event_type}: " + "; ".join(mismatches),
+            )
 
 
 def notify_deliveries(notifications: Notifications, webhook_ids: Sequence[str]) -> None:
@@ -96,17 +134,17 @@ def notify_deliveries(notifications: Notifications, webhook_ids: Sequence[str]) 
         notifications.notify(Topic.DELIVERIES, webhook_id)
 
 
-def _payload_violations(payload_json: str) -> list[FieldViolation]:
-    """A JSON object within json_text's rules; violations name `payload_json`, the field that
-    carries the text (a Struct or a REST body is checked on its way in)."""
+def _payload(payload_json: str) -> tuple[Any, list[FieldViolation]]:
+    """The data, a JSON object within json_text's rules, or the violations; they name `payload_json`,
+    the field that carries the text (a Struct or a REST body is checked on its way in)."""
     try:
         value = json_text.loads(payload_json, field=PAYLOAD_JSON_FIELD)
     except json.JSONDecodeError as error:
-        return [
+        return None, [
             FieldViolation(PAYLOAD_JSON_FIELD, f"is not JSON: {error.msg} at line {error.lineno} column {error.colno}")
         ]
     except Invalid as error:
-        return error.violations
+        return None, error.violations
     if not isinstance(value, dict):
-        return [FieldViolation(PAYLOAD_JSON_FIELD, "must be a JSON object")]
-    return []
+        return None, [FieldViolation(PAYLOAD_JSON_FIELD, "must be a JSON object")]
+    return value, []

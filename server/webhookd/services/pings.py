@@ -3,10 +3,13 @@
 It runs in the server process, which has no delivery workers: it uses the same signing (the
 webhook's secrets, its scheme and static headers) and the same outbound sender, SSRF guard
 included, as a worker's attempt, but outside the queue: whatever the webhook's event_types and
-pause state, once, never retried. The exchange is then kept in history like any attempt.
+pause state, once, never retried. The exchange is then kept in history like any attempt. Its data
+is the caller's event type catalog's example for the type when there is one, else a stand-in.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from webhookd.domain import ids, signing
 from webhookd.domain.deliveries import AttemptRecord, SentTestEvent
@@ -21,6 +24,12 @@ from webhookd.ports import Clock, Notifications, PingRecords, Sender, Topic, Web
 from webhookd.services.signing_secrets import SigningSecrets
 
 
+class Examples(Protocol):
+    """Where a test event finds its data (services/event_types.py)."""
+
+    async def example_for(self, scope: Scope, name: str) -> str | None: ...
+
+
 class Pings:
     def __init__(
         self,
@@ -30,6 +39,7 @@ class Pings:
         records: PingRecords,
         notifications: Notifications,
         *,
+        examples: Examples | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._webhooks = webhooks
@@ -37,6 +47,7 @@ class Pings:
         self._sender = sender
         self._records = records
         self._notifications = notifications
+        self._examples = examples
         self._now = clock
 
     async def send(self, scope: Scope, webhook_id: str, *, event_type: str | None) -> SentTestEvent:
@@ -50,7 +61,8 @@ class Pings:
         if webhook.spec.direction is Direction.INBOUND:
             raise FailedPrecondition(f"webhook {webhook_id} is inbound: it receives, nothing is sent to it")
         now = self._now()
-        body = event_body(event_type, now, example_payload(webhook.id, event_type))
+        example = None if self._examples is None else await self._examples.example_for(scope, event_type)
+        body = event_body(event_type, now, example or example_payload(webhook.id, event_type))
         event = NewEvent(ids.new_id(ids.EVENT_PREFIX), event_type, body, None, webhook.id, now)
         secret_record = await self._secrets.record(webhook.vault_path, webhook.secret_fingerprint)
         headers = signing.delivery_headers(

@@ -15,8 +15,8 @@ from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.inbound import inbound_url
 from webhookd.domain.lifecycle import DISABLED_BY_OWNER, ENABLED_BY_OWNER, HeldSettled, LifecycleChange, rotated_reason
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, Rotation, rotated
-from webhookd.domain.signing import generate_secret, validate_secret
+from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, PublicKeys, Rotation, public_keys, rotated
+from webhookd.domain.signing import new_signing_secret, public_key, validate_secret
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.updates import apply_changes
 from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
@@ -56,13 +56,12 @@ class Webhooks:
 
     async def create(self, scope: Scope, spec: WebhookSpec, signing_secret: str | None) -> tuple[Webhook, str]:
         """Writes the secret to Vault, then the row; an insert that failed removes the secret again.
-        One whose outcome is unknown leaves it (services/orphan_secrets.py removes it if no row comes)."""
+        One whose outcome is unknown leaves it (services/orphan_secrets.py removes it if no row comes).
+        Returns what the caller keeps: the signing secret, or for ed25519 the public key (the private
+        key stays in Vault)."""
         spec = validate_spec(spec, allow_insecure_urls=self._allow_insecure_urls)
-        if signing_secret:
-            problem = validate_secret(signing_secret)
-            if problem is not None:
-                raise Invalid.field("signing_secret", problem)
-        secret = signing_secret or generate_secret()
+        _check_chosen_secret(spec, signing_secret)
+        secret = signing_secret or new_signing_secret(spec.signature_scheme)
         webhook_id = ids.new_id(ids.WEBHOOK_PREFIX)
         if spec.direction is Direction.INBOUND:
             spec = _with_url(spec, inbound_url(self._public_url, webhook_id))
@@ -101,7 +100,7 @@ class Webhooks:
             raise
         # No other process can hold a webhook that did not exist: nothing to tell them.
         self._cache.put(stored)
-        return stored, secret
+        return stored, public_key(secret) if spec.signature_scheme.asymmetric else secret
 
     async def get(self, scope: Scope, webhook_id: str, *, fresh: bool = False) -> Webhook:
         """From the cache unless `fresh` (see services/webhook_cache.py for what it may lag)."""
@@ -165,6 +164,12 @@ class Webhooks:
                     "webhook.direction", f"is immutable: this webhook stays {current.spec.direction.value}"
                 )
             spec = validate_spec(apply_changes(current.spec, changes), allow_insecure_urls=self._allow_insecure_urls)
+            if spec.signature_scheme.asymmetric != current.spec.signature_scheme.asymmetric:
+                raise Invalid.field(
+                    "webhook.signature_scheme",
+                    "cannot change between a shared secret (standard-webhooks, hmac-sha256) and an ed25519 key"
+                    " pair: what Vault holds signs in one family only; create a new webhook instead",
+                )
             if spec.direction is Direction.INBOUND:
                 spec = _with_url(spec, current.spec.url)
             try:
@@ -230,7 +235,8 @@ class Webhooks:
         webhook = await self._store.get(scope, webhook_id)
         if webhook.is_deleted:
             raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
-        secret = signing_secret or generate_secret()
+        _check_chosen_secret(webhook.spec, signing_secret)
+        secret = signing_secret or new_signing_secret(webhook.spec.signature_scheme)
         now = self._now()
         before = await self._secrets.read(webhook.vault_path)
         await self._secrets.write(webhook.vault_path, rotated(before, secret, overlap=overlap, now=now))
@@ -246,7 +252,20 @@ class Webhooks:
         await self._changed(
             scope, LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
         )
+        if webhook.spec.signature_scheme.asymmetric:
+            return Rotation(written, "", now + overlap, public_key=public_key(secret))
         return Rotation(written, secret, now + overlap)
+
+    async def public_key(self, scope: Scope, webhook_id: str) -> PublicKeys:
+        """An ed25519 webhook's public key (and the previous one while a rotation overlaps), derived
+        from the private keys in Vault; FailedPrecondition for the other schemes."""
+        webhook = await self._store.get(scope, webhook_id)
+        if not webhook.spec.signature_scheme.asymmetric:
+            raise FailedPrecondition(
+                f"webhook {webhook_id} signs with {webhook.spec.signature_scheme.value}, a shared secret:"
+                " only an ed25519 webhook has a public key"
+            )
+        return public_keys(await self._secrets.read(webhook.vault_path), self._now())
 
     async def _changed(self, scope: Scope, change: LifecycleChange) -> None:
         """Records a lifecycle change once the change itself has committed, and wakes its readers: log
@@ -271,6 +290,20 @@ def event_type_filter(event_type: str) -> tuple[str, ...]:
     if problem is not None:
         raise Invalid.field("event_type", problem)
     return tuple(event_types.matching_filters(event_type))
+
+
+def _check_chosen_secret(spec: WebhookSpec, signing_secret: str | None) -> None:
+    """A caller may choose a shared secret (validated); an ed25519 key pair is always the server's."""
+    if not signing_secret:
+        return
+    if spec.signature_scheme.asymmetric:
+        raise Invalid.field(
+            "signing_secret",
+            "must be empty for ed25519: the server makes the key pair and keeps the private key in Vault",
+        )
+    problem = validate_secret(signing_secret)
+    if problem is not None:
+        raise Invalid.field("signing_secret", problem)
 
 
 def _with_url(spec: WebhookSpec, url: str) -> WebhookSpec:

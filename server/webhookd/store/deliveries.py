@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -26,8 +26,9 @@ import sqlalchemy as sa
 from webhookd.domain import ids
 from webhookd.domain.deliveries import AttemptRecord, Backlog, ClaimedDelivery, RecordedBatch
 from webhookd.domain.lifecycle import PAUSED_AFTER_FAILURES, PAUSED_GONE
+from webhookd.domain.routing import FIFO_PARK_MAX, RATE_SLOT_HORIZON
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
-from webhookd.domain.webhooks import Backoff, RetryPolicy, SignatureScheme
+from webhookd.domain.webhooks import Backoff, Ordering, RetryPolicy, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, GENERIC_PLAN, Connection, Database, rollback
 from webhookd.store.lifecycle import LIFECYCLE_WRITES, lifecycle_filters
 from webhookd.store.sql import compiled, param, storable_text
@@ -44,6 +45,7 @@ LEASE_MARGIN = timedelta(seconds=30)
 STATS_RESOLUTION = timedelta(seconds=1)
 _PENDING = DeliveryStatus.PENDING.value
 _SUCCEEDED = Outcome.SUCCEEDED.value
+_FIFO = Ordering.FIFO.value
 
 # With the lock, nested loops for the claim's joins. deliveries is partitioned: the planner prices a
 # join into it as a probe of every partition (it narrows the probe to one partition only at run time),
@@ -57,6 +59,8 @@ _LOCK = (
     " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
     " set_config('plan_cache_mode', 'force_generic_plan', true)"
 )
+# The same lock alone, for the few writes that must not interleave with a claim (a FIFO head's end).
+_LOCK_ONLY = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"
 # Runs after the lock in the same transaction, so its snapshot sees every claim committed before.
 #
 # Fair by webhook and capped by webhook and by tenant, exactly across processes (one claimer at a
@@ -70,6 +74,18 @@ _LOCK = (
 # delivery goes before the next one of a webhook already busy. A delivery goes only while its
 # webhook stays under `per_webhook` in flight and its tenant under `per_tenant`, so one tenant's
 # hanging endpoints cannot take every worker.
+#
+# Two webhook settings refine this, each behind a test a webhook without it stops at:
+# - ordering 'fifo': a delivery goes only if it is its webhook's head (no delivery published before
+#   it is still pending: webhookd_fifo_head, migration 0010) and none of the webhook's is in flight
+#   (its cap is 1). So one goes at a time, in publish order, and a head waiting for its retry holds
+#   back the ones behind it.
+# - rate_limit_per_second: each delivery claimed gets a send slot, 1/limit apart, from the webhook's
+#   next free slot (webhook_rate_slots) on, while the slot is within RATE_SLOT_HORIZON; the worker
+#   sends at its slot (domain/routing.py). Slots are on the database's clock, read after the lock
+#   (statement_timestamp()), and the next free slot moves past those taken (`slots`).
+# What these hold back stays due; _HOLD_BACK moves it out of the scan's way when the claimer finds
+# due deliveries it cannot take.
 _CLAIM = compiled(
     sa.text(
         f"""
@@ -82,19 +98,24 @@ WITH inflight AS (
 ), tenant_inflight AS (
     SELECT tenant_id, sum(n) AS n FROM inflight GROUP BY tenant_id
 ), candidates AS (
-    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at FROM deliveries d
+    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at,
+        w.rate_limit_per_second AS rate, w.ordering = '{_FIFO}' AS fifo
+     FROM deliveries d
      JOIN webhooks w ON w.id = d.webhook_id
      WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= now()
        AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
      ORDER BY d.next_attempt_at LIMIT :scan)
     UNION
-    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at FROM deliveries d
+    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at,
+        w.rate_limit_per_second AS rate, w.ordering = '{_FIFO}' AS fifo
+     FROM deliveries d
      JOIN webhooks w ON w.id = d.webhook_id
      WHERE d.status = '{_PENDING}' AND d.next_attempt_at <= now()
        AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
      ORDER BY d.next_attempt_at DESC LIMIT :scan)
     UNION
-    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at
+    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at,
+        w.rate_limit_per_second AS rate, w.ordering = '{_FIFO}' AS fifo
      FROM unnest(CAST(:fresh_webhooks AS text[])) AS f(webhook_id)
      JOIN webhooks w ON w.id = f.webhook_id AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
      CROSS JOIN LATERAL (
@@ -102,31 +123,98 @@ WITH inflight AS (
          WHERE d.webhook_id = f.webhook_id AND d.status = '{_PENDING}' AND d.next_attempt_at <= now()
          ORDER BY d.created_at LIMIT 1) d)
 ), ranked AS (
-    SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at, c.id) AS webhook_rank
+    SELECT c.*, row_number() OVER by_webhook AS webhook_rank,
+        CASE WHEN c.rate > 0 THEN greatest(statement_timestamp(),
+            (SELECT next_slot_at FROM webhook_rate_slots WHERE webhook_id = c.webhook_id))
+            + make_interval(secs => (row_number() OVER by_webhook - 1) / c.rate::float8) END AS slot
     FROM candidates c
+    WHERE NOT c.fifo OR webhookd_fifo_head(c.id)
+    WINDOW by_webhook AS (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at, c.id)
 ), under_webhook_cap AS (
     SELECT r.*, r.webhook_rank + coalesce(wi.n, 0) AS webhook_load,
         row_number() OVER (
             PARTITION BY r.tenant_id ORDER BY r.webhook_rank + coalesce(wi.n, 0), r.next_attempt_at, r.id
         ) AS tenant_rank
     FROM ranked r LEFT JOIN webhook_inflight wi USING (webhook_id)
-    WHERE r.webhook_rank + coalesce(wi.n, 0) <= :per_webhook
+    WHERE r.webhook_rank + coalesce(wi.n, 0) <= CASE WHEN r.fifo THEN 1 ELSE :per_webhook END
+      AND (r.slot IS NULL OR r.slot < statement_timestamp() + make_interval(secs => :horizon))
 ), chosen AS (
-    SELECT u.id FROM under_webhook_cap u LEFT JOIN tenant_inflight ti USING (tenant_id)
+    SELECT u.id, u.slot, u.rate, u.fifo, u.webhook_id FROM under_webhook_cap u
+    LEFT JOIN tenant_inflight ti USING (tenant_id)
     WHERE u.tenant_rank + coalesce(ti.n, 0) <= :per_tenant
     ORDER BY u.webhook_load, u.next_attempt_at, u.id
     LIMIT :limit
+), slots AS (
+    INSERT INTO webhook_rate_slots (webhook_id, next_slot_at)
+    SELECT webhook_id, max(slot) + make_interval(secs => 1 / max(rate)::float8) FROM chosen
+    WHERE rate > 0 GROUP BY webhook_id
+    ON CONFLICT (webhook_id) DO UPDATE SET next_slot_at = excluded.next_slot_at
 )
 UPDATE deliveries d SET
     lease_token = :token,
-    lease_expires_at = now() + make_interval(secs => w.retry_timeout_ms / 1000.0 + :margin),
-    next_attempt_at = now() + make_interval(secs => w.retry_timeout_ms / 1000.0 + :margin),
+    lease_expires_at = coalesce(chosen.slot, now()) + make_interval(secs => w.retry_timeout_ms / 1000.0 + :margin),
+    next_attempt_at = coalesce(chosen.slot, now()) + make_interval(secs => w.retry_timeout_ms / 1000.0 + :margin),
     updated_at = now()
 FROM chosen, webhooks w, events e
 WHERE d.id = ANY(ARRAY(SELECT id FROM chosen)) AND d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
 RETURNING d.id, d.attempts + 1, d.tenant_id, d.app_id, d.event_id, e.event_type, e.body, d.webhook_id,
     w.url, w.headers, w.signature_scheme, w.retry_max_attempts, w.retry_backoff, w.retry_timeout_ms,
-    w.vault_path, w.secret_fingerprint
+    w.vault_path, w.secret_fingerprint, chosen.fifo, extract(epoch FROM chosen.slot - statement_timestamp())::float8
+"""
+    )
+)
+# Due deliveries the claim cannot take because of their webhook's settings, moved out of its scan (a
+# backlog left due would fill the oldest-and-newest candidates and crowd out other webhooks'): behind
+# a FIFO head until the head is due (its retry, or its lease's end; at most `park` seconds: recording
+# the head's end makes the next one due at once), and a rate-limited one whose slot lies past the
+# horizon until its slot would come. Under the claim's lock, so no claim runs in between. At most
+# `limit` per webhook a round; the claimer runs it when it finds due deliveries it cannot take.
+_HOLD_BACK = compiled(
+    sa.text(
+        f"""
+WITH routed AS (
+    SELECT w.id AS webhook_id, w.rate_limit_per_second AS rate, w.ordering = '{_FIFO}' AS fifo
+    FROM webhooks w
+    WHERE (w.rate_limit_per_second > 0 OR w.ordering = '{_FIFO}')
+      AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
+), behind_head AS (
+    SELECT queued.id, least(statement_timestamp() + make_interval(secs => :park),
+        greatest(statement_timestamp(), head.next_attempt_at)) AS until
+    FROM routed r
+    CROSS JOIN LATERAL (
+        SELECT p.fifo_seq, p.next_attempt_at FROM deliveries p
+        WHERE p.webhook_id = r.webhook_id AND p.status = '{_PENDING}' AND p.fifo_seq IS NOT NULL
+        ORDER BY p.fifo_seq LIMIT 1
+    ) head
+    CROSS JOIN LATERAL (
+        SELECT p.id FROM deliveries p
+        WHERE p.webhook_id = r.webhook_id AND p.status = '{_PENDING}' AND p.fifo_seq > head.fifo_seq
+          AND p.next_attempt_at <= now()
+        ORDER BY p.fifo_seq LIMIT :limit
+    ) queued
+    WHERE r.fifo
+), past_horizon AS (
+    SELECT slotted.id, slotted.slot AS until
+    FROM routed r
+    CROSS JOIN LATERAL (
+        SELECT due.id, greatest(statement_timestamp(),
+                (SELECT next_slot_at FROM webhook_rate_slots WHERE webhook_id = r.webhook_id))
+            + make_interval(secs => (row_number() OVER (ORDER BY due.next_attempt_at, due.id) - 1) / r.rate::float8)
+            AS slot
+        FROM (
+            SELECT p.id, p.next_attempt_at FROM deliveries p
+            WHERE p.webhook_id = r.webhook_id AND p.status = '{_PENDING}' AND p.next_attempt_at <= now()
+            ORDER BY p.next_attempt_at, p.id LIMIT :limit
+        ) due
+    ) slotted
+    WHERE r.rate > 0 AND NOT r.fifo AND slotted.slot >= statement_timestamp() + make_interval(secs => :horizon)
+), held AS (
+    SELECT id, until FROM behind_head UNION ALL SELECT id, until FROM past_horizon
+)
+UPDATE deliveries d SET next_attempt_at = held.until
+FROM held
+WHERE d.id = ANY(ARRAY(SELECT id FROM held)) AND d.id = held.id
+RETURNING d.id
 """
     )
 )
@@ -238,6 +326,26 @@ SELECT id, pause_now, (SELECT count(*) FROM lifecycle_deliveries WHERE status = 
 )
 
 
+# A FIFO webhook whose head has finished (succeeded, or out of attempts): its next delivery in publish
+# order, held back behind the head by the claim (`waiting`), is due at once. Run under the claim's
+# lock, after the head's row is written: a claim either saw the head finished, or held back the next
+# one before this runs and sees it due afterwards; the next one can never be held back after this.
+_NEXT_IN_ORDER_DUE = compiled(
+    sa.text(
+        f"""
+UPDATE deliveries d SET next_attempt_at = now()
+WHERE d.id = ANY(ARRAY(
+    SELECT (SELECT p.id FROM deliveries p
+            WHERE p.webhook_id = f.webhook_id AND p.status = '{_PENDING}' AND p.fifo_seq IS NOT NULL
+            ORDER BY p.fifo_seq LIMIT 1)
+    FROM unnest(CAST(:webhook_ids AS text[])) AS f(webhook_id)))
+  AND d.next_attempt_at > now() AND d.lease_token IS NULL
+RETURNING d.id
+"""
+    )
+)
+
+
 def _claimed(row: Sequence[Any], token: str) -> ClaimedDelivery:
     return ClaimedDelivery(
         delivery_id=row[0],
@@ -255,6 +363,9 @@ def _claimed(row: Sequence[Any], token: str) -> ClaimedDelivery:
         retry_policy=RetryPolicy(row[11], Backoff(row[12]), row[13]),
         vault_path=row[14],
         secret_fingerprint=row[15],
+        fifo=row[16],
+        # The slot comes as a delay from the database's clock, so skew between clocks does not move it.
+        send_at=None if row[17] is None else datetime.now(UTC) + timedelta(seconds=max(0.0, float(row[17]))),
     )
 
 
@@ -344,6 +455,7 @@ class DeliveryStore:
             "per_webhook": per_webhook,
             "per_tenant": per_tenant,
             "margin": LEASE_MARGIN.total_seconds(),
+            "horizon": RATE_SLOT_HORIZON.total_seconds(),
         }
 
         async def claim(connection: Connection) -> list[Any]:
@@ -359,6 +471,29 @@ class DeliveryStore:
                 raise
 
         return [_claimed(row, token) for row in await self._db.run(claim)]
+
+    async def hold_back(self, limit: int) -> int:
+        """Moves due deliveries that their webhook's order or rate limit keep from being claimed out
+        of the claim's way, at most `limit` per webhook; how many moved."""
+        values = {
+            "limit": limit,
+            "horizon": RATE_SLOT_HORIZON.total_seconds(),
+            "park": FIFO_PARK_MAX.total_seconds(),
+        }
+
+        async def hold(connection: Connection) -> list[Any]:
+            try:
+                async with connection.pipeline():
+                    await connection.execute(BEGIN)
+                    await connection.execute(_LOCK)
+                    held = await connection.execute(_HOLD_BACK, values)
+                    await connection.execute(COMMIT)
+                return await held.fetchall()
+            except BaseException:
+                await rollback(connection)
+                raise
+
+        return len(await self._db.run(hold))
 
     async def next_due_at(self) -> datetime | None:
         row = await self._db.fetch_one(_NEXT_DUE)
@@ -379,6 +514,7 @@ class DeliveryStore:
         changed: list[str] = []
         paused: list[str] = []
         queued = 0
+        woken = 0
         for one in batch:
             try:
                 recorded = await self._record([one])
@@ -390,7 +526,8 @@ class DeliveryStore:
             changed.extend(recorded.changed_webhooks)
             paused.extend(recorded.paused_webhooks)
             queued += recorded.operational_queued
-        return RecordedBatch(kept, changed, paused, queued)
+            woken += recorded.fifo_next_due
+        return RecordedBatch(kept, changed, paused, queued, woken)
 
     async def _record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
         attempt_values = {"batch": _attempt_batch(batch)}
@@ -401,28 +538,36 @@ class DeliveryStore:
             "failures_reason": PAUSED_AFTER_FAILURES,
             "lifecycle_filters": lifecycle_filters(LogKind.PAUSED),
         }
+        # Only batches that end a FIFO head take the claim's lock: others never wait on claims.
+        heads_done = sorted({claimed.webhook_id for claimed, record in batch if claimed.fifo and record.finished})
 
-        async def write(connection: Connection) -> tuple[set[str], list[Any]]:
+        async def write(connection: Connection) -> tuple[set[str], list[Any], int]:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
+                    if heads_done:
+                        await connection.execute(_LOCK_ONLY)
                     await connection.execute(GENERIC_PLAN)  # see Database.fetch_all
                     await connection.execute(_INSERT_ATTEMPTS, attempt_values)
                     updated = await connection.execute(_UPDATE_DELIVERIES, attempt_values)
                     stats = await connection.execute(_UPDATE_WEBHOOKS, webhook_values)
+                    if heads_done:
+                        next_due = await connection.execute(_NEXT_IN_ORDER_DUE, {"webhook_ids": heads_done})
                     await connection.execute(COMMIT)
                 kept = {row[0] for row in await updated.fetchall()}
-                return kept, list(await stats.fetchall())
+                woken = len(await next_due.fetchall()) if heads_done else 0
+                return kept, list(await stats.fetchall()), woken
             except BaseException:
                 await rollback(connection)
                 raise
 
-        kept, changed = await self._db.run(write)
+        kept, changed, woken = await self._db.run(write)
         return RecordedBatch(
             [claimed.delivery_id in kept for claimed, _ in batch],
             [row[0] for row in changed],
             paused_webhooks=[row[0] for row in changed if row[1]],
             operational_queued=int(changed[0][2]) if changed else 0,
+            fifo_next_due=woken,
         )
 
     async def backlog(self) -> Backlog:

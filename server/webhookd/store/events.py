@@ -17,7 +17,7 @@ from webhookd.domain.errors import NotFound
 from webhookd.domain.events import IDEMPOTENCY_WINDOW, NewEvent, Published
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
-from webhookd.domain.webhooks import Direction
+from webhookd.domain.webhooks import Direction, Ordering
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.sql import compiled, param, scope_params, scoped
 from webhookd.store.tables import events, webhooks
@@ -46,6 +46,7 @@ _EVENT_COLUMNS = (
     "idempotency_key",
     "target_webhook_id",
     "created_at",
+    "channels",
 )
 
 _INSERT_EVENT = compiled(events.insert().values({name: param(name) for name in _EVENT_COLUMNS}))
@@ -88,12 +89,18 @@ _LIVE_OUTBOUND = sa.and_(
     webhooks.c.direction == Direction.OUTBOUND.value,
     webhooks.c.deleted_at.is_(None),
     webhooks.c.event_types.overlap(param("filters", webhooks.c.event_types.type)),
+    # domain/routing.py: no channels, or one of the event's (both conditions the GIN index serves).
+    sa.or_(
+        webhooks.c.channels == sa.literal_column("'{}'::text[]"),
+        webhooks.c.channels.overlap(param("channels", webhooks.c.channels.type)),
+    ),
 )
 _STATUS: sa.ColumnElement[str] = sa.literal_column(new_delivery_status("webhooks"), sa.Text)
-_TARGETS = compiled(sa.select(webhooks.c.id, _STATUS).where(scoped(webhooks), _LIVE_OUTBOUND))
+_FIFO = webhooks.c.ordering == Ordering.FIFO.value
+_TARGETS = compiled(sa.select(webhooks.c.id, _STATUS, _FIFO).where(scoped(webhooks), _LIVE_OUTBOUND))
 # A publish aimed at one webhook: NotFound unless it is the caller's, whether or not it matches.
 _TARGET = compiled(
-    sa.select(webhooks.c.id, _STATUS, _LIVE_OUTBOUND).where(
+    sa.select(webhooks.c.id, _STATUS, _FIFO, _LIVE_OUTBOUND).where(
         scoped(webhooks), webhooks.c.id == param("target_webhook_id")
     )
 )
@@ -107,7 +114,25 @@ FROM unnest(CAST(:ids AS text[]), CAST(:webhook_ids AS text[]), CAST(:statuses A
 """
     )
 )
+# Deliveries to FIFO webhooks also carry the publish's place in the order: one number per publish,
+# taken from delivery_fifo_seq only when a FIFO webhook is among the targets.
+_INSERT_ORDERED_DELIVERIES = compiled(
+    sa.text(
+        f"""
+WITH seq AS MATERIALIZED (SELECT nextval('delivery_fifo_seq') AS value)
+INSERT INTO deliveries ({", ".join(_DELIVERY_COLUMNS)}, fifo_seq)
+SELECT d.id, :tenant_id, :app_id, :event_id, d.webhook_id, d.status, 0,
+    CASE WHEN d.status = '{_PENDING}' THEN CAST(:now AS timestamptz) END, :now, :now,
+    CASE WHEN d.fifo THEN seq.value END
+FROM unnest(CAST(:ids AS text[]), CAST(:webhook_ids AS text[]), CAST(:statuses AS text[]), CAST(:fifos AS boolean[]))
+    AS d(id, webhook_id, status, fifo),
+    seq
+"""
+    )
+)
+_NEXT_FIFO_SEQ = "SELECT nextval('delivery_fifo_seq')"
 _COPY_DELIVERIES = f"COPY deliveries ({', '.join(_DELIVERY_COLUMNS)}) FROM STDIN"
+_COPY_ORDERED_DELIVERIES = f"COPY deliveries ({', '.join(_DELIVERY_COLUMNS)}, fifo_seq) FROM STDIN"
 
 
 class EventStore:
@@ -125,6 +150,7 @@ class EventStore:
             "target_webhook_id": event.target_webhook_id,
             "created_at": event.created_at,
             "filters": matching_filters,
+            "channels": list(event.channels),
         }
 
         async def write(connection: Connection) -> Published:
@@ -156,30 +182,36 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
                 await connection.execute(COMMIT)
                 continue
             chosen = _targets_of(event, targets)
-            webhook_ids = [webhook_id for webhook_id, _ in chosen]
-            statuses = [status for _, status in chosen]
+            webhook_ids = [webhook_id for webhook_id, _, _ in chosen]
+            statuses = [status for _, status, _ in chosen]
+            fifos = [fifo for _, _, fifo in chosen]
             delivery_ids = [ids.new_id(ids.DELIVERY_PREFIX) for _ in webhook_ids]
             if len(webhook_ids) <= COPY_THRESHOLD:
                 if webhook_ids:
                     rows = {"ids": delivery_ids, "webhook_ids": webhook_ids, "statuses": statuses}
                     event_values = {"event_id": event.id, "now": event.created_at}
-                    await connection.execute(_INSERT_DELIVERIES, scope_params(scope) | event_values | rows)
+                    values = scope_params(scope) | event_values | rows
+                    if any(fifos):
+                        await connection.execute(_INSERT_ORDERED_DELIVERIES, values | {"fifos": fifos})
+                    else:
+                        await connection.execute(_INSERT_DELIVERIES, values)
                 await connection.execute(COMMIT)  # round trip 2, when the pipeline ends
                 return _published(event, webhook_ids, statuses)
         # COPY cannot run inside a pipeline.
-        await _copy_deliveries(connection, scope, event, delivery_ids, webhook_ids, statuses)
+        await _copy_deliveries(connection, scope, event, delivery_ids, webhook_ids, statuses, fifos)
         await connection.execute(COMMIT)
         return _published(event, webhook_ids, statuses)
     raise RuntimeError("idempotency key could not be claimed")
 
 
-def _targets_of(event: NewEvent, rows: list[Any]) -> list[tuple[str, str]]:
-    """(webhook id, the status its delivery starts in) for each target."""
+def _targets_of(event: NewEvent, rows: list[Any]) -> list[tuple[str, str, bool]]:
+    """(webhook id, the status its delivery starts in, whether it delivers in publish order) for each
+    target."""
     if event.target_webhook_id is None:
-        return [(row[0], row[1]) for row in rows]
+        return [(row[0], row[1], row[2]) for row in rows]
     if not rows:
         raise NotFound.of("webhook", event.target_webhook_id)
-    return [(row[0], row[1]) for row in rows if row[2]]
+    return [(row[0], row[1], row[2]) for row in rows if row[3]]
 
 
 def _published(event: NewEvent, webhook_ids: list[str], statuses: list[str]) -> Published:
@@ -200,20 +232,24 @@ async def _copy_deliveries(
     delivery_ids: list[str],
     webhook_ids: list[str],
     statuses: list[str],
+    fifos: list[bool],
 ) -> None:
-    async with connection.cursor() as cursor, cursor.copy(_COPY_DELIVERIES) as copy:
-        for delivery_id, webhook_id, status in zip(delivery_ids, webhook_ids, statuses, strict=True):
-            await copy.write_row(
-                (
-                    delivery_id,
-                    scope.tenant_id,
-                    scope.app_id,
-                    event.id,
-                    webhook_id,
-                    status,
-                    0,
-                    event.created_at if status == _PENDING else None,
-                    event.created_at,
-                    event.created_at,
-                )
+    fifo_seq = None
+    if any(fifos):
+        fifo_seq = (await (await connection.execute(_NEXT_FIFO_SEQ)).fetchone() or (None,))[0]
+    statement = _COPY_DELIVERIES if fifo_seq is None else _COPY_ORDERED_DELIVERIES
+    async with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for delivery_id, webhook_id, status, fifo in zip(delivery_ids, webhook_ids, statuses, fifos, strict=True):
+            row: tuple[Any, ...] = (
+                delivery_id,
+                scope.tenant_id,
+                scope.app_id,
+                event.id,
+                webhook_id,
+                status,
+                0,
+                event.created_at if status == _PENDING else None,
+                event.created_at,
+                event.created_at,
             )
+            await copy.write_row(row if fifo_seq is None else (*row, fifo_seq if fifo else None))

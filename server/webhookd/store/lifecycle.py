@@ -8,7 +8,8 @@ follows it):
   the reason and the time;
 - its deliveries: one per outbound webhook of the same scope that subscribes to it (by name or a
   `webhookd` wildcard: domain.event_types keeps `*` from matching), never to the webhook it is about,
-  starting pending, held or skipped as a publish's would (store/events.py).
+  nor to a webhook that lists channels (the event has none), starting pending, held or skipped as a
+  publish's would, in a FIFO webhook's publish order (store/events.py).
 
 `LIFECYCLE_WRITES` is that as common table expressions over a CTE named `lifecycle_changes` (log_id,
 event_id, webhook_id, kind, reason, delivery_count, at) which the statement defines before it: the
@@ -26,7 +27,7 @@ from webhookd.domain import event_types, ids
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, LogKind
-from webhookd.domain.webhooks import Direction
+from webhookd.domain.webhooks import Direction, Ordering
 from webhookd.store.database import Connection, Database
 from webhookd.store.events import new_delivery_status
 from webhookd.store.sql import compiled, scope_params
@@ -59,18 +60,23 @@ lifecycle_subjects AS (
     FROM lifecycle_subjects s
     RETURNING id
 ), lifecycle_targets AS (
-    SELECT s.event_id, s.tenant_id, s.app_id, s.at, t.id AS webhook_id, {new_delivery_status("t")} AS status
+    SELECT s.event_id, s.tenant_id, s.app_id, s.at, t.id AS webhook_id, {new_delivery_status("t")} AS status,
+        t.ordering = '{Ordering.FIFO.value}' AS fifo
     FROM lifecycle_subjects s
     JOIN webhooks t ON t.tenant_id = s.tenant_id AND (s.app_id IS NULL OR t.app_id = s.app_id)
     WHERE t.id <> s.webhook_id AND t.direction = '{Direction.OUTBOUND.value}' AND t.deleted_at IS NULL
       AND t.event_types && CAST(:lifecycle_filters AS text[])
+      -- Operational events carry no channels: a webhook that lists channels does not get them.
+      AND t.channels = '{{}}'
 ), lifecycle_deliveries AS (
     -- The id is a ULID of the event's time (its first ten characters), so it lands in the event's week.
+    -- A FIFO webhook's delivery takes its place in the publish order (store/events.py).
     INSERT INTO deliveries (id, tenant_id, app_id, event_id, webhook_id, status, attempts, next_attempt_at,
-        created_at, updated_at)
+        created_at, updated_at, fifo_seq)
     SELECT 'dlv_' || substr(t.event_id, 5, 10) || upper(substr(md5(random()::text || t.webhook_id), 1, 16)),
         t.tenant_id, t.app_id, t.event_id, t.webhook_id, t.status, 0,
-        CASE WHEN t.status = '{_PENDING}' THEN t.at END, t.at, t.at
+        CASE WHEN t.status = '{_PENDING}' THEN t.at END, t.at, t.at,
+        CASE WHEN t.fifo THEN nextval('delivery_fifo_seq') END
     FROM lifecycle_targets t
     RETURNING status
 )"""

@@ -28,12 +28,13 @@ log = logging.getLogger("webhookd.notifications")
 
 # How long a topic's notifications gather before they are sent. Deliveries go at once (while one is
 # in flight the next ones gather anyway): publish-to-first-attempt latency waits on them. Webhook
-# changes gather a few milliseconds: other processes' caches may lag a write by that much.
+# changes (webhooks, event types) gather a few milliseconds: other processes' caches may lag a write by that much.
 DEFAULT_WINDOWS: Mapping[Topic, float] = {
     Topic.DELIVERIES: 0.0,
     Topic.ATTEMPTS: 0.02,
     Topic.INBOUND: 0.02,
     Topic.WEBHOOKS: 0.005,
+    Topic.EVENT_TYPES: 0.005,
 }
 RECONNECT_SECONDS = 1.0
 # PostgreSQL refuses payloads of 8000 bytes and more.

@@ -42,6 +42,9 @@ webhooks = sa.Table(
     sa.Column("last_delivery_status", sa.Text),
     sa.Column("consecutive_failures", sa.Integer, nullable=False),
     sa.Column("paused_at", sa.DateTime(timezone=True)),
+    sa.Column("channels", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("rate_limit_per_second", sa.Integer, nullable=False),
+    sa.Column("ordering", sa.Text, nullable=False),
 )
 
 # Keys the service derives from, shared by every process on the database (page-token signing).
@@ -63,6 +66,34 @@ events = sa.Table(
     sa.Column("idempotency_key", sa.Text),
     sa.Column("target_webhook_id", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("channels", pg.ARRAY(sa.Text), nullable=False),
+)
+
+# A tenant's (or app's) event type catalog; schema and example are JSON text as the caller wrote it.
+event_types = sa.Table(
+    "event_types",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("app_id", sa.Text),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("schema_json", sa.Text),
+    sa.Column("example_json", sa.Text),
+    sa.Column("deprecated", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.Text),
+    sa.Column("updated_by", sa.Text),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+# The next free send slot of each rate-limited webhook, written only by the claim (under its lock).
+webhook_rate_slots = sa.Table(
+    "webhook_rate_slots",
+    metadata,
+    sa.Column("webhook_id", sa.Text, primary_key=True),
+    sa.Column("next_slot_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # deliveries, attempts and inbound_events are partitioned by week (store/partitions.py): deliveries
@@ -86,6 +117,8 @@ deliveries = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
+    # Publish order, for deliveries to FIFO webhooks only (NULL otherwise).
+    sa.Column("fifo_seq", sa.BigInteger),
 )
 
 attempts = sa.Table(

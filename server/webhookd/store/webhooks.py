@@ -16,6 +16,7 @@ from webhookd.domain.statuses import Outcome
 from webhookd.domain.webhooks import (
     Backoff,
     Direction,
+    Ordering,
     RetryPolicy,
     SignatureScheme,
     SourceType,
@@ -44,6 +45,9 @@ _SPEC_COLUMNS = (
     "tags",
     "source",
     "source_type",
+    "channels",
+    "rate_limit_per_second",
+    "ordering",
 )
 _THE_WEBHOOK = sa.and_(scoped(webhooks), webhooks.c.id == param("id"))
 _LIVE = webhooks.c.deleted_at.is_(None)
@@ -131,6 +135,9 @@ def _spec_values(spec: WebhookSpec) -> dict[str, Any]:
         "tags": list(spec.tags),
         "source": spec.source,
         "source_type": spec.source_type.value,
+        "channels": list(spec.channels),
+        "rate_limit_per_second": spec.rate_limit_per_second,
+        "ordering": spec.ordering.value,
     }
 
 
@@ -155,6 +162,9 @@ def webhook_from_row(row: Sequence[Any]) -> Webhook:
         tags=tuple(row[i["tags"]]),
         source=row[i["source"]],
         source_type=SourceType(row[i["source_type"]]),
+        channels=tuple(row[i["channels"]]),
+        rate_limit_per_second=row[i["rate_limit_per_second"]],
+        ordering=Ordering(row[i["ordering"]]),
     )
     status = row[i["last_delivery_status"]]
     return Webhook(

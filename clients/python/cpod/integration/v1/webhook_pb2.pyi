@@ -80,6 +80,38 @@ DIRECTION_INBOUND: Direction.ValueType  # 2
 """An external system calls cPod at the callback `url`."""
 Global___Direction: _TypeAlias = Direction  # noqa: Y015
 
+class _Ordering:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ordering.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDERING_UNSPECIFIED: _Ordering.ValueType  # 0
+    """Not set: the server stores `unordered`."""
+    ORDERING_UNORDERED: _Ordering.ValueType  # 1
+    """Deliveries go as they come due, several at once (WEBHOOKD_PER_WEBHOOK_CONCURRENCY), each retried
+    on its own schedule.
+    """
+    ORDERING_FIFO: _Ordering.ValueType  # 2
+    """One delivery at a time, in publish order, across every worker process. A failing delivery blocks
+    the ones behind it (head-of-line blocking) until it succeeds or runs out of attempts.
+    """
+
+class Ordering(_Ordering, metaclass=_OrderingEnumTypeWrapper):
+    """In what order a webhook's deliveries go."""
+
+ORDERING_UNSPECIFIED: Ordering.ValueType  # 0
+"""Not set: the server stores `unordered`."""
+ORDERING_UNORDERED: Ordering.ValueType  # 1
+"""Deliveries go as they come due, several at once (WEBHOOKD_PER_WEBHOOK_CONCURRENCY), each retried
+on its own schedule.
+"""
+ORDERING_FIFO: Ordering.ValueType  # 2
+"""One delivery at a time, in publish order, across every worker process. A failing delivery blocks
+the ones behind it (head-of-line blocking) until it succeeds or runs out of attempts.
+"""
+Global___Ordering: _TypeAlias = Ordering  # noqa: Y015
+
 @_typing.final
 class RetryPolicy(_message.Message):
     """How failed deliveries are retried."""
@@ -168,6 +200,9 @@ class Webhook(_message.Message):
     APPLICATION_ID_FIELD_NUMBER: _builtins.int
     SECRET_FINGERPRINT_FIELD_NUMBER: _builtins.int
     IS_ACTIVE_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _builtins.int
+    ORDERING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned ULID with type prefix (e.g. per_…)."""
     tenant_id: _builtins.str
@@ -220,6 +255,18 @@ class Webhook(_message.Message):
     """Hash of the signing secret; raw secret is never stored."""
     is_active: _builtins.bool
     """Whether this webhook is active."""
+    rate_limit_per_second: _builtins.int
+    """Most deliveries sent per second, by all worker processes together; 0 or absent: no limit. Each
+    delivery gets a send slot 1/limit seconds after the previous one; one waiting for its slot is not
+    an attempt and not a failure. A worker may send up to half a second after its slot, so a receiver
+    sees at most the limit plus a burst of at most the limit in any one second (10000 at most).
+    """
+    ordering: Global___Ordering.ValueType
+    """`unordered` (the default) or `fifo`: one delivery at a time, strictly in publish order, across every
+    worker process. Head-of-line blocking: a delivery that fails is retried on its schedule and holds
+    back every delivery behind it until it succeeds or runs out of attempts, then the next one goes.
+    Deliveries queued before the switch to `fifo` go first, one at a time, in no set order.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """Server stamp."""
@@ -256,6 +303,13 @@ class Webhook(_message.Message):
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Free-form tags."""
 
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Channels this webhook listens on (e.g. project:42; letters, digits, `.`, `_`, `:`, `-`; at most 50).
+        Empty: it receives events whatever their channels. Otherwise only events published on at least one
+        of these channels, and of a type in event_types.
+        """
+
     def __init__(
         self,
         *,
@@ -291,10 +345,13 @@ class Webhook(_message.Message):
         application_id: _builtins.str = ...,
         secret_fingerprint: _builtins.str = ...,
         is_active: _builtins.bool = ...,
+        channels: _abc.Iterable[_builtins.str] | None = ...,
+        rate_limit_per_second: _builtins.int = ...,
+        ordering: Global___Ordering.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "created_at", b"created_at", "deleted_at", b"deleted_at", "enabled", b"enabled", "last_delivery_at", b"last_delivery_at", "paused_at", b"paused_at", "retry_policy", b"retry_policy", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "app_id", b"app_id", "application_id", b"application_id", "connector_id", b"connector_id", "consecutive_failures", b"consecutive_failures", "created_at", b"created_at", "created_by", b"created_by", "deleted_at", b"deleted_at", "deleted_by", b"deleted_by", "direction", b"direction", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "is_active", b"is_active", "is_deleted", b"is_deleted", "last_delivery_at", b"last_delivery_at", "last_delivery_status", b"last_delivery_status", "name", b"name", "paused_at", b"paused_at", "retry_policy", b"retry_policy", "schema_version", b"schema_version", "secret_fingerprint", b"secret_fingerprint", "signature_scheme", b"signature_scheme", "source", b"source", "source_type", b"source_type", "tags", b"tags", "tenant_id", b"tenant_id", "updated_at", b"updated_at", "updated_by", b"updated_by", "url", b"url", "vault_path", b"vault_path", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "app_id", b"app_id", "application_id", b"application_id", "channels", b"channels", "connector_id", b"connector_id", "consecutive_failures", b"consecutive_failures", "created_at", b"created_at", "created_by", b"created_by", "deleted_at", b"deleted_at", "deleted_by", b"deleted_by", "direction", b"direction", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "is_active", b"is_active", "is_deleted", b"is_deleted", "last_delivery_at", b"last_delivery_at", "last_delivery_status", b"last_delivery_status", "name", b"name", "ordering", b"ordering", "paused_at", b"paused_at", "rate_limit_per_second", b"rate_limit_per_second", "retry_policy", b"retry_policy", "schema_version", b"schema_version", "secret_fingerprint", b"secret_fingerprint", "signature_scheme", b"signature_scheme", "source", b"source", "source_type", b"source_type", "tags", b"tags", "tenant_id", b"tenant_id", "updated_at", b"updated_at", "updated_by", b"updated_by", "url", b"url", "vault_path", b"vault_path", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

@@ -196,8 +196,13 @@ class CreateWebhookResponse(_message.Message):
 
     WEBHOOK_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     signing_secret: _builtins.str
-    """The signing secret. Returned only here: store it now."""
+    """The signing secret. Returned only here: store it now. Empty for an ed25519 webhook."""
+    public_key: _builtins.str
+    """An ed25519 webhook's public key (`whpk_` + base64), to verify its `v1a` signatures with; empty for
+    the other schemes. GetWebhookPublicKey returns it again.
+    """
     @_builtins.property
     def webhook(self) -> _webhook_pb2.Webhook:
         """The created webhook."""
@@ -207,10 +212,11 @@ class CreateWebhookResponse(_message.Message):
         *,
         webhook: _webhook_pb2.Webhook | None = ...,
         signing_secret: _builtins.str = ...,
+        public_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["public_key", b"public_key", "signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -377,6 +383,7 @@ class PublishEventRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     WEBHOOK_ID_FIELD_NUMBER: _builtins.int
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
     event_type: _builtins.str
     """Dot-separated event type, e.g. rfp.created; webhooks subscribe with exact types, `rfp.*` or `*`."""
     idempotency_key: _builtins.str
@@ -385,8 +392,8 @@ class PublishEventRequest(_message.Message):
     Idempotency-Key header.
     """
     webhook_id: _builtins.str
-    """Optional: deliver only to this webhook (it must be live, outbound and match the type; while it is
-    paused or disabled the delivery is held or skipped, as for any subscriber).
+    """Optional: deliver only to this webhook (it must be live, outbound and match the type and
+    channels; while it is paused or disabled the delivery is held or skipped, as for any subscriber).
     """
     payload_json: _builtins.str
     """The event's data as JSON text (an object), instead of payload: receivers get this text as
@@ -401,6 +408,12 @@ class PublishEventRequest(_message.Message):
         Over HTTP, `payload` reaches receivers exactly as sent.
         """
 
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Channels the event is published on (at most 10): webhooks that list channels receive it only when
+        they share one; webhooks without channels receive it regardless.
+        """
+
     def __init__(
         self,
         *,
@@ -409,10 +422,11 @@ class PublishEventRequest(_message.Message):
         idempotency_key: _builtins.str = ...,
         webhook_id: _builtins.str = ...,
         payload_json: _builtins.str = ...,
+        channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "idempotency_key", b"idempotency_key", "payload", b"payload", "payload_json", b"payload_json", "webhook_id", b"webhook_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "event_type", b"event_type", "idempotency_key", b"idempotency_key", "payload", b"payload", "payload_json", b"payload_json", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -501,8 +515,11 @@ class RotateWebhookSecretResponse(_message.Message):
     WEBHOOK_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     signing_secret: _builtins.str
-    """The new signing secret. Returned only here: store it now."""
+    """The new signing secret. Returned only here: store it now. Empty for an ed25519 webhook."""
+    public_key: _builtins.str
+    """An ed25519 webhook's new public key; empty for the other schemes."""
     @_builtins.property
     def webhook(self) -> _webhook_pb2.Webhook:
         """The webhook, with its new secret_fingerprint and version."""
@@ -517,10 +534,11 @@ class RotateWebhookSecretResponse(_message.Message):
         webhook: _webhook_pb2.Webhook | None = ...,
         signing_secret: _builtins.str = ...,
         previous_secret_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        public_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["previous_secret_expires_at", b"previous_secret_expires_at", "webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_secret_expires_at", b"previous_secret_expires_at", "signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_secret_expires_at", b"previous_secret_expires_at", "public_key", b"public_key", "signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,7 +3,9 @@
 import grpc
 import warnings
 
+from cpod.integration.v1 import event_type_pb2 as cpod_dot_integration_dot_v1_dot_event__type__pb2
 from cpod.integration.v1 import operations_pb2 as cpod_dot_integration_dot_v1_dot_operations__pb2
+from cpod.integration.v1 import public_key_pb2 as cpod_dot_integration_dot_v1_dot_public__key__pb2
 from cpod.integration.v1 import webhook_service_pb2 as cpod_dot_integration_dot_v1_dot_webhook__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -137,6 +139,36 @@ class WebhookServiceStub:
                 request_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogRequest.SerializeToString,
                 response_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogResponse.FromString,
                 _registered_method=True)
+        self.GetWebhookPublicKey = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/GetWebhookPublicKey',
+                request_serializer=cpod_dot_integration_dot_v1_dot_public__key__pb2.GetWebhookPublicKeyRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_public__key__pb2.GetWebhookPublicKeyResponse.FromString,
+                _registered_method=True)
+        self.ListEventTypes = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/ListEventTypes',
+                request_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.ListEventTypesRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.ListEventTypesResponse.FromString,
+                _registered_method=True)
+        self.GetEventType = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/GetEventType',
+                request_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.GetEventTypeRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.GetEventTypeResponse.FromString,
+                _registered_method=True)
+        self.CreateEventType = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/CreateEventType',
+                request_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.CreateEventTypeRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.CreateEventTypeResponse.FromString,
+                _registered_method=True)
+        self.UpdateEventType = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/UpdateEventType',
+                request_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.UpdateEventTypeRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.UpdateEventTypeResponse.FromString,
+                _registered_method=True)
+        self.DeleteEventType = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/DeleteEventType',
+                request_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.DeleteEventTypeRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.DeleteEventTypeResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -161,7 +193,8 @@ class WebhookServiceServicer:
     def CreateWebhook(self, request, context):
         """Creates a webhook and its signing secret. The secret is returned here and never again. Over
         HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
-        Webhook-Signing-Secret header, never in the URL.
+        Webhook-Signing-Secret header, never in the URL. With signature_scheme `ed25519` the server makes
+        a key pair instead: its private key stays in Vault and public_key is returned (no signing_secret).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,18 +224,22 @@ class WebhookServiceServicer:
 
     def PublishEvent(self, request, context):
         """Publishes an event: in one transaction it is stored with one delivery per live outbound webhook
-        of the caller whose event_types match: queued for an active webhook, `held` for a paused one
-        (sent when it is resumed), `skipped` for one its owner disabled (RecoverWebhook sends them
-        after it is enabled). Queued deliveries are signed and retried until they succeed or run out
-        of attempts. `*` never matches the service's own `webhookd.*` events.
+        of the caller whose event_types match (and, for a webhook with channels, that shares one with the
+        event): queued for an active webhook, `held` for a paused one (sent when it is resumed), `skipped`
+        for one its owner disabled (RecoverWebhook sends them after it is enabled). Queued deliveries are
+        signed and retried until they succeed or run out of attempts. `*` never matches the service's own
+        `webhookd.*` events. When the caller's event type catalog has a schema for the type, the payload
+        must match it: a mismatch is INVALID_ARGUMENT naming each violation by its JSON pointer, and
+        nothing is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RotateWebhookSecret(self, request, context):
-        """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
-        (space-separated signatures) until the overlap ends, so receivers can switch without loss.
+        """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
+        signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
+        switch without loss.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -304,6 +341,51 @@ class WebhookServiceServicer:
         """Records that a DeliveryLog consumer has processed everything up to a cursor; a stream that
         names it (without after_cursor) starts after it. Positions only move forward. Consumers belong
         to the caller's tenant and app.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhookPublicKey(self, request, context):
+        """Returns the public key that verifies an ed25519 webhook's deliveries (Standard Webhooks v1a), and
+        during a rotation's overlap the previous one. The private key never leaves Vault.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEventTypes(self, request, context):
+        """Lists the caller's event type catalog, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEventType(self, request, context):
+        """Returns one catalog entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEventType(self, request, context):
+        """Adds an event type to the caller's catalog; a name the scope has already is ALREADY_EXISTS. Its
+        schema is checked (JSON Schema 2020-12) and its example must match it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEventType(self, request, context):
+        """Updates the fields named in update_mask; publishes are checked against the new schema at once, in
+        every process. A stale event_type.version is ABORTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEventType(self, request, context):
+        """Removes an entry for good: its type's payloads are no longer checked, and its name is free.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -411,6 +493,36 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.AckDeliveryLog,
                     request_deserializer=cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogRequest.FromString,
                     response_serializer=cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogResponse.SerializeToString,
+            ),
+            'GetWebhookPublicKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookPublicKey,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_public__key__pb2.GetWebhookPublicKeyRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_public__key__pb2.GetWebhookPublicKeyResponse.SerializeToString,
+            ),
+            'ListEventTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventTypes,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.ListEventTypesRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'GetEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventType,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.GetEventTypeRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.GetEventTypeResponse.SerializeToString,
+            ),
+            'CreateEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEventType,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.CreateEventTypeRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.CreateEventTypeResponse.SerializeToString,
+            ),
+            'UpdateEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEventType,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.UpdateEventTypeRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.UpdateEventTypeResponse.SerializeToString,
+            ),
+            'DeleteEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEventType,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.DeleteEventTypeRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_event__type__pb2.DeleteEventTypeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -955,6 +1067,168 @@ class WebhookService:
             '/cpod.integration.v1.WebhookService/AckDeliveryLog',
             cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogRequest.SerializeToString,
             cpod_dot_integration_dot_v1_dot_operations__pb2.AckDeliveryLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookPublicKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/GetWebhookPublicKey',
+            cpod_dot_integration_dot_v1_dot_public__key__pb2.GetWebhookPublicKeyRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_public__key__pb2.GetWebhookPublicKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/ListEventTypes',
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.ListEventTypesRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/GetEventType',
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.GetEventTypeRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.GetEventTypeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/CreateEventType',
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.CreateEventTypeRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.CreateEventTypeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/UpdateEventType',
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.UpdateEventTypeRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.UpdateEventTypeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/DeleteEventType',
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.DeleteEventTypeRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_event__type__pb2.DeleteEventTypeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,7 +4,9 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from cpod.integration.v1 import event_type_pb2 as _event_type_pb2
 from cpod.integration.v1 import operations_pb2 as _operations_pb2
+from cpod.integration.v1 import public_key_pb2 as _public_key_pb2
 from cpod.integration.v1 import webhook_service_pb2 as _webhook_service_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -43,7 +45,8 @@ class WebhookServiceStub:
     CreateWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.CreateWebhookRequest, _webhook_service_pb2.CreateWebhookResponse]
     """Creates a webhook and its signing secret. The secret is returned here and never again. Over
     HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
-    Webhook-Signing-Secret header, never in the URL.
+    Webhook-Signing-Secret header, never in the URL. With signature_scheme `ed25519` the server makes
+    a key pair instead: its private key stays in Vault and public_key is returned (no signing_secret).
     """
     UpdateWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.UpdateWebhookRequest, _webhook_service_pb2.UpdateWebhookResponse]
     """Updates the fields named in update_mask. A stale webhook.version is ABORTED."""
@@ -55,14 +58,18 @@ class WebhookServiceStub:
     """Restores a soft-deleted webhook. A webhook that is not deleted is ALREADY_EXISTS."""
     PublishEvent: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.PublishEventRequest, _webhook_service_pb2.PublishEventResponse]
     """Publishes an event: in one transaction it is stored with one delivery per live outbound webhook
-    of the caller whose event_types match: queued for an active webhook, `held` for a paused one
-    (sent when it is resumed), `skipped` for one its owner disabled (RecoverWebhook sends them
-    after it is enabled). Queued deliveries are signed and retried until they succeed or run out
-    of attempts. `*` never matches the service's own `webhookd.*` events.
+    of the caller whose event_types match (and, for a webhook with channels, that shares one with the
+    event): queued for an active webhook, `held` for a paused one (sent when it is resumed), `skipped`
+    for one its owner disabled (RecoverWebhook sends them after it is enabled). Queued deliveries are
+    signed and retried until they succeed or run out of attempts. `*` never matches the service's own
+    `webhookd.*` events. When the caller's event type catalog has a schema for the type, the payload
+    must match it: a mismatch is INVALID_ARGUMENT naming each violation by its JSON pointer, and
+    nothing is stored.
     """
     RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RotateWebhookSecretRequest, _webhook_service_pb2.RotateWebhookSecretResponse]
-    """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
-    (space-separated signatures) until the overlap ends, so receivers can switch without loss.
+    """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
+    signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
+    switch without loss.
     """
     ResumeWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
@@ -113,6 +120,24 @@ class WebhookServiceStub:
     names it (without after_cursor) starts after it. Positions only move forward. Consumers belong
     to the caller's tenant and app.
     """
+    GetWebhookPublicKey: _grpc.UnaryUnaryMultiCallable[_public_key_pb2.GetWebhookPublicKeyRequest, _public_key_pb2.GetWebhookPublicKeyResponse]
+    """Returns the public key that verifies an ed25519 webhook's deliveries (Standard Webhooks v1a), and
+    during a rotation's overlap the previous one. The private key never leaves Vault.
+    """
+    ListEventTypes: _grpc.UnaryUnaryMultiCallable[_event_type_pb2.ListEventTypesRequest, _event_type_pb2.ListEventTypesResponse]
+    """Lists the caller's event type catalog, oldest first."""
+    GetEventType: _grpc.UnaryUnaryMultiCallable[_event_type_pb2.GetEventTypeRequest, _event_type_pb2.GetEventTypeResponse]
+    """Returns one catalog entry."""
+    CreateEventType: _grpc.UnaryUnaryMultiCallable[_event_type_pb2.CreateEventTypeRequest, _event_type_pb2.CreateEventTypeResponse]
+    """Adds an event type to the caller's catalog; a name the scope has already is ALREADY_EXISTS. Its
+    schema is checked (JSON Schema 2020-12) and its example must match it.
+    """
+    UpdateEventType: _grpc.UnaryUnaryMultiCallable[_event_type_pb2.UpdateEventTypeRequest, _event_type_pb2.UpdateEventTypeResponse]
+    """Updates the fields named in update_mask; publishes are checked against the new schema at once, in
+    every process. A stale event_type.version is ABORTED.
+    """
+    DeleteEventType: _grpc.UnaryUnaryMultiCallable[_event_type_pb2.DeleteEventTypeRequest, _event_type_pb2.DeleteEventTypeResponse]
+    """Removes an entry for good: its type's payloads are no longer checked, and its name is free."""
 
 @_typing.type_check_only
 class WebhookServiceAsyncStub(WebhookServiceStub):
@@ -128,7 +153,8 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     CreateWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.CreateWebhookRequest, _webhook_service_pb2.CreateWebhookResponse]  # type: ignore[assignment]
     """Creates a webhook and its signing secret. The secret is returned here and never again. Over
     HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
-    Webhook-Signing-Secret header, never in the URL.
+    Webhook-Signing-Secret header, never in the URL. With signature_scheme `ed25519` the server makes
+    a key pair instead: its private key stays in Vault and public_key is returned (no signing_secret).
     """
     UpdateWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.UpdateWebhookRequest, _webhook_service_pb2.UpdateWebhookResponse]  # type: ignore[assignment]
     """Updates the fields named in update_mask. A stale webhook.version is ABORTED."""
@@ -140,14 +166,18 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Restores a soft-deleted webhook. A webhook that is not deleted is ALREADY_EXISTS."""
     PublishEvent: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.PublishEventRequest, _webhook_service_pb2.PublishEventResponse]  # type: ignore[assignment]
     """Publishes an event: in one transaction it is stored with one delivery per live outbound webhook
-    of the caller whose event_types match: queued for an active webhook, `held` for a paused one
-    (sent when it is resumed), `skipped` for one its owner disabled (RecoverWebhook sends them
-    after it is enabled). Queued deliveries are signed and retried until they succeed or run out
-    of attempts. `*` never matches the service's own `webhookd.*` events.
+    of the caller whose event_types match (and, for a webhook with channels, that shares one with the
+    event): queued for an active webhook, `held` for a paused one (sent when it is resumed), `skipped`
+    for one its owner disabled (RecoverWebhook sends them after it is enabled). Queued deliveries are
+    signed and retried until they succeed or run out of attempts. `*` never matches the service's own
+    `webhookd.*` events. When the caller's event type catalog has a schema for the type, the payload
+    must match it: a mismatch is INVALID_ARGUMENT naming each violation by its JSON pointer, and
+    nothing is stored.
     """
     RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RotateWebhookSecretRequest, _webhook_service_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
-    """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
-    (space-separated signatures) until the overlap ends, so receivers can switch without loss.
+    """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
+    signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
+    switch without loss.
     """
     ResumeWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]  # type: ignore[assignment]
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
@@ -198,6 +228,24 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     names it (without after_cursor) starts after it. Positions only move forward. Consumers belong
     to the caller's tenant and app.
     """
+    GetWebhookPublicKey: _aio.UnaryUnaryMultiCallable[_public_key_pb2.GetWebhookPublicKeyRequest, _public_key_pb2.GetWebhookPublicKeyResponse]  # type: ignore[assignment]
+    """Returns the public key that verifies an ed25519 webhook's deliveries (Standard Webhooks v1a), and
+    during a rotation's overlap the previous one. The private key never leaves Vault.
+    """
+    ListEventTypes: _aio.UnaryUnaryMultiCallable[_event_type_pb2.ListEventTypesRequest, _event_type_pb2.ListEventTypesResponse]  # type: ignore[assignment]
+    """Lists the caller's event type catalog, oldest first."""
+    GetEventType: _aio.UnaryUnaryMultiCallable[_event_type_pb2.GetEventTypeRequest, _event_type_pb2.GetEventTypeResponse]  # type: ignore[assignment]
+    """Returns one catalog entry."""
+    CreateEventType: _aio.UnaryUnaryMultiCallable[_event_type_pb2.CreateEventTypeRequest, _event_type_pb2.CreateEventTypeResponse]  # type: ignore[assignment]
+    """Adds an event type to the caller's catalog; a name the scope has already is ALREADY_EXISTS. Its
+    schema is checked (JSON Schema 2020-12) and its example must match it.
+    """
+    UpdateEventType: _aio.UnaryUnaryMultiCallable[_event_type_pb2.UpdateEventTypeRequest, _event_type_pb2.UpdateEventTypeResponse]  # type: ignore[assignment]
+    """Updates the fields named in update_mask; publishes are checked against the new schema at once, in
+    every process. A stale event_type.version is ABORTED.
+    """
+    DeleteEventType: _aio.UnaryUnaryMultiCallable[_event_type_pb2.DeleteEventTypeRequest, _event_type_pb2.DeleteEventTypeResponse]  # type: ignore[assignment]
+    """Removes an entry for good: its type's payloads are no longer checked, and its name is free."""
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
@@ -228,7 +276,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_service_pb2.CreateWebhookResponse, _abc.Awaitable[_webhook_service_pb2.CreateWebhookResponse]]:
         """Creates a webhook and its signing secret. The secret is returned here and never again. Over
         HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
-        Webhook-Signing-Secret header, never in the URL.
+        Webhook-Signing-Secret header, never in the URL. With signature_scheme `ed25519` the server makes
+        a key pair instead: its private key stays in Vault and public_key is returned (no signing_secret).
         """
 
     @_abc_1.abstractmethod
@@ -264,10 +313,13 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.PublishEventResponse, _abc.Awaitable[_webhook_service_pb2.PublishEventResponse]]:
         """Publishes an event: in one transaction it is stored with one delivery per live outbound webhook
-        of the caller whose event_types match: queued for an active webhook, `held` for a paused one
-        (sent when it is resumed), `skipped` for one its owner disabled (RecoverWebhook sends them
-        after it is enabled). Queued deliveries are signed and retried until they succeed or run out
-        of attempts. `*` never matches the service's own `webhookd.*` events.
+        of the caller whose event_types match (and, for a webhook with channels, that shares one with the
+        event): queued for an active webhook, `held` for a paused one (sent when it is resumed), `skipped`
+        for one its owner disabled (RecoverWebhook sends them after it is enabled). Queued deliveries are
+        signed and retried until they succeed or run out of attempts. `*` never matches the service's own
+        `webhookd.*` events. When the caller's event type catalog has a schema for the type, the payload
+        must match it: a mismatch is INVALID_ARGUMENT naming each violation by its JSON pointer, and
+        nothing is stored.
         """
 
     @_abc_1.abstractmethod
@@ -276,8 +328,9 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.RotateWebhookSecretRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_webhook_service_pb2.RotateWebhookSecretResponse]]:
-        """Replaces a webhook's signing secret. The previous secret keeps signing alongside the new one
-        (space-separated signatures) until the overlap ends, so receivers can switch without loss.
+        """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
+        signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
+        switch without loss.
         """
 
     @_abc_1.abstractmethod
@@ -400,5 +453,59 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         names it (without after_cursor) starts after it. Positions only move forward. Consumers belong
         to the caller's tenant and app.
         """
+
+    @_abc_1.abstractmethod
+    def GetWebhookPublicKey(
+        self,
+        request: _public_key_pb2.GetWebhookPublicKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_key_pb2.GetWebhookPublicKeyResponse, _abc.Awaitable[_public_key_pb2.GetWebhookPublicKeyResponse]]:
+        """Returns the public key that verifies an ed25519 webhook's deliveries (Standard Webhooks v1a), and
+        during a rotation's overlap the previous one. The private key never leaves Vault.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEventTypes(
+        self,
+        request: _event_type_pb2.ListEventTypesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_type_pb2.ListEventTypesResponse, _abc.Awaitable[_event_type_pb2.ListEventTypesResponse]]:
+        """Lists the caller's event type catalog, oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetEventType(
+        self,
+        request: _event_type_pb2.GetEventTypeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_type_pb2.GetEventTypeResponse, _abc.Awaitable[_event_type_pb2.GetEventTypeResponse]]:
+        """Returns one catalog entry."""
+
+    @_abc_1.abstractmethod
+    def CreateEventType(
+        self,
+        request: _event_type_pb2.CreateEventTypeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_type_pb2.CreateEventTypeResponse, _abc.Awaitable[_event_type_pb2.CreateEventTypeResponse]]:
+        """Adds an event type to the caller's catalog; a name the scope has already is ALREADY_EXISTS. Its
+        schema is checked (JSON Schema 2020-12) and its example must match it.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateEventType(
+        self,
+        request: _event_type_pb2.UpdateEventTypeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_type_pb2.UpdateEventTypeResponse, _abc.Awaitable[_event_type_pb2.UpdateEventTypeResponse]]:
+        """Updates the fields named in update_mask; publishes are checked against the new schema at once, in
+        every process. A stale event_type.version is ABORTED.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteEventType(
+        self,
+        request: _event_type_pb2.DeleteEventTypeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_type_pb2.DeleteEventTypeResponse, _abc.Awaitable[_event_type_pb2.DeleteEventTypeResponse]]:
+        """Removes an entry for good: its type's payloads are no longer checked, and its name is free."""
 
 def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,106 @@
+"""JSON Schemas of event types: checked when written, compiled once, and applied to published payloads.
+
+The dialect is JSON Schema 2020-12 (`$schema` may be left out or name it). `format` is an annotation,
+as 2020-12 has it by default: it is not asserted. References resolve within the schema (`#/$defs/x`,
+`$id`s it declares) and to the published meta-schemas; nothing is ever fetched from the network, so a
+schema cannot make the server call out, and a `$ref` that cannot be resolved is refused when the schema
+is written rather than failing a publish later.
+
+Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in the payload:
+`/amount: -5 is less than the minimum of 0`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema_specifications import REGISTRY as META_SCHEMAS
+from referencing import Registry, Resource
+from referencing.exceptions import PointerToNowhere, Unresolvable
+from referencing.jsonschema import DRAFT202012
+
+from webhookd.domain import json_text
+from webhookd.domain.errors import FieldViolation, Invalid
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# Enough to fix a payload in one round trip; a payload wrong in a thousand ways needs no thousand lines.
+MAX_MISMATCHES = 20
+ROOT = "(root)"
+
+
+@dataclass(frozen=True)
+class CompiledSchema:
+    """A checked schema, ready to validate payloads (compiled once, used by every publish of its type)."""
+
+    validator: Draft202012Validator
+
+    def mismatches(self, payload: Any) -> list[str]:
+        """`<JSON pointer>: <what is wrong>` for each mismatch (at most MAX_MISMATCHES), sorted by pointer;
+        [] when the payload matches."""
+        errors = sorted(self.validator.iter_errors(payload), key=lambda error: [str(p) for p in error.absolute_path])
+        return [f"{pointer(error.absolute_path)}: {error.message}" for error in errors[:MAX_MISMATCHES]]
+
+
+def pointer(path: Iterable[str | int]) -> str:
+    """The JSON pointer of a path inside the payload; ROOT for the payload itself."""
+    parts = [str(part).replace("~", "~0").replace("/", "~1") for part in path]
+    return "/" + "/".join(parts) if parts else ROOT
+
+
+def parse_json(text: str, field: str) -> Any:
+    """The value of JSON text a caller sent (json_text's rules); Invalid naming `field` otherwise."""
+    try:
+        return json_text.loads(text, field=field)
+    except json.JSONDecodeError as error:
+        raise Invalid.field(field, f"is not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+
+
+def schema_violations(schema: Any, field: str) -> list[FieldViolation]:
+    """What is wrong with `schema` as an event type's JSON Schema; [] when it can be compiled."""
+    if not isinstance(schema, dict):
+        return [FieldViolation(field, 'must be a JSON Schema object, e.g. {"type": "object"}')]
+    dialect = schema.get("$schema", DIALECT)
+    if dialect not in (DIALECT, DIALECT + "#"):
+        return [FieldViolation(f"{field}.$schema", f"must be {DIALECT} (JSON Schema 2020-12) or left out")]
+    found = [
+        FieldViolation(field, f"{pointer(error.absolute_path)}: {error.message}")
+        for error in _META_VALIDATOR.iter_errors(schema)
+    ][:MAX_MISMATCHES]
+    if found:
+        return found
+    return [FieldViolation(field, f"$ref {ref!r} cannot be resolved: {why}") for ref, why in _unresolvable(schema)]
+
+
+def compile_schema(schema: dict[str, Any]) -> CompiledSchema:
+    """A schema that passed `schema_violations`, compiled against the meta-schemas only (no retrieval)."""
+    return CompiledSchema(Draft202012Validator(schema, registry=META_SCHEMAS))
+
+
+def _unresolvable(schema: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every `$ref` / `$dynamicRef` that resolves neither inside the schema nor to a meta-schema."""
+    resource: Resource[Any] = DRAFT202012.create_resource(schema)
+    registry: Registry[Any] = META_SCHEMAS.with_resource(resource.id() or "", resource).crawl()
+    yield from _walk(registry.resolver(base_uri=resource.id() or ""), resource)
+
+
+def _walk(resolver: Any, resource: Resource[Any]) -> Iterator[tuple[str, str]]:
+    contents = resource.contents
+    if isinstance(contents, dict):
+        for keyword in ("$ref", "$dynamicRef"):
+            ref = contents.get(keyword)
+            if isinstance(ref, str):
+                try:
+                    resolver.lookup(ref)
+                except PointerToNowhere:
+                    yield ref, "it points at nothing in this schema"
+                except Unresolvable:
+                    yield ref, "it names no schema declared here ($id), and references are never fetched"
+    for subresource in resource.subresources():
+        yield from _walk(resolver.in_subresource(subresource), subresource)
+
+
+_META_VALIDATOR = Draft202012Validator(Draft202012Validator.META_SCHEMA, registry=META_SCHEMAS)

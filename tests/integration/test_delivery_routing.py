@@ -1,0 +1,190 @@
+"""Delivery past the event type, on the real service and workers: channels, ed25519 signatures, FIFO order
+and rate limits. The processes-across-a-fleet versions of the last two are in e2e/test_routing_processes.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+
+import grpc
+from cpod.integration.v1 import public_key_pb2 as kpb
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from google.protobuf import duration_pb2, struct_pb2
+from webhook_calls import create, create_webhook, field_violations, rpc_error
+
+from receivers import Received, failing_first
+
+
+async def publish(caller, n: int = 0, *channels: str, event_type: str = "rfp.created") -> pb.PublishEventResponse:
+    payload = struct_pb2.Struct()
+    payload.update({"n": n})
+    return await caller.PublishEvent(pb.PublishEventRequest(event_type=event_type, payload=payload, channels=channels))
+
+
+async def all_succeeded(database, event_ids: list[str], count: int) -> None:
+    """Every delivery of these events has succeeded: no further request can come."""
+    await database.wait_for(
+        "SELECT status FROM deliveries WHERE event_id = ANY(:e)",
+        lambda rows: len(rows) == count and all(row.status == "succeeded" for row in rows),
+        e=event_ids,
+    )
+
+
+# -- channels --------------------------------------------------------------------------------------------
+
+
+async def test_webhooks_on_channels_get_only_their_channels_events_and_one_without_gets_all(
+    caller, workers, receiver, database
+) -> None:
+    await create_webhook(caller, url=f"{receiver.url}/eu", event_types=["rfp.*"], channels=["eu"])
+    await create_webhook(caller, url=f"{receiver.url}/us", event_types=["rfp.*"], channels=["us", "global"])
+    await create_webhook(caller, url=f"{receiver.url}/all", event_types=["rfp.*"])
+
+    published = [
+        await publish(caller, 1, "eu"),
+        await publish(caller, 2, "us"),
+        await publish(caller, 3, "eu", "global"),
+        await publish(caller, 4),
+    ]
+
+    assert [event.deliveries_queued for event in published] == [2, 2, 3, 1]
+    await all_succeeded(database, [event.event_id for event in published], 8)
+    seen: dict[str, list[int]] = {}
+    for request in receiver.received:
+        seen.setdefault(request.path, []).append(json.loads(request.body)["data"]["n"])
+    assert {path: sorted(ns) for path, ns in seen.items()} == {
+        "/hook/eu": [1, 3],
+        "/hook/us": [2, 3],
+        "/hook/all": [1, 2, 3, 4],
+    }
+
+
+async def test_channels_are_checked_on_the_webhook_and_on_the_event(caller) -> None:
+    bad_webhook = await rpc_error(create(caller, channels=["ok", "not ok"]))
+    bad_event = await rpc_error(publish(caller, 0, "*"))
+
+    assert set(field_violations(bad_webhook)) == {"webhook.channels[1]"}
+    assert set(field_violations(bad_event)) == {"channels[0]"}
+
+
+# -- ed25519 ---------------------------------------------------------------------------------------------
+
+
+def signed_content(request: Received) -> bytes:
+    return f"{request.headers['webhook-id']}.{request.headers['webhook-timestamp']}.".encode() + request.body
+
+
+def v1a_signatures(request: Received) -> list[bytes]:
+    entries = request.headers["webhook-signature"].split()
+    assert all(entry.startswith("v1a,") for entry in entries), entries
+    return [base64.b64decode(entry.removeprefix("v1a,")) for entry in entries]
+
+
+def verifies(public_key: str, signature: bytes, content: bytes) -> bool:
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key.removeprefix("whpk_")))
+    try:
+        key.verify(signature, content)
+    except InvalidSignature:
+        return False
+    return True
+
+
+async def test_an_ed25519_delivery_verifies_with_the_public_key_from_create(
+    caller, workers, receiver, database
+) -> None:
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"], signature_scheme="ed25519")
+    key = (await caller.GetWebhookPublicKey(kpb.GetWebhookPublicKeyRequest(id=created.webhook.id))).public_key
+
+    await publish(caller, 1)
+    [request] = await receiver.wait_for(1)
+
+    assert created.signing_secret == "" and created.public_key.startswith("whpk_") and key == created.public_key
+    assert len(base64.b64decode(created.public_key.removeprefix("whpk_"))) == 32
+    [signature] = v1a_signatures(request)
+    assert verifies(created.public_key, signature, signed_content(request))
+    assert not verifies(created.public_key, signature, signed_content(request) + b"x")
+    # The private key lives in Vault only: neither the row nor any response holds it.
+    [row] = await database.rows("SELECT * FROM webhooks WHERE id = :w", w=created.webhook.id)
+    assert "whsk_" not in json.dumps({k: str(v) for k, v in row.items()})
+    assert "whsk_" not in str(created) + str(key)
+
+
+async def test_during_an_ed25519_rotation_either_key_verifies_the_delivery(caller, workers, receiver) -> None:
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"], signature_scheme="ed25519")
+    rotated = await caller.RotateWebhookSecret(
+        pb.RotateWebhookSecretRequest(id=created.webhook.id, overlap=duration_pb2.Duration(seconds=3600))
+    )
+    keys = await caller.GetWebhookPublicKey(kpb.GetWebhookPublicKeyRequest(id=created.webhook.id))
+
+    await publish(caller, 2)
+    [request] = await receiver.wait_for(1)
+
+    assert (keys.public_key, keys.previous_public_key) == (rotated.public_key, created.public_key)
+    assert rotated.signing_secret == "" and keys.HasField("previous_public_key_expires_at")
+    content = signed_content(request)
+    new_signature, old_signature = v1a_signatures(request)
+    assert verifies(rotated.public_key, new_signature, content)
+    assert verifies(created.public_key, old_signature, content)
+
+
+async def test_ed25519_refuses_a_chosen_secret_a_family_switch_and_shared_secret_webhooks_have_no_key(caller) -> None:
+    chosen = await rpc_error(create(caller, signature_scheme="ed25519", signing_secret="whsec_" + "a" * 40))
+    hmac = await create(caller, signature_scheme="hmac-sha256")
+    switch = await rpc_error(
+        caller.UpdateWebhook(
+            pb.UpdateWebhookRequest(webhook=wpb.Webhook(id=hmac.webhook.id, signature_scheme="ed25519"))
+        )
+    )
+    no_key = await rpc_error(caller.GetWebhookPublicKey(kpb.GetWebhookPublicKeyRequest(id=hmac.webhook.id)))
+    inbound = await rpc_error(create(caller, direction=wpb.DIRECTION_INBOUND, signature_scheme="ed25519"))
+
+    assert set(field_violations(chosen)) == {"signing_secret"}
+    assert set(field_violations(switch)) == {"webhook.signature_scheme"}
+    assert no_key.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert set(field_violations(inbound)) == {"webhook.signature_scheme"}
+
+
+# -- FIFO and rate limits, in one process ----------------------------------------------------------------
+
+
+async def test_a_fifo_webhook_retrying_its_head_holds_back_the_rest_then_sends_them_in_order(
+    caller, workers, receiver, database
+) -> None:
+    receiver.respond = failing_first(2)
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], ordering=wpb.ORDERING_FIFO)
+    events = [await publish(caller, n) for n in range(1, 6)]
+    [head] = await database.rows("SELECT id FROM deliveries WHERE event_id = :e", e=events[0].event_id)
+
+    for attempts in (1, 2):  # each failure is retried on its schedule; moving the retry to now is that wait
+        await database.wait_for(
+            "SELECT 1 FROM deliveries WHERE id = :d AND attempts = :n AND lease_token IS NULL",
+            bool,
+            d=head.id,
+            n=attempts,
+        )
+        assert await database.make_due(head.id) == 1
+
+    await all_succeeded(database, [event.event_id for event in events], 5)
+    assert [json.loads(request.body)["data"]["n"] for request in receiver.received] == [1, 1, 1, 2, 3, 4, 5]
+    assert hook.ordering == wpb.ORDERING_FIFO
+
+
+async def test_a_rate_limited_webhooks_sends_are_spaced_by_its_limit(caller, workers, receiver, database) -> None:
+    await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], rate_limit_per_second=20)
+    events = [await publish(caller, n) for n in range(30)]
+
+    await all_succeeded(database, [event.event_id for event in events], 30)
+
+    arrivals = sorted(request.arrived_at for request in receiver.received)
+    assert len(arrivals) == 30
+    assert most_in_a_second(arrivals) <= 2 * 20
+    assert arrivals[-1] - arrivals[0] >= timedelta(seconds=1).total_seconds()  # 30 at 20/s take over a second
+
+
+def most_in_a_second(arrivals: list[float]) -> int:
+    """The most arrivals in any one-second window (each window starting at an arrival)."""
+    return max(sum(1 for other in arrivals if start <= other < start + 1.0) for start in arrivals)

@@ -1,0 +1,210 @@
+"""The event type catalog end to end: its RPCs over gRPC and REST, and PublishEvent checked against it,
+in every process of the service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from cpod.integration.v1 import event_type_pb2 as epb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import field_mask_pb2, struct_pb2
+from rest_calls import EVENTS, RestCaller, error_of, reason_of, rest_caller, violated_fields
+from webhook_calls import create_webhook, error_info, field_violations, rpc_error
+
+from support import running_service
+
+EVENT_TYPES = "/api/v1/integration/event-types"
+SCHEMA = {
+    "type": "object",
+    "properties": {"rfp_id": {"type": "integer"}, "amount": {"type": "number", "minimum": 0}},
+    "required": ["rfp_id"],
+}
+
+
+@pytest.fixture
+async def rest(gateway) -> AsyncIterator[RestCaller]:
+    async with rest_caller(gateway.url) as caller:
+        yield caller
+
+
+def entry(name: str = "rfp.created", **fields) -> epb.EventType:
+    return epb.EventType(name=name, schema_json=json.dumps(SCHEMA), **fields)
+
+
+def payload(**values) -> struct_pb2.Struct:
+    data = struct_pb2.Struct()
+    data.update(values)
+    return data
+
+
+async def queued(database, tenant_id: str) -> int:
+    return int(await database.value("SELECT count(*) FROM deliveries WHERE tenant_id = :t", t=tenant_id))
+
+
+# -- publish against the catalog -------------------------------------------------------------------------
+
+
+async def test_a_valid_payload_is_queued_and_an_invalid_one_refused_naming_its_pointer(caller, database) -> None:
+    await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])
+    await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry()))
+
+    valid = await caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload=payload(rfp_id=7)))
+    error = await rpc_error(
+        caller.PublishEvent(
+            pb.PublishEventRequest(event_type="rfp.created", payload_json='{"rfp_id": 8, "amount": -5}')
+        )
+    )
+
+    assert valid.deliveries_queued == 1
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == {"payload": "/amount: -5 is less than the minimum of 0"}
+    assert error_info(error).reason == "PAYLOAD_SCHEMA_MISMATCH"
+    assert await queued(database, caller.tenant_id) == 1  # the refused event queued nothing
+    assert await database.value("SELECT count(*) FROM events WHERE tenant_id = :t", t=caller.tenant_id) == 1
+
+
+async def test_types_without_a_catalog_entry_publish_as_before(caller) -> None:
+    await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["*"])
+    await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry()))
+
+    published = await caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.closed", payload=payload(x="y")))
+
+    assert published.deliveries_queued == 1
+
+
+async def test_over_rest_the_payload_is_checked_as_sent(rest, database) -> None:
+    created = await rest.post(EVENT_TYPES, json={"name": "order.paid", "schema": SCHEMA})
+    assert created.status_code == 200, created.text
+
+    refused = await rest.post(EVENTS, json={"event_type": "order.paid", "payload": {"rfp_id": 1.5}})
+
+    assert refused.status_code == 400
+    assert error_of(refused)["status"] == "INVALID_ARGUMENT"
+    assert reason_of(refused) == "PAYLOAD_SCHEMA_MISMATCH"
+    assert violated_fields(refused) == {"payload"}
+    assert "/rfp_id: 1.5 is not of type 'integer'" in error_of(refused)["message"]
+
+
+async def test_a_catalog_change_reaches_every_process_at_once(caller, settings, backends, database) -> None:
+    """The session service publishes; another service on the same database changes the catalog."""
+    await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])
+    request = pb.PublishEventRequest(event_type="rfp.created", payload=payload(amount=-1))
+    assert (await caller.PublishEvent(request)).deliveries_queued == 1  # no entry: unchecked, remembered
+
+    async with running_service(settings, backends) as other_caller:
+        other_caller.metadata = caller.metadata  # the same tenant, through the other process
+        created = await other_caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry()))
+
+        async def refused() -> bool:
+            try:
+                await caller.PublishEvent(request)
+            except grpc.aio.AioRpcError as error:
+                return error.code() is grpc.StatusCode.INVALID_ARGUMENT
+            return False
+
+        await until_true(refused)
+        mask = field_mask_pb2.FieldMask(paths=["schema"])
+        await other_caller.UpdateEventType(
+            epb.UpdateEventTypeRequest(event_type=epb.EventType(id=created.event_type.id), update_mask=mask)
+        )
+
+        async def accepted() -> bool:
+            try:
+                await caller.PublishEvent(request)
+            except grpc.aio.AioRpcError:
+                return False
+            return True
+
+        await until_true(accepted)
+
+
+async def until_true(check, within: float = 10.0) -> None:
+    """Calls `check` until it says True (bounded): a notification travels between processes."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "the change did not reach the other process"
+        await asyncio.sleep(0.02)
+
+
+# -- the catalog's RPCs ----------------------------------------------------------------------------------
+
+
+async def test_grpc_create_get_list_update_delete(caller) -> None:
+    created = (await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry(description="new")))).event_type
+    assert created.id.startswith("etp_") and created.version == 1 and created.created_by == "person_1"
+    assert json.loads(created.schema_json) == SCHEMA and created.schema["required"] == ["rfp_id"]
+
+    got = (await caller.GetEventType(epb.GetEventTypeRequest(id=created.id))).event_type
+    listed = (await caller.ListEventTypes(epb.ListEventTypesRequest(name_prefix="rfp."))).event_types
+    updated = (
+        await caller.UpdateEventType(
+            epb.UpdateEventTypeRequest(
+                event_type=epb.EventType(id=created.id, deprecated=True, version=1),
+                update_mask=field_mask_pb2.FieldMask(paths=["deprecated"]),
+            )
+        )
+    ).event_type
+    stale = await rpc_error(
+        caller.UpdateEventType(epb.UpdateEventTypeRequest(event_type=epb.EventType(id=created.id, version=1)))
+    )
+    deleted = (await caller.DeleteEventType(epb.DeleteEventTypeRequest(id=created.id))).event_type
+    gone = await rpc_error(caller.GetEventType(epb.GetEventTypeRequest(id=created.id)))
+
+    assert got == created and list(listed) == [created]
+    assert (updated.deprecated, updated.version, updated.schema_json) == (True, 2, created.schema_json)
+    assert stale.code() is grpc.StatusCode.INVALID_ARGUMENT  # nothing to update: no mask, no field set
+    assert deleted.id == created.id and gone.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_name_is_held_once_and_bad_entries_are_refused_field_by_field(caller) -> None:
+    await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry()))
+
+    again = await rpc_error(caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry())))
+    bad = await rpc_error(
+        caller.CreateEventType(
+            epb.CreateEventTypeRequest(
+                event_type=epb.EventType(
+                    name="rfp.closed", schema_json='{"type": "objekt"}', example_json='{"rfp_id": "x"}'
+                )
+            )
+        )
+    )
+    mismatched = await rpc_error(
+        caller.CreateEventType(
+            epb.CreateEventTypeRequest(event_type=entry("rfp.updated", example_json='{"rfp_id": "seven"}'))
+        )
+    )
+
+    assert again.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert set(field_violations(bad)) == {"event_type.schema"}
+    assert field_violations(mismatched) == {
+        "event_type.example": "does not match the schema: /rfp_id: 'seven' is not of type 'integer'"
+    }
+
+
+async def test_rest_round_trip_keeps_the_schema_as_written_and_honours_etags(rest) -> None:
+    schema = {"type": "object", "properties": {"id": {"const": 9007199254740993}}}
+    created = await rest.post(
+        EVENT_TYPES, json={"name": "ledger.posted", "schema": schema, "example": {"id": 9007199254740993}}
+    )
+    assert created.status_code == 200, created.text
+    body = created.json()
+    url = f"{EVENT_TYPES}/{body['id']}"
+
+    got = await rest.get(url)
+    patched = await rest.patch(url, json={"description": "A posting."}, headers={"If-Match": got.headers["ETag"]})
+    stale = await rest.patch(url, json={"description": "x"}, headers={"If-Match": got.headers["ETag"]})
+    listed = (await rest.get(EVENT_TYPES)).json()
+    deleted = await rest.delete(url)
+
+    assert body["schema"] == schema and body["example"] == {"id": 9007199254740993}
+    assert "schema_json" not in body and got.headers["ETag"] == '"1"'
+    assert patched.status_code == 200 and patched.json()["description"] == "A posting."
+    assert stale.status_code == 412
+    assert [item["id"] for item in listed["event_types"]] == [body["id"]]
+    assert deleted.status_code == 200 and (await rest.get(url)).status_code == 404

@@ -1,0 +1,298 @@
+"""services/event_types.py on fakes: the catalog's rules, and the schemas a publish is checked against."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from fakes import FakeClock, FakeEventTypes, FakeNotifications, FakePingRecords, FakeSecrets, FakeSender, FakeWebhooks
+from webhookd.domain.errors import Aborted, AlreadyExists, Invalid, NotFound
+from webhookd.domain.event_catalog import EventTypeSpec
+from webhookd.domain.scope import Scope
+from webhookd.domain.webhooks import WebhookSpec
+from webhookd.ports import Topic
+from webhookd.services.event_schema_cache import EventSchemaCache
+from webhookd.services.event_types import EventTypes
+from webhookd.services.pings import Pings
+from webhookd.services.signing_secrets import SigningSecrets
+from webhookd.services.webhooks import Webhooks
+
+TENANT = Scope("tnt_a", person_id="person_1")
+APP = Scope("tnt_a", app_id="app_1")
+OTHER_TENANT = Scope("tnt_b")
+SCHEMA = json.dumps({"type": "object", "properties": {"amount": {"type": "number", "minimum": 0}}})
+CREATED = EventTypeSpec(name="rfp.created", description=" An RFP was created. ", schema_json=SCHEMA)
+
+
+@pytest.fixture
+def catalog() -> FakeEventTypes:
+    return FakeEventTypes()
+
+
+@pytest.fixture
+def cache() -> EventSchemaCache:
+    return EventSchemaCache()
+
+
+@pytest.fixture
+def event_types(
+    catalog: FakeEventTypes,
+    webhook_store: FakeWebhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    cache: EventSchemaCache,
+) -> EventTypes:
+    return EventTypes(catalog, webhook_store, notifications, cache=cache, clock=clock)
+
+
+def changes(values: Mapping[str, object]) -> Callable[[list[str]], dict[str, object]]:
+    return lambda paths: {
+        {"schema": "schema_json", "example": "example_json"}.get(path, path): values[path] for path in paths
+    }
+
+
+async def test_create_stamps_the_entry_and_tells_every_process(
+    event_types: EventTypes, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    entry = await event_types.create(TENANT, CREATED)
+
+    assert entry.id.startswith("etp_") and entry.version == 1
+    assert (entry.tenant_id, entry.app_id, entry.created_by) == ("tnt_a", None, "person_1")
+    assert entry.spec.description == "An RFP was created."
+    assert entry.created_at == clock.now
+    assert notifications.payloads(Topic.EVENT_TYPES) == ["rfp.created"]
+
+
+async def test_a_name_is_held_once_per_scope(event_types: EventTypes) -> None:
+    await event_types.create(TENANT, CREATED)
+
+    with pytest.raises(AlreadyExists):
+        await event_types.create(TENANT, CREATED)
+    assert (await event_types.create(APP, CREATED)).app_id == "app_1"
+    assert (await event_types.create(OTHER_TENANT, CREATED)).tenant_id == "tnt_b"
+
+
+async def test_every_problem_of_an_entry_is_named_at_once(event_types: EventTypes) -> None:
+    bad = EventTypeSpec(name="RFP Created", description="x" * 2001, schema_json='{"type": 3}', example_json="[1]")
+
+    with pytest.raises(Invalid) as raised:
+        await event_types.create(TENANT, bad)
+
+    fields = [violation.field for violation in raised.value.violations]
+    assert fields == ["event_type.name", "event_type.description", "event_type.schema", "event_type.example"]
+
+
+async def test_the_example_must_match_the_schema(event_types: EventTypes) -> None:
+    with pytest.raises(Invalid) as raised:
+        await event_types.create(TENANT, replace(CREATED, example_json='{"amount": -1}'))
+
+    [violation] = raised.value.violations
+    assert violation.field == "event_type.example"
+    assert "/amount: -1 is less than the minimum of 0" in violation.description
+    assert (await event_types.create(TENANT, replace(CREATED, example_json='{"amount": 1}'))).spec.example_json
+
+
+async def test_json_that_is_not_json_is_named(event_types: EventTypes) -> None:
+    with pytest.raises(Invalid) as raised:
+        await event_types.create(TENANT, replace(CREATED, schema_json="{nope"))
+
+    assert raised.value.violations[0].field == "event_type.schema"
+    assert "is not JSON" in raised.value.violations[0].description
+
+
+async def test_other_scopes_see_no_entry(event_types: EventTypes) -> None:
+    entry = await event_types.create(TENANT, CREATED)
+
+    with pytest.raises(NotFound):
+        await event_types.get(OTHER_TENANT, entry.id)
+    with pytest.raises(NotFound):
+        await event_types.get(APP, entry.id)  # a person's entry is the tenant's, not the app's
+    assert (await event_types.get(TENANT, entry.id)) == entry
+
+
+async def test_list_pages_in_creation_order_and_filters_by_prefix(event_types: EventTypes) -> None:
+    for name in ("rfp.created", "rfp.closed", "order.created"):
+        await event_types.create(TENANT, EventTypeSpec(name=name))
+
+    first = await event_types.list_page(TENANT, name_prefix="rfp.", page_size=1, page_token="")
+    second = await event_types.list_page(TENANT, name_prefix="rfp.", page_size=1, page_token=first.next_page_token)
+
+    assert [entry.spec.name for entry in first.event_types + second.event_types] == ["rfp.created", "rfp.closed"]
+    assert second.next_page_token == ""
+    with pytest.raises(Invalid):
+        await event_types.list_page(TENANT, name_prefix="order.", page_size=1, page_token=first.next_page_token)
+
+
+async def test_update_changes_the_masked_fields_and_checks_the_version(
+    event_types: EventTypes, clock: FakeClock
+) -> None:
+    entry = await event_types.create(TENANT, CREATED)
+    clock.advance(timedelta(minutes=1))
+
+    updated = await event_types.update(
+        TENANT,
+        entry.id,
+        expected_version=1,
+        paths=["deprecated", "schema"],
+        changes_for=changes({"deprecated": True, "schema": None}),
+    )
+
+    assert updated.spec == replace(entry.spec, deprecated=True, schema_json=None)
+    assert (updated.version, updated.updated_at) == (2, clock.now)
+    with pytest.raises(Aborted):
+        await event_types.update(
+            TENANT, entry.id, expected_version=1, paths=["description"], changes_for=changes({"description": "x"})
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "words"), [("name", "immutable"), ("id", "output only"), ("version", "precondition"), ("nope", "no such")]
+)
+async def test_a_mask_naming_what_cannot_change_is_refused(event_types: EventTypes, path: str, words: str) -> None:
+    entry = await event_types.create(TENANT, CREATED)
+
+    with pytest.raises(Invalid) as raised:
+        await event_types.update(TENANT, entry.id, expected_version=None, paths=[path], changes_for=changes({}))
+
+    assert words in raised.value.violations[0].description
+
+
+async def test_an_update_cannot_leave_the_example_and_schema_disagreeing(event_types: EventTypes) -> None:
+    entry = await event_types.create(TENANT, replace(CREATED, example_json='{"amount": 5}'))
+    stricter = json.dumps({"properties": {"amount": {"maximum": 1}}})
+
+    with pytest.raises(Invalid) as raised:
+        await event_types.update(
+            TENANT, entry.id, expected_version=None, paths=["schema"], changes_for=changes({"schema": stricter})
+        )
+
+    assert raised.value.violations[0].field == "event_type.example"
+
+
+async def test_delete_removes_the_entry_for_good(event_types: EventTypes, notifications: FakeNotifications) -> None:
+    entry = await event_types.create(TENANT, CREATED)
+
+    with pytest.raises(Aborted):
+        await event_types.delete(TENANT, entry.id, expected_version=7)
+    assert (await event_types.delete(TENANT, entry.id, expected_version=1)).id == entry.id
+    with pytest.raises(NotFound):
+        await event_types.get(TENANT, entry.id)
+    assert (await event_types.create(TENANT, CREATED)).spec.name == "rfp.created"  # the name is free again
+    assert notifications.payloads(Topic.EVENT_TYPES) == ["rfp.created"] * 3
+
+
+# -- the schema a publish is checked against -------------------------------------------------------------
+
+
+async def test_a_schema_is_read_and_compiled_once_per_process(event_types: EventTypes, catalog: FakeEventTypes) -> None:
+    await event_types.create(TENANT, CREATED)
+
+    first = await event_types.schema_for(TENANT, "rfp.created")
+    second = await event_types.schema_for(TENANT, "rfp.created")
+
+    assert first is not None and first is second
+    assert catalog.finds == 1
+
+
+async def test_a_type_without_an_entry_or_schema_is_remembered_as_unchecked(
+    event_types: EventTypes, catalog: FakeEventTypes
+) -> None:
+    await event_types.create(TENANT, EventTypeSpec(name="rfp.closed"))
+
+    for _ in range(3):
+        assert await event_types.schema_for(TENANT, "rfp.closed") is None
+        assert await event_types.schema_for(TENANT, "rfp.opened") is None
+
+    assert catalog.finds == 2
+
+
+async def test_a_publish_follows_the_entry_of_its_own_scope(event_types: EventTypes) -> None:
+    await event_types.create(APP, CREATED)
+
+    assert await event_types.schema_for(APP, "rfp.created") is not None
+    assert await event_types.schema_for(TENANT, "rfp.created") is None  # the tenant's catalog has no entry
+
+
+async def test_another_processs_write_makes_this_one_read_the_entry_again(
+    event_types: EventTypes, catalog: FakeEventTypes, cache: EventSchemaCache
+) -> None:
+    assert await event_types.schema_for(TENANT, "rfp.created") is None
+    # Another process adds the entry: only its notification reaches this one.
+    other_process = EventTypes(catalog, FakeWebhooks(), FakeNotifications())
+    await other_process.create(TENANT, CREATED)
+    assert await event_types.schema_for(TENANT, "rfp.created") is None  # still what this process kept
+
+    cache.changed("rfp.created")
+
+    assert await event_types.schema_for(TENANT, "rfp.created") is not None
+
+
+async def test_changes_are_followed_while_the_block_runs(
+    event_types: EventTypes, catalog: FakeEventTypes, notifications: FakeNotifications
+) -> None:
+    async with event_types.follow_changes():
+        assert await event_types.schema_for(TENANT, "rfp.created") is None
+        await EventTypes(catalog, FakeWebhooks(), notifications).create(TENANT, CREATED)
+
+        assert await event_types.schema_for(TENANT, "rfp.created") is not None
+
+
+def test_a_read_that_overlapped_a_change_is_not_kept() -> None:
+    cache = EventSchemaCache()
+    key = ("tnt_a", "", "rfp.created")
+    read_at = cache.generation
+
+    cache.changed("rfp.created")  # the entry is written while the read is on its way
+    cache.put(key, None, read_at_generation=read_at)
+
+    assert cache.get(key) == (False, None)
+
+
+def test_kept_schemas_age_out_and_a_reconnect_forgets_them_all() -> None:
+    now = [0.0]
+    cache = EventSchemaCache(ttl_seconds=10, clock=lambda: now[0])
+    cache.put(("t", "", "a.b"), None, read_at_generation=0)
+    cache.put(("t", "", "c.d"), None, read_at_generation=0)
+
+    now[0] = 9.9
+    assert cache.get(("t", "", "a.b")) == (True, None)
+    now[0] = 10.0
+    assert cache.get(("t", "", "a.b")) == (False, None)
+    cache.changed(None)
+    assert len(cache) == 0
+
+
+# -- test events -----------------------------------------------------------------------------------------
+
+
+async def test_a_test_event_carries_the_catalogs_example_and_a_stand_in_without_one(
+    event_types: EventTypes,
+    webhooks: Webhooks,
+    webhook_store: FakeWebhooks,
+    secret_store: FakeSecrets,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> None:
+    await event_types.create(TENANT, replace(CREATED, example_json='{"amount": 12.50}'))
+    webhook, _ = await webhooks.create(TENANT, WebhookSpec(name="w", url="https://receiver.example/hooks"), None)
+    sender = FakeSender()
+    pings = Pings(
+        webhook_store,
+        SigningSecrets(secret_store),
+        sender,
+        FakePingRecords(),
+        notifications,
+        examples=event_types,
+        clock=clock,
+    )
+
+    await pings.send(TENANT, webhook.id, event_type="rfp.created")
+    await pings.send(TENANT, webhook.id, event_type="rfp.closed")
+
+    with_example, without = (request.body for request in sender.requests)
+    assert with_example.endswith(b',"data":{"amount": 12.50}}')  # as written in the catalog
+    assert json.loads(without)["data"]["test"] is True
