@@ -106,6 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     values = {
         "token": "bench",
+        "fresh_webhooks": [],
         "limit": args.limit,
         "scan": args.limit * 4,
         "per_webhook": 4,
