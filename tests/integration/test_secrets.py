@@ -20,7 +20,9 @@ from webhook_calls import create, create_webhook, field_violations, rpc_error
 from support import AuthedStub, make_caller
 from webhookd.app import Backends, Service
 from webhookd.config import Settings
+from webhookd.domain.errors import Unavailable
 from webhookd.domain.fingerprints import fingerprint
+from webhookd.secrets.vault import VaultSecretStore
 
 CALLER_SECRET = "whsec_" + base64.b64encode(b"caller-chosen secret key, 32 b!!").decode()
 
@@ -194,3 +196,16 @@ async def test_created_webhook_survives_into_a_usable_secret(caller, backends, s
     webhook = await create_webhook(caller, signature_scheme="hmac-sha256")
     stored = await read_vault(backends, settings, webhook.vault_path)
     assert fingerprint(next(iter(stored.values()))) == webhook.secret_fingerprint
+
+
+@pytest.mark.parametrize("read", ["written_at", "webhook_ids"])
+async def test_the_orphan_reconcilers_reads_of_an_unreachable_vault_are_unavailable(read: str) -> None:
+    store = VaultSecretStore(f"http://127.0.0.1:{closed_port()}", "x", timeout=1.0)
+    try:
+        with pytest.raises(Unavailable, match="vault"):
+            if read == "written_at":
+                await store.written_at("webhookd/tenants/t/webhooks/wh_1")
+            else:
+                await store.webhook_ids("t")
+    finally:
+        store.close()

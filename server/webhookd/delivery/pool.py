@@ -34,7 +34,8 @@ CLAIM_BATCH = 100
 # How many a notification of new deliveries may claim at once when the workers have no room to
 # spare: enough for a few quiet webhooks' new deliveries to start without waiting for a batch's room.
 FRESH_CLAIM = 8
-# How many webhooks named by notifications one claim looks at first (the rest wait for the next).
+# How many webhooks named by notifications one claim looks at first; names past that are dropped
+# (their deliveries are still found by the claim's oldest and newest scans).
 FRESH_WEBHOOKS_MAX = 64
 CAPPED_RECHECK_SECONDS = 0.5
 # Due deliveries held back by their webhook's order or rate limit, moved out of the way per round.

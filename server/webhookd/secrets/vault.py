@@ -137,7 +137,7 @@ class VaultSecretStore:
             response = await self._call(functools.partial(_metadata, path=path, mount=self.mount))
         except hvac.exceptions.InvalidPath:
             return None
-        except (hvac.exceptions.VaultError, OSError) as exc:
+        except _FAILURES as exc:
             raise _unavailable(exc) from exc
         return _vault_time(str(response["data"]["updated_time"]))
 
@@ -147,7 +147,7 @@ class VaultSecretStore:
             response = await self._call(functools.partial(_list, path=path, mount=self.mount))
         except hvac.exceptions.InvalidPath:
             return []  # nothing stored under it
-        except (hvac.exceptions.VaultError, OSError) as exc:
+        except _FAILURES as exc:
             raise _unavailable(exc) from exc
         return sorted(str(key).rstrip("/") for key in response["data"]["keys"])
 
