@@ -25,8 +25,8 @@ import psycopg
 from load.loop import emit
 from webhookd.store import deliveries
 
-# The claim as main had it before issue 15 (f60a9a4), with its lock (nested loops, a generic plan):
-# the baseline.
+# The claim as main had it before issue 15 merged (b39e80b: fair by webhook load, with the webhooks a
+# publish names), with its lock (nested loops, a generic plan): the baseline.
 MAIN_LOCK = (
     f"SELECT pg_advisory_xact_lock({deliveries.CLAIM_LOCK_ID}),"
     " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
@@ -53,18 +53,28 @@ WITH inflight AS (
      WHERE d.status = 'pending' AND d.next_attempt_at <= now()
        AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
      ORDER BY d.next_attempt_at DESC LIMIT %(scan)s)
+    UNION
+    (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at
+     FROM unnest(CAST(%(fresh_webhooks)s AS text[])) AS f(webhook_id)
+     JOIN webhooks w ON w.id = f.webhook_id AND w.enabled AND w.paused_at IS NULL AND w.deleted_at IS NULL
+     CROSS JOIN LATERAL (
+         SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at FROM deliveries d
+         WHERE d.webhook_id = f.webhook_id AND d.status = 'pending' AND d.next_attempt_at <= now()
+         ORDER BY d.created_at LIMIT 1) d)
 ), ranked AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at, c.id) AS webhook_rank
     FROM candidates c
 ), under_webhook_cap AS (
-    SELECT r.*,
-        row_number() OVER (PARTITION BY r.tenant_id ORDER BY r.webhook_rank, r.next_attempt_at, r.id) AS tenant_rank
+    SELECT r.*, r.webhook_rank + coalesce(wi.n, 0) AS webhook_load,
+        row_number() OVER (
+            PARTITION BY r.tenant_id ORDER BY r.webhook_rank + coalesce(wi.n, 0), r.next_attempt_at, r.id
+        ) AS tenant_rank
     FROM ranked r LEFT JOIN webhook_inflight wi USING (webhook_id)
     WHERE r.webhook_rank + coalesce(wi.n, 0) <= %(per_webhook)s
 ), chosen AS (
     SELECT u.id FROM under_webhook_cap u LEFT JOIN tenant_inflight ti USING (tenant_id)
     WHERE u.tenant_rank + coalesce(ti.n, 0) <= %(per_tenant)s
-    ORDER BY u.webhook_rank, u.next_attempt_at, u.id
+    ORDER BY u.webhook_load, u.next_attempt_at, u.id
     LIMIT %(limit)s
 )
 UPDATE deliveries d SET
