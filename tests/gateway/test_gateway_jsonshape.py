@@ -7,11 +7,12 @@ What the real service puts in those fields, read over REST, is tests/integration
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 from cpod.integration.v1 import webhook_pb2, webhook_service_pb2
-from google.protobuf import timestamp_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 
 from playground_seed import ADDED_FIELDS, seed_schema
 from webhookd.gateway.jsonshape import JsonInputError, enum_number, enum_word, json_to_message, message_to_json
@@ -144,3 +145,49 @@ def test_enum_word_helpers() -> None:
     assert enum_word(enum, 0) is None
     assert enum_number(enum, "Frontend") == webhook_pb2.SOURCE_TYPE_FRONTEND
     assert enum_number(enum, "nope") is None
+
+
+def _kinds_message() -> Any:
+    """A message type with the field kinds no webhookd message has: bytes, float, double, uint64,
+    a proto3 optional, a map with bool keys."""
+    kind = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="shape_kinds.proto", package="shape.kinds", syntax="proto3")
+    message = file.message_type.add(name="Kinds")
+    entry = message.nested_type.add(name="FlagsEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=kind.TYPE_BOOL, label=kind.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=kind.TYPE_STRING, label=kind.LABEL_OPTIONAL)
+    for number, (name, type_) in enumerate(
+        [("blob", kind.TYPE_BYTES), ("ratio", kind.TYPE_DOUBLE), ("small", kind.TYPE_FLOAT), ("big", kind.TYPE_UINT64)],
+        start=1,
+    ):
+        message.field.add(name=name, number=number, type=type_, label=kind.LABEL_OPTIONAL)
+    message.oneof_decl.add(name="_maybe")
+    message.field.add(
+        name="maybe", number=5, type=kind.TYPE_INT32, label=kind.LABEL_OPTIONAL, oneof_index=0, proto3_optional=True
+    )
+    message.field.add(
+        name="flags",
+        number=6,
+        type=kind.TYPE_MESSAGE,
+        label=kind.LABEL_REPEATED,
+        type_name=".shape.kinds.Kinds.FlagsEntry",
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("shape.kinds.Kinds"))
+
+
+def test_bytes_floats_unsigned_64_bit_optional_and_bool_keyed_maps() -> None:
+    message = _kinds_message()(blob=b"\0\1", ratio=math.nan, small=0.1, big=2**64 - 1, flags={True: "on"})
+
+    assert message_to_json(message) == {
+        "blob": "AAE=",
+        "ratio": "NaN",
+        "small": 0.1,
+        "big": 2**64 - 1,
+        "maybe": None,
+        "flags": {"true": "on"},
+    }
+    message.ratio, message.maybe = -math.inf, 0
+    assert (message_to_json(message)["ratio"], message_to_json(message)["maybe"]) == ("-Infinity", 0)
