@@ -69,10 +69,21 @@ class FakeClock:
 
 
 class FakeWebhooks:
-    """ports.WebhookRepository as store/webhooks.py behaves; `rows` is the table, by id."""
+    """ports.WebhookRepository as store/webhooks.py behaves; `rows` is the table, by id. A write's
+    lifecycle note goes to `noted`, and to the FakeLifecycle made on this store's history, if any
+    (there, as the real store does it in the write's transaction)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, Webhook] = {}
+        self.noted: list[LifecycleChange] = []
+        self.lifecycle: FakeLifecycle | None = None
+
+    async def _note(self, scope: Scope, note: LifecycleChange | None) -> None:
+        if note is None:
+            return
+        self.noted.append(note)
+        if self.lifecycle is not None:
+            await self.lifecycle.record(scope, note)
 
     async def page_token_key(self) -> bytes:
         return b"fake page token key, one per test"
@@ -98,41 +109,77 @@ class FakeWebhooks:
         expected_version: int,
         person_id: str | None,
         now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
         current = await self.get(scope, webhook_id)
         if current.is_deleted:
             raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it before updating it")
         if current.version != expected_version:
             raise Aborted(f"webhook {webhook_id} is at version {current.version}, not {expected_version}")
+        await self._note(scope, note)
         return self._write(current, spec=spec, updated_at=now, updated_by=person_id)
 
     async def soft_delete(
-        self, scope: Scope, webhook_id: str, *, expected_version: int | None, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        *,
+        expected_version: int | None,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
         current = await self.get(scope, webhook_id)
         if expected_version is not None and current.version != expected_version:
             raise Aborted(f"webhook {webhook_id} is at version {current.version}, not {expected_version}")
         if current.is_deleted:
             return current
+        await self._note(scope, note)
         return self._write(current, deleted_at=now, deleted_by=person_id, updated_at=now, updated_by=person_id)
 
-    async def undelete(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
+    async def undelete(
+        self,
+        scope: Scope,
+        webhook_id: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
+    ) -> Webhook:
         current = await self.get(scope, webhook_id)
         if not current.is_deleted:
             raise AlreadyExists(f"webhook {webhook_id} is not deleted")
+        await self._note(scope, note)
         return self._write(current, deleted_at=None, deleted_by=None, updated_at=now, updated_by=person_id)
 
     async def set_fingerprint(
-        self, scope: Scope, webhook_id: str, fingerprint: str, *, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        fingerprint: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
-        return await self._stamp(
+        written = await self._stamp(
             scope, webhook_id, secret_fingerprint=fingerprint, updated_at=now, updated_by=person_id
         )
+        await self._note(scope, note)
+        return written
 
-    async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
-        return await self._stamp(
-            scope, webhook_id, paused_at=None, consecutive_failures=0, updated_at=now, updated_by=person_id
+    async def resume(
+        self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
+    ) -> tuple[Webhook, HeldSettled]:
+        written = await self._stamp(
+            scope, webhook_id, paused_at=None, consecutive_failures=0, updated_at=note.at, updated_by=person_id
         )
+        if self.lifecycle is None:
+            self.noted.append(note)
+            return written, HeldSettled(released=0, discarded=0)
+        settled, noted = await self.lifecycle.settle_held(scope, note, discard=discard_held)
+        self.noted.append(noted)
+        return written, settled
 
     async def _stamp(self, scope: Scope, webhook_id: str, **changes: Any) -> Webhook:
         """A server-side change of a live webhook: a new version, no version precondition."""
@@ -343,7 +390,7 @@ class FakeHistory:
     committed); `add_delivery` and `append_log` put rows in, as publishing and attempts would."""
 
     def __init__(self, webhooks: FakeWebhooks) -> None:
-        self._webhooks = webhooks
+        self.webhooks = webhooks
         self.deliveries: dict[str, DeliveryRow] = {}
         self.log: list[LogRow] = []
 
@@ -467,7 +514,7 @@ class FakeHistory:
         return row.delivery
 
     async def recover(self, scope: Scope, webhook_id: str, *, since: datetime, now: datetime) -> int:
-        await self._webhooks.get(scope, webhook_id)  # NotFound for another scope's webhook
+        await self.webhooks.get(scope, webhook_id)  # NotFound for another scope's webhook
         failed = [
             row
             for row in self.deliveries.values()
@@ -530,13 +577,18 @@ class FakeLifecycle:
         self._history = history
         self.changes: list[LifecycleChange] = []
         self.queued = 0
+        history.webhooks.lifecycle = self  # the webhook store records its writes' changes here
 
     async def record(self, scope: Scope, change: LifecycleChange) -> int:
         self.changes.append(change)
         self._history.append_lifecycle(scope, change)
         return self.queued
 
-    async def settle_held(self, scope: Scope, change: LifecycleChange, *, discard: bool) -> tuple[HeldSettled, int]:
+    async def settle_held(
+        self, scope: Scope, change: LifecycleChange, *, discard: bool
+    ) -> tuple[HeldSettled, LifecycleChange]:
+        """What store/lifecycle.settle_held does in the resume's transaction: the held deliveries
+        released (or discarded), and the change noted with their count."""
         held = sorted(
             (
                 row
@@ -557,7 +609,8 @@ class FakeLifecycle:
                 row.delivery = replace(row.delivery, status=DeliveryStatus.PENDING, next_attempt_at=due)
         done = HeldSettled(released=0 if discard else len(held), discarded=len(held) if discard else 0)
         noted = replace(change, reason=resumed_reason(done), delivery_count=len(held))
-        return done, await self.record(scope, noted)
+        await self.record(scope, noted)
+        return done, noted
 
 
 class FakeEventHistory:

@@ -139,7 +139,6 @@ class Core:
             webhook_store,
             self.secrets,
             self.notifications,
-            lifecycle=lifecycle,
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
         )

@@ -52,6 +52,10 @@ class WebhookRepository(Protocol):
     async def list(self, scope: Scope, query: WebhookFilter, *, after_id: str | None, limit: int) -> list[Webhook]:
         """At most `limit` webhooks with ids above `after_id`, in id order."""
 
+    # A write that is a lifecycle change (`note`: enabled or disabled, deleted, undeleted, secret
+    # rotated, resumed) records the change's log entry and operational event in the write's own
+    # transaction (LifecycleRepository.record's work), and only when the write happens.
+
     async def update_spec(
         self,
         scope: Scope,
@@ -61,24 +65,51 @@ class WebhookRepository(Protocol):
         expected_version: int,
         person_id: str | None,
         now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
         """Writes spec if the webhook is live and still at expected_version; Aborted when someone
         wrote first, FailedPrecondition when it is deleted."""
 
     async def soft_delete(
-        self, scope: Scope, webhook_id: str, *, expected_version: int | None, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        *,
+        expected_version: int | None,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
-        """Deleting a deleted webhook returns it unchanged; a stale version is Aborted."""
+        """Deleting a deleted webhook returns it unchanged (and notes nothing); a stale version is Aborted."""
 
-    async def undelete(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
+    async def undelete(
+        self,
+        scope: Scope,
+        webhook_id: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
+    ) -> Webhook:
         """AlreadyExists when the webhook is not deleted."""
 
     async def set_fingerprint(
-        self, scope: Scope, webhook_id: str, fingerprint: str, *, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        fingerprint: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook: ...
 
-    async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
-        """Clears an automatic pause and the failure count; FailedPrecondition when deleted."""
+    async def resume(
+        self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
+    ) -> tuple[Webhook, HeldSettled]:
+        """Clears an automatic pause and the failure count, and releases the deliveries held while it
+        was paused in publish order (or discards them), noting the change with their count, in one
+        transaction; FailedPrecondition when deleted."""
 
 
 class EventTypeRepository(Protocol):
@@ -267,12 +298,8 @@ class LifecycleRepository(Protocol):
     async def record(self, scope: Scope, change: LifecycleChange) -> int:
         """Writes the change's DeliveryLog entry and publishes its operational event to the other
         outbound webhooks of the scope that subscribe to it (pending, held or skipped as a publish's
-        deliveries), in one transaction; how many of those deliveries are pending."""
-
-    async def settle_held(self, scope: Scope, change: LifecycleChange, *, discard: bool) -> tuple[HeldSettled, int]:
-        """Releases the webhook's held deliveries in publish order (or discards them) and records
-        `change` with their count, in one transaction; what was done, and the pending operational
-        deliveries."""
+        deliveries), in one transaction; how many of those deliveries are pending. For changes that
+        are no webhook write of their own: WebhookRepository records the others with their write."""
 
 
 class EventHistory(Protocol):

@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import pytest
 from aiohttp import web
 from cpod.integration.v1 import webhook_pb2 as wpb
@@ -122,3 +123,51 @@ async def test_owner_changes_are_log_entries_in_order_filterable_by_kind(caller)
     # Continuing after a lifecycle entry's cursor, like after an attempt's.
     after = pb.DeliveryLogRequest(webhook_id=hook.id, after_cursor=entries[4].cursor)
     assert kinds_of(await Tail(caller.DeliveryLog(after)).ended()) == ["webhook.deleted", "webhook.undeleted"]
+
+
+@pytest.mark.parametrize("change", ["delete", "disable", "rotate", "resume"])
+async def test_a_change_whose_log_entry_cannot_be_written_is_not_made(caller, database, change) -> None:
+    # The change and its lifecycle entry commit together: a failing entry leaves the webhook as it was.
+    hook = await create_webhook(caller, event_types=["rfp.*"])
+    if change == "resume":
+        await database.execute(
+            "UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id", id=hook.id
+        )
+    before = (
+        await caller.GetWebhook(
+            pb.GetWebhookRequest(id=hook.id), metadata=(*caller.metadata, ("cache-control", "no-cache"))
+        )
+    ).webhook
+    function, trigger = f"refuse_{hook.id.lower()}", f"refuse_{hook.id.lower()}_entries"
+    await database.execute(
+        f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN RAISE EXCEPTION 'the log refuses this entry'; END $$"
+    )
+    await database.execute(
+        f"CREATE TRIGGER {trigger} BEFORE INSERT ON attempts FOR EACH ROW"
+        f" WHEN (NEW.webhook_id = '{hook.id}') EXECUTE FUNCTION {function}()"
+    )
+    try:
+        calls = {
+            "delete": lambda: caller.DeleteWebhook(pb.DeleteWebhookRequest(id=hook.id)),
+            "disable": lambda: caller.UpdateWebhook(
+                pb.UpdateWebhookRequest(
+                    webhook=wpb.Webhook(id=hook.id, enabled=False),
+                    update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
+                )
+            ),
+            "rotate": lambda: caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=hook.id)),
+            "resume": lambda: caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id)),
+        }
+        with pytest.raises(grpc.aio.AioRpcError):
+            await calls[change]()
+    finally:
+        await database.execute(f"DROP TRIGGER {trigger} ON attempts")
+        await database.execute(f"DROP FUNCTION {function}()")
+
+    after = (
+        await caller.GetWebhook(
+            pb.GetWebhookRequest(id=hook.id), metadata=(*caller.metadata, ("cache-control", "no-cache"))
+        )
+    ).webhook
+    assert after == before

@@ -52,7 +52,6 @@ def webhooks(
         webhook_store,
         secret_store,
         notifications,
-        lifecycle=lifecycle,
         public_url=PUBLIC_URL,
         allow_insecure_urls=False,
         clock=clock,

@@ -117,12 +117,11 @@ OTHER_APP = Scope("tnt_a", app_id="app_2")
 
 async def test_an_apps_webhook_is_seen_by_its_app_and_its_tenant_but_not_another_app() -> None:
     store = FakeWebhooks()
-    lifecycle = FakeLifecycle(FakeHistory(store))
+    FakeLifecycle(FakeHistory(store))  # records what the store notes
     service = Webhooks(
         store,
         FakeSecrets(),
         FakeNotifications(),
-        lifecycle=lifecycle,
         public_url="https://x",
         allow_insecure_urls=False,
     )

@@ -21,7 +21,7 @@ from webhookd.domain.statuses import LogKind
 from webhookd.domain.updates import apply_changes
 from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
 from webhookd.domain.webhooks import SCHEMA_VERSION, Direction, Webhook, WebhookFilter, WebhookPage, WebhookSpec
-from webhookd.ports import Clock, LifecycleRepository, Notifications, SecretStore, Topic, WebhookRepository, utc_now
+from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepository, utc_now
 from webhookd.services.webhook_cache import WebhookCache
 
 log = logging.getLogger("webhookd.webhooks")
@@ -39,7 +39,6 @@ class Webhooks:
         secrets: SecretStore,
         notifications: Notifications,
         *,
-        lifecycle: LifecycleRepository,
         public_url: str,
         allow_insecure_urls: bool,
         cache: WebhookCache | None = None,
@@ -48,7 +47,6 @@ class Webhooks:
         self._store = store
         self._secrets = secrets
         self._notifications = notifications
-        self._lifecycle = lifecycle
         self._cache = cache if cache is not None else WebhookCache()
         self._public_url = public_url
         self._allow_insecure_urls = allow_insecure_urls
@@ -116,10 +114,15 @@ class Webhooks:
         """Keeps the cache in step with other processes' writes while the block runs."""
         return self._notifications.follow(Topic.WEBHOOKS, self._cache.changed)
 
-    def _written(self, webhook: Webhook) -> Webhook:
-        """After a write: this process reads it at once, other processes forget what they kept."""
+    def _written(self, webhook: Webhook, *, noted: bool = False) -> Webhook:
+        """After a write: this process reads it at once, other processes forget what they kept. A
+        write that noted a lifecycle change wakes the log's followers, and the workers for its
+        operational event's deliveries (and for deliveries a resume released)."""
         self._cache.put(webhook)
         self._notifications.notify(Topic.WEBHOOKS, f"{webhook.id}:{webhook.version}")
+        if noted:
+            self._notifications.notify(Topic.ATTEMPTS)
+            self._notifications.notify(Topic.DELIVERIES)
         return webhook
 
     async def list_page(self, scope: Scope, query: WebhookFilter, *, page_size: int, page_token: str) -> WebhookPage:
@@ -174,15 +177,22 @@ class Webhooks:
                 spec = _with_url(spec, current.spec.url)
             try:
                 now = self._now()
-                updated = await self._store.update_spec(
-                    scope, webhook_id, spec, expected_version=current.version, person_id=scope.person_id, now=now
-                )
-                written = self._written(updated)
+                note = None
                 if current.spec.enabled != spec.enabled:
                     kind, reason = (
                         (LogKind.ENABLED, ENABLED_BY_OWNER) if spec.enabled else (LogKind.DISABLED, DISABLED_BY_OWNER)
                     )
-                    await self._changed(scope, LifecycleChange(kind, webhook_id, now, reason))
+                    note = LifecycleChange(kind, webhook_id, now, reason)
+                updated = await self._store.update_spec(
+                    scope,
+                    webhook_id,
+                    spec,
+                    expected_version=current.version,
+                    person_id=scope.person_id,
+                    now=now,
+                    note=note,
+                )
+                written = self._written(updated, noted=note is not None)
                 return written
             except Aborted:
                 if expected_version is not None:
@@ -192,31 +202,30 @@ class Webhooks:
     async def delete(self, scope: Scope, webhook_id: str, *, expected_version: int | None) -> Webhook:
         now = self._now()
         deleted = await self._store.soft_delete(
-            scope, webhook_id, expected_version=expected_version, person_id=scope.person_id, now=now
+            scope,
+            webhook_id,
+            expected_version=expected_version,
+            person_id=scope.person_id,
+            now=now,
+            note=LifecycleChange(LogKind.DELETED, webhook_id, now),
         )
-        written = self._written(deleted)
-        if deleted.deleted_at == now:  # not a repeated delete, which returns the webhook unchanged
-            await self._changed(scope, LifecycleChange(LogKind.DELETED, webhook_id, now))
-        return written
+        # A repeated delete returns the webhook unchanged and notes nothing.
+        return self._written(deleted, noted=deleted.deleted_at == now)
 
     async def undelete(self, scope: Scope, webhook_id: str) -> Webhook:
         now = self._now()
-        undeleted = await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=now)
-        written = self._written(undeleted)
-        await self._changed(scope, LifecycleChange(LogKind.UNDELETED, webhook_id, now))
-        return written
+        note = LifecycleChange(LogKind.UNDELETED, webhook_id, now)
+        undeleted = await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=now, note=note)
+        return self._written(undeleted, noted=True)
 
     async def resume(self, scope: Scope, webhook_id: str, *, discard_held: bool = False) -> tuple[Webhook, HeldSettled]:
         """Clears an automatic pause; the deliveries that waited are due again, and those held while it
         was paused are released in publish order (or discarded), so workers are woken."""
-        now = self._now()
-        webhook = await self._store.resume(scope, webhook_id, person_id=scope.person_id, now=now)
-        written = self._written(webhook)
-        change = LifecycleChange(LogKind.RESUMED, webhook_id, now)
-        settled, _ = await self._lifecycle.settle_held(scope, change, discard=discard_held)
-        self._notifications.notify(Topic.ATTEMPTS)
-        self._notifications.notify(Topic.DELIVERIES)
-        return written, settled
+        note = LifecycleChange(LogKind.RESUMED, webhook_id, self._now())
+        webhook, settled = await self._store.resume(
+            scope, webhook_id, person_id=scope.person_id, note=note, discard_held=discard_held
+        )
+        return self._written(webhook, noted=True), settled
 
     async def rotate_secret(
         self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
@@ -240,18 +249,16 @@ class Webhooks:
         now = self._now()
         before = await self._secrets.read(webhook.vault_path)
         await self._secrets.write(webhook.vault_path, rotated(before, secret, overlap=overlap, now=now))
+        note = LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
         try:
             updated = await self._store.set_fingerprint(
-                scope, webhook_id, fingerprint(secret), person_id=scope.person_id, now=now
+                scope, webhook_id, fingerprint(secret), person_id=scope.person_id, now=now, note=note
             )
         except BaseException:
             # The caller never sees the new secret: put the old record back.
             await asyncio.shield(self._secrets.write(webhook.vault_path, before))
             raise
-        written = self._written(updated)
-        await self._changed(
-            scope, LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
-        )
+        written = self._written(updated, noted=True)
         if webhook.spec.signature_scheme.asymmetric:
             return Rotation(written, "", now + overlap, public_key=public_key(secret))
         return Rotation(written, secret, now + overlap)
@@ -266,14 +273,6 @@ class Webhooks:
                 " only an ed25519 webhook has a public key"
             )
         return public_keys(await self._secrets.read(webhook.vault_path), self._now())
-
-    async def _changed(self, scope: Scope, change: LifecycleChange) -> None:
-        """Records a lifecycle change once the change itself has committed, and wakes its readers: log
-        followers, and workers when its operational event queued deliveries."""
-        queued = await self._lifecycle.record(scope, change)
-        self._notifications.notify(Topic.ATTEMPTS)
-        if queued:
-            self._notifications.notify(Topic.DELIVERIES)
 
     async def _discard_secret(self, vault_path: str) -> None:
         try:

@@ -1,7 +1,7 @@
 """Lifecycle changes of webhooks: the DeliveryLog entry, and the operational event published about it.
 
-A change writes, in the transaction that makes it (or, for the service's own changes, the one that
-follows it):
+A change writes, in the transaction that makes it (the webhook store's, or the recorder's for an
+automatic pause), so a change is never committed without its entry nor an entry without its change:
 - a row of `attempts` whose `kind` is the change (`webhook.paused` ...), so it takes its place in the
   log's (txid, seq) order and cursor like any attempt; it carries the operational event's id and type;
 - the operational event, `webhookd.webhook.<change>`, whose data is the webhook's id, name and url,
@@ -14,7 +14,7 @@ follows it):
 `LIFECYCLE_WRITES` is that as common table expressions over a CTE named `lifecycle_changes` (log_id,
 event_id, webhook_id, kind, reason, delivery_count, at) which the statement defines before it: the
 attempt recorder appends them to the statement that pauses webhooks (store/deliveries.py), and
-`LifecycleStore` to one that names a single webhook.
+`record_change` to one that names a single webhook, on the connection of the caller's transaction.
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def change_values(scope: Scope, change: LifecycleChange) -> dict[str, Any]:
 
 
 class LifecycleStore:
-    """ports.LifecycleRepository in PostgreSQL."""
+    """ports.LifecycleRepository in PostgreSQL, for changes that are not a webhook write of their own
+    (a recovery); the webhook store records its changes itself, in their own transaction."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -155,25 +156,26 @@ class LifecycleStore:
         event's deliveries were queued (pending)."""
 
         async def write(connection: Connection) -> int:
-            return await _record(connection, scope, change)
-
-        return await self._db.transaction(write)
-
-    async def settle_held(self, scope: Scope, change: LifecycleChange, *, discard: bool) -> tuple[HeldSettled, int]:
-        """Releases (or discards) the webhook's held deliveries and records `change` with their count, in
-        one transaction; what it did, and how many operational deliveries were queued."""
-        keys = scope_params(scope) | {"webhook_id": change.webhook_id, "now": change.at}
-
-        async def write(connection: Connection) -> tuple[HeldSettled, int]:
-            settled = await connection.execute(_DISCARD_HELD if discard else _RELEASE_HELD, keys)
-            count = settled.rowcount
-            done = HeldSettled(released=0 if discard else count, discarded=count if discard else 0)
-            noted = LifecycleChange(change.kind, change.webhook_id, change.at, resumed_reason(done), count)
-            return done, await _record(connection, scope, noted)
+            return await record_change(connection, scope, change)
 
         return await self._db.transaction(write)
 
 
-async def _record(connection: Connection, scope: Scope, change: LifecycleChange) -> int:
+async def record_change(connection: Connection, scope: Scope, change: LifecycleChange) -> int:
+    """`change`'s log entry and operational event, in the transaction open on `connection`; how many
+    of the event's deliveries are pending."""
     row = await (await connection.execute(_RECORD, change_values(scope, change))).fetchone()
     return int(row[0]) if row else 0
+
+
+async def settle_held(connection: Connection, scope: Scope, change: LifecycleChange, *, discard: bool) -> HeldSettled:
+    """Releases (or discards) the webhook's held deliveries and records `change` with their count, in
+    the transaction open on `connection`."""
+    keys = scope_params(scope) | {"webhook_id": change.webhook_id, "now": change.at}
+    settled = await connection.execute(_DISCARD_HELD if discard else _RELEASE_HELD, keys)
+    count = settled.rowcount
+    done = HeldSettled(released=0 if discard else count, discarded=count if discard else 0)
+    await record_change(
+        connection, scope, LifecycleChange(change.kind, change.webhook_id, change.at, resumed_reason(done), count)
+    )
+    return done

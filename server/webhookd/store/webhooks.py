@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from psycopg.types.json import Jsonb
 
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+from webhookd.domain.lifecycle import HeldSettled, LifecycleChange
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome
 from webhookd.domain.webhooks import (
@@ -25,6 +26,7 @@ from webhookd.domain.webhooks import (
     WebhookSpec,
 )
 from webhookd.store.database import Connection, Database
+from webhookd.store.lifecycle import record_change, settle_held
 from webhookd.store.sql import TEXT_ARRAY, compiled, param, scope_params, scoped
 from webhookd.store.tables import server_keys, webhooks
 
@@ -299,10 +301,11 @@ class WebhookStore:
         expected_version: int,
         person_id: str | None,
         now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
         """Writes spec if the row is still at expected_version; Aborted when someone wrote first."""
         values = _spec_values(spec) | {"expected_version": expected_version, "person_id": person_id, "now": now}
-        row, current = await self._write_or_read(scope, webhook_id, _UPDATE_SPEC, values)
+        row, current = await self._write_or_read(scope, webhook_id, _UPDATE_SPEC, values, note)
         if row is not None:
             return row
         if current.is_deleted:
@@ -317,9 +320,10 @@ class WebhookStore:
         expected_version: int | None,
         person_id: str | None,
         now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
         values = {"expected_version": expected_version, "person_id": person_id, "now": now}
-        row, current = await self._write_or_read(scope, webhook_id, _SOFT_DELETE, values)
+        row, current = await self._write_or_read(scope, webhook_id, _SOFT_DELETE, values, note)
         if row is not None:
             return row
         if expected_version is not None and current.version != expected_version:
@@ -327,46 +331,84 @@ class WebhookStore:
         # Already deleted: deleting again is a no-op that returns the resource.
         return current
 
-    async def undelete(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
-        row, _ = await self._write_or_read(scope, webhook_id, _UNDELETE, {"person_id": person_id, "now": now})
+    async def undelete(
+        self,
+        scope: Scope,
+        webhook_id: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
+    ) -> Webhook:
+        values = {"person_id": person_id, "now": now}
+        row, _ = await self._write_or_read(scope, webhook_id, _UNDELETE, values, note)
         if row is not None:
             return row
         raise AlreadyExists(f"webhook {webhook_id} is not deleted")
 
     async def set_fingerprint(
-        self, scope: Scope, webhook_id: str, fingerprint: str, *, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        fingerprint: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
         values = {"fingerprint": fingerprint, "person_id": person_id, "now": now}
-        return await self._stamp(scope, webhook_id, _SET_FINGERPRINT, values)
+        row, _ = await self._write_or_read(scope, webhook_id, _SET_FINGERPRINT, values, note)
+        return _stamped(webhook_id, row)
 
-    async def resume(self, scope: Scope, webhook_id: str, *, person_id: str | None, now: datetime) -> Webhook:
-        """Clears an automatic pause and the failure count."""
-        return await self._stamp(scope, webhook_id, _RESUME, {"person_id": person_id, "now": now})
+    async def resume(
+        self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
+    ) -> tuple[Webhook, HeldSettled]:
+        """Clears an automatic pause and the failure count, and settles what was held meanwhile."""
+        settled: list[HeldSettled] = []
 
-    async def _stamp(self, scope: Scope, webhook_id: str, statement: str, values: dict[str, Any]) -> Webhook:
-        row, _ = await self._write_or_read(scope, webhook_id, statement, values)
-        if row is not None:
-            return row
-        raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
+        async def settle(connection: Connection) -> None:
+            settled.append(await settle_held(connection, scope, note, discard=discard_held))
+
+        values = {"person_id": person_id, "now": note.at}
+        row, _ = await self._write_or_read(scope, webhook_id, _RESUME, values, then=settle)
+        return _stamped(webhook_id, row), settled[0]
 
     async def _write_or_read(
-        self, scope: Scope, webhook_id: str, statement: str, values: dict[str, Any]
+        self,
+        scope: Scope,
+        webhook_id: str,
+        statement: str,
+        values: dict[str, Any],
+        note: LifecycleChange | None = None,
+        *,
+        then: Callable[[Connection], Awaitable[None]] | None = None,
     ) -> tuple[Webhook | None, Webhook]:
         """Runs a conditional write of one webhook; when it changed nothing, reads the webhook as it
-        is (in the same transaction) so the caller can say why. NotFound outside the scope."""
+        is (in the same transaction) so the caller can say why. When it wrote, `note` is recorded and
+        `then` runs, in its transaction. NotFound outside the scope."""
         keys = scope_params(scope) | {"id": webhook_id}
 
         async def write(connection: Connection) -> tuple[Any, Any]:
             written = await (await connection.execute(statement, keys | values)).fetchone()
-            if written is not None:
-                return written, written
-            return None, await (await connection.execute(_GET, keys)).fetchone()
+            if written is None:
+                return None, await (await connection.execute(_GET, keys)).fetchone()
+            if note is not None:
+                await record_change(connection, scope, note)
+            if then is not None:
+                await then(connection)
+            return written, written
 
         written, current = await self._db.transaction(write)
         if current is None:
             raise NotFound.of("webhook", webhook_id)
         webhook = webhook_from_row(current)
         return (webhook if written is not None else None), webhook
+
+
+def _stamped(webhook_id: str, row: Webhook | None) -> Webhook:
+    if row is None:
+        raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
+    return row
 
 
 def _version_conflict(webhook_id: str, expected: int, current: int) -> Aborted:
