@@ -41,7 +41,9 @@ async def until_refused(call: Callable[..., Awaitable[Any]], request: Any, withi
 async def test_an_in_flight_call_completes_during_shutdown_and_new_calls_are_refused(
     settings, backends, database
 ) -> None:
-    service = await open_service(settings, backends)
+    # The update waits on the row for as long as the test takes to stop the server and see it refuse
+    # calls: a few seconds on a busy machine, which must not reach the database bound and end it early.
+    service = await open_service(settings.with_overrides(database_timeout_seconds=60.0), backends)
     engine = create_async_engine(backends.database_url)
     try:
         async with grpc.aio.insecure_channel(service.grpc_target) as channel:
