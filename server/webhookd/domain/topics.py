@@ -1,4 +1,4 @@
-"""What a notification says happened: the core sends topics, the LISTEN/NOTIFY adapter carries them."""
+"""What a notification says happened: the core sends topics, the PostgreSQL adapter (store/notifications.py) carries them."""
 
 from __future__ import annotations
 
