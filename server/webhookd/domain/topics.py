@@ -1,4 +1,5 @@
-"""What a notification says happened: the core sends topics, the PostgreSQL adapter (store/notifications.py) carries them."""
+"""What a notification says happened: the core sends topics, and the PostgreSQL adapter
+(store/notifications.py) carries them."""
 
 from __future__ import annotations
 
