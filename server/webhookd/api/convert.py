@@ -32,6 +32,7 @@ from webhookd.domain.webhooks import (
     WebhookSpec,
 )
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIRECTION_TO_PROTO = {Direction.OUTBOUND: pb.DIRECTION_OUTBOUND, Direction.INBOUND: pb.DIRECTION_INBOUND}
 _DIRECTION_FROM_PROTO = {value: key for key, value in _DIRECTION_TO_PROTO.items()}
 _SOURCE_TYPE_TO_PROTO = {
@@ -56,8 +57,16 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
+    set_timestamp(stamp, value)
     return stamp
+
+
+def set_timestamp(stamp: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """What Timestamp.FromDatetime does (a naive time is UTC), in a fifth of its time: every entry of a
+    log stream carries one or two."""
+    since = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)) - _EPOCH
+    stamp.seconds = since.days * 86_400 + since.seconds
+    stamp.nanos = since.microseconds * 1000
 
 
 def datetime_of(stamp: timestamp_pb2.Timestamp, field: str) -> datetime:
@@ -321,26 +330,34 @@ def _json_value(value: struct_pb2.Value, path: str, violations: list[FieldViolat
 
 
 def entry_to_proto(entry: LogEntry) -> service_pb.DeliveryLogEntry:
-    return service_pb.DeliveryLogEntry(
-        cursor=encode_cursor(entry.position),
-        delivery_id=entry.delivery_id,
-        event_id=entry.event_id,
-        event_type=entry.event_type,
-        webhook_id=entry.webhook_id,
-        attempt=entry.attempt,
-        outcome=entry.outcome.value if entry.outcome is not None else "",
-        http_status=entry.http_status or 0,
-        latency_ms=entry.latency_ms,
-        error=entry.error,
-        response_excerpt=entry.response_excerpt,
-        next_attempt_at=timestamp(entry.next_attempt_at),
-        occurred_at=timestamp(entry.occurred_at),
-        kind=entry.kind.value,
-        reason=entry.reason,
-        delivery_count=entry.delivery_count,
-        request_headers=_header_map(entry.request_headers),
-        response_headers=_header_map(entry.response_headers),
-    )
+    message = service_pb.DeliveryLogEntry()
+    fill_entry(message, entry)
+    return message
+
+
+def fill_entry(message: service_pb.DeliveryLogEntry, entry: LogEntry) -> None:
+    """Sets `entry` on a message in place (a stream's response holds it, so nothing is copied)."""
+    message.cursor = encode_cursor(entry.position)
+    message.delivery_id = entry.delivery_id
+    message.event_id = entry.event_id
+    message.event_type = entry.event_type
+    message.webhook_id = entry.webhook_id
+    message.attempt = entry.attempt
+    message.outcome = entry.outcome.value if entry.outcome is not None else ""
+    message.http_status = entry.http_status or 0
+    message.latency_ms = entry.latency_ms
+    message.error = entry.error
+    message.response_excerpt = entry.response_excerpt
+    if entry.next_attempt_at is not None:
+        set_timestamp(message.next_attempt_at, entry.next_attempt_at)
+    set_timestamp(message.occurred_at, entry.occurred_at)
+    message.kind = entry.kind.value
+    message.reason = entry.reason
+    message.delivery_count = entry.delivery_count
+    if entry.request_headers:
+        message.request_headers.update(_header_map(entry.request_headers))
+    if entry.response_headers:
+        message.response_headers.update(_header_map(entry.response_headers))
 
 
 def _header_map(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:

@@ -39,7 +39,9 @@ class HistoryRpcs:
             consumer=request.consumer or None,
         )
         async for entry in entries:
-            yield pb.DeliveryLogResponse(entry=convert.entry_to_proto(entry))
+            response = pb.DeliveryLogResponse()
+            convert.fill_entry(response.entry, entry)
+            yield response
 
     async def ListDeliveries(self, request: pb.ListDeliveriesRequest, context: Context) -> pb.ListDeliveriesResponse:
         start_time = convert.datetime_of(request.start_time, "start_time") if request.HasField("start_time") else None
