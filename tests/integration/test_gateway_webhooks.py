@@ -321,12 +321,16 @@ async def test_resume_clears_an_automatic_pause(rest, database) -> None:
     paused = (await rest.get(f"{WEBHOOKS}/{webhook_id}", headers={"Cache-Control": "no-cache"})).json()
     assert (paused["is_active"], paused["consecutive_failures"]) == (False, 25)
 
+    published = await rest.post(EVENTS, json={"event_type": "rfp.created", "payload": {"n": 1}})
+    assert published.json()["deliveries_held"] == 1
+
     response = await rest.post(f"{WEBHOOKS}/{webhook_id}:resume")
 
     assert response.status_code == 200
-    resumed = response.json()
+    body = response.json()
+    resumed = body["webhook"]
     assert (resumed["is_active"], resumed["paused_at"], resumed["consecutive_failures"]) == (True, None, 0)
-    assert response.headers["etag"] == f'"{resumed["version"]}"'
+    assert (body["deliveries_released"], body["deliveries_discarded"]) == (1, 0)
 
 
 async def test_resume_an_unknown_id_is_404(rest) -> None:

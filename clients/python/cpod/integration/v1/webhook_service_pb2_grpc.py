@@ -248,7 +248,8 @@ class WebhookServiceServicer:
     def ResumeWebhook(self, request, context):
         """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
         are sent again, and the deliveries held while it was paused are released in publish order (or,
-        with discard_held, kept in history as `discarded`). Over HTTP the response is the webhook.
+        with discard_held, kept in history as `discarded`). Over HTTP, as over gRPC, the response is the
+        webhook with how many held deliveries were released or discarded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -74,7 +74,8 @@ class WebhookServiceStub:
     ResumeWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
     are sent again, and the deliveries held while it was paused are released in publish order (or,
-    with discard_held, kept in history as `discarded`). Over HTTP the response is the webhook.
+    with discard_held, kept in history as `discarded`). Over HTTP, as over gRPC, the response is the
+    webhook with how many held deliveries were released or discarded.
     """
     DeliveryLog: _grpc.UnaryStreamMultiCallable[_webhook_service_pb2.DeliveryLogRequest, _webhook_service_pb2.DeliveryLogResponse]
     """Streams delivery attempts and webhook lifecycle changes (paused, resumed, disabled, enabled,
@@ -182,7 +183,8 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     ResumeWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]  # type: ignore[assignment]
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
     are sent again, and the deliveries held while it was paused are released in publish order (or,
-    with discard_held, kept in history as `discarded`). Over HTTP the response is the webhook.
+    with discard_held, kept in history as `discarded`). Over HTTP, as over gRPC, the response is the
+    webhook with how many held deliveries were released or discarded.
     """
     DeliveryLog: _aio.UnaryStreamMultiCallable[_webhook_service_pb2.DeliveryLogRequest, _webhook_service_pb2.DeliveryLogResponse]  # type: ignore[assignment]
     """Streams delivery attempts and webhook lifecycle changes (paused, resumed, disabled, enabled,
@@ -341,7 +343,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_service_pb2.ResumeWebhookResponse, _abc.Awaitable[_webhook_service_pb2.ResumeWebhookResponse]]:
         """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
         are sent again, and the deliveries held while it was paused are released in publish order (or,
-        with discard_held, kept in history as `discarded`). Over HTTP the response is the webhook.
+        with discard_held, kept in history as `discarded`). Over HTTP, as over gRPC, the response is the
+        webhook with how many held deliveries were released or discarded.
         """
 
     @_abc_1.abstractmethod
