@@ -339,6 +339,45 @@ async def test_a_quiet_webhooks_new_delivery_starts_before_a_busy_webhooks_queue
     assert len(queue.attempts) == 7
 
 
+async def test_a_quiet_webhook_named_while_the_queue_is_over_full_is_claimed_when_one_place_frees(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    deliverer: Deliverer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    finish_one = asyncio.Semaphore(0)  # each release lets one of the busy webhook's deliveries finish
+    attempt = deliverer.deliver
+    busy, _ = await subscriber(webhooks)
+    quiet, _ = await subscriber(webhooks, replace(ORDERS, name="quiet", url="https://quiet.example/hooks"))
+
+    async def deliver(delivery: ClaimedDelivery) -> None:
+        if delivery.webhook_id == busy.id:
+            await finish_one.acquire()
+        await attempt(delivery)
+
+    monkeypatch.setattr(deliverer, "deliver", deliver)
+    for _ in range(12):
+        queue.add(busy)
+    pool = make_pool(workers=2)  # room for 4, and 8 more for what notifications bring
+    running = asyncio.create_task(pool.run())
+    await until(lambda: pool.in_flight == 4)
+    notifications.notify(Topic.DELIVERIES, busy.id)
+    await until(lambda: pool.in_flight == 12)  # as full as notifications may make it
+    waiting = queue.add(quiet)
+    notifications.notify(Topic.DELIVERIES, quiet.id)  # no place for it: the queue is as full as allowed
+
+    finish_one.release()
+    # Claimed as soon as that one place frees, not once the nine places a batch needs have.
+    await until(lambda: queue.deliveries[waiting].lease_expires_at is not None)
+    assert pool.in_flight == 12
+
+    for _ in range(12):
+        finish_one.release()
+    await stop(pool, running)
+
+
 async def test_the_pool_wakes_when_deliveries_are_notified(
     queue: FakeDeliveryQueue,
     make_pool: PoolFactory,

@@ -124,15 +124,18 @@ class DeliveryPool:
             # Cleared before claiming, never after: a wake-up that arrives while we claim or look
             # up the next due time must make the next wait return at once.
             self._wake.clear()
-            fresh, self._fresh = self._fresh, False
+            fresh = self._fresh
             room = self._capacity - self.in_flight
             if fresh:
                 # New deliveries may be for a quiet webhook: claim a few now, even past the batch
                 # threshold or the capacity, and they go ahead of the busy webhooks' (_enqueue).
                 room = max(room, min(FRESH_CLAIM, self._capacity + FRESH_CLAIM - self.in_flight))
             if room < self._batch_room and not (room > 0 and (fresh or self._ready.empty())):
-                await self._wake.wait()  # workers are busy and have work queued: no query needed
+                # Workers are busy and have work queued: no query needed. A notification stays
+                # pending (`_fresh`) for the claim that room allows (_freed).
+                await self._wake.wait()
                 continue
+            self._fresh = False
             wanted = min(room, CLAIM_BATCH)
             claimed: list[ClaimedDelivery] = []
             fresh_webhooks, self._fresh_webhooks = sorted(self._fresh_webhooks), set()
@@ -177,9 +180,18 @@ class DeliveryPool:
         if self._stopping.is_set():
             self._wake.set()  # the drain counts finishing workers
             return
+        if self._fresh and self.in_flight < self._capacity + FRESH_CLAIM and self._quiet_webhook_named():
+            self._wake.set()  # a quiet webhook's new delivery waits for one free place, not a batch's
+            return
         room = self._capacity - self.in_flight
         if not self._last_claim_short and (room >= self._batch_room or (room > 0 and self._ready.empty())):
             self._wake.set()
+
+    def _quiet_webhook_named(self) -> bool:
+        """A notification named a webhook with nothing queued or running here. Busy webhooks' new
+        deliveries wait for a batch's room: waking a claim for each of them would claim one or two at
+        a time."""
+        return any(webhook_id not in self._held for webhook_id in self._fresh_webhooks)
 
     async def _worker(self) -> None:
         while True:
