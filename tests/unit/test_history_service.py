@@ -180,6 +180,27 @@ async def test_a_delivery_page_token_is_bound_to_its_filters(
     assert violated_fields(raised.value) == ["page_token"]
 
 
+async def test_the_deliveries_of_another_tenants_webhook_are_not_found(
+    history: History, history_store: FakeHistory, webhook: Webhook, clock: FakeClock
+) -> None:
+    history_store.add_delivery(TENANT, webhook_id=webhook.id, created_at=clock())
+
+    with pytest.raises(NotFound):
+        await history.list_deliveries(OTHER_TENANT, DeliveryFilter(webhook_id=webhook.id), page_size=0, page_token="")
+    with pytest.raises(NotFound):
+        await history.list_deliveries(
+            TENANT, DeliveryFilter(webhook_id="whk_01J0000000000000000000000"), page_size=0, page_token=""
+        )
+    assert (
+        len(
+            (
+                await history.list_deliveries(TENANT, DeliveryFilter(webhook_id=webhook.id), page_size=0, page_token="")
+            ).deliveries
+        )
+        == 1
+    )
+
+
 async def test_delivery_event_type_filters_are_checked(history: History) -> None:
     with pytest.raises(Invalid) as raised:
         await history.list_deliveries(

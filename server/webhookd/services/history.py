@@ -105,6 +105,8 @@ class History:
         if violations:
             raise Invalid(violations)
         limit = validate_page_size(page_size)
+        if query.webhook_id is not None:
+            await self._webhooks.get(scope, query.webhook_id)  # NotFound for another tenant's, as the log says
         key = await self._webhooks.page_token_key()
         digest = page_tokens.query_digest("deliveries", scope.tenant_id, scope.app_id, query)
         before = None
