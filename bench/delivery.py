@@ -33,6 +33,7 @@ from pathlib import Path
 import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
 from harness import signing
 from harness.backends import Backends, backends
+from harness.cpu import database_backends, process_seconds
 from harness.procs import Child
 from harness.report import Row, main, ratio_row, value_row
 from harness.run import Run
@@ -84,6 +85,7 @@ class Totals:
     db_seconds: float = 0.0
     publish_seconds: float = 0.0
     cpu_seconds: float = 0.0
+    db_cpu_seconds: float = 0.0  # the backends serving the service's database
     processes: int = 0
     latency: Latency = field(default_factory=Latency)
 
@@ -176,19 +178,22 @@ def events_per_turn(pace: float) -> int:
 def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: int) -> None:
     """`events` events end to end, with a probe alongside; adds to test.totals."""
     name = f"e2e{test.worker_processes}-{turn}"
+    totals = test.totals
     started_file = run.dir / f"{name}.started"
     prober = start_probe(run, f"{name}-probe", test.probe_args, receiver, started_file=started_file)
     before, cpu_before = receiver_stats(receiver), test.service.usage()
+    serving = database_backends(test.service.database)
+    db_cpu_before = process_seconds(serving)
     args = [*test.e2e_args, "--events", str(events), "--started-file", str(started_file)]
     result = run.load(name, "load.e2e", args, timeout=E2E_LIMIT + 30)
     cpu_after = test.service.usage()
+    totals.db_cpu_seconds += process_seconds(serving) - db_cpu_before
     latency = probe_result(prober, finish=True)
     if result["errors"]:
         raise RuntimeError(f"{name}: {result['errors']} failed publishes; first: {result['first_error']}")
     if result["queued"] != result["expected"]:
         raise RuntimeError(f"{name}: the service queued {result['queued']} deliveries, not {result['expected']}")
     check_signed(before, receiver_stats(receiver), int(result["recorded"]))
-    totals = test.totals
     totals.done += int(result["recorded"])
     totals.turns.append(int(result["recorded"]) / float(result["seconds"]))
     totals.events += events
@@ -229,7 +234,8 @@ def e2e_notes(test: UnderTest) -> list[str]:
         f"{settings}: {ROUNDS} turns, {totals.events} events x {HOOKS} webhooks, {totals.seconds:.2f} s in all from "
         f"first publish to last 2xx recorded (by the attempts' own occurred_at: {totals.db_seconds:.2f} s)"
         f"{incomplete}; publishing alone {totals.events / totals.publish_seconds:,.0f} events/s; the service ran "
-        f"{totals.processes} process(es), CPU {totals.cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs per delivery; "
+        f"{totals.processes} process(es), CPU {totals.cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs per delivery,"
+        f" its database's PostgreSQL backends {totals.db_cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs; "
         f"turns: {', '.join(f'{rate:,.0f}' for rate in totals.turns)}/s"
     ]
 

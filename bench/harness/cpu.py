@@ -11,6 +11,8 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+import psycopg
+
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -39,3 +41,26 @@ def session_usage(session_id: int) -> SessionUsage:
                 processes += 1
                 ticks += sum(int(value) for value in fields[11:15])
     return SessionUsage(processes, ticks / _TICKS)
+
+
+def process_seconds(pids: list[int]) -> float:
+    """CPU time of these processes (those that have exited count nothing)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / _TICKS
+
+
+def database_backends(database: str) -> list[int]:
+    """The PostgreSQL backends serving `database` (a libpq URL) now, the asking one left out: a
+    service's pooled and listening connections, which it keeps for as long as it runs."""
+    with psycopg.connect(database, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(row[0]) for row in rows]
