@@ -60,9 +60,7 @@ async def test_a_rate_limited_webhook_gets_slots_a_limit_apart_and_the_rest_wait
         claimed = await store.claim(10, per_webhook=10, per_tenant=10)
         held = await store.hold_back(100)
         rows = await database.rows(PENDING, w=webhook_id)
-        slots = await database.value(
-            "SELECT next_slot_at - now() FROM webhook_rate_slots WHERE webhook_id = :w", w=webhook_id
-        )
+        slots = await database.value("SELECT webhookd_next_slot(:w, 4) - now()", w=webhook_id)
     finally:
         await database.close()
 

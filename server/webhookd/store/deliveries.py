@@ -81,9 +81,10 @@ _LOCK_ONLY = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"
 #   (its cap is 1). So one goes at a time, in publish order, and a head waiting for its retry holds
 #   back the ones behind it.
 # - rate_limit_per_second: each delivery claimed gets a send slot, 1/limit apart, from the webhook's
-#   next free slot (webhook_rate_slots) on, while the slot is within RATE_SLOT_HORIZON; the worker
-#   sends at its slot (domain/routing.py). Slots are on the database's clock, read after the lock
-#   (statement_timestamp()), and the next free slot moves past those taken (`slots`).
+#   next free slot on (webhookd_next_slot: 1/limit after the last slot given, which each claimed
+#   delivery keeps in send_slot_at; migration 0011), while the slot is within RATE_SLOT_HORIZON; the
+#   worker sends at its slot (domain/routing.py). Slots are on the database's clock, read after the
+#   lock (statement_timestamp()).
 # What these hold back stays due; _HOLD_BACK moves it out of the scan's way when the claimer finds
 # due deliveries it cannot take.
 _CLAIM = compiled(
@@ -125,7 +126,7 @@ WITH inflight AS (
 ), ranked AS (
     SELECT c.*, row_number() OVER by_webhook AS webhook_rank,
         CASE WHEN c.rate > 0 THEN greatest(statement_timestamp(),
-            (SELECT next_slot_at FROM webhook_rate_slots WHERE webhook_id = c.webhook_id))
+            webhookd_next_slot(c.webhook_id, c.rate))
             + make_interval(secs => (row_number() OVER by_webhook - 1) / c.rate::float8) END AS slot
     FROM candidates c
     WHERE NOT c.fifo OR webhookd_fifo_head(c.id)
@@ -139,21 +140,17 @@ WITH inflight AS (
     WHERE r.webhook_rank + coalesce(wi.n, 0) <= CASE WHEN r.fifo THEN 1 ELSE :per_webhook END
       AND (r.slot IS NULL OR r.slot < statement_timestamp() + make_interval(secs => :horizon))
 ), chosen AS (
-    SELECT u.id, u.slot, u.rate, u.fifo, u.webhook_id FROM under_webhook_cap u
+    SELECT u.id, u.slot, u.fifo FROM under_webhook_cap u
     LEFT JOIN tenant_inflight ti USING (tenant_id)
     WHERE u.tenant_rank + coalesce(ti.n, 0) <= :per_tenant
     ORDER BY u.webhook_load, u.next_attempt_at, u.id
     LIMIT :limit
-), slots AS (
-    INSERT INTO webhook_rate_slots (webhook_id, next_slot_at)
-    SELECT webhook_id, max(slot) + make_interval(secs => 1 / max(rate)::float8) FROM chosen
-    WHERE rate > 0 GROUP BY webhook_id
-    ON CONFLICT (webhook_id) DO UPDATE SET next_slot_at = excluded.next_slot_at
 )
 UPDATE deliveries d SET
     lease_token = :token,
     lease_expires_at = coalesce(chosen.slot, now()) + make_interval(secs => w.retry_timeout_ms / 1000.0 + :margin),
     next_attempt_at = coalesce(chosen.slot, now()) + make_interval(secs => w.retry_timeout_ms / 1000.0 + :margin),
+    send_slot_at = chosen.slot,
     updated_at = now()
 FROM chosen, webhooks w, events e
 WHERE d.id = ANY(ARRAY(SELECT id FROM chosen)) AND d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
@@ -198,7 +195,7 @@ WITH routed AS (
     FROM routed r
     CROSS JOIN LATERAL (
         SELECT due.id, greatest(statement_timestamp(),
-                (SELECT next_slot_at FROM webhook_rate_slots WHERE webhook_id = r.webhook_id))
+                webhookd_next_slot(r.webhook_id, r.rate))
             + make_interval(secs => (row_number() OVER (ORDER BY due.next_attempt_at, due.id) - 1) / r.rate::float8)
             AS slot
         FROM (

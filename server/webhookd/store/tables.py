@@ -88,14 +88,6 @@ event_types = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
 )
 
-# The next free send slot of each rate-limited webhook, written only by the claim (under its lock).
-webhook_rate_slots = sa.Table(
-    "webhook_rate_slots",
-    metadata,
-    sa.Column("webhook_id", sa.Text, primary_key=True),
-    sa.Column("next_slot_at", sa.DateTime(timezone=True), nullable=False),
-)
-
 # deliveries, attempts and inbound_events are partitioned by week (store/partitions.py): deliveries
 # by id (bytewise, hence "C"), attempts by occurred_at, inbound_events by received_at.
 deliveries = sa.Table(
@@ -119,6 +111,8 @@ deliveries = sa.Table(
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     # Publish order, for deliveries to FIFO webhooks only (NULL otherwise).
     sa.Column("fifo_seq", sa.BigInteger),
+    # The send slot the claim gave a delivery of a rate-limited webhook (NULL otherwise).
+    sa.Column("send_slot_at", sa.DateTime(timezone=True)),
 )
 
 attempts = sa.Table(
