@@ -171,18 +171,25 @@ class Database:
         a page of deliveries). Left to choose, PostgreSQL plans such a statement afresh on every call,
         its generic plan priced over every partition looking dearer than a custom one; planning two
         dozen partitions costs a millisecond or more, more than running it. So it runs in a transaction
-        that asks for the generic plan, planned once per connection (BEGIN, SET LOCAL, the statement and
-        COMMIT in one round trip)."""
+        that asks for the generic plan, planned once per connection."""
+        if generic_plan:
+            return await self.fetch_all_after(GENERIC_PLAN, sql, params)
 
         async def all_rows(connection: Connection) -> list[TupleRow]:
             cursor = await connection.execute(sql, params)
             return await cursor.fetchall()
 
-        async def all_rows_generic(connection: Connection) -> list[TupleRow]:
+        return await self.run(all_rows)
+
+    async def fetch_all_after(self, first: str, sql: str, params: Params = None) -> list[TupleRow]:
+        """`sql`'s rows, in a transaction that runs `first` before it (a setting, a lock): BEGIN, both
+        statements and COMMIT in one round trip."""
+
+        async def all_rows_after(connection: Connection) -> list[TupleRow]:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
-                    await connection.execute(GENERIC_PLAN)
+                    await connection.execute(first)
                     cursor = await connection.execute(sql, params)
                     await connection.execute(COMMIT)
                 return await cursor.fetchall()
@@ -190,7 +197,7 @@ class Database:
                 await rollback(connection)
                 raise
 
-        return await self.run(all_rows_generic if generic_plan else all_rows)
+        return await self.run(all_rows_after)
 
     async def execute(self, sql: str, params: Params = None) -> int:
         """Runs one statement; returns the number of rows it touched."""

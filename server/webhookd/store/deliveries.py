@@ -455,19 +455,7 @@ class DeliveryStore:
             "horizon": RATE_SLOT_HORIZON.total_seconds(),
         }
 
-        async def claim(connection: Connection) -> list[Any]:
-            try:
-                async with connection.pipeline():
-                    await connection.execute(BEGIN)
-                    await connection.execute(_LOCK)
-                    claimed = await connection.execute(_CLAIM, values)
-                    await connection.execute(COMMIT)
-                return await claimed.fetchall()
-            except BaseException:
-                await rollback(connection)
-                raise
-
-        return [_claimed(row, token) for row in await self._db.run(claim)]
+        return [_claimed(row, token) for row in await self._db.fetch_all_after(_LOCK, _CLAIM, values)]
 
     async def hold_back(self, limit: int) -> int:
         """Moves due deliveries that their webhook's order or rate limit keep from being claimed out
@@ -478,19 +466,7 @@ class DeliveryStore:
             "park": FIFO_PARK_MAX.total_seconds(),
         }
 
-        async def hold(connection: Connection) -> list[Any]:
-            try:
-                async with connection.pipeline():
-                    await connection.execute(BEGIN)
-                    await connection.execute(_LOCK)
-                    held = await connection.execute(_HOLD_BACK, values)
-                    await connection.execute(COMMIT)
-                return await held.fetchall()
-            except BaseException:
-                await rollback(connection)
-                raise
-
-        return len(await self._db.run(hold))
+        return len(await self._db.fetch_all_after(_LOCK, _HOLD_BACK, values))
 
     async def next_due_at(self) -> datetime | None:
         row = await self._db.fetch_one(_NEXT_DUE)
