@@ -11,10 +11,10 @@ listener (re)connects it forgets everything; `ttl_seconds` bounds any entry's ag
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from webhookd.domain.event_schemas import CompiledSchema
+from webhookd.services.bounded_cache import BoundedCache
 
 DEFAULT_CAPACITY = 10_000
 DEFAULT_TTL_SECONDS = 60.0
@@ -30,33 +30,20 @@ class EventSchemaCache:
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._capacity = capacity
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._entries: OrderedDict[Key, tuple[CompiledSchema | None, float]] = OrderedDict()
+        self._entries: BoundedCache[Key, CompiledSchema | None] = BoundedCache(
+            capacity=capacity, ttl_seconds=ttl_seconds, clock=clock
+        )
         # Moves on every forgetting: a read that started before one may hold what it forgot.
         self.generation = 0
 
     def get(self, key: Key) -> tuple[bool, CompiledSchema | None]:
         """(True, what is kept) on a hit; (False, None) when the key must be read."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return False, None
-        schema, kept_at = entry
-        if self._clock() - kept_at >= self._ttl:
-            del self._entries[key]
-            return False, None
-        self._entries.move_to_end(key)
-        return True, schema
+        return self._entries.get(key)
 
     def put(self, key: Key, schema: CompiledSchema | None, *, read_at_generation: int) -> None:
         """Keeps what a read found, unless something was forgotten since the read began."""
-        if read_at_generation != self.generation:
-            return
-        self._entries[key] = (schema, self._clock())
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        if read_at_generation == self.generation:
+            self._entries.put(key, schema)
 
     def changed(self, name: str | None) -> None:
         """A `Topic.EVENT_TYPES` notification: forget `name` in every scope; None forgets everything."""
@@ -64,8 +51,9 @@ class EventSchemaCache:
         if name is None:
             self._entries.clear()
             return
-        for key in [key for key in self._entries if key[2] == name]:
-            del self._entries[key]
+        for key in self._entries.kept_keys():
+            if key[2] == name:
+                self._entries.discard(key)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -11,10 +11,10 @@ longer than `ttl_seconds` in any case. A caller that must read the database asks
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from webhookd.domain.webhooks import Webhook
+from webhookd.services.bounded_cache import BoundedCache
 
 DEFAULT_CAPACITY = 10_000
 DEFAULT_TTL_SECONDS = 5.0
@@ -28,30 +28,18 @@ class WebhookCache:
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._capacity = capacity
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._entries: OrderedDict[str, tuple[Webhook, float]] = OrderedDict()
+        self._entries: BoundedCache[str, Webhook] = BoundedCache(
+            capacity=capacity, ttl_seconds=ttl_seconds, clock=clock
+        )
 
     def get(self, webhook_id: str) -> Webhook | None:
-        entry = self._entries.get(webhook_id)
-        if entry is None:
-            return None
-        webhook, cached_at = entry
-        if self._clock() - cached_at >= self._ttl:
-            del self._entries[webhook_id]
-            return None
-        return webhook
+        return self._entries.get(webhook_id)[1]
 
     def put(self, webhook: Webhook) -> None:
         """Keeps `webhook` unless a newer version of it is already kept."""
-        kept = self._entries.get(webhook.id)
-        if kept is not None and kept[0].version > webhook.version:
-            return
-        self._entries[webhook.id] = (webhook, self._clock())
-        self._entries.move_to_end(webhook.id)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        kept = self._entries.peek(webhook.id)
+        if kept is None or kept.version <= webhook.version:
+            self._entries.put(webhook.id, webhook)
 
     def changed(self, payload: str | None) -> None:
         """A `Topic.WEBHOOKS` notification: `<id>:<version>` forgets that webhook unless what is kept
@@ -61,9 +49,9 @@ class WebhookCache:
             self._entries.clear()
             return
         webhook_id, _, version = payload.partition(":")
-        kept = self._entries.get(webhook_id)
-        if kept is not None and not (version.isdigit() and kept[0].version >= int(version)):
-            del self._entries[webhook_id]
+        kept = self._entries.peek(webhook_id)
+        if kept is not None and not (version.isdigit() and kept.version >= int(version)):
+            self._entries.discard(webhook_id)
 
     def __len__(self) -> int:
         return len(self._entries)
