@@ -92,21 +92,7 @@ class Deliverer:
             self._observer.attempted(
                 result.outcome.value, result.latency_ms, finished=retry_at is None, succeeded=result.succeeded
             )
-        self._recorder.submit(
-            claimed,
-            AttemptRecord(
-                outcome=result.outcome,
-                http_status=result.http_status,
-                latency_ms=result.latency_ms,
-                error=result.error,
-                response_excerpt=result.response_excerpt,
-                gone=result.gone,
-                next_attempt_at=retry_at,
-                occurred_at=finished_at,
-                request_headers=result.request_headers,
-                response_headers=result.response_headers,
-            ),
-        )
+        self._recorder.submit(claimed, AttemptRecord.of(result, next_attempt_at=retry_at, occurred_at=finished_at))
 
     async def _wait_for_slot(self, claimed: ClaimedDelivery, send_at: datetime) -> bool:
         """Waits for a rate-limited delivery's send slot; False when it is too late for it (a busy

@@ -113,6 +113,22 @@ class AttemptRecord:
     request_headers: tuple[tuple[str, str], ...] = ()
     response_headers: tuple[tuple[str, str], ...] = ()
 
+    @classmethod
+    def of(cls, result: AttemptResult, *, next_attempt_at: datetime | None, occurred_at: datetime) -> AttemptRecord:
+        """What a POST's result is written back as."""
+        return cls(
+            outcome=result.outcome,
+            http_status=result.http_status,
+            latency_ms=result.latency_ms,
+            error=result.error,
+            response_excerpt=result.response_excerpt,
+            gone=result.gone,
+            next_attempt_at=next_attempt_at,
+            occurred_at=occurred_at,
+            request_headers=result.request_headers,
+            response_headers=result.response_headers,
+        )
+
     @property
     def succeeded(self) -> bool:
         return self.outcome is Outcome.SUCCEEDED

@@ -76,18 +76,7 @@ class Pings:
         result = await self._sender.send(
             webhook.spec.url, body=body, headers=headers, timeout_ms=webhook.spec.retry_policy.timeout_ms
         )
-        attempt = AttemptRecord(
-            outcome=result.outcome,
-            http_status=result.http_status,
-            latency_ms=result.latency_ms,
-            error=result.error,
-            response_excerpt=result.response_excerpt,
-            gone=result.gone,
-            next_attempt_at=None,  # a test is never retried
-            occurred_at=self._now(),
-            request_headers=result.request_headers,
-            response_headers=result.response_headers,
-        )
+        attempt = AttemptRecord.of(result, next_attempt_at=None, occurred_at=self._now())  # a test is never retried
         delivery_id = ids.new_id(ids.DELIVERY_PREFIX)
         await self._records.record(webhook, event, delivery_id, attempt)
         self._notifications.notify(Topic.ATTEMPTS)
