@@ -336,24 +336,32 @@ def entry_to_proto(entry: LogEntry) -> service_pb.DeliveryLogEntry:
 
 
 def fill_entry(message: service_pb.DeliveryLogEntry, entry: LogEntry) -> None:
-    """Sets `entry` on a message in place (a stream's response holds it, so nothing is copied)."""
+    """Sets `entry` on a message in place (a stream's response holds it, so nothing is copied). Once
+    per entry of a log stream: fields at their proto default are left unset (the same message, for
+    less work), and the status words go in as the str they are."""
     message.cursor = encode_cursor(entry.position)
     message.delivery_id = entry.delivery_id
     message.event_id = entry.event_id
     message.event_type = entry.event_type
     message.webhook_id = entry.webhook_id
     message.attempt = entry.attempt
-    message.outcome = entry.outcome.value if entry.outcome is not None else ""
-    message.http_status = entry.http_status or 0
+    if entry.outcome is not None:
+        message.outcome = entry.outcome
+    if entry.http_status:
+        message.http_status = entry.http_status
     message.latency_ms = entry.latency_ms
-    message.error = entry.error
-    message.response_excerpt = entry.response_excerpt
+    if entry.error:
+        message.error = entry.error
+    if entry.response_excerpt:
+        message.response_excerpt = entry.response_excerpt
     if entry.next_attempt_at is not None:
         set_timestamp(message.next_attempt_at, entry.next_attempt_at)
     set_timestamp(message.occurred_at, entry.occurred_at)
-    message.kind = entry.kind.value
-    message.reason = entry.reason
-    message.delivery_count = entry.delivery_count
+    message.kind = entry.kind
+    if entry.reason:
+        message.reason = entry.reason
+    if entry.delivery_count:
+        message.delivery_count = entry.delivery_count
     if entry.request_headers:
         message.request_headers.update(_header_map(entry.request_headers))
     if entry.response_headers:
