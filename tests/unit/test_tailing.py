@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -75,6 +76,51 @@ async def test_the_backlog_is_read_in_batches_until_a_short_one(size: int, reads
     assert len(source.reads) == reads
     assert {limit for _, limit in source.reads} == {BATCH}
     assert [after for after, _ in source.reads] == [None, *(source.entries[BATCH * n - 1] for n in range(1, reads))]
+
+
+async def test_the_next_batch_is_read_while_a_full_one_is_being_sent() -> None:
+    source = Source(2 * BATCH + 1)
+    entries = tail(
+        source.read,
+        lambda entry: entry,
+        after=None,
+        follow=False,
+        notifications=FakeNotifications(),
+        topic=Topic.ATTEMPTS,
+    )
+
+    first = await anext(entries)
+    await until(lambda: len(source.reads) == 2)  # the second batch is on its way; the first is not yet sent
+
+    assert first == source.entries[0]
+    assert source.reads[1] == (source.entries[BATCH - 1], BATCH)
+    assert [first, *[entry async for entry in entries]] == source.entries
+
+
+async def test_a_reader_that_stops_mid_batch_cancels_the_read_ahead() -> None:
+    release = asyncio.Event()
+    cancelled = asyncio.Event()
+    source = Source(BATCH + 5)
+    plain_read = source.read
+
+    async def read(after: LogPosition | None, limit: int) -> list[LogPosition]:
+        if after is None:
+            return await plain_read(after, limit)
+        try:
+            await release.wait()  # the read ahead: held until the reader has gone
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return await plain_read(after, limit)
+
+    entries = tail(
+        read, lambda entry: entry, after=None, follow=False, notifications=FakeNotifications(), topic=Topic.ATTEMPTS
+    )
+    assert await anext(entries) == source.entries[0]
+
+    await entries.aclose()  # type: ignore[attr-defined]
+
+    await asyncio.wait_for(cancelled.wait(), 5)
 
 
 async def test_the_backlog_starts_after_the_given_position() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from webhookd.domain.errors import ResourceExhausted
 from webhookd.domain.history import LogPosition
@@ -80,10 +80,27 @@ async def _backlog(
     position_of: Callable[[T], LogPosition],
     after: LogPosition | None,
 ) -> AsyncIterator[T]:
+    """Batch by batch; a full batch starts the read of the next before its entries are sent, so the
+    database works while the reader is served (one read ahead at most: the batch bound holds)."""
+    entries = await read(after, BATCH)
     while True:
-        entries = await read(after, BATCH)
-        for entry in entries:
-            yield entry
-            after = position_of(entry)
-        if len(entries) < BATCH:
+        ahead = asyncio.ensure_future(read(position_of(entries[-1]), BATCH)) if len(entries) == BATCH else None
+        try:
+            for entry in entries:
+                yield entry
+        except BaseException:  # the reader stopped (GeneratorExit, cancelled): the read ahead is moot
+            if ahead is not None:
+                ahead.cancel()
+                ahead.add_done_callback(_outcome_unwanted)
+            raise
+        if ahead is None:
             return
+        entries = await ahead
+        if not entries:
+            return
+
+
+def _outcome_unwanted(task: asyncio.Future[Any]) -> None:
+    """Marks a dropped read's error as seen, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
