@@ -10,6 +10,7 @@ from google.protobuf import struct_pb2
 from webhook_calls import create_webhook, field_violations, rpc_error
 
 from support import make_caller
+from webhookd.store import events as store_events
 
 
 def request(event_type: str = "rfp.created", **fields) -> pb.PublishEventRequest:
@@ -126,3 +127,51 @@ async def test_targeted_publish_queues_only_for_that_webhook(caller, database) -
     assert published.deliveries_queued == 1
     rows = await database.rows("SELECT webhook_id FROM deliveries WHERE event_id = :e", e=published.event_id)
     assert [row.webhook_id for row in rows] == [chosen.id]
+
+
+async def test_a_fan_out_by_copy_writes_the_rows_a_pipelined_insert_does(caller, database, monkeypatch) -> None:
+    """Wide fan-outs go by COPY, whose rows the store formats itself: the same rows either way. (The
+    columns compared are those no worker changes: the session's pool may already be trying these.)"""
+    hooks = {
+        "plain": await create_webhook(caller, url="http://127.0.0.1:9/plain", event_types=["rfp.*"]),
+        "fifo": await create_webhook(
+            caller, url="http://127.0.0.1:9/fifo", event_types=["rfp.*"], ordering=wpb.ORDERING_FIFO
+        ),
+        "disabled": await create_webhook(caller, url="http://127.0.0.1:9/off", event_types=["rfp.*"], enabled=False),
+    }
+    by_insert = await caller.PublishEvent(request())
+    monkeypatch.setattr(store_events, "COPY_THRESHOLD", 0)
+
+    by_copy = await caller.PublishEvent(request())
+
+    async def rows_of(published: pb.PublishEventResponse) -> dict[str, dict[str, object]]:
+        rows = await database.rows(
+            "SELECT d.*, e.created_at AS published_at FROM deliveries d JOIN events e ON e.id = d.event_id"
+            " WHERE d.event_id = :e",
+            e=published.event_id,
+        )
+        named = {hook.id: name for name, hook in hooks.items()}
+        return {
+            named[row.webhook_id]: {
+                "tenant_id": row.tenant_id,
+                "app_id": row.app_id,
+                "status": row.status,
+                "waits_for_nothing": row.next_attempt_at is None,
+                "created_at_publish": row.created_at == row.published_at,
+                "in_order": row.fifo_seq is not None,
+                "id_shape": row.id.startswith("dlv_"),
+            }
+            for row in rows
+        }
+
+    inserted, copied = await rows_of(by_insert), await rows_of(by_copy)
+    assert copied == inserted
+    assert set(copied) == set(hooks)
+    assert copied["plain"]["status"] == "pending" and not copied["plain"]["waits_for_nothing"]
+    assert copied["disabled"]["status"] == "skipped" and copied["disabled"]["waits_for_nothing"]
+    assert copied["fifo"]["in_order"] and not copied["plain"]["in_order"]
+    assert (by_copy.deliveries_queued, by_copy.deliveries_skipped) == (2, 1)
+    fifo_seqs = await database.rows(
+        "SELECT event_id, fifo_seq FROM deliveries WHERE webhook_id = :w ORDER BY fifo_seq", w=hooks["fifo"].id
+    )
+    assert [row.event_id for row in fifo_seqs] == [by_insert.event_id, by_copy.event_id]  # publish order kept
