@@ -371,7 +371,7 @@ def _attempt_batch(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> st
     return json.dumps(
         [
             {
-                "id": ids.new_id(ids.ATTEMPT_PREFIX),
+                "id": attempt_id,
                 "tenant_id": claimed.tenant_id,
                 "app_id": claimed.app_id,
                 "delivery_id": claimed.delivery_id,
@@ -394,7 +394,7 @@ def _attempt_batch(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> st
                     [storable_text(name), storable_text(value)] for name, value in record.response_headers
                 ],
             }
-            for claimed, record in batch
+            for attempt_id, (claimed, record) in zip(ids.new_ids(ids.ATTEMPT_PREFIX, len(batch)), batch, strict=True)
         ],
         separators=(",", ":"),
     )
@@ -428,8 +428,8 @@ def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> d
         arrays["failures"].append(len(tail))
         arrays["gones"].append(any(record.gone for record in records))
     # Ids for the pause's log entry and operational event, should this batch pause the webhook.
-    arrays["pause_log_ids"] = [ids.new_id(ids.ATTEMPT_PREFIX) for _ in arrays["webhook_ids"]]
-    arrays["pause_event_ids"] = [ids.new_id(ids.EVENT_PREFIX) for _ in arrays["webhook_ids"]]
+    arrays["pause_log_ids"] = ids.new_ids(ids.ATTEMPT_PREFIX, len(arrays["webhook_ids"]))
+    arrays["pause_event_ids"] = ids.new_ids(ids.EVENT_PREFIX, len(arrays["webhook_ids"]))
     return arrays
 
 

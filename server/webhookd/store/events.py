@@ -186,7 +186,7 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
             webhook_ids = [webhook_id for webhook_id, _, _ in chosen]
             statuses = [status for _, status, _ in chosen]
             fifos = [fifo for _, _, fifo in chosen]
-            delivery_ids = [ids.new_id(ids.DELIVERY_PREFIX) for _ in webhook_ids]
+            delivery_ids = ids.new_ids(ids.DELIVERY_PREFIX, len(webhook_ids))
             if len(webhook_ids) <= COPY_THRESHOLD:
                 if webhook_ids:
                     rows = {"ids": delivery_ids, "webhook_ids": webhook_ids, "statuses": statuses}
