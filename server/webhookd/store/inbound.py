@@ -27,7 +27,7 @@ from webhookd.domain.statuses import Outcome, ReceiptStatus
 from webhookd.domain.webhooks import Direction, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.sql import SETTLED_TXID, compiled, param, scope_params, scoped
-from webhookd.store.tables import attempts, inbound_consumers, inbound_events
+from webhookd.store.tables import inbound_consumers, inbound_events
 
 _ACCEPTED = ReceiptStatus.ACCEPTED.value
 _RECEIPT_COLUMNS = (
@@ -99,26 +99,31 @@ _LOCK_MESSAGE = compiled(
         )
     )
 )
-_INSERT_RECEIPT = compiled(
-    inbound_events.insert().values({name: param(name) for name in _RECEIPT_COLUMNS}).returning(inbound_events.c.id)
+# The receipt and its log line in one statement, so recording is one round trip (BEGIN, the lock, this,
+# COMMIT, pipelined). With `once`, the receipt goes in only when no accepted receipt of its message
+# exists (see the module's note); when it does not go in, neither does the line, and no row returns.
+_RECORD = compiled(
+    sa.text(
+        f"""
+WITH receipt AS (
+    INSERT INTO inbound_events ({", ".join(_RECEIPT_COLUMNS)})
+    SELECT :id, :tenant_id, CAST(:app_id AS text), :webhook_id, CAST(:message_id AS text), :status, :reason,
+        :event_type, :content_type, CAST(:body AS bytea), CAST(:received_at AS timestamptz)
+    WHERE NOT :once OR NOT EXISTS (
+        SELECT 1 FROM inbound_events earlier
+        WHERE earlier.webhook_id = :webhook_id AND earlier.message_id = :message_id AND earlier.status = '{_ACCEPTED}')
+    RETURNING id
+), line AS (
+    INSERT INTO attempts ({", ".join(_ATTEMPT_COLUMNS)})
+    SELECT :log_id, :tenant_id, CAST(:app_id AS text), receipt.id, :event_id, :event_type, :webhook_id, 1, :outcome,
+        CAST(:http_status AS integer), CAST(:latency_ms AS integer), :reason, '', NULL,
+        CAST(:received_at AS timestamptz)
+    FROM receipt
 )
-# Stored unless an accepted receipt of the same message is: then nothing is written and no row returns.
-_EARLIER = inbound_events.alias("earlier")
-_INSERT_RECEIPT_ONCE = compiled(
-    inbound_events.insert()
-    .from_select(
-        list(_RECEIPT_COLUMNS),
-        sa.select(*(sa.cast(param(name), inbound_events.c[name].type) for name in _RECEIPT_COLUMNS)).where(
-            ~sa.exists().where(
-                _EARLIER.c.webhook_id == param("webhook_id", sa.Text),
-                _EARLIER.c.message_id == param("message_id", sa.Text),
-                _EARLIER.c.status == _ACCEPTED,
-            )
-        ),
+SELECT id FROM receipt
+"""
     )
-    .returning(inbound_events.c.id)
 )
-_INSERT_LOG_LINE = compiled(attempts.insert().values({name: param(name) for name in _ATTEMPT_COLUMNS}))
 _EVENT_COLUMNS = (
     inbound_events.c.txid,
     inbound_events.c.seq,
@@ -211,9 +216,12 @@ class InboundStore:
         """Stores the receipt and its log line in one transaction, pipelined; returns its id, or None
         when an accepted message with the same id exists (then nothing is written)."""
         receipt_id = ids.new_id(ids.RECEIPT_PREFIX)
-        owner = {"tenant_id": target.tenant_id, "app_id": target.app_id, "webhook_id": target.webhook_id}
-        stored_receipt = owner | {
+        once = receipt.accepted and receipt.message_id is not None
+        values = {
             "id": receipt_id,
+            "tenant_id": target.tenant_id,
+            "app_id": target.app_id,
+            "webhook_id": target.webhook_id,
             "message_id": receipt.message_id,
             "status": (ReceiptStatus.ACCEPTED if receipt.accepted else ReceiptStatus.REJECTED).value,
             "reason": receipt.reason,
@@ -221,39 +229,24 @@ class InboundStore:
             "content_type": receipt.content_type,
             "body": receipt.body if receipt.accepted else None,
             "received_at": receipt.received_at,
-        }
-        log_line = owner | {
-            "id": ids.new_id(ids.ATTEMPT_PREFIX),
-            "delivery_id": receipt_id,
+            "once": once,
+            # The log line: an attempt of the receipt (its "delivery"), under the message's id as its event.
+            "log_id": ids.new_id(ids.ATTEMPT_PREFIX),
             "event_id": receipt.message_id or receipt_id,
-            "event_type": receipt.event_type,
-            "attempt": 1,
             "outcome": (Outcome.RECEIVED if receipt.accepted else Outcome.REJECTED).value,
             "http_status": receipt.http_status,
             "latency_ms": receipt.latency_ms,
-            "error": receipt.reason,
-            "response_excerpt": "",
-            "next_attempt_at": None,
-            "occurred_at": receipt.received_at,
         }
-
-        once = receipt.accepted and receipt.message_id is not None
 
         async def write(connection: Connection) -> str | None:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
                     if once:
-                        await connection.execute(_LOCK_MESSAGE, stored_receipt)
-                    inserted = await connection.execute(
-                        _INSERT_RECEIPT_ONCE if once else _INSERT_RECEIPT, stored_receipt
-                    )
-                    if await inserted.fetchone() is None:
-                        await connection.execute(COMMIT)
-                        return None
-                    await connection.execute(_INSERT_LOG_LINE, log_line)
+                        await connection.execute(_LOCK_MESSAGE, values)
+                    inserted = await connection.execute(_RECORD, values)
                     await connection.execute(COMMIT)
-                    return receipt_id
+                return receipt_id if await inserted.fetchone() is not None else None
             except BaseException:
                 await rollback(connection)
                 raise
