@@ -38,7 +38,8 @@ def new_ids(prefix: str, count: int) -> list[str]:
     """`count` new ids of one type, each above every id this process made before it (of any type): in
     one millisecond the randomness counts up from where it left off, as python-ulid's ULID() does.
     Written out rather than one ULID() each (11 µs an id here, 113 ms of a 10,000-webhook fan-out):
-    the time part is encoded once and the rest by table, 2-5 µs an id."""
+    the time part is encoded once a millisecond and the rest by table: under 2 µs an id in a batch,
+    about 5 alone."""
     global _last
     with _last_lock:
         last_milliseconds, last_random, time_part = _last
