@@ -166,13 +166,16 @@ class Supervisor:
                     "child process died; starting it again",
                     extra={"role": child.role, "pid": child.process.pid, "exit_code": child.process.returncode},
                 )
-                multiprocess.mark_process_dead(child.process.pid, self._metrics_directory.name)  # type: ignore[no-untyped-call]
                 child.restarts += 1
                 await asyncio.sleep(RESTART_DELAY_SECONDS)
                 try:
+                    multiprocess.mark_process_dead(child.process.pid, self._metrics_directory.name)  # type: ignore[no-untyped-call]
                     await self._spawn(child, environment)
                 except StartError as error:
                     log.error("child process could not start again", extra={"role": child.role, "error": str(error)})
+                except Exception:
+                    # Anything else must not end the supervision: the next round tries this child again.
+                    log.exception("child process could not start again", extra={"role": child.role})
 
     async def stop(self) -> None:
         """Servers first (no new work is accepted), then workers (they drain), each with its grace."""

@@ -121,7 +121,15 @@ async def test_servers_share_the_ports_and_a_killed_worker_comes_back(backends, 
 
                 killed = workers[0].pid
                 workers[0].kill()
-                await until(lambda: len([w for w in children(pid, "worker") if w.pid != killed]) == 2)
+                try:
+                    # A restart waits RESTART_DELAY_SECONDS; the rest is a busy machine's headroom.
+                    await until(lambda: len([w for w in children(pid, "worker") if w.pid != killed]) == 2, 30)
+                except AssertionError as failed:
+                    alive = [(w.pid, w.status()) for w in psutil.Process(pid).children()]
+                    log = (tmp_path / "serve.log").read_text()[-4000:]
+                    raise AssertionError(
+                        f"no worker in the killed one's place; children {alive}; log:\n{log}"
+                    ) from failed
                 await publish_and_wait(caller, receiver, 2)
 
             # Both server processes listen on the one port.

@@ -1,0 +1,63 @@
+"""supervisor.py: a child that dies is started again, even when a first attempt to do so fails."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from webhookd import supervisor
+from webhookd.config import Settings
+from webhookd.runners import WORKER_READY, StartError
+from webhookd.supervisor import Child, Supervisor
+
+
+class FakeProcess:
+    """What the supervisor reads of a child process: its pid, and waiting for its end."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._ended = asyncio.Event()
+
+    def die(self) -> None:
+        self.returncode = -9
+        self._ended.set()
+
+    async def wait(self) -> int:
+        await self._ended.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
+@pytest.mark.parametrize("first_failure", [StartError("port taken"), OSError("fork failed")])
+async def test_a_dead_child_is_started_again_after_a_failed_restart(
+    monkeypatch: pytest.MonkeyPatch, first_failure: Exception
+) -> None:
+    monkeypatch.setattr(supervisor, "RESTART_DELAY_SECONDS", 0.0)
+    watching = Supervisor(Settings(), dev=False, environment={})
+    child = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100))
+    watching._children = [child]
+    spawned: list[FakeProcess] = []
+    restarted_once = asyncio.Event()
+    failures = [first_failure]
+
+    async def spawn(restarted: Child, environment: dict[str, Any]) -> None:
+        if failures:
+            raise failures.pop()
+        restarted.process = FakeProcess(101 + len(spawned))  # type: ignore[assignment]
+        spawned.append(restarted.process)  # type: ignore[arg-type]
+        restarted_once.set()
+
+    monkeypatch.setattr(watching, "_spawn", spawn)
+    watch = asyncio.create_task(watching._keep_running({}))
+    try:
+        child.process.die()  # type: ignore[union-attr]
+
+        await asyncio.wait_for(restarted_once.wait(), 5)
+
+        assert child.process is spawned[0] and child.restarts == 2 and not watch.done()
+    finally:
+        watch.cancel()
+        watching._metrics_directory.cleanup()
