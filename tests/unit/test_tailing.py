@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -48,16 +48,17 @@ def follow(source: Source, notifications: FakeNotifications, after: LogPosition 
     return Follower(entries)
 
 
-async def backlog(source: Source, after: LogPosition | None = None) -> list[LogPosition]:
-    entries = tail(
-        source.read,
-        lambda entry: entry,
-        after=after,
-        follow=False,
-        notifications=FakeNotifications(),
-        topic=Topic.ATTEMPTS,
+def backlog_of(
+    read: Callable[[LogPosition | None, int], Awaitable[list[LogPosition]]], after: LogPosition | None = None
+) -> AsyncIterator[LogPosition]:
+    """The backlog after `after` (no following), as a reader iterates it."""
+    return tail(
+        read, lambda entry: entry, after=after, follow=False, notifications=FakeNotifications(), topic=Topic.ATTEMPTS
     )
-    return [entry async for entry in entries]
+
+
+async def backlog(source: Source, after: LogPosition | None = None) -> list[LogPosition]:
+    return [entry async for entry in backlog_of(source.read, after)]
 
 
 @pytest.fixture
@@ -80,14 +81,7 @@ async def test_the_backlog_is_read_in_batches_until_a_short_one(size: int, reads
 
 async def test_the_next_batch_is_read_while_a_full_one_is_being_sent() -> None:
     source = Source(2 * BATCH + 1)
-    entries = tail(
-        source.read,
-        lambda entry: entry,
-        after=None,
-        follow=False,
-        notifications=FakeNotifications(),
-        topic=Topic.ATTEMPTS,
-    )
+    entries = backlog_of(source.read)
 
     first = await anext(entries)
     await until(lambda: len(source.reads) == 2)  # the second batch is on its way; the first is not yet sent
@@ -113,9 +107,7 @@ async def test_a_reader_that_stops_mid_batch_cancels_the_read_ahead() -> None:
             raise
         return await plain_read(after, limit)
 
-    entries = tail(
-        read, lambda entry: entry, after=None, follow=False, notifications=FakeNotifications(), topic=Topic.ATTEMPTS
-    )
+    entries = backlog_of(read)
     assert await anext(entries) == source.entries[0]
 
     await entries.aclose()  # type: ignore[attr-defined]
