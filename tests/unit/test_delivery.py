@@ -23,6 +23,7 @@ from fakes import (
 from webhookd.delivery import pool as pool_module
 from webhookd.delivery import recorder as recorder_module
 from webhookd.delivery.attempt import SECRET_UNAVAILABLE_RETRY, Deliverer
+from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain import retry, signing
@@ -298,6 +299,52 @@ async def test_the_pool_runs_at_most_its_workers_deliveries_at_once_and_claims_a
 
     assert len(queue.attempts) == 5
     assert sender.most_in_flight == 2
+
+
+class MonotonicClock:
+    """The pace window's clock (seconds), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_pool_whose_workers_keep_a_fast_pace_claims_further_ahead(
+    queue: FakeDeliveryQueue,
+    deliverer: Deliverer,
+    recorder: AttemptRecorder,
+    notifications: FakeNotifications,
+    webhooks: Webhooks,
+    clock: FakeClock,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    for _ in range(20):
+        queue.add(webhook)
+    window = MonotonicClock()
+    claim_ahead = ClaimAhead(2, horizon_seconds=0.5, window_seconds=0.25, clock=window)
+    for _ in range(100):  # 400 a second: the queue may hold seven times the workers
+        claim_ahead.finished()
+    window.now += 0.25
+    pool = DeliveryPool(
+        queue,
+        deliverer,
+        recorder,
+        notifications,
+        workers=2,
+        per_webhook=100,
+        per_tenant=1000,
+        poll_seconds=3600.0,
+        claim_ahead=claim_ahead,
+        clock=clock,
+    )
+    running = asyncio.create_task(pool.run())
+
+    await until(lambda: len(queue.attempts) == 20)
+    await stop(pool, running)
+
+    assert queue.claim_limits[0] == 16  # two running and fourteen queued, not the two of a slow pace
 
 
 async def test_a_quiet_webhooks_new_delivery_starts_before_a_busy_webhooks_queued_backlog(

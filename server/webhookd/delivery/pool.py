@@ -1,11 +1,13 @@
 """The worker pool: claims due deliveries and runs them on `workers` long-lived worker coroutines.
 
-The claimer keeps up to `workers` more deliveries leased and queued than are being attempted, and
-claims in batches: when a quarter of that room is free, or at once when the queue has run dry and a
-worker waits. So a claim (the costliest statement, and serialised across processes) serves many
-deliveries instead of one per finished POST. A notification of new deliveries claims a few at once
-whatever the room, and the queue hands out the least busy webhook's first: a quiet webhook's new
-delivery starts within a claim of its publish even while other webhooks' backlogs fill the queue.
+The claimer keeps more deliveries leased and queued than are being attempted: what the workers
+finish in half a second at the current pace, at least `workers` and at most seven times that
+(delivery/claim_ahead.py). It claims in batches: when a quarter of that room is free, or at once
+when the queue has run dry and a worker waits. So a claim (the costliest statement, and serialised
+across processes) serves many deliveries instead of one per finished POST. A notification of new
+deliveries claims a few at once whatever the room, and the queue hands out the least busy webhook's
+first: a quiet webhook's new delivery starts within a claim of its publish even while other
+webhooks' backlogs fill the queue.
 A worker takes one, signs and POSTs it, hands the result to the recorder and is free again at once.
 The claimer wakes on a deliveries notification (publish, resume, redeliver, release), when a worker
 frees room, when a batch is recorded (which frees room under the caps), when the next scheduled
@@ -25,6 +27,7 @@ from collections import Counter
 from datetime import datetime
 
 from webhookd.delivery.attempt import Deliverer
+from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.deliveries import ClaimedDelivery
 from webhookd.ports import Clock, DeliveryQueue, Notifications, Topic, utc_now
@@ -42,6 +45,11 @@ CAPPED_RECHECK_SECONDS = 0.5
 HOLD_BACK_BATCH = 1000
 
 
+def _batch_room(capacity: int) -> int:
+    """The room worth a claim of its own: a quarter of the capacity."""
+    return max(1, capacity // 4)
+
+
 class DeliveryPool:
     def __init__(
         self,
@@ -55,6 +63,7 @@ class DeliveryPool:
         per_tenant: int,
         poll_seconds: float = 5.0,
         grace_seconds: float = 10.0,
+        claim_ahead: ClaimAhead | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._queue = queue
@@ -67,8 +76,7 @@ class DeliveryPool:
         self._poll_seconds = poll_seconds
         self._grace_seconds = grace_seconds
         self._now = clock
-        self._capacity = 2 * workers
-        self._batch_room = max(1, self._capacity // 4)
+        self._claim_ahead = claim_ahead or ClaimAhead(workers)
         self._last_claim_short = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -125,12 +133,13 @@ class DeliveryPool:
             # up the next due time must make the next wait return at once.
             self._wake.clear()
             fresh = self._fresh
-            room = self._capacity - self.in_flight
+            capacity = self._claim_ahead.capacity
+            room = capacity - self.in_flight
             if fresh:
                 # New deliveries may be for a quiet webhook: claim a few now, even past the batch
                 # threshold or the capacity, and they go ahead of the busy webhooks' (_enqueue).
-                room = max(room, min(FRESH_CLAIM, self._capacity + FRESH_CLAIM - self.in_flight))
-            if room < self._batch_room and not (room > 0 and (fresh or self._ready.empty())):
+                room = max(room, min(FRESH_CLAIM, capacity + FRESH_CLAIM - self.in_flight))
+            if room < _batch_room(capacity) and not (room > 0 and (fresh or self._ready.empty())):
                 # Workers are busy and have work queued: no query needed. A notification stays
                 # pending (`_fresh`) for the claim that room allows (_freed).
                 await self._wake.wait()
@@ -180,11 +189,12 @@ class DeliveryPool:
         if self._stopping.is_set():
             self._wake.set()  # the drain counts finishing workers
             return
-        if self._fresh and self.in_flight < self._capacity + FRESH_CLAIM and self._quiet_webhook_named():
+        capacity = self._claim_ahead.capacity
+        if self._fresh and self.in_flight < capacity + FRESH_CLAIM and self._quiet_webhook_named():
             self._wake.set()  # a quiet webhook's new delivery waits for one free place, not a batch's
             return
-        room = self._capacity - self.in_flight
-        if not self._last_claim_short and (room >= self._batch_room or (room > 0 and self._ready.empty())):
+        room = capacity - self.in_flight
+        if not self._last_claim_short and (room >= _batch_room(capacity) or (room > 0 and self._ready.empty())):
             self._wake.set()
 
     def _quiet_webhook_named(self) -> bool:
@@ -207,6 +217,7 @@ class DeliveryPool:
                 log.exception("delivery failed unexpectedly", extra={"delivery_id": delivery.delivery_id})
             finally:
                 del self._running[task]
+                self._claim_ahead.finished()
                 self._finished(delivery)
                 self._freed()
 
