@@ -551,6 +551,32 @@ async def test_on_stop_a_delivery_claimed_but_not_started_is_released(
     assert [(claimed.delivery_id, retry_at) for claimed, retry_at in queue.releases] == [(delivery_id, clock())]
 
 
+async def test_a_delivery_that_waited_too_long_for_a_worker_is_given_back_unattempted(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    clock: FakeClock,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    first, second = queue.add(webhook), queue.add(webhook)
+    receiver = sender.hold(URL)
+    pool = make_pool(workers=1)
+    running = asyncio.create_task(pool.run())
+    await within(sender.wait_for_requests(1))
+    await until(lambda: pool.in_flight == 2)  # the second claimed and queued behind the first
+
+    clock.advance(pool_module.QUEUED_AT_MOST + timedelta(seconds=1))  # the first POST is that slow
+    receiver.set()
+    await until(lambda: len(queue.releases) == 1)
+    await stop(pool, running)
+
+    assert [claimed.delivery_id for claimed, _ in queue.releases] == [second]
+    # Given back, not attempted: its first attempt, if any, comes from a later claim.
+    assert queue.attempts[0][0].delivery_id == first
+    assert all(claimed.lease_token != queue.releases[0][0].lease_token for claimed, _ in queue.attempts[1:])
+
+
 async def test_a_delivery_that_raises_frees_its_worker(
     queue: FakeDeliveryQueue,
     make_pool: PoolFactory,

@@ -24,7 +24,7 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from webhookd.delivery.attempt import Deliverer
 from webhookd.delivery.claim_ahead import ClaimAhead
@@ -41,6 +41,11 @@ FRESH_CLAIM = 8
 # (their deliveries are still found by the claim's oldest and newest scans).
 FRESH_WEBHOOKS_MAX = 64
 CAPPED_RECHECK_SECONDS = 0.5
+# A claimed delivery that waited longer than this for a worker is given back unattempted: its lease
+# (the POST's timeout plus a 30 s margin, from the claim) must still cover its POST and the 25 s the
+# recorder may retry its result (delivery/recorder.py). At the pace it was claimed for it waits about
+# half a second; only a pace that fell sharply leaves one waiting this long (delivery/claim_ahead.py).
+QUEUED_AT_MOST = timedelta(seconds=3)
 # Due deliveries held back by their webhook's order or rate limit, moved out of the way per round.
 HOLD_BACK_BATCH = 1000
 
@@ -83,7 +88,8 @@ class DeliveryPool:
         self._fresh = False  # deliveries were notified since the last claim
         self._fresh_webhooks: set[str] = set()  # and these webhooks were named as theirs
         # Claimed and waiting for a worker, least busy webhook first (_enqueue).
-        self._ready: asyncio.PriorityQueue[tuple[int, int, ClaimedDelivery]] = asyncio.PriorityQueue()
+        # Each with when it was claimed (_worker gives back what waited too long).
+        self._ready: asyncio.PriorityQueue[tuple[int, int, datetime, ClaimedDelivery]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
         self._held: Counter[str] = Counter()  # per webhook: how many are queued or running here
         # What each worker is attempting right now, so a cancelled one can be given back.
@@ -175,7 +181,7 @@ class DeliveryPool:
         to the workers, so a quiet webhook's delivery is not queued behind a backlog claimed before."""
         rank = self._held[delivery.webhook_id]
         self._held[delivery.webhook_id] += 1
-        self._ready.put_nowait((rank, next(self._sequence), delivery))
+        self._ready.put_nowait((rank, next(self._sequence), self._now(), delivery))
 
     def _finished(self, delivery: ClaimedDelivery) -> None:
         self._held[delivery.webhook_id] -= 1
@@ -205,19 +211,24 @@ class DeliveryPool:
 
     async def _worker(self) -> None:
         while True:
-            _, _, delivery = await self._ready.get()
+            _, _, claimed_at, delivery = await self._ready.get()
             task = asyncio.current_task()
             assert task is not None
             self._running[task] = delivery
+            stale = self._now() - claimed_at > QUEUED_AT_MOST
             try:
-                await self._deliverer.deliver(delivery)
+                if stale:
+                    await self._deliverer.release(delivery, retry_at=self._now())
+                else:
+                    await self._deliverer.deliver(delivery)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("delivery failed unexpectedly", extra={"delivery_id": delivery.delivery_id})
             finally:
                 del self._running[task]
-                self._claim_ahead.finished()
+                if not stale:
+                    self._claim_ahead.finished()  # the pace is of attempts
                 self._finished(delivery)
                 self._freed()
 
@@ -256,7 +267,7 @@ class DeliveryPool:
     async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
         leftovers: list[ClaimedDelivery] = []
         while not self._ready.empty():
-            leftovers.append(self._ready.get_nowait()[2])
+            leftovers.append(self._ready.get_nowait()[3])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._grace_seconds
         while self._running and loop.time() < deadline:
