@@ -105,14 +105,19 @@ class DeliveryMetrics:
             ("outcome",),
             registry=registry,
         )
-        for status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
-            self._finished.labels(status.value)
+        self._succeeded = self._finished.labels(DeliveryStatus.SUCCEEDED.value)
+        self._failed = self._finished.labels(DeliveryStatus.FAILED.value)
+        # Each outcome's counter and histogram, looked up once: labels() costs more than the update.
+        self._by_outcome: dict[str, tuple[Counter, Histogram]] = {}
 
     def attempted(self, outcome: str, latency_ms: int, *, finished: bool, succeeded: bool) -> None:
-        self._attempts.labels(outcome).inc()
-        self._seconds.labels(outcome).observe(latency_ms / 1000)
+        children = self._by_outcome.get(outcome)
+        if children is None:
+            children = self._by_outcome[outcome] = (self._attempts.labels(outcome), self._seconds.labels(outcome))
+        children[0].inc()
+        children[1].observe(latency_ms / 1000)
         if finished:
-            self._finished.labels((DeliveryStatus.SUCCEEDED if succeeded else DeliveryStatus.FAILED).value).inc()
+            (self._succeeded if succeeded else self._failed).inc()
 
 
 class StreamMetrics:
