@@ -7,7 +7,8 @@ notes arrival times) and the load generators, each a process:
 
   e2e        bench/load/e2e.py publishes events, each fanned out to HOOKS webhooks pointing at the
              receiver, and times first publish -> last 2xx attempt recorded in the attempts table; as
-             many events per turn as the warm-up's pace says fill about TURN_SECONDS (within bounds);
+             many events per turn as fill about TURN_SECONDS (within bounds) at the pace of the
+             warm-up for the first round and of the slowest setting's last turn after it;
   baseline   bench/load/bare_posts.py signs (Standard Webhooks, HMAC-SHA256) and POSTs bodies of the size
              the service's deliveries had to the same receiver, WORKERS in flight (the service's
              WEBHOOKD_WORKERS): deliveries/s against posts/s;
@@ -331,6 +332,9 @@ def measure(run: Run) -> list[Row]:
             + ", ".join(f"{t.worker_processes} worker process(es) {t.totals.rate:,.0f}/s" for t in tests)
             + f", bare {bare.rate:,.0f}/s"
         )
+        # The warm-up's pace is a small batch's, mostly start-up: later rounds are sized from the
+        # slowest setting's last turn, so each turn lasts about TURN_SECONDS as intended.
+        events = events_per_turn(min(test.totals.turns[-1] for test in tests))
     return rows(tests, bare, idle, bare_idle, body_bytes)
 
 
