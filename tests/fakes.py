@@ -1262,6 +1262,10 @@ class FakeNotifications:
         finally:
             self._followers[topic].remove(on_payload)
 
+    def pending(self, topic: Topic) -> bool:
+        """Whether a subscriber to `topic` has yet to take a notification (its event is still set)."""
+        return any(event.is_set() for event in self._subscribers[topic])
+
     def count(self, topic: Topic) -> int:
         """How many times `topic` was notified."""
         return sum(1 for notified, _ in self.notified if notified is topic)

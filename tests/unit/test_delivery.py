@@ -410,7 +410,7 @@ async def test_a_quiet_webhook_named_while_the_queue_is_over_full_is_claimed_whe
     pool = make_pool(workers=2)  # room for 4, and 8 more for what notifications bring
     running = asyncio.create_task(pool.run())
     await until(lambda: pool.in_flight == 4)
-    notifications.notify(Topic.DELIVERIES, busy.id)
+    notifications.notify(Topic.DELIVERIES)  # new deliveries, no webhook named (a wide fan-out)
     await until(lambda: pool.in_flight == 12)  # as full as notifications may make it
     waiting = queue.add(quiet)
     notifications.notify(Topic.DELIVERIES, quiet.id)  # no place for it: the queue is as full as allowed
@@ -419,6 +419,42 @@ async def test_a_quiet_webhook_named_while_the_queue_is_over_full_is_claimed_whe
     # Claimed as soon as that one place frees, not once the nine places a batch needs have.
     await until(lambda: queue.deliveries[waiting].lease_expires_at is not None)
     assert pool.in_flight == 12
+
+    for _ in range(12):
+        finish_one.release()
+    await stop(pool, running)
+
+
+async def test_a_busy_webhooks_new_deliveries_wait_for_a_batchs_room(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    deliverer: Deliverer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under a steady publisher every publish names its webhooks; claiming a few past the room for
+    # each such notification kept the serialised claim busy with one or two deliveries at a time.
+    finish_one = asyncio.Semaphore(0)
+    attempt = deliverer.deliver
+
+    async def deliver(delivery: ClaimedDelivery) -> None:
+        await finish_one.acquire()
+        await attempt(delivery)
+
+    monkeypatch.setattr(deliverer, "deliver", deliver)
+    busy, _ = await subscriber(webhooks)
+    for _ in range(12):
+        queue.add(busy)
+    pool = make_pool(workers=2)  # room for 4
+    running = asyncio.create_task(pool.run())
+    await until(lambda: pool.in_flight == 4)
+    notifications.notify(Topic.DELIVERIES, busy.id)  # a webhook this process already holds
+    await until(lambda: not notifications.pending(Topic.DELIVERIES))  # the pool took the notification
+
+    finish_one.release()
+    await until(lambda: len(queue.claim_limits) == 2)
+    assert queue.claim_limits == [4, 1]  # the one place that freed, not a notification's few past the room
 
     for _ in range(12):
         finish_one.release()

@@ -138,14 +138,17 @@ class DeliveryPool:
             # Cleared before claiming, never after: a wake-up that arrives while we claim or look
             # up the next due time must make the next wait return at once.
             self._wake.clear()
-            fresh = self._fresh
+            # New deliveries that may be a quiet webhook's (a notification named one with nothing
+            # here, or named none): claim a few now, even past the batch threshold or the capacity,
+            # and they go ahead of the busy webhooks' (_enqueue). Busy webhooks' new deliveries wait
+            # for a batch's room like their backlog does: under a steady publisher, claiming one or
+            # two for each notification kept the (serialised) claim busy while the queue ran dry.
+            urgent = self._fresh and (not self._fresh_webhooks or self._quiet_webhook_named())
             capacity = self._claim_ahead.capacity
             room = capacity - self.in_flight
-            if fresh:
-                # New deliveries may be for a quiet webhook: claim a few now, even past the batch
-                # threshold or the capacity, and they go ahead of the busy webhooks' (_enqueue).
+            if urgent:
                 room = max(room, min(FRESH_CLAIM, capacity + FRESH_CLAIM - self.in_flight))
-            if room < _batch_room(capacity) and not (room > 0 and (fresh or self._ready.empty())):
+            if room < _batch_room(capacity) and not (room > 0 and (urgent or self._ready.empty())):
                 # Workers are busy and have work queued: no query needed. A notification stays
                 # pending (`_fresh`) for the claim that room allows (_freed).
                 await self._wake.wait()
