@@ -2,7 +2,8 @@
 
 Run: `.venv/bin/python bench/all.py`. Starts one embedded PostgreSQL and one OpenBao for all of them
 (passed on in BENCH_BACKENDS; each benchmark's service gets a database of its own), then runs each
-benchmark script as a process of its own, one after another, each bounded by BENCHMARK_LIMIT. Their
+benchmark script as a process of its own, one after another, each bounded by BENCHMARK_LIMIT and each
+after a CHECKPOINT (harness/backends.py: settle), so none shares the disk with what another wrote. Their
 progress goes to stderr; their rows come back through a file (BENCH_ROWS) and are printed together,
 with the machine and its load average, since every figure depends on both. A benchmark that fails is a
 FAILED row and makes the exit status 1; the others still run.
@@ -58,8 +59,10 @@ def main() -> int:
     rows: list[Row] = []
     try:
         with Run("all") as run:
-            env = backends(run).to_env()
+            shared = backends(run)
+            env = shared.to_env()
             for name in BENCHMARKS:
+                shared.settle()
                 rows += run_benchmark(run, name, env)
     except KeyboardInterrupt:
         print("bench: interrupted; everything it started is stopped", file=sys.stderr)

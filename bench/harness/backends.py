@@ -48,6 +48,12 @@ class Backends:
         with psycopg.connect(libpq(self.database_url), autocommit=True) as connection:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
+    def settle(self) -> None:
+        """Writes out what earlier benchmarks left in PostgreSQL's buffers and WAL (a CHECKPOINT), so
+        the next one does not share the disk with a checkpoint spread over the minutes after them."""
+        with psycopg.connect(libpq(self.database_url), autocommit=True) as connection:
+            connection.execute("CHECKPOINT")
+
 
 def libpq(sqlalchemy_url: str) -> str:
     """The same database as a plain postgresql:// URL, for psycopg."""
