@@ -26,6 +26,7 @@ from support import JWT_SECRET, make_caller
 
 pytestmark = pytest.mark.slow
 READY_WITHIN = 60.0
+SERVING_LINE = "webhookd serving gRPC on "  # printed once every server and worker is ready
 
 
 def free_port() -> int:
@@ -36,7 +37,9 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serving(backends, database_url: str, tmp_path: Path, **settings: str) -> AsyncIterator[tuple[int, int, int]]:
-    """`webhookd serve` with `settings`, once /readyz answers; yields (pid, gRPC port, HTTP port)."""
+    """`webhookd serve` with `settings`, once every child is ready (serve prints its serving line: a
+    server answers /readyz before the workers are up, and a worker killed while it starts makes
+    serve stop as one that cannot start) and /readyz answers; yields (pid, gRPC port, HTTP port)."""
     grpc_port, http_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -62,7 +65,8 @@ async def serving(backends, database_url: str, tmp_path: Path, **settings: str) 
             while True:
                 assert process.returncode is None, (tmp_path / "serve.log").read_text()
                 with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/readyz")).status_code == 200:
+                    serve_log = (tmp_path / "serve.log").read_text()
+                    if SERVING_LINE in serve_log and (await http.get("/readyz")).status_code == 200:
                         break
                 assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
                 await asyncio.sleep(0.1)
