@@ -5,9 +5,10 @@ finish in half a second at the current pace, at least `workers` and at most seve
 (delivery/claim_ahead.py). It claims in batches: when a quarter of that room is free, or at once
 when the queue has run dry and a worker waits. So a claim (the costliest statement, and serialised
 across processes) serves many deliveries instead of one per finished POST. A notification of new
-deliveries claims a few at once whatever the room, and the queue hands out the least busy webhook's
-first: a quiet webhook's new delivery starts within a claim of its publish even while other
-webhooks' backlogs fill the queue.
+deliveries for a webhook this process holds nothing of (or for webhooks it does not name) claims a
+few at once whatever the room, and the queue hands out the least busy webhook's first: a quiet
+webhook's new delivery starts within a claim of its publish even while other webhooks' backlogs
+fill the queue.
 A worker takes one, signs and POSTs it, hands the result to the recorder and is free again at once.
 The claimer wakes on a deliveries notification (publish, resume, redeliver, release), when a worker
 frees room, when a batch is recorded (which frees room under the caps), when the next scheduled
