@@ -129,7 +129,10 @@ async def test_servers_share_the_ports_and_a_killed_worker_comes_back(backends, 
                     # A restart waits RESTART_DELAY_SECONDS; the rest is a busy machine's headroom.
                     await until(lambda: len([w for w in children(pid, "worker") if w.pid != killed]) == 2, 30)
                 except AssertionError as failed:
-                    alive = [(w.pid, w.status()) for w in psutil.Process(pid).children()]
+                    try:
+                        alive: object = [(w.pid, w.status()) for w in psutil.Process(pid).children()]
+                    except psutil.NoSuchProcess:
+                        alive = "none: serve itself has exited"  # its log says why
                     log = (tmp_path / "serve.log").read_text()[-4000:]
                     raise AssertionError(
                         f"no worker in the killed one's place; children {alive}; log:\n{log}"
