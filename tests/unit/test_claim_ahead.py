@@ -21,7 +21,7 @@ def after_a_window(claim_ahead: ClaimAhead, clock: FakeClock, attempts: int) -> 
     for _ in range(attempts):
         claim_ahead.finished()
     clock.now += 0.25
-    return claim_ahead.capacity
+    return claim_ahead.capacity()
 
 
 def paced(clock: FakeClock) -> ClaimAhead:
@@ -29,7 +29,7 @@ def paced(clock: FakeClock) -> ClaimAhead:
 
 
 def test_it_starts_with_a_queue_as_long_as_the_workers() -> None:
-    assert ClaimAhead(WORKERS, clock=FakeClock()).capacity == 64
+    assert ClaimAhead(WORKERS, clock=FakeClock()).capacity() == 64
 
 
 def test_a_fast_pace_lengthens_the_queue_to_what_the_workers_finish_within_the_horizon() -> None:
@@ -60,9 +60,9 @@ def test_the_pace_is_measured_once_a_window_has_passed() -> None:
         claim_ahead.finished()
     clock.now += 0.1
 
-    assert claim_ahead.capacity == 64  # too soon: the window is not over
+    assert claim_ahead.capacity() == 64  # too soon: the window is not over
     clock.now += 0.15
-    assert claim_ahead.capacity == 256
+    assert claim_ahead.capacity() == 256
 
 
 def test_a_quiet_spell_brings_it_back_to_its_least() -> None:
@@ -71,4 +71,4 @@ def test_a_quiet_spell_brings_it_back_to_its_least() -> None:
     assert after_a_window(claim_ahead, clock, 10_000) == 256
     clock.now += 60  # nothing finished for a minute
 
-    assert claim_ahead.capacity == 64
+    assert claim_ahead.capacity() == 64

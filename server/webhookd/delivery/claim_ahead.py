@@ -42,9 +42,9 @@ class ClaimAhead:
         """A delivery was attempted: counts towards the pace."""
         self._finished += 1
 
-    @property
     def capacity(self) -> int:
-        """Deliveries to hold, queued or running: the workers and the queue the pace calls for."""
+        """Deliveries to hold, queued or running: the workers and the queue the pace calls for (a
+        window that has passed is closed here, so the pace is measured as it is asked for)."""
         now = self._clock()
         elapsed = now - self._window_started
         if elapsed >= self._window:

@@ -145,7 +145,7 @@ class DeliveryPool:
             # for a batch's room like their backlog does: under a steady publisher, claiming one or
             # two for each notification kept the (serialised) claim busy while the queue ran dry.
             urgent = self._fresh and (not self._fresh_webhooks or self._quiet_webhook_named())
-            capacity = self._claim_ahead.capacity
+            capacity = self._claim_ahead.capacity()
             room = capacity - self.in_flight
             if urgent:
                 room = max(room, min(FRESH_CLAIM, capacity + FRESH_CLAIM - self.in_flight))
@@ -199,7 +199,7 @@ class DeliveryPool:
         if self._stopping.is_set():
             self._wake.set()  # the drain counts finishing workers
             return
-        capacity = self._claim_ahead.capacity
+        capacity = self._claim_ahead.capacity()
         if self._fresh and self.in_flight < capacity + FRESH_CLAIM and self._quiet_webhook_named():
             self._wake.set()  # a quiet webhook's new delivery waits for one free place, not a batch's
             return
