@@ -883,6 +883,7 @@ class FakeDeliveryQueue:
         self.releases: list[tuple[ClaimedDelivery, datetime]] = []
         self.claim_limits: list[int] = []
         self.claimed_fresh: list[list[str]] = []
+        self.claimed_named: list[list[str]] = []
         self.held_back = 0
         self._next_slot: dict[str, datetime] = {}  # rate-limited webhook -> its next free send slot
         self._fifo_seq = 0
@@ -911,9 +912,21 @@ class FakeDeliveryQueue:
         self, limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
     ) -> list[ClaimedDelivery]:
         """Every due delivery is a candidate here, so `fresh_webhooks` changes nothing; kept to be seen."""
-        now = self._now()
         self.claim_limits.append(limit)
         self.claimed_fresh.append(list(fresh_webhooks))
+        return self._claim(limit, per_webhook, per_tenant)
+
+    async def claim_named(
+        self, webhook_ids: Sequence[str], *, per_webhook: int, per_tenant: int
+    ) -> list[ClaimedDelivery]:
+        self.claimed_named.append(list(webhook_ids))
+        return self._claim(len(webhook_ids), per_webhook, per_tenant, only=set(webhook_ids))
+
+    def _claim(
+        self, limit: int, per_webhook: int, per_tenant: int, only: set[str] | None = None
+    ) -> list[ClaimedDelivery]:
+        """`only`: just the oldest due delivery of each of these webhooks."""
+        now = self._now()
         leased = [
             delivery
             for delivery in self.deliveries.values()
@@ -932,6 +945,13 @@ class FakeDeliveryQueue:
             ),
             key=lambda delivery: delivery.next_attempt_at or now,
         )
+        if only is not None:
+            due_ids = {delivery.id for delivery in due}
+            oldest: dict[str, str] = {}  # webhook -> its oldest due delivery (the first added)
+            for delivery in self.deliveries.values():
+                if delivery.webhook_id in only and delivery.id in due_ids:
+                    oldest.setdefault(delivery.webhook_id, delivery.id)
+            due = [delivery for delivery in due if delivery.id in oldest.values()]
         token = secrets.token_hex(12)
         claimed: list[ClaimedDelivery] = []
         for delivery in due:

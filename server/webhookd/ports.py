@@ -213,6 +213,13 @@ class DeliveryQueue(Protocol):
         else is due. A FIFO webhook's delivery goes only as its head, alone; a rate-limited webhook's only with a
         send slot (`send_at`) within the slot horizon (domain/routing.py)."""
 
+    async def claim_named(
+        self, webhook_ids: Sequence[str], *, per_webhook: int, per_tenant: int
+    ) -> list[ClaimedDelivery]:
+        """Leases the oldest due delivery of each of these webhooks, by `claim`'s rules and caps,
+        without looking at the rest of the queue: a claim for webhooks just published to, as cheap
+        as a handful of rows."""
+
     async def hold_back(self, limit: int) -> int:
         """Moves due deliveries that their webhook's order or rate limit keep from being claimed out
         of the claim's way (at most `limit` per webhook): behind a FIFO head until the head is due,

@@ -484,7 +484,7 @@ async def test_the_pool_wakes_when_deliveries_are_notified(
     assert len(queue.attempts) == 1
 
 
-async def test_the_webhooks_a_notification_names_are_handed_to_the_next_claim(
+async def test_a_named_webhook_this_process_holds_nothing_of_gets_an_express_claim(
     queue: FakeDeliveryQueue,
     make_pool: PoolFactory,
     sender: FakeSender,
@@ -503,7 +503,72 @@ async def test_the_webhooks_a_notification_names_are_handed_to_the_next_claim(
 
     await within(sender.wait_for_requests(1))
     await stop(pool, running)
-    assert queue.claimed_fresh[0] == [] and [webhook.id] in queue.claimed_fresh[1:]
+    assert queue.claimed_named == [[webhook.id]]
+
+
+async def test_a_quiet_webhooks_new_delivery_is_claimed_while_a_claim_of_the_queue_is_still_running(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under load a claim of the whole queue takes tens of milliseconds; a quiet webhook's delivery
+    # published meanwhile used to wait for it to end and then for a claim of its own.
+    busy, _ = await subscriber(webhooks)
+    quiet, _ = await subscriber(webhooks, replace(ORDERS, name="quiet", url="https://quiet.example/hooks"))
+    for _ in range(4):
+        queue.add(busy)
+    claim = queue.claim
+    claiming = asyncio.Event()
+    claim_ends = asyncio.Event()
+
+    async def slow_claim(
+        limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
+    ) -> list[ClaimedDelivery]:
+        claiming.set()
+        await claim_ends.wait()
+        return await claim(limit, per_webhook=per_webhook, per_tenant=per_tenant, fresh_webhooks=fresh_webhooks)
+
+    monkeypatch.setattr(queue, "claim", slow_claim)
+    pool = make_pool(workers=2)
+    running = asyncio.create_task(pool.run())
+    await within(claiming.wait())
+
+    queue.add(quiet)
+    notifications.notify(Topic.DELIVERIES, quiet.id)
+
+    await within(sender.wait_for_requests(1))
+    assert [request.url for request in sender.requests] == ["https://quiet.example/hooks"]
+    assert not claim_ends.is_set()
+    claim_ends.set()
+    await within(sender.wait_for_requests(5))
+    await stop(pool, running)
+    assert len(queue.attempts) == 5
+
+
+async def test_a_named_webhook_this_process_already_holds_is_handed_to_the_next_claim(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    queue.add(webhook)
+    gate = sender.hold(URL)
+    pool = make_pool(workers=2)
+    running = asyncio.create_task(pool.run())
+    await within(sender.wait_for_requests(1))  # its first delivery is being attempted here
+
+    queue.add(webhook)
+    notifications.notify(Topic.DELIVERIES, webhook.id)
+
+    await within(sender.wait_for_requests(2))
+    gate.set()
+    await stop(pool, running)
+    assert queue.claimed_named == [] and [webhook.id] in queue.claimed_fresh
 
 
 async def test_on_stop_a_delivery_in_flight_finishes_and_what_waits_is_given_back(
@@ -582,6 +647,39 @@ async def test_on_stop_a_delivery_claimed_but_not_started_is_released(
     monkeypatch.setattr(queue, "claim", claim_then_stop)
 
     await within(pool.run())
+
+    assert sender.requests == [] and queue.attempts == []
+    assert [(claimed.delivery_id, retry_at) for claimed, retry_at in queue.releases] == [(delivery_id, clock())]
+
+
+async def test_on_stop_what_an_express_claim_brings_back_is_released(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
+    webhook, _ = await subscriber(webhooks)
+    pool = make_pool(workers=1)
+    claim_named = queue.claim_named
+
+    async def claim_then_stop(
+        webhook_ids: Sequence[str], *, per_webhook: int, per_tenant: int
+    ) -> list[ClaimedDelivery]:
+        claimed = await claim_named(webhook_ids, per_webhook=per_webhook, per_tenant=per_tenant)
+        pool.stop()
+        return claimed
+
+    monkeypatch.setattr(queue, "claim_named", claim_then_stop)
+    running = asyncio.create_task(pool.run())
+    await within(queue.looked_ahead.wait())
+    delivery_id = queue.add(webhook)
+    notifications.notify(Topic.DELIVERIES, webhook.id)
+
+    await within(running)
 
     assert sender.requests == [] and queue.attempts == []
     assert [(claimed.delivery_id, retry_at) for claimed, retry_at in queue.releases] == [(delivery_id, clock())]

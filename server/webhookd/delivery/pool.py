@@ -4,11 +4,15 @@ The claimer keeps more deliveries leased and queued than are being attempted: wh
 finish in half a second at the current pace, at least `workers` and at most seven times that
 (delivery/claim_ahead.py). It claims in batches: when a quarter of that room is free, or at once
 when the queue has run dry and a worker waits. So a claim (the costliest statement, and serialised
-across processes) serves many deliveries instead of one per finished POST. A notification of new
-deliveries for a webhook this process holds nothing of (or for webhooks it does not name) claims a
-few at once whatever the room, and the queue hands out the least busy webhook's first: a quiet
-webhook's new delivery starts within a claim of its publish even while other webhooks' backlogs
-fill the queue.
+across processes) serves many deliveries instead of one per finished POST.
+
+A quiet webhook's new delivery does not wait for that claim: a notification naming a webhook this
+process holds nothing of starts an express claim beside it, of those webhooks' oldest due
+deliveries alone (a few rows, however deep the queue), even past the room; a notification naming
+no webhook (a wide fan-out) has the claimer claim a few at once whatever the room. The queue hands
+out the least busy webhook's first, so such a delivery starts when the next worker is free, even
+while other webhooks' backlogs fill the queue. Busy webhooks' new deliveries wait for a batch's room
+like their backlog.
 A worker takes one, signs and POSTs it, hands the result to the recorder and is free again at once.
 The claimer wakes on a deliveries notification (publish, resume, redeliver, release), when a worker
 frees room, when a batch is recorded (which frees room under the caps), when the next scheduled
@@ -35,8 +39,9 @@ from webhookd.ports import Clock, DeliveryQueue, Notifications, Topic, utc_now
 
 log = logging.getLogger("webhookd.pool")
 CLAIM_BATCH = 100
-# How many a notification of new deliveries may claim at once when the workers have no room to
-# spare: enough for a few quiet webhooks' new deliveries to start without waiting for a batch's room.
+# How far past the room notifications of new deliveries may fill the queue (express claims, and
+# the claimer's for a notification naming no webhook): enough for a few quiet webhooks' new
+# deliveries to start without waiting for a batch's room.
 FRESH_CLAIM = 8
 # How many webhooks named by notifications one claim looks at first; names past that are dropped
 # (their deliveries are still found by the claim's oldest and newest scans).
@@ -87,7 +92,10 @@ class DeliveryPool:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._fresh = False  # deliveries were notified since the last claim
-        self._fresh_webhooks: set[str] = set()  # and these webhooks were named as theirs
+        self._named_since_claim = False  # and some notification named webhooks
+        self._fresh_webhooks: set[str] = set()  # named webhooks this process holds some of
+        self._express: set[str] = set()  # named webhooks it held nothing of, for an express claim
+        self._express_wake = asyncio.Event()
         # Claimed and waiting for a worker, least busy webhook first (_enqueue).
         # Each with when it was claimed (_worker gives back what waited too long).
         self._ready: asyncio.PriorityQueue[tuple[int, int, datetime, ClaimedDelivery]] = asyncio.PriorityQueue()
@@ -104,6 +112,7 @@ class DeliveryPool:
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+        self._express_wake.set()
 
     async def run(self) -> None:
         self._recorder.start()
@@ -114,15 +123,27 @@ class DeliveryPool:
             self._notifications.follow(Topic.DELIVERIES, self._named),
         ):
             relay = asyncio.create_task(self._relay(notified), name="delivery-notifications")
+            express = asyncio.create_task(self._express_loop(), name="delivery-express-claims")
             try:
                 await self._claim_loop()
             finally:
                 relay.cancel()
-                await self._drain(workers)
+                leftovers = self._take_queued()  # before anything awaits: no worker may start these now
+                self._express_wake.set()
+                last_claim = (await asyncio.gather(express, return_exceptions=True))[0]
+                leftovers += last_claim if isinstance(last_claim, list) else []  # claimed after the stop
+                await self._drain(workers, leftovers)
                 await self._recorder.stop()
 
     def _named(self, webhook_id: str | None) -> None:
-        if webhook_id is not None and len(self._fresh_webhooks) < FRESH_WEBHOOKS_MAX:
+        if webhook_id is None:
+            return  # listening (re)started: the relay wakes the claimer as for a notification naming none
+        self._named_since_claim = True
+        if webhook_id not in self._held:
+            if len(self._express) < FRESH_WEBHOOKS_MAX:
+                self._express.add(webhook_id)
+                self._express_wake.set()
+        elif len(self._fresh_webhooks) < FRESH_WEBHOOKS_MAX:
             self._fresh_webhooks.add(webhook_id)
 
     async def _relay(self, notified: asyncio.Event) -> None:
@@ -139,12 +160,13 @@ class DeliveryPool:
             # Cleared before claiming, never after: a wake-up that arrives while we claim or look
             # up the next due time must make the next wait return at once.
             self._wake.clear()
-            # New deliveries that may be a quiet webhook's (a notification named one with nothing
-            # here, or named none): claim a few now, even past the batch threshold or the capacity,
-            # and they go ahead of the busy webhooks' (_enqueue). Busy webhooks' new deliveries wait
-            # for a batch's room like their backlog does: under a steady publisher, claiming one or
-            # two for each notification kept the (serialised) claim busy while the queue ran dry.
-            urgent = self._fresh and (not self._fresh_webhooks or self._quiet_webhook_named())
+            # New deliveries that may be a quiet webhook's (a notification named none): claim a few
+            # now, even past the batch threshold or the capacity, and they go ahead of the busy
+            # webhooks' (_enqueue). Named quiet webhooks have express claims (_express_loop). Busy
+            # webhooks' new deliveries wait for a batch's room like their backlog does: under a
+            # steady publisher, claiming one or two for each notification kept the (serialised)
+            # claim busy while the queue ran dry.
+            urgent = self._fresh and not self._named_since_claim
             capacity = self._claim_ahead.capacity()
             room = capacity - self.in_flight
             if urgent:
@@ -154,10 +176,12 @@ class DeliveryPool:
                 # pending (`_fresh`) for the claim that room allows (_freed).
                 await self._wake.wait()
                 continue
-            self._fresh = False
+            self._fresh = self._named_since_claim = False
             wanted = min(room, CLAIM_BATCH)
             claimed: list[ClaimedDelivery] = []
-            fresh_webhooks, self._fresh_webhooks = sorted(self._fresh_webhooks), set()
+            # Webhooks still waiting for an express claim are looked at too: whichever claim comes first takes theirs.
+            fresh_webhooks = sorted(self._fresh_webhooks | self._express)
+            self._fresh_webhooks = set()
             try:
                 claimed = await self._queue.claim(
                     wanted, per_webhook=self._per_webhook, per_tenant=self._per_tenant, fresh_webhooks=fresh_webhooks
@@ -178,6 +202,37 @@ class DeliveryPool:
                 await self._wait(self._poll_seconds)
             else:
                 await self._sleep()
+
+    async def _express_loop(self) -> list[ClaimedDelivery]:
+        """Claims what notifications brought for webhooks this process held nothing of, beside the
+        claimer: a claim of the whole queue takes tens of milliseconds under load, and one of a few
+        webhooks' oldest due delivery waits only for the claim holding the lock to end. At most
+        FRESH_CLAIM past the room; a worker finishing makes room for the rest (_freed). Returns on
+        stop, with what a claim brought back after it, to be given back."""
+        while True:
+            await self._express_wake.wait()
+            self._express_wake.clear()
+            if self._stopping.is_set():
+                return []
+            self._express.difference_update(self._held)  # the claimer took theirs meanwhile
+            room = self._claim_ahead.capacity() + FRESH_CLAIM - self.in_flight
+            if not self._express or room <= 0:
+                continue
+            webhook_ids = sorted(self._express)[:room]
+            self._express.difference_update(webhook_ids)
+            if self._express:
+                self._express_wake.set()  # the rest, in the next claim
+            try:
+                claimed = await self._queue.claim_named(
+                    webhook_ids, per_webhook=self._per_webhook, per_tenant=self._per_tenant
+                )
+            except Exception:
+                log.exception("claiming deliveries failed")  # the claimer's next claim finds them
+                continue
+            if self._stopping.is_set():
+                return claimed
+            for delivery in claimed:
+                self._enqueue(delivery)
 
     def _enqueue(self, delivery: ClaimedDelivery) -> None:
         """Queued behind what this process holds of other webhooks with as little in hand, and ahead
@@ -200,18 +255,11 @@ class DeliveryPool:
             self._wake.set()  # the drain counts finishing workers
             return
         capacity = self._claim_ahead.capacity()
-        if self._fresh and self.in_flight < capacity + FRESH_CLAIM and self._quiet_webhook_named():
-            self._wake.set()  # a quiet webhook's new delivery waits for one free place, not a batch's
-            return
+        if self._express and self.in_flight < capacity + FRESH_CLAIM:
+            self._express_wake.set()  # a quiet webhook's new delivery waits for one free place, not a batch's
         room = capacity - self.in_flight
         if not self._last_claim_short and (room >= _batch_room(capacity) or (room > 0 and self._ready.empty())):
             self._wake.set()
-
-    def _quiet_webhook_named(self) -> bool:
-        """A notification named a webhook with nothing queued or running here. Busy webhooks' new
-        deliveries wait for a batch's room: waking a claim for each of them would claim one or two at
-        a time."""
-        return any(webhook_id not in self._held for webhook_id in self._fresh_webhooks)
 
     async def _worker(self) -> None:
         while True:
@@ -268,10 +316,13 @@ class DeliveryPool:
             log.warning("holding back deliveries failed", exc_info=True)
             return None
 
-    async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
-        leftovers: list[ClaimedDelivery] = []
+    def _take_queued(self) -> list[ClaimedDelivery]:
+        taken: list[ClaimedDelivery] = []
         while not self._ready.empty():
-            leftovers.append(self._ready.get_nowait()[3])
+            taken.append(self._ready.get_nowait()[3])
+        return taken
+
+    async def _drain(self, workers: list[asyncio.Task[None]], leftovers: list[ClaimedDelivery]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._grace_seconds
         while self._running and loop.time() < deadline:

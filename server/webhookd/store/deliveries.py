@@ -443,12 +443,23 @@ class DeliveryStore:
     async def claim(
         self, limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
     ) -> list[ClaimedDelivery]:
+        return await self._claim(limit, limit * 4, per_webhook, per_tenant, fresh_webhooks)
+
+    async def claim_named(
+        self, webhook_ids: Sequence[str], *, per_webhook: int, per_tenant: int
+    ) -> list[ClaimedDelivery]:
+        # The claim without its scans of the oldest and newest due: only the named webhooks' oldest.
+        return await self._claim(len(webhook_ids), 0, per_webhook, per_tenant, webhook_ids)
+
+    async def _claim(
+        self, limit: int, scan: int, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str]
+    ) -> list[ClaimedDelivery]:
         token = secrets.token_hex(12)
         values = {
             "fresh_webhooks": list(fresh_webhooks),
             "token": token,
             "limit": limit,
-            "scan": limit * 4,
+            "scan": scan,
             "per_webhook": per_webhook,
             "per_tenant": per_tenant,
             "margin": LEASE_MARGIN.total_seconds(),

@@ -1,0 +1,82 @@
+"""The express claim in SQL (store/deliveries.py `claim_named`): only the named webhooks' oldest due
+delivery, by the claim's rules and caps, on a database of the test's own (the session's workers
+never claim from it)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import struct_pb2
+
+from support import running_service
+from webhookd.app import Backends
+from webhookd.store.database import Database as Pool
+from webhookd.store.deliveries import DeliveryStore
+
+
+@pytest.fixture
+async def store(own_database) -> AsyncIterator[DeliveryStore]:
+    pool = Pool(own_database, size=2)
+    await pool.open()
+    yield DeliveryStore(pool, pause_after_failures=25)
+    await pool.close()
+
+
+async def webhooks_with(settings, backends, own_database, counts: dict[str, int], **fields) -> dict[str, list[str]]:
+    """One tenant's webhooks by name, each with `counts[name]` events published to it alone, in
+    order; the events' ids per webhook name."""
+    events: dict[str, list[str]] = {}
+    async with running_service(settings, Backends(own_database, backends.vault_addr, backends.vault_token)) as caller:
+        for name, count in counts.items():
+            created = await caller.CreateWebhook(
+                pb.CreateWebhookRequest(
+                    webhook=wpb.Webhook(name=name, url="http://127.0.0.1:9/hook", event_types=["*"], **fields)
+                )
+            )
+            events[created.webhook.id] = []
+            for n in range(count):
+                payload = struct_pb2.Struct()
+                payload.update({"n": n})
+                request = pb.PublishEventRequest(event_type="load.tick", payload=payload, webhook_id=created.webhook.id)
+                events[created.webhook.id].append((await caller.PublishEvent(request)).event_id)
+    return events
+
+
+async def test_it_takes_only_the_named_webhooks_oldest_due_delivery(settings, backends, own_database, store) -> None:
+    events = await webhooks_with(settings, backends, own_database, {"named": 3, "other": 2})
+    named, other = list(events)
+
+    claimed = await store.claim_named([named], per_webhook=10, per_tenant=10)
+    again = await store.claim_named([named], per_webhook=10, per_tenant=10)
+
+    assert [(c.webhook_id, c.event_id) for c in claimed] == [(named, events[named][0])]
+    assert [(c.webhook_id, c.event_id) for c in again] == [(named, events[named][1])]
+    # The rest of the queue is still there for the claim.
+    rest = await store.claim(10, per_webhook=10, per_tenant=10)
+    assert sorted(c.event_id for c in rest) == sorted([events[named][2], *events[other]])
+
+
+async def test_it_keeps_to_the_webhook_and_tenant_caps(settings, backends, own_database, store) -> None:
+    events = await webhooks_with(settings, backends, own_database, {"first": 2, "second": 1})
+    first, second = list(events)
+    [taken] = await store.claim_named([first], per_webhook=1, per_tenant=10)
+
+    assert await store.claim_named([first], per_webhook=1, per_tenant=10) == []  # its one place is taken
+    assert await store.claim_named([second], per_webhook=1, per_tenant=1) == []  # so is the tenant's
+    [other] = await store.claim_named([first, second], per_webhook=1, per_tenant=2)
+    assert taken.webhook_id == first and other.webhook_id == second
+
+
+async def test_a_fifo_webhook_gets_its_head_and_nothing_more_while_it_runs(
+    settings, backends, own_database, store
+) -> None:
+    events = await webhooks_with(settings, backends, own_database, {"ordered": 2}, ordering=wpb.ORDERING_FIFO)
+    [webhook_id] = events
+
+    [head] = await store.claim_named([webhook_id], per_webhook=10, per_tenant=10)
+
+    assert head.fifo and head.event_id == events[webhook_id][0]
+    assert await store.claim_named([webhook_id], per_webhook=10, per_tenant=10) == []
