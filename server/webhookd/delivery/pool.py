@@ -7,12 +7,13 @@ when the queue has run dry and a worker waits. So a claim (the costliest stateme
 across processes) serves many deliveries instead of one per finished POST.
 
 A quiet webhook's new delivery does not wait for that claim: a notification naming a webhook this
-process holds nothing of starts an express claim beside it, of those webhooks' oldest due
+process holds at most one of starts an express claim beside it, of those webhooks' oldest due
 deliveries alone (a few rows, however deep the queue), even past the room; a notification naming
 no webhook (a wide fan-out) has the claimer claim a few at once whatever the room. The queue hands
 out the least busy webhook's first, so such a delivery starts when the next worker is free, even
 while other webhooks' backlogs fill the queue. Busy webhooks' new deliveries wait for a batch's room
 like their backlog.
+
 A worker takes one, signs and POSTs it, hands the result to the recorder and is free again at once.
 The claimer wakes on a deliveries notification (publish, resume, redeliver, release), when a worker
 frees room, when a batch is recorded (which frees room under the caps), when the next scheduled
@@ -43,6 +44,10 @@ CLAIM_BATCH = 100
 # the claimer's for a notification naming no webhook): enough for a few quiet webhooks' new
 # deliveries to start without waiting for a batch's room.
 FRESH_CLAIM = 8
+# A webhook this process holds at most this many of (queued or running) is quiet: its new deliveries
+# get express claims. One, not none: a webhook that gets a delivery every few tens of milliseconds
+# often still has its last one running, and is no backlog to batch.
+QUIET_AT_MOST = 1
 # How many webhooks named by notifications one claim looks at first; names past that are dropped
 # (their deliveries are still found by the claim's oldest and newest scans).
 FRESH_WEBHOOKS_MAX = 64
@@ -94,7 +99,7 @@ class DeliveryPool:
         self._fresh = False  # deliveries were notified since the last claim
         self._named_since_claim = False  # and some notification named webhooks
         self._fresh_webhooks: set[str] = set()  # named webhooks this process holds some of
-        self._express: set[str] = set()  # named webhooks it held nothing of, for an express claim
+        self._express: set[str] = set()  # named quiet webhooks, for an express claim
         self._express_wake = asyncio.Event()
         # Claimed and waiting for a worker, least busy webhook first (_enqueue).
         # Each with when it was claimed (_worker gives back what waited too long).
@@ -139,7 +144,7 @@ class DeliveryPool:
         if webhook_id is None:
             return  # listening (re)started: the relay wakes the claimer as for a notification naming none
         self._named_since_claim = True
-        if webhook_id not in self._held:
+        if self._quiet(webhook_id):
             if len(self._express) < FRESH_WEBHOOKS_MAX:
                 self._express.add(webhook_id)
                 self._express_wake.set()
@@ -204,7 +209,7 @@ class DeliveryPool:
                 await self._sleep()
 
     async def _express_loop(self) -> list[ClaimedDelivery]:
-        """Claims what notifications brought for webhooks this process held nothing of, beside the
+        """Claims what notifications brought for quiet webhooks (QUIET_AT_MOST), beside the
         claimer: a claim of the whole queue takes tens of milliseconds under load, and one of a few
         webhooks' oldest due delivery waits only for the claim holding the lock to end. At most
         FRESH_CLAIM past the room; a worker finishing makes room for the rest (_freed). Returns on
@@ -214,7 +219,9 @@ class DeliveryPool:
             self._express_wake.clear()
             if self._stopping.is_set():
                 return []
-            self._express.difference_update(self._held)  # the claimer took theirs meanwhile
+            self._express = {
+                webhook_id for webhook_id in self._express if self._quiet(webhook_id)
+            }  # or the claimer took theirs
             room = self._claim_ahead.capacity() + FRESH_CLAIM - self.in_flight
             if not self._express or room <= 0:
                 continue
@@ -233,6 +240,9 @@ class DeliveryPool:
                 return claimed
             for delivery in claimed:
                 self._enqueue(delivery)
+
+    def _quiet(self, webhook_id: str) -> bool:
+        return self._held[webhook_id] <= QUIET_AT_MOST
 
     def _enqueue(self, delivery: ClaimedDelivery) -> None:
         """Queued behind what this process holds of other webhooks with as little in hand, and ahead
