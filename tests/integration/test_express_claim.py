@@ -4,8 +4,11 @@ never claim from it)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -14,7 +17,13 @@ from google.protobuf import struct_pb2
 from support import running_service
 from webhookd.app import Backends
 from webhookd.store.database import Database as Pool
-from webhookd.store.deliveries import DeliveryStore
+from webhookd.store.deliveries import CLAIM_LOCK_ID, QUEUE_CLAIM_LOCK_ID, DeliveryStore
+from webhookd.store.notifications import libpq_url
+
+WAITING_FOR_LOCKS = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 @pytest.fixture
@@ -80,3 +89,35 @@ async def test_a_fifo_webhook_gets_its_head_and_nothing_more_while_it_runs(
 
     assert head.fifo and head.event_id == events[webhook_id][0]
     assert await store.claim_named([webhook_id], per_webhook=10, per_tenant=10) == []
+
+
+async def until_waiting(connection: psycopg.AsyncConnection, count: int) -> None:
+    """Until `count` sessions of this database wait for an advisory lock (within 10 s)."""
+    deadline = time.monotonic() + 10
+    while (await (await connection.execute(WAITING_FOR_LOCKS)).fetchone())[0] != count:
+        assert time.monotonic() < deadline, f"never {count} waiting for a lock"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_express_claim_waits_for_the_claim_running_not_for_the_claims_queued_behind_it(
+    settings, backends, own_database, store
+) -> None:
+    events = await webhooks_with(settings, backends, own_database, {"quiet": 1})
+    [webhook_id] = events
+    async with (
+        await psycopg.AsyncConnection.connect(libpq_url(own_database)) as running,
+        await psycopg.AsyncConnection.connect(libpq_url(own_database), autocommit=True) as looking,
+    ):
+        # A claim of the whole queue holds both locks; another process's waits for its turn.
+        await running.execute(
+            f"SELECT pg_advisory_xact_lock({QUEUE_CLAIM_LOCK_ID}), pg_advisory_xact_lock({CLAIM_LOCK_ID})"
+        )
+        queued = asyncio.create_task(store.claim(10, per_webhook=10, per_tenant=10))
+        await until_waiting(looking, 1)
+        express = asyncio.create_task(store.claim_named([webhook_id], per_webhook=10, per_tenant=10))
+        await until_waiting(looking, 2)
+        await running.rollback()
+        by_express, by_queued = await express, await queued
+
+    assert [claimed.event_id for claimed in by_express] == events[webhook_id]
+    assert by_queued == []

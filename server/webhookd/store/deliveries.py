@@ -39,6 +39,10 @@ log = logging.getLogger("webhookd.deliveries")
 # One claimer at a time makes the per-webhook concurrency cap exact across processes; a claim is a
 # single short statement, so serialising it costs little.
 CLAIM_LOCK_ID = 7_202_611_27
+# Claims of the whole queue first take turns on this lock among themselves, then take the claim lock:
+# so at most one of them waits for the claim lock at a time, and an express claim (claim_named) or a
+# hold-back waits for the claim running and no more, not behind every worker process's next claim.
+QUEUE_CLAIM_LOCK_ID = 7_202_611_28
 # Beyond the HTTP timeout, how long a claimed delivery may take to be recorded before reclaim.
 LEASE_MARGIN = timedelta(seconds=30)
 # How stale a healthy webhook's last_delivery_at may get before a success writes it again.
@@ -54,10 +58,14 @@ _FIFO = Ordering.FIFO.value
 # generic plan, kept by the connection's prepared statement: planning this statement over every
 # partition costs more than running it (2-3 ms against 1-2), and its best plan does not depend on
 # the parameters. The plan is made again whenever a table it reads is analyzed (store/statistics.py).
-_LOCK = (
-    f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID}),"
-    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
+_SETTINGS = (
+    "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
     " set_config('plan_cache_mode', 'force_generic_plan', true)"
+)
+_LOCK = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID}), {_SETTINGS}"
+# A select list is evaluated in order: the queue's turn first, then the claim lock.
+_QUEUE_AND_LOCK = (
+    f"SELECT pg_advisory_xact_lock({QUEUE_CLAIM_LOCK_ID}), pg_advisory_xact_lock({CLAIM_LOCK_ID}), {_SETTINGS}"
 )
 # The same lock alone, for the few writes that must not interleave with a claim (a FIFO head's end).
 _LOCK_ONLY = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"
@@ -443,16 +451,16 @@ class DeliveryStore:
     async def claim(
         self, limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
     ) -> list[ClaimedDelivery]:
-        return await self._claim(limit, limit * 4, per_webhook, per_tenant, fresh_webhooks)
+        return await self._claim(_QUEUE_AND_LOCK, limit, limit * 4, per_webhook, per_tenant, fresh_webhooks)
 
     async def claim_named(
         self, webhook_ids: Sequence[str], *, per_webhook: int, per_tenant: int
     ) -> list[ClaimedDelivery]:
         # The claim without its scans of the oldest and newest due: only the named webhooks' oldest.
-        return await self._claim(len(webhook_ids), 0, per_webhook, per_tenant, webhook_ids)
+        return await self._claim(_LOCK, len(webhook_ids), 0, per_webhook, per_tenant, webhook_ids)
 
     async def _claim(
-        self, limit: int, scan: int, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str]
+        self, lock: str, limit: int, scan: int, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str]
     ) -> list[ClaimedDelivery]:
         token = secrets.token_hex(12)
         values = {
@@ -466,7 +474,7 @@ class DeliveryStore:
             "horizon": RATE_SLOT_HORIZON.total_seconds(),
         }
 
-        return [_claimed(row, token) for row in await self._db.fetch_all_after(_LOCK, _CLAIM, values)]
+        return [_claimed(row, token) for row in await self._db.fetch_all_after(lock, _CLAIM, values)]
 
     async def hold_back(self, limit: int) -> int:
         """Moves due deliveries that their webhook's order or rate limit keep from being claimed out
