@@ -90,7 +90,7 @@ RETURNING d.id, d.attempts + 1, d.tenant_id, d.app_id, d.event_id, e.event_type,
 """
 STATEMENTS = {
     "main": (MAIN_LOCK, MAIN_CLAIM),
-    "new": (deliveries._LOCK, deliveries._CLAIM),
+    "new": (deliveries._QUEUE_AND_LOCK, deliveries._CLAIM),
 }
 
 
