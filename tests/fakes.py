@@ -45,6 +45,7 @@ from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Rece
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.domain.topics import new_deliveries_payload
 from webhookd.domain.webhooks import Direction, Ordering, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Clock, Topic
 
@@ -252,10 +253,12 @@ class StoredEvent:
 
 class FakeEvents:
     """ports.EventRepository as store/events.py behaves: an idempotency key is held per tenant and app
-    for IDEMPOTENCY_WINDOW, and the fan-out reads the webhooks of `webhooks`."""
+    for IDEMPOTENCY_WINDOW, the fan-out reads the webhooks of `webhooks`, and pending deliveries are
+    notified on `notifications`."""
 
-    def __init__(self, webhooks: FakeWebhooks) -> None:
+    def __init__(self, webhooks: FakeWebhooks, notifications: FakeNotifications) -> None:
         self._webhooks = webhooks
+        self._notifications = notifications
         self.events: dict[str, StoredEvent] = {}
         self._keys: dict[tuple[str, str, str], str] = {}  # (tenant, app or '', key) -> event id
 
@@ -282,15 +285,18 @@ class FakeEvents:
         )
         if key is not None:
             self._keys[key] = event.id
+        queued_for = tuple(
+            row.id for row, status in zip(rows, statuses, strict=True) if status is DeliveryStatus.PENDING
+        )
+        if queued_for:
+            self._notifications.notify(Topic.DELIVERIES, new_deliveries_payload(queued_for))
         return Published(
             event.id,
             statuses.count(DeliveryStatus.PENDING),
             duplicate=False,
             deliveries_held=statuses.count(DeliveryStatus.HELD),
             deliveries_skipped=statuses.count(DeliveryStatus.SKIPPED),
-            queued_for=tuple(
-                row.id for row, status in zip(rows, statuses, strict=True) if status is DeliveryStatus.PENDING
-            ),
+            queued_for=queued_for,
         )
 
 

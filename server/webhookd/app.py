@@ -145,7 +145,6 @@ class Core:
         self.event_types = EventTypes(EventTypeStore(self.database), webhook_store, self.notifications)
         self.events = Events(
             EventStore(self.database),
-            self.notifications,
             max_payload_bytes=settings.max_payload_bytes,
             schemas=self.event_types,
         )

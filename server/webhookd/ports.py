@@ -149,7 +149,9 @@ class EventRepository(Protocol):
         one transaction: pending for an active webhook, held for a paused one, skipped for a disabled
         one. With an idempotency key
         still held by an earlier event, returns that event instead (duplicate). NotFound when
-        `event.target_webhook_id` names no webhook of the scope."""
+        `event.target_webhook_id` names no webhook of the scope. Pending deliveries wake the workers
+        once they are committed: a Topic.DELIVERIES notification saying
+        `topics.new_deliveries_payload` of their webhooks."""
 
 
 class HistoryRepository(Protocol):

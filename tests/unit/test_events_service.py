@@ -14,9 +14,9 @@ from webhookd.domain.errors import Invalid, NotFound
 from webhookd.domain.events import IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LENGTH, event_body
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
+from webhookd.domain.topics import NAMED_WEBHOOKS_MAX, new_deliveries_payload
 from webhookd.domain.webhooks import Direction, Webhook, WebhookSpec
-from webhookd.ports import Topic
-from webhookd.services.events import NAMED_WEBHOOKS_MAX, Events
+from webhookd.services.events import Events
 from webhookd.services.webhooks import Webhooks
 
 TENANT = Scope("tnt_a", person_id="person_1")
@@ -25,13 +25,13 @@ LIMIT = 256  # bytes of serialised body
 
 
 @pytest.fixture
-def event_store(webhook_store: FakeWebhooks) -> FakeEvents:
-    return FakeEvents(webhook_store)
+def event_store(webhook_store: FakeWebhooks, notifications: FakeNotifications) -> FakeEvents:
+    return FakeEvents(webhook_store, notifications)
 
 
 @pytest.fixture
-def events(event_store: FakeEvents, notifications: FakeNotifications, clock: FakeClock) -> Events:
-    return Events(event_store, notifications, max_payload_bytes=LIMIT, clock=clock)
+def events(event_store: FakeEvents, clock: FakeClock) -> Events:
+    return Events(event_store, max_payload_bytes=LIMIT, clock=clock)
 
 
 async def subscriber(webhooks: Webhooks, *event_types: str, scope: Scope = TENANT) -> Webhook:
@@ -114,7 +114,7 @@ async def test_the_payload_text_is_spliced_into_the_body_byte_for_byte(events: E
 async def test_payload_json_that_is_not_a_finite_json_object_is_invalid_naming_where(
     event_store: FakeEvents, notifications: FakeNotifications, payload_json: str, field: str, words: str
 ) -> None:
-    roomy = Events(event_store, notifications, max_payload_bytes=1024 * 1024)
+    roomy = Events(event_store, max_payload_bytes=1024 * 1024)
 
     with pytest.raises(Invalid) as raised:
         await publish(roomy, payload_json=payload_json)
@@ -124,8 +124,8 @@ async def test_payload_json_that_is_not_a_finite_json_object_is_invalid_naming_w
     assert event_store.events == {}
 
 
-async def test_a_publish_that_queues_deliveries_wakes_the_workers(
-    events: Events, event_store: FakeEvents, webhooks: Webhooks, notifications: FakeNotifications
+async def test_a_publish_queues_a_delivery_for_each_subscriber(
+    events: Events, event_store: FakeEvents, webhooks: Webhooks
 ) -> None:
     by_prefix = await subscriber(webhooks, "orders.*")
     by_wildcard = await subscriber(webhooks, "*")
@@ -133,33 +133,24 @@ async def test_a_publish_that_queues_deliveries_wakes_the_workers(
     published = await publish(events)
 
     assert published.deliveries_queued == 2 and not published.duplicate
-    assert set(event_store.events[published.event_id].webhook_ids) == {by_prefix.id, by_wildcard.id}
-    # Naming the webhooks, so the workers look at theirs first whatever else is due.
-    assert sorted(notifications.payloads(Topic.DELIVERIES)) == sorted([by_prefix.id, by_wildcard.id])
+    assert set(published.queued_for) == set(event_store.events[published.event_id].webhook_ids)
+    assert set(published.queued_for) == {by_prefix.id, by_wildcard.id}
 
 
-async def test_a_wide_fan_out_wakes_the_workers_without_naming_every_webhook(
-    events: Events, webhooks: Webhooks, notifications: FakeNotifications
-) -> None:
-    for _ in range(NAMED_WEBHOOKS_MAX + 1):
-        await subscriber(webhooks, "orders.*")
-
-    published = await publish(events)
-
-    assert published.deliveries_queued == NAMED_WEBHOOKS_MAX + 1
-    assert notifications.payloads(Topic.DELIVERIES) == [""]
-
-
-async def test_a_publish_nobody_subscribes_to_wakes_nobody(
-    events: Events, webhooks: Webhooks, notifications: FakeNotifications
-) -> None:
+async def test_a_publish_nobody_subscribes_to_queues_nothing(events: Events, webhooks: Webhooks) -> None:
     await subscriber(webhooks, "invoices.*")
     await subscriber(webhooks, "orders.created", scope=OTHER_TENANT)
 
     published = await publish(events, "orders.created")
 
-    assert published.deliveries_queued == 0
-    assert notifications.count(Topic.DELIVERIES) == 0
+    assert published.deliveries_queued == 0 and published.queued_for == ()
+
+
+def test_a_publishs_notification_names_its_webhooks_unless_they_are_many() -> None:
+    # Named, the workers claim those webhooks' first deliveries at once (express claims).
+    assert new_deliveries_payload(["whk_a", "whk_b"]) == "whk_a whk_b"
+    assert new_deliveries_payload([f"whk_{n}" for n in range(NAMED_WEBHOOKS_MAX)]).count(" ") == NAMED_WEBHOOKS_MAX - 1
+    assert new_deliveries_payload([f"whk_{n}" for n in range(NAMED_WEBHOOKS_MAX + 1)]) == ""
 
 
 async def test_live_outbound_subscribers_get_a_delivery_held_while_paused_skipped_while_disabled(
@@ -194,8 +185,8 @@ async def test_a_publisher_cannot_publish_the_services_own_event_types(events: E
     assert [violation.field for violation in raised.value.violations] == ["event_type"]
 
 
-async def test_a_duplicate_returns_the_first_event_and_wakes_nobody(
-    events: Events, event_store: FakeEvents, webhooks: Webhooks, notifications: FakeNotifications, clock: FakeClock
+async def test_a_duplicate_returns_the_first_event_and_stores_nothing(
+    events: Events, event_store: FakeEvents, webhooks: Webhooks, clock: FakeClock
 ) -> None:
     await subscriber(webhooks, "*")
     first = await publish(events, idempotency_key="order-1")
@@ -205,7 +196,6 @@ async def test_a_duplicate_returns_the_first_event_and_wakes_nobody(
 
     assert again.duplicate and again.event_id == first.event_id
     assert again.deliveries_queued == first.deliveries_queued == 1
-    assert notifications.count(Topic.DELIVERIES) == 1  # from the first publish only
     assert list(event_store.events) == [first.event_id]
 
 

@@ -51,7 +51,7 @@ def _each_fake_typed_as_its_port() -> None:
     rows = FakeWebhooks()
     fake_clock = FakeClock()
     webhook_repository: WebhookRepository = rows
-    event_repository: EventRepository = FakeEvents(rows)
+    event_repository: EventRepository = FakeEvents(rows, FakeNotifications())
     event_type_repository: EventTypeRepository = FakeEventTypes()
     history_repository: HistoryRepository = FakeHistory(rows)
     inbound_repository: InboundRepository = FakeInbound(rows)

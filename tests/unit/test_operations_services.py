@@ -233,8 +233,8 @@ async def test_events_read_back_exactly_and_page_newest_first(
     notifications: FakeNotifications,
     clock: FakeClock,
 ) -> None:
-    event_store = FakeEvents(webhook_store)
-    events = Events(event_store, notifications, max_payload_bytes=1024, clock=clock)
+    event_store = FakeEvents(webhook_store, notifications)
+    events = Events(event_store, max_payload_bytes=1024, clock=clock)
     published = PublishedEvents(FakeEventHistory(event_store, history_store), webhook_store)
     ids = []
     for n in range(3):

@@ -29,8 +29,8 @@ SCHEMA = json.dumps(
 
 
 @pytest.fixture
-def event_store(webhook_store: FakeWebhooks) -> FakeEvents:
-    return FakeEvents(webhook_store)
+def event_store(webhook_store: FakeWebhooks, notifications: FakeNotifications) -> FakeEvents:
+    return FakeEvents(webhook_store, notifications)
 
 
 @pytest.fixture
@@ -39,10 +39,8 @@ def event_types(webhook_store: FakeWebhooks, notifications: FakeNotifications) -
 
 
 @pytest.fixture
-def events(
-    event_store: FakeEvents, notifications: FakeNotifications, clock: FakeClock, event_types: EventTypes
-) -> Events:
-    return Events(event_store, notifications, max_payload_bytes=256 * 1024, schemas=event_types, clock=clock)
+def events(event_store: FakeEvents, clock: FakeClock, event_types: EventTypes) -> Events:
+    return Events(event_store, max_payload_bytes=256 * 1024, schemas=event_types, clock=clock)
 
 
 async def subscriber(webhooks: Webhooks, *channels: str, scope: Scope = TENANT) -> Webhook:

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
+
+# Up to this many webhooks a publish's deliveries notification names (about 30 bytes each).
+NAMED_WEBHOOKS_MAX = 32
 
 
 class Topic(StrEnum):
@@ -15,3 +19,10 @@ class Topic(StrEnum):
     INBOUND = "webhookd_inbound"  # inbound receipts were accepted: inbound consumers read
     WEBHOOKS = "webhookd_webhooks"  # webhooks changed: payloads `<id>[:<version>]`, caches forget them
     EVENT_TYPES = "webhookd_event_types"  # catalog entries changed: payloads are their names
+
+
+def new_deliveries_payload(webhook_ids: Sequence[str]) -> str:
+    """What a publish's deliveries notification says: the webhooks of its new deliveries when they are
+    few, so the workers claim those webhooks' first ones at once however deep other webhooks'
+    backlogs are (delivery/pool.py); nothing for a wide fan-out, which wakes them all the same."""
+    return " ".join(webhook_ids) if len(webhook_ids) <= NAMED_WEBHOOKS_MAX else ""

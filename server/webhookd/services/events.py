@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from webhookd.domain import event_types, ids, json_text
@@ -21,10 +20,8 @@ from webhookd.domain.events import (
 )
 from webhookd.domain.routing import EVENT_CHANNELS_MAX, check_channels
 from webhookd.domain.scope import Scope
-from webhookd.ports import Clock, EventRepository, Notifications, Topic, utc_now
+from webhookd.ports import Clock, EventRepository, utc_now
 
-# Up to this many webhooks a publish's notification names (about 30 bytes each in the payload).
-NAMED_WEBHOOKS_MAX = 32
 # Payloads larger than this are checked against their schema off the event loop.
 SCHEMA_CHECK_INLINE_BYTES = 16 * 1024
 
@@ -39,14 +36,12 @@ class Events:
     def __init__(
         self,
         store: EventRepository,
-        notifications: Notifications,
         *,
         max_payload_bytes: int,
         schemas: Schemas | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
-        self._notifications = notifications
         self._max_payload_bytes = max_payload_bytes
         self._schemas = schemas
         self._now = clock
@@ -102,10 +97,8 @@ class Events:
             created_at=now,
             channels=channels,
         )
-        published = await self._store.publish(scope, event, event_types.matching_filters(event_type))
-        if published.deliveries_queued and not published.duplicate:
-            notify_deliveries(self._notifications, published.queued_for)
-        return published
+        # The store wakes the workers for what it queued, on the publish's own connection.
+        return await self._store.publish(scope, event, event_types.matching_filters(event_type))
 
     async def _check_schema(self, scope: Scope, event_type: str, data: Any, *, size: int) -> None:
         schema = None if self._schemas is None else await self._schemas.schema_for(scope, event_type)
@@ -121,17 +114,6 @@ class Events:
                 [FieldViolation(PAYLOAD_FIELD, mismatch) for mismatch in mismatches],
                 f"payload does not match the schema of {event_type}: " + "; ".join(mismatches),
             )
-
-
-def notify_deliveries(notifications: Notifications, webhook_ids: Sequence[str]) -> None:
-    """Wakes the workers for new deliveries, naming their webhooks when they are few: the workers
-    then claim those webhooks' first ones at once, however deep other webhooks' backlogs are
-    (store/deliveries.py). A wide fan-out wakes them without names."""
-    if not webhook_ids or len(webhook_ids) > NAMED_WEBHOOKS_MAX:
-        notifications.notify(Topic.DELIVERIES)
-        return
-    for webhook_id in webhook_ids:
-        notifications.notify(Topic.DELIVERIES, webhook_id)
 
 
 def _payload(payload_json: str) -> tuple[Any, list[FieldViolation]]:

@@ -18,8 +18,10 @@ from webhookd.domain.errors import NotFound
 from webhookd.domain.events import IDEMPOTENCY_WINDOW, NewEvent, Published
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
+from webhookd.domain.topics import Topic, new_deliveries_payload
 from webhookd.domain.webhooks import Direction, Ordering
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
+from webhookd.store.notifications import NOTIFY
 from webhookd.store.sql import compiled, param, scope_params, scoped
 from webhookd.store.tables import events, webhooks
 
@@ -197,12 +199,20 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
                     else:
                         await connection.execute(_INSERT_DELIVERIES, values)
                 await connection.execute(COMMIT)  # round trip 2, when the pipeline ends
-                return _published(event, webhook_ids, statuses)
+                return await _woken(connection, _published(event, webhook_ids, statuses))
         # COPY cannot run inside a pipeline.
         await _copy_deliveries(connection, scope, event, delivery_ids, webhook_ids, statuses, fifos)
         await connection.execute(COMMIT)
-        return _published(event, webhook_ids, statuses)
+        return await _woken(connection, _published(event, webhook_ids, statuses))
     raise RuntimeError("idempotency key could not be claimed")
+
+
+async def _woken(connection: Connection, published: Published) -> Published:
+    """Wakes the workers for the deliveries just committed: right after the COMMIT, in its round trip
+    when pipelined."""
+    if published.queued_for:
+        await connection.execute(NOTIFY, (Topic.DELIVERIES.value, new_deliveries_payload(published.queued_for)))
+    return published
 
 
 def _targets_of(event: NewEvent, rows: list[Any]) -> list[tuple[str, str, bool]]:

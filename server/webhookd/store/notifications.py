@@ -1,10 +1,12 @@
-"""PostgreSQL LISTEN/NOTIFY: the one place notifications are sent, and the one place they are heard.
+"""PostgreSQL LISTEN/NOTIFY: how notifications are sent, and the one place they are heard.
 
 Sending: writers call `notify(topic)` (or `notify(topic, payload)`) after their transaction commits;
 a background task sends what is pending on a connection of its own, one NOTIFY per topic for a
 burst, the payloads of a burst joined by spaces. NOTIFY inside the writers' transactions would
 serialise their commits (PostgreSQL takes a global lock to queue notifications at commit), and
-listeners only need to know that something is new.
+listeners only need to know that something is new. One writer sends its own: a publish's NOTIFY
+follows its COMMIT on the same connection, in the same round trip (store/events.py), since the
+time from publish to first attempt waits on it and a hop through the sender task cost ~0.7 ms idle.
 
 Listening: one connection per topic and process LISTENs while anyone in the process subscribes to
 or follows the topic; a worker process hears only about deliveries. After each (re)connect the
@@ -39,6 +41,8 @@ DEFAULT_WINDOWS: Mapping[Topic, float] = {
 RECONNECT_SECONDS = 1.0
 # PostgreSQL refuses payloads of 8000 bytes and more.
 MAX_PAYLOAD_BYTES = 7000
+# In a transaction of its own (autocommit, or after COMMIT), so no writer's commit waits on the queue's lock.
+NOTIFY = "SELECT pg_notify(%s, %s)"
 Follower = Callable[[str | None], None]
 
 
@@ -117,7 +121,7 @@ class PostgresNotifications:
             async with self._send_connection.pipeline():
                 for topic, payloads in sorted(pending.items()):
                     for chunk in _payload_chunks(payloads) or [""]:
-                        await self._send_connection.execute("SELECT pg_notify(%s, %s)", (topic.value, chunk))
+                        await self._send_connection.execute(NOTIFY, (topic.value, chunk))
         except BaseException:
             for topic, payloads in pending.items():
                 self._pending.setdefault(topic, set()).update(payloads)
