@@ -18,6 +18,8 @@ from webhookd.app import Backends, DeliveryWorkers, Gateway, Service, open_servi
 from webhookd.config import Settings
 from webhookd.observability import Metrics
 from webhookd.secrets.embedded import EmbeddedOpenBao
+from webhookd.store.database import Database as Pool
+from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.embedded import EmbeddedPostgres
 
 
@@ -113,6 +115,15 @@ async def own_database(backends: Backends) -> AsyncIterator[str]:
     url = await asyncio.to_thread(postgres.create_database, name)
     yield url
     await asyncio.to_thread(postgres.drop_database, name)
+
+
+@pytest.fixture
+async def delivery_store(own_database: str) -> AsyncIterator[DeliveryStore]:
+    """The delivery queue's SQL on `own_database`, for tests that claim and record by hand."""
+    pool = Pool(own_database, size=2)
+    await pool.open()
+    yield DeliveryStore(pool, pause_after_failures=25)
+    await pool.close()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ webhooks, on a database of the test's own (the session's workers never claim fro
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,18 +16,8 @@ from webhookd.app import Backends
 from webhookd.domain.deliveries import AttemptRecord
 from webhookd.domain.routing import RATE_SLOT_HORIZON
 from webhookd.domain.statuses import Outcome
-from webhookd.store.database import Database as Pool
-from webhookd.store.deliveries import DeliveryStore
 
 PENDING = "SELECT id, next_attempt_at, lease_token FROM deliveries WHERE webhook_id = :w ORDER BY id"
-
-
-@pytest.fixture
-async def store(own_database) -> AsyncIterator[DeliveryStore]:
-    pool = Pool(own_database, size=2)
-    await pool.open()
-    yield DeliveryStore(pool, pause_after_failures=25)
-    await pool.close()
 
 
 async def webhook_with(settings, backends, own_database, count: int, **fields) -> str:
@@ -52,13 +41,13 @@ def succeeded() -> AttemptRecord:
 
 
 async def test_a_rate_limited_webhook_gets_slots_a_limit_apart_and_the_rest_waits_for_theirs(
-    settings, backends, own_database, store
+    settings, backends, own_database, delivery_store
 ) -> None:
     webhook_id = await webhook_with(settings, backends, own_database, 10, rate_limit_per_second=4)
     database = Database(own_database)
     try:
-        claimed = await store.claim(10, per_webhook=10, per_tenant=10)
-        held = await store.hold_back(100)
+        claimed = await delivery_store.claim(10, per_webhook=10, per_tenant=10)
+        held = await delivery_store.hold_back(100)
         rows = await database.rows(PENDING, w=webhook_id)
         slots = await database.value("SELECT webhookd_next_slot(:w, 4) - now()", w=webhook_id)
     finally:
@@ -78,19 +67,19 @@ async def test_a_rate_limited_webhook_gets_slots_a_limit_apart_and_the_rest_wait
 
 
 async def test_a_fifo_webhook_goes_head_first_and_alone_and_its_end_makes_the_next_due(
-    settings, backends, own_database, store
+    settings, backends, own_database, delivery_store
 ) -> None:
     webhook_id = await webhook_with(settings, backends, own_database, 3, ordering=wpb.ORDERING_FIFO)
     database = Database(own_database)
     try:
-        [head] = await store.claim(10, per_webhook=10, per_tenant=10)
-        assert await store.claim(10, per_webhook=10, per_tenant=10) == []  # one at a time
-        assert await store.hold_back(100) == 2  # the two behind it wait for it
+        [head] = await delivery_store.claim(10, per_webhook=10, per_tenant=10)
+        assert await delivery_store.claim(10, per_webhook=10, per_tenant=10) == []  # one at a time
+        assert await delivery_store.hold_back(100) == 2  # the two behind it wait for it
         parked = await database.rows(PENDING, w=webhook_id)
 
-        recorded = await store.record([(head, succeeded())])
+        recorded = await delivery_store.record([(head, succeeded())])
         after = await database.rows(PENDING, w=webhook_id)
-        [following] = await store.claim(10, per_webhook=10, per_tenant=10)
+        [following] = await delivery_store.claim(10, per_webhook=10, per_tenant=10)
     finally:
         await database.close()
 

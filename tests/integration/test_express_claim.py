@@ -6,32 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import psycopg
-import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
 
 from support import running_service
 from webhookd.app import Backends
-from webhookd.store.database import Database as Pool
-from webhookd.store.deliveries import CLAIM_LOCK_ID, QUEUE_CLAIM_LOCK_ID, DeliveryStore
+from webhookd.store.deliveries import CLAIM_LOCK_ID, QUEUE_CLAIM_LOCK_ID
 from webhookd.store.notifications import libpq_url
 
 WAITING_FOR_LOCKS = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
-
-
-@pytest.fixture
-async def store(own_database) -> AsyncIterator[DeliveryStore]:
-    pool = Pool(own_database, size=2)
-    await pool.open()
-    yield DeliveryStore(pool, pause_after_failures=25)
-    await pool.close()
 
 
 async def webhooks_with(settings, backends, own_database, counts: dict[str, int], **fields) -> dict[str, list[str]]:
@@ -54,41 +43,43 @@ async def webhooks_with(settings, backends, own_database, counts: dict[str, int]
     return events
 
 
-async def test_it_takes_only_the_named_webhooks_oldest_due_delivery(settings, backends, own_database, store) -> None:
+async def test_it_takes_only_the_named_webhooks_oldest_due_delivery(
+    settings, backends, own_database, delivery_store
+) -> None:
     events = await webhooks_with(settings, backends, own_database, {"named": 3, "other": 2})
     named, other = list(events)
 
-    claimed = await store.claim_named([named], per_webhook=10, per_tenant=10)
-    again = await store.claim_named([named], per_webhook=10, per_tenant=10)
+    claimed = await delivery_store.claim_named([named], per_webhook=10, per_tenant=10)
+    again = await delivery_store.claim_named([named], per_webhook=10, per_tenant=10)
 
     assert [(c.webhook_id, c.event_id) for c in claimed] == [(named, events[named][0])]
     assert [(c.webhook_id, c.event_id) for c in again] == [(named, events[named][1])]
     # The rest of the queue is still there for the claim.
-    rest = await store.claim(10, per_webhook=10, per_tenant=10)
+    rest = await delivery_store.claim(10, per_webhook=10, per_tenant=10)
     assert sorted(c.event_id for c in rest) == sorted([events[named][2], *events[other]])
 
 
-async def test_it_keeps_to_the_webhook_and_tenant_caps(settings, backends, own_database, store) -> None:
+async def test_it_keeps_to_the_webhook_and_tenant_caps(settings, backends, own_database, delivery_store) -> None:
     events = await webhooks_with(settings, backends, own_database, {"first": 2, "second": 1})
     first, second = list(events)
-    [taken] = await store.claim_named([first], per_webhook=1, per_tenant=10)
+    [taken] = await delivery_store.claim_named([first], per_webhook=1, per_tenant=10)
 
-    assert await store.claim_named([first], per_webhook=1, per_tenant=10) == []  # its one place is taken
-    assert await store.claim_named([second], per_webhook=1, per_tenant=1) == []  # so is the tenant's
-    [other] = await store.claim_named([first, second], per_webhook=1, per_tenant=2)
+    assert await delivery_store.claim_named([first], per_webhook=1, per_tenant=10) == []  # its one place is taken
+    assert await delivery_store.claim_named([second], per_webhook=1, per_tenant=1) == []  # so is the tenant's
+    [other] = await delivery_store.claim_named([first, second], per_webhook=1, per_tenant=2)
     assert taken.webhook_id == first and other.webhook_id == second
 
 
 async def test_a_fifo_webhook_gets_its_head_and_nothing_more_while_it_runs(
-    settings, backends, own_database, store
+    settings, backends, own_database, delivery_store
 ) -> None:
     events = await webhooks_with(settings, backends, own_database, {"ordered": 2}, ordering=wpb.ORDERING_FIFO)
     [webhook_id] = events
 
-    [head] = await store.claim_named([webhook_id], per_webhook=10, per_tenant=10)
+    [head] = await delivery_store.claim_named([webhook_id], per_webhook=10, per_tenant=10)
 
     assert head.fifo and head.event_id == events[webhook_id][0]
-    assert await store.claim_named([webhook_id], per_webhook=10, per_tenant=10) == []
+    assert await delivery_store.claim_named([webhook_id], per_webhook=10, per_tenant=10) == []
 
 
 async def until_waiting(connection: psycopg.AsyncConnection, count: int) -> None:
@@ -100,7 +91,7 @@ async def until_waiting(connection: psycopg.AsyncConnection, count: int) -> None
 
 
 async def test_an_express_claim_waits_for_the_claim_running_not_for_the_claims_queued_behind_it(
-    settings, backends, own_database, store
+    settings, backends, own_database, delivery_store
 ) -> None:
     events = await webhooks_with(settings, backends, own_database, {"quiet": 1})
     [webhook_id] = events
@@ -112,9 +103,9 @@ async def test_an_express_claim_waits_for_the_claim_running_not_for_the_claims_q
         await running.execute(
             f"SELECT pg_advisory_xact_lock({QUEUE_CLAIM_LOCK_ID}), pg_advisory_xact_lock({CLAIM_LOCK_ID})"
         )
-        queued = asyncio.create_task(store.claim(10, per_webhook=10, per_tenant=10))
+        queued = asyncio.create_task(delivery_store.claim(10, per_webhook=10, per_tenant=10))
         await until_waiting(looking, 1)
-        express = asyncio.create_task(store.claim_named([webhook_id], per_webhook=10, per_tenant=10))
+        express = asyncio.create_task(delivery_store.claim_named([webhook_id], per_webhook=10, per_tenant=10))
         await until_waiting(looking, 2)
         await running.rollback()
         by_express, by_queued = await express, await queued

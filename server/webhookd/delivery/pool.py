@@ -219,9 +219,8 @@ class DeliveryPool:
             self._express_wake.clear()
             if self._stopping.is_set():
                 return []
-            self._express = {
-                webhook_id for webhook_id in self._express if self._quiet(webhook_id)
-            }  # or the claimer took theirs
+            # A name whose webhook is no longer quiet: the claimer took its delivery meanwhile.
+            self._express = {webhook_id for webhook_id in self._express if self._quiet(webhook_id)}
             room = self._claim_ahead.capacity() + FRESH_CLAIM - self.in_flight
             if not self._express or room <= 0:
                 continue
