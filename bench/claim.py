@@ -1,17 +1,19 @@
 """The claim: what the rate-limit and FIFO checks cost webhooks that use neither, and what they cost those
 that do. Figures are the claim's round trip (lock and claim, pipelined, as the store sends them).
 
-Run: `.venv/bin/python bench/claim.py`. Two databases, migrated to the head and filled alike in SQL: WEEKS
+Run: `.venv/bin/python bench/claim.py`. Three databases, migrated to the head and filled alike in SQL: WEEKS
 weeks of history in their weekly partitions (HISTORY deliveries, succeeded) and DUE deliveries due now,
 spread over WEBHOOKS webhooks of TENANTS tenants. In `plain` no webhook limits its rate or orders its
-deliveries; in `routed` a fifth of them do (a tenth rate-limited, a tenth FIFO). A load generator process
+deliveries; in `routed` a fifth of them do (a tenth rate-limited, a tenth FIFO); `busy` is `plain` with
+one more delivery of each webhook leased to a worker (IN_FLIGHT), as under load. A load generator process
 (bench/load/claim.py) times, in turns, each round rolled back so every turn claims from the same rows:
 
 - main's claim (before issue 15), on plain: the baseline; and main's claim once more on a connection of
   its own, the noise floor: what a statement measures against itself;
 - the claim as the store runs it now, on plain: the cost of the checks to webhooks that use neither
   (target: none measurable, <= 1.05);
-- the claim as the store runs it, on routed, against the same on plain.
+- the claim as the store runs it, on routed, against the same on plain;
+- the claim as the store runs it and main's, on busy: what the webhooks and tenants in flight cost.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from webhookd.store import migrate
 WEEKS = 4
 HISTORY = 200_000
 DUE = 1_000
+IN_FLIGHT = 1_000  # in the busy database: one delivery leased to a worker per webhook, besides the due ones
 TENANTS = 100
 WEBHOOKS = 1_000
 CLAIM_LIMIT = 32
@@ -77,15 +80,21 @@ SELECT 'dlv_' || substr(e.id, 5), e.tenant_id, e.id,
     CASE WHEN %(routed)s AND n %% %(webhooks)s %% 10 = 2 THEN n END
 FROM events e, LATERAL (SELECT substr(e.id, 15)::bigint AS n) AS number
 """
+# One pending delivery of each webhook leased, as the workers hold them under load.
+LEASE_ONE_PER_WEBHOOK = """
+UPDATE deliveries SET lease_token = 'bench', lease_expires_at = now() + interval '1 hour',
+    next_attempt_at = now() + interval '1 hour'
+WHERE id IN (SELECT DISTINCT ON (webhook_id) id FROM deliveries WHERE status = 'pending' ORDER BY webhook_id, id)
+"""
 
 
-def fill(database: str, *, routed: bool) -> None:
+def fill(database: str, *, routed: bool, in_flight: bool) -> None:
     values: dict[str, Any] = {
         "tenants": TENANTS,
         "webhooks": WEBHOOKS,
         "routed": routed,
         "count": HISTORY,
-        "due": DUE,
+        "due": DUE + (IN_FLIGHT if in_flight else 0),
         "weeks": WEEKS,
     }
     with psycopg.connect(database, autocommit=True) as connection:
@@ -93,15 +102,17 @@ def fill(database: str, *, routed: bool) -> None:
         connection.execute(ULID_TIME)
         for statement in (WEBHOOK_ROWS, EVENT_ROWS, DELIVERY_ROWS):
             connection.execute(statement, values)
+        if in_flight:
+            connection.execute(LEASE_ONE_PER_WEBHOOK)
         connection.execute("DROP FUNCTION bench_ulid_time")
         connection.execute("VACUUM ANALYZE")
 
 
-def database(run: Run, servers: Backends, label: str, *, routed: bool) -> str:
+def database(run: Run, servers: Backends, label: str, *, routed: bool, in_flight: bool = False) -> str:
     url = servers.new_database(label)
     run.defer(f"drop database of {label}", servers.drop_database, url)
     migrate.upgrade_sync(url)
-    fill(libpq(url), routed=routed)
+    fill(libpq(url), routed=routed, in_flight=in_flight)
     return libpq(url)
 
 
@@ -109,8 +120,10 @@ def measure(run: Run) -> list[Row]:
     servers = backends(run)
     plain = database(run, servers, "claim_plain", routed=False)
     routed = database(run, servers, "claim_routed", routed=True)
-    run.progress(f"two databases of {HISTORY:,} deliveries over {WEEKS} weeks, {DUE:,} due, ready")
+    busy = database(run, servers, "claim_busy", routed=False, in_flight=True)
+    run.progress(f"three databases of {HISTORY:,} deliveries over {WEEKS} weeks, {DUE:,} due, ready")
     cases = [f"main=main@{plain}", f"new=new@{plain}", f"again=main@{plain}", f"routed=new@{routed}"]
+    cases += [f"busy_main=main@{busy}", f"busy_new=new@{busy}"]
     args = [arg for case in cases for arg in ("--case", case)]
     result = run.load("claims", "load.claim", [*args, "--reps", str(REPS), "--limit", str(CLAIM_LIMIT)], timeout=LIMIT)
     ms = {name: float(figures["median"]) for name, figures in result.items()}
@@ -150,6 +163,17 @@ def measure(run: Run) -> list[Row]:
                 f"against the same claim with no such webhook; quartiles {spread['routed']};"
                 f" rounds' own ratio {paired['routed'] / paired['new']:.3f};"
                 f" claimed {claimed['routed']} (FIFO webhooks one at a time)"
+            ],
+        ),
+        ratio_row(
+            f"claim with {IN_FLIGHT:,} webhooks in flight, vs main's",
+            ms["busy_new"],
+            ms["busy_main"],
+            "ms",
+            notes=[
+                f"each of the {WEBHOOKS:,} webhooks has one delivery leased besides the due ones: main's claim"
+                f" joined each candidate to every webhook in flight; quartiles {spread['busy_new']} vs"
+                f" {spread['busy_main']}; claimed {claimed['busy_new']} and {claimed['busy_main']}"
             ],
         ),
     ]

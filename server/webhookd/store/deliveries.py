@@ -95,6 +95,11 @@ _LOCK_ONLY = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"
 #   lock (statement_timestamp()).
 # What these hold back stays due; _HOLD_BACK moves it out of the scan's way when the claimer finds
 # due deliveries it cannot take.
+#
+# What each webhook and tenant has in flight is looked up in two jsonb maps built once (in_flight),
+# each lookup behind OFFSET 0 so the maps are built only when there are candidates: with hash joins
+# off, joining the candidates to the in-flight rows was a nested loop over both (34 of 45 ms of a
+# claim of 100 with 1,000 webhooks in flight).
 _CLAIM = compiled(
     sa.text(
         f"""
@@ -102,10 +107,12 @@ WITH inflight AS (
     SELECT webhook_id, tenant_id, count(*) AS n FROM deliveries
     WHERE status = '{_PENDING}' AND lease_token IS NOT NULL AND lease_expires_at > now()
     GROUP BY webhook_id, tenant_id
-), webhook_inflight AS (
-    SELECT webhook_id, sum(n) AS n FROM inflight GROUP BY webhook_id
-), tenant_inflight AS (
-    SELECT tenant_id, sum(n) AS n FROM inflight GROUP BY tenant_id
+), in_flight AS (
+    SELECT
+        coalesce((SELECT jsonb_object_agg(webhook_id, n) FROM
+            (SELECT webhook_id, sum(n) AS n FROM inflight GROUP BY webhook_id) AS by_webhook), '{{}}') AS by_webhook,
+        coalesce((SELECT jsonb_object_agg(tenant_id, n) FROM
+            (SELECT tenant_id, sum(n) AS n FROM inflight GROUP BY tenant_id) AS by_tenant), '{{}}') AS by_tenant
 ), candidates AS (
     (SELECT d.id, d.webhook_id, d.tenant_id, d.next_attempt_at,
         w.rate_limit_per_second AS rate, w.ordering = '{_FIFO}' AS fifo
@@ -140,17 +147,19 @@ WITH inflight AS (
     WHERE NOT c.fifo OR webhookd_fifo_head(c.id)
     WINDOW by_webhook AS (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at, c.id)
 ), under_webhook_cap AS (
-    SELECT r.*, r.webhook_rank + coalesce(wi.n, 0) AS webhook_load,
-        row_number() OVER (
-            PARTITION BY r.tenant_id ORDER BY r.webhook_rank + coalesce(wi.n, 0), r.next_attempt_at, r.id
-        ) AS tenant_rank
-    FROM ranked r LEFT JOIN webhook_inflight wi USING (webhook_id)
-    WHERE r.webhook_rank + coalesce(wi.n, 0) <= CASE WHEN r.fifo THEN 1 ELSE :per_webhook END
+    SELECT r.*, wl.webhook_load,
+        row_number() OVER (PARTITION BY r.tenant_id ORDER BY wl.webhook_load, r.next_attempt_at, r.id) AS tenant_rank
+    FROM ranked r CROSS JOIN LATERAL (
+        SELECT r.webhook_rank + coalesce((f.by_webhook ->> r.webhook_id)::bigint, 0) AS webhook_load
+        FROM in_flight f OFFSET 0
+    ) wl
+    WHERE wl.webhook_load <= CASE WHEN r.fifo THEN 1 ELSE :per_webhook END
       AND (r.slot IS NULL OR r.slot < statement_timestamp() + make_interval(secs => :horizon))
 ), chosen AS (
-    SELECT u.id, u.slot, u.fifo FROM under_webhook_cap u
-    LEFT JOIN tenant_inflight ti USING (tenant_id)
-    WHERE u.tenant_rank + coalesce(ti.n, 0) <= :per_tenant
+    SELECT u.id, u.slot, u.fifo FROM under_webhook_cap u CROSS JOIN LATERAL (
+        SELECT coalesce((f.by_tenant ->> u.tenant_id)::bigint, 0) AS n FROM in_flight f OFFSET 0
+    ) ti
+    WHERE u.tenant_rank + ti.n <= :per_tenant
     ORDER BY u.webhook_load, u.next_attempt_at, u.id
     LIMIT :limit
 )
