@@ -1,18 +1,18 @@
 """Weekly partitions at scale: the hot-path statements on 10,000,000 attempts vs the same on small tables.
 
 Run: `.venv/bin/python bench/partitions.py [--attempts N]` (about ten minutes at the default on two cores).
-An embedded PostgreSQL in a temp dir (removed afterwards) holds three databases with the same WEEKS + 1
-weeks of history up to now: `large`, migrated to the head, with N attempts (default 10,000,000), N/5
-deliveries, N/20 events and N/10 inbound receipts; `small`, the same schema and partitions (a week per
-table, the weeks ahead, the default) with 1/SMALL_SHARE of the rows; `flat`, as many rows as small in
-the tables as they were before partitioning (migration 0006). Rows are made in SQL (generate_series), a
-week per transaction, then VACUUM ANALYZE. Each holds the same pending work: DUE deliveries due now,
+An embedded PostgreSQL in a temp dir (removed afterwards) holds two databases with the same WEEKS + 1
+weeks of history up to now, both migrated to the head: `large`, with N attempts (default 10,000,000),
+N/5 deliveries, N/20 events and N/10 inbound receipts; `small`, the same schema and partitions (a week
+per table, the weeks ahead, the default) with 1/SMALL_SHARE of the rows. (A third, `flat`, once held the
+tables as they were before partitioning, migration 0006; today's statements read columns added after it,
+so it is gone.) Rows are made in SQL (generate_series), a week per transaction, then VACUUM ANALYZE. Each holds the same pending work: DUE deliveries due now,
 and STUCK pending deliveries of paused webhooks in the oldest week.
 
-Each hot-path statement, as the stores compile and run it, takes turns on the three databases REPS
+Each hot-path statement, as the stores compile and run it, takes turns on the two databases REPS
 times (median client-side time over the unix socket, after WARMUP turns), then runs once under
 EXPLAIN (ANALYZE, BUFFERS). Writes run in a transaction rolled back afterwards, so every turn sees the
-same rows. Printed: the medians, the buffers each plan touched, large/small and small/flat as ratios,
+same rows. Printed: the medians, the buffers each plan touched, large/small as a ratio,
 and each plan's shape with the partitions it read. Retention runs last on small and large: dropping
 the oldest week's partitions, then the rest of the sweep, beside deleting that week 1,000 rows at a
 time as before, extrapolated from one batch per table.
@@ -39,11 +39,14 @@ import psycopg
 
 from webhookd.domain.deliveries import AttemptRecord
 from webhookd.domain.history import LogPosition
-from webhookd.domain.statuses import Outcome
+from webhookd.domain.lifecycle import PAUSED_AFTER_FAILURES, PAUSED_GONE
+from webhookd.domain.routing import RATE_SLOT_HORIZON
+from webhookd.domain.statuses import LogKind, Outcome
 from webhookd.store import deliveries, history, migrate, partitions, retention
-from webhookd.store.database import _GENERIC_PLAN, BEGIN, COMMIT, Database
+from webhookd.store.database import BEGIN, COMMIT, GENERIC_PLAN, Database
 from webhookd.store.embedded import EmbeddedPostgres
-from webhookd.store.inbound import _INSERT_RECEIPT_ONCE, _LOCK_MESSAGE
+from webhookd.store.inbound import _LOCK_MESSAGE, _RECORD
+from webhookd.store.lifecycle import lifecycle_filters
 from webhookd.store.notifications import libpq_url
 
 Connection = psycopg.Connection[Any]
@@ -278,6 +281,8 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
         "per_webhook": 4,
         "per_tenant": CLAIM_LIMIT,
         "margin": deliveries.LEASE_MARGIN.total_seconds(),
+        "fresh_webhooks": [],
+        "horizon": RATE_SLOT_HORIZON.total_seconds(),
     }
 
     def log_after(position: LogPosition) -> Callable[[Connection], dict[str, Any]]:
@@ -288,7 +293,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
         """As Database.fetch_all(..., generic_plan=True) runs it."""
         with conn.pipeline():
             conn.execute(BEGIN)
-            conn.execute(_GENERIC_PLAN)
+            conn.execute(GENERIC_PLAN)
             cursor = conn.execute(statement, values)
             conn.execute(COMMIT)
         return cursor.fetchall()
@@ -319,7 +324,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
         assert len(conn.execute(history._ATTEMPTS_OF, values).fetchall()) == 5
 
     def locked(conn: Connection) -> dict[str, Any]:
-        conn.execute(deliveries._LOCK)
+        conn.execute(deliveries._QUEUE_AND_LOCK)
         return claim_values
 
     def claim(conn: Connection, values: dict[str, Any]) -> None:
@@ -327,13 +332,19 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
         assert len(claimed) == CLAIM_LIMIT, len(claimed)
 
     def claimed_batch(conn: Connection) -> dict[str, Any]:
-        conn.execute(deliveries._LOCK)
+        conn.execute(deliveries._QUEUE_AND_LOCK)
         rows = conn.execute(deliveries._CLAIM, claim_values).fetchall()
         at = datetime.now(UTC)
         result = AttemptRecord(Outcome.SUCCEEDED, 200, 12, "", "ok", gone=False, next_attempt_at=None, occurred_at=at)
         batch = [(deliveries._claimed(row, "bench"), result) for row in rows]
-        webhook_values = deliveries._webhook_arrays(batch) | {"pause_after": 5, "resolution": 1.0}
-        return deliveries._attempt_arrays(batch) | {"webhooks": webhook_values}
+        webhook_values = deliveries._webhook_arrays(batch) | {
+            "pause_after": 5,
+            "resolution": 1.0,
+            "gone_reason": PAUSED_GONE,
+            "failures_reason": PAUSED_AFTER_FAILURES,
+            "lifecycle_filters": lifecycle_filters(LogKind.PAUSED),
+        }
+        return {"batch": deliveries._attempt_batch(batch), "webhooks": webhook_values}
 
     def record(conn: Connection, values: dict[str, Any]) -> None:
         with conn.pipeline():
@@ -355,12 +366,18 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
             "content_type": "application/json",
             "body": b"{}",
             "received_at": datetime.now(UTC),
+            "once": True,
+            "log_id": "att_bench",
+            "event_id": "msg_new",
+            "outcome": Outcome.RECEIVED.value,
+            "http_status": 202,
+            "latency_ms": 1,
         }
 
     def receive_once(conn: Connection, values: dict[str, Any]) -> None:
         with conn.pipeline():
             conn.execute(_LOCK_MESSAGE, values)
-            inserted = conn.execute(_INSERT_RECEIPT_ONCE, values)
+            inserted = conn.execute(_RECORD, values)
         assert inserted.fetchone() is not None
 
     tail = log_position(connection, tenant, lines_before_end=LOG_LIMIT // 2)
@@ -378,7 +395,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
         Statement(
             f"record a batch of {CLAIM_LIMIT}", claimed_batch, record, deliveries._UPDATE_DELIVERIES, writes=True
         ),
-        Statement("inbound receipt, duplicate check", new_receipt, receive_once, _INSERT_RECEIPT_ONCE, writes=True),
+        Statement("inbound receipt, duplicate check", new_receipt, receive_once, _RECORD, writes=True),
     ]
 
 
@@ -499,11 +516,11 @@ async def sweep(url: str, week: partitions.Period) -> Retention:
 # -- the run ---------------------------------------------------------------------------------------------
 
 
-DATABASES = ("flat", "small", "large")
+DATABASES = ("small", "large")
 
 
 def line(cells: tuple[str, ...]) -> str:
-    widths = (36, 8, 8, 8, 9, 7, 11, 11)
+    widths = (36, 8, 8, 9, 7, 11)
     return "  ".join(
         cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
     )
@@ -523,12 +540,9 @@ def run(attempts: int) -> None:
             admin.execute("SELECT pg_reload_conf()")
         urls = {name: postgres.create_database(f"bench_{name}") for name in DATABASES}
         loaded = {}
-        for name, count in (("flat", small_attempts), ("small", small_attempts), ("large", attempts)):
-            if name == "flat":
-                migrate.upgrade_sync(urls[name], revision="0006")  # the tables before partitioning
-            else:
-                migrate.upgrade_sync(urls[name])
-                asyncio.run(partitions.ensure_at(urls[name], now=first_week(now).start, ahead=WEEKS))
+        for name, count in (("small", small_attempts), ("large", attempts)):
+            migrate.upgrade_sync(urls[name])
+            asyncio.run(partitions.ensure_at(urls[name], now=first_week(now).start, ahead=WEEKS))
             progress(f"filling {name}: {count:,} attempts over {WEEKS + 1} weeks")
             loaded[name] = fill(libpq_url(urls[name]), count, now)
             progress(f"{name} filled in {loaded[name]:.0f} s")
@@ -564,11 +578,7 @@ def report(
 ) -> None:
     large = size["large"]
     print(f"== partitions: hot paths on {large['attempts']:,} attempts vs a small table ==")
-    for name, what in (
-        ("flat", "unpartitioned, as before migration 0007"),
-        ("small", "partitioned"),
-        ("large", "partitioned"),
-    ):
+    for name, what in (("small", "partitioned"), ("large", "partitioned")):
         counted = size[name]
         print(
             f"{name} ({what}): {counted['attempts']:,} attempts, {counted['deliveries']:,} deliveries,"
@@ -576,21 +586,19 @@ def report(
             + (f" in {counted['partitions']} partitions per table" if counted["partitions"] else "")
             + f"; made in {loaded[name]:.0f} s"
         )
-    print(line((f"median ms of {REPS}", "flat", "small", "large", "buffers", "", "large/small", "small/flat")))
-    print(line(("", "", "", "", "small", "large", "", "")))
+    print(line((f"median ms of {REPS}", "small", "large", "buffers", "", "large/small")))
+    print(line(("", "", "", "small", "large", "")))
     for name, by_database in figures.items():
-        flat, small, big = (by_database[database] for database in DATABASES)
+        small, big = (by_database[database] for database in DATABASES)
         print(
             line(
                 (
                     name,
-                    f"{flat.median_ms:.3f}",
                     f"{small.median_ms:.3f}",
                     f"{big.median_ms:.3f}",
                     str(small.buffers),
                     str(big.buffers),
                     f"{big.median_ms / small.median_ms:.2f}",
-                    f"{small.median_ms / flat.median_ms:.2f}",
                 )
             )
         )
