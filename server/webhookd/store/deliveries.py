@@ -58,9 +58,12 @@ _FIFO = Ordering.FIFO.value
 # generic plan, kept by the connection's prepared statement: planning this statement over every
 # partition costs more than running it (2-3 ms against 1-2), and its best plan does not depend on
 # the parameters. The plan is made again whenever a table it reads is analyzed (store/statistics.py).
+# And index scans wherever there is an index: with weekly partitions of a few hundred rows each, the
+# generic plan reached the claimed rows by a sequential scan of every partition, once per row claimed
+# (a claim of 32 took 124 ms on 8,000 deliveries over 21 weeks, 4.2 ms with this; bench/partitions.py).
 _SETTINGS = (
     "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
-    " set_config('plan_cache_mode', 'force_generic_plan', true)"
+    " set_config('enable_seqscan', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)"
 )
 _LOCK = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID}), {_SETTINGS}"
 # A select list is evaluated in order: the queue's turn first, then the claim lock.
