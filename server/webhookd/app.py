@@ -344,11 +344,11 @@ class DeliveryWorkers:
 
     def __init__(self, settings: Settings, backends: Backends, *, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
-        # A worker holds no connection while it POSTs: only the claimer, the recorder and the odd
-        # release use one, so a few suffice however many workers run.
+        # A worker holds no connection while it POSTs: only the claimer, the express claims, the
+        # recorder, maintenance and the odd release use one, so a few suffice however many workers run.
         self.database = Database(
             backends.database_url,
-            size=min(4, settings.database_pool_size),
+            size=min(5, settings.database_pool_size),
             timeout_seconds=settings.database_timeout_seconds,
             name="webhookd-worker",
         )
