@@ -335,10 +335,10 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
     def claimed_batch(conn: Connection) -> dict[str, Any]:
         conn.execute(deliveries._QUEUE_AND_LOCK)
         rows = conn.execute(deliveries._CLAIM, claim_values).fetchall()
-        # The recorder writes in a transaction of its own, with the planner's defaults but a generic plan.
+        # The recorder writes in a transaction of its own, with its own settings, not the claim's.
         for setting in ("enable_hashjoin", "enable_mergejoin", "enable_seqscan"):
             conn.execute(f"SET LOCAL {setting} TO DEFAULT")
-        conn.execute(GENERIC_PLAN)
+        conn.execute(deliveries._RECORD_SETTINGS)
         at = datetime.now(UTC)
         result = AttemptRecord(Outcome.SUCCEEDED, 200, 12, "", "ok", gone=False, next_attempt_at=None, occurred_at=at)
         batch = [(deliveries._claimed(row, "bench"), result) for row in rows]
