@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import socket
+import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +16,7 @@ import hvac
 import pytest
 
 from webhookd.domain.errors import Invalid, NotFound, Unavailable
-from webhookd.secrets.embedded import EmbeddedOpenBao
+from webhookd.secrets.embedded import EmbeddedOpenBao, find_bao_binary
 from webhookd.secrets.vault import VaultSecretStore
 
 
@@ -187,3 +191,49 @@ async def test_written_at_is_the_last_write_and_none_once_deleted(store: VaultSe
 
     assert written is not None and abs(written - datetime.now(UTC)) < timedelta(minutes=1)
     assert await store.written_at(path) is None
+
+
+@pytest.fixture
+def tls_vault(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """An OpenBao dev server on TLS (`-dev-tls`: it makes a CA and a certificate for 127.0.0.1)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_urlsafe(16)
+    args = [find_bao_binary(), "server", "-dev", "-dev-tls", f"-dev-tls-cert-dir={tmp_path}", "-dev-no-store-token"]
+    args.append(f"-dev-listen-address=127.0.0.1:{port}")
+    with (tmp_path / "bao.log").open("wb") as log:
+        bao = subprocess.Popen(args, env={**os.environ, "BAO_DEV_ROOT_TOKEN_ID": token}, stdout=log, stderr=log)
+    try:
+        ca, deadline = tmp_path / "vault-ca.pem", time.monotonic() + 30
+        while not ca.exists() and bao.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server writes its CA as it starts
+        yield f"https://127.0.0.1:{port}", token, ca
+    finally:
+        bao.terminate()
+        bao.wait(30)
+
+
+async def test_a_vault_on_tls_is_reached_with_the_ca_hvac_is_given(
+    tls_vault: tuple[str, str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addr, token, ca = tls_vault
+    deadline = time.monotonic() + 30
+    # What VAULT_CACERT sets (hvac reads the variable once, as it is imported); hvac hands it to the session.
+    monkeypatch.setattr(hvac.v1, "VAULT_CACERT", str(ca))
+    store = VaultSecretStore(addr, token)
+    try:
+        while True:  # bounded by the deadline: the server may still be unsealing its dev storage
+            try:
+                await store.ping()
+                break
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        path = await store.path_for(tenant(), "whk_tls")
+        await store.write(path, {"current": "whsec_tls"})
+
+        assert await store.read(path) == {"current": "whsec_tls"}
+    finally:
+        store.close()

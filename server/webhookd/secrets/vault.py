@@ -2,9 +2,8 @@
 
 hvac is synchronous, so every call runs on this store's own small thread pool, never on the event
 loop's shared default executor (which also serves aiohttp's DNS lookups: a slow Vault must not stall
-outbound deliveries). Each thread has its own hvac client, since the requests session inside one is
-not promised to be safe across threads; it sends through urllib3 (secrets/transport.py). Nothing
-is cached here: reads for signing are cached by
+outbound deliveries). Each thread has its own hvac client, each sending on a kept-alive connection
+of its own (secrets/transport.py). Nothing is cached here: reads for signing are cached by
 fingerprint in services/signing_secrets.py, and a rotation must read what Vault holds now. Errors
 never carry the token or a secret value.
 """
@@ -22,14 +21,13 @@ from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions
-import urllib3
 
 from webhookd.domain.errors import Invalid, NotFound, Unavailable
-from webhookd.secrets.transport import Urllib3Session
+from webhookd.secrets.transport import VaultSession
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
-# Vault answered with an error, or could not be reached (urllib3's errors are not all OSErrors).
-_FAILURES = (hvac.exceptions.VaultError, urllib3.exceptions.HTTPError, OSError)
+# Vault answered with an error, or could not be reached (the transport's errors are all OSErrors).
+_FAILURES = (hvac.exceptions.VaultError, OSError)
 DEFAULT_THREADS = 4
 # What a caller is told to wait before retrying when Vault did not answer (RetryInfo).
 RETRY_AFTER_SECONDS = 1.0
@@ -76,7 +74,7 @@ class VaultSecretStore:
         """This thread's hvac client."""
         client = getattr(self._local, "client", None)
         if client is None:
-            client = hvac.Client(url=self.addr, token=self._token, timeout=self._timeout, session=Urllib3Session())
+            client = hvac.Client(url=self.addr, token=self._token, timeout=self._timeout, session=VaultSession())
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
@@ -215,6 +213,6 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
 
 def _unavailable(exc: Exception) -> Unavailable:
     """Unavailable with a short reason built from the error's type only, never from its text."""
-    # Otherwise urllib3's NewConnectionError, ProtocolError, ReadTimeoutError… or another VaultError.
+    # Otherwise ConnectionRefusedError, TimeoutError, the transport's TransportError… or another VaultError.
     reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), type(exc).__name__)
     return Unavailable(f"vault unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS)

@@ -1,0 +1,245 @@
+"""secrets/transport.py's session, against a scripted HTTP/1.1 server on loopback (OpenBao itself is
+behind it in tests/integration/test_vault_store.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from webhookd.secrets.transport import TransportError, VaultSession
+
+OK_JSON = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"a": true}'
+LIMIT = 10.0
+
+
+@dataclass
+class Seen:
+    connection: int
+    head: str
+    body: bytes
+
+
+@dataclass
+class Scripted:
+    """Answers the n-th request with answers[n] (bytes, then whether to close the connection after)."""
+
+    answers: list[tuple[bytes, bool]]
+    wrap: Callable[[socket.socket], socket.socket | None] = lambda sock: sock
+    seen: list[Seen] = field(default_factory=list)
+    closed: threading.Event = field(default_factory=threading.Event)
+    port: int = 0
+
+    def serve(self, listener: socket.socket) -> None:
+        connections = 0
+        while len(self.seen) < len(self.answers):
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            connections += 1
+            conn = self.wrap(raw)
+            if conn is None:
+                raw.close()
+                continue
+            with conn:
+                conn.settimeout(LIMIT)
+                with contextlib.suppress(OSError):  # the client hung up: wait for its next connection
+                    self._answer(conn, connections)
+
+    def _answer(self, conn: socket.socket, connection: int) -> None:
+        buffered = b""
+        while len(self.seen) < len(self.answers):
+            while b"\r\n\r\n" not in buffered:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buffered += chunk
+            head, _, buffered = buffered.partition(b"\r\n\r\n")
+            lines = head.lower().split(b"\r\n")
+            length = next((int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length")), 0)
+            while len(buffered) < length:
+                buffered += conn.recv(65536)
+            self.seen.append(Seen(connection, head.decode("latin-1"), buffered[:length]))
+            buffered = buffered[length:]
+            answer, close = self.answers[len(self.seen) - 1]
+            conn.sendall(answer)
+            if close:
+                conn.shutdown(socket.SHUT_RDWR)
+                self.closed.set()
+                return
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Scripted], str]]:
+    listeners: list[socket.socket] = []
+    threads: list[threading.Thread] = []
+
+    def start(server: Scripted, scheme: str = "http") -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        thread = threading.Thread(target=server.serve, args=(listener,), daemon=True)
+        thread.start()
+        threads.append(thread)
+        return f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for listener in listeners:
+        listener.close()
+    for thread in threads:
+        thread.join(LIMIT)
+
+
+def test_a_json_request_carries_its_headers_query_and_body_and_reads_the_answer(serve: Callable[..., str]) -> None:
+    server = Scripted([(OK_JSON, False)])
+    base = serve(server)
+
+    response = VaultSession().request(
+        "post", f"{base}/v1/secret/data/a", headers={"X-Vault-Token": "t0k"}, params={"list": "true"}, json={"k": "v"}
+    )
+
+    assert (response.status_code, response.ok, response.json()) == (200, True, {"a": True})
+    assert response.headers.get("content-type") == response.headers["Content-Type"] == "application/json"
+    head = server.seen[0].head.split("\r\n")
+    assert head[0] == "POST /v1/secret/data/a?list=true HTTP/1.1"
+    assert {"X-Vault-Token: t0k", "Content-Type: application/json", "Content-Length: 9"} <= set(head[1:])
+    assert server.seen[0].body == b'{"k":"v"}'
+
+
+def test_one_connection_carries_request_after_request(serve: Callable[..., str]) -> None:
+    server = Scripted([(OK_JSON, False)] * 3)
+    session, base = VaultSession(), serve(server)
+
+    statuses = [session.request("LIST", f"{base}/v1/secret/metadata/x").status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]
+    assert [seen.connection for seen in server.seen] == [1, 1, 1]
+    assert server.seen[0].head.startswith("LIST /v1/secret/metadata/x HTTP/1.1")
+
+
+def test_a_connection_the_server_closed_between_requests_is_replaced(serve: Callable[..., str]) -> None:
+    # No "Connection: close": the server just hangs up after answering, as an idle timeout does.
+    server = Scripted([(OK_JSON, True), (OK_JSON, False)])
+    session, base = VaultSession(), serve(server)
+    session.request("GET", f"{base}/v1/a")
+    assert server.closed.wait(LIMIT)
+
+    response = session.request("GET", f"{base}/v1/b")
+
+    assert response.status_code == 200
+    assert [seen.connection for seen in server.seen] == [1, 2]
+
+
+def test_connection_close_is_honoured(serve: Callable[..., str]) -> None:
+    answer = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    server = Scripted([(answer, False), (OK_JSON, False)])
+    session, base = VaultSession(), serve(server)
+
+    first = session.request("DELETE", f"{base}/v1/a")
+    second = session.request("GET", f"{base}/v1/b")
+
+    assert (first.status_code, first.content, second.status_code) == (204, b"", 200)
+    assert [seen.connection for seen in server.seen] == [1, 2]
+
+
+def test_chunked_and_close_delimited_bodies_are_read_whole(serve: Callable[..., str]) -> None:
+    chunked = b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n5\r\n: 1}\n\r\n0\r\n\r\n'
+    unframed = b'HTTP/1.1 200 OK\r\n\r\n{"b": 2}'
+    server = Scripted([(chunked, False), (unframed, True)])
+    session, base = VaultSession(), serve(server)
+
+    assert session.request("GET", f"{base}/v1/a").json() == {"a": 1}
+    assert session.request("GET", f"{base}/v1/b").json() == {"b": 2}
+
+
+def test_a_response_cut_short_is_an_error_and_the_next_request_reconnects(serve: Callable[..., str]) -> None:
+    server = Scripted([(b'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{"a"', True), (OK_JSON, False)])
+    session, base = VaultSession(), serve(server)
+
+    with pytest.raises(TransportError, match="before the response was complete"):
+        session.request("GET", f"{base}/v1/a")
+
+    assert session.request("GET", f"{base}/v1/b").status_code == 200
+    assert [seen.connection for seen in server.seen] == [1, 2]
+
+
+def test_a_malformed_response_is_an_error(serve: Callable[..., str]) -> None:
+    server = Scripted([(b"HTTQ/9 nonsense\r\n\r\n", True)])
+
+    with pytest.raises(TransportError, match="malformed"):
+        VaultSession().request("GET", f"{serve(server)}/v1/a")
+
+
+def test_no_answer_in_time_is_a_timeout(serve: Callable[..., str]) -> None:
+    # Nothing comes back, and the connection stays open waiting for a second request.
+    server = Scripted([(b"", False), (OK_JSON, False)])
+
+    with pytest.raises(TimeoutError):
+        VaultSession().request("GET", f"{serve(server)}/v1/slow", timeout=0.2)
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(serve: Callable[..., str]) -> None:
+    server = Scripted([(OK_JSON, False)])
+    session, base = VaultSession(), serve(server)
+
+    with pytest.raises(TransportError, match="not one line"):
+        session.request("GET", f"{base}/v1/a", headers={"X-Vault-Token": "t\r\nX-Evil: 1"})
+
+    session.request("GET", f"{base}/v1/b")
+    assert [seen.head.split("\r\n")[0] for seen in server.seen] == ["GET /v1/b HTTP/1.1"]
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vault test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_tls_follows_the_verify_setting_hvac_passes(serve: Callable[..., str], tmp_path: Path) -> None:
+    cert, key = _certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def wrap(sock: socket.socket) -> socket.socket | None:
+        try:
+            return context.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError):  # the client refused our certificate
+            return None
+
+    server = Scripted([(OK_JSON, False), (OK_JSON, False)], wrap=wrap)
+    base = serve(server, "https")
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        VaultSession().request("GET", f"{base}/v1/a", verify=True)
+    assert VaultSession().request("GET", f"{base}/v1/a", verify=str(cert)).json() == {"a": True}
+    assert VaultSession().request("GET", f"{base}/v1/b", verify=False).json() == {"a": True}
