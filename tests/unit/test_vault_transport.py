@@ -164,6 +164,17 @@ def test_chunked_and_close_delimited_bodies_are_read_whole(serve: Callable[..., 
     assert session.request("GET", f"{base}/v1/b").json() == {"b": 2}
 
 
+def test_a_head_response_has_no_body_whatever_its_length_says(serve: Callable[..., str]) -> None:
+    server = Scripted([(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", False), (OK_JSON, False)])
+    session, base = VaultSession(), serve(server)
+
+    head = session.request("HEAD", f"{base}/v1/sys/health", timeout=LIMIT)
+
+    assert (head.status_code, head.content) == (200, b"")
+    assert session.request("GET", f"{base}/v1/b").json() == {"a": True}
+    assert [seen.connection for seen in server.seen] == [1, 1]
+
+
 def test_a_response_cut_short_is_an_error_and_the_next_request_reconnects(serve: Callable[..., str]) -> None:
     server = Scripted([(b'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{"a"', True), (OK_JSON, False)])
     session, base = VaultSession(), serve(server)

@@ -69,7 +69,8 @@ class Response:
 class _Reading:
     """httptools' callbacks, collecting one response."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, head: bool) -> None:
+        self.head = head
         self.parser = httptools.HttpResponseParser(self)
         self.headers = Headers()
         self.body: list[bytes] = []
@@ -86,6 +87,8 @@ class _Reading:
         # Asked here: once the message is complete the parser has reset for the next one.
         self.keep_alive = self.parser.should_keep_alive()
         self.status = self.parser.get_status_code()
+        # A HEAD response's length is the body a GET would have had; none follows.
+        self.done = self.head
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -139,7 +142,7 @@ class VaultSession:
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self._connection(target, verify, cert, deadline)
         try:
-            return self._exchange(sock, message, deadline)
+            return self._exchange(sock, message, deadline, head=method.upper() == "HEAD")
         except BaseException:
             self.close()
             raise
@@ -184,10 +187,10 @@ class VaultSession:
             self._tls[(verify, cert)] = context
         return context
 
-    def _exchange(self, sock: socket.socket, message: bytes, deadline: float | None) -> Response:
+    def _exchange(self, sock: socket.socket, message: bytes, deadline: float | None, *, head: bool) -> Response:
         sock.settimeout(_remaining(deadline))
         sock.sendall(message)
-        reading = _Reading()
+        reading = _Reading(head=head)
         while not reading.done:
             sock.settimeout(_remaining(deadline))
             chunk = sock.recv(_READ_SIZE)
