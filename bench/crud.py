@@ -10,7 +10,7 @@ Targets (issue 11): GetWebhook >= 0.5 of the echo, CreateWebhook >= 0.15.
 The service runs as an API-heavy deployment would: one server process per core
 (WEBHOOKD_SERVER_PROCESSES; the default gives half the cores to servers and half to delivery
 workers, which sit idle here). On the 2-core machine of the README CreateWebhook was 0.120-0.126
-of the echo with the default (1 server process) and 0.149-0.156 with 2, in alternating runs; the
+of the echo with the default (1 server process) and 0.149-0.157 with 2, in alternating runs; the
 echo gains nothing from a second process (its load generator is what limits it: 14,686 and 16,073
 calls in 3 s with one process, 14,781 and 15,090 with two).
 """

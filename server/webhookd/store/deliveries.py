@@ -111,7 +111,7 @@ _LOCK_ONLY = f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_ID})"
 # of 45 ms of a claim of 100 with 1,000 webhooks in flight). Each map is read by an uncorrelated
 # subquery, an InitPlan that PostgreSQL runs at its first use, so the maps are built only when there
 # are candidates, and a candidate's lookup is an expression, not a subquery scan of its own (those
-# cost ~0.2 of a claim's 2.2 ms; bench/claim.py: 1.035-1.060 of the claim before routing, now 1.01-1.02).
+# cost ~0.2 ms of a claim's 2.2; bench/claim.py: 1.035-1.060 of the claim before routing, now 1.01-1.02).
 _CLAIM = compiled(
     sa.text(
         f"""
