@@ -254,3 +254,25 @@ def test_tls_follows_the_verify_setting_hvac_passes(serve: Callable[..., str], t
         VaultSession().request("GET", f"{base}/v1/a", verify=True)
     assert VaultSession().request("GET", f"{base}/v1/a", verify=str(cert)).json() == {"a": True}
     assert VaultSession().request("GET", f"{base}/v1/b", verify=False).json() == {"a": True}
+
+
+def test_a_client_certificate_is_presented_when_hvac_passes_one(serve: Callable[..., str], tmp_path: Path) -> None:
+    cert, key = _certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED  # and the client's must chain to this one (it is its own CA)
+    context.load_verify_locations(cert)
+
+    def wrap(sock: socket.socket) -> socket.socket | None:
+        try:
+            return context.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError):  # no client certificate
+            return None
+
+    server = Scripted([(OK_JSON, False)], wrap=wrap)
+    base = serve(server, "https")
+
+    with pytest.raises(OSError):  # refused by the server, however TLS 1.3 reports it to the client
+        VaultSession().request("GET", f"{base}/v1/a", verify=str(cert), timeout=LIMIT)
+    response = VaultSession().request("GET", f"{base}/v1/a", verify=str(cert), cert=(str(cert), str(key)))
+    assert response.json() == {"a": True}
