@@ -40,7 +40,6 @@ class Scripted:
     wrap: Callable[[socket.socket], socket.socket | None] = lambda sock: sock
     seen: list[Seen] = field(default_factory=list)
     closed: threading.Event = field(default_factory=threading.Event)
-    port: int = 0
 
     def serve(self, listener: socket.socket) -> None:
         connections = 0
@@ -236,18 +235,25 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def _tls(context: ssl.SSLContext) -> Callable[[socket.socket], socket.socket | None]:
+    """The server's side of TLS; None for a handshake that failed (the client refused our certificate,
+    or offered none where one is required)."""
+
+    def wrap(sock: socket.socket) -> socket.socket | None:
+        try:
+            return context.wrap_socket(sock, server_side=True)
+        except OSError:  # ssl.SSLError is one
+            return None
+
+    return wrap
+
+
 def test_tls_follows_the_verify_setting_hvac_passes(serve: Callable[..., str], tmp_path: Path) -> None:
     cert, key = _certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
 
-    def wrap(sock: socket.socket) -> socket.socket | None:
-        try:
-            return context.wrap_socket(sock, server_side=True)
-        except (ssl.SSLError, OSError):  # the client refused our certificate
-            return None
-
-    server = Scripted([(OK_JSON, False), (OK_JSON, False)], wrap=wrap)
+    server = Scripted([(OK_JSON, False), (OK_JSON, False)], wrap=_tls(context))
     base = serve(server, "https")
 
     with pytest.raises(ssl.SSLCertVerificationError):
@@ -263,13 +269,7 @@ def test_a_client_certificate_is_presented_when_hvac_passes_one(serve: Callable[
     context.verify_mode = ssl.CERT_REQUIRED  # and the client's must chain to this one (it is its own CA)
     context.load_verify_locations(cert)
 
-    def wrap(sock: socket.socket) -> socket.socket | None:
-        try:
-            return context.wrap_socket(sock, server_side=True)
-        except (ssl.SSLError, OSError):  # no client certificate
-            return None
-
-    server = Scripted([(OK_JSON, False)], wrap=wrap)
+    server = Scripted([(OK_JSON, False)], wrap=_tls(context))
     base = serve(server, "https")
 
     with pytest.raises(OSError):  # refused by the server, however TLS 1.3 reports it to the client
