@@ -33,6 +33,40 @@ def _signal_all(processes: list[psutil.Process], signum: int) -> None:
             process.send_signal(signum)
 
 
+def _stop_all(pids: list[int]) -> None:
+    """SIGSTOP, returning once every thread of every process has stopped.
+
+    kill() returns when the signal is pending, not when it has taken effect: each thread stops the
+    next time it is scheduled, which on a busy machine was up to 27 ms later for OpenBao. A thread
+    still running can answer a request the test sends "after" the freeze.
+    """
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + START_WITHIN
+    while running := [pid for pid in pids if not _all_threads_stopped(pid)]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"processes {running} did not stop within {START_WITHIN} s of SIGSTOP")
+        time.sleep(0.001)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of `pid` is in state T (stopped); a process that has exited counts as stopped."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return True
+    for task in tasks:
+        try:
+            stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+        except FileNotFoundError:
+            continue  # the thread has exited
+        # The state follows the command name, which is in parentheses and may itself hold ") ".
+        if stat[stat.rindex(")") + 2] not in "tT":
+            return False
+    return True
+
+
 class FaultyPostgres:
     """The embedded PostgreSQL: the postmaster and every backend freeze, thaw or die together, as a whole
     machine or container would."""
@@ -56,7 +90,7 @@ class FaultyPostgres:
 
     def freeze(self) -> None:
         self._frozen = self.processes()
-        _signal_all(self._frozen, signal.SIGSTOP)
+        _stop_all([process.pid for process in self._frozen])
 
     def thaw(self) -> None:
         frozen, self._frozen = self._frozen, []
@@ -99,7 +133,7 @@ class FaultyOpenBao:
         return process.pid
 
     def freeze(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
+        _stop_all([self.pid])
 
     def thaw(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
