@@ -55,7 +55,8 @@ _THE_WEBHOOK = sa.and_(scoped(webhooks), webhooks.c.id == param("id"))
 _LIVE = webhooks.c.deleted_at.is_(None)
 
 _PAGE_TOKEN_KEY = compiled(sa.select(server_keys.c.key).where(server_keys.c.name == "page_token"))
-_INSERT = compiled(webhooks.insert().values({c.name: param(c.name) for c in webhooks.c}).returning(webhooks))
+# Every column is given, so the row is the webhook as given: nothing to read back.
+_INSERT = compiled(webhooks.insert().values({c.name: param(c.name) for c in webhooks.c}))
 _GET = compiled(sa.select(webhooks).where(_THE_WEBHOOK))
 _UPDATE_SPEC = compiled(
     webhooks.update()
@@ -277,9 +278,8 @@ class WebhookStore:
             "consecutive_failures": 0,
             "paused_at": None,
         }
-        row = await self._db.fetch_one(_INSERT, values)
-        assert row is not None
-        return webhook_from_row(row)
+        await self._db.execute(_INSERT, values)
+        return webhook
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         row = await self._db.fetch_one(_GET, scope_params(scope) | {"id": webhook_id})
