@@ -25,6 +25,7 @@ from webhookd.secrets.embedded import CONFIG_FILE, KEYS_FILE, EmbeddedOpenBao, f
 from webhookd.store.embedded import EmbeddedPostgres
 
 START_WITHIN = 30.0
+STOPPED_WITHIN = 10.0
 
 
 def _signal_all(processes: list[psutil.Process], signum: int) -> None:
@@ -33,20 +34,18 @@ def _signal_all(processes: list[psutil.Process], signum: int) -> None:
             process.send_signal(signum)
 
 
-def _stop_all(pids: list[int]) -> None:
+def _stop_all(processes: list[psutil.Process]) -> None:
     """SIGSTOP, returning once every thread of every process has stopped.
 
     kill() returns when the signal is pending, not when it has taken effect: each thread stops the
     next time it is scheduled, which on a busy machine was up to 27 ms later for OpenBao. A thread
     still running can answer a request the test sends "after" the freeze.
     """
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGSTOP)
-    deadline = time.monotonic() + START_WITHIN
-    while running := [pid for pid in pids if not _all_threads_stopped(pid)]:
+    _signal_all(processes, signal.SIGSTOP)
+    deadline = time.monotonic() + STOPPED_WITHIN
+    while running := [process.pid for process in processes if not _all_threads_stopped(process.pid)]:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"processes {running} did not stop within {START_WITHIN} s of SIGSTOP")
+            raise TimeoutError(f"processes {running} did not stop within {STOPPED_WITHIN} s of SIGSTOP")
         time.sleep(0.001)
 
 
@@ -90,7 +89,7 @@ class FaultyPostgres:
 
     def freeze(self) -> None:
         self._frozen = self.processes()
-        _stop_all([process.pid for process in self._frozen])
+        _stop_all(self._frozen)
 
     def thaw(self) -> None:
         frozen, self._frozen = self._frozen, []
@@ -133,7 +132,7 @@ class FaultyOpenBao:
         return process.pid
 
     def freeze(self) -> None:
-        _stop_all([self.pid])
+        _stop_all([psutil.Process(self.pid)])
 
     def thaw(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
