@@ -158,7 +158,8 @@ def start(run: Run, backs: Backends, receiver: str, worker_processes: int) -> Un
         name="probe", url=f"http://{receiver}/hook/probe", event_types=["bench.probe"], signing_secret=signing.SECRET
     ).webhook.id
     publish = ["--target", service.grpc_target, "--token", client.token]
-    e2e_args = [*publish, "--database", service.database, "--hooks", str(HOOKS), "--limit", str(E2E_LIMIT)]
+    e2e_args = [*publish, "--database", service.database, "--tenant", client.tenant_id, "--hooks", str(HOOKS)]
+    e2e_args += ["--limit", str(E2E_LIMIT)]
     e2e_args += ["--concurrency", str(PUBLISHERS), "--payload-bytes", str(PAYLOAD_BYTES)]
     return UnderTest(worker_processes, service, e2e_args, ["--mode", "publish", *publish, "--webhook", probe_hook])
 
