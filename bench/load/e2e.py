@@ -40,17 +40,18 @@ from google.protobuf import struct_pb2
 from harness.lifetime import stop_event
 from load.channels import close_channels, open_channels
 from load.loop import emit
+from webhookd.store.sql import SETTLED_TXID
 
 POLL = 0.02
 EVENT_TYPE = "bench.created"
 # Where the log stands before the first publish: every attempt of the turn is written later, by a
 # transaction at least this old.
-LOG_START = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-# The tenant's attempts after (txid, seq), as far as the log is settled; 2xx ones only.
-NEW_ATTEMPTS = """
+LOG_START = f"SELECT {SETTLED_TXID}"
+# The tenant's attempts after (txid, seq), as far as the log is settled (as DeliveryLog reads it),
+# with whether each is a 2xx.
+NEW_ATTEMPTS = f"""
 SELECT txid, seq, event_id, delivery_id, occurred_at, http_status BETWEEN 200 AND 299 FROM attempts
-WHERE tenant_id = %(tenant)s AND (txid, seq) > (%(txid)s, %(seq)s)
-  AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+WHERE tenant_id = %(tenant)s AND (txid, seq) > (%(txid)s, %(seq)s) AND txid < {SETTLED_TXID}
 ORDER BY txid, seq
 """
 
