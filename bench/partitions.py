@@ -353,8 +353,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
 
     def record(conn: Connection, values: dict[str, Any]) -> None:
         with conn.pipeline():
-            conn.execute(deliveries._INSERT_ATTEMPTS, values)
-            updated = conn.execute(deliveries._UPDATE_DELIVERIES, values)
+            updated = conn.execute(deliveries._RECORD_ATTEMPTS, values)
             conn.execute(deliveries._UPDATE_WEBHOOKS, values["webhooks"])
         assert len(updated.fetchall()) == CLAIM_LIMIT
 
@@ -397,9 +396,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
         Statement("  the same, generic plans", generic_plans, get_delivery, history._GET_DELIVERY, writes=True),
         Statement("  its attempts, by delivery_id", the_old_delivery, attempts_of, history._ATTEMPTS_OF),
         Statement(f"claim {CLAIM_LIMIT} due", locked, claim, deliveries._CLAIM, writes=True),
-        Statement(
-            f"record a batch of {CLAIM_LIMIT}", claimed_batch, record, deliveries._UPDATE_DELIVERIES, writes=True
-        ),
+        Statement(f"record a batch of {CLAIM_LIMIT}", claimed_batch, record, deliveries._RECORD_ATTEMPTS, writes=True),
         Statement("inbound receipt, duplicate check", new_receipt, receive_once, _RECORD, writes=True),
     ]
 

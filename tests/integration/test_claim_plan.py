@@ -121,7 +121,7 @@ async def test_a_batch_record_reaches_deliveries_by_index_on_small_partitions(se
     plan = generic_plan(
         own_database,
         deliveries._RECORD_SETTINGS,
-        deliveries._UPDATE_DELIVERIES,
+        deliveries._RECORD_ATTEMPTS,
         {"batch": "text"},
         {"batch": json.dumps(batch)},
     )
