@@ -32,7 +32,7 @@ from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.domain.webhooks import Backoff, Ordering, RetryPolicy, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.lifecycle import LIFECYCLE_WRITES, lifecycle_filters
-from webhookd.store.sql import compiled, param, storable_text
+from webhookd.store.sql import array_literal, compiled, param, storable_text
 from webhookd.store.tables import deliveries
 
 log = logging.getLogger("webhookd.deliveries")
@@ -441,8 +441,9 @@ def headers_json(headers: tuple[tuple[str, str], ...]) -> str:
     return json.dumps(pairs, separators=(",", ":"), ensure_ascii=False)
 
 
-def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> dict[str, list[Any]]:
-    """One entry per webhook, in id order (the order rows are locked in), from its attempts in order."""
+def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> dict[str, str]:
+    """One entry per webhook, in id order (the order rows are locked in), from its attempts in order;
+    each array as a literal (store/sql.py array_literal)."""
     by_webhook: dict[str, list[AttemptRecord]] = {}
     for claimed, record in batch:
         by_webhook.setdefault(claimed.webhook_id, []).append(record)
@@ -461,7 +462,7 @@ def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> d
     # Ids for the pause's log entry and operational event, should this batch pause the webhook.
     arrays["pause_log_ids"] = ids.new_ids(ids.ATTEMPT_PREFIX, len(arrays["webhook_ids"]))
     arrays["pause_event_ids"] = ids.new_ids(ids.EVENT_PREFIX, len(arrays["webhook_ids"]))
-    return arrays
+    return {name: array_literal(values) for name, values in arrays.items()}
 
 
 class DeliveryStore:
@@ -487,7 +488,7 @@ class DeliveryStore:
     ) -> list[ClaimedDelivery]:
         token = secrets.token_hex(12)
         values = {
-            "fresh_webhooks": list(fresh_webhooks),
+            "fresh_webhooks": array_literal(fresh_webhooks),
             "token": token,
             "limit": limit,
             "scan": scan,
@@ -551,7 +552,7 @@ class DeliveryStore:
             "resolution": STATS_RESOLUTION.total_seconds(),
             "gone_reason": PAUSED_GONE,
             "failures_reason": PAUSED_AFTER_FAILURES,
-            "lifecycle_filters": lifecycle_filters(LogKind.PAUSED),
+            "lifecycle_filters": array_literal(lifecycle_filters(LogKind.PAUSED)),
         }
         # Only batches that end a FIFO head take the claim's lock: others never wait on claims.
         heads_done = sorted({claimed.webhook_id for claimed, record in batch if claimed.fifo and record.finished})

@@ -22,7 +22,7 @@ from webhookd.domain.topics import Topic, new_deliveries_payload
 from webhookd.domain.webhooks import Direction, Ordering
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.notifications import NOTIFY
-from webhookd.store.sql import compiled, param, scope_params, scoped
+from webhookd.store.sql import array_literal, compiled, param, scope_params, scoped
 from webhookd.store.tables import events, webhooks
 
 # Above this many targets COPY beats a pipelined INSERT ... SELECT FROM unnest (measured with
@@ -152,8 +152,8 @@ class EventStore:
             "idempotency_key": event.idempotency_key,
             "target_webhook_id": event.target_webhook_id,
             "created_at": event.created_at,
-            "filters": matching_filters,
-            "channels": list(event.channels),
+            "filters": array_literal(matching_filters),
+            "channels": array_literal(event.channels),
         }
 
         async def write(connection: Connection) -> Published:
@@ -191,11 +191,15 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
             delivery_ids = ids.new_ids(ids.DELIVERY_PREFIX, len(webhook_ids))
             if len(webhook_ids) <= COPY_THRESHOLD:
                 if webhook_ids:
-                    rows = {"ids": delivery_ids, "webhook_ids": webhook_ids, "statuses": statuses}
+                    rows = {
+                        "ids": array_literal(delivery_ids),
+                        "webhook_ids": array_literal(webhook_ids),
+                        "statuses": array_literal(statuses),
+                    }
                     event_values = {"event_id": event.id, "now": event.created_at}
                     values = scope_params(scope) | event_values | rows
                     if any(fifos):
-                        await connection.execute(_INSERT_ORDERED_DELIVERIES, values | {"fifos": fifos})
+                        await connection.execute(_INSERT_ORDERED_DELIVERIES, values | {"fifos": array_literal(fifos)})
                     else:
                         await connection.execute(_INSERT_DELIVERIES, values)
                 await connection.execute(COMMIT)  # round trip 2, when the pipeline ends
