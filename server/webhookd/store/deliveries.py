@@ -7,9 +7,8 @@ whose lease was taken over can still log its attempt but no longer changes the d
 Both hot statements are one round trip each: the claim pipelines BEGIN, the advisory lock, the
 claim and COMMIT; recording a batch of attempts pipelines BEGIN, the attempt rows with their
 deliveries (one statement over the batch as JSON), the webhooks' statistics (one over arrays) and
-COMMIT. Both run on
-generic plans, planned once per connection: planning them over every partition costs more than
-running them.
+COMMIT. Both run on generic plans, planned once per connection: planning them over every partition
+costs more than running them.
 """
 
 from __future__ import annotations
@@ -552,7 +551,7 @@ class DeliveryStore:
             "resolution": STATS_RESOLUTION.total_seconds(),
             "gone_reason": PAUSED_GONE,
             "failures_reason": PAUSED_AFTER_FAILURES,
-            "lifecycle_filters": array_literal(lifecycle_filters(LogKind.PAUSED)),
+            "lifecycle_filters": lifecycle_filters(LogKind.PAUSED),
         }
         # Only batches that end a FIFO head take the claim's lock: others never wait on claims.
         heads_done = sorted({claimed.webhook_id for claimed, record in batch if claimed.fifo and record.finished})
@@ -567,7 +566,9 @@ class DeliveryStore:
                     updated = await connection.execute(_RECORD_ATTEMPTS, attempt_values)
                     stats = await connection.execute(_UPDATE_WEBHOOKS, webhook_values)
                     if heads_done:
-                        next_due = await connection.execute(_NEXT_IN_ORDER_DUE, {"webhook_ids": heads_done})
+                        next_due = await connection.execute(
+                            _NEXT_IN_ORDER_DUE, {"webhook_ids": array_literal(heads_done)}
+                        )
                     await connection.execute(COMMIT)
                 kept = {row[0] for row in await updated.fetchall()}
                 woken = len(await next_due.fetchall()) if heads_done else 0

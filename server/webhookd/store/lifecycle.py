@@ -30,7 +30,7 @@ from webhookd.domain.statuses import DeliveryStatus, LogKind
 from webhookd.domain.webhooks import Direction, Ordering
 from webhookd.store.database import Connection, Database
 from webhookd.store.events import new_delivery_status
-from webhookd.store.sql import compiled, scope_params
+from webhookd.store.sql import array_literal, compiled, scope_params
 
 _PENDING = DeliveryStatus.PENDING.value
 _HELD = DeliveryStatus.HELD.value
@@ -82,9 +82,10 @@ lifecycle_subjects AS (
 )"""
 
 
-def lifecycle_filters(kind: LogKind) -> list[str]:
-    """The subscriptions that receive the operational event of `kind`."""
-    return event_types.matching_filters(f"{event_types.SERVICE_NAMESPACE}.{kind.value}")
+def lifecycle_filters(kind: LogKind) -> str:
+    """The subscriptions that receive the operational event of `kind`, as the array literal
+    LIFECYCLE_WRITES reads (store/sql.py array_literal)."""
+    return array_literal(event_types.matching_filters(f"{event_types.SERVICE_NAMESPACE}.{kind.value}"))
 
 
 # One change of one webhook of the caller's scope: how many of its operational deliveries were queued.
