@@ -6,6 +6,8 @@ attempt to now, which is what waiting would do.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import web
 from cpod.integration.v1 import webhook_pb2 as wpb
@@ -110,6 +112,32 @@ async def test_an_answer_with_nul_bytes_is_recorded_with_them_replaced(caller, w
     assert attempt.response_excerpt == "down\ufffd — «bientôt»\ufffd"
     assert ["x-note", "ünïcode"] in [[name.lower(), value] for name, value in attempt.response_headers]
     assert (delivery.status, delivery.last_http_status) == ("failed", 503)
+
+
+async def test_an_answer_with_header_bytes_that_are_not_utf8_is_recorded_with_them_replaced(
+    caller, workers, database
+) -> None:
+    # aiohttp hands such bytes over as lone surrogates, which no JSON or text column can hold: left
+    # as they were, the attempt could never be written, and its delivery would be sent again forever.
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Note: caf\xe9 \xff\r\nConnection: close\r\n\r\nok"
+
+    async def answer_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_raw, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        await create_webhook(caller, url=f"http://127.0.0.1:{port}/hook", event_types=["rfp.*"])
+        [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+
+        delivery = await recorded(database, delivery_id, 1)
+
+    [attempt] = await database.rows("SELECT * FROM attempts WHERE delivery_id = :d", d=delivery_id)
+    assert ["x-note", "caf\ufffd \ufffd"] in [[name.lower(), value] for name, value in attempt.response_headers]
+    assert (delivery.status, delivery.last_http_status) == ("succeeded", 200)
 
 
 async def test_retry_after_on_429_sets_the_next_attempt_beyond_the_schedule(

@@ -9,6 +9,7 @@ SQLAlchemy's runtime; a compiled string costs nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
@@ -21,6 +22,7 @@ from sqlalchemy.sql import visitors
 from webhookd.domain.scope import Scope
 
 _DIALECT = postgresql_psycopg.dialect()  # type: ignore[no-untyped-call]
+_SURROGATE = re.compile("[\ud800-\udfff]")
 TEXT_ARRAY = postgresql.ARRAY(sa.Text)
 
 
@@ -71,8 +73,11 @@ SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
 def storable_text(value: str) -> str:
-    """What a receiver sent, storable: PostgreSQL text holds no NUL, so each becomes U+FFFD."""
-    return value.replace("\x00", "\ufffd")
+    """What a receiver sent, storable: PostgreSQL text holds no NUL, and neither text nor JSON a lone
+    surrogate, which is how aiohttp hands over header bytes that are not UTF-8 (surrogateescape); each
+    becomes U+FFFD. A value that cannot be stored fails its attempt's write on every retry."""
+    value = value.replace("\x00", "\ufffd")
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
 
 
 def array_literal(values: Iterable[str | bool | int | datetime | None]) -> str:
