@@ -117,6 +117,22 @@ async def test_standard_webhooks_request_reaches_a_consumer_byte_for_byte(caller
     assert event.cursor
 
 
+@pytest.mark.parametrize(("written", "stored"), [("a\\u0000b", "a\ufffdb"), ("a\\ud800b", "a\ufffdb")])
+async def test_a_type_postgresql_cannot_hold_is_stored_with_the_replacement_character(
+    caller, gateway, http, written: str, stored: str
+) -> None:
+    # A JSON escape can spell a NUL or a lone surrogate; neither fits a text column, and the request
+    # is the sender's, signed and genuine: it is accepted, not a 500 it would retry forever.
+    inbound = await create_inbound(caller, gateway.url)
+    body = '{"type": "' + written + '", "data": {}}'
+
+    response = await http.post(inbound.url, content=body.encode(), headers=inbound.signed(body))
+
+    assert response.status_code == 200, response.text
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.event_type, event.body) == (stored, body.encode())
+
+
 async def test_hmac_sha256_request_with_independent_signature_is_accepted(caller, gateway, http) -> None:
     inbound = await create_inbound(caller, gateway.url, signature_scheme="hmac-sha256")
     body = bytes(range(256)) + b"\xff\xfe not utf-8"

@@ -26,7 +26,7 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome, ReceiptStatus
 from webhookd.domain.webhooks import Direction, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
-from webhookd.store.sql import SETTLED_TXID, compiled, param, scope_params, scoped
+from webhookd.store.sql import SETTLED_TXID, compiled, param, scope_params, scoped, storable_text
 from webhookd.store.tables import inbound_consumers, inbound_events
 
 _ACCEPTED = ReceiptStatus.ACCEPTED.value
@@ -217,22 +217,24 @@ class InboundStore:
         when an accepted message with the same id exists (then nothing is written)."""
         receipt_id = ids.new_id(ids.RECEIPT_PREFIX)
         once = receipt.accepted and receipt.message_id is not None
+        # The sender's words (its body's `type`, its headers) as PostgreSQL can hold them.
+        message_id = None if receipt.message_id is None else storable_text(receipt.message_id)
         values = {
             "id": receipt_id,
             "tenant_id": target.tenant_id,
             "app_id": target.app_id,
             "webhook_id": target.webhook_id,
-            "message_id": receipt.message_id,
+            "message_id": message_id,
             "status": (ReceiptStatus.ACCEPTED if receipt.accepted else ReceiptStatus.REJECTED).value,
             "reason": receipt.reason,
-            "event_type": receipt.event_type,
-            "content_type": receipt.content_type,
+            "event_type": storable_text(receipt.event_type),
+            "content_type": storable_text(receipt.content_type),
             "body": receipt.body if receipt.accepted else None,
             "received_at": receipt.received_at,
             "once": once,
             # The log line: an attempt of the receipt (its "delivery"), under the message's id as its event.
             "log_id": ids.new_id(ids.ATTEMPT_PREFIX),
-            "event_id": receipt.message_id or receipt_id,
+            "event_id": message_id or receipt_id,
             "outcome": (Outcome.RECEIVED if receipt.accepted else Outcome.REJECTED).value,
             "http_status": receipt.http_status,
             "latency_ms": receipt.latency_ms,
