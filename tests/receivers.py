@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 Respond = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
+# A 200 whose X-Note header holds bytes that are not UTF-8 (for raw_answer).
+NOT_UTF8_HEADER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Note: caf\xe9 \xff\r\nConnection: close\r\n\r\nok"
 
 
 @dataclass
@@ -106,3 +109,19 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/hook"
+
+
+@contextlib.asynccontextmanager
+async def raw_answer(answer: bytes) -> AsyncIterator[str]:
+    """A loopback URL whose server answers every request with `answer`, bytes as given (aiohttp's
+    server would not send a header that is not UTF-8), then closes the connection."""
+
+    async def answer_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_raw, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"

@@ -6,8 +6,6 @@ attempt to now, which is what waiting would do.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiohttp import web
 from cpod.integration.v1 import webhook_pb2 as wpb
@@ -15,7 +13,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
 from webhook_calls import create_webhook
 
-from receivers import closed_port_url, failing_first, ok, slow, status
+from receivers import NOT_UTF8_HEADER, closed_port_url, failing_first, ok, raw_answer, slow, status
 from support import FRESH_READ
 
 ATTEMPTS = "SELECT attempt, outcome, http_status, error FROM attempts WHERE delivery_id = :d ORDER BY attempt"
@@ -119,18 +117,8 @@ async def test_an_answer_with_header_bytes_that_are_not_utf8_is_recorded_with_th
 ) -> None:
     # aiohttp hands such bytes over as lone surrogates, which no JSON or text column can hold: left
     # as they were, the attempt could never be written, and its delivery would be sent again forever.
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Note: caf\xe9 \xff\r\nConnection: close\r\n\r\nok"
-
-    async def answer_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer_raw, "127.0.0.1", 0)
-    async with server:
-        port = server.sockets[0].getsockname()[1]
-        await create_webhook(caller, url=f"http://127.0.0.1:{port}/hook", event_types=["rfp.*"])
+    async with raw_answer(NOT_UTF8_HEADER) as url:
+        await create_webhook(caller, url=url, event_types=["rfp.*"])
         [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
 
         delivery = await recorded(database, delivery_id, 1)

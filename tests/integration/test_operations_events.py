@@ -15,7 +15,7 @@ from rest_calls import EVENTS, rest_caller
 from webhook_calls import create, create_webhook, field_violations, rpc_error
 
 from log_streams import Tail
-from receivers import status
+from receivers import NOT_UTF8_HEADER, raw_answer, status
 from support import make_caller
 from webhookd.domain import signing
 from webhookd.domain.webhooks import SignatureScheme
@@ -71,6 +71,17 @@ async def test_list_events_pages_newest_first_and_filters_by_type_and_time(calle
     other_filters = ops.ListEventsRequest(page_size=2, page_token=tokens[0], event_type="invoice.*")
     reused = await rpc_error(caller.ListEvents(other_filters))
     assert reused.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_send_test_event_keeps_a_header_that_is_not_utf8_with_the_replacement_character(caller) -> None:
+    async with raw_answer(NOT_UTF8_HEADER) as url:
+        hook = (await create(caller, url=url, event_types=["rfp.*"])).webhook
+
+        sent = await caller.SendTestEvent(ops.SendTestEventRequest(webhook_id=hook.id))
+
+    assert (sent.outcome, sent.http_status) == ("succeeded", 200)
+    got = await caller.GetDelivery(pb.GetDeliveryRequest(id=sent.delivery_id))
+    assert got.attempts[0].response_headers["X-Note"] == "caf\ufffd \ufffd"
 
 
 async def test_send_test_event_to_a_503_receiver_answers_failed_503_synchronously(caller, receiver, database) -> None:
