@@ -212,3 +212,37 @@ async def test_a_bad_if_match_is_a_bad_request_naming_the_header(gateway, value:
     assert response.status_code == 400, response.text[:MESSAGE_MAX]
     assert "If-Match" in violated_fields(response)
     assert len(error_of(response)["message"]) < MESSAGE_MAX
+
+
+# -- bytes that are not the request's message ---------------------------------------------------------
+
+SERVICE = "/cpod.integration.v1.WebhookService"
+# GetWebhookRequest's id (field 1, a string) holding a byte that is not UTF-8; and a field cut short.
+BAD_UTF8 = b"\x0a\x03a\xffb"
+CUT_SHORT = b"\x0a\x05ab"
+
+
+@pytest.mark.parametrize("raw", [BAD_UTF8, CUT_SHORT], ids=["bad-utf8", "cut-short"])
+async def test_a_request_that_is_not_its_message_is_invalid_argument(channel, caller, raw: bytes) -> None:
+    call = channel.unary_unary(f"{SERVICE}/GetWebhook")
+
+    error = await rpc_error(call(raw, metadata=caller.metadata))
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "is not a valid message" in field_violations(error)["request"]
+
+
+async def test_a_streaming_request_that_is_not_its_message_is_invalid_argument(channel, caller) -> None:
+    # DeliveryLogRequest's webhook_id is field 1, a string, like GetWebhookRequest's id.
+    call = channel.unary_stream(f"{SERVICE}/DeliveryLog")
+
+    error = await rpc_error(_drain(call(BAD_UTF8, metadata=caller.metadata)))
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request" in field_violations(error)
+
+
+async def test_bytes_that_are_not_a_message_without_a_token_are_unauthenticated(channel) -> None:
+    error = await rpc_error(channel.unary_unary(f"{SERVICE}/GetWebhook")(BAD_UTF8))
+
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from webhookd.api.errors import code_name, internal_status, to_status
 from webhookd.api.request_checks import check_request
@@ -81,7 +82,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 async with self._call(method, request, context, authenticate=authenticate):
                     return await behaviour(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
+            return grpc.unary_unary_rpc_method_handler(
+                unary, _tolerant(handler.request_deserializer), handler.response_serializer
+            )
         if handler.unary_stream is not None:
             stream_behaviour = handler.unary_stream
 
@@ -90,7 +93,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     await _write_all(stream_behaviour(request, context), context)
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
+                stream, _tolerant(handler.request_deserializer), handler.response_serializer
             )
         # Client streaming exists only in server reflection, which is public and left as it is.
         return handler
@@ -105,6 +108,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             if authenticate:
                 scope = self._verifier.verify(bearer_token(metadata_value(context, "authorization")))
                 scope_token = set_scope(scope)
+            if isinstance(request, Undecodable):
+                raise errors.Invalid.field("request", f"is not a valid message: {request.reason}")
             check_request(request)
             yield
         except errors.DomainError as error:
@@ -133,6 +138,28 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         level = logging.DEBUG if method.startswith(PUBLIC_SERVICES) else logging.INFO
         if log.isEnabledFor(level):
             log.log(level, "rpc", extra={"rpc": method, "code": code, "duration_ms": round(seconds * 1000, 3)})
+
+
+class Undecodable:
+    """A request whose bytes are not its message (bad UTF-8 in a string, a truncated field): told to
+    the caller as INVALID_ARGUMENT once it is authenticated. grpc.aio answers a deserializer's error
+    with UNKNOWN and the exception's class in the details."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def read(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as error:
+            return Undecodable(str(error))
+
+    return read
 
 
 def _aborted_code(context: Context) -> str:
