@@ -128,6 +128,25 @@ async def test_an_answer_with_header_bytes_that_are_not_utf8_is_recorded_with_th
     assert (delivery.status, delivery.last_http_status) == ("succeeded", 200)
 
 
+async def test_a_stored_url_whose_host_cannot_be_decoded_fails_its_attempt_not_the_worker(
+    caller, workers, receiver, database
+) -> None:
+    # Create refuses such a host now; one stored before that must still end as an attempt. Before,
+    # reading the host raised in the worker: no attempt was logged and the delivery came round again
+    # at every lease end.
+    policy = wpb.RetryPolicy(max_attempts=1, timeout_ms=1000)
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], retry_policy=policy)
+    await database.execute("UPDATE webhooks SET url = 'http://xn--zz.example/hook' WHERE id = :id", id=hook.id)
+    [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+
+    delivery = await recorded(database, delivery_id, 1)
+
+    [attempt] = await database.rows(ATTEMPTS, d=delivery_id)
+    assert (attempt.outcome, attempt.error) == ("connection_error", "invalid URL")
+    assert delivery.status == "failed"
+    assert receiver.received == []
+
+
 async def test_retry_after_on_429_sets_the_next_attempt_beyond_the_schedule(
     caller, workers, receiver, database
 ) -> None:

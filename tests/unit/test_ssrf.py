@@ -216,6 +216,15 @@ async def test_resolver_refuses_a_name_with_only_forbidden_addresses() -> None:
     assert caught.value.errno == errno.EACCES
 
 
+async def test_resolver_reports_a_name_getaddrinfo_cannot_encode_as_a_failed_lookup() -> None:
+    # The real resolver: getaddrinfo refuses an empty label while encoding it, before any query.
+    resolver = GuardedResolver(TargetPolicy())
+    with pytest.raises(OSError) as caught:
+        await resolver.resolve("ex..ample", 80)
+    assert caught.value.errno == socket.EAI_NONAME and not isinstance(caught.value, TargetRefused)
+    await resolver.close()
+
+
 async def test_resolver_follows_the_policy_and_closes_its_inner_resolver() -> None:
     inner = FixedResolver("127.0.0.1")
     resolver = GuardedResolver(TargetPolicy(allow_private=True), inner)

@@ -132,6 +132,30 @@ def test_url_needs_a_host(url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    ["https://.example.com/", "https://ex..ample.com/", f"https://{'a' * 64}.example.com/", "https://xn--zz.example/"],
+    ids=["empty-first-label", "empty-label", "64-character-label", "bad-punycode"],
+)
+def test_url_host_must_be_a_name_dns_can_look_up(url: str) -> None:
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "not a name DNS can look up" in violation.description
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://exämple.com/",
+        "https://xn--exmple-cua.com/",
+        f"https://{'a' * 63}.example.com/",
+        "https://example.com./",
+    ],
+)
+def test_url_host_may_be_international_or_end_in_a_dot(url: str) -> None:
+    assert check(spec(url=url)).url == url
+
+
+@pytest.mark.parametrize(
     "url", ["https://user:secret@example.com/", "https://user@example.com/", "https://@example.com/"]
 )
 def test_url_must_not_carry_credentials(url: str) -> None:

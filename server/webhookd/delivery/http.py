@@ -139,9 +139,11 @@ def _target(url: str, policy: TargetPolicy) -> URL | AttemptResult:
     as they resolve, by the guarded connector."""
     try:
         target = URL(url)
-    except ValueError:
+        # Reading the host decodes it (IDNA): a webhook stored before its URL was checked for that
+        # must fail its attempt, not the worker.
+        reason = check_url_host(target, policy)
+    except ValueError:  # UnicodeError included
         return AttemptResult(Outcome.CONNECTION_ERROR, None, 0, "invalid URL")
-    reason = check_url_host(target, policy)
     if reason is not None:
         return AttemptResult(Outcome.REFUSED, None, 0, _refused(target.host or "", reason))
     return target

@@ -274,7 +274,12 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
+        try:
+            results = await self._inner.resolve(host, port, family)
+        except UnicodeError as error:
+            # getaddrinfo encodes the name (IDNA) and raises this for an empty or over-long label;
+            # as an OSError aiohttp reports it like any failed lookup instead of letting it escape.
+            raise OSError(socket.EAI_NONAME, f"{host} is not a name DNS can look up") from error
         allowed: list[ResolveResult] = []
         refusal: str | None = None
         for result in results:

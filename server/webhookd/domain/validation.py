@@ -177,12 +177,30 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
         )
     if not parts.hostname:
         found.append(FieldViolation(path, "must include a host, e.g. https://example.com/hooks"))
+    elif not _resolvable_name(parts.hostname):
+        found.append(
+            FieldViolation(
+                path,
+                "host is not a name DNS can look up: each dot-separated label must be 1-63 characters,"
+                " and an xn-- label valid punycode",
+            )
+        )
     port = _port_of(hostport)
     if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         found.append(FieldViolation(path, f"port must be a number from 1 to 65535 (got {port!r})"))
     if "#" in url:
         found.append(FieldViolation(path, "must not have a fragment (#...): it is never sent to the server"))
     return found
+
+
+def _resolvable_name(host: str) -> bool:
+    """Whether the host survives IDNA both ways, as the resolver encodes it and the sender's URL
+    library decodes it; one that does not could never be delivered to."""
+    try:
+        host.encode("idna").decode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _port_of(hostport: str) -> str | None:
