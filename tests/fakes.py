@@ -1223,6 +1223,7 @@ class FakeSender:
     def __init__(self, result: AttemptResult = ANSWERED_OK) -> None:
         self.result = result
         self.results: dict[str, AttemptResult] = {}
+        self.error: Exception | None = None  # raised instead of answering, when set
         self.requests: list[SentRequest] = []
         self.in_flight = 0
         self.most_in_flight = 0
@@ -1243,6 +1244,8 @@ class FakeSender:
                 await gate.wait()
         finally:
             self.in_flight -= 1
+        if self.error is not None:
+            raise self.error
         return self.results.get(url, self.result)
 
     async def wait_for_requests(self, count: int) -> None:

@@ -22,7 +22,7 @@ from fakes import (
 )
 from webhookd.delivery import pool as pool_module
 from webhookd.delivery import recorder as recorder_module
-from webhookd.delivery.attempt import SECRET_UNAVAILABLE_RETRY, Deliverer
+from webhookd.delivery.attempt import INTERNAL_SEND_ERROR, SECRET_UNAVAILABLE_RETRY, Deliverer
 from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
@@ -155,6 +155,20 @@ async def test_a_failed_attempt_is_recorded_with_the_policys_next_retry_and_noti
     assert claimed.attempt == 1
     assert queue.deliveries[delivery_id].status is DeliveryStatus.PENDING
     assert notifications.count(Topic.ATTEMPTS) == 1  # by the recorder, once written
+
+
+async def test_an_error_of_ours_while_sending_still_ends_as_an_attempt_on_the_schedule(
+    queue: FakeDeliveryQueue, deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    sender.error = RuntimeError("a bug in the sender")
+
+    delivery_id = await deliver_one(webhook)
+
+    [(_, record)] = queue.attempts
+    assert (record.outcome, record.http_status, record.error) == (Outcome.CONNECTION_ERROR, None, INTERNAL_SEND_ERROR)
+    assert record.next_attempt_at is not None and record.next_attempt_at > clock()
+    assert queue.deliveries[delivery_id].status is DeliveryStatus.PENDING
 
 
 async def test_a_later_retry_after_wins_over_the_schedule(

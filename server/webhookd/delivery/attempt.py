@@ -15,12 +15,14 @@ from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDeli
 from webhookd.domain.errors import NotFound, Unavailable
 from webhookd.domain.routing import RATE_SLOT_TOLERANCE
 from webhookd.domain.secret_rotation import active_secrets
+from webhookd.domain.statuses import Outcome
 from webhookd.ports import Clock, DeliveryQueue, Notifications, Sender, Topic, utc_now
 from webhookd.services.signing_secrets import SigningSecrets
 
 log = logging.getLogger("webhookd.delivery")
 # Without a secret nothing can be signed; the endpoint is not at fault, so this is no attempt.
 SECRET_UNAVAILABLE_RETRY = timedelta(seconds=15)
+INTERNAL_SEND_ERROR = "webhookd could not send it (an internal error; the worker's log has it)"
 
 
 def next_attempt_at(claimed: ClaimedDelivery, result: AttemptResult, now: datetime) -> datetime | None:
@@ -75,17 +77,24 @@ class Deliverer:
             return
         if claimed.send_at is not None and not await self._wait_for_slot(claimed, claimed.send_at):
             return
-        headers = signing.delivery_headers(
-            claimed.headers,
-            claimed.signature_scheme,
-            active_secrets(record, self._now()),
-            claimed.event_id,
-            int(time.time()),
-            claimed.body,
-        )
-        result = await self._sender.send(
-            claimed.url, body=claimed.body, headers=headers, timeout_ms=claimed.retry_policy.timeout_ms
-        )
+        try:
+            headers = signing.delivery_headers(
+                claimed.headers,
+                claimed.signature_scheme,
+                active_secrets(record, self._now()),
+                claimed.event_id,
+                int(time.time()),
+                claimed.body,
+            )
+            result = await self._sender.send(
+                claimed.url, body=claimed.body, headers=headers, timeout_ms=claimed.retry_policy.timeout_ms
+            )
+        except Exception:
+            # A fault of ours, not an answer: it still ends as an attempt (in the log, retried on the
+            # webhook's schedule, finished when they run out). Escaping, it left the delivery to come
+            # round at every lease end, with nothing logged but this process's error.
+            log.exception("sending failed unexpectedly", extra={"delivery_id": claimed.delivery_id})
+            result = AttemptResult(Outcome.CONNECTION_ERROR, None, 0, INTERNAL_SEND_ERROR)
         finished_at = self._now()
         retry_at = next_attempt_at(claimed, result, finished_at)
         if self._observer is not None:
