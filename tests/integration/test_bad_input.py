@@ -261,8 +261,12 @@ async def test_random_bytes_at_every_rpc_get_an_answer_that_names_a_cause(channe
             raw = rng.randbytes(rng.randrange(1, 40))
             try:
                 if method.server_streaming:
-                    async for _response in channel.unary_stream(path)(raw, metadata=caller.metadata, timeout=5):
-                        break  # a stream that opened: it answered
+                    stream = channel.unary_stream(path)(raw, metadata=caller.metadata, timeout=5)
+                    try:
+                        async for _response in stream:
+                            break  # a stream that opened: it answered
+                    finally:
+                        stream.cancel()  # a following stream would stay open on the server otherwise
                 else:
                     await channel.unary_unary(path)(raw, metadata=caller.metadata, timeout=5)
             except grpc.aio.AioRpcError as error:
