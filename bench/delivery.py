@@ -15,7 +15,11 @@ notes arrival times) and the load generators, each a process:
   latency    bench/load/probe.py, running alongside each of those loads, publishes (or, for the baseline,
              POSTs) one probe every PROBE_PACE s to a webhook of its own and takes call start -> arrival at
              the receiver (one monotonic clock for every process on the machine). Probes before any load
-             give the idle line.
+             give the idle line;
+  paced      after the rounds, one e2e turn publishing at PACED_SHARE of the 1-worker-process setting's
+             e2e rate (not as fast as it can) and one bare turn POSTing at as many per second, each
+             with its probe: latency and CPU per delivery at a load the service keeps up with, where a
+             saturating load's latency is mostly its queues.
 
 ROUNDS rounds of: the first setting, the baseline, the other settings. The scaling line compares
 WEBHOOKD_WORKER_PROCESSES=2 with =1 (WORKER_PROCESSES: add a setting there for another line; a build
@@ -52,6 +56,7 @@ PAYLOAD_BYTES = 200
 WARMUP_EVENTS = 20
 BARE_POSTS = 5_000  # per turn: enough for the baseline to run a few seconds, so its probe gets samples
 PROBE_PACE = 0.05
+PACED_SHARE = 0.5
 IDLE_PROBES = 20
 E2E_LIMIT = 60.0
 SETTLE = 10.0
@@ -182,16 +187,16 @@ def events_per_turn(pace: float) -> int:
     return max(EVENTS[0], min(EVENTS[1], round(pace * TURN_SECONDS / HOOKS)))
 
 
-def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: int) -> None:
-    """`events` events end to end, with a probe alongside; adds to test.totals."""
+def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: str, totals: Totals, rate: float = 0) -> None:
+    """`events` events end to end (at `rate` events/s; 0: as fast as they go), with a probe alongside;
+    adds to `totals`."""
     name = f"e2e{test.worker_processes}-{turn}"
-    totals = test.totals
     started_file = run.dir / f"{name}.started"
     prober = start_probe(run, f"{name}-probe", test.probe_args, receiver, started_file=started_file)
     before, cpu_before = receiver_stats(receiver), test.service.usage()
     serving = database_backends(test.service.database)
     db_cpu_before = process_seconds(serving)
-    args = [*test.e2e_args, "--events", str(events), "--started-file", str(started_file)]
+    args = [*test.e2e_args, "--events", str(events), "--started-file", str(started_file), "--rate", f"{rate:.3f}"]
     result = run.load(name, "load.e2e", args, timeout=E2E_LIMIT + 30)
     cpu_after = test.service.usage()
     totals.db_cpu_seconds += process_seconds(serving) - db_cpu_before
@@ -213,14 +218,18 @@ def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: int) -
     totals.latency.add(latency)
 
 
-def bare_turn(run: Run, receiver: str, body_bytes: int, totals: Totals, turn: int) -> None:
-    """BARE_POSTS signed POSTs, WORKERS in flight, with a probe alongside; adds to totals."""
+def bare_turn(
+    run: Run, receiver: str, body_bytes: int, totals: Totals, turn: str, posts: int = BARE_POSTS, rate: float = 0
+) -> None:
+    """`posts` signed POSTs, WORKERS in flight (at `rate` posts/s; 0: as fast as they go), with a probe
+    alongside; adds to totals."""
     started_file = run.dir / f"bare-{turn}.started"
     probe_args = ["--mode", "post", "--url", f"http://{receiver}/hook/bare-probe"]
     prober = start_probe(run, f"bare-{turn}-probe", probe_args, receiver, started_file=started_file)
     before = receiver_stats(receiver)
-    args = ["--url", f"http://{receiver}/hook/bare", "--count", str(BARE_POSTS), "--concurrency", str(WORKERS)]
+    args = ["--url", f"http://{receiver}/hook/bare", "--count", str(posts), "--concurrency", str(WORKERS)]
     args += ["--body-bytes", str(body_bytes), "--started-file", str(started_file), "--limit", str(E2E_LIMIT)]
+    args += ["--rate", f"{rate:.3f}"]
     result = run.load(f"bare-{turn}", "load.bare_posts", args, timeout=E2E_LIMIT + 30)
     latency = probe_result(prober, finish=True)
     if result["errors"]:
@@ -228,7 +237,7 @@ def bare_turn(run: Run, receiver: str, body_bytes: int, totals: Totals, turn: in
     check_signed(before, receiver_stats(receiver), int(result["posts"]))
     totals.done += int(result["posts"])
     totals.turns.append(int(result["posts"]) / float(result["seconds"]))
-    totals.expected += BARE_POSTS
+    totals.expected += posts
     totals.seconds += float(result["seconds"])
     totals.latency.add(latency)
 
@@ -324,10 +333,10 @@ def measure(run: Run) -> list[Row]:
     bare_idle = probe_result(start_probe(run, "bare-idle-probe", bare_probe, receiver), finish=False)
     bare = Totals()
     for turn in range(1, ROUNDS + 1):
-        e2e_turn(run, tests[0], receiver, events, turn)
-        bare_turn(run, receiver, body_bytes, bare, turn)
+        e2e_turn(run, tests[0], receiver, events, str(turn), tests[0].totals)
+        bare_turn(run, receiver, body_bytes, bare, str(turn))
         for test in tests[1:]:
-            e2e_turn(run, test, receiver, events, turn)
+            e2e_turn(run, test, receiver, events, str(turn), test.totals)
         run.progress(
             f"round {turn}/{ROUNDS}: "
             + ", ".join(f"{t.worker_processes} worker process(es) {t.totals.rate:,.0f}/s" for t in tests)
@@ -336,7 +345,39 @@ def measure(run: Run) -> list[Row]:
         # The warm-up's pace is a small batch's, mostly start-up: later rounds are sized from the
         # slowest setting's last turn, so each turn lasts about TURN_SECONDS as intended.
         events = events_per_turn(min(test.totals.turns[-1] for test in tests))
-    return rows(tests, bare, idle, bare_idle, body_bytes)
+    paced, bare_paced = Totals(), Totals()
+    pace = tests[0].totals.rate * PACED_SHARE  # deliveries/s
+    e2e_turn(run, tests[0], receiver, events_per_turn(pace), "paced", paced, rate=pace / HOOKS)
+    bare_turn(run, receiver, body_bytes, bare_paced, "paced", posts=round(pace * TURN_SECONDS), rate=pace)
+    return rows(tests, bare, idle, bare_idle, body_bytes) + paced_rows(tests[0], paced, bare_paced, pace)
+
+
+def paced_rows(test: UnderTest, paced: Totals, bare: Totals, pace: float) -> list[Row]:
+    """Publish -> first attempt at a load the service keeps up with (PACED_SHARE of its e2e rate)."""
+    share = f"{PACED_SHARE:g} of the e2e rate"
+    per_delivery = max(1, paced.done)
+    notes = [
+        f"{test.worker_processes} worker process, one e2e turn publishing {pace / HOOKS:,.0f} events/s x {HOOKS} "
+        f"webhooks ({share}, {pace:,.0f} deliveries/s; it delivered {paced.rate:,.0f}/s); service CPU "
+        f"{paced.cpu_seconds / per_delivery * 1e6:,.0f} µs per delivery, its database's PostgreSQL backends "
+        f"{paced.db_cpu_seconds / per_delivery * 1e6:,.0f} µs; {paced.latency.note('probes')}; baseline: a bare "
+        f"signed POST's start -> arrival while the bare loop POSTs {pace:,.0f}/s: {bare.latency.note('bare')}"
+    ]
+    return [
+        value_row(
+            f"publish -> first attempt p50 at {share}",
+            paced.latency.percentile(0.5),
+            bare.latency.percentile(0.5),
+            "ms",
+            notes=notes,
+        ),
+        value_row(
+            f"publish -> first attempt p99 at {share}",
+            paced.latency.percentile(0.99),
+            bare.latency.percentile(0.99),
+            "ms",
+        ),
+    ]
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Each POST carries a `--body-bytes` JSON body (the size the service's deliveries had) under a fresh
 webhook-id, signed with Standard Webhooks (HMAC-SHA256) at send time, `--concurrency` in flight (the
-service's worker count) through one pooled session, to the same receiver the service delivers to.
-`--concurrency` warm-up POSTs open the connections first; touches `--started-file` when timing starts.
+service's worker count) through one pooled session, to the same receiver the service delivers to;
+with `--rate`, POST n starts no sooner than n / rate s after the first (a paced load, not a
+saturating one). `--concurrency` warm-up POSTs open the connections first; touches `--started-file`
+when timing starts.
 
 Prints one JSON line: posts, seconds (first timed POST start -> last answer), errors, first_error.
 """
@@ -37,6 +39,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=0.0, help="posts/s; 0: as fast as the answers come")
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--body-bytes", type=int, default=300)
     parser.add_argument("--limit", type=float, default=60.0)
@@ -64,13 +67,16 @@ async def main() -> None:
                 errors += 1
                 first_error = first_error or f"{type(error).__name__}: {error}"[:500]
 
-        async def in_lanes(count: int) -> None:
+        async def in_lanes(count: int, rate: float = 0.0) -> None:
             tickets = iter(range(count))  # shared: each lane takes the next one
+            start = time.monotonic()
 
             async def lane() -> None:
-                for _ in tickets:
+                for n in tickets:
                     if stop.is_set():
                         return
+                    if rate > 0:
+                        await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
                     await post()
 
             await asyncio.wait_for(asyncio.gather(*(lane() for _ in range(args.concurrency))), args.limit)
@@ -80,7 +86,7 @@ async def main() -> None:
         if args.started_file:
             await asyncio.to_thread(Path(args.started_file).touch)
         started = time.monotonic()
-        await in_lanes(args.count)
+        await in_lanes(args.count, args.rate)
         seconds = time.monotonic() - started
     emit({"posts": posted, "seconds": seconds, "errors": errors, "first_error": first_error})
 

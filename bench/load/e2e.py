@@ -1,7 +1,8 @@
 """Load generator: end-to-end deliveries, from the first PublishEvent to the last 2xx attempt recorded.
 
 Publishes `--events` events of type bench.created (each fanned out by the service to every webhook
-subscribed to it), `--concurrency` calls in flight, then every POLL seconds reads the attempts the
+subscribed to it), `--concurrency` calls in flight (with `--rate`, event n published no sooner than
+n / rate s after the first: a paced load), then every POLL seconds reads the attempts the
 `--tenant`'s log gained since the last read, until each delivery of those events has a 2xx attempt
 recorded, or `--limit` seconds have passed since the first publish. Touches `--started-file` (if
 given) just before the first publish, so a latency probe can start with the load.
@@ -102,6 +103,7 @@ async def main() -> None:
     parser.add_argument("--payload-bytes", type=int, default=200)
     parser.add_argument("--limit", type=float, default=60.0)
     parser.add_argument("--started-file", default="")
+    parser.add_argument("--rate", type=float, default=0.0, help="events/s to publish at; 0: as fast as the calls go")
     args = parser.parse_args()
     stop = stop_event()
     metadata = (("authorization", f"Bearer {args.token}"),)
@@ -115,6 +117,8 @@ async def main() -> None:
     async def lane() -> None:
         nonlocal queued, errors, first_error
         while not stop.is_set() and (n := next(numbers)) < args.events:
+            if args.rate > 0:  # event n is due n / rate seconds after the first
+                await asyncio.sleep(max(0.0, started + n / args.rate - time.monotonic()))
             try:
                 response = await next(stubs).PublishEvent(event(n, args.payload_bytes), metadata=metadata)
             except Exception as error:  # noqa: BLE001 - reported; the orchestrator fails the run
