@@ -349,7 +349,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
             "failures_reason": PAUSED_AFTER_FAILURES,
             "lifecycle_filters": lifecycle_filters(LogKind.PAUSED),
         }
-        return {"batch": deliveries._attempt_batch(batch), "webhooks": webhook_values}
+        return {"batch": deliveries.attempt_batch_json(batch), "webhooks": webhook_values}
 
     def record(conn: Connection, values: dict[str, Any]) -> None:
         with conn.pipeline():

@@ -1,4 +1,4 @@
-"""store/deliveries.py's _attempt_batch: the recorder's batch as the JSON its statement reads."""
+"""store/deliveries.py's attempt_batch_json: the recorder's batch as the JSON its statement reads."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery
 from webhookd.domain.statuses import Outcome
 from webhookd.domain.webhooks import RetryPolicy, SignatureScheme
-from webhookd.store.deliveries import _attempt_batch
+from webhookd.store.deliveries import attempt_batch_json
 
 OCCURRED_AT = datetime(2026, 12, 3, 7, 0, 0, 123456, tzinfo=UTC)
 
 
-def claimed(n: int, *, static_headers: dict[str, str] | None = None) -> ClaimedDelivery:
+def claimed(n: int) -> ClaimedDelivery:
     return ClaimedDelivery(
         delivery_id=f"dlv_{n}",
         lease_token="token",
@@ -25,7 +25,7 @@ def claimed(n: int, *, static_headers: dict[str, str] | None = None) -> ClaimedD
         body=b"{}",
         webhook_id="wh_1",
         url="https://example.com/hook",
-        headers=static_headers or {},
+        headers={},
         signature_scheme=SignatureScheme.STANDARD_WEBHOOKS,
         retry_policy=RetryPolicy(),
         vault_path="tnt_a/wh_1",
@@ -51,7 +51,7 @@ def test_each_attempt_is_an_object_with_its_columns_and_times_in_rfc3339() -> No
     retry_at = OCCURRED_AT + timedelta(seconds=30)
 
     rows = json.loads(
-        _attempt_batch(
+        attempt_batch_json(
             [(claimed(1), recorded(succeeded, retry_at=None)), (claimed(2), recorded(failed, retry_at=retry_at))]
         )
     )
@@ -77,13 +77,11 @@ def test_each_attempt_is_an_object_with_its_columns_and_times_in_rfc3339() -> No
 
 
 def test_text_orjson_will_not_write_still_gives_the_batch_as_json() -> None:
-    # A lone surrogate where storable_text does not look (a static header): json.dumps escapes it,
+    # A lone surrogate where storable_text does not look (a request header): json.dumps escapes it,
     # PostgreSQL refuses the batch and the recorder writes its attempts one by one; nothing raises here.
     result = AttemptResult(Outcome.SUCCEEDED, 200, 5, "", "", request_headers=(("X-Odd", "\ud800"),))
 
-    rows = json.loads(
-        _attempt_batch([(claimed(1, static_headers={"X-Odd": "\ud800"}), recorded(result, retry_at=None))])
-    )
+    rows = json.loads(attempt_batch_json([(claimed(1), recorded(result, retry_at=None))]))
 
     assert rows[0]["request_headers"] == [["X-Odd", "\ud800"]]
     assert datetime.fromisoformat(rows[0]["occurred_at"]) == OCCURRED_AT

@@ -265,7 +265,7 @@ _RELEASE = compiled(
 )
 # A batch of attempts travels as one JSON array of objects (read by _RECORD_ATTEMPTS): psycopg
 # dumps each element of an array parameter in Python, which cost about 100 µs per attempt over the
-# 19 arrays this took before; one json.dumps of the batch costs under 10.
+# 19 arrays this took before; writing the batch's JSON costs ~5 (attempt_batch_json).
 _BATCH_COLUMNS = """
     id text, tenant_id text, app_id text, delivery_id text, lease_token text, event_id text, event_type text,
     webhook_id text, attempt integer, status text, outcome text, http_status integer, latency_ms integer,
@@ -397,7 +397,7 @@ def _claimed(row: Sequence[Any], token: str) -> ClaimedDelivery:
     )
 
 
-def _attempt_batch(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> str:
+def attempt_batch_json(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> str:
     """The batch as the JSON the statements read (_BATCH_COLUMNS). orjson writes it in a third of
     json.dumps's time (5 against 14 µs an attempt, batches of 64), times included; text it will not
     write (a lone surrogate that got past storable_text) goes through json.dumps, whose escape
@@ -546,7 +546,7 @@ class DeliveryStore:
         return RecordedBatch(kept, changed, paused, queued, woken)
 
     async def _record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
-        attempt_values = {"batch": _attempt_batch(batch)}
+        attempt_values = {"batch": attempt_batch_json(batch)}
         webhook_values = _webhook_arrays(batch) | {
             "pause_after": self._pause_after_failures,
             "resolution": STATS_RESOLUTION.total_seconds(),
