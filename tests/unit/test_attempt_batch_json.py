@@ -13,7 +13,7 @@ from webhookd.store.deliveries import attempt_batch_json
 OCCURRED_AT = datetime(2026, 12, 3, 7, 0, 0, 123456, tzinfo=UTC)
 
 
-def claimed(n: int) -> ClaimedDelivery:
+def claimed(n: int, *, event_type: str = "order.created") -> ClaimedDelivery:
     return ClaimedDelivery(
         delivery_id=f"dlv_{n}",
         lease_token="token",
@@ -21,7 +21,7 @@ def claimed(n: int) -> ClaimedDelivery:
         tenant_id="tnt_a",
         app_id=None,
         event_id=f"evt_{n}",
-        event_type="order.created",
+        event_type=event_type,
         body=b"{}",
         webhook_id="wh_1",
         url="https://example.com/hook",
@@ -44,7 +44,7 @@ def test_each_attempt_is_an_object_with_its_columns_and_times_in_rfc3339() -> No
         12,
         "",
         "réponse « ok » 😀",
-        request_headers=(("webhook-id", "evt_1"), ("X-Team", "ünï")),
+        request_headers=(("webhook-id", "evt_1"), ("X-Team", "ünï"), ("X-Odd", "\ud800")),
         response_headers=(("Server", "x"), ("Server", "y")),
     )
     failed = AttemptResult(Outcome.FAILED, 503, 40, "HTTP 503", "busy\x00")
@@ -65,7 +65,7 @@ def test_each_attempt_is_an_object_with_its_columns_and_times_in_rfc3339() -> No
         "succeeded",
     )
     assert first["response_excerpt"] == "réponse « ok » 😀"
-    assert first["request_headers"] == [["webhook-id", "evt_1"], ["X-Team", "ünï"]]
+    assert first["request_headers"] == [["webhook-id", "evt_1"], ["X-Team", "ünï"], ["X-Odd", "\ufffd"]]
     assert first["response_headers"] == [["Server", "x"], ["Server", "y"]]  # order and repeats kept
     assert datetime.fromisoformat(first["occurred_at"]) == OCCURRED_AT
     assert datetime.fromisoformat(first["completed_at"]) == OCCURRED_AT
@@ -77,11 +77,12 @@ def test_each_attempt_is_an_object_with_its_columns_and_times_in_rfc3339() -> No
 
 
 def test_text_orjson_will_not_write_still_gives_the_batch_as_json() -> None:
-    # A lone surrogate where storable_text does not look (a request header): json.dumps escapes it,
-    # PostgreSQL refuses the batch and the recorder writes its attempts one by one; nothing raises here.
-    result = AttemptResult(Outcome.SUCCEEDED, 200, 5, "", "", request_headers=(("X-Odd", "\ud800"),))
+    # A lone surrogate where storable_text does not look (here the event type, which comes from the
+    # database): json.dumps escapes it, PostgreSQL refuses the batch and the recorder writes its
+    # attempts one by one; nothing raises here.
+    result = AttemptResult(Outcome.SUCCEEDED, 200, 5, "", "")
 
-    rows = json.loads(attempt_batch_json([(claimed(1), recorded(result, retry_at=None))]))
+    rows = json.loads(attempt_batch_json([(claimed(1, event_type="order.\ud800"), recorded(result, retry_at=None))]))
 
-    assert rows[0]["request_headers"] == [["X-Odd", "\ud800"]]
+    assert rows[0]["event_type"] == "order.\ud800"
     assert datetime.fromisoformat(rows[0]["occurred_at"]) == OCCURRED_AT
