@@ -44,11 +44,11 @@ from webhookd.domain.lifecycle import PAUSED_AFTER_FAILURES, PAUSED_GONE
 from webhookd.domain.routing import RATE_SLOT_HORIZON
 from webhookd.domain.statuses import LogKind, Outcome
 from webhookd.store import deliveries, history, migrate, partitions, retention
+from webhookd.store.conninfo import conninfo
 from webhookd.store.database import BEGIN, COMMIT, GENERIC_PLAN, Database
 from webhookd.store.embedded import EmbeddedPostgres
 from webhookd.store.inbound import _LOCK_MESSAGE, _RECORD
 from webhookd.store.lifecycle import lifecycle_filters
-from webhookd.store.notifications import libpq_url
 
 Connection = psycopg.Connection[Any]
 WEEKS = 20  # of history before the current week
@@ -537,7 +537,7 @@ def run(attempts: int) -> None:
     small_attempts = max(400 * (WEEKS + 1), attempts // SMALL_SHARE)
     try:
         postgres.start()
-        with psycopg.connect(libpq_url(postgres.url()), autocommit=True) as admin:
+        with psycopg.connect(conninfo(postgres.url()), autocommit=True) as admin:
             # Fewer checkpoints while loading.
             admin.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
             admin.execute("ALTER SYSTEM SET checkpoint_timeout = '30min'")
@@ -548,12 +548,12 @@ def run(attempts: int) -> None:
             migrate.upgrade_sync(urls[name])
             asyncio.run(partitions.ensure_at(urls[name], now=first_week(now).start, ahead=WEEKS))
             progress(f"filling {name}: {count:,} attempts over {WEEKS + 1} weeks")
-            loaded[name] = fill(libpq_url(urls[name]), count, now)
+            loaded[name] = fill(conninfo(urls[name]), count, now)
             progress(f"{name} filled in {loaded[name]:.0f} s")
-        size = {name: sizes(libpq_url(url)) for name, url in urls.items()}
+        size = {name: sizes(conninfo(url)) for name, url in urls.items()}
 
         figures: dict[str, dict[str, Figure]] = {}
-        connections = {name: psycopg.connect(libpq_url(url), autocommit=True) for name, url in urls.items()}
+        connections = {name: psycopg.connect(conninfo(url), autocommit=True) for name, url in urls.items()}
         try:
             paths = {name: hot_paths(connection, now) for name, connection in connections.items()}
             for index, statement in enumerate(paths["small"]):
@@ -565,7 +565,7 @@ def run(attempts: int) -> None:
 
         cutoff = first_week(now).end  # the oldest week, and only it, is past retention
         progress("retention")
-        row_by_row = {name: row_by_row_estimate(libpq_url(urls[name]), cutoff) for name in ("small", "large")}
+        row_by_row = {name: row_by_row_estimate(conninfo(urls[name]), cutoff) for name in ("small", "large")}
         swept = {name: asyncio.run(sweep(urls[name], first_week(now))) for name in ("small", "large")}
         report(size, loaded, figures, swept, row_by_row)
     finally:

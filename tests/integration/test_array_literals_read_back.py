@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhookd.app import Backends
-from webhookd.store.notifications import libpq_url
+from webhookd.store.conninfo import conninfo
 from webhookd.store.sql import array_literal
 
 # PostgreSQL text holds any character but NUL.
@@ -17,7 +17,7 @@ _TEXT = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters=
 
 
 def test_any_text_array_comes_back_as_it_was(backends: Backends) -> None:
-    with psycopg.connect(libpq_url(backends.database_url), autocommit=True) as connection:
+    with psycopg.connect(conninfo(backends.database_url), autocommit=True) as connection:
 
         @settings(max_examples=200, deadline=None)
         @given(st.lists(st.one_of(st.none(), _TEXT), max_size=12))
@@ -31,7 +31,7 @@ def test_any_text_array_comes_back_as_it_was(backends: Backends) -> None:
 def test_booleans_integers_and_times_come_back_typed(backends: Backends) -> None:
     at = datetime(2026, 12, 3, 4, 39, 7, 123456, tzinfo=UTC)
     later = at + timedelta(days=400, microseconds=1)
-    with psycopg.connect(libpq_url(backends.database_url), autocommit=True) as connection:
+    with psycopg.connect(conninfo(backends.database_url), autocommit=True) as connection:
         row = connection.execute(
             "SELECT CAST(%s AS boolean[]), CAST(%s AS integer[]), CAST(%s AS timestamptz[])",
             [array_literal([True, False, None]), array_literal([0, -3, 2_000_000_000]), array_literal([at, later])],
@@ -41,7 +41,7 @@ def test_booleans_integers_and_times_come_back_typed(backends: Backends) -> None
 
 
 def test_a_literal_meets_an_array_column_where_a_list_would(backends: Backends) -> None:
-    with psycopg.connect(libpq_url(backends.database_url), autocommit=True) as connection:
+    with psycopg.connect(conninfo(backends.database_url), autocommit=True) as connection:
         row = connection.execute(
             "SELECT ARRAY['orders.*', 'x']::text[] && %s, ARRAY['y']::text[] && %s",
             [array_literal(["orders.*"]), array_literal(["z"])],

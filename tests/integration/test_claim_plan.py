@@ -21,7 +21,7 @@ from support import running_service
 from webhookd.app import Backends
 from webhookd.domain import ids
 from webhookd.store import deliveries, partitions
-from webhookd.store.notifications import libpq_url
+from webhookd.store.conninfo import conninfo
 
 PAST_WEEKS = 8
 ROWS_PER_WEEK = 300
@@ -73,7 +73,7 @@ async def small_partitions(settings, backends, own_database: str) -> str:
     now = datetime.now(UTC)
     weeks_ago = now - timedelta(weeks=PAST_WEEKS)
     await partitions.ensure_at(own_database, now=weeks_ago, ahead=PAST_WEEKS + 1)
-    with psycopg.connect(libpq_url(own_database), autocommit=True) as connection:
+    with psycopg.connect(conninfo(own_database), autocommit=True) as connection:
         for week in range(PAST_WEEKS):
             at = weeks_ago + timedelta(weeks=week, days=1)
             rows = {"time": ids.time_floor(ids.DELIVERY_PREFIX, at), "at": at, "rows": ROWS_PER_WEEK}
@@ -87,7 +87,7 @@ def generic_plan(
     database: str, settings_statement: str, statement: str, types: dict[str, str], values: dict[str, Any]
 ) -> dict[str, Any]:
     """The statement's generic plan (EXPLAIN, not run) after `settings_statement`, as the store runs it."""
-    with psycopg.connect(libpq_url(database), autocommit=True) as connection:
+    with psycopg.connect(conninfo(database), autocommit=True) as connection:
         numbered, names = prepared(statement)
         connection.execute(f"PREPARE planned({', '.join(types[name] for name in names)}) AS {numbered}")
         with connection.transaction(force_rollback=True):

@@ -14,8 +14,8 @@ from google.protobuf import struct_pb2
 
 from support import running_service
 from webhookd.app import Backends
+from webhookd.store.conninfo import conninfo
 from webhookd.store.deliveries import CLAIM_LOCK_ID, QUEUE_CLAIM_LOCK_ID
-from webhookd.store.notifications import libpq_url
 
 WAITING_FOR_LOCKS = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
@@ -96,8 +96,8 @@ async def test_an_express_claim_waits_for_the_claim_running_not_for_the_claims_q
     events = await webhooks_with(settings, backends, own_database, {"quiet": 1})
     [webhook_id] = events
     async with (
-        await psycopg.AsyncConnection.connect(libpq_url(own_database)) as running,
-        await psycopg.AsyncConnection.connect(libpq_url(own_database), autocommit=True) as looking,
+        await psycopg.AsyncConnection.connect(conninfo(own_database)) as running,
+        await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as looking,
     ):
         # A claim of the whole queue holds both locks; another process's waits for its turn.
         await running.execute(

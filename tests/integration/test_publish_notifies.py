@@ -16,7 +16,7 @@ from support import AuthedStub, running_service
 from webhookd.app import Backends
 from webhookd.domain.topics import NAMED_WEBHOOKS_MAX, Topic
 from webhookd.store import events as store_events
-from webhookd.store.notifications import libpq_url
+from webhookd.store.conninfo import conninfo
 
 HEARD_WITHIN_SECONDS = 10.0
 
@@ -29,7 +29,7 @@ async def caller(settings, backends, own_database) -> AsyncIterator[AuthedStub]:
 
 @pytest.fixture
 async def listener(own_database) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(libpq_url(own_database), autocommit=True) as connection:
+    async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as connection:
         await connection.execute(f"LISTEN {Topic.DELIVERIES.value}")
         yield connection
 

@@ -15,10 +15,10 @@ from webhookd.domain.inbound import InboundTarget
 from webhookd.domain.statuses import Outcome
 from webhookd.domain.webhooks import SignatureScheme
 from webhookd.store import migrate, partitions, retention
+from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Database
 from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.inbound import InboundStore
-from webhookd.store.notifications import libpq_url
 
 
 async def _publish(caller) -> str:
@@ -154,7 +154,7 @@ async def test_a_week_whose_table_stays_busy_waits_for_the_next_round(own_databa
     old = datetime.now(UTC) - 6 * WEEK
     async with opened(own_database) as db:
         await partitions.ensure(db, now=old, ahead=0)
-        async with await psycopg.AsyncConnection.connect(libpq_url(own_database)) as reader:
+        async with await psycopg.AsyncConnection.connect(conninfo(own_database)) as reader:
             await reader.execute("SELECT 1 FROM attempts LIMIT 1")  # a transaction left open on attempts
             busy_round = await retention.sweep(db, cutoff=old + 3 * WEEK)
         next_round = await retention.sweep(db, cutoff=old + 3 * WEEK)
@@ -172,7 +172,7 @@ async def test_only_one_process_sweeps(own_database) -> None:
     old = datetime.now(UTC) - 6 * WEEK
     async with opened(own_database) as db:
         await partitions.ensure(db, now=old, ahead=0)
-        async with await psycopg.AsyncConnection.connect(libpq_url(own_database), autocommit=True) as other:
+        async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as other:
             await other.execute(f"SELECT pg_advisory_lock({retention.RETENTION_LOCK_ID})")
             skipped = await retention.sweep(db, cutoff=old + 3 * WEEK)
         swept = await retention.sweep(db, cutoff=old + 3 * WEEK)

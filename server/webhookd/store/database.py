@@ -31,7 +31,7 @@ import psycopg_pool
 from psycopg.rows import TupleRow
 
 from webhookd.domain.errors import Unavailable
-from webhookd.store.notifications import libpq_url
+from webhookd.store.conninfo import conninfo, pool_options
 
 log = logging.getLogger("webhookd.database")
 T = TypeVar("T")
@@ -54,8 +54,9 @@ class Database:
 
     def __init__(self, url: str, *, size: int = 10, timeout_seconds: float = 5.0, name: str = "webhookd") -> None:
         self._timeout = timeout_seconds
+        self._conninfo = conninfo(url)
         self._pool = psycopg_pool.AsyncConnectionPool(
-            libpq_url(url),
+            self._conninfo,
             min_size=size,
             max_size=size,
             open=False,
@@ -66,10 +67,9 @@ class Database:
                 "autocommit": True,
                 "connect_timeout": max(1, round(timeout_seconds)),
                 "application_name": name,
-                "options": f"-c statement_timeout={int(timeout_seconds * 1000)}",
+                "options": pool_options(self._conninfo, statement_timeout_ms=int(timeout_seconds * 1000)),
             },
         )
-        self._conninfo = libpq_url(url)
         self._abandoned: set[asyncio.Task[Any]] = set()
         self._outage: str | None = None  # why the server cannot be reached, while it cannot
         self._probe: asyncio.Task[None] | None = None
@@ -144,7 +144,7 @@ class Database:
     async def _probe_until_reachable(self) -> None:
         while True:
             try:
-                await probe(self._conninfo, self._timeout)
+                await _probe(self._conninfo, self._timeout)
             except Unavailable as error:
                 if self._outage is None:
                     log.warning("database unreachable; failing calls fast until it answers")
@@ -223,11 +223,15 @@ class Database:
 
 
 async def probe(url: str, timeout_seconds: float) -> None:
-    """Connects afresh and runs a trivial query; Unavailable saying why when that fails in time."""
+    """Connects afresh to `url` and runs a trivial query; Unavailable saying why when that fails in time."""
+    await _probe(conninfo(url), timeout_seconds)
+
+
+async def _probe(connection_string: str, timeout_seconds: float) -> None:
     try:
         async with asyncio.timeout(timeout_seconds):
             connection = await psycopg.AsyncConnection.connect(
-                libpq_url(url), autocommit=True, connect_timeout=max(1, round(timeout_seconds))
+                connection_string, autocommit=True, connect_timeout=max(1, round(timeout_seconds))
             )
             async with connection:
                 await connection.execute("SELECT 1")

@@ -22,9 +22,9 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import psycopg
-from sqlalchemy.engine import make_url
 
 from webhookd.domain.topics import Topic
+from webhookd.store.conninfo import conninfo
 
 log = logging.getLogger("webhookd.notifications")
 
@@ -44,11 +44,6 @@ MAX_PAYLOAD_BYTES = 7000
 # In a transaction of its own (autocommit, or after COMMIT), so no writer's commit waits on the queue's lock.
 NOTIFY = "SELECT pg_notify(%s, %s)"
 Follower = Callable[[str | None], None]
-
-
-def libpq_url(sqlalchemy_url: str) -> str:
-    """The plain postgresql:// URL psycopg takes, from the SQLAlchemy one (drops `+psycopg`)."""
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _payload_chunks(payloads: set[str]) -> list[str]:
@@ -73,7 +68,7 @@ class PostgresNotifications:
         windows: Mapping[Topic, float] = DEFAULT_WINDOWS,
         reconnect_seconds: float = RECONNECT_SECONDS,
     ) -> None:
-        self._conninfo = libpq_url(database_url)
+        self._conninfo = conninfo(database_url)
         self._windows = dict(windows)
         self._reconnect_seconds = reconnect_seconds
         self._pending: dict[Topic, set[str]] = {}

@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from webhookd.domain import ids
+from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Connection, Database
-from webhookd.store.notifications import libpq_url
 from webhookd.store.tables import attempts, deliveries, inbound_events
 
 log = logging.getLogger("webhookd.partitions")
@@ -164,7 +164,7 @@ async def ensure(database: Database, *, now: datetime | None = None, ahead: int 
 
 async def ensure_at(url: str, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
     """`ensure` on a connection of its own to `url` (a SQLAlchemy or libpq URL), for start-up."""
-    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
+    async with await psycopg.AsyncConnection.connect(conninfo(url), autocommit=True) as connection:
         return await ensure_on(connection, now=now, ahead=ahead)
 
 
