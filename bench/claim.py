@@ -23,10 +23,11 @@ from typing import Any
 import psycopg
 
 import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
-from harness.backends import Backends, backends, libpq
+from harness.backends import Backends, backends
 from harness.report import Row, main, ratio_row
 from harness.run import Run
 from webhookd.store import migrate
+from webhookd.store.conninfo import conninfo
 
 WEEKS = 4
 HISTORY = 200_000
@@ -112,8 +113,8 @@ def database(run: Run, servers: Backends, label: str, *, routed: bool, in_flight
     url = servers.new_database(label)
     run.defer(f"drop database of {label}", servers.drop_database, url)
     migrate.upgrade_sync(url)
-    fill(libpq(url), routed=routed, in_flight=in_flight)
-    return libpq(url)
+    fill(conninfo(url), routed=routed, in_flight=in_flight)
+    return conninfo(url)
 
 
 def measure(run: Run) -> list[Row]:

@@ -12,9 +12,10 @@ process of its own, on one connection, one round trip at a time.
 from __future__ import annotations
 
 import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
-from harness.backends import backends, libpq
+from harness.backends import backends
 from harness.report import Row, main, value_row
 from harness.run import Run
+from webhookd.store.conninfo import conninfo
 
 COUNT = 200
 GAPS = (0.005, 0.05)
@@ -22,7 +23,7 @@ LIMIT = 120.0
 
 
 def measure(run: Run) -> list[Row]:
-    database = libpq(backends(run).new_database("round-trips"))
+    database = conninfo(backends(run).new_database("round-trips"))
     gaps = ",".join(str(gap) for gap in (0.0, *GAPS))
     result = run.load(
         "round-trips",

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from harness.run import Run
 from webhookd.secrets.embedded import EmbeddedOpenBao
+from webhookd.store.conninfo import conninfo
 from webhookd.store.embedded import EmbeddedPostgres
 
 ENV = "BENCH_BACKENDS"
@@ -39,25 +40,20 @@ class Backends:
     def new_database(self, label: str) -> str:
         """Creates an empty database and returns its SQLAlchemy URL (what WEBHOOKD_DATABASE_URL takes)."""
         name = f"bench_{label}_{os.getpid()}_{next(_numbers)}"
-        with psycopg.connect(libpq(self.database_url), autocommit=True) as connection:
+        with psycopg.connect(conninfo(self.database_url), autocommit=True) as connection:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return make_url(self.database_url).set(database=name).render_as_string(hide_password=False)
 
     def drop_database(self, url: str) -> None:
         name = make_url(url).database or ""
-        with psycopg.connect(libpq(self.database_url), autocommit=True) as connection:
+        with psycopg.connect(conninfo(self.database_url), autocommit=True) as connection:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def settle(self) -> None:
         """Writes out what earlier benchmarks left in PostgreSQL's buffers and WAL (a CHECKPOINT), so
         the next one does not share the disk with a checkpoint spread over the minutes after them."""
-        with psycopg.connect(libpq(self.database_url), autocommit=True) as connection:
+        with psycopg.connect(conninfo(self.database_url), autocommit=True) as connection:
             connection.execute("CHECKPOINT")
-
-
-def libpq(sqlalchemy_url: str) -> str:
-    """The same database as a plain postgresql:// URL, for psycopg."""
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def backends(run: Run) -> Backends:
@@ -78,7 +74,7 @@ def backends(run: Run) -> Backends:
 
 def _allow_connections(postgres: EmbeddedPostgres, count: int) -> None:
     """Raise max_connections (initdb's default is 100) and restart the server to apply it."""
-    with psycopg.connect(libpq(postgres.url()), autocommit=True) as connection:
+    with psycopg.connect(conninfo(postgres.url()), autocommit=True) as connection:
         connection.execute(sql.SQL("ALTER SYSTEM SET max_connections = {}").format(sql.Literal(count)))
     postgres.stop()
     postgres.start()

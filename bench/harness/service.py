@@ -28,9 +28,10 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
 from google.protobuf import struct_pb2
 
-from harness.backends import Backends, libpq
+from harness.backends import Backends
 from harness.cpu import SessionUsage, session_usage
 from harness.run import Run
+from webhookd.store.conninfo import conninfo
 
 HOST = "127.0.0.1"
 WEBHOOKD = Path(sys.executable).with_name("webhookd")
@@ -50,7 +51,7 @@ UNUSED_URL = f"http://{HOST}:9/hook"
 class Service:
     grpc_target: str
     http_url: str
-    database: str  # libpq URL, for the benchmark's own SQL (timing reads and fixtures)
+    database: str  # libpq connection string, for the benchmark's own SQL (timing reads and fixtures)
     session: int  # the serve process leads a session: every process it forks is in it
 
     def usage(self) -> SessionUsage:
@@ -95,7 +96,7 @@ def start_service(run: Run, backends: Backends, label: str, env: Mapping[str, st
     grpc_target, http_url = f"{HOST}:{grpc_port}", f"http://{HOST}:{http_port}"
     _wait_ready(http_url)
     run.progress(f"{line.strip()} ({time.monotonic() - started:.1f} s)")
-    return Service(grpc_target, http_url, libpq(database_url), child.pid)
+    return Service(grpc_target, http_url, conninfo(database_url), child.pid)
 
 
 def _wait_ready(http_url: str) -> None:
