@@ -12,10 +12,12 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import grpc
 import httpx
 import psutil
+import psycopg
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -23,6 +25,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from log_streams import until
 from receivers import Receiver
 from support import JWT_SECRET, make_caller
+from webhookd.store.conninfo import conninfo
 
 pytestmark = pytest.mark.slow
 READY_WITHIN = 60.0
@@ -149,3 +152,31 @@ async def test_servers_share_the_ports_and_a_killed_worker_comes_back(backends, 
         assert not psutil.pid_exists(servers[0].pid) and not psutil.pid_exists(servers[1].pid)
     finally:
         await receiver.stop()
+
+
+async def test_serve_keeps_everything_in_the_schema_its_database_url_names(backends, own_database, tmp_path) -> None:
+    """The URL's `options` reach every connection of every process: migrations, the servers' pool,
+    the workers' claims and records, the notifications between them (store/conninfo.py)."""
+    schema = "webhookd_own"
+    async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as admin:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        receiver = await Receiver().start()
+        try:
+            schema_url = f"{own_database}&options={quote(f'-c search_path={schema}')}"
+            async with (
+                serving(backends, schema_url, tmp_path, WEBHOOKD_WORKER_PROCESSES="1") as (_, grpc_port, _),
+                grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+            ):
+                caller = make_caller(channel)
+                await caller.CreateWebhook(
+                    pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
+                )
+                await publish_and_wait(caller, receiver, 1)
+        finally:
+            await receiver.stop()
+        placed = await (
+            await admin.execute(
+                f"SELECT to_regclass('public.webhooks') IS NULL, (SELECT count(*) FROM {schema}.attempts)"
+            )
+        ).fetchone()
+    assert placed == (True, 1)
