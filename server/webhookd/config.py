@@ -11,8 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
 DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
+_POSTGRES_DRIVER = "postgresql+psycopg"
+_POSTGRES_SCHEMES = frozenset({_POSTGRES_DRIVER, "postgresql", "postgres"})
+_DATABASE_URL_FORM = "postgresql+psycopg://user:password@host:port/database"
 
 
 class SettingsError(ValueError):
@@ -111,6 +117,22 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return raw if raw else None
 
 
+def _database_url(env: Mapping[str, str], name: str) -> str | None:
+    """A PostgreSQL URL as SQLAlchemy and psycopg 3 both take it: `postgres://` (as hosting
+    platforms hand it out) and `postgresql://` name psycopg 3 explicitly, so neither SQLAlchemy's
+    default driver nor a missing dialect decides what Alembic connects with."""
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SettingsError(f"{name} is not a database URL: {_DATABASE_URL_FORM}") from None
+    if url.drivername not in _POSTGRES_SCHEMES:
+        raise SettingsError(f"{name} must be a PostgreSQL URL ({_DATABASE_URL_FORM}), not {url.drivername}://…")
+    return url.set(drivername=_POSTGRES_DRIVER).render_as_string(hide_password=False)
+
+
 def _half_the_cores() -> int:
     """The default process count of each kind: servers and workers share the machine evenly."""
     return max(1, (os.cpu_count() or 2) // 2)
@@ -126,7 +148,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         http_addr=http_addr,
         public_url=(env.get("WEBHOOKD_PUBLIC_URL") or f"http://{http_addr}").rstrip("/"),
         data_dir=Path(env.get("WEBHOOKD_DATA_DIR") or ".webhookd"),
-        database_url=_text(env, "WEBHOOKD_DATABASE_URL"),
+        database_url=_database_url(env, "WEBHOOKD_DATABASE_URL"),
         vault_addr=_text(env, "VAULT_ADDR"),
         vault_token=_text(env, "VAULT_TOKEN"),
         vault_mount=env.get("WEBHOOKD_VAULT_MOUNT") or "secret",
