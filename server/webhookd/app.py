@@ -76,12 +76,14 @@ class Backends:
     vault_addr: str
     vault_token: str
     embedded: list[EmbeddedPostgres | EmbeddedOpenBao] = field(default_factory=list)
+    vault_namespace: str = ""  # the configured Vault's; the embedded OpenBao has none
 
     def secret_store(self, settings: Settings) -> VaultSecretStore:
         """A Vault client for one component (each owns and closes its own)."""
         return VaultSecretStore(
             self.vault_addr,
             self.vault_token,
+            namespace=self.vault_namespace,
             mount=settings.vault_mount,
             prefix=settings.vault_prefix,
             timeout=settings.vault_timeout_seconds,
@@ -101,17 +103,19 @@ def start_backends(settings: Settings) -> Backends:
             postgres = EmbeddedPostgres(settings.data_dir)
             database_url = postgres.start()
             embedded.append(postgres)
+        vault_namespace = ""
         if settings.vault_addr is None:
             vault = EmbeddedOpenBao(settings.data_dir, mode="persistent", mount=settings.vault_mount)
             vault_addr, vault_token = vault.start()
             embedded.append(vault)
         else:
             vault_addr, vault_token = settings.vault_addr, settings.vault_token or ""
+            vault_namespace = settings.vault_namespace
     except BaseException:
         for server in reversed(embedded):
             server.stop()
         raise
-    return Backends(database_url, vault_addr, vault_token, embedded)
+    return Backends(database_url, vault_addr, vault_token, embedded, vault_namespace)
 
 
 class Core:

@@ -1,6 +1,6 @@
 """Settings, read once from the environment at start-up and passed to what needs them.
 
-Every setting is a `WEBHOOKD_*` variable (Vault's own `VAULT_ADDR`/`VAULT_TOKEN` excepted); the README
+Every setting is a `WEBHOOKD_*` variable (Vault's own `VAULT_ADDR`/`VAULT_TOKEN`/`VAULT_NAMESPACE` excepted); the README
 lists them all with their defaults.
 """
 
@@ -36,6 +36,8 @@ class Settings:
     # None: start the embedded OpenBao server under data_dir.
     vault_addr: str | None = None
     vault_token: str | None = None
+    # A Vault Enterprise / HCP Vault / OpenBao namespace for every request ("" for none).
+    vault_namespace: str = ""
     vault_mount: str = "secret"
     vault_prefix: str = "webhookd"
     jwt_secret: str | None = None
@@ -151,6 +153,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         database_url=_database_url(env, "WEBHOOKD_DATABASE_URL"),
         vault_addr=_text(env, "VAULT_ADDR"),
         vault_token=_text(env, "VAULT_TOKEN"),
+        vault_namespace=env.get("VAULT_NAMESPACE", "").strip("/"),
         vault_mount=env.get("WEBHOOKD_VAULT_MOUNT") or "secret",
         vault_prefix=(env.get("WEBHOOKD_VAULT_PREFIX") or "webhookd").strip("/"),
         jwt_secret=_text(env, "WEBHOOKD_JWT_SECRET"),

@@ -88,6 +88,7 @@ class Supervisor:
             "WEBHOOKD_DATABASE_URL": backends.database_url,
             "VAULT_ADDR": backends.vault_addr,
             "VAULT_TOKEN": backends.vault_token,
+            "VAULT_NAMESPACE": backends.vault_namespace,
             "WEBHOOKD_GRPC_ADDR": self.grpc_addr,
             "WEBHOOKD_HTTP_ADDR": self.http_addr,
             "WEBHOOKD_PUBLIC_URL": self._settings.public_url,

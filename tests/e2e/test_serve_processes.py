@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -16,6 +17,8 @@ from urllib.parse import quote
 
 import grpc
 import httpx
+import hvac
+import hvac.exceptions
 import psutil
 import psycopg
 import pytest
@@ -180,3 +183,32 @@ async def test_serve_keeps_everything_in_the_schema_its_database_url_names(backe
             )
         ).fetchone()
     assert placed == (True, 1)
+
+
+async def test_serve_keeps_signing_secrets_in_the_vault_namespace_it_is_given(backends, own_database, tmp_path) -> None:
+    """VAULT_NAMESPACE reaches every process: the server writes a new webhook's secret there and the
+    worker reads it there to sign the delivery; the root namespace never holds it."""
+    namespace = "team_" + secrets.token_hex(4)
+    hvac.Client(url=backends.vault_addr, token=backends.vault_token).sys.create_namespace(path=namespace)
+    in_namespace = hvac.Client(url=backends.vault_addr, token=backends.vault_token, namespace=namespace)
+    in_namespace.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    receiver = await Receiver().start()
+    try:
+        async with (
+            serving(backends, own_database, tmp_path, VAULT_NAMESPACE=namespace) as (_, grpc_port, _),
+            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+        ):
+            caller = make_caller(channel)
+            created = await caller.CreateWebhook(
+                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
+            )
+            await publish_and_wait(caller, receiver, 1)  # signed with the secret read from the namespace
+    finally:
+        await receiver.stop()
+    (tenant,) = in_namespace.secrets.kv.v2.list_secrets(path="webhookd/tenants", mount_point="secret")["data"]["keys"]
+    path = f"webhookd/tenants/{tenant}webhooks/{created.webhook.id}"
+    in_namespace.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        hvac.Client(url=backends.vault_addr, token=backends.vault_token).secrets.kv.v2.read_secret_version(
+            path=path, mount_point="secret", raise_on_deleted_version=True
+        )

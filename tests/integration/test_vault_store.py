@@ -237,3 +237,29 @@ async def test_a_vault_on_tls_is_reached_with_the_ca_hvac_is_given(
         assert await store.read(path) == {"current": "whsec_tls"}
     finally:
         store.close()
+
+
+async def test_a_namespace_holds_the_secrets_written_through_it(vault: tuple[str, str]) -> None:
+    """VAULT_NAMESPACE (Vault Enterprise, HCP Vault, OpenBao): every request names it, so the secrets
+    live in its own KV mount, not in the root namespace's."""
+    addr, token = vault
+    namespace = "team_" + secrets.token_hex(4)
+    hvac.Client(url=addr, token=token).sys.create_namespace(path=namespace)
+    in_namespace = hvac.Client(url=addr, token=token, namespace=namespace)
+    in_namespace.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    store = VaultSecretStore(addr, token, namespace=namespace)
+    try:
+        path = await store.path_for(tenant(), "whk_01J0000000000000000000000")
+        await store.write(path, {"signing_secret": "whsec_ns"})
+        assert await store.read(path) == {"signing_secret": "whsec_ns"}
+        await store.ping()  # readiness asks through the namespace too
+    finally:
+        store.close()
+    kept = in_namespace.secrets.kv.v2.read_secret_version(
+        path=path, mount_point="secret", raise_on_deleted_version=True
+    )
+    assert kept["data"]["data"] == {"signing_secret": "whsec_ns"}
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        hvac.Client(url=addr, token=token).secrets.kv.v2.read_secret_version(
+            path=path, mount_point="secret", raise_on_deleted_version=True
+        )

@@ -48,7 +48,8 @@ def secret_path(prefix: str, tenant_id: str, webhook_id: str) -> str:
 
 
 class VaultSecretStore:
-    """Secrets at server-chosen paths under `prefix` in the KV v2 engine mounted at `mount`."""
+    """Secrets at server-chosen paths under `prefix` in the KV v2 engine mounted at `mount`, in
+    `namespace` when there is one."""
 
     def __init__(
         self,
@@ -57,10 +58,12 @@ class VaultSecretStore:
         *,
         mount: str = "secret",
         prefix: str = "webhookd",
+        namespace: str = "",
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         threads: int = DEFAULT_THREADS,
     ) -> None:
         self.addr = addr
+        self.namespace = namespace
         self.mount = mount.strip("/")
         self.prefix = prefix.strip("/")
         self._token = token
@@ -74,7 +77,13 @@ class VaultSecretStore:
         """This thread's hvac client."""
         client = getattr(self._local, "client", None)
         if client is None:
-            client = hvac.Client(url=self.addr, token=self._token, timeout=self._timeout, session=VaultSession())
+            client = hvac.Client(
+                url=self.addr,
+                token=self._token,
+                namespace=self.namespace or None,  # sent as X-Vault-Namespace on every request
+                timeout=self._timeout,
+                session=VaultSession(),
+            )
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
