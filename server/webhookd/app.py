@@ -31,6 +31,7 @@ from webhookd.http.receiver import inbound_route
 from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
 from webhookd.secrets.embedded import EmbeddedOpenBao
+from webhookd.secrets.token_renewal import keep_token_alive
 from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.event_types import EventTypes
 from webhookd.services.events import Events
@@ -187,6 +188,8 @@ class Core:
         self.stream_leases.start()
         await self._running.enter_async_context(self.webhooks.follow_changes())
         await self._running.enter_async_context(self.event_types.follow_changes())
+        token = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
+        self._running.push_async_callback(_cancelled, token)
 
     async def close(self) -> None:
         await self._running.aclose()
@@ -388,6 +391,7 @@ class DeliveryWorkers:
         self._retention_task: asyncio.Task[None] | None = None
         self._statistics_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
+        self._token_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.database.open()
@@ -397,6 +401,7 @@ class DeliveryWorkers:
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
         self._statistics_task = asyncio.create_task(keep_statistics(self.database), name="statistics")
         self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
+        self._token_task = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
 
     def readiness_checks(self) -> ReadinessChecks:
         return _readiness_checks(self.database, self.secrets)
@@ -428,16 +433,20 @@ class DeliveryWorkers:
 
     async def stop(self) -> None:
         self.pool.stop()
-        for task in (self._retention_task, self._statistics_task, self._orphan_task):
+        for task in (self._retention_task, self._statistics_task, self._orphan_task, self._token_task):
             if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await _cancelled(task)
         if self._task is not None:
             await self._task
         await self.notifications.close()
         await self.sender.close()
         await self.database.close()
         self.secrets.close()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _readiness_checks(database: Database, secrets: VaultSecretStore) -> ReadinessChecks:

@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -212,3 +213,29 @@ async def test_serve_keeps_signing_secrets_in_the_vault_namespace_it_is_given(ba
         hvac.Client(url=backends.vault_addr, token=backends.vault_token).secrets.kv.v2.read_secret_version(
             path=path, mount_point="secret", raise_on_deleted_version=True
         )
+
+
+async def test_serve_renews_a_vault_token_with_a_ttl(backends, own_database, tmp_path) -> None:
+    """A token that would run out in seconds is renewed by the running processes (when half its TTL
+    is left), so secrets can still be written once its first TTL has passed."""
+    admin = hvac.Client(url=backends.vault_addr, token=backends.vault_token)
+    created = admin.auth.token.create(ttl="8s", renewable=True, policies=["root"], explicit_max_ttl="1h")
+    token = created["auth"]["client_token"]
+
+    def expires_at() -> datetime:
+        return datetime.fromisoformat(admin.auth.token.lookup(token)["data"]["expire_time"])
+
+    first = expires_at()
+    async with (
+        serving(backends, own_database, tmp_path, VAULT_TOKEN=token) as (_, grpc_port, _),
+        grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+    ):
+        deadline = time.monotonic() + 30
+        while expires_at() <= first:  # renewed by a server or a worker
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            await asyncio.sleep(0.1)
+        await until(lambda: datetime.now(UTC) > first, 30)  # the first TTL is over
+        created_webhook = await make_caller(channel).CreateWebhook(
+            pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url="http://127.0.0.1:9/x", event_types=["a.*"]))
+        )
+        assert created_webhook.webhook.id

@@ -17,6 +17,7 @@ import pytest
 
 from webhookd.domain.errors import Invalid, NotFound, Unavailable
 from webhookd.secrets.embedded import EmbeddedOpenBao, find_bao_binary
+from webhookd.secrets.token_renewal import keep_token_alive
 from webhookd.secrets.vault import VaultSecretStore
 
 
@@ -263,3 +264,30 @@ async def test_a_namespace_holds_the_secrets_written_through_it(vault: tuple[str
         hvac.Client(url=addr, token=token).secrets.kv.v2.read_secret_version(
             path=path, mount_point="secret", raise_on_deleted_version=True
         )
+
+
+async def test_a_renewable_token_is_renewed_before_its_ttl_runs_out(vault: tuple[str, str]) -> None:
+    addr, root = vault
+    admin = hvac.Client(url=addr, token=root)
+    created = admin.auth.token.create(ttl="4s", renewable=True, policies=["default"], explicit_max_ttl="1h")
+    token = created["auth"]["client_token"]
+
+    def expires_at() -> datetime:
+        return datetime.fromisoformat(admin.auth.token.lookup(token)["data"]["expire_time"])
+
+    first = expires_at()
+    store = VaultSecretStore(addr, token)
+    keeper = asyncio.create_task(keep_token_alive(store))
+    try:
+        lifetime = await store.token_lifetime()
+        assert lifetime.renewable and 0 < lifetime.seconds_left <= 4
+        # Renewed at half its TTL (about 2 s in): the token's expiry moves on.
+        deadline = time.monotonic() + 15
+        while expires_at() <= first:
+            assert time.monotonic() < deadline, "the token was not renewed"
+            assert not keeper.done(), keeper
+            await asyncio.sleep(0.1)
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        store.close()

@@ -16,6 +16,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -37,6 +38,12 @@ T = TypeVar("T")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ID_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 _VAULT_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z")
+
+
+@dataclass(frozen=True)
+class TokenLifetime:
+    seconds_left: int  # 0: the token never expires
+    renewable: bool
 
 
 def secret_path(prefix: str, tenant_id: str, webhook_id: str) -> str:
@@ -164,6 +171,24 @@ class VaultSecretStore:
             await self._call(lambda client: client.auth.token.lookup_self())
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
+
+    async def token_lifetime(self) -> TokenLifetime:
+        """What Vault says of the token: seconds left (0: it never expires) and whether it renews."""
+        try:
+            response = await self._call(lambda client: client.auth.token.lookup_self())
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        data = response["data"]
+        return TokenLifetime(int(data.get("ttl") or 0), bool(data.get("renewable")))
+
+    async def renew_token(self) -> TokenLifetime:
+        """Renews the token for as long as Vault allows; what it has left after."""
+        try:
+            response = await self._call(lambda client: client.auth.token.renew_self())
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        auth = response["auth"]
+        return TokenLifetime(int(auth.get("lease_duration") or 0), bool(auth.get("renewable")))
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
