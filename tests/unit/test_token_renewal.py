@@ -81,3 +81,11 @@ async def test_a_renewal_capped_by_the_maximum_ttl_is_logged(caplog: pytest.LogC
     await keep_token_alive(token, sleep=Sleeps(most=2))
     assert [r.getMessage() for r in caplog.records] == ["VAULT_TOKEN nears its maximum lifetime"] * 2
     assert token.renewed == 2
+
+
+async def test_a_token_that_may_have_run_out_is_tried_every_retry_interval_not_more_often() -> None:
+    token = FakeToken(TokenLifetime(4, True), [Unavailable("vault unreachable: token rejected (HTTP 403)")] * 5)
+    sleeps = Sleeps(most=5)
+    with pytest.raises(Stopped):
+        await keep_token_alive(token, sleep=sleeps)
+    assert sleeps.seconds == [2, 1, 1, RETRY_SECONDS, RETRY_SECONDS]

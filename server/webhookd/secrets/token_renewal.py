@@ -46,19 +46,27 @@ async def keep_token_alive(store: RenewableToken, *, sleep: Callable[[float], Aw
     if not lifetime.renewable:
         log.warning("VAULT_TOKEN cannot be renewed", extra={"expires_in_s": lifetime.seconds_left})
         return
-    seconds_left: float = lifetime.seconds_left
+    granted: float = lifetime.seconds_left  # what Vault last gave it
+    seconds_left = granted
+    wait = granted * RENEW_AT_SHARE
     while True:
-        await sleep(max(MIN_WAIT_SECONDS, seconds_left * RENEW_AT_SHARE))
+        wait = max(MIN_WAIT_SECONDS, wait)
+        await sleep(wait)
+        seconds_left -= wait
         try:
             renewed = await store.renew_token()
         except Unavailable as error:
-            log.warning("vault token renewal failed; trying again", extra={"reason": error.message})
-            # At most what was left after the wait; tried again within RETRY_SECONDS.
-            seconds_left = min(seconds_left * (1 - RENEW_AT_SHARE), RETRY_SECONDS / RENEW_AT_SHARE)
+            expires_in = max(0, round(seconds_left))
+            log.warning(
+                "vault token renewal failed; trying again", extra={"reason": error.message, "expires_in_s": expires_in}
+            )
+            # Sooner as its end nears; once it may have none left, every RETRY_SECONDS.
+            wait = min(RETRY_SECONDS, seconds_left * RENEW_AT_SHARE) if seconds_left > 0 else RETRY_SECONDS
             continue
-        if renewed.seconds_left < seconds_left:
-            # Less than the token had before the wait: its maximum TTL caps it now.
+        if renewed.seconds_left < granted:
+            # Less than it had: the token's maximum TTL caps it now.
             log.warning("VAULT_TOKEN nears its maximum lifetime", extra={"expires_in_s": renewed.seconds_left})
-        seconds_left = renewed.seconds_left
-        if seconds_left == 0 or not renewed.renewable:
+        if renewed.seconds_left == 0 or not renewed.renewable:
             return
+        granted = seconds_left = renewed.seconds_left
+        wait = granted * RENEW_AT_SHARE
