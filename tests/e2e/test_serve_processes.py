@@ -217,9 +217,10 @@ async def test_serve_keeps_signing_secrets_in_the_vault_namespace_it_is_given(ba
 
 async def test_serve_renews_a_vault_token_with_a_ttl(backends, own_database, tmp_path) -> None:
     """A token that would run out in seconds is renewed by the running processes (when half its TTL
-    is left), so secrets can still be written once its first TTL has passed."""
+    is left), so secrets can still be written once its first TTL has passed. The TTL leaves a slow
+    start-up (about 3 s here) room to renew in time."""
     admin = hvac.Client(url=backends.vault_addr, token=backends.vault_token)
-    created = admin.auth.token.create(ttl="8s", renewable=True, policies=["root"], explicit_max_ttl="1h")
+    created = admin.auth.token.create(ttl="12s", renewable=True, policies=["root"], explicit_max_ttl="1h")
     token = created["auth"]["client_token"]
 
     def expires_at() -> datetime:
