@@ -167,28 +167,24 @@ class VaultSecretStore:
 
     async def ping(self) -> None:
         """Raise Unavailable unless Vault answers, is unsealed and accepts the token."""
-        try:
-            await self._call(lambda client: client.auth.token.lookup_self())
-        except _FAILURES as exc:
-            raise _unavailable(exc) from exc
+        await self.token_lifetime()
 
     async def token_lifetime(self) -> TokenLifetime:
         """What Vault says of the token: seconds left (0: it never expires) and whether it renews."""
-        try:
-            response = await self._call(lambda client: client.auth.token.lookup_self())
-        except _FAILURES as exc:
-            raise _unavailable(exc) from exc
-        data = response["data"]
+        data = (await self._answer(lambda client: client.auth.token.lookup_self()))["data"]
         return TokenLifetime(int(data.get("ttl") or 0), bool(data.get("renewable")))
 
     async def renew_token(self) -> TokenLifetime:
         """Renews the token for as long as Vault allows; what it has left after."""
+        auth = (await self._answer(lambda client: client.auth.token.renew_self()))["auth"]
+        return TokenLifetime(int(auth.get("lease_duration") or 0), bool(auth.get("renewable")))
+
+    async def _answer(self, method: Callable[[Any], Any]) -> Any:
+        """`_call`, every failure Unavailable."""
         try:
-            response = await self._call(lambda client: client.auth.token.renew_self())
+            return await self._call(method)
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
-        auth = response["auth"]
-        return TokenLifetime(int(auth.get("lease_duration") or 0), bool(auth.get("renewable")))
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
