@@ -2,7 +2,7 @@
 
 Vault tokens mostly have a TTL (an AppRole login's, a periodic token's period), and once it runs
 out every secret read and write is refused: Creates fail and deliveries wait for a secret. So each
-process that holds a Vault client renews the token when half its TTL is left, as Vault Agent does.
+process that holds a Vault client renews the token when half its TTL is left, well before it runs out.
 Renewing is idempotent, so processes do not coordinate. A token that cannot be renewed, or that
 reaches its maximum TTL, is logged with the time it has left, for operators to replace it.
 """
