@@ -7,8 +7,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import grpc
+import psycopg
 from cpod.integration.v1 import webhook_service_pb2_grpc as rpc
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -18,6 +20,7 @@ from webhookd.app import Backends, open_service
 from webhookd.auth.tokens import mint
 from webhookd.config import Settings
 from webhookd.ports import Topic
+from webhookd.store.conninfo import conninfo
 from webhookd.store.notifications import PostgresNotifications
 
 JWT_SECRET = "test-secret-test-secret-test-secret!"
@@ -47,6 +50,14 @@ class AuthedStub:
             return method(request, **kwargs)
 
         return call
+
+
+async def in_schema_of_its_own(database_url: str, schema: str) -> str:
+    """Creates `schema` in the database and returns its URL with a search_path naming it (the URL's
+    `options`, which reach every connection webhookd makes: store/conninfo.py)."""
+    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as connection:
+        await connection.execute(f"CREATE SCHEMA {schema}")
+    return f"{database_url}&options={quote(f'-c search_path={schema}')}"
 
 
 def make_caller(channel: grpc.aio.Channel, tenant_id: str | None = None, **claims: str) -> AuthedStub:

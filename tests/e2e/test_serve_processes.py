@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
 
 import grpc
 import httpx
@@ -28,7 +27,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 
 from log_streams import until
 from receivers import Receiver
-from support import JWT_SECRET, make_caller
+from support import JWT_SECRET, in_schema_of_its_own, make_caller
 from webhookd.store.conninfo import conninfo
 
 pytestmark = pytest.mark.slow
@@ -162,22 +161,21 @@ async def test_serve_keeps_everything_in_the_schema_its_database_url_names(backe
     """The URL's `options` reach every connection of every process: migrations, the servers' pool,
     the workers' claims and records, the notifications between them (store/conninfo.py)."""
     schema = "webhookd_own"
+    schema_url = await in_schema_of_its_own(own_database, schema)
+    receiver = await Receiver().start()
+    try:
+        async with (
+            serving(backends, schema_url, tmp_path, WEBHOOKD_WORKER_PROCESSES="1") as (_, grpc_port, _),
+            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+        ):
+            caller = make_caller(channel)
+            await caller.CreateWebhook(
+                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
+            )
+            await publish_and_wait(caller, receiver, 1)
+    finally:
+        await receiver.stop()
     async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as admin:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        receiver = await Receiver().start()
-        try:
-            schema_url = f"{own_database}&options={quote(f'-c search_path={schema}')}"
-            async with (
-                serving(backends, schema_url, tmp_path, WEBHOOKD_WORKER_PROCESSES="1") as (_, grpc_port, _),
-                grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
-            ):
-                caller = make_caller(channel)
-                await caller.CreateWebhook(
-                    pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
-                )
-                await publish_and_wait(caller, receiver, 1)
-        finally:
-            await receiver.stop()
         placed = await (
             await admin.execute(
                 f"SELECT to_regclass('public.webhooks') IS NULL, (SELECT count(*) FROM {schema}.attempts)"

@@ -6,15 +6,13 @@ timeout, and the listeners' connection string turned the option's space into a `
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from urllib.parse import quote
 
 import psycopg
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 
-from support import running_service
+from support import in_schema_of_its_own, running_service
 from webhookd.app import Backends
 from webhookd.domain.topics import Topic
 from webhookd.store.conninfo import conninfo
@@ -26,11 +24,8 @@ HEARD_WITHIN_SECONDS = 10.0
 
 
 @pytest.fixture
-async def schema_url(own_database: str) -> AsyncIterator[str]:
-    """`own_database` with a schema of its own, named by the URL's search_path."""
-    async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as connection:
-        await connection.execute(f"CREATE SCHEMA {SCHEMA}")
-    yield f"{own_database}&options={quote(f'-c search_path={SCHEMA}')}"
+async def schema_url(own_database: str) -> str:
+    return await in_schema_of_its_own(own_database, SCHEMA)
 
 
 async def test_pooled_connections_keep_the_urls_options_and_add_the_statement_timeout(schema_url: str) -> None:
