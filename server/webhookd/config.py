@@ -1,7 +1,7 @@
 """Settings, read once from the environment at start-up and passed to what needs them.
 
-Every setting is a `WEBHOOKD_*` variable (Vault's own `VAULT_ADDR`/`VAULT_TOKEN`/`VAULT_NAMESPACE` excepted); the README
-lists them all with their defaults.
+Every setting is a `WEBHOOKD_*` variable (Vault's own `VAULT_ADDR`, `VAULT_TOKEN` and `VAULT_NAMESPACE`
+excepted); the README lists them all with their defaults.
 """
 
 from __future__ import annotations
