@@ -31,6 +31,7 @@ from webhookd.http.receiver import inbound_route
 from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
 from webhookd.secrets.embedded import EmbeddedOpenBao
+from webhookd.secrets.login import VaultLogin
 from webhookd.secrets.token_renewal import keep_token_alive
 from webhookd.secrets.vault import VaultSecretStore
 from webhookd.services.event_types import EventTypes
@@ -78,12 +79,14 @@ class Backends:
     vault_token: str
     embedded: list[EmbeddedPostgres | EmbeddedOpenBao] = field(default_factory=list)
     vault_namespace: str = ""  # the configured Vault's; the embedded OpenBao has none
+    # How the configured Vault's token is had, when VAULT_TOKEN does not give it.
+    vault_login: VaultLogin | None = None
 
     def secret_store(self, settings: Settings) -> VaultSecretStore:
-        """A Vault client for one component (each owns and closes its own)."""
+        """A Vault client for one component (each owns and closes its own, and logs in for itself)."""
         return VaultSecretStore(
             self.vault_addr,
-            self.vault_token,
+            self.vault_login or self.vault_token,
             namespace=self.vault_namespace,
             mount=settings.vault_mount,
             prefix=settings.vault_prefix,
@@ -104,19 +107,19 @@ def start_backends(settings: Settings) -> Backends:
             postgres = EmbeddedPostgres(settings.data_dir)
             database_url = postgres.start()
             embedded.append(postgres)
-        vault_namespace = ""
+        vault_namespace, vault_login = "", None
         if settings.vault_addr is None:
             vault = EmbeddedOpenBao(settings.data_dir, mode="persistent", mount=settings.vault_mount)
             vault_addr, vault_token = vault.start()
             embedded.append(vault)
         else:
             vault_addr, vault_token = settings.vault_addr, settings.vault_token or ""
-            vault_namespace = settings.vault_namespace
+            vault_namespace, vault_login = settings.vault_namespace, settings.vault_login
     except BaseException:
         for server in reversed(embedded):
             server.stop()
         raise
-    return Backends(database_url, vault_addr, vault_token, embedded, vault_namespace)
+    return Backends(database_url, vault_addr, vault_token, embedded, vault_namespace, vault_login)
 
 
 class Core:

@@ -14,6 +14,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from webhookd.secrets.login import SERVICE_ACCOUNT_TOKEN, AppRoleLogin, KubernetesLogin, TokenFile, VaultLogin
+
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
 DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 _POSTGRES_DRIVER = "postgresql+psycopg"
@@ -36,6 +38,8 @@ class Settings:
     # None: start the embedded OpenBao server under data_dir.
     vault_addr: str | None = None
     vault_token: str | None = None
+    # How a configured Vault's token is had instead of VAULT_TOKEN: a token file, AppRole or Kubernetes auth.
+    vault_login: VaultLogin | None = None
     # A Vault Enterprise / HCP Vault / OpenBao namespace for every request ("" for none).
     vault_namespace: str = ""
     vault_mount: str = "secret"
@@ -119,6 +123,35 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return raw if raw else None
 
 
+def _vault_login(env: Mapping[str, str]) -> VaultLogin | None:
+    """The way to a Vault token other than VAULT_TOKEN, if one is set; at most one way may be."""
+    token_file = _path(env, "WEBHOOKD_VAULT_TOKEN_FILE")
+    role_id = _text(env, "WEBHOOKD_VAULT_ROLE_ID")
+    kubernetes_role = _text(env, "WEBHOOKD_VAULT_KUBERNETES_ROLE")
+    ways = ("VAULT_TOKEN", "WEBHOOKD_VAULT_TOKEN_FILE", "WEBHOOKD_VAULT_ROLE_ID", "WEBHOOKD_VAULT_KUBERNETES_ROLE")
+    chosen = [name for name in ways if env.get(name)]
+    if len(chosen) > 1:
+        raise SettingsError(f"set one of {', '.join(chosen)}: each is a way to the Vault token")
+    if chosen and chosen != ["VAULT_TOKEN"] and not env.get("VAULT_ADDR"):
+        raise SettingsError(f"{chosen[0]} needs VAULT_ADDR: the embedded OpenBao has a token of its own")
+    secret_id = _text(env, "WEBHOOKD_VAULT_SECRET_ID")
+    secret_id_file = _path(env, "WEBHOOKD_VAULT_SECRET_ID_FILE")
+    if (secret_id or secret_id_file) and not role_id:
+        raise SettingsError("WEBHOOKD_VAULT_SECRET_ID and WEBHOOKD_VAULT_SECRET_ID_FILE need WEBHOOKD_VAULT_ROLE_ID")
+    if secret_id and secret_id_file:
+        raise SettingsError("set WEBHOOKD_VAULT_SECRET_ID or WEBHOOKD_VAULT_SECRET_ID_FILE, not both")
+    if token_file is not None:
+        return TokenFile(token_file)
+    if role_id is not None:
+        mount = (env.get("WEBHOOKD_VAULT_APPROLE_MOUNT") or "approle").strip("/")
+        return AppRoleLogin(role_id, secret_id, secret_id_file, mount)
+    if kubernetes_role is not None:
+        jwt_file = _path(env, "WEBHOOKD_VAULT_KUBERNETES_TOKEN_FILE") or SERVICE_ACCOUNT_TOKEN
+        mount = (env.get("WEBHOOKD_VAULT_KUBERNETES_MOUNT") or "kubernetes").strip("/")
+        return KubernetesLogin(kubernetes_role, jwt_file, mount)
+    return None
+
+
 def _database_url(env: Mapping[str, str], name: str) -> str | None:
     """A PostgreSQL URL as SQLAlchemy and psycopg 3 both take it: `postgres://` (as hosting
     platforms hand it out) and `postgresql://` name psycopg 3 explicitly, so neither SQLAlchemy's
@@ -153,6 +186,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         database_url=_database_url(env, "WEBHOOKD_DATABASE_URL"),
         vault_addr=_text(env, "VAULT_ADDR"),
         vault_token=_text(env, "VAULT_TOKEN"),
+        vault_login=_vault_login(env),
         vault_namespace=env.get("VAULT_NAMESPACE", "").strip("/"),
         vault_mount=env.get("WEBHOOKD_VAULT_MOUNT") or "secret",
         vault_prefix=(env.get("WEBHOOKD_VAULT_PREFIX") or "webhookd").strip("/"),

@@ -238,3 +238,41 @@ async def test_serve_renews_a_vault_token_with_a_ttl(backends, own_database, tmp
             pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url="http://127.0.0.1:9/x", event_types=["a.*"]))
         )
         assert created_webhook.webhook.id
+
+
+async def test_serve_logs_in_to_vault_with_approle(backends, own_database, tmp_path) -> None:
+    """With an AppRole role id and a secret id file instead of VAULT_TOKEN, the server logs in to write
+    a new webhook's secret and the worker logs in to read it and sign the delivery."""
+    admin = hvac.Client(url=backends.vault_addr, token=backends.vault_token)
+    mount = "approle-" + secrets.token_hex(4)
+    admin.sys.enable_auth_method("approle", path=mount)
+    admin.sys.create_or_update_policy(
+        mount, 'path "secret/*" { capabilities = ["create", "read", "update", "delete", "list"] }'
+    )
+    admin.auth.approle.create_or_update_approle("webhookd", token_policies=[mount], mount_point=mount)
+    role_id = admin.auth.approle.read_role_id("webhookd", mount_point=mount)["data"]["role_id"]
+    secret_id = admin.auth.approle.generate_secret_id("webhookd", mount_point=mount)["data"]["secret_id"]
+    (tmp_path / "secret-id").write_text(secret_id)
+    login = {
+        "VAULT_TOKEN": "",
+        "WEBHOOKD_VAULT_ROLE_ID": role_id,
+        "WEBHOOKD_VAULT_SECRET_ID_FILE": str(tmp_path / "secret-id"),
+        "WEBHOOKD_VAULT_APPROLE_MOUNT": mount,
+    }
+    receiver = await Receiver().start()
+    try:
+        async with (
+            serving(backends, own_database, tmp_path, **login) as (_, grpc_port, _),
+            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+        ):
+            caller = make_caller(channel)
+            await caller.CreateWebhook(
+                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
+            )
+            await publish_and_wait(caller, receiver, 1)
+    finally:
+        await receiver.stop()
+    logins = admin.auth.token.list_accessors()["data"]["keys"]
+    roles = [admin.auth.token.lookup_accessor(a)["data"].get("meta") or {} for a in logins]
+    assert sum(meta.get("role_name") == "webhookd" for meta in roles) >= 2  # the server's and the worker's
+    assert secret_id not in (tmp_path / "serve.log").read_text()

@@ -1,4 +1,5 @@
-"""Keeping VAULT_TOKEN alive: renewed when half its TTL is left, retried while Vault is away, and
+"""Keeping the Vault token alive: renewed when half its TTL is left, retried while Vault is away;
+replaced by a new login once renewals no longer give its full TTL, when the store can log in; else
 left alone (with a warning when it will expire) when it never expires or cannot be renewed."""
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ class Stopped(Exception):
 
 
 class FakeToken:
+    """A given token: it can be renewed, never had again."""
+
+    renews_by_login = False
+
     def __init__(self, lifetime: TokenLifetime, renewals: list[TokenLifetime | Unavailable]) -> None:
         self.lifetime = lifetime
         self.renewals = renewals
         self.renewed = 0
+        self.logins = 0
 
     async def token_lifetime(self) -> TokenLifetime:
         return self.lifetime
+
+    async def log_in_again(self) -> None:
+        self.logins += 1
 
     async def renew_token(self) -> TokenLifetime:
         self.renewed += 1
@@ -89,3 +98,58 @@ async def test_a_token_that_may_have_run_out_is_tried_every_retry_interval_not_m
     with pytest.raises(Stopped):
         await keep_token_alive(token, sleep=sleeps)
     assert sleeps.seconds == [2, 1, 1, RETRY_SECONDS, RETRY_SECONDS]
+
+
+class FakeLogin(FakeToken):
+    """A token had by logging in (AppRole, say): each login gives a fresh one, or fails while Vault is away."""
+
+    renews_by_login = True
+
+    def __init__(
+        self,
+        lifetime: TokenLifetime,
+        renewals: list[TokenLifetime | Unavailable],
+        *,
+        fresh: TokenLifetime,
+        failed_logins: int = 0,
+    ) -> None:
+        super().__init__(lifetime, renewals)
+        self.fresh = fresh
+        self.failed_logins = failed_logins
+
+    async def log_in_again(self) -> None:
+        self.logins += 1
+        if self.logins <= self.failed_logins:
+            raise Unavailable("vault unreachable: ConnectionRefusedError")
+        self.lifetime = self.fresh
+
+
+async def test_a_token_had_by_login_is_replaced_once_its_maximum_ttl_caps_a_renewal() -> None:
+    renewals = [TokenLifetime(600, True), TokenLifetime(7200, True)]
+    token = FakeLogin(TokenLifetime(3600, True), renewals, fresh=TokenLifetime(7200, True))
+    sleeps = Sleeps(most=3)
+    with pytest.raises(Stopped):
+        await keep_token_alive(token, sleep=sleeps)
+    # Renewed at 1800 s but given only 600: logged in again when 300 of those are left; then the
+    # new token is renewed at half its own TTL.
+    assert (sleeps.seconds, token.renewed, token.logins) == ([1800, 300, 3600], 2, 1)
+
+
+async def test_a_token_had_by_login_that_cannot_be_renewed_is_replaced_at_half_its_ttl() -> None:
+    token = FakeLogin(TokenLifetime(600, False), [], fresh=TokenLifetime(0, False))
+    await keep_token_alive(token, sleep=Sleeps(most=1))  # the fresh token never expires: done
+    assert (token.renewed, token.logins) == (0, 1)
+
+
+async def test_a_failed_login_is_tried_again_every_retry_interval(caplog: pytest.LogCaptureFixture) -> None:
+    token = FakeLogin(TokenLifetime(600, False), [], fresh=TokenLifetime(0, False), failed_logins=2)
+    sleeps = Sleeps(most=3)
+    await keep_token_alive(token, sleep=sleeps)
+    assert (sleeps.seconds, token.logins) == ([300, RETRY_SECONDS, RETRY_SECONDS], 3)
+    assert caplog.messages.count("vault login failed; trying again") == 2
+
+
+async def test_a_given_token_is_never_logged_in_for() -> None:
+    token = FakeToken(TokenLifetime(3600, True), [TokenLifetime(900, True), TokenLifetime(0, False)])
+    await keep_token_alive(token, sleep=Sleeps(most=2))
+    assert token.logins == 0

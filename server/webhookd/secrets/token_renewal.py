@@ -1,10 +1,12 @@
-"""Keeps a renewable VAULT_TOKEN alive for as long as the process runs.
+"""Keeps the process's Vault token alive for as long as the process runs.
 
 Vault tokens mostly have a TTL (an AppRole login's, a periodic token's period), and once it runs
 out every secret read and write is refused: Creates fail and deliveries wait for a secret. So each
 process that holds a Vault client renews the token when half its TTL is left, well before it runs out.
-Renewing is idempotent, so processes do not coordinate. A token that cannot be renewed, or that
-reaches its maximum TTL, is logged with the time it has left, for operators to replace it.
+Renewing is idempotent, so processes do not coordinate. When renewals stop giving the full TTL (the
+token nears its maximum TTL), a token the store can have again (secrets/login.py) is replaced by a
+new login when half of what is left has passed; a given VAULT_TOKEN is logged with the time it has
+left, for operators to replace it.
 """
 
 from __future__ import annotations
@@ -18,34 +20,58 @@ from webhookd.domain.errors import Unavailable
 from webhookd.secrets.vault import TokenLifetime
 
 log = logging.getLogger("webhookd.vault")
-# Renew when this share of the TTL is left, and try again this often while Vault is away.
+# Renew (or log in again) when this share of the TTL is left, and try again this often while Vault is away.
 RENEW_AT_SHARE = 0.5
 RETRY_SECONDS = 10.0
 MIN_WAIT_SECONDS = 1.0
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class RenewableToken(Protocol):
     """What the renewal needs of a Vault client (secrets/vault.py's VaultSecretStore)."""
 
+    @property
+    def renews_by_login(self) -> bool: ...
+
     async def token_lifetime(self) -> TokenLifetime: ...
 
     async def renew_token(self) -> TokenLifetime: ...
 
+    async def log_in_again(self) -> None: ...
 
-async def keep_token_alive(store: RenewableToken, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-    """Runs until cancelled, or returns when the token never expires or cannot be renewed."""
-    lifetime = None
-    while lifetime is None:
+
+async def keep_token_alive(store: RenewableToken, *, sleep: Sleep = asyncio.sleep) -> None:
+    """Runs until cancelled, or returns when the token never expires, or it can be neither renewed
+    nor had again."""
+    while True:
+        lifetime = await _lookup(store, sleep)
+        if lifetime.seconds_left == 0:
+            return
+        if lifetime.renewable:
+            seconds_left = await _renew_while_it_lasts(store, lifetime, sleep)
+        else:
+            seconds_left = lifetime.seconds_left
+            if not store.renews_by_login:
+                log.warning("VAULT_TOKEN cannot be renewed", extra={"expires_in_s": seconds_left})
+        if not store.renews_by_login:
+            return
+        log.info("vault token nears its end; logging in again", extra={"expires_in_s": seconds_left})
+        await sleep(max(MIN_WAIT_SECONDS, seconds_left * RENEW_AT_SHARE))
+        await _log_in_again(store, sleep)
+
+
+async def _lookup(store: RenewableToken, sleep: Sleep) -> TokenLifetime:
+    while True:
         try:
-            lifetime = await store.token_lifetime()
+            return await store.token_lifetime()
         except Unavailable as error:
             log.warning("vault token lookup failed; trying again", extra={"reason": error.message})
             await sleep(RETRY_SECONDS)
-    if lifetime.seconds_left == 0:
-        return
-    if not lifetime.renewable:
-        log.warning("VAULT_TOKEN cannot be renewed", extra={"expires_in_s": lifetime.seconds_left})
-        return
+
+
+async def _renew_while_it_lasts(store: RenewableToken, lifetime: TokenLifetime, sleep: Sleep) -> float:
+    """Renews at half the TTL each time. Returns the seconds left once a renewal gives less than the
+    one before (the maximum TTL caps it) and the token can be had again, or once it is spent."""
     granted: float = lifetime.seconds_left  # what Vault last gave it
     seconds_left = granted
     wait = granted * RENEW_AT_SHARE
@@ -64,9 +90,20 @@ async def keep_token_alive(store: RenewableToken, *, sleep: Callable[[float], Aw
             wait = min(RETRY_SECONDS, seconds_left * RENEW_AT_SHARE) if seconds_left > 0 else RETRY_SECONDS
             continue
         if renewed.seconds_left < granted:
-            # Less than it had: the token's maximum TTL caps it now.
+            if store.renews_by_login:
+                return renewed.seconds_left
             log.warning("VAULT_TOKEN nears its maximum lifetime", extra={"expires_in_s": renewed.seconds_left})
         if renewed.seconds_left == 0 or not renewed.renewable:
-            return
+            return renewed.seconds_left
         granted = seconds_left = renewed.seconds_left
         wait = granted * RENEW_AT_SHARE
+
+
+async def _log_in_again(store: RenewableToken, sleep: Sleep) -> None:
+    while True:
+        try:
+            await store.log_in_again()
+            return
+        except Unavailable as error:
+            log.warning("vault login failed; trying again", extra={"reason": error.message})
+            await sleep(RETRY_SECONDS)

@@ -6,6 +6,10 @@ outbound deliveries). Each thread has its own hvac client, each sending on a kep
 of its own (secrets/transport.py). Nothing is cached here: reads for signing are cached by
 fingerprint in services/signing_secrets.py, and a rotation must read what Vault holds now. Errors
 never carry the token or a secret value.
+
+The token comes from a VaultLogin (secrets/login.py). Where it can be had again, a call that Vault
+refuses for its token logs in again once and is retried with the new token, so a token that was
+revoked or ran out costs one call's login, not an outage.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import hvac
 import hvac.exceptions
 
 from webhookd.domain.errors import Invalid, NotFound, Unavailable
+from webhookd.secrets.login import GivenToken, LoginFailed, VaultLogin
 from webhookd.secrets.transport import VaultSession
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 # Vault answered with an error, or could not be reached (the transport's errors are all OSErrors).
-_FAILURES = (hvac.exceptions.VaultError, OSError)
+_FAILURES = (hvac.exceptions.VaultError, OSError, LoginFailed)
 DEFAULT_THREADS = 4
 # What a caller is told to wait before retrying when Vault did not answer (RetryInfo).
 RETRY_AFTER_SECONDS = 1.0
@@ -38,6 +43,8 @@ T = TypeVar("T")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ID_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 _VAULT_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z")
+# What Vault answers a token it does not accept with (or one whose policies forbid the call).
+_REFUSED = (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized)
 
 
 @dataclass(frozen=True)
@@ -56,12 +63,12 @@ def secret_path(prefix: str, tenant_id: str, webhook_id: str) -> str:
 
 class VaultSecretStore:
     """Secrets at server-chosen paths under `prefix` in the KV v2 engine mounted at `mount`, in
-    `namespace` when there is one."""
+    `namespace` when there is one, with a token given or obtained by `login`."""
 
     def __init__(
         self,
         addr: str,
-        token: str,
+        login: str | VaultLogin,
         *,
         mount: str = "secret",
         prefix: str = "webhookd",
@@ -73,7 +80,10 @@ class VaultSecretStore:
         self.namespace = namespace
         self.mount = mount.strip("/")
         self.prefix = prefix.strip("/")
-        self._token = token
+        self._login = GivenToken(login) if isinstance(login, str) else login
+        # The token every thread's client sends; None until the first login, which the first call makes.
+        self._token: str | None = login if isinstance(login, str) else None
+        self._token_lock = threading.Lock()
         self._timeout = timeout
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vault")
         self._local = threading.local()
@@ -86,7 +96,7 @@ class VaultSecretStore:
         if client is None:
             client = hvac.Client(
                 url=self.addr,
-                token=self._token,
+                token="",  # set before each call: the store's token of the moment
                 namespace=self.namespace or None,  # sent as X-Vault-Namespace on every request
                 timeout=self._timeout,
                 session=VaultSession(),
@@ -96,14 +106,77 @@ class VaultSecretStore:
                 self._clients.append(client)
         return client
 
+    @property
+    def renews_by_login(self) -> bool:
+        """Whether a new token can be had by logging in again (not so for a token given once)."""
+        return self._login.renews_by_login
+
     async def _call(self, method: Callable[[Any], T]) -> T:
         """`method(client)` on one of the store's threads, bounded by the timeout."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, lambda: method(self._client()))
+        future = loop.run_in_executor(self._executor, functools.partial(self._with_token, method))
         try:
             return await asyncio.wait_for(future, self._timeout + 1)
         except TimeoutError as exc:
             raise Unavailable("vault unreachable: no answer in time", retry_after_seconds=RETRY_AFTER_SECONDS) from exc
+
+    def _with_token(self, method: Callable[[Any], T]) -> T:
+        """`method(client)` with the current token; once more with a new one if Vault refused the token."""
+        client = self._client()
+        token = self._current_token(client)
+        client.token = token
+        try:
+            return method(client)
+        except _REFUSED:
+            fresh = self._replace_token(client, token)
+            if fresh is None:
+                raise
+            client.token = fresh
+            return method(client)
+
+    def _current_token(self, client: Any) -> str:
+        token = self._token
+        if token is not None:
+            return token
+        with self._token_lock:  # one thread logs in; the others wait for its token
+            return self._token if self._token is not None else self._new_token(client)
+
+    def _replace_token(self, client: Any, refused: str) -> str | None:
+        """A token in place of `refused`, or None when a new one would not help: the token is given,
+        or Vault still takes it (so the call was refused for what it asked, and logging in again for
+        each such call would only load Vault)."""
+        if not self._login.renews_by_login:
+            return None
+        with self._token_lock:
+            if self._token != refused:
+                return self._token  # another thread has replaced it
+            try:
+                client.auth.token.lookup_self()
+            except _REFUSED:
+                return self._new_token(client)
+            return None
+
+    def _new_token(self, client: Any) -> str:
+        """A token from the login method, asked without sending the token it replaces; the store's from
+        now on."""
+        held, client.token = client.token, ""
+        try:
+            self._token = self._login.log_in(client)
+        except hvac.exceptions.VaultError as exc:
+            raise LoginFailed(f"{self._login.name} login refused: {_reason(exc)}") from None
+        finally:
+            client.token = held
+        return self._token
+
+    async def log_in_again(self) -> None:
+        """Replace the token with a new one from the login method (the renewal's, before the current
+        token's maximum TTL runs out)."""
+
+        def log_in(client: Any) -> None:
+            with self._token_lock:
+                self._new_token(client)
+
+        await self._answer(log_in)
 
     async def path_for(self, tenant_id: str, webhook_id: str) -> str:
         return secret_path(self.prefix, tenant_id, webhook_id)
@@ -241,8 +314,13 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
-def _unavailable(exc: Exception) -> Unavailable:
-    """Unavailable with a short reason built from the error's type only, never from its text."""
+def _reason(exc: Exception) -> str:
+    """A short reason built from the error's type only, never from its text."""
     # Otherwise ConnectionRefusedError, TimeoutError, the transport's TransportError… or another VaultError.
-    reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), type(exc).__name__)
+    return next((text for kind, text in _REASONS if isinstance(exc, kind)), type(exc).__name__)
+
+
+def _unavailable(exc: Exception) -> Unavailable:
+    # A login's failure says which method and why, in words written here (secrets/login.py).
+    reason = str(exc) if isinstance(exc, LoginFailed) else _reason(exc)
     return Unavailable(f"vault unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS)
