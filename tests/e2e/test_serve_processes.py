@@ -113,6 +113,24 @@ async def publish_and_wait(caller, receiver: Receiver, n: int) -> None:
     await receiver.wait_for(n)
 
 
+async def serve_and_deliver_one(backends, database_url: str, tmp_path: Path, **settings: str) -> wpb.Webhook:
+    """`webhookd serve` with `settings` creates a webhook to a receiver and delivers an event to it."""
+    receiver = await Receiver().start()
+    try:
+        async with (
+            serving(backends, database_url, tmp_path, **settings) as (_, grpc_port, _),
+            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+        ):
+            caller = make_caller(channel)
+            created = await caller.CreateWebhook(
+                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
+            )
+            await publish_and_wait(caller, receiver, 1)
+    finally:
+        await receiver.stop()
+    return created.webhook
+
+
 async def test_servers_share_the_ports_and_a_killed_worker_comes_back(backends, own_database, tmp_path) -> None:
     receiver = await Receiver().start()
     try:
@@ -162,19 +180,7 @@ async def test_serve_keeps_everything_in_the_schema_its_database_url_names(backe
     the workers' claims and records, the notifications between them (store/conninfo.py)."""
     schema = "webhookd_own"
     schema_url = await in_schema_of_its_own(own_database, schema)
-    receiver = await Receiver().start()
-    try:
-        async with (
-            serving(backends, schema_url, tmp_path, WEBHOOKD_WORKER_PROCESSES="1") as (_, grpc_port, _),
-            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
-        ):
-            caller = make_caller(channel)
-            await caller.CreateWebhook(
-                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
-            )
-            await publish_and_wait(caller, receiver, 1)
-    finally:
-        await receiver.stop()
+    await serve_and_deliver_one(backends, schema_url, tmp_path, WEBHOOKD_WORKER_PROCESSES="1")
     async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as admin:
         placed = await (
             await admin.execute(
@@ -191,21 +197,10 @@ async def test_serve_keeps_signing_secrets_in_the_vault_namespace_it_is_given(ba
     hvac.Client(url=backends.vault_addr, token=backends.vault_token).sys.create_namespace(path=namespace)
     in_namespace = hvac.Client(url=backends.vault_addr, token=backends.vault_token, namespace=namespace)
     in_namespace.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
-    receiver = await Receiver().start()
-    try:
-        async with (
-            serving(backends, own_database, tmp_path, VAULT_NAMESPACE=namespace) as (_, grpc_port, _),
-            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
-        ):
-            caller = make_caller(channel)
-            created = await caller.CreateWebhook(
-                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
-            )
-            await publish_and_wait(caller, receiver, 1)  # signed with the secret read from the namespace
-    finally:
-        await receiver.stop()
+    # Signed with the secret the worker read from the namespace.
+    webhook = await serve_and_deliver_one(backends, own_database, tmp_path, VAULT_NAMESPACE=namespace)
     (tenant,) = in_namespace.secrets.kv.v2.list_secrets(path="webhookd/tenants", mount_point="secret")["data"]["keys"]
-    path = f"webhookd/tenants/{tenant}webhooks/{created.webhook.id}"
+    path = f"webhookd/tenants/{tenant}webhooks/{webhook.id}"
     in_namespace.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=True)
     with pytest.raises(hvac.exceptions.InvalidPath):
         hvac.Client(url=backends.vault_addr, token=backends.vault_token).secrets.kv.v2.read_secret_version(
@@ -259,19 +254,7 @@ async def test_serve_logs_in_to_vault_with_approle(backends, own_database, tmp_p
         "WEBHOOKD_VAULT_SECRET_ID_FILE": str(tmp_path / "secret-id"),
         "WEBHOOKD_VAULT_APPROLE_MOUNT": mount,
     }
-    receiver = await Receiver().start()
-    try:
-        async with (
-            serving(backends, own_database, tmp_path, **login) as (_, grpc_port, _),
-            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
-        ):
-            caller = make_caller(channel)
-            await caller.CreateWebhook(
-                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"]))
-            )
-            await publish_and_wait(caller, receiver, 1)
-    finally:
-        await receiver.stop()
+    await serve_and_deliver_one(backends, own_database, tmp_path, **login)
     logins = admin.auth.token.list_accessors()["data"]["keys"]
     roles = [admin.auth.token.lookup_accessor(a)["data"].get("meta") or {} for a in logins]
     assert sum(meta.get("role_name") == "webhookd" for meta in roles) >= 2  # the server's and the worker's

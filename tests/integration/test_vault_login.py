@@ -11,7 +11,6 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,9 @@ import hvac
 import jwt
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from certificates import self_signed
 from webhookd.domain.errors import Unavailable
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.login import AppRoleLogin, KubernetesLogin, TokenFile
@@ -205,25 +202,6 @@ async def test_a_token_nearing_its_maximum_ttl_is_replaced_before_it_runs_out(
         store.close()
 
 
-def self_signed_ca() -> str:
-    """A CA certificate in PEM, which OpenBao's Kubernetes auth must be given (plain HTTP uses none)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-ca")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
 @pytest.fixture
 async def kubernetes_api() -> AsyncIterator[tuple[str, str]]:
     """A loopback stand-in for the Kubernetes API's TokenReview, vouching for one service account
@@ -263,7 +241,7 @@ async def test_kubernetes_auth_logs_in_with_the_service_account_token(
     addr, admin = vault
     host, service_account_token = kubernetes_api
     admin.auth.kubernetes.configure(
-        kubernetes_host=host, kubernetes_ca_cert=self_signed_ca(), disable_local_ca_jwt=True
+        kubernetes_host=host, kubernetes_ca_cert=self_signed("kubernetes-ca")[0].decode(), disable_local_ca_jwt=True
     )
     admin.auth.kubernetes.create_role(
         "webhookd",
