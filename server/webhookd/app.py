@@ -200,6 +200,7 @@ class Core:
         await self.notifications.close()
         await self.sender.close()
         await self.database.close()
+        await self.secrets.log_out()
         self.secrets.close()
 
     def readiness_checks(self) -> ReadinessChecks:
@@ -444,6 +445,7 @@ class DeliveryWorkers:
         await self.notifications.close()
         await self.sender.close()
         await self.database.close()
+        await self.secrets.log_out()
         self.secrets.close()
 
 
@@ -477,6 +479,7 @@ async def check_backends(settings: Settings, backends: Backends) -> None:
     try:
         await secrets.ping()
     finally:
+        await secrets.log_out()
         secrets.close()
 
 

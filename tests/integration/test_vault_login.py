@@ -110,6 +110,36 @@ async def test_a_revoked_token_is_replaced_by_a_new_login_on_the_next_call(vault
         store.close()
 
 
+async def test_logging_out_revokes_the_token_logged_in_for(vault: tuple[str, hvac.Client]) -> None:
+    addr, admin = vault
+    role, role_id, secret_id = new_role(admin)
+    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id))
+    try:
+        await store.ping()
+        assert len(role_tokens(admin, role)) == 1
+
+        await store.log_out()
+
+        assert role_tokens(admin, role) == set()
+    finally:
+        store.close()
+
+
+async def test_logging_out_leaves_a_token_file_s_token_to_its_owner(
+    vault: tuple[str, hvac.Client], tmp_path: Path
+) -> None:
+    addr, admin = vault
+    token = admin.auth.token.create(policies=["webhookd"], ttl="1h")["auth"]["client_token"]
+    (tmp_path / "token").write_text(token)
+    store = VaultSecretStore(addr, TokenFile(tmp_path / "token"))
+    try:
+        await store.ping()
+        await store.log_out()
+    finally:
+        store.close()
+    assert admin.auth.token.lookup(token)["data"]["ttl"] > 0  # Vault Agent's, still valid
+
+
 async def test_a_call_its_policy_forbids_is_refused_without_logging_in_again(vault: tuple[str, hvac.Client]) -> None:
     addr, admin = vault
     role, role_id, secret_id = new_role(admin)

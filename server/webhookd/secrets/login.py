@@ -27,6 +27,8 @@ class VaultLogin(ABC):
     name: ClassVar[str]
     # Whether asking again can give a different token (not so for a token given once).
     renews_by_login: ClassVar[bool] = True
+    # Whether the token is the process's own, to revoke when it exits (not one given to it, or Agent's).
+    owns_token: ClassVar[bool] = False
 
     @abstractmethod
     def log_in(self, client: Any) -> str:
@@ -62,6 +64,7 @@ class AppRoleLogin(VaultLogin):
     (afresh at each login, so a rotated secret id is picked up)."""
 
     name: ClassVar[str] = "AppRole"
+    owns_token: ClassVar[bool] = True
     role_id: str
     secret_id: str | None = field(default=None, repr=False)
     secret_id_file: Path | None = None
@@ -81,6 +84,7 @@ class KubernetesLogin(VaultLogin):
     Vault role."""
 
     name: ClassVar[str] = "Kubernetes"
+    owns_token: ClassVar[bool] = True
     role: str
     token_file: Path = SERVICE_ACCOUNT_TOKEN
     mount: str = "kubernetes"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -31,12 +32,15 @@ from webhookd.domain.errors import Invalid, NotFound, Unavailable
 from webhookd.secrets.login import GivenToken, LoginFailed, VaultLogin
 from webhookd.secrets.transport import VaultSession
 
+log = logging.getLogger("webhookd.vault")
 DEFAULT_TIMEOUT_SECONDS = 5.0
 # Vault answered with an error, or could not be reached (the transport's errors are all OSErrors).
 _FAILURES = (hvac.exceptions.VaultError, OSError, LoginFailed)
 DEFAULT_THREADS = 4
 # What a caller is told to wait before retrying when Vault did not answer (RetryInfo).
 RETRY_AFTER_SECONDS = 1.0
+# How long a process that is stopping waits for Vault to revoke its token.
+LOG_OUT_SECONDS = 1.0
 T = TypeVar("T")
 # Ids become one path segment each: starting with a letter or digit rules out "." and "..", and
 # no "/" means an id can never reach outside its tenant's folder.
@@ -258,6 +262,19 @@ class VaultSecretStore:
             return await self._call(method)
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
+
+    async def log_out(self) -> None:
+        """Revokes the token the store logged in for, so that it does not outlive the process (a
+        given token, or Agent's in a token file, is theirs to keep). Bounded: one that Vault does not
+        revoke in time lapses with its TTL."""
+        if not self._login.owns_token or self._token is None:
+            return
+        try:
+            await asyncio.wait_for(self._answer(lambda client: client.auth.token.revoke_self()), LOG_OUT_SECONDS)
+        except (Unavailable, TimeoutError) as error:
+            reason = error.message if isinstance(error, Unavailable) else "no answer in time"
+            log.warning("vault token not revoked; it lapses with its TTL", extra={"reason": reason})
+        self._token = None
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
