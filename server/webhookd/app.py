@@ -223,7 +223,8 @@ class Service:
         self.core = Core(settings, backends, metrics=self.metrics)
         self.metrics.backlog.watch(DeliveryStore(self.core.database, pause_after_failures=0).backlog)
         self.health = health.aio.HealthServicer()
-        self.interceptor = CallInterceptor(TokenVerifier(settings), self.metrics.grpc)
+        self.verifier = TokenVerifier(settings)
+        self.interceptor = CallInterceptor(self.verifier, self.metrics.grpc)
         self.server = grpc.aio.server(
             interceptors=[self.interceptor],
             # Shared only when several server processes serve one port; otherwise a port already
@@ -244,6 +245,7 @@ class Service:
         enable_reflection([SERVICE_NAME, health.SERVICE_NAME], self.server)
         self.grpc_port = 0
         self._health_task: asyncio.Task[None] | None = None
+        self._keys_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.grpc_port = self.server.add_insecure_port(self.settings.grpc_addr)
@@ -253,6 +255,7 @@ class Service:
         await self.server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._health_task = asyncio.create_task(self._follow_database(), name="health")
+        self._keys_task = asyncio.create_task(self.verifier.keep_keys_fresh(), name="jwks")
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in (SERVICE_NAME, ""):
@@ -287,9 +290,9 @@ class Service:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, let in-flight ones finish within the grace period, then release."""
-        if self._health_task is not None:
-            self._health_task.cancel()
-            await asyncio.gather(self._health_task, return_exceptions=True)
+        for task in (self._health_task, self._keys_task):
+            if task is not None:
+                await _cancelled(task)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.core.close()

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -47,6 +48,9 @@ class Settings:
     jwt_secret: str | None = None
     jwt_public_key_file: Path | None = None
     jwt_jwks_file: Path | None = None
+    # The identity provider's JWKS, loaded again every jwt_jwks_refresh_seconds (auth/jwks.py).
+    jwt_jwks_url: str | None = None
+    jwt_jwks_refresh_seconds: float = 300.0
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     allow_insecure_urls: bool = False
@@ -103,14 +107,17 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float | None = None) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if minimum is not None and not value >= minimum:
+        raise SettingsError(f"{name} must be at least {minimum:g}, not {raw}")
+    return value
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
@@ -121,6 +128,23 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
 def _text(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     return raw if raw else None
+
+
+def _jwks_url(env: Mapping[str, str], *, insecure_allowed: bool) -> str | None:
+    """WEBHOOKD_JWT_JWKS_URL: https (plain http only where insecure URLs are allowed: whoever can
+    change a JWKS in transit can sign any token), and not with WEBHOOKD_JWT_JWKS_FILE."""
+    url = _text(env, "WEBHOOKD_JWT_JWKS_URL")
+    if url is None:
+        return None
+    if env.get("WEBHOOKD_JWT_JWKS_FILE"):
+        raise SettingsError("set WEBHOOKD_JWT_JWKS_URL or WEBHOOKD_JWT_JWKS_FILE, not both")
+    parsed = urlsplit(url)
+    allowed = ("https", "http") if insecure_allowed else ("https",)
+    if parsed.scheme not in allowed or not parsed.hostname:
+        raise SettingsError(
+            "WEBHOOKD_JWT_JWKS_URL must be an https:// URL (http:// only with WEBHOOKD_ALLOW_INSECURE_URLS)"
+        )
+    return url
 
 
 def _vault_login(env: Mapping[str, str]) -> VaultLogin | None:
@@ -193,6 +217,8 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         jwt_secret=_text(env, "WEBHOOKD_JWT_SECRET"),
         jwt_public_key_file=_path(env, "WEBHOOKD_JWT_PUBLIC_KEY_FILE"),
         jwt_jwks_file=_path(env, "WEBHOOKD_JWT_JWKS_FILE"),
+        jwt_jwks_url=_jwks_url(env, insecure_allowed=_flag(env, "WEBHOOKD_ALLOW_INSECURE_URLS", dev)),
+        jwt_jwks_refresh_seconds=_float(env, "WEBHOOKD_JWT_JWKS_REFRESH_SECONDS", 300.0, minimum=10.0),
         jwt_issuer=_text(env, "WEBHOOKD_JWT_ISSUER"),
         jwt_audience=_text(env, "WEBHOOKD_JWT_AUDIENCE"),
         allow_insecure_urls=_flag(env, "WEBHOOKD_ALLOW_INSECURE_URLS", dev),

@@ -106,7 +106,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         scope_token = None
         try:
             if authenticate:
-                scope = self._verifier.verify(bearer_token(metadata_value(context, "authorization")))
+                scope = await self._verifier.authenticate(bearer_token(metadata_value(context, "authorization")))
                 scope_token = set_scope(scope)
             if isinstance(request, Undecodable):
                 raise errors.Invalid.field("request", f"is not a valid message: {request.reason}")

@@ -15,8 +15,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from webhookd.auth.jwks import ALGORITHMS, JwksError, JwksKeys, UnknownKey, file_loader, url_loader
 from webhookd.config import Settings, SettingsError
-from webhookd.domain.errors import Unauthenticated
+from webhookd.domain.errors import Unauthenticated, Unavailable
 from webhookd.domain.scope import Scope
 
 MAX_CLAIM_LENGTH = 256
@@ -35,7 +36,7 @@ class _Keys:
 
     algorithms: tuple[str, ...]
     static_key: Any = None
-    jwks: jwt.PyJWKSet | None = None
+    jwks: JwksKeys | None = None
 
 
 def _public_key_algorithm(key: Any) -> str:
@@ -47,9 +48,18 @@ def _public_key_algorithm(key: Any) -> str:
 
 
 def _load_keys(settings: Settings) -> _Keys:
+    if settings.jwt_jwks_url is not None:
+        # Loaded by keep_keys_fresh once the server runs (or by the first call): the provider may be
+        # down at start-up, which must not stop webhookd from starting.
+        return _Keys(algorithms=ALGORITHMS, jwks=JwksKeys(url_loader(settings.jwt_jwks_url), settings.jwt_jwks_url))
     if settings.jwt_jwks_file is not None:
-        jwks = jwt.PyJWKSet.from_json(Path(settings.jwt_jwks_file).read_text())
-        return _Keys(algorithms=("RS256", "ES256"), jwks=jwks)
+        path = Path(settings.jwt_jwks_file)
+        jwks = JwksKeys(file_loader(path), str(path))
+        try:
+            jwks.use(path.read_bytes())
+        except (OSError, JwksError) as error:
+            raise SettingsError(f"WEBHOOKD_JWT_JWKS_FILE: {error}") from None
+        return _Keys(algorithms=ALGORITHMS, jwks=jwks)
     if settings.jwt_public_key_file is not None:
         key = load_pem_public_key(Path(settings.jwt_public_key_file).read_bytes())
         return _Keys(algorithms=(_public_key_algorithm(key),), static_key=key)
@@ -83,11 +93,29 @@ class TokenVerifier:
         self, settings: Settings, *, cache_size: int = TOKEN_CACHE_SIZE, clock: Callable[[], float] = time.time
     ) -> None:
         self._keys = _load_keys(settings)
+        self._refresh_seconds = settings.jwt_jwks_refresh_seconds
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._clock = clock
         self._cache_size = cache_size
         self._accepted: OrderedDict[str, tuple[Scope, float]] = OrderedDict()
+
+    async def authenticate(self, token: str) -> Scope:
+        """`verify`, after loading the JWKS again when the token names a key not held (or none is held
+        yet): the provider may have published a new key."""
+        try:
+            return self.verify(token)
+        except (UnknownKey, Unavailable):
+            if self._keys.jwks is None:
+                raise
+            await self._keys.jwks.reload_for(jwt.get_unverified_header(token).get("kid"))
+            return self.verify(token)
+
+    async def keep_keys_fresh(self) -> None:
+        """Runs until cancelled, loading a JWKS again every WEBHOOKD_JWT_JWKS_REFRESH_SECONDS; returns
+        at once for keys that cannot change (a secret or a PEM file)."""
+        if self._keys.jwks is not None:
+            await self._keys.jwks.keep_fresh(self._refresh_seconds)
 
     def verify(self, token: str) -> Scope:
         accepted = self._accepted.get(token)
@@ -141,11 +169,7 @@ class TokenVerifier:
     def _key_for(self, header: dict[str, Any]) -> Any:
         if self._keys.jwks is None:
             return self._keys.static_key
-        kid = header.get("kid")
-        for jwk in self._keys.jwks.keys:
-            if kid is None or jwk.key_id == kid:
-                return jwk.key
-        raise Unauthenticated("token key id is not in the configured JWKS")
+        return self._keys.jwks.key_for(header.get("kid"))
 
 
 def check_authorization_length(authorization: str) -> None:

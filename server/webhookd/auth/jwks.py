@@ -1,0 +1,157 @@
+"""Token verification keys from a JWKS: a file, or the identity provider's URL.
+
+An identity provider rotates its signing keys: it publishes a new key in its JWKS before it signs
+with it, and drops the old one later. So the keys are loaded again
+- when a token names a key id that is not held: at most once every RELOAD_MIN_SECONDS (counting
+  only these loads, so a key published just after the periodic load is still found at once), so
+  tokens naming made-up key ids cannot turn webhookd into a flood of requests to the provider; and
+- from a URL, every `refresh_seconds`, so a key the provider dropped (perhaps compromised) stops
+  being accepted.
+A load that fails keeps the keys held: a provider that is down for a moment locks no caller out.
+Until a first load succeeds there is no key to check a token with, and calls are UNAVAILABLE (the
+caller is not at fault), not UNAUTHENTICATED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+from webhookd.domain.errors import Unauthenticated, Unavailable
+
+log = logging.getLogger("webhookd.auth")
+ALGORITHMS = ("RS256", "ES256")
+RELOAD_MIN_SECONDS = 10.0
+FETCH_TIMEOUT_SECONDS = 5.0
+MAX_JWKS_BYTES = 1024 * 1024
+# What a caller is told to wait before retrying while no key could be loaded (RetryInfo).
+RETRY_AFTER_SECONDS = 1.0
+Load = Callable[[], Awaitable[bytes]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class UnknownKey(Unauthenticated):
+    """The token names a key id the JWKS held does not have (reloading it may find the key)."""
+
+
+class JwksError(Exception):
+    """The JWKS could not be loaded; the message says why, in words written here."""
+
+
+class JwksKeys:
+    """The keys of the JWKS `load` reads (from `origin`, for messages), loaded again as the module says."""
+
+    def __init__(self, load: Load, origin: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._load = load
+        self.origin = origin
+        self._clock = clock
+        self._keys: jwt.PyJWKSet | None = None
+        self._last_asked: float | None = None  # the last load for a key id not held
+        self._reloading = asyncio.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    def key_for(self, kid: str | None) -> Any:
+        """The key the token's header names (any key when it names none, for a JWKS of one key)."""
+        if self._keys is None:
+            raise Unavailable("the token keys (JWKS) could not be loaded yet", retry_after_seconds=RETRY_AFTER_SECONDS)
+        for jwk in self._keys.keys:
+            if kid is None or jwk.key_id == kid:
+                return jwk.key
+        raise UnknownKey("token key id is not in the configured JWKS")
+
+    def use(self, raw: bytes) -> None:
+        """Hold the keys of `raw`, a JWKS document; JwksError when it is not one with a usable key."""
+        self._keys = _parsed(raw)
+
+    async def reload_for(self, kid: str | None) -> None:
+        """Loads the JWKS again for a key id not held, unless such a load started less than
+        RELOAD_MIN_SECONDS ago. Callers that arrive while a load runs wait for it, and load nothing
+        more if it found their key."""
+        async with self._reloading:
+            if self._holds(kid):
+                return
+            if self._last_asked is not None and self._clock() - self._last_asked < RELOAD_MIN_SECONDS:
+                return
+            self._last_asked = self._clock()
+            await self._reload()
+
+    def _holds(self, kid: str | None) -> bool:
+        return self._keys is not None and any(kid is None or jwk.key_id == kid for jwk in self._keys.keys)
+
+    async def refresh(self) -> None:
+        """Loads the JWKS again now (the periodic refresh)."""
+        async with self._reloading:
+            await self._reload()
+
+    async def keep_fresh(
+        self, every_seconds: float, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
+        """Runs until cancelled: a load now if none succeeded yet, then one every `every_seconds`."""
+        if not self.loaded:
+            await self.refresh()
+        while True:
+            await sleep(every_seconds)
+            await self.refresh()
+
+    async def _reload(self) -> None:
+        try:
+            self.use(await self._load())
+        except JwksError as error:
+            held = "keeping the keys held" if self.loaded else "no keys held yet"
+            log.warning(f"JWKS not loaded; {held}", extra={"origin": self.origin, "reason": str(error)})
+
+
+def _parsed(raw: bytes) -> jwt.PyJWKSet:
+    try:
+        keys = jwt.PyJWKSet.from_json(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, jwt.PyJWKSetError, jwt.InvalidKeyError) as error:
+        raise JwksError(f"not a JWKS with a usable key ({type(error).__name__})") from None
+    # Only keys for the accepted algorithms: an HMAC ("oct") key in the set must not verify anything.
+    keys.keys = [jwk for jwk in keys.keys if jwk.key_type in ("RSA", "EC")]
+    if not keys.keys:
+        raise JwksError("the JWKS holds no RSA or EC key")
+    return keys
+
+
+def file_loader(path: Path) -> Load:
+    async def load() -> bytes:
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except OSError as error:
+            raise JwksError(f"cannot read the JWKS file ({type(error).__name__})") from None
+
+    return load
+
+
+def url_loader(url: str) -> Load:
+    """GETs the JWKS: no redirects (a JWKS URL names the document itself), at most MAX_JWKS_BYTES,
+    within FETCH_TIMEOUT_SECONDS."""
+
+    async def load() -> bytes:
+        try:
+            async with (
+                httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False) as client,
+                client.stream("GET", url, headers={"accept": "application/json"}) as response,
+            ):
+                if response.status_code != 200:
+                    raise JwksError(f"the JWKS URL answered HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise JwksError(f"the JWKS is larger than {MAX_JWKS_BYTES} bytes")
+                return bytes(body)
+        except httpx.HTTPError as error:
+            raise JwksError(f"the JWKS URL could not be fetched ({type(error).__name__})") from None
+
+    return load

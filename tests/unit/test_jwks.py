@@ -1,0 +1,158 @@
+"""JWKS keys (auth/jwks.py) on a scripted loader: loaded again for a key id not held, at most once
+every RELOAD_MIN_SECONDS and once for callers arriving together; a failed load keeps what is held;
+the periodic refresh drops a key the provider dropped; only RSA and EC keys are held."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from webhookd.auth.jwks import RELOAD_MIN_SECONDS, JwksError, JwksKeys, UnknownKey
+from webhookd.domain.errors import Unavailable
+
+
+def jwk(kid: str) -> dict[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return json.loads(ECAlgorithm.to_jwk(key)) | {"kid": kid, "alg": "ES256", "use": "sig"}
+
+
+def jwks(*keys: dict[str, str]) -> bytes:
+    return json.dumps({"keys": list(keys)}).encode()
+
+
+class Provider:
+    """Answers each load with the next of `answers` (the last one again once they run out)."""
+
+    def __init__(self, *answers: bytes | JwksError) -> None:
+        self.answers = list(answers)
+        self.loads = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def __call__(self) -> bytes:
+        self.loads += 1
+        self.started.set()
+        await self.release.wait()
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, JwksError):
+            raise answer
+        return answer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+A, B = jwk("a"), jwk("b")
+
+
+async def test_nothing_is_held_before_a_load_and_calls_are_unavailable() -> None:
+    keys = JwksKeys(Provider(jwks(A)), "https://idp.example/jwks")
+    with pytest.raises(Unavailable):
+        keys.key_for("a")
+    await keys.reload_for("a")
+    assert keys.key_for("a") is not None
+
+
+async def test_a_key_id_not_held_is_unknown_until_a_reload_finds_it() -> None:
+    clock = Clock()
+    provider = Provider(jwks(A), jwks(A, B))
+    keys = JwksKeys(provider, "https://idp.example/jwks", clock=clock)
+    await keys.reload_for("b")
+    with pytest.raises(UnknownKey):
+        keys.key_for("b")
+
+    clock.now += RELOAD_MIN_SECONDS
+    await keys.reload_for("b")
+
+    assert keys.key_for("b") is not None
+    assert provider.loads == 2
+
+
+async def test_a_key_published_just_after_the_periodic_load_is_found_at_once() -> None:
+    provider = Provider(jwks(A), jwks(A, B))
+    keys = JwksKeys(provider, "https://idp.example/jwks", clock=Clock())
+    await keys.refresh()
+    await keys.reload_for("b")  # the clock has not moved: only loads for unknown key ids are spaced
+    assert keys.key_for("b") is not None
+
+
+async def test_reloads_come_at_most_once_every_reload_interval() -> None:
+    clock = Clock()
+    provider = Provider(jwks(A))
+    keys = JwksKeys(provider, "https://idp.example/jwks", clock=clock)
+    await keys.reload_for("b")
+    for _ in range(5):
+        clock.now += RELOAD_MIN_SECONDS / 10
+        await keys.reload_for("b")
+    assert provider.loads == 1
+    clock.now += RELOAD_MIN_SECONDS
+    await keys.reload_for("b")
+    assert provider.loads == 2
+
+
+async def test_callers_arriving_while_a_load_runs_wait_for_it_and_load_nothing_more() -> None:
+    provider = Provider(jwks(A, B))
+    provider.release.clear()
+    keys = JwksKeys(provider, "https://idp.example/jwks")
+    callers = [asyncio.create_task(keys.reload_for("b")) for _ in range(8)]
+    await asyncio.wait_for(provider.started.wait(), 5)
+    provider.release.set()
+    await asyncio.gather(*callers)
+    assert (provider.loads, keys.key_for("b") is not None) == (1, True)
+
+
+async def test_a_failed_load_keeps_the_keys_held(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    keys = JwksKeys(Provider(jwks(A), JwksError("the JWKS URL answered HTTP 503")), "idp", clock=clock)
+    await keys.reload_for("b")
+    clock.now += RELOAD_MIN_SECONDS
+    with caplog.at_level(logging.WARNING, "webhookd.auth"):
+        await keys.reload_for("b")
+    assert keys.key_for("a") is not None
+    (record,) = caplog.records
+    assert (record.getMessage(), record.reason) == (
+        "JWKS not loaded; keeping the keys held",
+        "the JWKS URL answered HTTP 503",
+    )
+
+
+async def test_the_periodic_refresh_drops_a_key_the_provider_dropped() -> None:
+    provider = Provider(jwks(A, B), jwks(B))
+    keys = JwksKeys(provider, "https://idp.example/jwks")
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if len(waits) == 1:
+            raise asyncio.CancelledError
+        waits.append(seconds)
+
+    with pytest.raises(asyncio.CancelledError):
+        await keys.keep_fresh(300, sleep=sleep)
+
+    assert (waits, provider.loads) == ([300], 2)
+    with pytest.raises(UnknownKey):
+        keys.key_for("a")
+    assert keys.key_for("b") is not None
+
+
+def test_only_rsa_and_ec_keys_are_held() -> None:
+    hmac_key = {"kty": "oct", "kid": "h", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}
+    keys = JwksKeys(Provider(b""), "idp")
+    keys.use(jwks(A, hmac_key))
+    with pytest.raises(UnknownKey):
+        keys.key_for("h")
+    with pytest.raises(JwksError, match="no RSA or EC key"):
+        keys.use(jwks(hmac_key))
+    with pytest.raises(JwksError, match="not a JWKS"):
+        keys.use(b"<html>")
