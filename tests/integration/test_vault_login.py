@@ -27,10 +27,8 @@ from webhookd.secrets.login import AppRoleLogin, KubernetesLogin, TokenFile
 from webhookd.secrets.token_renewal import keep_token_alive
 from webhookd.secrets.vault import VaultSecretStore
 
-POLICY = """
-path "secret/data/webhookd/*" { capabilities = ["create", "read", "update", "delete", "list"] }
-path "secret/metadata/webhookd/*" { capabilities = ["read", "delete", "list"] }
-"""
+# The policy the README gives operators.
+POLICY = (Path(__file__).parents[2] / "docs" / "vault-policy.hcl").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +76,29 @@ async def test_an_approle_login_gives_the_store_a_token_of_the_role(vault: tuple
         await store.write(secret := path(), {"signing_secret": "whsec_one"})
         assert await store.read(secret) == {"signing_secret": "whsec_one"}
         assert len(role_tokens(admin, role)) == 1  # one login, shared by the store's threads
+    finally:
+        store.close()
+
+
+async def test_the_documented_policy_allows_every_call_the_store_makes(vault: tuple[str, hvac.Client]) -> None:
+    """Under docs/vault-policy.hcl (and Vault's default policy) alone: write, read, when written,
+    the listings the orphaned-secret sweep walks, delete, and the token's own lookup and renewal."""
+    addr, admin = vault
+    _, role_id, secret_id = new_role(admin, token_ttl="1h")
+    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id))
+    tenant_id = f"ten_{secrets.token_hex(6)}"
+    secret = await store.path_for(tenant_id, "whk_1")
+    try:
+        await store.ping()
+        await store.write(secret, {"signing_secret": "whsec_one"})
+        await store.write(secret, {"signing_secret": "whsec_two"})
+        assert await store.read(secret) == {"signing_secret": "whsec_two"}
+        assert await store.written_at(secret) is not None
+        assert tenant_id in await store.tenants()
+        assert await store.webhook_ids(tenant_id) == ["whk_1"]
+        assert (await store.renew_token()).renewable
+        await store.delete(secret)
+        assert await store.written_at(secret) is None
     finally:
         store.close()
 
