@@ -1,7 +1,8 @@
 """The inbound callback route over real HTTP: what is accepted, what is refused, and what is recorded.
 
-Requests are signed with the official `standardwebhooks` library, or (hmac-sha256) with `hmac` directly,
-never with webhookd's own signing code. Each test makes its own tenant and inbound webhook; what a test
+Requests are signed with the official `standardwebhooks` library, or (hmac-sha256, stripe, shopify)
+with `hmac` directly (Stripe's headers checked by Stripe's own library), never with webhookd's own
+signing code. Each test makes its own tenant and inbound webhook; what a test
 checks is what a sender sees (status, body, headers), what a consumer reads over gRPC, the webhook's
 DeliveryLog and the `inbound_events` rows.
 """
@@ -9,6 +10,7 @@ DeliveryLog and the `inbound_events` rows.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -20,6 +22,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+import stripe
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import duration_pb2
@@ -29,6 +32,8 @@ from ulid import ULID
 from support import make_caller
 from webhookd.app import Gateway, open_service
 
+JSON = "application/json"
+STRIPE_SECRET = "whsec_" + "0123456789abcdef" * 4  # as `stripe listen` prints one
 PUBLIC_URL = "http://127.0.0.1:8080"  # the session settings' public_url: callback urls start with it
 OTHER_SECRET = "whsec_" + "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC0zMmJ5dGVzIQ=="
 BURST = 5
@@ -63,10 +68,21 @@ class Inbound:
         return {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Delivery": delivery}
 
 
-async def create_inbound(caller: Any, gateway_url: str, **fields: Any) -> Inbound:
+def stripe_signed(body: bytes, *, at: int | None = None, secret: str = STRIPE_SECRET) -> dict[str, str]:
+    """Stripe's headers, computed here and accepted by Stripe's own library before they are sent."""
+    at = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    header = f"t={at},v1={digest}"
+    assert stripe.WebhookSignature.verify_header(body, header, secret, tolerance=300)
+    return {"Stripe-Signature": header, "content-type": JSON}
+
+
+async def create_inbound(caller: Any, gateway_url: str, signing_secret: str = "", **fields: Any) -> Inbound:
     fields.setdefault("name", "in")
     created = await caller.CreateWebhook(
-        pb.CreateWebhookRequest(webhook=wpb.Webhook(direction=wpb.DIRECTION_INBOUND, **fields))
+        pb.CreateWebhookRequest(
+            webhook=wpb.Webhook(direction=wpb.DIRECTION_INBOUND, **fields), signing_secret=signing_secret
+        )
     )
     return Inbound(created, gateway_url)
 
@@ -146,6 +162,65 @@ async def test_hmac_sha256_request_with_independent_signature_is_accepted(caller
     assert event.body == body
     assert event.message_id == "gh-delivery-1"
     assert event.content_type == "application/octet-stream"
+
+
+async def test_a_github_request_is_typed_by_its_event_header(caller, gateway, http) -> None:
+    inbound = await create_inbound(caller, gateway.url, signature_scheme="hmac-sha256")
+    body = b'{"ref": "refs/heads/main"}'
+    headers = inbound.hub_signed(body, delivery="gh-push-1") | {"X-GitHub-Event": "push", "content-type": JSON}
+
+    assert (await http.post(inbound.url, content=body, headers=headers)).status_code == 200
+
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.message_id, event.event_type) == ("gh-push-1", "push")
+
+
+async def test_a_stripe_event_is_verified_as_stripe_signs_it_and_its_retry_stored_once(
+    caller, gateway, http, database
+) -> None:
+    """Signed as Stripe signs (the header checked by Stripe's own library first), with the secret
+    Stripe issued for the endpoint; Stripe's retry of the event (a new signature time) is a duplicate."""
+    inbound = await create_inbound(caller, gateway.url, STRIPE_SECRET, signature_scheme="stripe")
+    assert inbound.secret == STRIPE_SECRET
+    body = json.dumps({"id": "evt_3Nq1", "object": "event", "type": "invoice.paid", "data": {}}).encode()
+    first, retry = stripe_signed(body, at=int(time.time()) - 60), stripe_signed(body)
+
+    answers = [await http.post(inbound.url, content=body, headers=headers) for headers in (first, retry)]
+
+    assert [answer.json()["status"] for answer in answers] == ["accepted", "duplicate"]
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.message_id, event.event_type, event.body) == ("evt_3Nq1", "invoice.paid", body)
+    forged = stripe_signed(body, secret="whsec_" + "F" * 32)
+    refused = await http.post(inbound.url, content=body, headers=forged)
+    assert refused.status_code == 401
+    rows = await database.rows(RECEIPTS, w=inbound.webhook.id)
+    assert [(row.status, row.reason) for row in rows] == [("accepted", ""), ("rejected", "bad_signature")]
+
+
+async def test_a_shopify_webhook_is_verified_and_typed_by_its_topic(caller, gateway, http) -> None:
+    secret = "shpss_" + "0123456789abcdef" * 2
+    inbound = await create_inbound(caller, gateway.url, secret, signature_scheme="shopify")
+    body = b'{"id": 820982911946154508, "email": "jon@example.com"}'
+    digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    headers = {
+        "X-Shopify-Hmac-Sha256": digest,
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Webhook-Id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        "content-type": JSON,
+    }
+
+    response = await http.post(inbound.url, content=body, headers=headers)
+
+    assert response.status_code == 200, response.text
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.message_id, event.event_type) == ("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", "orders/create")
+
+
+async def test_a_stripe_webhook_needs_the_secret_stripe_issued(caller) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await create_inbound(caller, "http://unused", signature_scheme="stripe")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "signing_secret: required for stripe" in refused.value.details()
 
 
 async def test_hmac_sha256_tampered_body_is_rejected(caller, gateway, http, database) -> None:

@@ -14,7 +14,8 @@ from webhookd.domain.webhooks import SignatureScheme
 
 # An inbound webhook's callback URL is the public base URL, this path and the webhook's id.
 INBOUND_PATH_PREFIX = "/api/v1/integration/inbound/"
-# Where senders put the id of a message they may retry: Standard Webhooks, then GitHub.
+# Where senders put the id of a message they may retry: Standard Webhooks, then GitHub (Stripe's and
+# Shopify's: message_id_of).
 MESSAGE_ID_HEADERS = ("webhook-id", "x-github-delivery")
 MAX_MESSAGE_ID_LENGTH = 255
 MAX_EVENT_TYPE_LENGTH = 128
@@ -84,25 +85,38 @@ class InboundEvent:
     received_at: datetime
 
 
-def event_type_of(body: bytes, content_type: str) -> str:
-    """The `type` of a JSON object body (Standard Webhooks' shape), else empty."""
+def message_id_of(scheme: SignatureScheme, headers: Mapping[str, str], body: bytes, content_type: str) -> str | None:
+    """The id the sender keeps when it retries a message (headers with lower-case names): Stripe's is
+    the event's `id` in the body, Shopify's `X-Shopify-Webhook-Id`; else Standard Webhooks' or GitHub's
+    header."""
+    if scheme is SignatureScheme.STRIPE:
+        value = _json_field(body, content_type, "id")
+    elif scheme is SignatureScheme.SHOPIFY:
+        value = headers.get("x-shopify-webhook-id", "")
+    else:
+        value = next((headers[name] for name in MESSAGE_ID_HEADERS if headers.get(name)), "")
+    return value[:MAX_MESSAGE_ID_LENGTH] or None
+
+
+def event_type_of(scheme: SignatureScheme, headers: Mapping[str, str], body: bytes, content_type: str) -> str:
+    """What happened, as the sender names it: Shopify's topic header (`orders/create`), GitHub's event
+    header (`push`, for hmac-sha256), else the `type` of a JSON object body (Standard Webhooks', Stripe's);
+    empty when there is none."""
+    header = {SignatureScheme.SHOPIFY: "x-shopify-topic", SignatureScheme.HMAC_SHA256: "x-github-event"}.get(scheme)
+    named = headers.get(header, "") if header else ""
+    return (named or _json_field(body, content_type, "type"))[:MAX_EVENT_TYPE_LENGTH]
+
+
+def _json_field(body: bytes, content_type: str, name: str) -> str:
+    """A string field of a JSON object body, else empty."""
     if "json" not in content_type.lower():
         return ""
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return ""
-    kind = parsed.get("type") if isinstance(parsed, dict) else None
-    return kind[:MAX_EVENT_TYPE_LENGTH] if isinstance(kind, str) else ""
-
-
-def message_id_of(headers: Mapping[str, str]) -> str | None:
-    """The sender's message id, from headers with lower-case names."""
-    for name in MESSAGE_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value[:MAX_MESSAGE_ID_LENGTH]
-    return None
+    value = parsed.get(name) if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def consumer_name(value: str, field: str = "consumer") -> str:

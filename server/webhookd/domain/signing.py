@@ -22,6 +22,12 @@
   Outbound only: webhookd holds no sender's public key to verify inbound requests with.
 
 All schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
+
+Two more schemes verify inbound requests only, as their senders sign them, with the secret the
+sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_` or not):
+- `stripe`: `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "{t}.{body}")>`, one `v1=`
+  per secret Stripe signs with (two while a secret is rolled), `t` within the tolerance;
+- `shopify`: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256(key, body)>`, no timestamp.
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ SIGNATURE_HEADER = "webhook-signature"
 GITHUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
 # The previous secret's signature while a rotation overlaps (hmac-sha256 only).
 GITHUB_PREVIOUS_SIGNATURE_HEADER = "X-Hub-Signature-256-Previous"
+STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
+SHOPIFY_SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
+# A secret a sender issues is taken as it is, up to this long (Stripe CLI's are 70 bytes).
+MAX_SENDER_SECRET_BYTES = 128
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -87,7 +97,10 @@ def generate_private_key() -> str:
 
 
 def new_signing_secret(scheme: SignatureScheme) -> str:
-    """What a webhook signs with, generated: a private key for ed25519, else a `whsec_` secret."""
+    """What a webhook signs with, generated: a private key for ed25519, else a `whsec_` secret. Not
+    for a scheme whose sender issues the secret."""
+    if scheme.secret_from_sender:
+        raise ValueError(f"{scheme.value}'s secret is issued by the sender")
     return generate_private_key() if scheme.asymmetric else generate_secret()
 
 
@@ -97,27 +110,39 @@ def public_key(private_key: str) -> str:
     return PUBLIC_KEY_PREFIX + base64.b64encode(raw).decode()
 
 
-def validate_secret(value: str) -> str | None:
-    """What is wrong with `value` as a signing secret, or None when it is valid.
+def validate_secret(value: str, scheme: SignatureScheme = SignatureScheme.STANDARD_WEBHOOKS) -> str | None:
+    """What is wrong with `value` as a signing secret for `scheme`, or None when it is valid.
 
     A `whsec_` secret must be base64 (standard alphabet, padding optional) of 24..64 bytes; any other
-    secret must be 24..64 bytes of UTF-8 text without whitespace or control characters.
+    secret must be 24..64 bytes of UTF-8 text without whitespace or control characters. A secret the
+    sender issues (stripe, shopify) is text as it issued it: 24..128 bytes, without whitespace or
+    control characters.
     """
+    if scheme.secret_from_sender:
+        return _text_secret_problem(value, MAX_SENDER_SECRET_BYTES)
     if value.startswith(SECRET_PREFIX):
         key = _decode_whsec(value[len(SECRET_PREFIX) :])
         if key is None:
             return f"the part after {SECRET_PREFIX!r} must be base64 (A-Z, a-z, 0-9, '+', '/', '=')"
-        size = len(key)
-        what = "decoded key"
-    else:
-        if any(ch.isspace() for ch in value):
-            return "must not contain whitespace"
-        if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value):
-            return "must not contain control characters"
-        size = len(value.encode("utf-8"))
-        what = "secret"
-    if not MIN_SECRET_BYTES <= size <= MAX_SECRET_BYTES:
-        return f"the {what} must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes long, not {size}"
+        if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
+            return f"the decoded key must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes long, not {len(key)}"
+        return None
+    return _text_secret_problem(value, MAX_SECRET_BYTES)
+
+
+def loose_secret_problem(value: str) -> str | None:
+    """What is wrong with `value` as a secret for any scheme: the loosest of validate_secret's rules."""
+    return _text_secret_problem(value, MAX_SENDER_SECRET_BYTES)
+
+
+def _text_secret_problem(value: str, most: int) -> str | None:
+    if any(ch.isspace() for ch in value):
+        return "must not contain whitespace"
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value):
+        return "must not contain control characters"
+    size = len(value.encode("utf-8"))
+    if not MIN_SECRET_BYTES <= size <= most:
+        return f"the secret must be {MIN_SECRET_BYTES} to {most} bytes long, not {size}"
     return None
 
 
@@ -143,8 +168,8 @@ def sign_headers(
         headers[SIGNATURE_HEADER] = " ".join(
             "v1a," + base64.b64encode(_ed25519_key(key).sign(content)).decode() for key in secrets
         )
-    else:  # pragma: no cover - exhaustive over the enum
-        raise ValueError(f"unknown signature scheme {scheme!r}")
+    else:
+        raise ValueError(f"{scheme.value} only verifies what its sender signs: webhookd does not sign with it")
     return headers
 
 
@@ -188,6 +213,10 @@ def verify(
         _verify_standard(secrets, lowered, body, now, tolerance_seconds)
     elif scheme is SignatureScheme.HMAC_SHA256:
         _verify_github(secrets, lowered, body)
+    elif scheme is SignatureScheme.STRIPE:
+        _verify_stripe(secrets, lowered, body, now, tolerance_seconds)
+    elif scheme is SignatureScheme.SHOPIFY:
+        _verify_shopify(secrets, lowered, body)
     else:
         raise ValueError(f"{scheme.value} is not verified here: webhookd only signs with it")
 
@@ -207,13 +236,7 @@ def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: b
     ]
     if missing:
         raise SignatureError(SignatureError.MISSING_HEADERS, ", ".join(missing))
-    if not _DIGITS.fullmatch(raw_timestamp):
-        raise SignatureError(SignatureError.BAD_TIMESTAMP, "not unix seconds")
-    timestamp = int(raw_timestamp)
-    if timestamp < now - tolerance:
-        raise SignatureError(SignatureError.STALE_TIMESTAMP, f"older than {tolerance}s")
-    if timestamp > now + tolerance:
-        raise SignatureError(SignatureError.FUTURE_TIMESTAMP, f"more than {tolerance}s ahead")
+    _check_timestamp(raw_timestamp, now, tolerance)
 
     offered: list[bytes] = []
     for entry in signature_header.split():
@@ -229,6 +252,17 @@ def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: b
     expected = [_hmac(_standard_key(secret), content) for secret in secrets]
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "no v1 signature matches")
+
+
+def _check_timestamp(raw: str, now: int, tolerance: int) -> None:
+    """The signed time, unix seconds, within `tolerance` of `now` either way."""
+    if not _DIGITS.fullmatch(raw):
+        raise SignatureError(SignatureError.BAD_TIMESTAMP, "not unix seconds")
+    timestamp = int(raw)
+    if timestamp < now - tolerance:
+        raise SignatureError(SignatureError.STALE_TIMESTAMP, f"older than {tolerance}s")
+    if timestamp > now + tolerance:
+        raise SignatureError(SignatureError.FUTURE_TIMESTAMP, f"more than {tolerance}s ahead")
 
 
 def _verify_github(secrets: Sequence[str], headers: Mapping[str, str], body: bytes) -> None:
@@ -247,6 +281,41 @@ def _verify_github(secrets: Sequence[str], headers: Mapping[str, str], body: byt
     expected = [_hmac(secret.encode("utf-8"), body) for secret in secrets]
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "no sha256 signature matches")
+
+
+def _verify_stripe(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int) -> None:
+    header = headers.get(STRIPE_SIGNATURE_HEADER.lower(), "")
+    if not header:
+        raise SignatureError(SignatureError.MISSING_HEADERS, STRIPE_SIGNATURE_HEADER)
+    raw_timestamp = ""
+    offered: list[bytes] = []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            raw_timestamp = value
+        elif key == "v1":  # v0 is Stripe's test scheme, not a signature to accept
+            try:
+                offered.append(bytes.fromhex(value))
+            except ValueError:
+                continue
+    _check_timestamp(raw_timestamp, now, tolerance)
+    content = raw_timestamp.encode() + b"." + body
+    expected = [_hmac(secret.encode("utf-8"), content) for secret in secrets]
+    if not _any_equal(expected, offered):
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "no v1 signature matches")
+
+
+def _verify_shopify(secrets: Sequence[str], headers: Mapping[str, str], body: bytes) -> None:
+    header = headers.get(SHOPIFY_SIGNATURE_HEADER.lower(), "").strip()
+    if not header:
+        raise SignatureError(SignatureError.MISSING_HEADERS, SHOPIFY_SIGNATURE_HEADER)
+    try:
+        offered = [base64.b64decode(header, validate=True)]
+    except binascii.Error:
+        offered = []
+    expected = [_hmac(secret.encode("utf-8"), body) for secret in secrets]
+    if not _any_equal(expected, offered):
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "the signature does not match")
 
 
 def _any_equal(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:

@@ -96,7 +96,15 @@ def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str =
             FieldViolation(
                 f"{prefix}.signature_scheme",
                 "ed25519 signs outbound deliveries only: an inbound webhook verifies a shared secret"
-                " (standard-webhooks or hmac-sha256)",
+                " (standard-webhooks, hmac-sha256, stripe or shopify)",
+            )
+        )
+    if spec.direction is Direction.OUTBOUND and spec.signature_scheme.secret_from_sender:
+        violations.append(
+            FieldViolation(
+                f"{prefix}.signature_scheme",
+                f"{spec.signature_scheme.value} verifies what {spec.signature_scheme.value.title()} sends: inbound"
+                " webhooks only (outbound ones sign with standard-webhooks, hmac-sha256 or ed25519)",
             )
         )
     if violations:

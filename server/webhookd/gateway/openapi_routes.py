@@ -156,10 +156,11 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         INBOUND_TAG,
         "Receive a request for an inbound webhook.",
         "The callback `url` of an inbound webhook. The request is verified with the webhook's signing secret "
-        "(Standard Webhooks: `webhook-id`, `webhook-timestamp` within 5 minutes, `webhook-signature`; or "
-        "`X-Hub-Signature-256` for `hmac-sha256`) and stored, byte for byte, before the 200 is sent. A retry "
-        "of a message already accepted (same `webhook-id` or `X-GitHub-Delivery`) is acknowledged as "
-        "`duplicate` and stored once. Internal services read what arrived with StreamInboundEvents.",
+        "(Standard Webhooks: `webhook-id`, `webhook-timestamp` within 5 minutes, `webhook-signature`; "
+        "`X-Hub-Signature-256` for `hmac-sha256`; `Stripe-Signature` for `stripe`; `X-Shopify-Hmac-Sha256` for "
+        "`shopify`) and stored, byte for byte, before the 200 is sent. A retry of a message already accepted "
+        "(same `webhook-id`, `X-GitHub-Delivery`, Stripe event `id` or `X-Shopify-Webhook-Id`) is acknowledged "
+        "as `duplicate` and stored once. Internal services read what arrived with StreamInboundEvents.",
         parameters=[
             {
                 "name": "webhook_id",
@@ -173,6 +174,9 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
             header(signing.SIGNATURE_HEADER, "Standard Webhooks: space-separated `v1,<base64>` signatures."),
             header(signing.GITHUB_SIGNATURE_HEADER, "hmac-sha256: `sha256=<hex>` of the body."),
             header("X-GitHub-Delivery", "hmac-sha256: the message id; a retry keeps it."),
+            header(signing.STRIPE_SIGNATURE_HEADER, "stripe: `t=<unix seconds>,v1=<hex>` as Stripe signs."),
+            header(signing.SHOPIFY_SIGNATURE_HEADER, "shopify: base64 HMAC-SHA256 of the body."),
+            header("X-Shopify-Webhook-Id", "shopify: the message id; a retry keeps it."),
         ],
         requestBody={
             "required": True,

@@ -82,8 +82,8 @@ class Inbound:
         now = self._now()
         headers = request.headers
         content_type = headers.get("content-type", "")
-        message_id = message_id_of(headers)
-        event_type = event_type_of(body, content_type)
+        message_id = message_id_of(target.signature_scheme, headers, body, content_type)
+        event_type = event_type_of(target.signature_scheme, headers, body, content_type)
 
         def receipt(reason: str, kept_body: bytes | None, http_status: int) -> Receipt:
             return Receipt(

@@ -16,7 +16,7 @@ from webhookd.domain.inbound import inbound_url
 from webhookd.domain.lifecycle import DISABLED_BY_OWNER, ENABLED_BY_OWNER, HeldSettled, LifecycleChange, rotated_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, PublicKeys, Rotation, public_keys, rotated
-from webhookd.domain.signing import new_signing_secret, public_key, validate_secret
+from webhookd.domain.signing import loose_secret_problem, new_signing_secret, public_key, validate_secret
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.updates import apply_changes
 from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
@@ -235,10 +235,10 @@ class Webhooks:
         violations: list[FieldViolation] = []
         if not timedelta(0) <= overlap <= MAX_OVERLAP:
             violations.append(FieldViolation("overlap", "must be between 0s and 7 days (604800s)"))
-        if signing_secret:
-            problem = validate_secret(signing_secret)
-            if problem is not None:
-                violations.append(FieldViolation("signing_secret", problem))
+        # What no scheme accepts is named with the overlap; the webhook's own scheme's rule follows.
+        problem = loose_secret_problem(signing_secret) if signing_secret else None
+        if problem is not None:
+            violations.append(FieldViolation("signing_secret", problem))
         if violations:
             raise Invalid(violations)
         webhook = await self._store.get(scope, webhook_id)
@@ -292,15 +292,22 @@ def event_type_filter(event_type: str) -> tuple[str, ...]:
 
 
 def _check_chosen_secret(spec: WebhookSpec, signing_secret: str | None) -> None:
-    """A caller may choose a shared secret (validated); an ed25519 key pair is always the server's."""
+    """A caller may choose a shared secret (validated); an ed25519 key pair is always the server's;
+    a secret the sender issues (stripe, shopify) must be given."""
+    scheme = spec.signature_scheme
     if not signing_secret:
+        if scheme.secret_from_sender:
+            raise Invalid.field(
+                "signing_secret",
+                f"required for {scheme.value}: the endpoint's signing secret, as {scheme.value.title()} shows it",
+            )
         return
-    if spec.signature_scheme.asymmetric:
+    if scheme.asymmetric:
         raise Invalid.field(
             "signing_secret",
             "must be empty for ed25519: the server makes the key pair and keeps the private key in Vault",
         )
-    problem = validate_secret(signing_secret)
+    problem = validate_secret(signing_secret, scheme)
     if problem is not None:
         raise Invalid.field("signing_secret", problem)
 
