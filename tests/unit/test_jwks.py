@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from webhookd.auth import jwks as jwks_module
 from webhookd.auth.jwks import RELOAD_MIN_SECONDS, JwksError, JwksKeys, UnknownKey
 from webhookd.domain.errors import Unavailable
 
@@ -125,6 +126,25 @@ async def test_a_failed_load_keeps_the_keys_held(caplog: pytest.LogCaptureFixtur
         "JWKS not loaded; keeping the keys held",
         "the JWKS URL answered HTTP 503",
     )
+
+
+async def test_a_load_that_does_not_end_is_given_up_and_the_keys_kept(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider that trickles its answer: the load is bounded as a whole, so the calls waiting for
+    it (a key id not held) get their answer instead of hanging."""
+    monkeypatch.setattr(jwks_module, "LOAD_TIMEOUT_SECONDS", 0.05)
+    clock = Clock()
+    provider = Provider(jwks(A))
+    keys = JwksKeys(provider, "https://idp.example/jwks", clock=clock)
+    await keys.reload_for("a")
+    provider.release.clear()  # from now on the provider never finishes answering
+    clock.now += RELOAD_MIN_SECONDS
+
+    await asyncio.wait_for(keys.reload_for("b"), 5)
+
+    assert keys.key_for("a") is not None
+    assert caplog.records[-1].reason == "no JWKS within 0.05 s"
 
 
 async def test_the_periodic_refresh_drops_a_key_the_provider_dropped() -> None:

@@ -30,6 +30,7 @@ log = logging.getLogger("webhookd.auth")
 ALGORITHMS = ("RS256", "ES256")
 RELOAD_MIN_SECONDS = 10.0
 FETCH_TIMEOUT_SECONDS = 5.0
+LOAD_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 1024 * 1024
 # What a caller is told to wait before retrying while no key could be loaded (RetryInfo).
 RETRY_AFTER_SECONDS = 1.0
@@ -105,7 +106,14 @@ class JwksKeys:
 
     async def _reload(self) -> None:
         try:
-            self.use(await self._load())
+            # The whole load is bounded, not each read: calls naming an unknown key wait for it, and
+            # a provider trickling its answer must not hold them.
+            try:
+                async with asyncio.timeout(LOAD_TIMEOUT_SECONDS):
+                    raw = await self._load()
+            except TimeoutError:
+                raise JwksError(f"no JWKS within {LOAD_TIMEOUT_SECONDS:g} s") from None
+            self.use(raw)
         except JwksError as error:
             held = "keeping the keys held" if self.loaded else "no keys held yet"
             log.warning(f"JWKS not loaded; {held}", extra={"origin": self.origin, "reason": str(error)})
