@@ -1,8 +1,8 @@
 """The inbound callback route over real HTTP: what is accepted, what is refused, and what is recorded.
 
-Requests are signed with the official `standardwebhooks` library, or (hmac-sha256, stripe, shopify)
-with `hmac` directly (Stripe's headers checked by Stripe's own library), never with webhookd's own
-signing code. Each test makes its own tenant and inbound webhook; what a test
+Requests are signed with the official `standardwebhooks` library or Slack's SDK, or (hmac-sha256,
+stripe, shopify) with `hmac` directly (Stripe's headers checked by Stripe's own library), never with
+webhookd's own signing code. Each test makes its own tenant and inbound webhook; what a test
 checks is what a sender sees (status, body, headers), what a consumer reads over gRPC, the webhook's
 DeliveryLog and the `inbound_events` rows.
 """
@@ -26,6 +26,7 @@ import stripe
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import duration_pb2
+from slack_sdk.signature import SignatureVerifier
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from ulid import ULID
 
@@ -214,6 +215,36 @@ async def test_a_shopify_webhook_is_verified_and_typed_by_its_topic(caller, gate
     assert response.status_code == 200, response.text
     [event] = await events_of(caller, inbound.webhook.id)
     assert (event.message_id, event.event_type) == ("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", "orders/create")
+
+
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def slack_signed(body: bytes) -> dict[str, str]:
+    """Headers as Slack sends them, signed by Slack's own SDK."""
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier(SLACK_SECRET).generate_signature(timestamp=timestamp, body=body)
+    assert signature is not None
+    return {"X-Slack-Signature": signature, "X-Slack-Request-Timestamp": timestamp, "content-type": JSON}
+
+
+async def test_slacks_url_verification_is_answered_and_its_events_typed_and_deduplicated(caller, gateway, http) -> None:
+    """Setting up a Slack app's Request URL: Slack sends a signed url_verification and waits for its
+    challenge back. Then events, each retried under the same event_id until it is acknowledged."""
+    inbound = await create_inbound(caller, gateway.url, SLACK_SECRET, signature_scheme="slack")
+    handshake = json.dumps({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdx", "type": "url_verification"}).encode()
+    event = {"type": "event_callback", "event_id": "Ev08MFMKH6", "event": {"type": "app_mention", "text": "hi"}}
+    body = json.dumps(event).encode()
+
+    verified = await http.post(inbound.url, content=handshake, headers=slack_signed(handshake))
+    first = await http.post(inbound.url, content=body, headers=slack_signed(body))
+    retry = await http.post(inbound.url, content=body, headers=slack_signed(body) | {"X-Slack-Retry-Num": "1"})
+
+    assert verified.status_code == 200 and verified.json()["challenge"] == "3eZbrw1aBm2rZgRNFdx"
+    assert [first.json()["status"], retry.json()["status"]] == ["accepted", "duplicate"]
+    assert "challenge" not in first.json()
+    events = await events_of(caller, inbound.webhook.id)
+    assert [(e.event_type, e.message_id) for e in events] == [("url_verification", ""), ("app_mention", "Ev08MFMKH6")]
 
 
 async def test_a_stripe_webhook_needs_the_secret_stripe_issued(caller) -> None:

@@ -1,6 +1,7 @@
-"""Inbound schemes whose sender issues the secret: `stripe`, its headers cross-checked with Stripe's
-own Python library, and `shopify`, as Shopify documents it. Also what identifies a message and its
-type for each scheme, and the rules for these schemes' secrets and directions."""
+"""Inbound schemes whose sender issues the secret: `stripe` and `slack`, their headers cross-checked
+with Stripe's and Slack's own Python libraries, and `shopify`, as Shopify documents it. Also what
+identifies a message and its type for each scheme, and the rules for these schemes' secrets and
+directions."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ import time
 
 import pytest
 import stripe
+from slack_sdk.signature import SignatureVerifier
 
 from webhookd.domain.errors import Invalid
-from webhookd.domain.inbound import event_type_of, message_id_of
+from webhookd.domain.inbound import SenderMessage, read_message
 from webhookd.domain.signing import SignatureError, new_signing_secret, sign_headers, validate_secret, verify
 from webhookd.domain.validation import validate_spec
 from webhookd.domain.webhooks import Direction, SignatureScheme, WebhookSpec
 
 STRIPE = SignatureScheme.STRIPE
 SHOPIFY = SignatureScheme.SHOPIFY
+SLACK = SignatureScheme.SLACK
 # As the Stripe dashboard shows an endpoint's secret, and as `stripe listen` prints one (70 bytes).
 STRIPE_SECRET = "whsec_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuV"
 STRIPE_CLI_SECRET = "whsec_" + "0123456789abcdef" * 4
@@ -98,7 +101,7 @@ def test_a_shopify_signature_of_the_body_is_accepted_and_a_wrong_one_rejected() 
 
 
 def test_webhookd_neither_signs_with_nor_makes_a_secret_for_these_schemes() -> None:
-    for scheme in (STRIPE, SHOPIFY):
+    for scheme in (STRIPE, SHOPIFY, SLACK):
         with pytest.raises(ValueError):
             sign_headers(scheme, [STRIPE_SECRET], "msg_1", int(time.time()), EVENT)
         with pytest.raises(ValueError):
@@ -116,25 +119,50 @@ def test_a_secret_the_sender_issued_is_taken_as_it_is() -> None:
 def test_each_scheme_finds_its_senders_message_id_and_event_type() -> None:
     github = {"x-github-delivery": "72d3162e", "x-github-event": "push"}
     shopify = {"x-shopify-webhook-id": "b54557e4", "x-shopify-topic": "orders/create"}
-    standard = {"webhook-id": "msg_1"}
     typed = b'{"type": "order.paid"}'
+    slack_event = b'{"type": "event_callback", "event_id": "Ev08MFMKH6", "event": {"type": "app_mention"}}'
 
-    assert (message_id_of(STRIPE, {}, EVENT, JSON), event_type_of(STRIPE, {}, EVENT, JSON)) == (
-        "evt_1Q2w3E",
-        "payment_intent.succeeded",
-    )
-    assert (message_id_of(SHOPIFY, shopify, b"{}", JSON), event_type_of(SHOPIFY, shopify, b"{}", JSON)) == (
-        "b54557e4",
-        "orders/create",
-    )
-    hub = SignatureScheme.HMAC_SHA256
-    assert (message_id_of(hub, github, typed, JSON), event_type_of(hub, github, typed, JSON)) == ("72d3162e", "push")
-    plain = SignatureScheme.STANDARD_WEBHOOKS
-    assert (message_id_of(plain, standard, typed, JSON), event_type_of(plain, standard, typed, JSON)) == (
-        "msg_1",
-        "order.paid",
-    )
-    assert (message_id_of(STRIPE, {}, b"not json", "text/plain"), event_type_of(STRIPE, {}, b"[]", JSON)) == (None, "")
+    assert read_message(STRIPE, {}, EVENT, JSON) == SenderMessage("evt_1Q2w3E", "payment_intent.succeeded")
+    assert read_message(SHOPIFY, shopify, b"{}", JSON) == SenderMessage("b54557e4", "orders/create")
+    assert read_message(SLACK, {}, slack_event, JSON) == SenderMessage("Ev08MFMKH6", "app_mention")
+    assert read_message(SignatureScheme.HMAC_SHA256, github, typed, JSON) == SenderMessage("72d3162e", "push")
+    standard = SignatureScheme.STANDARD_WEBHOOKS
+    assert read_message(standard, {"webhook-id": "msg_1"}, typed, JSON) == SenderMessage("msg_1", "order.paid")
+    assert read_message(STRIPE, {}, b"not json", "text/plain") == SenderMessage(None, "")
+    assert read_message(STRIPE, {}, b"[]", JSON) == SenderMessage(None, "")
+
+
+def test_slacks_url_verification_carries_the_challenge_to_answer_with() -> None:
+    challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    body = json.dumps({"token": "t", "challenge": challenge, "type": "url_verification"}).encode()
+    assert read_message(SLACK, {}, body, JSON) == SenderMessage(None, "url_verification", challenge)
+    assert read_message(STRIPE, {}, body, JSON).challenge is None  # only Slack's handshake is answered
+
+
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def slack_headers(body: bytes, *, at: int | None = None, secret: str = SLACK_SECRET) -> dict[str, str]:
+    """Signed by Slack's own SDK (slack_sdk's SignatureVerifier)."""
+    timestamp = str(int(time.time()) if at is None else at)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+    assert signature is not None
+    return {"X-Slack-Signature": signature, "X-Slack-Request-Timestamp": timestamp}
+
+
+def test_a_request_slacks_sdk_signed_is_accepted_and_others_rejected() -> None:
+    body = b'{"type": "event_callback", "event_id": "Ev1"}'
+    now = int(time.time())
+    verify(SLACK, [SLACK_SECRET], slack_headers(body), body, now)
+    for headers, reason in [
+        ({}, SignatureError.MISSING_HEADERS),
+        (slack_headers(body, at=now - 600), SignatureError.STALE_TIMESTAMP),
+        (slack_headers(body, secret="another-secret-of-thirty-two-byte"), SignatureError.BAD_SIGNATURE),
+        (slack_headers(body) | {"X-Slack-Signature": "v1=00"}, SignatureError.BAD_SIGNATURE),
+    ]:
+        with pytest.raises(SignatureError) as rejected:
+            verify(SLACK, [SLACK_SECRET], headers, body, now)
+        assert rejected.value.reason == reason
 
 
 def spec(direction: Direction, scheme: SignatureScheme) -> WebhookSpec:

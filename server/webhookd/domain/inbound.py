@@ -14,10 +14,13 @@ from webhookd.domain.webhooks import SignatureScheme
 
 # An inbound webhook's callback URL is the public base URL, this path and the webhook's id.
 INBOUND_PATH_PREFIX = "/api/v1/integration/inbound/"
-# Where senders put the id of a message they may retry: Standard Webhooks, then GitHub (Stripe's and
-# Shopify's: message_id_of).
+# Where senders put the id of a message they may retry: Standard Webhooks, then GitHub (the other
+# senders': read_message).
 MESSAGE_ID_HEADERS = ("webhook-id", "x-github-delivery")
 MAX_MESSAGE_ID_LENGTH = 255
+# Slack's handshake when an endpoint is set up: it is answered with the challenge it carries.
+SLACK_URL_VERIFICATION = "url_verification"
+MAX_CHALLENGE_LENGTH = 256
 MAX_EVENT_TYPE_LENGTH = 128
 _CONSUMER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -65,6 +68,7 @@ class Receipt:
 @dataclass(frozen=True)
 class Received:
     receipt_id: str | None  # None: a duplicate of a message already stored
+    challenge: str | None = None  # Slack's URL verification, answered with its challenge
 
     @property
     def duplicate(self) -> bool:
@@ -85,37 +89,52 @@ class InboundEvent:
     received_at: datetime
 
 
-def message_id_of(scheme: SignatureScheme, headers: Mapping[str, str], body: bytes, content_type: str) -> str | None:
-    """The id the sender keeps when it retries a message (headers with lower-case names): Stripe's is
-    the event's `id` in the body, Shopify's `X-Shopify-Webhook-Id`; else Standard Webhooks' or GitHub's
-    header."""
+@dataclass(frozen=True)
+class SenderMessage:
+    """What the sender says of a request: the id it keeps when it retries, the event's type (empty
+    when none), and for Slack's URL verification the challenge to answer with."""
+
+    message_id: str | None
+    event_type: str
+    challenge: str | None = None
+
+
+def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: bytes, content_type: str) -> SenderMessage:
+    """Each sender's own ids and types (headers with lower-case names): Stripe's event `id` and `type`;
+    Shopify's `X-Shopify-Webhook-Id` and `X-Shopify-Topic`; Slack's `event_id` and the event's `type`
+    (and the challenge of its `url_verification`); GitHub's `X-GitHub-Delivery` and `X-GitHub-Event`
+    (hmac-sha256); Standard Webhooks' `webhook-id` and the body's `type`."""
+    document = _json_object(body, content_type)
+    message_id, event_type, challenge = "", _text(document.get("type")), None
     if scheme is SignatureScheme.STRIPE:
-        value = _json_field(body, content_type, "id")
+        message_id = _text(document.get("id"))
     elif scheme is SignatureScheme.SHOPIFY:
-        value = headers.get("x-shopify-webhook-id", "")
+        message_id, event_type = headers.get("x-shopify-webhook-id", ""), headers.get("x-shopify-topic", "")
+    elif scheme is SignatureScheme.SLACK:
+        message_id = _text(document.get("event_id"))
+        inner = document.get("event")
+        event_type = _text(inner.get("type")) if isinstance(inner, dict) else event_type
+        if event_type == SLACK_URL_VERIFICATION:
+            challenge = _text(document.get("challenge"))[:MAX_CHALLENGE_LENGTH] or None
     else:
-        value = next((headers[name] for name in MESSAGE_ID_HEADERS if headers.get(name)), "")
-    return value[:MAX_MESSAGE_ID_LENGTH] or None
+        message_id = next((headers[name] for name in MESSAGE_ID_HEADERS if headers.get(name)), "")
+        if scheme is SignatureScheme.HMAC_SHA256:
+            event_type = headers.get("x-github-event", "") or event_type
+    return SenderMessage(message_id[:MAX_MESSAGE_ID_LENGTH] or None, event_type[:MAX_EVENT_TYPE_LENGTH], challenge)
 
 
-def event_type_of(scheme: SignatureScheme, headers: Mapping[str, str], body: bytes, content_type: str) -> str:
-    """What happened, as the sender names it: Shopify's topic header (`orders/create`), GitHub's event
-    header (`push`, for hmac-sha256), else the `type` of a JSON object body (Standard Webhooks', Stripe's);
-    empty when there is none."""
-    header = {SignatureScheme.SHOPIFY: "x-shopify-topic", SignatureScheme.HMAC_SHA256: "x-github-event"}.get(scheme)
-    named = headers.get(header, "") if header else ""
-    return (named or _json_field(body, content_type, "type"))[:MAX_EVENT_TYPE_LENGTH]
-
-
-def _json_field(body: bytes, content_type: str, name: str) -> str:
-    """A string field of a JSON object body, else empty."""
+def _json_object(body: bytes, content_type: str) -> dict[str, object]:
+    """A JSON object body, else an empty one."""
     if "json" not in content_type.lower():
-        return ""
+        return {}
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
-        return ""
-    value = parsed.get(name) if isinstance(parsed, dict) else None
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 

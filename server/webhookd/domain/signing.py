@@ -27,7 +27,9 @@ Two more schemes verify inbound requests only, as their senders sign them, with 
 sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_` or not):
 - `stripe`: `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "{t}.{body}")>`, one `v1=`
   per secret Stripe signs with (two while a secret is rolled), `t` within the tolerance;
-- `shopify`: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256(key, body)>`, no timestamp.
+- `shopify`: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256(key, body)>`, no timestamp;
+- `slack`: `X-Slack-Signature: v0=<hex HMAC-SHA256(key, "v0:{ts}:{body}")>` with `ts` from
+  `X-Slack-Request-Timestamp`, within the tolerance.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ GITHUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
 GITHUB_PREVIOUS_SIGNATURE_HEADER = "X-Hub-Signature-256-Previous"
 STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
 SHOPIFY_SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
+SLACK_SIGNATURE_HEADER = "X-Slack-Signature"
+SLACK_TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
 # A secret a sender issues is taken as it is, up to this long (Stripe CLI's are 70 bytes).
 MAX_SENDER_SECRET_BYTES = 128
 
@@ -115,7 +119,7 @@ def validate_secret(value: str, scheme: SignatureScheme = SignatureScheme.STANDA
 
     A `whsec_` secret must be base64 (standard alphabet, padding optional) of 24..64 bytes; any other
     secret must be 24..64 bytes of UTF-8 text without whitespace or control characters. A secret the
-    sender issues (stripe, shopify) is text as it issued it: 24..128 bytes, without whitespace or
+    sender issues (stripe, shopify, slack) is text as it issued it: 24..128 bytes, without whitespace or
     control characters.
     """
     if scheme.secret_from_sender:
@@ -217,6 +221,8 @@ def verify(
         _verify_stripe(secrets, lowered, body, now, tolerance_seconds)
     elif scheme is SignatureScheme.SHOPIFY:
         _verify_shopify(secrets, lowered, body)
+    elif scheme is SignatureScheme.SLACK:
+        _verify_slack(secrets, lowered, body, now, tolerance_seconds)
     else:
         raise ValueError(f"{scheme.value} is not verified here: webhookd only signs with it")
 
@@ -316,6 +322,28 @@ def _verify_shopify(secrets: Sequence[str], headers: Mapping[str, str], body: by
     expected = [_hmac(secret.encode("utf-8"), body) for secret in secrets]
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the signature does not match")
+
+
+def _verify_slack(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int) -> None:
+    signature = headers.get(SLACK_SIGNATURE_HEADER.lower(), "").strip()
+    raw_timestamp = headers.get(SLACK_TIMESTAMP_HEADER.lower(), "").strip()
+    missing = [
+        name
+        for name, value in ((SLACK_SIGNATURE_HEADER, signature), (SLACK_TIMESTAMP_HEADER, raw_timestamp))
+        if not value
+    ]
+    if missing:
+        raise SignatureError(SignatureError.MISSING_HEADERS, ", ".join(missing))
+    _check_timestamp(raw_timestamp, now, tolerance)
+    version, _, digest = signature.partition("=")
+    try:
+        offered = [bytes.fromhex(digest)] if version == "v0" else []
+    except ValueError:
+        offered = []
+    content = f"v0:{raw_timestamp}:".encode() + body
+    expected = [_hmac(secret.encode("utf-8"), content) for secret in secrets]
+    if not _any_equal(expected, offered):
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "the v0 signature does not match")
 
 
 def _any_equal(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:

@@ -158,9 +158,11 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         "The callback `url` of an inbound webhook. The request is verified with the webhook's signing secret "
         "(Standard Webhooks: `webhook-id`, `webhook-timestamp` within 5 minutes, `webhook-signature`; "
         "`X-Hub-Signature-256` for `hmac-sha256`; `Stripe-Signature` for `stripe`; `X-Shopify-Hmac-Sha256` for "
-        "`shopify`) and stored, byte for byte, before the 200 is sent. A retry of a message already accepted "
-        "(same `webhook-id`, `X-GitHub-Delivery`, Stripe event `id` or `X-Shopify-Webhook-Id`) is acknowledged "
-        "as `duplicate` and stored once. Internal services read what arrived with StreamInboundEvents.",
+        "`shopify`; `X-Slack-Signature` and `X-Slack-Request-Timestamp` for `slack`) and stored, byte for byte, "
+        "before the 200 is sent. A retry of a message already accepted (same `webhook-id`, `X-GitHub-Delivery`, "
+        "Stripe event `id`, `X-Shopify-Webhook-Id` or Slack `event_id`) is acknowledged as `duplicate` and "
+        "stored once. Slack's `url_verification` is answered with its `challenge`. Internal services read what "
+        "arrived with StreamInboundEvents.",
         parameters=[
             {
                 "name": "webhook_id",
@@ -177,6 +179,8 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
             header(signing.STRIPE_SIGNATURE_HEADER, "stripe: `t=<unix seconds>,v1=<hex>` as Stripe signs."),
             header(signing.SHOPIFY_SIGNATURE_HEADER, "shopify: base64 HMAC-SHA256 of the body."),
             header("X-Shopify-Webhook-Id", "shopify: the message id; a retry keeps it."),
+            header(signing.SLACK_SIGNATURE_HEADER, "slack: `v0=<hex>` as Slack signs."),
+            header(signing.SLACK_TIMESTAMP_HEADER, "slack: Unix seconds when it was signed."),
         ],
         requestBody={
             "required": True,
@@ -195,6 +199,10 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
                             "id": {
                                 "type": ["string", "null"],
                                 "description": "The receipt (rcv_…); null for a duplicate.",
+                            },
+                            "challenge": {
+                                "type": "string",
+                                "description": "slack: the challenge of Slack's `url_verification`, echoed.",
                             },
                         },
                     }

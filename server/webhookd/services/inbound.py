@@ -21,8 +21,7 @@ from webhookd.domain.inbound import (
     Receipt,
     Received,
     consumer_name,
-    event_type_of,
-    message_id_of,
+    read_message,
 )
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
@@ -82,15 +81,14 @@ class Inbound:
         now = self._now()
         headers = request.headers
         content_type = headers.get("content-type", "")
-        message_id = message_id_of(target.signature_scheme, headers, body, content_type)
-        event_type = event_type_of(target.signature_scheme, headers, body, content_type)
+        message = read_message(target.signature_scheme, headers, body, content_type)
 
         def receipt(reason: str, kept_body: bytes | None, http_status: int) -> Receipt:
             return Receipt(
-                message_id=message_id,
+                message_id=message.message_id,
                 accepted=kept_body is not None,
                 reason=reason,
-                event_type=event_type,
+                event_type=message.event_type,
                 content_type=content_type,
                 body=kept_body,
                 http_status=http_status,
@@ -103,7 +101,7 @@ class Inbound:
         except signing.SignatureError as error:
             await self._record(target, receipt(error.reason, None, 401))
             raise Unauthenticated(f"signature rejected: {error.reason}", reason="SIGNATURE_REJECTED") from None
-        return Received(await self._record(target, receipt("", body, 200)))
+        return Received(await self._record(target, receipt("", body, 200)), message.challenge)
 
     async def _record(self, target: InboundTarget, receipt: Receipt) -> str | None:
         receipt_id = await self._store.record(target, receipt)
