@@ -6,11 +6,12 @@ nearing its maximum TTL is replaced before it runs out; a call its policy forbid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,20 @@ def new_role(admin: hvac.Client, **token_settings: Any) -> tuple[str, str, str]:
     return name, role_id, secret_id
 
 
+@contextlib.contextmanager
+def logged_in_as_a_new_role(
+    vault: tuple[str, hvac.Client], role_settings: Mapping[str, str] | None = None, **store_settings: Any
+) -> Iterator[tuple[str, VaultSecretStore]]:
+    """(the role's name, a store logging in as it with AppRole), the store closed after."""
+    addr, admin = vault
+    role, role_id, secret_id = new_role(admin, **(role_settings or {}))
+    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id), **store_settings)
+    try:
+        yield role, store
+    finally:
+        store.close()
+
+
 def role_tokens(admin: hvac.Client, role: str) -> set[str]:
     """The accessors of the live tokens that logging in as `role` gave."""
     accessors = admin.auth.token.list_accessors()["data"]["keys"]
@@ -68,27 +83,20 @@ def path() -> str:
 
 
 async def test_an_approle_login_gives_the_store_a_token_of_the_role(vault: tuple[str, hvac.Client]) -> None:
-    addr, admin = vault
-    role, role_id, secret_id = new_role(admin)
-    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id))
-    try:
+    _, admin = vault
+    with logged_in_as_a_new_role(vault) as (role, store):
         await store.ping()
         await store.write(secret := path(), {"signing_secret": "whsec_one"})
         assert await store.read(secret) == {"signing_secret": "whsec_one"}
         assert len(role_tokens(admin, role)) == 1  # one login, shared by the store's threads
-    finally:
-        store.close()
 
 
 async def test_the_documented_policy_allows_every_call_the_store_makes(vault: tuple[str, hvac.Client]) -> None:
     """Under docs/vault-policy.hcl (and Vault's default policy) alone: write, read, when written,
     the listings the orphaned-secret sweep walks, delete, and the token's own lookup and renewal."""
-    addr, admin = vault
-    _, role_id, secret_id = new_role(admin, token_ttl="1h")
-    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id))
     tenant_id = f"ten_{secrets.token_hex(6)}"
-    secret = await store.path_for(tenant_id, "whk_1")
-    try:
+    with logged_in_as_a_new_role(vault, {"token_ttl": "1h"}) as (_, store):
+        secret = await store.path_for(tenant_id, "whk_1")
         await store.ping()
         await store.write(secret, {"signing_secret": "whsec_one"})
         await store.write(secret, {"signing_secret": "whsec_two"})
@@ -99,8 +107,6 @@ async def test_the_documented_policy_allows_every_call_the_store_makes(vault: tu
         assert (await store.renew_token()).renewable
         await store.delete(secret)
         assert await store.written_at(secret) is None
-    finally:
-        store.close()
 
 
 async def test_a_secret_id_read_from_a_file_logs_in(vault: tuple[str, hvac.Client], tmp_path: Path) -> None:
@@ -116,10 +122,8 @@ async def test_a_secret_id_read_from_a_file_logs_in(vault: tuple[str, hvac.Clien
 
 
 async def test_a_revoked_token_is_replaced_by_a_new_login_on_the_next_call(vault: tuple[str, hvac.Client]) -> None:
-    addr, admin = vault
-    role, role_id, secret_id = new_role(admin)
-    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id))
-    try:
+    _, admin = vault
+    with logged_in_as_a_new_role(vault) as (role, store):
         await store.write(secret := path(), {"signing_secret": "whsec_one"})
         (first,) = role_tokens(admin, role)
         admin.auth.token.revoke_accessor(first)
@@ -127,23 +131,17 @@ async def test_a_revoked_token_is_replaced_by_a_new_login_on_the_next_call(vault
         assert await store.read(secret) == {"signing_secret": "whsec_one"}
         (second,) = role_tokens(admin, role)
         assert second != first
-    finally:
-        store.close()
 
 
 async def test_logging_out_revokes_the_token_logged_in_for(vault: tuple[str, hvac.Client]) -> None:
-    addr, admin = vault
-    role, role_id, secret_id = new_role(admin)
-    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id))
-    try:
+    _, admin = vault
+    with logged_in_as_a_new_role(vault) as (role, store):
         await store.ping()
         assert len(role_tokens(admin, role)) == 1
 
         await store.log_out()
 
         assert role_tokens(admin, role) == set()
-    finally:
-        store.close()
 
 
 async def test_logging_out_leaves_a_token_file_s_token_to_its_owner(
@@ -162,18 +160,14 @@ async def test_logging_out_leaves_a_token_file_s_token_to_its_owner(
 
 
 async def test_a_call_its_policy_forbids_is_refused_without_logging_in_again(vault: tuple[str, hvac.Client]) -> None:
-    addr, admin = vault
-    role, role_id, secret_id = new_role(admin)
-    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id), prefix="elsewhere")
-    try:
+    _, admin = vault
+    with logged_in_as_a_new_role(vault, prefix="elsewhere") as (role, store):
         await store.ping()
         before = role_tokens(admin, role)
         with pytest.raises(Unavailable) as error:
             await store.write("elsewhere/tenants/t1/webhooks/whk_1", {"signing_secret": "whsec_one"})
         assert error.value.message == "vault unreachable: token rejected (HTTP 403)"
         assert role_tokens(admin, role) == before
-    finally:
-        store.close()
 
 
 async def test_a_refused_login_is_unavailable_and_names_the_method_not_the_secret(
@@ -230,27 +224,25 @@ async def test_a_token_nearing_its_maximum_ttl_is_replaced_before_it_runs_out(
     vault: tuple[str, hvac.Client], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "webhookd.vault")
-    addr, admin = vault
+    _, admin = vault
     # Renewed at 2 s for 4 more (to 6 s), at 4 s for only 2: logged in again at about 5 s.
-    role, role_id, secret_id = new_role(admin, token_ttl="4s", token_max_ttl="6s")
-    store = VaultSecretStore(addr, AppRoleLogin(role_id, secret_id))
-    keeper = asyncio.create_task(keep_token_alive(store))
-    try:
-        await store.ping()
-        first = role_tokens(admin, role)
-        deadline = time.monotonic() + 20
-        while not role_tokens(admin, role) - first:
-            assert time.monotonic() < deadline, "no new login"
-            assert not keeper.done(), keeper
-            await asyncio.sleep(0.2)
+    with logged_in_as_a_new_role(vault, {"token_ttl": "4s", "token_max_ttl": "6s"}) as (role, store):
+        keeper = asyncio.create_task(keep_token_alive(store))
+        try:
+            await store.ping()
+            first = role_tokens(admin, role)
+            deadline = time.monotonic() + 20
+            while not role_tokens(admin, role) - first:
+                assert time.monotonic() < deadline, "no new login"
+                assert not keeper.done(), keeper
+                await asyncio.sleep(0.2)
 
-        assert "vault token nears its end; logging in again" in caplog.messages
-        assert "vault token renewal failed; trying again" not in caplog.messages
-        await store.write(path(), {"signing_secret": "whsec_one"})
-    finally:
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
-        store.close()
+            assert "vault token nears its end; logging in again" in caplog.messages
+            assert "vault token renewal failed; trying again" not in caplog.messages
+            await store.write(path(), {"signing_secret": "whsec_one"})
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
 
 
 @pytest.fixture
