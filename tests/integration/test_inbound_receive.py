@@ -242,7 +242,7 @@ async def test_slacks_url_verification_is_answered_and_its_events_typed_and_dedu
 
     assert verified.status_code == 200 and verified.json()["challenge"] == "3eZbrw1aBm2rZgRNFdx"
     assert [first.json()["status"], retry.json()["status"]] == ["accepted", "duplicate"]
-    assert "challenge" not in first.json()
+    assert first.json()["challenge"] is None
     events = await events_of(caller, inbound.webhook.id)
     assert [(e.event_type, e.message_id) for e in events] == [("url_verification", ""), ("app_mention", "Ev08MFMKH6")]
 

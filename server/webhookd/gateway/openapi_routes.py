@@ -201,8 +201,8 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
                                 "description": "The receipt (rcv_…); null for a duplicate.",
                             },
                             "challenge": {
-                                "type": "string",
-                                "description": "slack: the challenge of Slack's `url_verification`, echoed.",
+                                "type": ["string", "null"],
+                                "description": "slack: the challenge of Slack's `url_verification`, echoed; else null.",
                             },
                         },
                     }

@@ -42,9 +42,7 @@ def inbound_route(inbound: Inbound) -> Route:
         except DomainError as error:
             return error_response(from_domain_error(error))
         answer = ReceiptAnswer.DUPLICATE if received.duplicate else ReceiptAnswer.ACCEPTED
-        content: dict[str, str | None] = {"status": answer.value, "id": received.receipt_id}
-        if received.challenge is not None:
-            content["challenge"] = received.challenge  # what Slack's URL verification waits for
-        return JSONResponse(content)
+        # Every field, null when unset, as the gateway writes them; the challenge is for Slack's URL verification.
+        return JSONResponse({"status": answer.value, "id": received.receipt_id, "challenge": received.challenge})
 
     return Route(INBOUND_ROUTE, receive, methods=["POST"])
