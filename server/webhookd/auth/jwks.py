@@ -65,10 +65,10 @@ class JwksKeys:
         """The key the token's header names (any key when it names none, for a JWKS of one key)."""
         if self._keys is None:
             raise Unavailable("the token keys (JWKS) could not be loaded yet", retry_after_seconds=RETRY_AFTER_SECONDS)
-        for jwk in self._keys.keys:
-            if kid is None or jwk.key_id == kid:
-                return jwk.key
-        raise UnknownKey("token key id is not in the configured JWKS")
+        key = self._find(kid)
+        if key is None:
+            raise UnknownKey("token key id is not in the configured JWKS")
+        return key
 
     def use(self, raw: bytes) -> None:
         """Hold the keys of `raw`, a JWKS document; JwksError when it is not one with a usable key."""
@@ -79,24 +79,24 @@ class JwksKeys:
         RELOAD_MIN_SECONDS ago. Callers that arrive while a load runs wait for it, and load nothing
         more if it found their key."""
         async with self._reloading:
-            if self._holds(kid):
+            if self._find(kid) is not None:
                 return
             if self._last_asked is not None and self._clock() - self._last_asked < RELOAD_MIN_SECONDS:
                 return
             self._last_asked = self._clock()
             await self._reload()
 
-    def _holds(self, kid: str | None) -> bool:
-        return self._keys is not None and any(kid is None or jwk.key_id == kid for jwk in self._keys.keys)
+    def _find(self, kid: str | None) -> Any:
+        """The key held for `kid` (the first, for a token naming none), or None."""
+        keys = self._keys.keys if self._keys is not None else []
+        return next((jwk.key for jwk in keys if kid is None or jwk.key_id == kid), None)
 
     async def refresh(self) -> None:
         """Loads the JWKS again now (the periodic refresh)."""
         async with self._reloading:
             await self._reload()
 
-    async def keep_fresh(
-        self, every_seconds: float, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    ) -> None:
+    async def keep_fresh(self, every_seconds: float, *, sleep: Sleep = asyncio.sleep) -> None:
         """Runs until cancelled: a load now if none succeeded yet, then one every `every_seconds`."""
         if not self.loaded:
             await self.refresh()
@@ -143,7 +143,7 @@ def file_loader(path: Path) -> Load:
 
 def url_loader(url: str) -> Load:
     """GETs the JWKS: no redirects (a JWKS URL names the document itself), at most MAX_JWKS_BYTES,
-    within FETCH_TIMEOUT_SECONDS."""
+    each connect and read within FETCH_TIMEOUT_SECONDS (the whole load is bounded by JwksKeys)."""
 
     async def load() -> bytes:
         try:

@@ -23,7 +23,7 @@
 
 All schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
 
-Two more schemes verify inbound requests only, as their senders sign them, with the secret the
+Three more schemes verify inbound requests only, as their senders sign them, with the secret the
 sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_` or not):
 - `stripe`: `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "{t}.{body}")>`, one `v1=`
   per secret Stripe signs with (two while a secret is rolled), `t` within the tolerance;
@@ -284,7 +284,7 @@ def _verify_github(secrets: Sequence[str], headers: Mapping[str, str], body: byt
             offered.append(bytes.fromhex(digest))
         except ValueError:
             continue
-    expected = [_hmac(secret.encode("utf-8"), body) for secret in secrets]
+    expected = _text_key_macs(secrets, body)
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "no sha256 signature matches")
 
@@ -306,7 +306,7 @@ def _verify_stripe(secrets: Sequence[str], headers: Mapping[str, str], body: byt
                 continue
     _check_timestamp(raw_timestamp, now, tolerance)
     content = raw_timestamp.encode() + b"." + body
-    expected = [_hmac(secret.encode("utf-8"), content) for secret in secrets]
+    expected = _text_key_macs(secrets, content)
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "no v1 signature matches")
 
@@ -319,7 +319,7 @@ def _verify_shopify(secrets: Sequence[str], headers: Mapping[str, str], body: by
         offered = [base64.b64decode(header, validate=True)]
     except binascii.Error:
         offered = []
-    expected = [_hmac(secret.encode("utf-8"), body) for secret in secrets]
+    expected = _text_key_macs(secrets, body)
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the signature does not match")
 
@@ -341,7 +341,7 @@ def _verify_slack(secrets: Sequence[str], headers: Mapping[str, str], body: byte
     except ValueError:
         offered = []
     content = f"v0:{raw_timestamp}:".encode() + body
-    expected = [_hmac(secret.encode("utf-8"), content) for secret in secrets]
+    expected = _text_key_macs(secrets, content)
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the v0 signature does not match")
 
@@ -357,6 +357,12 @@ def _any_equal(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:
 
 def _signed_content(message_id: str, timestamp: str, body: bytes) -> bytes:
     return f"{message_id}.{timestamp}.".encode() + body
+
+
+def _text_key_macs(secrets: Sequence[str], data: bytes) -> list[bytes]:
+    """HMAC-SHA256 of `data` under each secret's whole text as the key (GitHub's, Stripe's, Shopify's
+    and Slack's way)."""
+    return [_hmac(secret.encode("utf-8"), data) for secret in secrets]
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
