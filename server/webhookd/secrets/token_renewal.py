@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from webhookd.domain.errors import Unavailable
 from webhookd.secrets.vault import TokenLifetime
@@ -25,6 +25,7 @@ RENEW_AT_SHARE = 0.5
 RETRY_SECONDS = 10.0
 MIN_WAIT_SECONDS = 1.0
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 class RenewableToken(Protocol):
@@ -44,7 +45,7 @@ async def keep_token_alive(store: RenewableToken, *, sleep: Sleep = asyncio.slee
     """Runs until cancelled, or returns when the token never expires, or it can be neither renewed
     nor had again."""
     while True:
-        lifetime = await _lookup(store, sleep)
+        lifetime = await _until_vault_answers(store.token_lifetime, "vault token lookup", sleep)
         if lifetime.seconds_left == 0:
             return
         if lifetime.renewable:
@@ -57,15 +58,16 @@ async def keep_token_alive(store: RenewableToken, *, sleep: Sleep = asyncio.slee
             return
         log.info("vault token nears its end; logging in again", extra={"expires_in_s": seconds_left})
         await sleep(max(MIN_WAIT_SECONDS, seconds_left * RENEW_AT_SHARE))
-        await _log_in_again(store, sleep)
+        await _until_vault_answers(store.log_in_again, "vault login", sleep)
 
 
-async def _lookup(store: RenewableToken, sleep: Sleep) -> TokenLifetime:
+async def _until_vault_answers(call: Callable[[], Awaitable[T]], what: str, sleep: Sleep) -> T:
+    """`call()`, tried again every RETRY_SECONDS while Vault is away."""
     while True:
         try:
-            return await store.token_lifetime()
+            return await call()
         except Unavailable as error:
-            log.warning("vault token lookup failed; trying again", extra={"reason": error.message})
+            log.warning(f"{what} failed; trying again", extra={"reason": error.message})
             await sleep(RETRY_SECONDS)
 
 
@@ -97,13 +99,3 @@ async def _renew_while_it_lasts(store: RenewableToken, lifetime: TokenLifetime, 
             return renewed.seconds_left
         granted = seconds_left = renewed.seconds_left
         wait = granted * RENEW_AT_SHARE
-
-
-async def _log_in_again(store: RenewableToken, sleep: Sleep) -> None:
-    while True:
-        try:
-            await store.log_in_again()
-            return
-        except Unavailable as error:
-            log.warning("vault login failed; trying again", extra={"reason": error.message})
-            await sleep(RETRY_SECONDS)
