@@ -747,6 +747,7 @@ class FakeInbound:
             signature_scheme=row.spec.signature_scheme,
             vault_path=row.vault_path,
             secret_fingerprint=row.secret_fingerprint,
+            url=row.spec.url,
         )
 
     async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
@@ -811,14 +812,19 @@ def _inbound_event(stored: StoredReceipt) -> InboundEvent:
 class FakeInboundRequest:
     """ports.InboundRequest: header names in lower case, and PayloadTooLarge past the limit (http/body.py)."""
 
-    def __init__(self, body: bytes, headers: Mapping[str, str]) -> None:
+    def __init__(self, body: bytes, headers: Mapping[str, str], query: str = "") -> None:
         self.body = body
         self._headers = {name.lower(): value for name, value in headers.items()}
+        self._query = query
         self.body_reads = 0
 
     @property
     def headers(self) -> Mapping[str, str]:
         return self._headers
+
+    @property
+    def query(self) -> str:
+        return self._query
 
     async def read_body(self, limit: int) -> bytes:
         self.body_reads += 1

@@ -282,6 +282,10 @@ class InboundRequest(Protocol):
     def headers(self) -> Mapping[str, str]:
         """Header names in lower case."""
 
+    @property
+    def query(self) -> str:
+        """The query string as the sender sent it, without the `?` (a signature may cover it)."""
+
     async def read_body(self, limit: int) -> bytes:
         """The whole body; PayloadTooLarge as soon as it is known to exceed `limit` bytes."""
 

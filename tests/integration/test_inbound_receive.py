@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import duration_pb2
 from slack_sdk.signature import SignatureVerifier
 from standardwebhooks.webhooks import Webhook as StandardWebhook
+from twilio.request_validator import RequestValidator
 from ulid import ULID
 
 from support import make_caller
@@ -245,6 +247,55 @@ async def test_slacks_url_verification_is_answered_and_its_events_typed_and_dedu
     assert first.json()["challenge"] is None
     events = await events_of(caller, inbound.webhook.id)
     assert [(e.event_type, e.message_id) for e in events] == [("url_verification", ""), ("app_mention", "Ev08MFMKH6")]
+
+
+TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"  # an account's Auth Token: 32 hex characters
+
+
+async def test_twilio_form_posts_are_verified_over_the_url_twilio_called_and_retries_stored_once(
+    caller, gateway, http, database
+) -> None:
+    """Twilio signs the callback URL as it is configured in Twilio (the public one, here with a query
+    string the account added) plus the form's fields; the request reaches webhookd at another address,
+    as behind a proxy. A retry carries the same I-Twilio-Idempotency-Token."""
+    inbound = await create_inbound(caller, gateway.url, TWILIO_TOKEN, signature_scheme="twilio")
+    params = {"MessageSid": "SM1f0e8ae6", "From": "+14158141829", "Body": "Ahoy & welcome", "NumMedia": "0"}
+    body = urllib.parse.urlencode(params).encode()
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(f"{inbound.webhook.url}?team=eu", params)
+    headers = {
+        "X-Twilio-Signature": signature,
+        "I-Twilio-Idempotency-Token": "ad6c6dd7-4a8b-4f0c",
+        "content-type": "application/x-www-form-urlencoded",
+    }
+
+    answers = [await http.post(f"{inbound.url}?team=eu", content=body, headers=headers) for _ in range(2)]
+    forged = await http.post(f"{inbound.url}?team=us", content=body, headers=headers)
+
+    assert [answer.json()["status"] for answer in answers] == ["accepted", "duplicate"]
+    assert forged.status_code == 401
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.message_id, event.body, event.content_type) == (
+        "ad6c6dd7-4a8b-4f0c",
+        body,
+        "application/x-www-form-urlencoded",
+    )
+    rows = await database.rows(RECEIPTS, w=inbound.webhook.id)
+    assert [(row.status, row.reason) for row in rows] == [("accepted", ""), ("rejected", "bad_signature")]
+
+
+async def test_a_twilio_json_post_is_verified_by_the_body_hash_in_its_url(caller, gateway, http) -> None:
+    inbound = await create_inbound(caller, gateway.url, TWILIO_TOKEN, signature_scheme="twilio")
+    body = json.dumps([{"specversion": "1.0", "type": "com.twilio.messaging.message.delivered"}]).encode()
+    query = f"bodySHA256={hashlib.sha256(body).hexdigest()}"
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(f"{inbound.webhook.url}?{query}", {})
+    headers = {"X-Twilio-Signature": signature, "content-type": JSON}
+
+    accepted = await http.post(f"{inbound.url}?{query}", content=body, headers=headers)
+    altered = await http.post(f"{inbound.url}?{query}", content=body.replace(b"delivered", b"failed"), headers=headers)
+
+    assert (accepted.status_code, altered.status_code) == (200, 401)
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert event.body == body
 
 
 async def test_a_stripe_webhook_needs_the_secret_stripe_issued(caller) -> None:

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from twilio.request_validator import RequestValidator
 
 from fakes import (
     FakeClock,
@@ -162,6 +163,27 @@ async def test_a_stale_timestamp_is_rejected(inbound: Inbound, webhooks: Webhook
 
     with pytest.raises(Unauthenticated, match="stale_timestamp"):
         await inbound.receive(webhook.id, request)
+
+
+async def test_a_twilio_signature_covers_the_callback_url_with_the_query_string_sent(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks
+) -> None:
+    """Twilio signs the URL it calls: the callback URL handed out, plus any query string the account
+    added to it, which only the request carries."""
+    token = "0123456789abcdef0123456789abcdef"
+    spec = WebhookSpec(name="sms", url="", direction=Direction.INBOUND, signature_scheme=SignatureScheme.TWILIO)
+    webhook, _ = await webhooks.create(TENANT, spec, token)
+    body = b"MessageSid=SM1&Body=hi"
+    signature = RequestValidator(token).compute_signature(
+        f"{webhook.spec.url}?tag=eu", {"MessageSid": "SM1", "Body": "hi"}
+    )
+    headers = {"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"}
+
+    await inbound.receive(webhook.id, FakeInboundRequest(body, headers, query="tag=eu"))
+    with pytest.raises(Unauthenticated):
+        await inbound.receive(webhook.id, FakeInboundRequest(body, headers, query="tag=us"))
+
+    assert [stored.receipt.accepted for stored in inbound_store.receipts] == [True, False]
 
 
 async def test_a_signed_request_is_stored_and_wakes_the_log_and_the_consumers(

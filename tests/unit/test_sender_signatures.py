@@ -1,7 +1,7 @@
-"""Inbound schemes whose sender issues the secret: `stripe` and `slack`, their headers cross-checked
-with Stripe's and Slack's own Python libraries, and `shopify`, as Shopify documents it. Also what
-identifies a message and its type for each scheme, and the rules for these schemes' secrets and
-directions."""
+"""Inbound schemes whose sender issues the secret: `stripe`, `slack` and `twilio`, their headers
+cross-checked with Stripe's, Slack's and Twilio's own Python libraries, and `shopify`, as Shopify
+documents it. Also what identifies a message and its type for each scheme, and the rules for these
+schemes' secrets and directions."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.parse
 
 import pytest
 import stripe
 from slack_sdk.signature import SignatureVerifier
+from twilio.request_validator import RequestValidator
 
 from webhookd.domain.errors import Invalid
 from webhookd.domain.inbound import SenderMessage, read_message
@@ -24,12 +26,14 @@ from webhookd.domain.webhooks import Direction, SignatureScheme, WebhookSpec
 STRIPE = SignatureScheme.STRIPE
 SHOPIFY = SignatureScheme.SHOPIFY
 SLACK = SignatureScheme.SLACK
+TWILIO = SignatureScheme.TWILIO
 # As the Stripe dashboard shows an endpoint's secret, and as `stripe listen` prints one (70 bytes).
 STRIPE_SECRET = "whsec_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuV"
 STRIPE_CLI_SECRET = "whsec_" + "0123456789abcdef" * 4
 SHOPIFY_SECRET = "shpss_0123456789abcdef0123456789abcdef"
 EVENT = json.dumps({"id": "evt_1Q2w3E", "object": "event", "type": "payment_intent.succeeded"}).encode()
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 
 
 def stripe_header(body: bytes, *secrets: str, at: int | None = None) -> str:
@@ -101,7 +105,7 @@ def test_a_shopify_signature_of_the_body_is_accepted_and_a_wrong_one_rejected() 
 
 
 def test_webhookd_neither_signs_with_nor_makes_a_secret_for_these_schemes() -> None:
-    for scheme in (STRIPE, SHOPIFY, SLACK):
+    for scheme in (STRIPE, SHOPIFY, SLACK, TWILIO):
         with pytest.raises(ValueError):
             sign_headers(scheme, [STRIPE_SECRET], "msg_1", int(time.time()), EVENT)
         with pytest.raises(ValueError):
@@ -125,6 +129,8 @@ def test_each_scheme_finds_its_senders_message_id_and_event_type() -> None:
     assert read_message(STRIPE, {}, EVENT, JSON) == SenderMessage("evt_1Q2w3E", "payment_intent.succeeded")
     assert read_message(SHOPIFY, shopify, b"{}", JSON) == SenderMessage("b54557e4", "orders/create")
     assert read_message(SLACK, {}, slack_event, JSON) == SenderMessage("Ev08MFMKH6", "app_mention")
+    twilio = {"i-twilio-idempotency-token": "a5c8fd3e-4b1c"}
+    assert read_message(TWILIO, twilio, b"MessageSid=SM1&Body=hi", FORM) == SenderMessage("a5c8fd3e-4b1c", "")
     assert read_message(SignatureScheme.HMAC_SHA256, github, typed, JSON) == SenderMessage("72d3162e", "push")
     standard = SignatureScheme.STANDARD_WEBHOOKS
     assert read_message(standard, {"webhook-id": "msg_1"}, typed, JSON) == SenderMessage("msg_1", "order.paid")
@@ -162,6 +168,70 @@ def test_a_request_slacks_sdk_signed_is_accepted_and_others_rejected() -> None:
     ]:
         with pytest.raises(SignatureError) as rejected:
             verify(SLACK, [SLACK_SECRET], headers, body, now)
+        assert rejected.value.reason == reason
+
+
+TWILIO_TOKEN = "12345678901234567890123456789012"  # an Auth Token: 32 hex characters
+CALLBACK = "https://hooks.example.com/api/v1/integration/inbound/whk_01JD0000000000000000000000?source=sms"
+SMS = {"MessageSid": "SM1234", "From": "+14158141829", "To": "+15017122661", "Body": "Hi & bye", "MediaUrl0": ""}
+
+
+def twilio_form(params: dict[str, str], *, url: str = CALLBACK, token: str = TWILIO_TOKEN) -> dict[str, str]:
+    """X-Twilio-Signature for a form post, made by Twilio's own RequestValidator."""
+    signature = RequestValidator(token).compute_signature(url, params)
+    return {"X-Twilio-Signature": signature, "Content-Type": f"{FORM}; charset=utf-8"}
+
+
+def test_a_form_post_twilios_library_signed_is_accepted_with_or_without_the_default_port() -> None:
+    body = urllib.parse.urlencode(SMS).encode()
+    with_port = CALLBACK.replace("example.com/", "example.com:443/")
+
+    verify(TWILIO, [TWILIO_TOKEN], twilio_form(SMS), body, 0, url=CALLBACK)
+    verify(TWILIO, [TWILIO_TOKEN], twilio_form(SMS, url=with_port), body, 0, url=CALLBACK)
+    verify(TWILIO, [TWILIO_TOKEN], twilio_form(SMS), body, 0, url=with_port)
+
+
+def test_a_json_post_is_covered_by_the_body_hash_in_its_url() -> None:
+    body = json.dumps({"specversion": "1.0", "type": "com.twilio.messaging.message.delivered"}).encode()
+    url = f"{CALLBACK}&bodySHA256={hashlib.sha256(body).hexdigest()}"
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, {})
+    assert RequestValidator(TWILIO_TOKEN).validate(url, body.decode(), signature)
+    headers = {"X-Twilio-Signature": signature, "Content-Type": JSON}
+
+    verify(TWILIO, [TWILIO_TOKEN], headers, body, 0, url=url)
+    with pytest.raises(SignatureError) as altered:
+        verify(TWILIO, [TWILIO_TOKEN], headers, body.replace(b"delivered", b"failed"), 0, url=url)
+    assert altered.value.reason == SignatureError.BAD_SIGNATURE
+
+
+def test_a_shared_key_signature_uses_the_hmac_its_settings_header_names() -> None:
+    body = urllib.parse.urlencode(SMS).encode()
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(CALLBACK, SMS, "HMAC_SHA256")
+    settings = {"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"}
+
+    verify(
+        TWILIO, [TWILIO_TOKEN], twilio_form(SMS) | {"X-Twilio-Signature": signature} | settings, body, 0, url=CALLBACK
+    )
+    with pytest.raises(SignatureError):  # the same signature read as SHA-1
+        verify(TWILIO, [TWILIO_TOKEN], twilio_form(SMS) | {"X-Twilio-Signature": signature}, body, 0, url=CALLBACK)
+
+
+def test_a_twilio_request_not_signed_right_is_rejected() -> None:
+    body = urllib.parse.urlencode(SMS).encode()
+    unknown = {"X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_MD5"}
+    cases = [
+        ({}, body, CALLBACK, SignatureError.MISSING_HEADERS),
+        (twilio_form(SMS), body.replace(b"Hi", b"Ho"), CALLBACK, SignatureError.BAD_SIGNATURE),
+        (twilio_form(SMS), body, CALLBACK.replace("source=sms", "source=voice"), SignatureError.BAD_SIGNATURE),
+        (twilio_form(SMS, token="another-token-of-thirty-two-bytes"), body, CALLBACK, SignatureError.BAD_SIGNATURE),
+        (twilio_form(SMS) | unknown, body, CALLBACK, SignatureError.BAD_SIGNATURE),
+        # Not a form and no body hash: nothing would cover the body, so it is not taken.
+        (twilio_form({}) | {"Content-Type": JSON}, b'{"Body": "forged"}', CALLBACK, SignatureError.BAD_SIGNATURE),
+        (twilio_form(SMS), b"Body=\xff", CALLBACK, SignatureError.BAD_SIGNATURE),
+    ]
+    for headers, sent, url, reason in cases:
+        with pytest.raises(SignatureError) as rejected:
+            verify(TWILIO, [TWILIO_TOKEN], headers, sent, 0, url=url)
         assert rejected.value.reason == reason
 
 

@@ -17,6 +17,8 @@ INBOUND_PATH_PREFIX = "/api/v1/integration/inbound/"
 # Where senders put the id of a message they may retry: Standard Webhooks, then GitHub (the other
 # senders': read_message).
 MESSAGE_ID_HEADERS = ("webhook-id", "x-github-delivery")
+# Twilio's: the same token on each retry of one request.
+TWILIO_MESSAGE_ID_HEADER = "i-twilio-idempotency-token"
 MAX_MESSAGE_ID_LENGTH = 255
 # Slack's handshake when an endpoint is set up: it is answered with the challenge it carries.
 SLACK_URL_VERIFICATION = "url_verification"
@@ -39,6 +41,7 @@ class InboundTarget:
     signature_scheme: SignatureScheme
     vault_path: str
     secret_fingerprint: str
+    url: str = ""  # the callback URL handed out for it: twilio signs the URL it calls
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,9 @@ class SenderMessage:
 def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: bytes, content_type: str) -> SenderMessage:
     """Each sender's own ids and types (headers with lower-case names): Stripe's event `id` and `type`;
     Shopify's `X-Shopify-Webhook-Id` and `X-Shopify-Topic`; Slack's `event_id` and the event's `type`
-    (and the challenge of its `url_verification`); GitHub's `X-GitHub-Delivery` and `X-GitHub-Event`
-    (hmac-sha256); Standard Webhooks' `webhook-id` and the body's `type`."""
+    (and the challenge of its `url_verification`); Twilio's `I-Twilio-Idempotency-Token` (its form
+    posts name no type); GitHub's `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard
+    Webhooks' `webhook-id` and the body's `type`."""
     document = _json_object(body, content_type)
     message_id, event_type, challenge = "", _text(document.get("type")), None
     if scheme is SignatureScheme.STRIPE:
@@ -116,6 +120,8 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
         event_type = _text(inner.get("type")) if isinstance(inner, dict) else event_type
         if event_type == SLACK_URL_VERIFICATION:
             challenge = _text(document.get("challenge"))[:MAX_CHALLENGE_LENGTH] or None
+    elif scheme is SignatureScheme.TWILIO:
+        message_id = headers.get(TWILIO_MESSAGE_ID_HEADER, "")
     else:
         message_id = next((headers[name] for name in MESSAGE_ID_HEADERS if headers.get(name)), "")
         if scheme is SignatureScheme.HMAC_SHA256:

@@ -23,13 +23,18 @@
 
 All schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
 
-Three more schemes verify inbound requests only, as their senders sign them, with the secret the
+Four more schemes verify inbound requests only, as their senders sign them, with the secret the
 sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_` or not):
 - `stripe`: `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "{t}.{body}")>`, one `v1=`
   per secret Stripe signs with (two while a secret is rolled), `t` within the tolerance;
 - `shopify`: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256(key, body)>`, no timestamp;
 - `slack`: `X-Slack-Signature: v0=<hex HMAC-SHA256(key, "v0:{ts}:{body}")>` with `ts` from
-  `X-Slack-Request-Timestamp`, within the tolerance.
+  `X-Slack-Request-Timestamp`, within the tolerance;
+- `twilio`: `X-Twilio-Signature: <base64 HMAC-SHA1(key, url + params)>` (HMAC-SHA256 when
+  `X-Twilio-Webhooks-Signature-Settings` names it), where `url` is the callback URL as Twilio called
+  it, query string included, and `params` each form field's name and value, sorted, concatenated; a
+  JSON body is covered instead by the URL's `bodySHA256` query parameter (hex SHA-256 of the body).
+  No timestamp: Twilio signs none.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import hmac
 import re
 import secrets as random_source
 import unicodedata
+import urllib.parse
 from collections.abc import Mapping, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -67,6 +73,13 @@ STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
 SHOPIFY_SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 SLACK_SIGNATURE_HEADER = "X-Slack-Signature"
 SLACK_TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
+TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
+# Twilio names the HMAC of a SharedKey signature here (`key=<id>,algorithm=HMAC_SHA256`); without it, SHA-1.
+TWILIO_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+_TWILIO_HASHES = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
+_TWILIO_BODY_HASH = "bodySHA256"
+_FORM = "application/x-www-form-urlencoded"
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 # A secret a sender issues is taken as it is, up to this long (Stripe CLI's are 70 bytes).
 MAX_SENDER_SECRET_BYTES = 128
 
@@ -203,12 +216,14 @@ def verify(
     body: bytes,
     now: int,
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+    *,
+    url: str = "",
 ) -> None:
     """Accept `body` if any signature in `headers` was made with any of `secrets`; else SignatureError.
 
     Header names are matched case-insensitively. For standard-webhooks the timestamp must lie within
     `tolerance_seconds` of `now` (unix seconds) in either direction; hmac-sha256 signs no timestamp, so
-    none is checked.
+    none is checked. `url` is the URL the sender called, query string included: twilio signs it.
     """
     if not secrets:
         raise ValueError("at least one secret is needed to verify")
@@ -223,6 +238,8 @@ def verify(
         _verify_shopify(secrets, lowered, body)
     elif scheme is SignatureScheme.SLACK:
         _verify_slack(secrets, lowered, body, now, tolerance_seconds)
+    elif scheme is SignatureScheme.TWILIO:
+        _verify_twilio(secrets, lowered, body, url)
     else:
         raise ValueError(f"{scheme.value} is not verified here: webhookd only signs with it")
 
@@ -344,6 +361,70 @@ def _verify_slack(secrets: Sequence[str], headers: Mapping[str, str], body: byte
     expected = _text_key_macs(secrets, content)
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the v0 signature does not match")
+
+
+def _verify_twilio(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, url: str) -> None:
+    """As Twilio's own RequestValidator checks: the URL with and without its default port (Twilio signs
+    either), and a body covered by the form fields or by `bodySHA256`; a body covered by neither is refused."""
+    header = headers.get(TWILIO_SIGNATURE_HEADER.lower(), "").strip()
+    if not header:
+        raise SignatureError(SignatureError.MISSING_HEADERS, TWILIO_SIGNATURE_HEADER)
+    algorithm = _twilio_algorithm(headers.get(TWILIO_SETTINGS_HEADER.lower(), ""))
+    if algorithm is None:
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "the signature settings name an unknown algorithm")
+    parsed = urllib.parse.urlsplit(url)
+    body_hashes = urllib.parse.parse_qs(parsed.query).get(_TWILIO_BODY_HASH)
+    if body_hashes is not None:
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), body_hashes[0].lower()):
+            raise SignatureError(SignatureError.BAD_SIGNATURE, f"the body does not match {_TWILIO_BODY_HASH}")
+        fields = ""
+    elif headers.get("content-type", "").split(";")[0].strip().lower() == _FORM:
+        fields = _twilio_fields(body)
+    elif body:
+        raise SignatureError(
+            SignatureError.BAD_SIGNATURE, f"the body is neither a form nor covered by {_TWILIO_BODY_HASH}"
+        )
+    else:
+        fields = ""
+    try:
+        offered = [base64.b64decode(header, validate=True)]
+    except binascii.Error:
+        offered = []
+    expected = [
+        hmac.new(secret.encode("utf-8"), (signed_url + fields).encode("utf-8"), algorithm).digest()
+        for secret in secrets
+        for signed_url in _with_and_without_port(parsed)
+    ]
+    if not _any_equal(expected, offered):
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "the signature does not match")
+
+
+def _twilio_algorithm(settings: str) -> str | None:
+    """The hash `X-Twilio-Webhooks-Signature-Settings` names (`key=...,algorithm=HMAC_SHA256`): SHA-1
+    when it names none; None for one Twilio does not use."""
+    for part in settings.split(","):
+        name, separator, value = part.partition("=")
+        if separator and name.strip() == "algorithm" and value.strip():
+            return _TWILIO_HASHES.get(value.strip().upper())
+    return _TWILIO_HASHES["HMAC_SHA1"]
+
+
+def _twilio_fields(body: bytes) -> str:
+    """Each form field's name and value, names sorted, a name's distinct values sorted, concatenated."""
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "the form body is not UTF-8") from None
+    values: dict[str, set[str]] = {}
+    for name, value in pairs:
+        values.setdefault(name, set()).add(value)
+    return "".join(name + value for name in sorted(values) for value in sorted(values[name]))
+
+
+def _with_and_without_port(parsed: urllib.parse.SplitResult) -> tuple[str, str]:
+    host = parsed.netloc.rsplit(":", 1)[0] if parsed.port else parsed.netloc
+    port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 80)
+    return parsed._replace(netloc=host).geturl(), parsed._replace(netloc=f"{host}:{port}").geturl()
 
 
 def _any_equal(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:

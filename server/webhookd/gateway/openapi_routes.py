@@ -158,9 +158,11 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         "The callback `url` of an inbound webhook. The request is verified with the webhook's signing secret "
         "(Standard Webhooks: `webhook-id`, `webhook-timestamp` within 5 minutes, `webhook-signature`; "
         "`X-Hub-Signature-256` for `hmac-sha256`; `Stripe-Signature` for `stripe`; `X-Shopify-Hmac-Sha256` for "
-        "`shopify`; `X-Slack-Signature` and `X-Slack-Request-Timestamp` for `slack`) and stored, byte for byte, "
-        "before the 200 is sent. A retry of a message already accepted (same `webhook-id`, `X-GitHub-Delivery`, "
-        "Stripe event `id`, `X-Shopify-Webhook-Id` or Slack `event_id`) is acknowledged as `duplicate` and "
+        "`shopify`; `X-Slack-Signature` and `X-Slack-Request-Timestamp` for `slack`; `X-Twilio-Signature` over "
+        "the callback URL with this request's query string and its form fields, or a `bodySHA256` query "
+        "parameter, for `twilio`) and stored, byte for byte, before the 200 is sent. A retry of a message "
+        "already accepted (same `webhook-id`, `X-GitHub-Delivery`, Stripe event `id`, `X-Shopify-Webhook-Id`, "
+        "Slack `event_id` or `I-Twilio-Idempotency-Token`) is acknowledged as `duplicate` and "
         "stored once. Slack's `url_verification` is answered with its `challenge`. Internal services read what "
         "arrived with StreamInboundEvents.",
         parameters=[
@@ -181,6 +183,9 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
             header("X-Shopify-Webhook-Id", "shopify: the message id; a retry keeps it."),
             header(signing.SLACK_SIGNATURE_HEADER, "slack: `v0=<hex>` as Slack signs."),
             header(signing.SLACK_TIMESTAMP_HEADER, "slack: Unix seconds when it was signed."),
+            header(signing.TWILIO_SIGNATURE_HEADER, "twilio: base64 HMAC of the URL and the form fields."),
+            header(signing.TWILIO_SETTINGS_HEADER, "twilio: `algorithm=HMAC_SHA256` for a SharedKey signature."),
+            header("I-Twilio-Idempotency-Token", "twilio: the message id; a retry keeps it."),
         ],
         requestBody={
             "required": True,

@@ -28,6 +28,7 @@ class _StarletteRequest:
     def __init__(self, request: Request) -> None:
         self._request = request
         self.headers: Mapping[str, str] = {name.lower(): value for name, value in request.headers.items()}
+        self.query: str = request.url.query
 
     async def read_body(self, limit: int) -> bytes:
         return await read_body(self._request, limit)

@@ -96,8 +96,10 @@ class Inbound:
                 received_at=now,
             )
 
+        called = f"{target.url}?{request.query}" if request.query else target.url
         try:
-            signing.verify(target.signature_scheme, active_secrets(record, now), headers, body, int(now.timestamp()))
+            secrets = active_secrets(record, now)
+            signing.verify(target.signature_scheme, secrets, headers, body, int(now.timestamp()), url=called)
         except signing.SignatureError as error:
             await self._record(target, receipt(error.reason, None, 401))
             raise Unauthenticated(f"signature rejected: {error.reason}", reason="SIGNATURE_REJECTED") from None
