@@ -298,6 +298,20 @@ async def test_a_twilio_json_post_is_verified_by_the_body_hash_in_its_url(caller
     assert event.body == body
 
 
+async def test_a_slack_interaction_posted_as_a_form_is_verified_and_typed(caller, gateway, http) -> None:
+    """Interactivity (a button clicked) reaches the same Request URL as a form with a JSON `payload`."""
+    inbound = await create_inbound(caller, gateway.url, SLACK_SECRET, signature_scheme="slack")
+    clicked = {"type": "block_actions", "trigger_id": "1337.42", "actions": [{"action_id": "approve"}]}
+    body = urllib.parse.urlencode({"payload": json.dumps(clicked)}).encode()
+    headers = slack_signed(body) | {"content-type": "application/x-www-form-urlencoded"}
+
+    response = await http.post(inbound.url, content=body, headers=headers)
+
+    assert response.status_code == 200, response.text
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.event_type, event.body) == ("block_actions", body)
+
+
 async def test_a_stripe_webhook_needs_the_secret_stripe_issued(caller) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await create_inbound(caller, "http://unused", signature_scheme="stripe")

@@ -145,6 +145,19 @@ def test_slacks_url_verification_carries_the_challenge_to_answer_with() -> None:
     assert read_message(STRIPE, {}, body, JSON).challenge is None  # only Slack's handshake is answered
 
 
+def test_slacks_form_posts_are_typed_by_the_interaction_or_as_a_slash_command() -> None:
+    interaction = {"type": "block_actions", "trigger_id": "1337.42", "actions": [{"action_id": "approve"}]}
+    clicked = urllib.parse.urlencode({"payload": json.dumps(interaction)}).encode()
+    command = urllib.parse.urlencode({"command": "/deploy", "text": "api v2", "trigger_id": "1338.43"}).encode()
+
+    assert read_message(SLACK, {}, clicked, FORM) == SenderMessage(None, "block_actions")
+    assert read_message(SLACK, {}, command, f"{FORM}; charset=utf-8") == SenderMessage(None, "slash_command")
+    assert read_message(SLACK, {}, b"ssl_check=1&token=x", FORM) == SenderMessage(None, "")
+    assert read_message(SLACK, {}, b"payload=not-json", FORM) == SenderMessage(None, "")
+    assert read_message(SLACK, {}, b"payload=\xff", FORM) == SenderMessage(None, "")
+    assert read_message(SLACK, {}, command, "text/plain") == SenderMessage(None, "")
+
+
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 

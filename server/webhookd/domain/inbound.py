@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from webhookd.domain.errors import Invalid
+from webhookd.domain.forms import form_fields, is_form
 from webhookd.domain.history import LogPosition
 from webhookd.domain.webhooks import SignatureScheme
 
@@ -23,6 +24,8 @@ MAX_MESSAGE_ID_LENGTH = 255
 # Slack's handshake when an endpoint is set up: it is answered with the challenge it carries.
 SLACK_URL_VERIFICATION = "url_verification"
 MAX_CHALLENGE_LENGTH = 256
+# The type of a slash command Slack posts (its form names the command, not a type).
+SLACK_SLASH_COMMAND = "slash_command"
 MAX_EVENT_TYPE_LENGTH = 128
 _CONSUMER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -105,7 +108,8 @@ class SenderMessage:
 def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: bytes, content_type: str) -> SenderMessage:
     """Each sender's own ids and types (headers with lower-case names): Stripe's event `id` and `type`;
     Shopify's `X-Shopify-Webhook-Id` and `X-Shopify-Topic`; Slack's `event_id` and the event's `type`
-    (and the challenge of its `url_verification`); Twilio's `I-Twilio-Idempotency-Token` (its form
+    (and the challenge of its `url_verification`), or for its form posts the interaction's `type` or
+    `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form
     posts name no type); GitHub's `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard
     Webhooks' `webhook-id` and the body's `type`."""
     document = _json_object(body, content_type)
@@ -120,6 +124,8 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
         event_type = _text(inner.get("type")) if isinstance(inner, dict) else event_type
         if event_type == SLACK_URL_VERIFICATION:
             challenge = _text(document.get("challenge"))[:MAX_CHALLENGE_LENGTH] or None
+        elif not document:
+            event_type = _slack_form_type(body, content_type)
     elif scheme is SignatureScheme.TWILIO:
         message_id = headers.get(TWILIO_MESSAGE_ID_HEADER, "")
     else:
@@ -127,6 +133,20 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
         if scheme is SignatureScheme.HMAC_SHA256:
             event_type = headers.get("x-github-event", "") or event_type
     return SenderMessage(message_id[:MAX_MESSAGE_ID_LENGTH] or None, event_type[:MAX_EVENT_TYPE_LENGTH], challenge)
+
+
+def _slack_form_type(body: bytes, content_type: str) -> str:
+    """What Slack posts as a form: an interaction (`payload`, JSON with its `type`: block_actions,
+    view_submission, shortcut, ...) or a slash command (`command`); else no type."""
+    if not is_form(content_type):
+        return ""
+    try:
+        fields = dict(form_fields(body))
+    except ValueError:  # not UTF-8
+        return ""
+    if "payload" in fields:
+        return _text(_json_object(fields["payload"].encode(), "application/json").get("type"))
+    return SLACK_SLASH_COMMAND if fields.get("command") else ""
 
 
 def _json_object(body: bytes, content_type: str) -> dict[str, object]:

@@ -52,6 +52,7 @@ from collections.abc import Mapping, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from webhookd.domain.forms import form_fields, is_form
 from webhookd.domain.webhooks import SignatureScheme
 
 SECRET_PREFIX = "whsec_"
@@ -78,7 +79,6 @@ TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 TWILIO_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 _TWILIO_HASHES = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
 _TWILIO_BODY_HASH = "bodySHA256"
-_FORM = "application/x-www-form-urlencoded"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 # A secret a sender issues is taken as it is, up to this long (Stripe CLI's are 70 bytes).
 MAX_SENDER_SECRET_BYTES = 128
@@ -378,7 +378,7 @@ def _verify_twilio(secrets: Sequence[str], headers: Mapping[str, str], body: byt
         if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), body_hashes[0].lower()):
             raise SignatureError(SignatureError.BAD_SIGNATURE, f"the body does not match {_TWILIO_BODY_HASH}")
         fields = ""
-    elif headers.get("content-type", "").split(";")[0].strip().lower() == _FORM:
+    elif is_form(headers.get("content-type", "")):
         fields = _twilio_fields(body)
     elif body:
         raise SignatureError(
@@ -412,8 +412,8 @@ def _twilio_algorithm(settings: str) -> str | None:
 def _twilio_fields(body: bytes) -> str:
     """Each form field's name and value, names sorted, a name's distinct values sorted, concatenated."""
     try:
-        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
+        pairs = form_fields(body)
+    except ValueError:
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the form body is not UTF-8") from None
     values: dict[str, set[str]] = {}
     for name, value in pairs:
