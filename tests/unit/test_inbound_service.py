@@ -179,7 +179,8 @@ async def test_a_twilio_signature_covers_the_callback_url_with_the_query_string_
     )
     headers = {"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"}
 
-    await inbound.receive(webhook.id, FakeInboundRequest(body, headers, query="tag=eu"))
+    received = await inbound.receive(webhook.id, FakeInboundRequest(body, headers, query="tag=eu"))
+    assert received.twiml  # answered as Twilio reads answers
     with pytest.raises(Unauthenticated):
         await inbound.receive(webhook.id, FakeInboundRequest(body, headers, query="tag=us"))
 

@@ -71,10 +71,16 @@ class Receipt:
     received_at: datetime
 
 
+# Twilio reads the answer to a webhook as TwiML, instructions for the message or call: an empty
+# Response asks for nothing more, where an answer it cannot read is error 12300 in its console.
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
 @dataclass(frozen=True)
 class Received:
     receipt_id: str | None  # None: a duplicate of a message already stored
     challenge: str | None = None  # Slack's URL verification, answered with its challenge
+    twiml: bool = False  # Twilio's request: answered with EMPTY_TWIML
 
     @property
     def duplicate(self) -> bool:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from webhookd.domain import signing
-from webhookd.domain.inbound import INBOUND_PATH_PREFIX
+from webhookd.domain.inbound import EMPTY_TWIML, INBOUND_PATH_PREFIX
 from webhookd.domain.statuses import ReceiptAnswer
-from webhookd.http.media_types import JSON_MEDIA_TYPE
+from webhookd.http.media_types import JSON_MEDIA_TYPE, TWIML_MEDIA_TYPE
 from webhookd.http.operations import HEALTH_PATH, METRICS_PATH, READY_PATH
 
 OPERATIONS_TAG = "Operations"
@@ -194,7 +194,8 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         },
         responses={
             "200": {
-                "description": "Stored (or a duplicate of a stored message).",
+                "description": "Stored (or a duplicate of a stored message). A `twilio` webhook answers with an "
+                "empty TwiML `<Response/>` instead, the answer Twilio reads.",
                 "content": _json(
                     {
                         "type": "object",
@@ -211,7 +212,8 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
                             },
                         },
                     }
-                ),
+                )
+                | {TWIML_MEDIA_TYPE: {"schema": {"type": "string", "example": EMPTY_TWIML}}},
             },
             "401": failure("The signature is missing, wrong or too old; recorded without the body."),
             "404": failure("No live, enabled inbound webhook has this id."),

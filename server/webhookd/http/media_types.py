@@ -5,4 +5,5 @@ from __future__ import annotations
 JSON_MEDIA_TYPE = "application/json"
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 SSE_MEDIA_TYPE = "text/event-stream"
+TWIML_MEDIA_TYPE = "text/xml"  # Twilio's instructions (TwiML), the answer it reads
 STREAM_MEDIA_TYPES = (NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE)

@@ -13,10 +13,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from webhookd.domain.errors import DomainError
-from webhookd.domain.inbound import INBOUND_PATH_PREFIX
+from webhookd.domain.inbound import EMPTY_TWIML, INBOUND_PATH_PREFIX
 from webhookd.domain.statuses import ReceiptAnswer
 from webhookd.http.body import read_body
 from webhookd.http.errors import error_response, from_domain_error
+from webhookd.http.media_types import TWIML_MEDIA_TYPE
 from webhookd.services.inbound import Inbound
 
 INBOUND_ROUTE = INBOUND_PATH_PREFIX + "{webhook_id}"
@@ -42,6 +43,8 @@ def inbound_route(inbound: Inbound) -> Route:
             return Response(status_code=400)
         except DomainError as error:
             return error_response(from_domain_error(error))
+        if received.twiml:
+            return Response(EMPTY_TWIML, media_type=TWIML_MEDIA_TYPE)
         answer = ReceiptAnswer.DUPLICATE if received.duplicate else ReceiptAnswer.ACCEPTED
         # Every field, null when unset, as the gateway writes them; the challenge is for Slack's URL verification.
         return JSONResponse({"status": answer.value, "id": received.receipt_id, "challenge": received.challenge})

@@ -25,6 +25,7 @@ from webhookd.domain.inbound import (
 )
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
+from webhookd.domain.webhooks import SignatureScheme
 from webhookd.ports import (
     Clock,
     InboundRepository,
@@ -103,7 +104,8 @@ class Inbound:
         except signing.SignatureError as error:
             await self._record(target, receipt(error.reason, None, 401))
             raise Unauthenticated(f"signature rejected: {error.reason}", reason="SIGNATURE_REJECTED") from None
-        return Received(await self._record(target, receipt("", body, 200)), message.challenge)
+        receipt_id = await self._record(target, receipt("", body, 200))
+        return Received(receipt_id, message.challenge, twiml=target.signature_scheme is SignatureScheme.TWILIO)
 
     async def _record(self, target: InboundTarget, receipt: Receipt) -> str | None:
         receipt_id = await self._store.record(target, receipt)
