@@ -393,6 +393,16 @@ def _no_headers(inbound: Inbound, body: str) -> tuple[str, dict[str, str]]:
     return body, {"content-type": "application/json"}
 
 
+def _not_ascii(inbound: Inbound, body: str) -> tuple[str, dict[str, str | bytes]]:
+    """A header may carry any byte; base64 with one outside ASCII is a bad signature, not a crash."""
+    signed = inbound.signed(body)
+    headers: dict[str, str | bytes] = {
+        **signed,
+        "webhook-signature": b"v1,\xe9" + signed["webhook-signature"][3:].encode(),
+    }
+    return body, headers
+
+
 @pytest.mark.parametrize(
     ("make_request", "reason"),
     [
@@ -402,8 +412,17 @@ def _no_headers(inbound: Inbound, body: str) -> tuple[str, dict[str, str]]:
         (_future, "future_timestamp"),
         (_no_signature, "missing_headers"),
         (_no_headers, "missing_headers"),
+        (_not_ascii, "bad_signature"),
     ],
-    ids=["tampered-body", "wrong-secret", "stale-timestamp", "future-timestamp", "no-signature", "no-headers"],
+    ids=[
+        "tampered-body",
+        "wrong-secret",
+        "stale-timestamp",
+        "future-timestamp",
+        "no-signature",
+        "no-headers",
+        "not-ascii-signature",
+    ],
 )
 async def test_bad_request_is_refused_and_recorded_without_its_body(
     caller, gateway, http, database, make_request, reason

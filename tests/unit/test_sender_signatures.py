@@ -260,3 +260,31 @@ def test_these_schemes_are_for_inbound_webhooks_only() -> None:
     [violation] = refused.value.violations
     assert violation.field == "webhook.signature_scheme"
     assert violation.description.startswith("shopify verifies what Shopify sends: inbound webhooks only")
+
+
+NOT_ASCII = "\xe9"  # a header holds any byte; Starlette reads them as Latin-1
+
+
+@pytest.mark.parametrize(
+    ("scheme", "headers"),
+    [
+        (SignatureScheme.STANDARD_WEBHOOKS, {"webhook-id": "m", "webhook-signature": f"v1,{NOT_ASCII}"}),
+        (SignatureScheme.HMAC_SHA256, {"X-Hub-Signature-256": f"sha256={NOT_ASCII}"}),
+        (STRIPE, {"Stripe-Signature": f"t={{now}},v1={NOT_ASCII}"}),
+        (SHOPIFY, {"X-Shopify-Hmac-Sha256": NOT_ASCII}),
+        (SLACK, {"X-Slack-Signature": f"v0={NOT_ASCII}"}),
+        (TWILIO, {"X-Twilio-Signature": NOT_ASCII}),
+    ],
+    ids=lambda value: value.value if isinstance(value, SignatureScheme) else "",
+)
+def test_a_signature_outside_ascii_is_a_bad_signature_in_every_scheme(
+    scheme: SignatureScheme, headers: dict[str, str]
+) -> None:
+    now = int(time.time())
+    timestamps = {"webhook-timestamp": str(now), "X-Slack-Request-Timestamp": str(now)}
+    sent = timestamps | {name: value.replace("{now}", str(now)) for name, value in headers.items()}
+
+    with pytest.raises(SignatureError) as rejected:
+        verify(scheme, [SLACK_SECRET], sent, b"", now, url=CALLBACK)
+
+    assert rejected.value.reason == SignatureError.BAD_SIGNATURE
