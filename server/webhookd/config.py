@@ -56,6 +56,8 @@ class Settings:
     allow_insecure_urls: bool = False
     allow_private_targets: bool = False
     allowed_target_cidrs: tuple[str, ...] = ()
+    # An HTTP forward proxy every delivery goes through (fixed egress addresses): http://[user:pass@]host:port.
+    delivery_proxy: str | None = None
     workers: int = 32
     per_webhook_concurrency: int = 4
     per_tenant_concurrency: int = 24
@@ -147,6 +149,26 @@ def _jwks_url(env: Mapping[str, str], *, insecure_allowed: bool) -> str | None:
     return url
 
 
+def _delivery_proxy(env: Mapping[str, str]) -> str | None:
+    """WEBHOOKD_DELIVERY_PROXY: an http:// proxy's address and nothing else (aiohttp speaks plain HTTP
+    to a proxy; an https target is still a TLS tunnel end to end). Its message never repeats the
+    value, which may hold the proxy's password."""
+    url = _text(env, "WEBHOOKD_DELIVERY_PROXY")
+    if url is None:
+        return None
+    problem = "must be http://[user:password@]host:port"
+    try:
+        parsed = urlsplit(url)
+        port = parsed.port
+    except ValueError:
+        raise SettingsError(f"WEBHOOKD_DELIVERY_PROXY {problem}") from None
+    if parsed.scheme != "http" or not parsed.hostname or port is None:
+        raise SettingsError(f"WEBHOOKD_DELIVERY_PROXY {problem}")
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        raise SettingsError(f"WEBHOOKD_DELIVERY_PROXY {problem}, without a path or query")
+    return url
+
+
 def _vault_login(env: Mapping[str, str]) -> VaultLogin | None:
     """The way to a Vault token other than VAULT_TOKEN, if one is set; at most one way may be."""
     token_file = _path(env, "WEBHOOKD_VAULT_TOKEN_FILE")
@@ -224,6 +246,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         allow_insecure_urls=_flag(env, "WEBHOOKD_ALLOW_INSECURE_URLS", dev),
         allow_private_targets=_flag(env, "WEBHOOKD_ALLOW_PRIVATE_TARGETS", dev),
         allowed_target_cidrs=cidrs,
+        delivery_proxy=_delivery_proxy(env),
         workers=_int(env, "WEBHOOKD_WORKERS", 32, 0, 4096),
         per_webhook_concurrency=_int(env, "WEBHOOKD_PER_WEBHOOK_CONCURRENCY", 4, 1, 1000),
         per_tenant_concurrency=_int(env, "WEBHOOKD_PER_TENANT_CONCURRENCY", 24, 1, 100_000),

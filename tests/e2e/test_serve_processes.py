@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +26,9 @@ import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 
+from certificates import self_signed
 from log_streams import until
+from proxies import forward_proxy
 from receivers import Receiver
 from support import JWT_SECRET, in_schema_of_its_own, make_caller
 from webhookd.store.conninfo import conninfo
@@ -269,3 +272,39 @@ async def test_serve_logs_in_to_vault_with_approle(backends, own_database, tmp_p
     accessors = admin.auth.token.list_accessors()["data"]["keys"]
     metas = [admin.auth.token.lookup_accessor(accessor)["data"].get("meta") or {} for accessor in accessors]
     assert not [meta for meta in metas if meta.get("role_name") == "webhookd"], serve_log
+
+
+async def test_serve_delivers_through_the_delivery_proxy_with_its_credentials(backends, own_database, tmp_path) -> None:
+    """WEBHOOKD_DELIVERY_PROXY reaches the worker processes: an https delivery goes through the proxy's
+    CONNECT tunnel (authenticated there, never inside it), and its password stays out of the log."""
+    certificate, key = self_signed("receiver")
+    (tmp_path / "ca.pem").write_bytes(certificate)
+    (tmp_path / "key.pem").write_bytes(key)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "ca.pem", tmp_path / "key.pem")
+    receiver = await Receiver(tls=tls).start()
+    password = f"pw-{secrets.token_hex(8)}"
+    try:
+        with forward_proxy(tmp_path, f"relay:{password}") as proxy:
+            settings = {
+                "WEBHOOKD_DELIVERY_PROXY": f"http://relay:{password}@{proxy}",
+                "WEBHOOKD_LOG_LEVEL": "INFO",
+                # The receiver's self-signed certificate, trusted as a CA by OpenSSL in the workers.
+                "SSL_CERT_FILE": str(tmp_path / "ca.pem"),
+            }
+            async with (
+                serving(backends, own_database, tmp_path, **settings) as (_, grpc_port, _),
+                grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+            ):
+                caller = make_caller(channel)
+                webhook = wpb.Webhook(name="w", url=receiver.url, event_types=["order.*"])
+                await caller.CreateWebhook(pb.CreateWebhookRequest(webhook=webhook))
+                await publish_and_wait(caller, receiver, 1)
+    finally:
+        await receiver.stop()
+
+    [request] = receiver.received
+    assert "webhook-signature" in {name.lower() for name in request.headers}
+    assert "proxy-authorization" not in {name.lower() for name in request.headers}
+    assert f"CONNECT 127.0.0.1:{receiver.port}" in (tmp_path / "proxy.log").read_text()
+    assert password not in (tmp_path / "serve.log").read_text()

@@ -12,6 +12,7 @@ from aiohttp.client_reqrep import ConnectionKey
 
 from webhookd.delivery.ssrf import (
     GuardedResolver,
+    ProxiedNames,
     TargetPolicy,
     TargetRefused,
     check_url_host,
@@ -231,6 +232,54 @@ async def test_resolver_follows_the_policy_and_closes_its_inner_resolver() -> No
     assert [r["host"] for r in await resolver.resolve("localhost", 80)] == ["127.0.0.1"]
     await resolver.close()
     assert inner.closed
+
+
+class CountingResolver(FixedResolver):
+    """FixedResolver that counts its lookups, or fails each one as an unknown name would."""
+
+    def __init__(self, *addresses: str, fails: bool = False) -> None:
+        super().__init__(*addresses)
+        self.lookups = 0
+        self.fails = fails
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.lookups += 1
+        if self.fails:
+            raise OSError(socket.EAI_NONAME, "Name or service not known")
+        return await super().resolve(host, port, family)
+
+
+async def test_through_the_proxy_one_forbidden_address_refuses_the_name() -> None:
+    """The proxy, not webhookd, picks among a name's addresses: an allowed one beside a forbidden one
+    does not make the name safe, as it does for the direct connector (which connects to the allowed)."""
+    names = ProxiedNames(TargetPolicy(), resolver=CountingResolver("93.184.216.34", "169.254.169.254"))
+    assert await names.refusal("mixed.example", 443) == "cloud-metadata"
+    assert (
+        await ProxiedNames(TargetPolicy(), resolver=CountingResolver("93.184.216.34")).refusal("ok.example", 443)
+        is None
+    )
+    allowed = ProxiedNames(TargetPolicy(allowed_cidrs=["10.0.0.0/8"]), resolver=CountingResolver("10.1.2.3"))
+    assert await allowed.refusal("internal.example", 443) is None
+
+
+async def test_a_name_webhookd_cannot_look_up_is_left_to_the_proxy() -> None:
+    names = ProxiedNames(TargetPolicy(), resolver=CountingResolver(fails=True))
+    assert await names.refusal("only-the-proxy-knows.example", 443) is None
+
+
+async def test_answers_are_kept_for_the_ttl_then_looked_up_again() -> None:
+    resolver = CountingResolver("10.0.0.1")
+    names = ProxiedNames(TargetPolicy(), ttl=60.0, resolver=resolver)
+    assert [await names.refusal("rebind.example", 80) for _ in range(3)] == ["private"] * 3
+    assert resolver.lookups == 1
+    expired = ProxiedNames(TargetPolicy(), ttl=0.0, resolver=resolver)
+    await expired.refusal("rebind.example", 80)
+    await expired.refusal("rebind.example", 80)
+    assert resolver.lookups == 3
+    await names.close()
+    assert resolver.closed
 
 
 def test_socket_factory_refuses_forbidden_addresses_and_opens_allowed_ones() -> None:

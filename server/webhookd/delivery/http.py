@@ -1,8 +1,10 @@
 """The outbound HTTP step of a delivery: POST one signed body to one target and say how it went.
 
 `HttpSender` owns the one pooled aiohttp session every delivery goes through. Its connector is the SSRF
-guard's (`ssrf.guarded_connector`), and it never uses a proxy (`trust_env=False`): a proxy would
-connect for us and bypass the guard. `send` never raises for what the network or the receiver did;
+guard's (`ssrf.guarded_connector`), and it takes no proxy from the environment (`trust_env=False`): a
+proxy connects for us and bypasses that guard. With the delivery proxy an operator configures
+(fixed egress addresses), every connection is to the proxy and targets are checked before each send
+instead (`ssrf.ProxiedNames`). `send` never raises for what the network or the receiver did;
 it returns an `AttemptResult` for the delivery code to record and to schedule a retry from.
 """
 
@@ -19,11 +21,20 @@ from types import TracebackType
 from typing import Final
 
 import aiohttp
+from aiohttp import hdrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from webhookd.config import Settings
-from webhookd.delivery.ssrf import MISSING_HOST, TargetPolicy, check_url_host, find_refusal, guarded_connector
+from webhookd.delivery.ssrf import (
+    MISSING_HOST,
+    ProxiedNames,
+    TargetPolicy,
+    check_url_host,
+    find_refusal,
+    guarded_connector,
+    parse_ip,
+)
 from webhookd.domain.deliveries import AttemptResult
 from webhookd.domain.retry import clamp_retry_after, parse_retry_after
 from webhookd.domain.statuses import Outcome
@@ -54,21 +65,39 @@ _SESSION_HEADERS: Final = {"User-Agent": USER_AGENT, "Content-Type": "applicatio
 class HttpSender:
     """POSTs deliveries through one pooled, SSRF-guarded session; `start()` it inside the event loop."""
 
-    def __init__(self, policy: TargetPolicy | None = None, *, limit: int = DEFAULT_CONNECTION_LIMIT) -> None:
+    def __init__(
+        self, policy: TargetPolicy | None = None, *, limit: int = DEFAULT_CONNECTION_LIMIT, proxy: str | None = None
+    ) -> None:
         self.policy = policy if policy is not None else TargetPolicy()
         self.limit = limit
+        self._proxy = proxy  # http://[user:password@]host:port, or None to connect to targets directly
+        self._proxied_names: ProxiedNames | None = None
+        self._proxy_credentials: dict[str, str] = {}  # Proxy-Authorization, when the proxy asks for it
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpSender:
         policy = TargetPolicy(settings.allow_private_targets, settings.allowed_target_cidrs)
-        return cls(policy, limit=settings.workers or DEFAULT_CONNECTION_LIMIT)
+        return cls(policy, limit=settings.workers or DEFAULT_CONNECTION_LIMIT, proxy=settings.delivery_proxy)
 
     async def start(self) -> None:
         if self._session is not None:
             return
+        proxy = None
+        if self._proxy is None:
+            connector = guarded_connector(self.policy, limit=self.limit)
+        else:
+            # Every connection is to the proxy the operator chose; the targets are checked in _exchange.
+            connector = aiohttp.TCPConnector(limit=self.limit)
+            self._proxied_names = ProxiedNames(self.policy)
+            given = URL(self._proxy)
+            proxy = given.with_user(None)
+            if given.user is not None:
+                credentials = aiohttp.encode_basic_auth(given.user, given.password or "")
+                self._proxy_credentials = {hdrs.PROXY_AUTHORIZATION: credentials}
         self._session = aiohttp.ClientSession(
-            connector=guarded_connector(self.policy, limit=self.limit),
+            connector=connector,
+            proxy=proxy,
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
@@ -79,6 +108,9 @@ class HttpSender:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+        if self._proxied_names is not None:
+            names, self._proxied_names = self._proxied_names, None
+            await names.close()
 
     async def __aenter__(self) -> HttpSender:
         await self.start()
@@ -109,6 +141,18 @@ class HttpSender:
             return target
         status: int | None = None
         started = time.perf_counter()
+        if self._proxied_names is not None and parse_ip(target.raw_host or "") is None:
+            reason = await self._proxied_names.refusal(target.raw_host or "", target.port or 0)
+            if reason is not None:
+                return AttemptResult(Outcome.REFUSED, None, _elapsed_ms(started), _refused(target.host or "", reason))
+        proxy_headers = None
+        if self._proxy_credentials:
+            # An https target's are the tunnel's CONNECT, never sent inside it; a plain http request
+            # goes to the proxy whole, so they are the request's own (the proxy drops them).
+            if target.scheme == "https":
+                proxy_headers = self._proxy_credentials
+            else:
+                headers = {**headers, **self._proxy_credentials}
         try:
             async with session.post(
                 target,
@@ -116,6 +160,7 @@ class HttpSender:
                 headers=headers,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000),
+                proxy_headers=proxy_headers,
             ) as response:
                 status = response.status
                 excerpt = await _read_excerpt(response)

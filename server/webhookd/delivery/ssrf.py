@@ -16,8 +16,11 @@ Recognising a refusal: `TargetRefused` subclasses OSError, so aiohttp wraps it a
 `ClientConnectorError` (`ClientConnectorDNSError` when it came from the resolver). `find_refusal(exc)`
 digs it out: `None` means an ordinary connection error.
 
-Proxies bypass all of this (the proxy connects, not us): sessions for deliveries must not use a proxy or
-`trust_env=True`.
+Proxies bypass checks 1 and 2 (the proxy connects, not us): sessions for deliveries must not pick up a
+proxy from the environment (`trust_env=True`). The one proxy an operator configures for deliveries
+(WEBHOOKD_DELIVERY_PROXY) gets check 3 and `ProxiedNames`: webhookd looks a name up itself and refuses
+it when any address it gets is forbidden. The proxy looks the name up again, so a name that changes its
+answer in between still reaches the proxy's choice: the proxy must refuse internal addresses too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -295,6 +299,44 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class ProxiedNames:
+    """Checks a name before the delivery proxy connects to it for us. Stricter than GuardedResolver:
+    the proxy picks the address, so one forbidden address refuses the name. A name webhookd cannot
+    look up is left to the proxy (it may see DNS that webhookd does not). Answers are kept for `ttl`
+    seconds, as the connector's DNS cache keeps them."""
+
+    KEPT = 4096
+
+    def __init__(self, policy: TargetPolicy, *, ttl: float = 10.0, resolver: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._ttl = ttl
+        self._resolver = resolver if resolver is not None else aiohttp.ThreadedResolver()
+        self._kept: dict[str, tuple[float, str | None]] = {}
+
+    async def refusal(self, host: str, port: int) -> str | None:
+        """Why `host` may not be reached through the proxy, or None."""
+        now = time.monotonic()
+        kept = self._kept.get(host)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        try:
+            results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
+        except (OSError, UnicodeError):
+            return None
+        reasons = []
+        for result in results:
+            ip = parse_ip(result["host"])
+            reasons.append(NON_CANONICAL_IP if ip is None else self.policy.check(ip))
+        reason = next((found for found in reasons if found is not None), None)
+        if len(self._kept) >= self.KEPT:
+            self._kept.clear()
+        self._kept[host] = (now + self._ttl, reason)
+        return reason
+
+    async def close(self) -> None:
+        await self._resolver.close()
 
 
 def guarded_socket_factory(policy: TargetPolicy) -> SocketFactoryType:

@@ -1,0 +1,95 @@
+"""Deliveries through the delivery proxy (WEBHOOKD_DELIVERY_PROXY), a real forward proxy (proxy.py)
+on loopback, as an operator sets one up for fixed egress addresses: what reaches the receiver goes
+through it, with the proxy's credentials, and the SSRF policy still refuses targets before the proxy
+is asked to connect."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+from proxies import forward_proxy
+from webhookd.delivery.http import HttpSender
+from webhookd.delivery.ssrf import TargetPolicy
+from webhookd.domain.deliveries import AttemptResult
+from webhookd.domain.statuses import Outcome
+
+LOOPBACK = TargetPolicy(allowed_cidrs=["127.0.0.0/8", "::1/128"])
+CREDENTIALS = "relay:s3cret-relay"
+
+
+@dataclass
+class Receiver:
+    port: int
+    paths: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with forward_proxy(tmp_path_factory.mktemp("proxy"), CREDENTIALS) as address:
+        yield address
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    paths: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        paths.append(request.path)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield Receiver(runner.addresses[0][1], paths)
+    finally:
+        await runner.cleanup()
+
+
+async def send(url: str, *, proxy: str, policy: TargetPolicy = LOOPBACK) -> AttemptResult:
+    async with HttpSender(policy, proxy=proxy) as sender:
+        return await sender.send(url, body=b"{}", headers={}, timeout_ms=10_000)
+
+
+async def test_a_delivery_goes_through_the_proxy_with_its_credentials(proxy: str, receiver: Receiver) -> None:
+    url = f"http://localhost:{receiver.port}/hook"
+
+    delivered = await send(url, proxy=f"http://{CREDENTIALS}@{proxy}")
+    # The proxy answered, not the receiver: without the proxy's credentials nothing reaches it.
+    refused = await send(url, proxy=f"http://relay:wrong@{proxy}")
+
+    assert (delivered.outcome, delivered.http_status) == (Outcome.SUCCEEDED, 200)
+    assert (refused.outcome, refused.http_status) == (Outcome.FAILED, 407)
+    assert receiver.paths == ["/hook"]
+    # The attempt log keeps the headers sent to the receiver: the proxy's credentials are not among them.
+    assert "proxy-authorization" not in {name.lower() for name, _ in delivered.request_headers}
+
+
+async def test_the_ssrf_policy_refuses_targets_before_the_proxy_connects(proxy: str, receiver: Receiver) -> None:
+    """The proxy would connect anywhere: webhookd refuses a forbidden address, as an IP literal or as a
+    name that resolves to one (localhost, from /etc/hosts), before asking it to."""
+    through = f"http://{CREDENTIALS}@{proxy}"
+
+    by_name = await send(f"http://localhost:{receiver.port}/hook", proxy=through, policy=TargetPolicy())
+    by_address = await send(f"http://127.0.0.1:{receiver.port}/hook", proxy=through, policy=TargetPolicy())
+
+    assert (by_name.outcome, by_address.outcome) == (Outcome.REFUSED, Outcome.REFUSED)
+    assert "loopback" in by_name.error
+    assert receiver.paths == []
+
+
+async def test_a_proxy_that_is_down_is_a_connection_error(receiver: Receiver) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    result = await send(f"http://localhost:{receiver.port}/hook", proxy=f"http://127.0.0.1:{closed}")
+
+    assert result.outcome == Outcome.CONNECTION_ERROR
+    assert receiver.paths == []
