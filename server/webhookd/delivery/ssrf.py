@@ -190,6 +190,12 @@ class TargetPolicy:
                 raise ValueError(f"allowed target CIDR {cidr!r} is not a network: {exc}") from None
         self.allowed_networks: tuple[IPNetwork, ...] = tuple(networks)
 
+    def check_address(self, text: str) -> str | None:
+        """`check` for an address as a lookup or a socket gives it: one not in canonical notation is
+        refused as such."""
+        ip = parse_ip(text)
+        return NON_CANONICAL_IP if ip is None else self.check(ip)
+
     def check(self, ip: IPAddress) -> str | None:
         """Why a delivery must not connect to `ip`, or None when it may."""
         same_host = [ip]
@@ -287,8 +293,7 @@ class GuardedResolver(AbstractResolver):
         allowed: list[ResolveResult] = []
         refusal: str | None = None
         for result in results:
-            ip = parse_ip(result["host"])
-            reason = NON_CANONICAL_IP if ip is None else self.policy.check(ip)
+            reason = self.policy.check_address(result["host"])
             if reason is None:
                 allowed.append(result)
             elif refusal is None:
@@ -325,10 +330,7 @@ class ProxiedNames:
             results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
         except (OSError, UnicodeError):
             return None
-        reasons = []
-        for result in results:
-            ip = parse_ip(result["host"])
-            reasons.append(NON_CANONICAL_IP if ip is None else self.policy.check(ip))
+        reasons = (self.policy.check_address(result["host"]) for result in results)
         reason = next((found for found in reasons if found is not None), None)
         if len(self._kept) >= self.KEPT:
             self._kept.clear()
@@ -345,8 +347,7 @@ def guarded_socket_factory(policy: TargetPolicy) -> SocketFactoryType:
     def open_socket(addr_info: AddrInfoType) -> socket.socket:
         family, kind, proto, _, sockaddr = addr_info
         host = str(sockaddr[0])
-        ip = parse_ip(host)
-        reason = NON_CANONICAL_IP if ip is None else policy.check(ip)
+        reason = policy.check_address(host)
         if reason is not None:
             raise TargetRefused(host, reason)
         return socket.socket(family=family, type=kind, proto=proto)

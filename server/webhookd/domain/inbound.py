@@ -115,9 +115,9 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     """Each sender's own ids and types (headers with lower-case names): Stripe's event `id` and `type`;
     Shopify's `X-Shopify-Webhook-Id` and `X-Shopify-Topic`; Slack's `event_id` and the event's `type`
     (and the challenge of its `url_verification`), or for its form posts the interaction's `type` or
-    `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form
-    posts name no type); GitHub's `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard
-    Webhooks' `webhook-id` and the body's `type`."""
+    `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form posts name no type); GitHub's
+    `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` and the
+    body's `type`."""
     document = _json_object(body, content_type)
     message_id, event_type, challenge = "", _text(document.get("type")), None
     if scheme is SignatureScheme.STRIPE:

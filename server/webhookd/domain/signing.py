@@ -266,9 +266,7 @@ def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: b
         version, _, encoded = entry.partition(",")
         if version != "v1":
             continue  # other versions (e.g. v1a, asymmetric) are not ours to check
-        decoded = _base64(encoded)
-        if decoded is not None:
-            offered.append(decoded)
+        offered += _base64(encoded)
     # The signed timestamp is the header's text, exactly as sent.
     content = _signed_content(message_id, raw_timestamp, body)
     expected = [_hmac(_standard_key(secret), content) for secret in secrets]
@@ -331,8 +329,7 @@ def _verify_shopify(secrets: Sequence[str], headers: Mapping[str, str], body: by
     header = headers.get(SHOPIFY_SIGNATURE_HEADER.lower(), "").strip()
     if not header:
         raise SignatureError(SignatureError.MISSING_HEADERS, SHOPIFY_SIGNATURE_HEADER)
-    decoded = _base64(header)
-    offered = [] if decoded is None else [decoded]
+    offered = _base64(header)
     expected = _text_key_macs(secrets, body)
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the signature does not match")
@@ -383,8 +380,7 @@ def _verify_twilio(secrets: Sequence[str], headers: Mapping[str, str], body: byt
         )
     else:
         fields = ""
-    decoded = _base64(header)
-    offered = [] if decoded is None else [decoded]
+    offered = _base64(header)
     expected = [
         hmac.new(secret.encode("utf-8"), (signed_url + fields).encode("utf-8"), algorithm).digest()
         for secret in secrets
@@ -422,13 +418,13 @@ def _with_and_without_port(parsed: urllib.parse.SplitResult) -> tuple[str, str]:
     return parsed._replace(netloc=host).geturl(), parsed._replace(netloc=f"{host}:{port}").geturl()
 
 
-def _base64(text: str) -> bytes | None:
-    """A signature header's base64, or None when it is not base64: a header may hold any byte
-    (Latin-1 text here), and the decoder refuses non-ASCII with a plain ValueError."""
+def _base64(text: str) -> list[bytes]:
+    """The signature a header's base64 spells, or none when it is not base64: a header may hold any
+    byte (Latin-1 text here), and the decoder refuses non-ASCII with a plain ValueError."""
     try:
-        return base64.b64decode(text, validate=True)
+        return [base64.b64decode(text, validate=True)]
     except ValueError:  # binascii.Error is one
-        return None
+        return []
 
 
 def _any_equal(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:
