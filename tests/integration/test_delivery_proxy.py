@@ -5,12 +5,14 @@ is asked to connect."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from proxies import forward_proxy
 from webhookd.delivery.http import HttpSender
@@ -20,6 +22,7 @@ from webhookd.domain.statuses import Outcome
 
 LOOPBACK = TargetPolicy(allowed_cidrs=["127.0.0.0/8", "::1/128"])
 CREDENTIALS = "relay:s3cret-relay"
+STALL_TIMEOUT_MS = 300
 
 
 @dataclass
@@ -53,9 +56,24 @@ async def receiver() -> AsyncIterator[Receiver]:
         await runner.cleanup()
 
 
-async def send(url: str, *, proxy: str, policy: TargetPolicy = LOOPBACK) -> AttemptResult:
-    async with HttpSender(policy, proxy=proxy) as sender:
-        return await sender.send(url, body=b"{}", headers={}, timeout_ms=10_000)
+async def send(
+    url: str, *, proxy: str | None, policy: TargetPolicy = LOOPBACK, resolver: AbstractResolver | None = None
+) -> AttemptResult:
+    async with HttpSender(policy, proxy=proxy, resolver=resolver) as sender:
+        return await sender.send(url, body=b"{}", headers={}, timeout_ms=STALL_TIMEOUT_MS if resolver else 10_000)
+
+
+class StalledResolver(AbstractResolver):
+    """A DNS server that never answers: each lookup waits until it is cancelled."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        return None
 
 
 async def test_a_delivery_goes_through_the_proxy_with_its_credentials(proxy: str, receiver: Receiver) -> None:
@@ -92,4 +110,18 @@ async def test_a_proxy_that_is_down_is_a_connection_error(receiver: Receiver) ->
     result = await send(f"http://localhost:{receiver.port}/hook", proxy=f"http://127.0.0.1:{closed}")
 
     assert result.outcome == Outcome.CONNECTION_ERROR
+    assert receiver.paths == []
+
+
+@pytest.mark.parametrize("through_proxy", [True, False], ids=["through-the-proxy", "direct"])
+async def test_a_name_lookup_that_never_answers_times_the_attempt_out(
+    proxy: str, receiver: Receiver, through_proxy: bool
+) -> None:
+    """The attempt's timeout bounds the lookup of the target's name too, whoever looks it up."""
+    through = f"http://{CREDENTIALS}@{proxy}" if through_proxy else None
+
+    async with asyncio.timeout(10):  # a lookup left unbounded fails here instead of hanging the suite
+        result = await send(f"http://stalled.example:{receiver.port}/hook", proxy=through, resolver=StalledResolver())
+
+    assert (result.outcome, result.error) == (Outcome.TIMED_OUT, f"timed out after {STALL_TIMEOUT_MS} ms")
     assert receiver.paths == []

@@ -10,6 +10,7 @@ it returns an `AttemptResult` for the delivery code to record and to schedule a 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import importlib.metadata
@@ -22,6 +23,7 @@ from typing import Final
 
 import aiohttp
 from aiohttp import hdrs
+from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -66,11 +68,17 @@ class HttpSender:
     """POSTs deliveries through one pooled, SSRF-guarded session; `start()` it inside the event loop."""
 
     def __init__(
-        self, policy: TargetPolicy | None = None, *, limit: int = DEFAULT_CONNECTION_LIMIT, proxy: str | None = None
+        self,
+        policy: TargetPolicy | None = None,
+        *,
+        limit: int = DEFAULT_CONNECTION_LIMIT,
+        proxy: str | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.policy = policy if policy is not None else TargetPolicy()
         self.limit = limit
         self._proxy = proxy  # http://[user:password@]host:port, or None to connect to targets directly
+        self._resolver = resolver  # how targets' names are looked up; None: getaddrinfo
         self._proxied_names: ProxiedNames | None = None
         self._proxy_credentials: dict[str, str] = {}  # Proxy-Authorization, when the proxy asks for it
         self._session: aiohttp.ClientSession | None = None
@@ -85,11 +93,11 @@ class HttpSender:
             return
         proxy = None
         if self._proxy is None:
-            connector = guarded_connector(self.policy, limit=self.limit)
+            connector = guarded_connector(self.policy, limit=self.limit, resolver=self._resolver)
         else:
             # Every connection is to the proxy the operator chose; the targets are checked in _exchange.
             connector = aiohttp.TCPConnector(limit=self.limit)
-            self._proxied_names = ProxiedNames(self.policy)
+            self._proxied_names = ProxiedNames(self.policy, resolver=self._resolver)
             given = URL(self._proxy)
             proxy = given.with_user(None)
             if given.user is not None:
@@ -141,10 +149,17 @@ class HttpSender:
             return target
         status: int | None = None
         started = time.perf_counter()
+        budget = timeout_ms / 1000
         if self._proxied_names is not None and parse_ip(target.raw_host or "") is None:
-            reason = await self._proxied_names.refusal(target.raw_host or "", target.port or 0)
+            # The lookup counts against the attempt's timeout, as the connector's own does.
+            try:
+                async with asyncio.timeout(budget):
+                    reason = await self._proxied_names.refusal(target.raw_host or "", target.port or 0)
+            except TimeoutError:
+                return _timed_out(None, started, timeout_ms)
             if reason is not None:
                 return AttemptResult(Outcome.REFUSED, None, _elapsed_ms(started), _refused(target.host or "", reason))
+            budget -= time.perf_counter() - started
         proxy_headers = None
         if self._proxy_credentials:
             # An https target's are the tunnel's CONNECT, never sent inside it; a plain http request
@@ -159,15 +174,14 @@ class HttpSender:
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000),
+                timeout=aiohttp.ClientTimeout(total=max(budget, 0.001)),
                 proxy_headers=proxy_headers,
             ) as response:
                 status = response.status
                 excerpt = await _read_excerpt(response)
                 response_headers = response.headers
         except TimeoutError:  # before OSError: TimeoutError is one; aiohttp's timeouts subclass it
-            error = f"timed out after {timeout_ms} ms"
-            return AttemptResult(Outcome.TIMED_OUT, status, _elapsed_ms(started), error)
+            return _timed_out(status, started, timeout_ms)
         except (aiohttp.ClientError, OSError) as exc:
             refusal = find_refusal(exc)
             if refusal is not None:
@@ -219,6 +233,10 @@ def _result(status: int, latency_ms: int, excerpt: str, headers: CIMultiDictProx
     return AttemptResult(
         Outcome.FAILED, status, latency_ms, error, excerpt, retry_after, status == _GONE, response_headers=received
     )
+
+
+def _timed_out(status: int | None, started: float, timeout_ms: int) -> AttemptResult:
+    return AttemptResult(Outcome.TIMED_OUT, status, _elapsed_ms(started), f"timed out after {timeout_ms} ms")
 
 
 def _elapsed_ms(started: float) -> int:
