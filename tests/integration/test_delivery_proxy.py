@@ -90,6 +90,17 @@ async def test_a_delivery_goes_through_the_proxy_with_its_credentials(proxy: str
     assert "proxy-authorization" not in {name.lower() for name, _ in delivered.request_headers}
 
 
+async def test_a_tunnel_the_proxy_refuses_is_a_connection_error_naming_the_proxy(
+    proxy: str, receiver: Receiver
+) -> None:
+    """An https target goes through CONNECT; a proxy that refuses it answers, not the receiver."""
+    result = await send(f"https://localhost:{receiver.port}/hook", proxy=f"http://relay:wrong@{proxy}")
+
+    assert (result.outcome, result.http_status) == (Outcome.CONNECTION_ERROR, None)
+    assert result.error == "the delivery proxy answered HTTP 407 to the tunnel"
+    assert receiver.paths == []
+
+
 async def test_the_ssrf_policy_refuses_targets_before_the_proxy_connects(proxy: str, receiver: Receiver) -> None:
     """The proxy would connect anywhere: webhookd refuses a forbidden address, as an IP literal or as a
     name that resolves to one (localhost, from /etc/hosts), before asking it to."""

@@ -271,6 +271,8 @@ def _connection_reason(exc: BaseException) -> str:
         return "connection reset"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "response body was cut short"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the tunnel refused: the receiver saw nothing
+        return f"the delivery proxy answered HTTP {exc.status} to the tunnel"
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"malformed response: {exc.message}"[:200]
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
