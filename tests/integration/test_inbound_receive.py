@@ -30,6 +30,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import duration_pb2
 from slack_sdk.signature import SignatureVerifier
 from standardwebhooks.webhooks import Webhook as StandardWebhook
+from svix.webhooks import Webhook as SvixWebhook
 from twilio.request_validator import RequestValidator
 from ulid import ULID
 
@@ -135,6 +136,28 @@ async def test_standard_webhooks_request_reaches_a_consumer_byte_for_byte(caller
     assert (event.message_id, event.event_type, event.webhook_id) == ("msg_paid_1", "order.paid", inbound.webhook.id)
     assert event.content_type == "application/json"
     assert event.cursor
+
+
+async def test_a_request_signed_by_a_sender_on_svix_is_accepted_and_its_retry_stored_once(
+    caller, gateway, http
+) -> None:
+    """Clerk, Resend and other senders built on Svix sign Standard Webhooks under `svix-*` header
+    names; the endpoint's secret is the `whsec_` one webhookd handed out, pasted into the sender."""
+    inbound = await create_inbound(caller, gateway.url)
+    body = json.dumps({"type": "user.created", "data": {"id": "user_29w83sxmDNGwOuEthce5gg56FcC"}})
+    at = datetime.now(UTC)
+    headers = {
+        "svix-id": "msg_2S2Sgi5qyd5Yj9A0Gj1XwnNjvmO",
+        "svix-timestamp": str(int(at.timestamp())),
+        "svix-signature": SvixWebhook(inbound.secret).sign("msg_2S2Sgi5qyd5Yj9A0Gj1XwnNjvmO", at, body),
+        "content-type": JSON,
+    }
+
+    answers = [await http.post(inbound.url, content=body, headers=headers) for _ in range(2)]
+
+    assert [answer.json()["status"] for answer in answers] == ["accepted", "duplicate"]
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.message_id, event.event_type) == ("msg_2S2Sgi5qyd5Yj9A0Gj1XwnNjvmO", "user.created")
 
 
 @pytest.mark.parametrize(("written", "stored"), [("a\\u0000b", "a\ufffdb"), ("a\\ud800b", "a\ufffdb")])

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
+from svix.webhooks import Webhook as SvixWebhook
 
+from webhookd.domain.inbound import read_message
 from webhookd.domain.signing import (
     SignatureError,
     generate_secret,
@@ -66,6 +68,20 @@ def test_we_accept_what_the_official_library_signs() -> None:
     signature = Webhook(secret).sign(MSG_ID, _utc(now), BODY.decode())
     headers = {"Webhook-Id": MSG_ID, "Webhook-Timestamp": str(now), "Webhook-Signature": signature}
     verify(STANDARD, [secret], headers, BODY, now)
+
+
+def test_we_accept_what_svix_signs_under_its_own_header_names() -> None:
+    """Senders built on Svix (Clerk, Resend, ...) sign Standard Webhooks under `svix-*` headers."""
+    secret = generate_secret()
+    now = _now()
+    signature = SvixWebhook(secret).sign(MSG_ID, _utc(now), BODY.decode())
+    headers = {"svix-id": MSG_ID, "svix-timestamp": str(now), "svix-signature": signature}
+    SvixWebhook(secret).verify(BODY, headers)
+
+    verify(STANDARD, [secret], headers, BODY, now)
+    with pytest.raises(SignatureError):
+        verify(STANDARD, [secret], headers | {"svix-id": "msg_other"}, BODY, now)
+    assert read_message(STANDARD, headers, BODY, "application/json").message_id == MSG_ID
 
 
 def test_we_accept_the_official_signature_for_a_raw_secret() -> None:

@@ -11,13 +11,14 @@ from datetime import datetime
 from webhookd.domain.errors import Invalid
 from webhookd.domain.forms import form_fields, is_form
 from webhookd.domain.history import LogPosition
+from webhookd.domain.signing import ID_HEADER, standard_header
 from webhookd.domain.webhooks import SignatureScheme
 
 # An inbound webhook's callback URL is the public base URL, this path and the webhook's id.
 INBOUND_PATH_PREFIX = "/api/v1/integration/inbound/"
-# Where senders put the id of a message they may retry: Standard Webhooks, then GitHub (the other
-# senders': read_message).
-MESSAGE_ID_HEADERS = ("webhook-id", "x-github-delivery")
+# GitHub's id of a message it may retry (Standard Webhooks' is `webhook-id`; the other senders':
+# read_message).
+GITHUB_DELIVERY_HEADER = "x-github-delivery"
 # Twilio's: the same token on each retry of one request.
 TWILIO_MESSAGE_ID_HEADER = "i-twilio-idempotency-token"
 MAX_MESSAGE_ID_LENGTH = 255
@@ -116,8 +117,8 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     Shopify's `X-Shopify-Webhook-Id` and `X-Shopify-Topic`; Slack's `event_id` and the event's `type`
     (and the challenge of its `url_verification`), or for its form posts the interaction's `type` or
     `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form posts name no type); GitHub's
-    `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` and the
-    body's `type`."""
+    `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` (or Svix's
+    `svix-id`) and the body's `type`."""
     document = _json_object(body, content_type)
     message_id, event_type, challenge = "", _text(document.get("type")), None
     if scheme is SignatureScheme.STRIPE:
@@ -135,7 +136,7 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     elif scheme is SignatureScheme.TWILIO:
         message_id = headers.get(TWILIO_MESSAGE_ID_HEADER, "")
     else:
-        message_id = next((headers[name] for name in MESSAGE_ID_HEADERS if headers.get(name)), "")
+        message_id = standard_header(headers, ID_HEADER) or headers.get(GITHUB_DELIVERY_HEADER, "")
         if scheme is SignatureScheme.HMAC_SHA256:
             event_type = headers.get("x-github-event", "") or event_type
     return SenderMessage(message_id[:MAX_MESSAGE_ID_LENGTH] or None, event_type[:MAX_EVENT_TYPE_LENGTH], challenge)

@@ -64,6 +64,8 @@ PUBLIC_KEY_PREFIX = "whpk_"
 ED25519_SEED_BYTES = 32
 DEFAULT_TOLERANCE_SECONDS = 300
 
+STANDARD_PREFIX = "webhook-"
+SVIX_PREFIX = "svix-"
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
@@ -245,9 +247,9 @@ def verify(
 
 
 def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int) -> None:
-    message_id = headers.get(ID_HEADER, "")
-    raw_timestamp = headers.get(TIMESTAMP_HEADER, "").strip()
-    signature_header = headers.get(SIGNATURE_HEADER, "")
+    message_id = standard_header(headers, ID_HEADER)
+    raw_timestamp = standard_header(headers, TIMESTAMP_HEADER).strip()
+    signature_header = standard_header(headers, SIGNATURE_HEADER)
     missing = [
         name
         for name, value in (
@@ -272,6 +274,13 @@ def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: b
     expected = [_hmac(_standard_key(secret), content) for secret in secrets]
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "no v1 signature matches")
+
+
+def standard_header(headers: Mapping[str, str], name: str) -> str:
+    """A Standard Webhooks header (lower-case `name`, `headers` keyed in lower case), or its Svix
+    spelling: senders built on Svix (Clerk, Resend and others) send `svix-id`, `svix-timestamp` and
+    `svix-signature`, the same scheme under Svix's name, as Svix's own libraries read them."""
+    return headers.get(name) or headers.get(SVIX_PREFIX + name.removeprefix(STANDARD_PREFIX), "")
 
 
 def _check_timestamp(raw: str, now: int, tolerance: int) -> None:

@@ -156,7 +156,8 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         INBOUND_TAG,
         "Receive a request for an inbound webhook.",
         "The callback `url` of an inbound webhook. The request is verified with the webhook's signing secret "
-        "(Standard Webhooks: `webhook-id`, `webhook-timestamp` within 5 minutes, `webhook-signature`; "
+        "(Standard Webhooks: `webhook-id`, `webhook-timestamp` within 5 minutes, `webhook-signature`, or "
+        "their Svix names `svix-id`, `svix-timestamp`, `svix-signature`; "
         "`X-Hub-Signature-256` for `hmac-sha256`; `Stripe-Signature` for `stripe`; `X-Shopify-Hmac-Sha256` for "
         "`shopify`; `X-Slack-Signature` and `X-Slack-Request-Timestamp` for `slack`; `X-Twilio-Signature` over "
         "the callback URL with this request's query string and its form fields, or a `bodySHA256` query "
