@@ -241,6 +241,8 @@ def test_a_twilio_request_not_signed_right_is_rejected() -> None:
         # Not a form and no body hash: nothing would cover the body, so it is not taken.
         (twilio_form({}) | {"Content-Type": JSON}, b'{"Body": "forged"}', CALLBACK, SignatureError.BAD_SIGNATURE),
         (twilio_form(SMS), b"Body=\xff", CALLBACK, SignatureError.BAD_SIGNATURE),
+        # A body hash spelled outside ASCII (%FF decodes to U+FFFD) is a wrong hash, not a crash.
+        (twilio_form(SMS), body, f"{CALLBACK}&bodySHA256=%FF", SignatureError.BAD_SIGNATURE),
     ]
     for headers, sent, url, reason in cases:
         with pytest.raises(SignatureError) as rejected:
