@@ -272,7 +272,9 @@ class SecretOwners(Protocol):
 
 class Sender(Protocol):
     async def send(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
-        """POSTs one signed body; never raises for what the network or the receiver did."""
+        """POSTs one signed body; never raises for what the network or the receiver did. Unavailable
+        when webhookd's own way out failed (the delivery proxy down or refusing webhookd): the
+        receiver was never asked, so no attempt of its is to be counted."""
 
 
 class InboundRequest(Protocol):

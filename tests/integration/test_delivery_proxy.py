@@ -18,6 +18,7 @@ from proxies import forward_proxy
 from webhookd.delivery.http import HttpSender
 from webhookd.delivery.ssrf import TargetPolicy
 from webhookd.domain.deliveries import AttemptResult
+from webhookd.domain.errors import Unavailable
 from webhookd.domain.statuses import Outcome
 
 LOOPBACK = TargetPolicy(allowed_cidrs=["127.0.0.0/8", "::1/128"])
@@ -63,6 +64,13 @@ async def send(
         return await sender.send(url, body=b"{}", headers={}, timeout_ms=STALL_TIMEOUT_MS if resolver else 10_000)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        return int(unused.getsockname()[1])
+
+
 class StalledResolver(AbstractResolver):
     """A DNS server that never answers: each lookup waits until it is cancelled."""
 
@@ -77,28 +85,33 @@ class StalledResolver(AbstractResolver):
 
 
 async def test_a_delivery_goes_through_the_proxy_with_its_credentials(proxy: str, receiver: Receiver) -> None:
-    url = f"http://localhost:{receiver.port}/hook"
-
-    delivered = await send(url, proxy=f"http://{CREDENTIALS}@{proxy}")
-    # The proxy answered, not the receiver: without the proxy's credentials nothing reaches it.
-    refused = await send(url, proxy=f"http://relay:wrong@{proxy}")
+    delivered = await send(f"http://localhost:{receiver.port}/hook", proxy=f"http://{CREDENTIALS}@{proxy}")
 
     assert (delivered.outcome, delivered.http_status) == (Outcome.SUCCEEDED, 200)
-    assert (refused.outcome, refused.http_status) == (Outcome.FAILED, 407)
     assert receiver.paths == ["/hook"]
     # The attempt log keeps the headers sent to the receiver: the proxy's credentials are not among them.
     assert "proxy-authorization" not in {name.lower() for name, _ in delivered.request_headers}
 
 
-async def test_a_tunnel_the_proxy_refuses_is_a_connection_error_naming_the_proxy(
-    proxy: str, receiver: Receiver
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_proxy_refusing_webhookds_credentials_is_unavailable_not_an_attempt(
+    proxy: str, receiver: Receiver, scheme: str
 ) -> None:
-    """An https target goes through CONNECT; a proxy that refuses it answers, not the receiver."""
-    result = await send(f"https://localhost:{receiver.port}/hook", proxy=f"http://relay:wrong@{proxy}")
+    """The proxy answers 407 (to the request itself for http, to the tunnel's CONNECT for https): the
+    receiver was never asked, so this is webhookd's way out failing, not an attempt of the receiver's."""
+    with pytest.raises(Unavailable) as refused:
+        await send(f"{scheme}://localhost:{receiver.port}/hook", proxy=f"http://relay:wrong@{proxy}")
+
+    assert refused.value.message == "the delivery proxy refused webhookd's credentials (HTTP 407)"
+    assert receiver.paths == []
+
+
+async def test_a_tunnel_the_proxy_cannot_open_is_a_connection_error_naming_the_proxy(proxy: str) -> None:
+    """Through the proxy, an https receiver that is down is the proxy's answer to the CONNECT."""
+    result = await send(f"https://localhost:{closed_port()}/hook", proxy=f"http://{CREDENTIALS}@{proxy}")
 
     assert (result.outcome, result.http_status) == (Outcome.CONNECTION_ERROR, None)
-    assert result.error == "the delivery proxy answered HTTP 407 to the tunnel"
-    assert receiver.paths == []
+    assert result.error.startswith("the delivery proxy answered HTTP 5"), result.error
 
 
 async def test_the_ssrf_policy_refuses_targets_before_the_proxy_connects(proxy: str, receiver: Receiver) -> None:
@@ -114,13 +127,11 @@ async def test_the_ssrf_policy_refuses_targets_before_the_proxy_connects(proxy: 
     assert receiver.paths == []
 
 
-async def test_a_proxy_that_is_down_is_a_connection_error(receiver: Receiver) -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        closed = unused.getsockname()[1]
-    result = await send(f"http://localhost:{receiver.port}/hook", proxy=f"http://127.0.0.1:{closed}")
+async def test_a_proxy_that_is_down_is_unavailable_not_an_attempt(receiver: Receiver) -> None:
+    with pytest.raises(Unavailable) as down:
+        await send(f"http://localhost:{receiver.port}/hook", proxy=f"http://127.0.0.1:{closed_port()}")
 
-    assert result.outcome == Outcome.CONNECTION_ERROR
+    assert down.value.message == "the delivery proxy cannot be reached: connection refused"
     assert receiver.paths == []
 
 

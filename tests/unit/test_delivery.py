@@ -22,7 +22,7 @@ from fakes import (
 )
 from webhookd.delivery import pool as pool_module
 from webhookd.delivery import recorder as recorder_module
-from webhookd.delivery.attempt import INTERNAL_SEND_ERROR, SECRET_UNAVAILABLE_RETRY, Deliverer
+from webhookd.delivery.attempt import INTERNAL_SEND_ERROR, UNAVAILABLE_RETRY, Deliverer
 from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
@@ -239,14 +239,36 @@ async def test_without_a_secret_the_delivery_is_released_without_an_attempt(
     delivery_id = await deliver_one(webhook)
 
     assert sender.requests == [] and queue.attempts == []
-    assert [retry_at for _, retry_at in queue.releases] == [clock() + SECRET_UNAVAILABLE_RETRY]
+    assert [retry_at for _, retry_at in queue.releases] == [clock() + UNAVAILABLE_RETRY]
     delivery = queue.deliveries[delivery_id]
     assert (delivery.attempts, delivery.lease_token, delivery.next_attempt_at) == (
         0,
         None,
-        clock() + SECRET_UNAVAILABLE_RETRY,
+        clock() + UNAVAILABLE_RETRY,
     )
     assert notifications.count(Topic.DELIVERIES) == 1 and notifications.count(Topic.ATTEMPTS) == 0
+
+
+async def test_without_a_way_out_the_delivery_is_released_without_an_attempt(
+    queue: FakeDeliveryQueue,
+    deliver_one: DeliverOne,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    webhook_store: FakeWebhooks,
+    clock: FakeClock,
+) -> None:
+    """The delivery proxy down: the receiver was never asked, so nothing counts against it (no
+    attempt, no step towards its auto-pause), and the delivery comes round again."""
+    webhook, _ = await subscriber(webhooks)
+    sender.error = Unavailable("the delivery proxy cannot be reached: connection refused")
+
+    delivery_id = await deliver_one(webhook)
+
+    assert len(sender.requests) == 1 and queue.attempts == []
+    assert [retry_at for _, retry_at in queue.releases] == [clock() + UNAVAILABLE_RETRY]
+    delivery = queue.deliveries[delivery_id]
+    assert (delivery.attempts, delivery.lease_token, delivery.status) == (0, None, DeliveryStatus.PENDING)
+    assert webhook_store.rows[webhook.id].consecutive_failures == 0
 
 
 # -- the pool --------------------------------------------------------------------------------------------

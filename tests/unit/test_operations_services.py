@@ -25,7 +25,7 @@ from fakes import (
 )
 from webhookd.domain import signing
 from webhookd.domain.deliveries import AttemptResult
-from webhookd.domain.errors import FailedPrecondition, Invalid
+from webhookd.domain.errors import FailedPrecondition, Invalid, Unavailable
 from webhookd.domain.events import EventFilter
 from webhookd.domain.history import LogFilter, encode_cursor
 from webhookd.domain.scope import Scope
@@ -329,3 +329,16 @@ async def test_a_test_event_needs_a_live_outbound_webhook_and_a_valid_type(
     with pytest.raises(Invalid):
         await pings.send(TENANT, deleted.id, event_type="Not A Type")
     assert sender.requests == []
+
+
+async def test_a_test_event_without_a_way_out_is_unavailable_and_kept_nowhere(
+    webhooks: Webhooks, pings: Pings, sender: FakeSender, records: FakePingRecords
+) -> None:
+    """The delivery proxy down: the caller is told to retry, and no attempt is made up for the log."""
+    webhook = await created(webhooks)
+    sender.error = Unavailable("the delivery proxy cannot be reached: connection refused")
+
+    with pytest.raises(Unavailable):
+        await pings.send(TENANT, webhook.id, event_type=None)
+
+    assert records.recorded == []

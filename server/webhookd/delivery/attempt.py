@@ -20,8 +20,9 @@ from webhookd.ports import Clock, DeliveryQueue, Notifications, Sender, Topic, u
 from webhookd.services.signing_secrets import SigningSecrets
 
 log = logging.getLogger("webhookd.delivery")
-# Without a secret nothing can be signed; the endpoint is not at fault, so this is no attempt.
-SECRET_UNAVAILABLE_RETRY = timedelta(seconds=15)
+# Without a secret nothing can be signed, and without the delivery proxy nothing goes out; the
+# endpoint is not at fault, so neither is an attempt (none counted, none towards its auto-pause).
+UNAVAILABLE_RETRY = timedelta(seconds=15)
 INTERNAL_SEND_ERROR = "webhookd could not send it (an internal error; the worker's log has it)"
 
 
@@ -73,7 +74,7 @@ class Deliverer:
                 "no signing secret; delivery postponed",
                 extra={"delivery_id": claimed.delivery_id, "reason": error.message},
             )
-            await self.release(claimed, retry_at=self._now() + SECRET_UNAVAILABLE_RETRY)
+            await self.release(claimed, retry_at=self._now() + UNAVAILABLE_RETRY)
             return
         if claimed.send_at is not None and not await self._wait_for_slot(claimed, claimed.send_at):
             return
@@ -89,6 +90,12 @@ class Deliverer:
             result = await self._sender.send(
                 claimed.url, body=claimed.body, headers=headers, timeout_ms=claimed.retry_policy.timeout_ms
             )
+        except Unavailable as error:
+            log.warning(
+                "no way out; delivery postponed", extra={"delivery_id": claimed.delivery_id, "reason": error.message}
+            )
+            await self.release(claimed, retry_at=self._now() + UNAVAILABLE_RETRY)
+            return
         except Exception:
             # A fault of ours, not an answer: it still ends as an attempt (in the log, retried on the
             # webhook's schedule, finished when they run out). Escaping, it left the delivery to come

@@ -38,6 +38,7 @@ from webhookd.delivery.ssrf import (
     parse_ip,
 )
 from webhookd.domain.deliveries import AttemptResult
+from webhookd.domain.errors import Unavailable
 from webhookd.domain.retry import clamp_retry_after, parse_retry_after
 from webhookd.domain.statuses import Outcome
 
@@ -49,6 +50,8 @@ _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 # check of an IP literal's host costs ~6 µs (more than the rest of choosing the target).
 _TARGETS_KEPT: Final = 4096
 _GONE: Final = 410
+_PROXY_AUTHENTICATION_REQUIRED: Final = 407  # only a proxy sends it: the delivery proxy, about webhookd
+_PROXY_REFUSED_CREDENTIALS: Final = "the delivery proxy refused webhookd's credentials (HTTP 407)"
 
 
 def _user_agent() -> str:
@@ -178,11 +181,17 @@ class HttpSender:
                 proxy_headers=proxy_headers,
             ) as response:
                 status = response.status
+                if status == _PROXY_AUTHENTICATION_REQUIRED and self._proxy is not None:
+                    raise Unavailable(_PROXY_REFUSED_CREDENTIALS)
                 excerpt = await _read_excerpt(response)
                 response_headers = response.headers
         except TimeoutError:  # before OSError: TimeoutError is one; aiohttp's timeouts subclass it
             return _timed_out(status, started, timeout_ms)
         except (aiohttp.ClientError, OSError) as exc:
+            if isinstance(exc, aiohttp.ClientProxyConnectionError):
+                raise Unavailable(f"the delivery proxy cannot be reached: {_connection_reason(exc)}") from None
+            if isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status == _PROXY_AUTHENTICATION_REQUIRED:
+                raise Unavailable(_PROXY_REFUSED_CREDENTIALS) from None
             refusal = find_refusal(exc)
             if refusal is not None:
                 error = _refused(refusal.host, refusal.reason)
