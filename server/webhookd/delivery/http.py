@@ -52,6 +52,8 @@ _TARGETS_KEPT: Final = 4096
 _GONE: Final = 410
 _PROXY_AUTHENTICATION_REQUIRED: Final = 407  # only a proxy sends it: the delivery proxy, about webhookd
 _PROXY_REFUSED_CREDENTIALS: Final = "the delivery proxy refused webhookd's credentials (HTTP 407)"
+# How long a fresh connection to the delivery proxy may take when a connection through it broke.
+_PROXY_PROBE_SECONDS: Final = 2.0
 
 
 def _user_agent() -> str:
@@ -84,6 +86,7 @@ class HttpSender:
         self._resolver = resolver  # how targets' names are looked up; None: getaddrinfo
         self._proxied_names: ProxiedNames | None = None
         self._proxy_credentials: dict[str, str] = {}  # Proxy-Authorization, when the proxy asks for it
+        self._proxy_at: tuple[str, int] | None = None  # the proxy's host and port, once started
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -103,6 +106,7 @@ class HttpSender:
             self._proxied_names = ProxiedNames(self.policy, resolver=self._resolver)
             given = URL(self._proxy)
             proxy = given.with_user(None)
+            self._proxy_at = (given.host or "", given.port or 0)
             if given.user is not None:
                 credentials = aiohttp.encode_basic_auth(given.user, given.password or "")
                 self._proxy_credentials = {hdrs.PROXY_AUTHORIZATION: credentials}
@@ -114,6 +118,22 @@ class HttpSender:
             auto_decompress=True,
             headers=_SESSION_HEADERS,
         )
+
+    async def _check_the_proxy(self, exc: BaseException, host: str, port: int) -> None:
+        """Unavailable when `exc` was the delivery proxy failing webhookd rather than the target's doing:
+        it refused webhookd's credentials, or it does not answer. A connection through it that broke
+        or went quiet (as when it dies or freezes mid-request) looks like the target closing or being
+        slow, so those are told apart by asking the proxy afresh."""
+        if isinstance(exc, aiohttp.ClientHttpProxyError):
+            if exc.status == _PROXY_AUTHENTICATION_REQUIRED:
+                raise Unavailable(_PROXY_REFUSED_CREDENTIALS) from None
+            return  # the proxy's answer about the target
+        if isinstance(exc, aiohttp.ClientProxyConnectionError):
+            raise Unavailable(f"the delivery proxy cannot be reached: {_connection_reason(exc)}") from None
+        if isinstance(exc, aiohttp.ClientConnectionError | TimeoutError):
+            reason = await _unreachable(host, port)
+            if reason is not None:
+                raise Unavailable(f"the delivery proxy cannot be reached: {reason}") from None
 
     async def close(self) -> None:
         if self._session is not None:
@@ -137,7 +157,9 @@ class HttpSender:
 
         `timeout_ms` bounds the whole exchange, excerpt included: a receiver that sends its status and then
         stalls or drops the body gets `timed_out` / `connection_error`, with the status it sent. The result
-        carries the headers sent (the session's own and `headers`) and those received.
+        carries the headers sent (the session's own and `headers`) and those received. Through the
+        delivery proxy, a broken or timed-out exchange may take up to _PROXY_PROBE_SECONDS more, to ask
+        the proxy whether it was the one that failed (then Unavailable, not an attempt).
         """
         sent = {**_SESSION_HEADERS, **headers}
         result = await self._exchange(url, body=body, headers=headers, timeout_ms=timeout_ms)
@@ -185,13 +207,13 @@ class HttpSender:
                     raise Unavailable(_PROXY_REFUSED_CREDENTIALS)
                 excerpt = await _read_excerpt(response)
                 response_headers = response.headers
-        except TimeoutError:  # before OSError: TimeoutError is one; aiohttp's timeouts subclass it
+        except TimeoutError as exc:  # before OSError: TimeoutError is one; aiohttp's timeouts subclass it
+            if self._proxy_at is not None:
+                await self._check_the_proxy(exc, *self._proxy_at)
             return _timed_out(status, started, timeout_ms)
         except (aiohttp.ClientError, OSError) as exc:
-            if isinstance(exc, aiohttp.ClientProxyConnectionError):
-                raise Unavailable(f"the delivery proxy cannot be reached: {_connection_reason(exc)}") from None
-            if isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status == _PROXY_AUTHENTICATION_REQUIRED:
-                raise Unavailable(_PROXY_REFUSED_CREDENTIALS) from None
+            if self._proxy_at is not None:
+                await self._check_the_proxy(exc, *self._proxy_at)
             refusal = find_refusal(exc)
             if refusal is not None:
                 error = _refused(refusal.host, refusal.reason)
@@ -242,6 +264,26 @@ def _result(status: int, latency_ms: int, excerpt: str, headers: CIMultiDictProx
     return AttemptResult(
         Outcome.FAILED, status, latency_ms, error, excerpt, retry_after, status == _GONE, response_headers=received
     )
+
+
+async def _unreachable(host: str, port: int) -> str | None:
+    """Why the proxy at `host`:`port` does not answer, or None when it does. A connection alone proves
+    nothing (the kernel accepts for a process that is frozen or dying), so it is asked for `/`, which
+    a proxy answers itself (an error page, 400 or 407): any status line will do."""
+    writer = None
+    try:
+        async with asyncio.timeout(_PROXY_PROBE_SECONDS):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(f"HEAD / HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            answered = (await reader.readline()).startswith(b"HTTP/")
+    except TimeoutError:
+        return f"no answer within {_PROXY_PROBE_SECONDS:g} s"
+    except OSError as error:
+        return _connection_reason(error)
+    finally:
+        if writer is not None:
+            writer.close()
+    return None if answered else "it closed the connection without an answer"
 
 
 def _timed_out(status: int | None, started: float, timeout_ms: int) -> AttemptResult:
