@@ -52,7 +52,8 @@ _TARGETS_KEPT: Final = 4096
 _GONE: Final = 410
 _PROXY_AUTHENTICATION_REQUIRED: Final = 407  # only a proxy sends it: the delivery proxy, about webhookd
 _PROXY_REFUSED_CREDENTIALS: Final = "the delivery proxy refused webhookd's credentials (HTTP 407)"
-# How long a fresh connection to the delivery proxy may take when a connection through it broke.
+# How long the delivery proxy has to answer webhookd itself when a connection through it broke or
+# timed out (whether it or the target failed).
 _PROXY_PROBE_SECONDS: Final = 2.0
 
 
@@ -119,11 +120,13 @@ class HttpSender:
             headers=_SESSION_HEADERS,
         )
 
-    async def _check_the_proxy(self, exc: BaseException, host: str, port: int) -> None:
-        """Unavailable when `exc` was the delivery proxy failing webhookd rather than the target's doing:
-        it refused webhookd's credentials, or it does not answer. A connection through it that broke
-        or went quiet (as when it dies or freezes mid-request) looks like the target closing or being
-        slow, so those are told apart by asking the proxy afresh."""
+    async def _check_the_proxy(self, exc: BaseException) -> None:
+        """Through the delivery proxy: Unavailable when `exc` was the proxy failing webhookd rather than
+        the target's doing: it refused webhookd's credentials, or it does not answer. A connection
+        through it that broke or went quiet (as when it dies or freezes mid-request) looks like the
+        target closing or being slow, so those are told apart by asking the proxy afresh."""
+        if self._proxy_at is None:
+            return
         if isinstance(exc, aiohttp.ClientHttpProxyError):
             if exc.status == _PROXY_AUTHENTICATION_REQUIRED:
                 raise Unavailable(_PROXY_REFUSED_CREDENTIALS) from None
@@ -131,7 +134,7 @@ class HttpSender:
         if isinstance(exc, aiohttp.ClientProxyConnectionError):
             raise Unavailable(f"the delivery proxy cannot be reached: {_connection_reason(exc)}") from None
         if isinstance(exc, aiohttp.ClientConnectionError | TimeoutError):
-            reason = await _unreachable(host, port)
+            reason = await _unreachable(*self._proxy_at)
             if reason is not None:
                 raise Unavailable(f"the delivery proxy cannot be reached: {reason}") from None
 
@@ -208,12 +211,10 @@ class HttpSender:
                 excerpt = await _read_excerpt(response)
                 response_headers = response.headers
         except TimeoutError as exc:  # before OSError: TimeoutError is one; aiohttp's timeouts subclass it
-            if self._proxy_at is not None:
-                await self._check_the_proxy(exc, *self._proxy_at)
+            await self._check_the_proxy(exc)
             return _timed_out(status, started, timeout_ms)
         except (aiohttp.ClientError, OSError) as exc:
-            if self._proxy_at is not None:
-                await self._check_the_proxy(exc, *self._proxy_at)
+            await self._check_the_proxy(exc)
             refusal = find_refusal(exc)
             if refusal is not None:
                 error = _refused(refusal.host, refusal.reason)
