@@ -206,7 +206,7 @@ class HttpSender:
                 proxy_headers=proxy_headers,
             ) as response:
                 status = response.status
-                if status == _PROXY_AUTHENTICATION_REQUIRED and self._proxy is not None:
+                if status == _PROXY_AUTHENTICATION_REQUIRED and self._proxy_at is not None:
                     raise Unavailable(_PROXY_REFUSED_CREDENTIALS)
                 excerpt = await _read_excerpt(response)
                 response_headers = response.headers
