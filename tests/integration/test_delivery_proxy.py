@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 
 import pytest
-from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from proxies import forward_proxy
+from receivers import Receiver
 from webhookd.delivery.http import HttpSender
 from webhookd.delivery.ssrf import TargetPolicy
 from webhookd.domain.deliveries import AttemptResult
@@ -26,12 +25,6 @@ CREDENTIALS = "relay:s3cret-relay"
 STALL_TIMEOUT_MS = 300
 
 
-@dataclass
-class Receiver:
-    port: int
-    paths: list[str] = field(default_factory=list)
-
-
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with forward_proxy(tmp_path_factory.mktemp("proxy"), CREDENTIALS) as address:
@@ -40,21 +33,11 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    paths: list[str] = []
-
-    async def receive(request: web.Request) -> web.Response:
-        paths.append(request.path)
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    started = await Receiver().start()
     try:
-        yield Receiver(runner.addresses[0][1], paths)
+        yield started
     finally:
-        await runner.cleanup()
+        await started.stop()
 
 
 async def send(
@@ -88,7 +71,7 @@ async def test_a_delivery_goes_through_the_proxy_with_its_credentials(proxy: str
     delivered = await send(f"http://localhost:{receiver.port}/hook", proxy=f"http://{CREDENTIALS}@{proxy}")
 
     assert (delivered.outcome, delivered.http_status) == (Outcome.SUCCEEDED, 200)
-    assert receiver.paths == ["/hook"]
+    assert [request.path for request in receiver.received] == ["/hook"]
     # The attempt log keeps the headers sent to the receiver: the proxy's credentials are not among them.
     assert "proxy-authorization" not in {name.lower() for name, _ in delivered.request_headers}
 
@@ -103,7 +86,7 @@ async def test_a_proxy_refusing_webhookds_credentials_is_unavailable_not_an_atte
         await send(f"{scheme}://localhost:{receiver.port}/hook", proxy=f"http://relay:wrong@{proxy}")
 
     assert refused.value.message == "the delivery proxy refused webhookd's credentials (HTTP 407)"
-    assert receiver.paths == []
+    assert receiver.received == []
 
 
 async def test_a_tunnel_the_proxy_cannot_open_is_a_connection_error_naming_the_proxy(proxy: str) -> None:
@@ -124,7 +107,7 @@ async def test_the_ssrf_policy_refuses_targets_before_the_proxy_connects(proxy: 
 
     assert (by_name.outcome, by_address.outcome) == (Outcome.REFUSED, Outcome.REFUSED)
     assert "loopback" in by_name.error
-    assert receiver.paths == []
+    assert receiver.received == []
 
 
 async def test_a_proxy_that_is_down_is_unavailable_not_an_attempt(receiver: Receiver) -> None:
@@ -132,7 +115,7 @@ async def test_a_proxy_that_is_down_is_unavailable_not_an_attempt(receiver: Rece
         await send(f"http://localhost:{receiver.port}/hook", proxy=f"http://127.0.0.1:{closed_port()}")
 
     assert down.value.message == "the delivery proxy cannot be reached: connection refused"
-    assert receiver.paths == []
+    assert receiver.received == []
 
 
 @pytest.mark.parametrize("through_proxy", [True, False], ids=["through-the-proxy", "direct"])
@@ -146,4 +129,4 @@ async def test_a_name_lookup_that_never_answers_times_the_attempt_out(
         result = await send(f"http://stalled.example:{receiver.port}/hook", proxy=through, resolver=StalledResolver())
 
     assert (result.outcome, result.error) == (Outcome.TIMED_OUT, f"timed out after {STALL_TIMEOUT_MS} ms")
-    assert receiver.paths == []
+    assert receiver.received == []
