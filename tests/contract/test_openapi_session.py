@@ -5,6 +5,8 @@ session over every REST route a caller uses, successes and errors alike."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -169,10 +171,32 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     receipt = call("POST", INBOUND_PATH_PREFIX + inbound["webhook"]["id"], data=body, headers=headers)
     assert receipt.status_code == 200, receipt.text
     assert call("POST", INBOUND_PATH_PREFIX + inbound["webhook"]["id"], data=body).status_code == 401
+    # Zoom's URL validation is answered with the two fields Zoom reads, the document's other 200 shape.
+    zoom_token = "q4Xw9LmT2vRb7NcK1sYp0A"
+    zoom = call(
+        "POST",
+        f"{API}/webhooks",
+        json={"name": "zoom", "direction": "inbound", "signature_scheme": "zoom"},
+        headers={"Webhook-Signing-Secret": zoom_token},
+    ).json()
+    validation = b'{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event":"endpoint.url_validation"}'
+    answer = call(
+        "POST",
+        INBOUND_PATH_PREFIX + zoom["webhook"]["id"],
+        data=validation,
+        headers=zoom_headers(zoom_token, validation),
+    )
+    assert answer.status_code == 200 and set(answer.json()) == {"plainToken", "encryptedToken"}, answer.text
     stream = call("GET", f"{API}/inbound-events", params={"consumer": "contract", "follow": "false"})
     cursor = stream_items(stream)[-1]["event"]["cursor"]
     assert call("POST", f"{API}/inbound-consumers/contract:ack", json={"cursor": cursor}).status_code == 200
     return session.exchanges
+
+
+def zoom_headers(token: str, body: bytes) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    digest = hmac.new(token.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"x-zm-signature": f"v0={digest}", "x-zm-request-timestamp": timestamp, "content-type": "application/json"}
 
 
 def signed_headers(secret: str, body: bytes) -> dict[str, str]:

@@ -24,6 +24,7 @@ SECRETS = {
     "shopify": "shpss_" + "0123456789abcdef" * 2,
     "slack": "8f742231b10e8888abcd99yyyzzz85a5",
     "twilio": "0123456789abcdef0123456789abcdef",
+    "zoom": "q4Xw9LmT2vRb7NcK1sYp0A",
 }
 HEADER_NAMES = [
     "webhook-id",
@@ -44,6 +45,8 @@ HEADER_NAMES = [
     "x-twilio-signature",
     "x-twilio-webhooks-signature-settings",
     "i-twilio-idempotency-token",
+    "x-zm-signature",
+    "x-zm-request-timestamp",
     "content-type",
 ]
 HEADER_VALUES = [
@@ -94,6 +97,9 @@ BODIES = [
     b'{"challenge": 7, "type": "url_verification"}',
     b'{"type": "url_verification", "challenge": "' + b"c" * 1000 + b'"}',
     json.dumps({"type": "event_callback", "event": {"type": "x" * 500}}).encode(),
+    b'{"event": "endpoint.url_validation", "payload": {"plainToken": 5}}',
+    b'{"event": "endpoint.url_validation", "payload": {"plainToken": "\\u0000\\ud800"}}',
+    b'{"event": "endpoint.url_validation", "payload": []}',
     b"[" * 100_000,
 ]
 QUERIES = ["", "?", "?bodySHA256=", "?bodySHA256=zz", "?bodySHA256=%FF", "?a=%E9", "?" + "a=b&" * 200]

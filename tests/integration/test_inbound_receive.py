@@ -1,7 +1,7 @@
 """The inbound callback route over real HTTP: what is accepted, what is refused, and what is recorded.
 
 Requests are signed with the official `standardwebhooks` library or Slack's SDK, or (hmac-sha256,
-stripe, shopify) with `hmac` directly (Stripe's headers checked by Stripe's own library), never with
+stripe, shopify, zoom) with `hmac` directly (Stripe's headers checked by Stripe's own library), never with
 webhookd's own signing code. Each test makes its own tenant and inbound webhook; what a test
 checks is what a sender sees (status, body, headers), what a consumer reads over gRPC, the webhook's
 DeliveryLog and the `inbound_events` rows.
@@ -271,6 +271,53 @@ async def test_slacks_url_verification_is_answered_and_its_events_typed_and_dedu
     assert first.json()["challenge"] is None
     events = await events_of(caller, inbound.webhook.id)
     assert [(e.event_type, e.message_id) for e in events] == [("url_verification", ""), ("app_mention", "Ev08MFMKH6")]
+
+
+ZOOM_TOKEN = "q4Xw9LmT2vRb7NcK1sYp0A"  # a Secret Token as Zoom shows one: 22 characters
+
+
+def zoom_signed(body: bytes, token: str = ZOOM_TOKEN) -> dict[str, str]:
+    """Headers as Zoom sends them, signed as Zoom's webhook-sample checks them: `v0=` and the hex
+    HMAC-SHA256 of `v0:{x-zm-request-timestamp}:{body}` under the Secret Token."""
+    timestamp = str(int(time.time()))
+    digest = hmac.new(token.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"x-zm-signature": f"v0={digest}", "x-zm-request-timestamp": timestamp, "content-type": JSON}
+
+
+async def test_zooms_url_validation_is_answered_as_zoom_checks_it_and_its_events_typed(
+    caller, gateway, http, database
+) -> None:
+    """Adding an Event Subscription in Zoom's Marketplace: Zoom posts a signed endpoint.url_validation
+    and takes the endpoint when the answer holds the plainToken and its HMAC under the Secret Token
+    (again every 72 hours). Then events, typed by their `event`."""
+    inbound = await create_inbound(caller, gateway.url, ZOOM_TOKEN, signature_scheme="zoom")
+    plain = "qgg8vlvZRS6UYooatFL8Aw"
+    compact = (",", ":")  # as Zoom sends JSON
+    check = {"payload": {"plainToken": plain}, "event_ts": 1654503849680, "event": "endpoint.url_validation"}
+    validation = json.dumps(check, separators=compact).encode()
+    started = {"event": "meeting.started", "event_ts": 1626230691572, "payload": {"object": {"id": "85746065"}}}
+    event = json.dumps(started, separators=compact).encode()
+
+    validated = await http.post(inbound.url, content=validation, headers=zoom_signed(validation))
+    delivered = await http.post(inbound.url, content=event, headers=zoom_signed(event))
+    forged = await http.post(inbound.url, content=validation, headers=zoom_signed(validation, "an-other-secret-token"))
+
+    # What Zoom compares: the plainToken, and its hex HMAC-SHA256 under the Secret Token.
+    encrypted = hmac.new(ZOOM_TOKEN.encode(), plain.encode(), hashlib.sha256).hexdigest()
+    assert (validated.status_code, validated.json()) == (200, {"plainToken": plain, "encryptedToken": encrypted})
+    assert (delivered.status_code, delivered.json()["status"]) == (200, "accepted")
+    assert forged.status_code == 401 and encrypted not in forged.text
+    events = await events_of(caller, inbound.webhook.id)
+    assert [(e.event_type, e.body) for e in events] == [
+        ("endpoint.url_validation", validation),
+        ("meeting.started", event),
+    ]
+    rows = await database.rows(RECEIPTS, w=inbound.webhook.id)
+    assert [(row.status, row.reason) for row in rows] == [
+        ("accepted", ""),
+        ("accepted", ""),
+        ("rejected", "bad_signature"),
+    ]
 
 
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"  # an account's Auth Token: 32 hex characters

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import timedelta
 
@@ -22,6 +24,7 @@ from fakes import (
 from webhookd.domain import signing
 from webhookd.domain.errors import Invalid, NotFound, PayloadTooLarge, ResourceExhausted, Unauthenticated
 from webhookd.domain.history import LogPosition, encode_cursor
+from webhookd.domain.inbound import ZoomValidation
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import Direction, SignatureScheme, Webhook, WebhookSpec
 from webhookd.ports import Topic
@@ -185,6 +188,50 @@ async def test_a_twilio_signature_covers_the_callback_url_with_the_query_string_
         await inbound.receive(webhook.id, FakeInboundRequest(body, headers, query="tag=us"))
 
     assert [stored.receipt.accepted for stored in inbound_store.receipts] == [True, False]
+
+
+def zoom_request(token: str, body: bytes, clock: FakeClock) -> FakeInboundRequest:
+    """Signed as Zoom signs: `v0=` and the hex HMAC-SHA256 of `v0:{timestamp}:{body}`."""
+    timestamp = str(int(clock().timestamp()))
+    digest = hmac.new(token.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+    headers = {
+        "x-zm-signature": f"v0={digest}",
+        "x-zm-request-timestamp": timestamp,
+        "content-type": "application/json",
+    }
+    return FakeInboundRequest(body, headers)
+
+
+async def test_zooms_url_validation_is_stored_and_answered_under_the_token_that_signed_it(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    """Zoom checks an endpoint when it is set up and every 72 hours. Once its Secret Token is
+    regenerated and rotated in with an overlap, a check signed with either token is answered with that
+    token's HMAC, the one Zoom compares."""
+    old_token, new_token = "q4Xw9LmT2vRb7NcK1sYp0A", "n3W5ecr3tT0kenFromZoom"
+    spec = WebhookSpec(name="meetings", url="", direction=Direction.INBOUND, signature_scheme=SignatureScheme.ZOOM)
+    webhook, _ = await webhooks.create(TENANT, spec, old_token)
+    await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=new_token)
+    plain = "qgg8vlvZRS6UYooatFL8Aw"
+    check = json.dumps({"payload": {"plainToken": plain}, "event": "endpoint.url_validation"}).encode()
+
+    for token in (new_token, old_token):
+        received = await inbound.receive(webhook.id, zoom_request(token, check, clock))
+        encrypted = hmac.new(token.encode(), plain.encode(), hashlib.sha256).hexdigest()
+        assert received.zoom_validation == ZoomValidation(plain, encrypted)
+    event = json.dumps({"event": "meeting.started", "payload": {"object": {"id": "85746065"}}}).encode()
+    received = await inbound.receive(webhook.id, zoom_request(new_token, event, clock))
+    clock.advance(timedelta(seconds=1))  # past the burst of three
+    with pytest.raises(Unauthenticated):
+        await inbound.receive(webhook.id, zoom_request("not-the-secret-token-22", check, clock))
+
+    assert received.zoom_validation is None and received.challenge is None and not received.twiml
+    assert [(stored.receipt.event_type, stored.receipt.accepted) for stored in inbound_store.receipts] == [
+        ("endpoint.url_validation", True),
+        ("endpoint.url_validation", True),
+        ("meeting.started", True),
+        ("endpoint.url_validation", False),
+    ]
 
 
 async def test_a_signed_request_is_stored_and_wakes_the_log_and_the_consumers(

@@ -1,7 +1,7 @@
 """Inbound schemes whose sender issues the secret: `stripe`, `slack` and `twilio`, their headers
-cross-checked with Stripe's, Slack's and Twilio's own Python libraries, and `shopify`, as Shopify
-documents it. Also what identifies a message and its type for each scheme, and the rules for these
-schemes' secrets and directions."""
+cross-checked with Stripe's, Slack's and Twilio's own Python libraries, and `shopify` and `zoom`, as
+Shopify documents it and as Zoom's webhook-sample checks it. Also what identifies a message and its type
+for each scheme, and the rules for these schemes' secrets and directions."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 from twilio.request_validator import RequestValidator
 
 from webhookd.domain.errors import Invalid
-from webhookd.domain.inbound import SenderMessage, read_message
+from webhookd.domain.inbound import SenderMessage, ZoomValidation, read_message, zoom_validation
 from webhookd.domain.signing import SignatureError, new_signing_secret, sign_headers, validate_secret, verify
 from webhookd.domain.validation import validate_spec
 from webhookd.domain.webhooks import Direction, SignatureScheme, WebhookSpec
@@ -28,6 +28,7 @@ STRIPE = SignatureScheme.STRIPE
 SHOPIFY = SignatureScheme.SHOPIFY
 SLACK = SignatureScheme.SLACK
 TWILIO = SignatureScheme.TWILIO
+ZOOM = SignatureScheme.ZOOM
 # As the Stripe dashboard shows an endpoint's secret, and as `stripe listen` prints one (70 bytes).
 STRIPE_SECRET = "whsec_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuV"
 STRIPE_CLI_SECRET = "whsec_" + "0123456789abcdef" * 4
@@ -110,7 +111,7 @@ def test_a_shopify_signature_of_the_body_is_accepted_and_a_wrong_one_rejected() 
 
 
 def test_webhookd_neither_signs_with_nor_makes_a_secret_for_these_schemes() -> None:
-    for scheme in (STRIPE, SHOPIFY, SLACK, TWILIO):
+    for scheme in (STRIPE, SHOPIFY, SLACK, TWILIO, ZOOM):
         with pytest.raises(ValueError):
             sign_headers(scheme, [STRIPE_SECRET], "msg_1", int(time.time()), EVENT)
         with pytest.raises(ValueError):
@@ -121,7 +122,10 @@ def test_a_secret_the_sender_issued_is_taken_as_it_is() -> None:
     assert validate_secret(STRIPE_CLI_SECRET, STRIPE) is None
     assert validate_secret(SHOPIFY_SECRET, SHOPIFY) is None
     assert validate_secret("0123456789abcdef0123456789abcdef", SHOPIFY) is None
-    assert validate_secret("too-short", STRIPE) == "the secret must be 24 to 128 bytes long, not 9"
+    assert validate_secret(ZOOM_SECRET, ZOOM) is None  # 22 bytes: 16 random ones, base64url
+    assert validate_secret("too-short", STRIPE) == "the secret must be 16 to 128 bytes long, not 9"
+    # A secret a caller may choose still needs 24 bytes.
+    assert validate_secret(ZOOM_SECRET) == "the secret must be 24 to 64 bytes long, not 22"
     assert validate_secret("whsec_ with space and more bytes", STRIPE) == "must not contain whitespace"
 
 
@@ -187,6 +191,62 @@ def test_a_request_slacks_sdk_signed_is_accepted_and_others_rejected() -> None:
         with pytest.raises(SignatureError) as rejected:
             verify(SLACK, [SLACK_SECRET], headers, body, now)
         assert rejected.value.reason == reason
+
+
+# A Secret Token as Zoom shows one: 22 characters.
+ZOOM_SECRET = "q4Xw9LmT2vRb7NcK1sYp0A"
+PLAIN_TOKEN = "qgg8vlvZRS6UYooatFL8Aw"
+URL_VALIDATION = json.dumps(
+    {"payload": {"plainToken": PLAIN_TOKEN}, "event_ts": 1654503849680, "event": "endpoint.url_validation"},
+    separators=(",", ":"),
+).encode()
+
+
+def zoom_headers(body: bytes, *, at: int | None = None, secret: str = ZOOM_SECRET) -> dict[str, str]:
+    """Signed as Zoom signs, the check of Zoom's own webhook-sample written in Python: `v0=` and the hex
+    HMAC-SHA256 of `v0:{x-zm-request-timestamp}:{body}` under the Secret Token."""
+    timestamp = str(int(time.time()) if at is None else at)
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"x-zm-signature": f"v0={digest}", "x-zm-request-timestamp": timestamp}
+
+
+def test_a_request_signed_as_zoom_signs_is_accepted_and_others_rejected() -> None:
+    body = b'{"event":"meeting.started","event_ts":1626230691572,"payload":{"account_id":"AAAAAABBBB"}}'
+    now = int(time.time())
+    verify(ZOOM, [ZOOM_SECRET], zoom_headers(body), body, now)
+    for headers, reason in [
+        ({}, SignatureError.MISSING_HEADERS),
+        (slack_headers(body, secret=ZOOM_SECRET), SignatureError.MISSING_HEADERS),  # Slack's names are not Zoom's
+        (zoom_headers(body, at=now - 600), SignatureError.STALE_TIMESTAMP),
+        (zoom_headers(body, secret="another-secret-token-22"), SignatureError.BAD_SIGNATURE),
+        (zoom_headers(body) | {"x-zm-signature": "v1=00"}, SignatureError.BAD_SIGNATURE),
+        (zoom_headers(body + b" "), SignatureError.BAD_SIGNATURE),
+    ]:
+        with pytest.raises(SignatureError) as rejected:
+            verify(ZOOM, [ZOOM_SECRET], headers, body, now)
+        assert rejected.value.reason == reason
+
+
+def test_zooms_url_validation_carries_its_plain_token_and_its_events_their_type() -> None:
+    event = b'{"event":"recording.completed","event_ts":1626230691572,"payload":{}}'
+    assert read_message(ZOOM, {}, URL_VALIDATION, JSON) == SenderMessage(None, "endpoint.url_validation", PLAIN_TOKEN)
+    assert read_message(ZOOM, {}, event, JSON) == SenderMessage(None, "recording.completed")
+    assert read_message(SLACK, {}, URL_VALIDATION, JSON).challenge is None  # only Zoom's handshake has a plainToken
+    no_token = b'{"event":"endpoint.url_validation","payload":"qgg8"}'
+    assert read_message(ZOOM, {}, no_token, JSON) == SenderMessage(None, "endpoint.url_validation")
+
+
+def test_zooms_url_validation_is_answered_under_the_secret_zoom_signed_with() -> None:
+    """The encryptedToken Zoom checks: hex HMAC-SHA256 of the plainToken under the Secret Token, the
+    one that signed the request while a rotation has two."""
+    now = int(time.time())
+    old_secret, new_secret = ZOOM_SECRET, "n3W5ecr3tT0kenFromZoom"
+    for signer in (old_secret, new_secret):
+        headers = {name.lower(): value for name, value in zoom_headers(URL_VALIDATION, secret=signer).items()}
+        answer = zoom_validation(PLAIN_TOKEN, [new_secret, old_secret], headers, URL_VALIDATION, now)
+        expected = hmac.new(signer.encode(), PLAIN_TOKEN.encode(), hashlib.sha256).hexdigest()
+        assert answer == ZoomValidation(PLAIN_TOKEN, expected)
+    assert zoom_validation(None, [old_secret], {}, URL_VALIDATION, now) is None
 
 
 TWILIO_TOKEN = "12345678901234567890123456789012"  # an Auth Token: 32 hex characters
@@ -281,6 +341,7 @@ NOT_ASCII = "\xe9"  # a header holds any byte; Starlette reads them as Latin-1
         (SHOPIFY, {"X-Shopify-Hmac-Sha256": NOT_ASCII}),
         (SLACK, {"X-Slack-Signature": f"v0={NOT_ASCII}"}),
         (TWILIO, {"X-Twilio-Signature": NOT_ASCII}),
+        (ZOOM, {"x-zm-signature": f"v0={NOT_ASCII}"}),
     ],
     ids=lambda value: value.value if isinstance(value, SignatureScheme) else "",
 )
@@ -288,7 +349,11 @@ def test_a_signature_outside_ascii_is_a_bad_signature_in_every_scheme(
     scheme: SignatureScheme, headers: dict[str, str]
 ) -> None:
     now = int(time.time())
-    timestamps = {"webhook-timestamp": str(now), "X-Slack-Request-Timestamp": str(now)}
+    timestamps = {
+        "webhook-timestamp": str(now),
+        "X-Slack-Request-Timestamp": str(now),
+        "x-zm-request-timestamp": str(now),
+    }
     sent = timestamps | {name: value.replace("{now}", str(now)) for name, value in headers.items()}
 
     with pytest.raises(SignatureError) as rejected:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from webhookd.domain.errors import Invalid
 from webhookd.domain.forms import form_fields, is_form
 from webhookd.domain.history import LogPosition
-from webhookd.domain.signing import ID_HEADER, standard_header
+from webhookd.domain.signing import ID_HEADER, signed_with, standard_header, zoom_encrypted_token
 from webhookd.domain.webhooks import SignatureScheme
 
 # An inbound webhook's callback URL is the public base URL, this path and the webhook's id.
@@ -25,6 +25,9 @@ MAX_MESSAGE_ID_LENGTH = 255
 # Slack's handshake when an endpoint is set up: it is answered with the challenge it carries.
 SLACK_URL_VERIFICATION = "url_verification"
 MAX_CHALLENGE_LENGTH = 256
+# Zoom's check of an endpoint, when it is set up and every 72 hours after: answered with its
+# `plainToken` and that token's HMAC under the Secret Token (ZoomValidation).
+ZOOM_URL_VALIDATION = "endpoint.url_validation"
 # The type of a slash command Slack posts (its form names the command, not a type).
 SLACK_SLASH_COMMAND = "slash_command"
 MAX_EVENT_TYPE_LENGTH = 128
@@ -78,10 +81,19 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 @dataclass(frozen=True)
+class ZoomValidation:
+    """The answer to Zoom's `endpoint.url_validation`, which Zoom waits for before it sends events."""
+
+    plain_token: str
+    encrypted_token: str  # signing.zoom_encrypted_token of plain_token
+
+
+@dataclass(frozen=True)
 class Received:
     receipt_id: str | None  # None: a duplicate of a message already stored
     challenge: str | None = None  # Slack's URL verification, answered with its challenge
     twiml: bool = False  # Twilio's request: answered with EMPTY_TWIML
+    zoom_validation: ZoomValidation | None = None  # Zoom's URL validation: answered with this alone
 
     @property
     def duplicate(self) -> bool:
@@ -105,7 +117,8 @@ class InboundEvent:
 @dataclass(frozen=True)
 class SenderMessage:
     """What the sender says of a request: the id it keeps when it retries, the event's type (empty
-    when none), and for Slack's URL verification the challenge to answer with."""
+    when none), and the challenge its handshake carries (Slack's URL verification, Zoom's URL
+    validation's `plainToken`)."""
 
     message_id: str | None
     event_type: str
@@ -116,7 +129,8 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     """Each sender's own ids and types (headers with lower-case names): Stripe's event `id` and `type`;
     Shopify's `X-Shopify-Webhook-Id` and `X-Shopify-Topic`; Slack's `event_id` and the event's `type`
     (and the challenge of its `url_verification`), or for its form posts the interaction's `type` or
-    `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form posts name no type); GitHub's
+    `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form posts name no type); Zoom's `event`
+    (and the `plainToken` of its URL validation; Zoom keeps no id across retries); GitHub's
     `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` (or Svix's
     `svix-id`) and the body's `type`."""
     document = _json_object(body, content_type)
@@ -135,11 +149,27 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
             event_type = _slack_form_type(body, content_type)
     elif scheme is SignatureScheme.TWILIO:
         message_id = headers.get(TWILIO_MESSAGE_ID_HEADER, "")
+    elif scheme is SignatureScheme.ZOOM:
+        event_type = _text(document.get("event"))
+        payload = document.get("payload")
+        if event_type == ZOOM_URL_VALIDATION and isinstance(payload, dict):
+            challenge = _text(payload.get("plainToken"))[:MAX_CHALLENGE_LENGTH] or None
     else:
         message_id = standard_header(headers, ID_HEADER) or headers.get(GITHUB_DELIVERY_HEADER, "")
         if scheme is SignatureScheme.HMAC_SHA256:
             event_type = headers.get("x-github-event", "") or event_type
     return SenderMessage(message_id[:MAX_MESSAGE_ID_LENGTH] or None, event_type[:MAX_EVENT_TYPE_LENGTH], challenge)
+
+
+def zoom_validation(
+    plain_token: str | None, secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int
+) -> ZoomValidation | None:
+    """The answer to a verified Zoom request that carries a URL validation's `plainToken`, else None:
+    under the secret Zoom signed with, whichever of a rotation's two that is."""
+    if plain_token is None:
+        return None
+    secret = signed_with(SignatureScheme.ZOOM, secrets, headers, body, now)
+    return ZoomValidation(plain_token, zoom_encrypted_token(secret, plain_token))
 
 
 def _slack_form_type(body: bytes, content_type: str) -> str:

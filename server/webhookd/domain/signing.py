@@ -23,7 +23,7 @@
 
 All schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
 
-Four more schemes verify inbound requests only, as their senders sign them, with the secret the
+Five more schemes verify inbound requests only, as their senders sign them, with the secret the
 sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_` or not):
 - `stripe`: `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "{t}.{body}")>`, one `v1=`
   per secret Stripe signs with (two while a secret is rolled), `t` within the tolerance;
@@ -35,6 +35,9 @@ sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_
   it, query string included, and `params` each form field's name and value, sorted, concatenated; a
   JSON body is covered instead by the URL's `bodySHA256` query parameter (hex SHA-256 of the body).
   No timestamp: Twilio signs none.
+- `zoom`: `x-zm-signature: v0=<hex HMAC-SHA256(key, "v0:{ts}:{body}")>` with `ts` from
+  `x-zm-request-timestamp`, within the tolerance: Slack's form under Zoom's header names. Zoom's
+  `endpoint.url_validation` is answered with `zoom_encrypted_token` of its `plainToken`.
 """
 
 from __future__ import annotations
@@ -80,9 +83,13 @@ TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 # Twilio names the HMAC of a SharedKey signature here (`key=<id>,algorithm=HMAC_SHA256`); without it, SHA-1.
 TWILIO_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 _TWILIO_HASHES = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
+ZOOM_SIGNATURE_HEADER = "x-zm-signature"
+ZOOM_TIMESTAMP_HEADER = "x-zm-request-timestamp"
 _TWILIO_BODY_HASH = "bodySHA256"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-# A secret a sender issues is taken as it is, up to this long (Stripe CLI's are 70 bytes).
+# A secret a sender issues is taken as it is, this long: Zoom's Secret Token is 22 bytes (16 random
+# ones, base64url), Stripe CLI's 70.
+MIN_SENDER_SECRET_BYTES = 16
 MAX_SENDER_SECRET_BYTES = 128
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -134,11 +141,11 @@ def validate_secret(value: str, scheme: SignatureScheme = SignatureScheme.STANDA
 
     A `whsec_` secret must be base64 (standard alphabet, padding optional) of 24..64 bytes; any other
     secret must be 24..64 bytes of UTF-8 text without whitespace or control characters. A secret the
-    sender issues (stripe, shopify, slack) is text as it issued it: 24..128 bytes, without whitespace or
-    control characters.
+    sender issues (stripe, shopify, slack, twilio, zoom) is text as it issued it: 16..128 bytes, without
+    whitespace or control characters.
     """
     if scheme.secret_from_sender:
-        return _text_secret_problem(value, MAX_SENDER_SECRET_BYTES)
+        return _text_secret_problem(value, MAX_SENDER_SECRET_BYTES, least=MIN_SENDER_SECRET_BYTES)
     if value.startswith(SECRET_PREFIX):
         key = _decode_whsec(value[len(SECRET_PREFIX) :])
         if key is None:
@@ -151,17 +158,17 @@ def validate_secret(value: str, scheme: SignatureScheme = SignatureScheme.STANDA
 
 def loose_secret_problem(value: str) -> str | None:
     """What is wrong with `value` as a secret for any scheme: the loosest of validate_secret's rules."""
-    return _text_secret_problem(value, MAX_SENDER_SECRET_BYTES)
+    return _text_secret_problem(value, MAX_SENDER_SECRET_BYTES, least=MIN_SENDER_SECRET_BYTES)
 
 
-def _text_secret_problem(value: str, most: int) -> str | None:
+def _text_secret_problem(value: str, most: int, *, least: int = MIN_SECRET_BYTES) -> str | None:
     if any(ch.isspace() for ch in value):
         return "must not contain whitespace"
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in value):
         return "must not contain control characters"
     size = len(value.encode("utf-8"))
-    if not MIN_SECRET_BYTES <= size <= most:
-        return f"the secret must be {MIN_SECRET_BYTES} to {most} bytes long, not {size}"
+    if not least <= size <= most:
+        return f"the secret must be {least} to {most} bytes long, not {size}"
     return None
 
 
@@ -239,11 +246,38 @@ def verify(
     elif scheme is SignatureScheme.SHOPIFY:
         _verify_shopify(secrets, lowered, body)
     elif scheme is SignatureScheme.SLACK:
-        _verify_slack(secrets, lowered, body, now, tolerance_seconds)
+        _verify_v0(SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER, secrets, lowered, body, now, tolerance_seconds)
     elif scheme is SignatureScheme.TWILIO:
         _verify_twilio(secrets, lowered, body, url)
+    elif scheme is SignatureScheme.ZOOM:
+        _verify_v0(ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER, secrets, lowered, body, now, tolerance_seconds)
     else:
         raise ValueError(f"{scheme.value} is not verified here: webhookd only signs with it")
+
+
+def signed_with(
+    scheme: SignatureScheme,
+    secrets: Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    now: int,
+    *,
+    url: str = "",
+) -> str:
+    """The first of `secrets` that a signature in `headers` was made with (as `verify` checks each); else
+    SignatureError. For an answer that must come from the sender's own secret while a rotation overlaps."""
+    for secret in secrets:
+        try:
+            verify(scheme, [secret], headers, body, now, url=url)
+        except SignatureError:
+            continue
+        return secret
+    raise SignatureError(SignatureError.BAD_SIGNATURE, "no signature matches")
+
+
+def zoom_encrypted_token(secret: str, plain_token: str) -> str:
+    """Zoom's `endpoint.url_validation` answer: the hex HMAC-SHA256 of its `plainToken` under the Secret Token."""
+    return hmac.new(secret.encode("utf-8"), plain_token.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int) -> None:
@@ -344,14 +378,19 @@ def _verify_shopify(secrets: Sequence[str], headers: Mapping[str, str], body: by
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the signature does not match")
 
 
-def _verify_slack(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: int, tolerance: int) -> None:
-    signature = headers.get(SLACK_SIGNATURE_HEADER.lower(), "").strip()
-    raw_timestamp = headers.get(SLACK_TIMESTAMP_HEADER.lower(), "").strip()
-    missing = [
-        name
-        for name, value in ((SLACK_SIGNATURE_HEADER, signature), (SLACK_TIMESTAMP_HEADER, raw_timestamp))
-        if not value
-    ]
+def _verify_v0(
+    signature_header: str,
+    timestamp_header: str,
+    secrets: Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    now: int,
+    tolerance: int,
+) -> None:
+    """Slack's form, which Zoom signs in too: `v0=<hex>` of `v0:{ts}:{body}`, `ts` in its own header."""
+    signature = headers.get(signature_header.lower(), "").strip()
+    raw_timestamp = headers.get(timestamp_header.lower(), "").strip()
+    missing = [name for name, value in ((signature_header, signature), (timestamp_header, raw_timestamp)) if not value]
     if missing:
         raise SignatureError(SignatureError.MISSING_HEADERS, ", ".join(missing))
     _check_timestamp(raw_timestamp, now, tolerance)

@@ -36,12 +36,14 @@ class SignatureScheme(StrEnum):
     HMAC_SHA256 = "hmac-sha256"
     # Standard Webhooks v1a: an ed25519 key pair; the private key signs, receivers hold the public one.
     ED25519 = "ed25519"
-    # Inbound only: requests from Stripe, Shopify, Slack and Twilio, verified as each signs them, with
-    # the secret each issues for the endpoint (Twilio's: the account's Auth Token or a SharedKey secret).
+    # Inbound only: requests from Stripe, Shopify, Slack, Twilio and Zoom, verified as each signs them,
+    # with the secret each issues for the endpoint (Twilio's: the account's Auth Token or a SharedKey
+    # secret; Zoom's: the app's Secret Token).
     STRIPE = "stripe"
     SHOPIFY = "shopify"
     SLACK = "slack"
     TWILIO = "twilio"
+    ZOOM = "zoom"
 
     @property
     def asymmetric(self) -> bool:
@@ -51,7 +53,18 @@ class SignatureScheme(StrEnum):
     def secret_from_sender(self) -> bool:
         """The sender issues the secret (webhookd cannot make one), and only verifies requests with it:
         an inbound scheme only."""
-        return self in (SignatureScheme.STRIPE, SignatureScheme.SHOPIFY, SignatureScheme.SLACK, SignatureScheme.TWILIO)
+        return self in _SENDER_ISSUED
+
+
+_SENDER_ISSUED = frozenset(
+    (
+        SignatureScheme.STRIPE,
+        SignatureScheme.SHOPIFY,
+        SignatureScheme.SLACK,
+        SignatureScheme.TWILIO,
+        SignatureScheme.ZOOM,
+    )
+)
 
 
 class Ordering(StrEnum):

@@ -161,10 +161,12 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         "`X-Hub-Signature-256` for `hmac-sha256`; `Stripe-Signature` for `stripe`; `X-Shopify-Hmac-Sha256` for "
         "`shopify`; `X-Slack-Signature` and `X-Slack-Request-Timestamp` for `slack`; `X-Twilio-Signature` over "
         "the callback URL with this request's query string and its form fields, or a `bodySHA256` query "
-        "parameter, for `twilio`) and stored, byte for byte, before the 200 is sent. A retry of a message "
+        "parameter, for `twilio`; `x-zm-signature` and `x-zm-request-timestamp` for `zoom`) and stored, byte "
+        "for byte, before the 200 is sent. A retry of a message "
         "already accepted (same `webhook-id`, `X-GitHub-Delivery`, Stripe event `id`, `X-Shopify-Webhook-Id`, "
         "Slack `event_id` or `I-Twilio-Idempotency-Token`) is acknowledged as `duplicate` and "
-        "stored once. Slack's `url_verification` is answered with its `challenge`. Internal services read what "
+        "stored once. Slack's `url_verification` is answered with its `challenge`, and Zoom's "
+        "`endpoint.url_validation` with its `plainToken` and `encryptedToken`. Internal services read what "
         "arrived with StreamInboundEvents.",
         parameters=[
             {
@@ -187,6 +189,8 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
             header(signing.TWILIO_SIGNATURE_HEADER, "twilio: base64 HMAC of the URL and the form fields."),
             header(signing.TWILIO_SETTINGS_HEADER, "twilio: `algorithm=HMAC_SHA256` for a SharedKey signature."),
             header("I-Twilio-Idempotency-Token", "twilio: the message id; a retry keeps it."),
+            header(signing.ZOOM_SIGNATURE_HEADER, "zoom: `v0=<hex>` as Zoom signs."),
+            header(signing.ZOOM_TIMESTAMP_HEADER, "zoom: Unix seconds when it was signed."),
         ],
         requestBody={
             "required": True,
@@ -196,22 +200,42 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         responses={
             "200": {
                 "description": "Stored (or a duplicate of a stored message). A `twilio` webhook answers with an "
-                "empty TwiML `<Response/>` instead, the answer Twilio reads.",
+                "empty TwiML `<Response/>` instead, the answer Twilio reads, and a `zoom` webhook answers Zoom's "
+                "`endpoint.url_validation` with the two fields Zoom reads.",
                 "content": _json(
                     {
-                        "type": "object",
-                        "required": ["status", "id"],
-                        "properties": {
-                            "status": {"type": "string", "enum": [answer.value for answer in ReceiptAnswer]},
-                            "id": {
-                                "type": ["string", "null"],
-                                "description": "The receipt (rcv_…); null for a duplicate.",
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "title": "Receipt",
+                                "required": ["status", "id"],
+                                "properties": {
+                                    "status": {"type": "string", "enum": [answer.value for answer in ReceiptAnswer]},
+                                    "id": {
+                                        "type": ["string", "null"],
+                                        "description": "The receipt (rcv_…); null for a duplicate.",
+                                    },
+                                    "challenge": {
+                                        "type": ["string", "null"],
+                                        "description": "slack: the challenge of Slack's `url_verification`, "
+                                        "echoed; else null.",
+                                    },
+                                },
                             },
-                            "challenge": {
-                                "type": ["string", "null"],
-                                "description": "slack: the challenge of Slack's `url_verification`, echoed; else null.",
+                            {
+                                "type": "object",
+                                "title": "ZoomUrlValidation",
+                                "required": ["plainToken", "encryptedToken"],
+                                "properties": {
+                                    "plainToken": {"type": "string", "description": "zoom: the token, echoed."},
+                                    "encryptedToken": {
+                                        "type": "string",
+                                        "description": "zoom: hex HMAC-SHA256 of `plainToken` under the Secret "
+                                        "Token Zoom signed the request with.",
+                                    },
+                                },
                             },
-                        },
+                        ]
                     }
                 )
                 | {TWIML_MEDIA_TYPE: {"schema": {"type": "string", "example": EMPTY_TWIML}}},

@@ -45,6 +45,10 @@ def inbound_route(inbound: Inbound) -> Route:
             return error_response(from_domain_error(error))
         if received.twiml:
             return Response(EMPTY_TWIML, media_type=TWIML_MEDIA_TYPE)
+        if received.zoom_validation is not None:
+            # Zoom reads exactly these two fields.
+            validation = received.zoom_validation
+            return JSONResponse({"plainToken": validation.plain_token, "encryptedToken": validation.encrypted_token})
         answer = ReceiptAnswer.DUPLICATE if received.duplicate else ReceiptAnswer.ACCEPTED
         # Every field, null when unset, as the gateway writes them; the challenge is for Slack's URL verification.
         return JSONResponse({"status": answer.value, "id": received.receipt_id, "challenge": received.challenge})

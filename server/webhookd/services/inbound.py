@@ -22,6 +22,7 @@ from webhookd.domain.inbound import (
     Received,
     consumer_name,
     read_message,
+    zoom_validation,
 )
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
@@ -105,6 +106,9 @@ class Inbound:
             await self._record(target, receipt(error.reason, None, 401))
             raise Unauthenticated(f"signature rejected: {error.reason}", reason="SIGNATURE_REJECTED") from None
         receipt_id = await self._record(target, receipt("", body, 200))
+        if target.signature_scheme is SignatureScheme.ZOOM:
+            answer = zoom_validation(message.challenge, secrets, headers, body, int(now.timestamp()))
+            return Received(receipt_id, zoom_validation=answer)
         return Received(receipt_id, message.challenge, twiml=target.signature_scheme is SignatureScheme.TWILIO)
 
     async def _record(self, target: InboundTarget, receipt: Receipt) -> str | None:
