@@ -320,6 +320,29 @@ async def test_zooms_url_validation_is_answered_as_zoom_checks_it_and_its_events
     ]
 
 
+async def test_a_signed_handshake_whose_challenge_no_answer_can_carry_is_stored_and_answered_without_it(
+    caller, gateway, http, database
+) -> None:
+    """JSON may spell a lone surrogate, which no UTF-8 answer can hold: it was a 500 after the receipt
+    was stored, so the sender retried what had been accepted."""
+    slack = await create_inbound(caller, gateway.url, SLACK_SECRET, signature_scheme="slack")
+    zoom = await create_inbound(caller, gateway.url, ZOOM_TOKEN, signature_scheme="zoom")
+    handshake = b'{"type": "url_verification", "challenge": "\\ud800"}'
+    validation = b'{"event": "endpoint.url_validation", "payload": {"plainToken": "\\ud800"}}'
+
+    answers = [
+        await http.post(slack.url, content=handshake, headers=slack_signed(handshake)),
+        await http.post(zoom.url, content=validation, headers=zoom_signed(validation)),
+    ]
+
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["status"], answer.json()["challenge"]) == ("accepted", None)
+    for inbound, body in ((slack, handshake), (zoom, validation)):
+        [event] = await events_of(caller, inbound.webhook.id)
+        assert event.body == body
+
+
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"  # an account's Auth Token: 32 hex characters
 
 

@@ -154,6 +154,15 @@ def test_slacks_url_verification_carries_the_challenge_to_answer_with() -> None:
     assert read_message(STRIPE, {}, body, JSON).challenge is None  # only Slack's handshake is answered
 
 
+def test_a_challenge_no_answer_can_carry_is_not_one() -> None:
+    """JSON may spell a lone surrogate, which no UTF-8 answer can hold: the handshake is then stored
+    like any request, and answered without it."""
+    slack = b'{"type": "url_verification", "challenge": "\\ud800"}'
+    zoom = b'{"event": "endpoint.url_validation", "payload": {"plainToken": "a\\udfff"}}'
+    assert read_message(SLACK, {}, slack, JSON) == SenderMessage(None, "url_verification")
+    assert read_message(ZOOM, {}, zoom, JSON) == SenderMessage(None, "endpoint.url_validation")
+
+
 def test_slacks_form_posts_are_typed_by_the_interaction_or_as_a_slash_command() -> None:
     interaction = {"type": "block_actions", "trigger_id": "1337.42", "actions": [{"action_id": "approve"}]}
     clicked = urllib.parse.urlencode({"payload": json.dumps(interaction)}).encode()

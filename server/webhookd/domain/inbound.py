@@ -144,7 +144,7 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
         inner = document.get("event")
         event_type = _text(inner.get("type")) if isinstance(inner, dict) else event_type
         if event_type == SLACK_URL_VERIFICATION:
-            challenge = _text(document.get("challenge"))[:MAX_CHALLENGE_LENGTH] or None
+            challenge = _challenge(document.get("challenge"))
         elif not document:
             event_type = _slack_form_type(body, content_type)
     elif scheme is SignatureScheme.TWILIO:
@@ -153,7 +153,7 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
         event_type = _text(document.get("event"))
         payload = document.get("payload")
         if event_type == ZOOM_URL_VALIDATION and isinstance(payload, dict):
-            challenge = _text(payload.get("plainToken"))[:MAX_CHALLENGE_LENGTH] or None
+            challenge = _challenge(payload.get("plainToken"))
     else:
         message_id = standard_header(headers, ID_HEADER) or headers.get(GITHUB_DELIVERY_HEADER, "")
         if scheme is SignatureScheme.HMAC_SHA256:
@@ -199,6 +199,17 @@ def _json_object(body: bytes, content_type: str) -> dict[str, object]:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _challenge(value: object) -> str | None:
+    """A handshake's challenge to answer with: text an answer can carry, bounded, else None. JSON may
+    spell a lone surrogate, which no UTF-8 answer can hold."""
+    text = _text(value)[:MAX_CHALLENGE_LENGTH]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text or None
 
 
 def consumer_name(value: str, field: str = "consumer") -> str:
