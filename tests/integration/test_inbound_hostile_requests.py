@@ -25,6 +25,7 @@ SECRETS = {
     "slack": "8f742231b10e8888abcd99yyyzzz85a5",
     "twilio": "0123456789abcdef0123456789abcdef",
     "zoom": "q4Xw9LmT2vRb7NcK1sYp0A",
+    "gitlab": "glwt-7f3c9a1e5b2d8c4f6a0e",
 }
 HEADER_NAMES = [
     "webhook-id",
@@ -47,6 +48,9 @@ HEADER_NAMES = [
     "i-twilio-idempotency-token",
     "x-zm-signature",
     "x-zm-request-timestamp",
+    "x-gitlab-token",
+    "x-gitlab-event",
+    "idempotency-key",
     "content-type",
 ]
 HEADER_VALUES = [

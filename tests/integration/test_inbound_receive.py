@@ -343,6 +343,58 @@ async def test_a_signed_handshake_whose_challenge_no_answer_can_carry_is_stored_
         assert event.body == body
 
 
+GITLAB_TOKEN = "glwt-7f3c9a1e5b2d8c4f6a0e"  # a hook's secret token, as its owner chose it in GitLab
+
+
+async def test_a_gitlab_hook_is_verified_by_its_token_typed_by_its_event_and_its_retry_stored_once(
+    caller, gateway, http, database
+) -> None:
+    """GitLab sends the hook's secret token itself in X-Gitlab-Token, the event's name in
+    X-Gitlab-Event, and the same Idempotency-Key on each retry of one request."""
+    inbound = await create_inbound(caller, gateway.url, GITLAB_TOKEN, signature_scheme="gitlab")
+    body = json.dumps({"object_kind": "push", "ref": "refs/heads/main", "total_commits_count": 1}).encode()
+    headers = {
+        "X-Gitlab-Token": GITLAB_TOKEN,
+        "X-Gitlab-Event": "Push Hook",
+        "Idempotency-Key": "908a6d9e-45fd-46c8-97e6-c4f350f219dd",
+        "X-Gitlab-Event-UUID": "13792a34-cac6-4fda-95a8-c58e00a3954e",
+        "content-type": JSON,
+    }
+
+    first = await http.post(inbound.url, content=body, headers=headers)
+    retry = await http.post(inbound.url, content=body, headers=headers | {"X-Gitlab-Webhook-UUID": "another"})
+    forged = await http.post(inbound.url, content=body, headers=headers | {"X-Gitlab-Token": "guessed-token-1234"})
+
+    assert [first.json()["status"], retry.json()["status"], forged.status_code] == ["accepted", "duplicate", 401]
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.event_type, event.message_id, event.body) == (
+        "Push Hook",
+        "908a6d9e-45fd-46c8-97e6-c4f350f219dd",
+        body,
+    )
+    rows = await database.rows(RECEIPTS, w=inbound.webhook.id)
+    assert [(row.status, row.reason) for row in rows] == [("accepted", ""), ("rejected", "bad_signature")]
+    assert GITLAB_TOKEN not in forged.text
+
+
+async def test_gitlabs_signing_token_verifies_as_standard_webhooks_typed_by_its_event_header(
+    caller, gateway, http
+) -> None:
+    """Where GitLab offers a signing token, it signs as Standard Webhooks (webhook-id is its
+    Idempotency-Key): a standard-webhooks inbound webhook takes it, typed by X-Gitlab-Event."""
+    inbound = await create_inbound(caller, gateway.url)
+    body = json.dumps({"object_kind": "merge_request", "event_type": "merge_request"})
+    headers = inbound.signed(body, message_id="908a6d9e-45fd-46c8-97e6-c4f350f219dd") | {
+        "X-Gitlab-Event": "Merge Request Hook"
+    }
+
+    response = await http.post(inbound.url, content=body.encode(), headers=headers)
+
+    assert response.status_code == 200, response.text
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.event_type, event.message_id) == ("Merge Request Hook", "908a6d9e-45fd-46c8-97e6-c4f350f219dd")
+
+
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"  # an account's Auth Token: 32 hex characters
 
 

@@ -29,6 +29,7 @@ SHOPIFY = SignatureScheme.SHOPIFY
 SLACK = SignatureScheme.SLACK
 TWILIO = SignatureScheme.TWILIO
 ZOOM = SignatureScheme.ZOOM
+GITLAB = SignatureScheme.GITLAB
 # As the Stripe dashboard shows an endpoint's secret, and as `stripe listen` prints one (70 bytes).
 STRIPE_SECRET = "whsec_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuV"
 STRIPE_CLI_SECRET = "whsec_" + "0123456789abcdef" * 4
@@ -111,7 +112,7 @@ def test_a_shopify_signature_of_the_body_is_accepted_and_a_wrong_one_rejected() 
 
 
 def test_webhookd_neither_signs_with_nor_makes_a_secret_for_these_schemes() -> None:
-    for scheme in (STRIPE, SHOPIFY, SLACK, TWILIO, ZOOM):
+    for scheme in (STRIPE, SHOPIFY, SLACK, TWILIO, ZOOM, GITLAB):
         with pytest.raises(ValueError):
             sign_headers(scheme, [STRIPE_SECRET], "msg_1", int(time.time()), EVENT)
         with pytest.raises(ValueError):
@@ -258,6 +259,42 @@ def test_zooms_url_validation_is_answered_under_the_secret_zoom_signed_with() ->
     assert zoom_validation(None, [old_secret], {}, URL_VALIDATION, now) is None
 
 
+GITLAB_TOKEN = "glwt-7f3c9a1e5b2d8c4f6a0e"  # a hook's secret token, as its owner chose it in GitLab
+
+
+def test_gitlabs_token_is_compared_as_it_is_sent() -> None:
+    """GitLab signs nothing: X-Gitlab-Token carries the hook's secret token itself."""
+    body = b'{"object_kind": "push"}'
+    now = int(time.time())
+    verify(GITLAB, [GITLAB_TOKEN], {"X-Gitlab-Token": GITLAB_TOKEN}, body, now)
+    verify(GITLAB, ["a-newer-token-from-gitlab", GITLAB_TOKEN], {"x-gitlab-token": GITLAB_TOKEN}, body, now)
+    for headers, reason in [
+        ({}, SignatureError.MISSING_HEADERS),
+        ({"X-Gitlab-Token": ""}, SignatureError.MISSING_HEADERS),
+        ({"X-Gitlab-Token": GITLAB_TOKEN[:-1]}, SignatureError.BAD_SIGNATURE),
+        ({"X-Gitlab-Token": GITLAB_TOKEN + " "}, SignatureError.BAD_SIGNATURE),
+        ({"X-Gitlab-Token": GITLAB_TOKEN.upper()}, SignatureError.BAD_SIGNATURE),
+    ]:
+        with pytest.raises(SignatureError) as rejected:
+            verify(GITLAB, [GITLAB_TOKEN], headers, body, now)
+        assert rejected.value.reason == reason
+
+
+def test_gitlabs_requests_are_identified_by_its_idempotency_key_and_typed_by_its_event_header() -> None:
+    push = b'{"object_kind": "push", "event_name": "push", "ref": "refs/heads/main"}'
+    keyed = {"idempotency-key": "908a6d9e-45fd", "x-gitlab-event-uuid": "13792a34-cac6", "x-gitlab-event": "Push Hook"}
+    older = {"x-gitlab-event-uuid": "13792a34-cac6"}  # before GitLab 17.4: the event's UUID
+
+    assert read_message(GITLAB, keyed, push, JSON) == SenderMessage("908a6d9e-45fd", "Push Hook")
+    assert read_message(GITLAB, older, push, JSON) == SenderMessage("13792a34-cac6", "push")
+    assert read_message(GITLAB, {}, b"not json", JSON) == SenderMessage(None, "")
+    # GitLab's signing token is Standard Webhooks (webhook-id is its Idempotency-Key); the type is its header's.
+    signed = {"webhook-id": "908a6d9e-45fd", "x-gitlab-event": "Push Hook"}
+    assert read_message(SignatureScheme.STANDARD_WEBHOOKS, signed, push, JSON) == SenderMessage(
+        "908a6d9e-45fd", "Push Hook"
+    )
+
+
 TWILIO_TOKEN = "12345678901234567890123456789012"  # an Auth Token: 32 hex characters
 CALLBACK = "https://hooks.example.com/api/v1/integration/inbound/whk_01JD0000000000000000000000?source=sms"
 SMS = {"MessageSid": "SM1234", "From": "+14158141829", "To": "+15017122661", "Body": "Hi & bye", "MediaUrl0": ""}
@@ -351,6 +388,7 @@ NOT_ASCII = "\xe9"  # a header holds any byte; Starlette reads them as Latin-1
         (SLACK, {"X-Slack-Signature": f"v0={NOT_ASCII}"}),
         (TWILIO, {"X-Twilio-Signature": NOT_ASCII}),
         (ZOOM, {"x-zm-signature": f"v0={NOT_ASCII}"}),
+        (GITLAB, {"X-Gitlab-Token": SLACK_SECRET[:-1] + NOT_ASCII}),
     ],
     ids=lambda value: value.value if isinstance(value, SignatureScheme) else "",
 )

@@ -21,6 +21,9 @@ INBOUND_PATH_PREFIX = "/api/v1/integration/inbound/"
 GITHUB_DELIVERY_HEADER = "x-github-delivery"
 # Twilio's: the same token on each retry of one request.
 TWILIO_MESSAGE_ID_HEADER = "i-twilio-idempotency-token"
+# GitLab's: the same key on each retry (GitLab 17.4 on); before it, the event's UUID.
+GITLAB_MESSAGE_ID_HEADERS = ("idempotency-key", "x-gitlab-event-uuid")
+GITLAB_EVENT_HEADER = "x-gitlab-event"
 MAX_MESSAGE_ID_LENGTH = 255
 # Slack's handshake when an endpoint is set up: it is answered with the challenge it carries.
 SLACK_URL_VERIFICATION = "url_verification"
@@ -130,9 +133,10 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     Shopify's `X-Shopify-Webhook-Id` and `X-Shopify-Topic`; Slack's `event_id` and the event's `type`
     (and the challenge of its `url_verification`), or for its form posts the interaction's `type` or
     `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form posts name no type); Zoom's `event`
-    (and the `plainToken` of its URL validation; Zoom keeps no id across retries); GitHub's
-    `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` (or Svix's
-    `svix-id`) and the body's `type`."""
+    (and the `plainToken` of its URL validation; Zoom keeps no id across retries); GitLab's
+    `Idempotency-Key` (else `X-Gitlab-Event-UUID`) and `X-Gitlab-Event`; GitHub's `X-GitHub-Delivery`
+    and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` (or Svix's `svix-id`) and the
+    body's `type` (or `X-Gitlab-Event`, for GitLab's signing token)."""
     document = _json_object(body, content_type)
     message_id, event_type, challenge = "", _text(document.get("type")), None
     if scheme is SignatureScheme.STRIPE:
@@ -149,6 +153,9 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
             event_type = _slack_form_type(body, content_type)
     elif scheme is SignatureScheme.TWILIO:
         message_id = headers.get(TWILIO_MESSAGE_ID_HEADER, "")
+    elif scheme is SignatureScheme.GITLAB:
+        message_id = next(filter(None, (headers.get(name, "") for name in GITLAB_MESSAGE_ID_HEADERS)), "")
+        event_type = headers.get(GITLAB_EVENT_HEADER, "") or _text(document.get("object_kind"))
     elif scheme is SignatureScheme.ZOOM:
         event_type = _text(document.get("event"))
         payload = document.get("payload")
@@ -158,6 +165,8 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
         message_id = standard_header(headers, ID_HEADER) or headers.get(GITHUB_DELIVERY_HEADER, "")
         if scheme is SignatureScheme.HMAC_SHA256:
             event_type = headers.get("x-github-event", "") or event_type
+        else:
+            event_type = event_type or headers.get(GITLAB_EVENT_HEADER, "")
     return SenderMessage(message_id[:MAX_MESSAGE_ID_LENGTH] or None, event_type[:MAX_EVENT_TYPE_LENGTH], challenge)
 
 

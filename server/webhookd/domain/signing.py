@@ -23,7 +23,7 @@
 
 All schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
 
-Five more schemes verify inbound requests only, as their senders sign them, with the secret the
+Six more schemes verify inbound requests only, as their senders sign them, with the secret the
 sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_` or not):
 - `stripe`: `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "{t}.{body}")>`, one `v1=`
   per secret Stripe signs with (two while a secret is rolled), `t` within the tolerance;
@@ -38,6 +38,9 @@ sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_
 - `zoom`: `x-zm-signature: v0=<hex HMAC-SHA256(key, "v0:{ts}:{body}")>` with `ts` from
   `x-zm-request-timestamp`, within the tolerance: Slack's form under Zoom's header names. Zoom's
   `endpoint.url_validation` is answered with `zoom_encrypted_token` of its `plainToken`.
+- `gitlab`: `X-Gitlab-Token: <the secret token itself>`, compared in constant time. GitLab signs
+  nothing: neither the body nor a time is covered, and only TLS keeps the token secret. (Where GitLab
+  offers a signing token, its `webhook-signature` is Standard Webhooks: `standard-webhooks` checks it.)
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ TWILIO_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 _TWILIO_HASHES = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
 ZOOM_SIGNATURE_HEADER = "x-zm-signature"
 ZOOM_TIMESTAMP_HEADER = "x-zm-request-timestamp"
+GITLAB_TOKEN_HEADER = "X-Gitlab-Token"
 _TWILIO_BODY_HASH = "bodySHA256"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 # A secret a sender issues is taken as it is, this long: Zoom's Secret Token is 22 bytes (16 random
@@ -141,7 +145,7 @@ def validate_secret(value: str, scheme: SignatureScheme = SignatureScheme.STANDA
 
     A `whsec_` secret must be base64 (standard alphabet, padding optional) of 24..64 bytes; any other
     secret must be 24..64 bytes of UTF-8 text without whitespace or control characters. A secret the
-    sender issues (stripe, shopify, slack, twilio, zoom) is text as it issued it: 16..128 bytes, without
+    sender issues (stripe, shopify, slack, twilio, zoom, gitlab) is text as it issued it: 16..128 bytes, without
     whitespace or control characters.
     """
     if scheme.secret_from_sender:
@@ -251,6 +255,8 @@ def verify(
         _verify_twilio(secrets, lowered, body, url)
     elif scheme is SignatureScheme.ZOOM:
         _verify_v0(ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER, secrets, lowered, body, now, tolerance_seconds)
+    elif scheme is SignatureScheme.GITLAB:
+        _verify_gitlab(secrets, lowered)
     else:
         raise ValueError(f"{scheme.value} is not verified here: webhookd only signs with it")
 
@@ -403,6 +409,15 @@ def _verify_v0(
     expected = _text_key_macs(secrets, content)
     if not _any_equal(expected, offered):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the v0 signature does not match")
+
+
+def _verify_gitlab(secrets: Sequence[str], headers: Mapping[str, str]) -> None:
+    token = headers.get(GITLAB_TOKEN_HEADER.lower(), "")
+    if not token:
+        raise SignatureError(SignatureError.MISSING_HEADERS, GITLAB_TOKEN_HEADER)
+    # As bytes: a header may hold any byte (Latin-1 text here), and compare_digest refuses non-ASCII text.
+    if not _any_equal([secret.encode("utf-8") for secret in secrets], [token.encode("utf-8")]):
+        raise SignatureError(SignatureError.BAD_SIGNATURE, "the token does not match")
 
 
 def _verify_twilio(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, url: str) -> None:

@@ -161,10 +161,12 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         "`X-Hub-Signature-256` for `hmac-sha256`; `Stripe-Signature` for `stripe`; `X-Shopify-Hmac-Sha256` for "
         "`shopify`; `X-Slack-Signature` and `X-Slack-Request-Timestamp` for `slack`; `X-Twilio-Signature` over "
         "the callback URL with this request's query string and its form fields, or a `bodySHA256` query "
-        "parameter, for `twilio`; `x-zm-signature` and `x-zm-request-timestamp` for `zoom`) and stored, byte "
+        "parameter, for `twilio`; `x-zm-signature` and `x-zm-request-timestamp` for `zoom`; `X-Gitlab-Token` "
+        "for `gitlab`) and stored, byte "
         "for byte, before the 200 is sent. A retry of a message "
         "already accepted (same `webhook-id`, `X-GitHub-Delivery`, Stripe event `id`, `X-Shopify-Webhook-Id`, "
-        "Slack `event_id` or `I-Twilio-Idempotency-Token`) is acknowledged as `duplicate` and "
+        "Slack `event_id`, `I-Twilio-Idempotency-Token` or GitLab's `Idempotency-Key`) is acknowledged as "
+        "`duplicate` and "
         "stored once. Slack's `url_verification` is answered with its `challenge`, and Zoom's "
         "`endpoint.url_validation` with its `plainToken` and `encryptedToken`. Internal services read what "
         "arrived with StreamInboundEvents.",
@@ -191,6 +193,9 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
             header("I-Twilio-Idempotency-Token", "twilio: the message id; a retry keeps it."),
             header(signing.ZOOM_SIGNATURE_HEADER, "zoom: `v0=<hex>` as Zoom signs."),
             header(signing.ZOOM_TIMESTAMP_HEADER, "zoom: Unix seconds when it was signed."),
+            header(signing.GITLAB_TOKEN_HEADER, "gitlab: the hook's secret token, as GitLab sends it."),
+            header("Idempotency-Key", "gitlab: the message id; a retry keeps it."),
+            header("X-Gitlab-Event", "gitlab: the event's name (`Push Hook`, ...)."),
         ],
         requestBody={
             "required": True,
