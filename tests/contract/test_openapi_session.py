@@ -187,6 +187,18 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
         headers=zoom_headers(zoom_token, validation),
     )
     assert answer.status_code == 200 and set(answer.json()) == {"plainToken", "encryptedToken"}, answer.text
+    # Meta's check of a callback URL is a GET answered with its challenge, as text.
+    meta = call(
+        "POST",
+        f"{API}/webhooks",
+        json={"name": "meta", "direction": "inbound", "signature_scheme": "meta"},
+        headers={"Webhook-Signing-Secret": "6f1d2c3b4a5e6f708192a3b4c5d6e7f8"},
+    ).json()
+    check = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": meta["webhook"]["id"]}
+    confirmed = call("GET", INBOUND_PATH_PREFIX + meta["webhook"]["id"], params=check)
+    assert (confirmed.status_code, confirmed.text) == (200, "1158201444")
+    mistaken = call("GET", INBOUND_PATH_PREFIX + meta["webhook"]["id"], params=check | {"hub.verify_token": "x"})
+    assert mistaken.status_code == 403
     stream = call("GET", f"{API}/inbound-events", params={"consumer": "contract", "follow": "false"})
     cursor = stream_items(stream)[-1]["event"]["cursor"]
     assert call("POST", f"{API}/inbound-consumers/contract:ack", json={"cursor": cursor}).status_code == 200

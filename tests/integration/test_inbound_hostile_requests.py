@@ -26,6 +26,7 @@ SECRETS = {
     "twilio": "0123456789abcdef0123456789abcdef",
     "zoom": "q4Xw9LmT2vRb7NcK1sYp0A",
     "gitlab": "glwt-7f3c9a1e5b2d8c4f6a0e",
+    "meta": "6f1d2c3b4a5e6f708192a3b4c5d6e7f8",
 }
 HEADER_NAMES = [
     "webhook-id",
@@ -107,6 +108,19 @@ BODIES = [
     b"[" * 100_000,
 ]
 QUERIES = ["", "?", "?bodySHA256=", "?bodySHA256=zz", "?bodySHA256=%FF", "?a=%E9", "?" + "a=b&" * 200]
+# GETs (Meta's subscription check, answered by meta webhooks only); {id} is the webhook's id.
+GET_SHARE = 0.1
+GET_DOCUMENTED = {200, 400, 403, 404, 429}
+GET_QUERIES = [
+    *QUERIES,
+    "?hub.mode=subscribe",
+    "?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={id}",
+    "?hub.mode=subscribe&hub.challenge=" + "c" * 300 + "&hub.verify_token={id}",
+    "?hub.mode=%FF&hub.challenge=%E9&hub.verify_token=%00",
+    "?hub.mode=subscribe&hub.challenge=%FF%FE%00&hub.verify_token={id}",
+    "?hub.mode=subscribe&hub.mode=x&hub.challenge=1&hub.verify_token={id}",
+    "?hub.mode=subscribe&hub.challenge=1&hub.verify_token={id}%E9",
+]
 
 
 async def test_no_hostile_request_gets_a_5xx_in_any_scheme(caller, gateway) -> None:
@@ -124,9 +138,16 @@ async def test_no_hostile_request_gets_a_5xx_in_any_scheme(caller, gateway) -> N
             names = chosen.sample(HEADER_NAMES, chosen.randint(0, 8))
             headers = {name: chosen.choice(HEADER_VALUES) for name in names}
             body = chosen.choice(BODIES)
-            response = await http.post(urls[scheme] + chosen.choice(QUERIES), content=body, headers=headers)
+            if chosen.random() < GET_SHARE:
+                webhook_id = urls[scheme].rsplit("/", 1)[1]
+                query = chosen.choice(GET_QUERIES).replace("{id}", webhook_id)
+                response = await http.get(urls[scheme] + query, headers=headers)
+                documented = GET_DOCUMENTED
+            else:
+                response = await http.post(urls[scheme] + chosen.choice(QUERIES), content=body, headers=headers)
+                documented = DOCUMENTED
             answered[response.status_code] = answered.get(response.status_code, 0) + 1
-            if response.status_code not in DOCUMENTED:
+            if response.status_code not in documented:
                 undocumented.append((scheme, headers, body[:60], response.status_code, response.text[:200]))
 
     assert undocumented == [], undocumented[:5]

@@ -395,6 +395,55 @@ async def test_gitlabs_signing_token_verifies_as_standard_webhooks_typed_by_its_
     assert (event.event_type, event.message_id) == ("Merge Request Hook", "908a6d9e-45fd-46c8-97e6-c4f350f219dd")
 
 
+META_APP_SECRET = "6f1d2c3b4a5e6f708192a3b4c5d6e7f8"  # an App Secret: 32 hex characters
+
+
+async def test_a_meta_subscription_is_confirmed_and_its_notifications_verified_and_typed(
+    caller, gateway, http, database
+) -> None:
+    """Setting up a WhatsApp (or Facebook, Instagram) webhook in Meta's dashboard: the callback URL
+    and, as Verify Token, the webhook's id. Meta GETs the URL with a challenge and takes the endpoint
+    when the body is that challenge; then it POSTs notifications signed with the App Secret."""
+    inbound = await create_inbound(caller, gateway.url, META_APP_SECRET, signature_scheme="meta")
+    webhook_id = inbound.webhook.id
+    check = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": webhook_id}
+    notification = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {"messages": []}}]}],
+    }
+    body = json.dumps(notification).encode()
+    signature = "sha256=" + hmac.new(META_APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    confirmed = await http.get(inbound.url, params=check)
+    mistaken = await http.get(inbound.url, params=check | {"hub.verify_token": "a-token-for-another-url"})
+    not_meta = await http.get(inbound.url, params=check | {"hub.mode": "unsubscribe"})
+    delivered = await http.post(
+        inbound.url, content=body, headers={"X-Hub-Signature-256": signature, "content-type": JSON}
+    )
+    forged = await http.post(inbound.url, content=body + b" ", headers={"X-Hub-Signature-256": signature})
+
+    assert (confirmed.status_code, confirmed.text) == (200, "1158201444")
+    assert confirmed.headers["content-type"].startswith("text/plain")
+    assert (mistaken.status_code, mistaken.json()["error"]["status"]) == (403, "PERMISSION_DENIED")
+    assert (not_meta.status_code, not_meta.json()["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    assert (delivered.status_code, forged.status_code) == (200, 401)
+    [event] = await events_of(caller, webhook_id)
+    assert (event.event_type, event.body) == ("whatsapp_business_account.messages", body)
+    rows = await database.rows(RECEIPTS, w=webhook_id)
+    assert [(row.status, row.reason) for row in rows] == [("accepted", ""), ("rejected", "bad_signature")]
+
+
+async def test_only_a_meta_webhook_answers_a_get_and_other_methods_are_not_allowed(caller, gateway, http) -> None:
+    inbound = await create_inbound(caller, gateway.url)
+    check = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": inbound.webhook.id}
+
+    answered = await http.get(inbound.url, params=check)
+    put = await http.put(inbound.url, content=b"{}")
+
+    assert (answered.status_code, answered.json()["error"]["status"]) == (404, "NOT_FOUND")
+    assert put.status_code == 405 and {"GET", "POST"} <= set(put.headers["allow"].replace(" ", "").split(","))
+
+
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"  # an account's Auth Token: 32 hex characters
 
 

@@ -234,6 +234,22 @@ async def test_zooms_url_validation_is_stored_and_answered_under_the_token_that_
     ]
 
 
+async def test_metas_subscription_check_is_answered_only_by_a_meta_webhook_and_stores_nothing(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks
+) -> None:
+    spec = WebhookSpec(name="whatsapp", url="", direction=Direction.INBOUND, signature_scheme=SignatureScheme.META)
+    meta, _ = await webhooks.create(TENANT, spec, "6f1d2c3b4a5e6f708192a3b4c5d6e7f8")
+    other, _ = await inbound_webhook(webhooks)
+    check = f"hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={meta.id}"
+
+    assert await inbound.confirm_subscription(meta.id, check) == "1158201444"
+    with pytest.raises(NotFound):
+        await inbound.confirm_subscription(other.id, check.replace(meta.id, other.id))
+    with pytest.raises(NotFound):
+        await inbound.confirm_subscription("whk_01JD0000000000000000000000", check)
+    assert inbound_store.receipts == []
+
+
 async def test_a_signed_request_is_stored_and_wakes_the_log_and_the_consumers(
     inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, notifications: FakeNotifications, clock: FakeClock
 ) -> None:

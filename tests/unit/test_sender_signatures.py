@@ -18,8 +18,8 @@ import stripe
 from slack_sdk.signature import SignatureVerifier
 from twilio.request_validator import RequestValidator
 
-from webhookd.domain.errors import Invalid
-from webhookd.domain.inbound import SenderMessage, ZoomValidation, read_message, zoom_validation
+from webhookd.domain.errors import Invalid, PermissionDenied
+from webhookd.domain.inbound import SenderMessage, ZoomValidation, meta_challenge, read_message, zoom_validation
 from webhookd.domain.signing import SignatureError, new_signing_secret, sign_headers, validate_secret, verify
 from webhookd.domain.validation import validate_spec
 from webhookd.domain.webhooks import Direction, SignatureScheme, WebhookSpec
@@ -30,6 +30,7 @@ SLACK = SignatureScheme.SLACK
 TWILIO = SignatureScheme.TWILIO
 ZOOM = SignatureScheme.ZOOM
 GITLAB = SignatureScheme.GITLAB
+META = SignatureScheme.META
 # As the Stripe dashboard shows an endpoint's secret, and as `stripe listen` prints one (70 bytes).
 STRIPE_SECRET = "whsec_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuV"
 STRIPE_CLI_SECRET = "whsec_" + "0123456789abcdef" * 4
@@ -112,7 +113,7 @@ def test_a_shopify_signature_of_the_body_is_accepted_and_a_wrong_one_rejected() 
 
 
 def test_webhookd_neither_signs_with_nor_makes_a_secret_for_these_schemes() -> None:
-    for scheme in (STRIPE, SHOPIFY, SLACK, TWILIO, ZOOM, GITLAB):
+    for scheme in (STRIPE, SHOPIFY, SLACK, TWILIO, ZOOM, GITLAB, META):
         with pytest.raises(ValueError):
             sign_headers(scheme, [STRIPE_SECRET], "msg_1", int(time.time()), EVENT)
         with pytest.raises(ValueError):
@@ -295,6 +296,76 @@ def test_gitlabs_requests_are_identified_by_its_idempotency_key_and_typed_by_its
     )
 
 
+META_APP_SECRET = "6f1d2c3b4a5e6f708192a3b4c5d6e7f8"  # an App Secret: 32 hex characters
+WHATSAPP_MESSAGE = json.dumps(
+    {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {"messages": []}}]}],
+    }
+).encode()
+
+
+def meta_signature(body: bytes, secret: str = META_APP_SECRET) -> dict[str, str]:
+    """As Meta signs: `sha256=` and the hex HMAC-SHA256 of the body under the App Secret."""
+    return {"X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+
+
+def test_a_request_signed_as_meta_signs_is_accepted_and_others_rejected() -> None:
+    now = int(time.time())
+    verify(META, [META_APP_SECRET], meta_signature(WHATSAPP_MESSAGE), WHATSAPP_MESSAGE, now)
+    for headers, reason in [
+        ({}, SignatureError.MISSING_HEADERS),
+        ({"X-Hub-Signature": "sha1=00"}, SignatureError.MISSING_HEADERS),  # Meta's SHA-1 one is not enough
+        (meta_signature(WHATSAPP_MESSAGE, "another-app-secret-of-32-bytes!!"), SignatureError.BAD_SIGNATURE),
+        (meta_signature(WHATSAPP_MESSAGE + b" "), SignatureError.BAD_SIGNATURE),
+    ]:
+        with pytest.raises(SignatureError) as rejected:
+            verify(META, [META_APP_SECRET], headers, WHATSAPP_MESSAGE, now)
+        assert rejected.value.reason == reason
+
+
+def test_metas_notifications_are_typed_by_object_and_the_first_changes_field() -> None:
+    messenger = b'{"object": "page", "entry": [{"id": "1", "messaging": [{"message": {"text": "hi"}}]}]}'
+    assert read_message(META, {}, WHATSAPP_MESSAGE, JSON) == SenderMessage(None, "whatsapp_business_account.messages")
+    assert read_message(META, {}, messenger, JSON) == SenderMessage(None, "page")
+    for odd, event_type in [
+        (b'{"entry": [{"changes": [{"field": "feed"}]}]}', ""),
+        (b'{"object": "page", "entry": "x"}', "page"),
+        (b'{"object": "page", "entry": [{"changes": [7]}]}', "page"),
+        (b"[]", ""),
+    ]:
+        assert read_message(META, {}, odd, JSON).event_type == event_type
+
+
+WEBHOOK_ID = "whk_01JD0000000000000000000000"
+
+
+def subscription(**fields: str) -> str:
+    query = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": WEBHOOK_ID} | fields
+    return urllib.parse.urlencode(query)
+
+
+def test_metas_subscription_check_is_answered_with_its_challenge_when_the_verify_token_is_the_webhooks_id() -> None:
+    assert meta_challenge(WEBHOOK_ID, subscription()) == "1158201444"
+    assert meta_challenge(WEBHOOK_ID, subscription(**{"hub.challenge": "c" * 256})) == "c" * 256
+
+    with pytest.raises(PermissionDenied):
+        meta_challenge(WEBHOOK_ID, subscription(**{"hub.verify_token": "whk_01JD0000000000000000000001"}))
+    with pytest.raises(PermissionDenied):
+        meta_challenge(WEBHOOK_ID, subscription(**{"hub.verify_token": "\xe9"}))
+    for fields, field in [
+        ({"hub.mode": "unsubscribe"}, "hub.mode"),
+        ({"hub.challenge": ""}, "hub.challenge"),
+        ({"hub.challenge": "c" * 257}, "hub.challenge"),
+    ]:
+        with pytest.raises(Invalid) as refused:
+            meta_challenge(WEBHOOK_ID, subscription(**fields))
+        assert [violation.field for violation in refused.value.violations] == [field]
+    with pytest.raises(Invalid) as refused:
+        meta_challenge(WEBHOOK_ID, "")
+    assert [violation.field for violation in refused.value.violations] == ["hub.mode", "hub.challenge"]
+
+
 TWILIO_TOKEN = "12345678901234567890123456789012"  # an Auth Token: 32 hex characters
 CALLBACK = "https://hooks.example.com/api/v1/integration/inbound/whk_01JD0000000000000000000000?source=sms"
 SMS = {"MessageSid": "SM1234", "From": "+14158141829", "To": "+15017122661", "Body": "Hi & bye", "MediaUrl0": ""}
@@ -389,6 +460,7 @@ NOT_ASCII = "\xe9"  # a header holds any byte; Starlette reads them as Latin-1
         (TWILIO, {"X-Twilio-Signature": NOT_ASCII}),
         (ZOOM, {"x-zm-signature": f"v0={NOT_ASCII}"}),
         (GITLAB, {"X-Gitlab-Token": SLACK_SECRET[:-1] + NOT_ASCII}),
+        (META, {"X-Hub-Signature-256": f"sha256={NOT_ASCII}"}),
     ],
     ids=lambda value: value.value if isinstance(value, SignatureScheme) else "",
 )

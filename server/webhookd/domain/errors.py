@@ -73,6 +73,11 @@ class Unauthenticated(DomainError):
     code = "UNAUTHENTICATED"
 
 
+class PermissionDenied(DomainError):
+    reason = "PERMISSION_DENIED"
+    code = "PERMISSION_DENIED"
+
+
 class ResourceExhausted(DomainError):
     reason = "RESOURCE_EXHAUSTED"
     code = "RESOURCE_EXHAUSTED"

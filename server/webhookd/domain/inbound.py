@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from webhookd.domain.errors import Invalid
+from webhookd.domain.errors import FieldViolation, Invalid, PermissionDenied
 from webhookd.domain.forms import form_fields, is_form
 from webhookd.domain.history import LogPosition
 from webhookd.domain.signing import ID_HEADER, signed_with, standard_header, zoom_encrypted_token
@@ -31,6 +33,13 @@ MAX_CHALLENGE_LENGTH = 256
 # Zoom's check of an endpoint, when it is set up and every 72 hours after: answered with its
 # `plainToken` and that token's HMAC under the Secret Token (ZoomValidation).
 ZOOM_URL_VALIDATION = "endpoint.url_validation"
+# Meta's check of a callback URL, when a subscription is set up: a GET whose query carries these.
+# It is answered with the challenge when the Verify Token given in Meta's dashboard is the webhook's
+# id (the POSTs that follow are what the App Secret's signature guards).
+META_MODE = "hub.mode"
+META_CHALLENGE = "hub.challenge"
+META_VERIFY_TOKEN = "hub.verify_token"
+META_SUBSCRIBE = "subscribe"
 # The type of a slash command Slack posts (its form names the command, not a type).
 SLACK_SLASH_COMMAND = "slash_command"
 MAX_EVENT_TYPE_LENGTH = 128
@@ -134,9 +143,10 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     (and the challenge of its `url_verification`), or for its form posts the interaction's `type` or
     `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form posts name no type); Zoom's `event`
     (and the `plainToken` of its URL validation; Zoom keeps no id across retries); GitLab's
-    `Idempotency-Key` (else `X-Gitlab-Event-UUID`) and `X-Gitlab-Event`; GitHub's `X-GitHub-Delivery`
-    and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` (or Svix's `svix-id`) and the
-    body's `type` (or `X-Gitlab-Event`, for GitLab's signing token)."""
+    `Idempotency-Key` (else `X-Gitlab-Event-UUID`) and `X-Gitlab-Event`; Meta's `object` and its first
+    change's `field` (`whatsapp_business_account.messages`; Meta keeps no id across retries); GitHub's
+    `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` (or Svix's
+    `svix-id`) and the body's `type` (or `X-Gitlab-Event`, for GitLab's signing token)."""
     document = _json_object(body, content_type)
     message_id, event_type, challenge = "", _text(document.get("type")), None
     if scheme is SignatureScheme.STRIPE:
@@ -156,6 +166,8 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     elif scheme is SignatureScheme.GITLAB:
         message_id = next(filter(None, (headers.get(name, "") for name in GITLAB_MESSAGE_ID_HEADERS)), "")
         event_type = headers.get(GITLAB_EVENT_HEADER, "") or _text(document.get("object_kind"))
+    elif scheme is SignatureScheme.META:
+        event_type = _meta_type(document)
     elif scheme is SignatureScheme.ZOOM:
         event_type = _text(document.get("event"))
         payload = document.get("payload")
@@ -179,6 +191,39 @@ def zoom_validation(
         return None
     secret = signed_with(SignatureScheme.ZOOM, secrets, headers, body, now)
     return ZoomValidation(plain_token, zoom_encrypted_token(secret, plain_token))
+
+
+def meta_challenge(webhook_id: str, query: str) -> str:
+    """The challenge to answer Meta's subscription check with (`hub.mode=subscribe`, `hub.challenge`,
+    `hub.verify_token` in the query): Invalid when it is not one, PermissionDenied when its Verify
+    Token is not the webhook's id."""
+    fields = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    violations = []
+    if fields.get(META_MODE) != META_SUBSCRIBE:
+        violations.append(FieldViolation(META_MODE, f"must be {META_SUBSCRIBE!r}"))
+    challenge = fields.get(META_CHALLENGE, "")
+    if not 0 < len(challenge) <= MAX_CHALLENGE_LENGTH:
+        violations.append(FieldViolation(META_CHALLENGE, f"must be 1 to {MAX_CHALLENGE_LENGTH} characters"))
+    if violations:
+        raise Invalid(violations)
+    token = fields.get(META_VERIFY_TOKEN, "").encode()
+    if not hmac.compare_digest(token, webhook_id.encode()):
+        raise PermissionDenied(
+            f"{META_VERIFY_TOKEN} does not match: the Verify Token for this callback URL is the webhook's id",
+            reason="VERIFY_TOKEN_MISMATCH",
+        )
+    return challenge
+
+
+def _meta_type(document: Mapping[str, object]) -> str:
+    """`object`, and `.field` of the first entry's first change when there is one."""
+    kind = _text(document.get("object"))
+    entries = document.get("entry")
+    entry = entries[0] if isinstance(entries, list) and entries else None
+    changes = entry.get("changes") if isinstance(entry, dict) else None
+    change = changes[0] if isinstance(changes, list) and changes else None
+    field = _text(change.get("field")) if isinstance(change, dict) else ""
+    return f"{kind}.{field}" if kind and field else kind
 
 
 def _slack_form_type(body: bytes, content_type: str) -> str:

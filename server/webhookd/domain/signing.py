@@ -23,7 +23,7 @@
 
 All schemes also send `webhook-id` and `webhook-timestamp`, so receivers can dedupe either way.
 
-Six more schemes verify inbound requests only, as their senders sign them, with the secret the
+Seven more schemes verify inbound requests only, as their senders sign them, with the secret the
 sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_` or not):
 - `stripe`: `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "{t}.{body}")>`, one `v1=`
   per secret Stripe signs with (two while a secret is rolled), `t` within the tolerance;
@@ -41,6 +41,9 @@ sender issues for the endpoint (its whole text's UTF-8 bytes as the key, `whsec_
 - `gitlab`: `X-Gitlab-Token: <the secret token itself>`, compared in constant time. GitLab signs
   nothing: neither the body nor a time is covered, and only TLS keeps the token secret. (Where GitLab
   offers a signing token, its `webhook-signature` is Standard Webhooks: `standard-webhooks` checks it.)
+- `meta` (Facebook, Instagram, WhatsApp): `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(key, body)>`
+  under the App Secret, GitHub's form; no timestamp. Meta's subscription check is a GET with no
+  signature: domain/inbound.meta_challenge.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ def validate_secret(value: str, scheme: SignatureScheme = SignatureScheme.STANDA
 
     A `whsec_` secret must be base64 (standard alphabet, padding optional) of 24..64 bytes; any other
     secret must be 24..64 bytes of UTF-8 text without whitespace or control characters. A secret the
-    sender issues (stripe, shopify, slack, twilio, zoom, gitlab) is text as it issued it: 16..128 bytes, without
+    sender issues (stripe, shopify, slack, twilio, zoom, gitlab, meta) is text as it issued it: 16..128 bytes, without
     whitespace or control characters.
     """
     if scheme.secret_from_sender:
@@ -243,7 +246,7 @@ def verify(
     lowered = {name.lower(): value for name, value in headers.items()}
     if scheme is SignatureScheme.STANDARD_WEBHOOKS:
         _verify_standard(secrets, lowered, body, now, tolerance_seconds)
-    elif scheme is SignatureScheme.HMAC_SHA256:
+    elif scheme in (SignatureScheme.HMAC_SHA256, SignatureScheme.META):
         _verify_github(secrets, lowered, body)
     elif scheme is SignatureScheme.STRIPE:
         _verify_stripe(secrets, lowered, body, now, tolerance_seconds)

@@ -36,16 +36,17 @@ class SignatureScheme(StrEnum):
     HMAC_SHA256 = "hmac-sha256"
     # Standard Webhooks v1a: an ed25519 key pair; the private key signs, receivers hold the public one.
     ED25519 = "ed25519"
-    # Inbound only: requests from Stripe, Shopify, Slack, Twilio, Zoom and GitLab, verified as each signs
-    # them, with the secret each issues for the endpoint (Twilio's: the account's Auth Token or a
+    # Inbound only: requests from Stripe, Shopify, Slack, Twilio, Zoom, GitLab and Meta, verified as each
+    # signs them, with the secret each issues for the endpoint (Twilio's: the account's Auth Token or a
     # SharedKey secret; Zoom's: the app's Secret Token; GitLab's: the hook's secret token, which it
-    # sends as it is).
+    # sends as it is; Meta's: the App Secret).
     STRIPE = "stripe"
     SHOPIFY = "shopify"
     SLACK = "slack"
     TWILIO = "twilio"
     ZOOM = "zoom"
     GITLAB = "gitlab"
+    META = "meta"
 
     @property
     def asymmetric(self) -> bool:
@@ -66,6 +67,7 @@ _SENDER_ISSUED = frozenset(
         SignatureScheme.TWILIO,
         SignatureScheme.ZOOM,
         SignatureScheme.GITLAB,
+        SignatureScheme.META,
     )
 )
 

@@ -8,9 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from webhookd.domain import signing
-from webhookd.domain.inbound import EMPTY_TWIML, INBOUND_PATH_PREFIX
+from webhookd.domain.inbound import (
+    EMPTY_TWIML,
+    INBOUND_PATH_PREFIX,
+    META_CHALLENGE,
+    META_MODE,
+    META_VERIFY_TOKEN,
+)
 from webhookd.domain.statuses import ReceiptAnswer
-from webhookd.http.media_types import JSON_MEDIA_TYPE, TWIML_MEDIA_TYPE
+from webhookd.http.media_types import JSON_MEDIA_TYPE, PLAIN_TEXT_MEDIA_TYPE, TWIML_MEDIA_TYPE
 from webhookd.http.operations import HEALTH_PATH, METRICS_PATH, READY_PATH
 
 OPERATIONS_TAG = "Operations"
@@ -24,7 +30,7 @@ TAGS = [
     },
 ]
 INBOUND_ROUTE = INBOUND_PATH_PREFIX + "{webhook_id}"
-PROMETHEUS_MEDIA_TYPES = ("text/plain", "application/openmetrics-text")
+PROMETHEUS_MEDIA_TYPES = (PLAIN_TEXT_MEDIA_TYPE, "application/openmetrics-text")
 
 
 def operational_paths(openapi_path: str, error: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -34,7 +40,7 @@ def operational_paths(openapi_path: str, error: dict[str, Any]) -> dict[str, dic
         READY_PATH: {"get": _ready()},
         METRICS_PATH: {"get": _metrics()},
         openapi_path: {"get": _document()},
-        INBOUND_ROUTE: {"post": _inbound(error)},
+        INBOUND_ROUTE: {"post": _inbound(error), "get": _meta_subscription(error)},
     }
 
 
@@ -134,6 +140,55 @@ def _document() -> dict[str, Any]:
     )
 
 
+_WEBHOOK_ID_PARAMETER = {
+    "name": "webhook_id",
+    "in": "path",
+    "required": True,
+    "description": "The inbound webhook (whk_…).",
+    "schema": {"type": "string"},
+}
+_RETRY_AFTER = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+
+
+def _failure(error: dict[str, Any], description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": _json(error)}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _meta_subscription(error: dict[str, Any]) -> dict[str, Any]:
+    def query(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": True, "description": description, "schema": {"type": "string"}}
+
+    return _operation(
+        "confirmInboundSubscription",
+        INBOUND_TAG,
+        "Answer Meta's check of a callback URL.",
+        "Meta (Facebook, Instagram, WhatsApp) checks a callback URL when a subscription is set up: a GET "
+        "that is answered with its `hub.challenge` when the Verify Token given in Meta's dashboard is the "
+        "webhook's id. Only a `meta` inbound webhook answers; nothing is stored. The events that follow are "
+        "POSTs signed with the App Secret.",
+        parameters=[
+            _WEBHOOK_ID_PARAMETER,
+            query(META_MODE, "Always `subscribe`."),
+            query(META_CHALLENGE, "What to answer with (1 to 256 characters)."),
+            query(META_VERIFY_TOKEN, "The Verify Token given in Meta's dashboard: the webhook's id."),
+        ],
+        responses={
+            "200": {
+                "description": "The challenge, as sent.",
+                "content": {PLAIN_TEXT_MEDIA_TYPE: {"schema": {"type": "string"}}},
+            },
+            "400": _failure(error, "Not Meta's check: `hub.mode` is not `subscribe`, or no `hub.challenge`."),
+            "403": _failure(error, "The Verify Token is not the webhook's id."),
+            "404": _failure(error, "No live, enabled `meta` inbound webhook has this id."),
+            "429": _failure(error, "Over this webhook's rate limit.", **{"Retry-After": _RETRY_AFTER}),
+            "503": _failure(error, "The database is unavailable.", **{"Retry-After": _RETRY_AFTER}),
+        },
+    )
+
+
 def _inbound(error: dict[str, Any]) -> dict[str, Any]:
     def header(name: str, description: str) -> dict[str, Any]:
         return {
@@ -144,13 +199,6 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
             "schema": {"type": "string"},
         }
 
-    def failure(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
-        response: dict[str, Any] = {"description": description, "content": _json(error)}
-        if headers:
-            response["headers"] = headers
-        return response
-
-    retry_after = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
     return _operation(
         "receiveInbound",
         INBOUND_TAG,
@@ -158,7 +206,8 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         "The callback `url` of an inbound webhook. The request is verified with the webhook's signing secret "
         "(Standard Webhooks: `webhook-id`, `webhook-timestamp` within 5 minutes, `webhook-signature`, or "
         "their Svix names `svix-id`, `svix-timestamp`, `svix-signature`; "
-        "`X-Hub-Signature-256` for `hmac-sha256`; `Stripe-Signature` for `stripe`; `X-Shopify-Hmac-Sha256` for "
+        "`X-Hub-Signature-256` for `hmac-sha256` and `meta`; `Stripe-Signature` for `stripe`; "
+        "`X-Shopify-Hmac-Sha256` for "
         "`shopify`; `X-Slack-Signature` and `X-Slack-Request-Timestamp` for `slack`; `X-Twilio-Signature` over "
         "the callback URL with this request's query string and its form fields, or a `bodySHA256` query "
         "parameter, for `twilio`; `x-zm-signature` and `x-zm-request-timestamp` for `zoom`; `X-Gitlab-Token` "
@@ -171,13 +220,7 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
         "`endpoint.url_validation` with its `plainToken` and `encryptedToken`. Internal services read what "
         "arrived with StreamInboundEvents.",
         parameters=[
-            {
-                "name": "webhook_id",
-                "in": "path",
-                "required": True,
-                "description": "The inbound webhook (whk_…).",
-                "schema": {"type": "string"},
-            },
+            _WEBHOOK_ID_PARAMETER,
             header(signing.ID_HEADER, "Standard Webhooks: the message id; a retry keeps it."),
             header(signing.TIMESTAMP_HEADER, "Standard Webhooks: Unix seconds when it was signed."),
             header(signing.SIGNATURE_HEADER, "Standard Webhooks: space-separated `v1,<base64>` signatures."),
@@ -245,10 +288,12 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
                 )
                 | {TWIML_MEDIA_TYPE: {"schema": {"type": "string", "example": EMPTY_TWIML}}},
             },
-            "401": failure("The signature is missing, wrong or too old; recorded without the body."),
-            "404": failure("No live, enabled inbound webhook has this id."),
-            "413": failure("The body is over the inbound size limit."),
-            "429": failure("Over this webhook's rate limit.", **{"Retry-After": retry_after}),
-            "503": failure("A dependency (the database, Vault) is unavailable.", **{"Retry-After": retry_after}),
+            "401": _failure(error, "The signature is missing, wrong or too old; recorded without the body."),
+            "404": _failure(error, "No live, enabled inbound webhook has this id."),
+            "413": _failure(error, "The body is over the inbound size limit."),
+            "429": _failure(error, "Over this webhook's rate limit.", **{"Retry-After": _RETRY_AFTER}),
+            "503": _failure(
+                error, "A dependency (the database, Vault) is unavailable.", **{"Retry-After": _RETRY_AFTER}
+            ),
         },
     )

@@ -6,4 +6,5 @@ JSON_MEDIA_TYPE = "application/json"
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 SSE_MEDIA_TYPE = "text/event-stream"
 TWIML_MEDIA_TYPE = "text/xml"  # Twilio's instructions (TwiML), the answer it reads
+PLAIN_TEXT_MEDIA_TYPE = "text/plain"
 STREAM_MEDIA_TYPES = (NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE)

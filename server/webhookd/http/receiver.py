@@ -1,4 +1,5 @@
-"""The inbound receiver: the route external systems POST to, `/api/v1/integration/inbound/{id}`.
+"""The inbound receiver: the route external systems POST to, `/api/v1/integration/inbound/{id}`
+(and GET, for Meta's check of a callback URL).
 
 A transport like the gRPC servicers: it turns the HTTP request into the use case's input, calls
 services/inbound.py (which decides the order of the checks), and answers with the one error map.
@@ -17,7 +18,7 @@ from webhookd.domain.inbound import EMPTY_TWIML, INBOUND_PATH_PREFIX
 from webhookd.domain.statuses import ReceiptAnswer
 from webhookd.http.body import read_body
 from webhookd.http.errors import error_response, from_domain_error
-from webhookd.http.media_types import TWIML_MEDIA_TYPE
+from webhookd.http.media_types import PLAIN_TEXT_MEDIA_TYPE, TWIML_MEDIA_TYPE
 from webhookd.services.inbound import Inbound
 
 INBOUND_ROUTE = INBOUND_PATH_PREFIX + "{webhook_id}"
@@ -53,4 +54,16 @@ def inbound_route(inbound: Inbound) -> Route:
         # Every field, null when unset, as the gateway writes them; the challenge is for Slack's URL verification.
         return JSONResponse({"status": answer.value, "id": received.receipt_id, "challenge": received.challenge})
 
-    return Route(INBOUND_ROUTE, receive, methods=["POST"])
+    async def confirm(request: Request) -> Response:
+        try:
+            challenge = await inbound.confirm_subscription(request.path_params["webhook_id"], request.url.query)
+        except DomainError as error:
+            return error_response(from_domain_error(error))
+        # Meta compares the body with the challenge it sent: the text alone.
+        return Response(challenge, media_type=PLAIN_TEXT_MEDIA_TYPE)
+
+    async def endpoint(request: Request) -> Response:
+        return await (receive(request) if request.method == "POST" else confirm(request))
+
+    # GET only for Meta's subscription check (Inbound.confirm_subscription); one route, so a 405 names both.
+    return Route(INBOUND_ROUTE, endpoint, methods=["POST", "GET"])

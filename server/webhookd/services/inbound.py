@@ -21,6 +21,7 @@ from webhookd.domain.inbound import (
     Receipt,
     Received,
     consumer_name,
+    meta_challenge,
     read_message,
     zoom_validation,
 )
@@ -68,16 +69,7 @@ class Inbound:
         """Verifies and stores one request; Unauthenticated (after recording it) when it is not signed
         right, PayloadTooLarge past the limit, ResourceExhausted past the rate limit."""
         started = time.perf_counter()
-        # Anything but a webhook id (a NUL, 10,000 characters) is unknown without asking the database.
-        if not ids.looks_like(ids.WEBHOOK_PREFIX, webhook_id):
-            raise NotFound.of("active inbound webhook", webhook_id)
-        admission = await self._store.admit(webhook_id, rate_per_second=self._rate_per_second, burst=self._burst)
-        target = admission.target
-        if target is None:
-            raise NotFound.of("active inbound webhook", webhook_id)
-        if admission.retry_after_seconds is not None:
-            wait = max(1.0, admission.retry_after_seconds)
-            raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=wait)
+        target = await self._admit(webhook_id)
         body = await request.read_body(self._max_body_bytes)
         record = await self._secrets.record(target.vault_path, target.secret_fingerprint)
         now = self._now()
@@ -110,6 +102,29 @@ class Inbound:
             answer = zoom_validation(message.challenge, secrets, headers, body, int(now.timestamp()))
             return Received(receipt_id, zoom_validation=answer)
         return Received(receipt_id, message.challenge, twiml=target.signature_scheme is SignatureScheme.TWILIO)
+
+    async def confirm_subscription(self, webhook_id: str, query: str) -> str:
+        """Meta's check of a callback URL (a GET, no body, no signature): the challenge to answer with.
+        NotFound unless the webhook is a live meta one; Invalid or PermissionDenied (meta_challenge)
+        when the query is not Meta's or names another Verify Token. Nothing is stored."""
+        target = await self._admit(webhook_id)
+        if target.signature_scheme is not SignatureScheme.META:
+            raise NotFound.of("active meta inbound webhook", webhook_id)
+        return meta_challenge(target.webhook_id, query)
+
+    async def _admit(self, webhook_id: str) -> InboundTarget:
+        """The live inbound webhook a request is for, within its rate limit: NotFound, or
+        ResourceExhausted with the wait, before anything of the request is read."""
+        # Anything but a webhook id (a NUL, 10,000 characters) is unknown without asking the database.
+        if not ids.looks_like(ids.WEBHOOK_PREFIX, webhook_id):
+            raise NotFound.of("active inbound webhook", webhook_id)
+        admission = await self._store.admit(webhook_id, rate_per_second=self._rate_per_second, burst=self._burst)
+        if admission.target is None:
+            raise NotFound.of("active inbound webhook", webhook_id)
+        if admission.retry_after_seconds is not None:
+            wait = max(1.0, admission.retry_after_seconds)
+            raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=wait)
+        return admission.target
 
     async def _record(self, target: InboundTarget, receipt: Receipt) -> str | None:
         receipt_id = await self._store.record(target, receipt)
