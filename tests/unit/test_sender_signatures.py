@@ -40,6 +40,20 @@ JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
 
+def assert_each_rejected(
+    scheme: SignatureScheme,
+    secrets: list[str],
+    body: bytes,
+    now: int,
+    cases: list[tuple[dict[str, str], str]],
+) -> None:
+    """Each case's headers are refused for `body`, with the case's reason."""
+    for headers, reason in cases:
+        with pytest.raises(SignatureError) as rejected:
+            verify(scheme, secrets, headers, body, now)
+        assert rejected.value.reason == reason, headers
+
+
 def stripe_header(body: bytes, *secrets: str, at: int | None = None) -> str:
     """Stripe-Signature as Stripe sends it: the time, then a v1 signature per secret (two while one is
     rolled), and a v0 test-mode signature that is not to be trusted."""
@@ -193,15 +207,18 @@ def test_a_request_slacks_sdk_signed_is_accepted_and_others_rejected() -> None:
     body = b'{"type": "event_callback", "event_id": "Ev1"}'
     now = int(time.time())
     verify(SLACK, [SLACK_SECRET], slack_headers(body), body, now)
-    for headers, reason in [
-        ({}, SignatureError.MISSING_HEADERS),
-        (slack_headers(body, at=now - 600), SignatureError.STALE_TIMESTAMP),
-        (slack_headers(body, secret="another-secret-of-thirty-two-byte"), SignatureError.BAD_SIGNATURE),
-        (slack_headers(body) | {"X-Slack-Signature": "v1=00"}, SignatureError.BAD_SIGNATURE),
-    ]:
-        with pytest.raises(SignatureError) as rejected:
-            verify(SLACK, [SLACK_SECRET], headers, body, now)
-        assert rejected.value.reason == reason
+    assert_each_rejected(
+        SLACK,
+        [SLACK_SECRET],
+        body,
+        now,
+        [
+            ({}, SignatureError.MISSING_HEADERS),
+            (slack_headers(body, at=now - 600), SignatureError.STALE_TIMESTAMP),
+            (slack_headers(body, secret="another-secret-of-thirty-two-byte"), SignatureError.BAD_SIGNATURE),
+            (slack_headers(body) | {"X-Slack-Signature": "v1=00"}, SignatureError.BAD_SIGNATURE),
+        ],
+    )
 
 
 # A Secret Token as Zoom shows one: 22 characters.
@@ -225,17 +242,20 @@ def test_a_request_signed_as_zoom_signs_is_accepted_and_others_rejected() -> Non
     body = b'{"event":"meeting.started","event_ts":1626230691572,"payload":{"account_id":"AAAAAABBBB"}}'
     now = int(time.time())
     verify(ZOOM, [ZOOM_SECRET], zoom_headers(body), body, now)
-    for headers, reason in [
-        ({}, SignatureError.MISSING_HEADERS),
-        (slack_headers(body, secret=ZOOM_SECRET), SignatureError.MISSING_HEADERS),  # Slack's names are not Zoom's
-        (zoom_headers(body, at=now - 600), SignatureError.STALE_TIMESTAMP),
-        (zoom_headers(body, secret="another-secret-token-22"), SignatureError.BAD_SIGNATURE),
-        (zoom_headers(body) | {"x-zm-signature": "v1=00"}, SignatureError.BAD_SIGNATURE),
-        (zoom_headers(body + b" "), SignatureError.BAD_SIGNATURE),
-    ]:
-        with pytest.raises(SignatureError) as rejected:
-            verify(ZOOM, [ZOOM_SECRET], headers, body, now)
-        assert rejected.value.reason == reason
+    assert_each_rejected(
+        ZOOM,
+        [ZOOM_SECRET],
+        body,
+        now,
+        [
+            ({}, SignatureError.MISSING_HEADERS),
+            (slack_headers(body, secret=ZOOM_SECRET), SignatureError.MISSING_HEADERS),  # Slack's names are not Zoom's
+            (zoom_headers(body, at=now - 600), SignatureError.STALE_TIMESTAMP),
+            (zoom_headers(body, secret="another-secret-token-22"), SignatureError.BAD_SIGNATURE),
+            (zoom_headers(body) | {"x-zm-signature": "v1=00"}, SignatureError.BAD_SIGNATURE),
+            (zoom_headers(body + b" "), SignatureError.BAD_SIGNATURE),
+        ],
+    )
 
 
 def test_zooms_url_validation_carries_its_plain_token_and_its_events_their_type() -> None:
@@ -269,16 +289,19 @@ def test_gitlabs_token_is_compared_as_it_is_sent() -> None:
     now = int(time.time())
     verify(GITLAB, [GITLAB_TOKEN], {"X-Gitlab-Token": GITLAB_TOKEN}, body, now)
     verify(GITLAB, ["a-newer-token-from-gitlab", GITLAB_TOKEN], {"x-gitlab-token": GITLAB_TOKEN}, body, now)
-    for headers, reason in [
-        ({}, SignatureError.MISSING_HEADERS),
-        ({"X-Gitlab-Token": ""}, SignatureError.MISSING_HEADERS),
-        ({"X-Gitlab-Token": GITLAB_TOKEN[:-1]}, SignatureError.BAD_SIGNATURE),
-        ({"X-Gitlab-Token": GITLAB_TOKEN + " "}, SignatureError.BAD_SIGNATURE),
-        ({"X-Gitlab-Token": GITLAB_TOKEN.upper()}, SignatureError.BAD_SIGNATURE),
-    ]:
-        with pytest.raises(SignatureError) as rejected:
-            verify(GITLAB, [GITLAB_TOKEN], headers, body, now)
-        assert rejected.value.reason == reason
+    assert_each_rejected(
+        GITLAB,
+        [GITLAB_TOKEN],
+        body,
+        now,
+        [
+            ({}, SignatureError.MISSING_HEADERS),
+            ({"X-Gitlab-Token": ""}, SignatureError.MISSING_HEADERS),
+            ({"X-Gitlab-Token": GITLAB_TOKEN[:-1]}, SignatureError.BAD_SIGNATURE),
+            ({"X-Gitlab-Token": GITLAB_TOKEN + " "}, SignatureError.BAD_SIGNATURE),
+            ({"X-Gitlab-Token": GITLAB_TOKEN.upper()}, SignatureError.BAD_SIGNATURE),
+        ],
+    )
 
 
 def test_gitlabs_requests_are_identified_by_its_idempotency_key_and_typed_by_its_event_header() -> None:
@@ -313,15 +336,18 @@ def meta_signature(body: bytes, secret: str = META_APP_SECRET) -> dict[str, str]
 def test_a_request_signed_as_meta_signs_is_accepted_and_others_rejected() -> None:
     now = int(time.time())
     verify(META, [META_APP_SECRET], meta_signature(WHATSAPP_MESSAGE), WHATSAPP_MESSAGE, now)
-    for headers, reason in [
-        ({}, SignatureError.MISSING_HEADERS),
-        ({"X-Hub-Signature": "sha1=00"}, SignatureError.MISSING_HEADERS),  # Meta's SHA-1 one is not enough
-        (meta_signature(WHATSAPP_MESSAGE, "another-app-secret-of-32-bytes!!"), SignatureError.BAD_SIGNATURE),
-        (meta_signature(WHATSAPP_MESSAGE + b" "), SignatureError.BAD_SIGNATURE),
-    ]:
-        with pytest.raises(SignatureError) as rejected:
-            verify(META, [META_APP_SECRET], headers, WHATSAPP_MESSAGE, now)
-        assert rejected.value.reason == reason
+    assert_each_rejected(
+        META,
+        [META_APP_SECRET],
+        WHATSAPP_MESSAGE,
+        now,
+        [
+            ({}, SignatureError.MISSING_HEADERS),
+            ({"X-Hub-Signature": "sha1=00"}, SignatureError.MISSING_HEADERS),  # Meta's SHA-1 one is not enough
+            (meta_signature(WHATSAPP_MESSAGE, "another-app-secret-of-32-bytes!!"), SignatureError.BAD_SIGNATURE),
+            (meta_signature(WHATSAPP_MESSAGE + b" "), SignatureError.BAD_SIGNATURE),
+        ],
+    )
 
 
 def test_metas_notifications_are_typed_by_object_and_the_first_changes_field() -> None:
