@@ -148,7 +148,7 @@ def validate_secret(value: str, scheme: SignatureScheme = SignatureScheme.STANDA
 
     A `whsec_` secret must be base64 (standard alphabet, padding optional) of 24..64 bytes; any other
     secret must be 24..64 bytes of UTF-8 text without whitespace or control characters. A secret the
-    sender issues (stripe, shopify, slack, twilio, zoom, gitlab, meta) is text as it issued it: 16..128 bytes, without
+    sender issues (`SignatureScheme.secret_from_sender`) is text as it issued it: 16..128 bytes, without
     whitespace or control characters.
     """
     if scheme.secret_from_sender:

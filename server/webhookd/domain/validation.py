@@ -96,7 +96,7 @@ def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str =
             FieldViolation(
                 f"{prefix}.signature_scheme",
                 "ed25519 signs outbound deliveries only: an inbound webhook verifies a shared secret"
-                " (standard-webhooks, hmac-sha256, stripe, shopify, slack, twilio, zoom, gitlab or meta)",
+                f" ({', '.join(scheme.value for scheme in SignatureScheme if not scheme.asymmetric)})",
             )
         )
     if spec.direction is Direction.OUTBOUND and spec.signature_scheme.secret_from_sender:

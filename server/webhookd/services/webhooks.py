@@ -293,7 +293,7 @@ def event_type_filter(event_type: str) -> tuple[str, ...]:
 
 def _check_chosen_secret(spec: WebhookSpec, signing_secret: str | None) -> None:
     """A caller may choose a shared secret (validated); an ed25519 key pair is always the server's;
-    a secret the sender issues (stripe, shopify, slack, twilio, zoom, gitlab, meta) must be given."""
+    a secret the sender issues (`SignatureScheme.secret_from_sender`) must be given."""
     scheme = spec.signature_scheme
     if not signing_secret:
         if scheme.secret_from_sender:
