@@ -36,6 +36,8 @@ HEADER_NAMES = [
     "svix-timestamp",
     "svix-signature",
     "x-hub-signature-256",
+    "x-hub-signature",
+    "x-event-key",
     "x-github-delivery",
     "x-github-event",
     "stripe-signature",

@@ -191,6 +191,23 @@ async def test_hmac_sha256_request_with_independent_signature_is_accepted(caller
     assert event.content_type == "application/octet-stream"
 
 
+async def test_a_bitbucket_request_is_verified_by_x_hub_signature_and_typed_by_its_event_key(
+    caller, gateway, http
+) -> None:
+    """Bitbucket signs as GitHub does, under X-Hub-Signature (not -256), and names the event in X-Event-Key."""
+    inbound = await create_inbound(caller, gateway.url, signature_scheme="hmac-sha256")
+    body = json.dumps({"push": {"changes": [{"new": {"name": "main"}}]}}).encode()
+    digest = hmac.new(inbound.secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"X-Hub-Signature": f"sha256={digest}", "X-Event-Key": "repo:push", "content-type": JSON}
+
+    accepted = await http.post(inbound.url, content=body, headers=headers)
+    altered = await http.post(inbound.url, content=body.replace(b"main", b"prod"), headers=headers)
+
+    assert (accepted.status_code, altered.status_code) == (200, 401)
+    [event] = await events_of(caller, inbound.webhook.id)
+    assert (event.event_type, event.body) == ("repo:push", body)
+
+
 async def test_a_github_request_is_typed_by_its_event_header(caller, gateway, http) -> None:
     inbound = await create_inbound(caller, gateway.url, signature_scheme="hmac-sha256")
     body = b'{"ref": "refs/heads/main"}'

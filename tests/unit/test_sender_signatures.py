@@ -343,11 +343,34 @@ def test_a_request_signed_as_meta_signs_is_accepted_and_others_rejected() -> Non
         now,
         [
             ({}, SignatureError.MISSING_HEADERS),
-            ({"X-Hub-Signature": "sha1=00"}, SignatureError.MISSING_HEADERS),  # Meta's SHA-1 one is not enough
+            ({"X-Hub-Signature": "sha1=00"}, SignatureError.BAD_SIGNATURE),  # Meta's SHA-1 one is not enough
             (meta_signature(WHATSAPP_MESSAGE, "another-app-secret-of-32-bytes!!"), SignatureError.BAD_SIGNATURE),
             (meta_signature(WHATSAPP_MESSAGE + b" "), SignatureError.BAD_SIGNATURE),
         ],
     )
+
+
+def test_bitbuckets_x_hub_signature_verifies_as_hmac_sha256_and_its_event_key_types_it() -> None:
+    """Bitbucket (Cloud and Data Center) sends `sha256=<hex>` of the body under X-Hub-Signature, the
+    name under which GitHub sends its SHA-1 signature, which is not taken."""
+    secret, body, now = "bitbucket-webhook-secret-1", b'{"push": {"changes": []}}', int(time.time())
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    sha1 = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+    verify(SignatureScheme.HMAC_SHA256, [secret], {"X-Hub-Signature": f"sha256={digest}"}, body, now)
+    assert_each_rejected(
+        SignatureScheme.HMAC_SHA256,
+        [secret],
+        body,
+        now,
+        [
+            ({"X-Hub-Signature": f"sha1={sha1}"}, SignatureError.BAD_SIGNATURE),
+            ({"X-Hub-Signature": f"sha256={digest[:-2]}00"}, SignatureError.BAD_SIGNATURE),
+        ],
+    )
+    bitbucket = {"x-event-key": "repo:push", "x-request-uuid": "1c7d7f0e"}
+    both = {"x-github-event": "push", "x-event-key": "repo:push"}
+    assert read_message(SignatureScheme.HMAC_SHA256, bitbucket, body, JSON) == SenderMessage(None, "repo:push")
+    assert read_message(SignatureScheme.HMAC_SHA256, both, body, JSON).event_type == "push"
 
 
 def test_metas_notifications_are_typed_by_object_and_the_first_changes_field() -> None:

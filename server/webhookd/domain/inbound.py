@@ -26,6 +26,8 @@ TWILIO_MESSAGE_ID_HEADER = "i-twilio-idempotency-token"
 # GitLab's: the same key on each retry (GitLab 17.4 on); before it, the event's UUID.
 GITLAB_MESSAGE_ID_HEADERS = ("idempotency-key", "x-gitlab-event-uuid")
 GITLAB_EVENT_HEADER = "x-gitlab-event"
+# What names the event: GitHub's header, else Bitbucket's (both sign as hmac-sha256).
+HUB_EVENT_HEADERS = ("x-github-event", "x-event-key")
 MAX_MESSAGE_ID_LENGTH = 255
 # Slack's handshake when an endpoint is set up: it is answered with the challenge it carries.
 SLACK_URL_VERIFICATION = "url_verification"
@@ -145,7 +147,8 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     (and the `plainToken` of its URL validation; Zoom keeps no id across retries); GitLab's
     `Idempotency-Key` (else `X-Gitlab-Event-UUID`) and `X-Gitlab-Event`; Meta's `object` and its first
     change's `field` (`whatsapp_business_account.messages`; Meta keeps no id across retries); GitHub's
-    `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256); Standard Webhooks' `webhook-id` (or Svix's
+    `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256; Bitbucket's `X-Event-Key`, its requests naming
+    no id kept across retries); Standard Webhooks' `webhook-id` (or Svix's
     `svix-id`) and the body's `type` (or `X-Gitlab-Event`, for GitLab's signing token)."""
     document = _json_object(body, content_type)
     message_id, event_type, challenge = "", _text(document.get("type")), None
@@ -176,7 +179,7 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     else:
         message_id = standard_header(headers, ID_HEADER) or headers.get(GITHUB_DELIVERY_HEADER, "")
         if scheme is SignatureScheme.HMAC_SHA256:
-            event_type = headers.get("x-github-event", "") or event_type
+            event_type = next(filter(None, (headers.get(name, "") for name in HUB_EVENT_HEADERS)), event_type)
         else:
             event_type = event_type or headers.get(GITLAB_EVENT_HEADER, "")
     return SenderMessage(message_id[:MAX_MESSAGE_ID_LENGTH] or None, event_type[:MAX_EVENT_TYPE_LENGTH], challenge)

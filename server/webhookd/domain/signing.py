@@ -12,7 +12,9 @@
   documented check, githubkit and @octokit/webhooks-methods compare the whole header, so a list would fail
   them. While a rotation overlaps, the previous secret's signature goes in `X-Hub-Signature-256-Previous`
   (same form), for receivers that have not switched to the new secret yet. Only the body is signed, so
-  this scheme has no replay protection; dedupe on `webhook-id`.
+  this scheme has no replay protection; dedupe on `webhook-id`. Inbound, the same `sha256=<hex>` is
+  also taken from `X-Hub-Signature`, where Bitbucket (Cloud and Data Center) sends it; GitHub's SHA-1
+  one under that name is not accepted.
 
 `ed25519` (Standard Webhooks v1a, asymmetric):
   `webhook-signature: v1a,<base64 ed25519 signature over "{id}.{timestamp}.{body}">`, one `v1a,` entry per
@@ -79,6 +81,8 @@ ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
 GITHUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
+# Bitbucket's name for the same `sha256=<hex>` (GitHub's SHA-1 signature goes under it too: not taken).
+HUB_SIGNATURE_HEADER = "X-Hub-Signature"
 # The previous secret's signature while a rotation overlaps (hmac-sha256 only).
 GITHUB_PREVIOUS_SIGNATURE_HEADER = "X-Hub-Signature-256-Previous"
 STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
@@ -338,11 +342,11 @@ def _check_timestamp(raw: str, now: int, tolerance: int) -> None:
 
 
 def _verify_github(secrets: Sequence[str], headers: Mapping[str, str], body: bytes) -> None:
-    if not headers.get(GITHUB_SIGNATURE_HEADER.lower()):
+    if not (headers.get(GITHUB_SIGNATURE_HEADER.lower()) or headers.get(HUB_SIGNATURE_HEADER.lower())):
         raise SignatureError(SignatureError.MISSING_HEADERS, GITHUB_SIGNATURE_HEADER)
     offered: list[bytes] = []
     # A sender that signs as webhookd does may also send its previous secret's signature.
-    for name in (GITHUB_SIGNATURE_HEADER, GITHUB_PREVIOUS_SIGNATURE_HEADER):
+    for name in (GITHUB_SIGNATURE_HEADER, GITHUB_PREVIOUS_SIGNATURE_HEADER, HUB_SIGNATURE_HEADER):
         algorithm, _, digest = headers.get(name.lower(), "").strip().partition("=")
         if algorithm != "sha256":
             continue

@@ -226,6 +226,8 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
             header(signing.SIGNATURE_HEADER, "Standard Webhooks: space-separated `v1,<base64>` signatures."),
             header(signing.GITHUB_SIGNATURE_HEADER, "hmac-sha256: `sha256=<hex>` of the body."),
             header("X-GitHub-Delivery", "hmac-sha256: the message id; a retry keeps it."),
+            header(signing.HUB_SIGNATURE_HEADER, "hmac-sha256: Bitbucket's `sha256=<hex>` of the body."),
+            header("X-Event-Key", "hmac-sha256: Bitbucket's event (`repo:push`, ...)."),
             header(signing.STRIPE_SIGNATURE_HEADER, "stripe: `t=<unix seconds>,v1=<hex>` as Stripe signs."),
             header(signing.SHOPIFY_SIGNATURE_HEADER, "shopify: base64 HMAC-SHA256 of the body."),
             header("X-Shopify-Webhook-Id", "shopify: the message id; a retry keeps it."),
