@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from webhookd.domain import event_types, ids, routing
+from webhookd.domain.credentials import Credential
 from webhookd.domain.deliveries import (
     AttemptRecord,
     AttemptResult,
@@ -168,6 +169,18 @@ class FakeWebhooks:
         )
         await self._note(scope, note)
         return written
+
+    async def set_credential(
+        self, scope: Scope, webhook_id: str, header: str, credential_id: str, *, person_id: str | None, now: datetime
+    ) -> Webhook:
+        return await self._stamp(
+            scope,
+            webhook_id,
+            credential_header=header,
+            credential_id=credential_id,
+            updated_at=now,
+            updated_by=person_id,
+        )
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
@@ -1132,6 +1145,7 @@ def _claimed(delivery: QueuedDelivery, webhook: Webhook, token: str) -> ClaimedD
         retry_policy=webhook.spec.retry_policy,
         vault_path=webhook.vault_path,
         secret_fingerprint=webhook.secret_fingerprint,
+        credential_id=webhook.credential_id,
     )
 
 
@@ -1217,6 +1231,7 @@ class SentRequest:
     body: bytes
     headers: Mapping[str, str]
     timeout_ms: int
+    credential: Credential | None = None
 
 
 ANSWERED_OK = AttemptResult(Outcome.SUCCEEDED, 200, latency_ms=7, error="")
@@ -1239,8 +1254,16 @@ class FakeSender:
     def hold(self, url: str) -> asyncio.Event:
         return self._gates.setdefault(url, asyncio.Event())
 
-    async def send(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
-        self.requests.append(SentRequest(url, body, dict(headers), timeout_ms))
+    async def send(
+        self,
+        url: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout_ms: int,
+        credential: Credential | None = None,
+    ) -> AttemptResult:
+        self.requests.append(SentRequest(url, body, dict(headers), timeout_ms, credential))
         self._arrived.set()
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)

@@ -61,8 +61,9 @@ def _parse_row(line: str) -> SeedField:
 
 
 # Webhook fields that come after the seed's 32, unchanged before them (routing: channels, the rate
-# limit, ordered delivery). The JSON and the Playground show the seed's, then these, in this order.
-ADDED_FIELDS = ("channels", "rate_limit_per_second", "ordering")
+# limit, ordered delivery; the delivery credential's header). The JSON and the Playground show the
+# seed's, then these, in this order.
+ADDED_FIELDS = ("channels", "rate_limit_per_second", "ordering", "credential_header")
 
 
 def seed_schema() -> list[SeedField]:

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Protocol
 
+from webhookd.domain.credentials import Credential
 from webhookd.domain.deliveries import (
     AttemptRecord,
     AttemptResult,
@@ -103,6 +104,12 @@ class WebhookRepository(Protocol):
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook: ...
+
+    async def set_credential(
+        self, scope: Scope, webhook_id: str, header: str, credential_id: str, *, person_id: str | None, now: datetime
+    ) -> Webhook:
+        """The live webhook's credential header and id set (both '' to remove it), a new version;
+        NotFound outside the scope, FailedPrecondition once deleted."""
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
@@ -271,8 +278,17 @@ class SecretOwners(Protocol):
 
 
 class Sender(Protocol):
-    async def send(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
-        """POSTs one signed body; never raises for what the network or the receiver did. Unavailable
+    async def send(
+        self,
+        url: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout_ms: int,
+        credential: Credential | None = None,
+    ) -> AttemptResult:
+        """POSTs one signed body, with the delivery credential's header when there is one (recorded
+        with its value redacted); never raises for what the network or the receiver did. Unavailable
         when webhookd's own way out failed (the delivery proxy down or refusing webhookd): the
         receiver was never asked, so no attempt of its is to be counted."""
 

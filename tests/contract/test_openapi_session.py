@@ -107,6 +107,10 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
     assert call("POST", f"{url}:recover", json={"since": since}).status_code == 200
     assert call("POST", f"{url}:rotateSecret", json={"overlap": "0s"}).status_code == 200
+    credential = {"header_name": "Authorization", "header_value": "Bearer contract-token"}
+    credentialed = call("POST", f"{url}:setCredential", json=credential)
+    assert credentialed.status_code == 200 and credentialed.json()["webhook"]["credential_header"] == "Authorization"
+    assert call("POST", f"{url}:setCredential", json={"header_name": "", "header_value": ""}).status_code == 200
     assert call("POST", f"{url}:resume", json={}).status_code in (200, 400)
     assert call("POST", f"{url}:resume", json={"discard_held": True}).status_code == 200
 

@@ -45,6 +45,9 @@ CALLS_WITH_AN_ID: dict[str, GrpcCall] = {
     ),
     "RotateWebhookSecret": lambda c, i: c.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=i)),
     "ResumeWebhook": lambda c, i: c.ResumeWebhook(pb.ResumeWebhookRequest(id=i)),
+    "SetWebhookCredential": lambda c, i: c.SetWebhookCredential(
+        pb.SetWebhookCredentialRequest(id=i, header_name="Authorization", header_value="Bearer t")
+    ),
     "PublishEvent": lambda c, i: c.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", webhook_id=i)),
     "GetDelivery": lambda c, i: c.GetDelivery(pb.GetDeliveryRequest(id=i)),
     "RedeliverDelivery": lambda c, i: c.RedeliverDelivery(pb.RedeliverDeliveryRequest(id=i)),

@@ -84,12 +84,16 @@ async def test_no_token_or_secret_reaches_the_logs(gateway, json_logs) -> None:
         created = (await rest.post(WEBHOOKS, json=webhook_body())).json()
         webhook_id = created["webhook"]["id"]
         rotated = await rest.post(f"{WEBHOOKS}/{webhook_id}:rotateSecret", json={"signing_secret": chosen_secret})
+        credential = {"header_name": "Authorization", "header_value": "Bearer credential-that-must-never-be-logged"}
+        credentialed = await rest.post(f"{WEBHOOKS}/{webhook_id}:setCredential", json=credential)
         await rest.get(WEBHOOKS, params={"page_token": "secret-looking-page-token", "name": "x"})
         await rest.post(EVENTS, json={"event_type": "rfp.created", "payload": {"password": "hunter2"}})
         await rest.get(WEBHOOKS, headers={"Authorization": "Bearer not-a-real-token-but-still-private"})
         token = rest.token
 
     assert rotated.status_code == 200, rotated.text
+    assert credentialed.status_code == 200, credentialed.text
+    assert "credential-that-must-never-be-logged" not in credentialed.text
     text = json_logs.text
     assert lines(json_logs), "nothing was logged"
     for private in (
@@ -97,6 +101,7 @@ async def test_no_token_or_secret_reaches_the_logs(gateway, json_logs) -> None:
         "not-a-real-token-but-still-private",
         created["signing_secret"],
         chosen_secret,
+        "credential-that-must-never-be-logged",
         "secret-looking-page-token",
         "hunter2",
     ):

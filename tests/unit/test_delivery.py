@@ -27,6 +27,7 @@ from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain import retry, signing
+from webhookd.domain.credentials import Credential
 from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery, RecordedBatch
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.scope import Scope
@@ -125,6 +126,24 @@ async def test_during_a_rotation_both_secrets_sign(
     sent_at = int(request.headers[signing.TIMESTAMP_HEADER])
     for secret in (old_secret, rotation.signing_secret):
         signing.verify(SignatureScheme.STANDARD_WEBHOOKS, [secret], request.headers, request.body, now=sent_at)
+
+
+async def test_the_delivery_credential_is_sent_and_a_new_one_from_the_next_delivery_on(
+    deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks, secret_store: FakeSecrets
+) -> None:
+    webhook, _ = await subscriber(webhooks)
+    await deliver_one(webhook)  # none yet: the record is read and kept without one
+    first = await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer a")
+    await deliver_one(first)
+    second = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="key-b")
+    await deliver_one(second)
+
+    assert [request.credential for request in sender.requests] == [
+        None,
+        Credential("Authorization", "Bearer a"),
+        Credential("X-Api-Key", "key-b"),
+    ]
+    assert all("Bearer a" not in request.headers.values() for request in sender.requests)
 
 
 async def test_a_failed_attempt_is_recorded_with_the_policys_next_retry_and_notified(

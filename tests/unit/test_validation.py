@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from webhookd.domain.credentials import Credential
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.event_types import validate_filter
-from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
+from webhookd.domain.validation import check_credential, validate_page_size, validate_spec, validate_update_mask
 from webhookd.domain.webhooks import Direction, RetryPolicy, WebhookSpec
 
 
@@ -358,11 +359,11 @@ def test_framing_and_routing_headers_are_forbidden(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["Authorization", "cookie", "Set-Cookie"])
-def test_credential_headers_are_forbidden_and_the_signing_secret_is_suggested(name: str) -> None:
+def test_credential_headers_are_forbidden_and_set_webhook_credential_is_suggested(name: str) -> None:
     violation = only(spec(headers={name: "Bearer abc"}))
     assert violation.field == f'webhook.headers["{name}"]'
     assert "plain text" in violation.description
-    assert "signing secret" in violation.description
+    assert "SetWebhookCredential" in violation.description
 
 
 @pytest.mark.parametrize(
@@ -697,3 +698,38 @@ def test_negative_page_size_is_rejected(value: int) -> None:
     [violation] = caught.value.violations
     assert violation.field == "page_size"
     assert violation.description.startswith("must not be negative")
+
+
+# -- the delivery credential -------------------------------------------------------------------------------
+
+
+def test_a_credential_may_use_authorization_and_an_empty_value_removes_it() -> None:
+    assert check_credential("Authorization", "Bearer abc.def", {}) == Credential("Authorization", "Bearer abc.def")
+    assert check_credential("X-Api-Key", "k", {"X-Team": "orders"}) == Credential("X-Api-Key", "k")
+    assert check_credential("Cookie", "session=abc", {}) == Credential("Cookie", "session=abc")
+    assert check_credential("", "", {}) is None
+    assert check_credential("Authorization", "", {}) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [
+        ("", "v", "header_name"),
+        ("Bad Name", "v", "header_name"),
+        ("Proxy-Authorization", "Basic x", "header_name"),
+        ("Content-Type", "text/plain", "header_name"),
+        ("webhook-signature", "v1,x", "header_name"),
+        ("x-team", "v", "header_name"),  # the webhook's static header, in another case
+        ("Authorization", "Bearer a\r\nX-Injected: 1", "header_value"),
+        ("Authorization", "Bearer caf\u00e9", "header_value"),
+        ("Authorization", " Bearer", "header_value"),
+        ("Authorization", "Bearer ", "header_value"),
+        ("Authorization", "x" * 4097, "header_value"),
+    ],
+)
+def test_a_credential_that_cannot_be_sent_as_a_header_is_refused_by_field(name: str, value: str, field: str) -> None:
+    with pytest.raises(Invalid) as refused:
+        check_credential(name, value, {"X-Team": "orders"})
+    assert [violation.field for violation in refused.value.violations] == [field]
+    if field == "header_value":
+        assert value.strip() not in refused.value.message  # a credential is never echoed back

@@ -10,6 +10,7 @@ import pytest
 
 from fakes import FakeClock, FakeHistory, FakeLifecycle, FakeNotifications, FakeSecrets, FakeWebhooks, within
 from webhookd.domain import page_tokens, signing
+from webhookd.domain.credentials import Credential, credential_of
 from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.lifecycle import LifecycleChange
@@ -354,6 +355,87 @@ async def test_another_tenants_webhook_is_not_found(webhooks: Webhooks) -> None:
         await webhooks.update(
             OTHER_TENANT, webhook.id, expected_version=None, paths=["name"], changes_for=lambda paths: {"name": "b"}
         )
+
+
+# -- delivery credential ---------------------------------------------------------------------------------
+
+
+async def test_a_credential_goes_to_vault_beside_the_secret_and_the_row_names_its_header(
+    webhooks: Webhooks, secret_store: FakeSecrets, notifications: FakeNotifications
+) -> None:
+    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+
+    credentialed = await webhooks.set_credential(
+        TENANT, webhook.id, header_name="Authorization", header_value="Bearer t0ken"
+    )
+
+    record = secret_store.records[webhook.vault_path]
+    assert (record["current"], credential_of(record)) == (secret, Credential("Authorization", "Bearer t0ken"))
+    assert credentialed.credential_header == "Authorization"
+    assert credentialed.credential_id == record["credential_id"] and credentialed.credential_id.startswith("crd_")
+    assert credentialed.version == webhook.version + 1
+    assert f"{webhook.id}:{credentialed.version}" in notifications.payloads(Topic.WEBHOOKS)
+    assert "t0ken" not in repr(credential_of(record))
+
+    again = await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t1")
+    assert again.credential_id != credentialed.credential_id  # a new value is a new id: caches read it afresh
+    removed = await webhooks.set_credential(TENANT, webhook.id, header_name="", header_value="")
+    assert (removed.credential_header, removed.credential_id) == ("", "")
+    assert secret_store.records[webhook.vault_path] == {"current": secret}
+
+
+async def test_a_rotation_keeps_the_credential(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    credentialed = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-123")
+
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
+
+    record = secret_store.records[webhook.vault_path]
+    assert record["current"] == SECRET and credential_of(record) == Credential("X-Api-Key", "k-123")
+    assert record["credential_id"] == credentialed.credential_id == rotation.webhook.credential_id
+
+
+async def test_a_credential_is_refused_where_it_cannot_apply(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
+    static = await webhooks.create(TENANT, replace(outbound(), headers={"X-Api-Key": "public"}), None)
+    inbound, _ = await webhooks.create(TENANT, WebhookSpec(name="in", url="", direction=Direction.INBOUND), None)
+    deleted, _ = await webhooks.create(TENANT, outbound("gone"), None)
+    await webhooks.delete(TENANT, deleted.id, expected_version=None)
+
+    with pytest.raises(Invalid) as clash:
+        await webhooks.set_credential(TENANT, static[0].id, header_name="x-api-key", header_value="secret")
+    assert violated_fields(clash.value) == ["header_name"]
+    with pytest.raises(FailedPrecondition):
+        await webhooks.set_credential(TENANT, inbound.id, header_name="Authorization", header_value="Bearer t")
+    with pytest.raises(FailedPrecondition):
+        await webhooks.set_credential(TENANT, deleted.id, header_name="Authorization", header_value="Bearer t")
+    with pytest.raises(NotFound):
+        await webhooks.set_credential(OTHER_TENANT, static[0].id, header_name="Authorization", header_value="Bearer t")
+    assert all("credential_value" not in record for record in secret_store.records.values())
+
+
+async def test_a_credential_is_taken_back_from_vault_when_the_row_update_fails(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    class FailingCredential(FakeWebhooks):
+        async def set_credential(
+            self,
+            scope: Scope,
+            webhook_id: str,
+            header: str,
+            credential_id: str,
+            *,
+            person_id: str | None,
+            now: datetime,
+        ) -> Webhook:
+            raise ConnectionError("the database went away")
+
+    webhooks = service(FailingCredential(), secret_store, clock, notifications)
+    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(ConnectionError):
+        await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t")
+
+    assert secret_store.records[webhook.vault_path] == {"current": secret}
 
 
 # -- rotation --------------------------------------------------------------------------------------------

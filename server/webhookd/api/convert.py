@@ -130,6 +130,7 @@ def webhook_to_proto(webhook: Webhook) -> pb.Webhook:
         channels=list(spec.channels),
         rate_limit_per_second=spec.rate_limit_per_second,
         ordering=_ORDERING_TO_PROTO[spec.ordering],
+        credential_header=webhook.credential_header,
     )
 
 

@@ -1,4 +1,4 @@
-"""Event publishing and the delivery-side webhook RPCs (rotate secret, public key, resume)."""
+"""Event publishing and the delivery-side webhook RPCs (rotate secret, credential, public key, resume)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,14 @@ class DeliveryRpcs:
             previous_secret_expires_at=convert.timestamp(rotation.previous_secret_expires_at),
             public_key=rotation.public_key,
         )
+
+    async def SetWebhookCredential(
+        self, request: pb.SetWebhookCredentialRequest, context: Context
+    ) -> pb.SetWebhookCredentialResponse:
+        webhook = await self.webhooks.set_credential(
+            current_scope(), request.id, header_name=request.header_name, header_value=request.header_value
+        )
+        return pb.SetWebhookCredentialResponse(webhook=convert.webhook_to_proto(webhook))
 
     async def GetWebhookPublicKey(
         self, request: public_key_pb.GetWebhookPublicKeyRequest, context: Context

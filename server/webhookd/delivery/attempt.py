@@ -11,6 +11,7 @@ from typing import Protocol
 
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain import retry, signing
+from webhookd.domain.credentials import credential_of
 from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery
 from webhookd.domain.errors import NotFound, Unavailable
 from webhookd.domain.routing import RATE_SLOT_TOLERANCE
@@ -68,7 +69,7 @@ class Deliverer:
 
     async def deliver(self, claimed: ClaimedDelivery) -> None:
         try:
-            record = await self._secrets.record(claimed.vault_path, claimed.secret_fingerprint)
+            record = await self._secrets.record(claimed.vault_path, claimed.secret_fingerprint, claimed.credential_id)
         except (Unavailable, NotFound) as error:
             log.warning(
                 "no signing secret; delivery postponed",
@@ -88,7 +89,11 @@ class Deliverer:
                 claimed.body,
             )
             result = await self._sender.send(
-                claimed.url, body=claimed.body, headers=headers, timeout_ms=claimed.retry_policy.timeout_ms
+                claimed.url,
+                body=claimed.body,
+                headers=headers,
+                timeout_ms=claimed.retry_policy.timeout_ms,
+                credential=credential_of(record),
             )
         except Unavailable as error:
             log.warning(

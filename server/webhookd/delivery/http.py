@@ -37,6 +37,7 @@ from webhookd.delivery.ssrf import (
     guarded_connector,
     parse_ip,
 )
+from webhookd.domain.credentials import REDACTED, Credential
 from webhookd.domain.deliveries import AttemptResult
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.retry import clamp_retry_after, parse_retry_after
@@ -155,8 +156,17 @@ class HttpSender:
     ) -> None:
         await self.close()
 
-    async def send(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
-        """POST `body` to `url` with `headers` (static and signature headers, sent as given).
+    async def send(
+        self,
+        url: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout_ms: int,
+        credential: Credential | None = None,
+    ) -> AttemptResult:
+        """POST `body` to `url` with `headers` (static and signature headers, sent as given) and the
+        delivery credential's header, recorded as REDACTED.
 
         `timeout_ms` bounds the whole exchange, excerpt included: a receiver that sends its status and then
         stalls or drops the body gets `timed_out` / `connection_error`, with the status it sent. The result
@@ -165,6 +175,9 @@ class HttpSender:
         the proxy whether it was the one that failed (then Unavailable, not an attempt).
         """
         sent = {**_SESSION_HEADERS, **headers}
+        if credential is not None:
+            sent[credential.header] = REDACTED
+            headers = {**headers, credential.header: credential.value}
         result = await self._exchange(url, body=body, headers=headers, timeout_ms=timeout_ms)
         return replace(result, request_headers=tuple(sent.items()))
 

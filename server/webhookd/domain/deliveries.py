@@ -71,6 +71,9 @@ class ClaimedDelivery:
     send_at: datetime | None = None
     # Its webhook delivers in publish order, one at a time: recording it may let the next one go.
     fifo: bool = False
+    # The delivery credential the row says is current ('' for none): with secret_fingerprint, what the
+    # secret record is cached under (domain/credentials.py).
+    credential_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from webhookd.domain.credentials import credential_part
 from webhookd.domain.signing import public_key
 from webhookd.domain.webhooks import Webhook
 
@@ -22,13 +23,16 @@ def active_secrets(record: dict[str, str], now: datetime) -> list[str]:
 
 
 def rotated(record: dict[str, str], new_secret: str, *, overlap: timedelta, now: datetime) -> dict[str, str]:
-    """The record after a rotation: the new secret current, the old one kept until now + overlap."""
+    """The record after a rotation: the new secret current, the old one kept until now + overlap, and
+    the delivery credential, if any, as it was."""
+    kept = credential_part(record)
     if overlap <= timedelta(0):
-        return {"current": new_secret}
+        return {"current": new_secret, **kept}
     return {
         "current": new_secret,
         "previous": record["current"],
         "previous_expires_at": (now + overlap).isoformat(),
+        **kept,
     }
 
 

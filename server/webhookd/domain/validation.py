@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
+from webhookd.domain.credentials import Credential
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.event_types import validate_filter
 from webhookd.domain.routing import WEBHOOK_CHANNELS_MAX, check_channels, check_rate_limit
@@ -64,6 +65,9 @@ _HOP_BY_HOP = frozenset(
 _FRAMING = frozenset({"host", "content-length", "content-type", "content-encoding", "expect"})
 _CREDENTIALS = frozenset({"authorization", "cookie", "set-cookie"})
 _SIGNATURE_PREFIXES = ("webhook-", "x-hub-signature", "x-webhookd-")
+CREDENTIAL_VALUE_MAX = 4096
+# Visible ASCII and spaces, neither first nor last (a header's value loses them in transit).
+_CREDENTIAL_VALUE = re.compile(r"[!-~](?:[ !-~]*[!-~])?")
 
 
 def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str = "webhook") -> WebhookSpec:
@@ -258,7 +262,33 @@ def _check_headers(headers: Mapping[str, str], path: str) -> list[FieldViolation
     return found
 
 
-def _header_name_problems(name: str) -> list[str]:
+def check_credential(header_name: str, header_value: str, static: Mapping[str, str]) -> Credential | None:
+    """The delivery credential SetWebhookCredential asks for (None: remove it), or Invalid naming each
+    problem. The header may be a credential's (`Authorization`) but not one webhookd sets or a hop-by-hop
+    one, nor one of the webhook's static headers; the value is visible ASCII and spaces, trimmed."""
+    if not header_value:
+        return None
+    found = [FieldViolation("header_name", problem) for problem in _header_name_problems(header_name, credential=True)]
+    if header_name.lower() in {name.lower() for name in static}:
+        found.append(FieldViolation("header_name", "is one of the webhook's static headers: remove it there first"))
+    if len(header_value) > CREDENTIAL_VALUE_MAX:
+        found.append(
+            FieldViolation(
+                "header_value", f"must be at most {CREDENTIAL_VALUE_MAX} characters (got {len(header_value)})"
+            )
+        )
+    if not _CREDENTIAL_VALUE.fullmatch(header_value):
+        found.append(
+            FieldViolation(
+                "header_value", "must be visible ASCII characters and spaces, without leading or trailing spaces"
+            )
+        )
+    if found:
+        raise Invalid(found)
+    return Credential(header_name, header_value)
+
+
+def _header_name_problems(name: str, *, credential: bool = False) -> list[str]:
     if not name:
         return ["name must not be empty"]
     problems = []
@@ -271,10 +301,10 @@ def _header_name_problems(name: str) -> list[str]:
         problems.append("is a hop-by-hop header and cannot be set on a webhook")
     elif folded in _FRAMING:
         problems.append("is set by webhookd for each delivery and cannot be overridden")
-    elif folded in _CREDENTIALS:
+    elif folded in _CREDENTIALS and not credential:
         problems.append(
-            "must not carry credentials: headers are stored in plain text; receivers should"
-            " authenticate deliveries by verifying the signature made with the signing secret"
+            "must not carry credentials: static headers are stored in plain text; set a credential the"
+            " receiver asks for with SetWebhookCredential, which keeps it in Vault"
         )
     elif folded.startswith(_SIGNATURE_PREFIXES):
         problems.append("is reserved for webhookd's signature and delivery headers")

@@ -154,6 +154,7 @@ OUTPUT_ONLY_FIELDS = frozenset(
         "paused_at",
         "secret_fingerprint",
         "is_active",
+        "credential_header",
     }
 )
 
@@ -180,6 +181,10 @@ class Webhook:
     consecutive_failures: int
     paused_at: datetime | None
     version: int
+    # The delivery credential's header name and the random id it was last set under ('': none); the
+    # value itself never leaves Vault but to be sent (domain/credentials.py).
+    credential_header: str = ""
+    credential_id: str = ""
 
     @property
     def is_deleted(self) -> bool:

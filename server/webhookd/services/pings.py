@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from webhookd.domain import ids, signing
+from webhookd.domain.credentials import credential_of
 from webhookd.domain.deliveries import AttemptRecord, SentTestEvent
 from webhookd.domain.errors import FailedPrecondition, Invalid
 from webhookd.domain.event_types import validate_event_type
@@ -64,7 +65,9 @@ class Pings:
         example = None if self._examples is None else await self._examples.example_for(scope, event_type)
         body = event_body(event_type, now, example or example_payload(webhook.id, event_type))
         event = NewEvent(ids.new_id(ids.EVENT_PREFIX), event_type, body, None, webhook.id, now)
-        secret_record = await self._secrets.record(webhook.vault_path, webhook.secret_fingerprint)
+        secret_record = await self._secrets.record(
+            webhook.vault_path, webhook.secret_fingerprint, webhook.credential_id
+        )
         headers = signing.delivery_headers(
             webhook.spec.headers,
             webhook.spec.signature_scheme,
@@ -74,7 +77,11 @@ class Pings:
             body,
         )
         result = await self._sender.send(
-            webhook.spec.url, body=body, headers=headers, timeout_ms=webhook.spec.retry_policy.timeout_ms
+            webhook.spec.url,
+            body=body,
+            headers=headers,
+            timeout_ms=webhook.spec.retry_policy.timeout_ms,
+            credential=credential_of(secret_record),
         )
         attempt = AttemptRecord.of(result, next_attempt_at=None, occurred_at=self._now())  # a test is never retried
         delivery_id = ids.new_id(ids.DELIVERY_PREFIX)

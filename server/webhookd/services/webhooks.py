@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from webhookd.domain import event_types, ids, page_tokens
+from webhookd.domain.credentials import with_credential
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.inbound import inbound_url
@@ -19,7 +20,7 @@ from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, Public
 from webhookd.domain.signing import loose_secret_problem, new_signing_secret, public_key, validate_secret
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.updates import apply_changes
-from webhookd.domain.validation import validate_page_size, validate_spec, validate_update_mask
+from webhookd.domain.validation import check_credential, validate_page_size, validate_spec, validate_update_mask
 from webhookd.domain.webhooks import SCHEMA_VERSION, Direction, Webhook, WebhookFilter, WebhookPage, WebhookSpec
 from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepository, utc_now
 from webhookd.services.webhook_cache import WebhookCache
@@ -262,6 +263,35 @@ class Webhooks:
         if webhook.spec.signature_scheme.asymmetric:
             return Rotation(written, "", now + overlap, public_key=public_key(secret))
         return Rotation(written, secret, now + overlap)
+
+    async def set_credential(self, scope: Scope, webhook_id: str, *, header_name: str, header_value: str) -> Webhook:
+        """The header an outbound webhook's deliveries carry for a receiver that authenticates its
+        callers, kept in the webhook's secret record in Vault (an empty value removes it); the row gets
+        the header's name and the credential's new id. Vault first, as for a rotation, so a delivery
+        that reads the new id finds the record that has it."""
+        webhook = await self._store.get(scope, webhook_id)
+        if webhook.is_deleted:
+            raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
+        if webhook.spec.direction is Direction.INBOUND:
+            raise FailedPrecondition(f"webhook {webhook_id} is inbound: nothing is sent to it")
+        credential = check_credential(header_name, header_value, webhook.spec.headers)
+        before = await self._secrets.read(webhook.vault_path)
+        record, credential_id = with_credential(before, credential)
+        await self._secrets.write(webhook.vault_path, record)
+        try:
+            updated = await self._store.set_credential(
+                scope,
+                webhook_id,
+                "" if credential is None else credential.header,
+                credential_id,
+                person_id=scope.person_id,
+                now=self._now(),
+            )
+        except BaseException:
+            # The caller is told it failed: put the record back as it was.
+            await asyncio.shield(self._secrets.write(webhook.vault_path, before))
+            raise
+        return self._written(updated)
 
     async def public_key(self, scope: Scope, webhook_id: str) -> PublicKeys:
         """An ed25519 webhook's public key (and the previous one while a rotation overlaps), derived

@@ -184,7 +184,8 @@ FROM chosen, webhooks w, events e
 WHERE d.id = ANY(ARRAY(SELECT id FROM chosen)) AND d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
 RETURNING d.id, d.attempts + 1, d.tenant_id, d.app_id, d.event_id, e.event_type, e.body, d.webhook_id,
     w.url, w.headers, w.signature_scheme, w.retry_max_attempts, w.retry_backoff, w.retry_timeout_ms,
-    w.vault_path, w.secret_fingerprint, chosen.fifo, extract(epoch FROM chosen.slot - statement_timestamp())::float8
+    w.vault_path, w.secret_fingerprint, chosen.fifo, extract(epoch FROM chosen.slot - statement_timestamp())::float8,
+    w.credential_id
 """
     )
 )
@@ -394,6 +395,7 @@ def _claimed(row: Sequence[Any], token: str) -> ClaimedDelivery:
         fifo=row[16],
         # The slot comes as a delay from the database's clock, so skew between clocks does not move it.
         send_at=None if row[17] is None else datetime.now(UTC) + timedelta(seconds=max(0.0, float(row[17]))),
+        credential_id=row[18],
     )
 
 

@@ -45,6 +45,10 @@ webhooks = sa.Table(
     sa.Column("channels", pg.ARRAY(sa.Text), nullable=False),
     sa.Column("rate_limit_per_second", sa.Integer, nullable=False),
     sa.Column("ordering", sa.Text, nullable=False),
+    # The delivery credential's header name and the random id it was last set under ('' when none);
+    # its value is in Vault (migration 0012).
+    sa.Column("credential_header", sa.Text, nullable=False, server_default=""),
+    sa.Column("credential_id", sa.Text, nullable=False, server_default=""),
 )
 
 # Keys the service derives from, shared by every process on the database (page-token signing).

@@ -107,6 +107,18 @@ _SET_FINGERPRINT = compiled(
     )
     .returning(webhooks)
 )
+_SET_CREDENTIAL = compiled(
+    webhooks.update()
+    .where(_THE_WEBHOOK, _LIVE)
+    .values(
+        credential_header=param("header"),
+        credential_id=param("credential_id"),
+        updated_at=param("now"),
+        updated_by=param("person_id"),
+        version=webhooks.c.version + 1,
+    )
+    .returning(webhooks)
+)
 _RESUME = compiled(
     webhooks.update()
     .where(_THE_WEBHOOK, _LIVE)
@@ -189,6 +201,8 @@ def webhook_from_row(row: Sequence[Any]) -> Webhook:
         consecutive_failures=row[i["consecutive_failures"]],
         paused_at=row[i["paused_at"]],
         version=row[i["version"]],
+        credential_header=row[i["credential_header"]],
+        credential_id=row[i["credential_id"]],
     )
 
 
@@ -277,6 +291,8 @@ class WebhookStore:
             "last_delivery_status": None,
             "consecutive_failures": 0,
             "paused_at": None,
+            "credential_header": webhook.credential_header,
+            "credential_id": webhook.credential_id,
         }
         await self._db.execute(_INSERT, values)
         return webhook
@@ -358,6 +374,13 @@ class WebhookStore:
     ) -> Webhook:
         values = {"fingerprint": fingerprint, "person_id": person_id, "now": now}
         row, _ = await self._write_or_read(scope, webhook_id, _SET_FINGERPRINT, values, note)
+        return _stamped(webhook_id, row)
+
+    async def set_credential(
+        self, scope: Scope, webhook_id: str, header: str, credential_id: str, *, person_id: str | None, now: datetime
+    ) -> Webhook:
+        values = {"header": header, "credential_id": credential_id, "person_id": person_id, "now": now}
+        row, _ = await self._write_or_read(scope, webhook_id, _SET_CREDENTIAL, values)
         return _stamped(webhook_id, row)
 
     async def resume(

@@ -203,6 +203,7 @@ class Webhook(_message.Message):
     CHANNELS_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _builtins.int
     ORDERING_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_HEADER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned ULID with type prefix (e.g. per_…)."""
     tenant_id: _builtins.str
@@ -266,6 +267,10 @@ class Webhook(_message.Message):
     worker process. Head-of-line blocking: a delivery that fails is retried on its schedule and holds
     back every delivery behind it until it succeeds or runs out of attempts, then the next one goes.
     Deliveries queued before the switch to `fifo` go first, one at a time, in no set order.
+    """
+    credential_header: _builtins.str
+    """The name of the header that carries the webhook's delivery credential (e.g. `Authorization`), set
+    with SetWebhookCredential; empty when it has none. The value is in Vault and never returned.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
@@ -348,10 +353,11 @@ class Webhook(_message.Message):
         channels: _abc.Iterable[_builtins.str] | None = ...,
         rate_limit_per_second: _builtins.int = ...,
         ordering: Global___Ordering.ValueType = ...,
+        credential_header: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "created_at", b"created_at", "deleted_at", b"deleted_at", "enabled", b"enabled", "last_delivery_at", b"last_delivery_at", "paused_at", b"paused_at", "retry_policy", b"retry_policy", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "app_id", b"app_id", "application_id", b"application_id", "channels", b"channels", "connector_id", b"connector_id", "consecutive_failures", b"consecutive_failures", "created_at", b"created_at", "created_by", b"created_by", "deleted_at", b"deleted_at", "deleted_by", b"deleted_by", "direction", b"direction", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "is_active", b"is_active", "is_deleted", b"is_deleted", "last_delivery_at", b"last_delivery_at", "last_delivery_status", b"last_delivery_status", "name", b"name", "ordering", b"ordering", "paused_at", b"paused_at", "rate_limit_per_second", b"rate_limit_per_second", "retry_policy", b"retry_policy", "schema_version", b"schema_version", "secret_fingerprint", b"secret_fingerprint", "signature_scheme", b"signature_scheme", "source", b"source", "source_type", b"source_type", "tags", b"tags", "tenant_id", b"tenant_id", "updated_at", b"updated_at", "updated_by", b"updated_by", "url", b"url", "vault_path", b"vault_path", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "app_id", b"app_id", "application_id", b"application_id", "channels", b"channels", "connector_id", b"connector_id", "consecutive_failures", b"consecutive_failures", "created_at", b"created_at", "created_by", b"created_by", "credential_header", b"credential_header", "deleted_at", b"deleted_at", "deleted_by", b"deleted_by", "direction", b"direction", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "is_active", b"is_active", "is_deleted", b"is_deleted", "last_delivery_at", b"last_delivery_at", "last_delivery_status", b"last_delivery_status", "name", b"name", "ordering", b"ordering", "paused_at", b"paused_at", "rate_limit_per_second", b"rate_limit_per_second", "retry_policy", b"retry_policy", "schema_version", b"schema_version", "secret_fingerprint", b"secret_fingerprint", "signature_scheme", b"signature_scheme", "source", b"source", "source_type", b"source_type", "tags", b"tags", "tenant_id", b"tenant_id", "updated_at", b"updated_at", "updated_by", b"updated_by", "url", b"url", "vault_path", b"vault_path", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

@@ -545,6 +545,64 @@ class RotateWebhookSecretResponse(_message.Message):
 Global___RotateWebhookSecretResponse: _TypeAlias = RotateWebhookSecretResponse  # noqa: Y015
 
 @_typing.final
+class SetWebhookCredentialRequest(_message.Message):
+    """Request for SetWebhookCredential."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HEADER_NAME_FIELD_NUMBER: _builtins.int
+    HEADER_VALUE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The webhook id (whk_…): an outbound webhook."""
+    header_name: _builtins.str
+    """The header's name, e.g. `Authorization` or `X-Api-Key`; not a signature, framing or hop-by-hop
+    header, nor one of the webhook's static headers.
+    """
+    header_value: _builtins.str
+    """The header's value, e.g. `Bearer …` (at most 4096 visible ASCII characters and spaces); empty to
+    remove the credential.
+    """
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        header_name: _builtins.str = ...,
+        header_value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header_name", b"header_name", "header_value", b"header_value", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWebhookCredentialRequest: _TypeAlias = SetWebhookCredentialRequest  # noqa: Y015
+
+@_typing.final
+class SetWebhookCredentialResponse(_message.Message):
+    """Response for SetWebhookCredential."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook(self) -> _webhook_pb2.Webhook:
+        """The webhook, with its credential_header and new version."""
+
+    def __init__(
+        self,
+        *,
+        webhook: _webhook_pb2.Webhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWebhookCredentialResponse: _TypeAlias = SetWebhookCredentialResponse  # noqa: Y015
+
+@_typing.final
 class ResumeWebhookRequest(_message.Message):
     """Request for ResumeWebhook."""
 

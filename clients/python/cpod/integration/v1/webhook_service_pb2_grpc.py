@@ -79,6 +79,11 @@ class WebhookServiceStub:
                 request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretRequest.SerializeToString,
                 response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretResponse.FromString,
                 _registered_method=True)
+        self.SetWebhookCredential = channel.unary_unary(
+                '/cpod.integration.v1.WebhookService/SetWebhookCredential',
+                request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.SetWebhookCredentialRequest.SerializeToString,
+                response_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.SetWebhookCredentialResponse.FromString,
+                _registered_method=True)
         self.ResumeWebhook = channel.unary_unary(
                 '/cpod.integration.v1.WebhookService/ResumeWebhook',
                 request_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.ResumeWebhookRequest.SerializeToString,
@@ -240,6 +245,17 @@ class WebhookServiceServicer:
         """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
         signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
         switch without loss.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWebhookCredential(self, request, context):
+        """Sets the credential every delivery of an outbound webhook carries, for a receiver that
+        authenticates its callers as well as checking the signature: one header, such as
+        `Authorization: Bearer …` or `X-Api-Key: …`. The value is kept in Vault, never stored in the
+        database, returned or logged, and recorded attempts show it redacted; the webhook names the header
+        in credential_header. An empty header_value removes the credential.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -434,6 +450,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.RotateWebhookSecret,
                     request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretRequest.FromString,
                     response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretResponse.SerializeToString,
+            ),
+            'SetWebhookCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWebhookCredential,
+                    request_deserializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.SetWebhookCredentialRequest.FromString,
+                    response_serializer=cpod_dot_integration_dot_v1_dot_webhook__service__pb2.SetWebhookCredentialResponse.SerializeToString,
             ),
             'ResumeWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeWebhook,
@@ -744,6 +765,33 @@ class WebhookService:
             '/cpod.integration.v1.WebhookService/RotateWebhookSecret',
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretRequest.SerializeToString,
             cpod_dot_integration_dot_v1_dot_webhook__service__pb2.RotateWebhookSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWebhookCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cpod.integration.v1.WebhookService/SetWebhookCredential',
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.SetWebhookCredentialRequest.SerializeToString,
+            cpod_dot_integration_dot_v1_dot_webhook__service__pb2.SetWebhookCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,13 @@ class WebhookServiceStub:
     signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
     switch without loss.
     """
+    SetWebhookCredential: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.SetWebhookCredentialRequest, _webhook_service_pb2.SetWebhookCredentialResponse]
+    """Sets the credential every delivery of an outbound webhook carries, for a receiver that
+    authenticates its callers as well as checking the signature: one header, such as
+    `Authorization: Bearer …` or `X-Api-Key: …`. The value is kept in Vault, never stored in the
+    database, returned or logged, and recorded attempts show it redacted; the webhook names the header
+    in credential_header. An empty header_value removes the credential.
+    """
     ResumeWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
     are sent again, and the deliveries held while it was paused are released in publish order (or,
@@ -179,6 +186,13 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
     signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
     switch without loss.
+    """
+    SetWebhookCredential: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.SetWebhookCredentialRequest, _webhook_service_pb2.SetWebhookCredentialResponse]  # type: ignore[assignment]
+    """Sets the credential every delivery of an outbound webhook carries, for a receiver that
+    authenticates its callers as well as checking the signature: one header, such as
+    `Authorization: Bearer …` or `X-Api-Key: …`. The value is kept in Vault, never stored in the
+    database, returned or logged, and recorded attempts show it redacted; the webhook names the header
+    in credential_header. An empty header_value removes the credential.
     """
     ResumeWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]  # type: ignore[assignment]
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
@@ -333,6 +347,19 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
         signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
         switch without loss.
+        """
+
+    @_abc_1.abstractmethod
+    def SetWebhookCredential(
+        self,
+        request: _webhook_service_pb2.SetWebhookCredentialRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_service_pb2.SetWebhookCredentialResponse, _abc.Awaitable[_webhook_service_pb2.SetWebhookCredentialResponse]]:
+        """Sets the credential every delivery of an outbound webhook carries, for a receiver that
+        authenticates its callers as well as checking the signature: one header, such as
+        `Authorization: Bearer …` or `X-Api-Key: …`. The value is kept in Vault, never stored in the
+        database, returned or logged, and recorded attempts show it redacted; the webhook names the header
+        in credential_header. An empty header_value removes the credential.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,54 @@
+"""A webhook's delivery credential: one header its deliveries carry, for a receiver that authenticates
+its callers as well as checking the signature (`Authorization: Bearer …`, `X-Api-Key: …`).
+
+The value lives in the webhook's secret record in Vault, beside the signing secrets, under its own
+keys, with a random id that the webhook's row also holds: the worker's cache of records keys on that
+id, so a new credential is read at the first delivery after it is set. Nothing derived from the value
+is stored in the database: a credential may be a guessable password.
+"""
+
+from __future__ import annotations
+
+import secrets as random_source
+from dataclasses import dataclass
+
+HEADER_KEY = "credential_header"
+VALUE_KEY = "credential_value"
+ID_KEY = "credential_id"
+ID_PREFIX = "crd_"
+# What a recorded attempt shows for the credential's value.
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class Credential:
+    header: str
+    value: str
+
+    def __repr__(self) -> str:  # never the value, wherever a Credential ends up printed
+        return f"Credential(header={self.header!r}, value={REDACTED!r})"
+
+
+def credential_of(record: dict[str, str]) -> Credential | None:
+    """The credential a secret record holds, or None."""
+    header, value = record.get(HEADER_KEY), record.get(VALUE_KEY)
+    return Credential(header, value) if header and value else None
+
+
+def with_credential(record: dict[str, str], credential: Credential | None) -> tuple[dict[str, str], str]:
+    """`record` holding `credential` instead of any it held (none: without one), and the credential's
+    new id ('' for none)."""
+    kept = {key: value for key, value in record.items() if key not in (HEADER_KEY, VALUE_KEY, ID_KEY)}
+    if credential is None:
+        return kept, ""
+    credential_id = ID_PREFIX + random_source.token_hex(16)
+    return {**kept, HEADER_KEY: credential.header, VALUE_KEY: credential.value, ID_KEY: credential_id}, credential_id
+
+
+def credential_part(record: dict[str, str]) -> dict[str, str]:
+    """The credential's keys of `record` (none when it holds none), for a rewrite of its secrets to keep."""
+    return {key: record[key] for key in (HEADER_KEY, VALUE_KEY, ID_KEY) if key in record}
+
+
+def credential_id_of(record: dict[str, str]) -> str:
+    return record.get(ID_KEY, "")

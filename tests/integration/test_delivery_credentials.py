@@ -1,0 +1,171 @@
+"""A webhook's delivery credential end to end: set over gRPC or REST, kept in Vault, sent by the
+workers and by SendTestEvent to a receiver that checks it, shown redacted in the attempts and by
+name only on the webhook, removed, and refused where it cannot apply."""
+
+from __future__ import annotations
+
+import grpc
+from aiohttp import web
+from cpod.integration.v1 import operations_pb2 as ops
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from rest_calls import WEBHOOKS, rest_caller
+from webhook_calls import create_webhook, field_violations, rpc_error
+
+from support import make_caller
+
+TOKEN = "Bearer rcv-7f3c9a1e5b2d8c4f6a0e9b1c"
+
+
+def checks_the_token(token: str = TOKEN):  # type: ignore[no-untyped-def]
+    """A receiver's answer: 401 unless the request carries `token` in Authorization."""
+
+    async def respond(request: web.Request, count: int) -> web.StreamResponse:
+        if request.headers.get("Authorization") != token:
+            return web.Response(status=401, text="who are you?")
+        return web.Response(text="ok")
+
+    return respond
+
+
+async def set_credential(caller, webhook_id: str, name: str = "Authorization", value: str = TOKEN):  # type: ignore[no-untyped-def]
+    request = pb.SetWebhookCredentialRequest(id=webhook_id, header_name=name, header_value=value)
+    return (await caller.SetWebhookCredential(request)).webhook
+
+
+async def publish(caller) -> str:  # type: ignore[no-untyped-def]
+    published = await caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload_json="{}"))
+    return str(published.event_id)
+
+
+async def delivered(database, event_id: str):  # type: ignore[no-untyped-def]
+    [row] = await database.wait_for(
+        "SELECT id, status FROM deliveries WHERE event_id = :e AND attempts >= 1 AND lease_token IS NULL",
+        bool,
+        e=event_id,
+    )
+    return row
+
+
+async def test_the_workers_send_the_credential_and_the_attempts_show_it_redacted(
+    caller, workers, receiver, database
+) -> None:
+    receiver.respond = checks_the_token()
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], headers={"X-Team": "orders"})
+
+    credentialed = await set_credential(caller, hook.id)
+    row = await delivered(database, await publish(caller))
+
+    assert credentialed.credential_header == "Authorization" and credentialed.version == hook.version + 1
+    [request] = await receiver.wait_for(1)
+    assert request.headers["Authorization"] == TOKEN and request.headers["X-Team"] == "orders"
+    assert row.status == "succeeded"
+    got = await caller.GetDelivery(pb.GetDeliveryRequest(id=row.id))
+    [attempt] = got.attempts
+    assert attempt.request_headers["Authorization"] == "[redacted]"
+    assert "webhook-signature" in attempt.request_headers
+    fetched = await caller.GetWebhook(pb.GetWebhookRequest(id=hook.id))
+    assert fetched.webhook.credential_header == "Authorization"
+    assert TOKEN not in str(fetched) and TOKEN not in str(got)
+
+
+async def test_a_new_credential_is_sent_from_the_next_delivery_on_and_a_removed_one_no_more(
+    caller, workers, receiver, database
+) -> None:
+    receiver.respond = checks_the_token("Bearer second")
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    await set_credential(caller, hook.id, value="Bearer first")
+    first = await delivered(database, await publish(caller))
+
+    await set_credential(caller, hook.id, value="Bearer second")
+    second = await delivered(database, await publish(caller))
+    removed = await set_credential(caller, hook.id, value="")
+    third = await delivered(database, await publish(caller))
+
+    sent = [request.headers.get("Authorization") for request in await receiver.wait_for(3)]
+    assert sent == ["Bearer first", "Bearer second", None]
+    assert removed.credential_header == ""
+    statuses = [
+        (await caller.GetDelivery(pb.GetDeliveryRequest(id=row.id))).attempts[0].http_status
+        for row in (first, second, third)
+    ]
+    assert statuses == [401, 200, 401]
+
+
+async def test_send_test_event_sends_the_credential(caller, receiver) -> None:
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    await set_credential(caller, hook.id, name="X-Api-Key", value="Token abc123")
+    receiver.respond = _api_key("Token abc123")
+
+    sent = await caller.SendTestEvent(ops.SendTestEventRequest(webhook_id=hook.id))
+
+    assert (sent.outcome, sent.http_status) == ("succeeded", 200)
+    [request] = receiver.received
+    assert request.headers["X-Api-Key"] == "Token abc123"
+    got = await caller.GetDelivery(pb.GetDeliveryRequest(id=sent.delivery_id))
+    assert got.attempts[0].request_headers["X-Api-Key"] == "[redacted]"
+
+
+def _api_key(key: str):  # type: ignore[no-untyped-def]
+    async def respond(request: web.Request, count: int) -> web.StreamResponse:
+        return web.Response(status=200 if request.headers.get("X-Api-Key") == key else 401, text="")
+
+    return respond
+
+
+async def test_a_rotation_keeps_the_credential(caller, workers, receiver, database) -> None:
+    receiver.respond = checks_the_token()
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    await set_credential(caller, hook.id)
+
+    await caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=hook.id))
+    row = await delivered(database, await publish(caller))
+
+    assert row.status == "succeeded"
+    [request] = await receiver.wait_for(1)
+    assert request.headers["Authorization"] == TOKEN
+
+
+async def test_what_cannot_carry_a_credential_is_refused(caller, channel) -> None:
+    hook = await create_webhook(caller, event_types=["rfp.*"], headers={"X-Api-Key": "public"})
+    inbound = await create_webhook(caller, name="in", url="", direction=2)
+
+    bad = await rpc_error(
+        caller.SetWebhookCredential(pb.SetWebhookCredentialRequest(id=hook.id, header_name="Host", header_value="x"))
+    )
+    assert bad.code() is grpc.StatusCode.INVALID_ARGUMENT and "header_name" in field_violations(bad)
+    for name, value, field in [
+        ("X-Api-Key", "secret", "header_name"),  # one of its static headers
+        ("webhook-signature", "v1,x", "header_name"),
+        ("Proxy-Authorization", "Basic x", "header_name"),
+        ("Authorization", "Bearer a\r\nX-Injected: 1", "header_value"),
+        ("Authorization", " Bearer padded", "header_value"),
+        ("Authorization", "Bearer " + "x" * 4096, "header_value"),
+    ]:
+        error = await rpc_error(
+            caller.SetWebhookCredential(
+                pb.SetWebhookCredentialRequest(id=hook.id, header_name=name, header_value=value)
+            )
+        )
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (name, value)
+        assert field in field_violations(error), (name, error.details())
+        assert value not in error.details()
+    on_inbound = await rpc_error(set_credential(caller, inbound.id))
+    assert on_inbound.code() is grpc.StatusCode.FAILED_PRECONDITION
+    other = make_caller(channel, subject="person_2")
+    theirs = await rpc_error(set_credential(other, hook.id))
+    assert theirs.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_over_rest_the_credential_is_set_and_never_answered(gateway) -> None:
+    async with rest_caller(gateway.url) as rest:
+        created = (await rest.post(WEBHOOKS, json={"name": "h", "url": "https://example.test/hook"})).json()
+        webhook_id = created["webhook"]["id"]
+        answer = await rest.post(
+            f"{WEBHOOKS}/{webhook_id}:setCredential", json={"header_name": "Authorization", "header_value": TOKEN}
+        )
+        fetched = await rest.get(f"{WEBHOOKS}/{webhook_id}")
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["webhook"]["credential_header"] == "Authorization"
+    assert fetched.json()["credential_header"] == "Authorization"
+    assert TOKEN not in answer.text and TOKEN not in fetched.text
