@@ -19,6 +19,7 @@ from aiohttp import web
 
 from webhookd.delivery.http import RESPONSE_EXCERPT_BYTES, HttpSender
 from webhookd.delivery.ssrf import TargetPolicy
+from webhookd.domain.credentials import Credential
 from webhookd.domain.statuses import Outcome
 
 BODY = json.dumps({"type": "rfp.created", "data": {"id": "rfp_1"}}).encode()
@@ -151,6 +152,22 @@ async def test_2xx_succeeds_and_delivers_the_exact_body_and_headers(receiver: Re
         assert received.headers[name] == value
     assert received.headers["Content-Type"] == "application/json"
     assert received.headers["User-Agent"].startswith("webhookd/")
+
+
+async def test_the_credential_is_sent_once_in_place_of_a_header_of_its_name_and_recorded_redacted(
+    receiver: Receiver, sender: HttpSender
+) -> None:
+    static = {**HEADERS, "x-api-key": "public"}  # an update may add one named like it, in another case
+
+    result = await sender.send(
+        receiver.url("/ok"), body=BODY, headers=static, timeout_ms=5000, credential=Credential("X-Api-Key", "k-1")
+    )
+
+    [received] = receiver.requests
+    assert [value for name, value in received.headers.items() if name.lower() == "x-api-key"] == ["k-1"]
+    recorded = dict(result.request_headers)
+    assert recorded["X-Api-Key"] == "[redacted]" and "x-api-key" not in recorded
+    assert "k-1" not in recorded.values()
 
 
 async def test_cookies_from_a_receiver_are_not_sent_back(receiver: Receiver, sender: HttpSender) -> None:

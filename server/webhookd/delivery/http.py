@@ -174,6 +174,10 @@ class HttpSender:
         delivery proxy, a broken or timed-out exchange may take up to _PROXY_PROBE_SECONDS more, to ask
         the proxy whether it was the one that failed (then Unavailable, not an attempt).
         """
+        if credential is not None:
+            # In place of a static header of the same name in another case, which a later update may add.
+            folded = credential.header.lower()
+            headers = {name: value for name, value in headers.items() if name.lower() != folded}
         sent = {**_SESSION_HEADERS, **headers}
         if credential is not None:
             sent[credential.header] = REDACTED
