@@ -95,42 +95,21 @@ _UNDELETE = compiled(
     )
     .returning(webhooks)
 )
-# A server-side change of a live webhook: a new version, no version precondition.
-_SET_FINGERPRINT = compiled(
-    webhooks.update()
-    .where(_THE_WEBHOOK, _LIVE)
-    .values(
-        secret_fingerprint=param("fingerprint"),
-        updated_at=param("now"),
-        updated_by=param("person_id"),
-        version=webhooks.c.version + 1,
+
+
+def _server_side_change(**values: Any) -> str:
+    """A server-side change of a live webhook: `values`, a new version, no version precondition."""
+    return compiled(
+        webhooks.update()
+        .where(_THE_WEBHOOK, _LIVE)
+        .values(**values, updated_at=param("now"), updated_by=param("person_id"), version=webhooks.c.version + 1)
+        .returning(webhooks)
     )
-    .returning(webhooks)
-)
-_SET_CREDENTIAL = compiled(
-    webhooks.update()
-    .where(_THE_WEBHOOK, _LIVE)
-    .values(
-        credential_header=param("header"),
-        credential_id=param("credential_id"),
-        updated_at=param("now"),
-        updated_by=param("person_id"),
-        version=webhooks.c.version + 1,
-    )
-    .returning(webhooks)
-)
-_RESUME = compiled(
-    webhooks.update()
-    .where(_THE_WEBHOOK, _LIVE)
-    .values(
-        paused_at=None,
-        consecutive_failures=0,
-        updated_at=param("now"),
-        updated_by=param("person_id"),
-        version=webhooks.c.version + 1,
-    )
-    .returning(webhooks)
-)
+
+
+_SET_FINGERPRINT = _server_side_change(secret_fingerprint=param("fingerprint"))
+_SET_CREDENTIAL = _server_side_change(credential_header=param("header"), credential_id=param("credential_id"))
+_RESUME = _server_side_change(paused_at=None, consecutive_failures=0)
 
 
 def _spec_values(spec: WebhookSpec) -> dict[str, Any]:
