@@ -15,6 +15,7 @@ from dataclasses import dataclass
 HEADER_KEY = "credential_header"
 VALUE_KEY = "credential_value"
 ID_KEY = "credential_id"
+_KEYS = (HEADER_KEY, VALUE_KEY, ID_KEY)
 ID_PREFIX = "crd_"
 # What a recorded attempt shows for the credential's value.
 REDACTED = "[redacted]"
@@ -38,7 +39,7 @@ def credential_of(record: dict[str, str]) -> Credential | None:
 def with_credential(record: dict[str, str], credential: Credential | None) -> tuple[dict[str, str], str]:
     """`record` holding `credential` instead of any it held (none: without one), and the credential's
     new id ('' for none)."""
-    kept = {key: value for key, value in record.items() if key not in (HEADER_KEY, VALUE_KEY, ID_KEY)}
+    kept = {key: value for key, value in record.items() if key not in _KEYS}
     if credential is None:
         return kept, ""
     credential_id = ID_PREFIX + random_source.token_hex(16)
@@ -47,7 +48,7 @@ def with_credential(record: dict[str, str], credential: Credential | None) -> tu
 
 def credential_part(record: dict[str, str]) -> dict[str, str]:
     """The credential's keys of `record` (none when it holds none), for a rewrite of its secrets to keep."""
-    return {key: record[key] for key in (HEADER_KEY, VALUE_KEY, ID_KEY) if key in record}
+    return {key: record[key] for key in _KEYS if key in record}
 
 
 def credential_id_of(record: dict[str, str]) -> str:
