@@ -164,8 +164,13 @@ async def test_over_rest_the_credential_is_set_and_never_answered(gateway) -> No
             f"{WEBHOOKS}/{webhook_id}:setCredential", json={"header_name": "Authorization", "header_value": TOKEN}
         )
         fetched = await rest.get(f"{WEBHOOKS}/{webhook_id}")
+        moved = await rest.patch(f"{WEBHOOKS}/{webhook_id}", json={"url": "https://elsewhere.example/hook"})
+        nearby = await rest.patch(f"{WEBHOOKS}/{webhook_id}", json={"url": "https://example.test/hook/v2"})
 
     assert answer.status_code == 200, answer.text
+    # Whoever may change the url could otherwise collect the credential: not to another origin.
+    assert (moved.status_code, moved.json()["error"]["status"]) == (400, "FAILED_PRECONDITION")
+    assert nearby.status_code == 200, nearby.text
     assert answer.json()["webhook"]["credential_header"] == "Authorization"
     assert fetched.json()["credential_header"] == "Authorization"
     assert TOKEN not in answer.text and TOKEN not in fetched.text

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from fakes import FakeClock, FakeHistory, FakeLifecycle, FakeNotifications, FakeSecrets, FakeWebhooks, within
 from webhookd.domain import page_tokens, signing
-from webhookd.domain.credentials import Credential, credential_of
+from webhookd.domain.credentials import Credential, credential_of, same_origin
 from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.lifecycle import LifecycleChange
@@ -382,6 +383,45 @@ async def test_a_credential_goes_to_vault_beside_the_secret_and_the_row_names_it
     removed = await webhooks.set_credential(TENANT, webhook.id, header_name="", header_value="")
     assert (removed.credential_header, removed.credential_id) == ("", "")
     assert secret_store.records[webhook.vault_path] == {"current": secret}
+
+
+async def test_a_webhook_with_a_credential_keeps_its_urls_origin_until_the_credential_is_removed(
+    webhooks: Webhooks,
+) -> None:
+    """Whoever may change the url could otherwise collect a credential they can never read."""
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t")
+
+    def moved_to(url: str) -> Any:
+        return lambda paths: {"url": url}
+
+    base = webhook.spec.url
+    same = await webhooks.update(
+        TENANT, webhook.id, expected_version=None, paths=["url"], changes_for=moved_to(base + "/v2")
+    )
+    assert same.spec.url == base + "/v2" and same.credential_header == "Authorization"
+    with pytest.raises(FailedPrecondition) as refused:
+        await webhooks.update(
+            TENANT,
+            webhook.id,
+            expected_version=None,
+            paths=["url"],
+            changes_for=moved_to("https://elsewhere.example/h"),
+        )
+    assert "Authorization" in refused.value.message and "Bearer" not in refused.value.message
+    await webhooks.set_credential(TENANT, webhook.id, header_name="", header_value="")
+    moved = await webhooks.update(
+        TENANT, webhook.id, expected_version=None, paths=["url"], changes_for=moved_to("https://elsewhere.example/h")
+    )
+    assert moved.spec.url == "https://elsewhere.example/h"
+
+
+def test_an_origin_is_the_scheme_host_and_port_with_the_default_ports_filled_in() -> None:
+    assert same_origin("https://A.example/x", "https://a.example:443/y?z=1")
+    assert same_origin("http://a.example/x", "http://a.example:80/")
+    assert not same_origin("https://a.example/x", "http://a.example/x")
+    assert not same_origin("https://a.example/x", "https://a.example:8443/x")
+    assert not same_origin("https://a.example/x", "https://b.example/x")
 
 
 async def test_a_rotation_keeps_the_credential(webhooks: Webhooks, secret_store: FakeSecrets) -> None:

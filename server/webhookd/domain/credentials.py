@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import secrets as random_source
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 HEADER_KEY = "credential_header"
 VALUE_KEY = "credential_value"
 ID_KEY = "credential_id"
 _KEYS = (HEADER_KEY, VALUE_KEY, ID_KEY)
 ID_PREFIX = "crd_"
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 # What a recorded attempt shows for the credential's value.
 REDACTED = "[redacted]"
 
@@ -53,3 +55,18 @@ def credential_part(record: dict[str, str]) -> dict[str, str]:
 
 def credential_id_of(record: dict[str, str]) -> str:
     return record.get(ID_KEY, "")
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs reach the same scheme, host and port: a credential set for one may go to the other."""
+    return _origin(url) == _origin(other)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # not a port: no origin to match
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from webhookd.domain import event_types, ids, page_tokens
-from webhookd.domain.credentials import with_credential
+from webhookd.domain.credentials import same_origin, with_credential
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.inbound import inbound_url
@@ -176,6 +176,13 @@ class Webhooks:
                 )
             if spec.direction is Direction.INBOUND:
                 spec = _with_url(spec, current.spec.url)
+            if current.credential_header and not same_origin(spec.url, current.spec.url):
+                # Whoever may change the url could otherwise collect a credential they can never read.
+                raise FailedPrecondition(
+                    f"webhook {webhook_id} sends a delivery credential ({current.credential_header}) to its url's"
+                    " origin: remove it with SetWebhookCredential before moving the url to another scheme, host"
+                    " or port, then set it again"
+                )
             try:
                 now = self._now()
                 note = None
