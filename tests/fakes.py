@@ -1163,6 +1163,7 @@ class FakeSecrets:
 
     def __init__(self, clock: Clock = lambda: datetime.now(UTC)) -> None:
         self.records: dict[str, dict[str, str]] = {}
+        self.versions: dict[str, int] = {}  # as KV v2 counts them: 1 for the first write
         self.written: dict[str, datetime] = {}
         self.reachable = True
         self.clock = clock
@@ -1173,20 +1174,27 @@ class FakeSecrets:
                 raise Invalid.field(field, _PATH_SEGMENT_RULE)
         return f"webhookd/tenants/{tenant_id}/webhooks/{webhook_id}"
 
-    async def write(self, path: str, data: dict[str, str]) -> None:
+    async def write(self, path: str, data: dict[str, str], *, replacing: int | None = None) -> None:
         self._answer()
+        if replacing is not None and self.versions.get(path, 0) != replacing:
+            raise Aborted(f"the secret at {path} changed since version {replacing}")
         self.records[path] = dict(data)
+        self.versions[path] = self.versions.get(path, 0) + 1
         self.written[path] = self.clock()
 
     async def read(self, path: str) -> dict[str, str]:
+        return (await self.read_versioned(path))[0]
+
+    async def read_versioned(self, path: str) -> tuple[dict[str, str], int]:
         self._answer()
         if path not in self.records:
             raise NotFound(f"no secret at {path}")
-        return dict(self.records[path])
+        return dict(self.records[path]), self.versions[path]
 
     async def delete(self, path: str) -> None:
         self._answer()
         self.records.pop(path, None)
+        self.versions.pop(path, None)
         self.written.pop(path, None)
 
     async def ping(self) -> None:

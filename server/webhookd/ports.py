@@ -250,10 +250,15 @@ class SecretStore(Protocol):
     async def path_for(self, tenant_id: str, webhook_id: str) -> str:
         """Where a webhook's secrets live; Invalid when an id could escape its folder."""
 
-    async def write(self, path: str, data: dict[str, str]) -> None: ...
+    async def write(self, path: str, data: dict[str, str], *, replacing: int | None = None) -> None:
+        """With `replacing`, only over that version of the secret (Vault's check-and-set): Aborted when
+        another write got there first."""
 
     async def read(self, path: str) -> dict[str, str]:
         """NotFound when nothing is stored there; Unavailable when the store cannot be reached."""
+
+    async def read_versioned(self, path: str) -> tuple[dict[str, str], int]:
+        """The secret and its version, for a write that must replace just that one (as `read` fails)."""
 
     async def delete(self, path: str) -> None:
         """Removes every version; an absent secret is fine."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import hvac
 import pytest
 
-from webhookd.domain.errors import Invalid, NotFound, Unavailable
+from webhookd.domain.errors import Aborted, Invalid, NotFound, Unavailable
 from webhookd.secrets.embedded import EmbeddedOpenBao, find_bao_binary
 from webhookd.secrets.token_renewal import keep_token_alive
 from webhookd.secrets.vault import VaultSecretStore
@@ -46,6 +46,22 @@ async def test_written_secret_reads_back(store: VaultSecretStore) -> None:
     await store.write(path, {"signing_secret": "whsec_abc"})
 
     assert await store.read(path) == {"signing_secret": "whsec_abc"}
+
+
+async def test_a_write_replacing_a_version_lands_only_over_that_version(store: VaultSecretStore) -> None:
+    """KV v2's check-and-set: a read-modify-write that another write overtook is Aborted, not a lost update."""
+    path = await store.path_for(tenant(), "whk_01J0000000000000000000000")
+    await store.write(path, {"current": "a"})
+    record, version = await store.read_versioned(path)
+
+    await store.write(path, {"current": "b"})  # another change lands in between
+    with pytest.raises(Aborted):
+        await store.write(path, {**record, "credential_id": "crd_1"}, replacing=version)
+    latest, latest_version = await store.read_versioned(path)
+    await store.write(path, {**latest, "credential_id": "crd_1"}, replacing=latest_version)
+
+    assert (record, latest_version) == ({"current": "a"}, version + 1)
+    assert await store.read_versioned(path) == ({"current": "b", "credential_id": "crd_1"}, version + 2)
 
 
 async def test_path_is_under_the_prefix_and_tenant(store: VaultSecretStore) -> None:

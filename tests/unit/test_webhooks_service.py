@@ -424,6 +424,60 @@ def test_an_origin_is_the_scheme_host_and_port_with_the_default_ports_filled_in(
     assert not same_origin("https://a.example/x", "https://b.example/x")
 
 
+async def test_a_rotation_landing_during_a_credential_change_is_kept_beside_it(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """Read-modify-write over Vault's check-and-set: the change that lands second reads again."""
+
+    class Overtaken(FakeSecrets):
+        overtake = True
+
+        async def read_versioned(self, path: str) -> tuple[dict[str, str], int]:
+            record, version = await super().read_versioned(path)
+            if self.overtake:  # a rotation elsewhere writes right after this read
+                self.overtake = False
+                await self.write(path, {"current": SECRET})
+            return record, version
+
+    secrets = Overtaken()
+    store = FakeWebhooks()
+    webhooks = service(store, secrets, clock, notifications)
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    secrets.overtake = True
+
+    credentialed = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-9")
+
+    record = secrets.records[webhook.vault_path]
+    assert record["current"] == SECRET and credential_of(record) == Credential("X-Api-Key", "k-9")
+    assert record["credential_id"] == credentialed.credential_id
+
+
+async def test_a_failed_change_does_not_undo_a_change_written_after_it(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    class RotatedMeanwhile(FakeWebhooks):
+        async def set_credential(
+            self,
+            scope: Scope,
+            webhook_id: str,
+            header: str,
+            credential_id: str,
+            *,
+            person_id: str | None,
+            now: datetime,
+        ) -> Webhook:
+            await secret_store.write(self.rows[webhook_id].vault_path, {"current": SECRET})  # a later rotation
+            raise ConnectionError("the database went away")
+
+    webhooks = service(RotatedMeanwhile(), secret_store, clock, notifications)
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+
+    with pytest.raises(ConnectionError):
+        await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t")
+
+    assert secret_store.records[webhook.vault_path] == {"current": SECRET}
+
+
 async def test_a_rotation_keeps_the_credential(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
     webhook, _ = await webhooks.create(TENANT, outbound(), None)
     credentialed = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-123")

@@ -38,14 +38,13 @@ def credential_of(record: dict[str, str]) -> Credential | None:
     return Credential(header, value) if header and value else None
 
 
-def with_credential(record: dict[str, str], credential: Credential | None) -> tuple[dict[str, str], str]:
-    """`record` holding `credential` instead of any it held (none: without one), and the credential's
-    new id ('' for none)."""
+def with_credential(record: dict[str, str], credential: Credential | None) -> dict[str, str]:
+    """`record` holding `credential` under a new id instead of any it held (None: without one)."""
     kept = {key: value for key, value in record.items() if key not in _KEYS}
     if credential is None:
-        return kept, ""
-    credential_id = ID_PREFIX + random_source.token_hex(16)
-    return {**kept, HEADER_KEY: credential.header, VALUE_KEY: credential.value, ID_KEY: credential_id}, credential_id
+        return kept
+    new_id = ID_PREFIX + random_source.token_hex(16)
+    return {**kept, HEADER_KEY: credential.header, VALUE_KEY: credential.value, ID_KEY: new_id}
 
 
 def credential_part(record: dict[str, str]) -> dict[str, str]:

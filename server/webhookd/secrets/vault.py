@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import hvac
 import hvac.exceptions
 
-from webhookd.domain.errors import Invalid, NotFound, Unavailable
+from webhookd.domain.errors import Aborted, Invalid, NotFound, Unavailable
 from webhookd.secrets.login import GivenToken, LoginFailed, VaultLogin
 from webhookd.secrets.transport import VaultSession
 
@@ -36,6 +36,8 @@ log = logging.getLogger("webhookd.vault")
 DEFAULT_TIMEOUT_SECONDS = 5.0
 # Vault answered with an error, or could not be reached (the transport's errors are all OSErrors).
 _FAILURES = (hvac.exceptions.VaultError, OSError, LoginFailed)
+# What KV v2 answers (400) to a write whose check-and-set version is not the current one.
+_CAS_MISMATCH = "check-and-set parameter did not match"
 DEFAULT_THREADS = 4
 # What a caller is told to wait before retrying when Vault did not answer (RetryInfo).
 RETRY_AFTER_SECONDS = 1.0
@@ -185,15 +187,22 @@ class VaultSecretStore:
     async def path_for(self, tenant_id: str, webhook_id: str) -> str:
         return secret_path(self.prefix, tenant_id, webhook_id)
 
-    async def write(self, path: str, data: dict[str, str]) -> None:
+    async def write(self, path: str, data: dict[str, str], *, replacing: int | None = None) -> None:
         _check_path(path)
-        write = functools.partial(_write, path=path, data=dict(data), mount=self.mount)
+        write = functools.partial(_write, path=path, data=dict(data), mount=self.mount, cas=replacing)
         try:
             await self._call(write)
+        except hvac.exceptions.InvalidRequest as exc:
+            if replacing is not None and _CAS_MISMATCH in str(exc):
+                raise Aborted(f"the secret at {path} changed since version {replacing}") from None
+            raise _unavailable(exc) from exc
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
 
     async def read(self, path: str) -> dict[str, str]:
+        return (await self.read_versioned(path))[0]
+
+    async def read_versioned(self, path: str) -> tuple[dict[str, str], int]:
         _check_path(path)
         try:
             response = await self._call(functools.partial(_read, path=path, mount=self.mount))
@@ -201,7 +210,8 @@ class VaultSecretStore:
             raise NotFound(f"no secret at {path}") from None
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
-        return {str(k): str(v) for k, v in (response["data"]["data"] or {}).items()}
+        data = {str(k): str(v) for k, v in (response["data"]["data"] or {}).items()}
+        return data, int(response["data"]["metadata"]["version"])
 
     async def delete(self, path: str) -> None:
         """Delete the secret with its metadata and every version; an absent secret is fine."""
@@ -284,8 +294,8 @@ class VaultSecretStore:
             self._clients.clear()
 
 
-def _write(client: Any, *, path: str, data: dict[str, str], mount: str) -> Any:
-    return client.secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=mount)
+def _write(client: Any, *, path: str, data: dict[str, str], mount: str, cas: int | None) -> Any:
+    return client.secrets.kv.v2.create_or_update_secret(path=path, secret=data, cas=cas, mount_point=mount)
 
 
 def _read(client: Any, *, path: str, mount: str) -> Any:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import timedelta
 
 from webhookd.domain import event_types, ids, page_tokens
-from webhookd.domain.credentials import same_origin, with_credential
+from webhookd.domain.credentials import credential_id_of, same_origin, with_credential
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.inbound import inbound_url
@@ -31,6 +32,8 @@ log = logging.getLogger("webhookd.webhooks")
 ChangesFor = Callable[[list[str]], Mapping[str, object]]
 # An update without a version races other writers optimistically this many times before giving up.
 UNVERSIONED_UPDATE_TRIES = 5
+# A change to a webhook's secret record reads it again this many times when others land first.
+SECRET_CHANGE_TRIES = 5
 
 
 class Webhooks:
@@ -255,17 +258,16 @@ class Webhooks:
         _check_chosen_secret(webhook.spec, signing_secret)
         secret = signing_secret or new_signing_secret(webhook.spec.signature_scheme)
         now = self._now()
-        before = await self._secrets.read(webhook.vault_path)
-        await self._secrets.write(webhook.vault_path, rotated(before, secret, overlap=overlap, now=now))
         note = LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
-        try:
-            updated = await self._store.set_fingerprint(
+
+        async def commit(record: dict[str, str]) -> Webhook:
+            return await self._store.set_fingerprint(
                 scope, webhook_id, fingerprint(secret), person_id=scope.person_id, now=now, note=note
             )
-        except BaseException:
-            # The caller never sees the new secret: put the old record back.
-            await asyncio.shield(self._secrets.write(webhook.vault_path, before))
-            raise
+
+        updated = await self._change_secrets(
+            webhook.vault_path, lambda record: rotated(record, secret, overlap=overlap, now=now), commit
+        )
         written = self._written(updated, noted=True)
         if webhook.spec.signature_scheme.asymmetric:
             return Rotation(written, "", now + overlap, public_key=public_key(secret))
@@ -282,23 +284,45 @@ class Webhooks:
         if webhook.spec.direction is Direction.INBOUND:
             raise FailedPrecondition(f"webhook {webhook_id} is inbound: nothing is sent to it")
         credential = check_credential(header_name, header_value, webhook.spec.headers)
-        before = await self._secrets.read(webhook.vault_path)
-        record, credential_id = with_credential(before, credential)
-        await self._secrets.write(webhook.vault_path, record)
-        try:
-            updated = await self._store.set_credential(
-                scope,
-                webhook_id,
-                "" if credential is None else credential.header,
-                credential_id,
-                person_id=scope.person_id,
-                now=self._now(),
+
+        async def commit(record: dict[str, str]) -> Webhook:
+            header = "" if credential is None else credential.header
+            return await self._store.set_credential(
+                scope, webhook_id, header, credential_id_of(record), person_id=scope.person_id, now=self._now()
             )
-        except BaseException:
-            # The caller is told it failed: put the record back as it was.
-            await asyncio.shield(self._secrets.write(webhook.vault_path, before))
-            raise
+
+        updated = await self._change_secrets(
+            webhook.vault_path, lambda record: with_credential(record, credential), commit
+        )
         return self._written(updated)
+
+    async def _change_secrets(
+        self,
+        vault_path: str,
+        change: Callable[[dict[str, str]], dict[str, str]],
+        commit: Callable[[dict[str, str]], Awaitable[Webhook]],
+    ) -> Webhook:
+        """Writes `change` of a webhook's secret record over just the version it was made from (Vault's
+        check-and-set), reading again when another change landed first: a rotation beside a new
+        credential then keeps both instead of the later write undoing the earlier. Then `commit` writes
+        the row from the record written. When it fails, the caller is told so and the record goes back,
+        unless another change has been written since."""
+        for _ in range(SECRET_CHANGE_TRIES):
+            before, version = await self._secrets.read_versioned(vault_path)
+            after = change(before)
+            try:
+                await self._secrets.write(vault_path, after, replacing=version)
+            except Aborted:
+                continue
+            break
+        else:
+            raise Aborted("the webhook's secrets were changed by other calls meanwhile: retry")
+        try:
+            return await commit(after)
+        except BaseException:
+            with contextlib.suppress(Aborted):
+                await asyncio.shield(self._secrets.write(vault_path, before, replacing=version + 1))
+            raise
 
     async def public_key(self, scope: Scope, webhook_id: str) -> PublicKeys:
         """An ed25519 webhook's public key (and the previous one while a rotation overlaps), derived
