@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -358,6 +359,21 @@ async def test_another_tenants_webhook_is_not_found(webhooks: Webhooks) -> None:
         )
 
 
+class FailingCredential(FakeWebhooks):
+    """Its credential's row update fails, after `meanwhile` (a change made elsewhere) when given."""
+
+    def __init__(self, meanwhile: Callable[[Webhook], Awaitable[None]] | None = None) -> None:
+        super().__init__()
+        self._meanwhile = meanwhile
+
+    async def set_credential(
+        self, scope: Scope, webhook_id: str, header: str, credential_id: str, *, person_id: str | None, now: datetime
+    ) -> Webhook:
+        if self._meanwhile is not None:
+            await self._meanwhile(self.rows[webhook_id])
+        raise ConnectionError("the database went away")
+
+
 # -- delivery credential ---------------------------------------------------------------------------------
 
 
@@ -455,21 +471,10 @@ async def test_a_rotation_landing_during_a_credential_change_is_kept_beside_it(
 async def test_a_failed_change_does_not_undo_a_change_written_after_it(
     secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
 ) -> None:
-    class RotatedMeanwhile(FakeWebhooks):
-        async def set_credential(
-            self,
-            scope: Scope,
-            webhook_id: str,
-            header: str,
-            credential_id: str,
-            *,
-            person_id: str | None,
-            now: datetime,
-        ) -> Webhook:
-            await secret_store.write(self.rows[webhook_id].vault_path, {"current": SECRET})  # a later rotation
-            raise ConnectionError("the database went away")
+    async def rotated_meanwhile(webhook: Webhook) -> None:
+        await secret_store.write(webhook.vault_path, {"current": SECRET})
 
-    webhooks = service(RotatedMeanwhile(), secret_store, clock, notifications)
+    webhooks = service(FailingCredential(rotated_meanwhile), secret_store, clock, notifications)
     webhook, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(ConnectionError):
@@ -510,19 +515,6 @@ async def test_a_credential_is_refused_where_it_cannot_apply(webhooks: Webhooks,
 async def test_a_credential_is_taken_back_from_vault_when_the_row_update_fails(
     secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
 ) -> None:
-    class FailingCredential(FakeWebhooks):
-        async def set_credential(
-            self,
-            scope: Scope,
-            webhook_id: str,
-            header: str,
-            credential_id: str,
-            *,
-            person_id: str | None,
-            now: datetime,
-        ) -> Webhook:
-            raise ConnectionError("the database went away")
-
     webhooks = service(FailingCredential(), secret_store, clock, notifications)
     webhook, secret = await webhooks.create(TENANT, outbound(), None)
 
