@@ -171,9 +171,17 @@ class FakeWebhooks:
         return written
 
     async def set_credential(
-        self, scope: Scope, webhook_id: str, header: str, credential_id: str, *, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        header: str,
+        credential_id: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
-        return await self._stamp(
+        written = await self._stamp(
             scope,
             webhook_id,
             credential_header=header,
@@ -181,6 +189,8 @@ class FakeWebhooks:
             updated_at=now,
             updated_by=person_id,
         )
+        await self._note(scope, note)
+        return written
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool

@@ -106,10 +106,18 @@ class WebhookRepository(Protocol):
     ) -> Webhook: ...
 
     async def set_credential(
-        self, scope: Scope, webhook_id: str, header: str, credential_id: str, *, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        header: str,
+        credential_id: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
-        """The live webhook's credential header and id set (both '' to remove it), a new version;
-        NotFound outside the scope, FailedPrecondition once deleted."""
+        """The live webhook's credential header and id set (both '' to remove it), a new version, and
+        `note` recorded; NotFound outside the scope, FailedPrecondition once deleted."""
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool

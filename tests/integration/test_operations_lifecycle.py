@@ -99,6 +99,9 @@ async def test_owner_changes_are_log_entries_in_order_filterable_by_kind(caller)
     )
     await caller.UpdateWebhook(pb.UpdateWebhookRequest(webhook=wpb.Webhook(id=hook.id, enabled=True), update_mask=mask))
     await caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=hook.id))
+    await caller.SetWebhookCredential(
+        pb.SetWebhookCredentialRequest(id=hook.id, header_name="Authorization", header_value="Bearer t0ken")
+    )
     await caller.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=since))
     await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))
     await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=hook.id))
@@ -110,22 +113,24 @@ async def test_owner_changes_are_log_entries_in_order_filterable_by_kind(caller)
         "webhook.disabled",
         "webhook.enabled",
         "webhook.secret_rotated",
+        "webhook.credential_changed",
         "webhook.recovered",
         "webhook.resumed",
         "webhook.deleted",
         "webhook.undeleted",
     ]
-    recovered = entries[3]
+    assert entries[3].reason == "Authorization is sent with every delivery"  # the header, never its value
+    recovered = entries[4]
     assert recovered.delivery_count == 0 and recovered.reason.startswith("0 deliveries queued again since ")
     assert entries[0].reason == "disabled by its owner"
     only = pb.DeliveryLogRequest(webhook_id=hook.id, kinds=["webhook.deleted", "webhook.undeleted"])
     assert kinds_of(await Tail(caller.DeliveryLog(only)).ended()) == ["webhook.deleted", "webhook.undeleted"]
     # Continuing after a lifecycle entry's cursor, like after an attempt's.
-    after = pb.DeliveryLogRequest(webhook_id=hook.id, after_cursor=entries[4].cursor)
+    after = pb.DeliveryLogRequest(webhook_id=hook.id, after_cursor=entries[5].cursor)
     assert kinds_of(await Tail(caller.DeliveryLog(after)).ended()) == ["webhook.deleted", "webhook.undeleted"]
 
 
-@pytest.mark.parametrize("change", ["delete", "disable", "rotate", "resume"])
+@pytest.mark.parametrize("change", ["delete", "disable", "rotate", "credential", "resume"])
 async def test_a_change_whose_log_entry_cannot_be_written_is_not_made(caller, database, change) -> None:
     # The change and its lifecycle entry commit together: a failing entry leaves the webhook as it was.
     hook = await create_webhook(caller, event_types=["rfp.*"])
@@ -157,6 +162,9 @@ async def test_a_change_whose_log_entry_cannot_be_written_is_not_made(caller, da
                 )
             ),
             "rotate": lambda: caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=hook.id)),
+            "credential": lambda: caller.SetWebhookCredential(
+                pb.SetWebhookCredentialRequest(id=hook.id, header_name="Authorization", header_value="Bearer t")
+            ),
             "resume": lambda: caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id)),
         }
         with pytest.raises(grpc.aio.AioRpcError):

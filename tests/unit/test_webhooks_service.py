@@ -17,6 +17,7 @@ from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFoun
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.lifecycle import LifecycleChange
 from webhookd.domain.scope import Scope
+from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Topic
 from webhookd.services.webhooks import UNVERSIONED_UPDATE_TRIES, Webhooks
@@ -367,7 +368,15 @@ class FailingCredential(FakeWebhooks):
         self._meanwhile = meanwhile
 
     async def set_credential(
-        self, scope: Scope, webhook_id: str, header: str, credential_id: str, *, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        header: str,
+        credential_id: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
         if self._meanwhile is not None:
             await self._meanwhile(self.rows[webhook_id])
@@ -378,7 +387,7 @@ class FailingCredential(FakeWebhooks):
 
 
 async def test_a_credential_goes_to_vault_beside_the_secret_and_the_row_names_its_header(
-    webhooks: Webhooks, secret_store: FakeSecrets, notifications: FakeNotifications
+    webhooks: Webhooks, secret_store: FakeSecrets, notifications: FakeNotifications, webhook_store: FakeWebhooks
 ) -> None:
     webhook, secret = await webhooks.create(TENANT, outbound(), None)
 
@@ -399,6 +408,12 @@ async def test_a_credential_goes_to_vault_beside_the_secret_and_the_row_names_it
     removed = await webhooks.set_credential(TENANT, webhook.id, header_name="", header_value="")
     assert (removed.credential_header, removed.credential_id) == ("", "")
     assert secret_store.records[webhook.vault_path] == {"current": secret}
+    # Each change is a DeliveryLog entry naming the header, never the value.
+    assert [(note.kind, note.reason) for note in webhook_store.noted] == [
+        (LogKind.CREDENTIAL_CHANGED, "Authorization is sent with every delivery"),
+        (LogKind.CREDENTIAL_CHANGED, "Authorization is sent with every delivery"),
+        (LogKind.CREDENTIAL_CHANGED, "no credential is sent any more"),
+    ]
 
 
 async def test_a_webhook_with_a_credential_keeps_its_urls_origin_until_the_credential_is_removed(

@@ -67,6 +67,11 @@ def recovered_reason(count: int, since: datetime) -> str:
     return f"{count} deliveries queued again since {since.isoformat().replace('+00:00', 'Z')}"
 
 
+def credential_reason(header: str) -> str:
+    """What a credential change's entry says: the header, never its value."""
+    return f"{header} is sent with every delivery" if header else "no credential is sent any more"
+
+
 def rotated_reason(previous_expires_at: datetime) -> str:
     return f"the previous secret signs until {previous_expires_at.isoformat().replace('+00:00', 'Z')}"
 

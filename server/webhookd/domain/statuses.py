@@ -34,6 +34,7 @@ class LogKind(StrEnum):
     DISABLED = "webhook.disabled"
     ENABLED = "webhook.enabled"
     SECRET_ROTATED = "webhook.secret_rotated"
+    CREDENTIAL_CHANGED = "webhook.credential_changed"  # set, replaced or removed (SetWebhookCredential)
     RECOVERED = "webhook.recovered"
     DELETED = "webhook.deleted"
     UNDELETED = "webhook.undeleted"

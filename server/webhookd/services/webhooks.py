@@ -15,7 +15,14 @@ from webhookd.domain.credentials import credential_id_of, same_origin, with_cred
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.inbound import inbound_url
-from webhookd.domain.lifecycle import DISABLED_BY_OWNER, ENABLED_BY_OWNER, HeldSettled, LifecycleChange, rotated_reason
+from webhookd.domain.lifecycle import (
+    DISABLED_BY_OWNER,
+    ENABLED_BY_OWNER,
+    HeldSettled,
+    LifecycleChange,
+    credential_reason,
+    rotated_reason,
+)
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, PublicKeys, Rotation, public_keys, rotated
 from webhookd.domain.signing import loose_secret_problem, new_signing_secret, public_key, validate_secret
@@ -285,16 +292,19 @@ class Webhooks:
             raise FailedPrecondition(f"webhook {webhook_id} is inbound: nothing is sent to it")
         credential = check_credential(header_name, header_value, webhook.spec.headers)
 
+        header = "" if credential is None else credential.header
+        now = self._now()
+        note = LifecycleChange(LogKind.CREDENTIAL_CHANGED, webhook_id, now, credential_reason(header))
+
         async def commit(record: dict[str, str]) -> Webhook:
-            header = "" if credential is None else credential.header
             return await self._store.set_credential(
-                scope, webhook_id, header, credential_id_of(record), person_id=scope.person_id, now=self._now()
+                scope, webhook_id, header, credential_id_of(record), person_id=scope.person_id, now=now, note=note
             )
 
         updated = await self._change_secrets(
             webhook.vault_path, lambda record: with_credential(record, credential), commit
         )
-        return self._written(updated)
+        return self._written(updated, noted=True)
 
     async def _change_secrets(
         self,

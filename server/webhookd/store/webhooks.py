@@ -356,10 +356,18 @@ class WebhookStore:
         return _stamped(webhook_id, row)
 
     async def set_credential(
-        self, scope: Scope, webhook_id: str, header: str, credential_id: str, *, person_id: str | None, now: datetime
+        self,
+        scope: Scope,
+        webhook_id: str,
+        header: str,
+        credential_id: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
     ) -> Webhook:
         values = {"header": header, "credential_id": credential_id, "person_id": person_id, "now": now}
-        row, _ = await self._write_or_read(scope, webhook_id, _SET_CREDENTIAL, values)
+        row, _ = await self._write_or_read(scope, webhook_id, _SET_CREDENTIAL, values, note)
         return _stamped(webhook_id, row)
 
     async def resume(

@@ -704,7 +704,8 @@ class DeliveryLogRequest(_message.Message):
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only entries of these kinds: attempt, webhook.paused, webhook.resumed, webhook.disabled,
-        webhook.enabled, webhook.secret_rotated, webhook.recovered, webhook.deleted, webhook.undeleted.
+        webhook.enabled, webhook.secret_rotated, webhook.credential_changed, webhook.recovered,
+        webhook.deleted, webhook.undeleted.
         Empty: every kind; with outcomes set, attempts only (outcomes select among attempts).
         """
 
@@ -819,7 +820,8 @@ class DeliveryLogEntry(_message.Message):
     kind: _builtins.str
     """What the entry records: `attempt` (a delivery attempt or an inbound receipt), or a change of
     the webhook: webhook.paused, webhook.resumed, webhook.disabled, webhook.enabled,
-    webhook.secret_rotated, webhook.recovered, webhook.deleted, webhook.undeleted. A lifecycle
+    webhook.secret_rotated, webhook.credential_changed, webhook.recovered, webhook.deleted,
+    webhook.undeleted. A lifecycle
     entry has the webhook, event_type `webhookd.<kind>` and event_id of the operational event
     published about it, and no delivery or outcome.
     """

@@ -9,6 +9,9 @@ its callers (SetWebhookCredential).
   (services/signing_secrets.py). Random, not derived from the value: a credential may be a guessable
   password, and nothing about it belongs in the database.
 
+- `attempts.kind` may be `webhook.credential_changed`: the DeliveryLog entry of a credential set,
+  replaced or removed.
+
 Revision ID: 0012
 Revises: 0011
 """
@@ -24,11 +27,24 @@ branch_labels = None
 depends_on = None
 
 
+_KINDS = (
+    "('attempt', 'webhook.paused', 'webhook.resumed', 'webhook.disabled', 'webhook.enabled',"
+    " 'webhook.secret_rotated', 'webhook.recovered', 'webhook.deleted', 'webhook.undeleted'{more})"
+)
+
+
 def upgrade() -> None:
     op.add_column("webhooks", sa.Column("credential_header", sa.Text, nullable=False, server_default=""))
     op.add_column("webhooks", sa.Column("credential_id", sa.Text, nullable=False, server_default=""))
+    op.drop_constraint("attempts_kind", "attempts", type_="check")
+    op.create_check_constraint(
+        "attempts_kind", "attempts", "kind IN " + _KINDS.format(more=", 'webhook.credential_changed'")
+    )
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM attempts WHERE kind = 'webhook.credential_changed'")
+    op.drop_constraint("attempts_kind", "attempts", type_="check")
+    op.create_check_constraint("attempts_kind", "attempts", "kind IN " + _KINDS.format(more=""))
     op.drop_column("webhooks", "credential_id")
     op.drop_column("webhooks", "credential_header")
