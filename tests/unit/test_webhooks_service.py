@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -423,27 +422,19 @@ async def test_a_webhook_with_a_credential_keeps_its_urls_origin_until_the_crede
     webhook, _ = await webhooks.create(TENANT, outbound(), None)
     await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t")
 
-    def moved_to(url: str) -> Any:
-        return lambda paths: {"url": url}
+    async def move(url: str) -> Webhook:
+        return await webhooks.update(
+            TENANT, webhook.id, expected_version=None, paths=["url"], changes_for=lambda paths: {"url": url}
+        )
 
     base = webhook.spec.url
-    same = await webhooks.update(
-        TENANT, webhook.id, expected_version=None, paths=["url"], changes_for=moved_to(base + "/v2")
-    )
+    same = await move(base + "/v2")
     assert same.spec.url == base + "/v2" and same.credential_header == "Authorization"
     with pytest.raises(FailedPrecondition) as refused:
-        await webhooks.update(
-            TENANT,
-            webhook.id,
-            expected_version=None,
-            paths=["url"],
-            changes_for=moved_to("https://elsewhere.example/h"),
-        )
+        await move("https://elsewhere.example/h")
     assert "Authorization" in refused.value.message and "Bearer" not in refused.value.message
     await webhooks.set_credential(TENANT, webhook.id, header_name="", header_value="")
-    moved = await webhooks.update(
-        TENANT, webhook.id, expected_version=None, paths=["url"], changes_for=moved_to("https://elsewhere.example/h")
-    )
+    moved = await move("https://elsewhere.example/h")
     assert moved.spec.url == "https://elsewhere.example/h"
 
 
