@@ -177,10 +177,14 @@ class FakeWebhooks:
         header: str,
         credential_id: str,
         *,
+        url: str,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
+        current = await self.get(scope, webhook_id)
+        if not current.is_deleted and current.spec.url != url:
+            raise Aborted(f"webhook {webhook_id}'s url changed while its credential was being set")
         written = await self._stamp(
             scope,
             webhook_id,

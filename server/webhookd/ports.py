@@ -112,12 +112,14 @@ class WebhookRepository(Protocol):
         header: str,
         credential_id: str,
         *,
+        url: str,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
         """The live webhook's credential header and id set (both '' to remove it), a new version, and
-        `note` recorded; NotFound outside the scope, FailedPrecondition once deleted."""
+        `note` recorded, while its url is still `url` (the one the credential was checked against;
+        Aborted when it is not); NotFound outside the scope, FailedPrecondition once deleted."""
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool

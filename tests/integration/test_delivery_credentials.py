@@ -4,14 +4,22 @@ name only on the webhook, removed, and refused where it cannot apply."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
+import pytest
 from aiohttp import web
 from cpod.integration.v1 import operations_pb2 as ops
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from history_rows import opened, webhook
 from rest_calls import WEBHOOKS, rest_caller
 from webhook_calls import create_webhook, field_violations, rpc_error
 
 from support import make_caller
+from webhookd.domain.errors import Aborted
+from webhookd.domain.scope import Scope
+from webhookd.store import migrate
+from webhookd.store.webhooks import WebhookStore
 
 TOKEN = "Bearer rcv-7f3c9a1e5b2d8c4f6a0e9b1c"
 
@@ -174,3 +182,30 @@ async def test_over_rest_the_credential_is_set_and_never_answered(gateway) -> No
     assert answer.json()["webhook"]["credential_header"] == "Authorization"
     assert fetched.json()["credential_header"] == "Authorization"
     assert TOKEN not in answer.text and TOKEN not in fetched.text
+
+
+async def test_the_row_takes_a_credential_only_while_its_url_is_the_one_it_was_checked_against(own_database) -> None:
+    """An update moving the url while the credential is being set (allowed: the row names none yet)
+    makes the credential's row write Aborted, so the credential never follows the url elsewhere."""
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    async with opened(own_database) as db:
+        store = WebhookStore(db)
+        webhook_id = await webhook(db, "tnt_credential_origin")  # its url: http://127.0.0.1:9/hook
+        scope = Scope("tnt_credential_origin")
+
+        with pytest.raises(Aborted):
+            await store.set_credential(
+                scope, webhook_id, "Authorization", "crd_1", url="https://elsewhere.example/h", person_id=None, now=now
+            )
+        unchanged = await store.get(scope, webhook_id)
+        credentialed = await store.set_credential(
+            scope, webhook_id, "Authorization", "crd_1", url="http://127.0.0.1:9/hook", person_id=None, now=now
+        )
+
+    assert (unchanged.credential_header, unchanged.version) == ("", 1)
+    assert (credentialed.credential_header, credentialed.credential_id, credentialed.version) == (
+        "Authorization",
+        "crd_1",
+        2,
+    )

@@ -58,6 +58,13 @@ def _build_routes(release: asyncio.Event) -> dict[str, Handler]:
     async def error(request: web.Request) -> web.StreamResponse:
         return web.Response(status=500, text="boom")
 
+    async def echo(request: web.Request) -> web.StreamResponse:
+        # As receivers that refuse a caller quote what it sent: whole, in part, and cut short.
+        token = request.headers.get("Authorization", "")
+        quoted = f"refused {token}; token {token.split()[-1]}; "
+        text = quoted + "x" * (RESPONSE_EXCERPT_BYTES - len(quoted) - 20) + token  # the excerpt keeps 20 of it
+        return web.Response(status=401, text=text, headers={"X-Seen": token})
+
     async def redirect(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/landing")
 
@@ -94,6 +101,7 @@ def _build_routes(release: asyncio.Event) -> dict[str, Handler]:
     return {
         "/ok": ok,
         "/error": error,
+        "/echo": echo,
         "/redirect": redirect,
         "/slow": slow,
         "/throttled": throttled,
@@ -168,6 +176,27 @@ async def test_the_credential_is_sent_once_in_place_of_a_header_of_its_name_and_
     recorded = dict(result.request_headers)
     assert recorded["X-Api-Key"] == "[redacted]" and "x-api-key" not in recorded
     assert "k-1" not in recorded.values()
+
+
+async def test_a_receiver_quoting_the_credential_back_is_recorded_with_it_hidden(
+    receiver: Receiver, sender: HttpSender
+) -> None:
+    """Whoever may read attempts need not be able to read the credential."""
+    token = "Bearer rcv-4e1d9c7b2a6f8e0d3c5b"
+
+    result = await sender.send(
+        receiver.url("/echo"),
+        body=BODY,
+        headers=HEADERS,
+        timeout_ms=5000,
+        credential=Credential("Authorization", token),
+    )
+
+    assert result.http_status == 401
+    assert result.response_excerpt.startswith("refused [redacted]; token [redacted]; xxx")
+    assert result.response_excerpt.endswith("x[redacted]")  # the excerpt ends inside the token
+    assert dict(result.response_headers)["X-Seen"] == "[redacted]"
+    assert "rcv-4e1d" not in f"{result.response_excerpt} {result.response_headers} {result.error}"
 
 
 async def test_cookies_from_a_receiver_are_not_sent_back(receiver: Receiver, sender: HttpSender) -> None:

@@ -27,7 +27,7 @@ from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain import retry, signing
-from webhookd.domain.credentials import Credential
+from webhookd.domain.credentials import Credential, with_credential
 from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery, RecordedBatch
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.scope import Scope
@@ -144,6 +144,23 @@ async def test_the_delivery_credential_is_sent_and_a_new_one_from_the_next_deliv
         Credential("X-Api-Key", "key-b"),
     ]
     assert all("Bearer a" not in request.headers.values() for request in sender.requests)
+
+
+async def test_a_credential_in_vault_that_the_webhooks_row_does_not_name_is_never_sent(
+    deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks, secret_store: FakeSecrets
+) -> None:
+    """Left behind by a change that failed, or ahead of one still committing: the row's url is not held
+    to the origin such a credential was set for, so it could reach a host of anyone's choosing."""
+    webhook, _ = await subscriber(webhooks)
+    record = secret_store.records[webhook.vault_path]
+    secret_store.records[webhook.vault_path] = with_credential(record, Credential("Authorization", "Bearer stray"))
+    await deliver_one(webhook)  # the row names none
+    credentialed = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-1")
+    record = secret_store.records[webhook.vault_path]
+    secret_store.records[webhook.vault_path] = with_credential(record, Credential("X-Api-Key", "k-2"))
+    await deliver_one(credentialed)  # the row names k-1's id, Vault holds k-2's
+
+    assert [request.credential for request in sender.requests] == [None, None]
 
 
 async def test_a_failed_attempt_is_recorded_with_the_policys_next_retry_and_notified(

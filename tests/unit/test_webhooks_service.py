@@ -373,6 +373,7 @@ class FailingCredential(FakeWebhooks):
         header: str,
         credential_id: str,
         *,
+        url: str,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
@@ -395,12 +396,15 @@ async def test_a_credential_goes_to_vault_beside_the_secret_and_the_row_names_it
     )
 
     record = secret_store.records[webhook.vault_path]
-    assert (record["current"], credential_of(record)) == (secret, Credential("Authorization", "Bearer t0ken"))
+    assert (record["current"], credential_of(record, credentialed.credential_id)) == (
+        secret,
+        Credential("Authorization", "Bearer t0ken"),
+    )
     assert credentialed.credential_header == "Authorization"
     assert credentialed.credential_id == record["credential_id"] and credentialed.credential_id.startswith("crd_")
     assert credentialed.version == webhook.version + 1
     assert f"{webhook.id}:{credentialed.version}" in notifications.payloads(Topic.WEBHOOKS)
-    assert "t0ken" not in repr(credential_of(record))
+    assert "t0ken" not in repr(credential_of(record, credentialed.credential_id))
 
     again = await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t1")
     assert again.credential_id != credentialed.credential_id  # a new value is a new id: caches read it afresh
@@ -438,6 +442,47 @@ async def test_a_webhook_with_a_credential_keeps_its_urls_origin_until_the_crede
     assert moved.spec.url == "https://elsewhere.example/h"
 
 
+async def test_a_url_moved_to_another_origin_while_a_credential_is_set_aborts_the_credential(
+    clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """The move was allowed (the row named no credential yet); the credential, checked against the url
+    before it, must not follow it."""
+    store = FakeWebhooks()
+
+    class MovedMeanwhile(FakeSecrets):
+        move = False
+
+        async def write(self, path: str, data: dict[str, str], *, replacing: int | None = None) -> None:
+            await super().write(path, data, replacing=replacing)
+            if self.move:  # an UpdateWebhook lands between the Vault write and the row's
+                self.move = False
+                [row] = [row for row in store.rows.values() if row.vault_path == path]
+                store.rows[row.id] = replace(row, spec=replace(row.spec, url="https://elsewhere.example/h"))
+
+    secrets = MovedMeanwhile()
+    webhooks = service(store, secrets, clock, notifications)
+    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+    secrets.move = True
+
+    with pytest.raises(Aborted):
+        await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t")
+
+    assert secrets.records[webhook.vault_path] == {"current": secret}  # put back
+    assert store.rows[webhook.id].credential_header == "" and store.noted == []
+
+
+async def test_removing_a_credential_where_there_is_none_changes_nothing(
+    webhooks: Webhooks, secret_store: FakeSecrets, webhook_store: FakeWebhooks
+) -> None:
+    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    versions = dict(secret_store.versions)
+
+    unchanged = await webhooks.set_credential(TENANT, webhook.id, header_name="", header_value="")
+
+    assert unchanged.version == webhook.version and webhook_store.noted == []
+    assert secret_store.versions == versions  # Vault not written
+
+
 def test_an_origin_is_the_scheme_host_and_port_with_the_default_ports_filled_in() -> None:
     assert same_origin("https://A.example/x", "https://a.example:443/y?z=1")
     assert same_origin("http://a.example/x", "http://a.example:80/")
@@ -470,7 +515,9 @@ async def test_a_rotation_landing_during_a_credential_change_is_kept_beside_it(
     credentialed = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-9")
 
     record = secrets.records[webhook.vault_path]
-    assert record["current"] == SECRET and credential_of(record) == Credential("X-Api-Key", "k-9")
+    assert record["current"] == SECRET and credential_of(record, credentialed.credential_id) == Credential(
+        "X-Api-Key", "k-9"
+    )
     assert record["credential_id"] == credentialed.credential_id
 
 
@@ -496,7 +543,9 @@ async def test_a_rotation_keeps_the_credential(webhooks: Webhooks, secret_store:
     rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
 
     record = secret_store.records[webhook.vault_path]
-    assert record["current"] == SECRET and credential_of(record) == Credential("X-Api-Key", "k-123")
+    assert record["current"] == SECRET and credential_of(record, credentialed.credential_id) == Credential(
+        "X-Api-Key", "k-123"
+    )
     assert record["credential_id"] == credentialed.credential_id == rotation.webhook.credential_id
 
 

@@ -93,7 +93,7 @@ class Deliverer:
                 body=claimed.body,
                 headers=headers,
                 timeout_ms=claimed.retry_policy.timeout_ms,
-                credential=credential_of(record),
+                credential=credential_of(record, claimed.credential_id),
             )
         except Unavailable as error:
             log.warning(

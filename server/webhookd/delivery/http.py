@@ -37,7 +37,7 @@ from webhookd.delivery.ssrf import (
     guarded_connector,
     parse_ip,
 )
-from webhookd.domain.credentials import REDACTED, Credential
+from webhookd.domain.credentials import REDACTED, Credential, hidden
 from webhookd.domain.deliveries import AttemptResult
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.retry import clamp_retry_after, parse_retry_after
@@ -183,7 +183,8 @@ class HttpSender:
             sent[credential.header] = REDACTED
             headers = {**headers, credential.header: credential.value}
         result = await self._exchange(url, body=body, headers=headers, timeout_ms=timeout_ms)
-        return replace(result, request_headers=tuple(sent.items()))
+        result = replace(result, request_headers=tuple(sent.items()))
+        return result if credential is None else _credential_hidden(result, credential)
 
     async def _exchange(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
         session = self._session
@@ -238,6 +239,16 @@ class HttpSender:
                 return AttemptResult(Outcome.REFUSED, None, _elapsed_ms(started), error)
             return AttemptResult(Outcome.CONNECTION_ERROR, status, _elapsed_ms(started), _connection_reason(exc))
         return _result(status, _elapsed_ms(started), excerpt, response_headers)
+
+
+def _credential_hidden(result: AttemptResult, credential: Credential) -> AttemptResult:
+    """`result` with the credential hidden wherever the receiver's answer may have echoed it."""
+    return replace(
+        result,
+        error=hidden(result.error, credential),
+        response_excerpt=hidden(result.response_excerpt, credential),
+        response_headers=tuple((name, hidden(value, credential)) for name, value in result.response_headers),
+    )
 
 
 @functools.lru_cache(maxsize=_TARGETS_KEPT)

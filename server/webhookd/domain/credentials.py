@@ -21,6 +21,11 @@ ID_PREFIX = "crd_"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 # What a recorded attempt shows for the credential's value.
 REDACTED = "[redacted]"
+# Parts of a value this long are hidden on their own too: a receiver refusing `Bearer <token>` may
+# quote the token alone.
+_SHORTEST_HIDDEN_PART = 8
+# An answer cut short inside the value keeps at most this much of its start in view.
+_SHORTEST_HIDDEN_CUT = 4
 
 
 @dataclass(frozen=True)
@@ -32,10 +37,36 @@ class Credential:
         return f"Credential(header={self.header!r}, value={REDACTED!r})"
 
 
-def credential_of(record: dict[str, str]) -> Credential | None:
-    """The credential a secret record holds, or None."""
+def credential_of(record: dict[str, str], named_id: str) -> Credential | None:
+    """The credential a secret record holds when it is the one the webhook's row names (`named_id`),
+    else None. The row is the authority: a record that outlived a failed change, or got ahead of a
+    change still committing, holds a credential the row does not show, and so one whose url the
+    origin rule (same_origin) does not hold to where it was set."""
     header, value = record.get(HEADER_KEY), record.get(VALUE_KEY)
-    return Credential(header, value) if header and value else None
+    if not (header and value and named_id) or credential_id_of(record) != named_id:
+        return None
+    return Credential(header, value)
+
+
+def hidden(text: str, credential: Credential) -> str:
+    """`text` (what a receiver answered) with the credential's value, and each long part of it, shown
+    as REDACTED, also where the text was cut inside one: a receiver may echo what it was sent, and
+    whoever may read attempts need not be able to read the credential."""
+    value = credential.value
+    parts = {value, *(part for part in value.split() if len(part) >= _SHORTEST_HIDDEN_PART)}
+    for part in sorted(parts, key=len, reverse=True):
+        text = _without_cut_start(text.replace(part, REDACTED), part)
+    return text
+
+
+def _without_cut_start(text: str, secret: str) -> str:
+    """`text` with a tail that is the start of `secret` (at least _SHORTEST_HIDDEN_CUT long) hidden."""
+    at = text.find(secret[0], max(0, len(text) - len(secret) + 1))
+    while at != -1 and len(text) - at >= _SHORTEST_HIDDEN_CUT:
+        if secret.startswith(text[at:]):
+            return text[:at] + REDACTED
+        at = text.find(secret[0], at + 1)
+    return text
 
 
 def with_credential(record: dict[str, str], credential: Credential | None) -> dict[str, str]:

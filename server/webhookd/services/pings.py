@@ -81,7 +81,7 @@ class Pings:
             body=body,
             headers=headers,
             timeout_ms=webhook.spec.retry_policy.timeout_ms,
-            credential=credential_of(secret_record),
+            credential=credential_of(secret_record, webhook.credential_id),
         )
         attempt = AttemptRecord.of(result, next_attempt_at=None, occurred_at=self._now())  # a test is never retried
         delivery_id = ids.new_id(ids.DELIVERY_PREFIX)

@@ -291,6 +291,8 @@ class Webhooks:
         if webhook.spec.direction is Direction.INBOUND:
             raise FailedPrecondition(f"webhook {webhook_id} is inbound: nothing is sent to it")
         credential = check_credential(header_name, header_value, webhook.spec.headers)
+        if credential is None and not webhook.credential_header:
+            return webhook  # nothing to remove: no change, so no entry
 
         header = "" if credential is None else credential.header
         now = self._now()
@@ -298,7 +300,14 @@ class Webhooks:
 
         async def commit(record: dict[str, str]) -> Webhook:
             return await self._store.set_credential(
-                scope, webhook_id, header, credential_id_of(record), person_id=scope.person_id, now=now, note=note
+                scope,
+                webhook_id,
+                header,
+                credential_id_of(record),
+                url=webhook.spec.url,
+                person_id=scope.person_id,
+                now=now,
+                note=note,
             )
 
         updated = await self._change_secrets(

@@ -97,18 +97,23 @@ _UNDELETE = compiled(
 )
 
 
-def _server_side_change(**values: Any) -> str:
-    """A server-side change of a live webhook: `values`, a new version, no version precondition."""
+def _server_side_change(*conditions: sa.ColumnElement[bool], **values: Any) -> str:
+    """A server-side change of a live webhook: `values`, a new version, no version precondition (but
+    any `conditions`)."""
     return compiled(
         webhooks.update()
-        .where(_THE_WEBHOOK, _LIVE)
+        .where(_THE_WEBHOOK, _LIVE, *conditions)
         .values(**values, updated_at=param("now"), updated_by=param("person_id"), version=webhooks.c.version + 1)
         .returning(webhooks)
     )
 
 
 _SET_FINGERPRINT = _server_side_change(secret_fingerprint=param("fingerprint"))
-_SET_CREDENTIAL = _server_side_change(credential_header=param("header"), credential_id=param("credential_id"))
+# Only while the url is the one the credential was checked against: an update moving it to another
+# origin meanwhile (allowed while the row named no credential) would otherwise take the credential along.
+_SET_CREDENTIAL = _server_side_change(
+    webhooks.c.url == param("url"), credential_header=param("header"), credential_id=param("credential_id")
+)
 _RESUME = _server_side_change(paused_at=None, consecutive_failures=0)
 
 
@@ -362,12 +367,16 @@ class WebhookStore:
         header: str,
         credential_id: str,
         *,
+        url: str,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
-        values = {"header": header, "credential_id": credential_id, "person_id": person_id, "now": now}
-        row, _ = await self._write_or_read(scope, webhook_id, _SET_CREDENTIAL, values, note)
+        """Aborted when the webhook's url is no longer `url`."""
+        values = {"header": header, "credential_id": credential_id, "url": url, "person_id": person_id, "now": now}
+        row, current = await self._write_or_read(scope, webhook_id, _SET_CREDENTIAL, values, note)
+        if row is None and not current.is_deleted:
+            raise Aborted(f"webhook {webhook_id}'s url changed while its credential was being set: read it and retry")
         return _stamped(webhook_id, row)
 
     async def resume(
