@@ -394,6 +394,28 @@ async def test_a_gitlab_hook_is_verified_by_its_token_typed_by_its_event_and_its
     assert GITLAB_TOKEN not in forged.text
 
 
+async def test_gitlab_events_sharing_an_event_uuid_are_each_stored_and_a_token_of_any_characters_verifies(
+    caller, gateway, http
+) -> None:
+    """Before 17.4 GitLab sends no Idempotency-Key, and every event one API call sets off through
+    other hooks carries the same X-Gitlab-Event-UUID: each is its own event. A token is what its
+    owner typed in GitLab, sent as UTF-8."""
+    token = "jeton-secret-été-2026-ü"
+    inbound = await create_inbound(caller, gateway.url, token, signature_scheme="gitlab")
+    shared = {"X-Gitlab-Token": token.encode(), "X-Gitlab-Event-UUID": "13792a34-cac6", "content-type": JSON}
+    push = json.dumps({"object_kind": "push", "ref": "refs/heads/main"}).encode()
+    note = json.dumps({"object_kind": "note", "object_attributes": {"note": "LGTM"}}).encode()
+
+    answers = [
+        await http.post(inbound.url, content=push, headers=shared | {"X-Gitlab-Event": "Push Hook"}),
+        await http.post(inbound.url, content=note, headers=shared | {"X-Gitlab-Event": "Note Hook"}),
+    ]
+
+    assert [(answer.status_code, answer.json()["status"]) for answer in answers] == [(200, "accepted")] * 2
+    events = await events_of(caller, inbound.webhook.id)
+    assert sorted(event.event_type for event in events) == ["Note Hook", "Push Hook"]
+
+
 async def test_gitlabs_signing_token_verifies_as_standard_webhooks_typed_by_its_event_header(
     caller, gateway, http
 ) -> None:
@@ -437,10 +459,19 @@ async def test_a_meta_subscription_is_confirmed_and_its_notifications_verified_a
     delivered = await http.post(
         inbound.url, content=body, headers={"X-Hub-Signature-256": signature, "content-type": JSON}
     )
+    replayed = await http.post(
+        inbound.url, content=body, headers={"X-Hub-Signature-256": signature, "content-type": JSON}
+    )
     forged = await http.post(inbound.url, content=body + b" ", headers={"X-Hub-Signature-256": signature})
+    scripted = await http.get(inbound.url, params=check | {"hub.challenge": "<script>alert(1)</script>"})
 
     assert (confirmed.status_code, confirmed.text) == (200, "1158201444")
     assert confirmed.headers["content-type"].startswith("text/plain")
+    assert confirmed.headers["x-content-type-options"] == "nosniff"
+    assert (scripted.status_code, scripted.json()["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    assert "<script>" not in scripted.text
+    # Meta signs no time and keeps no id: a retry, or a replay of a captured request, is the same body.
+    assert (replayed.status_code, replayed.json()["status"]) == (200, "duplicate")
     assert (mistaken.status_code, mistaken.json()["error"]["status"]) == (403, "PERMISSION_DENIED")
     assert (not_meta.status_code, not_meta.json()["error"]["status"]) == (400, "INVALID_ARGUMENT")
     assert (delivered.status_code, forged.status_code) == (200, 401)

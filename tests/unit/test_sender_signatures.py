@@ -179,6 +179,17 @@ def test_a_challenge_no_answer_can_carry_is_not_one() -> None:
     assert read_message(ZOOM, {}, zoom, JSON) == SenderMessage(None, "endpoint.url_validation")
 
 
+def test_a_challenge_longer_than_an_answer_carries_is_not_one_rather_than_cut() -> None:
+    """A cut challenge, or the HMAC of one, is a wrong answer given as a right one."""
+    long = "p" * 257
+    slack = json.dumps({"type": "url_verification", "challenge": long}).encode()
+    zoom = json.dumps({"event": "endpoint.url_validation", "payload": {"plainToken": long}}).encode()
+    assert read_message(SLACK, {}, slack, JSON).challenge is None
+    assert read_message(ZOOM, {}, zoom, JSON).challenge is None
+    longest = json.dumps({"type": "url_verification", "challenge": long[1:]}).encode()
+    assert read_message(SLACK, {}, longest, JSON).challenge == long[1:]
+
+
 def test_slacks_form_posts_are_typed_by_the_interaction_or_as_a_slash_command() -> None:
     interaction = {"type": "block_actions", "trigger_id": "1337.42", "actions": [{"action_id": "approve"}]}
     clicked = urllib.parse.urlencode({"payload": json.dumps(interaction)}).encode()
@@ -289,6 +300,9 @@ def test_gitlabs_token_is_compared_as_it_is_sent() -> None:
     now = int(time.time())
     verify(GITLAB, [GITLAB_TOKEN], {"X-Gitlab-Token": GITLAB_TOKEN}, body, now)
     verify(GITLAB, ["a-newer-token-from-gitlab", GITLAB_TOKEN], {"x-gitlab-token": GITLAB_TOKEN}, body, now)
+    # A token of any characters GitLab takes: sent as UTF-8, handed over decoded as Latin-1.
+    chosen = "tökentökentökentöken"
+    verify(GITLAB, [chosen], {"x-gitlab-token": chosen.encode().decode("latin-1")}, body, now)
     assert_each_rejected(
         GITLAB,
         [GITLAB_TOKEN],
@@ -307,10 +321,11 @@ def test_gitlabs_token_is_compared_as_it_is_sent() -> None:
 def test_gitlabs_requests_are_identified_by_its_idempotency_key_and_typed_by_its_event_header() -> None:
     push = b'{"object_kind": "push", "event_name": "push", "ref": "refs/heads/main"}'
     keyed = {"idempotency-key": "908a6d9e-45fd", "x-gitlab-event-uuid": "13792a34-cac6", "x-gitlab-event": "Push Hook"}
-    older = {"x-gitlab-event-uuid": "13792a34-cac6"}  # before GitLab 17.4: the event's UUID
+    # Before GitLab 17.4 only the event's UUID, which every event set off by one API call shares: no id.
+    older = {"x-gitlab-event-uuid": "13792a34-cac6"}
 
     assert read_message(GITLAB, keyed, push, JSON) == SenderMessage("908a6d9e-45fd", "Push Hook")
-    assert read_message(GITLAB, older, push, JSON) == SenderMessage("13792a34-cac6", "push")
+    assert read_message(GITLAB, older, push, JSON) == SenderMessage(None, "push")
     assert read_message(GITLAB, {}, b"not json", JSON) == SenderMessage(None, "")
     # GitLab's signing token is Standard Webhooks (webhook-id is its Idempotency-Key); the type is its header's.
     signed = {"webhook-id": "908a6d9e-45fd", "x-gitlab-event": "Push Hook"}
@@ -375,8 +390,8 @@ def test_bitbuckets_x_hub_signature_verifies_as_hmac_sha256_and_its_event_key_ty
 
 def test_metas_notifications_are_typed_by_object_and_the_first_changes_field() -> None:
     messenger = b'{"object": "page", "entry": [{"id": "1", "messaging": [{"message": {"text": "hi"}}]}]}'
-    assert read_message(META, {}, WHATSAPP_MESSAGE, JSON) == SenderMessage(None, "whatsapp_business_account.messages")
-    assert read_message(META, {}, messenger, JSON) == SenderMessage(None, "page")
+    assert read_message(META, {}, WHATSAPP_MESSAGE, JSON).event_type == "whatsapp_business_account.messages"
+    assert read_message(META, {}, messenger, JSON).event_type == "page"
     for odd, event_type in [
         (b'{"entry": [{"changes": [{"field": "feed"}]}]}', ""),
         (b'{"object": "page", "entry": "x"}', "page"),
@@ -384,6 +399,13 @@ def test_metas_notifications_are_typed_by_object_and_the_first_changes_field() -
         (b"[]", ""),
     ]:
         assert read_message(META, {}, odd, JSON).event_type == event_type
+
+
+def test_metas_notifications_are_known_by_their_bodys_digest() -> None:
+    """Meta keeps no id across retries and signs no time: a retry, or a replay, is the same body."""
+    digest = "sha256:" + hashlib.sha256(WHATSAPP_MESSAGE).hexdigest()
+    assert read_message(META, {}, WHATSAPP_MESSAGE, JSON).message_id == digest
+    assert read_message(META, {}, WHATSAPP_MESSAGE + b" ", JSON).message_id != digest
 
 
 WEBHOOK_ID = "whk_01JD0000000000000000000000"
@@ -406,6 +428,8 @@ def test_metas_subscription_check_is_answered_with_its_challenge_when_the_verify
         ({"hub.mode": "unsubscribe"}, "hub.mode"),
         ({"hub.challenge": ""}, "hub.challenge"),
         ({"hub.challenge": "c" * 257}, "hub.challenge"),
+        ({"hub.challenge": "<script>alert(1)</script>"}, "hub.challenge"),  # echoed back: nothing to run
+        ({"hub.challenge": "1158 201444"}, "hub.challenge"),
     ]:
         with pytest.raises(Invalid) as refused:
             meta_challenge(WEBHOOK_ID, subscription(**fields))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -23,8 +24,9 @@ INBOUND_PATH_PREFIX = "/api/v1/integration/inbound/"
 GITHUB_DELIVERY_HEADER = "x-github-delivery"
 # Twilio's: the same token on each retry of one request.
 TWILIO_MESSAGE_ID_HEADER = "i-twilio-idempotency-token"
-# GitLab's: the same key on each retry (GitLab 17.4 on); before it, the event's UUID.
-GITLAB_MESSAGE_ID_HEADERS = ("idempotency-key", "x-gitlab-event-uuid")
+# GitLab's: the same key on each retry (GitLab 17.4 on). Not X-Gitlab-Event-UUID: every event that one
+# API call sets off through other hooks ("recursive webhooks") carries the same one.
+GITLAB_IDEMPOTENCY_HEADER = "idempotency-key"
 GITLAB_EVENT_HEADER = "x-gitlab-event"
 # What names the event: GitHub's header, else Bitbucket's (both sign as hmac-sha256).
 HUB_EVENT_HEADERS = ("x-github-event", "x-event-key")
@@ -42,6 +44,12 @@ META_MODE = "hub.mode"
 META_CHALLENGE = "hub.challenge"
 META_VERIFY_TOKEN = "hub.verify_token"
 META_SUBSCRIBE = "subscribe"
+# Meta's challenge is a number; an answer echoing the query's text must carry nothing a browser runs.
+_META_CHALLENGE = re.compile(r"[0-9A-Za-z_-]+")
+# Meta names no id it keeps across retries and signs no time, so a notification is known by its body's
+# digest: a retry is stored once, and a replay of a captured one is a duplicate rather than a new event.
+# Distinct notifications differ: each entry carries its id and time.
+BODY_DIGEST_PREFIX = "sha256:"
 # The type of a slash command Slack posts (its form names the command, not a type).
 SLACK_SLASH_COMMAND = "slash_command"
 MAX_EVENT_TYPE_LENGTH = 128
@@ -145,8 +153,8 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     (and the challenge of its `url_verification`), or for its form posts the interaction's `type` or
     `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form posts name no type); Zoom's `event`
     (and the `plainToken` of its URL validation; Zoom keeps no id across retries); GitLab's
-    `Idempotency-Key` (else `X-Gitlab-Event-UUID`) and `X-Gitlab-Event`; Meta's `object` and its first
-    change's `field` (`whatsapp_business_account.messages`; Meta keeps no id across retries); GitHub's
+    `Idempotency-Key` and `X-Gitlab-Event`; Meta's body digest (it keeps no id across retries) and its
+    `object` and first change's `field` (`whatsapp_business_account.messages`); GitHub's
     `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256; Bitbucket's `X-Event-Key`, its requests naming
     no id kept across retries); Standard Webhooks' `webhook-id` (or Svix's
     `svix-id`) and the body's `type` (or `X-Gitlab-Event`, for GitLab's signing token)."""
@@ -167,10 +175,10 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     elif scheme is SignatureScheme.TWILIO:
         message_id = headers.get(TWILIO_MESSAGE_ID_HEADER, "")
     elif scheme is SignatureScheme.GITLAB:
-        message_id = next(filter(None, (headers.get(name, "") for name in GITLAB_MESSAGE_ID_HEADERS)), "")
+        message_id = headers.get(GITLAB_IDEMPOTENCY_HEADER, "")
         event_type = headers.get(GITLAB_EVENT_HEADER, "") or _text(document.get("object_kind"))
     elif scheme is SignatureScheme.META:
-        event_type = _meta_type(document)
+        message_id, event_type = BODY_DIGEST_PREFIX + hashlib.sha256(body).hexdigest(), _meta_type(document)
     elif scheme is SignatureScheme.ZOOM:
         event_type = _text(document.get("event"))
         payload = document.get("payload")
@@ -205,8 +213,13 @@ def meta_challenge(webhook_id: str, query: str) -> str:
     if fields.get(META_MODE) != META_SUBSCRIBE:
         violations.append(FieldViolation(META_MODE, f"must be {META_SUBSCRIBE!r}"))
     challenge = fields.get(META_CHALLENGE, "")
-    if not 0 < len(challenge) <= MAX_CHALLENGE_LENGTH:
-        violations.append(FieldViolation(META_CHALLENGE, f"must be 1 to {MAX_CHALLENGE_LENGTH} characters"))
+    if not (len(challenge) <= MAX_CHALLENGE_LENGTH and _META_CHALLENGE.fullmatch(challenge)):
+        violations.append(
+            FieldViolation(
+                META_CHALLENGE,
+                f"must be 1 to {MAX_CHALLENGE_LENGTH} letters, digits, '-' and '_' (Meta sends a number)",
+            )
+        )
     if violations:
         raise Invalid(violations)
     token = fields.get(META_VERIFY_TOKEN, "").encode()
@@ -259,9 +272,11 @@ def _text(value: object) -> str:
 
 
 def _challenge(value: object) -> str | None:
-    """A handshake's challenge to answer with: text an answer can carry, bounded, else None. JSON may
-    spell a lone surrogate, which no UTF-8 answer can hold."""
-    text = _text(value)[:MAX_CHALLENGE_LENGTH]
+    """A handshake's challenge to answer with: text an answer can carry, bounded, else None (a cut one
+    would be a wrong answer). JSON may spell a lone surrogate, which no UTF-8 answer can hold."""
+    text = _text(value)
+    if len(text) > MAX_CHALLENGE_LENGTH:
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

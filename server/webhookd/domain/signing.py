@@ -422,8 +422,9 @@ def _verify_gitlab(secrets: Sequence[str], headers: Mapping[str, str]) -> None:
     token = headers.get(GITLAB_TOKEN_HEADER.lower(), "")
     if not token:
         raise SignatureError(SignatureError.MISSING_HEADERS, GITLAB_TOKEN_HEADER)
-    # As bytes: a header may hold any byte (Latin-1 text here), and compare_digest refuses non-ASCII text.
-    if not _any_equal([secret.encode("utf-8") for secret in secrets], [token.encode("utf-8")]):
+    # As bytes, the ones sent: compare_digest refuses non-ASCII text, and a token GitLab sends as UTF-8
+    # arrives decoded as Latin-1, as HTTP servers hand headers over.
+    if not _any_equal([secret.encode("utf-8") for secret in secrets], [_sent_bytes(token)]):
         raise SignatureError(SignatureError.BAD_SIGNATURE, "the token does not match")
 
 
@@ -497,6 +498,15 @@ def _base64(text: str) -> list[bytes]:
         return [base64.b64decode(text, validate=True)]
     except ValueError:  # binascii.Error is one
         return []
+
+
+def _sent_bytes(header: str) -> bytes:
+    """A header value's bytes as they came over HTTP (servers decode them as Latin-1); text that no
+    Latin-1 decoding gives (a caller in process) as UTF-8."""
+    try:
+        return header.encode("latin-1")
+    except UnicodeEncodeError:
+        return header.encode("utf-8")
 
 
 def _any_equal(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:

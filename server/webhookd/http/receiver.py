@@ -59,8 +59,8 @@ def inbound_route(inbound: Inbound) -> Route:
             challenge = await inbound.confirm_subscription(request.path_params["webhook_id"], request.url.query)
         except DomainError as error:
             return error_response(from_domain_error(error))
-        # Meta compares the body with the challenge it sent: the text alone.
-        return Response(challenge, media_type=PLAIN_TEXT_MEDIA_TYPE)
+        # Meta compares the body with the challenge it sent: the text alone (never sniffed as a page).
+        return Response(challenge, media_type=PLAIN_TEXT_MEDIA_TYPE, headers={"X-Content-Type-Options": "nosniff"})
 
     async def endpoint(request: Request) -> Response:
         return await (receive(request) if request.method == "POST" else confirm(request))
