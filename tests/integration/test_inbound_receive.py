@@ -279,7 +279,8 @@ async def test_slacks_url_verification_is_answered_and_its_events_typed_and_dedu
     event = {"type": "event_callback", "event_id": "Ev08MFMKH6", "event": {"type": "app_mention", "text": "hi"}}
     body = json.dumps(event).encode()
 
-    verified = await http.post(inbound.url, content=handshake, headers=slack_signed(handshake))
+    signed_handshake = slack_signed(handshake)
+    verified = await http.post(inbound.url, content=handshake, headers=signed_handshake)
     first = await http.post(inbound.url, content=body, headers=slack_signed(body))
     retry = await http.post(inbound.url, content=body, headers=slack_signed(body) | {"X-Slack-Retry-Num": "1"})
 
@@ -287,7 +288,12 @@ async def test_slacks_url_verification_is_answered_and_its_events_typed_and_dedu
     assert [first.json()["status"], retry.json()["status"]] == ["accepted", "duplicate"]
     assert first.json()["challenge"] is None
     events = await events_of(caller, inbound.webhook.id)
-    assert [(e.event_type, e.message_id) for e in events] == [("url_verification", ""), ("app_mention", "Ev08MFMKH6")]
+    # The handshake names no id: its signature, over its time and body, is one.
+    signature = next(value for name, value in signed_handshake.items() if name.lower() == "x-slack-signature")
+    assert [(e.event_type, e.message_id) for e in events] == [
+        ("url_verification", signature),
+        ("app_mention", "Ev08MFMKH6"),
+    ]
 
 
 ZOOM_TOKEN = "q4Xw9LmT2vRb7NcK1sYp0A"  # a Secret Token as Zoom shows one: 22 characters
@@ -316,13 +322,16 @@ async def test_zooms_url_validation_is_answered_as_zoom_checks_it_and_its_events
     event = json.dumps(started, separators=compact).encode()
 
     validated = await http.post(inbound.url, content=validation, headers=zoom_signed(validation))
-    delivered = await http.post(inbound.url, content=event, headers=zoom_signed(event))
+    event_headers = zoom_signed(event)
+    delivered = await http.post(inbound.url, content=event, headers=event_headers)
+    replayed = await http.post(inbound.url, content=event, headers=event_headers)  # within its 5 minutes
     forged = await http.post(inbound.url, content=validation, headers=zoom_signed(validation, "an-other-secret-token"))
 
     # What Zoom compares: the plainToken, and its hex HMAC-SHA256 under the Secret Token.
     encrypted = hmac.new(ZOOM_TOKEN.encode(), plain.encode(), hashlib.sha256).hexdigest()
     assert (validated.status_code, validated.json()) == (200, {"plainToken": plain, "encryptedToken": encrypted})
     assert (delivered.status_code, delivered.json()["status"]) == (200, "accepted")
+    assert (replayed.status_code, replayed.json()["status"]) == (200, "duplicate")
     assert forged.status_code == 401 and encrypted not in forged.text
     events = await events_of(caller, inbound.webhook.id)
     assert [(e.event_type, e.body) for e in events] == [
@@ -554,8 +563,10 @@ async def test_a_slack_interaction_posted_as_a_form_is_verified_and_typed(caller
     headers = slack_signed(body) | {"content-type": "application/x-www-form-urlencoded"}
 
     response = await http.post(inbound.url, content=body, headers=headers)
+    replayed = await http.post(inbound.url, content=body, headers=headers)  # a click names no id: its signature does
 
     assert response.status_code == 200, response.text
+    assert (replayed.status_code, replayed.json()["status"]) == (200, "duplicate")
     [event] = await events_of(caller, inbound.webhook.id)
     assert (event.event_type, event.body) == ("block_actions", body)
 

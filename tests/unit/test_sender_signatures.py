@@ -203,6 +203,16 @@ def test_slacks_form_posts_are_typed_by_the_interaction_or_as_a_slash_command() 
     assert read_message(SLACK, {}, command, "text/plain") == SenderMessage(None, "")
 
 
+def test_where_zoom_and_slacks_forms_name_no_id_the_signature_over_time_and_body_is_one() -> None:
+    """A request replayed within the 5 minutes its time is taken is then a duplicate."""
+    signed = {"x-slack-signature": "v0=a1b2", "x-zm-signature": "v0=c3d4"}
+    command = urllib.parse.urlencode({"command": "/deploy", "text": "api v2"}).encode()
+    event = b'{"event_id": "Ev08MFMKH6", "event": {"type": "app_mention"}}'
+    assert read_message(SLACK, signed, command, FORM).message_id == "v0=a1b2"
+    assert read_message(SLACK, signed, event, JSON).message_id == "Ev08MFMKH6"  # its retries carry it
+    assert read_message(ZOOM, signed, b'{"event": "meeting.started"}', JSON).message_id == "v0=c3d4"
+
+
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 

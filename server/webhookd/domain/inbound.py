@@ -14,7 +14,14 @@ from datetime import datetime
 from webhookd.domain.errors import FieldViolation, Invalid, PermissionDenied
 from webhookd.domain.forms import form_fields, is_form
 from webhookd.domain.history import LogPosition
-from webhookd.domain.signing import ID_HEADER, signed_with, standard_header, zoom_encrypted_token
+from webhookd.domain.signing import (
+    ID_HEADER,
+    SLACK_SIGNATURE_HEADER,
+    ZOOM_SIGNATURE_HEADER,
+    signed_with,
+    standard_header,
+    zoom_encrypted_token,
+)
 from webhookd.domain.webhooks import SignatureScheme
 
 # An inbound webhook's callback URL is the public base URL, this path and the webhook's id.
@@ -152,12 +159,15 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     Shopify's `X-Shopify-Webhook-Id` and `X-Shopify-Topic`; Slack's `event_id` and the event's `type`
     (and the challenge of its `url_verification`), or for its form posts the interaction's `type` or
     `slash_command`; Twilio's `I-Twilio-Idempotency-Token` (its form posts name no type); Zoom's `event`
-    (and the `plainToken` of its URL validation; Zoom keeps no id across retries); GitLab's
+    (and the `plainToken` of its URL validation); GitLab's
     `Idempotency-Key` and `X-Gitlab-Event`; Meta's body digest (it keeps no id across retries) and its
     `object` and first change's `field` (`whatsapp_business_account.messages`); GitHub's
     `X-GitHub-Delivery` and `X-GitHub-Event` (hmac-sha256; Bitbucket's `X-Event-Key`, its requests naming
     no id kept across retries); Standard Webhooks' `webhook-id` (or Svix's
-    `svix-id`) and the body's `type` (or `X-Gitlab-Event`, for GitLab's signing token)."""
+    `svix-id`) and the body's `type` (or `X-Gitlab-Event`, for GitLab's signing token).
+
+    Where Zoom and Slack (its form posts) name no id, the signature is one: it covers the time and the
+    body, so a request replayed within the 5 minutes its time is taken is a duplicate."""
     document = _json_object(body, content_type)
     message_id, event_type, challenge = "", _text(document.get("type")), None
     if scheme is SignatureScheme.STRIPE:
@@ -165,7 +175,7 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     elif scheme is SignatureScheme.SHOPIFY:
         message_id, event_type = headers.get("x-shopify-webhook-id", ""), headers.get("x-shopify-topic", "")
     elif scheme is SignatureScheme.SLACK:
-        message_id = _text(document.get("event_id"))
+        message_id = _text(document.get("event_id")) or headers.get(SLACK_SIGNATURE_HEADER.lower(), "")
         inner = document.get("event")
         event_type = _text(inner.get("type")) if isinstance(inner, dict) else event_type
         if event_type == SLACK_URL_VERIFICATION:
@@ -180,7 +190,7 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     elif scheme is SignatureScheme.META:
         message_id, event_type = BODY_DIGEST_PREFIX + hashlib.sha256(body).hexdigest(), _meta_type(document)
     elif scheme is SignatureScheme.ZOOM:
-        event_type = _text(document.get("event"))
+        message_id, event_type = headers.get(ZOOM_SIGNATURE_HEADER, ""), _text(document.get("event"))
         payload = document.get("payload")
         if event_type == ZOOM_URL_VALIDATION and isinstance(payload, dict):
             challenge = _challenge(payload.get("plainToken"))
