@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from webhookd.observability.request_ids import current_request_id
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_LONGEST_TRACEBACK = 16 * 1024
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,8 +24,17 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD})
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = _bounded(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
+
+
+def _bounded(text: str) -> str:
+    """A traceback's start and end when it is longer than _LONGEST_TRACEBACK: a RecursionError's runs
+    to thousands of frames, one log line of hundreds of KiB, and the frames that matter are at its ends."""
+    if len(text) <= _LONGEST_TRACEBACK:
+        return text
+    half = _LONGEST_TRACEBACK // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters left out ...]\n{text[-half:]}"
 
 
 def configure(level: str) -> None:

@@ -22,7 +22,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import multiprocess
@@ -36,6 +36,9 @@ from webhookd.store import migrate
 log = logging.getLogger("webhookd.supervisor")
 START_TIMEOUT_SECONDS = 120.0
 RESTART_DELAY_SECONDS = 1.0
+_READ_BYTES = 64 * 1024
+# A log line this long is passed on in pieces rather than held whole.
+_LONGEST_LINE = 1024 * 1024
 
 
 @dataclass
@@ -204,7 +207,7 @@ class Supervisor:
 async def _relay_errors(stream: asyncio.StreamReader) -> str:
     """Passes a child's stderr (its JSON logs) through; returns its `webhookd: cannot start` reason."""
     reason = ""
-    async for raw in stream:
+    async for raw in _lines(stream):
         line = raw.decode(errors="replace")
         if line.startswith("webhookd: cannot start: "):
             reason = line.removeprefix("webhookd: cannot start: ").strip()
@@ -214,8 +217,24 @@ async def _relay_errors(stream: asyncio.StreamReader) -> str:
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
-    async for raw in stream:
+    async for raw in _lines(stream):
         sys.stdout.write(raw.decode(errors="replace"))
+
+
+async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """A child's output line by line, however long a line is (one past _LONGEST_LINE in pieces).
+    asyncio's own line reading gives up on a line over its 64 KiB limit, and then nothing reads the
+    pipe: once it fills, the child blocks on its next log line, and waiting for it never ends."""
+    pending = b""
+    while chunk := await stream.read(_READ_BYTES):
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            yield line + b"\n"
+        if len(pending) > _LONGEST_LINE:
+            yield pending
+            pending = b""
+    if pending:
+        yield pending
 
 
 async def supervise(
