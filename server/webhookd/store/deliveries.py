@@ -329,6 +329,9 @@ WITH u AS (
                AND w.last_delivery_status = '{_SUCCEEDED}'
                AND w.last_delivery_at >= u.last_at - make_interval(secs => :resolution))
     ORDER BY w.id
+    -- Read under the row lock, in id order: two batches for one webhook (two worker processes) must
+    -- each add to the count the other wrote, and only one of them may pause it.
+    FOR UPDATE OF w
 ), updated AS (
     UPDATE webhooks w SET
         last_delivery_at = changes.last_at,
