@@ -209,7 +209,8 @@ class InboundRepository(Protocol):
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None: ...
 
     async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
-        """Moves the named consumer forward to `position` (never back); returns where it is."""
+        """Moves the named consumer forward to `position` (never back); returns where it is. Invalid
+        when `position` is past the log's settled end, where no reader can have been handed it."""
 
 
 class StreamLeases(Protocol):
@@ -364,7 +365,8 @@ class LogConsumers(Protocol):
     async def position(self, scope: Scope, name: str) -> LogPosition | None: ...
 
     async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
-        """Moves the named consumer forward to `position` (never back); returns where it is."""
+        """Moves the named consumer forward to `position` (never back); returns where it is. Invalid
+        when `position` is past the log's settled end, where no reader can have been handed it."""
 
 
 class PingRecords(Protocol):

@@ -118,6 +118,19 @@ async def test_acknowledgement_never_moves_a_consumer_back(caller, gateway) -> N
     assert numbers(await backlog(caller, consumer="c1")) == [3]
 
 
+async def test_a_cursor_past_the_end_of_the_stream_is_refused(caller, gateway) -> None:
+    """Acknowledged, it would make the consumer skip every event still to come."""
+    sender = await sender_for(caller, gateway.url)
+    await sender.send(1)
+    ahead = encode_cursor(LogPosition(2**62, 1))
+
+    refused = await rpc_error(caller.AckInboundEvents(pb.AckInboundEventsRequest(consumer="c1", cursor=ahead)))
+    await sender.send(2)
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    assert numbers(await backlog(caller, consumer="c1")) == [1, 2]
+
+
 async def test_after_cursor_overrides_the_consumers_position(caller, gateway) -> None:
     sender = await sender_for(caller, gateway.url)
     await sender.send(1, 2, 3)
@@ -185,10 +198,10 @@ async def test_another_apps_acknowledgement_does_not_move_this_apps_consumer(cha
     second_app = make_caller(channel, tenant_id, app_id="app_2")
     sender = await sender_for(first_app, gateway.url)
     await sender.send(1, 2)
-    forged = encode_cursor(LogPosition(2**62, 2**62))  # past anything either app will ever read
+    last = (await backlog(first_app))[-1].cursor  # past everything the first app's consumer has read
 
-    acked = await second_app.AckInboundEvents(pb.AckInboundEventsRequest(consumer="billing", cursor=forged))
+    acked = await second_app.AckInboundEvents(pb.AckInboundEventsRequest(consumer="billing", cursor=last))
 
-    assert acked.cursor == forged  # the second app's own consumer moved
+    assert acked.cursor == last  # the second app's own consumer moved
     assert numbers(await backlog(first_app, consumer="billing")) == [1, 2]
     assert await backlog(second_app, consumer="billing") == []

@@ -10,6 +10,7 @@ from webhook_calls import create_webhook, field_violations, rpc_error
 
 from log_streams import Tail
 from support import make_caller
+from webhookd.domain.history import LogPosition, encode_cursor
 
 
 async def rotations(stub, webhook_id: str, count: int) -> None:
@@ -61,3 +62,20 @@ async def test_consumer_names_and_cursors_are_checked(caller) -> None:
     assert "consumer" in field_violations(bad_name)
     bad_cursor = await rpc_error(caller.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="alerts", cursor="!!")))
     assert "cursor" in field_violations(bad_cursor)
+
+
+async def test_a_cursor_past_the_end_of_the_log_is_refused_and_the_consumer_keeps_its_place(caller) -> None:
+    """A forged cursor ahead of every entry, acknowledged, would make the consumer skip everything
+    still to come, with no way back: the log has not handed it out."""
+    hook = await create_webhook(caller, event_types=["rfp.*"])
+    await rotations(caller, hook.id, 1)
+    [entry] = await read(caller, consumer="audit")
+    ahead = encode_cursor(LogPosition(2**62, 2**62))
+
+    refused = await rpc_error(caller.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="audit", cursor=ahead)))
+    await rotations(caller, hook.id, 1)
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    assert [later.kind for later in await read(caller, consumer="audit")] == ["webhook.secret_rotated"] * 2
+    acked = await caller.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="audit", cursor=entry.cursor))
+    assert acked.cursor == entry.cursor

@@ -26,7 +26,7 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome, ReceiptStatus
 from webhookd.domain.webhooks import Direction, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
-from webhookd.store.sql import SETTLED_TXID, compiled, param, scope_params, scoped, storable_text
+from webhookd.store.sql import SETTLED_TXID, compiled, param, refuse_unsettled, scope_params, scoped, storable_text
 from webhookd.store.tables import inbound_consumers, inbound_events
 
 _ACCEPTED = ReceiptStatus.ACCEPTED.value
@@ -273,6 +273,7 @@ class InboundStore:
         keys = _consumer_keys(scope, name)
 
         async def write(connection: Connection) -> Any:
+            await refuse_unsettled(connection, position)
             await connection.execute(_ACKNOWLEDGE, keys | {"txid": position.txid, "seq": position.seq, "now": now})
             return await (await connection.execute(_CONSUMER_POSITION, keys)).fetchone()
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from webhookd.domain.history import LogPosition
 from webhookd.domain.scope import Scope
 from webhookd.store.database import Connection, Database
-from webhookd.store.sql import compiled, param
+from webhookd.store.sql import compiled, param, refuse_unsettled
 from webhookd.store.tables import delivery_log_consumers
 
 _THE_CONSUMER = sa.and_(
@@ -55,6 +55,7 @@ class LogConsumerStore:
         values = keys | {"txid": position.txid, "seq": position.seq, "now": now}
 
         async def write(connection: Connection) -> tuple[int, int]:
+            await refuse_unsettled(connection, position)
             await connection.execute(_ACKNOWLEDGE, values)
             row = await (await connection.execute(_POSITION, keys)).fetchone()
             assert row is not None

@@ -19,7 +19,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.sql import visitors
 
+from webhookd.domain.errors import Invalid
+from webhookd.domain.history import LogPosition
 from webhookd.domain.scope import Scope
+from webhookd.store.database import Connection
 
 _DIALECT = postgresql_psycopg.dialect()  # type: ignore[no-untyped-call]
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -70,6 +73,16 @@ def scope_params(scope: Scope) -> dict[str, Any]:
 # inbound receipts) only up to here in (txid, seq) order means no row can later appear behind a
 # reader's position.
 SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+_UNSETTLED = "SELECT CAST(%(txid)s AS bigint) >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+
+async def refuse_unsettled(connection: Connection, position: LogPosition) -> None:
+    """Invalid when no reader can have been handed `position` (its transaction is not settled): a
+    consumer acknowledged there would skip every entry still to come. Positions before it can be
+    forged too, but skip nothing: every row they pass is written and settled."""
+    unsettled = await (await connection.execute(_UNSETTLED, {"txid": position.txid})).fetchone()
+    if unsettled is None or unsettled[0]:
+        raise Invalid.field("cursor", "is past the end of the log: not a cursor it handed out")
 
 
 def storable_text(value: str) -> str:
