@@ -84,8 +84,10 @@ async def test_a_struct_holding_a_non_finite_number_is_invalid_argument(caller, 
         ({"payload_json": '{"a": NaN}'}, "payload_json.a"),
         ({"payload_json": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"}, "payload_json.a"),
         ({"payload_json": "{}", "payload": struct_pb2.Struct()}, "payload_json"),
+        # A schema would check one value and a receiver might read the other.
+        ({"payload_json": '{"order": {"amount": -5, "amount": 5}}'}, "payload_json.order"),
     ],
-    ids=["not-json", "not-an-object", "nan", "nested-100000", "both"],
+    ids=["not-json", "not-an-object", "nan", "nested-100000", "both", "repeated-key"],
 )
 async def test_a_bad_payload_json_is_invalid_argument_naming_the_field(caller, database, fields, field) -> None:
     error = await rpc_error(caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", **fields)))
@@ -103,8 +105,9 @@ async def test_a_bad_payload_json_is_invalid_argument_naming_the_field(caller, d
         ('{"total": -Infinity}', "payload.total"),
         ('{"total": 1e400}', "payload.total"),
         ('{"lines": ' + "[" * 100_000 + "]" * 100_000 + "}", "payload"),
+        ('{"amount": -5, "amount": 5}', "payload"),
     ],
-    ids=["nan", "infinity", "minus-infinity", "1e400", "nested-100000"],
+    ids=["nan", "infinity", "minus-infinity", "1e400", "nested-100000", "repeated-key"],
 )
 async def test_a_rest_payload_json_cannot_carry_is_400_naming_the_field(rest, database, payload, field) -> None:
     body = '{"event_type": "rfp.created", "payload": ' + payload + "}"

@@ -69,6 +69,15 @@ def test_text_that_is_not_json_is_a_decode_error_for_the_caller_to_word() -> Non
         json_text.loads('{"a": ')
 
 
+def test_a_key_repeated_in_one_object_is_refused() -> None:
+    """Parsers disagree on which value wins: the schema would check one, a receiver might read the other."""
+    assert violations('{"amount": -5, "amount": 5}', "payload_json") == {
+        "payload_json": "repeats the key 'amount' in one object: receivers would read either value"
+    }
+    assert list(violations('{"a": [{"b": 1}, {"b": 1, "c": 2, "b": 3}]}', "payload_json")) == ["payload_json.a[1]"]
+    assert json_text.loads('{"a": {"b": 1}, "b": {"a": 2}}') == {"a": {"b": 1}, "b": {"a": 2}}  # per object
+
+
 def test_member_texts_are_the_values_exactly_as_written() -> None:
     text = ' { "event_type" : "a.b",\n "payload": {"n": 9007199254740993, "x": 0.10, "s": "\\u00e9 ]}"} , "z":[ 1 ] } '
     assert json_text.member_texts(text) == {

@@ -1,12 +1,14 @@
 """JSON text from callers, checked before anything is built from it.
 
-Two rules, besides RFC 8259's grammar:
+Three rules, besides RFC 8259's grammar:
 - nesting is at most MAX_DEPTH levels: deeper text is refused before it is parsed, so it can never
   exhaust the parser's recursion (a RecursionError would be a 500, or a dropped connection);
 - every number is one a double can hold in magnitude: `NaN` and `Infinity` (which Python's json
   accepts) are not JSON, and `1e400` reads as infinity in every receiver that parses numbers as
   doubles. Precision is not limited: `9007199254740993` and `0.1` are fine, and kept as written by
-  callers that keep the text (an event's payload is spliced into its body as sent).
+  callers that keep the text (an event's payload is spliced into its body as sent);
+- no object repeats a key (as I-JSON, RFC 7493, requires): parsers disagree on which value wins, so
+  a payload checked against its schema with one value could reach a receiver that reads the other.
 
 `loads` parses to check and to read; violations name the field and the path inside it.
 """
@@ -64,7 +66,21 @@ def loads(text: str, *, field: str = "") -> Any:
         out_of_range.append(_OutOfRange(literal))
         return out_of_range[-1]
 
-    value = json.loads(text, parse_float=number, parse_int=integer, parse_constant=constant)
+    repeating: list[tuple[dict[str, Any], str]] = []
+
+    def unique_keys(members: list[tuple[str, Any]]) -> dict[str, Any]:
+        value = dict(members)
+        if len(value) != len(members):
+            repeating.append((value, _repeated(members)))  # its path is known once the whole is read
+        return value
+
+    value = json.loads(
+        text, parse_float=number, parse_int=integer, parse_constant=constant, object_pairs_hook=unique_keys
+    )
+    if repeating:
+        holder, key = repeating[0]
+        message = f"repeats the key {key!r} in one object: receivers would read either value"
+        raise Invalid.field(_join(field, _path_to(value, holder, "")), message)
     if out_of_range:
         raise Invalid(
             [
@@ -76,9 +92,8 @@ def loads(text: str, *, field: str = "") -> Any:
 
 
 def member_texts(text: str) -> dict[str, str]:
-    """The exact text of each member's value in a JSON object (the last of a repeated key, as
-    json.loads keeps it), for a caller that keeps a value as written. `text` must have passed
-    `loads`; anything but an object gives {}."""
+    """The exact text of each member's value in a JSON object, for a caller that keeps a value as
+    written. `text` must have passed `loads` (so no key repeats); anything but an object gives {}."""
     decoder = json.JSONDecoder()
     at = _skip_whitespace(text, 0)
     members: dict[str, str] = {}
@@ -94,6 +109,27 @@ def member_texts(text: str) -> dict[str, str]:
         if text[at : at + 1] == ",":
             at = _skip_whitespace(text, at + 1)
     return members
+
+
+def _path_to(value: Any, target: object, path: str) -> str:
+    """The path of `target` (an object, found by identity) inside `value`."""
+    if value is target:
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _path_to(item, target, _join(path, key) if isinstance(key, str) else f"{path}[{key}]")
+        if found or item is target:
+            return found
+    return ""
+
+
+def _repeated(members: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for key, _ in members:
+        if key in seen:
+            return key
+        seen.add(key)
+    return ""
 
 
 def _skip_whitespace(text: str, at: int) -> int:
