@@ -68,8 +68,12 @@ def violated_fields(error: Invalid) -> list[str]:
 
 @pytest.mark.parametrize(
     ("since", "problem"),
-    [(None, "is required"), (-MAX_RECOVER_WINDOW - timedelta(seconds=1), "within the last 14 days")],
-    ids=["missing", "too old"],
+    [
+        (None, "is required"),
+        (-MAX_RECOVER_WINDOW - timedelta(seconds=1), "within the last 14 days"),
+        (timedelta(seconds=1), "is in the future"),  # logged a recovery of none before
+    ],
+    ids=["missing", "too old", "future"],
 )
 async def test_recover_needs_a_since_within_fourteen_days(
     history: History, webhook: Webhook, clock: FakeClock, since: timedelta | None, problem: str

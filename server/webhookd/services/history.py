@@ -135,6 +135,9 @@ class History:
             raise Invalid.field("since", "is required: recover failed deliveries queued since when?")
         if since < now - MAX_RECOVER_WINDOW:
             raise Invalid.field("since", "must be within the last 14 days")
+        if since > now:
+            # Nothing can have failed yet: a mistaken time, which would still log a recovery of none.
+            raise Invalid.field("since", "is in the future: recover failed deliveries queued since a time past")
         webhook = await self._webhooks.get(scope, webhook_id)
         if not webhook.spec.enabled:
             # Skipped deliveries are what a disabled webhook missed: replaying them needs it enabled.
