@@ -39,7 +39,15 @@ from webhookd.domain.errors import (
     Unavailable,
 )
 from webhookd.domain.event_catalog import EventType, EventTypeSpec
-from webhookd.domain.events import IDEMPOTENCY_WINDOW, EventFilter, NewEvent, Published, event_data
+from webhookd.domain.events import (
+    IDEMPOTENCY_WINDOW,
+    KEY_REUSED,
+    EventFilter,
+    NewEvent,
+    Published,
+    event_data,
+    same_event,
+)
 from webhookd.domain.events import StoredEvent as PublishedEvent
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
@@ -295,6 +303,11 @@ class FakeEvents:
             key = (scope.tenant_id, scope.app_id or "", event.idempotency_key)
             earlier = self.events.get(self._keys.get(key, ""))
             if earlier is not None and event.created_at - earlier.event.created_at < IDEMPOTENCY_WINDOW:
+                stored = earlier.event
+                if not same_event(
+                    event, stored.event_type, stored.body, stored.target_webhook_id, list(stored.channels)
+                ):
+                    raise Invalid.field("idempotency_key", KEY_REUSED)
                 return Published(earlier.event.id, len(earlier.webhook_ids), duplicate=True)
         target = event.target_webhook_id
         if target is not None:

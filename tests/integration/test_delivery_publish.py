@@ -89,6 +89,30 @@ async def test_same_idempotency_key_returns_the_first_event_and_queues_once(call
     assert theirs.deliveries_queued == 0
 
 
+async def test_an_idempotency_key_reused_for_another_event_is_refused(caller, database) -> None:
+    """A retry repeats its event; another event under the same key was answered as if published."""
+    await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["*"])
+    first = await caller.PublishEvent(request(idempotency_key="order-43"))
+    # The same data written with other spacing and key order is the same event.
+    retried = await caller.PublishEvent(
+        pb.PublishEventRequest(event_type="rfp.created", payload_json='{ "rfp_id" : 1.0 }', idempotency_key="order-43")
+    )
+
+    other_type = await rpc_error(caller.PublishEvent(request("rfp.closed", idempotency_key="order-43")))
+    other_data = await rpc_error(
+        caller.PublishEvent(
+            pb.PublishEventRequest(event_type="rfp.created", payload_json='{"rfp_id": 2}', idempotency_key="order-43")
+        )
+    )
+    other_channels = await rpc_error(caller.PublishEvent(request(idempotency_key="order-43", channels=["eu"])))
+
+    assert (retried.duplicate, retried.event_id) == (True, first.event_id)
+    for refused in (other_type, other_data, other_channels):
+        assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "another event" in field_violations(refused)["idempotency_key"]
+    assert await database.value("SELECT count(*) FROM events WHERE tenant_id = :t", t=caller.tenant_id) == 1
+
+
 async def test_bad_event_type_is_invalid_argument(caller) -> None:
     error = await rpc_error(caller.PublishEvent(request("RFP Created")))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT

@@ -44,6 +44,37 @@ class NewEvent:
     channels: tuple[str, ...] = ()
 
 
+# An idempotency key names one event: a retry must be that event again, as Stripe and the IETF
+# Idempotency-Key draft hold, or a mistaken reuse would be answered as if the new event were published.
+KEY_REUSED = (
+    "was used within 24 hours for another event (another type, payload, target webhook or channels):"
+    " a retry must repeat the event, a new event needs a new key"
+)
+
+
+def same_event(
+    event: NewEvent, event_type: str, body: bytes, target_webhook_id: str | None, channels: list[str]
+) -> bool:
+    """Whether `event` repeats the stored one: type, target, channels and data (compared as JSON values,
+    so a retry that writes the same data with other spacing, key order or `1.0` for `1` is the same
+    event; `true` is not `1`)."""
+    return (event.event_type, event.target_webhook_id, sorted(event.channels)) == (
+        event_type,
+        target_webhook_id,
+        sorted(channels),
+    ) and _canonical(event_data(event.body)) == _canonical(event_data(body))
+
+
+def _canonical(data_json: str) -> str:
+    """JSON text with keys sorted and every number one way: `1.0` is `1`, as in JSON Schema."""
+    return json.dumps(json.loads(data_json, parse_float=_number), sort_keys=True, separators=(",", ":"))
+
+
+def _number(literal: str) -> float | int:
+    value = float(literal)
+    return int(value) if value.is_integer() else value
+
+
 @dataclass(frozen=True)
 class Published:
     event_id: str

@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from webhookd.domain import ids
-from webhookd.domain.errors import NotFound
-from webhookd.domain.events import IDEMPOTENCY_WINDOW, NewEvent, Published
+from webhookd.domain.errors import Invalid, NotFound
+from webhookd.domain.events import IDEMPOTENCY_WINDOW, KEY_REUSED, NewEvent, Published, same_event
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
 from webhookd.domain.topics import Topic, new_deliveries_payload
@@ -53,8 +53,9 @@ _EVENT_COLUMNS = (
 )
 
 _INSERT_EVENT = compiled(events.insert().values({name: param(name) for name in _EVENT_COLUMNS}))
-# The insert, or the live event already holding the idempotency key with its created_at and how
-# many deliveries it queued: (id, created_at, queued), created_at NULL for a fresh insert.
+# The insert, or the live event already holding the idempotency key with its created_at, how many
+# deliveries it queued and what it was (to refuse the key's reuse for another event): (id, created_at,
+# queued, event_type, body, target_webhook_id, channels), created_at NULL for a fresh insert.
 _INSERT_EVENT_ONCE = compiled(
     sa.text(
         f"""
@@ -64,9 +65,10 @@ WITH inserted AS (
     ON CONFLICT (tenant_id, coalesce(app_id, ''), idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING RETURNING id
 )
-SELECT id, NULL::timestamptz, 0::bigint FROM inserted
+SELECT id, NULL::timestamptz, 0::bigint, NULL, NULL::bytea, NULL, NULL::text[] FROM inserted
 UNION ALL
-SELECT e.id, e.created_at, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)
+SELECT e.id, e.created_at, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id), e.event_type, e.body,
+    e.target_webhook_id, e.channels
 FROM events e
 WHERE NOT EXISTS (SELECT 1 FROM inserted)
   AND e.tenant_id = :tenant_id AND coalesce(e.app_id, '') = coalesce(:app_id, '')
@@ -176,9 +178,11 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
             earlier = await inserted.fetchone() if once else None  # round trip 1
             targets = await found.fetchall()
             if earlier is not None and earlier[1] is not None:
-                earlier_id, created_at, queued = earlier
+                earlier_id, created_at, queued, *what = earlier
                 if event.created_at - created_at < IDEMPOTENCY_WINDOW:
                     await connection.execute(COMMIT)
+                    if not same_event(event, *what):
+                        raise Invalid.field("idempotency_key", KEY_REUSED)
                     return Published(earlier_id, int(queued), duplicate=True)
                 # The earlier event is outside the window: it keeps its history, the key moves on.
                 await connection.execute(_RELEASE_KEY, {"id": earlier_id})

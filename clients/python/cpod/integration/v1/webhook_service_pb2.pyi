@@ -387,8 +387,9 @@ class PublishEventRequest(_message.Message):
     event_type: _builtins.str
     """Dot-separated event type, e.g. rfp.created; webhooks subscribe with exact types, `rfp.*` or `*`."""
     idempotency_key: _builtins.str
-    """Optional key (at most 255 characters): publishing again with the same key within 24 hours
-    returns the first event and queues nothing. The REST gateway also takes it as the
+    """Optional key (at most 255 characters): publishing the same event again with the same key
+    within 24 hours returns the first event and queues nothing; another event (type, data, target
+    or channels) under a key in use is INVALID_ARGUMENT. The REST gateway also takes it as the
     Idempotency-Key header.
     """
     webhook_id: _builtins.str
@@ -448,7 +449,9 @@ class PublishEventResponse(_message.Message):
     deliveries_queued: _builtins.int
     """How many deliveries were queued."""
     duplicate: _builtins.bool
-    """True when idempotency_key matched an earlier event, which is the one returned."""
+    """True when idempotency_key matched an earlier event, which is the one returned (with the
+    deliveries it queued then; nothing is queued now).
+    """
     deliveries_held: _builtins.int
     """How many deliveries were held for paused webhooks: they are sent when the webhook is resumed."""
     deliveries_skipped: _builtins.int
