@@ -90,6 +90,44 @@ async def test_over_rest_the_payload_is_checked_as_sent(rest, database) -> None:
     assert "/rfp_id: 1.5 is not of type 'integer'" in error_of(refused)["message"]
 
 
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        ({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}, "$refs loop back"),
+        ({"properties": {"s": {"pattern": "("}}}, "/properties/s/pattern: '(' is not a regular expression"),
+    ],
+)
+async def test_a_schema_no_payload_could_be_checked_against_is_refused_on_create(caller, schema, words) -> None:
+    """Before, these were stored, and every publish (or this create, given an example) was INTERNAL."""
+    for example in ("", '{"s": "x"}'):
+        error = await rpc_error(
+            caller.CreateEventType(
+                epb.CreateEventTypeRequest(
+                    event_type=epb.EventType(name="rfp.created", schema_json=json.dumps(schema), example_json=example)
+                )
+            )
+        )
+
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert words in field_violations(error)["event_type.schema"]
+
+
+async def test_a_schema_stored_before_it_was_refused_fails_publishes_as_a_precondition(rest, database) -> None:
+    created = await rest.post(EVENT_TYPES, json={"name": "order.paid", "schema": SCHEMA})
+    assert created.status_code == 200, created.text
+    # As a row written before such schemas were refused reads (nothing published yet: nothing cached).
+    await database.execute(
+        "UPDATE event_types SET schema_json = :s WHERE id = :id", s='{"$ref": "#"}', id=created.json()["id"]
+    )
+
+    refused = await rest.post(EVENTS, json={"event_type": "order.paid", "payload": {"rfp_id": 1}})
+
+    assert refused.status_code == 400, refused.text
+    assert error_of(refused)["status"] == "FAILED_PRECONDITION"
+    assert reason_of(refused) == "EVENT_SCHEMA_UNEVALUABLE"
+    assert "the schema of event type order.paid cannot be applied" in error_of(refused)["message"]
+
+
 async def test_a_catalog_change_reaches_every_process_at_once(caller, settings, backends, database) -> None:
     """The session service publishes; another service on the same database changes the catalog."""
     await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])

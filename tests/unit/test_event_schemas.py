@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webhookd.domain.event_schemas import DIALECT, ROOT, compile_schema, pointer, schema_violations
+from webhookd.domain.event_schemas import DIALECT, ROOT, Unevaluable, compile_schema, pointer, schema_violations
 
 ORDER = {
     "type": "object",
@@ -82,3 +82,82 @@ def test_format_is_an_annotation_not_an_assertion() -> None:
     schema = compile_schema({"properties": {"at": {"type": "string", "format": "date-time"}}})
 
     assert schema.mismatches({"at": "not a date"}) == []
+
+
+# -- schemas that could never be applied are refused when written ---------------------------------------
+
+TREE = {"$defs": {"node": {"type": "object", "properties": {"children": {"items": {"$ref": "#/$defs/node"}}}}}}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+        {"$defs": {"a": {"type": "object", "allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"},
+        {"anyOf": [{"type": "string"}, {"$ref": "#"}]},  # only values other than strings go round
+    ],
+)
+def test_refs_that_loop_without_going_into_the_payload_are_refused(schema: Any) -> None:
+    [violation] = schema_violations(schema, "event_type.schema")
+
+    assert violation.field == "event_type.schema"
+    assert "loop back without going into any part of the payload" in violation.description
+
+
+def test_schemas_that_recurse_through_the_payload_are_accepted_and_applied() -> None:
+    tree = TREE | {"$ref": "#/$defs/node"}
+    linked = {"properties": {"next": {"$ref": "#"}, "value": {"type": "integer"}}}
+    deep: dict[str, Any] = {"value": 1}
+    for _ in range(90):
+        deep = {"next": deep, "value": 1}
+
+    assert schema_violations(tree, "schema") == [] and schema_violations(linked, "schema") == []
+    assert compile_schema(tree).mismatches({"children": [{"children": [1]}]}) == [
+        "/children/0/children/0: 1 is not of type 'object'"
+    ]
+    assert compile_schema(linked).mismatches(deep) == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "looping"),
+    [
+        ({"if": {"const": 42}, "then": {"$ref": "#"}}, 42),
+        ({"properties": {"x": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}}, {"x": 1}),
+    ],
+)
+def test_a_loop_no_probe_reaches_is_unevaluable_when_applied_not_a_recursion_error(schema: Any, looping: Any) -> None:
+    """Loops only some payloads lead into pass the probes (as do loops stored before they were checked)."""
+    compiled = compile_schema(schema)
+
+    assert schema_violations(schema, "schema") == []
+    assert compiled.mismatches({"y": 42}) == []
+    with pytest.raises(Unevaluable, match="loop back"):
+        compiled.mismatches(looping)
+
+
+@pytest.mark.parametrize(
+    ("schema", "where", "regex"),
+    [
+        ({"properties": {"s": {"type": "string", "pattern": "("}}}, "/properties/s/pattern", "'('"),
+        ({"items": {"pattern": "["}}, "/items/pattern", "'['"),
+        ({"$defs": {"k": {"patternProperties": {"a": {}, "b[": {}}}}}, "/$defs/k/patternProperties", "'b['"),
+        ({"propertyNames": {"pattern": "a{2,1}"}}, "/propertyNames/pattern", "'a{2,1}'"),
+    ],
+)
+def test_patterns_that_do_not_compile_are_refused_at_their_pointer(schema: Any, where: str, regex: str) -> None:
+    [violation] = schema_violations(schema, "event_type.schema")
+
+    assert violation.field == "event_type.schema"
+    assert violation.description.startswith(f"{where}: {regex} is not a regular expression the server can run: ")
+
+
+def test_a_pattern_inside_data_is_data_not_a_regex() -> None:
+    assert schema_violations({"const": {"pattern": "("}, "examples": [{"patternProperties": {"[": 1}}]}, "schema") == []
+
+
+def test_a_pattern_stored_before_it_was_refused_is_unevaluable_not_a_regex_error() -> None:
+    schema = compile_schema({"properties": {"s": {"pattern": "("}}})
+
+    with pytest.raises(Unevaluable, match="'\\(' does not compile"):
+        schema.mismatches({"s": "x"})

@@ -9,14 +9,24 @@ from datetime import timedelta
 
 import pytest
 
-from fakes import FakeClock, FakeEventTypes, FakeNotifications, FakePingRecords, FakeSecrets, FakeSender, FakeWebhooks
-from webhookd.domain.errors import Aborted, AlreadyExists, Invalid, NotFound
+from fakes import (
+    FakeClock,
+    FakeEvents,
+    FakeEventTypes,
+    FakeNotifications,
+    FakePingRecords,
+    FakeSecrets,
+    FakeSender,
+    FakeWebhooks,
+)
+from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, Invalid, NotFound
 from webhookd.domain.event_catalog import EventTypeSpec
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import WebhookSpec
 from webhookd.ports import Topic
 from webhookd.services.event_schema_cache import EventSchemaCache
 from webhookd.services.event_types import EventTypes
+from webhookd.services.events import Events
 from webhookd.services.pings import Pings
 from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.webhooks import Webhooks
@@ -94,6 +104,19 @@ async def test_the_example_must_match_the_schema(event_types: EventTypes) -> Non
     assert violation.field == "event_type.example"
     assert "/amount: -1 is less than the minimum of 0" in violation.description
     assert (await event_types.create(TENANT, replace(CREATED, example_json='{"amount": 1}'))).spec.example_json
+
+
+async def test_an_example_that_leads_into_a_ref_loop_is_refused_on_the_schema(event_types: EventTypes) -> None:
+    looping = json.dumps(
+        {"properties": {"x": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}}
+    )
+
+    with pytest.raises(Invalid) as raised:
+        await event_types.create(TENANT, replace(CREATED, schema_json=looping, example_json='{"x": 1}'))
+
+    [violation] = raised.value.violations
+    assert violation.field == "event_type.schema"
+    assert "cannot be applied to the example: its $refs loop back" in violation.description
 
 
 async def test_json_that_is_not_json_is_named(event_types: EventTypes) -> None:
@@ -208,6 +231,34 @@ async def test_a_type_without_an_entry_or_schema_is_remembered_as_unchecked(
         assert await event_types.schema_for(TENANT, "rfp.opened") is None
 
     assert catalog.finds == 2
+
+
+@pytest.mark.parametrize(
+    ("schema", "why"),
+    [
+        ({"$ref": "#"}, "its $refs loop back"),
+        ({"properties": {"amount": {"pattern": "("}}}, "the regular expression '(' does not compile"),
+    ],
+)
+async def test_publishing_against_a_schema_stored_before_it_was_refused_is_a_failed_precondition(
+    event_types: EventTypes,
+    catalog: FakeEventTypes,
+    webhook_store: FakeWebhooks,
+    notifications: FakeNotifications,
+    schema: dict[str, object],
+    why: str,
+) -> None:
+    entry = await event_types.create(TENANT, CREATED)
+    catalog.rows[entry.id] = replace(entry, spec=replace(entry.spec, schema_json=json.dumps(schema)))
+    events = Events(FakeEvents(webhook_store, notifications), max_payload_bytes=4096, schemas=event_types)
+
+    with pytest.raises(FailedPrecondition) as raised:
+        await events.publish(
+            TENANT, event_type="rfp.created", payload_json='{"amount": "1"}', idempotency_key=None, webhook_id=None
+        )
+
+    assert raised.value.reason == "EVENT_SCHEMA_UNEVALUABLE"
+    assert raised.value.message.startswith(f"the schema of event type rfp.created cannot be applied: {why}")
 
 
 async def test_a_publish_follows_the_entry_of_its_own_scope(event_types: EventTypes) -> None:

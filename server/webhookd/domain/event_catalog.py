@@ -89,10 +89,7 @@ def validate_event_type_spec(spec: EventTypeSpec, *, prefix: str = "event_type")
     if example is not None and not isinstance(example, dict):
         violations.append(FieldViolation(f"{prefix}.{EXAMPLE_FIELD}", "must be a JSON object (an event's data)"))
     elif example is not None and schema is not None and not violations:
-        violations += [
-            FieldViolation(f"{prefix}.{EXAMPLE_FIELD}", f"does not match the schema: {mismatch}")
-            for mismatch in event_schemas.compile_schema(schema).mismatches(example)
-        ]
+        violations += _example_violations(schema, example, prefix)
     if violations:
         raise Invalid(violations)
     return dataclasses.replace(spec, description=description)
@@ -120,6 +117,16 @@ def validate_event_type_mask(paths: list[str], *, prefix: str = "update_mask") -
     if violations:
         raise Invalid(violations)
     return result
+
+
+def _example_violations(schema: dict[str, Any], example: Any, prefix: str) -> list[FieldViolation]:
+    try:
+        mismatches = event_schemas.compile_schema(schema).mismatches(example)
+    except event_schemas.Unevaluable as error:  # a loop only this example's values lead into
+        return [FieldViolation(f"{prefix}.{SCHEMA_FIELD}", f"cannot be applied to the example: {error}")]
+    return [
+        FieldViolation(f"{prefix}.{EXAMPLE_FIELD}", f"does not match the schema: {mismatch}") for mismatch in mismatches
+    ]
 
 
 def _json_field(text: str | None, field: str, max_bytes: int, violations: list[FieldViolation]) -> Any:

@@ -3,8 +3,10 @@
 The dialect is JSON Schema 2020-12 (`$schema` may be left out or name it). `format` is an annotation,
 as 2020-12 has it by default: it is not asserted. References resolve within the schema (`#/$defs/x`,
 `$id`s it declares) and to the published meta-schemas; nothing is ever fetched from the network, so a
-schema cannot make the server call out, and a `$ref` that cannot be resolved is refused when the schema
-is written rather than failing a publish later.
+schema cannot make the server call out. What would fail every publish is refused when the schema is
+written instead: a `$ref` that cannot be resolved, a `pattern` (or `patternProperties` key) that does not
+compile, and `$ref`s that loop without going into the payload (`{"$ref": "#"}`). A schema stored before
+those checks that still cannot be applied makes `mismatches` raise Unevaluable, not a bare error.
 
 Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in the payload:
 `/amount: -5 is less than the minimum of 0`.
@@ -13,11 +15,12 @@ Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema_specifications import REGISTRY as META_SCHEMAS
 from referencing import Registry, Resource
 from referencing.exceptions import PointerToNowhere, Unresolvable
@@ -30,6 +33,12 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # Enough to fix a payload in one round trip; a payload wrong in a thousand ways needs no thousand lines.
 MAX_MISMATCHES = 20
 ROOT = "(root)"
+# Values of every JSON type: a `$ref` loop that consumes no part of the payload recurses on all of them.
+_PROBES: tuple[Any, ...] = (None, True, 0, "", [], {})
+
+
+class Unevaluable(Exception):
+    """A schema that cannot be applied to a payload (it recurses forever, or a regex does not compile)."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,14 @@ class CompiledSchema:
 
     def mismatches(self, payload: Any) -> list[str]:
         """`<JSON pointer>: <what is wrong>` for each mismatch (at most MAX_MISMATCHES), sorted by pointer;
-        [] when the payload matches."""
-        errors = sorted(self.validator.iter_errors(payload), key=lambda error: [str(p) for p in error.absolute_path])
+        [] when the payload matches. Unevaluable when the schema cannot be applied."""
+        try:
+            found = list(self.validator.iter_errors(payload))
+        except RecursionError:
+            raise Unevaluable("its $refs loop back without going into any part of the payload") from None
+        except re.error as error:
+            raise Unevaluable(f"the regular expression {error.pattern!r} does not compile: {error}") from None
+        errors = sorted(found, key=lambda error: [str(p) for p in error.absolute_path])
         return [f"{pointer(error.absolute_path)}: {error.message}" for error in errors[:MAX_MISMATCHES]]
 
 
@@ -66,18 +81,33 @@ def schema_violations(schema: Any, field: str) -> list[FieldViolation]:
     dialect = schema.get("$schema", DIALECT)
     if dialect not in (DIALECT, DIALECT + "#"):
         return [FieldViolation(f"{field}.$schema", f"must be {DIALECT} (JSON Schema 2020-12) or left out")]
-    found = [
-        FieldViolation(field, f"{pointer(error.absolute_path)}: {error.message}")
-        for error in _META_VALIDATOR.iter_errors(schema)
-    ][:MAX_MISMATCHES]
+    found = [FieldViolation(field, _meta_mismatch(error)) for error in _META_VALIDATOR.iter_errors(schema)]
+    if found:
+        return found[:MAX_MISMATCHES]
+    found = [FieldViolation(field, f"$ref {ref!r} cannot be resolved: {why}") for ref, why in _unresolvable(schema)]
     if found:
         return found
-    return [FieldViolation(field, f"$ref {ref!r} cannot be resolved: {why}") for ref, why in _unresolvable(schema)]
+    # A loop of $refs is only seen by following them: try the schema on a value of each type.
+    compiled = compile_schema(schema)
+    for probe in _PROBES:
+        try:
+            compiled.mismatches(probe)
+        except Unevaluable as error:
+            return [FieldViolation(field, f"cannot be applied: {error}")]
+    return []
 
 
 def compile_schema(schema: dict[str, Any]) -> CompiledSchema:
     """A schema that passed `schema_violations`, compiled against the meta-schemas only (no retrieval)."""
     return CompiledSchema(Draft202012Validator(schema, registry=META_SCHEMAS))
+
+
+def _meta_mismatch(error: Any) -> str:
+    """What the meta-schema found wrong, at its JSON pointer in the schema."""
+    where = pointer(error.absolute_path)
+    if error.validator == "format":  # only `regex` is asserted: `pattern` and `patternProperties` keys
+        return f"{where}: {error.instance!r} is not a regular expression the server can run: {error.cause}"
+    return f"{where}: {error.message}"
 
 
 def _unresolvable(schema: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -103,4 +133,15 @@ def _walk(resolver: Any, resource: Resource[Any]) -> Iterator[tuple[str, str]]:
         yield from _walk(resolver.in_subresource(subresource), subresource)
 
 
-_META_VALIDATOR = Draft202012Validator(Draft202012Validator.META_SCHEMA, registry=META_SCHEMAS)
+def _compiles(pattern: object) -> bool:
+    """A regex check for the meta-schema's `format: regex` (on `pattern` and `patternProperties` keys),
+    with the engine validation uses. Other types are the meta-schema's `type` to refuse."""
+    if isinstance(pattern, str):
+        re.compile(pattern)
+    return True
+
+
+_REGEXES = FormatChecker(formats=())
+# A pattern nested thousands deep exhausts the compiler's recursion: refused like any other.
+_REGEXES.checks("regex", raises=(re.error, RecursionError))(_compiles)
+_META_VALIDATOR = Draft202012Validator(Draft202012Validator.META_SCHEMA, registry=META_SCHEMAS, format_checker=_REGEXES)

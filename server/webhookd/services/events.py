@@ -7,9 +7,9 @@ import json
 from typing import Any, Protocol
 
 from webhookd.domain import event_types, ids, json_text
-from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.errors import FailedPrecondition, FieldViolation, Invalid
 from webhookd.domain.event_catalog import PayloadMismatch
-from webhookd.domain.event_schemas import CompiledSchema
+from webhookd.domain.event_schemas import CompiledSchema, Unevaluable
 from webhookd.domain.events import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     PAYLOAD_FIELD,
@@ -105,10 +105,17 @@ class Events:
         if schema is None:
             return
         # A large payload is checked in a thread, so one publish cannot hold up every other call.
-        if size > SCHEMA_CHECK_INLINE_BYTES:
-            mismatches = await asyncio.to_thread(schema.mismatches, data)
-        else:
-            mismatches = schema.mismatches(data)
+        try:
+            if size > SCHEMA_CHECK_INLINE_BYTES:
+                mismatches = await asyncio.to_thread(schema.mismatches, data)
+            else:
+                mismatches = schema.mismatches(data)
+        except Unevaluable as error:
+            # The catalog entry is what is wrong (written before such schemas were refused): fix it, not the payload.
+            raise FailedPrecondition(
+                f"the schema of event type {event_type} cannot be applied: {error}; update or delete its catalog entry",
+                reason="EVENT_SCHEMA_UNEVALUABLE",
+            ) from None
         if mismatches:
             raise PayloadMismatch(
                 [FieldViolation(PAYLOAD_FIELD, mismatch) for mismatch in mismatches],
