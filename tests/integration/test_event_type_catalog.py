@@ -128,6 +128,24 @@ async def test_a_schema_stored_before_it_was_refused_fails_publishes_as_a_precon
     assert "the schema of event type order.paid cannot be applied" in error_of(refused)["message"]
 
 
+async def test_a_catastrophic_pattern_fails_its_publish_within_the_budget_not_the_process(caller) -> None:
+    """Before, `^(a|a)*$` on this string held the server's one event loop (and the GIL) for seconds."""
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a|a)*$"}}}
+    await caller.CreateEventType(
+        epb.CreateEventTypeRequest(event_type=epb.EventType(name="rfp.created", schema_json=json.dumps(schema)))
+    )
+
+    matching = await caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload=payload(s="aaaa")))
+    error = await rpc_error(
+        caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload=payload(s="a" * 26 + "!")))
+    )
+
+    assert matching.event_id
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(error).reason == "EVENT_SCHEMA_UNEVALUABLE"
+    assert "matching '^(a|a)*$' ran out of the regex budget" in error.details()
+
+
 async def test_a_catalog_change_reaches_every_process_at_once(caller, settings, backends, database) -> None:
     """The session service publishes; another service on the same database changes the catalog."""
     await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])

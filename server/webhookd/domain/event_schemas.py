@@ -8,6 +8,9 @@ written instead: a `$ref` that cannot be resolved, a `pattern` (or `patternPrope
 compile, and `$ref`s that loop without going into the payload (`{"$ref": "#"}`). A schema stored before
 those checks that still cannot be applied makes `mismatches` raise Unevaluable, not a bare error.
 
+Regexes run on the `regex` module under a time budget per validation (domain/schema_keywords.py): a
+catastrophic pattern costs a publish at most REGEX_BUDGET_SECONDS, then Unevaluable.
+
 Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in the payload:
 `/amount: -5 is less than the minimum of 0`.
 """
@@ -15,18 +18,18 @@ Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+import regex
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema_specifications import REGISTRY as META_SCHEMAS
 from referencing import Registry, Resource
 from referencing.exceptions import PointerToNowhere, Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from webhookd.domain import json_text
+from webhookd.domain import json_text, schema_keywords
 from webhookd.domain.errors import FieldViolation, Invalid
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -51,11 +54,14 @@ class CompiledSchema:
         """`<JSON pointer>: <what is wrong>` for each mismatch (at most MAX_MISMATCHES), sorted by pointer;
         [] when the payload matches. Unevaluable when the schema cannot be applied."""
         try:
-            found = list(self.validator.iter_errors(payload))
+            with schema_keywords.regex_budget():
+                found = list(self.validator.iter_errors(payload))
         except RecursionError:
             raise Unevaluable("its $refs loop back without going into any part of the payload") from None
-        except re.error as error:
+        except regex.error as error:
             raise Unevaluable(f"the regular expression {error.pattern!r} does not compile: {error}") from None
+        except schema_keywords.RegexBudgetSpent as error:
+            raise Unevaluable(f"{error} on this payload ({schema_keywords.REGEX_BUDGET_SECONDS * 1000:g} ms)") from None
         errors = sorted(found, key=lambda error: [str(p) for p in error.absolute_path])
         return [f"{pointer(error.absolute_path)}: {error.message}" for error in errors[:MAX_MISMATCHES]]
 
@@ -99,7 +105,7 @@ def schema_violations(schema: Any, field: str) -> list[FieldViolation]:
 
 def compile_schema(schema: dict[str, Any]) -> CompiledSchema:
     """A schema that passed `schema_violations`, compiled against the meta-schemas only (no retrieval)."""
-    return CompiledSchema(Draft202012Validator(schema, registry=META_SCHEMAS))
+    return CompiledSchema(_Validator(schema, registry=META_SCHEMAS))
 
 
 def _meta_mismatch(error: Any) -> str:
@@ -137,11 +143,13 @@ def _compiles(pattern: object) -> bool:
     """A regex check for the meta-schema's `format: regex` (on `pattern` and `patternProperties` keys),
     with the engine validation uses. Other types are the meta-schema's `type` to refuse."""
     if isinstance(pattern, str):
-        re.compile(pattern)
+        regex.compile(pattern)
     return True
 
 
 _REGEXES = FormatChecker(formats=())
 # A pattern nested thousands deep exhausts the compiler's recursion: refused like any other.
-_REGEXES.checks("regex", raises=(re.error, RecursionError))(_compiles)
+_REGEXES.checks("regex", raises=(regex.error, RecursionError))(_compiles)
+# 2020-12 with the keywords a tenant's schema could turn against the server replaced.
+_Validator = validators.extend(Draft202012Validator, schema_keywords.KEYWORDS)
 _META_VALIDATOR = Draft202012Validator(Draft202012Validator.META_SCHEMA, registry=META_SCHEMAS, format_checker=_REGEXES)

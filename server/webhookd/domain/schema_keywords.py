@@ -1,0 +1,167 @@
+"""The JSON Schema keywords jsonschema evaluates in ways a tenant's schema could turn against the server.
+
+- Regexes (`pattern`, `patternProperties`, and the `additionalProperties` / `unevaluatedProperties`
+  that consult `patternProperties`) run on the `regex` module instead of `re`: it releases the GIL while
+  matching, reads `\\p{L}` as ECMA-262 does, and stops at a timeout. All of one validation's matching
+  shares REGEX_BUDGET_SECONDS (see `regex_budget`), so a catastrophic pattern such as `^(a|a)*$` costs
+  at most that, then RegexBudgetSpent.
+
+The replacements keep jsonschema's semantics and messages, so a payload's mismatches read as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import regex
+from jsonschema import ValidationError
+from jsonschema._utils import extras_msg
+
+# Matching a real payload's strings takes microseconds each: this is thousands of matches' worth.
+REGEX_BUDGET_SECONDS = 0.05
+
+
+class RegexBudgetSpent(Exception):
+    """One validation's regex matching ran past REGEX_BUDGET_SECONDS."""
+
+
+@dataclass
+class _Budget:
+    left: float
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("regex_budget", default=None)
+
+
+@contextmanager
+def regex_budget(seconds: float = REGEX_BUDGET_SECONDS) -> Iterator[None]:
+    """Every regex matched inside the block draws on one budget of `seconds`. A context variable, so
+    it follows the validation into the thread a large payload is checked in."""
+    token = _budget.set(_Budget(seconds))
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def search(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches somewhere in `text` (ECMA-262's test), within what is left of the budget.
+    regex.error for a pattern that does not compile; RegexBudgetSpent when the budget runs out."""
+    budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS)
+    if budget.left <= 0:
+        raise RegexBudgetSpent(f"matching {pattern!r} ran out of the regex budget")
+    started = time.monotonic()
+    try:
+        return regex.search(pattern, text, timeout=budget.left) is not None
+    except TimeoutError:
+        raise RegexBudgetSpent(f"matching {pattern!r} ran out of the regex budget") from None
+    finally:
+        budget.left -= time.monotonic() - started
+
+
+def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not search(patrn, instance):
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    for patrn, subschema in patterns.items():
+        for key, value in instance.items():
+            if search(patrn, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=patrn)
+
+
+def additional_properties(validator: Any, additional: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    extras = [key for key in instance if key not in properties and not any(search(p, key) for p in patterns)]
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        if patterns:
+            verb = "does" if len(extras) == 1 else "do"
+            joined = ", ".join(repr(each) for each in sorted(extras))
+            names = ", ".join(repr(each) for each in sorted(patterns))
+            yield ValidationError(f"{joined} {verb} not match any of the regexes: {names}")
+        else:
+            error = "Additional properties are not allowed (%s %s unexpected)"
+            yield ValidationError(error % extras_msg(sorted(extras, key=str)))
+
+
+def unevaluated_properties(validator: Any, unevaluated: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = _evaluated_keys(validator, instance, schema)
+    failed = [
+        key
+        for key in instance
+        if key not in evaluated
+        and _has_errors(validator.descend(instance[key], unevaluated, path=key, schema_path=key))
+    ]
+    if failed:
+        if unevaluated is False:
+            error = "Unevaluated properties are not allowed (%s %s unexpected)"
+            yield ValidationError(error % extras_msg(sorted(failed, key=str)))
+        else:
+            error = "Unevaluated properties are not valid under the given schema (%s %s unevaluated and invalid)"
+            yield ValidationError(error % extras_msg(failed))
+
+
+def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> set[str]:
+    """The keys some applicator in `schema` evaluated: jsonschema's find_evaluated_property_keys_by_schema,
+    with its `patternProperties` matched by `search`."""
+    if validator.is_type(schema, "boolean"):
+        return set()
+    keys: set[str] = set()
+    for keyword in ("$ref", "$dynamicRef"):
+        ref = schema.get(keyword)
+        if ref is not None:
+            resolved = validator._resolver.lookup(ref)
+            inner = validator.evolve(schema=resolved.contents, _resolver=resolved.resolver)
+            keys |= _evaluated_keys(inner, instance, resolved.contents)
+    properties = schema.get("properties")
+    if validator.is_type(properties, "object"):
+        keys |= properties.keys() & instance.keys()
+    for keyword in ("additionalProperties", "unevaluatedProperties"):
+        subschema = schema.get(keyword)
+        if subschema is not None:
+            keys |= {key for key, value in instance.items() if not _has_errors(validator.descend(value, subschema))}
+    for patrn in schema.get("patternProperties", {}):
+        keys |= {key for key in instance if search(patrn, key)}
+    for key, subschema in schema.get("dependentSchemas", {}).items():
+        if key in instance:
+            keys |= _evaluated_keys(validator, instance, subschema)
+    for keyword in ("allOf", "oneOf", "anyOf"):
+        for subschema in schema.get(keyword, []):
+            if not _has_errors(validator.descend(instance, subschema)):
+                keys |= _evaluated_keys(validator, instance, subschema)
+    if "if" in schema:
+        if validator.evolve(schema=schema["if"]).is_valid(instance):
+            keys |= _evaluated_keys(validator, instance, schema["if"])
+            if "then" in schema:
+                keys |= _evaluated_keys(validator, instance, schema["then"])
+        elif "else" in schema:
+            keys |= _evaluated_keys(validator, instance, schema["else"])
+    return keys
+
+
+def _has_errors(errors: Iterator[Any]) -> bool:
+    return next(errors, None) is not None
+
+
+KEYWORDS = {
+    "pattern": pattern,
+    "patternProperties": pattern_properties,
+    "additionalProperties": additional_properties,
+    "unevaluatedProperties": unevaluated_properties,
+}

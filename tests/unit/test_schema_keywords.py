@@ -1,0 +1,77 @@
+"""domain/schema_keywords.py: regexes a tenant's schema brings run on `regex` within a budget, and the
+replaced keywords judge payloads as jsonschema's own do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from webhookd.domain import schema_keywords
+from webhookd.domain.event_schemas import Unevaluable, compile_schema, schema_violations
+
+HOSTILE = "^(a|a)*$"  # exponential on backtracking engines, `re` and `regex` alike
+VICTIM = "a" * 26 + "!"  # before the budget: about 6 s of `re`, with the GIL held
+
+
+@pytest.mark.parametrize(
+    ("schema", "payload"),
+    [
+        ({"properties": {"s": {"type": "string", "pattern": HOSTILE}}}, {"s": VICTIM}),
+        ({"patternProperties": {HOSTILE: {}}}, {VICTIM: 1}),
+        ({"patternProperties": {HOSTILE: {}}, "additionalProperties": False}, {VICTIM: 1}),
+        ({"patternProperties": {HOSTILE: {}}, "unevaluatedProperties": False}, {VICTIM: 1}),
+        ({"propertyNames": {"pattern": HOSTILE}}, {VICTIM: 1}),
+    ],
+)
+def test_a_catastrophic_regex_runs_out_of_its_budget_instead_of_stalling(schema: Any, payload: Any) -> None:
+    assert schema_violations(schema, "schema") == []  # nothing about the pattern itself gives it away
+
+    with pytest.raises(Unevaluable, match=r"matching '\^\(a\|a\)\*\$' ran out of the regex budget"):
+        compile_schema(schema).mismatches(payload)
+
+
+def test_one_validation_draws_on_one_budget() -> None:
+    with schema_keywords.regex_budget(0.0), pytest.raises(schema_keywords.RegexBudgetSpent):
+        schema_keywords.search("a", "a")
+    with schema_keywords.regex_budget(1.0):
+        assert schema_keywords.search("a", "ba") and not schema_keywords.search("^a", "ba")
+
+
+def test_patterns_read_unicode_properties_as_ecma_262_does() -> None:
+    schema = {"properties": {"name": {"type": "string", "pattern": "^\\p{L}+$"}}}
+
+    assert schema_violations(schema, "schema") == []
+    assert compile_schema(schema).mismatches({"name": "Zoë"}) == []
+    assert compile_schema(schema).mismatches({"name": "Zoë1"}) == ["/name: 'Zoë1' does not match '^\\\\p{L}+$'"]
+
+
+OBJECTS = [{}, {"id": 1}, {"x_a": 1}, {"x_a": "s", "y": 2}, {"id": "1", "x_b": 2, "z": None}]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"properties": {"id": {"type": "integer"}}, "patternProperties": {"^x_": {"type": "integer"}}},
+        {"properties": {"id": {}}, "patternProperties": {"^x_": {}}, "additionalProperties": False},
+        {"patternProperties": {"^x_": {}, "^y": {}}, "additionalProperties": {"type": "integer"}},
+        {"properties": {"id": {}}, "additionalProperties": False},
+        {"allOf": [{"properties": {"id": {}}}, {"patternProperties": {"^x_": {}}}], "unevaluatedProperties": False},
+        {
+            "$defs": {"x": {"patternProperties": {"^x_": {"type": "integer"}}}},
+            "$ref": "#/$defs/x",
+            "if": {"required": ["id"]},
+            "then": {"properties": {"z": {}}},
+            "unevaluatedProperties": {"type": "integer"},
+        },
+        {"anyOf": [{"patternProperties": {"^y": {}}}, {"properties": {"id": {}}}], "unevaluatedProperties": False},
+    ],
+)
+def test_the_replaced_keywords_find_what_jsonschemas_own_find(schema: dict[str, Any]) -> None:
+    stock = Draft202012Validator(schema)
+    ours = compile_schema(schema)
+
+    for payload in OBJECTS:
+        expected = sorted(f"{list(e.absolute_path)}: {e.message}" for e in stock.iter_errors(payload))
+        assert sorted(f"{list(e.absolute_path)}: {e.message}" for e in ours.validator.iter_errors(payload)) == expected
