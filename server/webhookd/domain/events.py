@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from webhookd.domain.json_text import json_identity
+
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # The request fields an event's data comes in (a Struct, or JSON text kept as written): errors name them.
 PAYLOAD_FIELD = "payload"
@@ -55,24 +57,14 @@ KEY_REUSED = (
 def same_event(
     event: NewEvent, event_type: str, body: bytes, target_webhook_id: str | None, channels: list[str]
 ) -> bool:
-    """Whether `event` repeats the stored one: type, target, channels and data (compared as JSON values,
-    so a retry that writes the same data with other spacing, key order or `1.0` for `1` is the same
-    event; `true` is not `1`)."""
+    """Whether `event` repeats the stored one: type, target, channels and data (equal as JSON values,
+    json_identity: a retry that writes the same data with other spacing, key order or `1.0` for `1` is
+    the same event; `true` is not `1`)."""
     return (event.event_type, event.target_webhook_id, sorted(event.channels)) == (
         event_type,
         target_webhook_id,
         sorted(channels),
-    ) and _canonical(event_data(event.body)) == _canonical(event_data(body))
-
-
-def _canonical(data_json: str) -> str:
-    """JSON text with keys sorted and every number one way: `1.0` is `1`, as in JSON Schema."""
-    return json.dumps(json.loads(data_json, parse_float=_number), sort_keys=True, separators=(",", ":"))
-
-
-def _number(literal: str) -> float | int:
-    value = float(literal)
-    return int(value) if value.is_integer() else value
+    ) and json_identity(json.loads(event_data(event.body))) == json_identity(json.loads(event_data(body)))
 
 
 @dataclass(frozen=True)

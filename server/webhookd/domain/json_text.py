@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 from webhookd.domain.errors import FieldViolation, Invalid
@@ -172,3 +172,17 @@ def _join(path: str, key: str) -> str:
     if not path or not key:
         return path or key
     return f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
+
+
+def json_identity(value: Any) -> Hashable:
+    """A hashable value equal for JSON values JSON Schema calls equal: 1 and 1.0 alike, true and 1 not,
+    objects whatever their keys' order, arrays item by item in order."""
+    if isinstance(value, dict):
+        return ("object", frozenset((key, json_identity(item)) for key, item in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(json_identity(item) for item in value))
+    if isinstance(value, bool):
+        return ("boolean", value)
+    if isinstance(value, int | float):
+        return ("number", value)  # Python's 1 == 1.0 and hash(1) == hash(1.0), as JSON's numbers are
+    return (type(value).__name__, value)

@@ -25,6 +25,8 @@ import regex
 from jsonschema import ValidationError
 from jsonschema._utils import extras_msg
 
+from webhookd.domain.json_text import json_identity
+
 # Matching a real payload's strings takes microseconds each: this is thousands of matches' worth.
 REGEX_BUDGET_SECONDS = 0.05
 
@@ -171,20 +173,6 @@ def unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Ite
         if first != index:
             yield ValidationError(f"items {first} and {index} are equal; the array's items must be unique")
             return
-
-
-def json_identity(value: Any) -> Hashable:
-    """A hashable value equal for JSON values JSON Schema calls equal: 1 and 1.0 alike, true and 1 not,
-    objects whatever their keys' order, arrays item by item in order."""
-    if isinstance(value, dict):
-        return ("object", frozenset((key, json_identity(item)) for key, item in value.items()))
-    if isinstance(value, list):
-        return ("array", tuple(json_identity(item) for item in value))
-    if isinstance(value, bool):
-        return ("boolean", value)
-    if isinstance(value, int | float):
-        return ("number", value)  # Python's 1 == 1.0 and hash(1) == hash(1.0), as JSON's numbers are
-    return (type(value).__name__, value)
 
 
 KEYWORDS = {
