@@ -6,6 +6,7 @@ Most tests allow private targets (the receiver is on 127.0.0.1); the refusal tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -299,3 +300,92 @@ async def test_dropped_connection_is_a_connection_error(
     assert result.outcome is Outcome.CONNECTION_ERROR
     assert result.http_status is None
     assert result.error == error
+
+
+@dataclass
+class RawReceiver:
+    """A receiver written on the socket: one answer per request, then (when `stale`) a second one
+    nobody asked for, as a buggy receiver's error handler may write."""
+
+    stale: bool
+    port: int = 0
+    bodies: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # set once the last answer is written
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                body = await reader.readexactly(length)
+                self.bodies.append(body)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                if self.stale:
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\nstale")
+                await writer.drain()
+                self.answered.set()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the sender closed the connection
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def raw_receivers() -> AsyncIterator[Callable[[bool], Awaitable[RawReceiver]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(stale: bool) -> RawReceiver:
+        receiver = RawReceiver(stale)
+        server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+        servers.append(server)
+        receiver.port = server.sockets[0].getsockname()[1]
+        return receiver
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+async def _send_three(receiver: RawReceiver, sender: HttpSender) -> list[tuple[int | None, str]]:
+    answers = []
+    for n in range(3):
+        receiver.answered.clear()
+        result = await sender.send(
+            f"http://127.0.0.1:{receiver.port}/hook", body=b'{"n":%d}' % n, headers=HEADERS, timeout_ms=5000
+        )
+        answers.append((result.http_status, result.response_excerpt))
+        with contextlib.suppress(TimeoutError):  # never set when the request was not sent
+            await asyncio.wait_for(receiver.answered.wait(), timeout=1)
+        await asyncio.sleep(0.05)  # for the sender to read what the receiver wrote last
+    return answers
+
+
+async def test_an_answer_nobody_asked_for_is_never_taken_for_the_next_delivery(
+    raw_receivers: Callable[[bool], Awaitable[RawReceiver]], sender: HttpSender
+) -> None:
+    """A receiver that answers a request twice: the idle connection holding the second answer is
+    not reused, so each delivery is sent and gets its own answer."""
+    receiver = await raw_receivers(True)
+
+    answers = await _send_three(receiver, sender)
+
+    assert receiver.bodies == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+    assert answers == [(200, '{"n":0}'), (200, '{"n":1}'), (200, '{"n":2}')]
+
+
+async def test_a_receiver_that_answers_once_keeps_its_connection(
+    raw_receivers: Callable[[bool], Awaitable[RawReceiver]], sender: HttpSender
+) -> None:
+    receiver = await raw_receivers(False)
+
+    answers = await _send_three(receiver, sender)
+
+    assert answers == [(200, '{"n":0}'), (200, '{"n":1}'), (200, '{"n":2}')]
+    assert receiver.connections == 1

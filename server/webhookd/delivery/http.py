@@ -28,6 +28,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from webhookd.config import Settings
+from webhookd.delivery.keepalive import KeepAliveConnector
 from webhookd.delivery.ssrf import (
     MISSING_HOST,
     ProxiedNames,
@@ -104,7 +105,7 @@ class HttpSender:
             connector = guarded_connector(self.policy, limit=self.limit, resolver=self._resolver)
         else:
             # Every connection is to the proxy the operator chose; the targets are checked in _exchange.
-            connector = aiohttp.TCPConnector(limit=self.limit)
+            connector = KeepAliveConnector(limit=self.limit)
             self._proxied_names = ProxiedNames(self.policy, resolver=self._resolver)
             given = URL(self._proxy)
             proxy = given.with_user(None)

@@ -37,6 +37,8 @@ from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from webhookd.delivery.keepalive import KeepAliveConnector
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -362,12 +364,13 @@ def guarded_connector(
     limit_per_host: int = 0,
     ttl_dns_cache: int | None = 10,
     resolver: AbstractResolver | None = None,
-) -> aiohttp.TCPConnector:
-    """A TCPConnector that connects only where `policy` allows, names and IP literals alike.
+) -> KeepAliveConnector:
+    """A TCPConnector that connects only where `policy` allows, names and IP literals alike (and never
+    reuses a connection the receiver wrote on while it idled: `keepalive.py`).
 
     Call it inside the running event loop; `resolver` replaces the getaddrinfo-based default lookup.
     """
-    return aiohttp.TCPConnector(
+    return KeepAliveConnector(
         limit=limit,
         limit_per_host=limit_per_host,
         ttl_dns_cache=ttl_dns_cache,
