@@ -18,7 +18,8 @@ from email.utils import format_datetime
 import pytest
 from aiohttp import web
 
-from webhookd.delivery.http import RESPONSE_EXCERPT_BYTES, HttpSender
+from webhookd.delivery.answers import NOT_RECORDED, RESPONSE_EXCERPT_BYTES, RESPONSE_HEADERS_CHARS, VALUE_CUT
+from webhookd.delivery.http import HttpSender
 from webhookd.delivery.ssrf import TargetPolicy
 from webhookd.domain.credentials import Credential
 from webhookd.domain.statuses import Outcome
@@ -87,6 +88,10 @@ def _build_routes(release: asyncio.Event) -> dict[str, Handler]:
     async def big(request: web.Request) -> web.StreamResponse:
         return web.Response(body=b"a" * (200 * 1024))
 
+    async def big_headers(request: web.Request) -> web.StreamResponse:
+        # ~1 MB of headers, within what aiohttp lets through.
+        return web.Response(status=500, headers={f"X-Pad-{i}": f"{i}:" + "p" * 8100 for i in range(120)})
+
     async def close(request: web.Request) -> web.StreamResponse:
         assert request.transport is not None
         request.transport.close()
@@ -109,6 +114,7 @@ def _build_routes(release: asyncio.Event) -> dict[str, Handler]:
         "/unavailable": unavailable,
         "/gone": gone,
         "/big": big,
+        "/big-headers": big_headers,
         "/close": close,
         "/reset": reset,
     }
@@ -288,6 +294,20 @@ async def test_excerpt_is_capped_at_64_kib(receiver: Receiver, sender: HttpSende
     result = await sender.send(receiver.url("/big"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.SUCCEEDED
     assert result.response_excerpt == "a" * RESPONSE_EXCERPT_BYTES
+
+
+async def test_response_headers_are_recorded_cut_and_bounded(receiver: Receiver, sender: HttpSender) -> None:
+    """GetDelivery returns every attempt in one message: ~1 MB of headers each outgrew gRPC's 4 MB."""
+    result = await sender.send(receiver.url("/big-headers"), body=BODY, headers=HEADERS, timeout_ms=5000)
+
+    assert result.http_status == 500
+    recorded = dict(result.response_headers)
+    assert recorded["X-Pad-0"] == "0:" + "p" * 1022 + VALUE_CUT
+    assert sum(len(name) + len(value) for name, value in result.response_headers) <= RESPONSE_HEADERS_CHARS + 30
+    kept = [name for name in recorded if name.startswith("X-Pad-")]
+    assert 10 <= len(kept) < 120
+    dropped, _ = recorded[NOT_RECORDED].split(" more headers")
+    assert int(dropped) >= 120 - len(kept)
 
 
 @pytest.mark.parametrize(

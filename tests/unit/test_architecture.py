@@ -18,8 +18,11 @@ from webhookd.store import tables
 
 SERVER = Path(__file__).resolve().parents[2] / "server"
 PACKAGE = SERVER / "webhookd"
-# The outbound HTTP adapter (aiohttp), its SSRF guard and its keep-alive live in delivery/ beside the core.
-OUTBOUND_ADAPTER = frozenset({"webhookd.delivery.http", "webhookd.delivery.ssrf", "webhookd.delivery.keepalive"})
+# The outbound HTTP adapter (aiohttp), its SSRF guard, its keep-alive and what it keeps of an answer
+# live in delivery/ beside the core.
+OUTBOUND_ADAPTER = frozenset(
+    {"webhookd.delivery.http", "webhookd.delivery.ssrf", "webhookd.delivery.keepalive", "webhookd.delivery.answers"}
+)
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,8 @@ RULES = [
     Rule("ports", "ports.py imports only domain/", lambda r: r == "ports", lambda r: r == "domain"),
     Rule(
         "core",
-        "the core (services/, and delivery/ but its HTTP adapter http.py, ssrf.py and keepalive.py) imports "
-        "only domain/, ports, services/, delivery/ (not the HTTP adapter) and observability/",
+        "the core (services/, and delivery/ but its HTTP adapter http.py, ssrf.py, keepalive.py and answers.py) "
+        "imports only domain/, ports, services/, delivery/ (not the HTTP adapter) and observability/",
         lambda r: r in {"services", "delivery"},
         lambda r: r in CORE_ROOMS,
     ),

@@ -28,6 +28,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from webhookd.config import Settings
+from webhookd.delivery.answers import kept_headers, read_excerpt
 from webhookd.delivery.keepalive import KeepAliveConnector
 from webhookd.delivery.ssrf import (
     MISSING_HOST,
@@ -44,8 +45,6 @@ from webhookd.domain.errors import Unavailable
 from webhookd.domain.retry import clamp_retry_after, parse_retry_after
 from webhookd.domain.statuses import Outcome
 
-# We keep excerpts short in the database, and never read more of a response than we keep.
-RESPONSE_EXCERPT_BYTES: Final = 65536
 DEFAULT_CONNECTION_LIMIT: Final = 32
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 # Targets whose parse and host check are kept: a worker POSTs to the same URLs over and over, and the
@@ -171,9 +170,10 @@ class HttpSender:
 
         `timeout_ms` bounds the whole exchange, excerpt included: a receiver that sends its status and then
         stalls or drops the body gets `timed_out` / `connection_error`, with the status it sent. The result
-        carries the headers sent (the session's own and `headers`) and those received. Through the
-        delivery proxy, a broken or timed-out exchange may take up to _PROXY_PROBE_SECONDS more, to ask
-        the proxy whether it was the one that failed (then Unavailable, not an attempt).
+        carries the headers sent (the session's own and `headers`, bounded when the webhook is saved) and
+        those received (bounded: `answers.kept_headers`). Through the delivery proxy, a broken or
+        timed-out exchange may take up to _PROXY_PROBE_SECONDS more, to ask the proxy whether it was
+        the one that failed (then Unavailable, not an attempt).
         """
         if credential is not None:
             # In place of a static header of the same name in another case, which a later update may add.
@@ -184,8 +184,12 @@ class HttpSender:
             sent[credential.header] = REDACTED
             headers = {**headers, credential.header: credential.value}
         result = await self._exchange(url, body=body, headers=headers, timeout_ms=timeout_ms)
-        result = replace(result, request_headers=tuple(sent.items()))
-        return result if credential is None else _credential_hidden(result, credential)
+        if credential is not None:
+            # Before the headers are cut: a credential cut short and then marked would not be recognised.
+            result = _credential_hidden(result, credential)
+        return replace(
+            result, request_headers=tuple(sent.items()), response_headers=kept_headers(result.response_headers)
+        )
 
     async def _exchange(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
         session = self._session
@@ -227,7 +231,7 @@ class HttpSender:
                 status = response.status
                 if status == _PROXY_AUTHENTICATION_REQUIRED and self._proxy_at is not None:
                     raise Unavailable(_PROXY_REFUSED_CREDENTIALS)
-                excerpt = await _read_excerpt(response)
+                excerpt = await read_excerpt(response)
                 response_headers = response.headers
         except TimeoutError as exc:  # before OSError: TimeoutError is one; aiohttp's timeouts subclass it
             await self._check_the_proxy(exc)
@@ -267,19 +271,6 @@ def _target(url: str, policy: TargetPolicy) -> URL | AttemptResult:
     if reason is not None:
         return AttemptResult(Outcome.REFUSED, None, 0, _refused(target.host or "", reason))
     return target
-
-
-async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
-    """At most RESPONSE_EXCERPT_BYTES of the body; the rest is never read (the connection is dropped)."""
-    chunks: list[bytes] = []
-    remaining = RESPONSE_EXCERPT_BYTES
-    while remaining > 0 and not response.content.at_eof():
-        chunk = await response.content.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def _result(status: int, latency_ms: int, excerpt: str, headers: CIMultiDictProxy[str]) -> AttemptResult:
