@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import struct
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -88,6 +90,9 @@ def _build_routes(release: asyncio.Event) -> dict[str, Handler]:
     async def big(request: web.Request) -> web.StreamResponse:
         return web.Response(body=b"a" * (200 * 1024))
 
+    async def gzip_bomb(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=gzip.compress(bytes(16 * 1024 * 1024)), headers={"Content-Encoding": "gzip"})
+
     async def big_headers(request: web.Request) -> web.StreamResponse:
         # ~1 MB of headers, within what aiohttp lets through.
         return web.Response(status=500, headers={f"X-Pad-{i}": f"{i}:" + "p" * 8100 for i in range(120)})
@@ -104,7 +109,17 @@ def _build_routes(release: asyncio.Event) -> dict[str, Handler]:
         request.transport.abort()
         return web.Response()
 
+    async def empty_gzip_members(request: web.Request) -> web.StreamResponse:
+        # Endless, and decoding to nothing: only a bound on what is read ends it.
+        response = web.StreamResponse(headers={"Content-Encoding": "gzip"})
+        await response.prepare(request)
+        member = gzip.compress(b"")
+        while not release.is_set():
+            await response.write(member * 1000)
+        return response
+
     return {
+        "/empty-gzip-members": empty_gzip_members,
         "/ok": ok,
         "/error": error,
         "/echo": echo,
@@ -114,6 +129,7 @@ def _build_routes(release: asyncio.Event) -> dict[str, Handler]:
         "/unavailable": unavailable,
         "/gone": gone,
         "/big": big,
+        "/gzip-bomb": gzip_bomb,
         "/big-headers": big_headers,
         "/close": close,
         "/reset": reset,
@@ -409,3 +425,86 @@ async def test_a_receiver_that_answers_once_keeps_its_connection(
 
     assert answers == [(200, '{"n":0}'), (200, '{"n":1}'), (200, '{"n":2}')]
     assert receiver.connections == 1
+
+
+def _deflated(data: bytes, window_bits: int) -> bytes:
+    compressor = zlib.compressobj(wbits=window_bits)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("status", "coding", "body", "outcome", "excerpt"),
+    [
+        (200, "gzip", gzip.compress(b"thanks"), Outcome.SUCCEEDED, "thanks"),
+        (200, "deflate", _deflated(b"thanks", zlib.MAX_WBITS), Outcome.SUCCEEDED, "thanks"),
+        (200, "deflate", _deflated(b"thanks", -zlib.MAX_WBITS), Outcome.SUCCEEDED, "thanks"),
+        (200, "identity", b"thanks", Outcome.SUCCEEDED, "thanks"),
+        (
+            200,
+            "br",
+            b"\x0b\x02\x80thanks\x03",
+            Outcome.SUCCEEDED,
+            "[body not shown: its Content-Encoding 'br' is not decoded]",
+        ),
+        (200, "zstd", b"(\xb5/\xfd", Outcome.SUCCEEDED, "[body not shown: its Content-Encoding 'zstd' is not decoded]"),
+        (
+            500,
+            "br",
+            b"\x0b\x02\x80oops\x03",
+            Outcome.FAILED,
+            "[body not shown: its Content-Encoding 'br' is not decoded]",
+        ),
+        (200, "gzip", b"not gzip at all", Outcome.SUCCEEDED, "[body not shown: it is not valid gzip]"),
+    ],
+    ids=["gzip", "deflate", "raw-deflate", "identity", "br", "zstd", "br-500", "broken-gzip"],
+)
+async def test_the_status_decides_the_outcome_whatever_the_body_s_encoding(
+    sender: HttpSender, status: int, coding: str, body: bytes, outcome: Outcome, excerpt: str
+) -> None:
+    """The body is only an excerpt: one webhookd cannot decode must not turn a 2xx into a retry."""
+    async with _answering(web.Response(status=status, body=body, headers={"Content-Encoding": coding})) as url:
+        result = await sender.send(url, body=BODY, headers=HEADERS, timeout_ms=5000)
+
+    assert (result.outcome, result.http_status, result.response_excerpt) == (outcome, status, excerpt)
+
+
+async def test_410_is_gone_whatever_the_body_s_encoding(sender: HttpSender) -> None:
+    async with _answering(
+        web.Response(status=410, body=b"\x0b\x02\x80bye\x03", headers={"Content-Encoding": "br"})
+    ) as url:
+        result = await sender.send(url, body=BODY, headers=HEADERS, timeout_ms=5000)
+
+    assert (result.outcome, result.http_status, result.gone) == (Outcome.FAILED, 410, True)
+
+
+async def test_a_compressed_excerpt_is_capped_at_64_kib(receiver: Receiver, sender: HttpSender) -> None:
+    result = await sender.send(receiver.url("/gzip-bomb"), body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.response_excerpt == "\0" * RESPONSE_EXCERPT_BYTES
+
+
+async def test_a_compressed_body_that_decodes_to_nothing_is_read_no_further_than_a_bound(
+    receiver: Receiver, sender: HttpSender
+) -> None:
+    result = await sender.send(receiver.url("/empty-gzip-members"), body=BODY, headers=HEADERS, timeout_ms=3000)
+    assert (result.outcome, result.response_excerpt) == (Outcome.SUCCEEDED, "")
+
+
+@contextlib.asynccontextmanager
+async def _answering(response: web.Response) -> AsyncIterator[str]:
+    """The URL of a receiver that answers every request with `response`, its body sent as it is."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/hook", answer)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    finally:
+        await runner.cleanup()

@@ -3,17 +3,32 @@
 Every attempt's row is read back whole (GetDelivery shows a delivery's attempts in one message, under
 gRPC's 4 MB default), and a receiver chooses how much it answers: aiohttp alone lets ~1 MB of headers
 through, so both are cut here, in one place.
+
+The body is only informational: the status is the receiver's answer. So the session does not decode
+bodies (aiohttp failed the whole exchange on an encoding it cannot decode, `br` or `zstd` without their
+libraries, or on broken gzip, and a 2xx was retried, a 410 not honoured); `read_excerpt` decodes gzip
+and deflate itself, bounded, and keeps a note in place of a body it cannot decode.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from typing import Final
 
 import aiohttp
+from aiohttp import hdrs
 
 # We keep excerpts short in the database, and never read more of a response than we keep.
 RESPONSE_EXCERPT_BYTES: Final = 65536
+# What the session asks for: the encodings read_excerpt decodes.
+ACCEPT_ENCODING: Final = "gzip, deflate"
+# Of a compressed body, at most this much is read: a stream of empty gzip members decodes to nothing
+# however long it runs.
+_COMPRESSED_READ_BYTES: Final = 4 * RESPONSE_EXCERPT_BYTES
+_GZIP: Final = frozenset({"gzip", "x-gzip"})
+_DEFLATE: Final = "deflate"
+_CODING_SHOWN: Final = 40  # characters of an unknown Content-Encoding named in a note
 # Of the response headers: each value cut to this many characters, and the headers (names and values)
 # kept until they total this many; the rest are dropped, and a pseudo-header says how many.
 RESPONSE_HEADER_VALUE_CHARS: Final = 1024
@@ -24,16 +39,86 @@ NOT_RECORDED: Final = "[not recorded]"
 
 
 async def read_excerpt(response: aiohttp.ClientResponse) -> str:
-    """At most RESPONSE_EXCERPT_BYTES of the body; the rest is never read (the connection is dropped)."""
+    """At most RESPONSE_EXCERPT_BYTES of the body, decoded from gzip or deflate, as UTF-8 with
+    replacement; the rest is never read (the connection is dropped). A body in another encoding, or
+    not valid in its own, is a short note."""
+    coding = _content_coding(response.headers.get(hdrs.CONTENT_ENCODING, ""))
+    if coding == "":
+        body = await _read_plain(response.content)
+    elif coding in _GZIP or coding == _DEFLATE:
+        try:
+            body = await _read_inflated(response.content, _Inflater(gzip=coding in _GZIP))
+        except zlib.error:
+            return f"[body not shown: it is not valid {coding}]"
+    else:
+        return f"[body not shown: its Content-Encoding {coding[:_CODING_SHOWN]!r} is not decoded]"
+    return body.decode("utf-8", errors="replace")
+
+
+def _content_coding(header: str) -> str:
+    """The codings of a Content-Encoding header, identity left out: '' for none."""
+    codings = (coding.strip().lower() for coding in header.split(","))
+    return ", ".join(coding for coding in codings if coding not in ("", "identity"))
+
+
+async def _read_plain(content: aiohttp.StreamReader) -> bytes:
     chunks: list[bytes] = []
     remaining = RESPONSE_EXCERPT_BYTES
-    while remaining > 0 and not response.content.at_eof():
-        chunk = await response.content.read(remaining)
+    while remaining > 0 and not content.at_eof():
+        chunk = await content.read(remaining)
         if not chunk:
             break
         chunks.append(chunk)
         remaining -= len(chunk)
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    return b"".join(chunks)
+
+
+async def _read_inflated(content: aiohttp.StreamReader, inflater: _Inflater) -> bytes:
+    remaining = _COMPRESSED_READ_BYTES
+    while remaining > 0 and not inflater.done and not content.at_eof():
+        chunk = await content.read(remaining)
+        if not chunk:
+            break
+        remaining -= len(chunk)
+        inflater.feed(chunk)
+    return bytes(inflater.out)
+
+
+class _Inflater:
+    """gzip (members one after another) or deflate (zlib-wrapped or, as some servers send it, raw)
+    decoded to at most RESPONSE_EXCERPT_BYTES. `feed` raises zlib.error on what is not valid."""
+
+    def __init__(self, *, gzip: bool) -> None:
+        self.out = bytearray()
+        self._gzip = gzip
+        self._pending = b""
+        self._decoder: zlib._Decompress | None = None
+        self._ended = False  # a deflate stream is one; after it, nothing
+
+    @property
+    def done(self) -> bool:
+        return self._ended or len(self.out) >= RESPONSE_EXCERPT_BYTES
+
+    def feed(self, data: bytes) -> None:
+        self._pending += data
+        while self._pending and not self.done:
+            if self._decoder is None:
+                if not self._gzip and len(self._pending) < 2:
+                    return  # the zlib header's two bytes tell it from raw deflate
+                self._decoder = zlib.decompressobj(self._window_bits())
+            self.out += self._decoder.decompress(self._pending, RESPONSE_EXCERPT_BYTES - len(self.out))
+            # Input left over is the next gzip member, or (with the output full) not needed.
+            self._pending = self._decoder.unused_data if self._decoder.eof else b""
+            if self._decoder.eof:
+                self._decoder = None
+                self._ended = not self._gzip
+
+    def _window_bits(self) -> int:
+        if self._gzip:
+            return 16 + zlib.MAX_WBITS
+        first, second = self._pending[0], self._pending[1]
+        wrapped = first & 0x0F == zlib.DEFLATED and (first << 8 | second) % 31 == 0
+        return zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
 
 
 def kept_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

@@ -28,7 +28,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from webhookd.config import Settings
-from webhookd.delivery.answers import kept_headers, read_excerpt
+from webhookd.delivery.answers import ACCEPT_ENCODING, kept_headers, read_excerpt
 from webhookd.delivery.keepalive import KeepAliveConnector
 from webhookd.delivery.ssrf import (
     MISSING_HOST,
@@ -68,7 +68,11 @@ def _user_agent() -> str:
 
 USER_AGENT: Final = _user_agent()
 # Sent with every request, before the delivery's own headers.
-_SESSION_HEADERS: Final = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+_SESSION_HEADERS: Final = {
+    "User-Agent": USER_AGENT,
+    "Content-Type": "application/json",
+    "Accept-Encoding": ACCEPT_ENCODING,
+}
 
 
 class HttpSender:
@@ -117,7 +121,7 @@ class HttpSender:
             proxy=proxy,
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=True,
+            auto_decompress=False,  # answers.read_excerpt decodes the excerpt: the body may not spoil the status
             headers=_SESSION_HEADERS,
         )
 

@@ -85,7 +85,8 @@ class AttemptResult:
     latency_ms: int
     # A short reason for people ('' on success); never request headers, signatures or secrets.
     error: str
-    # The start of the (decompressed) response body, decoded as UTF-8 with replacement.
+    # The start of the response body (gzip and deflate decoded; a note for a body in another encoding
+    # or not valid in its own), as UTF-8 with replacement.
     response_excerpt: str = ""
     # From Retry-After on 429/503, clamped; None otherwise.
     retry_after_seconds: float | None = None
