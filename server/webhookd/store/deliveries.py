@@ -331,7 +331,7 @@ WITH u AS (
     ORDER BY w.id
     -- Read under the row lock, in id order: two batches for one webhook (two worker processes) must
     -- each add to the count the other wrote, and only one of them may pause it.
-    FOR UPDATE OF w
+    FOR NO KEY UPDATE OF w
 ), updated AS (
     UPDATE webhooks w SET
         last_delivery_at = changes.last_at,
