@@ -83,6 +83,12 @@ BAD_TOKENS = {
     "not_yet_valid": hs256(claims(nbf=int(time.time()) + 600)),
     "other_tenant_under_a_valid_signature": with_claims_swapped(mint(JWT_SECRET, tenant_id="tnt_1"), tenant_id="tnt_2"),
     "truncated": mint(JWT_SECRET, tenant_id="tnt_1")[:-5],
+    # Ids are stored: a lone surrogate failed the query (INTERNAL); an invisible or line-breaking
+    # character would make one id look like another.
+    "app_id_lone_surrogate": hs256(claims(app_id="\ud800")),
+    "sub_lone_surrogate": hs256(claims(sub="\udfff")),
+    "sub_right_to_left_override": hs256(claims(sub="person_\u202e1")),
+    "app_id_line_separator": hs256(claims(app_id="app\u2028crm")),
 }
 
 

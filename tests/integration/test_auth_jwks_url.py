@@ -5,6 +5,7 @@ sent; a provider that was down at start-up makes calls UNAVAILABLE until it answ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -79,7 +80,7 @@ async def provider() -> AsyncIterator[Provider]:
     await provider.stop()
 
 
-Serve = Callable[[str], Awaitable[app.Service]]
+Serve = Callable[..., Awaitable[app.Service]]
 
 
 @pytest.fixture
@@ -87,8 +88,8 @@ async def serve(settings: Settings, backends: Backends, own_database: str) -> As
     """Starts the service on its own database, its tokens checked against the JWKS at a URL."""
     started: list[app.Service] = []
 
-    async def serve(url: str) -> app.Service:
-        own = settings.with_overrides(jwt_secret=None, jwt_jwks_url=url)
+    async def serve(url: str, **overrides: Any) -> app.Service:
+        own = settings.with_overrides(jwt_secret=None, jwt_jwks_url=url, **overrides)
         service = await open_service(own, Backends(own_database, backends.vault_addr, backends.vault_token))
         started.append(service)
         return service
@@ -127,8 +128,33 @@ async def test_a_key_never_published_is_unauthenticated_and_asks_the_provider_at
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await list_webhooks(channel, provider.token("forged", new_tenant_id()))
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            assert refused.value.details() == "token key id is not in the configured JWKS"
+            assert refused.value.details() == "the configured JWKS holds no ES256 key with the token's key id"
         assert provider.requests - before <= 1
+
+
+async def test_a_token_accepted_with_a_key_the_provider_then_drops_is_refused_after_the_refresh(
+    provider: Provider, serve: Serve
+) -> None:
+    """Accepted tokens are remembered until they expire; a key dropped from the JWKS must not keep
+    them accepted for the hours they may still run."""
+    provider.new_key("retiring")
+    provider.new_key("current")
+    service = await serve(provider.url, jwt_jwks_refresh_seconds=0.2)
+    token = provider.token("retiring", new_tenant_id())
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        await list_webhooks(channel, token)
+        provider.published.remove("retiring")
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                await list_webhooks(channel, token)
+            except grpc.aio.AioRpcError as refused:
+                assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
+                break
+            assert time.monotonic() < deadline, "the dropped key's token is still accepted"
+            await asyncio.sleep(0.05)
+        await list_webhooks(channel, provider.token("current", new_tenant_id()))
 
 
 async def test_a_provider_down_at_start_up_gives_unavailable_until_it_answers(

@@ -1,6 +1,7 @@
 """JWKS keys (auth/jwks.py) on a scripted loader: loaded again for a key id not held, at most once
 every RELOAD_MIN_SECONDS and once for callers arriving together; a failed load keeps what is held;
-the periodic refresh drops a key the provider dropped; only RSA and EC keys are held."""
+the periodic refresh drops a key the provider dropped; only RS256 and ES256 signing keys are held,
+and a token gets a key of its algorithm's type."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import json
 import logging
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from webhookd.auth import jwks as jwks_module
 from webhookd.auth.jwks import RELOAD_MIN_SECONDS, JwksError, JwksKeys, UnknownKey
@@ -60,9 +61,9 @@ A, B = jwk("a"), jwk("b")
 async def test_nothing_is_held_before_a_load_and_calls_are_unavailable() -> None:
     keys = JwksKeys(Provider(jwks(A)), "https://idp.example/jwks")
     with pytest.raises(Unavailable):
-        keys.key_for("a")
+        keys.key_for("a", "ES256")
     await keys.reload_for("a")
-    assert keys.key_for("a") is not None
+    assert keys.key_for("a", "ES256") is not None
 
 
 async def test_a_key_id_not_held_is_unknown_until_a_reload_finds_it() -> None:
@@ -71,12 +72,12 @@ async def test_a_key_id_not_held_is_unknown_until_a_reload_finds_it() -> None:
     keys = JwksKeys(provider, "https://idp.example/jwks", clock=clock)
     await keys.reload_for("b")
     with pytest.raises(UnknownKey):
-        keys.key_for("b")
+        keys.key_for("b", "ES256")
 
     clock.now += RELOAD_MIN_SECONDS
     await keys.reload_for("b")
 
-    assert keys.key_for("b") is not None
+    assert keys.key_for("b", "ES256") is not None
     assert provider.loads == 2
 
 
@@ -85,7 +86,7 @@ async def test_a_key_published_just_after_the_periodic_load_is_found_at_once() -
     keys = JwksKeys(provider, "https://idp.example/jwks", clock=Clock())
     await keys.refresh()
     await keys.reload_for("b")  # the clock has not moved: only loads for unknown key ids are spaced
-    assert keys.key_for("b") is not None
+    assert keys.key_for("b", "ES256") is not None
 
 
 async def test_reloads_come_at_most_once_every_reload_interval() -> None:
@@ -110,7 +111,7 @@ async def test_callers_arriving_while_a_load_runs_wait_for_it_and_load_nothing_m
     await asyncio.wait_for(provider.started.wait(), 5)
     provider.release.set()
     await asyncio.gather(*callers)
-    assert (provider.loads, keys.key_for("b") is not None) == (1, True)
+    assert (provider.loads, keys.key_for("b", "ES256") is not None) == (1, True)
 
 
 async def test_a_failed_load_keeps_the_keys_held(caplog: pytest.LogCaptureFixture) -> None:
@@ -120,7 +121,7 @@ async def test_a_failed_load_keeps_the_keys_held(caplog: pytest.LogCaptureFixtur
     clock.now += RELOAD_MIN_SECONDS
     with caplog.at_level(logging.WARNING, "webhookd.auth"):
         await keys.reload_for("b")
-    assert keys.key_for("a") is not None
+    assert keys.key_for("a", "ES256") is not None
     (record,) = caplog.records
     assert (record.getMessage(), record.reason) == (
         "JWKS not loaded; keeping the keys held",
@@ -143,7 +144,7 @@ async def test_a_load_that_does_not_end_is_given_up_and_the_keys_kept(
 
     await asyncio.wait_for(keys.reload_for("b"), 5)
 
-    assert keys.key_for("a") is not None
+    assert keys.key_for("a", "ES256") is not None
     assert caplog.records[-1].reason == "no JWKS within 0.05 s"
 
 
@@ -162,17 +163,43 @@ async def test_the_periodic_refresh_drops_a_key_the_provider_dropped() -> None:
 
     assert (waits, provider.loads) == ([300], 2)
     with pytest.raises(UnknownKey):
-        keys.key_for("a")
-    assert keys.key_for("b") is not None
+        keys.key_for("a", "ES256")
+    assert keys.key_for("b", "ES256") is not None
 
 
-def test_only_rsa_and_ec_keys_are_held() -> None:
+def test_only_rs256_and_es256_signing_keys_are_held() -> None:
     hmac_key = {"kty": "oct", "kid": "h", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}
+    for_encryption = jwk("e") | {"use": "enc"}
+    other_curve = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key())) | {"kid": "p"}
     keys = JwksKeys(Provider(b""), "idp")
-    keys.use(jwks(A, hmac_key))
-    with pytest.raises(UnknownKey):
-        keys.key_for("h")
-    with pytest.raises(JwksError, match="no RSA or EC key"):
+    keys.use(jwks(A, hmac_key, for_encryption, other_curve))
+    for kid in ("h", "e", "p"):
+        with pytest.raises(UnknownKey):
+            keys.key_for(kid, "ES256")
+    with pytest.raises(JwksError, match="no RS256 or ES256 signing key"):
         keys.use(jwks(hmac_key))
     with pytest.raises(JwksError, match="not a JWKS"):
         keys.use(b"<html>")
+
+
+def test_a_token_is_checked_only_with_a_key_of_its_algorithms_type() -> None:
+    """An ES256 token naming an RSA key's id, or naming none where the first key is RSA, got that key,
+    and the mismatch was a TypeError: INTERNAL, for a token anyone can make."""
+    rsa_key = json.loads(RSAAlgorithm.to_jwk(rsa.generate_private_key(65537, 2048).public_key())) | {"kid": "r"}
+    keys = JwksKeys(Provider(b""), "idp")
+    keys.use(jwks(rsa_key, A))
+
+    with pytest.raises(UnknownKey):
+        keys.key_for("r", "ES256")
+    assert keys.key_for(None, "ES256") is keys.key_for("a", "ES256")
+    assert keys.key_for(None, "RS256") is keys.key_for("r", "RS256")
+
+
+def test_the_keys_generation_moves_only_when_what_is_loaded_changes() -> None:
+    keys = JwksKeys(Provider(b""), "idp")
+    keys.use(jwks(A, B))
+    first = keys.generation
+    keys.use(jwks(A, B))
+    assert keys.generation == first
+    keys.use(jwks(B))
+    assert keys.generation == first + 1

@@ -28,6 +28,8 @@ from webhookd.domain.errors import Unauthenticated, Unavailable
 
 log = logging.getLogger("webhookd.auth")
 ALGORITHMS = ("RS256", "ES256")
+# The key type each accepted algorithm verifies with: a token may only be checked with a key of its own.
+_KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}
 RELOAD_MIN_SECONDS = 10.0
 FETCH_TIMEOUT_SECONDS = 5.0
 LOAD_TIMEOUT_SECONDS = 5.0
@@ -54,6 +56,9 @@ class JwksKeys:
         self.origin = origin
         self._clock = clock
         self._keys: jwt.PyJWKSet | None = None
+        self._raw: bytes | None = None
+        # Counts the loads that changed the keys: what was accepted with the old ones is checked again.
+        self.generation = 0
         self._last_asked: float | None = None  # the last load for a key id not held
         self._reloading = asyncio.Lock()
 
@@ -61,18 +66,22 @@ class JwksKeys:
     def loaded(self) -> bool:
         return self._keys is not None
 
-    def key_for(self, kid: str | None) -> Any:
-        """The key the token's header names (any key when it names none, for a JWKS of one key)."""
+    def key_for(self, kid: str | None, algorithm: str) -> Any:
+        """The key the token's header names, of the type its algorithm verifies with (the first such,
+        when it names none: for a JWKS of one key)."""
         if self._keys is None:
             raise Unavailable("the token keys (JWKS) could not be loaded yet", retry_after_seconds=RETRY_AFTER_SECONDS)
-        key = self._find(kid)
+        key = self._find(kid, algorithm)
         if key is None:
-            raise UnknownKey("token key id is not in the configured JWKS")
+            raise UnknownKey(f"the configured JWKS holds no {algorithm} key with the token's key id")
         return key
 
     def use(self, raw: bytes) -> None:
         """Hold the keys of `raw`, a JWKS document; JwksError when it is not one with a usable key."""
         self._keys = _parsed(raw)
+        if raw != self._raw:
+            self._raw = raw
+            self.generation += 1
 
     async def reload_for(self, kid: str | None) -> None:
         """Loads the JWKS again for a key id not held, unless such a load started less than
@@ -86,10 +95,19 @@ class JwksKeys:
             self._last_asked = self._clock()
             await self._reload()
 
-    def _find(self, kid: str | None) -> Any:
-        """The key held for `kid` (the first, for a token naming none), or None."""
+    def _find(self, kid: str | None, algorithm: str | None = None) -> Any:
+        """The key held for `kid` (the first, for a token naming none), of `algorithm`'s key type when
+        given, or None."""
         keys = self._keys.keys if self._keys is not None else []
-        return next((jwk.key for jwk in keys if kid is None or jwk.key_id == kid), None)
+        key_type = _KEY_TYPES.get(algorithm or "")
+        return next(
+            (
+                jwk.key
+                for jwk in keys
+                if (kid is None or jwk.key_id == kid) and (key_type is None or jwk.key_type == key_type)
+            ),
+            None,
+        )
 
     async def refresh(self) -> None:
         """Loads the JWKS again now (the periodic refresh)."""
@@ -124,10 +142,17 @@ def _parsed(raw: bytes) -> jwt.PyJWKSet:
         keys = jwt.PyJWKSet.from_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, jwt.PyJWKSetError, jwt.InvalidKeyError) as error:
         raise JwksError(f"not a JWKS with a usable key ({type(error).__name__})") from None
-    # Only keys for the accepted algorithms: an HMAC ("oct") key in the set must not verify anything.
-    keys.keys = [jwk for jwk in keys.keys if jwk.key_type in ("RSA", "EC")]
+    # Only signing keys for the accepted algorithms: an HMAC ("oct") key in the set must not verify
+    # anything, nor a key published for encryption (`use: enc`) or for another algorithm.
+    keys.keys = [
+        jwk
+        for jwk in keys.keys
+        if jwk.key_type in _KEY_TYPES.values()
+        and jwk.public_key_use in (None, "sig")
+        and jwk.algorithm_name in ALGORITHMS
+    ]
     if not keys.keys:
-        raise JwksError("the JWKS holds no RSA or EC key")
+        raise JwksError("the JWKS holds no RS256 or ES256 signing key")
     return keys
 
 

@@ -72,16 +72,21 @@ def _load_keys(settings: Settings) -> _Keys:
     )
 
 
+_NOT_IN_IDS = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def _optional_claim(claims: dict[str, Any], name: str) -> str | None:
     value = claims.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > MAX_CLAIM_LENGTH:
         raise Unauthenticated(f"token claim {name!r} must be a string of at most {MAX_CLAIM_LENGTH} characters")
-    # Claims are stored (app_id, created_by) and PostgreSQL text cannot hold NUL; no control
-    # character belongs in an id anyway.
-    if any(unicodedata.category(character) == "Cc" for character in value):
-        raise Unauthenticated(f"token claim {name!r} must not contain control characters")
+    # Claims are stored (app_id, created_by): PostgreSQL text holds no NUL and UTF-8 no lone surrogate,
+    # and no control, invisible format (U+202E) or line-separating character belongs in an id anyway.
+    if any(unicodedata.category(character) in _NOT_IN_IDS for character in value):
+        raise Unauthenticated(
+            f"token claim {name!r} must not contain control, format, separator or unpaired surrogate characters"
+        )
     return value
 
 
@@ -99,6 +104,7 @@ class TokenVerifier:
         self._clock = clock
         self._cache_size = cache_size
         self._accepted: OrderedDict[str, tuple[Scope, float]] = OrderedDict()
+        self._keys_generation = 0  # of the JWKS keys the accepted tokens were checked with
 
     async def authenticate(self, token: str) -> Scope:
         """`verify`, after loading the JWKS again when the token names a key not held (or none is held
@@ -118,6 +124,10 @@ class TokenVerifier:
             await self._keys.jwks.keep_fresh(self._refresh_seconds)
 
     def verify(self, token: str) -> Scope:
+        if self._keys.jwks is not None and self._keys.jwks.generation != self._keys_generation:
+            # New keys: a token accepted with a key the provider has since dropped must not stay accepted.
+            self._accepted.clear()
+            self._keys_generation = self._keys.jwks.generation
         accepted = self._accepted.get(token)
         if accepted is not None:
             scope, expires_at = accepted
@@ -169,7 +179,7 @@ class TokenVerifier:
     def _key_for(self, header: dict[str, Any]) -> Any:
         if self._keys.jwks is None:
             return self._keys.static_key
-        return self._keys.jwks.key_for(header.get("kid"))
+        return self._keys.jwks.key_for(header.get("kid"), header["alg"])
 
 
 def check_authorization_length(authorization: str) -> None:
