@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from webhook_calls import error_info, rpc_error
 
 from support import JWT_SECRET, new_tenant_id
-from webhookd.auth.tokens import TokenVerifier, mint
+from webhookd.auth.tokens import LEEWAY_SECONDS, TokenVerifier, mint
 from webhookd.config import Settings, SettingsError
 from webhookd.domain.errors import Unauthenticated
 from webhookd.domain.scope import Scope
@@ -116,6 +117,22 @@ async def test_every_rpc_needs_a_token(channel, method: str) -> None:
     request_type = getattr(pb, f"{method}Request")
     error = await rpc_error(getattr(stub, method)(request_type()))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_following_stream_ends_unauthenticated_when_its_token_expires(channel) -> None:
+    """Checked only when it opened, it went on reading for as long as it stayed open. This token is
+    accepted by the leeway for about two seconds more."""
+    token = hs256(claims(exp=int(time.time()) - LEEWAY_SECONDS + 2))
+    stub = rpc.WebhookServiceStub(channel)
+
+    stream = stub.DeliveryLog(pb.DeliveryLogRequest(follow=True), metadata=bearer(token))
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        async with asyncio.timeout(15):  # the bound on a stream that never ends: a failure
+            async for _ in stream:
+                pass
+
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED, ended.value.details()
+    assert "token expired" in (ended.value.details() or "")
 
 
 async def test_valid_token_is_accepted(channel) -> None:

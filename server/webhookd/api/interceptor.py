@@ -89,8 +89,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             stream_behaviour = handler.unary_stream
 
             async def stream(request: Any, context: Context) -> None:
-                async with self._call(method, request, context, authenticate=authenticate):
-                    await _write_all(stream_behaviour(request, context), context)
+                async with self._call(method, request, context, authenticate=authenticate) as token_expires_at:
+                    await _within_token(token_expires_at, _write_all(stream_behaviour(request, context), context))
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, _tolerant(handler.request_deserializer), handler.response_serializer
@@ -99,19 +99,25 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
     @contextlib.asynccontextmanager
-    async def _call(self, method: str, request: Any, context: Context, *, authenticate: bool) -> AsyncIterator[None]:
+    async def _call(
+        self, method: str, request: Any, context: Context, *, authenticate: bool
+    ) -> AsyncIterator[float | None]:
+        """Runs the call's block with its request id, scope and checks; yields when the caller's token
+        stops being accepted (None for a public call)."""
         request_id_token = current_request_id.set(settle_request_id(metadata_value(context, REQUEST_ID_HEADER)))
         started = time.perf_counter()
         code = "OK"
         scope_token = None
+        token_expires_at = None
         try:
             if authenticate:
-                scope = await self._verifier.authenticate(bearer_token(metadata_value(context, "authorization")))
+                token = bearer_token(metadata_value(context, "authorization"))
+                scope, token_expires_at = await self._verifier.authenticate(token)
                 scope_token = set_scope(scope)
             if isinstance(request, Undecodable):
                 raise errors.Invalid.field("request", f"is not a valid message: {request.reason}")
             check_request(request)
-            yield
+            yield token_expires_at
         except errors.DomainError as error:
             code = code_name(error)
             await context.abort_with_status(to_status(error))
@@ -165,6 +171,25 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 def _aborted_code(context: Context) -> str:
     code = context.code()
     return str(code.name) if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+async def _within_token(expires_at: float | None, writing: Awaitable[None]) -> None:
+    """A stream that follows the log lives no longer than the token it was opened with: past it, it
+    ends UNAUTHENTICATED, and the caller resumes from its last cursor with a new token. Otherwise a
+    token that expired, or whose key was dropped, would go on reading for as long as it stayed open."""
+    if expires_at is None:
+        await writing
+        return
+    deadline = asyncio.timeout(expires_at - time.time())
+    try:
+        async with deadline:
+            await writing
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise errors.Unauthenticated(
+            "the token expired while the stream was open: open it again with a new token, after the last cursor read"
+        ) from None
 
 
 async def _write_all(result: Any, context: Context) -> None:

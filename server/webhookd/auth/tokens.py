@@ -72,6 +72,8 @@ def _load_keys(settings: Settings) -> _Keys:
     )
 
 
+# Clocks drift: a token is accepted this long past its `exp` (and before its `nbf`, `iat`).
+LEEWAY_SECONDS = 30
 _NOT_IN_IDS = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
@@ -106,16 +108,17 @@ class TokenVerifier:
         self._accepted: OrderedDict[str, tuple[Scope, float]] = OrderedDict()
         self._keys_generation = 0  # of the JWKS keys the accepted tokens were checked with
 
-    async def authenticate(self, token: str) -> Scope:
+    async def authenticate(self, token: str) -> tuple[Scope, float]:
         """`verify`, after loading the JWKS again when the token names a key not held (or none is held
-        yet): the provider may have published a new key."""
+        yet): the provider may have published a new key. With the scope, the time (as time.time()
+        counts) past which the token is no longer accepted."""
         try:
-            return self.verify(token)
+            return self._checked(token)
         except (UnknownKey, Unavailable):
             if self._keys.jwks is None:
                 raise
             await self._keys.jwks.reload_for(jwt.get_unverified_header(token).get("kid"))
-            return self.verify(token)
+            return self._checked(token)
 
     async def keep_keys_fresh(self) -> None:
         """Runs until cancelled, loading a JWKS again every WEBHOOKD_JWT_JWKS_REFRESH_SECONDS; returns
@@ -124,6 +127,9 @@ class TokenVerifier:
             await self._keys.jwks.keep_fresh(self._refresh_seconds)
 
     def verify(self, token: str) -> Scope:
+        return self._checked(token)[0]
+
+    def _checked(self, token: str) -> tuple[Scope, float]:
         if self._keys.jwks is not None and self._keys.jwks.generation != self._keys_generation:
             # New keys: a token accepted with a key the provider has since dropped must not stay accepted.
             self._accepted.clear()
@@ -132,13 +138,13 @@ class TokenVerifier:
         if accepted is not None:
             scope, expires_at = accepted
             if self._clock() < expires_at:
-                return scope
+                return scope, expires_at + LEEWAY_SECONDS
             del self._accepted[token]
         scope, expires_at = self._verify(token)
         self._accepted[token] = (scope, expires_at)
         if len(self._accepted) > self._cache_size:
             self._accepted.popitem(last=False)
-        return scope
+        return scope, expires_at + LEEWAY_SECONDS
 
     def _verify(self, token: str) -> tuple[Scope, float]:
         check_authorization_length(token)
@@ -155,7 +161,7 @@ class TokenVerifier:
                 issuer=self._issuer,
                 audience=self._audience,
                 options={"require": ["exp", "tenant_id"], "verify_aud": self._audience is not None},
-                leeway=30,
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token has expired") from None
