@@ -102,8 +102,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     async def _call(
         self, method: str, request: Any, context: Context, *, authenticate: bool
     ) -> AsyncIterator[float | None]:
-        """Runs the call's block with its request id, scope and checks; yields when the caller's token
-        stops being accepted (None for a public call)."""
+        """Runs the call's block with its request id, scope and checks; yields the time (as time.time()
+        counts) past which the caller's token is no longer accepted, None for a public call."""
         request_id_token = current_request_id.set(settle_request_id(metadata_value(context, REQUEST_ID_HEADER)))
         started = time.perf_counter()
         code = "OK"
