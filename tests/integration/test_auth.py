@@ -90,6 +90,9 @@ BAD_TOKENS = {
     "sub_lone_surrogate": hs256(claims(sub="\udfff")),
     "sub_right_to_left_override": hs256(claims(sub="person_\u202e1")),
     "app_id_line_separator": hs256(claims(app_id="app\u2028crm")),
+    # An app's token narrowed to nothing must not widen to the whole tenant.
+    "empty_app_id": hs256(claims(app_id="")),
+    "null_app_id": hs256({**claims(), "app_id": None}),
 }
 
 

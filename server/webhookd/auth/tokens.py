@@ -173,6 +173,10 @@ class TokenVerifier:
         if not _TENANT_ID.fullmatch(tenant_id):
             # It names storage paths (Vault) as well as rows: only a safe alphabet is accepted.
             raise Unauthenticated("token claim 'tenant_id' may only hold letters, digits and . _ : -")
+        # An app's token sees only that app: an app_id present but empty is an issuer's mistake, and
+        # taking it for "no app" would widen the token to the whole tenant.
+        if "app_id" in claims and claims["app_id"] in (None, ""):
+            raise Unauthenticated("token claim 'app_id' is empty: a token for the whole tenant leaves it out")
         scope = Scope(
             tenant_id=tenant_id,
             app_id=_optional_claim(claims, "app_id"),
