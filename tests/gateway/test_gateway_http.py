@@ -569,6 +569,19 @@ async def test_if_match_past_int64_or_in_other_digits_is_400_naming_the_header(g
         assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "If-Match"
 
 
+async def test_several_authorization_headers_are_401_even_when_alike(gateway: Gateway) -> None:
+    """Which one a proxy or a framework honours differs: none is chosen by a guess."""
+    served = len(gateway.fake.requests)
+    token = f"Bearer {TOKEN}".encode()
+    response = await gateway.http.get(
+        "/api/v1/integration/webhooks", headers=[(b"Authorization", token), (b"Authorization", token)]
+    )
+
+    assert response.status_code == 401
+    assert "send one authorization header, not 2" in error_of(response)["message"]
+    assert len(gateway.fake.requests) == served
+
+
 async def test_an_authorization_header_that_cannot_be_passed_on_is_401_saying_why(gateway: Gateway) -> None:
     too_long = await gateway.http.get("/api/v1/integration/webhooks", headers={"Authorization": "Bearer " + "a" * 4096})
     unprintable = await gateway.http.get("/api/v1/integration/webhooks", headers=[(b"Authorization", b"Bearer \xff")])

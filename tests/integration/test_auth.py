@@ -138,6 +138,13 @@ async def test_a_following_stream_ends_unauthenticated_when_its_token_expires(ch
     assert "token expired" in (ended.value.details() or "")
 
 
+async def test_several_authorization_entries_are_unauthenticated_even_when_alike(channel) -> None:
+    token = mint(JWT_SECRET, tenant_id=new_tenant_id())
+    error = await list_with(channel, bearer(token) + bearer(token))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "send one authorization header, not 2" in (error.details() or "")
+
+
 async def test_valid_token_is_accepted(channel) -> None:
     stub = rpc.WebhookServiceStub(channel)
     response = await stub.ListWebhooks(pb.ListWebhooksRequest(), metadata=bearer(hs256(claims())))

@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from webhookd.api.errors import code_name, internal_status, to_status
 from webhookd.api.request_checks import check_request
 from webhookd.auth.context import reset_scope, set_scope
-from webhookd.auth.tokens import TokenVerifier, bearer_token
+from webhookd.auth.tokens import TokenVerifier, bearer_token, single_authorization
 from webhookd.domain import errors
 from webhookd.observability.metrics import GrpcMetrics
 from webhookd.observability.request_ids import REQUEST_ID_HEADER, current_request_id, settle_request_id
@@ -39,10 +39,16 @@ PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 def metadata_value(context: Context, key: str) -> str | None:
-    for name, value in context.invocation_metadata() or ():
-        if name == key:
-            return value if isinstance(value, str) else value.decode()
-    return None
+    values = metadata_values(context, key)
+    return values[0] if values else None
+
+
+def metadata_values(context: Context, key: str) -> list[str]:
+    return [
+        value if isinstance(value, str) else value.decode()
+        for name, value in context.invocation_metadata() or ()
+        if name == key
+    ]
 
 
 def wants_fresh_read(context: Context) -> bool:
@@ -111,7 +117,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         token_expires_at = None
         try:
             if authenticate:
-                token = bearer_token(metadata_value(context, "authorization"))
+                token = bearer_token(single_authorization(metadata_values(context, "authorization")))
                 scope, token_expires_at = await self._verifier.authenticate(token)
                 scope_token = set_scope(scope)
             if isinstance(request, Undecodable):

@@ -6,7 +6,7 @@ import re
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,14 @@ class TokenVerifier:
 def check_authorization_length(authorization: str) -> None:
     if len(authorization) > MAX_AUTHORIZATION_LENGTH:
         raise Unauthenticated(f"authorization is longer than {MAX_AUTHORIZATION_LENGTH} characters")
+
+
+def single_authorization(values: Sequence[str]) -> str | None:
+    """The one authorization header sent, None for none. Several are refused: which one a proxy or a
+    framework honours differs, and a token must not be chosen by a guess."""
+    if len(values) > 1:
+        raise Unauthenticated(f"send one authorization header, not {len(values)}")
+    return values[0] if values else None
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -13,7 +13,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from starlette.datastructures import Headers
 
-from webhookd.auth.tokens import MAX_AUTHORIZATION_LENGTH, check_authorization_length
+from webhookd.auth.tokens import MAX_AUTHORIZATION_LENGTH, check_authorization_length, single_authorization
 from webhookd.domain.errors import Unauthenticated
 from webhookd.gateway.descriptors import message_class, rpc_path
 from webhookd.observability.request_ids import REQUEST_ID_HEADER, settle_request_id
@@ -68,7 +68,7 @@ def call_metadata(headers: Headers, request_id: str) -> tuple[tuple[str, str], .
     """`authorization` is passed through untouched (the gRPC server verifies the token), and
     `cache-control` so that `no-cache` asks for a fresh read. An authorization header that cannot be
     passed on is Unauthenticated saying why, rather than dropped (the call would say it is missing)."""
-    authorization = headers.get("authorization")
+    authorization = single_authorization(headers.getlist("authorization"))
     if authorization:
         check_authorization_length(authorization)
         if not _PRINTABLE.fullmatch(authorization):
