@@ -857,10 +857,15 @@ class FakeInboundRequest:
         self._headers = {name.lower(): value for name, value in headers.items()}
         self._query = query
         self.body_reads = 0
+        self.repeated: frozenset[str] = frozenset()  # what repeated_headers says; a test sets it
 
     @property
     def headers(self) -> Mapping[str, str]:
         return self._headers
+
+    @property
+    def repeated_headers(self) -> frozenset[str]:
+        return self.repeated
 
     @property
     def query(self) -> str:

@@ -317,6 +317,10 @@ class InboundRequest(Protocol):
         """Header names in lower case."""
 
     @property
+    def repeated_headers(self) -> frozenset[str]:
+        """The names (lower case) of headers sent more than once; `headers` holds one of each."""
+
+    @property
     def query(self) -> str:
         """The query string as the sender sent it, without the `?` (a signature may cover it)."""
 

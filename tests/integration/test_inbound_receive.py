@@ -656,6 +656,12 @@ def _not_ascii(inbound: Inbound, body: str) -> tuple[str, dict[str, str | bytes]
     return body, headers
 
 
+def _repeated_signature(inbound: Inbound, body: str) -> tuple[str, list[tuple[str, str]]]:
+    """A good signature and another: which one a proxy in front checked is unknown, so neither counts."""
+    signed = inbound.signed(body)
+    return body, [("webhook-signature", "v1,bm90IGEgc2lnbmF0dXJl"), *signed.items()]
+
+
 @pytest.mark.parametrize(
     ("make_request", "reason"),
     [
@@ -666,6 +672,7 @@ def _not_ascii(inbound: Inbound, body: str) -> tuple[str, dict[str, str | bytes]
         (_no_signature, "missing_headers"),
         (_no_headers, "missing_headers"),
         (_not_ascii, "bad_signature"),
+        (_repeated_signature, "repeated_headers"),
     ],
     ids=[
         "tampered-body",
@@ -675,6 +682,7 @@ def _not_ascii(inbound: Inbound, body: str) -> tuple[str, dict[str, str | bytes]
         "no-signature",
         "no-headers",
         "not-ascii-signature",
+        "repeated-signature",
     ],
 )
 async def test_bad_request_is_refused_and_recorded_without_its_body(

@@ -168,6 +168,27 @@ async def test_a_stale_timestamp_is_rejected(inbound: Inbound, webhooks: Webhook
         await inbound.receive(webhook.id, request)
 
 
+async def test_a_repeated_signature_header_is_rejected_however_good_its_copies(
+    inbound: Inbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+    request = signed(secret, BODY, clock)
+    request.repeated = frozenset({"webhook-signature", "accept"})
+
+    with pytest.raises(Unauthenticated, match="repeated_headers"):
+        await inbound.receive(webhook.id, request)
+
+
+async def test_a_repeated_header_no_scheme_reads_is_no_matter(
+    inbound: Inbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+    request = signed(secret, BODY, clock)
+    request.repeated = frozenset({"accept", "x-forwarded-for"})
+
+    assert (await inbound.receive(webhook.id, request)).receipt_id
+
+
 async def test_a_twilio_signature_covers_the_callback_url_with_the_query_string_sent(
     inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks
 ) -> None:

@@ -7,7 +7,7 @@ import hmac
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,9 +15,22 @@ from webhookd.domain.errors import FieldViolation, Invalid, PermissionDenied
 from webhookd.domain.forms import form_fields, is_form
 from webhookd.domain.history import LogPosition
 from webhookd.domain.signing import (
+    GITHUB_PREVIOUS_SIGNATURE_HEADER,
+    GITHUB_SIGNATURE_HEADER,
+    GITLAB_TOKEN_HEADER,
+    HUB_SIGNATURE_HEADER,
     ID_HEADER,
+    SHOPIFY_SIGNATURE_HEADER,
     SLACK_SIGNATURE_HEADER,
+    SLACK_TIMESTAMP_HEADER,
+    STANDARD_PREFIX,
+    STRIPE_SIGNATURE_HEADER,
+    SVIX_PREFIX,
+    TWILIO_SETTINGS_HEADER,
+    TWILIO_SIGNATURE_HEADER,
     ZOOM_SIGNATURE_HEADER,
+    ZOOM_TIMESTAMP_HEADER,
+    SignatureError,
     signed_with,
     standard_header,
     zoom_encrypted_token,
@@ -37,7 +50,45 @@ GITLAB_IDEMPOTENCY_HEADER = "idempotency-key"
 GITLAB_EVENT_HEADER = "x-gitlab-event"
 # What names the event: GitHub's header, else Bitbucket's (both sign as hmac-sha256).
 HUB_EVENT_HEADERS = ("x-github-event", "x-event-key")
+SHOPIFY_ID_HEADER = "x-shopify-webhook-id"
+SHOPIFY_TOPIC_HEADER = "x-shopify-topic"
 MAX_MESSAGE_ID_LENGTH = 255
+# Every header a receipt is verified or identified by, in any scheme (lower case).
+SENDER_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        *(prefix + field for prefix in (STANDARD_PREFIX, SVIX_PREFIX) for field in ("id", "timestamp", "signature")),
+        GITHUB_SIGNATURE_HEADER,
+        GITHUB_PREVIOUS_SIGNATURE_HEADER,
+        HUB_SIGNATURE_HEADER,
+        GITHUB_DELIVERY_HEADER,
+        *HUB_EVENT_HEADERS,
+        STRIPE_SIGNATURE_HEADER,
+        SHOPIFY_SIGNATURE_HEADER,
+        SHOPIFY_ID_HEADER,
+        SHOPIFY_TOPIC_HEADER,
+        SLACK_SIGNATURE_HEADER,
+        SLACK_TIMESTAMP_HEADER,
+        TWILIO_SIGNATURE_HEADER,
+        TWILIO_SETTINGS_HEADER,
+        TWILIO_MESSAGE_ID_HEADER,
+        ZOOM_SIGNATURE_HEADER,
+        ZOOM_TIMESTAMP_HEADER,
+        GITLAB_TOKEN_HEADER,
+        GITLAB_EVENT_HEADER,
+        GITLAB_IDEMPOTENCY_HEADER,
+    )
+)
+
+
+def refuse_repeated(repeated_headers: Collection[str]) -> None:
+    """SignatureError when a header the receipt is verified or identified by came more than once:
+    which copy a proxy in front checked, or a sender meant, is unknown, so none is chosen."""
+    repeated = sorted(SENDER_HEADERS.intersection(repeated_headers))
+    if repeated:
+        raise SignatureError(SignatureError.REPEATED_HEADERS, ", ".join(repeated))
+
+
 # Slack's handshake when an endpoint is set up: it is answered with the challenge it carries.
 SLACK_URL_VERIFICATION = "url_verification"
 MAX_CHALLENGE_LENGTH = 256
@@ -173,7 +224,7 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
     if scheme is SignatureScheme.STRIPE:
         message_id = _text(document.get("id"))
     elif scheme is SignatureScheme.SHOPIFY:
-        message_id, event_type = headers.get("x-shopify-webhook-id", ""), headers.get("x-shopify-topic", "")
+        message_id, event_type = headers.get(SHOPIFY_ID_HEADER, ""), headers.get(SHOPIFY_TOPIC_HEADER, "")
     elif scheme is SignatureScheme.SLACK:
         message_id = _text(document.get("event_id")) or headers.get(SLACK_SIGNATURE_HEADER.lower(), "")
         inner = document.get("event")

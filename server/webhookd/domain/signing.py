@@ -111,6 +111,7 @@ class SignatureError(Exception):
     """Verification failed. `reason` is one of the stable codes below, safe to log and to return."""
 
     MISSING_HEADERS = "missing_headers"
+    REPEATED_HEADERS = "repeated_headers"
     BAD_TIMESTAMP = "bad_timestamp"
     STALE_TIMESTAMP = "stale_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"

@@ -7,6 +7,7 @@ services/inbound.py (which decides the order of the checks), and answers with th
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 from starlette.requests import ClientDisconnect, Request
@@ -30,6 +31,8 @@ class _StarletteRequest:
     def __init__(self, request: Request) -> None:
         self._request = request
         self.headers: Mapping[str, str] = {name.lower(): value for name, value in request.headers.items()}
+        names = Counter(name for name, _ in request.headers.items())  # Starlette's names are lower case
+        self.repeated_headers = frozenset(name for name, count in names.items() if count > 1)
         self.query: str = request.url.query
 
     async def read_body(self, limit: int) -> bytes:

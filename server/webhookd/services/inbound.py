@@ -23,6 +23,7 @@ from webhookd.domain.inbound import (
     consumer_name,
     meta_challenge,
     read_message,
+    refuse_repeated,
     zoom_validation,
 )
 from webhookd.domain.scope import Scope
@@ -92,6 +93,7 @@ class Inbound:
 
         called = f"{target.url}?{request.query}" if request.query else target.url
         try:
+            refuse_repeated(request.repeated_headers)
             secrets = active_secrets(record, now)
             signing.verify(target.signature_scheme, secrets, headers, body, int(now.timestamp()), url=called)
         except signing.SignatureError as error:
