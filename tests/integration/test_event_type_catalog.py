@@ -146,6 +146,31 @@ async def test_a_catastrophic_pattern_fails_its_publish_within_the_budget_not_th
     assert "matching '^(a|a)*$' ran out of the regex budget" in error.details()
 
 
+async def test_alternatives_that_each_descend_fail_a_deep_publish_within_the_budget_not_the_process(caller) -> None:
+    """Before, two anyOf branches over 18 levels of arrays held the server's event loop for 90 s."""
+    branch = {"type": "array", "items": {"$ref": "#/$defs/nested"}}
+    schema = {"$defs": {"nested": {"anyOf": [branch, branch]}}, "properties": {"n": {"$ref": "#/$defs/nested"}}}
+    await caller.CreateEventType(
+        epb.CreateEventTypeRequest(event_type=epb.EventType(name="rfp.created", schema_json=json.dumps(schema)))
+    )
+
+    def nested(depth: int, innermost: list[object]) -> list[object]:
+        for _ in range(depth):
+            innermost = [innermost]
+        return innermost
+
+    def publish(value: list[object]) -> object:
+        return caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload=payload(n=value)))
+
+    matching = await publish(nested(40, []))  # the first branch matches at every level: no blow-up
+    error = await rpc_error(publish(nested(12, ["x"])))  # both fail only at the innermost value
+
+    assert matching.event_id
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(error).reason == "EVENT_SCHEMA_UNEVALUABLE"
+    assert "evaluated more times than this payload's budget allows" in error.details()
+
+
 async def test_a_catalog_change_reaches_every_process_at_once(caller, settings, backends, database) -> None:
     """The session service publishes; another service on the same database changes the catalog."""
     await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])

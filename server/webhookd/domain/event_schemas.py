@@ -9,7 +9,9 @@ compile, and `$ref`s that loop without going into the payload (`{"$ref": "#"}`).
 those checks that still cannot be applied makes `mismatches` raise Unevaluable, not a bare error.
 
 Regexes run on the `regex` module under a time budget per validation (domain/schema_keywords.py): a
-catastrophic pattern costs a publish at most REGEX_BUDGET_SECONDS, then Unevaluable.
+catastrophic pattern costs a publish at most REGEX_BUDGET_SECONDS, then Unevaluable. So does a schema
+whose alternatives make the keywords evaluated grow exponentially with the payload's depth: a validation
+evaluates at most a number of keywords proportional to the payload's values.
 
 Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in the payload:
 `/amount: -5 is less than the minimum of 0`.
@@ -54,7 +56,7 @@ class CompiledSchema:
         """`<JSON pointer>: <what is wrong>` for each mismatch (at most MAX_MISMATCHES), sorted by pointer;
         [] when the payload matches. Unevaluable when the schema cannot be applied."""
         try:
-            with schema_keywords.regex_budget():
+            with schema_keywords.validation_budget(payload):
                 found = list(self.validator.iter_errors(payload))
         except RecursionError:
             raise Unevaluable("its $refs loop back without going into any part of the payload") from None
@@ -62,6 +64,8 @@ class CompiledSchema:
             raise Unevaluable(f"the regular expression {error.pattern!r} does not compile: {error}") from None
         except schema_keywords.RegexBudgetSpent as error:
             raise Unevaluable(f"{error} on this payload ({schema_keywords.REGEX_BUDGET_SECONDS * 1000:g} ms)") from None
+        except schema_keywords.StepBudgetSpent as error:
+            raise Unevaluable(f"{error} (alternatives that each descend grow exponentially with its depth)") from None
         errors = sorted(found, key=lambda error: [str(p) for p in error.absolute_path])
         return [f"{pointer(error.absolute_path)}: {error.message}" for error in errors[:MAX_MISMATCHES]]
 
@@ -150,6 +154,8 @@ def _compiles(pattern: object) -> bool:
 _REGEXES = FormatChecker(formats=())
 # A pattern nested thousands deep exhausts the compiler's recursion: refused like any other.
 _REGEXES.checks("regex", raises=(regex.error, RecursionError))(_compiles)
-# 2020-12 with the keywords a tenant's schema could turn against the server replaced.
-_Validator = validators.extend(Draft202012Validator, schema_keywords.KEYWORDS)
+# 2020-12 with the keywords a tenant's schema could turn against the server replaced, every one metered.
+_Validator = validators.extend(
+    Draft202012Validator, schema_keywords.metered({**Draft202012Validator.VALIDATORS, **schema_keywords.KEYWORDS})
+)
 _META_VALIDATOR = Draft202012Validator(Draft202012Validator.META_SCHEMA, registry=META_SCHEMAS, format_checker=_REGEXES)

@@ -7,6 +7,11 @@
   at most that, then RegexBudgetSpent.
 - `uniqueItems` hashes each item once instead of comparing every pair (jsonschema's fallback for
   objects and arrays is quadratic: 1,500 objects took seconds).
+- Every keyword evaluated counts as a step, and one validation may take at most BASE_STEPS plus
+  STEPS_PER_VALUE for each value in the payload (see `validation_budget`), then StepBudgetSpent. A real
+  schema applies a handful of keywords to each value; alternatives that all descend (`anyOf` or
+  `oneOf` branches each holding `items: {"$ref": ...}`) apply them again for each branch at every
+  level, exponential in the payload's depth: two branches over 18 levels of arrays took 90 s.
 
 The replacements keep jsonschema's semantics and messages (but uniqueItems', which quoted the whole
 array), so a payload's mismatches read as before.
@@ -29,35 +34,75 @@ from webhookd.domain.json_text import json_identity
 
 # Matching a real payload's strings takes microseconds each: this is thousands of matches' worth.
 REGEX_BUDGET_SECONDS = 0.05
+# Tens of times what real schemas take (a few keywords a value); a step costs a few microseconds, so
+# a small payload's budget runs out within tens of milliseconds.
+BASE_STEPS = 5_000
+STEPS_PER_VALUE = 100
 
 
 class RegexBudgetSpent(Exception):
     """One validation's regex matching ran past REGEX_BUDGET_SECONDS."""
 
 
+class StepBudgetSpent(Exception):
+    """One validation evaluated more keywords than its payload's budget allows."""
+
+
 @dataclass
 class _Budget:
-    left: float
+    left: float  # seconds of regex matching
+    steps_left: int
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("regex_budget", default=None)
 
 
 @contextmanager
-def regex_budget(seconds: float = REGEX_BUDGET_SECONDS) -> Iterator[None]:
-    """Every regex matched inside the block draws on one budget of `seconds`. A context variable, so
-    it follows the validation into the thread a large payload is checked in."""
-    token = _budget.set(_Budget(seconds))
+def validation_budget(payload: Any, seconds: float = REGEX_BUDGET_SECONDS) -> Iterator[None]:
+    """Every regex matched inside the block draws on one budget of `seconds`, and every keyword
+    evaluated on one of BASE_STEPS + STEPS_PER_VALUE x the values in `payload`. A context variable,
+    so it follows the validation into the thread a large payload is checked in."""
+    token = _budget.set(_Budget(seconds, BASE_STEPS + STEPS_PER_VALUE * count_values(payload)))
     try:
         yield
     finally:
         _budget.reset(token)
 
 
+def count_values(payload: Any) -> int:
+    """The JSON values in `payload`, itself and every member and item at any depth."""
+    count, pending = 0, [payload]
+    while pending:
+        value = pending.pop()
+        count += 1
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return count
+
+
+def metered(keywords: dict[str, Any]) -> dict[str, Any]:
+    """`keywords` each counting a step of the validation's budget before it is evaluated."""
+    return {name: _metered(keyword) for name, keyword in keywords.items()}
+
+
+def _metered(keyword: Any) -> Any:
+    def evaluate(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        budget = _budget.get()
+        if budget is not None:
+            budget.steps_left -= 1
+            if budget.steps_left < 0:
+                raise StepBudgetSpent("its keywords were evaluated more times than this payload's budget allows")
+        return keyword(validator, value, instance, schema)
+
+    return evaluate
+
+
 def search(pattern: str, text: str) -> bool:
     """Whether `pattern` matches somewhere in `text` (ECMA-262's test), within what is left of the budget.
     regex.error for a pattern that does not compile; RegexBudgetSpent when the budget runs out."""
-    budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS)
+    budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS, BASE_STEPS)
     if budget.left <= 0:
         raise RegexBudgetSpent(f"matching {pattern!r} ran out of the regex budget")
     started = time.monotonic()
