@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import httpx
+import psycopg
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -23,6 +24,7 @@ from log_streams import Tail, until
 from support import make_caller
 from webhookd.app import Gateway, Service, open_service
 from webhookd.ports import Topic
+from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Database
 from webhookd.store.stream_leases import PostgresStreamLeases
 
@@ -124,3 +126,32 @@ async def test_a_dead_processs_stream_places_come_back_when_their_leases_run_out
         await database.close()
 
     assert (again is not None) is expired
+
+
+async def test_a_place_whose_release_failed_comes_back_once_the_database_answers(service, backends, database) -> None:
+    """A stream that ends while PostgreSQL does not answer (restarting, say) cannot delete its lease
+    then; once the database answers again its place is free at once, not when the lease runs out.
+    (`service`: the session database, migrated.)"""
+    pool = Database(backends.database_url, size=2, timeout_seconds=1.0)
+    await pool.open()
+    tenant = f"tnt_{ULID()}"
+    leases = PostgresStreamLeases(pool)
+    try:
+        lease = await leases.acquire(tenant, 1)
+        assert lease is not None
+        # The release gets no answer in time: its row stays locked until the release has given up.
+        async with await psycopg.AsyncConnection.connect(conninfo(backends.database_url)) as blocker:
+            await blocker.execute("SELECT 1 FROM stream_leases WHERE id = %s FOR UPDATE", [lease])
+            await leases.release(lease)
+            await database.wait_for(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE :blocker = ANY(pg_blocking_pids(pid))",
+                lambda rows: rows[0]["n"] == 0,
+                blocker=blocker.info.backend_pid,
+            )
+            await blocker.rollback()
+
+        again = await leases.acquire(tenant, 1)
+    finally:
+        await pool.close()
+
+    assert again is not None

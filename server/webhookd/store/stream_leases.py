@@ -5,6 +5,10 @@ a process that dies come back when its leases run out. Taking one is a transacti
 tenant (an advisory lock on its name), counts the live leases and inserts one if there is room,
 pipelined into one round trip; the insert runs after the lock, so its snapshot counts every lease
 taken before.
+
+A lease whose release fails (the database did not answer as its stream ended) is deleted at the next
+chance, by the next acquire and by the renewal loop: once the database answers, the place is free
+again rather than held until the lease runs out.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sqlalchemy as sa
 from webhookd.domain import ids
 from webhookd.domain.errors import Unavailable
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
-from webhookd.store.sql import compiled, param
+from webhookd.store.sql import TEXT_ARRAY, compiled, param
 from webhookd.store.tables import stream_leases
 
 log = logging.getLogger("webhookd.streams")
@@ -38,6 +42,9 @@ RETURNING id
     )
 )
 _RELEASE = compiled(stream_leases.delete().where(stream_leases.c.id == param("id")))
+_RELEASE_UNRELEASED = compiled(
+    stream_leases.delete().where(stream_leases.c.id == sa.func.any(param("unreleased", TEXT_ARRAY)))
+)
 _RENEW = compiled(
     sa.text("UPDATE stream_leases SET expires_at = now() + make_interval(secs => :seconds) WHERE id = ANY(:ids)")
 )
@@ -50,6 +57,7 @@ class PostgresStreamLeases:
         self._db = database
         self._lease_seconds = lease_seconds
         self._held: set[str] = set()
+        self._unreleased: set[str] = set()  # released while the database did not answer
         self._renewer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -64,12 +72,21 @@ class PostgresStreamLeases:
 
     async def acquire(self, tenant_id: str, limit: int) -> str | None:
         lease_id = ids.new_id(LEASE_PREFIX)
-        values = {"id": lease_id, "tenant_id": tenant_id, "limit": limit, "seconds": self._lease_seconds}
+        unreleased = list(self._unreleased)
+        values = {
+            "id": lease_id,
+            "tenant_id": tenant_id,
+            "limit": limit,
+            "seconds": self._lease_seconds,
+            "unreleased": unreleased,
+        }
 
         async def take(connection: Connection) -> bool:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
+                    if unreleased:
+                        await connection.execute(_RELEASE_UNRELEASED, values)
                     await connection.execute(_LOCK_TENANT, values)
                     taken = await connection.execute(_TAKE, values)
                     await connection.execute(COMMIT)
@@ -78,7 +95,9 @@ class PostgresStreamLeases:
                 await rollback(connection)
                 raise
 
-        if not await self._db.run(take):
+        taken = await self._db.run(take)
+        self._unreleased.difference_update(unreleased)
+        if not taken:
             return None
         self._held.add(lease_id)
         return lease_id
@@ -88,7 +107,8 @@ class PostgresStreamLeases:
         try:
             await self._db.execute(_RELEASE, {"id": lease_id})
         except Unavailable:
-            log.warning("could not release a stream lease; it runs out by itself")
+            self._unreleased.add(lease_id)
+            log.warning("could not release a stream lease; releasing it again once the database answers")
 
     async def _renew_while_running(self) -> None:
         while True:
@@ -96,4 +116,8 @@ class PostgresStreamLeases:
             with contextlib.suppress(Unavailable):
                 if self._held:
                     await self._db.execute(_RENEW, {"ids": list(self._held), "seconds": self._lease_seconds})
+                if self._unreleased:
+                    unreleased = list(self._unreleased)
+                    await self._db.execute(_RELEASE_UNRELEASED, {"unreleased": unreleased})
+                    self._unreleased.difference_update(unreleased)
                 await self._db.execute(_FORGET_EXPIRED)
