@@ -196,12 +196,52 @@ async def test_another_apps_acknowledgement_does_not_move_this_apps_consumer(cha
     tenant_id = new_tenant_id()
     first_app = make_caller(channel, tenant_id, app_id="app_1")
     second_app = make_caller(channel, tenant_id, app_id="app_2")
-    sender = await sender_for(first_app, gateway.url)
-    await sender.send(1, 2)
-    last = (await backlog(first_app))[-1].cursor  # past everything the first app's consumer has read
+    ours = await sender_for(first_app, gateway.url)
+    theirs = await sender_for(second_app, gateway.url)
+    await ours.send(1, 2)
+    await theirs.send(10)
+    last = (await backlog(second_app))[-1].cursor  # past everything the first app's consumer has read
 
     acked = await second_app.AckInboundEvents(pb.AckInboundEventsRequest(consumer="billing", cursor=last))
 
     assert acked.cursor == last  # the second app's own consumer moved
     assert numbers(await backlog(first_app, consumer="billing")) == [1, 2]
     assert await backlog(second_app, consumer="billing") == []
+
+
+async def test_a_cursor_from_another_apps_stream_is_refused_and_the_consumer_keeps_its_place(channel, gateway) -> None:
+    tenant_id = new_tenant_id()
+    first_app = make_caller(channel, tenant_id, app_id="app_1")
+    second_app = make_caller(channel, tenant_id, app_id="app_2")
+    ours = await sender_for(first_app, gateway.url)
+    theirs = await sender_for(second_app, gateway.url)
+    await ours.send(1, 2)
+    await theirs.send(10)
+    await ours.send(3)
+    first = (await backlog(first_app))[0]
+    [foreign] = await backlog(second_app)
+    await first_app.AckInboundEvents(pb.AckInboundEventsRequest(consumer="billing", cursor=first.cursor))
+
+    refused = await rpc_error(
+        first_app.AckInboundEvents(pb.AckInboundEventsRequest(consumer="billing", cursor=foreign.cursor))
+    )
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    assert numbers(await backlog(first_app, consumer="billing")) == [2, 3]
+
+
+async def test_a_delivery_log_cursor_is_refused_as_an_inbound_position(caller, gateway) -> None:
+    """The log's `received` line of a receipt is another stream's entry: as an inbound position it
+    would skip receipts the consumer never read."""
+    sender = await sender_for(caller, gateway.url)
+    await sender.send(1, 2, 3)
+    lines = [response.entry async for response in caller.DeliveryLog(pb.DeliveryLogRequest())]
+    received = [line for line in lines if line.webhook_id == sender.webhook_id]
+    assert len(received) == 3
+
+    refused = await rpc_error(
+        caller.AckInboundEvents(pb.AckInboundEventsRequest(consumer="c1", cursor=received[-1].cursor))
+    )
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    assert numbers(await backlog(caller, consumer="c1")) == [1, 2, 3]

@@ -9,8 +9,8 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhook_calls import create_webhook, field_violations, rpc_error
 
 from log_streams import Tail
-from support import make_caller
-from webhookd.domain.history import LogPosition, encode_cursor
+from support import make_caller, new_tenant_id
+from webhookd.domain.history import LogPosition, decode_cursor, encode_cursor
 
 
 async def rotations(stub, webhook_id: str, count: int) -> None:
@@ -79,3 +79,39 @@ async def test_a_cursor_past_the_end_of_the_log_is_refused_and_the_consumer_keep
     assert [later.kind for later in await read(caller, consumer="audit")] == ["webhook.secret_rotated"] * 2
     acked = await caller.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="audit", cursor=entry.cursor))
     assert acked.cursor == entry.cursor
+
+
+async def test_a_cursor_from_another_apps_log_is_refused_and_the_consumer_keeps_its_place(channel) -> None:
+    """Acknowledged, a cursor of another app's entry would carry the consumer past entries of its own
+    that it never read: it is no position in this consumer's log."""
+    tenant_id = new_tenant_id()
+    crm = make_caller(channel, tenant_id=tenant_id, subject="svc", app_id="app_crm")
+    erp = make_caller(channel, tenant_id=tenant_id, subject="svc", app_id="app_erp")
+    ours = await create_webhook(crm, event_types=["rfp.*"])
+    theirs = await create_webhook(erp, event_types=["rfp.*"])
+    await rotations(crm, ours.id, 2)
+    await rotations(erp, theirs.id, 1)
+    await rotations(crm, ours.id, 1)
+    first, second, third = await read(crm)
+    [foreign] = await read(erp)
+    await crm.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="alerts", cursor=first.cursor))
+
+    refused = await rpc_error(crm.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="alerts", cursor=foreign.cursor)))
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    assert await read(crm, consumer="alerts") == [second, third]
+
+
+async def test_a_cursor_whose_entry_retention_removed_is_still_acknowledged(caller, database) -> None:
+    """A consumer that took longer than the retention period over an entry can still acknowledge it:
+    the position lies before every entry its tenant still has, so moving there skips nothing."""
+    hook = await create_webhook(caller, event_types=["rfp.*"])
+    await rotations(caller, hook.id, 2)
+    first, second = await read(caller)
+    removed = decode_cursor(first.cursor)
+    await database.execute("DELETE FROM attempts WHERE txid = :txid AND seq = :seq", **removed._asdict())
+
+    acked = await caller.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="slow", cursor=first.cursor))
+
+    assert acked.cursor == first.cursor
+    assert await read(caller, consumer="slow") == [second]

@@ -26,7 +26,16 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome, ReceiptStatus
 from webhookd.domain.webhooks import Direction, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
-from webhookd.store.sql import SETTLED_TXID, compiled, param, refuse_unsettled, scope_params, scoped, storable_text
+from webhookd.store.sql import (
+    SETTLED_TXID,
+    acknowledgeable,
+    compiled,
+    param,
+    refuse_unacknowledgeable,
+    scope_params,
+    scoped,
+    storable_text,
+)
 from webhookd.store.tables import inbound_consumers, inbound_events
 
 _ACCEPTED = ReceiptStatus.ACCEPTED.value
@@ -176,6 +185,9 @@ WHERE (inbound_consumers.txid, inbound_consumers.seq) < (excluded.txid, excluded
     )
 )
 
+# A reader is handed accepted receipts only.
+_ACKNOWLEDGEABLE = acknowledgeable(inbound_events, inbound_events.c.status == _ACCEPTED)
+
 
 def _event(row: Sequence[Any]) -> InboundEvent:
     return InboundEvent(
@@ -273,7 +285,10 @@ class InboundStore:
         keys = _consumer_keys(scope, name)
 
         async def write(connection: Connection) -> Any:
-            await refuse_unsettled(connection, position)
+            current = await (await connection.execute(_CONSUMER_POSITION, keys)).fetchone()
+            if current is not None and position <= (current[0], current[1]):
+                return current  # stale: the consumer stays where it is
+            await refuse_unacknowledgeable(connection, _ACKNOWLEDGEABLE, scope, position)
             await connection.execute(_ACKNOWLEDGE, keys | {"txid": position.txid, "seq": position.seq, "now": now})
             return await (await connection.execute(_CONSUMER_POSITION, keys)).fetchone()
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from webhookd.domain.history import LogPosition
 from webhookd.domain.scope import Scope
 from webhookd.store.database import Connection, Database
-from webhookd.store.sql import compiled, param, refuse_unsettled
-from webhookd.store.tables import delivery_log_consumers
+from webhookd.store.sql import acknowledgeable, compiled, param, refuse_unacknowledgeable
+from webhookd.store.tables import attempts, delivery_log_consumers
 
 _THE_CONSUMER = sa.and_(
     delivery_log_consumers.c.tenant_id == param("tenant_id"),
@@ -36,6 +36,9 @@ WHERE (c.txid, c.seq) < (excluded.txid, excluded.seq)
 )
 
 
+_ACKNOWLEDGEABLE = acknowledgeable(attempts)
+
+
 def _keys(scope: Scope, name: str) -> dict[str, str]:
     return {"tenant_id": scope.tenant_id, "app_key": scope.app_id or "", "name": name}
 
@@ -54,12 +57,14 @@ class LogConsumerStore:
         keys = _keys(scope, name)
         values = keys | {"txid": position.txid, "seq": position.seq, "now": now}
 
-        async def write(connection: Connection) -> tuple[int, int]:
-            await refuse_unsettled(connection, position)
+        async def write(connection: Connection) -> LogPosition:
+            current = await (await connection.execute(_POSITION, keys)).fetchone()
+            if current is not None and position <= (current[0], current[1]):
+                return LogPosition(current[0], current[1])  # stale: the consumer stays where it is
+            await refuse_unacknowledgeable(connection, _ACKNOWLEDGEABLE, scope, position)
             await connection.execute(_ACKNOWLEDGE, values)
             row = await (await connection.execute(_POSITION, keys)).fetchone()
             assert row is not None
-            return row[0], row[1]
+            return LogPosition(row[0], row[1])
 
-        txid, seq = await self._db.transaction(write)
-        return LogPosition(txid, seq)
+        return await self._db.transaction(write)

@@ -73,16 +73,39 @@ def scope_params(scope: Scope) -> dict[str, Any]:
 # inbound receipts) only up to here in (txid, seq) order means no row can later appear behind a
 # reader's position.
 SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-_UNSETTLED = "SELECT CAST(%(txid)s AS bigint) >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 
-async def refuse_unsettled(connection: Connection, position: LogPosition) -> None:
-    """Invalid when no reader can have been handed `position` (its transaction is not settled): a
-    consumer acknowledged there would skip every entry still to come. Positions before it can be
-    forged too, but skip nothing: every row they pass is written and settled."""
-    unsettled = await (await connection.execute(_UNSETTLED, {"txid": position.txid})).fetchone()
-    if unsettled is None or unsettled[0]:
+def acknowledgeable(log: sa.Table, *entry_conditions: sa.ColumnElement[bool]) -> str:
+    """Whether a consumer of `log` (attempts, inbound receipts) may be moved to the position
+    `txid`/`seq`, for `refuse_unacknowledgeable`: (settled, known). Settled: a reader can have been
+    handed it. Known: it is an entry the caller's scope reads (`entry_conditions` say which rows a
+    reader is handed), or it lies before every entry of the tenant, so moving there skips nothing
+    (an entry retention has removed). The second clause looks at the tenant, not the app: its index
+    answers at once."""
+    at = sa.tuple_(param("txid", sa.BigInteger), param("seq", sa.BigInteger))
+    entry = sa.exists().where(
+        scoped(log),
+        log.c.txid == param("txid", sa.BigInteger),
+        log.c.seq == param("seq", sa.BigInteger),
+        *entry_conditions,
+    )
+    earlier = sa.exists().where(log.c.tenant_id == param("tenant_id", sa.Text), sa.tuple_(log.c.txid, log.c.seq) < at)
+    settled = param("txid", sa.BigInteger) < SETTLED_TXID
+    return compiled(sa.select(settled, sa.or_(entry, ~earlier)))
+
+
+async def refuse_unacknowledgeable(connection: Connection, statement: str, scope: Scope, position: LogPosition) -> None:
+    """Invalid unless a consumer in `scope` may be moved to `position` (`statement`: `acknowledgeable`).
+    Cursors are not signed. One past the log's settled end would make the consumer skip every entry
+    still to come; one of another app's, tenant's or stream's entries would carry it past entries of
+    its own that it never read."""
+    values = scope_params(scope) | {"txid": position.txid, "seq": position.seq}
+    row = await (await connection.execute(statement, values)).fetchone()
+    settled, known = row if row is not None else (False, False)
+    if not settled:
         raise Invalid.field("cursor", "is past the end of the log: not a cursor it handed out")
+    if not known:
+        raise Invalid.field("cursor", "is not an entry of this log that you read: a cursor of another stream or scope")
 
 
 def storable_text(value: str) -> str:
