@@ -214,6 +214,16 @@ async def test_delivery_event_type_filters_are_checked(history: History) -> None
     assert violated_fields(raised.value) == ["event_type[1]"]
 
 
+async def test_a_delivery_time_range_that_ends_before_it_starts_is_invalid(history: History, clock: FakeClock) -> None:
+    """An empty page would hide the mistake: ListEvents refuses the same range."""
+    backwards = DeliveryFilter(start_time=clock(), end_time=clock() - timedelta(hours=1))
+
+    with pytest.raises(Invalid) as raised:
+        await history.list_deliveries(TENANT, backwards, page_size=0, page_token="")
+
+    assert violated_fields(raised.value) == ["end_time"]
+
+
 # -- the DeliveryLog -------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from webhookd.domain.credentials import Credential
@@ -145,6 +146,14 @@ def validate_page_size(value: int, *, field: str = "page_size") -> int:
     if value == 0:
         return DEFAULT_PAGE_SIZE
     return min(value, MAX_PAGE_SIZE)
+
+
+def check_time_range(start: datetime | None, end: datetime | None) -> list[FieldViolation]:
+    """A list's `start_time` (inclusive) and `end_time` (exclusive): a range ending before it starts
+    matches nothing, and an empty page would hide the mistake."""
+    if start is not None and end is not None and end <= start:
+        return [FieldViolation("end_time", "must be after start_time")]
+    return []
 
 
 def _check_name(name: str, path: str) -> list[FieldViolation]:

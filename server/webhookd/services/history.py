@@ -13,7 +13,7 @@ from webhookd.domain.inbound import consumer_name
 from webhookd.domain.lifecycle import LifecycleChange, recovered_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import LogKind
-from webhookd.domain.validation import validate_page_size
+from webhookd.domain.validation import check_time_range, validate_page_size
 from webhookd.ports import (
     Clock,
     HistoryRepository,
@@ -101,7 +101,9 @@ class History:
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, page_size: int, page_token: str
     ) -> DeliveryPage:
-        violations = check_event_types(query.event_types, "event_type")
+        violations = check_event_types(query.event_types, "event_type") + check_time_range(
+            query.start_time, query.end_time
+        )
         if violations:
             raise Invalid(violations)
         limit = validate_page_size(page_size)

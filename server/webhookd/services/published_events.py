@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from webhookd.domain import page_tokens
 from webhookd.domain.deliveries import Delivery
-from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.errors import Invalid
 from webhookd.domain.events import EventFilter, EventPage, StoredEvent
 from webhookd.domain.scope import Scope
-from webhookd.domain.validation import validate_page_size
+from webhookd.domain.validation import check_time_range, validate_page_size
 from webhookd.ports import EventHistory, WebhookRepository
 from webhookd.services.history import check_event_types
 
@@ -21,9 +21,9 @@ class PublishedEvents:
         return await self._store.get_event(scope, event_id)
 
     async def list_page(self, scope: Scope, query: EventFilter, *, page_size: int, page_token: str) -> EventPage:
-        violations: list[FieldViolation] = check_event_types(query.event_types, "event_type")
-        if query.start_time and query.end_time and query.end_time <= query.start_time:
-            violations.append(FieldViolation("end_time", "must be after start_time"))
+        violations = check_event_types(query.event_types, "event_type") + check_time_range(
+            query.start_time, query.end_time
+        )
         if violations:
             raise Invalid(violations)
         limit = validate_page_size(page_size)
