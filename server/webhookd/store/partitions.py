@@ -45,7 +45,8 @@ WIDTH = timedelta(days=7)
 AHEAD = 2
 # Weeks start on Mondays at 00:00 UTC; 2024-01-01 was one.
 ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
-# Serialises partition creation across processes (the migration and retention locks are ...26, ...28).
+# Serialises partition creation across processes. Every advisory lock has a number of its own
+# (tests/unit/test_advisory_locks.py): jobs sharing one would skip or wait for each other.
 PARTITIONS_LOCK_ID = 7_202_611_29
 # Creating a partition takes an ACCESS EXCLUSIVE lock on the table, and queries queue behind the
 # request: wait briefly, and try again rather than stall the hot paths behind a long read.

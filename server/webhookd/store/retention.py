@@ -35,7 +35,7 @@ log = logging.getLogger("webhookd.retention")
 # Only one process sweeps at a time; the others skip the round. With the lock, nested loops: the
 # planner prices the events batch's NOT EXISTS probe into deliveries as a probe of every partition
 # and would rather hash all of deliveries, once per batch (8 s a week at 2,000,000 deliveries).
-RETENTION_LOCK_ID = 7_202_611_28
+RETENTION_LOCK_ID = 7_202_611_32
 _LOCK = (
     f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_ID}),"
     " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"

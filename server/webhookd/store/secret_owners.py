@@ -12,7 +12,7 @@ from webhookd.store.sql import TEXT_ARRAY, compiled, param
 from webhookd.store.tables import webhooks
 
 # One process reconciles at a time; the others skip the round (the batch's check runs under it).
-ORPHAN_SECRETS_LOCK_ID = 7_202_611_29
+ORPHAN_SECRETS_LOCK_ID = 7_202_611_31
 _LOCK = f"SELECT pg_try_advisory_xact_lock({ORPHAN_SECRETS_LOCK_ID})"
 # Deleted webhooks count: a soft-deleted webhook keeps its secret so that undelete restores it.
 _OWNERS = compiled(

@@ -26,7 +26,7 @@ from webhookd.store.database import Connection, Database
 
 log = logging.getLogger("webhookd.statistics")
 CHECK_SECONDS = 1.0
-STATISTICS_LOCK_ID = 7_202_611_29
+STATISTICS_LOCK_ID = 7_202_611_30
 HOT_TABLES = ("deliveries", "attempts", "events", "inbound_events", "webhooks")
 # The hot tables and their partitions with more changed rows than they hold (and never for a
 # handful), or with rows and never analyzed.
