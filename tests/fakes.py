@@ -1191,13 +1191,15 @@ _PATH_SEGMENT_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting w
 class FakeSecrets:
     """ports.SecretStore as secrets/vault.py behaves: server-chosen paths, NotFound where nothing is
     stored, and Unavailable for every call while `reachable` is False (Vault sealed or down). `written`
-    is when each path was last written, by `clock`."""
+    is when each path was last written, by `clock`. While `answers_late`, a write lands but its caller
+    is told Unavailable: a frozen Vault carrying out a queued write after the call gave up on it."""
 
     def __init__(self, clock: Clock = lambda: datetime.now(UTC)) -> None:
         self.records: dict[str, dict[str, str]] = {}
         self.versions: dict[str, int] = {}  # as KV v2 counts them: 1 for the first write
         self.written: dict[str, datetime] = {}
         self.reachable = True
+        self.answers_late = False
         self.clock = clock
 
     async def path_for(self, tenant_id: str, webhook_id: str) -> str:
@@ -1213,6 +1215,8 @@ class FakeSecrets:
         self.records[path] = dict(data)
         self.versions[path] = self.versions.get(path, 0) + 1
         self.written[path] = self.clock()
+        if self.answers_late:
+            raise Unavailable("vault unreachable: no answer in time")
 
     async def read(self, path: str) -> dict[str, str]:
         return (await self.read_versioned(path))[0]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -126,6 +128,27 @@ async def test_during_a_rotation_both_secrets_sign(
     sent_at = int(request.headers[signing.TIMESTAMP_HEADER])
     for secret in (old_secret, rotation.signing_secret):
         signing.verify(SignatureScheme.STANDARD_WEBHOOKS, [secret], request.headers, request.body, now=sent_at)
+
+
+async def test_a_rotation_that_vault_carried_out_after_answering_unavailable_never_signs(
+    deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """The caller was told UNAVAILABLE and holds no new secret; the row still names the old one. The
+    secret nobody was handed must not sign, in the overlap (hmac-sha256's one header holds the newest)
+    or after it."""
+    webhook, old_secret = await subscriber(webhooks, replace(ORDERS, signature_scheme=SignatureScheme.HMAC_SHA256))
+    secret_store.answers_late = True
+    with pytest.raises(Unavailable):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+    secret_store.answers_late = False
+
+    await deliver_one(webhook)
+    clock.advance(timedelta(hours=2))  # past the overlap the lost rotation wrote
+    await deliver_one(webhook)
+
+    expected = "sha256=" + hmac.new(old_secret.encode(), sender.requests[0].body, hashlib.sha256).hexdigest()
+    assert [request.headers.get(signing.GITHUB_SIGNATURE_HEADER) for request in sender.requests] == [expected] * 2
+    assert not any(signing.GITHUB_PREVIOUS_SIGNATURE_HEADER in request.headers for request in sender.requests)
 
 
 async def test_the_delivery_credential_is_sent_and_a_new_one_from_the_next_delivery_on(

@@ -22,7 +22,14 @@ from fakes import (
     until,
 )
 from webhookd.domain import signing
-from webhookd.domain.errors import Invalid, NotFound, PayloadTooLarge, ResourceExhausted, Unauthenticated
+from webhookd.domain.errors import (
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
 from webhookd.domain.history import LogPosition, encode_cursor
 from webhookd.domain.inbound import ZoomValidation
 from webhookd.domain.scope import Scope
@@ -313,6 +320,21 @@ async def test_the_previous_secret_still_verifies_during_a_rotations_overlap(
     clock.advance(timedelta(hours=1))
     with pytest.raises(Unauthenticated):
         await inbound.receive(webhook.id, signed(old_secret, BODY, clock, message_id="msg_2"))
+
+
+async def test_a_rotation_that_vault_carried_out_after_answering_unavailable_leaves_the_senders_secret(
+    inbound: Inbound, webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """The caller was told UNAVAILABLE, so the sender was never given the new secret; the row still
+    names the old one, which keeps verifying past the overlap that lost rotation wrote."""
+    webhook, old_secret = await inbound_webhook(webhooks)
+    secret_store.answers_late = True
+    with pytest.raises(Unavailable):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+    secret_store.answers_late = False
+    clock.advance(timedelta(hours=2))
+
+    assert not (await inbound.receive(webhook.id, signed(old_secret, BODY, clock))).duplicate
 
 
 async def test_a_retried_message_is_a_duplicate_stored_once(

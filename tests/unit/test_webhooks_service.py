@@ -628,6 +628,22 @@ async def test_rotation_puts_the_old_record_back_when_the_row_update_fails(
     assert secret_store.records[webhook.vault_path] == {"current": secret}
 
 
+async def test_a_rotation_after_one_vault_carried_out_late_keeps_the_secret_the_row_names(
+    webhooks: Webhooks, secret_store: FakeSecrets
+) -> None:
+    """The lost rotation's secret was never handed out: the next rotation overlaps with the one in use."""
+    webhook, old_secret = await webhooks.create(TENANT, outbound(), None)
+    secret_store.answers_late = True
+    with pytest.raises(Unavailable):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+    secret_store.answers_late = False
+
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+
+    record = secret_store.records[webhook.vault_path]
+    assert (record["current"], record["previous"]) == (rotation.signing_secret, old_secret)
+
+
 async def test_rotation_names_every_invalid_field(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
     webhook, secret = await webhooks.create(TENANT, outbound(), None)
 

@@ -83,7 +83,7 @@ class Deliverer:
             headers = signing.delivery_headers(
                 claimed.headers,
                 claimed.signature_scheme,
-                active_secrets(record, self._now()),
+                active_secrets(record, self._now(), claimed.secret_fingerprint),
                 claimed.event_id,
                 int(time.time()),
                 claimed.body,

@@ -94,7 +94,7 @@ class Inbound:
         called = f"{target.url}?{request.query}" if request.query else target.url
         try:
             refuse_repeated(request.repeated_headers)
-            secrets = active_secrets(record, now)
+            secrets = active_secrets(record, now, target.secret_fingerprint)
             signing.verify(target.signature_scheme, secrets, headers, body, int(now.timestamp()), url=called)
         except signing.SignatureError as error:
             await self._record(target, receipt(error.reason, None, 401))

@@ -71,7 +71,7 @@ class Pings:
         headers = signing.delivery_headers(
             webhook.spec.headers,
             webhook.spec.signature_scheme,
-            active_secrets(secret_record, now),
+            active_secrets(secret_record, now, webhook.secret_fingerprint),
             event.id,
             int(now.timestamp()),
             body,

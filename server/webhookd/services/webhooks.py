@@ -273,7 +273,9 @@ class Webhooks:
             )
 
         updated = await self._change_secrets(
-            webhook.vault_path, lambda record: rotated(record, secret, overlap=overlap, now=now), commit
+            webhook.vault_path,
+            lambda record: rotated(record, secret, overlap=overlap, now=now, named=webhook.secret_fingerprint),
+            commit,
         )
         written = self._written(updated, noted=True)
         if webhook.spec.signature_scheme.asymmetric:
@@ -352,7 +354,7 @@ class Webhooks:
                 f"webhook {webhook_id} signs with {webhook.spec.signature_scheme.value}, a shared secret:"
                 " only an ed25519 webhook has a public key"
             )
-        return public_keys(await self._secrets.read(webhook.vault_path), self._now())
+        return public_keys(await self._secrets.read(webhook.vault_path), self._now(), webhook.secret_fingerprint)
 
     async def _discard_secret(self, vault_path: str) -> None:
         try:
