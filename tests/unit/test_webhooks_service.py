@@ -592,6 +592,25 @@ async def test_rotation_keeps_the_previous_secret_for_the_overlap(
     assert rotation.webhook.version == 2
 
 
+async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overlap(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """Its answer was lost, so the caller sends it again: rotating anew would make the chosen secret its
+    own previous one and end the overlap of the secret receivers still hold."""
+    webhook, old_secret = await webhooks.create(TENANT, outbound(), None)
+    first = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=SECRET)
+    clock.advance(timedelta(minutes=1))
+
+    retried = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=SECRET)
+
+    assert secret_store.records[webhook.vault_path] == {
+        "current": SECRET,
+        "previous": old_secret,
+        "previous_expires_at": first.previous_secret_expires_at.isoformat(),
+    }
+    assert retried == first
+
+
 async def test_rotation_without_overlap_drops_the_previous_secret(
     webhooks: Webhooks, secret_store: FakeSecrets
 ) -> None:

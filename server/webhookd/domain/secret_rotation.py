@@ -27,6 +27,14 @@ def active_secrets(record: dict[str, str], now: datetime, named: str) -> list[st
     return secrets
 
 
+def overlap_end(record: dict[str, str], now: datetime, named: str) -> datetime:
+    """When the previous secret stops signing beside the current one (active_secrets' rule); `now` when
+    none does."""
+    if len(active_secrets(record, now, named)) > 1:
+        return datetime.fromisoformat(record["previous_expires_at"])
+    return now
+
+
 def rotated(
     record: dict[str, str], new_secret: str, *, overlap: timedelta, now: datetime, named: str
 ) -> dict[str, str]:

@@ -24,7 +24,15 @@ from webhookd.domain.lifecycle import (
     rotated_reason,
 )
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_rotation import DEFAULT_OVERLAP, MAX_OVERLAP, PublicKeys, Rotation, public_keys, rotated
+from webhookd.domain.secret_rotation import (
+    DEFAULT_OVERLAP,
+    MAX_OVERLAP,
+    PublicKeys,
+    Rotation,
+    overlap_end,
+    public_keys,
+    rotated,
+)
 from webhookd.domain.signing import loose_secret_problem, new_signing_secret, public_key, validate_secret
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.updates import apply_changes
@@ -248,7 +256,8 @@ class Webhooks:
     async def rotate_secret(
         self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
     ) -> Rotation:
-        """New current secret in Vault, the old one kept for the overlap; the row gets its fingerprint."""
+        """New current secret in Vault, the old one kept for the overlap; the row gets its fingerprint.
+        A chosen secret that is current already changes nothing (a retry whose answer was lost)."""
         overlap = DEFAULT_OVERLAP if overlap is None else overlap
         violations: list[FieldViolation] = []
         if not timedelta(0) <= overlap <= MAX_OVERLAP:
@@ -263,8 +272,13 @@ class Webhooks:
         if webhook.is_deleted:
             raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
         _check_chosen_secret(webhook.spec, signing_secret)
-        secret = signing_secret or new_signing_secret(webhook.spec.signature_scheme)
         now = self._now()
+        if signing_secret and fingerprint(signing_secret) == webhook.secret_fingerprint:
+            # Already current: a retry of a rotation whose answer was lost. Rotating again would make
+            # the secret its own previous one and end the overlap of the one receivers still hold.
+            record = await self._secrets.read(webhook.vault_path)
+            return Rotation(webhook, signing_secret, overlap_end(record, now, webhook.secret_fingerprint))
+        secret = signing_secret or new_signing_secret(webhook.spec.signature_scheme)
         note = LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
 
         async def commit(record: dict[str, str]) -> Webhook:
