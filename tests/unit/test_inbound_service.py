@@ -337,6 +337,34 @@ async def test_a_rotation_that_vault_carried_out_after_answering_unavailable_lea
     assert not (await inbound.receive(webhook.id, signed(old_secret, BODY, clock))).duplicate
 
 
+@pytest.mark.parametrize(
+    ("created", "changed"),
+    [
+        (SignatureScheme.STRIPE, SignatureScheme.STANDARD_WEBHOOKS),  # took one Standard Webhooks cannot decode
+        (SignatureScheme.STANDARD_WEBHOOKS, SignatureScheme.STRIPE),  # Stripe never had webhookd's secret
+        (SignatureScheme.STRIPE, SignatureScheme.SHOPIFY),  # nor Shopify Stripe's
+    ],
+)
+async def test_the_scheme_cannot_change_to_or_from_one_whose_sender_issues_the_secret(
+    webhooks: Webhooks, created: SignatureScheme, changed: SignatureScheme
+) -> None:
+    spec = WebhookSpec(name="from-crm", url="", direction=Direction.INBOUND, signature_scheme=created)
+    chosen = "whsec_issued-by-the-sender_0123" if created.secret_from_sender else None
+    webhook, _ = await webhooks.create(TENANT, spec, chosen)
+
+    with pytest.raises(Invalid) as raised:
+        await webhooks.update(
+            TENANT,
+            webhook.id,
+            expected_version=None,
+            paths=["signature_scheme"],
+            changes_for=lambda _: {"signature_scheme": changed},
+        )
+
+    assert [violation.field for violation in raised.value.violations] == ["webhook.signature_scheme"]
+    assert (await webhooks.get(TENANT, webhook.id, fresh=True)).spec.signature_scheme is created
+
+
 async def test_a_retried_message_is_a_duplicate_stored_once(
     inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, notifications: FakeNotifications, clock: FakeClock
 ) -> None:

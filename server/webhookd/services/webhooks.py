@@ -192,6 +192,19 @@ class Webhooks:
                     "cannot change between a shared secret (standard-webhooks, hmac-sha256) and an ed25519 key"
                     " pair: what Vault holds signs in one family only; create a new webhook instead",
                 )
+            if spec.signature_scheme is not current.spec.signature_scheme and (
+                spec.signature_scheme.secret_from_sender or current.spec.signature_scheme.secret_from_sender
+            ):
+                # The secret in Vault is the one the old scheme's sender issued (or webhookd made): no
+                # other sender holds it, and Standard Webhooks may not even decode it.
+                changed = (
+                    spec.signature_scheme if spec.signature_scheme.secret_from_sender else current.spec.signature_scheme
+                )
+                raise Invalid.field(
+                    "webhook.signature_scheme",
+                    f"cannot change to or from {changed.value}: its secret is the one the sender issues, and"
+                    " the webhook's secret stays; create a new webhook with the secret its sender gives",
+                )
             if spec.direction is Direction.INBOUND:
                 spec = _with_url(spec, current.spec.url)
             if current.credential_header and not same_origin(spec.url, current.spec.url):
