@@ -236,9 +236,8 @@ async def test_a_delivery_log_cursor_is_refused_as_an_inbound_position(caller, g
     # The two logs number their entries apart, but a receipt writes one entry in each in one
     # transaction: while both numberings stand alike (a database with only inbound traffic), its two
     # positions are the same, and acknowledging either one is acknowledging that receipt.
-    await database.execute(
-        "SELECT setval(pg_get_serial_sequence('attempts', 'seq'), nextval(pg_get_serial_sequence('attempts', 'seq')) + 1000)"
-    )
+    numbering = "pg_get_serial_sequence('attempts', 'seq')"
+    await database.execute(f"SELECT setval({numbering}, nextval({numbering}) + 1000)")
     sender = await sender_for(caller, gateway.url)
     await sender.send(1, 2, 3)
     lines = [response.entry async for response in caller.DeliveryLog(pb.DeliveryLogRequest())]
