@@ -24,6 +24,7 @@ from log_streams import Tail, until
 from support import make_caller
 from webhookd.app import Gateway, Service, open_service
 from webhookd.ports import Topic
+from webhookd.store import stream_leases
 from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Database
 from webhookd.store.stream_leases import PostgresStreamLeases
@@ -155,3 +156,49 @@ async def test_a_place_whose_release_failed_comes_back_once_the_database_answers
         await pool.close()
 
     assert again is not None
+
+
+async def test_stream_leases_are_renewed_again_after_a_renewal_the_database_refused(
+    service, backends, database, monkeypatch, caplog
+) -> None:
+    """A renewal can fail other than by the database being away (a read-only server after a failover):
+    the renewer carries on, or every open stream's lease would run out and its tenant's cap with it.
+    (`service`: the session database, migrated.)"""
+    monkeypatch.setattr(stream_leases, "RENEW_SECONDS", 0.05)
+    tenant = f"tnt_{ULID()}"
+    refuse = f"""
+CREATE FUNCTION refuse_{tenant.lower()}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.tenant_id = '{tenant}' THEN RAISE EXCEPTION 'read-only' USING ERRCODE = 'read_only_sql_transaction'; END IF;
+    RETURN NEW;
+END $$"""
+    await database.execute(refuse)
+    await database.execute(
+        f"CREATE TRIGGER refuse_{tenant.lower()} BEFORE UPDATE ON stream_leases"
+        f" FOR EACH ROW EXECUTE FUNCTION refuse_{tenant.lower()}()"
+    )
+    pool = Database(backends.database_url, size=2)
+    await pool.open()
+    leases = PostgresStreamLeases(pool, lease_seconds=600)
+    leases.start()
+    try:
+        lease = await leases.acquire(tenant, 1)
+        [taken] = await database.rows("SELECT expires_at FROM stream_leases WHERE id = :id", id=lease)
+        for _ in range(400):  # until a renewal has been refused
+            if any(record.getMessage() == "renewing stream leases failed" for record in caplog.records):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("no renewal was refused")
+        await database.execute(f"DROP TRIGGER refuse_{tenant.lower()} ON stream_leases")
+
+        await database.wait_for(
+            "SELECT expires_at FROM stream_leases WHERE id = :id",
+            lambda rows: rows[0]["expires_at"] > taken["expires_at"],
+            id=lease,
+        )
+    finally:
+        await leases.close()
+        await pool.close()
+        await database.execute(f"DROP TRIGGER IF EXISTS refuse_{tenant.lower()} ON stream_leases")
+        await database.execute(f"DROP FUNCTION IF EXISTS refuse_{tenant.lower()}()")

@@ -69,4 +69,6 @@ async def keep_statistics(database: Database) -> None:
                 log.debug("analyzed", extra={"tables": analyzed})
         except Unavailable:
             pass  # the database is away: the next round tries again
+        except Exception:
+            log.exception("keeping the planner's statistics failed")  # and the next round tries again
         await asyncio.sleep(CHECK_SECONDS)

@@ -14,7 +14,6 @@ again rather than held until the lease runs out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import sqlalchemy as sa
@@ -113,11 +112,20 @@ class PostgresStreamLeases:
     async def _renew_while_running(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
-            with contextlib.suppress(Unavailable):
-                if self._held:
-                    await self._db.execute(_RENEW, {"ids": list(self._held), "seconds": self._lease_seconds})
-                if self._unreleased:
-                    unreleased = list(self._unreleased)
-                    await self._db.execute(_RELEASE_UNRELEASED, {"unreleased": unreleased})
-                    self._unreleased.difference_update(unreleased)
-                await self._db.execute(_FORGET_EXPIRED)
+            try:
+                await self._renew()
+            except Unavailable:
+                pass  # the database is away: the next round tries again
+            except Exception:
+                # Any other failure too (a read-only server after a failover): a renewer that stopped
+                # would let every open stream's lease run out, and the tenants' caps with them.
+                log.exception("renewing stream leases failed")
+
+    async def _renew(self) -> None:
+        if self._held:
+            await self._db.execute(_RENEW, {"ids": list(self._held), "seconds": self._lease_seconds})
+        if self._unreleased:
+            unreleased = list(self._unreleased)
+            await self._db.execute(_RELEASE_UNRELEASED, {"unreleased": unreleased})
+            self._unreleased.difference_update(unreleased)
+        await self._db.execute(_FORGET_EXPIRED)
