@@ -513,8 +513,35 @@ async def test_unknown_route_is_404_in_the_error_shape(gateway: Gateway) -> None
 async def test_wrong_method_is_405_with_allow(gateway: Gateway) -> None:
     response = await gateway.http.put("/api/v1/integration/webhooks/whk_1", json={})
     assert response.status_code == 405
-    assert response.headers["allow"] == "DELETE, GET, PATCH"
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
     assert (error_of(response)["code"], error_of(response)["status"]) == (405, "UNIMPLEMENTED")
+
+
+async def test_head_of_a_resource_is_its_get_without_the_body(gateway: Gateway) -> None:
+    created = await create(gateway)
+    url = f"/api/v1/integration/webhooks/{created['id']}"
+    get = await gateway.http.get(url)
+    head = await gateway.http.head(url)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["etag"] == get.headers["etag"]
+    assert head.headers["content-type"] == "application/json"
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert isinstance(gateway.last(), pb.GetWebhookRequest)
+
+
+async def test_head_answers_304_and_errors_as_get_does(gateway: Gateway) -> None:
+    created = await create(gateway)
+    url = f"/api/v1/integration/webhooks/{created['id']}"
+    unchanged = await gateway.http.head(url, headers={"If-None-Match": '"1"'})
+    assert unchanged.status_code == 304
+    missing = await gateway.http.head("/api/v1/integration/webhooks/whk_missing")
+    assert (missing.status_code, missing.content) == (404, b"")
+
+
+async def test_allow_lists_head_beside_get(gateway: Gateway) -> None:
+    response = await gateway.http.put("/api/v1/integration/webhooks", json={})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST"
 
 
 async def test_get_on_a_custom_verb_is_405_not_a_lookup(gateway: Gateway) -> None:

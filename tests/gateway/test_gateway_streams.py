@@ -119,6 +119,11 @@ async def test_ndjson_is_the_default(streams: Streams) -> None:
     assert lines == [{"entry": {"cursor": str(n), "text": f"line {n}"}} for n in (1, 2, 3)]
 
 
+async def test_a_stream_offers_no_head(streams: Streams) -> None:
+    response = await streams.http.head("/v1/probes/p1/log")
+    assert (response.status_code, response.headers["allow"]) == (405, "GET")
+
+
 async def test_sse_events_carry_the_entry_cursor_as_id(streams: Streams) -> None:
     response = await streams.http.get("/v1/probes/p1/log?count=2", headers={"Accept": "text/event-stream"})
     assert response.headers["content-type"].startswith("text/event-stream")

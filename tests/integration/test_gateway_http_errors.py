@@ -173,5 +173,5 @@ async def test_a_wrong_method_is_405_with_allow(rest) -> None:
     response = await rest.put(f"{WEBHOOKS}/{UNKNOWN_ID}", json={})
 
     assert response.status_code == 405
-    assert response.headers["allow"] == "DELETE, GET, PATCH"
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
     assert error_of(response)["status"] == "UNIMPLEMENTED"

@@ -21,7 +21,7 @@ from webhookd.domain.errors import DomainError
 from webhookd.gateway import headers as http_headers
 from webhookd.gateway.calls import Invoker, call_metadata, request_id
 from webhookd.gateway.jsonshape import JsonInputError, json_key, message_to_json
-from webhookd.gateway.routes import Binding, PathTemplate, allowed_methods
+from webhookd.gateway.routes import Binding, PathTemplate, allowed_methods, binding_for
 from webhookd.gateway.streaming import STREAM_HEADERS, first_read, relay, stream_format
 from webhookd.gateway.transcode import HttpInput, build_request
 from webhookd.http.body import read_json_body
@@ -155,7 +155,7 @@ class RpcRoute(BaseRoute):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
             return Match.NONE, {}
-        binding = self.bindings.get(scope["method"])
+        binding = binding_for(self.bindings, scope["method"])
         # Every template of a route has one shape; the binding's own names its variables.
         params = (binding.template if binding is not None else self.template).match(raw_request_path(scope))
         if params is None:
@@ -169,10 +169,17 @@ class RpcRoute(BaseRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        binding = self.bindings.get(scope["method"])
+        binding = binding_for(self.bindings, scope["method"])
         if binding is None:
             error = method_not_allowed(scope["method"], request.url.path, allowed_methods(self.bindings))
             response: Response = error_response(error, request_id=request_id(request.headers))
         else:
             response = await self._handler(binding, request)
+        if scope["method"] == "HEAD":
+            response = without_body(response)
         await response(scope, receive, send)
+
+
+def without_body(response: Response) -> Response:
+    """The answer to a HEAD: the GET's status and headers (Content-Length included), no body."""
+    return Response(status_code=response.status_code, headers=response.headers)

@@ -226,5 +226,16 @@ def _decode(value: str, multi_segment: bool) -> str:
     return "%2F".join(unquote(part) for part in _ENCODED_SLASH.split(value))
 
 
+def binding_for(by_method: Mapping[str, Binding], http_method: str) -> Binding | None:
+    """The binding that answers `http_method`. HEAD is GET without the body (RFC 9110 §9.3.2), for
+    unary GETs only: a stream's headers come before messages that may never end."""
+    binding = by_method.get(http_method)
+    if binding is None and http_method == "HEAD":
+        get = by_method.get("GET")
+        return get if get is not None and not get.server_streaming else None
+    return binding
+
+
 def allowed_methods(by_method: Mapping[str, Binding]) -> list[str]:
-    return sorted(by_method)
+    heads = ["HEAD"] if binding_for(by_method, "HEAD") is not None and "HEAD" not in by_method else []
+    return sorted([*by_method, *heads])
