@@ -139,6 +139,39 @@ def test_wrong_shapes_are_reported() -> None:
     assert list(errors_of({"name": 5})) == ["webhook.name"]
 
 
+def test_every_wrongly_typed_value_is_named_by_its_own_path_in_plain_words() -> None:
+    assert errors_of(
+        {
+            "name": 5,
+            "enabled": "yes",
+            "version": True,
+            "event_types": ["a", 1],
+            "headers": {"X-Team": None},
+            "retry_policy": {"maxAttempts": "x", "timeoutMs": 1.5},
+        }
+    ) == {
+        "webhook.name": "expected a string, not a number",
+        "webhook.enabled": "expected true or false, not a string",
+        "webhook.version": "expected an integer, not a boolean",
+        "webhook.event_types[1]": "expected a string, not a number",
+        "webhook.headers.X-Team": "expected a string, not null",
+        "webhook.retry_policy.max_attempts": "expected an integer, not a string",
+        "webhook.retry_policy.timeout_ms": "expected an integer, not a number with a fraction",
+    }
+
+
+@pytest.mark.parametrize("body", [{"version": "7"}, {"version": 7.0}, {"rate_limit_per_second": "5"}])
+def test_integers_take_the_forms_proto3_json_allows(body: dict[str, Any]) -> None:
+    json_to_message(body, webhook_pb2.Webhook())
+
+
+def test_a_value_past_its_type_names_the_field_and_no_message_type() -> None:
+    [(field, description)] = errors_of({"version": 2**70}).items()
+    assert field == "webhook.version" and "Webhook" not in description
+    [(field, description)] = errors_of({"created_at": "yesterday"}).items()
+    assert field == "webhook.created_at" and "Webhook" not in description
+
+
 def test_enum_word_helpers() -> None:
     enum = webhook_pb2.SourceType.DESCRIPTOR
     assert enum_word(enum, webhook_pb2.SOURCE_TYPE_FRONTEND) == "frontend"

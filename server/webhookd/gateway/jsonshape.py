@@ -35,6 +35,8 @@ from google.protobuf.message import Message
 
 from webhookd.domain.errors import FieldViolation
 from webhookd.gateway.descriptors import (
+    FLOAT_TYPES,
+    INTEGER_TYPES,
     descriptor_of,
     enum_of,
     field_by_json_or_proto_name,
@@ -242,7 +244,9 @@ def _normalize_message(descriptor: Descriptor, data: Any, path: str, out: list[F
         if field.name in normalized:
             out.append(FieldViolation(field_path, f"{field.name} is given twice (both spellings)"))
             continue
-        normalized[field.name] = _normalize_field(field, value, field_path, out)
+        # A known field is named as the service names it, whichever spelling was sent.
+        canonical_path = f"{path}.{field.name}" if path else field.name
+        normalized[field.name] = _normalize_field(field, value, canonical_path, out)
     return normalized
 
 
@@ -273,20 +277,90 @@ def _normalize_single(field: FieldDescriptor, value: Any, path: str, out: list[F
         return enum.values_by_number[number].name
     if field.message_type is not None:
         return _normalize_message(field.message_type, value, path, out)
+    mismatch = _scalar_mismatch(field, value)
+    if mismatch is not None:
+        out.append(FieldViolation(path, mismatch))
     return value
 
 
+# proto3 JSON: integers may be strings of digits (64-bit ones are, in canonical output), and
+# doubles may be numeric strings or the three spellings of what JSON numbers cannot hold.
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+_FLOAT_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})
+
+
+def _scalar_mismatch(field: FieldDescriptor, value: Any) -> str | None:
+    """Why `value` cannot be this scalar field's JSON, in the caller's terms; None when it can.
+    Checked before json_format, which stops at the first wrong value, names it by proto message
+    types and words it as Python does."""
+    kind = field.type
+    if kind in INTEGER_TYPES and isinstance(value, float) and not value.is_integer():
+        return "expected an integer, not a number with a fraction"
+    if kind in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
+        fits, wanted = isinstance(value, str), "a string"
+    elif kind == FieldDescriptor.TYPE_BOOL:
+        fits, wanted = isinstance(value, bool), "true or false"
+    elif kind == FieldDescriptor.TYPE_ENUM:
+        fits, wanted = _is_integer(value), f"one of: {', '.join(enum_words(enum_of(field)))}"
+    elif kind in INTEGER_TYPES:
+        fits = _is_number(value) or (isinstance(value, str) and _INTEGER_TEXT.fullmatch(value) is not None)
+        wanted = "an integer"
+    elif kind in FLOAT_TYPES:
+        fits, wanted = _is_number(value) or (isinstance(value, str) and _is_float_text(value)), "a number"
+    else:
+        return None
+    return None if fits else f"expected {wanted}, not {_json_kind(value)}"
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_float_text(text: str) -> bool:
+    if text in _FLOAT_WORDS:
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value is, as JSON names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 _PARSE_STEP = re.compile(r"Failed to parse (\S+) field: ")
+# Some reasons end by naming the whole path, from the message type parsed: " at Webhook.created_at".
+_PARSE_AT = re.compile(r"\s+at [A-Za-z_][A-Za-z0-9_]*((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\.*$")
 
 
 def _violation_from_parse_error(message: str, path: str) -> FieldViolation:
     """json_format nests "Failed to parse a field: Failed to parse b field: reason"; the chain is
-    the field path and the tail is the reason."""
+    the field path and the tail is the reason. A tail ending " at Type.a.b" names the full path
+    itself (the chain may stop short of it), by a type name the caller never sees."""
     names: list[str] = []
     rest = message
     while (step := _PARSE_STEP.match(rest)) is not None:
         names.append(step.group(1))
         rest = rest[step.end() :]
+    at = _PARSE_AT.search(rest)
+    if at is not None:
+        names = at.group(1).lstrip(".").split(".")
+        rest = rest[: at.start()]
     field = ".".join([p for p in (path, *names) if p])
     return FieldViolation(field, rest.strip().rstrip(".") or message)
 
