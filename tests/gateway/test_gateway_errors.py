@@ -7,7 +7,14 @@ import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from webhookd.domain.errors import PayloadTooLarge
+from webhookd.domain.errors import (
+    ERROR_DOMAIN,
+    MESSAGE_MAX,
+    VIOLATION_DESCRIPTION_MAX,
+    VIOLATION_FIELD_MAX,
+    VIOLATIONS_MAX,
+    PayloadTooLarge,
+)
 from webhookd.gateway.jsonshape import FieldViolation
 from webhookd.http.errors import (
     CODE_BY_HTTP_ONLY_STATUS,
@@ -16,6 +23,7 @@ from webhookd.http.errors import (
     from_domain_error,
     from_rpc_error,
     http_status_for,
+    internal,
     invalid_argument,
     malformed_json,
     method_not_allowed,
@@ -24,6 +32,9 @@ from webhookd.http.errors import (
     status_name_for_http,
     unsupported_media_type,
 )
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 
 EXPECTED = {
     "OK": 200,
@@ -183,7 +194,33 @@ def test_trailer_message_preferred_even_if_it_differs() -> None:
     assert error.message == "long"
 
 
-def test_gateway_made_violations_use_bad_request() -> None:
+def test_gateway_made_violations_have_the_servers_shape_error_info_then_bad_request() -> None:
     error = invalid_argument([FieldViolation("webhook.colour", "unknown field")])
     assert error.body()["error"]["status"] == "INVALID_ARGUMENT"
-    assert error.details[0]["fieldViolations"] == [{"field": "webhook.colour", "description": "unknown field"}]
+    assert error.details == [
+        {"@type": ERROR_INFO, "reason": "INVALID_ARGUMENT", "domain": ERROR_DOMAIN},
+        {"@type": BAD_REQUEST, "fieldViolations": [{"field": "webhook.colour", "description": "unknown field"}]},
+    ]
+
+
+def test_gateway_made_violations_are_bounded_as_the_servers_are() -> None:
+    many = [FieldViolation(f"webhook.{'k' * 500}{n}", "unknown field " + "x" * 500) for n in range(1000)]
+    error = invalid_argument(many)
+    [_, bad_request] = error.details
+    assert len(bad_request["fieldViolations"]) == VIOLATIONS_MAX
+    assert all(len(v["field"]) <= VIOLATION_FIELD_MAX for v in bad_request["fieldViolations"])
+    assert all(len(v["description"]) <= VIOLATION_DESCRIPTION_MAX for v in bad_request["fieldViolations"])
+    assert len(error.message) <= MESSAGE_MAX
+
+
+def test_an_error_without_rich_details_still_carries_error_info() -> None:
+    error = from_rpc_error(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
+    assert error.details == [{"@type": ERROR_INFO, "reason": "UNAVAILABLE", "domain": ERROR_DOMAIN}]
+
+
+def test_an_unexpected_error_carries_error_info_and_the_request_id_to_quote() -> None:
+    error = internal("rid-7")
+    assert error.details == [
+        {"@type": ERROR_INFO, "reason": "INTERNAL", "domain": ERROR_DOMAIN, "metadata": {"request_id": "rid-7"}}
+    ]
+    assert "rid-7" in error.message

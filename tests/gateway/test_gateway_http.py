@@ -19,6 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from webhookd.domain.errors import VIOLATIONS_MAX
 from webhookd.gateway.app import create_gateway_app
 
 TOKEN = "Bearer good"
@@ -167,6 +168,12 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     return dict(body["error"])
 
 
+def violations_of(response: httpx.Response) -> list[dict[str, str]]:
+    """The field violations of an error response's BadRequest detail."""
+    [bad_request] = [d for d in error_of(response)["details"] if d["@type"].endswith("google.rpc.BadRequest")]
+    return list(bad_request["fieldViolations"])
+
+
 async def test_create_returns_the_webhook_and_its_secret(gateway: Gateway) -> None:
     response = await gateway.http.post(
         "/api/v1/integration/webhooks",
@@ -191,7 +198,7 @@ async def test_create_returns_the_webhook_and_its_secret(gateway: Gateway) -> No
 async def test_create_refuses_the_old_wrapper_naming_the_field(gateway: Gateway) -> None:
     response = await gateway.http.post("/api/v1/integration/webhooks", json={"webhook": {"name": "orders"}})
     assert response.status_code == 400
-    assert error_of(response)["details"][0]["fieldViolations"] == [
+    assert violations_of(response) == [
         {"field": "webhook.webhook", "description": "unknown field 'webhook' in Webhook"}
     ]
 
@@ -206,7 +213,7 @@ async def test_a_chosen_signing_secret_comes_from_its_header_never_the_query(gat
 
     in_url = await gateway.http.post(f"/api/v1/integration/webhooks?signing_secret={secret}", json=body)
     assert in_url.status_code == 400
-    [violation] = error_of(in_url)["details"][0]["fieldViolations"]
+    [violation] = violations_of(in_url)
     assert violation["field"] == "signing_secret" and "Webhook-Signing-Secret" in violation["description"]
 
 
@@ -257,9 +264,7 @@ async def test_not_found_carries_the_servers_error_info(gateway: Gateway) -> Non
 async def test_invalid_argument_carries_field_violations(gateway: Gateway) -> None:
     response = await gateway.http.post("/api/v1/integration/webhooks", json={"name": "x", "url": "http://x"})
     assert response.status_code == 400
-    assert error_of(response)["details"][0]["fieldViolations"] == [
-        {"field": "webhook.url", "description": "must be an https URL"}
-    ]
+    assert violations_of(response) == [{"field": "webhook.url", "description": "must be an https URL"}]
 
 
 async def test_list_filters_come_from_the_query(gateway: Gateway) -> None:
@@ -406,15 +411,13 @@ async def test_payload_json_is_not_a_rest_field(gateway: Gateway) -> None:
         "/api/v1/integration/events", json={"event_type": "rfp.created", "payload_json": '{"a": 1}'}
     )
     assert response.status_code == 400
-    assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "payload_json"
+    assert violations_of(response)[0]["field"] == "payload_json"
 
 
 async def test_a_payload_that_is_not_an_object_is_400(gateway: Gateway) -> None:
     response = await gateway.http.post("/api/v1/integration/events", json={"event_type": "a.b", "payload": [1]})
     assert response.status_code == 400
-    assert error_of(response)["details"][0]["fieldViolations"] == [
-        {"field": "payload", "description": "expected a JSON object"}
-    ]
+    assert violations_of(response) == [{"field": "payload", "description": "expected a JSON object"}]
 
 
 @pytest.mark.parametrize(
@@ -439,7 +442,7 @@ async def test_a_payload_json_cannot_carry_is_400_naming_the_field(gateway: Gate
     assert response.status_code == 400, response.text
     error = error_of(response)
     assert error["status"] == "INVALID_ARGUMENT"
-    assert [v["field"] for v in error["details"][0]["fieldViolations"]] == [field]
+    assert [v["field"] for v in violations_of(response)] == [field]
     assert len(gateway.fake.requests) == calls
 
 
@@ -449,7 +452,7 @@ async def test_a_resource_body_nested_too_deep_is_400_naming_the_field(gateway: 
         "/api/v1/integration/webhooks", content=body.encode(), headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400
-    assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "webhook.headers"
+    assert violations_of(response)[0]["field"] == "webhook.headers"
 
 
 async def test_resource_exhausted_with_retry_info_sets_retry_after(gateway: Gateway) -> None:
@@ -463,9 +466,17 @@ async def test_unknown_field_is_400_naming_it(gateway: Gateway) -> None:
     assert response.status_code == 400
     error = error_of(response)
     assert error["status"] == "INVALID_ARGUMENT"
-    assert error["details"][0]["fieldViolations"] == [
-        {"field": "webhook.colour", "description": "unknown field 'colour' in Webhook"}
-    ]
+    assert violations_of(response) == [{"field": "webhook.colour", "description": "unknown field 'colour' in Webhook"}]
+
+
+async def test_a_body_of_many_unknown_fields_gets_a_bounded_error(gateway: Gateway) -> None:
+    body = {f"k{n}": 0 for n in range(200)}
+    response = await gateway.http.post("/api/v1/integration/webhooks", json=body)
+    assert response.status_code == 400
+    info, bad_request = error_of(response)["details"]
+    assert info["reason"] == "INVALID_ARGUMENT"
+    assert len(bad_request["fieldViolations"]) == VIOLATIONS_MAX
+    assert len(response.content) < 16 * 1024
 
 
 async def test_malformed_json_is_400(gateway: Gateway) -> None:
@@ -584,7 +595,7 @@ async def test_idempotency_key_in_body_and_header_must_agree(gateway: Gateway) -
         headers={"Idempotency-Key": "b"},
     )
     assert response.status_code == 400
-    assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "idempotency_key"
+    assert violations_of(response)[0]["field"] == "idempotency_key"
 
 
 async def test_if_match_past_int64_or_in_other_digits_is_400_naming_the_header(gateway: Gateway) -> None:
@@ -593,7 +604,7 @@ async def test_if_match_past_int64_or_in_other_digits_is_400_naming_the_header(g
     for value in (b'"9223372036854775808"', b'"' + b"9" * 5000 + b'"', b'"\xb2"', b'"\xd9\xa3"'):
         response = await gateway.http.patch(path, json={"name": "v2"}, headers=[(b"If-Match", value)])
         assert response.status_code == 400, value[:20]
-        assert error_of(response)["details"][0]["fieldViolations"][0]["field"] == "If-Match"
+        assert violations_of(response)[0]["field"] == "If-Match"
 
 
 async def test_several_authorization_headers_are_401_even_when_alike(gateway: Gateway) -> None:

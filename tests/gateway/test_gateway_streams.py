@@ -152,7 +152,18 @@ async def test_a_failure_after_the_start_is_the_last_ndjson_line(streams: Stream
     assert response.status_code == 200
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert lines[0]["entry"]["cursor"] == "1"
-    assert lines[-1]["error"] == {"code": 503, "message": "store went away", "status": "UNAVAILABLE", "details": []}
+    assert lines[-1]["error"] == {
+        "code": 503,
+        "message": "store went away",
+        "status": "UNAVAILABLE",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "UNAVAILABLE",
+                "domain": "integration.cpod.io",
+            }
+        ],
+    }
 
 
 async def test_a_failure_after_the_start_is_an_sse_error_event(streams: Streams) -> None:

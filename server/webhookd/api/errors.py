@@ -11,7 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from webhookd.domain import errors
-from webhookd.domain.errors import ERROR_DOMAIN
+from webhookd.domain.errors import ERROR_DOMAIN, MESSAGE_MAX, bounded, bounded_violations
 
 
 def _packed(message: Any) -> any_pb2.Any:
@@ -24,28 +24,12 @@ def code_name(error: errors.DomainError) -> str:
     return error.code
 
 
-# A status travels in trailing metadata, which clients refuse past 16 KiB (the call then fails as
-# RESOURCE_EXHAUSTED, its real status lost); the message is sent twice (grpc-message and the details).
-# Messages and violations quote what the caller sent, so they are bounded here, for every error.
-MESSAGE_MAX = 1024
-VIOLATIONS_MAX = 40
-VIOLATION_FIELD_MAX = 80
-VIOLATION_DESCRIPTION_MAX = 160
-
-
-def _bounded(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def to_status(error: errors.DomainError) -> grpc.Status:
     details = [_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
     if isinstance(error, errors.Invalid):
         violations = [
-            error_details_pb2.BadRequest.FieldViolation(
-                field=_bounded(v.field, VIOLATION_FIELD_MAX),
-                description=_bounded(v.description, VIOLATION_DESCRIPTION_MAX),
-            )
-            for v in error.violations[:VIOLATIONS_MAX]
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in bounded_violations(error.violations)
         ]
         details.append(_packed(error_details_pb2.BadRequest(field_violations=violations)))
     if isinstance(error, errors.Unavailable | errors.ResourceExhausted) and error.retry_after_seconds:
@@ -53,7 +37,7 @@ def to_status(error: errors.DomainError) -> grpc.Status:
         retry.retry_delay.FromSeconds(int(error.retry_after_seconds))
         details.append(_packed(retry))
     code = code_pb2.Code.Value(error.code)
-    message = _bounded(error.message, MESSAGE_MAX)
+    message = bounded(error.message, MESSAGE_MAX)
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
 
 

@@ -6,6 +6,7 @@ status, HTTP turns it into a status through one table (webhookd/http/errors.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,10 +23,32 @@ def quoted(value: str) -> str:
     return f"{value[:QUOTED_MAX]}... ({len(value)} characters)"
 
 
+# What an error carries at most, over every transport. A gRPC status travels in trailing metadata,
+# which clients refuse past 16 KiB (the call then fails as RESOURCE_EXHAUSTED, its real status
+# lost), and messages and violations quote what the caller sent: a body of many unknown fields
+# would otherwise be answered ten times its size.
+MESSAGE_MAX = 1024
+VIOLATIONS_MAX = 40
+VIOLATION_FIELD_MAX = 80
+VIOLATION_DESCRIPTION_MAX = 160
+
+
+def bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class FieldViolation:
     field: str
     description: str
+
+
+def bounded_violations(violations: Sequence[FieldViolation]) -> list[FieldViolation]:
+    """The violations an error shows: the first VIOLATIONS_MAX, each cut to its limits."""
+    return [
+        FieldViolation(bounded(v.field, VIOLATION_FIELD_MAX), bounded(v.description, VIOLATION_DESCRIPTION_MAX))
+        for v in violations[:VIOLATIONS_MAX]
+    ]
 
 
 class DomainError(Exception):

@@ -100,4 +100,5 @@ async def _api_error(request: Request, exc: Any) -> Response:
 
 async def _unexpected(request: Request, exc: Any) -> Response:
     # Starlette still re-raises after this so the server logs the traceback.
-    return error_response(internal(), request_id=request_id(request.headers))
+    rid = request_id(request.headers)
+    return error_response(internal(rid), request_id=rid)

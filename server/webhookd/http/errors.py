@@ -21,7 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import JSONResponse
 
 from webhookd.domain import errors as domain
-from webhookd.domain.errors import ERROR_DOMAIN, FieldViolation
+from webhookd.domain.errors import ERROR_DOMAIN, MESSAGE_MAX, FieldViolation, bounded, bounded_violations
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -92,7 +92,9 @@ def from_rpc_error(error: grpc.RpcError, *, precondition_from_header: bool = Fal
     rich = rich_status(error.trailing_metadata())
     if rich is not None and rich.message:
         message = rich.message
-    details = [any_to_json(detail) for detail in rich.details] if rich is not None else []
+    # A status that never reached the server (no connection, the gateway's deadline) has no
+    # details; it still gets the ErrorInfo every error carries.
+    details = [any_to_json(detail) for detail in rich.details] if rich is not None else [_error_info(code.name)]
     http_status = http_status_for(code)
     if code == grpc.StatusCode.ABORTED and precondition_from_header:
         # The stale version came from If-Match: HTTP's precondition failed (a stale version in the
@@ -151,13 +153,17 @@ def _error_info(reason: str, metadata: Mapping[str, str] | None = None) -> dict[
 
 
 def invalid_argument(violations: Sequence[FieldViolation], message: str | None = None) -> ApiError:
+    """Bad input in the shape the server gives it (api/errors.py): ErrorInfo, then BadRequest, both
+    within the same bounds."""
+    shown = bounded_violations(violations)
     bad_request = error_details_pb2.BadRequest(
         field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in violations
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in shown
         ]
     )
-    summary = message or "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in violations)
-    return ApiError(400, "INVALID_ARGUMENT", summary, [_packed(bad_request)])
+    summary = message or "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in shown)
+    details = [_error_info(domain.Invalid.reason), _packed(bad_request)]
+    return ApiError(400, "INVALID_ARGUMENT", bounded(summary, MESSAGE_MAX), details)
 
 
 def malformed_json(reason: str) -> ApiError:
@@ -205,8 +211,11 @@ def method_not_allowed(method: str, path: str, allowed: Sequence[str]) -> ApiErr
     return _http_only(405, message, [_error_info("METHOD_NOT_ALLOWED")], Allow=", ".join(allowed))
 
 
-def internal(message: str = "Internal error") -> ApiError:
-    return ApiError(500, "INTERNAL", message)
+def internal(request_id: str) -> ApiError:
+    """An error we did not expect, as the server words it (api/errors.py): no internals, a request id
+    to quote."""
+    message = f"internal error; quote request id {request_id} when reporting it"
+    return ApiError(500, "INTERNAL", message, [_error_info("INTERNAL", {"request_id": request_id})])
 
 
 def status_name_for_http(http_status: int) -> str:
