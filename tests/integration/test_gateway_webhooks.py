@@ -172,6 +172,27 @@ async def test_patch_with_an_explicit_update_mask_query(rest) -> None:
     assert (response.json()["name"], response.json()["tags"]) == ("before", ["new"])
 
 
+async def test_patch_of_a_null_enabled_resets_it_to_its_default_not_disabled(rest) -> None:
+    created = (await create(rest))["webhook"]
+    await rest.patch(f"{WEBHOOKS}/{created['id']}", json={"enabled": False})
+
+    reset = await rest.patch(f"{WEBHOOKS}/{created['id']}", json={"enabled": None})
+
+    assert reset.status_code == 200
+    assert (reset.json()["enabled"], reset.json()["is_active"]) == (True, True)
+
+
+async def test_a_mask_naming_enabled_without_a_value_leaves_a_webhook_enabled(rest) -> None:
+    created = (await create(rest))["webhook"]
+
+    response = await rest.patch(
+        f"{WEBHOOKS}/{created['id']}", params={"update_mask": "enabled,name"}, json={"name": "n"}
+    )
+
+    assert response.status_code == 200
+    assert (response.json()["name"], response.json()["enabled"]) == ("n", True)
+
+
 async def test_patch_an_unknown_id_is_404(rest) -> None:
     response = await rest.patch(f"{WEBHOOKS}/whk_01J0000000000000000000000", json={"name": "x"})
 

@@ -20,6 +20,7 @@ from webhookd.domain.events import PAYLOAD_FIELD, PAYLOAD_JSON_FIELD, StoredEven
 from webhookd.domain.history import LogEntry, encode_cursor
 from webhookd.domain.inbound import InboundEvent
 from webhookd.domain.webhooks import (
+    DEFAULT_ENABLED,
     DEFAULT_SOURCE,
     OUTPUT_ONLY_FIELDS,
     Backoff,
@@ -213,7 +214,7 @@ def spec_from_proto(message: pb.Webhook, *, field: str = "webhook") -> WebhookSp
         event_types=tuple(message.event_types),
         signature_scheme=_scheme(message.signature_scheme, f"{field}.signature_scheme", violations),
         headers=dict(message.headers),
-        enabled=message.enabled if message.HasField("enabled") else True,
+        enabled=_enabled(message),
         retry_policy=_retry_policy(message.retry_policy, f"{field}.retry_policy", violations),
         connector_id=message.connector_id,
         application_id=message.application_id,
@@ -227,6 +228,11 @@ def spec_from_proto(message: pb.Webhook, *, field: str = "webhook") -> WebhookSp
     if violations:
         raise Invalid(violations)
     return spec
+
+
+def _enabled(message: pb.Webhook) -> bool:
+    # Unset (JSON null, or a mask naming it without a value) is the default, never proto3's false.
+    return message.enabled if message.HasField("enabled") else DEFAULT_ENABLED
 
 
 def implied_mask(message: pb.Webhook) -> list[str]:
@@ -244,7 +250,7 @@ def mask_changes(message: pb.Webhook, paths: list[str], *, field: str = "webhook
         "url": message.url,
         "event_types": tuple(message.event_types),
         "headers": dict(message.headers),
-        "enabled": message.enabled,
+        "enabled": _enabled(message),
         "connector_id": message.connector_id,
         "application_id": message.application_id,
         "tags": tuple(message.tags),

@@ -11,6 +11,8 @@ from webhookd.domain.statuses import Outcome
 
 SCHEMA_VERSION = 1
 DEFAULT_SOURCE = "edm"
+# A webhook is enabled unless its owner says otherwise, at creation and when an update resets the field.
+DEFAULT_ENABLED = True
 
 
 class Direction(StrEnum):
@@ -95,7 +97,7 @@ class WebhookSpec:
     event_types: tuple[str, ...] = ("*",)
     signature_scheme: SignatureScheme = SignatureScheme.STANDARD_WEBHOOKS
     headers: Mapping[str, str] = field(default_factory=dict)
-    enabled: bool = True
+    enabled: bool = DEFAULT_ENABLED
     retry_policy: RetryPolicy = RetryPolicy()
     connector_id: str = ""
     application_id: str = ""
