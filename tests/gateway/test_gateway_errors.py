@@ -218,6 +218,13 @@ def test_an_error_without_rich_details_still_carries_error_info() -> None:
     assert error.details == [{"@type": ERROR_INFO, "reason": "UNAVAILABLE", "domain": ERROR_DOMAIN}]
 
 
+def test_a_server_out_of_reach_is_503_with_retry_after_other_codes_without() -> None:
+    unreachable = from_rpc_error(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses"))
+    assert unreachable.headers["Retry-After"] == "1"
+    too_big = from_rpc_error(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "message larger than max"))
+    assert "Retry-After" not in too_big.headers
+
+
 def test_an_unexpected_error_carries_error_info_and_the_request_id_to_quote() -> None:
     error = internal("rid-7")
     assert error.details == [

@@ -580,6 +580,7 @@ async def test_an_unreachable_server_is_503() -> None:
             response = await http.get("/api/v1/integration/webhooks")
     assert response.status_code == 503
     assert error_of(response)["status"] == "UNAVAILABLE"
+    assert response.headers["retry-after"] == "1"
 
 
 async def test_wrong_method_on_a_plain_route_is_405_in_the_error_shape(gateway: Gateway) -> None:

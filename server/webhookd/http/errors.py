@@ -56,6 +56,8 @@ CODE_BY_HTTP_ONLY_STATUS: Mapping[int, grpc.StatusCode] = {
     415: grpc.StatusCode.INVALID_ARGUMENT,  # the body is not JSON
 }
 PRECONDITION_FAILED = 412
+# Retry-After of a 503 from a server the gateway could not reach, which says nothing itself.
+UNREACHED_RETRY_AFTER_SECONDS = 1
 
 
 @dataclass
@@ -108,6 +110,10 @@ def from_rpc_error(error: grpc.RpcError, *, precondition_from_header: bool = Fal
         retry_after = _retry_after_seconds(rich.details)
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        # The server was not reached (a `webhookd gateway` whose server is down or restarting): come
+        # back as soon as the server's own dependencies would say.
+        headers["Retry-After"] = str(UNREACHED_RETRY_AFTER_SECONDS)
     return ApiError(http_status, code.name, message, details, headers)
 
 
