@@ -508,3 +508,57 @@ async def _answering(response: web.Response) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _answering_then(head: bytes, then: str) -> AsyncIterator[str]:
+    """The URL of a receiver that writes `head` (a status line, headers and the start of a body that
+    Content-Length says is longer), then holds the connection open (`stall`) or closes it (`close`)."""
+    release = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head)
+            await writer.drain()
+            if then == "stall":
+                await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    finally:
+        release.set()
+        server.close()
+
+
+@pytest.mark.parametrize("then", ["stall", "close"])
+@pytest.mark.parametrize(
+    ("status_line", "outcome", "retry_after", "gone"),
+    [
+        (b"HTTP/1.1 200 OK\r\n", Outcome.SUCCEEDED, None, False),
+        (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\n", Outcome.FAILED, 7.0, False),
+        (b"HTTP/1.1 410 Gone\r\n", Outcome.FAILED, None, True),
+    ],
+    ids=["200", "429", "410"],
+)
+async def test_the_status_decides_the_outcome_when_the_body_stalls_or_breaks_off(
+    sender: HttpSender, status_line: bytes, outcome: Outcome, retry_after: float | None, gone: bool, then: str
+) -> None:
+    """A receiver that answered has answered: a 2xx whose body never ends was accepted (retrying it
+    would deliver the event again and count a failure towards the auto-pause), and a 410 or a 429's
+    Retry-After holds. The excerpt keeps what came, and says the rest did not."""
+    head = status_line + b"Content-Length: 1000\r\n\r\naccepted"
+    async with _answering_then(head, then) as url:
+        result = await sender.send(url, body=BODY, headers=HEADERS, timeout_ms=300)
+
+    status = int(status_line.split()[1])
+    assert (result.outcome, result.http_status, result.retry_after_seconds, result.gone) == (
+        outcome,
+        status,
+        retry_after,
+        gone,
+    )
+    assert result.response_excerpt.startswith("accepted")
+    assert "cut short" in result.response_excerpt

@@ -36,23 +36,33 @@ RESPONSE_HEADERS_CHARS: Final = 16384
 VALUE_CUT: Final = "…[cut]"
 # Not a token, so no real header has this name.
 NOT_RECORDED: Final = "[not recorded]"
+# After what came of a body that stopped coming, why it stopped.
+_TIMED_OUT: Final = "…[body cut short: the timeout ran out]"
+_BROKEN: Final = "…[body cut short: the connection broke]"
 
 
 async def read_excerpt(response: aiohttp.ClientResponse) -> str:
     """At most RESPONSE_EXCERPT_BYTES of the body, decoded from gzip or deflate, as UTF-8 with
     replacement; the rest is never read (the connection is dropped). A body in another encoding, or
-    not valid in its own, is a short note."""
+    not valid in its own, is a short note. A body that stops coming (the exchange's timeout runs
+    out, or the connection breaks) is what came and a note: the status already answered."""
     coding = _content_coding(response.headers.get(hdrs.CONTENT_ENCODING, ""))
     if coding == "":
-        body = await _read_plain(response.content)
+        decoded: _Plain | _Inflater = _Plain()
     elif coding in _GZIP or coding == _DEFLATE:
-        try:
-            body = await _read_inflated(response.content, _Inflater(gzip=coding in _GZIP))
-        except zlib.error:
-            return f"[body not shown: it is not valid {coding}]"
+        decoded = _Inflater(gzip=coding in _GZIP)
     else:
         return f"[body not shown: its Content-Encoding {coding[:_CODING_SHOWN]!r} is not decoded]"
-    return body.decode("utf-8", errors="replace")
+    cut_short = ""
+    try:
+        await _read(response.content, decoded)
+    except zlib.error:
+        return f"[body not shown: it is not valid {coding}]"
+    except TimeoutError:  # before OSError, which it is; aiohttp's total timeout ends the read here
+        cut_short = _TIMED_OUT
+    except (aiohttp.ClientError, OSError):
+        cut_short = _BROKEN
+    return bytes(decoded.out).decode("utf-8", errors="replace") + cut_short
 
 
 def _content_coding(header: str) -> str:
@@ -61,32 +71,39 @@ def _content_coding(header: str) -> str:
     return ", ".join(coding for coding in codings if coding not in ("", "identity"))
 
 
-async def _read_plain(content: aiohttp.StreamReader) -> bytes:
-    chunks: list[bytes] = []
-    remaining = RESPONSE_EXCERPT_BYTES
-    while remaining > 0 and not content.at_eof():
-        chunk = await content.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-async def _read_inflated(content: aiohttp.StreamReader, inflater: _Inflater) -> bytes:
-    remaining = _COMPRESSED_READ_BYTES
-    while remaining > 0 and not inflater.done and not content.at_eof():
+async def _read(content: aiohttp.StreamReader, decoded: _Plain | _Inflater) -> None:
+    """Feeds `decoded` until it is done, the body ends, or `decoded.read_at_most` bytes were read;
+    what was fed stays in `decoded.out` whatever the read raises."""
+    remaining = decoded.read_at_most
+    while remaining > 0 and not decoded.done and not content.at_eof():
         chunk = await content.read(remaining)
         if not chunk:
             break
         remaining -= len(chunk)
-        inflater.feed(chunk)
-    return bytes(inflater.out)
+        decoded.feed(chunk)
+
+
+class _Plain:
+    """A body without a content coding, kept as it comes."""
+
+    read_at_most = RESPONSE_EXCERPT_BYTES
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    @property
+    def done(self) -> bool:
+        return len(self.out) >= RESPONSE_EXCERPT_BYTES
+
+    def feed(self, data: bytes) -> None:
+        self.out += data
 
 
 class _Inflater:
     """gzip (members one after another) or deflate (zlib-wrapped or, as some servers send it, raw)
     decoded to at most RESPONSE_EXCERPT_BYTES. `feed` raises zlib.error on what is not valid."""
+
+    read_at_most = _COMPRESSED_READ_BYTES
 
     def __init__(self, *, gzip: bool) -> None:
         self.out = bytearray()

@@ -172,8 +172,8 @@ class HttpSender:
         """POST `body` to `url` with `headers` (static and signature headers, sent as given) and the
         delivery credential's header, recorded as REDACTED.
 
-        `timeout_ms` bounds the whole exchange, excerpt included: a receiver that sends its status and then
-        stalls or drops the body gets `timed_out` / `connection_error`, with the status it sent. The result
+        `timeout_ms` bounds the whole exchange, excerpt included; once the status has come it decides
+        the outcome, so a body that stalls or breaks off only ends the excerpt (read_excerpt). The result
         carries the headers sent (the session's own and `headers`, bounded when the webhook is saved) and
         those received (bounded: `answers.kept_headers`). Through the delivery proxy, a broken or
         timed-out exchange may take up to _PROXY_PROBE_SECONDS more, to ask the proxy whether it was
@@ -202,7 +202,6 @@ class HttpSender:
         target = _target(url, self.policy)
         if isinstance(target, AttemptResult):
             return target
-        status: int | None = None
         started = time.perf_counter()
         budget = timeout_ms / 1000
         if self._proxied_names is not None and parse_ip(target.raw_host or "") is None:
@@ -211,7 +210,7 @@ class HttpSender:
                 async with asyncio.timeout(budget):
                     reason = await self._proxied_names.refusal(target.raw_host or "", target.port or 0)
             except TimeoutError:
-                return _timed_out(None, started, timeout_ms)
+                return _timed_out(started, timeout_ms)
             if reason is not None:
                 return AttemptResult(Outcome.REFUSED, None, _elapsed_ms(started), _refused(target.host or "", reason))
             budget -= time.perf_counter() - started
@@ -239,14 +238,14 @@ class HttpSender:
                 response_headers = response.headers
         except TimeoutError as exc:  # before OSError: TimeoutError is one; aiohttp's timeouts subclass it
             await self._check_the_proxy(exc)
-            return _timed_out(status, started, timeout_ms)
+            return _timed_out(started, timeout_ms)
         except (aiohttp.ClientError, OSError) as exc:
             await self._check_the_proxy(exc)
             refusal = find_refusal(exc)
             if refusal is not None:
                 error = _refused(refusal.host, refusal.reason)
                 return AttemptResult(Outcome.REFUSED, None, _elapsed_ms(started), error)
-            return AttemptResult(Outcome.CONNECTION_ERROR, status, _elapsed_ms(started), _connection_reason(exc))
+            return AttemptResult(Outcome.CONNECTION_ERROR, None, _elapsed_ms(started), _connection_reason(exc))
         return _result(status, _elapsed_ms(started), excerpt, response_headers)
 
 
@@ -311,8 +310,8 @@ async def _unreachable(host: str, port: int) -> str | None:
     return None if answered else "it closed the connection without an answer"
 
 
-def _timed_out(status: int | None, started: float, timeout_ms: int) -> AttemptResult:
-    return AttemptResult(Outcome.TIMED_OUT, status, _elapsed_ms(started), f"timed out after {timeout_ms} ms")
+def _timed_out(started: float, timeout_ms: int) -> AttemptResult:
+    return AttemptResult(Outcome.TIMED_OUT, None, _elapsed_ms(started), f"timed out after {timeout_ms} ms")
 
 
 def _elapsed_ms(started: float) -> int:
