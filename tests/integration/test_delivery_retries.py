@@ -6,6 +6,8 @@ attempt to now, which is what waiting would do.
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from aiohttp import web
 from cpod.integration.v1 import webhook_pb2 as wpb
@@ -66,6 +68,19 @@ async def test_failed_attempt_is_retried_and_success_resets_the_webhook(caller, 
     assert after.last_delivery_status == "succeeded"
     assert after.is_active
     assert len(receiver.received) == 2
+
+
+async def test_a_webhook_whose_first_delivery_succeeds_shows_that_delivery(caller, workers, receiver, database) -> None:
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+
+    delivery = await recorded(database, delivery_id, 1)
+
+    after = await webhook(caller, hook.id)
+    # Before: a success on a webhook with no last status yet was taken for one on a healthy webhook
+    # written under a second ago, and never written: a webhook that only ever succeeded showed none.
+    assert (after.last_delivery_status, after.last_delivery_at.ToDatetime(UTC)) == ("succeeded", delivery.completed_at)
+    assert after.consecutive_failures == 0
 
 
 @pytest.mark.parametrize(

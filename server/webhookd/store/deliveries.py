@@ -325,9 +325,10 @@ WITH u AS (
             CASE WHEN u.reset THEN u.failures ELSE w.consecutive_failures + u.failures END >= :pause_after))
             AS pause_now
     FROM webhooks w JOIN u ON w.id = u.webhook_id
-    WHERE NOT (u.last_status = '{_SUCCEEDED}' AND u.reset AND u.failures = 0 AND w.consecutive_failures = 0
+    -- coalesce: a webhook never attempted has no last status, and NOT of NULL would skip its first write.
+    WHERE NOT coalesce(u.last_status = '{_SUCCEEDED}' AND u.reset AND u.failures = 0 AND w.consecutive_failures = 0
                AND w.last_delivery_status = '{_SUCCEEDED}'
-               AND w.last_delivery_at >= u.last_at - make_interval(secs => :resolution))
+               AND w.last_delivery_at >= u.last_at - make_interval(secs => :resolution), false)
     ORDER BY w.id
     -- Read under the row lock, in id order: two batches for one webhook (two worker processes) must
     -- each add to the count the other wrote, and only one of them may pause it.
