@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from test_claim_routing import webhook_with
 
 from support import Database
@@ -99,3 +100,53 @@ async def test_a_pause_reached_by_two_batches_at_once_is_made_and_logged_once(
     # Before: both batches paused it: two log entries, two operational events, two new versions.
     assert [batch.paused_webhooks for batch in batches].count([webhook_id]) == 1
     assert (pauses, version) == (1, 2)
+
+
+def attempt_at(outcome: Outcome, occurred_at: datetime) -> AttemptRecord:
+    succeeded = outcome is Outcome.SUCCEEDED
+    return AttemptRecord(
+        outcome,
+        200 if succeeded else 500,
+        5,
+        "" if succeeded else "HTTP 500",
+        "",
+        gone=False,
+        next_attempt_at=None if succeeded else occurred_at,
+        occurred_at=occurred_at,
+    )
+
+
+@pytest.mark.parametrize(
+    ("newer", "older", "expected"),
+    [
+        # A failure made before a success that is already recorded is no longer a consecutive one.
+        (Outcome.SUCCEEDED, Outcome.FAILED, ("succeeded", 0)),
+        # A success made before a failure already recorded ends no run of failures.
+        (Outcome.FAILED, Outcome.SUCCEEDED, ("failed", 1)),
+        # Failures count whatever order they are recorded in.
+        (Outcome.FAILED, Outcome.TIMED_OUT, ("failed", 2)),
+    ],
+    ids=["failure-behind-success", "success-behind-failure", "failure-behind-failure"],
+)
+async def test_an_attempt_recorded_after_a_newer_one_leaves_the_webhook_showing_the_newer(
+    settings, backends, own_database, delivery_store, newer: Outcome, older: Outcome, expected: tuple[str, int]
+) -> None:
+    """Two worker processes: the one that attempted first records last (its recorder was busy, or
+    its lease had run out). last_delivery_at and last_delivery_status say what the last attempt did."""
+    webhook_id = await webhook_with(settings, backends, own_database, 2)
+    first, second = await delivery_store.claim(10, per_webhook=10, per_tenant=10)
+    last = datetime.now(UTC)
+    earlier = last - timedelta(seconds=2)
+
+    await delivery_store.record([(first, attempt_at(newer, last))])
+    await delivery_store.record([(second, attempt_at(older, earlier))])
+
+    database = Database(own_database)
+    try:
+        [row] = await database.rows(
+            "SELECT last_delivery_at, last_delivery_status, consecutive_failures FROM webhooks WHERE id = :w",
+            w=webhook_id,
+        )
+    finally:
+        await database.close()
+    assert (row.last_delivery_at, row.last_delivery_status, row.consecutive_failures) == (last, *expected)

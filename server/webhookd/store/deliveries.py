@@ -307,6 +307,9 @@ RETURNING d.id
 # Each webhook once per batch: `reset` when the batch holds a success (failures then counts those
 # after the last one), `gone` when a receiver answered 410. A success on a healthy webhook skips the
 # write while last_delivery_at is under STATS_RESOLUTION old, so writers do not queue on its row lock.
+# A batch whose last attempt is older than the row's (another process recorded a later one first) is
+# `behind`: the row keeps the later attempt's time and outcome, and the batch's attempts count towards
+# the run of failures only when that later attempt failed too.
 # A webhook paused here gets its `webhook.paused` log entry and operational event in this same
 # statement (store/lifecycle.py), so no pause goes unrecorded; the ids those rows take are handed in,
 # one pair per webhook of the batch, and used only by those paused.
@@ -318,12 +321,16 @@ WITH u AS (
         CAST(:webhook_ids AS text[]), CAST(:last_ats AS timestamptz[]), CAST(:last_statuses AS text[]),
         CAST(:resets AS boolean[]), CAST(:failures AS integer[]), CAST(:gones AS boolean[]))
         AS u(webhook_id, last_at, last_status, reset, failures, gone)
-), changes AS (
-    SELECT w.id, u.*,
-        CASE WHEN u.reset THEN u.failures ELSE w.consecutive_failures + u.failures END AS consecutive,
-        w.paused_at IS NULL AND (u.gone OR (u.failures > 0 AND
-            CASE WHEN u.reset THEN u.failures ELSE w.consecutive_failures + u.failures END >= :pause_after))
-            AS pause_now
+), locked AS (
+    SELECT w.id, w.paused_at, w.last_delivery_at, w.last_delivery_status, u.*,
+        -- Another process recorded a later attempt first: the row keeps saying what that one did.
+        u.last_at < w.last_delivery_at AS behind,
+        CASE WHEN u.last_at < w.last_delivery_at THEN
+                 -- Failures before a success already recorded are no run; a success before a failure ends none.
+                 CASE WHEN w.last_delivery_status = '{_SUCCEEDED}' THEN w.consecutive_failures
+                      ELSE w.consecutive_failures + u.failures END
+             WHEN u.reset THEN u.failures
+             ELSE w.consecutive_failures + u.failures END AS consecutive
     FROM webhooks w JOIN u ON w.id = u.webhook_id
     -- coalesce: a webhook never attempted has no last status, and NOT of NULL would skip its first write.
     WHERE NOT coalesce(u.last_status = '{_SUCCEEDED}' AND u.reset AND u.failures = 0 AND w.consecutive_failures = 0
@@ -333,16 +340,23 @@ WITH u AS (
     -- Read under the row lock, in id order: two batches for one webhook (two worker processes) must
     -- each add to the count the other wrote, and only one of them may pause it.
     FOR NO KEY UPDATE OF w
+), changes AS (
+    SELECT locked.*,
+        CASE WHEN behind THEN locked.last_delivery_at ELSE locked.last_at END AS newest_at,
+        CASE WHEN behind THEN locked.last_delivery_status ELSE locked.last_status END AS newest_status,
+        locked.paused_at IS NULL AND (locked.gone OR (locked.failures > 0 AND locked.consecutive >= :pause_after))
+            AS pause_now
+    FROM locked
 ), updated AS (
     UPDATE webhooks w SET
-        last_delivery_at = changes.last_at,
-        last_delivery_status = changes.last_status,
+        last_delivery_at = changes.newest_at,
+        last_delivery_status = changes.newest_status,
         consecutive_failures = changes.consecutive,
-        paused_at = CASE WHEN changes.pause_now THEN changes.last_at ELSE w.paused_at END,
+        paused_at = CASE WHEN changes.pause_now THEN changes.newest_at ELSE w.paused_at END,
         -- Pausing changes is_active, a state callers see: it is a new version.
         version = CASE WHEN changes.pause_now THEN w.version + 1 ELSE w.version END
     FROM changes WHERE w.id = changes.id
-    RETURNING w.id, changes.pause_now, changes.gone, changes.consecutive, changes.last_at
+    RETURNING w.id, changes.pause_now, changes.gone, changes.consecutive, changes.newest_at AS last_at
 ), lifecycle_changes AS (
     SELECT p.log_id, p.event_id, updated.id AS webhook_id, '{LogKind.PAUSED.value}' AS kind,
         CASE WHEN updated.gone THEN :gone_reason
