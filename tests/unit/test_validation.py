@@ -319,10 +319,16 @@ def test_header_value_of_1024_characters_is_accepted_and_1025_is_not() -> None:
     assert "at most 1024" in violation.description
 
 
-@pytest.mark.parametrize("value", ["a\rb", "a\nb", "a\r\nX-Injected: 1", "a\x00b"])
-def test_header_value_must_not_allow_header_injection(value: str) -> None:
+@pytest.mark.parametrize(
+    "value",
+    ["a\rb", "a\nb", "a\r\nX-Injected: 1", "a\x00b", "a\x01b", "a\x0bb", "a\x1b[31m", "a\x7fb"],
+    ids=["cr", "lf", "crlf", "nul", "soh", "vt", "esc", "del"],
+)
+def test_header_value_must_not_hold_a_control_character(value: str) -> None:
+    """No HTTP field value holds one (RFC 9110 5.5), and aiohttp refuses to send any but a tab: a
+    value stored with one failed every attempt of the webhook as an internal error."""
     assert only(spec(headers={"X-Foo": value})) == FieldViolation(
-        'webhook.headers["X-Foo"]', "value must not contain CR, LF or NUL characters"
+        'webhook.headers["X-Foo"]', "value must not contain control characters (a tab is fine)"
     )
 
 
