@@ -185,6 +185,22 @@ async def test_2xx_succeeds_and_delivers_the_exact_body_and_headers(receiver: Re
     assert received.headers["User-Agent"].startswith("webhookd/")
 
 
+async def test_a_static_header_replacing_a_session_one_in_another_case_is_recorded_as_sent(
+    receiver: Receiver, sender: HttpSender
+) -> None:
+    """A webhook may name its own User-Agent or Accept-Encoding: the receiver gets that one alone, and
+    the attempt records what it got, not the session's value beside it."""
+    static = {**HEADERS, "user-agent": "acme-relay/2", "ACCEPT-ENCODING": "identity"}
+
+    result = await sender.send(receiver.url("/ok"), body=BODY, headers=static, timeout_ms=5000)
+
+    [received] = receiver.requests
+    assert (received.headers["User-Agent"], received.headers["Accept-Encoding"]) == ("acme-relay/2", "identity")
+    recorded = [(name.lower(), value) for name, value in result.request_headers]
+    assert [value for name, value in recorded if name == "user-agent"] == ["acme-relay/2"]
+    assert [value for name, value in recorded if name == "accept-encoding"] == ["identity"]
+
+
 async def test_the_credential_is_sent_once_in_place_of_a_header_of_its_name_and_recorded_redacted(
     receiver: Receiver, sender: HttpSender
 ) -> None:

@@ -183,10 +183,13 @@ class HttpSender:
             # In place of a static header of the same name in another case, which a later update may add.
             folded = credential.header.lower()
             headers = {name: value for name, value in headers.items() if name.lower() != folded}
-        sent = {**_SESSION_HEADERS, **headers}
+        shown = dict(headers)
         if credential is not None:
-            sent[credential.header] = REDACTED
+            shown[credential.header] = REDACTED
             headers = {**headers, credential.header: credential.value}
+        # The session's headers give way to the delivery's, whatever their case, as aiohttp merges them.
+        replaced = {name.lower() for name in shown}
+        sent = {name: value for name, value in _SESSION_HEADERS.items() if name.lower() not in replaced} | shown
         result = await self._exchange(url, body=body, headers=headers, timeout_ms=timeout_ms)
         if credential is not None:
             # Before the headers are cut: a credential cut short and then marked would not be recognised.
