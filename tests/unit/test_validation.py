@@ -382,6 +382,10 @@ def test_credential_headers_are_forbidden_and_set_webhook_credential_is_suggeste
         "X-Hub-Signature",
         "x-hub-signature-256",
         "X-Webhookd-Delivery",
+        # Svix's names for the Standard Webhooks headers: its libraries read them before webhook-*.
+        "svix-id",
+        "Svix-Timestamp",
+        "SVIX-SIGNATURE",
     ],
 )
 def test_signature_headers_are_reserved(name: str) -> None:

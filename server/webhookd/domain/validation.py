@@ -67,7 +67,9 @@ _HOP_BY_HOP = frozenset(
 )
 _FRAMING = frozenset({"host", "content-length", "content-type", "content-encoding", "expect"})
 _CREDENTIALS = frozenset({"authorization", "cookie", "set-cookie"})
-_SIGNATURE_PREFIXES = ("webhook-", "x-hub-signature", "x-webhookd-")
+# svix-*: Svix's names for the Standard Webhooks headers, which its libraries (and many hand-written
+# verifiers) read before webhook-*: a static one would be checked in place of the signature sent.
+_SIGNATURE_PREFIXES = ("webhook-", "svix-", "x-hub-signature", "x-webhookd-")
 CREDENTIAL_VALUE_MAX = 4096
 # Visible ASCII and spaces, neither first nor last (a header's value loses them in transit).
 _CREDENTIAL_VALUE = re.compile(r"[!-~](?:[ !-~]*[!-~])?")
