@@ -98,3 +98,55 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_kept() -> None:
         cache.put(dataclasses.replace(webhook(), id=f"whk_{n}"))
 
     assert len(cache) == 2 and cache.get("whk_0") is None
+
+
+def test_a_read_that_overlapped_a_notification_of_its_webhook_is_not_kept() -> None:
+    cache = WebhookCache()
+    began = cache.generation
+    cache.changed("whk_1:2")  # another process wrote version 2 while the read was on its way
+
+    cache.put(webhook(version=1), read_at=began)
+
+    assert cache.get("whk_1") is None
+
+
+def test_a_read_that_overlapped_a_statistics_notification_is_not_kept() -> None:
+    cache = WebhookCache()
+    began = cache.generation
+    cache.changed("whk_1")  # the recorder changed its statistics, at the same version
+
+    cache.put(webhook(version=1), read_at=began)
+
+    assert cache.get("whk_1") is None
+
+
+def test_a_read_that_overlapped_listening_restarting_is_not_kept() -> None:
+    cache = WebhookCache()
+    began = cache.generation
+    cache.changed(None)
+
+    cache.put(webhook(), read_at=began)
+
+    assert cache.get("whk_1") is None
+
+
+def test_a_read_is_kept_when_only_other_webhooks_changed_meanwhile() -> None:
+    cache = WebhookCache()
+    began = cache.generation
+    cache.changed("whk_2:5")
+
+    cache.put(webhook(), read_at=began)
+
+    assert cache.get("whk_1") == webhook()
+
+
+def test_a_read_older_than_what_the_cache_still_remembers_is_not_kept() -> None:
+    cache = WebhookCache(capacity=2)
+    began = cache.generation
+    cache.changed("whk_1")
+    for n in range(2, 5):  # whk_1's notification is pushed out of what the cache remembers
+        cache.changed(f"whk_{n}")
+
+    cache.put(webhook(), read_at=began)
+
+    assert cache.get("whk_1") is None

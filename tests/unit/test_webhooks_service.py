@@ -747,6 +747,43 @@ async def test_get_answers_from_the_cache_until_told_the_webhook_changed(
         assert (await webhooks.get(TENANT, webhook.id)).spec.name == "renamed"
 
 
+class ReadInFlightStore(FakeWebhooks):
+    """A read that has its row but has not answered yet, until the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.row_read = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def get(self, scope: Scope, webhook_id: str) -> Webhook:
+        row = await super().get(scope, webhook_id)
+        if not self.answer.is_set():
+            self.row_read.set()
+            await self.answer.wait()
+        return row
+
+
+async def test_a_read_overtaken_by_another_processs_write_is_not_served_afterwards(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    store = ReadInFlightStore()
+    store.answer.set()
+    webhooks = service(store, secret_store, clock, notifications)
+    async with webhooks.follow_changes():
+        webhook, _ = await webhooks.create(TENANT, outbound(), None)
+        notifications.notify(Topic.WEBHOOKS, webhook.id)  # forgotten here, so the next get reads the row
+        store.answer.clear()
+        read = asyncio.create_task(webhooks.get(TENANT, webhook.id))
+        await within(store.row_read.wait())
+
+        renamed_elsewhere(store, webhook)  # another process commits version 2, then tells this one
+        notifications.notify(Topic.WEBHOOKS, f"{webhook.id}:2")
+        store.answer.set()
+        assert (await within(read)).spec.name == "orders"  # the read in flight answers what it read
+
+        assert (await webhooks.get(TENANT, webhook.id)).spec.name == "renamed"
+
+
 async def test_a_fresh_read_skips_the_cache(webhooks: Webhooks, webhook_store: FakeWebhooks) -> None:
     webhook, _ = await webhooks.create(TENANT, outbound(), None)
     renamed_elsewhere(webhook_store, webhook)

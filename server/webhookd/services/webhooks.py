@@ -123,8 +123,9 @@ class Webhooks:
         """From the cache unless `fresh` (see services/webhook_cache.py for what it may lag)."""
         cached = None if fresh else self._cache.get(webhook_id)
         if cached is None:
+            began = self._cache.generation
             cached = await self._store.get(scope, webhook_id)
-            self._cache.put(cached)
+            self._cache.put(cached, read_at=began)
         elif not scope.owns(cached.tenant_id, cached.app_id):
             raise NotFound.of("webhook", webhook_id)
         return cached
