@@ -218,6 +218,17 @@ async def test_update_without_mask_changes_the_fields_sent(caller) -> None:
     assert updated.name == "before" and list(updated.tags) == ["a"]
 
 
+async def test_update_without_mask_changes_only_the_retry_policy_fields_sent(caller) -> None:
+    policy = wpb.RetryPolicy(max_attempts=5, backoff="fixed", timeout_ms=5000)
+    webhook = await create_webhook(caller, retry_policy=policy)
+
+    sent = wpb.Webhook(id=webhook.id, retry_policy=wpb.RetryPolicy(max_attempts=3))
+    updated = (await caller.UpdateWebhook(pb.UpdateWebhookRequest(webhook=sent))).webhook
+
+    # As over REST (`{"retry_policy": {"maxAttempts": 3}}`): the sub-fields left out keep their values.
+    assert updated.retry_policy == wpb.RetryPolicy(max_attempts=3, backoff="fixed", timeout_ms=5000)
+
+
 async def test_update_ignores_output_only_fields_without_mask(caller) -> None:
     webhook = await create_webhook(caller)
     updated = (

@@ -237,9 +237,19 @@ def _enabled(message: pb.Webhook) -> bool:
 
 def implied_mask(message: pb.Webhook) -> list[str]:
     """AIP-134: without an update_mask, the populated fields are the mask; output-only ones and the
-    identifying fields (id, version) are not updates, and direction can never change."""
+    identifying fields (id, version) are not updates, and direction can never change. A retry_policy
+    with sub-fields set names those (`retry_policy.max_attempts`), as the gateway derives it from a
+    JSON body, so the ones left out keep their values; an empty one resets the whole policy."""
     ignored = OUTPUT_ONLY_FIELDS | {"id", "version", "direction"}
-    return [descriptor.name for descriptor, _ in message.ListFields() if descriptor.name not in ignored]
+    paths: list[str] = []
+    for descriptor, value in message.ListFields():
+        if descriptor.name in ignored:
+            continue
+        if descriptor.name == "retry_policy" and value.ListFields():
+            paths += [f"retry_policy.{sub.name}" for sub, _ in value.ListFields()]
+        else:
+            paths.append(descriptor.name)
+    return paths
 
 
 def mask_changes(message: pb.Webhook, paths: list[str], *, field: str = "webhook") -> dict[str, object]:
