@@ -13,7 +13,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ulid import ULID
-from webhook_calls import create, create_webhook, error_info, rpc_error
+from webhook_calls import create, create_webhook, error_info, field_violations, rpc_error
 
 from support import FRESH_READ, make_caller
 from webhookd.app import Backends
@@ -259,6 +259,14 @@ async def test_update_unknown_id_is_not_found(caller) -> None:
         )
     )
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_update_without_an_id_is_invalid_argument_naming_it(caller) -> None:
+    error = await rpc_error(
+        caller.UpdateWebhook(pb.UpdateWebhookRequest(webhook=wpb.Webhook(name="x"), update_mask=mask("name")))
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == {"webhook.id": "is required: it names the webhook to update"}
 
 
 async def test_update_with_stale_version_is_aborted(caller) -> None:

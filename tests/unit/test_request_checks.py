@@ -29,3 +29,20 @@ def test_clean_requests_and_json_payloads_pass() -> None:
     payload.update({"text": "nul \x00 is fine inside a JSON payload"})
     check_request(pb.PublishEventRequest(event_type="a.b", payload=payload))
     check_request(pb.ListWebhooksRequest(name="orders", tag="eu"))
+
+
+@pytest.mark.parametrize(
+    "request_message",
+    [pb.GetWebhookRequest(), pb.DeleteWebhookRequest(version=3), pb.UndeleteWebhookRequest()],
+    ids=lambda message: type(message).__name__,
+)
+def test_an_empty_required_id_is_invalid_argument_naming_it(request_message) -> None:
+    # Not NOT_FOUND for "webhook  not found": the caller forgot the id, and AIP-203 says so.
+    with pytest.raises(Invalid) as raised:
+        check_request(request_message)
+    assert [(v.field, v.description) for v in raised.value.violations] == [("id", "is required")]
+
+
+def test_required_strings_that_are_set_pass() -> None:
+    check_request(pb.GetWebhookRequest(id="whk_1"))
+    check_request(pb.DeleteWebhookRequest(id="whk_1"))

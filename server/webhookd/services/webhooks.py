@@ -169,6 +169,8 @@ class Webhooks:
         """Applies the masked changes. With a version it is a precondition (ABORTED when stale);
         without one, concurrent writers are retried against the fresh row. `direction`, when given,
         must be the stored one: it is immutable, and AIP-203 refuses a change rather than ignoring it."""
+        if not webhook_id:
+            raise Invalid.field("webhook.id", "is required: it names the webhook to update")
         paths = validate_update_mask(paths)
         if not paths:
             raise Invalid.field("update_mask", "names no field to update")
