@@ -138,13 +138,53 @@ def test_url_needs_a_host(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["https://.example.com/", "https://ex..ample.com/", f"https://{'a' * 64}.example.com/", "https://xn--zz.example/"],
-    ids=["empty-first-label", "empty-label", "64-character-label", "bad-punycode"],
+    [
+        "https://.example.com/",
+        "https://ex..ample.com/",
+        f"https://{'a' * 64}.example.com/",
+        "https://xn--zz.example/",
+        "https://exa%6dple.com/",
+        "https://ex%40ample.com/",
+        "https://a!b.example.com/",
+        "https://a*b.example.com/",
+        "https://a,b.example.com/",
+        "https://a{b}.example.com/",
+        'https://a"b.example.com/',
+    ],
+    ids=[
+        "empty-first-label",
+        "empty-label",
+        "64-character-label",
+        "bad-punycode",
+        "percent-encoded",
+        "percent-encoded-at",
+        "bang",
+        "star",
+        "comma",
+        "braces",
+        "quote",
+    ],
 )
 def test_url_host_must_be_a_name_dns_can_look_up(url: str) -> None:
     violation = only(spec(url=url))
     assert violation.field == "webhook.url"
     assert "not a name DNS can look up" in violation.description
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com./hooks",
+        "https://my_host.internal/",
+        "https://münchen.example/",
+        "https://xn--mnchen-3ya.example/",
+        "https://192.0.2.10:8443/",
+        "https://[2001:db8::1]/",
+        "https://[fe80::1%25eth0]/",
+    ],
+)
+def test_url_hosts_that_resolve_or_need_no_lookup_are_accepted(url: str) -> None:
+    assert check(spec(url=url)).url == url
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ fixes a request in one round trip. Field paths are the API's (`webhook.retry_pol
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 import unicodedata
@@ -51,6 +52,9 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2 t
 _REFERENCE = re.compile(r"[A-Za-z0-9._:-]*")
 # What no HTTP field value holds (RFC 9110 section 5.5), and what aiohttp refuses to send.
 _HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# A host name as resolvers look it up, once IDNA-encoded: labels of letters, digits, `-` and `_` (which
+# some internal names use), a final dot allowed. Label lengths are IDNA's check.
+_HOST_NAME = re.compile(rb"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 
 _HOP_BY_HOP = frozenset(
     {
@@ -219,13 +223,21 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
 
 
 def _resolvable_name(host: str) -> bool:
-    """Whether the host survives IDNA both ways, as the resolver encodes it and the sender's URL
-    library decodes it; one that does not could never be delivered to."""
+    """Whether the host is an IP address, or a name that survives IDNA both ways (as the resolver
+    encodes it and the sender's URL library decodes it) whose labels are letters, digits, `-` and
+    `_`; any other could never be delivered to (`%` is not decoded in a host: it is looked up as is)."""
     try:
-        host.encode("idna").decode("idna")
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        ascii_name = host.encode("idna")
+        ascii_name.decode("idna")
     except UnicodeError:
         return False
-    return True
+    return _HOST_NAME.fullmatch(ascii_name) is not None
 
 
 def _port_of(hostport: str) -> str | None:
