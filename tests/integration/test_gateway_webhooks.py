@@ -172,6 +172,16 @@ async def test_patch_with_an_explicit_update_mask_query(rest) -> None:
     assert (response.json()["name"], response.json()["tags"]) == ("before", ["new"])
 
 
+async def test_patch_with_a_mask_of_star_replaces_the_webhook(rest) -> None:
+    created = (await create(rest, name="before", tags=["old"]))["webhook"]
+    body = {"name": "after", "url": created["url"], "event_types": ["rfp.created"]}
+
+    response = await rest.patch(f"{WEBHOOKS}/{created['id']}", params={"update_mask": "*"}, json=body)
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["name"], response.json()["tags"]) == ("after", [])
+
+
 async def test_patch_of_a_null_enabled_resets_it_to_its_default_not_disabled(rest) -> None:
     created = (await create(rest))["webhook"]
     await rest.patch(f"{WEBHOOKS}/{created['id']}", json={"enabled": False})

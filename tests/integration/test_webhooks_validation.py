@@ -165,6 +165,30 @@ async def test_bad_update_mask_path_is_invalid(caller, path: str) -> None:
     assert list(field_violations(error)) == ["update_mask.paths[1]"]
 
 
+async def test_a_mask_of_star_replaces_the_whole_webhook(caller) -> None:
+    """AIP-134: `*` is a full replacement; what the message leaves unset goes back to its default."""
+    webhook = await create_webhook(caller, tags=["crm"], headers={"X-Team": "billing"}, enabled=False)
+    sent = wpb.Webhook(id=webhook.id, name="replaced", url=webhook.url, event_types=["rfp.created"])
+
+    updated = await caller.UpdateWebhook(
+        pb.UpdateWebhookRequest(webhook=sent, update_mask=field_mask_pb2.FieldMask(paths=["*"]))
+    )
+
+    assert (updated.webhook.name, list(updated.webhook.event_types)) == ("replaced", ["rfp.created"])
+    assert (list(updated.webhook.tags), dict(updated.webhook.headers)) == ([], {})
+    assert updated.webhook.enabled  # its default, as created
+    assert updated.webhook.direction == wpb.DIRECTION_OUTBOUND
+
+
+async def test_a_mask_of_star_refuses_another_direction(caller) -> None:
+    webhook = await create_webhook(caller)
+    error = await update_error(
+        caller, wpb.Webhook(id=webhook.id, name="x", url=webhook.url, direction=wpb.DIRECTION_INBOUND), "*"
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(field_violations(error)) == ["webhook.direction"]
+
+
 async def test_direction_is_immutable_in_the_update_mask(caller) -> None:
     webhook = await create_webhook(caller)
     error = await update_error(caller, wpb.Webhook(id=webhook.id, direction=wpb.DIRECTION_INBOUND), "direction")

@@ -11,7 +11,7 @@ from webhookd.domain.credentials import Credential
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.event_types import validate_filter
 from webhookd.domain.validation import check_credential, validate_page_size, validate_spec, validate_update_mask
-from webhookd.domain.webhooks import Direction, RetryPolicy, WebhookSpec
+from webhookd.domain.webhooks import MUTABLE_FIELDS, Direction, RetryPolicy, WebhookSpec
 
 
 def spec(**changes: Any) -> WebhookSpec:
@@ -705,13 +705,24 @@ def test_id_and_version_are_not_updatable() -> None:
     assert "precondition" in version_violation.description
 
 
-@pytest.mark.parametrize("path", ["nmae", "retry_policy.jitter", "headers.X-Foo", "", "Name", "*"])
+@pytest.mark.parametrize("path", ["nmae", "retry_policy.jitter", "headers.X-Foo", "", "Name", "*.name"])
 def test_unknown_paths_are_rejected(path: str) -> None:
     with pytest.raises(Invalid) as caught:
         validate_update_mask([path])
     [violation] = caught.value.violations
     assert violation.field == "update_mask.paths[0]"
     assert violation.description.startswith(repr(path))
+
+
+def test_a_star_alone_names_every_updatable_field_and_beside_others_is_refused() -> None:
+    assert set(validate_update_mask(["*"])) == {path for path in MUTABLE_FIELDS if "." not in path}
+    with pytest.raises(Invalid) as caught:
+        validate_update_mask(["name", " * "])
+    [violation] = caught.value.violations
+    assert (violation.field, violation.description) == (
+        "update_mask.paths[1]",
+        "'*' replaces the whole webhook: give it alone",
+    )
 
 
 def test_unknown_path_lists_the_updatable_fields() -> None:

@@ -10,7 +10,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhookd.api import convert
 from webhookd.api.interceptor import wants_fresh_read
 from webhookd.auth.context import current_scope
-from webhookd.domain.webhooks import WebhookFilter
+from webhookd.domain.webhooks import REPLACE_ALL, WebhookFilter
 from webhookd.services.webhooks import Webhooks, event_type_filter
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -55,9 +55,13 @@ class WebhookCrud:
     async def UpdateWebhook(self, request: pb.UpdateWebhookRequest, context: Context) -> pb.UpdateWebhookResponse:
         explicit_paths = list(request.update_mask.paths)
         paths = explicit_paths or convert.implied_mask(request.webhook)
-        # Without a mask every populated field is a request, so a different direction must be refused.
+        # Without a mask every populated field is a request, and `*` replaces the whole webhook: either
+        # way a different direction must be refused.
+        replaces = [path.strip() for path in explicit_paths] == [REPLACE_ALL]
         direction = (
-            None if explicit_paths else convert.direction_from_proto(request.webhook.direction, "webhook.direction")
+            convert.direction_from_proto(request.webhook.direction, "webhook.direction")
+            if replaces or not explicit_paths
+            else None
         )
         webhook = await self.webhooks.update(
             current_scope(),

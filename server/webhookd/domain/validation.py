@@ -24,6 +24,8 @@ from webhookd.domain.webhooks import (
     IMMUTABLE_FIELDS,
     MUTABLE_FIELDS,
     OUTPUT_ONLY_FIELDS,
+    REPLACE_ALL,
+    WHOLE_MUTABLE_FIELDS,
     Direction,
     RetryPolicy,
     SignatureScheme,
@@ -131,11 +133,20 @@ def validate_update_mask(paths: Sequence[str], *, prefix: str = "update_mask") -
     """Return the mask's paths without duplicates, or raise `Invalid` naming each bad one.
 
     Paths may be given in snake_case or in their JSON camelCase (`retryPolicy.maxAttempts`); the
-    result is snake_case. An empty mask is returned as is: what it means is the caller's decision.
+    result is snake_case. `*` alone is every updatable field (REPLACE_ALL). An empty mask is returned
+    as is: what it means is the caller's decision.
     """
     violations: list[FieldViolation] = []
     result: list[str] = []
     for index, raw in enumerate(paths):
+        if raw.strip() == REPLACE_ALL:
+            if len(paths) > 1:
+                violations.append(
+                    FieldViolation(f"{prefix}.paths[{index}]", "'*' replaces the whole webhook: give it alone")
+                )
+            else:
+                return sorted(WHOLE_MUTABLE_FIELDS)
+            continue
         path = _snake_case(raw.strip())
         problem = _update_path_problem(path)
         if problem is not None:
@@ -400,8 +411,6 @@ def _update_path_problem(path: str) -> str | None:
         return "is immutable: it is fixed when the webhook is created"
     if path in OUTPUT_ONLY_FIELDS:
         return "is output only: the server sets it"
-    if path == "*":
-        return "is not supported: list the fields to update"
     return "names no such field; updatable fields: " + ", ".join(sorted(MUTABLE_FIELDS))
 
 

@@ -135,6 +135,10 @@ MUTABLE_FIELDS = frozenset(
         "ordering",
     }
 )
+# AIP-134's full replacement: the mask `*` names every updatable field, so what the message leaves
+# unset goes back to its default, as in a PUT.
+REPLACE_ALL = "*"
+WHOLE_MUTABLE_FIELDS = frozenset(path for path in MUTABLE_FIELDS if "." not in path)
 IMMUTABLE_FIELDS = frozenset({"direction"})
 OUTPUT_ONLY_FIELDS = frozenset(
     {
