@@ -6,6 +6,7 @@ excepted); the README lists them all with their defaults.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +23,11 @@ DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 _POSTGRES_DRIVER = "postgresql+psycopg"
 _POSTGRES_SCHEMES = frozenset({_POSTGRES_DRIVER, "postgresql", "postgres"})
 _DATABASE_URL_FORM = "postgresql+psycopg://user:password@host:port/database"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Bounds of the durations below: longer is no longer a timeout or a grace but a hang (and past them
+# values overflow PostgreSQL's statement_timeout or a timedelta).
+_HOUR = 3600.0
+_YEAR = 365 * 24 * _HOUR
 
 
 class SettingsError(ValueError):
@@ -109,7 +115,10 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float | None = None) -> float:
+def _float(
+    env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float, *, above: bool = False
+) -> float:
+    """A finite number within [minimum, maximum] (above the minimum, not at it, when `above`)."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -117,9 +126,58 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float | N
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-    if minimum is not None and not value >= minimum:
-        raise SettingsError(f"{name} must be at least {minimum:g}, not {raw}")
+    if not (value > minimum if above else value >= minimum):  # NaN is neither
+        raise SettingsError(f"{name} must be {'more than' if above else 'at least'} {minimum:g}, not {raw}")
+    if not value <= maximum:
+        raise SettingsError(f"{name} must be at most {maximum:g}, not {raw}")
     return value
+
+
+def _address(env: Mapping[str, str], name: str, default: str) -> str:
+    """host:port ([v6]:port), port 0-65535 (0: any free one). Checked here because each transport
+    reads it its own way: gRPC listens on a port past 65535 modulo 65536, the others raise."""
+    raw = env.get(name) or default
+    host, colon, port = raw.rpartition(":")
+    bare = host.removeprefix("[").removesuffix("]")
+    unbracketed_v6 = ":" in host and bare == host
+    if not colon or not port.isdigit() or not int(port) <= 65535 or unbracketed_v6 or bare.strip() != bare:
+        raise SettingsError(f"{name} must be host:port with a port from 0 to 65535 ([v6]:port), not {raw!r}")
+    return raw
+
+
+def _public_url(env: Mapping[str, str], http_addr: str) -> str:
+    """The base of inbound callback URLs as senders reach this service: http(s)://host[:port][/path]."""
+    raw = env.get("WEBHOOKD_PUBLIC_URL")
+    if not raw:
+        return f"http://{http_addr}"
+    problem = "WEBHOOKD_PUBLIC_URL must be http(s)://host[:port][/path], without a query"
+    try:
+        parsed = urlsplit(raw)
+        _ = parsed.port  # raises ValueError for a port that is not one
+    except ValueError:
+        raise SettingsError(f"{problem}, not {raw!r}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+        raise SettingsError(f"{problem}, not {raw!r}")
+    return raw.rstrip("/")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = env.get("WEBHOOKD_LOG_LEVEL") or "INFO"
+    if raw.upper() not in _LOG_LEVELS:
+        raise SettingsError(f"WEBHOOKD_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {raw!r}")
+    return raw.upper()
+
+
+def _cidrs(env: Mapping[str, str]) -> tuple[str, ...]:
+    cidrs = tuple(c.strip() for c in env.get("WEBHOOKD_ALLOWED_TARGET_CIDRS", "").split(",") if c.strip())
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"WEBHOOKD_ALLOWED_TARGET_CIDRS must be comma-separated networks (10.0.0.0/8), not {cidr!r}"
+            ) from None
+    return cidrs
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
@@ -214,6 +272,13 @@ def _database_url(env: Mapping[str, str], name: str) -> str | None:
     return url.set(drivername=_POSTGRES_DRIVER).render_as_string(hide_password=False)
 
 
+def _metrics_addr(env: Mapping[str, str]) -> str:
+    """WEBHOOKD_METRICS_ADDR, where "" (set but empty) means no metrics server."""
+    if env.get("WEBHOOKD_METRICS_ADDR") == "":
+        return ""
+    return _address(env, "WEBHOOKD_METRICS_ADDR", "127.0.0.1:9464")
+
+
 def _half_the_cores() -> int:
     """The default process count of each kind: servers and workers share the machine evenly."""
     return max(1, (os.cpu_count() or 2) // 2)
@@ -222,12 +287,11 @@ def _half_the_cores() -> int:
 def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
     """Read settings from `env` (the process environment by default). `dev` changes only defaults."""
     env = os.environ if env is None else env
-    cidrs = tuple(c.strip() for c in env.get("WEBHOOKD_ALLOWED_TARGET_CIDRS", "").split(",") if c.strip())
-    http_addr = env.get("WEBHOOKD_HTTP_ADDR") or DEFAULT_HTTP_ADDR
+    http_addr = _address(env, "WEBHOOKD_HTTP_ADDR", DEFAULT_HTTP_ADDR)
     return Settings(
-        grpc_addr=env.get("WEBHOOKD_GRPC_ADDR") or DEFAULT_GRPC_ADDR,
+        grpc_addr=_address(env, "WEBHOOKD_GRPC_ADDR", DEFAULT_GRPC_ADDR),
         http_addr=http_addr,
-        public_url=(env.get("WEBHOOKD_PUBLIC_URL") or f"http://{http_addr}").rstrip("/"),
+        public_url=_public_url(env, http_addr),
         data_dir=Path(env.get("WEBHOOKD_DATA_DIR") or ".webhookd"),
         database_url=_database_url(env, "WEBHOOKD_DATABASE_URL"),
         vault_addr=_text(env, "VAULT_ADDR"),
@@ -240,18 +304,18 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         jwt_public_key_file=_path(env, "WEBHOOKD_JWT_PUBLIC_KEY_FILE"),
         jwt_jwks_file=_path(env, "WEBHOOKD_JWT_JWKS_FILE"),
         jwt_jwks_url=_jwks_url(env, insecure_allowed=_flag(env, "WEBHOOKD_ALLOW_INSECURE_URLS", dev)),
-        jwt_jwks_refresh_seconds=_float(env, "WEBHOOKD_JWT_JWKS_REFRESH_SECONDS", 300.0, minimum=10.0),
+        jwt_jwks_refresh_seconds=_float(env, "WEBHOOKD_JWT_JWKS_REFRESH_SECONDS", 300.0, 10.0, 24 * _HOUR),
         jwt_issuer=_text(env, "WEBHOOKD_JWT_ISSUER"),
         jwt_audience=_text(env, "WEBHOOKD_JWT_AUDIENCE"),
         allow_insecure_urls=_flag(env, "WEBHOOKD_ALLOW_INSECURE_URLS", dev),
         allow_private_targets=_flag(env, "WEBHOOKD_ALLOW_PRIVATE_TARGETS", dev),
-        allowed_target_cidrs=cidrs,
+        allowed_target_cidrs=_cidrs(env),
         delivery_proxy=_delivery_proxy(env),
         workers=_int(env, "WEBHOOKD_WORKERS", 32, 0, 4096),
         per_webhook_concurrency=_int(env, "WEBHOOKD_PER_WEBHOOK_CONCURRENCY", 4, 1, 1000),
         per_tenant_concurrency=_int(env, "WEBHOOKD_PER_TENANT_CONCURRENCY", 24, 1, 100_000),
         max_streams_per_tenant=_int(env, "WEBHOOKD_MAX_STREAMS_PER_TENANT", 20, 1, 100_000),
-        inbound_rate_per_second=_float(env, "WEBHOOKD_INBOUND_RATE_PER_SECOND", 50.0),
+        inbound_rate_per_second=_float(env, "WEBHOOKD_INBOUND_RATE_PER_SECOND", 50.0, 0, 1_000_000, above=True),
         inbound_burst=_int(env, "WEBHOOKD_INBOUND_BURST", 100, 1, 1_000_000),
         pause_after_failures=_int(env, "WEBHOOKD_PAUSE_AFTER_FAILURES", 25, 1, 1_000_000),
         retention_days=_int(env, "WEBHOOKD_RETENTION_DAYS", 30, 1, 3650),
@@ -259,11 +323,11 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         max_request_bytes=_int(env, "WEBHOOKD_MAX_REQUEST_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
         server_processes=_int(env, "WEBHOOKD_SERVER_PROCESSES", _half_the_cores(), 1, 256),
         worker_processes=_int(env, "WEBHOOKD_WORKER_PROCESSES", _half_the_cores(), 0, 256),
-        metrics_addr=env.get("WEBHOOKD_METRICS_ADDR", "127.0.0.1:9464"),
+        metrics_addr=_metrics_addr(env),
         database_pool_size=_int(env, "WEBHOOKD_DATABASE_POOL_SIZE", 10, 1, 1000),
-        database_timeout_seconds=_float(env, "WEBHOOKD_DATABASE_TIMEOUT_SECONDS", 5.0),
-        vault_timeout_seconds=_float(env, "WEBHOOKD_VAULT_TIMEOUT_SECONDS", 5.0),
-        orphan_secret_grace_seconds=_float(env, "WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", 900.0),
-        shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0),
-        log_level=(env.get("WEBHOOKD_LOG_LEVEL") or "INFO").upper(),
+        database_timeout_seconds=_float(env, "WEBHOOKD_DATABASE_TIMEOUT_SECONDS", 5.0, 0, _HOUR, above=True),
+        vault_timeout_seconds=_float(env, "WEBHOOKD_VAULT_TIMEOUT_SECONDS", 5.0, 0, _HOUR, above=True),
+        orphan_secret_grace_seconds=_float(env, "WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", 900.0, 0, _YEAR, above=True),
+        shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0, 0, _HOUR),
+        log_level=_log_level(env),
     )

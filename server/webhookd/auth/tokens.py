@@ -61,7 +61,12 @@ def _load_keys(settings: Settings) -> _Keys:
             raise SettingsError(f"WEBHOOKD_JWT_JWKS_FILE: {error}") from None
         return _Keys(algorithms=ALGORITHMS, jwks=jwks)
     if settings.jwt_public_key_file is not None:
-        key = load_pem_public_key(Path(settings.jwt_public_key_file).read_bytes())
+        try:
+            key = load_pem_public_key(Path(settings.jwt_public_key_file).read_bytes())
+        except OSError as error:
+            raise SettingsError(f"WEBHOOKD_JWT_PUBLIC_KEY_FILE cannot be read: {error.strerror or error}") from None
+        except ValueError:
+            raise SettingsError("WEBHOOKD_JWT_PUBLIC_KEY_FILE must hold a PEM public key") from None
         return _Keys(algorithms=(_public_key_algorithm(key),), static_key=key)
     if settings.jwt_secret is not None:
         if len(settings.jwt_secret.encode()) < MIN_HMAC_SECRET_BYTES:

@@ -1,0 +1,101 @@
+"""Every WEBHOOKD_* setting given a value it cannot use is one clear error naming it, at start-up:
+never a traceback from deep in a transport, a listener on some other port, a timeout that makes
+every call UNAVAILABLE, or a value that only fails once traffic comes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from webhookd import cli
+from webhookd.auth.tokens import TokenVerifier
+from webhookd.config import Settings, SettingsError, load
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WEBHOOKD_GRPC_ADDR", "nonsense"),
+        ("WEBHOOKD_GRPC_ADDR", "127.0.0.1:99999"),  # gRPC would listen on 99999 mod 65536
+        ("WEBHOOKD_GRPC_ADDR", "127.0.0.1:-1"),
+        ("WEBHOOKD_GRPC_ADDR", "::1:50051"),  # IPv6 needs brackets
+        ("WEBHOOKD_HTTP_ADDR", "127.0.0.1:http"),
+        ("WEBHOOKD_HTTP_ADDR", "127.0.0.1:"),
+        ("WEBHOOKD_METRICS_ADDR", "9464"),
+        ("WEBHOOKD_PUBLIC_URL", "hooks.example.com"),
+        ("WEBHOOKD_PUBLIC_URL", "ftp://hooks.example.com"),
+        ("WEBHOOKD_PUBLIC_URL", "https://"),
+        ("WEBHOOKD_PUBLIC_URL", "https://hooks.example.com/in?x=1"),
+        ("WEBHOOKD_LOG_LEVEL", "LOUD"),
+        ("WEBHOOKD_ALLOWED_TARGET_CIDRS", "10.0.0.0/8,garbage"),
+        ("WEBHOOKD_ALLOWED_TARGET_CIDRS", "10.0.0.0/33"),
+        ("WEBHOOKD_DATABASE_TIMEOUT_SECONDS", "0"),
+        ("WEBHOOKD_DATABASE_TIMEOUT_SECONDS", "-1"),
+        ("WEBHOOKD_DATABASE_TIMEOUT_SECONDS", "nan"),
+        ("WEBHOOKD_DATABASE_TIMEOUT_SECONDS", "1e20"),  # past PostgreSQL's statement_timeout
+        ("WEBHOOKD_VAULT_TIMEOUT_SECONDS", "0"),
+        ("WEBHOOKD_VAULT_TIMEOUT_SECONDS", "nan"),
+        ("WEBHOOKD_VAULT_TIMEOUT_SECONDS", "inf"),
+        ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "-5"),
+        ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "nan"),
+        ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "inf"),
+        ("WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", "-5"),
+        ("WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", "0"),  # would remove secrets of creates in flight
+        ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "-5"),
+        ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "0"),
+        ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "nan"),
+        ("WEBHOOKD_JWT_JWKS_REFRESH_SECONDS", "inf"),
+    ],
+)
+def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load({name: value})
+
+    assert str(refused.value).startswith(f"{name} ")
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field", "expected"),
+    [
+        ("WEBHOOKD_GRPC_ADDR", "0.0.0.0:50051", "grpc_addr", "0.0.0.0:50051"),
+        ("WEBHOOKD_GRPC_ADDR", "[::]:0", "grpc_addr", "[::]:0"),
+        ("WEBHOOKD_HTTP_ADDR", "localhost:8080", "http_addr", "localhost:8080"),
+        ("WEBHOOKD_METRICS_ADDR", "", "metrics_addr", ""),
+        ("WEBHOOKD_PUBLIC_URL", "https://hooks.example.com/edge/", "public_url", "https://hooks.example.com/edge"),
+        ("WEBHOOKD_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("WEBHOOKD_ALLOWED_TARGET_CIDRS", " 10.0.0.0/8, fd00::/8 ", "allowed_target_cidrs", ("10.0.0.0/8", "fd00::/8")),
+        ("WEBHOOKD_DATABASE_TIMEOUT_SECONDS", "0.5", "database_timeout_seconds", 0.5),
+        ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "0", "shutdown_grace_seconds", 0.0),
+        ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "0.01", "inbound_rate_per_second", 0.01),
+    ],
+)
+def test_values_operators_use_are_taken(name: str, value: str, field: str, expected: object) -> None:
+    assert getattr(load({name: value}), field) == expected
+
+
+def test_the_command_prints_one_line_naming_the_setting_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WEBHOOKD_LOG_LEVEL", "LOUD")
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["server"])
+
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "webhookd: WEBHOOKD_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'LOUD'"
+    ]
+
+
+@pytest.mark.parametrize("content", [None, b"not a PEM key"])
+def test_a_public_key_file_that_is_missing_or_not_a_key_is_refused_naming_its_setting(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    key_file = tmp_path / "jwt.pem"
+    if content is not None:
+        key_file.write_bytes(content)
+
+    with pytest.raises(SettingsError, match=r"^WEBHOOKD_JWT_PUBLIC_KEY_FILE "):
+        TokenVerifier(Settings(jwt_public_key_file=key_file))
