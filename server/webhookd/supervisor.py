@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from prometheus_client import multiprocess
 
 from webhookd import app
+from webhookd.auth.tokens import check_keys
 from webhookd.config import Settings
 from webhookd.observability.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
 from webhookd.runners import PARENT_PID_VARIABLE, SERVER_READY, WORKER_READY, StartError, started
@@ -39,6 +40,7 @@ RESTART_DELAY_SECONDS = 1.0
 _READ_BYTES = 64 * 1024
 # A log line this long is passed on in pieces rather than held whole.
 _LONGEST_LINE = 1024 * 1024
+_REASON_PREFIX = "webhookd: "
 
 
 @dataclass
@@ -209,8 +211,9 @@ async def _relay_errors(stream: asyncio.StreamReader) -> str:
     reason = ""
     async for raw in _lines(stream):
         line = raw.decode(errors="replace")
-        if line.startswith("webhookd: cannot start: "):
-            reason = line.removeprefix("webhookd: cannot start: ").strip()
+        # `webhookd: cannot start: ...`, or a settings error (`webhookd: WEBHOOKD_...`): its one line.
+        if line.startswith(_REASON_PREFIX):
+            reason = line.removeprefix(_REASON_PREFIX).removeprefix("cannot start: ").strip()
         else:
             sys.stderr.write(line)
     return reason
@@ -241,6 +244,7 @@ async def supervise(
     settings: Settings, *, dev: bool, environment: Mapping[str, str], on_ready: Callable[[Supervisor], None]
 ) -> int:
     """Runs the whole service until SIGTERM/SIGINT; 2 with one line when a part cannot start."""
+    check_keys(settings)  # what every server would refuse, before anything is started for them
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

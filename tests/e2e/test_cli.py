@@ -121,3 +121,17 @@ async def test_dev_stops_what_it_started_and_exits_2_when_its_http_port_is_taken
         assert "webhookd dev is running" not in out
         # The embedded PostgreSQL it started was stopped on the way out.
         assert not postmaster.exists()
+
+
+async def test_serve_refuses_a_jwt_key_its_servers_would_refuse_in_one_line_before_starting_anything() -> None:
+    env = os.environ | {
+        # Nothing answers here: the key must be judged before the backends are asked.
+        "WEBHOOKD_DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+        "VAULT_ADDR": f"http://127.0.0.1:{free_port()}",
+        "VAULT_TOKEN": "unused",
+        "WEBHOOKD_JWT_SECRET": "too short",
+    }
+    code, _, err = await run(WEBHOOKD, "serve", env=env)
+
+    assert code == 2
+    assert err.splitlines() == ["webhookd: WEBHOOKD_JWT_SECRET must be at least 32 bytes"]

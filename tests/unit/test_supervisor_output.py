@@ -56,3 +56,14 @@ def test_a_tracebacks_middle_is_left_out_past_its_bound() -> None:
     line = JsonFormatter().format(record)
 
     assert len(line) < 20_000 and "RecursionError" in line and "characters left out" in line
+
+
+async def test_a_childs_settings_error_is_its_reason_not_a_second_line(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = asyncio.StreamReader()
+    stream.feed_data(b"webhookd: WEBHOOKD_JWT_PUBLIC_KEY_FILE cannot be read: No such file or directory\n")
+    stream.feed_eof()
+
+    reason = await supervisor._relay_errors(stream)
+
+    assert reason == "WEBHOOKD_JWT_PUBLIC_KEY_FILE cannot be read: No such file or directory"
+    assert capsys.readouterr().err == ""

@@ -77,6 +77,12 @@ def _load_keys(settings: Settings) -> _Keys:
     )
 
 
+def check_keys(settings: Settings) -> None:
+    """SettingsError when the JWT settings give no key a server could verify tokens with; a
+    supervisor asks before it starts anything, so the line is the one its servers would print."""
+    _load_keys(settings)
+
+
 # Clocks drift: a token is accepted this long past its `exp` (and before its `nbf`, `iat`).
 LEEWAY_SECONDS = 30
 _NOT_IN_IDS = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
