@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from webhookd import config, logs, runners
-from webhookd.auth.tokens import mint
+from webhookd.auth.tokens import TokenVerifier, mint
 from webhookd.config import Settings, SettingsError
+from webhookd.domain.errors import Unauthenticated
 from webhookd.runners import PARENT_PID_VARIABLE
 from webhookd.store import migrate
 from webhookd.store.embedded import EmbeddedPostgres
@@ -33,9 +34,21 @@ def dev_jwt_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _public_key_setting(settings: Settings) -> str | None:
+    """The setting that has tokens verified with a public key, which no HS256 token passes."""
+    for name, value in (
+        ("WEBHOOKD_JWT_JWKS_URL", settings.jwt_jwks_url),
+        ("WEBHOOKD_JWT_JWKS_FILE", settings.jwt_jwks_file),
+        ("WEBHOOKD_JWT_PUBLIC_KEY_FILE", settings.jwt_public_key_file),
+    ):
+        if value is not None:
+            return name
+    return None
+
+
 def dev_settings() -> Settings:
     settings = config.load(dev=True)
-    if settings.jwt_secret is None and settings.jwt_public_key_file is None and settings.jwt_jwks_file is None:
+    if settings.jwt_secret is None and _public_key_setting(settings) is None:
         settings = settings.with_overrides(jwt_secret=dev_jwt_secret(settings.data_dir))
     return settings
 
@@ -44,7 +57,7 @@ def dev_token_source(settings: Settings) -> Callable[[], str] | None:
     """Mints the dev tenant's token on each call, with every claim the settings check (issuer,
     audience): what the banner prints and the Playground's "Use dev token" gets. None when tokens
     are verified with a public key, which this process cannot sign for."""
-    if settings.jwt_secret is None:
+    if settings.jwt_secret is None or _public_key_setting(settings) is not None:
         return None
     secret = settings.jwt_secret
 
@@ -62,7 +75,7 @@ def dev_token_source(settings: Settings) -> Callable[[], str] | None:
 
 def _print_banner(settings: Settings, supervisor: Supervisor, dev_token: Callable[[], str] | None) -> None:
     if dev_token is None:
-        token_lines = "Tokens are verified with WEBHOOKD_JWT_PUBLIC_KEY_FILE/JWKS_FILE: bring one of yours."
+        token_lines = f"Tokens are verified with {_public_key_setting(settings)}: bring one of yours."
     else:
         token_lines = f"Dev token (tenant {DEV_TENANT}, 12 h):\n  export TOKEN={dev_token()}"
     target = supervisor.grpc_addr
@@ -163,6 +176,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     settings = config.load(dev=True)
+    public_key = _public_key_setting(settings)
+    if public_key is not None:
+        raise SettingsError(f"tokens are verified with {public_key}: `webhookd token` mints HS256 only")
     secret = settings.jwt_secret or dev_jwt_secret(settings.data_dir)
     token = mint(
         secret,
@@ -173,8 +189,24 @@ def cmd_token(args: argparse.Namespace) -> int:
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
+    try:
+        # What the server would refuse on the first call (an empty or malformed id) is refused now.
+        TokenVerifier(settings.with_overrides(jwt_secret=secret)).verify(token)
+    except Unauthenticated as refused:
+        print(f"webhookd: {refused.message}", file=sys.stderr)
+        return 2
     print(token)
     return 0
+
+
+def _lifetime(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of seconds, not {text!r}") from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"a token lives at least 1 second, not {seconds}")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--tenant", default=DEV_TENANT, help=f"tenant_id claim (default {DEV_TENANT})")
     token.add_argument("--sub", default=DEV_SUBJECT, help="sub claim: the person")
     token.add_argument("--app", default=None, help="app_id claim: for integration keys")
-    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.add_argument("--ttl", type=_lifetime, default=12 * 3600, help="lifetime in seconds")
     token.set_defaults(run=cmd_token)
     return parser
 

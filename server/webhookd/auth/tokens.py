@@ -239,6 +239,8 @@ def mint(
     """An HS256 token for development and tests (`webhookd token`)."""
     now = int(time.time())
     claims: dict[str, Any] = {"tenant_id": tenant_id, "iat": now, "exp": now + ttl_seconds}
-    optional = {"sub": subject, "app_id": app_id, "iss": issuer, "aud": audience}
+    optional = {"sub": subject, "iss": issuer, "aud": audience}
     claims.update({name: value for name, value in optional.items() if value})
+    if app_id is not None:  # even "": an app token without its app is refused, not widened to the tenant
+        claims["app_id"] = app_id
     return jwt.encode(claims, secret, algorithm="HS256")
