@@ -14,9 +14,10 @@ from pathlib import Path
 from webhookd import config, logs, runners
 from webhookd.auth.tokens import TokenVerifier, mint
 from webhookd.config import Settings, SettingsError
-from webhookd.domain.errors import Unauthenticated
-from webhookd.runners import PARENT_PID_VARIABLE
+from webhookd.domain.errors import Unauthenticated, Unavailable
+from webhookd.runners import PARENT_PID_VARIABLE, StartError, started
 from webhookd.store import migrate
+from webhookd.store.database import probe
 from webhookd.store.embedded import EmbeddedPostgres
 from webhookd.supervisor import Supervisor, supervise
 
@@ -161,17 +162,35 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = config.load()
-    if settings.database_url is not None:
-        migrate.upgrade_sync(settings.database_url)
-    else:
-        # Migrating needs only the database: Vault is not started for it.
-        postgres = EmbeddedPostgres(settings.data_dir)
-        try:
-            migrate.upgrade_sync(postgres.start())
-        finally:
-            postgres.stop()
+    logs.configure(settings.log_level)
+    try:
+        asyncio.run(_migrate(settings))
+    except StartError as error:
+        print(f"webhookd: cannot migrate: {error}", file=sys.stderr)
+        return 2
     print("database schema is up to date")
     return 0
+
+
+async def _migrate(settings: Settings) -> None:
+    """Migrating needs only the database: Vault is not started for it. StartError when it cannot be."""
+    if settings.database_url is not None:
+        await _upgrade(settings.database_url, settings.database_timeout_seconds)
+        return
+    postgres = EmbeddedPostgres(settings.data_dir)
+    try:
+        await _upgrade(await asyncio.to_thread(postgres.start), settings.database_timeout_seconds)
+    finally:
+        await asyncio.to_thread(postgres.stop)
+
+
+async def _upgrade(url: str, timeout_seconds: float) -> None:
+    try:
+        # Bounded like every other start-up: a database that does not answer is a line, not a hang.
+        await probe(url, timeout_seconds)
+    except Unavailable as error:
+        raise StartError(error.message) from None
+    await started("database schema", lambda: migrate.upgrade(url))
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -135,3 +135,12 @@ async def test_serve_refuses_a_jwt_key_its_servers_would_refuse_in_one_line_befo
 
     assert code == 2
     assert err.splitlines() == ["webhookd: WEBHOOKD_JWT_SECRET must be at least 32 bytes"]
+
+
+async def test_migrate_says_in_one_line_that_the_database_is_unreachable() -> None:
+    env = os.environ | {"WEBHOOKD_DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"}
+    code, out, err = await run(WEBHOOKD, "migrate", env=env)
+
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("webhookd: cannot migrate: database unreachable: "), err
