@@ -290,11 +290,19 @@ class Service:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, let in-flight ones finish within the grace period, then release."""
+        await self.stop_serving(grace)
+        await self.close()
+
+    async def stop_serving(self, grace: float | None = None) -> None:
+        """Stop taking gRPC calls and end those still running after the grace period; the core stays
+        open for a gateway beside it (LocalChannel) until `close`."""
         for task in (self._health_task, self._keys_task):
             if task is not None:
                 await _cancelled(task)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+
+    async def close(self) -> None:
         await self.core.close()
 
     async def wait(self) -> None:
@@ -327,9 +335,11 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.channel = channel
         configured_host = settings.http_addr.rpartition(":")[0]
+        self._closing = asyncio.Event()
         self.app = create_gateway_app(
             self.channel,
             max_request_bytes=settings.max_request_bytes,
+            closing=self._closing,
             extra_routes=[
                 metrics_route(self.metrics),
                 # The configured address with the port it listens on (configured as 0 in tests).
@@ -339,7 +349,12 @@ class Gateway:
                 *(extra_routes or []),
             ],
         )
-        self.http = HttpServer(ObservedApp(self.app, self.metrics), settings.http_addr, reuse_port=reuse_port)
+        self.http = HttpServer(
+            ObservedApp(self.app, self.metrics),
+            settings.http_addr,
+            reuse_port=reuse_port,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        )
 
     @property
     def port(self) -> int:
@@ -349,6 +364,8 @@ class Gateway:
         await self.http.start()
 
     async def stop(self) -> None:
+        """Streams end at once; other requests in flight get the shutdown grace."""
+        self._closing.set()
         await self.http.stop()
         await self.channel.close()
 

@@ -119,7 +119,6 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
         await started("database schema", lambda: migrate.upgrade(backends.database_url))
         service = app.Service(settings, backends, metrics=metrics, reuse_port=reuse_port)
         await started("gRPC server", service.start)
-        running.push_async_callback(service.stop)
         gateway = app.Gateway(
             settings,
             service.local_channel(),
@@ -128,12 +127,22 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
             dev_token=dev_token,
             reuse_port=reuse_port,
         )
-        await started("HTTP gateway", gateway.start)
-        # Stopped before the gRPC server: the front doors close first.
-        running.push_async_callback(gateway.stop)
+        try:
+            await started("HTTP gateway", gateway.start)
+        except StartError:
+            await service.stop()
+            raise
+        running.push_async_callback(_stop_front_doors, gateway, service)
         return f"{SERVER_READY} gRPC on {service.grpc_target}, HTTP on port {gateway.port}"
 
     return asyncio.run(_run(settings, start))
+
+
+async def _stop_front_doors(gateway: app.Gateway, service: app.Service) -> None:
+    """Both doors at once, within one grace (the supervisor kills a server that takes longer than it
+    plus 5 s), then the core they share."""
+    await asyncio.gather(gateway.stop(), service.stop_serving())
+    await service.close()
 
 
 def run_worker(settings: Settings) -> int:
@@ -146,7 +155,11 @@ def run_worker(settings: Settings) -> int:
         running.push_async_callback(workers.stop)
         if settings.metrics_addr:
             routes: list[Any] = [health_route(), readiness_route(workers.readiness_checks()), metrics_route(metrics)]
-            http = HttpServer(ObservedApp(Starlette(routes=routes), metrics), settings.metrics_addr)
+            http = HttpServer(
+                ObservedApp(Starlette(routes=routes), metrics),
+                settings.metrics_addr,
+                shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            )
             await started("metrics server", http.start)
             running.push_async_callback(http.stop)
             return f"{WORKER_READY} ({settings.workers} workers, /metrics on port {http.port})"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -15,8 +17,9 @@ from google.protobuf import field_mask_pb2
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from support import make_caller
-from webhookd.app import open_service
+from support import JWT_SECRET, make_caller, new_tenant_id
+from webhookd.app import Gateway, open_service
+from webhookd.auth.tokens import mint
 
 # The server's write, waiting for the row lock the test holds.
 WAITING_FOR_THE_ROW = (
@@ -76,3 +79,26 @@ async def test_an_in_flight_call_completes_during_shutdown_and_new_calls_are_ref
         await engine.dispose()
     assert updated.webhook.name == "after"
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_following_rest_stream_ends_unavailable_when_the_gateway_stops(settings, service) -> None:
+    """A following stream never ends by itself: uvicorn alone waited for the client to hang up, which
+    kept the process past SIGTERM until it was killed. It ends as a gRPC one does, UNAVAILABLE."""
+    gateway = Gateway(settings, service.local_channel(), extra_routes=service.http_routes(), metrics=service.metrics)
+    await gateway.start()
+    token = mint(JWT_SECRET, tenant_id=new_tenant_id())
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}", timeout=60) as http,
+        http.stream(
+            "GET",
+            "/api/v1/integration/delivery-log",
+            params={"follow": "true"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as stream,
+    ):
+        assert stream.status_code == 200
+        # Bounded, so the old behaviour fails rather than hangs: it waited for this client for ever.
+        await asyncio.wait_for(gateway.stop(), 30)
+        lines = (await asyncio.wait_for(stream.aread(), 30)).decode().splitlines()
+
+    assert json.loads(lines[-1])["error"]["status"] == "UNAVAILABLE"

@@ -3,6 +3,7 @@ options, plus /healthz and the OpenAPI document. Every error leaves in the AIP-1
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def create_gateway_app(
     unary_timeout_seconds: float | None = 30.0,
     stream_grace_seconds: float = 0.5,
     heartbeat_seconds: float = 15.0,
+    closing: asyncio.Event | None = None,
 ) -> Starlette:
     """Build the gateway over `channel`.
 
@@ -50,6 +52,7 @@ def create_gateway_app(
         the one shipped in the stubs package, if present.
     extra_routes: served before the RPC routes (/readyz, /metrics, the inbound receiver,
         /playground, /api/v1/manifest).
+    closing: set when the server begins to stop; streams then end with an UNAVAILABLE frame.
     """
     services = list(services) if services is not None else default_services()
     comments = load_comments(descriptor_set if descriptor_set is not None else default_descriptor_set())
@@ -57,6 +60,7 @@ def create_gateway_app(
     handler = RpcHandler(
         Invoker(channel),
         CallSettings(max_request_bytes, unary_timeout_seconds, stream_grace_seconds, heartbeat_seconds),
+        closing or asyncio.Event(),
     )
 
     async def openapi(_: Request) -> Response:

@@ -6,6 +6,7 @@ tells "no such path" (404) from "path exists, method does not" (405, with Allow)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,9 +56,11 @@ def response_payload(binding: Binding, response: Message) -> Any:
 
 
 class RpcHandler:
-    def __init__(self, invoker: Invoker, settings: CallSettings) -> None:
+    def __init__(self, invoker: Invoker, settings: CallSettings, closing: asyncio.Event) -> None:
+        """closing: set when the server begins to stop; streams end on it."""
         self._invoker = invoker
         self._settings = settings
+        self._closing = closing
 
     async def __call__(self, binding: Binding, request: Request) -> Response:
         rid = request_id(request.headers)
@@ -126,7 +129,7 @@ class RpcHandler:
             return response_payload(binding, item), http_headers.event_id(item, id_path)
 
         return StreamingResponse(
-            relay(call, pending, fmt, render),
+            relay(call, pending, fmt, render, self._closing),
             media_type=fmt.media_type,
             headers={**STREAM_HEADERS, "X-Request-Id": rid},
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +18,16 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from webhookd.http.errors import from_rpc_error
+from webhookd.domain.errors import Unavailable
+from webhookd.http.errors import from_domain_error, from_rpc_error
 from webhookd.http.media_types import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 
 # Headers that stop reverse proxies (nginx) and caches from holding frames back.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# A stream's last frame when the server stops: what gRPC callers get, UNAVAILABLE, to retry elsewhere.
+SHUTTING_DOWN = from_domain_error(
+    Unavailable("the server is shutting down: open the stream again after the last cursor", retry_after_seconds=1)
+)
 
 
 def wants_sse(accept: str | None) -> bool:
@@ -102,15 +108,21 @@ async def relay(
     pending: asyncio.Future[Any],
     fmt: StreamFormat,
     render: Callable[[Message], tuple[Any, str | None]],
+    closing: asyncio.Event,
 ) -> AsyncIterator[bytes]:
     """Frames for each message of `call`, from the read already in flight; ends the call when
-    the client goes away (Starlette cancels the iteration)."""
+    the client goes away (Starlette cancels the iteration), and with an UNAVAILABLE frame once the
+    server is `closing`: a following stream never ends by itself, and shutdown would wait for it."""
+    closed = asyncio.ensure_future(closing.wait())
     try:
         while True:
-            done, _ = await asyncio.wait({pending}, timeout=fmt.heartbeat_seconds)
+            done, _ = await asyncio.wait({pending, closed}, timeout=fmt.heartbeat_seconds, return_when=FIRST_COMPLETED)
             if not done:
                 yield fmt.heartbeat()
                 continue
+            if pending not in done:
+                yield fmt.error(SHUTTING_DOWN.body())
+                return
             try:
                 message = pending.result()
             except grpc.RpcError as error:
@@ -122,5 +134,6 @@ async def relay(
             yield fmt.message(payload, event_id)
             pending = asyncio.ensure_future(call.read())
     finally:
+        closed.cancel()
         pending.cancel()
         call.cancel()

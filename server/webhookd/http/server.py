@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Iterator
 
@@ -53,7 +54,11 @@ def listening_socket(addr: str, *, reuse_port: bool = False) -> socket.socket:
 class HttpServer:
     """uvicorn on a host:port (port 0 picks a free one), started and stopped as a task."""
 
-    def __init__(self, app: ASGIApp, addr: str, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, addr: str, *, reuse_port: bool = False, shutdown_grace_seconds: float | None = None
+    ) -> None:
+        """shutdown_grace_seconds: how long `stop` lets requests in flight finish before it ends them;
+        None waits for every one, which a following stream never is."""
         self._addr = addr
         self._reuse_port = reuse_port
         self._server = _EmbeddedUvicorn(
@@ -65,6 +70,8 @@ class HttpServer:
                 # Longer than the idle timeout of the proxies in front (60 s is common): a server that
                 # closes first races the proxy's next request on that connection, which then fails.
                 timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                # uvicorn counts it in whole seconds.
+                timeout_graceful_shutdown=None if shutdown_grace_seconds is None else math.ceil(shutdown_grace_seconds),
             )
         )
         self._task: asyncio.Task[None] | None = None
