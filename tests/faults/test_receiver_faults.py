@@ -1,8 +1,9 @@
-"""Receivers that misbehave on the first request: one hangs, one resets the connection, one trickles its
-response a byte at a time, one sends 10 MB. Each attempt ends within the webhook's timeout with the
-outcome it earned (recorded in the DeliveryLog), and the retry, made due, arrives with the same
-webhook-id and succeeds: at least once, never lost. The 10 MB answer is a success read no further than
-the excerpt, delivered exactly once. Meanwhile a healthy webhook of the same tenant keeps being served.
+"""Receivers that misbehave on the first request: one hangs, one resets the connection, two trickle their
+response a byte at a time (after a 200, after a 503), one sends 10 MB. Each attempt ends within the
+webhook's timeout with the outcome it earned (recorded in the DeliveryLog; once the status has come it
+decides), and a retry, made due, arrives with the same webhook-id and succeeds: at least once, never
+lost. The 10 MB answer and the trickled 200 are successes read no further than the excerpt or the
+timeout, delivered exactly once. Meanwhile a healthy webhook of the same tenant keeps being served.
 """
 
 from __future__ import annotations
@@ -43,13 +44,16 @@ async def reset(request: web.Request, released: asyncio.Event) -> web.StreamResp
     return web.Response()
 
 
-async def trickle(request: web.Request, released: asyncio.Event) -> web.StreamResponse:
-    response = web.StreamResponse(status=200)
-    await response.prepare(request)
-    while not released.is_set():
-        await response.write(b".")
-        await asyncio.sleep(TRICKLE_PAUSE_SECONDS)
-    return response
+def trickle(status: int) -> Misbehaviour:
+    async def respond(request: web.Request, released: asyncio.Event) -> web.StreamResponse:
+        response = web.StreamResponse(status=status)
+        await response.prepare(request)
+        while not released.is_set():
+            await response.write(b".")
+            await asyncio.sleep(TRICKLE_PAUSE_SECONDS)
+        return response
+
+    return respond
 
 
 async def ten_megabytes(request: web.Request, released: asyncio.Event) -> web.StreamResponse:
@@ -59,7 +63,9 @@ async def ten_megabytes(request: web.Request, released: asyncio.Event) -> web.St
 CASES: dict[str, tuple[Misbehaviour, list[str]]] = {
     "hangs": (hang, ["timed_out", "succeeded"]),
     "resets": (reset, ["connection_error", "succeeded"]),
-    "trickles": (trickle, ["timed_out", "succeeded"]),
+    # Once the status has come it decides, whether or not the body arrives in time.
+    "trickles a success": (trickle(200), ["succeeded"]),
+    "trickles a failure": (trickle(503), ["failed", "succeeded"]),
     "sends 10 MB": (ten_megabytes, ["succeeded"]),
 }
 
