@@ -3,13 +3,20 @@ skipped, and both can be sent later (ResumeWebhook, RecoverWebhook) or kept as h
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import psycopg
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import field_mask_pb2, timestamp_pb2
+from psycopg import sql
 from webhook_calls import create_webhook, rpc_error
+
+from webhookd.store.conninfo import conninfo
 
 PAUSE = "UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id"
 STATUSES = "SELECT id, status, next_attempt_at FROM deliveries WHERE webhook_id = :w ORDER BY created_at, id"
@@ -81,6 +88,78 @@ async def test_resume_with_discard_held_keeps_them_in_history_as_discarded(calle
         "SELECT status FROM deliveries WHERE event_id = :e", lambda r: r[0].status == "succeeded", e=fresh.event_id
     )
     assert [r.headers["webhook-id"] for r in receiver.received] == [fresh.event_id]
+
+
+class Gate:
+    """Holds back the inserts of one tenant's deliveries until it opens: a publish can be stopped after it
+    read its targets and before it commits, so another call's transaction can run in between."""
+
+    def __init__(self, connection: psycopg.AsyncConnection[object]) -> None:
+        self.connection = connection
+
+    async def waiting(self, query_part: str, wait_event: str) -> bool:
+        """Whether some backend's statement holding `query_part` is waiting on a lock of `wait_event`."""
+        cursor = await self.connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND wait_event = %s AND query LIKE %s",
+            (wait_event, f"%{query_part}%"),
+        )
+        row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def until_waiting(self, query_part: str, wait_event: str, *, unless_done: asyncio.Future[object]) -> None:
+        for _ in range(1000):
+            if unless_done.done() or await self.waiting(query_part, wait_event):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{query_part!r} neither finished nor waited on a {wait_event} lock")
+
+
+@contextlib.asynccontextmanager
+async def delivery_inserts_gated(database_url: str, tenant_id: str) -> AsyncIterator[Gate]:
+    """A trigger (this tenant's only) makes each delivery insert wait for an advisory lock the gate holds
+    until the block ends."""
+    trigger = sql.Identifier(f"gate_{tenant_id.lower()}")
+    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as connection:
+        await connection.execute(
+            "CREATE OR REPLACE FUNCTION test_gate_delivery_insert() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_advisory_xact_lock_shared(hashtext(NEW.tenant_id)); RETURN NEW; END $$"
+        )
+        await connection.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} BEFORE INSERT ON deliveries FOR EACH ROW WHEN (NEW.tenant_id = {})"
+                " EXECUTE FUNCTION test_gate_delivery_insert()"
+            ).format(trigger, sql.Literal(tenant_id))
+        )
+        await connection.execute("SELECT pg_advisory_lock(hashtext(%s))", (tenant_id,))
+        try:
+            yield Gate(connection)
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock(hashtext(%s))", (tenant_id,))
+            await connection.execute(sql.SQL("DROP TRIGGER {} ON deliveries").format(trigger))
+
+
+async def test_a_resume_between_a_publishs_read_of_the_paused_webhook_and_its_commit_still_releases_it(
+    caller, workers, receiver, database, backends
+) -> None:
+    hook = await held_webhook(caller, database, receiver)
+
+    async with delivery_inserts_gated(backends.database_url, caller.tenant_id) as gate:
+        # The publish reads its target paused, then waits to insert the delivery it will hold.
+        publishing = asyncio.ensure_future(publish(caller, 1))
+        await gate.until_waiting("INSERT INTO deliveries", "advisory", unless_done=publishing)
+        assert not publishing.done()
+        # The resume runs meanwhile: to its end, or until it waits for the publish.
+        resuming = asyncio.ensure_future(caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id)))
+        await gate.until_waiting("UPDATE webhooks", "transactionid", unless_done=resuming)
+    published, resumed = await publishing, await resuming
+
+    # Held or not, the event is not left waiting on a webhook that is no longer paused.
+    [row] = await database.rows(STATUSES, w=hook.id)
+    assert row.status != "held"
+    assert (published.deliveries_queued + resumed.deliveries_released, published.deliveries_held) == (1, 1)
+    [request] = await receiver.wait_for(1)
+    assert request.headers["webhook-id"] == published.event_id
 
 
 async def test_publish_while_disabled_is_skipped_and_recover_requeues_it_after_enabling(

@@ -22,7 +22,7 @@ from webhookd.domain.topics import Topic, new_deliveries_payload
 from webhookd.domain.webhooks import Direction, Ordering
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.notifications import NOTIFY
-from webhookd.store.sql import array_literal, compiled, param, scope_params, scoped
+from webhookd.store.sql import TEXT_ARRAY, array_literal, compiled, param, scope_params, scoped
 from webhookd.store.tables import events, webhooks
 
 # Above this many targets COPY beats a pipelined INSERT ... SELECT FROM unnest (measured with
@@ -78,6 +78,7 @@ WHERE NOT EXISTS (SELECT 1 FROM inserted)
 )
 _RELEASE_KEY = compiled(events.update().where(events.c.id == param("id")).values(idempotency_key=None))
 _PENDING = DeliveryStatus.PENDING.value
+_HELD = DeliveryStatus.HELD.value
 
 
 def new_delivery_status(webhook: str) -> str:
@@ -86,7 +87,7 @@ def new_delivery_status(webhook: str) -> str:
     paused or disabled webhook keeps a record of every event it did not get."""
     return (
         f"CASE WHEN NOT {webhook}.enabled THEN '{DeliveryStatus.SKIPPED.value}'"
-        f" WHEN {webhook}.paused_at IS NOT NULL THEN '{DeliveryStatus.HELD.value}' ELSE '{_PENDING}' END"
+        f" WHEN {webhook}.paused_at IS NOT NULL THEN '{_HELD}' ELSE '{_PENDING}' END"
     )
 
 
@@ -108,6 +109,17 @@ _TARGET = compiled(
     sa.select(webhooks.c.id, _STATUS, _FIFO, _LIVE_OUTBOUND).where(
         scoped(webhooks), webhooks.c.id == param("target_webhook_id")
     )
+)
+# The status of the targets found paused, read again under a share lock on their rows (in id order, as
+# the recorder locks them): the target lookup takes no lock, and a resume that committed after it
+# released only the held deliveries it could see, not the ones this publish is about to insert. The
+# lock makes a resume that has not yet written the row wait for this publish's commit, and one that
+# has is seen (the row as it committed), so no delivery stays held for a webhook that is not paused.
+_PAUSED_AGAIN = compiled(
+    sa.select(webhooks.c.id, _STATUS)
+    .where(scoped(webhooks), webhooks.c.id == sa.func.any(param("paused_ids", TEXT_ARRAY)))
+    .order_by(webhooks.c.id)
+    .with_for_update(read=True)
 )
 _INSERT_DELIVERIES = compiled(
     sa.text(
@@ -188,7 +200,7 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
                 await connection.execute(_RELEASE_KEY, {"id": earlier_id})
                 await connection.execute(COMMIT)
                 continue
-            chosen = _targets_of(event, targets)
+            chosen = await _settled(connection, scope, _targets_of(event, targets))
             webhook_ids = [webhook_id for webhook_id, _, _ in chosen]
             statuses = [status for _, status, _ in chosen]
             fifos = [fifo for _, _, fifo in chosen]
@@ -215,6 +227,19 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
     raise RuntimeError("idempotency key could not be claimed")
 
 
+async def _settled(
+    connection: Connection, scope: Scope, chosen: list[tuple[str, str, bool]]
+) -> list[tuple[str, str, bool]]:
+    """`chosen` with the status of each target found paused read again under its row's lock
+    (_PAUSED_AGAIN); a round trip only for a publish that holds deliveries."""
+    paused = [webhook_id for webhook_id, status, _ in chosen if status == _HELD]
+    if not paused:
+        return chosen
+    found = await connection.execute(_PAUSED_AGAIN, scope_params(scope) | {"paused_ids": paused})
+    now = {webhook_id: status for webhook_id, status in await found.fetchall()}
+    return [(webhook_id, now.get(webhook_id, status), fifo) for webhook_id, status, fifo in chosen]
+
+
 async def _woken(connection: Connection, published: Published) -> Published:
     """Wakes the workers for the deliveries just committed: right after the COMMIT, in its round trip
     when pipelined."""
@@ -238,7 +263,7 @@ def _published(event: NewEvent, webhook_ids: list[str], statuses: list[str]) -> 
         event.id,
         statuses.count(_PENDING),
         duplicate=False,
-        deliveries_held=statuses.count(DeliveryStatus.HELD.value),
+        deliveries_held=statuses.count(_HELD),
         deliveries_skipped=statuses.count(DeliveryStatus.SKIPPED.value),
         queued_for=tuple(webhook for webhook, status in zip(webhook_ids, statuses, strict=True) if status == _PENDING),
     )
