@@ -788,6 +788,7 @@ class FakeInbound:
             vault_path=row.vault_path,
             secret_fingerprint=row.secret_fingerprint,
             url=row.spec.url,
+            version=row.version,
         )
 
     async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
@@ -1178,6 +1179,7 @@ def _claimed(delivery: QueuedDelivery, webhook: Webhook, token: str) -> ClaimedD
         vault_path=webhook.vault_path,
         secret_fingerprint=webhook.secret_fingerprint,
         credential_id=webhook.credential_id,
+        webhook_version=webhook.version,
     )
 
 

@@ -105,6 +105,32 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap_then_only_the
     assert not verifies(original, after.body, after.headers)
 
 
+async def test_rotating_back_to_an_earlier_secret_signs_with_the_one_it_replaces_during_the_overlap(
+    caller, workers, receiver
+) -> None:
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"])
+    original = created.signing_secret
+    await publish(caller, n=1)
+    await receiver.wait_for(1)  # the workers now hold the original secret's record
+    replaced = await caller.RotateWebhookSecret(
+        pb.RotateWebhookSecretRequest(id=created.webhook.id, overlap=duration_pb2.Duration(seconds=0))
+    )
+    await publish(caller, n=2)
+    await receiver.wait_for(2)
+
+    # Back to the original secret (a rollback): receivers that took the replacement keep it for the overlap.
+    back = await caller.RotateWebhookSecret(
+        pb.RotateWebhookSecretRequest(id=created.webhook.id, signing_secret=original)
+    )
+    assert back.webhook.secret_fingerprint == created.webhook.secret_fingerprint
+    await publish(caller, n=3)
+    *_, after = await receiver.wait_for(3)
+
+    assert len(after.headers["webhook-signature"].split()) == 2
+    assert verifies(original, after.body, after.headers)
+    assert verifies(replaced.signing_secret, after.body, after.headers)
+
+
 def github_verifies(secret: str, body: bytes, signature_header: str) -> bool:
     """GitHub's documented check: HMAC-SHA256 of the body with the secret, compared with the whole header."""
     expected = "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()

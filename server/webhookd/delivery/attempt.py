@@ -69,7 +69,9 @@ class Deliverer:
 
     async def deliver(self, claimed: ClaimedDelivery) -> None:
         try:
-            record = await self._secrets.record(claimed.vault_path, claimed.secret_fingerprint, claimed.credential_id)
+            record = await self._secrets.record(
+                claimed.vault_path, claimed.secret_fingerprint, claimed.credential_id, claimed.webhook_version
+            )
         except (Unavailable, NotFound) as error:
             log.warning(
                 "no signing secret; delivery postponed",

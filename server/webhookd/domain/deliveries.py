@@ -74,6 +74,8 @@ class ClaimedDelivery:
     # The delivery credential the row says is current ('' for none): with secret_fingerprint, what the
     # secret record is cached under (domain/credentials.py).
     credential_id: str = ""
+    # The webhook row's version: the secret record is cached under it too (services/signing_secrets.py).
+    webhook_version: int = 0
 
 
 @dataclass(frozen=True)

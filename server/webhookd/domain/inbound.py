@@ -129,6 +129,7 @@ class InboundTarget:
     vault_path: str
     secret_fingerprint: str
     url: str = ""  # the callback URL handed out for it: twilio signs the URL it calls
+    version: int = 0  # the row's: the secret record is cached under it (services/signing_secrets.py)
 
 
 @dataclass(frozen=True)

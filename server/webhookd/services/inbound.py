@@ -72,7 +72,7 @@ class Inbound:
         started = time.perf_counter()
         target = await self._admit(webhook_id)
         body = await request.read_body(self._max_body_bytes)
-        record = await self._secrets.record(target.vault_path, target.secret_fingerprint)
+        record = await self._secrets.record(target.vault_path, target.secret_fingerprint, "", target.version)
         now = self._now()
         headers = request.headers
         content_type = headers.get("content-type", "")

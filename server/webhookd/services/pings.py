@@ -66,7 +66,7 @@ class Pings:
         body = event_body(event_type, now, example or example_payload(webhook.id, event_type))
         event = NewEvent(ids.new_id(ids.EVENT_PREFIX), event_type, body, None, webhook.id, now)
         secret_record = await self._secrets.record(
-            webhook.vault_path, webhook.secret_fingerprint, webhook.credential_id
+            webhook.vault_path, webhook.secret_fingerprint, webhook.credential_id, webhook.version
         )
         headers = signing.delivery_headers(
             webhook.spec.headers,

@@ -185,7 +185,7 @@ WHERE d.id = ANY(ARRAY(SELECT id FROM chosen)) AND d.id = chosen.id AND w.id = d
 RETURNING d.id, d.attempts + 1, d.tenant_id, d.app_id, d.event_id, e.event_type, e.body, d.webhook_id,
     w.url, w.headers, w.signature_scheme, w.retry_max_attempts, w.retry_backoff, w.retry_timeout_ms,
     w.vault_path, w.secret_fingerprint, chosen.fifo, extract(epoch FROM chosen.slot - statement_timestamp())::float8,
-    w.credential_id
+    w.credential_id, w.version
 """
     )
 )
@@ -414,6 +414,7 @@ def _claimed(row: Sequence[Any], token: str) -> ClaimedDelivery:
         # The slot comes as a delay from the database's clock, so skew between clocks does not move it.
         send_at=None if row[17] is None else datetime.now(UTC) + timedelta(seconds=max(0.0, float(row[17]))),
         credential_id=row[18],
+        webhook_version=row[19],
     )
 
 

@@ -79,7 +79,7 @@ _ADMIT = compiled(
     sa.text(
         f"""
 WITH target AS (
-    SELECT id, tenant_id, app_id, signature_scheme, vault_path, secret_fingerprint, url FROM webhooks
+    SELECT id, tenant_id, app_id, signature_scheme, vault_path, secret_fingerprint, url, version FROM webhooks
     WHERE id = :id AND direction = '{Direction.INBOUND.value}' AND enabled AND deleted_at IS NULL
 ), taken AS (
     INSERT INTO inbound_buckets AS b (webhook_id, tokens, updated_at)
@@ -90,7 +90,7 @@ WITH target AS (
     WHERE least(:burst, b.tokens + {_REFILLED}) >= 1
     RETURNING webhook_id
 )
-SELECT t.id, t.tenant_id, t.app_id, t.signature_scheme, t.vault_path, t.secret_fingerprint, t.url,
+SELECT t.id, t.tenant_id, t.app_id, t.signature_scheme, t.vault_path, t.secret_fingerprint, t.url, t.version,
     EXISTS (SELECT 1 FROM taken),
     (SELECT least(:burst, b.tokens + {_REFILLED}) FROM inbound_buckets b WHERE b.webhook_id = t.id)
 FROM target t
@@ -218,10 +218,10 @@ class InboundStore:
         row = await self._db.fetch_one(_ADMIT, {"id": webhook_id, "rate": rate_per_second, "burst": burst})
         if row is None:
             return Admission(None)
-        target = InboundTarget(row[0], row[1], row[2], SignatureScheme(row[3]), row[4], row[5], row[6])
-        if row[7]:
+        target = InboundTarget(row[0], row[1], row[2], SignatureScheme(row[3]), row[4], row[5], row[6], row[7])
+        if row[8]:
             return Admission(target)
-        tokens = float(row[8] or 0.0)
+        tokens = float(row[9] or 0.0)
         return Admission(target, retry_after_seconds=(1.0 - tokens) / rate_per_second)
 
     async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
