@@ -77,14 +77,17 @@ _GET_DELIVERY = compiled(
 _ATTEMPTS_OF = compiled(
     sa.select(*_ATTEMPT_COLUMNS).where(attempts.c.delivery_id == param("id")).order_by(attempts.c.seq)
 )
+# Not while a worker's lease holds, judged on the database's clock, which set it (a server's clock
+# running ahead would queue it again beside the attempt). A lease that ran out goes with the
+# redelivery: its stalled worker's late result must not overwrite the delivery queued again.
 _REDELIVER = compiled(
     deliveries.update()
     .where(
         scoped(deliveries),
         deliveries.c.id == param("id"),
-        sa.or_(deliveries.c.lease_token.is_(None), deliveries.c.lease_expires_at <= param("now")),
+        sa.or_(deliveries.c.lease_token.is_(None), deliveries.c.lease_expires_at <= sa.func.now()),
     )
-    .values(_PENDING_NOW)
+    .values(_PENDING_NOW | {"lease_token": None, "lease_expires_at": None})
 )
 _WEBHOOK_EXISTS = compiled(sa.select(webhooks.c.id).where(scoped(webhooks), webhooks.c.id == param("id")))
 # `id = ANY(ARRAY(...))` rather than `id IN (...)`: a join of a batch of ids into the partitioned

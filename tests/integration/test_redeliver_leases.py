@@ -1,0 +1,60 @@
+"""RedeliverDelivery beside a worker's lease: a delivery being attempted is not queued again next to its
+attempt, whatever the server's clock says, and a lease that ran out does not outlive a redelivery."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from history_rows import delivery, event, opened, webhook
+
+from webhookd.domain.deliveries import AttemptRecord
+from webhookd.domain.errors import FailedPrecondition
+from webhookd.domain.scope import Scope
+from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.store import migrate
+from webhookd.store.deliveries import DeliveryStore
+from webhookd.store.history import HistoryStore
+
+TENANT = "tnt_redeliver"
+
+
+def succeeded_at(at: datetime) -> AttemptRecord:
+    return AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "ok", gone=False, next_attempt_at=None, occurred_at=at)
+
+
+async def test_a_server_whose_clock_runs_ahead_does_not_redeliver_a_delivery_under_a_live_lease(own_database) -> None:
+    await migrate.upgrade(own_database)
+    async with opened(own_database) as db:
+        now = datetime.now(UTC)
+        delivery_id = await delivery(db, TENANT, await webhook(db, TENANT), await event(db, TENANT, now), now)
+        queue = DeliveryStore(db, pause_after_failures=5)
+        [claimed] = await queue.claim(10, per_webhook=5, per_tenant=10)  # leased for its timeout + 30 s
+
+        # The lease is on the database's clock; this server's runs five minutes ahead of it.
+        with pytest.raises(FailedPrecondition):
+            await HistoryStore(db).redeliver(Scope(TENANT), delivery_id, now=now + timedelta(minutes=5))
+        beside = await queue.claim(10, per_webhook=5, per_tenant=10)
+
+    assert claimed.delivery_id == delivery_id
+    assert beside == []
+
+
+async def test_a_workers_result_recorded_after_its_lease_ran_out_does_not_undo_a_redelivery(own_database) -> None:
+    await migrate.upgrade(own_database)
+    async with opened(own_database) as db:
+        now = datetime.now(UTC)
+        delivery_id = await delivery(db, TENANT, await webhook(db, TENANT), await event(db, TENANT, now), now)
+        queue = DeliveryStore(db, pause_after_failures=5)
+        history = HistoryStore(db)
+        [claimed] = await queue.claim(10, per_webhook=5, per_tenant=10)
+        # What time passing does to a lease whose worker stalled.
+        await db.execute("UPDATE deliveries SET lease_expires_at = now() WHERE id = %(id)s", {"id": delivery_id})
+        redelivered = await history.redeliver(Scope(TENANT), delivery_id, now=datetime.now(UTC))
+
+        late = await queue.record([(claimed, succeeded_at(datetime.now(UTC)))])
+        after, _ = await history.get_delivery(Scope(TENANT), delivery_id)
+
+    assert redelivered.status is DeliveryStatus.PENDING
+    assert late.kept == [False]
+    assert (after.status, after.attempts) == (DeliveryStatus.PENDING, 0)
