@@ -9,6 +9,7 @@ import pytest
 from playground_seed import ADDED_FIELDS, EMBEDDED_SEED, parse_schema, seed_schema
 from webhookd.gateway.descriptors import default_descriptor_set, default_services, load_comments
 from webhookd.gateway.manifest import build_manifest
+from webhookd.gateway.routes import bindings_for_services
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_webhook_field_behaviours_come_from_the_protos(manifest: dict[str, Any])
 def test_standard_operations_come_first_then_the_custom_ones(manifest: dict[str, Any]) -> None:
     names = [o["name"] for o in resource(manifest, "Webhook")["operations"]]
     assert names[:5] == ["list", "get", "create", "update", "delete"]
-    assert {"undelete", "rotate", "resume", "log", "send", "ack"} <= set(names[5:])
+    assert {"undelete", "rotate", "resume", "log", "send", "ackDeliveryLog"} <= set(names[5:])
     assert len(names) == len(set(names))
 
 
@@ -129,10 +130,19 @@ def test_deliveries_are_a_resource_of_their_own(manifest: dict[str, Any]) -> Non
     assert types["status"] == "string"
 
 
-def test_every_rpc_with_an_http_rule_appears_at_most_once(manifest: dict[str, Any]) -> None:
+def test_every_rpc_with_an_http_rule_appears_exactly_once(manifest: dict[str, Any]) -> None:
+    # An RPC missing here is one the Playground cannot send (AckInboundEvents was).
     rpcs = [o["rpc"] for r in manifest["resources"] for o in r["operations"]]
-    assert len(rpcs) == len(set(rpcs))
-    assert {"ListWebhooks", "PublishEvent", "DeliveryLog", "ListDeliveries"} <= set(rpcs)
+    served = {binding.method.name for binding in bindings_for_services(default_services())}
+    assert sorted(rpcs) == sorted(served)
+
+
+def test_an_acknowledgement_sits_beside_the_stream_it_acknowledges(manifest: dict[str, Any]) -> None:
+    operations = {o["rpc"]: o for o in resource(manifest, "Webhook")["operations"]}
+    assert {"DeliveryLog", "AckDeliveryLog", "StreamInboundEvents", "AckInboundEvents"} <= set(operations)
+    # Two acks on one page: each is named for what it acknowledges, so tabs and #fragments differ.
+    assert operations["AckDeliveryLog"]["name"] == "ackDeliveryLog"
+    assert operations["AckInboundEvents"]["name"] == "ackInboundEvents"
 
 
 def test_without_comments_the_manifest_is_complete_but_silent() -> None:

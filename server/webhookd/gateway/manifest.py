@@ -8,12 +8,13 @@ A resource is a message the service lists (the repeated field of a `List*` respo
 carries a `google.api.resource` option. An RPC belongs to the resource whose collection path its
 http rule sits under (`/webhooks/{id}:resume` → Webhook, `/events` → Event: PublishEvent), else to
 the resource its request names by id (`webhook_id` → Webhook: DeliveryLog); `Ack<Stream>` sits beside
-the stream it acknowledges (AckDeliveryLog → Webhook).
+the stream it acknowledges (AckDeliveryLog → Webhook, AckInboundEvents beside StreamInboundEvents).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -153,11 +154,16 @@ def _owner(binding: Binding, resources: Sequence[tuple[Descriptor, str]]) -> Des
 
 
 def _acknowledged_stream_owner(binding: Binding, owners: dict[str, Descriptor | None]) -> Descriptor | None:
-    """`AckDeliveryLog` acknowledges what the stream `DeliveryLog` read: it sits beside it."""
-    stream = binding.method.name.removeprefix("Ack")
-    if stream == binding.method.name or not binding.method.containing_service.methods_by_name.get(stream):
+    """`AckDeliveryLog` acknowledges what the stream `DeliveryLog` read, `AckInboundEvents` what
+    `StreamInboundEvents` read: each sits beside its stream."""
+    acknowledged = binding.method.name.removeprefix("Ack")
+    if acknowledged == binding.method.name:
         return None
-    return owners.get(stream)
+    for stream in (acknowledged, f"Stream{acknowledged}"):
+        method = binding.method.containing_service.methods_by_name.get(stream)
+        if method is not None and method.server_streaming:
+            return owners.get(stream)
+    return None
 
 
 def _resource(
@@ -178,14 +184,24 @@ def _resource(
 
 
 def _name_apart(operations: list[dict[str, Any]], message: Descriptor) -> None:
-    """An operation whose verb a standard method of the resource already has (GetWebhookPublicKey
-    beside GetWebhook) is named by what its RPC says after the resource's name: `publicKey`. Names
-    select the Playground's tabs and its URL fragments, so they must differ."""
+    """Names select the Playground's tabs and its URL fragments, so they must differ. An operation
+    whose verb a standard method of the resource already has (GetWebhookPublicKey beside GetWebhook)
+    is named by what its RPC says after the resource's name: `publicKey`. Other operations sharing a
+    verb (AckDeliveryLog, AckInboundEvents) are each named by their whole RPC: `ackDeliveryLog`."""
     verbs = {operation["name"] for operation in operations if _is_standard(operation["rpc"], message)}
-    for operation in operations:
-        if operation["name"] in verbs and not _is_standard(operation["rpc"], message):
+    custom = [operation for operation in operations if not _is_standard(operation["rpc"], message)]
+    for operation in custom:
+        if operation["name"] in verbs:
             rest = operation["rpc"].split(message.name, 1)[-1] or operation["rpc"]
-            operation["name"] = rest[0].lower() + rest[1:]
+            operation["name"] = _lower_first(rest)
+    shared = Counter(operation["name"] for operation in custom)
+    for operation in custom:
+        if shared[operation["name"]] > 1:
+            operation["name"] = _lower_first(operation["rpc"])
+
+
+def _lower_first(name: str) -> str:
+    return name[0].lower() + name[1:]
 
 
 def _is_standard(rpc: str, message: Descriptor) -> bool:
