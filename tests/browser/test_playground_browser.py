@@ -322,6 +322,17 @@ async def test_dev_token_button_signs_in_under_webhookd_dev(page: Page, dev_gate
     assert status == "200 OK" and listed["webhooks"] == []
 
 
+async def test_a_page_opened_by_another_name_offers_no_dev_token(page: Page, dev_gateway: tuple[str, str]) -> None:
+    # Chromium resolves every *.localhost name to loopback, as a DNS-rebinding name would: the token
+    # is refused there, so the button that asks for it is not shown.
+    url, _ = dev_gateway
+    async with page.expect_response(lambda response: response.url.endswith("/playground/config")) as answered:
+        await page.goto(f"{url.replace('127.0.0.1', 'rebound.localhost')}/playground")
+    assert (await (await answered.value).json())["dev_token"] is False
+    await expect(page.locator("#resource-name")).to_have_text("Webhook")
+    await expect(page.locator("#dev-token")).to_be_hidden()
+
+
 async def test_a_browser_on_another_site_cannot_take_the_dev_token(
     browser: Browser, dev_gateway: tuple[str, str]
 ) -> None:

@@ -131,6 +131,17 @@ async def test_the_dev_token_is_refused_unless_the_host_is_the_local_address(
     assert "dev.token.value" not in refused.text
 
 
+@pytest.mark.parametrize("host", ["rebind.attacker.example", "192.168.1.20:8080", "127.0.0.1:9999"])
+async def test_the_page_is_not_offered_a_dev_token_where_it_would_be_refused(
+    dev_http: httpx.AsyncClient, host: str
+) -> None:
+    # A page opened by another name (a LAN address, a rebinding name) would show "Use dev token" and
+    # get a 403 for it: the page is told there is none.
+    config = await dev_http.get("/playground/config", headers={"Host": host})
+
+    assert config.json()["dev_token"] is False
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080"])
 async def test_the_dev_token_is_given_on_the_local_address_by_either_name(dev_http: httpx.AsyncClient, host) -> None:
     response = await dev_http.get("/playground/dev-token", headers={"Host": host})

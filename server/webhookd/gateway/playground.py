@@ -4,7 +4,7 @@ Routes (no token needed; the page sends the person's token with each API call it
     GET /api/v1/manifest            resources, operations and fields, from the descriptors
     GET /playground                 the page (static HTML shipped in the package)
     GET /playground/static/{name}   its stylesheet and script
-    GET /playground/config          what this server offers the page (is there a dev token?)
+    GET /playground/config          what this server offers the page (a dev token, at the local address?)
     GET /playground/dev-token       only when a dev token source is given (`webhookd dev`), and only
                                     to requests whose Host is the configured local address
 
@@ -133,7 +133,6 @@ def playground_routes(
     comments = load_comments(descriptor_set if descriptor_set is not None else default_descriptor_set())
     manifest = build_manifest(services, comments)
     assets = _load_assets()
-    config = {"manifest": MANIFEST_PATH, "dev_token": dev_token is not None}
 
     async def manifest_endpoint(_: Request) -> Response:
         return JSONResponse(manifest, headers={"X-Content-Type-Options": "nosniff"})
@@ -147,7 +146,10 @@ def playground_routes(
             raise HTTPException(404)
         return _asset_response(request, assets[name])
 
-    async def config_endpoint(_: Request) -> Response:
+    async def config_endpoint(request: Request) -> Response:
+        # The button is offered only where the token would be given, not to a page opened by another name.
+        offered = dev_token is not None and _on_local_address(request, dev_token_hosts)
+        config = {"manifest": MANIFEST_PATH, "dev_token": offered}
         return JSONResponse(config, headers={**SECURITY_HEADERS, **_NO_STORE})
 
     routes: list[BaseRoute] = [
@@ -161,11 +163,15 @@ def playground_routes(
     return routes
 
 
+def _on_local_address(request: Request, hosts: DevTokenHosts) -> bool:
+    # DNS rebinding: a page on an attacker's name that resolves to 127.0.0.1 is same-origin to the
+    # browser, so Sec-Fetch-Site cannot tell; the Host header still carries the attacker's name.
+    return request.headers.get("host", "").lower() in hosts()
+
+
 def _dev_token_endpoint(dev_token: DevTokenSource, hosts: DevTokenHosts) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        # DNS rebinding: a page on an attacker's name that resolves to 127.0.0.1 is same-origin to the
-        # browser, so Sec-Fetch-Site cannot tell; the Host header still carries the attacker's name.
-        if request.headers.get("host", "").lower() not in hosts():
+        if not _on_local_address(request, hosts):
             raise HTTPException(403, "the dev token is only given on the configured local address")
         # Only the page itself may ask: browsers mark cross-site requests, and no CORS header is
         # ever sent, so another site can neither read the answer nor make it on a person's behalf.
