@@ -56,6 +56,7 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     call = session.call
     for path in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"):
         assert call("GET", path).status_code == 200, path
+        assert call("HEAD", path).status_code == 200, path
 
     # -- webhooks: create, read, list, conditional writes ------------------------------------------
     created = call(
@@ -68,6 +69,9 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     webhook = created.json()["webhook"]
     url = f"{API}/webhooks/{webhook['id']}"
     got = call("GET", url)
+    head = call("HEAD", url)
+    assert (head.status_code, head.content, head.headers["ETag"]) == (200, b"", got.headers["ETag"])
+    assert call("HEAD", f"{API}/webhooks", params={"page_size": 1}).status_code == 200
     assert call("GET", url, headers={"If-None-Match": got.headers["ETag"]}).status_code == 304
     assert call("GET", f"{API}/webhooks", params={"direction": "outbound", "page_size": 10}).status_code == 200
     assert call("GET", f"{API}/webhooks", params={"show_deleted": "true", "tag": "a"}).status_code == 200
@@ -98,6 +102,8 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     assert bad.status_code == 400
     delivery = wait_for_delivery(session, webhook["id"])
     assert call("GET", f"{API}/deliveries/{delivery['id']}").status_code == 200
+    assert call("HEAD", f"{API}/deliveries/{delivery['id']}").status_code == 200
+    assert call("HEAD", f"{API}/deliveries", params={"webhook_id": webhook["id"]}).status_code == 200
     assert call("POST", f"{API}/deliveries/{delivery['id']}:redeliver", json={}).status_code == 200
     log = call("GET", f"{API}/delivery-log", params={"webhook_id": webhook["id"], "follow": "false"})
     assert log.status_code == 200 and log.headers["content-type"].startswith("application/x-ndjson")
@@ -119,6 +125,8 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     read_back = call("GET", f"{API}/events/{event_id}")
     assert read_back.status_code == 200 and "9007199254740993" in read_back.json()["event"]["payload_json"]
     assert call("GET", f"{API}/events/evt_01J0000000000000000000000").status_code == 404
+    assert call("HEAD", f"{API}/events/{event_id}").status_code == 200
+    assert call("HEAD", f"{API}/events", params={"page_size": 1}).status_code == 200
     listed_events = call("GET", f"{API}/events", params={"event_type": "contract.*", "page_size": 1})
     assert listed_events.status_code == 200 and listed_events.json()["events"]
     assert call("GET", f"{API}/events", params={"page_token": "forged"}).status_code == 400
@@ -149,6 +157,8 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     assert call("POST", f"{API}/event-types", json={"name": "contract.paid"}).status_code == 409
     assert call("POST", f"{API}/event-types", json={"name": "x", "schema": {"type": 3}}).status_code == 400
     entry_tag = call("GET", entry_url).headers["ETag"]
+    assert call("HEAD", entry_url).headers["ETag"] == entry_tag
+    assert call("HEAD", f"{API}/event-types").status_code == 200
     assert call("GET", f"{API}/event-types", params={"name_prefix": "contract.", "page_size": 5}).status_code == 200
     assert call("PATCH", entry_url, json={"deprecated": True}, headers={"If-Match": entry_tag}).status_code == 200
     assert call("PATCH", entry_url, json={"description": "x"}, headers={"If-Match": entry_tag}).status_code == 412
@@ -167,6 +177,7 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     key = call("GET", f"{API}/webhooks/{signed.json()['webhook']['id']}/public-key")
     assert key.status_code == 200 and key.json()["public_key"] == signed.json()["public_key"]
     assert call("GET", f"{url}/public-key").status_code == 400  # a shared-secret webhook has none
+    assert call("HEAD", f"{API}/webhooks/{signed.json()['webhook']['id']}/public-key").status_code == 200
 
     # -- inbound: a signed request, then the stream and a consumer's ack ----------------------------
     inbound = call("POST", f"{API}/webhooks", json={"name": "inbound", "direction": "inbound"}).json()
@@ -201,6 +212,7 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
     check = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": meta["webhook"]["id"]}
     confirmed = call("GET", INBOUND_PATH_PREFIX + meta["webhook"]["id"], params=check)
     assert (confirmed.status_code, confirmed.text) == (200, "1158201444")
+    assert call("HEAD", INBOUND_PATH_PREFIX + meta["webhook"]["id"], params=check).status_code == 200
     mistaken = call("GET", INBOUND_PATH_PREFIX + meta["webhook"]["id"], params=check | {"hub.verify_token": "x"})
     assert mistaken.status_code == 403
     stream = call("GET", f"{API}/inbound-events", params={"consumer": "contract", "follow": "false"})

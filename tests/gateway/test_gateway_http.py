@@ -3,6 +3,7 @@ that exists only to exercise the gateway), HTTP back."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -553,6 +554,28 @@ async def test_allow_lists_head_beside_get(gateway: Gateway) -> None:
     response = await gateway.http.put("/api/v1/integration/webhooks", json={})
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, HEAD, POST"
+
+
+# Mounted by the server processes beside the gateway (app.py, runners.py), not by create_gateway_app.
+MOUNTED_ELSEWHERE = {"/readyz", "/metrics", "/api/v1/integration/inbound/{webhook_id}"}
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def test_the_openapi_document_lists_exactly_the_methods_each_route_answers(gateway: Gateway) -> None:
+    document = (await gateway.http.get("/api/v1/openapi.json")).json()
+    unmounted = set()
+    for path, item in document["paths"].items():
+        url = re.sub(r"{[^}]+}", "x1", path)
+        statuses = {}
+        for method in METHODS:
+            body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+            statuses[method] = (await gateway.http.request(method, url, params={"follow": "false"}, **body)).status_code
+        if set(statuses.values()) == {404}:
+            unmounted.add(path)
+            continue
+        answered = {method.lower() for method, status in statuses.items() if status != 405}
+        assert answered == set(item), path
+    assert unmounted == MOUNTED_ELSEWHERE
 
 
 async def test_get_on_a_custom_verb_is_405_not_a_lookup(gateway: Gateway) -> None:

@@ -135,6 +135,7 @@ class _Builder:
             names = names_by_shape.setdefault(binding.template.shape, parameter_names(binding.template))
             path_item = paths.setdefault(openapi_path(binding.template, names), {})
             path_item[binding.http_method.lower()] = self._operation(binding, names)
+        _add_heads(paths)
         self._schemas["Error"] = _error_schema()
         return {
             "openapi": "3.1.0",
@@ -434,6 +435,25 @@ class _Builder:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _add_heads(paths: dict[str, dict[str, Any]]) -> None:
+    """HEAD is answered wherever a GET is but a stream's (routes.binding_for; Starlette adds it to
+    its plain GET routes): the GET's parameters, statuses and headers, and no body."""
+    for item in paths.values():
+        get = item.get("get")
+        if get is None or NDJSON_MEDIA_TYPE in get["responses"].get("200", {}).get("content", {}):
+            continue
+        item["head"] = {
+            **get,
+            "operationId": f"{get['operationId']}_head",
+            "summary": f"{get['summary']} Headers only.",
+            "description": "As GET: the same status and headers (Content-Length, ETag), without the body.",
+            "responses": {
+                status: {key: value for key, value in response.items() if key != "content"}
+                for status, response in get["responses"].items()
+            },
+        }
 
 
 def _stream_schema(media_type: str, framing: str, message: dict[str, Any]) -> dict[str, Any]:
