@@ -301,6 +301,19 @@ async def test_token_stays_in_page_memory_unless_remembered(page: Page, gateway:
     await expect(page.locator("#token")).to_have_value("")
 
 
+async def test_a_token_pasted_as_a_header_value_is_sent_as_the_token(
+    page: Page, gateway: Any, caller: AuthedStub
+) -> None:
+    # Copied from a curl line or a terminal: "Bearer eyJ…", wrapped onto a second line.
+    middle = len(caller.token) // 2
+    await open_playground(page, gateway, f"Bearer {caller.token[:middle]}\n{caller.token[middle:]} ")
+    await expect(page.locator("#token-info")).to_contain_text(f"tenant {caller.tenant_id}")
+
+    status, _ = await send(page, "list")
+
+    assert status == "200 OK"
+
+
 @pytest.fixture
 async def dev_gateway(settings: Settings, service: Service) -> AsyncIterator[tuple[str, str]]:
     """A gateway as `webhookd dev` runs it: with a dev token for a tenant of its own."""

@@ -453,8 +453,14 @@
 
   // ----------------------------------------------------------------------------------- token
 
+  // What people paste is often the header's value ("Bearer eyJ…") or a token wrapped by a terminal;
+  // a JWT holds no whitespace, so the token is what is left without the scheme and the whitespace.
+  function tokenOf(value) {
+    return value.trim().replace(/^bearer\s+/i, "").replace(/\s+/g, "");
+  }
+
   function setToken(value, { fromInput = false } = {}) {
-    state.token = value.trim();
+    state.token = tokenOf(value);
     if (!fromInput) $("token").value = state.token;
     if ($("remember").checked) {
       if (state.token) sessionStorage.setItem(TOKEN_KEY, state.token);
