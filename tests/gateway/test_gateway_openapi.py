@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import grpc
 import pytest
 from openapi_spec_validator import validate
 
@@ -221,5 +222,7 @@ def test_security_is_bearer_jwt_except_health_and_the_document(document: dict[st
 def test_errors_use_the_aip_193_schema(document: dict[str, Any]) -> None:
     error = document["components"]["schemas"]["Error"]["properties"]["error"]
     assert error["required"] == ["code", "message", "status"]
+    # Every code an error can carry, and not OK, which no error does.
+    assert set(error["properties"]["status"]["enum"]) == {c.name for c in grpc.StatusCode} - {"OK"}
     get = document["paths"]["/api/v1/integration/webhooks/{id}"]["get"]
     assert get["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import grpc
 from google.api import field_behavior_pb2  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, ServiceDescriptor
 
@@ -537,7 +538,7 @@ def _error_schema() -> dict[str, Any]:
                     "status": {
                         "type": "string",
                         "description": "The google.rpc.Code name.",
-                        "enum": sorted(code.name for code in HTTP_STATUS_BY_CODE),
+                        "enum": sorted(code.name for code in HTTP_STATUS_BY_CODE if code is not grpc.StatusCode.OK),
                     },
                     "details": {
                         "type": "array",
