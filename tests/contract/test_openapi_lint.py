@@ -3,9 +3,9 @@ gateway serves, and no warning but the known ones, each for a reason:
 
 - info-license (Redocly), info-contact (Spectral): an internal service with no license or contact to
   publish; inventing one would be worse than the warning;
-- operation-4xx-response (Redocly) on /healthz, /readyz, /metrics and the document (GET and HEAD):
-  those routes have no client error to describe (wrong methods are the router's 405, on every route
-  alike).
+- operation-4xx-response (Redocly) on /healthz, /readyz, /metrics, the document, the manifest and
+  the Playground page (GET and HEAD): those routes have no client error to describe (wrong methods
+  are the router's 405, on every route alike).
 
 The linters are the versions pinned in tools/openapi-lint, installed by tools/openapi-lint.sh
 (`make test` runs it)."""
@@ -39,6 +39,10 @@ EXPECTED_REDOCLY_WARNINGS = {
     ("operation-4xx-response", "#/paths/~1readyz/head/responses"),
     ("operation-4xx-response", "#/paths/~1metrics/head/responses"),
     ("operation-4xx-response", "#/paths/~1api~1v1~1openapi.json/head/responses"),
+    ("operation-4xx-response", "#/paths/~1api~1v1~1manifest/get/responses"),
+    ("operation-4xx-response", "#/paths/~1api~1v1~1manifest/head/responses"),
+    ("operation-4xx-response", "#/paths/~1playground/get/responses"),
+    ("operation-4xx-response", "#/paths/~1playground/head/responses"),
 }
 EXPECTED_SPECTRAL_WARNINGS = {("info-contact", "info")}
 SPECTRAL_SEVERITIES = {0: "error", 1: "warn", 2: "info", 3: "hint"}

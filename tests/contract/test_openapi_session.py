@@ -54,7 +54,7 @@ async def test_every_exchange_of_a_session_is_one_the_document_describes(gateway
 def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, str, int]]:
     """Blocking (the gateway shares the test's event loop): run it in a thread."""
     call = session.call
-    for path in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"):
+    for path in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/manifest", "/playground"):
         assert call("GET", path).status_code == 200, path
         assert call("HEAD", path).status_code == 200, path
 

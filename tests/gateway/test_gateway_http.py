@@ -557,7 +557,7 @@ async def test_allow_lists_head_beside_get(gateway: Gateway) -> None:
 
 
 # Mounted by the server processes beside the gateway (app.py, runners.py), not by create_gateway_app.
-MOUNTED_ELSEWHERE = {"/readyz", "/metrics", "/api/v1/integration/inbound/{webhook_id}"}
+MOUNTED_ELSEWHERE = {"/readyz", "/metrics", "/playground", "/api/v1/integration/inbound/{webhook_id}"}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 

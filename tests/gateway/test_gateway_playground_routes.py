@@ -161,3 +161,19 @@ def test_webhookd_devs_token_is_valid_for_the_dev_tenant(settings: Settings) -> 
     mint = dev_token_source(settings)
     claims = TokenVerifier(settings).verify(mint())
     assert claims.tenant_id == DEV_TENANT
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type"), [("/api/v1/manifest", "application/json"), ("/playground", "text/html")]
+)
+async def test_the_openapi_document_describes_the_manifest_and_the_page(
+    http: httpx.AsyncClient, path: str, media_type: str
+) -> None:
+    document = (await http.get("/api/v1/openapi.json")).json()
+    served = await http.get(path, headers={"Authorization": ""})
+
+    item = document["paths"][path]
+    assert set(item) == {"get", "head"}
+    assert item["get"]["security"] == []  # no token, as served
+    assert served.status_code == 200 and served.headers["content-type"].startswith(media_type)
+    assert media_type in item["get"]["responses"]["200"]["content"]

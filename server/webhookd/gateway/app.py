@@ -17,8 +17,9 @@ from starlette.routing import BaseRoute, Route
 
 from webhookd.gateway.calls import Channel, Invoker, request_id
 from webhookd.gateway.descriptors import default_descriptor_set, default_services, load_comments
+from webhookd.gateway.documents import OPENAPI_PATH
 from webhookd.gateway.endpoint import CallSettings, RpcHandler, RpcRoute
-from webhookd.gateway.openapi import OPENAPI_PATH, build_openapi
+from webhookd.gateway.openapi import build_openapi
 from webhookd.gateway.routes import bindings_for_services, group_by_template
 from webhookd.http.errors import (
     ApiError,

@@ -37,12 +37,10 @@ from webhookd.gateway.descriptors import (
     resolve_field_path,
     rpc_path,
 )
+from webhookd.gateway.documents import OPENAPI_PATH
 from webhookd.gateway.jsonshape import enum_words, json_key
-from webhookd.gateway.openapi import OPENAPI_PATH
 from webhookd.gateway.query import query_parameters
 from webhookd.gateway.routes import Binding, bindings_for_services
-
-MANIFEST_PATH = "/api/v1/manifest"
 
 # The seed's type words that the proto type alone cannot give: these ids are typed `uuid`, and
 # `direction` (an enum in the proto) is documented as a plain `string`.

@@ -43,7 +43,6 @@ from webhookd.gateway.transcode import UPDATE_MASK_FIELD
 from webhookd.http.errors import CODE_BY_HTTP_ONLY_STATUS, HTTP_STATUS_BY_CODE
 from webhookd.http.media_types import JSON_MEDIA_TYPE, NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 
-OPENAPI_PATH = "/api/v1/openapi.json"
 # Relative: the server that serves this document (OAS 3.1 resolves it against the document's URL).
 SERVERS = [{"url": "/", "description": "The webhookd that serves this document."}]
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -128,7 +127,7 @@ class _Builder:
     def document(self, services: Sequence[ServiceDescriptor], title: str, version: str) -> dict[str, Any]:
         service_docs = [self._comments.of(s.full_name) for s in services]
         description = "\n\n".join([*(d for d in service_docs if d), _CONVENTIONS])
-        paths: dict[str, dict[str, Any]] = operational_paths(OPENAPI_PATH, ERROR_REF)
+        paths: dict[str, dict[str, Any]] = operational_paths(ERROR_REF)
         names_by_shape: dict[str, tuple[str, ...]] = {}
         for binding in bindings_for_services(services):
             # One path item per shape: OpenAPI forbids two templated paths that differ only in

@@ -1,7 +1,8 @@
 """The OpenAPI description of the HTTP routes no proto describes: liveness, readiness, metrics, the
-document itself, and the inbound callback external systems POST to. openapi.py adds them to the
-document it derives from the descriptors; their shapes follow http/operations.py and
-http/receiver.py."""
+document itself, the Playground's manifest and page, and the inbound callback external systems POST
+to. openapi.py adds them to the document it derives from the descriptors; their shapes follow
+http/operations.py, gateway/playground.py and http/receiver.py. The page's own stylesheet, script
+and settings are the page's, not the API's, and are left out."""
 
 from __future__ import annotations
 
@@ -16,13 +17,20 @@ from webhookd.domain.inbound import (
     META_VERIFY_TOKEN,
 )
 from webhookd.domain.statuses import ReceiptAnswer
-from webhookd.http.media_types import JSON_MEDIA_TYPE, PLAIN_TEXT_MEDIA_TYPE, TWIML_MEDIA_TYPE
+from webhookd.gateway.documents import MANIFEST_PATH, OPENAPI_PATH, PLAYGROUND_PATH
+from webhookd.http.media_types import HTML_MEDIA_TYPE, JSON_MEDIA_TYPE, PLAIN_TEXT_MEDIA_TYPE, TWIML_MEDIA_TYPE
 from webhookd.http.operations import HEALTH_PATH, METRICS_PATH, READY_PATH
 
 OPERATIONS_TAG = "Operations"
+PLAYGROUND_TAG = "Playground"
 INBOUND_TAG = "Inbound"
 TAGS = [
     {"name": OPERATIONS_TAG, "description": "Probes and scrapes for operators and orchestrators. No token."},
+    {
+        "name": PLAYGROUND_TAG,
+        "description": "The API's docs and try-it console for people, and the manifest it is drawn from. No "
+        "token: the page sends the person's own with each call it makes.",
+    },
     {
         "name": INBOUND_TAG,
         "description": "Where external systems call an inbound webhook. No token: requests are signed with the "
@@ -33,13 +41,15 @@ INBOUND_ROUTE = INBOUND_PATH_PREFIX + "{webhook_id}"
 PROMETHEUS_MEDIA_TYPES = (PLAIN_TEXT_MEDIA_TYPE, "application/openmetrics-text")
 
 
-def operational_paths(openapi_path: str, error: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def operational_paths(error: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Path items for the routes above; `error` is the schema (a $ref) error bodies use."""
     return {
         HEALTH_PATH: {"get": _health()},
         READY_PATH: {"get": _ready()},
         METRICS_PATH: {"get": _metrics()},
-        openapi_path: {"get": _document()},
+        OPENAPI_PATH: {"get": _document()},
+        MANIFEST_PATH: {"get": _manifest()},
+        PLAYGROUND_PATH: {"get": _playground()},
         INBOUND_ROUTE: {"post": _inbound(error), "get": _meta_subscription(error)},
     }
 
@@ -136,6 +146,52 @@ def _document() -> dict[str, Any]:
                     }
                 ),
             }
+        },
+    )
+
+
+# The manifest's entries are shaped for the page that renders them, not a contract of their own.
+_PAGE_SHAPED = {"type": "object", "additionalProperties": True}
+
+
+def _manifest() -> dict[str, Any]:
+    return _operation(
+        "manifest",
+        PLAYGROUND_TAG,
+        "The Playground's manifest.",
+        "Every resource with its path, description, fields (type, notes, required, output only) and "
+        "operations (method, path, parameters, an example body), drawn from the same protos as this document.",
+        responses={
+            "200": {
+                "description": "The manifest.",
+                "content": _json(
+                    {
+                        "type": "object",
+                        "required": ["title", "version", "openapi", "services", "resources"],
+                        "properties": {
+                            "title": {"type": "string"},
+                            "version": {"type": "string"},
+                            "openapi": {"type": "string", "description": "Where this document is served."},
+                            "services": {"type": "array", "items": _PAGE_SHAPED},
+                            "resources": {"type": "array", "items": _PAGE_SHAPED},
+                        },
+                    }
+                ),
+            }
+        },
+    )
+
+
+def _playground() -> dict[str, Any]:
+    return _operation(
+        "playground",
+        PLAYGROUND_TAG,
+        "The Playground page.",
+        "Documents the API and sends requests with a token the person pastes (or, under `webhookd dev`, the "
+        "dev token), under a strict Content-Security-Policy.",
+        responses={
+            "200": {"description": "The page.", "content": {HTML_MEDIA_TYPE: {"schema": {"type": "string"}}}},
+            "304": {"description": "Not Modified: If-None-Match names the current ETag."},
         },
     )
 

@@ -28,9 +28,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from webhookd.gateway.descriptors import default_descriptor_set, default_services, load_comments
-from webhookd.gateway.manifest import MANIFEST_PATH, build_manifest
+from webhookd.gateway.documents import MANIFEST_PATH, PLAYGROUND_PATH
+from webhookd.gateway.manifest import build_manifest
 
-PLAYGROUND_PATH = "/playground"
 STATIC_PATH = "/playground/static"
 CONFIG_PATH = "/playground/config"
 DEV_TOKEN_PATH = "/playground/dev-token"
