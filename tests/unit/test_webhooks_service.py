@@ -17,6 +17,7 @@ from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFoun
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.lifecycle import LifecycleChange
 from webhookd.domain.scope import Scope
+from webhookd.domain.secret_rotation import active_secrets
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Topic
@@ -661,6 +662,52 @@ async def test_a_rotation_after_one_vault_carried_out_late_keeps_the_secret_the_
 
     record = secret_store.records[webhook.vault_path]
     assert (record["current"], record["previous"]) == (rotation.signing_secret, old_secret)
+
+
+class FingerprintCommittedLate(FakeWebhooks):
+    """The row update that the database carried out after the call gave up on it (a frozen server
+    resumed): written, but the caller was told Unavailable, while `late`."""
+
+    late = True
+
+    async def set_fingerprint(
+        self,
+        scope: Scope,
+        webhook_id: str,
+        fingerprint: str,
+        *,
+        person_id: str | None,
+        now: datetime,
+        note: LifecycleChange | None = None,
+    ) -> Webhook:
+        written = await super().set_fingerprint(scope, webhook_id, fingerprint, person_id=person_id, now=now, note=note)
+        if self.late:
+            raise Unavailable("database unavailable: no answer in time")
+        return written
+
+
+async def test_a_retried_rotation_to_a_chosen_secret_writes_it_when_vault_was_put_back_under_a_late_row(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """The first try answered UNAVAILABLE and put Vault's record back, but its row update committed
+    later: the row names the chosen secret, Vault still holds the old one. The retry must not take the
+    row's word for it and answer OK while every delivery is signed with the old secret."""
+    store = FingerprintCommittedLate()
+    webhooks = service(store, secret_store, clock, notifications)
+    webhook, old_secret = await webhooks.create(TENANT, outbound(), None)
+    with pytest.raises(Unavailable):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=SECRET)
+    assert secret_store.records[webhook.vault_path] == {"current": old_secret}  # put back
+    store.late = False  # the database answers in time again
+
+    retried = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=SECRET)
+
+    record = secret_store.records[webhook.vault_path]
+    assert (record["current"], record["previous"]) == (SECRET, old_secret)
+    row = await store.get(TENANT, webhook.id)
+    assert active_secrets(record, clock(), row.secret_fingerprint) == [SECRET, old_secret]
+    assert retried.signing_secret == SECRET
+    assert retried.previous_secret_expires_at == clock() + timedelta(hours=2)
 
 
 async def test_rotation_names_every_invalid_field(webhooks: Webhooks, secret_store: FakeSecrets) -> None:

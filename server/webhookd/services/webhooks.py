@@ -273,7 +273,8 @@ class Webhooks:
         self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
     ) -> Rotation:
         """New current secret in Vault, the old one kept for the overlap; the row gets its fingerprint.
-        A chosen secret that is current already changes nothing (a retry whose answer was lost)."""
+        A chosen secret that is current already, in the row and in Vault, changes nothing (a retry
+        whose answer was lost)."""
         overlap = DEFAULT_OVERLAP if overlap is None else overlap
         violations: list[FieldViolation] = []
         if not timedelta(0) <= overlap <= MAX_OVERLAP:
@@ -293,7 +294,10 @@ class Webhooks:
             # Already current: a retry of a rotation whose answer was lost. Rotating again would make
             # the secret its own previous one and end the overlap of the one receivers still hold.
             record = await self._secrets.read(webhook.vault_path)
-            return Rotation(webhook, signing_secret, overlap_end(record, now, webhook.secret_fingerprint))
+            if record.get("current") == signing_secret:
+                return Rotation(webhook, signing_secret, overlap_end(record, now, webhook.secret_fingerprint))
+            # The row committed late, under a record put back when the first try answered UNAVAILABLE:
+            # Vault still signs with the old secret, so this retry writes the chosen one after all.
         secret = signing_secret or new_signing_secret(webhook.spec.signature_scheme)
         note = LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
 
