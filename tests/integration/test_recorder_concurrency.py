@@ -150,3 +150,27 @@ async def test_an_attempt_recorded_after_a_newer_one_leaves_the_webhook_showing_
     finally:
         await database.close()
     assert (row.last_delivery_at, row.last_delivery_status, row.consecutive_failures) == (last, *expected)
+
+
+async def test_a_batch_recorded_again_after_its_answer_was_lost_is_logged_and_counted_once(
+    settings, backends, own_database, delivery_store
+) -> None:
+    """The recorder writes a batch again when the database did not answer in time, but the first write
+    may have committed (a frozen server carries it out when it resumes; a slow one commits just past the
+    bound). The retry must not log the attempt twice, nor count its failure twice towards the pause."""
+    webhook_id = await webhook_with(settings, backends, own_database, 1)
+    [claimed] = await delivery_store.claim(10, per_webhook=10, per_tenant=10)
+    batch = [(claimed, failed())]
+
+    await delivery_store.record(batch)
+    retried = await delivery_store.record(batch)
+
+    database = Database(own_database)
+    try:
+        logged = await database.value("SELECT count(*) FROM attempts WHERE delivery_id = :d", d=claimed.delivery_id)
+        failures = await database.value("SELECT consecutive_failures FROM webhooks WHERE id = :w", w=webhook_id)
+        attempts = await database.value("SELECT attempts FROM deliveries WHERE id = :d", d=claimed.delivery_id)
+    finally:
+        await database.close()
+    assert (logged, failures, attempts) == (1, 1, 1)
+    assert retried.kept == [False]  # the first write ended the lease

@@ -4,7 +4,9 @@ free for the next delivery at once.
 Results queue up while a batch is being written and go together in the next (one transaction, one
 round trip: see store/deliveries.py). When the database cannot be reached a batch is tried again
 until its leases would run out; after that the deliveries come round again on their own (a lease
-that expires makes a delivery due), so an attempt is never lost, at worst made once more.
+that expires makes a delivery due), so an attempt is never lost, at worst made once more. A batch
+tried again after a write that committed too late to answer is logged and counted once (the store
+skips what is logged already).
 """
 
 from __future__ import annotations

@@ -276,7 +276,23 @@ _BATCH_COLUMNS = """
 # JSON once: json_to_recordset takes PostgreSQL ~16 µs an attempt to read all its columns (idle
 # machine, batches of 64), and read by two statements (the update reading it twice) it took ~40 µs
 # an attempt, about an eighth of PostgreSQL's CPU per delivery under the e2e load. Deliveries change
-# only where the lease still holds; the ids that changed come back.
+# only where the lease still holds; the ids that changed come back. An attempt already logged is not
+# logged again: the recorder writes a batch again when the database did not answer in time, and the
+# first write may have committed all the same (a frozen server carries it out when it resumes). A
+# delivery's attempt number and time name one attempt (`attempt_logged`, pruned to its week).
+
+
+def _attempt_logged(delivery_id: str, attempt: str, occurred_at: str, *, before: bool = False) -> str:
+    """SQL for the attempts row of that delivery's attempt, when it is logged (by an earlier transaction
+    than this one, when `before`). OFFSET 0 keeps it a subplan run per row, one index probe of the
+    attempt's week; pulled up into a join, it was planned as a hash of every partition's attempts."""
+    earlier = " AND x.txid <> pg_current_xact_id()::text::bigint" if before else ""
+    return (
+        f"SELECT 1 FROM attempts x WHERE x.delivery_id = {delivery_id} AND x.attempt = {attempt}"
+        f" AND x.occurred_at = {occurred_at}{earlier} OFFSET 0"
+    )
+
+
 _RECORD_ATTEMPTS = compiled(
     sa.text(
         f"""
@@ -290,6 +306,7 @@ WITH batch AS MATERIALIZED (
         a.http_status, a.latency_ms, a.error, a.response_excerpt, a.next_attempt_at, a.occurred_at,
         a.request_headers, a.response_headers
     FROM batch a
+    WHERE NOT EXISTS ({_attempt_logged("a.delivery_id", "a.attempt", "a.occurred_at")})
 )
 UPDATE deliveries d SET
     status = u.status, attempts = u.attempt, next_attempt_at = u.next_attempt_at, lease_token = NULL,
@@ -312,15 +329,18 @@ RETURNING d.id
 # the run of failures only when that later attempt failed too.
 # A webhook paused here gets its `webhook.paused` log entry and operational event in this same
 # statement (store/lifecycle.py), so no pause goes unrecorded; the ids those rows take are handed in,
-# one pair per webhook of the batch, and used only by those paused.
+# one pair per webhook of the batch, and used only by those paused. A batch written again after its
+# answer was lost (_RECORD_ATTEMPTS) was counted when it committed: its webhooks are left as they are.
 _UPDATE_WEBHOOKS = compiled(
     sa.text(
         f"""
 WITH u AS (
     SELECT * FROM unnest(
         CAST(:webhook_ids AS text[]), CAST(:last_ats AS timestamptz[]), CAST(:last_statuses AS text[]),
-        CAST(:resets AS boolean[]), CAST(:failures AS integer[]), CAST(:gones AS boolean[]))
-        AS u(webhook_id, last_at, last_status, reset, failures, gone)
+        CAST(:resets AS boolean[]), CAST(:failures AS integer[]), CAST(:gones AS boolean[]),
+        CAST(:last_delivery_ids AS text[]), CAST(:last_attempts AS integer[]))
+        AS u(webhook_id, last_at, last_status, reset, failures, gone, last_delivery_id, last_attempt)
+    WHERE NOT EXISTS ({_attempt_logged("u.last_delivery_id", "u.last_attempt", "u.last_at", before=True)})
 ), locked AS (
     SELECT w.id, w.paused_at, w.last_delivery_at, w.last_delivery_status, u.*,
         -- Another process recorded a later attempt first: the row keeps saying what that one did.
@@ -468,13 +488,14 @@ def headers_json(headers: tuple[tuple[str, str], ...]) -> str:
 def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> dict[str, str]:
     """One entry per webhook, in id order (the order rows are locked in), from its attempts in order;
     each array as a literal (store/sql.py array_literal)."""
-    by_webhook: dict[str, list[AttemptRecord]] = {}
+    by_webhook: dict[str, list[tuple[ClaimedDelivery, AttemptRecord]]] = {}
     for claimed, record in batch:
-        by_webhook.setdefault(claimed.webhook_id, []).append(record)
+        by_webhook.setdefault(claimed.webhook_id, []).append((claimed, record))
     arrays: dict[str, list[Any]] = {name: [] for name in ("webhook_ids", "last_ats", "last_statuses", "resets")}
-    arrays |= {"failures": [], "gones": []}
+    arrays |= {"failures": [], "gones": [], "last_delivery_ids": [], "last_attempts": []}
     for webhook_id in sorted(by_webhook):
-        records = by_webhook[webhook_id]
+        last_claimed, _ = by_webhook[webhook_id][-1]
+        records = [record for _, record in by_webhook[webhook_id]]
         last_success = max((i for i, record in enumerate(records) if record.succeeded), default=None)
         tail = records if last_success is None else records[last_success + 1 :]
         arrays["webhook_ids"].append(webhook_id)
@@ -483,6 +504,8 @@ def _webhook_arrays(batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> d
         arrays["resets"].append(last_success is not None)
         arrays["failures"].append(len(tail))
         arrays["gones"].append(any(record.gone for record in records))
+        arrays["last_delivery_ids"].append(last_claimed.delivery_id)
+        arrays["last_attempts"].append(last_claimed.attempt)
     # Ids for the pause's log entry and operational event, should this batch pause the webhook.
     arrays["pause_log_ids"] = ids.new_ids(ids.ATTEMPT_PREFIX, len(arrays["webhook_ids"]))
     arrays["pause_event_ids"] = ids.new_ids(ids.EVENT_PREFIX, len(arrays["webhook_ids"]))
