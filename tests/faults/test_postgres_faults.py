@@ -143,3 +143,31 @@ async def test_postgres_away_fails_calls_fast_and_loses_no_acknowledged_event(
     assert_delivered(ledger, publisher.acknowledged, repeatable=in_flight)
     # A create that ended UNAVAILABLE left no row without its secret (an orphaned secret is reconciled).
     assert rows <= secrets, f"webhooks without their secret: {rows - secrets}"
+
+
+async def test_a_create_answered_unavailable_leaves_no_webhook_once_the_database_resumes(
+    fault_backends: FaultBackends, service: Serving, receiver: Receiver
+) -> None:
+    """A frozen server carries out what it had received when it resumes. A create the caller was told
+    failed must not then come alive: a live webhook whose signing secret nobody was given, beside the
+    one the caller's retry creates (every event delivered twice, once unverifiable)."""
+    postgres = fault_backends.postgres
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        caller = make_caller(channel, subject="person_1")
+        request = pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url))
+        first = Calls()
+        await in_thread(postgres.freeze)
+        try:
+            await first.make(lambda: caller.CreateWebhook(request, timeout=CALL_DEADLINE_SECONDS))
+        finally:
+            await in_thread(postgres.thaw)
+        await until(lambda: health_is(channel, "SERVING"), "health SERVING again", within=60)
+
+    database = Database(fault_backends.database_url)
+    try:
+        # The server has answered since it resumed: what it had received is carried out or dropped.
+        rows = await database.rows("SELECT id FROM webhooks WHERE tenant_id = :t", t=caller.tenant_id)
+    finally:
+        await database.close()
+    assert first.codes() == {"UNAVAILABLE": 1}
+    assert rows == [], "a webhook the caller was told was not created"

@@ -108,9 +108,10 @@ class Webhooks:
         try:
             stored = await self._store.insert(webhook)
         except Unavailable:
-            # No answer in time, like a cancelled call (not caught here): the row may still commit (a
-            # frozen server carries the insert out when it resumes), and without its secret it could
-            # never sign. So the secret stays; the orphan reconciler removes it if no row ever comes.
+            # No answer in time, like a cancelled call (not caught here): the row may still commit (when
+            # its COMMIT went unanswered: store/database.py execute_unless_abandoned), and without its
+            # secret it could never sign. So the secret stays; the orphan reconciler removes it if no
+            # row ever comes.
             raise
         except Exception:
             await asyncio.shield(self._discard_secret(vault_path))

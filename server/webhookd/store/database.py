@@ -208,6 +208,27 @@ class Database:
 
         return await self.run(rowcount)
 
+    async def execute_unless_abandoned(self, sql: str, params: Params = None) -> int:
+        """Runs one write whose caller must not be told Unavailable while it still commits; returns the
+        number of rows it touched. A statement sent to a frozen server is carried out when it resumes,
+        and an autocommit one then commits long after its caller gave up. Here BEGIN and the statement
+        go first, and COMMIT only once they were answered: a server that stops answering before then
+        never commits (the transaction ends with its abandoned connection). Only a COMMIT itself left
+        unanswered has an outcome the caller cannot know. One round trip more than `execute`."""
+
+        async def committed_after_answer(connection: Connection) -> int:
+            try:
+                async with connection.pipeline():
+                    await connection.execute(BEGIN)
+                    cursor = await connection.execute(sql, params)
+                await connection.execute(COMMIT)
+            except BaseException:
+                await rollback(connection)
+                raise
+            return cursor.rowcount
+
+        return await self.run(committed_after_answer)
+
     async def transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         """`work` inside one transaction: committed when it returns, rolled back when it raises."""
 

@@ -278,7 +278,9 @@ class WebhookStore:
             "credential_header": webhook.credential_header,
             "credential_id": webhook.credential_id,
         }
-        await self._db.execute(_INSERT, values)
+        # Never committed once its caller was told Unavailable, but for a lost answer to COMMIT itself:
+        # a webhook that came alive afterwards would sign with a secret nobody was given.
+        await self._db.execute_unless_abandoned(_INSERT, values)
         return webhook
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
