@@ -10,6 +10,7 @@ UNAVAILABLE either exists with its secret or leaves nothing behind once the orph
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,7 @@ import pytest
 from backends import in_thread
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import struct_pb2
 
 from harness import (
     CALL_DEADLINE_SECONDS,
@@ -39,6 +41,10 @@ from support import FRESH_READ, Database, make_caller
 from webhookd.secrets.vault import VaultSecretStore
 
 pytestmark = pytest.mark.slow
+# A retry once the database is back: a few calls may still meet the outage before the probe ends it.
+RETRIES = 300
+RETRY_PAUSE_SECONDS = 0.1
+DELIVERED_WITHIN = 90
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +177,64 @@ async def test_a_create_answered_unavailable_leaves_no_webhook_once_the_database
         await database.close()
     assert first.codes() == {"UNAVAILABLE": 1}
     assert rows == [], "a webhook the caller was told was not created"
+
+
+async def test_a_publish_answered_unavailable_and_retried_with_its_idempotency_key_is_one_event(
+    fault_backends: FaultBackends, service: Serving, receiver: Receiver
+) -> None:
+    """A publish the database did not answer in time may still be stored (when the answer lost was its
+    COMMIT's; the figure says which way it went). Retried with its idempotency key, as the README says
+    to, it is one event, delivered once, either way."""
+    postgres = fault_backends.postgres
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        caller = make_caller(channel, subject="person_1")
+        await caller.CreateWebhook(
+            pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url, event_types=["retry.*"]))
+        )
+        payload = struct_pb2.Struct()
+        payload.update({"n": 0})
+        request = pb.PublishEventRequest(event_type="retry.once", payload=payload, idempotency_key="order-7")
+
+        first = Calls()
+        await in_thread(postgres.freeze)
+        try:
+            await first.make(lambda: caller.PublishEvent(request, timeout=CALL_DEADLINE_SECONDS))
+        finally:
+            await in_thread(postgres.thaw)
+        retries = Calls()
+        published = None
+        while published is None:
+            assert len(retries.outcomes) < RETRIES, retries.codes()
+            published = await retries.make(lambda: caller.PublishEvent(request, timeout=CALL_DEADLINE_SECONDS))
+            if published is None:
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+    database = Database(fault_backends.database_url)
+    try:
+        try:
+            # A claim answered too late but committed (a loaded machine, just after the thaw) leases the
+            # delivery to no worker until the lease runs out: the webhook's timeout and 30 s.
+            await until(lambda: all_settled(database, caller.tenant_id), "the event delivered", within=DELIVERED_WITHIN)
+        except AssertionError:
+            owed = await database.rows(
+                "SELECT status, attempts, next_attempt_at, lease_expires_at, last_outcome FROM deliveries"
+                " WHERE tenant_id = :t",
+                t=caller.tenant_id,
+            )
+            raise AssertionError(
+                f"not delivered within {DELIVERED_WITHIN} s: {owed}; publishes {retries.codes()}"
+            ) from None
+        events = await database.value("SELECT count(*) FROM events WHERE tenant_id = :t", t=caller.tenant_id)
+    finally:
+        await database.close()
+    record(
+        "postgres SIGSTOP during a publish, retried with its key",
+        first_call=first.outcomes[0].code,
+        stored_though_unavailable=published.duplicate,
+        retries=dict(retries.codes()),
+    )
+    assert first.codes() == {"UNAVAILABLE": 1}
+    assert set(retries.codes()) <= {"OK", "UNAVAILABLE"}
+    assert events == 1
+    ledger = Ledger.of(receiver.received)
+    assert ledger.webhook_ids(0) == {published.event_id} and ledger.duplicates() == 0
