@@ -212,8 +212,8 @@ async def test_a_publish_answered_unavailable_and_retried_with_its_idempotency_k
     database = Database(fault_backends.database_url)
     try:
         try:
-            # A claim answered too late but committed (a loaded machine, just after the thaw) leases the
-            # delivery to no worker until the lease runs out: the webhook's timeout and 30 s.
+            # A claim answered too late but committed (a loaded machine, just after the thaw) leased the
+            # delivery to no worker: the next claim gives it back, but that may wait for a wake-up.
             await until(lambda: all_settled(database, caller.tenant_id), "the event delivered", within=DELIVERED_WITHIN)
         except AssertionError:
             owed = await database.rows(

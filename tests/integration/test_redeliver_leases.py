@@ -1,15 +1,17 @@
-"""RedeliverDelivery beside a worker's lease: a delivery being attempted is not queued again next to its
-attempt, whatever the server's clock says, and a lease that ran out does not outlive a redelivery."""
+"""Leases that no worker holds: a delivery being attempted is not redelivered beside its attempt, whatever
+the server's clock says; a lease that ran out does not outlive a redelivery; and a claim whose answer
+was lost gives its leases back."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from history_rows import delivery, event, opened, webhook
 
 from webhookd.domain.deliveries import AttemptRecord
-from webhookd.domain.errors import FailedPrecondition
+from webhookd.domain.errors import FailedPrecondition, Unavailable
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.store import migrate
@@ -58,3 +60,30 @@ async def test_a_workers_result_recorded_after_its_lease_ran_out_does_not_undo_a
     assert redelivered.status is DeliveryStatus.PENDING
     assert late.kept == [False]
     assert (after.status, after.attempts) == (DeliveryStatus.PENDING, 0)
+
+
+async def test_a_claim_whose_answer_was_lost_gives_its_leases_back_before_the_next_claim(own_database) -> None:
+    """A claim is sent whole (BEGIN to COMMIT): a server frozen under it commits it when it resumes,
+    after the claimer was told UNAVAILABLE. Its leases belong to no worker; the next claim gives them
+    back instead of leaving the delivery until they run out (its timeout and 30 s)."""
+    await migrate.upgrade(own_database)
+    async with opened(own_database) as db:
+        now = datetime.now(UTC)
+        delivery_id = await delivery(db, TENANT, await webhook(db, TENANT), await event(db, TENANT, now), now)
+        queue = DeliveryStore(db, pause_after_failures=5)
+        answered = db.fetch_all_after
+
+        async def committed_but_unanswered(*args: Any) -> Any:
+            await answered(*args)
+            raise Unavailable("database unavailable: no answer in time")
+
+        db.fetch_all_after = committed_but_unanswered  # type: ignore[method-assign]
+        with pytest.raises(Unavailable):
+            await queue.claim(10, per_webhook=5, per_tenant=10)
+        db.fetch_all_after = answered  # type: ignore[method-assign]
+        [leased] = await db.fetch_all("SELECT lease_token FROM deliveries WHERE id = %(id)s", {"id": delivery_id})
+
+        again = await queue.claim(10, per_webhook=5, per_tenant=10)
+
+    assert leased[0] is not None  # the lost claim did lease it
+    assert [claimed.delivery_id for claimed in again] == [delivery_id]

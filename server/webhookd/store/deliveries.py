@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from webhookd.domain import ids
 from webhookd.domain.deliveries import AttemptRecord, Backlog, ClaimedDelivery, RecordedBatch
+from webhookd.domain.errors import Unavailable
 from webhookd.domain.lifecycle import PAUSED_AFTER_FAILURES, PAUSED_GONE
 from webhookd.domain.routing import FIFO_PARK_MAX, RATE_SLOT_HORIZON
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
@@ -263,6 +264,16 @@ _RELEASE = compiled(
     deliveries.update()
     .where(deliveries.c.id == param("id"), deliveries.c.lease_token == param("lease_token"))
     .values(next_attempt_at=param("retry_at"), lease_token=None, lease_expires_at=None)
+)
+# Claims that got no answer (a frozen server): they may have committed all the same, leasing
+# deliveries to no worker until the leases ran out (their timeout and 30 s). Given back by token.
+_GIVE_BACK_UNANSWERED = compiled(
+    sa.text(
+        f"""
+UPDATE deliveries SET lease_token = NULL, lease_expires_at = NULL, next_attempt_at = now()
+WHERE status = '{_PENDING}' AND lease_token IS NOT NULL AND lease_token = ANY(CAST(:tokens AS text[]))
+"""
+    )
 )
 # A batch of attempts travels as one JSON array of objects (read by _RECORD_ATTEMPTS): psycopg
 # dumps each element of an array parameter in Python, which cost about 100 µs per attempt over the
@@ -518,6 +529,7 @@ class DeliveryStore:
     def __init__(self, database: Database, *, pause_after_failures: int) -> None:
         self._db = database
         self._pause_after_failures = pause_after_failures
+        self._unanswered: set[str] = set()  # lease tokens of claims that got no answer
 
     async def claim(
         self, limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
@@ -545,7 +557,18 @@ class DeliveryStore:
             "horizon": RATE_SLOT_HORIZON.total_seconds(),
         }
 
-        return [_claimed(row, token) for row in await self._db.fetch_all_after(lock, _CLAIM, values)]
+        if self._unanswered:
+            tokens = sorted(self._unanswered)
+            await self._db.execute(_GIVE_BACK_UNANSWERED, {"tokens": array_literal(tokens)})
+            self._unanswered.difference_update(tokens)
+        try:
+            rows = await self._db.fetch_all_after(lock, _CLAIM, values)
+        except Unavailable:
+            # Sent whole (BEGIN to COMMIT), it may commit once a frozen server resumes: its leases
+            # are given back before the next claim, not left to run out.
+            self._unanswered.add(token)
+            raise
+        return [_claimed(row, token) for row in rows]
 
     async def hold_back(self, limit: int) -> int:
         """Moves due deliveries that their webhook's order or rate limit keep from being claimed out
