@@ -123,8 +123,8 @@ async def test_a_batch_record_reaches_deliveries_by_index_on_small_partitions(se
         own_database,
         deliveries._RECORD_SETTINGS,
         deliveries._RECORD_ATTEMPTS,
-        {"batch": "text"},
-        {"batch": json.dumps(batch)},
+        {"batch": "text", "again": "boolean"},
+        {"batch": json.dumps(batch), "again": True},
     )
 
     assert_deliveries_read_by_index(plan)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from test_claim_routing import webhook_with
 
 from support import Database
 from webhookd.domain.deliveries import AttemptRecord, ClaimedDelivery, RecordedBatch
+from webhookd.domain.errors import Unavailable
 from webhookd.domain.statuses import Outcome
 from webhookd.store.database import Database as Pool
 from webhookd.store.deliveries import DeliveryStore
@@ -162,7 +164,16 @@ async def test_a_batch_recorded_again_after_its_answer_was_lost_is_logged_and_co
     [claimed] = await delivery_store.claim(10, per_webhook=10, per_tenant=10)
     batch = [(claimed, failed())]
 
-    await delivery_store.record(batch)
+    answered = delivery_store._db.run
+
+    async def committed_but_unanswered(work: Any) -> Any:
+        await answered(work)
+        raise Unavailable("database unavailable: no answer in time")
+
+    delivery_store._db.run = committed_but_unanswered  # type: ignore[method-assign]
+    with pytest.raises(Unavailable):
+        await delivery_store.record(batch)
+    delivery_store._db.run = answered  # type: ignore[method-assign]
     retried = await delivery_store.record(batch)
 
     database = Database(own_database)
