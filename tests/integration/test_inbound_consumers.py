@@ -192,7 +192,9 @@ async def test_malformed_consumer_name_is_invalid_argument(caller) -> None:
     assert "consumer" in field_violations(error)
 
 
-async def test_another_apps_acknowledgement_does_not_move_this_apps_consumer(channel, gateway) -> None:
+async def two_apps_receiving(channel, gateway) -> tuple[Any, Any, Sender]:
+    """Two apps of one tenant, each with an inbound webhook: the first app's received 1 and 2, then the
+    second's 10. Returns both callers and the first app's sender."""
     tenant_id = new_tenant_id()
     first_app = make_caller(channel, tenant_id, app_id="app_1")
     second_app = make_caller(channel, tenant_id, app_id="app_2")
@@ -200,6 +202,11 @@ async def test_another_apps_acknowledgement_does_not_move_this_apps_consumer(cha
     theirs = await sender_for(second_app, gateway.url)
     await ours.send(1, 2)
     await theirs.send(10)
+    return first_app, second_app, ours
+
+
+async def test_another_apps_acknowledgement_does_not_move_this_apps_consumer(channel, gateway) -> None:
+    first_app, second_app, _ = await two_apps_receiving(channel, gateway)
     last = (await backlog(second_app))[-1].cursor  # past everything the first app's consumer has read
 
     acked = await second_app.AckInboundEvents(pb.AckInboundEventsRequest(consumer="billing", cursor=last))
@@ -210,13 +217,7 @@ async def test_another_apps_acknowledgement_does_not_move_this_apps_consumer(cha
 
 
 async def test_a_cursor_from_another_apps_stream_is_refused_and_the_consumer_keeps_its_place(channel, gateway) -> None:
-    tenant_id = new_tenant_id()
-    first_app = make_caller(channel, tenant_id, app_id="app_1")
-    second_app = make_caller(channel, tenant_id, app_id="app_2")
-    ours = await sender_for(first_app, gateway.url)
-    theirs = await sender_for(second_app, gateway.url)
-    await ours.send(1, 2)
-    await theirs.send(10)
+    first_app, second_app, ours = await two_apps_receiving(channel, gateway)
     await ours.send(3)
     first = (await backlog(first_app))[0]
     [foreign] = await backlog(second_app)

@@ -627,16 +627,7 @@ async def test_rotation_puts_the_old_record_back_when_the_row_update_fails(
     secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
 ) -> None:
     class FailingFingerprint(FakeWebhooks):
-        async def set_fingerprint(
-            self,
-            scope: Scope,
-            webhook_id: str,
-            fingerprint: str,
-            *,
-            person_id: str | None,
-            now: datetime,
-            note: LifecycleChange | None = None,
-        ) -> Webhook:
+        async def set_fingerprint(self, *args: Any, **kwargs: Any) -> Webhook:
             raise ConnectionError("the database went away")
 
     webhooks = service(FailingFingerprint(), secret_store, clock, notifications)
@@ -670,17 +661,8 @@ class FingerprintCommittedLate(FakeWebhooks):
 
     late = True
 
-    async def set_fingerprint(
-        self,
-        scope: Scope,
-        webhook_id: str,
-        fingerprint: str,
-        *,
-        person_id: str | None,
-        now: datetime,
-        note: LifecycleChange | None = None,
-    ) -> Webhook:
-        written = await super().set_fingerprint(scope, webhook_id, fingerprint, person_id=person_id, now=now, note=note)
+    async def set_fingerprint(self, *args: Any, **kwargs: Any) -> Webhook:
+        written = await super().set_fingerprint(*args, **kwargs)
         if self.late:
             raise Unavailable("database unavailable: no answer in time")
         return written
