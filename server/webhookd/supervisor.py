@@ -156,32 +156,31 @@ class Supervisor:
             print(line, flush=True)
 
     async def _keep_running(self, environment: dict[str, str]) -> None:
-        """Starts a child again when it dies (a crash, an OOM kill): the service recovers by itself."""
-        while not self._stopping:
-            running = [child for child in self._children if child.process is not None]
-            waits = {asyncio.ensure_future(child.process.wait()): child for child in running if child.process}
-            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in pending:
-                waiting.cancel()
-            for finished in done:
-                child = waits[finished]
-                if self._stopping:
-                    return
-                assert child.process is not None
-                log.warning(
-                    "child process died; starting it again",
-                    extra={"role": child.role, "pid": child.process.pid, "exit_code": child.process.returncode},
-                )
-                child.restarts += 1
-                await asyncio.sleep(RESTART_DELAY_SECONDS)
-                try:
-                    multiprocess.mark_process_dead(child.process.pid, self._metrics_directory.name)  # type: ignore[no-untyped-call]
-                    await self._spawn(child, environment)
-                except StartError as error:
-                    log.error("child process could not start again", extra={"role": child.role, "error": str(error)})
-                except Exception:
-                    # Anything else must not end the supervision: the next round tries this child again.
-                    log.exception("child process could not start again", extra={"role": child.role})
+        """Starts a child again when it dies (a crash, an OOM kill): the service recovers by itself.
+        Each child is watched on its own, so one waiting for its restart holds up no other."""
+        async with asyncio.TaskGroup() as watches:
+            for child in self._children:
+                watches.create_task(self._keep_child_running(child, environment))
+
+    async def _keep_child_running(self, child: Child, environment: dict[str, str]) -> None:
+        while not self._stopping and child.process is not None:
+            await child.process.wait()
+            if self._stopping:
+                return
+            log.warning(
+                "child process died; starting it again",
+                extra={"role": child.role, "pid": child.process.pid, "exit_code": child.process.returncode},
+            )
+            child.restarts += 1
+            await asyncio.sleep(RESTART_DELAY_SECONDS)
+            try:
+                multiprocess.mark_process_dead(child.process.pid, self._metrics_directory.name)  # type: ignore[no-untyped-call]
+                await self._spawn(child, environment)
+            except StartError as error:
+                log.error("child process could not start again", extra={"role": child.role, "error": str(error)})
+            except Exception:
+                # Anything else must not end the supervision: the next round tries this child again.
+                log.exception("child process could not start again", extra={"role": child.role})
 
     async def stop(self) -> None:
         """Servers first (no new work is accepted), then workers (they drain), each with its grace."""

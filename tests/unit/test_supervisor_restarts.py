@@ -61,3 +61,35 @@ async def test_a_dead_child_is_started_again_after_a_failed_restart(
     finally:
         watch.cancel()
         watching._metrics_directory.cleanup()
+
+
+async def test_a_child_whose_restart_hangs_does_not_hold_up_another_childs_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "RESTART_DELAY_SECONDS", 0.0)
+    watching = Supervisor(Settings(), dev=False, environment={})
+    stuck = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100))
+    other = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(200))
+    watching._children = [stuck, other]
+    stuck_restarting, other_restarted = asyncio.Event(), asyncio.Event()
+
+    async def spawn(restarted: Child, environment: dict[str, Any]) -> None:
+        if restarted is stuck:
+            stuck_restarting.set()
+            await asyncio.Event().wait()  # never ready, as a child stuck in its start-up
+        restarted.process = FakeProcess(201)  # type: ignore[assignment]
+        other_restarted.set()
+
+    monkeypatch.setattr(watching, "_spawn", spawn)
+    watch = asyncio.create_task(watching._keep_running({}))
+    try:
+        stuck.process.die()  # type: ignore[union-attr]
+        await asyncio.wait_for(stuck_restarting.wait(), 5)
+        other.process.die()  # type: ignore[union-attr]
+
+        await asyncio.wait_for(other_restarted.wait(), 5)
+
+        assert other.process.pid == 201 and other.restarts == 1  # type: ignore[union-attr]
+    finally:
+        watch.cancel()
+        watching._metrics_directory.cleanup()
