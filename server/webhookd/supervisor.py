@@ -10,7 +10,8 @@ embedded PostgreSQL/OpenBao when none are configured, migrates, and then runs
 variables an operator would set, and share one metrics directory (observability/metrics.py).
 
 A child that fails to start stops everything with its one line (exit 2); a child that dies later is
-started again. On SIGTERM the servers stop first (front doors), then the workers, then the backends.
+started again, after a delay that grows while it keeps dying (restart_backoff.py). On SIGTERM the
+servers stop first (front doors), then the workers, then the backends.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from webhookd import app
 from webhookd.auth.tokens import check_keys
 from webhookd.config import Settings
 from webhookd.observability.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
+from webhookd.restart_backoff import RestartBackoff
 from webhookd.runners import PARENT_PID_VARIABLE, SERVER_READY, WORKER_READY, StartError, started
 from webhookd.store import migrate
 
 log = logging.getLogger("webhookd.supervisor")
 START_TIMEOUT_SECONDS = 120.0
-RESTART_DELAY_SECONDS = 1.0
 _READ_BYTES = 64 * 1024
 # A log line this long is passed on in pieces rather than held whole.
 _LONGEST_LINE = 1024 * 1024
@@ -53,6 +54,7 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     ready_line: str = ""
     restarts: int = 0
+    backoff: RestartBackoff = field(default_factory=RestartBackoff)
     # Its output passed through, for as long as it runs.
     relays: list[asyncio.Task[object]] = field(default_factory=list)
 
@@ -151,6 +153,7 @@ class Supervisor:
                 raise StartError(failure or f"{child.role} process exited with {process.returncode}")
             if line.startswith(child.ready_prefix):
                 child.ready_line = line
+                child.backoff.ready()
                 child.relays.append(asyncio.create_task(_drain(process.stdout)))
                 return
             print(line, flush=True)
@@ -167,12 +170,19 @@ class Supervisor:
             await child.process.wait()
             if self._stopping:
                 return
+            delay = child.backoff.delay_after_exit()
             log.warning(
                 "child process died; starting it again",
-                extra={"role": child.role, "pid": child.process.pid, "exit_code": child.process.returncode},
+                extra={
+                    "role": child.role,
+                    "pid": child.process.pid,
+                    "exit_code": child.process.returncode,
+                    "crashes_in_a_row": child.backoff.crashes_in_a_row,
+                    "restart_delay_seconds": delay,
+                },
             )
             child.restarts += 1
-            await asyncio.sleep(RESTART_DELAY_SECONDS)
+            await asyncio.sleep(delay)
             try:
                 multiprocess.mark_process_dead(child.process.pid, self._metrics_directory.name)  # type: ignore[no-untyped-call]
                 await self._spawn(child, environment)

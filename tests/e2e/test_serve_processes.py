@@ -153,7 +153,7 @@ async def test_servers_share_the_ports_and_a_killed_worker_comes_back(backends, 
                 killed = workers[0].pid
                 workers[0].kill()
                 try:
-                    # A restart waits RESTART_DELAY_SECONDS; the rest is a busy machine's headroom.
+                    # A first death waits restart_backoff.FIRST_DELAY_SECONDS; the rest is a busy machine's headroom.
                     await until(lambda: len([w for w in children(pid, "worker") if w.pid != killed]) == 2, 30)
                 except AssertionError as failed:
                     try:

@@ -1,4 +1,5 @@
-"""supervisor.py: a child that dies is started again, even when a first attempt to do so fails."""
+"""supervisor.py: a child that dies is started again, even when a first attempt to do so fails, and
+waits longer each time it keeps dying."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from webhookd import supervisor
 from webhookd.config import Settings
+from webhookd.restart_backoff import RestartBackoff
 from webhookd.runners import WORKER_READY, StartError
 from webhookd.supervisor import Child, Supervisor
 
@@ -31,13 +32,16 @@ class FakeProcess:
         return self.returncode
 
 
+def no_wait() -> RestartBackoff:
+    return RestartBackoff(first_delay=0.0)
+
+
 @pytest.mark.parametrize("first_failure", [StartError("port taken"), OSError("fork failed")])
 async def test_a_dead_child_is_started_again_after_a_failed_restart(
     monkeypatch: pytest.MonkeyPatch, first_failure: Exception
 ) -> None:
-    monkeypatch.setattr(supervisor, "RESTART_DELAY_SECONDS", 0.0)
     watching = Supervisor(Settings(), dev=False, environment={})
-    child = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100))
+    child = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100), backoff=no_wait())
     watching._children = [child]
     spawned: list[FakeProcess] = []
     restarted_once = asyncio.Event()
@@ -66,10 +70,9 @@ async def test_a_dead_child_is_started_again_after_a_failed_restart(
 async def test_a_child_whose_restart_hangs_does_not_hold_up_another_childs_restart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(supervisor, "RESTART_DELAY_SECONDS", 0.0)
     watching = Supervisor(Settings(), dev=False, environment={})
-    stuck = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100))
-    other = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(200))
+    stuck = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100), backoff=no_wait())
+    other = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(200), backoff=no_wait())
     watching._children = [stuck, other]
     stuck_restarting, other_restarted = asyncio.Event(), asyncio.Event()
 
@@ -90,6 +93,40 @@ async def test_a_child_whose_restart_hangs_does_not_hold_up_another_childs_resta
         await asyncio.wait_for(other_restarted.wait(), 5)
 
         assert other.process.pid == 201 and other.restarts == 1  # type: ignore[union-attr]
+    finally:
+        watch.cancel()
+        watching._metrics_directory.cleanup()
+
+
+async def test_each_restart_in_a_row_is_logged_with_its_longer_delay(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    watching = Supervisor(Settings(), dev=False, environment={})
+    backoff = RestartBackoff(first_delay=0.001)
+    child = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100), backoff=backoff)
+    watching._children = [child]
+    third_restart = asyncio.Event()
+
+    async def spawn(restarted: Child, environment: dict[str, Any]) -> None:
+        if restarted.restarts == 3:
+            restarted.process = FakeProcess(103)  # type: ignore[assignment]
+            third_restart.set()
+        else:
+            raise StartError("port taken")  # as a child that dies in its start-up, never ready
+
+    monkeypatch.setattr(watching, "_spawn", spawn)
+    watch = asyncio.create_task(watching._keep_running({}))
+    try:
+        child.process.die()  # type: ignore[union-attr]
+
+        await asyncio.wait_for(third_restart.wait(), 5)
+
+        died = [record for record in caplog.records if record.getMessage().startswith("child process died")]
+        assert [(r.restart_delay_seconds, r.crashes_in_a_row, r.role) for r in died] == [  # type: ignore[attr-defined]
+            (0.001, 1, "worker"),
+            (0.002, 2, "worker"),
+            (0.004, 3, "worker"),
+        ]
     finally:
         watch.cancel()
         watching._metrics_directory.cleanup()
