@@ -185,7 +185,13 @@ class Supervisor:
             await asyncio.sleep(delay)
             try:
                 multiprocess.mark_process_dead(child.process.pid, self._metrics_directory.name)  # type: ignore[no-untyped-call]
-                await self._spawn(child, environment)
+                async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                    await self._spawn(child, environment)
+            except TimeoutError:
+                # Stuck starting: killed, so the next round backs off and tries again.
+                log.error("child process did not start in time; killing it", extra={"role": child.role})
+                if child.process.returncode is None:
+                    child.process.kill()
             except StartError as error:
                 log.error("child process could not start again", extra={"role": child.role, "error": str(error)})
             except Exception:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from webhookd import supervisor
 from webhookd.config import Settings
 from webhookd.restart_backoff import RestartBackoff
 from webhookd.runners import WORKER_READY, StartError
@@ -25,6 +26,9 @@ class FakeProcess:
     def die(self) -> None:
         self.returncode = -9
         self._ended.set()
+
+    def kill(self) -> None:
+        self.die()
 
     async def wait(self) -> int:
         await self._ended.wait()
@@ -127,6 +131,37 @@ async def test_each_restart_in_a_row_is_logged_with_its_longer_delay(
             (0.002, 2, "worker"),
             (0.004, 3, "worker"),
         ]
+    finally:
+        watch.cancel()
+        watching._metrics_directory.cleanup()
+
+
+async def test_a_restart_stuck_in_its_start_up_is_killed_and_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first start has a time limit; a restart has the same, or a child that never reports ready
+    would stay down for good."""
+    monkeypatch.setattr(supervisor, "START_TIMEOUT_SECONDS", 0.05)
+    watching = Supervisor(Settings(), dev=False, environment={})
+    child = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100), backoff=no_wait())
+    watching._children = [child]
+    started: list[FakeProcess] = []
+    ready = asyncio.Event()
+
+    async def spawn(restarted: Child, environment: dict[str, Any]) -> None:
+        restarted.process = FakeProcess(101 + len(started))  # type: ignore[assignment]
+        started.append(restarted.process)  # type: ignore[arg-type]
+        if len(started) == 1:
+            await asyncio.Event().wait()  # never prints its ready line
+        ready.set()
+
+    monkeypatch.setattr(watching, "_spawn", spawn)
+    watch = asyncio.create_task(watching._keep_running({}))
+    try:
+        child.process.die()  # type: ignore[union-attr]
+
+        await asyncio.wait_for(ready.wait(), 5)
+
+        assert [process.returncode for process in started] == [-9, None]
+        assert child.process is started[1]
     finally:
         watch.cancel()
         watching._metrics_directory.cleanup()
