@@ -24,6 +24,7 @@ from webhookd.delivery.http import HttpSender
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.errors import Unavailable
+from webhookd.domain.topics import Topic, new_deliveries_payload
 from webhookd.gateway import create_gateway_app
 from webhookd.gateway.playground import DevTokenSource, local_hosts, playground_routes
 from webhookd.http.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
@@ -59,11 +60,15 @@ from webhookd.store.notifications import PostgresNotifications
 from webhookd.store.pings import PingStore
 from webhookd.store.secret_owners import SecretOwners
 from webhookd.store.statistics import keep_statistics
+from webhookd.store.stranded_held import release_stranded
 from webhookd.store.stream_leases import PostgresStreamLeases
 from webhookd.store.webhooks import WebhookStore
 
 log = logging.getLogger("webhookd")
 RETENTION_INTERVAL_SECONDS = 3600
+# How long at most an operational event held past its webhook's resume waits (store/stranded_held.py);
+# an idle round reads a few index pages.
+HELD_ROUND_SECONDS = 60.0
 # How often an idle server asks the database whether it answers, so its health is not stale.
 HEALTH_PING_SECONDS = 2.0
 SERVICE_DESCRIPTOR = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"]
@@ -415,6 +420,7 @@ class DeliveryWorkers:
         self._retention_task: asyncio.Task[None] | None = None
         self._statistics_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
+        self._held_task: asyncio.Task[None] | None = None
         self._token_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -425,6 +431,7 @@ class DeliveryWorkers:
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
         self._statistics_task = asyncio.create_task(keep_statistics(self.database), name="statistics")
         self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
+        self._held_task = asyncio.create_task(self._held_loop(), name="held-round")
         self._token_task = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
 
     def readiness_checks(self) -> ReadinessChecks:
@@ -455,9 +462,25 @@ class DeliveryWorkers:
             except Exception:
                 log.exception("orphan secret round failed")
 
+    async def _held_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HELD_ROUND_SECONDS)
+            try:
+                released = await release_stranded(self.database, now=datetime.now(UTC))
+            except Unavailable as error:
+                log.warning("held round skipped", extra={"reason": error.message})
+                continue
+            except Exception:
+                log.exception("held round failed")
+                continue
+            if released:
+                log.info("released deliveries held past their webhook's resume", extra={"released": released})
+                self.notifications.notify(Topic.DELIVERIES, new_deliveries_payload(sorted(released)))
+
     async def stop(self) -> None:
         self.pool.stop()
-        for task in (self._retention_task, self._statistics_task, self._orphan_task, self._token_task):
+        tasks = (self._retention_task, self._statistics_task, self._orphan_task, self._held_task, self._token_task)
+        for task in tasks:
             if task is not None:
                 await _cancelled(task)
         if self._task is not None:

@@ -16,7 +16,11 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from psycopg import sql
 from webhook_calls import create_webhook, rpc_error
 
+from support import Database, running_service
+from webhookd.app import Backends
 from webhookd.store.conninfo import conninfo
+from webhookd.store.database import Database as Pool
+from webhookd.store.stranded_held import release_stranded
 
 PAUSE = "UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id"
 STATUSES = "SELECT id, status, next_attempt_at FROM deliveries WHERE webhook_id = :w ORDER BY created_at, id"
@@ -160,6 +164,41 @@ async def test_a_resume_between_a_publishs_read_of_the_paused_webhook_and_its_co
     assert (published.deliveries_queued + resumed.deliveries_released, published.deliveries_held) == (1, 1)
     [request] = await receiver.wait_for(1)
     assert request.headers["webhook-id"] == published.event_id
+
+
+async def test_the_held_round_releases_an_operational_event_held_past_its_webhooks_resume_and_no_other(
+    settings, backends, own_database
+) -> None:
+    # A database of its own: the session workers' held round would release the stranded delivery first.
+    async with running_service(settings, Backends(own_database, backends.vault_addr, backends.vault_token)) as caller:
+        rows = Database(own_database)
+        pool = Pool(own_database, size=1)
+        await pool.open()
+        try:
+            stranded = await create_webhook(caller, url="http://127.0.0.1:9/a", event_types=["webhookd.webhook.*"])
+            paused = await create_webhook(caller, url="http://127.0.0.1:9/b", event_types=["webhookd.webhook.*"])
+            for hook in (stranded, paused):
+                assert await rows.execute(PAUSE, id=hook.id) == 1
+            subject = await create_webhook(caller, url="http://127.0.0.1:9/c", event_types=["rfp.*"])
+            disabled = wpb.Webhook(id=subject.id, enabled=False)
+            disable = pb.UpdateWebhookRequest(webhook=disabled, update_mask=field_mask_pb2.FieldMask(paths=["enabled"]))
+            await caller.UpdateWebhook(disable)  # its webhookd.webhook.disabled event: held for both
+            # What the race leaves: `stranded`'s resume committed before that event's write, so it released
+            # nothing of it, and the delivery committed held for a webhook no longer paused.
+            unpause = "UPDATE webhooks SET paused_at = NULL, version = version + 1 WHERE id = :id"
+            assert await rows.execute(unpause, id=stranded.id) == 1
+            assert [r.status for r in await rows.rows(STATUSES, w=stranded.id)] == ["held"]
+
+            released = await release_stranded(pool, now=datetime.now(UTC))
+
+            assert released == {stranded.id: 1}
+            [row] = await rows.rows(STATUSES, w=stranded.id)
+            assert row.status == "pending" and row.next_attempt_at is not None
+            assert [(r.status, r.next_attempt_at) for r in await rows.rows(STATUSES, w=paused.id)] == [("held", None)]
+            assert await release_stranded(pool, now=datetime.now(UTC)) == {}
+        finally:
+            await pool.close()
+            await rows.close()
 
 
 async def test_publish_while_disabled_is_skipped_and_recover_requeues_it_after_enabling(
