@@ -119,6 +119,19 @@ class Gate:
         raise AssertionError(f"{query_part!r} neither finished nor waited on a {wait_event} lock")
 
 
+async def trigger_ddl(connection: psycopg.AsyncConnection[object], statement: sql.Composable) -> None:
+    """Creating or dropping a trigger on partitioned `deliveries` locks every partition, in an order the
+    session's workers' statements may cross: PostgreSQL then ends one side as a deadlock. The DDL is
+    tried again rather than failing the test."""
+    for _ in range(20):
+        try:
+            await connection.execute(statement)
+            return
+        except psycopg.errors.DeadlockDetected:
+            continue
+    raise AssertionError(f"{statement!r} deadlocked 20 times")
+
+
 @contextlib.asynccontextmanager
 async def delivery_inserts_gated(database_url: str, tenant_id: str) -> AsyncIterator[Gate]:
     """A trigger (this tenant's only) makes each delivery insert wait for an advisory lock the gate holds
@@ -129,18 +142,19 @@ async def delivery_inserts_gated(database_url: str, tenant_id: str) -> AsyncIter
             "CREATE OR REPLACE FUNCTION test_gate_delivery_insert() RETURNS trigger LANGUAGE plpgsql AS"
             " $$ BEGIN PERFORM pg_advisory_xact_lock_shared(hashtext(NEW.tenant_id)); RETURN NEW; END $$"
         )
-        await connection.execute(
+        await trigger_ddl(
+            connection,
             sql.SQL(
                 "CREATE TRIGGER {} BEFORE INSERT ON deliveries FOR EACH ROW WHEN (NEW.tenant_id = {})"
                 " EXECUTE FUNCTION test_gate_delivery_insert()"
-            ).format(trigger, sql.Literal(tenant_id))
+            ).format(trigger, sql.Literal(tenant_id)),
         )
         await connection.execute("SELECT pg_advisory_lock(hashtext(%s))", (tenant_id,))
         try:
             yield Gate(connection)
         finally:
             await connection.execute("SELECT pg_advisory_unlock(hashtext(%s))", (tenant_id,))
-            await connection.execute(sql.SQL("DROP TRIGGER {} ON deliveries").format(trigger))
+            await trigger_ddl(connection, sql.SQL("DROP TRIGGER {} ON deliveries").format(trigger))
 
 
 async def test_a_resume_between_a_publishs_read_of_the_paused_webhook_and_its_commit_still_releases_it(
