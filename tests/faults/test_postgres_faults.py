@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
-from backends import in_thread
+from backends import FaultyPostgres, in_thread
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
@@ -151,6 +151,17 @@ async def test_postgres_away_fails_calls_fast_and_loses_no_acknowledged_event(
     assert rows <= secrets, f"webhooks without their secret: {rows - secrets}"
 
 
+async def made_while_frozen(postgres: FaultyPostgres, call: Callable[[], Awaitable[object]]) -> Calls:
+    """`call` made once while PostgreSQL is stopped (SIGSTOP), which resumes as the call ends."""
+    calls = Calls()
+    await in_thread(postgres.freeze)
+    try:
+        await calls.make(call)
+    finally:
+        await in_thread(postgres.thaw)
+    return calls
+
+
 async def test_a_create_answered_unavailable_leaves_no_webhook_once_the_database_resumes(
     fault_backends: FaultBackends, service: Serving, receiver: Receiver
 ) -> None:
@@ -161,12 +172,7 @@ async def test_a_create_answered_unavailable_leaves_no_webhook_once_the_database
     async with grpc.aio.insecure_channel(service.grpc_target) as channel:
         caller = make_caller(channel, subject="person_1")
         request = pb.CreateWebhookRequest(webhook=wpb.Webhook(name="w", url=receiver.url))
-        first = Calls()
-        await in_thread(postgres.freeze)
-        try:
-            await first.make(lambda: caller.CreateWebhook(request, timeout=CALL_DEADLINE_SECONDS))
-        finally:
-            await in_thread(postgres.thaw)
+        first = await made_while_frozen(postgres, lambda: caller.CreateWebhook(request, timeout=CALL_DEADLINE_SECONDS))
         await until(lambda: health_is(channel, "SERVING"), "health SERVING again", within=60)
 
     database = Database(fault_backends.database_url)
@@ -195,12 +201,7 @@ async def test_a_publish_answered_unavailable_and_retried_with_its_idempotency_k
         payload.update({"n": 0})
         request = pb.PublishEventRequest(event_type="retry.once", payload=payload, idempotency_key="order-7")
 
-        first = Calls()
-        await in_thread(postgres.freeze)
-        try:
-            await first.make(lambda: caller.PublishEvent(request, timeout=CALL_DEADLINE_SECONDS))
-        finally:
-            await in_thread(postgres.thaw)
+        first = await made_while_frozen(postgres, lambda: caller.PublishEvent(request, timeout=CALL_DEADLINE_SECONDS))
         retries = Calls()
         published = None
         while published is None:
