@@ -4,6 +4,8 @@ was lost gives its leases back."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,21 +23,27 @@ from webhookd.store.history import HistoryStore
 TENANT = "tnt_redeliver"
 
 
+@contextlib.asynccontextmanager
+async def one_due_delivery(database_url: str) -> AsyncIterator[tuple[Any, str, DeliveryStore]]:
+    """A migrated database holding one delivery due now: its pool, the delivery's id, and the queue."""
+    await migrate.upgrade(database_url)
+    async with opened(database_url) as db:
+        now = datetime.now(UTC)
+        delivery_id = await delivery(db, TENANT, await webhook(db, TENANT), await event(db, TENANT, now), now)
+        yield db, delivery_id, DeliveryStore(db, pause_after_failures=5)
+
+
 def succeeded_at(at: datetime) -> AttemptRecord:
     return AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "ok", gone=False, next_attempt_at=None, occurred_at=at)
 
 
 async def test_a_server_whose_clock_runs_ahead_does_not_redeliver_a_delivery_under_a_live_lease(own_database) -> None:
-    await migrate.upgrade(own_database)
-    async with opened(own_database) as db:
-        now = datetime.now(UTC)
-        delivery_id = await delivery(db, TENANT, await webhook(db, TENANT), await event(db, TENANT, now), now)
-        queue = DeliveryStore(db, pause_after_failures=5)
+    async with one_due_delivery(own_database) as (db, delivery_id, queue):
         [claimed] = await queue.claim(10, per_webhook=5, per_tenant=10)  # leased for its timeout + 30 s
 
         # The lease is on the database's clock; this server's runs five minutes ahead of it.
         with pytest.raises(FailedPrecondition):
-            await HistoryStore(db).redeliver(Scope(TENANT), delivery_id, now=now + timedelta(minutes=5))
+            await HistoryStore(db).redeliver(Scope(TENANT), delivery_id, now=datetime.now(UTC) + timedelta(minutes=5))
         beside = await queue.claim(10, per_webhook=5, per_tenant=10)
 
     assert claimed.delivery_id == delivery_id
@@ -43,11 +51,7 @@ async def test_a_server_whose_clock_runs_ahead_does_not_redeliver_a_delivery_und
 
 
 async def test_a_workers_result_recorded_after_its_lease_ran_out_does_not_undo_a_redelivery(own_database) -> None:
-    await migrate.upgrade(own_database)
-    async with opened(own_database) as db:
-        now = datetime.now(UTC)
-        delivery_id = await delivery(db, TENANT, await webhook(db, TENANT), await event(db, TENANT, now), now)
-        queue = DeliveryStore(db, pause_after_failures=5)
+    async with one_due_delivery(own_database) as (db, delivery_id, queue):
         history = HistoryStore(db)
         [claimed] = await queue.claim(10, per_webhook=5, per_tenant=10)
         # What time passing does to a lease whose worker stalled.
@@ -66,11 +70,7 @@ async def test_a_claim_whose_answer_was_lost_gives_its_leases_back_before_the_ne
     """A claim is sent whole (BEGIN to COMMIT): a server frozen under it commits it when it resumes,
     after the claimer was told UNAVAILABLE. Its leases belong to no worker; the next claim gives them
     back instead of leaving the delivery until they run out (its timeout and 30 s)."""
-    await migrate.upgrade(own_database)
-    async with opened(own_database) as db:
-        now = datetime.now(UTC)
-        delivery_id = await delivery(db, TENANT, await webhook(db, TENANT), await event(db, TENANT, now), now)
-        queue = DeliveryStore(db, pause_after_failures=5)
+    async with one_due_delivery(own_database) as (db, delivery_id, queue):
         answered = db.fetch_all_after
 
         async def committed_but_unanswered(*args: Any) -> Any:
