@@ -56,6 +56,17 @@ def test_unspecified_enum_and_unset_messages_are_null() -> None:
     assert data["deleted_at"] is None and data["retry_policy"] is None and data["enabled"] is None
 
 
+def test_an_output_only_string_the_server_left_empty_is_null_as_the_seed_says() -> None:
+    # The seed: deleted_by "null otherwise", app_id "absent for human-user sessions".
+    data = message_to_json(full_webhook())
+    assert [data[key] for key in ("app_id", "deleted_by", "created_by", "last_delivery_status")] == [None] * 4
+    assert data["credential_header"] is None
+    stamped = message_to_json(webhook_pb2.Webhook(app_id="app_1", deleted_by="p1", last_delivery_status="succeeded"))
+    assert (stamped["app_id"], stamped["deleted_by"], stamped["last_delivery_status"]) == ("app_1", "p1", "succeeded")
+    # What the caller writes keeps its empty string: the caller sent (or cleared) it.
+    assert data["url"] == "" and data["connector_id"] == ""
+
+
 def test_scalars_repeated_maps_and_timestamps() -> None:
     data = message_to_json(full_webhook())
     assert data["version"] == 3  # a number, as the seed types it, not proto3-JSON's "3"

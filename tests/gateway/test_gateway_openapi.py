@@ -80,6 +80,10 @@ def test_webhook_schema_matches_the_gateway_json(document: dict[str, Any]) -> No
     assert webhook["properties"]["id"]["readOnly"] is True
     assert webhook["properties"]["vault_path"]["readOnly"] is True
     assert webhook["properties"]["created_at"]["type"] == ["string", "null"]
+    # An output-only string the server left empty is null; one the caller writes is a string.
+    assert webhook["properties"]["deleted_by"]["type"] == ["string", "null"]
+    assert webhook["properties"]["app_id"]["type"] == ["string", "null"]
+    assert webhook["properties"]["url"]["type"] == "string"
     assert webhook["properties"]["version"] == {
         "type": "integer", "format": "int64", "description": "Optimistic concurrency version counter."
     }  # fmt: skip

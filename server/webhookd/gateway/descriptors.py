@@ -108,6 +108,17 @@ def is_output_only(field: FieldDescriptor) -> bool:
     return field_behavior_pb2.OUTPUT_ONLY in field_behaviors(field)
 
 
+def is_stamp_or_nothing(field: FieldDescriptor) -> bool:
+    """An output-only single string: the server stamps it or leaves it empty, and empty means it
+    stamped nothing (no app scope, not deleted, never delivered), which the seed writes as null."""
+    return (
+        field.type == FieldDescriptor.TYPE_STRING
+        and not is_repeated(field)
+        and not field.has_presence
+        and is_output_only(field)
+    )
+
+
 def is_well_known(descriptor: Descriptor) -> bool:
     """Well-known types have their own JSON forms (Timestamp → RFC 3339 string, ...)."""
     return descriptor.full_name.startswith("google.protobuf.")

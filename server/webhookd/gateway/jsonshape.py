@@ -3,7 +3,8 @@
 Output is what `json_format.MessageToDict(preserving_proto_field_name=True,
 always_print_fields_with_no_presence=True)` writes (well-known types are written by it), except:
 - every field is present: an unset message, optional or oneof field is `null` (the seed's "null
-  otherwise"), so a resource always has the same keys;
+  otherwise"), and so is an output-only string the server left empty (`deleted_by`, `app_id`:
+  descriptors.is_stamp_or_nothing), so a resource always has the same keys;
 - enum values are the lowercase word without the type prefix (`DIRECTION_OUTBOUND` → "outbound");
   the `*_UNSPECIFIED` zero value is `null`;
 - 64-bit integers are JSON numbers, not proto3-JSON strings (the seed types `version` as number;
@@ -43,6 +44,7 @@ from webhookd.gateway.descriptors import (
     is_map,
     is_raw_json_twin,
     is_repeated,
+    is_stamp_or_nothing,
     is_well_known,
     message_of,
     raw_json_twin,
@@ -169,6 +171,8 @@ def _field_reader_of_value(field: FieldDescriptor) -> _Reader:
         return lambda message: [value_of(item) for item in getattr(message, name)]
     if field.has_presence:  # an unset message, optional or oneof field is null
         return lambda message: value_of(getattr(message, name)) if message.HasField(name) else None
+    if is_stamp_or_nothing(field):
+        return lambda message: getattr(message, name) or None
     return lambda message: value_of(getattr(message, name))
 
 

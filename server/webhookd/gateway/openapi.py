@@ -29,6 +29,7 @@ from webhookd.gateway.descriptors import (
     is_map,
     is_raw_json_twin,
     is_repeated,
+    is_stamp_or_nothing,
     is_well_known,
     message_of,
     resolve_field_path,
@@ -463,10 +464,11 @@ def _stream_schema(media_type: str, framing: str, message: dict[str, Any]) -> di
 
 
 def _renders_null(field: FieldDescriptor) -> bool:
-    """jsonshape writes `null` for an unset message or optional field and an unspecified enum."""
+    """jsonshape writes `null` for an unset message or optional field, an unspecified enum and an
+    output-only string left empty."""
     if field.type == FieldDescriptor.TYPE_ENUM:
         return any(is_unspecified(enum_of(field), value.number) for value in enum_of(field).values)
-    return bool(field.has_presence)
+    return bool(field.has_presence) or is_stamp_or_nothing(field)
 
 
 def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
