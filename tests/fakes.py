@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from webhookd.domain import event_types, ids, routing
+from webhookd.domain import event_types, idempotency, ids, routing
 from webhookd.domain.credentials import Credential
 from webhookd.domain.deliveries import (
     AttemptRecord,
@@ -40,7 +40,6 @@ from webhookd.domain.errors import (
 )
 from webhookd.domain.event_catalog import EventType, EventTypeSpec
 from webhookd.domain.events import (
-    IDEMPOTENCY_WINDOW,
     KEY_REUSED,
     EventFilter,
     NewEvent,
@@ -50,6 +49,7 @@ from webhookd.domain.events import (
 )
 from webhookd.domain.events import StoredEvent as PublishedEvent
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
 from webhookd.domain.scope import Scope
@@ -85,6 +85,7 @@ class FakeWebhooks:
 
     def __init__(self) -> None:
         self.rows: dict[str, Webhook] = {}
+        self.keys: dict[str, KeyedRequest] = {}  # by webhook id: the key its create held
         self.noted: list[LifecycleChange] = []
         self.lifecycle: FakeLifecycle | None = None
 
@@ -98,11 +99,31 @@ class FakeWebhooks:
     async def page_token_key(self) -> bytes:
         return b"fake page token key, one per test"
 
-    async def insert(self, webhook: Webhook) -> Webhook:
+    async def insert(self, webhook: Webhook, *, keyed: KeyedRequest | None = None) -> bool:
         if webhook.id in self.rows:
             raise RuntimeError(f"duplicate key value violates webhooks_pkey: {webhook.id}")
+        if keyed is not None:
+            if self._key_holder(webhook.tenant_id, webhook.app_id, keyed.key) is not None:
+                return False
+            self.keys[webhook.id] = keyed
         self.rows[webhook.id] = webhook
-        return webhook
+        return True
+
+    async def created_with(self, scope: Scope, key: str) -> tuple[Webhook, str] | None:
+        holder = self._key_holder(scope.tenant_id, scope.app_id, key)
+        return None if holder is None else (self.rows[holder], self.keys[holder].request)
+
+    async def release_key(self, webhook_id: str, key: str) -> None:
+        if webhook_id in self.keys and self.keys[webhook_id].key == key:
+            del self.keys[webhook_id]
+
+    def _key_holder(self, tenant_id: str, app_id: str | None, key: str) -> str | None:
+        """Exactly that scope's (webhooks_idempotency: tenant and app, a person's apart from an app's)."""
+        for webhook_id, keyed in self.keys.items():
+            row = self.rows[webhook_id]
+            if (row.tenant_id, row.app_id or "", keyed.key) == (tenant_id, app_id or "", key):
+                return webhook_id
+        return None
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         row = self.rows.get(webhook_id)
@@ -288,7 +309,7 @@ class StoredEvent:
 
 class FakeEvents:
     """ports.EventRepository as store/events.py behaves: an idempotency key is held per tenant and app
-    for IDEMPOTENCY_WINDOW, the fan-out reads the webhooks of `webhooks`, and pending deliveries are
+    for idempotency.WINDOW, the fan-out reads the webhooks of `webhooks`, and pending deliveries are
     notified on `notifications`."""
 
     def __init__(self, webhooks: FakeWebhooks, notifications: FakeNotifications) -> None:
@@ -302,7 +323,7 @@ class FakeEvents:
         if event.idempotency_key is not None:
             key = (scope.tenant_id, scope.app_id or "", event.idempotency_key)
             earlier = self.events.get(self._keys.get(key, ""))
-            if earlier is not None and event.created_at - earlier.event.created_at < IDEMPOTENCY_WINDOW:
+            if earlier is not None and idempotency.remembered(earlier.event.created_at, event.created_at):
                 stored = earlier.event
                 if not same_event(
                     event, stored.event_type, stored.body, stored.target_webhook_id, list(stored.channels)

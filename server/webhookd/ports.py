@@ -28,6 +28,7 @@ from webhookd.domain.deliveries import (
 from webhookd.domain.event_catalog import EventType, EventTypeSpec
 from webhookd.domain.events import EventFilter, NewEvent, Published, StoredEvent
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange
 from webhookd.domain.scope import Scope
@@ -45,7 +46,16 @@ class WebhookRepository(Protocol):
     async def page_token_key(self) -> bytes:
         """The key page tokens are signed with, shared by every process on the database."""
 
-    async def insert(self, webhook: Webhook) -> Webhook: ...
+    async def insert(self, webhook: Webhook, *, keyed: KeyedRequest | None = None) -> bool:
+        """Inserts the webhook; False, inserting nothing, when `keyed`'s key is held in its exact
+        scope (tenant and app) already."""
+
+    async def created_with(self, scope: Scope, key: str) -> tuple[Webhook, str] | None:
+        """The webhook a create in exactly this scope made with idempotency `key` (deleted or not),
+        with that create's request fingerprint."""
+
+    async def release_key(self, webhook_id: str, key: str) -> None:
+        """The webhook no longer holds `key` (its window is over: a new create may take it)."""
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         """NotFound unless the webhook is in the caller's scope (deleted ones included)."""

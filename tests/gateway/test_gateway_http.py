@@ -188,7 +188,7 @@ async def test_create_returns_the_webhook_and_its_secret(gateway: Gateway) -> No
     )
     assert response.status_code == 200
     body = response.json()
-    assert list(body) == ["webhook", "signing_secret", "public_key"]
+    assert list(body) == ["webhook", "signing_secret", "public_key", "duplicate"]
     assert body["signing_secret"] == "whsec_test"
     assert body["webhook"]["retry_policy"] == {"maxAttempts": 3, "backoff": "", "timeoutMs": 0}
     assert body["webhook"]["direction"] == "outbound"

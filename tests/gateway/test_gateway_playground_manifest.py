@@ -82,7 +82,10 @@ def test_operations_carry_their_http_rule(manifest: dict[str, Any]) -> None:
     assert (create["method"], create["path"], create["body"]) == ("POST", "/api/v1/integration/webhooks", "webhook")
     assert create["example"]["url"].startswith("https://") and "webhook" not in create["example"]
     assert create["query_params"] == []
-    assert [(h["name"], h["secret"]) for h in create["headers"]] == [("Webhook-Signing-Secret", True)]
+    assert [(h["name"], h["secret"]) for h in create["headers"]] == [
+        ("Idempotency-Key", False),
+        ("Webhook-Signing-Secret", True),
+    ]
 
     listing = operation(manifest, "Webhook", "list")
     assert listing["body"] == "" and "example" not in listing

@@ -75,7 +75,8 @@ def deliverer(
 
 
 async def subscriber(webhooks: Webhooks, spec: WebhookSpec = ORDERS) -> tuple[Webhook, str]:
-    return await webhooks.create(TENANT, spec, None)
+    webhook, handed_out, _ = await webhooks.create(TENANT, spec, None)
+    return webhook, handed_out
 
 
 DeliverOne = Callable[[Webhook], Awaitable[str]]

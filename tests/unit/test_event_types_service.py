@@ -329,7 +329,7 @@ async def test_a_test_event_carries_the_catalogs_example_and_a_stand_in_without_
     clock: FakeClock,
 ) -> None:
     await event_types.create(TENANT, replace(CREATED, example_json='{"amount": 12.50}'))
-    webhook, _ = await webhooks.create(TENANT, WebhookSpec(name="w", url="https://receiver.example/hooks"), None)
+    webhook, _, _ = await webhooks.create(TENANT, WebhookSpec(name="w", url="https://receiver.example/hooks"), None)
     sender = FakeSender()
     pings = Pings(
         webhook_store,

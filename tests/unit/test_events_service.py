@@ -11,7 +11,8 @@ import pytest
 
 from fakes import FakeClock, FakeEvents, FakeNotifications, FakeWebhooks
 from webhookd.domain.errors import Invalid, NotFound
-from webhookd.domain.events import IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LENGTH, event_body
+from webhookd.domain.events import event_body
+from webhookd.domain.idempotency import MAX_KEY_LENGTH, WINDOW
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
 from webhookd.domain.topics import NAMED_WEBHOOKS_MAX, new_deliveries_payload
@@ -55,7 +56,7 @@ async def test_every_invalid_field_is_named_and_nothing_is_stored(
         await publish(
             events,
             "Orders Created",
-            idempotency_key="k" * (MAX_IDEMPOTENCY_KEY_LENGTH + 1),
+            idempotency_key="k" * (MAX_KEY_LENGTH + 1),
             payload_json=json.dumps({"x": "y" * LIMIT}),
         )
 
@@ -161,7 +162,7 @@ async def test_live_outbound_subscribers_get_a_delivery_held_while_paused_skippe
     webhook_store.rows[paused.id] = replace(paused, paused_at=clock())
     deleted = await subscriber(webhooks, "orders.created")
     await webhooks.delete(TENANT, deleted.id, expected_version=None)
-    off, _ = await webhooks.create(
+    off, _, _ = await webhooks.create(
         TENANT, WebhookSpec(name="off", url="https://receiver.example/off", enabled=False), None
     )
     await webhooks.create(TENANT, WebhookSpec(name="in", url="", direction=Direction.INBOUND), None)
@@ -201,7 +202,7 @@ async def test_a_duplicate_returns_the_first_event_and_stores_nothing(
 
 async def test_an_idempotency_key_is_forgotten_after_its_window(events: Events, clock: FakeClock) -> None:
     first = await publish(events, idempotency_key="order-1")
-    clock.advance(IDEMPOTENCY_WINDOW)
+    clock.advance(WINDOW)
 
     later = await publish(events, idempotency_key="order-1")
 

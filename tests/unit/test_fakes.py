@@ -125,7 +125,7 @@ async def test_an_apps_webhook_is_seen_by_its_app_and_its_tenant_but_not_another
         public_url="https://x",
         allow_insecure_urls=False,
     )
-    webhook, _ = await service.create(APP, WebhookSpec(name="orders", url="https://receiver.example/a"), None)
+    webhook, _, _ = await service.create(APP, WebhookSpec(name="orders", url="https://receiver.example/a"), None)
 
     assert (await store.get(APP, webhook.id)).id == webhook.id
     assert (await store.get(TENANT, webhook.id)).id == webhook.id
@@ -138,7 +138,7 @@ async def test_an_apps_webhook_is_seen_by_its_app_and_its_tenant_but_not_another
 async def test_deleting_twice_returns_the_deleted_webhook_and_undeleting_a_live_one_already_exists(
     webhooks: Webhooks,
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, WebhookSpec(name="orders", url="https://receiver.example/a"), None)
+    webhook, _, _ = await webhooks.create(TENANT, WebhookSpec(name="orders", url="https://receiver.example/a"), None)
 
     deleted = await webhooks.delete(TENANT, webhook.id, expected_version=1)
     again = await webhooks.delete(TENANT, webhook.id, expected_version=None)
@@ -156,7 +156,7 @@ async def test_deleting_twice_returns_the_deleted_webhook_and_undeleting_a_live_
 async def test_a_worker_that_lost_its_lease_logs_its_attempt_but_leaves_the_delivery(
     webhooks: Webhooks, webhook_store: FakeWebhooks, clock: FakeClock
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, WebhookSpec(name="orders", url="https://receiver.example/a"), None)
+    webhook, _, _ = await webhooks.create(TENANT, WebhookSpec(name="orders", url="https://receiver.example/a"), None)
     queue = FakeDeliveryQueue(webhook_store, clock)
     delivery_id = queue.add(webhook)
     [first] = await queue.claim(10, per_webhook=10, per_tenant=100)
@@ -174,8 +174,8 @@ async def test_a_worker_that_lost_its_lease_logs_its_attempt_but_leaves_the_deli
 async def test_a_claim_keeps_each_webhook_under_its_in_flight_cap(
     webhooks: Webhooks, webhook_store: FakeWebhooks, clock: FakeClock
 ) -> None:
-    busy, _ = await webhooks.create(TENANT, WebhookSpec(name="busy", url="https://receiver.example/a"), None)
-    quiet, _ = await webhooks.create(TENANT, WebhookSpec(name="quiet", url="https://receiver.example/b"), None)
+    busy, _, _ = await webhooks.create(TENANT, WebhookSpec(name="busy", url="https://receiver.example/a"), None)
+    quiet, _, _ = await webhooks.create(TENANT, WebhookSpec(name="quiet", url="https://receiver.example/b"), None)
     queue = FakeDeliveryQueue(webhook_store, clock)
     for _ in range(3):
         queue.add(busy)

@@ -77,7 +77,8 @@ async def inbound_webhook(
     webhooks: Webhooks, scheme: SignatureScheme = SignatureScheme.STANDARD_WEBHOOKS, *, enabled: bool = True
 ) -> tuple[Webhook, str]:
     spec = WebhookSpec(name="from-crm", url="", direction=Direction.INBOUND, signature_scheme=scheme, enabled=enabled)
-    return await webhooks.create(TENANT, spec, None)
+    webhook, handed_out, _ = await webhooks.create(TENANT, spec, None)
+    return webhook, handed_out
 
 
 def signed(secret: str, body: bytes, clock: FakeClock, message_id: str = "msg_1") -> FakeInboundRequest:
@@ -107,7 +108,9 @@ async def test_only_a_live_enabled_inbound_webhook_receives(
     inbound: Inbound, webhooks: Webhooks, clock: FakeClock, state: str
 ) -> None:
     if state == "outbound":
-        webhook, secret = await webhooks.create(TENANT, WebhookSpec(name="out", url="https://receiver.example"), None)
+        webhook, secret, _ = await webhooks.create(
+            TENANT, WebhookSpec(name="out", url="https://receiver.example"), None
+        )
     else:
         webhook, secret = await inbound_webhook(webhooks, enabled=state != "disabled")
     if state == "deleted":
@@ -201,7 +204,7 @@ async def test_a_twilio_signature_covers_the_callback_url_with_the_query_string_
     added to it, which only the request carries."""
     token = "0123456789abcdef0123456789abcdef"
     spec = WebhookSpec(name="sms", url="", direction=Direction.INBOUND, signature_scheme=SignatureScheme.TWILIO)
-    webhook, _ = await webhooks.create(TENANT, spec, token)
+    webhook, _, _ = await webhooks.create(TENANT, spec, token)
     body = b"MessageSid=SM1&Body=hi"
     signature = RequestValidator(token).compute_signature(
         f"{webhook.spec.url}?tag=eu", {"MessageSid": "SM1", "Body": "hi"}
@@ -236,7 +239,7 @@ async def test_zooms_url_validation_is_stored_and_answered_under_the_token_that_
     token's HMAC, the one Zoom compares."""
     old_token, new_token = "q4Xw9LmT2vRb7NcK1sYp0A", "n3W5ecr3tT0kenFromZoom"
     spec = WebhookSpec(name="meetings", url="", direction=Direction.INBOUND, signature_scheme=SignatureScheme.ZOOM)
-    webhook, _ = await webhooks.create(TENANT, spec, old_token)
+    webhook, _, _ = await webhooks.create(TENANT, spec, old_token)
     await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=new_token)
     plain = "qgg8vlvZRS6UYooatFL8Aw"
     check = json.dumps({"payload": {"plainToken": plain}, "event": "endpoint.url_validation"}).encode()
@@ -264,7 +267,7 @@ async def test_metas_subscription_check_is_answered_only_by_a_meta_webhook_and_s
     inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks
 ) -> None:
     spec = WebhookSpec(name="whatsapp", url="", direction=Direction.INBOUND, signature_scheme=SignatureScheme.META)
-    meta, _ = await webhooks.create(TENANT, spec, "6f1d2c3b4a5e6f708192a3b4c5d6e7f8")
+    meta, _, _ = await webhooks.create(TENANT, spec, "6f1d2c3b4a5e6f708192a3b4c5d6e7f8")
     other, _ = await inbound_webhook(webhooks)
     check = f"hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={meta.id}"
 
@@ -364,7 +367,7 @@ async def test_the_scheme_cannot_change_to_or_from_one_whose_sender_issues_the_s
 ) -> None:
     spec = WebhookSpec(name="from-crm", url="", direction=Direction.INBOUND, signature_scheme=created)
     chosen = "whsec_issued-by-the-sender_0123" if created.secret_from_sender else None
-    webhook, _ = await webhooks.create(TENANT, spec, chosen)
+    webhook, _, _ = await webhooks.create(TENANT, spec, chosen)
 
     with pytest.raises(Invalid) as raised:
         await webhooks.update(

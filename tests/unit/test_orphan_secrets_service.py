@@ -30,8 +30,8 @@ async def test_a_secret_without_a_row_goes_once_past_the_grace_period(
     secret_store: FakeSecrets, webhook_store: FakeWebhooks, webhooks: Webhooks, clock: FakeClock
 ) -> None:
     owners = FakeSecretOwners(webhook_store)
-    owned, _ = await webhooks.create(TENANT, WebhookSpec(name="kept", url="https://receiver.example/a"), None)
-    deleted, _ = await webhooks.create(TENANT, WebhookSpec(name="deleted", url="https://receiver.example/b"), None)
+    owned, _, _ = await webhooks.create(TENANT, WebhookSpec(name="kept", url="https://receiver.example/a"), None)
+    deleted, _, _ = await webhooks.create(TENANT, WebhookSpec(name="deleted", url="https://receiver.example/b"), None)
     await webhooks.delete(TENANT, deleted.id, expected_version=None)
     old_orphan = await orphan(secret_store, "tnt_a", "whk_old")
     clock.advance(GRACE)

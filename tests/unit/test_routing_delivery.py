@@ -83,7 +83,8 @@ def deliverer(
 
 
 async def subscriber(webhooks: Webhooks, **changes: object) -> tuple[Webhook, str]:
-    return await webhooks.create(TENANT, replace(ORDERS, **changes), None)  # type: ignore[arg-type]
+    webhook, handed_out, _ = await webhooks.create(TENANT, replace(ORDERS, **changes), None)  # type: ignore[arg-type]
+    return webhook, handed_out
 
 
 def v1a_signatures(header: str) -> list[bytes]:

@@ -33,7 +33,7 @@ def fields(error: Invalid) -> list[str]:
 async def test_create_keeps_the_private_key_in_vault_and_hands_out_the_public_one(
     webhooks: Webhooks, secret_store: FakeSecrets, webhook_store: FakeWebhooks
 ) -> None:
-    webhook, public_key = await webhooks.create(TENANT, ED25519, None)
+    webhook, public_key, _ = await webhooks.create(TENANT, ED25519, None)
 
     [record] = secret_store.records.values()
     private_key = record["current"]
@@ -48,7 +48,7 @@ async def test_create_keeps_the_private_key_in_vault_and_hands_out_the_public_on
 async def test_the_public_key_is_there_later_and_during_a_rotation_the_previous_too(
     webhooks: Webhooks, clock: FakeClock
 ) -> None:
-    webhook, first = await webhooks.create(TENANT, ED25519, None)
+    webhook, first, _ = await webhooks.create(TENANT, ED25519, None)
     assert (await webhooks.public_key(TENANT, webhook.id)).public_key == first
 
     rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
@@ -64,7 +64,7 @@ async def test_the_public_key_is_there_later_and_during_a_rotation_the_previous_
 async def test_the_key_pair_is_always_the_servers(webhooks: Webhooks) -> None:
     with pytest.raises(Invalid) as on_create:
         await webhooks.create(TENANT, ED25519, signing.generate_secret())
-    webhook, _ = await webhooks.create(TENANT, ED25519, None)
+    webhook, _, _ = await webhooks.create(TENANT, ED25519, None)
     with pytest.raises(Invalid) as on_rotate:
         await webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=signing.generate_secret())
 
@@ -72,7 +72,7 @@ async def test_the_key_pair_is_always_the_servers(webhooks: Webhooks) -> None:
 
 
 async def test_a_shared_secret_webhook_has_no_public_key_and_cannot_switch_to_ed25519(webhooks: Webhooks) -> None:
-    webhook, _ = await webhooks.create(TENANT, replace(ED25519, signature_scheme=SignatureScheme.HMAC_SHA256), None)
+    webhook, _, _ = await webhooks.create(TENANT, replace(ED25519, signature_scheme=SignatureScheme.HMAC_SHA256), None)
 
     with pytest.raises(FailedPrecondition):
         await webhooks.public_key(TENANT, webhook.id)

@@ -15,6 +15,7 @@ from webhookd.domain import page_tokens, signing
 from webhookd.domain.credentials import Credential, credential_of, same_origin
 from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
+from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.lifecycle import LifecycleChange
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
@@ -60,9 +61,9 @@ class SecretCheckingStore(FakeWebhooks):
         self.secrets = secrets
         self.vault_at_insert: dict[str, dict[str, str]] = {}
 
-    async def insert(self, webhook: Webhook) -> Webhook:
+    async def insert(self, webhook: Webhook, *, keyed: KeyedRequest | None = None) -> bool:
         self.vault_at_insert = dict(self.secrets.records)
-        return await super().insert(webhook)
+        return await super().insert(webhook, keyed=keyed)
 
 
 async def test_create_writes_the_secret_to_vault_before_the_row(
@@ -70,7 +71,7 @@ async def test_create_writes_the_secret_to_vault_before_the_row(
 ) -> None:
     store = SecretCheckingStore(secret_store)
 
-    webhook, secret = await service(store, secret_store, clock, notifications).create(TENANT, outbound(), None)
+    webhook, secret, _ = await service(store, secret_store, clock, notifications).create(TENANT, outbound(), None)
 
     assert store.vault_at_insert == {webhook.vault_path: {"current": secret}}
     assert webhook.vault_path == f"webhookd/tenants/tnt_a/webhooks/{webhook.id}"
@@ -81,7 +82,7 @@ async def test_create_writes_the_secret_to_vault_before_the_row(
 
 
 async def test_create_keeps_a_secret_the_caller_chose(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
-    webhook, secret = await webhooks.create(TENANT, outbound(), SECRET)
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), SECRET)
 
     assert secret == SECRET
     assert secret_store.records[webhook.vault_path] == {"current": SECRET}
@@ -90,13 +91,13 @@ async def test_create_keeps_a_secret_the_caller_chose(webhooks: Webhooks, secret
 async def test_an_inbound_webhook_is_given_its_callback_url(webhooks: Webhooks) -> None:
     spec = WebhookSpec(name="from-crm", url="", direction=Direction.INBOUND)
 
-    webhook, _ = await webhooks.create(TENANT, spec, None)
+    webhook, _, _ = await webhooks.create(TENANT, spec, None)
 
     assert webhook.spec.url == f"https://hooks.example/api/v1/integration/inbound/{webhook.id}"
 
 
 class FailingInsert(FakeWebhooks):
-    async def insert(self, webhook: Webhook) -> Webhook:
+    async def insert(self, webhook: Webhook, *, keyed: KeyedRequest | None = None) -> bool:
         raise ConnectionError("the database went away")
 
 
@@ -116,7 +117,7 @@ class StuckInsert(FakeWebhooks):
         super().__init__()
         self.started = asyncio.Event()
 
-    async def insert(self, webhook: Webhook) -> Webhook:
+    async def insert(self, webhook: Webhook, *, keyed: KeyedRequest | None = None) -> bool:
         self.started.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
@@ -139,7 +140,7 @@ async def test_a_call_cancelled_during_the_insert_keeps_the_secret_since_the_row
 
 
 class UnansweredInsert(FakeWebhooks):
-    async def insert(self, webhook: Webhook) -> Webhook:
+    async def insert(self, webhook: Webhook, *, keyed: KeyedRequest | None = None) -> bool:
         raise Unavailable("database unavailable: no answer in time")
 
 
@@ -156,7 +157,7 @@ async def test_the_insert_error_is_raised_even_when_the_secret_cannot_be_removed
     secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
 ) -> None:
     class InsertWhileVaultFails(FakeWebhooks):
-        async def insert(self, webhook: Webhook) -> Webhook:
+        async def insert(self, webhook: Webhook, *, keyed: KeyedRequest | None = None) -> bool:
             secret_store.reachable = False
             raise ConnectionError("the database went away")
 
@@ -224,7 +225,7 @@ class RacingWriter(FakeWebhooks):
 async def racing_service(races: int, clock: FakeClock) -> tuple[Webhooks, RacingWriter, Webhook]:
     store = RacingWriter(races)
     webhooks = service(store, FakeSecrets(), clock, FakeNotifications())
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     return webhooks, store, webhook
 
 
@@ -267,7 +268,7 @@ async def test_an_update_with_a_version_is_not_retried_when_another_writer_wins(
 async def test_an_update_with_a_stale_version_is_aborted_before_writing(
     webhooks: Webhooks, webhook_store: FakeWebhooks
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     await webhooks.update(TENANT, webhook.id, expected_version=1, paths=["name"], changes_for=lambda p: {"name": "b"})
 
     with pytest.raises(Aborted, match="version 2, not 1"):
@@ -279,7 +280,7 @@ async def test_an_update_with_a_stale_version_is_aborted_before_writing(
 
 
 async def test_direction_is_immutable(webhooks: Webhooks) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(Invalid) as raised:
         await webhooks.update(
@@ -304,7 +305,7 @@ async def test_direction_is_immutable(webhooks: Webhooks) -> None:
 
 
 async def test_an_inbound_webhook_keeps_its_assigned_url(webhooks: Webhooks) -> None:
-    webhook, _ = await webhooks.create(TENANT, WebhookSpec(name="crm", url="", direction=Direction.INBOUND), None)
+    webhook, _, _ = await webhooks.create(TENANT, WebhookSpec(name="crm", url="", direction=Direction.INBOUND), None)
 
     updated = await webhooks.update(
         TENANT, webhook.id, expected_version=None, paths=["url"], changes_for=lambda paths: {"url": "https://evil"}
@@ -314,7 +315,7 @@ async def test_an_inbound_webhook_keeps_its_assigned_url(webhooks: Webhooks) -> 
 
 
 async def test_an_update_mask_must_name_updatable_fields(webhooks: Webhooks) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(Invalid) as empty:
         await webhooks.update(TENANT, webhook.id, expected_version=None, paths=[], changes_for=lambda paths: {})
@@ -328,7 +329,7 @@ async def test_an_update_mask_must_name_updatable_fields(webhooks: Webhooks) -> 
 
 
 async def test_an_update_that_breaks_the_spec_names_the_field(webhooks: Webhooks) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(Invalid) as raised:
         await webhooks.update(
@@ -343,7 +344,7 @@ async def test_an_update_that_breaks_the_spec_names_the_field(webhooks: Webhooks
 
 
 async def test_a_deleted_webhook_cannot_be_updated_until_undeleted(webhooks: Webhooks) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     await webhooks.delete(TENANT, webhook.id, expected_version=None)
 
     with pytest.raises(FailedPrecondition):
@@ -351,7 +352,7 @@ async def test_a_deleted_webhook_cannot_be_updated_until_undeleted(webhooks: Web
 
 
 async def test_another_tenants_webhook_is_not_found(webhooks: Webhooks) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(NotFound):
         await webhooks.get(OTHER_TENANT, webhook.id)
@@ -381,7 +382,7 @@ class FailingCredential(FakeWebhooks):
 async def test_a_credential_goes_to_vault_beside_the_secret_and_the_row_names_its_header(
     webhooks: Webhooks, secret_store: FakeSecrets, notifications: FakeNotifications, webhook_store: FakeWebhooks
 ) -> None:
-    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
 
     credentialed = await webhooks.set_credential(
         TENANT, webhook.id, header_name="Authorization", header_value="Bearer t0ken"
@@ -415,7 +416,7 @@ async def test_a_webhook_with_a_credential_keeps_its_urls_origin_until_the_crede
     webhooks: Webhooks,
 ) -> None:
     """Whoever may change the url could otherwise collect a credential they can never read."""
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t")
 
     async def move(url: str) -> Webhook:
@@ -453,7 +454,7 @@ async def test_a_url_moved_to_another_origin_while_a_credential_is_set_aborts_th
 
     secrets = MovedMeanwhile()
     webhooks = service(store, secrets, clock, notifications)
-    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
     secrets.move = True
 
     with pytest.raises(Aborted):
@@ -466,7 +467,7 @@ async def test_a_url_moved_to_another_origin_while_a_credential_is_set_aborts_th
 async def test_removing_a_credential_where_there_is_none_changes_nothing(
     webhooks: Webhooks, secret_store: FakeSecrets, webhook_store: FakeWebhooks
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     versions = dict(secret_store.versions)
 
     unchanged = await webhooks.set_credential(TENANT, webhook.id, header_name="", header_value="")
@@ -501,7 +502,7 @@ async def test_a_rotation_landing_during_a_credential_change_is_kept_beside_it(
     secrets = Overtaken()
     store = FakeWebhooks()
     webhooks = service(store, secrets, clock, notifications)
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     secrets.overtake = True
 
     credentialed = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-9")
@@ -520,7 +521,7 @@ async def test_a_failed_change_does_not_undo_a_change_written_after_it(
         await secret_store.write(webhook.vault_path, {"current": SECRET})
 
     webhooks = service(FailingCredential(rotated_meanwhile), secret_store, clock, notifications)
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(ConnectionError):
         await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t")
@@ -529,7 +530,7 @@ async def test_a_failed_change_does_not_undo_a_change_written_after_it(
 
 
 async def test_a_rotation_keeps_the_credential(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     credentialed = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-123")
 
     rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
@@ -543,8 +544,8 @@ async def test_a_rotation_keeps_the_credential(webhooks: Webhooks, secret_store:
 
 async def test_a_credential_is_refused_where_it_cannot_apply(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
     static = await webhooks.create(TENANT, replace(outbound(), headers={"X-Api-Key": "public"}), None)
-    inbound, _ = await webhooks.create(TENANT, WebhookSpec(name="in", url="", direction=Direction.INBOUND), None)
-    deleted, _ = await webhooks.create(TENANT, outbound("gone"), None)
+    inbound, _, _ = await webhooks.create(TENANT, WebhookSpec(name="in", url="", direction=Direction.INBOUND), None)
+    deleted, _, _ = await webhooks.create(TENANT, outbound("gone"), None)
     await webhooks.delete(TENANT, deleted.id, expected_version=None)
 
     with pytest.raises(Invalid) as clash:
@@ -563,7 +564,7 @@ async def test_a_credential_is_taken_back_from_vault_when_the_row_update_fails(
     secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
 ) -> None:
     webhooks = service(FailingCredential(), secret_store, clock, notifications)
-    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(ConnectionError):
         await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer t")
@@ -577,7 +578,7 @@ async def test_a_credential_is_taken_back_from_vault_when_the_row_update_fails(
 async def test_rotation_keeps_the_previous_secret_for_the_overlap(
     webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
 ) -> None:
-    webhook, old_secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, old_secret, _ = await webhooks.create(TENANT, outbound(), None)
     clock.advance(timedelta(days=1))
 
     rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
@@ -598,7 +599,7 @@ async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overla
 ) -> None:
     """Its answer was lost, so the caller sends it again: rotating anew would make the chosen secret its
     own previous one and end the overlap of the secret receivers still hold."""
-    webhook, old_secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, old_secret, _ = await webhooks.create(TENANT, outbound(), None)
     first = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=SECRET)
     clock.advance(timedelta(minutes=1))
 
@@ -615,7 +616,7 @@ async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overla
 async def test_rotation_without_overlap_drops_the_previous_secret(
     webhooks: Webhooks, secret_store: FakeSecrets
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
 
     rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
 
@@ -631,7 +632,7 @@ async def test_rotation_puts_the_old_record_back_when_the_row_update_fails(
             raise ConnectionError("the database went away")
 
     webhooks = service(FailingFingerprint(), secret_store, clock, notifications)
-    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(ConnectionError):
         await webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=None)
@@ -643,7 +644,7 @@ async def test_a_rotation_after_one_vault_carried_out_late_keeps_the_secret_the_
     webhooks: Webhooks, secret_store: FakeSecrets
 ) -> None:
     """The lost rotation's secret was never handed out: the next rotation overlaps with the one in use."""
-    webhook, old_secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, old_secret, _ = await webhooks.create(TENANT, outbound(), None)
     secret_store.answers_late = True
     with pytest.raises(Unavailable):
         await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
@@ -676,7 +677,7 @@ async def test_a_retried_rotation_to_a_chosen_secret_writes_it_when_vault_was_pu
     row's word for it and answer OK while every delivery is signed with the old secret."""
     store = FingerprintCommittedLate()
     webhooks = service(store, secret_store, clock, notifications)
-    webhook, old_secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, old_secret, _ = await webhooks.create(TENANT, outbound(), None)
     with pytest.raises(Unavailable):
         await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=SECRET)
     assert secret_store.records[webhook.vault_path] == {"current": old_secret}  # put back
@@ -693,7 +694,7 @@ async def test_a_retried_rotation_to_a_chosen_secret_writes_it_when_vault_was_pu
 
 
 async def test_rotation_names_every_invalid_field(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
-    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
 
     with pytest.raises(Invalid) as raised:
         await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(days=8), signing_secret="short")
@@ -703,7 +704,7 @@ async def test_rotation_names_every_invalid_field(webhooks: Webhooks, secret_sto
 
 
 async def test_a_deleted_webhooks_secret_is_not_rotated(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
-    webhook, secret = await webhooks.create(TENANT, outbound(), None)
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
     await webhooks.delete(TENANT, webhook.id, expected_version=None)
 
     with pytest.raises(FailedPrecondition):
@@ -718,7 +719,7 @@ async def test_a_deleted_webhooks_secret_is_not_rotated(webhooks: Webhooks, secr
 async def test_resume_clears_the_pause_and_wakes_the_workers(
     webhooks: Webhooks, webhook_store: FakeWebhooks, notifications: FakeNotifications, clock: FakeClock
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     webhook_store.rows[webhook.id] = replace(webhook, paused_at=clock(), consecutive_failures=5)
 
     resumed, _ = await webhooks.resume(TENANT, webhook.id)
@@ -730,7 +731,7 @@ async def test_resume_clears_the_pause_and_wakes_the_workers(
 async def test_resuming_a_deleted_webhook_fails_and_wakes_nobody(
     webhooks: Webhooks, notifications: FakeNotifications
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     await webhooks.delete(TENANT, webhook.id, expected_version=None)
     woken = notifications.count(Topic.DELIVERIES)
 
@@ -751,7 +752,7 @@ def renamed_elsewhere(store: FakeWebhooks, webhook: Webhook) -> None:
 async def test_every_change_tells_other_processes_the_version_it_wrote(
     webhooks: Webhooks, notifications: FakeNotifications
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     # Nobody caches a webhook that did not exist (misses are not cached), so a create tells no one.
     assert notifications.payloads(Topic.WEBHOOKS) == []
     await webhooks.update(TENANT, webhook.id, expected_version=1, paths=["name"], changes_for=lambda p: {"name": "b"})
@@ -767,7 +768,7 @@ async def test_get_answers_from_the_cache_until_told_the_webhook_changed(
     webhooks: Webhooks, webhook_store: FakeWebhooks, notifications: FakeNotifications
 ) -> None:
     async with webhooks.follow_changes():
-        webhook, _ = await webhooks.create(TENANT, outbound(), None)
+        webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
         renamed_elsewhere(webhook_store, webhook)
         assert (await webhooks.get(TENANT, webhook.id)).spec.name == "orders"  # what this process wrote
 
@@ -799,7 +800,7 @@ async def test_a_read_overtaken_by_another_processs_write_is_not_served_afterwar
     store.answer.set()
     webhooks = service(store, secret_store, clock, notifications)
     async with webhooks.follow_changes():
-        webhook, _ = await webhooks.create(TENANT, outbound(), None)
+        webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
         notifications.notify(Topic.WEBHOOKS, webhook.id)  # forgotten here, so the next get reads the row
         store.answer.clear()
         read = asyncio.create_task(webhooks.get(TENANT, webhook.id))
@@ -814,7 +815,7 @@ async def test_a_read_overtaken_by_another_processs_write_is_not_served_afterwar
 
 
 async def test_a_fresh_read_skips_the_cache(webhooks: Webhooks, webhook_store: FakeWebhooks) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     renamed_elsewhere(webhook_store, webhook)
 
     assert (await webhooks.get(TENANT, webhook.id, fresh=True)).spec.name == "renamed"
@@ -823,7 +824,7 @@ async def test_a_fresh_read_skips_the_cache(webhooks: Webhooks, webhook_store: F
 async def test_following_changes_starts_by_forgetting_what_may_have_been_missed(
     webhooks: Webhooks, webhook_store: FakeWebhooks
 ) -> None:
-    webhook, _ = await webhooks.create(TENANT, outbound(), None)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     renamed_elsewhere(webhook_store, webhook)  # while this process was not listening
 
     async with webhooks.follow_changes():
@@ -831,7 +832,7 @@ async def test_following_changes_starts_by_forgetting_what_may_have_been_missed(
 
 
 async def test_a_cached_webhook_is_still_not_found_for_another_tenant(webhooks: Webhooks) -> None:
-    webhook, _ = await webhooks.create(APP, outbound(), None)
+    webhook, _, _ = await webhooks.create(APP, outbound(), None)
     assert (await webhooks.get(APP, webhook.id)).id == webhook.id  # cached now
 
     with pytest.raises(NotFound):

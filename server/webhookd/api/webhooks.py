@@ -47,10 +47,20 @@ class WebhookCrud:
 
     async def CreateWebhook(self, request: pb.CreateWebhookRequest, context: Context) -> pb.CreateWebhookResponse:
         spec = convert.spec_from_proto(request.webhook)
-        webhook, handed_out = await self.webhooks.create(current_scope(), spec, request.signing_secret or None)
-        if webhook.spec.signature_scheme.asymmetric:
-            return pb.CreateWebhookResponse(webhook=convert.webhook_to_proto(webhook), public_key=handed_out)
-        return pb.CreateWebhookResponse(webhook=convert.webhook_to_proto(webhook), signing_secret=handed_out)
+        created = await self.webhooks.create(
+            current_scope(),
+            spec,
+            request.signing_secret or None,
+            idempotency_key=request.idempotency_key or None,
+        )
+        response = pb.CreateWebhookResponse(
+            webhook=convert.webhook_to_proto(created.webhook), duplicate=created.duplicate
+        )
+        if created.webhook.spec.signature_scheme.asymmetric:
+            response.public_key = created.handed_out
+        else:
+            response.signing_secret = created.handed_out
+        return response
 
     async def UpdateWebhook(self, request: pb.UpdateWebhookRequest, context: Context) -> pb.UpdateWebhookResponse:
         explicit_paths = list(request.update_mask.paths)

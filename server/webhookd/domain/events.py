@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from webhookd.domain.json_text import json_identity
 
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # The request fields an event's data comes in (a Struct, or JSON text kept as written): errors name them.
 PAYLOAD_FIELD = "payload"
 PAYLOAD_JSON_FIELD = "payload_json"
-# An idempotency key is remembered this long; a later publish with it is a new event.
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 _DATA_KEY = ',"data":'
 
 

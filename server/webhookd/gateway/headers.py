@@ -30,12 +30,11 @@ from webhookd.gateway.descriptors import (
     resolve_field_path,
 )
 from webhookd.gateway.jsonshape import JsonInputError
-from webhookd.gateway.query import SECRET_HEADERS
+from webhookd.gateway.query import IDEMPOTENCY_KEY_FIELD, SECRET_HEADERS
 from webhookd.gateway.routes import Binding
 from webhookd.gateway.transcode import VERSION_FIELD
 from webhookd.http.errors import precondition_failed
 
-IDEMPOTENCY_KEY_FIELD = "idempotency_key"
 RESUME_CURSOR_FIELD = "after_cursor"
 # Where a stream message keeps its position, tried in order (DeliveryLogResponse.entry.cursor).
 EVENT_ID_PATHS = ("entry.cursor", "cursor")

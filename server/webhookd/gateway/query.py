@@ -25,6 +25,10 @@ MAX_QUERY_DEPTH = 3
 # Request fields that hold a secret, and the header that carries each instead of the query
 # (headers.py reads it).
 SECRET_HEADERS: Mapping[str, str] = MappingProxyType({"signing_secret": "Webhook-Signing-Secret"})
+# The request field the Idempotency-Key header carries (headers.py), where a body does not: one way
+# to send it, the one clients of Stripe-like APIs know.
+IDEMPOTENCY_KEY_FIELD = "idempotency_key"
+_HEADER_FIELDS = frozenset({*SECRET_HEADERS, IDEMPOTENCY_KEY_FIELD})
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ def _walk(
     for field in message.fields:
         path = (*prefix, field)
         name = ".".join(f.name for f in path)
-        if name == binding.body or name in binding.path_fields or is_output_only(field) or name in SECRET_HEADERS:
+        if name == binding.body or name in binding.path_fields or is_output_only(field) or name in _HEADER_FIELDS:
             continue
         nested = field.message_type
         if nested is not None and is_repeated(field):

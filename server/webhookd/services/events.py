@@ -6,12 +6,11 @@ import asyncio
 import json
 from typing import Any, Protocol
 
-from webhookd.domain import event_types, ids, json_text
+from webhookd.domain import event_types, idempotency, ids, json_text
 from webhookd.domain.errors import FailedPrecondition, FieldViolation, Invalid
 from webhookd.domain.event_catalog import PayloadMismatch
 from webhookd.domain.event_schemas import CompiledSchema, Unevaluable
 from webhookd.domain.events import (
-    MAX_IDEMPOTENCY_KEY_LENGTH,
     PAYLOAD_FIELD,
     PAYLOAD_JSON_FIELD,
     NewEvent,
@@ -68,8 +67,8 @@ class Events:
             violations.append(
                 FieldViolation("event_type", f"'{event_types.SERVICE_NAMESPACE}.' types are the service's own events")
             )
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
-            violations.append(FieldViolation("idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters"))
+        if (key_problem := idempotency.key_problem(idempotency_key)) is not None:
+            violations.append(FieldViolation("idempotency_key", key_problem))
         channels, found = check_channels(channels, "channels", most=EVENT_CHANNELS_MAX)
         violations += found
         # Sized before it is parsed, so an oversized text costs no parse.

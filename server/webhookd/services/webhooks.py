@@ -7,13 +7,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import timedelta
+from typing import NamedTuple
 
-from webhookd.domain import event_types, ids, page_tokens
+from webhookd.domain import event_types, idempotency, ids, page_tokens
 from webhookd.domain.credentials import credential_id_of, same_origin, with_credential
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
+from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.inbound import inbound_url
 from webhookd.domain.lifecycle import (
     DISABLED_BY_OWNER,
@@ -29,6 +31,7 @@ from webhookd.domain.secret_rotation import (
     MAX_OVERLAP,
     PublicKeys,
     Rotation,
+    active_secrets,
     overlap_end,
     public_keys,
     rotated,
@@ -42,6 +45,22 @@ from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepo
 from webhookd.services.webhook_cache import WebhookCache
 
 log = logging.getLogger("webhookd.webhooks")
+
+# The key names one create: a retry must repeat it, or a mistaken reuse would be answered with another
+# webhook (and its secret) as if it were the one asked for.
+CREATE_KEY_REUSED = (
+    "was used within 24 hours for another create (other webhook values or signing secret): a retry must"
+    " repeat the create, a new webhook needs a new key"
+)
+
+
+class Created(NamedTuple):
+    """A created webhook and what its caller keeps: the signing secret, or an ed25519 public key."""
+
+    webhook: Webhook
+    handed_out: str
+    duplicate: bool = False  # a retry of an earlier create (its idempotency key): nothing was created
+
 
 # Turns validated update_mask paths into typed new values (built by the transport from its message).
 ChangesFor = Callable[[list[str]], Mapping[str, object]]
@@ -71,13 +90,19 @@ class Webhooks:
         self._allow_insecure_urls = allow_insecure_urls
         self._now = clock
 
-    async def create(self, scope: Scope, spec: WebhookSpec, signing_secret: str | None) -> tuple[Webhook, str]:
+    async def create(
+        self, scope: Scope, spec: WebhookSpec, signing_secret: str | None, *, idempotency_key: str | None = None
+    ) -> Created:
         """Writes the secret to Vault, then the row; an insert that failed removes the secret again.
         One whose outcome is unknown leaves it (services/orphan_secrets.py removes it if no row comes).
-        Returns what the caller keeps: the signing secret, or for ed25519 the public key (the private
-        key stays in Vault)."""
+        Hands out what the caller keeps: the signing secret, or for ed25519 the public key (the private
+        key stays in Vault). A create with the idempotency key of one in the same scope within
+        idempotency.WINDOW creates nothing and hands out that one's webhook and secret again."""
         spec = validate_spec(spec, allow_insecure_urls=self._allow_insecure_urls)
         _check_chosen_secret(spec, signing_secret)
+        keyed = _keyed(idempotency_key, spec, signing_secret)
+        if keyed is not None and (earlier := await self._created_earlier(scope, keyed.key)) is not None:
+            return await self._created_again(*earlier, keyed)
         secret = signing_secret or new_signing_secret(spec.signature_scheme)
         webhook_id = ids.new_id(ids.WEBHOOK_PREFIX)
         if spec.direction is Direction.INBOUND:
@@ -106,7 +131,7 @@ class Webhooks:
             version=1,
         )
         try:
-            stored = await self._store.insert(webhook)
+            inserted = await self._store.insert(webhook, keyed=keyed)
         except Unavailable:
             # No answer in time, like a cancelled call (not caught here): the row may still commit (when
             # its COMMIT went unanswered: store/database.py execute_unless_abandoned), and without its
@@ -116,9 +141,36 @@ class Webhooks:
         except Exception:
             await asyncio.shield(self._discard_secret(vault_path))
             raise
+        if not inserted:
+            # A create with the same key committed since the look-up: this one's secret signs nothing.
+            await asyncio.shield(self._discard_secret(vault_path))
+            assert keyed is not None  # only a keyed insert can find its key held
+            earlier = await self._store.created_with(scope, keyed.key)
+            if earlier is None:
+                raise Aborted("a create with this idempotency_key was under way; retry it")
+            return await self._created_again(*earlier, keyed)
         # No other process can hold a webhook that did not exist: nothing to tell them.
-        self._cache.put(stored)
-        return stored, public_key(secret) if spec.signature_scheme.asymmetric else secret
+        self._cache.put(webhook)
+        return Created(webhook, public_key(secret) if spec.signature_scheme.asymmetric else secret)
+
+    async def _created_earlier(self, scope: Scope, key: str) -> tuple[Webhook, str] | None:
+        """The webhook a create made with `key` in this scope within the window, with that create's
+        request fingerprint; a key past its window is released for this create to take."""
+        earlier = await self._store.created_with(scope, key)
+        if earlier is not None and not idempotency.remembered(earlier[0].created_at, self._now()):
+            await self._store.release_key(earlier[0].id, key)
+            return None
+        return earlier
+
+    async def _created_again(self, webhook: Webhook, request: str, keyed: KeyedRequest) -> Created:
+        """What the create that made `webhook` handed out, for a retry of it: the secret the webhook
+        signs with now (the row's, read from Vault: a rotation since then changed it)."""
+        if request != keyed.request:
+            raise Invalid.field("idempotency_key", CREATE_KEY_REUSED)
+        record = await self._secrets.read(webhook.vault_path)
+        secret = active_secrets(record, self._now(), webhook.secret_fingerprint)[0]
+        handed_out = public_key(secret) if webhook.spec.signature_scheme.asymmetric else secret
+        return Created(webhook, handed_out, duplicate=True)
 
     async def get(self, scope: Scope, webhook_id: str, *, fresh: bool = False) -> Webhook:
         """From the cache unless `fresh` (see services/webhook_cache.py for what it may lag)."""
@@ -427,6 +479,16 @@ def _check_chosen_secret(spec: WebhookSpec, signing_secret: str | None) -> None:
     problem = validate_secret(signing_secret, scheme)
     if problem is not None:
         raise Invalid.field("signing_secret", problem)
+
+
+def _keyed(idempotency_key: str | None, spec: WebhookSpec, signing_secret: str | None) -> KeyedRequest | None:
+    """The create's key with its request's fingerprint (a chosen secret by its own fingerprint only)."""
+    if idempotency_key is None:
+        return None
+    if (problem := idempotency.key_problem(idempotency_key)) is not None:
+        raise Invalid.field("idempotency_key", problem)
+    chosen = fingerprint(signing_secret) if signing_secret else None
+    return KeyedRequest(idempotency_key, idempotency.request_fingerprint([asdict(spec), chosen]))
 
 
 def _with_url(spec: WebhookSpec, url: str) -> WebhookSpec:

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from webhookd.domain import ids
 from webhookd.domain.errors import Invalid, NotFound
-from webhookd.domain.events import IDEMPOTENCY_WINDOW, KEY_REUSED, NewEvent, Published, same_event
+from webhookd.domain.events import KEY_REUSED, NewEvent, Published, same_event
+from webhookd.domain.idempotency import remembered
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
 from webhookd.domain.topics import Topic, new_deliveries_payload
@@ -191,7 +192,7 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
             targets = await found.fetchall()
             if earlier is not None and earlier[1] is not None:
                 earlier_id, created_at, queued, *what = earlier
-                if event.created_at - created_at < IDEMPOTENCY_WINDOW:
+                if remembered(created_at, event.created_at):
                     await connection.execute(COMMIT)
                     if not same_event(event, *what):
                         raise Invalid.field("idempotency_key", KEY_REUSED)

@@ -49,6 +49,10 @@ webhooks = sa.Table(
     # its value is in Vault (migration 0012).
     sa.Column("credential_header", sa.Text, nullable=False, server_default=""),
     sa.Column("credential_id", sa.Text, nullable=False, server_default=""),
+    # The key a keyed create named itself with (held 24 hours, then NULL once reused) and its
+    # request's fingerprint, to tell a retry from a reuse (migration 0014).
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("idempotency_request", sa.Text),
 )
 
 # Keys the service derives from, shared by every process on the database (page-token signing).

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from psycopg.types.json import Jsonb
 
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome
@@ -58,6 +59,23 @@ _PAGE_TOKEN_KEY = compiled(sa.select(server_keys.c.key).where(server_keys.c.name
 # Every column is given, so the row is the webhook as given: nothing to read back.
 _INSERT = compiled(webhooks.insert().values({c.name: param(c.name) for c in webhooks.c}))
 _GET = compiled(sa.select(webhooks).where(_THE_WEBHOOK))
+# A keyed create inserts nothing when its key is held in its scope already (webhooks_idempotency).
+_INSERT_ONCE = (
+    f"{_INSERT} ON CONFLICT (tenant_id, coalesce(app_id, ''), idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+# Exactly the caller's scope, as the key is held (not `scoped`: a person's key is not an app's).
+_KEY_HOLDER = sa.and_(
+    webhooks.c.tenant_id == param("tenant_id", sa.Text),
+    sa.func.coalesce(webhooks.c.app_id, "") == sa.func.coalesce(param("app_id", sa.Text), ""),
+    webhooks.c.idempotency_key == param("idempotency_key", sa.Text),
+)
+_CREATED_WITH = compiled(sa.select(webhooks).where(_KEY_HOLDER))
+_RELEASE_KEY = compiled(
+    webhooks.update()
+    .where(webhooks.c.id == param("id"), webhooks.c.idempotency_key == param("idempotency_key"))
+    .values(idempotency_key=None, idempotency_request=None)
+)
 _UPDATE_SPEC = compiled(
     webhooks.update()
     .where(_THE_WEBHOOK, webhooks.c.version == param("expected_version"), _LIVE)
@@ -256,7 +274,7 @@ class WebhookStore:
             self._page_token_key = bytes(row[0])
         return self._page_token_key
 
-    async def insert(self, webhook: Webhook) -> Webhook:
+    async def insert(self, webhook: Webhook, *, keyed: KeyedRequest | None = None) -> bool:
         values = _spec_values(webhook.spec) | {
             "id": webhook.id,
             "tenant_id": webhook.tenant_id,
@@ -277,11 +295,19 @@ class WebhookStore:
             "paused_at": None,
             "credential_header": webhook.credential_header,
             "credential_id": webhook.credential_id,
+            "idempotency_key": None if keyed is None else keyed.key,
+            "idempotency_request": None if keyed is None else keyed.request,
         }
         # Never committed once its caller was told Unavailable, but for a lost answer to COMMIT itself:
         # a webhook that came alive afterwards would sign with a secret nobody was given.
-        await self._db.execute_unless_abandoned(_INSERT, values)
-        return webhook
+        return await self._db.execute_unless_abandoned(_INSERT if keyed is None else _INSERT_ONCE, values) == 1
+
+    async def created_with(self, scope: Scope, key: str) -> tuple[Webhook, str] | None:
+        row = await self._db.fetch_one(_CREATED_WITH, scope_params(scope) | {"idempotency_key": key})
+        return None if row is None else (webhook_from_row(row), row[_INDEX["idempotency_request"]])
+
+    async def release_key(self, webhook_id: str, key: str) -> None:
+        await self._db.execute(_RELEASE_KEY, {"id": webhook_id, "idempotency_key": key})
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         row = await self._db.fetch_one(_GET, scope_params(scope) | {"id": webhook_id})

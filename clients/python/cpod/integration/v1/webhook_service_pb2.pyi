@@ -166,9 +166,16 @@ class CreateWebhookRequest(_message.Message):
 
     WEBHOOK_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     signing_secret: _builtins.str
     """Optional signing secret to use instead of a generated one: `whsec_` + base64 of 24..64
     bytes, or 24..64 bytes of text. Over HTTP it is the Webhook-Signing-Secret header.
+    """
+    idempotency_key: _builtins.str
+    """Names this create so that a retry is carried out once (AIP-155's request id, named as in
+    PublishEventRequest; over HTTP the Idempotency-Key header). Within 24 hours, a create in the same
+    scope with the same key returns the webhook the first one made, with duplicate set and its signing
+    secret (or public key) again; one with other values is INVALID_ARGUMENT. Up to 255 characters.
     """
     @_builtins.property
     def webhook(self) -> _webhook_pb2.Webhook:
@@ -179,10 +186,11 @@ class CreateWebhookRequest(_message.Message):
         *,
         webhook: _webhook_pb2.Webhook | None = ...,
         signing_secret: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -197,11 +205,16 @@ class CreateWebhookResponse(_message.Message):
     WEBHOOK_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
     signing_secret: _builtins.str
     """The signing secret. Returned only here: store it now. Empty for an ed25519 webhook."""
     public_key: _builtins.str
     """An ed25519 webhook's public key (`whpk_` + base64), to verify its `v1a` signatures with; empty for
     the other schemes. GetWebhookPublicKey returns it again.
+    """
+    duplicate: _builtins.bool
+    """True when idempotency_key matched an earlier create, whose webhook is returned: nothing was
+    created now.
     """
     @_builtins.property
     def webhook(self) -> _webhook_pb2.Webhook:
@@ -213,10 +226,11 @@ class CreateWebhookResponse(_message.Message):
         webhook: _webhook_pb2.Webhook | None = ...,
         signing_secret: _builtins.str = ...,
         public_key: _builtins.str = ...,
+        duplicate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["public_key", b"public_key", "signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "public_key", b"public_key", "signing_secret", b"signing_secret", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -196,7 +196,8 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateWebhook(self, request, context):
-        """Creates a webhook and its signing secret. The secret is returned here and never again. Over
+        """Creates a webhook and its signing secret. The secret is returned here and never again (but to a
+        retry with the create's idempotency_key). Over
         HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
         Webhook-Signing-Secret header, never in the URL. With signature_scheme `ed25519` the server makes
         a key pair instead: its private key stays in Vault and public_key is returned (no signing_secret).

@@ -43,7 +43,8 @@ class WebhookServiceStub:
     GetWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.GetWebhookRequest, _webhook_service_pb2.GetWebhookResponse]
     """Returns one webhook, soft-deleted or not."""
     CreateWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.CreateWebhookRequest, _webhook_service_pb2.CreateWebhookResponse]
-    """Creates a webhook and its signing secret. The secret is returned here and never again. Over
+    """Creates a webhook and its signing secret. The secret is returned here and never again (but to a
+    retry with the create's idempotency_key). Over
     HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
     Webhook-Signing-Secret header, never in the URL. With signature_scheme `ed25519` the server makes
     a key pair instead: its private key stays in Vault and public_key is returned (no signing_secret).
@@ -159,7 +160,8 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     GetWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.GetWebhookRequest, _webhook_service_pb2.GetWebhookResponse]  # type: ignore[assignment]
     """Returns one webhook, soft-deleted or not."""
     CreateWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.CreateWebhookRequest, _webhook_service_pb2.CreateWebhookResponse]  # type: ignore[assignment]
-    """Creates a webhook and its signing secret. The secret is returned here and never again. Over
+    """Creates a webhook and its signing secret. The secret is returned here and never again (but to a
+    retry with the create's idempotency_key). Over
     HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
     Webhook-Signing-Secret header, never in the URL. With signature_scheme `ed25519` the server makes
     a key pair instead: its private key stays in Vault and public_key is returned (no signing_secret).
@@ -290,7 +292,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.CreateWebhookRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.CreateWebhookResponse, _abc.Awaitable[_webhook_service_pb2.CreateWebhookResponse]]:
-        """Creates a webhook and its signing secret. The secret is returned here and never again. Over
+        """Creates a webhook and its signing secret. The secret is returned here and never again (but to a
+        retry with the create's idempotency_key). Over
         HTTP the body is the Webhook itself (AIP-133), and a chosen signing_secret travels in the
         Webhook-Signing-Secret header, never in the URL. With signature_scheme `ed25519` the server makes
         a key pair instead: its private key stays in Vault and public_key is returned (no signing_secret).
