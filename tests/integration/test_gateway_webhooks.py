@@ -111,7 +111,8 @@ async def test_create_returns_the_webhook_and_its_secret_once(rest) -> None:
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"webhook", "signing_secret", "public_key"}
+    assert set(body) == {"webhook", "signing_secret", "public_key", "duplicate"}
+    assert body["duplicate"] is False  # no idempotency key: a create of its own
     assert body["signing_secret"].startswith("whsec_")
     assert body["public_key"] == ""  # only an ed25519 webhook has one
     assert body["webhook"]["id"].startswith("whk_")
