@@ -622,6 +622,29 @@ async def test_idempotency_key_in_body_and_header_must_agree(gateway: Gateway) -
     assert violations_of(response)[0]["field"] == "idempotency_key"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/integration/webhooks", {"name": "orders", "url": "https://example.com/hook"}),
+        ("/api/v1/integration/events", {"event_type": "rfp.created"}),
+    ],
+    ids=["create", "publish"],
+)
+@pytest.mark.parametrize("sent", [[b""], [b"a", b"b"], [b"a", b"a"]], ids=["empty", "two keys", "one key twice"])
+async def test_an_idempotency_key_header_empty_or_repeated_is_400_and_nothing_is_called(
+    gateway: Gateway, path: str, body: dict[str, Any], sent: list[bytes]
+) -> None:
+    """An empty header (`-H "Idempotency-Key: $KEY"` with KEY unset) would make the write unkeyed, and
+    which of several keys a proxy honours differs: either way a retry could write twice."""
+    served = len(gateway.fake.requests)
+
+    response = await gateway.http.post(path, json=body, headers=[(b"Idempotency-Key", value) for value in sent])
+
+    assert response.status_code == 400, response.text
+    assert [v["field"] for v in violations_of(response)] == ["idempotency_key"]
+    assert len(gateway.fake.requests) == served
+
+
 async def test_if_match_past_int64_or_in_other_digits_is_400_naming_the_header(gateway: Gateway) -> None:
     created = await create(gateway)
     path = f"/api/v1/integration/webhooks/{created['id']}"

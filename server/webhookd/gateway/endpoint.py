@@ -78,7 +78,7 @@ class RpcHandler:
             )
             message = build_request(binding, http)
             conditional = http_headers.apply_if_match(binding, message, request.headers.get("if-match"))
-            http_headers.apply_idempotency_key(message, request.headers.get("idempotency-key"))
+            http_headers.apply_idempotency_key(message, request.headers.getlist("idempotency-key"))
             http_headers.apply_secret_headers(binding, message, request.headers)
             metadata = call_metadata(request.headers, rid)
             if binding.server_streaming:

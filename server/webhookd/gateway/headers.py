@@ -145,10 +145,21 @@ def etag_for_body(binding: Binding, body: Any) -> str | None:
     return etag(body.get(VERSION_FIELD))
 
 
-def apply_idempotency_key(request: Message, header: str | None) -> None:
-    if not header or _scalar_path(descriptor_of(request), IDEMPOTENCY_KEY_FIELD) is None:
+def apply_idempotency_key(request: Message, headers: Sequence[str]) -> None:
+    """The Idempotency-Key header (every value sent) as the request's key. One that is empty (a
+    client's unset variable) or sent more than once is refused: the write would be made unkeyed, or
+    under whichever key a proxy picked, and a retry could then make it twice."""
+    if not headers or _scalar_path(descriptor_of(request), IDEMPOTENCY_KEY_FIELD) is None:
         return
-    key, current = header.strip(), getattr(request, IDEMPOTENCY_KEY_FIELD)
+    if len(headers) > 1:
+        raise JsonInputError(
+            [FieldViolation(IDEMPOTENCY_KEY_FIELD, "the Idempotency-Key header was sent more than once")]
+        )
+    key, current = headers[0].strip(), getattr(request, IDEMPOTENCY_KEY_FIELD)
+    if not key:
+        raise JsonInputError(
+            [FieldViolation(IDEMPOTENCY_KEY_FIELD, "the Idempotency-Key header is empty: send a key, or no header")]
+        )
     if current and current != key:
         raise JsonInputError([FieldViolation(IDEMPOTENCY_KEY_FIELD, "differs from the Idempotency-Key header")])
     setattr(request, IDEMPOTENCY_KEY_FIELD, key)
