@@ -3,14 +3,14 @@ reuse for another create is refused, keys are per exact scope and held for idemp
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from fakes import FakeClock, FakeNotifications, FakeSecrets, FakeWebhooks
 from webhookd.domain import signing
 from webhookd.domain.errors import Invalid
-from webhookd.domain.idempotency import MAX_KEY_LENGTH, WINDOW, KeyedRequest
+from webhookd.domain.idempotency import MAX_KEY_LENGTH, WINDOW, KeyedRequest, request_fingerprint
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import Direction, SignatureScheme, Webhook, WebhookSpec
 from webhookd.services.webhooks import Webhooks
@@ -40,6 +40,62 @@ async def test_a_retry_with_its_headers_in_another_order_is_the_same_create(webh
     retry = await webhooks.create(TENANT, replace(SPEC, headers={"X-B": "2", "X-A": "1"}), None, idempotency_key=KEY)
 
     assert retry.duplicate and retry.webhook.id == first.webhook.id
+
+
+@dataclass(frozen=True)
+class PolicyThen:
+    attempts: int = 8
+
+
+@dataclass(frozen=True)
+class SpecThen:
+    """A request as one release has it."""
+
+    name: str
+    tags: tuple[str, ...] = ()
+    policy: PolicyThen = PolicyThen()
+
+
+@dataclass(frozen=True)
+class PolicyNow:
+    attempts: int = 8
+    jitter: bool = True
+
+
+@dataclass(frozen=True)
+class SpecNow:
+    """The same request a release later: it gained fields, with defaults, here and in its policy."""
+
+    name: str
+    tags: tuple[str, ...] = ()
+    policy: PolicyNow = PolicyNow()
+    headers: dict[str, str] = field(default_factory=dict)
+    ordering: str = "unordered"
+
+
+@pytest.mark.parametrize(
+    ("then", "now"),
+    [
+        (SpecThen("orders"), SpecNow("orders")),
+        (SpecThen("orders", ("a",), PolicyThen(3)), SpecNow("orders", ("a",), PolicyNow(3))),
+    ],
+)
+def test_a_field_a_later_release_adds_leaves_a_requests_fingerprint_as_it_was(then: SpecThen, now: SpecNow) -> None:
+    # A retry that lands on the next release during a deploy is still a retry, not a reused key.
+    assert request_fingerprint([then, None]) == request_fingerprint([now, None])
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        SpecNow("orders", ordering="fifo"),
+        SpecNow("orders", policy=PolicyNow(jitter=False)),
+        SpecNow("orders", headers={"X-A": "1"}),
+        SpecNow("other"),
+    ],
+)
+def test_a_value_other_than_the_default_still_tells_requests_apart(other: SpecNow) -> None:
+    assert request_fingerprint([SpecNow("orders"), None]) != request_fingerprint([other, None])
 
 
 @pytest.mark.parametrize(

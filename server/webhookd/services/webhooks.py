@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -488,7 +488,7 @@ def _keyed(idempotency_key: str | None, spec: WebhookSpec, signing_secret: str |
     if (problem := idempotency.key_problem(idempotency_key)) is not None:
         raise Invalid.field("idempotency_key", problem)
     chosen = fingerprint(signing_secret) if signing_secret else None
-    return KeyedRequest(idempotency_key, idempotency.request_fingerprint([asdict(spec), chosen]))
+    return KeyedRequest(idempotency_key, idempotency.request_fingerprint([spec, chosen]))
 
 
 def _with_url(spec: WebhookSpec, url: str) -> WebhookSpec:
