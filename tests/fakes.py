@@ -113,8 +113,8 @@ class FakeWebhooks:
         holder = self._key_holder(scope.tenant_id, scope.app_id, key)
         return None if holder is None else (self.rows[holder], self.keys[holder].request)
 
-    async def release_key(self, webhook_id: str, key: str) -> None:
-        if webhook_id in self.keys and self.keys[webhook_id].key == key:
+    async def release_key(self, scope: Scope, webhook_id: str, key: str) -> None:
+        if self._key_holder(scope.tenant_id, scope.app_id, key) == webhook_id:
             del self.keys[webhook_id]
 
     def _key_holder(self, tenant_id: str, app_id: str | None, key: str) -> str | None:

@@ -54,8 +54,9 @@ class WebhookRepository(Protocol):
         """The webhook a create in exactly this scope made with idempotency `key` (deleted or not),
         with that create's request fingerprint."""
 
-    async def release_key(self, webhook_id: str, key: str) -> None:
-        """The webhook no longer holds `key` (its window is over: a new create may take it)."""
+    async def release_key(self, scope: Scope, webhook_id: str, key: str) -> None:
+        """The webhook no longer holds `key` in exactly this scope (its window is over: a new create
+        may take it)."""
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         """NotFound unless the webhook is in the caller's scope (deleted ones included)."""

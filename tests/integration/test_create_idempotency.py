@@ -15,6 +15,8 @@ from webhook_calls import HTTPS_URL, field_violations, rpc_error
 
 from support import new_tenant_id
 from webhookd.app import Service
+from webhookd.domain.scope import Scope
+from webhookd.store.webhooks import WebhookStore
 
 RACERS = 8
 
@@ -70,6 +72,30 @@ async def test_rest_takes_the_key_from_the_idempotency_key_header(gateway) -> No
     assert other.status_code == 400
     assert violated_fields(other) == {"idempotency_key"}
     assert unkeyed.json()["webhook"]["id"] != first.json()["webhook"]["id"]
+
+
+async def test_a_key_past_its_window_is_taken_by_a_new_create(caller, database) -> None:
+    first = await caller.CreateWebhook(create_request("daily"))
+    moved = "UPDATE webhooks SET created_at = created_at - interval '25 hours' WHERE id = :id"
+    await database.execute(moved, id=first.webhook.id)
+
+    later = await caller.CreateWebhook(create_request("daily", tags=["new"]))
+    again = await caller.CreateWebhook(create_request("daily", tags=["new"]))
+
+    assert not later.duplicate and later.webhook.id != first.webhook.id
+    assert again.duplicate and again.webhook.id == later.webhook.id
+
+
+async def test_a_key_is_released_only_in_the_scope_that_holds_it(caller, service: Service) -> None:
+    created = await caller.CreateWebhook(create_request("held"))
+    store, held_by = WebhookStore(service.core.database), Scope(caller.tenant_id)
+
+    await store.release_key(Scope(new_tenant_id()), created.webhook.id, "held")
+    await store.release_key(Scope(caller.tenant_id, app_id="app_1"), created.webhook.id, "held")
+    assert await store.created_with(held_by, "held") is not None
+
+    await store.release_key(held_by, created.webhook.id, "held")
+    assert await store.created_with(held_by, "held") is None
 
 
 @pytest.mark.parametrize("key", ["k" * 256])

@@ -158,7 +158,7 @@ class Webhooks:
         request fingerprint; a key past its window is released for this create to take."""
         earlier = await self._store.created_with(scope, key)
         if earlier is not None and not idempotency.remembered(earlier[0].created_at, self._now()):
-            await self._store.release_key(earlier[0].id, key)
+            await self._store.release_key(scope, earlier[0].id, key)
             return None
         return earlier
 

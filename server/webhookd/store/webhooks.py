@@ -73,7 +73,7 @@ _KEY_HOLDER = sa.and_(
 _CREATED_WITH = compiled(sa.select(webhooks).where(_KEY_HOLDER))
 _RELEASE_KEY = compiled(
     webhooks.update()
-    .where(webhooks.c.id == param("id"), webhooks.c.idempotency_key == param("idempotency_key"))
+    .where(_KEY_HOLDER, webhooks.c.id == param("id"))
     .values(idempotency_key=None, idempotency_request=None)
 )
 _UPDATE_SPEC = compiled(
@@ -306,8 +306,8 @@ class WebhookStore:
         row = await self._db.fetch_one(_CREATED_WITH, scope_params(scope) | {"idempotency_key": key})
         return None if row is None else (webhook_from_row(row), row[_INDEX["idempotency_request"]])
 
-    async def release_key(self, webhook_id: str, key: str) -> None:
-        await self._db.execute(_RELEASE_KEY, {"id": webhook_id, "idempotency_key": key})
+    async def release_key(self, scope: Scope, webhook_id: str, key: str) -> None:
+        await self._db.execute(_RELEASE_KEY, scope_params(scope) | {"id": webhook_id, "idempotency_key": key})
 
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         row = await self._db.fetch_one(_GET, scope_params(scope) | {"id": webhook_id})
