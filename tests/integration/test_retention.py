@@ -1,6 +1,7 @@
 """Retention drops weeks of history whole, removes what the weeks do not hold row by row, and keeps
 what is still owed or recent."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from unittest.mock import ANY
 
@@ -199,3 +200,39 @@ async def test_held_skipped_and_discarded_deliveries_expire_with_their_week(own_
     # History, not owed: only the pending one is kept out of the dropped week.
     assert swept.kept_pending == 1
     assert left == [(waiting["pending"], "pending")]
+
+
+async def _waiting_on_a_lock(db: Database, statement_start: str) -> None:
+    """Returns once a backend running a statement that starts with `statement_start` waits for a lock."""
+    for _ in range(500):
+        row = await db.fetch_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %(q)s",
+            {"q": statement_start + "%"},
+        )
+        if row and row[0]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no statement {statement_start!r} waited for a lock")
+
+
+async def test_a_finished_delivery_requeued_while_its_batch_is_deleted_stays(own_database) -> None:
+    await migrate.upgrade(own_database)
+    old = datetime.now(UTC) - 6 * WEEK
+    async with opened(own_database) as db:
+        hook = await webhook(db, TENANT)
+        # An old week with no partition of its own: the failed delivery sits in the default partition.
+        failed = await delivery(db, TENANT, hook, await event(db, TENANT, old), old, status="failed")
+        async with await psycopg.AsyncConnection.connect(conninfo(own_database)) as redelivering:
+            # A redelivery (or RecoverWebhook) makes it pending again, committing while the sweep waits.
+            await redelivering.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), completed_at = NULL"
+                " WHERE id = %(id)s",
+                {"id": failed},
+            )
+            sweeping = asyncio.create_task(retention.sweep(db, cutoff=old + 3 * WEEK))
+            await _waiting_on_a_lock(db, "DELETE FROM deliveries_default")
+            await redelivering.commit()
+        await sweeping
+        left = await db.fetch_all("SELECT id, status FROM deliveries")
+
+    assert left == [(failed, "pending")]

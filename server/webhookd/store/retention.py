@@ -49,8 +49,10 @@ _BATCHES = (
     " (SELECT seq FROM attempts_default WHERE occurred_at < %(cutoff)s LIMIT %(batch)s)",
     "DELETE FROM inbound_events_default WHERE seq IN"
     " (SELECT seq FROM inbound_events_default WHERE received_at < %(cutoff)s LIMIT %(batch)s)",
-    f"DELETE FROM deliveries_default WHERE id IN (SELECT id FROM deliveries_default WHERE status <> '{_PENDING}'"
-    " AND created_at < %(cutoff)s LIMIT %(batch)s)",
+    # The status again outside the subquery: a row requeued (redeliver, recover) while the DELETE waited
+    # for its lock is checked again as committed, where the subquery's answer is the one from before.
+    f"DELETE FROM deliveries_default WHERE status <> '{_PENDING}' AND id IN (SELECT id FROM deliveries_default"
+    f" WHERE status <> '{_PENDING}' AND created_at < %(cutoff)s LIMIT %(batch)s)",
     # After the deliveries: an event goes only once no delivery refers to it.
     "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < %(cutoff)s"
     " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT %(batch)s)",
