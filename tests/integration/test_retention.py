@@ -236,3 +236,24 @@ async def test_a_finished_delivery_requeued_while_its_batch_is_deleted_stays(own
         left = await db.fetch_all("SELECT id, status FROM deliveries")
 
     assert left == [(failed, "pending")]
+
+
+async def test_a_week_another_process_dropped_meanwhile_is_passed_over(own_database) -> None:
+    await migrate.upgrade(own_database)
+    old = datetime.now(UTC) - 6 * WEEK
+    week = partitions.Period.of(old)
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=old, ahead=0)
+        async with await psycopg.AsyncConnection.connect(conninfo(own_database)) as reader:
+            await reader.execute("SELECT 1 FROM deliveries LIMIT 1")  # holds the sweep at the deliveries week
+            sweeping = asyncio.create_task(retention.sweep(db, cutoff=old + 3 * WEEK))
+            await _waiting_on_a_lock(db, "LOCK TABLE deliveries")
+            # Another process's sweep, between this one's listing of the weeks and its turn at attempts.
+            await db.execute(f"DROP TABLE {partitions.ATTEMPTS.partition_name(week)}")
+            await reader.commit()
+        swept = await sweeping
+
+    assert swept.dropped == [
+        partitions.DELIVERIES.partition_name(week),
+        partitions.INBOUND_EVENTS.partition_name(week),
+    ]

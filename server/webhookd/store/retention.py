@@ -11,7 +11,8 @@
   delivery keeps its event).
 
 Only one process sweeps: every transaction starts with the retention try-lock, and while another
-process holds it this one leaves the round. Dropping a partition takes an ACCESS EXCLUSIVE lock on
+process holds it this one leaves the round (and a week another process dropped since this one listed
+the partitions is passed over). Dropping a partition takes an ACCESS EXCLUSIVE lock on
 its table, which queries queue behind; the wait for it is bounded (`lock_timeout`), and a table busy
 for longer is tried again at the next round.
 """
@@ -62,6 +63,7 @@ _BATCHES = (
 class _Skipped(enum.Enum):
     SWEEPING_ELSEWHERE = "another process holds the retention lock"
     TABLE_BUSY = "the table stayed locked longer than lock_timeout"
+    GONE = "another process dropped it since this one listed the partitions"
 
 
 @dataclass
@@ -86,6 +88,8 @@ async def sweep(database: Database, *, cutoff: datetime, batch: int = 1000, max_
             outcome = await _drop_partition(database, table, name)
             if outcome is _Skipped.SWEEPING_ELSEWHERE:
                 return swept
+            if outcome is _Skipped.GONE:
+                continue
             if outcome is _Skipped.TABLE_BUSY:
                 log.warning("partition not dropped this round: table busy", extra={"partition": name})
                 continue
@@ -107,6 +111,11 @@ async def _locked(connection: Connection) -> bool:
     return bool(row and row[0])
 
 
+async def _exists(connection: Connection, name: str) -> bool:
+    row = await (await connection.execute("SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name})).fetchone()
+    return bool(row and row[0])
+
+
 async def _drop_partition(database: Database, table: partitions.PartitionedTable, name: str) -> int | _Skipped:
     """Drops one week of `table`; how many pending deliveries it kept."""
     partition = sql.Identifier(name)
@@ -118,6 +127,8 @@ async def _drop_partition(database: Database, table: partitions.PartitionedTable
                 if not await _locked(connection):
                     return _Skipped.SWEEPING_ELSEWHERE
                 await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                if not await _exists(connection, name):
+                    return _Skipped.GONE
                 if table is not partitions.DELIVERIES:
                     await connection.execute(sql.SQL("DROP TABLE {}").format(partition))
                     return 0
