@@ -439,17 +439,7 @@ class DeliveryWorkers:
 
     async def _retention_loop(self) -> None:
         while True:
-            try:
-                await partitions.ensure(self.database)  # the weeks ahead, before they are needed
-            except Exception:
-                log.exception("creating partitions failed")
-            cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
-            try:
-                swept = await retention.sweep(self.database, cutoff=cutoff)
-                if swept.dropped or swept.deleted:
-                    log.info("retention sweep", extra={"swept": swept, "cutoff": cutoff.isoformat()})
-            except Exception:
-                log.exception("retention sweep failed")
+            await keep_history(self.database, retention_days=self.retention_days)
             await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
     async def _orphan_secret_loop(self) -> None:
@@ -490,6 +480,21 @@ class DeliveryWorkers:
         await self.database.close()
         await self.secrets.log_out()
         self.secrets.close()
+
+
+async def keep_history(database: Database, *, retention_days: int) -> None:
+    """One round of the workers' history upkeep: the weeks ahead created, the expired ones removed."""
+    try:
+        await partitions.ensure(database)  # the weeks ahead, before they are needed
+    except Exception:
+        log.exception("creating partitions failed")
+    try:
+        cutoff = await retention.cutoff(database, keep=timedelta(days=retention_days))
+        swept = await retention.sweep(database, cutoff=cutoff)
+        if swept.dropped or swept.deleted:
+            log.info("retention sweep", extra={"swept": swept, "cutoff": cutoff.isoformat()})
+    except Exception:
+        log.exception("retention sweep failed")
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -2,7 +2,7 @@
 what is still owed or recent."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from unittest.mock import ANY
 
 import psycopg
@@ -11,6 +11,7 @@ from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from history_rows import attempt, delivery, event, opened, receipt, tables, webhook
 
+from webhookd import app
 from webhookd.domain.deliveries import AttemptRecord
 from webhookd.domain.inbound import InboundTarget
 from webhookd.domain.statuses import Outcome
@@ -257,3 +258,23 @@ async def test_a_week_another_process_dropped_meanwhile_is_passed_over(own_datab
         partitions.DELIVERIES.partition_name(week),
         partitions.INBOUND_EVENTS.partition_name(week),
     ]
+
+
+class _TenWeeksAhead(datetime):
+    """The clock of a process running ten weeks ahead of the database's."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:
+        return datetime.now(tz) + 10 * WEEK
+
+
+async def test_a_process_whose_clock_runs_ahead_neither_drops_nor_makes_weeks_by_it(own_database, monkeypatch) -> None:
+    await migrate.upgrade(own_database)
+    for module in (app, partitions):
+        monkeypatch.setattr(module, "datetime", _TenWeeksAhead)
+    async with opened(own_database) as db:
+        this_week = await tables(db)
+        await app.keep_history(db, retention_days=30)
+        after = await tables(db)
+
+    assert after == this_week  # this week and the two after it, by the database's clock

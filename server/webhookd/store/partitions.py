@@ -13,7 +13,8 @@ after its first day; retention reads the range back from the name. Each table al
 partition, `<table>_default`, that takes any row no week covers (an id that is not a ULID, a clock
 far off), so an insert never fails for want of a partition.
 
-`ensure` creates what is missing of the current week and the AHEAD weeks after it: at start-up
+`ensure` creates what is missing of the current week (by the database's clock, which every process
+shares) and the AHEAD weeks after it: at start-up
 (store/migrate.py, before anything serves) and hourly from the workers' retention loop. It is
 idempotent and safe to run from several processes at once: each partition is created in its own
 transaction, under an advisory lock, after looking again whether it exists.
@@ -171,7 +172,7 @@ async def ensure_at(url: str, *, now: datetime | None = None, ahead: int = AHEAD
 
 async def ensure_on(connection: Connection, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
     existing = await partitions_of(connection)
-    weeks = Period.of(now or datetime.now(UTC)).and_following(ahead)
+    weeks = Period.of(now or await _database_now(connection)).and_following(ahead)
     created = []
     for table in TABLES:
         for period in weeks:
@@ -180,6 +181,14 @@ async def ensure_on(connection: Connection, *, now: datetime | None = None, ahea
     if created:
         log.info("partitions created", extra={"partitions": created})
     return created
+
+
+async def _database_now(connection: Connection) -> datetime:
+    """The database's clock, which every process shares: a process's own may run weeks off."""
+    row = await (await connection.execute("SELECT now()")).fetchone()
+    assert row is not None
+    now: datetime = row[0]
+    return now
 
 
 async def _create(connection: Connection, table: PartitionedTable, period: Period) -> bool:

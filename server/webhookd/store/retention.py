@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -73,6 +73,15 @@ class Swept:
     dropped: list[str] = field(default_factory=list)  # partitions, each a week of one table
     kept_pending: int = 0  # pending deliveries moved out of dropped weeks into the default partition
     deleted: int = 0  # rows deleted one by one (default partitions, events)
+
+
+async def cutoff(database: Database, *, keep: timedelta) -> datetime:
+    """`keep` before now on the database's clock: one clock for every process, whatever theirs say
+    (a worker's running weeks ahead would otherwise drop this week's history)."""
+    row = await database.fetch_one("SELECT now() - %(keep)s", {"keep": keep})
+    assert row is not None
+    at: datetime = row[0]
+    return at
 
 
 async def sweep(database: Database, *, cutoff: datetime, batch: int = 1000, max_batches: int = 1000) -> Swept:
