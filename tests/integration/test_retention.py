@@ -2,10 +2,13 @@
 what is still owed or recent."""
 
 import asyncio
+import signal
+import sys
 from datetime import UTC, datetime, timedelta, tzinfo
 from unittest.mock import ANY
 
 import psycopg
+import pytest
 import sqlalchemy as sa
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -278,3 +281,63 @@ async def test_a_process_whose_clock_runs_ahead_neither_drops_nor_makes_weeks_by
         after = await tables(db)
 
     assert after == this_week  # this week and the two after it, by the database's clock
+
+
+_SWEEP_IN_A_PROCESS = """
+import asyncio, sys
+from datetime import datetime
+from webhookd.store import retention
+from webhookd.store.database import Database
+
+async def main() -> None:
+    database = Database(sys.argv[1], size=1, timeout_seconds=60)
+    await database.open()
+    await retention.sweep(database, cutoff=datetime.fromisoformat(sys.argv[2]))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_a_sweeper_that_goes_silent_holding_the_deliveries_lock_does_not_stall_the_table(own_database) -> None:
+    await migrate.upgrade(own_database)
+    old = datetime.now(UTC) - 6 * WEEK
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=old, ahead=0)
+        async with await psycopg.AsyncConnection.connect(conninfo(own_database)) as reader:
+            await reader.execute("SELECT 1 FROM deliveries LIMIT 1")  # the sweeper waits at its LOCK TABLE
+            sweeper = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _SWEEP_IN_A_PROCESS, own_database, (old + 3 * WEEK).isoformat()
+            )
+            try:
+                backend = await _waiting_backend(db, "LOCK TABLE deliveries", limit=30.0)
+                # Frozen (a stalled host, a network cut): the lock is granted to a client that says nothing more.
+                sweeper.send_signal(signal.SIGSTOP)
+                await reader.commit()
+                holds = await db.fetch_one(
+                    "SELECT count(*) FROM pg_locks WHERE pid = %(pid)s AND granted"
+                    " AND mode = 'AccessExclusiveLock' AND relation = 'deliveries'::regclass",
+                    {"pid": backend},
+                )
+                async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as hot:
+                    await hot.execute("SET statement_timeout = '30s'")
+                    read = await (await hot.execute("SELECT count(*) FROM deliveries")).fetchone()
+            finally:
+                sweeper.kill()
+                await sweeper.wait()
+
+    assert holds == (1,)  # the sweeper did hold the table when it went silent
+    assert read == (0,)  # and the hot path read it all the same, once the server ended that transaction
+
+
+async def _waiting_backend(db: Database, statement_start: str, *, limit: float) -> int:
+    """The process id of the backend waiting for a lock in a statement that starts with `statement_start`."""
+    for _ in range(int(limit / 0.01)):
+        row = await db.fetch_one(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %(q)s",
+            {"q": statement_start + "%"},
+        )
+        if row:
+            return int(row[0])
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no statement {statement_start!r} waited for a lock")

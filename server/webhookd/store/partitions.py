@@ -49,10 +49,18 @@ ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
 # Serialises partition creation across processes. Every advisory lock has a number of its own
 # (tests/unit/test_advisory_locks.py): jobs sharing one would skip or wait for each other.
 PARTITIONS_LOCK_ID = 7_202_611_29
-# Creating a partition takes an ACCESS EXCLUSIVE lock on the table, and queries queue behind the
-# request: wait briefly, and try again rather than stall the hot paths behind a long read.
+# Creating or dropping a partition takes an ACCESS EXCLUSIVE lock on the table, and queries queue
+# behind the request: wait briefly, and try again rather than stall the hot paths behind a long read.
+# Once it is held, a client that goes silent mid-transaction (a stalled host, a cut network) would
+# hold it until TCP gives up, hours later: the server ends such a transaction after a short silence.
 LOCK_TIMEOUT = "1s"
+SILENT_CLIENT_TIMEOUT = "2s"
 LOCK_TRIES = 3
+# The first statement of a transaction that takes a table's ACCESS EXCLUSIVE lock.
+DDL_LIMITS = (
+    f"SELECT set_config('lock_timeout', '{LOCK_TIMEOUT}', true),"
+    f" set_config('idle_in_transaction_session_timeout', '{SILENT_CLIENT_TIMEOUT}', true)"
+)
 _PARTITION_NAME = re.compile(r"_p(\d{8})$")
 
 
@@ -196,7 +204,7 @@ async def _create(connection: Connection, table: PartitionedTable, period: Perio
     for attempt in range(1, LOCK_TRIES + 1):
         try:
             async with connection.transaction():
-                await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                await connection.execute(DDL_LIMITS)
                 await connection.execute(f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK_ID})")
                 exists = await (await connection.execute(_EXISTS, {"name": table.partition_name(period)})).fetchone()
                 if exists and exists[0]:

@@ -12,9 +12,10 @@
 
 Only one process sweeps: every transaction starts with the retention try-lock, and while another
 process holds it this one leaves the round (and a week another process dropped since this one listed
-the partitions is passed over). Dropping a partition takes an ACCESS EXCLUSIVE lock on
-its table, which queries queue behind; the wait for it is bounded (`lock_timeout`), and a table busy
-for longer is tried again at the next round.
+the partitions is passed over). Dropping a partition takes an ACCESS EXCLUSIVE lock on its table,
+which queries queue behind: the wait for it is bounded (`lock_timeout`; a table busy for longer is
+tried again at the next round), and so is how long a sweeper that went silent keeps it
+(`idle_in_transaction_session_timeout`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ _LOCK = (
     f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_ID}),"
     " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
 )
-LOCK_TIMEOUT = "1s"
 _PENDING = DeliveryStatus.PENDING.value
 
 _BATCHES = (
@@ -135,7 +135,7 @@ async def _drop_partition(database: Database, table: partitions.PartitionedTable
             async with connection.transaction():
                 if not await _locked(connection):
                     return _Skipped.SWEEPING_ELSEWHERE
-                await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                await connection.execute(partitions.DDL_LIMITS)
                 if not await _exists(connection, name):
                     return _Skipped.GONE
                 if table is not partitions.DELIVERIES:
