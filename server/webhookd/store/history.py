@@ -90,8 +90,15 @@ _REDELIVER = compiled(
     .values(_PENDING_NOW | {"lease_token": None, "lease_expires_at": None})
 )
 _WEBHOOK_EXISTS = compiled(sa.select(webhooks.c.id).where(scoped(webhooks), webhooks.c.id == param("id")))
+# Skipped: published while its owner had the webhook disabled ("replay since").
+_RECOVERABLE = sa.or_(
+    deliveries.c.status == DeliveryStatus.FAILED.value, deliveries.c.status == DeliveryStatus.SKIPPED.value
+)
 # `id = ANY(ARRAY(...))` rather than `id IN (...)`: a join of a batch of ids into the partitioned
 # deliveries is priced as a probe of every partition per id, and would become a scan of them all.
+# The status again outside the batch: a row another writer changed while this one waited for it is
+# checked again as it is now, and the batch was read before that (a concurrent recovery that queued
+# it, a worker that claimed it since: queued once more, it would be sent beside its attempt).
 _RECOVER = compiled(
     deliveries.update()
     .where(
@@ -102,17 +109,14 @@ _RECOVER = compiled(
                 .where(
                     scoped(deliveries),
                     deliveries.c.webhook_id == param("id"),
-                    # Skipped: published while its owner had the webhook disabled ("replay since").
-                    sa.or_(
-                        deliveries.c.status == DeliveryStatus.FAILED.value,
-                        deliveries.c.status == DeliveryStatus.SKIPPED.value,
-                    ),
+                    _RECOVERABLE,
                     deliveries.c.created_at >= param("since"),
                 )
                 .limit(RECOVER_BATCH)
                 .scalar_subquery()
             )
-        )
+        ),
+        _RECOVERABLE,
     )
     .values(_PENDING_NOW)
 )
