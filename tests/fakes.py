@@ -227,7 +227,10 @@ class FakeWebhooks:
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
-    ) -> tuple[Webhook, HeldSettled]:
+    ) -> tuple[Webhook, HeldSettled | None]:
+        current = await self.get(scope, webhook_id)
+        if not current.is_deleted and current.paused_at is None:
+            return current, None
         written = await self._stamp(
             scope, webhook_id, paused_at=None, consecutive_failures=0, updated_at=note.at, updated_by=person_id
         )

@@ -134,10 +134,11 @@ class WebhookRepository(Protocol):
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
-    ) -> tuple[Webhook, HeldSettled]:
+    ) -> tuple[Webhook, HeldSettled | None]:
         """Clears an automatic pause and the failure count, and releases the deliveries held while it
         was paused in publish order (or discards them), noting the change with their count, in one
-        transaction; FailedPrecondition when deleted."""
+        transaction; FailedPrecondition when deleted. A webhook not paused is returned unchanged, with
+        nothing settled or noted (None)."""
 
 
 class EventTypeRepository(Protocol):

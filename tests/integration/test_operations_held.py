@@ -16,6 +16,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from psycopg import sql
 from webhook_calls import create_webhook, rpc_error
 
+from log_streams import Tail
 from support import Database, running_service
 from webhookd.app import Backends
 from webhookd.store.conninfo import conninfo
@@ -239,3 +240,31 @@ async def test_publish_while_disabled_is_skipped_and_recover_requeues_it_after_e
     [request] = await receiver.wait_for(1)
     assert request.headers["webhook-id"] == missed.event_id
     await database.wait_for(STATUSES, lambda rows: [r.status for r in rows] == ["succeeded"], w=hook.id)
+
+
+async def test_resuming_a_webhook_that_is_not_paused_changes_nothing_and_discards_nothing_owed(
+    settings, backends, own_database
+) -> None:
+    # A database of its own: the session workers' held round would release the held delivery first.
+    async with running_service(settings, Backends(own_database, backends.vault_addr, backends.vault_token)) as caller:
+        rows = Database(own_database)
+        try:
+            hook = await create_webhook(caller, url="http://127.0.0.1:9/a", event_types=["rfp.*"])
+            assert await rows.execute(PAUSE, id=hook.id) == 1
+            assert (await publish(caller, 1)).deliveries_held == 1
+            # What a resume racing that publish leaves: the delivery held for a webhook no longer paused,
+            # owed (the held round sends it), since it was published once the webhook was live.
+            unpause = "UPDATE webhooks SET paused_at = NULL, version = version + 1 WHERE id = :id"
+            assert await rows.execute(unpause, id=hook.id) == 1
+            fresh = (*caller.metadata, ("cache-control", "no-cache"))
+            before = (await caller.GetWebhook(pb.GetWebhookRequest(id=hook.id), metadata=fresh)).webhook
+
+            resumed = await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id, discard_held=True))
+
+            assert (resumed.deliveries_released, resumed.deliveries_discarded) == (0, 0)
+            assert resumed.webhook == before
+            assert [row.status for row in await rows.rows(STATUSES, w=hook.id)] == ["held"]
+            resumes = pb.DeliveryLogRequest(webhook_id=hook.id, kinds=["webhook.resumed"])
+            assert await Tail(caller.DeliveryLog(resumes)).ended() == []
+        finally:
+            await rows.close()

@@ -88,7 +88,7 @@ async def test_an_auto_pause_is_a_log_entry_on_an_open_stream_and_a_signed_event
     assert catch_all.id not in {row.webhook_id for row in rows}
 
 
-async def test_owner_changes_are_log_entries_in_order_filterable_by_kind(caller) -> None:
+async def test_owner_changes_are_log_entries_in_order_filterable_by_kind(caller, database) -> None:
     hook = await create_webhook(caller, event_types=["rfp.*"])
     mask = field_mask_pb2.FieldMask(paths=["enabled"])
     since = timestamp_pb2.Timestamp()
@@ -103,6 +103,8 @@ async def test_owner_changes_are_log_entries_in_order_filterable_by_kind(caller)
         pb.SetWebhookCredentialRequest(id=hook.id, header_name="Authorization", header_value="Bearer t0ken")
     )
     await caller.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=since))
+    await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))  # not paused: a resume changes nothing
+    await database.execute("UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id", id=hook.id)
     await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))
     await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=hook.id))
     await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=hook.id))  # a repeated delete changes nothing

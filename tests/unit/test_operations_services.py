@@ -151,15 +151,35 @@ async def test_resume_releases_the_held_deliveries_in_publish_order(
 
 
 async def test_resume_can_discard_the_held_deliveries(
-    webhooks: Webhooks, history_store: FakeHistory, clock: FakeClock
+    webhooks: Webhooks, webhook_store: FakeWebhooks, history_store: FakeHistory, clock: FakeClock
 ) -> None:
     webhook = await created(webhooks)
+    webhook_store.rows[webhook.id] = replace(webhook_store.rows[webhook.id], paused_at=clock())
     held = history_store.add_delivery(TENANT, webhook_id=webhook.id, created_at=clock(), status=DeliveryStatus.HELD)
 
     _, settled = await webhooks.resume(TENANT, webhook.id, discard_held=True)
 
     assert (settled.released, settled.discarded) == (0, 1)
     assert history_store.deliveries[held.id].delivery.status is DeliveryStatus.DISCARDED
+
+
+async def test_resuming_a_webhook_that_is_not_paused_changes_discards_and_notes_nothing(
+    webhooks: Webhooks,
+    history_store: FakeHistory,
+    lifecycle: FakeLifecycle,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> None:
+    # Held for a webhook no longer paused (a publish that raced its resume): owed, the held round sends it.
+    webhook = await created(webhooks)
+    held = history_store.add_delivery(TENANT, webhook_id=webhook.id, created_at=clock(), status=DeliveryStatus.HELD)
+    noted, woken = len(lifecycle.changes), notifications.count(Topic.DELIVERIES)
+
+    resumed, settled = await webhooks.resume(TENANT, webhook.id, discard_held=True)
+
+    assert resumed == webhook and (settled.released, settled.discarded) == (0, 0)
+    assert history_store.deliveries[held.id].delivery.status is DeliveryStatus.HELD
+    assert (len(lifecycle.changes), notifications.count(Topic.DELIVERIES)) == (noted, woken)
 
 
 # -- recover, and the log's consumers ------------------------------------------------------------------

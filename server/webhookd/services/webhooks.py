@@ -315,11 +315,14 @@ class Webhooks:
 
     async def resume(self, scope: Scope, webhook_id: str, *, discard_held: bool = False) -> tuple[Webhook, HeldSettled]:
         """Clears an automatic pause; the deliveries that waited are due again, and those held while it
-        was paused are released in publish order (or discarded), so workers are woken."""
+        was paused are released in publish order (or discarded), so workers are woken. A webhook that
+        is not paused is left as it is (a repeated resume notes nothing)."""
         note = LifecycleChange(LogKind.RESUMED, webhook_id, self._now())
         webhook, settled = await self._store.resume(
             scope, webhook_id, person_id=scope.person_id, note=note, discard_held=discard_held
         )
+        if settled is None:
+            return self._written(webhook), HeldSettled(released=0, discarded=0)
         return self._written(webhook, noted=True), settled
 
     async def rotate_secret(

@@ -132,7 +132,9 @@ _SET_FINGERPRINT = _server_side_change(secret_fingerprint=param("fingerprint"))
 _SET_CREDENTIAL = _server_side_change(
     webhooks.c.url == param("url"), credential_header=param("header"), credential_id=param("credential_id")
 )
-_RESUME = _server_side_change(paused_at=None, consecutive_failures=0)
+# Only a paused webhook: resuming another would note a change that did not happen, and its held
+# deliveries (if any) are owed, not the pause's to discard (the held round sends them).
+_RESUME = _server_side_change(webhooks.c.paused_at.is_not(None), paused_at=None, consecutive_failures=0)
 
 
 def _spec_values(spec: WebhookSpec) -> dict[str, Any]:
@@ -409,15 +411,18 @@ class WebhookStore:
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
-    ) -> tuple[Webhook, HeldSettled]:
-        """Clears an automatic pause and the failure count, and settles what was held meanwhile."""
+    ) -> tuple[Webhook, HeldSettled | None]:
+        """Clears an automatic pause and the failure count, and settles what was held meanwhile; a
+        webhook that is not paused is returned as it is, nothing settled (None)."""
         settled: list[HeldSettled] = []
 
         async def settle(connection: Connection) -> None:
             settled.append(await settle_held(connection, scope, note, discard=discard_held))
 
         values = {"person_id": person_id, "now": note.at}
-        row, _ = await self._write_or_read(scope, webhook_id, _RESUME, values, then=settle)
+        row, current = await self._write_or_read(scope, webhook_id, _RESUME, values, then=settle)
+        if row is None and not current.is_deleted:
+            return current, None
         return _stamped(webhook_id, row), settled[0]
 
     async def _write_or_read(
