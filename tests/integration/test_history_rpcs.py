@@ -217,3 +217,30 @@ async def test_recover_refuses_a_start_beyond_14_days_and_other_tenants_webhooks
     recent = timestamp(datetime.now(UTC) - timedelta(days=1))
     error = await rpc_error(other.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=recent)))
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_redeliver_and_recover_need_a_webhook_something_can_be_sent_to(
+    caller, workers, receiver, database
+) -> None:
+    hook = await create_webhook(caller, url=receiver.url, event_types=["*"])
+    await publish(caller)
+    [row] = await finished(database, caller.tenant_id, 1)
+    await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=hook.id))
+    inbound = await create_webhook(caller, direction=wpb.DIRECTION_INBOUND, url="")
+    since = timestamp(datetime.now(UTC) - timedelta(hours=1))
+
+    refused = [
+        await rpc_error(caller.RedeliverDelivery(pb.RedeliverDeliveryRequest(id=row.id))),
+        await rpc_error(caller.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=since))),
+        await rpc_error(caller.RecoverWebhook(pb.RecoverWebhookRequest(id=inbound.id, since=since))),
+    ]
+
+    assert [error.code() for error in refused] == [grpc.StatusCode.FAILED_PRECONDITION] * 3
+    assert "deleted" in refused[0].details() and "inbound" in refused[2].details()
+    assert [r.status for r in await database.rows("SELECT status FROM deliveries WHERE id = :d", d=row.id)] == [
+        "succeeded"
+    ]
+    logged = await database.value(
+        "SELECT count(*) FROM attempts WHERE tenant_id = :t AND kind = 'webhook.recovered'", t=caller.tenant_id
+    )
+    assert logged == 0

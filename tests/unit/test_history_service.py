@@ -23,7 +23,7 @@ from webhookd.domain.errors import FailedPrecondition, Invalid, NotFound, Resour
 from webhookd.domain.history import LogEntry, LogFilter
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
-from webhookd.domain.webhooks import Webhook, WebhookSpec
+from webhookd.domain.webhooks import Direction, Webhook, WebhookSpec
 from webhookd.ports import Topic
 from webhookd.services import tailing
 from webhookd.services.history import History
@@ -115,6 +115,46 @@ async def test_recover_on_another_tenants_webhook_is_not_found(
 ) -> None:
     with pytest.raises(NotFound):
         await history.recover(OTHER_TENANT, webhook.id, since=clock())
+
+
+async def test_recover_needs_a_live_outbound_webhook_and_notes_nothing_otherwise(
+    history: History,
+    history_store: FakeHistory,
+    webhooks: Webhooks,
+    webhook: Webhook,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+) -> None:
+    since = clock() - timedelta(days=1)
+    failed = history_store.add_delivery(TENANT, webhook_id=webhook.id, created_at=clock(), status=DeliveryStatus.FAILED)
+    inbound = WebhookSpec(name="partner", direction=Direction.INBOUND, url="")
+    receiving = (await webhooks.create(TENANT, inbound, None))[0]
+    await webhooks.delete(TENANT, webhook.id, expected_version=None)
+    woken = notifications.count(Topic.ATTEMPTS)
+
+    # Nothing it queued could be sent: a deleted webhook sends nothing, nothing is sent to an inbound one.
+    with pytest.raises(FailedPrecondition, match="deleted"):
+        await history.recover(TENANT, webhook.id, since=since)
+    with pytest.raises(FailedPrecondition, match="inbound"):
+        await history.recover(TENANT, receiving.id, since=since)
+
+    assert history_store.deliveries[failed.id].delivery.status is DeliveryStatus.FAILED
+    assert notifications.count(Topic.ATTEMPTS) == woken  # no webhook.recovered entry either
+
+
+async def test_a_delivery_of_a_deleted_webhook_is_not_redelivered(
+    history: History, history_store: FakeHistory, webhooks: Webhooks, webhook: Webhook, clock: FakeClock
+) -> None:
+    done = history_store.add_delivery(
+        TENANT, webhook_id=webhook.id, created_at=clock(), status=DeliveryStatus.SUCCEEDED
+    )
+    await webhooks.delete(TENANT, webhook.id, expected_version=None)
+
+    # It would answer "pending, due now" for a delivery no worker takes while the webhook is deleted.
+    with pytest.raises(FailedPrecondition, match="deleted"):
+        await history.redeliver(TENANT, done.id)
+
+    assert history_store.deliveries[done.id].delivery.status is DeliveryStatus.SUCCEEDED
 
 
 async def test_redeliver_makes_the_delivery_due_and_wakes_the_workers(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from webhookd.domain.errors import FailedPrecondition
 from webhookd.domain.statuses import Outcome
 
 SCHEMA_VERSION = 1
@@ -199,6 +200,16 @@ class Webhook:
     @property
     def is_active(self) -> bool:
         return self.spec.enabled and self.paused_at is None and not self.is_deleted
+
+
+def check_sends(webhook: Webhook) -> None:
+    """FailedPrecondition unless something can be sent to the webhook: a test event, a credential for
+    its deliveries, a delivery queued again. A deleted one sends nothing (its deliveries wait for an
+    undelete), and nothing is sent to an inbound one."""
+    if webhook.is_deleted:
+        raise FailedPrecondition(f"webhook {webhook.id} is deleted; undelete it first")
+    if webhook.spec.direction is Direction.INBOUND:
+        raise FailedPrecondition(f"webhook {webhook.id} is inbound: it receives, nothing is sent to it")
 
 
 @dataclass(frozen=True)

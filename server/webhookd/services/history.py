@@ -14,6 +14,7 @@ from webhookd.domain.lifecycle import LifecycleChange, recovered_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.validation import check_time_range, validate_page_size
+from webhookd.domain.webhooks import check_sends
 from webhookd.ports import (
     Clock,
     HistoryRepository,
@@ -127,6 +128,9 @@ class History:
         return await self._store.get_delivery(scope, delivery_id)
 
     async def redeliver(self, scope: Scope, delivery_id: str) -> Delivery:
+        queued, _ = await self._store.get_delivery(scope, delivery_id)
+        # Queued for a deleted webhook, it would wait for an undelete, answered as due now.
+        check_sends(await self._webhooks.get(scope, queued.webhook_id))
         delivery = await self._store.redeliver(scope, delivery_id, now=self._now())
         self._notifications.notify(Topic.DELIVERIES)
         return delivery
@@ -141,6 +145,7 @@ class History:
             # Nothing can have failed yet: a mistaken time, which would still log a recovery of none.
             raise Invalid.field("since", "is in the future: recover failed deliveries queued since a time past")
         webhook = await self._webhooks.get(scope, webhook_id)
+        check_sends(webhook)
         if not webhook.spec.enabled:
             # Skipped deliveries are what a disabled webhook missed: replaying them needs it enabled.
             raise FailedPrecondition(f"webhook {webhook_id} is disabled; enable it before recovering its deliveries")

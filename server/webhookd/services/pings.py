@@ -14,13 +14,13 @@ from typing import Protocol
 from webhookd.domain import ids, signing
 from webhookd.domain.credentials import credential_of
 from webhookd.domain.deliveries import AttemptRecord, SentTestEvent
-from webhookd.domain.errors import FailedPrecondition, Invalid
+from webhookd.domain.errors import Invalid
 from webhookd.domain.event_types import validate_event_type
 from webhookd.domain.events import NewEvent, event_body
 from webhookd.domain.lifecycle import PING_EVENT_TYPE, example_payload
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
-from webhookd.domain.webhooks import Direction
+from webhookd.domain.webhooks import check_sends
 from webhookd.ports import Clock, Notifications, PingRecords, Sender, Topic, WebhookRepository, utc_now
 from webhookd.services.signing_secrets import SigningSecrets
 
@@ -57,10 +57,7 @@ class Pings:
         if problem is not None:
             raise Invalid.field("event_type", problem)
         webhook = await self._webhooks.get(scope, webhook_id)
-        if webhook.is_deleted:
-            raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
-        if webhook.spec.direction is Direction.INBOUND:
-            raise FailedPrecondition(f"webhook {webhook_id} is inbound: it receives, nothing is sent to it")
+        check_sends(webhook)
         now = self._now()
         example = None if self._examples is None else await self._examples.example_for(scope, event_type)
         body = event_body(event_type, now, example or example_payload(webhook.id, event_type))

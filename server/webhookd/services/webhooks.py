@@ -40,7 +40,15 @@ from webhookd.domain.signing import loose_secret_problem, new_signing_secret, pu
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.updates import apply_changes
 from webhookd.domain.validation import check_credential, validate_page_size, validate_spec, validate_update_mask
-from webhookd.domain.webhooks import SCHEMA_VERSION, Direction, Webhook, WebhookFilter, WebhookPage, WebhookSpec
+from webhookd.domain.webhooks import (
+    SCHEMA_VERSION,
+    Direction,
+    Webhook,
+    WebhookFilter,
+    WebhookPage,
+    WebhookSpec,
+    check_sends,
+)
 from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepository, utc_now
 from webhookd.services.webhook_cache import WebhookCache
 
@@ -378,10 +386,7 @@ class Webhooks:
         the header's name and the credential's new id. Vault first, as for a rotation, so a delivery
         that reads the new id finds the record that has it."""
         webhook = await self._store.get(scope, webhook_id)
-        if webhook.is_deleted:
-            raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
-        if webhook.spec.direction is Direction.INBOUND:
-            raise FailedPrecondition(f"webhook {webhook_id} is inbound: nothing is sent to it")
+        check_sends(webhook)
         credential = check_credential(header_name, header_value, webhook.spec.headers)
         if credential is None and not webhook.credential_header:
             return webhook  # nothing to remove: no change, so no entry
