@@ -15,7 +15,7 @@ import grpc
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
-from google.protobuf import timestamp_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 from webhook_calls import create_webhook, field_violations, rpc_error
 
 from receivers import Receiver, failing_first, ok, status
@@ -219,27 +219,34 @@ async def test_recover_refuses_a_start_beyond_14_days_and_other_tenants_webhooks
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_redeliver_and_recover_need_a_webhook_something_can_be_sent_to(
+async def test_redeliver_and_recover_need_a_webhook_that_sends_what_they_queue(
     caller, workers, receiver, database
 ) -> None:
-    hook = await create_webhook(caller, url=receiver.url, event_types=["*"])
-    await publish(caller)
-    [row] = await finished(database, caller.tenant_id, 1)
-    await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=hook.id))
+    deleted = await create_webhook(caller, url=receiver.url, event_types=["order.*"])
+    disabled = await create_webhook(caller, url=f"{receiver.url}/off", event_types=["invoice.*"])
+    await publish(caller, "order.created")
+    await publish(caller, "invoice.sent")
+    rows = await finished(database, caller.tenant_id, 2)
+    await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=deleted.id))
+    off = pb.UpdateWebhookRequest(
+        webhook=wpb.Webhook(id=disabled.id, enabled=False), update_mask=field_mask_pb2.FieldMask(paths=["enabled"])
+    )
+    await caller.UpdateWebhook(off)
     inbound = await create_webhook(caller, direction=wpb.DIRECTION_INBOUND, url="")
     since = timestamp(datetime.now(UTC) - timedelta(hours=1))
 
     refused = [
-        await rpc_error(caller.RedeliverDelivery(pb.RedeliverDeliveryRequest(id=row.id))),
-        await rpc_error(caller.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=since))),
+        *[await rpc_error(caller.RedeliverDelivery(pb.RedeliverDeliveryRequest(id=row.id))) for row in rows],
+        await rpc_error(caller.RecoverWebhook(pb.RecoverWebhookRequest(id=deleted.id, since=since))),
         await rpc_error(caller.RecoverWebhook(pb.RecoverWebhookRequest(id=inbound.id, since=since))),
     ]
 
-    assert [error.code() for error in refused] == [grpc.StatusCode.FAILED_PRECONDITION] * 3
-    assert "deleted" in refused[0].details() and "inbound" in refused[2].details()
-    assert [r.status for r in await database.rows("SELECT status FROM deliveries WHERE id = :d", d=row.id)] == [
-        "succeeded"
-    ]
+    assert [error.code() for error in refused] == [grpc.StatusCode.FAILED_PRECONDITION] * 4
+    assert [
+        next(word for word in ("deleted", "disabled", "inbound") if word in error.details()) for error in refused
+    ] == ["deleted", "disabled", "deleted", "inbound"]
+    statuses = await database.rows("SELECT status FROM deliveries WHERE tenant_id = :t", t=caller.tenant_id)
+    assert [row.status for row in statuses] == ["succeeded", "succeeded"]
     logged = await database.value(
         "SELECT count(*) FROM attempts WHERE tenant_id = :t AND kind = 'webhook.recovered'", t=caller.tenant_id
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -142,16 +143,26 @@ async def test_recover_needs_a_live_outbound_webhook_and_notes_nothing_otherwise
     assert notifications.count(Topic.ATTEMPTS) == woken  # no webhook.recovered entry either
 
 
-async def test_a_delivery_of_a_deleted_webhook_is_not_redelivered(
-    history: History, history_store: FakeHistory, webhooks: Webhooks, webhook: Webhook, clock: FakeClock
+@pytest.mark.parametrize("change", ["deleted", "disabled"])
+async def test_a_delivery_of_a_deleted_or_disabled_webhook_is_not_redelivered(
+    history: History,
+    history_store: FakeHistory,
+    webhooks: Webhooks,
+    webhook_store: FakeWebhooks,
+    webhook: Webhook,
+    clock: FakeClock,
+    change: str,
 ) -> None:
     done = history_store.add_delivery(
         TENANT, webhook_id=webhook.id, created_at=clock(), status=DeliveryStatus.SUCCEEDED
     )
-    await webhooks.delete(TENANT, webhook.id, expected_version=None)
+    if change == "deleted":
+        await webhooks.delete(TENANT, webhook.id, expected_version=None)
+    else:
+        webhook_store.rows[webhook.id] = replace(webhook, spec=replace(webhook.spec, enabled=False))
 
-    # It would answer "pending, due now" for a delivery no worker takes while the webhook is deleted.
-    with pytest.raises(FailedPrecondition, match="deleted"):
+    # It would answer "pending, due now" for a delivery no worker takes while the webhook is so.
+    with pytest.raises(FailedPrecondition, match=change):
         await history.redeliver(TENANT, done.id)
 
     assert history_store.deliveries[done.id].delivery.status is DeliveryStatus.SUCCEEDED

@@ -212,6 +212,15 @@ def check_sends(webhook: Webhook) -> None:
         raise FailedPrecondition(f"webhook {webhook.id} is inbound: it receives, nothing is sent to it")
 
 
+def check_requeues(webhook: Webhook) -> None:
+    """FailedPrecondition unless a delivery queued again for the webhook (RedeliverDelivery,
+    RecoverWebhook) is sent: one something is sent to, and enabled (a paused one sends what waited
+    once resumed)."""
+    check_sends(webhook)
+    if not webhook.spec.enabled:
+        raise FailedPrecondition(f"webhook {webhook.id} is disabled; enable it before sending its deliveries again")
+
+
 @dataclass(frozen=True)
 class WebhookFilter:
     """List filters; None (or empty) means no filter on that field."""

@@ -7,14 +7,14 @@ from datetime import datetime
 
 from webhookd.domain import event_types, page_tokens
 from webhookd.domain.deliveries import MAX_RECOVER_WINDOW, Delivery, DeliveryFilter, DeliveryPage
-from webhookd.domain.errors import FailedPrecondition, FieldViolation, Invalid
+from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition, decode_cursor
 from webhookd.domain.inbound import consumer_name
 from webhookd.domain.lifecycle import LifecycleChange, recovered_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.validation import check_time_range, validate_page_size
-from webhookd.domain.webhooks import check_sends
+from webhookd.domain.webhooks import check_requeues
 from webhookd.ports import (
     Clock,
     HistoryRepository,
@@ -129,8 +129,8 @@ class History:
 
     async def redeliver(self, scope: Scope, delivery_id: str) -> Delivery:
         queued, _ = await self._store.get_delivery(scope, delivery_id)
-        # Queued for a deleted webhook, it would wait for an undelete, answered as due now.
-        check_sends(await self._webhooks.get(scope, queued.webhook_id))
+        # Queued for a deleted or disabled webhook, it would wait, answered as due now.
+        check_requeues(await self._webhooks.get(scope, queued.webhook_id))
         delivery = await self._store.redeliver(scope, delivery_id, now=self._now())
         self._notifications.notify(Topic.DELIVERIES)
         return delivery
@@ -144,11 +144,8 @@ class History:
         if since > now:
             # Nothing can have failed yet: a mistaken time, which would still log a recovery of none.
             raise Invalid.field("since", "is in the future: recover failed deliveries queued since a time past")
-        webhook = await self._webhooks.get(scope, webhook_id)
-        check_sends(webhook)
-        if not webhook.spec.enabled:
-            # Skipped deliveries are what a disabled webhook missed: replaying them needs it enabled.
-            raise FailedPrecondition(f"webhook {webhook_id} is disabled; enable it before recovering its deliveries")
+        # Skipped deliveries are what a disabled webhook missed: replaying them needs it enabled.
+        check_requeues(await self._webhooks.get(scope, webhook_id))
         queued = await self._store.recover(scope, webhook_id, since=since, now=now)
         change = LifecycleChange(LogKind.RECOVERED, webhook_id, now, recovered_reason(queued, since), queued)
         operational = await self._lifecycle.record(scope, change)
