@@ -251,3 +251,23 @@ async def test_redeliver_and_recover_need_a_webhook_that_sends_what_they_queue(
         "SELECT count(*) FROM attempts WHERE tenant_id = :t AND kind = 'webhook.recovered'", t=caller.tenant_id
     )
     assert logged == 0
+
+
+async def test_get_delivery_shows_only_attempts_of_the_callers_own_scope(caller, workers, receiver, database) -> None:
+    # Every query takes the caller's scope: a row of another tenant naming the same delivery id (which
+    # only a bug or a hand-written row could make) is not shown as one of its attempts.
+    await create_webhook(caller, url=receiver.url, event_types=["*"])
+    await publish(caller)
+    [row] = await finished(database, caller.tenant_id, 1)
+    await database.execute(
+        "INSERT INTO attempts (id, tenant_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,"
+        " http_status, latency_ms, error, response_excerpt, occurred_at)"
+        " VALUES ('att_foreign' || :d, :t || '_other', :d, 'evt_x', 'secret.type', 'whk_x', 9, 'failed', 500,"
+        " 1, 'theirs', 'their body', now())",
+        d=row.id,
+        t=caller.tenant_id,
+    )
+
+    got = await caller.GetDelivery(pb.GetDeliveryRequest(id=row.id))
+
+    assert [(a.attempt, a.outcome) for a in got.attempts] == [(1, "succeeded")]

@@ -75,7 +75,7 @@ _GET_DELIVERY = compiled(
     .where(scoped(deliveries), deliveries.c.id == param("id"))
 )
 _ATTEMPTS_OF = compiled(
-    sa.select(*_ATTEMPT_COLUMNS).where(attempts.c.delivery_id == param("id")).order_by(attempts.c.seq)
+    sa.select(*_ATTEMPT_COLUMNS).where(scoped(attempts), attempts.c.delivery_id == param("id")).order_by(attempts.c.seq)
 )
 # Not while a worker's lease holds, judged on the database's clock, which set it (a server's clock
 # running ahead would queue it again beside the attempt). A lease that ran out goes with the
