@@ -159,7 +159,7 @@ class Webhooks:
             return await self._created_again(*earlier, keyed)
         # No other process can hold a webhook that did not exist: nothing to tell them.
         self._cache.put(webhook)
-        return Created(webhook, public_key(secret) if spec.signature_scheme.asymmetric else secret)
+        return Created(webhook, _handed_out(webhook, secret))
 
     async def _created_earlier(self, scope: Scope, key: str) -> tuple[Webhook, str] | None:
         """The webhook a create made with `key` in this scope within the window, with that create's
@@ -177,8 +177,7 @@ class Webhooks:
             raise Invalid.field("idempotency_key", CREATE_KEY_REUSED)
         record = await self._secrets.read(webhook.vault_path)
         secret = active_secrets(record, self._now(), webhook.secret_fingerprint)[0]
-        handed_out = public_key(secret) if webhook.spec.signature_scheme.asymmetric else secret
-        return Created(webhook, handed_out, duplicate=True)
+        return Created(webhook, _handed_out(webhook, secret), duplicate=True)
 
     async def get(self, scope: Scope, webhook_id: str, *, fresh: bool = False) -> Webhook:
         """From the cache unless `fresh` (see services/webhook_cache.py for what it may lag)."""
@@ -497,6 +496,12 @@ def _keyed(idempotency_key: str | None, spec: WebhookSpec, signing_secret: str |
         raise Invalid.field("idempotency_key", problem)
     chosen = fingerprint(signing_secret) if signing_secret else None
     return KeyedRequest(idempotency_key, idempotency.request_fingerprint([spec, chosen]))
+
+
+def _handed_out(webhook: Webhook, secret: str) -> str:
+    """What a create hands its caller: the signing secret, or for ed25519 the public key (the private
+    key never leaves Vault)."""
+    return public_key(secret) if webhook.spec.signature_scheme.asymmetric else secret
 
 
 def _with_url(spec: WebhookSpec, url: str) -> WebhookSpec:
