@@ -266,7 +266,8 @@ class WebhookServiceServicer:
         """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
         are sent again, and the deliveries held while it was paused are released in publish order (or,
         with discard_held, kept in history as `discarded`). Over HTTP, as over gRPC, the response is the
-        webhook with how many held deliveries were released or discarded.
+        webhook with how many held deliveries were released or discarded. A webhook that is not paused
+        is returned unchanged (nothing is released, discarded or logged).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -299,7 +300,9 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RedeliverDelivery(self, request, context):
-        """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state.
+        """Queues a delivery once more, now: a new attempt with the same webhook-id, whether it succeeded,
+        failed or was skipped. FAILED_PRECONDITION while an attempt of it is under way, and when its
+        webhook is deleted or disabled (a paused one sends it once resumed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -308,7 +311,7 @@ class WebhookServiceServicer:
     def RecoverWebhook(self, request, context):
         """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
         every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
-        enabled.
+        enabled, outbound and not deleted. Calls at the same time queue each delivery once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -83,7 +83,8 @@ class WebhookServiceStub:
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
     are sent again, and the deliveries held while it was paused are released in publish order (or,
     with discard_held, kept in history as `discarded`). Over HTTP, as over gRPC, the response is the
-    webhook with how many held deliveries were released or discarded.
+    webhook with how many held deliveries were released or discarded. A webhook that is not paused
+    is returned unchanged (nothing is released, discarded or logged).
     """
     DeliveryLog: _grpc.UnaryStreamMultiCallable[_webhook_service_pb2.DeliveryLogRequest, _webhook_service_pb2.DeliveryLogResponse]
     """Streams delivery attempts and webhook lifecycle changes (paused, resumed, disabled, enabled,
@@ -98,11 +99,14 @@ class WebhookServiceStub:
     GetDelivery: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.GetDeliveryRequest, _webhook_service_pb2.GetDeliveryResponse]
     """Returns one delivery with all its attempts."""
     RedeliverDelivery: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RedeliverDeliveryRequest, _webhook_service_pb2.RedeliverDeliveryResponse]
-    """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
+    """Queues a delivery once more, now: a new attempt with the same webhook-id, whether it succeeded,
+    failed or was skipped. FAILED_PRECONDITION while an attempt of it is under way, and when its
+    webhook is deleted or disabled (a paused one sends it once resumed).
+    """
     RecoverWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]
     """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
     every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
-    enabled.
+    enabled, outbound and not deleted. Calls at the same time queue each delivery once.
     """
     StreamInboundEvents: _grpc.UnaryStreamMultiCallable[_webhook_service_pb2.StreamInboundEventsRequest, _webhook_service_pb2.StreamInboundEventsResponse]
     """Streams what external systems sent to the caller's inbound webhooks, at least once: the
@@ -200,7 +204,8 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
     are sent again, and the deliveries held while it was paused are released in publish order (or,
     with discard_held, kept in history as `discarded`). Over HTTP, as over gRPC, the response is the
-    webhook with how many held deliveries were released or discarded.
+    webhook with how many held deliveries were released or discarded. A webhook that is not paused
+    is returned unchanged (nothing is released, discarded or logged).
     """
     DeliveryLog: _aio.UnaryStreamMultiCallable[_webhook_service_pb2.DeliveryLogRequest, _webhook_service_pb2.DeliveryLogResponse]  # type: ignore[assignment]
     """Streams delivery attempts and webhook lifecycle changes (paused, resumed, disabled, enabled,
@@ -215,11 +220,14 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     GetDelivery: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.GetDeliveryRequest, _webhook_service_pb2.GetDeliveryResponse]  # type: ignore[assignment]
     """Returns one delivery with all its attempts."""
     RedeliverDelivery: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RedeliverDeliveryRequest, _webhook_service_pb2.RedeliverDeliveryResponse]  # type: ignore[assignment]
-    """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
+    """Queues a delivery once more, now: a new attempt with the same webhook-id, whether it succeeded,
+    failed or was skipped. FAILED_PRECONDITION while an attempt of it is under way, and when its
+    webhook is deleted or disabled (a paused one sends it once resumed).
+    """
     RecoverWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]  # type: ignore[assignment]
     """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
     every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
-    enabled.
+    enabled, outbound and not deleted. Calls at the same time queue each delivery once.
     """
     StreamInboundEvents: _aio.UnaryStreamMultiCallable[_webhook_service_pb2.StreamInboundEventsRequest, _webhook_service_pb2.StreamInboundEventsResponse]  # type: ignore[assignment]
     """Streams what external systems sent to the caller's inbound webhooks, at least once: the
@@ -374,7 +382,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
         are sent again, and the deliveries held while it was paused are released in publish order (or,
         with discard_held, kept in history as `discarded`). Over HTTP, as over gRPC, the response is the
-        webhook with how many held deliveries were released or discarded.
+        webhook with how many held deliveries were released or discarded. A webhook that is not paused
+        is returned unchanged (nothing is released, discarded or logged).
         """
 
     @_abc_1.abstractmethod
@@ -413,7 +422,10 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.RedeliverDeliveryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.RedeliverDeliveryResponse, _abc.Awaitable[_webhook_service_pb2.RedeliverDeliveryResponse]]:
-        """Queues a delivery once more, now: a new attempt with the same webhook-id, whatever its state."""
+        """Queues a delivery once more, now: a new attempt with the same webhook-id, whether it succeeded,
+        failed or was skipped. FAILED_PRECONDITION while an attempt of it is under way, and when its
+        webhook is deleted or disabled (a paused one sends it once resumed).
+        """
 
     @_abc_1.abstractmethod
     def RecoverWebhook(
@@ -423,7 +435,7 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_service_pb2.RecoverWebhookResponse, _abc.Awaitable[_webhook_service_pb2.RecoverWebhookResponse]]:
         """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
         every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
-        enabled.
+        enabled, outbound and not deleted. Calls at the same time queue each delivery once.
         """
 
     @_abc_1.abstractmethod
