@@ -105,6 +105,22 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap_then_only_the
     assert not verifies(original, after.body, after.headers)
 
 
+async def test_a_second_rotation_within_the_overlap_still_signs_with_the_first_secret(
+    caller, workers, receiver
+) -> None:
+    """The first rotation promised its old secret 24 hours: receivers still on it keep verifying."""
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"])
+    first = await caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=created.webhook.id))
+    second = await caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=created.webhook.id))
+
+    await publish(caller, n=1)
+    [delivered] = await receiver.wait_for(1)
+
+    assert len(delivered.headers["webhook-signature"].split()) == 3
+    for secret in (created.signing_secret, first.signing_secret, second.signing_secret):
+        assert verifies(secret, delivered.body, delivered.headers)
+
+
 async def test_rotating_back_to_an_earlier_secret_signs_with_the_one_it_replaces_during_the_overlap(
     caller, workers, receiver
 ) -> None:

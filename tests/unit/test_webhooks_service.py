@@ -18,7 +18,7 @@ from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.lifecycle import LifecycleChange
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_rotation import active_secrets
+from webhookd.domain.secret_rotation import MAX_PREVIOUS, active_secrets
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Topic
@@ -611,6 +611,54 @@ async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overla
         "previous_expires_at": first.previous_secret_expires_at.isoformat(),
     }
     assert retried == first
+
+
+async def test_a_second_rotation_within_the_overlap_keeps_the_first_ones_promise(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """The first rotation told the caller its old secret signs for 24 hours; a second one an hour later
+    must not cut that short: receivers still on the first secret keep verifying until then."""
+    webhook, first_secret, _ = await webhooks.create(TENANT, outbound(), None)
+    first = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
+    clock.advance(timedelta(hours=1))
+    second = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    record = secret_store.records[webhook.vault_path]
+    named = second.webhook.secret_fingerprint
+
+    assert active_secrets(record, clock(), named) == [second.signing_secret, first.signing_secret, first_secret]
+    clock.advance(timedelta(hours=2))  # the second rotation's overlap is over, the first one's is not
+    assert active_secrets(record, clock(), named) == [second.signing_secret, first_secret]
+    clock.now = first.previous_secret_expires_at
+    assert active_secrets(record, clock(), named) == [second.signing_secret]
+
+
+async def test_rotations_in_a_burst_keep_at_most_max_previous_secrets_signing(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    rotations = [
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
+        for _ in range(MAX_PREVIOUS + 3)
+    ]
+    record = secret_store.records[webhook.vault_path]
+
+    signing = active_secrets(record, clock(), rotations[-1].webhook.secret_fingerprint)
+
+    newest_first = [rotation.signing_secret for rotation in reversed(rotations)]
+    assert signing == newest_first[: MAX_PREVIOUS + 1]
+
+
+async def test_a_rotation_without_overlap_ends_every_earlier_secret(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """A leaked secret is rotated with overlap 0: nothing that signed before may sign after it."""
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
+    await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
+
+    await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
+
+    assert secret_store.records[webhook.vault_path] == {"current": SECRET}
 
 
 async def test_rotation_without_overlap_drops_the_previous_secret(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,26 +13,27 @@ from webhookd.domain.webhooks import Webhook
 
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=7)
+# A secret a rotation replaced signs until its own overlap ends, however many rotations follow it:
+# each rotation promised its caller that long. At most this many beside the current one (the longest
+# replaced gives way first), so a burst of rotations cannot grow every delivery's signatures unbounded.
+MAX_PREVIOUS = 4
+# The record's previous secrets before "previous", newest first: JSON [[secret, expires_at], ...].
+OLDER = "older"
 
 
 def active_secrets(record: dict[str, str], now: datetime, named: str) -> list[str]:
-    """The secrets that sign (and verify) now, the current one first, then the previous one while its
-    overlap lasts; but only the row's secret (`named` is the fingerprint the webhook's row states)
-    while the record is ahead of the row (`_ahead_of_row`)."""
-    if _ahead_of_row(record, named):
-        return [record["previous"]]
-    secrets = [record["current"]]
-    previous, expires = record.get("previous"), record.get("previous_expires_at")
-    if previous and expires and datetime.fromisoformat(expires) > now:
-        secrets.append(previous)
-    return secrets
+    """The secrets that sign (and verify) now, the current one first, then each previous one while its
+    overlap lasts, newest first; but the row's secret in place of the current one (`named` is the
+    fingerprint the webhook's row states) while the record is ahead of the row (`_ahead_of_row`)."""
+    return [secret for secret, _ in _signing(record, now, named)]
 
 
 def overlap_end(record: dict[str, str], now: datetime, named: str) -> datetime:
-    """When the previous secret stops signing beside the current one (active_secrets' rule); `now` when
-    none does."""
-    if len(active_secrets(record, now, named)) > 1:
-        return datetime.fromisoformat(record["previous_expires_at"])
+    """When the secret the current one replaced stops signing beside it (active_secrets' rule); `now`
+    when none does."""
+    signing = _signing(record, now, named)
+    if len(signing) > 1 and not _ahead_of_row(record, named):
+        return signing[1][1] or now
     return now
 
 
@@ -39,16 +41,48 @@ def rotated(
     record: dict[str, str], new_secret: str, *, overlap: timedelta, now: datetime, named: str
 ) -> dict[str, str]:
     """The record after a rotation: the new secret current, the one in use (the row's, `named`) kept
-    until now + overlap, and the delivery credential, if any, as it was."""
+    until now + overlap, the ones before it until their own overlaps end (at most MAX_PREVIOUS in
+    all), and the delivery credential, if any, as it was. Without overlap only the new secret is kept:
+    that is how a leaked secret is retired."""
     kept = credential_part(record)
     if overlap <= timedelta(0):
         return {"current": new_secret, **kept}
-    return {
-        "current": new_secret,
-        "previous": record["previous"] if _ahead_of_row(record, named) else record["current"],
-        "previous_expires_at": (now + overlap).isoformat(),
-        **kept,
-    }
+    in_use, *before = _signing(record, now, named)
+    replaced = [(in_use[0], now + overlap), *((secret, until) for secret, until in before if until is not None)]
+    previous: list[tuple[str, datetime]] = []
+    for secret, until in replaced:
+        if secret != new_secret and secret not in (held for held, _ in previous):
+            previous.append((secret, until))
+    return {"current": new_secret, **_previous_fields(previous[:MAX_PREVIOUS]), **kept}
+
+
+def _signing(record: dict[str, str], now: datetime, named: str) -> list[tuple[str, datetime | None]]:
+    """active_secrets' secrets, each with when it stops signing (None: the one in use, it does not)."""
+    previous = _previous(record)
+    if previous and _ahead_of_row(record, named):
+        in_use, *before = previous
+        signing = [(in_use[0], None), *before]
+    else:
+        signing = [(record["current"], None), *previous]
+    return [(secret, until) for secret, until in signing if until is None or until > now]
+
+
+def _previous(record: dict[str, str]) -> list[tuple[str, datetime]]:
+    """The record's previous secrets with when each overlap ends, the one replaced last first."""
+    if not (record.get("previous") and record.get("previous_expires_at")):
+        return []
+    older = [(str(secret), datetime.fromisoformat(str(until))) for secret, until in json.loads(record.get(OLDER, "[]"))]
+    return [(record["previous"], datetime.fromisoformat(record["previous_expires_at"])), *older]
+
+
+def _previous_fields(previous: list[tuple[str, datetime]]) -> dict[str, str]:
+    if not previous:
+        return {}
+    (secret, until), *older = previous
+    fields = {"previous": secret, "previous_expires_at": until.isoformat()}
+    if older:
+        fields[OLDER] = json.dumps([[held, held_until.isoformat()] for held, held_until in older])
+    return fields
 
 
 def _ahead_of_row(record: dict[str, str], named: str) -> bool:
@@ -83,8 +117,10 @@ class PublicKeys:
 
 
 def public_keys(record: dict[str, str], now: datetime, named: str) -> PublicKeys:
-    """The public halves of the record's active private keys (active_secrets' rule)."""
-    active = active_secrets(record, now, named)
-    previous = public_key(active[1]) if len(active) > 1 else None
-    expires = datetime.fromisoformat(record["previous_expires_at"]) if previous is not None else None
-    return PublicKeys(public_key(active[0]), previous, expires)
+    """The public halves of the record's active private keys (active_secrets' rule): the current one
+    and the one it replaced last, while that one signs."""
+    signing = _signing(record, now, named)
+    if len(signing) == 1:
+        return PublicKeys(public_key(signing[0][0]), None, None)
+    (current, _), (previous, until) = signing[:2]
+    return PublicKeys(public_key(current), public_key(previous), until)

@@ -504,8 +504,9 @@ class RotateWebhookSecretRequest(_message.Message):
     """Optional new secret instead of a generated one (same rules as in CreateWebhook)."""
     @_builtins.property
     def overlap(self) -> _duration_pb2.Duration:
-        """How long the previous secret keeps signing beside the new one: default 24 h, at most 7 days;
-        0s ends it at once.
+        """How long the previous secret keeps signing beside the new one: default 24 h, at most 7 days.
+        Secrets replaced by earlier rotations keep signing until their own overlaps end (at most 4
+        beside the new one); 0s ends every one of them at once.
         """
 
     def __init__(
