@@ -1227,6 +1227,7 @@ class FakeSecrets:
         self.reachable = True
         self.answers_late = False
         self.clock = clock
+        self.prefix_owner: str | None = None  # the deployment the prefix's marker names
 
     async def path_for(self, tenant_id: str, webhook_id: str) -> str:
         for field, value in (("tenant_id", tenant_id), ("webhook_id", webhook_id)):
@@ -1274,6 +1275,12 @@ class FakeSecrets:
         self._answer()
         return self.written.get(path)
 
+    async def claim_prefix(self, deployment_id: str) -> str:
+        self._answer()
+        if self.prefix_owner is None:
+            self.prefix_owner = deployment_id
+        return self.prefix_owner
+
     def _answer(self) -> None:
         if not self.reachable:
             raise Unavailable("vault unreachable: sealed or down (HTTP 503)")
@@ -1293,6 +1300,9 @@ class FakeSecretOwners:
             return None
         self.checked.append(list(candidates))
         return {(row.tenant_id, row.id) for row in self.webhooks.rows.values()} & set(candidates)
+
+    async def deployment_id(self) -> str:
+        return "dep_this_database"
 
 
 @dataclass(frozen=True)

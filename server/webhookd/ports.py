@@ -298,11 +298,18 @@ class SecretStore(Protocol):
     async def written_at(self, path: str) -> datetime | None:
         """When the secret at `path` was last written; None when nothing is stored there."""
 
+    async def claim_prefix(self, deployment_id: str) -> str:
+        """The deployment the prefix's marker names, written as `deployment_id` first when none does (a
+        create-only write: of two deployments claiming at once, one wins)."""
+
 
 class SecretOwners(Protocol):
     async def owned(self, candidates: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
         """The (tenant_id, webhook_id) pairs among `candidates` that have a webhook row (deleted ones
         included), or None while another process is reconciling."""
+
+    async def deployment_id(self) -> str:
+        """The id of the deployment this database is: made once, the same for every process on it."""
 
 
 class Sender(Protocol):

@@ -92,3 +92,27 @@ async def test_an_analyze_round_under_way_does_not_make_the_reconciler_skip(sett
 
         assert removed == 1
         assert await test.secrets.written_at(orphan) is None
+
+
+async def test_a_prefix_another_deployment_claimed_keeps_its_secrets(settings, backends, own_database) -> None:
+    """Another deployment (another database) on the same Vault prefix: its webhooks' secrets have no row
+    here, and must not be removed for that."""
+    async with isolated(settings, backends, own_database) as test:
+        assert await test.secrets.claim_prefix("dep_another_database") == "dep_another_database"
+        theirs = await late_write(test.secrets, test.caller.tenant_id)
+        later = past_the_grace()
+
+        removed = await OrphanSecrets(test.secrets, test.owners, grace=GRACE, clock=lambda: later).sweep()
+
+        assert removed == 0
+        assert await test.secrets.written_at(theirs) is not None
+
+
+async def test_a_deployment_claims_its_prefix_once_and_keeps_it(settings, backends, own_database) -> None:
+    async with isolated(settings, backends, own_database) as test:
+        ours = await test.owners.deployment_id()
+
+        claimed = [await test.secrets.claim_prefix(ours), await test.secrets.claim_prefix("dep_another_database")]
+
+        assert claimed == [ours, ours]
+        assert ours == await test.owners.deployment_id()

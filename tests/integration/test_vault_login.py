@@ -93,7 +93,8 @@ async def test_an_approle_login_gives_the_store_a_token_of_the_role(vault: tuple
 
 async def test_the_documented_policy_allows_every_call_the_store_makes(vault: tuple[str, hvac.Client]) -> None:
     """Under docs/vault-policy.hcl (and Vault's default policy) alone: write, read, when written,
-    the listings the orphaned-secret sweep walks, delete, and the token's own lookup and renewal."""
+    the listings the orphaned-secret sweep walks and its claim of the prefix, delete, and the token's
+    own lookup and renewal."""
     tenant_id = f"ten_{secrets.token_hex(6)}"
     with logged_in_as_a_new_role(vault, {"token_ttl": "1h"}) as (_, store):
         secret = await store.path_for(tenant_id, "whk_1")
@@ -104,6 +105,7 @@ async def test_the_documented_policy_allows_every_call_the_store_makes(vault: tu
         assert await store.written_at(secret) is not None
         assert tenant_id in await store.tenants()
         assert await store.webhook_ids(tenant_id) == ["whk_1"]
+        assert await store.claim_prefix(f"dep_{tenant_id}")  # this test's, or the deployment's that came first
         assert (await store.renew_token()).renewable
         await store.delete(secret)
         assert await store.written_at(secret) is None

@@ -72,3 +72,30 @@ async def test_rounds_take_bounded_batches_and_continue_where_the_last_stopped(
     assert (first, second) == (4, 2)  # whole tenants: a and b, then c
     assert [sorted({tenant for tenant, _ in batch}) for batch in owners.checked] == [["tnt_a", "tnt_b"], ["tnt_c"]]
     assert secret_store.records == {}
+
+
+async def test_a_prefix_another_deployment_claimed_is_left_alone(
+    secret_store: FakeSecrets, webhook_store: FakeWebhooks, clock: FakeClock
+) -> None:
+    """Two deployments sharing a Vault prefix: neither database knows the other's webhooks, so each
+    would take the other's secrets for orphans and every one of its webhooks would stop signing."""
+    owners = FakeSecretOwners(webhook_store)
+    await secret_store.claim_prefix("dep_other")
+    path = await orphan(secret_store, "tnt_a", "whk_1")
+    clock.advance(GRACE)
+
+    assert await reconciler(secret_store, owners, clock).sweep() == 0
+    assert path in secret_store.records
+
+
+async def test_the_first_round_claims_an_unclaimed_prefix_for_its_deployment(
+    secret_store: FakeSecrets, webhook_store: FakeWebhooks, clock: FakeClock
+) -> None:
+    owners = FakeSecretOwners(webhook_store)
+    await orphan(secret_store, "tnt_a", "whk_1")
+    clock.advance(GRACE)
+
+    removed = await reconciler(secret_store, owners, clock).sweep()
+
+    assert removed == 1
+    assert await secret_store.claim_prefix("dep_other") == await owners.deployment_id()

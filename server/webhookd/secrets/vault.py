@@ -15,6 +15,7 @@ revoked or ran out costs one call's login, not an outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -43,6 +44,9 @@ DEFAULT_THREADS = 4
 RETRY_AFTER_SECONDS = 1.0
 # How long a process that is stopping waits for Vault to revoke its token.
 LOG_OUT_SECONDS = 1.0
+# `<prefix>/deployment` names the deployment (the database) whose secrets the prefix holds, beside
+# `<prefix>/tenants`; its one key has the same name.
+DEPLOYMENT_MARKER = "deployment"
 T = TypeVar("T")
 # Ids become one path segment each: starting with a letter or digit rules out "." and "..", and
 # no "/" means an id can never reach outside its tenant's folder.
@@ -241,6 +245,16 @@ class VaultSecretStore:
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         return _vault_time(str(response["data"]["updated_time"]))
+
+    async def claim_prefix(self, deployment_id: str) -> str:
+        path = f"{self.prefix}/{DEPLOYMENT_MARKER}"
+        try:
+            return (await self.read(path))[DEPLOYMENT_MARKER]
+        except NotFound:
+            pass
+        with contextlib.suppress(Aborted):  # another deployment's claim came first: its id is read back
+            await self.write(path, {DEPLOYMENT_MARKER: deployment_id}, replacing=0)
+        return (await self.read(path))[DEPLOYMENT_MARKER]
 
     async def _folder(self, path: str) -> list[str]:
         _check_path(path)

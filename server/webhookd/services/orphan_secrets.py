@@ -8,6 +8,11 @@ a bounded batch of the secrets under the prefix, tenant by tenant from where the
 asks the database which have a row, and deletes the others once they are older than the grace period,
 which outlasts any create still between its two writes. Rounds run in the workers' maintenance; the
 database check takes a lock, so while one process reconciles the others skip the round.
+
+A prefix is reconciled only by the deployment (the database) that claimed it: another deployment's
+webhooks have no row in this database, so sharing a prefix would have each take the other's secrets
+for orphans. The first round claims an unclaimed prefix; a prefix claimed by another deployment is
+left alone, and every round says so.
 """
 
 from __future__ import annotations
@@ -39,10 +44,13 @@ class OrphanSecrets:
         self._batch = batch
         self._now = clock
         self._after_tenant = ""  # where the next round continues; "" is the start
+        self._prefix_ours = False  # once claimed, a prefix stays this deployment's
 
     async def sweep(self) -> int:
         """One round; returns how many orphaned secrets it removed. Unavailable when Vault or the
         database cannot be reached (the next round tries again)."""
+        if not await self._owns_prefix():
+            return 0
         candidates = await self._next_batch()
         if not candidates:
             return 0
@@ -64,6 +72,19 @@ class OrphanSecrets:
             removed += 1
             log.info("removed a secret no webhook owns", extra={"vault_path": path})
         return removed
+
+    async def _owns_prefix(self) -> bool:
+        if not self._prefix_ours:
+            ours = await self._owners.deployment_id()
+            claimed_by = await self._secrets.claim_prefix(ours)
+            self._prefix_ours = claimed_by == ours
+            if not self._prefix_ours:
+                log.error(
+                    "orphaned secrets are not removed: another deployment claimed this Vault prefix; give each"
+                    " deployment a WEBHOOKD_VAULT_PREFIX of its own",
+                    extra={"deployment_id": ours, "prefix_claimed_by": claimed_by},
+                )
+        return self._prefix_ours
 
     async def _next_batch(self) -> list[tuple[str, str]]:
         """Up to about `batch` (tenant, webhook) pairs with a secret, from the tenant after the last

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 
 from webhookd.store.database import Connection, Database
 from webhookd.store.sql import TEXT_ARRAY, compiled, param
-from webhookd.store.tables import webhooks
+from webhookd.store.tables import server_keys, webhooks
 
 # One process reconciles at a time; the others skip the round (the batch's check runs under it).
 ORPHAN_SECRETS_LOCK_ID = 7_202_611_31
@@ -18,6 +19,13 @@ _LOCK = f"SELECT pg_try_advisory_xact_lock({ORPHAN_SECRETS_LOCK_ID})"
 _OWNERS = compiled(
     sa.select(webhooks.c.tenant_id, webhooks.c.id).where(webhooks.c.id == sa.func.any(param("ids", TEXT_ARRAY)))
 )
+
+# The deployment's id: random, made by the first process to ask, kept with the database (a restore
+# of it is the same deployment).
+_MAKE_DEPLOYMENT_ID = compiled(
+    sa.text("INSERT INTO server_keys (name, key) VALUES ('deployment', :key) ON CONFLICT (name) DO NOTHING")
+)
+_DEPLOYMENT_ID = compiled(sa.select(server_keys.c.key).where(server_keys.c.name == "deployment"))
 
 
 class SecretOwners:
@@ -39,3 +47,12 @@ class SecretOwners:
             return {(row[0], row[1]) for row in rows} & set(candidates)
 
         return await self._db.transaction(check)
+
+    async def deployment_id(self) -> str:
+        async def made(connection: Connection) -> str:
+            await connection.execute(_MAKE_DEPLOYMENT_ID, {"key": secrets.token_bytes(16)})
+            row = await (await connection.execute(_DEPLOYMENT_ID)).fetchone()
+            assert row is not None  # inserted just now, or before
+            return "dep_" + bytes(row[0]).hex()
+
+        return await self._db.transaction(made)
