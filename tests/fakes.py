@@ -446,6 +446,7 @@ class DeliveryRow:
     app_id: str | None
     delivery: Delivery
     in_flight: bool = False  # a worker holds its lease
+    is_test: bool = False  # a test event's (SendTestEvent): recovery leaves it alone
 
 
 @dataclass(frozen=True)
@@ -473,6 +474,7 @@ class FakeHistory:
         status: DeliveryStatus = DeliveryStatus.PENDING,
         event_type: str = "orders.created",
         in_flight: bool = False,
+        is_test: bool = False,
     ) -> Delivery:
         delivery = Delivery(
             id=ids.new_id(ids.DELIVERY_PREFIX),
@@ -489,7 +491,7 @@ class FakeHistory:
             updated_at=created_at,
             completed_at=created_at if status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED) else None,
         )
-        self.deliveries[delivery.id] = DeliveryRow(scope.tenant_id, scope.app_id, delivery, in_flight)
+        self.deliveries[delivery.id] = DeliveryRow(scope.tenant_id, scope.app_id, delivery, in_flight, is_test)
         return delivery
 
     def append_lifecycle(self, scope: Scope, change: LifecycleChange) -> LogEntry:
@@ -591,6 +593,7 @@ class FakeHistory:
             if scope.owns(row.tenant_id, row.app_id)
             and row.delivery.webhook_id == webhook_id
             and row.delivery.status in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+            and not row.is_test
             and row.delivery.created_at >= since
         ]
         for row in failed:

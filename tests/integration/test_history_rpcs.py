@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cpod.integration.v1 import operations_pb2 as ops
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import field_mask_pb2, timestamp_pb2
@@ -203,6 +204,26 @@ async def test_recover_queues_failed_deliveries_since_a_time_again(
     await failing_receiver.wait_for(7)
     again = await caller.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=since))
     assert again.deliveries_queued == 0
+
+
+async def test_recover_queues_a_failed_real_delivery_but_not_a_failed_test_event(
+    caller, workers, failing_receiver, database
+) -> None:
+    """A test ping was for then: recovery resends what the customer missed, not old pings."""
+    hook = await create_webhook(caller, url=failing_receiver.url, event_types=["*"], retry_policy=ONE_ATTEMPT)
+    tested = await caller.SendTestEvent(ops.SendTestEventRequest(webhook_id=hook.id, event_type="order.created"))
+    assert tested.outcome == "failed"
+    await publish(caller)
+    rows = await finished(database, caller.tenant_id, 2)
+    [real] = [row.id for row in rows if row.id != tested.delivery_id]
+
+    since = timestamp(datetime.now(UTC) - timedelta(hours=1))
+    recovered = await caller.RecoverWebhook(pb.RecoverWebhookRequest(id=hook.id, since=since))
+
+    assert recovered.deliveries_queued == 1
+    test_delivery = await caller.GetDelivery(pb.GetDeliveryRequest(id=tested.delivery_id))
+    assert (test_delivery.delivery.status, test_delivery.delivery.attempts) == ("failed", 1)
+    await database.wait_for("SELECT 1 FROM deliveries WHERE id = :d AND attempts = 2", bool, d=real)
 
 
 async def test_recover_refuses_a_start_beyond_14_days_and_other_tenants_webhooks(channel, caller) -> None:

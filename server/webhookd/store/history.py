@@ -90,9 +90,11 @@ _REDELIVER = compiled(
     .values(_PENDING_NOW | {"lease_token": None, "lease_expires_at": None})
 )
 _WEBHOOK_EXISTS = compiled(sa.select(webhooks.c.id).where(scoped(webhooks), webhooks.c.id == param("id")))
-# Skipped: published while its owner had the webhook disabled ("replay since").
-_RECOVERABLE = sa.or_(
-    deliveries.c.status == DeliveryStatus.FAILED.value, deliveries.c.status == DeliveryStatus.SKIPPED.value
+# Skipped: published while its owner had the webhook disabled ("replay since"). A test event's
+# delivery is not requeued: it checked the endpoint then, and is no event the receiver missed.
+_RECOVERABLE = sa.and_(
+    sa.or_(deliveries.c.status == DeliveryStatus.FAILED.value, deliveries.c.status == DeliveryStatus.SKIPPED.value),
+    sa.not_(deliveries.c.is_test),
 )
 # `id = ANY(ARRAY(...))` rather than `id IN (...)`: a join of a batch of ids into the partitioned
 # deliveries is priced as a probe of every partition per id, and would become a scan of them all.

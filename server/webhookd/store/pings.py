@@ -2,8 +2,8 @@
 
 Written in one transaction after the POST, when the outcome is known: the delivery is finished
 (succeeded or failed) and never claimed, and the attempt takes its place in the DeliveryLog like
-any other. The webhook's statistics are left alone: a test neither pauses a webhook nor resets
-its failure count.
+any other, marked `is_test` so RecoverWebhook never sends it again. The webhook's statistics are
+left alone: a test neither pauses a webhook nor resets its failure count.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ _DELIVERY = (
     "created_at",
     "updated_at",
     "completed_at",
+    "is_test",
 )
 _ATTEMPT = (
     "id",
@@ -106,6 +107,7 @@ class PingStore:
             "created_at": event.created_at,
             "updated_at": record.occurred_at,
             "completed_at": record.occurred_at,
+            "is_test": True,  # RecoverWebhook never requeues it
         }
         attempt_values = owner | {
             "id": ids.new_id(ids.ATTEMPT_PREFIX),

@@ -121,6 +121,8 @@ deliveries = sa.Table(
     sa.Column("fifo_seq", sa.BigInteger),
     # The send slot the claim gave a delivery of a rate-limited webhook (NULL otherwise).
     sa.Column("send_slot_at", sa.DateTime(timezone=True)),
+    # A test event's delivery (SendTestEvent): RecoverWebhook leaves it alone (migration 0015).
+    sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 attempts = sa.Table(

@@ -311,7 +311,8 @@ class WebhookServiceServicer:
     def RecoverWebhook(self, request, context):
         """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
         every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
-        enabled, outbound and not deleted. Calls at the same time queue each delivery once.
+        enabled, outbound and not deleted. Calls at the same time queue each delivery once. Test
+        events (SendTestEvent) are never queued again by it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -106,7 +106,8 @@ class WebhookServiceStub:
     RecoverWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]
     """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
     every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
-    enabled, outbound and not deleted. Calls at the same time queue each delivery once.
+    enabled, outbound and not deleted. Calls at the same time queue each delivery once. Test
+    events (SendTestEvent) are never queued again by it.
     """
     StreamInboundEvents: _grpc.UnaryStreamMultiCallable[_webhook_service_pb2.StreamInboundEventsRequest, _webhook_service_pb2.StreamInboundEventsResponse]
     """Streams what external systems sent to the caller's inbound webhooks, at least once: the
@@ -227,7 +228,8 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     RecoverWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]  # type: ignore[assignment]
     """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
     every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
-    enabled, outbound and not deleted. Calls at the same time queue each delivery once.
+    enabled, outbound and not deleted. Calls at the same time queue each delivery once. Test
+    events (SendTestEvent) are never queued again by it.
     """
     StreamInboundEvents: _aio.UnaryStreamMultiCallable[_webhook_service_pb2.StreamInboundEventsRequest, _webhook_service_pb2.StreamInboundEventsResponse]  # type: ignore[assignment]
     """Streams what external systems sent to the caller's inbound webhooks, at least once: the
@@ -435,7 +437,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_service_pb2.RecoverWebhookResponse, _abc.Awaitable[_webhook_service_pb2.RecoverWebhookResponse]]:
         """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
         every delivery skipped while its owner had it disabled ("replay since"): the webhook must be
-        enabled, outbound and not deleted. Calls at the same time queue each delivery once.
+        enabled, outbound and not deleted. Calls at the same time queue each delivery once. Test
+        events (SendTestEvent) are never queued again by it.
         """
 
     @_abc_1.abstractmethod
