@@ -756,6 +756,24 @@ class RecordedPing:
     record: AttemptRecord
 
 
+class FakePingBuckets:
+    """ports.PingBuckets: a token bucket per webhook on the test's clock, as store/ping_buckets.py keeps."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._now = clock
+        self._buckets: dict[str, tuple[float, datetime]] = {}  # webhook -> (tokens, as of)
+
+    async def take(self, webhook_id: str, *, per_second: float, burst: int) -> float | None:
+        now = self._now()
+        tokens, as_of = self._buckets.get(webhook_id, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - as_of).total_seconds() * per_second)
+        if tokens < 1.0:
+            self._buckets[webhook_id] = (tokens, now)
+            return (1.0 - tokens) / per_second
+        self._buckets[webhook_id] = (tokens - 1.0, now)
+        return None
+
+
 class FakePingRecords:
     """ports.PingRecords: what would be kept in history, in `recorded`."""
 

@@ -57,6 +57,7 @@ from webhookd.store.inbound import InboundStore
 from webhookd.store.lifecycle import LifecycleStore
 from webhookd.store.log_consumers import LogConsumerStore
 from webhookd.store.notifications import PostgresNotifications
+from webhookd.store.ping_buckets import PingBucketStore
 from webhookd.store.pings import PingStore
 from webhookd.store.secret_owners import SecretOwners
 from webhookd.store.statistics import keep_statistics
@@ -176,6 +177,7 @@ class Core:
             self.sender,
             PingStore(self.database),
             self.notifications,
+            buckets=PingBucketStore(self.database),
             examples=self.event_types,
         )
         self.inbound = Inbound(

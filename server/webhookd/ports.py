@@ -392,6 +392,12 @@ class LogConsumers(Protocol):
         when `position` is past the log's settled end, where no reader can have been handed it."""
 
 
+class PingBuckets(Protocol):
+    async def take(self, webhook_id: str, *, per_second: float, burst: int) -> float | None:
+        """Takes one test send from the webhook's token bucket (bursts of `burst`, refilled at
+        `per_second`, for all processes together): None when taken, else the seconds until one is."""
+
+
 class PingRecords(Protocol):
     async def record(self, webhook: Webhook, event: NewEvent, delivery_id: str, record: AttemptRecord) -> None:
         """Keeps a test event sent at once (SendTestEvent) in history: the event, its finished

@@ -14,6 +14,7 @@ from fakes import (
     FakeEvents,
     FakeEventTypes,
     FakeNotifications,
+    FakePingBuckets,
     FakePingRecords,
     FakeSecrets,
     FakeSender,
@@ -337,6 +338,7 @@ async def test_a_test_event_carries_the_catalogs_example_and_a_stand_in_without_
         sender,
         FakePingRecords(),
         notifications,
+        buckets=FakePingBuckets(clock),
         examples=event_types,
         clock=clock,
     )

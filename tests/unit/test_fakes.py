@@ -18,6 +18,8 @@ from fakes import (
     FakeInboundRequest,
     FakeLifecycle,
     FakeNotifications,
+    FakePingBuckets,
+    FakePingRecords,
     FakeSecretOwners,
     FakeSecrets,
     FakeSender,
@@ -37,6 +39,8 @@ from webhookd.ports import (
     InboundRepository,
     InboundRequest,
     Notifications,
+    PingBuckets,
+    PingRecords,
     SecretOwners,
     SecretStore,
     Sender,
@@ -62,6 +66,9 @@ def _each_fake_typed_as_its_port() -> None:
     sender: Sender = FakeSender()
     notifications: Notifications = FakeNotifications()
     clock: Clock = fake_clock
+    ping_buckets: PingBuckets = FakePingBuckets(fake_clock)
+    ping_records: PingRecords = FakePingRecords()
+    del ping_buckets, ping_records
     del webhook_repository, event_repository, event_type_repository, history_repository, inbound_repository
     del inbound_request
     del delivery_queue, secret_store, secret_owners, sender, notifications, clock
@@ -79,6 +86,8 @@ PORTS = [
     (SecretOwners, FakeSecretOwners),
     (Sender, FakeSender),
     (Notifications, FakeNotifications),
+    (PingBuckets, FakePingBuckets),
+    (PingRecords, FakePingRecords),
 ]
 
 

@@ -16,6 +16,7 @@ from fakes import (
     FakeLifecycle,
     FakeLogConsumers,
     FakeNotifications,
+    FakePingBuckets,
     FakePingRecords,
     FakeSecrets,
     FakeSender,
@@ -25,9 +26,10 @@ from fakes import (
 )
 from webhookd.domain import signing
 from webhookd.domain.deliveries import AttemptResult
-from webhookd.domain.errors import FailedPrecondition, Invalid, Unavailable
+from webhookd.domain.errors import FailedPrecondition, Invalid, NotFound, ResourceExhausted, Unavailable
 from webhookd.domain.events import EventFilter
 from webhookd.domain.history import LogFilter, encode_cursor
+from webhookd.domain.pings import PING_BURST, PINGS_PER_MINUTE, TOO_MANY_PINGS
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.domain.webhooks import Direction, Webhook, WebhookSpec
@@ -303,7 +305,10 @@ def pings(
     notifications: FakeNotifications,
     clock: FakeClock,
 ) -> Pings:
-    return Pings(webhook_store, SigningSecrets(secret_store), sender, records, notifications, clock=clock)
+    buckets = FakePingBuckets(clock)
+    return Pings(
+        webhook_store, SigningSecrets(secret_store), sender, records, notifications, buckets=buckets, clock=clock
+    )
 
 
 async def test_a_test_event_is_signed_sent_whatever_the_pause_and_kept(
@@ -349,6 +354,44 @@ async def test_a_test_event_needs_a_live_outbound_webhook_and_a_valid_type(
     with pytest.raises(Invalid):
         await pings.send(TENANT, deleted.id, event_type="Not A Type")
     assert sender.requests == []
+
+
+async def test_test_events_past_the_webhooks_limit_are_refused_with_when_to_come_back(
+    webhooks: Webhooks, pings: Pings, sender: FakeSender, records: FakePingRecords, clock: FakeClock
+) -> None:
+    """A script or a stuck button cannot flood the customer's endpoint: a burst, then a steady rate."""
+    webhook = await created(webhooks)
+    other = await created(webhooks)
+    for _ in range(PING_BURST):
+        await pings.send(TENANT, webhook.id, event_type=None)
+
+    with pytest.raises(ResourceExhausted) as refused:
+        await pings.send(TENANT, webhook.id, event_type=None)
+
+    assert refused.value.reason == TOO_MANY_PINGS
+    assert f"{PING_BURST} in a row and {PINGS_PER_MINUTE} a minute" in refused.value.message
+    assert refused.value.retry_after_seconds == 60 / PINGS_PER_MINUTE
+    assert len(sender.requests) == len(records.recorded) == PING_BURST  # nothing sent or kept for it
+    await pings.send(TENANT, other.id, event_type=None)  # each webhook has its own limit
+    clock.advance(timedelta(seconds=60 / PINGS_PER_MINUTE))
+    await pings.send(TENANT, webhook.id, event_type=None)
+    assert len(sender.requests) == PING_BURST + 2
+
+
+async def test_calls_refused_before_sending_use_none_of_the_webhooks_test_events(
+    webhooks: Webhooks, pings: Pings, sender: FakeSender
+) -> None:
+    """Bad input, or another scope's caller naming the webhook, cannot use up its owner's tests."""
+    webhook = await created(webhooks)
+    for _ in range(PING_BURST + 1):
+        with pytest.raises(Invalid):
+            await pings.send(TENANT, webhook.id, event_type="Not A Type")
+        with pytest.raises(NotFound):
+            await pings.send(Scope("tnt_other"), webhook.id, event_type=None)
+
+    for _ in range(PING_BURST):
+        await pings.send(TENANT, webhook.id, event_type=None)
+    assert len(sender.requests) == PING_BURST
 
 
 async def test_a_test_event_without_a_way_out_is_unavailable_and_kept_nowhere(

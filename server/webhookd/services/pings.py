@@ -5,6 +5,7 @@ webhook's secrets, its scheme and static headers) and the same outbound sender, 
 included, as a worker's attempt, but outside the queue: whatever the webhook's event_types and
 pause state, once, never retried. The exchange is then kept in history like any attempt. Its data
 is the caller's event type catalog's example for the type when there is one, else a stand-in.
+Each webhook's tests are rate limited across every process (domain/pings.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from webhookd.domain.errors import Invalid
 from webhookd.domain.event_types import validate_event_type
 from webhookd.domain.events import NewEvent, event_body
 from webhookd.domain.lifecycle import PING_EVENT_TYPE, example_payload
+from webhookd.domain.pings import PING_BURST, PINGS_PER_SECOND, too_many_pings
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
 from webhookd.domain.webhooks import check_sends
-from webhookd.ports import Clock, Notifications, PingRecords, Sender, Topic, WebhookRepository, utc_now
+from webhookd.ports import Clock, Notifications, PingBuckets, PingRecords, Sender, Topic, WebhookRepository, utc_now
 from webhookd.services.signing_secrets import SigningSecrets
 
 
@@ -40,6 +42,7 @@ class Pings:
         records: PingRecords,
         notifications: Notifications,
         *,
+        buckets: PingBuckets,
         examples: Examples | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -48,6 +51,7 @@ class Pings:
         self._sender = sender
         self._records = records
         self._notifications = notifications
+        self._buckets = buckets
         self._examples = examples
         self._now = clock
 
@@ -58,6 +62,10 @@ class Pings:
             raise Invalid.field("event_type", problem)
         webhook = await self._webhooks.get(scope, webhook_id)
         check_sends(webhook)
+        # Taken once the caller is known to own a webhook that sends: no one else can use its tests up.
+        wait = await self._buckets.take(webhook.id, per_second=PINGS_PER_SECOND, burst=PING_BURST)
+        if wait is not None:
+            raise too_many_pings(wait)
         now = self._now()
         example = None if self._examples is None else await self._examples.example_for(scope, event_type)
         body = event_body(event_type, now, example or example_payload(webhook.id, event_type))

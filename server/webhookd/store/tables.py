@@ -194,6 +194,15 @@ inbound_buckets = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Each outbound webhook's token bucket of test sends (SendTestEvent; migration 0016).
+ping_buckets = sa.Table(
+    "ping_buckets",
+    metadata,
+    sa.Column("webhook_id", sa.Text, primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 stream_leases = sa.Table(
     "stream_leases",
     metadata,

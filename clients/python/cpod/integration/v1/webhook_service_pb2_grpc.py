@@ -353,7 +353,8 @@ class WebhookServiceServicer:
     def SendTestEvent(self, request, context):
         """Signs and POSTs a test event to a webhook now, whatever its event_types and pause state, and
         answers with what the receiver did. The attempt is recorded in history like any other, and
-        is never retried.
+        is never retried. Each webhook takes at most 5 tests in a row and 10 a minute (all servers
+        together); past that the call is RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo (Retry-After).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

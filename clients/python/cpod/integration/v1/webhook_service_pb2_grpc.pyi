@@ -127,7 +127,8 @@ class WebhookServiceStub:
     SendTestEvent: _grpc.UnaryUnaryMultiCallable[_operations_pb2.SendTestEventRequest, _operations_pb2.SendTestEventResponse]
     """Signs and POSTs a test event to a webhook now, whatever its event_types and pause state, and
     answers with what the receiver did. The attempt is recorded in history like any other, and
-    is never retried.
+    is never retried. Each webhook takes at most 5 tests in a row and 10 a minute (all servers
+    together); past that the call is RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo (Retry-After).
     """
     AckDeliveryLog: _grpc.UnaryUnaryMultiCallable[_operations_pb2.AckDeliveryLogRequest, _operations_pb2.AckDeliveryLogResponse]
     """Records that a DeliveryLog consumer has processed everything up to a cursor; a stream that
@@ -249,7 +250,8 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     SendTestEvent: _aio.UnaryUnaryMultiCallable[_operations_pb2.SendTestEventRequest, _operations_pb2.SendTestEventResponse]  # type: ignore[assignment]
     """Signs and POSTs a test event to a webhook now, whatever its event_types and pause state, and
     answers with what the receiver did. The attempt is recorded in history like any other, and
-    is never retried.
+    is never retried. Each webhook takes at most 5 tests in a row and 10 a minute (all servers
+    together); past that the call is RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo (Retry-After).
     """
     AckDeliveryLog: _aio.UnaryUnaryMultiCallable[_operations_pb2.AckDeliveryLogRequest, _operations_pb2.AckDeliveryLogResponse]  # type: ignore[assignment]
     """Records that a DeliveryLog consumer has processed everything up to a cursor; a stream that
@@ -488,7 +490,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_operations_pb2.SendTestEventResponse, _abc.Awaitable[_operations_pb2.SendTestEventResponse]]:
         """Signs and POSTs a test event to a webhook now, whatever its event_types and pause state, and
         answers with what the receiver did. The attempt is recorded in history like any other, and
-        is never retried.
+        is never retried. Each webhook takes at most 5 tests in a row and 10 a minute (all servers
+        together); past that the call is RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo (Retry-After).
         """
 
     @_abc_1.abstractmethod
