@@ -226,6 +226,25 @@ async def test_recover_queues_a_failed_real_delivery_but_not_a_failed_test_event
     await database.wait_for("SELECT 1 FROM deliveries WHERE id = :d AND attempts = 2", bool, d=real)
 
 
+async def test_a_test_event_redelivered_is_sent_again_and_stays_out_of_recovery(
+    caller, workers, receiver, database
+) -> None:
+    """A dashboard's "resend" of a test ping resends it, through the queue; it is still a test."""
+    hook = await create_webhook(caller, url=receiver.url, event_types=["order.*"])
+    tested = await caller.SendTestEvent(ops.SendTestEventRequest(webhook_id=hook.id))
+
+    await caller.RedeliverDelivery(pb.RedeliverDeliveryRequest(id=tested.delivery_id))
+
+    first, second = await receiver.wait_for(2)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == tested.event_id
+    assert second.body == first.body
+    await database.wait_for(
+        "SELECT 1 FROM deliveries WHERE id = :d AND status = 'succeeded' AND attempts = 2 AND is_test",
+        bool,
+        d=tested.delivery_id,
+    )
+
+
 async def test_recover_refuses_a_start_beyond_14_days_and_other_tenants_webhooks(channel, caller) -> None:
     hook = await create_webhook(caller)
     too_old = timestamp(datetime.now(UTC) - timedelta(days=14, minutes=1))
