@@ -200,6 +200,9 @@ class Core:
         await self._running.enter_async_context(self.event_types.follow_changes())
         token = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
         self._running.push_async_callback(_cancelled, token)
+        # Publishes and inbound receipts write history here too: a fleet without workers still gets its weeks.
+        weeks_ahead = asyncio.create_task(partitions.keep_created_ahead(self.database), name="partitions")
+        self._running.push_async_callback(_cancelled, weeks_ahead)
 
     async def close(self) -> None:
         await self._running.aclose()
@@ -420,6 +423,7 @@ class DeliveryWorkers:
         self._orphan_interval = max(1.0, min(settings.orphan_secret_grace_seconds, RETENTION_INTERVAL_SECONDS))
         self._task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._partitions_task: asyncio.Task[None] | None = None
         self._statistics_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
         self._held_task: asyncio.Task[None] | None = None
@@ -431,6 +435,7 @@ class DeliveryWorkers:
         self.notifications.start()
         self._task = asyncio.create_task(self.pool.run(), name="delivery-pool")
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
+        self._partitions_task = asyncio.create_task(partitions.keep_created_ahead(self.database), name="partitions")
         self._statistics_task = asyncio.create_task(keep_statistics(self.database), name="statistics")
         self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
         self._held_task = asyncio.create_task(self._held_loop(), name="held-round")
@@ -441,7 +446,7 @@ class DeliveryWorkers:
 
     async def _retention_loop(self) -> None:
         while True:
-            await keep_history(self.database, retention_days=self.retention_days)
+            await sweep_history(self.database, retention_days=self.retention_days)
             await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
     async def _orphan_secret_loop(self) -> None:
@@ -471,7 +476,14 @@ class DeliveryWorkers:
 
     async def stop(self) -> None:
         self.pool.stop()
-        tasks = (self._retention_task, self._statistics_task, self._orphan_task, self._held_task, self._token_task)
+        tasks = (
+            self._retention_task,
+            self._partitions_task,
+            self._statistics_task,
+            self._orphan_task,
+            self._held_task,
+            self._token_task,
+        )
         for task in tasks:
             if task is not None:
                 await _cancelled(task)
@@ -484,12 +496,8 @@ class DeliveryWorkers:
         self.secrets.close()
 
 
-async def keep_history(database: Database, *, retention_days: int) -> None:
-    """One round of the workers' history upkeep: the weeks ahead created, the expired ones removed."""
-    try:
-        await partitions.ensure(database)  # the weeks ahead, before they are needed
-    except Exception:
-        log.exception("creating partitions failed")
+async def sweep_history(database: Database, *, retention_days: int) -> None:
+    """One round of the workers' retention: the expired history removed."""
     try:
         cutoff = await retention.cutoff(database, keep=timedelta(days=retention_days))
         swept = await retention.sweep(database, cutoff=cutoff)

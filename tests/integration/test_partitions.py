@@ -10,10 +10,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from history_rows import attempt, delivery, event, opened, partition_of, receipt, webhook
 
+from webhookd.app import Backends, DeliveryWorkers, Service
 from webhookd.domain import ids
 from webhookd.domain.deliveries import AttemptRecord
 from webhookd.domain.history import LogEntry, LogFilter
@@ -22,6 +24,7 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.webhooks import SignatureScheme
 from webhookd.store import migrate, partitions
+from webhookd.store.database import Database
 from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.history import HistoryStore
 from webhookd.store.inbound import InboundStore
@@ -247,3 +250,42 @@ async def test_a_retried_inbound_message_is_a_duplicate_across_a_week_boundary(o
     assert sum(result is not None for result in racing) == 1
     assert all(result is not None for result in rejected_twice)  # a rejected receipt is no original
     assert sorted(stored) == [("msg_1", 1), ("msg_2", 1)]
+
+
+async def _weeks_ahead_on_the_database_clock(db: Database) -> list[str]:
+    """The partitions of the farthest week `ensure` keeps ahead, by the database's clock."""
+    row = await db.fetch_one("SELECT now()")
+    assert row is not None
+    farthest = partitions.Period.of(row[0]).and_following(partitions.AHEAD)[-1]
+    return [table.partition_name(farthest) for table in partitions.TABLES]
+
+
+async def _until_they_exist(db: Database, names: list[str]) -> None:
+    for _ in range(500):
+        existing = set().union(*(await db.run(partitions.partitions_of)).values())
+        if set(names) <= existing:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{names} were not created again")
+
+
+@pytest.mark.parametrize("role", ["server", "worker"])
+async def test_every_process_that_writes_keeps_creating_the_weeks_ahead(
+    role, own_database, backends, settings, monkeypatch
+) -> None:
+    # A fleet of server processes alone (workers stopped, or elsewhere) must not run out of weeks.
+    monkeypatch.setattr(partitions, "UPKEEP_SECONDS", 0.05)
+    await migrate.upgrade(own_database)
+    own = Backends(own_database, backends.vault_addr, backends.vault_token)
+    process = Service(settings, own) if role == "server" else DeliveryWorkers(settings, own)
+    await process.start()
+    try:
+        async with opened(own_database) as db:
+            farthest = await _weeks_ahead_on_the_database_clock(db)
+            await _until_they_exist(db, farthest)  # in place since the migration
+            for name in farthest:  # as if the weeks had moved on since the process started
+                await db.execute(f"DROP TABLE IF EXISTS {name}")
+
+            await _until_they_exist(db, farthest)
+    finally:
+        await process.stop()

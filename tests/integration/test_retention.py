@@ -277,7 +277,8 @@ async def test_a_process_whose_clock_runs_ahead_neither_drops_nor_makes_weeks_by
         monkeypatch.setattr(module, "datetime", _TenWeeksAhead)
     async with opened(own_database) as db:
         this_week = await tables(db)
-        await app.keep_history(db, retention_days=30)
+        await partitions.ensure(db)
+        await app.sweep_history(db, retention_days=30)
         after = await tables(db)
 
     assert after == this_week  # this week and the two after it, by the database's clock

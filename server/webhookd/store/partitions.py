@@ -14,14 +14,16 @@ partition, `<table>_default`, that takes any row no week covers (an id that is n
 far off), so an insert never fails for want of a partition.
 
 `ensure` creates what is missing of the current week (by the database's clock, which every process
-shares) and the AHEAD weeks after it: at start-up
-(store/migrate.py, before anything serves) and hourly from the workers' retention loop. It is
+shares) and the AHEAD weeks after it: at start-up (store/migrate.py, before anything serves) and
+then hourly in every long-running process that writes history, servers, gateways and workers alike
+(`keep_created_ahead`), so the weeks ahead do not depend on which roles are deployed. It is
 idempotent and safe to run from several processes at once: each partition is created in its own
 transaction, under an advisory lock, after looking again whether it exists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from webhookd.domain import ids
+from webhookd.domain.errors import Unavailable
 from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Connection, Database
 from webhookd.store.tables import attempts, deliveries, inbound_events
@@ -44,6 +47,8 @@ log = logging.getLogger("webhookd.partitions")
 WIDTH = timedelta(days=7)
 # Weeks created after the current one: the hourly loop has two weeks of tries before one is needed.
 AHEAD = 2
+# How often each process looks for missing weeks: one catalog read when nothing is missing.
+UPKEEP_SECONDS = 3600.0
 # Weeks start on Mondays at 00:00 UTC; 2024-01-01 was one.
 ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
 # Serialises partition creation across processes. Every advisory lock has a number of its own
@@ -170,6 +175,19 @@ async def ensure(database: Database, *, now: datetime | None = None, ahead: int 
         return await ensure_on(connection, now=now, ahead=ahead)
 
     return await database.run(create)
+
+
+async def keep_created_ahead(database: Database) -> None:
+    """Runs until cancelled: `ensure` at once, then every UPKEEP_SECONDS. A failed round is logged
+    and the next one tries again."""
+    while True:
+        try:
+            await ensure(database)
+        except Unavailable as error:
+            log.warning("partitions round skipped", extra={"reason": error.message})
+        except Exception:
+            log.exception("creating partitions failed")
+        await asyncio.sleep(UPKEEP_SECONDS)
 
 
 async def ensure_at(url: str, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
