@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -24,6 +25,7 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.webhooks import SignatureScheme
 from webhookd.store import migrate, partitions
+from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Database
 from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.history import HistoryStore
@@ -289,3 +291,59 @@ async def test_every_process_that_writes_keeps_creating_the_weeks_ahead(
             await _until_they_exist(db, farthest)
     finally:
         await process.stop()
+
+
+async def _waiting_for_the_partitions_lock(db: Database, connection: psycopg.AsyncConnection) -> None:
+    """Returns once `connection`'s backend waits for the advisory lock partitions are created under."""
+    for _ in range(500):
+        row = await db.fetch_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = %(pid)s",
+            {"pid": connection.info.backend_pid},
+        )
+        if row and row[0]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the process never waited for the partitions lock")
+
+
+async def test_a_process_that_waited_while_another_created_the_weeks_finds_them_made(own_database) -> None:
+    await migrate.upgrade(own_database)
+    later = datetime.now(UTC) + 10 * WEEK
+    weeks = partitions.Period.of(later).and_following(partitions.AHEAD)
+    names = [table.partition_name(week) for table in partitions.TABLES for week in weeks]
+    async with (
+        opened(own_database) as db,
+        await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as winner,
+        await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as loser,
+    ):
+        for name in names:  # as an earlier round or try on this connection did, when they were missing
+            await loser.execute("SELECT to_regclass(%(name)s)", {"name": name})
+        await winner.execute(f"SELECT pg_advisory_lock({partitions.PARTITIONS_LOCK_ID})")
+        deciding = asyncio.create_task(partitions.ensure_on(loser, now=later))
+        await _waiting_for_the_partitions_lock(db, loser)  # it listed them missing, and waits to create one
+        made_by_winner = await partitions.ensure_on(winner, now=later)
+        await winner.execute(f"SELECT pg_advisory_unlock({partitions.PARTITIONS_LOCK_ID})")
+        made_by_loser = await asyncio.wait_for(deciding, 30)
+
+    assert sorted(made_by_winner) == sorted(names)
+    assert made_by_loser == []  # it looked again under the lock, and saw them
+
+
+async def test_a_process_kept_waiting_by_another_creating_the_weeks_ends_its_round_without_failing(
+    own_database,
+) -> None:
+    await migrate.upgrade(own_database)
+    later = datetime.now(UTC) + 10 * WEEK
+    async with (
+        opened(own_database) as db,
+        await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as creating,
+    ):
+        # Another process creating partitions for longer than this one waits: a default partition
+        # full of a week's rows to move, or a busy table it is trying again.
+        await creating.execute(f"SELECT pg_advisory_lock({partitions.PARTITIONS_LOCK_ID})")
+        left_to_the_other = await asyncio.wait_for(partitions.ensure(db, now=later), 30)
+        await creating.execute(f"SELECT pg_advisory_unlock({partitions.PARTITIONS_LOCK_ID})")
+        next_round = await partitions.ensure(db, now=later)
+
+    assert left_to_the_other == []
+    assert len(next_round) == len(partitions.TABLES) * (partitions.AHEAD + 1)

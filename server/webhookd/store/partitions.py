@@ -18,12 +18,15 @@ shares) and the AHEAD weeks after it: at start-up (store/migrate.py, before anyt
 then hourly in every long-running process that writes history, servers, gateways and workers alike
 (`keep_created_ahead`), so the weeks ahead do not depend on which roles are deployed. It is
 idempotent and safe to run from several processes at once: each partition is created in its own
-transaction, under an advisory lock, after looking again whether it exists.
+transaction, under an advisory lock, after looking again whether it exists. A process that waits
+for that lock longer than `lock_timeout` leaves the round to the one holding it, which is creating
+what is missing, and looks again at its next round.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import re
 from dataclasses import dataclass
@@ -155,7 +158,18 @@ JOIN pg_class child ON child.oid = i.inhrelid
 JOIN pg_class parent ON parent.oid = i.inhparent
 WHERE i.inhparent = ANY(CAST(%(tables)s AS regclass[]))
 """
-_EXISTS = "SELECT to_regclass(%(name)s) IS NOT NULL"
+# A query of the catalog, not to_regclass: a name lookup may answer from what this connection saw
+# before it waited for the lock, so a week another process created meanwhile looked missing.
+_EXISTS = """
+SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class child ON child.oid = i.inhrelid
+               WHERE i.inhparent = CAST(%(parent)s AS regclass) AND child.relname = %(name)s)
+"""
+
+
+class _Creation(enum.Enum):
+    CREATED = "created"
+    EXISTED = "another process created it since this one listed the partitions"
+    CREATING_ELSEWHERE = "another process held the partitions lock longer than lock_timeout"
 
 
 async def partitions_of(connection: Connection) -> dict[str, set[str]]:
@@ -199,11 +213,20 @@ async def ensure_at(url: str, *, now: datetime | None = None, ahead: int = AHEAD
 async def ensure_on(connection: Connection, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
     existing = await partitions_of(connection)
     weeks = Period.of(now or await _database_now(connection)).and_following(ahead)
+    missing = [
+        (table, period)
+        for table in TABLES
+        for period in weeks
+        if table.partition_name(period) not in existing[table.name]
+    ]
     created = []
-    for table in TABLES:
-        for period in weeks:
-            if table.partition_name(period) not in existing[table.name] and await _create(connection, table, period):
-                created.append(table.partition_name(period))
+    for table, period in missing:
+        outcome = await _create(connection, table, period)
+        if outcome is _Creation.CREATING_ELSEWHERE:
+            log.info("another process is creating partitions; this round leaves them to it")
+            break
+        if outcome is _Creation.CREATED:
+            created.append(table.partition_name(period))
     if created:
         log.info("partitions created", extra={"partitions": created})
     return created
@@ -217,19 +240,25 @@ async def _database_now(connection: Connection) -> datetime:
     return now
 
 
-async def _create(connection: Connection, table: PartitionedTable, period: Period) -> bool:
-    """Creates one partition unless another process did meanwhile; False when it already existed."""
+async def _create(connection: Connection, table: PartitionedTable, period: Period) -> _Creation:
+    """Creates one partition unless another process did meanwhile or is creating partitions now."""
     for attempt in range(1, LOCK_TRIES + 1):
+        locked = False
         try:
             async with connection.transaction():
                 await connection.execute(DDL_LIMITS)
                 await connection.execute(f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK_ID})")
-                exists = await (await connection.execute(_EXISTS, {"name": table.partition_name(period)})).fetchone()
+                locked = True
+                exists = await (
+                    await connection.execute(_EXISTS, {"parent": table.name, "name": table.partition_name(period)})
+                ).fetchone()
                 if exists and exists[0]:
-                    return False
+                    return _Creation.EXISTED
                 await _create_under_lock(connection, table, period)
-                return True
+                return _Creation.CREATED
         except psycopg.errors.LockNotAvailable as error:
+            if not locked:
+                return _Creation.CREATING_ELSEWHERE
             if attempt == LOCK_TRIES:
                 # Not an OperationalError: the database answered, the table was busy.
                 raise RuntimeError(f"partition {table.partition_name(period)} not created: table busy") from error
