@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
-from history_rows import attempt, delivery, event, opened, partition_of, receipt, webhook
+from history_rows import ATTEMPT, attempt, delivery, event, id_at, opened, partition_of, receipt, webhook
 
 from webhookd.app import Backends, DeliveryWorkers, Service
 from webhookd.domain import ids
@@ -293,17 +293,17 @@ async def test_every_process_that_writes_keeps_creating_the_weeks_ahead(
         await process.stop()
 
 
-async def _waiting_for_the_partitions_lock(db: Database, connection: psycopg.AsyncConnection) -> None:
-    """Returns once `connection`'s backend waits for the advisory lock partitions are created under."""
+async def _waiting_for_a_lock(db: Database, connection: psycopg.AsyncConnection, locktype: str) -> None:
+    """Returns once `connection`'s backend waits for a lock of `locktype` (advisory: the partitions lock)."""
     for _ in range(500):
         row = await db.fetch_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = %(pid)s",
-            {"pid": connection.info.backend_pid},
+            "SELECT count(*) FROM pg_locks WHERE locktype = %(type)s AND NOT granted AND pid = %(pid)s",
+            {"type": locktype, "pid": connection.info.backend_pid},
         )
         if row and row[0]:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError("the process never waited for the partitions lock")
+    raise AssertionError(f"the process never waited for a lock of type {locktype}")
 
 
 async def test_a_process_that_waited_while_another_created_the_weeks_finds_them_made(own_database) -> None:
@@ -320,7 +320,7 @@ async def test_a_process_that_waited_while_another_created_the_weeks_finds_them_
             await loser.execute("SELECT to_regclass(%(name)s)", {"name": name})
         await winner.execute(f"SELECT pg_advisory_lock({partitions.PARTITIONS_LOCK_ID})")
         deciding = asyncio.create_task(partitions.ensure_on(loser, now=later))
-        await _waiting_for_the_partitions_lock(db, loser)  # it listed them missing, and waits to create one
+        await _waiting_for_a_lock(db, loser, "advisory")  # it listed them missing, and waits to create one
         made_by_winner = await partitions.ensure_on(winner, now=later)
         await winner.execute(f"SELECT pg_advisory_unlock({partitions.PARTITIONS_LOCK_ID})")
         made_by_loser = await asyncio.wait_for(deciding, 30)
@@ -347,3 +347,36 @@ async def test_a_process_kept_waiting_by_another_creating_the_weeks_ends_its_rou
 
     assert left_to_the_other == []
     assert len(next_round) == len(partitions.TABLES) * (partitions.AHEAD + 1)
+
+
+async def test_a_week_created_while_its_first_row_is_being_written_takes_that_row(own_database) -> None:
+    await migrate.upgrade(own_database)
+    later = datetime.now(UTC) + 8 * WEEK  # a week not created yet: its rows go to the default partition
+    async with (
+        opened(own_database) as db,
+        await psycopg.AsyncConnection.connect(conninfo(own_database)) as writing,
+        await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as creating,
+    ):
+        # The week's first row, not committed yet when the creator looks for rows of the week.
+        row = await (
+            await writing.execute(
+                ATTEMPT,
+                {
+                    "id": id_at(ids.ATTEMPT_PREFIX, later),
+                    "tenant_id": TENANT,
+                    "webhook_id": "whk_x",
+                    "delivery_id": "dlv_x",
+                    "event_id": "evt_x",
+                    "at": later,
+                },
+            )
+        ).fetchone()
+        assert row is not None
+        creation = asyncio.create_task(partitions.ensure_on(creating, now=later, ahead=0))
+        await _waiting_for_a_lock(db, creating, "relation")  # for the table the row is being written to
+        await writing.commit()
+        created = await asyncio.wait_for(creation, 30)
+        where = await partition_of(db, "attempts", "seq", row[1])
+
+    assert partitions.ATTEMPTS.partition_name(partitions.Period.of(later)) in created
+    assert where == week_partition("attempts", later)

@@ -271,6 +271,9 @@ async def _create_under_lock(connection: Connection, table: PartitionedTable, pe
     bounds = {"low": table.bound(period.start), "high": table.bound(period.end)}
     default = sql.Identifier(table.default_partition)
     parent = sql.Identifier(table.name)
+    # The lock CREATE takes anyway, taken before looking: a row of the week committed between the
+    # look and the CREATE would make PostgreSQL refuse the partition, failing the round (or start-up).
+    await connection.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(parent))
     stray = await connection.execute(
         sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(default, in_range), bounds
     )
@@ -281,7 +284,6 @@ async def _create_under_lock(connection: Connection, table: PartitionedTable, pe
     # The default took rows of this week before the week had a partition; PostgreSQL refuses a
     # partition that would overlap rows in the default, so they move into the new one.
     columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in table.table.columns)
-    await connection.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(parent))
     await connection.execute(
         sql.SQL("CREATE TEMP TABLE partition_rows ON COMMIT DROP AS SELECT {} FROM {} WHERE {}").format(
             columns, default, in_range
