@@ -16,6 +16,7 @@ from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from history_rows import ATTEMPT, attempt, delivery, event, id_at, opened, partition_of, receipt, webhook
 
+from support import running_service
 from webhookd.app import Backends, DeliveryWorkers, Service
 from webhookd.domain import ids
 from webhookd.domain.deliveries import AttemptRecord
@@ -380,3 +381,24 @@ async def test_a_week_created_while_its_first_row_is_being_written_takes_that_ro
 
     assert partitions.ATTEMPTS.partition_name(partitions.Period.of(later)) in created
     assert where == week_partition("attempts", later)
+
+
+async def test_after_an_outage_longer_than_the_weeks_ahead_a_publish_lands_in_its_week(
+    own_database, backends, settings
+) -> None:
+    await migrate.upgrade(own_database)
+    async with opened(own_database) as db:
+        row = await db.fetch_one("SELECT now()")
+        assert row is not None
+        # Down for longer than the weeks made ahead: none of this week's or the next ones are there.
+        for table in partitions.TABLES:
+            for week in partitions.Period.of(row[0]).and_following(partitions.AHEAD):
+                await db.execute(f"DROP TABLE {table.partition_name(week)}")
+        async with running_service(settings, Backends(own_database, backends.vault_addr, backends.vault_token)) as stub:
+            await stub.CreateWebhook(pb.CreateWebhookRequest(webhook=wpb.Webhook(name="p", url="http://127.0.0.1:9/h")))
+            published = await stub.PublishEvent(pb.PublishEventRequest(event_type="rfp.created"))
+        [(where,)] = await db.fetch_all(
+            "SELECT tableoid::regclass::text FROM deliveries WHERE event_id = %(e)s", {"e": published.event_id}
+        )
+
+    assert where == week_partition("deliveries", row[0])
