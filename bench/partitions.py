@@ -314,7 +314,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
     def get_delivery(conn: Connection, values: dict[str, Any]) -> None:
         with conn.pipeline():
             found = conn.execute(history._GET_DELIVERY, values)
-            attempt_rows = conn.execute(history._ATTEMPTS_OF, values)
+            attempt_rows = conn.execute(history._NEWEST_ATTEMPTS_OF, values)
         assert found.fetchone() is not None and len(attempt_rows.fetchall()) == 5
 
     def generic_plans(conn: Connection) -> dict[str, Any]:
@@ -322,7 +322,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
         return the_old_delivery(conn)
 
     def attempts_of(conn: Connection, values: dict[str, Any]) -> None:
-        assert len(conn.execute(history._ATTEMPTS_OF, values).fetchall()) == 5
+        assert len(conn.execute(history._NEWEST_ATTEMPTS_OF, values).fetchall()) == 5
 
     def locked(conn: Connection) -> dict[str, Any]:
         conn.execute(deliveries._QUEUE_AND_LOCK)
@@ -394,7 +394,7 @@ def hot_paths(connection: Connection, now: datetime) -> list[Statement]:
         # By-id statements are planned afresh each time: against every partition, a generic plan looks
         # dearer to the planner than one pruned to a partition. What a generic plan would cost instead:
         Statement("  the same, generic plans", generic_plans, get_delivery, history._GET_DELIVERY, writes=True),
-        Statement("  its attempts, by delivery_id", the_old_delivery, attempts_of, history._ATTEMPTS_OF),
+        Statement("  its attempts, by delivery_id", the_old_delivery, attempts_of, history._NEWEST_ATTEMPTS_OF),
         Statement(f"claim {CLAIM_LIMIT} due", locked, claim, deliveries._CLAIM, writes=True),
         Statement(f"record a batch of {CLAIM_LIMIT}", claimed_batch, record, deliveries._RECORD_ATTEMPTS, writes=True),
         Statement("inbound receipt, duplicate check", new_receipt, receive_once, _RECORD, writes=True),

@@ -48,7 +48,7 @@ from webhookd.domain.events import (
     same_event,
 )
 from webhookd.domain.events import StoredEvent as PublishedEvent
-from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter, LogPosition
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
@@ -576,7 +576,7 @@ class FakeHistory:
         attempts = sorted(
             (log.entry for log in self.log if log.entry.delivery_id == delivery_id), key=lambda entry: entry.position
         )
-        return row.delivery, attempts
+        return row.delivery, attempts[-DELIVERY_ATTEMPTS_SHOWN:]
 
     async def redeliver(self, scope: Scope, delivery_id: str, *, now: datetime) -> Delivery:
         row = self._scoped(scope, delivery_id)

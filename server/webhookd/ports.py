@@ -194,7 +194,8 @@ class HistoryRepository(Protocol):
     ) -> list[Delivery]:
         """Newest first, strictly before the (created_at, id) keyset position."""
 
-    async def get_delivery(self, scope: Scope, delivery_id: str) -> tuple[Delivery, list[LogEntry]]: ...
+    async def get_delivery(self, scope: Scope, delivery_id: str) -> tuple[Delivery, list[LogEntry]]:
+        """The delivery and its newest attempts (at most DELIVERY_ATTEMPTS_SHOWN), oldest first."""
 
     async def redeliver(self, scope: Scope, delivery_id: str, *, now: datetime) -> Delivery:
         """Makes the delivery pending and due now; FailedPrecondition while it is being attempted."""

@@ -19,8 +19,10 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from webhook_calls import create_webhook, field_violations, rpc_error
 
+from log_streams import Tail
 from receivers import Receiver, failing_first, ok, status
 from support import make_caller
+from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN
 
 FINISHED = "SELECT id, created_at FROM deliveries WHERE tenant_id = :t AND status <> 'pending' ORDER BY created_at, id"
 ONE_ATTEMPT = wpb.RetryPolicy(max_attempts=1)
@@ -311,3 +313,36 @@ async def test_get_delivery_shows_only_attempts_of_the_callers_own_scope(caller,
     got = await caller.GetDelivery(pb.GetDeliveryRequest(id=row.id))
 
     assert [(a.attempt, a.outcome) for a in got.attempts] == [(1, "succeeded")]
+
+
+async def test_get_delivery_of_a_much_redelivered_delivery_returns_its_newest_attempts_oldest_first(
+    caller, workers, receiver, database
+) -> None:
+    # Every redelivery adds attempts; all of them with their excerpts and headers would outgrow gRPC's
+    # 4 MiB message limit, and GetDelivery would fail for that delivery for good. Recorded with plain
+    # SQL, as the recorder would have, after the one real attempt.
+    hook = await create_webhook(caller, url=receiver.url, event_types=["*"])
+    event_id = await publish(caller)
+    [row] = await finished(database, caller.tenant_id, 1)
+    total = DELIVERY_ATTEMPTS_SHOWN + 5
+    for number in range(2, total + 1):
+        await database.execute(
+            "INSERT INTO attempts (id, tenant_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,"
+            " http_status, latency_ms, error, response_excerpt, occurred_at)"
+            " SELECT 'att_' || :d || :n, tenant_id, delivery_id, event_id, event_type, webhook_id, :n, 'failed',"
+            " 500, 1, 'HTTP 500', 'no', now() FROM attempts WHERE delivery_id = :d AND attempt = 1",
+            d=row.id,
+            n=number,
+        )
+
+    got = await caller.GetDelivery(pb.GetDeliveryRequest(id=row.id))
+
+    assert [a.attempt for a in got.attempts] == list(range(total - DELIVERY_ATTEMPTS_SHOWN + 1, total + 1))
+    assert {a.event_id for a in got.attempts} == {event_id}
+    # The whole history, as the proto says: the webhook's log.
+    tail = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(webhook_id=hook.id, follow=True)))
+    try:
+        logged = await tail.wait_for(total)
+    finally:
+        await tail.close()
+    assert [entry.attempt for entry in logged if entry.delivery_id == row.id] == list(range(1, total + 1))

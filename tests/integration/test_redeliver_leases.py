@@ -87,3 +87,18 @@ async def test_a_claim_whose_answer_was_lost_gives_its_leases_back_before_the_ne
 
     assert leased[0] is not None  # the lost claim did lease it
     assert [claimed.delivery_id for claimed in again] == [delivery_id]
+
+
+async def test_redelivering_a_pending_delivery_again_and_again_queues_it_once(own_database) -> None:
+    async with one_due_delivery(own_database) as (db, delivery_id, queue):
+        history = HistoryStore(db)
+        for _ in range(3):
+            await history.redeliver(Scope(TENANT), delivery_id, now=datetime.now(UTC))
+
+        claimed = await queue.claim(10, per_webhook=5, per_tenant=10)
+        beside = await queue.claim(10, per_webhook=5, per_tenant=10)
+        rows = await db.fetch_all("SELECT id FROM deliveries WHERE tenant_id = %(t)s", {"t": TENANT})
+
+    assert [c.delivery_id for c in claimed] == [delivery_id]
+    assert beside == []
+    assert [row[0] for row in rows] == [delivery_id]

@@ -1,8 +1,9 @@
 """What an attempt keeps of a receiver's answer: the start of its body and its headers, both bounded.
 
-Every attempt's row is read back whole (GetDelivery shows a delivery's attempts in one message, under
-gRPC's 4 MB default), and a receiver chooses how much it answers: aiohttp alone lets ~1 MB of headers
-through, so both are cut here, in one place.
+Every attempt's row is read back whole (GetDelivery shows a delivery's newest attempts in one message,
+under gRPC's 4 MB default: domain.history.DELIVERY_ATTEMPTS_SHOWN is sized from these bounds), and a
+receiver chooses how much it answers: aiohttp alone lets ~1 MB of headers through, so both are cut
+here, in one place.
 
 The body is only informational: the status is the receiver's answer. So the session does not decode
 bodies (aiohttp failed the whole exchange on an encoding it cannot decode, `br` or `zstd` without their

@@ -12,6 +12,11 @@ from webhookd.domain.errors import Invalid
 from webhookd.domain.statuses import LogKind, Outcome
 
 _BIGINT = 2**63
+# GetDelivery shows a delivery's newest attempts, at most this many: redeliveries add attempts without
+# end, and one at its bounds (delivery/answers.py: a 64 KiB excerpt, up to 3x as UTF-8, and 16 Ki
+# characters of response headers) is about 270 KB, so ten stay well under gRPC's 4 MiB message limit.
+# The webhook's DeliveryLog has them all.
+DELIVERY_ATTEMPTS_SHOWN = 10
 
 
 class LogPosition(NamedTuple):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from webhookd.domain.deliveries import Delivery, DeliveryFilter
 from webhookd.domain.errors import FailedPrecondition, NotFound
 from webhookd.domain.event_types import WILDCARD
-from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter, LogPosition
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.store.database import Connection, Database
@@ -74,8 +74,12 @@ _GET_DELIVERY = compiled(
     .join_from(deliveries, events, events.c.id == deliveries.c.event_id)
     .where(scoped(deliveries), deliveries.c.id == param("id"))
 )
-_ATTEMPTS_OF = compiled(
-    sa.select(*_ATTEMPT_COLUMNS).where(scoped(attempts), attempts.c.delivery_id == param("id")).order_by(attempts.c.seq)
+# Newest first, to cut at the bound; shown oldest first.
+_NEWEST_ATTEMPTS_OF = compiled(
+    sa.select(*_ATTEMPT_COLUMNS)
+    .where(scoped(attempts), attempts.c.delivery_id == param("id"))
+    .order_by(attempts.c.seq.desc())
+    .limit(DELIVERY_ATTEMPTS_SHOWN)
 )
 # Not while a worker's lease holds, judged on the database's clock, which set it (a server's clock
 # running ahead would queue it again beside the attempt). A lease that ran out goes with the
@@ -305,13 +309,13 @@ class HistoryStore:
         async def read(connection: Connection) -> tuple[Any, list[Any]]:
             async with connection.pipeline():
                 delivery = await connection.execute(_GET_DELIVERY, keys)
-                attempt_rows = await connection.execute(_ATTEMPTS_OF, keys)
+                attempt_rows = await connection.execute(_NEWEST_ATTEMPTS_OF, keys)
                 return await delivery.fetchone(), await attempt_rows.fetchall()
 
-        row, attempt_rows = await self._db.run(read)
+        row, newest_first = await self._db.run(read)
         if row is None:
             raise NotFound.of("delivery", delivery_id)
-        return delivery_from_row(row), [log_entry(attempt) for attempt in attempt_rows]
+        return delivery_from_row(row), [log_entry(attempt) for attempt in reversed(newest_first)]
 
     async def redeliver(self, scope: Scope, delivery_id: str, *, now: datetime) -> Delivery:
         updated = await self._db.execute(_REDELIVER, scope_params(scope) | {"id": delivery_id, "now": now})

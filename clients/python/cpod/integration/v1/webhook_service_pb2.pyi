@@ -1124,7 +1124,11 @@ class GetDeliveryResponse(_message.Message):
 
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryLogEntry]:
-        """Its attempts, oldest first."""
+        """Its 10 most recent attempts, oldest first, with the headers sent and received: a delivery sent
+        again and again keeps gaining attempts, and all of them would outgrow a gRPC message. Every
+        attempt (without the headers) stays in DeliveryLog with webhook_id set to the delivery's webhook,
+        deleted or not, for the retention period.
+        """
 
     def __init__(
         self,

@@ -293,7 +293,7 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDelivery(self, request, context):
-        """Returns one delivery with all its attempts.
+        """Returns one delivery with its 10 most recent attempts (every attempt is in DeliveryLog).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -302,7 +302,8 @@ class WebhookServiceServicer:
     def RedeliverDelivery(self, request, context):
         """Queues a delivery once more, now: a new attempt with the same webhook-id, whether it succeeded,
         failed or was skipped. FAILED_PRECONDITION while an attempt of it is under way, and when its
-        webhook is deleted or disabled (a paused one sends it once resumed).
+        webhook is deleted or disabled (a paused one sends it once resumed). A delivery still pending
+        (waiting for a retry) is made due now: it stays one delivery, attempted once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -97,11 +97,12 @@ class WebhookServiceStub:
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ListDeliveriesRequest, _webhook_service_pb2.ListDeliveriesResponse]
     """Lists deliveries (one per event and webhook), newest first."""
     GetDelivery: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.GetDeliveryRequest, _webhook_service_pb2.GetDeliveryResponse]
-    """Returns one delivery with all its attempts."""
+    """Returns one delivery with its 10 most recent attempts (every attempt is in DeliveryLog)."""
     RedeliverDelivery: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RedeliverDeliveryRequest, _webhook_service_pb2.RedeliverDeliveryResponse]
     """Queues a delivery once more, now: a new attempt with the same webhook-id, whether it succeeded,
     failed or was skipped. FAILED_PRECONDITION while an attempt of it is under way, and when its
-    webhook is deleted or disabled (a paused one sends it once resumed).
+    webhook is deleted or disabled (a paused one sends it once resumed). A delivery still pending
+    (waiting for a retry) is made due now: it stays one delivery, attempted once.
     """
     RecoverWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]
     """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
@@ -220,11 +221,12 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ListDeliveriesRequest, _webhook_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     """Lists deliveries (one per event and webhook), newest first."""
     GetDelivery: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.GetDeliveryRequest, _webhook_service_pb2.GetDeliveryResponse]  # type: ignore[assignment]
-    """Returns one delivery with all its attempts."""
+    """Returns one delivery with its 10 most recent attempts (every attempt is in DeliveryLog)."""
     RedeliverDelivery: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RedeliverDeliveryRequest, _webhook_service_pb2.RedeliverDeliveryResponse]  # type: ignore[assignment]
     """Queues a delivery once more, now: a new attempt with the same webhook-id, whether it succeeded,
     failed or was skipped. FAILED_PRECONDITION while an attempt of it is under way, and when its
-    webhook is deleted or disabled (a paused one sends it once resumed).
+    webhook is deleted or disabled (a paused one sends it once resumed). A delivery still pending
+    (waiting for a retry) is made due now: it stays one delivery, attempted once.
     """
     RecoverWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RecoverWebhookRequest, _webhook_service_pb2.RecoverWebhookResponse]  # type: ignore[assignment]
     """Queues again every failed delivery of a webhook created since a time (at most 14 days ago), and
@@ -418,7 +420,7 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhook_service_pb2.GetDeliveryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_service_pb2.GetDeliveryResponse, _abc.Awaitable[_webhook_service_pb2.GetDeliveryResponse]]:
-        """Returns one delivery with all its attempts."""
+        """Returns one delivery with its 10 most recent attempts (every attempt is in DeliveryLog)."""
 
     @_abc_1.abstractmethod
     def RedeliverDelivery(
@@ -428,7 +430,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_service_pb2.RedeliverDeliveryResponse, _abc.Awaitable[_webhook_service_pb2.RedeliverDeliveryResponse]]:
         """Queues a delivery once more, now: a new attempt with the same webhook-id, whether it succeeded,
         failed or was skipped. FAILED_PRECONDITION while an attempt of it is under way, and when its
-        webhook is deleted or disabled (a paused one sends it once resumed).
+        webhook is deleted or disabled (a paused one sends it once resumed). A delivery still pending
+        (waiting for a retry) is made due now: it stays one delivery, attempted once.
         """
 
     @_abc_1.abstractmethod
