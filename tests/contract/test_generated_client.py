@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -68,7 +69,7 @@ async def test_a_generated_client_creates_gets_patches_lists_publishes_and_delet
 
     async with client:
         created = await api(generated, "create_webhook").asyncio(
-            client=client, body=models.Webhook(name="generated", url=receiver.url, event_types=["gen.*"])
+            client=client, body=models.WebhookInput(name="generated", url=receiver.url, event_types=["gen.*"])
         )
         assert isinstance(created, models.CreateWebhookResponse), created
         webhook = created.webhook
@@ -114,3 +115,15 @@ async def test_the_generated_client_has_one_class_per_enum(generated) -> None:
     models = importlib.import_module(f"{PACKAGE}.models")
     enums = sorted(name for name in dir(models) if "Direction" in name or "SourceType" in name)
     assert enums == ["Direction", "SourceType"]
+
+
+async def test_the_generated_resource_has_the_seeds_starred_fields_required_and_its_input_only_the_name(
+    generated,
+) -> None:
+    models = importlib.import_module(f"{PACKAGE}.models")
+
+    def required(model: type) -> set[str]:
+        return {name for name, p in inspect.signature(model).parameters.items() if p.default is inspect.Parameter.empty}
+
+    assert {"id", "tenant_id", "created_at", "updated_at"} <= required(models.Webhook)
+    assert required(models.WebhookInput) == {"name"}

@@ -49,6 +49,11 @@ async def test_every_exchange_of_a_session_is_one_the_document_describes(gateway
         if parsed.match(path) is not None and (method, template) in described
     }
     assert called == described, sorted(described - called)
+    # Every field of a response is required by the document, and these real bodies had them all.
+    checked = {
+        template for path in session.bodies for template, parsed in templates.items() if parsed.match(path) is not None
+    }
+    assert {f"{API}/webhooks", f"{API}/webhooks/{{id}}", f"{API}/deliveries/{{id}}", f"{API}/events"} <= checked
 
 
 def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, str, int]]:

@@ -9,9 +9,11 @@ from typing import Any
 
 import grpc
 import pytest
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from webhookd.gateway.descriptors import default_services, load_comments
+from webhookd.gateway.descriptors import default_services, load_comments, message_class
+from webhookd.gateway.jsonshape import message_to_json
 from webhookd.gateway.openapi import build_openapi
 from webhookd.gateway.routes import bindings_for_services, parse_template
 
@@ -76,7 +78,8 @@ def test_descriptions_come_from_proto_comments(document: dict[str, Any]) -> None
 def test_webhook_schema_matches_the_gateway_json(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     webhook = schemas["Webhook"]
-    assert webhook["required"] == ["name"]
+    assert schemas["WebhookInput"]["required"] == ["name"]
+    assert list(schemas["WebhookInput"]["properties"]) == list(webhook["properties"])
     assert webhook["properties"]["id"]["readOnly"] is True
     assert webhook["properties"]["vault_path"]["readOnly"] is True
     assert webhook["properties"]["created_at"]["type"] == ["string", "null"]
@@ -166,7 +169,9 @@ def test_streams_are_text_of_their_media_type_whose_items_are_the_message(docume
         assert set(content) == {"application/x-ndjson", "text/event-stream"}
         for media_type, body in content.items():
             assert body["schema"]["type"] == "string" and body["schema"]["contentMediaType"] == media_type
-            assert body["schema"]["contentSchema"]["$ref"].startswith("#/components/schemas/")
+            message, error = body["schema"]["contentSchema"]["anyOf"]  # a failure mid-stream is the last item
+            assert message["$ref"].startswith("#/components/schemas/")
+            assert error == {"$ref": "#/components/schemas/Error"}
 
 
 def test_payload_json_is_not_a_rest_field(document: dict[str, Any]) -> None:
@@ -204,7 +209,7 @@ def test_query_parameters_and_bodies_follow_the_http_rules(document: dict[str, A
     assert "requestBody" not in listing
     create = paths["/api/v1/integration/webhooks"]["post"]
     assert create["requestBody"]["required"] is True
-    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Webhook"
+    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/WebhookInput"
     assert "Webhook-Signing-Secret" in [p.get("name") for p in create["parameters"]]
     assert "signing_secret" not in [p.get("name") for p in create["parameters"]]
     undelete = paths["/api/v1/integration/webhooks/{id}:undelete"]["post"]
@@ -230,3 +235,80 @@ def test_errors_use_the_aip_193_schema(document: dict[str, Any]) -> None:
     assert set(error["properties"]["status"]["enum"]) == {c.name for c in grpc.StatusCode} - {"OK"}
     get = document["paths"]["/api/v1/integration/webhooks/{id}"]["get"]
     assert get["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def referenced(node: Any, schemas: dict[str, Any], found: set[str] | None = None) -> set[str]:
+    """The component schemas `node` refers to, and theirs in turn."""
+    found = set() if found is None else found
+    for _, inner in walk(node):
+        if isinstance(inner, dict) and isinstance(ref := inner.get("$ref"), str):
+            name = ref.rsplit("/", 1)[-1]
+            if name not in found:
+                found.add(name)
+                referenced(schemas[name], schemas, found)
+    return found
+
+
+def response_schemas(document: dict[str, Any]) -> set[str]:
+    """The messages (not enums) that successful responses, streamed ones included, are made of."""
+    schemas = document["components"]["schemas"]
+    successes = [
+        response
+        for item in document["paths"].values()
+        for operation in item.values()
+        for status, response in operation["responses"].items()
+        if status.startswith("2")
+    ]
+    return {name for name in referenced(successes, schemas) if "enum" not in schemas[name] and name != "Error"}
+
+
+def test_response_schemas_require_every_field_the_gateway_writes(document: dict[str, Any]) -> None:
+    # jsonshape writes every field of a message, null when unset: generated clients should not type
+    # the seed's starred fields (or any other) as possibly absent.
+    schemas = document["components"]["schemas"]
+    names = response_schemas(document)
+    assert {"Webhook", "RetryPolicy", "Delivery", "DeliveryLogEntry", "EventType"} <= names
+    for name in names:
+        assert schemas[name].get("required", []) == list(schemas[name].get("properties", {})), name
+    assert {"id", "tenant_id", "created_at", "updated_at"} <= set(schemas["Webhook"]["required"])
+
+
+def test_request_bodies_require_only_what_a_caller_must_send(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    create = document["paths"]["/api/v1/integration/webhooks"]["post"]["requestBody"]["content"]["application/json"]
+    body_schema = create["schema"]
+    body = {"name": "orders", "url": "https://example.com/hook", "event_types": ["order.*"]}
+    body["retry_policy"] = {"maxAttempts": 3}
+
+    request = OAS31Validator({**body_schema, "components": document["components"]})
+    response = OAS31Validator({"$ref": "#/components/schemas/Webhook", "components": document["components"]})
+
+    assert list(request.iter_errors(body)) == []
+    assert [error.message for error in request.iter_errors({"url": "https://example.com/hook"})] == [
+        "'name' is a required property"
+    ]
+    # The response schema would refuse it: server stamps are required there.
+    assert {error.message for error in response.iter_errors(body)} >= {"'id' is a required property"}
+    assert referenced(body_schema, schemas).isdisjoint(response_schemas(document))
+
+
+def messages_by_name(services: list[Any]) -> dict[str, Any]:
+    """Every message the services' RPCs carry, by short and by full name."""
+    found: dict[str, Any] = {}
+    pending = [t for s in services for m in s.methods for t in (m.input_type, m.output_type)]
+    while pending:
+        descriptor = pending.pop()
+        if descriptor.full_name in found:
+            continue
+        found[descriptor.full_name] = found.setdefault(descriptor.name, descriptor)
+        pending += [f.message_type for f in descriptor.fields if f.message_type is not None]
+    return found
+
+
+def test_every_response_message_rendered_unset_validates_against_its_schema(document: dict[str, Any]) -> None:
+    # Each field unset is what the gateway renders as null: a required field must allow that null.
+    messages = messages_by_name(default_services())
+    for name in response_schemas(document):
+        empty = message_to_json(message_class(messages[name])())
+        validator = OAS31Validator({"$ref": f"#/components/schemas/{name}", "components": document["components"]})
+        assert [error.message for error in validator.iter_errors(empty)] == [], name

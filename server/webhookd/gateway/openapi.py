@@ -8,8 +8,14 @@ For generated clients and validators: every message and enum is one named schema
 wherever it is used (a `$ref` never has siblings, which some generators read as a new type); an
 enum schema lists its words only, and a field that can be `null` says so itself (`anyOf` with
 `null`), so query and path parameters, which are never null, reference the enum as it is.
-Streams are described by media type (NDJSON, SSE) as text whose items are the message schema
-(`contentSchema`), so a client never waits for one JSON body.
+Streams are described by media type (NDJSON, SSE) as text whose items are the message schema or a
+last error (`contentSchema`), so a client never waits for one JSON body.
+
+A message has one schema as responses carry it and, when a request body carries it too, another
+(`<Name>Input`; `<Name>Update` for a PATCH): a response has every field (null when unset), so its
+schema requires them all, while a request needs only those marked REQUIRED and never the server's
+stamps. Two schemas because OAS 3.1 dropped 3.0's "readOnly and required: required in responses
+only", and tools no longer agree on it (see `_required`).
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ from webhookd.http.media_types import JSON_MEDIA_TYPE, NDJSON_MEDIA_TYPE, SSE_ME
 # Relative: the server that serves this document (OAS 3.1 resolves it against the document's URL).
 SERVERS = [{"url": "/", "description": "The webhookd that serves this document."}]
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+# A message's schema as a request body carries it, beside the response schema's plain name.
+INPUT_SUFFIX = "Input"
+_INPUT_NOTE = "As a request sends it: the fields marked readOnly may be left out, and are ignored when sent."
 
 _JSON = JSON_MEDIA_TYPE
 _SCALARS: dict[int, dict[str, Any]] = {
@@ -196,7 +205,7 @@ class _Builder:
         parameters = []
         for variable, name in zip(binding.template.variables, names, strict=True):
             fields = resolve_field_path(binding.method.input_type, variable.field_path)
-            schema = self._single_schema(fields[-1]) if fields else {"type": "string"}
+            schema = self._single_schema(fields[-1], response=False) if fields else {"type": "string"}
             parameter = {"name": name, "in": "path", "required": True, "schema": schema}
             if fields and (doc := self._comments.of(fields[-1].full_name)):
                 parameter["description"] = doc
@@ -206,7 +215,7 @@ class _Builder:
     def _query_parameters(self, binding: Binding) -> list[dict[str, Any]]:
         parameters: list[dict[str, Any]] = []
         for query in query_parameters(binding).values():
-            schema = self._single_schema(query.leaf)
+            schema = self._single_schema(query.leaf, response=False)
             parameter: dict[str, Any] = {"name": query.name, "in": "query", "required": False}
             if query.repeated:
                 parameter.update(schema={"type": "array", "items": schema}, style="form", explode=True)
@@ -273,7 +282,7 @@ class _Builder:
         if binding.body == "*":
             top_path_fields = {p for p in binding.path_fields if "." not in p}
             fields = [f for f in request.fields if f.name not in top_path_fields]
-            schema = self._object_schema(request, fields)
+            schema = self._object_schema(request, fields, response=False)
             required = bool(schema.get("required"))
         else:
             field = request.fields_by_name[binding.body]
@@ -281,7 +290,7 @@ class _Builder:
             if request.fields_by_name.get(UPDATE_MASK_FIELD) and resource and not is_well_known(resource):
                 schema = self._partial_ref(resource)
             else:
-                schema = self._single_schema(field)
+                schema = self._single_schema(field, response=False)
             required = field_behavior_pb2.REQUIRED in field_behaviors(field)
             if doc := self._comments.of(field.full_name):
                 body["description"] = doc
@@ -297,16 +306,14 @@ class _Builder:
                 + f"A stream: `{NDJSON_MEDIA_TYPE}` (one JSON message per line; a failure mid-stream is a "
                 'last line `{"error": ...}`) or, with `Accept: text/event-stream`, Server-Sent Events '
                 "(`id:` is the entry's cursor, `data:` the JSON message, `event: error` on failure). "
-                "Each message is the `contentSchema`."
+                "Each item is the `contentSchema`: the message, or that last error."
             )
+            # The failure's line is an item too: a message schema requires its fields, an error has none.
+            item = {"anyOf": [success_schema, ERROR_REF]}
             success["content"] = {
-                NDJSON_MEDIA_TYPE: {
-                    "schema": _stream_schema(NDJSON_MEDIA_TYPE, "One JSON message per line.", success_schema)
-                },
+                NDJSON_MEDIA_TYPE: {"schema": _stream_schema(NDJSON_MEDIA_TYPE, "One JSON message per line.", item)},
                 SSE_MEDIA_TYPE: {
-                    "schema": _stream_schema(
-                        SSE_MEDIA_TYPE, "Each event's `data:` is one JSON message.", success_schema
-                    )
+                    "schema": _stream_schema(SSE_MEDIA_TYPE, "Each event's `data:` is one JSON message.", item)
                 },
             }
         else:
@@ -332,53 +339,61 @@ class _Builder:
         output = binding.method.output_type
         if binding.response_body:
             field = output.fields_by_name[binding.response_body]
-            return self._single_schema(field), self._comments.of(field.full_name)
-        return self._message_ref(output), self._comments.of(output.full_name)
+            return self._single_schema(field, response=True), self._comments.of(field.full_name)
+        return self._message_ref(output, response=True), self._comments.of(output.full_name)
 
     # ------------------------------------------------------------------------------ schemas
 
-    def _message_ref(self, descriptor: Descriptor) -> dict[str, Any]:
+    def _message_ref(self, descriptor: Descriptor, *, response: bool) -> dict[str, Any]:
+        """The message's schema as a response (`response`) or a request body carries it."""
         if is_well_known(descriptor):
             return dict(_WELL_KNOWN.get(descriptor.full_name) or self._wrapper_schema(descriptor))
-        name = self._component_name(descriptor.full_name)
+        name = self._component_name(descriptor.full_name) + ("" if response else INPUT_SUFFIX)
         if name not in self._schemas:
             self._schemas[name] = {}  # placeholder first: messages may refer to themselves
-            self._schemas[name] = self._object_schema(descriptor, list(descriptor.fields))
+            schema = self._object_schema(descriptor, list(descriptor.fields), response=response)
+            if not response:
+                schema["description"] = "\n\n".join(p for p in (schema.get("description", ""), _INPUT_NOTE) if p)
+            self._schemas[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
 
     def _partial_ref(self, descriptor: Descriptor) -> dict[str, Any]:
-        """A PATCH body: the resource without `required`, since only the fields sent change."""
-        full = self._message_ref(descriptor)
-        name = full["$ref"].rsplit("/", 1)[-1] + "Update"
+        """A PATCH body: the resource as a request sends it, without `required`, since only the fields
+        sent change."""
+        name = self._component_name(descriptor.full_name) + "Update"
         if name not in self._schemas:
+            full = self._message_ref(descriptor, response=False)
             schema = {k: v for k, v in self._schemas[full["$ref"].rsplit("/", 1)[-1]].items() if k != "required"}
             note = "Partial update: without `update_mask`, the fields present in this body are the ones updated."
             schema["description"] = "\n\n".join(p for p in (schema.get("description", ""), note) if p)
             self._schemas[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def _object_schema(self, descriptor: Descriptor, fields: Sequence[FieldDescriptor]) -> dict[str, Any]:
+    def _object_schema(
+        self, descriptor: Descriptor, fields: Sequence[FieldDescriptor], *, response: bool
+    ) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "object"}
         if doc := self._comments.of(descriptor.full_name):
             schema["description"] = doc
         fields = [f for f in fields if not is_raw_json_twin(f)]  # REST knows the pair as one field
-        schema["properties"] = {json_key(f): self._field_schema(f, nullable=True) for f in fields}
-        required = [json_key(f) for f in fields if field_behavior_pb2.REQUIRED in field_behaviors(f)]
+        schema["properties"] = {json_key(f): self._field_schema(f, response=response) for f in fields}
+        required = _required(fields, response=response)
         if required:
             schema["required"] = required
         return schema
 
-    def _field_schema(self, field: FieldDescriptor, *, nullable: bool) -> dict[str, Any]:
+    def _field_schema(self, field: FieldDescriptor, *, response: bool) -> dict[str, Any]:
         if is_map(field):
+            value = message_of(field).fields_by_name["value"]
             schema: dict[str, Any] = {
                 "type": "object",
-                "additionalProperties": self._single_schema(message_of(field).fields_by_name["value"]),
+                "additionalProperties": self._single_schema(value, response=response),
             }
         elif is_repeated(field):
-            schema = {"type": "array", "items": self._single_schema(field)}
+            schema = {"type": "array", "items": self._single_schema(field, response=response)}
         else:
-            schema = self._single_schema(field)
-            if nullable and _renders_null(field):
+            schema = self._single_schema(field, response=response)
+            if _renders_null(field):
                 schema = _or_null(schema)
         behaviors = field_behaviors(field)
         if "$ref" in schema:
@@ -393,11 +408,11 @@ class _Builder:
             schema["description"] = (schema.get("description", "") + " Immutable: set on create only.").strip()
         return schema
 
-    def _single_schema(self, field: FieldDescriptor) -> dict[str, Any]:
+    def _single_schema(self, field: FieldDescriptor, *, response: bool) -> dict[str, Any]:
         if field.type == FieldDescriptor.TYPE_ENUM:
             return self._enum_ref(enum_of(field))
         if field.message_type is not None:
-            return self._message_ref(field.message_type)
+            return self._message_ref(field.message_type, response=response)
         return dict(_SCALARS.get(field.type, {"type": "string"}))
 
     def _wrapper_schema(self, descriptor: Descriptor) -> dict[str, Any]:
@@ -461,6 +476,15 @@ def _stream_schema(media_type: str, framing: str, message: dict[str, Any]) -> di
     """A stream's body: text of `media_type` whose items are `message` (JSON Schema's contentSchema;
     OAS 3.2 would say itemSchema). Text, so no client waits to parse the whole body as one JSON."""
     return {"type": "string", "contentMediaType": media_type, "contentSchema": message, "description": framing}
+
+
+def _required(fields: Sequence[FieldDescriptor], *, response: bool) -> list[str]:
+    """In a response, every field: jsonshape writes each one, null when unset (those that can be say
+    so: `_renders_null`). In a request, the fields marked REQUIRED; never a server stamp, which a
+    request may leave out (OAS 3.1 makes `required` mean required in both, readOnly or not)."""
+    if response:
+        return [json_key(f) for f in fields]
+    return [json_key(f) for f in fields if field_behavior_pb2.REQUIRED in field_behaviors(f)]
 
 
 def _renders_null(field: FieldDescriptor) -> bool:
