@@ -25,6 +25,7 @@ from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Rece
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome, ReceiptStatus
 from webhookd.domain.webhooks import Direction, SignatureScheme
+from webhookd.store import token_buckets
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.sql import (
     SETTLED_TXID,
@@ -71,28 +72,20 @@ _ATTEMPT_COLUMNS = (
 )
 # The live, enabled inbound webhook and a token from its bucket, in one statement: the bucket's row
 # lock orders every process's requests, so the limit holds for the fleet. `admitted` is false when
-# the bucket holds less than one token; `tokens` is then what it holds, to say when one will be.
-# Time is clock_timestamp(), read after the row lock is held: a statement that started earlier but
-# waited for the lock must not count time backwards from a later writer's update.
-_REFILLED = "greatest(0, extract(epoch FROM clock_timestamp() - b.updated_at)) * :rate"
+# the bucket holds less than one token; `tokens` is then what it holds, to say when one will be
+# (store/token_buckets.py).
 _ADMIT = compiled(
     sa.text(
         f"""
 WITH target AS (
     SELECT id, tenant_id, app_id, signature_scheme, vault_path, secret_fingerprint, url, version FROM webhooks
     WHERE id = :id AND direction = '{Direction.INBOUND.value}' AND enabled AND deleted_at IS NULL
-), taken AS (
-    INSERT INTO inbound_buckets AS b (webhook_id, tokens, updated_at)
-    SELECT id, :burst - 1, clock_timestamp() FROM target
-    ON CONFLICT (webhook_id) DO UPDATE SET
-        tokens = least(:burst, b.tokens + {_REFILLED}) - 1,
-        updated_at = clock_timestamp()
-    WHERE least(:burst, b.tokens + {_REFILLED}) >= 1
+), taken AS ({token_buckets.take("inbound_buckets", webhook_id="id", rate="rate", source="FROM target")}
     RETURNING webhook_id
 )
 SELECT t.id, t.tenant_id, t.app_id, t.signature_scheme, t.vault_path, t.secret_fingerprint, t.url, t.version,
     EXISTS (SELECT 1 FROM taken),
-    (SELECT least(:burst, b.tokens + {_REFILLED}) FROM inbound_buckets b WHERE b.webhook_id = t.id)
+    ({token_buckets.held("inbound_buckets", webhook_id="t.id", rate="rate")})
 FROM target t
 """
     )
@@ -222,7 +215,7 @@ class InboundStore:
         if row[8]:
             return Admission(target)
         tokens = float(row[9] or 0.0)
-        return Admission(target, retry_after_seconds=(1.0 - tokens) / rate_per_second)
+        return Admission(target, retry_after_seconds=token_buckets.seconds_until_a_token(tokens, rate_per_second))
 
     async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
         """Stores the receipt and its log line in one transaction, pipelined; returns its id, or None
