@@ -535,7 +535,7 @@ async def check_backends(settings: Settings, backends: Backends) -> None:
     await probe(backends.database_url, settings.database_timeout_seconds)
     secrets = backends.secret_store(settings)
     try:
-        await secrets.ping()
+        await secrets.ping_at_start()
     finally:
         await secrets.log_out()
         secrets.close()

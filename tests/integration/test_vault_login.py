@@ -12,6 +12,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from webhookd.domain.errors import Unavailable
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.login import AppRoleLogin, KubernetesLogin, TokenFile
 from webhookd.secrets.token_renewal import keep_token_alive
-from webhookd.secrets.vault import VaultSecretStore
+from webhookd.secrets.vault import START_ATTEMPTS, VaultSecretStore
 
 # The policy the README gives operators.
 POLICY = (Path(__file__).parents[2] / "docs" / "vault-policy.hcl").read_text()
@@ -300,5 +301,75 @@ async def test_kubernetes_auth_logs_in_with_the_service_account_token(
     try:
         await store.write(secret := path(), {"signing_secret": "whsec_one"})
         assert await store.read(secret) == {"signing_secret": "whsec_one"}
+    finally:
+        store.close()
+
+
+@dataclass(frozen=True)
+class StumblingAppRole(AppRoleLogin):
+    """AppRole whose first `stumbles` logins Vault answers with HTTP 500, as OpenBao once did in CI."""
+
+    stumbles: int = 0
+    logins: list[int] = field(default_factory=lambda: [0])  # how many were asked: one mutable count
+
+    def log_in(self, client: Any) -> str:
+        self.logins[0] += 1
+        if self.logins[0] <= self.stumbles:
+            raise hvac.exceptions.InternalServerError("internal error")
+        return super().log_in(client)
+
+
+async def test_start_up_asks_again_when_the_login_stumbles(vault: tuple[str, hvac.Client]) -> None:
+    addr, admin = vault
+    _, role_id, secret_id = new_role(admin)
+    login = StumblingAppRole(role_id, secret_id, stumbles=2)
+    store = VaultSecretStore(addr, login)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    try:
+        await store.ping_at_start(sleep=sleep)
+        await store.write(secret := path(), {"signing_secret": "whsec_one"})
+        assert await store.read(secret) == {"signing_secret": "whsec_one"}
+        assert login.logins == [3] and len(waits) == 2
+    finally:
+        store.close()
+
+
+async def test_start_up_gives_up_on_a_login_that_keeps_stumbling(vault: tuple[str, hvac.Client]) -> None:
+    addr, admin = vault
+    _, role_id, secret_id = new_role(admin)
+    login = StumblingAppRole(role_id, secret_id, stumbles=100)
+    store = VaultSecretStore(addr, login)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    try:
+        with pytest.raises(Unavailable) as error:
+            await store.ping_at_start(sleep=sleep)
+        assert error.value.message == "vault unreachable: AppRole login refused: internal error (HTTP 500)"
+        assert login.logins == [START_ATTEMPTS] and len(waits) == START_ATTEMPTS - 1
+    finally:
+        store.close()
+
+
+async def test_start_up_does_not_ask_again_after_a_refused_login(vault: tuple[str, hvac.Client]) -> None:
+    addr, admin = vault
+    _, role_id, _ = new_role(admin)
+    store = VaultSecretStore(addr, AppRoleLogin(role_id, str(uuid.uuid4())))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    try:
+        with pytest.raises(Unavailable) as error:
+            await store.ping_at_start(sleep=sleep)
+        assert error.value.message == "vault unreachable: AppRole login refused: request rejected (HTTP 400)"
+        assert waits == []
     finally:
         store.close()

@@ -19,7 +19,12 @@ SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/toke
 
 
 class LoginFailed(Exception):
-    """A token could not be had; the message says why without any credential in it."""
+    """A token could not be had; the message says why without any credential in it. `passing` when
+    Vault answered with a fault that asking again a moment later may not meet (HTTP 5xx, 429)."""
+
+    def __init__(self, message: str, *, passing: bool = False) -> None:
+        super().__init__(message)
+        self.passing = passing
 
 
 class VaultLogin(ABC):

@@ -20,7 +20,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +55,16 @@ _ID_RULE = "must be 1-128 letters, digits, '.', '_' or '-', starting with a lett
 _VAULT_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z")
 # What Vault answers a token it does not accept with (or one whose policies forbid the call).
 _REFUSED = (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized)
+# Faults Vault may not answer with a moment later (sealed while starting, an internal error, a proxy's
+# bad gateway, a rate limit), unlike a refusal: start-up asks again, a bounded few times.
+_PASSING = (
+    hvac.exceptions.VaultDown,
+    hvac.exceptions.InternalServerError,
+    hvac.exceptions.BadGateway,
+    hvac.exceptions.RateLimitExceeded,
+)
+START_ATTEMPTS = 4
+START_RETRY_SECONDS = 0.5  # times the attempt's number: 0.5, 1 and 1.5 s, 3 s in all
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ class VaultSecretStore:
         try:
             self._token = self._login.log_in(client)
         except hvac.exceptions.VaultError as exc:
-            raise LoginFailed(f"{self._login.name} login refused: {_reason(exc)}") from None
+            raise LoginFailed(f"{self._login.name} login refused: {_reason(exc)}", passing=_passing(exc)) from None
         finally:
             client.token = held
         return self._token
@@ -270,6 +280,20 @@ class VaultSecretStore:
         """Raise Unavailable unless Vault answers, is unsealed and accepts the token."""
         await self.token_lifetime()
 
+    async def ping_at_start(self, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """`ping`, asked again while Vault answers with a passing fault: a process starting beside a
+        Vault that stumbles once (OpenBao has answered an AppRole login with HTTP 500) starts instead
+        of exiting. Refusals and silence fail at once, as `ping` does."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                await self._call(lambda client: client.auth.token.lookup_self())
+                return
+            except _FAILURES as exc:
+                if attempt == START_ATTEMPTS or not _passing(exc):
+                    raise _unavailable(exc) from exc
+                log.warning("vault stumbled at start-up; asking again", extra={"reason": _unavailable(exc).message})
+            await sleep(START_RETRY_SECONDS * attempt)
+
     async def token_lifetime(self) -> TokenLifetime:
         """What Vault says of the token: seconds left (0: it never expires) and whether it renews."""
         data = (await self._answer(lambda client: client.auth.token.lookup_self()))["data"]
@@ -359,6 +383,10 @@ def _reason(exc: Exception) -> str:
     """A short reason built from the error's type only, never from its text."""
     # Otherwise ConnectionRefusedError, TimeoutError, the transport's TransportError… or another VaultError.
     return next((text for kind, text in _REASONS if isinstance(exc, kind)), type(exc).__name__)
+
+
+def _passing(exc: Exception) -> bool:
+    return isinstance(exc, _PASSING) or (isinstance(exc, LoginFailed) and exc.passing)
 
 
 def _unavailable(exc: Exception) -> Unavailable:
