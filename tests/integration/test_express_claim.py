@@ -15,7 +15,7 @@ from google.protobuf import struct_pb2
 from support import running_service
 from webhookd.app import Backends
 from webhookd.store.conninfo import conninfo
-from webhookd.store.deliveries import CLAIM_LOCK_ID, QUEUE_CLAIM_LOCK_ID
+from webhookd.store.deliveries import _LOCK, _QUEUE_AND_LOCK, CLAIM_LOCK_ID, QUEUE_CLAIM_LOCK_ID
 
 WAITING_FOR_LOCKS = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
@@ -112,3 +112,15 @@ async def test_an_express_claim_waits_for_the_claim_running_not_for_the_claims_q
 
     assert [claimed.event_id for claimed in by_express] == events[webhook_id]
     assert by_queued == []
+
+
+async def test_claims_commit_without_waiting_for_the_disk(backends) -> None:
+    """A claim holds the claim lock until its commit ends, so one waiting for its WAL's fsync held up
+    every claim behind it; its leases are safe to lose in a crash (the deliveries come due again)."""
+    async with await psycopg.AsyncConnection.connect(conninfo(backends.database_url), autocommit=True) as connection:
+        for lock in (_LOCK, _QUEUE_AND_LOCK):
+            async with connection.transaction():
+                await connection.execute(lock)
+                inside = await (await connection.execute("SHOW synchronous_commit")).fetchone()
+            after = await (await connection.execute("SHOW synchronous_commit")).fetchone()
+            assert (inside, after) == (("off",), ("on",))  # the claim's transaction alone
