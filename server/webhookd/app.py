@@ -29,6 +29,7 @@ from webhookd.gateway import create_gateway_app
 from webhookd.gateway.playground import DevTokenSource, local_hosts, playground_routes
 from webhookd.http.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
 from webhookd.http.receiver import inbound_route
+from webhookd.http.request_bounds import RequestBounds
 from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
 from webhookd.secrets.embedded import EmbeddedOpenBao
@@ -362,6 +363,7 @@ class Gateway:
         self.http = HttpServer(
             ObservedApp(self.app, self.metrics),
             settings.http_addr,
+            bounds=RequestBounds(request_timeout_seconds=settings.http_request_timeout_seconds),
             reuse_port=reuse_port,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
         )

@@ -84,6 +84,8 @@ class Settings:
     # A secret no webhook row owns is removed once it is this old (services/orphan_secrets.py).
     orphan_secret_grace_seconds: float = 900.0
     shutdown_grace_seconds: float = 10.0
+    # The whole of a request (head and body) must arrive within this, or it is answered 408 (http/request_bounds.py).
+    http_request_timeout_seconds: float = 60.0
     log_level: str = "INFO"
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -329,5 +331,6 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         vault_timeout_seconds=_float(env, "WEBHOOKD_VAULT_TIMEOUT_SECONDS", 5.0, 0, _HOUR, above=True),
         orphan_secret_grace_seconds=_float(env, "WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", 900.0, 0, _YEAR, above=True),
         shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0, 0, _HOUR),
+        http_request_timeout_seconds=_float(env, "WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", 60.0, 0, _HOUR, above=True),
         log_level=_log_level(env),
     )

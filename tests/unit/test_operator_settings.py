@@ -46,6 +46,9 @@ from webhookd.config import Settings, SettingsError, load
         ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "0"),
         ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "nan"),
         ("WEBHOOKD_JWT_JWKS_REFRESH_SECONDS", "inf"),
+        ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "0"),
+        ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "nan"),
+        ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "inf"),
     ],
 )
 def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str, value: str) -> None:
@@ -69,6 +72,7 @@ def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str,
         ("WEBHOOKD_DATABASE_TIMEOUT_SECONDS", "0.5", "database_timeout_seconds", 0.5),
         ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "0", "shutdown_grace_seconds", 0.0),
         ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "0.01", "inbound_rate_per_second", 0.01),
+        ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "2.5", "http_request_timeout_seconds", 2.5),
     ],
 )
 def test_values_operators_use_are_taken(name: str, value: str, field: str, expected: object) -> None:

@@ -51,9 +51,11 @@ HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
 # caller can meet is a row of this table, read either way.
 CODE_BY_HTTP_ONLY_STATUS: Mapping[int, grpc.StatusCode] = {
     405: grpc.StatusCode.UNIMPLEMENTED,  # the path exists, the method is not implemented there
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,  # the client did not send its whole request in time
     412: grpc.StatusCode.FAILED_PRECONDITION,  # If-Match names a version that is not current
     413: grpc.StatusCode.INVALID_ARGUMENT,  # the body is over the size limit
     415: grpc.StatusCode.INVALID_ARGUMENT,  # the body is not JSON
+    431: grpc.StatusCode.INVALID_ARGUMENT,  # the request line and headers are over the size limit
 }
 PRECONDITION_FAILED = 412
 # Retry-After of a 503 from a server the gateway could not reach, which says nothing itself.
@@ -181,6 +183,16 @@ def malformed_json(reason: str) -> ApiError:
 def unsupported_media_type(content_type: str) -> ApiError:
     message = f"Content-Type must be application/json, not {content_type or 'absent'}"
     return _http_only(415, message, [_error_info("UNSUPPORTED_MEDIA_TYPE")])
+
+
+def request_timeout(seconds: float) -> ApiError:
+    message = f"the request was not received in full within {seconds:g} s"
+    return _http_only(408, message, [_error_info("REQUEST_TIMEOUT")])
+
+
+def head_too_large(limit_bytes: int) -> ApiError:
+    message = f"the request line and headers are over {limit_bytes // 1024} KiB"
+    return _http_only(431, message, [_error_info("HEAD_TOO_LARGE", {"limit_bytes": str(limit_bytes)})])
 
 
 def precondition_failed(message: str, *, reason: str) -> ApiError:

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from webhookd.http.request_bounds import RequestBounds, bounded_protocol
+
 log = logging.getLogger("webhookd.gateway")
-KEEP_ALIVE_SECONDS = 75
+DEFAULT_BOUNDS = RequestBounds()
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -55,7 +57,13 @@ class HttpServer:
     """uvicorn on a host:port (port 0 picks a free one), started and stopped as a task."""
 
     def __init__(
-        self, app: ASGIApp, addr: str, *, reuse_port: bool = False, shutdown_grace_seconds: float | None = None
+        self,
+        app: ASGIApp,
+        addr: str,
+        *,
+        bounds: RequestBounds = DEFAULT_BOUNDS,
+        reuse_port: bool = False,
+        shutdown_grace_seconds: float | None = None,
     ) -> None:
         """shutdown_grace_seconds: how long `stop` lets requests in flight finish before it ends them;
         None waits for every one, which a following stream never is."""
@@ -67,9 +75,8 @@ class HttpServer:
                 log_config=None,
                 access_log=False,  # gateway/operations.py writes the access log, without query strings
                 lifespan="off",
-                # Longer than the idle timeout of the proxies in front (60 s is common): a server that
-                # closes first races the proxy's next request on that connection, which then fails.
-                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                http=bounded_protocol(bounds),  # heads and slow requests bounded
+                timeout_keep_alive=bounds.keep_alive_seconds,  # type: ignore[arg-type]  # call_later takes a float
                 # uvicorn counts it in whole seconds.
                 timeout_graceful_shutdown=None if shutdown_grace_seconds is None else math.ceil(shutdown_grace_seconds),
             )
