@@ -60,6 +60,7 @@ CODE_BY_HTTP_ONLY_STATUS: Mapping[int, grpc.StatusCode] = {
 PRECONDITION_FAILED = 412
 # Retry-After of a 503 from a server the gateway could not reach, which says nothing itself.
 UNREACHED_RETRY_AFTER_SECONDS = 1
+RETRY_LATER = "temporarily unavailable: retry later"
 
 
 @dataclass
@@ -218,6 +219,15 @@ def from_domain_error(error: domain.DomainError) -> ApiError:
     if retry_after:
         headers["Retry-After"] = str(math.ceil(retry_after))
     return ApiError(http_status, error.code, error.message, [_error_info(error.reason)], headers)
+
+
+def retry_later(retry_after_seconds: float | None) -> ApiError:
+    """503 for callers outside (inbound senders): which dependency failed, and how, is ours to log,
+    not theirs to read (hosts, ports, libpq's words)."""
+    seconds = max(UNREACHED_RETRY_AFTER_SECONDS, math.ceil(retry_after_seconds or 0))
+    return ApiError(
+        503, "UNAVAILABLE", RETRY_LATER, [_error_info(domain.Unavailable.reason)], {"Retry-After": str(seconds)}
+    )
 
 
 def route_not_found(method: str, path: str) -> ApiError:

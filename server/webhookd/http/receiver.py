@@ -7,6 +7,7 @@ services/inbound.py (which decides the order of the checks), and answers with th
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping
 
@@ -14,15 +15,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from webhookd.domain.errors import DomainError
+from webhookd.domain.errors import DomainError, Unavailable
 from webhookd.domain.inbound import EMPTY_TWIML, INBOUND_PATH_PREFIX
 from webhookd.domain.statuses import ReceiptAnswer
 from webhookd.http.body import read_body
-from webhookd.http.errors import error_response, from_domain_error
+from webhookd.http.errors import ApiError, error_response, from_domain_error, retry_later
 from webhookd.http.media_types import PLAIN_TEXT_MEDIA_TYPE, TWIML_MEDIA_TYPE
 from webhookd.services.inbound import Inbound
 
 INBOUND_ROUTE = INBOUND_PATH_PREFIX + "{webhook_id}"
+
+log = logging.getLogger("webhookd.inbound")
 
 
 class _StarletteRequest:
@@ -46,7 +49,7 @@ def inbound_route(inbound: Inbound) -> Route:
         except ClientDisconnect:
             return Response(status_code=400)
         except DomainError as error:
-            return error_response(from_domain_error(error))
+            return error_response(_for_sender(error))
         if received.twiml:
             return Response(EMPTY_TWIML, media_type=TWIML_MEDIA_TYPE)
         if received.zoom_validation is not None:
@@ -61,7 +64,7 @@ def inbound_route(inbound: Inbound) -> Route:
         try:
             challenge = await inbound.confirm_subscription(request.path_params["webhook_id"], request.url.query)
         except DomainError as error:
-            return error_response(from_domain_error(error))
+            return error_response(_for_sender(error))
         # Meta compares the body with the challenge it sent: the text alone (never sniffed as a page).
         return Response(challenge, media_type=PLAIN_TEXT_MEDIA_TYPE, headers={"X-Content-Type-Options": "nosniff"})
 
@@ -70,3 +73,11 @@ def inbound_route(inbound: Inbound) -> Route:
 
     # GET only for Meta's subscription check (Inbound.confirm_subscription); one route, so a 405 names both.
     return Route(INBOUND_ROUTE, endpoint, methods=["POST", "GET"])
+
+
+def _for_sender(error: DomainError) -> ApiError:
+    """The error as an external sender reads it; an outage's reason is logged here instead."""
+    if isinstance(error, Unavailable):
+        log.warning("inbound request unavailable", extra={"reason": error.message})
+        return retry_later(error.retry_after_seconds)
+    return from_domain_error(error)

@@ -1,0 +1,74 @@
+"""The inbound receiver while PostgreSQL cannot be reached: the real receiver, store and connection pool
+(pointed at a loopback port nothing listens on) behind the real HTTP server.
+
+A sender is told 503 "temporarily unavailable: retry later" with a Retry-After of at least a second,
+and nothing of the reason (the database, its address, libpq's words), which is logged instead."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from ulid import ULID
+
+from fakes import FakeNotifications, FakeSecrets, FakeStreamLeases, FakeWebhooks
+from webhookd.http.receiver import inbound_route
+from webhookd.http.server import HttpServer
+from webhookd.services.inbound import Inbound
+from webhookd.services.signing_secrets import SigningSecrets
+from webhookd.services.tailing import StreamSlots
+from webhookd.store.database import Database
+from webhookd.store.inbound import InboundStore
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+async def unreachable() -> AsyncIterator[tuple[str, int]]:
+    """The URL of a receiver whose database does not answer, and the database's port."""
+    port = closed_port()
+    database = Database(f"postgresql://webhookd@127.0.0.1:{port}/webhookd", size=1, timeout_seconds=1.0)
+    await database.open()
+    inbound = Inbound(
+        InboundStore(database),
+        SigningSecrets(FakeSecrets()),
+        FakeWebhooks(),
+        FakeNotifications(),
+        rate_per_second=1.0,
+        burst=1,
+        stream_slots=StreamSlots(FakeStreamLeases(), 1),
+        max_body_bytes=1024,
+    )
+    server = HttpServer(Starlette(routes=[inbound_route(inbound)]), "127.0.0.1:0")
+    await server.start()
+    yield f"http://127.0.0.1:{server.port}", port
+    await server.stop()
+    await database.close()
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_a_sender_is_told_to_retry_later_and_nothing_of_why(
+    unreachable: tuple[str, int], method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, database_port = unreachable
+    caplog.set_level(logging.WARNING)
+
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        response = await http.request(method, f"{url}/api/v1/integration/inbound/whk_{ULID()}", content=b"{}")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["message"] == "temporarily unavailable: retry later"
+    assert int(response.headers["retry-after"]) >= 1
+    assert "database" not in response.text.lower()
+    assert str(database_port) not in response.text
+    logged = [record for record in caplog.records if "database" in str(getattr(record, "reason", ""))]
+    assert logged, [record.getMessage() for record in caplog.records]
