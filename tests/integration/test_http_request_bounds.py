@@ -221,6 +221,24 @@ async def test_a_request_in_time_is_served_and_its_connection_kept(impatient: in
         connection.close()
 
 
+# -- a client that shuts its side once it has sent the request ------------------------------------------------
+
+
+async def test_a_request_sent_before_the_client_shuts_its_side_is_still_answered(gateway, caller) -> None:
+    """As `printf ... | nc -N` does: the answer must not be lost (the receipt is stored all the same)."""
+    path = await inbound_path(caller)
+    connection = await Connection.open(port_of(gateway))
+    try:
+        await connection.send(head(path, [("content-type", "application/json"), ("content-length", "2")]) + b"{}")
+        connection.writer.write_eof()
+        status, answered, _ = await connection.response()
+        assert status == 401  # not signed: the request was read and judged
+        assert answered["connection"] == "close"
+        assert await connection.closed_by_server()
+    finally:
+        connection.close()
+
+
 # -- idle keep-alive connections -----------------------------------------------------------------------------
 
 

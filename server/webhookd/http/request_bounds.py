@@ -8,7 +8,8 @@ middleware runs only once the head is parsed. So the HTTP protocol is uvicorn's 
 - a request not received in full within `request_timeout_seconds` of its first byte (of the
   connection, for its first request) is answered 408; a connection that sends nothing is closed;
 - either answer ends the connection gracefully: sent, the write side shut, and what the client still
-  sends read and dropped for a moment, so that it reads the answer rather than a reset.
+  sends read and dropped for a moment, so that it reads the answer rather than a reset;
+- a client that shuts its side after sending a whole request still gets the answer.
 Idle keep-alive connections are closed after `keep_alive_seconds` (uvicorn's own timer).
 """
 
@@ -89,6 +90,15 @@ class _Bounded(HttpToolsProtocol):
         # reading in memory until it ends).
         if self._in_head and self._head_bytes > self.bounds.max_head_bytes and not self._refused:
             self._refuse(head_too_large(self.bounds.max_head_bytes))
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol allows a bool
+        """The client shut its side. uvicorn then closed at once, dropping the answer to a request it
+        had sent in full (whose receipt was stored all the same): that answer is sent, then we close."""
+        cycle = self.cycle
+        if self._refused or self._in_request or cycle is None or cycle.response_complete:
+            return None  # nothing to answer: asyncio closes the connection
+        cycle.keep_alive = False
+        return True
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # else the parse error is ours (_Refused), and the client has its answer
