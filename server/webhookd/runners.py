@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
@@ -60,10 +61,14 @@ class StartError(Exception):
 
 
 async def started(what: str, start: Callable[[], Awaitable[object]]) -> None:
+    """Runs `start`; StartError when what it needs refused it. Partition upkeep speaks to PostgreSQL
+    through psycopg itself, whose errors SQLAlchemy does not wrap."""
     try:
         await start()
-    except (Unavailable, OSError, SQLAlchemyError, RuntimeError) as error:
-        raise StartError(f"{what}: {error or type(error).__name__}") from error
+    except (Unavailable, OSError, SQLAlchemyError, psycopg.Error, RuntimeError) as error:
+        # The first line: the server's message may go on with the statement and a caret under it.
+        said = str(error).splitlines()
+        raise StartError(f"{what}: {said[0] if said else type(error).__name__}") from error
 
 
 def _stop_on_signals() -> asyncio.Event:

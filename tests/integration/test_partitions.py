@@ -12,11 +12,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from history_rows import ATTEMPT, attempt, delivery, event, id_at, opened, partition_of, receipt, webhook
 
-from support import running_service
+from support import new_tenant_id, running_service
 from webhookd.app import Backends, DeliveryWorkers, Service
 from webhookd.domain import ids
 from webhookd.domain.deliveries import AttemptRecord
@@ -178,6 +179,45 @@ async def test_the_migrate_command_leaves_this_week_and_the_next_ones_in_place(o
     assert "database schema is up to date" in out.decode()
     this_week = partitions.Period.of(datetime.now(UTC))
     assert {table.partition_name(this_week) for table in partitions.TABLES} <= set().union(*existing.values())
+
+
+async def _drop_the_farthest_weeks(db: Database) -> list[str]:
+    """Drops the farthest week `ensure` keeps ahead of every table, as if the weeks had moved on."""
+    farthest = await _weeks_ahead_on_the_database_clock(db)
+    for name in farthest:
+        await db.execute(f"DROP TABLE {name}")
+    return farthest
+
+
+async def test_migrate_refused_by_the_database_says_so_in_one_line(own_database) -> None:
+    # A role that may read but owns no table: the schema is at its head, the weeks ahead cannot be made.
+    role = new_tenant_id().replace("tnt_", "reader_").lower()
+    async with opened(own_database) as db:
+        await migrate.upgrade(own_database)
+        await _drop_the_farthest_weeks(db)
+        await db.execute(f"CREATE ROLE {role} LOGIN")
+        await db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        try:
+            command = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "webhookd"),
+                "migrate",
+                env=os.environ | {"WEBHOOKD_DATABASE_URL": _as_role(own_database, role)},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(command.communicate(), 60)
+        finally:
+            await db.execute(f"DROP OWNED BY {role}")
+            await db.execute(f"DROP ROLE {role}")
+
+    said = [line for line in err.decode().splitlines() if line.startswith("webhookd:")]
+    assert command.returncode == 2, err.decode()
+    assert said == ["webhookd: cannot migrate: database schema: permission denied for table deliveries"], err.decode()
+    assert "Traceback" not in err.decode()
+
+
+def _as_role(url: str, role: str) -> str:
+    return sa.make_url(url).set(username=role).render_as_string(hide_password=False)
 
 
 async def test_processes_creating_the_same_partitions_at_once_each_create_some_and_none_fails(own_database) -> None:
