@@ -220,6 +220,25 @@ def _as_role(url: str, role: str) -> str:
     return sa.make_url(url).set(username=role).render_as_string(hide_password=False)
 
 
+async def test_start_up_goes_on_while_a_table_stays_busy_and_the_next_round_creates_its_week(own_database) -> None:
+    await migrate.upgrade(own_database)
+    async with (
+        opened(own_database) as db,
+        await psycopg.AsyncConnection.connect(conninfo(own_database)) as reading,
+    ):
+        farthest = await _drop_the_farthest_weeks(db)
+        # A long read of attempts, open for longer than partition creation waits for the table.
+        await reading.execute("LOCK TABLE attempts IN ACCESS SHARE MODE")
+        await asyncio.wait_for(migrate.upgrade(own_database), 60)
+        at_start = set().union(*(await db.run(partitions.partitions_of)).values())
+        await reading.rollback()
+        next_round = await partitions.ensure(db)
+
+    busy = next(name for name in farthest if name.startswith("attempts_"))
+    assert set(farthest) - at_start == {busy}  # the other tables' weeks were created all the same
+    assert next_round == [busy]
+
+
 async def test_processes_creating_the_same_partitions_at_once_each_create_some_and_none_fails(own_database) -> None:
     await migrate.upgrade(own_database)
     later = datetime.now(UTC) + 10 * WEEK

@@ -20,7 +20,9 @@ then hourly in every long-running process that writes history, servers, gateways
 idempotent and safe to run from several processes at once: each partition is created in its own
 transaction, under an advisory lock, after looking again whether it exists. A process that waits
 for that lock longer than `lock_timeout` leaves the round to the one holding it, which is creating
-what is missing, and looks again at its next round.
+what is missing, and looks again at its next round. A table that stays locked by someone else (a long
+read) try after try keeps its weeks missing until the next round; the other tables' are created, and
+start-up goes on: until its week exists a row lands in the default partition, which takes any.
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ class _Creation(enum.Enum):
     CREATED = "created"
     EXISTED = "another process created it since this one listed the partitions"
     CREATING_ELSEWHERE = "another process held the partitions lock longer than lock_timeout"
+    TABLE_BUSY = "the table stayed locked longer than lock_timeout, try after try"
 
 
 async def partitions_of(connection: Connection) -> dict[str, set[str]]:
@@ -220,11 +223,21 @@ async def ensure_on(connection: Connection, *, now: datetime | None = None, ahea
         if table.partition_name(period) not in existing[table.name]
     ]
     created = []
+    busy: set[str] = set()
     for table, period in missing:
+        if table.name in busy:
+            continue
         outcome = await _create(connection, table, period)
         if outcome is _Creation.CREATING_ELSEWHERE:
             log.info("another process is creating partitions; this round leaves them to it")
             break
+        if outcome is _Creation.TABLE_BUSY:
+            # Its later weeks would wait for the same lock: they wait for the next round instead.
+            log.warning(
+                "table busy; its missing weeks are left to the next round",
+                extra={"table": table.name, "partition": table.partition_name(period)},
+            )
+            busy.add(table.name)
         if outcome is _Creation.CREATED:
             created.append(table.partition_name(period))
     if created:
@@ -241,7 +254,8 @@ async def _database_now(connection: Connection) -> datetime:
 
 
 async def _create(connection: Connection, table: PartitionedTable, period: Period) -> _Creation:
-    """Creates one partition unless another process did meanwhile or is creating partitions now."""
+    """Creates one partition unless another process did meanwhile or is creating partitions now, or
+    the table stays busy."""
     for attempt in range(1, LOCK_TRIES + 1):
         locked = False
         try:
@@ -256,12 +270,11 @@ async def _create(connection: Connection, table: PartitionedTable, period: Perio
                     return _Creation.EXISTED
                 await _create_under_lock(connection, table, period)
                 return _Creation.CREATED
-        except psycopg.errors.LockNotAvailable as error:
+        except psycopg.errors.LockNotAvailable:
             if not locked:
                 return _Creation.CREATING_ELSEWHERE
             if attempt == LOCK_TRIES:
-                # Not an OperationalError: the database answered, the table was busy.
-                raise RuntimeError(f"partition {table.partition_name(period)} not created: table busy") from error
+                return _Creation.TABLE_BUSY
             log.info("table busy; trying again to create a partition", extra={"table": table.name})
     raise AssertionError("unreachable")
 
