@@ -46,8 +46,8 @@ def id_at(prefix: str, at: datetime) -> str:
 
 
 @asynccontextmanager
-async def opened(url: str, *, size: int = 4) -> AsyncIterator[Database]:
-    database = Database(url, size=size)
+async def opened(url: str, *, size: int = 4, timeout_seconds: float = 5.0) -> AsyncIterator[Database]:
+    database = Database(url, size=size, timeout_seconds=timeout_seconds)
     await database.open()
     try:
         yield database

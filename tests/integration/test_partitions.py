@@ -239,6 +239,24 @@ async def test_start_up_goes_on_while_a_table_stays_busy_and_the_next_round_crea
     assert next_round == [busy]
 
 
+async def test_a_round_in_a_process_with_a_short_database_timeout_creates_the_weeks_of_the_tables_not_busy(
+    own_database,
+) -> None:
+    await migrate.upgrade(own_database)
+    async with (
+        opened(own_database) as db,
+        await psycopg.AsyncConnection.connect(conninfo(own_database)) as reading,
+    ):
+        farthest = await _drop_the_farthest_weeks(db)
+        await reading.execute("LOCK TABLE attempts IN ACCESS SHARE MODE")
+        # Each call to the database is bounded by this; a busy table's tries together take longer.
+        async with opened(own_database, timeout_seconds=2) as bounded:
+            created = await asyncio.wait_for(partitions.ensure(bounded), 60)
+        await reading.rollback()
+
+    assert sorted(created) == sorted(name for name in farthest if not name.startswith("attempts_"))
+
+
 async def test_processes_creating_the_same_partitions_at_once_each_create_some_and_none_fails(own_database) -> None:
     await migrate.upgrade(own_database)
     later = datetime.now(UTC) + 10 * WEEK

@@ -17,12 +17,13 @@ far off), so an insert never fails for want of a partition.
 shares) and the AHEAD weeks after it: at start-up (store/migrate.py, before anything serves) and
 then hourly in every long-running process that writes history, servers, gateways and workers alike
 (`keep_created_ahead`), so the weeks ahead do not depend on which roles are deployed. It is
-idempotent and safe to run from several processes at once: each partition is created in its own
-transaction, under an advisory lock, after looking again whether it exists. A process that waits
-for that lock longer than `lock_timeout` leaves the round to the one holding it, which is creating
-what is missing, and looks again at its next round. A table that stays locked by someone else (a long
-read) try after try keeps its weeks missing until the next round; the other tables' are created, and
-start-up goes on: until its week exists a row lands in the default partition, which takes any.
+idempotent and safe to run from several processes at once: each partition (one table, one week) is
+created in a short transaction and a call to the database of its own, under an advisory lock, after
+looking again whether it exists. A process that waits for that lock longer than `lock_timeout`
+leaves the round to the one holding it, which is creating what is missing, and looks again at its
+next round. A table that stays locked by someone else (a long read) try after try keeps its weeks
+missing until the next round; the other tables' are created, and start-up goes on: until its week
+exists a row lands in the default partition, which takes any.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ import asyncio
 import enum
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -45,6 +48,7 @@ from webhookd.store.database import Connection, Database
 from webhookd.store.tables import attempts, deliveries, inbound_events
 
 log = logging.getLogger("webhookd.partitions")
+T = TypeVar("T")
 
 # A week: few enough partitions that what cannot prune (the log's (txid, seq) order, the claim's
 # due scan, a delivery's attempts, the inbound duplicate check) stays a handful of index probes,
@@ -184,14 +188,18 @@ async def partitions_of(connection: Connection) -> dict[str, set[str]]:
     return found
 
 
+class _Run(Protocol):
+    """How a round reaches the database: `Database.run` (each call bounded, on a pooled connection),
+    or one connection of its own at start-up."""
+
+    def __call__(self, work: Callable[[Connection], Awaitable[T]], /) -> Awaitable[T]: ...
+
+
 async def ensure(database: Database, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
     """Creates the missing partitions of the week of `now` (default: now) and the `ahead` weeks
-    after it; returns the names it created."""
-
-    async def create(connection: Connection) -> list[str]:
-        return await ensure_on(connection, now=now, ahead=ahead)
-
-    return await database.run(create)
+    after it; returns the names it created. Each try at one table's week is a call of its own, so a
+    busy table's tries do not add up to one call longer than the database's bound."""
+    return await _ensure(database.run, now=now, ahead=ahead)
 
 
 async def keep_created_ahead(database: Database) -> None:
@@ -214,8 +222,19 @@ async def ensure_at(url: str, *, now: datetime | None = None, ahead: int = AHEAD
 
 
 async def ensure_on(connection: Connection, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
-    existing = await partitions_of(connection)
-    weeks = Period.of(now or await _database_now(connection)).and_following(ahead)
+    """`ensure` on `connection` (autocommit)."""
+
+    async def on_connection(work: Callable[[Connection], Awaitable[T]]) -> T:
+        return await work(connection)
+
+    return await _ensure(on_connection, now=now, ahead=ahead)
+
+
+async def _ensure(run: _Run, *, now: datetime | None, ahead: int) -> list[str]:
+    existing = await run(partitions_of)
+    if now is None:
+        now = await run(_database_now)
+    weeks = Period.of(now).and_following(ahead)
     missing = [
         (table, period)
         for table in TABLES
@@ -227,7 +246,7 @@ async def ensure_on(connection: Connection, *, now: datetime | None = None, ahea
     for table, period in missing:
         if table.name in busy:
             continue
-        outcome = await _create(connection, table, period)
+        outcome = await _create(run, table, period)
         if outcome is _Creation.CREATING_ELSEWHERE:
             log.info("another process is creating partitions; this round leaves them to it")
             break
@@ -253,30 +272,38 @@ async def _database_now(connection: Connection) -> datetime:
     return now
 
 
-async def _create(connection: Connection, table: PartitionedTable, period: Period) -> _Creation:
+async def _create(run: _Run, table: PartitionedTable, period: Period) -> _Creation:
     """Creates one partition unless another process did meanwhile or is creating partitions now, or
-    the table stays busy."""
+    the table stays busy; each try a short transaction of its own."""
+
+    async def once(connection: Connection) -> _Creation:
+        return await _try_create(connection, table, period)
+
     for attempt in range(1, LOCK_TRIES + 1):
-        locked = False
-        try:
-            async with connection.transaction():
-                await connection.execute(DDL_LIMITS)
-                await connection.execute(f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK_ID})")
-                locked = True
-                exists = await (
-                    await connection.execute(_EXISTS, {"parent": table.name, "name": table.partition_name(period)})
-                ).fetchone()
-                if exists and exists[0]:
-                    return _Creation.EXISTED
-                await _create_under_lock(connection, table, period)
-                return _Creation.CREATED
-        except psycopg.errors.LockNotAvailable:
-            if not locked:
-                return _Creation.CREATING_ELSEWHERE
-            if attempt == LOCK_TRIES:
-                return _Creation.TABLE_BUSY
+        outcome = await run(once)
+        if outcome is not _Creation.TABLE_BUSY:
+            return outcome
+        if attempt < LOCK_TRIES:
             log.info("table busy; trying again to create a partition", extra={"table": table.name})
-    raise AssertionError("unreachable")
+    return _Creation.TABLE_BUSY
+
+
+async def _try_create(connection: Connection, table: PartitionedTable, period: Period) -> _Creation:
+    locked = False
+    try:
+        async with connection.transaction():
+            await connection.execute(DDL_LIMITS)
+            await connection.execute(f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK_ID})")
+            locked = True
+            exists = await (
+                await connection.execute(_EXISTS, {"parent": table.name, "name": table.partition_name(period)})
+            ).fetchone()
+            if exists and exists[0]:
+                return _Creation.EXISTED
+            await _create_under_lock(connection, table, period)
+            return _Creation.CREATED
+    except psycopg.errors.LockNotAvailable:
+        return _Creation.TABLE_BUSY if locked else _Creation.CREATING_ELSEWHERE
 
 
 async def _create_under_lock(connection: Connection, table: PartitionedTable, period: Period) -> None:
