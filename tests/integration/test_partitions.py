@@ -304,6 +304,37 @@ async def test_a_new_week_takes_over_the_rows_the_default_partition_held_for_it(
     assert (status, moved_event) == ("pending", event_id)
 
 
+async def test_a_week_with_too_many_rows_in_the_default_partition_stays_there_and_still_takes_writes(
+    own_database, monkeypatch
+) -> None:
+    monkeypatch.setattr(partitions, "MAX_ROWS_MOVED", 3)  # as if a week had more than 20,000 rows there
+    await migrate.upgrade(own_database)
+    later = datetime.now(UTC) + 8 * WEEK
+    async with opened(own_database) as db:
+        webhook_id = await webhook(db, TENANT)
+        event_id = await event(db, TENANT, later)
+        delivery_id = await delivery(db, TENANT, webhook_id, event_id, later)  # one: few enough to move
+        for n in range(partitions.MAX_ROWS_MOVED + 1):  # more than may move
+            await attempt(db, TENANT, webhook_id, delivery_id, later + timedelta(minutes=n))
+
+        created = await partitions.ensure(db, now=later, ahead=0)
+        await attempt(db, TENANT, webhook_id, delivery_id, later)  # a write of the week still lands
+        attempts_now = await db.fetch_all(
+            "SELECT tableoid::regclass::text, count(*) FROM attempts WHERE delivery_id = %(d)s GROUP BY 1",
+            {"d": delivery_id},
+        )
+        moved = await partition_of(db, "deliveries", "id", delivery_id)
+        again = await partitions.ensure(db, now=later, ahead=0)
+
+    week = partitions.Period.of(later)
+    assert sorted(created) == sorted(
+        table.partition_name(week) for table in (partitions.DELIVERIES, partitions.INBOUND_EVENTS)
+    )
+    assert attempts_now == [("attempts_default", partitions.MAX_ROWS_MOVED + 2)]
+    assert moved == week_partition("deliveries", later)
+    assert again == []  # left there round after round
+
+
 async def test_a_retried_inbound_message_is_a_duplicate_across_a_week_boundary(own_database) -> None:
     await migrate.upgrade(own_database)
     now = datetime.now(UTC)

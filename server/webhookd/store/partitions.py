@@ -70,6 +70,11 @@ PARTITIONS_LOCK_ID = 7_202_611_29
 LOCK_TIMEOUT = "1s"
 SILENT_CLIENT_TIMEOUT = "2s"
 LOCK_TRIES = 3
+# A week's rows the default partition took before the week had a partition move into the new one
+# under the table's ACCESS EXCLUSIVE lock, which stalls every query of the table while they move. At
+# most this many: a week with more (an outage longer than the weeks made ahead, a clock far off) stays
+# in the default partition, which serves it as before, and retention deletes it there row by row.
+MAX_ROWS_MOVED = 20_000
 # The first statement of a transaction that takes a table's ACCESS EXCLUSIVE lock.
 DDL_LIMITS = (
     f"SELECT set_config('lock_timeout', '{LOCK_TIMEOUT}', true),"
@@ -177,6 +182,7 @@ class _Creation(enum.Enum):
     EXISTED = "another process created it since this one listed the partitions"
     CREATING_ELSEWHERE = "another process held the partitions lock longer than lock_timeout"
     TABLE_BUSY = "the table stayed locked longer than lock_timeout, try after try"
+    LEFT_IN_DEFAULT = f"the default partition holds more than {MAX_ROWS_MOVED} rows of the week"
 
 
 async def partitions_of(connection: Connection) -> dict[str, set[str]]:
@@ -257,6 +263,11 @@ async def _ensure(run: _Run, *, now: datetime | None, ahead: int) -> list[str]:
                 extra={"table": table.name, "partition": table.partition_name(period)},
             )
             busy.add(table.name)
+        if outcome is _Creation.LEFT_IN_DEFAULT:
+            log.warning(
+                "week left in the default partition: too many of its rows there to move",
+                extra={"partition": table.partition_name(period), "max_rows_moved": MAX_ROWS_MOVED},
+            )
         if outcome is _Creation.CREATED:
             created.append(table.partition_name(period))
     if created:
@@ -300,17 +311,25 @@ async def _try_create(connection: Connection, table: PartitionedTable, period: P
             ).fetchone()
             if exists and exists[0]:
                 return _Creation.EXISTED
-            await _create_under_lock(connection, table, period)
-            return _Creation.CREATED
+            return await _create_under_lock(connection, table, period)
     except psycopg.errors.LockNotAvailable:
         return _Creation.TABLE_BUSY if locked else _Creation.CREATING_ELSEWHERE
 
 
-async def _create_under_lock(connection: Connection, table: PartitionedTable, period: Period) -> None:
+async def _create_under_lock(connection: Connection, table: PartitionedTable, period: Period) -> _Creation:
     in_range = sql.SQL("{key} >= %(low)s AND {key} < %(high)s").format(key=sql.Identifier(table.key))
     bounds = {"low": table.bound(period.start), "high": table.bound(period.end)}
     default = sql.Identifier(table.default_partition)
     parent = sql.Identifier(table.name)
+    # Counted (by the key's index, at most one past the limit) before the table is locked: the
+    # count is no reason to stall its queries.
+    counted = await connection.execute(
+        sql.SQL("SELECT count(*) FROM (SELECT FROM {} WHERE {} LIMIT %(over)s) AS week").format(default, in_range),
+        bounds | {"over": MAX_ROWS_MOVED + 1},
+    )
+    row = await counted.fetchone()
+    if row and row[0] > MAX_ROWS_MOVED:
+        return _Creation.LEFT_IN_DEFAULT
     # The lock CREATE takes anyway, taken before looking: a row of the week committed between the
     # look and the CREATE would make PostgreSQL refuse the partition, failing the round (or start-up).
     await connection.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(parent))
@@ -320,7 +339,7 @@ async def _create_under_lock(connection: Connection, table: PartitionedTable, pe
     row = await stray.fetchone()
     if not (row and row[0]):
         await connection.execute(table.create_statement(period))
-        return
+        return _Creation.CREATED
     # The default took rows of this week before the week had a partition; PostgreSQL refuses a
     # partition that would overlap rows in the default, so they move into the new one.
     columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in table.table.columns)
@@ -341,3 +360,4 @@ async def _create_under_lock(connection: Connection, table: PartitionedTable, pe
         "rows moved from the default partition into a new one",
         extra={"partition": table.partition_name(period)},
     )
+    return _Creation.CREATED
