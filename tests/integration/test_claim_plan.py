@@ -6,8 +6,6 @@ by index, never by a sequential scan (the claim once scanned every partition onc
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +13,7 @@ import psycopg
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
-from psycopg import sql
+from plans import generic_plan, nodes
 
 from support import running_service
 from webhookd.app import Backends
@@ -37,24 +35,6 @@ FROM (SELECT * FROM deliveries LIMIT 1) d, generate_series(1, %(rows)s) AS n,
 """
 _TYPES = {"fresh_webhooks": "text[]", "token": "text", "limit": "int", "scan": "int", "per_webhook": "int"}
 _TYPES |= {"per_tenant": "int", "margin": "float8", "horizon": "float8"}
-
-
-def prepared(statement: str) -> tuple[str, list[str]]:
-    """The statement with psycopg's %(name)s placeholders as $1..$n, and the names in that order."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    return re.sub(r"%\((\w+)\)s", number, statement), names
-
-
-def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
 
 
 async def small_partitions(settings, backends, own_database: str) -> str:
@@ -81,21 +61,6 @@ async def small_partitions(settings, backends, own_database: str) -> str:
         connection.execute("ANALYZE deliveries")
         [due] = connection.execute("SELECT id FROM deliveries WHERE status = 'pending' LIMIT 1").fetchone()
     return str(due)
-
-
-def generic_plan(
-    database: str, settings_statement: str, statement: str, types: dict[str, str], values: dict[str, Any]
-) -> dict[str, Any]:
-    """The statement's generic plan (EXPLAIN, not run) after `settings_statement`, as the store runs it."""
-    with psycopg.connect(conninfo(database), autocommit=True) as connection:
-        numbered, names = prepared(statement)
-        connection.execute(f"PREPARE planned({', '.join(types[name] for name in names)}) AS {numbered}")
-        with connection.transaction(force_rollback=True):
-            connection.execute(settings_statement)
-            arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
-            explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE planned({})").format(arguments)
-            [document] = connection.execute(explain).fetchone()
-    return dict((json.loads(document) if isinstance(document, str) else document)[0]["Plan"])
 
 
 def assert_deliveries_read_by_index(plan: dict[str, Any]) -> None:

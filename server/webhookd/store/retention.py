@@ -37,10 +37,14 @@ log = logging.getLogger("webhookd.retention")
 # Only one process sweeps at a time; the others skip the round. With the lock, nested loops: the
 # planner prices the events batch's NOT EXISTS probe into deliveries as a probe of every partition
 # and would rather hash all of deliveries, once per batch (8 s a week at 2,000,000 deliveries).
+# And a plan for each batch's cutoff: a generic one (which a pooled connection switches to after a
+# few batches) does not know how few rows are older than it, and scans the whole of
+# deliveries_default, mostly pending deliveries kept from dropped weeks, rather than use its index.
 RETENTION_LOCK_ID = 7_202_611_32
 _LOCK = (
     f"SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_ID}),"
-    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
+    " set_config('plan_cache_mode', 'force_custom_plan', true)"
 )
 _PENDING = DeliveryStatus.PENDING.value
 
@@ -50,6 +54,7 @@ _BATCHES = (
     " (SELECT seq FROM attempts_default WHERE occurred_at < %(cutoff)s LIMIT %(batch)s)",
     "DELETE FROM inbound_events_default WHERE seq IN"
     " (SELECT seq FROM inbound_events_default WHERE received_at < %(cutoff)s LIMIT %(batch)s)",
+    # By deliveries_default_finished (migration 0017), whose predicate is this one's.
     # The status again outside the subquery: a row requeued (redeliver, recover) while the DELETE waited
     # for its lock is checked again as committed, where the subquery's answer is the one from before.
     f"DELETE FROM deliveries_default WHERE status <> '{_PENDING}' AND id IN (SELECT id FROM deliveries_default"

@@ -1,0 +1,49 @@
+"""The plans PostgreSQL makes for a store's statements, read with EXPLAIN (never run), for the tests
+that prove a statement reaches its table by index: a plan's shape, not a time."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from webhookd.store.conninfo import conninfo
+
+
+def prepared(statement: str) -> tuple[str, list[str]]:
+    """The statement with psycopg's %(name)s placeholders as $1..$n, and the names in that order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, statement), names
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+def generic_plan(
+    database: str, settings_statement: str, statement: str, types: dict[str, str], values: dict[str, Any]
+) -> dict[str, Any]:
+    """The statement's plan (EXPLAIN, not run) after `settings_statement`, as the store runs it on a
+    connection that has run it often: PostgreSQL's generic plan, unless the settings ask otherwise."""
+    with psycopg.connect(conninfo(database), autocommit=True) as connection:
+        numbered, names = prepared(statement)
+        connection.execute(f"PREPARE planned({', '.join(types[name] for name in names)}) AS {numbered}")
+        with connection.transaction(force_rollback=True):
+            connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            connection.execute(settings_statement)
+            arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
+            explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE planned({})").format(arguments)
+            [document] = connection.execute(explain).fetchone()
+    return dict((json.loads(document) if isinstance(document, str) else document)[0]["Plan"])
