@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 import grpc
+import psycopg
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -10,7 +14,20 @@ from google.protobuf import struct_pb2
 from webhook_calls import create_webhook, field_violations, rpc_error
 
 from support import make_caller
+from webhookd.domain import ids
+from webhookd.domain.events import event_body
 from webhookd.store import events as store_events
+from webhookd.store.conninfo import conninfo
+
+# Events whose deliveries were queued though the event itself was never stored.
+PHANTOM_DELIVERIES = (
+    "SELECT count(*) FROM deliveries d WHERE d.tenant_id = :t"
+    " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)"
+)
+WAITING_ON_AN_EVENT_INSERT = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'"
+)
 
 
 def request(event_type: str = "rfp.created", **fields) -> pb.PublishEventRequest:
@@ -87,6 +104,54 @@ async def test_same_idempotency_key_returns_the_first_event_and_queues_once(call
     assert not theirs.duplicate
     assert theirs.event_id != first.event_id
     assert theirs.deliveries_queued == 0
+
+
+async def test_a_publish_that_loses_the_race_for_its_key_answers_the_winners_event(caller, database, backends) -> None:
+    """The loser's insert waits for the winner's transaction, then finds the key taken; the row holding it
+    committed after the loser's statement began, so that statement cannot see it. It used to go on as if
+    it had inserted its event: deliveries queued for an event that was never stored."""
+    await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])
+    winner_id = ids.new_id(ids.EVENT_PREFIX)
+    body = event_body("rfp.created", datetime.now(UTC), '{"rfp_id": 1}')
+    async with (
+        await psycopg.AsyncConnection.connect(conninfo(backends.database_url)) as winner,
+        await psycopg.AsyncConnection.connect(conninfo(backends.database_url), autocommit=True) as looking,
+    ):
+        # The winner's transaction, between its event insert and its commit.
+        await winner.execute(
+            "INSERT INTO events (id, tenant_id, event_type, body, idempotency_key, created_at, channels)"
+            " VALUES (%s, %s, 'rfp.created', %s, 'order-race', now(), '{}')",
+            (winner_id, caller.tenant_id, body),
+        )
+        losing = asyncio.ensure_future(caller.PublishEvent(request(idempotency_key="order-race")))
+        for _ in range(1000):
+            if losing.done() or (await (await looking.execute(WAITING_ON_AN_EVENT_INSERT)).fetchone())[0]:
+                break
+            await asyncio.sleep(0.01)
+        assert not losing.done(), "the publish did not wait for the winner's key"
+        await winner.commit()
+        lost = await losing
+
+    assert (lost.event_id, lost.duplicate) == (winner_id, True)
+    assert await database.value(PHANTOM_DELIVERIES, t=caller.tenant_id) == 0
+
+
+async def test_concurrent_publishes_with_one_key_store_one_event_and_all_answer_it(caller, database) -> None:
+    hook = await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])
+
+    for round_ in range(5):
+        answers = await asyncio.gather(
+            *(caller.PublishEvent(request(idempotency_key=f"order-crowd-{round_}")) for _ in range(8))
+        )
+
+        assert len({answer.event_id for answer in answers}) == 1
+        assert sorted(answer.duplicate for answer in answers) == [False] + [True] * 7
+        assert {answer.deliveries_queued for answer in answers} == {1}
+    # Counted by type and webhook: the session's workers may pause the hook, which publishes an event of its own.
+    stored = "SELECT count(*) FROM events WHERE tenant_id = :t AND event_type = 'rfp.created'"
+    assert await database.value(stored, t=caller.tenant_id) == 5
+    assert await database.value("SELECT count(*) FROM deliveries WHERE webhook_id = :w", w=hook.id) == 5
+    assert await database.value(PHANTOM_DELIVERIES, t=caller.tenant_id) == 0
 
 
 async def test_an_idempotency_key_reused_for_another_event_is_refused(caller, database) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from webhookd.domain import ids
-from webhookd.domain.errors import Invalid, NotFound
+from webhookd.domain.errors import Aborted, Invalid, NotFound
 from webhookd.domain.events import KEY_REUSED, NewEvent, Published, same_event
 from webhookd.domain.idempotency import remembered
 from webhookd.domain.scope import Scope
@@ -29,6 +29,9 @@ from webhookd.store.tables import events, webhooks
 # Above this many targets COPY beats a pipelined INSERT ... SELECT FROM unnest (measured with
 # bench/fanout: they meet at a few hundred rows).
 COPY_THRESHOLD = 500
+# Tries at a keyed insert: one may find the key's stale holder and release it, one may lose a race to a
+# publish that committed mid-statement; past that the key is contended and the caller should retry.
+KEY_CLAIM_TRIES = 3
 _DELIVERY_COLUMNS = (
     "id",
     "tenant_id",
@@ -183,13 +186,18 @@ class EventStore:
 
 async def _publish(connection: Connection, scope: Scope, event: NewEvent, values: dict[str, Any]) -> Published:
     once = event.idempotency_key is not None
-    for _ in range(2):
+    for _ in range(KEY_CLAIM_TRIES):
         async with connection.pipeline():
             await connection.execute(BEGIN)
             inserted = await connection.execute(_INSERT_EVENT_ONCE if once else _INSERT_EVENT, values)
             found = await connection.execute(_TARGET if event.target_webhook_id else _TARGETS, values)
             earlier = await inserted.fetchone() if once else None  # round trip 1
             targets = await found.fetchall()
+            if once and earlier is None:
+                # Another publish took the key and committed after this statement began: ON CONFLICT saw
+                # its row, the statement's snapshot cannot. Nothing was written; a new statement sees it.
+                await connection.execute(COMMIT)
+                continue
             if earlier is not None and earlier[1] is not None:
                 earlier_id, created_at, queued, *what = earlier
                 if remembered(created_at, event.created_at):
@@ -225,7 +233,10 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
         await _copy_deliveries(connection, scope, event, delivery_ids, webhook_ids, statuses, fifos)
         await connection.execute(COMMIT)
         return await _woken(connection, _published(event, webhook_ids, statuses))
-    raise RuntimeError("idempotency key could not be claimed")
+    raise Aborted(
+        f"idempotency key was contended by concurrent publishes {KEY_CLAIM_TRIES} times: retry the publish",
+        reason="IDEMPOTENCY_KEY_CONTENDED",
+    )
 
 
 async def _settled(
