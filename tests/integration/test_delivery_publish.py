@@ -106,6 +106,24 @@ async def test_same_idempotency_key_returns_the_first_event_and_queues_once(call
     assert theirs.deliveries_queued == 0
 
 
+async def test_a_retried_keyed_publish_answers_the_first_publishs_counts(caller, database) -> None:
+    await create_webhook(caller, url="http://127.0.0.1:9/active", event_types=["rfp.*"])
+    paused = await create_webhook(caller, url="http://127.0.0.1:9/paused", event_types=["rfp.*"])
+    assert await database.execute(
+        "UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id", id=paused.id
+    )
+    await create_webhook(caller, url="http://127.0.0.1:9/off", event_types=["rfp.*"], enabled=False)
+
+    first = await caller.PublishEvent(request(idempotency_key="order-44"))
+    again = await caller.PublishEvent(request(idempotency_key="order-44"))
+
+    def counts(answer: pb.PublishEventResponse) -> tuple[int, int, int]:
+        return answer.deliveries_queued, answer.deliveries_held, answer.deliveries_skipped
+
+    assert counts(first) == (1, 1, 1)
+    assert (again.event_id, again.duplicate, counts(again)) == (first.event_id, True, counts(first))
+
+
 async def test_a_publish_that_loses_the_race_for_its_key_answers_the_winners_event(caller, database, backends) -> None:
     """The loser's insert waits for the winner's transaction, then finds the key taken; the row holding it
     committed after the loser's statement began, so that statement cannot see it. It used to go on as if

@@ -57,9 +57,14 @@ _EVENT_COLUMNS = (
 )
 
 _INSERT_EVENT = compiled(events.insert().values({name: param(name) for name in _EVENT_COLUMNS}))
-# The insert, or the live event already holding the idempotency key with its created_at, how many
-# deliveries it queued and what it was (to refuse the key's reuse for another event): (id, created_at,
-# queued, event_type, body, target_webhook_id, channels), created_at NULL for a fresh insert.
+_HELD_OR_DISCARDED = f"('{DeliveryStatus.HELD.value}', '{DeliveryStatus.DISCARDED.value}')"
+_SKIPPED = DeliveryStatus.SKIPPED.value
+# The insert, or the live event already holding the idempotency key with its created_at, its
+# deliveries counted as the publish counted them and what it was (to refuse the key's reuse for
+# another event): (id, created_at, queued, held, skipped, event_type, body, target_webhook_id,
+# channels), created_at NULL for a fresh insert. The counts are of the deliveries as they stand: a
+# held one discarded since still counts as held, one a resume released or a recovery requeued since
+# counts as queued (the publish's own counts are not stored).
 _INSERT_EVENT_ONCE = compiled(
     sa.text(
         f"""
@@ -69,11 +74,17 @@ WITH inserted AS (
     ON CONFLICT (tenant_id, coalesce(app_id, ''), idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING RETURNING id
 )
-SELECT id, NULL::timestamptz, 0::bigint, NULL, NULL::bytea, NULL, NULL::text[] FROM inserted
+SELECT id, NULL::timestamptz, 0::bigint, 0::bigint, 0::bigint, NULL, NULL::bytea, NULL, NULL::text[] FROM inserted
 UNION ALL
-SELECT e.id, e.created_at, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id), e.event_type, e.body,
+SELECT e.id, e.created_at, counted.queued, counted.held, counted.skipped, e.event_type, e.body,
     e.target_webhook_id, e.channels
-FROM events e
+FROM events e,
+    LATERAL (
+        SELECT count(*) FILTER (WHERE d.status NOT IN {_HELD_OR_DISCARDED} AND d.status <> '{_SKIPPED}') AS queued,
+            count(*) FILTER (WHERE d.status IN {_HELD_OR_DISCARDED}) AS held,
+            count(*) FILTER (WHERE d.status = '{_SKIPPED}') AS skipped
+        FROM deliveries d WHERE d.event_id = e.id
+    ) AS counted
 WHERE NOT EXISTS (SELECT 1 FROM inserted)
   AND e.tenant_id = :tenant_id AND coalesce(e.app_id, '') = coalesce(:app_id, '')
   AND e.idempotency_key = :idempotency_key
@@ -90,7 +101,7 @@ def new_delivery_status(webhook: str) -> str:
     while its owner has it disabled, held while it is paused, else pending. Nothing is dropped: a
     paused or disabled webhook keeps a record of every event it did not get."""
     return (
-        f"CASE WHEN NOT {webhook}.enabled THEN '{DeliveryStatus.SKIPPED.value}'"
+        f"CASE WHEN NOT {webhook}.enabled THEN '{_SKIPPED}'"
         f" WHEN {webhook}.paused_at IS NOT NULL THEN '{_HELD}' ELSE '{_PENDING}' END"
     )
 
@@ -199,12 +210,14 @@ async def _publish(connection: Connection, scope: Scope, event: NewEvent, values
                 await connection.execute(COMMIT)
                 continue
             if earlier is not None and earlier[1] is not None:
-                earlier_id, created_at, queued, *what = earlier
+                earlier_id, created_at, queued, held, skipped, *what = earlier
                 if remembered(created_at, event.created_at):
                     await connection.execute(COMMIT)
                     if not same_event(event, *what):
                         raise Invalid.field("idempotency_key", KEY_REUSED)
-                    return Published(earlier_id, int(queued), duplicate=True)
+                    return Published(
+                        earlier_id, queued, duplicate=True, deliveries_held=held, deliveries_skipped=skipped
+                    )
                 # The earlier event is outside the window: it keeps its history, the key moves on.
                 await connection.execute(_RELEASE_KEY, {"id": earlier_id})
                 await connection.execute(COMMIT)
@@ -276,7 +289,7 @@ def _published(event: NewEvent, webhook_ids: list[str], statuses: list[str]) -> 
         statuses.count(_PENDING),
         duplicate=False,
         deliveries_held=statuses.count(_HELD),
-        deliveries_skipped=statuses.count(DeliveryStatus.SKIPPED.value),
+        deliveries_skipped=statuses.count(_SKIPPED),
         queued_for=tuple(webhook for webhook, status in zip(webhook_ids, statuses, strict=True) if status == _PENDING),
     )
 
