@@ -242,6 +242,54 @@ async def test_grpc_create_get_list_update_delete(caller) -> None:
     assert deleted.id == created.id and gone.code() is grpc.StatusCode.NOT_FOUND
 
 
+def nested(levels: int) -> str:
+    """A JSON object `levels` deep: {"a": {"a": ... {}}}."""
+    return '{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)
+
+
+async def test_schemas_and_examples_nested_deeper_than_a_struct_carries_are_refused_on_create_and_update(
+    caller,
+) -> None:
+    """Both go out as Structs too, which no client decodes past about 33 levels: such an entry was stored,
+    and every Get or List of it then failed as INTERNAL."""
+    deepest = epb.EventType(name="rfp.deep", schema_json=f'{{"default": {nested(31)}}}', example_json=nested(32))
+    created = (await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=deepest))).event_type
+    got = (await caller.GetEventType(epb.GetEventTypeRequest(id=created.id))).event_type
+    listed = (await caller.ListEventTypes(epb.ListEventTypesRequest(name_prefix="rfp.deep"))).event_types
+    assert got == created and list(listed) == [created]
+
+    for levels in (33, 10_000):
+        too_deep = epb.EventType(
+            name="rfp.deeper", schema_json=f'{{"default": {nested(levels - 1)}}}', example_json=nested(levels)
+        )
+        refused = await rpc_error(caller.CreateEventType(epb.CreateEventTypeRequest(event_type=too_deep)))
+        schema_only = epb.EventType(id=created.id, schema_json=too_deep.schema_json)
+        mask = field_mask_pb2.FieldMask(paths=["schema"])
+        not_updated = await rpc_error(
+            caller.UpdateEventType(epb.UpdateEventTypeRequest(event_type=schema_only, update_mask=mask))
+        )
+
+        assert refused.code() is not_updated.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "nests deeper than" in field_violations(refused)["event_type.schema.default"]
+        assert "nests deeper than" in field_violations(refused)["event_type.example.a"]
+        assert "nests deeper than" in field_violations(not_updated)["event_type.schema.default"]
+    assert (await caller.GetEventType(epb.GetEventTypeRequest(id=created.id))).event_type == created
+
+
+async def test_an_entry_stored_deeper_than_a_struct_carries_is_read_back_as_json_text_only(caller, database) -> None:
+    created = (await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry("rfp.stored")))).event_type
+    # As a row written before such entries were refused reads.
+    deep = nested(60)
+    await database.execute("UPDATE event_types SET example_json = :e WHERE id = :id", e=deep, id=created.id)
+
+    got = (await caller.GetEventType(epb.GetEventTypeRequest(id=created.id))).event_type
+    listed = (await caller.ListEventTypes(epb.ListEventTypesRequest(name_prefix="rfp.stored"))).event_types
+
+    assert got.example_json == deep and not got.HasField("example")
+    assert got.schema == created.schema  # the other field still goes out as a Struct
+    assert list(listed) == [got]
+
+
 async def test_a_name_is_held_once_and_bad_entries_are_refused_field_by_field(caller) -> None:
     await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry()))
 

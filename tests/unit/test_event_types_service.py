@@ -21,7 +21,7 @@ from fakes import (
     FakeWebhooks,
 )
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, Invalid, NotFound
-from webhookd.domain.event_catalog import EventTypeSpec
+from webhookd.domain.event_catalog import STRUCT_MAX_DEPTH, EventTypeSpec
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import WebhookSpec
 from webhookd.ports import Topic
@@ -126,6 +126,32 @@ async def test_json_that_is_not_json_is_named(event_types: EventTypes) -> None:
 
     assert raised.value.violations[0].field == "event_type.schema"
     assert "is not JSON" in raised.value.violations[0].description
+
+
+async def test_a_schema_or_example_deeper_than_a_struct_carries_is_refused(event_types: EventTypes) -> None:
+    """Both go out as Structs too, which no client decodes much past STRUCT_MAX_DEPTH levels."""
+
+    def nested(levels: int) -> str:
+        return '{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)
+
+    deepest = replace(CREATED, schema_json=f'{{"default": {nested(STRUCT_MAX_DEPTH - 1)}}}')
+    entry = await event_types.create(TENANT, replace(deepest, example_json=nested(STRUCT_MAX_DEPTH)))
+    too_deep = f'{{"default": {nested(STRUCT_MAX_DEPTH)}}}'
+
+    with pytest.raises(Invalid) as created:
+        deeper_entry = replace(CREATED, name="rfp.deeper", schema_json=too_deep)
+        await event_types.create(TENANT, replace(deeper_entry, example_json=nested(STRUCT_MAX_DEPTH + 1)))
+    with pytest.raises(Invalid) as updated:
+        await event_types.update(
+            TENANT, entry.id, expected_version=None, paths=["schema"], changes_for=changes({"schema": too_deep})
+        )
+
+    deeper = f"nests deeper than {STRUCT_MAX_DEPTH} levels"
+    assert {(v.field, v.description) for v in created.value.violations} == {
+        ("event_type.schema.default", deeper),
+        ("event_type.example.a", deeper),
+    }
+    assert [(v.field, v.description) for v in updated.value.violations] == [("event_type.schema.default", deeper)]
 
 
 async def test_other_scopes_see_no_entry(event_types: EventTypes) -> None:

@@ -13,9 +13,10 @@ from cpod.integration.v1 import webhook_pb2 as pb
 from cpod.integration.v1 import webhook_service_pb2 as service_pb
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
+from webhookd.domain import json_text
 from webhookd.domain.deliveries import Delivery
 from webhookd.domain.errors import FieldViolation, Invalid
-from webhookd.domain.event_catalog import EXAMPLE_FIELD, SCHEMA_FIELD, EventType, EventTypeSpec
+from webhookd.domain.event_catalog import EXAMPLE_FIELD, SCHEMA_FIELD, STRUCT_MAX_DEPTH, EventType, EventTypeSpec
 from webhookd.domain.events import PAYLOAD_FIELD, PAYLOAD_JSON_FIELD, StoredEvent
 from webhookd.domain.history import LogEntry, encode_cursor
 from webhookd.domain.inbound import InboundEvent
@@ -453,9 +454,11 @@ def event_type_to_proto(entry: EventType) -> event_type_pb.EventType:
         updated_by=entry.updated_by or "",
         version=entry.version,
     )
-    if spec.schema_json is not None:
+    # An entry stored before STRUCT_MAX_DEPTH was enforced goes out as its text only: as a Struct it
+    # would fail the whole reply (a List of the catalog too), and the caller could not find it to fix.
+    if spec.schema_json is not None and json_text.nests_within(spec.schema_json, STRUCT_MAX_DEPTH):
         message.schema.update(json.loads(spec.schema_json))
-    if spec.example_json is not None:
+    if spec.example_json is not None and json_text.nests_within(spec.example_json, STRUCT_MAX_DEPTH):
         message.example.update(json.loads(spec.example_json))
     return message
 

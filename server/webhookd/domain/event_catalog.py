@@ -26,6 +26,10 @@ DESCRIPTION_MAX = 2000
 # Schemas and examples are documents about events, not events: kept well under a payload's size.
 SCHEMA_MAX_BYTES = 64 * 1024
 EXAMPLE_MAX_BYTES = 64 * 1024
+# Schema and example also go out as protobuf Structs, three messages deep for each level of JSON: past
+# about 33 levels a reply exceeds the 100 nested messages protobuf decodes (INTERNAL, on every Get and
+# List of the entry). Deeper documents are refused when written.
+STRUCT_MAX_DEPTH = 32
 SCHEMA_FIELD = "schema"
 EXAMPLE_FIELD = "example"
 
@@ -137,7 +141,7 @@ def _json_field(text: str | None, field: str, max_bytes: int, violations: list[F
         violations.append(FieldViolation(field, f"must be at most {max_bytes} bytes of JSON"))
         return None
     try:
-        return event_schemas.parse_json(text, field)
+        return event_schemas.parse_json(text, field, max_depth=STRUCT_MAX_DEPTH)
     except Invalid as error:
         violations += error.violations
         return None

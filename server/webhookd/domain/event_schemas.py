@@ -76,10 +76,11 @@ def pointer(path: Iterable[str | int]) -> str:
     return "/" + "/".join(parts) if parts else ROOT
 
 
-def parse_json(text: str, field: str) -> Any:
-    """The value of JSON text a caller sent (json_text's rules); Invalid naming `field` otherwise."""
+def parse_json(text: str, field: str, *, max_depth: int = json_text.MAX_DEPTH) -> Any:
+    """The value of JSON text a caller sent (json_text's rules, nesting at most `max_depth`); Invalid
+    naming `field` otherwise."""
     try:
-        return json_text.loads(text, field=field)
+        return json_text.loads(text, field=field, max_depth=max_depth)
     except json.JSONDecodeError as error:
         raise Invalid.field(field, f"is not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
 

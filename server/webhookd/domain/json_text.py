@@ -42,12 +42,14 @@ class _OutOfRange:
         self.literal = literal
 
 
-def loads(text: str, *, field: str = "") -> Any:
+def loads(text: str, *, field: str = "", max_depth: int = MAX_DEPTH) -> Any:
     """The parsed value. Raises json.JSONDecodeError for text that is not JSON at all (the caller
-    words that), and Invalid, naming `field` and the path inside it, for the rules above."""
-    deep = _too_deep(text)
+    words that), and Invalid, naming `field` and the path inside it, for the rules above (nesting
+    at most `max_depth`, at most MAX_DEPTH, for a document held to less)."""
+    max_depth = min(max_depth, MAX_DEPTH)
+    deep = _too_deep(text, max_depth)
     if deep is not None:
-        raise Invalid.field(_join(field, deep), f"nests deeper than {MAX_DEPTH} levels")
+        raise Invalid.field(_join(field, deep), f"nests deeper than {max_depth} levels")
     out_of_range: list[_OutOfRange] = []
 
     def number(literal: str) -> Any:
@@ -89,6 +91,11 @@ def loads(text: str, *, field: str = "") -> Any:
             ]
         )
     return value
+
+
+def nests_within(text: str, levels: int) -> bool:
+    """Whether JSON text nests at most `levels` deep (its brackets counted, strings skipped)."""
+    return _too_deep(text, levels) is None
 
 
 def member_texts(text: str) -> dict[str, str]:
@@ -137,10 +144,10 @@ def _skip_whitespace(text: str, at: int) -> int:
     return found.end() if found is not None else at
 
 
-def _too_deep(text: str) -> str | None:
-    """None when the text nests at most MAX_DEPTH levels; else the top-level key it nests too deep
+def _too_deep(text: str, max_depth: int) -> str | None:
+    """None when the text nests at most `max_depth` levels; else the top-level key it nests too deep
     under ("" when that is not inside a top-level object)."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
+    if text.count("[") + text.count("{") <= max_depth:
         return None  # cannot be deeper, whatever the strings hold: the common case, at C speed
     depth, key = 0, ""
     for token in _DEPTH_TOKENS.finditer(text):
@@ -150,7 +157,7 @@ def _too_deep(text: str) -> str | None:
                 key = json.loads(lexeme[:-1])
         elif lexeme in "[{":
             depth += 1
-            if depth > MAX_DEPTH:
+            if depth > max_depth:
                 return key
         else:
             depth -= 1
