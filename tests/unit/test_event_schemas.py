@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from webhookd.domain.event_schemas import DIALECT, ROOT, Unevaluable, compile_schema, pointer, schema_violations
+from webhookd.domain.schema_keywords import PATTERN_MAX_ITEMS
 
 ORDER = {
     "type": "object",
@@ -160,4 +161,46 @@ def test_a_pattern_stored_before_it_was_refused_is_unevaluable_not_a_regex_error
     schema = compile_schema({"properties": {"s": {"pattern": "("}}})
 
     with pytest.raises(Unevaluable, match="'\\(' does not compile"):
+        schema.mismatches({"s": "x"})
+
+
+@pytest.mark.parametrize(
+    ("schema", "where", "regex"),
+    [
+        ({"properties": {"s": {"pattern": "(a{1000}){1000}"}}}, "/properties/s/pattern", "'(a{1000}){1000}'"),
+        ({"patternProperties": {"^(?:[a-z]{2}){501}$": {}}}, "/patternProperties", "'^(?:[a-z]{2}){501}$'"),
+        ({"propertyNames": {"pattern": f"x{{{PATTERN_MAX_ITEMS + 1}}}"}}, "/propertyNames/pattern", "'x{1001}'"),
+    ],
+)
+def test_patterns_whose_counted_repeats_unroll_past_the_limit_are_refused_uncompiled(
+    schema: Any, where: str, regex: str
+) -> None:
+    """`regex` compiles x{n} as n copies of x, so nested counts multiply: (a{1000}){1000} took 276 MB and
+    0.7 s to compile, and a few more digits took all the memory there was."""
+    [violation] = schema_violations(schema, "event_type.schema")
+
+    assert violation.field == "event_type.schema"
+    assert violation.description.startswith(f"{where}: {regex} is not a regular expression the server can run: ")
+    assert f"more than {PATTERN_MAX_ITEMS} items" in violation.description
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        f"x{{{PATTERN_MAX_ITEMS}}}",
+        "^[a-f0-9]{64}$",
+        "^[a-z]{1,255}$",
+        "^.{0,100000}$",
+        "^\\p{Lu}{2}(?<rest>-\\d{4})?$",
+        "(?:a{0,1000}){0,1000}",
+    ],
+)
+def test_patterns_within_the_limit_are_accepted(pattern: str) -> None:
+    assert schema_violations({"properties": {"s": {"pattern": pattern}}}, "schema") == []
+
+
+def test_a_pattern_stored_before_its_size_was_refused_is_unevaluable_and_never_compiled() -> None:
+    schema = compile_schema({"properties": {"s": {"pattern": "(a{1000}){1000}"}}})
+
+    with pytest.raises(Unevaluable, match=f"more than {PATTERN_MAX_ITEMS} items"):
         schema.mismatches({"s": "x"})

@@ -148,6 +148,7 @@ def _compiles(pattern: object) -> bool:
     """A regex check for the meta-schema's `format: regex` (on `pattern` and `patternProperties` keys),
     with the engine validation uses. Other types are the meta-schema's `type` to refuse."""
     if isinstance(pattern, str):
+        schema_keywords.check_size(pattern)  # before compiling: compiling is what a huge one costs
         regex.compile(pattern)
     return True
 

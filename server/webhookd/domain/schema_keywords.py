@@ -5,6 +5,10 @@
   matching, reads `\\p{L}` as ECMA-262 does, and stops at a timeout. All of one validation's matching
   shares REGEX_BUDGET_SECONDS (see `regex_budget`), so a catastrophic pattern such as `^(a|a)*$` costs
   at most that, then RegexBudgetSpent.
+- `regex` compiles a counted repeat `x{n}` as n copies of x, so nested counts multiply: `(a{1000}){1000}`
+  took 276 MB and 0.7 s to compile, a few more digits all the memory there was. `check_size` measures
+  a pattern on its parse, which unrolls nothing, and refuses one past PATTERN_MAX_ITEMS before it is
+  compiled, when a schema is written and again before each match (for schemas stored earlier).
 - `uniqueItems` hashes each item once instead of comparing every pair (jsonschema's fallback for
   objects and arrays is quadratic: 1,500 objects took seconds).
 - Every keyword evaluated counts as a step, and one validation may take at most BASE_STEPS plus
@@ -19,6 +23,7 @@ array), so a payload's mismatches read as before.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
@@ -29,9 +34,13 @@ from typing import Any
 import regex
 from jsonschema import ValidationError
 from jsonschema._utils import extras_msg
+from regex import _regex_core
 
 from webhookd.domain.json_text import json_identity
 
+# The most items (characters, classes, anchors...) a pattern may hold once `regex` unrolls its counted
+# repeats: real patterns hold tens (`^[a-f0-9]{64}$`); this compiles in well under a millisecond.
+PATTERN_MAX_ITEMS = 1_000
 # Matching a real payload's strings takes microseconds each: this is thousands of matches' worth.
 REGEX_BUDGET_SECONDS = 0.05
 # Tens of times what real schemas take (a few keywords a value); a step costs a few microseconds, so
@@ -99,9 +108,57 @@ def _metered(keyword: Any) -> Any:
     return evaluate
 
 
+def check_size(pattern: str) -> None:
+    """regex.error when `pattern`, its counted repeats unrolled, holds more than PATTERN_MAX_ITEMS items
+    (or does not parse)."""
+    if _unrolled_items(pattern) > PATTERN_MAX_ITEMS:
+        raise regex.error(f"its counted repeats unroll to more than {PATTERN_MAX_ITEMS} items", pattern)
+
+
+@functools.lru_cache(maxsize=256)
+def _unrolled_items(pattern: str) -> int:
+    return _items(_parsed(pattern))
+
+
+def _parsed(pattern: str) -> Any:
+    """The parse tree `regex.compile` builds before it unrolls anything (its own parser: re's would refuse
+    ECMA-262's `\\p{L}` and `(?<name>...)`, which `regex` runs)."""
+    flags = 0
+    for _ in range(3):
+        source = _regex_core.Source(pattern)
+        info = _regex_core.Info(flags, source.char_type, {})
+        info.guess_encoding = _regex_core.UNICODE
+        try:
+            return _regex_core._parse_pattern(source, info)
+        except _regex_core._UnscopedFlagSet:
+            flags = info.global_flags  # a flag set mid-pattern for all of it: parsed again with it, as regex does
+    raise regex.error("its inline flags could not be settled", pattern)
+
+
+def _items(node: Any) -> int:
+    """The items `node` compiles to: a leaf is one, a repeat its body `min_count` times (the part
+    `regex` unrolls; the optional rest is a loop), anything else the sum of its parts."""
+    parts = [part for value in vars(node).values() for part in _nodes(value)]
+    if not parts:
+        return 1
+    inner = sum(_items(part) for part in parts)
+    count = getattr(node, "min_count", None)
+    return inner * max(count, 1) if isinstance(count, int) else inner
+
+
+def _nodes(value: Any) -> Iterator[Any]:
+    if isinstance(value, _regex_core.RegexBase):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _nodes(item)
+
+
 def search(pattern: str, text: str) -> bool:
     """Whether `pattern` matches somewhere in `text` (ECMA-262's test), within what is left of the budget.
-    regex.error for a pattern that does not compile; RegexBudgetSpent when the budget runs out."""
+    regex.error for a pattern that does not compile or is too large to (check_size); RegexBudgetSpent
+    when the budget runs out."""
+    check_size(pattern)
     budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS, BASE_STEPS)
     if budget.left <= 0:
         raise RegexBudgetSpent(f"matching {pattern!r} ran out of the regex budget")
