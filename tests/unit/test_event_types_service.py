@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -21,10 +23,11 @@ from fakes import (
     FakeWebhooks,
 )
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, Invalid, NotFound
-from webhookd.domain.event_catalog import STRUCT_MAX_DEPTH, EventTypeSpec
+from webhookd.domain.event_catalog import STRUCT_MAX_DEPTH, EventTypeSpec, validate_event_type_spec
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import WebhookSpec
 from webhookd.ports import Topic
+from webhookd.services import event_types as event_types_service
 from webhookd.services.event_schema_cache import EventSchemaCache
 from webhookd.services.event_types import EventTypes
 from webhookd.services.events import Events
@@ -152,6 +155,34 @@ async def test_a_schema_or_example_deeper_than_a_struct_carries_is_refused(event
         ("event_type.example.a", deeper),
     }
     assert [(v.field, v.description) for v in updated.value.violations] == [("event_type.schema.default", deeper)]
+
+
+async def test_entries_are_checked_off_the_event_loop(event_types: EventTypes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checking a schema and its example (the meta-schema, the probes, the example's validation) is CPU
+    work, seconds for a large schema: every other call on the loop waited for it."""
+    loop_ran = threading.Event()
+
+    def check_once_the_loop_runs(spec: EventTypeSpec) -> EventTypeSpec:
+        assert loop_ran.wait(10), "the event loop did not run while the entry was checked"
+        loop_ran.clear()
+        return validate_event_type_spec(spec)
+
+    async def meanwhile() -> None:
+        loop_ran.set()
+
+    monkeypatch.setattr(event_types_service, "validate_event_type_spec", check_once_the_loop_runs)
+    created, _ = await asyncio.gather(event_types.create(TENANT, CREATED), meanwhile())
+    updated, _ = await asyncio.gather(
+        event_types.update(
+            TENANT, created.id, expected_version=1, paths=["example"], changes_for=changes({"example": "[1]"})
+        ),
+        meanwhile(),
+        return_exceptions=True,
+    )
+
+    assert created.spec.description == "An RFP was created."
+    assert isinstance(updated, Invalid)  # the same errors as before, from the thread
+    assert [v.field for v in updated.violations] == ["event_type.example"]
 
 
 async def test_other_scopes_see_no_entry(event_types: EventTypes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -44,7 +45,7 @@ class EventTypes:
         self._now = clock
 
     async def create(self, scope: Scope, spec: EventTypeSpec) -> EventType:
-        spec = validate_event_type_spec(spec)
+        spec = await _checked(spec)
         now = self._now()
         entry = EventType(
             id=ids.new_id(EVENT_TYPE_PREFIX),
@@ -97,7 +98,7 @@ class EventTypes:
             )
         if name and name != current.spec.name:
             raise Invalid.field("event_type.name", f"is immutable: this entry stays {current.spec.name}")
-        spec = validate_event_type_spec(dataclasses.replace(current.spec, **changes))  # type: ignore[arg-type]
+        spec = await _checked(dataclasses.replace(current.spec, **changes))  # type: ignore[arg-type]
         updated = await self._store.update(
             scope,
             event_type_id,
@@ -139,3 +140,9 @@ class EventTypes:
         self._cache.changed(entry.spec.name)
         self._notifications.notify(Topic.EVENT_TYPES, entry.spec.name)
         return entry
+
+
+async def _checked(spec: EventTypeSpec) -> EventTypeSpec:
+    """validate_event_type_spec in a thread: the meta-schema, the probes and the example's validation
+    are CPU work (seconds for a large schema), which would hold up every other call on the loop."""
+    return await asyncio.to_thread(validate_event_type_spec, spec)
