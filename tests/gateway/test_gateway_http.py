@@ -603,6 +603,7 @@ async def test_an_unreachable_server_is_503() -> None:
             response = await http.get("/api/v1/integration/webhooks")
     assert response.status_code == 503
     assert error_of(response)["status"] == "UNAVAILABLE"
+    assert error_of(response)["message"] == "server unavailable: retry later"  # gRPC's words name the address
     assert response.headers["retry-after"] == "1"
 
 

@@ -19,6 +19,8 @@ import pytest
 import uvicorn
 from google.rpc import status_pb2
 
+from webhookd.api.errors import to_status
+from webhookd.domain.errors import Unavailable
 from webhookd.gateway.app import create_gateway_app
 
 
@@ -50,7 +52,9 @@ class FakeProbe:
                 if request.hold_after_first and number == start + 1:
                     await self.release.wait()
             if request.fail_midway:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "store went away")
+                # With its rich status, as the server's interceptor sends every error it raises: a bare
+                # UNAVAILABLE is gRPC's own (a server not reached), whose words the gateway does not pass on.
+                await context.abort_with_status(to_status(Unavailable("store went away")))
         finally:
             self.finished.set()
 

@@ -181,6 +181,7 @@ async def test_stopped_or_sealed_vault_is_unavailable_without_leaking(tmp_path: 
         message = str(error.value)
         assert message.startswith("vault unreachable: ")
         assert token not in message and "whsec_" not in message
+        assert error.value.public_message == "vault unavailable: retry later"
     store.close()
 
 

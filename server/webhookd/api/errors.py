@@ -37,7 +37,7 @@ def to_status(error: errors.DomainError) -> grpc.Status:
         retry.retry_delay.FromSeconds(int(error.retry_after_seconds))
         details.append(_packed(retry))
     code = code_pb2.Code.Value(error.code)
-    message = bounded(error.message, MESSAGE_MAX)
+    message = bounded(error.public_message, MESSAGE_MAX)
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
 
 

@@ -126,6 +126,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             yield token_expires_at
         except errors.DomainError as error:
             code = code_name(error)
+            if error.public_message != error.message:
+                # What the caller is not told (an outage's address, a driver's words) is for operators.
+                log.warning("rpc failed", extra={"rpc": method, "code": code, "reason": error.message})
             await context.abort_with_status(to_status(error))
         except grpc.aio.AbortError:
             code = _aborted_code(context)

@@ -137,11 +137,11 @@ class HttpSender:
                 raise Unavailable(_PROXY_REFUSED_CREDENTIALS) from None
             return  # the proxy's answer about the target
         if isinstance(exc, aiohttp.ClientProxyConnectionError):
-            raise Unavailable(f"the delivery proxy cannot be reached: {_connection_reason(exc)}") from None
+            raise _proxy_unreachable(_connection_reason(exc)) from None
         if isinstance(exc, aiohttp.ClientConnectionError | TimeoutError):
             reason = await _unreachable(*self._proxy_at)
             if reason is not None:
-                raise Unavailable(f"the delivery proxy cannot be reached: {reason}") from None
+                raise _proxy_unreachable(reason) from None
 
     async def close(self) -> None:
         if self._session is not None:
@@ -335,6 +335,11 @@ _ERRNO_REASONS: Final = {
     errno.EHOSTUNREACH: "host unreachable",
     errno.ENETUNREACH: "network unreachable",
 }
+
+
+def _proxy_unreachable(reason: str) -> Unavailable:
+    # A test event's caller reads "delivery proxy unavailable: retry later"; the reason names the proxy's host.
+    return Unavailable(f"the delivery proxy cannot be reached: {reason}", dependency="delivery proxy")
 
 
 def _connection_reason(exc: BaseException) -> str:

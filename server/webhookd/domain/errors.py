@@ -52,7 +52,10 @@ def bounded_violations(violations: Sequence[FieldViolation]) -> list[FieldViolat
 
 
 class DomainError(Exception):
-    """Base of every error a caller is meant to see. `reason` is a stable UPPER_SNAKE code."""
+    """Base of every error a caller is meant to see. `reason` is a stable UPPER_SNAKE code.
+
+    `message` is the whole story, for the log; `public_message` is what a caller reads (the same,
+    unless the error says more than callers may know)."""
 
     reason = "ERROR"
     code: ClassVar[str] = "UNKNOWN"
@@ -60,6 +63,7 @@ class DomainError(Exception):
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.public_message = message
         if reason is not None:
             self.reason = reason
 
@@ -111,14 +115,26 @@ class ResourceExhausted(DomainError):
 
 
 class Unavailable(DomainError):
-    """A dependency (the database, Vault) cannot be reached; the caller may retry."""
+    """A dependency (the database, Vault) cannot be reached; the caller may retry.
+
+    Given the `dependency`, callers read only "<dependency> unavailable: retry later": how it failed
+    (hosts, ports, a driver's words) stays in `message`, for the log and /readyz."""
 
     reason = "UNAVAILABLE"
     code = "UNAVAILABLE"
 
-    def __init__(self, message: str, *, retry_after_seconds: float | None = None, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_seconds: float | None = None,
+        reason: str | None = None,
+        dependency: str | None = None,
+    ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after_seconds = retry_after_seconds
+        if dependency is not None:
+            self.public_message = f"{dependency} unavailable: retry later"
 
 
 class Invalid(DomainError):

@@ -9,6 +9,7 @@ with `json_format` (camelCase, as AIP-193 shows them: `fieldViolations`, `retryD
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from webhookd.domain import errors as domain
 from webhookd.domain.errors import ERROR_DOMAIN, MESSAGE_MAX, FieldViolation, bounded, bounded_violations
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+log = logging.getLogger("webhookd.gateway")
 
 # The one table. A gRPC code becomes the HTTP status given here (google.rpc.Code's own mapping)...
 HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
@@ -61,6 +63,7 @@ PRECONDITION_FAILED = 412
 # Retry-After of a 503 from a server the gateway could not reach, which says nothing itself.
 UNREACHED_RETRY_AFTER_SECONDS = 1
 RETRY_LATER = "temporarily unavailable: retry later"
+SERVER_UNREACHED = "server unavailable: retry later"
 
 
 @dataclass
@@ -100,6 +103,10 @@ def from_rpc_error(error: grpc.RpcError, *, precondition_from_header: bool = Fal
     # A status that never reached the server (no connection, the gateway's deadline) has no
     # details; it still gets the ErrorInfo every error carries.
     details = [any_to_json(detail) for detail in rich.details] if rich is not None else [_error_info(code.name)]
+    if rich is None and code == grpc.StatusCode.UNAVAILABLE:
+        # The server was not reached, and gRPC's own words name its address: logged, not told.
+        log.warning("grpc server not reached", extra={"reason": message})
+        message = SERVER_UNREACHED
     http_status = http_status_for(code)
     if code == grpc.StatusCode.ABORTED and precondition_from_header:
         # The stale version came from If-Match: HTTP's precondition failed (a stale version in the
@@ -218,7 +225,7 @@ def from_domain_error(error: domain.DomainError) -> ApiError:
     retry_after = getattr(error, "retry_after_seconds", None)
     if retry_after:
         headers["Retry-After"] = str(math.ceil(retry_after))
-    return ApiError(http_status, error.code, error.message, [_error_info(error.reason)], headers)
+    return ApiError(http_status, error.code, error.public_message, [_error_info(error.reason)], headers)
 
 
 def retry_later(retry_after_seconds: float | None) -> ApiError:

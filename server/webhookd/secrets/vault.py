@@ -138,7 +138,7 @@ class VaultSecretStore:
         try:
             return await asyncio.wait_for(future, self._timeout + 1)
         except TimeoutError as exc:
-            raise Unavailable("vault unreachable: no answer in time", retry_after_seconds=RETRY_AFTER_SECONDS) from exc
+            raise _unreachable("no answer in time") from exc
 
     def _with_token(self, method: Callable[[Any], T]) -> T:
         """`method(client)` with the current token; once more with a new one if Vault refused the token."""
@@ -391,5 +391,9 @@ def _passing(exc: Exception) -> bool:
 
 def _unavailable(exc: Exception) -> Unavailable:
     # A login's failure says which method and why, in words written here (secrets/login.py).
-    reason = str(exc) if isinstance(exc, LoginFailed) else _reason(exc)
-    return Unavailable(f"vault unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS)
+    return _unreachable(str(exc) if isinstance(exc, LoginFailed) else _reason(exc))
+
+
+def _unreachable(reason: str) -> Unavailable:
+    # Callers read "vault unavailable: retry later"; the reason is logged and shown by /readyz.
+    return Unavailable(f"vault unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS, dependency="vault")

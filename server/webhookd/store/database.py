@@ -257,15 +257,24 @@ async def _probe(connection_string: str, timeout_seconds: float) -> None:
             async with connection:
                 await connection.execute("SELECT 1")
     except TimeoutError:
-        raise Unavailable("database unreachable: no answer in time", retry_after_seconds=RETRY_AFTER_SECONDS) from None
+        raise _unreachable("no answer in time") from None
     except psycopg.Error as error:
         # libpq's first line says why (refused, no such host, authentication) without the password.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Unavailable(f"database unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS) from None
+        raise _unreachable(reason) from None
 
 
+# Callers read "database unavailable: retry later"; the reason (libpq's words, the address) is logged.
 def _unavailable(reason: str) -> Unavailable:
-    return Unavailable(f"database unavailable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS)
+    return Unavailable(
+        f"database unavailable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS, dependency="database"
+    )
+
+
+def _unreachable(reason: str) -> Unavailable:
+    return Unavailable(
+        f"database unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS, dependency="database"
+    )
 
 
 async def rollback(connection: Connection) -> None:
