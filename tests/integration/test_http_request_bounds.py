@@ -9,6 +9,7 @@ its connection closed; a connection that sends nothing is closed. Every read is 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -142,6 +143,35 @@ async def test_a_head_just_under_64_kib_is_served(gateway) -> None:
         await connection.send(head(UNKNOWN, [*fillers, ("content-length", "0")]))
         status, _, _ = await connection.response()
         assert status == 404  # the webhook id is unknown: the request reached the receiver
+    finally:
+        connection.close()
+
+
+# -- 400: requests that are not HTTP -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",  # no request line
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nbad header\r\n\r\n",  # a header without a colon
+        b"POST " + UNKNOWN.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-length: x\r\n\r\n",
+        b"POST " + UNKNOWN.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["request-line", "header", "content-length", "chunk-size"],
+)
+async def test_a_request_that_is_not_http_is_answered_400_in_the_error_shape(gateway, request_bytes: bytes) -> None:
+    connection = await Connection.open(port_of(gateway))
+    try:
+        await connection.send(request_bytes)
+        status, answered, body = await connection.response()
+        assert status == 400
+        assert answered["content-type"] == "application/json"
+        assert answered["connection"] == "close"
+        error = json.loads(body)["error"]
+        assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT")
+        assert error["details"][0]["reason"] == "MALFORMED_REQUEST"
+        assert await connection.closed_by_server()
     finally:
         connection.close()
 

@@ -188,6 +188,12 @@ def malformed_json(reason: str) -> ApiError:
     )
 
 
+def malformed_request() -> ApiError:
+    """A request the HTTP parser refused (no request line, a broken header or chunk): uvicorn's own answer
+    is plain text."""
+    return ApiError(400, "INVALID_ARGUMENT", "the request is not valid HTTP/1.1", [_error_info("MALFORMED_REQUEST")])
+
+
 def unsupported_media_type(content_type: str) -> ApiError:
     message = f"Content-Type must be application/json, not {content_type or 'absent'}"
     return _http_only(415, message, [_error_info("UNSUPPORTED_MEDIA_TYPE")])

@@ -5,9 +5,10 @@ is slow to arrive: its keep-alive timer runs only between requests, and any byte
 It has no setting for either (h11_max_incomplete_event_size is h11's, and answers 400), and ASGI
 middleware runs only once the head is parsed. So the HTTP protocol is uvicorn's own, plus:
 - a head (request line and headers) over `max_head_bytes` is answered 431;
+- a request the parser refuses is answered 400 in the JSON error shape (uvicorn's is plain text);
 - a request not received in full within `request_timeout_seconds` of its first byte (of the
   connection, for its first request) is answered 408; a connection that sends nothing is closed;
-- either answer ends the connection gracefully: sent, the write side shut, and what the client still
+- each of these answers ends the connection gracefully: sent, the write side shut, and what the client still
   sends read and dropped for a moment, so that it reads the answer rather than a reset;
 - a client that shuts its side after sending a whole request still gets the answer.
 Idle keep-alive connections are closed after `keep_alive_seconds` (uvicorn's own timer).
@@ -25,7 +26,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from webhookd.http.errors import ApiError, head_too_large, request_timeout
+from webhookd.http.errors import ApiError, head_too_large, malformed_request, request_timeout
 
 log = logging.getLogger("webhookd.gateway")
 KIB = 1024
@@ -101,8 +102,9 @@ class _Bounded(HttpToolsProtocol):
         return True
 
     def send_400_response(self, msg: str) -> None:
+        """The parser refused the request: answered in the error shape of every other HTTP error."""
         if not self._refused:  # else the parse error is ours (_Refused), and the client has its answer
-            super().send_400_response(msg)
+            self._refuse(malformed_request())
 
     # -- httptools' callbacks
 
