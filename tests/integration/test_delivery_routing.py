@@ -14,6 +14,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf import duration_pb2, struct_pb2
+from rest_calls import rest_caller
 from webhook_calls import create, create_webhook, field_violations, rpc_error
 
 from receivers import Received, failing_first
@@ -129,6 +130,40 @@ async def test_during_an_ed25519_rotation_either_key_verifies_the_delivery(calle
     new_signature, old_signature = v1a_signatures(request)
     assert verifies(rotated.public_key, new_signature, content)
     assert verifies(created.public_key, old_signature, content)
+
+
+async def test_every_key_that_still_signs_is_listed_with_its_expiry_newest_first(
+    caller, workers, receiver, gateway
+) -> None:
+    """Three rotations within each other's overlaps: four signatures on a delivery, four keys listed."""
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"], signature_scheme="ed25519")
+    keys = [created.public_key]
+    for hours in (5, 4, 3):
+        rotated = await caller.RotateWebhookSecret(
+            pb.RotateWebhookSecretRequest(id=created.webhook.id, overlap=duration_pb2.Duration(seconds=hours * 3600))
+        )
+        keys.append(rotated.public_key)
+
+    listed = await caller.GetWebhookPublicKey(kpb.GetWebhookPublicKeyRequest(id=created.webhook.id))
+    async with rest_caller(gateway.url, caller.tenant_id) as rest:
+        over_rest = (await rest.get(f"/api/v1/integration/webhooks/{created.webhook.id}/public-key")).json()
+    await publish(caller, 3)
+    [request] = await receiver.wait_for(1)
+
+    previous = [key.public_key for key in listed.previous_public_keys]
+    assert (listed.public_key, previous) == (keys[3], [keys[2], keys[1], keys[0]])
+    expiries = [key.expires_at.ToDatetime() for key in listed.previous_public_keys]
+    assert expiries[0] < expiries[1] < expiries[2]  # each overlap runs from its own rotation
+    # The single field of older clients still holds the key replaced last.
+    assert listed.previous_public_key == keys[2]
+    assert listed.previous_public_key_expires_at == listed.previous_public_keys[0].expires_at
+    assert [key["public_key"] for key in over_rest["previous_public_keys"]] == previous
+    assert all(key["expires_at"] for key in over_rest["previous_public_keys"])
+    signatures = v1a_signatures(request)
+    assert len(signatures) == 4
+    assert all(
+        verifies(key, signature, signed_content(request)) for key, signature in zip(keys[::-1], signatures, strict=True)
+    )
 
 
 async def test_ed25519_refuses_a_chosen_secret_a_family_switch_and_shared_secret_webhooks_have_no_key(caller) -> None:

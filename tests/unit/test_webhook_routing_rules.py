@@ -15,6 +15,8 @@ from webhookd.domain import routing, signing
 from webhookd.domain.errors import FailedPrecondition, Invalid
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.scope import Scope
+from webhookd.domain.secret_rotation import PreviousKey, active_secrets
+from webhookd.domain.signing import public_key as signing_key_of
 from webhookd.domain.validation import validate_spec
 from webhookd.domain.webhooks import Direction, Ordering, SignatureScheme, WebhookSpec
 from webhookd.services.webhooks import Webhooks
@@ -55,10 +57,39 @@ async def test_the_public_key_is_there_later_and_during_a_rotation_the_previous_
     keys = await webhooks.public_key(TENANT, webhook.id)
 
     assert rotation.signing_secret == "" and rotation.public_key.startswith("whpk_")
-    assert (keys.public_key, keys.previous_public_key) == (rotation.public_key, first)
-    assert keys.previous_expires_at == clock.now + timedelta(hours=1)
+    assert keys.public_key == rotation.public_key
+    assert keys.previous == (PreviousKey(first, clock.now + timedelta(hours=1)),)
     clock.advance(timedelta(hours=1))
-    assert (await webhooks.public_key(TENANT, webhook.id)).previous_public_key is None
+    assert (await webhooks.public_key(TENANT, webhook.id)).previous == ()
+
+
+async def test_every_previous_key_that_still_signs_is_listed_newest_first(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """Rotations within each other's overlaps: each replaced key signs until its own overlap ends."""
+    webhook, first, _ = await webhooks.create(TENANT, ED25519, None)
+    keys = [first]
+    for hours in (5, 4, 3):
+        rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=hours), signing_secret=None)
+        keys.append(rotation.public_key)
+        clock.advance(timedelta(minutes=10))
+    [record] = secret_store.records.values()
+    signing = active_secrets(record, clock.now, fingerprint(record["current"]))
+
+    listed = await webhooks.public_key(TENANT, webhook.id)
+
+    assert len(signing) == 4
+    assert listed.public_key == keys[3]
+    assert [key.public_key for key in listed.previous] == [keys[2], keys[1], keys[0]]
+    every_key = [listed.public_key, *(key.public_key for key in listed.previous)]
+    assert [signing_key_of(secret) for secret in signing] == every_key
+    expiries = [key.expires_at for key in listed.previous]
+    started = clock.now - timedelta(minutes=30)
+    assert expiries == [
+        started + timedelta(minutes=20, hours=3),
+        started + timedelta(minutes=10, hours=4),
+        started + timedelta(hours=5),
+    ]
 
 
 async def test_the_key_pair_is_always_the_servers(webhooks: Webhooks) -> None:

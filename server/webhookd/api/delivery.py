@@ -66,11 +66,18 @@ class DeliveryRpcs:
         self, request: public_key_pb.GetWebhookPublicKeyRequest, context: Context
     ) -> public_key_pb.GetWebhookPublicKeyResponse:
         keys = await self.webhooks.public_key(current_scope(), request.id)
-        return public_key_pb.GetWebhookPublicKeyResponse(
+        response = public_key_pb.GetWebhookPublicKeyResponse(
             public_key=keys.public_key,
-            previous_public_key=keys.previous_public_key or "",
-            previous_public_key_expires_at=convert.timestamp(keys.previous_expires_at),
+            previous_public_keys=[
+                public_key_pb.PreviousPublicKey(public_key=key.public_key, expires_at=convert.timestamp(key.expires_at))
+                for key in keys.previous
+            ],
         )
+        if keys.previous:
+            # The single fields older clients read: the key replaced last.
+            response.previous_public_key = keys.previous[0].public_key
+            convert.set_timestamp(response.previous_public_key_expires_at, keys.previous[0].expires_at)
+        return response
 
     async def ResumeWebhook(self, request: pb.ResumeWebhookRequest, context: Context) -> pb.ResumeWebhookResponse:
         webhook, held = await self.webhooks.resume(current_scope(), request.id, discard_held=request.discard_held)

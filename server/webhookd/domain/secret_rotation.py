@@ -108,19 +108,27 @@ class Rotation:
 
 
 @dataclass(frozen=True)
+class PreviousKey:
+    """A public key a rotation replaced, which verifies deliveries until `expires_at`."""
+
+    public_key: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class PublicKeys:
     """The public keys that verify an ed25519 webhook's deliveries now."""
 
     public_key: str
-    previous_public_key: str | None  # while a rotation overlaps
-    previous_expires_at: datetime | None
+    # Every replaced key that still signs (up to MAX_PREVIOUS, while rotations overlap), newest first.
+    previous: tuple[PreviousKey, ...] = ()
 
 
 def public_keys(record: dict[str, str], now: datetime, named: str) -> PublicKeys:
-    """The public halves of the record's active private keys (active_secrets' rule): the current one
-    and the one it replaced last, while that one signs."""
-    signing = _signing(record, now, named)
-    if len(signing) == 1:
-        return PublicKeys(public_key(signing[0][0]), None, None)
-    (current, _), (previous, until) = signing[:2]
-    return PublicKeys(public_key(current), public_key(previous), until)
+    """The public halves of the record's active private keys (active_secrets' rule): the current one,
+    then each previous one while it signs, newest first."""
+    (current, _), *previous = _signing(record, now, named)
+    return PublicKeys(
+        public_key(current),
+        tuple(PreviousKey(public_key(secret), until) for secret, until in previous if until is not None),
+    )

@@ -440,7 +440,7 @@ class Webhooks:
             raise
 
     async def public_key(self, scope: Scope, webhook_id: str) -> PublicKeys:
-        """An ed25519 webhook's public key (and the previous one while a rotation overlaps), derived
+        """An ed25519 webhook's public key (and each previous one that still signs), derived
         from the private keys in Vault; FailedPrecondition for the other schemes."""
         webhook = await self._store.get(scope, webhook_id)
         if not webhook.spec.signature_scheme.asymmetric:

@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cpod/integration/v1/public_key.proto\x12\x13\x63pod.integration.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n\x1aGetWebhookPublicKeyRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x92\x01\n\x1bGetWebhookPublicKeyResponse\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x1b\n\x13previous_public_key\x18\x02 \x01(\t\x12\x42\n\x1eprevious_public_key_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB@Z>github.com/cpod/webhookd/gen/cpod/integration/v1;integrationv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cpod/integration/v1/public_key.proto\x12\x13\x63pod.integration.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n\x1aGetWebhookPublicKeyRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xd8\x01\n\x1bGetWebhookPublicKeyResponse\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x1b\n\x13previous_public_key\x18\x02 \x01(\t\x12\x42\n\x1eprevious_public_key_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x44\n\x14previous_public_keys\x18\x04 \x03(\x0b\x32&.cpod.integration.v1.PreviousPublicKey\"W\n\x11PreviousPublicKey\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB@Z>github.com/cpod/webhookd/gen/cpod/integration/v1;integrationv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,5 +39,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETWEBHOOKPUBLICKEYREQUEST']._serialized_start=127
   _globals['_GETWEBHOOKPUBLICKEYREQUEST']._serialized_end=173
   _globals['_GETWEBHOOKPUBLICKEYRESPONSE']._serialized_start=176
-  _globals['_GETWEBHOOKPUBLICKEYRESPONSE']._serialized_end=322
+  _globals['_GETWEBHOOKPUBLICKEYRESPONSE']._serialized_end=392
+  _globals['_PREVIOUSPUBLICKEY']._serialized_start=394
+  _globals['_PREVIOUSPUBLICKEY']._serialized_end=481
 # @@protoc_insertion_point(module_scope)

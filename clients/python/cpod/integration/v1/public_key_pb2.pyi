@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -48,13 +50,25 @@ class GetWebhookPublicKeyResponse(_message.Message):
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     PREVIOUS_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     PREVIOUS_PUBLIC_KEY_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PUBLIC_KEYS_FIELD_NUMBER: _builtins.int
     public_key: _builtins.str
     """The public key that verifies the webhook's `v1a` signatures: `whpk_` + base64 of 32 bytes."""
     previous_public_key: _builtins.str
-    """While a rotation overlaps, the previous key, whose signature deliveries also carry; else empty."""
+    """The key replaced last while its rotation overlaps, whose signature deliveries also carry; else
+    empty. Kept for clients that read one previous key: `previous_public_keys` lists every one (this
+    is its first).
+    """
     @_builtins.property
     def previous_public_key_expires_at(self) -> _timestamp_pb2.Timestamp:
-        """When the previous key stops signing; unset when there is none."""
+        """When `previous_public_key` stops signing; unset when there is none. The same as
+        `previous_public_keys[0].expires_at`.
+        """
+
+    @_builtins.property
+    def previous_public_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___PreviousPublicKey]:
+        """Every key a rotation replaced that still signs deliveries, newest first: rotations within each
+        other's overlaps keep up to four, each until its own overlap ends. Empty when no overlap lasts.
+        """
 
     def __init__(
         self,
@@ -62,11 +76,40 @@ class GetWebhookPublicKeyResponse(_message.Message):
         public_key: _builtins.str = ...,
         previous_public_key: _builtins.str = ...,
         previous_public_key_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        previous_public_keys: _abc.Iterable[Global___PreviousPublicKey] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["previous_public_key_expires_at", b"previous_public_key_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_public_key", b"previous_public_key", "previous_public_key_expires_at", b"previous_public_key_expires_at", "public_key", b"public_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_public_key", b"previous_public_key", "previous_public_key_expires_at", b"previous_public_key_expires_at", "previous_public_keys", b"previous_public_keys", "public_key", b"public_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetWebhookPublicKeyResponse: _TypeAlias = GetWebhookPublicKeyResponse  # noqa: Y015
+
+@_typing.final
+class PreviousPublicKey(_message.Message):
+    """A public key a rotation replaced, still signing deliveries beside the current one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    public_key: _builtins.str
+    """`whpk_` + base64 of 32 bytes."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When this key stops signing."""
+
+    def __init__(
+        self,
+        *,
+        public_key: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "public_key", b"public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviousPublicKey: _TypeAlias = PreviousPublicKey  # noqa: Y015

@@ -372,7 +372,7 @@ class WebhookServiceServicer:
 
     def GetWebhookPublicKey(self, request, context):
         """Returns the public key that verifies an ed25519 webhook's deliveries (Standard Webhooks v1a), and
-        during a rotation's overlap the previous one. The private key never leaves Vault.
+        every previous one that still signs while rotations overlap. The private key never leaves Vault.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -138,7 +138,7 @@ class WebhookServiceStub:
     """
     GetWebhookPublicKey: _grpc.UnaryUnaryMultiCallable[_public_key_pb2.GetWebhookPublicKeyRequest, _public_key_pb2.GetWebhookPublicKeyResponse]
     """Returns the public key that verifies an ed25519 webhook's deliveries (Standard Webhooks v1a), and
-    during a rotation's overlap the previous one. The private key never leaves Vault.
+    every previous one that still signs while rotations overlap. The private key never leaves Vault.
     """
     ListEventTypes: _grpc.UnaryUnaryMultiCallable[_event_type_pb2.ListEventTypesRequest, _event_type_pb2.ListEventTypesResponse]
     """Lists the caller's event type catalog, oldest first."""
@@ -262,7 +262,7 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """
     GetWebhookPublicKey: _aio.UnaryUnaryMultiCallable[_public_key_pb2.GetWebhookPublicKeyRequest, _public_key_pb2.GetWebhookPublicKeyResponse]  # type: ignore[assignment]
     """Returns the public key that verifies an ed25519 webhook's deliveries (Standard Webhooks v1a), and
-    during a rotation's overlap the previous one. The private key never leaves Vault.
+    every previous one that still signs while rotations overlap. The private key never leaves Vault.
     """
     ListEventTypes: _aio.UnaryUnaryMultiCallable[_event_type_pb2.ListEventTypesRequest, _event_type_pb2.ListEventTypesResponse]  # type: ignore[assignment]
     """Lists the caller's event type catalog, oldest first."""
@@ -515,7 +515,7 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_public_key_pb2.GetWebhookPublicKeyResponse, _abc.Awaitable[_public_key_pb2.GetWebhookPublicKeyResponse]]:
         """Returns the public key that verifies an ed25519 webhook's deliveries (Standard Webhooks v1a), and
-        during a rotation's overlap the previous one. The private key never leaves Vault.
+        every previous one that still signs while rotations overlap. The private key never leaves Vault.
         """
 
     @_abc_1.abstractmethod
