@@ -24,6 +24,7 @@ from fakes import (
 )
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, Invalid, NotFound
 from webhookd.domain.event_catalog import STRUCT_MAX_DEPTH, EventTypeSpec, validate_event_type_spec
+from webhookd.domain.event_schemas import SCHEMA_MAX_PATTERNS
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import WebhookSpec
 from webhookd.ports import Topic
@@ -155,6 +156,26 @@ async def test_a_schema_or_example_deeper_than_a_struct_carries_is_refused(event
         ("event_type.example.a", deeper),
     }
     assert [(v.field, v.description) for v in updated.value.violations] == [("event_type.schema.default", deeper)]
+
+
+async def test_a_schema_over_the_size_limits_is_refused_on_create_and_update(event_types: EventTypes) -> None:
+    """Checking a schema costs CPU per subschema and regex character: the count is bounded, by name."""
+    regexes = {f"p{i}": {"type": "string", "pattern": f"^x{i}$"} for i in range(SCHEMA_MAX_PATTERNS + 1)}
+    too_many = json.dumps({"type": "object", "properties": regexes})
+    entry = await event_types.create(TENANT, CREATED)
+
+    with pytest.raises(Invalid) as created:
+        await event_types.create(TENANT, replace(CREATED, name="rfp.larger", schema_json=too_many))
+    with pytest.raises(Invalid) as updated:
+        await event_types.update(
+            TENANT, entry.id, expected_version=None, paths=["schema"], changes_for=changes({"schema": too_many})
+        )
+
+    expected = [("event_type.schema", f"holds {SCHEMA_MAX_PATTERNS + 1} regexes ")]
+    for raised in (created, updated):
+        found = [(v.field, v.description[: len(expected[0][1])]) for v in raised.value.violations]
+        assert found == expected
+        assert f"the limit is {SCHEMA_MAX_PATTERNS}" in raised.value.violations[0].description
 
 
 async def test_entries_are_checked_off_the_event_loop(event_types: EventTypes, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,9 @@ as 2020-12 has it by default: it is not asserted. References resolve within the 
 schema cannot make the server call out. What would fail every publish is refused when the schema is
 written instead: a `$ref` that cannot be resolved, a `pattern` (or `patternProperties` key) that does not
 compile, and `$ref`s that loop without going into the payload (`{"$ref": "#"}`). A schema stored before
-those checks that still cannot be applied makes `mismatches` raise Unevaluable, not a bare error.
+those checks that still cannot be applied makes `mismatches` raise Unevaluable, not a bare error. What
+checking a schema costs is bounded first: at most SCHEMA_MAX_SUBSCHEMAS subschemas, SCHEMA_MAX_PATTERNS
+regexes and SCHEMA_MAX_PATTERN_CHARS characters of them, counted before anything is checked.
 
 Regexes run on the `regex` module under a time budget per validation (domain/schema_keywords.py): a
 catastrophic pattern costs a publish at most REGEX_BUDGET_SECONDS, then Unevaluable. So does a schema
@@ -38,6 +40,21 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # Enough to fix a payload in one round trip; a payload wrong in a thousand ways needs no thousand lines.
 MAX_MISMATCHES = 20
 ROOT = "(root)"
+# What checking a schema costs when written is bounded by what real ones need: the meta-schema costs about
+# 0.3 ms of CPU per subschema, and a regex 10-20 us per character to parse and compile (64 KiB of either
+# took seconds). GitHub's largest event payloads bundled into one schema hold 200-340 subschemas and no
+# regex; at these limits a check costs at most about 150 ms and 60 ms.
+SCHEMA_MAX_SUBSCHEMAS = 500
+SCHEMA_MAX_PATTERNS = 100
+SCHEMA_MAX_PATTERN_CHARS = 4_000
+# The 2020-12 keywords whose value is a schema, a list of schemas, or schemas by name: the ones the
+# meta-schema checks, and validation applies. Any other keyword's value is data (`default`, `enum`, ...).
+_IN_VALUE = frozenset(
+    {"additionalProperties", "contains", "contentSchema", "else", "if", "items", "not", "propertyNames"}
+    | {"then", "unevaluatedItems", "unevaluatedProperties"}
+)
+_IN_LIST = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_IN_MAP = frozenset({"$defs", "definitions", "dependencies", "dependentSchemas", "patternProperties", "properties"})
 # Values of every JSON type: a `$ref` loop that consumes no part of the payload recurses on all of them.
 _PROBES: tuple[Any, ...] = (None, True, 0, "", [], {})
 
@@ -86,12 +103,16 @@ def parse_json(text: str, field: str, *, max_depth: int = json_text.MAX_DEPTH) -
 
 
 def schema_violations(schema: Any, field: str) -> list[FieldViolation]:
-    """What is wrong with `schema` as an event type's JSON Schema; [] when it can be compiled."""
+    """What is wrong with `schema` as an event type's JSON Schema; [] when it can be compiled. Its size
+    is checked first: past the limits nothing else is (that is what they bound)."""
     if not isinstance(schema, dict):
         return [FieldViolation(field, 'must be a JSON Schema object, e.g. {"type": "object"}')]
     dialect = schema.get("$schema", DIALECT)
     if dialect not in (DIALECT, DIALECT + "#"):
         return [FieldViolation(f"{field}.$schema", f"must be {DIALECT} (JSON Schema 2020-12) or left out")]
+    found = _size_violations(schema, field)
+    if found:
+        return found
     found = [FieldViolation(field, _meta_mismatch(error)) for error in _META_VALIDATOR.iter_errors(schema)]
     if found:
         return found[:MAX_MISMATCHES]
@@ -106,6 +127,39 @@ def schema_violations(schema: Any, field: str) -> list[FieldViolation]:
         except Unevaluable as error:
             return [FieldViolation(field, f"cannot be applied: {error}")]
     return []
+
+
+def _size_violations(schema: dict[str, Any], field: str) -> list[FieldViolation]:
+    """What makes `schema` too large to check (SCHEMA_MAX_*), counted on a walk that checks nothing."""
+    subschemas, patterns, chars = 0, 0, 0
+    pending: list[Any] = [schema]
+    while pending:
+        subschema = pending.pop()
+        subschemas += isinstance(subschema, dict | bool)
+        if not isinstance(subschema, dict):
+            continue
+        regexes = [subschema.get("pattern")]
+        for keyword, value in subschema.items():
+            if keyword in _IN_VALUE:
+                pending.append(value)
+            elif keyword in _IN_LIST and isinstance(value, list):
+                pending.extend(value)
+            elif keyword in _IN_MAP and isinstance(value, dict):
+                pending.extend(value.values())
+                if keyword == "patternProperties":
+                    regexes.extend(value)
+        texts = [text for text in regexes if isinstance(text, str)]
+        patterns += len(texts)
+        chars += sum(len(text) for text in texts)
+    found = []
+    if subschemas > SCHEMA_MAX_SUBSCHEMAS:
+        where = "under properties, items, allOf, $defs..."
+        found.append(f"holds {subschemas} subschemas ({where}); the limit is {SCHEMA_MAX_SUBSCHEMAS}")
+    if patterns > SCHEMA_MAX_PATTERNS:
+        found.append(f"holds {patterns} regexes (pattern, patternProperties keys); the limit is {SCHEMA_MAX_PATTERNS}")
+    if chars > SCHEMA_MAX_PATTERN_CHARS:
+        found.append(f"has regexes totalling {chars} characters; the limit is {SCHEMA_MAX_PATTERN_CHARS}")
+    return [FieldViolation(field, problem) for problem in found]
 
 
 def compile_schema(schema: dict[str, Any]) -> CompiledSchema:
