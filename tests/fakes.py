@@ -335,7 +335,15 @@ class FakeEvents:
                 return Published(earlier.event.id, len(earlier.webhook_ids), duplicate=True)
         target = event.target_webhook_id
         if target is not None:
-            await self._webhooks.get(scope, target)  # NotFound, and nothing is stored
+            row = self._webhooks.rows.get(target)
+            found = row is not None and scope.owns(row.tenant_id, row.app_id)
+            # NotFound / FailedPrecondition, and nothing is stored.
+            routing.check_publish_target(
+                target,
+                found=found,
+                deleted=found and row.is_deleted,
+                inbound=found and row.spec.direction is Direction.INBOUND,
+            )
         rows = [
             row
             for row in self._webhooks.rows.values()

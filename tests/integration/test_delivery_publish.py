@@ -225,6 +225,43 @@ async def test_targeting_another_tenants_webhook_is_not_found(caller, channel, d
     assert await database.value("SELECT count(*) FROM deliveries WHERE webhook_id = :w", w=theirs.id) == 0
 
 
+async def test_targeting_a_deleted_webhook_is_not_found_like_an_unknown_one(caller, database) -> None:
+    deleted = await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["*"])
+    await caller.DeleteWebhook(pb.DeleteWebhookRequest(id=deleted.id))
+
+    error = await rpc_error(caller.PublishEvent(request(webhook_id=deleted.id)))
+    unknown = await rpc_error(caller.PublishEvent(request(webhook_id=ids.new_id(ids.WEBHOOK_PREFIX))))
+
+    assert error.code() is unknown.code() is grpc.StatusCode.NOT_FOUND
+    assert deleted.id in error.details()
+    assert await database.value("SELECT count(*) FROM events WHERE target_webhook_id = :w", w=deleted.id) == 0
+
+
+async def test_targeting_an_inbound_webhook_is_a_failed_precondition(caller, database) -> None:
+    inbound = await create_webhook(
+        caller, url="http://127.0.0.1:9/hook", event_types=["*"], direction=wpb.DIRECTION_INBOUND
+    )
+
+    error = await rpc_error(caller.PublishEvent(request(webhook_id=inbound.id)))
+
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "inbound webhooks receive" in error.details()
+    assert await database.value("SELECT count(*) FROM events WHERE target_webhook_id = :w", w=inbound.id) == 0
+
+
+async def test_targeting_a_webhook_not_subscribed_to_the_type_stores_the_event_and_queues_nothing(
+    caller, database
+) -> None:
+    """Its filters are the webhook owner's to choose: the event is published, to no one, and the
+    response's counts say so."""
+    other = await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["invoice.*"])
+
+    published = await caller.PublishEvent(request(webhook_id=other.id))
+
+    assert (published.deliveries_queued, published.deliveries_held, published.deliveries_skipped) == (0, 0, 0)
+    assert await database.value("SELECT count(*) FROM deliveries WHERE event_id = :e", e=published.event_id) == 0
+
+
 async def test_targeted_publish_queues_only_for_that_webhook(caller, database) -> None:
     chosen = await create_webhook(caller, url="http://127.0.0.1:9/a", event_types=["rfp.*"])
     await create_webhook(caller, url="http://127.0.0.1:9/b", event_types=["rfp.*"])

@@ -5,6 +5,11 @@ webhook without channels receives events whatever their channels (and an event w
 reaches only those). A channel is 1..128 letters, digits, `.`, `_`, `:` or `-`, starting with a letter
 or digit, compared exactly (case included): `project:42`, `eu-west`.
 
+A publish aimed at one webhook (`webhook_id`) is NOT_FOUND when the webhook is unknown to the caller or
+deleted, as every other call on it; FAILED_PRECONDITION when it is inbound, which nothing is published
+to. One it reaches but whose filters (event types, channels) the event does not match is published to
+no one, with 0 deliveries in the response: its filters are its owner's to choose.
+
 Rate limits: `rate_limit_per_second` sends a second for all processes together (0: none), enforced
 when deliveries are claimed (store/deliveries.py): each gets a send slot, slots 1/limit apart, so the
 sends of any one second are at most the limit; a worker that is late for its slot sends up to
@@ -18,7 +23,7 @@ import re
 from collections.abc import Sequence
 from datetime import timedelta
 
-from webhookd.domain.errors import FieldViolation
+from webhookd.domain.errors import FailedPrecondition, FieldViolation, NotFound
 
 CHANNEL_MAX = 128
 WEBHOOK_CHANNELS_MAX = 50
@@ -73,3 +78,15 @@ def check_rate_limit(rate_limit_per_second: int, path: str) -> list[FieldViolati
 def receives_channels(webhook_channels: Sequence[str], event_channels: Sequence[str]) -> bool:
     """Whether a webhook listing `webhook_channels` receives an event published on `event_channels`."""
     return not webhook_channels or not set(webhook_channels).isdisjoint(event_channels)
+
+
+def check_publish_target(webhook_id: str, *, found: bool, deleted: bool, inbound: bool) -> None:
+    """NotFound / FailedPrecondition when a publish cannot be aimed at `webhook_id` (the caller's webhook
+    row `found`, soft-`deleted`, `inbound`)."""
+    if not found or deleted:
+        raise NotFound.of("webhook", webhook_id)
+    if inbound:
+        raise FailedPrecondition(
+            f"webhook {webhook_id} is inbound: inbound webhooks receive, they are not published to",
+            reason="WEBHOOK_INBOUND",
+        )

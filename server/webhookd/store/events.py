@@ -14,9 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from webhookd.domain import ids
-from webhookd.domain.errors import Aborted, Invalid, NotFound
+from webhookd.domain.errors import Aborted, Invalid
 from webhookd.domain.events import KEY_REUSED, NewEvent, Published, same_event
 from webhookd.domain.idempotency import remembered
+from webhookd.domain.routing import check_publish_target
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
 from webhookd.domain.topics import Topic, new_deliveries_payload
@@ -119,11 +120,16 @@ _LIVE_OUTBOUND = sa.and_(
 _STATUS: sa.ColumnElement[str] = sa.literal_column(new_delivery_status("webhooks"), sa.Text)
 _FIFO = webhooks.c.ordering == Ordering.FIFO.value
 _TARGETS = compiled(sa.select(webhooks.c.id, _STATUS, _FIFO).where(scoped(webhooks), _LIVE_OUTBOUND))
-# A publish aimed at one webhook: NotFound unless it is the caller's, whether or not it matches.
+# A publish aimed at one webhook: whether it matches, and what routing.check_publish_target judges.
 _TARGET = compiled(
-    sa.select(webhooks.c.id, _STATUS, _FIFO, _LIVE_OUTBOUND).where(
-        scoped(webhooks), webhooks.c.id == param("target_webhook_id")
-    )
+    sa.select(
+        webhooks.c.id,
+        _STATUS,
+        _FIFO,
+        _LIVE_OUTBOUND,
+        webhooks.c.deleted_at.is_not(None),
+        webhooks.c.direction == Direction.INBOUND.value,
+    ).where(scoped(webhooks), webhooks.c.id == param("target_webhook_id"))
 )
 # The status of the targets found paused, read again under a share lock on their rows (in id order, as
 # the recorder locks them): the target lookup takes no lock, and a resume that committed after it
@@ -278,8 +284,10 @@ def _targets_of(event: NewEvent, rows: list[Any]) -> list[tuple[str, str, bool]]
     target."""
     if event.target_webhook_id is None:
         return [(row[0], row[1], row[2]) for row in rows]
-    if not rows:
-        raise NotFound.of("webhook", event.target_webhook_id)
+    row = rows[0] if rows else None
+    check_publish_target(
+        event.target_webhook_id, found=row is not None, deleted=bool(row and row[4]), inbound=bool(row and row[5])
+    )
     return [(row[0], row[1], row[2]) for row in rows if row[3]]
 
 

@@ -409,6 +409,8 @@ class PublishEventRequest(_message.Message):
     webhook_id: _builtins.str
     """Optional: deliver only to this webhook (it must be live, outbound and match the type and
     channels; while it is paused or disabled the delivery is held or skipped, as for any subscriber).
+    Unknown or deleted: NOT_FOUND; inbound: FAILED_PRECONDITION. One whose event_types or channels
+    the event does not match gets nothing: the event is stored and the counts below are 0.
     """
     payload_json: _builtins.str
     """The event's data as JSON text (an object), instead of payload: receivers get this text as
