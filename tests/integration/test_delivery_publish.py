@@ -214,6 +214,22 @@ async def test_payload_over_the_limit_is_invalid_argument(caller, settings, data
     assert await database.value("SELECT count(*) FROM events WHERE tenant_id = :t", t=caller.tenant_id) == 0
 
 
+async def test_a_payload_of_exactly_the_limit_publishes_and_one_byte_more_is_refused(caller, settings) -> None:
+    """The limit is on the payload's JSON as the caller sends it, not on the envelope delivered around it."""
+    await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["*"])
+    at_the_limit = '{"blob":"' + "x" * (settings.max_payload_bytes - len('{"blob":""}')) + '"}'
+
+    published = await caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload_json=at_the_limit))
+    error = await rpc_error(
+        caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload_json=at_the_limit + " "))
+    )
+
+    assert published.deliveries_queued == 1
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    limit = settings.max_payload_bytes
+    assert field_violations(error)["payload"] == f"is {limit + 1} bytes of JSON; the limit is {limit} bytes"
+
+
 async def test_targeting_another_tenants_webhook_is_not_found(caller, channel, database) -> None:
     theirs = await create_webhook(
         make_caller(channel, subject="person_2"), url="http://127.0.0.1:9/hook", event_types=["*"]

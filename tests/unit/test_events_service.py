@@ -11,7 +11,6 @@ import pytest
 
 from fakes import FakeClock, FakeEvents, FakeNotifications, FakeWebhooks
 from webhookd.domain.errors import Invalid, NotFound
-from webhookd.domain.events import event_body
 from webhookd.domain.idempotency import MAX_KEY_LENGTH, WINDOW
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus
@@ -22,7 +21,7 @@ from webhookd.services.webhooks import Webhooks
 
 TENANT = Scope("tnt_a", person_id="person_1")
 OTHER_TENANT = Scope("tnt_b")
-LIMIT = 256  # bytes of serialised body
+LIMIT = 256  # bytes of the payload's JSON
 
 
 @pytest.fixture
@@ -72,15 +71,20 @@ async def test_an_empty_idempotency_key_is_invalid_while_none_means_no_key(event
     assert not (await publish(events, idempotency_key=None)).duplicate
 
 
-async def test_the_payload_limit_counts_the_serialised_body(events: Events, clock: FakeClock) -> None:
-    filler = "y" * (LIMIT - len(event_body("orders.created", clock(), '{"x":""}')))
+async def test_the_payload_limit_counts_the_payloads_own_json_bytes(events: Events, event_store: FakeEvents) -> None:
+    """What a publisher can compute from its own payload: its JSON text in UTF-8 bytes, not the
+    envelope around it (type and timestamp add about 70 bytes to the delivered body)."""
+    filler = "é" + "y" * (LIMIT - len('{"x":""}') - 2)  # é is 2 bytes, 1 character
+    at_the_limit = json.dumps({"x": filler}, separators=(",", ":"), ensure_ascii=False)
+    assert len(at_the_limit.encode()) == LIMIT
 
-    await publish(events, payload_json=json.dumps({"x": filler}, separators=(",", ":")))
+    published = await publish(events, payload_json=at_the_limit)
     with pytest.raises(Invalid) as raised:
-        await publish(events, payload_json=json.dumps({"x": filler + "y"}, separators=(",", ":")))
+        await publish(events, payload_json=at_the_limit[:-2] + 'y"}')
 
+    assert len(event_store.events[published.event_id].event.body) > LIMIT
     assert violated_fields(raised.value) == ["payload"]
-    assert f"is {LIMIT + 1} bytes serialised; the limit is {LIMIT} bytes" in raised.value.message
+    assert f"is {LIMIT + 1} bytes of JSON; the limit is {LIMIT} bytes" in raised.value.message
 
 
 async def test_the_body_is_the_standard_webhooks_envelope_built_once(

@@ -71,15 +71,15 @@ class Events:
             violations.append(FieldViolation("idempotency_key", key_problem))
         channels, found = check_channels(channels, "channels", most=EVENT_CHANNELS_MAX)
         violations += found
-        # Sized before it is parsed, so an oversized text costs no parse.
+        # The limit is on what the publisher can measure itself: the payload's JSON in UTF-8, not the
+        # envelope the body wraps around it. Sized before it is parsed, so an oversized text costs no parse.
         now = self._now()
         body = event_body(event_type, now, payload_json)
+        size = len(payload_json.encode())
         data: Any = None
-        if len(body) > self._max_payload_bytes:
+        if size > self._max_payload_bytes:
             violations.append(
-                FieldViolation(
-                    PAYLOAD_FIELD, f"is {len(body)} bytes serialised; the limit is {self._max_payload_bytes} bytes"
-                )
+                FieldViolation(PAYLOAD_FIELD, f"is {size} bytes of JSON; the limit is {self._max_payload_bytes} bytes")
             )
         else:
             data, found = _payload(payload_json)

@@ -419,9 +419,11 @@ class PublishEventRequest(_message.Message):
     """
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
-        """The event's data, a JSON object (at most WEBHOOKD_MAX_PAYLOAD_BYTES, 256 KiB by default once
-        serialised). Receivers get `{"type", "timestamp", "data"}` with this as `data`. A Struct holds
-        every number as a double: for integers past 2^53 or decimals as written, send payload_json.
+        """The event's data, a JSON object: at most WEBHOOKD_MAX_PAYLOAD_BYTES (256 KiB by default) of JSON
+        in UTF-8, written out compactly (payload_json and the REST payload count as sent; the ~70 bytes of
+        envelope around it in the delivered body do not count). Receivers get `{"type", "timestamp",
+        "data"}` with this as `data`. A Struct holds every number as a double: for integers past 2^53 or
+        decimals as written, send payload_json.
         Over HTTP, `payload` reaches receivers exactly as sent.
         """
 
