@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,15 @@ async def test_kubernetes_auth_logs_in_with_the_service_account_token(
         store.close()
 
 
+def recording_sleep(waits: list[float]) -> Callable[[float], Awaitable[None]]:
+    """A sleep for ping_at_start that notes each wait instead of waiting."""
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    return sleep
+
+
 @dataclass(frozen=True)
 class StumblingAppRole(AppRoleLogin):
     """AppRole whose first `stumbles` logins Vault answers with HTTP 500, as OpenBao once did in CI."""
@@ -325,10 +334,7 @@ async def test_start_up_asks_again_when_the_login_stumbles(vault: tuple[str, hva
     login = StumblingAppRole(role_id, secret_id, stumbles=2)
     store = VaultSecretStore(addr, login)
     waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
+    sleep = recording_sleep(waits)
     try:
         await store.ping_at_start(sleep=sleep)
         await store.write(secret := path(), {"signing_secret": "whsec_one"})
@@ -344,10 +350,7 @@ async def test_start_up_gives_up_on_a_login_that_keeps_stumbling(vault: tuple[st
     login = StumblingAppRole(role_id, secret_id, stumbles=100)
     store = VaultSecretStore(addr, login)
     waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
+    sleep = recording_sleep(waits)
     try:
         with pytest.raises(Unavailable) as error:
             await store.ping_at_start(sleep=sleep)
@@ -362,10 +365,7 @@ async def test_start_up_does_not_ask_again_after_a_refused_login(vault: tuple[st
     _, role_id, _ = new_role(admin)
     store = VaultSecretStore(addr, AppRoleLogin(role_id, str(uuid.uuid4())))
     waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
+    sleep = recording_sleep(waits)
     try:
         with pytest.raises(Unavailable) as error:
             await store.ping_at_start(sleep=sleep)
