@@ -169,8 +169,49 @@ async def test_alternatives_that_each_descend_fail_a_deep_publish_within_the_bud
 
     assert matching.event_id
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert error_info(error).reason == "EVENT_SCHEMA_UNEVALUABLE"
-    assert "evaluated more times than this payload's budget allows" in error.details()
+    assert error_info(error).reason == "EVENT_SCHEMA_TOO_COSTLY"
+    assert "the schema of event type rfp.created is too costly to check this payload against" in error.details()
+
+
+# Ninety alternatives that fail before the one that matches, on every item.
+NINETY_FAILING_BRANCHES = {"items": {"anyOf": [{"type": "string"}] * 90 + [{"type": "integer"}]}}
+
+
+async def test_an_example_too_costly_to_check_is_refused_naming_the_limit(caller) -> None:
+    """Before, 21,000 integers (a 63 KB example) held CreateEventType for 17 s."""
+    schema = {"properties": {"n": NINETY_FAILING_BRANCHES}}
+    example = json.dumps({"n": list(range(5_000))})
+
+    error = await rpc_error(
+        caller.CreateEventType(
+            epb.CreateEventTypeRequest(
+                event_type=epb.EventType(name="rfp.created", schema_json=json.dumps(schema), example_json=example)
+            )
+        )
+    )
+
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "steps" in field_violations(error)["event_type.example"]
+
+
+async def test_a_payload_too_costly_to_check_fails_its_publish_as_a_precondition(caller) -> None:
+    """Before, a 256 KiB payload of integers held a worker thread, and the GIL, for about a minute."""
+    schema = {"properties": {"n": NINETY_FAILING_BRANCHES}}
+    await caller.CreateEventType(
+        epb.CreateEventTypeRequest(event_type=epb.EventType(name="rfp.created", schema_json=json.dumps(schema)))
+    )
+
+    def publish(count: int) -> object:
+        payload_json = json.dumps({"n": list(range(count))})
+        return caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload_json=payload_json))
+
+    matching = await publish(20)
+    error = await rpc_error(publish(5_000))
+
+    assert matching.event_id
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(error).reason == "EVENT_SCHEMA_TOO_COSTLY"
+    assert "simplify the schema" in error.details()
 
 
 async def test_a_catalog_change_reaches_every_process_at_once(caller, settings, backends, database) -> None:

@@ -128,6 +128,8 @@ def _example_violations(schema: dict[str, Any], example: Any, prefix: str) -> li
         mismatches = event_schemas.compile_schema(schema).mismatches(example)
     except event_schemas.Unevaluable as error:  # a loop only this example's values lead into
         return [FieldViolation(f"{prefix}.{SCHEMA_FIELD}", f"cannot be applied to the example: {error}")]
+    except event_schemas.TooCostly as error:  # so would every publish like it be refused: say so now
+        return [FieldViolation(f"{prefix}.{EXAMPLE_FIELD}", f"cannot be checked against the schema: {error}")]
     return [
         FieldViolation(f"{prefix}.{EXAMPLE_FIELD}", f"does not match the schema: {mismatch}") for mismatch in mismatches
     ]

@@ -11,9 +11,9 @@ checking a schema costs is bounded first: at most SCHEMA_MAX_SUBSCHEMAS subschem
 regexes and SCHEMA_MAX_PATTERN_CHARS characters of them, counted before anything is checked.
 
 Regexes run on the `regex` module under a time budget per validation (domain/schema_keywords.py): a
-catastrophic pattern costs a publish at most REGEX_BUDGET_SECONDS, then Unevaluable. So does a schema
-whose alternatives make the keywords evaluated grow exponentially with the payload's depth: a validation
-evaluates at most a number of keywords proportional to the payload's values.
+catastrophic pattern costs a publish at most REGEX_BUDGET_SECONDS, then Unevaluable. Everything else a
+validation does is metered in steps, at most MAX_STEPS whatever the payload (about 100 ms of CPU), then
+TooCostly: the schema can be applied, but not to this payload within the bound.
 
 Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in the payload:
 `/amount: -5 is less than the minimum of 0`.
@@ -21,6 +21,7 @@ Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ class Unevaluable(Exception):
     """A schema that cannot be applied to a payload (it recurses forever, or a regex does not compile)."""
 
 
+class TooCostly(Exception):
+    """Checking this payload against the schema takes more than schema_keywords.MAX_STEPS steps."""
+
+
 @dataclass(frozen=True)
 class CompiledSchema:
     """A checked schema, ready to validate payloads (compiled once, used by every publish of its type)."""
@@ -70,11 +75,13 @@ class CompiledSchema:
     validator: Draft202012Validator
 
     def mismatches(self, payload: Any) -> list[str]:
-        """`<JSON pointer>: <what is wrong>` for each mismatch (at most MAX_MISMATCHES), sorted by pointer;
-        [] when the payload matches. Unevaluable when the schema cannot be applied."""
+        """`<JSON pointer>: <what is wrong>` for the first mismatches found (at most MAX_MISMATCHES), sorted by pointer;
+        [] when the payload matches. Unevaluable when the schema cannot be applied, TooCostly when it
+        cannot be within the step budget."""
         try:
-            with schema_keywords.validation_budget(payload):
-                found = list(self.validator.iter_errors(payload))
+            with schema_keywords.validation_budget():
+                # The first MAX_MISMATCHES are all a caller is told: finding the rest would only spend steps.
+                found = list(itertools.islice(self.validator.iter_errors(payload), MAX_MISMATCHES))
         except RecursionError:
             raise Unevaluable("its $refs loop back without going into any part of the payload") from None
         except regex.error as error:
@@ -82,9 +89,11 @@ class CompiledSchema:
         except schema_keywords.RegexBudgetSpent as error:
             raise Unevaluable(f"{error} on this payload ({schema_keywords.REGEX_BUDGET_SECONDS * 1000:g} ms)") from None
         except schema_keywords.StepBudgetSpent as error:
-            raise Unevaluable(f"{error} (alternatives that each descend grow exponentially with its depth)") from None
+            raise TooCostly(
+                f"{error} (a step is a keyword evaluated or an error made, in every anyOf/oneOf/allOf branch)"
+            ) from None
         errors = sorted(found, key=lambda error: [str(p) for p in error.absolute_path])
-        return [f"{pointer(error.absolute_path)}: {error.message}" for error in errors[:MAX_MISMATCHES]]
+        return [f"{pointer(error.absolute_path)}: {error.message}" for error in errors]
 
 
 def pointer(path: Iterable[str | int]) -> str:
@@ -126,6 +135,8 @@ def schema_violations(schema: Any, field: str) -> list[FieldViolation]:
             compiled.mismatches(probe)
         except Unevaluable as error:
             return [FieldViolation(field, f"cannot be applied: {error}")]
+        except TooCostly as error:
+            return [FieldViolation(field, f"cannot be applied even to {json.dumps(probe)}: {error}")]
     return []
 
 

@@ -11,11 +11,15 @@
   compiled, when a schema is written and again before each match (for schemas stored earlier).
 - `uniqueItems` hashes each item once instead of comparing every pair (jsonschema's fallback for
   objects and arrays is quadratic: 1,500 objects took seconds).
-- Every keyword evaluated counts as a step, and one validation may take at most BASE_STEPS plus
-  STEPS_PER_VALUE for each value in the payload (see `validation_budget`), then StepBudgetSpent. A real
-  schema applies a handful of keywords to each value; alternatives that all descend (`anyOf` or
-  `oneOf` branches each holding `items: {"$ref": ...}`) apply them again for each branch at every
-  level, exponential in the payload's depth: two branches over 18 levels of arrays took 90 s.
+- One validation may take at most MAX_STEPS steps, whatever the payload's size (see `validation_budget`),
+  then StepBudgetSpent. Every keyword evaluated is a step, inside `anyOf` / `oneOf` / `allOf` branches
+  too, plus one per MEMBERS_PER_STEP members of its value (`enum` compares the value with each); every
+  error a keyword makes is two more, plus one per MESSAGE_CHARS_PER_STEP characters of its message
+  (which quotes the value it is about), and one at each keyword it passes on its way up. Budgets
+  proportional to the payload were not bounds: alternatives that all descend (`anyOf` branches each
+  holding `items: {"$ref": ...}`) are exponential in its depth (two branches over 18 levels of arrays
+  took 90 s), and ninety that fail before the one that matches, on each of 21,000 integers, took 17 s
+  within a budget of 100 steps a value.
 
 The replacements keep jsonschema's semantics and messages (but uniqueItems', which quoted the whole
 array), so a payload's mismatches read as before.
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -33,7 +37,7 @@ from typing import Any
 
 import regex
 from jsonschema import ValidationError
-from jsonschema._utils import extras_msg
+from jsonschema._utils import Unset, extras_msg
 from regex import _regex_core
 
 from webhookd.domain.json_text import json_identity
@@ -43,10 +47,14 @@ from webhookd.domain.json_text import json_identity
 PATTERN_MAX_ITEMS = 1_000
 # Matching a real payload's strings takes microseconds each: this is thousands of matches' worth.
 REGEX_BUDGET_SECONDS = 0.05
-# Tens of times what real schemas take (a few keywords a value); a step costs a few microseconds, so
-# a small payload's budget runs out within tens of milliseconds.
-BASE_STEPS = 5_000
-STEPS_PER_VALUE = 100
+# A step costs 3-9 us of CPU (most of it jsonschema going into a value), so a validation holds the GIL
+# for at most about 100 ms. Typical event payloads take hundreds; a GitHub-like push event whose schema
+# describes every field of every commit takes about 45 a commit, so 250 commits, 160 KB of them, fit.
+MAX_STEPS = 12_000
+# `enum` compares the value with each member (~0.3 us), a fraction of a step each.
+MEMBERS_PER_STEP = 16
+# Quoting a value in a message costs 3-25 ns a character (a string, nested objects): 250 is about a step.
+MESSAGE_CHARS_PER_STEP = 250
 
 
 class RegexBudgetSpent(Exception):
@@ -54,7 +62,7 @@ class RegexBudgetSpent(Exception):
 
 
 class StepBudgetSpent(Exception):
-    """One validation evaluated more keywords than its payload's budget allows."""
+    """One validation took more than its MAX_STEPS steps."""
 
 
 @dataclass
@@ -67,45 +75,48 @@ _budget: ContextVar[_Budget | None] = ContextVar("regex_budget", default=None)
 
 
 @contextmanager
-def validation_budget(payload: Any, seconds: float = REGEX_BUDGET_SECONDS) -> Iterator[None]:
-    """Every regex matched inside the block draws on one budget of `seconds`, and every keyword
-    evaluated on one of BASE_STEPS + STEPS_PER_VALUE x the values in `payload`. A context variable,
-    so it follows the validation into the thread a large payload is checked in."""
-    token = _budget.set(_Budget(seconds, BASE_STEPS + STEPS_PER_VALUE * count_values(payload)))
+def validation_budget(seconds: float = REGEX_BUDGET_SECONDS) -> Iterator[None]:
+    """Every regex matched inside the block draws on one budget of `seconds`, and every keyword evaluated
+    on one of MAX_STEPS. A context variable, so it follows the validation into the thread a large payload
+    is checked in."""
+    token = _budget.set(_Budget(seconds, MAX_STEPS))
     try:
         yield
     finally:
         _budget.reset(token)
 
 
-def count_values(payload: Any) -> int:
-    """The JSON values in `payload`, itself and every member and item at any depth."""
-    count, pending = 0, [payload]
-    while pending:
-        value = pending.pop()
-        count += 1
-        if isinstance(value, dict):
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return count
+def spend(steps: int) -> None:
+    """Draw `steps` from the validation's budget; StepBudgetSpent once it is overdrawn."""
+    budget = _budget.get()
+    if budget is not None:
+        budget.steps_left -= steps
+        if budget.steps_left < 0:
+            raise StepBudgetSpent(f"checking it takes more than {MAX_STEPS:,} steps, the limit of one validation")
 
 
 def metered(keywords: dict[str, Any]) -> dict[str, Any]:
-    """`keywords` each counting a step of the validation's budget before it is evaluated."""
+    """`keywords` each drawing on the validation's budget: a step, plus one per MEMBERS_PER_STEP members of
+    their value, before they are evaluated, and for each error they make or pass on."""
     return {name: _metered(keyword) for name, keyword in keywords.items()}
 
 
 def _metered(keyword: Any) -> Any:
     def evaluate(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
-        budget = _budget.get()
-        if budget is not None:
-            budget.steps_left -= 1
-            if budget.steps_left < 0:
-                raise StepBudgetSpent("its keywords were evaluated more times than this payload's budget allows")
-        return keyword(validator, value, instance, schema)
+        spend(1 + (len(value) // MEMBERS_PER_STEP if isinstance(value, list | dict) else 0))
+        errors = keyword(validator, value, instance, schema)
+        return None if errors is None else _charged(errors)
 
     return evaluate
+
+
+def _charged(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
+    for error in errors:
+        # An error passes up through every keyword above it (a level of the payload costs a few): a step
+        # at each. The keyword that made it, which iter_errors has not stamped yet, pays for making it too.
+        made_here = isinstance(error.validator, Unset)
+        spend(2 + len(error.message) // MESSAGE_CHARS_PER_STEP if made_here else 1)
+        yield error
 
 
 def check_size(pattern: str) -> None:
@@ -159,7 +170,7 @@ def search(pattern: str, text: str) -> bool:
     regex.error for a pattern that does not compile or is too large to (check_size); RegexBudgetSpent
     when the budget runs out."""
     check_size(pattern)
-    budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS, BASE_STEPS)
+    budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS, MAX_STEPS)
     if budget.left <= 0:
         raise RegexBudgetSpent(f"matching {pattern!r} ran out of the regex budget")
     started = time.monotonic()
@@ -269,6 +280,7 @@ def _has_errors(errors: Iterator[Any]) -> bool:
 def unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if not unique or not validator.is_type(instance, "array"):
         return
+    spend(len(instance) // MEMBERS_PER_STEP)  # an identity of each item
     seen: dict[Hashable, int] = {}
     for index, item in enumerate(instance):
         first = seen.setdefault(json_identity(item), index)

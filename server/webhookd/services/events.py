@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from webhookd.domain import event_types, idempotency, ids, json_text
 from webhookd.domain.errors import FailedPrecondition, FieldViolation, Invalid
 from webhookd.domain.event_catalog import PayloadMismatch
-from webhookd.domain.event_schemas import CompiledSchema, Unevaluable
+from webhookd.domain.event_schemas import CompiledSchema, TooCostly, Unevaluable
 from webhookd.domain.events import (
     PAYLOAD_FIELD,
     PAYLOAD_JSON_FIELD,
@@ -114,6 +114,13 @@ class Events:
             raise FailedPrecondition(
                 f"the schema of event type {event_type} cannot be applied: {error}; update or delete its catalog entry",
                 reason="EVENT_SCHEMA_UNEVALUABLE",
+            ) from None
+        except TooCostly as error:
+            # Never published unchecked: the owner bounds the schema's cost, the payload is not known to be wrong.
+            raise FailedPrecondition(
+                f"the schema of event type {event_type} is too costly to check this payload against: {error};"
+                " simplify the schema (fewer alternatives, fewer keywords per item) or publish smaller payloads",
+                reason="EVENT_SCHEMA_TOO_COSTLY",
             ) from None
         if mismatches:
             raise PayloadMismatch(
