@@ -18,11 +18,26 @@ from ulid import ULID
 from fakes import FakeNotifications, FakeSecrets, FakeStreamLeases, FakeWebhooks
 from webhookd.http.receiver import inbound_route
 from webhookd.http.server import HttpServer
+from webhookd.observability.log_throttle import ThrottledLog
 from webhookd.services.inbound import Inbound
 from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots
 from webhookd.store.database import Database
 from webhookd.store.inbound import InboundStore
+
+
+class FakeClock:
+    """The clock the receiver's rate-limited warnings read: each test moves it on past their interval."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CLOCK = FakeClock()
+HOUR = 3600.0
 
 
 def closed_port() -> int:
@@ -48,7 +63,8 @@ async def unreachable() -> AsyncIterator[tuple[str, int]]:
         stream_slots=StreamSlots(FakeStreamLeases(), 1),
         max_body_bytes=1024,
     )
-    server = HttpServer(Starlette(routes=[inbound_route(inbound)]), "127.0.0.1:0")
+    failures = ThrottledLog(logging.getLogger("webhookd.inbound"), clock=CLOCK)
+    server = HttpServer(Starlette(routes=[inbound_route(inbound, failures=failures)]), "127.0.0.1:0")
     await server.start()
     yield f"http://127.0.0.1:{server.port}", port
     await server.stop()
@@ -60,6 +76,7 @@ async def test_a_sender_is_told_to_retry_later_and_nothing_of_why(
     unreachable: tuple[str, int], method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     url, database_port = unreachable
+    CLOCK.now += HOUR
     caplog.set_level(logging.WARNING)
 
     async with httpx.AsyncClient(timeout=30.0) as http:
@@ -72,3 +89,25 @@ async def test_a_sender_is_told_to_retry_later_and_nothing_of_why(
     assert str(database_port) not in response.text
     logged = [record for record in caplog.records if "database" in str(getattr(record, "reason", ""))]
     assert logged, [record.getMessage() for record in caplog.records]
+
+
+async def test_an_outage_logs_a_line_an_interval_not_one_a_request(
+    unreachable: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, every request logged its own warning: thousands a second under an outage."""
+    url, _ = unreachable
+    CLOCK.now += HOUR
+    caplog.set_level(logging.WARNING)
+
+    async def post() -> None:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            response = await http.post(f"{url}/api/v1/integration/inbound/whk_{ULID()}", content=b"{}")
+        assert response.status_code == 503
+
+    for _ in range(3):
+        await post()
+    CLOCK.now += HOUR
+    await post()
+
+    logged = [record for record in caplog.records if record.getMessage() == "inbound request unavailable"]
+    assert [record.__dict__["suppressed"] for record in logged] == [0, 2]

@@ -29,6 +29,7 @@ from webhookd.api.request_checks import check_request
 from webhookd.auth.context import reset_scope, set_scope
 from webhookd.auth.tokens import TokenVerifier, bearer_token, single_authorization
 from webhookd.domain import errors
+from webhookd.observability.log_throttle import ThrottledLog
 from webhookd.observability.metrics import GrpcMetrics
 from webhookd.observability.request_ids import REQUEST_ID_HEADER, current_request_id, settle_request_id
 
@@ -58,9 +59,12 @@ def wants_fresh_read(context: Context) -> bool:
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, verifier: TokenVerifier, metrics: GrpcMetrics | None = None) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, metrics: GrpcMetrics | None = None, *, failures: ThrottledLog | None = None
+    ) -> None:
         self._verifier = verifier
         self._metrics = metrics
+        self._failures = failures or ThrottledLog(log)
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -127,8 +131,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         except errors.DomainError as error:
             code = code_name(error)
             if error.public_message != error.message:
-                # What the caller is not told (an outage's address, a driver's words) is for operators.
-                log.warning("rpc failed", extra={"rpc": method, "code": code, "reason": error.message})
+                # What the caller is not told (an outage's address, a driver's words) is for operators:
+                # once an interval per kind, as an outage fails every call alike.
+                self._failures.warning(
+                    (code, error.reason, error.public_message),
+                    "rpc failed",
+                    {"rpc": method, "code": code, "reason": error.message},
+                )
             await context.abort_with_status(to_status(error))
         except grpc.aio.AbortError:
             code = _aborted_code(context)

@@ -23,9 +23,12 @@ from starlette.responses import JSONResponse
 
 from webhookd.domain import errors as domain
 from webhookd.domain.errors import ERROR_DOMAIN, MESSAGE_MAX, FieldViolation, bounded, bounded_violations
+from webhookd.observability.log_throttle import ThrottledLog
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 log = logging.getLogger("webhookd.gateway")
+# The gateway's one gRPC server is down for every call at once: a line an interval, per process.
+_unreached = ThrottledLog(log)
 
 # The one table. A gRPC code becomes the HTTP status given here (google.rpc.Code's own mapping)...
 HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
@@ -105,7 +108,7 @@ def from_rpc_error(error: grpc.RpcError, *, precondition_from_header: bool = Fal
     details = [any_to_json(detail) for detail in rich.details] if rich is not None else [_error_info(code.name)]
     if rich is None and code == grpc.StatusCode.UNAVAILABLE:
         # The server was not reached, and gRPC's own words name its address: logged, not told.
-        log.warning("grpc server not reached", extra={"reason": message})
+        _unreached.warning(code.name, "grpc server not reached", {"reason": message})
         message = SERVER_UNREACHED
     http_status = http_status_for(code)
     if code == grpc.StatusCode.ABORTED and precondition_from_header:

@@ -21,6 +21,7 @@ from webhookd.domain.statuses import ReceiptAnswer
 from webhookd.http.body import read_body
 from webhookd.http.errors import ApiError, error_response, from_domain_error, retry_later
 from webhookd.http.media_types import PLAIN_TEXT_MEDIA_TYPE, TWIML_MEDIA_TYPE
+from webhookd.observability.log_throttle import ThrottledLog
 from webhookd.services.inbound import Inbound
 
 INBOUND_ROUTE = INBOUND_PATH_PREFIX + "{webhook_id}"
@@ -42,14 +43,16 @@ class _StarletteRequest:
         return await read_body(self._request, limit)
 
 
-def inbound_route(inbound: Inbound) -> Route:
+def inbound_route(inbound: Inbound, *, failures: ThrottledLog | None = None) -> Route:
+    unavailable = failures or ThrottledLog(log)
+
     async def receive(request: Request) -> Response:
         try:
             received = await inbound.receive(request.path_params["webhook_id"], _StarletteRequest(request))
         except ClientDisconnect:
             return Response(status_code=400)
         except DomainError as error:
-            return error_response(_for_sender(error))
+            return error_response(_for_sender(error, unavailable))
         if received.twiml:
             return Response(EMPTY_TWIML, media_type=TWIML_MEDIA_TYPE)
         if received.zoom_validation is not None:
@@ -64,7 +67,7 @@ def inbound_route(inbound: Inbound) -> Route:
         try:
             challenge = await inbound.confirm_subscription(request.path_params["webhook_id"], request.url.query)
         except DomainError as error:
-            return error_response(_for_sender(error))
+            return error_response(_for_sender(error, unavailable))
         # Meta compares the body with the challenge it sent: the text alone (never sniffed as a page).
         return Response(challenge, media_type=PLAIN_TEXT_MEDIA_TYPE, headers={"X-Content-Type-Options": "nosniff"})
 
@@ -75,9 +78,12 @@ def inbound_route(inbound: Inbound) -> Route:
     return Route(INBOUND_ROUTE, endpoint, methods=["POST", "GET"])
 
 
-def _for_sender(error: DomainError) -> ApiError:
-    """The error as an external sender reads it; an outage's reason is logged here instead."""
+def _for_sender(error: DomainError, unavailable: ThrottledLog) -> ApiError:
+    """The error as an external sender reads it; an outage's reason is logged here instead (once an
+    interval per kind: senders retry, and every request of an outage fails alike)."""
     if isinstance(error, Unavailable):
-        log.warning("inbound request unavailable", extra={"reason": error.message})
+        unavailable.warning(
+            (error.code, error.public_message), "inbound request unavailable", {"reason": error.message}
+        )
         return retry_later(error.retry_after_seconds)
     return from_domain_error(error)

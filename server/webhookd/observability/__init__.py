@@ -3,6 +3,7 @@
 metrics.py   Metrics: the registry and its families (gRPC calls, HTTP requests, delivery attempts,
              open streams), rendered for /metrics after the scrape-time gauges are refreshed
 queue.py     the delivery backlog (queue depth, oldest due age), read with one SQL query per scrape
+log_throttle.py  ThrottledLog: a warning every call of an outage would repeat, once an interval per kind
 
 Rooms never import prometheus_client themselves: they are handed the small recorder they need
 (`GrpcMetrics`, `HttpMetrics`, `DeliveryMetrics`, `StreamMetrics`) by the wiring in app.py.
