@@ -328,6 +328,14 @@ class Service:
         return LocalChannel(SERVICE_DESCRIPTOR, self.servicer, self.interceptor)
 
 
+def http_bounds(settings: Settings) -> RequestBounds:
+    """What every HTTP server of the process holds a client to (http/request_bounds.py)."""
+    return RequestBounds(
+        request_timeout_seconds=settings.http_request_timeout_seconds,
+        max_connections=settings.http_max_connections,
+    )
+
+
 class Gateway:
     """The REST gateway: an HTTP server whose routes call the service through `channel`: a
     LocalChannel beside the servicers (`serve`, `dev`), or a gRPC channel to them (`gateway`)."""
@@ -363,7 +371,7 @@ class Gateway:
         self.http = HttpServer(
             ObservedApp(self.app, self.metrics),
             settings.http_addr,
-            bounds=RequestBounds(request_timeout_seconds=settings.http_request_timeout_seconds),
+            bounds=http_bounds(settings),
             reuse_port=reuse_port,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
         )

@@ -86,6 +86,8 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     # The whole of a request (head and body) must arrive within this, or it is answered 408 (http/request_bounds.py).
     http_request_timeout_seconds: float = 60.0
+    # Connections an HTTP server process holds at once; past it one is answered 503 (http/request_bounds.py).
+    http_max_connections: int = 1000
     log_level: str = "INFO"
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -332,5 +334,6 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         orphan_secret_grace_seconds=_float(env, "WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", 900.0, 0, _YEAR, above=True),
         shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0, 0, _HOUR),
         http_request_timeout_seconds=_float(env, "WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", 60.0, 0, _HOUR, above=True),
+        http_max_connections=_int(env, "WEBHOOKD_HTTP_MAX_CONNECTIONS", 1000, 1, 1_000_000),
         log_level=_log_level(env),
     )

@@ -36,7 +36,6 @@ from webhookd.http.operations import (
     readiness_route,
 )
 from webhookd.http.receiver import inbound_route
-from webhookd.http.request_bounds import RequestBounds
 from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
 from webhookd.store import migrate
@@ -164,7 +163,7 @@ def run_worker(settings: Settings) -> int:
             http = HttpServer(
                 ObservedApp(Starlette(routes=routes), metrics),
                 settings.metrics_addr,
-                bounds=RequestBounds(request_timeout_seconds=settings.http_request_timeout_seconds),
+                bounds=app.http_bounds(settings),
                 shutdown_grace_seconds=settings.shutdown_grace_seconds,
             )
             await started("metrics server", http.start)

@@ -291,3 +291,52 @@ async def test_an_idle_keep_alive_connection_is_closed() -> None:
             connection.close()
     finally:
         await server.stop()
+
+
+# -- 503: connections past WEBHOOKD_HTTP_MAX_CONNECTIONS ------------------------------------------------------
+
+
+async def test_a_connection_past_the_limit_is_answered_503_at_once_and_closed() -> None:
+    """Before, every connection was accepted and held (slow clients bounded only by the file descriptors)."""
+
+    async def hello(_: object) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    server = HttpServer(Starlette(routes=[Route("/", hello)]), "127.0.0.1:0", bounds=RequestBounds(max_connections=2))
+    await server.start()
+    held: list[Connection] = []
+    try:
+        for _ in range(2):  # served, and kept alive: both count
+            held.append(await Connection.open(server.port))
+            await held[-1].send(head("/", [], method="GET"))
+            assert (await held[-1].response())[0] == 200
+
+        refused = await Connection.open(server.port)
+        held.append(refused)
+        status, headers, body = await refused.response()  # without sending a byte: a slow client is refused too
+
+        assert status == 503
+        assert int(headers["retry-after"]) >= 1
+        assert headers["connection"] == "close"
+        error = json.loads(body)["error"]
+        assert (error["code"], error["status"]) == (503, "UNAVAILABLE")
+        assert "2 connections" in error["message"]
+        assert error["details"][0]["reason"] == "TOO_MANY_CONNECTIONS"
+        assert await refused.closed_by_server()
+
+        held.pop(0).close()  # a slot frees: a new connection is served once the server has seen it close
+        for _ in range(200):
+            retry = await Connection.open(server.port)
+            try:
+                await retry.send(head("/", [], method="GET"))
+                if (await retry.response())[0] == 200:
+                    break
+            finally:
+                retry.close()
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("no connection was served after one closed")
+    finally:
+        for connection in held:
+            connection.close()
+        await server.stop()

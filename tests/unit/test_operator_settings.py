@@ -73,6 +73,7 @@ def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str,
         ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "0", "shutdown_grace_seconds", 0.0),
         ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "0.01", "inbound_rate_per_second", 0.01),
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "2.5", "http_request_timeout_seconds", 2.5),
+        ("WEBHOOKD_HTTP_MAX_CONNECTIONS", "50", "http_max_connections", 50),
     ],
 )
 def test_values_operators_use_are_taken(name: str, value: str, field: str, expected: object) -> None:

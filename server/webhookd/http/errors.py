@@ -212,6 +212,13 @@ def head_too_large(limit_bytes: int) -> ApiError:
     return _http_only(431, message, [_error_info("HEAD_TOO_LARGE", {"limit_bytes": str(limit_bytes)})])
 
 
+def too_many_connections(limit: int) -> ApiError:
+    """A connection past WEBHOOKD_HTTP_MAX_CONNECTIONS, answered before it sends anything."""
+    message = f"the server holds as many connections as it takes ({limit} connections): retry later"
+    info = _error_info("TOO_MANY_CONNECTIONS", {"limit": str(limit)})
+    return ApiError(503, "UNAVAILABLE", message, [info], {"Retry-After": str(UNREACHED_RETRY_AFTER_SECONDS)})
+
+
 def precondition_failed(message: str, *, reason: str) -> ApiError:
     return _http_only(PRECONDITION_FAILED, message, [_error_info(reason)])
 

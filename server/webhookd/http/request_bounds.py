@@ -10,7 +10,11 @@ middleware runs only once the head is parsed. So the HTTP protocol is uvicorn's 
   connection, for its first request) is answered 408; a connection that sends nothing is closed;
 - each of these answers ends the connection gracefully: sent, the write side shut, and what the client still
   sends read and dropped for a moment, so that it reads the answer rather than a reset;
-- a client that shuts its side after sending a whole request still gets the answer.
+- a client that shuts its side after sending a whole request still gets the answer;
+- a connection past `max_connections` open at once is answered 503 as soon as it is accepted, before it
+  sends anything, and closed. uvicorn's `limit_concurrency` is not used: it answers only requests whose
+  head has come (a slow client is never refused, and holds its descriptor), in plain text, with a
+  warning logged for each.
 Idle keep-alive connections are closed after `keep_alive_seconds` (uvicorn's own timer).
 """
 
@@ -26,7 +30,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from webhookd.http.errors import ApiError, head_too_large, malformed_request, request_timeout
+from webhookd.http.errors import ApiError, head_too_large, malformed_request, request_timeout, too_many_connections
+from webhookd.observability.log_throttle import ThrottledLog
 
 log = logging.getLogger("webhookd.gateway")
 KIB = 1024
@@ -41,11 +46,14 @@ class RequestBounds:
     # Longer than the idle timeout of the proxies in front (60 s is common): a server that closes
     # first races the proxy's next request on that connection, which then fails.
     keep_alive_seconds: float = 75.0
+    # Open at once, per server process (WEBHOOKD_HTTP_MAX_CONNECTIONS): each slow client holds one for up
+    # to the request timeout, and without a bound together they held every file descriptor.
+    max_connections: int = 1000
 
 
 def bounded_protocol(bounds: RequestBounds) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn.Config(http=...): uvicorn makes one per connection."""
-    return type("BoundedHttpToolsProtocol", (_Bounded,), {"bounds": bounds})
+    return type("BoundedHttpToolsProtocol", (_Bounded,), {"bounds": bounds, "crowded": ThrottledLog(log)})
 
 
 class _Refused(Exception):
@@ -54,6 +62,7 @@ class _Refused(Exception):
 
 class _Bounded(HttpToolsProtocol):
     bounds: ClassVar[RequestBounds] = RequestBounds()
+    crowded: ClassVar[ThrottledLog] = ThrottledLog(log)  # a flood of connections is one line an interval
 
     def __init__(
         self,
@@ -72,7 +81,12 @@ class _Bounded(HttpToolsProtocol):
         self._linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # counted in server_state.connections until connection_lost
+        if len(self.connections) > self.bounds.max_connections:
+            limit = self.bounds.max_connections
+            self.crowded.warning("max connections", "http connection refused", {"max_connections": limit})
+            self._refuse(too_many_connections(limit), logged=False)
+            return
         self._start_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -173,12 +187,13 @@ class _Bounded(HttpToolsProtocol):
             return False
         return not cycle.response_complete if self._in_head else cycle.response_started
 
-    def _refuse(self, error: ApiError) -> None:
+    def _refuse(self, error: ApiError, *, logged: bool = True) -> None:
         """Answers `error` and closes the connection, unless a response is being written (then only closes)."""
         self._refused = True
         self._cancel_deadline()
         self._unset_keepalive_if_required()
-        log.info("http request refused", extra={"status": error.http_status, "reason": error.message})
+        if logged:
+            log.info("http request refused", extra={"status": error.http_status, "reason": error.message})
         if self._answering():
             self.transport.close()
             return
@@ -189,6 +204,7 @@ class _Bounded(HttpToolsProtocol):
         body = json.dumps(error.body()).encode()
         head = [STATUS_LINE[error.http_status]]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+        head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in error.headers.items()]
         head += [
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
