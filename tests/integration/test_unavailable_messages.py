@@ -22,6 +22,7 @@ from webhook_calls import create
 from support import AuthedStub, make_caller
 from webhookd.app import Backends, Gateway, Service
 from webhookd.config import Settings
+from webhookd.observability.log_throttle import ThrottledLog
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -107,6 +108,8 @@ async def test_a_grpc_caller_reads_database_unavailable_and_nothing_of_why(
     database_down: Down, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
+    # A fresh throttle: the module's earlier calls logged this kind already (observability/log_throttle.py).
+    database_down.service.interceptor._failures = ThrottledLog(logging.getLogger("webhookd.api"))
 
     error = await _grpc_error(database_down.caller.ListWebhooks(pb.ListWebhooksRequest()))
 
@@ -140,6 +143,8 @@ async def test_the_log_keeps_what_the_caller_is_not_told(database_down: Down, ca
         await _grpc_error(database_down.caller.ListWebhooks(pb.ListWebhooksRequest()))
         await asyncio.wait_for(changed, 30)
     caplog.set_level(logging.WARNING)
+    # A fresh throttle: the module's earlier calls logged this kind already (observability/log_throttle.py).
+    database_down.service.interceptor._failures = ThrottledLog(logging.getLogger("webhookd.api"))
 
     error = await _grpc_error(database_down.caller.ListWebhooks(pb.ListWebhooksRequest()))
 
