@@ -92,9 +92,46 @@ def test_a_keyword_costs_steps_by_the_members_of_its_value() -> None:
         schema.mismatches(names[-1_000:])
 
 
+def test_a_false_subschema_costs_steps_by_the_length_of_its_message() -> None:
+    """`false` makes an error quoting the whole value it is applied to, in no keyword: before, 480 `false`
+    branches over a 230 KB payload cost 31 steps and took 2.4 s (a 230 KB repr per branch)."""
+    schema = compile_schema({"anyOf": [False] * 400 + [True]})
+
+    assert schema.mismatches({"s": "x" * 100}) == []
+    with pytest.raises(TooCostly):
+        schema.mismatches({"s": "x" * 200_000})
+
+
+@pytest.mark.parametrize(
+    "subschema",
+    [
+        {"if": False},  # each applied with is_valid, not descend
+        {"not": False},
+        {"contains": False, "minContains": 0},
+    ],
+)
+def test_a_false_subschema_applied_to_test_a_value_costs_steps_by_its_message_too(subschema: Any) -> None:
+    schema = compile_schema({"allOf": [subschema] * 240})
+
+    assert schema.mismatches(["x" * 100]) == []
+    with pytest.raises(TooCostly):
+        schema.mismatches(["x" * 200_000])
+
+
+@pytest.mark.parametrize("subschema", [True, {}, {"description": "no keyword that checks anything"}])
+def test_a_subschema_that_checks_nothing_still_costs_a_step_each_time_it_is_applied(subschema: Any) -> None:
+    """Going into a value costs jsonschema a few us whatever the subschema holds: before, 240 `items: {}`
+    over 85,000 items cost 240 steps and took 66 s (`items: true`, 3 s)."""
+    schema = compile_schema({"allOf": [{"items": subschema}] * 10})
+
+    assert schema.mismatches(list(range(100))) == []
+    with pytest.raises(TooCostly):
+        schema.mismatches(list(range(20_000)))
+
+
 def test_a_realistic_payload_at_the_size_limit_is_checked_within_the_budget() -> None:
     """A GitHub-like push event at the payload limit: 150 commits the schema describes field by field
-    (about 7,000 steps) and 150 KB of a diff it does not."""
+    (about 9,000 steps) and 150 KB of a diff it does not."""
     person = {
         "type": "object",
         "required": ["name", "email"],

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import regex
-from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema_specifications import REGISTRY as META_SCHEMAS
 from referencing import Registry, Resource
 from referencing.exceptions import PointerToNowhere, Unresolvable
@@ -222,7 +222,5 @@ _REGEXES = FormatChecker(formats=())
 # A pattern nested thousands deep exhausts the compiler's recursion: refused like any other.
 _REGEXES.checks("regex", raises=(regex.error, RecursionError))(_compiles)
 # 2020-12 with the keywords a tenant's schema could turn against the server replaced, every one metered.
-_Validator = validators.extend(
-    Draft202012Validator, schema_keywords.metered({**Draft202012Validator.VALIDATORS, **schema_keywords.KEYWORDS})
-)
+_Validator = schema_keywords.metered_validator(Draft202012Validator)
 _META_VALIDATOR = Draft202012Validator(Draft202012Validator.META_SCHEMA, registry=META_SCHEMAS, format_checker=_REGEXES)

@@ -13,9 +13,10 @@
   objects and arrays is quadratic: 1,500 objects took seconds).
 - One validation may take at most MAX_STEPS steps, whatever the payload's size (see `validation_budget`),
   then StepBudgetSpent. Every keyword evaluated is a step, inside `anyOf` / `oneOf` / `allOf` branches
-  too, plus one per MEMBERS_PER_STEP members of its value (`enum` compares the value with each); every
-  error a keyword makes is two more, plus one per MESSAGE_CHARS_PER_STEP characters of its message
-  (which quotes the value it is about), and one at each keyword it passes on its way up. Budgets
+  too, plus one per MEMBERS_PER_STEP members of its value (`enum` compares the value with each); so is
+  every subschema applied to a value, `true` and `{}` too (see `metered_validator`); every error a
+  keyword or a `false` subschema makes is two more, plus one per MESSAGE_CHARS_PER_STEP characters of
+  its message (which quotes the value it is about), and one at each keyword it passes on its way up. Budgets
   proportional to the payload were not bounds: alternatives that all descend (`anyOf` branches each
   holding `items: {"$ref": ...}`) are exponential in its depth (two branches over 18 levels of arrays
   took 90 s), and ninety that fail before the one that matches, on each of 21,000 integers, took 17 s
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import regex
-from jsonschema import ValidationError
+from jsonschema import ValidationError, validators
 from jsonschema._utils import Unset, extras_msg
 from regex import _regex_core
 
@@ -49,7 +50,7 @@ PATTERN_MAX_ITEMS = 1_000
 REGEX_BUDGET_SECONDS = 0.05
 # A step costs 3-9 us of CPU (most of it jsonschema going into a value), so a validation holds the GIL
 # for at most about 100 ms. Typical event payloads take hundreds; a GitHub-like push event whose schema
-# describes every field of every commit takes about 45 a commit, so 250 commits, 160 KB of them, fit.
+# describes every field of every commit takes about 60 a commit, so 190 commits, 120 KB of them, fit.
 MAX_STEPS = 12_000
 # `enum` compares the value with each member (~0.3 us), a fraction of a step each.
 MEMBERS_PER_STEP = 16
@@ -115,7 +116,43 @@ def _charged(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
         # An error passes up through every keyword above it (a level of the payload costs a few): a step
         # at each. The keyword that made it, which iter_errors has not stamped yet, pays for making it too.
         made_here = isinstance(error.validator, Unset)
-        spend(2 + len(error.message) // MESSAGE_CHARS_PER_STEP if made_here else 1)
+        spend(_making(error) if made_here else 1)
+        yield error
+
+
+def _making(error: ValidationError) -> int:
+    """The steps making `error` cost: its message quotes the value it is about (`repr`, however large)."""
+    return 2 + len(error.message) // MESSAGE_CHARS_PER_STEP
+
+
+def metered_validator(base: Any) -> Any:
+    """`base` with KEYWORDS in place of its own, every keyword metered, and every subschema it applies to a
+    value (through `descend`, or `evolve(...).is_valid` as `if`, `not` and `contains` do) a step: going
+    into a value costs jsonschema a few us even when the subschema holds nothing that checks (`true`,
+    `{}`), and a `false` one makes an error quoting the whole value, in no keyword that could pay for it."""
+    extended = validators.extend(base, metered({**base.VALIDATORS, **KEYWORDS}))
+    descend, iter_errors = extended.descend, extended.iter_errors
+
+    # The class is extend's new one, ours alone: replacing its methods touches no other validator.
+    def metered_descend(self: Any, instance: Any, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        spend(1)
+        errors = descend(self, instance, schema, *args, **kwargs)
+        return _paid_for(errors) if schema is False else errors
+
+    def metered_iter_errors(self: Any, instance: Any) -> Any:
+        spend(1)
+        errors = iter_errors(self, instance)
+        return _paid_for(errors) if self.schema is False else errors
+
+    extended.descend, extended.iter_errors = metered_descend, metered_iter_errors
+    return extended
+
+
+def _paid_for(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
+    """The error a `false` subschema makes, charged for making it once its message is built (so at most one
+    such message, one `repr` of the payload, is made past the budget)."""
+    for error in errors:
+        spend(_making(error))
         yield error
 
 
