@@ -13,7 +13,8 @@
   objects and arrays is quadratic: 1,500 objects took seconds).
 - One validation may take at most MAX_STEPS steps, whatever the payload's size (see `validation_budget`),
   then StepBudgetSpent. Every keyword evaluated is a step, inside `anyOf` / `oneOf` / `allOf` branches
-  too, plus one per MEMBERS_PER_STEP members of its value (`enum` compares the value with each); so is
+  too, plus one per MEMBERS_PER_STEP members of its value (`enum` compares the value with each), plus,
+  for `const` and `enum`, one per VALUES_COMPARED_PER_STEP values the comparison goes into; so is
   every subschema applied to a value, `true` and `{}` too (see `metered_validator`); every error a
   keyword or a `false` subschema makes is two more, plus one per MESSAGE_CHARS_PER_STEP characters of
   its message (which quotes the value it is about), and one at each keyword it passes on its way up. Budgets
@@ -23,7 +24,8 @@
   within a budget of 100 steps a value.
 
 The replacements keep jsonschema's semantics and messages (but uniqueItems', which quoted the whole
-array), so a payload's mismatches read as before.
+array), so a payload's mismatches read as before. `const` and `enum` are replaced only to count what their
+comparisons go into: a nested value (`[[0, 0, ...]]`) was one member, however large.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 
 import regex
 from jsonschema import ValidationError, validators
-from jsonschema._utils import Unset, extras_msg
+from jsonschema._utils import Unset, extras_msg, unbool
 from regex import _regex_core
 
 from webhookd.domain.json_text import json_identity
@@ -54,6 +56,8 @@ REGEX_BUDGET_SECONDS = 0.05
 MAX_STEPS = 12_000
 # `enum` compares the value with each member (~0.3 us), a fraction of a step each.
 MEMBERS_PER_STEP = 16
+# `const` and `enum` go into nested values to compare them, 0.3-0.9 us a value (an object's, a list's).
+VALUES_COMPARED_PER_STEP = 8
 # Quoting a value in a message costs 3-25 ns a character (a string, nested objects): 250 is about a step.
 MESSAGE_CHARS_PER_STEP = 250
 
@@ -314,6 +318,56 @@ def _has_errors(errors: Iterator[Any]) -> bool:
     return next(errors, None) is not None
 
 
+def const(validator: Any, const: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not equal(instance, const):
+        yield ValidationError(f"{const!r} was expected")
+
+
+def enum(validator: Any, enums: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if all(not equal(each, instance) for each in enums):
+        yield ValidationError(f"{instance!r} is not one of {enums!r}")
+
+
+def equal(one: Any, two: Any) -> bool:
+    """Whether two JSON values are equal as JSON Schema (and jsonschema's `equal`) has it: 1 == 1.0, true != 1,
+    key order aside. A step per VALUES_COMPARED_PER_STEP values it goes into, charged once it is done: it stops
+    where the two first differ, so it goes into the smaller at most (a const's value is at most a schema's size)."""
+    compared = _Comparison()
+    try:
+        return compared.equal(one, two)
+    finally:
+        spend(compared.values // VALUES_COMPARED_PER_STEP)
+
+
+class _Comparison:
+    """jsonschema's `equal`, counting the values it goes into."""
+
+    values = 0
+
+    def equal(self, one: Any, two: Any) -> bool:
+        self.values += 1
+        if one is two:
+            return True
+        if isinstance(one, str) or isinstance(two, str):
+            return bool(one == two)
+        # Loops, not all(...): its generator made each value three times as costly (1-1.5 us).
+        if isinstance(one, list) and isinstance(two, list):
+            if len(one) != len(two):
+                return False
+            for a, b in zip(one, two, strict=True):  # noqa: SIM110
+                if not self.equal(a, b):
+                    return False
+            return True
+        if isinstance(one, dict) and isinstance(two, dict):
+            if len(one) != len(two):
+                return False
+            for key, value in one.items():  # noqa: SIM110
+                if key not in two or not self.equal(value, two[key]):
+                    return False
+            return True
+        return bool(unbool(one) == unbool(two))
+
+
 def unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if not unique or not validator.is_type(instance, "array"):
         return
@@ -327,6 +381,8 @@ def unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Ite
 
 
 KEYWORDS = {
+    "const": const,
+    "enum": enum,
     "pattern": pattern,
     "patternProperties": pattern_properties,
     "additionalProperties": additional_properties,
