@@ -10,6 +10,7 @@ import jsonschema._utils
 import pytest
 from jsonschema import Draft202012Validator
 
+from webhookd.config import Settings
 from webhookd.domain import schema_keywords
 from webhookd.domain.event_schemas import TooCostly, Unevaluable, compile_schema, schema_violations
 
@@ -35,9 +36,9 @@ def test_a_catastrophic_regex_runs_out_of_its_budget_instead_of_stalling(schema:
 
 
 def test_one_validation_draws_on_one_budget() -> None:
-    with schema_keywords.validation_budget(0.0), pytest.raises(schema_keywords.RegexBudgetSpent):
+    with schema_keywords.validation_budget(seconds=0.0), pytest.raises(schema_keywords.RegexBudgetSpent):
         schema_keywords.search("a", "a")
-    with schema_keywords.validation_budget(1.0):
+    with schema_keywords.validation_budget(seconds=1.0):
         assert schema_keywords.search("a", "ba") and not schema_keywords.search("^a", "ba")
 
 
@@ -55,7 +56,7 @@ def test_alternatives_that_each_descend_run_out_of_steps_instead_of_stalling() -
     """Both branches fail only at the innermost value: 2^depth evaluations (depth 12: ~0.7 s before)."""
     schema = compile_schema(TWO_DESCENDING_BRANCHES)
 
-    with pytest.raises(TooCostly, match=f"more than {schema_keywords.MAX_STEPS:,} steps"):
+    with pytest.raises(TooCostly, match="steps, the limit of one validation"):
         schema.mismatches(nested(12, "x"))
 
 
@@ -63,12 +64,12 @@ def test_alternatives_that_each_descend_run_out_of_steps_instead_of_stalling() -
 NINETY_FAILING_BRANCHES = {"items": {"anyOf": [{"type": "string"}] * 90 + [{"type": "integer"}]}}
 
 
-def test_one_validation_takes_at_most_max_steps_however_large_its_payload() -> None:
-    """Before, the budget grew with the payload's values: 21,000 integers (a 63 KB example) were 17 s."""
+def test_ninety_alternatives_failing_on_every_item_run_out_of_steps() -> None:
+    """Before, the budget grew by 100 steps a value: 21,000 integers (a 63 KB example) were 17 s."""
     schema = compile_schema(NINETY_FAILING_BRANCHES)
 
     assert schema.mismatches(list(range(20))) == []
-    with pytest.raises(TooCostly, match=f"more than {schema_keywords.MAX_STEPS:,} steps"):
+    with pytest.raises(TooCostly):
         schema.mismatches(list(range(3_000)))
 
 
@@ -182,9 +183,11 @@ def test_const_and_enum_judge_and_report_as_jsonschemas_own(one: Any, two: Any) 
         assert [error.message for error in compile_schema(schema).validator.iter_errors(two)] == stock
 
 
-def test_a_realistic_payload_at_the_size_limit_is_checked_within_the_budget() -> None:
-    """A GitHub-like push event at the payload limit: 150 commits the schema describes field by field
-    (about 9,000 steps) and 150 KB of a diff it does not."""
+PAYLOAD_LIMIT = Settings().max_payload_bytes
+
+
+def test_a_github_like_push_event_at_the_size_limit_fully_described_is_checked_within_the_budget() -> None:
+    """Every field of its 410 commits described (about 100 steps a KiB): before, only about 250 commits fit."""
     person = {
         "type": "object",
         "required": ["name", "email"],
@@ -220,6 +223,7 @@ def test_a_realistic_payload_at_the_size_limit_is_checked_within_the_budget() ->
             "commits": {"type": "array", "items": {"$ref": "#/$defs/commit"}},
             "head_commit": {"anyOf": [{"$ref": "#/$defs/commit"}, {"type": "null"}]},
         },
+        "additionalProperties": False,
     }
     author = {"name": "Octo Cat", "email": "octocat@example.com", "date": "2024-01-01T00:00:00Z"}
     commits = [
@@ -235,16 +239,60 @@ def test_a_realistic_payload_at_the_size_limit_is_checked_within_the_budget() ->
             "removed": [],
             "modified": ["src/old.py", "README.md"],
         }
-        for n in range(150)
+        for n in range(410)
     ]
     payload = {"ref": "refs/heads/main", "before": "0" * 40, "after": "1" * 40, "commits": commits, "head_commit": None}
-    payload["diff"] = "+ a line of the change\n" * 6_500
-    assert 240_000 < len(json.dumps(payload)) < 256 * 1024
+    assert PAYLOAD_LIMIT - 16 * 1024 < len(json.dumps(payload)) < PAYLOAD_LIMIT
     assert schema_violations(schema, "schema") == []
 
     assert compile_schema(schema).mismatches(payload) == []
     commits[-1]["distinct"] = "yes"
-    assert compile_schema(schema).mismatches(payload) == ["/commits/149/distinct: 'yes' is not of type 'boolean'"]
+    assert compile_schema(schema).mismatches(payload) == ["/commits/409/distinct: 'yes' is not of type 'boolean'"]
+
+
+def test_small_fields_at_the_size_limit_fully_described_are_checked_within_the_budget() -> None:
+    """Order lines of four short fields each checked: about 250 steps a KiB, the densest ordinary payloads."""
+    line = {
+        "type": "object",
+        "required": ["sku", "qty", "price", "currency"],
+        "properties": {
+            "sku": {"type": "string", "pattern": "^[A-Z]+-[0-9]+$"},
+            "qty": {"type": "integer", "minimum": 1},
+            "price": {"type": "number", "minimum": 0},
+            "currency": {"enum": ["EUR", "USD", "GBP"]},
+        },
+        "additionalProperties": False,
+    }
+    schema = {
+        "type": "object",
+        "required": ["id", "created_at", "lines"],
+        "properties": {
+            "id": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "lines": {"type": "array", "items": line},
+        },
+    }
+    lines = [{"sku": f"ABC-{n}", "qty": 2, "price": 9.99, "currency": "EUR"} for n in range(4_000)]
+    payload = {"id": "ord_1", "created_at": "2024-01-01T00:00:00Z", "lines": lines}
+    assert PAYLOAD_LIMIT - 8 * 1024 < len(json.dumps(payload)) < PAYLOAD_LIMIT
+
+    assert compile_schema(schema).mismatches(payload) == []
+
+
+def test_the_budget_grows_with_the_payload_up_to_the_default_size_limit() -> None:
+    assert schema_keywords.step_budget(0) == schema_keywords.BASE_STEPS
+    assert schema_keywords.step_budget(10 * 1024) == schema_keywords.BASE_STEPS + 10 * schema_keywords.STEPS_PER_KIB
+    assert schema_keywords.step_budget(PAYLOAD_LIMIT) == schema_keywords.MAX_STEPS
+    assert schema_keywords.step_budget(16 * 1024 * 1024) == schema_keywords.MAX_STEPS  # an operator's larger limit
+
+
+def test_running_out_of_steps_names_the_budget_of_this_payload() -> None:
+    schema = compile_schema(NINETY_FAILING_BRANCHES)
+    payload = list(range(30_000))
+    steps = schema_keywords.step_budget(len(json.dumps(payload)))
+
+    with pytest.raises(TooCostly, match=f"more than {steps:,} steps"):
+        schema.mismatches(payload)
 
 
 def test_patterns_read_unicode_properties_as_ecma_262_does() -> None:

@@ -93,7 +93,7 @@ def validate_event_type_spec(spec: EventTypeSpec, *, prefix: str = "event_type")
     if example is not None and not isinstance(example, dict):
         violations.append(FieldViolation(f"{prefix}.{EXAMPLE_FIELD}", "must be a JSON object (an event's data)"))
     elif example is not None and schema is not None and not violations:
-        violations += _example_violations(schema, example, prefix)
+        violations += _example_violations(schema, example, len((spec.example_json or "").encode()), prefix)
     if violations:
         raise Invalid(violations)
     return dataclasses.replace(spec, description=description)
@@ -123,9 +123,9 @@ def validate_event_type_mask(paths: list[str], *, prefix: str = "update_mask") -
     return result
 
 
-def _example_violations(schema: dict[str, Any], example: Any, prefix: str) -> list[FieldViolation]:
+def _example_violations(schema: dict[str, Any], example: Any, example_bytes: int, prefix: str) -> list[FieldViolation]:
     try:
-        mismatches = event_schemas.compile_schema(schema).mismatches(example)
+        mismatches = event_schemas.compile_schema(schema).mismatches(example, example_bytes)
     except event_schemas.Unevaluable as error:  # a loop only this example's values lead into
         return [FieldViolation(f"{prefix}.{SCHEMA_FIELD}", f"cannot be applied to the example: {error}")]
     except event_schemas.TooCostly as error:  # so would every publish like it be refused: say so now

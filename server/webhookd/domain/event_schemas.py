@@ -12,8 +12,9 @@ regexes and SCHEMA_MAX_PATTERN_CHARS characters of them, counted before anything
 
 Regexes run on the `regex` module under a time budget per validation (domain/schema_keywords.py): a
 catastrophic pattern costs a publish at most REGEX_BUDGET_SECONDS, then Unevaluable. Everything else a
-validation does is metered in steps, at most MAX_STEPS whatever the payload (about 100 ms of CPU), then
-TooCostly: the schema can be applied, but not to this payload within the bound.
+validation does is metered in steps, at most `schema_keywords.step_budget` of the payload's size (a base
+plus some per KiB of its JSON, capped: at most about 0.3 s of CPU), then TooCostly: the schema can be
+applied, but not to this payload within the bound.
 
 Mismatches are reported one per problem, each at its JSON pointer (RFC 6901) in the payload:
 `/amount: -5 is less than the minimum of 0`.
@@ -65,7 +66,7 @@ class Unevaluable(Exception):
 
 
 class TooCostly(Exception):
-    """Checking this payload against the schema takes more than schema_keywords.MAX_STEPS steps."""
+    """Checking this payload against the schema takes more steps than its size allows (schema_keywords.step_budget)."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,15 @@ class CompiledSchema:
 
     validator: Draft202012Validator
 
-    def mismatches(self, payload: Any) -> list[str]:
+    def mismatches(self, payload: Any, payload_bytes: int | None = None) -> list[str]:
         """`<JSON pointer>: <what is wrong>` for the first mismatches found (at most MAX_MISMATCHES), sorted by pointer;
         [] when the payload matches. Unevaluable when the schema cannot be applied, TooCostly when it
-        cannot be within the step budget."""
+        cannot be within the step budget, which grows with `payload_bytes`: the size of the JSON text the
+        payload was sent as (what the payload limit measures), else of json.dumps's."""
+        if payload_bytes is None:
+            payload_bytes = len(json.dumps(payload, ensure_ascii=False).encode())
         try:
-            with schema_keywords.validation_budget():
+            with schema_keywords.validation_budget(payload_bytes):
                 # The first MAX_MISMATCHES are all a caller is told: finding the rest would only spend steps.
                 found = list(itertools.islice(self.validator.iter_errors(payload), MAX_MISMATCHES))
         except RecursionError:

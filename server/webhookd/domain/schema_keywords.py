@@ -11,17 +11,20 @@
   compiled, when a schema is written and again before each match (for schemas stored earlier).
 - `uniqueItems` hashes each item once instead of comparing every pair (jsonschema's fallback for
   objects and arrays is quadratic: 1,500 objects took seconds).
-- One validation may take at most MAX_STEPS steps, whatever the payload's size (see `validation_budget`),
-  then StepBudgetSpent. Every keyword evaluated is a step, inside `anyOf` / `oneOf` / `allOf` branches
-  too, plus one per MEMBERS_PER_STEP members of its value (`enum` compares the value with each), plus,
-  for `const` and `enum`, one per VALUES_COMPARED_PER_STEP values the comparison goes into; so is
-  every subschema applied to a value, `true` and `{}` too (see `metered_validator`); every error a
-  keyword or a `false` subschema makes is two more, plus one per MESSAGE_CHARS_PER_STEP characters of
-  its message (which quotes the value it is about), and one at each keyword it passes on its way up. Budgets
-  proportional to the payload were not bounds: alternatives that all descend (`anyOf` branches each
+- One validation may take at most `step_budget(payload_bytes)` steps: BASE_STEPS plus STEPS_PER_KIB per
+  KiB of the payload's JSON up to BUDGET_MAX_KIB (see `validation_budget`), then StepBudgetSpent. Every
+  keyword evaluated is a step, inside `anyOf` / `oneOf` / `allOf` branches too, plus one per
+  MEMBERS_PER_STEP members of its value (`enum` compares the value with each), plus, for `const` and
+  `enum`, one per VALUES_COMPARED_PER_STEP values the comparison goes into; so is every subschema
+  applied to a value, `true` and `{}` too (see `metered_validator`); every error a keyword or a `false`
+  subschema makes is two more, plus one per MESSAGE_CHARS_PER_STEP characters of its message (which
+  quotes the value it is about), and one at each keyword it passes on its way up. A budget of 100
+  steps a value of the payload was no bound: alternatives that all descend (`anyOf` branches each
   holding `items: {"$ref": ...}`) are exponential in its depth (two branches over 18 levels of arrays
-  took 90 s), and ninety that fail before the one that matches, on each of 21,000 integers, took 17 s
-  within a budget of 100 steps a value.
+  took 90 s), and ninety that fail before the one that matches, on each of 21,000 integers, took 17 s.
+  A fixed 12,000 refused ordinary payloads described in full well within the size limit (a push event's
+  commits, field by field, fit to about 120 KB). A KiB of JSON earns far fewer steps than its values
+  did, and the cap bounds the costliest validation whatever the payload limit.
 
 The replacements keep jsonschema's semantics and messages (but uniqueItems', which quoted the whole
 array), so a payload's mismatches read as before. `const` and `enum` are replaced only to count what their
@@ -50,16 +53,22 @@ from webhookd.domain.json_text import json_identity
 PATTERN_MAX_ITEMS = 1_000
 # Matching a real payload's strings takes microseconds each: this is thousands of matches' worth.
 REGEX_BUDGET_SECONDS = 0.05
-# A step costs 3-9 us of CPU (most of it jsonschema going into a value), so a validation holds the GIL
-# for at most about 100 ms. Typical event payloads take hundreds; a GitHub-like push event whose schema
-# describes every field of every commit takes about 60 a commit, so 190 commits, 120 KB of them, fit.
-MAX_STEPS = 12_000
+# A step costs up to 4-5 us of CPU (most of it jsonschema going into a value), an ordinary one about 3.
+# Typical payloads take hundreds; a schema that describes every field takes about 100 a KiB of a
+# GitHub-like push event (long strings), 250-280 of short fields (order lines, metric points). So a
+# validation gets BASE_STEPS and STEPS_PER_KIB a KiB of its payload's JSON, up to BUDGET_MAX_KIB (the
+# default WEBHOOKD_MAX_PAYLOAD_BYTES): an ordinary payload within that limit fits, and the costliest
+# validation holds the GIL for MAX_STEPS steps, about 0.3 s, even where an operator allows larger payloads.
+BASE_STEPS = 12_000
+STEPS_PER_KIB = 256
+BUDGET_MAX_KIB = 256
+MAX_STEPS = BASE_STEPS + STEPS_PER_KIB * BUDGET_MAX_KIB
 # `enum` compares the value with each member (~0.3 us), a fraction of a step each.
 MEMBERS_PER_STEP = 16
 # `const` and `enum` go into nested values to compare them, 0.3-0.9 us a value (an object's, a list's).
 VALUES_COMPARED_PER_STEP = 8
-# Quoting a value in a message costs 3-25 ns a character (a string, nested objects): 250 is about a step.
-MESSAGE_CHARS_PER_STEP = 250
+# Quoting a value in a message costs 1-45 ns a character (a string, objects, lists of lists): 100 is a step.
+MESSAGE_CHARS_PER_STEP = 100
 
 
 class RegexBudgetSpent(Exception):
@@ -67,24 +76,31 @@ class RegexBudgetSpent(Exception):
 
 
 class StepBudgetSpent(Exception):
-    """One validation took more than its MAX_STEPS steps."""
+    """One validation took more than the steps of its budget (`step_budget`)."""
 
 
 @dataclass
 class _Budget:
     left: float  # seconds of regex matching
+    steps: int
     steps_left: int
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("regex_budget", default=None)
 
 
+def step_budget(payload_bytes: int) -> int:
+    """The steps one validation of a payload of `payload_bytes` bytes of JSON may take."""
+    return BASE_STEPS + STEPS_PER_KIB * min(payload_bytes, BUDGET_MAX_KIB * 1024) // 1024
+
+
 @contextmanager
-def validation_budget(seconds: float = REGEX_BUDGET_SECONDS) -> Iterator[None]:
+def validation_budget(payload_bytes: int = 0, *, seconds: float = REGEX_BUDGET_SECONDS) -> Iterator[None]:
     """Every regex matched inside the block draws on one budget of `seconds`, and every keyword evaluated
-    on one of MAX_STEPS. A context variable, so it follows the validation into the thread a large payload
-    is checked in."""
-    token = _budget.set(_Budget(seconds, MAX_STEPS))
+    on one of `step_budget(payload_bytes)` steps. A context variable, so it follows the validation into the
+    thread a large payload is checked in."""
+    steps = step_budget(payload_bytes)
+    token = _budget.set(_Budget(seconds, steps, steps))
     try:
         yield
     finally:
@@ -97,7 +113,10 @@ def spend(steps: int) -> None:
     if budget is not None:
         budget.steps_left -= steps
         if budget.steps_left < 0:
-            raise StepBudgetSpent(f"checking it takes more than {MAX_STEPS:,} steps, the limit of one validation")
+            raise StepBudgetSpent(
+                f"checking it takes more than {budget.steps:,} steps, the limit of one validation of a payload"
+                f" this size ({BASE_STEPS:,} plus {STEPS_PER_KIB} per KiB of its JSON, up to {MAX_STEPS:,})"
+            )
 
 
 def metered(keywords: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +230,7 @@ def search(pattern: str, text: str) -> bool:
     regex.error for a pattern that does not compile or is too large to (check_size); RegexBudgetSpent
     when the budget runs out."""
     check_size(pattern)
-    budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS, MAX_STEPS)
+    budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS, BASE_STEPS, BASE_STEPS)
     if budget.left <= 0:
         raise RegexBudgetSpent(f"matching {pattern!r} ran out of the regex budget")
     started = time.monotonic()

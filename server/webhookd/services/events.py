@@ -86,7 +86,7 @@ class Events:
             violations += found
         if violations:
             raise Invalid(violations)
-        await self._check_schema(scope, event_type, data, size=len(body))
+        await self._check_schema(scope, event_type, data, size=len(body), payload_bytes=size)
         event = NewEvent(
             id=ids.new_id(ids.EVENT_PREFIX),
             event_type=event_type,
@@ -99,16 +99,16 @@ class Events:
         # The store wakes the workers for what it queued, on the publish's own connection.
         return await self._store.publish(scope, event, event_types.matching_filters(event_type))
 
-    async def _check_schema(self, scope: Scope, event_type: str, data: Any, *, size: int) -> None:
+    async def _check_schema(self, scope: Scope, event_type: str, data: Any, *, size: int, payload_bytes: int) -> None:
         schema = None if self._schemas is None else await self._schemas.schema_for(scope, event_type)
         if schema is None:
             return
         # A large payload is checked in a thread, so one publish cannot hold up every other call.
         try:
             if size > SCHEMA_CHECK_INLINE_BYTES:
-                mismatches = await asyncio.to_thread(schema.mismatches, data)
+                mismatches = await asyncio.to_thread(schema.mismatches, data, payload_bytes)
             else:
-                mismatches = schema.mismatches(data)
+                mismatches = schema.mismatches(data, payload_bytes)
         except Unevaluable as error:
             # The catalog entry is what is wrong (written before such schemas were refused): fix it, not the payload.
             raise FailedPrecondition(
