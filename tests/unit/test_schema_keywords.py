@@ -60,6 +60,24 @@ def test_alternatives_that_each_descend_run_out_of_steps_instead_of_stalling() -
         schema.mismatches(nested(12, "x"))
 
 
+def test_a_subschema_naming_the_dialect_is_checked_by_the_same_metered_validator() -> None:
+    """jsonschema picks the validator for a subschema by its `$schema`, and for 2020-12's picked its stock
+    one: `re` and no meter, so this pattern held the GIL for 1.5 s (seconds more per `a`)."""
+    named = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    schema = {
+        **TWO_DESCENDING_BRANCHES,
+        "$ref": "#/$defs/named",
+        "properties": {"s": {**named, "pattern": HOSTILE}},
+    }
+    schema["$defs"] = {**schema["$defs"], "named": {**named, "items": {"$ref": "#/$defs/nested"}}}
+    assert schema_violations(schema, "schema") == []
+
+    with pytest.raises(Unevaluable, match="ran out of the regex budget"):
+        compile_schema(schema).mismatches({"s": VICTIM})
+    with pytest.raises(TooCostly):
+        compile_schema(schema).mismatches(nested(13, "x"))
+
+
 # Ninety alternatives that fail before the one that matches, on every item.
 NINETY_FAILING_BRANCHES = {"items": {"anyOf": [{"type": "string"}] * 90 + [{"type": "integer"}]}}
 

@@ -41,6 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import attrs
 import regex
 from jsonschema import ValidationError, validators
 from jsonschema._utils import Unset, extras_msg, unbool
@@ -152,7 +153,8 @@ def metered_validator(base: Any) -> Any:
     """`base` with KEYWORDS in place of its own, every keyword metered, and every subschema it applies to a
     value (through `descend`, or `evolve(...).is_valid` as `if`, `not` and `contains` do) a step: going
     into a value costs jsonschema a few us even when the subschema holds nothing that checks (`true`,
-    `{}`), and a `false` one makes an error quoting the whole value, in no keyword that could pay for it."""
+    `{}`), and a `false` one makes an error quoting the whole value, in no keyword that could pay for it.
+    Every subschema is checked by this class, whatever `$schema` it names: one dialect, all of it metered."""
     extended = validators.extend(base, metered({**base.VALIDATORS, **KEYWORDS}))
     descend, iter_errors = extended.descend, extended.iter_errors
 
@@ -167,7 +169,17 @@ def metered_validator(base: Any) -> Any:
         errors = iter_errors(self, instance)
         return _paid_for(errors) if self.schema is False else errors
 
+    def same_class_evolve(self: Any, **changes: Any) -> Any:
+        # jsonschema's evolve picks the class by a subschema's `$schema`: the stock one for 2020-12's own,
+        # which meters nothing and matches with `re`. Every subschema is checked by this class instead.
+        changes.setdefault("schema", self.schema)
+        for field in attrs.fields(type(self)):
+            if field.init and field.alias not in changes:
+                changes[field.alias] = getattr(self, field.name)
+        return type(self)(**changes)
+
     extended.descend, extended.iter_errors = metered_descend, metered_iter_errors
+    extended.evolve = same_class_evolve
     return extended
 
 
