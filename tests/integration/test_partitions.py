@@ -26,7 +26,7 @@ from webhookd.domain.inbound import InboundTarget
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.webhooks import SignatureScheme
-from webhookd.store import migrate, partitions
+from webhookd.store import migrate, partitions, retention
 from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Database
 from webhookd.store.deliveries import DeliveryStore
@@ -305,34 +305,112 @@ async def test_a_new_week_takes_over_the_rows_the_default_partition_held_for_it(
 
 
 async def test_a_week_with_too_many_rows_in_the_default_partition_stays_there_and_still_takes_writes(
-    own_database, monkeypatch
+    own_database,
 ) -> None:
-    monkeypatch.setattr(partitions, "MAX_ROWS_MOVED", 3)  # as if a week had more than 20,000 rows there
+    limit = 3  # as if a week had more than 20,000 rows there
     await migrate.upgrade(own_database)
     later = datetime.now(UTC) + 8 * WEEK
     async with opened(own_database) as db:
         webhook_id = await webhook(db, TENANT)
         event_id = await event(db, TENANT, later)
         delivery_id = await delivery(db, TENANT, webhook_id, event_id, later)  # one: few enough to move
-        for n in range(partitions.MAX_ROWS_MOVED + 1):  # more than may move
+        for n in range(limit + 1):  # more than may move
             await attempt(db, TENANT, webhook_id, delivery_id, later + timedelta(minutes=n))
 
-        created = await partitions.ensure(db, now=later, ahead=0)
+        created = await partitions.ensure(db, now=later, ahead=0, max_rows_moved=limit)
         await attempt(db, TENANT, webhook_id, delivery_id, later)  # a write of the week still lands
         attempts_now = await db.fetch_all(
             "SELECT tableoid::regclass::text, count(*) FROM attempts WHERE delivery_id = %(d)s GROUP BY 1",
             {"d": delivery_id},
         )
         moved = await partition_of(db, "deliveries", "id", delivery_id)
-        again = await partitions.ensure(db, now=later, ahead=0)
+        again = await partitions.ensure(db, now=later, ahead=0, max_rows_moved=limit)
 
     week = partitions.Period.of(later)
     assert sorted(created) == sorted(
         table.partition_name(week) for table in (partitions.DELIVERIES, partitions.INBOUND_EVENTS)
     )
-    assert attempts_now == [("attempts_default", partitions.MAX_ROWS_MOVED + 2)]
+    assert attempts_now == [("attempts_default", limit + 2)]
     assert moved == week_partition("deliveries", later)
     assert again == []  # left there round after round
+    assert partitions.MAX_ROWS_MOVED == 20_000  # what the service moves at most, the tests' limit aside
+
+
+async def _attempts_by_partition(db: Database, delivery_id: str) -> list[tuple[str, int]]:
+    return await db.fetch_all(
+        "SELECT tableoid::regclass::text, count(*) FROM attempts WHERE delivery_id = %(d)s GROUP BY 1",
+        {"d": delivery_id},
+    )
+
+
+async def test_a_week_left_in_the_default_partition_while_its_table_was_busy_moves_out_once_it_is_past(
+    own_database,
+) -> None:
+    await migrate.upgrade(own_database)
+    later = datetime.now(UTC) + 8 * WEEK  # a clock eight weeks fast wrote rows of a week not made yet
+    async with (
+        opened(own_database) as db,
+        await psycopg.AsyncConnection.connect(conninfo(own_database)) as reading,
+    ):
+        webhook_id = await webhook(db, TENANT)
+        delivery_id = id_at(ids.DELIVERY_PREFIX, later)
+        for n in range(3):
+            await attempt(db, TENANT, webhook_id, delivery_id, later + timedelta(minutes=n))
+        # A long read of attempts through the round that makes the week: its rows stay in the default.
+        await reading.execute("LOCK TABLE attempts IN ACCESS SHARE MODE")
+        busy_round = await partitions.ensure(db, now=later, ahead=0)
+        await reading.rollback()
+        await attempt(db, TENANT, webhook_id, delivery_id, later + timedelta(days=1))  # the week goes on
+        # The week is past by the next round: no longer one of the weeks made ahead.
+        next_round = await partitions.ensure(db, now=later + WEEK, ahead=0)
+        where = await _attempts_by_partition(db, delivery_id)
+
+    week, following = partitions.Period.of(later).and_following(1)
+    left = partitions.ATTEMPTS.partition_name(week)
+    assert left not in busy_round
+    # Moved out, and nothing else made: the empty weeks between the ones made ahead stay unmade.
+    assert sorted(next_round) == sorted([left] + [table.partition_name(following) for table in partitions.TABLES])
+    assert where == [(left, 4)]  # every row once
+
+
+async def test_a_week_too_big_to_move_stays_readable_round_after_round_and_moves_once_it_may(own_database) -> None:
+    await migrate.upgrade(own_database)
+    later = datetime.now(UTC) + 8 * WEEK
+    limit = 3  # as if a week had more than 20,000 rows there
+    async with opened(own_database) as db:
+        webhook_id = await webhook(db, TENANT)
+        delivery_id = id_at(ids.DELIVERY_PREFIX, later)
+        for n in range(limit + 1):
+            await attempt(db, TENANT, webhook_id, delivery_id, later + timedelta(minutes=n))
+
+        rounds = [await partitions.ensure(db, now=later + n * WEEK, ahead=0, max_rows_moved=limit) for n in range(3)]
+        still_left = await _attempts_by_partition(db, delivery_id)
+        # Once it may move (here: a limit it fits under; in service: fewer rows of the week left there).
+        moved_round = await partitions.ensure(db, now=later + 3 * WEEK, ahead=0, max_rows_moved=limit + 1)
+        moved = await _attempts_by_partition(db, delivery_id)
+
+    left = partitions.ATTEMPTS.partition_name(partitions.Period.of(later))
+    assert all(left not in each for each in rounds)
+    assert still_left == [("attempts_default", limit + 1)]
+    assert left in moved_round
+    assert moved == [(left, limit + 1)]
+
+
+async def test_a_week_retention_dropped_is_not_made_again_for_the_pending_deliveries_it_kept(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    old = now - 6 * WEEK
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=old - WEEK, ahead=1)  # two old weeks; retention drops the older
+        webhook_id = await webhook(db, TENANT, paused_at=old)
+        event_id = await event(db, TENANT, old)
+        kept = await delivery(db, TENANT, webhook_id, event_id, old - WEEK)  # owed still when its week goes
+        await retention.sweep(db, cutoff=old)
+        next_round = await partitions.ensure(db)
+        where = await partition_of(db, "deliveries", "id", kept)
+
+    assert next_round == []
+    assert where == "deliveries_default"
 
 
 async def test_a_retried_inbound_message_is_a_duplicate_across_a_week_boundary(own_database) -> None:

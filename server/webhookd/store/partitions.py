@@ -24,6 +24,12 @@ leaves the round to the one holding it, which is creating what is missing, and l
 next round. A table that stays locked by someone else (a long read) try after try keeps its weeks
 missing until the next round; the other tables' are created, and start-up goes on: until its week
 exists a row lands in the default partition, which takes any.
+
+Rows of a week the default took before the week had a partition move into it when it is created, in
+that transaction, if there are at most MAX_ROWS_MOVED. A week left in the default (more rows than
+that, its table busy, or no round ran that week) is tried again every round, after it is past too,
+as long as it is newer than the table's oldest week partition; a week with more rows than may move
+stays in the default partition, which serves it, until retention deletes it there.
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ LOCK_TRIES = 3
 # under the table's ACCESS EXCLUSIVE lock, which stalls every query of the table while they move. At
 # most this many: a week with more (an outage longer than the weeks made ahead, a clock far off) stays
 # in the default partition, which serves it as before, and retention deletes it there row by row.
+# All or nothing: PostgreSQL makes no partition while the default holds rows of its range, so rows
+# moved out in chunks would have nowhere visible to wait (docs/architecture.md, History partitioned).
 MAX_ROWS_MOVED = 20_000
 # The first statement of a transaction that takes a table's ACCESS EXCLUSIVE lock.
 DDL_LIMITS = (
@@ -182,7 +190,8 @@ class _Creation(enum.Enum):
     EXISTED = "another process created it since this one listed the partitions"
     CREATING_ELSEWHERE = "another process held the partitions lock longer than lock_timeout"
     TABLE_BUSY = "the table stayed locked longer than lock_timeout, try after try"
-    LEFT_IN_DEFAULT = f"the default partition holds more than {MAX_ROWS_MOVED} rows of the week"
+    LEFT_IN_DEFAULT = "the default partition holds more rows of the week than may move"
+    NOTHING_LEFT = "a past week the default partition holds no rows of"
 
 
 async def partitions_of(connection: Connection) -> dict[str, set[str]]:
@@ -201,11 +210,15 @@ class _Run(Protocol):
     def __call__(self, work: Callable[[Connection], Awaitable[T]], /) -> Awaitable[T]: ...
 
 
-async def ensure(database: Database, *, now: datetime | None = None, ahead: int = AHEAD) -> list[str]:
+async def ensure(
+    database: Database, *, now: datetime | None = None, ahead: int = AHEAD, max_rows_moved: int = MAX_ROWS_MOVED
+) -> list[str]:
     """Creates the missing partitions of the week of `now` (default: now) and the `ahead` weeks
-    after it; returns the names it created. Each try at one table's week is a call of its own, so a
-    busy table's tries do not add up to one call longer than the database's bound."""
-    return await _ensure(database.run, now=now, ahead=ahead)
+    after it, and of past weeks left in the default partition that may move now (at most
+    `max_rows_moved` rows; the tests lower it); returns the names it created. Each try at one table's
+    week is a call of its own, so a busy table's tries do not add up to one call longer than the
+    database's bound."""
+    return await _ensure(database.run, now=now, ahead=ahead, max_rows_moved=max_rows_moved)
 
 
 async def keep_created_ahead(database: Database) -> None:
@@ -233,26 +246,29 @@ async def ensure_on(connection: Connection, *, now: datetime | None = None, ahea
     async def on_connection(work: Callable[[Connection], Awaitable[T]]) -> T:
         return await work(connection)
 
-    return await _ensure(on_connection, now=now, ahead=ahead)
+    return await _ensure(on_connection, now=now, ahead=ahead, max_rows_moved=MAX_ROWS_MOVED)
 
 
-async def _ensure(run: _Run, *, now: datetime | None, ahead: int) -> list[str]:
+async def _ensure(run: _Run, *, now: datetime | None, ahead: int, max_rows_moved: int) -> list[str]:
     existing = await run(partitions_of)
     if now is None:
         now = await run(_database_now)
     weeks = Period.of(now).and_following(ahead)
+    # This week and the ones ahead, made even when empty; then the past weeks an earlier round left
+    # in the default partition (too many rows then, the table busy, or no round ran that week),
+    # made only when the default holds rows of them.
     missing = [
         (table, period)
         for table in TABLES
         for period in weeks
         if table.partition_name(period) not in existing[table.name]
-    ]
+    ] + [(table, period) for table in TABLES for period in _gaps(table, existing[table.name], before=weeks[0])]
     created = []
     busy: set[str] = set()
     for table, period in missing:
         if table.name in busy:
             continue
-        outcome = await _create(run, table, period)
+        outcome = await _create(run, table, period, max_rows_moved, past=period < weeks[0])
         if outcome is _Creation.CREATING_ELSEWHERE:
             log.info("another process is creating partitions; this round leaves them to it")
             break
@@ -266,13 +282,28 @@ async def _ensure(run: _Run, *, now: datetime | None, ahead: int) -> list[str]:
         if outcome is _Creation.LEFT_IN_DEFAULT:
             log.warning(
                 "week left in the default partition: too many of its rows there to move",
-                extra={"partition": table.partition_name(period), "max_rows_moved": MAX_ROWS_MOVED},
+                extra={"partition": table.partition_name(period), "max_rows_moved": max_rows_moved},
             )
         if outcome is _Creation.CREATED:
             created.append(table.partition_name(period))
     if created:
         log.info("partitions created", extra={"partitions": created})
     return created
+
+
+def _gaps(table: PartitionedTable, names: set[str], *, before: Period) -> list[Period]:
+    """The weeks before `before` that `table` has no partition of, from its oldest week on. Weeks
+    older than that one retention has dropped: the default partition holds their pending deliveries
+    on purpose (store/retention.py), and making them again would only hand them back to retention."""
+    weeks = [period for period in map(table.period_of, names) if period is not None]
+    if not weeks:
+        return []
+    period, gaps = min(weeks), []
+    while period < before:
+        if table.partition_name(period) not in names:
+            gaps.append(period)
+        period = Period(period.end)
+    return gaps
 
 
 async def _database_now(connection: Connection) -> datetime:
@@ -283,12 +314,13 @@ async def _database_now(connection: Connection) -> datetime:
     return now
 
 
-async def _create(run: _Run, table: PartitionedTable, period: Period) -> _Creation:
+async def _create(run: _Run, table: PartitionedTable, period: Period, max_rows_moved: int, *, past: bool) -> _Creation:
     """Creates one partition unless another process did meanwhile or is creating partitions now, or
-    the table stays busy; each try a short transaction of its own."""
+    the table stays busy, or the week is `past` and the default holds none of its rows; each try a
+    short transaction of its own."""
 
     async def once(connection: Connection) -> _Creation:
-        return await _try_create(connection, table, period)
+        return await _try_create(connection, table, period, max_rows_moved, past=past)
 
     for attempt in range(1, LOCK_TRIES + 1):
         outcome = await run(once)
@@ -299,7 +331,9 @@ async def _create(run: _Run, table: PartitionedTable, period: Period) -> _Creati
     return _Creation.TABLE_BUSY
 
 
-async def _try_create(connection: Connection, table: PartitionedTable, period: Period) -> _Creation:
+async def _try_create(
+    connection: Connection, table: PartitionedTable, period: Period, max_rows_moved: int, *, past: bool
+) -> _Creation:
     locked = False
     try:
         async with connection.transaction():
@@ -311,12 +345,14 @@ async def _try_create(connection: Connection, table: PartitionedTable, period: P
             ).fetchone()
             if exists and exists[0]:
                 return _Creation.EXISTED
-            return await _create_under_lock(connection, table, period)
+            return await _create_under_lock(connection, table, period, max_rows_moved, past=past)
     except psycopg.errors.LockNotAvailable:
         return _Creation.TABLE_BUSY if locked else _Creation.CREATING_ELSEWHERE
 
 
-async def _create_under_lock(connection: Connection, table: PartitionedTable, period: Period) -> _Creation:
+async def _create_under_lock(
+    connection: Connection, table: PartitionedTable, period: Period, max_rows_moved: int, *, past: bool
+) -> _Creation:
     in_range = sql.SQL("{key} >= %(low)s AND {key} < %(high)s").format(key=sql.Identifier(table.key))
     bounds = {"low": table.bound(period.start), "high": table.bound(period.end)}
     default = sql.Identifier(table.default_partition)
@@ -325,11 +361,14 @@ async def _create_under_lock(connection: Connection, table: PartitionedTable, pe
     # count is no reason to stall its queries.
     counted = await connection.execute(
         sql.SQL("SELECT count(*) FROM (SELECT FROM {} WHERE {} LIMIT %(over)s) AS week").format(default, in_range),
-        bounds | {"over": MAX_ROWS_MOVED + 1},
+        bounds | {"over": max_rows_moved + 1},
     )
     row = await counted.fetchone()
-    if row and row[0] > MAX_ROWS_MOVED:
+    held = row[0] if row else 0
+    if held > max_rows_moved:
         return _Creation.LEFT_IN_DEFAULT
+    if past and held == 0:
+        return _Creation.NOTHING_LEFT  # an empty past week would only add a partition to plan
     # The lock CREATE takes anyway, taken before looking: a row of the week committed between the
     # look and the CREATE would make PostgreSQL refuse the partition, failing the round (or start-up).
     await connection.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(parent))
