@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 from cpod.integration.v1 import webhook_service_pb2, webhook_service_pb2_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from starlette.routing import BaseRoute
 
+from webhookd.api import health as grpc_health
 from webhookd.api.interceptor import CallInterceptor
 from webhookd.api.local import LocalChannel
 from webhookd.api.reflection import enable_reflection
@@ -27,7 +28,7 @@ from webhookd.domain.errors import Unavailable
 from webhookd.domain.topics import Topic, new_deliveries_payload
 from webhookd.gateway import create_gateway_app
 from webhookd.gateway.playground import DevTokenSource, local_hosts, playground_routes
-from webhookd.http.operations import ObservedApp, ReadinessChecks, metrics_route, readiness_route
+from webhookd.http.operations import ObservedApp, metrics_route, readiness_route
 from webhookd.http.receiver import inbound_route
 from webhookd.http.request_bounds import RequestBounds
 from webhookd.http.server import HttpServer
@@ -43,6 +44,7 @@ from webhookd.services.inbound import Inbound
 from webhookd.services.orphan_secrets import OrphanSecrets
 from webhookd.services.pings import Pings
 from webhookd.services.published_events import PublishedEvents
+from webhookd.services.readiness import Check, Readiness
 from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
@@ -71,10 +73,11 @@ RETENTION_INTERVAL_SECONDS = 3600
 # How long at most an operational event held past its webhook's resume waits (store/stranded_held.py);
 # an idle round reads a few index pages.
 HELD_ROUND_SECONDS = 60.0
-# How often an idle server asks the database whether it answers, so its health is not stale.
+# How often an idle server runs a round of its readiness checks, so its gRPC health is not stale.
 HEALTH_PING_SECONDS = 2.0
 SERVICE_DESCRIPTOR = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
+HEALTH_SERVICES = ("", SERVICE_NAME)  # the server as a whole, and its one service
 
 
 @dataclass
@@ -191,6 +194,8 @@ class Core:
             stream_slots=stream_slots,
             max_body_bytes=settings.max_request_bytes,
         )
+        # What /readyz and gRPC health both answer from.
+        self.readiness = Readiness(self.readiness_checks())
 
     async def start(self) -> None:
         await self.database.open()
@@ -207,6 +212,7 @@ class Core:
 
     async def close(self) -> None:
         await self._running.aclose()
+        await self.readiness.close()
         await self.stream_leases.close()
         await self.notifications.close()
         await self.sender.close()
@@ -214,12 +220,12 @@ class Core:
         await self.secrets.log_out()
         self.secrets.close()
 
-    def readiness_checks(self) -> ReadinessChecks:
+    def readiness_checks(self) -> dict[str, Check]:
         return _readiness_checks(self.database, self.secrets)
 
     def http_routes(self) -> list[BaseRoute]:
         """Routes every HTTP server of this process serves from the core directly."""
-        return [readiness_route(self.readiness_checks()), inbound_route(self.inbound)]
+        return [readiness_route(self.readiness), inbound_route(self.inbound)]
 
 
 class Service:
@@ -264,35 +270,18 @@ class Service:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_addr}")
         await self.core.start()
         await self.server.start()
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        self._health_task = asyncio.create_task(self._follow_database(), name="health")
+        await grpc_health.show(self.health, HEALTH_SERVICES, serving=self.core.readiness.ready)
+        # NOT_SERVING while a readiness check (the database, Vault) is down; a call that finds the
+        # database gone wakes it before the next round (a failed ping starts the database's probe).
+        follow = grpc_health.follow_readiness(
+            self.health,
+            self.core.readiness,
+            HEALTH_SERVICES,
+            every_seconds=HEALTH_PING_SECONDS,
+            wake=self.core.database.reachability_changed,
+        )
+        self._health_task = asyncio.create_task(follow, name="health")
         self._keys_task = asyncio.create_task(self.verifier.keep_keys_fresh(), name="jwks")
-
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        for service in (SERVICE_NAME, ""):
-            await self.health.set(service, status)
-
-    async def _follow_database(self) -> None:
-        """grpc.health says NOT_SERVING while the database cannot be reached, SERVING again once it
-        answers (the database's own probe ends the outage). The ping lets an idle server notice: a
-        ping that fails starts that probe."""
-        serving = True
-        while True:
-            changed = asyncio.ensure_future(self.core.database.reachability_changed())
-            try:
-                if self.core.database.reachable != serving:
-                    serving = self.core.database.reachable
-                    await self._set_health(
-                        health_pb2.HealthCheckResponse.SERVING
-                        if serving
-                        else health_pb2.HealthCheckResponse.NOT_SERVING
-                    )
-                if serving:
-                    with contextlib.suppress(Unavailable):
-                        await self.core.database.ping()
-                await asyncio.wait({changed}, timeout=HEALTH_PING_SECONDS)
-            finally:
-                changed.cancel()
 
     @property
     def grpc_target(self) -> str:
@@ -438,6 +427,7 @@ class DeliveryWorkers:
         self._orphan_task: asyncio.Task[None] | None = None
         self._held_task: asyncio.Task[None] | None = None
         self._token_task: asyncio.Task[None] | None = None
+        self.readiness = Readiness(_readiness_checks(self.database, self.secrets))
 
     async def start(self) -> None:
         await self.database.open()
@@ -450,9 +440,6 @@ class DeliveryWorkers:
         self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
         self._held_task = asyncio.create_task(self._held_loop(), name="held-round")
         self._token_task = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
-
-    def readiness_checks(self) -> ReadinessChecks:
-        return _readiness_checks(self.database, self.secrets)
 
     async def _retention_loop(self) -> None:
         while True:
@@ -499,6 +486,7 @@ class DeliveryWorkers:
                 await _cancelled(task)
         if self._task is not None:
             await self._task
+        await self.readiness.close()
         await self.notifications.close()
         await self.sender.close()
         await self.database.close()
@@ -522,7 +510,7 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-def _readiness_checks(database: Database, secrets: VaultSecretStore) -> ReadinessChecks:
+def _readiness_checks(database: Database, secrets: VaultSecretStore) -> dict[str, Check]:
     async def database_check() -> str | None:
         try:
             await database.ping()

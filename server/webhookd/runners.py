@@ -38,6 +38,7 @@ from webhookd.http.operations import (
 from webhookd.http.receiver import inbound_route
 from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
+from webhookd.services.readiness import Readiness
 from webhookd.store import migrate
 
 log = logging.getLogger("webhookd")
@@ -159,7 +160,7 @@ def run_worker(settings: Settings) -> int:
         await started("delivery workers", workers.start)
         running.push_async_callback(workers.stop)
         if settings.metrics_addr:
-            routes: list[Any] = [health_route(), readiness_route(workers.readiness_checks()), metrics_route(metrics)]
+            routes: list[Any] = [health_route(), readiness_route(workers.readiness), metrics_route(metrics)]
             http = HttpServer(
                 ObservedApp(Starlette(routes=routes), metrics),
                 settings.metrics_addr,
@@ -184,11 +185,12 @@ def run_gateway(settings: Settings, grpc_target: str) -> int:
         core = app.Core(settings, backends, metrics=Metrics())
         await core.start()
         running.push_async_callback(core.close)
-        checks = {**core.readiness_checks(), "grpc": grpc_serving_check(upstream)}
+        readiness = Readiness({**core.readiness_checks(), "grpc": grpc_serving_check(upstream)})
+        running.push_async_callback(readiness.close)
         gateway = app.Gateway(
             settings,
             grpc.aio.insecure_channel(grpc_target),
-            extra_routes=[readiness_route(checks), inbound_route(core.inbound)],
+            extra_routes=[readiness_route(readiness), inbound_route(core.inbound)],
         )
         await started("HTTP gateway", gateway.start)
         running.push_async_callback(gateway.stop)

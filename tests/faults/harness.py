@@ -236,18 +236,19 @@ async def until(condition: Callable[[], Any], what: str, within: float = 30.0) -
 # -- the operator's view ----------------------------------------------------------------------------------
 
 
-async def health_status(channel: grpc.aio.Channel) -> str:
+async def health_status(channel: grpc.aio.Channel, service: str = SERVICE) -> str:
+    """What grpc.health.v1 Check says of `service` ("" is the server as a whole)."""
     try:
         response = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=SERVICE), timeout=5
+            health_pb2.HealthCheckRequest(service=service), timeout=5
         )
     except grpc.aio.AioRpcError as error:
         return error.code().name
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
-async def health_is(channel: grpc.aio.Channel, status: str) -> bool:
-    return await health_status(channel) == status
+async def health_is(channel: grpc.aio.Channel, status: str, service: str = SERVICE) -> bool:
+    return await health_status(channel, service) == status
 
 
 async def readyz(http_url: str) -> tuple[int, float]:

@@ -1,7 +1,8 @@
 """OpenBao frozen (SIGSTOP) or killed (SIGKILL) under `webhookd serve` while webhooks are created and
 events delivered.
 
-CreateWebhook fails fast with UNAVAILABLE and a RetryInfo, /readyz says 503 within its bound, and
+CreateWebhook fails fast with UNAVAILABLE and a RetryInfo, /readyz says 503 within its bound and gRPC
+health NOT_SERVING (SERVING again once OpenBao is back), and
 deliveries that need a secret nobody holds yet wait (no attempt is counted) while those whose secret a
 worker already holds go on. Once OpenBao is back the same processes create and deliver again. A frozen
 OpenBao may carry out the write it had queued when it resumes (it does unless it notices the caller
@@ -25,13 +26,14 @@ from google.protobuf import struct_pb2
 
 from harness import (
     CALL_DEADLINE_SECONDS,
+    SERVICE,
     Calls,
     FaultBackends,
     Ledger,
     Serving,
     all_settled,
     assert_delivered,
-    health_status,
+    health_is,
     readyz,
     record,
     serving,
@@ -107,7 +109,7 @@ async def test_openbao_away_fails_creates_fast_and_delivers_every_event_once_it_
                     within=30,
                 )
                 ready_status, ready_seconds = await readyz(service.http_url)
-                health_during = await health_status(channel)
+                not_serving_at = await until(lambda: health_is(channel, "NOT_SERVING"), "health NOT_SERVING")
             finally:
                 back_at = time.monotonic()
                 await in_thread(openbao.thaw if fault == "SIGSTOP" else openbao.restart)
@@ -142,7 +144,7 @@ async def test_openbao_away_fails_creates_fast_and_delivers_every_event_once_it_
         duplicates=Ledger.of(receiver.received).duplicates(),
         time_to_unavailable_s=failed_create.seconds,
         readyz_s=ready_seconds,
-        health_during=health_during,
+        time_to_not_serving_s=not_serving_at - struck_at,
         down_for_s=back_at - struck_at,
         time_to_recover_s=recovered_at - back_at,
         orphaned_secrets=orphans_seen,
@@ -150,9 +152,43 @@ async def test_openbao_away_fails_creates_fast_and_delivers_every_event_once_it_
     )
     assert failed_create.code == "UNAVAILABLE" and failed_create.retry_info
     assert set(again.codes()) <= {"OK", "UNAVAILABLE"}
-    assert ready_status == 503
-    assert health_during == "SERVING"  # the database still answers: only what needs a secret waits
+    assert ready_status == 503  # and gRPC health said NOT_SERVING (the wait above), as /readyz does
     assert_delivered(Ledger.of(receiver.received), acknowledged, repeatable=set())
+
+
+async def test_grpc_health_says_not_serving_while_openbao_is_frozen_and_serving_once_it_is_back(
+    fault_backends: FaultBackends, service: Serving
+) -> None:
+    """grpc.health.v1 follows the readiness /readyz reports: an operator's grpcurl, or a balancer's
+    health check, sees the server (service "") and the WebhookService NOT_SERVING while Vault answers
+    nothing, and SERVING again once it does, with no restart."""
+    openbao = fault_backends.openbao
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        for name in ("", SERVICE):
+            await until(lambda name=name: health_is(channel, "SERVING", name), f"{name!r} SERVING at first")
+
+        struck_at = time.monotonic()
+        await in_thread(openbao.freeze)
+        try:
+            not_serving_at = {
+                name: await until(lambda name=name: health_is(channel, "NOT_SERVING", name), f"{name!r} NOT_SERVING")
+                for name in ("", SERVICE)
+            }
+            ready_status, _ = await readyz(service.http_url)
+        finally:
+            back_at = time.monotonic()
+            await in_thread(openbao.thaw)
+        serving_at = {
+            name: await until(lambda name=name: health_is(channel, "SERVING", name), f"{name!r} SERVING again")
+            for name in ("", SERVICE)
+        }
+
+    record(
+        "openbao SIGSTOP seen by gRPC health",
+        time_to_not_serving_s=max(not_serving_at.values()) - struck_at,
+        time_to_serving_s=max(serving_at.values()) - back_at,
+    )
+    assert ready_status == 503  # the same readiness, over HTTP
 
 
 async def round_trip(backends: FaultBackends) -> None:

@@ -9,6 +9,7 @@ import httpx
 from starlette.applications import Starlette
 
 from webhookd.http.operations import readiness_route
+from webhookd.services.readiness import Readiness
 
 BOUND_SECONDS = 0.05  # the route's own bound, short here (2 s in the service)
 HANG_GUARD_SECONDS = 10.0
@@ -25,9 +26,11 @@ async def answers_ok() -> str | None:
 
 async def test_a_check_that_never_answers_is_503_not_a_hang() -> None:
     checks = {"database": never_answers, "vault": answers_ok}
-    app = Starlette(routes=[readiness_route(checks, timeout_seconds=BOUND_SECONDS)])
+    readiness = Readiness(checks, timeout_seconds=BOUND_SECONDS)
+    app = Starlette(routes=[readiness_route(readiness)])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         response = await asyncio.wait_for(http.get("/readyz"), HANG_GUARD_SECONDS)
+    await readiness.close()  # the question never answered
 
     assert response.status_code == 503
     assert response.json() == {

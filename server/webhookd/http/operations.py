@@ -10,10 +10,8 @@ the request itself: no Authorization header, query string or body can reach a lo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
 from contextlib import ExitStack
 
 import grpc
@@ -27,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from webhookd.http.media_types import STREAM_MEDIA_TYPES
 from webhookd.observability.metrics import Metrics
 from webhookd.observability.request_ids import REQUEST_ID_HEADER, current_request_id, settle_request_id
+from webhookd.services.readiness import CHECK_TIMEOUT_SECONDS, Check, Readiness
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
@@ -34,16 +33,10 @@ METRICS_PATH = "/metrics"
 OPERATIONAL_PATHS = frozenset({HEALTH_PATH, READY_PATH, METRICS_PATH})
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path, so scanners cannot grow the series
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# How long /readyz waits for any one check: a frozen dependency answers nothing, and a probe that
-# hangs is as bad as one that says "ready" (balancers time out and keep the instance).
-HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 _STREAM_MEDIA_TYPES = tuple(media_type.encode() for media_type in STREAM_MEDIA_TYPES)
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
 
 access_log = logging.getLogger("webhookd.gateway.access")
-
-# Each check returns None when healthy, or a short reason (never a secret or a connection string).
-ReadinessChecks = Mapping[str, Callable[[], Awaitable[str | None]]]
 
 
 def health_route() -> Route:
@@ -55,22 +48,16 @@ def health_route() -> Route:
     return Route(HEALTH_PATH, healthz, methods=["GET"])
 
 
-async def _bounded_check(check: Callable[[], Awaitable[str | None]], timeout_seconds: float) -> str:
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            return (await check()) or "ok"
-    except TimeoutError:
-        return f"no answer within {timeout_seconds:g}s"
-
-
-def readiness_route(checks: ReadinessChecks, *, timeout_seconds: float = HEALTH_CHECK_TIMEOUT_SECONDS) -> Route:
-    """503 unless every check answers "ok", all asked at once and each within `timeout_seconds`."""
+def readiness_route(readiness: Readiness) -> Route:
+    """A round of the process's readiness checks (services/readiness.py: the rule gRPC health follows
+    too): 503 unless every one answered "ok", each named with its answer."""
 
     async def readyz(request: Request) -> JSONResponse:
-        answers = await asyncio.gather(*(_bounded_check(check, timeout_seconds) for check in checks.values()))
-        results = dict(zip(checks, answers, strict=True))
-        ready = all(result == "ok" for result in results.values())
-        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": results}, 200 if ready else 503)
+        report = await readiness.probe()
+        ready = report.ready
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": report.checks}, 200 if ready else 503
+        )
 
     return Route(READY_PATH, readyz, methods=["GET"])
 
@@ -83,15 +70,13 @@ def metrics_route(metrics: Metrics) -> Route:
     return Route(METRICS_PATH, scrape, methods=["GET"])
 
 
-def grpc_serving_check(channel: grpc.aio.Channel, service: str = "") -> Callable[[], Awaitable[str | None]]:
+def grpc_serving_check(channel: grpc.aio.Channel, service: str = "") -> Check:
     """A readiness check: the target's grpc.health.v1 Check answers SERVING."""
     stub = health_pb2_grpc.HealthStub(channel)
 
     async def check() -> str | None:
         try:
-            response = await stub.Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=HEALTH_CHECK_TIMEOUT_SECONDS
-            )
+            response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=CHECK_TIMEOUT_SECONDS)
         except grpc.RpcError as error:
             return f"unreachable: {error.code().name}"
         if response.status != health_pb2.HealthCheckResponse.SERVING:
