@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,6 +24,7 @@ from webhookd.app import Gateway, Service
 from webhookd.config import Settings
 from webhookd.http.request_bounds import RequestBounds
 from webhookd.http.server import HttpServer
+from webhookd.observability.log_throttle import INTERVAL_SECONDS, ThrottledLog
 
 PUBLIC_URL = "http://127.0.0.1:8080"  # the session settings' public_url: callback urls start with it
 REQUEST_TIMEOUT_SECONDS = 0.5
@@ -339,4 +341,59 @@ async def test_a_connection_past_the_limit_is_answered_503_at_once_and_closed() 
     finally:
         for connection in held:
             connection.close()
+        await server.stop()
+
+
+# -- what refusals log ---------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def refused_status(port: int, request_bytes: bytes) -> int:
+    connection = await Connection.open(port)
+    try:
+        await connection.send(request_bytes)
+        return (await connection.response())[0]
+    finally:
+        connection.close()
+
+
+def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[object, object]]:
+    """(status, suppressed) of each "http request refused" line, in order."""
+    return [
+        (getattr(record, "status", None), getattr(record, "suppressed", None))
+        for record in caplog.records
+        if record.getMessage() == "http request refused"
+    ]
+
+
+async def test_a_flood_of_refused_requests_logs_a_line_a_kind_an_interval(caplog: pytest.LogCaptureFixture) -> None:
+    """Before, every refused request logged a line of its own, so a hostile client could flood the log."""
+
+    async def hello(_: object) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    clock = FakeClock()  # the throttle's window passes only when the test says so
+    refusals = ThrottledLog(logging.getLogger("webhookd.gateway"), clock=clock)
+    server = HttpServer(Starlette(routes=[Route("/", hello)]), "127.0.0.1:0", refusals=refusals)
+    caplog.set_level(logging.INFO, "webhookd.gateway")
+    await server.start()
+    try:
+        for _ in range(5):
+            assert await refused_status(server.port, b"GARBAGE\r\n\r\n") == 400
+        # Another kind is not held back by the first: its first line is logged at once.
+        huge = head("/", [("x-huge", "v" * (80 * KIB))], method="GET")
+        assert await refused_status(server.port, huge) == 431
+        assert refusal_lines(caplog) == [(400, 0), (431, 0)]
+
+        clock.now += INTERVAL_SECONDS
+        assert await refused_status(server.port, b"GARBAGE\r\n\r\n") == 400
+        assert refusal_lines(caplog) == [(400, 0), (431, 0), (400, 4)]  # the four left out, counted
+    finally:
         await server.stop()

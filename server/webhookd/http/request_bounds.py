@@ -16,6 +16,8 @@ middleware runs only once the head is parsed. So the HTTP protocol is uvicorn's 
   head has come (a slow client is never refused, and holds its descriptor), in plain text, with a
   warning logged for each.
 Idle keep-alive connections are closed after `keep_alive_seconds` (uvicorn's own timer).
+Refusals are logged through a ThrottledLog: a client refused in a loop costs a line an interval per
+kind (its status), not one a request.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ class RequestBounds:
     max_connections: int = 1000
 
 
-def bounded_protocol(bounds: RequestBounds) -> type[HttpToolsProtocol]:
-    """The protocol class for uvicorn.Config(http=...): uvicorn makes one per connection."""
-    return type("BoundedHttpToolsProtocol", (_Bounded,), {"bounds": bounds, "crowded": ThrottledLog(log)})
+def bounded_protocol(bounds: RequestBounds, *, refusals: ThrottledLog | None = None) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn.Config(http=...): uvicorn makes one per connection, and they
+    share `refusals` (one per server unless given)."""
+    return type("BoundedHttpToolsProtocol", (_Bounded,), {"bounds": bounds, "refusals": refusals or ThrottledLog(log)})
 
 
 class _Refused(Exception):
@@ -62,7 +65,8 @@ class _Refused(Exception):
 
 class _Bounded(HttpToolsProtocol):
     bounds: ClassVar[RequestBounds] = RequestBounds()
-    crowded: ClassVar[ThrottledLog] = ThrottledLog(log)  # a flood of connections is one line an interval
+    # A flood of refused clients (or connections) is one line an interval per kind, not one each.
+    refusals: ClassVar[ThrottledLog] = ThrottledLog(log)
 
     def __init__(
         self,
@@ -84,7 +88,7 @@ class _Bounded(HttpToolsProtocol):
         super().connection_made(transport)  # counted in server_state.connections until connection_lost
         if len(self.connections) > self.bounds.max_connections:
             limit = self.bounds.max_connections
-            self.crowded.warning("max connections", "http connection refused", {"max_connections": limit})
+            self.refusals.warning("max connections", "http connection refused", {"max_connections": limit})
             self._refuse(too_many_connections(limit), logged=False)
             return
         self._start_deadline()
@@ -193,7 +197,8 @@ class _Bounded(HttpToolsProtocol):
         self._cancel_deadline()
         self._unset_keepalive_if_required()
         if logged:
-            log.info("http request refused", extra={"status": error.http_status, "reason": error.message})
+            extra = {"status": error.http_status, "reason": error.message}
+            self.refusals.info(error.http_status, "http request refused", extra)  # a kind per status
         if self._answering():
             self.transport.close()
             return

@@ -13,6 +13,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from webhookd.http.request_bounds import RequestBounds, bounded_protocol
+from webhookd.observability.log_throttle import ThrottledLog
 
 log = logging.getLogger("webhookd.gateway")
 DEFAULT_BOUNDS = RequestBounds()
@@ -64,9 +65,11 @@ class HttpServer:
         bounds: RequestBounds = DEFAULT_BOUNDS,
         reuse_port: bool = False,
         shutdown_grace_seconds: float | None = None,
+        refusals: ThrottledLog | None = None,
     ) -> None:
         """shutdown_grace_seconds: how long `stop` lets requests in flight finish before it ends them;
-        None waits for every one, which a following stream never is."""
+        None waits for every one, which a following stream never is. refusals: what logs the clients
+        the bounds refuse (http/request_bounds.py), a line an interval per kind; a new one by default."""
         self._addr = addr
         self._reuse_port = reuse_port
         self._server = _EmbeddedUvicorn(
@@ -75,7 +78,7 @@ class HttpServer:
                 log_config=None,
                 access_log=False,  # gateway/operations.py writes the access log, without query strings
                 lifespan="off",
-                http=bounded_protocol(bounds),  # heads and slow requests bounded
+                http=bounded_protocol(bounds, refusals=refusals),  # heads and slow requests bounded
                 timeout_keep_alive=bounds.keep_alive_seconds,  # type: ignore[arg-type]  # call_later takes a float
                 # uvicorn counts it in whole seconds.
                 timeout_graceful_shutdown=None if shutdown_grace_seconds is None else math.ceil(shutdown_grace_seconds),
