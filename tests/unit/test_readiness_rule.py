@@ -136,6 +136,35 @@ async def test_a_check_that_never_answers_is_not_ready_and_is_not_asked_again_wh
         await readiness.close()
 
 
+async def test_a_check_that_raises_is_a_reason_not_ready_and_health_goes_on_following() -> None:
+    """A check's own fault (a bug, an error it did not expect) is one more way of not being ready: it
+    must not end the rounds, or gRPC health would stay at its last answer for good."""
+    database = Dependency()
+    faulty = {"raise": True}
+
+    async def vault() -> str | None:
+        if faulty["raise"]:
+            raise RuntimeError("unexpected")
+        return None
+
+    readiness = Readiness({"database": database, "vault": vault}, timeout_seconds=BOUND_SECONDS)
+    servicer = health.aio.HealthServicer()
+    task = asyncio.create_task(
+        follow_readiness(servicer, readiness, SERVICES, every_seconds=0.01, wake=asyncio.Event().wait)
+    )
+    try:
+        report = await readiness.probe()
+        assert (report.ready, report.checks) == (False, {"database": "ok", "vault": "check failed: RuntimeError"})
+        await until_async(lambda: all_say(servicer, "NOT_SERVING"))
+        faulty["raise"] = False
+        await until_async(lambda: all_say(servicer, "SERVING"))
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await readiness.close()
+
+
 async def until_async(condition: Callable[[], Awaitable[bool]]) -> None:
     """Polls an async condition until true, bounded."""
     for _ in range(2000):

@@ -80,6 +80,10 @@ class Readiness:
                 return (await asyncio.shield(question)) or OK
         except TimeoutError:
             return f"no answer within {self._timeout:g}s"
+        except Exception as error:  # noqa: BLE001 - a check's own fault is a reason too: the rounds must go on
+            # Only the type, here and in the answer: a message may carry a host or a credential.
+            log.debug("readiness check failed", extra={"check": name, "error": type(error).__name__})
+            return f"check failed: {type(error).__name__}"
 
     def _record(self, report: Report) -> None:
         if report.ready == self._ready:
