@@ -5,7 +5,8 @@ its WebhookService NOT_SERVING, and SERVING again once it answers, with no resta
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2
@@ -58,14 +59,28 @@ async def all_say(servicer: health.aio.HealthServicer, status: str) -> bool:
     return all([await check(servicer, service) == status for service in SERVICES])
 
 
+@contextlib.asynccontextmanager
+async def following(
+    readiness: Readiness, *, every_seconds: float = NEVER, wake: Callable[[], Awaitable[object]] | None = None
+) -> AsyncIterator[health.aio.HealthServicer]:
+    """A health servicer with follow_readiness showing `readiness` on it while the block runs."""
+    servicer = health.aio.HealthServicer()
+    task = asyncio.create_task(
+        follow_readiness(servicer, readiness, SERVICES, every_seconds=every_seconds, wake=wake or asyncio.Event().wait)
+    )
+    try:
+        yield servicer
+        assert not task.done(), "the follower ended while the test still watched it"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await readiness.close()
+
+
 async def test_a_readyz_round_that_finds_vault_down_makes_grpc_health_not_serving_then_serving() -> None:
     database, vault = Dependency(), Dependency()
     readiness = Readiness({"database": database, "vault": vault}, timeout_seconds=BOUND_SECONDS)
-    servicer = health.aio.HealthServicer()
-    task = asyncio.create_task(
-        follow_readiness(servicer, readiness, SERVICES, every_seconds=NEVER, wake=asyncio.Event().wait)
-    )
-    try:
+    async with following(readiness) as servicer:
         await until_async(lambda: all_say(servicer, "SERVING"))
 
         vault.down = "vault unreachable: ConnectionRefusedError"
@@ -79,46 +94,28 @@ async def test_a_readyz_round_that_finds_vault_down_makes_grpc_health_not_servin
         vault.down = None
         assert (await readiness.probe()).ready
         await until_async(lambda: all_say(servicer, "SERVING"))
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await readiness.close()
 
 
 async def test_an_idle_server_notices_on_its_own_rounds() -> None:
     database, vault = Dependency(), Dependency()
     readiness = Readiness({"database": database, "vault": vault}, timeout_seconds=BOUND_SECONDS)
-    servicer = health.aio.HealthServicer()
-    task = asyncio.create_task(
-        follow_readiness(servicer, readiness, SERVICES, every_seconds=0.01, wake=asyncio.Event().wait)
-    )
-    try:
+    async with following(readiness, every_seconds=0.01) as servicer:
         vault.down = "vault unreachable: no answer in time"
         await until_async(lambda: all_say(servicer, "NOT_SERVING"))
         vault.down = None
         await until_async(lambda: all_say(servicer, "SERVING"))
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await readiness.close()
 
 
 async def test_a_wake_starts_a_round_at_once() -> None:
     """The database's reachability changing (a call found it gone) need not wait for the next round."""
     database, vault = Dependency(), Dependency()
     readiness = Readiness({"database": database, "vault": vault}, timeout_seconds=BOUND_SECONDS)
-    servicer = health.aio.HealthServicer()
     woken = asyncio.Event()
-    task = asyncio.create_task(follow_readiness(servicer, readiness, SERVICES, every_seconds=NEVER, wake=woken.wait))
-    try:
+    async with following(readiness, wake=woken.wait) as servicer:
         await until_async(lambda: all_say(servicer, "SERVING"))
         database.down = "database unavailable: OperationalError"
         woken.set()
         await until_async(lambda: all_say(servicer, "NOT_SERVING"))
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await readiness.close()
 
 
 async def test_a_check_that_never_answers_is_not_ready_and_is_not_asked_again_while_it_hangs() -> None:
@@ -148,21 +145,12 @@ async def test_a_check_that_raises_is_a_reason_not_ready_and_health_goes_on_foll
         return None
 
     readiness = Readiness({"database": database, "vault": vault}, timeout_seconds=BOUND_SECONDS)
-    servicer = health.aio.HealthServicer()
-    task = asyncio.create_task(
-        follow_readiness(servicer, readiness, SERVICES, every_seconds=0.01, wake=asyncio.Event().wait)
-    )
-    try:
+    async with following(readiness, every_seconds=0.01) as servicer:
         report = await readiness.probe()
         assert (report.ready, report.checks) == (False, {"database": "ok", "vault": "check failed: RuntimeError"})
         await until_async(lambda: all_say(servicer, "NOT_SERVING"))
         faulty["raise"] = False
         await until_async(lambda: all_say(servicer, "SERVING"))
-        assert not task.done()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await readiness.close()
 
 
 async def until_async(condition: Callable[[], Awaitable[bool]]) -> None:
