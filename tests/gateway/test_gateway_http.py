@@ -676,3 +676,16 @@ async def test_an_authorization_header_that_cannot_be_passed_on_is_401_saying_wh
     assert "longer than 4096 characters" in error_of(too_long)["message"]
     assert "printable ASCII" in error_of(unprintable)["message"]
     assert too_long.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_an_integer_query_parameter_takes_ascii_digits_only(gateway: Gateway) -> None:
+    """As in a JSON body: Python's int() would also read `1_0`, ` 5`, `+5` and `٣` (an Arabic-Indic 3)."""
+    served = len(gateway.fake.requests)
+    cases = [(value, "is not an integer") for value in ("1_0", " 5", "5 ", "+5", "\u0663", "\u00b2")]
+    for value, says in [*cases, ("9" * 5000, "is out of range: more than 20 digits")]:
+        response = await gateway.http.get("/api/v1/integration/webhooks", params={"page_size": value})
+        assert response.status_code == 400, value[:20]
+        [violation] = violations_of(response)
+        assert violation["field"] == "page_size"
+        assert violation["description"].endswith(says), violation
+    assert len(gateway.fake.requests) == served

@@ -288,8 +288,9 @@ def _normalize_single(field: FieldDescriptor, value: Any, path: str, out: list[F
 
 
 # proto3 JSON: integers may be strings of digits (64-bit ones are, in canonical output), and
-# doubles may be numeric strings or the three spellings of what JSON numbers cannot hold.
-_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+# doubles may be numeric strings or the three spellings of what JSON numbers cannot hold. ASCII
+# digits only, for query parameters too (transcode.py): int() also reads `1_0`, ` 5`, `+5` and `٣`.
+INTEGER_TEXT = re.compile(r"-?[0-9]+")
 _FLOAT_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})
 
 
@@ -307,7 +308,7 @@ def _scalar_mismatch(field: FieldDescriptor, value: Any) -> str | None:
     elif kind == FieldDescriptor.TYPE_ENUM:
         fits, wanted = _is_integer(value), f"one of: {', '.join(enum_words(enum_of(field)))}"
     elif kind in INTEGER_TYPES:
-        fits = _is_number(value) or (isinstance(value, str) and _INTEGER_TEXT.fullmatch(value) is not None)
+        fits = _is_number(value) or (isinstance(value, str) and INTEGER_TEXT.fullmatch(value) is not None)
         wanted = "an integer"
     elif kind in FLOAT_TYPES:
         fits, wanted = _is_number(value) or (isinstance(value, str) and _is_float_text(value)), "a number"

@@ -39,6 +39,7 @@ from webhookd.gateway.descriptors import (
     resolve_field_path,
 )
 from webhookd.gateway.jsonshape import (
+    INTEGER_TEXT,
     JsonInputError,
     enum_number,
     enum_words,
@@ -238,6 +239,8 @@ def _set_values(
         out.append(FieldViolation(canonical, str(error)))
 
 
+# A uint64's digits: longer text is out of range whatever the field (and int() refuses 4,300 and more).
+_INTEGER_DIGITS_MAX = 20
 _TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 
 
@@ -256,10 +259,11 @@ def scalar_from_text(field: FieldDescriptor, text: str) -> Any:
             return False
         raise ValueError(f"{text!r} is not a boolean (true or false)")
     if kind in INTEGER_TYPES:
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not an integer") from None
+        if INTEGER_TEXT.fullmatch(text) is None:
+            raise ValueError(f"{text!r} is not an integer")
+        if len(text.lstrip("-")) > _INTEGER_DIGITS_MAX:
+            raise ValueError(f"is out of range: more than {_INTEGER_DIGITS_MAX} digits")
+        return int(text)
     if kind in FLOAT_TYPES:
         try:
             return float(text)
