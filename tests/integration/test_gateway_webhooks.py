@@ -13,6 +13,7 @@ from rest_calls import (
     WEBHOOKS,
     RestCaller,
     create,
+    detail_of,
     error_of,
     reason_of,
     rest_caller,
@@ -225,6 +226,20 @@ async def test_patch_of_an_output_only_field_is_400(rest) -> None:
     response = await rest.patch(f"{WEBHOOKS}/{created['id']}", params={"update_mask": "tenant_id"}, json={})
 
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["Name", "NAME", "Retry_policy.max_attempts", "retryPolicy.MaxAttempts"])
+async def test_an_update_mask_path_in_neither_spelling_is_400_naming_it_as_sent(rest, path: str) -> None:
+    """A path is snake_case or lowerCamelCase (FieldMask's JSON form); anything else is not read as
+    a field by folding its case, and the error quotes what the caller wrote."""
+    created = (await create(rest))["webhook"]
+
+    response = await rest.patch(f"{WEBHOOKS}/{created['id']}", params={"update_mask": path}, json={"name": "n"})
+
+    assert response.status_code == 400
+    [violation] = detail_of(response, "BadRequest")["fieldViolations"]
+    assert violation["field"] == "update_mask.paths[0]"
+    assert repr(path) in violation["description"]
 
 
 # -- delete and undelete ---------------------------------------------------------------------------

@@ -373,13 +373,26 @@ def _violation_from_parse_error(message: str, path: str) -> FieldViolation:
 # ----------------------------------------------------------------------------------- field masks
 
 
+# A path segment as FieldMask's JSON spells it (lowerCamelCase) or as the proto does (snake_case).
+# A path with any other segment is passed on as sent: folding case read `Name` as `name`, and
+# quoted `NAME` back to its caller as `n_a_m_e`.
+_SEGMENT = re.compile(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)*|[a-z][a-z0-9_]*")
+
+
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _proto_path(path: str) -> str:
+    parts = path.split(".")
+    if not all(_SEGMENT.fullmatch(part) for part in parts):
+        return path  # the service names it as the caller wrote it
+    return ".".join(_snake(part) for part in parts)
+
+
 def field_mask_paths(text: str) -> list[str]:
     """`name,retryPolicy.maxAttempts` or `name,retry_policy.max_attempts` → proto paths."""
-    return [".".join(_snake(part) for part in path.strip().split(".")) for path in text.split(",") if path.strip()]
+    return [_proto_path(path.strip()) for path in text.split(",") if path.strip()]
 
 
 def field_mask_to_json(text: str) -> str:
