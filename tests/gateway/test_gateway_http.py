@@ -689,3 +689,13 @@ async def test_an_integer_query_parameter_takes_ascii_digits_only(gateway: Gatew
         assert violation["field"] == "page_size"
         assert violation["description"].endswith(says), violation
     assert len(gateway.fake.requests) == served
+
+
+async def test_a_field_given_in_both_spellings_in_the_query_is_given_more_than_once(gateway: Gateway) -> None:
+    """`page_size` and `pageSize` name one field: two values for it are refused, not the last one kept."""
+    served = len(gateway.fake.requests)
+    response = await gateway.http.get("/api/v1/integration/webhooks", params=[("page_size", "1"), ("pageSize", "50")])
+    assert response.status_code == 400
+    given_twice = {"field": "page_size", "description": "given more than once but takes one value"}
+    assert violations_of(response) == [given_twice]
+    assert len(gateway.fake.requests) == served

@@ -157,17 +157,18 @@ def _apply_query(
     binding: Binding, request: Message, query: Sequence[tuple[str, str]], out: list[FieldViolation]
 ) -> bool:
     """Returns True when the query set update_mask (then no default mask is derived)."""
-    grouped: dict[str, list[str]] = {}
+    by_key: dict[str, list[str]] = {}
     for key, value in query:
-        grouped.setdefault(key, []).append(value)
-    mask_set = False
-    for key, values in grouped.items():
+        by_key.setdefault(key, []).append(value)
+    # By field, not by key: `page_size` and `pageSize` are one field, so two values, not the last kept.
+    by_field: dict[str, tuple[QueryParameter, list[str]]] = {}
+    for key, values in by_key.items():
         parameter = _query_parameter(binding, key, out)
-        if parameter is None:
-            continue
-        mask_set = mask_set or parameter.name == UPDATE_MASK_FIELD
+        if parameter is not None:
+            by_field.setdefault(parameter.name, (parameter, []))[1].extend(values)
+    for parameter, values in by_field.values():
         _set_values(request, parameter.path, values, out)
-    return mask_set
+    return UPDATE_MASK_FIELD in by_field
 
 
 def _query_parameter(binding: Binding, key: str, out: list[FieldViolation]) -> QueryParameter | None:
