@@ -699,3 +699,40 @@ async def test_a_field_given_in_both_spellings_in_the_query_is_given_more_than_o
     given_twice = {"field": "page_size", "description": "given more than once but takes one value"}
     assert violations_of(response) == [given_twice]
     assert len(gateway.fake.requests) == served
+
+
+async def test_a_secret_or_idempotency_key_header_in_utf8_reaches_the_service_as_written(gateway: Gateway) -> None:
+    """Header bytes are UTF-8 from every client that sends them: read as Latin-1 (HTTP's historical
+    default), `é` became `Ã©`, a secret the caller does not hold and a key its body twin does not equal."""
+    secret, key = "ключ-подписи-для-вебхука", "заказ-42"
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks",
+        json={"name": "orders", "url": "https://example.com/h"},
+        headers=[(b"Webhook-Signing-Secret", secret.encode()), (b"Idempotency-Key", key.encode())],
+    )
+    assert response.status_code == 200, response.text
+    assert (gateway.last().signing_secret, gateway.last().idempotency_key) == (secret, key)
+
+    published = await gateway.http.post(
+        "/api/v1/integration/events",
+        json={"event_type": "rfp.created", "idempotency_key": key},
+        headers=[(b"Idempotency-Key", key.encode())],
+    )
+    assert published.status_code == 200, published.text
+
+
+@pytest.mark.parametrize("header", [b"Webhook-Signing-Secret", b"Idempotency-Key"])
+async def test_a_secret_or_idempotency_key_header_that_is_not_utf8_is_400_naming_it(
+    gateway: Gateway, header: bytes
+) -> None:
+    served = len(gateway.fake.requests)
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks",
+        json={"name": "orders", "url": "https://example.com/h"},
+        headers=[(header, b"whsec_\xff\xfe-not-utf8")],
+    )
+    assert response.status_code == 400, response.text
+    [violation] = violations_of(response)
+    field = {b"Webhook-Signing-Secret": "signing_secret", b"Idempotency-Key": "idempotency_key"}[header]
+    assert violation == {"field": field, "description": f"the {header.decode()} header is not UTF-8"}
+    assert len(gateway.fake.requests) == served

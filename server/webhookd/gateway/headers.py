@@ -155,7 +155,8 @@ def apply_idempotency_key(request: Message, headers: Sequence[str]) -> None:
         raise JsonInputError(
             [FieldViolation(IDEMPOTENCY_KEY_FIELD, "the Idempotency-Key header was sent more than once")]
         )
-    key, current = headers[0].strip(), getattr(request, IDEMPOTENCY_KEY_FIELD)
+    key = header_text(headers[0], "Idempotency-Key", IDEMPOTENCY_KEY_FIELD).strip()
+    current = getattr(request, IDEMPOTENCY_KEY_FIELD)
     if not key:
         raise JsonInputError(
             [FieldViolation(IDEMPOTENCY_KEY_FIELD, "the Idempotency-Key header is empty: send a key, or no header")]
@@ -184,7 +185,17 @@ def apply_secret_headers(binding: Binding, request: Message, headers: Mapping[st
     for field, header in secret_headers(binding).items():
         value = headers.get(header.lower())
         if value:
-            setattr(request, field, value.strip())
+            setattr(request, field, header_text(value, header, field).strip())
+
+
+def header_text(value: str, header: str, field: str) -> str:
+    """A header that carries a request field, as the UTF-8 text its bytes are. ASGI hands header
+    bytes over as Latin-1, so a UTF-8 `é` arrived as `Ã©`: a secret the caller does not hold, a key
+    its twin in a body does not equal. Bytes that are not UTF-8 are refused, not guessed at."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise JsonInputError([FieldViolation(field, f"the {header} header is not UTF-8")]) from None
 
 
 def apply_last_event_id(request: Message, header: str | None) -> None:
