@@ -3,6 +3,8 @@ that exists only to exercise the gateway), HTTP back."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -495,6 +497,36 @@ async def test_wrong_content_type_is_415(gateway: Gateway) -> None:
     assert response.status_code == 415
     assert error_of(response)["status"] == "INVALID_ARGUMENT"
     assert error_of(response)["details"][0]["reason"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip"])
+async def test_a_body_in_a_content_coding_is_415_naming_the_one_accepted(gateway: Gateway, coding: str) -> None:
+    """RFC 9110 (15.5.16): an unsupported content coding is 415, with Accept-Encoding saying what is
+    accepted. Read as it came, a gzip body was `not valid JSON: not UTF-8`, and a plain body under
+    a coding it does not have was served."""
+    served = len(gateway.fake.requests)
+    plain = json.dumps({"name": "orders", "url": "https://example.com/h"}).encode()
+    for body in (gzip.compress(plain), plain):
+        response = await gateway.http.post(
+            "/api/v1/integration/webhooks",
+            content=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": coding},
+        )
+        assert response.status_code == 415, response.text
+        assert response.headers["accept-encoding"] == "identity"
+        error = error_of(response)
+        assert error["details"][0]["reason"] == "UNSUPPORTED_MEDIA_TYPE"
+        assert coding in error["message"]
+    assert len(gateway.fake.requests) == served
+
+
+async def test_a_body_in_the_identity_coding_is_served(gateway: Gateway) -> None:
+    response = await gateway.http.post(
+        "/api/v1/integration/webhooks",
+        json={"name": "orders", "url": "https://example.com/h"},
+        headers={"Content-Encoding": "Identity"},
+    )
+    assert response.status_code == 200, response.text
 
 
 async def test_a_declared_oversize_body_is_413_before_reading(gateway: Gateway) -> None:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from webhookd.domain import json_text
 from webhookd.domain.errors import PayloadTooLarge
-from webhookd.http.errors import malformed_json, unsupported_media_type
+from webhookd.http.errors import malformed_json, unsupported_content_coding, unsupported_media_type
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -52,6 +52,11 @@ async def read_json_body(request: Request, limit: int, *, field: str = "") -> Js
     content_type = request.headers.get("content-type", "")
     if not is_json_media_type(content_type):
         raise unsupported_media_type(content_type)
+    # Nothing here decodes a content coding: read as it came, gzip was "not UTF-8", and a plain body
+    # sent under a coding's name was served as if it had none.
+    coding = ", ".join(request.headers.getlist("content-encoding")).strip()
+    if coding and coding.lower() != "identity":
+        raise unsupported_content_coding(coding)
     try:
         text = raw.decode()
         return JsonBody(text, json_text.loads(text, field=field))

@@ -202,6 +202,12 @@ def unsupported_media_type(content_type: str) -> ApiError:
     return _http_only(415, message, [_error_info("UNSUPPORTED_MEDIA_TYPE")])
 
 
+def unsupported_content_coding(coding: str) -> ApiError:
+    """RFC 9110 15.5.16: 415, and Accept-Encoding names the coding that would have been accepted."""
+    message = f"Content-Encoding must be identity, not {coding}: send the body uncompressed"
+    return _http_only(415, message, [_error_info("UNSUPPORTED_MEDIA_TYPE")], **{"Accept-Encoding": "identity"})
+
+
 def request_timeout(seconds: float) -> ApiError:
     message = f"the request was not received in full within {seconds:g} s"
     return _http_only(408, message, [_error_info("REQUEST_TIMEOUT")])
