@@ -333,6 +333,39 @@ async def test_an_entry_stored_deeper_than_a_struct_carries_is_read_back_as_json
     assert list(listed) == [got]
 
 
+async def test_a_schema_or_example_holding_a_lone_surrogate_is_refused_and_the_catalog_still_lists(rest) -> None:
+    """JSON may spell `\\ud800`, which no UTF-8 text holds: as a Struct the reply failed (500), the entry
+    was stored all the same, and every List of the catalog failed after it."""
+    body = (
+        '{"name": "rfp.surrogate", "schema": {"type": "object", "description": "\\udfff"},'
+        ' "example": {"a": ["\\ud800"], "\\udbff": 1}}'
+    )
+    refused = await rest.post(EVENT_TYPES, content=body, headers={"Content-Type": "application/json"})
+    listed = await rest.get(EVENT_TYPES)
+
+    assert refused.status_code == 400, refused.text
+    assert violated_fields(refused) == {
+        "event_type.schema.description",
+        "event_type.example.a[0]",
+        "event_type.example",
+    }
+    assert listed.status_code == 200 and listed.json()["event_types"] == []
+
+
+async def test_an_entry_stored_with_a_lone_surrogate_is_read_back_as_json_text_only(caller, database) -> None:
+    created = (await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry("rfp.stored2")))).event_type
+    # As a row written before such entries were refused reads.
+    example = '{"a": "\\ud800"}'
+    await database.execute("UPDATE event_types SET example_json = :e WHERE id = :id", e=example, id=created.id)
+
+    got = (await caller.GetEventType(epb.GetEventTypeRequest(id=created.id))).event_type
+    listed = (await caller.ListEventTypes(epb.ListEventTypesRequest(name_prefix="rfp.stored2"))).event_types
+
+    assert got.example_json == example and not got.HasField("example")
+    assert got.schema == created.schema
+    assert list(listed) == [got]
+
+
 async def test_a_name_is_held_once_and_bad_entries_are_refused_field_by_field(caller) -> None:
     await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry()))
 

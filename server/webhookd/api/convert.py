@@ -454,13 +454,24 @@ def event_type_to_proto(entry: EventType) -> event_type_pb.EventType:
         updated_by=entry.updated_by or "",
         version=entry.version,
     )
-    # An entry stored before STRUCT_MAX_DEPTH was enforced goes out as its text only: as a Struct it
-    # would fail the whole reply (a List of the catalog too), and the caller could not find it to fix.
-    if spec.schema_json is not None and json_text.nests_within(spec.schema_json, STRUCT_MAX_DEPTH):
-        message.schema.update(json.loads(spec.schema_json))
-    if spec.example_json is not None and json_text.nests_within(spec.example_json, STRUCT_MAX_DEPTH):
-        message.example.update(json.loads(spec.example_json))
+    # An entry stored before STRUCT_MAX_DEPTH or UTF-8 text were enforced goes out as its text only: as
+    # a Struct it would fail the whole reply (a List of the catalog too), and the caller could not find
+    # it to fix.
+    schema = _struct_value(spec.schema_json)
+    if schema is not None:
+        message.schema.update(schema)
+    example = _struct_value(spec.example_json)
+    if example is not None:
+        message.example.update(example)
     return message
+
+
+def _struct_value(text: str | None) -> Any:
+    """The parsed JSON a Struct can carry, or None: absent, too deep, or holding a lone surrogate."""
+    if text is None or not json_text.nests_within(text, STRUCT_MAX_DEPTH):
+        return None
+    value = json.loads(text)
+    return None if any(json_text.unpaired_surrogates(value)) else value
 
 
 def event_type_spec_from_proto(message: event_type_pb.EventType, *, field: str = "event_type") -> EventTypeSpec:

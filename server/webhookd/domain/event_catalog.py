@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from webhookd.domain import event_schemas, event_types
+from webhookd.domain import event_schemas, event_types, json_text
 from webhookd.domain.errors import FieldViolation, Invalid
 
 EVENT_TYPE_PREFIX = "etp_"
@@ -143,7 +143,11 @@ def _json_field(text: str | None, field: str, max_bytes: int, violations: list[F
         violations.append(FieldViolation(field, f"must be at most {max_bytes} bytes of JSON"))
         return None
     try:
-        return event_schemas.parse_json(text, field, max_depth=STRUCT_MAX_DEPTH)
+        value = event_schemas.parse_json(text, field, max_depth=STRUCT_MAX_DEPTH)
     except Invalid as error:
         violations += error.violations
         return None
+    # It goes out as a Struct too (api/convert.py), whose strings must be UTF-8.
+    unencodable = [FieldViolation(path, what) for path, what in json_text.unpaired_surrogates(value, field)]
+    violations += unencodable
+    return None if unencodable else value

@@ -33,6 +33,8 @@ _LONGEST_SAFE_INTEGER = 308
 _DEPTH_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"\s*:?|[\[\]{}]')
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+# json.loads reads a `\udXXX` escape without its pair as that lone code point.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _OutOfRange:
@@ -162,6 +164,24 @@ def _too_deep(text: str, max_depth: int) -> str | None:
         else:
             depth -= 1
     return None
+
+
+def unpaired_surrogates(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, what) for each string or key in a parsed value that holds an unpaired surrogate: JSON
+    may spell one (`"\\ud800"`), but no UTF-8 text holds it, so neither a protobuf string nor a
+    Struct can carry the value."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            yield path, "holds an unpaired surrogate, which UTF-8 cannot carry"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _SURROGATE.search(key):
+                yield path, "has a key holding an unpaired surrogate, which UTF-8 cannot carry"
+            else:
+                yield from unpaired_surrogates(item, _join(path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from unpaired_surrogates(item, f"{path}[{index}]")
 
 
 def _markers(value: Any, path: str) -> Iterator[tuple[str, _OutOfRange]]:
