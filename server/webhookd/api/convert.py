@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -466,12 +467,18 @@ def event_type_to_proto(entry: EventType) -> event_type_pb.EventType:
     return message
 
 
+# Where a lone surrogate could come from in stored JSON text: without one, no value need be walked.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _struct_value(text: str | None) -> Any:
     """The parsed JSON a Struct can carry, or None: absent, too deep, or holding a lone surrogate."""
     if text is None or not json_text.nests_within(text, STRUCT_MAX_DEPTH):
         return None
     value = json.loads(text)
-    return None if any(json_text.unpaired_surrogates(value)) else value
+    if _SURROGATE_ESCAPE.search(text) and any(json_text.unpaired_surrogates(value)):
+        return None
+    return value
 
 
 def event_type_spec_from_proto(message: event_type_pb.EventType, *, field: str = "event_type") -> EventTypeSpec:
