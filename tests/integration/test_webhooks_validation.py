@@ -37,7 +37,14 @@ async def https_only_channel(settings: Settings, backends: Backends) -> AsyncIte
 
 @pytest.mark.parametrize(
     "url",
-    ["not a url", "ftp://example.test/h", "/relative/path", "https://user:pw@example.test/h", "https://"],
+    [
+        "not a url",
+        "ftp://example.test/h",
+        "/relative/path",
+        "https://user:pw@example.test/h",
+        "https://",
+        "https://e\u200bvil.example/h",  # invisible in the host: the sender refused it on every attempt
+    ],
 )
 async def test_bad_url_is_invalid_on_the_url_field(caller, url: str) -> None:
     violations = await invalid_create(caller, url=url)

@@ -188,6 +188,27 @@ def test_url_hosts_that_resolve_or_need_no_lookup_are_accepted(url: str) -> None
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "https://e\u200bvil.example/",
+        "https://a\u200db.example/",
+        "https://ex\u00adample.com/",
+        "https://ex\u2060ample.com/",
+        "https://ex\ufe0fample.com/",
+        "https://ex\u202eample.com/",
+        "https://ex\u034fample.com/",
+    ],
+    ids=["zero-width-space", "zero-width-joiner", "soft-hyphen", "word-joiner", "variation-selector", "bidi", "cgj"],
+)
+def test_url_host_must_not_hide_invisible_characters(url: str) -> None:
+    """IDNA drops them, so the name looked up is not the one shown, and the sender's URL library
+    refuses such a host: every attempt failed as an invalid URL."""
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "invisible" in violation.description
+
+
+@pytest.mark.parametrize(
     "url", ["https://user:secret@example.com/", "https://user@example.com/", "https://@example.com/"]
 )
 def test_url_must_not_carry_credentials(url: str) -> None:

@@ -57,6 +57,13 @@ _HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # A host name as resolvers look it up, once IDNA-encoded: labels of letters, digits, `-` and `_` (which
 # some internal names use), a final dot allowed. Label lengths are IDNA's check.
 _HOST_NAME = re.compile(rb"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+# Unicode's default-ignorable code points (and U+1806, which nameprep also drops): IDNA deletes them, so
+# `e<ZWSP>vil.example` is looked up as `evil.example`, and yarl refuses such a host outright.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u1806\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
 
 _HOP_BY_HOP = frozenset(
     {
@@ -217,6 +224,14 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
         )
     if not parts.hostname:
         found.append(FieldViolation(path, "must include a host, e.g. https://example.com/hooks"))
+    elif _INVISIBLE.search(parts.hostname):
+        found.append(
+            FieldViolation(
+                path,
+                "host must not contain invisible characters (such as a zero-width space or a soft hyphen):"
+                " a name lookup drops them, so it is not the host it looks like",
+            )
+        )
     elif not _resolvable_name(parts.hostname):
         found.append(
             FieldViolation(
