@@ -44,6 +44,7 @@ async def https_only_channel(settings: Settings, backends: Backends) -> AsyncIte
         "https://user:pw@example.test/h",
         "https://",
         "https://e\u200bvil.example/h",  # invisible in the host: the sender refused it on every attempt
+        "https://2130706433/h",  # a legacy IPv4 spelling: the sender refused it on every attempt
     ],
 )
 async def test_bad_url_is_invalid_on_the_url_field(caller, url: str) -> None:

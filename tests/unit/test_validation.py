@@ -209,6 +209,31 @@ def test_url_host_must_not_hide_invisible_characters(url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("https://2130706433/", "127.0.0.1"),
+        ("https://127.1/hooks", "127.0.0.1"),
+        ("https://0x7f.0.0.1/", "127.0.0.1"),
+        ("https://017700000001/", "127.0.0.1"),
+        ("https://0xC0.0xA8.0.1:8443/", "192.168.0.1"),
+        ("https://10.1.1/", "10.1.0.1"),
+        ("https://\uff11\uff12\uff17.\uff11/", "127.0.0.1"),  # fullwidth digits: yarl sends 127.1
+    ],
+)
+def test_url_host_must_not_be_a_legacy_ipv4_spelling(url: str, address: str) -> None:
+    """getaddrinfo reads these as addresses, and the sender refuses them on every attempt
+    (`ssrf.NON_CANONICAL_IP`): the caller is told the dotted spelling instead."""
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert f"write it as {address}" in violation.description
+
+
+@pytest.mark.parametrize("url", ["https://1e100.net/", "https://0x.example/", "https://123.example/"])
+def test_url_host_names_that_start_with_digits_are_not_addresses(url: str) -> None:
+    assert check(spec(url=url)).url == url
+
+
+@pytest.mark.parametrize(
     "url", ["https://user:secret@example.com/", "https://user@example.com/", "https://@example.com/"]
 )
 def test_url_must_not_carry_credentials(url: str) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import json
 import re
+import socket
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -240,6 +241,15 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
                 " and an xn-- label valid punycode",
             )
         )
+    address = _legacy_ipv4(parts.hostname or "")
+    if address is not None:
+        found.append(
+            FieldViolation(
+                path,
+                "host is an IPv4 address in a legacy spelling, which webhookd never delivers to:"
+                f" write it as {address}",
+            )
+        )
     port = _port_of(hostport)
     if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         found.append(FieldViolation(path, f"port must be a number from 1 to 65535 (got {port!r})"))
@@ -264,6 +274,24 @@ def _resolvable_name(host: str) -> bool:
     except UnicodeError:
         return False
     return _HOST_NAME.fullmatch(ascii_name) is not None
+
+
+def _legacy_ipv4(host: str) -> str | None:
+    """The dotted address of a host that getaddrinfo reads as IPv4 but is not written as one (`127.1`,
+    `2130706433`, `0x7f.0.0.1`), or None. The sender refuses those (`ssrf.check_url_host`), since a
+    policy written for dotted addresses could miss them."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    try:
+        # As the sender's URL library spells it: `１２７.１` is `127.1`.
+        packed = socket.inet_aton(host.encode("idna").decode("ascii"))
+    except (OSError, UnicodeError, ValueError):
+        return None
+    return str(ipaddress.IPv4Address(packed))
 
 
 def _port_of(hostport: str) -> str | None:
