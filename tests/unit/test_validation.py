@@ -418,6 +418,15 @@ def test_header_value_must_not_hold_a_control_character(value: str) -> None:
     )
 
 
+@pytest.mark.parametrize("value", [" a", "a ", "\ta", "a\t", " ", "\t"])
+def test_header_value_must_not_start_or_end_with_a_space_or_tab(value: str) -> None:
+    """HTTP drops them on the way (RFC 9110 5.5): the receiver would get another value than the stored one."""
+    assert only(spec(headers={"X-Foo": value})) == FieldViolation(
+        'webhook.headers["X-Foo"]',
+        "value must not have leading or trailing spaces or tabs: HTTP drops them on the way",
+    )
+
+
 def test_header_value_may_be_empty_or_contain_tabs_and_unicode() -> None:
     headers = {"X-Empty": "", "X-Tab": "a\tb", "X-Unicode": "café"}
     assert check(spec(headers=headers)).headers == headers

@@ -334,6 +334,13 @@ def _check_headers(headers: Mapping[str, str], path: str) -> list[FieldViolation
             )
         if _HEADER_VALUE_CONTROL.search(value):
             found.append(FieldViolation(here, "value must not contain control characters (a tab is fine)"))
+        if value != value.strip(" \t"):
+            # A receiver reads the value without them (RFC 9110 5.5): it would not be the one stored.
+            found.append(
+                FieldViolation(
+                    here, "value must not have leading or trailing spaces or tabs: HTTP drops them on the way"
+                )
+            )
         # As sent on the wire: "Name: value\r\n".
         total += len(name.encode()) + len(value.encode()) + 4
     if total > HEADERS_TOTAL_MAX_BYTES:
