@@ -84,6 +84,7 @@ async def test_an_update_cannot_add_a_header_webhookd_owns_in_any_case(caller, n
         ({"X-Foo:": "1"}, 'webhook.headers["X-Foo:"]'),
         ({"X-Föö": "1"}, 'webhook.headers["X-F\\u00f6\\u00f6"]'),  # quoted as JSON, ASCII only
         ({"X-Foo\r\nX-Injected": "1"}, 'webhook.headers["X-Foo\\r\\nX-Injected"]'),
+        ({"X-Foo": "a\x00b"}, 'webhook.headers["X-Foo"]'),
         ({"X-Foo": "a\nX-Injected: 1"}, 'webhook.headers["X-Foo"]'),
         ({"X-Foo": "v" * 1025}, 'webhook.headers["X-Foo"]'),
         ({f"X-H{i}": "v" for i in range(21)}, "webhook.headers"),
@@ -94,6 +95,7 @@ async def test_an_update_cannot_add_a_header_webhookd_owns_in_any_case(caller, n
         "colon",
         "non-ascii-name",
         "crlf-name",
+        "nul",
         "lf",
         "long-value",
         "too-many",

@@ -21,7 +21,14 @@ def test_nul_in_nested_repeated_and_map_fields_is_found() -> None:
     webhook = wpb.Webhook(name="ok", tags=["a", "b\x00"], headers={"X-A": "v\x00"})
     with pytest.raises(Invalid) as raised:
         check_request(pb.CreateWebhookRequest(webhook=webhook))
-    assert sorted(_fields(raised.value)) == ["webhook.headers['X-A']", "webhook.tags[1]"]
+    assert sorted(_fields(raised.value)) == ['webhook.headers["X-A"]', "webhook.tags[1]"]
+
+
+def test_a_map_entry_is_named_as_validation_names_it_with_its_key_quoted_as_json() -> None:
+    webhook = wpb.Webhook(name="ok", headers={"X-\x00": "v", 'X-"Q': "\x00"})
+    with pytest.raises(Invalid) as raised:
+        check_request(pb.CreateWebhookRequest(webhook=webhook))
+    assert sorted(_fields(raised.value)) == ['webhook.headers["X-\\"Q"]', 'webhook.headers["X-\\u0000"]']
 
 
 def test_clean_requests_and_json_payloads_pass() -> None:

@@ -11,6 +11,7 @@ AIP-203 asks: an id left out is the caller's mistake, not a resource that was no
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 
 from google.api import field_behavior_pb2  # type: ignore[import-untyped, unused-ignore]
@@ -31,7 +32,7 @@ def _nul_paths(message: Message, prefix: str) -> Iterator[str]:
         if is_map:
             for key, item in value.items():
                 if "\x00" in str(key) or (isinstance(item, str) and "\x00" in item):
-                    yield f"{path}[{key!r}]"
+                    yield f"{path}[{json.dumps(key)}]"  # as validation names an entry: webhook.headers["X-Foo"]
         elif field.type == FieldDescriptor.TYPE_STRING:
             if field.is_repeated:
                 yield from (f"{path}[{index}]" for index, item in enumerate(value) if "\x00" in item)
