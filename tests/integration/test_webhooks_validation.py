@@ -45,6 +45,8 @@ async def https_only_channel(settings: Settings, backends: Backends) -> AsyncIte
         "https://",
         "https://e\u200bvil.example/h",  # invisible in the host: the sender refused it on every attempt
         "https://2130706433/h",  # a legacy IPv4 spelling: the sender refused it on every attempt
+        "https://[::1]x/h",  # after the brackets: the sender refused it as an invalid URL on every attempt
+        "https://[v1.x]/h",  # no IPv6 address: the sender connected to the name v1.x
     ],
 )
 async def test_bad_url_is_invalid_on_the_url_field(caller, url: str) -> None:

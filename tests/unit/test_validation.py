@@ -287,6 +287,14 @@ def test_url_port_must_be_1_to_65535(url: str) -> None:
     assert "port must be a number from 1 to 65535" in violation.description
 
 
+@pytest.mark.parametrize("url", ["https://[::1]x/", "https://[::1]x:8443/", "https://[v1.x]/"])
+def test_url_host_in_brackets_must_be_an_ipv6_address_and_only_a_port_may_follow(url: str) -> None:
+    """The sender refused `[::1]x` as an invalid URL on every attempt, and sent `[v1.x]` to the name `v1.x`."""
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "IPv6 address" in violation.description
+
+
 def test_url_with_unbalanced_ipv6_brackets_is_not_a_url() -> None:
     violation = only(spec(url="https://[::1/hooks"))
     assert violation.field == "webhook.url"

@@ -241,6 +241,9 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
                 " and an xn-- label valid punycode",
             )
         )
+    if hostport.startswith("[") and not _bracketed_ipv6(hostport):
+        # urlsplit reads past both; yarl refuses the first and sends `[v1.x]` to the name v1.x.
+        found.append(FieldViolation(path, "host in brackets must be an IPv6 address, followed by nothing but :port"))
     address = _legacy_ipv4(parts.hostname or "")
     if address is not None:
         found.append(
@@ -274,6 +277,17 @@ def _resolvable_name(host: str) -> bool:
     except UnicodeError:
         return False
     return _HOST_NAME.fullmatch(ascii_name) is not None
+
+
+def _bracketed_ipv6(hostport: str) -> bool:
+    """Whether `[...]` holds an IPv6 address (a zone id allowed) and is followed by nothing or `:`."""
+    inside, _, after = hostport[1:].partition("]")
+    if after and not after.startswith(":"):
+        return False
+    try:
+        return ipaddress.ip_address(inside).version == 6
+    except ValueError:
+        return False
 
 
 def _legacy_ipv4(host: str) -> str | None:
