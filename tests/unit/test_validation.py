@@ -295,6 +295,19 @@ def test_url_host_in_brackets_must_be_an_ipv6_address_and_only_a_port_may_follow
     assert "IPv6 address" in violation.description
 
 
+@pytest.mark.parametrize("url", ["https://example.com/%zz", "https://example.com/a%", "https://example.com/?q=%g1"])
+def test_url_percent_sign_must_start_an_escape(url: str) -> None:
+    """The sender's yarl sends a stray `%` as `%25`: the receiver would get another URL than the stored one."""
+    violation = only(spec(url=url))
+    assert violation.field == "webhook.url"
+    assert "%25" in violation.description
+
+
+def test_url_with_valid_escapes_is_accepted_unchanged() -> None:
+    url = "https://example.com/a%2Fb/%E2%9C%93?q=%20%25"
+    assert check(spec(url=url)).url == url
+
+
 def test_url_with_unbalanced_ipv6_brackets_is_not_a_url() -> None:
     violation = only(spec(url="https://[::1/hooks"))
     assert violation.field == "webhook.url"

@@ -58,6 +58,7 @@ _HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # A host name as resolvers look it up, once IDNA-encoded: labels of letters, digits, `-` and `_` (which
 # some internal names use), a final dot allowed. Label lengths are IDNA's check.
 _HOST_NAME = re.compile(rb"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # Unicode's default-ignorable code points (and U+1806, which nameprep also drops): IDNA deletes them, so
 # `e<ZWSP>vil.example` is looked up as `evil.example`, and yarl refuses such a host outright.
 _INVISIBLE = re.compile(
@@ -256,6 +257,9 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
     port = _port_of(hostport)
     if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         found.append(FieldViolation(path, f"port must be a number from 1 to 65535 (got {port!r})"))
+    if _STRAY_PERCENT.search(parts.path) or _STRAY_PERCENT.search(parts.query):
+        # yarl would send it as %25: the receiver would get another URL than the one stored.
+        found.append(FieldViolation(path, "a % must start an escape such as %2F: write a literal % as %25"))
     if "#" in url:
         found.append(FieldViolation(path, "must not have a fragment (#...): it is never sent to the server"))
     return found
