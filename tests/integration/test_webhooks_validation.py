@@ -48,6 +48,7 @@ async def https_only_channel(settings: Settings, backends: Backends) -> AsyncIte
         "https://[::1]x/h",  # after the brackets: the sender refused it as an invalid URL on every attempt
         "https://[v1.x]/h",  # no IPv6 address: the sender connected to the name v1.x
         "https://example.test/h?q=100%",  # a stray %: the sender sent it as %25
+        "https://" + "a." * 130 + "test/h",  # a name DNS cannot hold: every attempt failed its lookup
     ],
 )
 async def test_bad_url_is_invalid_on_the_url_field(caller, url: str) -> None:

@@ -150,6 +150,7 @@ def test_url_needs_a_host(url: str) -> None:
         "https://a,b.example.com/",
         "https://a{b}.example.com/",
         'https://a"b.example.com/',
+        "https://" + "a." * 126 + "com/",  # 255 characters: DNS names hold at most 253
     ],
     ids=[
         "empty-first-label",
@@ -163,12 +164,18 @@ def test_url_needs_a_host(url: str) -> None:
         "comma",
         "braces",
         "quote",
+        "name-over-253",
     ],
 )
 def test_url_host_must_be_a_name_dns_can_look_up(url: str) -> None:
     violation = only(spec(url=url))
     assert violation.field == "webhook.url"
     assert "not a name DNS can look up" in violation.description
+
+
+def test_url_host_name_of_253_characters_is_accepted() -> None:
+    url = "https://" + "a." * 125 + "com./"  # the final dot is not counted
+    assert check(spec(url=url)).url == url
 
 
 @pytest.mark.parametrize(

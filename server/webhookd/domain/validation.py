@@ -35,6 +35,7 @@ from webhookd.domain.webhooks import (
 
 NAME_MAX = 200
 URL_MAX = 2048
+HOST_NAME_MAX = 253
 EVENT_TYPES_MAX = 100
 # An empty filter list means "all events"; it is stored as the explicit wildcard.
 ALL_EVENTS = ("*",)
@@ -239,7 +240,7 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
             FieldViolation(
                 path,
                 "host is not a name DNS can look up: each dot-separated label must be 1-63 characters,"
-                " and an xn-- label valid punycode",
+                f" an xn-- label valid punycode, and the whole name at most {HOST_NAME_MAX} characters",
             )
         )
     if hostport.startswith("[") and not _bracketed_ipv6(hostport):
@@ -280,7 +281,8 @@ def _resolvable_name(host: str) -> bool:
         ascii_name.decode("idna")
     except UnicodeError:
         return False
-    return _HOST_NAME.fullmatch(ascii_name) is not None
+    # The resolver refuses a longer name (RFC 1035's 255 octets on the wire, a final dot aside).
+    return _HOST_NAME.fullmatch(ascii_name) is not None and len(ascii_name.rstrip(b".")) <= HOST_NAME_MAX
 
 
 def _bracketed_ipv6(hostport: str) -> bool:
