@@ -86,6 +86,7 @@ async def test_an_update_cannot_add_a_header_webhookd_owns_in_any_case(caller, n
         ({"X-Foo\r\nX-Injected": "1"}, 'webhook.headers["X-Foo\\r\\nX-Injected"]'),
         ({"X-Foo": "a\x00b"}, 'webhook.headers["X-Foo"]'),
         ({"X-Foo": "a\nX-Injected: 1"}, 'webhook.headers["X-Foo"]'),
+        ({"X-Foo": "a\x85b"}, 'webhook.headers["X-Foo"]'),  # C1 NEL: a line break to Unicode
         ({"X-Foo": "v" * 1025}, 'webhook.headers["X-Foo"]'),
         ({f"X-H{i}": "v" for i in range(21)}, "webhook.headers"),
         ({f"X-H{i}": "v" * 1016 for i in range(9)}, "webhook.headers"),
@@ -97,6 +98,7 @@ async def test_an_update_cannot_add_a_header_webhookd_owns_in_any_case(caller, n
         "crlf-name",
         "nul",
         "lf",
+        "c1-control",
         "long-value",
         "too-many",
         "too-large",

@@ -435,8 +435,8 @@ def test_header_value_of_1024_characters_is_accepted_and_1025_is_not() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["a\rb", "a\nb", "a\r\nX-Injected: 1", "a\x00b", "a\x01b", "a\x0bb", "a\x1b[31m", "a\x7fb"],
-    ids=["cr", "lf", "crlf", "nul", "soh", "vt", "esc", "del"],
+    ["a\rb", "a\nb", "a\r\nX-Injected: 1", "a\x00b", "a\x01b", "a\x0bb", "a\x1b[31m", "a\x7fb", "a\x85b", "a\x9b31m"],
+    ids=["cr", "lf", "crlf", "nul", "soh", "vt", "esc", "del", "c1-next-line", "c1-csi"],
 )
 def test_header_value_must_not_hold_a_control_character(value: str) -> None:
     """No HTTP field value holds one (RFC 9110 5.5), and aiohttp refuses to send any but a tab: a

@@ -54,8 +54,9 @@ MAX_PAGE_SIZE = 1000
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2 token
 _REFERENCE = re.compile(r"[A-Za-z0-9._:-]*")
-# What no HTTP field value holds (RFC 9110 section 5.5), and what aiohttp refuses to send.
-_HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# What no HTTP field value holds (RFC 9110 section 5.5), and what aiohttp refuses to send; and the C1
+# controls (NEL is a line break to Unicode, CSI a terminal escape), which names and tags refuse too.
+_HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 # A host name as resolvers look it up, once IDNA-encoded: labels of letters, digits, `-` and `_` (which
 # some internal names use), a final dot allowed. Label lengths are IDNA's check.
 _HOST_NAME = re.compile(rb"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
