@@ -117,3 +117,9 @@ async def test_the_same_name_twice_in_another_case_is_invalid_on_one_of_them(cal
     [field] = violations
     assert field in ('webhook.headers["X-Foo"]', 'webhook.headers["x-foo"]')
     assert "case-insensitive" in violations[field]
+
+
+async def test_a_violation_names_a_header_of_the_longest_allowed_name_whole(caller) -> None:
+    name = "X-" + "a" * 62  # 64 characters, the most a name may have
+    violations = await invalid(create(caller, headers={name: "a\nb"}))
+    assert list(violations) == [f'webhook.headers["{name}"]']

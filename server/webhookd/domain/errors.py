@@ -29,7 +29,9 @@ def quoted(value: str) -> str:
 # would otherwise be answered ten times its size.
 MESSAGE_MAX = 1024
 VIOLATIONS_MAX = 40
-VIOLATION_FIELD_MAX = 80
+# Room for the longest path a valid name makes, `webhook.headers["<64-character header name>"]` (83),
+# so a client can match it to the entry; only names past their own limits are cut.
+VIOLATION_FIELD_MAX = 96
 VIOLATION_DESCRIPTION_MAX = 160
 
 
