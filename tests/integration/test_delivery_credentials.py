@@ -10,7 +10,9 @@ import grpc
 import pytest
 from aiohttp import web
 from cpod.integration.v1 import operations_pb2 as ops
+from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf import field_mask_pb2
 from history_rows import opened, webhook
 from rest_calls import WEBHOOKS, rest_caller
 from webhook_calls import create_webhook, field_violations, rpc_error
@@ -209,3 +211,20 @@ async def test_the_row_takes_a_credential_only_while_its_url_is_the_one_it_was_c
         "crd_1",
         2,
     )
+
+
+async def test_an_update_cannot_add_a_static_header_in_the_credentials_place(caller) -> None:
+    """The credential is sent in its place, so the static header would be stored and shown but never sent."""
+    hook = await create_webhook(caller, headers={"X-Team": "orders"})
+    await set_credential(caller, hook.id, name="X-Api-Key", value="rcv-key")
+    update = pb.UpdateWebhookRequest(
+        webhook=wpb.Webhook(id=hook.id, headers={"X-Team": "orders", "x-api-key": "plain"}),
+        update_mask=field_mask_pb2.FieldMask(paths=["headers"]),
+    )
+    error = await rpc_error(caller.UpdateWebhook(update))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    violations = field_violations(error)
+    assert list(violations) == ['webhook.headers["x-api-key"]']
+    assert "SetWebhookCredential" in violations['webhook.headers["x-api-key"]']
+    fetched = await caller.GetWebhook(pb.GetWebhookRequest(id=hook.id))
+    assert dict(fetched.webhook.headers) == {"X-Team": "orders"}

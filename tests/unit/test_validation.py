@@ -10,7 +10,13 @@ import pytest
 from webhookd.domain.credentials import Credential
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.event_types import validate_filter
-from webhookd.domain.validation import check_credential, validate_page_size, validate_spec, validate_update_mask
+from webhookd.domain.validation import (
+    check_credential,
+    check_headers_beside_credential,
+    validate_page_size,
+    validate_spec,
+    validate_update_mask,
+)
 from webhookd.domain.webhooks import MUTABLE_FIELDS, Direction, RetryPolicy, WebhookSpec
 
 
@@ -877,3 +883,11 @@ def test_a_credential_that_cannot_be_sent_as_a_header_is_refused_by_field(name: 
     assert [violation.field for violation in refused.value.violations] == [field]
     if field == "header_value":
         assert value.strip() not in refused.value.message  # a credential is never echoed back
+
+
+def test_a_static_header_may_not_take_the_credentials_name_in_any_case() -> None:
+    with pytest.raises(Invalid) as caught:
+        check_headers_beside_credential({"X-Team": "a", "x-API-key": "b"}, "X-Api-Key")
+    assert [v.field for v in caught.value.violations] == ['webhook.headers["x-API-key"]']
+    check_headers_beside_credential({"X-Team": "a"}, "X-Api-Key")
+    check_headers_beside_credential({"X-Api-Key": "a"}, "")  # no credential

@@ -180,7 +180,7 @@ class HttpSender:
         the one that failed (then Unavailable, not an attempt).
         """
         if credential is not None:
-            # In place of a static header of the same name in another case, which a later update may add.
+            # In place of a static header of its name in any case (updates refuse one; older rows may hold it).
             folded = credential.header.lower()
             headers = {name: value for name, value in headers.items() if name.lower() != folded}
         shown = dict(headers)

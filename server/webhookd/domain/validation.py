@@ -342,7 +342,7 @@ def _check_headers(headers: Mapping[str, str], path: str) -> list[FieldViolation
     seen: dict[str, str] = {}
     total = 0
     for name, value in headers.items():
-        here = f"{path}[{json.dumps(name)}]"
+        here = _header_path(path, name)
         folded = name.lower()
         if folded in seen:
             found.append(FieldViolation(here, f"repeats header {seen[folded]!r} (header names are case-insensitive)"))
@@ -367,6 +367,26 @@ def _check_headers(headers: Mapping[str, str], path: str) -> list[FieldViolation
     if total > HEADERS_TOTAL_MAX_BYTES:
         found.append(FieldViolation(path, f"must total at most {HEADERS_TOTAL_MAX_BYTES} bytes as sent (got {total})"))
     return found
+
+
+def check_headers_beside_credential(headers: Mapping[str, str], credential_header: str) -> None:
+    """Invalid when a static header has the name (in any case) of the delivery credential's header: the
+    credential is sent in its place, so it would be stored and shown but never sent."""
+    found = [
+        FieldViolation(
+            _header_path("webhook.headers", name),
+            f"is the header the delivery credential is sent in ({credential_header}): remove the credential"
+            " with SetWebhookCredential first, or name this header otherwise",
+        )
+        for name in headers
+        if credential_header and name.lower() == credential_header.lower()
+    ]
+    if found:
+        raise Invalid(found)
+
+
+def _header_path(path: str, name: str) -> str:
+    return f"{path}[{json.dumps(name)}]"
 
 
 def check_credential(header_name: str, header_value: str, static: Mapping[str, str]) -> Credential | None:

@@ -39,7 +39,13 @@ from webhookd.domain.secret_rotation import (
 from webhookd.domain.signing import loose_secret_problem, new_signing_secret, public_key, validate_secret
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.updates import apply_changes
-from webhookd.domain.validation import check_credential, validate_page_size, validate_spec, validate_update_mask
+from webhookd.domain.validation import (
+    check_credential,
+    check_headers_beside_credential,
+    validate_page_size,
+    validate_spec,
+    validate_update_mask,
+)
 from webhookd.domain.webhooks import (
     SCHEMA_VERSION,
     Direction,
@@ -249,6 +255,7 @@ class Webhooks:
                     "webhook.direction", f"is immutable: this webhook stays {current.spec.direction.value}"
                 )
             spec = validate_spec(apply_changes(current.spec, changes), allow_insecure_urls=self._allow_insecure_urls)
+            check_headers_beside_credential(spec.headers, current.credential_header)
             if spec.signature_scheme.asymmetric != current.spec.signature_scheme.asymmetric:
                 raise Invalid.field(
                     "webhook.signature_scheme",
