@@ -38,6 +38,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from webhookd.delivery.keepalive import KeepAliveConnector
+from webhookd.domain.validation import legacy_ipv4
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -265,11 +266,7 @@ def check_url_host(url: str | URL, policy: TargetPolicy) -> str | None:
     ip = parse_ip(host)
     if ip is not None:
         return policy.check(ip)
-    try:
-        socket.inet_aton(host)
-    except OSError:
-        return None
-    return NON_CANONICAL_IP
+    return None if legacy_ipv4(host) is None else NON_CANONICAL_IP
 
 
 class GuardedResolver(AbstractResolver):

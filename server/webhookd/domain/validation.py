@@ -247,7 +247,7 @@ def _check_url(url: str, path: str, *, allow_insecure: bool) -> list[FieldViolat
     if hostport.startswith("[") and not _bracketed_ipv6(hostport):
         # urlsplit reads past both; yarl refuses the first and sends `[v1.x]` to the name v1.x.
         found.append(FieldViolation(path, "host in brackets must be an IPv6 address, followed by nothing but :port"))
-    address = _legacy_ipv4(parts.hostname or "")
+    address = legacy_ipv4(parts.hostname or "")
     if address is not None:
         found.append(
             FieldViolation(
@@ -297,10 +297,11 @@ def _bracketed_ipv6(hostport: str) -> bool:
         return False
 
 
-def _legacy_ipv4(host: str) -> str | None:
+def legacy_ipv4(host: str) -> str | None:
     """The dotted address of a host that getaddrinfo reads as IPv4 but is not written as one (`127.1`,
-    `2130706433`, `0x7f.0.0.1`), or None. The sender refuses those (`ssrf.check_url_host`), since a
-    policy written for dotted addresses could miss them."""
+    `2130706433`, `0x7f.0.0.1`), or None. Refused when a webhook is written, and by the sender for
+    webhooks stored before that (`ssrf.check_url_host`), since a policy written for dotted addresses
+    could miss them."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
