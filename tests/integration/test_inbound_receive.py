@@ -23,6 +23,7 @@ from xml.etree import ElementTree
 
 import grpc
 import httpx
+import hvac
 import pytest
 import stripe
 from cpod.integration.v1 import webhook_pb2 as wpb
@@ -788,6 +789,30 @@ async def test_unknown_deleted_disabled_and_outbound_webhooks_are_not_found(call
 
     for webhook_id in (deleted.webhook.id, disabled.webhook.id, outbound.webhook.id):
         assert await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=webhook_id) == 0
+
+
+async def test_a_webhook_whose_secret_vault_lost_tells_the_sender_to_retry_and_nothing_of_vault(
+    caller, gateway, http, backends, settings, database
+) -> None:
+    """Vault lost the secret of a live webhook (a restore, an operator's slip): the sender cannot be
+    verified, it is our fault, and retried it goes through once the secret is back. Before, the sender
+    read 404 "no secret at <mount path>/tenants/<tenant id>/webhooks/<id>"."""
+    inbound = await create_inbound(caller, gateway.url)
+    vault = hvac.Client(url=backends.vault_addr, token=backends.vault_token)
+    await asyncio.to_thread(
+        vault.secrets.kv.v2.delete_metadata_and_all_versions,
+        path=inbound.webhook.vault_path,
+        mount_point=settings.vault_mount,
+    )
+    body = json.dumps({"type": "order.paid"})
+
+    response = await http.post(inbound.url, content=body, headers=inbound.signed(body))
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["message"] == "temporarily unavailable: retry later"
+    assert int(response.headers["retry-after"]) >= 1
+    assert caller.tenant_id not in response.text and inbound.webhook.vault_path not in response.text
+    assert await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=inbound.webhook.id) == 0
 
 
 @pytest.mark.parametrize("webhook_id", ["whk_%00", "a%00b", "whk_" + "A" * 10_000, "%E2%9C%93"])

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 
 from webhookd.domain import ids, signing
-from webhookd.domain.errors import NotFound, ResourceExhausted, Unauthenticated
+from webhookd.domain.errors import NotFound, ResourceExhausted, Unauthenticated, Unavailable
 from webhookd.domain.history import LogPosition, decode_cursor
 from webhookd.domain.inbound import (
     InboundEvent,
@@ -72,7 +72,7 @@ class Inbound:
         started = time.perf_counter()
         target = await self._admit(webhook_id)
         body = await request.read_body(self._max_body_bytes)
-        record = await self._secrets.record(target.vault_path, target.secret_fingerprint, "", target.version)
+        record = await self._secret_record(target)
         now = self._now()
         headers = request.headers
         content_type = headers.get("content-type", "")
@@ -127,6 +127,15 @@ class Inbound:
             wait = max(1.0, admission.retry_after_seconds)
             raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=wait)
         return admission.target
+
+    async def _secret_record(self, target: InboundTarget) -> dict[str, str]:
+        """The webhook's secret record; Unavailable when Vault has none for a live webhook (a restore, an
+        operator's slip): our fault, not the sender's, who retries (as a delivery waits, delivery/attempt.py)
+        and reads nothing of the path, which names the tenant."""
+        try:
+            return await self._secrets.record(target.vault_path, target.secret_fingerprint, "", target.version)
+        except NotFound as error:
+            raise Unavailable(f"inbound webhook {target.webhook_id}: {error.message}", dependency="vault") from None
 
     async def _record(self, target: InboundTarget, receipt: Receipt) -> str | None:
         receipt_id = await self._store.record(target, receipt)
