@@ -31,7 +31,7 @@ from webhookd.domain.errors import (
     Unavailable,
 )
 from webhookd.domain.history import LogPosition, encode_cursor
-from webhookd.domain.inbound import ZoomValidation
+from webhookd.domain.inbound import MAX_MESSAGE_ID_LENGTH, ZoomValidation
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import Direction, SignatureScheme, Webhook, WebhookSpec
 from webhookd.ports import Topic
@@ -394,6 +394,23 @@ async def test_a_retried_message_is_a_duplicate_stored_once(
     assert again.duplicate
     assert len(inbound_store.receipts) == 1
     assert notifications.notified == []
+
+
+async def test_messages_whose_long_ids_differ_only_past_the_stored_length_are_each_stored(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
+) -> None:
+    """Ids were cut to their first 255 characters, so the second of two such messages was acknowledged
+    as a duplicate and lost; a retry of either is still one."""
+    webhook, secret = await inbound_webhook(webhooks)
+    first_id, second_id = "msg_" + "x" * 300 + "1", "msg_" + "x" * 300 + "2"
+
+    first = await inbound.receive(webhook.id, signed(secret, BODY, clock, message_id=first_id))
+    second = await inbound.receive(webhook.id, signed(secret, BODY, clock, message_id=second_id))
+    retry = await inbound.receive(webhook.id, signed(secret, BODY, clock, message_id=second_id))
+
+    assert (first.duplicate, second.duplicate, retry.duplicate) == (False, False, True)
+    assert len(inbound_store.receipts) == 2
+    assert all(len(stored.receipt.message_id or "") <= MAX_MESSAGE_ID_LENGTH for stored in inbound_store.receipts)
 
 
 async def test_a_rejected_message_does_not_make_its_retry_a_duplicate(

@@ -53,6 +53,7 @@ HUB_EVENT_HEADERS = ("x-github-event", "x-event-key")
 SHOPIFY_ID_HEADER = "x-shopify-webhook-id"
 SHOPIFY_TOPIC_HEADER = "x-shopify-topic"
 MAX_MESSAGE_ID_LENGTH = 255
+_LONG_ID_MARK = "~sha256:"  # ends an id longer than that (_bounded_id)
 # Every header a receipt is verified or identified by, in any scheme (lower case).
 SENDER_HEADERS = frozenset(
     name.lower()
@@ -252,7 +253,16 @@ def read_message(scheme: SignatureScheme, headers: Mapping[str, str], body: byte
             event_type = next(filter(None, (headers.get(name, "") for name in HUB_EVENT_HEADERS)), event_type)
         else:
             event_type = event_type or headers.get(GITLAB_EVENT_HEADER, "")
-    return SenderMessage(message_id[:MAX_MESSAGE_ID_LENGTH] or None, event_type[:MAX_EVENT_TYPE_LENGTH], challenge)
+    return SenderMessage(_bounded_id(message_id) or None, event_type[:MAX_EVENT_TYPE_LENGTH], challenge)
+
+
+def _bounded_id(message_id: str) -> str:
+    """A sender's id within MAX_MESSAGE_ID_LENGTH: a longer one keeps its start and ends with the digest
+    of the whole, since duplicates are found by it and a cut one would make two messages one."""
+    if len(message_id) <= MAX_MESSAGE_ID_LENGTH:
+        return message_id
+    digest = _LONG_ID_MARK + hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return message_id[: MAX_MESSAGE_ID_LENGTH - len(digest)] + digest
 
 
 def zoom_validation(
