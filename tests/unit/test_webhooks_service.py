@@ -594,6 +594,45 @@ async def test_rotation_keeps_the_previous_secret_for_the_overlap(
     assert rotation.webhook.version == 2
 
 
+class CommitAwaitingItsAnswer(FakeWebhooks):
+    """A fingerprint update that has reached the database (the row is written) and waits for the answer
+    to its COMMIT until `answered` is set: a cancelled call cannot take it back any more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = asyncio.Event()
+        self.answered = asyncio.Event()
+
+    async def set_fingerprint(self, scope: Scope, webhook_id: str, fingerprint: str, **stamps: Any) -> Webhook:
+        written = await super().set_fingerprint(scope, webhook_id, fingerprint, **stamps)
+        self.sent.set()
+        await self.answered.wait()
+        return written
+
+
+async def test_a_rotation_cancelled_while_its_row_commits_leaves_vault_signing_with_the_rows_secret(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """The caller goes away (a deadline, a cancel) once the row update is sent: putting the record back
+    then would leave the row naming a secret nobody holds, and a rotation in the log that never was."""
+    store = CommitAwaitingItsAnswer()
+    webhooks = service(store, secret_store, clock, notifications)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    rotating = asyncio.create_task(
+        webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    )
+    await within(store.sent.wait())
+
+    rotating.cancel()
+    store.answered.set()
+    with pytest.raises(asyncio.CancelledError):
+        await rotating
+
+    named = store.rows[webhook.id].secret_fingerprint
+    signing = active_secrets(secret_store.records[webhook.vault_path], clock(), named)
+    assert fingerprint(signing[0]) == named
+
+
 async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overlap(
     webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
 ) -> None:

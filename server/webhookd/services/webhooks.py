@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from webhookd.domain import event_types, idempotency, ids, page_tokens
 from webhookd.domain.credentials import credential_id_of, same_origin, with_credential
@@ -59,6 +59,7 @@ from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepo
 from webhookd.services.webhook_cache import WebhookCache
 
 log = logging.getLogger("webhookd.webhooks")
+T = TypeVar("T")
 
 # The key names one create: a retry must repeat it, or a mistaken reuse would be answered with another
 # webhook (and its secret) as if it were the one asked for.
@@ -428,7 +429,9 @@ class Webhooks:
         check-and-set), reading again when another change landed first: a rotation beside a new
         credential then keeps both instead of the later write undoing the earlier. Then `commit` writes
         the row from the record written. When it fails, the caller is told so and the record goes back,
-        unless another change has been written since."""
+        unless another change has been written since. A caller that goes away meanwhile does not cut the
+        row write short: one whose COMMIT was sent may land, and a record put back under it would leave
+        the row naming a secret nobody holds; so the write runs to its end and its outcome decides."""
         for _ in range(SECRET_CHANGE_TRIES):
             before, version = await self._secrets.read_versioned(vault_path)
             after = change(before)
@@ -439,12 +442,16 @@ class Webhooks:
             break
         else:
             raise Aborted("the webhook's secrets were changed by other calls meanwhile: retry")
-        try:
-            return await commit(after)
-        except BaseException:
-            with contextlib.suppress(Aborted):
-                await asyncio.shield(self._secrets.write(vault_path, before, replacing=version + 1))
-            raise
+
+        async def commit_or_put_back() -> Webhook:
+            try:
+                return await commit(after)
+            except BaseException:
+                with contextlib.suppress(Aborted):
+                    await self._secrets.write(vault_path, before, replacing=version + 1)
+                raise
+
+        return await _to_its_end(commit_or_put_back())
 
     async def public_key(self, scope: Scope, webhook_id: str) -> PublicKeys:
         """An ed25519 webhook's public key (and each previous one that still signs), derived
@@ -462,6 +469,19 @@ class Webhooks:
             await self._secrets.delete(vault_path)
         except Exception:
             log.exception("could not remove the secret of an uncreated webhook", extra={"vault_path": vault_path})
+
+
+async def _to_its_end(work: Coroutine[Any, Any, T]) -> T:
+    """`work`'s result; when the caller is cancelled meanwhile, `work` still runs to its end (awaited,
+    not left behind) and then the cancellation goes on."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # How it ended was the caller's to hear; a second cancel stops this wait, not `work`.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(task)
+        raise
 
 
 def event_type_filter(event_type: str) -> tuple[str, ...]:
