@@ -129,6 +129,48 @@ async def test_a_dead_processs_stream_places_come_back_when_their_leases_run_out
     assert (again is not None) is expired
 
 
+class AnswerHeldBack(Database):
+    """A database whose answers, while `holding`, reach the caller only after it has gone away: the work
+    (a COMMIT included) is carried out, and the call waits until it is cancelled."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, size=2)
+        self.holding = True
+        self.carried_out = asyncio.Event()
+
+    async def run(self, work: Any) -> Any:
+        result = await super().run(work)
+        if self.holding:
+            self.carried_out.set()
+            await asyncio.Event().wait()
+        return result
+
+
+async def test_a_place_taken_for_a_stream_whose_caller_went_away_comes_back_at_the_next_acquire(
+    service, backends
+) -> None:
+    """A stream cancelled (a 1 ms deadline) while its lease's COMMIT is under way: the lease commits
+    with no stream to release it, and must not hold the tenant's place until it runs out.
+    (`service`: the session database, migrated.)"""
+    pool = AnswerHeldBack(backends.database_url)
+    await pool.open()
+    tenant = f"tnt_{ULID()}"
+    leases = PostgresStreamLeases(pool)
+    try:
+        acquiring = asyncio.create_task(leases.acquire(tenant, 1))
+        await asyncio.wait_for(pool.carried_out.wait(), 10)
+        acquiring.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await acquiring
+        pool.holding = False
+
+        again = await leases.acquire(tenant, 1)
+    finally:
+        await pool.close()
+
+    assert again is not None
+
+
 async def test_a_place_whose_release_failed_comes_back_once_the_database_answers(service, backends, database) -> None:
     """A stream that ends while PostgreSQL does not answer (restarting, say) cannot delete its lease
     then; once the database answers again its place is free at once, not when the lease runs out.

@@ -6,9 +6,10 @@ tenant (an advisory lock on its name), counts the live leases and inserts one if
 pipelined into one round trip; the insert runs after the lock, so its snapshot counts every lease
 taken before.
 
-A lease whose release fails (the database did not answer as its stream ended) is deleted at the next
-chance, by the next acquire and by the renewal loop: once the database answers, the place is free
-again rather than held until the lease runs out.
+A lease whose release fails (the database did not answer as its stream ended), or whose acquire
+ended without an answer (its caller cancelled, the database silent), is deleted at the next chance,
+by the next acquire and by the renewal loop: once the database answers, the place is free again
+rather than held until the lease runs out.
 """
 
 from __future__ import annotations
@@ -94,7 +95,13 @@ class PostgresStreamLeases:
                 await rollback(connection)
                 raise
 
-        taken = await self._db.run(take)
+        try:
+            taken = await self._db.run(take)
+        except BaseException:
+            # The caller went away (a deadline, a cancel) or the database did not answer, perhaps after
+            # the COMMIT was sent: a lease taken then has no stream to release it.
+            self._unreleased.add(lease_id)
+            raise
         self._unreleased.difference_update(unreleased)
         if not taken:
             return None
