@@ -595,19 +595,62 @@ async def test_rotation_keeps_the_previous_secret_for_the_overlap(
 
 
 class CommitAwaitingItsAnswer(FakeWebhooks):
-    """A fingerprint update that has reached the database (the row is written) and waits for the answer
-    to its COMMIT until `answered` is set: a cancelled call cannot take it back any more."""
+    """Row writes that have reached the database (the row is written) and wait for the answer to their
+    COMMIT until `answered` is set: a cancelled call cannot take them back any more."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sent = asyncio.Event()
         self.answered = asyncio.Event()
 
-    async def set_fingerprint(self, scope: Scope, webhook_id: str, fingerprint: str, **stamps: Any) -> Webhook:
-        written = await super().set_fingerprint(scope, webhook_id, fingerprint, **stamps)
+    async def _answer(self, written: Any) -> Any:
         self.sent.set()
         await self.answered.wait()
         return written
+
+    async def set_fingerprint(self, scope: Scope, webhook_id: str, fingerprint: str, **stamps: Any) -> Webhook:
+        return await self._answer(await super().set_fingerprint(scope, webhook_id, fingerprint, **stamps))
+
+    async def update_spec(self, scope: Scope, webhook_id: str, spec: WebhookSpec, **stamps: Any) -> Webhook:
+        return await self._answer(await super().update_spec(scope, webhook_id, spec, **stamps))
+
+    async def soft_delete(self, scope: Scope, webhook_id: str, **stamps: Any) -> Webhook:
+        return await self._answer(await super().soft_delete(scope, webhook_id, **stamps))
+
+
+async def cancelled_once_sent(store: CommitAwaitingItsAnswer, call: Awaitable[Any]) -> None:
+    """Runs `call` until its row write is sent, cancels it, then lets the COMMIT's answer come."""
+    task = asyncio.ensure_future(call)
+    await within(store.sent.wait())
+    task.cancel()
+    store.answered.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+WRITES_CANCELLED_ONCE_SENT: dict[str, Callable[[Webhooks, Webhook], Awaitable[Any]]] = {
+    "update": lambda w, hook: w.update(
+        TENANT, hook.id, expected_version=None, paths=["name"], changes_for=lambda paths: {"name": "renamed"}
+    ),
+    "delete": lambda w, hook: w.delete(TENANT, hook.id, expected_version=None),
+    "rotate": lambda w, hook: w.rotate_secret(TENANT, hook.id, overlap=timedelta(hours=2), signing_secret=None),
+}
+
+
+@pytest.mark.parametrize("write", sorted(WRITES_CANCELLED_ONCE_SENT))
+async def test_a_write_whose_caller_went_away_once_it_was_sent_is_seen_at_once_when_it_lands(
+    write: str, secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """What committed is what GetWebhook answers from the cache, and other processes are told of it."""
+    store = CommitAwaitingItsAnswer()
+    webhooks = service(store, secret_store, clock, notifications)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.get(TENANT, webhook.id)  # cached
+
+    await cancelled_once_sent(store, WRITES_CANCELLED_ONCE_SENT[write](webhooks, webhook))
+
+    assert await webhooks.get(TENANT, webhook.id) == store.rows[webhook.id]
+    assert (Topic.WEBHOOKS, f"{webhook.id}:2") in notifications.notified
 
 
 async def test_a_rotation_cancelled_while_its_row_commits_leaves_vault_signing_with_the_rows_secret(
@@ -618,15 +661,10 @@ async def test_a_rotation_cancelled_while_its_row_commits_leaves_vault_signing_w
     store = CommitAwaitingItsAnswer()
     webhooks = service(store, secret_store, clock, notifications)
     webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
-    rotating = asyncio.create_task(
-        webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
-    )
-    await within(store.sent.wait())
 
-    rotating.cancel()
-    store.answered.set()
-    with pytest.raises(asyncio.CancelledError):
-        await rotating
+    await cancelled_once_sent(
+        store, webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    )
 
     named = store.rows[webhook.id].secret_fingerprint
     signing = active_secrets(secret_store.records[webhook.vault_path], clock(), named)

@@ -201,6 +201,18 @@ class Webhooks:
         """Keeps the cache in step with other processes' writes while the block runs."""
         return self._notifications.follow(Topic.WEBHOOKS, self._cache.changed)
 
+    async def _write(self, writing: Awaitable[Webhook], *, noted: bool | Callable[[Webhook], bool]) -> Webhook:
+        """`writing`'s webhook, told as `_written` tells it (`noted` may depend on the webhook written).
+        Run to its end even when the caller goes away: a write whose COMMIT was sent may land, and must
+        then be seen at once like any other (else this cache and the other processes' keep the webhook
+        as it was)."""
+
+        async def write_and_tell() -> Webhook:
+            webhook = await writing
+            return self._written(webhook, noted=noted(webhook) if callable(noted) else noted)
+
+        return await _to_its_end(write_and_tell())
+
     def _written(self, webhook: Webhook, *, noted: bool = False) -> Webhook:
         """After a write: this process reads it at once, other processes forget what they kept. A
         write that noted a lifecycle change wakes the log's followers, and the workers for its
@@ -293,17 +305,18 @@ class Webhooks:
                         (LogKind.ENABLED, ENABLED_BY_OWNER) if spec.enabled else (LogKind.DISABLED, DISABLED_BY_OWNER)
                     )
                     note = LifecycleChange(kind, webhook_id, now, reason)
-                updated = await self._store.update_spec(
-                    scope,
-                    webhook_id,
-                    spec,
-                    expected_version=current.version,
-                    person_id=scope.person_id,
-                    now=now,
-                    note=note,
+                return await self._write(
+                    self._store.update_spec(
+                        scope,
+                        webhook_id,
+                        spec,
+                        expected_version=current.version,
+                        person_id=scope.person_id,
+                        now=now,
+                        note=note,
+                    ),
+                    noted=note is not None,
                 )
-                written = self._written(updated, noted=note is not None)
-                return written
             except Aborted:
                 if expected_version is not None:
                     raise
@@ -311,7 +324,7 @@ class Webhooks:
 
     async def delete(self, scope: Scope, webhook_id: str, *, expected_version: int | None) -> Webhook:
         now = self._now()
-        deleted = await self._store.soft_delete(
+        deleting = self._store.soft_delete(
             scope,
             webhook_id,
             expected_version=expected_version,
@@ -320,25 +333,29 @@ class Webhooks:
             note=LifecycleChange(LogKind.DELETED, webhook_id, now),
         )
         # A repeated delete returns the webhook unchanged and notes nothing.
-        return self._written(deleted, noted=deleted.deleted_at == now)
+        return await self._write(deleting, noted=lambda deleted: deleted.deleted_at == now)
 
     async def undelete(self, scope: Scope, webhook_id: str) -> Webhook:
         now = self._now()
         note = LifecycleChange(LogKind.UNDELETED, webhook_id, now)
-        undeleted = await self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=now, note=note)
-        return self._written(undeleted, noted=True)
+        undeleting = self._store.undelete(scope, webhook_id, person_id=scope.person_id, now=now, note=note)
+        return await self._write(undeleting, noted=True)
 
     async def resume(self, scope: Scope, webhook_id: str, *, discard_held: bool = False) -> tuple[Webhook, HeldSettled]:
         """Clears an automatic pause; the deliveries that waited are due again, and those held while it
         was paused are released in publish order (or discarded), so workers are woken. A webhook that
         is not paused is left as it is (a repeated resume notes nothing)."""
         note = LifecycleChange(LogKind.RESUMED, webhook_id, self._now())
-        webhook, settled = await self._store.resume(
-            scope, webhook_id, person_id=scope.person_id, note=note, discard_held=discard_held
-        )
-        if settled is None:
-            return self._written(webhook), HeldSettled(released=0, discarded=0)
-        return self._written(webhook, noted=True), settled
+
+        async def resume_and_tell() -> tuple[Webhook, HeldSettled]:
+            webhook, settled = await self._store.resume(
+                scope, webhook_id, person_id=scope.person_id, note=note, discard_held=discard_held
+            )
+            if settled is None:
+                return self._written(webhook), HeldSettled(released=0, discarded=0)
+            return self._written(webhook, noted=True), settled
+
+        return await _to_its_end(resume_and_tell())
 
     async def rotate_secret(
         self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
@@ -373,16 +390,16 @@ class Webhooks:
         note = LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
 
         async def commit(record: dict[str, str]) -> Webhook:
-            return await self._store.set_fingerprint(
+            updated = await self._store.set_fingerprint(
                 scope, webhook_id, fingerprint(secret), person_id=scope.person_id, now=now, note=note
             )
+            return self._written(updated, noted=True)
 
-        updated = await self._change_secrets(
+        written = await self._change_secrets(
             webhook.vault_path,
             lambda record: rotated(record, secret, overlap=overlap, now=now, named=webhook.secret_fingerprint),
             commit,
         )
-        written = self._written(updated, noted=True)
         if webhook.spec.signature_scheme.asymmetric:
             return Rotation(written, "", now + overlap, public_key=public_key(secret))
         return Rotation(written, secret, now + overlap)
@@ -403,7 +420,7 @@ class Webhooks:
         note = LifecycleChange(LogKind.CREDENTIAL_CHANGED, webhook_id, now, credential_reason(header))
 
         async def commit(record: dict[str, str]) -> Webhook:
-            return await self._store.set_credential(
+            updated = await self._store.set_credential(
                 scope,
                 webhook_id,
                 header,
@@ -413,11 +430,11 @@ class Webhooks:
                 now=now,
                 note=note,
             )
+            return self._written(updated, noted=True)
 
-        updated = await self._change_secrets(
+        return await self._change_secrets(
             webhook.vault_path, lambda record: with_credential(record, credential), commit
         )
-        return self._written(updated, noted=True)
 
     async def _change_secrets(
         self,
@@ -428,10 +445,11 @@ class Webhooks:
         """Writes `change` of a webhook's secret record over just the version it was made from (Vault's
         check-and-set), reading again when another change landed first: a rotation beside a new
         credential then keeps both instead of the later write undoing the earlier. Then `commit` writes
-        the row from the record written. When it fails, the caller is told so and the record goes back,
-        unless another change has been written since. A caller that goes away meanwhile does not cut the
-        row write short: one whose COMMIT was sent may land, and a record put back under it would leave
-        the row naming a secret nobody holds; so the write runs to its end and its outcome decides."""
+        the row from the record written (and tells of it). When it fails, the caller is told so and the
+        record goes back, unless another change has been written since. A caller that goes away meanwhile
+        does not cut the row write short: one whose COMMIT was sent may land, and a record put back under
+        it would leave the row naming a secret nobody holds; so the write runs to its end and its outcome
+        decides."""
         for _ in range(SECRET_CHANGE_TRIES):
             before, version = await self._secrets.read_versioned(vault_path)
             after = change(before)
