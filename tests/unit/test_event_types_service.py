@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -21,9 +22,10 @@ from fakes import (
     FakeSecrets,
     FakeSender,
     FakeWebhooks,
+    within,
 )
 from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, Invalid, NotFound
-from webhookd.domain.event_catalog import STRUCT_MAX_DEPTH, EventTypeSpec, validate_event_type_spec
+from webhookd.domain.event_catalog import STRUCT_MAX_DEPTH, EventType, EventTypeSpec, validate_event_type_spec
 from webhookd.domain.event_schemas import SCHEMA_MAX_PATTERNS
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import WebhookSpec
@@ -285,6 +287,46 @@ async def test_delete_removes_the_entry_for_good(event_types: EventTypes, notifi
         await event_types.get(TENANT, entry.id)
     assert (await event_types.create(TENANT, CREATED)).spec.name == "rfp.created"  # the name is free again
     assert notifications.payloads(Topic.EVENT_TYPES) == ["rfp.created"] * 3
+
+
+class CatalogAwaitingItsAnswer(FakeEventTypes):
+    """Catalog writes that have reached the database and wait for their COMMIT's answer until
+    `answered` is set: a cancelled call cannot take them back any more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = asyncio.Event()
+        self.answered = asyncio.Event()
+
+    async def update(self, scope: Scope, event_type_id: str, spec: EventTypeSpec, **stamps: Any) -> EventType:
+        written = await super().update(scope, event_type_id, spec, **stamps)
+        self.sent.set()
+        await self.answered.wait()
+        return written
+
+
+async def test_an_update_whose_caller_went_away_once_it_was_sent_is_told_to_every_process(
+    webhook_store: FakeWebhooks, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    """Else every process checks publishes against the schema it kept, until its entry ages out."""
+    catalog = CatalogAwaitingItsAnswer()
+    event_types = EventTypes(catalog, webhook_store, notifications, cache=EventSchemaCache(), clock=clock)
+    entry = await event_types.create(TENANT, CREATED)
+    assert await event_types.schema_for(TENANT, "rfp.created") is not None
+    updating = asyncio.ensure_future(
+        event_types.update(
+            TENANT, entry.id, expected_version=1, paths=["schema"], changes_for=changes({"schema": None})
+        )
+    )
+    await within(catalog.sent.wait())
+
+    updating.cancel()
+    catalog.answered.set()
+    with pytest.raises(asyncio.CancelledError):
+        await updating
+
+    assert notifications.payloads(Topic.EVENT_TYPES) == ["rfp.created"] * 2
+    assert await event_types.schema_for(TENANT, "rfp.created") is None
 
 
 # -- the schema a publish is checked against -------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
 from webhookd.domain import event_schemas, ids, page_tokens
@@ -23,6 +23,7 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.validation import validate_page_size
 from webhookd.ports import Clock, EventTypeRepository, Notifications, Topic, WebhookRepository, utc_now
 from webhookd.services.event_schema_cache import EventSchemaCache
+from webhookd.services.to_its_end import to_its_end
 
 # Turns validated update_mask paths into their new values (built by the transport from its message).
 ChangesFor = Callable[[list[str]], Mapping[str, object]]
@@ -58,7 +59,7 @@ class EventTypes:
             updated_by=scope.person_id,
             version=1,
         )
-        return self._written(await self._store.insert(entry))
+        return await to_its_end(self._write(self._store.insert(entry)))
 
     async def get(self, scope: Scope, event_type_id: str) -> EventType:
         return await self._store.get(scope, event_type_id)
@@ -99,7 +100,7 @@ class EventTypes:
         if name and name != current.spec.name:
             raise Invalid.field("event_type.name", f"is immutable: this entry stays {current.spec.name}")
         spec = await _checked(dataclasses.replace(current.spec, **changes))  # type: ignore[arg-type]
-        updated = await self._store.update(
+        updating = self._store.update(
             scope,
             event_type_id,
             spec,
@@ -107,10 +108,12 @@ class EventTypes:
             person_id=scope.person_id,
             now=self._now(),
         )
-        return self._written(updated)
+        return await to_its_end(self._write(updating))
 
     async def delete(self, scope: Scope, event_type_id: str, *, expected_version: int | None) -> EventType:
-        return self._written(await self._store.delete(scope, event_type_id, expected_version=expected_version))
+        return await to_its_end(
+            self._write(self._store.delete(scope, event_type_id, expected_version=expected_version))
+        )
 
     async def schema_for(self, scope: Scope, name: str) -> CompiledSchema | None:
         """The compiled schema a publish of `name` by `scope` must match; None when the scope's
@@ -136,7 +139,9 @@ class EventTypes:
         """Keeps this process's schemas in step with every process's catalog writes while the block runs."""
         return self._notifications.follow(Topic.EVENT_TYPES, self._cache.changed)
 
-    def _written(self, entry: EventType) -> EventType:
+    async def _write(self, writing: Awaitable[EventType]) -> EventType:
+        """`writing`'s entry, and every process told of it (run to its end: services/to_its_end.py)."""
+        entry = await writing
         self._cache.changed(entry.spec.name)
         self._notifications.notify(Topic.EVENT_TYPES, entry.spec.name)
         return entry

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from webhookd.domain import event_types, idempotency, ids, page_tokens
 from webhookd.domain.credentials import credential_id_of, same_origin, with_credential
@@ -56,10 +56,10 @@ from webhookd.domain.webhooks import (
     check_sends,
 )
 from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepository, utc_now
+from webhookd.services.to_its_end import to_its_end
 from webhookd.services.webhook_cache import WebhookCache
 
 log = logging.getLogger("webhookd.webhooks")
-T = TypeVar("T")
 
 # The key names one create: a retry must repeat it, or a mistaken reuse would be answered with another
 # webhook (and its secret) as if it were the one asked for.
@@ -211,7 +211,7 @@ class Webhooks:
             webhook = await writing
             return self._written(webhook, noted=noted(webhook) if callable(noted) else noted)
 
-        return await _to_its_end(write_and_tell())
+        return await to_its_end(write_and_tell())
 
     def _written(self, webhook: Webhook, *, noted: bool = False) -> Webhook:
         """After a write: this process reads it at once, other processes forget what they kept. A
@@ -355,7 +355,7 @@ class Webhooks:
                 return self._written(webhook), HeldSettled(released=0, discarded=0)
             return self._written(webhook, noted=True), settled
 
-        return await _to_its_end(resume_and_tell())
+        return await to_its_end(resume_and_tell())
 
     async def rotate_secret(
         self, scope: Scope, webhook_id: str, *, overlap: timedelta | None, signing_secret: str | None
@@ -469,7 +469,7 @@ class Webhooks:
                     await self._secrets.write(vault_path, before, replacing=version + 1)
                 raise
 
-        return await _to_its_end(commit_or_put_back())
+        return await to_its_end(commit_or_put_back())
 
     async def public_key(self, scope: Scope, webhook_id: str) -> PublicKeys:
         """An ed25519 webhook's public key (and each previous one that still signs), derived
@@ -487,19 +487,6 @@ class Webhooks:
             await self._secrets.delete(vault_path)
         except Exception:
             log.exception("could not remove the secret of an uncreated webhook", extra={"vault_path": vault_path})
-
-
-async def _to_its_end(work: Coroutine[Any, Any, T]) -> T:
-    """`work`'s result; when the caller is cancelled meanwhile, `work` still runs to its end (awaited,
-    not left behind) and then the cancellation goes on."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        # How it ended was the caller's to hear; a second cancel stops this wait, not `work`.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.shield(task)
-        raise
 
 
 def event_type_filter(event_type: str) -> tuple[str, ...]:
