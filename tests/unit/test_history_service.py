@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -18,12 +19,13 @@ from fakes import (
     FakeWebhooks,
     Follower,
     until,
+    within,
 )
 from webhookd.domain.deliveries import MAX_RECOVER_WINDOW, DeliveryFilter
 from webhookd.domain.errors import FailedPrecondition, Invalid, NotFound, ResourceExhausted
 from webhookd.domain.history import LogEntry, LogFilter
 from webhookd.domain.scope import Scope
-from webhookd.domain.statuses import DeliveryStatus, Outcome
+from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.domain.webhooks import Direction, Webhook, WebhookSpec
 from webhookd.ports import Topic
 from webhookd.services import tailing
@@ -101,6 +103,49 @@ async def test_recover_requeues_the_failures_since_then_and_wakes_the_workers(
     requeued = history_store.deliveries[failed.id].delivery
     assert (requeued.status, requeued.next_attempt_at) == (DeliveryStatus.PENDING, clock())
     assert history_store.deliveries[too_old.id].delivery.status is DeliveryStatus.FAILED
+    assert notifications.count(Topic.DELIVERIES) == 1
+
+
+class RecoverAwaitingItsAnswer(FakeHistory):
+    """A recover that has reached the database and waits for its COMMIT's answer until `answered`."""
+
+    def __init__(self, webhooks: FakeWebhooks) -> None:
+        super().__init__(webhooks)
+        self.sent = asyncio.Event()
+        self.answered = asyncio.Event()
+
+    async def recover(self, scope: Scope, webhook_id: str, *, since: datetime, now: datetime) -> int:
+        queued = await super().recover(scope, webhook_id, since=since, now=now)
+        self.sent.set()
+        await self.answered.wait()
+        return queued
+
+
+async def test_a_recover_whose_caller_went_away_once_it_was_sent_still_logs_the_recovery(
+    webhook_store: FakeWebhooks, webhook: Webhook, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    """The deliveries it queued again are not left without their entry in the log, nor the workers unwoken."""
+    store = RecoverAwaitingItsAnswer(webhook_store)
+    lifecycle = FakeLifecycle(store)
+    history = History(
+        store,
+        webhook_store,
+        notifications,
+        lifecycle=lifecycle,
+        consumers=FakeLogConsumers(),
+        stream_slots=StreamSlots(FakeStreamLeases(), 2),
+        clock=clock,
+    )
+    store.add_delivery(TENANT, webhook_id=webhook.id, created_at=clock(), status=DeliveryStatus.FAILED)
+    recovering = asyncio.ensure_future(history.recover(TENANT, webhook.id, since=clock()))
+    await within(store.sent.wait())
+
+    recovering.cancel()
+    store.answered.set()
+    with pytest.raises(asyncio.CancelledError):
+        await recovering
+
+    assert [change.kind for change in lifecycle.changes] == [LogKind.RECOVERED]
     assert notifications.count(Topic.DELIVERIES) == 1
 
 

@@ -26,6 +26,7 @@ from webhookd.ports import (
     utc_now,
 )
 from webhookd.services.tailing import StreamSlots, tail
+from webhookd.services.to_its_end import to_its_end
 
 
 def check_event_types(values: tuple[str, ...], field: str) -> list[FieldViolation]:
@@ -131,9 +132,13 @@ class History:
         queued, _ = await self._store.get_delivery(scope, delivery_id)
         # Queued for a deleted or disabled webhook, it would wait, answered as due now.
         check_requeues(await self._webhooks.get(scope, queued.webhook_id))
-        delivery = await self._store.redeliver(scope, delivery_id, now=self._now())
-        self._notifications.notify(Topic.DELIVERIES)
-        return delivery
+
+        async def redeliver_and_wake() -> Delivery:
+            delivery = await self._store.redeliver(scope, delivery_id, now=self._now())
+            self._notifications.notify(Topic.DELIVERIES)
+            return delivery
+
+        return await to_its_end(redeliver_and_wake())
 
     async def recover(self, scope: Scope, webhook_id: str, *, since: datetime | None) -> int:
         now = self._now()
@@ -146,10 +151,15 @@ class History:
             raise Invalid.field("since", "is in the future: recover failed deliveries queued since a time past")
         # Skipped deliveries are what a disabled webhook missed: replaying them needs it enabled.
         check_requeues(await self._webhooks.get(scope, webhook_id))
-        queued = await self._store.recover(scope, webhook_id, since=since, now=now)
-        change = LifecycleChange(LogKind.RECOVERED, webhook_id, now, recovered_reason(queued, since), queued)
-        operational = await self._lifecycle.record(scope, change)
-        self._notifications.notify(Topic.ATTEMPTS)
-        if queued or operational:
-            self._notifications.notify(Topic.DELIVERIES)
-        return queued
+
+        async def recover_and_log() -> int:
+            queued = await self._store.recover(scope, webhook_id, since=since, now=now)
+            change = LifecycleChange(LogKind.RECOVERED, webhook_id, now, recovered_reason(queued, since), queued)
+            operational = await self._lifecycle.record(scope, change)
+            self._notifications.notify(Topic.ATTEMPTS)
+            if queued or operational:
+                self._notifications.notify(Topic.DELIVERIES)
+            return queued
+
+        # Two writes: a caller gone after the first must not leave requeued deliveries without their entry.
+        return await to_its_end(recover_and_log())
