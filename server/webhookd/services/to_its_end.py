@@ -22,7 +22,14 @@ async def to_its_end(work: Coroutine[Any, Any, T]) -> T:
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        # How it ended was the caller's to hear; a second cancel stops this wait, not `work`.
+        # How it ended was the caller's to hear; a second cancel stops this wait, not `work`, whose
+        # error is then marked seen so asyncio does not log it as never retrieved.
+        task.add_done_callback(_seen)
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.shield(task)
         raise
+
+
+def _seen(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
