@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -10,38 +11,42 @@ from fakes import within
 from webhookd.services.to_its_end import to_its_end
 
 
-async def test_work_runs_to_its_end_and_then_the_cancellation_goes_on() -> None:
-    started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+async def cancelled_while_running(ending: Callable[[], Awaitable[str]]) -> asyncio.Future[str]:
+    """The caller of to_its_end for work that starts, waits to be let go, then ends as `ending` does;
+    the caller is cancelled while the work waits. Returned once the caller is done."""
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def work() -> str:
         started.set()
         await release.wait()
-        finished.set()
-        return "done"
+        return await ending()
 
     caller = asyncio.ensure_future(to_its_end(work()))
     await within(started.wait())
     caller.cancel()
     release.set()
+    await asyncio.wait([caller])
+    return caller
 
+
+async def test_work_runs_to_its_end_and_then_the_cancellation_goes_on() -> None:
+    finished = asyncio.Event()
+
+    async def finishes() -> str:
+        finished.set()
+        return "done"
+
+    caller = await cancelled_while_running(finishes)
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert finished.is_set()
 
 
 async def test_work_that_fails_after_the_caller_went_away_still_ends_cancelled() -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def work() -> str:
-        started.set()
-        await release.wait()
+    async def fails() -> str:
         raise ConnectionError("the database went away too")
 
-    caller = asyncio.ensure_future(to_its_end(work()))
-    await within(started.wait())
-    caller.cancel()
-    release.set()
-
+    caller = await cancelled_while_running(fails)
     with pytest.raises(asyncio.CancelledError):
         await caller
 
