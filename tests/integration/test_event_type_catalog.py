@@ -285,6 +285,22 @@ async def test_grpc_create_get_list_update_delete(caller) -> None:
     assert deleted.id == created.id and gone.code() is grpc.StatusCode.NOT_FOUND
 
 
+async def test_grpc_update_with_a_star_mask_replaces_the_whole_entry(caller) -> None:
+    """`*` is AIP-134's full replacement, as UpdateWebhook takes it: the fields the message leaves unset
+    go back to their defaults (here the schema and example are cleared)."""
+    created = (await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry(description="old")))).event_type
+    replaced = (
+        await caller.UpdateEventType(
+            epb.UpdateEventTypeRequest(
+                event_type=epb.EventType(id=created.id, description="whole"),
+                update_mask=field_mask_pb2.FieldMask(paths=["*"]),
+            )
+        )
+    ).event_type
+
+    assert (replaced.description, replaced.schema_json, replaced.example_json, replaced.version) == ("whole", "", "", 2)
+
+
 def nested(levels: int) -> str:
     """A JSON object `levels` deep: {"a": {"a": ... {}}}."""
     return '{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)

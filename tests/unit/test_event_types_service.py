@@ -265,6 +265,31 @@ async def test_a_mask_naming_what_cannot_change_is_refused(event_types: EventTyp
     assert words in raised.value.violations[0].description
 
 
+async def test_a_star_mask_replaces_every_updatable_field_as_updatewebhook_does(event_types: EventTypes) -> None:
+    """AIP-134's full replacement: `*` alone names every updatable field, so what the message leaves unset
+    goes back to its default. UpdateWebhook took it; UpdateEventType refused it as "no such field"."""
+    entry = await event_types.create(TENANT, CREATED)
+
+    updated = await event_types.update(
+        TENANT,
+        entry.id,
+        expected_version=None,
+        paths=["*"],
+        # What the API's changes give for a message with only a description: the rest at their defaults.
+        changes_for=changes({"description": "only this", "schema": None, "example": None, "deprecated": False}),
+    )
+
+    assert updated.spec == replace(entry.spec, description="only this", schema_json=None, example_json=None)
+    with pytest.raises(Invalid) as raised:
+        await event_types.update(
+            TENANT, entry.id, expected_version=None, paths=["*", "description"], changes_for=changes({})
+        )
+    assert (raised.value.violations[0].field, "alone" in raised.value.violations[0].description) == (
+        "update_mask.paths[0]",
+        True,
+    )
+
+
 async def test_an_update_cannot_leave_the_example_and_schema_disagreeing(event_types: EventTypes) -> None:
     entry = await event_types.create(TENANT, replace(CREATED, example_json='{"amount": 5}'))
     stricter = json.dumps({"properties": {"amount": {"maximum": 1}}})

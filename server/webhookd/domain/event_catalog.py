@@ -20,6 +20,7 @@ from typing import Any
 
 from webhookd.domain import event_schemas, event_types, json_text
 from webhookd.domain.errors import FieldViolation, Invalid
+from webhookd.domain.webhooks import REPLACE_ALL
 
 EVENT_TYPE_PREFIX = "etp_"
 DESCRIPTION_MAX = 2000
@@ -100,10 +101,16 @@ def validate_event_type_spec(spec: EventTypeSpec, *, prefix: str = "event_type")
 
 
 def validate_event_type_mask(paths: list[str], *, prefix: str = "update_mask") -> list[str]:
-    """The mask's paths (snake_case, no duplicates), or Invalid naming each one that cannot be updated."""
+    """The mask's paths (snake_case, no duplicates), or Invalid naming each one that cannot be updated.
+    `*` alone is every updatable field (REPLACE_ALL)."""
     violations: list[FieldViolation] = []
     result: list[str] = []
     for index, raw in enumerate(paths):
+        if raw.strip() == REPLACE_ALL:  # AIP-134's full replacement, as UpdateWebhook takes it
+            if len(paths) == 1:
+                return sorted(MUTABLE_FIELDS)
+            violations.append(FieldViolation(f"{prefix}.paths[{index}]", "'*' replaces the whole entry: give it alone"))
+            continue
         path = _CAMEL.sub(lambda match: "_" + match.group(1).lower(), raw.strip())
         if path in MUTABLE_FIELDS:
             if path not in result:
