@@ -301,6 +301,23 @@ async def test_grpc_update_with_a_star_mask_replaces_the_whole_entry(caller) -> 
     assert (replaced.description, replaced.schema_json, replaced.example_json, replaced.version) == ("whole", "", "", 2)
 
 
+async def test_grpc_a_negative_version_is_invalid_not_a_version_mismatch(caller) -> None:
+    created = (await caller.CreateEventType(epb.CreateEventTypeRequest(event_type=entry()))).event_type
+    updating = await rpc_error(
+        caller.UpdateEventType(
+            epb.UpdateEventTypeRequest(
+                event_type=epb.EventType(id=created.id, version=-1, deprecated=True),
+                update_mask=field_mask_pb2.FieldMask(paths=["deprecated"]),
+            )
+        )
+    )
+    deleting = await rpc_error(caller.DeleteEventType(epb.DeleteEventTypeRequest(id=created.id, version=-1)))
+
+    assert (updating.code(), deleting.code()) == (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT)
+    got = (await caller.GetEventType(epb.GetEventTypeRequest(id=created.id))).event_type
+    assert (got.deprecated, got.version) == (False, 1)
+
+
 def nested(levels: int) -> str:
     """A JSON object `levels` deep: {"a": {"a": ... {}}}."""
     return '{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)

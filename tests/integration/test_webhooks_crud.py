@@ -323,6 +323,24 @@ async def test_delete_with_stale_version_is_aborted(caller) -> None:
     assert got.webhook.is_deleted is False
 
 
+async def test_a_negative_version_is_invalid_not_a_version_mismatch(caller) -> None:
+    """No write ever has a negative version: the caller's mistake (INVALID_ARGUMENT naming the field),
+    not a race that a re-read would settle (ABORTED VERSION_MISMATCH)."""
+    webhook = await create_webhook(caller)
+    updating = await rpc_error(
+        caller.UpdateWebhook(
+            pb.UpdateWebhookRequest(webhook=wpb.Webhook(id=webhook.id, version=-1, name="x"), update_mask=mask("name"))
+        )
+    )
+    deleting = await rpc_error(caller.DeleteWebhook(pb.DeleteWebhookRequest(id=webhook.id, version=-1)))
+
+    assert (updating.code(), deleting.code()) == (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(updating) == {"webhook.version": "must not be negative (0 or unset: no precondition)"}
+    assert field_violations(deleting) == {"version": "must not be negative (0 or unset: no precondition)"}
+    got = await caller.GetWebhook(pb.GetWebhookRequest(id=webhook.id))
+    assert (got.webhook.name, got.webhook.version, got.webhook.is_deleted) == (webhook.name, 1, False)
+
+
 async def test_delete_unknown_id_is_not_found(caller) -> None:
     error = await rpc_error(caller.DeleteWebhook(pb.DeleteWebhookRequest(id=f"whk_{ULID()}")))
     assert error.code() == grpc.StatusCode.NOT_FOUND

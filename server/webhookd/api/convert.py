@@ -481,6 +481,14 @@ def _struct_value(text: str | None) -> Any:
     return value
 
 
+def expected_version(version: int, field: str) -> int | None:
+    """A write's precondition (AIP-154's etag, as a version): None when unset (0); a negative one, which
+    no write ever has, is the caller's mistake, not a race a re-read would settle (ABORTED)."""
+    if version < 0:
+        raise Invalid.field(field, "must not be negative (0 or unset: no precondition)")
+    return version or None
+
+
 def event_type_spec_from_proto(message: event_type_pb.EventType, *, field: str = "event_type") -> EventTypeSpec:
     """The caller-writable fields of a CreateEventType; output-only ones are ignored."""
     return EventTypeSpec(

@@ -43,7 +43,7 @@ class EventTypeRpcs:
         entry = await self.event_types.update(
             current_scope(),
             request.event_type.id,
-            expected_version=request.event_type.version or None,
+            expected_version=convert.expected_version(request.event_type.version, "event_type.version"),
             paths=explicit_paths or convert.implied_event_type_mask(request.event_type),
             changes_for=lambda valid_paths: convert.event_type_mask_changes(request.event_type, valid_paths),
             # Without a mask every populated field is a request, so a different name must be refused.
@@ -52,5 +52,7 @@ class EventTypeRpcs:
         return pb.UpdateEventTypeResponse(event_type=convert.event_type_to_proto(entry))
 
     async def DeleteEventType(self, request: pb.DeleteEventTypeRequest, context: Context) -> pb.DeleteEventTypeResponse:
-        entry = await self.event_types.delete(current_scope(), request.id, expected_version=request.version or None)
+        entry = await self.event_types.delete(
+            current_scope(), request.id, expected_version=convert.expected_version(request.version, "version")
+        )
         return pb.DeleteEventTypeResponse(event_type=convert.event_type_to_proto(entry))

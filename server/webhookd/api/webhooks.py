@@ -76,7 +76,7 @@ class WebhookCrud:
         webhook = await self.webhooks.update(
             current_scope(),
             request.webhook.id,
-            expected_version=request.webhook.version or None,
+            expected_version=convert.expected_version(request.webhook.version, "webhook.version"),
             paths=paths,
             direction=direction,
             changes_for=lambda valid_paths: convert.mask_changes(request.webhook, valid_paths),
@@ -84,7 +84,9 @@ class WebhookCrud:
         return pb.UpdateWebhookResponse(webhook=convert.webhook_to_proto(webhook))
 
     async def DeleteWebhook(self, request: pb.DeleteWebhookRequest, context: Context) -> pb.DeleteWebhookResponse:
-        webhook = await self.webhooks.delete(current_scope(), request.id, expected_version=request.version or None)
+        webhook = await self.webhooks.delete(
+            current_scope(), request.id, expected_version=convert.expected_version(request.version, "version")
+        )
         return pb.DeleteWebhookResponse(webhook=convert.webhook_to_proto(webhook))
 
     async def UndeleteWebhook(self, request: pb.UndeleteWebhookRequest, context: Context) -> pb.UndeleteWebhookResponse:
