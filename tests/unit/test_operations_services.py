@@ -3,6 +3,7 @@ resume, recover of skipped deliveries, log consumers, events read back, and Send
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
@@ -23,6 +24,7 @@ from fakes import (
     FakeStreamLeases,
     FakeWebhooks,
     Follower,
+    within,
 )
 from webhookd.domain import signing
 from webhookd.domain.deliveries import AttemptResult
@@ -338,6 +340,25 @@ async def test_a_test_event_is_signed_sent_whatever_the_pause_and_kept(
         DeliveryStatus.FAILED,
         None,
     )
+    assert notifications.count(Topic.ATTEMPTS) == 1
+
+
+async def test_a_test_event_whose_caller_went_away_once_it_was_on_its_way_is_still_kept(
+    webhooks: Webhooks, pings: Pings, sender: FakeSender, records: FakePingRecords, notifications: FakeNotifications
+) -> None:
+    """The POST may have reached the receiver: its attempt is logged, as any other, though no one waits."""
+    webhook = await created(webhooks)
+    gate = sender.hold(webhook.spec.url)
+    sending = asyncio.ensure_future(pings.send(TENANT, webhook.id, event_type=None))
+    await within(sender.wait_for_requests(1))
+
+    sending.cancel()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+
+    [kept] = records.recorded
+    assert (kept.record.outcome, kept.record.http_status) == (Outcome.FAILED, 503)
     assert notifications.count(Topic.ATTEMPTS) == 1
 
 

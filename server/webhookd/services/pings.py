@@ -25,6 +25,7 @@ from webhookd.domain.secret_rotation import active_secrets
 from webhookd.domain.webhooks import check_sends
 from webhookd.ports import Clock, Notifications, PingBuckets, PingRecords, Sender, Topic, WebhookRepository, utc_now
 from webhookd.services.signing_secrets import SigningSecrets
+from webhookd.services.to_its_end import to_its_end
 
 
 class Examples(Protocol):
@@ -81,15 +82,21 @@ class Pings:
             int(now.timestamp()),
             body,
         )
-        result = await self._sender.send(
-            webhook.spec.url,
-            body=body,
-            headers=headers,
-            timeout_ms=webhook.spec.retry_policy.timeout_ms,
-            credential=credential_of(secret_record, webhook.credential_id),
-        )
-        attempt = AttemptRecord.of(result, next_attempt_at=None, occurred_at=self._now())  # a test is never retried
-        delivery_id = ids.new_id(ids.DELIVERY_PREFIX)
-        await self._records.record(webhook, event, delivery_id, attempt)
-        self._notifications.notify(Topic.ATTEMPTS)
-        return SentTestEvent(event.id, delivery_id, result)
+
+        async def send_and_keep() -> SentTestEvent:
+            result = await self._sender.send(
+                webhook.spec.url,
+                body=body,
+                headers=headers,
+                timeout_ms=webhook.spec.retry_policy.timeout_ms,
+                credential=credential_of(secret_record, webhook.credential_id),
+            )
+            attempt = AttemptRecord.of(result, next_attempt_at=None, occurred_at=self._now())  # never retried
+            delivery_id = ids.new_id(ids.DELIVERY_PREFIX)
+            await self._records.record(webhook, event, delivery_id, attempt)
+            self._notifications.notify(Topic.ATTEMPTS)
+            return SentTestEvent(event.id, delivery_id, result)
+
+        # Once on its way the POST may reach the receiver: it is finished and logged (within the webhook's
+        # timeout) even when the caller goes away, so the log shows every test event a receiver got.
+        return await to_its_end(send_and_keep())
