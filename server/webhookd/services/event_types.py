@@ -59,7 +59,7 @@ class EventTypes:
             updated_by=scope.person_id,
             version=1,
         )
-        return await to_its_end(self._write(self._store.insert(entry)))
+        return await self._write(self._store.insert(entry))
 
     async def get(self, scope: Scope, event_type_id: str) -> EventType:
         return await self._store.get(scope, event_type_id)
@@ -108,12 +108,10 @@ class EventTypes:
             person_id=scope.person_id,
             now=self._now(),
         )
-        return await to_its_end(self._write(updating))
+        return await self._write(updating)
 
     async def delete(self, scope: Scope, event_type_id: str, *, expected_version: int | None) -> EventType:
-        return await to_its_end(
-            self._write(self._store.delete(scope, event_type_id, expected_version=expected_version))
-        )
+        return await self._write(self._store.delete(scope, event_type_id, expected_version=expected_version))
 
     async def schema_for(self, scope: Scope, name: str) -> CompiledSchema | None:
         """The compiled schema a publish of `name` by `scope` must match; None when the scope's
@@ -140,11 +138,16 @@ class EventTypes:
         return self._notifications.follow(Topic.EVENT_TYPES, self._cache.changed)
 
     async def _write(self, writing: Awaitable[EventType]) -> EventType:
-        """`writing`'s entry, and every process told of it (run to its end: services/to_its_end.py)."""
-        entry = await writing
-        self._cache.changed(entry.spec.name)
-        self._notifications.notify(Topic.EVENT_TYPES, entry.spec.name)
-        return entry
+        """`writing`'s entry, and every process told of it; run to its end (services/to_its_end.py), as
+        a write whose COMMIT was sent may land after its caller went away."""
+
+        async def write_and_tell() -> EventType:
+            entry = await writing
+            self._cache.changed(entry.spec.name)
+            self._notifications.notify(Topic.EVENT_TYPES, entry.spec.name)
+            return entry
+
+        return await to_its_end(write_and_tell())
 
 
 async def _checked(spec: EventTypeSpec) -> EventTypeSpec:
