@@ -18,7 +18,7 @@ import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
-from rest_calls import WEBHOOKS, create, error_of, rest_caller, violated_fields
+from rest_calls import WEBHOOKS, create, detail_of, error_of, rest_caller, violated_fields
 from webhook_calls import create_webhook, field_violations, rpc_error
 
 from support import JWT_SECRET, AuthedStub, new_tenant_id
@@ -174,6 +174,16 @@ async def test_a_url_with_two_ports_over_rest_is_a_bad_request(gateway) -> None:
 
     assert response.status_code == 400, response.text
     assert "webhook.url" in violated_fields(response)
+
+
+async def test_a_url_with_an_ipv6_zone_id_over_rest_is_a_bad_request_naming_the_url(gateway) -> None:
+    async with rest_caller(gateway.url) as rest:
+        response = await rest.post(WEBHOOKS, json={"name": "n", "url": "https://[::1%25]/"})
+
+    assert response.status_code == 400, response.text
+    [violation] = detail_of(response, "BadRequest")["fieldViolations"]
+    assert violation["field"] == "webhook.url"
+    assert "zone id" in violation["description"]
 
 
 async def test_an_unknown_direction_number_is_invalid_over_grpc_as_over_rest(caller, gateway) -> None:

@@ -322,6 +322,14 @@ async def test_default_policy_refuses_loopback_without_sending(receiver: Receive
     assert receiver.requests == []
 
 
+@pytest.mark.parametrize("zone", ["%25", "%25lo", "%251"])
+async def test_a_url_with_an_ipv6_zone_id_is_refused_without_sending(sender: HttpSender, zone: str) -> None:
+    """Stored before such URLs were refused: the zone, looked up as written, names no interface it meant."""
+    result = await sender.send(f"http://[::1{zone}]:9/hook", body=BODY, headers=HEADERS, timeout_ms=5000)
+    assert result.outcome is Outcome.REFUSED
+    assert result.error == "target refused: the URL's IPv6 address carries a zone id"
+
+
 async def test_excerpt_is_capped_at_64_kib(receiver: Receiver, sender: HttpSender) -> None:
     result = await sender.send(receiver.url("/big"), body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.SUCCEEDED

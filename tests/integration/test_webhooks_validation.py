@@ -47,6 +47,8 @@ async def https_only_channel(settings: Settings, backends: Backends) -> AsyncIte
         "https://2130706433/h",  # a legacy IPv4 spelling: the sender refused it on every attempt
         "https://[::1]x/h",  # after the brackets: the sender refused it as an invalid URL on every attempt
         "https://[v1.x]/h",  # no IPv6 address: the sender connected to the name v1.x
+        "https://[::1%25]/h",  # an empty zone id: the sender looked up ::1%25, the zone 25
+        "https://[fe80::1%25eth0]/h",  # a zone id: the sender looked up the zone 25eth0, which no host has
         "https://example.test/h?q=100%",  # a stray %: the sender sent it as %25
         "https://" + "a." * 130 + "test/h",  # a name DNS cannot hold: every attempt failed its lookup
     ],
@@ -167,6 +169,17 @@ async def update_error(caller: AuthedStub, webhook: wpb.Webhook, *paths: str) ->
             pb.UpdateWebhookRequest(webhook=webhook, update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
         )
     )
+
+
+async def test_an_update_to_a_url_with_an_ipv6_zone_id_is_invalid_and_keeps_the_url(caller) -> None:
+    webhook = await create_webhook(caller)
+
+    error = await update_error(caller, wpb.Webhook(id=webhook.id, url="https://[::1%25]/h"), "url")
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "zone id" in field_violations(error)["webhook.url"]
+    kept = await caller.GetWebhook(pb.GetWebhookRequest(id=webhook.id))
+    assert kept.webhook.url == webhook.url
 
 
 @pytest.mark.parametrize("path", ["no_such_field", "retry_policy.jitter", "*", "vault_path", "id", "version"])

@@ -159,7 +159,9 @@ def test_allowed_cidrs_are_lenient_about_host_bits_but_refuse_garbage() -> None:
         ("http://[::ffff:127.0.0.1]:9000/", "loopback"),
         ("http://[::FFFF:7f00:1]/", "loopback"),
         ("http://169.254.169.254/latest/meta-data/", "cloud-metadata"),
-        ("http://[fe80::1%25eth0]/", "link-local"),
+        ("http://[fe80::1%25eth0]/", "zoned-ip"),
+        ("http://[::1%25]/", "zoned-ip"),
+        ("http://[2001:4860:4860::8888%25eth0]/", "zoned-ip"),
         ("http://2130706433/", "non-canonical-ip"),
         ("http://127.1/", "non-canonical-ip"),
         ("http://0x7f.0.0.1/", "non-canonical-ip"),
@@ -174,6 +176,12 @@ def test_check_url_host(url: str, reason: str | None) -> None:
 def test_check_url_host_follows_the_policy() -> None:
     assert check_url_host("http://127.0.0.1/", TargetPolicy(allow_private=True)) is None
     assert check_url_host("http://127.0.0.1/", TargetPolicy(allowed_cidrs=["127.0.0.0/8"])) is None
+
+
+def test_check_url_host_refuses_a_zone_id_whatever_the_policy() -> None:
+    """A webhook stored before zone ids were refused: the sender would look `::1%25` up as written."""
+    assert check_url_host("http://[::1%25]/", TargetPolicy(allow_private=True)) == "zoned-ip"
+    assert check_url_host("http://[fe80::1%25eth0]/", TargetPolicy(allowed_cidrs=["fe80::/10"])) == "zoned-ip"
 
 
 class FixedResolver(AbstractResolver):

@@ -194,11 +194,28 @@ def test_url_host_name_of_253_characters_is_accepted() -> None:
         "https://xn--mnchen-3ya.example/",
         "https://192.0.2.10:8443/",
         "https://[2001:db8::1]/",
-        "https://[fe80::1%25eth0]/",
     ],
 )
 def test_url_hosts_that_resolve_or_need_no_lookup_are_accepted(url: str) -> None:
     assert check(spec(url=url)).url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[::1%25]/",  # RFC 6874's %25 with nothing after it
+        "https://[fe80::1%25eth0]/",
+        "https://[fe80::1%25eth0]:8443/hooks",
+        "https://[fe80::1%251]/",  # the sender looks up the zone as written: interface 251, not 1
+        "https://[fe80::1%eth0]/",  # RFC 4007's bare %, which URLs do not allow
+        "https://[2001:db8::1%25eth0]/",  # a global address has no zone to pick
+    ],
+    ids=["empty", "named", "named-with-port", "numbered", "bare-percent", "global-address"],
+)
+def test_url_host_must_not_carry_an_ipv6_zone_id(url: str) -> None:
+    """A zone id names a network interface of the machine that sends: the sender looks the host up as
+    written (`%25eth0` is the zone `25eth0`), so no such webhook was ever delivered where it said."""
+    assert "zone id" in url_violation(url)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from webhookd.delivery.answers import ACCEPT_ENCODING, kept_headers, read_excerp
 from webhookd.delivery.keepalive import KeepAliveConnector
 from webhookd.delivery.ssrf import (
     MISSING_HOST,
+    ZONED_IP,
     ProxiedNames,
     TargetPolicy,
     check_url_host,
@@ -324,6 +325,8 @@ def _elapsed_ms(started: float) -> int:
 def _refused(host: str, reason: str) -> str:
     if reason == MISSING_HOST:
         return "target refused: the URL has no host"
+    if reason == ZONED_IP:
+        return "target refused: the URL's IPv6 address carries a zone id"
     return f"target refused: {host} is {reason}"
 
 

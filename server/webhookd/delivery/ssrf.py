@@ -10,7 +10,8 @@ Three checks, all driven by one `TargetPolicy`:
    socket factory that checks the exact address of every socket just before it connects: literals,
    redirects and resolved names alike.
 3. `check_url_host(url, policy)` lets the delivery code refuse a literal (or a legacy numeric form such as
-   `http://2130706433/`) before building a request, to record a clean `refused` outcome.
+   `http://2130706433/`, or an IPv6 literal with a zone id) before building a request, to record a clean
+   `refused` outcome.
 
 Recognising a refusal: `TargetRefused` subclasses OSError, so aiohttp wraps it as the `os_error` of a
 `ClientConnectorError` (`ClientConnectorDNSError` when it came from the resolver). `find_refusal(exc)`
@@ -38,7 +39,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from webhookd.delivery.keepalive import KeepAliveConnector
-from webhookd.domain.validation import legacy_ipv4
+from webhookd.domain.validation import has_zone_id, legacy_ipv4
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -55,6 +56,7 @@ DOCUMENTATION: Final = "documentation"
 BENCHMARKING: Final = "benchmarking"
 RESERVED: Final = "reserved"
 NON_CANONICAL_IP: Final = "non-canonical-ip"
+ZONED_IP: Final = "zoned-ip"
 MISSING_HOST: Final = "missing-host"
 
 # What `allow_private` lifts: the addresses of a developer's machine and of an internal network. The rest
@@ -257,12 +259,15 @@ def check_url_host(url: str | URL, policy: TargetPolicy) -> str | None:
     """Why the policy refuses `url`'s host when it is an IP literal, or None.
 
     Host names are left to `GuardedResolver` (this does no DNS). Legacy numeric IPv4 spellings that
-    getaddrinfo would accept (`2130706433`, `127.1`, `0x7f.0.0.1`) are refused as `non-canonical-ip`.
+    getaddrinfo would accept (`2130706433`, `127.1`, `0x7f.0.0.1`) are refused as `non-canonical-ip`, and
+    an IPv6 literal with a zone id (`[fe80::1%25eth0]`, `[::1%25]`) as `zoned-ip`, whatever the policy.
     """
     parsed = URL(url) if isinstance(url, str) else url
     host = parsed.host
     if not host:
         return MISSING_HOST
+    if has_zone_id(host):
+        return ZONED_IP
     ip = parse_ip(host)
     if ip is not None:
         return policy.check(ip)
