@@ -214,6 +214,77 @@ async def test_a_payload_too_costly_to_check_fails_its_publish_as_a_precondition
     assert "simplify the schema" in error.details()
 
 
+# A subschema may name the dialect it is written in; jsonschema then picked its stock 2020-12 validator for
+# everything below it: no step meter, no regex budget, `re` instead of `regex`.
+NAMED_DIALECT = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+
+
+async def create_schema(caller, schema: dict[str, object]) -> None:
+    await caller.CreateEventType(
+        epb.CreateEventTypeRequest(event_type=epb.EventType(name="rfp.created", schema_json=json.dumps(schema)))
+    )
+
+
+async def test_a_subschema_naming_the_dialect_is_metered_on_publish_like_the_rest(caller) -> None:
+    """Before, its catastrophic pattern held the GIL for seconds (re) and its descending alternatives
+    were exponential again, each ending in a plain mismatch instead of the metered outcome."""
+    branch = {"type": "array", "items": {"$ref": "#/$defs/nested"}}
+    await create_schema(
+        caller,
+        {
+            "$defs": {"nested": {**NAMED_DIALECT, "anyOf": [branch, branch]}},
+            "properties": {
+                "s": {**NAMED_DIALECT, "type": "string", "pattern": "^(a|a)*$"},
+                "n": {"$ref": "#/$defs/nested"},
+            },
+        },
+    )
+
+    def publish(**values: object) -> object:
+        return caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload=payload(**values)))
+
+    matching = await publish(s="aaaa", n=[[[]]])
+    catastrophic = await rpc_error(publish(s="a" * 26 + "!"))
+    deep = await rpc_error(publish(n=[[[[[[[[[[[["x"]]]]]]]]]]]]))  # both branches fail only at the innermost
+
+    assert matching.event_id
+    assert catastrophic.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(catastrophic).reason == "EVENT_SCHEMA_UNEVALUABLE"
+    assert "matching '^(a|a)*$' ran out of the regex budget" in catastrophic.details()
+    assert deep.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(deep).reason == "EVENT_SCHEMA_TOO_COSTLY"
+
+
+async def test_a_subschema_naming_the_dialect_accepts_and_refuses_payloads_as_written(caller, database) -> None:
+    """Its pattern reads ECMA-262's `\\p{Lu}` as the rest of the schema does (`re`, which the stock validator
+    used, has no `\\p`), and its other keywords refuse what they should, naming the pointer."""
+    await create_schema(
+        caller,
+        {
+            "type": "object",
+            "properties": {
+                "code": {**NAMED_DIALECT, "type": "string", "pattern": "^\\p{Lu}{3}$"},
+                "amount": {**NAMED_DIALECT, "type": "number", "minimum": 0},
+            },
+        },
+    )
+
+    def publish(**values: object) -> object:
+        return caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload=payload(**values)))
+
+    valid = await publish(code="ÉTÉ", amount=5)
+    lower = await rpc_error(publish(code="abc"))
+    negative = await rpc_error(publish(code="ABC", amount=-5))
+
+    assert valid.event_id
+    assert lower.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(lower) == {"payload": "/code: 'abc' does not match '^\\\\p{Lu}{3}$'"}
+    assert negative.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(negative).reason == "PAYLOAD_SCHEMA_MISMATCH"
+    assert field_violations(negative) == {"payload": "/amount: -5 is less than the minimum of 0"}
+    assert await database.value("SELECT count(*) FROM events WHERE tenant_id = :t", t=caller.tenant_id) == 1
+
+
 async def test_a_catalog_change_reaches_every_process_at_once(caller, settings, backends, database) -> None:
     """The session service publishes; another service on the same database changes the catalog."""
     await create_webhook(caller, url="http://127.0.0.1:9/hook", event_types=["rfp.*"])
