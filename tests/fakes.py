@@ -748,7 +748,9 @@ class FakeLogConsumers:
     async def position(self, scope: Scope, name: str) -> LogPosition | None:
         return self.positions.get((scope.tenant_id, scope.app_id or "", name))
 
-    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
+    async def acknowledge(
+        self, scope: Scope, name: str, position: LogPosition, *, now: datetime, handed_out: bool
+    ) -> LogPosition:
         key = (scope.tenant_id, scope.app_id or "", name)
         current = self.positions.get(key)
         if current is None or current < position:
@@ -873,7 +875,9 @@ class FakeInbound:
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
         return self.consumers.get((scope.tenant_id, scope.app_id or "", name))
 
-    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
+    async def acknowledge(
+        self, scope: Scope, name: str, position: LogPosition, *, now: datetime, handed_out: bool
+    ) -> LogPosition:
         key = (scope.tenant_id, scope.app_id or "", name)
         current = self.consumers.get(key)
         if current is None or current < position:

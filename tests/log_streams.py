@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Callable
 from typing import Any
 
 from cpod.integration.v1 import webhook_service_pb2 as pb
+
+
+def unbound_cursor(txid: int, seq: int) -> str:
+    """A log cursor as handed out before cursors were bound to their scope: `txid.seq`, base64."""
+    return base64.urlsafe_b64encode(f"{txid}.{seq}".encode()).decode().rstrip("=")
+
+
+async def positions(database: Any, tenant_id: str) -> list[tuple[int, int]]:
+    """The (txid, seq) of a tenant's DeliveryLog entries, in log order."""
+    rows = await database.rows(
+        "SELECT txid, seq FROM attempts WHERE tenant_id = :tenant_id ORDER BY txid, seq", tenant_id=tenant_id
+    )
+    return [(row["txid"], row["seq"]) for row in rows]
 
 
 class Tail:

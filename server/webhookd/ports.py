@@ -221,9 +221,12 @@ class InboundRepository(Protocol):
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None: ...
 
-    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
-        """Moves the named consumer forward to `position` (never back); returns where it is. Invalid
-        when `position` is past the log's settled end, where no reader can have been handed it."""
+    async def acknowledge(
+        self, scope: Scope, name: str, position: LogPosition, *, now: datetime, handed_out: bool
+    ) -> LogPosition:
+        """Moves the named consumer forward to `position` (never back); returns where it is. Unless
+        `handed_out` (its cursor is bound to this scope), Invalid when `position` is past the log's
+        settled end, where no reader can have been handed it, or is no entry the scope reads."""
 
 
 class StreamLeases(Protocol):
@@ -388,9 +391,12 @@ class LogConsumers(Protocol):
 
     async def position(self, scope: Scope, name: str) -> LogPosition | None: ...
 
-    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
-        """Moves the named consumer forward to `position` (never back); returns where it is. Invalid
-        when `position` is past the log's settled end, where no reader can have been handed it."""
+    async def acknowledge(
+        self, scope: Scope, name: str, position: LogPosition, *, now: datetime, handed_out: bool
+    ) -> LogPosition:
+        """Moves the named consumer forward to `position` (never back); returns where it is. Unless
+        `handed_out` (its cursor is bound to this scope), Invalid when `position` is past the log's
+        settled end, where no reader can have been handed it, or is no entry the scope reads."""
 
 
 class PingBuckets(Protocol):

@@ -22,7 +22,6 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from webhook_calls import field_violations, rpc_error
 
 from support import make_caller, new_tenant_id
-from webhookd.domain.history import LogPosition, encode_cursor
 
 PUBLIC_URL = "http://127.0.0.1:8080"  # the session settings' public_url: callback urls start with it
 READ_WITHIN = 5.0
@@ -122,7 +121,7 @@ async def test_a_cursor_past_the_end_of_the_stream_is_refused(caller, gateway) -
     """Acknowledged, it would make the consumer skip every event still to come."""
     sender = await sender_for(caller, gateway.url)
     await sender.send(1)
-    ahead = encode_cursor(LogPosition(2**62, 1))
+    ahead = _cursor_of(f"{2**62}.1")
 
     refused = await rpc_error(caller.AckInboundEvents(pb.AckInboundEventsRequest(consumer="c1", cursor=ahead)))
     await sender.send(2)
@@ -163,8 +162,11 @@ async def test_another_tenants_consumer_sees_nothing(caller, gateway, channel) -
     assert await backlog(stranger) == []
     error = await rpc_error(backlog(stranger, webhook_id=sender.webhook_id))
     assert error.code() == grpc.StatusCode.NOT_FOUND
-    # Acknowledging with the other tenant's cursor moves only the stranger's own consumer.
-    await stranger.AckInboundEvents(pb.AckInboundEventsRequest(consumer="c1", cursor=event.cursor))
+    # The other tenant's cursor is none the stranger was handed: refused, though it would skip nothing.
+    refused = await rpc_error(stranger.AckInboundEvents(pb.AckInboundEventsRequest(consumer="c1", cursor=event.cursor)))
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    streamed = await rpc_error(backlog(stranger, after_cursor=event.cursor))
+    assert streamed.code() is grpc.StatusCode.INVALID_ARGUMENT and "after_cursor" in field_violations(streamed)
     assert numbers(await backlog(caller, consumer="c1")) == [1]
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import grpc
 from cpod.integration.v1 import operations_pb2 as ops
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from rest_calls import rest_caller, violated_fields
 from webhook_calls import create_webhook, field_violations, rpc_error
 
-from log_streams import Tail
+from log_streams import Tail, positions, unbound_cursor
 from support import make_caller, new_tenant_id
-from webhookd.domain.history import LogPosition, decode_cursor, encode_cursor
 
 
 async def rotations(stub, webhook_id: str, count: int) -> None:
@@ -70,7 +70,7 @@ async def test_a_cursor_past_the_end_of_the_log_is_refused_and_the_consumer_keep
     hook = await create_webhook(caller, event_types=["rfp.*"])
     await rotations(caller, hook.id, 1)
     [entry] = await read(caller, consumer="audit")
-    ahead = encode_cursor(LogPosition(2**62, 2**62))
+    ahead = unbound_cursor(2**62, 2**62)
 
     refused = await rpc_error(caller.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="audit", cursor=ahead)))
     await rotations(caller, hook.id, 1)
@@ -102,16 +102,115 @@ async def test_a_cursor_from_another_apps_log_is_refused_and_the_consumer_keeps_
     assert await read(crm, consumer="alerts") == [second, third]
 
 
+async def test_a_cursor_from_another_tenants_log_is_refused_even_before_every_entry_of_ours(channel) -> None:
+    """Another tenant's entry that lies before every entry of ours would skip nothing, but it is still
+    no cursor this tenant was handed: scopes never see each other's logs."""
+    theirs = make_caller(channel, subject="svc")
+    their_hook = await create_webhook(theirs, event_types=["rfp.*"])
+    await rotations(theirs, their_hook.id, 1)
+    [foreign] = await read(theirs)
+    ours = make_caller(channel, subject="svc")
+    hook = await create_webhook(ours, event_types=["rfp.*"])
+    await rotations(ours, hook.id, 1)
+
+    refused = await rpc_error(ours.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="alerts", cursor=foreign.cursor)))
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    assert [entry.webhook_id for entry in await read(ours, consumer="alerts")] == [hook.id]
+
+
+async def test_a_cursor_from_another_apps_log_is_refused_even_before_every_entry_of_its_tenant(channel) -> None:
+    tenant_id = new_tenant_id()
+    crm = make_caller(channel, tenant_id=tenant_id, subject="svc", app_id="app_crm")
+    erp = make_caller(channel, tenant_id=tenant_id, subject="svc", app_id="app_erp")
+    theirs = await create_webhook(erp, event_types=["rfp.*"])
+    await rotations(erp, theirs.id, 1)
+    [foreign] = await read(erp)
+    ours = await create_webhook(crm, event_types=["rfp.*"])
+    await rotations(crm, ours.id, 1)
+
+    refused = await rpc_error(crm.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="alerts", cursor=foreign.cursor)))
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    assert [entry.webhook_id for entry in await read(crm, consumer="alerts")] == [ours.id]
+
+
+async def test_over_rest_another_tenants_cursor_is_a_400_naming_its_field(channel, gateway) -> None:
+    theirs = make_caller(channel, subject="svc")
+    their_hook = await create_webhook(theirs, event_types=["rfp.*"])
+    await rotations(theirs, their_hook.id, 1)
+    [foreign] = await read(theirs)
+
+    async with rest_caller(gateway.url) as ours:
+        response = await ours.post(
+            "/api/v1/integration/delivery-log-consumers/alerts:ack", json={"cursor": foreign.cursor}
+        )
+
+        streamed = await ours.get("/api/v1/integration/delivery-log", params={"after_cursor": foreign.cursor})
+
+    assert response.status_code == 400, response.text
+    assert violated_fields(response) == {"cursor"}
+    assert streamed.status_code == 400, streamed.text
+    assert violated_fields(streamed) == {"after_cursor"}
+
+
 async def test_a_cursor_whose_entry_retention_removed_is_still_acknowledged(caller, database) -> None:
     """A consumer that took longer than the retention period over an entry can still acknowledge it:
     the position lies before every entry its tenant still has, so moving there skips nothing."""
     hook = await create_webhook(caller, event_types=["rfp.*"])
     await rotations(caller, hook.id, 2)
     first, second = await read(caller)
-    removed = decode_cursor(first.cursor)
-    await database.execute("DELETE FROM attempts WHERE txid = :txid AND seq = :seq", **removed._asdict())
+    txid, seq = (await positions(database, caller.tenant_id))[0]
+    await database.execute("DELETE FROM attempts WHERE txid = :txid AND seq = :seq", txid=txid, seq=seq)
 
     acked = await caller.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="slow", cursor=first.cursor))
 
     assert acked.cursor == first.cursor
     assert await read(caller, consumer="slow") == [second]
+
+
+async def test_a_cursor_handed_out_before_cursors_were_bound_is_still_acknowledged(caller, database) -> None:
+    """Unbound, it is checked against the log: an entry of the caller's is acknowledged as before."""
+    hook = await create_webhook(caller, event_types=["rfp.*"])
+    await rotations(caller, hook.id, 2)
+    first, second = await read(caller)
+    txid, seq = (await positions(database, caller.tenant_id))[0]
+
+    acked = await caller.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="old", cursor=unbound_cursor(txid, seq)))
+
+    assert acked.cursor == first.cursor  # answered bound, as every cursor now is
+    assert await read(caller, consumer="old") == [second]
+    assert await read(caller, after_cursor=unbound_cursor(txid, seq)) == [second]
+
+
+async def test_an_unbound_cursor_of_another_tenants_entry_is_refused_even_before_every_entry_of_ours(
+    channel, database
+) -> None:
+    """Written unbound from another tenant's cursor, the position would skip nothing of ours; refused
+    all the same, as a bound one is, whatever an entry that retention removed could have been."""
+    theirs = make_caller(channel, subject="svc")
+    their_hook = await create_webhook(theirs, event_types=["rfp.*"])
+    await rotations(theirs, their_hook.id, 1)
+    [(txid, seq)] = await positions(database, theirs.tenant_id)
+    ours = make_caller(channel, subject="svc")
+    hook = await create_webhook(ours, event_types=["rfp.*"])
+    await rotations(ours, hook.id, 1)
+
+    refused = await rpc_error(
+        ours.AckDeliveryLog(ops.AckDeliveryLogRequest(consumer="alerts", cursor=unbound_cursor(txid, seq)))
+    )
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "cursor" in field_violations(refused)
+    assert [entry.webhook_id for entry in await read(ours, consumer="alerts")] == [hook.id]
+
+
+async def test_another_tenants_cursor_cannot_start_a_stream(channel) -> None:
+    theirs = make_caller(channel, subject="svc")
+    their_hook = await create_webhook(theirs, event_types=["rfp.*"])
+    await rotations(theirs, their_hook.id, 1)
+    [foreign] = await read(theirs)
+    ours = make_caller(channel, subject="svc")
+
+    refused = await rpc_error(read(ours, after_cursor=foreign.cursor))
+
+    assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT and "after_cursor" in field_violations(refused)

@@ -13,6 +13,8 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhookd.api import convert
 from webhookd.delivery.answers import RESPONSE_EXCERPT_BYTES, RESPONSE_HEADER_VALUE_CHARS, kept_headers
 from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogPosition
+from webhookd.domain.log_cursors import DELIVERY_LOG, LogCursors
+from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome
 from webhookd.domain.validation import CREDENTIAL_VALUE_MAX, HEADER_VALUE_MAX, HEADERS_MAX, HEADERS_TOTAL_MAX_BYTES
 
@@ -60,7 +62,7 @@ def _attempt(response_headers: tuple[tuple[str, str], ...]) -> LogEntry:
 
 def test_the_newest_attempts_shown_at_their_largest_stay_well_under_the_grpc_limit() -> None:
     for response_headers in _worst_attempts():
-        attempt = convert.entry_to_proto(_attempt(response_headers))
+        attempt = convert.entry_to_proto(_attempt(response_headers), LogCursors(b"key", DELIVERY_LOG, Scope("tnt_a")))
         response = pb.GetDeliveryResponse(attempts=[attempt] * DELIVERY_ATTEMPTS_SHOWN)
 
         assert response.ByteSize() < GRPC_MESSAGE_LIMIT - MARGIN

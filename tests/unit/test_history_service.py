@@ -328,7 +328,9 @@ async def read_all(entries: AsyncIterator[LogEntry]) -> list[LogEntry]:
 
 
 async def test_the_log_names_every_bad_event_type_filter(history: History) -> None:
-    entries = history.log(TENANT, LogFilter(event_types=("*", "a..b", "B")), after=None, since=None, follow=False)
+    entries = history.log(
+        TENANT, LogFilter(event_types=("*", "a..b", "B")), after_cursor=None, since=None, follow=False
+    )
 
     with pytest.raises(Invalid) as raised:
         await read_all(entries)
@@ -337,7 +339,7 @@ async def test_the_log_names_every_bad_event_type_filter(history: History) -> No
 
 
 async def test_the_log_of_another_tenants_webhook_is_not_found(history: History, webhook: Webhook) -> None:
-    entries = history.log(OTHER_TENANT, LogFilter(webhook_id=webhook.id), after=None, since=None, follow=False)
+    entries = history.log(OTHER_TENANT, LogFilter(webhook_id=webhook.id), after_cursor=None, since=None, follow=False)
 
     with pytest.raises(NotFound):
         await read_all(entries)
@@ -353,11 +355,12 @@ async def test_the_log_reads_the_callers_entries_after_a_position_or_since_a_tim
         TENANT, webhook_id=webhook.id, occurred_at=clock() + timedelta(seconds=2), outcome=Outcome.FAILED
     )
 
-    everything = await read_all(history.log(TENANT, LogFilter(), after=None, since=None, follow=False))
-    after_first = await read_all(history.log(TENANT, LogFilter(), after=first.position, since=None, follow=False))
-    since = await read_all(history.log(TENANT, LogFilter(), after=None, since=third.occurred_at, follow=False))
+    everything = await read_all(history.log(TENANT, LogFilter(), after_cursor=None, since=None, follow=False))
+    cursor = (await history.cursors(TENANT)).encode(first.position)
+    after_first = await read_all(history.log(TENANT, LogFilter(), after_cursor=cursor, since=None, follow=False))
+    since = await read_all(history.log(TENANT, LogFilter(), after_cursor=None, since=third.occurred_at, follow=False))
     failed = await read_all(
-        history.log(TENANT, LogFilter(outcomes=(Outcome.FAILED,)), after=None, since=None, follow=False)
+        history.log(TENANT, LogFilter(outcomes=(Outcome.FAILED,)), after_cursor=None, since=None, follow=False)
     )
 
     assert everything == [first, second, third]
@@ -375,7 +378,7 @@ async def test_a_following_log_reads_new_entries_when_attempts_are_notified(
 ) -> None:
     monkeypatch.setattr(tailing, "RECHECK_SECONDS", 3600.0)  # only the notification can wake the follower
     old = history_store.append_log(TENANT, webhook_id=webhook.id, occurred_at=clock())
-    follower = Follower(history.log(TENANT, LogFilter(), after=None, since=None, follow=True))
+    follower = Follower(history.log(TENANT, LogFilter(), after_cursor=None, since=None, follow=True))
     assert await follower.read(1) == [old]
 
     new = history_store.append_log(TENANT, webhook_id=webhook.id, occurred_at=clock())
@@ -388,13 +391,15 @@ async def test_a_following_log_reads_new_entries_when_attempts_are_notified(
 async def test_a_tenant_may_hold_only_so_many_log_streams(
     history: History, webhook: Webhook, notifications: FakeNotifications
 ) -> None:
-    followers = [Follower(history.log(TENANT, LogFilter(), after=None, since=None, follow=True)) for _ in range(2)]
+    followers = [
+        Follower(history.log(TENANT, LogFilter(), after_cursor=None, since=None, follow=True)) for _ in range(2)
+    ]
     await until(lambda: notifications.subscribers(Topic.ATTEMPTS) == 2)  # each holds its slot, then subscribes
 
     with pytest.raises(ResourceExhausted):
-        await read_all(history.log(TENANT, LogFilter(), after=None, since=None, follow=False))
-    assert await read_all(history.log(OTHER_TENANT, LogFilter(), after=None, since=None, follow=False)) == []
+        await read_all(history.log(TENANT, LogFilter(), after_cursor=None, since=None, follow=False))
+    assert await read_all(history.log(OTHER_TENANT, LogFilter(), after_cursor=None, since=None, follow=False)) == []
 
     await followers[0].close()
-    assert await read_all(history.log(TENANT, LogFilter(), after=None, since=None, follow=False)) == []
+    assert await read_all(history.log(TENANT, LogFilter(), after_cursor=None, since=None, follow=False)) == []
     await followers[1].close()

@@ -30,7 +30,7 @@ from webhookd.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
-from webhookd.domain.history import LogPosition, encode_cursor
+from webhookd.domain.history import LogPosition
 from webhookd.domain.inbound import MAX_MESSAGE_ID_LENGTH, ZoomValidation
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import Direction, SignatureScheme, Webhook, WebhookSpec
@@ -446,7 +446,7 @@ async def test_consumer_names_are_checked(inbound: Inbound, name: str) -> None:
     with pytest.raises(Invalid) as stream_error:
         await read_stream(inbound, consumer=name)
     with pytest.raises(Invalid) as ack_error:
-        await inbound.acknowledge(TENANT, name, encode_cursor(LogPosition(1, 1)))
+        await inbound.acknowledge(TENANT, name, (await inbound.cursors(TENANT)).encode(LogPosition(1, 1)))
 
     assert (
         [v.field for v in stream_error.value.violations]
@@ -466,10 +466,10 @@ async def test_a_consumer_resumes_after_what_it_acknowledged(
     inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
 ) -> None:
     await receive_three(inbound, webhooks, clock)
-    second = inbound_store.receipts[1].position
+    second = (await inbound.cursors(TENANT)).encode(inbound_store.receipts[1].position)
 
     assert await read_stream(inbound, consumer="billing") == ["msg_0", "msg_1", "msg_2"]
-    assert await inbound.acknowledge(TENANT, "billing", encode_cursor(second)) == second
+    assert await inbound.acknowledge(TENANT, "billing", second) == second
     assert await read_stream(inbound, consumer="billing") == ["msg_2"]
     assert await read_stream(inbound, consumer="audit") == ["msg_0", "msg_1", "msg_2"]
 
@@ -478,20 +478,22 @@ async def test_an_explicit_cursor_wins_over_the_consumers_position(
     inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
 ) -> None:
     await receive_three(inbound, webhooks, clock)
-    first, second = (stored.position for stored in inbound_store.receipts[:2])
-    await inbound.acknowledge(TENANT, "billing", encode_cursor(second))
+    cursors = await inbound.cursors(TENANT)
+    first, second = (cursors.encode(stored.position) for stored in inbound_store.receipts[:2])
+    await inbound.acknowledge(TENANT, "billing", second)
 
-    assert await read_stream(inbound, consumer="billing", after_cursor=encode_cursor(first)) == ["msg_1", "msg_2"]
+    assert await read_stream(inbound, consumer="billing", after_cursor=first) == ["msg_1", "msg_2"]
 
 
 async def test_acknowledging_never_moves_a_consumer_back(
     inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
 ) -> None:
     await receive_three(inbound, webhooks, clock)
-    first, second = (stored.position for stored in inbound_store.receipts[:2])
-    await inbound.acknowledge(TENANT, "billing", encode_cursor(second))
+    cursors = await inbound.cursors(TENANT)
+    first, second = (cursors.encode(stored.position) for stored in inbound_store.receipts[:2])
+    await inbound.acknowledge(TENANT, "billing", second)
 
-    assert await inbound.acknowledge(TENANT, "billing", encode_cursor(first)) == second
+    assert await inbound.acknowledge(TENANT, "billing", first) == second
     assert await read_stream(inbound, consumer="billing") == ["msg_2"]
 
 

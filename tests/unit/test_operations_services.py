@@ -30,7 +30,7 @@ from webhookd.domain import signing
 from webhookd.domain.deliveries import AttemptResult
 from webhookd.domain.errors import FailedPrecondition, Invalid, NotFound, ResourceExhausted, Unavailable
 from webhookd.domain.events import EventFilter
-from webhookd.domain.history import LogFilter, encode_cursor
+from webhookd.domain.history import LogFilter
 from webhookd.domain.pings import PING_BURST, PINGS_PER_MINUTE, TOO_MANY_PINGS
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
@@ -216,17 +216,20 @@ async def test_a_consumer_resumes_after_its_ack_and_is_its_apps_own(
     webhook = await created(webhooks, scope=CRM)
     entries = [history_store.append_log(CRM, webhook_id=webhook.id, occurred_at=clock()) for _ in range(3)]
 
-    await history.acknowledge(CRM, "alerts", encode_cursor(entries[0].position))
-    await history.acknowledge(CRM, "alerts", encode_cursor(entries[1].position))
-    await history.acknowledge(CRM, "alerts", encode_cursor(entries[0].position))  # never back
+    cursors = await history.cursors(CRM)
+    await history.acknowledge(CRM, "alerts", cursors.encode(entries[0].position))
+    await history.acknowledge(CRM, "alerts", cursors.encode(entries[1].position))
+    assert await history.acknowledge(CRM, "alerts", cursors.encode(entries[0].position)) == cursors.encode(
+        entries[1].position
+    )  # never back
 
-    ours = Follower(history.log(CRM, LogFilter(), after=None, since=None, follow=False, consumer="alerts"))
+    ours = Follower(history.log(CRM, LogFilter(), after_cursor=None, since=None, follow=False, consumer="alerts"))
     assert await ours.read(1) == [entries[2]]
     await ours.close()
-    theirs = history.log(ERP, LogFilter(), after=None, since=None, follow=False, consumer="alerts")
+    theirs = history.log(ERP, LogFilter(), after_cursor=None, since=None, follow=False, consumer="alerts")
     assert [entry async for entry in theirs] == []  # another app: its own consumer, and none of CRM's entries
     with pytest.raises(Invalid):
-        await history.acknowledge(CRM, "no spaces", encode_cursor(entries[0].position))
+        await history.acknowledge(CRM, "no spaces", cursors.encode(entries[0].position))
 
 
 async def test_the_log_filters_by_kind_and_outcomes_select_among_attempts(
@@ -237,7 +240,7 @@ async def test_the_log_filters_by_kind_and_outcomes_select_among_attempts(
     await webhooks.delete(TENANT, webhook.id, expected_version=None)
 
     async def read(query: LogFilter) -> list[LogKind]:
-        return [entry.kind async for entry in history.log(TENANT, query, after=None, since=None, follow=False)]
+        return [entry.kind async for entry in history.log(TENANT, query, after_cursor=None, since=None, follow=False)]
 
     assert await read(LogFilter()) == [LogKind.ATTEMPT, LogKind.DELETED]
     assert await read(LogFilter(kinds=(LogKind.DELETED,))) == [LogKind.DELETED]

@@ -19,8 +19,9 @@ from webhookd.domain.deliveries import Delivery
 from webhookd.domain.errors import FieldViolation, Invalid
 from webhookd.domain.event_catalog import EXAMPLE_FIELD, SCHEMA_FIELD, STRUCT_MAX_DEPTH, EventType, EventTypeSpec
 from webhookd.domain.events import PAYLOAD_FIELD, PAYLOAD_JSON_FIELD, StoredEvent
-from webhookd.domain.history import LogEntry, encode_cursor
+from webhookd.domain.history import LogEntry
 from webhookd.domain.inbound import InboundEvent
+from webhookd.domain.log_cursors import LogCursors
 from webhookd.domain.webhooks import (
     DEFAULT_ENABLED,
     DEFAULT_SOURCE,
@@ -348,17 +349,17 @@ def _json_value(value: struct_pb2.Value, path: str, violations: list[FieldViolat
     return None  # null_value, or no kind at all
 
 
-def entry_to_proto(entry: LogEntry) -> service_pb.DeliveryLogEntry:
+def entry_to_proto(entry: LogEntry, cursors: LogCursors) -> service_pb.DeliveryLogEntry:
     message = service_pb.DeliveryLogEntry()
-    fill_entry(message, entry)
+    fill_entry(message, entry, cursors)
     return message
 
 
-def fill_entry(message: service_pb.DeliveryLogEntry, entry: LogEntry) -> None:
+def fill_entry(message: service_pb.DeliveryLogEntry, entry: LogEntry, cursors: LogCursors) -> None:
     """Sets `entry` on a message in place (a stream's response holds it, so nothing is copied). Once
     per entry of a log stream: fields at their proto default are left unset (the same message, for
     less work), and the status words go in as the str they are."""
-    message.cursor = encode_cursor(entry.position)
+    message.cursor = cursors.encode(entry.position)
     message.delivery_id = entry.delivery_id
     message.event_id = entry.event_id
     message.event_type = entry.event_type
@@ -424,9 +425,9 @@ def delivery_to_proto(delivery: Delivery) -> service_pb.Delivery:
     )
 
 
-def inbound_event_to_proto(event: InboundEvent) -> service_pb.InboundEvent:
+def inbound_event_to_proto(event: InboundEvent, cursors: LogCursors) -> service_pb.InboundEvent:
     return service_pb.InboundEvent(
-        cursor=encode_cursor(event.position),
+        cursor=cursors.encode(event.position),
         id=event.id,
         webhook_id=event.webhook_id,
         message_id=event.message_id or "",

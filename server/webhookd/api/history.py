@@ -11,7 +11,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhookd.api import convert
 from webhookd.auth.context import current_scope
 from webhookd.domain.deliveries import DeliveryFilter
-from webhookd.domain.history import LogFilter, decode_cursor
+from webhookd.domain.history import LogFilter
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome, parse_word, parse_words
 from webhookd.services.history import History
 
@@ -25,22 +25,24 @@ class HistoryRpcs:
     async def DeliveryLog(
         self, request: pb.DeliveryLogRequest, context: Context
     ) -> AsyncIterator[pb.DeliveryLogResponse]:
+        scope = current_scope()
+        cursors = await self.history.cursors(scope)
         entries = self.history.log(
-            current_scope(),
+            scope,
             LogFilter(
                 webhook_id=request.webhook_id or None,
                 outcomes=parse_words(Outcome, list(request.outcomes), "outcomes"),
                 event_types=tuple(request.event_types),
                 kinds=parse_words(LogKind, list(request.kinds), "kinds"),
             ),
-            after=decode_cursor(request.after_cursor) if request.after_cursor else None,
+            after_cursor=request.after_cursor or None,
             since=convert.datetime_of(request.since, "since") if request.HasField("since") else None,
             follow=request.follow,
             consumer=request.consumer or None,
         )
         async for entry in entries:
             response = pb.DeliveryLogResponse()
-            convert.fill_entry(response.entry, entry)
+            convert.fill_entry(response.entry, entry, cursors)
             yield response
 
     async def ListDeliveries(self, request: pb.ListDeliveriesRequest, context: Context) -> pb.ListDeliveriesResponse:
@@ -63,9 +65,12 @@ class HistoryRpcs:
         )
 
     async def GetDelivery(self, request: pb.GetDeliveryRequest, context: Context) -> pb.GetDeliveryResponse:
-        delivery, attempts = await self.history.get_delivery(current_scope(), request.id)
+        scope = current_scope()
+        delivery, attempts = await self.history.get_delivery(scope, request.id)
+        cursors = await self.history.cursors(scope)
         return pb.GetDeliveryResponse(
-            delivery=convert.delivery_to_proto(delivery), attempts=[convert.entry_to_proto(entry) for entry in attempts]
+            delivery=convert.delivery_to_proto(delivery),
+            attempts=[convert.entry_to_proto(entry, cursors) for entry in attempts],
         )
 
     async def RedeliverDelivery(

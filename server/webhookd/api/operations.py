@@ -11,7 +11,6 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from webhookd.api import convert
 from webhookd.auth.context import current_scope
 from webhookd.domain.events import EventFilter
-from webhookd.domain.history import encode_cursor
 from webhookd.services.history import History
 from webhookd.services.pings import Pings
 from webhookd.services.published_events import PublishedEvents
@@ -65,5 +64,5 @@ class OperationsRpcs:
     async def AckDeliveryLog(
         self, request: ops_pb.AckDeliveryLogRequest, context: Context
     ) -> ops_pb.AckDeliveryLogResponse:
-        position = await self.log_consumers.acknowledge(current_scope(), request.consumer, request.cursor)
-        return ops_pb.AckDeliveryLogResponse(consumer=request.consumer, cursor=encode_cursor(position))
+        cursor = await self.log_consumers.acknowledge(current_scope(), request.consumer, request.cursor)
+        return ops_pb.AckDeliveryLogResponse(consumer=request.consumer, cursor=cursor)

@@ -8,9 +8,10 @@ from datetime import datetime
 from webhookd.domain import event_types, page_tokens
 from webhookd.domain.deliveries import MAX_RECOVER_WINDOW, Delivery, DeliveryFilter, DeliveryPage
 from webhookd.domain.errors import FieldViolation, Invalid
-from webhookd.domain.history import LogEntry, LogFilter, LogPosition, decode_cursor
+from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.inbound import consumer_name
 from webhookd.domain.lifecycle import LifecycleChange, recovered_reason
+from webhookd.domain.log_cursors import DELIVERY_LOG, LogCursors
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.validation import check_time_range, validate_page_size
@@ -58,17 +59,21 @@ class History:
         self._stream_slots = stream_slots
         self._now = clock
 
+    async def cursors(self, scope: Scope) -> LogCursors:
+        """The cursors of the log as `scope` reads it: each entry it is handed carries one."""
+        return LogCursors(await self._webhooks.page_token_key(), DELIVERY_LOG, scope)
+
     async def log(
         self,
         scope: Scope,
         query: LogFilter,
         *,
-        after: LogPosition | None,
+        after_cursor: str | None,
         since: datetime | None,
         follow: bool,
         consumer: str | None = None,
     ) -> AsyncIterator[LogEntry]:
-        """With a `consumer` and no `after`, the stream starts after what that consumer acknowledged."""
+        """With a `consumer` and no `after_cursor`, the stream starts after what that consumer acknowledged."""
         violations = check_event_types(query.event_types, "event_types")
         if violations:
             raise Invalid(violations)
@@ -76,7 +81,10 @@ class History:
             consumer_name(consumer)
         if query.webhook_id is not None:
             await self._webhooks.get(scope, query.webhook_id)  # NotFound for another tenant's webhook
-        if after is None and consumer is not None:
+        after: LogPosition | None = None
+        if after_cursor:
+            after = (await self.cursors(scope)).decode(after_cursor, field="after_cursor").position
+        elif consumer is not None:
             after = await self._consumers.position(scope, consumer)
 
         async def read(position: LogPosition | None, limit: int) -> list[LogEntry]:
@@ -94,11 +102,16 @@ class History:
             async for entry in entries:
                 yield entry
 
-    async def acknowledge(self, scope: Scope, consumer: str, cursor: str) -> LogPosition:
-        """The consumer has processed the log up to `cursor`; its position never moves back."""
+    async def acknowledge(self, scope: Scope, consumer: str, cursor: str) -> str:
+        """The consumer has processed the log up to `cursor`; returns the cursor of its position now,
+        which never moves back."""
         consumer_name(consumer)
-        position = decode_cursor(cursor, field="cursor")
-        return await self._consumers.acknowledge(scope, consumer, position, now=self._now())
+        cursors = await self.cursors(scope)
+        given = cursors.decode(cursor, field="cursor")
+        position = await self._consumers.acknowledge(
+            scope, consumer, given.position, now=self._now(), handed_out=given.bound
+        )
+        return cursors.encode(position)
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, page_size: int, page_token: str

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from webhookd.domain import ids, signing
 from webhookd.domain.errors import NotFound, ResourceExhausted, Unauthenticated, Unavailable
-from webhookd.domain.history import LogPosition, decode_cursor
+from webhookd.domain.history import LogPosition
 from webhookd.domain.inbound import (
     InboundEvent,
     InboundTarget,
@@ -26,6 +26,7 @@ from webhookd.domain.inbound import (
     refuse_repeated,
     zoom_validation,
 )
+from webhookd.domain.log_cursors import INBOUND_EVENTS, LogCursors
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
 from webhookd.domain.webhooks import SignatureScheme
@@ -154,7 +155,7 @@ class Inbound:
             await self._webhooks.get(scope, webhook_id)  # NotFound for another tenant's webhook
         after: LogPosition | None = None
         if after_cursor:
-            after = decode_cursor(after_cursor)
+            after = (await self.cursors(scope)).decode(after_cursor, field="after_cursor").position
         elif consumer is not None:
             after = await self._store.consumer_position(scope, consumer)
 
@@ -173,7 +174,16 @@ class Inbound:
             async for event in events:
                 yield event
 
-    async def acknowledge(self, scope: Scope, consumer: str, cursor: str) -> LogPosition:
+    async def cursors(self, scope: Scope) -> LogCursors:
+        """The cursors of the inbound stream as `scope` reads it: each event it is handed carries one."""
+        return LogCursors(await self._webhooks.page_token_key(), INBOUND_EVENTS, scope)
+
+    async def acknowledge(self, scope: Scope, consumer: str, cursor: str) -> str:
+        """Returns the cursor of the consumer's position now, which never moves back."""
         consumer_name(consumer)
-        position = decode_cursor(cursor, field="cursor")
-        return await self._store.acknowledge(scope, consumer, position, now=self._now())
+        cursors = await self.cursors(scope)
+        given = cursors.decode(cursor, field="cursor")
+        position = await self._store.acknowledge(
+            scope, consumer, given.position, now=self._now(), handed_out=given.bound
+        )
+        return cursors.encode(position)

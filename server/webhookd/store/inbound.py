@@ -273,7 +273,9 @@ class InboundStore:
         row = await self._db.fetch_one(_CONSUMER_POSITION, _consumer_keys(scope, name))
         return None if row is None else LogPosition(row[0], row[1])
 
-    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
+    async def acknowledge(
+        self, scope: Scope, name: str, position: LogPosition, *, now: datetime, handed_out: bool
+    ) -> LogPosition:
         """Moves the consumer to `position` unless it is already past it; returns where it is."""
         keys = _consumer_keys(scope, name)
 
@@ -281,7 +283,8 @@ class InboundStore:
             current = await (await connection.execute(_CONSUMER_POSITION, keys)).fetchone()
             if current is not None and position <= (current[0], current[1]):
                 return current  # stale: the consumer stays where it is
-            await refuse_unacknowledgeable(connection, _ACKNOWLEDGEABLE, scope, position)
+            if not handed_out:
+                await refuse_unacknowledgeable(connection, _ACKNOWLEDGEABLE, scope, position)
             await connection.execute(_ACKNOWLEDGE, keys | {"txid": position.txid, "seq": position.seq, "now": now})
             return await (await connection.execute(_CONSUMER_POSITION, keys)).fetchone()
 

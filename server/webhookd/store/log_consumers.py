@@ -53,7 +53,9 @@ class LogConsumerStore:
         row = await self._db.fetch_one(_POSITION, _keys(scope, name))
         return None if row is None else LogPosition(row[0], row[1])
 
-    async def acknowledge(self, scope: Scope, name: str, position: LogPosition, *, now: datetime) -> LogPosition:
+    async def acknowledge(
+        self, scope: Scope, name: str, position: LogPosition, *, now: datetime, handed_out: bool
+    ) -> LogPosition:
         keys = _keys(scope, name)
         values = keys | {"txid": position.txid, "seq": position.seq, "now": now}
 
@@ -61,7 +63,8 @@ class LogConsumerStore:
             current = await (await connection.execute(_POSITION, keys)).fetchone()
             if current is not None and position <= (current[0], current[1]):
                 return LogPosition(current[0], current[1])  # stale: the consumer stays where it is
-            await refuse_unacknowledgeable(connection, _ACKNOWLEDGEABLE, scope, position)
+            if not handed_out:
+                await refuse_unacknowledgeable(connection, _ACKNOWLEDGEABLE, scope, position)
             await connection.execute(_ACKNOWLEDGE, values)
             row = await (await connection.execute(_POSITION, keys)).fetchone()
             assert row is not None

@@ -77,28 +77,26 @@ SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 def acknowledgeable(log: sa.Table, *entry_conditions: sa.ColumnElement[bool]) -> str:
     """Whether a consumer of `log` (attempts, inbound receipts) may be moved to the position
-    `txid`/`seq`, for `refuse_unacknowledgeable`: (settled, known). Settled: a reader can have been
-    handed it. Known: it is an entry the caller's scope reads (`entry_conditions` say which rows a
-    reader is handed), or it lies before every entry of the tenant, so moving there skips nothing
-    (an entry retention has removed). The second clause looks at the tenant, not the app: its index
-    answers at once."""
-    at = sa.tuple_(param("txid", sa.BigInteger), param("seq", sa.BigInteger))
+    `txid`/`seq` of an unbound cursor, for `refuse_unacknowledgeable`: (settled, known). Settled: a
+    reader can have been handed it. Known: it is an entry the caller's scope reads
+    (`entry_conditions` say which rows a reader is handed)."""
     entry = sa.exists().where(
         scoped(log),
         log.c.txid == param("txid", sa.BigInteger),
         log.c.seq == param("seq", sa.BigInteger),
         *entry_conditions,
     )
-    earlier = sa.exists().where(log.c.tenant_id == param("tenant_id", sa.Text), sa.tuple_(log.c.txid, log.c.seq) < at)
     settled = param("txid", sa.BigInteger) < SETTLED_TXID
-    return compiled(sa.select(settled, sa.or_(entry, ~earlier)))
+    return compiled(sa.select(settled, entry))
 
 
 async def refuse_unacknowledgeable(connection: Connection, statement: str, scope: Scope, position: LogPosition) -> None:
-    """Invalid unless a consumer in `scope` may be moved to `position` (`statement`: `acknowledgeable`).
-    Cursors are not signed. One past the log's settled end would make the consumer skip every entry
-    still to come; one of another app's, tenant's or stream's entries would carry it past entries of
-    its own that it never read."""
+    """Invalid unless a consumer in `scope` may be moved to `position`, read from a cursor that is not
+    bound to its scope (domain/log_cursors.py; `statement`: `acknowledgeable`). One past the log's
+    settled end would make the consumer skip every entry still to come; one of another app's,
+    tenant's or stream's entries would carry it past entries of its own that it never read. A
+    position whose entry retention removed is refused too: before every entry of the tenant, it
+    would skip nothing, but so would another tenant's there, and nothing tells the two apart."""
     values = scope_params(scope) | {"txid": position.txid, "seq": position.seq}
     row = await (await connection.execute(statement, values)).fetchone()
     settled, known = row if row is not None else (False, False)
