@@ -42,6 +42,30 @@ def test_one_validation_draws_on_one_budget() -> None:
         assert schema_keywords.search("a", "ba") and not schema_keywords.search("^a", "ba")
 
 
+class _Preempted:
+    """Clocks of a thread that waits 10 ms for a CPU around every match and matches in 1 us."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def monotonic(self) -> float:
+        self.wall += 0.010
+        return self.wall
+
+    def thread_time(self) -> float:
+        self.cpu += 0.000_001
+        return self.cpu
+
+
+def test_time_waiting_for_a_cpu_is_not_charged_to_the_regex_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a busy machine a validation of thousands of short matches was refused as unevaluable: the
+    budget was charged by the wall clock, preemption included."""
+    monkeypatch.setattr(schema_keywords, "time", _Preempted())
+    with schema_keywords.validation_budget(seconds=0.05):
+        assert all(schema_keywords.search("^[A-Z]+-[0-9]+$", f"ABC-{n}") for n in range(100))
+
+
 def nested(depth: int, innermost: Any) -> Any:
     for _ in range(depth):
         innermost = [innermost]
