@@ -237,11 +237,20 @@ def _nodes(value: Any) -> Iterator[Any]:
             yield from _nodes(item)
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    """`pattern` compiled once it is known small enough (check_size). Kept: `regex.search` given the
+    pattern's text looks it up in regex's own cache on every call, 9.6 us a short match against 3.3 for
+    the compiled pattern's, and a payload may hold thousands of matches."""
+    check_size(pattern)
+    return regex.compile(pattern)
+
+
 def search(pattern: str, text: str) -> bool:
     """Whether `pattern` matches somewhere in `text` (ECMA-262's test), within what is left of the budget.
     regex.error for a pattern that does not compile or is too large to (check_size); RegexBudgetSpent
     when the budget runs out."""
-    check_size(pattern)
+    compiled = _compiled(pattern)
     budget = _budget.get() or _Budget(REGEX_BUDGET_SECONDS, BASE_STEPS, BASE_STEPS)
     if budget.left <= 0:
         raise RegexBudgetSpent(f"matching {pattern!r} ran out of the regex budget")
@@ -251,7 +260,7 @@ def search(pattern: str, text: str) -> bool:
     # by the wall clock, which is all `regex` offers.
     started = time.thread_time()
     try:
-        return regex.search(pattern, text, timeout=budget.left) is not None
+        return compiled.search(text, timeout=budget.left) is not None
     except TimeoutError:
         raise RegexBudgetSpent(f"matching {pattern!r} ran out of the regex budget") from None
     finally:
