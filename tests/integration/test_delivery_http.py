@@ -586,3 +586,52 @@ async def test_the_status_decides_the_outcome_when_the_body_stalls_or_breaks_off
     )
     assert result.response_excerpt.startswith("accepted")
     assert "cut short" in result.response_excerpt
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "status", "excerpt", "gone"),
+    [
+        # Content-Length counted in characters, not bytes: "Reçu" is 5 bytes.
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nRe\xc3\xa7u", Outcome.SUCCEEDED, 200, "Re\u00e7", False),
+        (b"HTTP/1.1 204 No Content\r\n\r\nthanks", Outcome.SUCCEEDED, 204, "", False),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nthanks\r\nzz\r\n",
+            Outcome.SUCCEEDED,
+            200,
+            "thanks",
+            False,
+        ),
+        (
+            b"HTTP/1.1 410 Gone\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbye\r\n0\r\n\r\n",
+            Outcome.FAILED,
+            410,
+            "",
+            True,
+        ),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
+            Outcome.SUCCEEDED,
+            200,
+            "ok",
+            False,
+        ),
+    ],
+    ids=["content-length-too-short", "204-with-a-body", "broken-chunk", "410-broken-chunk", "100-then-overlong"],
+)
+async def test_a_body_that_breaks_its_framing_in_the_same_read_as_the_head_keeps_the_status(
+    sender: HttpSender, answer: bytes, outcome: Outcome, status: int, excerpt: str, gone: bool
+) -> None:
+    """The head and a short body come in one read: a fault in the body (bytes past its length, a
+    chunk size that is not one) made aiohttp's parser drop the head it had parsed with it, and a 2xx
+    was a connection error (retried, counted towards the auto-pause) while the same answer in two
+    reads kept its status. The excerpt keeps what came of the body."""
+    async with _answering_then(answer, "stall") as url:
+        result = await sender.send(url, body=BODY, headers=HEADERS, timeout_ms=2000)
+
+    came = result.response_excerpt.split("…[body cut short")[0]
+    assert (result.outcome, result.http_status, came, result.gone) == (
+        outcome,
+        status,
+        excerpt,
+        gone,
+    )
