@@ -635,3 +635,75 @@ async def test_a_body_that_breaks_its_framing_in_the_same_read_as_the_head_keeps
         excerpt,
         gone,
     )
+
+
+@pytest.mark.parametrize(
+    ("answer", "then", "outcome", "status"),
+    [
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok",
+            "stall",
+            Outcome.SUCCEEDED,
+            202,
+        ),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", "stall", Outcome.TIMED_OUT, None),
+        (b"HTTP/1.0 200 OK\r\n\r\nok", "close", Outcome.SUCCEEDED, 200),
+        (b"ok", "close", Outcome.CONNECTION_ERROR, None),
+        (b"HTTP/1.1 200 OK\r\n", "close", Outcome.CONNECTION_ERROR, None),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            "stall",
+            Outcome.CONNECTION_ERROR,
+            None,
+        ),
+        (
+            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://169.254.169.254/latest\r\nContent-Length: 0\r\n\r\n",
+            "stall",
+            Outcome.FAILED,
+            307,
+        ),
+    ],
+    ids=["1xx-then-202", "only-1xx", "http-1.0", "http-0.9", "head-cut-off", "chunked-and-length", "redirect-inward"],
+)
+async def test_odd_answers_end_as_their_status_says_or_as_a_connection_error(
+    sender: HttpSender, answer: bytes, then: str, outcome: Outcome, status: int | None
+) -> None:
+    """Interim answers are skipped for the final one, a 1.0 body ends with the connection, and what
+    is not HTTP/1.x (no status line, a head cut off, a head framed two ways) is no answer at all."""
+    async with _answering_then(answer, then) as url:
+        result = await sender.send(url, body=BODY, headers=HEADERS, timeout_ms=1000)
+
+    assert (result.outcome, result.http_status) == (outcome, status)
+
+
+@contextlib.asynccontextmanager
+async def _trickling(head: bytes, trickle: bytes) -> AsyncIterator[str]:
+    """The URL of a receiver that writes `head`, then `trickle` every 20 ms, never ending the head."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head)
+            for _ in range(500):
+                await writer.drain()
+                await asyncio.sleep(0.02)
+                writer.write(trickle)
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("head", "trickle"), [(b"HTTP/1.1 200 O", b"K"), (b"HTTP/1.1 200 OK\r\nX-More: ", b"x")], ids=["status", "headers"]
+)
+async def test_a_head_that_trickles_without_end_times_out(sender: HttpSender, head: bytes, trickle: bytes) -> None:
+    """Slowloris on the sender: bytes that keep coming do not keep the attempt alive past its timeout."""
+    async with _trickling(head, trickle) as url:
+        result = await sender.send(url, body=BODY, headers=HEADERS, timeout_ms=500)
+
+    assert (result.outcome, result.http_status, result.error) == (Outcome.TIMED_OUT, None, "timed out after 500 ms")
