@@ -14,12 +14,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from webhookd.gateway.calls import Channel, Invoker, request_id
 from webhookd.gateway.descriptors import default_descriptor_set, default_services, load_comments
 from webhookd.gateway.documents import OPENAPI_PATH
 from webhookd.gateway.endpoint import CallSettings, RpcHandler, RpcRoute
 from webhookd.gateway.openapi import build_openapi
+from webhookd.gateway.response_headers import DefaultHeaders
 from webhookd.gateway.routes import bindings_for_services, group_by_template
 from webhookd.http.errors import (
     ApiError,
@@ -45,8 +47,8 @@ def create_gateway_app(
     stream_grace_seconds: float = 0.5,
     heartbeat_seconds: float = 15.0,
     closing: asyncio.Event | None = None,
-) -> Starlette:
-    """Build the gateway over `channel`.
+) -> ASGIApp:
+    """Build the gateway over `channel`: a Starlette app inside `DefaultHeaders`.
 
     services: defaults to cpod.integration.v1.WebhookService.
     descriptor_set: a FileDescriptorSet with source info, for OpenAPI descriptions; defaults to
@@ -76,7 +78,7 @@ def create_gateway_app(
             for template, by_method in group_by_template(bindings_for_services(services))
         ),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={
             HTTPException: _http_exception,
@@ -84,6 +86,7 @@ def create_gateway_app(
             Exception: _unexpected,
         },
     )
+    return DefaultHeaders(app)
 
 
 async def _http_exception(request: Request, exc: Any) -> Response:

@@ -1,0 +1,44 @@
+"""Headers every gateway response carries unless its route set its own (the Playground page sets a
+stricter policy of its own): the browser-facing defaults of an API.
+
+- `X-Content-Type-Options: nosniff`: a JSON body (an error echoes the path it was asked for, a
+  webhook carries a tenant's strings) is never sniffed into HTML or script.
+- `Content-Security-Policy: default-src 'none'; frame-ancestors 'none'` and `X-Frame-Options: DENY`
+  (browsers that predate frame-ancestors): a response opened as a document runs nothing and no other
+  site frames it.
+- `Referrer-Policy: no-referrer`.
+
+It wraps the whole Starlette app, outside its ServerErrorMiddleware, so an unexpected error's 500
+carries them too.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class DefaultHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def send_with_defaults(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in DEFAULT_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self._app(scope, receive, send_with_defaults)
