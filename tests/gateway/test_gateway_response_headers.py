@@ -1,5 +1,6 @@
 """Headers every gateway response carries, whatever answered it: a JSON body is never sniffed into
-HTML (an error echoes the path it was asked for), and no answer may be framed by another site."""
+HTML (an error echoes the path it was asked for), no answer may be framed by another site, and none
+is kept by a cache."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         "/fails",  # an unexpected error: 500
     ],
 )
-async def test_api_responses_are_not_sniffed_framed_or_referred(http: httpx.AsyncClient, path: str) -> None:
+async def test_api_responses_are_not_sniffed_framed_referred_or_stored(http: httpx.AsyncClient, path: str) -> None:
     response = await http.get(path)
 
     assert response.headers["content-type"].startswith("application/json")
@@ -51,6 +52,7 @@ async def test_api_responses_are_not_sniffed_framed_or_referred(http: httpx.Asyn
     assert response.headers["content-security-policy"] == API_POLICY
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cache-control"] == "no-store"
 
 
 async def test_the_playground_keeps_its_own_policy_and_is_not_framed_by_older_browsers(
@@ -61,3 +63,4 @@ async def test_the_playground_keeps_its_own_policy_and_is_not_framed_by_older_br
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-cache"  # its own: revalidated by ETag

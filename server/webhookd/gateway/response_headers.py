@@ -7,6 +7,9 @@ stricter policy of its own): the browser-facing defaults of an API.
   (browsers that predate frame-ancestors): a response opened as a document runs nothing and no other
   site frames it.
 - `Referrer-Policy: no-referrer`.
+- `Cache-Control: no-store`: an answer is one tenant's data, and some carry a secret (CreateWebhook's
+  and RotateWebhookSecret's `signing_secret`): no browser or proxy cache keeps it. The Playground's
+  own files say `no-cache` (revalidated by ETag) instead.
 
 It wraps the whole Starlette app, outside its ServerErrorMiddleware, so an unexpected error's 500
 carries them too.
@@ -22,6 +25,7 @@ DEFAULT_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
 }
 
 
