@@ -77,9 +77,19 @@
     show($("token-box"), true);
     show($("log"), true);
     renderNav();
-    const [resourceName, opName] = decodeURIComponent(location.hash.slice(1)).split(".");
+    const [resourceName, opName] = fragment().split(".");
     selectResource(resourceName, opName);
     loadConfig();
+  }
+
+  // `#Resource.operation`, as selectOperation writes it. Anyone can send a link: a fragment that does not
+  // decode (`#%`) opens the first resource rather than stopping the page.
+  function fragment() {
+    try {
+      return decodeURIComponent(location.hash.slice(1));
+    } catch (_) {
+      return "";
+    }
   }
 
   async function loadConfig() {
