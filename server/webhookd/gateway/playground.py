@@ -9,7 +9,8 @@ Routes (no token needed; the page sends the person's token with each API call it
                                     to requests whose Host is the configured local address
 
 Everything the page loads comes from this origin and is served with a strict
-Content-Security-Policy: no inline script or style, no third-party origin, no framing.
+Content-Security-Policy: no inline script or style, no third-party origin, no framing. The headers
+every response has (nosniff, no referrer, no-store unless said otherwise) are response_headers.py's.
 """
 
 from __future__ import annotations
@@ -47,12 +48,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-_NO_STORE = {"Cache-Control": "no-store"}
+SECURITY_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
 
 # The files the page is made of, with their media types; nothing else is served from static/.
 _ASSETS = {
@@ -135,7 +131,7 @@ def playground_routes(
     assets = _load_assets()
 
     async def manifest_endpoint(_: Request) -> Response:
-        return JSONResponse(manifest, headers={"X-Content-Type-Options": "nosniff"})
+        return JSONResponse(manifest)
 
     async def page(request: Request) -> Response:
         return _asset_response(request, assets["playground.html"])
@@ -150,7 +146,7 @@ def playground_routes(
         # The button is offered only where the token would be given, not to a page opened by another name.
         offered = dev_token is not None and _on_local_address(request, dev_token_hosts)
         config = {"manifest": MANIFEST_PATH, "dev_token": offered}
-        return JSONResponse(config, headers={**SECURITY_HEADERS, **_NO_STORE})
+        return JSONResponse(config, headers=SECURITY_HEADERS)
 
     routes: list[BaseRoute] = [
         Route(MANIFEST_PATH, manifest_endpoint, methods=["GET"]),
@@ -178,6 +174,6 @@ def _dev_token_endpoint(dev_token: DevTokenSource, hosts: DevTokenHosts) -> Call
         site = request.headers.get("sec-fetch-site")
         if site is not None and site not in ("same-origin", "none"):
             raise HTTPException(403, "the dev token is only given to the Playground page")
-        return JSONResponse({"token": dev_token()}, headers={**SECURITY_HEADERS, **_NO_STORE})
+        return JSONResponse({"token": dev_token()}, headers=SECURITY_HEADERS)
 
     return endpoint
