@@ -413,6 +413,68 @@ async def test_a_week_retention_dropped_is_not_made_again_for_the_pending_delive
     assert where == "deliveries_default"
 
 
+async def test_a_week_made_ahead_does_not_scan_the_default_partition_under_the_tables_lock(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    old = now - 6 * WEEK
+    async with opened(own_database) as db:
+        await partitions.ensure(db, now=old, ahead=0)
+        webhook_id = await webhook(db, TENANT, paused_at=old)
+        event_id = await event(db, TENANT, old)
+        kept = await delivery(db, TENANT, webhook_id, event_id, old)
+        await retention.sweep(db, cutoff=old + WEEK)  # the default now holds a pending delivery it kept
+        assert await partition_of(db, "deliveries", "id", kept) == "deliveries_default"
+    notices: list[str] = []
+    async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as connection:
+        connection.add_notice_handler(lambda notice: notices.append(notice.message_primary or ""))
+        # PostgreSQL says at DEBUG1 when a valid constraint spares it the default's scan; it says nothing when it scans.
+        await connection.execute("SET client_min_messages = debug1")
+        created = await partitions.ensure_on(connection, now=now + WEEK)  # makes the week after the two ahead
+        own_constraints = await (
+            await connection.execute(
+                "SELECT conrelid::regclass::text, conname FROM pg_constraint"
+                " WHERE conrelid = ANY(CAST(%(defaults)s AS regclass[])) AND coninhcount = 0",
+                {"defaults": [table.default_partition for table in partitions.TABLES]},
+            )
+        ).fetchall()
+
+    assert sorted(created) == sorted(
+        table.partition_name(partitions.Period.of(now + 3 * WEEK)) for table in partitions.TABLES
+    )
+    defaults = {table.default_partition for table in partitions.TABLES}
+    assert {name for name in defaults if implied(name) in notices} == defaults  # none of them scanned
+    assert own_constraints == []  # the week's partition keeps its rows out of the default from now on
+
+
+async def test_a_week_made_ahead_still_takes_over_the_rows_a_fast_clock_left_in_the_default(own_database) -> None:
+    await migrate.upgrade(own_database)
+    now = datetime.now(UTC)
+    async with opened(own_database) as db:
+        webhook_id = await webhook(db, TENANT)
+        event_id = await event(db, TENANT, now)
+        fast = await delivery(db, TENANT, webhook_id, event_id, now + 3 * WEEK)  # a clock three weeks fast
+        created = await partitions.ensure(db, now=now + WEEK)
+        where = await partition_of(db, "deliveries", "id", fast)
+        own_constraints = await db.fetch_all(
+            "SELECT conname FROM pg_constraint WHERE conrelid = CAST('deliveries_default' AS regclass)"
+            " AND coninhcount = 0"
+        )
+        # The default takes rows of weeks not made yet, as before.
+        farther = await delivery(db, TENANT, webhook_id, event_id, now + 9 * WEEK)
+        farther_where = await partition_of(db, "deliveries", "id", farther)
+
+    assert week_partition("deliveries", now + 3 * WEEK) in created
+    assert where == week_partition("deliveries", now + 3 * WEEK)
+    assert own_constraints == []
+    assert farther_where == "deliveries_default"
+
+
+def implied(default_partition: str) -> str:
+    return (
+        f'updated partition constraint for default partition "{default_partition}" is implied by existing constraints'
+    )
+
+
 async def test_a_retried_inbound_message_is_a_duplicate_across_a_week_boundary(own_database) -> None:
     await migrate.upgrade(own_database)
     now = datetime.now(UTC)
