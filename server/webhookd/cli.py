@@ -7,6 +7,7 @@ import asyncio
 import os
 import secrets
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,22 @@ def dev_token_source(settings: Settings) -> Callable[[], str] | None:
     return mint_dev_token
 
 
+def grpcurl_command() -> str:
+    """grpcurl as the banner's reader can run it: `make` installs it beside this Python, in
+    `.venv/bin`, which a new user's PATH does not hold. So it is named by its path (relative to here
+    when under here) unless the PATH finds that same one."""
+    installed = Path(sys.executable).parent / "grpcurl"
+    if not installed.exists():
+        return "grpcurl"
+    found = shutil.which("grpcurl")
+    if found is not None and Path(found).resolve() == installed.resolve():
+        return "grpcurl"
+    try:
+        return shlex.quote(str(installed.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(installed))
+
+
 def _print_banner(settings: Settings, supervisor: Supervisor, dev_token: Callable[[], str] | None) -> None:
     if dev_token is None:
         token_lines = f"Tokens are verified with {_public_key_setting(settings)}: bring one of yours."
@@ -84,6 +101,7 @@ def _print_banner(settings: Settings, supervisor: Supervisor, dev_token: Callabl
     database = embedded if settings.database_url is None else "WEBHOOKD_DATABASE_URL"
     vault = embedded if settings.vault_addr is None else settings.vault_addr
     create = '{"webhook": {"name": "demo", "url": "http://127.0.0.1:9000/hook", "event_types": ["rfp.*"]}}'
+    grpcurl = grpcurl_command()
     print(
         f"""
 webhookd dev is running
@@ -97,10 +115,10 @@ webhookd dev is running
 {token_lines}
 
 Try it:
-  grpcurl -plaintext {target} list
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d {shlex.quote(create)} \\
+  {grpcurl} -plaintext {target} list
+  {grpcurl} -plaintext -H "authorization: Bearer $TOKEN" -d {shlex.quote(create)} \\
       {target} cpod.integration.v1.WebhookService/CreateWebhook
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" {target} cpod.integration.v1.WebhookService/ListWebhooks
+  {grpcurl} -plaintext -H "authorization: Bearer $TOKEN" {target} cpod.integration.v1.WebhookService/ListWebhooks
 """,
         flush=True,
     )

@@ -59,8 +59,11 @@ async def test_token_mints_a_jwt_with_the_requested_claims() -> None:
 
 
 async def test_dev_prints_a_token_and_grpcurl_commands_that_work_as_printed() -> None:
+    """As a new user runs them: pasted into a shell in the same folder, whose PATH has no `.venv/bin`
+    (`make run` installs grpcurl there and nowhere else)."""
     with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir:
         grpc_addr, http_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != BIN)
         env = os.environ | {
             "WEBHOOKD_DATA_DIR": data_dir,
             "WEBHOOKD_GRPC_ADDR": grpc_addr,
@@ -68,10 +71,11 @@ async def test_dev_prints_a_token_and_grpcurl_commands_that_work_as_printed() ->
             # The printed token must carry every claim the server checks.
             "WEBHOOKD_JWT_ISSUER": "me",
             "WEBHOOKD_JWT_AUDIENCE": "you",
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": path,
         }
         env.pop("VAULT_ADDR", None)
         env.pop("WEBHOOKD_DATABASE_URL", None)
+        env.pop("VIRTUAL_ENV", None)
         process = await asyncio.create_subprocess_exec(
             WEBHOOKD, "dev", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
         )
@@ -79,22 +83,24 @@ async def test_dev_prints_a_token_and_grpcurl_commands_that_work_as_printed() ->
         banner: list[str] = []
         try:
             async with asyncio.timeout(90):
-                while not any(line.startswith("  grpcurl") and "ListWebhooks" in line for line in banner):
+                while not any("grpcurl" in line and "ListWebhooks" in line for line in banner):
                     line = (await process.stdout.readline()).decode()
                     assert line, "webhookd dev exited before printing its banner"
                     banner.append(line.rstrip("\n"))
             token = next(re.sub(r".*TOKEN=", "", line) for line in banner if "export TOKEN=" in line)
-            # Join the banner's continued lines, then run each grpcurl command as printed.
-            commands = " ".join(banner).replace("\\ ", " ").split("  grpcurl")[1:]
+            # Join the banner's continued lines, then run each command as printed.
+            tried = "\n".join(banner[banner.index("Try it:") + 1 :]).replace("\\\n", " ")
+            commands = [line.strip() for line in tried.splitlines() if line.strip()]
             outputs = []
             for command in commands:
-                shell = f"export TOKEN={shlex.quote(token)}; grpcurl {command.strip()}"
+                shell = f"export TOKEN={shlex.quote(token)}; {command}"
                 code, out, err = await run("bash", "-c", shell, env=env)
                 assert code == 0, f"{shell}\n{err}"
                 outputs.append(out)
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 30)
+    assert len(outputs) == 3
     assert "cpod.integration.v1.WebhookService" in outputs[0]
     assert '"signingSecret"' in outputs[1] or '"signing_secret"' in outputs[1]
     assert "demo" in outputs[2]
