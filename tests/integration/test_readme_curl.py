@@ -1,5 +1,6 @@
-"""The README's curl examples run as printed, against the real gateway: only the base URL
-(http://127.0.0.1:8080) is swapped for the test gateway's, and $TOKEN is a minted token."""
+"""The README's curl examples (REST, and an inbound webhook called as its sender would) run as
+printed, against the real gateway: only the base URL (http://127.0.0.1:8080) is swapped for the
+test gateway's, and $TOKEN is a minted token."""
 
 from __future__ import annotations
 
@@ -15,19 +16,20 @@ from support import JWT_SECRET, new_tenant_id
 from webhookd.auth.tokens import mint
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-HEADING = "## REST with curl"
+# The sections whose ```bash blocks run as they stand (others continue these, with $ID and placeholders).
+HEADINGS = ("## REST with curl", "## Inbound webhooks")
 PRINTED_BASE_URL = "http://127.0.0.1:8080"
 BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 pytestmark = pytest.mark.slow
 
 
-def curl_blocks(readme: str) -> list[str]:
-    """The ```bash blocks under HEADING, up to the next second-level heading."""
-    start = readme.find(f"\n{HEADING}\n")
+def curl_blocks(readme: str, heading: str) -> list[str]:
+    """The ```bash blocks under `heading`, up to the next second-level heading."""
+    start = readme.find(f"\n{heading}\n")
     if start < 0:
         return []
-    section = readme[start + len(HEADING) + 2 :]
+    section = readme[start + len(heading) + 2 :]
     end = re.search(r"^## ", section, re.MULTILINE)
     return BASH_BLOCK.findall(section[: end.start()] if end else section)
 
@@ -37,9 +39,14 @@ def curl_commands(block: str) -> list[str]:
 
 
 def blocks_or_skip() -> list[str]:
-    blocks = curl_blocks(README.read_text()) if README.exists() else []
-    if not blocks:
-        pytest.skip(f"README.md has no ```bash block under {HEADING!r}")
+    if not README.exists():
+        pytest.skip("no README.md beside the tests")
+    readme = README.read_text()
+    blocks = []
+    for heading in HEADINGS:
+        found = curl_blocks(readme, heading)
+        assert found, f"README.md has no ```bash block under {heading!r}"
+        blocks += found
     return blocks
 
 
