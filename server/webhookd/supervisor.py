@@ -11,19 +11,22 @@ variables an operator would set, and share one metrics directory (observability/
 
 A child that fails to start stops everything with its one line (exit 2); a child that dies later is
 started again, after a delay that grows while it keeps dying (restart_backoff.py). On SIGTERM the
-servers stop first (front doors), then the workers, then the backends.
+servers stop first (front doors), then the workers, then the backends. The children run in a
+process group of their own, so a terminal's Ctrl-C (SIGINT to the foreground group) reaches only
+the supervisor, which stops them in that order; pressed during start-up, it ends the start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import multiprocess
@@ -138,8 +141,12 @@ class Supervisor:
             "webhookd.cli",
             *child.args,
             env=environment,
+            stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            # Out of the terminal's foreground group: the supervisor stops its children (they stop
+            # with it however it dies: runners.py), and Ctrl-C is not a child's crash mid-start.
+            process_group=0,
         )
         child.process = process
         assert process.stdout is not None and process.stderr is not None
@@ -267,10 +274,18 @@ async def supervise(
     backends = await asyncio.to_thread(app.start_backends, settings)
     try:
         supervisor = Supervisor(settings, dev=dev, environment=environment)
-        try:
+
+        async def start() -> None:
             await started("backends", lambda: app.check_backends(settings, backends))
             await supervisor.start(backends)
+
+        try:
+            if not await _unless_stopped(start(), stop):
+                return 0
         except StartError as error:
+            # Ctrl-C also reaches the embedded OpenBao, whose end then fails the start: not a failure.
+            if stop.is_set():
+                return 0
             print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
             return 2
         on_ready(supervisor)
@@ -279,3 +294,22 @@ async def supervise(
         return 0
     finally:
         await asyncio.to_thread(backends.stop)
+
+
+async def _unless_stopped(work: Coroutine[object, object, None], stop: asyncio.Event) -> bool:
+    """Runs `work` until done (True) or until `stop` is set first (False: `work` is cancelled, which
+    stops what it started)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        finished = task.done()
+        if not finished:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StartError):
+                await task
+    if finished:
+        task.result()
+    return finished

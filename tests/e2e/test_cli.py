@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import jwt
+import psutil
 import pytest
 
 # Each test runs the `webhookd` command as a process of its own.
@@ -105,6 +106,49 @@ async def test_dev_prints_a_token_and_grpcurl_commands_that_work_as_printed() ->
     assert '"signingSecret"' in outputs[1] or '"signing_secret"' in outputs[1]
     assert "demo" in outputs[2]
     assert process.returncode == 0
+
+
+async def test_ctrl_c_while_dev_starts_stops_everything_quietly() -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group. Pressed while `make run` is
+    still starting, it is a stop, not a failure: no `cannot start` line, no tracebacks, exit 0, and
+    nothing left running."""
+    with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir:
+        env = os.environ | {
+            "WEBHOOKD_DATA_DIR": data_dir,
+            "WEBHOOKD_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+            "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        }
+        env.pop("VAULT_ADDR", None)
+        env.pop("WEBHOOKD_DATABASE_URL", None)
+        # A group of its own, as a shell's job is: the signal below reaches every process in it.
+        process = await asyncio.create_subprocess_exec(
+            WEBHOOKD,
+            "dev",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        supervisor = psutil.Process(process.pid)
+        children: list[psutil.Process] = []
+        # Press it once the first child process is spawned and still starting.
+        for _ in range(900):
+            children = [c for c in supervisor.children() if "webhookd.cli" in " ".join(c.cmdline())]
+            if children:
+                break
+            await asyncio.sleep(0.1)
+        assert children, "webhookd dev spawned no child process"
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        postmaster = Path(data_dir) / "postgres" / "postmaster.pid"
+        left = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+    said = err.decode()
+    assert "cannot start" not in said and "Traceback" not in said, said[-3000:]
+    assert "webhookd dev is running" not in out.decode()
+    assert process.returncode == 0
+    assert left == []
+    assert not postmaster.exists()
 
 
 async def test_dev_stops_what_it_started_and_exits_2_when_its_http_port_is_taken() -> None:

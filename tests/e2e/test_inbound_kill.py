@@ -21,6 +21,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import psutil
 import pytest
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from standardwebhooks.webhooks import Webhook as StandardWebhook
@@ -65,7 +66,7 @@ async def start_serve(env: dict[str, str], log: Path, base_url: str) -> asyncio.
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the supervisor and its children
+            start_new_session=True,  # apart from the test's group (its children have a group of their own)
         )
     deadline = time.monotonic() + READY_WITHIN
     async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as http:
@@ -83,10 +84,19 @@ async def start_serve(env: dict[str, str], log: Path, base_url: str) -> asyncio.
             await asyncio.sleep(0.1)
 
 
+def kill_all(pid: int) -> None:
+    """SIGKILL to the supervisor and every process it started, at once. Not its process group: the
+    children run in one of their own, out of reach of a terminal's Ctrl-C."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        supervisor = psutil.Process(pid)
+        for process in [*supervisor.children(recursive=True), supervisor]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
 async def end(process: asyncio.subprocess.Process) -> None:
     """SIGKILL to every process of it (unless it already exited) and wait, bounded, for the exit."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    kill_all(process.pid)
     await asyncio.wait_for(process.wait(), 15)
 
 
@@ -132,7 +142,7 @@ async def test_event_acknowledged_with_2xx_survives_sigkill(backends, own_databa
 
             senders = asyncio.gather(*(send(n) for n in range(IN_FLIGHT)))
             await asyncio.wait_for(first_ok.wait(), 10)
-            os.killpg(process.pid, signal.SIGKILL)
+            kill_all(process.pid)
             await asyncio.wait_for(senders, 15)
         await end(process)
         assert process.returncode == -signal.SIGKILL
