@@ -265,12 +265,16 @@ async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
 async def supervise(
     settings: Settings, *, dev: bool, environment: Mapping[str, str], on_ready: Callable[[Supervisor], None]
 ) -> int:
-    """Runs the whole service until SIGTERM/SIGINT; 2 with one line when a part cannot start."""
+    """Runs the whole service until SIGTERM/SIGINT/SIGHUP; 2 with one line when a part cannot start."""
     check_keys(settings)  # what every server would refuse, before anything is started for them
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # A closed terminal's SIGHUP would end this process alone, leaving the embedded PostgreSQL (a
+    # daemon of its own) and OpenBao (to which SIGHUP means reload) running; under nohup it stays ignored.
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        loop.add_signal_handler(signal.SIGHUP, stop.set)
     backends = await asyncio.to_thread(app.start_backends, settings)
     try:
         supervisor = Supervisor(settings, dev=dev, environment=environment)

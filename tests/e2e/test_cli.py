@@ -4,6 +4,7 @@ start on unreachable dependencies, token mints what the server accepts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -149,6 +150,42 @@ async def test_ctrl_c_while_dev_starts_stops_everything_quietly() -> None:
     assert process.returncode == 0
     assert left == []
     assert not postmaster.exists()
+
+
+async def test_dev_stops_everything_it_started_when_its_terminal_closes() -> None:
+    """A shell whose terminal closes sends SIGHUP to its jobs: `make run` must not leave the embedded
+    PostgreSQL (a daemon in a session of its own) and OpenBao (for which SIGHUP is a reload) behind."""
+    with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir:
+        env = os.environ | {
+            "WEBHOOKD_DATA_DIR": data_dir,
+            "WEBHOOKD_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+            "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        }
+        env.pop("VAULT_ADDR", None)
+        env.pop("WEBHOOKD_DATABASE_URL", None)
+        process = await asyncio.create_subprocess_exec(
+            WEBHOOKD,
+            "dev",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        async with asyncio.timeout(90):
+            while b"webhookd dev is running" not in (line := await process.stdout.readline()):
+                assert line, "webhookd dev exited before printing its banner"
+        started = psutil.Process(process.pid).children(recursive=True)
+        postmaster = Path(data_dir) / "postgres" / "postmaster.pid"
+        database = psutil.Process(int(postmaster.read_text().split()[0]))
+        os.killpg(process.pid, signal.SIGHUP)
+        await asyncio.wait_for(process.communicate(), 60)
+        left = [p for p in [*started, database] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        for stray in left:  # not to outlive the test, which fails below
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stray.send_signal(signal.SIGINT if stray is database else signal.SIGKILL)
+        assert [p.pid for p in left] == []
+    assert process.returncode == 0
 
 
 async def test_dev_stops_what_it_started_and_exits_2_when_its_http_port_is_taken() -> None:
