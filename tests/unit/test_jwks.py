@@ -203,3 +203,59 @@ def test_the_keys_generation_moves_only_when_what_is_loaded_changes() -> None:
     assert keys.generation == first
     keys.use(jwks(B))
     assert keys.generation == first + 1
+
+
+# JSON that is no JWKS, or a key PyJWT fails on with something else than its own error: each was an
+# AttributeError, TypeError or RecursionError out of a load, which ended the periodic refresh for good
+# (a dropped key stayed accepted) and made a call naming an unknown key id INTERNAL.
+NOT_A_JWKS = {
+    "a list": b"[]",
+    "null": b"null",
+    "a string": b'"keys"',
+    "a number": b"5",
+    "nested past the parser's depth": b'{"keys": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+}
+
+
+@pytest.mark.parametrize("raw", NOT_A_JWKS.values(), ids=NOT_A_JWKS.keys())
+def test_json_that_is_no_jwks_is_a_jwks_error(raw: bytes) -> None:
+    keys = JwksKeys(Provider(b""), "idp")
+    with pytest.raises(JwksError, match="not a JWKS"):
+        keys.use(raw)
+
+
+def test_a_key_of_the_wrong_json_types_is_left_out_and_the_others_held() -> None:
+    malformed: list[object] = [
+        5,
+        "key",
+        None,
+        {"kty": "oct"},
+        {"kty": "RSA"},
+        jwk("l") | {"alg": ["ES256"]},
+        jwk("d") | {"crv": {"P": 256}},
+    ]
+    keys = JwksKeys(Provider(b""), "idp")
+    keys.use(json.dumps({"keys": [*malformed, A]}).encode())
+    assert keys.key_for("a", "ES256") is not None
+    with pytest.raises(UnknownKey):
+        keys.key_for("l", "ES256")
+    with pytest.raises(JwksError, match="no RS256 or ES256 signing key"):
+        keys.use(json.dumps({"keys": malformed}).encode())
+
+
+async def test_the_periodic_refresh_goes_on_after_an_answer_that_is_no_jwks() -> None:
+    provider = Provider(jwks(A, B), b"[]", jwks(B))
+    keys = JwksKeys(provider, "https://idp.example/jwks")
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if len(waits) == 2:
+            raise asyncio.CancelledError
+        waits.append(seconds)
+
+    with pytest.raises(asyncio.CancelledError):
+        await keys.keep_fresh(300, sleep=sleep)
+
+    assert provider.loads == 3
+    with pytest.raises(UnknownKey):
+        keys.key_for("a", "ES256")

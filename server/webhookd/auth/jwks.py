@@ -15,6 +15,7 @@ caller is not at fault), not UNAUTHENTICATED.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -55,7 +56,7 @@ class JwksKeys:
         self._load = load
         self.origin = origin
         self._clock = clock
-        self._keys: jwt.PyJWKSet | None = None
+        self._keys: list[jwt.PyJWK] | None = None
         self._raw: bytes | None = None
         # Counts the loads that changed the keys: what was accepted with the old ones is checked again.
         self.generation = 0
@@ -98,7 +99,7 @@ class JwksKeys:
     def _find(self, kid: str | None, algorithm: str | None = None) -> Any:
         """The key held for `kid` (the first, for a token naming none), of `algorithm`'s key type when
         given, or None."""
-        keys = self._keys.keys if self._keys is not None else []
+        keys = self._keys or []
         key_type = _KEY_TYPES.get(algorithm or "")
         return next(
             (
@@ -137,23 +138,40 @@ class JwksKeys:
             log.warning(f"JWKS not loaded; {held}", extra={"origin": self.origin, "reason": str(error)})
 
 
-def _parsed(raw: bytes) -> jwt.PyJWKSet:
+def _parsed(raw: bytes) -> list[jwt.PyJWK]:
+    # Read here rather than by PyJWKSet.from_json: JSON of another shape (a list, null, a key whose
+    # `alg` is a list, nesting past the parser's depth) raised AttributeError, TypeError or
+    # RecursionError there, not an error a load could keep the held keys on.
     try:
-        keys = jwt.PyJWKSet.from_json(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, jwt.PyJWKSetError, jwt.InvalidKeyError) as error:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise JwksError(f"not a JWKS with a usable key ({type(error).__name__})") from None
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise JwksError("not a JWKS: no list of keys")
     # Only signing keys for the accepted algorithms: an HMAC ("oct") key in the set must not verify
     # anything, nor a key published for encryption (`use: enc`) or for another algorithm.
-    keys.keys = [
+    keys = [
         jwk
-        for jwk in keys.keys
-        if jwk.key_type in _KEY_TYPES.values()
+        for jwk in map(_usable_key, entries)
+        if jwk is not None
+        and jwk.key_type in _KEY_TYPES.values()
         and jwk.public_key_use in (None, "sig")
         and jwk.algorithm_name in ALGORITHMS
     ]
-    if not keys.keys:
+    if not keys:
         raise JwksError("the JWKS holds no RS256 or ES256 signing key")
     return keys
+
+
+def _usable_key(entry: Any) -> jwt.PyJWK | None:
+    """The key `entry` describes, None for one that cannot be used (left out, as PyJWKSet does)."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return jwt.PyJWK(entry)
+    except (jwt.PyJWKError, jwt.InvalidKeyError, KeyError, TypeError, ValueError):
+        return None
 
 
 def file_loader(path: Path) -> Load:
