@@ -93,6 +93,10 @@ BAD_TOKENS = {
     # An app's token narrowed to nothing must not widen to the whole tenant.
     "empty_app_id": hs256(claims(app_id="")),
     "null_app_id": hs256({**claims(), "app_id": None}),
+    # PyJWT takes any `exp` int() reads; past a float's range it was an OverflowError (INTERNAL), and
+    # a string of digits past it became an expiry of infinity (remembered, and streams, for ever).
+    "exp_past_a_floats_range": hs256(claims(exp=10**400)),
+    "exp_string_past_a_floats_range": hs256(claims(exp="9" * 400)),
 }
 
 

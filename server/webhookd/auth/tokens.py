@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import unicodedata
@@ -103,6 +104,18 @@ def _optional_claim(claims: dict[str, Any], name: str) -> str | None:
     return value
 
 
+def _expiry(exp: Any) -> float:
+    """`exp` as time.time() counts. PyJWT accepts whatever int() reads: past a float's range that is
+    an OverflowError, or infinity (a token remembered, and a stream kept open, for ever)."""
+    try:
+        expires_at = float(exp)
+    except OverflowError:
+        expires_at = math.inf
+    if not math.isfinite(expires_at):
+        raise Unauthenticated("token claim 'exp' is not a time")
+    return expires_at
+
+
 class TokenVerifier:
     """Verifies bearer tokens, and remembers the ones it accepted until they expire: a caller sends the
     same token with every call, and verifying it (signature, claims) costs far more than the call."""
@@ -195,7 +208,7 @@ class TokenVerifier:
         )
         # Kept no later than the token's own expiry (leeway not included: a cached token never
         # outlives what a fresh check would accept).
-        return scope, float(claims["exp"])
+        return scope, _expiry(claims["exp"])
 
     def _key_for(self, header: dict[str, Any]) -> Any:
         if self._keys.jwks is None:
