@@ -254,3 +254,19 @@ def test_es256_token_verifies_with_an_ec_public_key(tmp_path: Path) -> None:
     assert verifier.verify(jwt.encode(claims(tenant_id="tnt_ec"), private, algorithm="ES256")).tenant_id == "tnt_ec"
     with pytest.raises(Unauthenticated):
         verifier.verify(jwt.encode(claims(), JWT_SECRET, algorithm="HS256"))
+
+
+@pytest.mark.parametrize("curve", [ec.SECP384R1(), ec.SECP521R1(), ec.SECP256K1()], ids=lambda curve: curve.name)
+def test_an_ec_public_key_on_another_curve_than_p256_is_a_settings_error(
+    tmp_path: Path, curve: ec.EllipticCurve
+) -> None:
+    """ES256 verifies with P-256 only: such a key was taken, and every token checked with it raised
+    PyJWT's InvalidKeyError, INTERNAL on every call instead of a refusal at start-up."""
+    path = tmp_path / "ec.pem"
+    path.write_bytes(
+        ec.generate_private_key(curve)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(SettingsError, match="P-256"):
+        TokenVerifier(Settings(jwt_public_key_file=path))

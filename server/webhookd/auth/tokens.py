@@ -43,9 +43,10 @@ class _Keys:
 def _public_key_algorithm(key: Any) -> str:
     if isinstance(key, rsa.RSAPublicKey):
         return "RS256"
-    if isinstance(key, ec.EllipticCurvePublicKey):
+    # ES256 is P-256 only: PyJWT checking a token with a key on another curve raises InvalidKeyError.
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return "ES256"
-    raise SettingsError("WEBHOOKD_JWT_PUBLIC_KEY_FILE must hold an RSA or EC public key")
+    raise SettingsError("WEBHOOKD_JWT_PUBLIC_KEY_FILE must hold an RSA or EC P-256 public key")
 
 
 def _load_keys(settings: Settings) -> _Keys:
