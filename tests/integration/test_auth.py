@@ -205,6 +205,20 @@ def test_short_hmac_secret_is_a_settings_error() -> None:
         TokenVerifier(Settings(jwt_secret="short"))
 
 
+@pytest.mark.parametrize("encoding", [serialization.Encoding.PEM, serialization.Encoding.OpenSSH], ids=str)
+def test_a_public_key_given_as_the_hmac_secret_is_a_settings_error(encoding: serialization.Encoding) -> None:
+    """An identity provider's public key pasted into WEBHOOKD_JWT_SECRET: PyJWT refuses to HMAC with
+    it, and that InvalidKeyError made every call INTERNAL instead of a refusal at start-up."""
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    formats = {
+        serialization.Encoding.PEM: serialization.PublicFormat.SubjectPublicKeyInfo,
+        serialization.Encoding.OpenSSH: serialization.PublicFormat.OpenSSH,
+    }
+    secret = public.public_bytes(encoding, formats[encoding]).decode()
+    with pytest.raises(SettingsError, match="WEBHOOKD_JWT_SECRET"):
+        TokenVerifier(Settings(jwt_secret=secret))
+
+
 @pytest.fixture(scope="module")
 def rsa_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[rsa.RSAPrivateKey, Path]:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)

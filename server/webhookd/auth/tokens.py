@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt.algorithms import HMACAlgorithm
 
 from webhookd.auth.jwks import ALGORITHMS, JwksError, JwksKeys, UnknownKey, file_loader, url_loader
 from webhookd.config import Settings, SettingsError
@@ -73,6 +74,14 @@ def _load_keys(settings: Settings) -> _Keys:
     if settings.jwt_secret is not None:
         if len(settings.jwt_secret.encode()) < MIN_HMAC_SECRET_BYTES:
             raise SettingsError(f"WEBHOOKD_JWT_SECRET must be at least {MIN_HMAC_SECRET_BYTES} bytes")
+        try:
+            # PyJWT refuses to HMAC with what looks like a public key (PEM, ssh): asked here, not on
+            # every call, where its InvalidKeyError would be INTERNAL.
+            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(settings.jwt_secret)
+        except jwt.InvalidKeyError:
+            raise SettingsError(
+                "WEBHOOKD_JWT_SECRET holds a public key; set WEBHOOKD_JWT_PUBLIC_KEY_FILE to verify with one"
+            ) from None
         return _Keys(algorithms=("HS256",), static_key=settings.jwt_secret)
     raise SettingsError(
         "no JWT key: set WEBHOOKD_JWT_SECRET (HS256), WEBHOOKD_JWT_PUBLIC_KEY_FILE or WEBHOOKD_JWT_JWKS_FILE"
