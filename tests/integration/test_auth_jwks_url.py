@@ -185,3 +185,31 @@ async def test_a_provider_down_at_start_up_gives_unavailable_until_it_answers(
                     assert time.monotonic() < deadline, "calls did not recover"
         finally:
             await provider.stop()
+
+
+async def test_a_stream_opened_with_a_key_the_provider_then_drops_ends_unauthenticated(
+    provider: Provider, serve: Serve
+) -> None:
+    """Whoever holds a leaked signing key can mint a token that expires in a century: the refresh
+    that drops the key must end the streams it opened, not only refuse their next calls."""
+    provider.new_key("leaked")
+    provider.new_key("current")
+    service = await serve(provider.url, jwt_jwks_refresh_seconds=0.2)
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        stub = rpc.WebhookServiceStub(channel)
+        following = stub.DeliveryLog(
+            pb.DeliveryLogRequest(follow=True),
+            metadata=(("authorization", f"Bearer {provider.token('leaked', new_tenant_id())}"),),
+        )
+        # Answered on the same connection after the stream's call was taken: the stream was accepted.
+        await list_webhooks(channel, provider.token("leaked", new_tenant_id()))
+        provider.published.remove("leaked")
+
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                async with asyncio.timeout(10):  # the bound on a stream that never ends: a failure
+                    await following.read()
+        finally:
+            following.cancel()
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED, ended.value.details()
+        assert "while the stream was open" in (ended.value.details() or "")

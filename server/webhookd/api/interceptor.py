@@ -99,8 +99,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             stream_behaviour = handler.unary_stream
 
             async def stream(request: Any, context: Context) -> None:
-                async with self._call(method, request, context, authenticate=authenticate) as token_expires_at:
-                    await _within_token(token_expires_at, _write_all(stream_behaviour(request, context), context))
+                async with self._call(method, request, context, authenticate=authenticate) as caller_token:
+                    writing = _write_all(stream_behaviour(request, context), context)
+                    await _within_token(caller_token, self._verifier, writing)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, _tolerant(handler.request_deserializer), handler.response_serializer
@@ -111,23 +112,24 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     @contextlib.asynccontextmanager
     async def _call(
         self, method: str, request: Any, context: Context, *, authenticate: bool
-    ) -> AsyncIterator[float | None]:
-        """Runs the call's block with its request id, scope and checks; yields the time (as time.time()
-        counts) past which the caller's token is no longer accepted, None for a public call."""
+    ) -> AsyncIterator[tuple[str, float] | None]:
+        """Runs the call's block with its request id, scope and checks; yields the caller's token and
+        the time (as time.time() counts) past which it is no longer accepted, None for a public call."""
         request_id_token = current_request_id.set(settle_request_id(metadata_value(context, REQUEST_ID_HEADER)))
         started = time.perf_counter()
         code = "OK"
         scope_token = None
-        token_expires_at = None
+        caller_token = None
         try:
             if authenticate:
                 token = bearer_token(single_authorization(metadata_values(context, "authorization")))
                 scope, token_expires_at = await self._verifier.authenticate(token)
                 scope_token = set_scope(scope)
+                caller_token = (token, token_expires_at)
             if isinstance(request, Undecodable):
                 raise errors.Invalid.field("request", f"is not a valid message: {request.reason}")
             check_request(request)
-            yield token_expires_at
+            yield caller_token
         except errors.DomainError as error:
             code = code_name(error)
             if error.public_message != error.message:
@@ -191,23 +193,37 @@ def _aborted_code(context: Context) -> str:
     return str(code.name) if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
-async def _within_token(expires_at: float | None, writing: Awaitable[None]) -> None:
-    """A stream that follows the log lives no longer than the token it was opened with: past it, it
-    ends UNAUTHENTICATED, and the caller resumes from its last cursor with a new token. Otherwise a
-    token that expired, or whose key was dropped, would go on reading for as long as it stayed open."""
-    if expires_at is None:
+async def _within_token(
+    caller_token: tuple[str, float] | None, verifier: TokenVerifier, writing: Awaitable[None]
+) -> None:
+    """A stream that follows the log lives no longer than the token it was opened with: past its
+    expiry, or once a JWKS load drops its key, it ends UNAUTHENTICATED, and the caller resumes from its
+    last cursor with a new token. Otherwise a token that expired, or whose key was dropped (perhaps
+    leaked, and the token minted to expire in a century), would go on reading while it stayed open."""
+    if caller_token is None:
         await writing
         return
+    token, expires_at = caller_token
     deadline = asyncio.timeout(expires_at - time.time())
     try:
         async with deadline:
-            await writing
+            refused = asyncio.create_task(_end_now_when_refused(verifier, token, deadline))
+            try:
+                await writing
+            finally:
+                refused.cancel()
     except TimeoutError:
         if not deadline.expired():
             raise
         raise errors.Unauthenticated(
-            "the token expired while the stream was open: open it again with a new token, after the last cursor read"
+            "the token expired, or its key was dropped, while the stream was open: open it again with a new token,"
+            " after the last cursor read"
         ) from None
+
+
+async def _end_now_when_refused(verifier: TokenVerifier, token: str, deadline: asyncio.Timeout) -> None:
+    await verifier.until_refused(token)
+    deadline.reschedule(asyncio.get_running_loop().time())
 
 
 async def _write_all(result: Any, context: Context) -> None:

@@ -62,6 +62,7 @@ class JwksKeys:
         self.generation = 0
         self._last_asked: float | None = None  # the last load for a key id not held
         self._reloading = asyncio.Lock()
+        self._changed = asyncio.Event()  # set, and replaced, by each load that changes the keys
 
     @property
     def loaded(self) -> bool:
@@ -83,6 +84,12 @@ class JwksKeys:
         if raw != self._raw:
             self._raw = raw
             self.generation += 1
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def changed(self) -> None:
+        """Returns at the next load that changes the keys."""
+        await self._changed.wait()
 
     async def reload_for(self, kid: str | None) -> None:
         """Loads the JWKS again for a key id not held, unless such a load started less than

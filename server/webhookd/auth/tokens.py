@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -159,6 +160,20 @@ class TokenVerifier:
         at once for keys that cannot change (a secret or a PEM file)."""
         if self._keys.jwks is not None:
             await self._keys.jwks.keep_fresh(self._refresh_seconds)
+
+    async def until_refused(self, token: str) -> None:
+        """Returns once `token`, accepted before, is refused for a reason other than its expiry: a
+        load of the JWKS dropped its key (perhaps compromised). A stream opened with it ends then, as
+        its next call would be refused. Keys that cannot change (a secret, a PEM file): never."""
+        if self._keys.jwks is None:
+            await asyncio.get_running_loop().create_future()  # never done; cancelled with the stream
+            return
+        while True:
+            await self._keys.jwks.changed()
+            try:
+                self._checked(token)
+            except Unauthenticated:
+                return
 
     def verify(self, token: str) -> Scope:
         return self._checked(token)[0]
