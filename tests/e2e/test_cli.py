@@ -31,6 +31,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def dev_environment(data_dir: str, **settings: str) -> dict[str, str]:
+    """The environment of a `webhookd dev` on embedded backends in `data_dir` and free loopback ports,
+    with `settings` on top."""
+    env = os.environ | {
+        "WEBHOOKD_DATA_DIR": data_dir,
+        "WEBHOOKD_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        **settings,
+    }
+    env.pop("VAULT_ADDR", None)
+    env.pop("WEBHOOKD_DATABASE_URL", None)
+    return env
+
+
+async def start_dev_as_a_job(env: dict[str, str], *, stderr: int) -> asyncio.subprocess.Process:
+    """`webhookd dev` in a process group of its own, as a shell's job is: a signal sent to the group
+    reaches every process in it."""
+    return await asyncio.create_subprocess_exec(
+        WEBHOOKD, "dev", env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr, start_new_session=True
+    )
+
+
 async def run(*args: str, env: dict[str, str], within: float = 60) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -64,19 +86,9 @@ async def test_dev_prints_a_token_and_grpcurl_commands_that_work_as_printed() ->
     """As a new user runs them: pasted into a shell in the same folder, whose PATH has no `.venv/bin`
     (`make run` installs grpcurl there and nowhere else)."""
     with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir:
-        grpc_addr, http_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != BIN)
-        env = os.environ | {
-            "WEBHOOKD_DATA_DIR": data_dir,
-            "WEBHOOKD_GRPC_ADDR": grpc_addr,
-            "WEBHOOKD_HTTP_ADDR": http_addr,
-            # The printed token must carry every claim the server checks.
-            "WEBHOOKD_JWT_ISSUER": "me",
-            "WEBHOOKD_JWT_AUDIENCE": "you",
-            "PATH": path,
-        }
-        env.pop("VAULT_ADDR", None)
-        env.pop("WEBHOOKD_DATABASE_URL", None)
+        # The printed token must carry every claim the server checks.
+        env = dev_environment(data_dir, WEBHOOKD_JWT_ISSUER="me", WEBHOOKD_JWT_AUDIENCE="you", PATH=path)
         env.pop("VIRTUAL_ENV", None)
         process = await asyncio.create_subprocess_exec(
             WEBHOOKD, "dev", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
@@ -114,22 +126,7 @@ async def test_ctrl_c_while_dev_starts_stops_everything_quietly() -> None:
     still starting, it is a stop, not a failure: no `cannot start` line, no tracebacks, exit 0, and
     nothing left running."""
     with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir:
-        env = os.environ | {
-            "WEBHOOKD_DATA_DIR": data_dir,
-            "WEBHOOKD_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{free_port()}",
-        }
-        env.pop("VAULT_ADDR", None)
-        env.pop("WEBHOOKD_DATABASE_URL", None)
-        # A group of its own, as a shell's job is: the signal below reaches every process in it.
-        process = await asyncio.create_subprocess_exec(
-            WEBHOOKD,
-            "dev",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        process = await start_dev_as_a_job(dev_environment(data_dir), stderr=asyncio.subprocess.PIPE)
         supervisor = psutil.Process(process.pid)
         children: list[psutil.Process] = []
         # Press it once the first child process is spawned and still starting.
@@ -156,21 +153,7 @@ async def test_dev_stops_everything_it_started_when_its_terminal_closes() -> Non
     """A shell whose terminal closes sends SIGHUP to its jobs: `make run` must not leave the embedded
     PostgreSQL (a daemon in a session of its own) and OpenBao (for which SIGHUP is a reload) behind."""
     with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir:
-        env = os.environ | {
-            "WEBHOOKD_DATA_DIR": data_dir,
-            "WEBHOOKD_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{free_port()}",
-        }
-        env.pop("VAULT_ADDR", None)
-        env.pop("WEBHOOKD_DATABASE_URL", None)
-        process = await asyncio.create_subprocess_exec(
-            WEBHOOKD,
-            "dev",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = await start_dev_as_a_job(dev_environment(data_dir), stderr=asyncio.subprocess.DEVNULL)
         assert process.stdout is not None
         async with asyncio.timeout(90):
             while b"webhookd dev is running" not in (line := await process.stdout.readline()):
@@ -192,13 +175,7 @@ async def test_dev_stops_what_it_started_and_exits_2_when_its_http_port_is_taken
     with tempfile.TemporaryDirectory(prefix="webhookd-cli-") as data_dir, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env = os.environ | {
-            "WEBHOOKD_DATA_DIR": data_dir,
-            "WEBHOOKD_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{taken.getsockname()[1]}",
-        }
-        env.pop("VAULT_ADDR", None)
-        env.pop("WEBHOOKD_DATABASE_URL", None)
+        env = dev_environment(data_dir, WEBHOOKD_HTTP_ADDR=f"127.0.0.1:{taken.getsockname()[1]}")
         code, out, err = await run(WEBHOOKD, "dev", env=env, within=90)
         postmaster = Path(data_dir) / "postgres" / "postmaster.pid"
 

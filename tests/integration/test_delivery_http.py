@@ -549,12 +549,11 @@ async def _answering_then(head: bytes, then: str) -> AsyncIterator[str]:
                 await release.wait()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
-    finally:
-        release.set()
-        server.close()
+    async with _raw_receiver(answer) as url:
+        try:
+            yield url
+        finally:
+            release.set()
 
 
 @pytest.mark.parametrize("then", ["stall", "close"])
@@ -691,6 +690,15 @@ async def _trickling(head: bytes, trickle: bytes) -> AsyncIterator[str]:
                 writer.write(trickle)
         writer.close()
 
+    async with _raw_receiver(answer) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _raw_receiver(
+    answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """The URL of a receiver that answers each connection with `answer`, below HTTP."""
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     try:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
