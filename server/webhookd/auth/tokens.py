@@ -25,6 +25,11 @@ from webhookd.domain.scope import Scope
 
 MAX_CLAIM_LENGTH = 256
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# A compact JWS: three base64url parts without padding (RFC 7515). PyJWT also takes padded ones, and
+# each padded spelling of one token was a cache entry of its own.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# NumericDate claims are JSON numbers (RFC 7519); PyJWT also takes strings of digits.
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 MIN_HMAC_SECRET_BYTES = 32
 # Verified tokens kept per process; the oldest leaves first.
 TOKEN_CACHE_SIZE = 10_000
@@ -112,6 +117,9 @@ def _optional_claim(claims: dict[str, Any], name: str) -> str | None:
         raise Unauthenticated(
             f"token claim {name!r} must not contain control, format, separator or unpaired surrogate characters"
         )
+    # " " as an app would be an app no console shows apart from "", and " app_1" another than "app_1".
+    if value != value.strip():
+        raise Unauthenticated(f"token claim {name!r} must not begin or end with whitespace")
     return value
 
 
@@ -197,6 +205,8 @@ class TokenVerifier:
 
     def _verify(self, token: str) -> tuple[Scope, float]:
         check_authorization_length(token)
+        if not _COMPACT_JWS.fullmatch(token):
+            raise Unauthenticated("token is not a compact JWS: three base64url parts, without padding")
         try:
             header = jwt.get_unverified_header(token)
             algorithm = header.get("alg")
@@ -216,6 +226,9 @@ class TokenVerifier:
             raise Unauthenticated("token has expired") from None
         except jwt.InvalidTokenError as error:
             raise Unauthenticated(f"invalid token: {error}") from None
+        for name in _TIME_CLAIMS:
+            if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], int | float)):
+                raise Unauthenticated(f"token claim {name!r} must be a number (seconds since the epoch)")
         tenant_id = _optional_claim(claims, "tenant_id")
         if tenant_id is None:
             raise Unauthenticated("token claim 'tenant_id' is empty")
