@@ -662,8 +662,22 @@ async def test_a_body_that_breaks_its_framing_in_the_same_read_as_the_head_keeps
             Outcome.FAILED,
             307,
         ),
+        # Not an HTTP status (RFC 9110: 100-599), though the parser takes any three digits: stored as
+        # 0 it read as "no response" with a `failed` outcome, and 999 as a status no client knows.
+        (b"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n", "stall", Outcome.CONNECTION_ERROR, None),
+        (b"HTTP/1.1 999 Nine\r\nContent-Length: 0\r\n\r\n", "stall", Outcome.CONNECTION_ERROR, None),
     ],
-    ids=["1xx-then-202", "only-1xx", "http-1.0", "http-0.9", "head-cut-off", "chunked-and-length", "redirect-inward"],
+    ids=[
+        "1xx-then-202",
+        "only-1xx",
+        "http-1.0",
+        "http-0.9",
+        "head-cut-off",
+        "chunked-and-length",
+        "redirect-inward",
+        "status-000",
+        "status-999",
+    ],
 )
 async def test_odd_answers_end_as_their_status_says_or_as_a_connection_error(
     sender: HttpSender, answer: bytes, then: str, outcome: Outcome, status: int | None

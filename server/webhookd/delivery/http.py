@@ -282,6 +282,12 @@ def _target(url: str, policy: TargetPolicy) -> URL | AttemptResult:
 
 def _result(status: int, latency_ms: int, excerpt: str, headers: CIMultiDictProxy[str]) -> AttemptResult:
     received = tuple(headers.items())
+    if not 100 <= status <= 599:
+        # The parser takes any three digits, but HTTP statuses are 100-599 (RFC 9110): stored, 000
+        # would read as "no response" (http_status 0) and 999 as a status no client knows.
+        return AttemptResult(
+            Outcome.CONNECTION_ERROR, None, latency_ms, f"malformed response: {status:03d} is not an HTTP status"
+        )
     if 200 <= status < 300:
         return AttemptResult(Outcome.SUCCEEDED, status, latency_ms, "", excerpt, response_headers=received)
     retry_after = None
