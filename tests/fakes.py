@@ -141,6 +141,7 @@ class FakeWebhooks:
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
+        routing_changed: bool = False,
     ) -> Webhook:
         current = await self.get(scope, webhook_id)
         if current.is_deleted:

@@ -78,9 +78,11 @@ class WebhookRepository(Protocol):
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
+        routing_changed: bool = False,
     ) -> Webhook:
         """Writes spec if the webhook is live and still at expected_version; Aborted when someone
-        wrote first, FailedPrecondition when it is deleted."""
+        wrote first, FailedPrecondition when it is deleted. With `routing_changed` (its ordering or
+        rate limit), its deliveries held back under the old ones are due again, in the same write."""
 
     async def soft_delete(
         self,

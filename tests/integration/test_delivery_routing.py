@@ -13,7 +13,7 @@ from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 from rest_calls import rest_caller
 from webhook_calls import create, create_webhook, field_violations, rpc_error
 
@@ -206,6 +206,60 @@ async def test_a_fifo_webhook_retrying_its_head_holds_back_the_rest_then_sends_t
     await all_succeeded(database, [event.event_id for event in events], 5)
     assert [json.loads(request.body)["data"]["n"] for request in receiver.received] == [1, 1, 1, 2, 3, 4, 5]
     assert hook.ordering == wpb.ORDERING_FIFO
+
+
+async def test_turning_fifo_off_sends_at_once_what_waited_behind_a_head_that_retries_later(
+    caller, workers, receiver, database
+) -> None:
+    receiver.respond = failing_first(1)
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], ordering=wpb.ORDERING_FIFO)
+    first = await publish(caller, 1)
+    [head] = await database.wait_for(
+        "SELECT id FROM deliveries WHERE event_id = :e AND attempts = 1 AND lease_token IS NULL", bool, e=first.event_id
+    )
+    await database.execute("UPDATE deliveries SET next_attempt_at = now() + interval '1 hour' WHERE id = :d", d=head.id)
+    rest = [await publish(caller, n) for n in range(2, 5)]
+    await database.wait_for(  # the claimer moved them out of its way until the head is due
+        "SELECT 1 FROM deliveries WHERE event_id = ANY(:e) AND next_attempt_at > now() + interval '1 minute'",
+        lambda rows: len(rows) == 3,
+        e=[event.event_id for event in rest],
+    )
+
+    await caller.UpdateWebhook(
+        pb.UpdateWebhookRequest(
+            webhook=wpb.Webhook(id=hook.id), update_mask=field_mask_pb2.FieldMask(paths=["ordering"])
+        )
+    )
+
+    await all_succeeded(database, [event.event_id for event in rest], 3)
+    assert sorted(json.loads(request.body)["data"]["n"] for request in receiver.received) == [1, 2, 3, 4]
+
+
+async def test_lifting_a_rate_limit_sends_at_once_what_waited_for_its_slot(caller, workers, receiver, database) -> None:
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], rate_limit_per_second=1)
+    events = [await publish(caller, n) for n in range(5)]
+    ids = [event.event_id for event in events]
+    await database.wait_for(  # the claimer moved some out of its way until their slot
+        "SELECT 1 FROM deliveries WHERE event_id = ANY(:e) AND attempts = 0 AND lease_token IS NULL"
+        " AND next_attempt_at > now() + interval '0.5 seconds'",
+        bool,
+        e=ids,
+    )
+    # What a backlog of an hour at 1/s would do to their slots.
+    await database.execute(
+        "UPDATE deliveries SET next_attempt_at = next_attempt_at + interval '1 hour'"
+        " WHERE event_id = ANY(:e) AND attempts = 0 AND lease_token IS NULL AND next_attempt_at > now()",
+        e=ids,
+    )
+
+    await caller.UpdateWebhook(
+        pb.UpdateWebhookRequest(
+            webhook=wpb.Webhook(id=hook.id, rate_limit_per_second=0),
+            update_mask=field_mask_pb2.FieldMask(paths=["rate_limit_per_second"]),
+        )
+    )
+
+    await all_succeeded(database, ids, 5)
 
 
 async def test_a_rate_limited_webhooks_sends_are_spaced_by_its_limit(caller, workers, receiver, database) -> None:

@@ -208,6 +208,7 @@ class RacingWriter(FakeWebhooks):
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
+        routing_changed: bool = False,
     ) -> Webhook:
         self.attempts += 1
         if self.races:

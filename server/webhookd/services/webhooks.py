@@ -201,7 +201,9 @@ class Webhooks:
         """Keeps the cache in step with other processes' writes while the block runs."""
         return self._notifications.follow(Topic.WEBHOOKS, self._cache.changed)
 
-    async def _write(self, writing: Awaitable[Webhook], *, noted: bool | Callable[[Webhook], bool]) -> Webhook:
+    async def _write(
+        self, writing: Awaitable[Webhook], *, noted: bool | Callable[[Webhook], bool], wakes_workers: bool = False
+    ) -> Webhook:
         """`writing`'s webhook, told as `_written` tells it (`noted` may depend on the webhook written).
         Run to its end even when the caller goes away: a write whose COMMIT was sent may land, and must
         then be seen at once like any other (else this cache and the other processes' keep the webhook
@@ -209,18 +211,22 @@ class Webhooks:
 
         async def write_and_tell() -> Webhook:
             webhook = await writing
-            return self._written(webhook, noted=noted(webhook) if callable(noted) else noted)
+            return self._written(
+                webhook, noted=noted(webhook) if callable(noted) else noted, wakes_workers=wakes_workers
+            )
 
         return await to_its_end(write_and_tell())
 
-    def _written(self, webhook: Webhook, *, noted: bool = False) -> Webhook:
+    def _written(self, webhook: Webhook, *, noted: bool = False, wakes_workers: bool = False) -> Webhook:
         """After a write: this process reads it at once, other processes forget what they kept. A
         write that noted a lifecycle change wakes the log's followers, and the workers for its
-        operational event's deliveries (and for deliveries a resume released)."""
+        operational event's deliveries (and for deliveries a resume released); one that made
+        deliveries due (`wakes_workers`) wakes the workers."""
         self._cache.put(webhook)
         self._notifications.notify(Topic.WEBHOOKS, f"{webhook.id}:{webhook.version}")
         if noted:
             self._notifications.notify(Topic.ATTEMPTS)
+        if noted or wakes_workers:
             self._notifications.notify(Topic.DELIVERIES)
         return webhook
 
@@ -305,6 +311,11 @@ class Webhooks:
                         (LogKind.ENABLED, ENABLED_BY_OWNER) if spec.enabled else (LogKind.DISABLED, DISABLED_BY_OWNER)
                     )
                     note = LifecycleChange(kind, webhook_id, now, reason)
+                # What the claimer held back under the old order or limit must not wait out the old ones.
+                routing_changed = (spec.ordering, spec.rate_limit_per_second) != (
+                    current.spec.ordering,
+                    current.spec.rate_limit_per_second,
+                )
                 return await self._write(
                     self._store.update_spec(
                         scope,
@@ -314,8 +325,10 @@ class Webhooks:
                         person_id=scope.person_id,
                         now=now,
                         note=note,
+                        routing_changed=routing_changed,
                     ),
                     noted=note is not None,
+                    wakes_workers=routing_changed,
                 )
             except Aborted:
                 if expected_version is not None:

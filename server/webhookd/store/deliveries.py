@@ -29,11 +29,12 @@ from webhookd.domain.deliveries import AttemptRecord, Backlog, ClaimedDelivery, 
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.lifecycle import PAUSED_AFTER_FAILURES, PAUSED_GONE
 from webhookd.domain.routing import FIFO_PARK_MAX, RATE_SLOT_HORIZON
+from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.domain.webhooks import Backoff, Ordering, RetryPolicy, SignatureScheme
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.lifecycle import LIFECYCLE_WRITES, lifecycle_filters
-from webhookd.store.sql import array_literal, compiled, param, storable_text
+from webhookd.store.sql import array_literal, compiled, param, scope_params, storable_text
 from webhookd.store.tables import deliveries
 
 log = logging.getLogger("webhookd.deliveries")
@@ -254,6 +255,20 @@ RETURNING d.id
 """
     )
 )
+# A webhook's ordering or rate limit changed: what _HOLD_BACK moved out of the way under the old
+# settings is due again now, and the next claim holds back what the new ones still keep waiting. Only
+# deliveries never attempted: a retry's time is its own, and one whose retry came due before it was
+# held back waits at most for its old slot.
+_HELD_BACK_DUE = compiled(
+    sa.text(
+        f"""
+UPDATE deliveries SET next_attempt_at = now()
+WHERE webhook_id = :webhook_id AND status = '{_PENDING}' AND attempts = 0 AND lease_token IS NULL
+  AND next_attempt_at > now()
+  AND tenant_id = :tenant_id AND (CAST(:app_id AS text) IS NULL OR app_id = :app_id)
+"""
+    )
+)
 _BACKLOG = compiled(
     sa.text(
         f"""
@@ -302,6 +317,13 @@ _BATCH_COLUMNS = """
 # delivery's attempt number and time name one attempt (`attempt_logged`, pruned to its week). Only a
 # batch written again (`again`) looks: the probe cost a first write, which cannot find one, about a
 # twentieth of the e2e rate.
+
+
+async def held_back_due(connection: Connection, scope: Scope, webhook_id: str) -> int:
+    """Makes due again the webhook's deliveries held back under its old ordering or rate limit, in the
+    transaction open on `connection` (the one changing them); how many."""
+    result = await connection.execute(_HELD_BACK_DUE, scope_params(scope) | {"webhook_id": webhook_id})
+    return result.rowcount
 
 
 def _attempt_logged(delivery_id: str, attempt: str, occurred_at: str, *, before: bool = False) -> str:

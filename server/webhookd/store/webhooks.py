@@ -27,6 +27,7 @@ from webhookd.domain.webhooks import (
     WebhookSpec,
 )
 from webhookd.store.database import Connection, Database
+from webhookd.store.deliveries import held_back_due
 from webhookd.store.lifecycle import record_change, settle_held
 from webhookd.store.sql import TEXT_ARRAY, compiled, param, scope_params, scoped
 from webhookd.store.tables import server_keys, webhooks
@@ -332,10 +333,17 @@ class WebhookStore:
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
+        routing_changed: bool = False,
     ) -> Webhook:
-        """Writes spec if the row is still at expected_version; Aborted when someone wrote first."""
+        """Writes spec if the row is still at expected_version; Aborted when someone wrote first. With
+        `routing_changed`, what was held back under the old ordering or rate limit is due again."""
+
+        async def release(connection: Connection) -> None:
+            await held_back_due(connection, scope, webhook_id)
+
         values = _spec_values(spec) | {"expected_version": expected_version, "person_id": person_id, "now": now}
-        row, current = await self._write_or_read(scope, webhook_id, _UPDATE_SPEC, values, note)
+        then = release if routing_changed else None
+        row, current = await self._write_or_read(scope, webhook_id, _UPDATE_SPEC, values, note, then=then)
         if row is not None:
             return row
         if current.is_deleted:
