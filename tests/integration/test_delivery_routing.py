@@ -72,6 +72,28 @@ async def test_channels_are_checked_on_the_webhook_and_on_the_event(caller) -> N
     assert set(field_violations(bad_event)) == {"channels[0]"}
 
 
+async def test_a_queued_delivery_stays_when_the_filters_change_and_goes_to_the_url_the_webhook_has_then(
+    caller, workers, receiver, database
+) -> None:
+    receiver.respond = failing_first(1)
+    hook = await create_webhook(caller, url=f"{receiver.url}/old", event_types=["rfp.*"], channels=["eu"])
+    event = await publish(caller, 1, "eu")
+    [delivery] = await database.wait_for(
+        "SELECT id FROM deliveries WHERE event_id = :e AND attempts = 1 AND lease_token IS NULL", bool, e=event.event_id
+    )
+
+    await caller.UpdateWebhook(
+        pb.UpdateWebhookRequest(
+            webhook=wpb.Webhook(id=hook.id, url=f"{receiver.url}/new", event_types=["other.thing"], channels=["us"]),
+            update_mask=field_mask_pb2.FieldMask(paths=["url", "event_types", "channels"]),
+        )
+    )
+    assert await database.make_due(delivery.id) == 1
+
+    await all_succeeded(database, [event.event_id], 1)
+    assert [request.path for request in receiver.received] == ["/hook/old", "/hook/new"]
+
+
 # -- ed25519 ---------------------------------------------------------------------------------------------
 
 
