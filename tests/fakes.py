@@ -190,10 +190,14 @@ class FakeWebhooks:
         webhook_id: str,
         fingerprint: str,
         *,
+        replacing: str,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
+        current = await self.get(scope, webhook_id)
+        if not current.is_deleted and current.secret_fingerprint != replacing:
+            raise Aborted(f"webhook {webhook_id}'s secret was rotated by another call meanwhile")
         written = await self._stamp(
             scope, webhook_id, secret_fingerprint=fingerprint, updated_at=now, updated_by=person_id
         )

@@ -113,10 +113,12 @@ class WebhookRepository(Protocol):
         webhook_id: str,
         fingerprint: str,
         *,
+        replacing: str,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
-    ) -> Webhook: ...
+    ) -> Webhook:
+        """Aborted when the row's fingerprint is no longer `replacing` (another rotation committed)."""
 
     async def set_credential(
         self,

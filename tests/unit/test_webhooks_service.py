@@ -672,6 +672,44 @@ async def test_a_rotation_cancelled_while_its_row_commits_leaves_vault_signing_w
     assert fingerprint(signing[0]) == named
 
 
+class FirstFingerprintHeld(FakeWebhooks):
+    """The first rotation's row write waits (its secret already in Vault) until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def set_fingerprint(self, *args: Any, **kwargs: Any) -> Webhook:
+        if not self.reached.is_set():
+            self.reached.set()
+            await self.release.wait()
+        return await super().set_fingerprint(*args, **kwargs)
+
+
+async def test_a_rotation_overtaken_by_another_is_refused_rather_than_answered_with_a_secret_that_never_signs(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """The second rotation read the row before the first committed, so it replaced the row's secret and
+    left out the first one's: the first must not then commit and hand its caller that secret."""
+    store = FirstFingerprintHeld()
+    webhooks = service(store, secret_store, clock, notifications)
+    webhook, original, _ = await webhooks.create(TENANT, outbound(), None)
+    first = asyncio.ensure_future(
+        webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    )
+    await within(store.reached.wait())
+
+    second = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    store.release.set()
+
+    with pytest.raises(Aborted):
+        await first
+    named = store.rows[webhook.id].secret_fingerprint
+    assert named == fingerprint(second.signing_secret)
+    assert active_secrets(secret_store.records[webhook.vault_path], clock(), named) == [second.signing_secret, original]
+
+
 async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overlap(
     webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
 ) -> None:

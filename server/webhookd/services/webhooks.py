@@ -404,7 +404,13 @@ class Webhooks:
 
         async def commit(record: dict[str, str]) -> Webhook:
             updated = await self._store.set_fingerprint(
-                scope, webhook_id, fingerprint(secret), person_id=scope.person_id, now=now, note=note
+                scope,
+                webhook_id,
+                fingerprint(secret),
+                replacing=webhook.secret_fingerprint,
+                person_id=scope.person_id,
+                now=now,
+                note=note,
             )
             return self._written(updated, noted=True)
 

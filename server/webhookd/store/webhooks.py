@@ -127,7 +127,11 @@ def _server_side_change(*conditions: sa.ColumnElement[bool], **values: Any) -> s
     )
 
 
-_SET_FINGERPRINT = _server_side_change(secret_fingerprint=param("fingerprint"))
+# Only over the secret the rotation replaced: one committed meanwhile was left out of the record this
+# one wrote, so committing over it would hand this caller's rival a secret that never signs.
+_SET_FINGERPRINT = _server_side_change(
+    webhooks.c.secret_fingerprint == param("replacing"), secret_fingerprint=param("fingerprint")
+)
 # Only while the url is the one the credential was checked against: an update moving it to another
 # origin meanwhile (allowed while the row named no credential) would otherwise take the credential along.
 _SET_CREDENTIAL = _server_side_change(
@@ -390,12 +394,15 @@ class WebhookStore:
         webhook_id: str,
         fingerprint: str,
         *,
+        replacing: str,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
-        values = {"fingerprint": fingerprint, "person_id": person_id, "now": now}
-        row, _ = await self._write_or_read(scope, webhook_id, _SET_FINGERPRINT, values, note)
+        values = {"fingerprint": fingerprint, "replacing": replacing, "person_id": person_id, "now": now}
+        row, current = await self._write_or_read(scope, webhook_id, _SET_FINGERPRINT, values, note)
+        if row is None and not current.is_deleted:
+            raise Aborted(f"webhook {webhook_id}'s secret was rotated by another call meanwhile: read it and retry")
         return _stamped(webhook_id, row)
 
     async def set_credential(
