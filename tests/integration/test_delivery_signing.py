@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -118,6 +119,26 @@ async def test_a_second_rotation_within_the_overlap_still_signs_with_the_first_s
 
     assert len(delivered.headers["webhook-signature"].split()) == 3
     for secret in (created.signing_secret, first.signing_secret, second.signing_secret):
+        assert verifies(secret, delivered.body, delivered.headers)
+
+
+async def test_concurrent_rotations_each_answered_with_a_secret_all_sign_or_are_refused(
+    caller, workers, receiver
+) -> None:
+    """Every rotation that answers OK handed its caller a secret that receivers will hold: it must sign
+    (the newest as current, the others through their overlaps); one that lost a race must say so."""
+    created = await create(caller, url=receiver.url, event_types=["rfp.*"])
+    request = pb.RotateWebhookSecretRequest(id=created.webhook.id)
+    answers = await asyncio.gather(*(caller.RotateWebhookSecret(request) for _ in range(4)), return_exceptions=True)
+    refused = [answer for answer in answers if isinstance(answer, grpc.aio.AioRpcError)]
+    assert all(error.code() is grpc.StatusCode.ABORTED for error in refused), refused
+    handed_out = [answer.signing_secret for answer in answers if not isinstance(answer, BaseException)]
+    assert handed_out
+
+    await publish(caller, n=1)
+    [delivered] = await receiver.wait_for(1)
+
+    for secret in (created.signing_secret, *handed_out):
         assert verifies(secret, delivered.body, delivered.headers)
 
 

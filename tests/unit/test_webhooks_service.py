@@ -18,7 +18,7 @@ from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.lifecycle import LifecycleChange
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_rotation import MAX_PREVIOUS, active_secrets
+from webhookd.domain.secret_rotation import MAX_PREVIOUS, Rotation, active_secrets
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Topic
@@ -707,7 +707,64 @@ async def test_a_rotation_overtaken_by_another_is_refused_rather_than_answered_w
         await first
     named = store.rows[webhook.id].secret_fingerprint
     assert named == fingerprint(second.signing_secret)
-    assert active_secrets(secret_store.records[webhook.vault_path], clock(), named) == [second.signing_secret, original]
+    signing = active_secrets(secret_store.records[webhook.vault_path], clock(), named)
+    assert signing[:2] == [second.signing_secret, original]
+
+
+class RotationHeld(FakeWebhooks):
+    """Holds the next row read once `hold_read` is set (`read`, until `go_on`) and the next fingerprint
+    commit once `hold_commit` is set (`writing`, until `commit`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_read = self.hold_commit = False
+        self.read, self.go_on = asyncio.Event(), asyncio.Event()
+        self.writing, self.commit = asyncio.Event(), asyncio.Event()
+
+    async def get(self, scope: Scope, webhook_id: str) -> Webhook:
+        row = await super().get(scope, webhook_id)
+        if self.hold_read:
+            self.hold_read = False
+            self.read.set()
+            await self.go_on.wait()
+        return row
+
+    async def set_fingerprint(self, *args: Any, **kwargs: Any) -> Webhook:
+        if self.hold_commit:
+            self.hold_commit = False
+            self.writing.set()
+            await self.commit.wait()
+        return await super().set_fingerprint(*args, **kwargs)
+
+
+async def test_a_rotation_that_read_the_row_before_another_committed_does_not_erase_that_ones_secret(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """The late one fails (the row moved on), but a third rotation wrote over its record before it could
+    put the record back: the secret the committed rotation handed out must still sign."""
+    store = RotationHeld()
+    webhooks = service(store, secret_store, clock, notifications)
+    webhook, original, _ = await webhooks.create(TENANT, outbound(), None)
+
+    def rotate() -> Awaitable[Rotation]:
+        return webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+
+    store.hold_read = True
+    late = asyncio.ensure_future(rotate())
+    await within(store.read.wait())
+    committed = await rotate()  # while the late one holds the row as it was before
+    store.hold_commit = True
+    store.go_on.set()
+    await within(store.writing.wait())
+    third = await rotate()  # over the late one's record, before it fails and would put it back
+    store.commit.set()
+    with pytest.raises(Aborted):
+        await late
+
+    named = store.rows[webhook.id].secret_fingerprint
+    signing = active_secrets(secret_store.records[webhook.vault_path], clock(), named)
+    assert signing[0] == third.signing_secret
+    assert committed.signing_secret in signing and original in signing
 
 
 async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overlap(

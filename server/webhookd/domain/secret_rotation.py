@@ -41,14 +41,19 @@ def rotated(
     record: dict[str, str], new_secret: str, *, overlap: timedelta, now: datetime, named: str
 ) -> dict[str, str]:
     """The record after a rotation: the new secret current, the one in use (the row's, `named`) kept
-    until now + overlap, the ones before it until their own overlaps end (at most MAX_PREVIOUS in
-    all), and the delivery credential, if any, as it was. Without overlap only the new secret is kept:
+    until now + overlap, the ones before it until their own overlaps end, a rotation the row has not
+    committed (`_ahead_of_row`) until now + overlap too (at most MAX_PREVIOUS in all), and the delivery
+    credential, if any, as it was. Without overlap only the new secret is kept:
     that is how a leaked secret is retired."""
     kept = credential_part(record)
     if overlap <= timedelta(0):
         return {"current": new_secret, **kept}
     in_use, *before = _signing(record, now, named)
     replaced = [(in_use[0], now + overlap), *((secret, until) for secret, until in before if until is not None)]
+    if _ahead_of_row(record, named):
+        # A rotation whose row has not committed may still commit, or may have already and this one read
+        # the row before it did: its secret may have reached its caller, so it is kept, not dropped.
+        replaced.insert(1, (record["current"], now + overlap))
     previous: list[tuple[str, datetime]] = []
     for secret, until in replaced:
         if secret != new_secret and secret not in (held for held, _ in previous):
