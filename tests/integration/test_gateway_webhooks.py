@@ -341,6 +341,35 @@ async def test_rotate_returns_a_new_secret_and_when_the_old_one_stops(rest) -> N
     assert fetched["secret_fingerprint"] == body["webhook"]["secret_fingerprint"]
 
 
+async def test_rotate_takes_a_chosen_secret_from_its_header_as_create_does(rest) -> None:
+    """A caller that sends its secret as it does to create must not get a random one instead."""
+    webhook_id = (await create(rest))["webhook"]["id"]
+    chosen = "whsec_" + base64.b64encode(b"a rotation's chosen secret, 32b!").decode()
+
+    response = await rest.post(
+        f"{WEBHOOKS}/{webhook_id}:rotateSecret", json={}, headers={"Webhook-Signing-Secret": chosen}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["signing_secret"] == chosen
+
+
+async def test_rotate_with_a_header_secret_other_than_the_bodys_is_400(rest) -> None:
+    webhook_id = (await create(rest))["webhook"]["id"]
+    in_body = "whsec_" + base64.b64encode(b"the secret the body carries, 32b").decode()
+    in_header = "whsec_" + base64.b64encode(b"the secret the header carries 32").decode()
+
+    response = await rest.post(
+        f"{WEBHOOKS}/{webhook_id}:rotateSecret",
+        json={"signing_secret": in_body},
+        headers={"Webhook-Signing-Secret": in_header},
+    )
+
+    assert response.status_code == 400
+    assert violated_fields(response) == {"signing_secret"}
+    assert in_body not in response.text and in_header not in response.text
+
+
 async def test_rotate_with_a_malformed_overlap_is_400(rest) -> None:
     webhook_id = (await create(rest))["webhook"]["id"]
 

@@ -171,21 +171,28 @@ def accepts_idempotency_key(binding: Binding) -> bool:
 
 
 def secret_headers(binding: Binding) -> dict[str, str]:
-    """Request field → header, for the secrets this binding takes from a header: those its body
-    does not carry (the query never does)."""
+    """Request field → header, for the secrets this binding takes from a header (the query never
+    carries one). A body that is the field itself carries it; one that is the whole request may, and
+    the header is then taken too: a caller sends its secret as create taught it, and ignoring the
+    header would hand it a random secret in place of the one its receivers hold."""
     request = binding.method.input_type
     return {
         field: header
         for field, header in SECRET_HEADERS.items()
-        if binding.body != "*" and binding.body != field and _scalar_path(request, field) is not None
+        if binding.body != field and _scalar_path(request, field) is not None
     }
 
 
 def apply_secret_headers(binding: Binding, request: Message, headers: Mapping[str, str]) -> None:
     for field, header in secret_headers(binding).items():
         value = headers.get(header.lower())
-        if value:
-            setattr(request, field, header_text(value, header, field).strip())
+        if not value:
+            continue
+        secret = header_text(value, header, field).strip()
+        in_body = getattr(request, field)
+        if in_body and in_body != secret:
+            raise JsonInputError([FieldViolation(field, f"differs from the {header} header: send one of them")])
+        setattr(request, field, secret)
 
 
 def header_text(value: str, header: str, field: str) -> str:
