@@ -47,8 +47,8 @@ RETRY_AFTER_SECONDS = 1.0
 # A statement is prepared on a connection the first time it runs there (psycopg's default: the fifth).
 # The hot statements are few and fixed, and until then each run is planned again: 2-3 ms for a claim
 # over every partition against 1-2 to run it. On a quiet service, whose connections each see a
-# statement a few times an hour, most claims and publishes were planned anew (18 of 32 claims in an
-# idle probe's log, after the warm-up).
+# statement a few times an hour, most claims were still parsed and planned anew (18 of 32 in an idle
+# probe's log, after the warm-up).
 PREPARE_THRESHOLD = 0
 PROBE_INTERVAL_SECONDS = 1.0
 # Failures that mean "the database cannot be reached or did not answer", not "the request is bad".
