@@ -53,6 +53,24 @@ async def start_dev_as_a_job(env: dict[str, str], *, stderr: int) -> asyncio.sub
     )
 
 
+def webhookd_children(process: psutil.Process) -> list[psutil.Process]:
+    """`process`'s server and worker processes. Its other children (initdb, pg_ctl, bao) come and go,
+    and one that just ended is a zombie until reaped, whose command line cannot be read."""
+    found = []
+    for child in process.children():
+        with contextlib.suppress(psutil.Error):
+            if "webhookd.cli" in " ".join(child.cmdline()):
+                found.append(child)
+    return found
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 async def run(*args: str, env: dict[str, str], within: float = 60) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -131,7 +149,7 @@ async def test_ctrl_c_while_dev_starts_stops_everything_quietly() -> None:
         children: list[psutil.Process] = []
         # Press it once the first child process is spawned and still starting.
         for _ in range(900):
-            children = [c for c in supervisor.children() if "webhookd.cli" in " ".join(c.cmdline())]
+            children = webhookd_children(supervisor)
             if children:
                 break
             await asyncio.sleep(0.1)
@@ -139,7 +157,7 @@ async def test_ctrl_c_while_dev_starts_stops_everything_quietly() -> None:
         os.killpg(process.pid, signal.SIGINT)
         out, err = await asyncio.wait_for(process.communicate(), 60)
         postmaster = Path(data_dir) / "postgres" / "postmaster.pid"
-        left = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        left = [c.pid for c in children if alive(c)]
 
     said = err.decode()
     assert "cannot start" not in said and "Traceback" not in said, said[-3000:]
@@ -163,7 +181,7 @@ async def test_dev_stops_everything_it_started_when_its_terminal_closes() -> Non
         database = psutil.Process(int(postmaster.read_text().split()[0]))
         os.killpg(process.pid, signal.SIGHUP)
         await asyncio.wait_for(process.communicate(), 60)
-        left = [p for p in [*started, database] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = [p for p in [*started, database] if alive(p)]
         for stray in left:  # not to outlive the test, which fails below
             with contextlib.suppress(psutil.NoSuchProcess):
                 stray.send_signal(signal.SIGINT if stray is database else signal.SIGKILL)
