@@ -42,19 +42,29 @@ def history_store(webhook_store: FakeWebhooks) -> FakeHistory:
     return FakeHistory(webhook_store)
 
 
-@pytest.fixture
-def history(
-    history_store: FakeHistory, webhook_store: FakeWebhooks, notifications: FakeNotifications, clock: FakeClock
+def history_over(
+    store: FakeHistory,
+    webhook_store: FakeWebhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    lifecycle: FakeLifecycle,
 ) -> History:
     return History(
-        history_store,
+        store,
         webhook_store,
         notifications,
-        lifecycle=FakeLifecycle(history_store),
+        lifecycle=lifecycle,
         consumers=FakeLogConsumers(),
         stream_slots=StreamSlots(FakeStreamLeases(), 2),
         clock=clock,
     )
+
+
+@pytest.fixture
+def history(
+    history_store: FakeHistory, webhook_store: FakeWebhooks, notifications: FakeNotifications, clock: FakeClock
+) -> History:
+    return history_over(history_store, webhook_store, notifications, clock, FakeLifecycle(history_store))
 
 
 @pytest.fixture
@@ -127,15 +137,7 @@ async def test_a_recover_whose_caller_went_away_once_it_was_sent_still_logs_the_
     """The deliveries it queued again are not left without their entry in the log, nor the workers unwoken."""
     store = RecoverAwaitingItsAnswer(webhook_store)
     lifecycle = FakeLifecycle(store)
-    history = History(
-        store,
-        webhook_store,
-        notifications,
-        lifecycle=lifecycle,
-        consumers=FakeLogConsumers(),
-        stream_slots=StreamSlots(FakeStreamLeases(), 2),
-        clock=clock,
-    )
+    history = history_over(store, webhook_store, notifications, clock, lifecycle)
     store.add_delivery(TENANT, webhook_id=webhook.id, created_at=clock(), status=DeliveryStatus.FAILED)
     recovering = asyncio.ensure_future(history.recover(TENANT, webhook.id, since=clock()))
     await within(store.sent.wait())

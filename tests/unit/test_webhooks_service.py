@@ -672,45 +672,6 @@ async def test_a_rotation_cancelled_while_its_row_commits_leaves_vault_signing_w
     assert fingerprint(signing[0]) == named
 
 
-class FirstFingerprintHeld(FakeWebhooks):
-    """The first rotation's row write waits (its secret already in Vault) until `release` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reached = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def set_fingerprint(self, *args: Any, **kwargs: Any) -> Webhook:
-        if not self.reached.is_set():
-            self.reached.set()
-            await self.release.wait()
-        return await super().set_fingerprint(*args, **kwargs)
-
-
-async def test_a_rotation_overtaken_by_another_is_refused_rather_than_answered_with_a_secret_that_never_signs(
-    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
-) -> None:
-    """The second rotation read the row before the first committed, so it replaced the row's secret and
-    left out the first one's: the first must not then commit and hand its caller that secret."""
-    store = FirstFingerprintHeld()
-    webhooks = service(store, secret_store, clock, notifications)
-    webhook, original, _ = await webhooks.create(TENANT, outbound(), None)
-    first = asyncio.ensure_future(
-        webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
-    )
-    await within(store.reached.wait())
-
-    second = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
-    store.release.set()
-
-    with pytest.raises(Aborted):
-        await first
-    named = store.rows[webhook.id].secret_fingerprint
-    assert named == fingerprint(second.signing_secret)
-    signing = active_secrets(secret_store.records[webhook.vault_path], clock(), named)
-    assert signing[:2] == [second.signing_secret, original]
-
-
 class RotationHeld(FakeWebhooks):
     """Holds the next row read once `hold_read` is set (`read`, until `go_on`) and the next fingerprint
     commit once `hold_commit` is set (`writing`, until `commit`)."""
@@ -735,6 +696,31 @@ class RotationHeld(FakeWebhooks):
             self.writing.set()
             await self.commit.wait()
         return await super().set_fingerprint(*args, **kwargs)
+
+
+async def test_a_rotation_overtaken_by_another_is_refused_rather_than_answered_with_a_secret_that_never_signs(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """The second rotation read the row before the first committed, so it replaced the row's secret and
+    left out the first one's: the first must not then commit and hand its caller that secret."""
+    store = RotationHeld()
+    webhooks = service(store, secret_store, clock, notifications)
+    webhook, original, _ = await webhooks.create(TENANT, outbound(), None)
+    store.hold_commit = True
+    first = asyncio.ensure_future(
+        webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    )
+    await within(store.writing.wait())
+
+    second = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    store.commit.set()
+
+    with pytest.raises(Aborted):
+        await first
+    named = store.rows[webhook.id].secret_fingerprint
+    assert named == fingerprint(second.signing_secret)
+    signing = active_secrets(secret_store.records[webhook.vault_path], clock(), named)
+    assert signing[:2] == [second.signing_secret, original]
 
 
 async def test_a_rotation_that_read_the_row_before_another_committed_does_not_erase_that_ones_secret(
