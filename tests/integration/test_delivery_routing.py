@@ -14,7 +14,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
-from rest_calls import rest_caller
+from rest_calls import WEBHOOKS, rest_caller, violated_fields
 from webhook_calls import create, create_webhook, field_violations, rpc_error
 
 from receivers import Received, failing_first
@@ -92,6 +92,69 @@ async def test_a_queued_delivery_stays_when_the_filters_change_and_goes_to_the_u
 
     await all_succeeded(database, [event.event_id], 1)
     assert [request.path for request in receiver.received] == ["/hook/old", "/hook/new"]
+
+
+# -- inbound webhooks --------------------------------------------------------------------------------------
+
+# What only deliveries use: an inbound webhook is delivered nothing, so each would be stored and do nothing.
+OUTBOUND_ONLY = {
+    "channels": ["eu"],
+    "rate_limit_per_second": 5,
+    "ordering": wpb.ORDERING_FIFO,
+    "headers": {"X-Team": "crm"},
+    "retry_policy": wpb.RetryPolicy(max_attempts=3),
+}
+
+
+async def test_an_inbound_webhook_refuses_what_only_deliveries_use_over_grpc_and_rest(caller, gateway) -> None:
+    on_create = await rpc_error(create(caller, direction=wpb.DIRECTION_INBOUND, **OUTBOUND_ONLY))
+    inbound = await create_webhook(caller, direction=wpb.DIRECTION_INBOUND)
+    masked = await rpc_error(
+        caller.UpdateWebhook(
+            pb.UpdateWebhookRequest(
+                webhook=wpb.Webhook(id=inbound.id, ordering=wpb.ORDERING_FIFO),
+                update_mask=field_mask_pb2.FieldMask(paths=["ordering", "rate_limit_per_second"]),
+            )
+        )
+    )
+    unmasked = await rpc_error(
+        caller.UpdateWebhook(pb.UpdateWebhookRequest(webhook=wpb.Webhook(id=inbound.id, rate_limit_per_second=2)))
+    )
+    async with rest_caller(gateway.url, caller.tenant_id) as rest:
+        posted = await rest.post(
+            WEBHOOKS, json={"name": "in", "direction": "inbound", "channels": ["eu"], "rateLimitPerSecond": 2}
+        )
+        patched = await rest.patch(
+            f"{WEBHOOKS}/{inbound.id}", params={"update_mask": "channels"}, json={"channels": ["eu"]}
+        )
+    # Naming them at their defaults changes nothing that matters, and is how a webhook is put right.
+    cleared = (
+        await caller.UpdateWebhook(
+            pb.UpdateWebhookRequest(
+                webhook=wpb.Webhook(id=inbound.id),
+                update_mask=field_mask_pb2.FieldMask(
+                    paths=["channels", "rate_limit_per_second", "ordering", "headers"]
+                ),
+            )
+        )
+    ).webhook
+
+    assert on_create.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(on_create)) == {f"webhook.{name}" for name in OUTBOUND_ONLY}
+    assert "inbound" in field_violations(on_create)["webhook.ordering"]
+    assert set(field_violations(masked)) == {"webhook.ordering"}
+    assert set(field_violations(unmasked)) == {"webhook.rate_limit_per_second"}
+    assert (posted.status_code, violated_fields(posted)) == (
+        400,
+        {"webhook.channels", "webhook.rate_limit_per_second"},
+    )
+    assert (patched.status_code, violated_fields(patched)) == (400, {"webhook.channels"})
+    assert cleared.version == inbound.version + 1  # the refused updates changed nothing
+    assert (list(cleared.channels), cleared.rate_limit_per_second, cleared.ordering) == (
+        [],
+        0,
+        wpb.ORDERING_UNORDERED,
+    )
 
 
 # -- ed25519 ---------------------------------------------------------------------------------------------

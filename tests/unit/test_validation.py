@@ -346,8 +346,8 @@ def test_inbound_url_is_not_checked_and_comes_back_unchanged(url: str) -> None:
 
 
 def test_inbound_still_checks_the_other_fields() -> None:
-    found = fields(spec(direction=Direction.INBOUND, url="x", name="", retry_policy=RetryPolicy(max_attempts=0)))
-    assert found == ["webhook.name", "webhook.retry_policy.max_attempts"]
+    found = fields(spec(direction=Direction.INBOUND, url="x", name="", tags=("",)))
+    assert found == ["webhook.name", "webhook.tags[0]"]
 
 
 # --- event_types --------------------------------------------------------------------------------

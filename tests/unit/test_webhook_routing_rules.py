@@ -18,7 +18,7 @@ from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import PreviousKey, active_secrets
 from webhookd.domain.signing import public_key as signing_key_of
 from webhookd.domain.validation import validate_spec
-from webhookd.domain.webhooks import Direction, Ordering, SignatureScheme, WebhookSpec
+from webhookd.domain.webhooks import Direction, Ordering, RetryPolicy, SignatureScheme, WebhookSpec
 from webhookd.services.webhooks import Webhooks
 
 TENANT = Scope("tnt_a", person_id="person_1")
@@ -145,10 +145,9 @@ def test_a_spec_keeps_its_channels_once_each_and_its_rate_limit_and_ordering() -
     )
 
 
-def test_bad_channels_a_bad_rate_limit_and_an_inbound_ed25519_webhook_are_named() -> None:
+def test_bad_channels_and_a_bad_rate_limit_are_named() -> None:
     spec = replace(
         ED25519,
-        direction=Direction.INBOUND,
         channels=("ok", "", "-leading", "x" * 129, *(f"c{n}" for n in range(50))),
         rate_limit_per_second=-1,
     )
@@ -162,8 +161,65 @@ def test_bad_channels_a_bad_rate_limit_and_an_inbound_ed25519_webhook_are_named(
         "webhook.channels[2]",
         "webhook.channels[3]",
         "webhook.rate_limit_per_second",
+    ]
+
+
+def test_an_inbound_webhook_refuses_each_setting_only_deliveries_use_and_an_ed25519_scheme() -> None:
+    """Nothing is delivered to an inbound webhook: these would be stored and shown, and do nothing."""
+    spec = replace(
+        ED25519,
+        direction=Direction.INBOUND,
+        channels=("eu",),
+        rate_limit_per_second=5,
+        ordering=Ordering.FIFO,
+        headers={"X-Team": "crm"},
+        retry_policy=RetryPolicy(max_attempts=3),
+    )
+
+    with pytest.raises(Invalid) as raised:
+        validate_spec(spec, allow_insecure_urls=False)
+
+    assert fields(raised.value) == [
+        "webhook.headers",
+        "webhook.retry_policy",
+        "webhook.channels",
+        "webhook.rate_limit_per_second",
+        "webhook.ordering",
         "webhook.signature_scheme",
     ]
+    assert all("inbound" in violation.description for violation in raised.value.violations)
+
+
+def test_an_inbound_webhook_takes_those_settings_at_their_defaults() -> None:
+    spec = WebhookSpec(name="in", url="", direction=Direction.INBOUND, ordering=Ordering.UNORDERED)
+
+    checked = validate_spec(spec, allow_insecure_urls=False)
+
+    assert (checked.channels, checked.rate_limit_per_second, checked.ordering) == ((), 0, Ordering.UNORDERED)
+
+
+async def test_an_update_cannot_give_an_inbound_webhook_an_order_and_changes_nothing(webhooks: Webhooks) -> None:
+    inbound = WebhookSpec(name="in", url="", direction=Direction.INBOUND)
+    webhook, _, _ = await webhooks.create(TENANT, inbound, None)
+
+    with pytest.raises(Invalid) as raised:
+        await webhooks.update(
+            TENANT,
+            webhook.id,
+            expected_version=None,
+            paths=["ordering", "rate_limit_per_second"],
+            changes_for=lambda _: {"ordering": Ordering.FIFO, "rate_limit_per_second": 0},
+        )
+    cleared = await webhooks.update(
+        TENANT,
+        webhook.id,
+        expected_version=None,
+        paths=["channels", "ordering", "rate_limit_per_second"],
+        changes_for=lambda _: {"channels": (), "ordering": Ordering.UNORDERED, "rate_limit_per_second": 0},
+    )
+
+    assert fields(raised.value) == ["webhook.ordering"]
+    assert cleared.spec.ordering is Ordering.UNORDERED and cleared.version == webhook.version + 1
 
 
 @pytest.mark.parametrize(

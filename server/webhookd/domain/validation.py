@@ -28,6 +28,7 @@ from webhookd.domain.webhooks import (
     REPLACE_ALL,
     WHOLE_MUTABLE_FIELDS,
     Direction,
+    Ordering,
     RetryPolicy,
     SignatureScheme,
     WebhookSpec,
@@ -98,25 +99,32 @@ def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str =
     Normalising: `name` loses surrounding whitespace; `event_types`, `tags` and `channels` lose duplicates
     (first one kept); an empty `event_types` becomes `("*",)`, i.e. all events. Header names keep
     the caller's spelling but are compared case-insensitively. An inbound webhook's `url` is
-    assigned by the server, so it is neither checked nor changed here.
+    assigned by the server, so it is neither checked nor changed here; its headers, retry_policy,
+    channels, rate_limit_per_second and ordering are refused unless at their defaults (nothing is
+    delivered to it).
     """
     violations: list[FieldViolation] = []
+    # An inbound webhook's delivery settings are refused as such, in place of their own checks.
+    refused = _delivery_settings_of_inbound(spec, prefix) if spec.direction is Direction.INBOUND else {}
     name = spec.name.strip()
     violations += _check_name(name, f"{prefix}.name")
     if spec.direction is Direction.OUTBOUND:
         violations += _check_url(spec.url, f"{prefix}.url", allow_insecure=allow_insecure_urls)
     event_types, found = _check_event_types(spec.event_types, f"{prefix}.event_types")
     violations += found
-    violations += _check_headers(spec.headers, f"{prefix}.headers")
-    violations += _check_retry_policy(spec.retry_policy, f"{prefix}.retry_policy")
+    violations += refused.get("headers") or _check_headers(spec.headers, f"{prefix}.headers")
+    violations += refused.get("retry_policy") or _check_retry_policy(spec.retry_policy, f"{prefix}.retry_policy")
     tags, found = _check_tags(spec.tags, f"{prefix}.tags")
     violations += found
     violations += _check_reference(spec.connector_id, f"{prefix}.connector_id")
     violations += _check_reference(spec.application_id, f"{prefix}.application_id")
     violations += _check_source(spec.source, f"{prefix}.source")
     channels, found = check_channels(spec.channels, f"{prefix}.channels", most=WEBHOOK_CHANNELS_MAX)
-    violations += found
-    violations += check_rate_limit(spec.rate_limit_per_second, f"{prefix}.rate_limit_per_second")
+    violations += refused.get("channels") or found
+    violations += refused.get("rate_limit_per_second") or check_rate_limit(
+        spec.rate_limit_per_second, f"{prefix}.rate_limit_per_second"
+    )
+    violations += refused.get("ordering", [])
     if spec.direction is Direction.INBOUND and spec.signature_scheme is SignatureScheme.ED25519:
         violations.append(
             FieldViolation(
@@ -138,6 +146,29 @@ def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str =
     return dataclasses.replace(
         spec, name=name, event_types=event_types, tags=tags, headers=dict(spec.headers), channels=channels
     )
+
+
+def _delivery_settings_of_inbound(spec: WebhookSpec, prefix: str) -> dict[str, list[FieldViolation]]:
+    """By field, a violation for each setting of an inbound webhook that only deliveries use, unless it
+    is at its default: nothing is delivered to an inbound webhook, so it would be stored and shown, and
+    do nothing. At its default it is what every inbound webhook has, so an update may name it (and a
+    webhook stored with one set before this check is put right by naming it so)."""
+    unused = [
+        ("headers", bool(spec.headers), "are sent with deliveries: leave them empty"),
+        ("retry_policy", spec.retry_policy != RetryPolicy(), "retries deliveries: leave it unset"),
+        ("channels", bool(spec.channels), "choose the events delivered: leave them empty"),
+        (
+            "rate_limit_per_second",
+            spec.rate_limit_per_second != 0,
+            "paces deliveries: leave it 0 (WEBHOOKD_INBOUND_RATE_PER_SECOND limits what senders send)",
+        ),
+        ("ordering", spec.ordering is not Ordering.UNORDERED, "orders deliveries: leave it unset (unordered)"),
+    ]
+    return {
+        field: [FieldViolation(f"{prefix}.{field}", f"{problem}; nothing is delivered to an inbound webhook")]
+        for field, is_set, problem in unused
+        if is_set
+    }
 
 
 def validate_update_mask(paths: Sequence[str], *, prefix: str = "update_mask") -> list[str]:
