@@ -985,6 +985,7 @@ class QueuedDelivery:
     lease_expires_at: datetime | None = None
     last_outcome: Outcome | None = None
     fifo_seq: int | None = None  # its place in publish order, when its webhook was FIFO at publish
+    retry_at: datetime | None = None  # its retry's time, which holding it back never moves
 
 
 class FakeDeliveryQueue:
@@ -1171,8 +1172,11 @@ class FakeDeliveryQueue:
         for webhook_id in sorted({claimed.webhook_id for claimed, record in batch if claimed.fifo and record.finished}):
             following = self._head(webhook_id)
             now = self._now()
-            if following is not None and following.lease_token is None and (following.next_attempt_at or now) > now:
-                following.next_attempt_at = now
+            if following is None or following.lease_token is not None:
+                continue
+            own_time = max(now, following.retry_at or now)
+            if (following.next_attempt_at or now) > own_time:
+                following.next_attempt_at = own_time
                 woken += 1
         return RecordedBatch(kept, sorted(changed), sorted(paused), fifo_next_due=woken)
 
@@ -1183,7 +1187,7 @@ class FakeDeliveryQueue:
             return False
         delivery.status = record.delivery_status
         delivery.attempts = claimed.attempt
-        delivery.next_attempt_at = record.next_attempt_at
+        delivery.next_attempt_at = delivery.retry_at = record.next_attempt_at
         delivery.lease_token = delivery.lease_expires_at = None
         delivery.last_outcome = record.outcome
         return True
@@ -1192,7 +1196,7 @@ class FakeDeliveryQueue:
         self.releases.append((claimed, retry_at))
         delivery = self.deliveries.get(claimed.delivery_id)
         if delivery is not None and delivery.lease_token == claimed.lease_token:
-            delivery.next_attempt_at = retry_at
+            delivery.next_attempt_at = delivery.retry_at = retry_at
             delivery.lease_token = delivery.lease_expires_at = None
 
     def _move_webhook_on(self, webhook_id: str, record: AttemptRecord) -> bool:

@@ -96,7 +96,7 @@ class Database:
     async def make_due(self, *delivery_ids: str) -> int:
         """What time passing does to a scheduled retry: it is due now. Leased deliveries are left alone."""
         return await self.execute(
-            "UPDATE deliveries SET next_attempt_at = now()"
+            "UPDATE deliveries SET next_attempt_at = now(), retry_at = now()"
             " WHERE id = ANY(:ids) AND status = 'pending' AND lease_token IS NULL",
             ids=list(delivery_ids),
         )

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 
 import grpc
+from aiohttp import web
 from cpod.integration.v1 import public_key_pb2 as kpb
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
@@ -293,6 +294,46 @@ async def test_a_fifo_webhook_retrying_its_head_holds_back_the_rest_then_sends_t
     assert hook.ordering == wpb.ORDERING_FIFO
 
 
+async def test_a_redelivered_delivery_going_first_leaves_a_head_waiting_for_its_retry_waiting(
+    caller, workers, receiver, database
+) -> None:
+    """The redelivered delivery was published first, so it goes before the head; its end must not make
+    the head due before its retry (the receiver got [1, 2, 3, 4, 1, 4], the second 4 an hour early)."""
+    answered_four = False
+
+    async def four_fails_once_asking_for_an_hour(request: web.Request, count: int) -> web.StreamResponse:
+        nonlocal answered_four
+        if json.loads(await request.read())["data"]["n"] == 4 and not answered_four:
+            answered_four = True
+            return web.Response(status=503, headers={"Retry-After": "3600"}, text="later")
+        return web.Response(text="ok")
+
+    receiver.respond = four_fails_once_asking_for_an_hour
+    await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], ordering=wpb.ORDERING_FIFO)
+    events = [await publish(caller, n) for n in range(1, 5)]
+    [first, _, _, head] = [
+        (await database.rows("SELECT id FROM deliveries WHERE event_id = :e", e=event.event_id))[0].id
+        for event in events
+    ]
+    await database.wait_for(
+        "SELECT 1 FROM deliveries WHERE id = :d AND attempts = 1 AND lease_token IS NULL", bool, d=head
+    )
+
+    await caller.RedeliverDelivery(pb.RedeliverDeliveryRequest(id=first))
+    await database.wait_for(  # the redelivered one's end is recorded, and with it what it made due
+        "SELECT 1 FROM deliveries WHERE id = :d AND status = 'succeeded' AND attempts = 2", bool, d=first
+    )
+    [waiting] = await database.rows(
+        "SELECT attempts, next_attempt_at > now() + interval '50 minutes' AS later FROM deliveries WHERE id = :d",
+        d=head,
+    )
+    assert (waiting.attempts, waiting.later) == (1, True)
+
+    assert await database.make_due(head) == 1  # its hour passing
+    await all_succeeded(database, [event.event_id for event in events], 4)
+    assert [json.loads(request.body)["data"]["n"] for request in receiver.received] == [1, 2, 3, 4, 1, 4]
+
+
 async def test_turning_fifo_off_sends_at_once_what_waited_behind_a_head_that_retries_later(
     caller, workers, receiver, database
 ) -> None:
@@ -302,7 +343,11 @@ async def test_turning_fifo_off_sends_at_once_what_waited_behind_a_head_that_ret
     [head] = await database.wait_for(
         "SELECT id FROM deliveries WHERE event_id = :e AND attempts = 1 AND lease_token IS NULL", bool, e=first.event_id
     )
-    await database.execute("UPDATE deliveries SET next_attempt_at = now() + interval '1 hour' WHERE id = :d", d=head.id)
+    await database.execute(  # its retry an hour away
+        "UPDATE deliveries SET next_attempt_at = now() + interval '1 hour', retry_at = now() + interval '1 hour'"
+        " WHERE id = :d",
+        d=head.id,
+    )
     rest = [await publish(caller, n) for n in range(2, 5)]
     await database.wait_for(  # the claimer moved them out of its way until the head is due
         "SELECT 1 FROM deliveries WHERE event_id = ANY(:e) AND next_attempt_at > now() + interval '1 minute'",

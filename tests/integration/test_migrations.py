@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from history_rows import attempt, delivery, event, opened, partition_of, receipt, webhook
 
 from webhookd.domain.history import LogFilter
@@ -104,3 +106,34 @@ async def test_0010_gives_existing_webhooks_and_events_no_channels_no_limit_and_
     spec = stored.spec
     assert (spec.channels, spec.rate_limit_per_second, spec.ordering) == ((), 0, Ordering.UNORDERED)
     assert (channels, fifo_seq, catalog) == ([], None, [(0,)])
+
+
+def revision_before(revision: str) -> str:
+    """The revision `revision` upgrades from, as its migration names it."""
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    before = ScriptDirectory.from_config(config).get_revision(revision).down_revision
+    assert isinstance(before, str)
+    return before
+
+
+async def test_0019_keeps_the_time_of_a_pending_retry_as_its_retry_time(own_database) -> None:
+    """Before 0019 a held-back delivery and one waiting for its retry could not be told apart: one
+    already attempted is taken to wait for its retry, as the claimer's releases took it before."""
+    await migrate.upgrade(own_database, revision=revision_before("0019"))
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=1)
+    async with opened(own_database) as db:
+        webhook_id = await webhook(db, TENANT)
+        event_id = await event(db, TENANT, now)
+        retrying = await delivery(db, TENANT, webhook_id, event_id, now - timedelta(seconds=2), due=later)
+        held_back = await delivery(db, TENANT, webhook_id, event_id, now - timedelta(seconds=1), due=later)
+        due = await delivery(db, TENANT, webhook_id, event_id, now)
+        await db.execute("UPDATE deliveries SET attempts = 1 WHERE id = ANY(%(d)s)", {"d": [retrying, due]})
+
+    await migrate.upgrade(own_database)
+
+    async with opened(own_database) as db:
+        rows = await db.fetch_all("SELECT id, retry_at, next_attempt_at FROM deliveries ORDER BY id")
+    assert [(row[0], row[1]) for row in rows] == [(retrying, rows[0][2]), (held_back, None), (due, None)]
+    assert rows[0][2] == later

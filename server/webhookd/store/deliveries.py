@@ -55,6 +55,9 @@ STATS_RESOLUTION = timedelta(seconds=1)
 _PENDING = DeliveryStatus.PENDING.value
 _SUCCEEDED = Outcome.SUCCEEDED.value
 _FIFO = Ordering.FIFO.value
+# When a delivery that is not leased would be due but for the claimer holding it back: now, or its
+# retry's time when that is later (greatest() skips a NULL retry_at: one never retried, or queued again).
+_OWN_TIME = "greatest(now(), d.retry_at)"
 
 # With the lock, nested loops for the claim's joins. deliveries is partitioned: the planner prices a
 # join into it as a probe of every partition (it narrows the probe to one partition only at run time),
@@ -287,7 +290,7 @@ _NEXT_DUE = compiled(sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
 _RELEASE = compiled(
     deliveries.update()
     .where(deliveries.c.id == param("id"), deliveries.c.lease_token == param("lease_token"))
-    .values(next_attempt_at=param("retry_at"), lease_token=None, lease_expires_at=None)
+    .values(next_attempt_at=param("retry_at"), retry_at=param("retry_at"), lease_token=None, lease_expires_at=None)
 )
 # Claims that got no answer (a frozen server): they may have committed all the same, leasing
 # deliveries to no worker until the leases ran out (their timeout and 30 s). Given back by token.
@@ -353,9 +356,9 @@ WITH batch AS MATERIALIZED (
     WHERE NOT (CAST(:again AS boolean) AND EXISTS ({_attempt_logged("a.delivery_id", "a.attempt", "a.occurred_at")}))
 )
 UPDATE deliveries d SET
-    status = u.status, attempts = u.attempt, next_attempt_at = u.next_attempt_at, lease_token = NULL,
-    lease_expires_at = NULL, last_outcome = u.outcome, last_http_status = u.http_status, last_error = u.error,
-    updated_at = u.occurred_at, completed_at = u.completed_at
+    status = u.status, attempts = u.attempt, next_attempt_at = u.next_attempt_at, retry_at = u.next_attempt_at,
+    lease_token = NULL, lease_expires_at = NULL, last_outcome = u.outcome, last_http_status = u.http_status,
+    last_error = u.error, updated_at = u.occurred_at, completed_at = u.completed_at
 FROM batch u
 -- = ANY on the key (an array computed once): a lookup per delivery in each partition, however stale
 -- the planner's idea of the table's size; a join alone would be priced against every partition.
@@ -439,19 +442,21 @@ SELECT id, pause_now, (SELECT count(*) FROM lifecycle_deliveries WHERE status = 
 
 
 # A FIFO webhook whose head has finished (succeeded, or out of attempts): its next delivery in publish
-# order, held back behind the head by the claim (`waiting`), is due at once. Run under the claim's
-# lock, after the head's row is written: a claim either saw the head finished, or held back the next
-# one before this runs and sees it due afterwards; the next one can never be held back after this.
+# order, held back behind the head by the claim (`waiting`), is due at once, or at its retry's time
+# (`retry_at`) when that is later: the next one may be a head waiting for its retry, behind a delivery
+# queued again that was published before it. Run under the claim's lock, after the head's row is
+# written: a claim either saw the head finished, or held back the next one before this runs and sees
+# it due afterwards; the next one can never be held back after this.
 _NEXT_IN_ORDER_DUE = compiled(
     sa.text(
         f"""
-UPDATE deliveries d SET next_attempt_at = now()
+UPDATE deliveries d SET next_attempt_at = {_OWN_TIME}
 WHERE d.id = ANY(ARRAY(
     SELECT (SELECT p.id FROM deliveries p
             WHERE p.webhook_id = f.webhook_id AND p.status = '{_PENDING}' AND p.fifo_seq IS NOT NULL
             ORDER BY p.fifo_seq LIMIT 1)
     FROM unnest(CAST(:webhook_ids AS text[])) AS f(webhook_id)))
-  AND d.next_attempt_at > now() AND d.lease_token IS NULL
+  AND d.next_attempt_at > {_OWN_TIME} AND d.lease_token IS NULL
 RETURNING d.id
 """
     )

@@ -66,6 +66,7 @@ DELIVERY_COLUMNS = (
 _PENDING_NOW = {
     "status": DeliveryStatus.PENDING.value,
     "next_attempt_at": param("now"),
+    "retry_at": None,  # queued again: no retry of the last run waits
     "completed_at": None,
     "updated_at": param("now"),
 }

@@ -108,6 +108,7 @@ deliveries = sa.Table(
     sa.Column("webhook_id", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
+    # When the claim may take it: its retry's time, a lease's end, or later where the claimer holds it back.
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.Column("lease_token", sa.Text),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
@@ -123,6 +124,8 @@ deliveries = sa.Table(
     sa.Column("send_slot_at", sa.DateTime(timezone=True)),
     # A test event's delivery (SendTestEvent): RecoverWebhook leaves it alone (migration 0015).
     sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Its retry's time, which holding it back never moves (NULL: none, due since queued; migration 0019).
+    sa.Column("retry_at", sa.DateTime(timezone=True)),
 )
 
 attempts = sa.Table(
