@@ -392,6 +392,61 @@ async def test_lifting_a_rate_limit_sends_at_once_what_waited_for_its_slot(calle
     await all_succeeded(database, ids, 5)
 
 
+# Those of the deliveries that are not (or no longer) waiting an hour.
+NOT_WAITING_AN_HOUR = (
+    "SELECT id FROM deliveries WHERE id = ANY(:d)"
+    " AND NOT (attempts = 1 AND status = 'pending' AND lease_token IS NULL"
+    " AND next_attempt_at > now() + interval '50 minutes')"
+)
+
+
+async def test_lifting_a_rate_limit_sends_at_once_the_retries_that_waited_for_a_slot_and_no_retry_early(
+    caller, workers, receiver, database
+) -> None:
+    receiver.respond = failing_first(4)  # fewer than the 5 in a row that pause a webhook in these tests
+    hook = await create_webhook(caller, url=receiver.url, event_types=["rfp.*"])
+    events = [await publish(caller, n) for n in range(4)]
+    failed = await database.wait_for(
+        "SELECT id FROM deliveries WHERE event_id = ANY(:e) AND attempts = 1 AND lease_token IS NULL",
+        lambda rows: len(rows) == 4,
+        e=[event.event_id for event in events],
+    )
+    [later, *retries] = [row.id for row in failed]
+    # Their retries an hour away, and the slot given last an hour away: a backlog of an hour at 1/s.
+    await database.execute(
+        "UPDATE deliveries SET next_attempt_at = now() + interval '1 hour', retry_at = now() + interval '1 hour',"
+        " send_slot_at = CASE WHEN id = :l THEN now() + interval '1 hour' END WHERE id = ANY(:d)",
+        l=later,
+        d=[later, *retries],
+    )
+    await caller.UpdateWebhook(
+        pb.UpdateWebhookRequest(
+            webhook=wpb.Webhook(id=hook.id, rate_limit_per_second=1),
+            update_mask=field_mask_pb2.FieldMask(paths=["rate_limit_per_second"]),
+        )
+    )
+    assert await database.rows(NOT_WAITING_AN_HOUR, d=[later, *retries]) == []  # none held back, none due
+    assert await database.make_due(*retries) == 3  # three retries' hour passes
+    # The claimer moves them out of its way until their slots, after the backlog.
+    await database.wait_for(NOT_WAITING_AN_HOUR, lambda rows: rows == [], d=retries)
+
+    await caller.UpdateWebhook(
+        pb.UpdateWebhookRequest(
+            webhook=wpb.Webhook(id=hook.id, rate_limit_per_second=0),
+            update_mask=field_mask_pb2.FieldMask(paths=["rate_limit_per_second"]),
+        )
+    )
+    # The update made due, in its own transaction, what it would: the retry an hour away is not among them.
+    early = await database.rows(NOT_WAITING_AN_HOUR, d=[later])
+
+    await database.wait_for(
+        "SELECT status FROM deliveries WHERE id = ANY(:d)",
+        lambda rows: len(rows) == 3 and all(row.status == "succeeded" for row in rows),
+        d=retries,
+    )
+    assert early == []
+
+
 async def test_a_rate_limited_webhooks_sends_are_spaced_by_its_limit(caller, workers, receiver, database) -> None:
     await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], rate_limit_per_second=20)
     events = [await publish(caller, n) for n in range(30)]

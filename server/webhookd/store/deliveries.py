@@ -259,16 +259,15 @@ RETURNING d.id
     )
 )
 # A webhook's ordering or rate limit changed: what _HOLD_BACK moved out of the way under the old
-# settings is due again now, and the next claim holds back what the new ones still keep waiting. Only
-# deliveries never attempted: a retry's time is its own, and one whose retry came due before it was
-# held back waits at most for its old slot.
+# settings is due again, and the next claim holds back what the new ones still keep waiting. Retries
+# too, but never before their own time (retry_at): one waiting for its retry is not held back.
 _HELD_BACK_DUE = compiled(
     sa.text(
         f"""
-UPDATE deliveries SET next_attempt_at = now()
-WHERE webhook_id = :webhook_id AND status = '{_PENDING}' AND attempts = 0 AND lease_token IS NULL
-  AND next_attempt_at > now()
-  AND tenant_id = :tenant_id AND (CAST(:app_id AS text) IS NULL OR app_id = :app_id)
+UPDATE deliveries d SET next_attempt_at = {_OWN_TIME}
+WHERE d.webhook_id = :webhook_id AND d.status = '{_PENDING}' AND d.lease_token IS NULL
+  AND d.next_attempt_at > {_OWN_TIME}
+  AND d.tenant_id = :tenant_id AND (CAST(:app_id AS text) IS NULL OR d.app_id = :app_id)
 """
     )
 )
