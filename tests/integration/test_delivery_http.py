@@ -636,6 +636,57 @@ async def test_a_body_that_breaks_its_framing_in_the_same_read_as_the_head_keeps
     )
 
 
+@contextlib.asynccontextmanager
+async def _chunks_then_holding(head: bytes, body: bytes, dropped: asyncio.Event) -> AsyncIterator[str]:
+    """The URL of a receiver that writes `head`, then `body` in a write of its own, and then holds the
+    connection open until the test ends, setting `dropped` when the sender closes its side."""
+    release = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head)
+            await writer.drain()
+            writer.write(body)
+            await writer.drain()
+            await reader.read()  # returns at end of stream: the sender let the connection go
+            dropped.set()
+            await release.wait()
+        writer.close()
+
+    async with _raw_receiver(answer) as url:
+        try:
+            yield url
+        finally:
+            release.set()
+
+
+@pytest.mark.parametrize("reads", ["one", "two"])
+@pytest.mark.parametrize(
+    ("fault", "came"),
+    [(b"zz\r\nmore\r\n", "hello"), (b"6\r\nthanksXX", "hellothanks"), (b"3;\x01\r\nabc\r\n", "hello")],
+    ids=["size-not-hex", "no-crlf-after-data", "bad-extension"],
+)
+async def test_a_chunk_that_breaks_its_framing_ends_the_attempt_at_once(
+    sender: HttpSender, fault: bytes, came: str, reads: str
+) -> None:
+    """A 2xx head with a chunked body, then a chunk that is not one, from a receiver that keeps the
+    connection open: the parser had stopped, but the body it was reading was never told, so the worker
+    waited for the webhook's whole timeout (60 s here). The attempt ends on the fault, while the
+    receiver still holds the connection, with the status and what came of the body."""
+    dropped = asyncio.Event()
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"5\r\nhello\r\n" + fault
+    if reads == "one":
+        head, body = head + body, b""
+    async with _chunks_then_holding(head, body, dropped) as url:
+        result = await sender.send(url, body=BODY, headers=HEADERS, timeout_ms=60_000)
+        await dropped.wait()  # the connection was closed by the sender, not by the receiver
+
+    assert (result.outcome, result.http_status) == (Outcome.SUCCEEDED, 200)
+    assert result.response_excerpt == came + "…[body cut short: its framing is broken]"
+
+
 @pytest.mark.parametrize(
     ("answer", "then", "outcome", "status"),
     [

@@ -20,6 +20,8 @@ from typing import Final
 import aiohttp
 from aiohttp import hdrs
 
+from webhookd.delivery.framing import BrokenFraming
+
 # We keep excerpts short in the database, and never read more of a response than we keep.
 RESPONSE_EXCERPT_BYTES: Final = 65536
 # What the session asks for: the encodings read_excerpt decodes.
@@ -40,13 +42,14 @@ NOT_RECORDED: Final = "[not recorded]"
 # After what came of a body that stopped coming, why it stopped.
 _TIMED_OUT: Final = "…[body cut short: the timeout ran out]"
 _BROKEN: Final = "…[body cut short: the connection broke]"
+_FRAMING_BROKEN: Final = "…[body cut short: its framing is broken]"
 
 
 async def read_excerpt(response: aiohttp.ClientResponse) -> str:
     """At most RESPONSE_EXCERPT_BYTES of the body, decoded from gzip or deflate, as UTF-8 with
     replacement; the rest is never read (the connection is dropped). A body in another encoding, or
     not valid in its own, is a short note. A body that stops coming (the exchange's timeout runs
-    out, or the connection breaks) is what came and a note: the status already answered."""
+    out, the connection breaks, or its framing does) is what came and a note: the status already answered."""
     coding = _content_coding(response.headers.get(hdrs.CONTENT_ENCODING, ""))
     if coding == "":
         decoded: _Plain | _Inflater = _Plain()
@@ -61,6 +64,8 @@ async def read_excerpt(response: aiohttp.ClientResponse) -> str:
         return f"[body not shown: it is not valid {coding}]"
     except TimeoutError:  # before OSError, which it is; aiohttp's total timeout ends the read here
         cut_short = _TIMED_OUT
+    except BrokenFraming:  # before ClientError, which it is
+        cut_short = _FRAMING_BROKEN
     except (aiohttp.ClientError, OSError):
         cut_short = _BROKEN
     return bytes(decoded.out).decode("utf-8", errors="replace") + cut_short
@@ -77,11 +82,18 @@ async def _read(content: aiohttp.StreamReader, decoded: _Plain | _Inflater) -> N
     what was fed stays in `decoded.out` whatever the read raises."""
     remaining = decoded.read_at_most
     while remaining > 0 and not decoded.done and not content.at_eof():
-        chunk = await content.read(remaining)
+        try:
+            chunk = await content.read(remaining)
+        except BrokenFraming:
+            break  # raised before what it carries, fed below
         if not chunk:
             break
         remaining -= len(chunk)
         decoded.feed(chunk)
+    broken = content.exception()
+    if isinstance(broken, BrokenFraming) and remaining > 0 and not decoded.done:  # raised, or set as the body ended
+        decoded.feed(broken.unread[:remaining])
+        raise broken
 
 
 class _Plain:

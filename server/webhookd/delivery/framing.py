@@ -7,6 +7,12 @@ head with them: a 2xx was a connection error (retried, and counted towards the a
 same answer split over two reads kept its status, its body's fault only ending the excerpt
 (answers.read_excerpt). `HeadFirstHandler` gives the parser each read up to the end of a head first,
 then the rest, until the final head (not 1xx) has come; after it, reads go to the parser whole.
+
+A fault in the body after its head (a chunk size that is not hex, chunk data not ended by CRLF) stops
+the parser and closes the connection, but aiohttp tells only the head's queue, not the body being read:
+a read of it waited for the exchange's whole timeout, the worker's slot held all that time, however
+long the receiver kept its side open. `HeadFirstHandler` fails that body with `BrokenFraming`, which
+carries what the body had buffered, so the read ends at the fault with all that came before it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
+from aiohttp import ClientPayloadError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http import RawResponseMessage
 from aiohttp.streams import StreamReader
@@ -21,6 +28,15 @@ from aiohttp.streams import StreamReader
 # A head ends at its first empty line; llhttp takes a bare LF for CRLF, as aiohttp does.
 _HEAD_ENDS: Final = (b"\n\r\n", b"\n\n")
 _KEPT: Final = max(map(len, _HEAD_ENDS)) - 1  # of a read, what a head's end may go on from
+
+
+class BrokenFraming(ClientPayloadError):
+    """The response's body broke its framing. `unread`: what came of it before the fault and was not
+    read yet (a body fails at once, its buffer with it)."""
+
+    def __init__(self, message: str, unread: bytes) -> None:
+        super().__init__(message)
+        self.unread = unread
 
 
 class HeadFirstHandler(ResponseHandler):
@@ -46,7 +62,12 @@ class HeadFirstHandler(ResponseHandler):
                 return  # the head itself was malformed: the connection is closing
         if self._awaiting_head:
             self._before = (self._before + data)[-_KEPT:]
+        body = self._payload  # the body this read goes on with, if its head has come
+        failed_before = self.exception() is not None
         super().data_received(data)
+        fault = self.exception()
+        if body is not None and fault is not None and not failed_before and not body.is_eof():
+            _end_broken(body, fault)
 
     def feed_data(self, data: tuple[RawResponseMessage, StreamReader], size: int = 0) -> None:
         # Called with each head parsed; 1xx are interim (101 is final), as ClientResponse.start reads them.
@@ -61,3 +82,16 @@ def _head_end(before: bytes, data: bytes) -> int | None:
     seen = before + data
     found = [at + len(end) for end in _HEAD_ENDS if (at := seen.find(end)) >= 0]
     return min(found) - len(before) if found else None
+
+
+def _end_broken(body: StreamReader, fault: BaseException) -> None:
+    """Ends `body` at a fault in its framing. A read of a failed body raises before it returns what
+    was buffered, so that is taken first and carried by the error; and the body is ended too, for a
+    read already woken by its last bytes, which would otherwise wait again, for the timeout."""
+    try:
+        # Reading it resumes the protocol, which comes back to data_received: the fault is not new there.
+        unread = body.read_nowait()
+    except (RuntimeError, TimeoutError):  # a read is waiting for data (none is buffered), or timed out
+        unread = b""
+    body.set_exception(BrokenFraming(f"the response body broke its framing: {fault}", unread), fault)
+    body.feed_eof()
