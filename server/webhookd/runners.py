@@ -17,24 +17,16 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import grpc
 import psycopg
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.applications import Starlette
 
 from webhookd import app
 from webhookd.config import Settings
 from webhookd.domain.errors import Unavailable
 from webhookd.gateway.playground import DevTokenSource
-from webhookd.http.operations import (
-    ObservedApp,
-    grpc_serving_check,
-    health_route,
-    metrics_route,
-    readiness_route,
-)
+from webhookd.http.operations import grpc_serving_check, operations_app, readiness_route
 from webhookd.http.receiver import inbound_route
 from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
@@ -160,9 +152,8 @@ def run_worker(settings: Settings) -> int:
         await started("delivery workers", workers.start)
         running.push_async_callback(workers.stop)
         if settings.metrics_addr:
-            routes: list[Any] = [health_route(), readiness_route(workers.readiness), metrics_route(metrics)]
             http = HttpServer(
-                ObservedApp(Starlette(routes=routes), metrics),
+                operations_app(workers.readiness, metrics),
                 settings.metrics_addr,
                 bounds=app.http_bounds(settings),
                 shutdown_grace_seconds=settings.shutdown_grace_seconds,

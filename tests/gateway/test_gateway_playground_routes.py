@@ -14,6 +14,7 @@ from webhookd.cli import DEV_TENANT, dev_token_source
 from webhookd.config import Settings
 from webhookd.gateway.app import create_gateway_app
 from webhookd.gateway.playground import CONTENT_SECURITY_POLICY, local_hosts, playground_routes
+from webhookd.http.response_headers import DefaultHeaders
 
 EXPECTED_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -35,7 +36,7 @@ async def client_for(dev_token: str | None = None) -> AsyncIterator[httpx.AsyncC
         source = (lambda: dev_token) if dev_token is not None else None
         routes = playground_routes(dev_token=source, dev_token_hosts=lambda: local_hosts(LOCAL_ADDRESS))
         app = create_gateway_app(channel, extra_routes=routes)
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=DefaultHeaders(app))  # as http/server.py serves every app
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{LOCAL_ADDRESS}") as client:
             yield client
 

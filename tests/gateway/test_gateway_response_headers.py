@@ -1,6 +1,7 @@
 """Headers every gateway response carries, whatever answered it: a JSON body is never sniffed into
 HTML (an error echoes the path it was asked for), no answer may be framed by another site, and none
-is kept by a cache."""
+is kept by a cache. The app is wrapped as http/server.py serves every app
+(tests/integration/test_http_default_headers.py checks the servers themselves)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.routing import Route
 
 from webhookd.gateway.app import create_gateway_app
 from webhookd.gateway.playground import CONTENT_SECURITY_POLICY, playground_routes
+from webhookd.http.response_headers import DefaultHeaders
 
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
@@ -28,7 +30,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with grpc.aio.insecure_channel("127.0.0.1:9") as channel:
         routes = [*playground_routes(), Route("/fails", _fails)]
         app = create_gateway_app(channel, extra_routes=routes, unary_timeout_seconds=2)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=DefaultHeaders(app), raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as client:
             yield client
 

@@ -1,7 +1,6 @@
 """REST gateway: HTTP/JSON in front of the gRPC services, driven by their google.api.http options.
 
 app.py          create_gateway_app(): the Starlette app (routes, /healthz, OpenAPI, error handlers)
-response_headers.py  nosniff, no framing, no referrer, no-store on every response unless its route says otherwise
 routes.py       HttpRule → Binding; path templates and their matching
 endpoint.py     one request through one RPC: read, transcode, call, answer
 body.py         JSON request bodies: media type, size limit, parse

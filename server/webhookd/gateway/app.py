@@ -21,7 +21,6 @@ from webhookd.gateway.descriptors import default_descriptor_set, default_service
 from webhookd.gateway.documents import OPENAPI_PATH
 from webhookd.gateway.endpoint import CallSettings, RpcHandler, RpcRoute
 from webhookd.gateway.openapi import build_openapi
-from webhookd.gateway.response_headers import DefaultHeaders
 from webhookd.gateway.routes import bindings_for_services, group_by_template
 from webhookd.http.errors import (
     ApiError,
@@ -48,7 +47,8 @@ def create_gateway_app(
     heartbeat_seconds: float = 15.0,
     closing: asyncio.Event | None = None,
 ) -> ASGIApp:
-    """Build the gateway over `channel`: a Starlette app inside `DefaultHeaders`.
+    """Build the gateway over `channel`: a Starlette app (http/server.py serves it inside
+    `DefaultHeaders`, as every app).
 
     services: defaults to cpod.integration.v1.WebhookService.
     descriptor_set: a FileDescriptorSet with source info, for OpenAPI descriptions; defaults to
@@ -78,7 +78,7 @@ def create_gateway_app(
             for template, by_method in group_by_template(bindings_for_services(services))
         ),
     ]
-    app = Starlette(
+    return Starlette(
         routes=routes,
         exception_handlers={
             HTTPException: _http_exception,
@@ -86,7 +86,6 @@ def create_gateway_app(
             Exception: _unexpected,
         },
     )
-    return DefaultHeaders(app)
 
 
 async def _http_exception(request: Request, exc: Any) -> Response:

@@ -10,7 +10,7 @@ Routes (no token needed; the page sends the person's token with each API call it
 
 Everything the page loads comes from this origin and is served with a strict
 Content-Security-Policy: no inline script or style, no third-party origin, no framing. The headers
-every response has (nosniff, no referrer, no-store unless said otherwise) are response_headers.py's.
+every response has (nosniff, no referrer, no-store unless said otherwise) are http/response_headers.py's.
 """
 
 from __future__ import annotations

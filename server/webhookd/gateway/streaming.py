@@ -23,7 +23,7 @@ from webhookd.http.errors import from_domain_error, from_rpc_error
 from webhookd.http.media_types import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 
 # Headers that stop reverse proxies (nginx) and caches from holding frames back; no-store rather than
-# no-cache, as every other answer (response_headers.py): the frames are a tenant's deliveries.
+# no-cache, as every other answer (http/response_headers.py): the frames are a tenant's deliveries.
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 # A stream's last frame when the server stops: what gRPC callers get, UNAVAILABLE, to retry elsewhere.
 SHUTTING_DOWN = from_domain_error(

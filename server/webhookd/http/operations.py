@@ -16,6 +16,7 @@ from contextlib import ExitStack
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -68,6 +69,13 @@ def metrics_route(metrics: Metrics) -> Route:
         return Response(body, headers={"Content-Type": content_type})
 
     return Route(METRICS_PATH, scrape, methods=["GET"])
+
+
+def operations_app(readiness: Readiness, metrics: Metrics) -> ASGIApp:
+    """What a process without the gateway serves (a `webhookd worker` started alone): /healthz,
+    /readyz and /metrics."""
+    routes = [health_route(), readiness_route(readiness), metrics_route(metrics)]
+    return ObservedApp(Starlette(routes=routes), metrics)
 
 
 def grpc_serving_check(channel: grpc.aio.Channel, service: str = "") -> Check:

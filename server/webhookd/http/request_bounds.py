@@ -8,7 +8,8 @@ middleware runs only once the head is parsed. So the HTTP protocol is uvicorn's 
 - a request the parser refuses is answered 400 in the JSON error shape (uvicorn's is plain text);
 - a request not received in full within `request_timeout_seconds` of its first byte (of the
   connection, for its first request) is answered 408; a connection that sends nothing is closed;
-- each of these answers ends the connection gracefully: sent, the write side shut, and what the client still
+- each of these answers carries the default headers of every answer (http/response_headers.py) and
+  ends the connection gracefully: sent, the write side shut, and what the client still
   sends read and dropped for a moment, so that it reads the answer rather than a reset;
 - a client that shuts its side after sending a whole request still gets the answer;
 - a connection past `max_connections` open at once is answered 503 as soon as it is accepted, before it
@@ -33,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from webhookd.http.errors import ApiError, head_too_large, malformed_request, request_timeout, too_many_connections
+from webhookd.http.response_headers import DEFAULT_HEADERS
 from webhookd.observability.log_throttle import ThrottledLog
 
 log = logging.getLogger("webhookd.gateway")
@@ -209,7 +211,9 @@ class _Bounded(HttpToolsProtocol):
         body = json.dumps(error.body()).encode()
         head = [STATUS_LINE[error.http_status]]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
-        head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in error.headers.items()]
+        # Below every ASGI wrapper, so the defaults DefaultHeaders gives every app's answer are added here.
+        headers = {**DEFAULT_HEADERS, **error.headers}
+        head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()]
         head += [
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),

@@ -1,4 +1,6 @@
-"""Serving the gateway app with uvicorn inside the webhookd process, next to the gRPC server."""
+"""Serving an HTTP app with uvicorn inside the webhookd process: the gateway next to the gRPC
+server, or a worker's operational routes. Every app is served inside `DefaultHeaders`, and its
+clients bounded (http/request_bounds.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from webhookd.http.request_bounds import RequestBounds, bounded_protocol
+from webhookd.http.response_headers import DefaultHeaders
 from webhookd.observability.log_throttle import ThrottledLog
 
 log = logging.getLogger("webhookd.gateway")
@@ -55,7 +58,8 @@ def listening_socket(addr: str, *, reuse_port: bool = False) -> socket.socket:
 
 
 class HttpServer:
-    """uvicorn on a host:port (port 0 picks a free one), started and stopped as a task."""
+    """uvicorn on a host:port (port 0 picks a free one), started and stopped as a task; every answer
+    carries the default headers (http/response_headers.py)."""
 
     def __init__(
         self,
@@ -74,7 +78,7 @@ class HttpServer:
         self._reuse_port = reuse_port
         self._server = _EmbeddedUvicorn(
             uvicorn.Config(
-                app,
+                DefaultHeaders(app),
                 log_config=None,
                 access_log=False,  # gateway/operations.py writes the access log, without query strings
                 lifespan="off",

@@ -1,5 +1,5 @@
-"""Headers every gateway response carries unless its route set its own (the Playground page sets a
-stricter policy of its own): the browser-facing defaults of an API.
+"""Headers every answer of every HTTP server of ours carries unless its route set its own (the
+Playground page sets a stricter policy of its own): the browser-facing defaults of an API.
 
 - `X-Content-Type-Options: nosniff`: a JSON body (an error echoes the path it was asked for, a
   webhook carries a tenant's strings) is never sniffed into HTML or script.
@@ -11,8 +11,10 @@ stricter policy of its own): the browser-facing defaults of an API.
   and RotateWebhookSecret's `signing_secret`): no browser or proxy cache keeps it. The Playground's
   own files say `no-cache` (revalidated by ETag) instead.
 
-It wraps the whole Starlette app, outside its ServerErrorMiddleware, so an unexpected error's 500
-carries them too.
+`http/server.py` wraps every app it serves in `DefaultHeaders` (the gateway with its inbound receiver,
+a worker's /healthz /readyz /metrics), outside Starlette's ServerErrorMiddleware, so an unexpected
+error's 500 carries them too; the refusals written before any app sees a request
+(`http/request_bounds.py`: 400, 408, 431, 503) add `DEFAULT_HEADERS` themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ DEFAULT_HEADERS = {
 
 
 class DefaultHeaders:
+    """ASGI middleware: DEFAULT_HEADERS on every HTTP response that has not set them."""
+
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
 
