@@ -31,6 +31,7 @@ from webhookd.http.errors import (
     status_name_for_http,
 )
 from webhookd.http.operations import health_route
+from webhookd.http.trailing_slash import redirect_slashes_by_path
 
 MIB = 1024 * 1024
 
@@ -78,7 +79,7 @@ def create_gateway_app(
             for template, by_method in group_by_template(bindings_for_services(services))
         ),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={
             HTTPException: _http_exception,
@@ -86,6 +87,7 @@ def create_gateway_app(
             Exception: _unexpected,
         },
     )
+    return redirect_slashes_by_path(app)
 
 
 async def _http_exception(request: Request, exc: Any) -> Response:

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webhookd.http.media_types import STREAM_MEDIA_TYPES
+from webhookd.http.trailing_slash import redirect_slashes_by_path
 from webhookd.observability.metrics import Metrics
 from webhookd.observability.request_ids import REQUEST_ID_HEADER, current_request_id, settle_request_id
 from webhookd.services.readiness import CHECK_TIMEOUT_SECONDS, Check, Readiness
@@ -75,7 +76,7 @@ def operations_app(readiness: Readiness, metrics: Metrics) -> ASGIApp:
     """What a process without the gateway serves (a `webhookd worker` started alone): /healthz,
     /readyz and /metrics."""
     routes = [health_route(), readiness_route(readiness), metrics_route(metrics)]
-    return ObservedApp(Starlette(routes=routes), metrics)
+    return ObservedApp(redirect_slashes_by_path(Starlette(routes=routes)), metrics)
 
 
 def grpc_serving_check(channel: grpc.aio.Channel, service: str = "") -> Check:
