@@ -127,3 +127,31 @@ async def raw_answer(answer: bytes) -> AsyncIterator[str]:
     server = await asyncio.start_server(answer_raw, "127.0.0.1", 0)
     async with server:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+
+
+@dataclass
+class HoldingReceiver:
+    url: str
+    released: asyncio.Event  # set as the context exits: until then every connection is held open
+
+
+@contextlib.asynccontextmanager
+async def raw_answer_then_hold(answer: bytes) -> AsyncIterator[HoldingReceiver]:
+    """A loopback URL whose server answers every request with `answer`, bytes as given, and then keeps
+    the connection open (never closing it first) until the context exits."""
+    released = asyncio.Event()
+
+    async def answer_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            await released.wait()
+        writer.close()
+
+    server = await asyncio.start_server(answer_raw, "127.0.0.1", 0)
+    async with server:
+        try:
+            yield HoldingReceiver(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", released)
+        finally:
+            released.set()

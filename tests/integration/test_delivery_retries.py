@@ -15,11 +15,21 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
 from webhook_calls import create_webhook
 
-from receivers import NOT_UTF8_HEADER, closed_port_url, failing_first, ok, raw_answer, slow, status
+from receivers import (
+    NOT_UTF8_HEADER,
+    closed_port_url,
+    failing_first,
+    ok,
+    raw_answer,
+    raw_answer_then_hold,
+    slow,
+    status,
+)
 from support import FRESH_READ
 
 ATTEMPTS = "SELECT attempt, outcome, http_status, error FROM attempts WHERE delivery_id = :d ORDER BY attempt"
 DELIVERY = "SELECT * FROM deliveries WHERE id = :d"
+ATTEMPTS_WITH_EXCERPTS = "SELECT outcome, http_status, response_excerpt FROM attempts WHERE delivery_id = :d"
 
 
 async def publish(caller, event_type: str = "rfp.created") -> pb.PublishEventResponse:
@@ -108,6 +118,26 @@ async def test_attempt_is_recorded_as_what_happened(
     after = await webhook(caller, hook.id)
     assert after.last_delivery_status == outcome
     assert after.consecutive_failures == 1
+
+
+async def test_a_chunk_that_breaks_its_framing_is_recorded_while_the_receiver_still_holds_the_connection(
+    caller, workers, database
+) -> None:
+    """A 200 whose chunked body then breaks its framing, from a receiver that never closes: the worker
+    waited for the webhook's timeout (30 s here) before it recorded the attempt. It is recorded at
+    the fault, as accepted, with what came of the body."""
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\naccepted\r\nzz\r\n"
+    async with raw_answer_then_hold(answer) as receiver:
+        policy = wpb.RetryPolicy(max_attempts=1, timeout_ms=30_000)
+        await create_webhook(caller, url=receiver.url, event_types=["rfp.*"], retry_policy=policy)
+        [delivery_id] = await delivery_ids(database, (await publish(caller)).event_id)
+
+        delivery = await recorded(database, delivery_id, 1)
+        assert not receiver.released.is_set()  # recorded while the connection was still held open
+
+    [attempt] = await database.rows(ATTEMPTS_WITH_EXCERPTS, d=delivery_id)
+    assert (attempt.outcome, attempt.http_status, delivery.status) == ("succeeded", 200, "succeeded")
+    assert attempt.response_excerpt == "accepted…[body cut short: its framing is broken]"
 
 
 async def test_an_answer_with_nul_bytes_is_recorded_with_them_replaced(caller, workers, receiver, database) -> None:
