@@ -58,10 +58,6 @@ class Connection:
                 headers.setdefault(name.strip().lower(), []).append(value.strip())
         return int(lines[0].split(" ", 2)[1]), headers
 
-    async def drain_body(self, headers: dict[str, list[str]]) -> None:
-        async with asyncio.timeout(GUARD):
-            await self.reader.readexactly(int(headers.get("content-length", ["0"])[0]))
-
     def close(self) -> None:
         self.writer.close()
 
