@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 from webhookd.domain import event_types, idempotency, ids, routing
 from webhookd.domain.credentials import Credential
@@ -53,6 +54,7 @@ from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
 from webhookd.domain.scope import Scope
+from webhookd.domain.secret_changes import SECRET_CHANGE_UNDER_WAY
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.topics import new_deliveries_payload
 from webhookd.domain.webhooks import Direction, Ordering, Webhook, WebhookFilter, WebhookSpec
@@ -88,6 +90,10 @@ class FakeWebhooks:
         self.keys: dict[str, KeyedRequest] = {}  # by webhook id: the key its create held
         self.noted: list[LifecycleChange] = []
         self.lifecycle: FakeLifecycle | None = None
+        # By webhook id: the token holding its secret lease and when the lease lapses, by `clock`
+        # (the database's clock in store/webhooks.py).
+        self.secret_leases: dict[str, tuple[UUID, datetime]] = {}
+        self.clock: Clock = lambda: datetime.now(UTC)
 
     async def _note(self, scope: Scope, note: LifecycleChange | None) -> None:
         if note is None:
@@ -191,16 +197,18 @@ class FakeWebhooks:
         fingerprint: str,
         *,
         replacing: str,
+        lease: UUID,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
         current = await self.get(scope, webhook_id)
-        if not current.is_deleted and current.secret_fingerprint != replacing:
-            raise Aborted(f"webhook {webhook_id}'s secret was rotated by another call meanwhile")
+        if not current.is_deleted and (current.secret_fingerprint != replacing or not self._holds(webhook_id, lease)):
+            raise Aborted(f"webhook {webhook_id}'s secrets were changed by another call meanwhile")
         written = await self._stamp(
             scope, webhook_id, secret_fingerprint=fingerprint, updated_at=now, updated_by=person_id
         )
+        del self.secret_leases[webhook_id]  # released by the write that commits
         await self._note(scope, note)
         return written
 
@@ -212,6 +220,7 @@ class FakeWebhooks:
         credential_id: str,
         *,
         url: str,
+        lease: UUID,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
@@ -219,6 +228,8 @@ class FakeWebhooks:
         current = await self.get(scope, webhook_id)
         if not current.is_deleted and current.spec.url != url:
             raise Aborted(f"webhook {webhook_id}'s url changed while its credential was being set")
+        if not current.is_deleted and not self._holds(webhook_id, lease):
+            raise Aborted(f"webhook {webhook_id}'s secrets were changed by another call meanwhile")
         written = await self._stamp(
             scope,
             webhook_id,
@@ -227,8 +238,27 @@ class FakeWebhooks:
             updated_at=now,
             updated_by=person_id,
         )
+        del self.secret_leases[webhook_id]  # released by the write that commits
         await self._note(scope, note)
         return written
+
+    async def take_secret_lease(self, scope: Scope, webhook_id: str, token: UUID, *, lasting: timedelta) -> Webhook:
+        current = await self.get(scope, webhook_id)
+        held = self.secret_leases.get(webhook_id)
+        if held is not None and held[1] >= self.clock():
+            raise Aborted(SECRET_CHANGE_UNDER_WAY.format(webhook_id=webhook_id))
+        self.secret_leases[webhook_id] = (token, self.clock() + lasting)
+        return current
+
+    async def release_secret_lease(self, scope: Scope, webhook_id: str, token: UUID) -> None:
+        await self.get(scope, webhook_id)
+        if self._holds(webhook_id, token):
+            del self.secret_leases[webhook_id]
+
+    def _holds(self, webhook_id: str, token: UUID) -> bool:
+        """Whether `token` still holds the webhook's secret lease: lapsed or not, while nobody took it."""
+        held = self.secret_leases.get(webhook_id)
+        return held is not None and held[0] == token
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool

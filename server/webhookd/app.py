@@ -25,6 +25,7 @@ from webhookd.delivery.http import HttpSender
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.errors import Unavailable
+from webhookd.domain.secret_changes import lease_lasting
 from webhookd.domain.topics import Topic, new_deliveries_payload
 from webhookd.gateway import create_gateway_app
 from webhookd.gateway.playground import DevTokenSource, local_hosts, playground_routes
@@ -159,6 +160,10 @@ class Core:
             self.notifications,
             public_url=settings.public_url,
             allow_insecure_urls=settings.allow_insecure_urls,
+            secret_lease=lease_lasting(
+                vault_timeout=timedelta(seconds=settings.vault_timeout_seconds),
+                database_timeout=timedelta(seconds=settings.database_timeout_seconds),
+            ),
         )
         self.event_types = EventTypes(EventTypeStore(self.database), webhook_store, self.notifications)
         self.events = Events(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from uuid import UUID
 
 from webhookd.domain.credentials import Credential
 from webhookd.domain.deliveries import (
@@ -114,11 +115,14 @@ class WebhookRepository(Protocol):
         fingerprint: str,
         *,
         replacing: str,
+        lease: UUID,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
-        """Aborted when the row's fingerprint is no longer `replacing` (another rotation committed)."""
+        """Sets the fingerprint and releases the secret lease `lease` in one write; Aborted when the row's
+        fingerprint is no longer `replacing` or the lease is no longer `lease` (it lapsed and another
+        change took it)."""
 
     async def set_credential(
         self,
@@ -128,13 +132,23 @@ class WebhookRepository(Protocol):
         credential_id: str,
         *,
         url: str,
+        lease: UUID,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
         """The live webhook's credential header and id set (both '' to remove it), a new version, and
-        `note` recorded, while its url is still `url` (the one the credential was checked against;
-        Aborted when it is not); NotFound outside the scope, FailedPrecondition once deleted."""
+        `note` recorded, while its url is still `url` (the one the credential was checked against) and
+        its secret lease still `lease` (Aborted when either is not), the lease released in the same
+        write; NotFound outside the scope, FailedPrecondition once deleted."""
+
+    async def take_secret_lease(self, scope: Scope, webhook_id: str, token: UUID, *, lasting: timedelta) -> Webhook:
+        """The webhook (deleted or not) as it is once `token` holds the lease on changing its secret
+        record, for `lasting` (domain/secret_changes.py); Aborted (SECRET_CHANGE_UNDER_WAY) while
+        another holds it, NotFound outside the scope."""
+
+    async def release_secret_lease(self, scope: Scope, webhook_id: str, token: UUID) -> None:
+        """Gives the lease back if `token` still holds it (a change that committed nothing)."""
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool

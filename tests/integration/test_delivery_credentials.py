@@ -4,7 +4,8 @@ name only on the webhook, removed, and refused where it cannot apply."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import grpc
 import pytest
@@ -195,14 +196,30 @@ async def test_the_row_takes_a_credential_only_while_its_url_is_the_one_it_was_c
         store = WebhookStore(db)
         webhook_id = await webhook(db, "tnt_credential_origin")  # its url: http://127.0.0.1:9/hook
         scope = Scope("tnt_credential_origin")
+        lease = uuid4()
+        await store.take_secret_lease(scope, webhook_id, lease, lasting=timedelta(minutes=1))
 
-        with pytest.raises(Aborted):
+        with pytest.raises(Aborted, match="url changed"):
             await store.set_credential(
-                scope, webhook_id, "Authorization", "crd_1", url="https://elsewhere.example/h", person_id=None, now=now
+                scope,
+                webhook_id,
+                "Authorization",
+                "crd_1",
+                url="https://elsewhere.example/h",
+                lease=lease,
+                person_id=None,
+                now=now,
             )
         unchanged = await store.get(scope, webhook_id)
         credentialed = await store.set_credential(
-            scope, webhook_id, "Authorization", "crd_1", url="http://127.0.0.1:9/hook", person_id=None, now=now
+            scope,
+            webhook_id,
+            "Authorization",
+            "crd_1",
+            url="http://127.0.0.1:9/hook",
+            lease=lease,
+            person_id=None,
+            now=now,
         )
 
     assert (unchanged.credential_header, unchanged.version) == ("", 1)

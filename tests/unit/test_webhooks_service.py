@@ -18,11 +18,11 @@ from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.lifecycle import LifecycleChange
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_rotation import MAX_PREVIOUS, Rotation, active_secrets
+from webhookd.domain.secret_rotation import MAX_PREVIOUS, active_secrets
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Topic
-from webhookd.services.webhooks import UNVERSIONED_UPDATE_TRIES, Webhooks
+from webhookd.services.webhooks import DEFAULT_SECRET_LEASE, UNVERSIONED_UPDATE_TRIES, Webhooks
 
 TENANT = Scope("tnt_a", person_id="person_1")
 OTHER_TENANT = Scope("tnt_b", person_id="person_2")
@@ -36,6 +36,7 @@ def outbound(name: str = "orders") -> WebhookSpec:
 
 def service(store: FakeWebhooks, secrets: FakeSecrets, clock: FakeClock, notifications: FakeNotifications) -> Webhooks:
     FakeLifecycle(FakeHistory(store))  # records what the store notes
+    store.clock = clock  # secret leases lapse by the test's clock
     return Webhooks(
         store,
         secrets,
@@ -698,11 +699,12 @@ class RotationHeld(FakeWebhooks):
         return await super().set_fingerprint(*args, **kwargs)
 
 
-async def test_a_rotation_overtaken_by_another_is_refused_rather_than_answered_with_a_secret_that_never_signs(
+async def test_a_change_while_another_holds_the_secret_lease_is_refused_and_writes_nothing(
     secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
 ) -> None:
-    """The second rotation read the row before the first committed, so it replaced the row's secret and
-    left out the first one's: the first must not then commit and hand its caller that secret."""
+    """One change of the record at a time, from any process: a second rotation or credential is refused
+    before it reads Vault, so it can neither push the first one's secret out of the record nor leave
+    the row naming what Vault no longer holds; the first one then commits and signs."""
     store = RotationHeld()
     webhooks = service(store, secret_store, clock, notifications)
     webhook, original, _ = await webhooks.create(TENANT, outbound(), None)
@@ -711,46 +713,96 @@ async def test_a_rotation_overtaken_by_another_is_refused_rather_than_answered_w
         webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
     )
     await within(store.writing.wait())
+    record = dict(secret_store.records[webhook.vault_path])
 
-    second = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    with pytest.raises(Aborted, match="being changed by another call: retry"):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    with pytest.raises(Aborted, match="being changed by another call: retry"):
+        await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-1")
+    assert secret_store.records[webhook.vault_path] == record
     store.commit.set()
 
-    with pytest.raises(Aborted):
-        await first
+    rotation = await first
     named = store.rows[webhook.id].secret_fingerprint
-    assert named == fingerprint(second.signing_secret)
-    signing = active_secrets(secret_store.records[webhook.vault_path], clock(), named)
-    assert signing[:2] == [second.signing_secret, original]
+    assert named == fingerprint(rotation.signing_secret)
+    assert active_secrets(secret_store.records[webhook.vault_path], clock(), named) == [
+        rotation.signing_secret,
+        original,
+    ]
 
 
-async def test_a_rotation_that_read_the_row_before_another_committed_does_not_erase_that_ones_secret(
+async def test_a_change_whose_lease_lapsed_and_was_taken_is_refused_without_undoing_the_next_ones_record(
     secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
 ) -> None:
-    """The late one fails (the row moved on), but a third rotation wrote over its record before it could
-    put the record back: the secret the committed rotation handed out must still sign."""
+    """The first rotation stalls past its lease (a slow database), a second takes the lease and
+    commits: the first must not commit over it, and putting its record back must not erase the
+    second's, whose secret its caller was given."""
     store = RotationHeld()
     webhooks = service(store, secret_store, clock, notifications)
     webhook, original, _ = await webhooks.create(TENANT, outbound(), None)
-
-    def rotate() -> Awaitable[Rotation]:
-        return webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
-
-    store.hold_read = True
-    late = asyncio.ensure_future(rotate())
-    await within(store.read.wait())
-    committed = await rotate()  # while the late one holds the row as it was before
     store.hold_commit = True
-    store.go_on.set()
+    stalled = asyncio.ensure_future(
+        webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    )
     await within(store.writing.wait())
-    third = await rotate()  # over the late one's record, before it fails and would put it back
+    clock.advance(DEFAULT_SECRET_LEASE + timedelta(seconds=1))
+
+    second = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
     store.commit.set()
-    with pytest.raises(Aborted):
-        await late
+    with pytest.raises(Aborted, match="changed by another call meanwhile"):
+        await stalled
 
     named = store.rows[webhook.id].secret_fingerprint
+    assert named == fingerprint(second.signing_secret)
     signing = active_secrets(secret_store.records[webhook.vault_path], clock(), named)
-    assert signing[0] == third.signing_secret
-    assert committed.signing_secret in signing and original in signing
+    assert signing[0] == second.signing_secret and original in signing
+    third = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    assert third.webhook.secret_fingerprint == fingerprint(third.signing_secret)  # the lease is free again
+
+
+class VaultHeld(FakeSecrets):
+    """Holds the next write once `hold` is set (`writing`), until its caller goes away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+        self.writing = asyncio.Event()
+
+    async def write(self, path: str, data: dict[str, str], *, replacing: int | None = None) -> None:
+        if self.hold:
+            self.hold = False
+            self.writing.set()
+            await asyncio.Future()  # a Vault that does not answer
+        await super().write(path, data, replacing=replacing)
+
+
+@pytest.mark.parametrize("ending", ["row update fails", "cancelled before its commit", "nothing to change"])
+async def test_a_change_that_commits_nothing_gives_the_lease_back(
+    ending: str, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """Else the next change would be refused until the lease lapsed."""
+    store = FailingCredential() if ending == "row update fails" else FakeWebhooks()
+    secrets = VaultHeld()
+    webhooks = service(store, secrets, clock, notifications)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    if ending == "cancelled before its commit":
+        secrets.hold = True
+        rotating = asyncio.ensure_future(
+            webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+        )
+        await within(secrets.writing.wait())
+        rotating.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await rotating
+    elif ending == "row update fails":
+        with pytest.raises(ConnectionError):
+            await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-1")
+    else:
+        await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="")
+    assert webhook.id not in store.secret_leases
+
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    assert rotation.webhook.secret_fingerprint == fingerprint(rotation.signing_secret)
 
 
 async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overlap(

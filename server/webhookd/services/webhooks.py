@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import NamedTuple
+from uuid import UUID, uuid4
 
 from webhookd.domain import event_types, idempotency, ids, page_tokens
 from webhookd.domain.credentials import credential_id_of, same_origin, with_credential
@@ -26,6 +27,7 @@ from webhookd.domain.lifecycle import (
     rotated_reason,
 )
 from webhookd.domain.scope import Scope
+from webhookd.domain.secret_changes import lease_lasting
 from webhookd.domain.secret_rotation import (
     DEFAULT_OVERLAP,
     MAX_OVERLAP,
@@ -69,6 +71,15 @@ CREATE_KEY_REUSED = (
 )
 
 
+@dataclass
+class SecretLease:
+    """A change's hold on a webhook's secret record: the row as the lease found it, and its token."""
+
+    webhook: Webhook
+    token: UUID
+    committed: bool = False  # the commit released it
+
+
 class Created(NamedTuple):
     """A created webhook and what its caller keeps: the signing secret, or an ed25519 public key."""
 
@@ -83,6 +94,8 @@ ChangesFor = Callable[[list[str]], Mapping[str, object]]
 UNVERSIONED_UPDATE_TRIES = 5
 # A change to a webhook's secret record reads it again this many times when others land first.
 SECRET_CHANGE_TRIES = 5
+# How long a change of a webhook's secret record holds its lease, at the default Vault and database timeouts.
+DEFAULT_SECRET_LEASE = lease_lasting(vault_timeout=timedelta(seconds=5), database_timeout=timedelta(seconds=5))
 
 
 class Webhooks:
@@ -96,6 +109,7 @@ class Webhooks:
         allow_insecure_urls: bool,
         cache: WebhookCache | None = None,
         clock: Clock = utc_now,
+        secret_lease: timedelta = DEFAULT_SECRET_LEASE,
     ) -> None:
         self._store = store
         self._secrets = secrets
@@ -104,6 +118,7 @@ class Webhooks:
         self._public_url = public_url
         self._allow_insecure_urls = allow_insecure_urls
         self._now = clock
+        self._lease = secret_lease
 
     async def create(
         self, scope: Scope, spec: WebhookSpec, signing_secret: str | None, *, idempotency_key: str | None = None
@@ -386,39 +401,41 @@ class Webhooks:
             violations.append(FieldViolation("signing_secret", problem))
         if violations:
             raise Invalid(violations)
-        webhook = await self._store.get(scope, webhook_id)
-        if webhook.is_deleted:
-            raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
-        _check_chosen_secret(webhook.spec, signing_secret)
-        now = self._now()
-        if signing_secret and fingerprint(signing_secret) == webhook.secret_fingerprint:
-            # Already current: a retry of a rotation whose answer was lost. Rotating again would make
-            # the secret its own previous one and end the overlap of the one receivers still hold.
-            record = await self._secrets.read(webhook.vault_path)
-            if record.get("current") == signing_secret:
-                return Rotation(webhook, signing_secret, overlap_end(record, now, webhook.secret_fingerprint))
-            # The row committed late, under a record put back when the first try answered UNAVAILABLE:
-            # Vault still signs with the old secret, so this retry writes the chosen one after all.
-        secret = signing_secret or new_signing_secret(webhook.spec.signature_scheme)
-        note = LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
+        async with self._secret_lease(scope, webhook_id) as lease:
+            webhook = lease.webhook
+            if webhook.is_deleted:
+                raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
+            _check_chosen_secret(webhook.spec, signing_secret)
+            now = self._now()
+            if signing_secret and fingerprint(signing_secret) == webhook.secret_fingerprint:
+                # Already current: a retry of a rotation whose answer was lost. Rotating again would make
+                # the secret its own previous one and end the overlap of the one receivers still hold.
+                record = await self._secrets.read(webhook.vault_path)
+                if record.get("current") == signing_secret:
+                    return Rotation(webhook, signing_secret, overlap_end(record, now, webhook.secret_fingerprint))
+                # The row committed late, under a record put back when the first try answered UNAVAILABLE:
+                # Vault still signs with the old secret, so this retry writes the chosen one after all.
+            secret = signing_secret or new_signing_secret(webhook.spec.signature_scheme)
+            note = LifecycleChange(LogKind.SECRET_ROTATED, webhook_id, now, rotated_reason(now + overlap))
 
-        async def commit(record: dict[str, str]) -> Webhook:
-            updated = await self._store.set_fingerprint(
-                scope,
-                webhook_id,
-                fingerprint(secret),
-                replacing=webhook.secret_fingerprint,
-                person_id=scope.person_id,
-                now=now,
-                note=note,
+            async def commit(record: dict[str, str]) -> Webhook:
+                updated = await self._store.set_fingerprint(
+                    scope,
+                    webhook_id,
+                    fingerprint(secret),
+                    replacing=webhook.secret_fingerprint,
+                    lease=lease.token,
+                    person_id=scope.person_id,
+                    now=now,
+                    note=note,
+                )
+                return self._written(updated, noted=True)
+
+            written = await self._change_secrets(
+                lease,
+                lambda record: rotated(record, secret, overlap=overlap, now=now, named=webhook.secret_fingerprint),
+                commit,
             )
-            return self._written(updated, noted=True)
-
-        written = await self._change_secrets(
-            webhook.vault_path,
-            lambda record: rotated(record, secret, overlap=overlap, now=now, named=webhook.secret_fingerprint),
-            commit,
-        )
         if webhook.spec.signature_scheme.asymmetric:
             return Rotation(written, "", now + overlap, public_key=public_key(secret))
         return Rotation(written, secret, now + overlap)
@@ -428,47 +445,70 @@ class Webhooks:
         callers, kept in the webhook's secret record in Vault (an empty value removes it); the row gets
         the header's name and the credential's new id. Vault first, as for a rotation, so a delivery
         that reads the new id finds the record that has it."""
-        webhook = await self._store.get(scope, webhook_id)
-        check_sends(webhook)
-        credential = check_credential(header_name, header_value, webhook.spec.headers)
-        if credential is None and not webhook.credential_header:
-            return webhook  # nothing to remove: no change, so no entry
+        async with self._secret_lease(scope, webhook_id) as lease:
+            webhook = lease.webhook
+            check_sends(webhook)
+            credential = check_credential(header_name, header_value, webhook.spec.headers)
+            if credential is None and not webhook.credential_header:
+                return webhook  # nothing to remove: no change, so no entry
 
-        header = "" if credential is None else credential.header
-        now = self._now()
-        note = LifecycleChange(LogKind.CREDENTIAL_CHANGED, webhook_id, now, credential_reason(header))
+            header = "" if credential is None else credential.header
+            now = self._now()
+            note = LifecycleChange(LogKind.CREDENTIAL_CHANGED, webhook_id, now, credential_reason(header))
 
-        async def commit(record: dict[str, str]) -> Webhook:
-            updated = await self._store.set_credential(
-                scope,
-                webhook_id,
-                header,
-                credential_id_of(record),
-                url=webhook.spec.url,
-                person_id=scope.person_id,
-                now=now,
-                note=note,
-            )
-            return self._written(updated, noted=True)
+            async def commit(record: dict[str, str]) -> Webhook:
+                updated = await self._store.set_credential(
+                    scope,
+                    webhook_id,
+                    header,
+                    credential_id_of(record),
+                    url=webhook.spec.url,
+                    lease=lease.token,
+                    person_id=scope.person_id,
+                    now=now,
+                    note=note,
+                )
+                return self._written(updated, noted=True)
 
-        return await self._change_secrets(
-            webhook.vault_path, lambda record: with_credential(record, credential), commit
-        )
+            return await self._change_secrets(lease, lambda record: with_credential(record, credential), commit)
+
+    @contextlib.asynccontextmanager
+    async def _secret_lease(self, scope: Scope, webhook_id: str) -> AsyncIterator[SecretLease]:
+        """The webhook's row as it is once this call holds the lease on changing its secret record
+        (domain/secret_changes.py): every writer of the record takes it before reading Vault, so
+        changes from any processes follow one another. Aborted while another holds it. The commit that
+        `_change_secrets` writes releases it; a call that ends without one gives it back, after putting
+        Vault's record back, even when its caller went away."""
+        token = uuid4()
+        lease = SecretLease(await self._store.take_secret_lease(scope, webhook_id, token, lasting=self._lease), token)
+        try:
+            yield lease
+        finally:
+            if not lease.committed:
+                await asyncio.shield(self._release(scope, webhook_id, lease.token))
+
+    async def _release(self, scope: Scope, webhook_id: str, token: UUID) -> None:
+        try:
+            await self._store.release_secret_lease(scope, webhook_id, token)
+        except Exception:
+            # The lease lapses by itself; what the call failed with is what its caller must hear.
+            log.warning("could not release a webhook's secret lease", extra={"webhook_id": webhook_id}, exc_info=True)
 
     async def _change_secrets(
         self,
-        vault_path: str,
+        lease: SecretLease,
         change: Callable[[dict[str, str]], dict[str, str]],
         commit: Callable[[dict[str, str]], Awaitable[Webhook]],
     ) -> Webhook:
-        """Writes `change` of a webhook's secret record over just the version it was made from (Vault's
-        check-and-set), reading again when another change landed first: a rotation beside a new
-        credential then keeps both instead of the later write undoing the earlier. Then `commit` writes
-        the row from the record written (and tells of it). When it fails, the caller is told so and the
-        record goes back, unless another change has been written since. A caller that goes away meanwhile
-        does not cut the row write short: one whose COMMIT was sent may land, and a record put back under
-        it would leave the row naming a secret nobody holds; so the write runs to its end and its outcome
-        decides."""
+        """Writes `change` of the leased webhook's secret record over just the version it was made from
+        (Vault's check-and-set), reading again when a write landed first: under the lease only a late
+        one can (a Vault that carried out a write of a holder that gave up, or whose lease lapsed). Then
+        `commit` writes the row from the record written, and releases the lease. When it fails, the
+        caller is told so and the record goes back, unless another change has been written since. A
+        caller that goes away meanwhile does not cut the row write short: one whose COMMIT was sent may
+        land, and a record put back under it would leave the row naming a secret nobody holds; so the
+        write runs to its end and its outcome decides."""
+        vault_path = lease.webhook.vault_path
         for _ in range(SECRET_CHANGE_TRIES):
             before, version = await self._secrets.read_versioned(vault_path)
             after = change(before)
@@ -482,11 +522,13 @@ class Webhooks:
 
         async def commit_or_put_back() -> Webhook:
             try:
-                return await commit(after)
+                written = await commit(after)
             except BaseException:
                 with contextlib.suppress(Aborted):
                     await self._secrets.write(vault_path, before, replacing=version + 1)
                 raise
+            lease.committed = True
+            return written
 
         return await to_its_end(commit_or_put_back())
 

@@ -53,6 +53,10 @@ webhooks = sa.Table(
     # request's fingerprint, to tell a retry from a reuse (migration 0014).
     sa.Column("idempotency_key", sa.Text),
     sa.Column("idempotency_request", sa.Text),
+    # The lease a change of the webhook's secret record in Vault holds while it runs: its holder's
+    # token and when it lapses by itself (migration 0018).
+    sa.Column("secret_change_token", pg.UUID(as_uuid=True)),
+    sa.Column("secret_change_until", sa.DateTime(timezone=True)),
 )
 
 # Keys the service derives from, shared by every process on the database (page-token signing).

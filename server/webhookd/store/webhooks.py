@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
@@ -14,6 +15,7 @@ from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, N
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange
 from webhookd.domain.scope import Scope
+from webhookd.domain.secret_changes import SECRET_CHANGE_UNDER_WAY
 from webhookd.domain.statuses import Outcome
 from webhookd.domain.webhooks import (
     Backoff,
@@ -55,6 +57,12 @@ _SPEC_COLUMNS = (
 )
 _THE_WEBHOOK = sa.and_(scoped(webhooks), webhooks.c.id == param("id"))
 _LIVE = webhooks.c.deleted_at.is_(None)
+
+# A holder whose lease lapsed and was taken by another call (which read the record this one wrote).
+_LEASE_LAPSED = (
+    "webhook {webhook_id}'s secrets were changed by another call meanwhile (this one's lease on them lapsed):"
+    " read it and retry"
+)
 
 _PAGE_TOKEN_KEY = compiled(sa.select(server_keys.c.key).where(server_keys.c.name == "page_token"))
 # Every column is given, so the row is the webhook as given: nothing to read back.
@@ -127,15 +135,44 @@ def _server_side_change(*conditions: sa.ColumnElement[bool], **values: Any) -> s
     )
 
 
-# Only over the secret the rotation replaced: one committed meanwhile was left out of the record this
-# one wrote, so committing over it would hand this caller's rival a secret that never signs.
+# A change of the webhook's secret record in Vault holds the row's lease (migration 0018) from before it
+# reads the record until the UPDATE that commits it: taken when nobody holds it or its holder's lapsed
+# (database time, one clock for every process), so changes from any processes follow one another.
+_TAKE_SECRET_LEASE = compiled(
+    webhooks.update()
+    .where(
+        _THE_WEBHOOK,
+        sa.or_(
+            webhooks.c.secret_change_token.is_(None),
+            webhooks.c.secret_change_until < sa.func.clock_timestamp(),
+        ),
+    )
+    .values(
+        secret_change_token=param("token"),
+        secret_change_until=sa.func.clock_timestamp() + param("lasting", sa.Interval),
+    )
+    .returning(webhooks)
+)
+_HELD = webhooks.c.secret_change_token == param("token")
+_RELEASE_SECRET_LEASE = compiled(
+    webhooks.update().where(_THE_WEBHOOK, _HELD).values(secret_change_token=None, secret_change_until=None)
+)
+# Commits a change of the secret record only while its lease is still the caller's (a holder whose lease
+# lapsed and was taken by another wrote a record the other has read and replaced since), and releases it.
+_RELEASED = {"secret_change_token": None, "secret_change_until": None}
+# Only over the secret the rotation replaced, too: one committed meanwhile was left out of the record
+# this one wrote, so committing over it would hand this caller's rival a secret that never signs.
 _SET_FINGERPRINT = _server_side_change(
-    webhooks.c.secret_fingerprint == param("replacing"), secret_fingerprint=param("fingerprint")
+    _HELD, webhooks.c.secret_fingerprint == param("replacing"), secret_fingerprint=param("fingerprint"), **_RELEASED
 )
 # Only while the url is the one the credential was checked against: an update moving it to another
 # origin meanwhile (allowed while the row named no credential) would otherwise take the credential along.
 _SET_CREDENTIAL = _server_side_change(
-    webhooks.c.url == param("url"), credential_header=param("header"), credential_id=param("credential_id")
+    _HELD,
+    webhooks.c.url == param("url"),
+    credential_header=param("header"),
+    credential_id=param("credential_id"),
+    **_RELEASED,
 )
 # Only a paused webhook: resuming another would note a change that did not happen, and its held
 # deliveries (if any) are owed, not the pause's to discard (the held round sends them).
@@ -304,6 +341,8 @@ class WebhookStore:
             "credential_id": webhook.credential_id,
             "idempotency_key": None if keyed is None else keyed.key,
             "idempotency_request": None if keyed is None else keyed.request,
+            "secret_change_token": None,
+            "secret_change_until": None,
         }
         # Never committed once its caller was told Unavailable, but for a lost answer to COMMIT itself:
         # a webhook that came alive afterwards would sign with a secret nobody was given.
@@ -395,14 +434,21 @@ class WebhookStore:
         fingerprint: str,
         *,
         replacing: str,
+        lease: UUID,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
-        values = {"fingerprint": fingerprint, "replacing": replacing, "person_id": person_id, "now": now}
+        values = {
+            "fingerprint": fingerprint,
+            "replacing": replacing,
+            "token": lease,
+            "person_id": person_id,
+            "now": now,
+        }
         row, current = await self._write_or_read(scope, webhook_id, _SET_FINGERPRINT, values, note)
         if row is None and not current.is_deleted:
-            raise Aborted(f"webhook {webhook_id}'s secret was rotated by another call meanwhile: read it and retry")
+            raise Aborted(_LEASE_LAPSED.format(webhook_id=webhook_id))
         return _stamped(webhook_id, row)
 
     async def set_credential(
@@ -413,16 +459,38 @@ class WebhookStore:
         credential_id: str,
         *,
         url: str,
+        lease: UUID,
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
     ) -> Webhook:
-        """Aborted when the webhook's url is no longer `url`."""
-        values = {"header": header, "credential_id": credential_id, "url": url, "person_id": person_id, "now": now}
+        """Aborted when the webhook's url is no longer `url`, or `lease` no longer holds its secrets."""
+        values = {
+            "header": header,
+            "credential_id": credential_id,
+            "url": url,
+            "token": lease,
+            "person_id": person_id,
+            "now": now,
+        }
         row, current = await self._write_or_read(scope, webhook_id, _SET_CREDENTIAL, values, note)
         if row is None and not current.is_deleted:
-            raise Aborted(f"webhook {webhook_id}'s url changed while its credential was being set: read it and retry")
+            if current.spec.url != url:
+                raise Aborted(
+                    f"webhook {webhook_id}'s url changed while its credential was being set: read it and retry"
+                )
+            raise Aborted(_LEASE_LAPSED.format(webhook_id=webhook_id))
         return _stamped(webhook_id, row)
+
+    async def take_secret_lease(self, scope: Scope, webhook_id: str, token: UUID, *, lasting: timedelta) -> Webhook:
+        values = {"token": token, "lasting": lasting}
+        row, _ = await self._write_or_read(scope, webhook_id, _TAKE_SECRET_LEASE, values)
+        if row is None:
+            raise Aborted(SECRET_CHANGE_UNDER_WAY.format(webhook_id=webhook_id))
+        return row
+
+    async def release_secret_lease(self, scope: Scope, webhook_id: str, token: UUID) -> None:
+        await self._db.execute(_RELEASE_SECRET_LEASE, scope_params(scope) | {"id": webhook_id, "token": token})
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
