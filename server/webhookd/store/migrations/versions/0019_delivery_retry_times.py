@@ -21,8 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-# Relinked at landing to whichever revision is the head then; nothing else here names it.
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
