@@ -51,7 +51,7 @@ from webhookd.domain.events import (
 from webhookd.domain.events import StoredEvent as PublishedEvent
 from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter, LogPosition
 from webhookd.domain.idempotency import KeyedRequest
-from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
+from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt, Stored
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_changes import SECRET_CHANGE_UNDER_WAY
@@ -806,7 +806,7 @@ class FakePingBuckets:
 
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self._now = clock
-        self._buckets: dict[str, tuple[float, datetime]] = {}  # webhook -> (tokens, as of)
+        self._buckets: dict[tuple[str, bool], tuple[float, datetime]] = {}  # (webhook, accepted) -> (tokens, as of)
 
     async def take(self, webhook_id: str, *, per_second: float, burst: int) -> float | None:
         now = self._now()
@@ -848,23 +848,24 @@ class FakeInbound:
     def __init__(self, webhooks: FakeWebhooks, clock: Clock | None = None) -> None:
         self._webhooks = webhooks
         self._now = clock or FakeClock()
-        self._buckets: dict[str, tuple[float, datetime]] = {}  # webhook -> (tokens, as of)
+        self._buckets: dict[tuple[str, bool], tuple[float, datetime]] = {}  # (webhook, accepted) -> (tokens, as of)
         self.receipts: list[StoredReceipt] = []
         # (tenant, app or "", name): a consumer belongs to the caller's whole scope
         self.consumers: dict[tuple[str, str, str], LogPosition] = {}
 
-    async def admit(self, webhook_id: str, *, rate_per_second: float, burst: int) -> Admission:
-        target = self._target(webhook_id)
-        if target is None:
-            return Admission(None)
+    async def target(self, webhook_id: str) -> InboundTarget | None:
+        return self._target(webhook_id)
+
+    def _take(self, bucket: tuple[str, bool], rate_per_second: float, burst: int) -> float | None:
+        """A token from `bucket`, or None: else the seconds until it holds one."""
         now = self._now()
-        tokens, as_of = self._buckets.get(webhook_id, (float(burst), now))
+        tokens, as_of = self._buckets.get(bucket, (float(burst), now))
         tokens = min(float(burst), tokens + (now - as_of).total_seconds() * rate_per_second)
         if tokens < 1.0:
-            self._buckets[webhook_id] = (tokens, now)
-            return Admission(target, retry_after_seconds=(1.0 - tokens) / rate_per_second)
-        self._buckets[webhook_id] = (tokens - 1.0, now)
-        return Admission(target)
+            self._buckets[bucket] = (tokens, now)
+            return (1.0 - tokens) / rate_per_second
+        self._buckets[bucket] = (tokens - 1.0, now)
+        return None
 
     def _target(self, webhook_id: str) -> InboundTarget | None:
         row = self._webhooks.rows.get(webhook_id)
@@ -881,9 +882,13 @@ class FakeInbound:
             version=row.version,
         )
 
-    async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
+    async def record(self, target: InboundTarget, receipt: Receipt, *, rate_per_second: float, burst: int) -> Stored:
+        # An accepted receipt draws from its webhook's bucket, a rejected one from its refusals' bucket.
+        wait = self._take((target.webhook_id, receipt.accepted), rate_per_second, burst)
+        if wait is not None:
+            return Stored(None, retry_after_seconds=wait)
         if receipt.accepted and receipt.message_id is not None and self._accepted(target, receipt.message_id):
-            return None
+            return Stored(None)
         number = len(self.receipts) + 1
         stored = StoredReceipt(
             id=ids.new_id(ids.RECEIPT_PREFIX),
@@ -892,7 +897,7 @@ class FakeInbound:
             receipt=replace(receipt, body=receipt.body if receipt.accepted else None),
         )
         self.receipts.append(stored)
-        return stored.id
+        return Stored(stored.id)
 
     async def read(
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int

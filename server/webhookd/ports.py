@@ -30,7 +30,7 @@ from webhookd.domain.event_catalog import EventType, EventTypeSpec
 from webhookd.domain.events import EventFilter, NewEvent, Published, StoredEvent
 from webhookd.domain.history import LogEntry, LogFilter, LogPosition
 from webhookd.domain.idempotency import KeyedRequest
-from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
+from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt, Stored
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange
 from webhookd.domain.scope import Scope
 from webhookd.domain.topics import Topic as Topic  # re-exported: the core takes it with the ports
@@ -224,13 +224,14 @@ class HistoryRepository(Protocol):
 
 
 class InboundRepository(Protocol):
-    async def admit(self, webhook_id: str, *, rate_per_second: float, burst: int) -> Admission:
-        """The live, enabled inbound webhook with this id (the sender has no other key), and whether
-        its token bucket (`rate_per_second`, bursts of `burst`, for all processes together) lets
-        one more request in now."""
+    async def target(self, webhook_id: str) -> InboundTarget | None:
+        """The live, enabled inbound webhook with this id (the sender has no other key)."""
 
-    async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
-        """Stores the receipt and its log line; None when an accepted message with its id exists."""
+    async def record(self, target: InboundTarget, receipt: Receipt, *, rate_per_second: float, burst: int) -> Stored:
+        """Takes a token from the webhook's bucket for an accepted receipt, from its refusals' bucket
+        for a rejected one (`rate_per_second`, bursts of `burst`, for all processes together), and
+        with it stores the receipt and its log line. Without a token, or for a message accepted
+        before, nothing is written."""
 
     async def read(
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int

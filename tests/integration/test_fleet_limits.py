@@ -82,6 +82,32 @@ async def test_an_inbound_webhooks_rate_limit_is_shared_by_every_process(setting
     assert stored == BURST
 
 
+async def test_an_inbound_webhooks_refusals_are_recorded_within_one_limit_for_every_process(
+    settings, backends, database
+) -> None:
+    async with (
+        two_processes(settings, backends, inbound_burst=BURST, inbound_rate_per_second=0.01) as processes,
+        httpx.AsyncClient(timeout=10.0) as http,
+    ):
+        (first, first_url), (_, second_url) = processes
+        async with grpc.aio.insecure_channel(first.grpc_target) as channel:
+            created = await make_caller(channel).CreateWebhook(
+                pb.CreateWebhookRequest(webhook=wpb.Webhook(name="in", direction=wpb.DIRECTION_INBOUND))
+            )
+        path = created.webhook.url.removeprefix(PUBLIC_URL)
+
+        async def send_unsigned(base_url: str) -> int:
+            headers = {"webhook-id": f"msg_{ULID()}", "content-type": "application/json"}
+            return (await http.post(base_url + path, content=b"{}", headers=headers)).status_code
+
+        # Spread over both processes: per process, each would record a whole burst.
+        statuses = await asyncio.gather(*(send_unsigned(url) for url in [first_url, second_url] * BURST))
+
+    assert statuses == [401] * (2 * BURST)
+    recorded = await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=created.webhook.id)
+    assert recorded == BURST
+
+
 async def test_a_tenants_stream_places_are_shared_by_every_process(settings, backends, database) -> None:
     cap = 2
     async with two_processes(settings, backends, max_streams_per_tenant=cap) as processes:

@@ -112,7 +112,7 @@ BODIES = [
 QUERIES = ["", "?", "?bodySHA256=", "?bodySHA256=zz", "?bodySHA256=%FF", "?a=%E9", "?" + "a=b&" * 200]
 # GETs (Meta's subscription check, answered by meta webhooks only); {id} is the webhook's id.
 GET_SHARE = 0.1
-GET_DOCUMENTED = {200, 400, 403, 404, 429}
+GET_DOCUMENTED = {200, 400, 403, 404}  # a GET draws from no bucket (Inbound.confirm_subscription)
 GET_QUERIES = [
     *QUERIES,
     "?hub.mode=subscribe",

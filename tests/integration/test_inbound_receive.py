@@ -904,3 +904,49 @@ async def test_requests_over_the_burst_get_429_with_retry_after(limited, http, d
     stored = await database.value("SELECT count(*) FROM inbound_events WHERE webhook_id = :w", w=inbound.webhook.id)
     assert stored == BURST
     assert (await send(other)).status_code == 200  # the limit is per webhook
+
+
+async def test_unsigned_requests_cannot_spend_the_senders_tokens_and_past_their_own_are_not_recorded(
+    limited, http, database
+) -> None:
+    """Anyone who has the callback URL can send junk at it: the refusals draw from a bucket of their own,
+    so the sender's correctly signed requests still come in; past that bucket a refusal is answered
+    alike and not recorded."""
+    own_caller, gateway_url = limited
+    inbound = await create_inbound(own_caller, gateway_url)
+    body = json.dumps({"type": "order.paid"})
+
+    junk = [
+        await http.post(inbound.url, content=body, headers=inbound.signed(body, secret=OTHER_SECRET))
+        for _ in range(BURST + 3)
+    ]
+    signed = [await http.post(inbound.url, content=body, headers=inbound.signed(body)) for _ in range(BURST)]
+
+    assert [response.status_code for response in signed] == [200] * BURST
+    assert [response.status_code for response in junk] == [401] * (BURST + 3)
+    assert {response.text for response in junk} == {junk[0].text}  # recorded or not, one answer
+    statuses = "SELECT status, count(*) AS n FROM inbound_events WHERE webhook_id = :w GROUP BY status ORDER BY status"
+    assert [(row.status, row.n) for row in await database.rows(statuses, w=inbound.webhook.id)] == [
+        ("accepted", BURST),
+        ("rejected", BURST),
+    ]
+    log_lines = await database.value("SELECT count(*) FROM attempts WHERE webhook_id = :w", w=inbound.webhook.id)
+    assert log_lines == 2 * BURST
+
+
+async def test_metas_checks_cannot_spend_the_tokens_of_its_notifications(limited, http) -> None:
+    """The Verify Token is the webhook's id, in the URL: anyone with it can send Meta's GET."""
+    own_caller, gateway_url = limited
+    inbound = await create_inbound(own_caller, gateway_url, META_APP_SECRET, signature_scheme="meta")
+    check = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": inbound.webhook.id}
+
+    checks = [await http.get(inbound.url, params=check) for _ in range(BURST + 1)]
+    notifications = []
+    for n in range(BURST):
+        body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": str(n)}]}).encode()
+        signature = "sha256=" + hmac.new(META_APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-Hub-Signature-256": signature, "content-type": JSON}
+        notifications.append(await http.post(inbound.url, content=body, headers=headers))
+
+    assert [response.status_code for response in notifications] == [200] * BURST
+    assert [(response.status_code, response.text) for response in checks] == [(200, "1158201444")] * (BURST + 1)

@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from history_rows import attempt, delivery, event, opened, partition_of, receipt, webhook
 
 from webhookd.domain.history import LogFilter
-from webhookd.domain.inbound import InboundTarget
+from webhookd.domain.inbound import InboundTarget, Stored
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import Ordering, SignatureScheme
 from webhookd.store import migrate, partitions
@@ -48,7 +48,8 @@ async def test_0007_partitions_existing_history_keeping_every_row_readable(own_d
                 await attempt(db, TENANT, outbound, delivery_id, at)
                 await attempt(db, TENANT, outbound, delivery_id, at + timedelta(seconds=40))
                 made.append((delivery_id, at))
-            assert await InboundStore(db).record(target, receipt(f"msg_{n}", at)) is not None
+            stored = await InboundStore(db).record(target, receipt(f"msg_{n}", at), rate_per_second=1.0, burst=100)
+            assert stored.receipt_id is not None
         await db.execute(
             "INSERT INTO deliveries (id, tenant_id, event_id, webhook_id, status, created_at, updated_at)"
             " VALUES ('dlv_imported', %(t)s, 'evt_imported', %(w)s, 'succeeded', now(), now())",
@@ -69,7 +70,7 @@ async def test_0007_partitions_existing_history_keeping_every_row_readable(own_d
         log_after = await HistoryStore(db).read_log(Scope(TENANT), LogFilter(), after=None, since=None, limit=100)
         oldest, oldest_attempts = await HistoryStore(db).get_delivery(Scope(TENANT), made[0][0])
         receipts = await InboundStore(db).read(Scope(TENANT), webhook_id=inbound, after=None, limit=10)
-        retried = await InboundStore(db).record(target, receipt("msg_0", now))
+        retried = await InboundStore(db).record(target, receipt("msg_0", now), rate_per_second=1.0, burst=100)
         _, next_seq = await attempt(db, TENANT, outbound, made[0][0], now)
 
     assert after == before
@@ -84,7 +85,7 @@ async def test_0007_partitions_existing_history_keeping_every_row_readable(own_d
     assert {entry.kind.value for entry in log_after} == {"attempt"}  # 0009's default for the rows it found
     assert (oldest.id, [entry.delivery_id for entry in oldest_attempts]) == (made[0][0], [made[0][0]] * 2)
     assert [received.message_id for received in receipts] == ["msg_0", "msg_1", "msg_2"]
-    assert retried is None  # a receipt from before the migration still catches its retry
+    assert retried == Stored(None)  # a receipt from before the migration still catches its retry
     assert next_seq > max(row[0] for row in before["attempts"])
 
 

@@ -485,13 +485,18 @@ async def test_a_retried_inbound_message_is_a_duplicate_across_a_week_boundary(o
         target = InboundTarget(webhook_id, TENANT, None, SignatureScheme.STANDARD_WEBHOOKS, "webhookd/test", "fp")
         store = InboundStore(db)
 
-        first = await store.record(target, receipt("msg_1", last_week))
-        retry = await store.record(target, receipt("msg_1", now))
+        async def record(message_id: str, at: datetime, *, accepted: bool = True) -> str | None:
+            stored = await store.record(
+                target, receipt(message_id, at, accepted=accepted), rate_per_second=1.0, burst=100
+            )
+            assert stored.retry_after_seconds is None
+            return stored.receipt_id
+
+        first = await record("msg_1", last_week)
+        retry = await record("msg_1", now)
         # Concurrent retries of one message, half of them received on each side of the boundary.
-        racing = await asyncio.gather(
-            *(store.record(target, receipt("msg_2", now if n % 2 else last_week)) for n in range(8))
-        )
-        rejected_twice = [await store.record(target, receipt("msg_3", at, accepted=False)) for at in (last_week, now)]
+        racing = await asyncio.gather(*(record("msg_2", now if n % 2 else last_week) for n in range(8)))
+        rejected_twice = [await record("msg_3", at, accepted=False) for at in (last_week, now)]
         stored = await db.fetch_all(
             "SELECT message_id, count(*) FROM inbound_events WHERE status = 'accepted' GROUP BY message_id"
         )

@@ -115,7 +115,7 @@ async def test_sweep_drops_old_weeks_whole_and_keeps_pending_deliveries_and_thei
             await attempt(db, TENANT, paused, delivery_id, old)
         inbound = await webhook(db, TENANT, inbound=True)
         target = InboundTarget(inbound, TENANT, None, SignatureScheme.STANDARD_WEBHOOKS, "webhookd/test", "fp")
-        await InboundStore(db).record(target, receipt("msg_old", old))
+        await InboundStore(db).record(target, receipt("msg_old", old), rate_per_second=1.0, burst=100)
         recent_event = await event(db, TENANT, now)
         recent = await delivery(db, TENANT, paused, recent_event, now, status="succeeded")
         await attempt(db, TENANT, paused, recent, now)

@@ -26,6 +26,7 @@ from webhookd.domain.errors import (
     Invalid,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
@@ -123,7 +124,7 @@ async def test_only_a_live_enabled_inbound_webhook_receives(
     assert request.body_reads == 0
 
 
-async def test_past_the_rate_limit_a_request_is_refused_before_its_body_is_read(
+async def test_past_the_rate_limit_a_signed_request_is_refused_and_not_stored(
     inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, clock: FakeClock
 ) -> None:
     webhook, secret = await inbound_webhook(webhooks)
@@ -134,11 +135,31 @@ async def test_past_the_rate_limit_a_request_is_refused_before_its_body_is_read(
     with pytest.raises(ResourceExhausted) as raised:
         await inbound.receive(webhook.id, refused)
 
-    assert refused.body_reads == 0
     assert raised.value.retry_after_seconds == 1.0
     assert len(inbound_store.receipts) == BURST
     clock.advance(timedelta(seconds=1))
     await inbound.receive(webhook.id, refused)
+    assert [stored.receipt.message_id for stored in inbound_store.receipts][-1] == "one too many"
+
+
+async def test_refusals_draw_from_a_bucket_of_their_own_and_past_it_are_answered_alike_unrecorded(
+    inbound: Inbound, inbound_store: FakeInbound, webhooks: Webhooks, notifications: FakeNotifications, clock: FakeClock
+) -> None:
+    webhook, secret = await inbound_webhook(webhooks)
+    refusals = []
+    for _ in range(BURST + 2):
+        with pytest.raises(Unauthenticated) as raised:
+            await inbound.receive(
+                webhook.id, signed("whsec_" + "bm90LXRoZS1zZWNyZXQtYXQtYWxsLTMyLWJ5dGVzIQ==", BODY, clock)
+            )
+        refusals.append(raised.value)
+
+    for n in range(BURST):
+        await inbound.receive(webhook.id, signed(secret, BODY, clock, message_id=f"msg_{n}"))
+
+    assert {(error.message, error.reason) for error in refusals} == {(refusals[0].message, refusals[0].reason)}
+    assert [stored.receipt.accepted for stored in inbound_store.receipts] == [False] * BURST + [True] * BURST
+    assert notifications.count(Topic.ATTEMPTS) == 2 * BURST
 
 
 async def test_a_body_over_the_limit_is_refused_and_not_recorded(
@@ -250,7 +271,6 @@ async def test_zooms_url_validation_is_stored_and_answered_under_the_token_that_
         assert received.zoom_validation == ZoomValidation(plain, encrypted)
     event = json.dumps({"event": "meeting.started", "payload": {"object": {"id": "85746065"}}}).encode()
     received = await inbound.receive(webhook.id, zoom_request(new_token, event, clock))
-    clock.advance(timedelta(seconds=1))  # past the burst of three
     with pytest.raises(Unauthenticated):
         await inbound.receive(webhook.id, zoom_request("not-the-secret-token-22", check, clock))
 
@@ -271,12 +291,21 @@ async def test_metas_subscription_check_is_answered_only_by_a_meta_webhook_and_s
     other, _ = await inbound_webhook(webhooks)
     check = f"hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={meta.id}"
 
-    assert await inbound.confirm_subscription(meta.id, check) == "1158201444"
+    for _ in range(BURST + 1):  # from no bucket: anyone has the Verify Token, the id in the URL
+        assert await inbound.confirm_subscription(meta.id, check) == "1158201444"
+    with pytest.raises(PermissionDenied):
+        await inbound.confirm_subscription(meta.id, check.replace(meta.id, other.id))
     with pytest.raises(NotFound):
         await inbound.confirm_subscription(other.id, check.replace(meta.id, other.id))
     with pytest.raises(NotFound):
         await inbound.confirm_subscription("whk_01JD0000000000000000000000", check)
     assert inbound_store.receipts == []
+    for n in range(BURST):  # the sender's notifications still come in, a whole burst of them
+        notification = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": str(n)}]}).encode()
+        app_secret = hmac.new(b"6f1d2c3b4a5e6f708192a3b4c5d6e7f8", notification, hashlib.sha256).hexdigest()
+        headers = {"X-Hub-Signature-256": f"sha256={app_secret}"}
+        await inbound.receive(meta.id, FakeInboundRequest(notification, headers))
+    assert [stored.receipt.accepted for stored in inbound_store.receipts] == [True] * BURST
 
 
 async def test_a_signed_request_is_stored_and_wakes_the_log_and_the_consumers(

@@ -134,11 +134,12 @@ class InboundTarget:
 
 
 @dataclass(frozen=True)
-class Admission:
-    """Whether a request to an inbound webhook may come in: None when there is no such (live,
-    enabled, inbound) webhook; `retry_after_seconds` when its rate limit holds it back."""
+class Stored:
+    """What became of a receipt: its id once stored; None, with nothing written, when an accepted
+    message with its id was stored before (a duplicate) or when `retry_after_seconds` says its bucket
+    held no token."""
 
-    target: InboundTarget | None
+    receipt_id: str | None
     retry_after_seconds: float | None = None
 
 

@@ -239,7 +239,6 @@ def _meta_subscription(error: dict[str, Any]) -> dict[str, Any]:
             "400": _failure(error, "Not Meta's check: `hub.mode` is not `subscribe`, or no `hub.challenge`."),
             "403": _failure(error, "The Verify Token is not the webhook's id."),
             "404": _failure(error, "No live, enabled `meta` inbound webhook has this id."),
-            "429": _failure(error, "Over this webhook's rate limit.", **{"Retry-After": _RETRY_AFTER}),
             "503": _failure(error, "The database is unavailable.", **{"Retry-After": _RETRY_AFTER}),
         },
     )
@@ -346,10 +345,18 @@ def _inbound(error: dict[str, Any]) -> dict[str, Any]:
                 )
                 | {TWIML_MEDIA_TYPE: {"schema": {"type": "string", "example": EMPTY_TWIML}}},
             },
-            "401": _failure(error, "The signature is missing, wrong or too old; recorded without the body."),
+            "401": _failure(
+                error,
+                "The signature is missing, wrong or too old; recorded without the body while the webhook's "
+                "refusals are within their own rate limit, and past it answered alike but not recorded.",
+            ),
             "404": _failure(error, "No live, enabled inbound webhook has this id."),
             "413": _failure(error, "The body is over the inbound size limit."),
-            "429": _failure(error, "Over this webhook's rate limit.", **{"Retry-After": _RETRY_AFTER}),
+            "429": _failure(
+                error,
+                "Over this webhook's rate limit of correctly signed requests; not stored.",
+                **{"Retry-After": _RETRY_AFTER},
+            ),
             "503": _failure(
                 error, "A dependency (the database, Vault) is unavailable.", **{"Retry-After": _RETRY_AFTER}
             ),

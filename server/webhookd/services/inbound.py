@@ -2,9 +2,18 @@
 to internal consumers as a resumable stream.
 
 The order of a receipt is the use case's, whatever transport carries it: an unknown, deleted,
-disabled or outbound id is NotFound before anything is read; the per-webhook rate limit applies
-before the body is read; the size limit while reading; then the signature; and the receipt is
-committed before the caller is told it was accepted, so nothing acknowledged is ever lost.
+disabled or outbound id is NotFound before anything is read; the size limit applies while reading;
+then the signature; then the rate limit, and the receipt is committed before the caller is told it
+was accepted, so nothing acknowledged is ever lost.
+
+The rate limit comes after the signature so that whoever has the callback URL (it is handed to the
+sender, and may leak) cannot spend the sender's tokens with requests it cannot sign: a correctly
+signed request draws from the webhook's bucket (past it, ResourceExhausted, nothing stored), a
+refused one from the webhook's refusals' bucket, the same size. A refusal is recorded (a receipt and
+a log line) while that bucket has a token, and past it answered alike (Unauthenticated) but not
+recorded: the answer is about the request, which no wait would make acceptable, and the sender whose
+secret is wrong learns that, where a 429 would tell it to retry the same request. Verifying first
+costs a body read (within the size limit) and an HMAC under the secret cached in the process.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from webhookd.domain.inbound import (
     InboundTarget,
     Receipt,
     Received,
+    Stored,
     consumer_name,
     meta_challenge,
     read_message,
@@ -68,10 +78,11 @@ class Inbound:
         self._now = clock
 
     async def receive(self, webhook_id: str, request: InboundRequest) -> Received:
-        """Verifies and stores one request; Unauthenticated (after recording it) when it is not signed
-        right, PayloadTooLarge past the limit, ResourceExhausted past the rate limit."""
+        """Verifies and stores one request; Unauthenticated when it is not signed right (recorded
+        while the refusals' bucket has a token), PayloadTooLarge past the size limit,
+        ResourceExhausted past the rate limit of signed requests."""
         started = time.perf_counter()
-        target = await self._admit(webhook_id)
+        target = await self._target(webhook_id)
         body = await request.read_body(self._max_body_bytes)
         record = await self._secret_record(target)
         now = self._now()
@@ -98,36 +109,38 @@ class Inbound:
             secrets = active_secrets(record, now, target.secret_fingerprint)
             signing.verify(target.signature_scheme, secrets, headers, body, int(now.timestamp()), url=called)
         except signing.SignatureError as error:
-            await self._record(target, receipt(error.reason, None, 401))
+            await self._record(target, receipt(error.reason, None, 401))  # not stored past its bucket: alike
             raise Unauthenticated(f"signature rejected: {error.reason}", reason="SIGNATURE_REJECTED") from None
-        receipt_id = await self._record(target, receipt("", body, 200))
+        stored = await self._record(target, receipt("", body, 200))
+        if stored.retry_after_seconds is not None:
+            wait = max(1.0, stored.retry_after_seconds)
+            raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=wait)
         if target.signature_scheme is SignatureScheme.ZOOM:
             answer = zoom_validation(message.challenge, secrets, headers, body, int(now.timestamp()))
-            return Received(receipt_id, zoom_validation=answer)
-        return Received(receipt_id, message.challenge, twiml=target.signature_scheme is SignatureScheme.TWILIO)
+            return Received(stored.receipt_id, zoom_validation=answer)
+        return Received(stored.receipt_id, message.challenge, twiml=target.signature_scheme is SignatureScheme.TWILIO)
 
     async def confirm_subscription(self, webhook_id: str, query: str) -> str:
         """Meta's check of a callback URL (a GET, no body, no signature): the challenge to answer with.
         NotFound unless the webhook is a live meta one; Invalid or PermissionDenied (meta_challenge)
-        when the query is not Meta's or names another Verify Token. Nothing is stored."""
-        target = await self._admit(webhook_id)
+        when the query is not Meta's or names another Verify Token. Nothing is stored, and no bucket
+        is drawn from: the Verify Token is the id in the URL, so the webhook's bucket would be anyone's
+        to empty, and a token costs a write where the answer costs the one read that finds the webhook,
+        as an unknown id's does."""
+        target = await self._target(webhook_id)
         if target.signature_scheme is not SignatureScheme.META:
             raise NotFound.of("active meta inbound webhook", webhook_id)
         return meta_challenge(target.webhook_id, query)
 
-    async def _admit(self, webhook_id: str) -> InboundTarget:
-        """The live inbound webhook a request is for, within its rate limit: NotFound, or
-        ResourceExhausted with the wait, before anything of the request is read."""
+    async def _target(self, webhook_id: str) -> InboundTarget:
+        """The live inbound webhook a request is for; NotFound before anything of the request is read."""
         # Anything but a webhook id (a NUL, 10,000 characters) is unknown without asking the database.
         if not ids.looks_like(ids.WEBHOOK_PREFIX, webhook_id):
             raise NotFound.of("active inbound webhook", webhook_id)
-        admission = await self._store.admit(webhook_id, rate_per_second=self._rate_per_second, burst=self._burst)
-        if admission.target is None:
+        target = await self._store.target(webhook_id)
+        if target is None:
             raise NotFound.of("active inbound webhook", webhook_id)
-        if admission.retry_after_seconds is not None:
-            wait = max(1.0, admission.retry_after_seconds)
-            raise ResourceExhausted("too many requests for this webhook", retry_after_seconds=wait)
-        return admission.target
+        return target
 
     async def _secret_record(self, target: InboundTarget) -> dict[str, str]:
         """The webhook's secret record; Unavailable when Vault has none for a live webhook (a restore, an
@@ -138,13 +151,13 @@ class Inbound:
         except NotFound as error:
             raise Unavailable(f"inbound webhook {target.webhook_id}: {error.message}", dependency="vault") from None
 
-    async def _record(self, target: InboundTarget, receipt: Receipt) -> str | None:
-        receipt_id = await self._store.record(target, receipt)
-        if receipt_id is not None:
+    async def _record(self, target: InboundTarget, receipt: Receipt) -> Stored:
+        stored = await self._store.record(target, receipt, rate_per_second=self._rate_per_second, burst=self._burst)
+        if stored.receipt_id is not None:
             self._notifications.notify(Topic.ATTEMPTS)
             if receipt.accepted:
                 self._notifications.notify(Topic.INBOUND)
-        return receipt_id
+        return stored
 
     async def stream(
         self, scope: Scope, *, consumer: str | None, webhook_id: str | None, after_cursor: str | None, follow: bool

@@ -9,6 +9,9 @@ transaction-scoped advisory lock on (webhook, message id), the row goes in only 
 receipt of that message exists in any partition. Retries of one message queue on the lock; the
 insert that follows the first one's commit sees its row. So a duplicate is found for as long as
 retention keeps the original, as it was with the unique index, for one index probe per week kept.
+
+A receipt is stored with a token from a bucket shared by every process (`inbound_buckets`): an
+accepted one from its webhook's, a rejected one from the webhook's refusals' bucket.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sqlalchemy as sa
 
 from webhookd.domain import ids
 from webhookd.domain.history import LogPosition
-from webhookd.domain.inbound import Admission, InboundEvent, InboundTarget, Receipt
+from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt, Stored
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome, ReceiptStatus
 from webhookd.domain.webhooks import Direction, SignatureScheme
@@ -70,26 +73,18 @@ _ATTEMPT_COLUMNS = (
     "next_attempt_at",
     "occurred_at",
 )
-# The live, enabled inbound webhook and a token from its bucket, in one statement: the bucket's row
-# lock orders every process's requests, so the limit holds for the fleet. `admitted` is false when
-# the bucket holds less than one token; `tokens` is then what it holds, to say when one will be
-# (store/token_buckets.py).
-_ADMIT = compiled(
+_TARGET = compiled(
     sa.text(
         f"""
-WITH target AS (
-    SELECT id, tenant_id, app_id, signature_scheme, vault_path, secret_fingerprint, url, version FROM webhooks
-    WHERE id = :id AND direction = '{Direction.INBOUND.value}' AND enabled AND deleted_at IS NULL
-), taken AS ({token_buckets.take("inbound_buckets", webhook_id="id", rate="rate", source="FROM target")}
-    RETURNING webhook_id
-)
-SELECT t.id, t.tenant_id, t.app_id, t.signature_scheme, t.vault_path, t.secret_fingerprint, t.url, t.version,
-    EXISTS (SELECT 1 FROM taken),
-    ({token_buckets.held("inbound_buckets", webhook_id="t.id", rate="rate")})
-FROM target t
+SELECT id, tenant_id, app_id, signature_scheme, vault_path, secret_fingerprint, url, version FROM webhooks
+WHERE id = :id AND direction = '{Direction.INBOUND.value}' AND enabled AND deleted_at IS NULL
 """
     )
 )
+# A webhook's refusals have a bucket of their own in inbound_buckets, under a key no webhook id can
+# be (ids are a prefix and a ULID, never a colon): what anyone with the callback URL can send
+# unsigned must not spend the tokens of the sender's signed requests.
+_REFUSALS_BUCKET = "{}:refusals"
 # Any fixed pair's first half: the (class, hash) advisory locks are a key space apart from the
 # single-number locks of the claim, migrations, retention and partitions.
 MESSAGE_LOCK_CLASS = 72_026_113
@@ -101,19 +96,25 @@ _LOCK_MESSAGE = compiled(
         )
     )
 )
-# The receipt and its log line in one statement, so recording is one round trip (BEGIN, the lock, this,
-# COMMIT, pipelined). With `once`, the receipt goes in only when no accepted receipt of its message
-# exists (see the module's note); when it does not go in, neither does the line, and no row returns.
+# A token from the receipt's bucket, the receipt and its log line in one statement, so recording is
+# one round trip (BEGIN, the lock, this, COMMIT, pipelined). The bucket's row lock orders every
+# process's requests, so the limit holds for the fleet (store/token_buckets.py). Without a token
+# nothing else is written, and `held` says what the bucket holds, to tell when one will be. With
+# `once`, the receipt goes in only when no accepted receipt of its message exists (see the module's
+# note); when it does not go in, neither does the line. The row says whether a token was taken, what
+# the bucket held, and the receipt's id if it went in.
 _RECORD = compiled(
     sa.text(
         f"""
-WITH receipt AS (
+WITH taken AS ({token_buckets.take("inbound_buckets", webhook_id=":bucket", rate="rate")}
+    RETURNING webhook_id
+), receipt AS (
     INSERT INTO inbound_events ({", ".join(_RECEIPT_COLUMNS)})
     SELECT :id, :tenant_id, CAST(:app_id AS text), :webhook_id, CAST(:message_id AS text), :status, :reason,
         :event_type, :content_type, CAST(:body AS bytea), CAST(:received_at AS timestamptz)
-    WHERE NOT :once OR NOT EXISTS (
+    WHERE EXISTS (SELECT 1 FROM taken) AND (NOT :once OR NOT EXISTS (
         SELECT 1 FROM inbound_events earlier
-        WHERE earlier.webhook_id = :webhook_id AND earlier.message_id = :message_id AND earlier.status = '{_ACCEPTED}')
+        WHERE earlier.webhook_id = :webhook_id AND earlier.message_id = :message_id AND earlier.status = '{_ACCEPTED}'))
     RETURNING id
 ), line AS (
     INSERT INTO attempts ({", ".join(_ATTEMPT_COLUMNS)})
@@ -122,7 +123,8 @@ WITH receipt AS (
         CAST(:received_at AS timestamptz)
     FROM receipt
 )
-SELECT id FROM receipt
+SELECT EXISTS (SELECT 1 FROM taken), ({token_buckets.held("inbound_buckets", webhook_id=":bucket", rate="rate")}),
+    (SELECT id FROM receipt)
 """
     )
 )
@@ -205,26 +207,25 @@ class InboundStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def admit(self, webhook_id: str, *, rate_per_second: float, burst: int) -> Admission:
-        """The live, enabled inbound webhook with this id (its id is the only key the sender has) and
-        whether its token bucket lets one more request in now, for every process together."""
-        row = await self._db.fetch_one(_ADMIT, {"id": webhook_id, "rate": rate_per_second, "burst": burst})
+    async def target(self, webhook_id: str) -> InboundTarget | None:
+        """The live, enabled inbound webhook with this id (its id is the only key the sender has)."""
+        row = await self._db.fetch_one(_TARGET, {"id": webhook_id})
         if row is None:
-            return Admission(None)
-        target = InboundTarget(row[0], row[1], row[2], SignatureScheme(row[3]), row[4], row[5], row[6], row[7])
-        if row[8]:
-            return Admission(target)
-        tokens = float(row[9] or 0.0)
-        return Admission(target, retry_after_seconds=token_buckets.seconds_until_a_token(tokens, rate_per_second))
+            return None
+        return InboundTarget(row[0], row[1], row[2], SignatureScheme(row[3]), row[4], row[5], row[6], row[7])
 
-    async def record(self, target: InboundTarget, receipt: Receipt) -> str | None:
-        """Stores the receipt and its log line in one transaction, pipelined; returns its id, or None
-        when an accepted message with the same id exists (then nothing is written)."""
+    async def record(self, target: InboundTarget, receipt: Receipt, *, rate_per_second: float, burst: int) -> Stored:
+        """Takes a token from the webhook's bucket for an accepted receipt, from its refusals' bucket for
+        a rejected one, and with it stores the receipt and its log line in one transaction, pipelined.
+        Nothing is written without a token, or when an accepted message with the same id exists."""
         receipt_id = ids.new_id(ids.RECEIPT_PREFIX)
         once = receipt.accepted and receipt.message_id is not None
         # The sender's words (its body's `type`, its headers) as PostgreSQL can hold them.
         message_id = None if receipt.message_id is None else storable_text(receipt.message_id)
         values = {
+            "bucket": target.webhook_id if receipt.accepted else _REFUSALS_BUCKET.format(target.webhook_id),
+            "rate": rate_per_second,
+            "burst": burst,
             "id": receipt_id,
             "tenant_id": target.tenant_id,
             "app_id": target.app_id,
@@ -245,20 +246,24 @@ class InboundStore:
             "latency_ms": receipt.latency_ms,
         }
 
-        async def write(connection: Connection) -> str | None:
+        async def write(connection: Connection) -> Any:
             try:
                 async with connection.pipeline():
                     await connection.execute(BEGIN)
                     if once:
                         await connection.execute(_LOCK_MESSAGE, values)
-                    inserted = await connection.execute(_RECORD, values)
+                    recorded = await connection.execute(_RECORD, values)
                     await connection.execute(COMMIT)
-                return receipt_id if await inserted.fetchone() is not None else None
+                return await recorded.fetchone()
             except BaseException:
                 await rollback(connection)
                 raise
 
-        return await self._db.run(write)
+        taken, tokens, stored_id = await self._db.run(write)
+        if not taken:
+            wait = token_buckets.seconds_until_a_token(float(tokens or 0.0), rate_per_second)
+            return Stored(None, retry_after_seconds=wait)
+        return Stored(stored_id)
 
     async def read(
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int

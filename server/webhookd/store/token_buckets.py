@@ -1,5 +1,6 @@
-"""Token buckets kept in PostgreSQL, one row per webhook, shared by every process: the inbound rate
-limit (store/inbound.py) and SendTestEvent's (store/ping_buckets.py).
+"""Token buckets kept in PostgreSQL, one row per key, shared by every process: the inbound rate
+limits (store/inbound.py: a webhook's, keyed by its id, and its refusals') and SendTestEvent's
+(store/ping_buckets.py).
 
 Taking a token is one upsert: the row's lock (ON CONFLICT DO UPDATE locks it, updated or not) orders
 the calls of every process, so the limit holds for the fleet. Time is clock_timestamp(), read once
