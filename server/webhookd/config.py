@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -24,6 +25,9 @@ _POSTGRES_DRIVER = "postgresql+psycopg"
 _POSTGRES_SCHEMES = frozenset({_POSTGRES_DRIVER, "postgresql", "postgres"})
 _DATABASE_URL_FORM = "postgresql+psycopg://user:password@host:port/database"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# One segment of a Vault path webhookd writes under: what a policy's path can name plainly (no glob
+# characters); `.` and `..`, which would step elsewhere, are refused beside it.
+_VAULT_SEGMENT = re.compile(r"[A-Za-z0-9_.~@-]+")
 # Bounds of the durations below: longer is no longer a timeout or a grace but a hang (and past them
 # values overflow PostgreSQL's statement_timeout or a timedelta).
 _HOUR = 3600.0
@@ -155,12 +159,14 @@ def _public_url(env: Mapping[str, str], http_addr: str) -> str:
     if not raw:
         return f"http://{http_addr}"
     problem = "WEBHOOKD_PUBLIC_URL must be http(s)://host[:port][/path], without a query"
-    try:
-        parsed = urlsplit(raw)
-        _ = parsed.port  # raises ValueError for a port that is not one
-    except ValueError:
-        raise SettingsError(f"{problem}, not {raw!r}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+    parsed = _url(raw)
+    if (
+        parsed is None
+        or parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or parsed.query
+        or parsed.fragment
+    ):
         raise SettingsError(f"{problem}, not {raw!r}")
     return raw.rstrip("/")
 
@@ -202,13 +208,51 @@ def _jwks_url(env: Mapping[str, str], *, insecure_allowed: bool) -> str | None:
         return None
     if env.get("WEBHOOKD_JWT_JWKS_FILE"):
         raise SettingsError("set WEBHOOKD_JWT_JWKS_URL or WEBHOOKD_JWT_JWKS_FILE, not both")
-    parsed = urlsplit(url)
     allowed = ("https", "http") if insecure_allowed else ("https",)
-    if parsed.scheme not in allowed or not parsed.hostname:
+    parsed = _url(url)
+    if parsed is None or parsed.scheme not in allowed or not parsed.hostname:
         raise SettingsError(
             "WEBHOOKD_JWT_JWKS_URL must be an https:// URL (http:// only with WEBHOOKD_ALLOW_INSECURE_URLS)"
         )
     return url
+
+
+def _url(raw: str) -> SplitResult | None:
+    """`raw` split, or None when it is no URL at all (an unclosed IPv6 bracket, a port that is not one)."""
+    try:
+        parsed = urlsplit(raw)
+        _ = parsed.port  # raises ValueError for a port that is not one
+    except ValueError:
+        return None
+    return parsed
+
+
+def _vault_addr(env: Mapping[str, str]) -> str | None:
+    """VAULT_ADDR, unset for the embedded OpenBao: http(s)://host[:port][/path], as Vault's own tools
+    take it. Its message never repeats the value, which may hold credentials."""
+    raw = _text(env, "VAULT_ADDR")
+    if raw is None:
+        return None
+    parsed = _url(raw)
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SettingsError("VAULT_ADDR must be http(s)://host[:port], the address of Vault's API")
+    if parsed.query or parsed.fragment:
+        raise SettingsError("VAULT_ADDR must be http(s)://host[:port], without a query")
+    return raw
+
+
+def _vault_path(env: Mapping[str, str], name: str, default: str) -> str:
+    """WEBHOOKD_VAULT_MOUNT or _PREFIX: a Vault path every secret is written under, its slashes at the
+    ends dropped. A `..` or empty segment would put the secrets somewhere else than the policy names
+    (or nowhere: Vault refuses it, and every create failed with INTERNAL), so it is refused here."""
+    raw = env.get(name) or default
+    path = raw.strip("/")
+    if not all(_VAULT_SEGMENT.fullmatch(segment) and segment not in (".", "..") for segment in path.split("/")):
+        raise SettingsError(
+            f"{name} must be a Vault path: segments of letters, digits and _.~@- joined by /, none of them"
+            f" empty, . or .., not {raw!r}"
+        )
+    return path
 
 
 def _delivery_proxy(env: Mapping[str, str]) -> str | None:
@@ -219,12 +263,8 @@ def _delivery_proxy(env: Mapping[str, str]) -> str | None:
     if url is None:
         return None
     problem = "must be http://[user:password@]host:port"
-    try:
-        parsed = urlsplit(url)
-        port = parsed.port
-    except ValueError:
-        raise SettingsError(f"WEBHOOKD_DELIVERY_PROXY {problem}") from None
-    if parsed.scheme != "http" or not parsed.hostname or port is None:
+    parsed = _url(url)
+    if parsed is None or parsed.scheme != "http" or not parsed.hostname or parsed.port is None:
         raise SettingsError(f"WEBHOOKD_DELIVERY_PROXY {problem}")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise SettingsError(f"WEBHOOKD_DELIVERY_PROXY {problem}, without a path or query")
@@ -269,7 +309,7 @@ def _database_url(env: Mapping[str, str], name: str) -> str | None:
         return None
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port or an IPv6 bracket it cannot read
         raise SettingsError(f"{name} is not a database URL: {_DATABASE_URL_FORM}") from None
     if url.drivername not in _POSTGRES_SCHEMES:
         raise SettingsError(f"{name} must be a PostgreSQL URL ({_DATABASE_URL_FORM}), not {url.drivername}://…")
@@ -298,12 +338,12 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         public_url=_public_url(env, http_addr),
         data_dir=Path(env.get("WEBHOOKD_DATA_DIR") or ".webhookd"),
         database_url=_database_url(env, "WEBHOOKD_DATABASE_URL"),
-        vault_addr=_text(env, "VAULT_ADDR"),
+        vault_addr=_vault_addr(env),
         vault_token=_text(env, "VAULT_TOKEN"),
         vault_login=_vault_login(env),
         vault_namespace=env.get("VAULT_NAMESPACE", "").strip("/"),
-        vault_mount=env.get("WEBHOOKD_VAULT_MOUNT") or "secret",
-        vault_prefix=(env.get("WEBHOOKD_VAULT_PREFIX") or "webhookd").strip("/"),
+        vault_mount=_vault_path(env, "WEBHOOKD_VAULT_MOUNT", "secret"),
+        vault_prefix=_vault_path(env, "WEBHOOKD_VAULT_PREFIX", "webhookd"),
         jwt_secret=_text(env, "WEBHOOKD_JWT_SECRET"),
         jwt_public_key_file=_path(env, "WEBHOOKD_JWT_PUBLIC_KEY_FILE"),
         jwt_jwks_file=_path(env, "WEBHOOKD_JWT_JWKS_FILE"),

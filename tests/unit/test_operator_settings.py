@@ -49,6 +49,20 @@ from webhookd.config import Settings, SettingsError, load
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "0"),
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "nan"),
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "inf"),
+        # URLs a parser gives up on (an unclosed IPv6 bracket), each holding a password to keep out of the line.
+        ("WEBHOOKD_DATABASE_URL", "postgresql://app:s3cret@[::1/webhookd"),
+        ("WEBHOOKD_JWT_JWKS_URL", "https://app:s3cret@[::1/jwks.json"),
+        ("VAULT_ADDR", "http://app:s3cret@[::1"),
+        ("VAULT_ADDR", "https://vault.internal:99999"),
+        ("VAULT_ADDR", "vault.internal:8200"),
+        ("VAULT_ADDR", "ftp://vault.internal"),
+        ("VAULT_ADDR", "https://vault.internal/v1?x=1"),
+        # Paths under which every secret would be written: each segment one Vault path segment.
+        ("WEBHOOKD_VAULT_PREFIX", "a/../b"),
+        ("WEBHOOKD_VAULT_PREFIX", "a//b"),
+        ("WEBHOOKD_VAULT_PREFIX", "web hookd"),
+        ("WEBHOOKD_VAULT_MOUNT", ".."),
+        ("WEBHOOKD_VAULT_MOUNT", "secret/*"),
     ],
 )
 def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str, value: str) -> None:
@@ -57,6 +71,7 @@ def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str,
 
     assert str(refused.value).startswith(f"{name} ")
     assert "\n" not in str(refused.value)
+    assert "s3cret" not in str(refused.value)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +89,10 @@ def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str,
         ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "0.01", "inbound_rate_per_second", 0.01),
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "2.5", "http_request_timeout_seconds", 2.5),
         ("WEBHOOKD_HTTP_MAX_CONNECTIONS", "50", "http_max_connections", 50),
+        ("VAULT_ADDR", "https://vault.internal:8200", "vault_addr", "https://vault.internal:8200"),
+        ("VAULT_ADDR", "http://[::1]:8200/", "vault_addr", "http://[::1]:8200/"),
+        ("WEBHOOKD_VAULT_PREFIX", "/teams/webhookd-prod/", "vault_prefix", "teams/webhookd-prod"),
+        ("WEBHOOKD_VAULT_MOUNT", "kv/v2_secrets", "vault_mount", "kv/v2_secrets"),
     ],
 )
 def test_values_operators_use_are_taken(name: str, value: str, field: str, expected: object) -> None:
