@@ -27,7 +27,7 @@ from webhookd.domain.errors import Unavailable
 from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.login import AppRoleLogin, KubernetesLogin, TokenFile
 from webhookd.secrets.token_renewal import keep_token_alive
-from webhookd.secrets.vault import START_ATTEMPTS, VaultSecretStore
+from webhookd.secrets.vault import START_ATTEMPTS, VaultMisconfigured, VaultSecretStore
 
 # The policy the README gives operators.
 POLICY = (Path(__file__).parents[2] / "docs" / "vault-policy.hcl").read_text()
@@ -371,5 +371,38 @@ async def test_start_up_does_not_ask_again_after_a_refused_login(vault: tuple[st
             await store.ping_at_start(sleep=sleep)
         assert error.value.message == "vault unreachable: AppRole login refused: request rejected (HTTP 400)"
         assert waits == []
+    finally:
+        store.close()
+
+
+async def test_start_up_refuses_a_mount_with_no_secrets_engine(vault: tuple[str, hvac.Client]) -> None:
+    """A misspelt WEBHOOKD_VAULT_MOUNT: the token is fine, yet every create would fail; it stops start-up."""
+    addr, admin = vault
+    store = VaultSecretStore(addr, admin.token, mount="no-such-mount")
+    try:
+        with pytest.raises(VaultMisconfigured) as error:
+            await store.ping_at_start(sleep=recording_sleep([]))
+        assert str(error.value) == "vault: no KV v2 secrets engine is mounted at 'no-such-mount' (WEBHOOKD_VAULT_MOUNT)"
+    finally:
+        store.close()
+
+
+async def test_start_up_refuses_a_prefix_the_token_may_not_read(vault: tuple[str, hvac.Client]) -> None:
+    """A WEBHOOKD_VAULT_PREFIX that the token's policy does not name (docs/vault-policy.hcl names `webhookd`)."""
+    with logged_in_as_a_new_role(vault, prefix="elsewhere") as (_, store):
+        with pytest.raises(VaultMisconfigured) as error:
+            await store.ping_at_start(sleep=recording_sleep([]))
+        assert str(error.value) == (
+            "vault: the token may not read secrets under secret/data/elsewhere/ (WEBHOOKD_VAULT_MOUNT,"
+            " WEBHOOKD_VAULT_PREFIX): give it docs/vault-policy.hcl with their values"
+        )
+
+
+async def test_start_up_passes_on_a_prefix_nothing_was_written_under_yet(vault: tuple[str, hvac.Client]) -> None:
+    """KV v2 answers 404 for a secret not written yet as for a missing mount: only the latter stops start-up."""
+    addr, admin = vault
+    store = VaultSecretStore(addr, admin.token, prefix=f"fresh-{secrets.token_hex(4)}")
+    try:
+        await store.ping_at_start(sleep=recording_sleep([]))
     finally:
         store.close()

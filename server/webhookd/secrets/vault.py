@@ -67,6 +67,10 @@ START_ATTEMPTS = 4
 START_RETRY_SECONDS = 0.5  # times the attempt's number: 0.5, 1 and 1.5 s, 3 s in all
 
 
+class VaultMisconfigured(RuntimeError):
+    """Vault answers and takes the token, but not where the settings point: no call could succeed."""
+
+
 @dataclass(frozen=True)
 class TokenLifetime:
     seconds_left: int  # 0: the token never expires
@@ -287,12 +291,32 @@ class VaultSecretStore:
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self._call(lambda client: client.auth.token.lookup_self())
+                await self._check_reach()
                 return
             except _FAILURES as exc:
                 if attempt == START_ATTEMPTS or not _passing(exc):
                     raise _unavailable(exc) from exc
                 log.warning("vault stumbled at start-up; asking again", extra={"reason": _unavailable(exc).message})
             await sleep(START_RETRY_SECONDS * attempt)
+
+    async def _check_reach(self) -> None:
+        """VaultMisconfigured unless the token may read where the secrets go: a token Vault takes is no
+        proof of it, and a misspelt mount or a prefix the policy does not name failed every create
+        while the service said it was ready. The prefix's deployment marker is read, there or not."""
+        marker = functools.partial(_read, path=f"{self.prefix}/{DEPLOYMENT_MARKER}", mount=self.mount)
+        try:
+            await self._call(marker)
+        except hvac.exceptions.InvalidPath as exc:
+            # KV v2 answers a secret not written with no error text; a path no engine serves names its route.
+            if exc.errors:
+                raise VaultMisconfigured(
+                    f"vault: no KV v2 secrets engine is mounted at {self.mount!r} (WEBHOOKD_VAULT_MOUNT)"
+                ) from None
+        except hvac.exceptions.Forbidden:
+            raise VaultMisconfigured(
+                f"vault: the token may not read secrets under {self.mount}/data/{self.prefix}/ (WEBHOOKD_VAULT_MOUNT,"
+                " WEBHOOKD_VAULT_PREFIX): give it docs/vault-policy.hcl with their values"
+            ) from None
 
     async def token_lifetime(self) -> TokenLifetime:
         """What Vault says of the token: seconds left (0: it never expires) and whether it renews."""
