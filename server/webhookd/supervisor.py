@@ -36,7 +36,14 @@ from webhookd.auth.tokens import check_keys
 from webhookd.config import Settings
 from webhookd.observability.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
 from webhookd.restart_backoff import RestartBackoff
-from webhookd.runners import PARENT_PID_VARIABLE, SERVER_READY, WORKER_READY, StartError, started
+from webhookd.runners import (
+    PARENT_PID_VARIABLE,
+    SERVER_READY,
+    STOP_ALLOWANCE_SECONDS,
+    WORKER_READY,
+    StartError,
+    started,
+)
 from webhookd.store import migrate
 
 log = logging.getLogger("webhookd.supervisor")
@@ -211,7 +218,8 @@ class Supervisor:
         watch = getattr(self, "_watch", None)
         if watch is not None:
             watch.cancel()
-        grace = self._settings.shutdown_grace_seconds + 5
+        # A child stops within its grace and allowance (runners.py); one still there a second later is killed.
+        grace = self._settings.shutdown_grace_seconds + STOP_ALLOWANCE_SECONDS + 1
         for role in ("server", "worker"):
             processes = [c.process for c in self._children if c.role == role and c.process is not None]
             for process in processes:
