@@ -29,11 +29,16 @@ DEV_SUBJECT = "dev-user"
 def dev_jwt_secret(data_dir: Path) -> str:
     """A per-data-dir random secret, kept so dev tokens stay valid across restarts."""
     path = data_dir / "dev-jwt-secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    try:
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+    except OSError as error:
+        raise SettingsError(
+            f"WEBHOOKD_DATA_DIR ({data_dir}) cannot hold the dev JWT secret: {error.strerror or error}"
+        ) from None
 
 
 def _public_key_setting(settings: Settings) -> str | None:
@@ -197,7 +202,9 @@ async def _migrate(settings: Settings) -> None:
         return
     postgres = EmbeddedPostgres(settings.data_dir)
     try:
-        await _upgrade(await asyncio.to_thread(postgres.start), settings.database_timeout_seconds)
+        where = f"embedded PostgreSQL under WEBHOOKD_DATA_DIR ({settings.data_dir})"
+        url = await started(where, lambda: asyncio.to_thread(postgres.start))
+        await _upgrade(url, settings.database_timeout_seconds)
     finally:
         await asyncio.to_thread(postgres.stop)
 

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 import psycopg
@@ -46,6 +47,7 @@ PARENT_PID_VARIABLE = "WEBHOOKD_PARENT_PID"
 # alternating runs). Cycles are still collected once this many objects survive.
 YOUNG_GENERATION_THRESHOLD = 20_000
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 # What stopping may take past the grace (releasing deliveries not finished, closing connections); the
 # supervisor kills a child that is not gone a second after it.
 STOP_ALLOWANCE_SECONDS = 4.0
@@ -55,15 +57,22 @@ class StartError(Exception):
     """A part of the process could not start; the message is the one line the command prints."""
 
 
-async def started(what: str, start: Callable[[], Awaitable[object]]) -> None:
-    """Runs `start`; StartError when what it needs refused it. Partition upkeep speaks to PostgreSQL
-    through psycopg itself, whose errors SQLAlchemy does not wrap."""
+async def started(what: str, start: Callable[[], Awaitable[T]]) -> T:
+    """Runs `start` and returns what it gives; StartError when what it needs refused it. Partition
+    upkeep speaks to PostgreSQL through psycopg itself, whose errors SQLAlchemy does not wrap."""
     try:
-        await start()
+        return await start()
     except (Unavailable, OSError, SQLAlchemyError, psycopg.Error, RuntimeError) as error:
         # The first line: the server's message may go on with the statement and a caret under it.
         said = str(error).splitlines()
         raise StartError(f"{what}: {said[0] if said else type(error).__name__}") from error
+
+
+async def backends_started(settings: Settings) -> app.Backends:
+    """The backends, with the embedded ones started under the data directory for what the settings
+    leave unset; StartError (naming the directory) when they cannot be, e.g. a file is where it goes."""
+    where = f"embedded backends under WEBHOOKD_DATA_DIR ({settings.data_dir})"
+    return await started(where, lambda: asyncio.to_thread(app.start_backends, settings))
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -91,7 +100,11 @@ async def _run(settings: Settings, start: Callable[[contextlib.AsyncExitStack, a
     returns the line to print once running); runs until signalled."""
     stop = _stop_on_signals()
     _stop_with_parent(stop)
-    backends = await asyncio.to_thread(app.start_backends, settings)
+    try:
+        backends = await backends_started(settings)
+    except StartError as error:
+        print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
+        return 2
     stopped = True  # False once stopping overran its bound: the process is then ended at once
     try:
         running = contextlib.AsyncExitStack()

@@ -42,6 +42,7 @@ from webhookd.runners import (
     STOP_ALLOWANCE_SECONDS,
     WORKER_READY,
     StartError,
+    backends_started,
     started,
 )
 from webhookd.store import migrate
@@ -283,7 +284,13 @@ async def supervise(
     # daemon of its own) and OpenBao (to which SIGHUP means reload) running; under nohup it stays ignored.
     if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
         loop.add_signal_handler(signal.SIGHUP, stop.set)
-    backends = await asyncio.to_thread(app.start_backends, settings)
+    try:
+        backends = await backends_started(settings)
+    except StartError as error:
+        if stop.is_set():  # a Ctrl-C that reached the embedded servers as they started
+            return 0
+        print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
+        return 2
     try:
         supervisor = Supervisor(settings, dev=dev, environment=environment)
 

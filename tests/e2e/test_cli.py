@@ -226,3 +226,18 @@ async def test_migrate_says_in_one_line_that_the_database_is_unreachable() -> No
     assert code == 2
     assert out == ""
     assert len(err.splitlines()) == 1 and err.startswith("webhookd: cannot migrate: database unreachable: "), err
+
+
+@pytest.mark.parametrize("command", ["dev", "serve", "migrate"])
+async def test_a_data_dir_that_cannot_hold_the_embedded_backends_is_one_line(command: str, tmp_path: Path) -> None:
+    """WEBHOOKD_DATA_DIR naming a file (or anything a directory cannot be made at), with nothing else
+    configured: the embedded PostgreSQL, OpenBao and dev JWT secret have nowhere to go."""
+    occupied = tmp_path / "a-file"
+    occupied.write_text("")
+    env = dev_environment(str(occupied), WEBHOOKD_JWT_SECRET="s" * 32 if command == "serve" else "")
+
+    code, _, err = await run(WEBHOOKD, command, env=env)
+
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("webhookd: ") and "WEBHOOKD_DATA_DIR" in err and str(occupied) in err, err
