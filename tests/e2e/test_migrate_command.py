@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from webhookd.store import migrate
 from webhookd.store.database import Database
@@ -48,3 +50,30 @@ async def test_migrate_says_in_one_line_that_a_newer_release_migrated_the_databa
     assert out == ""
     assert len(err.splitlines()) == 1, err
     assert err.startswith("webhookd: cannot migrate: database schema: ") and FUTURE_REVISION in err, err
+
+
+async def test_migrate_names_the_privilege_the_database_user_lacks(own_database) -> None:
+    """A user that may not create tables: the line says so, not what a cleanup after it tripped on."""
+    user = f"weak_{uuid.uuid4().hex[:12]}"
+    database = Database(own_database)
+    await database.open()
+    try:
+        await database.execute(f"CREATE ROLE {user} LOGIN")
+        await database.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    finally:
+        await database.close()
+    weak = make_url(own_database).set(username=user).render_as_string(hide_password=False)
+
+    try:
+        code, _, err = await run(WEBHOOKD, "migrate", env=os.environ | {"WEBHOOKD_DATABASE_URL": weak})
+    finally:
+        database = Database(own_database)
+        await database.open()
+        try:
+            await database.execute(f"DROP ROLE {user}")  # roles outlive the test's database
+        finally:
+            await database.close()
+
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("webhookd: cannot migrate: database schema: ") and "permission denied" in err, err

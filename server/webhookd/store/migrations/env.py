@@ -15,6 +15,11 @@ connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})")
 try:
     with context.begin_transaction():
         context.run_migrations()
+except BaseException:
+    # A failed statement aborted the transaction: without this the unlock below failed on that, and its
+    # error ("current transaction is aborted") was reported in place of the one that said why.
+    connection.rollback()
+    raise
 finally:
     connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})")
     connection.commit()
