@@ -160,6 +160,12 @@ def _public_url(env: Mapping[str, str], http_addr: str) -> str:
         return f"http://{http_addr}"
     problem = "WEBHOOKD_PUBLIC_URL must be http(s)://host[:port][/path], without a query"
     parsed = _url(raw)
+    # A user or password would be in every inbound webhook's url, which every tenant reads: refused,
+    # and a value that may hold one is not repeated.
+    if parsed is not None and (parsed.username is not None or parsed.password is not None):
+        raise SettingsError(f"{problem} or a user and password")
+    if parsed is None and "@" in raw:
+        raise SettingsError(problem)
     if (
         parsed is None
         or parsed.scheme not in ("http", "https")
