@@ -79,6 +79,8 @@ HEALTH_PING_SECONDS = 2.0
 SERVICE_DESCRIPTOR = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"]
 SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 HEALTH_SERVICES = ("", SERVICE_NAME)  # the server as a whole, and its one service
+# What a server process opens beside its pool: one to send notifications, up to four to LISTEN.
+SERVER_CONNECTIONS_BESIDE_POOL = 5
 
 
 @dataclass

@@ -33,6 +33,7 @@ from webhookd.http.server import HttpServer
 from webhookd.observability import Metrics
 from webhookd.services.readiness import Readiness
 from webhookd.store import migrate
+from webhookd.store.database import connection_limit
 
 log = logging.getLogger("webhookd")
 SERVER_READY = "webhookd server ready:"
@@ -73,6 +74,19 @@ async def backends_started(settings: Settings) -> app.Backends:
     leave unset; StartError (naming the directory) when they cannot be, e.g. a file is where it goes."""
     where = f"embedded backends under WEBHOOKD_DATA_DIR ({settings.data_dir})"
     return await started(where, lambda: asyncio.to_thread(app.start_backends, settings))
+
+
+async def check_connection_room(settings: Settings, backends: app.Backends) -> None:
+    """StartError when one server process's connections alone exceed the database's max_connections:
+    it would hold every connection there is, and its workers and every other client would be refused."""
+    needed = settings.database_pool_size + app.SERVER_CONNECTIONS_BESIDE_POOL
+    allowed = await connection_limit(backends.database_url, settings.database_timeout_seconds)
+    if allowed is not None and needed > allowed:
+        raise StartError(
+            f"WEBHOOKD_DATABASE_POOL_SIZE ({settings.database_pool_size}) and the"
+            f" {app.SERVER_CONNECTIONS_BESIDE_POOL} connections a server process opens beside its pool need"
+            f" {needed} connections; the database's max_connections is {allowed}"
+        )
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -163,6 +177,7 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
 
     async def start(running: contextlib.AsyncExitStack, backends: app.Backends) -> str:
         metrics = Metrics()
+        await check_connection_room(settings, backends)
         await started("database schema", lambda: migrate.upgrade(backends.database_url))
         service = app.Service(settings, backends, metrics=metrics, reuse_port=reuse_port)
         await started("gRPC server", service.start)

@@ -271,6 +271,21 @@ async def _probe(connection_string: str, timeout_seconds: float) -> None:
         raise _unreachable(reason) from None
 
 
+async def connection_limit(url: str, timeout_seconds: float) -> int | None:
+    """The database's max_connections, or None where it cannot be read (e.g. through PgBouncer,
+    which answers no SHOW of PostgreSQL's)."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            connection = await psycopg.AsyncConnection.connect(
+                conninfo(url), autocommit=True, connect_timeout=max(1, round(timeout_seconds))
+            )
+            async with connection:
+                row = await (await connection.execute("SELECT current_setting('max_connections')::int")).fetchone()
+    except (TimeoutError, psycopg.Error):
+        return None
+    return None if row is None else int(row[0])
+
+
 # Callers read "database unavailable: retry later"; the reason (libpq's words, the address) is logged.
 def _unavailable(reason: str) -> Unavailable:
     return Unavailable(
