@@ -81,6 +81,10 @@ SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 HEALTH_SERVICES = ("", SERVICE_NAME)  # the server as a whole, and its one service
 # What a server process opens beside its pool: one to send notifications, up to four to LISTEN.
 SERVER_CONNECTIONS_BESIDE_POOL = 5
+# A worker's pool (only the claimer, recorder, maintenance and releases use one), and what it opens
+# beside it: one to send notifications, one to LISTEN.
+WORKER_POOL_SIZE = 5
+WORKER_CONNECTIONS_BESIDE_POOL = 2
 
 
 @dataclass
@@ -395,7 +399,7 @@ class DeliveryWorkers:
         # recorder, maintenance and the odd release use one, so a few suffice however many workers run.
         self.database = Database(
             backends.database_url,
-            size=min(5, settings.database_pool_size),
+            size=min(WORKER_POOL_SIZE, settings.database_pool_size),
             timeout_seconds=settings.database_timeout_seconds,
             name="webhookd-worker",
         )

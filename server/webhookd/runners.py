@@ -79,14 +79,37 @@ async def backends_started(settings: Settings) -> app.Backends:
 async def check_connection_room(settings: Settings, backends: app.Backends) -> None:
     """StartError when one server process's connections alone exceed the database's max_connections:
     it would hold every connection there is, and its workers and every other client would be refused."""
-    needed = settings.database_pool_size + app.SERVER_CONNECTIONS_BESIDE_POOL
+    await _check_room(
+        settings,
+        backends,
+        _server_connections(settings),
+        f"WEBHOOKD_DATABASE_POOL_SIZE ({settings.database_pool_size}) and the"
+        f" {app.SERVER_CONNECTIONS_BESIDE_POOL} connections a server process opens beside its pool need",
+    )
+
+
+async def check_fleet_connection_room(settings: Settings, backends: app.Backends) -> None:
+    """StartError when the processes `serve` starts need more connections together than the database
+    allows: each would start, and they would take turns being refused."""
+    worker = min(app.WORKER_POOL_SIZE, settings.database_pool_size) + app.WORKER_CONNECTIONS_BESIDE_POOL
+    await _check_room(
+        settings,
+        backends,
+        settings.server_processes * _server_connections(settings) + settings.worker_processes * worker,
+        f"WEBHOOKD_SERVER_PROCESSES ({settings.server_processes}) x {_server_connections(settings)}"
+        f" (WEBHOOKD_DATABASE_POOL_SIZE + {app.SERVER_CONNECTIONS_BESIDE_POOL}) and WEBHOOKD_WORKER_PROCESSES"
+        f" ({settings.worker_processes}) x {worker} need",
+    )
+
+
+def _server_connections(settings: Settings) -> int:
+    return settings.database_pool_size + app.SERVER_CONNECTIONS_BESIDE_POOL
+
+
+async def _check_room(settings: Settings, backends: app.Backends, needed: int, who_needs: str) -> None:
     allowed = await connection_limit(backends.database_url, settings.database_timeout_seconds)
     if allowed is not None and needed > allowed:
-        raise StartError(
-            f"WEBHOOKD_DATABASE_POOL_SIZE ({settings.database_pool_size}) and the"
-            f" {app.SERVER_CONNECTIONS_BESIDE_POOL} connections a server process opens beside its pool need"
-            f" {needed} connections; the database's max_connections is {allowed}"
-        )
+        raise StartError(f"{who_needs} {needed} connections; the database's max_connections is {allowed}")
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -43,6 +43,7 @@ from webhookd.runners import (
     WORKER_READY,
     StartError,
     backends_started,
+    check_fleet_connection_room,
     started,
 )
 from webhookd.store import migrate
@@ -296,6 +297,7 @@ async def supervise(
 
         async def start() -> None:
             await started("backends", lambda: app.check_backends(settings, backends))
+            await check_fleet_connection_room(settings, backends)
             await supervisor.start(backends)
 
         try:

@@ -9,7 +9,7 @@ import pytest
 
 from webhookd.app import SERVER_CONNECTIONS_BESIDE_POOL, Backends
 from webhookd.config import Settings
-from webhookd.runners import StartError, check_connection_room
+from webhookd.runners import StartError, check_connection_room, check_fleet_connection_room
 from webhookd.store.database import Database
 
 
@@ -41,4 +41,25 @@ async def test_a_pool_that_fits_starts(settings: Settings, backends: Backends) -
 
     await check_connection_room(
         settings.with_overrides(database_pool_size=allowed - SERVER_CONNECTIONS_BESIDE_POOL), backends
+    )
+
+
+async def test_serve_refuses_processes_that_together_need_more_connections_than_the_database_allows(
+    settings: Settings, backends: Backends
+) -> None:
+    """Each server fits, but WEBHOOKD_SERVER_PROCESSES of them and the workers do not: every one would
+    start and they would take turns being told "too many clients"."""
+    allowed = await max_connections(backends.database_url)
+    many = settings.with_overrides(database_pool_size=10, server_processes=allowed // 15 + 1, worker_processes=1)
+
+    with pytest.raises(StartError) as refused:
+        await check_fleet_connection_room(many, backends)
+
+    assert str(refused.value).startswith("WEBHOOKD_SERVER_PROCESSES")
+    assert f"max_connections is {allowed}" in str(refused.value)
+
+
+async def test_the_default_fleet_fits(settings: Settings, backends: Backends) -> None:
+    await check_fleet_connection_room(
+        settings.with_overrides(database_pool_size=10, server_processes=2, worker_processes=2), backends
     )
