@@ -329,9 +329,16 @@ def _metrics_addr(env: Mapping[str, str]) -> str:
     return _address(env, "WEBHOOKD_METRICS_ADDR", "127.0.0.1:9464")
 
 
+# Past this many of each kind, the default processes' connections (4 x 15 + 4 x 7 = 88) would not fit
+# PostgreSQL's default max_connections of 100, the embedded database's included, and `make run` on a
+# large machine would not start. More is a choice made with the database in mind: serve checks it.
+DEFAULT_PROCESSES_MOST = 4
+
+
 def _half_the_cores() -> int:
-    """The default process count of each kind: servers and workers share the machine evenly."""
-    return max(1, (os.cpu_count() or 2) // 2)
+    """The default process count of each kind: servers and workers share the machine evenly, up to
+    DEFAULT_PROCESSES_MOST each."""
+    return min(DEFAULT_PROCESSES_MOST, max(1, (os.cpu_count() or 2) // 2))
 
 
 def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:

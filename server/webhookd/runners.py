@@ -91,19 +91,29 @@ async def check_connection_room(settings: Settings, backends: app.Backends) -> N
 async def check_fleet_connection_room(settings: Settings, backends: app.Backends) -> None:
     """StartError when the processes `serve` starts need more connections together than the database
     allows: each would start, and they would take turns being refused."""
-    worker = min(app.WORKER_POOL_SIZE, settings.database_pool_size) + app.WORKER_CONNECTIONS_BESIDE_POOL
     await _check_room(
         settings,
         backends,
-        settings.server_processes * _server_connections(settings) + settings.worker_processes * worker,
+        fleet_connections(settings),
         f"WEBHOOKD_SERVER_PROCESSES ({settings.server_processes}) x {_server_connections(settings)}"
         f" (WEBHOOKD_DATABASE_POOL_SIZE + {app.SERVER_CONNECTIONS_BESIDE_POOL}) and WEBHOOKD_WORKER_PROCESSES"
-        f" ({settings.worker_processes}) x {worker} need",
+        f" ({settings.worker_processes}) x {_worker_connections(settings)} need",
+    )
+
+
+def fleet_connections(settings: Settings) -> int:
+    """The connections the processes `serve` starts hold together (README: Connection budget)."""
+    return settings.server_processes * _server_connections(settings) + settings.worker_processes * _worker_connections(
+        settings
     )
 
 
 def _server_connections(settings: Settings) -> int:
     return settings.database_pool_size + app.SERVER_CONNECTIONS_BESIDE_POOL
+
+
+def _worker_connections(settings: Settings) -> int:
+    return min(app.WORKER_POOL_SIZE, settings.database_pool_size) + app.WORKER_CONNECTIONS_BESIDE_POOL
 
 
 async def _check_room(settings: Settings, backends: app.Backends, needed: int, who_needs: str) -> None:
