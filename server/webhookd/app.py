@@ -156,7 +156,7 @@ class Core:
         webhook_store = WebhookStore(self.database)
         lifecycle = LifecycleStore(self.database)
         self.stream_leases = PostgresStreamLeases(self.database)
-        stream_slots = StreamSlots(self.stream_leases, settings.max_streams_per_tenant, metrics=metrics.streams)
+        self.stream_slots = StreamSlots(self.stream_leases, settings.max_streams_per_tenant, metrics=metrics.streams)
         # The server process has no workers: SendTestEvent posts through a sender (and SSRF guard) of its own.
         self.sender = HttpSender.from_settings(settings)
         signing_secrets = SigningSecrets(self.secrets)
@@ -183,7 +183,7 @@ class Core:
             self.notifications,
             lifecycle=lifecycle,
             consumers=LogConsumerStore(self.database),
-            stream_slots=stream_slots,
+            stream_slots=self.stream_slots,
         )
         self.published = PublishedEvents(EventHistoryStore(self.database), webhook_store)
         self.pings = Pings(
@@ -202,7 +202,7 @@ class Core:
             self.notifications,
             rate_per_second=settings.inbound_rate_per_second,
             burst=settings.inbound_burst,
-            stream_slots=stream_slots,
+            stream_slots=self.stream_slots,
             max_body_bytes=settings.max_request_bytes,
         )
         # What /readyz and gRPC health both answer from.
@@ -311,6 +311,8 @@ class Service:
             if task is not None:
                 await _cancelled(task)
         await self.health.enter_graceful_shutdown()
+        # Before the grace starts: open streams end now, UNAVAILABLE, rather than hold it all.
+        self.core.stream_slots.close()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fakes import FakeNotifications, FakeStreamLeases, Follower, until
-from webhookd.domain.errors import ResourceExhausted
+from webhookd.domain.errors import ResourceExhausted, Unavailable
 from webhookd.domain.history import LogPosition
 from webhookd.observability.metrics import StreamMetrics
 from webhookd.ports import Topic
@@ -41,19 +41,38 @@ class Source:
         return batch
 
 
-def follow(source: Source, notifications: FakeNotifications, after: LogPosition | None = None) -> Follower[LogPosition]:
+def follow(
+    source: Source,
+    notifications: FakeNotifications,
+    after: LogPosition | None = None,
+    closing: asyncio.Event | None = None,
+) -> Follower[LogPosition]:
     entries = tail(
-        source.read, lambda entry: entry, after=after, follow=True, notifications=notifications, topic=Topic.ATTEMPTS
+        source.read,
+        lambda entry: entry,
+        after=after,
+        follow=True,
+        notifications=notifications,
+        topic=Topic.ATTEMPTS,
+        closing=closing or asyncio.Event(),
     )
     return Follower(entries)
 
 
 def backlog_of(
-    read: Callable[[LogPosition | None, int], Awaitable[list[LogPosition]]], after: LogPosition | None = None
+    read: Callable[[LogPosition | None, int], Awaitable[list[LogPosition]]],
+    after: LogPosition | None = None,
+    closing: asyncio.Event | None = None,
 ) -> AsyncIterator[LogPosition]:
     """The backlog after `after` (no following), as a reader iterates it."""
     return tail(
-        read, lambda entry: entry, after=after, follow=False, notifications=FakeNotifications(), topic=Topic.ATTEMPTS
+        read,
+        lambda entry: entry,
+        after=after,
+        follow=False,
+        notifications=FakeNotifications(),
+        topic=Topic.ATTEMPTS,
+        closing=closing or asyncio.Event(),
     )
 
 
@@ -173,6 +192,48 @@ async def test_a_follower_stops_listening_when_its_caller_goes_away() -> None:
     await follower.close()
 
     assert notifications.subscribers(Topic.ATTEMPTS) == 0
+
+
+@pytest.mark.usefixtures("only_notifications_wake")
+async def test_a_waiting_follower_ends_unavailable_when_the_streams_close() -> None:
+    """A following stream never ends by itself: the server's shutdown waited all its grace for it."""
+    notifications = FakeNotifications()
+    slots = StreamSlots(FakeStreamLeases(), 2)
+    async with slots.hold("tnt_a") as closing:
+        source = Source(1)
+        follower = follow(source, notifications, closing=closing)
+        await follower.read(1)
+        await until(lambda: notifications.subscribers(Topic.ATTEMPTS) == 1)
+
+        slots.close()
+
+        with pytest.raises(Unavailable, match="shutting down"):
+            await follower.read(2)
+    assert notifications.subscribers(Topic.ATTEMPTS) == 0
+
+
+async def test_a_backlog_being_read_ends_unavailable_when_the_streams_close() -> None:
+    slots = StreamSlots(FakeStreamLeases(), 2)
+    async with slots.hold("tnt_a") as closing:
+        entries = backlog_of(Source(BATCH * 2).read, closing=closing)
+        first = await anext(entries)
+
+        slots.close()
+
+        with pytest.raises(Unavailable, match="shutting down"):
+            await anext(entries)
+    assert first == LogPosition(1, 1)
+
+
+async def test_no_stream_opens_once_the_streams_close() -> None:
+    leases = FakeStreamLeases()
+    slots = StreamSlots(leases, 2)
+    slots.close()
+
+    with pytest.raises(Unavailable, match="shutting down"):
+        async with slots.hold("tnt_a"):
+            pass
+    assert leases.held == {}
 
 
 async def test_a_tenant_may_open_only_so_many_streams_at_once() -> None:

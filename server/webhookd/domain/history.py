@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from webhookd.domain.errors import Unavailable
 from webhookd.domain.statuses import LogKind, Outcome
 
 # GetDelivery shows a delivery's newest attempts, at most this many: redeliveries add attempts without
@@ -13,6 +14,14 @@ from webhookd.domain.statuses import LogKind, Outcome
 # characters of response headers) is about 270 KB, so ten stay well under gRPC's 4 MiB message limit.
 # The webhook's DeliveryLog has them all.
 DELIVERY_ATTEMPTS_SHOWN = 10
+
+
+def server_shutting_down() -> Unavailable:
+    """How an open stream (gRPC or REST, log or inbound) ends when its server stops: its reader opens it
+    again, on another server, after the last cursor it received."""
+    return Unavailable(
+        "the server is shutting down: open the stream again after the last cursor", retry_after_seconds=1
+    )
 
 
 class LogPosition(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from webhookd.domain.errors import Unavailable
+from webhookd.domain.history import server_shutting_down
 from webhookd.http.errors import from_domain_error, from_rpc_error
 from webhookd.http.media_types import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 
@@ -26,9 +26,7 @@ from webhookd.http.media_types import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 # no-cache, as every other answer (http/response_headers.py): the frames are a tenant's deliveries.
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 # A stream's last frame when the server stops: what gRPC callers get, UNAVAILABLE, to retry elsewhere.
-SHUTTING_DOWN = from_domain_error(
-    Unavailable("the server is shutting down: open the stream again after the last cursor", retry_after_seconds=1)
-)
+SHUTTING_DOWN = from_domain_error(server_shutting_down())
 
 
 def wants_sse(accept: str | None) -> bool:

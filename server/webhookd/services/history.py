@@ -90,7 +90,7 @@ class History:
         async def read(position: LogPosition | None, limit: int) -> list[LogEntry]:
             return await self._store.read_log(scope, query, after=position, since=since, limit=limit)
 
-        async with self._stream_slots.hold(scope.tenant_id):
+        async with self._stream_slots.hold(scope.tenant_id) as closing:
             entries = tail(
                 read,
                 lambda entry: entry.position,
@@ -98,6 +98,7 @@ class History:
                 follow=follow,
                 notifications=self._notifications,
                 topic=Topic.ATTEMPTS,
+                closing=closing,
             )
             async for entry in entries:
                 yield entry

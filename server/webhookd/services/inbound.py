@@ -175,7 +175,7 @@ class Inbound:
         async def read(position: LogPosition | None, limit: int) -> list[InboundEvent]:
             return await self._store.read(scope, webhook_id=webhook_id, after=position, limit=limit)
 
-        async with self._stream_slots.hold(scope.tenant_id):
+        async with self._stream_slots.hold(scope.tenant_id) as closing:
             events = tail(
                 read,
                 lambda event: event.position,
@@ -183,6 +183,7 @@ class Inbound:
                 follow=follow,
                 notifications=self._notifications,
                 topic=Topic.INBOUND,
+                closing=closing,
             )
             async for event in events:
                 yield event

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from webhookd.domain.errors import ResourceExhausted
-from webhookd.domain.history import LogPosition
+from webhookd.domain.history import LogPosition, server_shutting_down
 from webhookd.observability.metrics import StreamMetrics
 from webhookd.ports import Notifications, StreamLeases, Topic
 
@@ -23,15 +23,24 @@ RECHECK_SECONDS = 1.0
 
 class StreamSlots:
     """At most `per_tenant` open streams per tenant (log and inbound streams alike), counted across
-    every process through `leases`."""
+    every process through `leases`; and the end of them all when the server stops (`close`)."""
 
     def __init__(self, leases: StreamLeases, per_tenant: int, *, metrics: StreamMetrics | None = None) -> None:
         self._leases = leases
         self._per_tenant = per_tenant
         self._metrics = metrics
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """Ends every open stream at its next entry or wake-up, UNAVAILABLE, and refuses new ones: a
+        following stream never ends by itself, and the server's shutdown would wait all its grace for it."""
+        self._closing.set()
 
     @contextlib.asynccontextmanager
-    async def hold(self, tenant_id: str) -> AsyncIterator[None]:
+    async def hold(self, tenant_id: str) -> AsyncIterator[asyncio.Event]:
+        """Yields the event set once the streams must end (`tail`'s `closing`)."""
+        if self._closing.is_set():
+            raise server_shutting_down()
         lease = await self._leases.acquire(tenant_id, self._per_tenant)
         if lease is None:
             raise ResourceExhausted(
@@ -39,10 +48,10 @@ class StreamSlots:
             )
         try:
             if self._metrics is None:
-                yield
+                yield self._closing
             else:
                 with self._metrics.open("grpc"):
-                    yield
+                    yield self._closing
         finally:
             # Shielded: a stream ends by cancellation, and its place must still be given back.
             await asyncio.shield(self._leases.release(lease))
@@ -56,11 +65,14 @@ async def tail(
     follow: bool,
     notifications: Notifications,
     topic: Topic,
+    closing: asyncio.Event,
 ) -> AsyncIterator[T]:
     """Every entry after `after` in order; with `follow`, then new ones as they are written
-    (`topic` is the notification their writers send)."""
+    (`topic` is the notification their writers send). Ends UNAVAILABLE once `closing` is set."""
     if not follow:
         async for entry in _backlog(read, position_of, after):
+            if closing.is_set():
+                raise server_shutting_down()
             yield entry
         return
     # Subscribed before the first read: a notification between a read and the wait is never missed.
@@ -69,10 +81,25 @@ async def tail(
         while True:
             wake.clear()
             async for entry in _backlog(read, position_of, position):
+                if closing.is_set():
+                    raise server_shutting_down()
                 position = position_of(entry)
                 yield entry
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), RECHECK_SECONDS)
+                async with asyncio.timeout(RECHECK_SECONDS):
+                    await _first_set(wake, closing)
+            if closing.is_set():
+                raise server_shutting_down()
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    """Returns once any of `events` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def _backlog(
