@@ -253,11 +253,22 @@ class Service:
         self.health = health.aio.HealthServicer()
         self.verifier = TokenVerifier(settings)
         self.interceptor = CallInterceptor(self.verifier, self.metrics.grpc)
+        keepalive_ms = round(settings.grpc_keepalive_seconds * 1000)
         self.server = grpc.aio.server(
             interceptors=[self.interceptor],
-            # Shared only when several server processes serve one port; otherwise a port already
-            # taken is an error, not a silent second listener.
-            options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+            options=[
+                # Shared only when several server processes serve one port; otherwise a port already
+                # taken is an error, not a silent second listener.
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
+                # A following stream whose client's host vanished (no FIN, no RST) would hold its
+                # tenant's place for the kernel's two hours: an unanswered ping ends its connection.
+                ("grpc.keepalive_time_ms", keepalive_ms),
+                ("grpc.keepalive_timeout_ms", keepalive_ms),
+                # What gRPC 1.85 waits for a ping's answer, whatever the keepalive timeout says.
+                ("grpc.http2.ping_timeout_ms", keepalive_ms),
+                # An idle following stream sends no data, after which gRPC stops pinging at the second ping.
+                ("grpc.http2.max_pings_without_data", 0),
+            ],
         )
         self.servicer = WebhookServicer(
             self.core.webhooks,

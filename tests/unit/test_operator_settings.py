@@ -44,6 +44,9 @@ from webhookd.config import Settings, SettingsError, load
         ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "-5"),
         ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "nan"),
         ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "inf"),
+        ("WEBHOOKD_GRPC_KEEPALIVE_SECONDS", "0"),  # a ping every millisecond, or none at all
+        ("WEBHOOKD_GRPC_KEEPALIVE_SECONDS", "nan"),
+        ("WEBHOOKD_GRPC_KEEPALIVE_SECONDS", "inf"),
         ("WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", "-5"),
         ("WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", "0"),  # would remove secrets of creates in flight
         ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "-5"),
@@ -91,6 +94,7 @@ def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str,
         ("WEBHOOKD_ALLOWED_TARGET_CIDRS", " 10.0.0.0/8, fd00::/8 ", "allowed_target_cidrs", ("10.0.0.0/8", "fd00::/8")),
         ("WEBHOOKD_DATABASE_TIMEOUT_SECONDS", "0.5", "database_timeout_seconds", 0.5),
         ("WEBHOOKD_SHUTDOWN_GRACE_SECONDS", "0", "shutdown_grace_seconds", 0.0),
+        ("WEBHOOKD_GRPC_KEEPALIVE_SECONDS", "45", "grpc_keepalive_seconds", 45.0),
         ("WEBHOOKD_INBOUND_RATE_PER_SECOND", "0.01", "inbound_rate_per_second", 0.01),
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "2.5", "http_request_timeout_seconds", 2.5),
         ("WEBHOOKD_HTTP_MAX_CONNECTIONS", "50", "http_max_connections", 50),
