@@ -1447,26 +1447,28 @@ class FakeNotifications:
 
     def __init__(self) -> None:
         self.notified: list[tuple[Topic, str]] = []
-        self._subscribers: dict[Topic, set[asyncio.Event]] = {topic: set() for topic in Topic}
+        self._subscribers: dict[Topic, dict[asyncio.Event, str | None]] = {topic: {} for topic in Topic}
         self._followers: dict[Topic, list[Callable[[str | None], None]]] = {topic: [] for topic in Topic}
 
     def notify(self, topic: Topic, payload: str = "") -> None:
         self.notified.append((topic, payload))
-        for event in self._subscribers[topic]:
-            event.set()
+        names = set(payload.split())
+        for event, key in self._subscribers[topic].items():
+            if key is None or not names or key in names:
+                event.set()
         for part in payload.split():  # store/notifications.py joins a burst's payloads with spaces
             for follower in list(self._followers[topic]):
                 follower(part)
 
     @asynccontextmanager
-    async def subscribe(self, topic: Topic) -> AsyncIterator[asyncio.Event]:
+    async def subscribe(self, topic: Topic, key: str | None = None) -> AsyncIterator[asyncio.Event]:
         event = asyncio.Event()
         event.set()
-        self._subscribers[topic].add(event)
+        self._subscribers[topic][event] = key
         try:
             yield event
         finally:
-            self._subscribers[topic].discard(event)
+            del self._subscribers[topic][event]
 
     @asynccontextmanager
     async def follow(self, topic: Topic, on_payload: Callable[[str | None], None]) -> AsyncIterator[None]:

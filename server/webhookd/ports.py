@@ -375,9 +375,11 @@ class Notifications(Protocol):
         """After a write has committed: tell the topic's listeners in every process. Never blocks;
         bursts are coalesced (their payloads kept), since listeners only need to know what is new."""
 
-    def subscribe(self, topic: Topic) -> AbstractAsyncContextManager[asyncio.Event]:
+    def subscribe(self, topic: Topic, key: str | None = None) -> AbstractAsyncContextManager[asyncio.Event]:
         """An event set on every notification of `topic` while the block runs, and once when
-        listening (re)starts, since notifications sent while not listening are lost."""
+        listening (re)starts, since notifications sent while not listening are lost. With a `key`,
+        only on notifications whose payload names it or names nothing (a writer that did not say whose
+        write it was): a tenant's stream is not woken by every other tenant's writes."""
 
     def follow(self, topic: Topic, on_payload: Callable[[str | None], None]) -> AbstractAsyncContextManager[None]:
         """`on_payload(payload)` for every payload of `topic` while the block runs, and

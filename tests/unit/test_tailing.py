@@ -54,6 +54,7 @@ def follow(
         follow=True,
         notifications=notifications,
         topic=Topic.ATTEMPTS,
+        key="tnt_a",
         closing=closing or asyncio.Event(),
     )
     return Follower(entries)
@@ -72,6 +73,7 @@ def backlog_of(
         follow=False,
         notifications=FakeNotifications(),
         topic=Topic.ATTEMPTS,
+        key="tnt_a",
         closing=closing or asyncio.Event(),
     )
 

@@ -92,7 +92,8 @@ class AttemptRecorder:
                 return
             self.lost_leases += recorded.kept.count(False)
             self.on_recorded()
-            self._notifications.notify(Topic.ATTEMPTS)
+            for tenant_id in {claimed.tenant_id for claimed, _ in batch}:  # their followers, no one else's
+                self._notifications.notify(Topic.ATTEMPTS, tenant_id)
             if recorded.operational_queued or recorded.fifo_next_due:
                 # A pause published `webhookd.webhook.paused` to subscribers, or a FIFO head's end made
                 # the next one due: wake every process's workers for them.

@@ -98,6 +98,7 @@ class History:
                 follow=follow,
                 notifications=self._notifications,
                 topic=Topic.ATTEMPTS,
+                key=scope.tenant_id,
                 closing=closing,
             )
             async for entry in entries:
@@ -170,7 +171,7 @@ class History:
             queued = await self._store.recover(scope, webhook_id, since=since, now=now)
             change = LifecycleChange(LogKind.RECOVERED, webhook_id, now, recovered_reason(queued, since), queued)
             operational = await self._lifecycle.record(scope, change)
-            self._notifications.notify(Topic.ATTEMPTS)
+            self._notifications.notify(Topic.ATTEMPTS, scope.tenant_id)
             if queued or operational:
                 self._notifications.notify(Topic.DELIVERIES)
             return queued

@@ -154,9 +154,9 @@ class Inbound:
     async def _record(self, target: InboundTarget, receipt: Receipt) -> Stored:
         stored = await self._store.record(target, receipt, rate_per_second=self._rate_per_second, burst=self._burst)
         if stored.receipt_id is not None:
-            self._notifications.notify(Topic.ATTEMPTS)
+            self._notifications.notify(Topic.ATTEMPTS, target.tenant_id)
             if receipt.accepted:
-                self._notifications.notify(Topic.INBOUND)
+                self._notifications.notify(Topic.INBOUND, target.tenant_id)
         return stored
 
     async def stream(
@@ -183,6 +183,7 @@ class Inbound:
                 follow=follow,
                 notifications=self._notifications,
                 topic=Topic.INBOUND,
+                key=scope.tenant_id,
                 closing=closing,
             )
             async for event in events:

@@ -94,7 +94,7 @@ class Pings:
             attempt = AttemptRecord.of(result, next_attempt_at=None, occurred_at=self._now())  # never retried
             delivery_id = ids.new_id(ids.DELIVERY_PREFIX)
             await self._records.record(webhook, event, delivery_id, attempt)
-            self._notifications.notify(Topic.ATTEMPTS)
+            self._notifications.notify(Topic.ATTEMPTS, webhook.tenant_id)
             return SentTestEvent(event.id, delivery_id, result)
 
         # Once on its way the POST may reach the receiver: it is finished and logged (within the webhook's

@@ -65,10 +65,12 @@ async def tail(
     follow: bool,
     notifications: Notifications,
     topic: Topic,
+    key: str,
     closing: asyncio.Event,
 ) -> AsyncIterator[T]:
     """Every entry after `after` in order; with `follow`, then new ones as they are written
-    (`topic` is the notification their writers send). Ends UNAVAILABLE once `closing` is set."""
+    (`topic` is the notification their writers send, naming `key`: the tenant whose log this is).
+    Ends UNAVAILABLE once `closing` is set."""
     if not follow:
         async for entry in _backlog(read, position_of, after):
             if closing.is_set():
@@ -76,7 +78,7 @@ async def tail(
             yield entry
         return
     # Subscribed before the first read: a notification between a read and the wait is never missed.
-    async with notifications.subscribe(topic) as wake:
+    async with notifications.subscribe(topic, key) as wake:
         position = after
         while True:
             wake.clear()

@@ -240,7 +240,7 @@ class Webhooks:
         self._cache.put(webhook)
         self._notifications.notify(Topic.WEBHOOKS, f"{webhook.id}:{webhook.version}")
         if noted:
-            self._notifications.notify(Topic.ATTEMPTS)
+            self._notifications.notify(Topic.ATTEMPTS, webhook.tenant_id)
         if noted or wakes_workers:
             self._notifications.notify(Topic.DELIVERIES)
         return webhook

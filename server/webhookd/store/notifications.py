@@ -4,9 +4,12 @@ Sending: writers call `notify(topic)` (or `notify(topic, payload)`) after their 
 a background task sends what is pending on a connection of its own, one NOTIFY per topic for a
 burst, the payloads of a burst joined by spaces. NOTIFY inside the writers' transactions would
 serialise their commits (PostgreSQL takes a global lock to queue notifications at commit), and
-listeners only need to know that something is new. One writer sends its own: a publish's NOTIFY
-follows its COMMIT on the same connection, in the same round trip (store/events.py), since the
-time from publish to first attempt waits on it and a hop through the sender task cost ~0.7 ms idle.
+listeners only need to know that something is new. A payload names whose write it was (a tenant
+for the log's topics), so a keyed subscriber wakes only for its own; a burst in which some writer
+named nobody also sends an empty payload, which wakes every subscriber. One writer sends its own:
+a publish's NOTIFY follows its COMMIT on the same connection, in the same round trip
+(store/events.py), since the time from publish to first attempt waits on it and a hop through the
+sender task cost ~0.7 ms idle.
 
 Listening: one connection per topic and process LISTENs while anyone in the process subscribes to
 or follows the topic; a worker process hears only about deliveries. After each (re)connect the
@@ -47,14 +50,17 @@ Follower = Callable[[str | None], None]
 
 
 def _payload_chunks(payloads: set[str]) -> list[str]:
+    """The named payloads joined into NOTIFYs under PostgreSQL's limit, and an empty one if any writer
+    named nobody (or none named anybody)."""
     chunks: list[str] = []
     current = ""
-    for payload in sorted(payloads):
+    for payload in sorted(payloads - {""}):
         if current and len(current) + 1 + len(payload) > MAX_PAYLOAD_BYTES:
             chunks.append(current)
             current = ""
         current = f"{current} {payload}" if current else payload
-    return [*chunks, current] if current else chunks
+    named = [*chunks, current] if current else chunks
+    return [*named, ""] if "" in payloads or not named else named
 
 
 class PostgresNotifications:
@@ -75,7 +81,8 @@ class PostgresNotifications:
         self._wake_sender = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._send_connection: psycopg.AsyncConnection[object] | None = None
-        self._subscribers: dict[Topic, set[asyncio.Event]] = {topic: set() for topic in Topic}
+        # Each subscriber's event, with the key its notifications must name (None: any notification).
+        self._subscribers: dict[Topic, dict[asyncio.Event, str | None]] = {topic: {} for topic in Topic}
         self._followers: dict[Topic, list[Follower]] = {topic: [] for topic in Topic}
         self._listeners: dict[Topic, asyncio.Task[None]] = {}
 
@@ -86,9 +93,7 @@ class PostgresNotifications:
             self._sender = asyncio.create_task(self._send_loop(), name="notify-sender")
 
     def notify(self, topic: Topic, payload: str = "") -> None:
-        payloads = self._pending.setdefault(topic, set())
-        if payload:
-            payloads.add(payload)
+        self._pending.setdefault(topic, set()).add(payload)
         self._wake_sender.set()
 
     async def _send_loop(self) -> None:
@@ -115,7 +120,7 @@ class PostgresNotifications:
                 self._send_connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
             async with self._send_connection.pipeline():
                 for topic, payloads in sorted(pending.items()):
-                    for chunk in _payload_chunks(payloads) or [""]:
+                    for chunk in _payload_chunks(payloads):
                         await self._send_connection.execute(NOTIFY, (topic.value, chunk))
         except BaseException:
             for topic, payloads in pending.items():
@@ -137,14 +142,14 @@ class PostgresNotifications:
         return len(self._subscribers[topic])
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, topic: Topic) -> AsyncIterator[asyncio.Event]:
+    async def subscribe(self, topic: Topic, key: str | None = None) -> AsyncIterator[asyncio.Event]:
         event = asyncio.Event()
-        self._subscribers[topic].add(event)
+        self._subscribers[topic][event] = key
         self._listen_to(topic)
         try:
             yield event
         finally:
-            self._subscribers[topic].discard(event)
+            del self._subscribers[topic][event]
             await self._stop_listening_unless_heard(topic)
 
     @contextlib.asynccontextmanager
@@ -168,8 +173,10 @@ class PostgresNotifications:
             await asyncio.gather(listener, return_exceptions=True)
 
     def _heard(self, topic: Topic, payload: str | None) -> None:
-        for event in self._subscribers[topic]:
-            event.set()
+        names = None if payload is None else set(payload.split())
+        for event, key in self._subscribers[topic].items():
+            if key is None or not names or key in names:
+                event.set()
         if self._followers[topic]:
             for part in [None] if payload is None else payload.split():
                 for follower in list(self._followers[topic]):
