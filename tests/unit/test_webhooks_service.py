@@ -867,19 +867,22 @@ async def test_a_rotation_without_overlap_ends_every_earlier_secret(
     await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
     await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
 
-    await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
 
-    assert secret_store.records[webhook.vault_path] == {"current": SECRET}
+    record = secret_store.records[webhook.vault_path]
+    assert active_secrets(record, clock(), rotation.webhook.secret_fingerprint) == [SECRET]
+    assert active_secrets(record, clock() + timedelta(hours=1), rotation.webhook.secret_fingerprint) == [SECRET]
 
 
 async def test_rotation_without_overlap_drops_the_previous_secret(
-    webhooks: Webhooks, secret_store: FakeSecrets
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
 ) -> None:
     webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
 
     rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=SECRET)
 
-    assert secret_store.records[webhook.vault_path] == {"current": SECRET}
+    record = secret_store.records[webhook.vault_path]
+    assert active_secrets(record, clock(), rotation.webhook.secret_fingerprint) == [SECRET]
     assert rotation.signing_secret == SECRET
 
 
@@ -913,6 +916,20 @@ async def test_a_rotation_after_one_vault_carried_out_late_keeps_the_secret_the_
 
     record = secret_store.records[webhook.vault_path]
     assert (record["current"], record["previous"]) == (rotation.signing_secret, old_secret)
+
+
+async def test_a_rotation_without_overlap_that_vault_carried_out_late_leaves_the_row_secret_signing(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """Told UNAVAILABLE, the caller keeps the secret it holds; the row still names it. A record holding
+    only the unanswered rotation's secret would sign with one nobody was given."""
+    webhook, old_secret, _ = await webhooks.create(TENANT, outbound(), None)
+    secret_store.answers_late = True
+    with pytest.raises(Unavailable):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=None)
+
+    record = secret_store.records[webhook.vault_path]
+    assert active_secrets(record, clock() + timedelta(seconds=1), webhook.secret_fingerprint) == [old_secret]
 
 
 class FingerprintCommittedLate(FakeWebhooks):

@@ -43,12 +43,15 @@ def rotated(
     """The record after a rotation: the new secret current, the one in use (the row's, `named`) kept
     until now + overlap, the ones before it until their own overlaps end, a rotation the row has not
     committed (`_ahead_of_row`) until now + overlap too (at most MAX_PREVIOUS in all), and the delivery
-    credential, if any, as it was. Without overlap only the new secret is kept:
-    that is how a leaked secret is retired."""
+    credential, if any, as it was. Without overlap only the new secret signs once the row names it: that
+    is how a leaked secret is retired. The one in use is kept, ended now, for as long as the row does not
+    (`_signing`): a row update still committing, or one that never will because Vault carried this write
+    out after the call answered UNAVAILABLE, whose caller still holds the secret in use."""
     kept = credential_part(record)
-    if overlap <= timedelta(0):
-        return {"current": new_secret, **kept}
     in_use, *before = _signing(record, now, named)
+    if overlap <= timedelta(0):
+        ended = [(in_use[0], now)] if in_use[0] != new_secret else []
+        return {"current": new_secret, **_previous_fields(ended), **kept}
     replaced = [(in_use[0], now + overlap), *((secret, until) for secret, until in before if until is not None)]
     if _ahead_of_row(record, named):
         # A rotation whose row has not committed may still commit, or may have already and this one read
