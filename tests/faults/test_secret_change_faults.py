@@ -1,4 +1,4 @@
-"""OpenBao or PostgreSQL stopped (SIGSTOP) while a RotateWebhookSecret holds its
+"""OpenBao or PostgreSQL stopped (SIGSTOP) while a RotateWebhookSecret or SetWebhookCredential holds its
 webhook's secret change lease (migration 0018), under `webhookd serve`.
 
 The call ends UNAVAILABLE (never a hang); its lease is given back, or lapses; once the dependency is back
@@ -241,6 +241,46 @@ async def test_a_rotation_whose_write_openbao_carries_out_after_answering_unavai
     assert verifies(created.signing_secret, first), "the secret the caller holds no longer verifies"
     assert verifies(rotated.signing_secret, second)
     assert row["secret_fingerprint"] == fingerprint(rotated.signing_secret) == fingerprint(stored["current"])
+
+
+async def test_a_credential_whose_write_openbao_carries_out_after_answering_unavailable_changes_no_delivery(
+    fault_backends: FaultBackends, gate: VaultGate, service: Serving, receiver: Receiver, database: Database
+) -> None:
+    openbao = fault_backends.openbao
+    name = "credential"
+
+    def credential(value: str) -> Callable[[], Awaitable[object]]:
+        request = pb.SetWebhookCredentialRequest(id=webhook_id, header_name="Authorization", header_value=value)
+        return lambda: caller.SetWebhookCredential(request, timeout=CALL_DEADLINE_SECONDS)
+
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        caller = make_caller(channel, subject="person_1")
+        webhook_id = (await create(caller, receiver, name)).webhook.id
+        await credential("Bearer first")()
+
+        gate.arm(webhook_id, lambda: in_thread(openbao.freeze))
+        during = Calls()
+        try:
+            await during.make(credential("Bearer second"))
+        finally:
+            await in_thread(openbao.thaw)
+        assert gate.struck.is_set(), "the change never wrote the record"
+        await asyncio.wait_for(gate.write_answered.wait(), CALL_DEADLINE_SECONDS)
+        after_call = await lease_of(database, webhook_id)
+
+        first = await delivered_to(caller, receiver, webhook_id, name)
+        await once_ok(credential("Bearer third"), "a credential change")
+        second = await delivered_to(caller, receiver, webhook_id, name)
+
+    record(
+        "openbao SIGSTOP at a credential's write",
+        time_to_unavailable_s=during.outcomes[0].seconds,
+        late_write_status=gate.write_status,
+    )
+    assert during.codes() == {"UNAVAILABLE": 1} and during.outcomes[0].retry_info
+    assert after_call["secret_change_token"] is None
+    assert first.headers.get("Authorization") == "Bearer first", "the credential the row names is not sent"
+    assert second.headers.get("Authorization") == "Bearer third"
 
 
 async def test_a_rotation_whose_commit_postgres_does_not_answer_hands_out_nothing_and_the_lease_lapses(

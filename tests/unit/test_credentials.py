@@ -11,7 +11,7 @@ TOKEN = Credential("Authorization", "Bearer tok-81c4e2a9f07d")
 
 
 def test_a_records_credential_is_sent_only_when_the_row_names_that_very_one() -> None:
-    record = with_credential({"current": "s"}, TOKEN)
+    record = with_credential({"current": "s"}, TOKEN, named_id="")
     named = record["credential_id"]
 
     assert credential_of(record, named) == TOKEN

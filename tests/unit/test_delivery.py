@@ -177,11 +177,14 @@ async def test_a_credential_in_vault_that_the_webhooks_row_does_not_name_is_neve
     to the origin such a credential was set for, so it could reach a host of anyone's choosing."""
     webhook, _ = await subscriber(webhooks)
     record = secret_store.records[webhook.vault_path]
-    secret_store.records[webhook.vault_path] = with_credential(record, Credential("Authorization", "Bearer stray"))
+    secret_store.records[webhook.vault_path] = with_credential(
+        record, Credential("Authorization", "Bearer stray"), named_id=""
+    )
     await deliver_one(webhook)  # the row names none
     credentialed = await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-1")
     record = secret_store.records[webhook.vault_path]
-    secret_store.records[webhook.vault_path] = with_credential(record, Credential("X-Api-Key", "k-2"))
+    # Written without the one the row names (k-1) kept beside it.
+    secret_store.records[webhook.vault_path] = with_credential(record, Credential("X-Api-Key", "k-2"), named_id="")
     await deliver_one(credentialed)  # the row names k-1's id, Vault holds k-2's
 
     assert [request.credential for request in sender.requests] == [None, None]

@@ -12,7 +12,7 @@ import pytest
 
 from fakes import FakeClock, FakeHistory, FakeLifecycle, FakeNotifications, FakeSecrets, FakeWebhooks, within
 from webhookd.domain import page_tokens, signing
-from webhookd.domain.credentials import Credential, credential_of, same_origin
+from webhookd.domain.credentials import Credential, credential_id_of, credential_of, same_origin
 from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.idempotency import KeyedRequest
@@ -405,7 +405,9 @@ async def test_a_credential_goes_to_vault_beside_the_secret_and_the_row_names_it
     assert again.credential_id != credentialed.credential_id  # a new value is a new id: caches read it afresh
     removed = await webhooks.set_credential(TENANT, webhook.id, header_name="", header_value="")
     assert (removed.credential_header, removed.credential_id) == ("", "")
-    assert secret_store.records[webhook.vault_path] == {"current": secret}
+    record = secret_store.records[webhook.vault_path]
+    assert record["current"] == secret and credential_id_of(record) == ""
+    assert credential_of(record, removed.credential_id) is None
     # Each change is a DeliveryLog entry naming the header, never the value.
     assert [(note.kind, note.reason) for note in webhook_store.noted] == [
         (LogKind.CREDENTIAL_CHANGED, "Authorization is sent with every delivery"),
@@ -930,6 +932,31 @@ async def test_a_rotation_without_overlap_that_vault_carried_out_late_leaves_the
 
     record = secret_store.records[webhook.vault_path]
     assert active_secrets(record, clock() + timedelta(seconds=1), webhook.secret_fingerprint) == [old_secret]
+
+
+async def test_a_credential_change_that_vault_carried_out_late_leaves_the_row_credential_sent(
+    webhooks: Webhooks, secret_store: FakeSecrets
+) -> None:
+    """Told UNAVAILABLE, the caller takes the credential it set before to be the one sent; the row still
+    names it, and a record holding only the unanswered change's would send none."""
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    first = await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer a")
+    secret_store.answers_late = True
+    for value in ("Bearer b", ""):  # replaced, or removed
+        with pytest.raises(Unavailable):
+            await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value=value)
+
+        record = secret_store.records[webhook.vault_path]
+        assert credential_of(record, first.credential_id) == Credential("Authorization", "Bearer a")
+    secret_store.answers_late = False
+
+    removed = await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="")
+    again = await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer c")
+
+    record = secret_store.records[webhook.vault_path]
+    assert credential_of(record, removed.credential_id) is None and removed.credential_id == ""
+    assert credential_of(record, again.credential_id) == Credential("Authorization", "Bearer c")
+    assert "Bearer a" not in record.values()  # one the row no longer names is kept no further
 
 
 class FingerprintCommittedLate(FakeWebhooks):

@@ -17,6 +17,9 @@ HEADER_KEY = "credential_header"
 VALUE_KEY = "credential_value"
 ID_KEY = "credential_id"
 _KEYS = (HEADER_KEY, VALUE_KEY, ID_KEY)
+# The credential a change replaced or removed, while the row may still name it (with_credential).
+REPLACED_PREFIX = "replaced_"
+_REPLACED_KEYS = tuple(REPLACED_PREFIX + key for key in _KEYS)
 ID_PREFIX = "crd_"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 # What a recorded attempt shows for the credential's value.
@@ -41,11 +44,13 @@ def credential_of(record: dict[str, str], named_id: str) -> Credential | None:
     """The credential a secret record holds when it is the one the webhook's row names (`named_id`),
     else None. The row is the authority: a record that outlived a failed change, or got ahead of a
     change still committing, holds a credential the row does not show, and so one whose url the
-    origin rule (same_origin) does not hold to where it was set."""
-    header, value = record.get(HEADER_KEY), record.get(VALUE_KEY)
-    if not (header and value and named_id) or credential_id_of(record) != named_id:
-        return None
-    return Credential(header, value)
+    origin rule (same_origin) does not hold to where it was set. The one a change replaced is sent
+    while the row still names it."""
+    for prefix in ("", REPLACED_PREFIX):
+        header, value = record.get(prefix + HEADER_KEY), record.get(prefix + VALUE_KEY)
+        if header and value and named_id and record.get(prefix + ID_KEY) == named_id:
+            return Credential(header, value)
+    return None
 
 
 def hidden(text: str, credential: Credential) -> str:
@@ -69,9 +74,16 @@ def _without_cut_start(text: str, secret: str) -> str:
     return text
 
 
-def with_credential(record: dict[str, str], credential: Credential | None) -> dict[str, str]:
-    """`record` holding `credential` under a new id instead of any it held (None: without one)."""
-    kept = {key: value for key, value in record.items() if key not in _KEYS}
+def with_credential(record: dict[str, str], credential: Credential | None, *, named_id: str) -> dict[str, str]:
+    """`record` holding `credential` under a new id instead of any it held (None: without one). The one
+    the row names (`named_id`) is kept beside it as replaced, and sent while the row names it: until the
+    change's row update commits, or for good when it never does (Vault carried this write out after the
+    call answered UNAVAILABLE, and its caller takes the credential it had set to be the one sent)."""
+    kept = {key: value for key, value in record.items() if key not in _KEYS + _REPLACED_KEYS}
+    in_use = credential_of(record, named_id)
+    if in_use is not None:
+        kept |= {f"{REPLACED_PREFIX}{HEADER_KEY}": in_use.header, f"{REPLACED_PREFIX}{VALUE_KEY}": in_use.value}
+        kept[REPLACED_PREFIX + ID_KEY] = named_id
     if credential is None:
         return kept
     new_id = ID_PREFIX + random_source.token_hex(16)
@@ -79,8 +91,9 @@ def with_credential(record: dict[str, str], credential: Credential | None) -> di
 
 
 def credential_part(record: dict[str, str]) -> dict[str, str]:
-    """The credential's keys of `record` (none when it holds none), for a rewrite of its secrets to keep."""
-    return {key: record[key] for key in _KEYS if key in record}
+    """The credential's keys of `record`, the replaced one's too (none when it holds none), for a
+    rewrite of its secrets to keep."""
+    return {key: record[key] for key in _KEYS + _REPLACED_KEYS if key in record}
 
 
 def credential_id_of(record: dict[str, str]) -> str:

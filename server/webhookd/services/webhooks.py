@@ -470,7 +470,9 @@ class Webhooks:
                 )
                 return self._written(updated, noted=True)
 
-            return await self._change_secrets(lease, lambda record: with_credential(record, credential), commit)
+            return await self._change_secrets(
+                lease, lambda record: with_credential(record, credential, named_id=webhook.credential_id), commit
+            )
 
     @contextlib.asynccontextmanager
     async def _secret_lease(self, scope: Scope, webhook_id: str) -> AsyncIterator[SecretLease]:
