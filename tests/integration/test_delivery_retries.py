@@ -6,6 +6,8 @@ attempt to now, which is what waiting would do.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC
 
 import pytest
@@ -138,6 +140,55 @@ async def test_a_chunk_that_breaks_its_framing_is_recorded_while_the_receiver_st
     [attempt] = await database.rows(ATTEMPTS_WITH_EXCERPTS, d=delivery_id)
     assert (attempt.outcome, attempt.http_status, delivery.status) == ("succeeded", 200, "succeeded")
     assert attempt.response_excerpt == "accepted…[body cut short: its framing is broken]"
+
+
+async def test_after_a_chunk_that_breaks_its_framing_the_next_delivery_goes_on_a_new_connection(
+    caller, workers, database
+) -> None:
+    """The broken connection is not kept for the next request to the same receiver (whose parser has
+    stopped: that request would wait for the timeout), and the worker's slot is free for it at once:
+    the second delivery succeeds on a connection of its own while the first is still held open."""
+    broken = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\naccepted\r\nzz\r\n"
+    fine = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    released = asyncio.Event()
+    requests_by_connection: list[int] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = len(requests_by_connection)
+        requests_by_connection.append(0)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                requests_by_connection[connection] += 1
+                writer.write(broken if sum(requests_by_connection) == 1 else fine)
+                await writer.drain()
+        await released.wait()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with server:
+        try:
+            url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+            policy = wpb.RetryPolicy(max_attempts=1, timeout_ms=30_000)
+            await create_webhook(caller, url=url, event_types=["rfp.*"], retry_policy=policy)
+            [first] = await delivery_ids(database, (await publish(caller)).event_id)
+            await recorded(database, first, 1)
+            [second] = await delivery_ids(database, (await publish(caller)).event_id)
+            delivery = await recorded(database, second, 1)
+            assert not released.is_set()  # recorded while the broken connection was still held open
+        finally:
+            released.set()
+
+    [attempt] = await database.rows(ATTEMPTS_WITH_EXCERPTS, d=second)
+    assert (attempt.outcome, attempt.http_status, attempt.response_excerpt) == ("succeeded", 200, "ok")
+    assert delivery.status == "succeeded"
+    assert requests_by_connection == [1, 1]  # nothing more was sent on the broken connection
 
 
 async def test_an_answer_with_nul_bytes_is_recorded_with_them_replaced(caller, workers, receiver, database) -> None:
