@@ -1,15 +1,17 @@
-"""OpenBao or PostgreSQL stopped (SIGSTOP) while a RotateWebhookSecret or SetWebhookCredential holds its
-webhook's secret change lease (migration 0018), under `webhookd serve`.
+"""OpenBao or PostgreSQL stopped (SIGSTOP), or the server process killed (SIGKILL), while a
+RotateWebhookSecret or SetWebhookCredential holds its webhook's secret change lease (migration 0018),
+under `webhookd serve`.
 
-The call ends UNAVAILABLE (never a hang); its lease is given back, or lapses; once the dependency is back
-a change goes ahead with no restart. What the caller was told failed changes nothing deliveries carry,
-even when a frozen OpenBao carries out the record write it had been sent once it resumes (it does when
-the connection that sent it is still open: `VaultGate` keeps it open, as a proxy or a slow network may).
-Deliveries are checked with the `standardwebhooks` library, or for the credential header.
+The call ends UNAVAILABLE (never a hang); its lease is given back, or lapses (a dead holder's); once the
+dependency is back a change goes ahead with no restart. What the caller was told failed changes nothing
+deliveries carry, even when OpenBao carries out the record write it had been sent after the call gave
+up (a frozen one does on resuming while the connection that sent it is still open: `VaultGate` keeps it
+open, as a proxy or a slow network may). Deliveries are checked with the `standardwebhooks` library, or
+for the credential header.
 
-`VaultGate` passes every request through to OpenBao, and runs a fault (a freeze) as the write of one
-webhook's secret record arrives, before passing that write on: the fault strikes between the change's
-read of the record and its write, or between its write and its row's commit.
+`VaultGate` passes every request through to OpenBao, and runs a fault (a freeze, a kill) as the write of
+one webhook's secret record arrives, before passing that write on: the fault strikes between the
+change's read of the record and its write, or between its write and its row's commit.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import grpc
+import psutil
 import pytest
 from aiohttp import web
 from backends import in_thread
@@ -29,7 +32,7 @@ from google.protobuf import duration_pb2, struct_pb2
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from harness import CALL_DEADLINE_SECONDS, Calls, FaultBackends, Serving, record, serving, until
+from harness import CALL_DEADLINE_SECONDS, Calls, FaultBackends, Serving, readyz, record, serving, until
 from receivers import Received, Receiver
 from support import AuthedStub, Database, make_caller
 from webhookd.domain.fingerprints import fingerprint
@@ -314,3 +317,100 @@ async def test_a_rotation_whose_commit_postgres_does_not_answer_hands_out_nothin
     assert verifies(rotated.signing_secret, second) and verifies(created.signing_secret, second)  # the overlap
     assert row["secret_change_token"] is None
     assert row["secret_fingerprint"] == fingerprint(rotated.signing_secret) == fingerprint(stored["current"])
+
+
+def server_child(serving_: Serving) -> psutil.Process:
+    """The one `webhookd server` process under `webhookd serve`."""
+    [child] = [
+        child
+        for child in psutil.Process(serving_.process.pid).children(recursive=True)
+        if "server" in child.cmdline()[1:]
+    ]
+    return child
+
+
+@pytest.mark.parametrize("overlap_seconds", [0, None])
+async def test_a_server_killed_mid_rotation_hands_out_nothing_that_does_not_sign_and_its_lease_lapses(
+    fault_backends: FaultBackends,
+    gate: VaultGate,
+    service: Serving,
+    receiver: Receiver,
+    database: Database,
+    overlap_seconds: int | None,
+) -> None:
+    """The server process holding the lease dies between its Vault write (which OpenBao carries out) and
+    its row's commit: nobody releases the lease, and nobody was handed the new secret."""
+    name = f"rotate-killed-{overlap_seconds}"
+    killed = server_child(service)
+
+    async def kill_the_server() -> None:
+        killed.kill()
+        await in_thread(killed.wait, 10)
+
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        caller = make_caller(channel, subject="person_1")
+        created = await create(caller, receiver, name)
+        webhook_id = created.webhook.id
+
+        gate.arm(webhook_id, kill_the_server)
+        during = Calls()
+        await during.make(lambda: caller.RotateWebhookSecret(rotation(webhook_id, overlap_seconds)))
+        await asyncio.wait_for(gate.write_answered.wait(), CALL_DEADLINE_SECONDS)
+        left = await lease_of(database, webhook_id)
+
+        first = await delivered_to(caller, receiver, webhook_id, name)
+        rotated = await once_ok(lambda: caller.RotateWebhookSecret(rotation(webhook_id, overlap_seconds)), "a rotation")
+        assert isinstance(rotated, pb.RotateWebhookSecretResponse)
+        second = await delivered_to(caller, receiver, webhook_id, name)
+    row = await lease_of(database, webhook_id)
+    stored = await vault_record(fault_backends, database, webhook_id)
+
+    record(
+        f"server SIGKILL mid-rotation (overlap {overlap_seconds})",
+        call=during.outcomes[0].code,
+        late_write_status=gate.write_status,
+    )
+    assert during.codes() == {"UNAVAILABLE": 1}
+    assert left["secret_change_token"] is not None  # the dead holder's, until it lapses
+    assert left["secret_fingerprint"] == created.webhook.secret_fingerprint
+    assert verifies(created.signing_secret, first), "the secret the caller holds no longer verifies"
+    assert verifies(rotated.signing_secret, second)
+    assert row["secret_change_token"] is None
+    assert row["secret_fingerprint"] == fingerprint(rotated.signing_secret) == fingerprint(stored["current"])
+
+
+async def test_a_rotation_and_a_credential_while_openbao_is_frozen_end_unavailable_and_give_the_lease_back(
+    fault_backends: FaultBackends, service: Serving, receiver: Receiver, database: Database
+) -> None:
+    openbao = fault_backends.openbao
+    name = "frozen-before-read"
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        caller = make_caller(channel, subject="person_1")
+        created = await create(caller, receiver, name)
+        webhook_id = created.webhook.id
+        credential = pb.SetWebhookCredentialRequest(id=webhook_id, header_name="Authorization", header_value="Bearer x")
+
+        await in_thread(openbao.freeze)
+        during = Calls()
+        try:
+            await during.make(lambda: caller.RotateWebhookSecret(rotation(webhook_id, 0)))
+            await during.make(lambda: caller.SetWebhookCredential(credential, timeout=CALL_DEADLINE_SECONDS))
+            left = await lease_of(database, webhook_id)
+            ready_status, _ = await readyz(service.http_url)
+        finally:
+            await in_thread(openbao.thaw)
+
+        rotated = await once_ok(lambda: caller.RotateWebhookSecret(rotation(webhook_id, 0)), "a rotation")
+        assert isinstance(rotated, pb.RotateWebhookSecretResponse)
+        await once_ok(lambda: caller.SetWebhookCredential(credential, timeout=CALL_DEADLINE_SECONDS), "a credential")
+        delivered = await delivered_to(caller, receiver, webhook_id, name)
+
+    record(
+        "openbao SIGSTOP before a rotation and a credential change",
+        slowest_failed_call_s=max(outcome.seconds for outcome in during.outcomes),
+    )
+    assert during.codes() == {"UNAVAILABLE": 2} and all(outcome.retry_info for outcome in during.outcomes)
+    assert left["secret_change_token"] is None
+    assert ready_status == 503
+    assert verifies(rotated.signing_secret, delivered) and not verifies(created.signing_secret, delivered)
+    assert delivered.headers.get("Authorization") == "Bearer x"
