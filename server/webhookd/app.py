@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -49,7 +50,7 @@ from webhookd.services.readiness import Check, Readiness
 from webhookd.services.signing_secrets import SigningSecrets
 from webhookd.services.tailing import StreamSlots
 from webhookd.services.webhooks import Webhooks
-from webhookd.store import migrate, partitions, retention
+from webhookd.store import migrate, partitions, retention, token_buckets
 from webhookd.store.database import Database, probe
 from webhookd.store.deliveries import DeliveryStore
 from webhookd.store.embedded import EmbeddedPostgres
@@ -440,6 +441,9 @@ class DeliveryWorkers:
             grace_seconds=settings.shutdown_grace_seconds,
         )
         self.retention_days = settings.retention_days
+        self.buckets = retention.bucket_limits(
+            inbound_per_second=settings.inbound_rate_per_second, inbound_burst=settings.inbound_burst
+        )
         grace = timedelta(seconds=settings.orphan_secret_grace_seconds)
         self.orphan_secrets = OrphanSecrets(self.secrets, SecretOwners(self.database), grace=grace)
         # Often enough that an orphan goes soon after its grace, never more than hourly.
@@ -467,7 +471,7 @@ class DeliveryWorkers:
 
     async def _retention_loop(self) -> None:
         while True:
-            await sweep_history(self.database, retention_days=self.retention_days)
+            await sweep_history(self.database, retention_days=self.retention_days, buckets=self.buckets)
             await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
     async def _orphan_secret_loop(self) -> None:
@@ -518,11 +522,12 @@ class DeliveryWorkers:
         self.secrets.close()
 
 
-async def sweep_history(database: Database, *, retention_days: int) -> None:
-    """One round of the workers' retention: the expired history removed."""
+async def sweep_history(database: Database, *, retention_days: int, buckets: Sequence[token_buckets.Limit]) -> None:
+    """One round of the workers' retention: the expired history removed, and the token bucket rows
+    as good as absent."""
     try:
         cutoff = await retention.cutoff(database, keep=timedelta(days=retention_days))
-        swept = await retention.sweep(database, cutoff=cutoff)
+        swept = await retention.sweep(database, cutoff=cutoff, buckets=buckets)
         if swept.dropped or swept.deleted:
             log.info("retention sweep", extra={"swept": swept, "cutoff": cutoff.isoformat()})
     except Exception:

@@ -279,7 +279,9 @@ async def test_a_process_whose_clock_runs_ahead_neither_drops_nor_makes_weeks_by
     async with opened(own_database) as db:
         this_week = await tables(db)
         await partitions.ensure(db)
-        await app.sweep_history(db, retention_days=30)
+        await app.sweep_history(
+            db, retention_days=30, buckets=retention.bucket_limits(inbound_per_second=50.0, inbound_burst=100)
+        )
         after = await tables(db)
 
     assert after == this_week  # this week and the two after it, by the database's clock
@@ -394,3 +396,51 @@ async def test_each_batch_reaches_the_old_rows_of_the_default_partitions_by_inde
 
     assert {name for name, _ in scans} == {table.default_partition for table in partitions.TABLES}
     assert [scan for scan in scans if scan[1] == "Seq Scan"] == []
+
+
+async def test_bucket_rows_as_good_as_absent_go_and_the_others_stay(own_database) -> None:
+    # A missing row is a full bucket (token_buckets.take); so is a row refilled to its burst. A row
+    # of a webhook that no longer exists is taken from by nothing.
+    await migrate.upgrade(own_database)
+    rate, burst = 1.0, 100
+    async with opened(own_database) as db:
+        inbound = await webhook(db, TENANT, inbound=True)
+        outbound = await webhook(db, TENANT)
+        gone = "whk_01JGONEGONEGONEGONEGONEGON"
+        rows = {
+            # (table, key): (tokens, seconds since its last write)
+            ("inbound_buckets", inbound): (0.0, 3600.0),  # refilled long since: goes
+            ("inbound_buckets", f"{inbound}:refusals"): (0.0, 0.0),  # drained just now: stays
+            ("inbound_buckets", gone): (0.0, 0.0),  # its webhook is gone: goes
+            ("inbound_buckets", f"{gone}:refusals"): (0.0, 0.0),  # goes with it
+            ("ping_buckets", outbound): (0.0, 0.0),  # drained just now: stays
+            ("ping_buckets", f"{outbound}x"): (0.0, 0.0),  # no such webhook: goes
+        }
+        for (table, key), (tokens, idle) in rows.items():
+            await db.execute(
+                f"INSERT INTO {table} (webhook_id, tokens, updated_at)"
+                " VALUES (%(key)s, %(tokens)s, now() - make_interval(secs => %(idle)s))",
+                {"key": key, "tokens": tokens, "idle": idle},
+            )
+        # Drained an hour ago, refilled to its burst since: as good as absent too.
+        ping_full = await webhook(db, TENANT)
+        await db.execute(
+            "INSERT INTO ping_buckets (webhook_id, tokens, updated_at) VALUES (%(key)s, 0, now() - interval '1 hour')",
+            {"key": ping_full},
+        )
+
+        swept = await retention.sweep(
+            db,
+            cutoff=datetime.now(UTC) - timedelta(days=30),
+            buckets=retention.bucket_limits(inbound_per_second=rate, inbound_burst=burst),
+        )
+        left = {
+            (row[0], row[1])
+            for row in await db.fetch_all(
+                "SELECT 'inbound_buckets', webhook_id FROM inbound_buckets"
+                " UNION ALL SELECT 'ping_buckets', webhook_id FROM ping_buckets"
+            )
+        }
+
+    assert left == {("inbound_buckets", f"{inbound}:refusals"), ("ping_buckets", outbound)}
+    assert swept.deleted == 5

@@ -82,8 +82,8 @@ WHERE id = :id AND direction = '{Direction.INBOUND.value}' AND enabled AND delet
     )
 )
 # A webhook's refusals have a bucket of their own in inbound_buckets, under a key no webhook id can
-# be (ids are a prefix and a ULID, never a colon): what anyone with the callback URL can send
-# unsigned must not spend the tokens of the sender's signed requests.
+# be (ids are a prefix and a ULID, never a colon; store/token_buckets.py): what anyone with the
+# callback URL can send unsigned must not spend the tokens of the sender's signed requests.
 _REFUSALS_BUCKET = "{}:refusals"
 # Any fixed pair's first half: the (class, hash) advisory locks are a key space apart from the
 # single-number locks of the claim, migrations, retention and partitions.

@@ -9,6 +9,9 @@
 - What partitions do not hold goes in small batches of rows, each its own transaction: finished
   rows of the default partitions, and events that are old and that no delivery refers to (so a kept
   delivery keeps its event).
+- Token bucket rows as good as absent (store/token_buckets.py), in batches too: refilled to their
+  burst, or of a webhook that no longer exists. What is full depends on the rate and burst, so the
+  sweeping worker must have the servers' inbound limits (WEBHOOKD_INBOUND_*), as the fleet does.
 
 Only one process sweeps: every transaction starts with the retention try-lock, and while another
 process holds it this one leaves the round (and a week another process dropped since this one listed
@@ -22,15 +25,20 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 from psycopg import sql
 
+from webhookd.domain.pings import PING_BURST, PINGS_PER_SECOND
 from webhookd.domain.statuses import DeliveryStatus
-from webhookd.store import partitions
+from webhookd.store import partitions, token_buckets
 from webhookd.store.database import Connection, Database
+from webhookd.store.sql import compiled
 
 log = logging.getLogger("webhookd.retention")
 
@@ -65,6 +73,26 @@ _BATCHES = (
 )
 
 
+def bucket_limits(*, inbound_per_second: float, inbound_burst: int) -> tuple[token_buckets.Limit, ...]:
+    """Every bucket table with its limits: the inbound ones the settings', SendTestEvent's its own."""
+    return (
+        token_buckets.Limit("inbound_buckets", inbound_per_second, inbound_burst),
+        token_buckets.Limit("ping_buckets", PINGS_PER_SECOND, PING_BURST),
+    )
+
+
+def _forget_buckets(table: str) -> str:
+    # The condition again outside the subquery: a token taken while the DELETE waited for the row's
+    # lock is checked again as committed, where the subquery's answer is the one from before.
+    forgettable = token_buckets.forgettable(rate="per_second")
+    return compiled(
+        sa.text(
+            f"DELETE FROM {table} AS b WHERE {forgettable} AND b.webhook_id IN"
+            f" (SELECT b.webhook_id FROM {table} AS b WHERE {forgettable} LIMIT :batch)"
+        )
+    )
+
+
 class _Skipped(enum.Enum):
     SWEEPING_ELSEWHERE = "another process holds the retention lock"
     TABLE_BUSY = "the table stayed locked longer than lock_timeout"
@@ -77,7 +105,7 @@ class Swept:
 
     dropped: list[str] = field(default_factory=list)  # partitions, each a week of one table
     kept_pending: int = 0  # pending deliveries moved out of dropped weeks into the default partition
-    deleted: int = 0  # rows deleted one by one (default partitions, events)
+    deleted: int = 0  # rows deleted one by one (default partitions, events, token buckets)
 
 
 async def cutoff(database: Database, *, keep: timedelta) -> datetime:
@@ -89,9 +117,16 @@ async def cutoff(database: Database, *, keep: timedelta) -> datetime:
     return at
 
 
-async def sweep(database: Database, *, cutoff: datetime, batch: int = 1000, max_batches: int = 1000) -> Swept:
-    """Removes history older than `cutoff`. Row batches stop after `max_batches` per table so one
-    round stays bounded; the next round continues."""
+async def sweep(
+    database: Database,
+    *,
+    cutoff: datetime,
+    buckets: Sequence[token_buckets.Limit] = (),
+    batch: int = 1000,
+    max_batches: int = 1000,
+) -> Swept:
+    """Removes history older than `cutoff`, and the rows of `buckets` as good as absent. Row batches
+    stop after `max_batches` per table so one round stays bounded; the next round continues."""
     swept = Swept()
     existing = await database.run(partitions.partitions_of)
     for table in partitions.TABLES:
@@ -109,9 +144,13 @@ async def sweep(database: Database, *, cutoff: datetime, batch: int = 1000, max_
                 continue
             swept.dropped.append(name)
             swept.kept_pending += outcome
-    for statement in _BATCHES:
+    batches: list[tuple[str, Mapping[str, Any]]] = [(statement, {"cutoff": cutoff}) for statement in _BATCHES]
+    batches += [
+        (_forget_buckets(limit.table), {"per_second": limit.per_second, "burst": limit.burst}) for limit in buckets
+    ]
+    for statement, values in batches:
         for _ in range(max_batches):
-            deleted = await _delete_batch(database, statement, cutoff=cutoff, batch=batch)
+            deleted = await _delete_batch(database, statement, values, batch=batch)
             if deleted is None:
                 return swept
             swept.deleted += deleted
@@ -164,12 +203,12 @@ async def _drop_partition(database: Database, table: partitions.PartitionedTable
     return await database.run(drop)
 
 
-async def _delete_batch(database: Database, statement: str, *, cutoff: datetime, batch: int) -> int | None:
+async def _delete_batch(database: Database, statement: str, values: Mapping[str, Any], *, batch: int) -> int | None:
     """One batch in a transaction of its own; None when another process is sweeping."""
 
     async def delete(connection: Connection) -> int | None:
         if not await _locked(connection):
             return None
-        return (await connection.execute(statement, {"cutoff": cutoff, "batch": batch})).rowcount
+        return (await connection.execute(statement, {**values, "batch": batch})).rowcount
 
     return await database.transaction(delete)
