@@ -244,6 +244,9 @@ def run_worker(settings: Settings) -> int:
     """The delivery pool, and /metrics, /healthz and /readyz on WEBHOOKD_METRICS_ADDR when set."""
 
     async def start(running: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+        # Servers and `serve` migrate as they start; a worker alone finds the schema as its release
+        # left it, or refuses: its queries are written for that schema and no other.
+        await started("database schema", lambda: migrate.check_newest(backends.database_url))
         metrics = Metrics()
         workers = app.DeliveryWorkers(settings, backends, metrics=metrics)
         await started("delivery workers", workers.start)
