@@ -444,3 +444,40 @@ async def test_bucket_rows_as_good_as_absent_go_and_the_others_stay(own_database
 
     assert left == {("inbound_buckets", f"{inbound}:refusals"), ("ping_buckets", outbound)}
     assert swept.deleted == 5
+
+
+async def test_a_bucket_row_a_token_is_taken_from_while_its_batch_waits_stays(own_database) -> None:
+    await migrate.upgrade(own_database)
+    limits = retention.bucket_limits(inbound_per_second=1.0, inbound_burst=100)
+    async with opened(own_database) as db:
+        inbound = await webhook(db, TENANT, inbound=True)
+        await db.execute(
+            "INSERT INTO inbound_buckets (webhook_id, tokens, updated_at)"
+            " VALUES (%(id)s, 0, now() - interval '1 hour')",  # refilled long since
+            {"id": inbound},
+        )
+        async with await psycopg.AsyncConnection.connect(conninfo(own_database)) as taker:
+            # A token taken from the full bucket, its transaction still open: the row is locked.
+            await taker.execute(
+                "UPDATE inbound_buckets SET tokens = 99, updated_at = clock_timestamp() WHERE webhook_id = %(id)s",
+                {"id": inbound},
+            )
+            sweeping = asyncio.create_task(
+                retention.sweep(db, cutoff=datetime.now(UTC) - timedelta(days=30), buckets=limits)
+            )
+            for _ in range(500):
+                row = await db.fetch_one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE NOT l.granted AND a.datname = current_database()"
+                )
+                if row and row[0]:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the sweep never waited for the bucket's row")
+            await taker.commit()
+            swept = await sweeping
+        left = await db.fetch_all("SELECT webhook_id, tokens FROM inbound_buckets")
+
+    assert left == [(inbound, 99.0)]
+    assert swept.deleted == 0
