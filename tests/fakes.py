@@ -49,7 +49,7 @@ from webhookd.domain.events import (
     same_event,
 )
 from webhookd.domain.events import StoredEvent as PublishedEvent
-from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter, LogPosition
+from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter, LogPosition, LogRead
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt, Stored
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
@@ -593,13 +593,13 @@ class FakeHistory:
 
     async def read_log(
         self, scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, limit: int
-    ) -> list[LogEntry]:
+    ) -> LogRead[LogEntry]:
         entries = [row.entry for row in self.log if scope.owns(row.tenant_id, row.app_id) and _logged(row.entry, query)]
         if after is not None:
             entries = [entry for entry in entries if entry.position > after]
         elif since is not None:
             entries = [entry for entry in entries if entry.occurred_at >= since]
-        return sorted(entries, key=lambda entry: entry.position)[:limit]
+        return LogRead(sorted(entries, key=lambda entry: entry.position)[:limit])
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int
@@ -901,7 +901,7 @@ class FakeInbound:
 
     async def read(
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int
-    ) -> list[InboundEvent]:
+    ) -> LogRead[InboundEvent]:
         found = [
             _inbound_event(stored)
             for stored in self.receipts
@@ -910,7 +910,7 @@ class FakeInbound:
             and webhook_id in (None, stored.target.webhook_id)
             and (after is None or stored.position > after)
         ]
-        return sorted(found, key=lambda event: event.position)[:limit]
+        return LogRead(sorted(found, key=lambda event: event.position)[:limit])
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
         return self.consumers.get((scope.tenant_id, scope.app_id or "", name))

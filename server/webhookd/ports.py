@@ -28,7 +28,7 @@ from webhookd.domain.deliveries import (
 )
 from webhookd.domain.event_catalog import EventType, EventTypeSpec
 from webhookd.domain.events import EventFilter, NewEvent, Published, StoredEvent
-from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.history import LogEntry, LogFilter, LogPosition, LogRead
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt, Stored
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange
@@ -204,8 +204,9 @@ class EventRepository(Protocol):
 class HistoryRepository(Protocol):
     async def read_log(
         self, scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, limit: int
-    ) -> list[LogEntry]:
-        """Settled log entries after `after` (or from `since`) in position order."""
+    ) -> LogRead[LogEntry]:
+        """Settled log entries after `after` (or from `since`) in position order, and whether one
+        was held back."""
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int
@@ -235,8 +236,8 @@ class InboundRepository(Protocol):
 
     async def read(
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int
-    ) -> list[InboundEvent]:
-        """Settled accepted receipts after `after` in position order."""
+    ) -> LogRead[InboundEvent]:
+        """Settled accepted receipts after `after` in position order, and whether one was held back."""
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None: ...
 

@@ -67,9 +67,11 @@ async def test_0007_partitions_existing_history_keeping_every_row_readable(own_d
     async with opened(own_database) as db:
         where = {delivery_id: await partition_of(db, "deliveries", "id", delivery_id) for delivery_id, _ in made}
         imported = await partition_of(db, "deliveries", "id", "dlv_imported")
-        log_after = await HistoryStore(db).read_log(Scope(TENANT), LogFilter(), after=None, since=None, limit=100)
+        log_after = (
+            await HistoryStore(db).read_log(Scope(TENANT), LogFilter(), after=None, since=None, limit=100)
+        ).entries
         oldest, oldest_attempts = await HistoryStore(db).get_delivery(Scope(TENANT), made[0][0])
-        receipts = await InboundStore(db).read(Scope(TENANT), webhook_id=inbound, after=None, limit=10)
+        receipts = (await InboundStore(db).read(Scope(TENANT), webhook_id=inbound, after=None, limit=10)).entries
         retried = await InboundStore(db).record(target, receipt("msg_0", now), rate_per_second=1.0, burst=100)
         _, next_seq = await attempt(db, TENANT, outbound, made[0][0], now)
 

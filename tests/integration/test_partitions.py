@@ -45,7 +45,7 @@ async def settled_log(history: HistoryStore, scope: Scope, *, count: int) -> lis
     """The scope's log once `count` lines are readable (a line waits for older transactions anywhere)."""
     deadline = time.monotonic() + 10
     while True:
-        entries = await history.read_log(scope, LogFilter(), after=None, since=None, limit=count + 1)
+        entries = (await history.read_log(scope, LogFilter(), after=None, since=None, limit=count + 1)).entries
         if len(entries) >= count or time.monotonic() > deadline:
             return entries
         await asyncio.sleep(0.05)
@@ -110,10 +110,10 @@ async def test_the_log_reads_in_order_across_a_week_boundary(own_database) -> No
         one_at_a_time = []
         position = None
         for _ in range(len(written)):
-            [entry] = await history.read_log(scope, LogFilter(), after=position, since=None, limit=1)
+            [entry] = (await history.read_log(scope, LogFilter(), after=position, since=None, limit=1)).entries
             one_at_a_time.append(entry)
             position = entry.position
-        rest = await history.read_log(scope, LogFilter(), after=position, since=None, limit=10)
+        rest = (await history.read_log(scope, LogFilter(), after=position, since=None, limit=10)).entries
 
     assert [(entry.position.txid, entry.position.seq) for entry in everything] == written
     assert [entry.delivery_id for entry in everything] == ["dlv_0", "dlv_1", "dlv_2", "dlv_3"]

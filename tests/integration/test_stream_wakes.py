@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from cpod.integration.v1 import operations_pb2 as ops
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from test_delivery_log_stream import insert_attempts
@@ -89,5 +90,54 @@ async def test_a_tenants_attempt_wakes_none_of_another_tenants_followers(
         assert reads[quiet.tenant_id] == before + 1
     finally:
         for stream in (busy_stream, quiet_stream):
+            if stream is not None:
+                await stream.close()
+
+
+async def test_an_idle_follower_reads_again_only_while_an_entry_is_held_back(
+    service, channel, database, monkeypatch
+) -> None:
+    """Every follower re-read the log each second in case an entry was held back behind a running
+    transaction: 200 idle streams ran ~190 reads a second. Now only a follower whose last read held
+    an entry back re-reads, and that entry still arrives, unannounced, once the transaction ends."""
+    monkeypatch.setattr(tailing, "RECHECK_SECONDS", 0.05)
+    store = service.core.history._store
+    reads: dict[str, int] = {}
+    read_log = store.read_log
+
+    async def counted(scope: Any, *args: Any, **kwargs: Any) -> Any:
+        reads[scope.tenant_id] = reads.get(scope.tenant_id, 0) + 1
+        return await read_log(scope, *args, **kwargs)
+
+    monkeypatch.setattr(store, "read_log", counted)
+    idle, held = make_caller(channel, subject="person_1"), make_caller(channel, subject="person_1")
+    held_stream = Tail(held.DeliveryLog(pb.DeliveryLogRequest(follow=True)))
+    idle_stream: Tail | None = None
+    try:
+        await until(lambda: reads.get(held.tenant_id, 0) >= 1)
+        # Heard live, the listener is up: the idle stream's subscription wakes it for nothing.
+        async with database.engine.begin() as connection:
+            first = await insert_attempts(connection, held.tenant_id)
+        database.notify(Topic.ATTEMPTS, held.tenant_id)
+        await held_stream.wait_for(1)
+        idle_stream = Tail(idle.DeliveryLog(pb.DeliveryLogRequest(follow=True)))
+        await until(lambda: reads.get(idle.tenant_id, 0) >= 1)  # its backlog
+        async with database.engine.connect() as other:
+            unrelated = await other.begin()
+            await other.execute(sa.text("SELECT pg_current_xact_id()"))  # older than the entry: holds it back
+            async with database.engine.begin() as connection:
+                written = await insert_attempts(connection, held.tenant_id)
+            reads_before = reads[held.tenant_id]
+            database.notify(Topic.ATTEMPTS, held.tenant_id)
+            # Woken, then re-reading for as long as the entry is held back.
+            await until(lambda: reads[held.tenant_id] >= reads_before + 10)
+            assert len(held_stream.entries) == 1
+            idle_reads = reads[idle.tenant_id]
+            await unrelated.commit()  # no notification: nothing of the log was written
+
+        assert [entry.delivery_id for entry in await held_stream.wait_for(2)] == [*first, *written]
+        assert idle_reads == 1  # its backlog only
+    finally:
+        for stream in (held_stream, idle_stream):
             if stream is not None:
                 await stream.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.statuses import LogKind, Outcome
@@ -22,6 +22,20 @@ def server_shutting_down() -> Unavailable:
     return Unavailable(
         "the server is shutting down: open the stream again after the last cursor", retry_after_seconds=1
     )
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead(Generic[T]):
+    """One read of a log (attempts, inbound receipts): its settled entries in position order, and
+    whether an entry it would have returned was held back because a transaction older than it is
+    still running. Only then can an entry appear behind the reader with no notification to announce
+    it (that older transaction need not write to the log): a follower re-reads until it passes."""
+
+    entries: list[T]
+    held_back: bool = False
 
 
 class LogPosition(NamedTuple):

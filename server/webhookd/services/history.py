@@ -8,7 +8,7 @@ from datetime import datetime
 from webhookd.domain import event_types, page_tokens
 from webhookd.domain.deliveries import MAX_RECOVER_WINDOW, Delivery, DeliveryFilter, DeliveryPage
 from webhookd.domain.errors import FieldViolation, Invalid
-from webhookd.domain.history import LogEntry, LogFilter, LogPosition
+from webhookd.domain.history import LogEntry, LogFilter, LogPosition, LogRead
 from webhookd.domain.inbound import consumer_name
 from webhookd.domain.lifecycle import LifecycleChange, recovered_reason
 from webhookd.domain.log_cursors import DELIVERY_LOG, LogCursors
@@ -87,7 +87,7 @@ class History:
         elif consumer is not None:
             after = await self._consumers.position(scope, consumer)
 
-        async def read(position: LogPosition | None, limit: int) -> list[LogEntry]:
+        async def read(position: LogPosition | None, limit: int) -> LogRead[LogEntry]:
             return await self._store.read_log(scope, query, after=position, since=since, limit=limit)
 
         async with self._stream_slots.hold(scope.tenant_id) as closing:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 
 from webhookd.domain import ids, signing
 from webhookd.domain.errors import NotFound, ResourceExhausted, Unauthenticated, Unavailable
-from webhookd.domain.history import LogPosition
+from webhookd.domain.history import LogPosition, LogRead
 from webhookd.domain.inbound import (
     InboundEvent,
     InboundTarget,
@@ -172,7 +172,7 @@ class Inbound:
         elif consumer is not None:
             after = await self._store.consumer_position(scope, consumer)
 
-        async def read(position: LogPosition | None, limit: int) -> list[InboundEvent]:
+        async def read(position: LogPosition | None, limit: int) -> LogRead[InboundEvent]:
             return await self._store.read(scope, webhook_id=webhook_id, after=position, limit=limit)
 
         async with self._stream_slots.hold(scope.tenant_id) as closing:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from webhookd.domain.errors import ResourceExhausted
-from webhookd.domain.history import LogPosition, server_shutting_down
+from webhookd.domain.history import LogPosition, LogRead, server_shutting_down
 from webhookd.observability.metrics import StreamMetrics
 from webhookd.ports import Notifications, StreamLeases, Topic
 
@@ -17,7 +17,8 @@ T = TypeVar("T")
 # Entries held per stream at once: the next batch is read only when this one is sent, so a slow
 # reader slows its own reads instead of growing a buffer.
 BATCH = 200
-# Rows held back behind a still-running transaction need no NOTIFY to become readable: re-check.
+# Rows held back behind a still-running transaction need no NOTIFY to become readable: a follower
+# whose last read held some back re-checks this often (an idle one waits for a notification).
 RECHECK_SECONDS = 1.0
 
 
@@ -58,7 +59,7 @@ class StreamSlots:
 
 
 async def tail(
-    read: Callable[[LogPosition | None, int], Awaitable[list[T]]],
+    read: Callable[[LogPosition | None, int], Awaitable[LogRead[T]]],
     position_of: Callable[[T], LogPosition],
     *,
     after: LogPosition | None,
@@ -77,18 +78,28 @@ async def tail(
                 raise server_shutting_down()
             yield entry
         return
+    held_back = False
+
+    async def read_noting_held_back(position: LogPosition | None, limit: int) -> LogRead[T]:
+        nonlocal held_back
+        result = await read(position, limit)
+        held_back = result.held_back  # the backlog's last read is the one that counts
+        return result
+
     # Subscribed before the first read: a notification between a read and the wait is never missed.
     async with notifications.subscribe(topic, key) as wake:
         position = after
         while True:
             wake.clear()
-            async for entry in _backlog(read, position_of, position):
+            async for entry in _backlog(read_noting_held_back, position_of, position):
                 if closing.is_set():
                     raise server_shutting_down()
                 position = position_of(entry)
                 yield entry
+            # Otherwise every entry still to come is announced: its writer notifies once it commits.
+            recheck = RECHECK_SECONDS if held_back else None
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RECHECK_SECONDS):
+                async with asyncio.timeout(recheck):
                     await _first_set(wake, closing)
             if closing.is_set():
                 raise server_shutting_down()
@@ -105,13 +116,13 @@ async def _first_set(*events: asyncio.Event) -> None:
 
 
 async def _backlog(
-    read: Callable[[LogPosition | None, int], Awaitable[list[T]]],
+    read: Callable[[LogPosition | None, int], Awaitable[LogRead[T]]],
     position_of: Callable[[T], LogPosition],
     after: LogPosition | None,
 ) -> AsyncIterator[T]:
     """Batch by batch; a full batch starts the read of the next before its entries are sent, so the
     database works while the reader is served (one read ahead at most: the batch bound holds)."""
-    entries = await read(after, BATCH)
+    entries = (await read(after, BATCH)).entries
     while True:
         ahead = asyncio.ensure_future(read(position_of(entries[-1]), BATCH)) if len(entries) == BATCH else None
         try:
@@ -124,7 +135,7 @@ async def _backlog(
             raise
         if ahead is None:
             return
-        entries = await ahead
+        entries = (await ahead).entries
         if not entries:
             return
 

@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from webhookd.domain.deliveries import Delivery, DeliveryFilter
 from webhookd.domain.errors import FailedPrecondition, NotFound
 from webhookd.domain.event_types import WILDCARD
-from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter, LogPosition
+from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter, LogPosition, LogRead
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.store.database import Connection, Database
-from webhookd.store.sql import SETTLED_TXID, TEXT_ARRAY, compiled, param, scope_params, scoped
+from webhookd.store.sql import TEXT_ARRAY, compiled, param, scope_params, scoped, settled_and_held_back, settled_read
 from webhookd.store.tables import attempts, deliveries, events, webhooks
 
 RECOVER_BATCH = 1000
@@ -204,7 +204,7 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
 
 @functools.cache
 def _log_statement(filters: frozenset[str]) -> str:
-    conditions: list[sa.ColumnElement[bool]] = [scoped(attempts), attempts.c.txid < SETTLED_TXID]
+    conditions: list[sa.ColumnElement[bool]] = [scoped(attempts)]
     if "webhook_id" in filters:
         conditions.append(attempts.c.webhook_id == param("webhook_id"))
     if "kinds" in filters:
@@ -220,9 +220,7 @@ def _log_statement(filters: frozenset[str]) -> str:
         conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
     elif "since" in filters:
         conditions.append(attempts.c.occurred_at >= param("since"))
-    return compiled(
-        sa.select(*_LOG_COLUMNS).where(*conditions).order_by(attempts.c.txid, attempts.c.seq).limit(param("limit"))
-    )
+    return settled_and_held_back(sa.select(*_LOG_COLUMNS).where(*conditions), attempts)
 
 
 @functools.cache
@@ -270,7 +268,7 @@ class HistoryStore:
         after: LogPosition | None,
         since: datetime | None,
         limit: int,
-    ) -> list[LogEntry]:
+    ) -> LogRead[LogEntry]:
         values: dict[str, Any] = scope_params(scope) | {"limit": limit} | event_type_params(query.event_types)
         if query.webhook_id is not None:
             values["webhook_id"] = query.webhook_id
@@ -282,8 +280,10 @@ class HistoryStore:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
         elif since is not None:
             values["since"] = since
-        rows = await self._db.fetch_all(_log_statement(_filters(values)), values, generic_plan=True)
-        return [log_entry(row) for row in rows]
+        rows, held_back = settled_read(
+            await self._db.fetch_all(_log_statement(_filters(values)), values, generic_plan=True)
+        )
+        return LogRead([log_entry(row) for row in rows], held_back)
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from webhookd.domain import ids
-from webhookd.domain.history import LogPosition
+from webhookd.domain.history import LogPosition, LogRead
 from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt, Stored
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import Outcome, ReceiptStatus
@@ -31,13 +31,14 @@ from webhookd.domain.webhooks import Direction, SignatureScheme
 from webhookd.store import token_buckets
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.sql import (
-    SETTLED_TXID,
     acknowledgeable,
     compiled,
     param,
     refuse_unacknowledgeable,
     scope_params,
     scoped,
+    settled_and_held_back,
+    settled_read,
     storable_text,
 )
 from webhookd.store.tables import inbound_consumers, inbound_events
@@ -139,17 +140,14 @@ _EVENT_COLUMNS = (
     inbound_events.c.body,
     inbound_events.c.received_at,
 )
-_READ_CONDITIONS = (scoped(inbound_events), inbound_events.c.status == _ACCEPTED, inbound_events.c.txid < SETTLED_TXID)
+_READ_CONDITIONS = (scoped(inbound_events), inbound_events.c.status == _ACCEPTED)
 _AFTER = sa.tuple_(inbound_events.c.txid, inbound_events.c.seq) > sa.tuple_(
     param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger)
 )
-_ORDER = (inbound_events.c.txid, inbound_events.c.seq)
 
 
 def _read(*conditions: sa.ColumnElement[bool]) -> str:
-    return compiled(
-        sa.select(*_EVENT_COLUMNS).where(*_READ_CONDITIONS, *conditions).order_by(*_ORDER).limit(param("limit"))
-    )
+    return settled_and_held_back(sa.select(*_EVENT_COLUMNS).where(*_READ_CONDITIONS, *conditions), inbound_events)
 
 
 _WEBHOOK = inbound_events.c.webhook_id == param("webhook_id")
@@ -267,12 +265,13 @@ class InboundStore:
 
     async def read(
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int
-    ) -> list[InboundEvent]:
+    ) -> LogRead[InboundEvent]:
         values: dict[str, Any] = scope_params(scope) | {"limit": limit, "webhook_id": webhook_id}
         if after is not None:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
         statement = _READS[(webhook_id is not None, after is not None)]
-        return [_event(row) for row in await self._db.fetch_all(statement, values, generic_plan=True)]
+        rows, held_back = settled_read(await self._db.fetch_all(statement, values, generic_plan=True))
+        return LogRead([_event(row) for row in rows], held_back)
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
         row = await self._db.fetch_one(_CONSUMER_POSITION, _consumer_keys(scope, name))

@@ -10,7 +10,7 @@ SQLAlchemy's runtime; a compiled string costs nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -73,6 +73,26 @@ def scope_params(scope: Scope) -> dict[str, Any]:
 # inbound receipts) only up to here in (txid, seq) order means no row can later appear behind a
 # reader's position.
 SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+
+def settled_and_held_back(entries: sa.Select[Any], log: sa.Table) -> str:
+    """`entries` (a read of `log`, attempts or inbound receipts) up to the settled end in (txid, seq)
+    order, `limit` of them, each with a last column false; and the first entry past that end, if any,
+    with a last column true, so the reader knows one was held back (`LogRead`). One statement, so
+    both parts see one snapshot: judged in another, the end may have moved, and an entry settled in
+    between would be neither read nor reported held back."""
+    order = (log.c.txid, log.c.seq)
+    settled = entries.add_columns(sa.false()).where(log.c.txid < SETTLED_TXID).order_by(*order)
+    held_back = entries.add_columns(sa.true()).where(log.c.txid >= SETTLED_TXID).order_by(*order).limit(1)
+    return compiled(sa.union_all(settled.limit(param("limit")), held_back))
+
+
+def settled_read(rows: Sequence[Sequence[Any]]) -> tuple[list[Sequence[Any]], bool]:
+    """The rows of a `settled_and_held_back` statement: the settled ones without their last column
+    (in order: the branches' rows are told apart by it, not by where they come), and whether one
+    was held back."""
+    settled = [row[:-1] for row in rows if not row[-1]]
+    return settled, len(settled) < len(rows)
 
 
 def acknowledgeable(log: sa.Table, *entry_conditions: sa.ColumnElement[bool]) -> str:
