@@ -5,17 +5,21 @@ on each attempt written anywhere, and 200 open streams (10 tenants at the cap) u
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from cpod.integration.v1 import operations_pb2 as ops
+from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from history_rows import receipt
 from test_delivery_log_stream import insert_attempts
 from webhook_calls import create_webhook
 
 from log_streams import Tail, until
 from support import make_caller
+from webhookd.domain.scope import Scope
 from webhookd.domain.topics import Topic
 from webhookd.services import tailing
 from webhookd.store.notifications import PostgresNotifications
@@ -141,3 +145,25 @@ async def test_an_idle_follower_reads_again_only_while_an_entry_is_held_back(
         for stream in (held_stream, idle_stream):
             if stream is not None:
                 await stream.close()
+
+
+async def test_an_inbound_read_says_when_it_held_a_receipt_back(service, channel, database) -> None:
+    """StreamInboundEvents re-reads on the same word: a receipt behind a running transaction is reported."""
+    caller = make_caller(channel, subject="person_1")
+    created = await caller.CreateWebhook(
+        pb.CreateWebhookRequest(webhook=wpb.Webhook(name="in", direction=wpb.DIRECTION_INBOUND))
+    )
+    store = service.core.inbound._store
+    target = await store.target(created.webhook.id)
+    assert target is not None
+    scope = Scope(caller.tenant_id)
+    async with database.engine.connect() as other:
+        unrelated = await other.begin()
+        await other.execute(sa.text("SELECT pg_current_xact_id()"))  # older than the receipt: holds it back
+        stored = await store.record(target, receipt("msg_1", datetime.now(UTC)), rate_per_second=1.0, burst=10)
+        held = await store.read(scope, webhook_id=None, after=None, limit=10)
+        await unrelated.commit()
+    settled = await store.read(scope, webhook_id=None, after=None, limit=10)
+
+    assert (held.entries, held.held_back) == ([], True)
+    assert ([event.id for event in settled.entries], settled.held_back) == ([stored.receipt_id], False)
