@@ -98,6 +98,7 @@ async def backlog(source: Source, after: LogPosition | None = None) -> list[LogP
 def only_notifications_wake(monkeypatch: pytest.MonkeyPatch) -> None:
     """No periodic re-check: a follower that reads again was woken by a notification."""
     monkeypatch.setattr(tailing, "RECHECK_SECONDS", 3600.0)
+    monkeypatch.setattr(tailing, "IDLE_RECHECK_SECONDS", 3600.0)
 
 
 @pytest.mark.parametrize(("size", "reads"), [(0, 1), (BATCH - 1, 1), (2 * BATCH, 3), (2 * BATCH + 50, 3)])
@@ -203,6 +204,7 @@ async def test_a_follower_rechecks_for_an_entry_held_back_until_it_is_streamed(m
 async def test_an_idle_follower_reads_again_only_when_woken_or_held_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """200 idle follow streams re-reading every second cost ~190 queries/s for nothing."""
     monkeypatch.setattr(tailing, "RECHECK_SECONDS", 0.01)
+    monkeypatch.setattr(tailing, "IDLE_RECHECK_SECONDS", 3600.0)
     notifications = FakeNotifications()
     idle, held = Source(1), Source(1)
     held.hold_back()
@@ -218,6 +220,21 @@ async def test_an_idle_follower_reads_again_only_when_woken_or_held_back(monkeyp
     assert idle_reads == 1
     await idle_follower.close()
     await held_follower.close()
+
+
+async def test_an_idle_follower_gets_an_entry_whose_notification_was_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its writer was killed between COMMIT and the NOTIFY it sends after: nothing wakes the follower."""
+    monkeypatch.setattr(tailing, "RECHECK_SECONDS", 3600.0)
+    monkeypatch.setattr(tailing, "IDLE_RECHECK_SECONDS", 0.01)
+    notifications = FakeNotifications()
+    source = Source(1)
+    follower = follow(source, notifications)
+    assert await follower.read(1) == source.entries
+
+    source.append()  # committed, never notified
+
+    assert await follower.read(2) == source.entries
+    await follower.close()
 
 
 async def test_a_follower_stops_listening_when_its_caller_goes_away() -> None:
