@@ -25,7 +25,7 @@ import grpc
 import psutil
 import pytest
 from aiohttp import web
-from backends import in_thread
+from backends import FaultyOpenBao, FaultyPostgres, in_thread
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import duration_pb2, struct_pb2
@@ -200,6 +200,38 @@ def rotation(webhook_id: str, overlap_seconds: int | None) -> pb.RotateWebhookSe
     return pb.RotateWebhookSecretRequest(id=webhook_id, overlap=duration_pb2.Duration(seconds=overlap_seconds))
 
 
+async def frozen_at_its_write(
+    gate: VaultGate, process: FaultyPostgres | FaultyOpenBao, webhook_id: str, call: Callable[[], Awaitable[object]]
+) -> Calls:
+    """`call`, with `process` frozen when the webhook's secret-record write reaches the gate, and thawed
+    once the call has answered."""
+    gate.arm(webhook_id, lambda: in_thread(process.freeze))
+    during = Calls()
+    try:
+        await during.make(call)
+    finally:
+        await in_thread(process.thaw)
+    return during
+
+
+async def delivered_rotated_delivered(
+    caller: AuthedStub, receiver: Receiver, webhook_id: str, name: str, overlap_seconds: int | None
+) -> tuple[Received, pb.RotateWebhookSecretResponse, Received]:
+    """A delivery after the fault, a rotation once one succeeds, and a delivery after it."""
+    first = await delivered_to(caller, receiver, webhook_id, name)
+    rotated = await once_ok(lambda: caller.RotateWebhookSecret(rotation(webhook_id, overlap_seconds)), "a rotation")
+    assert isinstance(rotated, pb.RotateWebhookSecretResponse)
+    second = await delivered_to(caller, receiver, webhook_id, name)
+    return first, rotated, second
+
+
+async def row_and_record(
+    backends: FaultBackends, database: Database, webhook_id: str
+) -> tuple[dict[str, object], dict[str, str]]:
+    """The webhook's row (its lease and fingerprint) and its secret record in Vault."""
+    return await lease_of(database, webhook_id), await vault_record(backends, database, webhook_id)
+
+
 @pytest.mark.parametrize("overlap_seconds", [0, None])
 async def test_a_rotation_whose_write_openbao_carries_out_after_answering_unavailable_changes_no_signature(
     fault_backends: FaultBackends,
@@ -216,22 +248,15 @@ async def test_a_rotation_whose_write_openbao_carries_out_after_answering_unavai
         created = await create(caller, receiver, name)
         webhook_id = created.webhook.id
 
-        gate.arm(webhook_id, lambda: in_thread(openbao.freeze))
-        during = Calls()
-        try:
-            await during.make(lambda: caller.RotateWebhookSecret(rotation(webhook_id, overlap_seconds)))
-        finally:
-            await in_thread(openbao.thaw)
+        during = await frozen_at_its_write(
+            gate, openbao, webhook_id, lambda: caller.RotateWebhookSecret(rotation(webhook_id, overlap_seconds))
+        )
         assert gate.struck.is_set(), "the rotation never wrote the record"
         await asyncio.wait_for(gate.write_answered.wait(), CALL_DEADLINE_SECONDS)  # OpenBao carried it out
         after_call = await lease_of(database, webhook_id)
 
-        first = await delivered_to(caller, receiver, webhook_id, name)
-        rotated = await once_ok(lambda: caller.RotateWebhookSecret(rotation(webhook_id, overlap_seconds)), "a rotation")
-        assert isinstance(rotated, pb.RotateWebhookSecretResponse)
-        second = await delivered_to(caller, receiver, webhook_id, name)
-    row = await lease_of(database, webhook_id)
-    stored = await vault_record(fault_backends, database, webhook_id)
+        first, rotated, second = await delivered_rotated_delivered(caller, receiver, webhook_id, name, overlap_seconds)
+    row, stored = await row_and_record(fault_backends, database, webhook_id)
 
     record(
         f"openbao SIGSTOP at a rotation's write (overlap {overlap_seconds})",
@@ -261,12 +286,7 @@ async def test_a_credential_whose_write_openbao_carries_out_after_answering_unav
         webhook_id = (await create(caller, receiver, name)).webhook.id
         await credential("Bearer first")()
 
-        gate.arm(webhook_id, lambda: in_thread(openbao.freeze))
-        during = Calls()
-        try:
-            await during.make(credential("Bearer second"))
-        finally:
-            await in_thread(openbao.thaw)
+        during = await frozen_at_its_write(gate, openbao, webhook_id, credential("Bearer second"))
         assert gate.struck.is_set(), "the change never wrote the record"
         await asyncio.wait_for(gate.write_answered.wait(), CALL_DEADLINE_SECONDS)
         after_call = await lease_of(database, webhook_id)
@@ -296,20 +316,13 @@ async def test_a_rotation_whose_commit_postgres_does_not_answer_hands_out_nothin
         created = await create(caller, receiver, name)
         webhook_id = created.webhook.id
 
-        gate.arm(webhook_id, lambda: in_thread(postgres.freeze))
-        during = Calls()
-        try:
-            await during.make(lambda: caller.RotateWebhookSecret(rotation(webhook_id, None)))
-        finally:
-            await in_thread(postgres.thaw)
+        during = await frozen_at_its_write(
+            gate, postgres, webhook_id, lambda: caller.RotateWebhookSecret(rotation(webhook_id, None))
+        )
         assert gate.struck.is_set(), "the rotation never wrote the record"
 
-        first = await delivered_to(caller, receiver, webhook_id, name)
-        rotated = await once_ok(lambda: caller.RotateWebhookSecret(rotation(webhook_id, None)), "a rotation")
-        assert isinstance(rotated, pb.RotateWebhookSecretResponse)
-        second = await delivered_to(caller, receiver, webhook_id, name)
-    row = await lease_of(database, webhook_id)
-    stored = await vault_record(fault_backends, database, webhook_id)
+        first, rotated, second = await delivered_rotated_delivered(caller, receiver, webhook_id, name, None)
+    row, stored = await row_and_record(fault_backends, database, webhook_id)
 
     record("postgres SIGSTOP at a rotation's commit", time_to_unavailable_s=during.outcomes[0].seconds)
     assert during.codes() == {"UNAVAILABLE": 1} and during.outcomes[0].retry_info
@@ -358,12 +371,8 @@ async def test_a_server_killed_mid_rotation_hands_out_nothing_that_does_not_sign
         await asyncio.wait_for(gate.write_answered.wait(), CALL_DEADLINE_SECONDS)
         left = await lease_of(database, webhook_id)
 
-        first = await delivered_to(caller, receiver, webhook_id, name)
-        rotated = await once_ok(lambda: caller.RotateWebhookSecret(rotation(webhook_id, overlap_seconds)), "a rotation")
-        assert isinstance(rotated, pb.RotateWebhookSecretResponse)
-        second = await delivered_to(caller, receiver, webhook_id, name)
-    row = await lease_of(database, webhook_id)
-    stored = await vault_record(fault_backends, database, webhook_id)
+        first, rotated, second = await delivered_rotated_delivered(caller, receiver, webhook_id, name, overlap_seconds)
+    row, stored = await row_and_record(fault_backends, database, webhook_id)
 
     record(
         f"server SIGKILL mid-rotation (overlap {overlap_seconds})",

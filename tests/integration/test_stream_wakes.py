@@ -57,10 +57,8 @@ async def test_a_keyed_subscriber_is_woken_by_notifications_naming_its_key_or_no
         await until(tenant_a.is_set)
 
 
-async def test_a_tenants_attempt_wakes_none_of_another_tenants_followers(
-    service, channel, receiver, database, monkeypatch
-) -> None:
-    monkeypatch.setattr(tailing, "RECHECK_SECONDS", 3600.0)  # a follower that reads was woken
+def log_reads_by_tenant(service: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many times the delivery log was read for each tenant from now on."""
     store = service.core.history._store
     reads: dict[str, int] = {}
     read_log = store.read_log
@@ -70,6 +68,15 @@ async def test_a_tenants_attempt_wakes_none_of_another_tenants_followers(
         return await read_log(scope, *args, **kwargs)
 
     monkeypatch.setattr(store, "read_log", counted)
+    return reads
+
+
+async def test_a_tenants_attempt_wakes_none_of_another_tenants_followers(
+    service, channel, receiver, database, monkeypatch
+) -> None:
+    monkeypatch.setattr(tailing, "RECHECK_SECONDS", 3600.0)  # a follower that reads was woken
+    monkeypatch.setattr(tailing, "IDLE_RECHECK_SECONDS", 3600.0)
+    reads = log_reads_by_tenant(service, monkeypatch)
     quiet, busy = make_caller(channel, subject="person_1"), make_caller(channel, subject="person_1")
     hook = await create_webhook(busy, url=receiver.url, event_types=["*"])
     busy_stream = Tail(busy.DeliveryLog(pb.DeliveryLogRequest(follow=True)))
@@ -105,15 +112,7 @@ async def test_an_idle_follower_reads_again_only_while_an_entry_is_held_back(
     transaction: 200 idle streams ran ~190 reads a second. Now only a follower whose last read held
     an entry back re-reads, and that entry still arrives, unannounced, once the transaction ends."""
     monkeypatch.setattr(tailing, "RECHECK_SECONDS", 0.05)
-    store = service.core.history._store
-    reads: dict[str, int] = {}
-    read_log = store.read_log
-
-    async def counted(scope: Any, *args: Any, **kwargs: Any) -> Any:
-        reads[scope.tenant_id] = reads.get(scope.tenant_id, 0) + 1
-        return await read_log(scope, *args, **kwargs)
-
-    monkeypatch.setattr(store, "read_log", counted)
+    reads = log_reads_by_tenant(service, monkeypatch)
     idle, held = make_caller(channel, subject="person_1"), make_caller(channel, subject="person_1")
     held_stream = Tail(held.DeliveryLog(pb.DeliveryLogRequest(follow=True)))
     idle_stream: Tail | None = None
