@@ -99,8 +99,18 @@ class Gate:
     """Holds back the inserts of one tenant's deliveries until it opens: a publish can be stopped after it
     read its targets and before it commits, so another call's transaction can run in between."""
 
-    def __init__(self, connection: psycopg.AsyncConnection[object]) -> None:
+    def __init__(self, connection: psycopg.AsyncConnection[object], tenant_id: str) -> None:
         self.connection = connection
+        self._tenant_id = tenant_id
+        self._open = False
+
+    async def open(self) -> None:
+        """Lets the held inserts go on. The trigger stays until the block ends: dropping it locks every
+        partition of `deliveries`, and calls still under way would queue behind that (and behind its
+        retries after a deadlock, a second each) past their database timeout."""
+        if not self._open:
+            await self.connection.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self._tenant_id,))
+            self._open = True
 
     async def waiting(self, query_part: str, wait_event: str) -> bool:
         """Whether some backend's statement holding `query_part` is waiting on a lock of `wait_event`."""
@@ -151,10 +161,11 @@ async def delivery_inserts_gated(database_url: str, tenant_id: str) -> AsyncIter
             ).format(trigger, sql.Literal(tenant_id)),
         )
         await connection.execute("SELECT pg_advisory_lock(hashtext(%s))", (tenant_id,))
+        gate = Gate(connection, tenant_id)
         try:
-            yield Gate(connection)
+            yield gate
         finally:
-            await connection.execute("SELECT pg_advisory_unlock(hashtext(%s))", (tenant_id,))
+            await gate.open()
             await trigger_ddl(connection, sql.SQL("DROP TRIGGER {} ON deliveries").format(trigger))
 
 
@@ -171,7 +182,8 @@ async def test_a_resume_between_a_publishs_read_of_the_paused_webhook_and_its_co
         # The resume runs meanwhile: to its end, or until it waits for the publish.
         resuming = asyncio.ensure_future(caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id)))
         await gate.until_waiting("UPDATE webhooks", "transactionid", unless_done=resuming)
-    published, resumed = await publishing, await resuming
+        await gate.open()
+        published, resumed = await publishing, await resuming
 
     # Held or not, the event is not left waiting on a webhook that is no longer paused.
     [row] = await database.rows(STATUSES, w=hook.id)
