@@ -253,7 +253,9 @@ class Service:
         self.metrics.backlog.watch(DeliveryStore(self.core.database, pause_after_failures=0).backlog)
         self.health = health.aio.HealthServicer()
         self.verifier = TokenVerifier(settings)
-        self.interceptor = CallInterceptor(self.verifier, self.metrics.grpc)
+        self.interceptor = CallInterceptor(
+            self.verifier, self.metrics.grpc, stall_seconds=settings.stream_stall_seconds
+        )
         keepalive_ms = round(settings.grpc_keepalive_seconds * 1000)
         self.server = grpc.aio.server(
             interceptors=[self.interceptor],

@@ -91,6 +91,9 @@ class Settings:
     # The gRPC server pings each client with calls open this often and closes its connection when a ping
     # goes unanswered as long: a client whose host vanished gives its streams' places back (app.py).
     grpc_keepalive_seconds: float = 30.0
+    # A stream that can hand its reader nothing for this long ends ABORTED and gives its place back: a
+    # reader alive but not reading would otherwise hold its tenant's place for ever (api/interceptor.py).
+    stream_stall_seconds: float = 60.0
     # The whole of a request (head and body) must arrive within this, or it is answered 408 (http/request_bounds.py).
     http_request_timeout_seconds: float = 60.0
     # Connections an HTTP server process holds at once; past it one is answered 503 (http/request_bounds.py).
@@ -390,6 +393,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         orphan_secret_grace_seconds=_float(env, "WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", 900.0, 0, _YEAR, above=True),
         shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0, 0, _HOUR),
         grpc_keepalive_seconds=_float(env, "WEBHOOKD_GRPC_KEEPALIVE_SECONDS", 30.0, 1, _HOUR),
+        stream_stall_seconds=_float(env, "WEBHOOKD_STREAM_STALL_SECONDS", 60.0, 0, _HOUR, above=True),
         http_request_timeout_seconds=_float(env, "WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", 60.0, 0, _HOUR, above=True),
         http_max_connections=_int(env, "WEBHOOKD_HTTP_MAX_CONNECTIONS", 1000, 1, 1_000_000),
         log_level=_log_level(env),

@@ -29,6 +29,7 @@ from webhookd.api.request_checks import check_request
 from webhookd.auth.context import reset_scope, set_scope
 from webhookd.auth.tokens import TokenVerifier, bearer_token, single_authorization
 from webhookd.domain import errors
+from webhookd.domain.history import reader_stalled
 from webhookd.observability.log_throttle import ThrottledLog
 from webhookd.observability.metrics import GrpcMetrics
 from webhookd.observability.request_ids import REQUEST_ID_HEADER, current_request_id, settle_request_id
@@ -60,9 +61,16 @@ def wants_fresh_read(context: Context) -> bool:
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
-        self, verifier: TokenVerifier, metrics: GrpcMetrics | None = None, *, failures: ThrottledLog | None = None
+        self,
+        verifier: TokenVerifier,
+        metrics: GrpcMetrics | None = None,
+        *,
+        failures: ThrottledLog | None = None,
+        stall_seconds: float = 60.0,
     ) -> None:
+        """stall_seconds: how long a stream may wait to hand its reader one response before it ends."""
         self._verifier = verifier
+        self._stall_seconds = stall_seconds
         self._metrics = metrics
         self._failures = failures or ThrottledLog(log)
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
@@ -100,7 +108,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: Context) -> None:
                 async with self._call(method, request, context, authenticate=authenticate) as caller_token:
-                    writing = _write_all(stream_behaviour(request, context), context)
+                    writing = _write_all(stream_behaviour(request, context), context, self._stall_seconds)
                     await _within_token(caller_token, self._verifier, writing)
 
             return grpc.unary_stream_rpc_method_handler(
@@ -226,12 +234,20 @@ async def _end_now_when_refused(verifier: TokenVerifier, token: str, deadline: a
     deadline.reschedule(asyncio.get_running_loop().time())
 
 
-async def _write_all(result: Any, context: Context) -> None:
+async def _write_all(result: Any, context: Context, stall_seconds: float) -> None:
     """Sends a streaming behaviour's responses: an async generator's items (the servicers), or
-    nothing more for a coroutine that writes them itself (grpc.health's Watch)."""
+    nothing more for a coroutine that writes them itself (grpc.health's Watch).
+
+    A write waits while the reader's window (or, through the gateway, its HTTP buffers) is full; one
+    that waits past `stall_seconds` ends the stream ABORTED, the generator closed first so its stream
+    place goes back: a reader alive but never reading would otherwise hold that place for ever."""
     if inspect.isasyncgen(result):
         async with contextlib.aclosing(result) as responses:
             async for response in responses:
-                await context.write(response)
+                try:
+                    async with asyncio.timeout(stall_seconds):
+                        await context.write(response)
+                except TimeoutError:
+                    raise reader_stalled(stall_seconds) from None
     else:
         await result

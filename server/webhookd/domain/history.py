@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, NamedTuple, TypeVar
 
-from webhookd.domain.errors import Unavailable
+from webhookd.domain.errors import Aborted, Unavailable
 from webhookd.domain.statuses import LogKind, Outcome
 
 # GetDelivery shows a delivery's newest attempts, at most this many: redeliveries add attempts without
@@ -21,6 +21,16 @@ def server_shutting_down() -> Unavailable:
     again, on another server, after the last cursor it received."""
     return Unavailable(
         "the server is shutting down: open the stream again after the last cursor", retry_after_seconds=1
+    )
+
+
+def reader_stalled(seconds: float) -> Aborted:
+    """How an open stream ends when its reader took nothing for `seconds` (its window, or the gateway's
+    buffers, full): its place goes back to the tenant, and a reader that is only slow resumes where it was."""
+    return Aborted(
+        f"the stream could hand its reader nothing for {seconds:g} s: read faster, and open it again after"
+        " the last cursor received",
+        reason="STREAM_STALLED",
     )
 
 

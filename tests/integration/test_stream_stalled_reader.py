@@ -1,0 +1,121 @@
+"""A reader that is alive but never reads (its pings answered, its window full) gives its stream's place
+back once the stream could hand it nothing for `stream_stall_seconds`: gRPC, and the gateway's NDJSON."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from cpod.integration.v1 import webhook_service_pb2 as pb
+from test_delivery_log_stream import committed_attempts
+
+from log_streams import Tail
+from support import JWT_SECRET, make_caller, new_tenant_id
+from webhookd.app import Gateway, Service, open_service
+from webhookd.auth.tokens import mint
+
+LEASES = "SELECT count(*) FROM stream_leases WHERE tenant_id = :tenant_id"
+# Entries are written a batch at a time until every buffer between the server and the reader is full.
+BATCH = 200
+MAX_BATCHES = 500  # a bound far past the ~25,000-37,000 entries seen written before the place was free
+# The reader's window stays at HTTP/2's 64 KiB: with BDP probing it grows to hold some 24,000 entries.
+SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]
+
+
+@pytest.fixture(scope="module")
+async def one_place(settings, backends) -> AsyncIterator[Service]:
+    """A service whose tenants have one stream place each, and a short stall bound."""
+    service = await open_service(settings.with_overrides(max_streams_per_tenant=1, stream_stall_seconds=0.3), backends)
+    try:
+        yield service
+    finally:
+        await service.stop(grace=0)
+
+
+async def write_until_place_freed(database, tenant_id: str) -> int:
+    """Writes entries a batch at a time until the tenant's one stream place is free; the entries written."""
+    written = 0
+    for _ in range(MAX_BATCHES):
+        if await database.value(LEASES, tenant_id=tenant_id) == 0:
+            return written
+        await committed_attempts(database, tenant_id, count=BATCH)
+        written += BATCH
+    await database.wait_for(LEASES, lambda rows: rows[0]["count"] == 0, within=10, tenant_id=tenant_id)
+    return written
+
+
+async def test_a_grpc_reader_that_never_reads_gives_its_place_back(one_place, database) -> None:
+    tenant_id = new_tenant_id()
+    async with grpc.aio.insecure_channel(one_place.grpc_target, options=SMALL_WINDOW) as channel:
+        caller = make_caller(channel, tenant_id, subject="person_1")
+        stalled = caller.DeliveryLog(pb.DeliveryLogRequest(follow=True))  # never read until the end
+        await database.wait_for(LEASES, lambda rows: rows[0]["count"] == 1, tenant_id=tenant_id)
+
+        written = await write_until_place_freed(database, tenant_id)
+
+        admitted = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(follow=True)))
+        await admitted.wait_for(1)
+        await admitted.close()
+        # What the stalled reader finds once it reads again: the entries sent, then why it ended.
+        received = []
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async for response in stalled:
+                received.append(response.entry)
+        assert ended.value.code() == grpc.StatusCode.ABORTED
+        assert "after the last cursor" in ended.value.details()
+        assert 0 < len(received) < written
+
+
+def open_raw_stream(port: int, token: str) -> socket.socket:
+    """A REST follow stream on a socket this test never reads: a small receive buffer, soon full."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        (
+            "GET /api/v1/integration/delivery-log?follow=true HTTP/1.1\r\nHost: test\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: application/x-ndjson\r\n\r\n"
+        ).encode()
+    )
+    return sock
+
+
+def last_line(sock: socket.socket) -> dict:
+    """The last JSON line of the stream, read to its end (bounded by the socket's timeout)."""
+    sock.settimeout(10)
+    received = b""
+    while not received.endswith(b"0\r\n\r\n"):  # the last chunk of a chunked body
+        data = sock.recv(65536)
+        if not data:
+            break
+        received += data
+    lines = [line for line in received.split(b"\r\n") if line.startswith(b"{")]
+    return json.loads(lines[-1])
+
+
+async def test_a_rest_reader_that_never_reads_gives_its_place_back(settings, one_place, database) -> None:
+    tenant_id = new_tenant_id()
+    gateway = Gateway(settings, one_place.local_channel())
+    await gateway.start()
+    try:
+        sock = open_raw_stream(gateway.port, mint(JWT_SECRET, tenant_id=tenant_id))
+        with contextlib.closing(sock):
+            await database.wait_for(LEASES, lambda rows: rows[0]["count"] == 1, tenant_id=tenant_id)
+
+            await write_until_place_freed(database, tenant_id)
+
+            async with grpc.aio.insecure_channel(one_place.grpc_target) as channel:
+                admitted = Tail(make_caller(channel, tenant_id).DeliveryLog(pb.DeliveryLogRequest(follow=True)))
+                await admitted.wait_for(1)
+                await admitted.close()
+            # Read at last: what was sent, then the error line that ended the stream.
+            error = (await asyncio.to_thread(last_line, sock))["error"]
+            assert error["status"] == "ABORTED"
+            assert "after the last cursor" in error["message"]
+    finally:
+        await gateway.stop()
