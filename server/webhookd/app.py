@@ -349,6 +349,7 @@ def http_bounds(settings: Settings) -> RequestBounds:
     return RequestBounds(
         request_timeout_seconds=settings.http_request_timeout_seconds,
         max_connections=settings.http_max_connections,
+        tcp_keepalive_seconds=settings.http_tcp_keepalive_seconds,
     )
 
 

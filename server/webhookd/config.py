@@ -96,6 +96,9 @@ class Settings:
     stream_stall_seconds: float = 60.0
     # The whole of a request (head and body) must arrive within this, or it is answered 408 (http/request_bounds.py).
     http_request_timeout_seconds: float = 60.0
+    # An HTTP connection idle this long is probed by the kernel (TCP keepalive), and closed once the probes
+    # go unanswered as long: an idle stream whose client's host vanished gives its place back (http/server.py).
+    http_tcp_keepalive_seconds: float = 30.0
     # Connections an HTTP server process holds at once; past it one is answered 503 (http/request_bounds.py).
     http_max_connections: int = 1000
     log_level: str = "INFO"
@@ -395,6 +398,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         grpc_keepalive_seconds=_float(env, "WEBHOOKD_GRPC_KEEPALIVE_SECONDS", 30.0, 1, _HOUR),
         stream_stall_seconds=_float(env, "WEBHOOKD_STREAM_STALL_SECONDS", 60.0, 0, _HOUR, above=True),
         http_request_timeout_seconds=_float(env, "WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", 60.0, 0, _HOUR, above=True),
+        http_tcp_keepalive_seconds=_float(env, "WEBHOOKD_HTTP_TCP_KEEPALIVE_SECONDS", 30.0, 1, _HOUR),
         http_max_connections=_int(env, "WEBHOOKD_HTTP_MAX_CONNECTIONS", 1000, 1, 1_000_000),
         log_level=_log_level(env),
     )

@@ -53,6 +53,9 @@ class RequestBounds:
     # Open at once, per server process (WEBHOOKD_HTTP_MAX_CONNECTIONS): each slow client holds one for up
     # to the request timeout, and without a bound together they held every file descriptor.
     max_connections: int = 1000
+    # Idle this long, a connection is probed by the kernel, and closed when the probes go unanswered
+    # (WEBHOOKD_HTTP_TCP_KEEPALIVE_SECONDS): nothing else would find an idle stream's vanished client.
+    tcp_keepalive_seconds: float = 30.0
 
 
 def bounded_protocol(bounds: RequestBounds, *, refusals: ThrottledLog | None = None) -> type[HttpToolsProtocol]:

@@ -20,6 +20,8 @@ from webhookd.observability.log_throttle import ThrottledLog
 
 log = logging.getLogger("webhookd.gateway")
 DEFAULT_BOUNDS = RequestBounds()
+# Unanswered keepalive probes before a connection is taken for dead: one lost probe is not a dead host.
+KEEPALIVE_PROBES = 3
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -30,7 +32,9 @@ class _EmbeddedUvicorn(uvicorn.Server):
         yield
 
 
-def listening_socket(addr: str, *, reuse_port: bool = False) -> socket.socket:
+def listening_socket(
+    addr: str, *, reuse_port: bool = False, keepalive_seconds: float = DEFAULT_BOUNDS.tcp_keepalive_seconds
+) -> socket.socket:
     """A TCP socket bound to host:port (port 0 picks a free one); OSError when it cannot be.
 
     Bound here rather than by uvicorn, which exits the process when it cannot bind; with
@@ -45,6 +49,7 @@ def listening_socket(addr: str, *, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted connections
+        _keep_alive(sock, keepalive_seconds)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -55,6 +60,20 @@ def listening_socket(addr: str, *, reuse_port: bool = False) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _keep_alive(sock: socket.socket, idle_seconds: float) -> None:
+    """TCP keepalive on every connection `sock` accepts (Linux copies these options to them): one idle
+    `idle_seconds` is probed three times over as long again, and closed when no probe is answered.
+    An idle NDJSON stream writes nothing, so without probes a client whose host vanished (no FIN, no
+    RST) held its stream's place until the server stopped; with them uvicorn sees the connection
+    lost, and Starlette ends the stream. Probes rather than a heartbeat line: the kernel answers them
+    and they change no byte of the documented stream, nor of any other answer."""
+    idle = max(1, round(idle_seconds))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // KEEPALIVE_PROBES))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
 class HttpServer:
@@ -76,6 +95,7 @@ class HttpServer:
         the bounds refuse (http/request_bounds.py), a line an interval per kind; a new one by default."""
         self._addr = addr
         self._reuse_port = reuse_port
+        self._bounds = bounds
         self._server = _EmbeddedUvicorn(
             uvicorn.Config(
                 DefaultHeaders(app),
@@ -93,7 +113,9 @@ class HttpServer:
 
     async def start(self) -> None:
         """Binds (OSError when the address is taken) and serves."""
-        sock = listening_socket(self._addr, reuse_port=self._reuse_port)
+        sock = listening_socket(
+            self._addr, reuse_port=self._reuse_port, keepalive_seconds=self._bounds.tcp_keepalive_seconds
+        )
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http-server")
         while not self._server.started:
