@@ -241,13 +241,46 @@ async def _write_all(result: Any, context: Context, stall_seconds: float) -> Non
     A write waits while the reader's window (or, through the gateway, its HTTP buffers) is full; one
     that waits past `stall_seconds` ends the stream ABORTED, the generator closed first so its stream
     place goes back: a reader alive but never reading would otherwise hold that place for ever."""
-    if inspect.isasyncgen(result):
-        async with contextlib.aclosing(result) as responses:
-            async for response in responses:
-                try:
-                    async with asyncio.timeout(stall_seconds):
-                        await context.write(response)
-                except TimeoutError:
-                    raise reader_stalled(stall_seconds) from None
-    else:
+    if not inspect.isasyncgen(result):
         await result
+        return
+    clock = asyncio.get_running_loop().time
+    write = _PendingWrite()
+    stalled = asyncio.timeout(None)
+    try:
+        async with stalled, contextlib.aclosing(result) as responses:
+            watch = asyncio.create_task(_end_when_stalled(write, stalled, stall_seconds))
+            try:
+                async for response in responses:
+                    write.since = clock()
+                    await context.write(response)
+                    write.since = None
+            finally:
+                watch.cancel()
+    except TimeoutError:
+        if not stalled.expired():
+            raise
+        raise reader_stalled(stall_seconds) from None
+
+
+class _PendingWrite:
+    """When the write under way began (loop time), None between writes: a clock read per write (about
+    0.1 µs) where a timer per write cost about 5 µs of the DeliveryLog's some 75 µs an entry."""
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+
+async def _end_when_stalled(write: _PendingWrite, stalled: asyncio.Timeout, seconds: float) -> None:
+    """Wakes when the write under way would have waited `seconds` (or every `seconds` while none is),
+    and expires `stalled` if it still waits."""
+    loop = asyncio.get_running_loop()
+    while True:
+        since = write.since
+        waited = 0.0 if since is None else loop.time() - since
+        if waited >= seconds:
+            stalled.reschedule(loop.time())
+            return
+        await asyncio.sleep(seconds - waited)
