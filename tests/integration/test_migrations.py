@@ -9,10 +9,12 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from history_rows import attempt, delivery, event, opened, partition_of, receipt, webhook
 
+from fakes import FakeNotifications, FakeSecrets
 from webhookd.domain.history import LogFilter
 from webhookd.domain.inbound import InboundTarget, Stored
 from webhookd.domain.scope import Scope
-from webhookd.domain.webhooks import Ordering, SignatureScheme
+from webhookd.domain.webhooks import Ordering, RetryPolicy, SignatureScheme
+from webhookd.services.webhooks import Webhooks
 from webhookd.store import migrate, partitions
 from webhookd.store.database import Database
 from webhookd.store.history import HistoryStore
@@ -140,3 +142,45 @@ async def test_0019_keeps_the_time_of_a_pending_retry_as_its_retry_time(own_data
         rows = await db.fetch_all("SELECT id, retry_at, next_attempt_at FROM deliveries ORDER BY id")
     assert [(row[0], row[1]) for row in rows] == [(retrying, rows[0][2]), (held_back, None), (due, None)]
     assert rows[0][2] == later
+
+
+async def test_0020_clears_delivery_settings_of_an_inbound_webhook_so_it_can_be_updated_again(own_database) -> None:
+    """An inbound webhook stored before validation refused delivery settings on it refused every
+    update until the update cleared them: 0020 resets them, which never did anything for it, and
+    leaves its version (and so its ETag) and an outbound webhook's settings as they were."""
+    await migrate.upgrade(own_database, revision=revision_before("0020"))
+    settings = (
+        "UPDATE webhooks SET channels = ARRAY['eu'], rate_limit_per_second = 5, ordering = 'fifo',"
+        " headers = '{\"X-Team\": \"a\"}', retry_max_attempts = 2, retry_backoff = 'fixed', retry_timeout_ms = 900,"
+        " source = 'edm'"
+        " WHERE id = ANY(%(w)s)"
+    )
+    async with opened(own_database) as db:
+        inbound = await webhook(db, TENANT, inbound=True)
+        outbound = await webhook(db, TENANT)
+        await db.execute(settings, {"w": [inbound, outbound]})
+        before = await WebhookStore(db).get(Scope(TENANT), inbound)
+        kept = await WebhookStore(db).get(Scope(TENANT), outbound)
+
+    await migrate.upgrade(own_database)
+
+    async with opened(own_database) as db:
+        store = WebhookStore(db)
+        webhooks = Webhooks(
+            store, FakeSecrets(), FakeNotifications(), public_url="https://hooks.test", allow_insecure_urls=True
+        )
+        migrated = await store.get(Scope(TENANT), inbound)
+        renamed = await webhooks.update(
+            Scope(TENANT),
+            inbound,
+            expected_version=before.version,
+            paths=["name"],
+            changes_for=lambda paths: {"name": "renamed"},
+        )
+        untouched = await store.get(Scope(TENANT), outbound)
+    spec = migrated.spec
+    assert (spec.channels, spec.rate_limit_per_second, spec.ordering) == ((), 0, Ordering.UNORDERED)
+    assert (dict(spec.headers), spec.retry_policy) == ({}, RetryPolicy())
+    assert (migrated.version, migrated.updated_at) == (before.version, before.updated_at)
+    assert (renamed.spec.name, renamed.version) == ("renamed", before.version + 1)
+    assert untouched == kept

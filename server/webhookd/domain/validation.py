@@ -151,8 +151,8 @@ def validate_spec(spec: WebhookSpec, *, allow_insecure_urls: bool, prefix: str =
 def _delivery_settings_of_inbound(spec: WebhookSpec, prefix: str) -> dict[str, list[FieldViolation]]:
     """By field, a violation for each setting of an inbound webhook that only deliveries use, unless it
     is at its default: nothing is delivered to an inbound webhook, so it would be stored and shown, and
-    do nothing. At its default it is what every inbound webhook has, so an update may name it (and a
-    webhook stored with one set before this check is put right by naming it so)."""
+    do nothing. At its default it is what every inbound webhook has, so an update may name it (migration
+    0020 reset the ones stored before this check)."""
     unused = [
         ("headers", bool(spec.headers), "are sent with deliveries: leave them empty"),
         ("retry_policy", spec.retry_policy != RetryPolicy(), "retries deliveries: leave it unset"),
