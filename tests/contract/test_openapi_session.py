@@ -39,7 +39,7 @@ async def test_every_exchange_of_a_session_is_one_the_document_describes(gateway
     exchanges = await asyncio.to_thread(run_session, session, receiver.url)
 
     statuses = {status for _, _, status in exchanges}
-    assert {200, 304, 400, 401, 404, 409, 412, 415} <= statuses
+    assert {200, 304, 400, 401, 404, 406, 409, 412, 415} <= statuses
     described = {(verb.upper(), path) for path, item in document["paths"].items() for verb in item}
     templates = {path: parse_template(path) for path in document["paths"]}
     called = {
@@ -91,6 +91,7 @@ def run_session(session: CheckedSession, receiver_url: str) -> list[tuple[str, s
         "POST", f"{API}/webhooks", data="name=x", headers={"Content-Type": "text/plain"}, valid_request=False
     )
     assert not_json.status_code == 415
+    assert call("GET", url, headers={"Accept": "text/html"}).status_code == 406
     anonymous = call("GET", f"{API}/webhooks", headers={"Authorization": ""}, valid_request=False)
     assert anonymous.status_code == 401
 

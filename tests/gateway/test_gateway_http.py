@@ -723,6 +723,58 @@ async def test_an_integer_query_parameter_takes_ascii_digits_only(gateway: Gatew
     assert len(gateway.fake.requests) == served
 
 
+# Accept headers that admit JSON, however they spell it, and one that is absent or empty.
+ADMITS_JSON = [
+    None,
+    "",
+    "*/*",
+    "application/*",
+    "application/json",
+    "Application/JSON; charset=utf-8",
+    "application/json;q=0.1, text/html",
+    "text/html, application/xhtml+xml, */*;q=0.8",  # a browser's
+]
+# ...and ones that do not: JSON is not among them, or is refused by a q of 0.
+REFUSES_JSON = ["text/html", "application/xml", "text/*", "application/json;q=0, */*", "application/x-ndjson"]
+
+
+@pytest.mark.parametrize("accept", ADMITS_JSON)
+async def test_an_accept_that_admits_json_gets_json(gateway: Gateway, accept: str | None) -> None:
+    created = await create(gateway)
+    headers = {} if accept is None else {"Accept": accept}
+    response = await gateway.http.get(f"/api/v1/integration/webhooks/{created['id']}", headers=headers)
+    assert (response.status_code, response.headers["content-type"]) == (200, "application/json")
+    assert response.json()["id"] == created["id"]
+
+
+async def test_accept_sent_on_two_lines_is_one_list(gateway: Gateway) -> None:
+    created = await create(gateway)
+    headers = [("Accept", "text/html"), ("Accept", "application/json;q=0.5")]
+    response = await gateway.http.get(f"/api/v1/integration/webhooks/{created['id']}", headers=headers)
+    assert (response.status_code, response.headers["content-type"]) == (200, "application/json")
+
+
+@pytest.mark.parametrize("accept", REFUSES_JSON)
+async def test_an_accept_without_json_is_406_in_the_json_error_shape_without_calling_the_service(
+    gateway: Gateway, accept: str
+) -> None:
+    calls = len(gateway.fake.requests)
+    posted = await gateway.http.post(
+        "/api/v1/integration/webhooks",
+        json={"name": "orders", "url": "https://example.com/hook"},
+        headers={"Accept": accept},
+    )
+    listed = await gateway.http.get("/api/v1/integration/webhooks", headers={"Accept": accept})
+    assert (posted.status_code, listed.status_code) == (406, 406)
+    assert posted.headers["content-type"] == "application/json"
+    error = error_of(posted)
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["details"][0]["reason"] == "NOT_ACCEPTABLE"
+    assert [v["field"] for v in violations_of(posted)] == ["Accept"]
+    assert "application/json" in error["message"]
+    assert len(gateway.fake.requests) == calls  # nothing was created that could not be answered
+
+
 async def test_a_field_given_in_both_spellings_in_the_query_is_given_more_than_once(gateway: Gateway) -> None:
     """`page_size` and `pageSize` name one field: two values for it are refused, not the last one kept."""
     served = len(gateway.fake.requests)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from webhookd.gateway.streaming import ndjson_frame, sse_comment, sse_frame, stream_format, wants_sse
+from webhookd.gateway.streaming import ndjson_frame, sse_comment, sse_frame, stream_format
 
 
 def test_ndjson_is_one_compact_line_per_message() -> None:
@@ -35,10 +35,7 @@ def test_sse_heartbeat_is_a_comment() -> None:
     assert stream_format("text/event-stream", 15).heartbeat() == b": keep-alive\n\n"
 
 
-def test_accept_header_picks_the_format() -> None:
-    assert wants_sse("text/event-stream")
-    assert wants_sse("application/json, Text/Event-Stream;q=0.9")
-    assert not wants_sse("application/x-ndjson")
-    assert not wants_sse(None)
-    assert stream_format(None, 15).media_type == "application/x-ndjson"
-    assert stream_format(None, 15).heartbeat_seconds is None
+def test_only_sse_has_heartbeats() -> None:
+    assert stream_format("application/x-ndjson", 15).media_type == "application/x-ndjson"
+    assert stream_format("application/x-ndjson", 15).heartbeat_seconds is None
+    assert stream_format("text/event-stream", 15).heartbeat_seconds == 15

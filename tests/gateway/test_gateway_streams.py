@@ -123,6 +123,39 @@ async def test_ndjson_is_the_default(streams: Streams) -> None:
     assert lines == [{"entry": {"cursor": str(n), "text": f"line {n}"}} for n in (1, 2, 3)]
 
 
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        (None, "application/x-ndjson"),
+        ("*/*", "application/x-ndjson"),
+        ("application/*", "application/x-ndjson"),
+        ("application/json", "application/x-ndjson"),  # its lines are JSON: clients that ask for JSON by habit
+        ("application/x-ndjson", "application/x-ndjson"),
+        ("text/event-stream", "text/event-stream"),
+        ("application/json, Text/Event-Stream;q=0.9", "text/event-stream"),
+        ("text/event-stream;q=0.5, application/x-ndjson", "application/x-ndjson"),
+        ("text/*", "text/event-stream"),
+    ],
+)
+async def test_a_stream_answers_in_the_media_type_accept_ranks_first(
+    streams: Streams, accept: str | None, media_type: str
+) -> None:
+    headers = {} if accept is None else {"Accept": accept}
+    response = await streams.http.get("/v1/probes/p1/log", params={"count": 1}, headers=headers)
+    assert (response.status_code, response.headers["content-type"].split(";")[0]) == (200, media_type)
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "text/event-stream;q=0, application/x-ndjson;q=0"])
+async def test_a_stream_whose_accept_admits_neither_ndjson_nor_sse_is_406_before_it_starts(
+    streams: Streams, accept: str
+) -> None:
+    calls = len(streams.fake.requests)
+    response = await streams.http.get("/v1/probes/p1/log", params={"count": 1}, headers={"Accept": accept})
+    assert (response.status_code, response.headers["content-type"]) == (406, "application/json")
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert len(streams.fake.requests) == calls
+
+
 async def test_a_stream_offers_no_head(streams: Streams) -> None:
     response = await streams.http.head("/v1/probes/p1/log")
     assert (response.status_code, response.headers["allow"]) == (405, "GET")

@@ -7,7 +7,7 @@ tells "no such path" (404) from "path exists, method does not" (405, with Allow)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from webhookd.gateway.jsonshape import JsonInputError, json_key, message_to_json
 from webhookd.gateway.routes import Binding, PathTemplate, allowed_methods, binding_for
 from webhookd.gateway.streaming import STREAM_HEADERS, first_read, relay, stream_format
 from webhookd.gateway.transcode import HttpInput, build_request
+from webhookd.http.accept import preferred
 from webhookd.http.body import read_json_body
 from webhookd.http.errors import (
     ApiError,
@@ -33,7 +34,9 @@ from webhookd.http.errors import (
     from_rpc_error,
     invalid_argument,
     method_not_allowed,
+    not_acceptable,
 )
+from webhookd.http.media_types import JSON_MEDIA_TYPE, NDJSON_MEDIA_TYPE, STREAM_MEDIA_TYPES
 
 NOT_MODIFIED = 304
 
@@ -55,6 +58,21 @@ def response_payload(binding: Binding, response: Message) -> Any:
     return payload
 
 
+def response_media_type(binding: Binding, accept_lines: Sequence[str]) -> str:
+    """What the answer is written in, by the request's Accept: JSON for a unary RPC, NDJSON or SSE for
+    a stream (NDJSON unless SSE ranks higher). ApiError 406 when Accept admits none of them."""
+    # Lines of one field are one list (RFC 9110 5.3); none is an absent header.
+    accept = ", ".join(accept_lines) if accept_lines else None
+    offers = STREAM_MEDIA_TYPES if binding.server_streaming else (JSON_MEDIA_TYPE,)
+    chosen = preferred(accept, offers)
+    if chosen is None and binding.server_streaming and preferred(accept, (JSON_MEDIA_TYPE,)) is not None:
+        # Each NDJSON line is JSON: clients that send `Accept: application/json` everywhere get a stream.
+        chosen = NDJSON_MEDIA_TYPE
+    if chosen is None:
+        raise not_acceptable(offers)
+    return chosen
+
+
 class RpcHandler:
     def __init__(self, invoker: Invoker, settings: CallSettings, closing: asyncio.Event) -> None:
         """closing: set when the server begins to stop; streams end on it."""
@@ -66,6 +84,8 @@ class RpcHandler:
         rid = request_id(request.headers)
         conditional = False
         try:
+            # Before anything is done on the request's behalf: a write whose answer cannot be given is not made.
+            media_type = response_media_type(binding, request.headers.getlist("accept"))
             body = None
             if binding.body:
                 field = "" if binding.body == "*" else binding.body
@@ -83,7 +103,7 @@ class RpcHandler:
             metadata = call_metadata(request.headers, rid)
             if binding.server_streaming:
                 http_headers.apply_last_event_id(message, request.headers.get("last-event-id"))
-                return await self._stream(binding, message, metadata, request, rid)
+                return await self._stream(binding, message, metadata, media_type, rid)
             return await self._unary(binding, message, metadata, request, rid)
         except JsonInputError as error:
             return error_response(invalid_argument(error.violations), request_id=rid)
@@ -113,7 +133,7 @@ class RpcHandler:
         binding: Binding,
         message: Message,
         metadata: tuple[tuple[str, str], ...],
-        request: Request,
+        media_type: str,
         rid: str,
     ) -> Response:
         call = self._invoker.server_stream(binding.method)(message, metadata=metadata)
@@ -122,7 +142,7 @@ class RpcHandler:
         except BaseException:
             call.cancel()
             raise
-        fmt = stream_format(request.headers.get("accept"), self._settings.heartbeat_seconds)
+        fmt = stream_format(media_type, self._settings.heartbeat_seconds)
         id_path = http_headers.event_id_path(binding.method.output_type)
 
         def render(item: Message) -> tuple[Any, str | None]:

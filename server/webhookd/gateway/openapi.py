@@ -518,6 +518,7 @@ def _error_responses(binding: Binding, conditional: bool) -> list[tuple[int, str
         (401, "UNAUTHENTICATED: missing or invalid bearer token (with `WWW-Authenticate: Bearer`)."),
         (403, "PERMISSION_DENIED."),
         (404, "NOT_FOUND."),
+        (406, "INVALID_ARGUMENT: `Accept` admits none of the media types the operation answers in."),
         (409, "ALREADY_EXISTS, or ABORTED: a `version` sent in the body is stale."),
     ]
     if conditional:

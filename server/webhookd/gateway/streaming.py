@@ -29,10 +29,6 @@ STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 SHUTTING_DOWN = from_domain_error(server_shutting_down())
 
 
-def wants_sse(accept: str | None) -> bool:
-    return accept is not None and SSE_MEDIA_TYPE in accept.lower()
-
-
 def _json_line(payload: Any) -> str:
     # Compact JSON never contains a raw newline, so one message is one line.
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
@@ -80,8 +76,9 @@ class StreamFormat:
         return sse_comment("keep-alive") if self.media_type == SSE_MEDIA_TYPE else b""
 
 
-def stream_format(accept: str | None, heartbeat_seconds: float) -> StreamFormat:
-    if wants_sse(accept):
+def stream_format(media_type: str, heartbeat_seconds: float) -> StreamFormat:
+    """The stream's framing in `media_type` (endpoint.response_media_type chose it)."""
+    if media_type == SSE_MEDIA_TYPE:
         return StreamFormat(SSE_MEDIA_TYPE, heartbeat_seconds)
     return StreamFormat(NDJSON_MEDIA_TYPE, None)
 

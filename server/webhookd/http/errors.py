@@ -56,6 +56,7 @@ HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
 # caller can meet is a row of this table, read either way.
 CODE_BY_HTTP_ONLY_STATUS: Mapping[int, grpc.StatusCode] = {
     405: grpc.StatusCode.UNIMPLEMENTED,  # the path exists, the method is not implemented there
+    406: grpc.StatusCode.INVALID_ARGUMENT,  # Accept admits no media type the answer can be written in
     408: grpc.StatusCode.DEADLINE_EXCEEDED,  # the client did not send its whole request in time
     412: grpc.StatusCode.FAILED_PRECONDITION,  # If-Match names a version that is not current
     413: grpc.StatusCode.INVALID_ARGUMENT,  # the body is over the size limit
@@ -206,6 +207,20 @@ def unsupported_content_coding(coding: str) -> ApiError:
     """RFC 9110 15.5.16: 415, and Accept-Encoding names the coding that would have been accepted."""
     message = f"Content-Encoding must be identity, not {coding}: send the body uncompressed"
     return _http_only(415, message, [_error_info("UNSUPPORTED_MEDIA_TYPE")], **{"Accept-Encoding": "identity"})
+
+
+def not_acceptable(available: Sequence[str]) -> ApiError:
+    """RFC 9110 15.5.7: the Accept header admits none of the media types the answer can be written in.
+    Said in JSON all the same, as every error: a client told nothing would not know what to ask for."""
+    names = ", ".join(available)
+    violation = error_details_pb2.BadRequest.FieldViolation(
+        field="Accept", description=f"admits none of {names}: ask for one of them, or */*"
+    )
+    details = [
+        _error_info("NOT_ACCEPTABLE", {"available": names}),
+        _packed(error_details_pb2.BadRequest(field_violations=[violation])),
+    ]
+    return _http_only(406, f"Accept admits none of the media types this route answers in: {names}", details)
 
 
 def request_timeout(seconds: float) -> ApiError:
