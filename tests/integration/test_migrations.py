@@ -146,8 +146,8 @@ async def test_0019_keeps_the_time_of_a_pending_retry_as_its_retry_time(own_data
 
 async def test_0020_clears_delivery_settings_of_an_inbound_webhook_so_it_can_be_updated_again(own_database) -> None:
     """An inbound webhook stored before validation refused delivery settings on it refused every
-    update until the update cleared them: 0020 resets them, which never did anything for it, and
-    leaves its version (and so its ETag) and an outbound webhook's settings as they were."""
+    update until the update cleared them: 0020 resets them, which never did anything for it, with a
+    new version (what a read shows changed, so must its ETag), and leaves an outbound webhook as it was."""
     await migrate.upgrade(own_database, revision=revision_before("0020"))
     settings = (
         "UPDATE webhooks SET channels = ARRAY['eu'], rate_limit_per_second = 5, ordering = 'fifo',"
@@ -173,7 +173,7 @@ async def test_0020_clears_delivery_settings_of_an_inbound_webhook_so_it_can_be_
         renamed = await webhooks.update(
             Scope(TENANT),
             inbound,
-            expected_version=before.version,
+            expected_version=migrated.version,
             paths=["name"],
             changes_for=lambda paths: {"name": "renamed"},
         )
@@ -181,6 +181,6 @@ async def test_0020_clears_delivery_settings_of_an_inbound_webhook_so_it_can_be_
     spec = migrated.spec
     assert (spec.channels, spec.rate_limit_per_second, spec.ordering) == ((), 0, Ordering.UNORDERED)
     assert (dict(spec.headers), spec.retry_policy) == ({}, RetryPolicy())
-    assert (migrated.version, migrated.updated_at) == (before.version, before.updated_at)
-    assert (renamed.spec.name, renamed.version) == ("renamed", before.version + 1)
+    assert (migrated.version, migrated.updated_at) == (before.version + 1, before.updated_at)
+    assert (renamed.spec.name, renamed.version) == ("renamed", before.version + 2)
     assert untouched == kept

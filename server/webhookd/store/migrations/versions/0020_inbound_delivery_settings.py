@@ -8,9 +8,10 @@ inbound webhook, so they never did anything; this revision resets them to their 
 (domain/webhooks.py `WebhookSpec`, `RetryPolicy`), deleted webhooks included (an undelete brings them
 back as they are).
 
-`version` (the ETag) and `updated_at` / `updated_by` stay: the webhook behaves as before, and a bump
-would make every caller's read-modify-write with the version it holds fail (ABORTED, or 412 on
-If-Match) for a change nobody made, as delivery statistics do not bump it either.
+`version`, the ETag, goes up by one: what a read shows changed, and a client revalidating with the
+old ETag must not be told 304 and keep a copy that it could only send back to be refused. A
+read-modify-write in flight with the old version fails once (ABORTED, or 412 on If-Match) and is
+read again, as for any other change. `updated_at` / `updated_by` stay: nobody made the change.
 
 Revision ID: 0020
 Revises: 0019
@@ -31,7 +32,8 @@ def upgrade() -> None:
     # revision's to carry.
     op.execute(
         "UPDATE webhooks SET headers = '{}'::jsonb, retry_max_attempts = 8, retry_backoff = 'exponential',"
-        " retry_timeout_ms = 15000, channels = '{}', rate_limit_per_second = 0, ordering = 'unordered'"
+        " retry_timeout_ms = 15000, channels = '{}', rate_limit_per_second = 0, ordering = 'unordered',"
+        " version = version + 1"
         " WHERE direction = 'inbound' AND (headers <> '{}'::jsonb OR retry_max_attempts <> 8"
         " OR retry_backoff <> 'exponential' OR retry_timeout_ms <> 15000 OR channels <> '{}'"
         " OR rate_limit_per_second <> 0 OR ordering <> 'unordered')"
