@@ -22,8 +22,11 @@ check: $(STAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests/unit tests/gateway
 
 ## test: the whole suite: lint, format, types, proto lint and drift, and every test, the browser ones included
+# In TEST_PROCESSES pytest processes (pytest-xdist), a file to each at a time: most of the suite's time is
+# waiting on processes it started, and each pytest process has its own PostgreSQL and OpenBao.
+TEST_PROCESSES ?= 2
 test: $(STAMP) chromium openapi-lint lint protos-check buf-lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadfile
 
 # The benchmarks reach into the stores' statements: typed, a renamed one fails here, not in a bench run.
 lint: $(STAMP)
