@@ -215,6 +215,7 @@ class Core:
         self.notifications.start()
         self.stream_leases.start()
         await self._running.enter_async_context(self.webhooks.follow_changes())
+        self._running.push_async_callback(self.webhooks.close)
         await self._running.enter_async_context(self.event_types.follow_changes())
         token = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
         self._running.push_async_callback(_cancelled, token)

@@ -7,10 +7,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
-from fakes import FakeClock, FakeHistory, FakeLifecycle, FakeNotifications, FakeSecrets, FakeWebhooks, within
+from fakes import (
+    FakeClock,
+    FakeHistory,
+    FakeLifecycle,
+    FakeNotifications,
+    FakeSecrets,
+    FakeWebhooks,
+    until,
+    within,
+)
 from webhookd.domain import page_tokens, signing
 from webhookd.domain.credentials import Credential, credential_id_of, credential_of, same_origin
 from webhookd.domain.errors import Aborted, FailedPrecondition, Invalid, NotFound, Unavailable
@@ -22,6 +32,7 @@ from webhookd.domain.secret_rotation import MAX_PREVIOUS, active_secrets
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Topic
+from webhookd.services import secret_leases
 from webhookd.services.webhooks import DEFAULT_SECRET_LEASE, UNVERSIONED_UPDATE_TRIES, Webhooks
 
 TENANT = Scope("tnt_a", person_id="person_1")
@@ -804,6 +815,61 @@ async def test_a_change_that_commits_nothing_gives_the_lease_back(
     assert webhook.id not in store.secret_leases
 
     rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    assert rotation.webhook.secret_fingerprint == fingerprint(rotation.signing_secret)
+
+
+class DatabaseAway(FakeWebhooks):
+    """A database that carries out the next lease take but does not answer it (`take_unanswered`), does
+    not answer the next fingerprint commit (`commit_unanswered`: not carried out), answers the next
+    `unanswered_releases` releases Unavailable, and holds every release while `answering` is clear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.take_unanswered = self.commit_unanswered = False
+        self.unanswered_releases = 0
+        self.answering = asyncio.Event()
+        self.answering.set()
+
+    async def take_secret_lease(self, scope: Scope, webhook_id: str, token: UUID, *, lasting: timedelta) -> Webhook:
+        taken = await super().take_secret_lease(scope, webhook_id, token, lasting=lasting)
+        if self.take_unanswered:
+            self.take_unanswered = False
+            raise Unavailable("database unavailable: no answer in time", dependency="database")
+        return taken
+
+    async def set_fingerprint(self, *args: Any, **kwargs: Any) -> Webhook:
+        if self.commit_unanswered:
+            self.commit_unanswered = False
+            raise Unavailable("database unavailable: no answer in time", dependency="database")
+        return await super().set_fingerprint(*args, **kwargs)
+
+    async def release_secret_lease(self, scope: Scope, webhook_id: str, token: UUID) -> None:
+        await self.answering.wait()
+        if self.unanswered_releases:
+            self.unanswered_releases -= 1
+            raise Unavailable("database unreachable: no answer in time", dependency="database")
+        await super().release_secret_lease(scope, webhook_id, token)
+
+
+async def test_a_lease_whose_take_went_unanswered_is_given_back_once_the_database_answers_again(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL carried out the take its caller was told UNAVAILABLE about: the lease is given back
+    as soon as a release is answered, not left to refuse every change until it lapses."""
+    monkeypatch.setattr(secret_leases, "RETRY_SECONDS", 0.0)
+    store = DatabaseAway()
+    webhooks = service(store, secret_store, clock, notifications)
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    store.take_unanswered = True
+    store.unanswered_releases = 2  # the database is still away for two tries
+
+    with pytest.raises(Unavailable):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=None)
+    assert webhook.id in store.secret_leases  # taken all the same
+    await until(lambda: webhook.id not in store.secret_leases)
+
+    assert store.unanswered_releases == 0
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=None)
     assert rotation.webhook.secret_fingerprint == fingerprint(rotation.signing_secret)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import NamedTuple
-from uuid import UUID, uuid4
 
 from webhookd.domain import event_types, idempotency, ids, page_tokens
 from webhookd.domain.credentials import credential_id_of, same_origin, with_credential
@@ -58,6 +57,7 @@ from webhookd.domain.webhooks import (
     check_sends,
 )
 from webhookd.ports import Clock, Notifications, SecretStore, Topic, WebhookRepository, utc_now
+from webhookd.services.secret_leases import SecretLease, SecretLeases
 from webhookd.services.to_its_end import to_its_end
 from webhookd.services.webhook_cache import WebhookCache
 
@@ -69,15 +69,6 @@ CREATE_KEY_REUSED = (
     "was used within 24 hours for another create (other webhook values or signing secret): a retry must"
     " repeat the create, a new webhook needs a new key"
 )
-
-
-@dataclass
-class SecretLease:
-    """A change's hold on a webhook's secret record: the row as the lease found it, and its token."""
-
-    webhook: Webhook
-    token: UUID
-    committed: bool = False  # the commit released it
 
 
 class Created(NamedTuple):
@@ -118,7 +109,9 @@ class Webhooks:
         self._public_url = public_url
         self._allow_insecure_urls = allow_insecure_urls
         self._now = clock
-        self._lease = secret_lease
+        # Every writer of a webhook's secret record takes its lease before reading Vault, so changes from
+        # any processes follow one another.
+        self._leases = SecretLeases(store, lasting=secret_lease)
 
     async def create(
         self, scope: Scope, spec: WebhookSpec, signing_secret: str | None, *, idempotency_key: str | None = None
@@ -401,7 +394,7 @@ class Webhooks:
             violations.append(FieldViolation("signing_secret", problem))
         if violations:
             raise Invalid(violations)
-        async with self._secret_lease(scope, webhook_id) as lease:
+        async with self._leases.held(scope, webhook_id) as lease:
             webhook = lease.webhook
             if webhook.is_deleted:
                 raise FailedPrecondition(f"webhook {webhook_id} is deleted; undelete it first")
@@ -445,7 +438,7 @@ class Webhooks:
         callers, kept in the webhook's secret record in Vault (an empty value removes it); the row gets
         the header's name and the credential's new id. Vault first, as for a rotation, so a delivery
         that reads the new id finds the record that has it."""
-        async with self._secret_lease(scope, webhook_id) as lease:
+        async with self._leases.held(scope, webhook_id) as lease:
             webhook = lease.webhook
             check_sends(webhook)
             credential = check_credential(header_name, header_value, webhook.spec.headers)
@@ -474,27 +467,9 @@ class Webhooks:
                 lease, lambda record: with_credential(record, credential, named_id=webhook.credential_id), commit
             )
 
-    @contextlib.asynccontextmanager
-    async def _secret_lease(self, scope: Scope, webhook_id: str) -> AsyncIterator[SecretLease]:
-        """The webhook's row as it is once this call holds the lease on changing its secret record
-        (domain/secret_changes.py): every writer of the record takes it before reading Vault, so
-        changes from any processes follow one another. Aborted while another holds it. The commit that
-        `_change_secrets` writes releases it; a call that ends without one gives it back, after putting
-        Vault's record back, even when its caller went away."""
-        token = uuid4()
-        lease = SecretLease(await self._store.take_secret_lease(scope, webhook_id, token, lasting=self._lease), token)
-        try:
-            yield lease
-        finally:
-            if not lease.committed:
-                await asyncio.shield(self._release(scope, webhook_id, lease.token))
-
-    async def _release(self, scope: Scope, webhook_id: str, token: UUID) -> None:
-        try:
-            await self._store.release_secret_lease(scope, webhook_id, token)
-        except Exception:
-            # The lease lapses by itself; what the call failed with is what its caller must hear.
-            log.warning("could not release a webhook's secret lease", extra={"webhook_id": webhook_id}, exc_info=True)
+    async def close(self) -> None:
+        """Stops giving back, in the background, leases the database did not answer for."""
+        await self._leases.close()
 
     async def _change_secrets(
         self,

@@ -154,6 +154,10 @@ _TAKE_SECRET_LEASE = compiled(
     .returning(webhooks)
 )
 _HELD = webhooks.c.secret_change_token == param("token")
+# A release first waits for whatever write holds the row: an UPDATE skips, without waiting, a row whose
+# committed version does not match, so a release sent while its take's COMMIT was still pending (the take
+# answered UNAVAILABLE, and carried out after all) found no lease and left it to lapse.
+_LOCK_THE_WEBHOOK = compiled(sa.select(webhooks.c.id).where(_THE_WEBHOOK).with_for_update(key_share=True))
 _RELEASE_SECRET_LEASE = compiled(
     webhooks.update().where(_THE_WEBHOOK, _HELD).values(secret_change_token=None, secret_change_until=None)
 )
@@ -490,7 +494,13 @@ class WebhookStore:
         return row
 
     async def release_secret_lease(self, scope: Scope, webhook_id: str, token: UUID) -> None:
-        await self._db.execute(_RELEASE_SECRET_LEASE, scope_params(scope) | {"id": webhook_id, "token": token})
+        keys = scope_params(scope) | {"id": webhook_id}
+
+        async def release(connection: Connection) -> None:
+            await connection.execute(_LOCK_THE_WEBHOOK, keys)
+            await connection.execute(_RELEASE_SECRET_LEASE, keys | {"token": token})
+
+        await self._db.transaction(release)
 
     async def resume(
         self, scope: Scope, webhook_id: str, *, person_id: str | None, note: LifecycleChange, discard_held: bool
