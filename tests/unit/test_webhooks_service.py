@@ -873,6 +873,28 @@ async def test_a_lease_whose_take_went_unanswered_is_given_back_once_the_databas
     assert rotation.webhook.secret_fingerprint == fingerprint(rotation.signing_secret)
 
 
+async def test_an_unanswered_commit_is_answered_unavailable_without_waiting_for_the_leases_release(
+    secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
+) -> None:
+    """The release would wait on the same database the commit did: the answer does not wait for it, and
+    the lease is given back once the database answers."""
+    store = DatabaseAway()
+    webhooks = service(store, secret_store, clock, notifications)
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
+    store.commit_unanswered = True
+    store.answering.clear()
+
+    with pytest.raises(Unavailable):
+        await within(webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=None))
+    assert secret_store.records[webhook.vault_path] == {"current": secret}  # put back before the answer
+    assert webhook.id in store.secret_leases
+    store.answering.set()
+    await until(lambda: webhook.id not in store.secret_leases)
+
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=None, signing_secret=None)
+    assert rotation.webhook.secret_fingerprint == fingerprint(rotation.signing_secret)
+
+
 async def test_a_retried_rotation_to_a_chosen_secret_keeps_the_first_ones_overlap(
     webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
 ) -> None:

@@ -3,9 +3,10 @@
 A change that commits nothing gives its lease back, else the webhook's next change would be refused
 until the lease lapses. A statement the database did not answer may still be carried out (a frozen
 PostgreSQL resumes with it queued), so a take answered UNAVAILABLE may have taken the lease, and a
-release answered UNAVAILABLE may have left it. Those leases are given back in the background: tried
-again until a release is answered or the lease would have lapsed. A release holds only while the lease
-is still this change's token, so it never frees another's.
+release answered UNAVAILABLE may have left it; and a release after a commit the database did not
+answer would wait on that same database, holding up the UNAVAILABLE answer. Those leases are given
+back in the background: tried again until a release is answered or the lease would have lapsed. A
+release holds only while the lease is still this change's token, so it never frees another's.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SecretLease:
     webhook: Webhook
     token: UUID
     committed: bool = False  # the commit released it
+    unanswered: bool = False  # the database did not answer the commit: a release now would wait on it too
 
 
 class SecretLeases:
@@ -63,7 +65,9 @@ class SecretLeases:
         try:
             yield lease
         finally:
-            if not lease.committed:
+            if lease.unanswered:  # the caller's UNAVAILABLE answer does not wait on that database again
+                self._give_back_later(scope, webhook_id, token, lapses_at)
+            elif not lease.committed:
                 await asyncio.shield(self._give_back(scope, webhook_id, token, lapses_at))
 
     async def close(self) -> None:

@@ -500,7 +500,8 @@ class Webhooks:
         async def commit_or_put_back() -> Webhook:
             try:
                 written = await commit(after)
-            except BaseException:
+            except BaseException as error:
+                lease.unanswered = isinstance(error, Unavailable)
                 with contextlib.suppress(Aborted):
                     await self._secrets.write(vault_path, before, replacing=version + 1)
                 raise
