@@ -54,7 +54,7 @@ from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.inbound import InboundEvent, InboundTarget, Receipt, Stored
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange, resumed_reason
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_changes import SECRET_CHANGE_UNDER_WAY
+from webhookd.domain.secret_changes import change_under_way
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.topics import new_deliveries_payload
 from webhookd.domain.webhooks import Direction, Ordering, Webhook, WebhookFilter, WebhookSpec
@@ -246,7 +246,7 @@ class FakeWebhooks:
         current = await self.get(scope, webhook_id)
         held = self.secret_leases.get(webhook_id)
         if held is not None and held[1] >= self.clock():
-            raise Aborted(SECRET_CHANGE_UNDER_WAY.format(webhook_id=webhook_id))
+            raise change_under_way(webhook_id)
         self.secret_leases[webhook_id] = (token, self.clock() + lasting)
         return current
 

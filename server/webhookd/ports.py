@@ -144,8 +144,8 @@ class WebhookRepository(Protocol):
 
     async def take_secret_lease(self, scope: Scope, webhook_id: str, token: UUID, *, lasting: timedelta) -> Webhook:
         """The webhook (deleted or not) as it is once `token` holds the lease on changing its secret
-        record, for `lasting` (domain/secret_changes.py); Aborted (SECRET_CHANGE_UNDER_WAY) while
-        another holds it, NotFound outside the scope."""
+        record, for `lasting` (domain/secret_changes.py); Aborted (`change_under_way`) while another
+        holds it, NotFound outside the scope."""
 
     async def release_secret_lease(self, scope: Scope, webhook_id: str, token: UUID) -> None:
         """Gives the lease back if `token` still holds it (a change that committed nothing)."""

@@ -20,9 +20,11 @@ import pytest
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from history_rows import opened
 from history_rows import webhook as webhook_row
+from rest_calls import WEBHOOKS as WEBHOOKS_ROUTE
+from rest_calls import error_of, reason_of, rest_caller
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
-from webhook_calls import create
+from webhook_calls import create, error_info
 
 from support import AuthedStub, make_caller
 from webhookd.app import open_service
@@ -131,9 +133,10 @@ async def test_concurrent_credentials_from_two_processes_leave_one_that_every_de
     assert not without, f"{len(without)} of {WEBHOOKS} webhooks' deliveries carried no credential set: {without}"
 
 
-async def test_a_lease_left_by_a_process_that_died_refuses_changes_until_it_lapses(caller, database) -> None:
-    """The lease a dead process held is no one's to release: a change meanwhile is ABORTED with a
-    message saying to retry, and goes ahead once the lease lapsed."""
+async def test_a_lease_left_by_a_process_that_died_refuses_changes_until_it_lapses(caller, database, gateway) -> None:
+    """The lease a dead process held is no one's to release: a change meanwhile is ABORTED (HTTP 409)
+    with a reason of its own and a message saying to retry, so a client tells it from a lost race
+    (VERSION_MISMATCH: re-read first), and goes ahead once the lease lapsed."""
     created = await create(caller)
     webhook_id = created.webhook.id
     await database.execute(
@@ -144,8 +147,16 @@ async def test_a_lease_left_by_a_process_that_died_refuses_changes_until_it_laps
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=webhook_id))
+    async with rest_caller(gateway.url, caller.tenant_id) as rest:
+        refused_over_rest = await rest.post(
+            f"{WEBHOOKS_ROUTE}/{webhook_id}:setCredential", json={"header_name": "X-Api-Key", "header_value": "k"}
+        )
     assert refused.value.code() is grpc.StatusCode.ABORTED
+    assert error_info(refused.value).reason == "SECRET_CHANGE_IN_PROGRESS"
     assert "being changed by another call: retry" in str(refused.value.details())
+    assert refused_over_rest.status_code == 409
+    assert error_of(refused_over_rest)["status"] == "ABORTED"
+    assert reason_of(refused_over_rest) == "SECRET_CHANGE_IN_PROGRESS"
     await database.execute(  # what the passing of the lease's length does
         "UPDATE webhooks SET secret_change_until = clock_timestamp() - interval '1 second' WHERE id = :id",
         id=webhook_id,

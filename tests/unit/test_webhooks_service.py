@@ -728,8 +728,9 @@ async def test_a_change_while_another_holds_the_secret_lease_is_refused_and_writ
     await within(store.writing.wait())
     record = dict(secret_store.records[webhook.vault_path])
 
-    with pytest.raises(Aborted, match="being changed by another call: retry"):
+    with pytest.raises(Aborted, match="being changed by another call: retry") as refused:
         await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=2), signing_secret=None)
+    assert refused.value.reason == "SECRET_CHANGE_IN_PROGRESS"
     with pytest.raises(Aborted, match="being changed by another call: retry"):
         await webhooks.set_credential(TENANT, webhook.id, header_name="X-Api-Key", header_value="k-1")
     assert secret_store.records[webhook.vault_path] == record

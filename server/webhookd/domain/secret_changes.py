@@ -15,10 +15,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from webhookd.domain.errors import Aborted
+
 SECRET_CHANGE_UNDER_WAY = (
     "webhook {webhook_id}'s signing secret or delivery credential is being changed by another call:"
     " retry in a few seconds"
 )
+# Not VERSION_MISMATCH, which tells a client to re-read before retrying: here the same call goes ahead
+# once the other change ends, a few seconds at most.
+SECRET_CHANGE_IN_PROGRESS = "SECRET_CHANGE_IN_PROGRESS"
+
+
+def change_under_way(webhook_id: str) -> Aborted:
+    """What a change is told while another holds the webhook's lease (ABORTED, HTTP 409)."""
+    return Aborted(SECRET_CHANGE_UNDER_WAY.format(webhook_id=webhook_id), reason=SECRET_CHANGE_IN_PROGRESS)
+
+
 # Beyond the calls a change makes, for the loop and the thread hand-offs between them.
 LEASE_MARGIN = timedelta(seconds=5)
 # A Vault call is given up this long after the client's own timeout (secrets/vault.py).

@@ -15,7 +15,7 @@ from webhookd.domain.errors import Aborted, AlreadyExists, FailedPrecondition, N
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.lifecycle import HeldSettled, LifecycleChange
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_changes import SECRET_CHANGE_UNDER_WAY
+from webhookd.domain.secret_changes import change_under_way
 from webhookd.domain.statuses import Outcome
 from webhookd.domain.webhooks import (
     Backoff,
@@ -490,7 +490,7 @@ class WebhookStore:
         values = {"token": token, "lasting": lasting}
         row, _ = await self._write_or_read(scope, webhook_id, _TAKE_SECRET_LEASE, values)
         if row is None:
-            raise Aborted(SECRET_CHANGE_UNDER_WAY.format(webhook_id=webhook_id))
+            raise change_under_way(webhook_id)
         return row
 
     async def release_secret_lease(self, scope: Scope, webhook_id: str, token: UUID) -> None:
