@@ -209,3 +209,25 @@ async def test_the_orphan_reconcilers_reads_of_an_unreachable_vault_are_unavaila
                 await store.webhook_ids("t")
     finally:
         store.close()
+
+
+async def test_a_secret_retired_without_overlap_and_a_removed_credential_leave_vaults_record(
+    caller, backends, settings
+) -> None:
+    """What the row no longer uses is not kept in Vault until some later change: only what signs and
+    what is sent is stored."""
+    created = await create(caller)
+    webhook_id = created.webhook.id
+    await caller.SetWebhookCredential(
+        pb.SetWebhookCredentialRequest(id=webhook_id, header_name="X-Api-Key", header_value="key-of-the-receiver")
+    )
+    rotated = await caller.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=webhook_id, overlap={"seconds": 0}))
+    after_rotation = await read_vault(backends, settings, created.webhook.vault_path)
+    await caller.SetWebhookCredential(pb.SetWebhookCredentialRequest(id=webhook_id, header_name="X-Api-Key"))
+    after_removal = await read_vault(backends, settings, created.webhook.vault_path)
+
+    # Compared by key: a failing assertion shows no secret.
+    assert sorted(after_rotation) == ["credential_header", "credential_id", "credential_value", "current"]
+    assert fingerprint(after_rotation["current"]) == rotated.webhook.secret_fingerprint
+    assert sorted(after_removal) == ["current"]
+    assert fingerprint(after_removal["current"]) == rotated.webhook.secret_fingerprint

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhookd.domain.credentials import REDACTED, Credential, credential_of, hidden, with_credential
+from webhookd.domain.credentials import REDACTED, Credential, credential_of, hidden, with_credential, without_replaced
 
 TOKEN = Credential("Authorization", "Bearer tok-81c4e2a9f07d")
 
@@ -34,3 +34,16 @@ def test_a_records_credential_is_sent_only_when_the_row_names_that_very_one() ->
 )
 def test_an_answer_quoting_the_credential_is_recorded_with_it_hidden(answer: str, recorded: str) -> None:
     assert hidden(answer, TOKEN) == recorded
+
+
+def test_a_replaced_credential_leaves_the_record_only_once_the_row_no_longer_names_it() -> None:
+    first = with_credential({"current": "s"}, TOKEN, named_id="")
+    first_id = first["credential_id"]
+    second = with_credential(first, Credential("Authorization", "Bearer other"), named_id=first_id)
+
+    assert without_replaced(second, first_id) is second  # its row update may not have committed
+    assert without_replaced(second, second["credential_id"]) == {
+        key: value for key, value in second.items() if not key.startswith("replaced_")
+    }
+    removed = with_credential(first, None, named_id=first_id)
+    assert without_replaced(removed, "") == {"current": "s"}

@@ -977,6 +977,47 @@ async def test_rotation_without_overlap_drops_the_previous_secret(
     assert rotation.signing_secret == SECRET
 
 
+async def test_a_secret_retired_without_overlap_is_removed_from_vault_once_the_row_names_the_new_one(
+    webhooks: Webhooks, secret_store: FakeSecrets, webhook_store: FakeWebhooks
+) -> None:
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    kept = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=None)
+
+    assert secret_store.records[webhook.vault_path] == {"current": rotation.signing_secret}
+    assert kept.signing_secret not in secret_store.records[webhook.vault_path].values()
+    assert webhook.id not in webhook_store.secret_leases  # the lease taken to remove it is given back
+
+
+async def test_a_secret_whose_overlap_lasts_stays_in_vault(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
+    webhook, original, _ = await webhooks.create(TENANT, outbound(), None)
+
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+
+    record = secret_store.records[webhook.vault_path]
+    assert (record["current"], record["previous"]) == (rotation.signing_secret, original)
+
+
+@pytest.mark.parametrize("value", ["Bearer second", ""], ids=["replaced", "removed"])
+async def test_a_credential_replaced_or_removed_is_removed_from_vault_once_the_row_no_longer_names_it(
+    value: str, webhooks: Webhooks, secret_store: FakeSecrets, webhook_store: FakeWebhooks
+) -> None:
+    webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
+    await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer first")
+
+    changed = await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value=value)
+
+    record = secret_store.records[webhook.vault_path]
+    assert "Bearer first" not in record.values()
+    assert record == {"current": secret} | (
+        {"credential_header": "Authorization", "credential_value": value, "credential_id": changed.credential_id}
+        if value
+        else {}
+    )
+    assert webhook.id not in webhook_store.secret_leases
+
+
 async def test_rotation_puts_the_old_record_back_when_the_row_update_fails(
     secret_store: FakeSecrets, clock: FakeClock, notifications: FakeNotifications
 ) -> None:

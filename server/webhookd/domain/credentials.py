@@ -90,6 +90,14 @@ def with_credential(record: dict[str, str], credential: Credential | None, *, na
     return {**kept, HEADER_KEY: credential.header, VALUE_KEY: credential.value, ID_KEY: new_id}
 
 
+def without_replaced(record: dict[str, str], named_id: str) -> dict[str, str]:
+    """`record` without the credential a change replaced or removed once the row no longer names it
+    (`record` itself when it holds none such): it is never sent again (credential_of)."""
+    if REPLACED_PREFIX + ID_KEY not in record or record[REPLACED_PREFIX + ID_KEY] == named_id:
+        return record
+    return {key: value for key, value in record.items() if key not in _REPLACED_KEYS}
+
+
 def credential_part(record: dict[str, str]) -> dict[str, str]:
     """The credential's keys of `record`, the replaced one's too (none when it holds none), for a
     rewrite of its secrets to keep."""

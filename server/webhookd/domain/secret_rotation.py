@@ -19,6 +19,7 @@ MAX_OVERLAP = timedelta(days=7)
 MAX_PREVIOUS = 4
 # The record's previous secrets before "previous", newest first: JSON [[secret, expires_at], ...].
 OLDER = "older"
+_PREVIOUS_KEYS = ("previous", "previous_expires_at", OLDER)
 
 
 def active_secrets(record: dict[str, str], now: datetime, named: str) -> list[str]:
@@ -62,6 +63,19 @@ def rotated(
         if secret != new_secret and secret not in (held for held, _ in previous):
             previous.append((secret, until))
     return {"current": new_secret, **_previous_fields(previous[:MAX_PREVIOUS]), **kept}
+
+
+def without_ended(record: dict[str, str], now: datetime, named: str) -> dict[str, str]:
+    """`record` without the previous secrets whose overlap has ended by `now` (`record` itself when there
+    are none): they sign nothing any more (`_signing`). The one in use while the record is ahead of its
+    row (`named`) stays, ended or not, as does everything else the record holds."""
+    previous = _previous(record)
+    in_use = previous[:1] if _ahead_of_row(record, named) else []
+    kept = in_use + [(secret, until) for secret, until in previous[len(in_use) :] if until > now]
+    if len(kept) == len(previous):
+        return record
+    rest = {key: value for key, value in record.items() if key not in _PREVIOUS_KEYS}
+    return {**rest, **_previous_fields(kept)}
 
 
 def _signing(record: dict[str, str], now: datetime, named: str) -> list[tuple[str, datetime | None]]:

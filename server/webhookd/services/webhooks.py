@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from webhookd.domain import event_types, idempotency, ids, page_tokens
-from webhookd.domain.credentials import credential_id_of, same_origin, with_credential
+from webhookd.domain.credentials import credential_id_of, same_origin, with_credential, without_replaced
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.idempotency import KeyedRequest
@@ -36,6 +36,7 @@ from webhookd.domain.secret_rotation import (
     overlap_end,
     public_keys,
     rotated,
+    without_ended,
 )
 from webhookd.domain.signing import loose_secret_problem, new_signing_secret, public_key, validate_secret
 from webhookd.domain.statuses import LogKind
@@ -425,6 +426,7 @@ class Webhooks:
                 return self._written(updated, noted=True)
 
             written = await self._change_secrets(
+                scope,
                 lease,
                 lambda record: rotated(record, secret, overlap=overlap, now=now, named=webhook.secret_fingerprint),
                 commit,
@@ -464,7 +466,7 @@ class Webhooks:
                 return self._written(updated, noted=True)
 
             return await self._change_secrets(
-                lease, lambda record: with_credential(record, credential, named_id=webhook.credential_id), commit
+                scope, lease, lambda record: with_credential(record, credential, named_id=webhook.credential_id), commit
             )
 
     async def close(self) -> None:
@@ -473,6 +475,7 @@ class Webhooks:
 
     async def _change_secrets(
         self,
+        scope: Scope,
         lease: SecretLease,
         change: Callable[[dict[str, str]], dict[str, str]],
         commit: Callable[[dict[str, str]], Awaitable[Webhook]],
@@ -480,7 +483,8 @@ class Webhooks:
         """Writes `change` of the leased webhook's secret record over just the version it was made from
         (Vault's check-and-set), reading again when a write landed first: under the lease only a late
         one can (a Vault that carried out a write of a holder that gave up, or whose lease lapsed). Then
-        `commit` writes the row from the record written, and releases the lease. When it fails, the
+        `commit` writes the row from the record written, and releases the lease; what the record kept
+        for a row that might not commit then goes (`_drop_retired`). When it fails, the
         caller is told so and the record goes back, unless another change has been written since. A
         caller that goes away meanwhile does not cut the row write short: one whose COMMIT was sent may
         land, and a record put back under it would leave the row naming a secret nobody holds; so the
@@ -508,7 +512,27 @@ class Webhooks:
             lease.committed = True
             return written
 
-        return await to_its_end(commit_or_put_back())
+        written = await to_its_end(commit_or_put_back())
+        await self._drop_retired(scope, written, after, version + 1)
+        return written
+
+    async def _drop_retired(self, scope: Scope, webhook: Webhook, record: dict[str, str], version: int) -> None:
+        """Vault's `record` (at `version`, as this change wrote it) without what `webhook`'s committed row no
+        longer uses: a secret whose overlap has ended (one retired without overlap is kept, ended, until the
+        row names its successor), a credential replaced or removed. Written under a lease of its own, over
+        just that version, so nothing the row names goes missing: a change since (or under way) keeps the
+        record as it is, and so does a Vault or database that does not answer; the next change drops it."""
+        kept = without_replaced(without_ended(record, self._now(), webhook.secret_fingerprint), webhook.credential_id)
+        if kept == record:
+            return
+        try:
+            async with self._leases.held(scope, webhook.id):
+                await self._secrets.write(webhook.vault_path, kept, replacing=version)
+        except (Aborted, Unavailable) as error:
+            log.info(
+                "retired secrets stay in Vault until the next change",
+                extra={"webhook_id": webhook.id, "reason": error.reason},
+            )
 
     async def public_key(self, scope: Scope, webhook_id: str) -> PublicKeys:
         """An ed25519 webhook's public key (and each previous one that still signs), derived
