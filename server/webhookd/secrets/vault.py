@@ -281,8 +281,17 @@ class VaultSecretStore:
         return sorted(str(key).rstrip("/") for key in response["data"]["keys"])
 
     async def ping(self) -> None:
-        """Raise Unavailable unless Vault answers, is unsealed and accepts the token."""
-        await self.token_lifetime()
+        """Raise Unavailable unless Vault answers, is unsealed, takes the token and lets it read where
+        the secrets go: a mount disabled or a policy changed while running fails every create, so
+        readiness asks what start-up asked. One read of the deployment marker when all is well."""
+        try:
+            await self._check_reach()
+        except VaultMisconfigured as error:
+            # Vault refuses a token it no longer takes on every path: then the token is the reason.
+            await self.token_lifetime()
+            raise _unreachable_as(str(error)) from None
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
 
     async def ping_at_start(self, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """`ping`, asked again while Vault answers with a passing fault: a process starting beside a
@@ -420,4 +429,8 @@ def _unavailable(exc: Exception) -> Unavailable:
 
 def _unreachable(reason: str) -> Unavailable:
     # Callers read "vault unavailable: retry later"; the reason is logged and shown by /readyz.
-    return Unavailable(f"vault unreachable: {reason}", retry_after_seconds=RETRY_AFTER_SECONDS, dependency="vault")
+    return _unreachable_as(f"vault unreachable: {reason}")
+
+
+def _unreachable_as(message: str) -> Unavailable:
+    return Unavailable(message, retry_after_seconds=RETRY_AFTER_SECONDS, dependency="vault")
