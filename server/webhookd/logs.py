@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 
 from webhookd.observability.request_ids import current_request_id
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Attributes every record has, and uvicorn's `color_message`: the same message with ANSI escape codes
+# for its coloured console formatter, noise (and an escape sequence) in a JSON line.
+_LEFT_OUT = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 _LONGEST_TRACEBACK = 16 * 1024
 
 
@@ -22,7 +24,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": current_request_id.get(),
         }
-        entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD})
+        entry.update({key: value for key, value in vars(record).items() if key not in _LEFT_OUT})
         if record.exc_info:
             entry["exception"] = _bounded(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
