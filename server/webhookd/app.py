@@ -206,7 +206,9 @@ class Core:
             stream_slots=self.stream_slots,
             max_body_bytes=settings.max_request_bytes,
         )
-        # What /readyz and gRPC health both answer from.
+        # What /readyz and gRPC health both answer from. A server stays up on a schema a newer release
+        # migrated (its calls in flight finish), but is not ready: balancers drain it for the new release.
+        self._revisions = migrate.this_release()
         self.readiness = Readiness(self.readiness_checks())
 
     async def start(self) -> None:
@@ -234,7 +236,7 @@ class Core:
         self.secrets.close()
 
     def readiness_checks(self) -> dict[str, Check]:
-        return _readiness_checks(self.database, self.secrets)
+        return _readiness_checks(self.database, self.secrets, self._revisions)
 
     def http_routes(self) -> list[BaseRoute]:
         """Routes every HTTP server of this process serves from the core directly."""
@@ -459,7 +461,10 @@ class DeliveryWorkers:
         self._orphan_task: asyncio.Task[None] | None = None
         self._held_task: asyncio.Task[None] | None = None
         self._token_task: asyncio.Task[None] | None = None
-        self.readiness = Readiness(_readiness_checks(self.database, self.secrets))
+        self._revisions = migrate.this_release()
+        self._schema_check_seconds = settings.schema_check_seconds
+        self._schema_task: asyncio.Task[str] | None = None
+        self.readiness = Readiness(_readiness_checks(self.database, self.secrets, self._revisions))
 
     async def start(self) -> None:
         await self.database.open()
@@ -472,6 +477,14 @@ class DeliveryWorkers:
         self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
         self._held_task = asyncio.create_task(self._held_loop(), name="held-round")
         self._token_task = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
+        watch = migrate.until_schema_changes(self.database, self._revisions, every_seconds=self._schema_check_seconds)
+        self._schema_task = asyncio.create_task(watch, name="schema")
+
+    async def schema_changed(self) -> str:
+        """Completes, saying why, once a newer release migrated the database (or it went back to an older
+        schema) since the workers started: their queries are written for this release's schema alone."""
+        assert self._schema_task is not None, "started first"
+        return await asyncio.shield(self._schema_task)
 
     async def _retention_loop(self) -> None:
         while True:
@@ -516,6 +529,9 @@ class DeliveryWorkers:
         for task in tasks:
             if task is not None:
                 await _cancelled(task)
+        if self._schema_task is not None:
+            self._schema_task.cancel()
+            await asyncio.gather(self._schema_task, return_exceptions=True)
         if self._task is not None:
             await self._task
         await self.readiness.close()
@@ -543,7 +559,7 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-def _readiness_checks(database: Database, secrets: VaultSecretStore) -> dict[str, Check]:
+def _readiness_checks(database: Database, secrets: VaultSecretStore, revisions: migrate.Revisions) -> dict[str, Check]:
     async def database_check() -> str | None:
         try:
             await database.ping()
@@ -558,7 +574,14 @@ def _readiness_checks(database: Database, secrets: VaultSecretStore) -> dict[str
             return error.message
         return None
 
-    return {"database": database_check, "vault": vault_check}
+    async def schema_check() -> str | None:
+        try:
+            changed = await migrate.schema_unlike(database, revisions)
+        except Unavailable as error:
+            return error.message
+        return None if changed is None else f"database schema: {changed}"
+
+    return {"database": database_check, "vault": vault_check, "schema": schema_check}
 
 
 async def check_backends(settings: Settings, backends: Backends) -> None:

@@ -88,6 +88,9 @@ class Settings:
     # A secret no webhook row owns is removed once it is this old (services/orphan_secrets.py).
     orphan_secret_grace_seconds: float = 900.0
     shutdown_grace_seconds: float = 10.0
+    # How often a running process reads the database's schema revision again: a worker stops once a
+    # newer release migrated it, a server says not ready (store/migrate.py).
+    schema_check_seconds: float = 10.0
     # The gRPC server pings each client with calls open this often and closes its connection when a ping
     # goes unanswered as long: a client whose host vanished gives its streams' places back (app.py).
     grpc_keepalive_seconds: float = 30.0
@@ -395,6 +398,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         vault_timeout_seconds=_float(env, "WEBHOOKD_VAULT_TIMEOUT_SECONDS", 5.0, 0, _HOUR, above=True),
         orphan_secret_grace_seconds=_float(env, "WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", 900.0, 0, _YEAR, above=True),
         shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0, 0, _HOUR),
+        schema_check_seconds=_float(env, "WEBHOOKD_SCHEMA_CHECK_SECONDS", 10.0, 0.1, _HOUR),
         grpc_keepalive_seconds=_float(env, "WEBHOOKD_GRPC_KEEPALIVE_SECONDS", 30.0, 1, _HOUR),
         stream_stall_seconds=_float(env, "WEBHOOKD_STREAM_STALL_SECONDS", 60.0, 0, _HOUR, above=True),
         http_request_timeout_seconds=_float(env, "WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", 60.0, 0, _HOUR, above=True),

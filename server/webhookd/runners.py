@@ -142,11 +142,23 @@ def _stop_with_parent(stop: asyncio.Event) -> None:
         stop.set()
 
 
-async def _run(settings: Settings, start: Callable[[contextlib.AsyncExitStack, app.Backends], Awaitable[str]]) -> int:
+# Ends a running process as a start-up that failed would: stopped in order, one line, exit 2.
+End = Callable[[str], None]
+Start = Callable[[contextlib.AsyncExitStack, app.Backends, End], Awaitable[str]]
+
+
+async def _run(settings: Settings, start: Start) -> int:
     """Starts the backends, then `start` (which registers what it starts on the exit stack and
-    returns the line to print once running); runs until signalled."""
+    returns the line to print once running); runs until signalled, or until what started calls its
+    `end` with the reason it cannot go on."""
     stop = _stop_on_signals()
     _stop_with_parent(stop)
+    ended: list[str] = []
+
+    def end(reason: str) -> None:
+        ended.append(reason)
+        stop.set()
+
     try:
         backends = await backends_started(settings)
     except StartError as error:
@@ -157,7 +169,7 @@ async def _run(settings: Settings, start: Callable[[contextlib.AsyncExitStack, a
         running = contextlib.AsyncExitStack()
         try:
             await started("backends", lambda: app.check_backends(settings, backends))
-            line = await start(running, backends)
+            line = await start(running, backends, end)
         except StartError as error:
             await running.aclose()
             print(f"webhookd: cannot start: {error}", file=sys.stderr, flush=True)
@@ -174,11 +186,15 @@ async def _run(settings: Settings, start: Callable[[contextlib.AsyncExitStack, a
             await stop.wait()
         finally:
             stopped = await _stopped_within(running, settings.shutdown_grace_seconds + STOP_ALLOWANCE_SECONDS)
+        if ended:
+            # The line a start-up on the same state would print (and will, if the process is started again).
+            print(f"webhookd: cannot start: {ended[0]}", file=sys.stderr, flush=True)
+            return 2
         return 0
     finally:
         await asyncio.to_thread(backends.stop)
         if not stopped:
-            _leave(0)
+            _leave(2 if ended else 0)
 
 
 async def _stopped_within(running: contextlib.AsyncExitStack, seconds: float) -> bool:
@@ -208,7 +224,7 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
     """gRPC and HTTP (REST through the servicers in this process, the inbound receiver, the
     Playground, operations routes), without delivery workers."""
 
-    async def start(running: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+    async def start(running: contextlib.AsyncExitStack, backends: app.Backends, _: End) -> str:
         metrics = Metrics()
         await check_connection_room(settings, backends)
         await started("database schema", lambda: migrate.upgrade(backends.database_url))
@@ -243,14 +259,18 @@ async def _stop_front_doors(gateway: app.Gateway, service: app.Service) -> None:
 def run_worker(settings: Settings) -> int:
     """The delivery pool, and /metrics, /healthz and /readyz on WEBHOOKD_METRICS_ADDR when set."""
 
-    async def start(running: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+    async def start(running: contextlib.AsyncExitStack, backends: app.Backends, end: End) -> str:
         # Servers and `serve` migrate as they start; a worker alone finds the schema as its release
-        # left it, or refuses: its queries are written for that schema and no other.
+        # left it, or refuses: its queries are written for that schema and no other. So does one
+        # running when a newer release migrates: it claims nothing more, gives back what it holds
+        # (the stop a signal makes) and exits with the same line.
         await started("database schema", lambda: migrate.check_newest(backends.database_url))
         metrics = Metrics()
         workers = app.DeliveryWorkers(settings, backends, metrics=metrics)
         await started("delivery workers", workers.start)
         running.push_async_callback(workers.stop)
+        schema = asyncio.create_task(_end_when_schema_changes(workers, end), name="schema-end")
+        running.push_async_callback(_cancelled, schema)
         if settings.metrics_addr:
             http = HttpServer(
                 operations_app(workers.readiness, metrics),
@@ -266,11 +286,22 @@ def run_worker(settings: Settings) -> int:
     return asyncio.run(_run(settings, start))
 
 
+async def _end_when_schema_changes(workers: app.DeliveryWorkers, end: End) -> None:
+    reason = f"database schema: {await workers.schema_changed()}"
+    log.warning("the database schema changed under this worker; stopping", extra={"reason": reason})
+    end(reason)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def run_gateway(settings: Settings, grpc_target: str) -> int:
     """The REST gateway in front of a gRPC target; the inbound receiver runs here on the database
     and Vault, since it needs them and not gRPC."""
 
-    async def start(running: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+    async def start(running: contextlib.AsyncExitStack, backends: app.Backends, _: End) -> str:
         # Its own channel, so readiness reports the target's health, not the gateway channel's state.
         upstream = await running.enter_async_context(grpc.aio.insecure_channel(grpc_target))
         core = app.Core(settings, backends, metrics=Metrics())

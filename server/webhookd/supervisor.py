@@ -54,6 +54,8 @@ _READ_BYTES = 64 * 1024
 # A log line this long is passed on in pieces rather than held whole.
 _LONGEST_LINE = 1024 * 1024
 _REASON_PREFIX = "webhookd: "
+# How long the supervisor waits for a child that exited to close its stderr, whose last line may say why.
+REASON_WAIT_SECONDS = 1.0
 
 
 @dataclass
@@ -193,6 +195,8 @@ class Supervisor:
                     "role": child.role,
                     "pid": child.process.pid,
                     "exit_code": child.process.returncode,
+                    # A worker that found the schema changed under it says so in its one line.
+                    "reason": await _reason_given(child),
                     "crashes_in_a_row": child.backoff.crashes_in_a_row,
                     "restart_delay_seconds": delay,
                 },
@@ -236,6 +240,18 @@ class Supervisor:
         for held in self._held:
             held.close()
         self._metrics_directory.cleanup()
+
+
+async def _reason_given(child: Child) -> str:
+    """The `webhookd: ` line a child that exited printed last, or "" (a crash says nothing). Its stderr
+    ends with it; one held open past its end (a grandchild) is not waited on."""
+    if not child.relays:
+        return ""
+    errors = child.relays[0]
+    await asyncio.wait({errors}, timeout=REASON_WAIT_SECONDS)
+    if not errors.done() or errors.cancelled() or errors.exception() is not None:
+        return ""
+    return str(errors.result())
 
 
 async def _relay_errors(stream: asyncio.StreamReader) -> str:

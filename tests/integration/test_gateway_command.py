@@ -72,7 +72,7 @@ async def test_the_gateway_alone_serves_rest_for_the_grpc_target(service, backen
             ready = await anonymous.get("/readyz")
             metrics = await anonymous.get("/metrics")
 
-    checks = {"database": "ok", "vault": "ok", "grpc": "ok"}
+    checks = {"database": "ok", "vault": "ok", "schema": "ok", "grpc": "ok"}
     assert (ready.status_code, ready.json()) == (200, {"status": "ready", "checks": checks})
     assert fetched.status_code == 200
     assert fetched.json()["id"] == created["id"]
@@ -100,7 +100,7 @@ async def test_readyz_is_503_while_the_target_is_unreachable(backends) -> None:
         health_check = await anonymous.get("/healthz")
 
     assert ready.status_code == 503
-    checks = {"database": "ok", "vault": "ok", "grpc": "unreachable: UNAVAILABLE"}
+    checks = {"database": "ok", "vault": "ok", "schema": "ok", "grpc": "unreachable: UNAVAILABLE"}
     assert ready.json() == {"status": "unavailable", "checks": checks}
     assert health_check.status_code == 200
 

@@ -50,7 +50,7 @@ async def test_a_part_that_never_finishes_stopping_is_left_and_the_process_exits
         stopping.set()
         await never.wait()  # as a close on a frozen database's connection may
 
-    async def start(stack: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+    async def start(stack: contextlib.AsyncExitStack, backends: app.Backends, _: runners.End) -> str:
         stack.push_async_callback(stop_that_hangs)
         running.set()
         return "running"
@@ -68,7 +68,7 @@ async def test_a_stop_that_finishes_ends_the_process_the_usual_way(no_backends: 
     running = asyncio.Event()
     stopped = asyncio.Event()
 
-    async def start(stack: contextlib.AsyncExitStack, backends: app.Backends) -> str:
+    async def start(stack: contextlib.AsyncExitStack, backends: app.Backends, _: runners.End) -> str:
         stack.push_async_callback(_set, stopped)
         running.set()
         return "running"
@@ -83,3 +83,21 @@ async def test_a_stop_that_finishes_ends_the_process_the_usual_way(no_backends: 
 
 async def _set(event: asyncio.Event) -> None:
     event.set()
+
+
+async def test_a_part_that_cannot_go_on_stops_the_process_in_order_with_one_line_and_exit_2(
+    no_backends: None, exits: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker that found the database's schema changed under it: stopped as a signal stops it, then
+    the line start-up prints for the same state."""
+    stopped = asyncio.Event()
+
+    async def start(stack: contextlib.AsyncExitStack, backends: app.Backends, end: runners.End) -> str:
+        stack.push_async_callback(_set, stopped)
+        asyncio.get_running_loop().call_soon(end, "database schema: the database is at revision 9999")
+        return "running"
+
+    code = await asyncio.wait_for(runners._run(Settings(shutdown_grace_seconds=0.0), start), GIVE_UP_SECONDS)
+
+    assert code == 2 and stopped.is_set() and exits == []
+    assert capsys.readouterr().err == "webhookd: cannot start: database schema: the database is at revision 9999\n"

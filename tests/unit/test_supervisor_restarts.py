@@ -165,3 +165,35 @@ async def test_a_restart_stuck_in_its_start_up_is_killed_and_tried_again(monkeyp
     finally:
         watch.cancel()
         watching._metrics_directory.cleanup()
+
+
+async def test_a_child_that_exits_with_its_one_line_is_logged_with_that_reason(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that found the schema changed under it exits 2 with the line start-up would print: the
+    supervisor's log of its end says why, not only its exit code."""
+    watching = Supervisor(Settings(), dev=False, environment={})
+    child = Child("worker", ["worker"], WORKER_READY, process=FakeProcess(100), backoff=no_wait())
+    stderr = asyncio.StreamReader()
+    child.relays = [asyncio.create_task(supervisor._relay_errors(stderr))]
+    watching._children = [child]
+    restarted = asyncio.Event()
+
+    async def spawn(again: Child, environment: dict[str, Any]) -> None:
+        again.process = FakeProcess(101)  # type: ignore[assignment]
+        restarted.set()
+
+    monkeypatch.setattr(watching, "_spawn", spawn)
+    watch = asyncio.create_task(watching._keep_running({}))
+    try:
+        stderr.feed_data(b"webhookd: cannot start: database schema: the database is at revision 9999\n")
+        stderr.feed_eof()
+        child.process.die()  # type: ignore[union-attr]
+
+        await asyncio.wait_for(restarted.wait(), 5)
+
+        [died] = [record for record in caplog.records if record.getMessage().startswith("child process died")]
+        assert died.reason == "database schema: the database is at revision 9999"  # type: ignore[attr-defined]
+    finally:
+        watch.cancel()
+        watching._metrics_directory.cleanup()

@@ -92,8 +92,8 @@ def _ready() -> dict[str, Any]:
             "status": {"type": "string", "enum": ["ready", "unavailable"]},
             "checks": {
                 "type": "object",
-                "description": "Each dependency (database, vault, or the gRPC service behind a gateway): `ok`, or "
-                "a short reason.",
+                "description": "Each dependency (database, vault, the database's schema revision, or the gRPC"
+                " service behind a gateway): `ok`, or a short reason.",
                 "additionalProperties": {"type": "string"},
             },
         },
@@ -102,7 +102,8 @@ def _ready() -> dict[str, Any]:
         "ready",
         OPERATIONS_TAG,
         "Readiness: the dependencies answer.",
-        "The database and Vault (or, for `webhookd gateway`, the gRPC service) answer within a short timeout.",
+        "The database and Vault (or, for `webhookd gateway`, the gRPC service) answer within a short timeout,"
+        " and the database's schema is this release's.",
         responses={
             "200": {"description": "Ready: every check is `ok`.", "content": _json(body)},
             "503": {"description": "Not ready: a check names what failed.", "content": _json(body)},

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,7 +14,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from webhookd.domain.errors import Unavailable
 from webhookd.store import partitions
+from webhookd.store.database import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "head"
@@ -49,13 +54,10 @@ def _check_newest(url: str) -> None:
     try:
         with engine.connect() as connection:
             scripts = ScriptDirectory.from_config(_config(connection))
-            current = _check_known(connection, scripts)
-            head = scripts.get_current_head()
-            if tuple(current) != (head,):
-                raise OlderSchema(
-                    f"the database is at revision {', '.join(current) or 'none'}, older than this webhookd's"
-                    f" newest ({head}): run `webhookd migrate` with this release first"
-                )
+            current = MigrationContext.configure(connection).get_current_heads()
+            changed = Revisions.of(scripts).unlike(current)
+            if changed is not None:
+                raise changed
     finally:
         engine.dispose()
 
@@ -66,14 +68,61 @@ def _check_known(connection: sa.Connection, scripts: ScriptDirectory) -> tuple[s
     deserves its own line. Returns the database's revisions."""
     current = MigrationContext.configure(connection).get_current_heads()
     connection.commit()  # the migration takes its lock in a transaction of its own
-    known = {script.revision for script in scripts.walk_revisions()}
-    unknown = [name for name in current if name not in known]
-    if unknown:
-        raise NewerSchema(
-            f"the database is at revision {', '.join(unknown)}, which this webhookd does not know (its newest"
-            f" is {scripts.get_current_head()}): a newer release migrated it; run that release or a later one"
-        )
+    newer = Revisions.of(scripts).newer(current)
+    if newer is not None:
+        raise newer
     return tuple(current)
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """This release's migrations: the revisions it knows and its newest. What is said of a database at
+    other revisions is said here, for a process starting and one already running alike."""
+
+    known: frozenset[str]
+    head: str
+
+    @classmethod
+    def of(cls, scripts: ScriptDirectory) -> Revisions:
+        head = scripts.get_current_head()
+        assert head is not None  # the migrations ship with the release
+        return cls(frozenset(script.revision for script in scripts.walk_revisions()), head)
+
+    def newer(self, current: Sequence[str]) -> NewerSchema | None:
+        unknown = [name for name in current if name not in self.known]
+        if not unknown:
+            return None
+        return NewerSchema(
+            f"the database is at revision {', '.join(unknown)}, which this webhookd does not know (its newest"
+            f" is {self.head}): a newer release migrated it; run that release or a later one"
+        )
+
+    def unlike(self, current: Sequence[str]) -> NewerSchema | OlderSchema | None:
+        """Why the database at `current` is not at this release's newest revision, or None when it is."""
+        newer = self.newer(current)
+        if newer is not None:
+            return newer
+        if tuple(current) != (self.head,):
+            return OlderSchema(
+                f"the database is at revision {', '.join(current) or 'none'}, older than this webhookd's"
+                f" newest ({self.head}): run `webhookd migrate` with this release first"
+            )
+        return None
+
+
+@functools.cache
+def this_release() -> Revisions:
+    """This release's revisions, read from its migration scripts (blocking: a few files)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return Revisions.of(ScriptDirectory.from_config(config))
+
+
+async def schema_unlike(database: Database, revisions: Revisions) -> NewerSchema | OlderSchema | None:
+    """Why the database's schema is not `revisions`' newest (a newer release migrated it while this
+    process ran), or None: one read of Alembic's one-row table. Unavailable when the database is."""
+    rows = await database.fetch_all("SELECT version_num FROM alembic_version")
+    return revisions.unlike([str(row[0]) for row in rows])
 
 
 def upgrade_sync(url: str, *, revision: str = HEAD) -> None:
@@ -94,3 +143,17 @@ async def check_newest(url: str) -> None:
     """For what starts without migrating (a worker alone): NewerSchema when a newer release migrated
     the database, OlderSchema when nothing migrated it to this release's newest revision yet."""
     await asyncio.to_thread(_check_newest, url)
+
+
+async def until_schema_changes(database: Database, revisions: Revisions, *, every_seconds: float) -> str:
+    """Reads the revision every `every_seconds` until the schema is no longer `revisions`' newest, and
+    returns why: a process whose queries are written for one schema must not go on against another.
+    A round the database does not answer is skipped (readiness names that outage)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            changed = await schema_unlike(database, revisions)
+        except Unavailable:
+            continue
+        if changed is not None:
+            return str(changed)
