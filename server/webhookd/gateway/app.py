@@ -108,6 +108,6 @@ async def _api_error(request: Request, exc: Any) -> Response:
 
 
 async def _unexpected(request: Request, exc: Any) -> Response:
-    # Starlette still re-raises after this so the server logs the traceback.
+    # Starlette raises it again after this answer: http/unexpected_errors.py logs it, once.
     rid = request_id(request.headers)
     return error_response(internal(rid), request_id=rid)

@@ -12,9 +12,10 @@ Playground page sets a stricter policy of its own): the browser-facing defaults 
   own files say `no-cache` (revalidated by ETag) instead.
 
 `http/server.py` wraps every app it serves in `DefaultHeaders` (the gateway with its inbound receiver,
-a worker's /healthz /readyz /metrics), outside Starlette's ServerErrorMiddleware, so an unexpected
-error's 500 carries them too; the refusals written before any app sees a request
-(`http/request_bounds.py`: 400, 408, 431, 503) add `DEFAULT_HEADERS` themselves.
+a worker's /healthz /readyz /metrics), outside Starlette's ServerErrorMiddleware and outside
+`UnexpectedErrors` (http/unexpected_errors.py), so an unexpected error's 500 carries them too; the
+refusals written before any app sees a request (`http/request_bounds.py`: 400, 408, 431, 503) add
+`DEFAULT_HEADERS` themselves.
 """
 
 from __future__ import annotations

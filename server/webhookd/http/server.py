@@ -1,6 +1,7 @@
 """Serving an HTTP app with uvicorn inside the webhookd process: the gateway next to the gRPC
-server, or a worker's operational routes. Every app is served inside `DefaultHeaders`, and its
-clients bounded (http/request_bounds.py)."""
+server, or a worker's operational routes. Every app is served inside `DefaultHeaders` and
+`UnexpectedErrors` (an exception no handler took is our JSON 500), and its clients bounded
+(http/request_bounds.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp
 
 from webhookd.http.request_bounds import RequestBounds, bounded_protocol
 from webhookd.http.response_headers import DefaultHeaders
+from webhookd.http.unexpected_errors import UnexpectedErrors
 from webhookd.observability.log_throttle import ThrottledLog
 
 log = logging.getLogger("webhookd.gateway")
@@ -98,7 +100,7 @@ class HttpServer:
         self._bounds = bounds
         self._server = _EmbeddedUvicorn(
             uvicorn.Config(
-                DefaultHeaders(app),
+                DefaultHeaders(UnexpectedErrors(app)),
                 log_config=None,
                 access_log=False,  # gateway/operations.py writes the access log, without query strings
                 lifespan="off",
