@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from ports import closed_port
 
 Respond = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
 # A 200 whose X-Note header holds bytes that are not UTF-8 (for raw_answer).
@@ -107,10 +108,7 @@ def slow(seconds: float) -> Respond:
 
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: connecting to it is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
+    return f"http://127.0.0.1:{closed_port()}/hook"
 
 
 @contextlib.asynccontextmanager

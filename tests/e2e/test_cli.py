@@ -18,17 +18,13 @@ import jwt
 import psutil
 import pytest
 
+from ports import free_port
+
 # Each test runs the `webhookd` command as a process of its own.
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 WEBHOOKD = str(BIN / "webhookd")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def dev_environment(data_dir: str, **settings: str) -> dict[str, str]:

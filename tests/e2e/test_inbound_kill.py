@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -26,17 +25,12 @@ import pytest
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
+from ports import free_port
 from support import JWT_SECRET, make_caller, new_tenant_id
 from webhookd.auth.tokens import mint
 
 IN_FLIGHT = 16
 READY_WITHIN = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_environment(backends, database_url: str, data_dir: Path, grpc_port: int, http_port: int) -> dict[str, str]:

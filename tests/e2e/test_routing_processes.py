@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import struct_pb2
 
+from ports import free_port
 from receivers import Receiver, failing_first
 from support import Database, running_service
 from webhookd.app import Backends
@@ -78,12 +78,6 @@ async def worker_processes(backends: Backends, database_url: str, tmp_path: Path
                 process.kill()
                 await process.wait()
     assert all(process.returncode == 0 for process in processes), log.read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def publish(caller, n: int) -> pb.PublishEventRequest:

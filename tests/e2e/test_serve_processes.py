@@ -8,7 +8,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import ssl
 import sys
 import time
@@ -28,6 +27,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 
 from certificates import self_signed
 from log_streams import until
+from ports import free_port
 from proxies import forward_proxy
 from receivers import Receiver
 from support import JWT_SECRET, in_schema_of_its_own, make_caller
@@ -36,12 +36,6 @@ from webhookd.store.conninfo import conninfo
 pytestmark = pytest.mark.slow
 READY_WITHIN = 60.0
 SERVING_LINE = "webhookd serving gRPC on "  # printed once every server and worker is ready
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections import Counter, defaultdict
@@ -31,6 +30,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from ports import free_port
 from receivers import Received
 from support import JWT_SECRET, Database
 
@@ -60,12 +60,6 @@ class FaultBackends:
     vault_addr: str
     vault_token: str
     directory: Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -127,6 +121,9 @@ async def serving(backends: FaultBackends, name: str, **settings: str) -> AsyncI
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
+        elif process.returncode != -signal.SIGKILL:
+            # Shown with a failing test's output: a service that ended by itself fails its tests far from why.
+            print(f"{name} exited with {process.returncode} by itself; the end of its log:\n{log.read_text()[-5000:]}")
         try:
             await asyncio.wait_for(process.wait(), 30)
         except TimeoutError:

@@ -30,11 +30,11 @@ from harness import (
     Ledger,
     all_settled,
     assert_delivered,
-    free_port,
     record,
     serving,
     until,
 )
+from ports import free_port
 from proxies import running_proxy
 from receivers import Receiver
 from support import Database, make_caller

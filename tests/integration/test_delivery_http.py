@@ -20,6 +20,7 @@ from email.utils import format_datetime
 import pytest
 from aiohttp import web
 
+from ports import closed_port
 from webhookd.delivery.answers import NOT_RECORDED, RESPONSE_EXCERPT_BYTES, RESPONSE_HEADERS_CHARS, VALUE_CUT
 from webhookd.delivery.http import HttpSender
 from webhookd.delivery.ssrf import TargetPolicy
@@ -300,10 +301,7 @@ async def test_410_means_gone(receiver: Receiver, sender: HttpSender) -> None:
 
 
 async def test_closed_port_is_a_connection_error(sender: HttpSender) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    result = await sender.send(f"http://127.0.0.1:{port}/hook", body=BODY, headers=HEADERS, timeout_ms=5000)
+    result = await sender.send(f"http://127.0.0.1:{closed_port()}/hook", body=BODY, headers=HEADERS, timeout_ms=5000)
     assert result.outcome is Outcome.CONNECTION_ERROR
     assert result.http_status is None
     assert result.error == "connection refused"

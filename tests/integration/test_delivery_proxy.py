@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from ports import closed_port
 from proxies import forward_proxy
 from receivers import Receiver
 from webhookd.delivery.http import HttpSender
@@ -45,13 +46,6 @@ async def send(
 ) -> AttemptResult:
     async with HttpSender(policy, proxy=proxy, resolver=resolver) as sender:
         return await sender.send(url, body=b"{}", headers={}, timeout_ms=STALL_TIMEOUT_MS if resolver else 10_000)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        return int(unused.getsockname()[1])
 
 
 class StalledResolver(AbstractResolver):

@@ -7,7 +7,6 @@ and nothing of the reason (the database, its address, libpq's words), which is l
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,6 +15,7 @@ from starlette.applications import Starlette
 from ulid import ULID
 
 from fakes import FakeNotifications, FakeSecrets, FakeStreamLeases, FakeWebhooks
+from ports import closed_port
 from webhookd.http.receiver import inbound_route
 from webhookd.http.server import HttpServer
 from webhookd.observability.log_throttle import ThrottledLog
@@ -38,13 +38,6 @@ class FakeClock:
 
 CLOCK = FakeClock()
 HOUR = 3600.0
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then let go)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import socket
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,6 +16,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from webhook_calls import create, create_webhook, field_violations, rpc_error
 
+from ports import closed_port
 from support import AuthedStub, make_caller
 from webhookd.app import Backends, Service
 from webhookd.config import Settings
@@ -164,12 +164,6 @@ async def test_fingerprint_identifies_but_is_not_the_secret(caller) -> None:
     assert_absent(created.signing_secret, fp, "the fingerprint")
     other = await create(caller)
     assert other.webhook.secret_fingerprint != fp
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_vault_down_is_unavailable_and_stores_no_row(settings, backends, database) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 from collections.abc import AsyncIterator
 
 import grpc
@@ -19,19 +18,13 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.rpc import error_details_pb2, status_pb2
 from webhook_calls import create
 
+from ports import closed_port
 from support import AuthedStub, make_caller
 from webhookd.app import Backends, Gateway, Service
 from webhookd.config import Settings
 from webhookd.observability.log_throttle import ThrottledLog
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then let go)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclasses.dataclass(frozen=True)

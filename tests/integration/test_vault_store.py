@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 import hvac
 import pytest
 
+from ports import free_port
 from webhookd.domain.errors import Aborted, Invalid, NotFound, Unavailable
 from webhookd.secrets.embedded import EmbeddedOpenBao, find_bao_binary
 from webhookd.secrets.token_renewal import keep_token_alive
@@ -214,9 +214,7 @@ async def test_written_at_is_the_last_write_and_none_once_deleted(store: VaultSe
 @pytest.fixture
 def tls_vault(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """An OpenBao dev server on TLS (`-dev-tls`: it makes a CA and a certificate for 127.0.0.1)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     token = secrets.token_urlsafe(16)
     args = [find_bao_binary(), "server", "-dev", "-dev-tls", f"-dev-tls-cert-dir={tmp_path}", "-dev-no-store-token"]
     args.append(f"-dev-listen-address=127.0.0.1:{port}")
