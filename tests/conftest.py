@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from ulid import ULID
 
 from receivers import Receiver
-from support import JWT_SECRET, AuthedStub, Database, make_caller
+from support import FAULT_FIGURES_PROPERTY, JWT_SECRET, AuthedStub, Database, make_caller
 from webhookd.app import Backends, DeliveryWorkers, Gateway, Service, open_service
 from webhookd.config import Settings
 from webhookd.observability import Metrics
@@ -138,3 +140,27 @@ async def gateway(settings: Settings, service: Service) -> AsyncIterator[Running
     await running.start()
     yield RunningGateway(f"http://127.0.0.1:{running.port}", service.metrics)
     await running.stop()
+
+
+# The fault tests' figures (tests/faults/conftest.py puts them on each report under this name), printed
+# at the end of the run and written beside the screenshots; gathered from the reports, which reach
+# this process from every pytest-xdist worker.
+FAULT_FIGURES_FILE = Path(__file__).resolve().parents[1] / "test-artifacts" / "fault-figures.json"
+FAULT_FIGURES: dict[str, dict[str, Any]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == FAULT_FIGURES_PROPERTY and isinstance(value, dict):
+            FAULT_FIGURES.update(value)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FAULT_FIGURES:
+        return
+    terminalreporter.section("fault suite figures")
+    for name, figures in FAULT_FIGURES.items():
+        shown = ", ".join(f"{key} {value}" for key, value in figures.items())
+        terminalreporter.write_line(f"{name}: {shown}")
+    FAULT_FIGURES_FILE.parent.mkdir(exist_ok=True)
+    FAULT_FIGURES_FILE.write_text(json.dumps(FAULT_FIGURES, indent=2) + "\n")

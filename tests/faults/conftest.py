@@ -1,20 +1,17 @@
 """The fault suite's backends (a PostgreSQL and an OpenBao of its own, which tests freeze and kill) and
-the figures each test records, printed at the end of the run and written to test-artifacts/."""
+the figures each test records, put on its report for tests/conftest.py to print and write."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from backends import FaultyOpenBao, FaultyPostgres
 
 from harness import FIGURES, FaultBackends
-
-FIGURES_FILE = Path(__file__).resolve().parents[2] / "test-artifacts" / "fault-figures.json"
+from support import FAULT_FIGURES_PROPERTY
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +27,12 @@ def fault_backends() -> Iterator[FaultBackends]:
             postgres.stop()
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not FIGURES:
-        return
-    terminalreporter.section("fault suite figures")
-    for name, figures in FIGURES.items():
-        shown = ", ".join(f"{key} {value}" for key, value in figures.items())
-        terminalreporter.write_line(f"{name}: {shown}")
-    FIGURES_FILE.parent.mkdir(exist_ok=True)
-    FIGURES_FILE.write_text(json.dumps(FIGURES, indent=2) + "\n")
+@pytest.fixture(autouse=True)
+def figures_on_the_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The figures this test recorded go with its report (tests/conftest.py prints them): under
+    pytest-xdist only the reports reach the process that prints the run's summary."""
+    before = {name: dict(figures) for name, figures in FIGURES.items()}
+    yield
+    recorded = {name: figures for name, figures in FIGURES.items() if before.get(name) != figures}
+    if recorded:
+        request.node.user_properties.append((FAULT_FIGURES_PROPERTY, recorded))
