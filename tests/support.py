@@ -26,6 +26,8 @@ from webhookd.store.notifications import PostgresNotifications
 JWT_SECRET = "test-secret-test-secret-test-secret!"
 # The report property a fault test's figures travel under, to the process that prints them (conftest.py).
 FAULT_FIGURES_PROPERTY = "fault_figures"
+# What `webhookd serve` prints once every server and worker process is ready (cli.py).
+SERVING_LINE = "webhookd serving gRPC on "
 # Metadata asking GetWebhook to read the database rather than its cache: for a test that has just
 # changed a row behind the service's back, or observed a worker's write before its notification.
 FRESH_READ = ("cache-control", "no-cache")

@@ -30,12 +30,11 @@ from log_streams import until
 from ports import free_port
 from proxies import forward_proxy
 from receivers import Receiver
-from support import JWT_SECRET, in_schema_of_its_own, make_caller
+from support import JWT_SECRET, SERVING_LINE, in_schema_of_its_own, make_caller
 from webhookd.store.conninfo import conninfo
 
 pytestmark = pytest.mark.slow
 READY_WITHIN = 60.0
-SERVING_LINE = "webhookd serving gRPC on "  # printed once every server and worker is ready
 
 
 @contextlib.asynccontextmanager

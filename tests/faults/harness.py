@@ -32,7 +32,7 @@ from grpc_status import rpc_status
 
 from ports import free_port
 from receivers import Received
-from support import JWT_SECRET, Database
+from support import JWT_SECRET, SERVING_LINE, Database
 
 SERVICE = "cpod.integration.v1.WebhookService"
 READY_WITHIN = 60.0
@@ -112,8 +112,10 @@ async def serving(backends: FaultBackends, name: str, **settings: str) -> AsyncI
         async with httpx.AsyncClient(base_url=running.http_url, timeout=3.0) as http:
             while True:
                 assert process.returncode is None, log.read_text()[-5000:]
+                # The serving line too: /readyz is a server's, and a worker still starting when a test
+                # freezes OpenBao fails its start, which ends the whole `serve` (exit 2).
                 with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/readyz")).status_code == 200:
+                    if SERVING_LINE in log.read_text() and (await http.get("/readyz")).status_code == 200:
                         break
                 assert time.monotonic() < deadline, log.read_text()[-5000:]
                 await asyncio.sleep(0.1)
