@@ -245,7 +245,8 @@ class WebhookServiceServicer:
     def RotateWebhookSecret(self, request, context):
         """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
         signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
-        switch without loss.
+        switch without loss. While another rotation or credential change of the webhook is under way it is
+        ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -256,7 +257,9 @@ class WebhookServiceServicer:
         authenticates its callers as well as checking the signature: one header, such as
         `Authorization: Bearer …` or `X-Api-Key: …`. The value is kept in Vault, never stored in the
         database, returned or logged, and recorded attempts show it redacted; the webhook names the header
-        in credential_header. An empty header_value removes the credential.
+        in credential_header. An empty header_value removes the credential. While another rotation or
+        credential change of the webhook is under way it is ABORTED (reason SECRET_CHANGE_IN_PROGRESS):
+        retry in a few seconds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -70,14 +70,17 @@ class WebhookServiceStub:
     RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.RotateWebhookSecretRequest, _webhook_service_pb2.RotateWebhookSecretResponse]
     """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
     signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
-    switch without loss.
+    switch without loss. While another rotation or credential change of the webhook is under way it is
+    ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds.
     """
     SetWebhookCredential: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.SetWebhookCredentialRequest, _webhook_service_pb2.SetWebhookCredentialResponse]
     """Sets the credential every delivery of an outbound webhook carries, for a receiver that
     authenticates its callers as well as checking the signature: one header, such as
     `Authorization: Bearer …` or `X-Api-Key: …`. The value is kept in Vault, never stored in the
     database, returned or logged, and recorded attempts show it redacted; the webhook names the header
-    in credential_header. An empty header_value removes the credential.
+    in credential_header. An empty header_value removes the credential. While another rotation or
+    credential change of the webhook is under way it is ABORTED (reason SECRET_CHANGE_IN_PROGRESS):
+    retry in a few seconds.
     """
     ResumeWebhook: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
@@ -194,14 +197,17 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.RotateWebhookSecretRequest, _webhook_service_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
     """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
     signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
-    switch without loss.
+    switch without loss. While another rotation or credential change of the webhook is under way it is
+    ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds.
     """
     SetWebhookCredential: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.SetWebhookCredentialRequest, _webhook_service_pb2.SetWebhookCredentialResponse]  # type: ignore[assignment]
     """Sets the credential every delivery of an outbound webhook carries, for a receiver that
     authenticates its callers as well as checking the signature: one header, such as
     `Authorization: Bearer …` or `X-Api-Key: …`. The value is kept in Vault, never stored in the
     database, returned or logged, and recorded attempts show it redacted; the webhook names the header
-    in credential_header. An empty header_value removes the credential.
+    in credential_header. An empty header_value removes the credential. While another rotation or
+    credential change of the webhook is under way it is ABORTED (reason SECRET_CHANGE_IN_PROGRESS):
+    retry in a few seconds.
     """
     ResumeWebhook: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.ResumeWebhookRequest, _webhook_service_pb2.ResumeWebhookResponse]  # type: ignore[assignment]
     """Clears an automatic pause: consecutive_failures restarts at 0, the webhook's waiting deliveries
@@ -363,7 +369,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_webhook_service_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_webhook_service_pb2.RotateWebhookSecretResponse]]:
         """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
         signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
-        switch without loss.
+        switch without loss. While another rotation or credential change of the webhook is under way it is
+        ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds.
         """
 
     @_abc_1.abstractmethod
@@ -376,7 +383,9 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         authenticates its callers as well as checking the signature: one header, such as
         `Authorization: Bearer …` or `X-Api-Key: …`. The value is kept in Vault, never stored in the
         database, returned or logged, and recorded attempts show it redacted; the webhook names the header
-        in credential_header. An empty header_value removes the credential.
+        in credential_header. An empty header_value removes the credential. While another rotation or
+        credential change of the webhook is under way it is ABORTED (reason SECRET_CHANGE_IN_PROGRESS):
+        retry in a few seconds.
         """
 
     @_abc_1.abstractmethod
