@@ -347,12 +347,17 @@ class Service:
         return LocalChannel(SERVICE_DESCRIPTOR, self.servicer, self.interceptor)
 
 
+WRITE_STALL_MARGIN_SECONDS = 5.0
+
+
 def http_bounds(settings: Settings) -> RequestBounds:
     """What every HTTP server of the process holds a client to (http/request_bounds.py)."""
     return RequestBounds(
         request_timeout_seconds=settings.http_request_timeout_seconds,
         max_connections=settings.http_max_connections,
         tcp_keepalive_seconds=settings.http_tcp_keepalive_seconds,
+        # Past the streams' own bound, which ends a REST stream first with its error frame (api/interceptor.py).
+        write_stall_seconds=settings.stream_stall_seconds + WRITE_STALL_MARGIN_SECONDS,
     )
 
 

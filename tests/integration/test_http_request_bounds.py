@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 from webhookd.app import Gateway, Service
@@ -291,6 +292,42 @@ async def test_an_idle_keep_alive_connection_is_closed() -> None:
             assert await connection.closed_by_server()
         finally:
             connection.close()
+    finally:
+        await server.stop()
+
+
+# -- a client that takes nothing of its answer ---------------------------------------------------------------
+
+
+async def test_a_connection_whose_client_takes_nothing_of_a_long_answer_is_dropped() -> None:
+    """A client alive but not reading (its receive window full): before, its connection and the task
+    writing to it stayed until the client read or went away, however long the answer waited."""
+    ended = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            for _ in range(100_000):  # 6 GiB: far past every buffer between here and the client
+                yield b"x" * (64 * KIB)
+        finally:
+            ended.set()  # the response was given up: the connection is gone
+
+    async def stream(_: object) -> StreamingResponse:
+        return StreamingResponse(endless(), media_type="application/octet-stream")
+
+    server = HttpServer(
+        Starlette(routes=[Route("/", stream)]), "127.0.0.1:0", bounds=RequestBounds(write_stall_seconds=0.3)
+    )
+    await server.start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * KIB)  # fills at once; never read below
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        try:
+            await asyncio.get_running_loop().sock_sendall(sock, head("/", [], method="GET"))
+            await asyncio.wait_for(ended.wait(), GUARD)
+        finally:
+            sock.close()
     finally:
         await server.stop()
 

@@ -56,6 +56,9 @@ class RequestBounds:
     # Idle this long, a connection is probed by the kernel, and closed when the probes go unanswered
     # (WEBHOOKD_HTTP_TCP_KEEPALIVE_SECONDS): nothing else would find an idle stream's vanished client.
     tcp_keepalive_seconds: float = 30.0
+    # A connection whose client takes nothing of its answer for this long is dropped, as nginx's
+    # send_timeout does: a reader alive but not reading held it, and the task writing to it, for ever.
+    write_stall_seconds: float = 65.0
 
 
 def bounded_protocol(bounds: RequestBounds, *, refusals: ThrottledLog | None = None) -> type[HttpToolsProtocol]:
@@ -88,6 +91,7 @@ class _Bounded(HttpToolsProtocol):
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
+        self._write_stall: asyncio.TimerHandle | None = None  # set while the client takes nothing
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # counted in server_state.connections until connection_lost
@@ -100,9 +104,28 @@ class _Bounded(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
-        if self._linger is not None:
-            self._linger.cancel()
+        for timer in (self._linger, self._write_stall):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: the client is taking nothing. Only then is a timer set."""
+        super().pause_writing()
+        if self._write_stall is None:
+            self._write_stall = self.loop.call_later(self.bounds.write_stall_seconds, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+        super().resume_writing()
+
+    def _write_stalled(self) -> None:
+        self._write_stall = None
+        stall = self.bounds.write_stall_seconds
+        self.refusals.warning("write stalled", "http connection dropped: its client took nothing", {"seconds": stall})
+        self.transport.abort()  # close() would wait for the buffer to drain, which it never will
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
