@@ -34,10 +34,9 @@ class _EmbeddedUvicorn(uvicorn.Server):
         yield
 
 
-def listening_socket(
-    addr: str, *, reuse_port: bool = False, keepalive_seconds: float = DEFAULT_BOUNDS.tcp_keepalive_seconds
-) -> socket.socket:
-    """A TCP socket bound to host:port (port 0 picks a free one); OSError when it cannot be.
+def listening_socket(addr: str, *, reuse_port: bool = False, bounds: RequestBounds = DEFAULT_BOUNDS) -> socket.socket:
+    """A TCP socket bound to host:port (port 0 picks a free one); OSError when it cannot be. The
+    connections it accepts find a vanished client within `bounds` (`_find_vanished_clients`).
 
     Bound here rather than by uvicorn, which exits the process when it cannot bind; with
     `reuse_port` several processes share the port and the kernel spreads connections over them.
@@ -51,7 +50,7 @@ def listening_socket(
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted connections
-        _keep_alive(sock, keepalive_seconds)
+        _find_vanished_clients(sock, bounds)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -64,18 +63,33 @@ def listening_socket(
     return sock
 
 
-def _keep_alive(sock: socket.socket, idle_seconds: float) -> None:
-    """TCP keepalive on every connection `sock` accepts (Linux copies these options to them): one idle
-    `idle_seconds` is probed three times over as long again, and closed when no probe is answered.
-    An idle NDJSON stream writes nothing, so without probes a client whose host vanished (no FIN, no
-    RST) held its stream's place until the server stopped; with them uvicorn sees the connection
-    lost, and Starlette ends the stream. Probes rather than a heartbeat line: the kernel answers them
-    and they change no byte of the documented stream, nor of any other answer."""
-    idle = max(1, round(idle_seconds))
+def _find_vanished_clients(sock: socket.socket, bounds: RequestBounds) -> None:
+    """Every connection `sock` accepts (Linux copies these options to them) is closed once its client's
+    host is found gone (no FIN, no RST: power lost, network cut); uvicorn then sees the connection
+    lost, and Starlette ends its stream, which gives its place back.
+
+    Idle: TCP keepalive. A connection idle `tcp_keepalive_seconds` is probed three times over as long
+    again, and closed when no probe is answered. An idle NDJSON stream writes nothing, so without
+    probes it held its place until the server stopped. Probes rather than a heartbeat line: the kernel
+    answers them and they change no byte of the documented stream, nor of any other answer.
+
+    Writing: TCP_USER_TIMEOUT. Keepalive probes only a connection with nothing in flight, and an SSE
+    stream's heartbeats (or a flowing stream's entries) always have some, unacknowledged; they are too
+    small to fill the transport's buffer, which starts the write stall timer. So only the kernel's
+    retransmissions (~15 min, net.ipv4.tcp_retries2) ended it. Data unacknowledged as long as keepalive
+    takes to find an idle peer dead (as the keepalive-derived user timeouts of gRPC and of
+    Cloudflare's advice) now ends it. Linux applies the same bound to a window the client keeps shut
+    (a live reader that reads nothing), so it is never below the write stall bound: that one, with its
+    setting, decides how long a slow reader may take.
+    """
+    idle = max(1, round(bounds.tcp_keepalive_seconds))
+    interval = max(1, idle // KEEPALIVE_PROBES)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // KEEPALIVE_PROBES))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+    unacknowledged_seconds = max(idle + interval * KEEPALIVE_PROBES, bounds.write_stall_seconds)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, math.ceil(unacknowledged_seconds * 1000))
 
 
 class HttpServer:
@@ -115,9 +129,7 @@ class HttpServer:
 
     async def start(self) -> None:
         """Binds (OSError when the address is taken) and serves."""
-        sock = listening_socket(
-            self._addr, reuse_port=self._reuse_port, keepalive_seconds=self._bounds.tcp_keepalive_seconds
-        )
+        sock = listening_socket(self._addr, reuse_port=self._reuse_port, bounds=self._bounds)
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http-server")
         while not self._server.started:
