@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 
@@ -122,12 +123,42 @@ async def test_a_rest_reader_that_never_reads_gives_its_place_back(settings, one
         await gateway.stop()
 
 
+async def read_to_end(call: grpc.aio.UnaryStreamCall) -> tuple[int, grpc.aio.AioRpcError | None]:
+    """The responses read and the error that ended `call`; None, and the call cancelled, when it has
+    not ended within a bound far past a loopback stream's few buffers."""
+    received = 0
+    try:
+        async with asyncio.timeout(10):
+            async for _ in call:
+                received += 1
+    except grpc.aio.AioRpcError as error:
+        return received, error
+    except TimeoutError:
+        call.cancel()
+    return received, None
+
+
 # Each event's body alone is past the reader's 64 KiB window: a few fill every buffer on the way.
 LARGE_BODY = 200 * 1024
 MAX_EVENTS = 200  # a bound far past the buffers between the server and the reader
 
 
-async def test_an_inbound_events_reader_that_never_reads_gives_its_place_back(settings, one_place, database) -> None:
+async def handler_end(caplog: pytest.LogCaptureFixture, method: str, code: str) -> bool:
+    """Whether the server's handler of a `method` call logged its end with `code` (waited for, bounded)."""
+    for _ in range(200):
+        if any(
+            getattr(record, "rpc", "").endswith(method) and getattr(record, "code", "") == code
+            for record in caplog.records
+        ):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_an_inbound_events_reader_that_never_reads_gives_its_place_back(
+    settings, one_place, database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="webhookd.api")
     tenant_id = new_tenant_id()
     # With the inbound receiver of the service under test.
     gateway = Gateway(settings, one_place.local_channel(), extra_routes=one_place.http_routes())
@@ -147,8 +178,15 @@ async def test_an_inbound_events_reader_that_never_reads_gives_its_place_back(se
 
             admitted = caller.StreamInboundEvents(pb.StreamInboundEventsRequest())
             assert len([response async for response in admitted]) == sent  # another stream has the place
-            # Not read to its end: with messages past the window, the stalled reader's reads then wait
-            # for ever (left open in the issue), where DeliveryLog's small entries end ABORTED (above).
-            stalled.cancel()
+            # Read at last: what was sent, then why it ended; the write cut by the stall was the first
+            # and held the stream's headers.
+            received, ended = await read_to_end(stalled)
+            assert ended is not None, f"still open after {received} events: its end never came"
+            assert ended.code() == grpc.StatusCode.ABORTED
+            assert "after the last cursor" in ended.details()
+            assert 0 < received < sent
+            # The server's side ended with it, and grpc.aio had no batch of its to refuse.
+            assert await handler_end(caplog, "/StreamInboundEvents", "ABORTED")
+            assert [record.getMessage() for record in caplog.records if record.name.startswith("grpc")] == []
     finally:
         await gateway.stop()

@@ -247,11 +247,19 @@ async def _write_all(result: Any, context: Context, stall_seconds: float) -> Non
     clock = asyncio.get_running_loop().time
     write = _PendingWrite()
     stalled = asyncio.timeout(None)
+    headers_sent = False
     try:
         async with stalled, contextlib.aclosing(result) as responses:
             watch = asyncio.create_task(_end_when_stalled(write, stalled, stall_seconds))
             try:
                 async for response in responses:
+                    if not headers_sent:
+                        # The headers go alone, not with the first response: grpc.aio counts them sent
+                        # only once that write completes, so after a stall cut it, the abort sent them
+                        # again, core refused the status (TOO_MANY_OPERATIONS), and the reader waited for
+                        # ever. HTTP/2 does not flow-control headers: this does not wait on the window.
+                        await context.send_initial_metadata(())
+                        headers_sent = True
                     write.since = clock()
                     await context.write(response)
                     write.since = None

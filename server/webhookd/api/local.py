@@ -67,6 +67,9 @@ class _LocalContext:
         self.error = LocalRpcError(status.code, status.details, status.trailing_metadata or ())
         raise _Aborted
 
+    async def send_initial_metadata(self, metadata: Metadata) -> None:
+        """Nothing to send: in process, a call has no headers."""
+
     async def write(self, message: Message) -> None:
         assert self._write is not None, "write() on a unary call"
         await self._write(message)
