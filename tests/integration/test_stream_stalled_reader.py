@@ -155,16 +155,18 @@ async def handler_end(caplog: pytest.LogCaptureFixture, method: str, code: str) 
     return False
 
 
-async def test_an_inbound_events_reader_that_never_reads_gives_its_place_back(
-    settings, one_place, database, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="webhookd.api")
+@contextlib.asynccontextmanager
+async def stalled_inbound_reader(
+    settings, service: Service, database
+) -> AsyncIterator[tuple[grpc.aio.UnaryStreamCall, int]]:
+    """A StreamInboundEvents call that never read while large events were sent until the stall bound
+    gave its place to another stream; with the count of events sent."""
     tenant_id = new_tenant_id()
     # With the inbound receiver of the service under test.
-    gateway = Gateway(settings, one_place.local_channel(), extra_routes=one_place.http_routes())
+    gateway = Gateway(settings, service.local_channel(), extra_routes=service.http_routes())
     await gateway.start()
     try:
-        async with grpc.aio.insecure_channel(one_place.grpc_target, options=SMALL_WINDOW) as channel:
+        async with grpc.aio.insecure_channel(service.grpc_target, options=SMALL_WINDOW) as channel:
             caller = make_caller(channel, tenant_id, subject="person_1")
             sender = await sender_for(caller, f"http://127.0.0.1:{gateway.port}")
             stalled = caller.StreamInboundEvents(pb.StreamInboundEventsRequest(follow=True))  # read at the end
@@ -178,15 +180,37 @@ async def test_an_inbound_events_reader_that_never_reads_gives_its_place_back(
 
             admitted = caller.StreamInboundEvents(pb.StreamInboundEventsRequest())
             assert len([response async for response in admitted]) == sent  # another stream has the place
-            # Read at last: what was sent, then why it ended; the write cut by the stall was the first
-            # and held the stream's headers.
-            received, ended = await read_to_end(stalled)
-            assert ended is not None, f"still open after {received} events: its end never came"
-            assert ended.code() == grpc.StatusCode.ABORTED
-            assert "after the last cursor" in ended.details()
-            assert 0 < received < sent
-            # The server's side ended with it, and grpc.aio had no batch of its to refuse.
-            assert await handler_end(caplog, "/StreamInboundEvents", "ABORTED")
-            assert [record.getMessage() for record in caplog.records if record.name.startswith("grpc")] == []
+            yield stalled, sent
     finally:
         await gateway.stop()
+
+
+def grpc_log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name.startswith("grpc")]
+
+
+async def test_an_inbound_events_reader_that_never_reads_gives_its_place_back(
+    settings, one_place, database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="webhookd.api")
+    async with stalled_inbound_reader(settings, one_place, database) as (stalled, sent):
+        # Read at last: what was sent, then why it ended; the write cut by the stall was the first
+        # and held the stream's headers.
+        received, ended = await read_to_end(stalled)
+        assert ended is not None, f"still open after {received} events: its end never came"
+        assert ended.code() == grpc.StatusCode.ABORTED
+        assert "after the last cursor" in ended.details()
+        assert 0 < received < sent
+        # The server's side ended with it, and grpc.aio had no batch of its to refuse.
+        assert await handler_end(caplog, "/StreamInboundEvents", "ABORTED")
+        assert grpc_log_lines(caplog) == []
+
+
+async def test_a_stalled_reader_that_leaves_ends_its_call_as_cancelled_without_an_error_logged(
+    settings, one_place, database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="webhookd.api")
+    async with stalled_inbound_reader(settings, one_place, database) as (stalled, _):
+        stalled.cancel()  # the client leaves: the stall's status, queued behind a half-sent event, cannot follow
+        assert await handler_end(caplog, "/StreamInboundEvents", "CANCELLED")
+        assert grpc_log_lines(caplog) == []

@@ -148,7 +148,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     "rpc failed",
                     {"rpc": method, "code": code, "reason": error.message},
                 )
-            await context.abort_with_status(to_status(error))
+            try:
+                await context.abort_with_status(to_status(error))
+            except grpc.aio.InternalError as refused:
+                if not _caller_left(refused):
+                    raise
+                code = "CANCELLED"
+                raise asyncio.CancelledError from None
         except grpc.aio.AbortError:
             code = _aborted_code(context)
             raise
@@ -194,6 +200,14 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
             return Undecodable(str(error))
 
     return read
+
+
+def _caller_left(error: grpc.aio.InternalError) -> bool:
+    """Whether core ran a call's status batch and it failed, as it does once the caller has left: a
+    stalled stream's status waits behind the message its reader never took, and a reader that leaves
+    instead of reading ends the call. A batch core refuses to start ("Failed grpc_call_start_batch")
+    is a fault of ours and stays an error."""
+    return str(error).startswith('Failed "execute_batch"')
 
 
 def _aborted_code(context: Context) -> str:
