@@ -94,6 +94,8 @@ class FakeWebhooks:
         # (the database's clock in store/webhooks.py).
         self.secret_leases: dict[str, tuple[UUID, datetime]] = {}
         self.clock: Clock = lambda: datetime.now(UTC)
+        # By webhook id: when its secret record next holds an ended overlap (migration 0021), for FakeSecretOverlaps.
+        self.overlap_ends: dict[str, datetime | None] = {}
 
     async def _note(self, scope: Scope, note: LifecycleChange | None) -> None:
         if note is None:
@@ -201,6 +203,7 @@ class FakeWebhooks:
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
+        overlap_ends_at: datetime | None = None,
     ) -> Webhook:
         current = await self.get(scope, webhook_id)
         if not current.is_deleted and (current.secret_fingerprint != replacing or not self._holds(webhook_id, lease)):
@@ -208,6 +211,7 @@ class FakeWebhooks:
         written = await self._stamp(
             scope, webhook_id, secret_fingerprint=fingerprint, updated_at=now, updated_by=person_id
         )
+        self.overlap_ends[webhook_id] = overlap_ends_at
         del self.secret_leases[webhook_id]  # released by the write that commits
         await self._note(scope, note)
         return written
@@ -1361,6 +1365,31 @@ class FakeSecrets:
     def _answer(self) -> None:
         if not self.reachable:
             raise Unavailable("vault unreachable: sealed or down (HTTP 503)")
+
+
+class FakeSecretOverlaps:
+    """ports.SecretOverlaps over FakeWebhooks' marks (`overlap_ends`) and secret leases."""
+
+    def __init__(self, webhooks: FakeWebhooks) -> None:
+        self.webhooks = webhooks
+
+    async def claim_ended(self, now: datetime, *, limit: int, claim: timedelta) -> list[tuple[str, str]]:
+        due = sorted(
+            (ends_at, webhook_id)
+            for webhook_id, ends_at in self.webhooks.overlap_ends.items()
+            if ends_at is not None and ends_at <= now
+        )[:limit]
+        for _, webhook_id in due:
+            self.webhooks.overlap_ends[webhook_id] = now + claim
+        return [(self.webhooks.rows[webhook_id].tenant_id, webhook_id) for _, webhook_id in due]
+
+    async def settle(self, scope: Scope, webhook_id: str, *, ends_at: datetime | None, lease: UUID) -> bool:
+        await self.webhooks.get(scope, webhook_id)
+        if not self.webhooks._holds(webhook_id, lease):
+            return False
+        self.webhooks.overlap_ends[webhook_id] = ends_at
+        del self.webhooks.secret_leases[webhook_id]
+        return True
 
 
 class FakeSecretOwners:

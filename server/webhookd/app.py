@@ -39,6 +39,7 @@ from webhookd.secrets.embedded import EmbeddedOpenBao
 from webhookd.secrets.login import VaultLogin
 from webhookd.secrets.token_renewal import keep_token_alive
 from webhookd.secrets.vault import VaultSecretStore
+from webhookd.services.ended_overlaps import EndedOverlaps
 from webhookd.services.event_types import EventTypes
 from webhookd.services.events import Events
 from webhookd.services.history import History
@@ -64,6 +65,7 @@ from webhookd.store.log_consumers import LogConsumerStore
 from webhookd.store.notifications import PostgresNotifications
 from webhookd.store.ping_buckets import PingBucketStore
 from webhookd.store.pings import PingStore
+from webhookd.store.secret_overlaps import SecretOverlapStore
 from webhookd.store.secret_owners import SecretOwners
 from webhookd.store.statistics import keep_statistics
 from webhookd.store.stranded_held import release_stranded
@@ -75,6 +77,9 @@ RETENTION_INTERVAL_SECONDS = 3600
 # How long at most an operational event held past its webhook's resume waits (store/stranded_held.py);
 # an idle round reads a few index pages.
 HELD_ROUND_SECONDS = 60.0
+# How often the workers take ended rotation overlaps' secrets out of Vault: one signs nothing once its
+# overlap ends (the signers leave it out at once), so this bounds only how long it stays stored.
+ENDED_OVERLAPS_SECONDS = 60.0
 # How often an idle server runs a round of its readiness checks, so its gRPC health is not stale.
 HEALTH_PING_SECONDS = 2.0
 SERVICE_DESCRIPTOR = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"]
@@ -459,6 +464,16 @@ class DeliveryWorkers:
         self.orphan_secrets = OrphanSecrets(self.secrets, SecretOwners(self.database), grace=grace)
         # Often enough that an orphan goes soon after its grace, never more than hourly.
         self._orphan_interval = max(1.0, min(settings.orphan_secret_grace_seconds, RETENTION_INTERVAL_SECONDS))
+        self.ended_overlaps = EndedOverlaps(
+            WebhookStore(self.database),
+            SecretOverlapStore(self.database),
+            self.secrets,
+            lease=lease_lasting(
+                vault_timeout=timedelta(seconds=settings.vault_timeout_seconds),
+                database_timeout=timedelta(seconds=settings.database_timeout_seconds),
+            ),
+        )
+        self._ended_overlaps_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._partitions_task: asyncio.Task[None] | None = None
@@ -480,6 +495,7 @@ class DeliveryWorkers:
         self._partitions_task = asyncio.create_task(partitions.keep_created_ahead(self.database), name="partitions")
         self._statistics_task = asyncio.create_task(keep_statistics(self.database), name="statistics")
         self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
+        self._ended_overlaps_task = asyncio.create_task(self._ended_overlaps_loop(), name="ended-overlaps")
         self._held_task = asyncio.create_task(self._held_loop(), name="held-round")
         self._token_task = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
         watch = migrate.until_schema_changes(self.database, self._revisions, every_seconds=self._schema_check_seconds)
@@ -506,6 +522,16 @@ class DeliveryWorkers:
             except Exception:
                 log.exception("orphan secret round failed")
 
+    async def _ended_overlaps_loop(self) -> None:
+        while True:
+            await asyncio.sleep(ENDED_OVERLAPS_SECONDS)
+            try:
+                await self.ended_overlaps.sweep()
+            except Unavailable as error:
+                log.warning("ended overlaps round skipped", extra={"reason": error.message})
+            except Exception:
+                log.exception("ended overlaps round failed")
+
     async def _held_loop(self) -> None:
         while True:
             await asyncio.sleep(HELD_ROUND_SECONDS)
@@ -528,6 +554,7 @@ class DeliveryWorkers:
             self._partitions_task,
             self._statistics_task,
             self._orphan_task,
+            self._ended_overlaps_task,
             self._held_task,
             self._token_task,
         )
@@ -539,6 +566,7 @@ class DeliveryWorkers:
             await asyncio.gather(self._schema_task, return_exceptions=True)
         if self._task is not None:
             await self._task
+        await self.ended_overlaps.close()
         await self.readiness.close()
         await self.notifications.close()
         await self.sender.close()

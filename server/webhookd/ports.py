@@ -119,10 +119,12 @@ class WebhookRepository(Protocol):
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
+        overlap_ends_at: datetime | None = None,
     ) -> Webhook:
-        """Sets the fingerprint and releases the secret lease `lease` in one write; Aborted when the row's
-        fingerprint is no longer `replacing` or the lease is no longer `lease` (it lapsed and another
-        change took it)."""
+        """Sets the fingerprint, and when the new record's first previous secret stops signing
+        (`overlap_ends_at`, for the workers' sweep: SecretOverlaps), and releases the secret lease `lease`
+        in one write; Aborted when the row's fingerprint is no longer `replacing` or the lease is no longer
+        `lease` (it lapsed and another change took it)."""
 
     async def set_credential(
         self,
@@ -325,6 +327,20 @@ class SecretStore(Protocol):
     async def claim_prefix(self, deployment_id: str) -> str:
         """The deployment the prefix's marker names, written as `deployment_id` first when none does (a
         create-only write: of two deployments claiming at once, one wins)."""
+
+
+class SecretOverlaps(Protocol):
+    """The rows' marks of when their secret records next hold a previous secret whose overlap has ended
+    (migration 0021), for the workers' sweep (services/ended_overlaps.py)."""
+
+    async def claim_ended(self, now: datetime, *, limit: int, claim: timedelta) -> list[tuple[str, str]]:
+        """Up to `limit` (tenant_id, webhook_id) whose mark is `now` or earlier, earliest first, each
+        marked `now + claim` so that no other process's round takes it meanwhile (rows another process is
+        claiming are skipped, not waited for)."""
+
+    async def settle(self, scope: Scope, webhook_id: str, *, ends_at: datetime | None, lease: UUID) -> bool:
+        """Marks the webhook `ends_at` and releases its secret lease in one write, while `lease` still
+        holds it; False (nothing written) when it does not."""
 
 
 class SecretOwners(Protocol):

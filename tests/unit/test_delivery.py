@@ -131,6 +131,35 @@ async def test_during_a_rotation_both_secrets_sign(
         signing.verify(SignatureScheme.STANDARD_WEBHOOKS, [secret], request.headers, request.body, now=sent_at)
 
 
+@pytest.mark.parametrize("scheme", [SignatureScheme.STANDARD_WEBHOOKS, SignatureScheme.HMAC_SHA256])
+async def test_once_the_overlap_ends_the_replaced_secret_signs_no_more_before_any_sweep(
+    deliver_one: DeliverOne,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    secret_store: FakeSecrets,
+    clock: FakeClock,
+    scheme: SignatureScheme,
+) -> None:
+    """The record still holds it until the workers' sweep (services/ended_overlaps.py) takes it out, and
+    the record read during the overlap is the one kept: the time of the attempt decides, not the record."""
+    webhook, _ = await subscriber(webhooks, replace(ORDERS, signature_scheme=scheme))
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+    await deliver_one(webhook)
+    clock.advance(timedelta(hours=1, seconds=1))
+    await deliver_one(webhook)
+
+    during, after = sender.requests
+    assert "previous" in secret_store.records[webhook.vault_path]
+    if scheme is SignatureScheme.HMAC_SHA256:
+        assert signing.GITHUB_PREVIOUS_SIGNATURE_HEADER in during.headers
+        assert signing.GITHUB_PREVIOUS_SIGNATURE_HEADER not in after.headers
+    else:
+        assert len(during.headers[signing.SIGNATURE_HEADER].split()) == 2
+        assert len(after.headers[signing.SIGNATURE_HEADER].split()) == 1
+    sent_at = int(after.headers[signing.TIMESTAMP_HEADER])
+    signing.verify(scheme, [rotation.signing_secret], after.headers, after.body, now=sent_at)
+
+
 async def test_a_rotation_that_vault_carried_out_after_answering_unavailable_never_signs(
     deliver_one: DeliverOne, sender: FakeSender, webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
 ) -> None:

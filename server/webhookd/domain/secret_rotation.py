@@ -78,6 +78,16 @@ def without_ended(record: dict[str, str], now: datetime, named: str) -> dict[str
     return {**rest, **_previous_fields(kept)}
 
 
+def next_overlap_end(record: dict[str, str], named: str) -> datetime | None:
+    """When the first of the record's previous secrets that `without_ended` would drop once ended stops
+    signing (ended already or not), or None when it holds none: when the workers' sweep
+    (services/ended_overlaps.py) should next look at the record. The one in use while the record is ahead
+    of its row (`named`) is not such a secret."""
+    previous = _previous(record)
+    droppable = previous[1:] if _ahead_of_row(record, named) else previous
+    return min((until for _, until in droppable), default=None)
+
+
 def _signing(record: dict[str, str], now: datetime, named: str) -> list[tuple[str, datetime | None]]:
     """active_secrets' secrets, each with when it stops signing (None: the one in use, it does not)."""
     previous = _previous(record)

@@ -33,6 +33,7 @@ from webhookd.domain.secret_rotation import (
     PublicKeys,
     Rotation,
     active_secrets,
+    next_overlap_end,
     overlap_end,
     public_keys,
     rotated,
@@ -422,6 +423,8 @@ class Webhooks:
                     person_id=scope.person_id,
                     now=now,
                     note=note,
+                    # When the workers' sweep (services/ended_overlaps.py) takes the replaced secret out.
+                    overlap_ends_at=next_overlap_end(record, fingerprint(secret)),
                 )
                 return self._written(updated, noted=True)
 

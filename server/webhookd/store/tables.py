@@ -57,6 +57,8 @@ webhooks = sa.Table(
     # token and when it lapses by itself (migration 0018).
     sa.Column("secret_change_token", pg.UUID(as_uuid=True)),
     sa.Column("secret_change_until", sa.DateTime(timezone=True)),
+    # When the record's first previous secret stops signing, for the workers' sweep (migration 0021).
+    sa.Column("secret_overlap_ends_at", sa.DateTime(timezone=True)),
 )
 
 # Keys the service derives from, shared by every process on the database (page-token signing).

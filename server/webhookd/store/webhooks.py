@@ -167,7 +167,11 @@ _RELEASED = {"secret_change_token": None, "secret_change_until": None}
 # Only over the secret the rotation replaced, too: one committed meanwhile was left out of the record
 # this one wrote, so committing over it would hand this caller's rival a secret that never signs.
 _SET_FINGERPRINT = _server_side_change(
-    _HELD, webhooks.c.secret_fingerprint == param("replacing"), secret_fingerprint=param("fingerprint"), **_RELEASED
+    _HELD,
+    webhooks.c.secret_fingerprint == param("replacing"),
+    secret_fingerprint=param("fingerprint"),
+    secret_overlap_ends_at=param("overlap_ends_at", sa.DateTime(timezone=True)),
+    **_RELEASED,
 )
 # Only while the url is the one the credential was checked against: an update moving it to another
 # origin meanwhile (allowed while the row named no credential) would otherwise take the credential along.
@@ -347,6 +351,7 @@ class WebhookStore:
             "idempotency_request": None if keyed is None else keyed.request,
             "secret_change_token": None,
             "secret_change_until": None,
+            "secret_overlap_ends_at": None,
         }
         # Never committed once its caller was told Unavailable, but for a lost answer to COMMIT itself:
         # a webhook that came alive afterwards would sign with a secret nobody was given.
@@ -442,10 +447,12 @@ class WebhookStore:
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
+        overlap_ends_at: datetime | None = None,
     ) -> Webhook:
         values = {
             "fingerprint": fingerprint,
             "replacing": replacing,
+            "overlap_ends_at": overlap_ends_at,
             "token": lease,
             "person_id": person_id,
             "now": now,
