@@ -7,6 +7,13 @@ path "secret/data/webhookd/*" {
   capabilities = ["create", "read", "update"]
 }
 
+# Destroying a record's earlier versions, which KV v2 keeps readable, once they hold only secrets that
+# sign nothing any more (the workers' ended-overlap sweep). Without it they stay until they age out
+# (the mount's max_versions), and each sweep logs a warning.
+path "secret/destroy/webhookd/*" {
+  capabilities = ["update"]
+}
+
 # Listing (the orphaned-secret sweep), when each was written, and deleting with every version.
 path "secret/metadata/webhookd/*" {
   capabilities = ["read", "list", "delete"]

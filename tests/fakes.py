@@ -1304,6 +1304,8 @@ class FakeSecrets:
     def __init__(self, clock: Clock = lambda: datetime.now(UTC)) -> None:
         self.records: dict[str, dict[str, str]] = {}
         self.versions: dict[str, int] = {}  # as KV v2 counts them: 1 for the first write
+        # Every version each path still holds, as KV v2 keeps them until destroyed (`destroy_before`).
+        self.history: dict[str, dict[int, dict[str, str]]] = {}
         self.written: dict[str, datetime] = {}
         self.reachable = True
         self.answers_late = False
@@ -1322,6 +1324,7 @@ class FakeSecrets:
             raise Aborted(f"the secret at {path} changed since version {replacing}")
         self.records[path] = dict(data)
         self.versions[path] = self.versions.get(path, 0) + 1
+        self.history.setdefault(path, {})[self.versions[path]] = dict(data)
         self.written[path] = self.clock()
         if self.answers_late:
             raise Unavailable("vault unreachable: no answer in time")
@@ -1339,7 +1342,16 @@ class FakeSecrets:
         self._answer()
         self.records.pop(path, None)
         self.versions.pop(path, None)
+        self.history.pop(path, None)
         self.written.pop(path, None)
+
+    async def destroy_before(self, path: str, version: int) -> int:
+        self._answer()
+        history = self.history.get(path, {})
+        earlier = [held for held in history if held < version]
+        for held in earlier:
+            del history[held]
+        return len(earlier)
 
     async def ping(self) -> None:
         self._answer()

@@ -321,6 +321,10 @@ class SecretStore(Protocol):
     async def webhook_ids(self, tenant_id: str) -> list[str]:
         """The webhooks of `tenant_id` that have a secret, in order."""
 
+    async def destroy_before(self, path: str, version: int) -> int:
+        """Destroys for good every earlier version than `version` that the store still keeps of the secret
+        at `path` (KV v2 keeps them, each readable as the current one is); how many it destroyed."""
+
     async def written_at(self, path: str) -> datetime | None:
         """When the secret at `path` was last written; None when nothing is stored there."""
 

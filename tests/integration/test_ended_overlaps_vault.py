@@ -30,6 +30,27 @@ async def read_vault(backends, settings, path: str) -> dict[str, str]:
     return dict(response["data"]["data"])
 
 
+async def versions_holding(backends, settings, path: str, secret: str) -> list[int]:
+    """The versions of the record at `path` that Vault still holds and that hold `secret`."""
+    client = hvac.Client(url=backends.vault_addr, token=backends.vault_token)
+    kv = client.secrets.kv.v2
+    metadata = await asyncio.to_thread(kv.read_secret_metadata, path=path, mount_point=settings.vault_mount)
+    held = []
+    for version, state in sorted(metadata["data"]["versions"].items(), key=lambda item: int(item[0])):
+        if state["destroyed"]:
+            continue
+        read = await asyncio.to_thread(
+            kv.read_secret_version,
+            path=path,
+            mount_point=settings.vault_mount,
+            version=int(version),
+            raise_on_deleted_version=True,
+        )
+        if secret in read["data"]["data"].values():
+            held.append(int(version))
+    return held
+
+
 async def overlap_mark(database, webhook_id: str) -> datetime | None:
     return await database.value("SELECT secret_overlap_ends_at FROM webhooks WHERE id = :id", id=webhook_id)
 
@@ -43,6 +64,7 @@ async def test_after_the_overlap_one_signature_and_the_sweep_removes_the_old_sec
     )
     ends = rotated.previous_secret_expires_at.ToDatetime(tzinfo=UTC)
     during = sorted(await read_vault(backends, settings, created.webhook.vault_path))
+    held_during = await versions_holding(backends, settings, created.webhook.vault_path, created.signing_secret)
     marked = await overlap_mark(database, created.webhook.id)
     for _ in range(TRIES):  # until the overlap has ended by this process's clock (the workers' too)
         if datetime.now(UTC) > ends:
@@ -69,3 +91,6 @@ async def test_after_the_overlap_one_signature_and_the_sweep_removes_the_old_sec
     assert sorted(record) == ["current"]
     assert fingerprint(record["current"]) == rotated.webhook.secret_fingerprint
     assert await overlap_mark(database, created.webhook.id) is None
+    # KV v2 kept the create's version (the old secret current) and the rotation's: destroyed as well.
+    assert held_during == [1, 2]
+    assert await versions_holding(backends, settings, created.webhook.vault_path, created.signing_secret) == []

@@ -45,7 +45,7 @@ async def test_a_claimed_webhook_is_not_claimed_again_by_another_round(own_datab
 
 async def test_the_sweeps_claim_reaches_webhooks_by_the_partial_index(own_database) -> None:
     await migrate.upgrade(own_database)
-    async with opened(own_database) as db:
+    async with opened(own_database, timeout_seconds=60.0) as db:  # a busy machine's insert of 5,000 rows
         await webhook(db, TENANT)
         # Many rows with no mark, as most webhooks are most of the time; statistics taken.
         await db.execute(

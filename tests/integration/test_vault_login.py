@@ -94,14 +94,15 @@ async def test_an_approle_login_gives_the_store_a_token_of_the_role(vault: tuple
 
 async def test_the_documented_policy_allows_every_call_the_store_makes(vault: tuple[str, hvac.Client]) -> None:
     """Under docs/vault-policy.hcl (and Vault's default policy) alone: write, read, when written,
-    the listings the orphaned-secret sweep walks and its claim of the prefix, delete, and the token's
-    own lookup and renewal."""
+    the listings the orphaned-secret sweep walks and its claim of the prefix, destroying earlier versions
+    (the ended-overlap sweep), delete, and the token's own lookup and renewal."""
     tenant_id = f"ten_{secrets.token_hex(6)}"
     with logged_in_as_a_new_role(vault, {"token_ttl": "1h"}) as (_, store):
         secret = await store.path_for(tenant_id, "whk_1")
         await store.ping()
         await store.write(secret, {"signing_secret": "whsec_one"})
         await store.write(secret, {"signing_secret": "whsec_two"})
+        assert await store.destroy_before(secret, 2) == 1
         assert await store.read(secret) == {"signing_secret": "whsec_two"}
         assert await store.written_at(secret) is not None
         assert tenant_id in await store.tenants()

@@ -20,6 +20,11 @@ TENANT = Scope("tnt_a", person_id="person_1")
 ORDERS = WebhookSpec(name="orders", url="https://receiver.example/hooks")
 
 
+def holding(secrets: FakeSecrets, path: str, secret: str) -> list[int]:
+    """The versions of the record at `path` the store keeps that hold `secret`."""
+    return [version for version, data in secrets.history[path].items() if secret in data.values()]
+
+
 @pytest.fixture
 def sweeper(webhook_store: FakeWebhooks, secret_store: FakeSecrets, clock: FakeClock) -> EndedOverlaps:
     webhook_store.clock = clock  # secret leases lapse by the test's clock
@@ -116,3 +121,48 @@ async def test_a_rotation_ahead_of_its_row_keeps_the_rows_secret(
     assert secret_store.records[webhook.vault_path] == ahead
     assert active_secrets(ahead, clock(), row.secret_fingerprint) == [in_use["current"]]
     assert old_secret not in ahead.values()
+
+
+async def test_no_earlier_version_of_the_record_keeps_the_ended_secret(
+    webhooks: Webhooks, sweeper: EndedOverlaps, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """Vault's KV v2 keeps earlier versions of a record, readable as the current one is: the rotation's
+    own, and the create's, where the old secret was current. Once its overlap has ended they go too."""
+    webhook, old_secret, _ = await webhooks.create(TENANT, ORDERS, None)
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+    held_during = holding(secret_store, webhook.vault_path, old_secret)
+    clock.advance(timedelta(hours=1, seconds=1))
+
+    await sweeper.sweep()
+
+    assert held_during == [1, 2]
+    assert holding(secret_store, webhook.vault_path, old_secret) == []
+    history = secret_store.history[webhook.vault_path]
+    assert list(history.values()) == [{"current": rotation.signing_secret}]
+
+
+async def test_a_vault_that_refuses_to_destroy_earlier_versions_leaves_the_record_cleared(
+    webhooks: Webhooks,
+    sweeper: EndedOverlaps,
+    secret_store: FakeSecrets,
+    webhook_store: FakeWebhooks,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A token whose policy lacks `secret/destroy/`: the earlier versions age out by themselves, and the
+    round goes on with the record and the row's mark as without it."""
+
+    async def refused(path: str, version: int) -> int:
+        raise Unavailable("vault refused the call: permission denied (HTTP 403)")
+
+    monkeypatch.setattr(secret_store, "destroy_before", refused)
+    webhook, old_secret, _ = await webhooks.create(TENANT, ORDERS, None)
+    rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+    clock.advance(timedelta(hours=1, seconds=1))
+
+    removed = await sweeper.sweep()
+
+    assert removed == 1
+    assert secret_store.records[webhook.vault_path] == {"current": rotation.signing_secret}
+    assert webhook_store.overlap_ends[webhook.id] is None
+    assert holding(secret_store, webhook.vault_path, old_secret) == [1, 2]

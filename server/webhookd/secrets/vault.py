@@ -241,6 +241,22 @@ class VaultSecretStore:
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
 
+    async def destroy_before(self, path: str, version: int) -> int:
+        """Destroys every version before `version` that KV v2 still keeps (its data gone for good, its
+        metadata kept); an absent secret is fine."""
+        _check_path(path)
+        try:
+            metadata = await self._call(functools.partial(_metadata, path=path, mount=self.mount))
+            kept = metadata["data"]["versions"]
+            earlier = sorted(int(n) for n, state in kept.items() if int(n) < version and not state["destroyed"])
+            if earlier:
+                await self._call(functools.partial(_destroy, path=path, mount=self.mount, versions=earlier))
+        except hvac.exceptions.InvalidPath:
+            return 0
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        return len(earlier)
+
     async def tenants(self) -> list[str]:
         """The tenants that have a folder of webhook secrets, in order."""
         return await self._folder(f"{self.prefix}/tenants")
@@ -375,6 +391,10 @@ def _read(client: Any, *, path: str, mount: str) -> Any:
 
 def _delete(client: Any, *, path: str, mount: str) -> Any:
     return client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point=mount)
+
+
+def _destroy(client: Any, *, path: str, mount: str, versions: list[int]) -> Any:
+    return client.secrets.kv.v2.destroy_secret_versions(path=path, versions=versions, mount_point=mount)
 
 
 def _list(client: Any, *, path: str, mount: str) -> Any:

@@ -7,7 +7,9 @@ nothing is one more to leak. Each round of this sweep, in the workers' maintenan
 batch of webhooks whose row marks an ended overlap (migration 0021; rows other processes are claiming
 are skipped), and for each, under the webhook's secret lease like any change of its record, writes the
 record without the ended secrets over just the version it read (Vault's check-and-set), then marks the
-row with the next overlap's end and releases the lease in one write.
+row with the next overlap's end and releases the lease in one write. Then it destroys the record's
+earlier versions, which Vault's KV v2 keeps readable (the one where the ended secret was current among
+them).
 
 Nothing is left half-written: the row names only the current secret (its fingerprint), which stays, as
 does the row's secret while the record holds a rotation the row has not committed (`without_ended`); so
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from webhookd.domain.errors import Aborted, NotFound
+from webhookd.domain.errors import Aborted, NotFound, Unavailable
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import next_overlap_end, without_ended
 from webhookd.ports import Clock, SecretOverlaps, SecretStore, WebhookRepository, utc_now
@@ -74,11 +76,27 @@ class EndedOverlaps:
             kept = without_ended(record, now, named)
             if kept is not record:
                 await self._secrets.write(path, kept, replacing=version)
+                version += 1
                 log.info("removed secrets whose overlap ended", extra={"webhook_id": webhook_id})
             lease.committed = await self._overlaps.settle(
                 scope, webhook_id, ends_at=next_overlap_end(kept, named), lease=lease.token
             )
+        await self._destroy_earlier(webhook_id, path, version)
         return 0 if kept is record else 1
+
+    async def _destroy_earlier(self, webhook_id: str, path: str, version: int) -> None:
+        """KV v2 keeps the record's earlier versions, readable like the current one: the rotation's, and
+        the one before it where the ended secret was current. Each holds only secrets the record at
+        `version` holds still or that sign nothing any more, and nothing reads them. Not under the lease:
+        a change since writes only later versions."""
+        try:
+            await self._secrets.destroy_before(path, version)
+        except Unavailable as error:
+            # Removed from the record all the same; the earlier versions age out (the mount's max_versions).
+            log.warning(
+                "earlier versions of a secret record were not destroyed",
+                extra={"webhook_id": webhook_id, "reason": error.message},
+            )
 
     async def close(self) -> None:
         """Stops giving back, in the background, leases the database did not answer for."""
