@@ -166,3 +166,20 @@ async def test_a_vault_that_refuses_to_destroy_earlier_versions_leaves_the_recor
     assert secret_store.records[webhook.vault_path] == {"current": rotation.signing_secret}
     assert webhook_store.overlap_ends[webhook.id] is None
     assert holding(secret_store, webhook.vault_path, old_secret) == [1, 2]
+
+
+async def test_a_webhook_whose_record_is_gone_loses_its_mark_at_its_first_round(
+    webhooks: Webhooks, sweeper: EndedOverlaps, secret_store: FakeSecrets, webhook_store: FakeWebhooks, clock: FakeClock
+) -> None:
+    """A record removed outside the service leaves nothing to take out; a mark kept would be claimed
+    again by every round after its claim ends, for ever."""
+    webhook, _, _ = await webhooks.create(TENANT, ORDERS, None)
+    await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
+    await secret_store.delete(webhook.vault_path)
+    clock.advance(timedelta(hours=2))
+
+    removed = await sweeper.sweep()
+
+    assert removed == 0
+    assert webhook_store.overlap_ends[webhook.id] is None
+    assert webhook.id not in webhook_store.secret_leases  # given back

@@ -72,7 +72,13 @@ class EndedOverlaps:
         async with self._leases.held(scope, webhook_id) as lease:
             named = lease.webhook.secret_fingerprint
             path = lease.webhook.vault_path
-            record, version = await self._secrets.read_versioned(path)
+            try:
+                record, version = await self._secrets.read_versioned(path)
+            except NotFound:
+                # Removed outside the service: nothing to take out, and a mark kept would be claimed by
+                # every round after this one's claim ends, for ever.
+                lease.committed = await self._overlaps.settle(scope, webhook_id, ends_at=None, lease=lease.token)
+                return 0
             kept = without_ended(record, now, named)
             if kept is not record:
                 await self._secrets.write(path, kept, replacing=version)
