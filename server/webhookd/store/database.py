@@ -31,6 +31,7 @@ import psycopg_pool
 from psycopg.rows import TupleRow
 
 from webhookd.domain.errors import Unavailable
+from webhookd.observability.log_throttle import ThrottledLog
 from webhookd.store.conninfo import conninfo, pool_options
 
 log = logging.getLogger("webhookd.database")
@@ -53,6 +54,20 @@ PREPARE_THRESHOLD = 0
 PROBE_INTERVAL_SECONDS = 1.0
 # Failures that mean "the database cannot be reached or did not answer", not "the request is bad".
 _UNREACHABLE = (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg_pool.PoolTimeout, TimeoutError)
+# What a failure was, by PostgreSQL's SQLSTATE: a statement timeout, a deadlock and a lost connection
+# all read UNAVAILABLE to the caller, and only the log can tell them apart.
+_KINDS = {
+    "40P01": "deadlock",
+    "40001": "serialization failure",
+    "55P03": "lock timeout",
+    "53300": "too many connections",
+    "57P01": "connection lost",  # the server ended it (pg_terminate_backend, a shutdown)
+    "57P02": "connection lost",
+    "57P03": "connection refused: the server is starting or stopping",
+}
+# One line an interval per kind of failure: an outage fails every call alike, and a deadlock between
+# two such lines must still show.
+_failures = ThrottledLog(log)
 
 
 class Database:
@@ -130,7 +145,7 @@ class Database:
             self._abandoned.add(task)
             task.add_done_callback(self._abandoned.discard)
             self._suspect()
-            raise _unavailable("no answer in time")
+            raise _failed(f"no answer in time ({self._timeout:g} s, the client's bound)", None, "TimeoutError")
         return task.result()
 
     async def _checked_out(self, work: Callable[[Connection], Awaitable[T]]) -> T:
@@ -139,9 +154,9 @@ class Database:
                 return await work(connection)
         except psycopg.OperationalError as error:
             self._suspect()
-            raise _unavailable(type(error).__name__) from error
+            raise _failed(failure_reason(error), error.sqlstate, type(error).__name__) from error
         except _UNREACHABLE as error:
-            raise _unavailable(type(error).__name__) from error
+            raise _failed(failure_reason(error), None, type(error).__name__) from error
 
     def _suspect(self) -> None:
         """The server may be gone: find out, unless a probe already is."""
@@ -153,9 +168,10 @@ class Database:
             try:
                 await _probe(self._conninfo, self._timeout)
             except Unavailable as error:
+                reason = error.message.removeprefix("database unreachable: ")
                 if self._outage is None:
-                    log.warning("database unreachable; failing calls fast until it answers")
-                self._set_outage(error.message.removeprefix("database unreachable: "))
+                    log.warning("database unreachable; failing calls fast until it answers", extra={"reason": reason})
+                self._set_outage(reason)
                 await asyncio.sleep(PROBE_INTERVAL_SECONDS)
                 continue
             if self._outage is not None:
@@ -284,6 +300,38 @@ async def connection_limit(url: str, timeout_seconds: float) -> int | None:
     except (TimeoutError, psycopg.Error):
         return None
     return None if row is None else int(row[0])
+
+
+def failure_reason(error: BaseException) -> str:
+    """What a database failure was, for the log: its kind, PostgreSQL's SQLSTATE when the server sent
+    one, and psycopg's class. Never the server's message, which may quote a statement's values."""
+    name = type(error).__name__
+    if isinstance(error, psycopg_pool.PoolTimeout):
+        return f"pool timeout: no pooled connection free in time ({name})"
+    if not isinstance(error, psycopg.Error):
+        return f"no answer in time ({name})" if isinstance(error, TimeoutError) else name
+    sqlstate = error.sqlstate
+    if sqlstate is None:  # raised by libpq on the client's side: the connection failed or broke
+        kind = "connection lost"
+    elif isinstance(error, psycopg.errors.QueryCanceled):
+        # 57014 for both; the primary message is PostgreSQL's fixed words, without values.
+        primary = error.diag.message_primary or ""
+        kind = "statement timeout" if "statement timeout" in primary else "statement canceled"
+    elif sqlstate.startswith("08"):
+        kind = "connection lost"
+    else:
+        kind = _KINDS.get(sqlstate, "database error")
+    return f"{kind} (SQLSTATE {sqlstate}, {name})" if sqlstate else f"{kind} ({name})"
+
+
+def _failed(reason: str, sqlstate: str | None, error_class: str) -> Unavailable:
+    """A call's database failure as Unavailable, logged with what it was (once an interval per kind)."""
+    _failures.warning(
+        ("database", reason),
+        "database call failed",
+        {"reason": reason, "sqlstate": sqlstate or "", "error_class": error_class},
+    )
+    return _unavailable(reason)
 
 
 # Callers read "database unavailable: retry later"; the reason (libpq's words, the address) is logged.
