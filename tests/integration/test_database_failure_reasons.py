@@ -106,3 +106,28 @@ async def test_a_connection_ended_under_a_statement_is_logged_as_connection_lost
     [line] = failure_lines(caplog)
     assert "connection lost" in line.reason  # type: ignore[attr-defined]
     assert MARKER not in everything_said([line], raised.value)
+
+
+async def test_a_call_given_up_on_says_whether_it_waited_for_a_connection_or_for_the_server(
+    backends, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """The client's bound, the pool's checkout timeout and the server's statement_timeout are one
+    setting, so whichever fires first, the reason must still tell a full pool from a slow server."""
+    caplog.set_level(logging.WARNING, logger="webhookd.database")
+    small = Database(backends.database_url, size=1, timeout_seconds=1.0)
+    await small.open()
+    try:
+        async with small._pool.connection():  # the pool's only connection, held past the bound
+            with pytest.raises(Unavailable) as no_connection:
+                await small.fetch_one("SELECT %s::text", (MARKER,))
+        async with await psycopg.AsyncConnection.connect(conninfo(backends.database_url), autocommit=True) as other:
+            await other.execute("SELECT pg_advisory_lock(7501003)")
+            with pytest.raises(Unavailable) as no_answer:
+                await small.fetch_one("SELECT pg_advisory_xact_lock(7501003), %s::text", (MARKER,))
+    finally:
+        await small.close()
+
+    assert "pool" in no_connection.value.message, no_connection.value.message
+    assert "pool" not in no_answer.value.message, no_answer.value.message
+    assert any(word in no_answer.value.message for word in ("statement timeout", "server")), no_answer.value.message
+    assert MARKER not in everything_said(failure_lines(caplog), no_answer.value)

@@ -133,7 +133,8 @@ class Database:
         cannot be reached or does not answer in time. Other errors pass through unchanged."""
         if self._outage is not None:
             raise _unavailable(self._outage)
-        task = asyncio.ensure_future(self._checked_out(work))
+        connected = asyncio.Event()
+        task = asyncio.ensure_future(self._checked_out(work, connected))
         try:
             done, _ = await asyncio.wait({task}, timeout=self._timeout)
         except asyncio.CancelledError:
@@ -145,12 +146,16 @@ class Database:
             self._abandoned.add(task)
             task.add_done_callback(self._abandoned.discard)
             self._suspect()
-            raise _failed(f"no answer in time ({self._timeout:g} s, the client's bound)", None, "TimeoutError")
+            # This bound, the pool's checkout timeout and statement_timeout are one setting, and this
+            # one usually fires first: say which wait it cut short, a full pool or a server not done.
+            waited = "the server did not finish" if connected.is_set() else "no pooled connection was free"
+            raise _failed(f"no answer in time: {waited} within {self._timeout:g} s", None, "TimeoutError")
         return task.result()
 
-    async def _checked_out(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+    async def _checked_out(self, work: Callable[[Connection], Awaitable[T]], connected: asyncio.Event) -> T:
         try:
             async with self._pool.connection() as connection:
+                connected.set()
                 return await work(connection)
         except psycopg.OperationalError as error:
             self._suspect()
