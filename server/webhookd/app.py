@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -420,6 +420,18 @@ class Gateway:
         await self.channel.close()
 
 
+async def _rounds(every_seconds: float, round_: Callable[[], Awaitable[object]], name: str) -> None:
+    """`round_` every `every_seconds`, for ever: a round that fails is logged, and the next one runs."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await round_()
+        except Unavailable as error:
+            log.warning(f"{name} round skipped", extra={"reason": error.message})
+        except Exception:
+            log.exception(f"{name} round failed")
+
+
 class DeliveryWorkers:
     """The worker pool with what it owns: its connection pool, notifications, the Vault client and one HTTP session."""
 
@@ -494,9 +506,15 @@ class DeliveryWorkers:
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
         self._partitions_task = asyncio.create_task(partitions.keep_created_ahead(self.database), name="partitions")
         self._statistics_task = asyncio.create_task(keep_statistics(self.database), name="statistics")
-        self._orphan_task = asyncio.create_task(self._orphan_secret_loop(), name="orphan-secrets")
-        self._ended_overlaps_task = asyncio.create_task(self._ended_overlaps_loop(), name="ended-overlaps")
-        self._held_task = asyncio.create_task(self._held_loop(), name="held-round")
+        self._orphan_task = asyncio.create_task(
+            _rounds(self._orphan_interval, self.orphan_secrets.sweep, "orphan secret"), name="orphan-secrets"
+        )
+        self._ended_overlaps_task = asyncio.create_task(
+            _rounds(ENDED_OVERLAPS_SECONDS, self.ended_overlaps.sweep, "ended overlaps"), name="ended-overlaps"
+        )
+        self._held_task = asyncio.create_task(
+            _rounds(HELD_ROUND_SECONDS, self._held_round, "stranded held"), name="held-round"
+        )
         self._token_task = asyncio.create_task(keep_token_alive(self.secrets), name="vault-token")
         watch = migrate.until_schema_changes(self.database, self._revisions, every_seconds=self._schema_check_seconds)
         self._schema_task = asyncio.create_task(watch, name="schema")
@@ -512,40 +530,11 @@ class DeliveryWorkers:
             await sweep_history(self.database, retention_days=self.retention_days, buckets=self.buckets)
             await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
-    async def _orphan_secret_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._orphan_interval)
-            try:
-                await self.orphan_secrets.sweep()
-            except Unavailable as error:
-                log.warning("orphan secret round skipped", extra={"reason": error.message})
-            except Exception:
-                log.exception("orphan secret round failed")
-
-    async def _ended_overlaps_loop(self) -> None:
-        while True:
-            await asyncio.sleep(ENDED_OVERLAPS_SECONDS)
-            try:
-                await self.ended_overlaps.sweep()
-            except Unavailable as error:
-                log.warning("ended overlaps round skipped", extra={"reason": error.message})
-            except Exception:
-                log.exception("ended overlaps round failed")
-
-    async def _held_loop(self) -> None:
-        while True:
-            await asyncio.sleep(HELD_ROUND_SECONDS)
-            try:
-                released = await release_stranded(self.database, now=datetime.now(UTC))
-            except Unavailable as error:
-                log.warning("held round skipped", extra={"reason": error.message})
-                continue
-            except Exception:
-                log.exception("held round failed")
-                continue
-            if released:
-                log.info("released deliveries held past their webhook's resume", extra={"released": released})
-                self.notifications.notify(Topic.DELIVERIES, new_deliveries_payload(sorted(released)))
+    async def _held_round(self) -> None:
+        released = await release_stranded(self.database, now=datetime.now(UTC))
+        if released:
+            log.info("released deliveries held past their webhook's resume", extra={"released": released})
+            self.notifications.notify(Topic.DELIVERIES, new_deliveries_payload(sorted(released)))
 
     async def stop(self) -> None:
         self.pool.stop()

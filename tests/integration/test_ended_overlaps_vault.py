@@ -11,23 +11,13 @@ import hvac
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import duration_pb2, struct_pb2
 from standardwebhooks.webhooks import Webhook as StandardWebhook
+from test_secrets import read_vault
 from webhook_calls import create
 
 from webhookd.domain.fingerprints import fingerprint
 
 # Bounds of the waits below, in tries of 50 ms: 10 s in all.
 TRIES = 200
-
-
-async def read_vault(backends, settings, path: str) -> dict[str, str]:
-    client = hvac.Client(url=backends.vault_addr, token=backends.vault_token)
-    response = await asyncio.to_thread(
-        client.secrets.kv.v2.read_secret_version,
-        path=path,
-        mount_point=settings.vault_mount,
-        raise_on_deleted_version=True,
-    )
-    return dict(response["data"]["data"])
 
 
 async def versions_holding(backends, settings, path: str, secret: str) -> list[int]:
