@@ -203,7 +203,6 @@ class FakeWebhooks:
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
-        overlap_ends_at: datetime | None = None,
     ) -> Webhook:
         current = await self.get(scope, webhook_id)
         if not current.is_deleted and (current.secret_fingerprint != replacing or not self._holds(webhook_id, lease)):
@@ -211,7 +210,7 @@ class FakeWebhooks:
         written = await self._stamp(
             scope, webhook_id, secret_fingerprint=fingerprint, updated_at=now, updated_by=person_id
         )
-        self.overlap_ends[webhook_id] = overlap_ends_at
+        self.overlap_ends[webhook_id] = now  # due for the sweep, as the commit marks it
         del self.secret_leases[webhook_id]  # released by the write that commits
         await self._note(scope, note)
         return written
@@ -242,6 +241,7 @@ class FakeWebhooks:
             updated_at=now,
             updated_by=person_id,
         )
+        self.overlap_ends[webhook_id] = now  # due for the sweep, as the commit marks it
         del self.secret_leases[webhook_id]  # released by the write that commits
         await self._note(scope, note)
         return written

@@ -119,12 +119,11 @@ class WebhookRepository(Protocol):
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
-        overlap_ends_at: datetime | None = None,
     ) -> Webhook:
-        """Sets the fingerprint, and when the new record's first previous secret stops signing
-        (`overlap_ends_at`, for the workers' sweep: SecretOverlaps), and releases the secret lease `lease`
-        in one write; Aborted when the row's fingerprint is no longer `replacing` or the lease is no longer
-        `lease` (it lapsed and another change took it)."""
+        """Sets the fingerprint, marks the row due at `now` for the workers' sweep (SecretOverlaps: it
+        destroys the record's earlier versions, which hold the replaced secret) and releases the secret
+        lease `lease`, in one write; Aborted when the row's fingerprint is no longer `replacing` or the
+        lease is no longer `lease` (it lapsed and another change took it)."""
 
     async def set_credential(
         self,
@@ -141,8 +140,9 @@ class WebhookRepository(Protocol):
     ) -> Webhook:
         """The live webhook's credential header and id set (both '' to remove it), a new version, and
         `note` recorded, while its url is still `url` (the one the credential was checked against) and
-        its secret lease still `lease` (Aborted when either is not), the lease released in the same
-        write; NotFound outside the scope, FailedPrecondition once deleted."""
+        its secret lease still `lease` (Aborted when either is not), the lease released and the row
+        marked due at `now` for the workers' sweep (as set_fingerprint) in the same write; NotFound
+        outside the scope, FailedPrecondition once deleted."""
 
     async def take_secret_lease(self, scope: Scope, webhook_id: str, token: UUID, *, lasting: timedelta) -> Webhook:
         """The webhook (deleted or not) as it is once `token` holds the lease on changing its secret
@@ -335,7 +335,8 @@ class SecretStore(Protocol):
 
 class SecretOverlaps(Protocol):
     """The rows' marks of when their secret records next hold a previous secret whose overlap has ended
-    (migration 0021), for the workers' sweep (services/ended_overlaps.py)."""
+    (migration 0021), or a committed change's earlier versions, for the workers' sweep
+    (services/ended_overlaps.py)."""
 
     async def claim_ended(self, now: datetime, *, limit: int, claim: timedelta) -> list[tuple[str, str]]:
         """Up to `limit` (tenant_id, webhook_id) whose mark is `now` or earlier, earliest first, each

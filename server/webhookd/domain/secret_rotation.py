@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from webhookd.domain.credentials import credential_part
+from webhookd.domain.credentials import credential_part, without_replaced
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.signing import public_key
 from webhookd.domain.webhooks import Webhook
@@ -76,6 +76,13 @@ def without_ended(record: dict[str, str], now: datetime, named: str) -> dict[str
         return record
     rest = {key: value for key, value in record.items() if key not in _PREVIOUS_KEYS}
     return {**rest, **_previous_fields(kept)}
+
+
+def without_retired(record: dict[str, str], now: datetime, webhook: Webhook) -> dict[str, str]:
+    """`record` without what `webhook`'s committed row no longer uses (`record` itself when nothing):
+    previous secrets whose overlap has ended (`without_ended`), a credential replaced or removed
+    (credentials.without_replaced)."""
+    return without_replaced(without_ended(record, now, webhook.secret_fingerprint), webhook.credential_id)
 
 
 def next_overlap_end(record: dict[str, str], named: str) -> datetime | None:

@@ -1,19 +1,23 @@
-"""Removing from Vault the previous secrets whose rotation overlap has ended.
+"""Removing from Vault the previous secrets whose rotation overlap has ended, and every earlier version of
+a changed record.
 
 A rotation keeps the secret it replaced in the webhook's record for the overlap the caller chose. Once
 that ends the secret signs and verifies nothing (secret_rotation.active_secrets leaves it out at once),
 but it stayed stored until the webhook's next secret change, which may never come: a secret kept for
-nothing is one more to leak. Each round of this sweep, in the workers' maintenance, claims a bounded
-batch of webhooks whose row marks an ended overlap (migration 0021; rows other processes are claiming
-are skipped), and for each, under the webhook's secret lease like any change of its record, writes the
-record without the ended secrets over just the version it read (Vault's check-and-set), then marks the
-row with the next overlap's end and releases the lease in one write. Then it destroys the record's
-earlier versions, which Vault's KV v2 keeps readable (the one where the ended secret was current among
-them).
+nothing is one more to leak. So does what any change replaced (a credential, a secret rotated out without
+overlap) in the record's earlier versions, which Vault's KV v2 keeps readable; so the commit of every
+change of the record marks its row due at once (store/webhooks.py). Each round of this sweep, in the
+workers' maintenance, claims a bounded batch of webhooks whose row is due (migration 0021; rows other
+processes are claiming are skipped), and for each, under the webhook's secret lease like any change of
+its record, writes the record without what the row no longer uses (`without_retired`; the change itself
+takes it out once committed, unless Vault did not answer) over just the version it read (Vault's
+check-and-set), then marks the row with the next overlap's end and releases the lease in one write. Then
+it destroys the record's earlier versions.
 
 Nothing is left half-written: the row names only the current secret (its fingerprint), which stays, as
-does the row's secret while the record holds a rotation the row has not committed (`without_ended`); so
-the record written never lacks what the row points at. The mark is written after Vault: a round that
+does the row's secret while the record holds a rotation the row has not committed (`without_ended`), and
+the credential it names (a replaced one goes only once the row names another); so the record written
+never lacks what the row points at. The mark is written after Vault: a round that
 stops between the two leaves a mark due, and the next look finds nothing more to take out. A webhook
 whose lease another change holds is left to a round after the claim ends (or the change's commit marks
 it anew).
@@ -26,7 +30,7 @@ from datetime import datetime, timedelta
 
 from webhookd.domain.errors import Aborted, NotFound, Unavailable
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_rotation import next_overlap_end, without_ended
+from webhookd.domain.secret_rotation import next_overlap_end, without_retired
 from webhookd.ports import Clock, SecretOverlaps, SecretStore, WebhookRepository, utc_now
 from webhookd.services.secret_leases import SecretLeases
 from webhookd.services.webhooks import DEFAULT_SECRET_LEASE
@@ -57,7 +61,7 @@ class EndedOverlaps:
         self._now = clock
 
     async def sweep(self) -> int:
-        """One round; returns how many records it took ended secrets out of. Unavailable when Vault or the
+        """One round; returns how many records it took retired secrets out of. Unavailable when Vault or the
         database cannot be reached (what the round claimed is taken up again once its claim ends)."""
         now = self._now()
         removed = 0
@@ -79,11 +83,11 @@ class EndedOverlaps:
                 # every round after this one's claim ends, for ever.
                 lease.committed = await self._overlaps.settle(scope, webhook_id, ends_at=None, lease=lease.token)
                 return 0
-            kept = without_ended(record, now, named)
+            kept = without_retired(record, now, lease.webhook)
             if kept is not record:
                 await self._secrets.write(path, kept, replacing=version)
                 version += 1
-                log.info("removed secrets whose overlap ended", extra={"webhook_id": webhook_id})
+                log.info("removed retired secrets", extra={"webhook_id": webhook_id})
             lease.committed = await self._overlaps.settle(
                 scope, webhook_id, ends_at=next_overlap_end(kept, named), lease=lease.token
             )
@@ -91,10 +95,10 @@ class EndedOverlaps:
         return 0 if kept is record else 1
 
     async def _destroy_earlier(self, webhook_id: str, path: str, version: int) -> None:
-        """KV v2 keeps the record's earlier versions, readable like the current one: the rotation's, and
-        the one before it where the ended secret was current. Each holds only secrets the record at
-        `version` holds still or that sign nothing any more, and nothing reads them. Not under the lease:
-        a change since writes only later versions."""
+        """KV v2 keeps the record's earlier versions, readable like the current one: a change's, and the
+        one before it where what it replaced was current. Each holds only secrets the record at `version`
+        holds still or that nothing uses any more, and nothing reads them. Not under the lease: a change
+        since writes only later versions."""
         try:
             await self._secrets.destroy_before(path, version)
         except Unavailable as error:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from webhookd.domain import event_types, idempotency, ids, page_tokens
-from webhookd.domain.credentials import credential_id_of, same_origin, with_credential, without_replaced
+from webhookd.domain.credentials import credential_id_of, same_origin, with_credential
 from webhookd.domain.errors import Aborted, FailedPrecondition, FieldViolation, Invalid, NotFound, Unavailable
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.idempotency import KeyedRequest
@@ -33,11 +33,10 @@ from webhookd.domain.secret_rotation import (
     PublicKeys,
     Rotation,
     active_secrets,
-    next_overlap_end,
     overlap_end,
     public_keys,
     rotated,
-    without_ended,
+    without_retired,
 )
 from webhookd.domain.signing import loose_secret_problem, new_signing_secret, public_key, validate_secret
 from webhookd.domain.statuses import LogKind
@@ -423,8 +422,6 @@ class Webhooks:
                     person_id=scope.person_id,
                     now=now,
                     note=note,
-                    # When the workers' sweep (services/ended_overlaps.py) takes the replaced secret out.
-                    overlap_ends_at=next_overlap_end(record, fingerprint(secret)),
                 )
                 return self._written(updated, noted=True)
 
@@ -524,8 +521,9 @@ class Webhooks:
         longer uses: a secret whose overlap has ended (one retired without overlap is kept, ended, until the
         row names its successor), a credential replaced or removed. Written under a lease of its own, over
         just that version, so nothing the row names goes missing: a change since (or under way) keeps the
-        record as it is, and so does a Vault or database that does not answer; the next change drops it."""
-        kept = without_replaced(without_ended(record, self._now(), webhook.secret_fingerprint), webhook.credential_id)
+        record as it is, and so does a Vault or database that does not answer; then the workers' sweep
+        drops it (the commit marked the row due), as it destroys the versions this leaves behind."""
+        kept = without_retired(record, self._now(), webhook)
         if kept == record:
             return
         try:
@@ -533,7 +531,7 @@ class Webhooks:
                 await self._secrets.write(webhook.vault_path, kept, replacing=version)
         except (Aborted, Unavailable) as error:
             log.info(
-                "retired secrets stay in Vault until the next change",
+                "retired secrets stay in Vault until the workers' sweep",
                 extra={"webhook_id": webhook.id, "reason": error.reason},
             )
 

@@ -163,15 +163,21 @@ _RELEASE_SECRET_LEASE = compiled(
 )
 # Commits a change of the secret record only while its lease is still the caller's (a holder whose lease
 # lapsed and was taken by another wrote a record the other has read and replaced since), and releases it.
-_RELEASED = {"secret_change_token": None, "secret_change_until": None}
+# It marks the row due for the workers' sweep (services/ended_overlaps.py) at once: Vault's KV v2 keeps
+# the record's earlier versions, where what the change replaced stays readable, until the sweep destroys
+# them (it marks the row again for the overlap's end, if one is running).
+_COMMITTED = {
+    "secret_change_token": None,
+    "secret_change_until": None,
+    "secret_overlap_ends_at": param("now"),
+}
 # Only over the secret the rotation replaced, too: one committed meanwhile was left out of the record
 # this one wrote, so committing over it would hand this caller's rival a secret that never signs.
 _SET_FINGERPRINT = _server_side_change(
     _HELD,
     webhooks.c.secret_fingerprint == param("replacing"),
     secret_fingerprint=param("fingerprint"),
-    secret_overlap_ends_at=param("overlap_ends_at", sa.DateTime(timezone=True)),
-    **_RELEASED,
+    **_COMMITTED,
 )
 # Only while the url is the one the credential was checked against: an update moving it to another
 # origin meanwhile (allowed while the row named no credential) would otherwise take the credential along.
@@ -180,7 +186,7 @@ _SET_CREDENTIAL = _server_side_change(
     webhooks.c.url == param("url"),
     credential_header=param("header"),
     credential_id=param("credential_id"),
-    **_RELEASED,
+    **_COMMITTED,
 )
 # Only a paused webhook: resuming another would note a change that did not happen, and its held
 # deliveries (if any) are owed, not the pause's to discard (the held round sends them).
@@ -447,12 +453,10 @@ class WebhookStore:
         person_id: str | None,
         now: datetime,
         note: LifecycleChange | None = None,
-        overlap_ends_at: datetime | None = None,
     ) -> Webhook:
         values = {
             "fingerprint": fingerprint,
             "replacing": replacing,
-            "overlap_ends_at": overlap_ends_at,
             "token": lease,
             "person_id": person_id,
             "now": now,
