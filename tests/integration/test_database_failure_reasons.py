@@ -1,6 +1,7 @@
-"""A database failure answered UNAVAILABLE says, in its log line and its Unavailable's message, what it
-was: a statement timeout, a deadlock, a lost connection, with PostgreSQL's SQLSTATE and psycopg's
-class, and nothing of the statement's parameters. Each is forced on the session's PostgreSQL."""
+"""A database failure says, in its log line and its error's message, what it was: a statement timeout,
+a deadlock (ABORTED: test_database_conflicts.py), a lost connection (UNAVAILABLE), with PostgreSQL's
+SQLSTATE and psycopg's class, and nothing of the statement's parameters. Each is forced on the
+session's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from webhookd.domain.errors import Unavailable
+from webhookd.domain.errors import DomainError, TransactionConflict, Unavailable
+from webhookd.observability.log_throttle import ThrottledLog
+from webhookd.store import database
 from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Connection, Database
 
 # Passed as a statement's parameter: it must show nowhere in what is logged or raised.
 MARKER = "parameter-that-must-not-be-logged"
+
+
+@pytest.fixture(autouse=True)
+def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's failure is logged, though another test (test_database_conflicts.py) logged one of
+    its kind within the throttle's interval."""
+    monkeypatch.setattr(database, "_failures", ThrottledLog(database.log))
 
 
 @pytest.fixture
@@ -31,7 +41,7 @@ def failure_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.name == "webhookd.database" and hasattr(record, "sqlstate")]
 
 
-def everything_said(records: list[logging.LogRecord], error: Unavailable) -> str:
+def everything_said(records: list[logging.LogRecord], error: DomainError) -> str:
     return " ".join([error.message, error.public_message, *(repr(vars(record)) for record in records)])
 
 
@@ -72,7 +82,7 @@ async def test_a_deadlock_is_logged_as_one_with_its_sqlstate(pool: Database, cap
     )
 
     [victim] = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    assert isinstance(victim, Unavailable), victim
+    assert isinstance(victim, TransactionConflict), victim
     assert "deadlock" in victim.message and "40P01" in victim.message
     [line] = failure_lines(caplog)
     assert line.sqlstate == "40P01"  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain import retry, signing
 from webhookd.domain.credentials import Credential, with_credential
 from webhookd.domain.deliveries import AttemptRecord, AttemptResult, ClaimedDelivery, RecordedBatch
-from webhookd.domain.errors import Unavailable
+from webhookd.domain.errors import DomainError, TransactionConflict, Unavailable
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, Outcome
 from webhookd.domain.webhooks import RetryPolicy, SignatureScheme, Webhook, WebhookSpec
@@ -891,7 +891,17 @@ async def test_a_delivery_that_raises_frees_its_worker(
 # -- the recorder ----------------------------------------------------------------------------------------
 
 
-async def test_the_recorder_retries_a_batch_while_the_database_is_unavailable(
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Unavailable("database unavailable"),
+        # A deadlock or serialization failure rolled the batch back: written again, it goes through.
+        TransactionConflict("transaction rolled back to settle a conflict: deadlock (SQLSTATE 40P01)"),
+    ],
+    ids=["unavailable", "conflict"],
+)
+async def test_the_recorder_retries_a_batch_the_database_failed_to_write(
+    refusal: DomainError,
     webhook_store: FakeWebhooks,
     webhooks: Webhooks,
     notifications: FakeNotifications,
@@ -906,7 +916,7 @@ async def test_the_recorder_retries_a_batch_while_the_database_is_unavailable(
         async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
             if self.refusals:
                 self.refusals -= 1
-                raise Unavailable("database unavailable")
+                raise refusal
             return await super().record(batch)
 
     queue = FlakyQueue(webhook_store, clock)

@@ -2,11 +2,11 @@
 free for the next delivery at once.
 
 Results queue up while a batch is being written and go together in the next (one transaction, one
-round trip: see store/deliveries.py). When the database cannot be reached a batch is tried again
-until its leases would run out; after that the deliveries come round again on their own (a lease
-that expires makes a delivery due), so an attempt is never lost, at worst made once more. A batch
-tried again after a write that committed too late to answer is logged and counted once (the store
-skips what is logged already).
+round trip: see store/deliveries.py). When the database cannot be reached, or rolled the batch back
+to settle a conflict (a deadlock), a batch is tried again until its leases would run out; after that
+the deliveries come round again on their own (a lease that expires makes a delivery due), so an
+attempt is never lost, at worst made once more. A batch tried again after a write that committed too
+late to answer is logged and counted once (the store skips what is logged already).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from webhookd.domain.deliveries import AttemptRecord, ClaimedDelivery
-from webhookd.domain.errors import Unavailable
+from webhookd.domain.errors import TransactionConflict, Unavailable
 from webhookd.ports import DeliveryQueue, Notifications, Topic
 
 log = logging.getLogger("webhookd.recorder")
@@ -80,11 +80,11 @@ class AttemptRecorder:
         while True:
             try:
                 recorded = await self._queue.record(batch)
-            except Unavailable as error:
+            except (Unavailable, TransactionConflict) as error:
                 if time.monotonic() >= deadline:
                     log.error("gave up recording attempts; their deliveries come round again", extra={"n": len(batch)})
                     return
-                log.warning("database unavailable; retrying the attempt batch", extra={"reason": error.message})
+                log.warning("attempt batch not written; retrying it", extra={"reason": error.message})
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             except Exception:

@@ -92,6 +92,19 @@ class Aborted(DomainError):
     code = "ABORTED"
 
 
+class TransactionConflict(Aborted):
+    """The database ended the call's transaction to settle a conflict with a concurrent one (a deadlock,
+    a serialization failure): that transaction was rolled back, and the same call, sent again, may go
+    through. ABORTED rather than UNAVAILABLE: the server answered at once and is not down (AIP-193)."""
+
+    reason = "TRANSACTION_CONFLICT"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        # What it was (deadlock, serialization failure) is for the log.
+        self.public_message = "a concurrent call conflicted with this one in the database: retry it"
+
+
 class FailedPrecondition(DomainError):
     reason = "FAILED_PRECONDITION"
     code = "FAILED_PRECONDITION"

@@ -519,7 +519,11 @@ def _error_responses(binding: Binding, conditional: bool) -> list[tuple[int, str
         (403, "PERMISSION_DENIED."),
         (404, "NOT_FOUND."),
         (406, "INVALID_ARGUMENT: `Accept` admits none of the media types the operation answers in."),
-        (409, "ALREADY_EXISTS, or ABORTED: a `version` sent in the body is stale."),
+        (
+            409,
+            "ALREADY_EXISTS, or ABORTED: a `version` sent in the body is stale, or the call conflicted with a "
+            "concurrent one in the database (reason `TRANSACTION_CONFLICT`: send it again).",
+        ),
     ]
     if conditional:
         responses.append((412, "FAILED_PRECONDITION: `If-Match` names a version that is not current (or is weak)."))

@@ -1,4 +1,5 @@
-"""The connection pool every store shares, and the one place database failures become Unavailable.
+"""The connection pool every store shares, and the one place database failures become domain errors:
+Unavailable, or TransactionConflict (ABORTED) when PostgreSQL ended a transaction to settle a conflict.
 
 A fixed-size psycopg_pool (no overflow connections to open and throw away under load), each
 connection in autocommit: a single-statement read is one round trip, and writes say where their
@@ -9,11 +10,12 @@ Every unit of work is bounded in time on the client side as well as the server's
 waits up to ten seconds to clean a cancelled query up. So the work runs as a task of its own, and
 the caller gets Unavailable when the bound passes while the task is cancelled in the background.
 
-When work fails in a way that says the server may be gone (a connection error, no answer in time),
-a probe opens a fresh connection to find out. While the probe cannot reach the server, every call
-fails at once with Unavailable instead of waiting out its bound, and `reachable` is False (readiness
-and gRPC health report it, woken by `reachability_changed`); the probe keeps trying, and the first
-success ends the outage and returns broken pooled connections. No restart is needed either way.
+When work fails in a way that says the server may be gone (a connection error, no answer in time;
+not an error the server answered with, such as a deadlock or a statement timeout), a probe opens a
+fresh connection to find out. While the probe cannot reach the server, every call fails at once
+with Unavailable instead of waiting out its bound, and `reachable` is False (readiness and gRPC
+health report it, woken by `reachability_changed`); the probe keeps trying, and the first success
+ends the outage and returns broken pooled connections. No restart is needed either way.
 
 Connection budget of a process: `size` pooled connections, one for sending notifications, and one
 per notification topic the process listens to (store/notifications.py).
@@ -30,7 +32,7 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import TupleRow
 
-from webhookd.domain.errors import Unavailable
+from webhookd.domain.errors import DomainError, TransactionConflict, Unavailable
 from webhookd.observability.log_throttle import ThrottledLog
 from webhookd.store.conninfo import conninfo, pool_options
 
@@ -54,8 +56,15 @@ PREPARE_THRESHOLD = 0
 PROBE_INTERVAL_SECONDS = 1.0
 # Failures that mean "the database cannot be reached or did not answer", not "the request is bad".
 _UNREACHABLE = (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg_pool.PoolTimeout, TimeoutError)
-# What a failure was, by PostgreSQL's SQLSTATE: a statement timeout, a deadlock and a lost connection
-# all read UNAVAILABLE to the caller, and only the log can tell them apart.
+# A transaction PostgreSQL ended to settle a conflict with another (a deadlock's victim, a serialization
+# failure): the server answered at once and rolled the transaction back, so the caller is told ABORTED
+# and may send the call again; it is no sign of an outage. Not retried here: a unit of work may have
+# effects outside its transaction (resume's callback collects what it settled), which a rerun repeats.
+_CONFLICTS = frozenset({"40P01", "40001"})
+# SQLSTATEs that say the connection, not the statement, failed: the server may be gone.
+_CONNECTION_LOST = frozenset({"57P01", "57P02", "57P03"})
+# What a failure was, by PostgreSQL's SQLSTATE: a statement timeout and a lost connection both read
+# UNAVAILABLE to the caller, and only the log can tell them apart.
 _KINDS = {
     "40P01": "deadlock",
     "40001": "serialization failure",
@@ -158,7 +167,8 @@ class Database:
                 connected.set()
                 return await work(connection)
         except psycopg.OperationalError as error:
-            self._suspect()
+            if _server_may_be_gone(error.sqlstate):
+                self._suspect()
             raise _failed(failure_reason(error), error.sqlstate, type(error).__name__) from error
         except _UNREACHABLE as error:
             raise _failed(failure_reason(error), None, type(error).__name__) from error
@@ -329,13 +339,22 @@ def failure_reason(error: BaseException) -> str:
     return f"{kind} (SQLSTATE {sqlstate}, {name})" if sqlstate else f"{kind} ({name})"
 
 
-def _failed(reason: str, sqlstate: str | None, error_class: str) -> Unavailable:
-    """A call's database failure as Unavailable, logged with what it was (once an interval per kind)."""
+def _server_may_be_gone(sqlstate: str | None) -> bool:
+    """Whether a failure may mean the server cannot be reached: none reported by the server (libpq's
+    own), or one of the connection's. Any other SQLSTATE is the server answering."""
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _CONNECTION_LOST
+
+
+def _failed(reason: str, sqlstate: str | None, error_class: str) -> DomainError:
+    """A call's database failure as the caller's error (TransactionConflict for a conflict, else
+    Unavailable), logged with what it was (once an interval per kind)."""
     _failures.warning(
         ("database", reason),
         "database call failed",
         {"reason": reason, "sqlstate": sqlstate or "", "error_class": error_class},
     )
+    if sqlstate in _CONFLICTS:
+        return TransactionConflict(f"transaction rolled back to settle a conflict: {reason}")
     return _unavailable(reason)
 
 
