@@ -58,6 +58,7 @@ async def test_a_statement_timeout_is_logged_as_one_with_its_sqlstate(
         await pool.transaction(slow)
 
     assert "statement timeout" in raised.value.message and "57014" in raised.value.message
+    assert pool._probe is None, "the server answered: no reachability probe is due"
     [line] = failure_lines(caplog)
     assert line.sqlstate == "57014"  # type: ignore[attr-defined]
     assert "statement timeout" in line.reason  # type: ignore[attr-defined]
@@ -113,6 +114,7 @@ async def test_a_connection_ended_under_a_statement_is_logged_as_connection_lost
         await call
 
     assert "connection lost" in raised.value.message
+    assert pool._probe is not None, "a lost connection sets a reachability probe going"
     [line] = failure_lines(caplog)
     assert "connection lost" in line.reason  # type: ignore[attr-defined]
     assert MARKER not in everything_said([line], raised.value)
