@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from webhookd.domain.errors import DomainError, Unavailable
+from webhookd.domain.errors import DomainError, TransactionConflict, Unavailable
 from webhookd.domain.inbound import EMPTY_TWIML, INBOUND_PATH_PREFIX
 from webhookd.domain.statuses import ReceiptAnswer
 from webhookd.http.body import read_body
@@ -80,10 +80,12 @@ def inbound_route(inbound: Inbound, *, failures: ThrottledLog | None = None) -> 
 
 def _for_sender(error: DomainError, unavailable: ThrottledLog) -> ApiError:
     """The error as an external sender reads it; an outage's reason is logged here instead (once an
-    interval per kind: senders retry, and every request of an outage fails alike)."""
-    if isinstance(error, Unavailable):
+    interval per kind: senders retry, and every request of an outage fails alike). A database conflict
+    is "retry later" too: a sender cannot read again as an API client told ABORTED can, and many
+    senders give up on a 4xx where they retry a 503."""
+    if isinstance(error, Unavailable | TransactionConflict):
         unavailable.warning(
             (error.code, error.public_message), "inbound request unavailable", {"reason": error.message}
         )
-        return retry_later(error.retry_after_seconds)
+        return retry_later(error.retry_after_seconds if isinstance(error, Unavailable) else None)
     return from_domain_error(error)
