@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -264,22 +265,8 @@ class Service:
         self.interceptor = CallInterceptor(
             self.verifier, self.metrics.grpc, stall_seconds=settings.stream_stall_seconds
         )
-        keepalive_ms = round(settings.grpc_keepalive_seconds * 1000)
         self.server = grpc.aio.server(
-            interceptors=[self.interceptor],
-            options=[
-                # Shared only when several server processes serve one port; otherwise a port already
-                # taken is an error, not a silent second listener.
-                ("grpc.so_reuseport", 1 if reuse_port else 0),
-                # A following stream whose client's host vanished (no FIN, no RST) would hold its
-                # tenant's place for the kernel's two hours: an unanswered ping ends its connection.
-                ("grpc.keepalive_time_ms", keepalive_ms),
-                ("grpc.keepalive_timeout_ms", keepalive_ms),
-                # What gRPC 1.85 waits for a ping's answer, whatever the keepalive timeout says.
-                ("grpc.http2.ping_timeout_ms", keepalive_ms),
-                # An idle following stream sends no data, after which gRPC stops pinging at the second ping.
-                ("grpc.http2.max_pings_without_data", 0),
-            ],
+            interceptors=[self.interceptor], options=grpc_server_options(settings, reuse_port=reuse_port)
         )
         self.servicer = WebhookServicer(
             self.core.webhooks,
@@ -352,7 +339,41 @@ class Service:
         return LocalChannel(SERVICE_DESCRIPTOR, self.servicer, self.interceptor)
 
 
+def grpc_server_options(settings: Settings, *, reuse_port: bool) -> list[tuple[str, int]]:
+    """The gRPC server's channel arguments."""
+    keepalive_ms = round(settings.grpc_keepalive_seconds * 1000)
+    return [
+        # Shared only when several server processes serve one port; otherwise a port already
+        # taken is an error, not a silent second listener.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        # A following stream whose client's host vanished (no FIN, no RST) would hold its
+        # tenant's place for the kernel's two hours: an unanswered ping ends its connection.
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        # What gRPC 1.85 waits for a ping's answer, whatever the keepalive timeout says.
+        ("grpc.http2.ping_timeout_ms", keepalive_ms),
+        # gRPC core sets the connections' TCP_USER_TIMEOUT from this alone (grpc_user_timeout_ms).
+        ("grpc.keepalive_timeout_ms", grpc_user_timeout_ms(settings)),
+        # An idle following stream sends no data, after which gRPC stops pinging at the second ping.
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
 WRITE_STALL_MARGIN_SECONDS = 5.0
+
+
+def grpc_user_timeout_ms(settings: Settings) -> int:
+    """How long data the gRPC server sent may go unacknowledged before the kernel ends its connection
+    (TCP_USER_TIMEOUT), every call on it UNAVAILABLE: a client whose host vanished while a stream was
+    writing to it is found so when no ping can go out (none is sent while a write to a full socket waits).
+
+    Linux ends by the same bound a connection whose client keeps its window shut (a live process that
+    stopped reading its socket: a stop-the-world collection, a host short of CPU). gRPC core derives it
+    from the keepalive timeout; at the keepalive alone it cut such a client before the stream stall
+    bound, which ends only the stalled stream, ABORTED with why. So, as for HTTP (http/server.py), it
+    is as long as keepalive takes to find a dead peer (a ping, then its timeout) or the stall bound with
+    its margin, whichever is longer."""
+    keepalive_seconds = 2 * settings.grpc_keepalive_seconds
+    return math.ceil(max(keepalive_seconds, settings.stream_stall_seconds + WRITE_STALL_MARGIN_SECONDS) * 1000)
 
 
 def http_bounds(settings: Settings) -> RequestBounds:
