@@ -6,33 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-import hvac
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from test_ended_overlaps_vault import TRIES, versions_holding
 from webhook_calls import create
-
-# Bounds of the waits below, in tries of 50 ms: 10 s in all.
-TRIES = 200
-
-
-async def versions_holding(backends, settings, path: str, value: str) -> list[int]:
-    """The versions of the record at `path` that Vault still holds and that hold `value`."""
-    client = hvac.Client(url=backends.vault_addr, token=backends.vault_token)
-    kv = client.secrets.kv.v2
-    metadata = await asyncio.to_thread(kv.read_secret_metadata, path=path, mount_point=settings.vault_mount)
-    held = []
-    for version, state in sorted(metadata["data"]["versions"].items(), key=lambda item: int(item[0])):
-        if state["destroyed"]:
-            continue
-        read = await asyncio.to_thread(
-            kv.read_secret_version,
-            path=path,
-            mount_point=settings.vault_mount,
-            version=int(version),
-            raise_on_deleted_version=True,
-        )
-        if value in read["data"]["data"].values():
-            held.append(int(version))
-    return held
 
 
 async def swept_until_gone(workers, backends, settings, path: str, value: str) -> list[int]:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import FakeClock, FakeHistory, FakeLifecycle, FakeNotifications, FakeSecrets, FakeWebhooks
+from fakes import (
+    FakeClock,
+    FakeHistory,
+    FakeLifecycle,
+    FakeNotifications,
+    FakeSecretOverlaps,
+    FakeSecrets,
+    FakeWebhooks,
+)
+from webhookd.services.ended_overlaps import EndedOverlaps
 from webhookd.services.webhooks import Webhooks
 
 PUBLIC_URL = "https://hooks.example"
@@ -56,3 +65,10 @@ def webhooks(
         allow_insecure_urls=False,
         clock=clock,
     )
+
+
+@pytest.fixture
+def sweeper(webhook_store: FakeWebhooks, secret_store: FakeSecrets, clock: FakeClock) -> EndedOverlaps:
+    """The workers' ended-overlap and replaced-version sweep (services/ended_overlaps.py) on the fakes."""
+    webhook_store.clock = clock  # secret leases lapse by the test's clock
+    return EndedOverlaps(webhook_store, FakeSecretOverlaps(webhook_store), secret_store, clock=clock)

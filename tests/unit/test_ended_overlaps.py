@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from fakes import FakeClock, FakeSecretOverlaps, FakeSecrets, FakeWebhooks
+from fakes import FakeClock, FakeSecrets, FakeWebhooks
 from webhookd.domain.errors import Unavailable
 from webhookd.domain.scope import Scope
 from webhookd.domain.secret_rotation import active_secrets
@@ -23,12 +23,6 @@ ORDERS = WebhookSpec(name="orders", url="https://receiver.example/hooks")
 def holding(secrets: FakeSecrets, path: str, secret: str) -> list[int]:
     """The versions of the record at `path` the store keeps that hold `secret`."""
     return [version for version, data in secrets.history[path].items() if secret in data.values()]
-
-
-@pytest.fixture
-def sweeper(webhook_store: FakeWebhooks, secret_store: FakeSecrets, clock: FakeClock) -> EndedOverlaps:
-    webhook_store.clock = clock  # secret leases lapse by the test's clock
-    return EndedOverlaps(webhook_store, FakeSecretOverlaps(webhook_store), secret_store, clock=clock)
 
 
 async def test_a_secret_whose_overlap_ended_leaves_the_record_without_another_change(

@@ -9,8 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from test_ended_overlaps import holding
 
-from fakes import FakeClock, FakeSecretOverlaps, FakeSecrets, FakeWebhooks
+from fakes import FakeSecrets, FakeWebhooks
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import Webhook, WebhookSpec
 from webhookd.services.ended_overlaps import EndedOverlaps
@@ -18,17 +19,6 @@ from webhookd.services.webhooks import Webhooks
 
 TENANT = Scope("tnt_a", person_id="person_1")
 ORDERS = WebhookSpec(name="orders", url="https://receiver.example/hooks")
-
-
-def holding(secrets: FakeSecrets, path: str, value: str) -> list[int]:
-    """The versions of the record at `path` the store keeps that hold `value`."""
-    return [version for version, data in secrets.history[path].items() if value in data.values()]
-
-
-@pytest.fixture
-def sweeper(webhook_store: FakeWebhooks, secret_store: FakeSecrets, clock: FakeClock) -> EndedOverlaps:
-    webhook_store.clock = clock  # secret leases lapse by the test's clock
-    return EndedOverlaps(webhook_store, FakeSecretOverlaps(webhook_store), secret_store, clock=clock)
 
 
 async def test_a_replaced_credential_leaves_every_version_at_the_next_sweep(
