@@ -18,9 +18,11 @@ def user_timeout_of_accepted(local_port: int, peer_port: int) -> int | None:
     """TCP_USER_TIMEOUT of this process's socket connected from `local_port` to `peer_port`, if any."""
     for fd in os.listdir("/proc/self/fd"):
         try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
             sock = socket.socket(fileno=os.dup(int(fd)))
         except OSError:
-            continue  # not a socket
+            continue  # closed meanwhile
         with sock, contextlib.suppress(OSError):
             local, peer = sock.getsockname(), sock.getpeername()
             if isinstance(local, tuple) and local[1] == local_port and peer[1] == peer_port:
