@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import socket
-import struct
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from test_inbound_consumers import Sender, sender_for, take
+from test_stream_vanished_rest_client import go_silent
 
 from support import make_caller, new_tenant_id
 from webhookd.app import Gateway, Service, open_service
@@ -28,10 +27,6 @@ LARGE_BODY = 200 * 1024
 # past what the sockets on the way hold: a paused reader then shuts its TCP window.
 GROWING_EVENTS = 30
 MAX_EVENTS = 200  # a bound far past the buffers between the server and the reader
-# A classic BPF program of one instruction, BPF_RET|BPF_K 0: every segment to the socket is dropped
-# before TCP sees it, so it acknowledges nothing and sends nothing, as a host that lost its power.
-SO_ATTACH_FILTER = 26
-DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
 
 
 class PausingRelay:
@@ -162,8 +157,7 @@ async def test_a_grpc_reader_whose_host_vanished_while_a_stream_wrote_to_it_give
     tenant_id = new_tenant_id()
     async with relayed_stream(service, gateway, tenant_id) as (relay, sender, _):
         assert relay.upstream is not None
-        program = ctypes.create_string_buffer(DROP_ALL)
-        relay.upstream.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", 1, ctypes.addressof(program)))
+        go_silent(relay.upstream)
 
         # In flight, never acknowledged: a ping that goes out finds it gone; once the server's socket is
         # full no ping goes out, and the user timeout does.
