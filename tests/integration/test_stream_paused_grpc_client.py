@@ -18,6 +18,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from test_inbound_consumers import Sender, sender_for, take
 from test_stream_vanished_rest_client import go_silent
 
+from relays import Relay
 from support import make_caller, new_tenant_id
 from webhookd.app import Gateway, Service, open_service
 
@@ -29,35 +30,21 @@ GROWING_EVENTS = 30
 MAX_EVENTS = 200  # a bound far past the buffers between the server and the reader
 
 
-class PausingRelay:
+class PausingRelay(Relay):
     """Relays loopback TCP to `port`; its socket to the server has a small receive buffer, and while paused
     it reads nothing from it: its kernel answers the server with a shut window, as a paused reader's does."""
 
     def __init__(self, port: int) -> None:
-        self._port = port
+        super().__init__(port)
         self._reading = asyncio.Event()
         self._reading.set()
-        self._kept: list[object] = []  # streams and tasks; a dropped writer would close its socket
         self.upstream: socket.socket | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
 
     def pause(self) -> None:
         self._reading.clear()
 
     def resume(self) -> None:
         self._reading.set()
-
-    async def close(self) -> None:
-        self._server.close()
-        for kept in self._kept:
-            if isinstance(kept, asyncio.Task):
-                kept.cancel()
-            elif isinstance(kept, asyncio.StreamWriter):
-                kept.close()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -11,6 +11,7 @@ import grpc
 from cpod.integration.v1 import webhook_service_pb2 as pb
 
 from log_streams import Tail, until
+from relays import Relay
 from support import make_caller, new_tenant_id
 from webhookd.app import open_service
 from webhookd.ports import Topic
@@ -19,31 +20,17 @@ LEASES = "SELECT count(*) FROM stream_leases WHERE tenant_id = :tenant_id"
 PING_FRAME_BYTES = 17  # an HTTP/2 PING: a 9-byte frame head and 8 bytes of payload
 
 
-class FreezingRelay:
+class FreezingRelay(Relay):
     """Relays loopback TCP to `port` until `freeze()`: then it reads, sends and closes nothing, as a
     peer whose host went away (a crashed VM, a pulled cable) looks to the server."""
 
     def __init__(self, port: int) -> None:
-        self._port = port
+        super().__init__(port)
         self._frozen = asyncio.Event()
-        self._kept: list[object] = []  # streams and pipes; a dropped writer would close its socket
         self.to_client = 0  # bytes the server sent
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
 
     def freeze(self) -> None:
         self._frozen.set()
-
-    async def close(self) -> None:
-        self._server.close()
-        for kept in self._kept:
-            if isinstance(kept, asyncio.Task):
-                kept.cancel()
-            elif isinstance(kept, asyncio.StreamWriter):
-                kept.close()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self._port)
