@@ -181,6 +181,9 @@ async def test_only_one_process_sweeps(own_database) -> None:
         async with await psycopg.AsyncConnection.connect(conninfo(own_database), autocommit=True) as other:
             await other.execute(f"SELECT pg_advisory_lock({retention.RETENTION_LOCK_ID})")
             skipped = await retention.sweep(db, cutoff=old + 3 * WEEK)
+            # Let go before the next round: a closed connection's backend drops its locks only as it
+            # exits, which may come after that round has tried the lock.
+            await other.execute(f"SELECT pg_advisory_unlock({retention.RETENTION_LOCK_ID})")
         swept = await retention.sweep(db, cutoff=old + 3 * WEEK)
 
     assert (skipped.dropped, skipped.deleted) == ([], 0)
