@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpx
@@ -64,3 +65,19 @@ def violated_fields(response: httpx.Response) -> set[str]:
 def reason_of(response: httpx.Response) -> str:
     reason: str = detail_of(response, "ErrorInfo")["reason"]
     return reason
+
+
+def raw_follow_stream(port: int, token: str, media_type: str, *, receive_buffer: int | None = None) -> socket.socket:
+    """A DeliveryLog follow stream on a raw socket, its request sent and nothing read yet: for tests of
+    what the server does to the connection (with a small `receive_buffer`, soon full when never read)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        (
+            "GET /api/v1/integration/delivery-log?follow=true HTTP/1.1\r\nHost: test\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: {media_type}\r\n\r\n"
+        ).encode()
+    )
+    return sock

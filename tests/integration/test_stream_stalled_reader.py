@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from rest_calls import raw_follow_stream
 from test_delivery_log_stream import committed_attempts
 from test_inbound_consumers import sender_for
 
@@ -73,20 +74,6 @@ async def test_a_grpc_reader_that_never_reads_gives_its_place_back(one_place, da
         assert 0 < len(received) < written
 
 
-def open_raw_stream(port: int, token: str) -> socket.socket:
-    """A REST follow stream on a socket this test never reads: a small receive buffer, soon full."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        (
-            "GET /api/v1/integration/delivery-log?follow=true HTTP/1.1\r\nHost: test\r\n"
-            f"Authorization: Bearer {token}\r\nAccept: application/x-ndjson\r\n\r\n"
-        ).encode()
-    )
-    return sock
-
-
 def last_line(sock: socket.socket) -> dict:
     """The last JSON line of the stream, read to its end (bounded by the socket's timeout)."""
     sock.settimeout(10)
@@ -105,7 +92,9 @@ async def test_a_rest_reader_that_never_reads_gives_its_place_back(settings, one
     gateway = Gateway(settings, one_place.local_channel())
     await gateway.start()
     try:
-        sock = open_raw_stream(gateway.port, mint(JWT_SECRET, tenant_id=tenant_id))
+        sock = raw_follow_stream(
+            gateway.port, mint(JWT_SECRET, tenant_id=tenant_id), "application/x-ndjson", receive_buffer=4096
+        )
         with contextlib.closing(sock):
             await database.wait_for(LEASES, lambda rows: rows[0]["count"] == 1, tenant_id=tenant_id)
 

@@ -12,6 +12,7 @@ import struct
 from collections.abc import AsyncIterator
 
 import pytest
+from rest_calls import raw_follow_stream
 from test_delivery_log_stream import committed_attempts
 
 from support import JWT_SECRET, new_tenant_id
@@ -63,17 +64,6 @@ async def writing_gateway(service) -> AsyncIterator[HttpServer]:
         await server.stop()
 
 
-def open_stream(port: int, tenant_id: str, media_type: str) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(
-        (
-            "GET /api/v1/integration/delivery-log?follow=true HTTP/1.1\r\nHost: test\r\n"
-            f"Authorization: Bearer {mint(JWT_SECRET, tenant_id=tenant_id)}\r\nAccept: {media_type}\r\n\r\n"
-        ).encode()
-    )
-    return sock
-
-
 def response_head(sock: socket.socket) -> bytes:
     sock.settimeout(10)
     received = b""
@@ -101,13 +91,7 @@ def vanish(sock: socket.socket) -> None:
 
 async def test_an_idle_ndjson_stream_whose_client_vanished_gives_its_place_back(probing_gateway, database) -> None:
     tenant_id = new_tenant_id()
-    sock = socket.create_connection(("127.0.0.1", probing_gateway.port))
-    sock.sendall(
-        (
-            "GET /api/v1/integration/delivery-log?follow=true HTTP/1.1\r\nHost: test\r\n"
-            f"Authorization: Bearer {mint(JWT_SECRET, tenant_id=tenant_id)}\r\nAccept: application/x-ndjson\r\n\r\n"
-        ).encode()
-    )
+    sock = raw_follow_stream(probing_gateway.port, mint(JWT_SECRET, tenant_id=tenant_id), "application/x-ndjson")
     await database.wait_for(LEASES, lambda rows: rows[0]["count"] == 1, tenant_id=tenant_id)
     # The head comes once the stream's first read has waited its grace: after it, nothing more is sent.
     assert (await asyncio.to_thread(response_head, sock)).startswith(b"HTTP/1.1 200 ")
@@ -121,7 +105,7 @@ async def test_an_sse_stream_whose_client_vanished_gives_its_place_back_though_h
     writing_gateway, database
 ) -> None:
     tenant_id = new_tenant_id()
-    with open_stream(writing_gateway.port, tenant_id, "text/event-stream") as sock:
+    with raw_follow_stream(writing_gateway.port, mint(JWT_SECRET, tenant_id=tenant_id), "text/event-stream") as sock:
         await database.wait_for(LEASES, lambda rows: rows[0]["count"] == 1, tenant_id=tenant_id)
         assert (await asyncio.to_thread(response_head, sock)).startswith(b"HTTP/1.1 200 ")
 
@@ -135,7 +119,7 @@ async def test_an_ndjson_stream_whose_client_vanished_gives_its_place_back_thoug
     writing_gateway, database
 ) -> None:
     tenant_id = new_tenant_id()
-    with open_stream(writing_gateway.port, tenant_id, "application/x-ndjson") as sock:
+    with raw_follow_stream(writing_gateway.port, mint(JWT_SECRET, tenant_id=tenant_id), "application/x-ndjson") as sock:
         await database.wait_for(LEASES, lambda rows: rows[0]["count"] == 1, tenant_id=tenant_id)
         assert (await asyncio.to_thread(response_head, sock)).startswith(b"HTTP/1.1 200 ")
 
