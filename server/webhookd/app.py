@@ -350,7 +350,7 @@ def grpc_server_options(settings: Settings, *, reuse_port: bool) -> list[tuple[s
         # tenant's place for the kernel's two hours: an unanswered ping ends its connection.
         ("grpc.keepalive_time_ms", keepalive_ms),
         # What gRPC 1.85 waits for a ping's answer, whatever the keepalive timeout says.
-        ("grpc.http2.ping_timeout_ms", keepalive_ms),
+        ("grpc.http2.ping_timeout_ms", grpc_ping_timeout_ms(settings)),
         # gRPC core sets the connections' TCP_USER_TIMEOUT from this alone (grpc_user_timeout_ms).
         ("grpc.keepalive_timeout_ms", grpc_user_timeout_ms(settings)),
         # An idle following stream sends no data, after which gRPC stops pinging at the second ping.
@@ -359,6 +359,18 @@ def grpc_server_options(settings: Settings, *, reuse_port: bool) -> list[tuple[s
 
 
 WRITE_STALL_MARGIN_SECONDS = 5.0
+
+
+def grpc_ping_timeout_ms(settings: Settings) -> int:
+    """How long a keepalive ping may go unanswered before the server ends the connection, every call on it
+    UNAVAILABLE: the keepalive, or the stream stall bound with its margin if longer. A live client whose
+    process stopped reading its socket (a stop-the-world collection, a host short of CPU) answers no ping
+    either; at the keepalive alone, a ping that reached its socket while the server's writes waited on a
+    small HTTP/2 window cut it before the stall bound ended its stream ABORTED (a CI run's paused-reader
+    test). An idle client whose host vanished is found after the keepalive and this: 95 s by default."""
+    return math.ceil(
+        max(settings.grpc_keepalive_seconds, settings.stream_stall_seconds + WRITE_STALL_MARGIN_SECONDS) * 1000
+    )
 
 
 def grpc_user_timeout_ms(settings: Settings) -> int:

@@ -71,7 +71,10 @@ async def relayed(port: int) -> AsyncIterator[tuple[FreezingRelay, int]]:
 async def test_a_vanished_clients_following_stream_gives_its_place_back(settings, backends, database) -> None:
     """It held its tenant's place until the kernel's two-hour keepalive: twenty such and the tenant
     could open no stream at all."""
-    service = await open_service(settings.with_overrides(grpc_keepalive_seconds=1.0), backends)
+    # Pings each second, an unanswered one waiting no longer than the (short) stall bound and its margin.
+    service = await open_service(
+        settings.with_overrides(grpc_keepalive_seconds=1.0, stream_stall_seconds=1.0), backends
+    )
     tenant_id = new_tenant_id()
     try:
         async with relayed(service.grpc_port) as (relay, relay_port):

@@ -64,3 +64,18 @@ async def test_unacknowledged_data_ends_a_connection_after_keepalive_or_the_stal
 ) -> None:
     settings = Settings(grpc_keepalive_seconds=keepalive_seconds, stream_stall_seconds=stall_seconds)
     assert await accepted_user_timeout_ms(settings) == user_timeout_ms
+
+
+@pytest.mark.parametrize(
+    ("keepalive_seconds", "stall_seconds", "ping_timeout_ms"),
+    [
+        (30.0, 60.0, 65_000),  # a paused reader's unanswered ping waits for the stall bound to end its stream
+        (40.0, 10.0, 40_000),  # past the stall bound anyway: as long as the keepalive
+    ],
+)
+def test_an_unanswered_ping_ends_a_connection_no_sooner_than_the_stall_bound_would_end_its_stream(
+    keepalive_seconds: float, stall_seconds: float, ping_timeout_ms: int
+) -> None:
+    settings = Settings(grpc_keepalive_seconds=keepalive_seconds, stream_stall_seconds=stall_seconds)
+    options = dict(grpc_server_options(settings, reuse_port=False))
+    assert options["grpc.http2.ping_timeout_ms"] == ping_timeout_ms
