@@ -422,6 +422,7 @@ class Gateway:
             self.channel,
             max_request_bytes=settings.max_request_bytes,
             closing=self._closing,
+            cors_origins=settings.cors_origins,
             extra_routes=[
                 metrics_route(self.metrics),
                 # The configured address with the port it listens on (configured as 0 in tests).

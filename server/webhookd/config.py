@@ -104,6 +104,8 @@ class Settings:
     http_tcp_keepalive_seconds: float = 30.0
     # Connections an HTTP server process holds at once; past it one is answered 503 (http/request_bounds.py).
     http_max_connections: int = 1000
+    # Origins whose browser apps may call the REST API (gateway/cors.py): ("*",) for any; empty: none.
+    cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -206,6 +208,32 @@ def _cidrs(env: Mapping[str, str]) -> tuple[str, ...]:
                 f"WEBHOOKD_ALLOWED_TARGET_CIDRS must be comma-separated networks (10.0.0.0/8), not {cidr!r}"
             ) from None
     return cidrs
+
+
+def _cors_origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """WEBHOOKD_CORS_ORIGINS: comma-separated origins as a browser sends them (scheme, host and port
+    only: a path or a trailing slash would never match), or `*` alone for any origin."""
+    origins = tuple(o.strip() for o in env.get("WEBHOOKD_CORS_ORIGINS", "").split(",") if o.strip())
+    if "*" in origins:
+        if len(origins) > 1:
+            raise SettingsError("WEBHOOKD_CORS_ORIGINS must be `*` alone or a list of origins, not both")
+        return origins
+    for origin in origins:
+        if "@" in origin:  # an origin has no user; the message never repeats a password
+            raise SettingsError("WEBHOOKD_CORS_ORIGINS must be origins without a user or password")
+        parsed = _url(origin)
+        if (
+            parsed is None
+            or parsed.scheme not in ("http", "https")
+            or not parsed.hostname
+            or f"{parsed.scheme}://{parsed.netloc}" != origin
+            or origin != origin.lower()
+        ):
+            raise SettingsError(
+                f"WEBHOOKD_CORS_ORIGINS must be comma-separated origins (https://app.example.com, "
+                f"lower case, no path), not {origin!r}"
+            )
+    return origins
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
@@ -404,5 +432,6 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         http_request_timeout_seconds=_float(env, "WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", 60.0, 0, _HOUR, above=True),
         http_tcp_keepalive_seconds=_float(env, "WEBHOOKD_HTTP_TCP_KEEPALIVE_SECONDS", 30.0, 1, _HOUR),
         http_max_connections=_int(env, "WEBHOOKD_HTTP_MAX_CONNECTIONS", 1000, 1, 1_000_000),
+        cors_origins=_cors_origins(env),
         log_level=_log_level(env),
     )

@@ -17,11 +17,12 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from webhookd.gateway.calls import Channel, Invoker, request_id
+from webhookd.gateway.cors import with_cors
 from webhookd.gateway.descriptors import default_descriptor_set, default_services, load_comments
 from webhookd.gateway.documents import OPENAPI_PATH
 from webhookd.gateway.endpoint import CallSettings, RpcHandler, RpcRoute
 from webhookd.gateway.openapi import build_openapi
-from webhookd.gateway.routes import bindings_for_services, group_by_template
+from webhookd.gateway.routes import allowed_methods, bindings_for_services, group_by_template
 from webhookd.http.errors import (
     ApiError,
     error_response,
@@ -47,6 +48,7 @@ def create_gateway_app(
     stream_grace_seconds: float = 0.5,
     heartbeat_seconds: float = 15.0,
     closing: asyncio.Event | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> ASGIApp:
     """Build the gateway over `channel`: a Starlette app (http/server.py serves it inside
     `DefaultHeaders`, as every app).
@@ -57,6 +59,7 @@ def create_gateway_app(
     extra_routes: served before the RPC routes (/readyz, /metrics, the inbound receiver,
         /playground, /api/v1/manifest).
     closing: set when the server begins to stop; streams then end with an UNAVAILABLE frame.
+    cors_origins: the origins whose pages may call the API's routes (gateway/cors.py); empty: none.
     """
     services = list(services) if services is not None else default_services()
     comments = load_comments(descriptor_set if descriptor_set is not None else default_descriptor_set())
@@ -70,14 +73,12 @@ def create_gateway_app(
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document)
 
+    rpc_routes = group_by_template(bindings_for_services(services))
     routes: list[BaseRoute] = [
         health_route(),
         Route(OPENAPI_PATH, openapi, methods=["GET"]),
         *(extra_routes or []),
-        *(
-            RpcRoute(template, by_method, handler)
-            for template, by_method in group_by_template(bindings_for_services(services))
-        ),
+        *(RpcRoute(template, by_method, handler) for template, by_method in rpc_routes),
     ]
     app = Starlette(
         routes=routes,
@@ -87,7 +88,8 @@ def create_gateway_app(
             Exception: _unexpected,
         },
     )
-    return redirect_slashes_by_path(app)
+    api_methods = sorted({method for _, by_method in rpc_routes for method in allowed_methods(by_method)})
+    return with_cors(redirect_slashes_by_path(app), cors_origins, api_methods)
 
 
 async def _http_exception(request: Request, exc: Any) -> Response:
