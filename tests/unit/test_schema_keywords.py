@@ -204,6 +204,30 @@ def test_a_large_value_compared_with_a_small_const_costs_what_the_smaller_holds(
     assert schema.mismatches(list(range(30_000))) == []
 
 
+@pytest.mark.parametrize("keyword", ["const", "enum"])
+def test_a_comparison_stops_once_the_budget_is_spent(keyword: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A comparison was charged once it was done, so the one that found the budget spent went on to its end
+    first: 100,000 values (12,500 steps' worth) compared with 10 steps left. It is charged as it goes now."""
+    compared = 0
+    stock_unbool = schema_keywords.unbool
+
+    def counted(value: Any) -> Any:
+        nonlocal compared
+        compared += 1
+        return stock_unbool(value)
+
+    monkeypatch.setattr(schema_keywords, "unbool", counted)  # once for each side of each value compared
+    value = [[[0.0] * 100] * 1_000]  # one member: the keyword itself costs a step
+    schema = compile_schema({keyword: value if keyword == "const" else [value]})
+    left = 10
+
+    with schema_keywords.validation_budget(0), pytest.raises(schema_keywords.StepBudgetSpent):
+        schema_keywords.spend(schema_keywords.BASE_STEPS - left - 2)  # the keyword and its subschema take 2
+        list(schema.validator.iter_errors([[[0] * 100] * 1_000]))
+
+    assert compared // 2 <= (left + 1) * schema_keywords.VALUES_COMPARED_PER_STEP
+
+
 @pytest.mark.parametrize(
     ("one", "two"),
     [

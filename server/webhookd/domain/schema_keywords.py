@@ -374,22 +374,22 @@ def enum(validator: Any, enums: Any, instance: Any, schema: Any) -> Iterator[Val
 
 def equal(one: Any, two: Any) -> bool:
     """Whether two JSON values are equal as JSON Schema (and jsonschema's `equal`) has it: 1 == 1.0, true != 1,
-    key order aside. A step per VALUES_COMPARED_PER_STEP values it goes into, charged once it is done: it stops
-    where the two first differ, so it goes into the smaller at most (a const's value is at most a schema's size)."""
-    compared = _Comparison()
-    try:
-        return compared.equal(one, two)
-    finally:
-        spend(compared.values // VALUES_COMPARED_PER_STEP)
+    key order aside. A step per VALUES_COMPARED_PER_STEP values it goes into, charged as it goes: charged once
+    it was done, the comparison that found the budget spent first went through all of a const's value. It
+    stops where the two first differ, so it goes into the smaller at most."""
+    return _Comparison().equal(one, two)
 
 
 class _Comparison:
-    """jsonschema's `equal`, counting the values it goes into."""
+    """jsonschema's `equal`, drawing a step on the budget every VALUES_COMPARED_PER_STEP values it goes into."""
 
-    values = 0
+    until_step = VALUES_COMPARED_PER_STEP
 
     def equal(self, one: Any, two: Any) -> bool:
-        self.values += 1
+        self.until_step -= 1
+        if not self.until_step:
+            self.until_step = VALUES_COMPARED_PER_STEP
+            spend(1)
         if one is two:
             return True
         if isinstance(one, str) or isinstance(two, str):
