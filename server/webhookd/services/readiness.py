@@ -8,15 +8,21 @@ follows `ready`, which every round sets. So both say the same thing, whichever a
 A check that does not answer in time (a frozen Vault) is not asked again while its question is
 still out: later rounds wait on that same question. A Vault question holds one of the client's few
 threads until its own timeout, and rounds every two seconds would otherwise pile them up.
+
+The database's check and the schema's share one statement a round (`database_checks`): reading the
+schema's revision is as good a proof that the database answers as `SELECT 1` was, and each round still
+reads it, so a schema migrated by a newer release, or put back, is seen by the next round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from webhookd.domain.errors import Unavailable
 
 log = logging.getLogger("webhookd.readiness")
 # How long a round waits for any one check: a frozen dependency answers nothing, and a probe that
@@ -96,3 +102,34 @@ class Readiness:
         else:
             down = {name: answer for name, answer in report.checks.items() if answer != OK}
             log.warning("not ready", extra={"checks": down})
+
+
+def database_checks(
+    read_revision: Callable[[], Awaitable[Sequence[str]]], unlike: Callable[[Sequence[str]], object | None]
+) -> dict[str, Check]:
+    """The `database` and `schema` checks, answered from one `read_revision` a round (both checks ask
+    at once, and the second joins the read the first started). `unlike` says why a revision is not
+    this release's newest, or None when it is."""
+    reading: asyncio.Future[Sequence[str]] | None = None
+
+    async def revision() -> Sequence[str]:
+        nonlocal reading
+        if reading is None or reading.done():
+            reading = asyncio.ensure_future(read_revision())
+        return await reading
+
+    async def database() -> str | None:
+        try:
+            await revision()
+        except Unavailable as error:
+            return error.message
+        return None
+
+    async def schema() -> str | None:
+        try:
+            changed = unlike(await revision())
+        except Unavailable as error:
+            return error.message
+        return None if changed is None else f"database schema: {changed}"
+
+    return {"database": database, "schema": schema}

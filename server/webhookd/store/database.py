@@ -276,10 +276,6 @@ class Database:
 
         return await self.run(in_transaction)
 
-    async def ping(self) -> None:
-        """Unavailable unless the database answers a trivial query in time."""
-        await self.fetch_one("SELECT 1")
-
 
 async def probe(url: str, timeout_seconds: float) -> None:
     """Connects afresh to `url` and runs a trivial query; Unavailable saying why when that fails in time."""

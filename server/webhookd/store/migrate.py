@@ -121,8 +121,13 @@ def this_release() -> Revisions:
 async def schema_unlike(database: Database, revisions: Revisions) -> NewerSchema | OlderSchema | None:
     """Why the database's schema is not `revisions`' newest (a newer release migrated it while this
     process ran), or None: one read of Alembic's one-row table. Unavailable when the database is."""
+    return revisions.unlike(await current_revision(database))
+
+
+async def current_revision(database: Database) -> list[str]:
+    """The database's schema revision (Alembic's one-row table); Unavailable when the database is."""
     rows = await database.fetch_all("SELECT version_num FROM alembic_version")
-    return revisions.unlike([str(row[0]) for row in rows])
+    return [str(row[0]) for row in rows]
 
 
 def upgrade_sync(url: str, *, revision: str = HEAD) -> None:
