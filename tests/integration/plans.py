@@ -47,3 +47,26 @@ def generic_plan(
             explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE planned({})").format(arguments)
             [document] = connection.execute(explain).fetchone()
     return dict((json.loads(document) if isinstance(document, str) else document)[0]["Plan"])
+
+
+def analyzed_plan(database: str, settings_statement: str, statement: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The statement's plan, run (EXPLAIN ANALYZE, for a read only: in a transaction rolled back), after
+    `settings_statement`: what each node read, to count the rows a statement goes through."""
+    with (
+        psycopg.connect(conninfo(database), autocommit=True) as connection,
+        connection.transaction(force_rollback=True),
+    ):
+        connection.execute(settings_statement)
+        explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + sql.SQL(statement)
+        [document] = connection.execute(explain, values).fetchone()
+    return dict((json.loads(document) if isinstance(document, str) else document)[0]["Plan"])
+
+
+def rows_read(plan: dict[str, Any], relation_prefix: str) -> int:
+    """The rows the plan's scans of `relation_prefix`'s tables (a partitioned one's partitions) read: those
+    they returned and those their filters removed."""
+    return sum(
+        int(node.get("Actual Rows", 0) * node.get("Actual Loops", 1)) + int(node.get("Rows Removed by Filter", 0))
+        for node in nodes(plan)
+        if str(node.get("Relation Name", "")).startswith(relation_prefix)
+    )

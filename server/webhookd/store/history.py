@@ -205,8 +205,11 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
 @functools.cache
 def _log_statement(filters: frozenset[str]) -> str:
     conditions: list[sa.ColumnElement[bool]] = [scoped(attempts)]
+    # What the log's indexes lead with before (txid, seq): attempts_tenant_log, attempts_webhook_log.
+    keys: list[sa.ColumnElement[bool]] = [attempts.c.tenant_id == param("tenant_id", sa.Text)]
     if "webhook_id" in filters:
         conditions.append(attempts.c.webhook_id == param("webhook_id"))
+        keys.append(attempts.c.webhook_id == param("webhook_id"))
     if "kinds" in filters:
         conditions.append(attempts.c.kind == sa.func.any(param("kinds", TEXT_ARRAY)))
     if "outcomes" in filters:
@@ -218,9 +221,10 @@ def _log_statement(filters: frozenset[str]) -> str:
     if "after_txid" in filters:
         after = sa.tuple_(param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger))
         conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
+        keys.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
     elif "since" in filters:
         conditions.append(attempts.c.occurred_at >= param("since"))
-    return settled_and_held_back(sa.select(*_LOG_COLUMNS).where(*conditions), attempts)
+    return settled_and_held_back(sa.select(*_LOG_COLUMNS).where(*conditions), attempts, keys)
 
 
 @functools.cache

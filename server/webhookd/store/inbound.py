@@ -147,7 +147,10 @@ _AFTER = sa.tuple_(inbound_events.c.txid, inbound_events.c.seq) > sa.tuple_(
 
 
 def _read(*conditions: sa.ColumnElement[bool]) -> str:
-    return settled_and_held_back(sa.select(*_EVENT_COLUMNS).where(*_READ_CONDITIONS, *conditions), inbound_events)
+    # Each of `conditions` is one the log's indexes lead with (webhook_id) or go on with (txid, seq).
+    keys = (inbound_events.c.tenant_id == param("tenant_id", sa.Text), *conditions)
+    entries = sa.select(*_EVENT_COLUMNS).where(*_READ_CONDITIONS, *conditions)
+    return settled_and_held_back(entries, inbound_events, keys)
 
 
 _WEBHOOK = inbound_events.c.webhook_id == param("webhook_id")

@@ -73,17 +73,40 @@ def scope_params(scope: Scope) -> dict[str, Any]:
 # inbound receipts) only up to here in (txid, seq) order means no row can later appear behind a
 # reader's position.
 SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+# The most entries past the settled end the held-back probe reads. A transaction left open holds the end
+# back, and every entry written since is past it: with filters its index does not cover (another app, an
+# outcome, a receipt not accepted), the probe read all of them on every read (30,000: 5-8 ms a read).
+HELD_BACK_PROBE_ROWS = 100
 
 
-def settled_and_held_back(entries: sa.Select[Any], log: sa.Table) -> str:
+def settled_and_held_back(entries: sa.Select[Any], log: sa.Table, keys: Sequence[sa.ColumnElement[bool]]) -> str:
     """`entries` (a read of `log`, attempts or inbound receipts) up to the settled end in (txid, seq)
-    order, `limit` of them, each with a last column false; and the first entry past that end, if any,
-    with a last column true, so the reader knows one was held back (`LogRead`). One statement, so
-    both parts see one snapshot: judged in another, the end may have moved, and an entry settled in
-    between would be neither read nor reported held back."""
+    order, `limit` of them, each with a last column false; and a row whose last column is true when an
+    entry past that end was held back (`LogRead`). One statement, so both parts
+    see one snapshot: judged in another, the end may have moved, and an entry settled in between would
+    be neither read nor reported held back.
+
+    The probe reads at most HELD_BACK_PROBE_ROWS entries past the end, those `keys` (conditions of
+    `entries` an index of `log` leads with, before txid and seq) select: the first `entries` selects
+    among them is held back, and so is the last of them when none is, as one the reader may read. Held
+    back too often costs the reader a read a second (services/tailing.py RECHECK_SECONDS) while the end
+    is held back; an entry held back and not reported would wait for its reader's idle re-read."""
     order = (log.c.txid, log.c.seq)
     settled = entries.add_columns(sa.false()).where(log.c.txid < SETTLED_TXID).order_by(*order)
-    held_back = entries.add_columns(sa.true()).where(log.c.txid >= SETTLED_TXID).order_by(*order).limit(1)
+    assert entries.whereclause is not None, "a read of the log is scoped"
+    past = (
+        sa.select(entries.whereclause.label("wanted"), sa.func.row_number().over(order_by=order).label("probed"))
+        .where(*keys, log.c.txid >= SETTLED_TXID)
+        .order_by(*order)
+        .limit(HELD_BACK_PROBE_ROWS)
+        .subquery("past")
+    )
+    # Only its last column is read: the entry's own are NULL (a receipt's body is not sent for nothing).
+    held_back = (
+        sa.select(*(sa.null() for _ in entries.selected_columns), sa.true())
+        .where(sa.or_(past.c.wanted, past.c.probed == HELD_BACK_PROBE_ROWS))
+        .limit(1)
+    )
     return compiled(sa.union_all(settled.limit(param("limit")), held_back))
 
 
