@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -485,7 +484,8 @@ class Webhooks:
         one can (a Vault that carried out a write of a holder that gave up, or whose lease lapsed). Then
         `commit` writes the row from the record written, and releases the lease; what the record kept
         for a row that might not commit then goes (`_drop_retired`). When it fails, the
-        caller is told so and the record goes back, unless another change has been written since. A
+        caller is told so and the record goes back, unless another change has been written since, and the
+        version this change wrote is destroyed (`_put_back`). A
         caller that goes away meanwhile does not cut the row write short: one whose COMMIT was sent may
         land, and a record put back under it would leave the row naming a secret nobody holds; so the
         write runs to its end and its outcome decides."""
@@ -506,8 +506,7 @@ class Webhooks:
                 written = await commit(after)
             except BaseException as error:
                 lease.unanswered = isinstance(error, Unavailable)
-                with contextlib.suppress(Aborted):
-                    await self._secrets.write(vault_path, before, replacing=version + 1)
+                await self._put_back(lease.webhook, before, version + 1)
                 raise
             lease.committed = True
             return written
@@ -515,6 +514,24 @@ class Webhooks:
         written = await to_its_end(commit_or_put_back())
         await self._drop_retired(scope, written, after, version + 1)
         return written
+
+    async def _put_back(self, webhook: Webhook, record: dict[str, str], written: int) -> None:
+        """`record` again over just the version this change wrote (`written`), unless another change has
+        written since; then the versions before the one put back are destroyed. The written one holds
+        what never committed, and nothing marks the row for the workers' sweep (store/webhooks.py marks it
+        only in the commit), so nothing else would destroy it."""
+        try:
+            await self._secrets.write(webhook.vault_path, record, replacing=written)
+        except Aborted:
+            return  # another change wrote the record since: its versions are its commit's (and the sweep's)
+        try:
+            await self._secrets.destroy_before(webhook.vault_path, written + 1)
+        except Unavailable as error:
+            # What the caller is told is the failed change's own error; the version ages out (max_versions).
+            log.warning(
+                "the version a failed secret change wrote was not destroyed",
+                extra={"webhook_id": webhook.id, "reason": error.message},
+            )
 
     async def _drop_retired(self, scope: Scope, webhook: Webhook, record: dict[str, str], version: int) -> None:
         """Vault's `record` (at `version`, as this change wrote it) without what `webhook`'s committed row no
