@@ -86,8 +86,8 @@ async def test_a_replaced_credential_vault_kept_after_the_commit_leaves_at_the_n
     webhook_store: FakeWebhooks,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Vault stops answering once the row has committed: the change cannot take the replaced credential
-    out of the record itself (it stays under replaced_* keys), and the sweep takes it out instead."""
+    """Vault stops answering once the row has committed: the replaced credential stays in the record
+    under replaced_* keys, and the sweep takes it out once Vault answers again."""
     webhook, _, _ = await webhooks.create(TENANT, ORDERS, None)
     await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer first")
     committing = webhook_store.set_credential

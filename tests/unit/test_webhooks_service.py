@@ -33,6 +33,7 @@ from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Topic
 from webhookd.services import secret_leases
+from webhookd.services.ended_overlaps import EndedOverlaps
 from webhookd.services.webhooks import DEFAULT_SECRET_LEASE, UNVERSIONED_UPDATE_TRIES, Webhooks
 
 TENANT = Scope("tnt_a", person_id="person_1")
@@ -977,17 +978,20 @@ async def test_rotation_without_overlap_drops_the_previous_secret(
     assert rotation.signing_secret == SECRET
 
 
-async def test_a_secret_retired_without_overlap_is_removed_from_vault_once_the_row_names_the_new_one(
-    webhooks: Webhooks, secret_store: FakeSecrets, webhook_store: FakeWebhooks
+async def test_a_secret_retired_without_overlap_leaves_vault_at_the_sweep_once_the_row_names_the_new_one(
+    webhooks: Webhooks, sweeper: EndedOverlaps, secret_store: FakeSecrets, webhook_store: FakeWebhooks
 ) -> None:
+    """The rotation's commit marks the row due; the workers' sweep takes the retired secret out (the call
+    itself answers without another Vault call)."""
     webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     kept = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1), signing_secret=None)
-
     rotation = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=None)
+
+    await sweeper.sweep()
 
     assert secret_store.records[webhook.vault_path] == {"current": rotation.signing_secret}
     assert kept.signing_secret not in secret_store.records[webhook.vault_path].values()
-    assert webhook.id not in webhook_store.secret_leases  # the lease taken to remove it is given back
+    assert webhook.id not in webhook_store.secret_leases  # the lease the sweep took to remove it is given back
 
 
 async def test_a_secret_whose_overlap_lasts_stays_in_vault(webhooks: Webhooks, secret_store: FakeSecrets) -> None:
@@ -1000,13 +1004,14 @@ async def test_a_secret_whose_overlap_lasts_stays_in_vault(webhooks: Webhooks, s
 
 
 @pytest.mark.parametrize("value", ["Bearer second", ""], ids=["replaced", "removed"])
-async def test_a_credential_replaced_or_removed_is_removed_from_vault_once_the_row_no_longer_names_it(
-    value: str, webhooks: Webhooks, secret_store: FakeSecrets, webhook_store: FakeWebhooks
+async def test_a_credential_replaced_or_removed_leaves_vault_at_the_sweep_once_the_row_no_longer_names_it(
+    value: str, webhooks: Webhooks, sweeper: EndedOverlaps, secret_store: FakeSecrets, webhook_store: FakeWebhooks
 ) -> None:
     webhook, secret, _ = await webhooks.create(TENANT, outbound(), None)
     await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value="Bearer first")
-
     changed = await webhooks.set_credential(TENANT, webhook.id, header_name="Authorization", header_value=value)
+
+    await sweeper.sweep()
 
     record = secret_store.records[webhook.vault_path]
     assert "Bearer first" not in record.values()

@@ -10,9 +10,9 @@ change of the record marks its row due at once (store/webhooks.py). Each round o
 workers' maintenance, claims a bounded batch of webhooks whose row is due (migration 0021; rows other
 processes are claiming are skipped), and for each, under the webhook's secret lease like any change of
 its record, writes the record without what the row no longer uses (`without_retired`; the change itself
-takes it out once committed, unless Vault did not answer) over just the version it read (Vault's
-check-and-set), then marks the row with the next overlap's end and releases the lease in one write. Then
-it destroys the record's earlier versions.
+answers once committed, leaving it here) over just the version it read (Vault's check-and-set), then
+marks the row with the next overlap's end and releases the lease in one write. Then it destroys the
+record's earlier versions.
 
 Nothing is left half-written: the row names only the current secret (its fingerprint), which stays, as
 does the row's secret while the record holds a rotation the row has not committed (`without_ended`), and

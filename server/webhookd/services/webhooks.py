@@ -35,7 +35,6 @@ from webhookd.domain.secret_rotation import (
     overlap_end,
     public_keys,
     rotated,
-    without_retired,
 )
 from webhookd.domain.signing import loose_secret_problem, new_signing_secret, public_key, validate_secret
 from webhookd.domain.statuses import LogKind
@@ -425,7 +424,6 @@ class Webhooks:
                 return self._written(updated, noted=True)
 
             written = await self._change_secrets(
-                scope,
                 lease,
                 lambda record: rotated(record, secret, overlap=overlap, now=now, named=webhook.secret_fingerprint),
                 commit,
@@ -465,7 +463,7 @@ class Webhooks:
                 return self._written(updated, noted=True)
 
             return await self._change_secrets(
-                scope, lease, lambda record: with_credential(record, credential, named_id=webhook.credential_id), commit
+                lease, lambda record: with_credential(record, credential, named_id=webhook.credential_id), commit
             )
 
     async def close(self) -> None:
@@ -474,7 +472,6 @@ class Webhooks:
 
     async def _change_secrets(
         self,
-        scope: Scope,
         lease: SecretLease,
         change: Callable[[dict[str, str]], dict[str, str]],
         commit: Callable[[dict[str, str]], Awaitable[Webhook]],
@@ -482,10 +479,12 @@ class Webhooks:
         """Writes `change` of the leased webhook's secret record over just the version it was made from
         (Vault's check-and-set), reading again when a write landed first: under the lease only a late
         one can (a Vault that carried out a write of a holder that gave up, or whose lease lapsed). Then
-        `commit` writes the row from the record written, and releases the lease; what the record kept
-        for a row that might not commit then goes (`_drop_retired`). When it fails, the
-        caller is told so and the record goes back, unless another change has been written since, and the
-        version this change wrote is destroyed (`_put_back`). A
+        `commit` writes the row from the record written, releases the lease and marks the row due for the
+        workers' sweep, which takes out what the record kept for a row that might not commit (the secret
+        or credential replaced) and destroys the earlier versions: not this call, whose OK answer would
+        otherwise wait on Vault once more. When it fails, the caller is told so and the record goes back,
+        unless another change has been written since, and the version this change wrote is destroyed
+        (`_put_back`). A
         caller that goes away meanwhile does not cut the row write short: one whose COMMIT was sent may
         land, and a record put back under it would leave the row naming a secret nobody holds; so the
         write runs to its end and its outcome decides."""
@@ -511,9 +510,7 @@ class Webhooks:
             lease.committed = True
             return written
 
-        written = await to_its_end(commit_or_put_back())
-        await self._drop_retired(scope, written, after, version + 1)
-        return written
+        return await to_its_end(commit_or_put_back())
 
     async def _put_back(self, webhook: Webhook, record: dict[str, str], written: int) -> None:
         """`record` again over just the version this change wrote (`written`), unless another change has
@@ -531,25 +528,6 @@ class Webhooks:
             log.warning(
                 "the version a failed secret change wrote was not destroyed",
                 extra={"webhook_id": webhook.id, "reason": error.message},
-            )
-
-    async def _drop_retired(self, scope: Scope, webhook: Webhook, record: dict[str, str], version: int) -> None:
-        """Vault's `record` (at `version`, as this change wrote it) without what `webhook`'s committed row no
-        longer uses: a secret whose overlap has ended (one retired without overlap is kept, ended, until the
-        row names its successor), a credential replaced or removed. Written under a lease of its own, over
-        just that version, so nothing the row names goes missing: a change since (or under way) keeps the
-        record as it is, and so does a Vault or database that does not answer; then the workers' sweep
-        drops it (the commit marked the row due), as it destroys the versions this leaves behind."""
-        kept = without_retired(record, self._now(), webhook)
-        if kept == record:
-            return
-        try:
-            async with self._leases.held(scope, webhook.id):
-                await self._secrets.write(webhook.vault_path, kept, replacing=version)
-        except (Aborted, Unavailable) as error:
-            log.info(
-                "retired secrets stay in Vault until the workers' sweep",
-                extra={"webhook_id": webhook.id, "reason": error.reason},
             )
 
     async def public_key(self, scope: Scope, webhook_id: str) -> PublicKeys:
