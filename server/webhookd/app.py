@@ -78,9 +78,6 @@ RETENTION_INTERVAL_SECONDS = 3600
 # How long at most an operational event held past its webhook's resume waits (store/stranded_held.py);
 # an idle round reads a few index pages.
 HELD_ROUND_SECONDS = 60.0
-# How often the workers take ended rotation overlaps' secrets out of Vault: one signs nothing once its
-# overlap ends (the signers leave it out at once), so this bounds only how long it stays stored.
-ENDED_OVERLAPS_SECONDS = 60.0
 # How often an idle server runs a round of its readiness checks, so its gRPC health is not stale.
 HEALTH_PING_SECONDS = 2.0
 SERVICE_DESCRIPTOR = webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"]
@@ -514,11 +511,13 @@ class DeliveryWorkers:
             WebhookStore(self.database),
             SecretOverlapStore(self.database),
             self.secrets,
+            batch=settings.secret_sweep_batch,
             lease=lease_lasting(
                 vault_timeout=timedelta(seconds=settings.vault_timeout_seconds),
                 database_timeout=timedelta(seconds=settings.database_timeout_seconds),
             ),
         )
+        self._secret_sweep_seconds = settings.secret_sweep_seconds
         self._ended_overlaps_task: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -544,7 +543,7 @@ class DeliveryWorkers:
             _rounds(self._orphan_interval, self.orphan_secrets.sweep, "orphan secret"), name="orphan-secrets"
         )
         self._ended_overlaps_task = asyncio.create_task(
-            _rounds(ENDED_OVERLAPS_SECONDS, self.ended_overlaps.sweep, "ended overlaps"), name="ended-overlaps"
+            _rounds(self._secret_sweep_seconds, self.ended_overlaps.sweep, "ended overlaps"), name="ended-overlaps"
         )
         self._held_task = asyncio.create_task(
             _rounds(HELD_ROUND_SECONDS, self._held_round, "stranded held"), name="held-round"

@@ -87,6 +87,10 @@ class Settings:
     vault_timeout_seconds: float = 5.0
     # A secret no webhook row owns is removed once it is this old (services/orphan_secrets.py).
     orphan_secret_grace_seconds: float = 900.0
+    # The workers' secret sweep (services/ended_overlaps.py) runs this often and claims at most this many
+    # due webhooks a round: what a committed change replaced stays in Vault (earlier versions too) until it.
+    secret_sweep_seconds: float = 60.0
+    secret_sweep_batch: int = 200
     shutdown_grace_seconds: float = 10.0
     # How often a running process reads the database's schema revision again: a worker stops once a
     # newer release migrated it, a server says not ready (store/migrate.py).
@@ -425,6 +429,8 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
         database_timeout_seconds=_float(env, "WEBHOOKD_DATABASE_TIMEOUT_SECONDS", 5.0, 0, _HOUR, above=True),
         vault_timeout_seconds=_float(env, "WEBHOOKD_VAULT_TIMEOUT_SECONDS", 5.0, 0, _HOUR, above=True),
         orphan_secret_grace_seconds=_float(env, "WEBHOOKD_ORPHAN_SECRET_GRACE_SECONDS", 900.0, 0, _YEAR, above=True),
+        secret_sweep_seconds=_float(env, "WEBHOOKD_SECRET_SWEEP_SECONDS", 60.0, 1, 24 * _HOUR),
+        secret_sweep_batch=_int(env, "WEBHOOKD_SECRET_SWEEP_BATCH", 200, 1, 10_000),
         shutdown_grace_seconds=_float(env, "WEBHOOKD_SHUTDOWN_GRACE_SECONDS", 10.0, 0, _HOUR),
         schema_check_seconds=_float(env, "WEBHOOKD_SCHEMA_CHECK_SECONDS", 10.0, 0.1, _HOUR),
         grpc_keepalive_seconds=_float(env, "WEBHOOKD_GRPC_KEEPALIVE_SECONDS", 30.0, 1, _HOUR),

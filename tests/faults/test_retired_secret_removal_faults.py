@@ -21,6 +21,7 @@ from backends import in_thread
 from fakes import FakeNotifications
 from harness import VAULT_TIMEOUT_SECONDS, FaultBackends, record
 from support import new_tenant_id
+from webhookd.config import Settings
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import Webhook, WebhookSpec
 from webhookd.secrets.vault import VaultSecretStore
@@ -113,7 +114,7 @@ async def webhooks(store: FrozenAfterCommit, vault: VaultCalls) -> AsyncIterator
 
 
 async def swept(pool: Pool, vault: VaultCalls, store: WebhookStore) -> None:
-    sweep = EndedOverlaps(store, SecretOverlapStore(pool), vault)  # type: ignore[arg-type]
+    sweep = EndedOverlaps(store, SecretOverlapStore(pool), vault, batch=Settings().secret_sweep_batch)  # type: ignore[arg-type]
     try:
         await sweep.sweep()
     finally:

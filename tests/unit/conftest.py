@@ -13,6 +13,7 @@ from fakes import (
     FakeSecrets,
     FakeWebhooks,
 )
+from webhookd.config import Settings
 from webhookd.services.ended_overlaps import EndedOverlaps
 from webhookd.services.webhooks import Webhooks
 
@@ -71,4 +72,5 @@ def webhooks(
 def sweeper(webhook_store: FakeWebhooks, secret_store: FakeSecrets, clock: FakeClock) -> EndedOverlaps:
     """The workers' ended-overlap and replaced-version sweep (services/ended_overlaps.py) on the fakes."""
     webhook_store.clock = clock  # secret leases lapse by the test's clock
-    return EndedOverlaps(webhook_store, FakeSecretOverlaps(webhook_store), secret_store, clock=clock)
+    batch = Settings().secret_sweep_batch
+    return EndedOverlaps(webhook_store, FakeSecretOverlaps(webhook_store), secret_store, batch=batch, clock=clock)

@@ -64,6 +64,14 @@ from webhookd.config import Settings, SettingsError, load
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "0"),
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "nan"),
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "inf"),
+        ("WEBHOOKD_SECRET_SWEEP_SECONDS", "0"),  # a sweep of Vault without a pause
+        ("WEBHOOKD_SECRET_SWEEP_SECONDS", "0.5"),
+        ("WEBHOOKD_SECRET_SWEEP_SECONDS", "nan"),
+        ("WEBHOOKD_SECRET_SWEEP_SECONDS", "inf"),  # retired secrets and versions kept for ever
+        ("WEBHOOKD_SECRET_SWEEP_SECONDS", "90000"),
+        ("WEBHOOKD_SECRET_SWEEP_BATCH", "0"),  # a round that sweeps nothing
+        ("WEBHOOKD_SECRET_SWEEP_BATCH", "200.5"),
+        ("WEBHOOKD_SECRET_SWEEP_BATCH", "1000000"),
         # URLs a parser gives up on (an unclosed IPv6 bracket), each holding a password to keep out of the line.
         ("WEBHOOKD_DATABASE_URL", "postgresql://app:s3cret@[::1/webhookd"),
         ("WEBHOOKD_JWT_JWKS_URL", "https://app:s3cret@[::1/jwks.json"),
@@ -116,6 +124,10 @@ def test_a_value_the_service_cannot_use_is_refused_naming_its_setting(name: str,
         ("WEBHOOKD_HTTP_REQUEST_TIMEOUT_SECONDS", "2.5", "http_request_timeout_seconds", 2.5),
         ("WEBHOOKD_HTTP_MAX_CONNECTIONS", "50", "http_max_connections", 50),
         ("WEBHOOKD_HTTP_TCP_KEEPALIVE_SECONDS", "5", "http_tcp_keepalive_seconds", 5.0),
+        ("WEBHOOKD_SECRET_SWEEP_SECONDS", "5", "secret_sweep_seconds", 5.0),
+        ("WEBHOOKD_SECRET_SWEEP_SECONDS", "", "secret_sweep_seconds", 60.0),
+        ("WEBHOOKD_SECRET_SWEEP_BATCH", "50", "secret_sweep_batch", 50),
+        ("WEBHOOKD_SECRET_SWEEP_BATCH", "", "secret_sweep_batch", 200),
         ("VAULT_ADDR", "https://vault.internal:8200", "vault_addr", "https://vault.internal:8200"),
         ("VAULT_ADDR", "http://[::1]:8200/", "vault_addr", "http://[::1]:8200/"),
         ("WEBHOOKD_VAULT_PREFIX", "/teams/webhookd-prod/", "vault_prefix", "teams/webhookd-prod"),

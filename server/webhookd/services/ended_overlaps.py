@@ -36,7 +36,6 @@ from webhookd.services.secret_leases import SecretLeases
 from webhookd.services.webhooks import DEFAULT_SECRET_LEASE
 
 log = logging.getLogger("webhookd.ended_overlaps")
-DEFAULT_BATCH = 200
 # How long a round's claim keeps other processes' rounds off a webhook: past a round's Vault calls (each
 # bounded by the client's timeout) for a batch, and short enough that a webhook a dead process claimed
 # is swept soon after.
@@ -50,8 +49,8 @@ class EndedOverlaps:
         overlaps: SecretOverlaps,
         secrets: SecretStore,
         *,
+        batch: int,
         lease: timedelta = DEFAULT_SECRET_LEASE,
-        batch: int = DEFAULT_BATCH,
         clock: Clock = utc_now,
     ) -> None:
         self._overlaps = overlaps
