@@ -8,8 +8,9 @@ path "secret/data/webhookd/*" {
 }
 
 # Destroying a record's earlier versions, which KV v2 keeps readable, once they hold only secrets that
-# sign nothing any more (the workers' ended-overlap sweep). Without it they stay until they age out
-# (the mount's max_versions), and each sweep logs a warning.
+# sign nothing any more (the workers' ended-overlap sweep), and the version a change whose row did not
+# commit wrote, once the record is put back. Without it they stay until they age out (the mount's
+# max_versions), and each sweep or failed change logs a warning.
 path "secret/destroy/webhookd/*" {
   capabilities = ["update"]
 }
