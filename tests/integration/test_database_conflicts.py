@@ -1,7 +1,8 @@
 """A deadlock victim (40P01) or a serialization failure (40001) is a concurrency conflict the server
-reported at once, not an outage: the caller is told ABORTED (HTTP 409 at the gateway) with reason
-TRANSACTION_CONFLICT, never UNAVAILABLE "database unavailable", and no reachability probe starts. Each
-is forced on the session's PostgreSQL."""
+reported at once, not an outage. The rolled-back transaction runs again (store/conflict_reruns.py), and
+only when its three runs all conflict is the caller told ABORTED (HTTP 409 at the gateway) with reason
+TRANSACTION_CONFLICT, never UNAVAILABLE "database unavailable"; no reachability probe starts. Each
+conflict is forced on the session's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -82,18 +83,22 @@ def assert_no_probe(pool: Database, caplog: pytest.LogCaptureFixture) -> None:
     assert not [record for record in caplog.records if "unreachable" in record.getMessage()]
 
 
-async def test_a_deadlock_victim_is_told_aborted_and_no_probe_starts(
+async def test_a_deadlock_victims_transaction_runs_again_and_goes_through(
     pool: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="webhookd.database")
     first, second = 7_502_001, 7_502_002  # advisory keys no other test takes
     both_hold_one = asyncio.Barrier(2)
+    runs: list[int] = []
 
     def crossing(mine: int, theirs: int):  # type: ignore[no-untyped-def]
-        async def work(connection: Connection) -> None:
+        async def work(connection: Connection) -> int:
+            runs.append(mine)
             await connection.execute("SELECT pg_advisory_xact_lock(%s)", (mine,))
-            await both_hold_one.wait()
+            if runs.count(mine) == 1:  # the first runs cross; a rerun finds the other done
+                await both_hold_one.wait()
             await connection.execute("SELECT pg_advisory_xact_lock(%s)", (theirs,))
+            return mine
 
         return work
 
@@ -101,36 +106,52 @@ async def test_a_deadlock_victim_is_told_aborted_and_no_probe_starts(
         pool.transaction(crossing(first, second)), pool.transaction(crossing(second, first)), return_exceptions=True
     )
 
-    [victim] = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert outcomes == [first, second]
+    assert len(runs) == 3, runs  # the victim's transaction ran twice
     assert_no_probe(pool, caplog)
-    assert_told_aborted(victim, "40P01")
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
-async def test_a_serialization_failure_is_told_aborted_and_no_probe_starts(
+async def test_serialization_failures_that_keep_coming_are_told_aborted_after_three_runs(
     pool: Database, table: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="webhookd.database")
-    snapshot_taken = asyncio.Event()
-    other_committed = asyncio.Event()
+    runs = 0
 
     async def read_then_write(connection: Connection) -> None:
+        nonlocal runs
+        runs += 1
         await connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         await connection.execute(f"SELECT n FROM {table} WHERE id = 1")  # the snapshot
-        snapshot_taken.set()
-        await other_committed.wait()
+        await pool.execute(f"UPDATE {table} SET n = n + 10 WHERE id = 1")  # committed by another, every run
         await connection.execute(f"UPDATE {table} SET n = n + 1 WHERE id = 1")  # a row changed since
 
-    async def concurrent_write() -> None:
-        await snapshot_taken.wait()
-        await pool.execute(f"UPDATE {table} SET n = n + 10 WHERE id = 1")
-        other_committed.set()
+    with pytest.raises(Aborted) as raised:
+        await pool.transaction(read_then_write)
 
-    outcomes = await asyncio.gather(pool.transaction(read_then_write), concurrent_write(), return_exceptions=True)
-
-    assert outcomes[1] is None, outcomes[1]
-    assert isinstance(outcomes[0], BaseException), "the transaction that read first must fail"
+    assert runs == 3
     assert_no_probe(pool, caplog)
-    assert_told_aborted(outcomes[0], "40001")
+    assert_told_aborted(raised.value, "40001")
+    [line] = [record for record in caplog.records if record.getMessage() == "database call failed"]
+    assert "serialization failure" in line.reason and "in each of 3 runs" in line.reason  # type: ignore[attr-defined]
+
+
+async def test_work_that_may_not_run_again_is_told_aborted_at_its_first_conflict(pool: Database, table: str) -> None:
+    runs = 0
+
+    async def read_then_write(connection: Connection) -> None:
+        nonlocal runs
+        runs += 1
+        await connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        await connection.execute(f"SELECT n FROM {table} WHERE id = 1")
+        await pool.execute(f"UPDATE {table} SET n = n + 10 WHERE id = 1")
+        await connection.execute(f"UPDATE {table} SET n = n + 1 WHERE id = 1")
+
+    with pytest.raises(Aborted) as raised:
+        await pool.transaction(read_then_write, rerunnable=False)
+
+    assert runs == 1
+    assert_told_aborted(raised.value, "40001")
 
 
 # -- what a client of the running service sees ---------------------------------------------------------
@@ -139,12 +160,19 @@ ADVISORY_KEY = 7_502_003  # no other test takes it
 
 
 async def made_a_deadlock_victim(
-    database_url: str, webhook_id: str, call: Callable[[], Awaitable[T]]
-) -> T | BaseException:
-    """The outcome of `call()`, made once the trap is set, when the transaction that updates the
-    webhook's row deadlocks with another: a trigger (this test's, dropped after) makes that update wait
-    on an advisory lock another session holds, and that session then waits for the row. The call's
-    backend waits first, so its deadlock check runs first, and it is the victim."""
+    database_url: str,
+    row_id: str,
+    call: Callable[[], Awaitable[T]],
+    *,
+    times: int = 1,
+    table: str = "webhooks",
+    statement: str = "UPDATE webhooks",
+) -> tuple[T | BaseException, int]:
+    """The outcome of `call()`, made once the trap is set, and how many times the transaction whose
+    `statement` (an UPDATE or DELETE) changes the row `row_id` of `table` was made a deadlock's victim
+    (at most `times`, one each run): a trigger (this test's, dropped after) makes that statement wait
+    on an advisory lock another session holds while it holds the row, and that session then asks for
+    the row. The call's backend waits first, so its deadlock check runs first, and it is the victim."""
     name = sql.Identifier(f"conflict_{uuid.uuid4().hex[:12]}")
     async with (
         await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as admin,
@@ -153,40 +181,77 @@ async def made_a_deadlock_victim(
         await admin.execute(
             sql.SQL(
                 "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS"
-                " $$ BEGIN PERFORM pg_advisory_xact_lock({key}); RETURN NEW; END $$"
+                " $$ BEGIN PERFORM pg_advisory_xact_lock({key});"
+                " IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; RETURN NEW; END $$"
             ).format(name=name, key=sql.Literal(ADVISORY_KEY))
         )
         try:
             await admin.execute(
                 sql.SQL(
-                    "CREATE TRIGGER {name} BEFORE UPDATE ON webhooks FOR EACH ROW WHEN (OLD.id = {id})"
+                    "CREATE TRIGGER {name} BEFORE UPDATE OR DELETE ON {table} FOR EACH ROW WHEN (OLD.id = {id})"
                     " EXECUTE FUNCTION {name}()"
-                ).format(name=name, id=sql.Literal(webhook_id))
+                ).format(name=name, table=sql.Identifier(table), id=sql.Literal(row_id))
             )
             await holder.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_KEY,))
             answered = asyncio.ensure_future(call())
-            for _ in range(1000):  # until the call's update waits on the advisory lock, while it holds the row
-                waiting = await (
-                    await admin.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND wait_event = 'advisory' AND query LIKE 'UPDATE webhooks %'"
-                    )
-                ).fetchone()
-                if answered.done() or (waiting is not None and waiting[0]):
-                    break
-                await asyncio.sleep(0.01)
-            await holder.execute("BEGIN")
-            await holder.execute("SELECT 1 FROM webhooks WHERE id = %s FOR UPDATE", (webhook_id,))
-            await holder.execute("ROLLBACK")
+            victims = 0
+            while victims < times and await _waits_on_the_trap(admin, answered, statement):
+                await holder.execute("BEGIN")
+                await holder.execute(
+                    sql.SQL("SELECT 1 FROM {table} WHERE id = %s FOR UPDATE").format(table=sql.Identifier(table)),
+                    (row_id,),
+                )
+                await holder.execute("ROLLBACK")
+                victims += 1
             await holder.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
             [outcome] = await asyncio.gather(answered, return_exceptions=True)
-            return outcome
+            return outcome, victims
         finally:
-            await admin.execute(sql.SQL("DROP TRIGGER IF EXISTS {name} ON webhooks").format(name=name))
+            await admin.execute(
+                sql.SQL("DROP TRIGGER IF EXISTS {name} ON {table}").format(name=name, table=sql.Identifier(table))
+            )
             await admin.execute(sql.SQL("DROP FUNCTION {name}()").format(name=name))
 
 
-async def test_a_grpc_client_whose_call_is_a_deadlock_victim_reads_aborted(
+async def _waits_on_the_trap(admin: psycopg.AsyncConnection, answered: asyncio.Future[object], statement: str) -> bool:
+    """Whether the call's statement is waiting on the advisory lock while it holds the row (False once
+    the call was answered, or after 10 s)."""
+    for _ in range(1000):
+        waiting = await (
+            await admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND wait_event = 'advisory' AND query LIKE %s",
+                (statement + " %",),
+            )
+        ).fetchone()
+        if waiting is not None and waiting[0]:
+            return True
+        if answered.done():
+            return False
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_a_grpc_client_whose_update_is_a_deadlock_victim_once_gets_its_update(
+    backends, caller: AuthedStub
+) -> None:  # type: ignore[no-untyped-def]
+    """The server runs the rolled-back transaction again (store/conflict_reruns.py): the caller never
+    learns of the conflict."""
+    webhook = await create_webhook(caller)
+    request = pb.UpdateWebhookRequest(webhook=wpb.Webhook(id=webhook.id, version=webhook.version, name="renamed"))
+
+    def update() -> Awaitable[pb.UpdateWebhookResponse]:
+        return caller.UpdateWebhook(request)
+
+    response, victims = await made_a_deadlock_victim(backends.database_url, webhook.id, update)
+
+    assert victims == 1
+    assert isinstance(response, pb.UpdateWebhookResponse), response
+    assert response.webhook.name == "renamed"
+    assert response.webhook.version == webhook.version + 1  # written once
+
+
+async def test_a_grpc_client_whose_update_keeps_being_a_deadlock_victim_reads_aborted_after_three_runs(
     backends, service: Service, caller: AuthedStub
 ) -> None:  # type: ignore[no-untyped-def]
     webhook = await create_webhook(caller)
@@ -196,8 +261,9 @@ async def test_a_grpc_client_whose_call_is_a_deadlock_victim_reads_aborted(
     def update() -> Awaitable[pb.UpdateWebhookResponse]:
         return caller.UpdateWebhook(request)  # a gRPC call starts when made
 
-    error = await made_a_deadlock_victim(backends.database_url, webhook.id, update)
+    error, victims = await made_a_deadlock_victim(backends.database_url, webhook.id, update, times=10)
 
+    assert victims == 3, "the server runs a conflicting transaction three times in all, no more"
     assert isinstance(error, grpc.aio.AioRpcError), error
     assert error.code() == grpc.StatusCode.ABORTED, error
     assert error_info(error).reason == "TRANSACTION_CONFLICT"
@@ -206,24 +272,22 @@ async def test_a_grpc_client_whose_call_is_a_deadlock_victim_reads_aborted(
     assert service.core.database.reachable
 
 
-async def test_an_update_without_a_version_that_is_a_deadlock_victim_is_read_again_and_goes_through(
-    backends, caller: AuthedStub
-) -> None:  # type: ignore[no-untyped-def]
-    """No version, no precondition: the service reads the webhook again after an ABORTED write
-    (services/webhooks.py), a conflict's as a version race's."""
+async def test_an_update_without_a_version_that_is_a_deadlock_victim_goes_through(backends, caller: AuthedStub) -> None:  # type: ignore[no-untyped-def]
     webhook = await create_webhook(caller)
     request = pb.UpdateWebhookRequest(webhook=wpb.Webhook(id=webhook.id, name="renamed"))
 
     def update() -> Awaitable[pb.UpdateWebhookResponse]:
         return caller.UpdateWebhook(request)
 
-    response = await made_a_deadlock_victim(backends.database_url, webhook.id, update)
+    response, _ = await made_a_deadlock_victim(backends.database_url, webhook.id, update)
 
     assert isinstance(response, pb.UpdateWebhookResponse), response
     assert response.webhook.name == "renamed"
 
 
-async def test_a_rest_client_whose_call_is_a_deadlock_victim_reads_409(backends, service: Service, gateway) -> None:  # type: ignore[no-untyped-def]
+async def test_a_rest_client_whose_call_keeps_being_a_deadlock_victim_reads_409(
+    backends, service: Service, gateway
+) -> None:  # type: ignore[no-untyped-def]
     async with rest_caller(gateway.url) as rest:
         created = (await create(rest))["webhook"]
         probe_before = service.core.database._probe
@@ -231,10 +295,65 @@ async def test_a_rest_client_whose_call_is_a_deadlock_victim_reads_409(backends,
         def patch() -> Awaitable[httpx.Response]:
             return rest.patch(f"{WEBHOOKS}/{created['id']}", json={"name": "renamed", "version": created["version"]})
 
-        response = await made_a_deadlock_victim(backends.database_url, created["id"], patch)
+        response, victims = await made_a_deadlock_victim(backends.database_url, created["id"], patch, times=10)
 
+    assert victims == 3
     assert isinstance(response, httpx.Response), response
     assert response.status_code == 409, response.text
     assert error_of(response)["status"] == "ABORTED"
     assert reason_of(response) == "TRANSACTION_CONFLICT"
     assert service.core.database._probe is probe_before, "a reachability probe was started"
+
+
+async def test_a_resume_whose_transaction_runs_again_reports_what_its_last_run_settled(
+    backends, caller: AuthedStub, database
+) -> None:  # type: ignore[no-untyped-def]
+    """Resume settles the held deliveries in its transaction and reports how many. Forced here: its
+    first run releases one fewer (a trigger skips a row) and is then rolled back at COMMIT as a
+    serialization failure (a deferred trigger on the webhook's row). The caller must be told what the
+    run that committed released, not what the rolled-back one did."""
+    hook = await create_webhook(caller, url="https://example.test/hook", event_types=["rfp.*"])
+    assert await database.execute(
+        "UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id", id=hook.id
+    )
+    for n in range(3):
+        await caller.PublishEvent(pb.PublishEventRequest(event_type="rfp.created", payload_json=f'{{"n": {n}}}'))
+    schema = sql.Identifier(f"conflict_{uuid.uuid4().hex[:12]}")  # its functions and sequences; dropped after
+    statements = [
+        "CREATE SCHEMA {schema}",
+        "CREATE SEQUENCE {schema}.runs",
+        "CREATE SEQUENCE {schema}.commits",
+        "CREATE FUNCTION {schema}.skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF nextval({runs}) = 1 THEN RETURN NULL; END IF; RETURN NEW; END $$",
+        "CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF nextval({commits}) = 1 THEN RAISE EXCEPTION 'forced' USING ERRCODE = 'serialization_failure';"
+        " END IF; RETURN NULL; END $$",
+        "CREATE TRIGGER {trigger} BEFORE UPDATE ON deliveries FOR EACH ROW"
+        " WHEN (OLD.webhook_id = {id} AND OLD.status = 'held') EXECUTE FUNCTION {schema}.skip()",
+        "CREATE CONSTRAINT TRIGGER {trigger} AFTER UPDATE ON webhooks DEFERRABLE INITIALLY DEFERRED"
+        " FOR EACH ROW WHEN (NEW.id = {id}) EXECUTE FUNCTION {schema}.refuse()",
+    ]
+    names = {
+        "schema": schema,
+        "trigger": schema,  # a trigger's name is the table's own
+        "runs": sql.Literal(f"{schema.as_string()}.runs"),
+        "commits": sql.Literal(f"{schema.as_string()}.commits"),
+        "id": sql.Literal(hook.id),
+    }
+    async with await psycopg.AsyncConnection.connect(conninfo(backends.database_url), autocommit=True) as admin:
+        try:
+            for statement in statements:
+                await admin.execute(sql.SQL(statement).format(**names))
+
+            resumed = await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))
+
+            commits = await (
+                await admin.execute(sql.SQL("SELECT last_value FROM {schema}.commits").format(**names))
+            ).fetchone()
+        finally:
+            await admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {schema} CASCADE").format(**names))  # the triggers too
+
+    assert commits == (2,), "resume's transaction was to be rolled back once and run again"
+    assert (resumed.deliveries_released, resumed.deliveries_discarded) == (3, 0)
+    rows = await database.rows("SELECT status FROM deliveries WHERE webhook_id = :w", w=hook.id)
+    assert [row.status for row in rows] == ["pending"] * 3

@@ -79,7 +79,9 @@ async def test_a_deadlock_is_logged_as_one_with_its_sqlstate(pool: Database, cap
         return work
 
     outcomes = await asyncio.gather(
-        pool.transaction(crossing(first, second)), pool.transaction(crossing(second, first)), return_exceptions=True
+        pool.transaction(crossing(first, second), rerunnable=False),
+        pool.transaction(crossing(second, first), rerunnable=False),
+        return_exceptions=True,
     )
 
     [victim] = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]

@@ -1,5 +1,6 @@
 """The connection pool every store shares, and the one place database failures become domain errors:
-Unavailable, or TransactionConflict (ABORTED) when PostgreSQL ended a transaction to settle a conflict.
+Unavailable, or TransactionConflict (ABORTED) when PostgreSQL ended a transaction to settle a conflict
+and the runs again that settle most of them (store/conflict_reruns.py) did not.
 
 A fixed-size psycopg_pool (no overflow connections to open and throw away under load), each
 connection in autocommit: a single-statement read is one round trip, and writes say where their
@@ -34,6 +35,8 @@ from psycopg.rows import TupleRow
 
 from webhookd.domain.errors import DomainError, TransactionConflict, Unavailable
 from webhookd.observability.log_throttle import ThrottledLog
+from webhookd.store.conflict_reruns import ATTEMPTS as CONFLICT_ATTEMPTS
+from webhookd.store.conflict_reruns import rerun_on_conflict
 from webhookd.store.conninfo import conninfo, pool_options
 
 log = logging.getLogger("webhookd.database")
@@ -57,9 +60,8 @@ PROBE_INTERVAL_SECONDS = 1.0
 # Failures that mean "the database cannot be reached or did not answer", not "the request is bad".
 _UNREACHABLE = (psycopg.OperationalError, psycopg.errors.QueryCanceled, psycopg_pool.PoolTimeout, TimeoutError)
 # A transaction PostgreSQL ended to settle a conflict with another (a deadlock's victim, a serialization
-# failure): the server answered at once and rolled the transaction back, so the caller is told ABORTED
-# and may send the call again; it is no sign of an outage. Not retried here: a unit of work may have
-# effects outside its transaction (resume's callback collects what it settled), which a rerun repeats.
+# failure): the server answered at once and rolled the transaction back, so it runs again (`run`); a
+# caller whose runs all conflict is told ABORTED and may send the call again. It is no sign of an outage.
 _CONFLICTS = frozenset({"40P01", "40001"})
 # SQLSTATEs that say the connection, not the statement, failed: the server may be gone.
 _CONNECTION_LOST = frozenset({"57P01", "57P02", "57P03"})
@@ -137,9 +139,23 @@ class Database:
         await asyncio.gather(*self._abandoned, *([self._probe] if self._probe else []), return_exceptions=True)
         await self._pool.close(timeout=self._timeout)
 
-    async def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[Connection], Awaitable[T]], *, rerunnable: bool = True) -> T:
         """`work` on a pooled connection, bounded by the timeout; Unavailable when the database
-        cannot be reached or does not answer in time. Other errors pass through unchanged."""
+        cannot be reached or does not answer in time. Other errors pass through unchanged.
+
+        When PostgreSQL rolls `work` back to settle a conflict it runs again, up to CONFLICT_ATTEMPTS
+        runs in all, each bounded alike, and TransactionConflict is raised only after the last. So
+        `work` must be one transaction (or one statement) whose results are built inside it and
+        returned, with no effect outside it; work that is several transactions, or leaves state
+        behind, passes `rerunnable=False` and meets its first conflict as TransactionConflict."""
+        runs = CONFLICT_ATTEMPTS if rerunnable else 1
+        try:
+            return await rerun_on_conflict(lambda: self._run_once(work), attempts=runs)
+        except TransactionConflict as conflict:
+            _log_conflict(conflict, runs)
+            raise
+
+    async def _run_once(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         if self._outage is not None:
             raise _unavailable(self._outage)
         connected = asyncio.Event()
@@ -267,14 +283,15 @@ class Database:
 
         return await self.run(committed_after_answer)
 
-    async def transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
-        """`work` inside one transaction: committed when it returns, rolled back when it raises."""
+    async def transaction(self, work: Callable[[Connection], Awaitable[T]], *, rerunnable: bool = True) -> T:
+        """`work` inside one transaction: committed when it returns, rolled back when it raises, and
+        run again after a conflict unless not `rerunnable` (see `run`)."""
 
         async def in_transaction(connection: Connection) -> T:
             async with connection.transaction():
                 return await work(connection)
 
-        return await self.run(in_transaction)
+        return await self.run(in_transaction, rerunnable=rerunnable)
 
 
 async def probe(url: str, timeout_seconds: float) -> None:
@@ -342,16 +359,28 @@ def _server_may_be_gone(sqlstate: str | None) -> bool:
 
 
 def _failed(reason: str, sqlstate: str | None, error_class: str) -> DomainError:
-    """A call's database failure as the caller's error (TransactionConflict for a conflict, else
-    Unavailable), logged with what it was (once an interval per kind)."""
+    """A call's database failure as the caller's error: TransactionConflict for a conflict (logged by
+    `run` once no run settled it), else Unavailable, logged with what it was."""
+    if sqlstate in _CONFLICTS:
+        return TransactionConflict(f"transaction rolled back to settle a conflict: {reason}")
+    _log_failure(reason, sqlstate, error_class)
+    return _unavailable(reason)
+
+
+def _log_conflict(conflict: TransactionConflict, runs: int) -> None:
+    cause = conflict.__cause__
+    if isinstance(cause, psycopg.Error):
+        reason = failure_reason(cause) + (f" in each of {runs} runs" if runs > 1 else "")
+        _log_failure(reason, cause.sqlstate, type(cause).__name__)
+
+
+def _log_failure(reason: str, sqlstate: str | None, error_class: str) -> None:
+    """Once an interval per kind."""
     _failures.warning(
         ("database", reason),
         "database call failed",
         {"reason": reason, "sqlstate": sqlstate or "", "error_class": error_class},
     )
-    if sqlstate in _CONFLICTS:
-        return TransactionConflict(f"transaction rolled back to settle a conflict: {reason}")
-    return _unavailable(reason)
 
 
 # Callers read "database unavailable: retry later"; the reason (libpq's words, the address) is logged.

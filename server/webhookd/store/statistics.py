@@ -57,7 +57,8 @@ async def analyze_stale_tables(database: Database) -> list[str]:
         finally:
             await connection.execute(f"SELECT pg_advisory_unlock({STATISTICS_LOCK_ID})")
 
-    return await database.run(analyze)
+    # Not run again after a conflict: each ANALYZE commits on its own, and the next round comes soon.
+    return await database.run(analyze, rerunnable=False)
 
 
 async def keep_statistics(database: Database) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -34,6 +34,7 @@ from webhookd.store.lifecycle import record_change, settle_held
 from webhookd.store.sql import TEXT_ARRAY, compiled, param, scope_params, scoped
 from webhookd.store.tables import server_keys, webhooks
 
+R = TypeVar("R")
 _INDEX = {column.name: index for index, column in enumerate(webhooks.c)}
 _SPEC_COLUMNS = (
     "name",
@@ -401,7 +402,7 @@ class WebhookStore:
 
         values = _spec_values(spec) | {"expected_version": expected_version, "person_id": person_id, "now": now}
         then = release if routing_changed else None
-        row, current = await self._write_or_read(scope, webhook_id, _UPDATE_SPEC, values, note, then=then)
+        row, current, _ = await self._write_or_read(scope, webhook_id, _UPDATE_SPEC, values, note, then=then)
         if row is not None:
             return row
         if current.is_deleted:
@@ -419,7 +420,7 @@ class WebhookStore:
         note: LifecycleChange | None = None,
     ) -> Webhook:
         values = {"expected_version": expected_version, "person_id": person_id, "now": now}
-        row, current = await self._write_or_read(scope, webhook_id, _SOFT_DELETE, values, note)
+        row, current, _ = await self._write_or_read(scope, webhook_id, _SOFT_DELETE, values, note)
         if row is not None:
             return row
         if expected_version is not None and current.version != expected_version:
@@ -437,7 +438,7 @@ class WebhookStore:
         note: LifecycleChange | None = None,
     ) -> Webhook:
         values = {"person_id": person_id, "now": now}
-        row, _ = await self._write_or_read(scope, webhook_id, _UNDELETE, values, note)
+        row, _, _ = await self._write_or_read(scope, webhook_id, _UNDELETE, values, note)
         if row is not None:
             return row
         raise AlreadyExists(f"webhook {webhook_id} is not deleted")
@@ -461,7 +462,7 @@ class WebhookStore:
             "person_id": person_id,
             "now": now,
         }
-        row, current = await self._write_or_read(scope, webhook_id, _SET_FINGERPRINT, values, note)
+        row, current, _ = await self._write_or_read(scope, webhook_id, _SET_FINGERPRINT, values, note)
         if row is None and not current.is_deleted:
             raise Aborted(_LEASE_LAPSED.format(webhook_id=webhook_id))
         return _stamped(webhook_id, row)
@@ -488,7 +489,7 @@ class WebhookStore:
             "person_id": person_id,
             "now": now,
         }
-        row, current = await self._write_or_read(scope, webhook_id, _SET_CREDENTIAL, values, note)
+        row, current, _ = await self._write_or_read(scope, webhook_id, _SET_CREDENTIAL, values, note)
         if row is None and not current.is_deleted:
             if current.spec.url != url:
                 raise Aborted(
@@ -499,7 +500,7 @@ class WebhookStore:
 
     async def take_secret_lease(self, scope: Scope, webhook_id: str, token: UUID, *, lasting: timedelta) -> Webhook:
         values = {"token": token, "lasting": lasting}
-        row, _ = await self._write_or_read(scope, webhook_id, _TAKE_SECRET_LEASE, values)
+        row, _, _ = await self._write_or_read(scope, webhook_id, _TAKE_SECRET_LEASE, values)
         if row is None:
             raise change_under_way(webhook_id)
         return row
@@ -518,16 +519,15 @@ class WebhookStore:
     ) -> tuple[Webhook, HeldSettled | None]:
         """Clears an automatic pause and the failure count, and settles what was held meanwhile; a
         webhook that is not paused is returned as it is, nothing settled (None)."""
-        settled: list[HeldSettled] = []
 
-        async def settle(connection: Connection) -> None:
-            settled.append(await settle_held(connection, scope, note, discard=discard_held))
+        async def settle(connection: Connection) -> HeldSettled:
+            return await settle_held(connection, scope, note, discard=discard_held)
 
         values = {"person_id": person_id, "now": note.at}
-        row, current = await self._write_or_read(scope, webhook_id, _RESUME, values, then=settle)
+        row, current, settled = await self._write_or_read(scope, webhook_id, _RESUME, values, then=settle)
         if row is None and not current.is_deleted:
             return current, None
-        return _stamped(webhook_id, row), settled[0]
+        return _stamped(webhook_id, row), settled
 
     async def _write_or_read(
         self,
@@ -537,28 +537,28 @@ class WebhookStore:
         values: dict[str, Any],
         note: LifecycleChange | None = None,
         *,
-        then: Callable[[Connection], Awaitable[None]] | None = None,
-    ) -> tuple[Webhook | None, Webhook]:
+        then: Callable[[Connection], Awaitable[R]] | None = None,
+    ) -> tuple[Webhook | None, Webhook, R | None]:
         """Runs a conditional write of one webhook; when it changed nothing, reads the webhook as it
         is (in the same transaction) so the caller can say why. When it wrote, `note` is recorded and
-        `then` runs, in its transaction. NotFound outside the scope."""
+        `then` runs, in its transaction, its result third (None when nothing was written). NotFound
+        outside the scope. The transaction may run more than once (a conflict), so what it yields is
+        returned from it, never gathered on the side."""
         keys = scope_params(scope) | {"id": webhook_id}
 
-        async def write(connection: Connection) -> tuple[Any, Any]:
+        async def write(connection: Connection) -> tuple[Any, Any, R | None]:
             written = await (await connection.execute(statement, keys | values)).fetchone()
             if written is None:
-                return None, await (await connection.execute(_GET, keys)).fetchone()
+                return None, await (await connection.execute(_GET, keys)).fetchone(), None
             if note is not None:
                 await record_change(connection, scope, note)
-            if then is not None:
-                await then(connection)
-            return written, written
+            return written, written, None if then is None else await then(connection)
 
-        written, current = await self._db.transaction(write)
+        written, current, then_result = await self._db.transaction(write)
         if current is None:
             raise NotFound.of("webhook", webhook_id)
         webhook = webhook_from_row(current)
-        return (webhook if written is not None else None), webhook
+        return (webhook if written is not None else None), webhook, then_result
 
 
 def _stamped(webhook_id: str, row: Webhook | None) -> Webhook:
