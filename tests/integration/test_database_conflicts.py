@@ -30,6 +30,7 @@ from webhookd.domain.errors import Aborted
 from webhookd.http.errors import HTTP_STATUS_BY_CODE
 from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Connection, Database
+from webhookd.store.stream_leases import PostgresStreamLeases
 
 T = TypeVar("T")
 
@@ -357,3 +358,59 @@ async def test_a_resume_whose_transaction_runs_again_reports_what_its_last_run_s
     assert (resumed.deliveries_released, resumed.deliveries_discarded) == (3, 0)
     rows = await database.rows("SELECT status FROM deliveries WHERE webhook_id = :w", w=hook.id)
     assert [row.status for row in rows] == ["pending"] * 3
+
+
+# -- a stream's place, given back ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def leases(service: Service, pool: Database) -> PostgresStreamLeases:  # `service`: the database migrated
+    return PostgresStreamLeases(pool)
+
+
+async def places_taken(pool: Database, tenant: str) -> int:
+    row = await pool.fetch_one("SELECT count(*) FROM stream_leases WHERE tenant_id = %s", (tenant,))
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_stream_lease_release_that_is_a_deadlock_victim_once_gives_the_place_back(
+    backends, pool: Database, leases: PostgresStreamLeases
+) -> None:  # type: ignore[no-untyped-def]
+    tenant = f"tnt_{uuid.uuid4().hex}"
+    lease = await leases.acquire(tenant, 1)
+    assert lease is not None
+
+    def release() -> Awaitable[None]:
+        return leases.release(lease)
+
+    outcome, victims = await made_a_deadlock_victim(
+        backends.database_url, lease, release, table="stream_leases", statement="DELETE FROM stream_leases"
+    )
+
+    assert victims == 1
+    assert outcome is None, outcome
+    assert await places_taken(pool, tenant) == 0
+
+
+async def test_a_stream_lease_release_that_keeps_conflicting_gives_the_place_back_at_the_next_acquire(
+    backends, pool: Database, leases: PostgresStreamLeases
+) -> None:  # type: ignore[no-untyped-def]
+    """As after a release the database did not answer: the lease is deleted at the next chance rather
+    than holding the tenant's place until it runs out, and the stream's end raises nothing."""
+    tenant = f"tnt_{uuid.uuid4().hex}"
+    lease = await leases.acquire(tenant, 1)
+    assert lease is not None
+
+    def release() -> Awaitable[None]:
+        return leases.release(lease)
+
+    outcome, victims = await made_a_deadlock_victim(
+        backends.database_url, lease, release, times=10, table="stream_leases", statement="DELETE FROM stream_leases"
+    )
+
+    assert victims == 3
+    assert outcome is None, outcome
+    assert await places_taken(pool, tenant) == 1
+    assert await leases.acquire(tenant, 1) is not None
+    assert await places_taken(pool, tenant) == 1  # the new one

@@ -6,8 +6,9 @@ tenant (an advisory lock on its name), counts the live leases and inserts one if
 pipelined into one round trip; the insert runs after the lock, so its snapshot counts every lease
 taken before.
 
-A lease whose release fails (the database did not answer as its stream ended), or whose acquire
-ended without an answer (its caller cancelled, the database silent), is deleted at the next chance,
+A lease whose release fails (the database did not answer as its stream ended, or its delete kept
+conflicting with other transactions after store/database.py ran it again), or whose acquire ended
+without an answer (its caller cancelled, the database silent), is deleted at the next chance,
 by the next acquire and by the renewal loop: once the database answers, the place is free again
 rather than held until the lease runs out.
 """
@@ -20,7 +21,7 @@ import logging
 import sqlalchemy as sa
 
 from webhookd.domain import ids
-from webhookd.domain.errors import Unavailable
+from webhookd.domain.errors import TransactionConflict, Unavailable
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.sql import TEXT_ARRAY, compiled, param
 from webhookd.store.tables import stream_leases
@@ -112,9 +113,12 @@ class PostgresStreamLeases:
         self._held.discard(lease_id)
         try:
             await self._db.execute(_RELEASE, {"id": lease_id})
-        except Unavailable:
+        except (Unavailable, TransactionConflict) as error:
             self._unreleased.add(lease_id)
-            log.warning("could not release a stream lease; releasing it again once the database answers")
+            log.warning(
+                "could not release a stream lease; releasing it again at the next chance",
+                extra={"reason": error.message},
+            )
 
     async def _renew_while_running(self) -> None:
         while True:
