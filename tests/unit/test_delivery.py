@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -632,6 +633,85 @@ async def test_a_named_webhook_this_process_holds_nothing_of_gets_an_express_cla
     await within(sender.wait_for_requests(1))
     await stop(pool, running)
     assert queue.claimed_named == [[webhook.id]]
+
+
+CONFLICT = TransactionConflict(
+    "transaction rolled back to settle a conflict: deadlock (SQLSTATE 40P01, DeadlockDetected)"
+)
+
+
+def refuse_first(queue: FakeDeliveryQueue, method: str, refusal: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue's first call of `method` (claim, claim_named) fails with `refusal`; later ones claim."""
+    claim = getattr(queue, method)
+    refused: list[Exception] = []
+
+    async def first_refused(*args: Any, **kwargs: Any) -> list[ClaimedDelivery]:
+        if not refused:
+            refused.append(refusal)
+            raise refusal
+        result: list[ClaimedDelivery] = await claim(*args, **kwargs)
+        return result
+
+    monkeypatch.setattr(queue, method, first_refused)
+
+
+def claim_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.getMessage().startswith("claiming deliveries failed")]
+
+
+@pytest.mark.parametrize("method", ["claim", "claim_named"], ids=["claim", "express claim"])
+async def test_a_claim_that_met_a_database_conflict_is_one_warning_line_and_the_next_claim_takes_the_delivery(
+    method: str,
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="webhookd.pool")
+    refuse_first(queue, method, CONFLICT, monkeypatch)
+    webhook, _ = await subscriber(webhooks)
+    pool = make_pool(workers=2)
+    running = asyncio.create_task(pool.run())
+    await within(queue.looked_ahead.wait())  # the first claim found nothing: asleep
+
+    queue.add(webhook)
+    notifications.notify(Topic.DELIVERIES, webhook.id if method == "claim_named" else "")
+
+    await within(sender.wait_for_requests(1))
+    await stop(pool, running)
+    assert len(sender.requests) == 1
+    [line] = claim_failures(caplog)
+    assert line.levelno == logging.WARNING
+    assert line.exc_info is None, "a conflict the database settled is expected: no traceback"
+    assert "deadlock" in line.reason  # type: ignore[attr-defined]
+
+
+async def test_a_claim_that_failed_unexpectedly_is_logged_with_its_traceback(
+    queue: FakeDeliveryQueue,
+    make_pool: PoolFactory,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refuse_first(queue, "claim", RuntimeError("a bug"), monkeypatch)
+    webhook, _ = await subscriber(webhooks)
+    pool = make_pool(workers=2)
+    running = asyncio.create_task(pool.run())
+    await within(queue.looked_ahead.wait())
+
+    queue.add(webhook)
+    notifications.notify(Topic.DELIVERIES)
+
+    await within(sender.wait_for_requests(1))
+    await stop(pool, running)
+    [line] = claim_failures(caplog)
+    assert line.levelno == logging.ERROR
+    assert line.exc_info is not None
 
 
 async def test_a_quiet_webhooks_new_delivery_is_claimed_while_a_claim_of_the_queue_is_still_running(
