@@ -659,9 +659,17 @@ def claim_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.getMessage().startswith("claiming deliveries failed")]
 
 
+OUTAGE = Unavailable("database unavailable: connection refused", retry_after_seconds=1, dependency="database")
+
+
 @pytest.mark.parametrize("method", ["claim", "claim_named"], ids=["claim", "express claim"])
-async def test_a_claim_that_met_a_database_conflict_is_one_warning_line_and_the_next_claim_takes_the_delivery(
+@pytest.mark.parametrize(
+    ("refusal", "reason"), [(CONFLICT, "deadlock"), (OUTAGE, "connection refused")], ids=["conflict", "outage"]
+)
+async def test_a_claim_that_met_a_database_conflict_or_outage_is_one_warning_line_and_the_next_claim_takes_the_delivery(
     method: str,
+    refusal: Exception,
+    reason: str,
     queue: FakeDeliveryQueue,
     make_pool: PoolFactory,
     sender: FakeSender,
@@ -671,7 +679,7 @@ async def test_a_claim_that_met_a_database_conflict_is_one_warning_line_and_the_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="webhookd.pool")
-    refuse_first(queue, method, CONFLICT, monkeypatch)
+    refuse_first(queue, method, refusal, monkeypatch)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
     running = asyncio.create_task(pool.run())
@@ -685,8 +693,8 @@ async def test_a_claim_that_met_a_database_conflict_is_one_warning_line_and_the_
     assert len(sender.requests) == 1
     [line] = claim_failures(caplog)
     assert line.levelno == logging.WARNING
-    assert line.exc_info is None, "a conflict the database settled is expected: no traceback"
-    assert "deadlock" in line.reason  # type: ignore[attr-defined]
+    assert line.exc_info is None, "a conflict or an outage is expected: no traceback"
+    assert reason in line.reason  # type: ignore[attr-defined]
 
 
 async def test_a_claim_that_failed_unexpectedly_is_logged_with_its_traceback(

@@ -36,7 +36,8 @@ from webhookd.delivery.attempt import Deliverer
 from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.deliveries import ClaimedDelivery
-from webhookd.domain.errors import TransactionConflict
+from webhookd.domain.errors import TransactionConflict, Unavailable
+from webhookd.observability.log_throttle import ThrottledLog
 from webhookd.ports import Clock, DeliveryQueue, Notifications, Topic, utc_now
 
 log = logging.getLogger("webhookd.pool")
@@ -109,6 +110,7 @@ class DeliveryPool:
         self._held: Counter[str] = Counter()  # per webhook: how many are queued or running here
         # What each worker is attempting right now, so a cancelled one can be given back.
         self._running: dict[asyncio.Task[None], ClaimedDelivery] = {}
+        self._claim_failures = ThrottledLog(log)
 
     @property
     def in_flight(self) -> int:
@@ -192,8 +194,8 @@ class DeliveryPool:
                 claimed = await self._queue.claim(
                     wanted, per_webhook=self._per_webhook, per_tenant=self._per_tenant, fresh_webhooks=fresh_webhooks
                 )
-            except TransactionConflict as conflict:
-                _claim_conflicted(conflict)
+            except (TransactionConflict, Unavailable) as error:
+                self._claim_failed(error)
             except Exception:
                 log.exception("claiming deliveries failed")
             self._last_claim_short = len(claimed) < wanted
@@ -235,8 +237,8 @@ class DeliveryPool:
                 claimed = await self._queue.claim_named(
                     webhook_ids, per_webhook=self._per_webhook, per_tenant=self._per_tenant
                 )
-            except TransactionConflict as conflict:
-                _claim_conflicted(conflict)  # the claimer's next claim finds them
+            except (TransactionConflict, Unavailable) as error:
+                self._claim_failed(error)  # the claimer's next claim finds them
                 continue
             except Exception:
                 log.exception("claiming deliveries failed")
@@ -245,6 +247,17 @@ class DeliveryPool:
                 return claimed
             for delivery in claimed:
                 self._enqueue(delivery)
+
+    def _claim_failed(self, error: TransactionConflict | Unavailable) -> None:
+        """A claim the database rolled back to settle a conflict (each of the runs store/database.py gave
+        it), or did not answer, claimed nothing; both are expected (under load, in an outage), and the
+        next claim goes on. One line an interval, no traceback (kept for what is not expected): in an
+        outage every claim fails alike, and store/database.py logs the database's own failure."""
+        self._claim_failures.warning(
+            ("claim", type(error).__name__),
+            "claiming deliveries failed; the next claim takes them",
+            {"reason": error.message},
+        )
 
     def _quiet(self, webhook_id: str) -> bool:
         return self._held[webhook_id] <= QUIET_AT_MOST
@@ -355,10 +368,3 @@ class DeliveryPool:
                 await self._deliverer.release(delivery, retry_at=self._now())
             except Exception:
                 log.exception("could not release a delivery", extra={"delivery_id": delivery.delivery_id})
-
-
-def _claim_conflicted(conflict: TransactionConflict) -> None:
-    """A claim the database rolled back to settle a conflict (each of the runs store/database.py gave
-    it) claimed nothing and is expected under load: one line, no traceback (kept for what is not
-    expected), and the next claim goes on."""
-    log.warning("claiming deliveries failed; the next claim takes them", extra={"reason": conflict.message})
