@@ -97,3 +97,22 @@ async def test_a_batch_record_reaches_deliveries_by_index_on_small_partitions(se
     # values, never a read of every partition's attempts to hash.
     probes = [node for node in nodes(plan) if node.get("Relation Name", "").startswith("attempts_")]
     assert probes and all("Index Cond" in node for node in probes), [node["Node Type"] for node in probes]
+
+
+async def test_the_claim_reaches_each_claimed_delivery_by_one_key_probe(settings, backends, own_database) -> None:
+    # The claimed ids also given as `id = ANY(array)` next to the join made each delivery's probe
+    # walk the whole array (PostgreSQL 16 descends the index once per element): a claim of 64 took
+    # 2,080 probes of the primary key instead of 64.
+    await small_partitions(settings, backends, own_database)
+    values = {"fresh_webhooks": [], "token": "t", "limit": 32, "scan": 128, "per_webhook": 10, "per_tenant": 100}
+    values |= {"margin": 30.0, "horizon": 1.0}
+
+    plan = generic_plan(own_database, deliveries._QUEUE_AND_LOCK, deliveries._CLAIM, _TYPES, values)
+
+    probes = [
+        node["Index Cond"]
+        for node in nodes(plan)
+        if node.get("Relation Name", "").startswith("deliveries_p") and "chosen.id" in node.get("Index Cond", "")
+    ]
+    assert probes, "the claimed deliveries are not reached by a key probe"
+    assert not [condition for condition in probes if "ANY" in condition], probes

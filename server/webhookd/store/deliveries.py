@@ -182,7 +182,7 @@ WITH inflight AS (
     ) wl
     WHERE wl.webhook_load <= CASE WHEN r.fifo THEN 1 ELSE :per_webhook END
       AND (r.slot IS NULL OR r.slot < statement_timestamp() + make_interval(secs => :horizon))
-), chosen AS (
+), chosen AS MATERIALIZED (
     SELECT u.id, u.slot, u.fifo FROM under_webhook_cap u
     WHERE u.tenant_rank + coalesce(((SELECT by_tenant FROM in_flight) ->> u.tenant_id)::bigint, 0) <= :per_tenant
     ORDER BY u.webhook_load, u.next_attempt_at, u.id
@@ -195,7 +195,11 @@ UPDATE deliveries d SET
     send_slot_at = chosen.slot,
     updated_at = now()
 FROM chosen, webhooks w, events e
-WHERE d.id = ANY(ARRAY(SELECT id FROM chosen)) AND d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
+-- The join alone: one key probe per claimed delivery, in the one partition its id falls in (pruned
+-- at each probe). With the claimed ids also as = ANY(array), PostgreSQL 16 walked the array on every
+-- probe: 2,080 probes for a claim of 64, 4% of the claim's CPU (6% for 100). `chosen` stays
+-- MATERIALIZED (read twice, it was before): the choice runs once, whichever side of the join it is on.
+WHERE d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
 RETURNING d.id, d.attempts + 1, d.tenant_id, d.app_id, d.event_id, e.event_type, e.body, d.webhook_id,
     w.url, w.headers, w.signature_scheme, w.retry_max_attempts, w.retry_backoff, w.retry_timeout_ms,
     w.vault_path, w.secret_fingerprint, chosen.fifo, extract(epoch FROM chosen.slot - statement_timestamp())::float8,
