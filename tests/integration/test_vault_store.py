@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -140,6 +141,43 @@ async def test_concurrent_calls_run_on_the_stores_own_threads_each_with_its_own_
 
     assert read == [{"n": str(n)} for n in range(12)]
     assert 1 <= len(store._clients) <= 3  # one hvac client per thread that ran a call
+    store.close()
+
+
+async def test_a_write_is_sent_from_the_event_loop_while_every_thread_of_the_store_is_busy(
+    vault: tuple[str, str],
+) -> None:
+    """A Create's write goes out from the loop, not through a thread of the store: the hand-off there
+    and back cost the service more CPU than the write itself."""
+    store = VaultSecretStore(*vault, threads=1)
+    path = await store.path_for(tenant(), "whk_loop")
+    release = threading.Event()
+    busy = store._executor.submit(release.wait, 60)
+    try:
+        await store.write(path, {"current": "whsec_loop"})
+    finally:
+        release.set()
+    assert busy.result() is True  # the thread was held all along, released only here
+
+    assert await store.read(path) == {"current": "whsec_loop"}
+    store.close()
+
+
+async def test_writes_share_kept_alive_connections_and_a_closed_one_is_replaced(vault: tuple[str, str]) -> None:
+    store = VaultSecretStore(*vault, threads=2)
+    t = tenant()
+    paths = [await store.path_for(t, f"whk_kept_{n}") for n in range(8)]
+    await asyncio.gather(*(store.write(path, {"n": str(n)}) for n, path in enumerate(paths)))
+    kept = list(store._on_loop._idle)
+    assert 1 <= len(kept) <= 2  # never more at once than the limit
+    for _, connection in kept:
+        assert connection.transport is not None
+        connection.transport.close()  # as a Vault restarting or an idle timeout would
+
+    await store.write(paths[0], {"n": "again"})
+
+    assert await store.read(paths[0]) == {"n": "again"}
+    assert all(not connection.usable() for _, connection in kept)
     store.close()
 
 

@@ -3,8 +3,9 @@ kept-alive HTTP/1.1 connection, its responses parsed by httptools (llhttp, as uv
 
 hvac stays the Vault client (paths, headers, error mapping); only the HTTP underneath changes.
 Measured per KV v2 write against the embedded OpenBao, CPU of the calling process: requests about
-900 µs, urllib3 420-470 µs, this 145 µs. Each Create makes one such write, and that CPU is taken
-from the event loop's thread by the GIL. What a Vault client needs and no more: no proxies
+900 µs, urllib3 420-470 µs, this 145 µs, that CPU taken from the event loop's thread by the GIL.
+A Create's write goes out from the event loop instead (secrets/loop_transport.py, which reads its
+response with this module's parser). What a Vault client needs and no more: no proxies
 (Vault is reached directly), no redirects followed (as before: a 3xx comes back to hvac), no
 compression.
 """
@@ -26,7 +27,7 @@ import httptools
 USER_AGENT = "webhookd"
 _READ_SIZE = 65536
 # (scheme, host, port, verify, cert): a connection is reused only for the same server and TLS settings.
-_Key = tuple[str, str, int, bool | str | None, tuple[str, str] | str | None]
+TransportKey = tuple[str, str, int, bool | str | None, tuple[str, str] | str | None]
 
 
 class TransportError(OSError):
@@ -66,7 +67,7 @@ class Response:
         return json.loads(self.content)
 
 
-class _Reading:
+class Reading:
     """httptools' callbacks, collecting one response."""
 
     def __init__(self, *, head: bool) -> None:
@@ -112,7 +113,7 @@ class VaultSession:
 
     def __init__(self) -> None:
         self._sock: socket.socket | None = None
-        self._key: _Key | None = None
+        self._key: TransportKey | None = None
         self._tls: dict[tuple[bool | str | None, tuple[str, str] | str | None], ssl.SSLContext] = {}
 
     def request(
@@ -132,13 +133,13 @@ class VaultSession:
         target = urlsplit(url)
         if target.scheme not in ("http", "https") or not target.hostname:
             raise TransportError(f"not an http(s) URL: {target.scheme}://{target.hostname or ''}")
-        body = _body(json, data)
+        body = encode_body(json, data)
         sent_headers = dict(headers or {})
         if json is not None:
             sent_headers["Content-Type"] = "application/json"
         query = "&".join(part for part in (target.query, urlencode(params or {})) if part)
         path = (target.path or "/") + (f"?{query}" if query else "")
-        message = _request_bytes(method, path, target.netloc, sent_headers, body)
+        message = request_bytes(method, path, target.netloc, sent_headers, body)
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self._connection(target, verify, cert, deadline)
         try:
@@ -156,8 +157,8 @@ class VaultSession:
         self, target: SplitResult, verify: bool | str | None, cert: tuple[str, str] | str | None, deadline: float | None
     ) -> socket.socket:
         port = target.port or (443 if target.scheme == "https" else 80)
-        key: _Key = (target.scheme, target.hostname or "", port, verify, cert)
-        if self._sock is not None and (self._key != key or _dropped(self._sock)):
+        key: TransportKey = (target.scheme, target.hostname or "", port, verify, cert)
+        if self._sock is not None and (self._key != key or dropped(self._sock)):
             self.close()
         if self._sock is None:
             sock = socket.create_connection((key[1], port), timeout=_remaining(deadline))
@@ -174,23 +175,13 @@ class VaultSession:
     def _tls_context(self, verify: bool | str | None, cert: tuple[str, str] | str | None) -> ssl.SSLContext:
         context = self._tls.get((verify, cert))
         if context is None:
-            context = ssl.create_default_context()
-            if verify is False:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            elif isinstance(verify, str):
-                context.load_verify_locations(**{"capath" if os.path.isdir(verify) else "cafile": verify})
-            if isinstance(cert, tuple):
-                context.load_cert_chain(cert[0], cert[1])
-            elif isinstance(cert, str):
-                context.load_cert_chain(cert)
-            self._tls[(verify, cert)] = context
+            context = self._tls[(verify, cert)] = new_tls_context(verify, cert)
         return context
 
     def _exchange(self, sock: socket.socket, message: bytes, deadline: float | None, *, head: bool) -> Response:
         sock.settimeout(_remaining(deadline))
         sock.sendall(message)
-        reading = _Reading(head=head)
+        reading = Reading(head=head)
         while not reading.done:
             sock.settimeout(_remaining(deadline))
             chunk = sock.recv(_READ_SIZE)
@@ -208,7 +199,22 @@ class VaultSession:
         return Response(reading.status, reading.headers, b"".join(reading.body))
 
 
-def _body(json_value: Any, data: bytes | str | None) -> bytes:
+def new_tls_context(verify: bool | str | None, cert: tuple[str, str] | str | None) -> ssl.SSLContext:
+    """The TLS settings hvac passes (`verify`: a CA file or folder, or False; `cert`: the client's)."""
+    context = ssl.create_default_context()
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif isinstance(verify, str):
+        context.load_verify_locations(**{"capath" if os.path.isdir(verify) else "cafile": verify})
+    if isinstance(cert, tuple):
+        context.load_cert_chain(cert[0], cert[1])
+    elif isinstance(cert, str):
+        context.load_cert_chain(cert)
+    return context
+
+
+def encode_body(json_value: Any, data: bytes | str | None) -> bytes:
     if json_value is not None:
         return json.dumps(json_value, separators=(",", ":")).encode()
     if isinstance(data, str):
@@ -216,7 +222,7 @@ def _body(json_value: Any, data: bytes | str | None) -> bytes:
     return data or b""
 
 
-def _request_bytes(method: str, path: str, host: str, headers: Mapping[str, str], body: bytes) -> bytes:
+def request_bytes(method: str, path: str, host: str, headers: Mapping[str, str], body: bytes) -> bytes:
     lines = [f"{method.upper()} {path} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
     lines.append(f"Content-Length: {len(body)}")
     for name, value in headers.items():
@@ -227,7 +233,7 @@ def _request_bytes(method: str, path: str, host: str, headers: Mapping[str, str]
     return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body
 
 
-def _dropped(sock: socket.socket) -> bool:
+def dropped(sock: socket.socket) -> bool:
     """A kept connection with something to read between responses was closed by the server (or is
     out of step): never reuse it, as urllib3 does not."""
     poller = select.poll()  # not select(): a busy server's sockets may be numbered past its 1,024

@@ -3,9 +3,11 @@
 hvac is synchronous, so every call runs on this store's own small thread pool, never on the event
 loop's shared default executor (which also serves aiohttp's DNS lookups: a slow Vault must not stall
 outbound deliveries). Each thread has its own hvac client, each sending on a kept-alive connection
-of its own (secrets/transport.py). Nothing is cached here: reads for signing are cached by
-fingerprint in services/signing_secrets.py, and a rotation must read what Vault holds now. Errors
-never carry the token or a secret value.
+of its own (secrets/transport.py). The exception is `write`, on CreateWebhook's path: it is sent
+from the event loop (secrets/loop_transport.py), as the hand-off to a thread cost more CPU than
+the write. Nothing is cached here: reads for signing are cached by fingerprint in
+services/signing_secrets.py, and a rotation must read what Vault holds now. Errors never carry the
+token or a secret value.
 
 The token comes from a VaultLogin (secrets/login.py). Where it can be had again, a call that Vault
 refuses for its token logs in again once and is retried with the new token, so a token that was
@@ -31,6 +33,7 @@ import hvac.exceptions
 
 from webhookd.domain.errors import Aborted, Invalid, NotFound, Unavailable
 from webhookd.secrets.login import GivenToken, LoginFailed, VaultLogin
+from webhookd.secrets.loop_transport import LoopConnections, Prepared, TwoPassSession
 from webhookd.secrets.transport import VaultSession
 
 log = logging.getLogger("webhookd.vault")
@@ -113,6 +116,13 @@ class VaultSecretStore:
         self._local = threading.local()
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
+        # The event loop's own client, for the write on a Create's path (secrets/loop_transport.py):
+        # used between awaits only, so one is enough.
+        self._loop_session = TwoPassSession()
+        self._loop_client = hvac.Client(
+            url=addr, token="", namespace=namespace or None, timeout=timeout, session=self._loop_session
+        )
+        self._on_loop = LoopConnections(limit=threads)
 
     def _client(self) -> Any:
         """This thread's hvac client."""
@@ -143,6 +153,32 @@ class VaultSecretStore:
             return await asyncio.wait_for(future, self._timeout + 1)
         except TimeoutError as exc:
             raise _unreachable("no answer in time") from exc
+
+    async def _call_on_loop(self, method: Callable[[Any], T]) -> T:
+        """`method(client)` sent from the event loop, for a method that makes one request. The first
+        call (which logs in) and a call Vault refused for its token go to `_call`, which logs in."""
+        token = self._token
+        if token is None:
+            return await self._call(method)
+        client = self._loop_client
+        client.token = token
+        try:
+            method(client)
+            raise RuntimeError("an hvac method sent nothing")  # every method used here sends a request
+        except Prepared as prepared:
+            request = prepared.request
+        try:
+            response = await self._on_loop.send(request)
+        except TimeoutError as exc:
+            raise _unreachable("no answer in time") from exc
+        client.token = token
+        self._loop_session.answer(response)
+        try:
+            return method(client)
+        except _REFUSED:
+            if not self._login.renews_by_login:
+                raise
+        return await self._call(method)
 
     def _with_token(self, method: Callable[[Any], T]) -> T:
         """`method(client)` with the current token; once more with a new one if Vault refused the token."""
@@ -209,7 +245,7 @@ class VaultSecretStore:
         _check_path(path)
         write = functools.partial(_write, path=path, data=dict(data), mount=self.mount, cas=replacing)
         try:
-            await self._call(write)
+            await self._call_on_loop(write)
         except hvac.exceptions.InvalidRequest as exc:
             if replacing is not None and _CAS_MISMATCH in str(exc):
                 raise Aborted(f"the secret at {path} changed since version {replacing}") from None
@@ -375,6 +411,7 @@ class VaultSecretStore:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._on_loop.close()
         with self._clients_lock:
             for client in self._clients:
                 client.adapter.close()
