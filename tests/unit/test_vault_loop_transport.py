@@ -44,6 +44,16 @@ def test_hvac_builds_the_request_and_reads_the_answer_it_is_given() -> None:
     assert request.body == b'{"options":{"cas":0},"data":{"k":"v"}}'
 
 
+def test_a_prepared_request_shows_neither_its_token_nor_its_body() -> None:
+    client = hvac.Client(url="http://127.0.0.1:9", token="t0k-secret", session=TwoPassSession())
+
+    with pytest.raises(Prepared) as prepared:
+        client.secrets.kv.v2.create_or_update_secret(path="a", secret={"current": "whsec_shh"})
+
+    shown = f"{prepared.value} {prepared.value!r} {prepared.value.request!r}"
+    assert "t0k-secret" not in shown and "whsec_shh" not in shown
+
+
 def test_hvac_maps_an_error_answer_as_it_always_does() -> None:
     session = TwoPassSession()
     client = hvac.Client(url="http://127.0.0.1:9", token="t0k", session=session)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -39,8 +39,8 @@ class Request:
 
     method: str
     url: str
-    headers: dict[str, str]
-    body: bytes
+    headers: dict[str, str] = field(repr=False)  # the token
+    body: bytes = field(repr=False)  # a secret
     timeout: float | None
     verify: bool | str | None
     cert: tuple[str, str] | str | None
