@@ -137,6 +137,22 @@ async def test_a_revoked_token_is_replaced_by_a_new_login_on_the_next_call(vault
         assert second != first
 
 
+async def test_a_write_whose_token_was_revoked_logs_in_again_and_lands(vault: tuple[str, hvac.Client]) -> None:
+    """A write is sent from the event loop (secrets/loop_transport.py); refused for its token, it
+    goes through the store's threads, which log in again."""
+    _, admin = vault
+    with logged_in_as_a_new_role(vault) as (role, store):
+        await store.write(secret := path(), {"signing_secret": "whsec_one"})
+        (first,) = role_tokens(admin, role)
+        admin.auth.token.revoke_accessor(first)
+
+        await store.write(secret, {"signing_secret": "whsec_two"})
+
+        assert await store.read(secret) == {"signing_secret": "whsec_two"}
+        (second,) = role_tokens(admin, role)
+        assert second != first
+
+
 async def test_logging_out_revokes_the_token_logged_in_for(vault: tuple[str, hvac.Client]) -> None:
     _, admin = vault
     with logged_in_as_a_new_role(vault) as (role, store):
