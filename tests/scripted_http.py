@@ -85,6 +85,10 @@ def scripted_servers() -> Iterator[Callable[..., str]]:
 
     yield start
     for listener in listeners:
+        # close() alone does not wake a thread blocked in accept(); shutdown() does (EINVAL), so a
+        # server still waiting for a request its test never sent ends now, not at the join's limit.
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
     for thread in threads:
         thread.join(LIMIT)
