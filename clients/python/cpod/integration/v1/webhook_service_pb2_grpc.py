@@ -31,6 +31,12 @@ if _version_not_supported:
 class WebhookServiceStub:
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
     JWT; the tenant (and app, when present) in it scopes everything the call can see or change.
+
+    Besides the errors each method names, any call may answer (each with a google.rpc.ErrorInfo reason):
+    UNAUTHENTICATED for a missing, invalid or expired token; UNAVAILABLE with a RetryInfo delay when the
+    database or Vault does not answer in time; and ABORTED, reason TRANSACTION_CONFLICT, when the
+    database ended the call's transaction to settle a conflict with a concurrent one in each of the
+    server's own runs of it: send the call again (HTTP 409 at the gateway).
     """
 
     def __init__(self, channel):
@@ -179,6 +185,12 @@ class WebhookServiceStub:
 class WebhookServiceServicer:
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
     JWT; the tenant (and app, when present) in it scopes everything the call can see or change.
+
+    Besides the errors each method names, any call may answer (each with a google.rpc.ErrorInfo reason):
+    UNAUTHENTICATED for a missing, invalid or expired token; UNAVAILABLE with a RetryInfo delay when the
+    database or Vault does not answer in time; and ABORTED, reason TRANSACTION_CONFLICT, when the
+    database ended the call's transaction to settle a conflict with a concurrent one in each of the
+    server's own runs of it: send the call again (HTTP 409 at the gateway).
     """
 
     def ListWebhooks(self, request, context):
@@ -567,6 +579,12 @@ def add_WebhookServiceServicer_to_server(servicer, server):
 class WebhookService:
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
     JWT; the tenant (and app, when present) in it scopes everything the call can see or change.
+
+    Besides the errors each method names, any call may answer (each with a google.rpc.ErrorInfo reason):
+    UNAUTHENTICATED for a missing, invalid or expired token; UNAVAILABLE with a RetryInfo delay when the
+    database or Vault does not answer in time; and ABORTED, reason TRANSACTION_CONFLICT, when the
+    database ended the call's transaction to settle a conflict with a concurrent one in each of the
+    server's own runs of it: send the call again (HTTP 409 at the gateway).
     """
 
     @staticmethod

@@ -32,6 +32,12 @@ GRPC_VERSION: str
 class WebhookServiceStub:
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
     JWT; the tenant (and app, when present) in it scopes everything the call can see or change.
+
+    Besides the errors each method names, any call may answer (each with a google.rpc.ErrorInfo reason):
+    UNAUTHENTICATED for a missing, invalid or expired token; UNAVAILABLE with a RetryInfo delay when the
+    database or Vault does not answer in time; and ABORTED, reason TRANSACTION_CONFLICT, when the
+    database ended the call's transaction to settle a conflict with a concurrent one in each of the
+    server's own runs of it: send the call again (HTTP 409 at the gateway).
     """
 
     @_typing.overload
@@ -162,6 +168,12 @@ class WebhookServiceStub:
 class WebhookServiceAsyncStub(WebhookServiceStub):
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
     JWT; the tenant (and app, when present) in it scopes everything the call can see or change.
+
+    Besides the errors each method names, any call may answer (each with a google.rpc.ErrorInfo reason):
+    UNAUTHENTICATED for a missing, invalid or expired token; UNAVAILABLE with a RetryInfo delay when the
+    database or Vault does not answer in time; and ABORTED, reason TRANSACTION_CONFLICT, when the
+    database ended the call's transaction to settle a conflict with a concurrent one in each of the
+    server's own runs of it: send the call again (HTTP 409 at the gateway).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -288,6 +300,12 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages a tenant's webhooks and the events delivered through them. Every call carries a bearer
     JWT; the tenant (and app, when present) in it scopes everything the call can see or change.
+
+    Besides the errors each method names, any call may answer (each with a google.rpc.ErrorInfo reason):
+    UNAUTHENTICATED for a missing, invalid or expired token; UNAVAILABLE with a RetryInfo delay when the
+    database or Vault does not answer in time; and ABORTED, reason TRANSACTION_CONFLICT, when the
+    database ended the call's transaction to settle a conflict with a concurrent one in each of the
+    server's own runs of it: send the call again (HTTP 409 at the gateway).
     """
 
     @_abc_1.abstractmethod
