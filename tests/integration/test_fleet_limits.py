@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -226,18 +227,27 @@ async def test_a_place_whose_release_failed_comes_back_once_the_database_answers
     assert again is not None
 
 
+@pytest.mark.parametrize(
+    ("errcode", "logged", "level"),
+    [
+        ("read_only_sql_transaction", "renewing stream leases failed", logging.ERROR),
+        ("serialization_failure", "renewing stream leases conflicted; the next round renews them", logging.WARNING),
+    ],
+    ids=["refused", "conflicting"],
+)
 async def test_stream_leases_are_renewed_again_after_a_renewal_the_database_refused(
-    service, backends, database, monkeypatch, caplog
+    errcode, logged, level, service, backends, database, monkeypatch, caplog
 ) -> None:
-    """A renewal can fail other than by the database being away (a read-only server after a failover):
-    the renewer carries on, or every open stream's lease would run out and its tenant's cap with it.
-    (`service`: the session database, migrated.)"""
+    """A renewal can fail other than by the database being away (a read-only server after a failover,
+    or conflicts in each of the runs store/database.py gives it): the renewer carries on, or every open
+    stream's lease would run out and its tenant's cap with it. A conflict is expected, one line without
+    a traceback; anything else keeps its traceback. (`service`: the session database, migrated.)"""
     monkeypatch.setattr(stream_leases, "RENEW_SECONDS", 0.05)
     tenant = f"tnt_{ULID()}"
     refuse = f"""
 CREATE FUNCTION refuse_{tenant.lower()}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.tenant_id = '{tenant}' THEN RAISE EXCEPTION 'read-only' USING ERRCODE = 'read_only_sql_transaction'; END IF;
+    IF NEW.tenant_id = '{tenant}' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '{errcode}'; END IF;
     RETURN NEW;
 END $$"""
     await database.execute(refuse)
@@ -253,11 +263,14 @@ END $$"""
         lease = await leases.acquire(tenant, 1)
         [taken] = await database.rows("SELECT expires_at FROM stream_leases WHERE id = :id", id=lease)
         for _ in range(400):  # until a renewal has been refused
-            if any(record.getMessage() == "renewing stream leases failed" for record in caplog.records):
+            refusals = [record for record in caplog.records if record.getMessage() == logged]
+            if refusals:
                 break
             await asyncio.sleep(0.01)
         else:
-            raise AssertionError("no renewal was refused")
+            raise AssertionError(f"no renewal was refused; logged: {[r.getMessage() for r in caplog.records]}")
+        assert refusals[0].levelno == level
+        assert (refusals[0].exc_info is not None) == (level == logging.ERROR)
         await database.execute(f"DROP TRIGGER refuse_{tenant.lower()} ON stream_leases")
 
         await database.wait_for(

@@ -127,6 +127,11 @@ class PostgresStreamLeases:
                 await self._renew()
             except Unavailable:
                 pass  # the database is away: the next round tries again
+            except TransactionConflict as conflict:
+                # Conflicting in each run store/database.py gave it: expected, and the next round renews.
+                log.warning(
+                    "renewing stream leases conflicted; the next round renews them", extra={"reason": conflict.message}
+                )
             except Exception:
                 # Any other failure too (a read-only server after a failover): a renewer that stopped
                 # would let every open stream's lease run out, and the tenants' caps with them.
