@@ -601,7 +601,7 @@ class FakeHistory:
         entries = [row.entry for row in self.log if scope.owns(row.tenant_id, row.app_id) and _logged(row.entry, query)]
         if after is not None:
             entries = [entry for entry in entries if entry.position > after]
-        elif since is not None:
+        if since is not None:
             entries = [entry for entry in entries if entry.occurred_at >= since]
         return LogRead(sorted(entries, key=lambda entry: entry.position)[:limit])
 

@@ -207,8 +207,8 @@ class HistoryRepository(Protocol):
     async def read_log(
         self, scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, limit: int
     ) -> LogRead[LogEntry]:
-        """Settled log entries after `after` (or from `since`) in position order, and whether one
-        was held back."""
+        """Settled log entries after `after` and from `since` (each when given) in position order, whether
+        one was held back, and how far the read went when it ended before its `limit`-th entry."""
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int

@@ -201,6 +201,22 @@ async def test_stream_since_a_time_starts_with_attempts_at_or_after_it(caller, d
     assert len(await everything.ended()) == 5
 
 
+async def test_since_rules_out_what_occurred_before_it_whichever_read_comes_to_it(caller, database) -> None:
+    """Reads go through at most LOG_SCAN_ROWS rows each (store/sql.py) and a stream goes on past them:
+    `since` is a filter of the whole stream, so what it rules out does not depend on where a read stopped."""
+    now = datetime.now(UTC)
+    before = now - timedelta(hours=2)
+    await committed_attempts(database, caller.tenant_id, count=1_500, occurred_at=now - timedelta(minutes=5))
+    await committed_attempts(database, caller.tenant_id, outcome="failed", occurred_at=before)
+    await committed_attempts(database, caller.tenant_id, count=1_500, occurred_at=now - timedelta(minutes=5))
+    first = await committed_attempts(database, caller.tenant_id, outcome="failed", occurred_at=now)
+    await committed_attempts(database, caller.tenant_id, outcome="failed", occurred_at=before)
+    last = await committed_attempts(database, caller.tenant_id, outcome="failed", occurred_at=now)
+
+    request = pb.DeliveryLogRequest(since=timestamp(now - timedelta(hours=1)), outcomes=["failed"])
+    assert [entry.delivery_id for entry in await Tail(caller.DeliveryLog(request)).ended()] == [*first, *last]
+
+
 async def test_malformed_cursor_is_invalid_argument(caller) -> None:
     for cursor in ("not a cursor", "MS4yLjM", "YWJj", "%%%"):
         call = caller.DeliveryLog(pb.DeliveryLogRequest(after_cursor=cursor, follow=True))
@@ -271,6 +287,28 @@ async def test_outcome_and_event_type_filters_apply_to_backlog_and_live_entries(
 
     exact = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(event_types=["order.paid"])))
     assert [entry.outcome for entry in await exact.ended()] == ["timed_out", "succeeded"]
+
+
+async def test_a_follower_gets_the_entry_it_wants_written_after_30000_it_does_not(
+    follow, service, caller, database
+) -> None:
+    """Each read goes through at most LOG_SCAN_ROWS rows of the log (store/sql.py) and the stream goes on
+    after the last: a follower whose filter matched none of them read all 30,000 at every wake."""
+    tail = follow(caller, outcomes=["failed"])
+    await until(lambda: service.core.notifications.subscribers(Topic.ATTEMPTS) >= 1)
+
+    await committed_attempts(database, caller.tenant_id, count=30_000)  # succeeded: one statement
+    wanted = await committed_attempts(database, caller.tenant_id, outcome="failed")
+    assert keys(await tail.wait_for(1)) == [(wanted[0], 1)]
+
+    await committed_attempts(database, caller.tenant_id, count=3_000)
+    # Wanted too, and written last: an entry read twice, or one the stream went past, would show before it.
+    last = await committed_attempts(database, caller.tenant_id, outcome="failed")
+    entries = await tail.wait_for(2)
+    await tail.close()
+    assert keys(entries) == [(wanted[0], 1), (last[0], 1)]
+    backlog = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(outcomes=["failed"])))
+    assert [entry.cursor for entry in await backlog.ended()] == [entry.cursor for entry in entries]
 
 
 async def test_unknown_outcome_filter_is_invalid_argument(caller) -> None:

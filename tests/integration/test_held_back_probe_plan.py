@@ -15,7 +15,7 @@ from plans import analyzed_plan, rows_read
 from webhookd.store import history, inbound, migrate
 from webhookd.store.conninfo import conninfo
 from webhookd.store.database import GENERIC_PLAN
-from webhookd.store.sql import HELD_BACK_PROBE_ROWS, settled_read
+from webhookd.store.sql import HELD_BACK_PROBE_ROWS, LOG_SCAN_ROWS, settled_read
 
 TENANT = "tnt_busy"
 PAST_THE_END = 30_000
@@ -72,20 +72,27 @@ def test_the_delivery_logs_probe_reads_a_bounded_number_of_rows(
     held_open: str, filters: set[str], values: dict[str, object]
 ) -> None:
     statement = history._log_statement(frozenset(filters))
-    arguments = {"tenant_id": TENANT, "limit": 200, "after_txid": 0, "after_seq": 0, **values}
+    arguments = {"tenant_id": TENANT, "limit": 200, "scan": LOG_SCAN_ROWS, "after_txid": 0, "after_seq": 0, **values}
 
     plan = analyzed_plan(held_open, GENERIC_PLAN, statement, arguments)
     with psycopg.connect(conninfo(held_open), autocommit=True) as connection:
-        entries, held_back = settled_read(connection.execute(statement, arguments).fetchall())
+        read = settled_read(connection.execute(statement, arguments).fetchall())
 
     assert rows_read(plan, "attempts") <= HELD_BACK_PROBE_ROWS + 1
     # None of them is the reader's, but past the probe's rows it cannot say so: the reader re-reads soon.
-    assert (entries, held_back) == ([], True)
+    assert (read.entries, read.held_back) == ([], True)
 
 
 def test_the_inbound_streams_probe_reads_a_bounded_number_of_rows(held_open: str) -> None:
     statement = inbound._READS[(False, True)]
-    arguments = {"tenant_id": TENANT, "app_id": None, "limit": 200, "after_txid": 0, "after_seq": 0}
+    arguments = {
+        "tenant_id": TENANT,
+        "app_id": None,
+        "limit": 200,
+        "scan": LOG_SCAN_ROWS,
+        "after_txid": 0,
+        "after_seq": 0,
+    }
 
     plan = analyzed_plan(held_open, GENERIC_PLAN, statement, arguments)
 
@@ -99,10 +106,11 @@ def test_fewer_entries_past_the_end_than_the_probe_reads_none_the_readers_are_no
             "SELECT txid, seq FROM attempts WHERE tenant_id = %s ORDER BY txid DESC, seq DESC OFFSET 50 LIMIT 1",
             (TENANT,),
         ).fetchone() or (0, 0)
-        arguments = {"tenant_id": TENANT, "app_id": None, "limit": 200, "after_txid": txid, "after_seq": seq}
+        arguments = {"tenant_id": TENANT, "app_id": None, "limit": 200, "scan": LOG_SCAN_ROWS}
+        arguments |= {"after_txid": txid, "after_seq": seq}
         failed = connection.execute(statement, arguments | {"outcomes": ["failed"]}).fetchall()
         succeeded = connection.execute(statement, arguments | {"outcomes": ["succeeded"]}).fetchall()
-    entries, held_back = settled_read(failed)
+    read = settled_read(failed)
 
-    assert (entries, held_back) == ([], False)  # the 50 past the reader's position are none of its own
-    assert settled_read(succeeded) == ([], True)
+    assert (read.entries, read.held_back) == ([], False)  # the 50 past the reader's position are none of its own
+    assert (settled_read(succeeded).entries, settled_read(succeeded).held_back) == ([], True)

@@ -106,6 +106,39 @@ async def test_followed_stream_delivers_new_events_live(caller, gateway) -> None
         call.cancel()
 
 
+REJECTED = """
+INSERT INTO inbound_events (id, tenant_id, app_id, webhook_id, message_id, status, reason, event_type,
+    content_type, body, received_at)
+SELECT 'ibe_' || :tag || '_' || n, :tenant, NULL, :webhook, NULL, 'rejected', 'signature', '',
+    'application/json', NULL, now()
+FROM generate_series(1, :rows) AS n
+"""
+
+
+async def test_a_follower_gets_the_event_received_after_30000_receipts_it_does_not_read(
+    caller, gateway, database
+) -> None:
+    """Each read goes through at most LOG_SCAN_ROWS receipts (store/sql.py) and the stream goes on after
+    the last: a follower read all 30,000 rejected ones at every wake."""
+    sender = await sender_for(caller, gateway.url)
+    await sender.send(1)
+    call = caller.StreamInboundEvents(pb.StreamInboundEventsRequest(webhook_id=sender.webhook_id, follow=True))
+    try:
+        assert numbers(await take(call, 1)) == [1]
+        await database.execute(
+            REJECTED, tag=f"{sender.webhook_id}_a", tenant=caller.tenant_id, webhook=sender.webhook_id, rows=30_000
+        )
+        await sender.send(2)
+        await database.execute(
+            REJECTED, tag=f"{sender.webhook_id}_b", tenant=caller.tenant_id, webhook=sender.webhook_id, rows=3_000
+        )
+        await sender.send(3)  # last: an event read twice, or one the stream went past, would show before it
+        assert numbers(await take(call, 2)) == [2, 3]
+    finally:
+        call.cancel()
+    assert numbers(await backlog(caller, webhook_id=sender.webhook_id)) == [1, 2, 3]
+
+
 async def test_acknowledgement_never_moves_a_consumer_back(caller, gateway) -> None:
     sender = await sender_for(caller, gateway.url)
     await sender.send(1, 2, 3)

@@ -365,8 +365,13 @@ async def test_the_log_reads_the_callers_entries_after_a_position_or_since_a_tim
         history.log(TENANT, LogFilter(outcomes=(Outcome.FAILED,)), after_cursor=None, since=None, follow=False)
     )
 
+    # A cursor's stream has no `since` (DeliveryLogRequest: ignored when after_cursor is set).
+    after_first_since = await read_all(
+        history.log(TENANT, LogFilter(), after_cursor=cursor, since=third.occurred_at, follow=False)
+    )
+
     assert everything == [first, second, third]
-    assert after_first == [second, third]
+    assert after_first == [second, third] and after_first_since == [second, third]
     assert since == [third] and failed == [third]
 
 

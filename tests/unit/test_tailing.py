@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -54,7 +55,7 @@ class Source:
 
 
 def follow(
-    source: Source,
+    source: Source | Filtered,
     notifications: FakeNotifications,
     after: LogPosition | None = None,
     closing: asyncio.Event | None = None,
@@ -276,6 +277,93 @@ async def test_a_backlog_being_read_ends_unavailable_when_the_streams_close() ->
         with pytest.raises(Unavailable, match="shutting down"):
             await anext(entries)
     assert first == LogPosition(1, 1)
+
+
+class Filtered:
+    """A log read through a filter the way the stores read theirs (store/sql.py `settled_and_held_back`):
+    each read goes through at most `scan` rows after its position, returns the wanted ones up to its
+    limit, and, when it ends before its limit-th entry, says which row it went through last and whether
+    it stopped there at its bound."""
+
+    def __init__(self, scan: int) -> None:
+        self.scan = scan
+        self.rows: list[tuple[LogPosition, bool]] = []
+        self.reads: list[LogPosition | None] = []
+
+    def append(self, *wanted: bool) -> None:
+        for each in wanted:
+            number = len(self.rows) + 1
+            self.rows.append((LogPosition(number, number), each))
+
+    def wanted(self) -> list[LogPosition]:
+        return [position for position, wanted in self.rows if wanted]
+
+    async def read(self, after: LogPosition | None, limit: int) -> LogRead[LogPosition]:
+        self.reads.append(after)
+        scanned = [row for row in self.rows if after is None or row[0] > after][: self.scan]
+        last = len(scanned) - 1
+        output = [(row, index == last) for index, row in enumerate(scanned) if row[1] or index == last][:limit]
+        marker = next((row for row, is_last in output if is_last), None)
+        return LogRead(
+            [position for (position, wanted), _ in output if wanted],
+            scanned_to=None if marker is None else marker[0],
+            cut_short=marker is not None and len(scanned) == self.scan,
+        )
+
+
+async def test_a_backlog_goes_on_past_reads_that_stopped_at_their_bound_of_rows() -> None:
+    """A read that went through its bound of rows, none of them wanted, is not the end of the backlog."""
+    source = Filtered(scan=4)
+    source.append(*[False] * 30, True)
+
+    assert [entry async for entry in backlog_of(source.read)] == source.wanted()
+    assert len(source.reads) == 8  # 31 rows, 4 a read
+
+
+@pytest.mark.usefixtures("only_notifications_wake")
+async def test_a_follower_goes_on_after_the_rows_its_reads_went_through() -> None:
+    """A follower whose filter matches nothing read every row since its position again at every wake."""
+    notifications = FakeNotifications()
+    source = Filtered(scan=4)
+    source.append(*[False] * 10)
+    follower = follow(source, notifications)
+    await until(lambda: len(source.reads) == 3)  # 4 + 4 + 2 rows: at the end, waiting
+
+    source.append(False, True)
+    notifications.notify(Topic.ATTEMPTS, "tnt_a")
+
+    assert await follower.read(1) == source.wanted()
+    assert source.reads[3] == LogPosition(10, 10)  # after the last row it went through, not from the start
+    await follower.close()
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_bounded_reads_return_exactly_what_one_unbounded_read_returns(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the bound of rows a read goes through and the batch's size, the backlog, and a follower
+    woken as rows are written, are every wanted entry once, in order."""
+    chance = random.Random(seed)
+    monkeypatch.setattr(tailing, "BATCH", chance.randint(1, 6))
+    monkeypatch.setattr(tailing, "IDLE_RECHECK_SECONDS", 3600.0)
+    source = Filtered(scan=chance.randint(1, 8))
+    rate = chance.random()
+    source.append(*(chance.random() < rate for _ in range(chance.randint(0, 60))))
+    after = chance.choice([None, *(position for position, _ in source.rows)])
+    unbounded = [position for position in source.wanted() if after is None or position > after]
+
+    assert [entry async for entry in backlog_of(source.read, after)] == unbounded
+
+    notifications = FakeNotifications()
+    follower = follow(source, notifications, after=after)
+    for _ in range(chance.randint(1, 5)):
+        source.append(*(chance.random() < rate for _ in range(chance.randint(0, 20))))
+        notifications.notify(Topic.ATTEMPTS, "tnt_a")
+    source.append(True)  # a last entry: anything read twice, or skipped, shows before it
+    notifications.notify(Topic.ATTEMPTS, "tnt_a")
+    everything = [position for position in source.wanted() if after is None or position > after]
+    assert await follower.read(len(everything)) == everything
+    await follower.close()
 
 
 async def test_no_stream_opens_once_the_streams_close() -> None:

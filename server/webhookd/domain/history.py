@@ -46,6 +46,12 @@ class LogRead(Generic[T]):
 
     entries: list[T]
     held_back: bool = False
+    # Where the read's scan of the log ended, when it ended before the `limit`-th entry: the last row it
+    # went through, settled, the reader's or not. The reader goes on after it, past rows it does not want.
+    scanned_to: LogPosition | None = None
+    # The scan stopped there at its bound of rows (store/sql.py LOG_SCAN_ROWS), not at the settled end:
+    # entries may follow right away.
+    cut_short: bool = False
 
 
 class LogPosition(NamedTuple):

@@ -87,6 +87,10 @@ class History:
         elif consumer is not None:
             after = await self._consumers.position(scope, consumer)
 
+        # A filter of the whole stream, as the others are, so that what it hands out does not depend on where
+        # its reads stopped (at a batch, at their bound of rows); a cursor's stream has none.
+        since = since if after is None else None
+
         async def read(position: LogPosition | None, limit: int) -> LogRead[LogEntry]:
             return await self._store.read_log(scope, query, after=position, since=since, limit=limit)
 

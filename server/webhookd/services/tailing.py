@@ -76,38 +76,41 @@ async def tail(
     """Every entry after `after` in order; with `follow`, then new ones as they are written
     (`topic` is the notification their writers send, naming `key`: the tenant whose log this is).
     Ends UNAVAILABLE once `closing` is set."""
+    progress = _Progress(after)
     if not follow:
-        async for entry in _backlog(read, position_of, after):
+        async for entry in _backlog(read, position_of, progress, closing):
             if closing.is_set():
                 raise server_shutting_down()
             yield entry
         return
-    held_back = False
-
-    async def read_noting_held_back(position: LogPosition | None, limit: int) -> LogRead[T]:
-        nonlocal held_back
-        result = await read(position, limit)
-        held_back = result.held_back  # the backlog's last read is the one that counts
-        return result
-
     # Subscribed before the first read: a notification between a read and the wait is never missed.
     async with notifications.subscribe(topic, key) as wake:
-        position = after
         while True:
             wake.clear()
-            async for entry in _backlog(read_noting_held_back, position_of, position):
+            async for entry in _backlog(read, position_of, progress, closing):
                 if closing.is_set():
                     raise server_shutting_down()
-                position = position_of(entry)
                 yield entry
             # Otherwise every entry still to come is announced (its writer notifies once it commits),
             # unless its writer died before it could.
-            recheck = RECHECK_SECONDS if held_back else IDLE_RECHECK_SECONDS
+            recheck = RECHECK_SECONDS if progress.held_back else IDLE_RECHECK_SECONDS
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(recheck):
                     await _first_set(wake, closing)
             if closing.is_set():
                 raise server_shutting_down()
+
+
+class _Progress:
+    """Where a reader of a log is: after its last entry, or after the last row its reads went through
+    (`LogRead.scanned_to`), none of which it wants, so that its next read starts past them (a server's
+    position only: a client's cursor is an entry's); and whether its last read held an entry back."""
+
+    __slots__ = ("held_back", "position")
+
+    def __init__(self, position: LogPosition | None) -> None:
+        self.position = position
+        self.held_back = False
 
 
 async def _first_set(*events: asyncio.Event) -> None:
@@ -123,26 +126,39 @@ async def _first_set(*events: asyncio.Event) -> None:
 async def _backlog(
     read: Callable[[LogPosition | None, int], Awaitable[LogRead[T]]],
     position_of: Callable[[T], LogPosition],
-    after: LogPosition | None,
+    progress: _Progress,
+    closing: asyncio.Event,
 ) -> AsyncIterator[T]:
-    """Batch by batch; a full batch starts the read of the next before its entries are sent, so the
-    database works while the reader is served (one read ahead at most: the batch bound holds)."""
-    entries = (await read(after, BATCH)).entries
+    """Batch by batch from `progress`, moving it on; a full batch, or a read stopped at its bound of rows,
+    starts the next read before its entries are sent, so the database works while the reader is served
+    (one read ahead at most: the batch bound holds). A read that went through its bound of rows without
+    a full batch is no end: it may have found none of the reader's, and the next starts where it stopped."""
+    done = await read(progress.position, BATCH)
     while True:
-        ahead = asyncio.ensure_future(read(position_of(entries[-1]), BATCH)) if len(entries) == BATCH else None
+        entries = done.entries
+        full = len(entries) == BATCH
+        scanned_to = None if full else done.scanned_to
+        following = position_of(entries[-1]) if full else scanned_to if done.cut_short else None
+        ahead = asyncio.ensure_future(read(following, BATCH)) if following is not None else None
         try:
             for entry in entries:
+                progress.position = position_of(entry)
                 yield entry
         except BaseException:  # the reader stopped (GeneratorExit, cancelled): the read ahead is moot
             if ahead is not None:
                 ahead.cancel()
                 ahead.add_done_callback(_outcome_unwanted)
             raise
+        if scanned_to is not None:
+            progress.position = scanned_to
+        progress.held_back = done.held_back  # the backlog's last read is the one that counts
         if ahead is None:
             return
-        entries = (await ahead).entries
-        if not entries:
-            return
+        if closing.is_set():  # reads that find none of the reader's entries send nothing to check it at
+            ahead.cancel()
+            ahead.add_done_callback(_outcome_unwanted)
+            raise server_shutting_down()
+        done = await ahead
 
 
 def _outcome_unwanted(task: asyncio.Future[Any]) -> None:

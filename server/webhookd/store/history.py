@@ -22,7 +22,16 @@ from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.store.database import Connection, Database
-from webhookd.store.sql import TEXT_ARRAY, compiled, param, scope_params, scoped, settled_and_held_back, settled_read
+from webhookd.store.sql import (
+    LOG_SCAN_ROWS,
+    TEXT_ARRAY,
+    compiled,
+    param,
+    scope_params,
+    scoped,
+    settled_and_held_back,
+    settled_read,
+)
 from webhookd.store.tables import attempts, deliveries, events, webhooks
 
 RECOVER_BATCH = 1000
@@ -222,9 +231,12 @@ def _log_statement(filters: frozenset[str]) -> str:
         after = sa.tuple_(param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger))
         conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
         keys.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
-    elif "since" in filters:
+    start: list[sa.ColumnElement[bool]] = []
+    if "since" in filters:
+        # The partitions' key: the scan starts in the week of `since`, not at the oldest row kept.
+        start.append(attempts.c.occurred_at >= param("since"))
         conditions.append(attempts.c.occurred_at >= param("since"))
-    return settled_and_held_back(sa.select(*_LOG_COLUMNS).where(*conditions), attempts, keys)
+    return settled_and_held_back(sa.select(*_LOG_COLUMNS).where(*conditions), attempts, keys, start)
 
 
 @functools.cache
@@ -255,14 +267,15 @@ def _deliveries_statement(filters: frozenset[str]) -> str:
 
 
 def _filters(values: dict[str, Any]) -> frozenset[str]:
-    return frozenset(values) - {"tenant_id", "app_id", "limit", "type_patterns", "after_seq", "before_id"}
+    return frozenset(values) - {"tenant_id", "app_id", "limit", "scan", "type_patterns", "after_seq", "before_id"}
 
 
 class HistoryStore:
     """ports.HistoryRepository in PostgreSQL."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, scan_rows: int = LOG_SCAN_ROWS) -> None:
         self._db = database
+        self._scan_rows = scan_rows
 
     async def read_log(
         self,
@@ -274,6 +287,7 @@ class HistoryStore:
         limit: int,
     ) -> LogRead[LogEntry]:
         values: dict[str, Any] = scope_params(scope) | {"limit": limit} | event_type_params(query.event_types)
+        values["scan"] = self._scan_rows
         if query.webhook_id is not None:
             values["webhook_id"] = query.webhook_id
         if query.outcomes:
@@ -282,12 +296,10 @@ class HistoryStore:
             values["kinds"] = [kind.value for kind in query.kinds]
         if after is not None:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
-        elif since is not None:
+        if since is not None:
             values["since"] = since
-        rows, held_back = settled_read(
-            await self._db.fetch_all(_log_statement(_filters(values)), values, generic_plan=True)
-        )
-        return LogRead([log_entry(row) for row in rows], held_back)
+        read = settled_read(await self._db.fetch_all(_log_statement(_filters(values)), values, generic_plan=True))
+        return LogRead([log_entry(row) for row in read.entries], read.held_back, read.scanned_to, read.cut_short)
 
     async def list_deliveries(
         self, scope: Scope, query: DeliveryFilter, *, before: tuple[datetime, str] | None, limit: int

@@ -31,6 +31,7 @@ from webhookd.domain.webhooks import Direction, SignatureScheme
 from webhookd.store import token_buckets
 from webhookd.store.database import BEGIN, COMMIT, Connection, Database, rollback
 from webhookd.store.sql import (
+    LOG_SCAN_ROWS,
     acknowledgeable,
     compiled,
     param,
@@ -205,8 +206,9 @@ def _consumer_keys(scope: Scope, name: str) -> dict[str, str]:
 class InboundStore:
     """ports.InboundRepository in PostgreSQL."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, scan_rows: int = LOG_SCAN_ROWS) -> None:
         self._db = database
+        self._scan_rows = scan_rows
 
     async def target(self, webhook_id: str) -> InboundTarget | None:
         """The live, enabled inbound webhook with this id (its id is the only key the sender has)."""
@@ -269,12 +271,16 @@ class InboundStore:
     async def read(
         self, scope: Scope, *, webhook_id: str | None, after: LogPosition | None, limit: int
     ) -> LogRead[InboundEvent]:
-        values: dict[str, Any] = scope_params(scope) | {"limit": limit, "webhook_id": webhook_id}
+        values: dict[str, Any] = scope_params(scope) | {
+            "limit": limit,
+            "scan": self._scan_rows,
+            "webhook_id": webhook_id,
+        }
         if after is not None:
             values |= {"after_txid": after.txid, "after_seq": after.seq}
         statement = _READS[(webhook_id is not None, after is not None)]
-        rows, held_back = settled_read(await self._db.fetch_all(statement, values, generic_plan=True))
-        return LogRead([_event(row) for row in rows], held_back)
+        read = settled_read(await self._db.fetch_all(statement, values, generic_plan=True))
+        return LogRead([_event(row) for row in read.entries], read.held_back, read.scanned_to, read.cut_short)
 
     async def consumer_position(self, scope: Scope, name: str) -> LogPosition | None:
         row = await self._db.fetch_one(_CONSUMER_POSITION, _consumer_keys(scope, name))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -79,21 +79,71 @@ SETTLED_TXID = sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 HELD_BACK_PROBE_ROWS = 100
 
 
-def settled_and_held_back(entries: sa.Select[Any], log: sa.Table, keys: Sequence[sa.ColumnElement[bool]]) -> str:
-    """`entries` (a read of `log`, attempts or inbound receipts) up to the settled end in (txid, seq)
-    order, `limit` of them, each with a last column false; and a row whose last column is true when an
-    entry past that end was held back (`LogRead`). One statement, so both parts
-    see one snapshot: judged in another, the end may have moved, and an entry settled in between would
-    be neither read nor reported held back.
+# The most rows a read of the log goes through before the settled end, whatever the reader's filters rule
+# out: it reads to the `limit`-th entry of its own or to this, and says how far it went (`SettledRead`), so
+# its reader goes on from there. Without it, a follower whose filters matched nothing read every row of the
+# tenant's log since its position on every read (30,000: all 30,000, at each new entry of the tenant).
+LOG_SCAN_ROWS = 1000
 
-    The probe reads at most HELD_BACK_PROBE_ROWS entries past the end, those `keys` (conditions of
-    `entries` an index of `log` leads with, before txid and seq) select: the first `entries` selects
-    among them is held back, and so is the last of them when none is, as one the reader may read. Held
-    back too often costs the reader a read a second (services/tailing.py RECHECK_SECONDS) while the end
-    is held back; an entry held back and not reported would wait for its reader's idle re-read."""
+
+def settled_and_held_back(
+    entries: sa.Select[Any],
+    log: sa.Table,
+    keys: Sequence[sa.ColumnElement[bool]],
+    start: Sequence[sa.ColumnElement[bool]] = (),
+) -> str:
+    """`entries` (a read of `log`, attempts or inbound receipts) up to the settled end in (txid, seq)
+    order, `limit` of them, from at most `scan` rows of the log; the last of those rows (if it comes before
+    the `limit`-th entry) marks how far the read went; and a row when an entry past that end was held back
+    (`LogRead`). `settled_read` tells the rows apart. One statement, so both parts see one snapshot:
+    judged in another, the end may have moved, and an entry settled in between would be neither read nor
+    reported held back.
+
+    The rows scanned are those `keys` select (conditions of `entries` an index of `log` leads with, before
+    txid and seq) and `start` (a bound on where the log starts for the reader, `since`, that prunes
+    partitions); `entries`' other conditions are judged on them. A row scanned and not returned is settled:
+    no entry can later appear before it, so the reader may go on after it.
+
+    The probe reads at most HELD_BACK_PROBE_ROWS entries past the end, those `keys` select: the first
+    `entries` selects among them is held back, and so is the last of them when none is, as one the reader
+    may read. Held back too often costs the reader a read a second (services/tailing.py RECHECK_SECONDS)
+    while the end is held back; an entry held back and not reported would wait for its reader's idle re-read."""
     order = (log.c.txid, log.c.seq)
-    settled = entries.add_columns(sa.false()).where(log.c.txid < SETTLED_TXID).order_by(*order)
     assert entries.whereclause is not None, "a read of the log is scoped"
+    columns = list(entries.selected_columns)
+    scanned = (
+        sa.select(
+            *(column.label(f"entry_{index}") for index, column in enumerate(columns)),
+            entries.whereclause.label("wanted"),
+            log.c.txid.label("scan_txid"),
+            log.c.seq.label("scan_seq"),
+        )
+        .where(*keys, *start, log.c.txid < SETTLED_TXID)
+        .order_by(*order)
+        .limit(param("scan"))
+        .subquery("scanned")
+    )
+    scan_order = (scanned.c.scan_txid, scanned.c.scan_seq)
+    ranked = sa.select(
+        scanned,
+        sa.func.row_number().over(order_by=scan_order).label("scanned"),
+        sa.func.lead(sa.true()).over(order_by=scan_order).is_(None).label("last"),
+    ).subquery("ranked")
+    wanted = sa.func.coalesce(ranked.c.wanted, sa.false())
+    # An entry's own columns for the reader's entries only: the last row scanned may be another's (its body).
+    settled = (
+        sa.select(
+            *(sa.case((wanted, ranked.c[f"entry_{index}"])) for index in range(len(columns))),
+            wanted,
+            sa.case((ranked.c.last, ranked.c.scan_txid)),
+            sa.case((ranked.c.last, ranked.c.scan_seq)),
+            ranked.c.last & (ranked.c.scanned == param("scan")),
+            sa.false(),
+        )
+        .where(sa.or_(wanted, ranked.c.last))
+        .order_by(ranked.c.scan_txid, ranked.c.scan_seq)
+        .limit(param("limit"))
+    )
     past = (
         sa.select(entries.whereclause.label("wanted"), sa.func.row_number().over(order_by=order).label("probed"))
         .where(*keys, log.c.txid >= SETTLED_TXID)
@@ -103,19 +153,40 @@ def settled_and_held_back(entries: sa.Select[Any], log: sa.Table, keys: Sequence
     )
     # Only its last column is read: the entry's own are NULL (a receipt's body is not sent for nothing).
     held_back = (
-        sa.select(*(sa.null() for _ in entries.selected_columns), sa.true())
+        sa.select(*(sa.null() for _ in range(len(columns) + 4)), sa.true())
         .where(sa.or_(past.c.wanted, past.c.probed == HELD_BACK_PROBE_ROWS))
         .limit(1)
     )
-    return compiled(sa.union_all(settled.limit(param("limit")), held_back))
+    return compiled(sa.union_all(settled, held_back))
 
 
-def settled_read(rows: Sequence[Sequence[Any]]) -> tuple[list[Sequence[Any]], bool]:
-    """The rows of a `settled_and_held_back` statement: the settled ones without their last column
-    (in order: the branches' rows are told apart by it, not by where they come), and whether one
-    was held back."""
-    settled = [row[:-1] for row in rows if not row[-1]]
-    return settled, len(settled) < len(rows)
+class SettledRead(NamedTuple):
+    """The rows of a `settled_and_held_back` statement: the reader's entries (in order), whether one was
+    held back, and, when the read ended before its `limit`-th entry, the position of the last row it
+    scanned (`scanned_to`) and whether it stopped there at its bound of rows (`cut_short`: more may
+    follow now) rather than at the settled end."""
+
+    entries: list[Sequence[Any]]
+    held_back: bool
+    scanned_to: LogPosition | None
+    cut_short: bool
+
+
+def settled_read(rows: Sequence[Sequence[Any]]) -> SettledRead:
+    """The rows told apart by their last five columns (wanted, the last scanned row's txid and seq, cut
+    short, held back), not by where they come."""
+    entries: list[Sequence[Any]] = []
+    held_back = cut_short = False
+    scanned_to: LogPosition | None = None
+    for row in rows:
+        if row[-1]:
+            held_back = True
+            continue
+        if row[-5]:
+            entries.append(row[:-5])
+        if row[-4] is not None:
+            scanned_to, cut_short = LogPosition(row[-4], row[-3]), bool(row[-2])
+    return SettledRead(entries, held_back, scanned_to, cut_short)
 
 
 def acknowledgeable(log: sa.Table, *entry_conditions: sa.ColumnElement[bool]) -> str:

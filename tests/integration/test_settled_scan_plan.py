@@ -1,0 +1,117 @@
+"""A log read's scan of settled entries (store/sql.py `settled_and_held_back`) reads a bounded number of
+rows past the reader's position, however many of them the reader's filters rule out. A follower whose
+filters (another app, an outcome, an inbound receipt not accepted) match nothing read every row of the
+tenant's log since its position on every read, and woke to read them again at each new entry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from plans import analyzed_plan, rows_read
+
+from webhookd.store import history, inbound, migrate
+from webhookd.store.conninfo import conninfo
+from webhookd.store.database import GENERIC_PLAN
+from webhookd.store.sql import HELD_BACK_PROBE_ROWS, LOG_SCAN_ROWS, settled_read
+
+TENANT = "tnt_busy"
+SETTLED = 30_000
+WEBHOOK = """
+INSERT INTO webhooks (id, tenant_id, app_id, name, direction, url, event_types, signature_scheme, headers, enabled,
+    retry_max_attempts, retry_backoff, retry_timeout_ms, connector_id, application_id, tags, source, source_type,
+    vault_path, secret_fingerprint, created_at, updated_at, schema_version, version, consecutive_failures, channels,
+    rate_limit_per_second, ordering)
+VALUES ('whk_a', %(tenant)s, 'app_a', 'push', 'inbound', '', '{}', 'hmac-sha256', '{}', true, 5, 'exponential',
+    10000, '', '', '{}', 'github', 'hmac-sha256', 'webhookd/whk_a', '', now(), now(), 1, 1, 0, '{}', 0, 'unordered')
+"""
+ATTEMPTS = """
+INSERT INTO attempts (id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,
+    http_status, latency_ms, error, response_excerpt, occurred_at)
+SELECT 'att_' || n, %(tenant)s, 'app_a', 'dlv_' || n, 'evt_' || n, 'order.created', 'whk_a', 1, 'succeeded',
+    200, 5, '', '', now()
+FROM generate_series(1, %(rows)s) AS n
+"""
+RECEIPTS = """
+INSERT INTO inbound_events (id, tenant_id, app_id, webhook_id, message_id, status, reason, event_type,
+    content_type, body, received_at)
+SELECT 'ibe_' || n, %(tenant)s, 'app_a', 'whk_a', 'msg_' || n, 'rejected', 'signature', 'push',
+    'application/json', NULL, now()
+FROM generate_series(1, %(rows)s) AS n
+"""
+# What a read may go through: its scan, the probe past the settled end (none here), and a row either side.
+BOUND = LOG_SCAN_ROWS + HELD_BACK_PROBE_ROWS + 2
+
+
+@pytest.fixture
+async def settled_log(own_database: str) -> AsyncIterator[str]:
+    """`own_database` with SETTLED attempts and rejected inbound receipts of TENANT's app_a, all settled."""
+    await migrate.upgrade(own_database)
+    with psycopg.connect(conninfo(own_database), autocommit=True) as writer:
+        writer.execute(WEBHOOK, {"tenant": TENANT})
+        writer.execute(ATTEMPTS, {"tenant": TENANT, "rows": SETTLED})
+        writer.execute(RECEIPTS, {"tenant": TENANT, "rows": SETTLED})
+        writer.execute("ANALYZE attempts")
+        writer.execute("ANALYZE inbound_events")
+    yield own_database
+
+
+@pytest.mark.parametrize(
+    ("filters", "values"),
+    [
+        ({"after_txid"}, {"app_id": "app_b"}),  # an integration key of another app
+        ({"after_txid", "outcomes"}, {"app_id": None, "outcomes": ["failed"]}),
+        ({"after_txid", "webhook_id", "outcomes"}, {"app_id": None, "webhook_id": "whk_a", "outcomes": ["failed"]}),
+        ({"after_txid", "kinds"}, {"app_id": None, "kinds": ["webhook.paused"]}),
+    ],
+)
+def test_a_delivery_log_read_scans_a_bounded_number_of_rows(
+    settled_log: str, filters: set[str], values: dict[str, object]
+) -> None:
+    statement = history._log_statement(frozenset(filters))
+    arguments = {"tenant_id": TENANT, "limit": 200, "scan": LOG_SCAN_ROWS, "after_txid": 0, "after_seq": 0, **values}
+
+    plan = analyzed_plan(settled_log, GENERIC_PLAN, statement, arguments)
+    with psycopg.connect(conninfo(settled_log), autocommit=True) as connection:
+        read = settled_read(connection.execute(statement, arguments).fetchall())
+
+    assert rows_read(plan, "attempts") <= BOUND
+    # None of them is the reader's; the read says how far it went, and that more rows follow.
+    assert (read.entries, read.held_back, read.cut_short) == ([], False, True)
+    assert read.scanned_to is not None and read.scanned_to > (0, 0)
+
+
+def test_an_inbound_stream_read_scans_a_bounded_number_of_rows(settled_log: str) -> None:
+    statement = inbound._READS[(False, True)]
+    arguments = {
+        "tenant_id": TENANT,
+        "app_id": None,
+        "limit": 200,
+        "scan": LOG_SCAN_ROWS,
+        "after_txid": 0,
+        "after_seq": 0,
+    }
+
+    plan = analyzed_plan(settled_log, GENERIC_PLAN, statement, arguments)
+
+    assert rows_read(plan, "inbound_events") <= BOUND
+
+
+def test_a_read_whose_entries_all_match_stops_at_its_limit(settled_log: str) -> None:
+    statement = history._log_statement(frozenset({"after_txid"}))
+    arguments = {
+        "tenant_id": TENANT,
+        "app_id": None,
+        "limit": 200,
+        "scan": LOG_SCAN_ROWS,
+        "after_txid": 0,
+        "after_seq": 0,
+    }
+
+    plan = analyzed_plan(settled_log, GENERIC_PLAN, statement, arguments)
+    with psycopg.connect(conninfo(settled_log), autocommit=True) as connection:
+        read = settled_read(connection.execute(statement, arguments).fetchall())
+
+    assert len(read.entries) == 200
+    assert rows_read(plan, "attempts") <= 200 + HELD_BACK_PROBE_ROWS + 2
