@@ -50,14 +50,15 @@ def generic_plan(
 
 
 def analyzed_plan(database: str, settings_statement: str, statement: str, values: dict[str, Any]) -> dict[str, Any]:
-    """The statement's plan, run (EXPLAIN ANALYZE, for a read only: in a transaction rolled back), after
-    `settings_statement`: what each node read, to count the rows a statement goes through."""
+    """The statement's plan, run (EXPLAIN ANALYZE with BUFFERS, for a read only: in a transaction rolled
+    back), after `settings_statement`: what each node read, to count the rows and pages a statement goes
+    through."""
     with (
         psycopg.connect(conninfo(database), autocommit=True) as connection,
         connection.transaction(force_rollback=True),
     ):
         connection.execute(settings_statement)
-        explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + sql.SQL(statement)
+        explain = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + sql.SQL(statement)
         [document] = connection.execute(explain, values).fetchone()
     return dict((json.loads(document) if isinstance(document, str) else document)[0]["Plan"])
 
@@ -70,3 +71,11 @@ def rows_read(plan: dict[str, Any], relation_prefix: str) -> int:
         for node in nodes(plan)
         if str(node.get("Relation Name", "")).startswith(relation_prefix)
     )
+
+
+def pages_under(plan: dict[str, Any], alias: str) -> int:
+    """The pages (index and table, in shared buffers or read) the part of the plan under the node named
+    `alias` (a subquery's) went through: an index scan walking entries its conditions rule out reads
+    their pages without returning or filtering a row."""
+    [part] = [node for node in nodes(plan) if node.get("Alias") == alias]
+    return int(part.get("Shared Hit Blocks", 0)) + int(part.get("Shared Read Blocks", 0))

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from plans import analyzed_plan, rows_read
+from plans import analyzed_plan, pages_under, rows_read
 
 from webhookd.store import history, inbound, migrate
 from webhookd.store.conninfo import conninfo
@@ -115,3 +115,19 @@ def test_a_read_whose_entries_all_match_stops_at_its_limit(settled_log: str) -> 
 
     assert len(read.entries) == 200
     assert rows_read(plan, "attempts") <= 200 + HELD_BACK_PROBE_ROWS + 2
+
+
+@pytest.mark.parametrize("log", ["attempts", "inbound_events"])
+def test_the_probe_past_the_settled_end_starts_there_not_at_the_readers_position(settled_log: str, log: str) -> None:
+    """A reader far behind the end: its probe walked the index from its position to the end, 30,000
+    entries (182 pages, a millisecond) on every read, the bounded ones that came to none of its own too."""
+    if log == "attempts":
+        statement = history._log_statement(frozenset({"after_txid", "outcomes"}))
+    else:
+        statement = inbound._READS[(False, True)]
+    arguments = {"tenant_id": TENANT, "app_id": None, "outcomes": ["failed"], "limit": 200, "scan": LOG_SCAN_ROWS}
+
+    plan = analyzed_plan(settled_log, GENERIC_PLAN, statement, arguments | {"after_txid": 0, "after_seq": 0})
+
+    # An index's descent to the end, in each of the log's partitions.
+    assert pages_under(plan, "past") <= 16

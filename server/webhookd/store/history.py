@@ -227,16 +227,16 @@ def _log_statement(filters: frozenset[str]) -> str:
         conditions.append(sa.or_(attempts.c.kind != _ATTEMPT, outcome) if "kinds" in filters else outcome)
     if "exact_types" in filters:
         conditions.append(event_type_condition(attempts.c.event_type))
+    after = None
     if "after_txid" in filters:
-        after = sa.tuple_(param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger))
-        conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
-        keys.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > after)
+        after = (param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger))
+        conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > sa.tuple_(*after))
     start: list[sa.ColumnElement[bool]] = []
     if "since" in filters:
         # The partitions' key: the scan starts in the week of `since`, not at the oldest row kept.
         start.append(attempts.c.occurred_at >= param("since"))
         conditions.append(attempts.c.occurred_at >= param("since"))
-    return settled_and_held_back(sa.select(*_LOG_COLUMNS).where(*conditions), attempts, keys, start)
+    return settled_and_held_back(sa.select(*_LOG_COLUMNS).where(*conditions), attempts, keys, after=after, start=start)
 
 
 @functools.cache

@@ -142,25 +142,19 @@ _EVENT_COLUMNS = (
     inbound_events.c.received_at,
 )
 _READ_CONDITIONS = (scoped(inbound_events), inbound_events.c.status == _ACCEPTED)
-_AFTER = sa.tuple_(inbound_events.c.txid, inbound_events.c.seq) > sa.tuple_(
-    param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger)
-)
-
-
-def _read(*conditions: sa.ColumnElement[bool]) -> str:
-    # Each of `conditions` is one the log's indexes lead with (webhook_id) or go on with (txid, seq).
-    keys = (inbound_events.c.tenant_id == param("tenant_id", sa.Text), *conditions)
-    entries = sa.select(*_EVENT_COLUMNS).where(*_READ_CONDITIONS, *conditions)
-    return settled_and_held_back(entries, inbound_events, keys)
-
-
+_AFTER = (param("after_txid", sa.BigInteger), param("after_seq", sa.BigInteger))
 _WEBHOOK = inbound_events.c.webhook_id == param("webhook_id")
-_READS = {
-    (False, False): _read(),
-    (True, False): _read(_WEBHOOK),
-    (False, True): _read(_AFTER),
-    (True, True): _read(_WEBHOOK, _AFTER),
-}
+
+
+def _read(*, webhook: bool, after: bool) -> str:
+    # The conditions the log's indexes lead with: the tenant, or the webhook, then (txid, seq) after the reader.
+    keys = [inbound_events.c.tenant_id == param("tenant_id", sa.Text), *([_WEBHOOK] if webhook else [])]
+    past = [sa.tuple_(inbound_events.c.txid, inbound_events.c.seq) > sa.tuple_(*_AFTER)] if after else []
+    entries = sa.select(*_EVENT_COLUMNS).where(*_READ_CONDITIONS, *keys, *past)
+    return settled_and_held_back(entries, inbound_events, keys, after=_AFTER if after else None)
+
+
+_READS = {(webhook, after): _read(webhook=webhook, after=after) for webhook in (False, True) for after in (False, True)}
 # A consumer belongs to the caller's whole scope, like every read: another app of the tenant that uses
 # the same name has a position of its own.
 _THE_CONSUMER = sa.and_(
