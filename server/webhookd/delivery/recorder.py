@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from webhookd.domain.deliveries import AttemptRecord, ClaimedDelivery
 from webhookd.domain.errors import TransactionConflict, Unavailable
@@ -32,8 +33,9 @@ class AttemptRecorder:
     def __init__(self, queue: DeliveryQueue, notifications: Notifications) -> None:
         self._queue = queue
         self._notifications = notifications
-        # Told after each batch is written: the leases it ended no longer count against any cap.
-        self.on_recorded: Callable[[], None] = lambda: None
+        # Told after each batch is written (the leases it ended no longer count against any cap), with
+        # the earliest retry it scheduled, if any.
+        self.on_recorded: Callable[[datetime | None], None] = lambda retry_at: None
         self._pending: list[tuple[ClaimedDelivery, AttemptRecord]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -91,7 +93,8 @@ class AttemptRecorder:
                 log.exception("recording attempts failed; their deliveries come round again")
                 return
             self.lost_leases += recorded.kept.count(False)
-            self.on_recorded()
+            retries = [record.next_attempt_at for _, record in batch if record.next_attempt_at is not None]
+            self.on_recorded(min(retries, default=None))
             for tenant_id in {claimed.tenant_id for claimed, _ in batch}:  # their followers, no one else's
                 self._notifications.notify(Topic.ATTEMPTS, tenant_id)
             if recorded.operational_queued or recorded.fifo_next_due:
