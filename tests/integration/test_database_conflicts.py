@@ -158,6 +158,7 @@ async def test_work_that_may_not_run_again_is_told_aborted_at_its_first_conflict
 # -- what a client of the running service sees ---------------------------------------------------------
 
 ADVISORY_KEY = 7_502_003  # no other test takes it
+LOCK_RETRY = "500ms"
 
 
 async def made_a_deadlock_victim(
@@ -173,7 +174,10 @@ async def made_a_deadlock_victim(
     `statement` (an UPDATE or DELETE) changes the row `row_id` of `table` was made a deadlock's victim
     (at most `times`, one each run): a trigger (this test's, dropped after) makes that statement wait
     on an advisory lock another session holds while it holds the row, and that session then asks for
-    the row. The call's backend waits first, so its deadlock check runs first, and it is the victim."""
+    the row. PostgreSQL checks a wait for a deadlock once, `deadlock_timeout` after it began, and the
+    backend that finds one is the victim. So the call's wait is begun anew every LOCK_RETRY (each
+    checked after 100 ms), and the holder's is checked only after a minute: the call is the victim,
+    however late the holder comes (a loaded machine), never the holder."""
     name = sql.Identifier(f"conflict_{uuid.uuid4().hex[:12]}")
     async with (
         await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as admin,
@@ -181,10 +185,13 @@ async def made_a_deadlock_victim(
     ):
         await admin.execute(
             sql.SQL(
-                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS"
-                " $$ BEGIN PERFORM pg_advisory_xact_lock({key});"
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " PERFORM set_config('deadlock_timeout', '100ms', true);"
+                " PERFORM set_config('lock_timeout', {retry}, true);"
+                " LOOP BEGIN PERFORM pg_advisory_xact_lock({key}); EXIT;"
+                " EXCEPTION WHEN lock_not_available THEN NULL; END; END LOOP;"
                 " IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; RETURN NEW; END $$"
-            ).format(name=name, key=sql.Literal(ADVISORY_KEY))
+            ).format(name=name, key=sql.Literal(ADVISORY_KEY), retry=sql.Literal(LOCK_RETRY))
         )
         try:
             await admin.execute(
@@ -193,6 +200,7 @@ async def made_a_deadlock_victim(
                     " EXECUTE FUNCTION {name}()"
                 ).format(name=name, table=sql.Identifier(table), id=sql.Literal(row_id))
             )
+            await holder.execute("SET deadlock_timeout = '1min'")
             await holder.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_KEY,))
             answered = asyncio.ensure_future(call())
             victims = 0
