@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from busy_log import ATTEMPTS, RECEIPTS, TENANT, WEBHOOK
 from plans import analyzed_plan, rows_read
 
 from webhookd.store import history, inbound, migrate
@@ -17,30 +18,7 @@ from webhookd.store.conninfo import conninfo
 from webhookd.store.database import GENERIC_PLAN
 from webhookd.store.sql import HELD_BACK_PROBE_ROWS, LOG_SCAN_ROWS, settled_read
 
-TENANT = "tnt_busy"
 PAST_THE_END = 30_000
-WEBHOOK = """
-INSERT INTO webhooks (id, tenant_id, app_id, name, direction, url, event_types, signature_scheme, headers, enabled,
-    retry_max_attempts, retry_backoff, retry_timeout_ms, connector_id, application_id, tags, source, source_type,
-    vault_path, secret_fingerprint, created_at, updated_at, schema_version, version, consecutive_failures, channels,
-    rate_limit_per_second, ordering)
-VALUES ('whk_a', %(tenant)s, 'app_a', 'push', 'inbound', '', '{}', 'hmac-sha256', '{}', true, 5, 'exponential',
-    10000, '', '', '{}', 'github', 'hmac-sha256', 'webhookd/whk_a', '', now(), now(), 1, 1, 0, '{}', 0, 'unordered')
-"""
-ATTEMPTS = """
-INSERT INTO attempts (id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,
-    http_status, latency_ms, error, response_excerpt, occurred_at)
-SELECT 'att_' || n, %(tenant)s, 'app_a', 'dlv_' || n, 'evt_' || n, 'order.created', 'whk_a', 1, 'succeeded',
-    200, 5, '', '', now()
-FROM generate_series(1, %(rows)s) AS n
-"""
-RECEIPTS = """
-INSERT INTO inbound_events (id, tenant_id, app_id, webhook_id, message_id, status, reason, event_type,
-    content_type, body, received_at)
-SELECT 'ibe_' || n, %(tenant)s, 'app_a', 'whk_a', 'msg_' || n, 'rejected', 'signature', 'push',
-    'application/json', NULL, now()
-FROM generate_series(1, %(rows)s) AS n
-"""
 
 
 @pytest.fixture

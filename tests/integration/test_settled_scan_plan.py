@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from busy_log import ATTEMPTS, RECEIPTS, TENANT, WEBHOOK
 from plans import analyzed_plan, pages_under, rows_read
 
 from webhookd.store import history, inbound, migrate
@@ -16,32 +17,18 @@ from webhookd.store.conninfo import conninfo
 from webhookd.store.database import GENERIC_PLAN
 from webhookd.store.sql import HELD_BACK_PROBE_ROWS, LOG_SCAN_ROWS, settled_read
 
-TENANT = "tnt_busy"
 SETTLED = 30_000
-WEBHOOK = """
-INSERT INTO webhooks (id, tenant_id, app_id, name, direction, url, event_types, signature_scheme, headers, enabled,
-    retry_max_attempts, retry_backoff, retry_timeout_ms, connector_id, application_id, tags, source, source_type,
-    vault_path, secret_fingerprint, created_at, updated_at, schema_version, version, consecutive_failures, channels,
-    rate_limit_per_second, ordering)
-VALUES ('whk_a', %(tenant)s, 'app_a', 'push', 'inbound', '', '{}', 'hmac-sha256', '{}', true, 5, 'exponential',
-    10000, '', '', '{}', 'github', 'hmac-sha256', 'webhookd/whk_a', '', now(), now(), 1, 1, 0, '{}', 0, 'unordered')
-"""
-ATTEMPTS = """
-INSERT INTO attempts (id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,
-    http_status, latency_ms, error, response_excerpt, occurred_at)
-SELECT 'att_' || n, %(tenant)s, 'app_a', 'dlv_' || n, 'evt_' || n, 'order.created', 'whk_a', 1, 'succeeded',
-    200, 5, '', '', now()
-FROM generate_series(1, %(rows)s) AS n
-"""
-RECEIPTS = """
-INSERT INTO inbound_events (id, tenant_id, app_id, webhook_id, message_id, status, reason, event_type,
-    content_type, body, received_at)
-SELECT 'ibe_' || n, %(tenant)s, 'app_a', 'whk_a', 'msg_' || n, 'rejected', 'signature', 'push',
-    'application/json', NULL, now()
-FROM generate_series(1, %(rows)s) AS n
-"""
 # What a read may go through: its scan, the probe past the settled end (none here), and a row either side.
 BOUND = LOG_SCAN_ROWS + HELD_BACK_PROBE_ROWS + 2
+# A read of 200 entries of the whole tenant from the log's start.
+FROM_THE_START = {
+    "tenant_id": TENANT,
+    "app_id": None,
+    "limit": 200,
+    "scan": LOG_SCAN_ROWS,
+    "after_txid": 0,
+    "after_seq": 0,
+}
 
 
 @pytest.fixture
@@ -70,7 +57,7 @@ def test_a_delivery_log_read_scans_a_bounded_number_of_rows(
     settled_log: str, filters: set[str], values: dict[str, object]
 ) -> None:
     statement = history._log_statement(frozenset(filters))
-    arguments = {"tenant_id": TENANT, "limit": 200, "scan": LOG_SCAN_ROWS, "after_txid": 0, "after_seq": 0, **values}
+    arguments = {**FROM_THE_START, **values}
 
     plan = analyzed_plan(settled_log, GENERIC_PLAN, statement, arguments)
     with psycopg.connect(conninfo(settled_log), autocommit=True) as connection:
@@ -84,14 +71,7 @@ def test_a_delivery_log_read_scans_a_bounded_number_of_rows(
 
 def test_an_inbound_stream_read_scans_a_bounded_number_of_rows(settled_log: str) -> None:
     statement = inbound._READS[(False, True)]
-    arguments = {
-        "tenant_id": TENANT,
-        "app_id": None,
-        "limit": 200,
-        "scan": LOG_SCAN_ROWS,
-        "after_txid": 0,
-        "after_seq": 0,
-    }
+    arguments = dict(FROM_THE_START)
 
     plan = analyzed_plan(settled_log, GENERIC_PLAN, statement, arguments)
 
@@ -100,14 +80,7 @@ def test_an_inbound_stream_read_scans_a_bounded_number_of_rows(settled_log: str)
 
 def test_a_read_whose_entries_all_match_stops_at_its_limit(settled_log: str) -> None:
     statement = history._log_statement(frozenset({"after_txid"}))
-    arguments = {
-        "tenant_id": TENANT,
-        "app_id": None,
-        "limit": 200,
-        "scan": LOG_SCAN_ROWS,
-        "after_txid": 0,
-        "after_seq": 0,
-    }
+    arguments = dict(FROM_THE_START)
 
     plan = analyzed_plan(settled_log, GENERIC_PLAN, statement, arguments)
     with psycopg.connect(conninfo(settled_log), autocommit=True) as connection:
