@@ -398,6 +398,13 @@ def make_pool(
     return make
 
 
+async def started_asleep(pool: DeliveryPool, queue: FakeDeliveryQueue) -> asyncio.Task[None]:
+    """`pool` running, once its first look found nothing to claim now and it went to sleep."""
+    running = asyncio.create_task(pool.run())
+    await within(queue.looked_ahead.wait())
+    return running
+
+
 async def stop(pool: DeliveryPool, running: asyncio.Task[None]) -> None:
     pool.stop()
     await within(running)
@@ -603,8 +610,7 @@ async def test_the_pool_wakes_when_deliveries_are_notified(
     monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())  # nothing due, nothing scheduled: asleep for the hour
+    running = await started_asleep(pool, queue)  # nothing due, nothing scheduled: asleep for the hour
 
     queue.add(webhook)
     notifications.notify(Topic.DELIVERIES)
@@ -625,8 +631,7 @@ async def test_a_named_webhook_this_process_holds_nothing_of_gets_an_express_cla
     monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())
+    running = await started_asleep(pool, queue)
 
     queue.add(webhook)
     notifications.notify(Topic.DELIVERIES, webhook.id)
@@ -660,8 +665,7 @@ async def test_a_batch_recorded_while_nothing_is_due_does_not_wake_the_claimer(
     queue.add(webhook)
     [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)  # its POST ends as the pool sleeps
     pool = make_pool(workers=2)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())  # nothing due before that lease ends: asleep
+    running = await started_asleep(pool, queue)  # nothing due before that lease ends: asleep
     claims = len(queue.claim_limits)
 
     recorder.submit(attempted, finished(clock))
@@ -689,8 +693,7 @@ async def test_a_batch_recorded_while_a_due_delivery_waits_for_its_webhooks_cap_
     [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)
     waiting = queue.add(webhook)
     pool = make_pool(workers=2, per_webhook=1)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())  # one due, held back by the cap: asleep
+    running = await started_asleep(pool, queue)  # one due, held back by the cap: asleep
 
     recorder.submit(attempted, finished(clock))  # the lease ends: the cap frees
 
@@ -728,8 +731,7 @@ async def test_a_batch_that_makes_a_retry_due_before_the_claimer_would_wake_wake
     delivery_id = queue.add(webhook)
     [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)
     pool = make_pool(workers=2)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())  # asleep until that lease ends (or the hour's poll)
+    running = await started_asleep(pool, queue)  # asleep until that lease ends (or the hour's poll)
 
     retry_now = AttemptRecord(Outcome.FAILED, 503, 5, "HTTP 503", "", False, clock(), clock())
     recorder.submit(attempted, retry_now)
@@ -756,8 +758,7 @@ async def test_a_batch_that_ends_a_fifo_head_gets_the_next_one_claimed_by_its_no
     [head] = await queue.claim(1, per_webhook=1, per_tenant=1000)
     following = queue.add(webhook)
     pool = make_pool(workers=2)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())
+    running = await started_asleep(pool, queue)
     assert queue.held_back == 1  # parked behind the head: asleep until its lease ends
 
     recorder.submit(head, finished(clock))
@@ -815,8 +816,7 @@ async def test_a_claim_that_met_a_database_conflict_or_outage_is_one_warning_lin
     refuse_first(queue, method, refusal, monkeypatch)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())  # the first claim found nothing: asleep
+    running = await started_asleep(pool, queue)  # the first claim found nothing: asleep
 
     queue.add(webhook)
     notifications.notify(Topic.DELIVERIES, webhook.id if method == "claim_named" else "")
@@ -842,8 +842,7 @@ async def test_a_claim_that_failed_unexpectedly_is_logged_with_its_traceback(
     refuse_first(queue, "claim", RuntimeError("a bug"), monkeypatch)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())
+    running = await started_asleep(pool, queue)
 
     queue.add(webhook)
     notifications.notify(Topic.DELIVERIES)
@@ -1049,8 +1048,7 @@ async def test_on_stop_what_an_express_claim_brings_back_is_released(
         return claimed
 
     monkeypatch.setattr(queue, "claim_named", claim_then_stop)
-    running = asyncio.create_task(pool.run())
-    await within(queue.looked_ahead.wait())
+    running = await started_asleep(pool, queue)
     delivery_id = queue.add(webhook)
     notifications.notify(Topic.DELIVERIES, webhook.id)
 
