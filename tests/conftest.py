@@ -107,6 +107,16 @@ async def database(backends: Backends) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+async def pool(backends: Backends) -> AsyncIterator[Pool]:
+    """The store's own pool (2 connections, a 10 s bound) on the session database, for tests of
+    `Database` itself: how it runs work, and what its failures become."""
+    opened = Pool(backends.database_url, size=2, timeout_seconds=10.0)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
 async def own_database(backends: Backends) -> AsyncIterator[str]:
     """A new empty database on the session's PostgreSQL; `running_service` migrates it.
 

@@ -36,14 +36,6 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-async def pool(backends) -> AsyncIterator[Database]:  # type: ignore[no-untyped-def]
-    opened = Database(backends.database_url, size=2, timeout_seconds=10.0)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def table(backends) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
     """A one-row table in a schema of its own, dropped afterwards: the service's tables stay untouched."""
     schema = f"conflicts_{uuid.uuid4().hex[:12]}"

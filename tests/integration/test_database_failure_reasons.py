@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -27,14 +26,6 @@ def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's failure is logged, though another test (test_database_conflicts.py) logged one of
     its kind within the throttle's interval."""
     monkeypatch.setattr(database, "_failures", ThrottledLog(database.log))
-
-
-@pytest.fixture
-async def pool(backends) -> AsyncIterator[Database]:  # type: ignore[no-untyped-def]
-    opened = Database(backends.database_url, size=2, timeout_seconds=10.0)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def failure_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
