@@ -1,6 +1,12 @@
 """Rows of one busy tenant's log, written in bulk by SQL (not through the API), for the plan tests of
 log reads: one inbound webhook of TENANT's app_a, its attempts and its rejected inbound receipts."""
 
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
 TENANT = "tnt_busy"
 WEBHOOK = """
 INSERT INTO webhooks (id, tenant_id, app_id, name, direction, url, event_types, signature_scheme, headers, enabled,
@@ -24,3 +30,13 @@ SELECT 'ibe_' || n, %(tenant)s, 'app_a', 'whk_a', 'msg_' || n, 'rejected', 'sign
     'application/json', NULL, now()
 FROM generate_series(1, %(rows)s) AS n
 """
+
+
+def write_busy_log(writer: psycopg.Connection[Any], rows: int) -> None:
+    """TENANT's webhook, `rows` attempts and `rows` rejected inbound receipts, then fresh statistics of both
+    tables (the plans under test are chosen from them)."""
+    writer.execute(WEBHOOK, {"tenant": TENANT})
+    writer.execute(ATTEMPTS, {"tenant": TENANT, "rows": rows})
+    writer.execute(RECEIPTS, {"tenant": TENANT, "rows": rows})
+    writer.execute("ANALYZE attempts")
+    writer.execute("ANALYZE inbound_events")

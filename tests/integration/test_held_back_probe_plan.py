@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from busy_log import ATTEMPTS, RECEIPTS, TENANT, WEBHOOK
+from busy_log import TENANT, write_busy_log
 from plans import analyzed_plan, rows_read
 
 from webhookd.store import history, inbound, migrate
@@ -29,11 +29,7 @@ async def held_open(own_database: str) -> AsyncIterator[str]:
     with psycopg.connect(conninfo(own_database)) as long_running:
         long_running.execute("SELECT pg_current_xact_id()")  # holds the snapshot's xmin from here on
         with psycopg.connect(conninfo(own_database), autocommit=True) as writer:
-            writer.execute(WEBHOOK, {"tenant": TENANT})
-            writer.execute(ATTEMPTS, {"tenant": TENANT, "rows": PAST_THE_END})
-            writer.execute(RECEIPTS, {"tenant": TENANT, "rows": PAST_THE_END})
-            writer.execute("ANALYZE attempts")
-            writer.execute("ANALYZE inbound_events")
+            write_busy_log(writer, PAST_THE_END)
         yield own_database
         long_running.rollback()
 

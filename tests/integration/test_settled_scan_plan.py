@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from busy_log import ATTEMPTS, RECEIPTS, TENANT, WEBHOOK
+from busy_log import TENANT, write_busy_log
 from plans import analyzed_plan, pages_under, rows_read
 
 from webhookd.store import history, inbound, migrate
@@ -36,11 +36,7 @@ async def settled_log(own_database: str) -> AsyncIterator[str]:
     """`own_database` with SETTLED attempts and rejected inbound receipts of TENANT's app_a, all settled."""
     await migrate.upgrade(own_database)
     with psycopg.connect(conninfo(own_database), autocommit=True) as writer:
-        writer.execute(WEBHOOK, {"tenant": TENANT})
-        writer.execute(ATTEMPTS, {"tenant": TENANT, "rows": SETTLED})
-        writer.execute(RECEIPTS, {"tenant": TENANT, "rows": SETTLED})
-        writer.execute("ANALYZE attempts")
-        writer.execute("ANALYZE inbound_events")
+        write_busy_log(writer, SETTLED)
     yield own_database
 
 
