@@ -368,6 +368,24 @@ async def leases(service: Service, pool: Database) -> PostgresStreamLeases:  # `
     return PostgresStreamLeases(pool)
 
 
+async def released_as_a_deadlock_victim(
+    database_url: str, leases: PostgresStreamLeases, *, times: int
+) -> tuple[str, BaseException | None, int]:
+    """A new tenant's one lease, released while its DELETE is made a deadlock's victim up to `times`
+    runs: the tenant, the release's outcome and how many times it was the victim."""
+    tenant = f"tnt_{uuid.uuid4().hex}"
+    lease = await leases.acquire(tenant, 1)
+    assert lease is not None
+
+    def release() -> Awaitable[None]:
+        return leases.release(lease)
+
+    outcome, victims = await made_a_deadlock_victim(
+        database_url, lease, release, times=times, table="stream_leases", statement="DELETE FROM stream_leases"
+    )
+    return tenant, outcome, victims
+
+
 async def places_taken(pool: Database, tenant: str) -> int:
     row = await pool.fetch_one("SELECT count(*) FROM stream_leases WHERE tenant_id = %s", (tenant,))
     assert row is not None
@@ -377,16 +395,7 @@ async def places_taken(pool: Database, tenant: str) -> int:
 async def test_a_stream_lease_release_that_is_a_deadlock_victim_once_gives_the_place_back(
     backends, pool: Database, leases: PostgresStreamLeases
 ) -> None:  # type: ignore[no-untyped-def]
-    tenant = f"tnt_{uuid.uuid4().hex}"
-    lease = await leases.acquire(tenant, 1)
-    assert lease is not None
-
-    def release() -> Awaitable[None]:
-        return leases.release(lease)
-
-    outcome, victims = await made_a_deadlock_victim(
-        backends.database_url, lease, release, table="stream_leases", statement="DELETE FROM stream_leases"
-    )
+    tenant, outcome, victims = await released_as_a_deadlock_victim(backends.database_url, leases, times=1)
 
     assert victims == 1
     assert outcome is None, outcome
@@ -398,16 +407,7 @@ async def test_a_stream_lease_release_that_keeps_conflicting_gives_the_place_bac
 ) -> None:  # type: ignore[no-untyped-def]
     """As after a release the database did not answer: the lease is deleted at the next chance rather
     than holding the tenant's place until it runs out, and the stream's end raises nothing."""
-    tenant = f"tnt_{uuid.uuid4().hex}"
-    lease = await leases.acquire(tenant, 1)
-    assert lease is not None
-
-    def release() -> Awaitable[None]:
-        return leases.release(lease)
-
-    outcome, victims = await made_a_deadlock_victim(
-        backends.database_url, lease, release, times=10, table="stream_leases", statement="DELETE FROM stream_leases"
-    )
+    tenant, outcome, victims = await released_as_a_deadlock_victim(backends.database_url, leases, times=10)
 
     assert victims == 3
     assert outcome is None, outcome
