@@ -7,7 +7,18 @@ from typing import Any
 
 import psycopg
 
+from webhookd.store.sql import LOG_SCAN_ROWS
+
 TENANT = "tnt_busy"
+# A read of 200 entries of the whole tenant from the log's start.
+FROM_THE_START = {
+    "tenant_id": TENANT,
+    "app_id": None,
+    "limit": 200,
+    "scan": LOG_SCAN_ROWS,
+    "after_txid": 0,
+    "after_seq": 0,
+}
 WEBHOOK = """
 INSERT INTO webhooks (id, tenant_id, app_id, name, direction, url, event_types, signature_scheme, headers, enabled,
     retry_max_attempts, retry_backoff, retry_timeout_ms, connector_id, application_id, tags, source, source_type,

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from busy_log import TENANT, write_busy_log
+from busy_log import FROM_THE_START, TENANT, write_busy_log
 from plans import analyzed_plan, rows_read
 
 from webhookd.store import history, inbound, migrate
@@ -59,14 +59,7 @@ def test_the_delivery_logs_probe_reads_a_bounded_number_of_rows(
 
 def test_the_inbound_streams_probe_reads_a_bounded_number_of_rows(held_open: str) -> None:
     statement = inbound._READS[(False, True)]
-    arguments = {
-        "tenant_id": TENANT,
-        "app_id": None,
-        "limit": 200,
-        "scan": LOG_SCAN_ROWS,
-        "after_txid": 0,
-        "after_seq": 0,
-    }
+    arguments = dict(FROM_THE_START)
 
     plan = analyzed_plan(held_open, GENERIC_PLAN, statement, arguments)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from busy_log import TENANT, write_busy_log
+from busy_log import FROM_THE_START, TENANT, write_busy_log
 from plans import analyzed_plan, pages_under, rows_read
 
 from webhookd.store import history, inbound, migrate
@@ -20,15 +20,6 @@ from webhookd.store.sql import HELD_BACK_PROBE_ROWS, LOG_SCAN_ROWS, settled_read
 SETTLED = 30_000
 # What a read may go through: its scan, the probe past the settled end (none here), and a row either side.
 BOUND = LOG_SCAN_ROWS + HELD_BACK_PROBE_ROWS + 2
-# A read of 200 entries of the whole tenant from the log's start.
-FROM_THE_START = {
-    "tenant_id": TENANT,
-    "app_id": None,
-    "limit": 200,
-    "scan": LOG_SCAN_ROWS,
-    "after_txid": 0,
-    "after_seq": 0,
-}
 
 
 @pytest.fixture
