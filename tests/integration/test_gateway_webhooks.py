@@ -21,6 +21,8 @@ from rest_calls import (
     webhook_body,
 )
 
+from webhookd.domain.secret_rotation import MAX_PREVIOUS, TOO_MANY_SIGNING_SECRETS
+
 
 @pytest.fixture
 async def rest(gateway) -> AsyncIterator[RestCaller]:
@@ -377,6 +379,28 @@ async def test_rotate_with_a_malformed_overlap_is_400(rest) -> None:
 
     assert response.status_code == 400
     assert violated_fields(response) == {"overlap"}
+
+
+async def test_a_rotation_past_the_secrets_kept_signing_is_400_and_one_without_overlap_goes_ahead(rest) -> None:
+    """Every secret handed out keeps its promised overlap: the rotation that would end one early is
+    refused with its own reason, naming when it may be sent again; overlap 0s ends them all."""
+    created = await create(rest)
+    webhook_id = created["webhook"]["id"]
+    secrets = [created["signing_secret"]]
+    for _ in range(MAX_PREVIOUS):
+        rotated = await rest.post(f"{WEBHOOKS}/{webhook_id}:rotateSecret", json={"overlap": "3600s"})
+        assert rotated.status_code == 200
+        secrets.append(rotated.json()["signing_secret"])
+
+    refused = await rest.post(f"{WEBHOOKS}/{webhook_id}:rotateSecret", json={"overlap": "3600s"})
+    retired = await rest.post(f"{WEBHOOKS}/{webhook_id}:rotateSecret", json={"overlap": "0s"})
+
+    assert refused.status_code == 400
+    assert reason_of(refused) == TOO_MANY_SIGNING_SECRETS
+    assert "overlap 0s" in error_of(refused)["message"]
+    assert not any(secret in refused.text for secret in secrets)
+    assert retired.status_code == 200
+    assert retired.json()["signing_secret"] not in secrets
 
 
 async def test_rotate_an_unknown_id_is_404(rest) -> None:

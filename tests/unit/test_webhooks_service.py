@@ -28,7 +28,7 @@ from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.idempotency import KeyedRequest
 from webhookd.domain.lifecycle import LifecycleChange
 from webhookd.domain.scope import Scope
-from webhookd.domain.secret_rotation import MAX_PREVIOUS, active_secrets
+from webhookd.domain.secret_rotation import MAX_PREVIOUS, TOO_MANY_SIGNING_SECRETS, active_secrets
 from webhookd.domain.statuses import LogKind
 from webhookd.domain.webhooks import Direction, Webhook, WebhookFilter, WebhookSpec
 from webhookd.ports import Topic
@@ -935,20 +935,63 @@ async def test_a_second_rotation_within_the_overlap_keeps_the_first_ones_promise
     assert active_secrets(record, clock(), named) == [second.signing_secret]
 
 
-async def test_rotations_in_a_burst_keep_at_most_max_previous_secrets_signing(
+async def test_a_rotation_past_max_previous_overlapping_secrets_is_refused_so_every_handed_out_one_signs(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """Each rotation promised its caller the replaced secret signs until its overlap ends: one more
+    than the record keeps is refused, not made by ending an earlier promise (the oldest secret used to
+    give way, and a receiver still on it began rejecting deliveries)."""
+    webhook, first_secret, _ = await webhooks.create(TENANT, outbound(), None)
+    rotations = []
+    for hours in range(MAX_PREVIOUS):
+        rotations.append(
+            await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24 - hours), signing_secret=None)
+        )
+        clock.advance(timedelta(minutes=1))
+    record_before = dict(secret_store.records[webhook.vault_path])
+
+    with pytest.raises(FailedPrecondition) as refused:
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
+
+    assert refused.value.reason == TOO_MANY_SIGNING_SECRETS
+    # The first overlap to end is the last rotation's (21 h), not the first one's (24 h).
+    assert rotations[-1].previous_secret_expires_at.isoformat() in refused.value.message
+    assert secret_store.records[webhook.vault_path] == record_before
+    handed_out = [first_secret, *(rotation.signing_secret for rotation in rotations)]
+    signing = active_secrets(record_before, clock(), rotations[-1].webhook.secret_fingerprint)
+    assert sorted(signing) == sorted(handed_out)
+
+
+async def test_a_rotation_goes_ahead_once_an_earlier_overlap_ends(
     webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
 ) -> None:
     webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
     rotations = [
-        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
-        for _ in range(MAX_PREVIOUS + 3)
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=1 + n), signing_secret=None)
+        for n in range(MAX_PREVIOUS)
     ]
+    clock.now = rotations[0].previous_secret_expires_at
+
+    last = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
+
     record = secret_store.records[webhook.vault_path]
-
-    signing = active_secrets(record, clock(), rotations[-1].webhook.secret_fingerprint)
-
-    newest_first = [rotation.signing_secret for rotation in reversed(rotations)]
+    signing = active_secrets(record, clock(), last.webhook.secret_fingerprint)
+    newest_first = [rotation.signing_secret for rotation in reversed([*rotations, last])]
     assert signing == newest_first[: MAX_PREVIOUS + 1]
+
+
+async def test_a_rotation_without_overlap_is_never_refused_for_the_secrets_still_overlapping(
+    webhooks: Webhooks, secret_store: FakeSecrets, clock: FakeClock
+) -> None:
+    """Retiring a leaked secret must not wait for earlier overlaps: overlap 0s ends them all."""
+    webhook, _, _ = await webhooks.create(TENANT, outbound(), None)
+    for _ in range(MAX_PREVIOUS):
+        await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(hours=24), signing_secret=None)
+
+    retired = await webhooks.rotate_secret(TENANT, webhook.id, overlap=timedelta(0), signing_secret=None)
+
+    record = secret_store.records[webhook.vault_path]
+    assert active_secrets(record, clock(), retired.webhook.secret_fingerprint) == [retired.signing_secret]
 
 
 async def test_a_rotation_without_overlap_ends_every_earlier_secret(

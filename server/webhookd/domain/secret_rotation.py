@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from webhookd.domain.credentials import credential_part, without_replaced
+from webhookd.domain.errors import FailedPrecondition
 from webhookd.domain.fingerprints import fingerprint
 from webhookd.domain.signing import public_key
 from webhookd.domain.webhooks import Webhook
@@ -14,9 +15,11 @@ from webhookd.domain.webhooks import Webhook
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=7)
 # A secret a rotation replaced signs until its own overlap ends, however many rotations follow it:
-# each rotation promised its caller that long. At most this many beside the current one (the longest
-# replaced gives way first), so a burst of rotations cannot grow every delivery's signatures unbounded.
+# each rotation promised its caller that long. At most this many beside the current one, so a burst of
+# rotations cannot grow every delivery's signatures unbounded: a rotation that would keep more is
+# refused rather than end a promised overlap early (`signing_secrets_full`).
 MAX_PREVIOUS = 4
+TOO_MANY_SIGNING_SECRETS = "TOO_MANY_SIGNING_SECRETS"
 # The record's previous secrets before "previous", newest first: JSON [[secret, expires_at], ...].
 OLDER = "older"
 _PREVIOUS_KEYS = ("previous", "previous_expires_at", OLDER)
@@ -43,9 +46,10 @@ def rotated(
 ) -> dict[str, str]:
     """The record after a rotation: the new secret current, the one in use (the row's, `named`) kept
     until now + overlap, the ones before it until their own overlaps end, a rotation the row has not
-    committed (`_ahead_of_row`) until now + overlap too (at most MAX_PREVIOUS in all), and the delivery
-    credential, if any, as it was. Without overlap only the new secret signs once the row names it: that
-    is how a leaked secret is retired. The one in use is kept, ended now, for as long as the row does not
+    committed (`_ahead_of_row`) until now + overlap too, and the delivery credential, if any, as it
+    was; FAILED_PRECONDITION when that would keep more than MAX_PREVIOUS previous secrets. Without
+    overlap only the new secret signs once the row names it: that is how a leaked secret is retired,
+    never refused. The one in use is kept, ended now, for as long as the row does not
     (`_signing`): a row update still committing, or one that never will because Vault carried this write
     out after the call answered UNAVAILABLE, whose caller still holds the secret in use."""
     kept = credential_part(record)
@@ -62,7 +66,22 @@ def rotated(
     for secret, until in replaced:
         if secret != new_secret and secret not in (held for held, _ in previous):
             previous.append((secret, until))
-    return {"current": new_secret, **_previous_fields(previous[:MAX_PREVIOUS]), **kept}
+    if len(previous) > MAX_PREVIOUS:
+        # A slot frees when the first secret an earlier rotation replaced stops signing.
+        raise signing_secrets_full(min(until for _, until in before if until is not None))
+    return {"current": new_secret, **_previous_fields(previous), **kept}
+
+
+def signing_secrets_full(first_end: datetime) -> FailedPrecondition:
+    """What a rotation with an overlap is told while MAX_PREVIOUS replaced secrets already sign beside
+    the current one: keeping one more would break the overlap promised to an earlier rotation's caller,
+    and dropping one would too. A rotation without overlap ends them all, so it is never refused."""
+    return FailedPrecondition(
+        f"overlap: {MAX_PREVIOUS} secrets replaced by earlier rotations still sign beside the current one,"
+        f" each until its own overlap ends (the first at {first_end.isoformat()}): rotate again after then,"
+        " or with overlap 0s to end them all now",
+        reason=TOO_MANY_SIGNING_SECRETS,
+    )
 
 
 def without_ended(record: dict[str, str], now: datetime, named: str) -> dict[str, str]:

@@ -510,7 +510,8 @@ class RotateWebhookSecretRequest(_message.Message):
     def overlap(self) -> _duration_pb2.Duration:
         """How long the previous secret keeps signing beside the new one: default 24 h, at most 7 days.
         Secrets replaced by earlier rotations keep signing until their own overlaps end (at most 4
-        beside the new one); 0s ends every one of them at once.
+        beside the new one: a rotation that would keep a fifth is FAILED_PRECONDITION); 0s ends every
+        one of them at once.
         """
 
     def __init__(

@@ -258,7 +258,10 @@ class WebhookServiceServicer:
         """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
         signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
         switch without loss. While another rotation or credential change of the webhook is under way it is
-        ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds.
+        ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds. While four secrets replaced by
+        earlier rotations still sign, a rotation with an overlap is FAILED_PRECONDITION (reason
+        TOO_MANY_SIGNING_SECRETS, saying when the first of them ends): one more would end a promised
+        overlap early. A rotation with overlap 0s is never refused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

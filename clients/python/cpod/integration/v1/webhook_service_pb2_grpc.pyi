@@ -77,7 +77,10 @@ class WebhookServiceStub:
     """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
     signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
     switch without loss. While another rotation or credential change of the webhook is under way it is
-    ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds.
+    ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds. While four secrets replaced by
+    earlier rotations still sign, a rotation with an overlap is FAILED_PRECONDITION (reason
+    TOO_MANY_SIGNING_SECRETS, saying when the first of them ends): one more would end a promised
+    overlap early. A rotation with overlap 0s is never refused.
     """
     SetWebhookCredential: _grpc.UnaryUnaryMultiCallable[_webhook_service_pb2.SetWebhookCredentialRequest, _webhook_service_pb2.SetWebhookCredentialResponse]
     """Sets the credential every delivery of an outbound webhook carries, for a receiver that
@@ -210,7 +213,10 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
     signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
     switch without loss. While another rotation or credential change of the webhook is under way it is
-    ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds.
+    ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds. While four secrets replaced by
+    earlier rotations still sign, a rotation with an overlap is FAILED_PRECONDITION (reason
+    TOO_MANY_SIGNING_SECRETS, saying when the first of them ends): one more would end a promised
+    overlap early. A rotation with overlap 0s is never refused.
     """
     SetWebhookCredential: _aio.UnaryUnaryMultiCallable[_webhook_service_pb2.SetWebhookCredentialRequest, _webhook_service_pb2.SetWebhookCredentialResponse]  # type: ignore[assignment]
     """Sets the credential every delivery of an outbound webhook carries, for a receiver that
@@ -388,7 +394,10 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         """Replaces a webhook's signing secret (an ed25519 webhook: its key pair). The previous secret keeps
         signing alongside the new one (space-separated signatures) until the overlap ends, so receivers can
         switch without loss. While another rotation or credential change of the webhook is under way it is
-        ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds.
+        ABORTED (reason SECRET_CHANGE_IN_PROGRESS): retry in a few seconds. While four secrets replaced by
+        earlier rotations still sign, a rotation with an overlap is FAILED_PRECONDITION (reason
+        TOO_MANY_SIGNING_SECRETS, saying when the first of them ends): one more would end a promised
+        overlap early. A rotation with overlap 0s is never refused.
         """
 
     @_abc_1.abstractmethod
