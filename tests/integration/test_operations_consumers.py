@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 from cpod.integration.v1 import operations_pb2 as ops
 from cpod.integration.v1 import webhook_service_pb2 as pb
+from google.protobuf.duration_pb2 import Duration
 from rest_calls import rest_caller, violated_fields
 from webhook_calls import create_webhook, field_violations, rpc_error
 
@@ -14,9 +15,10 @@ from support import make_caller, new_tenant_id
 
 
 async def rotations(stub, webhook_id: str, count: int) -> None:
-    """`count` lifecycle entries on the log, one per rotation."""
+    """`count` lifecycle entries on the log, one per rotation: without overlap, so no count is refused
+    for the secrets earlier ones left signing (at most four)."""
     for _ in range(count):
-        await stub.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=webhook_id))
+        await stub.RotateWebhookSecret(pb.RotateWebhookSecretRequest(id=webhook_id, overlap=Duration(seconds=0)))
 
 
 async def read(stub, **request: object) -> list[pb.DeliveryLogEntry]:
