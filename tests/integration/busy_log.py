@@ -3,6 +3,7 @@ log reads: one inbound webhook of TENANT's app_a, its attempts and its rejected 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -31,7 +32,7 @@ ATTEMPTS = """
 INSERT INTO attempts (id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,
     http_status, latency_ms, error, response_excerpt, occurred_at)
 SELECT 'att_' || n, %(tenant)s, 'app_a', 'dlv_' || n, 'evt_' || n, 'order.created', 'whk_a', 1, 'succeeded',
-    200, 5, '', '', now()
+    200, 5, '', '', coalesce(%(occurred_at)s::timestamptz, now())
 FROM generate_series(1, %(rows)s) AS n
 """
 RECEIPTS = """
@@ -47,7 +48,12 @@ def write_busy_log(writer: psycopg.Connection[Any], rows: int) -> None:
     """TENANT's webhook, `rows` attempts and `rows` rejected inbound receipts, then fresh statistics of both
     tables (the plans under test are chosen from them)."""
     writer.execute(WEBHOOK, {"tenant": TENANT})
-    writer.execute(ATTEMPTS, {"tenant": TENANT, "rows": rows})
+    write_attempts(writer, rows)
     writer.execute(RECEIPTS, {"tenant": TENANT, "rows": rows})
     writer.execute("ANALYZE attempts")
     writer.execute("ANALYZE inbound_events")
+
+
+def write_attempts(writer: psycopg.Connection[Any], rows: int, occurred_at: datetime | None = None) -> None:
+    """`rows` attempts of TENANT's webhook, occurred at `occurred_at` (default: now), in one statement."""
+    writer.execute(ATTEMPTS, {"tenant": TENANT, "rows": rows, "occurred_at": occurred_at})

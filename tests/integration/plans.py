@@ -63,6 +63,21 @@ def analyzed_plan(database: str, settings_statement: str, statement: str, values
     return dict((json.loads(document) if isinstance(document, str) else document)[0]["Plan"])
 
 
+def analyzed_generic_plan(database: str, statement: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The statement's generic plan, run (EXPLAIN ANALYZE with BUFFERS, in a transaction rolled back), as
+    the store runs it on a connection that asks for it (store/database.py GENERIC_PLAN): planned without
+    the values, which `analyzed_plan` plans with (a `since` whose rows the statistics show few, say)."""
+    with psycopg.connect(conninfo(database), autocommit=True) as connection:
+        numbered, names = prepared(statement)
+        connection.execute(f"PREPARE planned AS {numbered}")
+        with connection.transaction(force_rollback=True):
+            connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
+            explain = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE planned({})").format(arguments)
+            [document] = connection.execute(explain).fetchone()
+    return dict((json.loads(document) if isinstance(document, str) else document)[0]["Plan"])
+
+
 def rows_read(plan: dict[str, Any], relation_prefix: str) -> int:
     """The rows the plan's scans of `relation_prefix`'s tables (a partitioned one's partitions) read: those
     they returned and those their filters removed."""

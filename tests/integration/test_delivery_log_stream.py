@@ -24,6 +24,7 @@ from webhook_calls import create_webhook, field_violations, rpc_error
 from log_streams import Tail, until
 from support import make_caller
 from webhookd.ports import Topic
+from webhookd.store.partitions import Period
 
 TABLE_ORDER = "SELECT delivery_id, attempt FROM attempts WHERE tenant_id = :t ORDER BY txid, seq"
 INSERT_ATTEMPTS = text(
@@ -215,6 +216,34 @@ async def test_since_rules_out_what_occurred_before_it_whichever_read_comes_to_i
 
     request = pb.DeliveryLogRequest(since=timestamp(now - timedelta(hours=1)), outcomes=["failed"])
     assert [entry.delivery_id for entry in await Tail(caller.DeliveryLog(request)).ended()] == [*first, *last]
+
+
+async def test_since_a_time_after_thousands_of_its_weeks_rows_hands_out_exactly_its_entries(
+    caller, database, follow
+) -> None:
+    """A read goes through at most LOG_SCAN_ROWS rows of the week of `since`, those that occurred before
+    it too (store/history.py): the stream steps over them a bounded read at a time. An entry at or after
+    `since` may come before rows that occurred earlier (occurred_at and log order differ)."""
+    since = Period.of(datetime.now(UTC)).start + timedelta(hours=2)
+    earlier, later = since - timedelta(hours=1), since + timedelta(minutes=1)
+    tenant = caller.tenant_id
+    await committed_attempts(database, tenant, count=2_500, occurred_at=earlier)
+    first = await committed_attempts(database, tenant, occurred_at=later)
+    await committed_attempts(database, tenant, count=1_500, occurred_at=earlier)
+    at_since = await committed_attempts(database, tenant, occurred_at=since)
+    await committed_attempts(database, tenant, count=2_500, occurred_at=earlier)
+
+    once = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(since=timestamp(since))))
+    assert [entry.delivery_id for entry in await once.ended()] == [*first, *at_since]
+    followed = follow(caller, since=timestamp(since))
+    # Nothing yet after the 6,500 rows of the week before it: a follower whose reads found none of its own.
+    nothing_yet = follow(caller, since=timestamp(later + timedelta(minutes=1)))
+    assert [entry.delivery_id for entry in await followed.wait_for(2)] == [*first, *at_since]
+
+    await committed_attempts(database, tenant, occurred_at=earlier)
+    live = await committed_attempts(database, tenant, occurred_at=later + timedelta(minutes=2))
+    assert [entry.delivery_id for entry in await followed.wait_for(3)] == [*first, *at_since, *live]
+    assert [entry.delivery_id for entry in await nothing_yet.wait_for(1)] == live
 
 
 async def test_malformed_cursor_is_invalid_argument(caller) -> None:

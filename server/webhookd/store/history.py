@@ -22,6 +22,7 @@ from webhookd.domain.history import DELIVERY_ATTEMPTS_SHOWN, LogEntry, LogFilter
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import DeliveryStatus, LogKind, Outcome
 from webhookd.store.database import Connection, Database
+from webhookd.store.partitions import Period
 from webhookd.store.sql import (
     LOG_SCAN_ROWS,
     TEXT_ARRAY,
@@ -233,8 +234,11 @@ def _log_statement(filters: frozenset[str]) -> str:
         conditions.append(sa.tuple_(attempts.c.txid, attempts.c.seq) > sa.tuple_(*after))
     start: list[sa.ColumnElement[bool]] = []
     if "since" in filters:
-        # The partitions' key: the scan starts in the week of `since`, not at the oldest row kept.
-        start.append(attempts.c.occurred_at >= param("since"))
+        # The partitions' key, so the scan starts in the week of `since`, not at the oldest row kept: at the
+        # week's start, which no row of the weeks it reads is before. `since` there would filter the week's
+        # rows before it out where the scan's bound does not count them (all read, on each read); judged with
+        # the other filters, they count.
+        start.append(attempts.c.occurred_at >= param("since_week"))
         conditions.append(attempts.c.occurred_at >= param("since"))
     return settled_and_held_back(sa.select(*_LOG_COLUMNS).where(*conditions), attempts, keys, after=after, start=start)
 
@@ -266,8 +270,32 @@ def _deliveries_statement(filters: frozenset[str]) -> str:
     )
 
 
+def log_read(
+    scope: Scope, query: LogFilter, *, after: LogPosition | None, since: datetime | None, limit: int, scan: int
+) -> tuple[str, dict[str, Any]]:
+    """A read of the log (`HistoryStore.read_log`): its statement and the values it runs with."""
+    values: dict[str, Any] = scope_params(scope) | {"limit": limit, "scan": scan} | event_type_params(query.event_types)
+    if query.webhook_id is not None:
+        values["webhook_id"] = query.webhook_id
+    if query.outcomes:
+        values["outcomes"] = [outcome.value for outcome in query.outcomes]
+    if query.kinds:
+        values["kinds"] = [kind.value for kind in query.kinds]
+    if after is not None:
+        values |= {"after_txid": after.txid, "after_seq": after.seq}
+    if since is not None:
+        values |= {"since": since, "since_week": Period.of(since).start}
+    return _log_statement(_filters(values)), values
+
+
+# Values of a read that select no statement of their own: the statement is chosen by the others.
+_NOT_FILTERS = frozenset(
+    {"tenant_id", "app_id", "limit", "scan", "type_patterns", "after_seq", "since_week", "before_id"}
+)
+
+
 def _filters(values: dict[str, Any]) -> frozenset[str]:
-    return frozenset(values) - {"tenant_id", "app_id", "limit", "scan", "type_patterns", "after_seq", "before_id"}
+    return frozenset(values) - _NOT_FILTERS
 
 
 class HistoryStore:
@@ -286,19 +314,8 @@ class HistoryStore:
         since: datetime | None,
         limit: int,
     ) -> LogRead[LogEntry]:
-        values: dict[str, Any] = scope_params(scope) | {"limit": limit} | event_type_params(query.event_types)
-        values["scan"] = self._scan_rows
-        if query.webhook_id is not None:
-            values["webhook_id"] = query.webhook_id
-        if query.outcomes:
-            values["outcomes"] = [outcome.value for outcome in query.outcomes]
-        if query.kinds:
-            values["kinds"] = [kind.value for kind in query.kinds]
-        if after is not None:
-            values |= {"after_txid": after.txid, "after_seq": after.seq}
-        if since is not None:
-            values["since"] = since
-        read = settled_read(await self._db.fetch_all(_log_statement(_filters(values)), values, generic_plan=True))
+        statement, values = log_read(scope, query, after=after, since=since, limit=limit, scan=self._scan_rows)
+        read = settled_read(await self._db.fetch_all(statement, values, generic_plan=True))
         return LogRead([log_entry(row) for row in read.entries], read.held_back, read.scanned_to, read.cut_short)
 
     async def list_deliveries(
