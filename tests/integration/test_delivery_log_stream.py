@@ -246,6 +246,17 @@ async def test_since_a_time_after_thousands_of_its_weeks_rows_hands_out_exactly_
     assert [entry.delivery_id for entry in await nothing_yet.wait_for(1)] == live
 
 
+async def test_since_the_first_or_last_instant_a_timestamp_names(caller, database) -> None:
+    """The scan starts at the week of `since` (store/history.py): those of protobuf's first and last instants
+    are still instants a datetime holds (0001-01-01 is a Monday)."""
+    written = await committed_attempts(database, caller.tenant_id, count=2)
+    first, last = timestamp_pb2.Timestamp(seconds=-62_135_596_800), timestamp_pb2.Timestamp(seconds=253_402_300_799)
+
+    everything = Tail(caller.DeliveryLog(pb.DeliveryLogRequest(since=first)))
+    assert [entry.delivery_id for entry in await everything.ended()] == written
+    assert await Tail(caller.DeliveryLog(pb.DeliveryLogRequest(since=last))).ended() == []
+
+
 async def test_malformed_cursor_is_invalid_argument(caller) -> None:
     for cursor in ("not a cursor", "MS4yLjM", "YWJj", "%%%"):
         call = caller.DeliveryLog(pb.DeliveryLogRequest(after_cursor=cursor, follow=True))
