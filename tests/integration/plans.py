@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from webhookd.store.conninfo import conninfo
+from webhookd.store.database import GENERIC_PLAN
 
 
 def prepared(statement: str) -> tuple[str, list[str]]:
@@ -71,7 +72,7 @@ def analyzed_generic_plan(database: str, statement: str, values: dict[str, Any])
         numbered, names = prepared(statement)
         connection.execute(f"PREPARE planned AS {numbered}")
         with connection.transaction(force_rollback=True):
-            connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            connection.execute(GENERIC_PLAN)
             arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
             explain = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE planned({})").format(arguments)
             [document] = connection.execute(explain).fetchone()

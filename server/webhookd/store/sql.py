@@ -106,8 +106,8 @@ def settled_and_held_back(
     `start` (a bound on where the log starts for the reader that prunes partitions: the week of `since`);
     `entries`' other conditions are judged on them. `start` rules out no row of a week's partition it
     leaves (the default partition's, of any week, aside): a row it filtered there would be stepped over
-    uncounted by the bound. A row scanned and not returned is
-    settled: no entry can later appear before it, so the reader may go on after it.
+    uncounted by the bound. A row scanned and not returned is settled: no entry can later appear before
+    it, so the reader may go on after it.
 
     The probe reads at most HELD_BACK_PROBE_ROWS entries past the end and `after`, those `keys` select,
     from the later of the two: the first
