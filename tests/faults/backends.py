@@ -45,25 +45,39 @@ def _stop_all(processes: list[psutil.Process]) -> None:
     deadline = time.monotonic() + STOPPED_WITHIN
     while running := [process.pid for process in processes if not _all_threads_stopped(process.pid)]:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"processes {running} did not stop within {STOPPED_WITHIN} s of SIGSTOP")
+            # Resumed, so the tests after this one do not all meet a server left frozen.
+            _signal_all(processes, signal.SIGCONT)
+            states = {pid: _thread_states(pid) for pid in running}
+            raise TimeoutError(f"processes {states} (thread states) did not stop within {STOPPED_WITHIN} s of SIGSTOP")
         time.sleep(0.001)
 
 
+# A thread stopped (T, t), or one that runs nothing any more: a zombie (Z) waits for its parent to reap
+# it, and a PostgreSQL backend that exited as the postmaster froze stays one until the thaw (an
+# autovacuum worker ending, say), so waiting for it to stop waited out STOPPED_WITHIN.
+_NOT_RUNNING = frozenset("tTZX")
+
+
 def _all_threads_stopped(pid: int) -> bool:
-    """Whether every thread of `pid` is in state T (stopped); a process that has exited counts as stopped."""
+    """Whether no thread of `pid` can run (_NOT_RUNNING); a process that has exited counts as stopped."""
+    return all(state in _NOT_RUNNING for state in _thread_states(pid))
+
+
+def _thread_states(pid: int) -> list[str]:
+    """The state letter of each thread of `pid` (/proc), none for a process that has exited."""
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except FileNotFoundError:
-        return True
+        return []
+    states = []
     for task in tasks:
         try:
             stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
         except FileNotFoundError:
             continue  # the thread has exited
         # The state follows the command name, which is in parentheses and may itself hold ") ".
-        if stat[stat.rindex(")") + 2] not in "tT":
-            return False
-    return True
+        states.append(stat[stat.rindex(")") + 2])
+    return states
 
 
 class FaultyPostgres:
