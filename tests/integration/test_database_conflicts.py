@@ -352,7 +352,13 @@ async def test_a_resume_whose_transaction_runs_again_reports_what_its_last_run_s
                 await admin.execute(sql.SQL("SELECT last_value FROM {schema}.commits").format(**names))
             ).fetchone()
         finally:
-            await admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {schema} CASCADE").format(**names))  # the triggers too
+            # One table's trigger at a time, then the rest: the schema's CASCADE locked webhooks, then waited
+            # on deliveries behind a claim that held deliveries and waited on webhooks (a deadlock, seen in CI).
+            for table in ("deliveries", "webhooks"):
+                await admin.execute(
+                    sql.SQL("DROP TRIGGER IF EXISTS {trigger} ON {table}").format(**names, table=sql.Identifier(table))
+                )
+            await admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {schema} CASCADE").format(**names))
 
     assert commits == (2,), "resume's transaction was to be rolled back once and run again"
     assert (resumed.deliveries_released, resumed.deliveries_discarded) == (3, 0)
