@@ -21,6 +21,7 @@ from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.rpc import error_details_pb2, status_pb2
 from psycopg import sql
 from rest_calls import WEBHOOKS, create, error_of, reason_of, rest_caller
+from trigger_ddl import trigger_ddl
 from webhook_calls import create_webhook, error_info
 
 from support import AuthedStub
@@ -344,7 +345,7 @@ async def test_a_resume_whose_transaction_runs_again_reports_what_its_last_run_s
     async with await psycopg.AsyncConnection.connect(conninfo(backends.database_url), autocommit=True) as admin:
         try:
             for statement in statements:
-                await admin.execute(sql.SQL(statement).format(**names))
+                await trigger_ddl(admin, sql.SQL(statement).format(**names))
 
             resumed = await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))
 
@@ -352,11 +353,13 @@ async def test_a_resume_whose_transaction_runs_again_reports_what_its_last_run_s
                 await admin.execute(sql.SQL("SELECT last_value FROM {schema}.commits").format(**names))
             ).fetchone()
         finally:
-            # One table's trigger at a time, then the rest: the schema's CASCADE locked webhooks, then waited
-            # on deliveries behind a claim that held deliveries and waited on webhooks (a deadlock, seen in CI).
+            # One table's trigger at a time, each tried again when the session's workers' statements cross its
+            # locks (trigger_ddl), then the rest: the schema's CASCADE, and a trigger dropped once, were each
+            # made a deadlock's victim in CI.
             for table in ("deliveries", "webhooks"):
-                await admin.execute(
-                    sql.SQL("DROP TRIGGER IF EXISTS {trigger} ON {table}").format(**names, table=sql.Identifier(table))
+                await trigger_ddl(
+                    admin,
+                    sql.SQL("DROP TRIGGER IF EXISTS {trigger} ON {table}").format(**names, table=sql.Identifier(table)),
                 )
             await admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {schema} CASCADE").format(**names))
 

@@ -14,6 +14,7 @@ from cpod.integration.v1 import webhook_pb2 as wpb
 from cpod.integration.v1 import webhook_service_pb2 as pb
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from psycopg import sql
+from trigger_ddl import trigger_ddl
 from webhook_calls import create_webhook, rpc_error
 
 from log_streams import Tail
@@ -128,19 +129,6 @@ class Gate:
                 return
             await asyncio.sleep(0.01)
         raise AssertionError(f"{query_part!r} neither finished nor waited on a {wait_event} lock")
-
-
-async def trigger_ddl(connection: psycopg.AsyncConnection[object], statement: sql.Composable) -> None:
-    """Creating or dropping a trigger on partitioned `deliveries` locks every partition, in an order the
-    session's workers' statements may cross: PostgreSQL then ends one side as a deadlock. The DDL is
-    tried again rather than failing the test."""
-    for _ in range(20):
-        try:
-            await connection.execute(statement)
-            return
-        except psycopg.errors.DeadlockDetected:
-            continue
-    raise AssertionError(f"{statement!r} deadlocked 20 times")
 
 
 @contextlib.asynccontextmanager
