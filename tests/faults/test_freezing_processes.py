@@ -30,13 +30,14 @@ def state_reached(pid: int, state: str) -> bool:
 @pytest.fixture
 def child() -> Iterator[subprocess.Popen[bytes]]:
     """A child process of the test's, reaped (and killed if still running) at the end."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # It waits on its stdin, which the test never writes to, until it is killed.
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         yield process
     finally:
         process.send_signal(signal.SIGCONT)
         process.kill()
-        process.wait(WITHIN)
+        process.communicate(timeout=WITHIN)
 
 
 def test_a_child_that_exited_unreaped_counts_as_stopped(child: subprocess.Popen[bytes]) -> None:
