@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Before grpc loads, which reads it: the tests start processes (embedded PostgreSQL's initdb, servers)
+# while gRPC's threads live, by fork and exec. gRPC's fork handlers are not needed for that, and in a CI
+# run a forked child (initdb, about to exec) died of SIGSEGV after gRPC's poller logged "epoll_wait error:
+# Bad file descriptor" in it. The benchmarks' harness sets the same (bench/harness/__init__.py).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 import asyncio
 import json
 import tempfile
