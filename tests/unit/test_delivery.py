@@ -75,6 +75,12 @@ def deliverer(
     return Deliverer(queue, SigningSecrets(secret_store), sender, recorder, notifications, clock=clock)
 
 
+@pytest.fixture
+def recheck_after_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool held back by caps looks again only after an hour: a test's wake is then the one it caused."""
+    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
+
+
 async def subscriber(webhooks: Webhooks, spec: WebhookSpec = ORDERS) -> tuple[Webhook, str]:
     webhook, handed_out, _ = await webhooks.create(TENANT, spec, None)
     return webhook, handed_out
@@ -605,9 +611,8 @@ async def test_the_pool_wakes_when_deliveries_are_notified(
     webhooks: Webhooks,
     notifications: FakeNotifications,
     clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
     running = await started_asleep(pool, queue)  # nothing due, nothing scheduled: asleep for the hour
@@ -626,9 +631,8 @@ async def test_a_named_webhook_this_process_holds_nothing_of_gets_an_express_cla
     sender: FakeSender,
     webhooks: Webhooks,
     notifications: FakeNotifications,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
     running = await started_asleep(pool, queue)
@@ -656,11 +660,10 @@ async def test_a_batch_recorded_while_nothing_is_due_does_not_wake_the_claimer(
     webhooks: Webhooks,
     notifications: FakeNotifications,
     clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
     # Every recorded batch woke the claimer: at ~500 deliveries/s, 613 of 1,019 claims came back
     # empty, each with its next-due lookup (~100 µs of PostgreSQL per delivery).
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     queue.add(webhook)
     [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)  # its POST ends as the pool sleeps
@@ -685,9 +688,8 @@ async def test_a_batch_recorded_while_a_due_delivery_waits_for_its_webhooks_cap_
     sender: FakeSender,
     webhooks: Webhooks,
     clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     queue.add(webhook)
     [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)
@@ -724,9 +726,8 @@ async def test_a_batch_that_makes_a_retry_due_before_the_claimer_would_wake_wake
     sender: FakeSender,
     webhooks: Webhooks,
     clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     delivery_id = queue.add(webhook)
     [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)
@@ -750,9 +751,8 @@ async def test_a_batch_that_ends_a_fifo_head_gets_the_next_one_claimed_by_its_no
     sender: FakeSender,
     webhooks: Webhooks,
     clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks, replace(ORDERS, ordering=Ordering.FIFO))
     queue.add(webhook)
     [head] = await queue.claim(1, per_webhook=1, per_tenant=1000)
@@ -1034,8 +1034,8 @@ async def test_on_stop_what_an_express_claim_brings_back_is_released(
     notifications: FakeNotifications,
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=1)
     claim_named = queue.claim_named
