@@ -567,7 +567,9 @@ class DeliveryWorkers:
         released = await release_stranded(self.database, now=datetime.now(UTC))
         if released:
             log.info("released deliveries held past their webhook's resume", extra={"released": released})
-            self.notifications.notify(Topic.DELIVERIES, new_deliveries_payload(sorted(released)))
+            # A name per delivery: a quiet webhook's express claim takes one (delivery/pool.py), the claimer the rest.
+            named = [webhook_id for webhook_id, count in sorted(released.items()) for _ in range(count)]
+            self.notifications.notify(Topic.DELIVERIES, new_deliveries_payload(named))
 
     async def stop(self) -> None:
         self.pool.stop()

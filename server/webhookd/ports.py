@@ -401,7 +401,8 @@ class Notifications(Protocol):
         """An event set on every notification of `topic` while the block runs, and once when
         listening (re)starts, since notifications sent while not listening are lost. With a `key`,
         only on notifications whose payload names it or names nothing (a writer that did not say whose
-        write it was): a tenant's stream is not woken by every other tenant's writes."""
+        write it was): a tenant's stream is not woken by every other tenant's writes. With
+        `topics.NAMES_NOTHING`, only on notifications that name nothing."""
 
     def follow(self, topic: Topic, on_payload: Callable[[str | None], None]) -> AbstractAsyncContextManager[None]:
         """`on_payload(payload)` for every payload of `topic` while the block runs, and

@@ -20,7 +20,7 @@ from webhook_calls import create_webhook
 from log_streams import Tail, until
 from support import make_caller
 from webhookd.domain.scope import Scope
-from webhookd.domain.topics import Topic
+from webhookd.domain.topics import NAMES_NOTHING, Topic
 from webhookd.services import tailing
 from webhookd.store.notifications import PostgresNotifications
 
@@ -55,6 +55,24 @@ async def test_a_keyed_subscriber_is_woken_by_notifications_naming_its_key_or_no
         notifications.notify(Topic.INBOUND, "tnt_b")
         notifications.notify(Topic.INBOUND)
         await until(tenant_a.is_set)
+
+
+async def test_a_subscriber_keyed_names_nothing_is_woken_only_by_notifications_naming_nothing(notifications) -> None:
+    # The delivery pool's claimer: named webhooks go to express claims (delivery/pool.py).
+    heard: list[str | None] = []
+    async with (
+        notifications.subscribe(Topic.DELIVERIES, key=NAMES_NOTHING) as unnamed,
+        notifications.follow(Topic.DELIVERIES, heard.append),
+    ):
+        await until(unnamed.is_set)  # listening started: everyone is told once
+        unnamed.clear()
+
+        notifications.notify(Topic.DELIVERIES, "whk_a whk_a")
+        await until(lambda: heard[-2:] == ["whk_a", "whk_a"])  # a name per delivery, each handed on
+        assert not unnamed.is_set()
+
+        notifications.notify(Topic.DELIVERIES)
+        await until(unnamed.is_set)
 
 
 def log_reads_by_tenant(service: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:

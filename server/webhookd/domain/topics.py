@@ -8,6 +8,9 @@ from enum import StrEnum
 
 # Up to this many webhooks a publish's deliveries notification names (about 30 bytes each).
 NAMED_WEBHOOKS_MAX = 32
+# A subscription key no notification names (a payload's names are split on whitespace): subscribed with
+# it, a listener is woken only by notifications that name nothing, and when listening (re)starts.
+NAMES_NOTHING = " "
 
 
 class Topic(StrEnum):
@@ -22,7 +25,7 @@ class Topic(StrEnum):
 
 
 def new_deliveries_payload(webhook_ids: Sequence[str]) -> str:
-    """What a publish's deliveries notification says: the webhooks of its new deliveries when they are
-    few, so the workers claim those webhooks' first ones at once however deep other webhooks'
-    backlogs are (delivery/pool.py); nothing for a wide fan-out, which wakes them all the same."""
+    """What a deliveries notification says: the webhooks of its new deliveries, one name per delivery,
+    when they are few, so the workers claim those webhooks' first ones at once however deep other
+    webhooks' backlogs are (delivery/pool.py); nothing for a wide fan-out, which wakes them all the same."""
     return " ".join(webhook_ids) if len(webhook_ids) <= NAMED_WEBHOOKS_MAX else ""
