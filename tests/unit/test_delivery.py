@@ -651,12 +651,11 @@ async def test_a_named_notification_whose_webhooks_all_get_express_claims_brings
     sender: FakeSender,
     webhooks: Webhooks,
     notifications: FakeNotifications,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
     # The claimer woke for every named notification too: at ~500 deliveries/s through one worker
     # process, ~230 claims of the whole queue per 3,000 deliveries came back empty, the express claim
     # having taken what they were woken for, each with its next-due lookup and on the claim lock.
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     quiet, _ = await subscriber(webhooks)
     other, _ = await subscriber(webhooks, replace(ORDERS, name="other", url="https://other.example/hooks"))
     pool = make_pool(workers=2)
@@ -682,8 +681,8 @@ async def test_an_express_claim_that_failed_leaves_its_webhook_to_the_claimers_n
     webhooks: Webhooks,
     notifications: FakeNotifications,
     monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     refuse_first(queue, "claim_named", OUTAGE, monkeypatch)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
@@ -707,12 +706,11 @@ async def test_a_named_webhook_whose_express_claim_its_cap_cut_short_is_claimed_
     webhooks: Webhooks,
     notifications: FakeNotifications,
     clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
     # Quiet here, but its one place is leased: the express claim comes back without it. The claimer
     # must learn it waits for the cap, or the lease's recorded batch (the claimer asleep with nothing
     # due) does not wake it.
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     queue.add(webhook)
     [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)
@@ -740,10 +738,9 @@ async def test_a_quiet_webhook_named_twice_before_its_express_claim_gets_both_de
     sender: FakeSender,
     webhooks: Webhooks,
     notifications: FakeNotifications,
-    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
 ) -> None:
     # An express claim takes each named webhook's oldest delivery: the second is the claimer's.
-    monkeypatch.setattr(pool_module, "CAPPED_RECHECK_SECONDS", 3600.0)
     webhook, _ = await subscriber(webhooks)
     pool = make_pool(workers=2)
     running = await started_asleep(pool, queue)
