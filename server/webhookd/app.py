@@ -480,7 +480,7 @@ class DeliveryWorkers:
         self.secrets = backends.secret_store(settings)
         self.sender = HttpSender.from_settings(settings)
         queue = DeliveryStore(self.database, pause_after_failures=settings.pause_after_failures)
-        recorder = AttemptRecorder(queue, self.notifications)
+        recorder = AttemptRecorder(queue, self.notifications, observer=self.metrics.deliveries)
         deliverer = Deliverer(
             queue,
             SigningSecrets(self.secrets),
@@ -498,6 +498,7 @@ class DeliveryWorkers:
             per_webhook=settings.per_webhook_concurrency,
             per_tenant=settings.per_tenant_concurrency,
             grace_seconds=settings.shutdown_grace_seconds,
+            observer=self.metrics.deliveries,
         )
         self.retention_days = settings.retention_days
         self.buckets = retention.bucket_limits(

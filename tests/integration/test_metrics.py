@@ -1,6 +1,7 @@
 """Prometheus /metrics on the real gateway, with the session's service and workers reporting to the
 same registry as in `webhookd serve`: gRPC calls per method and code, HTTP requests per route
-template and status, deliveries by outcome with attempt latency, the queue's backlog, open streams."""
+template and status, deliveries by outcome with attempt latency, claims and recorded batches with
+their sizes, the queue's backlog, open streams."""
 
 from __future__ import annotations
 
@@ -93,6 +94,8 @@ async def test_metrics_need_no_token_and_are_prometheus_text(gateway) -> None:
         "webhookd_delivery_attempts",
         "webhookd_delivery_attempt_duration_seconds",
         "webhookd_deliveries",
+        "webhookd_delivery_claim_size",
+        "webhookd_delivery_record_batch_size",
         "webhookd_delivery_queue_depth",
         "webhookd_delivery_oldest_due_age_seconds",
         "webhookd_open_streams",
@@ -172,6 +175,26 @@ async def test_a_delivery_is_counted_by_outcome_with_its_attempt_latency(scrape,
     for name in ("webhookd_delivery_attempts_total", "webhookd_delivery_attempt_duration_seconds_count"):
         assert value(after, name, outcome="succeeded") >= value(before, name, outcome="succeeded") + 1
     assert value(after, "webhookd_delivery_attempt_duration_seconds_bucket", outcome="succeeded", le="+Inf") >= 1
+
+
+async def test_claims_and_recorded_batches_are_counted_with_their_sizes(scrape, rest, workers, receiver) -> None:
+    await create(rest, url=receiver.url)
+    before = await scrape()
+
+    await rest.post(EVENTS, json={"event_type": "rfp.created"})
+    await receiver.wait_for(1)
+
+    def grew(samples: Samples, name: str) -> float:
+        return value(samples, name) - value(before, name)
+
+    after = await wait_until(scrape, lambda samples: grew(samples, "webhookd_delivery_record_batch_size_sum") >= 1)
+    assert grew(after, "webhookd_delivery_record_batch_size_count") >= 1
+    claimed = {
+        claim: value(after, "webhookd_delivery_claim_size_sum", claim=claim)
+        - value(before, "webhookd_delivery_claim_size_sum", claim=claim)
+        for claim in ("queue", "express")
+    }
+    assert sum(claimed.values()) >= 1  # the delivery's claim, whichever took it
 
 
 async def test_a_delivery_out_of_attempts_is_counted_failed(scrape, rest, workers) -> None:

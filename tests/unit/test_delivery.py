@@ -26,6 +26,7 @@ from fakes import (
 from webhookd.delivery import pool as pool_module
 from webhookd.delivery import recorder as recorder_module
 from webhookd.delivery.attempt import INTERNAL_SEND_ERROR, UNAVAILABLE_RETRY, Deliverer
+from webhookd.delivery.batch_observer import EXPRESS_CLAIM, QUEUE_CLAIM
 from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
@@ -672,6 +673,136 @@ async def test_a_named_notification_whose_webhooks_all_get_express_claims_brings
     assert queue.claimed_named == [[quiet.id]]
     assert len(queue.claim_limits) == claims + 1  # the unnamed notification's, none for the named one
     await stop(pool, running)
+
+
+class TalliedBatches:
+    """A BatchObserver that keeps what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.claims: list[tuple[str, int]] = []
+        self.batches: list[int] = []
+
+    def claimed(self, claim: str, deliveries: int) -> None:
+        self.claims.append((claim, deliveries))
+
+    def recorded(self, attempts: int) -> None:
+        self.batches.append(attempts)
+
+
+@pytest.fixture
+def tally() -> TalliedBatches:
+    return TalliedBatches()
+
+
+@pytest.fixture
+def observed_pool(
+    queue: FakeDeliveryQueue,
+    deliverer: Deliverer,
+    recorder: AttemptRecorder,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    tally: TalliedBatches,
+) -> DeliveryPool:
+    return DeliveryPool(
+        queue,
+        deliverer,
+        recorder,
+        notifications,
+        workers=4,
+        per_webhook=100,
+        per_tenant=1000,
+        poll_seconds=3600.0,
+        observer=tally,
+        clock=clock,
+    )
+
+
+async def test_the_pool_reports_each_claim_by_kind_with_the_deliveries_it_took(
+    queue: FakeDeliveryQueue,
+    observed_pool: DeliveryPool,
+    tally: TalliedBatches,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    recheck_after_an_hour: None,
+) -> None:
+    quiet, _ = await subscriber(webhooks)
+    busy, _ = await subscriber(webhooks, replace(ORDERS, name="busy", url="https://busy.example/hooks"))
+    running = await started_asleep(observed_pool, queue)
+
+    queue.add(quiet)
+    notifications.notify(Topic.DELIVERIES, quiet.id)
+    await within(sender.wait_for_requests(1))
+    for _ in range(3):
+        queue.add(busy)
+    notifications.notify(Topic.DELIVERIES)
+    await within(sender.wait_for_requests(4))
+    await stop(observed_pool, running)
+
+    # The first look, at an empty queue; the quiet webhook's express claim; the claimer's, woken by the
+    # notification naming none.
+    assert tally.claims == [(QUEUE_CLAIM, 0), (EXPRESS_CLAIM, 1), (QUEUE_CLAIM, 3)]
+
+
+async def test_a_claim_the_database_did_not_answer_is_not_reported(
+    queue: FakeDeliveryQueue,
+    observed_pool: DeliveryPool,
+    tally: TalliedBatches,
+    sender: FakeSender,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    monkeypatch: pytest.MonkeyPatch,
+    recheck_after_an_hour: None,
+) -> None:
+    refuse_first(queue, "claim_named", OUTAGE, monkeypatch)
+    quiet, _ = await subscriber(webhooks)
+    running = await started_asleep(observed_pool, queue)
+
+    queue.add(quiet)
+    notifications.notify(Topic.DELIVERIES, quiet.id)  # its express claim fails: the claimer's claim takes it
+    await within(sender.wait_for_requests(1))
+    await stop(observed_pool, running)
+
+    assert tally.claims == [(QUEUE_CLAIM, 0), (QUEUE_CLAIM, 1)]
+
+
+async def test_the_recorder_reports_each_batch_written_once_with_its_attempts(
+    webhook_store: FakeWebhooks,
+    webhooks: Webhooks,
+    notifications: FakeNotifications,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recorder_module, "RETRY_SECONDS", 0.0)
+
+    class RefusesOnce(FakeDeliveryQueue):
+        refused = False
+
+        async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
+            if not self.refused:
+                self.refused = True
+                raise OUTAGE
+            return await super().record(batch)
+
+    queue = RefusesOnce(webhook_store, clock)
+    webhook, _ = await subscriber(webhooks)
+    for _ in range(4):
+        queue.add(webhook)
+    claimed = await queue.claim(4, per_webhook=4, per_tenant=100)
+    tally = TalliedBatches()
+    recorder = AttemptRecorder(queue, notifications, observer=tally)
+    recorder.start()
+    record = AttemptRecord(Outcome.SUCCEEDED, 200, 5, "", "", False, None, clock())
+
+    for delivery in claimed[:3]:  # in one turn of the loop: one batch, refused once and written on its retry
+        recorder.submit(delivery, record)
+    await within(recorder.flush())
+    recorder.submit(claimed[3], record)
+    await within(recorder.flush())
+    await recorder.stop()
+
+    assert tally.batches == [3, 1]
+    assert len(queue.attempts) == 4
 
 
 async def test_an_express_claim_that_failed_leaves_its_webhook_to_the_claimers_next_claim(

@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from webhookd.delivery.attempt import Deliverer
+from webhookd.delivery.batch_observer import EXPRESS_CLAIM, QUEUE_CLAIM, BatchObserver
 from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.recorder import AttemptRecorder
 from webhookd.domain.deliveries import ClaimedDelivery
@@ -87,6 +88,7 @@ class DeliveryPool:
         poll_seconds: float = 5.0,
         grace_seconds: float = 10.0,
         claim_ahead: ClaimAhead | None = None,
+        observer: BatchObserver | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._queue = queue
@@ -100,6 +102,7 @@ class DeliveryPool:
         self._grace_seconds = grace_seconds
         self._now = clock
         self._claim_ahead = claim_ahead or ClaimAhead(workers)
+        self._observer = observer
         self._last_claim_short = False
         # While the claimer sleeps having found nothing due now: when it wakes by itself. None while it
         # claims, or sleeps with something due that caps hold back.
@@ -220,6 +223,8 @@ class DeliveryPool:
                 self._claim_failed(error)
             except Exception:
                 log.exception("claiming deliveries failed")
+            else:
+                self._claimed(QUEUE_CLAIM, claimed)
             self._last_claim_short = len(claimed) < wanted
             for delivery in claimed:
                 self._enqueue(delivery)
@@ -272,6 +277,7 @@ class DeliveryPool:
                 log.exception("claiming deliveries failed")
                 self._to_claimer(webhook_ids)
                 continue
+            self._claimed(EXPRESS_CLAIM, claimed)
             if self._stopping.is_set():
                 return claimed
             for delivery in claimed:
@@ -281,6 +287,10 @@ class DeliveryPool:
             missed = set(webhook_ids).difference(delivery.webhook_id for delivery in claimed)
             if missed:
                 self._to_claimer(missed)
+
+    def _claimed(self, claim: str, claimed: list[ClaimedDelivery]) -> None:
+        if self._observer is not None:
+            self._observer.claimed(claim, len(claimed))
 
     def _claim_failed(self, error: TransactionConflict | Unavailable) -> None:
         """A claim the database rolled back to settle a conflict (each of the runs store/database.py gave

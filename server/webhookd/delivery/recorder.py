@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from webhookd.delivery.batch_observer import BatchObserver
 from webhookd.domain.deliveries import AttemptRecord, ClaimedDelivery
 from webhookd.domain.errors import TransactionConflict, Unavailable
 from webhookd.ports import DeliveryQueue, Notifications, Topic
@@ -30,9 +31,12 @@ GIVE_UP_SECONDS = 25.0
 
 
 class AttemptRecorder:
-    def __init__(self, queue: DeliveryQueue, notifications: Notifications) -> None:
+    def __init__(
+        self, queue: DeliveryQueue, notifications: Notifications, *, observer: BatchObserver | None = None
+    ) -> None:
         self._queue = queue
         self._notifications = notifications
+        self._observer = observer
         # Told after each batch is written (the leases it ended no longer count against any cap), with
         # the earliest retry it scheduled, if any.
         self.on_recorded: Callable[[datetime | None], None] = lambda retry_at: None
@@ -92,6 +96,8 @@ class AttemptRecorder:
             except Exception:
                 log.exception("recording attempts failed; their deliveries come round again")
                 return
+            if self._observer is not None:
+                self._observer.recorded(len(batch))
             self.lost_leases += recorded.kept.count(False)
             retries = [record.next_attempt_at for _, record in batch if record.next_attempt_at is not None]
             self.on_recorded(min(retries, default=None))

@@ -4,6 +4,8 @@
     webhookd_http_requests_total / _request_duration_seconds     {method, route, status}
     webhookd_delivery_attempts_total / _attempt_duration_seconds {outcome}
     webhookd_deliveries_total                                    {outcome}  finished: succeeded | failed
+    webhookd_delivery_claim_size                                 {claim}  queue | express: deliveries per claim
+    webhookd_delivery_record_batch_size                          attempts per batch the recorder wrote
     webhookd_delivery_queue_depth, webhookd_delivery_oldest_due_age_seconds  (queue.py, read on scrape)
     webhookd_open_streams                                        {transport}  http | grpc
 
@@ -29,6 +31,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from webhookd.delivery.batch_observer import CLAIMS
 from webhookd.domain.statuses import DeliveryStatus
 from webhookd.observability.queue import BacklogGauges
 
@@ -36,6 +39,9 @@ from webhookd.observability.queue import BacklogGauges
 MULTIPROCESS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ATTEMPT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Claims are at most pool.CLAIM_BATCH (100) and batches recorder.MAX_BATCH (200); le="0" counts empty claims.
+CLAIM_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100)
+RECORD_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200)
 TRANSPORTS = ("http", "grpc")
 
 
@@ -86,7 +92,8 @@ class HttpMetrics(_Requests):
 
 
 class DeliveryMetrics:
-    """What delivery/attempt.py's Deliverer reports after each POST (its AttemptObserver)."""
+    """What delivery/attempt.py's Deliverer reports after each POST (its AttemptObserver), and the pool
+    and the recorder after each claim and batch written (their BatchObserver)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._attempts = Counter(
@@ -109,6 +116,21 @@ class DeliveryMetrics:
         self._failed = self._finished.labels(DeliveryStatus.FAILED.value)
         # Each outcome's counter and histogram, looked up once: labels() costs more than the update.
         self._by_outcome: dict[str, tuple[Counter, Histogram]] = {}
+        claim_size = Histogram(
+            "webhookd_delivery_claim_size",
+            "Deliveries each claim took (one transaction each), by claim: the claimer's of the whole queue,"
+            " or an express claim of named quiet webhooks; le=0 counts claims that took none",
+            ("claim",),
+            registry=registry,
+            buckets=CLAIM_BUCKETS,
+        )
+        self._claims = {claim: claim_size.labels(claim) for claim in CLAIMS}
+        self._record_batches = Histogram(
+            "webhookd_delivery_record_batch_size",
+            "Attempts each batch the recorder wrote held (one transaction each)",
+            registry=registry,
+            buckets=RECORD_BATCH_BUCKETS,
+        )
 
     def attempted(self, outcome: str, latency_ms: int, *, finished: bool, succeeded: bool) -> None:
         children = self._by_outcome.get(outcome)
@@ -118,6 +140,12 @@ class DeliveryMetrics:
         children[1].observe(latency_ms / 1000)
         if finished:
             (self._succeeded if succeeded else self._failed).inc()
+
+    def claimed(self, claim: str, deliveries: int) -> None:
+        self._claims[claim].observe(deliveries)
+
+    def recorded(self, attempts: int) -> None:
+        self._record_batches.observe(attempts)
 
 
 class StreamMetrics:
