@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
-from harness import signing
+from harness import batching, signing
 from harness.backends import Backends, backends
 from harness.cpu import database_backends, process_seconds
 from harness.procs import Child
@@ -95,6 +95,7 @@ class Totals:
     db_cpu_seconds: float = 0.0  # the backends serving the service's database
     processes: int = 0
     latency: Latency = field(default_factory=Latency)
+    batching: batching.Batching = field(default_factory=batching.Batching)
 
     @property
     def rate(self) -> float:
@@ -194,11 +195,13 @@ def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: str, t
     started_file = run.dir / f"{name}.started"
     prober = start_probe(run, f"{name}-probe", test.probe_args, receiver, started_file=started_file)
     before, cpu_before = receiver_stats(receiver), test.service.usage()
+    batched_before = batching.read(test.service.http_url)
     serving = database_backends(test.service.database)
     db_cpu_before = process_seconds(serving)
     args = [*test.e2e_args, "--events", str(events), "--started-file", str(started_file), "--rate", f"{rate:.3f}"]
     result = run.load(name, "load.e2e", args, timeout=E2E_LIMIT + 30)
     cpu_after = test.service.usage()
+    batched = batching.read(test.service.http_url).since(batched_before)
     totals.db_cpu_seconds += process_seconds(serving) - db_cpu_before
     latency = probe_result(prober, finish=True)
     if result["errors"]:
@@ -216,6 +219,7 @@ def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: str, t
     totals.cpu_seconds += cpu_after.cpu_seconds - cpu_before.cpu_seconds
     totals.processes = cpu_after.processes
     totals.latency.add(latency)
+    totals.batching.add(batched)
 
 
 def bare_turn(
@@ -252,7 +256,7 @@ def e2e_notes(test: UnderTest) -> list[str]:
         f"{incomplete}; publishing alone {totals.events / totals.publish_seconds:,.0f} events/s; the service ran "
         f"{totals.processes} process(es), CPU {totals.cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs per delivery,"
         f" its database's PostgreSQL backends {totals.db_cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs; "
-        f"turns: {', '.join(f'{rate:,.0f}' for rate in totals.turns)}/s"
+        f"turns: {', '.join(f'{rate:,.0f}' for rate in totals.turns)}/s; {totals.batching.note(totals.done)}"
     ]
 
 
@@ -360,7 +364,8 @@ def paced_rows(test: UnderTest, paced: Totals, bare: Totals, pace: float) -> lis
         f"{test.worker_processes} worker process, one e2e turn publishing {pace / HOOKS:,.0f} events/s x {HOOKS} "
         f"webhooks ({share}, {pace:,.0f} deliveries/s; it delivered {paced.rate:,.0f}/s); service CPU "
         f"{paced.cpu_seconds / per_delivery * 1e6:,.0f} µs per delivery, its database's PostgreSQL backends "
-        f"{paced.db_cpu_seconds / per_delivery * 1e6:,.0f} µs; {paced.latency.note('probes')}; baseline: a bare "
+        f"{paced.db_cpu_seconds / per_delivery * 1e6:,.0f} µs; {paced.batching.note(paced.done)}; "
+        f"{paced.latency.note('probes')}; baseline: a bare "
         f"signed POST's start -> arrival while the bare loop POSTs {pace:,.0f}/s: {bare.latency.note('bare')}"
     ]
     return [
