@@ -26,7 +26,7 @@ from fakes import (
 from webhookd.delivery import pool as pool_module
 from webhookd.delivery import recorder as recorder_module
 from webhookd.delivery.attempt import INTERNAL_SEND_ERROR, UNAVAILABLE_RETRY, Deliverer
-from webhookd.delivery.batch_observer import EXPRESS_CLAIM, QUEUE_CLAIM
+from webhookd.delivery.batch_observer import EXPRESS_CLAIM, QUEUE_CLAIM, BatchObserver
 from webhookd.delivery.claim_ahead import ClaimAhead
 from webhookd.delivery.pool import DeliveryPool
 from webhookd.delivery.recorder import AttemptRecorder
@@ -375,7 +375,14 @@ async def test_without_a_way_out_the_delivery_is_released_without_an_attempt(
 
 
 class PoolFactory(Protocol):
-    def __call__(self, *, workers: int, grace_seconds: float = 10.0, per_webhook: int = 100) -> DeliveryPool: ...
+    def __call__(
+        self,
+        *,
+        workers: int,
+        grace_seconds: float = 10.0,
+        per_webhook: int = 100,
+        observer: BatchObserver | None = None,
+    ) -> DeliveryPool: ...
 
 
 @pytest.fixture
@@ -386,7 +393,9 @@ def make_pool(
     notifications: FakeNotifications,
     clock: FakeClock,
 ) -> PoolFactory:
-    def make(*, workers: int, grace_seconds: float = 10.0, per_webhook: int = 100) -> DeliveryPool:
+    def make(
+        *, workers: int, grace_seconds: float = 10.0, per_webhook: int = 100, observer: BatchObserver | None = None
+    ) -> DeliveryPool:
         # An hour's poll: the pool wakes only for what the test does. No per-webhook cap gets in the way
         # unless the test sets one.
         return DeliveryPool(
@@ -399,6 +408,7 @@ def make_pool(
             per_tenant=1000,
             poll_seconds=3600.0,
             grace_seconds=grace_seconds,
+            observer=observer,
             clock=clock,
         )
 
@@ -689,38 +699,9 @@ class TalliedBatches:
         self.batches.append(attempts)
 
 
-@pytest.fixture
-def tally() -> TalliedBatches:
-    return TalliedBatches()
-
-
-@pytest.fixture
-def observed_pool(
-    queue: FakeDeliveryQueue,
-    deliverer: Deliverer,
-    recorder: AttemptRecorder,
-    notifications: FakeNotifications,
-    clock: FakeClock,
-    tally: TalliedBatches,
-) -> DeliveryPool:
-    return DeliveryPool(
-        queue,
-        deliverer,
-        recorder,
-        notifications,
-        workers=4,
-        per_webhook=100,
-        per_tenant=1000,
-        poll_seconds=3600.0,
-        observer=tally,
-        clock=clock,
-    )
-
-
 async def test_the_pool_reports_each_claim_by_kind_with_the_deliveries_it_took(
     queue: FakeDeliveryQueue,
-    observed_pool: DeliveryPool,
-    tally: TalliedBatches,
+    make_pool: PoolFactory,
     sender: FakeSender,
     webhooks: Webhooks,
     notifications: FakeNotifications,
@@ -728,7 +709,9 @@ async def test_the_pool_reports_each_claim_by_kind_with_the_deliveries_it_took(
 ) -> None:
     quiet, _ = await subscriber(webhooks)
     busy, _ = await subscriber(webhooks, replace(ORDERS, name="busy", url="https://busy.example/hooks"))
-    running = await started_asleep(observed_pool, queue)
+    tally = TalliedBatches()
+    pool = make_pool(workers=4, observer=tally)
+    running = await started_asleep(pool, queue)
 
     queue.add(quiet)
     notifications.notify(Topic.DELIVERIES, quiet.id)
@@ -737,7 +720,7 @@ async def test_the_pool_reports_each_claim_by_kind_with_the_deliveries_it_took(
         queue.add(busy)
     notifications.notify(Topic.DELIVERIES)
     await within(sender.wait_for_requests(4))
-    await stop(observed_pool, running)
+    await stop(pool, running)
 
     # The first look, at an empty queue; the quiet webhook's express claim; the claimer's, woken by the
     # notification naming none.
@@ -746,8 +729,7 @@ async def test_the_pool_reports_each_claim_by_kind_with_the_deliveries_it_took(
 
 async def test_a_claim_the_database_did_not_answer_is_not_reported(
     queue: FakeDeliveryQueue,
-    observed_pool: DeliveryPool,
-    tally: TalliedBatches,
+    make_pool: PoolFactory,
     sender: FakeSender,
     webhooks: Webhooks,
     notifications: FakeNotifications,
@@ -756,12 +738,14 @@ async def test_a_claim_the_database_did_not_answer_is_not_reported(
 ) -> None:
     refuse_first(queue, "claim_named", OUTAGE, monkeypatch)
     quiet, _ = await subscriber(webhooks)
-    running = await started_asleep(observed_pool, queue)
+    tally = TalliedBatches()
+    pool = make_pool(workers=4, observer=tally)
+    running = await started_asleep(pool, queue)
 
     queue.add(quiet)
     notifications.notify(Topic.DELIVERIES, quiet.id)  # its express claim fails: the claimer's claim takes it
     await within(sender.wait_for_requests(1))
-    await stop(observed_pool, running)
+    await stop(pool, running)
 
     assert tally.claims == [(QUEUE_CLAIM, 0), (QUEUE_CLAIM, 1)]
 
