@@ -92,6 +92,7 @@ class Totals:
     db_seconds: float = 0.0
     publish_seconds: float = 0.0
     cpu_seconds: float = 0.0
+    role_cpu_seconds: dict[str, float] = field(default_factory=dict)  # the same by process role (harness/cpu.py)
     db_cpu_seconds: float = 0.0  # the backends serving the service's database
     processes: int = 0
     latency: Latency = field(default_factory=Latency)
@@ -100,6 +101,15 @@ class Totals:
     @property
     def rate(self) -> float:
         return self.done / self.seconds if self.seconds else 0.0
+
+    def cpu_note(self) -> str:
+        """The service's and its database's CPU per delivery, the service's by process role."""
+        per = 1e6 / max(1, self.done)
+        roles = ", ".join(f"{role} {seconds * per:,.0f}" for role, seconds in sorted(self.role_cpu_seconds.items()))
+        return (
+            f"CPU {self.cpu_seconds * per:,.0f} µs per delivery ({roles}), its database's PostgreSQL backends "
+            f"{self.db_cpu_seconds * per:,.0f} µs"
+        )
 
 
 @dataclass
@@ -217,6 +227,8 @@ def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: str, t
     totals.db_seconds += float(result["db_seconds"] or "nan")
     totals.publish_seconds += float(result["publish_seconds"])
     totals.cpu_seconds += cpu_after.cpu_seconds - cpu_before.cpu_seconds
+    for role, seconds in cpu_after.role_seconds_since(cpu_before).items():
+        totals.role_cpu_seconds[role] = totals.role_cpu_seconds.get(role, 0.0) + seconds
     totals.processes = cpu_after.processes
     totals.latency.add(latency)
     totals.batching.add(batched)
@@ -254,8 +266,7 @@ def e2e_notes(test: UnderTest) -> list[str]:
         f"{settings}: {ROUNDS} turns, {totals.events} events x {HOOKS} webhooks, {totals.seconds:.2f} s in all from "
         f"first publish to last 2xx recorded (by the attempts' own occurred_at: {totals.db_seconds:.2f} s)"
         f"{incomplete}; publishing alone {totals.events / totals.publish_seconds:,.0f} events/s; the service ran "
-        f"{totals.processes} process(es), CPU {totals.cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs per delivery,"
-        f" its database's PostgreSQL backends {totals.db_cpu_seconds / max(1, totals.done) * 1e6:,.0f} µs; "
+        f"{totals.processes} process(es), {totals.cpu_note()}; "
         f"turns: {', '.join(f'{rate:,.0f}' for rate in totals.turns)}/s; {totals.batching.note(totals.done)}"
     ]
 
@@ -359,12 +370,10 @@ def measure(run: Run) -> list[Row]:
 def paced_rows(test: UnderTest, paced: Totals, bare: Totals, pace: float) -> list[Row]:
     """Publish -> first attempt at a load the service keeps up with (PACED_SHARE of its e2e rate)."""
     share = f"{PACED_SHARE:g} of the e2e rate"
-    per_delivery = max(1, paced.done)
     notes = [
         f"{test.worker_processes} worker process, one e2e turn publishing {pace / HOOKS:,.0f} events/s x {HOOKS} "
-        f"webhooks ({share}, {pace:,.0f} deliveries/s; it delivered {paced.rate:,.0f}/s); service CPU "
-        f"{paced.cpu_seconds / per_delivery * 1e6:,.0f} µs per delivery, its database's PostgreSQL backends "
-        f"{paced.db_cpu_seconds / per_delivery * 1e6:,.0f} µs; {paced.batching.note(paced.done)}; "
+        f"webhooks ({share}, {pace:,.0f} deliveries/s; it delivered {paced.rate:,.0f}/s); service "
+        f"{paced.cpu_note()}; {paced.batching.note(paced.done)}; "
         f"{paced.latency.note('probes')}; baseline: a bare "
         f"signed POST's start -> arrival while the bare loop POSTs {pace:,.0f}/s: {bare.latency.note('bare')}"
     ]

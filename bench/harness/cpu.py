@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -20,12 +21,19 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 class SessionUsage:
     processes: int
     cpu_seconds: float
+    # The same CPU by what each process runs: `webhookd server`, `webhookd worker`, or the rest (the
+    # supervisor, with its reaped children). Live processes only, as cpu_seconds.
+    by_role: Mapping[str, float] = field(default_factory=dict)
+
+    def role_seconds_since(self, before: SessionUsage) -> dict[str, float]:
+        return {role: seconds - before.by_role.get(role, 0.0) for role, seconds in self.by_role.items()}
 
 
 def session_usage(session_id: int) -> SessionUsage:
     """Processes alive in the session and their CPU time, with that of their reaped children."""
     processes = 0
     ticks = 0
+    by_role: dict[str, int] = {}
     with contextlib.suppress(OSError):
         entries = os.listdir("/proc")
         for entry in entries:
@@ -39,8 +47,25 @@ def session_usage(session_id: int) -> SessionUsage:
             # fields[0] is field 3 of proc(5): state; 6 is session, 14..17 utime stime cutime cstime.
             if int(fields[3]) == session_id:
                 processes += 1
-                ticks += sum(int(value) for value in fields[11:15])
-    return SessionUsage(processes, ticks / _TICKS)
+                used = sum(int(value) for value in fields[11:15])
+                ticks += used
+                role = _role(entry)
+                by_role[role] = by_role.get(role, 0) + used
+    return SessionUsage(processes, ticks / _TICKS, {role: role_ticks / _TICKS for role, role_ticks in by_role.items()})
+
+
+def _role(pid: str) -> str:
+    """`server` or `worker` for a process started as `python -m webhookd.cli server|worker`, else `other`."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            args = cmdline.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "other"
+    if "webhookd.cli" in args[:-1]:
+        command = args[args.index("webhookd.cli") + 1]
+        if command in ("server", "worker"):
+            return command
+    return "other"
 
 
 def process_seconds(pids: list[int]) -> float:
