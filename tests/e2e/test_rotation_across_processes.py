@@ -56,6 +56,8 @@ async def test_worker_in_another_process_signs_with_the_new_secret_right_after_r
         "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "1",
         "WEBHOOKD_DATA_DIR": str(tmp_path),
         "WEBHOOKD_LOG_LEVEL": "WARNING",
+        # No metrics server: on its default port it met another test's worker process and could not start.
+        "WEBHOOKD_METRICS_ADDR": "",
     }
     log = tmp_path / "worker.log"
     async with running_service(settings, isolated) as caller:

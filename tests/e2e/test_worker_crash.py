@@ -43,6 +43,8 @@ def worker_environment(backends: Backends, database_url: str, data_dir: Path) ->
         "WEBHOOKD_PER_WEBHOOK_CONCURRENCY": str(WORKERS),
         "WEBHOOKD_DATA_DIR": str(data_dir),
         "WEBHOOKD_LOG_LEVEL": "WARNING",
+        # No metrics server: on its default port it met another test's worker process and could not start.
+        "WEBHOOKD_METRICS_ADDR": "",
     }
 
 
