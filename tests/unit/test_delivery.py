@@ -87,6 +87,15 @@ async def subscriber(webhooks: Webhooks, spec: WebhookSpec = ORDERS) -> tuple[We
     return webhook, handed_out
 
 
+async def one_leased(webhooks: Webhooks, queue: FakeDeliveryQueue) -> tuple[Webhook, ClaimedDelivery]:
+    """A webhook with one delivery, claimed outside any pool: its lease runs (a POST under way) until the
+    test records it."""
+    webhook, _ = await subscriber(webhooks)
+    queue.add(webhook)
+    [leased] = await queue.claim(1, per_webhook=1, per_tenant=1000)
+    return webhook, leased
+
+
 DeliverOne = Callable[[Webhook], Awaitable[str]]
 
 
@@ -826,9 +835,7 @@ async def test_a_named_webhook_whose_express_claim_its_cap_cut_short_is_claimed_
     # Quiet here, but its one place is leased: the express claim comes back without it. The claimer
     # must learn it waits for the cap, or the lease's recorded batch (the claimer asleep with nothing
     # due) does not wake it.
-    webhook, _ = await subscriber(webhooks)
-    queue.add(webhook)
-    [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)
+    webhook, attempted = await one_leased(webhooks, queue)
     pool = make_pool(workers=2, per_webhook=1)
     running = await started_asleep(pool, queue)  # nothing due before that lease ends: asleep
 
@@ -889,9 +896,7 @@ async def test_a_batch_recorded_while_nothing_is_due_does_not_wake_the_claimer(
 ) -> None:
     # Every recorded batch woke the claimer: at ~500 deliveries/s, 613 of 1,019 claims came back
     # empty, each with its next-due lookup (~100 µs of PostgreSQL per delivery).
-    webhook, _ = await subscriber(webhooks)
-    queue.add(webhook)
-    [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)  # its POST ends as the pool sleeps
+    webhook, attempted = await one_leased(webhooks, queue)  # its POST ends as the pool sleeps
     pool = make_pool(workers=2)
     running = await started_asleep(pool, queue)  # nothing due before that lease ends: asleep
     claims = len(queue.claim_limits)
@@ -915,9 +920,7 @@ async def test_a_batch_recorded_while_a_due_delivery_waits_for_its_webhooks_cap_
     clock: FakeClock,
     recheck_after_an_hour: None,
 ) -> None:
-    webhook, _ = await subscriber(webhooks)
-    queue.add(webhook)
-    [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)
+    webhook, attempted = await one_leased(webhooks, queue)
     waiting = queue.add(webhook)
     pool = make_pool(workers=2, per_webhook=1)
     running = await started_asleep(pool, queue)  # one due, held back by the cap: asleep
@@ -953,9 +956,8 @@ async def test_a_batch_that_makes_a_retry_due_before_the_claimer_would_wake_wake
     clock: FakeClock,
     recheck_after_an_hour: None,
 ) -> None:
-    webhook, _ = await subscriber(webhooks)
-    delivery_id = queue.add(webhook)
-    [attempted] = await queue.claim(1, per_webhook=1, per_tenant=1000)
+    _, attempted = await one_leased(webhooks, queue)
+    delivery_id = attempted.delivery_id
     pool = make_pool(workers=2)
     running = await started_asleep(pool, queue)  # asleep until that lease ends (or the hour's poll)
 
