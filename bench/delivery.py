@@ -64,20 +64,28 @@ SETTLE = 10.0
 
 @dataclass
 class Latency:
-    samples: list[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)  # call start -> arrival
     missing: int = 0
+    calls: list[float] = field(default_factory=list)  # the calls alone: what of the wait came before the answer
 
     def add(self, other: Latency) -> None:
         self.samples = sorted(self.samples + other.samples)
         self.missing += other.missing
+        self.calls = sorted(self.calls + other.calls)
 
     def percentile(self, fraction: float) -> float:
-        ordered = self.samples
-        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
+        return _percentile(self.samples, fraction)
 
     def note(self, what: str) -> str:
         missing = f", {self.missing} never arrived (counted as the wait)" if self.missing else ""
-        return f"{what}: {len(self.samples)} probes{missing}, p50 {self.percentile(0.5):,.1f} ms"
+        return (
+            f"{what}: {len(self.samples)} probes{missing}, p50 {self.percentile(0.5):,.1f} ms "
+            f"(the call alone {_percentile(self.calls, 0.5):,.1f} ms)"
+        )
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 @dataclass
@@ -148,7 +156,7 @@ def probe_result(child: Child, *, finish: bool) -> Latency:
     if finish:
         child.ask_to_finish()
     result = child.result(E2E_LIMIT + SETTLE + 20)
-    return Latency(result["latencies_ms"], int(result["missing"]))
+    return Latency(result["latencies_ms"], int(result["missing"]), sorted(result["call_ms"]))
 
 
 def start(run: Run, backs: Backends, receiver: str, worker_processes: int) -> UnderTest:
@@ -330,7 +338,9 @@ def rows(tests: list[UnderTest], bare: Totals, idle: Latency, bare_idle: Latency
             idle.percentile(0.5),
             bare_idle.percentile(0.5),
             "ms",
-            notes=[f"nothing else running; {IDLE_PROBES} probes each, one every {PROBE_PACE} s"],
+            notes=[
+                f"nothing else running, one every {PROBE_PACE} s: {idle.note('webhookd')}; {bare_idle.note('bare')}"
+            ],
         ),
     ]
     return out
