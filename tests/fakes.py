@@ -1040,7 +1040,7 @@ class FakeDeliveryQueue:
         self._pause_after_failures = pause_after_failures
         self.deliveries: dict[str, QueuedDelivery] = {}
         self.attempts: list[tuple[ClaimedDelivery, AttemptRecord]] = []
-        self.releases: list[tuple[ClaimedDelivery, datetime]] = []
+        self.releases: list[tuple[ClaimedDelivery, timedelta]] = []  # each with its delay
         self.claim_limits: list[int] = []
         self.claimed_fresh: list[list[str]] = []
         self.claimed_named: list[list[str]] = []
@@ -1188,14 +1188,14 @@ class FakeDeliveryQueue:
             return None
         return max(now, self._next_slot.get(webhook.id, now))
 
-    async def next_due_at(self) -> datetime | None:
+    async def next_due_in(self) -> timedelta | None:
         self.looked_ahead.set()
         due = [
             delivery.next_attempt_at
             for delivery in self.deliveries.values()
             if delivery.status is DeliveryStatus.PENDING and delivery.next_attempt_at is not None
         ]
-        return min(due, default=None)
+        return None if not due else min(due) - self._now()
 
     async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
         kept = [self._record_one(claimed, record) for claimed, record in batch]
@@ -1231,8 +1231,9 @@ class FakeDeliveryQueue:
         delivery.last_outcome = record.outcome
         return True
 
-    async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
-        self.releases.append((claimed, retry_at))
+    async def release(self, claimed: ClaimedDelivery, *, after: timedelta) -> None:
+        self.releases.append((claimed, after))
+        retry_at = self._now() + after
         delivery = self.deliveries.get(claimed.delivery_id)
         if delivery is not None and delivery.lease_token == claimed.lease_token:
             delivery.next_attempt_at = delivery.retry_at = retry_at

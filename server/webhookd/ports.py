@@ -283,16 +283,18 @@ class DeliveryQueue(Protocol):
         of the claim's way (at most `limit` per webhook): behind a FIFO head until the head is due,
         past the rate limit's horizon until their slot. How many moved."""
 
-    async def next_due_at(self) -> datetime | None:
-        """When the earliest pending delivery comes due (None: nothing is pending)."""
+    async def next_due_in(self) -> timedelta | None:
+        """How long until the earliest pending delivery comes due by the queue's own clock, the one its
+        claims compare with (None: nothing is pending; zero or less: due now)."""
 
     async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
         """Logs each attempt and moves its delivery and webhook on, in order; says which leases
         were lost (the attempt is logged all the same) and which webhook rows changed. One bad
         attempt does not stop the others from being recorded."""
 
-    async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
-        """Gives a claimed delivery back without an attempt."""
+    async def release(self, claimed: ClaimedDelivery, *, after: timedelta) -> None:
+        """Gives a claimed delivery back without an attempt, due again `after` from now by the queue's own
+        clock (next_due_in)."""
 
 
 class SecretStore(Protocol):

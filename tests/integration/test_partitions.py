@@ -135,7 +135,7 @@ async def test_claim_record_release_and_redeliver_work_on_a_delivery_of_an_old_w
         history = HistoryStore(db)
 
         [claimed] = await queue.claim(10, per_webhook=5, per_tenant=10)
-        await queue.release(claimed, retry_at=now - timedelta(seconds=1))
+        await queue.release(claimed, after=timedelta(seconds=-1))
         [claimed_again] = await queue.claim(10, per_webhook=5, per_tenant=10)
         recorded = await queue.record([(claimed_again, succeeded_at(now))])
         succeeded, attempts = await history.get_delivery(Scope(TENANT), delivery_id)

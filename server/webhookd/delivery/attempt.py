@@ -77,7 +77,7 @@ class Deliverer:
                 "no signing secret; delivery postponed",
                 extra={"delivery_id": claimed.delivery_id, "reason": error.message},
             )
-            await self.release(claimed, retry_at=self._now() + UNAVAILABLE_RETRY)
+            await self.release(claimed, after=UNAVAILABLE_RETRY)
             return
         if claimed.send_at is not None and not await self._wait_for_slot(claimed, claimed.send_at):
             return
@@ -101,7 +101,7 @@ class Deliverer:
             log.warning(
                 "no way out; delivery postponed", extra={"delivery_id": claimed.delivery_id, "reason": error.message}
             )
-            await self.release(claimed, retry_at=self._now() + UNAVAILABLE_RETRY)
+            await self.release(claimed, after=UNAVAILABLE_RETRY)
             return
         except Exception:
             # A fault of ours, not an answer: it still ends as an attempt (in the log, retried on the
@@ -125,11 +125,12 @@ class Deliverer:
             await self._sleep(early)
         elif -early > RATE_SLOT_TOLERANCE.total_seconds():
             log.info("missed its send slot; delivery given back", extra={"delivery_id": claimed.delivery_id})
-            await self.release(claimed, retry_at=self._now())
+            await self.release(claimed)
             return False
         return True
 
-    async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
-        """Gives the delivery back without an attempt; workers are woken, since it may be due now."""
-        await self._queue.release(claimed, retry_at=retry_at)
+    async def release(self, claimed: ClaimedDelivery, *, after: timedelta = timedelta(0)) -> None:
+        """Gives the delivery back without an attempt, due again `after` from now (at once by default);
+        workers are woken, since it may be due now."""
+        await self._queue.release(claimed, after=after)
         self._notifications.notify(Topic.DELIVERIES)

@@ -342,7 +342,7 @@ class DeliveryPool:
             stale = self._now() - claimed_at > QUEUED_AT_MOST
             try:
                 if stale:
-                    await self._deliverer.release(delivery, retry_at=self._now())
+                    await self._deliverer.release(delivery)
                 else:
                     await self._deliverer.deliver(delivery)
             except asyncio.CancelledError:
@@ -369,15 +369,16 @@ class DeliveryPool:
         timeout = self._poll_seconds
         looked = True
         try:
-            next_due = await self._queue.next_due_at()
+            due_in = await self._queue.next_due_in()
         except Exception:  # noqa: BLE001 - fall back to the poll interval
-            next_due, looked = None, False
-        if next_due is not None and next_due <= self._now():
+            due_in, looked = None, False
+        if due_in is not None and due_in <= timedelta(0):
             # Due but not claimed: a capped webhook, no free worker, or a FIFO or rate-limited webhook's
             # deliveries waiting their turn. The last are moved to when their turn can come.
-            next_due = await self._hold_back() or next_due
-        if next_due is not None:
-            timeout = min(timeout, max(0.0, (next_due - self._now()).total_seconds()))
+            held_back = await self._hold_back()
+            due_in = due_in if held_back is None else held_back
+        if due_in is not None:
+            timeout = min(timeout, max(0.0, due_in.total_seconds()))
         if timeout <= 0:
             # Due now but not claimable (capped, or no free worker): a recorded batch or a finishing
             # worker wakes us, this only in case neither comes.
@@ -390,12 +391,12 @@ class DeliveryPool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    async def _hold_back(self) -> datetime | None:
-        """The next due time once held-back deliveries are moved; None when none were."""
+    async def _hold_back(self) -> timedelta | None:
+        """How long until the next is due once held-back deliveries are moved; None when none were."""
         try:
             if not await self._queue.hold_back(HOLD_BACK_BATCH):
                 return None
-            return await self._queue.next_due_at()
+            return await self._queue.next_due_in()
         except Exception:
             log.warning("holding back deliveries failed", exc_info=True)
             return None
@@ -421,6 +422,6 @@ class DeliveryPool:
         await asyncio.gather(*workers, return_exceptions=True)
         for delivery in leftovers:
             try:
-                await self._deliverer.release(delivery, retry_at=self._now())
+                await self._deliverer.release(delivery)
             except Exception:
                 log.exception("could not release a delivery", extra={"delivery_id": delivery.delivery_id})

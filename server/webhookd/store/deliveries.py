@@ -289,11 +289,16 @@ SELECT
 """
     )
 )
-_NEXT_DUE = compiled(sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == _PENDING))
+# On the database's clock, as the claim judges what is due: the process's may differ from it.
+_NEXT_DUE_IN = compiled(
+    sa.select(sa.func.min(deliveries.c.next_attempt_at) - sa.func.now()).where(deliveries.c.status == _PENDING)
+)
+# Due again after the given delay on the database's clock, for the same reason.
+_RELEASED_DUE = sa.func.now() + param("after", sa.Interval)
 _RELEASE = compiled(
     deliveries.update()
     .where(deliveries.c.id == param("id"), deliveries.c.lease_token == param("lease_token"))
-    .values(next_attempt_at=param("retry_at"), retry_at=param("retry_at"), lease_token=None, lease_expires_at=None)
+    .values(next_attempt_at=_RELEASED_DUE, retry_at=_RELEASED_DUE, lease_token=None, lease_expires_at=None)
 )
 # Claims that got no answer (a frozen server): they may have committed all the same, leasing
 # deliveries to no worker until the leases ran out (their timeout and 30 s). Given back by token.
@@ -624,8 +629,8 @@ class DeliveryStore:
 
         return len(await self._db.fetch_all_after(_LOCK, _HOLD_BACK, values))
 
-    async def next_due_at(self) -> datetime | None:
-        row = await self._db.fetch_one(_NEXT_DUE)
+    async def next_due_in(self) -> timedelta | None:
+        row = await self._db.fetch_one(_NEXT_DUE_IN)
         return None if row is None else row[0]
 
     async def record(self, batch: Sequence[tuple[ClaimedDelivery, AttemptRecord]]) -> RecordedBatch:
@@ -718,7 +723,7 @@ class DeliveryStore:
         assert row is not None
         return Backlog(int(row[0]), max(0.0, float(row[1] or 0.0)))
 
-    async def release(self, claimed: ClaimedDelivery, *, retry_at: datetime) -> None:
+    async def release(self, claimed: ClaimedDelivery, *, after: timedelta) -> None:
         """Gives a claimed delivery back without an attempt (shutdown, or no secret to sign with)."""
-        values = {"id": claimed.delivery_id, "lease_token": claimed.lease_token, "retry_at": retry_at}
+        values = {"id": claimed.delivery_id, "lease_token": claimed.lease_token, "after": after}
         await self._db.execute(_RELEASE, values)

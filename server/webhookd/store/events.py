@@ -142,12 +142,15 @@ _PAUSED_AGAIN = compiled(
     .order_by(webhooks.c.id)
     .with_for_update(read=True)
 )
+# A new pending delivery is due at the database's time, not the publishing process's: the claim
+# compares with the database's `now()`, so a process clock ahead of the database's by a few
+# milliseconds would hold every new delivery back by as long (created_at stays the event's time).
 _INSERT_DELIVERIES = compiled(
     sa.text(
         f"""
 INSERT INTO deliveries ({", ".join(_DELIVERY_COLUMNS)})
 SELECT d.id, :tenant_id, :app_id, :event_id, d.webhook_id, d.status, 0,
-    CASE WHEN d.status = '{_PENDING}' THEN CAST(:now AS timestamptz) END, :now, :now
+    CASE WHEN d.status = '{_PENDING}' THEN now() END, :now, :now
 FROM unnest(CAST(:ids AS text[]), CAST(:webhook_ids AS text[]), CAST(:statuses AS text[])) AS d(id, webhook_id, status)
 """
     )
@@ -160,7 +163,7 @@ _INSERT_ORDERED_DELIVERIES = compiled(
 WITH seq AS MATERIALIZED (SELECT nextval('delivery_fifo_seq') AS value)
 INSERT INTO deliveries ({", ".join(_DELIVERY_COLUMNS)}, fifo_seq)
 SELECT d.id, :tenant_id, :app_id, :event_id, d.webhook_id, d.status, 0,
-    CASE WHEN d.status = '{_PENDING}' THEN CAST(:now AS timestamptz) END, :now, :now,
+    CASE WHEN d.status = '{_PENDING}' THEN now() END, :now, :now,
     CASE WHEN d.fifo THEN seq.value END
 FROM unnest(CAST(:ids AS text[]), CAST(:webhook_ids AS text[]), CAST(:statuses AS text[]), CAST(:fifos AS boolean[]))
     AS d(id, webhook_id, status, fifo),
@@ -169,6 +172,7 @@ FROM unnest(CAST(:ids AS text[]), CAST(:webhook_ids AS text[]), CAST(:statuses A
     )
 )
 _NEXT_FIFO_SEQ = "SELECT nextval('delivery_fifo_seq')"
+_DATABASE_NOW = "SELECT now()"
 _COPY_DELIVERIES = f"COPY deliveries ({', '.join(_DELIVERY_COLUMNS)}) FROM STDIN"
 _COPY_ORDERED_DELIVERIES = f"COPY deliveries ({', '.join(_DELIVERY_COLUMNS)}, fifo_seq) FROM STDIN"
 
@@ -320,8 +324,11 @@ async def _copy_deliveries(
     statement = _COPY_DELIVERIES if fifo_seq is None else _COPY_ORDERED_DELIVERIES
     shared = "\t".join(_copy_field(value) for value in (scope.tenant_id, scope.app_id, event.id))
     at = _copy_field(event.created_at)
+    now = await (await connection.execute(_DATABASE_NOW)).fetchone()
+    assert now is not None  # one row, always
+    due = _copy_field(now[0])
     # attempts, next_attempt_at (a delivery not pending waits for no attempt), created_at, updated_at
-    pending_tail, waiting_tail = f"\t0\t{at}\t{at}\t{at}", f"\t0\t\\N\t{at}\t{at}"
+    pending_tail, waiting_tail = f"\t0\t{due}\t{at}\t{at}", f"\t0\t\\N\t{at}\t{at}"
     fifo_tails = ("\t\\N", f"\t{fifo_seq}") if fifo_seq is not None else ("", "")
     # Statuses are DeliveryStatus words: nothing in them to escape.
     rows = list(zip(_copy_column(delivery_ids), _copy_column(webhook_ids), statuses, fifos, strict=True))

@@ -73,9 +73,10 @@ DELIVERY_COLUMNS = (
     deliveries.c.updated_at,
     deliveries.c.completed_at,
 )
+# Due at the database's time, which the claim compares with (store/events.py, _INSERT_DELIVERIES).
 _PENDING_NOW = {
     "status": DeliveryStatus.PENDING.value,
-    "next_attempt_at": param("now"),
+    "next_attempt_at": sa.func.now(),
     "retry_at": None,  # queued again: no retry of the last run waits
     "completed_at": None,
     "updated_at": param("now"),

@@ -70,12 +70,13 @@ lifecycle_subjects AS (
       AND t.channels = '{{}}'
 ), lifecycle_deliveries AS (
     -- The id is a ULID of the event's time (its first ten characters), so it lands in the event's week.
-    -- A FIFO webhook's delivery takes its place in the publish order (store/events.py).
+    -- A FIFO webhook's delivery takes its place in the publish order, and is due at the database's time
+    -- (store/events.py).
     INSERT INTO deliveries (id, tenant_id, app_id, event_id, webhook_id, status, attempts, next_attempt_at,
         created_at, updated_at, fifo_seq)
     SELECT 'dlv_' || substr(t.event_id, 5, 10) || upper(substr(md5(random()::text || t.webhook_id), 1, 16)),
         t.tenant_id, t.app_id, t.event_id, t.webhook_id, t.status, 0,
-        CASE WHEN t.status = '{_PENDING}' THEN t.at END, t.at, t.at,
+        CASE WHEN t.status = '{_PENDING}' THEN now() END, t.at, t.at,
         CASE WHEN t.fifo THEN nextval('delivery_fifo_seq') END
     FROM lifecycle_targets t
     RETURNING status
@@ -114,7 +115,7 @@ WITH held AS (
       AND tenant_id = :tenant_id AND (CAST(:app_id AS text) IS NULL OR app_id = :app_id)
 )
 UPDATE deliveries d SET status = '{_PENDING}',
-    next_attempt_at = CAST(:now AS timestamptz) + held.n * interval '1 microsecond', updated_at = :now
+    next_attempt_at = now() + held.n * interval '1 microsecond', updated_at = :now
 FROM held
 WHERE d.id = ANY(ARRAY(SELECT id FROM held)) AND d.id = held.id AND d.status = '{_HELD}'
 """

@@ -45,7 +45,7 @@ WITH RECURSIVE holding AS (
       AND w.paused_at IS NULL AND w.enabled AND w.deleted_at IS NULL
 )
 UPDATE deliveries d SET status = '{DeliveryStatus.PENDING.value}',
-    next_attempt_at = CAST(:now AS timestamptz) + stranded.n * interval '1 microsecond', updated_at = :now
+    next_attempt_at = now() + stranded.n * interval '1 microsecond', updated_at = :now
 FROM stranded
 WHERE d.id = ANY(ARRAY(SELECT id FROM stranded)) AND d.id = stranded.id AND d.status = '{_HELD}'
 RETURNING d.webhook_id
