@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
+from psycopg import _queries
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.sql import visitors
@@ -25,6 +26,13 @@ from webhookd.domain.scope import Scope
 from webhookd.store.database import Connection
 
 _DIALECT = postgresql_psycopg.dialect()  # type: ignore[no-untyped-call]
+# psycopg turns a statement's `%(name)s` into `$n` with a regex at every execution and keeps the result
+# only for statements up to 4 KB (`MAX_CACHED_STATEMENT_LENGTH`: an ORM's statements seldom repeat).
+# Ours are a fixed set compiled once, and the longest (the claim, a recorded batch's webhook update)
+# were converted again at every run, 19 and 40 µs each. A bound over all of them keeps each one once;
+# tests/unit/test_statement_texts.py fails when a statement outgrows it.
+STATEMENT_CACHE_BYTES = 16 * 1024
+_queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, STATEMENT_CACHE_BYTES)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 TEXT_ARRAY = postgresql.ARRAY(sa.Text)
 
