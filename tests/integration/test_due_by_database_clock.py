@@ -6,7 +6,7 @@ ten minutes ahead, and the claim takes the delivery at once."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from cpod.integration.v1 import webhook_pb2 as wpb
@@ -16,7 +16,7 @@ from support import running_service
 from webhookd.app import Backends
 from webhookd.domain import ids
 from webhookd.domain.deliveries import AttemptRecord
-from webhookd.domain.events import NewEvent
+from webhookd.domain.events import NewEvent, Published
 from webhookd.domain.lifecycle import LifecycleChange, operational_event_type
 from webhookd.domain.scope import Scope
 from webhookd.domain.statuses import LogKind, Outcome
@@ -58,18 +58,28 @@ async def new_webhook(settings, backends, own_database) -> tuple[Scope, str]:
     return scope, webhook_id
 
 
-async def publish_ahead(database: Database, scope: Scope, webhook_id: str) -> None:
-    """A publish to the webhook by a process whose clock is AHEAD of the database's."""
+async def publish(database: Database, scope: Scope, webhook_id: str, *, at: datetime) -> Published:
+    """A publish to the webhook by a process whose clock reads `at`."""
     event = NewEvent(
         id=ids.new_id(ids.EVENT_PREFIX),
         event_type="clock.tick",
         body=b'{"type":"clock.tick","data":{}}',
         idempotency_key=None,
         target_webhook_id=webhook_id,
-        created_at=utc_now() + AHEAD,
+        created_at=at,
     )
-    published = await EventStore(database).publish(scope, event, ["*"])
-    assert published.deliveries_queued == 1
+    return await EventStore(database).publish(scope, event, ["*"])
+
+
+async def publish_ahead(database: Database, scope: Scope, webhook_id: str) -> None:
+    """A publish to the webhook by a process whose clock is AHEAD of the database's."""
+    assert (await publish(database, scope, webhook_id, at=utc_now() + AHEAD)).deliveries_queued == 1
+
+
+async def hold_one(database: Database, scope: Scope, webhook_id: str) -> None:
+    """The webhook paused, and one delivery held for it."""
+    await database.execute("UPDATE webhooks SET paused_at = now() WHERE id = %(id)s", {"id": webhook_id})
+    assert (await publish(database, scope, webhook_id, at=utc_now())).deliveries_held == 1
 
 
 @pytest.mark.parametrize("copied", [False, True], ids=["inserted", "copied"])
@@ -105,9 +115,7 @@ async def test_a_resume_releases_held_deliveries_due_at_once(
     settings, backends, own_database, own_pool, delivery_store
 ) -> None:
     scope, webhook_id = await new_webhook(settings, backends, own_database)
-    await own_pool.execute("UPDATE webhooks SET paused_at = now() WHERE id = %(id)s", {"id": webhook_id})
-    event = NewEvent(ids.new_id(ids.EVENT_PREFIX), "clock.tick", b"{}", None, webhook_id, utc_now())
-    assert (await EventStore(own_pool).publish(scope, event, ["*"])).deliveries_held == 1
+    await hold_one(own_pool, scope, webhook_id)
 
     note = LifecycleChange(LogKind.RESUMED, webhook_id, utc_now() + AHEAD)
     await WebhookStore(own_pool).resume(scope, webhook_id, person_id=None, note=note, discard_held=False)
@@ -131,9 +139,7 @@ async def test_a_stranded_held_delivery_is_due_at_once(
     settings, backends, own_database, own_pool, delivery_store
 ) -> None:
     scope, webhook_id = await new_webhook(settings, backends, own_database)
-    await own_pool.execute("UPDATE webhooks SET paused_at = now() WHERE id = %(id)s", {"id": webhook_id})
-    event = NewEvent(ids.new_id(ids.EVENT_PREFIX), "clock.tick", b"{}", None, webhook_id, utc_now())
-    assert (await EventStore(own_pool).publish(scope, event, ["*"])).deliveries_held == 1
+    await hold_one(own_pool, scope, webhook_id)
     # Resumed by a process of an older release, which left its held delivery behind.
     await own_pool.execute("UPDATE webhooks SET paused_at = NULL WHERE id = %(id)s", {"id": webhook_id})
 
