@@ -17,7 +17,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from harness.run import Run
-from webhookd.secrets.embedded import EmbeddedOpenBao
+from webhookd.secrets.embedded import PID_FILE, EmbeddedOpenBao
 from webhookd.store.conninfo import conninfo
 from webhookd.store.embedded import EmbeddedPostgres
 
@@ -33,6 +33,7 @@ class Backends:
     database_url: str  # SQLAlchemy URL of the server's `postgres` database (unix socket)
     vault_addr: str
     vault_token: str
+    vault_pid: int  # OpenBao's process, whose CPU the benchmarks count beside the service's
 
     def to_env(self) -> dict[str, str]:
         return {ENV: json.dumps(asdict(self))}
@@ -69,7 +70,8 @@ def backends(run: Run) -> Backends:
     vault = EmbeddedOpenBao(run.dir, mode="ephemeral")
     run.defer("stop OpenBao", vault.stop)
     vault_addr, vault_token = vault.start()
-    return Backends(postgres.url(), vault_addr, vault_token)
+    vault_pid = int((vault.dir / PID_FILE).read_text())
+    return Backends(postgres.url(), vault_addr, vault_token, vault_pid)
 
 
 def _allow_connections(postgres: EmbeddedPostgres, count: int) -> None:

@@ -53,6 +53,7 @@ class Service:
     http_url: str
     database: str  # libpq connection string, for the benchmark's own SQL (timing reads and fixtures)
     session: int  # the serve process leads a session: every process it forks is in it
+    vault_pid: int  # the OpenBao it writes secrets to, whose CPU the benchmarks count beside its own
 
     def usage(self) -> SessionUsage:
         return session_usage(self.session)
@@ -96,7 +97,7 @@ def start_service(run: Run, backends: Backends, label: str, env: Mapping[str, st
     grpc_target, http_url = f"{HOST}:{grpc_port}", f"http://{HOST}:{http_port}"
     _wait_ready(http_url)
     run.progress(f"{line.strip()} ({time.monotonic() - started:.1f} s)")
-    return Service(grpc_target, http_url, conninfo(database_url), child.pid)
+    return Service(grpc_target, http_url, conninfo(database_url), child.pid, backends.vault_pid)
 
 
 def _wait_ready(http_url: str) -> None:

@@ -4,7 +4,8 @@ With `rounds` turns per load taken in order (a, b, c, a, b, c, ...), whatever el
 meanwhile weighs on a figure and its baseline alike. A load's figure is its completions over all turns
 divided by its measured seconds over all turns. For loads on the service under test, the CPU the
 service's processes spent during each turn is summed too (CPU per call is steadier than throughput on a
-busy machine). Any failed call fails the benchmark: errors are never throughput.
+busy machine), and so is what its dependencies spent: the PostgreSQL backends serving its database, and
+OpenBao. Any failed call fails the benchmark: errors are never throughput.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from harness.cpu import database_backends, process_seconds
 from harness.run import Run
 from harness.service import Service
 
@@ -31,6 +33,8 @@ class Throughput:
     seconds: float = 0.0
     calls: int = 0
     service_cpu: float = 0.0
+    database_cpu: float = 0.0  # the PostgreSQL backends serving the service's database
+    vault_cpu: float = 0.0  # OpenBao's process
     turns: list[float] = field(default_factory=list)  # each turn's rate: how noisy the machine was
 
     @property
@@ -41,16 +45,25 @@ class Throughput:
         """The service's CPU per call (or entry...), for a row's notes."""
         if not self.calls:
             return f"{what}: nothing completed"
-        return f"{what}: service CPU {self.service_cpu / self.calls * 1e6:,.0f} µs per {per} (all its processes)"
+        per_call = 1e6 / self.calls
+        return (
+            f"{what}: service CPU {self.service_cpu * per_call:,.0f} µs per {per} (all its processes), its "
+            f"database's PostgreSQL backends {self.database_cpu * per_call:,.0f} µs, "
+            f"OpenBao {self.vault_cpu * per_call:,.0f} µs"
+        )
 
 
 def alternate(
-    run: Run, loads: Mapping[str, Load], *, rounds: int, service: Service | None = None
+    run: Run,
+    loads: Mapping[str, Load],
+    *,
+    rounds: int,
+    service: Service | None = None,
 ) -> dict[str, Throughput]:
     totals = {name: Throughput() for name in loads}
     for turn in range(1, rounds + 1):
         for name, load in loads.items():
-            before = service.usage().cpu_seconds if service and load.on_service else 0.0
+            before = _usage(service) if service is not None and load.on_service else None
             result = run.load(f"{name}-{turn}", load.module, load.args, timeout=TURN_LIMIT)
             if result["errors"]:
                 raise RuntimeError(f"{name}: {result['errors']} failed calls; first: {result['first_error']}")
@@ -59,10 +72,32 @@ def alternate(
             total.seconds += float(result["seconds"])
             total.calls += int(result["calls"])
             total.turns.append(int(result["ops"]) / float(result["seconds"]) if result["seconds"] else 0.0)
-            if service and load.on_service:
-                total.service_cpu += service.usage().cpu_seconds - before
+            if service is not None and before is not None:
+                after = _usage(service)
+                total.service_cpu += after.service - before.service
+                total.database_cpu += after.database_since(before)
+                total.vault_cpu += after.vault - before.vault
         run.progress(f"round {turn}/{rounds}: " + ", ".join(f"{name} {totals[name].rate:,.0f}/s" for name in loads))
     return totals
+
+
+@dataclass(frozen=True)
+class _Usage:
+    """CPU seconds so far: the service's processes, its database's backends (by pid), OpenBao."""
+
+    service: float
+    backends: dict[int, float]
+    vault: float
+
+    def database_since(self, before: _Usage) -> float:
+        """What the backends serving both then and now spent in between (one that started meanwhile
+        would count its whole life, one that ended its last moments: the service's pool keeps them)."""
+        return sum(seconds - before.backends[pid] for pid, seconds in self.backends.items() if pid in before.backends)
+
+
+def _usage(service: Service) -> _Usage:
+    backends = {pid: process_seconds([pid]) for pid in database_backends(service.database)}
+    return _Usage(service.usage().cpu_seconds, backends, process_seconds([service.vault_pid]))
 
 
 def spread_note(rates: Mapping[str, Throughput], unit: str = "/s") -> str:
