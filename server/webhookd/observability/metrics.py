@@ -39,7 +39,8 @@ from webhookd.observability.queue import BacklogGauges
 MULTIPROCESS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ATTEMPT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-# Claims are at most pool.CLAIM_BATCH (100) and batches recorder.MAX_BATCH (200); bucket le="0.0" counts empty claims.
+# Claims of the queue are at most pool.CLAIM_BATCH (50), express claims pool.FRESH_WEBHOOKS_MAX (64), and
+# batches recorder.MAX_BATCH (200); bucket le="0.0" counts empty claims.
 CLAIM_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100)
 RECORD_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200)
 TRANSPORTS = ("http", "grpc")
