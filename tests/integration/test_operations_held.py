@@ -22,6 +22,7 @@ from support import Database, running_service
 from webhookd.app import Backends
 from webhookd.store.conninfo import conninfo
 from webhookd.store.database import Database as Pool
+from webhookd.store.deliveries import CLAIM_LOCK_ID
 from webhookd.store.stranded_held import release_stranded
 
 PAUSE = "UPDATE webhooks SET paused_at = now(), version = version + 1 WHERE id = :id"
@@ -58,17 +59,32 @@ async def test_publish_while_paused_holds_the_deliveries_and_posts_nothing(calle
     assert [request.path for request in receiver.received] == ["/hook/active"]
 
 
-async def test_resume_releases_the_held_deliveries_in_publish_order(caller, workers, receiver, database) -> None:
+@contextlib.asynccontextmanager
+async def claims_held_off(database_url: str) -> AsyncIterator[None]:
+    """No claim takes anything meanwhile: this holds the lock every claim takes first."""
+    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as connection:
+        await connection.execute("SELECT pg_advisory_lock(%s)", (CLAIM_LOCK_ID,))
+        try:
+            yield
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock(%s)", (CLAIM_LOCK_ID,))
+
+
+async def test_resume_releases_the_held_deliveries_in_publish_order(
+    caller, workers, receiver, database, backends
+) -> None:
     hook = await held_webhook(caller, database, receiver)
     published = [await publish(caller, n) for n in range(4)]
 
-    resumed = await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))
+    # Read before a worker claims any: a claim moves next_attempt_at to its lease's end.
+    async with claims_held_off(backends.database_url):
+        resumed = await caller.ResumeWebhook(pb.ResumeWebhookRequest(id=hook.id))
+        released = await database.rows(
+            "SELECT d.event_id FROM deliveries d WHERE d.webhook_id = :w ORDER BY d.next_attempt_at", w=hook.id
+        )
 
     assert resumed.deliveries_released == 4 and resumed.deliveries_discarded == 0
     # Released due one after the other in publish order: the claim takes the oldest due first.
-    released = await database.rows(
-        "SELECT d.event_id FROM deliveries d WHERE d.webhook_id = :w ORDER BY d.next_attempt_at", w=hook.id
-    )
     assert [row.event_id for row in released] == [p.event_id for p in published]
     await database.wait_for(STATUSES, lambda rows: [r.status for r in rows] == ["succeeded"] * 4, w=hook.id)
     assert sorted(r.headers["webhook-id"] for r in receiver.received) == sorted(p.event_id for p in published)
