@@ -52,6 +52,12 @@ UNANSWERED_ATTEMPTS_MAX = 100_000
 LEASE_MARGIN = timedelta(seconds=30)
 # How stale a healthy webhook's last_delivery_at may get before a success writes it again.
 STATS_RESOLUTION = timedelta(seconds=1)
+# A claim of the queue looks at this many times the deliveries asked for among the oldest due, and as
+# many among the newest. Twice, not four times: ranking the candidates is most of a claim's work, and
+# the claim lock is held meanwhile. In 8 alternating pairs of bench/delivery.py, e2e throughput was
+# higher in all 8 with twice (medians 0.287 against 0.269 with 1 worker process, 0.288 against 0.273
+# with 2); the fairness tests (test_delivery_fairness.py, the noisy-tenant fault test) pass with it.
+SCAN_FACTOR = 2
 _PENDING = DeliveryStatus.PENDING.value
 _SUCCEEDED = Outcome.SUCCEEDED.value
 _FIFO = Ordering.FIFO.value
@@ -582,7 +588,7 @@ class DeliveryStore:
     async def claim(
         self, limit: int, *, per_webhook: int, per_tenant: int, fresh_webhooks: Sequence[str] = ()
     ) -> list[ClaimedDelivery]:
-        return await self._claim(_QUEUE_AND_LOCK, limit, limit * 4, per_webhook, per_tenant, fresh_webhooks)
+        return await self._claim(_QUEUE_AND_LOCK, limit, limit * SCAN_FACTOR, per_webhook, per_tenant, fresh_webhooks)
 
     async def claim_named(
         self, webhook_ids: Sequence[str], *, per_webhook: int, per_tenant: int
