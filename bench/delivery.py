@@ -38,7 +38,7 @@ from pathlib import Path
 import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
 from harness import batching, signing
 from harness.backends import Backends, backends
-from harness.cpu import database_backends, process_seconds
+from harness.cpu import backend_seconds, seconds_since
 from harness.procs import Child
 from harness.report import Row, main, ratio_row, value_row
 from harness.run import Run
@@ -214,13 +214,12 @@ def e2e_turn(run: Run, test: UnderTest, receiver: str, events: int, turn: str, t
     prober = start_probe(run, f"{name}-probe", test.probe_args, receiver, started_file=started_file)
     before, cpu_before = receiver_stats(receiver), test.service.usage()
     batched_before = batching.read(test.service.http_url)
-    serving = database_backends(test.service.database)
-    db_cpu_before = process_seconds(serving)
+    db_cpu_before = backend_seconds(test.service.database)
     args = [*test.e2e_args, "--events", str(events), "--started-file", str(started_file), "--rate", f"{rate:.3f}"]
     result = run.load(name, "load.e2e", args, timeout=E2E_LIMIT + 30)
     cpu_after = test.service.usage()
     batched = batching.read(test.service.http_url).since(batched_before)
-    totals.db_cpu_seconds += process_seconds(serving) - db_cpu_before
+    totals.db_cpu_seconds += seconds_since(backend_seconds(test.service.database), db_cpu_before)
     latency = probe_result(prober, finish=True)
     if result["errors"]:
         raise RuntimeError(f"{name}: {result['errors']} failed publishes; first: {result['first_error']}")

@@ -89,3 +89,14 @@ def database_backends(database: str) -> list[int]:
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
     return [int(row[0]) for row in rows]
+
+
+def backend_seconds(database: str) -> dict[int, float]:
+    """The CPU so far of each PostgreSQL backend serving `database` (a libpq URL) now, by pid."""
+    return {pid: process_seconds([pid]) for pid in database_backends(database)}
+
+
+def seconds_since(now: Mapping[int, float], before: Mapping[int, float]) -> float:
+    """What the processes read both times spent in between: one that started meanwhile would count its
+    whole life, and one that ended has no reading now (a service's pool keeps its backends open)."""
+    return sum(seconds - before[pid] for pid, seconds in now.items() if pid in before)

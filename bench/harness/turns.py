@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.cpu import database_backends, process_seconds
+from harness.cpu import backend_seconds, process_seconds, seconds_since
 from harness.run import Run
 from harness.service import Service
 
@@ -54,11 +54,7 @@ class Throughput:
 
 
 def alternate(
-    run: Run,
-    loads: Mapping[str, Load],
-    *,
-    rounds: int,
-    service: Service | None = None,
+    run: Run, loads: Mapping[str, Load], *, rounds: int, service: Service | None = None
 ) -> dict[str, Throughput]:
     totals = {name: Throughput() for name in loads}
     for turn in range(1, rounds + 1):
@@ -75,7 +71,7 @@ def alternate(
             if service is not None and before is not None:
                 after = _usage(service)
                 total.service_cpu += after.service - before.service
-                total.database_cpu += after.database_since(before)
+                total.database_cpu += seconds_since(after.backends, before.backends)
                 total.vault_cpu += after.vault - before.vault
         run.progress(f"round {turn}/{rounds}: " + ", ".join(f"{name} {totals[name].rate:,.0f}/s" for name in loads))
     return totals
@@ -89,15 +85,9 @@ class _Usage:
     backends: dict[int, float]
     vault: float
 
-    def database_since(self, before: _Usage) -> float:
-        """What the backends serving both then and now spent in between (one that started meanwhile
-        would count its whole life, one that ended its last moments: the service's pool keeps them)."""
-        return sum(seconds - before.backends[pid] for pid, seconds in self.backends.items() if pid in before.backends)
-
 
 def _usage(service: Service) -> _Usage:
-    backends = {pid: process_seconds([pid]) for pid in database_backends(service.database)}
-    return _Usage(service.usage().cpu_seconds, backends, process_seconds([service.vault_pid]))
+    return _Usage(service.usage().cpu_seconds, backend_seconds(service.database), process_seconds([service.vault_pid]))
 
 
 def spread_note(rates: Mapping[str, Throughput], unit: str = "/s") -> str:
