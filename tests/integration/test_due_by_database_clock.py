@@ -1,7 +1,8 @@
 """A delivery queued to go now is due by the database's clock, the one the claim compares with, not by
 the clock of the process that queued it: a process whose clock runs ahead of the database's would
 otherwise hold every delivery it queues back by as long. Each test writes as a process whose clock is
-ten minutes ahead, and the claim takes the delivery at once."""
+ten minutes ahead, and the claim takes the delivery at once. A retry is due its backoff after the
+database's now, whichever way the worker's clock is off."""
 
 from __future__ import annotations
 
@@ -166,3 +167,28 @@ async def test_a_release_and_the_next_due_time_go_by_the_database_clock(
     assert await delivery_store.claim_named([webhook_id], **CAPS) == []
     # AHEAD from the release, less the moments since.
     assert AHEAD - timedelta(minutes=1) < await delivery_store.next_due_in() <= AHEAD
+
+
+@pytest.mark.parametrize("skew", [-AHEAD, AHEAD], ids=["worker-behind", "worker-ahead"])
+async def test_a_retry_is_due_its_backoff_after_the_database_now(
+    settings, backends, own_database, own_pool, delivery_store, skew
+) -> None:
+    scope, webhook_id = await new_webhook(settings, backends, own_database)
+    await publish(own_pool, scope, webhook_id, at=utc_now())
+    [claimed] = await delivery_store.claim_named([webhook_id], **CAPS)
+    backoff = timedelta(minutes=5)
+    worker_now = utc_now() + skew
+    failed = AttemptRecord(Outcome.FAILED, 500, 5, "HTTP 500", "", False, worker_now + backoff, worker_now)
+
+    assert (await delivery_store.record([(claimed, failed)])).kept == [True]
+
+    # Behind, the retry came due at once; ahead, ten minutes late.
+    assert await delivery_store.claim_named([webhook_id], **CAPS) == []
+    assert backoff - timedelta(minutes=1) < await delivery_store.next_due_in() <= backoff
+    # The log shows the time the claim goes by.
+    logged = await own_pool.fetch_one(
+        "SELECT a.next_attempt_at = d.next_attempt_at FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
+        " WHERE a.delivery_id = %(id)s",
+        {"id": claimed.delivery_id},
+    )
+    assert logged == (True,)

@@ -334,6 +334,9 @@ _BATCH_COLUMNS = """
 # delivery's attempt number and time name one attempt (`attempt_logged`, pruned to its week). Only a
 # batch written again (`again`) looks: the probe cost a first write, which cannot find one, about a
 # twentieth of the e2e rate.
+# A retry is due its backoff after the database's now (`due_at`), the clock the claim compares with:
+# taken from the worker's clock, a worker behind the database's made a failing endpoint's retries due
+# at once, and one ahead held them back by as long. The log shows that time too.
 
 
 async def held_back_due(connection: Connection, scope: Scope, webhook_id: str) -> int:
@@ -358,19 +361,20 @@ _RECORD_ATTEMPTS = compiled(
     sa.text(
         f"""
 WITH batch AS MATERIALIZED (
-    SELECT * FROM json_to_recordset(CAST(:batch AS json)) AS a({_BATCH_COLUMNS})
+    SELECT a.*, now() + (a.next_attempt_at - a.occurred_at) AS due_at
+    FROM json_to_recordset(CAST(:batch AS json)) AS a({_BATCH_COLUMNS})
 ), logged AS (
     INSERT INTO attempts (id, tenant_id, app_id, delivery_id, event_id, event_type, webhook_id, attempt, outcome,
         http_status, latency_ms, error, response_excerpt, next_attempt_at, occurred_at, request_headers,
         response_headers)
     SELECT a.id, a.tenant_id, a.app_id, a.delivery_id, a.event_id, a.event_type, a.webhook_id, a.attempt, a.outcome,
-        a.http_status, a.latency_ms, a.error, a.response_excerpt, a.next_attempt_at, a.occurred_at,
+        a.http_status, a.latency_ms, a.error, a.response_excerpt, a.due_at, a.occurred_at,
         a.request_headers, a.response_headers
     FROM batch a
     WHERE NOT (CAST(:again AS boolean) AND EXISTS ({_attempt_logged("a.delivery_id", "a.attempt", "a.occurred_at")}))
 )
 UPDATE deliveries d SET
-    status = u.status, attempts = u.attempt, next_attempt_at = u.next_attempt_at, retry_at = u.next_attempt_at,
+    status = u.status, attempts = u.attempt, next_attempt_at = u.due_at, retry_at = u.due_at,
     lease_token = NULL, lease_expires_at = NULL, last_outcome = u.outcome, last_http_status = u.http_status,
     last_error = u.error, updated_at = u.occurred_at, completed_at = u.completed_at
 FROM batch u
