@@ -76,6 +76,24 @@ def test_each_attempt_is_an_object_with_its_columns_and_times_in_rfc3339() -> No
     assert second["completed_at"] is None
 
 
+def test_a_nul_in_plain_ascii_headers_is_still_replaced() -> None:
+    # Headers that are all ASCII but one NUL: the quick look at them all must still catch it.
+    result = AttemptResult(
+        Outcome.SUCCEEDED,
+        200,
+        5,
+        "",
+        "",
+        request_headers=(("webhook-id", "evt_1"), ("X-Nul", "a\x00b")),
+        response_headers=(("Server\x00", "x"),),
+    )
+
+    [row] = json.loads(attempt_batch_json([(claimed(1), recorded(result, retry_at=None))]))
+
+    assert row["request_headers"] == [["webhook-id", "evt_1"], ["X-Nul", "a\ufffdb"]]
+    assert row["response_headers"] == [["Server\ufffd", "x"]]
+
+
 def test_text_orjson_will_not_write_still_gives_the_batch_as_json() -> None:
     # A lone surrogate where storable_text does not look (here the event type, which comes from the
     # database): json.dumps escapes it, PostgreSQL refuses the batch and the recorder writes its
