@@ -533,7 +533,10 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=1024)
 def _standard_key(secret: str) -> bytes:
+    """The HMAC key of a secret, kept like `_ed25519_key`'s: a worker signs with the same few secrets
+    over and over, and decoding one costs as much as the HMAC it keys."""
     if not secret.startswith(SECRET_PREFIX):
         return secret.encode("utf-8")
     key = _decode_whsec(secret[len(SECRET_PREFIX) :])
