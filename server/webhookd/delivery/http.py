@@ -51,6 +51,8 @@ _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 # Targets whose parse and host check are kept: a worker POSTs to the same URLs over and over, and the
 # check of an IP literal's host costs ~6 µs (more than the rest of choosing the target).
 _TARGETS_KEPT: Final = 4096
+# The tuples of header names whose session headers sent beside them are kept (_session_headers_sent).
+_HEADER_NAMES_KEPT: Final = 4096
 _GONE: Final = 410
 _PROXY_AUTHENTICATION_REQUIRED: Final = 407  # only a proxy sends it: the delivery proxy, about webhookd
 _PROXY_REFUSED_CREDENTIALS: Final = "the delivery proxy refused webhookd's credentials (HTTP 407)"
@@ -188,16 +190,12 @@ class HttpSender:
         if credential is not None:
             shown[credential.header] = REDACTED
             headers = {**headers, credential.header: credential.value}
-        # The session's headers give way to the delivery's, whatever their case, as aiohttp merges them.
-        replaced = {name.lower() for name in shown}
-        sent = {name: value for name, value in _SESSION_HEADERS.items() if name.lower() not in replaced} | shown
+        sent = _session_headers_sent(tuple(shown)) + tuple(shown.items())
         result = await self._exchange(url, body=body, headers=headers, timeout_ms=timeout_ms)
         if credential is not None:
             # Before the headers are cut: a credential cut short and then marked would not be recognised.
             result = _credential_hidden(result, credential)
-        return replace(
-            result, request_headers=tuple(sent.items()), response_headers=kept_headers(result.response_headers)
-        )
+        return result.with_headers(sent, kept_headers(result.response_headers))
 
     async def _exchange(self, url: str, *, body: bytes, headers: Mapping[str, str], timeout_ms: int) -> AttemptResult:
         session = self._session
@@ -261,6 +259,15 @@ def _credential_hidden(result: AttemptResult, credential: Credential) -> Attempt
         response_excerpt=hidden(result.response_excerpt, credential),
         response_headers=tuple((name, hidden(value, credential)) for name, value in result.response_headers),
     )
+
+
+@functools.lru_cache(maxsize=_HEADER_NAMES_KEPT)
+def _session_headers_sent(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The session's headers sent beside a delivery's headers of these `names`: those the delivery's do
+    not replace, whatever their case, as aiohttp merges them. Kept per tuple of names: a webhook's
+    deliveries all have the same ones."""
+    replaced = {name.lower() for name in names}
+    return tuple((name, value) for name, value in _SESSION_HEADERS.items() if name.lower() not in replaced)
 
 
 @functools.lru_cache(maxsize=_TARGETS_KEPT)

@@ -102,6 +102,23 @@ class AttemptResult:
     def succeeded(self) -> bool:
         return self.outcome is Outcome.SUCCEEDED
 
+    def with_headers(
+        self, request_headers: tuple[tuple[str, str], ...], response_headers: tuple[tuple[str, str], ...]
+    ) -> AttemptResult:
+        """This result with these headers: dataclasses.replace's result in half its time (every attempt
+        makes one). Every field is passed on: a field added above must be added here too."""
+        return AttemptResult(
+            self.outcome,
+            self.http_status,
+            self.latency_ms,
+            self.error,
+            self.response_excerpt,
+            self.retry_after_seconds,
+            self.gone,
+            request_headers,
+            response_headers,
+        )
+
 
 @dataclass(frozen=True)
 class AttemptRecord:
