@@ -338,10 +338,10 @@ class DeliveryPool:
             self._wake.set()
 
     async def _worker(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             _, _, claimed_at, delivery = await self._ready.get()
-            task = asyncio.current_task()
-            assert task is not None
             self._running[task] = delivery
             stale = self._now() - claimed_at > QUEUED_AT_MOST
             try:
