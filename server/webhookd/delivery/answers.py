@@ -73,6 +73,8 @@ async def read_excerpt(response: aiohttp.ClientResponse) -> str:
 
 def _content_coding(header: str) -> str:
     """The codings of a Content-Encoding header, identity left out: '' for none."""
+    if not header:
+        return ""  # the usual answer, without the parse below
     codings = (coding.strip().lower() for coding in header.split(","))
     return ", ".join(coding for coding in codings if coding not in ("", "identity"))
 
