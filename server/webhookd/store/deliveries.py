@@ -209,7 +209,7 @@ FROM chosen, webhooks w, events e
 -- MATERIALIZED (read twice, it was before): the choice runs once, whichever side of the join it is on.
 WHERE d.id = chosen.id AND w.id = d.webhook_id AND e.id = d.event_id
 RETURNING d.id, d.attempts + 1, d.tenant_id, d.app_id, d.event_id, e.event_type, e.body, d.webhook_id,
-    w.url, w.headers, w.signature_scheme, w.retry_max_attempts, w.retry_backoff, w.retry_timeout_ms,
+    w.url, w.headers::text, w.signature_scheme, w.retry_max_attempts, w.retry_backoff, w.retry_timeout_ms,
     w.vault_path, w.secret_fingerprint, chosen.fifo, extract(epoch FROM chosen.slot - statement_timestamp())::float8,
     w.credential_id, w.version
 """
@@ -505,7 +505,8 @@ def _claimed(row: Sequence[Any], token: str) -> ClaimedDelivery:
         body=bytes(row[6]),
         webhook_id=row[7],
         url=row[8],
-        headers=dict(row[9]),
+        # A JSON object of strings (validation.py), which orjson reads exactly in a fifth of json.loads's time.
+        headers=orjson.loads(row[9]),
         signature_scheme=_SCHEMES.get(row[10]) or SignatureScheme(row[10]),
         retry_policy=_retry_policy(row[11], row[12], row[13]),
         vault_path=row[14],
