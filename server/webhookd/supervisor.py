@@ -73,6 +73,22 @@ class Child:
     relays: list[asyncio.Task[object]] = field(default_factory=list)
 
 
+# Hosts a held port takes for every address of the machine.
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+# Tries at a port for an address given port 0: the kernel may hand out a port the supervisor holds
+# already (it holds them without listening, so the free-port probe can bind it too).
+PORT_PICKS = 5
+
+
+def _clash(held: socket.socket, other: socket.socket) -> bool:
+    """Whether two held ports are one: the same port on the same host, or on a wildcard. SO_REUSEPORT
+    lets both be bound, and the kernel would then spread gRPC's and HTTP's connections over both
+    protocols' servers, failing about half of each."""
+    host, port = held.getsockname()[:2]
+    other_host, other_port = other.getsockname()[:2]
+    return port == other_port and (host == other_host or host in _WILDCARDS or other_host in _WILDCARDS)
+
+
 def _reserve_port(addr: str) -> tuple[socket.socket, str]:
     """Checks the address is free, then holds it (SO_REUSEPORT, not listening) for the children to
     share; returns the socket and host:port with the port resolved when it was 0."""
@@ -98,7 +114,7 @@ class Supervisor:
         self._dev = dev
         self._base_environment = dict(environment)
         self._children: list[Child] = []
-        self._held: list[socket.socket] = []
+        self._held: dict[str, socket.socket] = {}  # by the setting naming the address
         self._metrics_directory = tempfile.TemporaryDirectory(prefix="webhookd-metrics-")
         self._stopping = False
         self.grpc_addr = settings.grpc_addr
@@ -122,8 +138,8 @@ class Supervisor:
     async def start(self, backends: app.Backends) -> None:
         """Everything up and ready, or StartError with the line to print (what started is stopped)."""
         await started("database schema", lambda: migrate.upgrade(backends.database_url))
-        self.grpc_addr = self._hold(self._settings.grpc_addr)
-        self.http_addr = self._hold(self._settings.http_addr)
+        self.grpc_addr = self._hold("WEBHOOKD_GRPC_ADDR", self._settings.grpc_addr)
+        self.http_addr = self._hold("WEBHOOKD_HTTP_ADDR", self._settings.http_addr)
         environment = self._child_environment(backends)
         mode = ["--dev"] if self._dev else []
         self._children = [
@@ -137,13 +153,20 @@ class Supervisor:
             raise
         self._watch = asyncio.create_task(self._keep_running(environment), name="supervise")
 
-    def _hold(self, addr: str) -> str:
-        try:
-            held, resolved = _reserve_port(addr)
-        except OSError as error:
-            raise StartError(f"cannot listen on {addr}: {error.strerror or error}") from error
-        self._held.append(held)
-        return resolved
+    def _hold(self, setting: str, addr: str) -> str:
+        for _ in range(PORT_PICKS):
+            try:
+                held, resolved = _reserve_port(addr)
+            except OSError as error:
+                raise StartError(f"cannot listen on {addr}: {error.strerror or error}") from error
+            taken_by = next((name for name, other in self._held.items() if _clash(held, other)), None)
+            if taken_by is None:
+                self._held[setting] = held
+                return resolved
+            held.close()
+            if not addr.endswith(":0"):
+                raise StartError(f"cannot listen on {addr} ({setting}): {taken_by} names the same port")
+        raise StartError(f"cannot listen on {addr} ({setting}): no port apart from the others in {PORT_PICKS} tries")
 
     async def _spawn(self, child: Child, environment: dict[str, str]) -> None:
         process = await asyncio.create_subprocess_exec(
@@ -237,7 +260,7 @@ class Supervisor:
                 except TimeoutError:
                     process.kill()
                     await process.wait()
-        for held in self._held:
+        for held in self._held.values():
             held.close()
         self._metrics_directory.cleanup()
 

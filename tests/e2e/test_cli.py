@@ -201,6 +201,30 @@ async def test_dev_stops_what_it_started_and_exits_2_when_its_http_port_is_taken
         assert not postmaster.exists()
 
 
+@pytest.mark.parametrize("grpc_host", ["127.0.0.1", "0.0.0.0"], ids=["same-host", "wildcard"])
+async def test_serve_refuses_one_port_for_grpc_and_http_in_one_line(backends, own_database, grpc_host) -> None:
+    # Both would bind (the servers share their ports through SO_REUSEPORT), and each protocol's
+    # connections would be spread over both protocols' servers.
+    port = free_port()
+    env = os.environ | {
+        "WEBHOOKD_DATABASE_URL": own_database,
+        "VAULT_ADDR": backends.vault_addr,
+        "VAULT_TOKEN": backends.vault_token,
+        "WEBHOOKD_JWT_SECRET": "x" * 40,
+        "WEBHOOKD_GRPC_ADDR": f"{grpc_host}:{port}",
+        "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{port}",
+    }
+    code, out, err = await run(WEBHOOKD, "serve", env=env, within=90)
+
+    lines = [line for line in err.splitlines() if line.startswith("webhookd:")]
+    assert code == 2, err
+    assert lines == [
+        f"webhookd: cannot start: cannot listen on 127.0.0.1:{port} (WEBHOOKD_HTTP_ADDR):"
+        " WEBHOOKD_GRPC_ADDR names the same port"
+    ], err
+    assert "serving" not in out
+
+
 async def test_serve_refuses_a_jwt_key_its_servers_would_refuse_in_one_line_before_starting_anything() -> None:
     env = os.environ | {
         # Nothing answers here: the key must be judged before the backends are asked.
