@@ -59,17 +59,24 @@ class Service:
         return session_usage(self.session)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
+def free_port(*taken: int) -> int:
+    """A loopback port nothing listens on, and none of `taken`: the kernel may hand the port it just
+    gave out again, and a service given one port for gRPC and HTTP refuses to start."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in taken:
+            return port
+    raise RuntimeError(f"the kernel kept handing out ports already taken: {sorted(taken)}")
 
 
 def start_service(run: Run, backends: Backends, label: str, env: Mapping[str, str] | None = None) -> Service:
     database_url = backends.new_database(label)
     run.defer(f"drop database of {label}", backends.drop_database, database_url)
-    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    grpc_port = free_port()
+    http_port = free_port(grpc_port)
+    metrics_port = free_port(grpc_port, http_port)
     settings = {
         "WEBHOOKD_DATA_DIR": str(run.dir / f"webhookd-{label}"),
         "WEBHOOKD_DATABASE_URL": database_url,
