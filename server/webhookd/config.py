@@ -171,8 +171,9 @@ def _address(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
-def _public_url(env: Mapping[str, str], http_addr: str) -> str:
-    """The base of inbound callback URLs as senders reach this service: http(s)://host[:port][/path]."""
+def public_url(env: Mapping[str, str], http_addr: str) -> str:
+    """The base of inbound callback URLs as senders reach this service: http(s)://host[:port][/path];
+    by default the HTTP address itself (its port drawn already, where it was 0)."""
     raw = env.get("WEBHOOKD_PUBLIC_URL")
     if not raw:
         return f"http://{http_addr}"
@@ -392,7 +393,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings
     return Settings(
         grpc_addr=_address(env, "WEBHOOKD_GRPC_ADDR", DEFAULT_GRPC_ADDR),
         http_addr=http_addr,
-        public_url=_public_url(env, http_addr),
+        public_url=public_url(env, http_addr),
         data_dir=Path(env.get("WEBHOOKD_DATA_DIR") or ".webhookd"),
         database_url=_database_url(env, "WEBHOOKD_DATABASE_URL"),
         vault_addr=_vault_addr(env),

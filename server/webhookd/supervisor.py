@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import multiprocess
 
-from webhookd import app
+from webhookd import app, config
 from webhookd.auth.tokens import check_keys
 from webhookd.config import Settings
 from webhookd.observability.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
@@ -128,7 +128,8 @@ class Supervisor:
             "VAULT_NAMESPACE": backends.vault_namespace,
             "WEBHOOKD_GRPC_ADDR": self.grpc_addr,
             "WEBHOOKD_HTTP_ADDR": self.http_addr,
-            "WEBHOOKD_PUBLIC_URL": self._settings.public_url,
+            # Made again from the HTTP address held: a port 0 in the setting is a drawn port now.
+            "WEBHOOKD_PUBLIC_URL": config.public_url(self._base_environment, self.http_addr),
             # The servers report every process's metrics; workers serve none of their own.
             "WEBHOOKD_METRICS_ADDR": "",
             MULTIPROCESS_DIRECTORY_VARIABLE: self._metrics_directory.name,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from webhookd import config, supervisor
+from webhookd import app, config, supervisor
 from webhookd.runners import StartError
 
 
@@ -54,3 +54,18 @@ def test_the_same_port_on_another_host_is_not_the_same_port(ports) -> None:
     http = ports._hold("WEBHOOKD_HTTP_ADDR", f"127.0.0.2:{grpc.rpartition(':')[2]}")
 
     assert http.startswith("127.0.0.2:")
+
+
+@pytest.mark.parametrize("given", [None, "https://hooks.example.com/in"], ids=["default", "set"])
+async def test_children_get_the_public_url_of_the_http_port_drawn(given) -> None:
+    environment = {"WEBHOOKD_HTTP_ADDR": "127.0.0.1:0"} | ({"WEBHOOKD_PUBLIC_URL": given} if given else {})
+    held = supervisor.Supervisor(config.load(environment), dev=False, environment=environment)
+    try:
+        held.http_addr = held._hold("WEBHOOKD_HTTP_ADDR", "127.0.0.1:0")
+        children = held._child_environment(app.Backends("postgresql://db", "http://vault", "token"))
+    finally:
+        await held.stop()
+
+    assert not held.http_addr.endswith(":0")
+    # Inbound callback URLs are made from it: port 0 would send callers nowhere.
+    assert children["WEBHOOKD_PUBLIC_URL"] == (given or f"http://{held.http_addr}")
