@@ -42,6 +42,8 @@ LOG_FILE = "bao.log"
 PID_FILE = "bao.pid"
 _LOG_TAIL_LINES = 30
 _PORT_ATTEMPTS = 3
+# A secret never written, read to learn that the KV v2 engine serves.
+READY_PROBE = "webhookd-ready-probe"
 
 
 class EmbeddedOpenBaoError(RuntimeError):
@@ -141,6 +143,7 @@ class EmbeddedOpenBao:
         addr = f"http://{HOST}:{port}"
         self._spawn(args, env)
         self._wait_for_health(addr, ready={200})
+        self._wait_for_kv2(hvac.Client(url=addr, token=token, timeout=5))
         return addr, token
 
     def _start_persistent(self, binary: str) -> tuple[str, str]:
@@ -164,6 +167,7 @@ class EmbeddedOpenBao:
             self._wait_for_health(addr, ready={200})
         client.token = keys["root_token"]
         self._ensure_kv2(client)
+        self._wait_for_kv2(client)
         return addr, keys["root_token"]
 
     def _config(self, port: int, cluster_port: int) -> str:
@@ -192,6 +196,30 @@ class EmbeddedOpenBao:
             client.sys.enable_secrets_engine("kv", path=self.mount, options={"version": "2"})
         elif existing.get("type") != "kv" or (existing.get("options") or {}).get("version") != "2":
             raise EmbeddedOpenBaoError(f"OpenBao under {self.dir} has a non-KV-v2 engine at {self.mount}/")
+
+    def _wait_for_kv2(self, client: Any) -> None:
+        """Return once the mount answers a read: a KV v2 engine just mounted upgrades its storage in
+        the background and meanwhile answers every request with HTTP 400 ("Upgrading from
+        non-versioned to versioned data"), which a service starting at once took for a refusal."""
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                client.secrets.kv.v2.read_secret_version(
+                    path=READY_PROBE, mount_point=self.mount, raise_on_deleted_version=True
+                )
+                return
+            except hvac.exceptions.InvalidPath as exc:
+                if not exc.errors:  # KV v2's answer for a secret never written: the engine serves
+                    return
+                last = "route not yet served (HTTP 404)"
+            except hvac.exceptions.InvalidRequest:
+                last = "upgrading its storage (HTTP 400)"
+            if time.monotonic() >= deadline:
+                raise EmbeddedOpenBaoError(
+                    f"OpenBao's KV v2 engine at {self.mount}/ not ready after {self.start_timeout:.0f}s"
+                    f" (last: {last}); " + self._log_tail()
+                )
+            time.sleep(0.05)
 
     # -- the process -----------------------------------------------------------------------------
 
