@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -409,8 +410,10 @@ class Gateway:
         metrics: Metrics | None = None,
         dev_token: DevTokenSource | None = None,
         reuse_port: bool = False,
+        listening: socket.socket | None = None,
     ) -> None:
-        """dev_token: offered to the Playground page ("Use dev token"); `webhookd dev` only."""
+        """dev_token: offered to the Playground page ("Use dev token"); `webhookd dev` only.
+        listening: the HTTP address's socket, made already (runners.py); else it is made at start."""
         self.metrics = metrics or Metrics()
         self.channel = channel
         configured_host = settings.http_addr.rpartition(":")[0]
@@ -435,6 +438,7 @@ class Gateway:
             bounds=http_bounds(settings),
             reuse_port=reuse_port,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            listening=listening,
         )
 
     @property

@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -23,13 +24,13 @@ import grpc
 import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 
-from webhookd import app
+from webhookd import app, config
 from webhookd.config import Settings
 from webhookd.domain.errors import Unavailable
 from webhookd.gateway.playground import DevTokenSource
 from webhookd.http.operations import grpc_serving_check, operations_app, readiness_route
 from webhookd.http.receiver import inbound_route
-from webhookd.http.server import HttpServer
+from webhookd.http.server import HttpServer, listening_socket
 from webhookd.observability import Metrics
 from webhookd.services.readiness import Readiness
 from webhookd.store import migrate
@@ -228,15 +229,21 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
         metrics = Metrics()
         await check_connection_room(settings, backends)
         await started("database schema", lambda: migrate.upgrade(backends.database_url))
-        service = app.Service(settings, backends, metrics=metrics, reuse_port=reuse_port)
+        here, listening = settings, None
+        if not reuse_port and settings.http_addr.endswith(":0"):
+            listening = await started("HTTP gateway", lambda: _listening_at_once(settings))
+            running.callback(listening.close)  # served from here on; closed if a later part fails
+            here = _on_drawn_http_port(settings, listening.getsockname()[1])
+        service = app.Service(here, backends, metrics=metrics, reuse_port=reuse_port)
         await started("gRPC server", service.start)
         gateway = app.Gateway(
-            settings,
+            here,
             service.local_channel(),
             extra_routes=service.http_routes(),
             metrics=metrics,
             dev_token=dev_token,
             reuse_port=reuse_port,
+            listening=listening,
         )
         try:
             await started("HTTP gateway", gateway.start)
@@ -247,6 +254,21 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
         return f"{SERVER_READY} gRPC on {service.grpc_target}, HTTP on port {gateway.port}"
 
     return asyncio.run(_run(settings, start))
+
+
+async def _listening_at_once(settings: Settings) -> socket.socket:
+    return listening_socket(settings.http_addr, bounds=app.http_bounds(settings))
+
+
+def _on_drawn_http_port(settings: Settings, port: int) -> Settings:
+    """A server alone on HTTP port 0 draws its port before its core starts, so that the inbound
+    callback URLs made from the default public URL name that port, not 0 (under `serve` the
+    supervisor draws it and passes it on: supervisor.py)."""
+    drawn = f"{settings.http_addr.rpartition(':')[0]}:{port}"
+    defaulted = settings.public_url == config.public_url({}, settings.http_addr)
+    return settings.with_overrides(
+        http_addr=drawn, public_url=config.public_url({}, drawn) if defaulted else settings.public_url
+    )
 
 
 async def _stop_front_doors(gateway: app.Gateway, service: app.Service) -> None:

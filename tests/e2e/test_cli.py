@@ -14,11 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import grpc
 import jwt
 import psutil
 import pytest
+from cpod.integration.v1 import webhook_pb2 as wpb
+from cpod.integration.v1 import webhook_service_pb2 as pb
 
 from ports import free_port
+from support import JWT_SECRET, make_caller
 
 # Each test runs the `webhookd` command as a process of its own.
 pytestmark = pytest.mark.slow
@@ -223,6 +227,44 @@ async def test_serve_refuses_one_port_for_grpc_and_http_in_one_line(backends, ow
         " WEBHOOKD_GRPC_ADDR names the same port"
     ], err
     assert "serving" not in out
+
+
+@pytest.mark.parametrize("public_url", [None, "https://hooks.example.com/in"], ids=["default", "set"])
+async def test_a_server_alone_on_http_port_0_makes_callback_urls_with_the_port_it_drew(
+    backends, own_database, public_url
+) -> None:
+    env = os.environ | {
+        "WEBHOOKD_DATABASE_URL": own_database,
+        "VAULT_ADDR": backends.vault_addr,
+        "VAULT_TOKEN": backends.vault_token,
+        "WEBHOOKD_JWT_SECRET": JWT_SECRET,
+        "WEBHOOKD_GRPC_ADDR": "127.0.0.1:0",
+        "WEBHOOKD_HTTP_ADDR": "127.0.0.1:0",
+    }
+    env.pop("WEBHOOKD_PUBLIC_URL", None)
+    if public_url is not None:
+        env["WEBHOOKD_PUBLIC_URL"] = public_url
+    process = await asyncio.create_subprocess_exec(
+        WEBHOOKD, "server", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        ready = re.search(r"gRPC on (\S+), HTTP on port (\d+)", line)
+        assert ready, line
+        async with grpc.aio.insecure_channel(ready[1]) as channel:
+            caller = make_caller(channel)
+            created = await caller.CreateWebhook(
+                pb.CreateWebhookRequest(
+                    webhook=wpb.Webhook(name="in", direction=wpb.DIRECTION_INBOUND, event_types=["order.*"])
+                )
+            )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 60)
+
+    base = public_url or f"http://127.0.0.1:{ready[2]}"
+    assert created.webhook.url == f"{base}/api/v1/integration/inbound/{created.webhook.id}"
 
 
 async def test_serve_refuses_a_jwt_key_its_servers_would_refuse_in_one_line_before_starting_anything() -> None:

@@ -105,11 +105,14 @@ class HttpServer:
         reuse_port: bool = False,
         shutdown_grace_seconds: float | None = None,
         refusals: ThrottledLog | None = None,
+        listening: socket.socket | None = None,
     ) -> None:
         """shutdown_grace_seconds: how long `stop` lets requests in flight finish before it ends them;
         None waits for every one, which a following stream never is. refusals: what logs the clients
-        the bounds refuse (http/request_bounds.py), a line an interval per kind; a new one by default."""
+        the bounds refuse (http/request_bounds.py), a line an interval per kind; a new one by default.
+        listening: a socket `listening_socket` made for `addr` already, served instead of a new one."""
         self._addr = addr
+        self._listening = listening
         self._reuse_port = reuse_port
         self._bounds = bounds
         self._server = _EmbeddedUvicorn(
@@ -129,7 +132,7 @@ class HttpServer:
 
     async def start(self) -> None:
         """Binds (OSError when the address is taken) and serves."""
-        sock = listening_socket(self._addr, reuse_port=self._reuse_port, bounds=self._bounds)
+        sock = self._listening or listening_socket(self._addr, reuse_port=self._reuse_port, bounds=self._bounds)
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http-server")
         while not self._server.started:
