@@ -33,6 +33,8 @@ from typing import IO, Any, Literal
 
 import hvac
 
+from webhookd.secrets.vault import kv_upgrading
+
 Mode = Literal["persistent", "ephemeral"]
 
 HOST = "127.0.0.1"
@@ -212,7 +214,9 @@ class EmbeddedOpenBao:
                 if not exc.errors:  # KV v2's answer for a secret never written: the engine serves
                     return
                 last = "route not yet served (HTTP 404)"
-            except hvac.exceptions.InvalidRequest:
+            except hvac.exceptions.InvalidRequest as exc:
+                if not kv_upgrading(exc):
+                    raise
                 last = "upgrading its storage (HTTP 400)"
             if time.monotonic() >= deadline:
                 raise EmbeddedOpenBaoError(

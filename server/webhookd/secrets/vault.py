@@ -66,6 +66,10 @@ _PASSING = (
     hvac.exceptions.BadGateway,
     hvac.exceptions.RateLimitExceeded,
 )
+# What a KV v2 engine answers (HTTP 400) while it upgrades its storage in the background, just
+# mounted or tuned from version 1 (on a standby: "Waiting for the primary to upgrade from ..."):
+# as passing as a sealed Vault, and the same words on every Vault and OpenBao release since KV v2.
+_KV_UPGRADING = "non-versioned to versioned data"
 START_ATTEMPTS = 4
 START_RETRY_SECONDS = 0.5  # times the attempt's number: 0.5, 1 and 1.5 s, 3 s in all
 
@@ -470,13 +474,21 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
 
 
 def _reason(exc: Exception) -> str:
-    """A short reason built from the error's type only, never from its text."""
+    """A short reason built from the error's type only, never from its text (but for the one answer
+    matched against known words: a KV v2 engine upgrading its storage)."""
+    if kv_upgrading(exc):
+        return "the KV v2 engine is upgrading its storage (HTTP 400)"
     # Otherwise ConnectionRefusedError, TimeoutError, the transport's TransportError… or another VaultError.
     return next((text for kind, text in _REASONS if isinstance(exc, kind)), type(exc).__name__)
 
 
+def kv_upgrading(exc: Exception) -> bool:
+    """Whether Vault answered that the KV v2 engine is upgrading its storage: it serves in a moment."""
+    return isinstance(exc, hvac.exceptions.InvalidRequest) and any(_KV_UPGRADING in str(e) for e in exc.errors or ())
+
+
 def _passing(exc: Exception) -> bool:
-    return isinstance(exc, _PASSING) or (isinstance(exc, LoginFailed) and exc.passing)
+    return isinstance(exc, _PASSING) or kv_upgrading(exc) or (isinstance(exc, LoginFailed) and exc.passing)
 
 
 def _unavailable(exc: Exception) -> Unavailable:
