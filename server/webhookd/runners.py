@@ -229,15 +229,15 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
         metrics = Metrics()
         await check_connection_room(settings, backends)
         await started("database schema", lambda: migrate.upgrade(backends.database_url))
-        here, listening = settings, None
+        resolved, listening = settings, None  # the settings with the HTTP port drawn, where it was 0
         if not reuse_port and settings.http_addr.endswith(":0"):
             listening = await started("HTTP gateway", lambda: _listening_at_once(settings))
             running.callback(listening.close)  # served from here on; closed if a later part fails
-            here = _on_drawn_http_port(settings, listening.getsockname()[1])
-        service = app.Service(here, backends, metrics=metrics, reuse_port=reuse_port)
+            resolved = _on_drawn_http_port(settings, listening.getsockname()[1])
+        service = app.Service(resolved, backends, metrics=metrics, reuse_port=reuse_port)
         await started("gRPC server", service.start)
         gateway = app.Gateway(
-            here,
+            resolved,
             service.local_channel(),
             extra_routes=service.http_routes(),
             metrics=metrics,

@@ -68,7 +68,7 @@ _PASSING = (
 )
 # What a KV v2 engine answers (HTTP 400) while it upgrades its storage in the background, just
 # mounted or tuned from version 1 (on a standby: "Waiting for the primary to upgrade from ..."):
-# as passing as a sealed Vault, and the same words on every Vault and OpenBao release since KV v2.
+# as passing as a sealed Vault. The words are the KV v2 plugin's, in Vault and OpenBao alike.
 _KV_UPGRADING = "non-versioned to versioned data"
 START_ATTEMPTS = 4
 START_RETRY_SECONDS = 0.5  # times the attempt's number: 0.5, 1 and 1.5 s, 3 s in all
