@@ -31,6 +31,7 @@ from ports import free_port
 from proxies import forward_proxy
 from receivers import Receiver
 from support import JWT_SECRET, SERVING_LINE, in_schema_of_its_own, make_caller
+from webhookd.secrets.embedded import wait_for_kv2
 from webhookd.store.conninfo import conninfo
 
 pytestmark = pytest.mark.slow
@@ -193,6 +194,7 @@ async def test_serve_keeps_signing_secrets_in_the_vault_namespace_it_is_given(ba
     hvac.Client(url=backends.vault_addr, token=backends.vault_token).sys.create_namespace(path=namespace)
     in_namespace = hvac.Client(url=backends.vault_addr, token=backends.vault_token, namespace=namespace)
     in_namespace.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    wait_for_kv2(in_namespace, "secret", within=30)
     # Signed with the secret the worker read from the namespace.
     webhook = await serve_and_deliver_one(backends, own_database, tmp_path, VAULT_NAMESPACE=namespace)
     (tenant,) = in_namespace.secrets.kv.v2.list_secrets(path="webhookd/tenants", mount_point="secret")["data"]["keys"]

@@ -21,6 +21,7 @@ from webhookd.domain.errors import Unavailable
 from webhookd.domain.scope import Scope
 from webhookd.domain.webhooks import WebhookSpec
 from webhookd.observability import Metrics
+from webhookd.secrets.embedded import wait_for_kv2
 
 PREFIX = "webhookd"
 ReadyzGet = Callable[[], Awaitable[tuple[int, object]]]
@@ -29,6 +30,7 @@ ReadyzGet = Callable[[], Awaitable[tuple[int, object]]]
 def kv_mount(admin: hvac.Client) -> str:
     mount = f"readyz-{secrets.token_hex(4)}"
     admin.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    wait_for_kv2(admin, mount, within=30)
     return mount
 
 
@@ -77,6 +79,7 @@ async def test_a_kv_mount_disabled_while_running_is_not_ready_until_it_is_back(
             )
 
             admin.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+            wait_for_kv2(admin, mount, within=30)
             assert await get() == (200, "ok")
     finally:
         admin.sys.disable_secrets_engine(mount)

@@ -17,7 +17,7 @@ import pytest
 
 from ports import free_port
 from webhookd.domain.errors import Aborted, Invalid, NotFound, Unavailable
-from webhookd.secrets.embedded import EmbeddedOpenBao, find_bao_binary
+from webhookd.secrets.embedded import EmbeddedOpenBao, find_bao_binary, wait_for_kv2
 from webhookd.secrets.token_renewal import keep_token_alive
 from webhookd.secrets.vault import VaultSecretStore
 
@@ -301,6 +301,7 @@ async def test_a_namespace_holds_the_secrets_written_through_it(vault: tuple[str
     hvac.Client(url=addr, token=token).sys.create_namespace(path=namespace)
     in_namespace = hvac.Client(url=addr, token=token, namespace=namespace)
     in_namespace.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    wait_for_kv2(in_namespace, "secret", within=30)
     store = VaultSecretStore(addr, token, namespace=namespace)
     try:
         path = await store.path_for(tenant(), "whk_01J0000000000000000000000")

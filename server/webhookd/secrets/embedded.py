@@ -200,30 +200,10 @@ class EmbeddedOpenBao:
             raise EmbeddedOpenBaoError(f"OpenBao under {self.dir} has a non-KV-v2 engine at {self.mount}/")
 
     def _wait_for_kv2(self, client: Any) -> None:
-        """Return once the mount answers a read: a KV v2 engine just mounted upgrades its storage in
-        the background and meanwhile answers every request with HTTP 400 ("Upgrading from
-        non-versioned to versioned data"), which a service starting at once took for a refusal."""
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            try:
-                client.secrets.kv.v2.read_secret_version(
-                    path=READY_PROBE, mount_point=self.mount, raise_on_deleted_version=True
-                )
-                return
-            except hvac.exceptions.InvalidPath as exc:
-                if not exc.errors:  # KV v2's answer for a secret never written: the engine serves
-                    return
-                last = "route not yet served (HTTP 404)"
-            except hvac.exceptions.InvalidRequest as exc:
-                if not kv_upgrading(exc):
-                    raise
-                last = "upgrading its storage (HTTP 400)"
-            if time.monotonic() >= deadline:
-                raise EmbeddedOpenBaoError(
-                    f"OpenBao's KV v2 engine at {self.mount}/ not ready after {self.start_timeout:.0f}s"
-                    f" (last: {last}); " + self._log_tail()
-                )
-            time.sleep(0.05)
+        try:
+            wait_for_kv2(client, self.mount, within=self.start_timeout)
+        except EmbeddedOpenBaoError as error:
+            raise EmbeddedOpenBaoError(f"{error}; {self._log_tail()}") from None
 
     # -- the process -----------------------------------------------------------------------------
 
@@ -296,6 +276,29 @@ class EmbeddedOpenBao:
         except OSError:
             return "no server log"
         return f"last lines of {self.log_path}:\n" + "\n".join(lines[-_LOG_TAIL_LINES:])
+
+
+def wait_for_kv2(client: Any, mount: str, *, within: float) -> None:
+    """Return once the KV v2 engine at `mount` answers a read, within `within` seconds (else
+    EmbeddedOpenBaoError): one just mounted upgrades its storage in the background and meanwhile
+    answers every request with HTTP 400 ("Upgrading from non-versioned to versioned data"), which a
+    caller asking at once took for a refusal. `client` is hvac's, with a token that may read there."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            client.secrets.kv.v2.read_secret_version(path=READY_PROBE, mount_point=mount, raise_on_deleted_version=True)
+            return
+        except hvac.exceptions.InvalidPath as exc:
+            if not exc.errors:  # KV v2's answer for a secret never written: the engine serves
+                return
+            last = "route not yet served (HTTP 404)"
+        except hvac.exceptions.InvalidRequest as exc:
+            if not kv_upgrading(exc):
+                raise
+            last = "upgrading its storage (HTTP 400)"
+        if time.monotonic() >= deadline:
+            raise EmbeddedOpenBaoError(f"OpenBao's KV v2 engine at {mount}/ not ready after {within:.0f}s ({last})")
+        time.sleep(0.05)
 
 
 def find_bao_binary() -> str:
