@@ -171,6 +171,16 @@ def _address(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def on_http_addr(settings: Settings, http_addr: str) -> Settings:
+    """`settings` on `http_addr`, the HTTP address with its port drawn where the setting gave 0: the
+    default public URL, made from the address, follows it (inbound callback URLs naming port 0 would
+    send callers nowhere); a public URL that was set is kept."""
+    defaulted = settings.public_url == public_url({}, settings.http_addr)
+    return settings.with_overrides(
+        http_addr=http_addr, public_url=public_url({}, http_addr) if defaulted else settings.public_url
+    )
+
+
 def public_url(env: Mapping[str, str], http_addr: str) -> str:
     """The base of inbound callback URLs as senders reach this service: http(s)://host[:port][/path];
     by default the HTTP address itself (its port drawn already, where it was 0)."""

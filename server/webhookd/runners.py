@@ -233,7 +233,10 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
         if not reuse_port and settings.http_addr.endswith(":0"):
             listening = await started("HTTP gateway", lambda: _listening_at_once(settings))
             running.callback(listening.close)  # served from here on; closed if a later part fails
-            resolved = _on_drawn_http_port(settings, listening.getsockname()[1])
+            # Drawn before the core starts, which makes inbound callback URLs from the public URL
+            # (under `serve` the supervisor draws the port and passes it on: supervisor.py).
+            host = settings.http_addr.rpartition(":")[0]
+            resolved = config.on_http_addr(settings, f"{host}:{listening.getsockname()[1]}")
         service = app.Service(resolved, backends, metrics=metrics, reuse_port=reuse_port)
         await started("gRPC server", service.start)
         gateway = app.Gateway(
@@ -258,17 +261,6 @@ def run_server(settings: Settings, *, dev_token: DevTokenSource | None = None, r
 
 async def _listening_at_once(settings: Settings) -> socket.socket:
     return listening_socket(settings.http_addr, bounds=app.http_bounds(settings))
-
-
-def _on_drawn_http_port(settings: Settings, port: int) -> Settings:
-    """A server alone on HTTP port 0 draws its port before its core starts, so that the inbound
-    callback URLs made from the default public URL name that port, not 0 (under `serve` the
-    supervisor draws it and passes it on: supervisor.py)."""
-    drawn = f"{settings.http_addr.rpartition(':')[0]}:{port}"
-    defaulted = settings.public_url == config.public_url({}, settings.http_addr)
-    return settings.with_overrides(
-        http_addr=drawn, public_url=config.public_url({}, drawn) if defaulted else settings.public_url
-    )
 
 
 async def _stop_front_doors(gateway: app.Gateway, service: app.Service) -> None:

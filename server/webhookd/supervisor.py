@@ -129,7 +129,7 @@ class Supervisor:
             "WEBHOOKD_GRPC_ADDR": self.grpc_addr,
             "WEBHOOKD_HTTP_ADDR": self.http_addr,
             # Made again from the HTTP address held: a port 0 in the setting is a drawn port now.
-            "WEBHOOKD_PUBLIC_URL": config.public_url(self._base_environment, self.http_addr),
+            "WEBHOOKD_PUBLIC_URL": config.on_http_addr(self._settings, self.http_addr).public_url,
             # The servers report every process's metrics; workers serve none of their own.
             "WEBHOOKD_METRICS_ADDR": "",
             MULTIPROCESS_DIRECTORY_VARIABLE: self._metrics_directory.name,
