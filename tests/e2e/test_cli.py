@@ -45,6 +45,17 @@ def dev_environment(data_dir: str, **settings: str) -> dict[str, str]:
     return env
 
 
+def serve_environment(backends, database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of `webhookd serve` or `server` on the session's OpenBao and `database_url`,
+    with `settings` on top."""
+    return os.environ | {
+        "WEBHOOKD_DATABASE_URL": database_url,
+        "VAULT_ADDR": backends.vault_addr,
+        "VAULT_TOKEN": backends.vault_token,
+        **settings,
+    }
+
+
 async def start_dev_as_a_job(env: dict[str, str], *, stderr: int) -> asyncio.subprocess.Process:
     """`webhookd dev` in a process group of its own, as a shell's job is: a signal sent to the group
     reaches every process in it."""
@@ -210,14 +221,13 @@ async def test_serve_refuses_one_port_for_grpc_and_http_in_one_line(backends, ow
     # Both would bind (the servers share their ports through SO_REUSEPORT), and each protocol's
     # connections would be spread over both protocols' servers.
     port = free_port()
-    env = os.environ | {
-        "WEBHOOKD_DATABASE_URL": own_database,
-        "VAULT_ADDR": backends.vault_addr,
-        "VAULT_TOKEN": backends.vault_token,
-        "WEBHOOKD_JWT_SECRET": "x" * 40,
-        "WEBHOOKD_GRPC_ADDR": f"{grpc_host}:{port}",
-        "WEBHOOKD_HTTP_ADDR": f"127.0.0.1:{port}",
-    }
+    env = serve_environment(
+        backends,
+        own_database,
+        WEBHOOKD_JWT_SECRET="x" * 40,
+        WEBHOOKD_GRPC_ADDR=f"{grpc_host}:{port}",
+        WEBHOOKD_HTTP_ADDR=f"127.0.0.1:{port}",
+    )
     code, out, err = await run(WEBHOOKD, "serve", env=env, within=90)
 
     lines = [line for line in err.splitlines() if line.startswith("webhookd:")]
@@ -233,14 +243,13 @@ async def test_serve_refuses_one_port_for_grpc_and_http_in_one_line(backends, ow
 async def test_a_server_alone_on_http_port_0_makes_callback_urls_with_the_port_it_drew(
     backends, own_database, public_url
 ) -> None:
-    env = os.environ | {
-        "WEBHOOKD_DATABASE_URL": own_database,
-        "VAULT_ADDR": backends.vault_addr,
-        "VAULT_TOKEN": backends.vault_token,
-        "WEBHOOKD_JWT_SECRET": JWT_SECRET,
-        "WEBHOOKD_GRPC_ADDR": "127.0.0.1:0",
-        "WEBHOOKD_HTTP_ADDR": "127.0.0.1:0",
-    }
+    env = serve_environment(
+        backends,
+        own_database,
+        WEBHOOKD_JWT_SECRET=JWT_SECRET,
+        WEBHOOKD_GRPC_ADDR="127.0.0.1:0",
+        WEBHOOKD_HTTP_ADDR="127.0.0.1:0",
+    )
     env.pop("WEBHOOKD_PUBLIC_URL", None)
     if public_url is not None:
         env["WEBHOOKD_PUBLIC_URL"] = public_url
