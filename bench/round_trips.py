@@ -1,12 +1,14 @@
 """What a hand-off to an idle process costs on this machine: a `SELECT 1` round trip to the embedded
-PostgreSQL after 5 ms and 50 ms idle, against the same round trip back to back.
+PostgreSQL after 5 ms and 50 ms idle, against the same round trip back to back; and what an idle gap
+costs a gRPC server in CPU: the bare grpc.aio echo's CPU per call after those gaps, against back to back.
 
 Not a target of its own. Publish to first attempt crosses about ten such hand-offs between processes
 (the caller, the server, PostgreSQL, the worker's listener and claim, the receiver; README,
-Performance), so at idle this cost, not the work at each hop, sets most of it.
+Performance), so at idle this cost, not the work at each hop, sets most of it. And a load the service
+keeps up with spaces its calls out, so each costs its server more than under a saturating load.
 
-Run: `.venv/bin/python bench/round_trips.py`. The load generator (bench/load/round_trips.py) is a
-process of its own, on one connection, one round trip at a time.
+Run: `.venv/bin/python bench/round_trips.py`. The load generators (bench/load/round_trips.py,
+bench/load/paced_calls.py) and the echo server are processes of their own, one call at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
 from harness.backends import backends
 from harness.report import Row, main, value_row
-from harness.run import Run
+from harness.run import READY, SERVER_START_LIMIT, Run
 from webhookd.store.conninfo import conninfo
 
 COUNT = 200
@@ -23,12 +25,15 @@ LIMIT = 120.0
 
 
 def measure(run: Run) -> list[Row]:
+    return [*_round_trips(run), *_echo_calls(run)]
+
+
+def _round_trips(run: Run) -> list[Row]:
     database = conninfo(backends(run).new_database("round-trips"))
-    gaps = ",".join(str(gap) for gap in (0.0, *GAPS))
     result = run.load(
         "round-trips",
         "load.round_trips",
-        ["--database", database, "--count", str(COUNT), "--gaps", gaps],
+        ["--database", database, "--count", str(COUNT), "--gaps", _gaps()],
         timeout=LIMIT,
     )
     back_to_back = result["0.0"]
@@ -42,6 +47,35 @@ def measure(run: Run) -> list[Row]:
         )
         for gap in GAPS
     ]
+
+
+def _echo_calls(run: Run) -> list[Row]:
+    echo = run.python("echo", "servers.echo", [])
+    target = echo.wait_for_line(READY, SERVER_START_LIMIT).group(1)
+    result = run.load(
+        "paced-calls",
+        "load.paced_calls",
+        ["--target", target, "--server-pid", str(echo.pid), "--count", str(COUNT), "--gaps", _gaps()],
+        timeout=LIMIT,
+    )
+    back_to_back = result["0.0"]
+    return [
+        value_row(
+            f"bare grpc.aio echo's CPU per call after {gap * 1000:g} ms idle, vs back to back",
+            result[str(gap)]["cpu_us"],
+            back_to_back["cpu_us"],
+            "µs",
+            notes=[
+                f"{result[str(gap)]['calls']:,} and {back_to_back['calls']:,} calls, one at a time; p50 call"
+                f" {result[str(gap)]['p50']:.3f} ms vs {back_to_back['p50']:.3f} ms"
+            ],
+        )
+        for gap in GAPS
+    ]
+
+
+def _gaps() -> str:
+    return ",".join(str(gap) for gap in (0.0, *GAPS))
 
 
 if __name__ == "__main__":
