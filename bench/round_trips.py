@@ -13,11 +13,15 @@ bench/load/paced_calls.py) and the echo server are processes of their own, one c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import harness  # noqa: F401 - first: it sets gRPC's environment before grpc loads
 from harness.backends import backends
 from harness.report import Row, main, value_row
-from harness.run import READY, SERVER_START_LIMIT, Run
+from harness.run import Run
 from webhookd.store.conninfo import conninfo
+
+Gap = dict[str, float]  # one gap's figures, as the load generator printed them
 
 COUNT = 200
 GAPS = (0.005, 0.05)
@@ -36,46 +40,55 @@ def _round_trips(run: Run) -> list[Row]:
         ["--database", database, "--count", str(COUNT), "--gaps", _gaps()],
         timeout=LIMIT,
     )
-    back_to_back = result["0.0"]
-    return [
-        value_row(
-            f"SELECT 1 round trip after {gap * 1000:g} ms idle, vs back to back",
-            result[str(gap)]["p50"],
-            back_to_back["p50"],
-            "ms",
-            notes=[f"{COUNT} round trips each; p90 {result[str(gap)]['p90']:.3f} ms vs {back_to_back['p90']:.3f} ms"],
-        )
-        for gap in GAPS
-    ]
+    return _against_back_to_back(
+        result,
+        "SELECT 1 round trip after {} ms idle, vs back to back",
+        "p50",
+        "ms",
+        lambda gap, back: f"{COUNT} round trips each; p90 {gap['p90']:.3f} ms vs {back['p90']:.3f} ms",
+    )
 
 
 def _echo_calls(run: Run) -> list[Row]:
-    echo = run.python("echo", "servers.echo", [])
-    target = echo.wait_for_line(READY, SERVER_START_LIMIT).group(1)
+    target, echo = run.server_process("echo", "servers.echo")
     result = run.load(
         "paced-calls",
         "load.paced_calls",
         ["--target", target, "--server-pid", str(echo.pid), "--count", str(COUNT), "--gaps", _gaps()],
         timeout=LIMIT,
     )
-    back_to_back = result["0.0"]
-    return [
-        value_row(
-            f"bare grpc.aio echo's CPU per call after {gap * 1000:g} ms idle, vs back to back",
-            result[str(gap)]["cpu_us"],
-            back_to_back["cpu_us"],
-            "µs",
-            notes=[
-                f"{result[str(gap)]['calls']:,} and {back_to_back['calls']:,} calls, one at a time; p50 call"
-                f" {result[str(gap)]['p50']:.3f} ms vs {back_to_back['p50']:.3f} ms"
-            ],
-        )
-        for gap in GAPS
-    ]
+    return _against_back_to_back(
+        result,
+        "bare grpc.aio echo's CPU per call after {} ms idle, vs back to back",
+        "cpu_us",
+        "µs",
+        lambda gap, back: (
+            f"{gap['calls']:,} and {back['calls']:,} calls, one at a time;"
+            f" p50 call {gap['p50']:.3f} ms vs {back['p50']:.3f} ms"
+        ),
+    )
 
 
 def _gaps() -> str:
     return ",".join(str(gap) for gap in (0.0, *GAPS))
+
+
+def _against_back_to_back(
+    result: dict[str, Gap], benchmark: str, key: str, unit: str, note: Callable[[Gap, Gap], str]
+) -> list[Row]:
+    """A row per idle gap: the load generator's `key` figure after it (`benchmark` names the gap in
+    ms), against the same figure back to back."""
+    back_to_back = result["0.0"]
+    return [
+        value_row(
+            benchmark.format(f"{gap * 1000:g}"),
+            result[str(gap)][key],
+            back_to_back[key],
+            unit,
+            notes=[note(result[str(gap)], back_to_back)],
+        )
+        for gap in GAPS
+    ]
 
 
 if __name__ == "__main__":

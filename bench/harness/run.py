@@ -104,8 +104,12 @@ class Run:
 
     def server(self, name: str, module: str, args: Sequence[str] = ()) -> str:
         """Starts a baseline server (bench/servers/) and returns its host:port once it listens."""
+        return self.server_process(name, module, args)[0]
+
+    def server_process(self, name: str, module: str, args: Sequence[str] = ()) -> tuple[str, Child]:
+        """`server`'s host:port and its process, for a benchmark that reads the server's CPU."""
         child = self.python(name, module, args)
-        return child.wait_for_line(READY, SERVER_START_LIMIT).group(1)
+        return child.wait_for_line(READY, SERVER_START_LIMIT).group(1), child
 
     def load(self, name: str, module: str, args: Sequence[str], *, timeout: float) -> dict[str, Any]:
         """Runs a load generator (bench/load/) to its end and returns the JSON object it printed."""
